@@ -1,0 +1,91 @@
+"""A minimal SMTP client on a raw TCP socket (RFC 5321), the assignment's solution.
+
+It sends one message to the server at ``mailserver:port`` with the dialogue
+HELO, MAIL FROM, RCPT TO, DATA, the message, ".", QUIT, reading each reply
+whole (replies may span several reads and several lines). It prints nothing:
+a wrong reply, a silent server or one that is down raises ``SMTPClientError``
+naming the command and the server's answer, and the socket is always closed.
+
+Standard library only and self-contained: this file is the teaching version
+of the protocol that the ``smtpmail`` package implements in full.
+"""
+
+from socket import AF_INET, SOCK_STREAM, socket
+
+TIMEOUT = 10.0  # seconds to wait for each reply
+MAX_REPLY = 64 * 1024  # a server that never stops talking is cut off here
+SENDER = "alice@example.org"
+RECIPIENT = "bob@example.org"
+
+
+class SMTPClientError(Exception):
+    """The server was unreachable or gave an unexpected reply."""
+
+
+def read_reply(sock: socket) -> tuple[int, str]:
+    """Read one whole reply; return (code, text). Multi-line replies use "250-"."""
+    data = b""
+    while True:
+        # A reply is complete when its last line ("ddd text" or "ddd") ends in CRLF.
+        lines = data.split(b"\r\n")
+        for line in lines[:-1]:
+            if len(line) < 3 or not line[:3].isdigit():
+                raise SMTPClientError(f"malformed reply line {line[:80]!r}")
+            if len(line) == 3 or line[3:4] == b" ":
+                return int(line[:3]), data.decode("utf-8", "replace").strip()
+        if len(data) > MAX_REPLY:
+            raise SMTPClientError("reply too long")
+        chunk = sock.recv(1024)
+        if not chunk:
+            raise SMTPClientError("the server closed the connection")
+        data += chunk
+
+
+def command(sock: socket, line: str | None, expected: int) -> str:
+    """Send one command line (or the message data) and check the reply code."""
+    if line is not None:
+        sock.sendall(line.encode("utf-8"))
+    code, text = read_reply(sock)
+    if code != expected:
+        what = line.strip().splitlines()[0] if line else "greeting"
+        raise SMTPClientError(f"{what}: expected {expected}, got {text}")
+    return text
+
+
+def smtp_client(port: int = 1025, mailserver: str = "127.0.0.1") -> None:
+    msg = (
+        f"From: Alice <{SENDER}>\r\n"
+        f"To: Bob <{RECIPIENT}>\r\n"
+        "Subject: Hello from a raw-socket SMTP client\r\n"
+        "\r\n"
+        " My message"
+    )
+    endmsg = "\r\n.\r\n"
+
+    # Create a socket called clientSocket and connect to the mail server.
+    clientSocket = socket(AF_INET, SOCK_STREAM)
+    clientSocket.settimeout(TIMEOUT)
+    try:
+        try:
+            clientSocket.connect((mailserver, port))
+        except OSError as exc:
+            raise SMTPClientError(f"cannot connect to {mailserver} port {port}: {exc}") from exc
+        try:
+            command(clientSocket, None, 220)  # the greeting
+            command(clientSocket, "HELO Alice\r\n", 250)
+            command(clientSocket, f"MAIL FROM:<{SENDER}>\r\n", 250)
+            command(clientSocket, f"RCPT TO:<{RECIPIENT}>\r\n", 250)
+            command(clientSocket, "DATA\r\n", 354)
+            # Lines starting with "." are doubled (RFC 5321 §4.5.2);
+            # the message ends with a line holding a single period.
+            body = msg.replace("\r\n.", "\r\n..")
+            command(clientSocket, body + endmsg, 250)
+            command(clientSocket, "QUIT\r\n", 221)
+        except OSError as exc:  # a timeout or a broken connection
+            raise SMTPClientError(f"connection to {mailserver} failed: {exc}") from exc
+    finally:
+        clientSocket.close()
+
+
+if __name__ == "__main__":
+    smtp_client(1025, "127.0.0.1")

@@ -1,0 +1,206 @@
+"""smtpmail: a fast, safe SMTP client written directly on sockets.
+
+::
+
+    import smtpmail
+
+    with smtpmail.Client("mail.example.org", 587) as client:
+        client.send(message, sender="me@example.org", recipients=["you@example.net"])
+
+Public names are imported lazily, so ``import smtpmail`` (and the CLI) start fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+#: public name -> the module that defines it
+_PUBLIC: dict[str, str] = {
+    "AsyncClient": "smtpmail.transport.aio",
+    "Client": "smtpmail.transport.sync",
+    "Timeouts": "smtpmail.transport._base",
+    "send": "smtpmail.api",
+    "send_async": "smtpmail.api",
+    "Envelope": "smtpmail.protocol.envelope",
+    "RecipientResult": "smtpmail.protocol.envelope",
+    "SendResult": "smtpmail.protocol.envelope",
+    "Reply": "smtpmail.protocol.reply",
+    "Options": "smtpmail.protocol.session",
+    "Extensions": "smtpmail.protocol.extensions",
+    "AuthError": "smtpmail.errors",
+    "AuthenticationError": "smtpmail.errors",
+    "ConnectError": "smtpmail.errors",
+    "ConnectionLost": "smtpmail.errors",
+    "DataRefused": "smtpmail.errors",
+    "ExtensionNotSupported": "smtpmail.errors",
+    "GreetingRefused": "smtpmail.errors",
+    "InputError": "smtpmail.errors",
+    "InvalidAddress": "smtpmail.errors",
+    "InvalidArgument": "smtpmail.errors",
+    "LocalProtocolError": "smtpmail.errors",
+    "MessageTooLarge": "smtpmail.errors",
+    "ProtocolError": "smtpmail.errors",
+    "RecipientsRefused": "smtpmail.errors",
+    "RemoteProtocolError": "smtpmail.errors",
+    "ReplyError": "smtpmail.errors",
+    "ReplyTimeout": "smtpmail.errors",
+    "SMTPError": "smtpmail.errors",
+    "SenderRefused": "smtpmail.errors",
+    "ServiceClosing": "smtpmail.errors",
+    "TLSError": "smtpmail.errors",
+    "TransportError": "smtpmail.errors",
+}
+
+__all__ = [
+    "AsyncClient",
+    "AuthError",
+    "AuthenticationError",
+    "Client",
+    "ConnectError",
+    "ConnectionLost",
+    "DataRefused",
+    "Envelope",
+    "ExtensionNotSupported",
+    "Extensions",
+    "GreetingRefused",
+    "InputError",
+    "InvalidAddress",
+    "InvalidArgument",
+    "LocalProtocolError",
+    "MessageTooLarge",
+    "Options",
+    "ProtocolError",
+    "RecipientResult",
+    "RecipientsRefused",
+    "RemoteProtocolError",
+    "Reply",
+    "ReplyError",
+    "ReplyTimeout",
+    "SMTPError",
+    "SendResult",
+    "SenderRefused",
+    "ServiceClosing",
+    "TLSError",
+    "Timeouts",
+    "TransportError",
+    "__version__",
+    "send",
+    "send_async",
+]
+
+if TYPE_CHECKING:
+    from smtpmail.api import (
+        send as send,
+    )
+    from smtpmail.api import (
+        send_async as send_async,
+    )
+    from smtpmail.errors import (
+        AuthenticationError as AuthenticationError,
+    )
+    from smtpmail.errors import (
+        AuthError as AuthError,
+    )
+    from smtpmail.errors import (
+        ConnectError as ConnectError,
+    )
+    from smtpmail.errors import (
+        ConnectionLost as ConnectionLost,
+    )
+    from smtpmail.errors import (
+        DataRefused as DataRefused,
+    )
+    from smtpmail.errors import (
+        ExtensionNotSupported as ExtensionNotSupported,
+    )
+    from smtpmail.errors import (
+        GreetingRefused as GreetingRefused,
+    )
+    from smtpmail.errors import (
+        InputError as InputError,
+    )
+    from smtpmail.errors import (
+        InvalidAddress as InvalidAddress,
+    )
+    from smtpmail.errors import (
+        InvalidArgument as InvalidArgument,
+    )
+    from smtpmail.errors import (
+        LocalProtocolError as LocalProtocolError,
+    )
+    from smtpmail.errors import (
+        MessageTooLarge as MessageTooLarge,
+    )
+    from smtpmail.errors import (
+        ProtocolError as ProtocolError,
+    )
+    from smtpmail.errors import (
+        RecipientsRefused as RecipientsRefused,
+    )
+    from smtpmail.errors import (
+        RemoteProtocolError as RemoteProtocolError,
+    )
+    from smtpmail.errors import (
+        ReplyError as ReplyError,
+    )
+    from smtpmail.errors import (
+        ReplyTimeout as ReplyTimeout,
+    )
+    from smtpmail.errors import (
+        SenderRefused as SenderRefused,
+    )
+    from smtpmail.errors import (
+        ServiceClosing as ServiceClosing,
+    )
+    from smtpmail.errors import (
+        SMTPError as SMTPError,
+    )
+    from smtpmail.errors import (
+        TLSError as TLSError,
+    )
+    from smtpmail.errors import (
+        TransportError as TransportError,
+    )
+    from smtpmail.protocol.envelope import (
+        Envelope as Envelope,
+    )
+    from smtpmail.protocol.envelope import (
+        RecipientResult as RecipientResult,
+    )
+    from smtpmail.protocol.envelope import (
+        SendResult as SendResult,
+    )
+    from smtpmail.protocol.extensions import (
+        Extensions as Extensions,
+    )
+    from smtpmail.protocol.reply import (
+        Reply as Reply,
+    )
+    from smtpmail.protocol.session import (
+        Options as Options,
+    )
+    from smtpmail.transport._base import (
+        Timeouts as Timeouts,
+    )
+    from smtpmail.transport.aio import (
+        AsyncClient as AsyncClient,
+    )
+    from smtpmail.transport.sync import (
+        Client as Client,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'smtpmail' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return list(__all__)

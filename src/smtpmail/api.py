@@ -1,0 +1,49 @@
+"""One-shot sending: connect, send one message, QUIT."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from smtpmail.message.content import MessageInput, resolve_envelope
+from smtpmail.protocol.envelope import Envelope, SendResult
+from smtpmail.transport.aio import AsyncClient
+from smtpmail.transport.sync import Client
+
+__all__ = ["send", "send_async"]
+
+
+def send(
+    message: MessageInput,
+    sender: str | None = None,
+    recipients: Iterable[str] | str | None = None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 25,
+    envelope: Envelope | None = None,
+    **client_options: Any,
+) -> SendResult:
+    """Send one message through ``host:port`` and return what became of each recipient.
+
+    ``client_options`` are :class:`~smtpmail.Client`'s keyword arguments.
+    """
+    # Validate before connecting: bad input costs no connection.
+    envelope = resolve_envelope(message, sender, recipients, envelope)
+    with Client(host, port, **client_options) as client:
+        return client.send(message, envelope=envelope)
+
+
+async def send_async(
+    message: MessageInput,
+    sender: str | None = None,
+    recipients: Iterable[str] | str | None = None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 25,
+    envelope: Envelope | None = None,
+    **client_options: Any,
+) -> SendResult:
+    """The asyncio twin of :func:`send`."""
+    envelope = resolve_envelope(message, sender, recipients, envelope)
+    async with AsyncClient(host, port, **client_options) as client:
+        return await client.send(message, envelope=envelope)

@@ -1,0 +1,67 @@
+"""The ``smtpmail`` command line: thin over the public API.
+
+Each subcommand lives in its own module, imported only when it runs, so
+``smtpmail --help`` and a one-message send start fast. A module provides
+``HELP`` (one line), ``add_arguments(parser)`` and ``run(args, env) -> int``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from collections.abc import Sequence
+
+from smtpmail.cli.environment import Environment
+from smtpmail.cli.exits import EX_OK, EX_USAGE, exit_status
+
+__all__ = ["COMMANDS", "Environment", "main"]
+
+#: subcommand -> (module, one-line help). Modules are imported lazily.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("smtpmail.cli.demo", "send a message to an embedded local server and show it all"),
+    "sink": ("smtpmail.cli.sink", "run a local capture server that shows what it receives"),
+}
+
+
+def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+    from smtpmail import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="smtpmail",
+        description="Send email over SMTP, see the dialogue, capture mail locally.",
+    )
+    parser.add_argument("--version", action="version", version=f"smtpmail {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # Only the chosen subcommand's module is imported (a fast start); --help lists all.
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == chosen:
+            mod = importlib.import_module(module)
+            mod.add_arguments(p)
+            p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> int:
+    """Run the CLI; returns the exit status (sysexits.h values, see ``exits``)."""
+    env = env or Environment()
+    args_list = list(env.argv[1:] if argv is None else argv)
+    parser = build_parser(args_list)
+    try:
+        args = parser.parse_args(args_list)
+    except SystemExit as exc:  # argparse exits on --help and on usage errors
+        return EX_USAGE if exc.code not in (0, None) else EX_OK
+    run = getattr(args, "_run", None)
+    if run is None:
+        parser.print_help(env.stdout)
+        return EX_USAGE
+    try:
+        return int(run(args, env))
+    except KeyboardInterrupt:
+        env.stderr.write("interrupted\n")
+        return 130
+    except Exception as exc:  # one place maps errors to exit statuses
+        status, text = exit_status(exc)
+        env.stderr.write(f"smtpmail: {text}\n")
+        return status

@@ -1,0 +1,50 @@
+"""Exit statuses (sysexits.h, as sendmail and msmtp use them) and the one place
+that maps an exception to a status and a message."""
+
+from __future__ import annotations
+
+EX_OK = 0
+EX_USAGE = 64  # the command was used wrongly
+EX_DATAERR = 65  # the input data was bad (an address, a header, the message)
+EX_NOINPUT = 66  # an input file could not be read
+EX_NOUSER = 67  # a recipient was refused permanently
+EX_NOHOST = 68  # the host name is unknown
+EX_UNAVAILABLE = 69  # the service refused (5xx), or a needed extension is missing
+EX_SOFTWARE = 70  # an internal error
+EX_PROTOCOL = 76  # the server broke the protocol
+EX_TEMPFAIL = 75  # a temporary failure: try again later
+EX_NOPERM = 77  # authentication refused
+EX_CONFIG = 78  # the configuration is wrong
+#: Some recipients were accepted and some refused (not in sysexits.h).
+EX_PARTIAL = 79
+
+
+def exit_status(exc: BaseException) -> tuple[int, str]:
+    """The exit status and the one-line message for ``exc``."""
+    import socket
+
+    from smtpmail import errors
+
+    if isinstance(exc, errors.InputError):
+        if isinstance(exc, errors.ExtensionNotSupported):
+            return EX_UNAVAILABLE, str(exc)
+        return EX_DATAERR, str(exc)
+    if isinstance(exc, errors.AuthenticationError):
+        return (EX_TEMPFAIL if exc.is_transient else EX_NOPERM), str(exc)
+    if isinstance(exc, errors.AuthError):
+        return EX_NOPERM, str(exc)
+    if isinstance(exc, errors.RecipientsRefused):
+        return (EX_TEMPFAIL if exc.is_transient else EX_NOUSER), str(exc)
+    if isinstance(exc, errors.ConnectError) and isinstance(exc.__cause__, socket.gaierror):
+        return EX_NOHOST, str(exc)
+    if isinstance(exc, errors.RemoteProtocolError):
+        return EX_PROTOCOL, str(exc)
+    if isinstance(exc, errors.TLSError):
+        return EX_UNAVAILABLE, str(exc)
+    if isinstance(exc, errors.SMTPError):
+        return (EX_TEMPFAIL if exc.is_transient else EX_UNAVAILABLE), str(exc)
+    if isinstance(exc, FileNotFoundError | IsADirectoryError | PermissionError):
+        return EX_NOINPUT, str(exc)
+    if isinstance(exc, OSError):
+        return EX_TEMPFAIL, str(exc)
+    return EX_SOFTWARE, f"internal error: {type(exc).__name__}: {exc}"

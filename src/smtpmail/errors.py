@@ -1,0 +1,221 @@
+"""The whole exception tree of smtpmail.
+
+Every error answers ``is_transient`` (trying again later may succeed) and
+``is_permanent`` (it will not), so callers never parse reply codes::
+
+    SMTPError
+    ├── InputError (also ValueError)          bad input, raised before any byte is sent
+    │   ├── InvalidAddress                    a reverse-path or forward-path that does not parse
+    │   ├── InvalidArgument                   CR, LF, NUL, other controls or an over-long value
+    │   ├── MessageTooLarge                   over the size the server declared (SIZE)
+    │   └── ExtensionNotSupported             SMTPUTF8, 8BITMIME... needed but not offered
+    ├── ProtocolError
+    │   ├── LocalProtocolError                smtpmail was asked to misuse the protocol
+    │   └── RemoteProtocolError               the server broke the protocol (malformed reply...)
+    ├── TransportError                        transient: the connection failed
+    │   ├── ConnectError                      could not connect to any address
+    │   ├── ReplyTimeout                      a reply did not arrive before its deadline
+    │   └── ConnectionLost                    the server closed the connection
+    ├── TLSError                              a TLS handshake, certificate or policy failure
+    ├── ReplyError                            the server answered with an error reply
+    │   ├── GreetingRefused                   a 4xx/5xx greeting, or EHLO and HELO refused
+    │   ├── ServiceClosing                    421: the server is closing the connection
+    │   ├── SenderRefused                     MAIL FROM refused
+    │   ├── RecipientsRefused                 every RCPT TO refused (nothing was sent)
+    │   ├── DataRefused                       DATA/BDAT or the end of data refused
+    │   └── AuthenticationError               AUTH refused (535, 534, 538, 454...)
+    └── AuthError                             AUTH could not be attempted (no mechanism,
+                                              no encryption, a looping server)
+
+A reply-carrying error keeps the :class:`~smtpmail.protocol.reply.Reply` in
+``.reply``; its class (4xx or 5xx) decides whether it is transient.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from smtpmail.protocol.reply import Reply
+
+__all__ = [
+    "AuthError",
+    "AuthenticationError",
+    "ConnectError",
+    "ConnectionLost",
+    "DataRefused",
+    "ExtensionNotSupported",
+    "GreetingRefused",
+    "InputError",
+    "InvalidAddress",
+    "InvalidArgument",
+    "LocalProtocolError",
+    "MessageTooLarge",
+    "ProtocolError",
+    "RecipientsRefused",
+    "RemoteProtocolError",
+    "ReplyError",
+    "ReplyTimeout",
+    "SMTPError",
+    "SenderRefused",
+    "ServiceClosing",
+    "TLSError",
+    "TransportError",
+]
+
+
+class SMTPError(Exception):
+    """Base of every error smtpmail raises.
+
+    ``results``: when the error interrupts ``send_many``, the results of the
+    messages before it (each with its own outcome).
+    """
+
+    results: list[Any] = []  # noqa: RUF012 - replaced per instance, never mutated
+
+    @property
+    def is_transient(self) -> bool:
+        """True when the same attempt may succeed later (a 4xx, a dropped connection)."""
+        return False
+
+    @property
+    def is_permanent(self) -> bool:
+        """True when retrying the same thing will fail the same way."""
+        return not self.is_transient
+
+
+class InputError(SMTPError, ValueError):
+    """The caller's input cannot be sent; nothing went on the wire."""
+
+
+class InvalidAddress(InputError):
+    """An address that does not parse or breaks the ``<...>`` path syntax."""
+
+
+class InvalidArgument(InputError):
+    """A command argument with control characters, or longer than RFC 5321 allows."""
+
+
+class MessageTooLarge(InputError):
+    """The message is larger than the SIZE the server declared."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"message of {size} octets exceeds the server's SIZE limit of {limit}")
+        self.size = size
+        self.limit = limit
+
+
+class ExtensionNotSupported(InputError):
+    """The message needs an extension (SMTPUTF8, 8BITMIME...) that the server does not offer."""
+
+
+class ProtocolError(SMTPError):
+    """The SMTP protocol was broken, by us or by the peer."""
+
+
+class LocalProtocolError(ProtocolError):
+    """smtpmail was asked to do something the protocol does not allow in this state."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The server sent something that is not a valid SMTP reply."""
+
+    @property
+    def is_transient(self) -> bool:
+        # A broken server may be fixed or replaced; the message itself is fine.
+        return True
+
+
+class TransportError(SMTPError):
+    """The connection could not be made or was lost.
+
+    ``possibly_delivered`` is True when it happened while waiting for the reply
+    to the end of the message data: the server may have taken the message.
+    """
+
+    possibly_delivered: bool = False
+
+    @property
+    def is_transient(self) -> bool:
+        return True
+
+
+class ConnectError(TransportError):
+    """No connection could be made to the server."""
+
+
+class ReplyTimeout(TransportError):
+    """A reply did not arrive (whole) before its deadline."""
+
+
+class ConnectionLost(TransportError):
+    """The server closed the connection, or it broke."""
+
+
+class TLSError(SMTPError):
+    """TLS could not be established as the policy demands (handshake, certificate, STARTTLS)."""
+
+
+class AuthError(SMTPError):
+    """Authentication could not be attempted safely (no shared mechanism, no encryption...)."""
+
+
+class ReplyError(SMTPError):
+    """The server answered a command with an error reply."""
+
+    def __init__(self, command: str, reply: Reply, message: str | None = None) -> None:
+        self.command = command
+        self.reply = reply
+        text = message or f"{command} refused"
+        super().__init__(f"{text}: {reply.code} {reply.text_oneline()}")
+
+    @property
+    def code(self) -> int:
+        return self.reply.code
+
+    @property
+    def is_transient(self) -> bool:
+        return self.reply.is_transient
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.command, self.reply))
+
+
+class GreetingRefused(ReplyError):
+    """The greeting was not 220, or both EHLO and HELO were refused."""
+
+
+class ServiceClosing(ReplyError):
+    """The server answered 421 and closes the connection."""
+
+
+class SenderRefused(ReplyError):
+    """MAIL FROM was refused."""
+
+
+class RecipientsRefused(ReplyError):
+    """Every recipient was refused; no message data was sent.
+
+    ``refused`` maps each forward-path to the reply that refused it.
+    """
+
+    def __init__(self, command: str, reply: Reply, refused: dict[str, Reply] | None = None) -> None:
+        super().__init__(command, reply, "all recipients refused")
+        self.refused = dict(refused or {})
+
+    @property
+    def is_transient(self) -> bool:
+        # Transient when any recipient may succeed later.
+        replies = self.refused.values() or [self.reply]
+        return any(r.is_transient for r in replies)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.command, self.reply, self.refused))
+
+
+class DataRefused(ReplyError):
+    """DATA, BDAT or the end of the message data was refused."""
+
+
+class AuthenticationError(ReplyError):
+    """The server refused the credentials or the AUTH exchange."""

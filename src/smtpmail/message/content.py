@@ -1,0 +1,138 @@
+"""Turn a message as the caller has it into :class:`~smtpmail.protocol.Content`.
+
+Accepted: ``bytes``, ``str`` (UTF-8), an :class:`email.message.Message`, a
+binary file object (streamed in blocks, never read whole) or any iterable of
+``bytes`` chunks. Bytes are sent as they are (line endings normalised by the
+core), never re-encoded.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterable, Iterator
+from email.message import Message
+from email.utils import getaddresses
+from typing import IO
+
+from smtpmail.errors import InvalidAddress
+from smtpmail.protocol.envelope import Envelope
+from smtpmail.protocol.session import Content
+
+__all__ = [
+    "BLOCK_SIZE",
+    "MessageInput",
+    "as_content",
+    "envelope_from_headers",
+    "resolve_envelope",
+]
+
+BLOCK_SIZE = 256 * 1024
+
+MessageInput = bytes | bytearray | memoryview | str | Message | IO[bytes] | Iterable[bytes]
+
+
+def _header_block(data: bytes) -> bytes:
+    end = data.find(b"\n\n")
+    end2 = data.find(b"\r\n\r\n")
+    cut = min(x for x in (end, end2, len(data)) if x >= 0)
+    return data[:cut]
+
+
+def _bytes_content(data: bytes) -> Content:
+    ascii_only = data.isascii()
+    chunks: Iterable[bytes]
+    if len(data) <= BLOCK_SIZE * 4:
+        chunks = (data,)
+    else:
+        chunks = (data[i : i + BLOCK_SIZE * 4] for i in range(0, len(data), BLOCK_SIZE * 4))
+    return Content(
+        chunks,
+        size=len(data),
+        eight_bit=not ascii_only,
+        smtputf8=not ascii_only and not _header_block(data).isascii(),
+    )
+
+
+def _file_chunks(f: IO[bytes]) -> Iterator[bytes]:
+    read = f.read
+    while block := read(BLOCK_SIZE):
+        yield block
+
+
+def _file_size(f: IO[bytes]) -> int | None:
+    try:
+        size = os.fstat(f.fileno()).st_size
+        return max(size - f.tell(), 0)
+    except (OSError, AttributeError, io.UnsupportedOperation):
+        return None
+
+
+def as_content(message: MessageInput) -> Content:
+    """Wrap ``message`` for streaming; its size is declared when cheaply known."""
+    if isinstance(message, bytes | bytearray | memoryview):
+        return _bytes_content(bytes(message))
+    if isinstance(message, str):
+        return _bytes_content(message.encode("utf-8"))
+    if isinstance(message, Message):
+        from email import policy
+        from email.generator import BytesGenerator
+
+        buf = io.BytesIO()
+        pol = policy.SMTPUTF8 if _needs_utf8(message) else policy.SMTP
+        BytesGenerator(buf, policy=pol).flatten(message)  # type: ignore[arg-type]
+        return _bytes_content(buf.getvalue())
+    if hasattr(message, "read"):
+        f: IO[bytes] = message  # type: ignore[assignment]
+        if isinstance(f, io.TextIOBase):
+            raise TypeError("open the message file in binary mode ('rb')")
+        return Content(_file_chunks(f), size=_file_size(f))
+    if isinstance(message, Iterable):
+        return Content(iter(message))
+    raise TypeError(f"cannot send a message of type {type(message).__name__}")
+
+
+def _needs_utf8(message: Message) -> bool:
+    return any(
+        not str(v).isascii() for k in ("From", "To", "Cc", "Sender") for v in message.get_all(k, [])
+    )
+
+
+def resolve_envelope(
+    message: MessageInput,
+    sender: str | None,
+    recipients: Iterable[str] | str | None,
+    envelope: Envelope | None = None,
+) -> Envelope:
+    """The envelope to use: given outright, from arguments, or from the message's headers."""
+    if envelope is not None:
+        return envelope
+    if recipients is not None and sender is not None:
+        return Envelope(sender, recipients)
+    if not isinstance(message, Message):
+        raise InvalidAddress(
+            "give sender and recipients (or an envelope), or an email.message.Message "
+            "whose headers name them"
+        )
+    found = envelope_from_headers(message, sender)
+    return found if recipients is None else Envelope(found.sender, recipients)
+
+
+def envelope_from_headers(message: Message, sender: str | None = None) -> Envelope:
+    """An envelope from the headers: Resent-* when present, else From/Sender, To, Cc, Bcc."""
+    resent = message.get_all("Resent-To") or message.get_all("Resent-Cc")
+    prefix = "Resent-" if resent else ""
+    if sender is None:
+        senders = getaddresses(
+            message.get_all(prefix + "Sender", []) or message.get_all(prefix + "From", [])
+        )
+        if not senders or not senders[0][1]:
+            raise InvalidAddress("no sender given and none found in the headers")
+        sender = senders[0][1]
+    fields: list[str] = []
+    for name in ("To", "Cc", "Bcc"):
+        fields += [str(v) for v in message.get_all(prefix + name, [])]
+    recipients = [addr for _, addr in getaddresses(fields) if addr]
+    if not recipients:
+        raise InvalidAddress("no recipients given and none found in the headers")
+    return Envelope(sender, recipients)

@@ -1,0 +1,210 @@
+"""SMTP commands: validated arguments and their exact wire bytes (RFC 5321 §4.1).
+
+Every value that reaches the wire passes through here first. A CR, LF, NUL,
+any other C0 control, DEL or a Unicode line separator in an argument is an
+:class:`~smtpmail.errors.InvalidArgument`, raised before anything is written;
+so are values over the RFC 5321 §4.5.3.1 size limits. Addresses must be bare
+paths (``user@example.org``), not header forms (``Name <user@example.org>``).
+ENVID and ORCPT values are xtext-encoded (RFC 3461 §4).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+
+from smtpmail.errors import InvalidAddress, InvalidArgument
+
+__all__ = [
+    "MAX_COMMAND_LINE",
+    "MAX_DOMAIN",
+    "MAX_LOCAL_PART",
+    "MAX_PATH",
+    "Path",
+    "check_text",
+    "command",
+    "ehlo_name",
+    "esmtp_params",
+    "mail_from",
+    "parse_path",
+    "rcpt_to",
+    "xtext",
+]
+
+MAX_LOCAL_PART = 64  # RFC 5321 §4.5.3.1.1
+MAX_DOMAIN = 255  # §4.5.3.1.2
+MAX_PATH = 256  # §4.5.3.1.3, including the angle brackets
+MAX_COMMAND_LINE = 512  # §4.5.3.1.4, including CRLF; extensions' parameters add to it
+_PARAM_ALLOWANCE = 1024  # room RFC 1869 §4.1.2 grants each extension's parameters
+
+# C0 controls, DEL, and the Unicode line breaks some software honours.
+_FORBIDDEN = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-\u0080-\U0010ffff]"
+_DOT_STRING = re.compile(rf"{_ATEXT}+(?:\.{_ATEXT}+)*\Z")
+_QUOTED_STRING = re.compile(r'"(?:[\x20\x21\x23-\x5b\x5d-\x7e\u0080-\U0010ffff]|\\[\x20-\x7e])*"\Z')
+_LABEL = re.compile(
+    r"[A-Za-z0-9\u0080-\U0010ffff](?:[A-Za-z0-9\-\u0080-\U0010ffff]*"
+    r"[A-Za-z0-9\u0080-\U0010ffff])?\Z"
+)
+_ADDRESS_LITERAL = re.compile(
+    r"\[(?:[0-9.]+|IPv6:[0-9A-Fa-f:.]+|[A-Za-z0-9\-]*[A-Za-z0-9]:"
+    r"[\x21-\x5a\x5e-\x7e]+)\]\Z"
+)
+_KEYWORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-]*\Z")
+_VALUE = re.compile(r"[\x21-\x3c\x3e-\x7e]+\Z")
+
+
+def check_text(value: str, what: str) -> str:
+    """Refuse a value with controls or line breaks in it; return it unchanged."""
+    m = _FORBIDDEN.search(value)
+    if m is not None:
+        raise InvalidArgument(
+            f"{what} contains the control character {m.group()!r} at index {m.start()}"
+        )
+    return value
+
+
+def _check_domain(domain: str, what: str) -> None:
+    if len(domain.encode("utf-8")) > MAX_DOMAIN:
+        raise InvalidAddress(f"{what}: domain longer than {MAX_DOMAIN} octets")
+    if domain.startswith("["):
+        if not _ADDRESS_LITERAL.match(domain):
+            raise InvalidAddress(f"{what}: malformed address literal {domain!r}")
+        return
+    labels = domain.split(".")
+    if not all(_LABEL.match(label) for label in labels):
+        raise InvalidAddress(f"{what}: malformed domain {domain!r}")
+
+
+class Path:
+    """A validated reverse-path or forward-path: ``local@domain`` or the null path."""
+
+    __slots__ = ("address", "domain", "local_part", "wire")
+
+    def __init__(self, address: str, local_part: str, domain: str) -> None:
+        self.address = address
+        self.local_part = local_part
+        self.domain = domain
+        self.wire = b"<" + address.encode("utf-8") + b">"
+
+    @property
+    def needs_smtputf8(self) -> bool:
+        return not self.address.isascii()
+
+    def __repr__(self) -> str:
+        return f"Path({self.address!r})"
+
+    def __str__(self) -> str:
+        return self.address
+
+
+def parse_path(address: str, what: str = "address", *, null_ok: bool = False) -> Path:
+    """Validate a bare mailbox (``user@example.org``) and return its :class:`Path`.
+
+    An ASCII local part with an internationalised domain gets the domain
+    IDNA-encoded, so it needs no SMTPUTF8.
+    """
+    if not isinstance(address, str):
+        raise InvalidAddress(f"{what} must be a str, not {type(address).__name__}")
+    check_text(address, what)
+    if address == "":
+        if null_ok:
+            return Path("", "", "")
+        raise InvalidAddress(f"{what} is empty")
+    if address.startswith("<") and address.endswith(">") and "<" not in address[1:-1]:
+        address = address[1:-1]  # tolerate the caller writing the brackets
+    local, sep, domain = address.rpartition("@")
+    if not sep or not local or not domain:
+        raise InvalidAddress(
+            f"{what} {address!r} is not a bare address like user@example.org"
+            + (" (display names belong in headers)" if "<" in address else "")
+        )
+    if local.startswith('"'):
+        ok = _QUOTED_STRING.match(local) is not None
+    else:
+        ok = _DOT_STRING.match(local) is not None
+    if not ok:
+        raise InvalidAddress(f"{what} {address!r} has a malformed local part")
+    if len(local.encode("utf-8")) > MAX_LOCAL_PART:
+        raise InvalidAddress(f"{what}: local part longer than {MAX_LOCAL_PART} octets")
+    _check_domain(domain, what)
+    if local.isascii() and not domain.isascii():
+        try:
+            domain = domain.encode("idna").decode("ascii")
+        except UnicodeError as exc:
+            raise InvalidAddress(f"{what}: domain {domain!r} is not valid IDNA") from exc
+    full = f"{local}@{domain}"
+    if len(full.encode("utf-8")) + 2 > MAX_PATH:
+        raise InvalidAddress(f"{what}: path longer than {MAX_PATH} octets")
+    return Path(full, local, domain)
+
+
+def xtext(value: str) -> str:
+    """Encode a value as RFC 3461 xtext (``+HH`` for '+', '=' and non-printables)."""
+    out = []
+    for byte in value.encode("utf-8"):
+        if 33 <= byte <= 126 and byte not in (0x2B, 0x3D):
+            out.append(chr(byte))
+        else:
+            out.append(f"+{byte:02X}")
+    return "".join(out)
+
+
+def esmtp_params(params: Mapping[str, str | None] | Iterable[str]) -> bytes:
+    """Validate ESMTP parameters (``KEY`` or ``KEY=VALUE``) and return them with leading spaces."""
+    items: Iterable[tuple[str, str | None]]
+    if isinstance(params, Mapping):
+        items = params.items()
+    else:
+        items = (tuple(p.split("=", 1)) if "=" in p else (p, None) for p in params)  # type: ignore[misc]
+    out = bytearray()
+    for key, value in items:
+        check_text(key, "ESMTP parameter name")
+        if not _KEYWORD.match(key):
+            raise InvalidArgument(f"malformed ESMTP parameter name {key!r}")
+        out += b" " + key.upper().encode("ascii")
+        if value is not None:
+            check_text(value, f"ESMTP parameter {key}")
+            if not _VALUE.match(value):
+                raise InvalidArgument(
+                    f"ESMTP parameter {key} value {value!r} has spaces, '=' or non-ASCII"
+                )
+            out += b"=" + value.encode("ascii")
+    return bytes(out)
+
+
+def _line(verb: bytes, arg: bytes, params: bytes = b"") -> bytes:
+    line = verb + arg + params + b"\r\n"
+    if len(line) > MAX_COMMAND_LINE + (_PARAM_ALLOWANCE if params else 0):
+        raise InvalidArgument(f"{verb.decode().strip()} command line too long ({len(line)} octets)")
+    return line
+
+
+def mail_from(path: Path, params: bytes = b"") -> bytes:
+    return _line(b"MAIL FROM:", path.wire, params)
+
+
+def rcpt_to(path: Path, params: bytes = b"") -> bytes:
+    return _line(b"RCPT TO:", path.wire, params)
+
+
+def ehlo_name(name: str) -> str:
+    """Validate the name given in EHLO/HELO/LHLO: a domain or an address literal."""
+    check_text(name, "EHLO name")
+    if not name or len(name.encode("utf-8")) > MAX_DOMAIN:
+        raise InvalidArgument(f"EHLO name {name!r} is empty or too long")
+    if name.startswith("[") or name.replace(".", "").replace("-", "").isalnum():
+        try:
+            _check_domain(name, "EHLO name")
+        except InvalidAddress as exc:
+            raise InvalidArgument(str(exc)) from None
+        return name
+    raise InvalidArgument(f"EHLO name {name!r} is neither a domain nor an address literal")
+
+
+def command(verb: str, *args: str) -> bytes:
+    """A simple command (``NOOP``, ``VRFY x``, ``AUTH PLAIN ...``), arguments validated."""
+    for arg in args:
+        check_text(arg, f"{verb} argument")
+    text = " ".join((verb, *args))
+    return _line(text.encode("utf-8"), b"")

@@ -1,0 +1,157 @@
+"""The SMTP envelope and the outcome of a mail transaction (RFC 5321 §2.3.1, §3.3).
+
+The envelope is apart from the message headers: the reverse-path (where
+bounces go, empty for the null path), the forward-paths (who receives it) and
+the DSN requests (RFC 3461) that travel with them. It validates on
+construction, so a bad address is refused before any connection is made.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from smtpmail.errors import InvalidAddress, InvalidArgument
+from smtpmail.protocol.commands import Path, check_text, parse_path
+from smtpmail.protocol.reply import Reply
+
+__all__ = ["Envelope", "RecipientResult", "SendResult"]
+
+_NOTIFY = frozenset({"SUCCESS", "FAILURE", "DELAY"})
+
+
+class Envelope:
+    """A validated reverse-path, forward-paths and DSN requests.
+
+    ``notify`` is a collection of ``"SUCCESS"``, ``"FAILURE"``, ``"DELAY"``, or
+    ``["NEVER"]``; ``ret`` is ``"FULL"`` or ``"HDRS"``; ``envid`` identifies
+    the message in DSNs; ``orcpt`` records each forward-path as the original
+    recipient. DSN requests are sent only to servers that offer DSN.
+    """
+
+    __slots__ = ("envid", "notify", "orcpt", "recipient_paths", "ret", "sender_path")
+
+    def __init__(
+        self,
+        sender: str,
+        recipients: Iterable[str] | str,
+        *,
+        notify: Iterable[str] | None = None,
+        ret: str | None = None,
+        envid: str | None = None,
+        orcpt: bool = False,
+    ) -> None:
+        if isinstance(recipients, str):
+            recipients = [recipients]
+        self.sender_path: Path = parse_path(sender, "sender", null_ok=True)
+        paths: list[Path] = []
+        seen: set[str] = set()
+        for rcpt in recipients:
+            path = parse_path(rcpt, "recipient")
+            if path.address.lower() not in seen:  # one RCPT per recipient
+                seen.add(path.address.lower())
+                paths.append(path)
+        if not paths:
+            raise InvalidAddress("the envelope has no recipients")
+        self.recipient_paths: tuple[Path, ...] = tuple(paths)
+        self.notify: tuple[str, ...] | None = None
+        if notify is not None:
+            values = tuple(n.strip().upper() for n in notify)
+            if values != ("NEVER",) and not (values and set(values) <= _NOTIFY):
+                raise InvalidArgument(
+                    f"NOTIFY must be NEVER or a mix of SUCCESS, FAILURE, DELAY, not {values}"
+                )
+            self.notify = values
+        if ret is not None and ret.upper() not in ("FULL", "HDRS"):
+            raise InvalidArgument(f"RET must be FULL or HDRS, not {ret!r}")
+        self.ret = ret.upper() if ret else None
+        if envid is not None:
+            check_text(envid, "ENVID")
+            if len(envid.encode("utf-8")) > 100:  # RFC 3461 §4.4
+                raise InvalidArgument("ENVID longer than 100 octets")
+        self.envid = envid
+        self.orcpt = orcpt
+
+    @property
+    def sender(self) -> str:
+        return self.sender_path.address
+
+    @property
+    def recipients(self) -> tuple[str, ...]:
+        return tuple(p.address for p in self.recipient_paths)
+
+    @property
+    def needs_smtputf8(self) -> bool:
+        return self.sender_path.needs_smtputf8 or any(
+            p.needs_smtputf8 for p in self.recipient_paths
+        )
+
+    def __repr__(self) -> str:
+        return f"Envelope(sender={self.sender!r}, recipients={self.recipients!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, Envelope)
+            and self.sender == other.sender
+            and self.recipients == other.recipients
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientResult:
+    """What became of one forward-path.
+
+    ``reply`` is the reply that decided it: the RCPT reply when the recipient
+    was refused, else the reply to the end of the data (per recipient in LMTP).
+    """
+
+    recipient: str
+    reply: Reply
+    accepted: bool
+
+    @property
+    def is_transient(self) -> bool:
+        return not self.accepted and self.reply.is_transient
+
+    @property
+    def is_permanent(self) -> bool:
+        return not self.accepted and not self.reply.is_transient
+
+
+@dataclass(slots=True)
+class SendResult:
+    """The outcome of one mail transaction.
+
+    ``error`` is set when the transaction as a whole failed (sender refused,
+    every recipient refused, data refused); :meth:`Client.send` raises it,
+    :meth:`Client.send_many` keeps it here.
+    """
+
+    sender: str
+    recipients: dict[str, RecipientResult] = field(default_factory=dict)
+    reply: Reply | None = None
+    error: Exception | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when every recipient was accepted and the message was taken."""
+        return self.error is None and all(r.accepted for r in self.recipients.values())
+
+    @property
+    def accepted(self) -> list[str]:
+        return [a for a, r in self.recipients.items() if r.accepted]
+
+    @property
+    def refused(self) -> dict[str, Reply]:
+        return {a: r.reply for a, r in self.recipients.items() if not r.accepted}
+
+    def raise_for_error(self) -> SendResult:
+        if self.error is not None:
+            raise self.error
+        return self
+
+    def __repr__(self) -> str:
+        state = "ok" if self.ok else f"error={self.error!r}" if self.error else "partial"
+        return f"<SendResult {state} accepted={self.accepted} refused={list(self.refused)}>"

@@ -1,0 +1,162 @@
+"""SMTP replies and the incremental reply parser (RFC 5321 §4.2, RFC 2034/3463).
+
+The parser is fed bytes as they arrive and hands out whole replies. It is
+strict on purpose: a reply line must be three digits, then a space, a hyphen
+or the end of the line, and end in CRLF; NUL, a bare CR or a bare LF inside a
+line, and a continuation with another code are all
+:class:`~smtpmail.errors.RemoteProtocolError`. Hard limits on one line and on
+one whole reply bound the memory a hostile server can cost.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from smtpmail.errors import RemoteProtocolError
+
+__all__ = ["MAX_LINE_LENGTH", "MAX_REPLY_LENGTH", "Reply", "ReplyParser"]
+
+#: Longest reply line accepted, CRLF included. RFC 5321 §4.5.3.1.5 says 512;
+#: real servers exceed it (long EHLO keywords, verbose banners), so allow more.
+MAX_LINE_LENGTH = 8192
+#: Longest whole (multi-line) reply accepted.
+MAX_REPLY_LENGTH = 128 * 1024
+
+_ENHANCED = re.compile(r"([245])\.(\d{1,3})\.(\d{1,3})(?:\s|$)")
+_DIGITS = frozenset(b"0123456789")
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """One whole SMTP reply: a three-digit code and one or more lines of text."""
+
+    code: int
+    lines: tuple[str, ...] = ("",)
+
+    @property
+    def text(self) -> str:
+        """The text of every line, joined with newlines."""
+        return "\n".join(self.lines)
+
+    def text_oneline(self) -> str:
+        return " / ".join(line for line in self.lines if line) or "(no text)"
+
+    @property
+    def enhanced_status(self) -> str | None:
+        """The RFC 3463 enhanced status code (``"5.1.1"``) when the reply carries one."""
+        found = self._enhanced_tuple()
+        return None if found is None else ".".join(map(str, found))
+
+    def _enhanced_tuple(self) -> tuple[int, int, int] | None:
+        m = _ENHANCED.match(self.lines[0])
+        # The class must agree with the reply code; otherwise it is just text.
+        if m is None or int(m.group(1)) != self.code // 100:
+            return None
+        return int(m.group(1)), int(m.group(2)), int(m.group(3))
+
+    @property
+    def is_positive(self) -> bool:
+        return self.code < 400
+
+    @property
+    def is_intermediate(self) -> bool:
+        return 300 <= self.code < 400
+
+    @property
+    def is_transient(self) -> bool:
+        """4xx: the same command may succeed later."""
+        return 400 <= self.code < 500
+
+    @property
+    def is_permanent(self) -> bool:
+        """5xx: the same command will fail again."""
+        return self.code >= 500
+
+    def __str__(self) -> str:
+        return "\n".join(
+            f"{self.code}{'-' if i < len(self.lines) - 1 else ' '}{line}"
+            for i, line in enumerate(self.lines)
+        )
+
+
+class ReplyParser:
+    """Turns a byte stream from the server into :class:`Reply` objects.
+
+    ``feed()`` the bytes you read; ``maybe_next_reply()`` returns a reply once it
+    is complete, or None while more bytes are needed.
+    """
+
+    __slots__ = ("_buf", "_code", "_lines", "_reply_len", "max_line", "max_reply")
+
+    def __init__(self, max_line: int = MAX_LINE_LENGTH, max_reply: int = MAX_REPLY_LENGTH) -> None:
+        self._buf = bytearray()
+        self._code: bytes | None = None
+        self._lines: list[str] = []
+        self._reply_len = 0
+        self.max_line = max_line
+        self.max_reply = max_reply
+
+    def feed(self, data: bytes) -> None:
+        self._buf += data
+
+    @property
+    def buffered(self) -> int:
+        """Octets received and not yet part of a returned reply."""
+        return len(self._buf) + self._reply_len
+
+    def clear(self) -> bytes:
+        """Drop everything buffered (e.g. unsolicited bytes) and return it."""
+        dropped = bytes(self._buf)
+        self._buf.clear()
+        self._code = None
+        self._lines = []
+        self._reply_len = 0
+        return dropped
+
+    def maybe_next_reply(self) -> Reply | None:
+        buf = self._buf
+        while True:
+            end = buf.find(b"\n")
+            if end < 0:
+                if len(buf) >= self.max_line:
+                    raise RemoteProtocolError(f"reply line longer than {self.max_line} octets")
+                if self._reply_len + len(buf) > self.max_reply:
+                    raise RemoteProtocolError(f"reply longer than {self.max_reply} octets")
+                return None
+            if end + 1 > self.max_line:
+                raise RemoteProtocolError(f"reply line longer than {self.max_line} octets")
+            if end == 0 or buf[end - 1] != 0x0D:
+                raise RemoteProtocolError("reply line not ended by CRLF (bare LF)")
+            line = bytes(buf[: end - 1])
+            del buf[: end + 1]
+            self._reply_len += end + 1
+            if self._reply_len > self.max_reply:
+                raise RemoteProtocolError(f"reply longer than {self.max_reply} octets")
+            final = self._take_line(line)
+            if final is not None:
+                return final
+
+    def _take_line(self, line: bytes) -> Reply | None:
+        n = len(line)
+        if n < 3 or not (_DIGITS.issuperset(line[:3])) or (n > 3 and line[3] not in b" -"):
+            raise RemoteProtocolError(f"malformed reply line {line[:40]!r}")
+        code = line[:3]
+        if not (0x32 <= code[0] <= 0x35 and code[1] <= 0x35):
+            raise RemoteProtocolError(f"reply code out of range {line[:40]!r}")
+        if b"\r" in line or b"\x00" in line:
+            raise RemoteProtocolError(f"control character in reply line {line[:40]!r}")
+        if self._code is None:
+            self._code = code
+        elif code != self._code:
+            raise RemoteProtocolError(
+                f"reply mixes codes {self._code.decode()} and {code.decode()}"
+            )
+        self._lines.append(line[4:].decode("utf-8", "replace"))
+        if n > 3 and line[3] == 0x2D:  # "-": more lines follow
+            return None
+        reply = Reply(int(code), tuple(self._lines))
+        self._code = None
+        self._lines = []
+        self._reply_len = 0
+        return reply

@@ -1,0 +1,499 @@
+"""The SMTP client session as sans-IO flows (RFC 5321 §3-4, RFC 2920, RFC 3030, RFC 2033).
+
+Each operation (greeting, EHLO, a batch of mail transactions, NOOP, QUIT...)
+is a generator that yields :class:`Send` and :class:`Receive` actions and is
+sent back the replies. It never touches a socket: the blocking client and the
+asyncio client drive the very same flows and differ only in how they wait for
+bytes, and tests can drive them with plain lists.
+
+Pipelining (RFC 2920) is used whenever the server offers it: the MAIL, RCPT
+and DATA commands of a transaction go out in one write, and when several
+messages are sent on one connection the end of one message's data and the
+next transaction's commands share a write, so each message costs one round
+trip. Every reply is checked against the command it answers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Generator, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Literal, TypeVar
+
+from smtpmail.errors import (
+    DataRefused,
+    ExtensionNotSupported,
+    GreetingRefused,
+    InputError,
+    LocalProtocolError,
+    MessageTooLarge,
+    RecipientsRefused,
+    ReplyError,
+    SenderRefused,
+)
+from smtpmail.protocol import commands as cmd
+from smtpmail.protocol.data import DataEncoder, encode_data
+from smtpmail.protocol.envelope import Envelope, RecipientResult, SendResult
+from smtpmail.protocol.extensions import Extensions
+from smtpmail.protocol.reply import Reply
+
+__all__ = ["Content", "Flow", "Options", "Receive", "Send", "Session"]
+
+log = logging.getLogger("smtpmail.protocol")
+
+TimeoutKind = Literal["greeting", "command", "data_block", "data_end"]
+T = TypeVar("T")
+
+
+class Send:
+    """Write ``data``. ``log`` holds the command lines as the transcript shows them
+    (secrets already redacted); the first ``body`` octets are message content.
+    ``fresh`` says no reply is outstanding, so any buffered reply is unsolicited."""
+
+    __slots__ = ("body", "data", "fresh", "log")
+
+    def __init__(
+        self, data: bytes, log: tuple[str, ...] = (), *, body: int = 0, fresh: bool = False
+    ) -> None:
+        self.data = data
+        self.log = log
+        self.body = body
+        self.fresh = fresh
+
+
+class Receive:
+    """Read ``count`` whole replies, each within the deadline of ``timeout``'s kind."""
+
+    __slots__ = ("count", "label", "timeout")
+
+    def __init__(self, count: int, label: str, timeout: TimeoutKind = "command") -> None:
+        self.count = count
+        self.label = label
+        self.timeout = timeout
+
+
+Action = Send | Receive
+Flow = Generator[Action, list[Reply] | None, T]
+
+
+@dataclass(slots=True)
+class Options:
+    """What the client may use. Each extension is used when offered unless switched off."""
+
+    pipelining: bool = True
+    chunking: bool = True
+    smtputf8: bool = True
+    eightbitmime: bool = True
+    size: bool = True
+    dsn: bool = True
+    lmtp: bool = False
+    #: BDAT chunks are at least this large (input is gathered up to it).
+    chunk_size: int = 256 * 1024
+    #: BDAT replies allowed outstanding when pipelining.
+    bdat_window: int = 16
+
+    def disabled(self) -> tuple[str, ...]:
+        names = {
+            "PIPELINING": self.pipelining,
+            "CHUNKING": self.chunking,
+            "SMTPUTF8": self.smtputf8,
+            "8BITMIME": self.eightbitmime,
+            "SIZE": self.size,
+            "DSN": self.dsn,
+        }
+        return tuple(n for n, on in names.items() if not on)
+
+
+@dataclass(slots=True)
+class Content:
+    """Message content as the core needs it: chunks of bytes, streamed once.
+
+    ``size`` (octets) is declared with SIZE when known; ``eight_bit`` is None
+    when unknown; ``smtputf8`` says the headers need SMTPUTF8.
+    """
+
+    chunks: Iterable[bytes]
+    size: int | None = None
+    eight_bit: bool | None = None
+    smtputf8: bool = False
+
+
+@dataclass(slots=True)
+class _Plan:
+    envelope: Envelope
+    content: Content
+    mail: bytes
+    rcpts: list[bytes]
+    bdat: bool
+    result: SendResult = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.result = SendResult(self.envelope.sender)
+
+    def group(self, rset: bool) -> tuple[bytes, tuple[str, ...], int]:
+        lines = [self.mail, *self.rcpts]
+        if not self.bdat:
+            lines.append(b"DATA\r\n")
+        if rset:
+            lines.insert(0, b"RSET\r\n")
+        return b"".join(lines), _show(lines), len(lines)
+
+
+def _show(lines: Iterable[bytes]) -> tuple[str, ...]:
+    return tuple(line[:-2].decode("utf-8", "replace") for line in lines)
+
+
+def _ok(reply: Reply, code: int | None = None) -> bool:
+    return reply.code == code if code is not None else 200 <= reply.code < 300
+
+
+class Session:
+    """State of one SMTP connection and the flows that advance it."""
+
+    def __init__(self, options: Options | None = None) -> None:
+        self.options = options or Options()
+        self.extensions = Extensions()
+        self.greeting: Reply | None = None
+        self.esmtp = False
+        self.helo_reply: Reply | None = None
+        self.needs_rset = False
+
+    # -- connection set-up ---------------------------------------------------
+
+    def greet(self) -> Flow[Reply]:
+        """Read the server's 220 greeting (RFC 5321 §4.3.1)."""
+        (reply,) = yield from _receive(1, "greeting", "greeting")
+        if reply.code != 220:
+            raise GreetingRefused("greeting", reply, "server refused the connection")
+        self.greeting = reply
+        return reply
+
+    def hello(self, name: str) -> Flow[Reply]:
+        """EHLO (LHLO for LMTP), falling back to HELO when EHLO is refused."""
+        name = cmd.ehlo_name(name)
+        verb = "LHLO" if self.options.lmtp else "EHLO"
+        reply = yield from self.command(f"{verb} {name}", verb, check=False)
+        if _ok(reply):
+            self.esmtp = True
+            self.extensions = Extensions.from_ehlo(reply).without(*self.options.disabled())
+        elif reply.code >= 500 and not self.options.lmtp:
+            log.info("EHLO refused (%s); falling back to HELO", reply.code)
+            reply = yield from self.command(f"HELO {name}", "HELO", check=False)
+            if not _ok(reply):
+                raise GreetingRefused("HELO", reply)
+            self.esmtp = False
+            self.extensions = Extensions()
+        else:
+            raise GreetingRefused(verb, reply)
+        self.helo_reply = reply
+        self.needs_rset = False
+        return reply
+
+    def forget(self) -> None:
+        """Forget what the server said about itself (after STARTTLS, RFC 3207 §4.2)."""
+        self.extensions = Extensions()
+        self.esmtp = False
+        self.helo_reply = None
+
+    # -- simple commands -----------------------------------------------------
+
+    def command(
+        self, line: str, label: str, *, check: bool = True, shown: str | None = None
+    ) -> Flow[Reply]:
+        """Send one command and return its reply; ``check`` raises on 4xx/5xx."""
+        data = cmd.command(*line.split(" ", 1)) if " " in line else cmd.command(line)
+        yield Send(data, (shown or line,), fresh=True)
+        (reply,) = yield from _receive(1, label)
+        if check and reply.code >= 400:
+            raise ReplyError(label, reply)
+        return reply
+
+    def noop(self) -> Flow[Reply]:
+        return (yield from self.command("NOOP", "NOOP"))
+
+    def rset(self) -> Flow[Reply]:
+        reply = yield from self.command("RSET", "RSET")
+        self.needs_rset = False
+        return reply
+
+    def vrfy(self, address: str) -> Flow[Reply]:
+        return (yield from self.command(f"VRFY {address}", "VRFY", check=False))
+
+    def quit(self) -> Flow[Reply]:
+        return (yield from self.command("QUIT", "QUIT", check=False))
+
+    # -- mail transactions ---------------------------------------------------
+
+    def transactions(
+        self,
+        items: Iterable[tuple[Envelope, Content]],
+        *,
+        keep_errors: bool,
+        results: list[SendResult] | None = None,
+    ) -> Flow[list[SendResult]]:
+        """Send each (envelope, content); one result per item, in order.
+
+        With ``keep_errors`` a refused transaction or a bad item is recorded in
+        its result's ``error``; without it, the first such error is raised.
+        Connection-level failures (421, a dropped connection, a timeout) raise;
+        ``results`` (when given) then holds the results so far.
+        """
+        if self.helo_reply is None:
+            raise LocalProtocolError("mail transaction before EHLO/HELO")
+        if results is None:
+            results = []
+        it = iter(items)
+        if "PIPELINING" in self.extensions:
+            yield from self._pipelined(it, results, keep_errors)
+        else:
+            yield from self._lockstep(it, results, keep_errors)
+        return results
+
+    def _pipelined(
+        self, it: Iterator[tuple[Envelope, Content]], results: list[SendResult], keep: bool
+    ) -> Flow[None]:
+        plan = self._next_plan(it, results, keep)
+        if plan is None:
+            return
+        rset = self.needs_rset
+        data, shown, n = plan.group(rset)
+        yield Send(data, shown, fresh=True)
+        while plan is not None:
+            replies = yield from _receive(n, "MAIL")
+            if rset:
+                replies = replies[1:]  # the RSET's reply: nothing depends on it
+            self.needs_rset = False
+            go = self._evaluate(plan, replies)
+            nxt = self._next_plan(it, results, keep)
+            sent_next = False
+            if go:
+                # The next transaction's commands ride with the end of this message.
+                tail, tail_shown, _ = nxt.group(False) if nxt else (b"", (), 0)
+                data_replies, sent_next = yield from self._body(plan, tail, tail_shown)
+                self._finish(plan, data_replies, keep)
+            else:
+                if replies[-1].code == 354 and not plan.bdat:
+                    # DATA was accepted though no recipient was (RFC 2920 §3.1):
+                    # end it with the terminator alone and ignore the answer.
+                    yield Send(b".\r\n", (".",))
+                    yield from _receive(1, "end of data", "data_end")
+                elif _ok(replies[0]):
+                    self.needs_rset = True
+                self._fail_pending(plan, keep)
+            rset = False
+            if nxt is not None and not sent_next:
+                rset = self.needs_rset
+                data, shown, _ = nxt.group(rset)
+                yield Send(data, shown, fresh=True)
+            if nxt is not None:
+                n = len(nxt.rcpts) + (1 if nxt.bdat else 2) + (1 if rset else 0)
+            plan = nxt
+
+    def _lockstep(
+        self, it: Iterator[tuple[Envelope, Content]], results: list[SendResult], keep: bool
+    ) -> Flow[None]:
+        while (plan := self._next_plan(it, results, keep)) is not None:
+            if self.needs_rset:
+                yield from self.rset()
+            lines = [plan.mail, *plan.rcpts] + ([] if plan.bdat else [b"DATA\r\n"])
+            replies: list[Reply] = []
+            for i, line in enumerate(lines):
+                yield Send(line, _show([line]), fresh=True)
+                replies += yield from _receive(1, "MAIL" if i == 0 else "RCPT")
+                if i == 0 and not _ok(replies[0]):
+                    break
+                if i == len(plan.rcpts) and not any(_ok(r) for r in replies[1:]):
+                    break  # every recipient refused: no DATA
+            if self._evaluate(plan, replies):
+                data_replies, _ = yield from self._body(plan, b"", ())
+                self._finish(plan, data_replies, keep)
+            else:
+                self.needs_rset = _ok(replies[0])
+                self._fail_pending(plan, keep)
+
+    def _next_plan(
+        self, it: Iterator[tuple[Envelope, Content]], results: list[SendResult], keep: bool
+    ) -> _Plan | None:
+        for envelope, content in it:
+            try:
+                plan = self._plan(envelope, content)
+            except InputError as exc:
+                if not keep:
+                    raise
+                results.append(SendResult(envelope.sender, error=exc))
+                continue
+            results.append(plan.result)
+            return plan
+        return None
+
+    def _plan(self, envelope: Envelope, content: Content) -> _Plan:
+        ext = self.extensions
+        params: dict[str, str | None] = {}
+        if content.size is not None and "SIZE" in ext:
+            limit = ext.size_limit
+            if limit is not None and content.size > limit:
+                raise MessageTooLarge(content.size, limit)
+            params["SIZE"] = str(content.size)
+        use_bdat = "CHUNKING" in ext
+        if content.eight_bit is not False and "8BITMIME" in ext:
+            params["BODY"] = "8BITMIME"
+        elif content.eight_bit:
+            log.warning("server does not offer 8BITMIME; sending 8-bit data anyway")
+        utf8 = envelope.needs_smtputf8 or content.smtputf8
+        if utf8:
+            if "SMTPUTF8" not in ext:
+                raise ExtensionNotSupported(
+                    "the envelope or headers need SMTPUTF8, which the server does not offer"
+                )
+            params["SMTPUTF8"] = None
+        wants_dsn = envelope.ret or envelope.envid or envelope.notify or envelope.orcpt
+        dsn = "DSN" in ext
+        if wants_dsn and not dsn:
+            log.warning("server does not offer DSN; delivery status requests dropped")
+        if dsn and envelope.ret:
+            params["RET"] = envelope.ret
+        if dsn and envelope.envid:
+            params["ENVID"] = cmd.xtext(envelope.envid)
+        mail = cmd.mail_from(envelope.sender_path, cmd.esmtp_params(params))
+        rcpts = []
+        for path in envelope.recipient_paths:
+            rparams: dict[str, str | None] = {}
+            if dsn and envelope.notify:
+                rparams["NOTIFY"] = ",".join(envelope.notify)
+            if dsn and envelope.orcpt and path.address.isascii():
+                rparams["ORCPT"] = "rfc822;" + cmd.xtext(path.address)
+            rcpts.append(cmd.rcpt_to(path, cmd.esmtp_params(rparams)))
+        return _Plan(envelope, content, mail, rcpts, use_bdat)
+
+    def _evaluate(self, plan: _Plan, replies: list[Reply]) -> bool:
+        """Record the MAIL/RCPT/DATA replies; True when the content should follow."""
+        result = plan.result
+        mail = replies[0]
+        paths = plan.envelope.recipient_paths
+        if not _ok(mail):
+            for path in paths:
+                result.recipients[path.address] = RecipientResult(path.address, mail, False)
+            result.error = SenderRefused("MAIL FROM", mail)
+            return False
+        rcpt_replies = replies[1 : 1 + len(paths)]
+        for path, reply in zip(paths, rcpt_replies, strict=False):
+            result.recipients[path.address] = RecipientResult(path.address, reply, _ok(reply))
+        if not result.accepted:
+            refused = {a: r.reply for a, r in result.recipients.items()}
+            worst = next((r for r in refused.values() if r.is_permanent), rcpt_replies[-1])
+            result.error = RecipientsRefused("RCPT TO", worst, refused)
+            return False
+        if not plan.bdat:
+            data = replies[-1]
+            if data.code != 354:
+                result.error = DataRefused("DATA", data)
+                return False
+        return True
+
+    def _fail_pending(self, plan: _Plan, keep: bool) -> None:
+        """A refused transaction: the recipients not yet refused share its fate."""
+        result = plan.result
+        assert result.error is not None
+        reply = getattr(result.error, "reply", None)
+        if isinstance(reply, Reply):
+            for address, rr in list(result.recipients.items()):
+                if rr.accepted:
+                    result.recipients[address] = RecipientResult(address, reply, False)
+        if not keep:
+            raise result.error
+
+    def _finish(self, plan: _Plan, replies: list[Reply], keep: bool) -> None:
+        """Record the reply (or, in LMTP, the replies) to the end of the data."""
+        result = plan.result
+        accepted = result.accepted
+        result.reply = replies[-1]
+        if self.options.lmtp:
+            for address, reply in zip(accepted, replies, strict=False):
+                result.recipients[address] = RecipientResult(address, reply, _ok(reply))
+            if not result.accepted:
+                result.error = DataRefused("DATA", replies[-1], "message refused")
+        else:
+            reply = replies[-1]
+            if not _ok(reply):
+                result.error = DataRefused("end of data", reply, "message refused")
+                for address in accepted:
+                    result.recipients[address] = RecipientResult(address, reply, False)
+            else:
+                for address in accepted:
+                    result.recipients[address] = RecipientResult(address, reply, True)
+        if result.error is not None and not keep:
+            raise result.error
+
+    def _body(
+        self, plan: _Plan, tail: bytes, tail_shown: tuple[str, ...]
+    ) -> Flow[tuple[list[Reply], bool]]:
+        """Stream the content; ``tail`` (the next group) shares the last write.
+
+        Returns the replies to the end of the data and whether ``tail`` was sent.
+        """
+        n_final = len(plan.result.accepted) if self.options.lmtp else 1
+        if plan.bdat:
+            return (yield from self._bdat(plan, tail, tail_shown, n_final))
+        previous: bytes | None = None
+        for chunk in encode_data(plan.content.chunks):
+            if previous is not None:
+                yield Send(previous, body=len(previous))
+            previous = chunk
+        last = previous or b".\r\n"
+        yield Send(last + tail, (".", *tail_shown), body=len(last) - 3)
+        return (yield from _receive(n_final, "end of data", "data_end")), True
+
+    def _bdat(
+        self, plan: _Plan, tail: bytes, tail_shown: tuple[str, ...], n_final: int
+    ) -> Flow[tuple[list[Reply], bool]]:
+        """CHUNKING (RFC 3030): BDAT chunks, pipelined within a window when allowed.
+
+        After a refused chunk no further chunk is sent (RFC 3030 §2), the
+        replies still in flight are read, and the transaction needs RSET.
+        """
+        window = self.options.bdat_window if "PIPELINING" in self.extensions else 1
+        outstanding = 0
+        failed: Reply | None = None
+        for chunk, last in _bdat_chunks(plan.content.chunks, self.options.chunk_size):
+            header = b"BDAT %d%s\r\n" % (len(chunk), b" LAST" if last else b"")
+            shown = (header[:-2].decode(),)
+            if last:
+                yield Send(header + chunk + tail, shown + tail_shown, body=0)
+                replies = yield from _receive(outstanding + n_final, "BDAT", "data_end")
+                failed = next((r for r in replies[:outstanding] if not _ok(r)), None)
+                if failed is not None:
+                    self.needs_rset = True
+                    return [failed] * n_final, True
+                return replies[outstanding:], True
+            yield Send(header + chunk, shown)
+            outstanding += 1
+            if outstanding >= window:
+                (reply,) = yield from _receive(1, "BDAT", "data_block")
+                outstanding -= 1
+                if not _ok(reply):
+                    failed = reply
+                    break
+        assert failed is not None
+        if outstanding:
+            yield from _receive(outstanding, "BDAT", "data_block")
+        self.needs_rset = True
+        return [failed] * n_final, False
+
+
+def _receive(count: int, label: str, timeout: TimeoutKind = "command") -> Flow[list[Reply]]:
+    replies = yield Receive(count, label, timeout)
+    assert replies is not None and len(replies) == count
+    return replies
+
+
+def _bdat_chunks(chunks: Iterable[bytes], size: int) -> Iterator[tuple[bytes, bool]]:
+    """Normalised (not dot-stuffed) chunks of at least ``size`` octets; the last flagged."""
+    encoder = DataEncoder(dot_stuff=False)
+    pending = bytearray()
+    for chunk in chunks:
+        pending += encoder.feed(chunk)
+        if len(pending) >= size:
+            yield bytes(pending), False
+            pending.clear()
+    pending += encoder.end()
+    yield bytes(pending), True

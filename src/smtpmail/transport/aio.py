@@ -1,0 +1,240 @@
+"""The asyncio SMTP client: the same flows as :class:`~smtpmail.Client`, awaited.
+
+Only connecting and the IO loop differ from the blocking client; keep the two
+files parallel (tests check that they expose the same methods).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from collections.abc import Iterable
+from types import TracebackType
+from typing import TypeVar
+
+from smtpmail.errors import ConnectError, ConnectionLost, LocalProtocolError, SMTPError
+from smtpmail.message.content import MessageInput, as_content
+from smtpmail.protocol.envelope import Envelope, SendResult
+from smtpmail.protocol.reply import Reply
+from smtpmail.protocol.session import Flow, Receive, Send
+from smtpmail.transport._base import (
+    BaseClient,
+    _mark_possibly_delivered,
+    connection_survives,
+    default_ehlo_name,
+)
+
+__all__ = ["AsyncClient"]
+
+log = logging.getLogger("smtpmail.transport")
+T = TypeVar("T")
+
+IDLE_CHECK_AFTER = 2.0
+_DRAIN_ABOVE = 256 * 1024
+
+
+class AsyncClient(BaseClient):
+    """An asyncio SMTP client connection; the twin of :class:`~smtpmail.Client`.
+
+    ::
+
+        async with AsyncClient("mail.example.org", 25) as client:
+            result = await client.send(message, sender="a@example.org", recipients=["b@x.net"])
+    """
+
+    _reader: asyncio.StreamReader | None = None
+    _writer: asyncio.StreamWriter | None = None
+    _last_io = 0.0
+
+    # -- connection ----------------------------------------------------------
+
+    async def connect(self) -> Reply:
+        """Connect, read the greeting, say EHLO; return the greeting."""
+        if self._connected:
+            raise LocalProtocolError("already connected")
+        self._new_session()
+        try:
+            async with asyncio.timeout(self.timeouts.connect):
+                reader, writer = await asyncio.open_connection(
+                    self.host, self.port, local_addr=self.source_address, limit=2**20
+                )
+        except (OSError, TimeoutError) as exc:
+            raise ConnectError(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._reader, self._writer = reader, writer
+        self._connected = True
+        if self.transcript is not None:
+            peer = writer.get_extra_info("peername")
+            self.transcript("info", f"connected to {peer[0]} port {peer[1]}")
+        try:
+            greeting = await self._run(self._session.greet())
+            name = self.ehlo_name or default_ehlo_name(writer.get_extra_info("sockname"))
+            await self._run(self._session.hello(name))
+        except BaseException:
+            self.close()
+            raise
+        return greeting
+
+    def close(self) -> None:
+        """Close the connection without QUIT."""
+        self._connected = False
+        writer, self._writer = self._writer, None
+        self._reader = None
+        if writer is not None:
+            writer.close()
+
+    async def quit(self) -> Reply | None:
+        """Say QUIT and close; None when the connection was already gone."""
+        if not self._connected:
+            self.close()
+            return None
+        try:
+            return await self._run(self._session.quit())
+        except SMTPError:
+            return None
+        finally:
+            self.close()
+
+    async def __aenter__(self) -> AsyncClient:
+        if not self._connected:
+            await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is None or connection_survives(exc):
+            await self.quit()
+        else:
+            self.close()
+
+    async def _ensure_connected(self) -> None:
+        idle = time.monotonic() - self._last_io > IDLE_CHECK_AFTER
+        if self._connected and idle and self._peer_closed():
+            log.info("the server closed the idle connection; reconnecting")
+            self.close()
+        if not self._connected:
+            await self.connect()
+
+    def _peer_closed(self) -> bool:
+        reader = self._reader
+        if reader is None:
+            return True
+        # Anything the server sent while idle is EOF or a parting 421.
+        return reader.at_eof() or bool(getattr(reader, "_buffer", b""))
+
+    # -- commands ------------------------------------------------------------
+
+    async def send(
+        self,
+        message: MessageInput,
+        sender: str | None = None,
+        recipients: Iterable[str] | str | None = None,
+        *,
+        envelope: Envelope | None = None,
+    ) -> SendResult:
+        """Send one message; see :meth:`smtpmail.Client.send`."""
+        item = self._items(message, sender, recipients, envelope)
+        await self._ensure_connected()
+        (result,) = await self._run(self._session.transactions([item], keep_errors=False))
+        return result
+
+    async def send_many(self, items: Iterable[tuple[Envelope, MessageInput]]) -> list[SendResult]:
+        """Send each (envelope, message) on one connection; see ``Client.send_many``."""
+        await self._ensure_connected()
+        results: list[SendResult] = []
+        flow = self._session.transactions(
+            ((env, as_content(msg)) for env, msg in items), keep_errors=True, results=results
+        )
+        try:
+            return await self._run(flow)
+        except SMTPError as exc:
+            exc.results = results
+            raise
+
+    async def noop(self) -> Reply:
+        await self._ensure_connected()
+        return await self._run(self._session.noop())
+
+    async def rset(self) -> Reply:
+        await self._ensure_connected()
+        return await self._run(self._session.rset())
+
+    async def vrfy(self, address: str) -> Reply:
+        await self._ensure_connected()
+        return await self._run(self._session.vrfy(address))
+
+    # -- the IO loop -----------------------------------------------------------
+
+    async def _run(self, flow: Flow[T]) -> T:
+        reader, writer = self._reader, self._writer
+        if reader is None or writer is None:
+            raise LocalProtocolError("not connected")
+        result: list[Reply] | None = None
+        try:
+            while True:
+                action = flow.send(result)
+                if type(action) is Send:
+                    if action.fresh and self._parser.buffered:
+                        self._unsolicited()
+                    if action.log or action.body:
+                        self._note_send(action)
+                    writer.write(action.data)
+                    if writer.transport.get_write_buffer_size() > _DRAIN_ABOVE:
+                        async with asyncio.timeout(self.timeouts.command):
+                            await writer.drain()
+                    result = None
+                else:
+                    assert isinstance(action, Receive)
+                    result = await self._read(reader, action)
+        except StopIteration as stop:
+            self._last_io = time.monotonic()
+            return stop.value  # type: ignore[no-any-return]
+        except (OSError, TimeoutError) as exc:
+            self.close()
+            raise ConnectionLost(f"connection to {self.host}:{self.port} broke: {exc}") from exc
+        except BaseException as exc:
+            if not connection_survives(exc):
+                self.close()
+            raise
+        finally:
+            flow.close()
+
+    async def _read(self, reader: asyncio.StreamReader, action: Receive) -> list[Reply]:
+        replies: list[Reply] = []
+        parser = self._parser
+        timeout = self.timeouts.for_kind(action.timeout)
+        while len(replies) < action.count:
+            reply = self._take_reply(action)
+            if reply is not None:
+                replies.append(reply)
+                continue
+            # One deadline for each whole reply, however it trickles in.
+            try:
+                async with asyncio.timeout(timeout):
+                    while reply is None:
+                        data = await reader.read(65536)
+                        if not data:
+                            err = ConnectionLost(
+                                f"the server closed the connection before replying to "
+                                f"{action.label}"
+                            )
+                            _mark_possibly_delivered(err, action)
+                            raise err
+                        parser.feed(data)
+                        reply = self._take_reply(action)
+            except TimeoutError:
+                raise self._timeout_error(action) from None
+            except OSError as exc:
+                err = ConnectionLost(f"connection lost waiting for the reply to {action.label}")
+                _mark_possibly_delivered(err, action)
+                raise err from exc
+            replies.append(reply)
+        return replies

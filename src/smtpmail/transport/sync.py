@@ -1,0 +1,256 @@
+"""The blocking SMTP client: drives :mod:`smtpmail.protocol` flows over a socket."""
+
+from __future__ import annotations
+
+import logging
+import select
+import socket
+import time
+from collections.abc import Iterable
+from types import TracebackType
+from typing import TypeVar
+
+from smtpmail.errors import (
+    ConnectError,
+    ConnectionLost,
+    LocalProtocolError,
+    SMTPError,
+)
+from smtpmail.message.content import MessageInput, as_content
+from smtpmail.protocol.envelope import Envelope, SendResult
+from smtpmail.protocol.reply import Reply
+from smtpmail.protocol.session import Flow, Receive, Send
+from smtpmail.transport._base import (
+    BaseClient,
+    _mark_possibly_delivered,
+    connection_survives,
+    default_ehlo_name,
+)
+
+__all__ = ["Client"]
+
+log = logging.getLogger("smtpmail.transport")
+T = TypeVar("T")
+
+#: After this many idle seconds, check the server has not closed the connection.
+IDLE_CHECK_AFTER = 2.0
+
+
+class Client(BaseClient):
+    """A blocking SMTP client connection.
+
+    ::
+
+        with Client("mail.example.org", 25) as client:
+            result = client.send(message, sender="a@example.org", recipients=["b@example.net"])
+
+    It connects on ``with`` or on the first :meth:`send`, reconnects when the
+    server closed an idle connection, and sends many messages on one
+    connection with :meth:`send_many`.
+    """
+
+    _sock: socket.socket | None = None
+    _last_io = 0.0
+
+    # -- connection ----------------------------------------------------------
+
+    def connect(self) -> Reply:
+        """Connect, read the greeting, say EHLO; return the greeting."""
+        if self._connected:
+            raise LocalProtocolError("already connected")
+        self._new_session()
+        try:
+            sock = socket.create_connection(
+                (self.host, self.port), self.timeouts.connect, self.source_address
+            )
+        except OSError as exc:
+            raise ConnectError(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._sock = sock
+        self._connected = True
+        if self.transcript is not None:
+            peer = sock.getpeername()
+            self.transcript("info", f"connected to {peer[0]} port {peer[1]}")
+        try:
+            greeting = self._run(self._session.greet())
+            self._run(self._session.hello(self.ehlo_name or default_ehlo_name(sock.getsockname())))
+        except BaseException:
+            self.close()
+            raise
+        return greeting
+
+    def close(self) -> None:
+        """Close the socket without QUIT."""
+        self._connected = False
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()
+
+    def quit(self) -> Reply | None:
+        """Say QUIT and close; None when the connection was already gone."""
+        if not self._connected:
+            self.close()
+            return None
+        try:
+            return self._run(self._session.quit())
+        except SMTPError:
+            return None
+        finally:
+            self.close()
+
+    def __enter__(self) -> Client:
+        if not self._connected:
+            self.connect()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is None or connection_survives(exc):
+            self.quit()
+        else:
+            self.close()
+
+    def _ensure_connected(self) -> None:
+        idle = time.monotonic() - self._last_io > IDLE_CHECK_AFTER
+        if self._connected and idle and self._peer_closed():
+            log.info("the server closed the idle connection; reconnecting")
+            self.close()
+        if not self._connected:
+            self.connect()
+
+    def _peer_closed(self) -> bool:
+        sock = self._sock
+        assert sock is not None
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+            if not readable:
+                return False
+            # Anything readable while idle is EOF or a parting 421.
+            data = sock.recv(4096, socket.MSG_PEEK)
+            return True if not data else data.startswith(b"421")
+        except OSError:
+            return True
+
+    # -- commands ------------------------------------------------------------
+
+    def send(
+        self,
+        message: MessageInput,
+        sender: str | None = None,
+        recipients: Iterable[str] | str | None = None,
+        *,
+        envelope: Envelope | None = None,
+    ) -> SendResult:
+        """Send one message; return what became of each recipient.
+
+        Raises when the transaction fails as a whole (sender refused, every
+        recipient refused, message refused); a partial refusal is reported in
+        the result. Input is validated before anything is sent.
+        """
+        item = self._items(message, sender, recipients, envelope)
+        self._ensure_connected()
+        (result,) = self._run(self._session.transactions([item], keep_errors=False))
+        return result
+
+    def send_many(self, items: Iterable[tuple[Envelope, MessageInput]]) -> list[SendResult]:
+        """Send each (envelope, message) on this connection, one round trip each.
+
+        A refused message is recorded in its result's ``error`` and the batch
+        goes on; a lost connection raises, with the results so far in the
+        exception's ``results``.
+        """
+        self._ensure_connected()
+        results: list[SendResult] = []
+        flow = self._session.transactions(
+            ((env, as_content(msg)) for env, msg in items), keep_errors=True, results=results
+        )
+        try:
+            return self._run(flow)
+        except SMTPError as exc:
+            exc.results = results
+            raise
+
+    def noop(self) -> Reply:
+        self._ensure_connected()
+        return self._run(self._session.noop())
+
+    def rset(self) -> Reply:
+        self._ensure_connected()
+        return self._run(self._session.rset())
+
+    def vrfy(self, address: str) -> Reply:
+        self._ensure_connected()
+        return self._run(self._session.vrfy(address))
+
+    # -- the IO loop -----------------------------------------------------------
+
+    def _run(self, flow: Flow[T]) -> T:
+        sock = self._sock
+        if sock is None:
+            raise LocalProtocolError("not connected")
+        result: list[Reply] | None = None
+        try:
+            while True:
+                action = flow.send(result)
+                if type(action) is Send:
+                    if action.fresh and self._parser.buffered:
+                        self._unsolicited()
+                    if action.log or action.body:
+                        self._note_send(action)
+                    sock.settimeout(self.timeouts.command)
+                    sock.sendall(action.data)
+                    result = None
+                else:
+                    assert isinstance(action, Receive)
+                    result = self._read(sock, action)
+        except StopIteration as stop:
+            self._last_io = time.monotonic()
+            return stop.value  # type: ignore[no-any-return]
+        except OSError as exc:
+            self.close()
+            raise ConnectionLost(f"connection to {self.host}:{self.port} broke: {exc}") from exc
+        except BaseException as exc:
+            if not connection_survives(exc):
+                self.close()
+            raise
+        finally:
+            flow.close()
+
+    def _read(self, sock: socket.socket, action: Receive) -> list[Reply]:
+        replies: list[Reply] = []
+        parser = self._parser
+        timeout = self.timeouts.for_kind(action.timeout)
+        deadline = 0.0
+        while len(replies) < action.count:
+            reply = self._take_reply(action)
+            if reply is not None:
+                replies.append(reply)
+                deadline = 0.0  # each reply has its own deadline
+                continue
+            now = time.monotonic()
+            if not deadline:
+                deadline = now + timeout
+            remaining = deadline - now
+            if remaining <= 0:
+                raise self._timeout_error(action)
+            sock.settimeout(remaining)
+            try:
+                data = sock.recv(65536)
+            except TimeoutError:
+                raise self._timeout_error(action) from None
+            except OSError as exc:
+                err = ConnectionLost(f"connection lost waiting for the reply to {action.label}")
+                _mark_possibly_delivered(err, action)
+                raise err from exc
+            if not data:
+                err = ConnectionLost(
+                    f"the server closed the connection before replying to {action.label}"
+                )
+                _mark_possibly_delivered(err, action)
+                raise err
+            parser.feed(data)
+        return replies

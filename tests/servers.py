@@ -1,0 +1,146 @@
+"""Real SMTP servers for the tests: aiosmtpd on loopback, recording what it receives.
+
+``RecordingServer`` starts aiosmtpd on a free 127.0.0.1 port in a thread and
+keeps, per message, the envelope and content as the server stored them, and
+per connection the exact bytes the client sent.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Received:
+    """One message as the server stored it."""
+
+    mail_from: str
+    rcpt_tos: list[str]
+    content: bytes
+    mail_options: list[str]
+    rcpt_options: list[str]
+
+
+@dataclass
+class Recorder:
+    """The aiosmtpd handler: stores messages; can refuse chosen recipients."""
+
+    messages: list[Received] = field(default_factory=list)
+    refuse: dict[str, str] = field(default_factory=dict)  # recipient -> reply
+    data_reply: str = "250 OK: queued"
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_RCPT(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        if address in self.refuse:
+            return self.refuse[address]
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        content = envelope.original_content or b""
+        with self.lock:
+            self.messages.append(
+                Received(
+                    str(envelope.mail_from),
+                    list(envelope.rcpt_tos),
+                    bytes(content),
+                    list(envelope.mail_options),
+                    list(envelope.rcpt_options),
+                )
+            )
+        return self.data_reply
+
+
+class _RecordingSMTP(SMTP):
+    def __init__(self, handler: Any, *, wire: list[bytearray], **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self._wire = bytearray()
+        wire.append(self._wire)
+
+    def data_received(self, data: bytes) -> None:
+        self._wire += data
+        super().data_received(data)
+
+
+class _Controller(Controller):
+    def __init__(
+        self, handler: Any, *, wire: list[bytearray], smtp_kwargs: dict[str, Any], **kwargs: Any
+    ) -> None:
+        self._wire = wire
+        self._smtp_kwargs = smtp_kwargs
+        super().__init__(handler, **kwargs)
+
+    def factory(self) -> SMTP:
+        return _RecordingSMTP(self.handler, wire=self._wire, **self._smtp_kwargs)
+
+
+class RecordingServer:
+    """aiosmtpd on 127.0.0.1:<free port>; use as a context manager."""
+
+    def __init__(
+        self, host: str = "127.0.0.1", port: int | None = None, **smtp_kwargs: Any
+    ) -> None:
+        self.host = host
+        self.port = port or free_port(host)
+        self.handler = Recorder()
+        self.wire: list[bytearray] = []
+        smtp_kwargs.setdefault("enable_SMTPUTF8", True)
+        smtp_kwargs.setdefault("decode_data", False)
+        self._controller = _Controller(
+            self.handler,
+            wire=self.wire,
+            smtp_kwargs=smtp_kwargs,
+            hostname=host,
+            port=self.port,
+            ready_timeout=10,
+        )
+
+    @property
+    def messages(self) -> list[Received]:
+        return self.handler.messages
+
+    @property
+    def raw(self) -> bytes:
+        """Every byte every client sent, connections one after another."""
+        return b"".join(bytes(w) for w in self.wire)
+
+    def commands(self) -> list[bytes]:
+        """The command lines clients sent (message data left out)."""
+        out: list[bytes] = []
+        for wire in self.wire:
+            in_data = False
+            for line in bytes(wire).split(b"\r\n"):
+                if in_data:
+                    in_data = line != b"."
+                    continue
+                if line:
+                    out.append(line)
+                in_data = line.upper() == b"DATA"
+        return out
+
+    def __enter__(self) -> RecordingServer:
+        self._controller.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._controller.stop()
