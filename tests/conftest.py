@@ -1,10 +1,21 @@
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from servers import RecordingServer
+ROOT = Path(__file__).resolve().parent.parent
+# Subprocesses (the CLI, solution.py runs) import this checkout's code, not an
+# installed copy from another tree.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(ROOT / "src"), *filter(None, [os.environ.get("PYTHONPATH")])]
+)
+sys.path.insert(0, str(ROOT / "src"))
+
+from servers import RecordingServer  # noqa: E402
 
 
 @pytest.fixture
