@@ -4,10 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Server and peers from Debian: Postfix (smtp-sink, smtp-source), swaks, msmtp.
-APT_PACKAGES="postfix swaks msmtp"
+# Server and peers from Debian: Postfix (smtp-sink, smtp-source), swaks, msmtp;
+# GNU time measures each client's own peak RSS.
+APT_PACKAGES="postfix swaks msmtp time"
 need=""
-for bin in smtp-sink smtp-source swaks msmtp; do
+for bin in smtp-sink smtp-source swaks msmtp time; do
   command -v "$bin" >/dev/null || [ -x "/usr/sbin/$bin" ] || need=1
 done
 if [ -n "$need" ] && command -v apt-get >/dev/null; then
