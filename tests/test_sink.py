@@ -71,7 +71,13 @@ def test_sink_in_process_shows_saves_and_stops_on_sigterm(tmp_path: Path) -> Non
 
     thread = threading.Thread(target=client)
     thread.start()
-    status = main(env=env)  # returns once the signal stops it
+    # A safety net: should the sink not catch SIGTERM, the test hangs and fails
+    # on its timeout instead of the signal killing the whole test run.
+    previous = signal.signal(signal.SIGTERM, lambda *_: None)
+    try:
+        status = main(env=env)  # returns once the signal stops it
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     thread.join(timeout=30)
     out, err = env.stdout.getvalue(), env.stderr.getvalue()  # type: ignore[attr-defined]
     assert isinstance(outcome[0], smtpmail.SendResult), outcome
@@ -196,3 +202,40 @@ def test_sink_defaults_to_the_assignment_address() -> None:
 def test_render_decodes_and_summarises(content: bytes, shown: str) -> None:
     text = render(Captured(1, "127.0.0.1 port 1", "a@example.org", ("b@example.org",), content))
     assert shown in text.split("--- body\n")[1]
+
+
+def test_render_raw_shows_the_message_as_it_came() -> None:
+    content = b"Subject: =?utf-8?q?H=C3=A9llo?=\r\n\r\nH=C3=A9llo\r\n"
+    text = render(Captured(2, "::1 port 9", "", ("b@example.org",), content), raw=True)
+    assert text.splitlines() == [
+        "=== message 2 from ::1 port 9",
+        "MAIL FROM: <>",
+        "RCPT TO:   <b@example.org>",
+        f"Size:      {len(content)} octets",
+        "--- message",
+        "Subject: =?utf-8?q?H=C3=A9llo?=",
+        "",
+        "H=C3=A9llo",
+        "=== end of message 2",
+    ]
+
+
+def test_sink_listens_on_ipv6_loopback() -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 here")
+    try:
+        port = free_port("::1")
+    except OSError:
+        pytest.skip("::1 is not configured here")
+    proc, reader = start_sink("--host", "::1", "--port", str(port), "--raw")
+    try:
+        smtpmail.send(b"Subject: six\r\n\r\nover IPv6\r\n", "a@example.org", "b@example.org",
+                      host="::1", port=port, timeout=30)  # fmt: skip
+        reader.wait_for("end of message 1")
+    finally:
+        status, err = stop(proc, signal.SIGTERM)
+    out = reader.rest()
+    assert (status, err) == (0, "")
+    assert f"listening on ::1 port {port}" in out
+    assert "=== message 1 from ::1 port " in out
+    assert "--- message\nSubject: six\n\nover IPv6\n=== end of message 1" in out

@@ -165,20 +165,22 @@ def to_maildir(box: mailbox.Maildir, msg: Captured) -> str:
     return box.add(head + msg.content.replace(b"\r\n", b"\n"))
 
 
-def render(msg: Captured) -> str:
-    """The message for a person: envelope, headers as received, the body decoded."""
+def render(msg: Captured, *, raw: bool = False) -> str:
+    """The message for a person: the envelope, then the headers as received and
+    the body decoded, or with ``raw`` the whole message exactly as it came."""
     out = [
         f"=== message {msg.number} from {msg.peer}",
         f"MAIL FROM: <{msg.mail_from}>",
         *(f"RCPT TO:   <{rcpt}>" for rcpt in msg.rcpt_tos),
         f"Size:      {len(msg.content)} octets",
-        "--- headers",
     ]
-    raw = msg.content.replace(b"\r\n", b"\n")
-    head, _, _ = raw.partition(b"\n\n")
-    out += head.decode("utf-8", "replace").splitlines()
-    out.append("--- body")
-    out += _limit(_body_lines(email.message_from_bytes(raw, policy=email.policy.default)))
+    text = msg.content.replace(b"\r\n", b"\n")
+    if raw:
+        out += ["--- message", *text.decode("utf-8", "replace").splitlines()]
+    else:
+        head, _, _ = text.partition(b"\n\n")
+        out += ["--- headers", *head.decode("utf-8", "replace").splitlines(), "--- body"]
+        out += _limit(_body_lines(email.message_from_bytes(text, policy=email.policy.default)))
     out.append(f"=== end of message {msg.number}")
     return "\n".join(out) + "\n"
 

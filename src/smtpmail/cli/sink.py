@@ -34,8 +34,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--maildir", metavar="DIR", help="also store each message in this Maildir folder"
     )
-    parser.add_argument(
+    shown = parser.add_mutually_exclusive_group()
+    shown.add_argument(
         "--quiet", action="store_true", help="print one line per message instead of the message"
+    )
+    shown.add_argument(
+        "--raw", action="store_true", help="print each message as it came, not decoded"
     )
 
 
@@ -63,7 +67,7 @@ async def _serve(args: argparse.Namespace, env: Environment) -> int:
                 f"message {msg.number}: <{msg.mail_from}> -> {rcpts}, {len(msg.content)} octets\n"
             )
         else:
-            out.write(_capture.render(msg))
+            out.write(_capture.render(msg, raw=args.raw))
         out.flush()
 
     handler = _capture.CaptureHandler(show)
