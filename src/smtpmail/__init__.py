@@ -24,6 +24,10 @@ _PUBLIC: dict[str, str] = {
     "Timeouts": "smtpmail.transport._base",
     "send": "smtpmail.api",
     "send_async": "smtpmail.api",
+    "deliver": "smtpmail.delivery",
+    "deliver_async": "smtpmail.delivery",
+    "DeliveryReport": "smtpmail.delivery",
+    "DNSError": "smtpmail.errors",
     "Envelope": "smtpmail.protocol.envelope",
     "RecipientResult": "smtpmail.protocol.envelope",
     "SendResult": "smtpmail.protocol.envelope",
@@ -61,7 +65,9 @@ __all__ = [
     "Client",
     "ConnectError",
     "ConnectionLost",
+    "DNSError",
     "DataRefused",
+    "DeliveryReport",
     "Envelope",
     "ExtensionNotSupported",
     "Extensions",
@@ -87,6 +93,8 @@ __all__ = [
     "Timeouts",
     "TransportError",
     "__version__",
+    "deliver",
+    "deliver_async",
     "send",
     "send_async",
 ]
@@ -97,6 +105,15 @@ if TYPE_CHECKING:
     )
     from smtpmail.api import (
         send_async as send_async,
+    )
+    from smtpmail.delivery import (
+        DeliveryReport as DeliveryReport,
+    )
+    from smtpmail.delivery import (
+        deliver as deliver,
+    )
+    from smtpmail.delivery import (
+        deliver_async as deliver_async,
     )
     from smtpmail.errors import (
         AuthenticationError as AuthenticationError,
@@ -112,6 +129,9 @@ if TYPE_CHECKING:
     )
     from smtpmail.errors import (
         DataRefused as DataRefused,
+    )
+    from smtpmail.errors import (
+        DNSError as DNSError,
     )
     from smtpmail.errors import (
         ExtensionNotSupported as ExtensionNotSupported,
