@@ -7,9 +7,15 @@ per connection the exact bytes the client sent.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import socket
+import tempfile
 import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
@@ -144,3 +150,34 @@ class RecordingServer:
 
     def __exit__(self, *exc: object) -> None:
         self._controller.stop()
+
+
+@contextlib.contextmanager
+def fixed_port(port: int, host: str = "127.0.0.1") -> Iterator[None]:
+    """Hold ``port`` for one test at a time, across processes (solution.py needs 1025).
+
+    A file lock serialises the test runs of everyone on this machine; then we
+    wait (bounded) until nothing else listens there, so a leftover from a
+    previous test cannot answer in our place.
+    """
+    path = Path(tempfile.gettempdir()) / f"smtpmail-tests-port-{port}.lock"
+    with path.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            _wait_until_free(host, port)
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _wait_until_free(host: str, port: int, attempts: int = 300) -> None:
+    for _ in range(attempts):
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+                return
+            except OSError:
+                pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{host} port {port} stays in use by another program")

@@ -458,13 +458,17 @@ class Session:
             header = b"BDAT %d%s\r\n" % (len(chunk), b" LAST" if last else b"")
             shown = (header[:-2].decode(),)
             if last:
+                # The next transaction rides along only when no earlier chunk can
+                # still fail: after a refused chunk the server wants RSET first.
+                if outstanding:
+                    tail, tail_shown = b"", ()
                 yield Send(header + chunk + tail, shown + tail_shown, body=0)
                 replies = yield from _receive(outstanding + n_final, "BDAT", "data_end")
                 failed = next((r for r in replies[:outstanding] if not _ok(r)), None)
                 if failed is not None:
                     self.needs_rset = True
-                    return [failed] * n_final, True
-                return replies[outstanding:], True
+                    return [failed] * n_final, False
+                return replies[outstanding:], bool(tail)
             yield Send(header + chunk, shown)
             outstanding += 1
             if outstanding >= window:
