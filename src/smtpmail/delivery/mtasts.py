@@ -174,7 +174,7 @@ class MTASTS:
         port: int = 443,
         timeout: float = 30.0,
     ) -> None:
-        self.cache = cache or PolicyCache()
+        self.cache = cache if cache is not None else PolicyCache()
         if ssl_context is None:
             ssl_context = ssl.create_default_context(cafile=ca_file)
         # §3.3: the fetch is over HTTPS with a certificate that verifies.
