@@ -22,6 +22,10 @@ _PUBLIC: dict[str, str] = {
     "AsyncClient": "smtpmail.transport.aio",
     "Client": "smtpmail.transport.sync",
     "Timeouts": "smtpmail.transport._base",
+    "TLSInfo": "smtpmail.transport.tls",
+    "TLSMode": "smtpmail.transport.tls",
+    "TLSOptions": "smtpmail.transport.tls",
+    "Credentials": "smtpmail.protocol.sasl",
     "send": "smtpmail.api",
     "send_async": "smtpmail.api",
     "deliver": "smtpmail.delivery",
@@ -65,6 +69,7 @@ __all__ = [
     "Client",
     "ConnectError",
     "ConnectionLost",
+    "Credentials",
     "DNSError",
     "DataRefused",
     "DeliveryReport",
@@ -90,6 +95,9 @@ __all__ = [
     "SenderRefused",
     "ServiceClosing",
     "TLSError",
+    "TLSInfo",
+    "TLSMode",
+    "TLSOptions",
     "Timeouts",
     "TransportError",
     "__version__",
@@ -199,6 +207,9 @@ if TYPE_CHECKING:
     from smtpmail.protocol.reply import (
         Reply as Reply,
     )
+    from smtpmail.protocol.sasl import (
+        Credentials as Credentials,
+    )
     from smtpmail.protocol.session import (
         Options as Options,
     )
@@ -210,6 +221,15 @@ if TYPE_CHECKING:
     )
     from smtpmail.transport.sync import (
         Client as Client,
+    )
+    from smtpmail.transport.tls import (
+        TLSInfo as TLSInfo,
+    )
+    from smtpmail.transport.tls import (
+        TLSMode as TLSMode,
+    )
+    from smtpmail.transport.tls import (
+        TLSOptions as TLSOptions,
     )
 
 

@@ -57,11 +57,17 @@ class CaptureHandler:
     """aiosmtpd handler: numbers each message and passes it to ``on_message``.
 
     If ``on_message`` fails (a full disk under the Maildir), the client gets a
-    transient 451 rather than a 250 for a message that was not kept.
+    transient 451 rather than a 250 for a message that was not kept, and
+    ``on_error`` hears why (by default it is logged).
     """
 
-    def __init__(self, on_message: Callable[[Captured], None]) -> None:
+    def __init__(
+        self,
+        on_message: Callable[[Captured], None],
+        on_error: Callable[[Captured, Exception], None] | None = None,
+    ) -> None:
         self.on_message = on_message
+        self.on_error = on_error or _log_error
         self.count = 0
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
@@ -78,10 +84,14 @@ class CaptureHandler:
         )
         try:
             self.on_message(captured)
-        except Exception:
-            log.exception("could not handle message %d", captured.number)
+        except Exception as exc:
+            self.on_error(captured, exc)
             return "451 4.3.0 the message could not be stored"
         return f"250 2.0.0 OK: message {captured.number} accepted"
+
+
+def _log_error(msg: Captured, exc: Exception) -> None:
+    log.error("could not handle message %d: %s", msg.number, exc, exc_info=exc)
 
 
 async def start_server(
@@ -149,8 +159,15 @@ class BackgroundServer:
 
 
 def open_maildir(path: str | Path) -> mailbox.Maildir:
-    """The Maildir at ``path``, created (with cur/new/tmp) if it is missing."""
-    return mailbox.Maildir(Path(path), factory=None, create=True)
+    """The Maildir at ``path``, created (with cur/new/tmp) where any part is missing.
+
+    Raises OSError if that cannot be done (``path`` is a file, say): better
+    before the server listens than at the first message.
+    """
+    folder = Path(path)
+    for sub in ("cur", "new", "tmp"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    return mailbox.Maildir(folder, factory=None, create=False)
 
 
 def to_maildir(box: mailbox.Maildir, msg: Captured) -> str:

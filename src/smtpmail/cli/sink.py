@@ -16,7 +16,7 @@ import signal
 
 from smtpmail.cli._capture import INSTALL_HINT
 from smtpmail.cli.environment import Environment
-from smtpmail.cli.exits import EX_OK, EX_UNAVAILABLE
+from smtpmail.cli.exits import EX_CANTCREAT, EX_OK, EX_UNAVAILABLE
 
 HELP = "run a local capture server that shows what it receives"
 
@@ -55,7 +55,11 @@ def run(args: argparse.Namespace, env: Environment) -> int:
 async def _serve(args: argparse.Namespace, env: Environment) -> int:
     from smtpmail.cli import _capture
 
-    box = _capture.open_maildir(args.maildir) if args.maildir else None
+    try:
+        box = _capture.open_maildir(args.maildir) if args.maildir else None
+    except OSError as exc:
+        env.stderr.write(f"smtpmail sink: cannot use {args.maildir} as a Maildir: {exc}\n")
+        return EX_CANTCREAT
     out = env.stdout
 
     def show(msg: _capture.Captured) -> None:
@@ -70,7 +74,13 @@ async def _serve(args: argparse.Namespace, env: Environment) -> int:
             out.write(_capture.render(msg, raw=args.raw))
         out.flush()
 
-    handler = _capture.CaptureHandler(show)
+    def failed(msg: _capture.Captured, exc: Exception) -> None:
+        env.stderr.write(
+            f"smtpmail sink: message {msg.number} was refused (451), not stored: {exc}\n"
+        )
+        env.stderr.flush()
+
+    handler = _capture.CaptureHandler(show, failed)
     try:
         server = await _capture.start_server(handler, args.host, args.port, ident="smtpmail sink")
     except OSError as exc:
