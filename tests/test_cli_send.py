@@ -10,9 +10,9 @@ from email import message_from_bytes, policy
 from pathlib import Path
 
 import pytest
+
 from clirun import run_cli
 from servers import RecordingServer, free_port
-
 from smtpmail.cli import exits
 
 
