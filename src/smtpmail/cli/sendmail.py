@@ -167,7 +167,7 @@ def run_argv(argv: Sequence[str], env: Environment) -> int:
     from smtpmail.message.raw import read_raw
 
     settings = resolve_settings(ns, env)
-    domain = _default_domain(settings.sender)
+    domain = _default_domain(opts.sender or settings.sender)
     raw = read_raw(env.stdin_bytes)
     sender = opts.sender if opts.sender is not None else _address(settings.sender)
     envelope = raw.envelope(
@@ -203,7 +203,7 @@ def _address(value: str | None) -> str | None:
 
 
 def _default_domain(sender: str | None) -> str:
-    """The domain for unqualified addresses: the account's sender's, else this host's."""
+    """The domain for unqualified addresses (cron's ``root``): the sender's, else this host's."""
     address = _address(sender)
     if address and "@" in address:
         return address.rpartition("@")[2]
