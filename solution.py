@@ -12,7 +12,7 @@ of the protocol that the ``smtpmail`` package implements in full.
 
 from socket import AF_INET, SOCK_STREAM, socket
 
-TIMEOUT = 10.0  # seconds to wait for each reply
+TIMEOUT = 10.0  # seconds to wait for each reply, so a silent server cannot hang us
 MAX_REPLY = 64 * 1024  # a server that never stops talking is cut off here
 SENDER = "alice@example.org"
 RECIPIENT = "bob@example.org"
@@ -23,32 +23,38 @@ class SMTPClientError(Exception):
 
 
 def read_reply(sock: socket) -> tuple[int, str]:
-    """Read one whole reply; return (code, text). Multi-line replies use "250-"."""
+    """Read one whole reply; return (code, text).
+
+    A reply is one or more lines "ddd-text" ending with a line "ddd text"
+    (RFC 5321 §4.2.1); TCP may deliver it in any number of pieces.
+    """
     data = b""
     while True:
-        # A reply is complete when its last line ("ddd text" or "ddd") ends in CRLF.
         lines = data.split(b"\r\n")
-        for line in lines[:-1]:
+        for line in lines[:-1]:  # the last piece is not yet a whole line
             if len(line) < 3 or not line[:3].isdigit():
-                raise SMTPClientError(f"malformed reply line {line[:80]!r}")
-            if len(line) == 3 or line[3:4] == b" ":
+                raise ValueError(f"malformed reply line {line[:80]!r}")
+            if len(line) == 3 or line[3:4] == b" ":  # the final line of the reply
                 return int(line[:3]), data.decode("utf-8", "replace").strip()
         if len(data) > MAX_REPLY:
-            raise SMTPClientError("reply too long")
+            raise ValueError("reply too long")
         chunk = sock.recv(1024)
         if not chunk:
-            raise SMTPClientError("the server closed the connection")
+            raise ConnectionError("the server closed the connection")
         data += chunk
 
 
-def command(sock: socket, line: str | None, expected: int) -> str:
-    """Send one command line (or the message data) and check the reply code."""
-    if line is not None:
-        sock.sendall(line.encode("utf-8"))
-    code, text = read_reply(sock)
+def command(sock: socket, line: str, expected: int, name: str = "") -> str:
+    """Send ``line`` (nothing for the greeting), read the reply, check its code."""
+    name = name or line.strip()
+    try:
+        if line:
+            sock.sendall(line.encode("utf-8"))
+        code, text = read_reply(sock)
+    except (OSError, ValueError) as exc:  # a timeout, a broken connection, garbage
+        raise SMTPClientError(f"{name}: no valid reply: {exc}") from exc
     if code != expected:
-        what = line.strip().splitlines()[0] if line else "greeting"
-        raise SMTPClientError(f"{what}: expected {expected}, got {text}")
+        raise SMTPClientError(f"{name}: expected {expected}, got {text!r}")
     return text
 
 
@@ -70,19 +76,16 @@ def smtp_client(port: int = 1025, mailserver: str = "127.0.0.1") -> None:
             clientSocket.connect((mailserver, port))
         except OSError as exc:
             raise SMTPClientError(f"cannot connect to {mailserver} port {port}: {exc}") from exc
-        try:
-            command(clientSocket, None, 220)  # the greeting
-            command(clientSocket, "HELO Alice\r\n", 250)
-            command(clientSocket, f"MAIL FROM:<{SENDER}>\r\n", 250)
-            command(clientSocket, f"RCPT TO:<{RECIPIENT}>\r\n", 250)
-            command(clientSocket, "DATA\r\n", 354)
-            # Lines starting with "." are doubled (RFC 5321 §4.5.2);
-            # the message ends with a line holding a single period.
-            body = msg.replace("\r\n.", "\r\n..")
-            command(clientSocket, body + endmsg, 250)
-            command(clientSocket, "QUIT\r\n", 221)
-        except OSError as exc:  # a timeout or a broken connection
-            raise SMTPClientError(f"connection to {mailserver} failed: {exc}") from exc
+        command(clientSocket, "", 220, "greeting")
+        command(clientSocket, "HELO Alice\r\n", 250)
+        command(clientSocket, f"MAIL FROM:<{SENDER}>\r\n", 250)
+        command(clientSocket, f"RCPT TO:<{RECIPIENT}>\r\n", 250)
+        command(clientSocket, "DATA\r\n", 354)
+        # A line starting with "." gets a second one (RFC 5321 §4.5.2), so that
+        # only the end marker, a line holding a single period, ends the message.
+        body = msg.replace("\r\n.", "\r\n..")
+        command(clientSocket, body + endmsg, 250, "end of data")
+        command(clientSocket, "QUIT\r\n", 221)
     finally:
         clientSocket.close()
 

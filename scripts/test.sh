@@ -28,7 +28,7 @@ fi
 .venv/bin/python -m pip install -q -e '.[test]'
 
 echo "== ruff"
-.venv/bin/ruff check src tests solution.py bench
+.venv/bin/ruff check src tests solution.py $(ls -d bench 2>/dev/null)
 echo "== mypy --strict"
 .venv/bin/mypy
 echo "== pytest"

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The README's first quick-start command: install smtpmail with its embedded
+# server (the 'server' extra) into a project-local venv and run `smtpmail demo`.
+# Extra arguments go to the demo (try --async, or --help).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[server]'
+exec .venv/bin/smtpmail demo "$@"

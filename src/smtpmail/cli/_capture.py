@@ -1,0 +1,238 @@
+"""The capture server behind ``smtpmail demo`` and ``smtpmail sink``.
+
+An aiosmtpd server (the receiving side of RFC 5321) whose handler hands each
+accepted message to a callback, plus what both commands need around it: a
+readable rendering of a message (envelope, headers, body) and storage in a
+Maildir folder. aiosmtpd is imported here only, so the rest of the CLI runs
+without it; it comes with the ``server`` extra.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import logging
+import mailbox
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from email.message import EmailMessage, Message
+from pathlib import Path
+from typing import Any
+
+from smtpmail import __version__
+
+__all__ = [
+    "INSTALL_HINT",
+    "BackgroundServer",
+    "Captured",
+    "CaptureHandler",
+    "open_maildir",
+    "render",
+    "start_server",
+]
+
+log = logging.getLogger("smtpmail.cli")
+
+INSTALL_HINT = "this command needs aiosmtpd: pip install 'smtpmail[server]'"
+
+#: Longest body shown; the rest is counted, not printed (the Maildir keeps it whole).
+MAX_BODY_LINES = 200
+
+
+@dataclass(frozen=True)
+class Captured:
+    """One message as the server accepted it."""
+
+    number: int
+    peer: str
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    content: bytes
+
+
+class CaptureHandler:
+    """aiosmtpd handler: numbers each message and passes it to ``on_message``.
+
+    If ``on_message`` fails (a full disk under the Maildir), the client gets a
+    transient 451 rather than a 250 for a message that was not kept, and
+    ``on_error`` hears why (by default it is logged).
+    """
+
+    def __init__(
+        self,
+        on_message: Callable[[Captured], None],
+        on_error: Callable[[Captured, Exception], None] | None = None,
+    ) -> None:
+        self.on_message = on_message
+        self.on_error = on_error or _log_error
+        self.count = 0
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.count += 1
+        peer = session.peer
+        where = f"{peer[0]} port {peer[1]}" if isinstance(peer, tuple) else str(peer)
+        content = envelope.original_content or envelope.content or b""
+        captured = Captured(
+            number=self.count,
+            peer=where,
+            mail_from=str(envelope.mail_from),
+            rcpt_tos=tuple(envelope.rcpt_tos),
+            content=bytes(content),
+        )
+        try:
+            self.on_message(captured)
+        except Exception as exc:
+            self.on_error(captured, exc)
+            return "451 4.3.0 the message could not be stored"
+        return f"250 2.0.0 OK: message {captured.number} accepted"
+
+
+def _log_error(msg: Captured, exc: Exception) -> None:
+    log.error("could not handle message %d: %s", msg.number, exc, exc_info=exc)
+
+
+async def start_server(
+    handler: CaptureHandler, host: str, port: int, *, ident: str
+) -> asyncio.Server:
+    """Listen on ``host:port`` (0 picks a free port); raises OSError if it cannot."""
+    from aiosmtpd.smtp import SMTP
+
+    loop = asyncio.get_running_loop()
+    # gethostname() needs no DNS, unlike aiosmtpd's default getfqdn().
+    name = socket.gethostname()
+    return await loop.create_server(
+        lambda: SMTP(
+            handler,
+            hostname=name,
+            ident=f"{ident} (smtpmail {__version__})",
+            enable_SMTPUTF8=True,
+            decode_data=False,
+        ),
+        host,
+        port,
+    )
+
+
+class BackgroundServer:
+    """A capture server in its own thread and event loop (the demo's server)."""
+
+    def __init__(self, handler: CaptureHandler, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.handler = handler
+        self.host = host
+        self.port = port
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._server: asyncio.Server | None = None
+
+    def __enter__(self) -> BackgroundServer:
+        self._thread.start()
+        future = asyncio.run_coroutine_threadsafe(
+            start_server(self.handler, self.host, self.port, ident="smtpmail demo server"),
+            self._loop,
+        )
+        try:
+            self._server = future.result(timeout=30)
+        except BaseException:
+            self._stop_loop()
+            raise
+        self.port = int(self._server.sockets[0].getsockname()[1])
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        server = self._server
+        if server is not None:
+
+            async def close() -> None:
+                server.close()
+                await server.wait_closed()
+
+            asyncio.run_coroutine_threadsafe(close(), self._loop).result(timeout=30)
+        self._stop_loop()
+
+    def _stop_loop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=30)
+        self._loop.close()
+
+
+def open_maildir(path: str | Path) -> mailbox.Maildir:
+    """The Maildir at ``path``, created (with cur/new/tmp) where any part is missing.
+
+    Raises OSError if that cannot be done (``path`` is a file, say): better
+    before the server listens than at the first message.
+    """
+    folder = Path(path)
+    for sub in ("cur", "new", "tmp"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    return mailbox.Maildir(folder, factory=None, create=False)
+
+
+def to_maildir(box: mailbox.Maildir, msg: Captured) -> str:
+    """Store ``msg`` as a new message; return its key.
+
+    Maildir files use the local line end (LF); Return-Path and X-Original-To
+    record the envelope, as a local delivery agent would (RFC 5321 §4.4).
+    """
+    trace = [f"Return-Path: <{msg.mail_from}>"]
+    trace += [f"X-Original-To: {rcpt}" for rcpt in msg.rcpt_tos]
+    head = ("\n".join(trace) + "\n").encode("utf-8")
+    return box.add(head + msg.content.replace(b"\r\n", b"\n"))
+
+
+def render(msg: Captured, *, raw: bool = False) -> str:
+    """The message for a person: the envelope, then the headers as received and
+    the body decoded, or with ``raw`` the whole message exactly as it came."""
+    out = [
+        f"=== message {msg.number} from {msg.peer}",
+        f"MAIL FROM: <{msg.mail_from}>",
+        *(f"RCPT TO:   <{rcpt}>" for rcpt in msg.rcpt_tos),
+        f"Size:      {len(msg.content)} octets",
+    ]
+    text = msg.content.replace(b"\r\n", b"\n")
+    if raw:
+        out += ["--- message", *text.decode("utf-8", "replace").splitlines()]
+    else:
+        head, _, _ = text.partition(b"\n\n")
+        out += ["--- headers", *head.decode("utf-8", "replace").splitlines(), "--- body"]
+        out += _limit(_body_lines(email.message_from_bytes(text, policy=email.policy.default)))
+    out.append(f"=== end of message {msg.number}")
+    return "\n".join(out) + "\n"
+
+
+def _limit(lines: list[str]) -> list[str]:
+    if len(lines) <= MAX_BODY_LINES:
+        return lines
+    rest = len(lines) - MAX_BODY_LINES
+    return [*lines[:MAX_BODY_LINES], f"[... {rest} more lines not shown]"]
+
+
+def _body_lines(message: Message) -> list[str]:
+    """Text parts decoded (transfer encoding and charset); other parts summarised."""
+    if not message.is_multipart():
+        return _part_lines(message)
+    lines: list[str] = []
+    for part in message.walk():
+        if part.is_multipart():
+            continue
+        lines.append(f"[part {part.get_content_type()}]")
+        lines += _part_lines(part)
+    return lines
+
+
+def _part_lines(part: Message) -> list[str]:
+    payload = part.get_payload(decode=True)
+    size = len(payload) if isinstance(payload, bytes) else 0
+    filename = part.get_filename()
+    if part.get_content_maintype() != "text" or filename:
+        name = f" {filename!r}" if filename else ""
+        return [f"[{part.get_content_type()}{name}, {size} octets not shown]"]
+    try:
+        text = part.get_content() if isinstance(part, EmailMessage) else None
+    except (LookupError, ValueError):  # an unknown charset or broken encoding
+        text = None
+    if not isinstance(text, str):
+        text = (payload or b"").decode("utf-8", "replace") if isinstance(payload, bytes) else ""
+    return text.splitlines()

@@ -1,0 +1,136 @@
+"""``smtpmail demo``: one message through smtpmail's own client, every step shown.
+
+It starts an embedded SMTP server (aiosmtpd) on a free loopback port, sends
+one message to it with :class:`smtpmail.Client` (or :class:`smtpmail.AsyncClient`
+with ``--async``), prints the dialogue as it happens through the client's
+transcript hook (RFC 5321 §4.1 commands and §4.2 replies, the message as it
+goes on the wire after §4.5.2 dot-stuffing), then the message as the server
+received it, and shuts the server down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import queue
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from typing import IO, TYPE_CHECKING, ClassVar
+
+from smtpmail.cli._capture import INSTALL_HINT
+from smtpmail.cli.environment import Environment
+from smtpmail.cli.exits import EX_OK, EX_SOFTWARE, EX_UNAVAILABLE
+
+if TYPE_CHECKING:
+    from smtpmail.protocol.envelope import SendResult
+
+HELP = "send a message to an embedded local server and show it all"
+
+TEXT = (
+    "Hello Bob,\n"
+    "\n"
+    "this message went from smtpmail's client to a local SMTP server.\n"
+    ".A line that starts with a dot travels with a second dot (dot-stuffing),\n"
+    "so that only a line holding a single dot ends the message.\n"
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--from", dest="sender", default="alice@example.org", help="the sender")
+    parser.add_argument("--to", dest="recipient", default="bob@example.org", help="the recipient")
+    parser.add_argument("--subject", default="Hello from smtpmail", help="the Subject header")
+    parser.add_argument("--text", default=TEXT, help="the message text")
+    parser.add_argument(
+        "--async", dest="use_async", action="store_true", help="send with AsyncClient"
+    )
+
+
+def compose(args: argparse.Namespace) -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = args.sender
+    msg["To"] = args.recipient
+    msg["Subject"] = args.subject
+    msg["Date"] = formatdate(localtime=True)
+    # An explicit domain: make_msgid() would otherwise ask DNS for our name.
+    msg["Message-ID"] = make_msgid(domain="smtpmail.demo")
+    msg.set_content(args.text)
+    return msg
+
+
+class Dialogue:
+    """The transcript hook: prints each line as the client sends or receives it."""
+
+    PREFIX: ClassVar[dict[str, str]] = {"client": "C: ", "server": "S: ", "info": "*  "}
+
+    def __init__(self, out: IO[str]) -> None:
+        self.out = out
+        self.pending = ""  # message data arrives in chunks that may split lines
+
+    def __call__(self, kind: str, line: str) -> None:
+        if kind == "data":
+            self.pending += line
+            return
+        self.flush()
+        self.out.write(f"{self.PREFIX.get(kind, '   ')}{line}\n")
+        self.out.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            for data_line in self.pending.splitlines():
+                self.out.write(f"C: {data_line}\n")
+            self.pending = ""
+
+
+def run(args: argparse.Namespace, env: Environment) -> int:
+    try:
+        import aiosmtpd  # noqa: F401
+    except ImportError:
+        env.stderr.write(f"smtpmail demo: {INSTALL_HINT}\n")
+        return EX_UNAVAILABLE
+    from smtpmail.cli import _capture
+
+    out = env.stdout
+    received: queue.SimpleQueue[_capture.Captured] = queue.SimpleQueue()
+    handler = _capture.CaptureHandler(received.put)
+    with _capture.BackgroundServer(handler) as server:
+        out.write(
+            f"smtpmail demo: an SMTP server (aiosmtpd) listens on 127.0.0.1 port {server.port}\n\n"
+        )
+        out.write(
+            f"The dialogue as smtpmail's {'AsyncClient' if args.use_async else 'Client'} "
+            "sees it (C: client, S: server):\n"
+        )
+        out.flush()
+        dialogue = Dialogue(out)
+        message = compose(args)
+        if args.use_async:
+            result = asyncio.run(_send_async(server.port, message, dialogue))
+        else:
+            result = _send(server.port, message, dialogue)
+        dialogue.flush()
+    if received.empty():
+        env.stderr.write("smtpmail demo: the server did not receive the message\n")
+        return EX_SOFTWARE
+    out.write(f"\nAccepted for: {', '.join(result.accepted)}\n")
+    out.write("\nThe message as the server received it:\n")
+    out.write(_capture.render(received.get()))
+    out.write(
+        "\nThe server has stopped. Next: run `smtpmail sink` in one terminal and\n"
+        "`python solution.py` (or any SMTP client, port 1025) in another.\n"
+    )
+    out.flush()
+    return EX_OK
+
+
+def _send(port: int, message: EmailMessage, dialogue: Dialogue) -> SendResult:
+    from smtpmail.transport.sync import Client
+
+    with Client("127.0.0.1", port, timeout=30, transcript=dialogue) as client:
+        return client.send(message)
+
+
+async def _send_async(port: int, message: EmailMessage, dialogue: Dialogue) -> SendResult:
+    from smtpmail.transport.aio import AsyncClient
+
+    async with AsyncClient("127.0.0.1", port, timeout=30, transcript=dialogue) as client:
+        return await client.send(message)

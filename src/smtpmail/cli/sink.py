@@ -1,0 +1,112 @@
+"""``smtpmail sink``: a local capture server that shows each message as it arrives.
+
+It listens on 127.0.0.1 port 1025 by default (where the assignment's
+solution.py sends), accepts every message (RFC 5321 §4.1.1.4 DATA), prints its
+envelope, headers and body, and with ``--maildir DIR`` also stores it there.
+It replaces ``python -m smtpd -c DebuggingServer``, which Python 3.12 removed.
+Ctrl-C or SIGTERM stops it cleanly with exit status 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+
+from smtpmail.cli._capture import INSTALL_HINT
+from smtpmail.cli.environment import Environment
+from smtpmail.cli.exits import EX_CANTCREAT, EX_OK, EX_UNAVAILABLE
+
+HELP = "run a local capture server that shows what it receives"
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 1025
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})"
+    )
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"port to listen on (default {DEFAULT_PORT})"
+    )
+    parser.add_argument(
+        "--maildir", metavar="DIR", help="also store each message in this Maildir folder"
+    )
+    shown = parser.add_mutually_exclusive_group()
+    shown.add_argument(
+        "--quiet", action="store_true", help="print one line per message instead of the message"
+    )
+    shown.add_argument(
+        "--raw", action="store_true", help="print each message as it came, not decoded"
+    )
+
+
+def run(args: argparse.Namespace, env: Environment) -> int:
+    try:
+        import aiosmtpd  # noqa: F401
+    except ImportError:
+        env.stderr.write(f"smtpmail sink: {INSTALL_HINT}\n")
+        return EX_UNAVAILABLE
+    return asyncio.run(_serve(args, env))
+
+
+async def _serve(args: argparse.Namespace, env: Environment) -> int:
+    from smtpmail.cli import _capture
+
+    try:
+        box = _capture.open_maildir(args.maildir) if args.maildir else None
+    except OSError as exc:
+        env.stderr.write(f"smtpmail sink: cannot use {args.maildir} as a Maildir: {exc}\n")
+        return EX_CANTCREAT
+    out = env.stdout
+
+    def show(msg: _capture.Captured) -> None:
+        if box is not None:
+            _capture.to_maildir(box, msg)
+        if args.quiet:
+            rcpts = ", ".join(f"<{r}>" for r in msg.rcpt_tos)
+            out.write(
+                f"message {msg.number}: <{msg.mail_from}> -> {rcpts}, {len(msg.content)} octets\n"
+            )
+        else:
+            out.write(_capture.render(msg, raw=args.raw))
+        out.flush()
+
+    def failed(msg: _capture.Captured, exc: Exception) -> None:
+        env.stderr.write(
+            f"smtpmail sink: message {msg.number} was refused (451), not stored: {exc}\n"
+        )
+        env.stderr.flush()
+
+    handler = _capture.CaptureHandler(show, failed)
+    try:
+        server = await _capture.start_server(handler, args.host, args.port, ident="smtpmail sink")
+    except OSError as exc:
+        env.stderr.write(
+            f"smtpmail sink: cannot listen on {args.host} port {args.port}: {exc.strerror or exc}\n"
+        )
+        return EX_UNAVAILABLE
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        # Only the main thread may handle signals; elsewhere the caller stops the loop.
+        with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        port = server.sockets[0].getsockname()[1]  # the real one when --port 0
+        where = f"{args.host} port {port}"
+        saved = f", saving to Maildir {args.maildir}" if box is not None else ""
+        out.write(f"smtpmail sink: listening on {where}{saved} (Ctrl-C to stop)\n")
+        out.flush()
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        server.close()
+        await server.wait_closed()
+    out.write(f"smtpmail sink: stopped after {handler.count} message(s)\n")
+    out.flush()
+    return EX_OK

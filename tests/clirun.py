@@ -1,0 +1,72 @@
+"""Running the real ``smtpmail`` command in a subprocess, and the CLI in-process.
+
+The console script is the one installed next to this Python (a venv's bin/);
+tests/conftest.py puts this checkout's src/ first on PYTHONPATH, so the
+subprocess runs this checkout's code.
+"""
+
+from __future__ import annotations
+
+import io
+import queue
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from smtpmail.cli import Environment
+
+
+def console_script() -> str:
+    """The installed ``smtpmail`` script; a missing one is a broken install."""
+    beside = Path(sys.executable).parent / "smtpmail"
+    found = str(beside) if beside.exists() else shutil.which("smtpmail")
+    assert found, "the smtpmail console script is not installed (pip install -e .)"
+    return found
+
+
+def fake_env(tmp_path: Path, argv: list[str] | None = None) -> Environment:
+    """An Environment whose streams are in memory, with no terminal and no real config."""
+    return Environment(
+        argv=["smtpmail", *(argv or [])],
+        stdin=io.StringIO(""),
+        stdout=io.StringIO(),
+        stderr=io.StringIO(),
+        environ={},
+        config_dir=tmp_path / "config",
+        data_dir=tmp_path / "data",
+    )
+
+
+class LineReader:
+    """Reads a subprocess's stdout in a thread, so a test can wait for a line
+    with a bound instead of blocking forever on a silent process."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        self.lines: list[str] = []
+        self._queue: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._pump, args=(proc.stdout,), daemon=True)
+        self._thread.start()
+
+    def _pump(self, stream: io.TextIOBase) -> None:
+        for line in stream:
+            self._queue.put(line)
+        self._queue.put(None)
+
+    def wait_for(self, text: str, timeout: float = 30) -> str:
+        """Lines up to and including the first one containing ``text``."""
+        while True:
+            line = self._queue.get(timeout=timeout)
+            if line is None:
+                raise AssertionError(f"output ended before {text!r}: {''.join(self.lines)}")
+            self.lines.append(line)
+            if text in line:
+                return line
+
+    def rest(self, timeout: float = 30) -> str:
+        """Everything up to the end of output (call after the process ends)."""
+        while (line := self._queue.get(timeout=timeout)) is not None:
+            self.lines.append(line)
+        return "".join(self.lines)

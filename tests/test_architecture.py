@@ -1,0 +1,159 @@
+"""The shape DESIGN.md promises: layering, twin clients, the public names."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+from pathlib import Path
+
+import smtpmail
+from smtpmail import errors
+from smtpmail.transport.aio import AsyncClient
+from smtpmail.transport.sync import Client
+
+SRC = Path(smtpmail.__file__).resolve().parent
+
+# Layers from the bottom up; a module may import its own layer or those below.
+LAYERS = ["errors", "protocol", "message", "transport", "delivery", "outbox", "api", "cli"]
+PROTOCOL_FORBIDDEN = {"socket", "ssl", "asyncio", "time", "os", "select", "selectors"}
+
+
+def _layer(module: str) -> str | None:
+    parts = module.split(".")
+    if parts[0] != "smtpmail" or len(parts) == 1:
+        return None
+    return parts[1] if parts[1] in LAYERS else None
+
+
+def _imports(path: Path) -> list[tuple[str, int]]:
+    """Every module imported by ``path`` (absolute names), with the line."""
+    tree = ast.parse(path.read_text(), str(path))
+    package = ".".join(("smtpmail", *path.relative_to(SRC).with_suffix("").parts))
+    if path.name == "__init__.py":
+        package = package.rsplit(".", 1)[0] + ".__init__"
+    # Imports only for type checkers never run: they do not make a dependency.
+    type_only = {
+        id(inner)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and ast.unparse(node.test).endswith("TYPE_CHECKING")
+        for inner in ast.walk(node)
+    }
+    found = []
+    for node in ast.walk(tree):
+        if id(node) in type_only:
+            continue
+        if isinstance(node, ast.Import):
+            found += [(alias.name, node.lineno) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: -node.level]
+                name = ".".join([*base, node.module] if node.module else base)
+            else:
+                name = node.module or ""
+            found.append((name, node.lineno))
+            # "from smtpmail import x" may name a submodule
+            found += [(f"{name}.{a.name}", node.lineno) for a in node.names]
+    return found
+
+
+def _modules() -> list[Path]:
+    return sorted(SRC.rglob("*.py"))
+
+
+def test_protocol_imports_no_io() -> None:
+    bad = []
+    for path in (SRC / "protocol").rglob("*.py"):
+        for name, line in _imports(path):
+            if name.split(".")[0] in PROTOCOL_FORBIDDEN:
+                bad.append(f"{path.relative_to(SRC)}:{line} imports {name}")
+    assert bad == []
+
+
+def test_only_transport_and_above_touch_sockets() -> None:
+    io_modules = {"socket", "ssl", "asyncio", "select", "selectors"}
+    bad = []
+    for path in _modules():
+        layer = _layer(".".join(("smtpmail", *path.relative_to(SRC).parts)))
+        if layer in ("errors", "protocol", "message"):
+            for name, line in _imports(path):
+                if name.split(".")[0] in io_modules:
+                    bad.append(f"{path.relative_to(SRC)}:{line} imports {name}")
+    assert bad == []
+
+
+def test_imports_point_down_only() -> None:
+    bad = []
+    for path in _modules():
+        rel = path.relative_to(SRC)
+        if rel.parts[0] in ("__init__.py", "__main__.py"):
+            continue  # the package root re-exports the public names lazily
+        own = _layer(".".join(("smtpmail", *rel.with_suffix("").parts)))
+        if own is None:
+            continue
+        for name, line in _imports(path):
+            target = _layer(name)
+            if target is not None and LAYERS.index(target) > LAYERS.index(own):
+                bad.append(f"{rel}:{line} ({own}) imports {name} ({target})")
+    assert bad == []
+
+
+def test_no_smtplib_in_the_library() -> None:
+    for path in _modules():
+        assert all(name.split(".")[0] != "smtplib" for name, _ in _imports(path)), path
+
+
+def test_the_layering_check_can_fail() -> None:
+    # Guard against a walker that finds nothing: transport does import protocol.
+    names = {n for n, _ in _imports(SRC / "transport" / "sync.py")}
+    assert "smtpmail.protocol.session" in names
+    assert "socket" in names
+
+
+def _public_methods(cls: type) -> dict[str, inspect.Signature]:
+    out = {}
+    for name, value in inspect.getmembers(cls):
+        if name.startswith("_") and name not in (
+            "__enter__",
+            "__exit__",
+            "__aenter__",
+            "__aexit__",
+        ):
+            continue
+        if callable(value):
+            out[name.replace("__a", "__")] = inspect.signature(value)
+    return out
+
+
+def test_client_and_async_client_expose_the_same_api() -> None:
+    sync, aio = _public_methods(Client), _public_methods(AsyncClient)
+    assert set(sync) == set(aio)
+    for name in sync:
+        assert list(sync[name].parameters) == list(aio[name].parameters), name
+    props = {n for n, v in inspect.getmembers(Client) if isinstance(v, property)}
+    aprops = {n for n, v in inspect.getmembers(AsyncClient) if isinstance(v, property)}
+    assert props == aprops
+
+
+def test_async_twins_are_coroutines_where_the_sync_ones_do_io() -> None:
+    for name in ("connect", "send", "send_many", "noop", "rset", "vrfy", "quit"):
+        assert inspect.iscoroutinefunction(getattr(AsyncClient, name)), name
+        assert not inspect.iscoroutinefunction(getattr(Client, name)), name
+    assert not inspect.iscoroutinefunction(AsyncClient.close)
+
+
+def test_all_equals_the_public_names() -> None:
+    exported = set(smtpmail.__all__)
+    assert len(exported) == len(smtpmail.__all__), "duplicates in __all__"
+    assert exported - {"__version__"} == set(smtpmail._PUBLIC)
+    for name in smtpmail.__all__:
+        assert getattr(smtpmail, name) is not None
+    assert set(errors.__all__) <= exported  # every error can be caught as smtpmail.X
+    assert sorted(dir(smtpmail)) == sorted(smtpmail.__all__)
+
+
+def test_every_error_answers_transient_or_permanent() -> None:
+    for name in errors.__all__:
+        cls = getattr(errors, name)
+        assert issubclass(cls, errors.SMTPError)
+        assert isinstance(cls.is_transient, property)
+        assert isinstance(cls.is_permanent, property)

@@ -1,0 +1,143 @@
+"""The message-data encoder (RFC 5321 §2.3.8, §4.5.2): table-driven and Hypothesis."""
+
+from __future__ import annotations
+
+import itertools
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from smtpmail.protocol.data import DataEncoder, encode_data
+
+
+def encode(*chunks: bytes, dot_stuff: bool = True) -> bytes:
+    return b"".join(encode_data(chunks, dot_stuff=dot_stuff))
+
+
+@pytest.mark.parametrize(
+    ("message", "wire"),
+    [
+        (b"", b".\r\n"),
+        (b"a", b"a\r\n.\r\n"),
+        (b"a\r\n", b"a\r\n.\r\n"),
+        (b"a\n", b"a\r\n.\r\n"),
+        (b"a\r", b"a\r\n.\r\n"),
+        (b"a\nb\rc\r\nd", b"a\r\nb\r\nc\r\nd\r\n.\r\n"),
+        (b"\r\r\n\n", b"\r\n\r\n\r\n.\r\n"),  # CR, CRLF, LF: three line breaks
+        (b".", b"..\r\n.\r\n"),
+        (b".\r\n", b"..\r\n.\r\n"),
+        (b"a\n.\nb", b"a\r\n..\r\nb\r\n.\r\n"),
+        (b"a\r\n.\r\n", b"a\r\n..\r\n.\r\n"),  # a terminator in the content is stuffed
+        (b"a\n..b", b"a\r\n...b\r\n.\r\n"),
+        (b"a.b\n", b"a.b\r\n.\r\n"),  # a dot inside a line is left alone
+        (b"\r.\r", b"\r\n..\r\n.\r\n"),
+        (b"x\n\r\n.\n", b"x\r\n\r\n..\r\n.\r\n"),
+        (b"\x00\xff", b"\x00\xff\r\n.\r\n"),
+    ],
+)
+def test_dot_stuffing_and_line_endings(message: bytes, wire: bytes) -> None:
+    assert encode(message) == wire
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [
+        [b"a\r", b"\nb"],  # CRLF split across chunks
+        [b"a\r", b"", b"\nb"],
+        [b"a\n", b".b"],  # a line-leading dot in the next chunk
+        [b"a\r", b".b"],
+        [b"a\r\n", b".", b"b"],
+        [b"a", b"\r", b"\n", b".", b"b"],
+    ],
+)
+def test_chunk_boundaries(chunks: list[bytes]) -> None:
+    assert encode(*chunks) == encode(b"".join(chunks))
+
+
+def test_bdat_mode_normalises_without_stuffing_or_terminator() -> None:
+    assert encode(b"a\n.b\r.", dot_stuff=False) == b"a\r\n.b\r\n.\r\n"
+    assert encode(b"", dot_stuff=False) == b""
+    assert encode(b"a\r\n", dot_stuff=False) == b"a\r\n"
+
+
+def test_the_encoder_counts_input_octets() -> None:
+    enc = DataEncoder()
+    enc.feed(b"abc\n")
+    enc.feed(b"de")
+    assert enc.octets_in == 6
+
+
+def normalise(message: bytes) -> bytes:
+    """What a message should become: every CRLF, CR or LF one CRLF, last line ended."""
+    text = re.sub(rb"\r\n|\r|\n", b"\r\n", message)
+    if text and not text.endswith(b"\r\n"):
+        text += b"\r\n"
+    return text
+
+
+def unstuff(wire: bytes) -> bytes:
+    """What a receiving server stores (RFC 5321 §4.5.2): strip the terminator and one dot."""
+    assert wire.endswith(b".\r\n")
+    body = wire[:-3]
+    lines = body.split(b"\r\n")
+    return b"\r\n".join(line[1:] if line.startswith(b".") else line for line in lines)
+
+
+# Line breaks and dots are what matters; make them common.
+messages = st.lists(
+    st.sampled_from([b"\r", b"\n", b"\r\n", b".", b"..", b"a", b"\x00", b"\xff", b" "]),
+    max_size=60,
+).map(b"".join) | st.binary(max_size=300)
+
+
+@st.composite
+def chunkings(draw: st.DrawFn) -> tuple[bytes, list[bytes]]:
+    message = draw(messages)
+    cuts = sorted(draw(st.lists(st.integers(0, len(message)), max_size=12)))
+    bounds = [0, *cuts, len(message)]
+    return message, [message[a:b] for a, b in itertools.pairwise(bounds)]
+
+
+@settings(max_examples=400)
+@given(chunkings())
+def test_any_chunking_gives_the_same_wire_bytes(case: tuple[bytes, list[bytes]]) -> None:
+    message, chunks = case
+    assert encode(*chunks) == encode(message)
+
+
+@settings(max_examples=400)
+@given(chunkings())
+def test_no_bare_cr_or_lf_and_no_early_terminator(case: tuple[bytes, list[bytes]]) -> None:
+    message, chunks = case
+    wire = encode(*chunks)
+    assert re.search(rb"\r(?!\n)|(?<!\r)\n", wire) is None
+    assert wire.endswith(b".\r\n")
+    # The terminator CRLF.CRLF appears exactly once, at the very end
+    # (the wire starts after a CRLF, the DATA command's).
+    assert (b"\r\n" + wire).find(b"\r\n.\r\n") == len(wire) - 3
+    assert unstuff(wire) == normalise(message)
+
+
+@settings(max_examples=200)
+@given(chunkings())
+def test_bdat_chunks_are_only_normalised(case: tuple[bytes, list[bytes]]) -> None:
+    message, chunks = case
+    assert encode(*chunks, dot_stuff=False) == normalise(message)
+
+
+def test_streaming_holds_one_chunk_at_a_time() -> None:
+    consumed = 0
+
+    def source() -> object:
+        nonlocal consumed
+        for _ in range(1000):
+            consumed += 1
+            yield b"x" * 1000 + b"\n"
+
+    encoded = encode_data(source())  # type: ignore[arg-type]
+    first = next(encoded)
+    # The encoder runs one chunk ahead of its output, no more.
+    assert consumed <= 2
+    assert len(first) == 1002

@@ -1,0 +1,107 @@
+"""`smtpmail demo`: an embedded aiosmtpd, smtpmail's own client, the dialogue shown."""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from clirun import console_script, fake_env
+from smtpmail.cli import main
+
+
+def run_demo(tmp_path: Path, *argv: str) -> tuple[int, str, str]:
+    env = fake_env(tmp_path, ["demo", *argv])
+    status = main(env=env)
+    return status, env.stdout.getvalue(), env.stderr.getvalue()  # type: ignore[attr-defined]
+
+
+def demo_port(out: str) -> int:
+    match = re.search(r"listens on 127\.0\.0\.1 port (\d+)", out)
+    assert match, out
+    return int(match.group(1))
+
+
+def check_demo_output(out: str, sender: str, recipient: str, subject: str) -> None:
+    dialogue, _, received = out.partition("The message as the server received it:")
+    assert received, "the received message is not shown"
+    lines = dialogue.splitlines()
+    # The client's lines and the server's replies, in the order they happened.
+    order = [
+        "S: 220 ",
+        "C: EHLO ",
+        "S: 250 ",
+        f"C: MAIL FROM:<{sender}>",
+        f"C: RCPT TO:<{recipient}>",
+        "C: DATA",
+        "S: 354 ",
+        f"C: Subject: {subject}",
+        "C: ..A line that starts with a dot",  # dot-stuffed on the wire
+        "C: .",
+        "S: 250 2.0.0 OK: message 1 accepted",
+        "C: QUIT",
+        "S: 221 ",
+    ]
+    at = -1
+    for prefix in order:  # each one after the one before it
+        later = [i for i, line in enumerate(lines) if i > at and line.startswith(prefix)]
+        assert later, f"{prefix!r} missing (or out of order) in the dialogue:\n{dialogue}"
+        at = later[0]
+    # As received: the envelope, the headers, the body without the stuffed dot.
+    assert f"MAIL FROM: <{sender}>" in received
+    assert f"RCPT TO:   <{recipient}>" in received
+    assert f"\nSubject: {subject}\n" in received
+    assert "\n.A line that starts with a dot" in received
+
+
+def test_demo_shows_dialogue_and_received_message(tmp_path: Path) -> None:
+    status, out, err = run_demo(tmp_path)
+    assert (status, err) == (0, "")
+    check_demo_output(out, "alice@example.org", "bob@example.org", "Hello from smtpmail")
+    assert "Client sees it" in out
+
+
+def test_demo_shuts_its_server_down(tmp_path: Path) -> None:
+    status, out, _ = run_demo(tmp_path)
+    assert status == 0
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", demo_port(out)), timeout=5).close()
+
+
+def test_demo_async_client_and_options(tmp_path: Path) -> None:
+    status, out, err = run_demo(
+        tmp_path, "--async", "--from", "zoe@example.net", "--to", "yan@example.com",
+        "--subject", "Async hello",
+    )  # fmt: skip
+    assert (status, err) == (0, "")
+    assert "AsyncClient sees it" in out
+    check_demo_output(out, "zoe@example.net", "yan@example.com", "Async hello")
+
+
+@pytest.mark.parametrize("how", ["console script", "python -m"])
+def test_demo_as_a_real_command(how: str) -> None:
+    command = [console_script()] if how == "console script" else [sys.executable, "-m", "smtpmail"]
+    proc = subprocess.run(
+        [*command, "demo"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert (proc.returncode, proc.stderr) == (0, "")
+    check_demo_output(proc.stdout, "alice@example.org", "bob@example.org", "Hello from smtpmail")
+
+
+def test_demo_without_aiosmtpd_says_how_to_install() -> None:
+    # None in sys.modules makes `import aiosmtpd` fail, as if it were not installed.
+    code = (
+        "import sys; sys.modules['aiosmtpd'] = None\n"
+        "from smtpmail.cli import main\n"
+        "raise SystemExit(main(['demo']))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 69  # EX_UNAVAILABLE
+    assert proc.stdout == ""
+    assert "pip install 'smtpmail[server]'" in proc.stderr

@@ -1,0 +1,353 @@
+"""solution.py, the assignment's contract, tested as the grader runs it.
+
+It is copied alone into an empty folder and run in a subprocess against a real
+aiosmtpd server on 127.0.0.1:1025 (the fixed port the assignment requires, so
+those tests hold a cross-process lock on it). Faults a well-behaved server does
+not produce (replies cut into pieces, silence, refusals, a dropped connection)
+come from a scripted server on a free port, driving the copied module in-process.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from servers import RecordingServer, fixed_port
+
+ROOT = Path(__file__).resolve().parent.parent
+SOLUTION = ROOT / "solution.py"
+#: solution.py must run without this checkout's package on the path.
+CLEAN_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+#: a hang guard for the subprocess, not a speed assertion
+HANG_GUARD = 60
+
+
+def copy_alone(folder: Path) -> Path:
+    shutil.copy(SOLUTION, folder / "solution.py")
+    assert [p.name for p in folder.iterdir()] == ["solution.py"]
+    return folder
+
+
+def run_python(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=folder,
+        env=CLEAN_ENV,
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD,
+        check=False,
+    )
+
+
+# -- against a real aiosmtpd on 127.0.0.1:1025 ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def graded_run(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[subprocess.CompletedProcess[str], RecordingServer, int]:
+    """`python solution.py` once, as the grader runs it; the tests below check aspects."""
+    folder = copy_alone(tmp_path_factory.mktemp("alone"))
+    with fixed_port(1025), RecordingServer(port=1025) as server:
+        before = len(server.wire)  # aiosmtpd's own readiness probe is a connection too
+        proc = run_python(folder, "solution.py")
+    return proc, server, before
+
+
+def test_message_arrives_with_its_envelope(graded_run: tuple) -> None:
+    proc, server, _ = graded_run
+    assert proc.returncode == 0, proc.stderr
+    (msg,) = server.messages
+    assert msg.mail_from == "alice@example.org"
+    assert msg.rcpt_tos == ["bob@example.org"]
+    head, _, body = msg.content.partition(b"\r\n\r\n")
+    assert b"From: Alice <alice@example.org>" in head.split(b"\r\n")
+    assert b"To: Bob <bob@example.org>" in head.split(b"\r\n")
+    assert b"Subject: " in head
+    assert body == b" My message\r\n"
+
+
+def test_prints_nothing(graded_run: tuple) -> None:
+    proc, _, _ = graded_run
+    assert (proc.stdout, proc.stderr) == ("", "")
+
+
+def test_commands_are_upper_case_in_order(graded_run: tuple) -> None:
+    _, server, before = graded_run
+    commands = [line for wire in server.wire[before:] for line in _command_lines(bytes(wire))]
+    assert commands == [
+        b"HELO Alice",
+        b"MAIL FROM:<alice@example.org>",
+        b"RCPT TO:<bob@example.org>",
+        b"DATA",
+        b"QUIT",
+    ]
+    for line in commands:  # the verb, and FROM/TO, in upper case (as the grader wants)
+        keyword = line.split(b":")[0] if b":" in line else line.split(b" ")[0]
+        assert keyword.isupper(), line
+
+
+def test_every_line_ends_in_crlf(graded_run: tuple) -> None:
+    _, server, before = graded_run
+    (wire,) = [bytes(w) for w in server.wire[before:]]
+    assert wire.endswith(b"QUIT\r\n")
+    assert re.search(rb"(?<!\r)\n|\r(?!\n)", wire) is None, "a bare CR or LF went out"
+    assert b"\r\n.\r\nQUIT\r\n" in wire  # the end-of-data marker, then QUIT
+
+
+def _command_lines(wire: bytes) -> list[bytes]:
+    out, in_data = [], False
+    for line in wire.split(b"\r\n"):
+        if in_data:
+            in_data = line != b"."
+        elif line:
+            out.append(line)
+            in_data = line == b"DATA"
+    return out
+
+
+def test_importing_it_does_nothing(tmp_path: Path) -> None:
+    folder = copy_alone(tmp_path)
+    with fixed_port(1025), RecordingServer(port=1025) as server:
+        before = len(server.wire)
+        proc = run_python(folder, "-c", "import solution")
+        connections = len(server.wire) - before
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
+    assert connections == 0
+
+
+def test_fails_fast_and_clearly_when_nothing_listens(tmp_path: Path) -> None:
+    folder = copy_alone(tmp_path)
+    with fixed_port(1025):  # waits until nothing listens on 1025
+        proc = run_python(folder, "solution.py")
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("SMTPClientError: cannot connect to 127.0.0.1 port 1025:"), last
+    assert "refused" in last.lower()
+
+
+# -- the source: standard library only, no smtplib anywhere --------------------
+
+
+def _imported_modules(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_solution_uses_the_standard_library_only() -> None:
+    assert _imported_modules(SOLUTION) == {"socket"}
+
+
+def test_no_smtplib_in_the_package_or_solution() -> None:
+    sources = [SOLUTION, *sorted((ROOT / "src").rglob("*.py"))]
+    offenders = [str(p) for p in sources if "smtplib" in _imported_modules(p)]
+    assert offenders == []
+
+
+# -- fault injection: a scripted server on a free port --------------------------
+
+
+class Peer:
+    """The server's side of one connection, for a script to play."""
+
+    def __init__(self, conn: socket.socket) -> None:
+        self.conn = conn
+        self.buffer = b""
+
+    def send(self, *pieces: bytes) -> None:
+        """Send each piece in its own segment, waiting between them, so the
+        client's recv() sees the reply cut where the script cut it."""
+        for i, piece in enumerate(pieces):
+            if i:
+                threading.Event().wait(0.05)
+            self.conn.sendall(piece)
+
+    def until(self, marker: bytes) -> bytes:
+        while marker not in self.buffer:
+            chunk = self.conn.recv(65536)
+            if not chunk:
+                raise ConnectionError(f"client closed before sending {marker!r}")
+            self.buffer += chunk
+        data, _, self.buffer = self.buffer.partition(marker)
+        return data + marker
+
+    def line(self) -> bytes:
+        return self.until(b"\r\n")
+
+    def closed_by_client(self) -> bool:
+        """True once the client closed its end (recv returns EOF)."""
+        return not self.buffer and self.conn.recv(1) == b""
+
+
+class ScriptedServer:
+    """One connection on a free 127.0.0.1 port, played by ``script`` in a thread."""
+
+    def __init__(self, script: Callable[[Peer], None]) -> None:
+        self.script = script
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.listener.getsockname()[1])
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        try:
+            conn, _ = self.listener.accept()
+            with conn:
+                conn.settimeout(10)
+                self.script(Peer(conn))
+        except BaseException as exc:
+            self.error = exc
+
+    def __enter__(self) -> ScriptedServer:
+        self.listener.settimeout(10)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.thread.join(timeout=15)
+        self.listener.close()
+        assert not self.thread.is_alive(), "the scripted server hung"
+        if self.error is not None:
+            raise self.error
+
+
+@pytest.fixture
+def solution(tmp_path: Path) -> Iterator[ModuleType]:
+    """The module, imported from a copy alone in a temp folder."""
+    path = copy_alone(tmp_path) / "solution.py"
+    spec = importlib.util.spec_from_file_location("solution_copy", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.TIMEOUT = 5.0
+    yield module
+
+
+def test_replies_split_across_reads_and_lines(solution: ModuleType) -> None:
+    # ~3 KB of continuation lines: more than one recv(1024) must be read.
+    long_reply = b"".join(b"250-%02d %s\r\n" % (i, b"x" * 70) for i in range(40))
+    received: list[bytes] = []
+    closed: list[bool] = []
+
+    def script(peer: Peer) -> None:
+        peer.send(b"22", b"0-mx.test ESMTP\r\n220 ", b"ready\r\n")
+        received.append(peer.line())
+        peer.send(long_reply, b"250 hello Alice\r\n")
+        received.append(peer.line())
+        peer.send(b"2", b"50 ", b"OK\r", b"\n")
+        received.append(peer.line())
+        peer.send(b"250-first\r\n", b"25", b"0 second\r\n")
+        received.append(peer.line())
+        peer.send(b"354 go ahead\r\n")
+        received.append(peer.until(b"\r\n.\r\n"))
+        peer.send(b"250-queued\r\n", b"250 as 1\r\n")
+        received.append(peer.line())
+        peer.send(b"221-bye\r\n221 closing\r\n")
+        closed.append(peer.closed_by_client())
+
+    with ScriptedServer(script) as server:
+        solution.smtp_client(server.port, "127.0.0.1")
+    assert received[:4] == [
+        b"HELO Alice\r\n",
+        b"MAIL FROM:<alice@example.org>\r\n",
+        b"RCPT TO:<bob@example.org>\r\n",
+        b"DATA\r\n",
+    ]
+    assert received[4].endswith(b"\r\n My message\r\n.\r\n")
+    assert received[5] == b"QUIT\r\n"
+    assert closed == [True]
+
+
+def _refusing(at: int, reply: bytes, seen: list[bytes]) -> Callable[[Peer], None]:
+    """A server that accepts until command number ``at``, answers it with ``reply``,
+    then checks the client hangs up."""
+
+    def script(peer: Peer) -> None:
+        peer.send(b"220 mx.test\r\n")
+        for _ in range(at):
+            seen.append(peer.line())
+            peer.send(b"250 OK\r\n")
+        seen.append(peer.line())
+        peer.send(reply)
+        seen.append(b"closed" if peer.closed_by_client() else b"open")
+
+    return script
+
+
+def test_refused_recipient_raises_naming_command_and_reply(solution: ModuleType) -> None:
+    seen: list[bytes] = []
+    with (
+        ScriptedServer(_refusing(2, b"550 5.1.1 <bob@example.org>: no such user\r\n", seen)) as s,
+        pytest.raises(solution.SMTPClientError) as info,
+    ):
+        solution.smtp_client(s.port, "127.0.0.1")
+    message = str(info.value)
+    assert message.startswith("RCPT TO:<bob@example.org>: expected 250")
+    assert "550 5.1.1 <bob@example.org>: no such user" in message
+    assert seen[-1] == b"closed"  # no DATA after the refusal, and the socket closed
+
+
+def test_refused_greeting_raises(solution: ModuleType) -> None:
+    def script(peer: Peer) -> None:
+        peer.send(b"554 5.3.2 no service here\r\n")
+        assert peer.closed_by_client()
+
+    with ScriptedServer(script) as s, pytest.raises(solution.SMTPClientError) as info:
+        solution.smtp_client(s.port, "127.0.0.1")
+    assert str(info.value) == "greeting: expected 220, got '554 5.3.2 no service here'"
+
+
+def test_silent_server_times_out_and_closes(solution: ModuleType) -> None:
+    solution.TIMEOUT = 0.3
+    closed: list[bool] = []
+
+    def script(peer: Peer) -> None:  # accepts, never greets
+        closed.append(peer.closed_by_client())
+
+    with ScriptedServer(script) as s, pytest.raises(solution.SMTPClientError) as info:
+        solution.smtp_client(s.port, "127.0.0.1")
+    assert str(info.value) == "greeting: no valid reply: timed out"
+    assert closed == [True]
+
+
+def test_connection_dropped_mid_dialogue(solution: ModuleType) -> None:
+    def script(peer: Peer) -> None:
+        peer.send(b"220 mx.test\r\n")
+        peer.line()
+        peer.send(b"250 OK\r\n")
+        peer.line()  # MAIL FROM, then hang up without a reply
+
+    with ScriptedServer(script) as s, pytest.raises(solution.SMTPClientError) as info:
+        solution.smtp_client(s.port, "127.0.0.1")
+    assert str(info.value) == (
+        "MAIL FROM:<alice@example.org>: no valid reply: the server closed the connection"
+    )
+
+
+def test_garbage_reply_is_an_error(solution: ModuleType) -> None:
+    def script(peer: Peer) -> None:
+        peer.send(b"hello there\r\n")
+        assert peer.closed_by_client()
+
+    with ScriptedServer(script) as s, pytest.raises(solution.SMTPClientError) as info:
+        solution.smtp_client(s.port, "127.0.0.1")
+    assert str(info.value) == "greeting: no valid reply: malformed reply line b'hello there'"
