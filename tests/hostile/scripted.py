@@ -59,7 +59,9 @@ class Conn:
         try:
             async with asyncio.timeout(timeout):
                 chunk = await self.reader.read(65536)
-        except (ConnectionError, OSError):
+        except TimeoutError:
+            raise  # the caller decides what a quiet client means
+        except OSError:  # a reset is an end too
             chunk = b""
         if not chunk:
             self.eof.set()
@@ -337,7 +339,9 @@ class ScriptedServer:
             # Keep reading (and recording) until the client closes its end.
             while not conn.closed_by_server and await conn.fill():
                 pass
-        except (ConnectionError, OSError):
+        except TimeoutError:
+            conn.errors.append(f"the client stayed silent and connected for {LINGER} s")
+        except OSError:
             conn.eof.set()
         finally:
             with contextlib.suppress(Exception):
@@ -358,9 +362,10 @@ class ScriptedServer:
         async def stop() -> None:
             assert self._server is not None
             self._server.close()
-            for task in list(self._tasks):
+            tasks = list(self._tasks)
+            for task in tasks:
                 task.cancel()
-            await asyncio.sleep(0)
+            await asyncio.gather(*tasks, return_exceptions=True)
 
         asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
