@@ -16,6 +16,7 @@ import logging
 import mailbox
 import socket
 import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage, Message
@@ -27,6 +28,7 @@ from smtpmail import __version__
 __all__ = [
     "INSTALL_HINT",
     "BackgroundServer",
+    "CaptureServer",
     "Captured",
     "CaptureHandler",
     "open_maildir",
@@ -94,26 +96,54 @@ def _log_error(msg: Captured, exc: Exception) -> None:
     log.error("could not handle message %d: %s", msg.number, exc, exc_info=exc)
 
 
+class CaptureServer:
+    """A listening capture server; :meth:`close` says 421 to clients still connected."""
+
+    def __init__(self, server: asyncio.Server, sessions: weakref.WeakSet[Any]) -> None:
+        self.server = server
+        self.sessions = sessions
+
+    @property
+    def port(self) -> int:
+        """The port it listens on (the one the system chose when asked for port 0)."""
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def close(self) -> None:
+        """Stop listening, then tell each connected client the service is closing
+        (RFC 5321 §3.8: a 421 reply, then the connection closes)."""
+        self.server.close()
+        await self.server.wait_closed()
+        for session in list(self.sessions):
+            transport = getattr(session, "transport", None)
+            if transport is not None and not transport.is_closing():
+                transport.write(b"421 4.3.2 the capture server is shutting down\r\n")
+                transport.close()
+        await asyncio.sleep(0)  # let the transports flush and close
+
+
 async def start_server(
     handler: CaptureHandler, host: str, port: int, *, ident: str
-) -> asyncio.Server:
+) -> CaptureServer:
     """Listen on ``host:port`` (0 picks a free port); raises OSError if it cannot."""
     from aiosmtpd.smtp import SMTP
 
     loop = asyncio.get_running_loop()
     # gethostname() needs no DNS, unlike aiosmtpd's default getfqdn().
     name = socket.gethostname()
-    return await loop.create_server(
-        lambda: SMTP(
+    sessions: weakref.WeakSet[SMTP] = weakref.WeakSet()
+
+    def session() -> SMTP:
+        smtp = SMTP(
             handler,
             hostname=name,
             ident=f"{ident} (smtpmail {__version__})",
             enable_SMTPUTF8=True,
             decode_data=False,
-        ),
-        host,
-        port,
-    )
+        )
+        sessions.add(smtp)
+        return smtp
+
+    return CaptureServer(await loop.create_server(session, host, port), sessions)
 
 
 class BackgroundServer:
@@ -125,7 +155,7 @@ class BackgroundServer:
         self.port = port
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._server: asyncio.Server | None = None
+        self._server: CaptureServer | None = None
 
     def __enter__(self) -> BackgroundServer:
         self._thread.start()
@@ -138,18 +168,13 @@ class BackgroundServer:
         except BaseException:
             self._stop_loop()
             raise
-        self.port = int(self._server.sockets[0].getsockname()[1])
+        self.port = self._server.port
         return self
 
     def __exit__(self, *exc: object) -> None:
         server = self._server
         if server is not None:
-
-            async def close() -> None:
-                server.close()
-                await server.wait_closed()
-
-            asyncio.run_coroutine_threadsafe(close(), self._loop).result(timeout=30)
+            asyncio.run_coroutine_threadsafe(server.close(), self._loop).result(timeout=30)
         self._stop_loop()
 
     def _stop_loop(self) -> None:

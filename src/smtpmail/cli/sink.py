@@ -96,8 +96,7 @@ async def _serve(args: argparse.Namespace, env: Environment) -> int:
         with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     try:
-        port = server.sockets[0].getsockname()[1]  # the real one when --port 0
-        where = f"{args.host} port {port}"
+        where = f"{args.host} port {server.port}"  # the real port when --port 0
         saved = f", saving to Maildir {args.maildir}" if box is not None else ""
         out.write(f"smtpmail sink: listening on {where}{saved} (Ctrl-C to stop)\n")
         out.flush()
@@ -105,8 +104,7 @@ async def _serve(args: argparse.Namespace, env: Environment) -> int:
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
-        server.close()
-        await server.wait_closed()
+        await server.close()
     out.write(f"smtpmail sink: stopped after {handler.count} message(s)\n")
     out.flush()
     return EX_OK
