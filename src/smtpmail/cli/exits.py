@@ -11,6 +11,7 @@ EX_NOUSER = 67  # a recipient was refused permanently
 EX_NOHOST = 68  # the host name is unknown
 EX_UNAVAILABLE = 69  # the service refused (5xx), or a needed extension is missing
 EX_SOFTWARE = 70  # an internal error
+EX_CANTCREAT = 73  # an output file or folder could not be created
 EX_PROTOCOL = 76  # the server broke the protocol
 EX_TEMPFAIL = 75  # a temporary failure: try again later
 EX_NOPERM = 77  # authentication refused
