@@ -16,7 +16,6 @@ import smtpmail
 from mxworld import BUSY, OK, OK2, TLS_BAD, TLS_GOOD, MXWorld, pick_network, usable
 from servers import Recorder, RecordingServer
 from smtpmail.delivery import MTASTS, DeliveryStatus, PolicyCache
-from smtpmail.delivery.deliver import _CLIENT_HAS_TLS
 from smtpmail.transport.tls import TLSOptions
 
 pytestmark = pytest.mark.timeout(60)
@@ -343,10 +342,6 @@ def test_sts_policy_host_certificate_must_verify(world: MXWorld, start: StartSer
     assert len(ok.messages) == 1
 
 
-needs_tls = pytest.mark.skipif(not _CLIENT_HAS_TLS, reason="the clients have no TLS yet")
-
-
-@needs_tls
 def test_sts_enforce_delivers_over_verified_tls(world: MXWorld, start: StartServer) -> None:
     server = start(TLS_GOOD, tls_context=world.server_tls("mx.sts-good.test"))
     report = deliver(
@@ -357,11 +352,11 @@ def test_sts_enforce_delivers_over_verified_tls(world: MXWorld, start: StartServ
     )
     outcome = report.recipients["x@sts-good.test"]
     assert outcome.delivered and outcome.mta_sts == "enforce", outcome
+    assert outcome.tls is not None and outcome.tls.startswith("TLSv1.")
     assert b"STARTTLS" in server.commands()
     assert len(server.messages) == 1
 
 
-@needs_tls
 def test_sts_enforce_refuses_a_certificate_that_does_not_verify(
     world: MXWorld, start: StartServer
 ) -> None:
@@ -378,11 +373,44 @@ def test_sts_enforce_refuses_a_certificate_that_does_not_verify(
     assert b"STARTTLS" in server.commands()  # it tried, and refused the certificate
 
 
-@needs_tls
 def test_opportunistic_tls_is_used_without_verification(world: MXWorld, start: StartServer) -> None:
     server = start(TLS_BAD, tls_context=world.server_tls("wrong-name.test"))
     # No policy: an unverifiable certificate still encrypts (RFC 7435).
     report = deliver(world, ["x@sts-badcert.test"], mta_sts=False)
     assert report.ok, report
+    outcome = report.recipients["x@sts-badcert.test"]
+    assert outcome.tls is not None and outcome.attempts == ()
     assert b"STARTTLS" in server.commands()
     assert len(server.messages) == 1
+
+
+def test_opportunistic_falls_back_to_plain_text_on_a_new_connection(
+    world: MXWorld, start: StartServer
+) -> None:
+    server = start(TLS_BAD, tls_context=world.server_tls("wrong-name.test"))
+    # Verification asked for but not mandatory: the failed handshake is retried in clear.
+    report = deliver(
+        world, ["x@sts-badcert.test"], mta_sts=False, tls_options=TLSOptions(ca_file=world.ca_file)
+    )
+    outcome = report.recipients["x@sts-badcert.test"]
+    assert outcome.delivered and outcome.tls is None
+    assert "retrying without TLS" in outcome.attempts[0]
+    clients = [bytes(w) for w in server.wire if w]
+    assert len(clients) == 2
+    assert b"STARTTLS" in clients[0] and b"STARTTLS" not in clients[1]
+    assert len(server.messages) == 1
+
+
+def test_required_tls_never_falls_back(world: MXWorld, start: StartServer) -> None:
+    server = start(TLS_BAD, tls_context=world.server_tls("wrong-name.test"))
+    plain = start(OK)
+    report = deliver(
+        world,
+        ["x@sts-badcert.test", "y@sts-plain.test"],
+        mta_sts=False,
+        require_tls=True,
+        tls_options=TLSOptions(ca_file=world.ca_file),
+    )
+    assert report.deferred == ["x@sts-badcert.test", "y@sts-plain.test"]
+    assert server.messages == [] and plain.messages == []
+    assert len([w for w in server.wire if w]) == 1  # no second, clear-text connection
