@@ -20,6 +20,7 @@ __all__ = ["COMMANDS", "Environment", "main"]
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("smtpmail.cli.demo", "send a message to an embedded local server and show it all"),
     "sink": ("smtpmail.cli.sink", "run a local capture server that shows what it receives"),
+    "queue": ("smtpmail.cli.queue", "queue messages durably and deliver them with retries"),
 }
 
 
