@@ -118,11 +118,16 @@ class RecordingServer:
     """aiosmtpd on 127.0.0.1:<free port>; use as a context manager."""
 
     def __init__(
-        self, host: str = "127.0.0.1", port: int | None = None, **smtp_kwargs: Any
+        self,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        *,
+        handler: Recorder | None = None,
+        **smtp_kwargs: Any,
     ) -> None:
         self.host = host
         self.port = port or free_port(host)
-        self.handler = Recorder()
+        self.handler = handler or Recorder()
         self.wire: list[bytearray] = []
         smtp_kwargs.setdefault("enable_SMTPUTF8", True)
         smtp_kwargs.setdefault("decode_data", False)

@@ -28,6 +28,10 @@ _PUBLIC: dict[str, str] = {
     "Credentials": "smtpmail.protocol.sasl",
     "send": "smtpmail.api",
     "send_async": "smtpmail.api",
+    "deliver": "smtpmail.delivery",
+    "deliver_async": "smtpmail.delivery",
+    "DeliveryReport": "smtpmail.delivery",
+    "DNSError": "smtpmail.errors",
     "Envelope": "smtpmail.protocol.envelope",
     "RecipientResult": "smtpmail.protocol.envelope",
     "SendResult": "smtpmail.protocol.envelope",
@@ -66,7 +70,9 @@ __all__ = [
     "ConnectError",
     "ConnectionLost",
     "Credentials",
+    "DNSError",
     "DataRefused",
+    "DeliveryReport",
     "Envelope",
     "ExtensionNotSupported",
     "Extensions",
@@ -95,6 +101,8 @@ __all__ = [
     "Timeouts",
     "TransportError",
     "__version__",
+    "deliver",
+    "deliver_async",
     "send",
     "send_async",
 ]
@@ -105,6 +113,15 @@ if TYPE_CHECKING:
     )
     from smtpmail.api import (
         send_async as send_async,
+    )
+    from smtpmail.delivery import (
+        DeliveryReport as DeliveryReport,
+    )
+    from smtpmail.delivery import (
+        deliver as deliver,
+    )
+    from smtpmail.delivery import (
+        deliver_async as deliver_async,
     )
     from smtpmail.errors import (
         AuthenticationError as AuthenticationError,
@@ -120,6 +137,9 @@ if TYPE_CHECKING:
     )
     from smtpmail.errors import (
         DataRefused as DataRefused,
+    )
+    from smtpmail.errors import (
+        DNSError as DNSError,
     )
     from smtpmail.errors import (
         ExtensionNotSupported as ExtensionNotSupported,
