@@ -41,10 +41,16 @@ class Received:
 
 @dataclass
 class Recorder:
-    """The aiosmtpd handler: stores messages; can refuse chosen recipients."""
+    """The aiosmtpd handler: stores messages; can refuse chosen recipients.
+
+    ``refuse`` maps a recipient to the reply its RCPT gets: a string is the
+    reply every time; a list is used up one reply per RCPT (then the
+    recipient is accepted), so "450 now, 250 on the retry" is
+    ``["450 try later"]``. A reply starting with "2" accepts.
+    """
 
     messages: list[Received] = field(default_factory=list)
-    refuse: dict[str, str] = field(default_factory=dict)  # recipient -> reply
+    refuse: dict[str, str | list[str]] = field(default_factory=dict)  # recipient -> reply
     data_reply: str = "250 OK: queued"
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -56,11 +62,19 @@ class Recorder:
         address: str,
         rcpt_options: list[str],
     ) -> str:
-        if address in self.refuse:
-            return self.refuse[address]
+        reply = self._refusal(address)
+        if reply is not None and not reply.startswith("2"):
+            return reply
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         return "250 OK"
+
+    def _refusal(self, address: str) -> str | None:
+        with self.lock:
+            planned = self.refuse.get(address)
+            if isinstance(planned, list):
+                return planned.pop(0) if planned else None
+            return planned
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         content = envelope.original_content or b""
@@ -104,11 +118,16 @@ class RecordingServer:
     """aiosmtpd on 127.0.0.1:<free port>; use as a context manager."""
 
     def __init__(
-        self, host: str = "127.0.0.1", port: int | None = None, **smtp_kwargs: Any
+        self,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        *,
+        handler: Recorder | None = None,
+        **smtp_kwargs: Any,
     ) -> None:
         self.host = host
         self.port = port or free_port(host)
-        self.handler = Recorder()
+        self.handler = handler or Recorder()
         self.wire: list[bytearray] = []
         smtp_kwargs.setdefault("enable_SMTPUTF8", True)
         smtp_kwargs.setdefault("decode_data", False)

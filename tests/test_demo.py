@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 import socket
 import subprocess
@@ -105,3 +106,31 @@ def test_demo_without_aiosmtpd_says_how_to_install() -> None:
     assert proc.returncode == 69  # EX_UNAVAILABLE
     assert proc.stdout == ""
     assert "pip install 'smtpmail[server]'" in proc.stderr
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("no_color", [False, True])
+def test_demo_colours_the_dialogue_on_a_terminal_unless_no_color(
+    tmp_path: Path, no_color: bool
+) -> None:
+    env = fake_env(tmp_path, ["demo"])
+    env.stdout = Terminal()
+    if no_color:
+        env.environ["NO_COLOR"] = "1"
+    assert main(env=env) == 0
+    out = env.stdout.getvalue()
+    if no_color:
+        assert "\x1b[" not in out
+    else:
+        assert "\x1b[32mC: MAIL FROM:<alice@example.org>" in out
+        assert "\x1b[34mS: 354 " in out
+        assert "\x1b[32mC: .\x1b[0m" in out
+
+
+def test_demo_plain_when_piped(tmp_path: Path) -> None:
+    _, out, _ = run_demo(tmp_path)
+    assert "\x1b[" not in out

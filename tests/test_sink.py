@@ -163,7 +163,9 @@ def test_sink_stops_cleanly_with_a_client_still_connected(tmp_path: Path) -> Non
     out = reader.rest()
     assert (status, err) == (0, "")
     assert "message 1: <a@example.org> -> <b@example.org>, 22 octets" in out
-    assert idle.recv(1024) == b""  # the server hung up on the idle client
+    # The server tells the idle client it is closing (RFC 5321 §3.8), then hangs up.
+    assert idle.recv(1024).startswith(b"421 4.3.2 ")
+    assert idle.recv(1024) == b""
     idle.close()
 
 
@@ -239,3 +241,35 @@ def test_sink_listens_on_ipv6_loopback() -> None:
     assert f"listening on ::1 port {port}" in out
     assert "=== message 1 from ::1 port " in out
     assert "--- message\nSubject: six\n\nover IPv6\n=== end of message 1" in out
+
+
+def test_sink_refuses_a_maildir_it_cannot_create(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    env = fake_env(tmp_path, ["sink", "--port", "0", "--maildir", str(tmp_path / "a-file")])
+    assert main(env=env) == 73  # EX_CANTCREAT, before listening
+    assert "cannot use" in env.stderr.getvalue()  # type: ignore[attr-defined]
+    assert env.stdout.getvalue() == ""  # type: ignore[attr-defined]
+
+
+def test_sink_answers_451_when_it_cannot_store_and_goes_on(tmp_path: Path) -> None:
+    port = free_port()
+    maildir = tmp_path / "Maildir"
+    proc, reader = start_sink("--port", str(port), "--maildir", str(maildir), "--quiet")
+    try:
+        shutil.rmtree(maildir)  # storage fails from now on
+        with pytest.raises(smtpmail.DataRefused) as info:
+            smtpmail.send(b"Subject: lost\r\n\r\nx\r\n", "a@example.org", "b@example.org",
+                          port=port, timeout=30)  # fmt: skip
+        assert info.value.is_transient  # 451: the client keeps the message and retries
+        maildir.mkdir()
+        for sub in ("cur", "new", "tmp"):
+            (maildir / sub).mkdir()
+        smtpmail.send(b"Subject: kept\r\n\r\nx\r\n", "a@example.org", "b@example.org",
+                      port=port, timeout=30)  # fmt: skip
+        reader.wait_for("message 2:")
+    finally:
+        status, err = stop(proc, signal.SIGTERM)
+    assert status == 0
+    assert err.startswith("smtpmail sink: message 1 was refused (451), not stored: [Errno 2]")
+    (kept,) = mailbox.Maildir(maildir, factory=None)
+    assert kept["Subject"] == "kept"

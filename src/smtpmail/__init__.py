@@ -22,8 +22,16 @@ _PUBLIC: dict[str, str] = {
     "AsyncClient": "smtpmail.transport.aio",
     "Client": "smtpmail.transport.sync",
     "Timeouts": "smtpmail.transport._base",
+    "TLSInfo": "smtpmail.transport.tls",
+    "TLSMode": "smtpmail.transport.tls",
+    "TLSOptions": "smtpmail.transport.tls",
+    "Credentials": "smtpmail.protocol.sasl",
     "send": "smtpmail.api",
     "send_async": "smtpmail.api",
+    "deliver": "smtpmail.delivery",
+    "deliver_async": "smtpmail.delivery",
+    "DeliveryReport": "smtpmail.delivery",
+    "DNSError": "smtpmail.errors",
     "Envelope": "smtpmail.protocol.envelope",
     "RecipientResult": "smtpmail.protocol.envelope",
     "SendResult": "smtpmail.protocol.envelope",
@@ -61,7 +69,10 @@ __all__ = [
     "Client",
     "ConnectError",
     "ConnectionLost",
+    "Credentials",
+    "DNSError",
     "DataRefused",
+    "DeliveryReport",
     "Envelope",
     "ExtensionNotSupported",
     "Extensions",
@@ -84,9 +95,14 @@ __all__ = [
     "SenderRefused",
     "ServiceClosing",
     "TLSError",
+    "TLSInfo",
+    "TLSMode",
+    "TLSOptions",
     "Timeouts",
     "TransportError",
     "__version__",
+    "deliver",
+    "deliver_async",
     "send",
     "send_async",
 ]
@@ -97,6 +113,15 @@ if TYPE_CHECKING:
     )
     from smtpmail.api import (
         send_async as send_async,
+    )
+    from smtpmail.delivery import (
+        DeliveryReport as DeliveryReport,
+    )
+    from smtpmail.delivery import (
+        deliver as deliver,
+    )
+    from smtpmail.delivery import (
+        deliver_async as deliver_async,
     )
     from smtpmail.errors import (
         AuthenticationError as AuthenticationError,
@@ -112,6 +137,9 @@ if TYPE_CHECKING:
     )
     from smtpmail.errors import (
         DataRefused as DataRefused,
+    )
+    from smtpmail.errors import (
+        DNSError as DNSError,
     )
     from smtpmail.errors import (
         ExtensionNotSupported as ExtensionNotSupported,
@@ -179,6 +207,9 @@ if TYPE_CHECKING:
     from smtpmail.protocol.reply import (
         Reply as Reply,
     )
+    from smtpmail.protocol.sasl import (
+        Credentials as Credentials,
+    )
     from smtpmail.protocol.session import (
         Options as Options,
     )
@@ -190,6 +221,15 @@ if TYPE_CHECKING:
     )
     from smtpmail.transport.sync import (
         Client as Client,
+    )
+    from smtpmail.transport.tls import (
+        TLSInfo as TLSInfo,
+    )
+    from smtpmail.transport.tls import (
+        TLSMode as TLSMode,
+    )
+    from smtpmail.transport.tls import (
+        TLSOptions as TLSOptions,
     )
 
 

@@ -17,6 +17,7 @@ Every error answers ``is_transient`` (trying again later may succeed) and
     │   ├── ReplyTimeout                      a reply did not arrive before its deadline
     │   └── ConnectionLost                    the server closed the connection
     ├── TLSError                              a TLS handshake, certificate or policy failure
+    ├── DNSError                              an MX/address lookup failed (direct delivery)
     ├── ReplyError                            the server answered with an error reply
     │   ├── GreetingRefused                   a 4xx/5xx greeting, or EHLO and HELO refused
     │   ├── ServiceClosing                    421: the server is closing the connection
@@ -43,6 +44,7 @@ __all__ = [
     "AuthenticationError",
     "ConnectError",
     "ConnectionLost",
+    "DNSError",
     "DataRefused",
     "ExtensionNotSupported",
     "GreetingRefused",
@@ -154,6 +156,34 @@ class ConnectionLost(TransportError):
 
 class TLSError(SMTPError):
     """TLS could not be established as the policy demands (handshake, certificate, STARTTLS)."""
+
+
+class DNSError(SMTPError):
+    """A DNS lookup for direct delivery failed (RFC 5321 §5.1).
+
+    NXDOMAIN, a null MX (RFC 7505) or a domain with no address is permanent;
+    a timeout, SERVFAIL or a refusing name server is transient.
+    """
+
+    def __init__(
+        self, message: str, *, transient: bool, enhanced_status: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.transient = transient
+        #: The RFC 3463 code a bounce would carry: 5.1.2 (no such domain),
+        #: 5.1.10 (null MX), 4.4.3 (the lookup failed).
+        self.enhanced_status = enhanced_status or ("4.4.3" if transient else "5.1.2")
+
+    @property
+    def is_transient(self) -> bool:
+        return self.transient
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_dns_error, (str(self), self.transient, self.enhanced_status))
+
+
+def _dns_error(message: str, transient: bool, enhanced_status: str | None) -> DNSError:
+    return DNSError(message, transient=transient, enhanced_status=enhanced_status)
 
 
 class AuthError(SMTPError):

@@ -16,6 +16,7 @@ import logging
 import mailbox
 import socket
 import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage, Message
@@ -27,6 +28,7 @@ from smtpmail import __version__
 __all__ = [
     "INSTALL_HINT",
     "BackgroundServer",
+    "CaptureServer",
     "Captured",
     "CaptureHandler",
     "open_maildir",
@@ -57,11 +59,17 @@ class CaptureHandler:
     """aiosmtpd handler: numbers each message and passes it to ``on_message``.
 
     If ``on_message`` fails (a full disk under the Maildir), the client gets a
-    transient 451 rather than a 250 for a message that was not kept.
+    transient 451 rather than a 250 for a message that was not kept, and
+    ``on_error`` hears why (by default it is logged).
     """
 
-    def __init__(self, on_message: Callable[[Captured], None]) -> None:
+    def __init__(
+        self,
+        on_message: Callable[[Captured], None],
+        on_error: Callable[[Captured, Exception], None] | None = None,
+    ) -> None:
         self.on_message = on_message
+        self.on_error = on_error or _log_error
         self.count = 0
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
@@ -78,32 +86,64 @@ class CaptureHandler:
         )
         try:
             self.on_message(captured)
-        except Exception:
-            log.exception("could not handle message %d", captured.number)
+        except Exception as exc:
+            self.on_error(captured, exc)
             return "451 4.3.0 the message could not be stored"
         return f"250 2.0.0 OK: message {captured.number} accepted"
 
 
+def _log_error(msg: Captured, exc: Exception) -> None:
+    log.error("could not handle message %d: %s", msg.number, exc, exc_info=exc)
+
+
+class CaptureServer:
+    """A listening capture server; :meth:`close` says 421 to clients still connected."""
+
+    def __init__(self, server: asyncio.Server, sessions: weakref.WeakSet[Any]) -> None:
+        self.server = server
+        self.sessions = sessions
+
+    @property
+    def port(self) -> int:
+        """The port it listens on (the one the system chose when asked for port 0)."""
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def close(self) -> None:
+        """Stop listening, then tell each connected client the service is closing
+        (RFC 5321 §3.8: a 421 reply, then the connection closes)."""
+        self.server.close()
+        await self.server.wait_closed()
+        for session in list(self.sessions):
+            transport = getattr(session, "transport", None)
+            if transport is not None and not transport.is_closing():
+                transport.write(b"421 4.3.2 the capture server is shutting down\r\n")
+                transport.close()
+        await asyncio.sleep(0)  # let the transports flush and close
+
+
 async def start_server(
     handler: CaptureHandler, host: str, port: int, *, ident: str
-) -> asyncio.Server:
+) -> CaptureServer:
     """Listen on ``host:port`` (0 picks a free port); raises OSError if it cannot."""
     from aiosmtpd.smtp import SMTP
 
     loop = asyncio.get_running_loop()
     # gethostname() needs no DNS, unlike aiosmtpd's default getfqdn().
     name = socket.gethostname()
-    return await loop.create_server(
-        lambda: SMTP(
+    sessions: weakref.WeakSet[SMTP] = weakref.WeakSet()
+
+    def session() -> SMTP:
+        smtp = SMTP(
             handler,
             hostname=name,
             ident=f"{ident} (smtpmail {__version__})",
             enable_SMTPUTF8=True,
             decode_data=False,
-        ),
-        host,
-        port,
-    )
+        )
+        sessions.add(smtp)
+        return smtp
+
+    return CaptureServer(await loop.create_server(session, host, port), sessions)
 
 
 class BackgroundServer:
@@ -115,7 +155,7 @@ class BackgroundServer:
         self.port = port
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._server: asyncio.Server | None = None
+        self._server: CaptureServer | None = None
 
     def __enter__(self) -> BackgroundServer:
         self._thread.start()
@@ -128,18 +168,13 @@ class BackgroundServer:
         except BaseException:
             self._stop_loop()
             raise
-        self.port = int(self._server.sockets[0].getsockname()[1])
+        self.port = self._server.port
         return self
 
     def __exit__(self, *exc: object) -> None:
         server = self._server
         if server is not None:
-
-            async def close() -> None:
-                server.close()
-                await server.wait_closed()
-
-            asyncio.run_coroutine_threadsafe(close(), self._loop).result(timeout=30)
+            asyncio.run_coroutine_threadsafe(server.close(), self._loop).result(timeout=30)
         self._stop_loop()
 
     def _stop_loop(self) -> None:
@@ -149,8 +184,15 @@ class BackgroundServer:
 
 
 def open_maildir(path: str | Path) -> mailbox.Maildir:
-    """The Maildir at ``path``, created (with cur/new/tmp) if it is missing."""
-    return mailbox.Maildir(Path(path), factory=None, create=True)
+    """The Maildir at ``path``, created (with cur/new/tmp) where any part is missing.
+
+    Raises OSError if that cannot be done (``path`` is a file, say): better
+    before the server listens than at the first message.
+    """
+    folder = Path(path)
+    for sub in ("cur", "new", "tmp"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    return mailbox.Maildir(folder, factory=None, create=False)
 
 
 def to_maildir(box: mailbox.Maildir, msg: Captured) -> str:

@@ -58,12 +58,19 @@ def compose(args: argparse.Namespace) -> EmailMessage:
 
 
 class Dialogue:
-    """The transcript hook: prints each line as the client sends or receives it."""
+    """The transcript hook: prints each line as the client sends or receives it,
+    in colour on a terminal (client green, server blue) unless NO_COLOR is set."""
 
     PREFIX: ClassVar[dict[str, str]] = {"client": "C: ", "server": "S: ", "info": "*  "}
+    COLOR: ClassVar[dict[str, str]] = {
+        "client": "\x1b[32m",
+        "server": "\x1b[34m",
+        "info": "\x1b[2m",
+    }
 
-    def __init__(self, out: IO[str]) -> None:
+    def __init__(self, out: IO[str], *, color: bool = False) -> None:
         self.out = out
+        self.color = color
         self.pending = ""  # message data arrives in chunks that may split lines
 
     def __call__(self, kind: str, line: str) -> None:
@@ -71,13 +78,18 @@ class Dialogue:
             self.pending += line
             return
         self.flush()
-        self.out.write(f"{self.PREFIX.get(kind, '   ')}{line}\n")
+        self.write(kind, f"{self.PREFIX.get(kind, '   ')}{line}")
         self.out.flush()
+
+    def write(self, kind: str, text: str) -> None:
+        if self.color and kind in self.COLOR:
+            text = f"{self.COLOR[kind]}{text}\x1b[0m"
+        self.out.write(text + "\n")
 
     def flush(self) -> None:
         if self.pending:
             for data_line in self.pending.splitlines():
-                self.out.write(f"C: {data_line}\n")
+                self.write("client", f"C: {data_line}")
             self.pending = ""
 
 
@@ -101,7 +113,8 @@ def run(args: argparse.Namespace, env: Environment) -> int:
             "sees it (C: client, S: server):\n"
         )
         out.flush()
-        dialogue = Dialogue(out)
+        color = env.stdout_isatty and "NO_COLOR" not in env.environ
+        dialogue = Dialogue(out, color=color)
         message = compose(args)
         if args.use_async:
             result = asyncio.run(_send_async(server.port, message, dialogue))

@@ -16,7 +16,7 @@ import signal
 
 from smtpmail.cli._capture import INSTALL_HINT
 from smtpmail.cli.environment import Environment
-from smtpmail.cli.exits import EX_OK, EX_UNAVAILABLE
+from smtpmail.cli.exits import EX_CANTCREAT, EX_OK, EX_UNAVAILABLE
 
 HELP = "run a local capture server that shows what it receives"
 
@@ -55,7 +55,11 @@ def run(args: argparse.Namespace, env: Environment) -> int:
 async def _serve(args: argparse.Namespace, env: Environment) -> int:
     from smtpmail.cli import _capture
 
-    box = _capture.open_maildir(args.maildir) if args.maildir else None
+    try:
+        box = _capture.open_maildir(args.maildir) if args.maildir else None
+    except OSError as exc:
+        env.stderr.write(f"smtpmail sink: cannot use {args.maildir} as a Maildir: {exc}\n")
+        return EX_CANTCREAT
     out = env.stdout
 
     def show(msg: _capture.Captured) -> None:
@@ -70,7 +74,13 @@ async def _serve(args: argparse.Namespace, env: Environment) -> int:
             out.write(_capture.render(msg, raw=args.raw))
         out.flush()
 
-    handler = _capture.CaptureHandler(show)
+    def failed(msg: _capture.Captured, exc: Exception) -> None:
+        env.stderr.write(
+            f"smtpmail sink: message {msg.number} was refused (451), not stored: {exc}\n"
+        )
+        env.stderr.flush()
+
+    handler = _capture.CaptureHandler(show, failed)
     try:
         server = await _capture.start_server(handler, args.host, args.port, ident="smtpmail sink")
     except OSError as exc:
@@ -86,8 +96,7 @@ async def _serve(args: argparse.Namespace, env: Environment) -> int:
         with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     try:
-        port = server.sockets[0].getsockname()[1]  # the real one when --port 0
-        where = f"{args.host} port {port}"
+        where = f"{args.host} port {server.port}"  # the real port when --port 0
         saved = f", saving to Maildir {args.maildir}" if box is not None else ""
         out.write(f"smtpmail sink: listening on {where}{saved} (Ctrl-C to stop)\n")
         out.flush()
@@ -95,8 +104,7 @@ async def _serve(args: argparse.Namespace, env: Environment) -> int:
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
-        server.close()
-        await server.wait_closed()
+        await server.close()
     out.write(f"smtpmail sink: stopped after {handler.count} message(s)\n")
     out.flush()
     return EX_OK

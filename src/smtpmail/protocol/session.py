@@ -11,16 +11,24 @@ and DATA commands of a transaction go out in one write, and when several
 messages are sent on one connection the end of one message's data and the
 next transaction's commands share a write, so each message costs one round
 trip. Every reply is checked against the command it answers.
+
+STARTTLS (RFC 3207) is a flow that sends the command alone and, on 220,
+yields a :class:`StartTLS` action the transport carries out; AUTH (RFC 4954)
+drives a SASL mechanism from :mod:`smtpmail.protocol.sasl`, with every
+secret redacted from what the transcript and the errors show.
 """
 
 from __future__ import annotations
 
+import base64
 import logging
 from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 
 from smtpmail.errors import (
+    AuthenticationError,
+    AuthError,
     DataRefused,
     ExtensionNotSupported,
     GreetingRefused,
@@ -28,6 +36,7 @@ from smtpmail.errors import (
     LocalProtocolError,
     MessageTooLarge,
     RecipientsRefused,
+    RemoteProtocolError,
     ReplyError,
     SenderRefused,
 )
@@ -36,8 +45,9 @@ from smtpmail.protocol.data import DataEncoder, encode_data
 from smtpmail.protocol.envelope import Envelope, RecipientResult, SendResult
 from smtpmail.protocol.extensions import Extensions
 from smtpmail.protocol.reply import Reply
+from smtpmail.protocol.sasl import REDACTED, Mechanism, redact
 
-__all__ = ["Content", "Flow", "Options", "Receive", "Send", "Session"]
+__all__ = ["Content", "Flow", "Options", "Receive", "Send", "Session", "StartTLS"]
 
 log = logging.getLogger("smtpmail.protocol")
 
@@ -62,17 +72,46 @@ class Send:
 
 
 class Receive:
-    """Read ``count`` whole replies, each within the deadline of ``timeout``'s kind."""
+    """Read ``count`` whole replies, each within the deadline of ``timeout``'s kind.
 
-    __slots__ = ("count", "label", "timeout")
+    ``secrets`` (during AUTH): show a 334 challenge as ``334 ****`` and any
+    other reply with these strings redacted, wherever replies are shown.
+    """
 
-    def __init__(self, count: int, label: str, timeout: TimeoutKind = "command") -> None:
+    __slots__ = ("count", "label", "secrets", "timeout")
+
+    def __init__(
+        self,
+        count: int,
+        label: str,
+        timeout: TimeoutKind = "command",
+        secrets: list[str] | None = None,
+    ) -> None:
         self.count = count
         self.label = label
         self.timeout = timeout
+        self.secrets = secrets
+
+    def shown(self, reply: Reply) -> Reply:
+        """The reply as the transcript and the logs may show it."""
+        if self.secrets is None:
+            return reply
+        if reply.code == 334:
+            return Reply(334, (REDACTED,))
+        return redact(reply, self.secrets)
 
 
-Action = Send | Receive
+class StartTLS:
+    """Start the TLS handshake now (RFC 3207 §4), on the connection as it is.
+
+    The transport refuses (``TLSError``) when the server sent anything after
+    its 220: such bytes would be read as if they came over TLS.
+    """
+
+    __slots__ = ()
+
+
+Action = Send | Receive | StartTLS
 Flow = Generator[Action, list[Reply] | None, T]
 
 
@@ -194,6 +233,80 @@ class Session:
         self.extensions = Extensions()
         self.esmtp = False
         self.helo_reply = None
+
+    # -- STARTTLS and AUTH -----------------------------------------------------
+
+    def starttls(self) -> Flow[Reply]:
+        """STARTTLS alone (nothing pipelined after it); on 220 the handshake, then
+        everything learned before TLS is forgotten: say EHLO again. Any other
+        reply is returned for the caller's policy to judge."""
+        reply = yield from self.command("STARTTLS", "STARTTLS", check=False)
+        if reply.code == 220:
+            yield StartTLS()
+            self.forget()
+        return reply
+
+    def authenticate(self, mechanism: Mechanism) -> Flow[Reply]:
+        """AUTH with ``mechanism`` (RFC 4954 §4); returns the 235 reply.
+
+        Raises :class:`~smtpmail.errors.AuthenticationError` when the server
+        refuses (its reply redacted), :class:`~smtpmail.errors.AuthError` when
+        the exchange goes wrong (a looping or malformed challenge).
+        """
+        secrets = mechanism.secrets
+        flow = mechanism.flow()
+        initial = next(flow)
+        name = mechanism.name
+        line = f"AUTH {name}"
+        shown = line
+        if initial is not None:
+            blob = base64.b64encode(initial).decode("ascii") or "="
+            # RFC 4954 §4: the AUTH line may be 12288 octets; longer, wait for the 334.
+            if len(line) + len(blob) + 3 <= MAX_AUTH_LINE:
+                line, shown = f"{line} {blob}", f"{shown} {REDACTED}"
+                initial = None
+        yield Send(_auth_line(line), (shown,), fresh=True)
+        rounds = 0
+        while True:
+            (reply,) = yield from _receive(1, "AUTH", secrets=secrets)
+            if reply.code != 334:
+                break
+            rounds += 1
+            if rounds > MAX_AUTH_ROUNDS:
+                yield from self._cancel_auth(secrets)
+                raise AuthError(f"the server sent more than {MAX_AUTH_ROUNDS} AUTH challenges")
+            response = initial
+            initial = None
+            if response is None:
+                try:
+                    challenge = base64.b64decode(reply.lines[0].strip(), validate=True)
+                except ValueError:
+                    yield from self._cancel_auth(secrets)
+                    raise RemoteProtocolError("AUTH challenge is not valid base64") from None
+                try:
+                    response = flow.send(challenge)
+                except StopIteration:
+                    response = None
+                except AuthError:
+                    yield from self._cancel_auth(secrets)
+                    raise
+                if response is None:
+                    yield from self._cancel_auth(secrets)
+                    raise AuthError(f"the server sent an unexpected challenge during AUTH {name}")
+            data = base64.b64encode(response)
+            yield Send(data + b"\r\n", (REDACTED,))
+        flow.close()
+        reply = redact(reply, secrets)
+        if reply.code != 235:
+            raise AuthenticationError("AUTH", reply, _auth_failure(name, reply))
+        if not mechanism.complete:
+            raise AuthError(f"the server accepted AUTH {name} before the exchange was complete")
+        return reply
+
+    def _cancel_auth(self, secrets: list[str]) -> Flow[None]:
+        """``*`` ends an exchange the client cannot go on with (RFC 4954 §4)."""
+        yield Send(b"*\r\n", ("*",))
+        yield from _receive(1, "AUTH", secrets=secrets)
 
     # -- simple commands -----------------------------------------------------
 
@@ -484,8 +597,33 @@ class Session:
         return [failed] * n_final, False
 
 
-def _receive(count: int, label: str, timeout: TimeoutKind = "command") -> Flow[list[Reply]]:
-    replies = yield Receive(count, label, timeout)
+#: RFC 4954 §4: the longest AUTH command line, CRLF included.
+MAX_AUTH_LINE = 12288
+#: Challenges answered before the exchange is abandoned (a server looping 334).
+MAX_AUTH_ROUNDS = 10
+
+
+def _auth_line(line: str) -> bytes:
+    # Mechanism names come from our own table; the initial response is base64.
+    return line.encode("ascii") + b"\r\n"
+
+
+def _auth_failure(name: str, reply: Reply) -> str:
+    reasons = {
+        535: "the server refused the credentials",
+        534: "the server wants a stronger mechanism",
+        538: "the server requires encryption for this mechanism",
+        454: "temporary authentication failure",
+        504: "the server does not support this mechanism",
+        530: "the server requires authentication",
+    }
+    return f"AUTH {name}: {reasons.get(reply.code, 'authentication refused')}"
+
+
+def _receive(
+    count: int, label: str, timeout: TimeoutKind = "command", secrets: list[str] | None = None
+) -> Flow[list[Reply]]:
+    replies = yield Receive(count, label, timeout, secrets)
     assert replies is not None and len(replies) == count
     return replies
 

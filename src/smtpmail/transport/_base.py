@@ -8,24 +8,38 @@ in :mod:`smtpmail.protocol`, is written once (as httpx's ``BaseClient``).
 from __future__ import annotations
 
 import functools
+import ipaddress
 import logging
 import socket
+import ssl
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
 from smtpmail.errors import (
+    AuthError,
     InputError,
     LocalProtocolError,
     ReplyError,
     ReplyTimeout,
     ServiceClosing,
+    TLSError,
     TransportError,
 )
 from smtpmail.message.content import MessageInput, as_content, resolve_envelope
 from smtpmail.protocol.envelope import Envelope
 from smtpmail.protocol.extensions import Extensions
 from smtpmail.protocol.reply import Reply, ReplyParser
-from smtpmail.protocol.session import Content, Options, Receive, Send, Session, TimeoutKind
+from smtpmail.protocol.sasl import Credentials, choose
+from smtpmail.protocol.session import (
+    Content,
+    Flow,
+    Options,
+    Receive,
+    Send,
+    Session,
+    TimeoutKind,
+)
+from smtpmail.transport.tls import TLSInfo, TLSMode, TLSOptions, make_context, resolve_mode
 
 __all__ = ["BaseClient", "Timeouts", "Transcript"]
 
@@ -90,6 +104,18 @@ def default_ehlo_name(sock_name: tuple[object, ...] | None) -> str:
     return "[127.0.0.1]"
 
 
+#: Credentials may go unencrypted to a server on the loopback interface:
+#: nothing leaves the machine (tests switch this off to check the refusal).
+LOOPBACK_IS_PRIVATE = True
+
+
+def _is_loopback(address: object) -> bool:
+    try:
+        return ipaddress.ip_address(str(address).split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
 class BaseClient:
     """Configuration and the IO-free half of a client connection."""
 
@@ -104,7 +130,19 @@ class BaseClient:
         options: Options | None = None,
         lmtp: bool = False,
         transcript: Transcript | None = None,
+        tls: TLSMode | str | None = None,
+        tls_options: TLSOptions | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        auth: Credentials | tuple[str, str] | None = None,
+        auth_mechanism: str | None = None,
+        allow_plaintext_auth: bool = False,
     ) -> None:
+        """``tls``: None picks IMPLICIT on port 465, REQUIRED when ``auth`` is given,
+        else OPPORTUNISTIC. ``ssl_context`` replaces the context built from
+        ``tls_options`` (whose ``server_hostname`` and ``fingerprint`` still apply).
+        ``auth``: credentials; the mechanism is the strongest offered unless
+        ``auth_mechanism`` names one. Credentials never travel unencrypted
+        (except to loopback) unless ``allow_plaintext_auth``."""
         self.host = host
         self.port = port
         self.ehlo_name = ehlo_name
@@ -114,6 +152,15 @@ class BaseClient:
         if lmtp:
             self.options = replace(self.options, lmtp=True)
         self.transcript = transcript
+        self.credentials = Credentials.of(auth)
+        self.auth_mechanism = auth_mechanism
+        self.allow_plaintext_auth = allow_plaintext_auth
+        self.tls_mode = resolve_mode(tls, port, self.credentials is not None)
+        self.tls_options = tls_options or TLSOptions()
+        self.tls_options.pinned()  # a malformed pin fails here, before connecting
+        self._ssl_context = ssl_context
+        self._tls_info: TLSInfo | None = None
+        self._peer: tuple[object, ...] | None = None
         self._session = Session(self.options)
         self._parser = ReplyParser()
         self._connected = False
@@ -132,6 +179,21 @@ class BaseClient:
     def is_connected(self) -> bool:
         return self._connected
 
+    @property
+    def tls_info(self) -> TLSInfo | None:
+        """The TLS version, cipher and server certificate; None on a clear-text connection."""
+        return self._tls_info
+
+    @property
+    def server_hostname(self) -> str:
+        """The name the server certificate must carry, also sent in SNI."""
+        return self.tls_options.server_hostname or self.host
+
+    def _context(self) -> ssl.SSLContext:
+        if self._ssl_context is None:
+            self._ssl_context = make_context(self.tls_options)
+        return self._ssl_context
+
     def __repr__(self) -> str:
         state = "connected" if self._connected else "not connected"
         return f"<{type(self).__name__} {self.host}:{self.port} {state}>"
@@ -141,6 +203,57 @@ class BaseClient:
     def _new_session(self) -> None:
         self._session = Session(self.options)
         self._parser = ReplyParser()
+        self._tls_info = None
+        self._peer = None
+
+    # -- what follows the TCP connect: EHLO, STARTTLS, AUTH ------------------
+
+    def _establish(self, sock_name: tuple[object, ...] | None) -> Flow[Reply]:
+        """Greeting, EHLO, STARTTLS as the policy says, EHLO again, AUTH."""
+        session = self._session
+        greeting = yield from session.greet()
+        name = self.ehlo_name or default_ehlo_name(sock_name)
+        yield from session.hello(name)
+        mode = self.tls_mode
+        if self._tls_info is None and mode in (TLSMode.REQUIRED, TLSMode.OPPORTUNISTIC):
+            offered = "STARTTLS" in session.extensions
+            if offered or mode is TLSMode.REQUIRED:
+                reply = yield from session.starttls()
+                if reply.code == 220:
+                    yield from session.hello(name)
+                elif mode is TLSMode.REQUIRED:
+                    raise TLSError(
+                        f"TLS is required but {self.host} refused STARTTLS "
+                        f"({reply.code} {reply.text_oneline()}); nothing else was sent"
+                    )
+                else:
+                    log.warning("STARTTLS refused (%s); going on in clear text", reply.code)
+        if self.credentials is not None:
+            yield from self._authenticate()
+        return greeting
+
+    def _authenticate(self) -> Flow[Reply]:
+        creds = self.credentials
+        assert creds is not None
+        if self._tls_info is None and not self.allow_plaintext_auth:
+            local = LOOPBACK_IS_PRIVATE and self._peer is not None and _is_loopback(self._peer[0])
+            if not local:
+                raise AuthError(
+                    f"refusing to send credentials to {self.host}:{self.port} over an "
+                    "unencrypted connection; use tls=TLSMode.REQUIRED (STARTTLS) or "
+                    "TLSMode.IMPLICIT (port 465), or pass allow_plaintext_auth=True "
+                    "if the network is trusted"
+                )
+        mechanism = choose(self._session.extensions.auth_mechanisms, creds, self.auth_mechanism)
+        return (yield from self._session.authenticate(mechanism))
+
+    def _before_handshake(self, pending: int) -> None:
+        """RFC 3207 §5: bytes after the 220 would be read as if they came over TLS."""
+        if self._parser.buffered or pending:
+            raise TLSError(
+                f"{self.host} sent data after its 220 reply to STARTTLS, before the TLS "
+                "handshake (a command injection attack or a broken server); connection closed"
+            )
 
     def _items(
         self,
@@ -162,7 +275,9 @@ class BaseClient:
             for line in action.log:
                 log.debug("C: %s", line)
 
-    def _note_reply(self, reply: Reply) -> None:
+    def _note_reply(self, reply: Reply, action: Receive | None = None) -> None:
+        if action is not None:
+            reply = action.shown(reply)
         hook = self.transcript
         text = str(reply)
         if hook is not None:
@@ -191,10 +306,10 @@ class BaseClient:
     def _take_reply(self, action: Receive) -> Reply | None:
         reply = self._parser.maybe_next_reply()
         if reply is not None:
-            self._note_reply(reply)
+            self._note_reply(reply, action)
             if reply.code == 421:
                 self._connected = False
-                raise ServiceClosing(action.label, reply)
+                raise ServiceClosing(action.label, action.shown(reply))
         return reply
 
     def _timeout_error(self, action: Receive) -> ReplyTimeout:

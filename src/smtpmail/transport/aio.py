@@ -9,22 +9,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import ssl
 import time
 from collections.abc import Iterable
 from types import TracebackType
 from typing import TypeVar
 
-from smtpmail.errors import ConnectError, ConnectionLost, LocalProtocolError, SMTPError
+from smtpmail.errors import ConnectError, ConnectionLost, LocalProtocolError, SMTPError, TLSError
 from smtpmail.message.content import MessageInput, as_content
 from smtpmail.protocol.envelope import Envelope, SendResult
 from smtpmail.protocol.reply import Reply
-from smtpmail.protocol.session import Flow, Receive, Send
+from smtpmail.protocol.session import Flow, Receive, Send, StartTLS
 from smtpmail.transport._base import (
     BaseClient,
     _mark_possibly_delivered,
     connection_survives,
-    default_ehlo_name,
 )
+from smtpmail.transport.tls import TLSMode, check_peer, handshake_error
 
 __all__ = ["AsyncClient"]
 
@@ -66,17 +67,39 @@ class AsyncClient(BaseClient):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._reader, self._writer = reader, writer
         self._connected = True
-        if self.transcript is not None:
-            peer = writer.get_extra_info("peername")
-            self.transcript("info", f"connected to {peer[0]} port {peer[1]}")
+        self._peer = writer.get_extra_info("peername")
+        if self.transcript is not None and self._peer:
+            self.transcript("info", f"connected to {self._peer[0]} port {self._peer[1]}")
         try:
-            greeting = await self._run(self._session.greet())
-            name = self.ehlo_name or default_ehlo_name(writer.get_extra_info("sockname"))
-            await self._run(self._session.hello(name))
+            if self.tls_mode is TLSMode.IMPLICIT:
+                await self._start_tls()
+            return await self._run(self._establish(writer.get_extra_info("sockname")))
         except BaseException:
             self.close()
             raise
-        return greeting
+
+    async def _start_tls(self) -> None:
+        """The TLS handshake on the open connection (implicit TLS or after STARTTLS)."""
+        writer = self._writer
+        assert writer is not None
+        name = self.server_hostname
+        try:
+            await writer.start_tls(
+                self._context(),
+                server_hostname=name,
+                ssl_handshake_timeout=self.timeouts.connect,
+            )
+        except (OSError, ssl.SSLError, TimeoutError) as exc:
+            self.close()
+            raise handshake_error(exc, f"{self.host}:{self.port}") from exc
+        ssl_object = writer.get_extra_info("ssl_object")
+        if not isinstance(ssl_object, ssl.SSLObject):
+            self.close()
+            raise TLSError(f"TLS handshake with {self.host}:{self.port} did not complete")
+        self._tls_info = check_peer(ssl_object, self.tls_options, name)
+        log.info("TLS established with %s: %s", self.host, self._tls_info)
+        if self.transcript is not None:
+            self.transcript("info", f"TLS: {self._tls_info}")
 
     def close(self) -> None:
         """Close the connection without QUIT."""
@@ -181,7 +204,11 @@ class AsyncClient(BaseClient):
         try:
             while True:
                 action = flow.send(result)
-                if type(action) is Send:
+                if type(action) is StartTLS:
+                    self._before_handshake(len(getattr(reader, "_buffer", b"")))
+                    await self._start_tls()
+                    result = None
+                elif type(action) is Send:
                     if action.fresh:
                         await self._poll_unsolicited(reader)
                     if action.log or action.body:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import select
 import socket
+import ssl
 import time
 from collections.abc import Iterable
 from types import TracebackType
@@ -19,13 +20,13 @@ from smtpmail.errors import (
 from smtpmail.message.content import MessageInput, as_content
 from smtpmail.protocol.envelope import Envelope, SendResult
 from smtpmail.protocol.reply import Reply
-from smtpmail.protocol.session import Flow, Receive, Send
+from smtpmail.protocol.session import Flow, Receive, Send, StartTLS
 from smtpmail.transport._base import (
     BaseClient,
     _mark_possibly_delivered,
     connection_survives,
-    default_ehlo_name,
 )
+from smtpmail.transport.tls import TLSMode, check_peer, handshake_error
 
 __all__ = ["Client"]
 
@@ -46,7 +47,7 @@ class Client(BaseClient):
     connection with :meth:`send_many`.
     """
 
-    _sock: socket.socket | None = None
+    _sock: socket.socket | ssl.SSLSocket | None = None
     _last_io = 0.0
 
     # -- connection ----------------------------------------------------------
@@ -65,16 +66,34 @@ class Client(BaseClient):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sock = sock
         self._connected = True
+        self._peer = sock.getpeername()
         if self.transcript is not None:
-            peer = sock.getpeername()
-            self.transcript("info", f"connected to {peer[0]} port {peer[1]}")
+            self.transcript("info", f"connected to {self._peer[0]} port {self._peer[1]}")
+        sock_name = sock.getsockname()
         try:
-            greeting = self._run(self._session.greet())
-            self._run(self._session.hello(self.ehlo_name or default_ehlo_name(sock.getsockname())))
+            if self.tls_mode is TLSMode.IMPLICIT:
+                self._start_tls()
+            return self._run(self._establish(sock_name))
         except BaseException:
             self.close()
             raise
-        return greeting
+
+    def _start_tls(self) -> None:
+        """The TLS handshake on the connected socket (implicit TLS or after STARTTLS)."""
+        sock = self._sock
+        assert sock is not None
+        name = self.server_hostname
+        try:
+            sock.settimeout(self.timeouts.connect)
+            wrapped = self._context().wrap_socket(sock, server_hostname=name)
+        except (OSError, ssl.SSLError) as exc:
+            self.close()
+            raise handshake_error(exc, f"{self.host}:{self.port}") from exc
+        self._sock = wrapped
+        self._tls_info = check_peer(wrapped, self.tls_options, name)
+        log.info("TLS established with %s: %s", self.host, self._tls_info)
+        if self.transcript is not None:
+            self.transcript("info", f"TLS: {self._tls_info}")
 
     def close(self) -> None:
         """Close the socket without QUIT."""
@@ -127,11 +146,28 @@ class Client(BaseClient):
             readable, _, _ = select.select([sock], [], [], 0)
             if not readable:
                 return False
+            if isinstance(sock, ssl.SSLSocket):
+                return self._tls_peer_closed(sock)
             # Anything readable while idle is EOF or a parting 421.
             data = sock.recv(4096, socket.MSG_PEEK)
             return True if not data else data.startswith(b"421")
         except OSError:
             return True
+
+    def _tls_peer_closed(self, sock: ssl.SSLSocket) -> bool:
+        # TLS 1.3 session tickets make the socket readable with no data for us:
+        # only application data (a 421) or the end of the stream count.
+        sock.setblocking(False)
+        try:
+            data = sock.recv(4096)
+        except ssl.SSLWantReadError:
+            return False
+        except OSError:
+            return True
+        if data:
+            # Unsolicited while idle: a parting 421 or junk; either way, start afresh.
+            log.info("the server sent %r while the connection was idle", data[:80])
+        return True
 
     # -- commands ------------------------------------------------------------
 
@@ -194,7 +230,13 @@ class Client(BaseClient):
         try:
             while True:
                 action = flow.send(result)
-                if type(action) is Send:
+                if type(action) is StartTLS:
+                    self._before_handshake(_pending(sock))
+                    self._start_tls()
+                    sock = self._sock
+                    assert sock is not None
+                    result = None
+                elif type(action) is Send:
                     if action.fresh:
                         self._poll_unsolicited(sock)
                     if action.log or action.body:
@@ -221,12 +263,18 @@ class Client(BaseClient):
     def _poll_unsolicited(self, sock: socket.socket) -> None:
         """Before a command that expects the next reply, drop whatever already arrived."""
         readable, _, _ = select.select([sock], [], [], 0)
-        if readable:
-            data = sock.recv(65536)
-            if not data:
+        if readable or (isinstance(sock, ssl.SSLSocket) and sock.pending()):
+            # Readable may mean only a TLS 1.3 session ticket: never block here.
+            sock.setblocking(False)
+            try:
+                data = sock.recv(65536)
+            except (BlockingIOError, ssl.SSLWantReadError):
+                data = None
+            if data == b"":
                 self.close()
                 raise ConnectionLost(f"the server at {self.host}:{self.port} closed the connection")
-            self._parser.feed(data)
+            if data:
+                self._parser.feed(data)
         if self._parser.buffered:
             self._unsolicited()
 
@@ -264,3 +312,19 @@ class Client(BaseClient):
                 raise err
             parser.feed(data)
         return replies
+
+
+def _pending(sock: socket.socket) -> int:
+    """Octets the server already sent that nobody has read (without consuming them)."""
+    if isinstance(sock, ssl.SSLSocket):
+        return sock.pending()
+    readable, _, _ = select.select([sock], [], [], 0)
+    if not readable:
+        return 0
+    sock.setblocking(False)
+    try:
+        return len(sock.recv(4096, socket.MSG_PEEK))
+    except BlockingIOError:
+        return 0
+    finally:
+        sock.setblocking(True)

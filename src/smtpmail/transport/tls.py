@@ -1,14 +1,27 @@
-"""TLS policy for a connection: implicit TLS (RFC 8314) or STARTTLS (RFC 3207).
+"""TLS for a connection: implicit TLS (RFC 8314) or STARTTLS (RFC 3207).
 
-The policy is one value; the unsafe choices say so in their names.
+The policy is one value (:class:`TLSMode`); the unsafe choices say so in
+their names. :func:`make_context` builds the verifying context every
+connection uses (system CA store, host name check, TLS 1.2 or newer), and
+:func:`check_peer` pins a certificate fingerprint and summarises the
+session as :class:`TLSInfo` after the handshake.
 """
 
 from __future__ import annotations
 
 import enum
+import hashlib
+import hmac
+import ssl
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["TLSMode", "TLSOptions"]
+from smtpmail.errors import InputError, TLSError
+
+__all__ = ["TLSInfo", "TLSMode", "TLSOptions", "check_peer", "make_context", "resolve_mode"]
+
+#: The implicit TLS submission port (RFC 8314 §3.3).
+SMTPS_PORT = 465
 
 
 class TLSMode(enum.Enum):
@@ -30,6 +43,9 @@ class TLSOptions:
 
     Verification against the system store and the configured host name is on
     by default; ``verify_insecure_off=True`` switches it off, and says so.
+    A ``fingerprint`` pins the server certificate instead of the CA store
+    (as msmtp's ``tls_fingerprint``), unless ``ca_file``/``ca_path`` are given
+    too, when both must hold.
     """
 
     ca_file: str | None = None
@@ -41,3 +57,133 @@ class TLSOptions:
     #: The name to check the certificate against and send in SNI (default: the host).
     server_hostname: str | None = None
     verify_insecure_off: bool = False
+
+    def pinned(self) -> bytes | None:
+        """The pinned fingerprint as bytes, or None."""
+        if self.fingerprint is None:
+            return None
+        text = self.fingerprint.replace(":", "").replace(" ", "").lower()
+        if text.startswith("sha256"):
+            text = text[6:].lstrip("=/")
+        try:
+            value = bytes.fromhex(text)
+        except ValueError:
+            value = b""
+        if len(value) != 32:
+            raise InputError("the TLS fingerprint must be a SHA-256 hash: 64 hex digits")
+        return value
+
+
+@dataclass(frozen=True)
+class TLSInfo:
+    """What was negotiated: shown by the CLI, kept on the client as ``tls_info``."""
+
+    version: str
+    cipher: str
+    #: The server certificate's subject and issuer (``CN=...``), when verified.
+    subject: str | None
+    issuer: str | None
+    not_after: str | None
+    #: DNS names and addresses the certificate names.
+    names: tuple[str, ...]
+    #: SHA-256 of the DER certificate, colon-separated hex (what ``fingerprint`` pins).
+    fingerprint: str
+    verified: bool
+    server_hostname: str | None
+
+    def __str__(self) -> str:
+        who = self.subject or "(certificate not verified)"
+        return f"{self.version} {self.cipher}, {who}"
+
+
+def resolve_mode(mode: TLSMode | str | None, port: int, authenticates: bool) -> TLSMode:
+    """The mode to use: IMPLICIT on 465, REQUIRED with credentials, else OPPORTUNISTIC."""
+    if isinstance(mode, TLSMode):
+        return mode
+    if mode is not None:
+        try:
+            return TLSMode(mode)
+        except ValueError:
+            try:
+                return TLSMode[mode.upper()]
+            except KeyError:
+                names = ", ".join(m.value for m in TLSMode)
+                raise InputError(f"unknown TLS mode {mode!r}; use one of {names}") from None
+    if port == SMTPS_PORT:
+        return TLSMode.IMPLICIT
+    return TLSMode.REQUIRED if authenticates else TLSMode.OPPORTUNISTIC
+
+
+def make_context(options: TLSOptions | None = None) -> ssl.SSLContext:
+    """A client context: verifying by default, TLS 1.2 or newer."""
+    opts = options or TLSOptions()
+    pinned = opts.pinned()
+    try:
+        ctx = ssl.create_default_context(cafile=opts.ca_file, capath=opts.ca_path)
+        if opts.cert_file:
+            ctx.load_cert_chain(opts.cert_file, opts.key_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise InputError(f"cannot load the TLS certificates: {exc}") from exc
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if opts.verify_insecure_off or (pinned is not None and not (opts.ca_file or opts.ca_path)):
+        # The pin (checked after the handshake) replaces the CA check, or nothing does.
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def check_peer(
+    conn: ssl.SSLSocket | ssl.SSLObject, options: TLSOptions | None, server_hostname: str | None
+) -> TLSInfo:
+    """After the handshake: enforce the pin, return what was negotiated."""
+    opts = options or TLSOptions()
+    der = conn.getpeercert(binary_form=True) or b""
+    digest = hashlib.sha256(der).digest()
+    pinned = opts.pinned()
+    if pinned is not None and not hmac.compare_digest(digest, pinned):
+        raise TLSError(
+            "the server certificate does not match the pinned fingerprint "
+            f"(it is {_colons(digest)})"
+        )
+    cert: dict[str, Any] = conn.getpeercert() or {}  # empty when not verified
+    cipher = conn.cipher()
+    return TLSInfo(
+        version=conn.version() or "?",
+        cipher=cipher[0] if cipher else "?",
+        subject=_name(cert.get("subject")),
+        issuer=_name(cert.get("issuer")),
+        not_after=cert.get("notAfter"),
+        names=tuple(str(v) for _, v in cert.get("subjectAltName", ())),
+        fingerprint=_colons(digest),
+        verified=bool(cert),
+        server_hostname=server_hostname,
+    )
+
+
+def handshake_error(exc: BaseException, where: str) -> TLSError:
+    """A TLSError that says what failed and how to fix it."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        hint = (
+            "; to trust a private CA pass TLSOptions(ca_file=...), or pin the certificate "
+            "with TLSOptions(fingerprint=...)"
+        )
+        return TLSError(f"TLS certificate check for {where} failed: {exc.verify_message}{hint}")
+    if isinstance(exc, TimeoutError):
+        return TLSError(f"TLS handshake with {where} timed out")
+    reason = getattr(exc, "reason", None) or exc
+    return TLSError(f"TLS handshake with {where} failed: {reason}")
+
+
+def _colons(digest: bytes) -> str:
+    return ":".join(f"{b:02X}" for b in digest)
+
+
+def _name(rdns: Any) -> str | None:
+    if not rdns:
+        return None
+    parts = []
+    for rdn in rdns:
+        for key, value in rdn:
+            short = {"commonName": "CN", "organizationName": "O", "countryName": "C"}.get(key, key)
+            parts.append(f"{short}={value}")
+    return ", ".join(parts)

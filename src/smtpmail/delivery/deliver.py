@@ -1,0 +1,284 @@
+"""Direct delivery: :func:`deliver` (threads) and :func:`deliver_async` (asyncio).
+
+Both group the recipients by domain and run :func:`~smtpmail.delivery.flow.domain_flow`
+for each domain in parallel, with at most ``max_connections`` connections
+open at once (each domain holds at most one). They differ only in how they
+perform the flow's lookups and attempts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from smtpmail.delivery.flow import (
+    Attempt,
+    DomainFlow,
+    FlowConfig,
+    LookupAddresses,
+    LookupMX,
+    LookupPolicy,
+    Sent,
+    Step,
+    domain_flow,
+)
+from smtpmail.delivery.mtasts import MTASTS
+from smtpmail.delivery.resolver import Nameserver, Resolver
+from smtpmail.delivery.result import DeliveryReport, RecipientDelivery
+from smtpmail.delivery.routing import group_by_domain
+from smtpmail.delivery.tlspolicy import DANE
+from smtpmail.errors import DNSError, InvalidArgument, SMTPError
+from smtpmail.message.content import MessageInput, as_content, resolve_envelope
+from smtpmail.protocol.commands import ehlo_name as check_ehlo_name
+from smtpmail.protocol.envelope import Envelope
+from smtpmail.transport._base import Timeouts, Transcript
+from smtpmail.transport.aio import AsyncClient
+from smtpmail.transport.sync import Client
+from smtpmail.transport.tls import TLSInfo, TLSOptions
+
+__all__ = ["deliver", "deliver_async"]
+
+log = logging.getLogger("smtpmail.delivery")
+
+_default_mta_sts: MTASTS | None = None
+
+
+def _shared_mta_sts() -> MTASTS:
+    """One process-wide MTA-STS cache, so policies are not refetched per message."""
+    global _default_mta_sts  # noqa: PLW0603 - a lazily made process-wide cache
+    if _default_mta_sts is None:
+        _default_mta_sts = MTASTS()
+    return _default_mta_sts
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Everything one delivery needs, checked before any lookup or connection."""
+
+    data: bytes
+    envelope: Envelope
+    flow: FlowConfig
+    resolver: Resolver
+    mta_sts: MTASTS | None
+    client_options: dict[str, Any]
+    max_connections: int
+
+
+def _plan(
+    message: MessageInput,
+    sender: str | None,
+    recipients: Iterable[str] | str | None,
+    envelope: Envelope | None,
+    *,
+    resolver: Resolver | None,
+    nameservers: Iterable[Nameserver] | None,
+    ehlo_name: str | None,
+    port: int,
+    max_connections: int,
+    require_tls: bool,
+    tls_options: TLSOptions | None,
+    mta_sts: MTASTS | bool,
+    dane: DANE | None,
+    timeout: float | Timeouts | None,
+    transcript: Transcript | None,
+) -> _Plan:
+    envelope = resolve_envelope(message, sender, recipients, envelope)
+    if max_connections < 1:
+        raise InvalidArgument("max_connections must be at least 1")
+    if ehlo_name is not None:
+        check_ehlo_name(ehlo_name)
+    # Every domain gets the same bytes, so a stream is read once, here.
+    data = b"".join(as_content(message).chunks)
+    if resolver is None:
+        resolver = Resolver(list(nameservers) if nameservers is not None else None)
+    sts = (_shared_mta_sts() if mta_sts else None) if isinstance(mta_sts, bool) else mta_sts
+    flow = FlowConfig(
+        port=port,
+        require_tls=require_tls,
+        tls_options=tls_options,
+        mta_sts=sts is not None,
+        dane=dane,
+    )
+    options: dict[str, Any] = {"ehlo_name": ehlo_name, "timeout": timeout}
+    if transcript is not None:
+        options["transcript"] = transcript
+    return _Plan(data, envelope, flow, resolver, sts, options, max_connections)
+
+
+def _client_tls(attempt: Attempt) -> dict[str, Any]:
+    """The TLS keyword arguments for one attempt (MX delivery never authenticates)."""
+    return {"tls": attempt.tls.mode, "tls_options": attempt.tls.options}
+
+
+def _tls_text(info: TLSInfo | None) -> str | None:
+    return None if info is None else f"{info.version} {info.cipher}"
+
+
+def _merge(outcomes: Iterable[list[RecipientDelivery]], envelope: Envelope) -> DeliveryReport:
+    by_recipient = {o.recipient: o for group in outcomes for o in group}
+    report = DeliveryReport(envelope.sender)
+    for recipient in envelope.recipients:
+        report.recipients[recipient] = by_recipient[recipient]
+    return report
+
+
+# -- blocking -------------------------------------------------------------------
+
+
+def _attempt(plan: _Plan, attempt: Attempt) -> Sent | SMTPError:
+    try:
+        client = Client(
+            attempt.address, plan.flow.port, **plan.client_options, **_client_tls(attempt)
+        )
+        with client:
+            result = client.send(plan.data, envelope=attempt.envelope)
+            return Sent(result, _tls_text(client.tls_info))
+    except SMTPError as exc:
+        return exc
+
+
+def _perform(plan: _Plan, step: Step) -> Any:
+    try:
+        if isinstance(step, LookupMX):
+            return plan.resolver.mx_hosts(step.domain)
+        if isinstance(step, LookupAddresses):
+            return plan.resolver.addresses(step.host, implicit=step.implicit)
+        if isinstance(step, LookupPolicy):
+            assert plan.mta_sts is not None
+            return plan.mta_sts.policy_for(step.domain, plan.resolver)
+    except DNSError as exc:
+        return exc
+    return _attempt(plan, step)
+
+
+def _drive(flow: DomainFlow, perform: Callable[[Step], Any]) -> list[RecipientDelivery]:
+    outcome: Any = None
+    try:
+        while True:
+            outcome = perform(flow.send(outcome))
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+
+
+def deliver(
+    message: MessageInput,
+    sender: str | None = None,
+    recipients: Iterable[str] | str | None = None,
+    *,
+    envelope: Envelope | None = None,
+    resolver: Resolver | None = None,
+    nameservers: Iterable[Nameserver] | None = None,
+    ehlo_name: str | None = None,
+    port: int = 25,
+    max_connections: int = 8,
+    require_tls: bool = False,
+    tls_options: TLSOptions | None = None,
+    mta_sts: MTASTS | bool = True,
+    dane: DANE | None = None,
+    timeout: float | Timeouts | None = None,
+    transcript: Transcript | None = None,
+) -> DeliveryReport:
+    """Deliver ``message`` straight to each recipient domain's MX hosts (RFC 5321 §5).
+
+    Returns every recipient's outcome (delivered, deferred or failed) and
+    raises only for bad input, before any lookup. ``nameservers`` (addresses
+    or ``(address, port)`` pairs) or a ready ``resolver`` choose the DNS
+    servers; ``max_connections`` bounds the connections open at once;
+    ``require_tls`` makes STARTTLS mandatory (else opportunistic);
+    ``mta_sts`` is True (a process-wide cache), False, or an :class:`MTASTS`;
+    ``ehlo_name`` defaults to the machine's name. Needs the ``dns`` extra.
+    """
+    plan = _plan(
+        message, sender, recipients, envelope,
+        resolver=resolver, nameservers=nameservers, ehlo_name=ehlo_name, port=port,
+        max_connections=max_connections, require_tls=require_tls, tls_options=tls_options,
+        mta_sts=mta_sts, dane=dane, timeout=timeout, transcript=transcript,
+    )  # fmt: skip
+    jobs = group_by_domain(plan.envelope)
+
+    def run(job: Any) -> list[RecipientDelivery]:
+        return _drive(domain_flow(job, plan.flow), lambda step: _perform(plan, step))
+
+    if len(jobs) == 1:
+        return _merge([run(jobs[0])], plan.envelope)
+    with ThreadPoolExecutor(min(plan.max_connections, len(jobs)), "smtpmail-mx") as pool:
+        return _merge(pool.map(run, jobs), plan.envelope)
+
+
+# -- asyncio --------------------------------------------------------------------
+
+
+async def _attempt_async(plan: _Plan, attempt: Attempt) -> Sent | SMTPError:
+    try:
+        client = AsyncClient(
+            attempt.address, plan.flow.port, **plan.client_options, **_client_tls(attempt)
+        )
+        async with client:
+            result = await client.send(plan.data, envelope=attempt.envelope)
+            return Sent(result, _tls_text(client.tls_info))
+    except SMTPError as exc:
+        return exc
+
+
+async def _perform_async(plan: _Plan, step: Step) -> Any:
+    try:
+        if isinstance(step, LookupMX):
+            return await plan.resolver.mx_hosts_async(step.domain)
+        if isinstance(step, LookupAddresses):
+            return await plan.resolver.addresses_async(step.host, implicit=step.implicit)
+        if isinstance(step, LookupPolicy):
+            assert plan.mta_sts is not None
+            # The policy fetch is a short HTTPS GET, cached for days: a thread is enough.
+            return await asyncio.to_thread(plan.mta_sts.policy_for, step.domain, plan.resolver)
+    except DNSError as exc:
+        return exc
+    return await _attempt_async(plan, step)
+
+
+async def _drive_async(
+    plan: _Plan, flow: DomainFlow, gate: asyncio.Semaphore
+) -> list[RecipientDelivery]:
+    outcome: Any = None
+    async with gate:
+        try:
+            while True:
+                outcome = await _perform_async(plan, flow.send(outcome))
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
+
+async def deliver_async(
+    message: MessageInput,
+    sender: str | None = None,
+    recipients: Iterable[str] | str | None = None,
+    *,
+    envelope: Envelope | None = None,
+    resolver: Resolver | None = None,
+    nameservers: Iterable[Nameserver] | None = None,
+    ehlo_name: str | None = None,
+    port: int = 25,
+    max_connections: int = 8,
+    require_tls: bool = False,
+    tls_options: TLSOptions | None = None,
+    mta_sts: MTASTS | bool = True,
+    dane: DANE | None = None,
+    timeout: float | Timeouts | None = None,
+    transcript: Transcript | None = None,
+) -> DeliveryReport:
+    """The asyncio twin of :func:`deliver`: same arguments, same report."""
+    plan = _plan(
+        message, sender, recipients, envelope,
+        resolver=resolver, nameservers=nameservers, ehlo_name=ehlo_name, port=port,
+        max_connections=max_connections, require_tls=require_tls, tls_options=tls_options,
+        mta_sts=mta_sts, dane=dane, timeout=timeout, transcript=transcript,
+    )  # fmt: skip
+    gate = asyncio.Semaphore(plan.max_connections)
+    jobs = group_by_domain(plan.envelope)
+    outcomes = await asyncio.gather(
+        *(_drive_async(plan, domain_flow(job, plan.flow), gate) for job in jobs)
+    )
+    return _merge(outcomes, plan.envelope)

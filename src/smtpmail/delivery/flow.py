@@ -1,0 +1,320 @@
+"""Delivery to one domain as a sans-IO flow (RFC 5321 §5.1, §4.2.5; RFC 8461 §5).
+
+:func:`domain_flow` is a generator that yields the IO it needs (an MX
+lookup, an address lookup, an MTA-STS policy, a delivery attempt to one
+address) and is sent the outcome, a value or the error. The blocking and
+the asyncio deliverers drive the very same flow, so the failover rules are
+written once:
+
+- each MX host in order (preference, equal ones shuffled), each of its
+  addresses (IPv6 first); a connection failure moves to the next address;
+  a refused greeting or EHLO, a 421 or a transient MAIL FROM refusal to the
+  next host;
+- a 5xx to a recipient is final for it; 4xx to every recipient tries the
+  next host; the first host that takes the message ends the delivery;
+- in opportunistic mode a failed TLS handshake is retried in clear text on a
+  new connection; when TLS is mandatory the host is skipped instead;
+- a connection lost after the message data may have delivered it: the
+  recipients are deferred, never sent again to another host at once;
+- MTA-STS ``enforce`` limits the hosts to those the policy lists, with
+  mandatory verified TLS; ``testing`` only notes where it would have refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any
+
+from smtpmail.delivery.mtasts import STSPolicy
+from smtpmail.delivery.resolver import MXHost
+from smtpmail.delivery.result import DeliveryStatus, RecipientDelivery
+from smtpmail.delivery.routing import DomainJob
+from smtpmail.delivery.tlspolicy import DANE, TLSDecision, decide_tls
+from smtpmail.errors import (
+    ConnectError,
+    DataRefused,
+    DNSError,
+    InputError,
+    MessageTooLarge,
+    RecipientsRefused,
+    ReplyError,
+    SenderRefused,
+    SMTPError,
+    TLSError,
+    TransportError,
+)
+from smtpmail.protocol.envelope import Envelope, SendResult
+from smtpmail.protocol.reply import Reply
+from smtpmail.transport.tls import TLSMode, TLSOptions
+
+__all__ = [
+    "Attempt",
+    "DomainFlow",
+    "FlowConfig",
+    "LookupAddresses",
+    "LookupMX",
+    "LookupPolicy",
+    "Sent",
+    "domain_flow",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class LookupMX:
+    domain: str
+
+
+@dataclass(frozen=True, slots=True)
+class LookupAddresses:
+    host: str
+    implicit: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LookupPolicy:
+    """Answered with an STSPolicy or None; never an error (a failed fetch is no policy)."""
+
+    domain: str
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """A transaction the host answered: the result, and the TLS it ran under."""
+
+    result: SendResult
+    tls: str | None = None  # e.g. "TLSv1.3 TLS_AES_256_GCM_SHA384"; None in clear text
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One connection: answered with :class:`Sent` or the SMTPError it ended in."""
+
+    mx: MXHost
+    address: str
+    envelope: Envelope
+    tls: TLSDecision
+
+
+Step = LookupMX | LookupAddresses | LookupPolicy | Attempt
+DomainFlow = Generator[Step, Any, list[RecipientDelivery]]
+
+
+@dataclass(frozen=True, slots=True)
+class FlowConfig:
+    port: int = 25
+    require_tls: bool = False
+    tls_options: TLSOptions | None = None
+    mta_sts: bool = True
+    dane: DANE | None = None
+
+
+class _Tracker:
+    """Who is still pending, the outcomes so far, and the trail of hosts tried."""
+
+    def __init__(self, job: DomainJob) -> None:
+        self.job = job
+        self.pending: list[str] = list(job.envelope.recipients)
+        self.done: dict[str, RecipientDelivery] = {}
+        self.trail: list[str] = []
+        self.last_error: SMTPError | None = None
+        self.sts_mode: str | None = None
+
+    def decide(
+        self,
+        recipient: str,
+        status: DeliveryStatus,
+        text: str,
+        *,
+        mx: MXHost | None = None,
+        address: str | None = None,
+        reply: Reply | None = None,
+        local_status: str | None = None,
+        tls: str | None = None,
+    ) -> None:
+        self.done[recipient] = RecipientDelivery(
+            recipient,
+            self.job.domain,
+            status,
+            text,
+            mx=None if mx is None else mx.name,
+            address=address,
+            reply=reply,
+            local_status=local_status,
+            attempts=tuple(self.trail),
+            mta_sts=self.sts_mode,
+            tls=tls,
+        )
+        if recipient in self.pending:
+            self.pending.remove(recipient)
+
+    def decide_rest(self, status: DeliveryStatus, text: str, **kw: Any) -> None:
+        for recipient in list(self.pending):
+            self.decide(recipient, status, text, **kw)
+
+    def outcomes(self) -> list[RecipientDelivery]:
+        return [self.done[r] for r in self.job.envelope.recipients]
+
+
+def _status(transient: bool) -> DeliveryStatus:
+    return DeliveryStatus.DEFERRED if transient else DeliveryStatus.FAILED
+
+
+def domain_flow(job: DomainJob, config: FlowConfig) -> DomainFlow:
+    """Deliver ``job``'s envelope to its domain; return every recipient's outcome."""
+    track = _Tracker(job)
+    if job.literal is not None:
+        hosts = [MXHost(job.literal, 0, implicit=True)]
+    else:
+        found = yield LookupMX(job.domain)
+        if isinstance(found, DNSError):
+            track.trail.append(f"MX lookup: {found}")
+            track.decide_rest(
+                _status(found.is_transient), str(found), local_status=found.enhanced_status
+            )
+            return track.outcomes()
+        hosts = found
+    policy: STSPolicy | None = None
+    if config.mta_sts and job.literal is None:
+        policy = yield LookupPolicy(job.domain)
+    hosts = _apply_policy(hosts, policy, track)
+    for mx in hosts:
+        if not track.pending:
+            break
+        yield from _try_host(mx, policy, job, config, track)
+    if track.pending:
+        _give_up(track)
+    return track.outcomes()
+
+
+def _apply_policy(hosts: list[MXHost], policy: STSPolicy | None, track: _Tracker) -> list[MXHost]:
+    if policy is None or policy.mode == "none":
+        return hosts
+    track.sts_mode = policy.mode
+    listed = [h for h in hosts if policy.matches(h.name)]
+    for host in hosts:
+        if host not in listed:
+            verb = "skipped" if policy.enforced else "would be skipped (testing)"
+            track.trail.append(f"{host.name}: not in the MTA-STS policy, {verb}")
+    if not policy.enforced:
+        return hosts
+    if not listed:
+        track.decide_rest(
+            DeliveryStatus.DEFERRED,
+            "MTA-STS policy (enforce) lists none of the MX hosts",
+            local_status="4.7.5",
+        )
+    return listed
+
+
+def _try_host(
+    mx: MXHost, policy: STSPolicy | None, job: DomainJob, config: FlowConfig, track: _Tracker
+) -> Generator[Step, Any, None]:
+    if job.literal is not None:
+        addresses: list[str] | DNSError = [job.literal]
+    else:
+        addresses = yield LookupAddresses(mx.name, mx.implicit)
+    if isinstance(addresses, DNSError):
+        track.trail.append(f"{mx.name}: {addresses}")
+        track.last_error = addresses
+        return
+    decision = decide_tls(
+        mx,
+        policy,
+        require_tls=config.require_tls,
+        tls_options=config.tls_options,
+        dane=config.dane,
+        port=config.port,
+    )
+    for address in addresses:
+        if not track.pending:
+            return
+        outcome = yield Attempt(mx, address, _envelope(job, track), decision)
+        if isinstance(outcome, TLSError) and not decision.mandatory:
+            # RFC 7435: only opportunistic TLS may fall back, and on a new connection.
+            track.trail.append(f"{mx.name}[{address}]: {outcome}; retrying without TLS")
+            plain = TLSDecision(TLSMode.PLAINTEXT_INSECURE, None, "opportunistic fallback")
+            outcome = yield Attempt(mx, address, _envelope(job, track), plain)
+        if _record(outcome, mx, address, track) == "next-host":
+            return
+
+
+def _envelope(job: DomainJob, track: _Tracker) -> Envelope:
+    env = job.envelope
+    if len(track.pending) == len(env.recipients):
+        return env
+    return Envelope(
+        env.sender,
+        track.pending,
+        notify=env.notify,
+        ret=env.ret,
+        envid=env.envid,
+        orcpt=env.orcpt,
+    )
+
+
+def _record(outcome: Sent | SMTPError, mx: MXHost, address: str, track: _Tracker) -> str:
+    """Fold one attempt's outcome in; say whether to try the next address or the next host."""
+    where: dict[str, Any] = {"mx": mx, "address": address}
+    if isinstance(outcome, Sent):
+        where["tls"] = outcome.tls
+        for recipient, result in outcome.result.recipients.items():
+            if result.accepted:
+                track.decide(recipient, DeliveryStatus.DELIVERED, result.reply.text_oneline(),
+                             reply=result.reply, **where)  # fmt: skip
+            else:
+                status = _status(result.reply.is_transient)
+                track.decide(recipient, status, result.reply.text_oneline(),
+                             reply=result.reply, **where)  # fmt: skip
+        return "done"
+    track.trail.append(f"{mx.name}[{address}]: {outcome}")
+    track.last_error = outcome
+    if isinstance(outcome, TransportError):
+        if outcome.possibly_delivered:
+            track.decide_rest(
+                DeliveryStatus.DEFERRED,
+                f"{outcome} (the message may have been delivered)",
+                local_status="4.4.2",
+                **where,
+            )
+            return "done"
+        return "next-address" if isinstance(outcome, ConnectError) else "next-host"
+    if isinstance(outcome, RecipientsRefused):
+        for recipient, reply in outcome.refused.items():
+            if reply.is_permanent:
+                track.decide(recipient, DeliveryStatus.FAILED, reply.text_oneline(),
+                             reply=reply, **where)  # fmt: skip
+        return "next-host"
+    if isinstance(outcome, SenderRefused | DataRefused) and outcome.reply.is_permanent:
+        track.decide_rest(DeliveryStatus.FAILED, outcome.reply.text_oneline(),
+                          reply=outcome.reply, **where)  # fmt: skip
+        return "done"
+    if isinstance(outcome, DataRefused):
+        track.decide_rest(DeliveryStatus.DEFERRED, outcome.reply.text_oneline(),
+                          reply=outcome.reply, **where)  # fmt: skip
+        return "done"
+    # Greeting or EHLO refused, 421, a transient MAIL FROM refusal, a TLS failure
+    # with TLS mandatory, a protocol error, an extension this host lacks: next host.
+    return "next-host"
+
+
+def _give_up(track: _Tracker) -> None:
+    """No host took the message: defer, unless what stopped it cannot change by waiting.
+
+    Only input every host must refuse (an extension the message needs, a size
+    over the limit) fails for good; a refused greeting, a host without
+    addresses or a broken connection may be fixed, so those are deferred.
+    """
+    err = track.last_error
+    reply = err.reply if isinstance(err, ReplyError) else None
+    if err is None:
+        text, local = "no MX host could be tried", "4.4.1"
+    elif isinstance(err, DNSError):
+        text, local = str(err), "4.4.3"
+    elif isinstance(err, InputError):
+        text, local = str(err), "5.3.4" if isinstance(err, MessageTooLarge) else "5.6.7"
+    else:
+        text, local = str(err), "4.4.1" if reply is None else "4.4.0"
+    track.decide_rest(
+        _status(not isinstance(err, InputError)), text, reply=reply, local_status=local
+    )

@@ -1,0 +1,230 @@
+"""DNS for direct delivery: MX, A/AAAA and TXT lookups (RFC 5321 §5.1, RFC 7505).
+
+Built on dnspython, which is the optional ``dns`` extra
+(``pip install 'smtpmail[dns]'``) and is imported only when a lookup runs.
+``Resolver(nameservers=[("127.0.0.1", 5353)])`` points the lookups at chosen
+servers (tests use a local dnsmasq); without it the system's resolv.conf is used.
+
+Failures are :class:`~smtpmail.errors.DNSError`: NXDOMAIN and a null MX are
+permanent, a timeout, SERVFAIL or REFUSED is transient. A domain without MX
+records but with an address is its own mail exchanger (the implicit MX).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from smtpmail.errors import DNSError
+
+__all__ = ["MXHost", "Resolver", "order_mx"]
+
+log = logging.getLogger("smtpmail.delivery")
+
+Nameserver = str | tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class MXHost:
+    """One mail exchanger: its name (no trailing dot) and preference."""
+
+    name: str
+    preference: int
+    #: True for the implicit MX: the domain itself, as it has no MX records.
+    implicit: bool = False
+
+
+def order_mx(records: Sequence[tuple[int, str]], rng: random.Random | None = None) -> list[MXHost]:
+    """Sort by preference, equal preferences in random order (RFC 5321 §5.1); drop repeats."""
+    rng = rng or random.Random()  # noqa: S311 - load spreading, not secrecy
+    keyed = sorted((pref, rng.random(), name.rstrip(".").lower()) for pref, name in records)
+    seen: set[str] = set()
+    hosts: list[MXHost] = []
+    for pref, _, name in keyed:
+        if name and name not in seen:
+            seen.add(name)
+            hosts.append(MXHost(name, pref))
+    return hosts
+
+
+def _is_null_mx(records: Sequence[tuple[int, str]]) -> bool:
+    # RFC 7505 §3: a single MX record with an empty exchange ("0 .").
+    return len(records) == 1 and records[0][1].strip(".") == ""
+
+
+def _no_records_or_raise(exc: Exception, name: str, rdtype: str) -> list[Any]:
+    """[] when the name exists without records of this type; else raise a DNSError."""
+    import dns.exception
+    import dns.name
+    import dns.resolver
+
+    if isinstance(exc, dns.resolver.NoAnswer):
+        return []
+    if isinstance(exc, dns.resolver.NXDOMAIN):
+        raise DNSError(f"{name}: no such domain (NXDOMAIN)", transient=False) from exc
+    if isinstance(exc, dns.name.NameTooLong | dns.name.EmptyLabel | dns.name.LabelTooLong):
+        raise DNSError(f"{name}: not a valid domain name ({exc})", transient=False) from exc
+    if isinstance(exc, dns.exception.DNSException | OSError):
+        # Timeout, SERVFAIL or REFUSED from every server (NoNameservers): try later.
+        raise DNSError(
+            f"{name} {rdtype}: the lookup failed for now ({type(exc).__name__}: {exc})",
+            transient=True,
+        ) from exc
+    raise exc
+
+
+class Resolver:
+    """MX, address and TXT lookups, blocking or asyncio, with one configuration.
+
+    ``nameservers``: addresses, or ``(address, port)`` pairs, to ask instead
+    of the system's; ``timeout``: seconds for one whole lookup; ``ipv6`` /
+    ``ipv4``: which address families to look up for a mail exchanger
+    (IPv6 first when both).
+    """
+
+    def __init__(
+        self,
+        nameservers: Sequence[Nameserver] | None = None,
+        *,
+        timeout: float = 10.0,
+        ipv4: bool = True,
+        ipv6: bool = True,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.nameservers = list(nameservers) if nameservers is not None else None
+        self.timeout = timeout
+        self.families = tuple(t for t, on in (("AAAA", ipv6), ("A", ipv4)) if on)
+        if not self.families:
+            raise ValueError("at least one of ipv4 and ipv6 must be on")
+        self.rng = rng or random.Random()  # noqa: S311 - load spreading, not secrecy
+        self._sync: Any = None
+        self._async: Any = None
+
+    def __repr__(self) -> str:
+        return f"Resolver(nameservers={self.nameservers!r}, timeout={self.timeout!r})"
+
+    def _configure(self, resolver: Any) -> Any:
+        import dns.nameserver
+
+        if self.nameservers is not None:
+            servers = []
+            for entry in self.nameservers:
+                address, port = (entry, 53) if isinstance(entry, str) else entry
+                servers.append(dns.nameserver.Do53Nameserver(address, port))
+            resolver.nameservers = servers
+        resolver.lifetime = self.timeout
+        resolver.timeout = min(self.timeout, 2.0)
+        return resolver
+
+    def _blocking(self) -> Any:
+        if self._sync is None:
+            try:
+                import dns.resolver
+            except ImportError as exc:  # the optional extra is missing
+                raise ImportError(
+                    "direct delivery needs dnspython: pip install 'smtpmail[dns]'"
+                ) from exc
+            self._sync = self._configure(dns.resolver.Resolver(configure=self.nameservers is None))
+        return self._sync
+
+    def _asyncio(self) -> Any:
+        if self._async is None:
+            self._blocking()  # the same clear ImportError when dnspython is missing
+            import dns.asyncresolver
+
+            self._async = self._configure(
+                dns.asyncresolver.Resolver(configure=self.nameservers is None)
+            )
+        return self._async
+
+    # -- one query, blocking and asyncio ---------------------------------------
+
+    def query(self, name: str, rdtype: str) -> list[Any]:
+        """The records of one type; [] when the name exists without them."""
+        try:
+            return list(self._blocking().resolve(name, rdtype, search=False))
+        except Exception as exc:
+            return _no_records_or_raise(exc, name, rdtype)
+
+    async def query_async(self, name: str, rdtype: str) -> list[Any]:
+        try:
+            return list(await self._asyncio().resolve(name, rdtype, search=False))
+        except Exception as exc:
+            return _no_records_or_raise(exc, name, rdtype)
+
+    # -- what delivery asks ------------------------------------------------------
+
+    def mx_hosts(self, domain: str) -> list[MXHost]:
+        """The domain's mail exchangers in the order to try them."""
+        records = [(r.preference, r.exchange.to_text()) for r in self.query(domain, "MX")]
+        if not records:
+            self.addresses(domain, implicit=True)  # raises when there is no address either
+        return self._mx_hosts(domain, records)
+
+    async def mx_hosts_async(self, domain: str) -> list[MXHost]:
+        records = [
+            (r.preference, r.exchange.to_text()) for r in await self.query_async(domain, "MX")
+        ]
+        if not records:
+            await self.addresses_async(domain, implicit=True)
+        return self._mx_hosts(domain, records)
+
+    def _mx_hosts(self, domain: str, records: list[tuple[int, str]]) -> list[MXHost]:
+        if not records:
+            log.info("%s has no MX records; its own address is the implicit MX", domain)
+            return [MXHost(domain, 0, implicit=True)]
+        if _is_null_mx(records):
+            raise DNSError(
+                f"{domain} accepts no mail (null MX, RFC 7505)",
+                transient=False,
+                enhanced_status="5.1.10",
+            )
+        # A null MX among real ones is a misconfiguration: skip the empty exchange.
+        hosts = order_mx([r for r in records if r[1].strip(".")], self.rng)
+        log.debug("MX for %s: %s", domain, [(h.preference, h.name) for h in hosts])
+        return hosts
+
+    def addresses(self, host: str, *, implicit: bool = False) -> list[str]:
+        """The host's addresses, IPv6 first; DNSError when it has none."""
+        found: list[str] = []
+        errors: list[DNSError] = []
+        for rdtype in self.families:
+            try:
+                found += [r.address for r in self.query(host, rdtype)]
+            except DNSError as exc:
+                errors.append(exc)
+        return _addresses_or_raise(host, found, errors, implicit)
+
+    async def addresses_async(self, host: str, *, implicit: bool = False) -> list[str]:
+        found: list[str] = []
+        errors: list[DNSError] = []
+        for rdtype in self.families:
+            try:
+                found += [r.address for r in await self.query_async(host, rdtype)]
+            except DNSError as exc:
+                errors.append(exc)
+        return _addresses_or_raise(host, found, errors, implicit)
+
+    def txt(self, name: str) -> list[str]:
+        """TXT records, each one string (its character-strings joined, RFC 7208 §3.3 style)."""
+        return [_txt_text(r) for r in self.query(name, "TXT")]
+
+
+def _txt_text(record: Any) -> str:
+    return b"".join(record.strings).decode("utf-8", "replace")
+
+
+def _addresses_or_raise(
+    host: str, found: list[str], errors: list[DNSError], implicit: bool
+) -> list[str]:
+    if found:
+        return found
+    if any(e.is_transient for e in errors):
+        raise next(e for e in errors if e.is_transient)
+    if errors:
+        raise errors[0]
+    what = "has no MX and no address records" if implicit else "has no address records"
+    raise DNSError(f"{host} {what}", transient=False)

@@ -1,0 +1,197 @@
+"""Turn what happened in one attempt into per-recipient states (RFC 5321 §4.2.5, §6.1).
+
+* 2xx to the end of the data: delivered, with that reply as the receipt.
+* 5xx (to MAIL, RCPT, DATA or the end of the data), or bad input: failed.
+* 4xx, 421, a dropped connection or a timeout: deferred, and failed instead
+  once the message is older than the schedule's give-up age.
+* No answer after the data went out (``possibly_delivered`` on the error):
+  deferred and marked possibly delivered; the retry may duplicate it.
+
+Also decides whether the server asked us to slow down: a 421, or an
+enhanced status 4.7.x (policy: rate limits, "too many connections").
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from smtpmail.errors import ReplyError, SMTPError, TransportError
+from smtpmail.outbox.record import QueuedMessage, RecipientState, State
+from smtpmail.outbox.schedule import RetrySchedule
+from smtpmail.protocol.envelope import SendResult
+from smtpmail.protocol.reply import Reply
+
+__all__ = ["Outcome", "apply_error", "apply_result", "is_busy_signal"]
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What one attempt changed, for counters and progress."""
+
+    delivered: int = 0
+    deferred: int = 0
+    failed: int = 0
+    possibly_delivered: bool = False
+    busy: bool = False
+
+
+def is_busy_signal(reply: Reply | None) -> bool:
+    """421, or a 4.7.x enhanced status: the server wants fewer or slower connections."""
+    if reply is None:
+        return False
+    status = reply.enhanced_status
+    return reply.code == 421 or (reply.is_transient and bool(status and status.startswith("4.7.")))
+
+
+def _set(r: RecipientState, state: State, text: str, code: int | None, now: float) -> None:
+    r.state = state
+    r.reply = text
+    r.code = code
+    r.updated = now
+    r.attempts += 1
+
+
+def _one_line(reply: Reply) -> str:
+    return f"{reply.code} {reply.text_oneline()}"
+
+
+class _Attempt:
+    """Bookkeeping for one attempt on one message."""
+
+    def __init__(self, message: QueuedMessage, schedule: RetrySchedule, now: float) -> None:
+        self.message = message
+        self.schedule = schedule
+        self.now = now
+        self.outcome = Outcome()
+        self.expired = schedule.expired(message.created, now)
+        self.pending = {r.address.lower(): r for r in message.pending}
+
+    def deliver(self, r: RecipientState, reply: Reply) -> None:
+        # possibly_delivered stays: an earlier attempt may have delivered it too.
+        _set(r, State.DELIVERED, _one_line(reply), reply.code, self.now)
+        self.outcome.delivered += 1
+
+    def fail(self, r: RecipientState, text: str, code: int | None) -> None:
+        _set(r, State.FAILED, text, code, self.now)
+        self.outcome.failed += 1
+
+    def defer(self, r: RecipientState, text: str, code: int | None) -> None:
+        if self.expired:
+            days = self.schedule.give_up / 86400
+            self.fail(r, f"gave up after {days:g} days; last: {text}", code)
+            return
+        _set(r, State.DEFERRED, text, code, self.now)
+        self.outcome.deferred += 1
+
+    def by_reply(self, r: RecipientState, reply: Reply) -> None:
+        if reply.is_positive:
+            self.deliver(r, reply)
+        elif reply.is_transient:
+            self.defer(r, _one_line(reply), reply.code)
+        else:
+            self.fail(r, _one_line(reply), reply.code)
+        self.outcome.busy |= is_busy_signal(reply)
+
+    def by_error(self, r: RecipientState, error: BaseException, *, soft: bool = False) -> None:
+        reply = error.reply if isinstance(error, ReplyError) else None
+        if reply is not None and not soft:
+            self.by_reply(r, reply)
+            return
+        transient = isinstance(error, SMTPError) and error.is_transient
+        transient = soft or transient or isinstance(error, OSError)
+        text = f"{type(error).__name__}: {error}"
+        if transient:
+            self.defer(r, text, None)
+        else:
+            self.fail(r, text, None)
+
+    def finish(self, error: BaseException | None) -> Outcome:
+        message = self.message
+        message.attempts += 1
+        message.inflight = None
+        if error is not None:
+            message.last_error = f"{type(error).__name__}: {error}"
+        if message.done:
+            message.finished = self.now
+        else:
+            message.next_attempt = self.now + self.schedule.delay(message.attempts)
+        return self.outcome
+
+
+def apply_result(
+    message: QueuedMessage,
+    result: SendResult | None,
+    error: BaseException | None,
+    schedule: RetrySchedule,
+    now: float | None = None,
+) -> Outcome:
+    """Record one attempt's outcome on ``message`` (not saved).
+
+    ``result`` is the transaction's result as far as it got (None when it
+    never started); ``error`` the connection-level error that cut it short.
+    """
+    attempt = _Attempt(message, schedule, time.time() if now is None else now)
+    replies = result.recipients if result is not None else {}
+    complete = result is not None and (result.reply is not None or result.error is not None)
+    cut_after_data = (
+        result is not None
+        and not complete
+        and isinstance(error, TransportError)
+        and error.possibly_delivered
+    )
+    for key, r in attempt.pending.items():
+        rr = next((v for a, v in replies.items() if a.lower() == key), None)
+        if complete and result is not None:
+            if rr is not None and rr.accepted and result.error is None:
+                assert result.reply is not None
+                attempt.deliver(r, result.reply)
+            elif rr is not None:
+                attempt.by_reply(r, rr.reply)
+            else:
+                attempt.by_error(r, result.error or error or RuntimeError("no reply"))
+        elif rr is not None and not rr.accepted:
+            attempt.by_reply(r, rr.reply)  # refused at RCPT before the cut
+        elif rr is not None and cut_after_data:
+            assert error is not None
+            r.possibly_delivered = True
+            attempt.outcome.possibly_delivered = True
+            attempt.defer(r, f"no reply after the data was sent: {error}", None)
+        else:
+            attempt.by_error(r, error or RuntimeError("the attempt did not happen"))
+    if isinstance(error, ReplyError):
+        attempt.outcome.busy |= is_busy_signal(error.reply)
+    if attempt.outcome.possibly_delivered:
+        message.possible_duplicates += 1
+    return attempt.finish(error if not complete else result.error if result else None)
+
+
+def apply_error(
+    message: QueuedMessage,
+    error: BaseException,
+    schedule: RetrySchedule,
+    now: float | None = None,
+    *,
+    not_before: float | None = None,
+    count_attempt: bool = True,
+    soft: bool = False,
+) -> Outcome:
+    """Defer (or fail) every pending recipient because of ``error`` (no transaction).
+
+    ``soft``: defer even on a 5xx. Errors while setting up the connection
+    (greeting, EHLO, TLS, AUTH) say nothing about the message, so they never
+    fail it outright, as Postfix's ``smtp_sasl_auth_soft_bounce``.
+    """
+    attempt = _Attempt(message, schedule, time.time() if now is None else now)
+    for r in attempt.pending.values():
+        attempt.by_error(r, error, soft=soft)
+        if not count_attempt:
+            r.attempts -= 1
+    if not count_attempt:
+        message.attempts -= 1
+    outcome = attempt.finish(error)
+    if not_before is not None and not message.done:
+        message.next_attempt = max(message.next_attempt, not_before)
+    if isinstance(error, ReplyError):
+        outcome.busy |= is_busy_signal(error.reply)
+    return outcome

@@ -1,0 +1,340 @@
+"""The worker that drains the outbox (RFC 5321 §4.5.4, RFC 2920).
+
+It opens at most ``connections`` connections at once, at most
+``per_server`` to any one server, and sends many messages on each: the
+messages of a batch go through :meth:`Client.send_many`, which pipelines them
+(one round trip per message when the server offers PIPELINING). A global
+rate limit spaces the messages out. When a server says it is busy (421, or a
+4.7.x enhanced status) the worker stops using it for a while (doubling each
+time) and defers what was left for it.
+
+Before each message goes out its state is marked ``inflight`` (fsync-ed), and
+after the attempt the outcome replaces the mark; the claim (a ``flock``) is
+held throughout, so another worker never sends the same message, and a
+worker that is killed leaves a mark that tells the next one the message may
+have been delivered.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from smtpmail.errors import (
+    InputError,
+    ServiceClosing,
+    SMTPError,
+    TransportError,
+)
+from smtpmail.message.content import MessageInput
+from smtpmail.outbox.limits import RateLimiter, Route
+from smtpmail.outbox.outcome import Outcome, apply_error, apply_result
+from smtpmail.outbox.record import QueuedMessage
+from smtpmail.outbox.store import Claim, Outbox
+from smtpmail.protocol.envelope import Envelope
+from smtpmail.transport.sync import Client
+
+__all__ = ["Progress", "RunStats", "Worker"]
+
+log = logging.getLogger("smtpmail.outbox")
+
+#: Called after each attempt on a message, from the worker's threads (serialised).
+Progress = Callable[[QueuedMessage, Outcome], None]
+ClientFactory = Callable[[str, int], Client]
+
+#: Consecutive broken connections (with nothing delivered) before a server is given up for the run.
+MAX_BROKEN = 3
+
+
+@dataclass
+class RunStats:
+    """Counts for one run; recipients unless the name says messages."""
+
+    attempted: int = 0
+    delivered: int = 0
+    deferred: int = 0
+    failed: int = 0
+    messages_done: int = 0
+    possibly_delivered: int = 0
+    connections: int = 0
+    busy_signals: int = 0
+
+    def add(self, message: QueuedMessage, outcome: Outcome) -> None:
+        self.attempted += 1
+        self.delivered += outcome.delivered
+        self.deferred += outcome.deferred
+        self.failed += outcome.failed
+        self.messages_done += message.done
+        self.possibly_delivered += outcome.possibly_delivered
+
+
+class Worker:
+    """Drains an :class:`Outbox` through ``host:port`` (or each message's own server).
+
+    ``client_options`` are :class:`~smtpmail.Client`'s keyword arguments (TLS,
+    credentials, timeouts, EHLO name); ``client_factory`` replaces the client
+    construction altogether.
+    """
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        host: str = "127.0.0.1",
+        port: int = 25,
+        *,
+        connections: int = 4,
+        per_server: int = 2,
+        rate: float | None = None,
+        batch: int = 50,
+        busy_backoff: float = 60.0,
+        client_factory: ClientFactory | None = None,
+        **client_options: Any,
+    ) -> None:
+        if connections < 1 or per_server < 1 or batch < 1:
+            raise ValueError("connections, per_server and batch must be at least 1")
+        self.outbox = outbox
+        self.host = host
+        self.port = port
+        self.connections = connections
+        self.per_server = per_server
+        self.batch = batch
+        self.busy_backoff = busy_backoff
+        self.limiter = RateLimiter(rate) if rate else None
+        self.client_options = client_options
+        self.client_factory = client_factory or self._client
+        self.stop_event = threading.Event()
+        self._lock = threading.Lock()
+        self._routes: dict[str, Route] = {}
+        self._stats = RunStats()
+        self._progress: Progress | None = None
+
+    def _client(self, host: str, port: int) -> Client:
+        return Client(host, port, **self.client_options)
+
+    def stop(self) -> None:
+        """Finish the messages in flight, then return from :meth:`run`."""
+        self.stop_event.set()
+
+    # -- runs ----------------------------------------------------------------
+
+    def run(self, *, progress: Progress | None = None) -> RunStats:
+        """Attempt every message that is due now, then return what happened."""
+        self._stats = RunStats()
+        self._progress = progress
+        self._routes = self._scan(time.time())
+        if self._routes:
+            n = min(
+                self.connections,
+                sum(min(len(r.ids), self.per_server) for r in self._routes.values()),
+            )
+            threads = [
+                threading.Thread(target=self._thread, name=f"smtpmail-outbox-{i}", daemon=True)
+                for i in range(max(n, 1))
+            ]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        return self._stats
+
+    def run_forever(self, *, poll: float = 5.0, progress: Progress | None = None) -> RunStats:
+        """Keep draining until :meth:`stop`: sleep until the next message is due
+        (or ``poll`` seconds, to pick up new ones)."""
+        total = RunStats()
+        while not self.stop_event.is_set():
+            stats = self.run(progress=progress)
+            for name in vars(total):
+                setattr(total, name, getattr(total, name) + getattr(stats, name))
+            due = [m.next_attempt for m in self.outbox.messages() if not m.done]
+            wait = min([poll, *(max(d - time.time(), 0.0) for d in due)])
+            self.stop_event.wait(max(wait, 0.05))
+        return total
+
+    def _scan(self, now: float) -> dict[str, Route]:
+        routes: dict[str, Route] = {}
+        for message in self.outbox.messages():
+            if message.done or (message.next_attempt > now and message.inflight is None):
+                continue
+            host, port = self.host, self.port
+            if message.server:
+                h, _, p = message.server.rpartition(":")
+                host, port = h.strip("[]"), int(p)
+            route = routes.setdefault(f"{host}:{port}", Route(host, port))
+            route.ids.append(message.id)
+        return routes
+
+    # -- threads -------------------------------------------------------------
+
+    def _thread(self) -> None:
+        while not self.stop_event.is_set():
+            with self._lock:
+                free = [r for r in self._routes.values() if r.ids and r.active < self.per_server]
+                if not free:
+                    return
+                route = min(free, key=lambda r: r.active)
+                route.active += 1
+            try:
+                self._serve(route)
+            except Exception:  # a bug must not leave the run hanging
+                log.exception("worker thread failed on %s", route.key)
+            finally:
+                with self._lock:
+                    route.active -= 1
+
+    def _take(self, route: Route) -> list[Claim]:
+        claims: list[Claim] = []
+        now = time.time()
+        while len(claims) < self.batch:
+            with self._lock:
+                if not route.ids:
+                    break
+                msg_id = route.ids.popleft()
+            claim = self.outbox.claim(msg_id, due_by=now)
+            if claim is not None:
+                claims.append(claim)
+        return claims
+
+    def _serve(self, route: Route) -> None:
+        """Send the route's messages over one connection, reconnecting when it breaks."""
+        client: Client | None = None
+        broken = 0
+        try:
+            while not self.stop_event.is_set():
+                if route.dead is not None or route.paused_until > time.time():
+                    self._defer_rest(route)
+                    return
+                claims = self._take(route)
+                if not claims:
+                    return
+                if client is None or not client.is_connected:
+                    client = self._connect(route, claims)
+                    if client is None:
+                        continue
+                error, delivered = self._send(client, route, claims)
+                if error is None:
+                    broken = 0
+                    continue
+                client.close()
+                client = None
+                broken = 0 if delivered else broken + 1
+                if broken >= MAX_BROKEN:
+                    route.dead = error
+        finally:
+            if client is not None:
+                client.quit()
+
+    def _connect(self, route: Route, claims: list[Claim]) -> Client | None:
+        client = self.client_factory(route.host, route.port)
+        try:
+            client.connect()
+        except (SMTPError, OSError) as exc:
+            log.warning("cannot use %s: %s", route.key, exc)
+            route.dead = exc
+            if isinstance(exc, ServiceClosing):
+                route.pause(self.busy_backoff, time.time())
+            for claim in claims:
+                self._record(
+                    claim, apply_error(claim.message, exc, self.outbox.schedule, soft=True)
+                )
+            return None
+        with self._lock:
+            self._stats.connections += 1
+        return client
+
+    def _send(
+        self, client: Client, route: Route, claims: list[Claim]
+    ) -> tuple[BaseException | None, int]:
+        """One batch on one connection; returns the connection error (if any) and
+        how many recipients were delivered."""
+        sent: list[Claim] = []
+        items = self._items(claims, sent)
+        error: BaseException | None = None
+        try:
+            results = client.send_many(items)
+        except (SMTPError, OSError) as exc:
+            error = exc
+            results = list(getattr(exc, "results", []))
+        delivered = 0
+        busy = isinstance(error, ServiceClosing)
+        for i, claim in enumerate(sent):
+            result = results[i] if i < len(results) else None
+            outcome = apply_result(claim.message, result, error, self.outbox.schedule)
+            busy |= outcome.busy
+            delivered += outcome.delivered
+            self._record(claim, outcome)
+        unsent = [c for c in claims if c not in sent and not c.content.closed]
+        with self._lock:
+            route.ids.extendleft(reversed([c.message.id for c in unsent]))
+        for claim in unsent:
+            claim.release()
+        if busy:
+            until = route.pause(self.busy_backoff, time.time())
+            log.warning("%s asked us to slow down; pausing until %s", route.key, time.ctime(until))
+            with self._lock:
+                self._stats.busy_signals += 1
+        if error is not None and not isinstance(error, TransportError | ServiceClosing):
+            log.warning("%s: %s", route.key, error)
+        return error, delivered
+
+    def _items(
+        self, claims: list[Claim], sent: list[Claim]
+    ) -> Iterator[tuple[Envelope, MessageInput]]:
+        """The batch as send_many consumes it, one message at a time: the rate
+        limit and the inflight mark come just before each message goes out."""
+        for claim in claims:
+            if self.stop_event.is_set():
+                return
+            message = claim.message
+            try:
+                envelope = self.outbox.envelope(message)
+            except InputError as exc:
+                self._record(claim, apply_error(message, exc, self.outbox.schedule))
+                continue
+            if self.limiter is not None and not self.limiter.acquire(self.stop_event):
+                return
+            message.inflight = {
+                "since": time.time(),
+                "pid": os.getpid(),
+                "recipients": [r.address for r in message.pending],
+            }
+            claim.save()
+            sent.append(claim)
+            claim.content.seek(0)
+            yield envelope, claim.content
+
+    def _defer_rest(self, route: Route) -> None:
+        """The server is unusable or asked us to wait: defer what is left for it."""
+        while True:
+            claims = self._take(route)
+            if not claims:
+                return
+            for claim in claims:
+                if route.dead is not None:
+                    outcome = apply_error(
+                        claim.message, route.dead, self.outbox.schedule, soft=True
+                    )
+                else:
+                    busy = TransportError(f"{route.key} asked us to slow down; not tried")
+                    outcome = apply_error(
+                        claim.message,
+                        busy,
+                        self.outbox.schedule,
+                        not_before=route.paused_until,
+                        count_attempt=False,
+                    )
+                self._record(claim, outcome)
+
+    def _record(self, claim: Claim, outcome: Outcome) -> None:
+        try:
+            claim.save()
+        finally:
+            claim.release()
+        with self._lock:
+            self._stats.add(claim.message, outcome)
+            if self._progress is not None:
+                self._progress(claim.message, outcome)

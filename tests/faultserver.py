@@ -1,0 +1,102 @@
+"""A scripted SMTP server for fault injection: it drops connections on cue.
+
+Only for faults a real server will not produce on demand (a drop in the
+middle of the data, a drop right after the final dot). Each connection takes
+the next mode from ``modes`` (the last one repeats):
+
+* ``"ok"``: a plain, correct server (no PIPELINING), 250 to everything;
+* ``"mid_data"``: closes the connection after the first block of message data;
+* ``"after_dot"``: reads the whole message and the final dot, then closes
+  without replying (the client cannot know whether it was delivered).
+
+``messages`` keeps every message data the server read in full (also those
+it then dropped the connection on), so tests can count duplicates.
+"""
+
+from __future__ import annotations
+
+import socket
+import socketserver
+import threading
+from typing import Any
+
+
+class _Handler(socketserver.StreamRequestHandler):
+    server: FaultServer  # type: ignore[assignment]
+
+    def handle(self) -> None:
+        mode = self.server.next_mode()
+        w = self.wfile
+        w.write(b"220 faults.test ESMTP scripted\r\n")
+        while True:
+            line = self.rfile.readline(4096)
+            if not line:
+                return
+            verb = line[:4].upper()
+            if verb in (b"EHLO", b"HELO"):
+                w.write(b"250-faults.test\r\n250 8BITMIME\r\n")
+            elif verb == b"DATA":
+                w.write(b"354 go ahead\r\n")
+                if not self._data(mode):
+                    return
+            elif verb == b"QUIT":
+                w.write(b"221 bye\r\n")
+                return
+            else:
+                w.write(b"250 ok\r\n")
+
+    def _data(self, mode: str) -> bool:
+        """Read the data; False when the connection is to be dropped."""
+        lines: list[bytes] = []
+        while True:
+            line = self.rfile.readline(65536)
+            if not line:
+                return False
+            if mode == "mid_data":
+                self._drop()
+                return False
+            if line == b".\r\n":
+                break
+            lines.append(line[1:] if line.startswith(b".") else line)
+        with self.server.lock:
+            self.server.messages.append(b"".join(lines))
+        if mode == "after_dot":
+            self._drop()
+            return False
+        self.wfile.write(b"250 2.0.0 queued\r\n")
+        return True
+
+    def _drop(self) -> None:
+        self.request.shutdown(socket.SHUT_RDWR)
+        self.request.close()
+
+
+class FaultServer(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, modes: list[str]) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.modes = list(modes)
+        self.connections = 0
+        self.messages: list[bytes] = []
+        self.lock = threading.Lock()
+        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+    def next_mode(self) -> str:
+        with self.lock:
+            mode = self.modes[min(self.connections, len(self.modes) - 1)]
+            self.connections += 1
+            return mode
+
+    def __enter__(self) -> FaultServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.shutdown()
+        self.server_close()

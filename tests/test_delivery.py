@@ -1,0 +1,416 @@
+"""Direct delivery against real DNS (dnsmasq) and real SMTP servers on loopback port 25.
+
+See tests/mxworld.py for the loopback Internet these tests build.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+import smtpmail
+from mxworld import BUSY, OK, OK2, TLS_BAD, TLS_GOOD, MXWorld, pick_network, usable
+from servers import Recorder, RecordingServer
+from smtpmail.delivery import MTASTS, DeliveryStatus, PolicyCache
+from smtpmail.transport.tls import TLSOptions
+
+pytestmark = pytest.mark.timeout(60)
+
+MESSAGE = b"From: a@sender.test\r\nSubject: direct\r\n\r\nHello MX.\r\n"
+SENDER = "a@sender.test"
+
+
+@pytest.fixture(scope="module")
+def world() -> Iterator[MXWorld]:
+    reason = usable()
+    if reason:
+        pytest.skip(reason)
+    net = pick_network()
+    if net is None:
+        pytest.skip("no free loopback /24 for ports 25, 53 and 443")
+    w = MXWorld(net)
+    yield w
+    w.close()
+
+
+StartServer = Callable[..., RecordingServer]
+
+
+@pytest.fixture
+def start(world: MXWorld) -> Iterator[StartServer]:
+    """Start a real aiosmtpd on ``<net>.N`` port 25."""
+    started: list[RecordingServer] = []
+
+    def start_server(host: int, handler: Recorder | None = None, **kw: Any) -> RecordingServer:
+        server = RecordingServer(world.ip(host), 25, handler=handler, **kw)
+        server.__enter__()
+        started.append(server)
+        return server
+
+    yield start_server
+    for server in started:
+        server.__exit__(None, None, None)
+    world.reset_policies()
+
+
+class Busy(Recorder):
+    """Answers EHLO with 421, as an overloaded MX does."""
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        return ["421 4.3.2 too busy, try another host"]
+
+
+def deliver(world: MXWorld, recipients: list[str], **kw: Any) -> smtpmail.DeliveryReport:
+    kw.setdefault("mta_sts", False)
+    kw.setdefault("ehlo_name", "client.test")
+    return smtpmail.deliver(MESSAGE, SENDER, recipients, nameservers=world.nameservers, **kw)
+
+
+# -- MX failover ---------------------------------------------------------------------
+
+
+def _check_failover(
+    world: MXWorld, report: smtpmail.DeliveryReport, busy: RecordingServer, ok: RecordingServer
+) -> None:
+    assert report.ok, report
+    for rcpt in ("x@failover.test", "y@failover.test"):
+        outcome = report.recipients[rcpt]
+        assert outcome.status is DeliveryStatus.DELIVERED
+        assert (outcome.mx, outcome.address, outcome.code) == (
+            "ok.failover.test",
+            world.ip(OK),
+            250,
+        )
+        # Preference order: the host that is down (both its addresses), then the 421 one.
+        hosts = [a.split("[")[0] for a in outcome.attempts]
+        assert hosts == ["down.failover.test"] * (len(hosts) - 1) + ["busy.failover.test"]
+        assert any(world.ip(2) in a for a in outcome.attempts)
+        assert "421" in outcome.attempts[-1]
+    # The busy host was asked (EHLO) and took nothing; the message arrived once.
+    assert any(c.startswith(b"EHLO") for c in busy.commands())
+    assert busy.messages == []
+    assert len(ok.messages) == 1
+    assert ok.messages[0].rcpt_tos == ["x@failover.test", "y@failover.test"]
+    assert ok.messages[0].content.endswith(b"Hello MX.\r\n")
+
+
+def test_failover_skips_a_down_host_and_a_421_host(world: MXWorld, start: StartServer) -> None:
+    busy, ok = start(BUSY, Busy()), start(OK)
+    report = deliver(world, ["x@failover.test", "y@failover.test"])
+    _check_failover(world, report, busy, ok)
+
+
+async def test_failover_async(world: MXWorld, start: StartServer) -> None:
+    busy, ok = start(BUSY, Busy()), start(OK)
+    report = await smtpmail.deliver_async(
+        MESSAGE,
+        SENDER,
+        ["x@failover.test", "y@failover.test"],
+        nameservers=world.nameservers,
+        ehlo_name="client.test",
+        mta_sts=False,
+    )
+    _check_failover(world, report, busy, ok)
+
+
+def test_each_recipient_gets_its_own_outcome(world: MXWorld, start: StartServer) -> None:
+    ok = start(OK)
+    ok.handler.refuse.update(
+        {"bad@failover.test": "550 5.1.1 no such user", "later@failover.test": "452 4.2.2 full"}
+    )
+    report = deliver(world, ["good@failover.test", "bad@failover.test", "later@failover.test"])
+    good, bad, later = report.recipients.values()
+    assert good.status is DeliveryStatus.DELIVERED and good.code == 250
+    assert (bad.status, bad.code, bad.enhanced_status) == (DeliveryStatus.FAILED, 550, "5.1.1")
+    assert bad.mx == "ok.failover.test" and "no such user" in bad.text
+    assert (later.status, later.code, later.enhanced_status) == (
+        DeliveryStatus.DEFERRED,
+        452,
+        "4.2.2",
+    )
+    assert report.delivered == ["good@failover.test"]
+    assert report.failed == ["bad@failover.test"]
+    assert report.deferred == ["later@failover.test"]
+    assert [m.rcpt_tos for m in ok.messages] == [["good@failover.test"]]
+
+
+def test_4xx_to_every_recipient_tries_the_next_host(world: MXWorld, start: StartServer) -> None:
+    first, second = start(BUSY), start(OK)
+    first.handler.refuse["x@failover.test"] = "451 4.3.0 try later"
+    report = deliver(world, ["x@failover.test"])
+    outcome = report.recipients["x@failover.test"]
+    assert outcome.delivered and outcome.mx == "ok.failover.test"
+    assert first.messages == [] and len(second.messages) == 1
+
+
+def test_5xx_to_a_recipient_is_final(world: MXWorld, start: StartServer) -> None:
+    first, second = start(BUSY), start(OK)
+    first.handler.refuse["x@failover.test"] = "550 5.1.1 unknown user"
+    report = deliver(world, ["x@failover.test"])
+    outcome = report.recipients["x@failover.test"]
+    assert outcome.is_permanent and outcome.mx == "busy.failover.test"
+    assert second.raw == b""  # the next MX was never spoken to
+
+
+def test_no_host_reachable_defers(world: MXWorld) -> None:
+    report = deliver(world, ["x@failover.test"])
+    outcome = report.recipients["x@failover.test"]
+    assert outcome.status is DeliveryStatus.DEFERRED
+    assert outcome.enhanced_status == "4.4.1"
+    hosts = {a.split("[")[0] for a in outcome.attempts}
+    assert hosts == {"down.failover.test", "busy.failover.test", "ok.failover.test"}
+
+
+# -- routing: domains, DNS outcomes -----------------------------------------------------
+
+
+class Concurrency(Recorder):
+    """Counts transactions in progress across servers; holds each one a moment."""
+
+    lock = threading.Lock()
+    now = 0
+    peak = 0
+
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        with self.lock:
+            Concurrency.now += 1
+            Concurrency.peak = max(Concurrency.peak, Concurrency.now)
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        await asyncio.sleep(0.2)  # widen the window in which a second connection would show
+        with self.lock:
+            Concurrency.now -= 1
+        return await super().handle_DATA(server, session, envelope)
+
+
+RECIPIENTS = ["one@failover.test", "two@other.test", "three@implicit.test", "jörg@other.test"]
+
+
+def _check_grouping(report: smtpmail.DeliveryReport, ok: RecordingServer, ok2: RecordingServer):
+    assert report.ok, report
+    assert list(report.recipients) == RECIPIENTS
+    assert report.recipients["three@implicit.test"].mx == "implicit.test"  # implicit MX
+    # One transaction per domain, each with only that domain's recipients.
+    assert sorted(m.rcpt_tos for m in ok.messages) == [
+        ["one@failover.test"],
+        ["three@implicit.test"],
+    ]
+    assert [m.rcpt_tos for m in ok2.messages] == [["two@other.test", "jörg@other.test"]]
+    assert "SMTPUTF8" in ok2.messages[0].mail_options
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_domains_are_grouped_and_connections_bounded(
+    world: MXWorld, start: StartServer, mode: str
+) -> None:
+    Concurrency.now = Concurrency.peak = 0
+    ok, ok2 = start(OK, Concurrency()), start(OK2, Concurrency())
+    kw: dict[str, Any] = {"nameservers": world.nameservers, "mta_sts": False}
+    if mode == "sync":
+        report = smtpmail.deliver(MESSAGE, SENDER, RECIPIENTS, max_connections=1, **kw)
+    else:
+        report = asyncio.run(
+            smtpmail.deliver_async(MESSAGE, SENDER, RECIPIENTS, max_connections=1, **kw)
+        )
+    _check_grouping(report, ok, ok2)
+    assert Concurrency.peak == 1
+
+
+def test_domains_in_parallel(world: MXWorld, start: StartServer) -> None:
+    Concurrency.now = Concurrency.peak = 0
+    ok, ok2 = start(OK, Concurrency()), start(OK2, Concurrency())
+    report = deliver(world, RECIPIENTS, max_connections=3)
+    _check_grouping(report, ok, ok2)
+    assert Concurrency.peak <= 3
+
+
+def test_idna_domain_is_looked_up_as_a_label(world: MXWorld, start: StartServer) -> None:
+    ok = start(OK)
+    report = deliver(world, ["leser@bücher.test"])
+    (outcome,) = report.recipients.values()
+    assert outcome.delivered and outcome.domain == "xn--bcher-kva.test"
+    assert ok.messages[0].rcpt_tos == ["leser@xn--bcher-kva.test"]
+
+
+def test_dns_outcomes(world: MXWorld) -> None:
+    report = deliver(
+        world,
+        ["a@nullmx.test", "b@nosuch.test", "c@deadhost.test", "d@example.invalid"],
+    )
+    null, nx, dead, refused = report.recipients.values()
+    assert (null.status, null.enhanced_status) == (DeliveryStatus.FAILED, "5.1.10")
+    assert "null MX" in null.text
+    assert (nx.status, nx.enhanced_status) == (DeliveryStatus.FAILED, "5.1.2")
+    # An MX without an address, a refusing DNS server: may be fixed, so later.
+    assert dead.status is DeliveryStatus.DEFERRED and "nowhere.deadhost.test" in dead.text
+    assert (refused.status, refused.enhanced_status) == (DeliveryStatus.DEFERRED, "4.4.3")
+    assert all(o.mx is None and o.reply is None for o in (null, nx, refused))
+
+
+def test_bad_input_fails_before_any_lookup(world: MXWorld) -> None:
+    with pytest.raises(smtpmail.InvalidAddress):
+        deliver(world, ["Name <x@failover.test>"])
+    with pytest.raises(smtpmail.InvalidArgument):
+        deliver(world, ["x@failover.test"], max_connections=0)
+    with pytest.raises(smtpmail.InvalidArgument):
+        deliver(world, ["x@failover.test"], ehlo_name="bad\r\nname")
+
+
+# -- MTA-STS ----------------------------------------------------------------------------
+
+
+def sts(world: MXWorld, **kw: Any) -> MTASTS:
+    return MTASTS(ca_file=world.ca_file, **kw)
+
+
+def test_sts_enforce_defers_when_no_mx_is_listed(world: MXWorld, start: StartServer) -> None:
+    ok = start(OK)
+    report = deliver(world, ["x@sts-unlisted.test"], mta_sts=sts(world))
+    outcome = report.recipients["x@sts-unlisted.test"]
+    assert outcome.status is DeliveryStatus.DEFERRED
+    assert (outcome.mta_sts, outcome.enhanced_status) == ("enforce", "4.7.5")
+    assert ok.raw == b""  # not a word to the unlisted host
+    assert world.https.fetches["mta-sts.sts-unlisted.test"] == 1
+
+
+def test_sts_testing_reports_but_delivers(world: MXWorld, start: StartServer) -> None:
+    ok = start(OK)
+    report = deliver(world, ["x@sts-testing.test"], mta_sts=sts(world))
+    outcome = report.recipients["x@sts-testing.test"]
+    assert outcome.delivered and outcome.mta_sts == "testing"
+    assert any("would be skipped" in a for a in outcome.attempts)
+    assert len(ok.messages) == 1
+
+
+def test_sts_enforce_never_falls_back_to_plain_text(world: MXWorld, start: StartServer) -> None:
+    ok = start(OK)  # listed by the policy, but offers no STARTTLS
+    report = deliver(world, ["x@sts-plain.test"], mta_sts=sts(world))
+    outcome = report.recipients["x@sts-plain.test"]
+    assert outcome.status is DeliveryStatus.DEFERRED and outcome.mta_sts == "enforce"
+    assert ok.messages == []
+    # Without the policy the same host gets the message in clear text.
+    assert deliver(world, ["x@sts-plain.test"], mta_sts=False).ok
+    assert len(ok.messages) == 1
+
+
+def test_sts_policy_is_cached_for_its_max_age(world: MXWorld, start: StartServer) -> None:
+    start(OK)
+    clock = [1000.0]
+    policies = sts(world, cache=PolicyCache(clock=lambda: clock[0]))
+    for _ in range(2):
+        report = deliver(world, ["x@sts-unlisted.test"], mta_sts=policies)
+        assert report.recipients["x@sts-unlisted.test"].mta_sts == "enforce"
+    assert world.https.fetches["mta-sts.sts-unlisted.test"] == 1
+    # The policy host disappears: the cached policy still applies (no downgrade).
+    world.https.serve("sts-unlisted.test", "gone", status=404)
+    report = deliver(world, ["x@sts-unlisted.test"], mta_sts=policies)
+    assert report.recipients["x@sts-unlisted.test"].mta_sts == "enforce"
+    assert world.https.fetches["mta-sts.sts-unlisted.test"] == 1
+    # Past max_age the cache entry is gone; the failed fetch then means no policy.
+    clock[0] += 86401
+    report = deliver(world, ["x@sts-unlisted.test"], mta_sts=policies)
+    assert report.recipients["x@sts-unlisted.test"].mta_sts is None
+    assert report.ok
+    assert world.https.fetches["mta-sts.sts-unlisted.test"] == 2
+
+
+def test_sts_policy_served_wrongly_is_ignored(world: MXWorld, start: StartServer) -> None:
+    ok = start(OK)
+    world.https.serve("sts-plain.test", "version: STSv1\nmode: enforce\n", kind="text/html")
+    report = deliver(world, ["x@sts-plain.test"], mta_sts=sts(world))
+    assert report.ok and report.recipients["x@sts-plain.test"].mta_sts is None
+    assert len(ok.messages) == 1
+
+
+def test_sts_policy_host_certificate_must_verify(world: MXWorld, start: StartServer) -> None:
+    ok = start(OK)
+    untrusting = MTASTS()  # the system store does not know the test CA
+    report = deliver(world, ["x@sts-unlisted.test"], mta_sts=untrusting)
+    # The policy could not be fetched safely, so none applies.
+    assert report.recipients["x@sts-unlisted.test"].mta_sts is None
+    assert len(ok.messages) == 1
+
+
+def test_sts_enforce_delivers_over_verified_tls(world: MXWorld, start: StartServer) -> None:
+    server = start(TLS_GOOD, tls_context=world.server_tls("mx.sts-good.test"))
+    report = deliver(
+        world,
+        ["x@sts-good.test"],
+        mta_sts=sts(world),
+        tls_options=TLSOptions(ca_file=world.ca_file),
+    )
+    outcome = report.recipients["x@sts-good.test"]
+    assert outcome.delivered and outcome.mta_sts == "enforce", outcome
+    assert outcome.tls is not None and outcome.tls.startswith("TLSv1.")
+    assert b"STARTTLS" in server.commands()
+    assert len(server.messages) == 1
+
+
+def test_sts_enforce_refuses_a_certificate_that_does_not_verify(
+    world: MXWorld, start: StartServer
+) -> None:
+    server = start(TLS_BAD, tls_context=world.server_tls("wrong-name.test"))
+    report = deliver(
+        world,
+        ["x@sts-badcert.test"],
+        mta_sts=sts(world),
+        tls_options=TLSOptions(ca_file=world.ca_file),
+    )
+    outcome = report.recipients["x@sts-badcert.test"]
+    assert outcome.status is DeliveryStatus.DEFERRED and outcome.mta_sts == "enforce"
+    assert server.messages == []
+    assert b"STARTTLS" in server.commands()  # it tried, and refused the certificate
+
+
+def test_opportunistic_tls_is_used_without_verification(world: MXWorld, start: StartServer) -> None:
+    server = start(TLS_BAD, tls_context=world.server_tls("wrong-name.test"))
+    # No policy: an unverifiable certificate still encrypts (RFC 7435).
+    report = deliver(world, ["x@sts-badcert.test"], mta_sts=False)
+    assert report.ok, report
+    outcome = report.recipients["x@sts-badcert.test"]
+    assert outcome.tls is not None and outcome.attempts == ()
+    assert b"STARTTLS" in server.commands()
+    assert len(server.messages) == 1
+
+
+def test_opportunistic_falls_back_to_plain_text_on_a_new_connection(
+    world: MXWorld, start: StartServer
+) -> None:
+    server = start(TLS_BAD, tls_context=world.server_tls("wrong-name.test"))
+    # Verification asked for but not mandatory: the failed handshake is retried in clear.
+    report = deliver(
+        world, ["x@sts-badcert.test"], mta_sts=False, tls_options=TLSOptions(ca_file=world.ca_file)
+    )
+    outcome = report.recipients["x@sts-badcert.test"]
+    assert outcome.delivered and outcome.tls is None
+    assert "retrying without TLS" in outcome.attempts[0]
+    clients = [bytes(w) for w in server.wire if w]
+    assert len(clients) == 2
+    assert b"STARTTLS" in clients[0] and b"STARTTLS" not in clients[1]
+    assert len(server.messages) == 1
+
+
+def test_required_tls_never_falls_back(world: MXWorld, start: StartServer) -> None:
+    server = start(TLS_BAD, tls_context=world.server_tls("wrong-name.test"))
+    plain = start(OK)
+    report = deliver(
+        world,
+        ["x@sts-badcert.test", "y@sts-plain.test"],
+        mta_sts=False,
+        require_tls=True,
+        tls_options=TLSOptions(ca_file=world.ca_file),
+    )
+    assert report.deferred == ["x@sts-badcert.test", "y@sts-plain.test"]
+    assert server.messages == [] and plain.messages == []
+    assert len([w for w in server.wire if w]) == 1  # no second, clear-text connection

@@ -1,0 +1,45 @@
+"""The README tells the truth: its quick start and its library example work."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+from pathlib import Path
+
+from servers import RecordingServer, fixed_port
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def code_blocks(language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", README, flags=re.S)
+
+
+def test_quick_start_is_two_commands_that_exist() -> None:
+    quick_start = README.split("## Quick start", 1)[1]
+    block = re.search(r"```sh\n(.*?)```", quick_start, flags=re.S)
+    assert block is not None
+    commands = [line.split("#")[0].strip() for line in block.group(1).splitlines()]
+    assert commands == ["bash scripts/demo.sh", "bash scripts/test.sh"]
+    for command in commands:
+        assert (ROOT / command.split()[1]).is_file()
+    assert "exec .venv/bin/smtpmail demo" in (ROOT / "scripts/demo.sh").read_text()
+    assert "bash scripts/test.sh" in (ROOT / ".ci/run").read_text()
+
+
+def test_library_example_sends_through_a_real_server() -> None:
+    (example,) = code_blocks("python")
+    printed = io.StringIO()
+    with (
+        fixed_port(1025),  # the example uses the assignment's address
+        RecordingServer(port=1025) as server,
+        contextlib.redirect_stdout(printed),
+    ):
+        exec(compile(example, "README.md", "exec"), {})
+    subjects = [m.content.split(b"\r\n")[0] for m in server.messages]
+    assert subjects == [b"Subject: hello", b"Subject: one", b"Subject: two"]
+    assert all(m.rcpt_tos == ["bob@example.org"] for m in server.messages)
+    assert printed.getvalue().startswith("['bob@example.org']\n")
+    assert "client QUIT\n" in printed.getvalue()

@@ -1,0 +1,213 @@
+"""STARTTLS, implicit TLS and AUTH against real aiosmtpd servers with trustme certificates."""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import smtpmail
+from smtpmail import Credentials, TLSMode, TLSOptions
+from tlsservers import PASSWORD, USER, Certs, TLSServer, authenticator
+
+MSG = b"Subject: tls\r\n\r\nhello over TLS\r\n"
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    return Certs(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture
+def starttls_server(certs: Certs) -> Iterator[TLSServer]:
+    """aiosmtpd requiring STARTTLS before anything, AUTH PLAIN/LOGIN only over TLS."""
+    with TLSServer(
+        tls_context=certs.server_context(),
+        require_starttls=True,
+        authenticator=authenticator(),
+        auth_required=True,
+    ) as server:
+        yield server
+
+
+def secret_forms() -> list[str]:
+    """The password and every base64 form that would give it away."""
+    raw = PASSWORD.encode()
+    plain = f"\0{USER}\0{PASSWORD}".encode()
+    return [PASSWORD, base64.b64encode(raw).decode(), base64.b64encode(plain).decode()]
+
+
+def assert_no_secret(*texts: str) -> None:
+    for text in texts:
+        for form in secret_forms():
+            assert form not in text, f"secret {form!r} leaked"
+
+
+class Transcript(list[tuple[str, str]]):
+    def __call__(self, kind: str, line: str) -> None:
+        self.append((kind, line))
+
+    def text(self) -> str:
+        return "\n".join(f"{k}: {v}" for k, v in self)
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN", None])
+def test_starttls_then_auth_sync(
+    starttls_server: TLSServer,
+    certs: Certs,
+    mechanism: str | None,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="smtpmail")
+    transcript = Transcript()
+    with smtpmail.Client(
+        "127.0.0.1",
+        starttls_server.port,
+        auth=(USER, PASSWORD),
+        auth_mechanism=mechanism,
+        tls_options=TLSOptions(ca_file=certs.ca_file),
+        transcript=transcript,
+    ) as client:
+        assert client.tls_mode is TLSMode.REQUIRED  # credentials make TLS required
+        info = client.tls_info
+        assert info is not None and info.verified
+        assert info.version in ("TLSv1.2", "TLSv1.3")
+        assert "127.0.0.1" in info.names
+        client.send(MSG, "a@example.org", ["b@example.org"])
+    (msg,) = starttls_server.messages
+    assert msg.content.endswith(b"hello over TLS\r\n")
+    cmds = starttls_server.commands()
+    # EHLO, STARTTLS, then (over TLS) EHLO again before AUTH.
+    assert cmds[0].startswith(b"EHLO") and cmds[1] == b"STARTTLS"
+    assert cmds[2].startswith(b"EHLO") and cmds[3].startswith(b"AUTH ")
+    shown = transcript.text()
+    assert f"client: AUTH {mechanism or 'PLAIN'}" in shown
+    assert "****" in shown
+    assert "TLS: TLSv1." in shown
+    assert_no_secret(shown, caplog.text)
+
+
+async def test_starttls_then_auth_async(
+    starttls_server: TLSServer, certs: Certs, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="smtpmail")
+    transcript = Transcript()
+    async with smtpmail.AsyncClient(
+        "127.0.0.1",
+        starttls_server.port,
+        auth=Credentials(USER, lambda: PASSWORD),
+        auth_mechanism="LOGIN",
+        tls_options=TLSOptions(ca_file=certs.ca_file),
+        transcript=transcript,
+    ) as client:
+        assert client.tls_info is not None and client.tls_info.verified
+        await client.send(MSG, "a@example.org", "b@example.org")
+    assert len(starttls_server.messages) == 1
+    cmds = starttls_server.commands()
+    assert cmds[1] == b"STARTTLS" and cmds[2].startswith(b"EHLO")
+    assert ("client", "AUTH LOGIN") in transcript
+    assert ("server", "334 ****") in transcript
+    assert_no_secret(transcript.text(), caplog.text)
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+async def test_implicit_tls(certs: Certs, use_async: bool) -> None:
+    with TLSServer(
+        implicit=certs.server_context(),
+        authenticator=authenticator(),
+        auth_require_tls=False,  # aiosmtpd does not see the TLS its controller wraps
+    ) as server:
+        kw = dict(
+            port=server.port,
+            tls=TLSMode.IMPLICIT,
+            tls_options=TLSOptions(ca_file=certs.ca_file),
+            auth=(USER, PASSWORD),
+        )
+        if use_async:
+            result = await smtpmail.send_async(MSG, "a@example.org", "b@example.org", **kw)
+        else:
+            result = smtpmail.send(MSG, "a@example.org", "b@example.org", **kw)
+    assert result.ok
+    assert len(server.messages) == 1
+    # No STARTTLS inside implicit TLS: the first command is EHLO, then AUTH.
+    cmds = server.commands()
+    assert cmds[0].startswith(b"EHLO") and cmds[1].startswith(b"AUTH PLAIN ")
+
+
+def test_wrong_password_is_refused_and_never_shown(
+    starttls_server: TLSServer, certs: Certs, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="smtpmail")
+    transcript = Transcript()
+    with pytest.raises(smtpmail.AuthenticationError) as info:
+        smtpmail.Client(
+            "127.0.0.1",
+            starttls_server.port,
+            auth=Credentials(USER, PASSWORD + "x"),
+            tls_options=TLSOptions(ca_file=certs.ca_file),
+            transcript=transcript,
+        ).connect()
+    assert info.value.code == 535 and info.value.is_permanent
+    assert starttls_server.messages == []
+    wrong = PASSWORD + "x"
+    for text in (str(info.value), repr(info.value), transcript.text(), caplog.text):
+        assert wrong not in text
+        assert base64.b64encode(f"\0{USER}\0{wrong}".encode()).decode() not in text
+
+
+def test_credentials_repr_hides_the_secret() -> None:
+    for c in (Credentials(USER, PASSWORD), Credentials(USER, token=PASSWORD)):
+        assert PASSWORD not in repr(c) and PASSWORD not in str(c)
+        assert USER in repr(c)
+    client = smtpmail.Client("127.0.0.1", 587, auth=(USER, PASSWORD))
+    assert PASSWORD not in repr(client) and PASSWORD not in repr(vars(client))
+
+
+def test_tls_mode_defaults() -> None:
+    assert smtpmail.Client("h", 465).tls_mode is TLSMode.IMPLICIT
+    assert smtpmail.Client("h", 587, auth=("u", "p")).tls_mode is TLSMode.REQUIRED
+    assert smtpmail.Client("h", 25).tls_mode is TLSMode.OPPORTUNISTIC
+    assert smtpmail.Client("h", 25, tls="none").tls_mode is TLSMode.PLAINTEXT_INSECURE
+    assert smtpmail.Client("h", 25, tls="starttls").tls_mode is TLSMode.REQUIRED
+    with pytest.raises(smtpmail.InputError):
+        smtpmail.Client("h", 25, tls="maybe")
+
+
+def test_opportunistic_uses_starttls_when_offered(certs: Certs) -> None:
+    with TLSServer(tls_context=certs.server_context()) as server:
+        with smtpmail.Client(
+            "127.0.0.1", server.port, tls_options=TLSOptions(ca_file=certs.ca_file)
+        ) as client:
+            assert client.tls_mode is TLSMode.OPPORTUNISTIC
+            assert client.tls_info is not None
+            client.send(MSG, "a@example.org", "b@example.org")
+        assert server.commands()[1] == b"STARTTLS"
+
+
+def test_plaintext_mode_never_starts_tls(certs: Certs) -> None:
+    with TLSServer(tls_context=certs.server_context()) as server:
+        with smtpmail.Client("127.0.0.1", server.port, tls=TLSMode.PLAINTEXT_INSECURE) as client:
+            assert client.tls_info is None
+            client.send(MSG, "a@example.org", "b@example.org")
+        assert b"STARTTLS" not in server.commands()
+
+
+def test_server_hostname_checks_the_name_when_connecting_to_an_address(
+    certs: Certs, tmp_path: Path
+) -> None:
+    leaf = certs.ca.issue_cert("mail.example.org")
+    with TLSServer(tls_context=certs.server_context(leaf)) as server:
+        opts = TLSOptions(ca_file=certs.ca_file, server_hostname="mail.example.org")
+        with smtpmail.Client("127.0.0.1", server.port, tls="starttls", tls_options=opts) as c:
+            assert c.tls_info is not None and c.tls_info.server_hostname == "mail.example.org"
+        # Without it, the address is checked and does not match.
+        with pytest.raises(smtpmail.TLSError, match="certificate"):
+            smtpmail.Client(
+                "127.0.0.1",
+                server.port,
+                tls="starttls",
+                tls_options=TLSOptions(ca_file=certs.ca_file),
+            ).connect()
