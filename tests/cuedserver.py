@@ -66,7 +66,7 @@ class Conn:
         self.sock.close()
 
 
-class ScriptedServer:
+class CuedServer:
     """Runs ``script`` for each connection on a free loopback port."""
 
     def __init__(self, *scripts: Callable[[Conn], None], host: str = "127.0.0.1") -> None:
@@ -115,7 +115,7 @@ class ScriptedServer:
         finally:
             conn.close()
 
-    def __enter__(self) -> ScriptedServer:
+    def __enter__(self) -> CuedServer:
         self._accept.start()
         return self
 
