@@ -169,10 +169,16 @@ class AsyncClient(BaseClient):
         (result,) = await self._run(self._session.transactions([item], keep_errors=False))
         return result
 
-    async def send_many(self, items: Iterable[tuple[Envelope, MessageInput]]) -> list[SendResult]:
+    async def send_many(
+        self,
+        items: Iterable[tuple[Envelope, MessageInput]],
+        *,
+        results: list[SendResult] | None = None,
+    ) -> list[SendResult]:
         """Send each (envelope, message) on one connection; see ``Client.send_many``."""
         await self._ensure_connected()
-        results: list[SendResult] = []
+        if results is None:
+            results = []
         flow = self._session.transactions(
             ((env, as_content(msg)) for env, msg in items), keep_errors=True, results=results
         )

@@ -190,15 +190,23 @@ class Client(BaseClient):
         (result,) = self._run(self._session.transactions([item], keep_errors=False))
         return result
 
-    def send_many(self, items: Iterable[tuple[Envelope, MessageInput]]) -> list[SendResult]:
+    def send_many(
+        self,
+        items: Iterable[tuple[Envelope, MessageInput]],
+        *,
+        results: list[SendResult] | None = None,
+    ) -> list[SendResult]:
         """Send each (envelope, message) on this connection, one round trip each.
 
         A refused message is recorded in its result's ``error`` and the batch
         goes on; a lost connection raises, with the results so far in the
-        exception's ``results``.
+        exception's ``results``. Pass ``results`` to watch it fill as the batch
+        goes: each result is appended when its transaction starts, and is
+        complete once its ``reply`` or ``error`` is set.
         """
         self._ensure_connected()
-        results: list[SendResult] = []
+        if results is None:
+            results = []
         flow = self._session.transactions(
             ((env, as_content(msg)) for env, msg in items), keep_errors=True, results=results
         )
