@@ -298,17 +298,8 @@ def smtpmail_cli_argv(port: int, msg: Path) -> list[str] | None:
     if "send" not in COMMANDS:
         return None
     return [
-        sys.executable,
-        "-m",
-        "smtpmail",
-        "send",
-        "--server",
-        f"127.0.0.1:{port}",
-        "--from",
-        SENDER,
-        "--to",
-        RECIPIENT,
-        str(msg),
+        *[sys.executable, "-m", "smtpmail", "send", "--host", "127.0.0.1", "--port", str(port)],
+        *["--from", SENDER, "--to", RECIPIENT, "--message", str(msg)],
     ]
 
 

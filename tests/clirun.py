@@ -13,9 +13,10 @@ import shutil
 import subprocess
 import sys
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
-from smtpmail.cli import Environment
+from smtpmail.cli import Environment, main
 
 
 def console_script() -> str:
@@ -70,3 +71,38 @@ class LineReader:
         while (line := self._queue.get(timeout=timeout)) is not None:
             self.lines.append(line)
         return "".join(self.lines)
+
+
+@dataclass
+class CLIResult:
+    status: int
+    stdout: str
+    stderr: str
+
+
+class _TTYStringIO(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def run_cli(
+    *argv: str,
+    stdin: bytes = b"",
+    environ: dict[str, str] | None = None,
+    config_dir: Path | None = None,
+    tty: bool = False,
+) -> CLIResult:
+    """Run ``smtpmail ARGV`` in-process: stdin as bytes, stdout/stderr captured."""
+    out = io.StringIO()
+    err: io.StringIO = _TTYStringIO() if tty else io.StringIO()
+    env = Environment(
+        argv=["smtpmail", *argv],
+        stdin=io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8"),
+        stdout=out,
+        stderr=err,
+        environ=dict(environ or {}),
+        config_dir=config_dir or Path("/nonexistent/smtpmail-test-config"),
+        data_dir=Path("/nonexistent/smtpmail-test-data"),
+    )
+    status = main(list(argv), env)
+    return CLIResult(status, out.getvalue(), err.getvalue())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import mailbox
 import os
 import shutil
@@ -273,3 +274,12 @@ def test_sink_answers_451_when_it_cannot_store_and_goes_on(tmp_path: Path) -> No
     assert err.startswith("smtpmail sink: message 1 was refused (451), not stored: [Errno 2]")
     (kept,) = mailbox.Maildir(maildir, factory=None)
     assert kept["Subject"] == "kept"
+
+
+@pytest.mark.parametrize("port", ["70000", "-1", "smtp"])
+def test_sink_rejects_a_bad_port_as_usage(tmp_path: Path, port: str) -> None:
+    env = fake_env(tmp_path, ["sink", "--port", port])
+    assert main(env=env) == 64  # EX_USAGE
+    # argparse's usage errors go to the Environment's stderr, not sys.stderr.
+    assert isinstance(env.stderr, io.StringIO)
+    assert "not a port number" in env.stderr.getvalue()

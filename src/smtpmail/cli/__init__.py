@@ -8,8 +8,9 @@ Each subcommand lives in its own module, imported only when it runs, so
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from smtpmail.cli.environment import Environment
 from smtpmail.cli.exits import EX_OK, EX_USAGE, exit_status
@@ -20,7 +21,19 @@ __all__ = ["COMMANDS", "Environment", "main"]
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("smtpmail.cli.demo", "send a message to an embedded local server and show it all"),
     "sink": ("smtpmail.cli.sink", "run a local capture server that shows what it receives"),
+    "send": ("smtpmail.cli.send", "compose a message (or take one) and send it"),
+    "sendmail": ("smtpmail.cli.sendmail", "a sendmail-compatible interface (for cron, git, mutt)"),
+    "probe": (
+        "smtpmail.cli.probe",
+        "connect to a server and report what it offers and what is wrong",
+    ),
+    "config": ("smtpmail.cli.config", "show the configuration file's path and accounts"),
+    "queue": ("smtpmail.cli.queue", "queue messages durably and deliver them with retries"),
 }
+
+
+#: Commands that parse their own arguments (sendmail's flags do not fit argparse).
+RAW_ARGV_COMMANDS = frozenset({"sendmail"})
 
 
 def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
@@ -47,17 +60,26 @@ def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> i
     """Run the CLI; returns the exit status (sysexits.h values, see ``exits``)."""
     env = env or Environment()
     args_list = list(env.argv[1:] if argv is None else argv)
+    if args_list[:1] and args_list[0] in RAW_ARGV_COMMANDS:
+        mod = importlib.import_module(COMMANDS[args_list[0]][0])
+        return _call(lambda: int(mod.run_argv(args_list[1:], env)), env)
     parser = build_parser(args_list)
     try:
-        args = parser.parse_args(args_list)
+        # argparse writes help and usage errors to sys.stdout/stderr: send them to env's.
+        with contextlib.redirect_stdout(env.stdout), contextlib.redirect_stderr(env.stderr):
+            args = parser.parse_args(args_list)
     except SystemExit as exc:  # argparse exits on --help and on usage errors
         return EX_USAGE if exc.code not in (0, None) else EX_OK
     run = getattr(args, "_run", None)
     if run is None:
         parser.print_help(env.stdout)
         return EX_USAGE
+    return _call(lambda: int(run(args, env)), env)
+
+
+def _call(command: Callable[[], int], env: Environment) -> int:
     try:
-        return int(run(args, env))
+        return command()
     except KeyboardInterrupt:
         env.stderr.write("interrupted\n")
         return 130

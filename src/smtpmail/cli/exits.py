@@ -3,6 +3,8 @@ that maps an exception to a status and a message."""
 
 from __future__ import annotations
 
+__all__ = ["EXIT_CODES_HELP", "ConfigError", "UsageError", "exit_status"]
+
 EX_OK = 0
 EX_USAGE = 64  # the command was used wrongly
 EX_DATAERR = 65  # the input data was bad (an address, a header, the message)
@@ -19,6 +21,30 @@ EX_CONFIG = 78  # the configuration is wrong
 #: Some recipients were accepted and some refused (not in sysexits.h).
 EX_PARTIAL = 79
 
+#: The table ``--help`` shows, so scripts know what each status means.
+EXIT_CODES_HELP = """exit status (sysexits.h, as sendmail and msmtp use them):
+  0   sent: every recipient accepted
+  64  usage error (bad option or argument)
+  65  data error (an address, header or message that cannot be sent)
+  66  an input file (message, attachment, body) cannot be read
+  67  every recipient refused permanently (unknown user)
+  68  the server's host name is unknown
+  69  service unavailable (5xx refusal, TLS failure, missing extension)
+  70  internal error
+  75  temporary failure (4xx, connection refused or lost, timeout): try later
+  76  the server broke the SMTP protocol
+  77  authentication refused or impossible (permission)
+  78  configuration error (config file, account, password command)
+  79  partial success: some recipients accepted, some refused"""
+
+
+class UsageError(Exception):
+    """The command line asks for something impossible (exit 64)."""
+
+
+class ConfigError(Exception):
+    """The configuration file, an account or a password source is wrong (exit 78)."""
+
 
 def exit_status(exc: BaseException) -> tuple[int, str]:
     """The exit status and the one-line message for ``exc``."""
@@ -26,6 +52,10 @@ def exit_status(exc: BaseException) -> tuple[int, str]:
 
     from smtpmail import errors
 
+    if isinstance(exc, UsageError):
+        return EX_USAGE, str(exc)
+    if isinstance(exc, ConfigError):
+        return EX_CONFIG, str(exc)
     if isinstance(exc, errors.InputError):
         if isinstance(exc, errors.ExtensionNotSupported):
             return EX_UNAVAILABLE, str(exc)

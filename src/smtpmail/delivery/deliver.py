@@ -9,7 +9,6 @@ perform the flow's lookups and attempts.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +22,7 @@ from smtpmail.delivery.flow import (
     LookupAddresses,
     LookupMX,
     LookupPolicy,
+    Sent,
     Step,
     domain_flow,
 )
@@ -34,11 +34,11 @@ from smtpmail.delivery.tlspolicy import DANE
 from smtpmail.errors import DNSError, InvalidArgument, SMTPError
 from smtpmail.message.content import MessageInput, as_content, resolve_envelope
 from smtpmail.protocol.commands import ehlo_name as check_ehlo_name
-from smtpmail.protocol.envelope import Envelope, SendResult
+from smtpmail.protocol.envelope import Envelope
 from smtpmail.transport._base import Timeouts, Transcript
 from smtpmail.transport.aio import AsyncClient
 from smtpmail.transport.sync import Client
-from smtpmail.transport.tls import TLSOptions
+from smtpmail.transport.tls import TLSInfo, TLSOptions
 
 __all__ = ["deliver", "deliver_async"]
 
@@ -111,18 +111,11 @@ def _plan(
 
 def _client_tls(attempt: Attempt) -> dict[str, Any]:
     """The TLS keyword arguments for one attempt (MX delivery never authenticates)."""
-    if not _CLIENT_HAS_TLS:
-        if attempt.tls.mandatory:
-            from smtpmail.errors import TLSError
-
-            raise TLSError("this smtpmail build cannot use TLS for MX delivery yet")
-        return {}
     return {"tls": attempt.tls.mode, "tls_options": attempt.tls.options}
 
 
-# The TLS keywords are being added to the clients concurrently; until they are
-# there, MX delivery is clear text and mandatory TLS fails closed.
-_CLIENT_HAS_TLS = "tls" in inspect.signature(Client.__init__).parameters
+def _tls_text(info: TLSInfo | None) -> str | None:
+    return None if info is None else f"{info.version} {info.cipher}"
 
 
 def _merge(outcomes: Iterable[list[RecipientDelivery]], envelope: Envelope) -> DeliveryReport:
@@ -136,13 +129,14 @@ def _merge(outcomes: Iterable[list[RecipientDelivery]], envelope: Envelope) -> D
 # -- blocking -------------------------------------------------------------------
 
 
-def _attempt(plan: _Plan, attempt: Attempt) -> SendResult | SMTPError:
+def _attempt(plan: _Plan, attempt: Attempt) -> Sent | SMTPError:
     try:
         client = Client(
             attempt.address, plan.flow.port, **plan.client_options, **_client_tls(attempt)
         )
         with client:
-            return client.send(plan.data, envelope=attempt.envelope)
+            result = client.send(plan.data, envelope=attempt.envelope)
+            return Sent(result, _tls_text(client.tls_info))
     except SMTPError as exc:
         return exc
 
@@ -218,13 +212,14 @@ def deliver(
 # -- asyncio --------------------------------------------------------------------
 
 
-async def _attempt_async(plan: _Plan, attempt: Attempt) -> SendResult | SMTPError:
+async def _attempt_async(plan: _Plan, attempt: Attempt) -> Sent | SMTPError:
     try:
         client = AsyncClient(
             attempt.address, plan.flow.port, **plan.client_options, **_client_tls(attempt)
         )
         async with client:
-            return await client.send(plan.data, envelope=attempt.envelope)
+            result = await client.send(plan.data, envelope=attempt.envelope)
+            return Sent(result, _tls_text(client.tls_info))
     except SMTPError as exc:
         return exc
 

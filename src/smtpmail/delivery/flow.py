@@ -55,6 +55,7 @@ __all__ = [
     "LookupAddresses",
     "LookupMX",
     "LookupPolicy",
+    "Sent",
     "domain_flow",
 ]
 
@@ -78,8 +79,16 @@ class LookupPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class Sent:
+    """A transaction the host answered: the result, and the TLS it ran under."""
+
+    result: SendResult
+    tls: str | None = None  # e.g. "TLSv1.3 TLS_AES_256_GCM_SHA384"; None in clear text
+
+
+@dataclass(frozen=True, slots=True)
 class Attempt:
-    """One connection: answered with the SendResult or the SMTPError it ended in."""
+    """One connection: answered with :class:`Sent` or the SMTPError it ended in."""
 
     mx: MXHost
     address: str
@@ -121,6 +130,7 @@ class _Tracker:
         address: str | None = None,
         reply: Reply | None = None,
         local_status: str | None = None,
+        tls: str | None = None,
     ) -> None:
         self.done[recipient] = RecipientDelivery(
             recipient,
@@ -133,6 +143,7 @@ class _Tracker:
             local_status=local_status,
             attempts=tuple(self.trail),
             mta_sts=self.sts_mode,
+            tls=tls,
         )
         if recipient in self.pending:
             self.pending.remove(recipient)
@@ -242,11 +253,12 @@ def _envelope(job: DomainJob, track: _Tracker) -> Envelope:
     )
 
 
-def _record(outcome: SendResult | SMTPError, mx: MXHost, address: str, track: _Tracker) -> str:
+def _record(outcome: Sent | SMTPError, mx: MXHost, address: str, track: _Tracker) -> str:
     """Fold one attempt's outcome in; say whether to try the next address or the next host."""
     where: dict[str, Any] = {"mx": mx, "address": address}
-    if isinstance(outcome, SendResult):
-        for recipient, result in outcome.recipients.items():
+    if isinstance(outcome, Sent):
+        where["tls"] = outcome.tls
+        for recipient, result in outcome.result.recipients.items():
             if result.accepted:
                 track.decide(recipient, DeliveryStatus.DELIVERED, result.reply.text_oneline(),
                              reply=result.reply, **where)  # fmt: skip

@@ -31,7 +31,8 @@ class RecipientDelivery:
     ``mx`` and ``address`` name the host that decided it (None when no host
     was reached); ``reply`` is the server's reply that decided it (None when
     decided locally); ``attempts`` lists every host tried and why it was left.
-    ``mta_sts`` is the MTA-STS policy mode that applied (None without a policy).
+    ``mta_sts`` is the MTA-STS policy mode that applied (None without a policy);
+    ``tls`` the TLS version and cipher of the delivering connection.
     """
 
     recipient: str
@@ -44,6 +45,8 @@ class RecipientDelivery:
     local_status: str | None = None
     attempts: tuple[str, ...] = ()
     mta_sts: str | None = None
+    #: The TLS version and cipher the message travelled under; None in clear text.
+    tls: str | None = None
 
     @property
     def delivered(self) -> bool:
@@ -78,6 +81,7 @@ class RecipientDelivery:
             "enhanced_status": self.enhanced_status,
             "text": self.text,
             "mta_sts": self.mta_sts,
+            "tls": self.tls,
             "attempts": list(self.attempts),
         }
 

@@ -7,55 +7,21 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from mxworld import BUSY, OK, OK2, TLS_BAD, TLS_GOOD, MXWorld
 
 import smtpmail
-from mxworld import BUSY, OK, OK2, TLS_BAD, TLS_GOOD, MXWorld, pick_network, usable
+from conftest import StartServer
 from servers import Recorder, RecordingServer
-from smtpmail.delivery import MTASTS, DeliveryStatus, PolicyCache
-from smtpmail.delivery.deliver import _CLIENT_HAS_TLS
-from smtpmail.transport.tls import TLSOptions
+from smtpmail.delivery import MTASTS, DeliveryStatus, MXHost, PolicyCache, TLSDecision
+from smtpmail.transport.tls import TLSMode, TLSOptions
 
 pytestmark = pytest.mark.timeout(60)
 
 MESSAGE = b"From: a@sender.test\r\nSubject: direct\r\n\r\nHello MX.\r\n"
 SENDER = "a@sender.test"
-
-
-@pytest.fixture(scope="module")
-def world() -> Iterator[MXWorld]:
-    reason = usable()
-    if reason:
-        pytest.skip(reason)
-    net = pick_network()
-    if net is None:
-        pytest.skip("no free loopback /24 for ports 25, 53 and 443")
-    w = MXWorld(net)
-    yield w
-    w.close()
-
-
-StartServer = Callable[..., RecordingServer]
-
-
-@pytest.fixture
-def start(world: MXWorld) -> Iterator[StartServer]:
-    """Start a real aiosmtpd on ``<net>.N`` port 25."""
-    started: list[RecordingServer] = []
-
-    def start_server(host: int, handler: Recorder | None = None, **kw: Any) -> RecordingServer:
-        server = RecordingServer(world.ip(host), 25, handler=handler, **kw)
-        server.__enter__()
-        started.append(server)
-        return server
-
-    yield start_server
-    for server in started:
-        server.__exit__(None, None, None)
-    world.reset_policies()
 
 
 class Busy(Recorder):
@@ -343,10 +309,6 @@ def test_sts_policy_host_certificate_must_verify(world: MXWorld, start: StartSer
     assert len(ok.messages) == 1
 
 
-needs_tls = pytest.mark.skipif(not _CLIENT_HAS_TLS, reason="the clients have no TLS yet")
-
-
-@needs_tls
 def test_sts_enforce_delivers_over_verified_tls(world: MXWorld, start: StartServer) -> None:
     server = start(TLS_GOOD, tls_context=world.server_tls("mx.sts-good.test"))
     report = deliver(
@@ -357,11 +319,11 @@ def test_sts_enforce_delivers_over_verified_tls(world: MXWorld, start: StartServ
     )
     outcome = report.recipients["x@sts-good.test"]
     assert outcome.delivered and outcome.mta_sts == "enforce", outcome
+    assert outcome.tls is not None and outcome.tls.startswith("TLSv1.")
     assert b"STARTTLS" in server.commands()
     assert len(server.messages) == 1
 
 
-@needs_tls
 def test_sts_enforce_refuses_a_certificate_that_does_not_verify(
     world: MXWorld, start: StartServer
 ) -> None:
@@ -378,11 +340,77 @@ def test_sts_enforce_refuses_a_certificate_that_does_not_verify(
     assert b"STARTTLS" in server.commands()  # it tried, and refused the certificate
 
 
-@needs_tls
 def test_opportunistic_tls_is_used_without_verification(world: MXWorld, start: StartServer) -> None:
     server = start(TLS_BAD, tls_context=world.server_tls("wrong-name.test"))
     # No policy: an unverifiable certificate still encrypts (RFC 7435).
     report = deliver(world, ["x@sts-badcert.test"], mta_sts=False)
     assert report.ok, report
+    outcome = report.recipients["x@sts-badcert.test"]
+    assert outcome.tls is not None and outcome.attempts == ()
     assert b"STARTTLS" in server.commands()
     assert len(server.messages) == 1
+
+
+def test_opportunistic_falls_back_to_plain_text_on_a_new_connection(
+    world: MXWorld, start: StartServer
+) -> None:
+    server = start(TLS_BAD, tls_context=world.server_tls("wrong-name.test"))
+    # Verification asked for but not mandatory: the failed handshake is retried in clear.
+    report = deliver(
+        world, ["x@sts-badcert.test"], mta_sts=False, tls_options=TLSOptions(ca_file=world.ca_file)
+    )
+    outcome = report.recipients["x@sts-badcert.test"]
+    assert outcome.delivered and outcome.tls is None
+    assert "retrying without TLS" in outcome.attempts[0]
+    clients = [bytes(w) for w in server.wire if w]
+    assert len(clients) == 2
+    assert b"STARTTLS" in clients[0] and b"STARTTLS" not in clients[1]
+    assert len(server.messages) == 1
+
+
+def test_required_tls_never_falls_back(world: MXWorld, start: StartServer) -> None:
+    server = start(TLS_BAD, tls_context=world.server_tls("wrong-name.test"))
+    plain = start(OK)
+    report = deliver(
+        world,
+        ["x@sts-badcert.test", "y@sts-plain.test"],
+        mta_sts=False,
+        require_tls=True,
+        tls_options=TLSOptions(ca_file=world.ca_file),
+    )
+    assert report.deferred == ["x@sts-badcert.test", "y@sts-plain.test"]
+    assert server.messages == [] and plain.messages == []
+    assert len([w for w in server.wire if w]) == 1  # no second, clear-text connection
+
+
+def test_utf8_local_part_needs_an_mx_with_smtputf8(world: MXWorld, start: StartServer) -> None:
+    ascii_only = start(OK2, enable_SMTPUTF8=False)
+    report = deliver(world, ["jörg@other.test", "plain@other.test"])
+    outcome = report.recipients["jörg@other.test"]
+    # Refused before any byte of the transaction: no host offers SMTPUTF8 (RFC 6531 §3.4).
+    assert (outcome.status, outcome.enhanced_status) == (DeliveryStatus.FAILED, "5.6.7")
+    # The envelope is not split: its MAIL FROM needs SMTPUTF8 for every recipient.
+    assert report.recipients["plain@other.test"].status is DeliveryStatus.FAILED
+    assert ascii_only.messages == []
+    assert not any(c.startswith(b"MAIL") for c in ascii_only.commands())
+
+
+class RequireTLS:
+    """A stand-in DANE implementation: TLSA records that demand TLS for every MX."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def decide(self, mx: MXHost, port: int) -> TLSDecision | None:
+        self.asked.append(f"{mx.name}:{port}")
+        return TLSDecision(TLSMode.REQUIRED, TLSOptions(server_hostname=mx.name), "dane")
+
+
+def test_dane_seam_decides_tls_before_mta_sts(world: MXWorld, start: StartServer) -> None:
+    ok = start(OK)  # offers no STARTTLS
+    dane = RequireTLS()
+    report = deliver(world, ["x@sts-testing.test"], mta_sts=sts(world), dane=dane)
+    outcome = report.recipients["x@sts-testing.test"]
+    assert outcome.status is DeliveryStatus.DEFERRED  # testing mode alone would deliver
+    assert dane.asked == ["mx.sts-testing.test:25"]
+    assert ok.messages == []

@@ -1,0 +1,152 @@
+"""The configuration file: named accounts in TOML, and ``smtpmail config``.
+
+The file is ``$XDG_CONFIG_HOME/smtpmail/config.toml`` (``~/.config/...``),
+or the path in ``$SMTPMAIL_CONFIG``, or ``--config PATH``::
+
+    default = "work"              # the account used without --account
+
+    [accounts.work]
+    host = "smtp.example.org"     # or server = "smtps://smtp.example.org"
+    port = 587
+    tls = "starttls"              # none | opportunistic | starttls | implicit
+    user = "me@example.org"
+    password_command = "pass show mail/work"   # or password_env = "WORK_SMTP_PASSWORD"
+    from = "Me <me@example.org>"
+    ehlo_name = "laptop.example.org"
+
+A clear-text ``password`` is accepted but warned about unless the file is
+readable by its owner only; a command or an environment variable is better.
+"""
+
+from __future__ import annotations
+
+import argparse
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from smtpmail.cli.environment import Environment
+from smtpmail.cli.exits import ConfigError
+
+HELP = "show the configuration file's path and accounts (secrets hidden)"
+
+ENV_VAR = "SMTPMAIL_CONFIG"
+_KEYS = frozenset(
+    {
+        "server",
+        "host",
+        "port",
+        "tls",
+        "user",
+        "password",
+        "password_command",
+        "password_env",
+        "from",
+        "ehlo_name",
+        "auth_mechanism",
+        "ca_file",
+        "timeout",
+    }
+)
+
+
+@dataclass
+class Account:
+    """One ``[accounts.NAME]`` table, checked."""
+
+    name: str
+    values: dict[str, Any] = field(default_factory=dict)
+    source: Path | None = None
+
+    def get(self, key: str) -> Any:
+        return self.values.get(key)
+
+
+def config_path(env: Environment, given: str | None = None) -> Path:
+    """``--config``, else ``$SMTPMAIL_CONFIG``, else the XDG path."""
+    if given:
+        return Path(given).expanduser()
+    if env.environ.get(ENV_VAR):
+        return Path(env.environ[ENV_VAR]).expanduser()
+    return env.config_dir / "config.toml"
+
+
+def load_account(env: Environment, given_path: str | None, name: str | None) -> Account | None:
+    """The chosen account; None when there is no file and none was asked for."""
+    path = config_path(env, given_path)
+    explicit = bool(given_path or env.environ.get(ENV_VAR))
+    if not path.exists():
+        if explicit or name:
+            raise ConfigError(f"configuration file {path} does not exist")
+        return None
+    data = _read(path)
+    accounts = data.get("accounts", {})
+    if not isinstance(accounts, dict):
+        raise ConfigError(f"{path}: 'accounts' must be a table of [accounts.NAME] tables")
+    chosen = name or data.get("default")
+    if chosen is None:
+        if len(accounts) == 1:
+            chosen = next(iter(accounts))
+        else:
+            return None
+    if not isinstance(chosen, str) or chosen not in accounts:
+        known = ", ".join(sorted(accounts)) or "none"
+        raise ConfigError(f"{path}: no account named {chosen!r} (accounts: {known})")
+    values = accounts[chosen]
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: accounts.{chosen} must be a table")
+    unknown = set(values) - _KEYS
+    if unknown:
+        raise ConfigError(f"{path}: accounts.{chosen}: unknown keys {sorted(unknown)}")
+    if "password" in values:
+        _warn_clear_text(env, path, chosen)
+    return Account(chosen, dict(values), path)
+
+
+def _read(path: Path) -> dict[str, Any]:
+    import tomllib
+
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+
+
+def _warn_clear_text(env: Environment, path: Path, account: str) -> None:
+    mode = path.stat().st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        env.stderr.write(
+            f"smtpmail: warning: {path} holds a clear-text password (accounts.{account}) "
+            f"and is readable by others (mode {stat.S_IMODE(mode):o}); "
+            f"run 'chmod 600 {path}' or use password_command\n"
+        )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", metavar="PATH", help=f"config file (default: ${ENV_VAR} or XDG)"
+    )
+    parser.add_argument("--path", action="store_true", help="print only the file's path")
+
+
+def run(args: argparse.Namespace, env: Environment) -> int:
+    path = config_path(env, args.config)
+    if args.path:
+        env.stdout.write(f"{path}\n")
+        return 0
+    if not path.exists():
+        env.stdout.write(f"{path} (does not exist)\n")
+        return 0
+    data = _read(path)
+    default = data.get("default")
+    env.stdout.write(f"{path}\n")
+    for name, values in sorted(dict(data.get("accounts", {})).items()):
+        mark = "*" if name == default else " "
+        shown = {k: ("<hidden>" if k == "password" else v) for k, v in dict(values).items()}
+        items = " ".join(f"{k}={v!r}" for k, v in shown.items())
+        env.stdout.write(f"{mark} {name}: {items}\n")
+    return 0

@@ -1,0 +1,215 @@
+"""``smtpmail probe``: connect, report what the server offers, and name the classic mistakes.
+
+Reports the greeting (RFC 5321 §4.3.1), the EHLO extensions (§4.1.1.1) with
+SIZE (RFC 1870) and AUTH (RFC 4954), and the TLS version, cipher and
+certificate (RFC 3207 STARTTLS, RFC 8314 implicit TLS) when the client can
+negotiate TLS. Diagnoses in plain words: implicit TLS against a STARTTLS port
+and the reverse, a certificate for another name, AUTH offered only after TLS
+or offered in clear text, an EHLO name the server refuses.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from typing import Any
+
+from smtpmail.cli.environment import Environment
+from smtpmail.cli.exits import EX_OK, EXIT_CODES_HELP, exit_status
+from smtpmail.cli.server import ServerSettings, add_server_arguments, make_client, resolve_settings
+
+HELP = "connect to a server and report what it offers and what is wrong"
+PROBE_TIMEOUT = 10.0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = EXIT_CODES_HELP
+    parser.add_argument(
+        "target", nargs="?", metavar="HOST|URL", help="host[:port] or smtp://, smtps:// URL"
+    )
+    add_server_arguments(parser)
+    parser.add_argument("--verbose", "-v", action="store_true", help="show the SMTP dialogue")
+    parser.add_argument("--json", action="store_true", help="print the findings as JSON")
+
+
+def run(args: argparse.Namespace, env: Environment) -> int:
+    if args.target:
+        args.server = args.target
+    settings = resolve_settings(args, env)
+    if settings.timeout is None:
+        settings.timeout = PROBE_TIMEOUT
+    report: dict[str, Any] = {"server": settings.url, "diagnoses": []}
+    status = _probe(settings, env, args, report)
+    if args.json:
+        import json
+
+        report["exit_status"] = status
+        env.stdout.write(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    else:
+        _print(report, env)
+    return status
+
+
+def _supports_tls() -> bool:
+    import inspect
+
+    from smtpmail.transport.sync import Client
+
+    return "tls" in inspect.signature(Client).parameters
+
+
+def _connect(settings: ServerSettings, env: Environment, args: argparse.Namespace) -> Any:
+    transcript = None
+    if args.verbose:
+        from smtpmail.cli.transcript import TranscriptPrinter
+
+        transcript = TranscriptPrinter(env.stderr, colour=env.colors)
+    client = make_client(settings, env, transcript)
+    client.connect()
+    return client
+
+
+def _probe(
+    settings: ServerSettings, env: Environment, args: argparse.Namespace, report: dict[str, Any]
+) -> int:
+    tls_capable = _supports_tls()
+    first = settings
+    if tls_capable and settings.tls is None and settings.port != 465:
+        # See the server as it is before any STARTTLS: what it offers in clear text.
+        first = replace(settings, tls="none")
+    try:
+        client = _connect(first, env, args)
+    except Exception as exc:
+        return _failed(exc, first, report)
+    try:
+        _record(client, report, "plain" if first.tls != "implicit" else "tls")
+    finally:
+        client.quit()
+    offered = report["plain"]["extensions"] if "plain" in report else {}
+    if "plain" in report:
+        _diagnose_plain(report, offered, tls_capable)
+    if tls_capable and "STARTTLS" in offered and first.tls != "implicit":
+        upgraded = replace(settings, tls="starttls")
+        try:
+            client = _connect(upgraded, env, args)
+        except Exception as exc:
+            return _failed(exc, upgraded, report)
+        try:
+            _record(client, report, "tls")
+        finally:
+            client.quit()
+        _diagnose_upgrade(report, offered, report["tls"]["extensions"])
+    return EX_OK
+
+
+def _record(client: Any, report: dict[str, Any], key: str) -> None:
+    from smtpmail.cli.send import server_facts
+
+    facts = server_facts(client)
+    ext = client.extensions
+    facts["size_limit"] = ext.size_limit
+    facts["auth_mechanisms"] = list(ext.auth_mechanisms)
+    facts["ehlo"] = (
+        str(client.session.ehlo_reply) if hasattr(client.session, "ehlo_reply") else None
+    )
+    report[key] = facts
+    report.setdefault("greeting", facts["greeting"])
+
+
+def _diagnose_plain(report: dict[str, Any], offered: dict[str, str], tls_capable: bool) -> None:
+    say = report["diagnoses"].append
+    if "STARTTLS" not in offered:
+        say("the server offers no STARTTLS here: mail and passwords would travel in clear text")
+    if "AUTH" in offered and "STARTTLS" in offered:
+        say(
+            "the server offers AUTH before TLS; smtpmail still sends credentials "
+            "only after STARTTLS"
+        )
+    elif "AUTH" in offered:
+        say("the server offers AUTH without any encryption: credentials would be exposed")
+    if not tls_capable and "STARTTLS" in offered:
+        say("this smtpmail cannot negotiate TLS yet, so the TLS details are not shown")
+
+
+def _diagnose_upgrade(
+    report: dict[str, Any], before: dict[str, str], after: dict[str, str]
+) -> None:
+    if "AUTH" in after and "AUTH" not in before:
+        report["diagnoses"].append(
+            "AUTH is offered only after STARTTLS: use --tls starttls (submission://) to log in"
+        )
+
+
+def _failed(exc: Exception, settings: ServerSettings, report: dict[str, Any]) -> int:
+    from smtpmail import errors
+
+    status, text = exit_status(exc)
+    report["error"] = {"type": type(exc).__name__, "message": text}
+    say = report["diagnoses"].append
+    lowered = text.lower()
+    if isinstance(exc, errors.ConnectError):
+        say(f"nothing accepts connections at {settings.host}:{settings.port} (wrong host or port?)")
+    elif isinstance(exc, errors.ReplyTimeout) and "greeting" in lowered:
+        if settings.tls != "implicit":
+            say(
+                "no greeting: the server may expect implicit TLS on this port "
+                "(try smtps:// or --tls implicit, usually port 465)"
+            )
+        else:
+            say("no greeting after the TLS handshake: the server is stuck or not SMTP")
+    elif isinstance(exc, errors.TLSError):
+        if (
+            "wrong version" in lowered
+            or "wrong_version" in lowered
+            or "unknown protocol" in lowered
+            or "record" in lowered
+        ):
+            say(
+                "the server speaks plain SMTP on this port, not implicit TLS: use STARTTLS "
+                "(smtp:// or submission://, --tls starttls) or port 465 for smtps://"
+            )
+        elif "hostname" in lowered or "match" in lowered:
+            say(
+                f"the certificate is for another name than {settings.host}: connect by the "
+                "name in the certificate"
+            )
+        elif "certificate" in lowered or "verify" in lowered:
+            say("the certificate is not trusted (self-signed or unknown CA?): see --cafile")
+        else:
+            say("the TLS handshake failed")
+    elif isinstance(exc, errors.RemoteProtocolError) and settings.tls != "implicit":
+        say("the server did not speak SMTP: is it expecting implicit TLS (smtps://, port 465)?")
+    elif isinstance(exc, errors.GreetingRefused) and exc.command.upper() in ("EHLO", "HELO"):
+        say(
+            f"the server refused the EHLO name: give your host's real name with --ehlo-name "
+            f"({exc.reply.code} {exc.reply.text_oneline()})"
+        )
+    elif isinstance(exc, errors.GreetingRefused):
+        say("the server refused the connection in its greeting (blocked address? overloaded?)")
+    return status
+
+
+def _print(report: dict[str, Any], env: Environment) -> None:
+    out = env.stdout.write
+    out(f"server:     {report['server']}\n")
+    if report.get("greeting"):
+        out(f"greeting:   {report['greeting']}\n")
+    for key, title in (("plain", "before TLS"), ("tls", "with TLS")):
+        facts = report.get(key)
+        if not facts:
+            continue
+        out(f"\n{title}:\n")
+        ext = facts["extensions"]
+        out("  extensions: " + (", ".join(f"{k} {v}".strip() for k, v in ext.items()) or "none"))
+        out("\n")
+        limit = facts["size_limit"]
+        out(f"  SIZE limit: {limit if limit is not None else 'none declared'}\n")
+        out(f"  AUTH:       {' '.join(facts['auth_mechanisms']) or 'not offered'}\n")
+        if facts.get("tls"):
+            for name, value in dict(facts["tls"]).items():
+                out(f"  tls {name}: {value}\n")
+    if report.get("error"):
+        out(f"\nerror: {report['error']['message']}\n")
+    for line in report["diagnoses"]:
+        out(f"! {line}\n")

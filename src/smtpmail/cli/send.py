@@ -1,0 +1,328 @@
+"""``smtpmail send``: compose (or take) one message and send it, the way httpie sends a request.
+
+Composes with :func:`smtpmail.message.compose.compose`, or sends an existing
+message (``--message FILE``, ``-`` for standard input) byte for byte. ``-v``
+shows the dialogue; ``--json`` prints a machine-readable result; ``--dry-run``
+prints the envelope and the message and connects to nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from smtpmail.cli.environment import Environment
+from smtpmail.cli.exits import EX_OK, EX_PARTIAL, EXIT_CODES_HELP, UsageError, exit_status
+from smtpmail.cli.server import ServerSettings, add_server_arguments, make_client, resolve_settings
+
+HELP = "compose a message (or take one) and send it"
+EPILOG = (
+    "examples:\n"
+    "  smtpmail send --from me@example.org --to you@example.net --subject hi --body hello\n"
+    "  smtpmail send -s submission://smtp.example.org -u me --password-command 'pass mail' \\\n"
+    "      --from me@example.org --to you@example.net --attach report.pdf < body.txt\n"
+    "  smtpmail send --message saved.eml          # recipients from its To/Cc/Bcc\n\n"
+    + EXIT_CODES_HELP
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = EPILOG
+    m = parser.add_argument_group("message")
+    m.add_argument("--from", "-f", dest="sender", metavar="ADDR", help="From (and reverse-path)")
+    m.add_argument("--to", "-t", action="append", default=[], metavar="ADDR", help="To (repeat)")
+    m.add_argument("--cc", action="append", default=[], metavar="ADDR", help="Cc (repeat)")
+    m.add_argument(
+        "--bcc", action="append", default=[], metavar="ADDR", help="Bcc: envelope only (repeat)"
+    )
+    m.add_argument("--reply-to", action="append", default=[], metavar="ADDR")
+    m.add_argument("--subject", metavar="TEXT")
+    m.add_argument("--body", metavar="TEXT", help="the text body (default: standard input)")
+    m.add_argument("--body-file", metavar="PATH", help="read the text body from PATH")
+    m.add_argument("--html", metavar="HTML", help="an HTML alternative to the text")
+    m.add_argument("--html-file", metavar="PATH", help="read the HTML alternative from PATH")
+    m.add_argument(
+        "--attach",
+        action="append",
+        default=[],
+        metavar="PATH[;type=T][;name=N]",
+        help="attach a file; its type is guessed from the name unless given",
+    )
+    m.add_argument(
+        "--inline",
+        action="append",
+        default=[],
+        metavar="PATH[;cid=ID]",
+        help="an inline image for the HTML, referenced as cid:ID (default: the file name)",
+    )
+    m.add_argument(
+        "--header", "-H", action="append", default=[], metavar="'NAME: VALUE'", help="extra header"
+    )
+    m.add_argument(
+        "--message",
+        "-m",
+        metavar="FILE",
+        help="send this existing message as it is ('-': standard input); "
+        "recipients from its headers unless --to/--cc/--bcc are given",
+    )
+    e = parser.add_argument_group("envelope and delivery status notification (RFC 3461)")
+    e.add_argument("--envelope-from", metavar="ADDR", help="reverse-path ('' for the null path)")
+    e.add_argument("--dsn-notify", metavar="LIST", help="NEVER, or SUCCESS,FAILURE,DELAY")
+    e.add_argument("--dsn-ret", choices=("FULL", "HDRS", "full", "hdrs"))
+    e.add_argument("--dsn-envid", metavar="ID")
+    add_server_arguments(parser)
+    # --direct and its options: delivery's hook (smtpmail.cli.direct), kept apart.
+    from smtpmail.cli import direct
+
+    direct.add_arguments(parser)
+    o = parser.add_argument_group("output")
+    o.add_argument("--verbose", "-v", action="store_true", help="show the SMTP dialogue on stderr")
+    o.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    o.add_argument(
+        "--dry-run", "-n", action="store_true", help="print envelope and message; do not connect"
+    )
+
+
+@dataclass
+class Prepared:
+    """What goes out: the message (bytes or chunks) and its envelope."""
+
+    message: Any
+    envelope: Any
+    preview: bytes | None = None
+
+
+def prepare(args: argparse.Namespace, env: Environment, settings: ServerSettings) -> Prepared:
+    """Build the message and envelope; every input error surfaces here, before connecting."""
+    notify = args.dsn_notify.split(",") if args.dsn_notify else None
+    sender = args.sender or settings.sender
+    if args.message:
+        return _prepare_raw(args, env, sender, notify)
+    from smtpmail.message.compose import compose
+
+    if not sender:
+        raise UsageError("no sender: give --from (or set 'from' in the config account)")
+    if not (args.to or args.cc or args.bcc):
+        raise UsageError("no recipient: give --to, --cc or --bcc")
+    composed = compose(
+        sender=sender,
+        to=args.to,
+        cc=args.cc,
+        bcc=args.bcc,
+        reply_to=args.reply_to,
+        subject=args.subject,
+        text=_text(args, env),
+        html=_read_text(args.html_file) if args.html_file else args.html,
+        attachments=[*map(_attachment, args.attach), *(_attachment(a, True) for a in args.inline)],
+        headers=[_header(h) for h in args.header],
+        envelope_sender=args.envelope_from,
+        notify=notify,
+        ret=args.dsn_ret,
+        envid=args.dsn_envid,
+    )
+    data = composed.as_bytes()
+    return Prepared(data, composed.envelope, data)
+
+
+def _prepare_raw(
+    args: argparse.Namespace, env: Environment, sender: str | None, notify: list[str] | None
+) -> Prepared:
+    from smtpmail.message.raw import read_raw
+
+    if args.subject or args.body or args.body_file or args.html or args.attach or args.header:
+        raise UsageError("--message sends a message as it is: no --subject/--body/--attach...")
+    stream = env.stdin_bytes if args.message == "-" else open(args.message, "rb")  # noqa: SIM115
+    raw = read_raw(stream)
+    explicit = [*args.to, *args.cc, *args.bcc]
+    envelope = raw.envelope(
+        args.envelope_from if args.envelope_from is not None else sender,
+        explicit,
+        from_headers=not explicit,
+        notify=notify,
+        ret=args.dsn_ret,
+        envid=args.dsn_envid,
+    )
+    if not explicit:  # Bcc recipients are in the envelope now; the headers must not show them
+        raw = raw.without_bcc()
+    return Prepared(raw.chunks(), envelope)
+
+
+def _text(args: argparse.Namespace, env: Environment) -> str:
+    if args.body is not None and args.body_file is not None:
+        raise UsageError("give --body or --body-file, not both")
+    if args.body is not None:
+        return str(args.body)
+    if args.body_file is not None:
+        return _read_text(args.body_file)
+    if getattr(env.stdin, "isatty", lambda: False)():
+        return ""  # nothing piped in: an empty body rather than waiting on a terminal
+    data = env.stdin_bytes.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        from smtpmail.errors import InvalidArgument
+
+        raise InvalidArgument(f"the body on standard input is not UTF-8: {exc}") from exc
+
+
+def _read_text(path: str) -> str:
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+def _attachment(spec: str, inline: bool = False) -> Any:
+    from smtpmail.message.compose import Attachment
+
+    path, *params = spec.split(";")
+    values: dict[str, str] = {}
+    for param in params:
+        key, sep, value = param.partition("=")
+        if not sep or key.strip() not in ("type", "name", "cid"):
+            raise UsageError(f"bad attachment option {param!r} (use type=, name=, cid=)")
+        values[key.strip()] = value.strip()
+    cid = values.get("cid")
+    if inline and cid is None:
+        import os
+
+        cid = os.path.basename(path)
+    return Attachment(path, values.get("type"), values.get("name"), inline, cid)
+
+
+def _header(spec: str) -> tuple[str, str]:
+    name, sep, value = spec.partition(":")
+    if not sep or not name.strip():
+        raise UsageError(f"--header {spec!r} is not 'Name: value'")
+    return name.strip(), value.strip()
+
+
+def run(args: argparse.Namespace, env: Environment) -> int:
+    started = time.monotonic()
+    settings = resolve_settings(args, env)
+    prepared = prepare(args, env, settings)
+    if args.dry_run:
+        return _dry_run(prepared, settings, env)
+    if args.direct:  # to each recipient domain's MX hosts: delivery's hook
+        from smtpmail.cli import direct
+
+        return direct.run(args, env, prepared.message, prepared.envelope)
+    report: dict[str, Any] = {
+        "server": {"url": settings.url, "host": settings.host, "port": settings.port}
+    }
+    try:
+        status = _send(args, env, settings, prepared, report=report, started=started)
+    except Exception as exc:
+        if not args.json:
+            raise
+        status, text = exit_status(exc)
+        report["ok"] = False
+        report["error"] = {"type": type(exc).__name__, "message": text}
+        reply = getattr(exc, "reply", None)
+        if reply is not None:
+            report["error"]["reply"] = _reply_json(reply)
+        refused = getattr(exc, "refused", None)
+        if refused:
+            report["recipients"] = [
+                {"address": a, "accepted": False, **_reply_json(r)} for a, r in refused.items()
+            ]
+        env.stderr.write(f"smtpmail: {text}\n")
+    if args.json:
+        import json
+
+        report["exit_status"] = status
+        report.setdefault("timings", {})["total"] = round(time.monotonic() - started, 6)
+        env.stdout.write(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    return status
+
+
+def _send(
+    args: argparse.Namespace,
+    env: Environment,
+    settings: ServerSettings,
+    prepared: Prepared,
+    *,
+    report: dict[str, Any],
+    started: float,
+) -> int:
+    transcript = None
+    if args.verbose:
+        from smtpmail.cli.transcript import TranscriptPrinter
+
+        transcript = TranscriptPrinter(env.stderr, colour=env.colors)
+    client = make_client(settings, env, transcript)
+    t0 = time.monotonic()
+    with client:
+        t1 = time.monotonic()
+        report["server"].update(server_facts(client))
+        result = client.send(prepared.message, envelope=prepared.envelope)
+        t2 = time.monotonic()
+    report["envelope"] = {
+        "sender": prepared.envelope.sender,
+        "recipients": list(prepared.envelope.recipients),
+    }
+    report["ok"] = result.ok
+    report["reply"] = _reply_json(result.reply) if result.reply is not None else None
+    report["recipients"] = [
+        {"address": a, "accepted": r.accepted, **_reply_json(r.reply)}
+        for a, r in result.recipients.items()
+    ]
+    report["timings"] = {
+        "connect": round(t1 - t0, 6),
+        "transaction": round(t2 - t1, 6),
+        "prepare": round(t0 - started, 6),
+    }
+    if result.refused:
+        for address, reply in result.refused.items():
+            env.stderr.write(f"smtpmail: {address} refused: {reply.code} {reply.text_oneline()}\n")
+        return EX_PARTIAL
+    return EX_OK
+
+
+def server_facts(client: Any) -> dict[str, Any]:
+    """Greeting, extensions and TLS details of a connected client, for JSON."""
+    session = client.session
+    greeting = getattr(session, "greeting", None)
+    facts: dict[str, Any] = {
+        "greeting": str(greeting) if greeting is not None else None,
+        "extensions": dict(client.extensions),
+        "tls": None,
+    }
+    tls_info = getattr(client, "tls_info", None)
+    if tls_info is not None:
+        facts["tls"] = _plain(tls_info)
+    return facts
+
+
+def _plain(value: Any) -> Any:
+    """A dataclass, mapping or object as JSON-ready values."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {k: _plain(v) for k, v in dataclasses.asdict(value).items()}
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+def _reply_json(reply: Any) -> dict[str, Any]:
+    return {"code": reply.code, "enhanced": reply.enhanced_status, "text": reply.text}
+
+
+def _dry_run(prepared: Prepared, settings: ServerSettings, env: Environment) -> int:
+    envelope = prepared.envelope
+    out = env.stdout
+    out.write(f"# server: {settings.url}\n")
+    out.write(f"# reverse-path: <{envelope.sender}>\n")
+    for rcpt in envelope.recipients:
+        out.write(f"# forward-path: <{rcpt}>\n")
+    out.write("\n")
+    chunks = [prepared.preview] if prepared.preview is not None else prepared.message
+    for chunk in chunks:
+        out.write(chunk.decode("utf-8", "replace"))
+    return EX_OK

@@ -1,0 +1,247 @@
+"""``smtpmail sendmail`` and ``smtpmail-sendmail``: the sendmail command-line interface.
+
+Reads one message on standard input and sends it through the configured
+server (an account, or ``--server``), as msmtp does. Understood: ``-t``
+(recipients from To/Cc/Bcc, or Resent-* when present; Bcc is removed),
+``-f ADDR`` / ``-r ADDR`` (reverse-path), ``-F NAME`` (full name for a
+missing From), ``-N`` / ``-R`` / ``-V`` (DSN, RFC 3461), ``-v``; ``-i``,
+``-oi``, ``-oXXX``, ``-B``, ``-bm``, ``-em``, ``-U``, ``-G``, ``-L`` and
+``-X`` are accepted and ignored (input always ends at end of file, so a lone
+dot is just a line). Long options (``--server``, ``--account``...) are
+smtpmail's. A From and Date header are added when missing; the body is never
+re-encoded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from smtpmail.cli.environment import Environment
+from smtpmail.cli.exits import EX_OK, EX_PARTIAL, EXIT_CODES_HELP, UsageError
+
+if TYPE_CHECKING:
+    from smtpmail.message.raw import RawMessage
+
+HELP = "a sendmail-compatible interface (for cron, git send-email, mutt, PHP)"
+
+USAGE = f"""usage: smtpmail sendmail [-t] [-i] [-f ADDR] [-F NAME] [-N DSN] [-R RET] [-V ENVID]
+                         [--server URL | --host H --port P] [--account NAME]
+                         [other smtpmail send server options] [--] [RECIPIENT ...]
+
+Reads a message on standard input and sends it, like sendmail(8).
+  -t          take recipients from the To, Cc and Bcc headers (Resent-* when present)
+              as well as the arguments; Bcc headers are removed
+  -f ADDR     the envelope sender (also -fADDR, -r ADDR); default: the From header
+  -F NAME     the full name used when the message has no From header
+  -N LIST     DSN NOTIFY: never or success,failure,delay
+  -R full|hdrs  DSN RET;  -V ENVID  DSN ENVID
+  -v          show the SMTP dialogue on stderr
+  -i, -oi, -oXXX, -B TYPE, -bm, -em, -U, -G, -L TAG, -X FILE, -h N, -A X, -C FILE (the
+              smtpmail config file), -O OPT: accepted for compatibility; -bs, -bp, -bd,
+              -bi, -q are not supported (exit 64)
+
+{EXIT_CODES_HELP}
+"""
+
+#: Flags that take a value (in the next argument when not attached).
+_WITH_VALUE = frozenset("fFrNRVBXLhACO")
+_UNSUPPORTED_MODES = {"s", "p", "d", "i", "D", "h", "H", "P", "t", "v"}
+
+
+class SendmailArgs(argparse.Namespace):
+    read_headers = False
+    sender: str | None = None
+    full_name: str | None = None
+    notify: str | None = None
+    ret: str | None = None
+    envid: str | None = None
+    verbose = False
+    config: str | None = None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Unused: ``smtpmail sendmail`` parses its own arguments (see :func:`run_argv`)."""
+
+
+def run(args: argparse.Namespace, env: Environment) -> int:  # pragma: no cover - see run_argv
+    return run_argv(getattr(args, "argv", []), env)
+
+
+def parse(argv: Sequence[str]) -> tuple[SendmailArgs, list[str], list[str]]:
+    """(sendmail flags, smtpmail long options, recipients)."""
+    opts = SendmailArgs()
+    long_opts: list[str] = []
+    recipients: list[str] = []
+    i = 0
+    argv = list(argv)
+    while i < len(argv):
+        arg = argv[i]
+        i += 1
+        if arg == "--":
+            recipients += argv[i:]
+            break
+        if arg.startswith("--"):
+            long_opts.append(arg)
+            # A long option's value follows it unless attached with '='.
+            if "=" not in arg and arg not in _LONG_FLAGS and i < len(argv):
+                long_opts.append(argv[i])
+                i += 1
+            continue
+        if not arg.startswith("-") or arg == "-":
+            recipients.append(arg)
+            continue
+        flag, attached = arg[1], arg[2:]
+        if flag in _WITH_VALUE:
+            value = attached
+            if not value:
+                if i >= len(argv):
+                    raise UsageError(f"option -{flag} needs a value")
+                value = argv[i]
+                i += 1
+            _apply(opts, flag, value)
+            continue
+        if flag == "b":
+            if attached and attached[0] in _UNSUPPORTED_MODES:
+                raise UsageError(f"-b{attached}: only -bm (read a message on stdin) is supported")
+            continue
+        if flag == "q":
+            raise UsageError("-q: smtpmail sendmail keeps no queue (see 'smtpmail queue')")
+        if flag in {"o", "e"}:
+            continue  # -oi, -oem, -odb...; -oi's meaning (a lone dot is data) always holds
+        for letter in arg[1:]:
+            if letter == "t":
+                opts.read_headers = True
+            elif letter == "v":
+                opts.verbose = True
+            elif letter not in "inmUGdI":
+                raise UsageError(f"unknown option -{letter}")
+    return opts, long_opts, recipients
+
+
+_LONG_FLAGS = frozenset(
+    {"--insecure-no-verify", "--allow-plaintext-auth", "--help", "--verbose", "--json"}
+)
+
+
+def _apply(opts: SendmailArgs, flag: str, value: str) -> None:
+    if flag in "fr":
+        opts.sender = value[1:-1] if value.startswith("<") and value.endswith(">") else value
+    elif flag == "F":
+        opts.full_name = value
+    elif flag == "N":
+        opts.notify = value
+    elif flag == "R":
+        opts.ret = value
+    elif flag == "V":
+        opts.envid = value
+    elif flag == "C":
+        opts.config = value
+    # -B, -X, -L, -h, -A, -O: accepted, no effect on an SMTP client
+
+
+def _server_args(long_opts: list[str], opts: SendmailArgs) -> argparse.Namespace:
+    from smtpmail.cli.server import add_server_arguments
+
+    parser = argparse.ArgumentParser(prog="smtpmail sendmail", add_help=False)
+    add_server_arguments(parser)
+    parser.add_argument("--verbose", action="store_true")
+    try:
+        ns = parser.parse_args(long_opts)
+    except SystemExit as exc:
+        raise UsageError(f"bad options: {' '.join(long_opts)}") from exc
+    if opts.config and not ns.config:
+        ns.config = opts.config
+    return ns
+
+
+def run_argv(argv: Sequence[str], env: Environment) -> int:
+    if "--help" in argv:
+        env.stdout.write(USAGE)
+        return EX_OK
+    opts, long_opts, recipients = parse(argv)
+    ns = _server_args(long_opts, opts)
+    from smtpmail.cli.server import make_client, resolve_settings
+    from smtpmail.message.raw import read_raw
+
+    settings = resolve_settings(ns, env)
+    domain = _default_domain(opts.sender or settings.sender)
+    raw = read_raw(env.stdin_bytes)
+    sender = opts.sender if opts.sender is not None else _address(settings.sender)
+    envelope = raw.envelope(
+        sender,
+        recipients,
+        from_headers=opts.read_headers,
+        default_domain=domain,
+        notify=opts.notify.split(",") if opts.notify else None,
+        ret=opts.ret,
+        envid=opts.envid,
+    )
+    if opts.read_headers:  # -t: Bcc recipients are in the envelope, not in the headers
+        raw = raw.without_bcc()
+    raw = _complete_headers(raw, envelope.sender, opts.full_name, settings.sender)
+    transcript = None
+    if opts.verbose or ns.verbose:
+        from smtpmail.cli.transcript import TranscriptPrinter
+
+        transcript = TranscriptPrinter(env.stderr, colour=env.colors)
+    with make_client(settings, env, transcript) as client:
+        result = client.send(raw.chunks(), envelope=envelope)
+    for address, reply in result.refused.items():
+        env.stderr.write(f"smtpmail: {address} refused: {reply.code} {reply.text_oneline()}\n")
+    return EX_PARTIAL if result.refused else EX_OK
+
+
+def _address(value: str | None) -> str | None:
+    if value is None:
+        return None
+    from email.utils import parseaddr
+
+    return parseaddr(value)[1] or None
+
+
+def _default_domain(sender: str | None) -> str:
+    """The domain for unqualified addresses (cron's ``root``): the sender's, else this host's."""
+    address = _address(sender)
+    if address and "@" in address:
+        return address.rpartition("@")[2]
+    import socket
+
+    name = socket.getfqdn()
+    return name if "." in name else "localhost"
+
+
+def _complete_headers(
+    raw: RawMessage, sender: str, full_name: str | None, configured: str | None
+) -> RawMessage:
+    """Add From and Date when missing (RFC 5322 §3.6 requires both), as sendmail does."""
+    headers = raw.headers()
+    extra: list[str] = []
+    if headers.get("From") is None and sender:
+        from email.headerregistry import Address
+        from email.policy import SMTP
+
+        if full_name:
+            local, _, domain = sender.rpartition("@")
+            value = str(Address(full_name, local, domain))
+        else:
+            value = configured or sender
+        extra.append(SMTP.header_factory("From", value).fold(policy=SMTP).rstrip("\r\n"))
+    if headers.get("Date") is None:
+        from email.utils import formatdate
+
+        extra.append(f"Date: {formatdate(localtime=True)}")
+    if not extra:
+        return raw
+    ending = b"\r\n" if raw.head.endswith(b"\r\n") else b"\n"
+    head = b"".join(e.encode("utf-8") + ending for e in extra) + raw.head
+    return raw.with_head(head, ending)
+
+
+def main() -> None:
+    """The ``smtpmail-sendmail`` console script."""
+    from smtpmail.cli import main as cli_main
+
+    raise SystemExit(cli_main(["sendmail", *sys.argv[1:]]))

@@ -1,0 +1,297 @@
+"""Which server, how to reach it, who to be: the options ``send``, ``sendmail``
+and ``probe`` share, merged with the chosen config account, turned into a Client.
+
+A server is a URL (``smtp://host:587``, ``smtps://host``, ``submission://host``,
+``lmtp://host:24``) or ``--host``/``--port``; with nothing given it is
+127.0.0.1:1025, as the assignment asks. Command-line values win over the account's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from smtpmail.cli.config import Account, load_account
+from smtpmail.cli.environment import Environment
+from smtpmail.cli.exits import ConfigError, UsageError
+
+if TYPE_CHECKING:
+    from smtpmail.transport._base import Transcript
+    from smtpmail.transport.sync import Client
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 1025
+#: scheme -> (default port, TLS mode, LMTP)
+SCHEMES: dict[str, tuple[int, str | None, bool]] = {
+    "smtp": (25, None, False),
+    "smtps": (465, "implicit", False),
+    "submission": (587, "starttls", False),
+    "submissions": (465, "implicit", False),
+    "lmtp": (24, None, False),
+}
+TLS_MODES = ("none", "opportunistic", "starttls", "implicit")
+
+
+def add_server_arguments(parser: argparse.ArgumentParser, *, url_option: bool = True) -> None:
+    g = parser.add_argument_group("server")
+    if url_option:
+        g.add_argument(
+            "--server",
+            "-s",
+            metavar="URL",
+            help="smtp://HOST[:PORT], smtps://HOST, submission://HOST, lmtp://HOST:PORT "
+            f"(default {DEFAULT_HOST}:{DEFAULT_PORT})",
+        )
+        g.add_argument("--host", help="server host name or address")
+        g.add_argument("--port", "-p", type=int, help="server port")
+    g.add_argument("--account", "-a", metavar="NAME", help="use this account from the config")
+    g.add_argument("--config", metavar="PATH", help="config file (default $SMTPMAIL_CONFIG, XDG)")
+    g.add_argument("--timeout", type=float, metavar="SECONDS", help="bound every wait")
+    g.add_argument("--ehlo-name", metavar="NAME", help="the name to give in EHLO")
+    t = parser.add_argument_group("TLS and authentication")
+    t.add_argument(
+        "--tls",
+        choices=TLS_MODES,
+        help="none, opportunistic (STARTTLS when offered), starttls (required), "
+        "implicit (TLS from the first byte); default: implicit on 465, required "
+        "with credentials, else opportunistic",
+    )
+    t.add_argument("--cafile", metavar="PATH", help="trust these CA certificates")
+    t.add_argument("--client-cert", metavar="PATH", help="TLS client certificate (PEM)")
+    t.add_argument("--client-key", metavar="PATH", help="its private key (PEM)")
+    t.add_argument(
+        "--insecure-no-verify",
+        action="store_true",
+        help="do not verify the server certificate (dangerous)",
+    )
+    t.add_argument("--user", "-u", metavar="NAME", help="authenticate as NAME")
+    t.add_argument(
+        "--password-command",
+        metavar="CMD",
+        help="run CMD (by the shell) and use its first output line as the password",
+    )
+    t.add_argument(
+        "--password-env", metavar="VAR", help="take the password from environment variable VAR"
+    )
+    t.add_argument("--auth-mechanism", metavar="MECH", help="PLAIN, LOGIN, CRAM-MD5, XOAUTH2...")
+    t.add_argument(
+        "--allow-plaintext-auth",
+        action="store_true",
+        help="allow sending credentials without TLS (dangerous)",
+    )
+
+
+@dataclass
+class ServerSettings:
+    """Where and how to connect, once the command line and the account are merged."""
+
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    lmtp: bool = False
+    tls: str | None = None
+    cafile: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+    insecure: bool = False
+    user: str | None = None
+    password_command: str | None = None
+    password_env: str | None = None
+    password: str | None = field(default=None, repr=False)
+    auth_mechanism: str | None = None
+    allow_plaintext_auth: bool = False
+    timeout: float | None = None
+    ehlo_name: str | None = None
+    sender: str | None = None  # the account's default From
+    account: str | None = None
+
+    @property
+    def url(self) -> str:
+        scheme = "lmtp" if self.lmtp else "smtps" if self.tls == "implicit" else "smtp"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{host}:{self.port}"
+
+
+def parse_server_url(value: str) -> tuple[str, int | None, str | None, bool]:
+    """(host, port or None, TLS mode or None, lmtp) from a URL or ``host[:port]``."""
+    if "://" not in value:
+        value = "smtp://" + value
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError as exc:
+        raise UsageError(f"bad server URL {value!r}: {exc}") from exc
+    scheme = parts.scheme.lower()
+    if scheme not in SCHEMES:
+        raise UsageError(f"unknown URL scheme {scheme!r} (use one of {', '.join(SCHEMES)})")
+    if not parts.hostname:
+        raise UsageError(f"no host in server URL {value!r}")
+    if parts.username or parts.password:
+        raise UsageError("put credentials in --user/--password-command, not in the URL")
+    default_port, tls, lmtp = SCHEMES[scheme]
+    return parts.hostname, port if port is not None else default_port, tls, scheme == "lmtp" or lmtp
+
+
+def resolve_settings(args: argparse.Namespace, env: Environment) -> ServerSettings:
+    """Merge the command line over the account over the defaults."""
+    account = load_account(env, getattr(args, "config", None), getattr(args, "account", None))
+    s = ServerSettings()
+    if account is not None:
+        _apply_account(s, account)
+    server = getattr(args, "server", None)
+    if server:
+        host, port, tls, lmtp = parse_server_url(server)
+        s.host, s.port, s.lmtp = host, port or s.port, lmtp
+        if tls:
+            s.tls = tls
+    if getattr(args, "host", None):
+        s.host = args.host
+    if getattr(args, "port", None) is not None:
+        s.port = args.port
+    for name in (
+        "tls",
+        "cafile",
+        "client_cert",
+        "client_key",
+        "user",
+        "password_command",
+        "password_env",
+        "auth_mechanism",
+        "timeout",
+        "ehlo_name",
+    ):
+        value = getattr(args, name, None)
+        if value is not None:
+            setattr(s, name, value)
+    if getattr(args, "insecure_no_verify", False):
+        s.insecure = True
+    if getattr(args, "allow_plaintext_auth", False):
+        s.allow_plaintext_auth = True
+    if not 0 < s.port < 65536:
+        raise UsageError(f"port {s.port} is out of range")
+    if (s.password_command or s.password_env or s.password) and not s.user:
+        raise UsageError("a password source was given without --user")
+    return s
+
+
+def _apply_account(s: ServerSettings, account: Account) -> None:
+    s.account = account.name
+    v = account.values
+    if "server" in v:
+        host, port, tls, lmtp = parse_server_url(str(v["server"]))
+        s.host, s.lmtp = host, lmtp
+        s.port = port or s.port
+        s.tls = tls or s.tls
+    if "host" in v:
+        s.host = str(v["host"])
+        s.port = 25 if "port" not in v and "server" not in v else s.port
+    if "port" in v:
+        if not isinstance(v["port"], int):
+            raise ConfigError(f"accounts.{account.name}.port must be an integer")
+        s.port = v["port"]
+    if "tls" in v:
+        if v["tls"] not in TLS_MODES:
+            raise ConfigError(f"accounts.{account.name}.tls must be one of {', '.join(TLS_MODES)}")
+        s.tls = v["tls"]
+    s.cafile = v.get("ca_file", s.cafile)
+    s.user = v.get("user", s.user)
+    s.password_command = v.get("password_command", s.password_command)
+    s.password_env = v.get("password_env", s.password_env)
+    s.password = v.get("password", s.password)
+    s.auth_mechanism = v.get("auth_mechanism", s.auth_mechanism)
+    s.ehlo_name = v.get("ehlo_name", s.ehlo_name)
+    s.sender = v.get("from", s.sender)
+    if "timeout" in v:
+        s.timeout = float(v["timeout"])
+
+
+def password_source(s: ServerSettings, env: Environment) -> Any:
+    """A callable returning the password, asked only when AUTH needs it."""
+    if s.password_env:
+        var = s.password_env
+
+        def from_env() -> str:
+            if var not in env.environ:
+                raise ConfigError(f"environment variable {var} (the password) is not set")
+            return env.environ[var]
+
+        return from_env
+    if s.password_command:
+        command = s.password_command
+
+        def from_command() -> str:
+            # The user's own command, run by the shell as msmtp's passwordeval is.
+            done = subprocess.run(  # noqa: S602
+                command,
+                shell=True,
+                capture_output=True,
+                text=True,
+                check=False,
+                env=env.environ,
+            )
+            if done.returncode != 0:
+                # Never echo its output: it may be the secret.
+                raise ConfigError(f"the password command failed with status {done.returncode}")
+            return done.stdout.splitlines()[0] if done.stdout else ""
+
+        return from_command
+    if s.password is not None:
+        secret = s.password
+        return lambda: secret
+    return None
+
+
+def client_kwargs(s: ServerSettings, env: Environment) -> dict[str, Any]:
+    """Keyword arguments for :class:`smtpmail.Client` (TLS and AUTH when asked for)."""
+    kwargs: dict[str, Any] = {"ehlo_name": s.ehlo_name, "timeout": s.timeout, "lmtp": s.lmtp}
+    wants_tls = s.tls is not None or s.cafile or s.client_cert or s.insecure or s.user is not None
+    if not wants_tls:
+        return kwargs
+    import smtpmail
+
+    try:
+        from smtpmail.transport.tls import TLSMode, TLSOptions
+    except ImportError as exc:  # pragma: no cover - TLS is part of the package
+        raise UsageError("this smtpmail has no TLS support") from exc
+    if s.tls is not None:
+        kwargs["tls"] = TLSMode(s.tls)
+    if s.cafile or s.client_cert or s.insecure:
+        kwargs["tls_options"] = TLSOptions(
+            ca_file=s.cafile,
+            cert_file=s.client_cert,
+            key_file=s.client_key,
+            verify_insecure_off=s.insecure,
+        )
+    if s.user is not None:
+        password = password_source(s, env)
+        if password is None:
+            raise UsageError(
+                "--user needs a password source: --password-command, --password-env "
+                "or the account's password_command"
+            )
+        credentials = getattr(smtpmail, "Credentials", None)
+        kwargs["auth"] = (
+            credentials(s.user, password=password)
+            if credentials is not None
+            else (s.user, password())
+        )
+        if s.auth_mechanism:
+            kwargs["auth_mechanism"] = s.auth_mechanism.upper()
+        if s.allow_plaintext_auth:
+            kwargs["allow_plaintext_auth"] = True
+    return kwargs
+
+
+def make_client(
+    s: ServerSettings, env: Environment, transcript: Transcript | None = None
+) -> Client:
+    from smtpmail.transport.sync import Client
+
+    kwargs = client_kwargs(s, env)
+    try:
+        return Client(s.host, s.port, transcript=transcript, **kwargs)
+    except TypeError as exc:
+        # A client without the TLS/AUTH keywords (an older smtpmail).
+        raise UsageError(f"TLS/AUTH options are not supported by this client: {exc}") from exc

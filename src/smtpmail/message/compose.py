@@ -1,0 +1,246 @@
+"""Compose a message with the stdlib ``email`` package (RFC 5322, MIME: RFC 2045-2049).
+
+:func:`compose` builds an :class:`email.message.EmailMessage`: plain text, HTML
+with a text alternative (RFC 2046 §5.1.4), attachments (type guessed from the
+file name), inline images referenced by ``cid:`` (RFC 2392), extra headers,
+Cc, Bcc and Reply-To. Non-ASCII display names and subjects are encoded by the
+``email`` package (RFC 2047 words, RFC 2231 file names); the message needs
+SMTPUTF8 (RFC 6531/6532) only when an *address* is not ASCII.
+
+The envelope is kept apart (:class:`~smtpmail.Envelope`): Bcc recipients go
+into it and the Bcc header is not transmitted. Every value is checked before
+anything is built, so bad input fails with a typed error before a connection.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import formatdate, getaddresses, make_msgid
+
+from smtpmail.errors import InvalidAddress, InvalidArgument
+from smtpmail.protocol.commands import check_text, parse_path
+from smtpmail.protocol.envelope import Envelope
+
+__all__ = [
+    "Attachment",
+    "Composed",
+    "compose",
+    "message_bytes",
+    "parse_mailbox",
+    "parse_mailboxes",
+]
+
+#: Headers whose values the composer sets itself; given again, they are refused.
+_MANAGED = frozenset(
+    {"from", "to", "cc", "bcc", "reply-to", "subject", "content-type", "mime-version"}
+)
+_CONTENT_TYPE_PARTS = 2
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A file to attach; ``inline`` with a ``content_id`` makes it an inline image."""
+
+    path: str | os.PathLike[str]
+    content_type: str | None = None
+    filename: str | None = None
+    inline: bool = False
+    content_id: str | None = None
+
+    def read(self) -> tuple[bytes, str, str, str]:
+        """(data, maintype, subtype, file name); unreadable files raise OSError."""
+        import mimetypes  # only when attaching: it reads the system's type tables
+
+        with open(self.path, "rb") as f:
+            data = f.read()
+        name = self.filename or os.path.basename(os.fspath(self.path))
+        ctype = self.content_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
+        parts = ctype.split("/")
+        if len(parts) != _CONTENT_TYPE_PARTS or not all(parts):
+            raise InvalidArgument(f"content type {ctype!r} is not type/subtype")
+        return data, parts[0].strip().lower(), parts[1].strip().lower(), name
+
+
+@dataclass
+class Composed:
+    """A composed message and its envelope (Bcc recipients are only in the envelope)."""
+
+    message: EmailMessage
+    envelope: Envelope
+    bcc: list[str] = field(default_factory=list)
+
+    def as_bytes(self) -> bytes:
+        return message_bytes(self.message)
+
+
+def parse_mailbox(value: str, what: str) -> Address:
+    """``"Name <user@example.org>"`` or ``user@example.org`` as a validated Address."""
+    found = parse_mailboxes([value], what)
+    if len(found) != 1:
+        raise InvalidAddress(f"{what} must be exactly one address, got {value!r}")
+    return found[0]
+
+
+def parse_mailboxes(values: Iterable[str], what: str) -> list[Address]:
+    """Each value may hold several comma-separated addresses; all are validated."""
+    out: list[Address] = []
+    for value in values:
+        check_text(value, what)
+        pairs = getaddresses([value])
+        if not pairs or any(not addr for _, addr in pairs):
+            raise InvalidAddress(f"{what} {value!r} does not parse as an address")
+        for name, addr in pairs:
+            path = parse_path(addr, what)  # the envelope's rules: a bare, valid mailbox
+            try:
+                # Keep the address as written (an IDNA domain stays readable in the header).
+                local, _, domain = addr.rpartition("@")
+                out.append(Address(display_name=name, username=local, domain=domain))
+            except (ValueError, IndexError) as exc:
+                raise InvalidAddress(f"{what} {path.address!r}: {exc}") from exc
+    return out
+
+
+def _check_header(name: str, value: str) -> None:
+    check_text(name, "header name")
+    if not name or any(c in name for c in ": ") or not name.isascii():
+        raise InvalidArgument(f"header name {name!r} is not a valid field name")
+    # CR or LF in a value would start a new header: header injection.
+    check_text(value, f"header {name}")
+
+
+def compose(
+    *,
+    sender: str,
+    to: Sequence[str] = (),
+    cc: Sequence[str] = (),
+    bcc: Sequence[str] = (),
+    reply_to: Sequence[str] = (),
+    subject: str | None = None,
+    text: str | None = None,
+    html: str | None = None,
+    attachments: Sequence[Attachment] = (),
+    headers: Sequence[tuple[str, str]] = (),
+    envelope_sender: str | None = None,
+    message_id_domain: str | None = None,
+    notify: Iterable[str] | None = None,
+    ret: str | None = None,
+    envid: str | None = None,
+) -> Composed:
+    """Build a message and its envelope; raise a typed error on any bad input.
+
+    ``sender`` is the From header (``"Name <addr>"`` allowed); the envelope's
+    reverse-path is ``envelope_sender`` or the From address. The forward-paths
+    are To + Cc + Bcc. Date and Message-ID are added unless given in ``headers``.
+    """
+    from_addr = parse_mailbox(sender, "sender")
+    to_addrs = parse_mailboxes(to, "To")
+    cc_addrs = parse_mailboxes(cc, "Cc")
+    bcc_addrs = parse_mailboxes(bcc, "Bcc")
+    reply_addrs = parse_mailboxes(reply_to, "Reply-To")
+    if not (to_addrs or cc_addrs or bcc_addrs):
+        raise InvalidAddress("no recipient: give at least one To, Cc or Bcc")
+    for name, value in headers:
+        _check_header(name, value)
+        if name.lower() in _MANAGED:
+            raise InvalidArgument(f"set {name} with its own option, not as an extra header")
+    if subject is not None:
+        check_text(subject, "subject")
+    # Read every attachment before building anything: a missing file fails early.
+    files = [(a, *a.read()) for a in attachments]
+
+    msg = EmailMessage()
+    msg["From"] = from_addr
+    if to_addrs:
+        msg["To"] = to_addrs
+    if cc_addrs:
+        msg["Cc"] = cc_addrs
+    if reply_addrs:
+        msg["Reply-To"] = reply_addrs
+    if subject is not None:
+        msg["Subject"] = subject
+    given = {name.lower() for name, _ in headers}
+    if "date" not in given:
+        msg["Date"] = formatdate(localtime=True)
+    if "message-id" not in given:
+        domain = message_id_domain or from_addr.domain.encode("idna").decode("ascii")
+        msg["Message-ID"] = make_msgid(domain=domain)
+    for name, value in headers:
+        msg[name] = value
+    _set_body(msg, text, html, files)
+
+    recipients = [a.addr_spec for a in (*to_addrs, *cc_addrs, *bcc_addrs)]
+    envelope = Envelope(
+        envelope_sender if envelope_sender is not None else from_addr.addr_spec,
+        recipients,
+        notify=notify,
+        ret=ret,
+        envid=envid,
+    )
+    return Composed(msg, envelope, [a.addr_spec for a in bcc_addrs])
+
+
+def _set_body(
+    msg: EmailMessage,
+    text: str | None,
+    html: str | None,
+    files: list[tuple[Attachment, bytes, str, str, str]],
+) -> None:
+    msg.set_content(text if text is not None else "")
+    if html is not None:
+        msg.add_alternative(html, subtype="html")
+    inline = [f for f in files if f[0].inline]
+    if inline:
+        # Inline images belong with the HTML part in multipart/related (RFC 2387).
+        target: object = msg
+        if html is not None:
+            parts = msg.get_payload()
+            assert isinstance(parts, list)
+            target = parts[-1]
+        assert isinstance(target, EmailMessage)
+        for att, data, maintype, subtype, name in inline:
+            cid = att.content_id or make_msgid(domain="smtpmail.invalid")[1:-1]
+            target.add_related(
+                data,
+                maintype,
+                subtype,
+                cid=f"<{cid.strip('<>')}>",
+                filename=name,
+                disposition="inline",
+            )
+    for att, data, maintype, subtype, name in files:
+        if att.inline:
+            continue
+        if maintype == "text":
+            try:
+                # Text as text: declared charset=utf-8, so readers decode it right.
+                msg.add_attachment(data.decode("utf-8"), subtype=subtype, filename=name)
+                continue
+            except UnicodeDecodeError:
+                pass  # not UTF-8: sent as the bytes it is
+        msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=name)
+
+
+def needs_smtputf8(message: EmailMessage) -> bool:
+    """True when an address (not just a display name or subject) is non-ASCII."""
+    for name in ("From", "Sender", "To", "Cc", "Reply-To"):
+        for value in message.get_all(name, []):
+            for _, addr in getaddresses([str(value)]):
+                if not addr.isascii():
+                    return True
+    return False
+
+
+def message_bytes(message: EmailMessage) -> bytes:
+    """The message on the wire: RFC 2047-encoded unless an address needs SMTPUTF8."""
+    from email import policy
+    from email.generator import BytesGenerator
+    from io import BytesIO
+
+    pol = policy.SMTPUTF8 if needs_smtputf8(message) else policy.SMTP
+    buf = BytesIO()
+    BytesGenerator(buf, policy=pol).flatten(message)
+    return buf.getvalue()

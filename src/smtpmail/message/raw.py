@@ -1,0 +1,132 @@
+"""An existing message (a .eml file, standard input) sent as it is, streamed.
+
+Only the header section (RFC 5322 §2.1, up to the first empty line) is read
+ahead, to find the envelope in it when asked (``sendmail -t``: To, Cc, Bcc,
+or the Resent-* fields of RFC 5322 §3.6.6 when present) and to drop Bcc
+fields. The body is never parsed or re-encoded: it streams in blocks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from email.message import Message
+from email.utils import getaddresses
+from typing import IO
+
+from smtpmail.errors import InvalidAddress, InvalidArgument
+from smtpmail.message.content import BLOCK_SIZE
+from smtpmail.protocol.envelope import Envelope
+
+__all__ = ["MAX_HEADER_SECTION", "RawMessage", "read_raw"]
+
+#: A header section longer than this is not a message we should be sending.
+MAX_HEADER_SECTION = 4 * 1024 * 1024
+
+
+@dataclass
+class RawMessage:
+    """The header section read ahead, and the rest of the stream after it."""
+
+    head: bytes
+    _stream: IO[bytes]
+    _separator: bytes
+
+    def headers(self) -> Message:
+        from email.parser import BytesHeaderParser
+        from email.policy import compat32
+
+        return BytesHeaderParser(policy=compat32).parsebytes(self.head)
+
+    def without_bcc(self) -> RawMessage:
+        """The same message with its Bcc (and Resent-Bcc) fields removed."""
+        return RawMessage(
+            _drop_fields(self.head, (b"bcc", b"resent-bcc")), self._stream, self._separator
+        )
+
+    def with_head(self, head: bytes, separator: bytes = b"\r\n") -> RawMessage:
+        """The same body under another header section."""
+        return RawMessage(head, self._stream, self._separator or separator)
+
+    def chunks(self) -> Iterator[bytes]:
+        yield self.head + self._separator
+        read = self._stream.read
+        while block := read(BLOCK_SIZE):
+            yield block
+
+    def envelope(
+        self,
+        sender: str | None,
+        recipients: Sequence[str] = (),
+        *,
+        from_headers: bool = False,
+        default_domain: str | None = None,
+        notify: Sequence[str] | None = None,
+        ret: str | None = None,
+        envid: str | None = None,
+    ) -> Envelope:
+        """The envelope: explicit values, plus the headers' recipients when asked."""
+        msg = self.headers()
+        rcpts = list(recipients)
+        if from_headers:
+            resent = (
+                msg.get_all("Resent-To") or msg.get_all("Resent-Cc") or msg.get_all("Resent-Bcc")
+            )
+            prefix = "Resent-" if resent else ""
+            fields = [str(v) for n in ("To", "Cc", "Bcc") for v in msg.get_all(prefix + n, [])]
+            rcpts += [addr for _, addr in getaddresses(fields) if addr]
+        if sender is None:
+            prefix = "Resent-" if msg.get_all("Resent-From") else ""
+            found = getaddresses(
+                msg.get_all(prefix + "Sender", []) or msg.get_all(prefix + "From", [])
+            )
+            if not found or not found[0][1]:
+                raise InvalidAddress("no sender given (-f/--from) and no From header")
+            sender = found[0][1]
+        if not rcpts:
+            raise InvalidAddress("no recipients: give them as arguments or use -t")
+        return Envelope(
+            qualify(sender, default_domain),
+            [qualify(r, default_domain) for r in rcpts],
+            notify=notify,
+            ret=ret,
+            envid=envid,
+        )
+
+
+def qualify(address: str, domain: str | None) -> str:
+    """``root`` becomes ``root@DOMAIN`` (cron and other local mailers omit the domain)."""
+    if address and "@" not in address and domain:
+        return f"{address}@{domain}"
+    return address
+
+
+def read_raw(stream: IO[bytes]) -> RawMessage:
+    """Read the header section of ``stream``; the body stays unread."""
+    head = bytearray()
+    while True:
+        line = stream.readline(65536)
+        if not line:
+            return RawMessage(bytes(head), stream, b"")
+        if line in (b"\n", b"\r\n"):
+            return RawMessage(bytes(head), stream, line)
+        if not head and line.startswith(b"From "):
+            continue  # an mbox "From " separator line is not part of the message
+        head += line
+        if len(head) > MAX_HEADER_SECTION:
+            raise InvalidArgument("the message's header section is larger than 4 MiB")
+
+
+def _drop_fields(head: bytes, names: tuple[bytes, ...]) -> bytes:
+    out: list[bytes] = []
+    dropping = False
+    for line in head.splitlines(keepends=True):
+        if line[:1] in (b" ", b"\t"):  # a folded continuation of the field above
+            if not dropping:
+                out.append(line)
+            continue
+        name = line.split(b":", 1)[0].strip().lower()
+        dropping = name in names
+        if not dropping:
+            out.append(line)
+    return b"".join(out)

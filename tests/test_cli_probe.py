@@ -1,0 +1,115 @@
+"""``smtpmail probe`` against a real aiosmtpd, and scripted peers for the classic mistakes."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from clirun import run_cli
+from servers import RecordingServer, free_port
+from smtpmail.cli import exits
+
+
+def test_probe_reports_what_the_server_offers(smtpd: RecordingServer) -> None:
+    r = run_cli("probe", f"127.0.0.1:{smtpd.port}")
+    assert r.status == 0, r.stderr
+    assert "greeting:   220 " in r.stdout
+    assert "SIZE limit: 33554432" in r.stdout
+    assert "AUTH:       not offered" in r.stdout
+    assert "no STARTTLS" in r.stdout
+
+
+def test_probe_json(smtpd: RecordingServer) -> None:
+    r = run_cli("probe", f"smtp://127.0.0.1:{smtpd.port}", "--json")
+    assert r.status == 0
+    out = json.loads(r.stdout)
+    assert out["plain"]["size_limit"] == 33554432
+    assert "SMTPUTF8" in out["plain"]["extensions"]
+    assert any("STARTTLS" in d for d in out["diagnoses"])
+
+
+def test_probe_nothing_listening() -> None:
+    r = run_cli("probe", f"127.0.0.1:{free_port()}")
+    assert r.status == exits.EX_TEMPFAIL
+    assert "nothing accepts connections" in r.stdout
+
+
+Script = Callable[[socket.socket], None]
+
+
+@pytest.fixture
+def scripted() -> Iterator[Callable[[Script], int]]:
+    """Fault injection: a peer that plays a fixed script on one connection."""
+    socks: list[socket.socket] = []
+    threads: list[threading.Thread] = []
+
+    def start(script: Script) -> int:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        socks.append(sock)
+
+        def serve() -> None:
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                return
+            with conn, contextlib.suppress(OSError):
+                script(conn)
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        threads.append(thread)
+        return int(sock.getsockname()[1])
+
+    yield start
+    for s in socks:
+        s.close()
+    for t in threads:
+        t.join(5)
+
+
+def test_probe_silent_server_suggests_implicit_tls(scripted: Callable[[Script], int]) -> None:
+    done = threading.Event()
+    port = scripted(lambda conn: done.wait(30))  # a TLS port waits for a ClientHello
+    r = run_cli("probe", f"127.0.0.1:{port}", "--timeout", "0.5")
+    done.set()
+    assert r.status == exits.EX_TEMPFAIL
+    assert "implicit TLS" in r.stdout
+
+
+def test_probe_ehlo_name_refused(scripted: Callable[[Script], int]) -> None:
+    def script(conn: socket.socket) -> None:
+        conn.sendall(b"220 strict.example ESMTP\r\n")
+        f = conn.makefile("rb")
+        for _ in range(2):  # EHLO, then HELO
+            f.readline()
+            conn.sendall(b"501 5.5.4 invalid HELO name: use your FQDN\r\n")
+        f.readline()
+
+    port = scripted(script)
+    r = run_cli("probe", f"127.0.0.1:{port}", "--ehlo-name", "bad-name.example")
+    assert r.status == exits.EX_UNAVAILABLE
+    assert "refused the EHLO name" in r.stdout
+
+
+def test_probe_auth_offered_in_clear(scripted: Callable[[Script], int]) -> None:
+    def script(conn: socket.socket) -> None:
+        conn.sendall(b"220 old.example ESMTP\r\n")
+        f = conn.makefile("rb")
+        f.readline()
+        conn.sendall(b"250-old.example\r\n250-AUTH PLAIN LOGIN\r\n250 SIZE 1000\r\n")
+        f.readline()
+        conn.sendall(b"221 bye\r\n")
+
+    port = scripted(script)
+    r = run_cli("probe", f"127.0.0.1:{port}")
+    assert r.status == 0, r.stdout + r.stderr
+    assert "AUTH:       PLAIN LOGIN" in r.stdout
+    assert "SIZE limit: 1000" in r.stdout
+    assert "AUTH without any encryption" in r.stdout
