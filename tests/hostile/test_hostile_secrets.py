@@ -59,9 +59,10 @@ async def _echo_and_refuse(conn: Conn) -> None:
     echoed = b" ".join(words[2:])
     if len(words) < 3:  # no initial response: ask, once per round, and echo the answers
         rounds = 2 if words[1].upper() == b"LOGIN" else 1
-        for prompt in (b"VXNlcm5hbWU6", b"UGFzc3dvcmQ6")[:rounds]:
-            if words[1].upper() == b"CRAM-MD5":
-                prompt = b64(b"<1.2@hostile.test>").encode()
+        prompts = [b"VXNlcm5hbWU6", b"UGFzc3dvcmQ6"][:rounds]
+        if words[1].upper() == b"CRAM-MD5":
+            prompts = [b64(b"<1.2@hostile.test>").encode()]
+        for prompt in prompts:
             await conn.write(b"334 " + prompt + b"\r\n")
             answer = await conn.readline()
             echoed += b" " + (answer or b"").strip()
