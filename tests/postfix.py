@@ -306,9 +306,17 @@ class PostfixMTA:
             raise AssertionError(f"not delivered; the Postfix log:\n{self.log()}") from None
         return [email.message_from_bytes(p.read_bytes()) for p in self._files()]
 
-    def raw(self, count: int) -> list[bytes]:
-        self.delivered(count)
-        return [p.read_bytes() for p in self._files()]
+    def find(self, token: bytes, count: int = 1) -> list[bytes]:
+        """Wait until ``count`` delivered messages contain ``token``; return them (raw)."""
+
+        def matching() -> list[bytes] | None:
+            found = [raw for p in self._files() if token in (raw := p.read_bytes())]
+            return found if len(found) >= count else None
+
+        try:
+            return wait_for(f"{count} messages with {token!r}", matching)
+        except AssertionError:
+            raise AssertionError(f"not delivered; the Postfix log:\n{self.log()}") from None
 
 
 def _postfix_ids() -> tuple[int, int]:
