@@ -297,3 +297,24 @@ async def test_mta_size_refused_before_sending(mta: PostfixMTA, connect: Connect
             await client.send(b"x" * 4_100_000, "a@example.org", "b@example.com")
         assert (await client.noop()).code == 250
     assert not any(c.startswith("MAIL") for c in t.client())
+
+
+async def test_streaming_a_large_message_holds_constant_memory(connect: Connect) -> None:
+    import tracemalloc
+
+    block = (b"x" * 1000 + b"\n") * 64  # 64 KB
+
+    def chunks() -> Iterator[bytes]:
+        for _ in range(1024):  # 64 MiB in all, never whole
+            yield block
+
+    with SmtpSink(dump=False) as sink:
+        async with connect(sink.port) as client:
+            tracemalloc.start()
+            try:
+                result = await client.send(chunks(), "a@example.org", "b@example.org")
+                _, peak = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+    assert result.ok
+    assert peak < 8 * 2**20, f"peak {peak} octets while streaming 64 MiB"
