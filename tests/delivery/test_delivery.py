@@ -397,12 +397,24 @@ def test_utf8_local_part_needs_an_mx_with_smtputf8(world: MXWorld, start: StartS
     ascii_only = start(OK2, enable_SMTPUTF8=False)
     report = deliver(world, ["jörg@other.test", "plain@other.test"])
     outcome = report.recipients["jörg@other.test"]
-    # Refused before any byte of the transaction: no host offers SMTPUTF8 (RFC 6531 §3.4).
+    # Refused before any byte of its transaction: the MX offers no SMTPUTF8 (RFC 6531 §3.2).
     assert (outcome.status, outcome.enhanced_status) == (DeliveryStatus.FAILED, "5.6.7")
-    # The envelope is not split: its MAIL FROM needs SMTPUTF8 for every recipient.
-    assert report.recipients["plain@other.test"].status is DeliveryStatus.FAILED
+    assert outcome.mx == "mx.other.test"
+    # The ASCII recipient needs no SMTPUTF8: it goes in a transaction of its own.
+    assert report.recipients["plain@other.test"].delivered
+    assert [m.rcpt_tos for m in ascii_only.messages] == [["plain@other.test"]]
+    assert not any("jörg".encode() in c for c in ascii_only.commands())
+
+
+def test_utf8_headers_need_an_mx_with_smtputf8(world: MXWorld, start: StartServer) -> None:
+    ascii_only = start(OK2, enable_SMTPUTF8=False)
+    message = "From: jörg@other.test\r\nSubject: x\r\n\r\nhi\r\n".encode()
+    report = smtpmail.deliver(
+        message, SENDER, ["plain@other.test"], nameservers=world.nameservers, mta_sts=False
+    )
+    outcome = report.recipients["plain@other.test"]
+    assert (outcome.status, outcome.enhanced_status) == (DeliveryStatus.FAILED, "5.6.7")
     assert ascii_only.messages == []
-    assert not any(c.startswith(b"MAIL") for c in ascii_only.commands())
 
 
 class RequireTLS:
