@@ -1,0 +1,356 @@
+"""Faults: a server that stalls, trickles, floods, lies or hangs up at the worst moment.
+
+Each scenario must end in a typed error (never a hang, never a bare OSError),
+of the right class (transient or permanent), with the client's socket closed
+and, for the floods, bounded memory. Both clients run every scenario.
+"""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import pytest
+from drive import KINDS, Op, drive, op
+from scripted import (
+    DEFAULT_EHLO,
+    Conn,
+    ScriptedServer,
+    Step,
+    close,
+    drip,
+    ehlo_reply,
+    expect,
+    flood,
+    read_data,
+    respond,
+    send,
+    sleep,
+)
+
+from smtpmail import (
+    ConnectionLost,
+    GreetingRefused,
+    Options,
+    RemoteProtocolError,
+    ReplyTimeout,
+    ServiceClosing,
+    SMTPError,
+    Timeouts,
+)
+
+EHLO = [expect(b"EHLO"), send(ehlo_reply())]
+BODY = b"Subject: x\r\n\r\nbody\r\n"
+SEND = [op("connect"), op("send", BODY, "a@example.org", ["b@example.org"])]
+QUICK = 2.0  # every deadline in these tests, so a hang shows up as ReplyTimeout
+
+
+def run(
+    kind: str, script: list[Step], ops: list[Op] = SEND, greeting: bytes | None = None, **kw: object
+) -> tuple[SMTPError, Conn]:
+    kw.setdefault("timeout", QUICK)
+    args = {} if greeting is None else {"greeting": greeting}
+    with ScriptedServer(script, **args) as server:  # type: ignore[arg-type]
+        outcome = drive(kind, server.port, ops, **kw)  # type: ignore[arg-type]
+        assert isinstance(outcome.error, SMTPError), f"no error: {outcome.results}"
+        assert outcome.released, "the client kept its socket after a fatal error"
+        conn = server.connections[-1]
+    return outcome.error, conn
+
+
+# -- stalls -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_silent_greeting_times_out(kind: str) -> None:
+    with ScriptedServer([sleep(60)], greeting=None) as server:
+        outcome = drive(kind, server.port, [op("connect")], timeout=Timeouts(greeting=0.5))
+        err = outcome.raised(ReplyTimeout)
+        assert outcome.released
+    assert err.is_transient
+    assert "greeting" in str(err)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_trickled_greeting_still_hits_the_reply_deadline(kind: str) -> None:
+    """One byte every 0.2 s never lets a read time out; the deadline is per reply."""
+    greeting = b"220 " + b"x" * 400 + b"\r\n"  # 80 s of trickle
+    with ScriptedServer([drip(greeting, 0.2)], greeting=None) as server:
+        outcome = drive(kind, server.port, [op("connect")], timeout=Timeouts(greeting=1.0))
+        err = outcome.raised(ReplyTimeout)
+        assert outcome.released
+    assert err.is_transient
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_trickled_reply_to_mail_hits_the_deadline(kind: str) -> None:
+    script = [*EHLO, expect(b"MAIL"), drip(b"250 " + b"y" * 400 + b"\r\n", 0.2)]
+    err, _ = run(kind, script, timeout=1.0)
+    assert isinstance(err, ReplyTimeout) and err.is_transient
+    assert not err.possibly_delivered
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_no_reply_after_the_dot_may_have_delivered(kind: str) -> None:
+    script = [*EHLO, expect(b"MAIL"), send(b"250 ok\r\n"), expect(b"RCPT"), send(b"250 ok\r\n")]
+    script += [expect(b"DATA"), send(b"354 go\r\n"), read_data(reply=None), sleep(30)]
+    err, _ = run(kind, script, timeout=Timeouts(1, 1, 1, 1, data_end=1))
+    assert isinstance(err, ReplyTimeout) and err.is_transient
+    assert err.possibly_delivered
+
+
+# -- floods -------------------------------------------------------------------------
+
+
+def _peak_during(fn: object) -> int:
+    tracemalloc.start()
+    try:
+        fn()  # type: ignore[operator]
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_ten_megabytes_without_a_newline(kind: str) -> None:
+    errors: list[SMTPError] = []
+
+    def scenario() -> None:
+        err, _ = run(kind, [flood(10 * 2**20, b"2")], ops=[op("connect")], greeting=b"")
+        errors.append(err)
+
+    peak = _peak_during(scenario)
+    (err,) = errors
+    assert isinstance(err, RemoteProtocolError) and err.is_transient
+    assert "longer than" in str(err)
+    assert peak < 4 * 2**20, f"peak traced memory {peak} octets"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_endless_continuation_lines(kind: str) -> None:
+    errors: list[SMTPError] = []
+    script = [expect(b"EHLO"), flood(10 * 2**20, b"250-PIPELINING\r\n")]
+
+    def scenario() -> None:
+        err, _ = run(kind, script, ops=[op("connect")])
+        errors.append(err)
+
+    peak = _peak_during(scenario)
+    (err,) = errors
+    assert isinstance(err, RemoteProtocolError) and err.is_transient
+    assert peak < 4 * 2**20, f"peak traced memory {peak} octets"
+
+
+# -- malformed replies --------------------------------------------------------------
+
+MALFORMED = {
+    "letters-in-code": b"2x0 hostile\r\n",
+    "two-digits": b"25 hostile\r\n",
+    "no-separator": b"220hostile\r\n",
+    "four-digits": b"2200 hostile\r\n",
+    "code-600": b"600 hostile\r\n",
+    "code-099": b"099 hostile\r\n",
+    "empty-line": b"\r\n",
+    "nul-in-text": b"220 host\x00ile\r\n",
+    "bare-cr-in-text": b"220 host\rile\r\n",
+    "mixed-codes": b"220-hostile\r\n251 ok\r\n",
+    "bare-lf": b"220 hostile\n",
+    "bare-lf-continuation": b"220-hostile\n220 ok\r\n",
+    "binary": b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\r\n",
+}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("name", list(MALFORMED))
+def test_malformed_greeting(kind: str, name: str) -> None:
+    err, _ = run(kind, [sleep(30)], ops=[op("connect")], greeting=MALFORMED[name])
+    assert isinstance(err, RemoteProtocolError), repr(err)
+    assert err.is_transient
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("name", list(MALFORMED))
+def test_malformed_reply_to_mail(kind: str, name: str) -> None:
+    reply = MALFORMED[name].replace(b"220", b"250", 1)
+    script = [*EHLO, expect(b"MAIL"), send(reply), sleep(30)]
+    err, conn = run(kind, script)
+    assert isinstance(err, RemoteProtocolError), repr(err)
+    # Nothing of the message went out: the transaction was never accepted.
+    assert b"body" not in conn.received
+
+
+# -- unsolicited data ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize(
+    "extra", [b"250 unsolicited\r\n", b"550 nobody asked\r\n", b"garbage\r\n", b"354 go\r\n"]
+)
+def test_unsolicited_reply_is_not_paired_with_the_next_command(kind: str, extra: bytes) -> None:
+    script = [expect(b"EHLO"), send(ehlo_reply() + extra), respond()]
+    with ScriptedServer(script) as server:
+        outcome = drive(kind, server.port, [*SEND, op("quit")], timeout=QUICK)
+        assert outcome.error is None, outcome.error
+        conn = server.conn()
+    (result,) = [r for r in outcome.results if hasattr(r, "accepted")]
+    assert result.ok and result.accepted == ["b@example.org"]
+    assert len(conn.data) == 1
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_unsolicited_421_ends_the_session(kind: str) -> None:
+    script = [expect(b"EHLO"), send(ehlo_reply() + b"421 4.3.2 going down\r\n"), sleep(30)]
+    err, conn = run(kind, script)
+    assert isinstance(err, ServiceClosing) and err.is_transient
+    assert b"MAIL" not in conn.received
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_reply_arriving_between_two_sends_is_dropped(kind: str) -> None:
+    """Unsolicited bytes after a completed transaction don't answer the next one."""
+    first = [op("send", b"one\r\n", "a@example.org", ["b@example.org"])]
+    second = [op("noop"), op("send", b"two\r\n", "a@example.org", ["b@example.org"])]
+    script = [
+        *EHLO,
+        expect(b"MAIL"),
+        send(b"250 ok\r\n"),
+        expect(b"RCPT"),
+        send(b"250 ok\r\n"),
+        expect(b"DATA"),
+        send(b"354 go\r\n"),
+        read_data(reply=b"250 queued\r\n250 extra\r\n"),
+        respond(),
+    ]
+    with ScriptedServer(script) as server:
+        outcome = drive(kind, server.port, [op("connect"), *first, *second], timeout=QUICK)
+        assert outcome.error is None, outcome.error
+        conn = server.conn()
+    assert outcome.results[2].code == 250  # NOOP got its own reply
+    assert len(conn.data) == 2
+
+
+# -- 421 at every step ----------------------------------------------------------------
+
+BYE = b"421 4.3.2 service shutting down\r\n"
+OK = b"250 2.0.0 ok\r\n"
+UP_TO_DATA = [*EHLO, expect(b"MAIL"), send(OK), expect(b"RCPT"), send(OK), expect(b"DATA")]
+STEP_421: dict[str, list[Step]] = {
+    "greeting": [],
+    "EHLO": [expect(b"EHLO")],
+    "MAIL": [*EHLO, expect(b"MAIL")],
+    "RCPT": [*EHLO, expect(b"MAIL"), send(OK), expect(b"RCPT")],
+    "DATA": UP_TO_DATA,
+    "end-of-data": [*UP_TO_DATA, send(b"354 go\r\n"), read_data(reply=None)],
+}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("step", list(STEP_421))
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_421_at_every_step(kind: str, step: str, pipelining: bool) -> None:
+    script = STEP_421[step]
+    greeting = BYE if step == "greeting" else None
+    tail = [] if step == "greeting" else [send(BYE)]
+    err, _ = run(
+        kind,
+        [*script, *tail, close()],
+        greeting=greeting,
+        options=Options(pipelining=pipelining),
+    )
+    if step == "greeting":
+        assert isinstance(err, GreetingRefused | ServiceClosing), repr(err)
+    else:
+        assert isinstance(err, ServiceClosing), repr(err)
+    assert err.is_transient and not err.is_permanent
+    assert getattr(err, "possibly_delivered", False) is False
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_421_to_a_bdat_chunk(kind: str) -> None:
+    keywords = (*DEFAULT_EHLO, b"CHUNKING")
+    script = [expect(b"EHLO"), send(ehlo_reply(keywords)), expect(b"MAIL"), send(OK)]
+    script += [expect(b"RCPT"), send(OK), expect(b"BDAT"), send(BYE), close()]
+    err, _ = run(kind, script, options=Options(pipelining=False))
+    assert isinstance(err, ServiceClosing) and err.is_transient
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_421_to_quit_is_not_an_error(kind: str) -> None:
+    script = [*EHLO, expect(b"QUIT"), send(BYE), close()]
+    with ScriptedServer(script) as server:
+        outcome = drive(kind, server.port, [op("connect"), op("quit")], timeout=QUICK)
+    assert outcome.error is None
+    assert outcome.released
+
+
+# -- hanging up -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_close_mid_reply(kind: str) -> None:
+    script = [*EHLO, expect(b"MAIL"), send(b"250-first line of a reply\r\n"), close()]
+    err, _ = run(kind, script)
+    assert isinstance(err, ConnectionLost) and err.is_transient
+    assert not err.possibly_delivered
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_close_mid_greeting(kind: str) -> None:
+    err, _ = run(kind, [send(b"220-hostile"), close()], ops=[op("connect")], greeting=b"")
+    assert isinstance(err, ConnectionLost) and err.is_transient
+
+
+async def _read_some_then_close(conn: Conn) -> None:
+    await conn.fill()
+    conn.writer.transport.abort()  # an RST, the rudest hang-up
+    conn.closed_by_server = True
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_close_mid_data(kind: str) -> None:
+    script = [*EHLO, expect(b"MAIL"), send(OK), expect(b"RCPT"), send(OK), expect(b"DATA")]
+    script += [send(b"354 go\r\n"), _read_some_then_close]
+    big = b"Subject: big\r\n\r\n" + b"0123456789abcdef" * (4 * 2**20 // 16)
+    ops = [op("connect"), op("send", big, "a@example.org", ["b@example.org"])]
+    err, _ = run(kind, script, ops=ops)
+    assert isinstance(err, ConnectionLost), repr(err)
+    assert err.is_transient
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_close_right_after_the_dot(kind: str) -> None:
+    script = [*EHLO, expect(b"MAIL"), send(OK), expect(b"RCPT"), send(OK), expect(b"DATA")]
+    script += [send(b"354 go\r\n"), read_data(reply=None), close()]
+    err, conn = run(kind, script)
+    assert isinstance(err, ConnectionLost) and err.is_transient
+    assert err.possibly_delivered, "the server may have taken the message: say so"
+    assert len(conn.data) == 1
+
+
+# -- EHLO refused ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("refusal", [b"500 5.5.1 unrecognised\r\n", b"502 5.5.2 no EHLO\r\n"])
+def test_ehlo_refused_falls_back_to_helo(kind: str, refusal: bytes) -> None:
+    with ScriptedServer([expect(b"EHLO"), send(refusal), respond()]) as server:
+        outcome = drive(kind, server.port, [*SEND, op("quit")], timeout=QUICK)
+        assert outcome.error is None, outcome.error
+        conn = server.conn()
+    assert conn.lines[1] == b"HELO client.example\r\n"
+    assert not outcome.client.session.esmtp
+    assert len(conn.data) == 1
+    # No extension may be used after HELO: plain MAIL FROM, no BODY= or SIZE=.
+    assert conn.lines[2] == b"MAIL FROM:<a@example.org>\r\n"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_ehlo_and_helo_refused(kind: str) -> None:
+    script = [expect(b"EHLO"), send(b"502 no\r\n"), expect(b"HELO"), send(b"550 go away\r\n")]
+    err, _ = run(kind, [*script, sleep(30)], ops=[op("connect")])
+    assert isinstance(err, GreetingRefused) and err.is_permanent
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_greeting_554_is_permanent(kind: str) -> None:
+    err, _ = run(kind, [sleep(30)], ops=[op("connect")], greeting=b"554 5.7.1 no service\r\n")
+    assert isinstance(err, GreetingRefused) and err.is_permanent

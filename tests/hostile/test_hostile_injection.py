@@ -1,0 +1,179 @@
+"""Command injection: a control character or an over-long value in any slot is refused.
+
+Every slot that reaches the wire (reverse-path, forward-paths, ESMTP
+parameters, the EHLO name, a VRFY argument) gets CR, LF, CRLF, NUL, other C0
+controls, DEL, NEL, U+2028/U+2029 and over-long values. Each must raise a
+typed :class:`~smtpmail.errors.InputError` and put no byte on the wire after
+the greeting (for the EHLO name) or after EHLO (for everything else): the
+scripted server sees exactly ``EHLO`` and then ``QUIT``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from drive import KINDS, Op, drive, op
+from scripted import DEFAULT_EHLO, ScriptedServer, respond
+
+from smtpmail import Envelope, InputError, InvalidArgument
+
+BAD = {
+    "CR": "\r",
+    "LF": "\n",
+    "CRLF": "\r\n",
+    "NUL": "\x00",
+    "SOH": "\x01",
+    "TAB": "\t",
+    "ESC": "\x1b",
+    "US": "\x1f",
+    "DEL": "\x7f",
+    "NEL": "\x85",
+    "LSEP": "\u2028",
+    "PSEP": "\u2029",
+}
+
+SMUGGLE = "\r\nRCPT TO:<victim@example.net>"
+KEYWORDS = (*DEFAULT_EHLO, b"DSN", b"CHUNKING")
+
+
+def _ops_for(slot: str, bad: str) -> list[Op]:
+    """The operation that puts ``bad`` into ``slot``."""
+    ok_sender, ok_rcpt = "a@example.org", ["b@example.org"]
+    body = b"Subject: x\r\n\r\nx\r\n"
+
+    def send(*args: Any, **kwargs: Any) -> Op:
+        return op("send", body, *args, **kwargs)
+
+    def envelope(**kw: Any) -> Op:
+        # Built lazily, so the error comes from smtpmail while the client is connected.
+        return op("send", body, envelope=_LazyEnvelope(kw))
+
+    table = {
+        "sender-local": send(f"a{bad}x@example.org", ok_rcpt),
+        "sender-domain": send(f"a@exa{bad}mple.org", ok_rcpt),
+        "sender-end": send(f"a@example.org{bad}", ok_rcpt),
+        "recipient": send(ok_sender, [f"b{bad}@example.org"]),
+        "second-recipient": send(ok_sender, ["b@example.org", f"c@example.org{bad}"]),
+        "envid": envelope(envid=f"id{bad}1"),
+        "notify": envelope(notify=[f"SUCCESS{bad}X"]),
+        "ret": envelope(ret=f"FULL{bad}X"),
+        "vrfy": op("vrfy", f"b{bad}@example.org"),
+    }
+    return [op("connect"), table[slot]]
+
+
+class _LazyEnvelope:
+    """Builds the Envelope when the client reads it: the error arises inside the send."""
+
+    def __init__(self, kwargs: dict[str, Any]) -> None:
+        self.kwargs = kwargs
+
+
+SLOTS = [
+    "sender-local",
+    "sender-domain",
+    "sender-end",
+    "recipient",
+    "second-recipient",
+    "envid",
+    "notify",
+    "ret",
+    "vrfy",
+]
+
+
+def _run(kind: str, ops: list[Op], **client_kwargs: Any) -> tuple[Any, bytes, list[bytes]]:
+    for o in ops:  # resolve lazy envelopes: constructing one is the first line of defence
+        env = o.kwargs.get("envelope")
+        if isinstance(env, _LazyEnvelope):
+            try:
+                o.kwargs["envelope"] = Envelope("a@example.org", ["b@example.org"], **env.kwargs)
+            except InputError as exc:
+                o.name, o.args, o.kwargs = "_raise", (exc,), {}
+    with ScriptedServer([respond(KEYWORDS)]) as server:
+        outcome = drive(kind, server.port, [*ops, op("quit")], **client_kwargs)
+        conn = server.conn()
+    return outcome, bytes(conn.received), conn.lines
+
+
+@pytest.fixture(autouse=True)
+def _raise_op(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``_raise`` re-raises an error from building the envelope, as a client method would."""
+    from smtpmail import AsyncClient, Client
+
+    def _raise(self: object, exc: BaseException) -> None:
+        raise exc
+
+    monkeypatch.setattr(Client, "_raise", _raise, raising=False)
+    monkeypatch.setattr(AsyncClient, "_raise", _raise, raising=False)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("bad", list(BAD.values()), ids=list(BAD))
+@pytest.mark.parametrize("slot", SLOTS)
+def test_control_characters_are_refused_before_the_wire(kind: str, bad: str, slot: str) -> None:
+    outcome, wire, _ = _run(kind, _ops_for(slot, bad))
+    err = outcome.raised(InputError)
+    assert err.is_permanent and not err.is_transient
+    assert wire == b"EHLO client.example\r\n", wire
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_smuggled_command_in_recipient_is_refused(kind: str) -> None:
+    outcome, wire, _ = _run(kind, _ops_for("recipient", SMUGGLE))
+    outcome.raised(InvalidArgument)
+    assert b"victim" not in wire
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("bad", list(BAD.values()), ids=list(BAD))
+def test_control_characters_in_the_ehlo_name(kind: str, bad: str) -> None:
+    outcome, wire, _ = _run(kind, [op("connect")], ehlo_name=f"client{bad}.example")
+    outcome.raised(InvalidArgument)
+    assert wire == b"", wire
+
+
+OVERLONG = {
+    "local-part": ("sender", "x" * 65 + "@example.org"),
+    "domain": ("recipient", "b@" + ("d" * 60 + ".") * 5 + "org"),
+    "path": ("recipient", "x" * 64 + "@" + ("d" * 62 + ".") * 3 + "o" * 10),
+    "label": ("sender", "a@" + "l" * 300 + ".org"),
+    "envid": ("envid", "e" * 101),
+}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("name", list(OVERLONG))
+def test_overlong_values_are_refused(kind: str, name: str) -> None:
+    slot, value = OVERLONG[name]
+    body = b"x\r\n"
+    if slot == "sender":
+        ops = [op("connect"), op("send", body, value, ["b@example.org"])]
+    elif slot == "recipient":
+        ops = [op("connect"), op("send", body, "a@example.org", [value])]
+    else:
+        ops = [op("connect"), op("send", body, envelope=_LazyEnvelope({"envid": value}))]
+    outcome, wire, _ = _run(kind, ops)
+    outcome.raised(InputError)
+    assert wire == b"EHLO client.example\r\n", wire
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_overlong_ehlo_name_is_refused(kind: str) -> None:
+    outcome, wire, _ = _run(kind, [op("connect")], ehlo_name=("h" * 63 + ".") * 5 + "example")
+    outcome.raised(InvalidArgument)
+    assert wire == b""
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_bad_item_in_a_batch_sends_nothing_for_it(kind: str) -> None:
+    """send_many records a bad item's error and sends the good ones only."""
+    good = Envelope("a@example.org", ["b@example.org"])
+    items = [(good, b"one\r\n"), (good, "two\u2028\r\n".encode()), (good, b"three\r\n")]
+    with ScriptedServer([respond(KEYWORDS)]) as server:
+        outcome = drive(kind, server.port, [op("connect"), op("send_many", items), op("quit")])
+        conn = server.conn()
+    assert outcome.error is None
+    # Content is not a command slot: U+2028 in the body is data and goes through.
+    assert len(conn.data) == 3
