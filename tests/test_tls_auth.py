@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 
 import smtpmail
 from smtpmail import Credentials, TLSMode, TLSOptions
-from tlsservers import PASSWORD, USER, Certs, TLSServer, authenticator
+from tlsservers import PASSWORD, USER, Certs, SaslRecorder, TLSServer, authenticator
 
 MSG = b"Subject: tls\r\n\r\nhello over TLS\r\n"
 
@@ -211,3 +212,92 @@ def test_server_hostname_checks_the_name_when_connecting_to_an_address(
                 tls="starttls",
                 tls_options=TLSOptions(ca_file=certs.ca_file),
             ).connect()
+
+
+@pytest.fixture
+def sasl_server(certs: Certs) -> Iterator[TLSServer]:
+    """aiosmtpd over STARTTLS serving SCRAM (by the scramp package) and OAUTHBEARER."""
+    with TLSServer(
+        handler=SaslRecorder(),
+        tls_context=certs.server_context(),
+        require_starttls=True,
+        auth_required=True,
+        auth_exclude_mechanism=["PLAIN", "LOGIN"],
+    ) as server:
+        yield server
+
+
+@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-256", "SCRAM-SHA-1", None])
+def test_scram_against_scramp(sasl_server: TLSServer, certs: Certs, mechanism: str | None) -> None:
+    transcript = Transcript()
+    with smtpmail.Client(
+        "127.0.0.1",
+        sasl_server.port,
+        auth=(USER, PASSWORD),
+        auth_mechanism=mechanism,
+        tls_options=TLSOptions(ca_file=certs.ca_file),
+        transcript=transcript,
+    ) as client:
+        client.send(MSG, "a@example.org", "b@example.org")
+    handler = sasl_server.handler
+    assert isinstance(handler, SaslRecorder)
+    assert handler.scram_logins == [mechanism or "SCRAM-SHA-256"]
+    assert len(sasl_server.messages) == 1
+    assert_no_secret(transcript.text())
+
+
+async def test_scram_wrong_password_async(sasl_server: TLSServer, certs: Certs) -> None:
+    with pytest.raises(smtpmail.AuthenticationError) as info:
+        await smtpmail.AsyncClient(
+            "127.0.0.1",
+            sasl_server.port,
+            auth=(USER, "not the password"),
+            tls_options=TLSOptions(ca_file=certs.ca_file),
+        ).connect()
+    assert info.value.code == 535
+
+
+@pytest.mark.parametrize("token", ["good-token", "stale-token"])
+async def test_oauthbearer(sasl_server: TLSServer, certs: Certs, token: str) -> None:
+    client = smtpmail.AsyncClient(
+        "127.0.0.1",
+        sasl_server.port,
+        auth=Credentials(USER, token=token),
+        tls_options=TLSOptions(ca_file=certs.ca_file),
+    )
+    if token == "good-token":
+        async with client:
+            await client.send(MSG, "a@example.org", "b@example.org")
+        assert len(sasl_server.messages) == 1
+    else:
+        # The error challenge is answered with %x01 (RFC 7628 §3.2.3), then 535.
+        with pytest.raises(smtpmail.AuthenticationError) as info:
+            await client.connect()
+        assert info.value.code == 535
+
+
+def test_client_certificate(certs: Certs, tmp_path: Path) -> None:
+    ctx = certs.server_context()
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    certs.ca.configure_trust(ctx)
+    client_cert = certs.ca.issue_cert("client@example.org")
+    cert_file, key_file = tmp_path / "client.pem", tmp_path / "client.key"
+    client_cert.cert_chain_pems[0].write_to_path(str(cert_file))
+    client_cert.private_key_pem.write_to_path(str(key_file))
+    with TLSServer(tls_context=ctx) as server:
+        opts = TLSOptions(ca_file=certs.ca_file, cert_file=str(cert_file), key_file=str(key_file))
+        with smtpmail.Client("127.0.0.1", server.port, tls="starttls", tls_options=opts) as c:
+            c.send(MSG, "a@example.org", "b@example.org")
+        assert len(server.messages) == 1
+        # Without the client certificate the server ends the handshake.
+        with (
+            pytest.raises((smtpmail.TLSError, smtpmail.ConnectionLost)),
+            smtpmail.Client(
+                "127.0.0.1",
+                server.port,
+                tls="starttls",
+                tls_options=TLSOptions(ca_file=certs.ca_file),
+            ) as c,
+        ):
+            c.send(MSG, "a@example.org", "b@example.org")
+        assert len(server.messages) == 1

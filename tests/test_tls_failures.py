@@ -295,3 +295,41 @@ def test_535_echoing_the_credentials_is_redacted_everywhere(
     for text in outputs:
         assert PASSWORD not in text and blob not in text and blob.rstrip("=") not in text
     assert "****" in str(err)
+
+
+@pytest.mark.parametrize(
+    ("reply", "transient"),
+    [
+        (b"538 5.7.11 Encryption required for requested authentication mechanism", False),
+        (b"454 4.7.0 Temporary authentication failure", True),
+        (b"534 5.7.9 Authentication mechanism is too weak", False),
+        (b"535 5.7.8 Authentication credentials invalid", False),
+    ],
+)
+def test_auth_refusals_are_typed(reply: bytes, transient: bool) -> None:
+    def script(c: Conn) -> None:
+        c.greet_and_ehlo(b"AUTH PLAIN")
+        c.expect(b"AUTH PLAIN")
+        c.send(reply + b"\r\n")
+        c.line()
+
+    with ScriptedServer(script) as server, pytest.raises(smtpmail.AuthenticationError) as info:
+        smtpmail.Client("127.0.0.1", server.port, tls="none", auth=(USER, PASSWORD)).connect()
+    assert info.value.code == int(reply[:3])
+    assert info.value.is_transient is transient
+    assert b"MAIL" not in server.received
+
+
+def test_explicit_mechanism_not_offered() -> None:
+    def script(c: Conn) -> None:
+        c.greet_and_ehlo(b"AUTH PLAIN LOGIN")
+        c.line()
+
+    client = smtpmail.Client(
+        "127.0.0.1", 0, tls="none", auth=(USER, PASSWORD), auth_mechanism="CRAM-MD5"
+    )
+    with ScriptedServer(script) as server:
+        client.port = server.port
+        with pytest.raises(smtpmail.AuthError, match="does not offer AUTH CRAM-MD5"):
+            client.connect()
+    assert b"AUTH" not in server.received
