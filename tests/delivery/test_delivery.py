@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from mxworld import BUSY, OK, OK2, TLS_BAD, TLS_GOOD, MXWorld
 
 import smtpmail
-from mxworld import BUSY, OK, OK2, TLS_BAD, TLS_GOOD, MXWorld, pick_network, usable
+from conftest import StartServer
 from servers import Recorder, RecordingServer
 from smtpmail.delivery import MTASTS, DeliveryStatus, PolicyCache
 from smtpmail.transport.tls import TLSOptions
@@ -22,39 +22,6 @@ pytestmark = pytest.mark.timeout(60)
 
 MESSAGE = b"From: a@sender.test\r\nSubject: direct\r\n\r\nHello MX.\r\n"
 SENDER = "a@sender.test"
-
-
-@pytest.fixture(scope="module")
-def world() -> Iterator[MXWorld]:
-    reason = usable()
-    if reason:
-        pytest.skip(reason)
-    net = pick_network()
-    if net is None:
-        pytest.skip("no free loopback /24 for ports 25, 53 and 443")
-    w = MXWorld(net)
-    yield w
-    w.close()
-
-
-StartServer = Callable[..., RecordingServer]
-
-
-@pytest.fixture
-def start(world: MXWorld) -> Iterator[StartServer]:
-    """Start a real aiosmtpd on ``<net>.N`` port 25."""
-    started: list[RecordingServer] = []
-
-    def start_server(host: int, handler: Recorder | None = None, **kw: Any) -> RecordingServer:
-        server = RecordingServer(world.ip(host), 25, handler=handler, **kw)
-        server.__enter__()
-        started.append(server)
-        return server
-
-    yield start_server
-    for server in started:
-        server.__exit__(None, None, None)
-    world.reset_policies()
 
 
 class Busy(Recorder):

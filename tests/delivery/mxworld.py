@@ -20,11 +20,17 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import trustme
+
+from servers import RecordingServer
+
+#: starts a real aiosmtpd on ``<net>.N`` port 25 (the ``start`` fixture)
+StartServer = Callable[..., RecordingServer]
 
 DNSMASQ = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
 

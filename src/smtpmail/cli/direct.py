@@ -1,0 +1,151 @@
+"""``smtpmail send --direct``: deliver to each recipient domain's MX hosts, no relay.
+
+A hook for ``smtpmail send``: :func:`add_arguments` adds the options,
+:func:`run` delivers the prepared message with :func:`smtpmail.deliver` and
+prints one line per recipient (or JSON with ``--json``). It reuses the send
+options ``--ehlo-name``, ``--timeout``, ``--cafile``, ``--verbose`` and
+``--json`` when the send command defines them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from smtpmail.cli.environment import Environment
+from smtpmail.cli.exits import EX_NOUSER, EX_OK, EX_PARTIAL, EX_TEMPFAIL
+
+__all__ = ["add_arguments", "exit_for", "render_table", "run"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group(
+        "direct delivery (RFC 5321 §5: to each recipient domain's MX hosts, no relay)"
+    )
+    g.add_argument(
+        "--direct",
+        action="store_true",
+        help="look up each recipient domain's MX hosts and deliver there (needs smtpmail[dns])",
+    )
+    g.add_argument(
+        "--dns-server",
+        action="append",
+        default=[],
+        metavar="ADDR[#PORT]",
+        help="ask this DNS server instead of the system's (repeat; e.g. 127.0.0.1#5353)",
+    )
+    g.add_argument(
+        "--max-connections",
+        type=int,
+        default=8,
+        metavar="N",
+        help="at most N connections at once, one per domain (default 8)",
+    )
+    g.add_argument(
+        "--require-tls",
+        action="store_true",
+        help="STARTTLS or defer; by default TLS is opportunistic",
+    )
+    g.add_argument(
+        "--no-mta-sts", action="store_true", help="do not look up MTA-STS policies (RFC 8461)"
+    )
+    g.add_argument(
+        "--mx-port", type=int, default=25, metavar="PORT", help="the MX port (default 25)"
+    )
+
+
+def _nameservers(specs: list[str]) -> list[tuple[str, int]] | None:
+    if not specs:
+        return None
+    servers = []
+    for spec in specs:
+        address, _, port = spec.partition("#")
+        if not address or (port and not port.isdigit()):
+            raise _usage(f"--dns-server {spec!r} is not ADDR or ADDR#PORT")
+        servers.append((address, int(port or 53)))
+    return servers
+
+
+def _usage(text: str) -> Exception:
+    from smtpmail.errors import InvalidArgument
+
+    return InvalidArgument(text)
+
+
+def run(args: argparse.Namespace, env: Environment, message: Any, envelope: Any) -> int:
+    """Deliver ``message`` to ``envelope``'s recipients directly; print the outcome."""
+    from smtpmail.delivery import MTASTS, deliver
+    from smtpmail.transport.tls import TLSOptions
+
+    if args.max_connections < 1:
+        raise _usage("--max-connections must be at least 1")
+    cafile = getattr(args, "cafile", None)
+    transcript: Any = None
+    if getattr(args, "verbose", False):
+        # Connections to several domains run at once: their lines interleave.
+        def transcript(kind: str, line: str) -> None:
+            mark = {"client": "C:", "server": "S:", "info": "*"}.get(kind)
+            if mark is not None:
+                env.stderr.write(f"{mark} {line}\n")
+
+    report = deliver(
+        message,
+        envelope=envelope,
+        nameservers=_nameservers(args.dns_server),
+        ehlo_name=getattr(args, "ehlo_name", None),
+        port=args.mx_port,
+        max_connections=args.max_connections,
+        require_tls=args.require_tls,
+        tls_options=TLSOptions(ca_file=cafile) if cafile else None,
+        mta_sts=False if args.no_mta_sts else MTASTS(ca_file=cafile),
+        timeout=getattr(args, "timeout", None),
+        transcript=transcript,
+    )
+    status = exit_for(report)
+    if getattr(args, "json", False):
+        data = report.as_dict()
+        data["ok"] = report.ok
+        data["exit_status"] = status
+        env.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    else:
+        env.stdout.write(render_table(report, verbose=getattr(args, "verbose", False)))
+    return status
+
+
+def exit_for(report: Any) -> int:
+    """0 all delivered; 79 some delivered; 75 none, some deferred; 67 all failed for good."""
+    if report.ok:
+        return EX_OK
+    if report.delivered:
+        return EX_PARTIAL
+    return EX_TEMPFAIL if report.deferred else EX_NOUSER
+
+
+def render_table(report: Any, *, verbose: bool = False) -> str:
+    """One row per recipient: status, MX host, code, enhanced code, TLS, the reply's text."""
+    head = ("RECIPIENT", "STATUS", "MX", "CODE", "STATUS-CODE", "TLS", "DETAIL")
+    rows = [head]
+    for o in report.recipients.values():
+        mx = f"{o.mx} [{o.address}]" if o.mx and o.address and o.address != o.mx else o.mx
+        tls = o.tls.split()[0] if o.tls else ("-" if o.delivered else "")
+        rows.append(
+            (
+                o.recipient,
+                o.status.value + (f" (mta-sts {o.mta_sts})" if o.mta_sts else ""),
+                mx or "-",
+                str(o.code or "-"),
+                o.enhanced_status or "-",
+                tls or "-",
+                o.text.replace("\n", " / "),
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head) - 1)]
+    lines = []
+    for i, row in enumerate(rows):
+        cells = [c.ljust(w) for c, w in zip(row, widths, strict=False)]
+        lines.append("  ".join([*cells, row[-1]]).rstrip())
+        if verbose and i:
+            outcome = list(report.recipients.values())[i - 1]
+            lines += [f"    tried {a}" for a in outcome.attempts]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,41 @@
+"""Fixtures for the direct-delivery tests: the loopback Internet of mxworld.py."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from mxworld import MXWorld, StartServer, pick_network, usable
+
+from servers import Recorder, RecordingServer
+
+
+@pytest.fixture(scope="module")
+def world() -> Iterator[MXWorld]:
+    reason = usable()
+    if reason:
+        pytest.skip(reason)
+    net = pick_network()
+    if net is None:
+        pytest.skip("no free loopback /24 for ports 25, 53 and 443")
+    w = MXWorld(net)
+    yield w
+    w.close()
+
+
+@pytest.fixture
+def start(world: MXWorld) -> Iterator[StartServer]:
+    """Start a real aiosmtpd on ``<net>.N`` port 25."""
+    started: list[RecordingServer] = []
+
+    def start_server(host: int, handler: Recorder | None = None, **kw: Any) -> RecordingServer:
+        server = RecordingServer(world.ip(host), 25, handler=handler, **kw)
+        server.__enter__()
+        started.append(server)
+        return server
+
+    yield start_server
+    for server in started:
+        server.__exit__(None, None, None)
+    world.reset_policies()

@@ -1,0 +1,63 @@
+"""``smtpmail send --direct``'s hook (smtpmail.cli.direct) against the loopback Internet."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+
+from mxworld import BUSY, OK, MXWorld, StartServer
+
+from smtpmail import Envelope
+from smtpmail.cli import direct
+from smtpmail.cli.environment import Environment
+
+MESSAGE = b"From: a@sender.test\r\nSubject: cli\r\n\r\nbody\r\n"
+
+
+def run(world: MXWorld, *argv: str, recipients: list[str]) -> tuple[int, str]:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--verbose", "-v", action="store_true")
+    direct.add_arguments(parser)
+    dns = f"{world.nameservers[0][0]}#{world.nameservers[0][1]}"
+    args = parser.parse_args(["--direct", "--dns-server", dns, "--no-mta-sts", *argv])
+    out, err = io.StringIO(), io.StringIO()
+    env = Environment(argv=["smtpmail"], stdout=out, stderr=err, environ={})
+    status = direct.run(args, env, MESSAGE, Envelope("a@sender.test", recipients))
+    return status, out.getvalue()
+
+
+def test_table_shows_each_recipient(world: MXWorld, start: StartServer) -> None:
+    ok = start(OK)
+    ok.handler.refuse["bad@failover.test"] = "550 5.1.1 no such user"
+    status, out = run(
+        world, "-v", recipients=["good@failover.test", "bad@failover.test", "x@nullmx.test"]
+    )
+    assert status == 79  # some delivered, some not
+    lines = out.splitlines()
+    assert lines[0].split() == ["RECIPIENT", "STATUS", "MX", "CODE", "STATUS-CODE", "TLS", "DETAIL"]
+    good = next(line for line in lines if line.startswith("good@"))
+    assert "delivered" in good and "ok.failover.test" in good and " 250 " in good
+    bad = next(line for line in lines if line.startswith("bad@"))
+    assert "failed" in bad and "5.1.1" in bad and "no such user" in bad
+    null = next(line for line in lines if line.startswith("x@nullmx.test"))
+    assert "failed" in null and "5.1.10" in null
+    assert any(line.strip().startswith("tried down.failover.test") for line in lines)
+    assert len(ok.messages) == 1
+
+
+def test_json_report(world: MXWorld, start: StartServer) -> None:
+    start(BUSY)  # the second MX accepts
+    status, out = run(world, "--json", recipients=["x@failover.test"])
+    data = json.loads(out)
+    assert status == 0 and data["ok"] is True and data["exit_status"] == 0
+    (rcpt,) = data["recipients"]
+    assert rcpt["status"] == "delivered" and rcpt["mx"] == "busy.failover.test"
+    assert rcpt["code"] == 250 and rcpt["address"] == world.ip(BUSY)
+    assert rcpt["attempts"][0].startswith("down.failover.test")
+
+
+def test_exit_status_when_nothing_is_delivered(world: MXWorld) -> None:
+    assert run(world, recipients=["x@failover.test"])[0] == 75  # every host down: later
+    assert run(world, recipients=["x@nosuch.test"])[0] == 67  # NXDOMAIN: never
