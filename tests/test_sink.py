@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import mailbox
 import os
 import shutil
@@ -279,4 +280,6 @@ def test_sink_answers_451_when_it_cannot_store_and_goes_on(tmp_path: Path) -> No
 def test_sink_rejects_a_bad_port_as_usage(tmp_path: Path, port: str) -> None:
     env = fake_env(tmp_path, ["sink", "--port", port])
     assert main(env=env) == 64  # EX_USAGE
-    assert "not a port number" in env.stderr.getvalue()  # type: ignore[attr-defined]
+    # argparse's usage errors go to the Environment's stderr, not sys.stderr.
+    assert isinstance(env.stderr, io.StringIO)
+    assert "not a port number" in env.stderr.getvalue()

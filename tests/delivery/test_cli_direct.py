@@ -61,3 +61,28 @@ def test_json_report(world: MXWorld, start: StartServer) -> None:
 def test_exit_status_when_nothing_is_delivered(world: MXWorld) -> None:
     assert run(world, recipients=["x@failover.test"])[0] == 75  # every host down: later
     assert run(world, recipients=["x@nosuch.test"])[0] == 67  # NXDOMAIN: never
+
+
+def test_smtpmail_send_direct(world: MXWorld, start: StartServer, tmp_path) -> None:
+    """The real command line: compose, look up the MX hosts, deliver, print JSON."""
+    from clirun import fake_env
+    from smtpmail.cli import main
+
+    busy, ok = start(BUSY), start(OK)
+    busy.handler.refuse["later@failover.test"] = "451 4.3.0 try later"
+    env = fake_env(tmp_path)
+    dns = f"{world.nameservers[0][0]}#53"
+    status = main(
+        ["send", "--direct", "--dns-server", dns, "--no-mta-sts", "--ehlo-name", "me.test",
+         "--from", "a@sender.test", "--to", "x@failover.test", "--to", "later@failover.test",
+         "--subject", "direct", "--body", "hello", "--json"],
+        env,
+    )  # fmt: skip
+    data = json.loads(env.stdout.getvalue())
+    assert status == 79, env.stderr.getvalue()
+    x, later = data["recipients"]
+    assert (x["status"], x["mx"]) == ("delivered", "busy.failover.test")
+    assert (later["status"], later["code"]) == ("deferred", 451)
+    assert [m.rcpt_tos for m in busy.messages] == [["x@failover.test"]]
+    assert b"EHLO me.test" in busy.commands()
+    assert ok.messages == []  # a host took the transaction: no failover for the 4xx recipient

@@ -81,14 +81,12 @@ def run(args: argparse.Namespace, env: Environment, message: Any, envelope: Any)
     if args.max_connections < 1:
         raise _usage("--max-connections must be at least 1")
     cafile = getattr(args, "cafile", None)
-    transcript: Any = None
+    transcript = None
     if getattr(args, "verbose", False):
-        # Connections to several domains run at once: their lines interleave.
-        def transcript(kind: str, line: str) -> None:
-            mark = {"client": "C:", "server": "S:", "info": "*"}.get(kind)
-            if mark is not None:
-                env.stderr.write(f"{mark} {line}\n")
+        from smtpmail.cli.transcript import TranscriptPrinter
 
+        # Connections to several domains run at once: their lines interleave.
+        transcript = TranscriptPrinter(env.stderr, colour=env.colors)
     report = deliver(
         message,
         envelope=envelope,
@@ -96,7 +94,7 @@ def run(args: argparse.Namespace, env: Environment, message: Any, envelope: Any)
         ehlo_name=getattr(args, "ehlo_name", None),
         port=args.mx_port,
         max_connections=args.max_connections,
-        require_tls=args.require_tls,
+        require_tls=args.require_tls or _tls_required(getattr(args, "tls", None)),
         tls_options=TLSOptions(ca_file=cafile) if cafile else None,
         mta_sts=False if args.no_mta_sts else MTASTS(ca_file=cafile),
         timeout=getattr(args, "timeout", None),
@@ -111,6 +109,15 @@ def run(args: argparse.Namespace, env: Environment, message: Any, envelope: Any)
     else:
         env.stdout.write(render_table(report, verbose=getattr(args, "verbose", False)))
     return status
+
+
+def _tls_required(mode: Any) -> bool:
+    """``send --tls starttls`` with ``--direct`` means what ``--require-tls`` does."""
+    if mode is None:
+        return False
+    from smtpmail.transport.tls import TLSMode, resolve_mode
+
+    return resolve_mode(mode, 25, False) is TLSMode.REQUIRED
 
 
 def exit_for(report: Any) -> int:

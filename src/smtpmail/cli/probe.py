@@ -159,7 +159,12 @@ def _failed(exc: Exception, settings: ServerSettings, report: dict[str, Any]) ->
         else:
             say("no greeting after the TLS handshake: the server is stuck or not SMTP")
     elif isinstance(exc, errors.TLSError):
-        if "wrong version" in lowered or "unknown protocol" in lowered or "record" in lowered:
+        if (
+            "wrong version" in lowered
+            or "wrong_version" in lowered
+            or "unknown protocol" in lowered
+            or "record" in lowered
+        ):
             say(
                 "the server speaks plain SMTP on this port, not implicit TLS: use STARTTLS "
                 "(smtp:// or submission://, --tls starttls) or port 465 for smtps://"

@@ -74,6 +74,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     e.add_argument("--dsn-ret", choices=("FULL", "HDRS", "full", "hdrs"))
     e.add_argument("--dsn-envid", metavar="ID")
     add_server_arguments(parser)
+    # --direct and its options: delivery's hook (smtpmail.cli.direct), kept apart.
+    from smtpmail.cli import direct
+
+    direct.add_arguments(parser)
     o = parser.add_argument_group("output")
     o.add_argument("--verbose", "-v", action="store_true", help="show the SMTP dialogue on stderr")
     o.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
@@ -200,6 +204,10 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     prepared = prepare(args, env, settings)
     if args.dry_run:
         return _dry_run(prepared, settings, env)
+    if args.direct:  # to each recipient domain's MX hosts: delivery's hook
+        from smtpmail.cli import direct
+
+        return direct.run(args, env, prepared.message, prepared.envelope)
     report: dict[str, Any] = {
         "server": {"url": settings.url, "host": settings.host, "port": settings.port}
     }

@@ -222,7 +222,15 @@ def password_source(s: ServerSettings, env: Environment) -> Any:
         command = s.password_command
 
         def from_command() -> str:
-            done = subprocess.run(command, shell=True, capture_output=True, text=True, check=False)  # noqa: S602 - the user's own command, as msmtp's passwordeval
+            # The user's own command, run by the shell as msmtp's passwordeval is.
+            done = subprocess.run(  # noqa: S602
+                command,
+                shell=True,
+                capture_output=True,
+                text=True,
+                check=False,
+                env=env.environ,
+            )
             if done.returncode != 0:
                 # Never echo its output: it may be the secret.
                 raise ConfigError(f"the password command failed with status {done.returncode}")
