@@ -14,7 +14,6 @@ anything is built, so bad input fails with a typed error before a connection.
 
 from __future__ import annotations
 
-import mimetypes
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -54,6 +53,8 @@ class Attachment:
 
     def read(self) -> tuple[bytes, str, str, str]:
         """(data, maintype, subtype, file name); unreadable files raise OSError."""
+        import mimetypes  # only when attaching: it reads the system's type tables
+
         with open(self.path, "rb") as f:
             data = f.read()
         name = self.filename or os.path.basename(os.fspath(self.path))

@@ -1,7 +1,31 @@
-"""The only layer that touches sockets, ssl and asyncio."""
+"""The only layer that touches sockets, ssl and asyncio.
 
-from smtpmail.transport._base import Timeouts, Transcript
-from smtpmail.transport.aio import AsyncClient
-from smtpmail.transport.sync import Client
+The clients are imported lazily, so a blocking send never imports asyncio.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __all__ = ["AsyncClient", "Client", "Timeouts", "Transcript"]
+
+_WHERE = {
+    "AsyncClient": "smtpmail.transport.aio",
+    "Client": "smtpmail.transport.sync",
+    "Timeouts": "smtpmail.transport._base",
+    "Transcript": "smtpmail.transport._base",
+}
+
+if TYPE_CHECKING:
+    from smtpmail.transport._base import Timeouts as Timeouts
+    from smtpmail.transport._base import Transcript as Transcript
+    from smtpmail.transport.aio import AsyncClient as AsyncClient
+    from smtpmail.transport.sync import Client as Client
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'smtpmail.transport' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
