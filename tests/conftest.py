@@ -4,6 +4,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,6 +17,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 sys.path.insert(0, str(ROOT / "src"))
 
 from servers import RecordingServer  # noqa: E402
+from twins import Connect, Twin  # noqa: E402
 
 
 @pytest.fixture
@@ -23,3 +25,18 @@ def smtpd() -> Iterator[RecordingServer]:
     """A real aiosmtpd server on a free loopback port, recording what it receives."""
     with RecordingServer() as server:
         yield server
+
+
+@pytest.fixture(params=["sync", "async"])
+def kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def connect(kind: str) -> Connect:
+    """``connect(port, host=..., **client_kwargs)`` -> a Twin (not yet connected)."""
+
+    def make(port: int, host: str = "127.0.0.1", **kwargs: Any) -> Twin:
+        return Twin(kind, host, port, **kwargs)
+
+    return make

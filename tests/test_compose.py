@@ -214,3 +214,9 @@ def test_composed_message_survives_a_real_server(smtpd: object, tmp_path: Path) 
     assert plain is not None and plain.get_content() == "line one\n.dot line\n"
     (attachment,) = msg.iter_attachments()
     assert attachment.get_content() == "ünïcode notes\n"
+
+
+def test_compose_is_public() -> None:
+    import smtpmail
+
+    assert smtpmail.compose is compose and smtpmail.Attachment is Attachment

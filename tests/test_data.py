@@ -141,3 +141,10 @@ def test_streaming_holds_one_chunk_at_a_time() -> None:
     # The encoder runs one chunk ahead of its output, no more.
     assert consumed <= 2
     assert len(first) == 1002
+
+
+@given(messages)
+def test_declared_size_is_the_normalised_size(message: bytes) -> None:
+    from smtpmail.message.content import wire_size
+
+    assert wire_size(message) == len(normalise(message))

@@ -27,6 +27,8 @@ _PUBLIC: dict[str, str] = {
     "TLSOptions": "smtpmail.transport.tls",
     "Credentials": "smtpmail.protocol.sasl",
     "send": "smtpmail.api",
+    "compose": "smtpmail.message.compose",
+    "Attachment": "smtpmail.message.compose",
     "send_async": "smtpmail.api",
     "deliver": "smtpmail.delivery",
     "deliver_async": "smtpmail.delivery",
@@ -64,6 +66,7 @@ _PUBLIC: dict[str, str] = {
 
 __all__ = [
     "AsyncClient",
+    "Attachment",
     "AuthError",
     "AuthenticationError",
     "Client",
@@ -101,6 +104,7 @@ __all__ = [
     "Timeouts",
     "TransportError",
     "__version__",
+    "compose",
     "deliver",
     "deliver_async",
     "send",
@@ -191,6 +195,12 @@ if TYPE_CHECKING:
     )
     from smtpmail.errors import (
         TransportError as TransportError,
+    )
+    from smtpmail.message.compose import (
+        Attachment as Attachment,
+    )
+    from smtpmail.message.compose import (
+        compose as compose,
     )
     from smtpmail.protocol.envelope import (
         Envelope as Envelope,

@@ -15,8 +15,8 @@ from mxworld import BUSY, OK, OK2, TLS_BAD, TLS_GOOD, MXWorld
 import smtpmail
 from conftest import StartServer
 from servers import Recorder, RecordingServer
-from smtpmail.delivery import MTASTS, DeliveryStatus, PolicyCache
-from smtpmail.transport.tls import TLSOptions
+from smtpmail.delivery import MTASTS, DeliveryStatus, MXHost, PolicyCache, TLSDecision
+from smtpmail.transport.tls import TLSMode, TLSOptions
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -381,3 +381,36 @@ def test_required_tls_never_falls_back(world: MXWorld, start: StartServer) -> No
     assert report.deferred == ["x@sts-badcert.test", "y@sts-plain.test"]
     assert server.messages == [] and plain.messages == []
     assert len([w for w in server.wire if w]) == 1  # no second, clear-text connection
+
+
+def test_utf8_local_part_needs_an_mx_with_smtputf8(world: MXWorld, start: StartServer) -> None:
+    ascii_only = start(OK2, enable_SMTPUTF8=False)
+    report = deliver(world, ["jörg@other.test", "plain@other.test"])
+    outcome = report.recipients["jörg@other.test"]
+    # Refused before any byte of the transaction: no host offers SMTPUTF8 (RFC 6531 §3.4).
+    assert (outcome.status, outcome.enhanced_status) == (DeliveryStatus.FAILED, "5.6.7")
+    # The envelope is not split: its MAIL FROM needs SMTPUTF8 for every recipient.
+    assert report.recipients["plain@other.test"].status is DeliveryStatus.FAILED
+    assert ascii_only.messages == []
+    assert not any(c.startswith(b"MAIL") for c in ascii_only.commands())
+
+
+class RequireTLS:
+    """A stand-in DANE implementation: TLSA records that demand TLS for every MX."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def decide(self, mx: MXHost, port: int) -> TLSDecision | None:
+        self.asked.append(f"{mx.name}:{port}")
+        return TLSDecision(TLSMode.REQUIRED, TLSOptions(server_hostname=mx.name), "dane")
+
+
+def test_dane_seam_decides_tls_before_mta_sts(world: MXWorld, start: StartServer) -> None:
+    ok = start(OK)  # offers no STARTTLS
+    dane = RequireTLS()
+    report = deliver(world, ["x@sts-testing.test"], mta_sts=sts(world), dane=dane)
+    outcome = report.recipients["x@sts-testing.test"]
+    assert outcome.status is DeliveryStatus.DEFERRED  # testing mode alone would deliver
+    assert dane.asked == ["mx.sts-testing.test:25"]
+    assert ok.messages == []

@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "connect to a server and report what it offers and what is wrong",
     ),
     "config": ("smtpmail.cli.config", "show the configuration file's path and accounts"),
+    "queue": ("smtpmail.cli.queue", "queue messages durably and deliver them with retries"),
 }
 
 

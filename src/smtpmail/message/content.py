@@ -25,6 +25,7 @@ __all__ = [
     "as_content",
     "envelope_from_headers",
     "resolve_envelope",
+    "wire_size",
 ]
 
 BLOCK_SIZE = 256 * 1024
@@ -39,6 +40,19 @@ def _header_block(data: bytes) -> bytes:
     return data[:cut]
 
 
+def wire_size(data: bytes) -> int:
+    """The size SIZE declares (RFC 1870 §3): every line ending counted as CRLF.
+
+    A lone CR or LF becomes CRLF on the wire, and an unended last line gets
+    one; dot-stuffing is not counted.
+    """
+    crlf = data.count(b"\r\n")
+    size = len(data) + (data.count(b"\r") - crlf) + (data.count(b"\n") - crlf)
+    if data and data[-1:] not in (b"\r", b"\n"):
+        size += 2
+    return size
+
+
 def _bytes_content(data: bytes) -> Content:
     ascii_only = data.isascii()
     chunks: Iterable[bytes]
@@ -48,7 +62,7 @@ def _bytes_content(data: bytes) -> Content:
         chunks = (data[i : i + BLOCK_SIZE * 4] for i in range(0, len(data), BLOCK_SIZE * 4))
     return Content(
         chunks,
-        size=len(data),
+        size=wire_size(data),
         eight_bit=not ascii_only,
         smtputf8=not ascii_only and not _header_block(data).isascii(),
     )

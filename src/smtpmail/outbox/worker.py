@@ -22,7 +22,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from smtpmail.errors import (
@@ -36,7 +36,7 @@ from smtpmail.outbox.limits import RateLimiter, Route
 from smtpmail.outbox.outcome import Outcome, apply_error, apply_result
 from smtpmail.outbox.record import QueuedMessage
 from smtpmail.outbox.store import Claim, Outbox
-from smtpmail.protocol.envelope import Envelope
+from smtpmail.protocol.envelope import Envelope, SendResult
 from smtpmail.transport.sync import Client
 
 __all__ = ["Progress", "RunStats", "Worker"]
@@ -71,6 +71,17 @@ class RunStats:
         self.failed += outcome.failed
         self.messages_done += message.done
         self.possibly_delivered += outcome.possibly_delivered
+
+
+@dataclass
+class _Batch:
+    """The messages of one send_many call and their results as they arrive."""
+
+    sent: list[Claim] = field(default_factory=list)
+    results: list[SendResult] = field(default_factory=list)
+    settled: int = 0
+    delivered: int = 0
+    busy: bool = False
 
 
 class Worker:
@@ -251,42 +262,53 @@ class Worker:
     ) -> tuple[BaseException | None, int]:
         """One batch on one connection; returns the connection error (if any) and
         how many recipients were delivered."""
-        sent: list[Claim] = []
-        items = self._items(claims, sent)
+        batch = _Batch()
         error: BaseException | None = None
         try:
-            results = client.send_many(items)
+            client.send_many(self._items(claims, batch), results=batch.results)
         except (SMTPError, OSError) as exc:
             error = exc
-            results = list(getattr(exc, "results", []))
-        delivered = 0
-        busy = isinstance(error, ServiceClosing)
-        for i, claim in enumerate(sent):
-            result = results[i] if i < len(results) else None
-            outcome = apply_result(claim.message, result, error, self.outbox.schedule)
-            busy |= outcome.busy
-            delivered += outcome.delivered
-            self._record(claim, outcome)
-        unsent = [c for c in claims if c not in sent and not c.content.closed]
+        self._settle(batch, error)
+        unsent = [c for c in claims if c not in batch.sent and not c.content.closed]
         with self._lock:
             route.ids.extendleft(reversed([c.message.id for c in unsent]))
         for claim in unsent:
             claim.release()
-        if busy:
+        if batch.busy or isinstance(error, ServiceClosing):
             until = route.pause(self.busy_backoff, time.time())
             log.warning("%s asked us to slow down; pausing until %s", route.key, time.ctime(until))
             with self._lock:
                 self._stats.busy_signals += 1
         if error is not None and not isinstance(error, TransportError | ServiceClosing):
             log.warning("%s: %s", route.key, error)
-        return error, delivered
+        return error, batch.delivered
 
-    def _items(
-        self, claims: list[Claim], sent: list[Claim]
-    ) -> Iterator[tuple[Envelope, MessageInput]]:
+    def _settle(self, batch: _Batch, error: BaseException | None, *, finished: bool = True) -> None:
+        """Record, in order, the outcome of every message whose transaction is over.
+
+        Called before each new message is handed to the client, so a result is
+        saved about as soon as its reply arrives (a crash then re-sends at most
+        the message or two in flight); with ``finished`` the batch is over, so
+        every message sent gets an outcome, the connection ``error`` if need be.
+        """
+        while batch.settled < len(batch.sent):
+            i = batch.settled
+            result = batch.results[i] if i < len(batch.results) else None
+            complete = result is not None and (result.reply is not None or result.error is not None)
+            if not (complete or finished):
+                return
+            claim = batch.sent[i]
+            outcome = apply_result(claim.message, result, error, self.outbox.schedule)
+            batch.busy |= outcome.busy
+            batch.delivered += outcome.delivered
+            batch.settled += 1
+            self._record(claim, outcome)
+
+    def _items(self, claims: list[Claim], batch: _Batch) -> Iterator[tuple[Envelope, MessageInput]]:
         """The batch as send_many consumes it, one message at a time: the rate
         limit and the inflight mark come just before each message goes out."""
         for claim in claims:
+            self._settle(batch, None, finished=False)
             if self.stop_event.is_set():
                 return
             message = claim.message
@@ -303,7 +325,7 @@ class Worker:
                 "recipients": [r.address for r in message.pending],
             }
             claim.save()
-            sent.append(claim)
+            batch.sent.append(claim)
             claim.content.seek(0)
             yield envelope, claim.content
 

@@ -32,7 +32,6 @@ __all__ = ["AsyncClient"]
 log = logging.getLogger("smtpmail.transport")
 T = TypeVar("T")
 
-IDLE_CHECK_AFTER = 2.0
 _DRAIN_ABOVE = 256 * 1024
 
 
@@ -139,8 +138,9 @@ class AsyncClient(BaseClient):
             self.close()
 
     async def _ensure_connected(self) -> None:
-        idle = time.monotonic() - self._last_io > IDLE_CHECK_AFTER
-        if self._connected and idle and self._peer_closed():
+        # One cheap poll per operation: a server that dropped an idle connection
+        # (or said 421 and left) costs a reconnect, not a failed transaction.
+        if self._connected and self._peer_closed():
             log.info("the server closed the idle connection; reconnecting")
             self.close()
         if not self._connected:
@@ -169,10 +169,16 @@ class AsyncClient(BaseClient):
         (result,) = await self._run(self._session.transactions([item], keep_errors=False))
         return result
 
-    async def send_many(self, items: Iterable[tuple[Envelope, MessageInput]]) -> list[SendResult]:
+    async def send_many(
+        self,
+        items: Iterable[tuple[Envelope, MessageInput]],
+        *,
+        results: list[SendResult] | None = None,
+    ) -> list[SendResult]:
         """Send each (envelope, message) on one connection; see ``Client.send_many``."""
         await self._ensure_connected()
-        results: list[SendResult] = []
+        if results is None:
+            results = []
         flow = self._session.transactions(
             ((env, as_content(msg)) for env, msg in items), keep_errors=True, results=results
         )
@@ -209,8 +215,8 @@ class AsyncClient(BaseClient):
                     await self._start_tls()
                     result = None
                 elif type(action) is Send:
-                    if action.fresh and self._parser.buffered:
-                        self._unsolicited()
+                    if action.fresh:
+                        await self._poll_unsolicited(reader)
                     if action.log or action.body:
                         self._note_send(action)
                     writer.write(action.data)
@@ -233,6 +239,17 @@ class AsyncClient(BaseClient):
             raise
         finally:
             flow.close()
+
+    async def _poll_unsolicited(self, reader: asyncio.StreamReader) -> None:
+        """Before a command that expects the next reply, drop whatever already arrived."""
+        await asyncio.sleep(0)  # let the loop hand over bytes already on the socket
+        if getattr(reader, "_buffer", b""):
+            self._parser.feed(await reader.read(65536))  # returns at once: data is there
+        elif reader.at_eof():
+            self.close()
+            raise ConnectionLost(f"the server at {self.host}:{self.port} closed the connection")
+        if self._parser.buffered:
+            self._unsolicited()
 
     async def _read(self, reader: asyncio.StreamReader, action: Receive) -> list[Reply]:
         replies: list[Reply] = []

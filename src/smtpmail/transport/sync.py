@@ -33,9 +33,6 @@ __all__ = ["Client"]
 log = logging.getLogger("smtpmail.transport")
 T = TypeVar("T")
 
-#: After this many idle seconds, check the server has not closed the connection.
-IDLE_CHECK_AFTER = 2.0
-
 
 class Client(BaseClient):
     """A blocking SMTP client connection.
@@ -134,8 +131,9 @@ class Client(BaseClient):
             self.close()
 
     def _ensure_connected(self) -> None:
-        idle = time.monotonic() - self._last_io > IDLE_CHECK_AFTER
-        if self._connected and idle and self._peer_closed():
+        # One cheap poll per operation: a server that dropped an idle connection
+        # (or said 421 and left) costs a reconnect, not a failed transaction.
+        if self._connected and self._peer_closed():
             log.info("the server closed the idle connection; reconnecting")
             self.close()
         if not self._connected:
@@ -192,15 +190,23 @@ class Client(BaseClient):
         (result,) = self._run(self._session.transactions([item], keep_errors=False))
         return result
 
-    def send_many(self, items: Iterable[tuple[Envelope, MessageInput]]) -> list[SendResult]:
+    def send_many(
+        self,
+        items: Iterable[tuple[Envelope, MessageInput]],
+        *,
+        results: list[SendResult] | None = None,
+    ) -> list[SendResult]:
         """Send each (envelope, message) on this connection, one round trip each.
 
         A refused message is recorded in its result's ``error`` and the batch
         goes on; a lost connection raises, with the results so far in the
-        exception's ``results``.
+        exception's ``results``. Pass ``results`` to watch it fill as the batch
+        goes: each result is appended when its transaction starts, and is
+        complete once its ``reply`` or ``error`` is set.
         """
         self._ensure_connected()
-        results: list[SendResult] = []
+        if results is None:
+            results = []
         flow = self._session.transactions(
             ((env, as_content(msg)) for env, msg in items), keep_errors=True, results=results
         )
@@ -239,8 +245,8 @@ class Client(BaseClient):
                     assert sock is not None
                     result = None
                 elif type(action) is Send:
-                    if action.fresh and self._parser.buffered:
-                        self._unsolicited()
+                    if action.fresh:
+                        self._poll_unsolicited(sock)
                     if action.log or action.body:
                         self._note_send(action)
                     sock.settimeout(self.timeouts.command)
@@ -261,6 +267,24 @@ class Client(BaseClient):
             raise
         finally:
             flow.close()
+
+    def _poll_unsolicited(self, sock: socket.socket) -> None:
+        """Before a command that expects the next reply, drop whatever already arrived."""
+        readable, _, _ = select.select([sock], [], [], 0)
+        if readable or (isinstance(sock, ssl.SSLSocket) and sock.pending()):
+            # Readable may mean only a TLS 1.3 session ticket: never block here.
+            sock.setblocking(False)
+            try:
+                data = sock.recv(65536)
+            except (BlockingIOError, ssl.SSLWantReadError):
+                data = None
+            if data == b"":
+                self.close()
+                raise ConnectionLost(f"the server at {self.host}:{self.port} closed the connection")
+            if data:
+                self._parser.feed(data)
+        if self._parser.buffered:
+            self._unsolicited()
 
     def _read(self, sock: socket.socket, action: Receive) -> list[Reply]:
         replies: list[Reply] = []

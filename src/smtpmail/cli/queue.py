@@ -1,0 +1,361 @@
+"""``smtpmail queue``: the durable outbox from the command line (usable from cron).
+
+::
+
+    smtpmail queue add bob@example.net < letter.eml      # no RCPT: To/Cc/Bcc name them
+    smtpmail queue list [--all] [--json]
+    smtpmail queue run --host smtp.example.org --port 587 --user me   # drain what is due
+    smtpmail queue show ID [--json]
+    smtpmail queue retry [ID...]                          # make deferred messages due now
+    smtpmail queue purge [ID...] [--all]                  # remove done (or all) messages
+    smtpmail queue report [--json]                        # who could not be reached, and why
+
+The queue folder is ``--queue-dir``, else ``$SMTPMAIL_QUEUE_DIR``, else
+``$XDG_DATA_HOME/smtpmail/outbox``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from smtpmail.cli.environment import Environment
+from smtpmail.cli.exits import EX_DATAERR, EX_OK, EX_TEMPFAIL, EX_UNAVAILABLE, EX_USAGE
+
+HELP = "queue messages durably and deliver them with retries (add, list, run, show...)"
+
+__all__ = ["HELP", "add_arguments", "add_server_arguments", "open_outbox", "run", "worker_from"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--queue-dir", metavar="DIR", help="the outbox folder")
+    sub = parser.add_subparsers(dest="action", metavar="ACTION")
+
+    p = sub.add_parser("add", help="queue a message read from standard input (or --file)")
+    p.add_argument("recipients", nargs="*", metavar="RCPT", help="forward-paths (default: -t)")
+    p.add_argument("-f", "--from", dest="sender", metavar="ADDR", help="the reverse-path")
+    p.add_argument("-i", "--file", metavar="FILE", help="read the message from FILE")
+    p.add_argument("--server", metavar="HOST:PORT", help="send through this server, not the relay")
+    p.add_argument("--json", action="store_true", help="print the queued record as JSON")
+
+    p = sub.add_parser("list", help="list queued messages")
+    p.add_argument("--all", action="store_true", help="include messages that are done")
+    p.add_argument("--json", action="store_true", help="one JSON document")
+
+    p = sub.add_parser("show", help="one message's envelope and per-recipient state")
+    p.add_argument("id", help="the message id (a unique prefix will do)")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("run", help="deliver every message that is due, then exit")
+    add_server_arguments(p)
+    p.add_argument(
+        "--watch", action="store_true", help="keep running; deliver as messages fall due"
+    )
+    p.add_argument(
+        "--poll",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="--watch: look for new mail every S seconds",
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+
+    p = sub.add_parser("retry", help="make deferred messages due now")
+    p.add_argument("ids", nargs="*", metavar="ID")
+
+    p = sub.add_parser("purge", help="remove done messages (delivered or failed)")
+    p.add_argument("ids", nargs="*", metavar="ID")
+    p.add_argument("--all", action="store_true", help="also remove messages still pending")
+
+    p = sub.add_parser("report", help="a bounce-like report of the recipients that failed")
+    p.add_argument("--json", action="store_true")
+
+
+def add_server_arguments(p: argparse.ArgumentParser) -> None:
+    """Where and how the worker sends (shared with ``smtpmail merge``)."""
+    g = p.add_argument_group("server")
+    g.add_argument("--host", default="127.0.0.1", help="the relay (default 127.0.0.1)")
+    g.add_argument("--port", type=int, default=25, help="its port (default 25)")
+    g.add_argument(
+        "--tls",
+        choices=["none", "opportunistic", "starttls", "implicit"],
+        help="TLS policy (default: implicit on 465, starttls with --user, else opportunistic)",
+    )
+    g.add_argument(
+        "--user",
+        help="authenticate as USER (password: --password-command or $SMTPMAIL_PASSWORD)",
+    )
+    g.add_argument("--password-command", metavar="CMD", help="a command that prints the password")
+    g.add_argument("--insecure", action="store_true", help="do not verify the server's certificate")
+    g.add_argument("--timeout", type=float, metavar="S", help="seconds to wait for each reply")
+    g.add_argument("--ehlo", metavar="NAME", help="the name to say EHLO with")
+    g = p.add_argument_group("pace")
+    g.add_argument(
+        "--connections", type=int, default=4, metavar="N", help="at most N connections (4)"
+    )
+    g.add_argument(
+        "--per-server", type=int, default=2, metavar="N", help="at most N to one server (2)"
+    )
+    g.add_argument("--rate", type=float, metavar="R", help="at most R messages per second, overall")
+    g.add_argument(
+        "--batch", type=int, default=50, metavar="N", help="messages per claim on a connection (50)"
+    )
+    g = p.add_argument_group("retries")
+    g.add_argument(
+        "--retry-first", type=float, metavar="S", help="first retry after S seconds (300)"
+    )
+    g.add_argument(
+        "--retry-max", type=float, metavar="S", help="longest interval between retries (4000)"
+    )
+    g.add_argument(
+        "--give-up",
+        type=float,
+        metavar="S",
+        help="fail what is still deferred after S seconds (5 days)",
+    )
+
+
+def open_outbox(args: argparse.Namespace, env: Environment) -> Any:
+    from smtpmail.outbox import Outbox, RetrySchedule
+
+    folder = args.queue_dir or env.environ.get("SMTPMAIL_QUEUE_DIR") or str(env.data_dir / "outbox")
+    changes = {
+        name: value
+        for name, value in (
+            ("first", getattr(args, "retry_first", None)),
+            ("maximum", getattr(args, "retry_max", None)),
+            ("give_up", getattr(args, "give_up", None)),
+        )
+        if value is not None
+    }
+    return Outbox(Path(folder).expanduser(), schedule=RetrySchedule(**changes))
+
+
+def _password(args: argparse.Namespace, env: Environment) -> Callable[[], str]:
+    def secret() -> str:
+        if args.password_command:
+            command = shlex.split(args.password_command)
+            out = subprocess.run(command, check=True, capture_output=True, text=True)
+            return out.stdout.rstrip("\r\n")
+        value = env.environ.get("SMTPMAIL_PASSWORD")
+        if value is None:
+            raise ValueError("--user needs --password-command or $SMTPMAIL_PASSWORD")
+        return value
+
+    return secret
+
+
+def worker_from(box: Any, args: argparse.Namespace, env: Environment) -> Any:
+    from smtpmail.outbox import Worker
+
+    options: dict[str, Any] = {}
+    if args.tls:
+        options["tls"] = args.tls
+    if args.user:
+        from smtpmail.protocol.sasl import Credentials
+
+        options["auth"] = Credentials(args.user, _password(args, env))
+    if args.insecure:
+        from smtpmail.transport.tls import TLSOptions
+
+        options["tls_options"] = TLSOptions(verify_insecure_off=True)
+    if args.timeout:
+        options["timeout"] = args.timeout
+    if args.ehlo:
+        options["ehlo_name"] = args.ehlo
+    return Worker(
+        box,
+        args.host,
+        args.port,
+        connections=args.connections,
+        per_server=args.per_server,
+        rate=args.rate,
+        batch=args.batch,
+        **options,
+    )
+
+
+def run(args: argparse.Namespace, env: Environment) -> int:
+    action = getattr(args, "action", None)
+    if action is None:
+        env.stderr.write("smtpmail queue: say add, list, run, show, retry, purge or report\n")
+        return EX_USAGE
+    box = open_outbox(args, env)
+    handler: Callable[[Any, argparse.Namespace, Environment], int] = _ACTIONS[action]
+    try:
+        return handler(box, args, env)
+    except KeyError as exc:  # an id that names no message
+        env.stderr.write(f"smtpmail queue: {exc.args[0]}\n")
+        return EX_DATAERR
+
+
+# -- actions -------------------------------------------------------------------
+
+
+def _add(box: Any, args: argparse.Namespace, env: Environment) -> int:
+    if args.file:
+        with open(args.file, "rb") as f:
+            data = f.read()
+    else:
+        data = env.stdin_bytes.read()
+    queued = box.add(data, args.sender, args.recipients or None, server=args.server)
+    if args.json:
+        env.stdout.write(json.dumps(queued.to_json(), indent=1) + "\n")
+    else:
+        env.stdout.write(f"{queued.id}\n")
+    return EX_OK
+
+
+def _age(ts: float) -> str:
+    s = max(time.time() - ts, 0)
+    if s < 120:
+        return f"{s:.0f}s"
+    if s < 7200:
+        return f"{s / 60:.0f}m"
+    if s < 172800:
+        return f"{s / 3600:.0f}h"
+    return f"{s / 86400:.0f}d"
+
+
+def _next(ts: float) -> str:
+    wait = ts - time.time()
+    return "now" if wait <= 0 else f"in {_age(time.time() - wait)}"
+
+
+def _list(box: Any, args: argparse.Namespace, env: Environment) -> int:
+    messages = [m for m in box.messages() if args.all or not m.done]
+    if args.json:
+        env.stdout.write(json.dumps([m.to_json() for m in messages], indent=1) + "\n")
+        return EX_OK
+    out = env.stdout
+    if not messages:
+        out.write("the outbox is empty\n" if args.all else "nothing is waiting in the outbox\n")
+        return EX_OK
+    out.write(f"{'ID':<22} {'AGE':>4} {'SIZE':>7} {'STATUS':<9} {'NEXT':<9} FROM -> TO\n")
+    for m in messages:
+        rcpts = ", ".join(f"{r.address}({r.state.value[0]})" for r in m.recipients)
+        nxt = "-" if m.done else _next(m.next_attempt)
+        out.write(
+            f"{m.id:<22} {_age(m.created):>4} {m.size:>7} {m.status:<9} {nxt:<9} "
+            f"<{m.sender}> -> {rcpts}\n"
+        )
+    return EX_OK
+
+
+def _show(box: Any, args: argparse.Namespace, env: Environment) -> int:
+    m = box.find(args.id)
+    if args.json:
+        env.stdout.write(json.dumps(m.to_json(), indent=1) + "\n")
+        return EX_OK
+    when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(m.created))
+    lines = [
+        f"id:          {m.id}",
+        f"file:        {box.eml_path(m.id)}",
+        f"status:      {m.status}",
+        f"queued:      {when} ({_age(m.created)} ago), {m.attempts} attempt(s)",
+        f"from:        <{m.sender}>",
+        f"subject:     {m.subject or '(none)'}",
+        f"message-id:  {m.message_id or '(none)'}",
+        f"size:        {m.size} octets",
+    ]
+    if not m.done:
+        lines.append(f"next:        {_next(m.next_attempt)}")
+    if m.possible_duplicates:
+        lines.append(
+            f"duplicates:  {m.possible_duplicates} attempt(s) may have delivered it already"
+        )
+    if m.last_error:
+        lines.append(f"last error:  {m.last_error}")
+    lines.append("recipients:")
+    for r in m.recipients:
+        extra = " (possibly delivered before)" if r.possibly_delivered and r.pending else ""
+        lines.append(f"  <{r.address}>  {r.state.value}{extra}  {r.reply or ''}".rstrip())
+    env.stdout.write("\n".join(lines) + "\n")
+    return EX_OK
+
+
+def _run(box: Any, args: argparse.Namespace, env: Environment) -> int:
+    worker = worker_from(box, args, env)
+    quiet = args.quiet
+
+    def progress(message: Any, outcome: Any) -> None:
+        if quiet:
+            return
+        parts = [
+            f"{n} {w}"
+            for n, w in (
+                (outcome.delivered, "delivered"),
+                (outcome.deferred, "deferred"),
+                (outcome.failed, "failed"),
+            )
+            if n
+        ]
+        env.stdout.write(f"{message.id} <{message.sender}>: {', '.join(parts) or 'nothing'}\n")
+        env.stdout.flush()
+
+    if args.watch:
+        previous = signal.signal(signal.SIGTERM, lambda *_: worker.stop())
+        try:
+            stats = worker.run_forever(poll=args.poll, progress=progress)
+        except KeyboardInterrupt:
+            worker.stop()
+            raise
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+    else:
+        stats = worker.run(progress=progress)
+    if not quiet:
+        env.stdout.write(
+            f"{stats.attempted} message(s) tried: {stats.delivered} recipient(s) delivered, "
+            f"{stats.deferred} deferred, {stats.failed} failed"
+            + (
+                f"; {stats.possibly_delivered} possibly delivered"
+                if stats.possibly_delivered
+                else ""
+            )
+            + "\n"
+        )
+    if stats.failed:
+        return EX_UNAVAILABLE
+    return EX_TEMPFAIL if stats.deferred else EX_OK
+
+
+def _retry(box: Any, args: argparse.Namespace, env: Environment) -> int:
+    ids = [box.find(i).id for i in args.ids] if args.ids else None
+    env.stdout.write(f"{box.retry(ids)} message(s) due now\n")
+    return EX_OK
+
+
+def _purge(box: Any, args: argparse.Namespace, env: Environment) -> int:
+    ids = [box.find(i).id for i in args.ids] if args.ids else None
+    env.stdout.write(f"{box.purge(ids, everything=args.all)} message(s) removed\n")
+    return EX_OK
+
+
+def _report(box: Any, args: argparse.Namespace, env: Environment) -> int:
+    from smtpmail.outbox import failure_report, render_report
+
+    entries = failure_report(box.messages())
+    if args.json:
+        env.stdout.write(json.dumps(entries, indent=1, ensure_ascii=False) + "\n")
+    else:
+        env.stdout.write(render_report(entries) or "no recipient has failed\n")
+    return EX_OK
+
+
+_ACTIONS: dict[str, Callable[[Any, argparse.Namespace, Environment], int]] = {
+    "add": _add,
+    "list": _list,
+    "show": _show,
+    "run": _run,
+    "retry": _retry,
+    "purge": _purge,
+    "report": _report,
+}
