@@ -414,3 +414,48 @@ def test_dane_seam_decides_tls_before_mta_sts(world: MXWorld, start: StartServer
     assert outcome.status is DeliveryStatus.DEFERRED  # testing mode alone would deliver
     assert dane.asked == ["mx.sts-testing.test:25"]
     assert ok.messages == []
+
+
+class HangsUpAfterData(Recorder):
+    """Takes the message, then drops the connection before the reply (fault injection)."""
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        await super().handle_DATA(server, session, envelope)
+        server.transport.abort()
+        return "250 never sent"
+
+
+def test_lost_reply_after_data_is_not_sent_again_elsewhere(
+    world: MXWorld, start: StartServer
+) -> None:
+    first, second = start(BUSY, HangsUpAfterData()), start(OK)
+    report = deliver(world, ["x@failover.test"])
+    outcome = report.recipients["x@failover.test"]
+    assert outcome.status is DeliveryStatus.DEFERRED and outcome.enhanced_status == "4.4.2"
+    assert "may have been delivered" in outcome.text and outcome.mx == "busy.failover.test"
+    assert len(first.messages) == 1
+    assert second.raw == b""  # no second copy through the next MX
+
+
+def test_message_refused_after_data(world: MXWorld, start: StartServer) -> None:
+    first, second = start(BUSY), start(OK)
+    first.handler.data_reply = "554 5.7.1 looks like spam"
+    report = deliver(world, ["x@failover.test", "y@failover.test"])
+    assert report.failed == ["x@failover.test", "y@failover.test"]
+    assert report.recipients["y@failover.test"].enhanced_status == "5.7.1"
+    assert second.raw == b""
+
+
+async def test_sts_enforce_async(world: MXWorld, start: StartServer) -> None:
+    ok = start(OK)
+    report = await smtpmail.deliver_async(
+        MESSAGE,
+        SENDER,
+        ["x@sts-unlisted.test", "y@sts-testing.test"],
+        nameservers=world.nameservers,
+        mta_sts=sts(world),
+    )
+    unlisted, testing = report.recipients.values()
+    assert (unlisted.status, unlisted.mta_sts) == (DeliveryStatus.DEFERRED, "enforce")
+    assert testing.delivered and testing.mta_sts == "testing"
+    assert [m.rcpt_tos for m in ok.messages] == [["y@sts-testing.test"]]

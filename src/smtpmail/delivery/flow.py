@@ -35,6 +35,7 @@ from smtpmail.errors import (
     ConnectError,
     DataRefused,
     DNSError,
+    ExtensionNotSupported,
     InputError,
     MessageTooLarge,
     RecipientsRefused,
@@ -253,45 +254,41 @@ def _envelope(job: DomainJob, track: _Tracker) -> Envelope:
     )
 
 
+def _by_reply(
+    track: _Tracker, recipients: list[str], reply: Reply, where: dict[str, Any], ok: bool = False
+) -> None:
+    status = DeliveryStatus.DELIVERED if ok else _status(reply.is_transient)
+    for recipient in recipients:
+        track.decide(recipient, status, reply.text_oneline(), reply=reply, **where)
+
+
 def _record(outcome: Sent | SMTPError, mx: MXHost, address: str, track: _Tracker) -> str:
     """Fold one attempt's outcome in; say whether to try the next address or the next host."""
     where: dict[str, Any] = {"mx": mx, "address": address}
     if isinstance(outcome, Sent):
         where["tls"] = outcome.tls
         for recipient, result in outcome.result.recipients.items():
-            if result.accepted:
-                track.decide(recipient, DeliveryStatus.DELIVERED, result.reply.text_oneline(),
-                             reply=result.reply, **where)  # fmt: skip
-            else:
-                status = _status(result.reply.is_transient)
-                track.decide(recipient, status, result.reply.text_oneline(),
-                             reply=result.reply, **where)  # fmt: skip
+            _by_reply(track, [recipient], result.reply, where, ok=result.accepted)
         return "done"
     track.trail.append(f"{mx.name}[{address}]: {outcome}")
     track.last_error = outcome
     if isinstance(outcome, TransportError):
         if outcome.possibly_delivered:
-            track.decide_rest(
-                DeliveryStatus.DEFERRED,
-                f"{outcome} (the message may have been delivered)",
-                local_status="4.4.2",
-                **where,
-            )
+            text = f"{outcome} (the message may have been delivered)"
+            track.decide_rest(DeliveryStatus.DEFERRED, text, local_status="4.4.2", **where)
             return "done"
         return "next-address" if isinstance(outcome, ConnectError) else "next-host"
     if isinstance(outcome, RecipientsRefused):
+        # 5xx is final; 4xx recipients stay pending for the next host.
         for recipient, reply in outcome.refused.items():
             if reply.is_permanent:
-                track.decide(recipient, DeliveryStatus.FAILED, reply.text_oneline(),
-                             reply=reply, **where)  # fmt: skip
+                _by_reply(track, [recipient], reply, where)
         return "next-host"
-    if isinstance(outcome, SenderRefused | DataRefused) and outcome.reply.is_permanent:
-        track.decide_rest(DeliveryStatus.FAILED, outcome.reply.text_oneline(),
-                          reply=outcome.reply, **where)  # fmt: skip
-        return "done"
-    if isinstance(outcome, DataRefused):
-        track.decide_rest(DeliveryStatus.DEFERRED, outcome.reply.text_oneline(),
-                          reply=outcome.reply, **where)  # fmt: skip
+    if isinstance(outcome, DataRefused) or (
+        isinstance(outcome, SenderRefused) and outcome.reply.is_permanent
+    ):
+        # The host took the transaction this far: its verdict stands, 4xx or 5xx.
+        _by_reply(track, list(track.pending), outcome.reply, where)
         return "done"
     # Greeting or EHLO refused, 421, a transient MAIL FROM refusal, a TLS failure
     # with TLS mandatory, a protocol error, an extension this host lacks: next host.
@@ -311,8 +308,10 @@ def _give_up(track: _Tracker) -> None:
         text, local = "no MX host could be tried", "4.4.1"
     elif isinstance(err, DNSError):
         text, local = str(err), "4.4.3"
-    elif isinstance(err, InputError):
-        text, local = str(err), "5.3.4" if isinstance(err, MessageTooLarge) else "5.6.7"
+    elif isinstance(err, MessageTooLarge):
+        text, local = str(err), "5.3.4"
+    elif isinstance(err, InputError):  # SMTPUTF8 or 8BITMIME needed, not offered
+        text, local = str(err), "5.6.7" if isinstance(err, ExtensionNotSupported) else "5.6.0"
     else:
         text, local = str(err), "4.4.1" if reply is None else "4.4.0"
     track.decide_rest(
