@@ -35,6 +35,10 @@ def encode(*chunks: bytes, dot_stuff: bool = True) -> bytes:
         (b"\r.\r", b"\r\n..\r\n.\r\n"),
         (b"x\n\r\n.\n", b"x\r\n\r\n..\r\n.\r\n"),
         (b"\x00\xff", b"\x00\xff\r\n.\r\n"),
+        # As many CRs as LFs, yet not paired: the counting fast path must not pass them.
+        (b"a\n\rb", b"a\r\n\r\nb\r\n.\r\n"),
+        (b"\n.\r", b"\r\n..\r\n.\r\n"),
+        (b"a\r\n.b\r\n", b"a\r\n..b\r\n.\r\n"),  # already canonical: only stuffed
     ],
 )
 def test_dot_stuffing_and_line_endings(message: bytes, wire: bytes) -> None:

@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "config": ("smtpmail.cli.config", "show the configuration file's path and accounts"),
     "queue": ("smtpmail.cli.queue", "queue messages durably and deliver them with retries"),
+    "merge": ("smtpmail.cli.merge", "mail merge: one message per CSV row, sent with progress"),
 }
 
 

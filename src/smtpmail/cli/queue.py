@@ -4,7 +4,7 @@
 
     smtpmail queue add bob@example.net < letter.eml      # no RCPT: To/Cc/Bcc name them
     smtpmail queue list [--all] [--json]
-    smtpmail queue run --host smtp.example.org --port 587 --user me   # drain what is due
+    smtpmail queue run -s submission://smtp.example.org -u me  # deliver what is due
     smtpmail queue show ID [--json]
     smtpmail queue retry [ID...]                          # make deferred messages due now
     smtpmail queue purge [ID...] [--all]                  # remove done (or all) messages
@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import signal
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -42,7 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("recipients", nargs="*", metavar="RCPT", help="forward-paths (default: -t)")
     p.add_argument("-f", "--from", dest="sender", metavar="ADDR", help="the reverse-path")
     p.add_argument("-i", "--file", metavar="FILE", help="read the message from FILE")
-    p.add_argument("--server", metavar="HOST:PORT", help="send through this server, not the relay")
+    p.add_argument(
+        "--relay", metavar="HOST:PORT", help="send through this server, not the worker's"
+    )
     p.add_argument("--json", action="store_true", help="print the queued record as JSON")
 
     p = sub.add_parser("list", help="list queued messages")
@@ -79,23 +79,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_server_arguments(p: argparse.ArgumentParser) -> None:
-    """Where and how the worker sends (shared with ``smtpmail merge``)."""
-    g = p.add_argument_group("server")
-    g.add_argument("--host", default="127.0.0.1", help="the relay (default 127.0.0.1)")
-    g.add_argument("--port", type=int, default=25, help="its port (default 25)")
-    g.add_argument(
-        "--tls",
-        choices=["none", "opportunistic", "starttls", "implicit"],
-        help="TLS policy (default: implicit on 465, starttls with --user, else opportunistic)",
-    )
-    g.add_argument(
-        "--user",
-        help="authenticate as USER (password: --password-command or $SMTPMAIL_PASSWORD)",
-    )
-    g.add_argument("--password-command", metavar="CMD", help="a command that prints the password")
-    g.add_argument("--insecure", action="store_true", help="do not verify the server's certificate")
-    g.add_argument("--timeout", type=float, metavar="S", help="seconds to wait for each reply")
-    g.add_argument("--ehlo", metavar="NAME", help="the name to say EHLO with")
+    """Where and how the worker sends, its pace and its retries (shared with ``merge``)."""
+    from smtpmail.cli.server import add_server_arguments as add_relay_arguments
+
+    add_relay_arguments(p)
     g = p.add_argument_group("pace")
     g.add_argument(
         "--connections", type=int, default=4, metavar="N", help="at most N connections (4)"
@@ -138,47 +125,21 @@ def open_outbox(args: argparse.Namespace, env: Environment) -> Any:
     return Outbox(Path(folder).expanduser(), schedule=RetrySchedule(**changes))
 
 
-def _password(args: argparse.Namespace, env: Environment) -> Callable[[], str]:
-    def secret() -> str:
-        if args.password_command:
-            command = shlex.split(args.password_command)
-            out = subprocess.run(command, check=True, capture_output=True, text=True)
-            return out.stdout.rstrip("\r\n")
-        value = env.environ.get("SMTPMAIL_PASSWORD")
-        if value is None:
-            raise ValueError("--user needs --password-command or $SMTPMAIL_PASSWORD")
-        return value
-
-    return secret
-
-
 def worker_from(box: Any, args: argparse.Namespace, env: Environment) -> Any:
+    """A Worker for ``box`` sending through the server the options (or account) name."""
+    from smtpmail.cli.server import client_kwargs, resolve_settings
     from smtpmail.outbox import Worker
 
-    options: dict[str, Any] = {}
-    if args.tls:
-        options["tls"] = args.tls
-    if args.user:
-        from smtpmail.protocol.sasl import Credentials
-
-        options["auth"] = Credentials(args.user, _password(args, env))
-    if args.insecure:
-        from smtpmail.transport.tls import TLSOptions
-
-        options["tls_options"] = TLSOptions(verify_insecure_off=True)
-    if args.timeout:
-        options["timeout"] = args.timeout
-    if args.ehlo:
-        options["ehlo_name"] = args.ehlo
+    settings = resolve_settings(args, env)
     return Worker(
         box,
-        args.host,
-        args.port,
+        settings.host,
+        settings.port,
         connections=args.connections,
         per_server=args.per_server,
         rate=args.rate,
         batch=args.batch,
-        **options,
+        **client_kwargs(settings, env),
     )
 
 
@@ -205,7 +166,7 @@ def _add(box: Any, args: argparse.Namespace, env: Environment) -> int:
             data = f.read()
     else:
         data = env.stdin_bytes.read()
-    queued = box.add(data, args.sender, args.recipients or None, server=args.server)
+    queued = box.add(data, args.sender, args.recipients or None, server=args.relay)
     if args.json:
         env.stdout.write(json.dumps(queued.to_json(), indent=1) + "\n")
     else:

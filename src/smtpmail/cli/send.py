@@ -78,6 +78,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from smtpmail.cli import direct
 
     direct.add_arguments(parser)
+    # --queue, --queue-only: the outbox's hook (smtpmail.cli.queued), kept apart.
+    from smtpmail.cli import queued
+
+    queued.add_arguments(parser)
     o = parser.add_argument_group("output")
     o.add_argument("--verbose", "-v", action="store_true", help="show the SMTP dialogue on stderr")
     o.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
@@ -208,6 +212,10 @@ def run(args: argparse.Namespace, env: Environment) -> int:
         from smtpmail.cli import direct
 
         return direct.run(args, env, prepared.message, prepared.envelope)
+    if args.queue or args.queue_only:  # into the durable outbox: the outbox's hook
+        from smtpmail.cli import queued
+
+        return queued.run(args, env, settings, prepared.message, prepared.envelope)
     report: dict[str, Any] = {
         "server": {"url": settings.url, "host": settings.host, "port": settings.port}
     }

@@ -109,9 +109,17 @@ def _plan(
     return _Plan(data, envelope, flow, resolver, sts, options, max_connections)
 
 
-def _client_tls(attempt: Attempt) -> dict[str, Any]:
-    """The TLS keyword arguments for one attempt (MX delivery never authenticates)."""
-    return {"tls": attempt.tls.mode, "tls_options": attempt.tls.options}
+def _client_options(plan: _Plan, attempt: Attempt) -> dict[str, Any]:
+    """The client's keyword arguments for one attempt (MX delivery never authenticates)."""
+    hook = plan.client_options.get("transcript")
+    if hook is not None:
+        # Several domains are delivered at once: say which connection starts.
+        hook("info", f"{attempt.mx.name}[{attempt.address}]: TLS {attempt.tls.reason}")
+    return {
+        **plan.client_options,
+        "tls": attempt.tls.mode,
+        "tls_options": attempt.tls.options,
+    }
 
 
 def _tls_text(info: TLSInfo | None) -> str | None:
@@ -131,9 +139,7 @@ def _merge(outcomes: Iterable[list[RecipientDelivery]], envelope: Envelope) -> D
 
 def _attempt(plan: _Plan, attempt: Attempt) -> Sent | SMTPError:
     try:
-        client = Client(
-            attempt.address, plan.flow.port, **plan.client_options, **_client_tls(attempt)
-        )
+        client = Client(attempt.address, plan.flow.port, **_client_options(plan, attempt))
         with client:
             result = client.send(plan.data, envelope=attempt.envelope)
             return Sent(result, _tls_text(client.tls_info))
@@ -214,9 +220,7 @@ def deliver(
 
 async def _attempt_async(plan: _Plan, attempt: Attempt) -> Sent | SMTPError:
     try:
-        client = AsyncClient(
-            attempt.address, plan.flow.port, **plan.client_options, **_client_tls(attempt)
-        )
+        client = AsyncClient(attempt.address, plan.flow.port, **_client_options(plan, attempt))
         async with client:
             result = await client.send(plan.data, envelope=attempt.envelope)
             return Sent(result, _tls_text(client.tls_info))

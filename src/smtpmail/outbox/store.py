@@ -175,8 +175,9 @@ class Outbox:
         names = (p.name for p in os.scandir(self.dir))
         return sorted(n[:-5] for n in names if n.endswith(".json") and not n.startswith("."))
 
-    def messages(self) -> Iterator[QueuedMessage]:
-        for msg_id in self.ids():
+    def messages(self, ids: Iterable[str] | None = None) -> Iterator[QueuedMessage]:
+        """Every queued message (or those of ``ids`` still queued), oldest first."""
+        for msg_id in self.ids() if ids is None else ids:
             try:
                 yield self.load(msg_id)
             except KeyError:

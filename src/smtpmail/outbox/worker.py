@@ -21,7 +21,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -133,11 +133,14 @@ class Worker:
 
     # -- runs ----------------------------------------------------------------
 
-    def run(self, *, progress: Progress | None = None) -> RunStats:
-        """Attempt every message that is due now, then return what happened."""
+    def run(
+        self, *, progress: Progress | None = None, ids: Iterable[str] | None = None
+    ) -> RunStats:
+        """Attempt every message that is due now (or those of ``ids`` that are),
+        then return what happened."""
         self._stats = RunStats()
         self._progress = progress
-        self._routes = self._scan(time.time())
+        self._routes = self._scan(time.time(), None if ids is None else set(ids))
         if self._routes:
             n = min(
                 self.connections,
@@ -166,9 +169,10 @@ class Worker:
             self.stop_event.wait(max(wait, 0.05))
         return total
 
-    def _scan(self, now: float) -> dict[str, Route]:
+    def _scan(self, now: float, only: set[str] | None) -> dict[str, Route]:
         routes: dict[str, Route] = {}
-        for message in self.outbox.messages():
+        ids = self.outbox.ids() if only is None else sorted(only)
+        for message in self.outbox.messages(ids):
             if message.done or (message.next_attempt > now and message.inflight is None):
                 continue
             host, port = self.host, self.port

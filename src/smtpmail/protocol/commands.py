@@ -152,6 +152,8 @@ def xtext(value: str) -> str:
 
 def esmtp_params(params: Mapping[str, str | None] | Iterable[str]) -> bytes:
     """Validate ESMTP parameters (``KEY`` or ``KEY=VALUE``) and return them with leading spaces."""
+    if not params:
+        return b""
     items: Iterable[tuple[str, str | None]]
     if isinstance(params, Mapping):
         items = params.items()

@@ -43,11 +43,19 @@ class DataEncoder:
             self._pending_cr = True
             if not chunk:
                 return b""
-        if b"\r" in chunk:
-            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        chunk = chunk.replace(b"\n", b"\r\n")
-        if self._dot_stuff:
-            chunk = chunk.replace(b"\n.", b"\n..")
+        # Most content already ends every line in CRLF. Counting (no copies) proves
+        # it, and then the replace() passes that normalise line ends are skipped.
+        lf = chunk.count(b"\n")
+        canonical = chunk.count(b"\r") == lf and chunk.count(b"\r\n") == lf
+        if not canonical:
+            if b"\r" in chunk:
+                chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            chunk = chunk.replace(b"\n", b"\r\n")
+        # "." is a fast one-byte scan (base64 has none); "\r\n." a faster search than
+        # "\n." and, every LF being part of a CRLF by now, the same test.
+        if self._dot_stuff and b"." in chunk:
+            if b"\r\n." in chunk:
+                chunk = chunk.replace(b"\r\n.", b"\r\n..")
             if self._at_line_start and chunk[0] == 0x2E:
                 chunk = b"." + chunk
         self._at_line_start = chunk[-1] == 0x0A

@@ -26,6 +26,12 @@ MAX_REPLY_LENGTH = 128 * 1024
 _ENHANCED = re.compile(r"([245])\.(\d{1,3})\.(\d{1,3})(?:\s|$)")
 _DIGITS = frozenset(b"0123456789")
 
+#: Single-line replies already parsed and checked, by their line. A server says
+#: the same few lines over and over ("250 2.1.0 Ok"); Reply is immutable, so
+#: one object serves every time. Cleared when full, so it follows the server.
+_PARSED: dict[bytes, Reply] = {}
+_PARSED_MAX = 256
+
 
 @dataclass(frozen=True, slots=True)
 class Reply:
@@ -133,6 +139,11 @@ class ReplyParser:
             self._reply_len += end + 1
             if self._reply_len > self.max_reply:
                 raise RemoteProtocolError(f"reply longer than {self.max_reply} octets")
+            if self._code is None:
+                known = _PARSED.get(line)
+                if known is not None:
+                    self._reply_len = 0
+                    return known
             final = self._take_line(line)
             if final is not None:
                 return final
@@ -156,6 +167,10 @@ class ReplyParser:
         if n > 3 and line[3] == 0x2D:  # "-": more lines follow
             return None
         reply = Reply(int(code), tuple(self._lines))
+        if len(self._lines) == 1:
+            if len(_PARSED) >= _PARSED_MAX:
+                _PARSED.clear()
+            _PARSED[line] = reply
         self._code = None
         self._lines = []
         self._reply_len = 0

@@ -276,9 +276,12 @@ class BaseClient:
                 log.debug("C: %s", line)
 
     def _note_reply(self, reply: Reply, action: Receive | None = None) -> None:
+        hook = self.transcript
+        # Rendering a reply costs more than parsing it: only when someone looks.
+        if hook is None and not log.isEnabledFor(logging.DEBUG):
+            return
         if action is not None:
             reply = action.shown(reply)
-        hook = self.transcript
         text = str(reply)
         if hook is not None:
             for line in text.split("\n"):

@@ -1,0 +1,235 @@
+"""The Python clients under test, one run per process: smtpmail, smtplib, aiosmtplib.
+
+``python bench/peers.py CLIENT --port P --count N --size S [--conns C] [--file F]``
+sends ``count`` messages of ``size`` octets (or the file) to 127.0.0.1:P and
+prints one JSON line: how many messages went out, how many octets, and the
+seconds the sending took (start-up and imports excluded, so the numbers
+compare the clients and not the interpreter). CPU time and peak RSS are
+measured from outside by ``run.py`` (``os.wait4``).
+
+Each peer is used the way its documentation recommends: smtplib's
+``SMTP.sendmail`` on one connection (or one per message), aiosmtplib's
+``SMTP.sendmail`` inside ``async with``, smtpmail's ``Client.send_many`` (and
+``send`` in a loop, to show the cost of not batching).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+SENDER = "bench-sender@example.org"
+RECIPIENT = "bench-rcpt@example.net"
+HOST = "127.0.0.1"
+
+
+def make_message(size: int, serial: int = 0) -> bytes:
+    """A plain RFC 5322 message of exactly ``size`` octets, in 78-octet CRLF lines."""
+    head = (
+        f"From: Bench <{SENDER}>\r\nTo: <{RECIPIENT}>\r\n"
+        f"Subject: bench message {serial}\r\nMessage-ID: <bench.{serial}@example.org>\r\n\r\n"
+    ).encode()
+    line = b"The quick brown fox jumps over the lazy dog, again and again and again....\r\n"
+    body_len = max(size - len(head), 2)
+    body = (line * (body_len // len(line) + 1))[: body_len - 2] + b"\r\n"
+    return head + body
+
+
+def _split(count: int, conns: int) -> list[int]:
+    return [count // conns + (1 if i < count % conns else 0) for i in range(conns)]
+
+
+# -- smtpmail --------------------------------------------------------------
+
+
+def smtpmail_batch(port: int, count: int, message: bytes) -> None:
+    """``Client.send_many``: one connection, RFC 2920 pipelining across messages."""
+    from smtpmail import Client, Envelope
+
+    envelope = Envelope(SENDER, [RECIPIENT])
+    with Client(HOST, port) as client:
+        results = client.send_many((envelope, message) for _ in range(count))
+    bad = [r.error for r in results if r.error is not None]
+    if bad or len(results) != count:
+        raise SystemExit(f"smtpmail: {len(bad)} failed: {bad[:1]}")
+
+
+def smtpmail_loop(port: int, count: int, message: bytes) -> None:
+    """``Client.send`` once per message on one connection (pipelined within each)."""
+    from smtpmail import Client
+
+    with Client(HOST, port) as client:
+        for _ in range(count):
+            client.send(message, SENDER, [RECIPIENT])
+
+
+def smtpmail_file(port: int, path: str) -> None:
+    from smtpmail import Client
+
+    with Client(HOST, port) as client, open(path, "rb") as f:
+        client.send(f, SENDER, [RECIPIENT])
+
+
+async def smtpmail_async_batch(port: int, count: int, message: bytes) -> None:
+    from smtpmail import AsyncClient, Envelope
+
+    envelope = Envelope(SENDER, [RECIPIENT])
+    async with AsyncClient(HOST, port) as client:
+        results = await client.send_many((envelope, message) for _ in range(count))
+    if len(results) != count or any(r.error for r in results):
+        raise SystemExit("smtpmail async: some messages failed")
+
+
+async def smtpmail_async_file(port: int, path: str) -> None:
+    from smtpmail import AsyncClient
+
+    async with AsyncClient(HOST, port) as client:
+        with open(path, "rb") as f:
+            await client.send(f, SENDER, [RECIPIENT])
+
+
+# -- smtplib (allowed here only: it is a peer being measured) ---------------
+
+
+def smtplib_reuse(port: int, count: int, message: bytes) -> None:
+    import smtplib
+
+    with smtplib.SMTP(HOST, port) as smtp:
+        for _ in range(count):
+            smtp.sendmail(SENDER, [RECIPIENT], message)
+
+
+def smtplib_per_message(port: int, count: int, message: bytes) -> None:
+    import smtplib
+
+    for _ in range(count):
+        with smtplib.SMTP(HOST, port) as smtp:
+            smtp.sendmail(SENDER, [RECIPIENT], message)
+
+
+def smtplib_file(port: int, path: str) -> None:
+    import smtplib
+
+    # smtplib takes the message as one string or bytes object: read it whole.
+    with open(path, "rb") as f:
+        data = f.read()
+    with smtplib.SMTP(HOST, port) as smtp:
+        smtp.sendmail(SENDER, [RECIPIENT], data)
+
+
+# -- aiosmtplib ----------------------------------------------------------------
+
+
+async def aiosmtplib_reuse(port: int, count: int, message: bytes) -> None:
+    import aiosmtplib
+
+    async with aiosmtplib.SMTP(hostname=HOST, port=port, start_tls=False) as smtp:
+        for _ in range(count):
+            await smtp.sendmail(SENDER, [RECIPIENT], message)
+
+
+async def aiosmtplib_file(port: int, path: str) -> None:
+    with open(path, "rb") as f:
+        data = f.read()
+    await aiosmtplib_reuse(port, 1, data)
+
+
+# -- drivers -------------------------------------------------------------------
+
+SyncFn = Callable[[int, int, bytes], None]
+AsyncFn = Callable[[int, int, bytes], Coroutine[Any, Any, None]]
+
+SYNC: dict[str, SyncFn] = {
+    "smtpmail": smtpmail_batch,
+    "smtpmail-send": smtpmail_loop,
+    "smtplib": smtplib_reuse,
+    "smtplib-per-message": smtplib_per_message,
+}
+ASYNC: dict[str, AsyncFn] = {
+    "smtpmail-async": smtpmail_async_batch,
+    "aiosmtplib": aiosmtplib_reuse,
+}
+FILE_SYNC: dict[str, Callable[[int, str], None]] = {
+    "smtpmail": smtpmail_file,
+    "smtplib": smtplib_file,
+}
+FILE_ASYNC: dict[str, Callable[[int, str], Coroutine[Any, Any, None]]] = {
+    "smtpmail-async": smtpmail_async_file,
+    "aiosmtplib": aiosmtplib_file,
+}
+
+
+def run_threads(fn: SyncFn, port: int, count: int, message: bytes, conns: int) -> None:
+    if conns == 1:
+        fn(port, count, message)
+        return
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        try:
+            fn(port, n, message)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in _split(count, conns)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+
+
+async def run_tasks(fn: AsyncFn, port: int, count: int, message: bytes, conns: int) -> None:
+    await asyncio.gather(*(fn(port, n, message) for n in _split(count, conns)))
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("client")
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--count", type=int, default=1)
+    p.add_argument("--size", type=int, default=1024)
+    p.add_argument("--conns", type=int, default=1)
+    p.add_argument("--file")
+    a = p.parse_args(argv)
+    # Import every module before the clock starts.
+    if a.client.startswith("smtpmail"):
+        import smtpmail  # noqa: F401
+    elif a.client.startswith("aiosmtplib"):
+        import aiosmtplib  # noqa: F401
+    else:
+        import smtplib  # noqa: F401
+    message = b"" if a.file else make_message(a.size)
+    started = time.perf_counter()
+    if a.file:
+        if a.client in FILE_SYNC:
+            FILE_SYNC[a.client](a.port, a.file)
+        else:
+            asyncio.run(FILE_ASYNC[a.client](a.port, a.file))
+        count, octets = 1, _file_size(a.file)
+    else:
+        count, octets = a.count, a.count * len(message)
+        if a.client in SYNC:
+            run_threads(SYNC[a.client], a.port, a.count, message, a.conns)
+        else:
+            asyncio.run(run_tasks(ASYNC[a.client], a.port, a.count, message, a.conns))
+    seconds = time.perf_counter() - started
+    print(json.dumps({"messages": count, "octets": octets, "seconds": seconds}))
+    return 0
+
+
+def _file_size(path: str) -> int:
+    import os
+
+    return os.stat(path).st_size
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

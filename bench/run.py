@@ -1,0 +1,521 @@
+"""smtpmail against its peers, side by side in one run (issue 9).
+
+``bash bench/run.sh`` installs what this needs and runs it; ``--quick`` is a
+smoke test with small counts. Every client runs in its own process pinned to
+CPU 0, the server (Postfix's ``smtp-sink``) to the last CPU; wall time comes
+from the client (start-up excluded for the Python peers), CPU time and peak
+RSS from ``os.wait4``. Each scenario is run ``--runs`` times, peers
+interleaved, and the medians are reported with smtpmail's ratio to each peer.
+Results go to ``bench/results/`` (Markdown, JSON, PNG) and, after a full run,
+into the README between the ``bench:start``/``bench:end`` markers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path.insert(0, str(BENCH))
+
+from peers import RECIPIENT, SENDER, make_message  # noqa: E402
+
+PEERS_PY = str(BENCH / "peers.py")
+CPUS = sorted(os.sched_getaffinity(0))
+CLIENT_CPU = {CPUS[0]}
+SERVER_CPU = {CPUS[-1]}
+
+# -- measuring one client run -------------------------------------------------
+
+
+@dataclass
+class Sample:
+    messages: int
+    octets: int
+    seconds: float
+    cpu: float
+    rss_kib: int
+
+    @property
+    def rate(self) -> float:
+        return self.messages / self.seconds
+
+    @property
+    def mbps(self) -> float:
+        return self.octets / self.seconds / 1e6
+
+
+def pinned(argv: list[str], cpus: set[int]) -> list[str]:
+    """``argv`` run on ``cpus`` only (taskset execs it: same pid, nothing added to measure)."""
+    if shutil.which("taskset") is None or len(CPUS) < 2:
+        return argv
+    return ["taskset", "-c", ",".join(map(str, sorted(cpus))), *argv]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    # The clients import this checkout's smtpmail, not an installed copy.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "src"), env.get("PYTHONPATH")]))
+    return env
+
+
+def _spawn(argv: list[str], stdin: Path | None) -> tuple[str, float, int]:
+    """Run one process to completion; (stdout, CPU seconds, max RSS KiB) via wait4."""
+    with (
+        open(stdin or os.devnull, "rb") as fin,
+        tempfile.TemporaryFile() as out,
+        tempfile.TemporaryFile() as err,
+        tempfile.NamedTemporaryFile("r") as rss_file,
+    ):
+        proc = subprocess.Popen(
+            [*_rss_probe(rss_file.name), *pinned(argv, CLIENT_CPU)],
+            stdin=fin,
+            stdout=out,
+            stderr=err,
+            env=_env(),
+        )
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        text, error = out.read().decode(), err.read().decode(errors="replace")
+        rss = _read_rss(rss_file.read(), usage.ru_maxrss)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv[:3])} failed ({proc.returncode}): {error[-400:]}")
+    return text, usage.ru_utime + usage.ru_stime, rss
+
+
+def _rss_probe(path: str) -> list[str]:
+    """GNU time between us and the client, so that its peak RSS is its own.
+
+    Linux carries the pre-exec address space's high-water mark into the
+    exec'd program's ru_maxrss; forked straight from this (large) Python
+    process, a 2 MiB C client would report this process's RSS. GNU time is
+    small, and the client forked from it reports its own peak.
+    """
+    if not Path("/usr/bin/time").exists():
+        return []
+    return ["/usr/bin/time", "-q", "-f", "%M", "-o", path]
+
+
+def _read_rss(text: str, fallback: int) -> int:
+    lines = text.strip().splitlines()
+    return int(lines[-1]) if lines and lines[-1].isdigit() else fallback
+
+
+def measure_python(client: str, port: int, **kw: object) -> Sample:
+    argv = [sys.executable, PEERS_PY, client, "--port", str(port)]
+    for k, v in kw.items():
+        argv += [f"--{k}", str(v)]
+    text, cpu, rss = _spawn(argv, None)
+    data = json.loads(text.strip().splitlines()[-1])
+    return Sample(data["messages"], data["octets"], data["seconds"], cpu, rss)
+
+
+def measure_command(
+    argv: list[str], messages: int, octets: int, stdin: Path | None = None
+) -> Sample:
+    started = time.perf_counter()
+    _, cpu, rss = _spawn(argv, stdin)
+    return Sample(messages, octets, time.perf_counter() - started, cpu, rss)
+
+
+def measure_each(argvs: Callable[[int], list[str]], n: int, size: int, stdin: Path) -> Sample:
+    """One process per message (swaks, msmtp, the smtpmail CLI)."""
+    cpu, rss = 0.0, 0
+    started = time.perf_counter()
+    for i in range(n):
+        _, c, r = _spawn(argvs(i), stdin)
+        cpu += c
+        rss = max(rss, r)
+    return Sample(n, n * size, time.perf_counter() - started, cpu, rss)
+
+
+# -- servers ---------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
+    for _ in range(200):
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited early ({proc.returncode})")
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError(f"nothing listens on port {port}")
+
+
+@contextmanager
+def smtp_sink() -> Iterator[int]:
+    port = _free_port()
+    argv = ["smtp-sink"]
+    if os.geteuid() == 0:
+        argv += ["-u", "nobody"]
+    proc = subprocess.Popen(
+        pinned([*argv, f"127.0.0.1:{port}", "1024"], SERVER_CPU),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_port(port, proc)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+@contextmanager
+def _line_server(argv: list[str]) -> Iterator[tuple[int, subprocess.Popen[str]]]:
+    proc = subprocess.Popen(
+        pinned(argv, SERVER_CPU),
+        stdout=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline())
+        _wait_port(port, proc)  # type: ignore[arg-type]
+        yield port, proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+        proc.wait()
+
+
+@contextmanager
+def delay_relay(target: int, rtt: float) -> Iterator[int]:
+    """The emulated long link; torn down on exit."""
+    with _line_server(
+        [sys.executable, str(BENCH / "relay.py"), "--target", str(target), "--rtt", str(rtt)]
+    ) as (port, _):
+        yield port
+
+
+def aiosmtpd_counted(measure: Callable[[int], Sample]) -> tuple[Sample, int]:
+    """Run ``measure`` against a fresh counting aiosmtpd; (sample, messages it received)."""
+    with _line_server([sys.executable, str(BENCH / "sanity_server.py")]) as (port, proc):
+        sample = measure(port)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.stdout is not None
+        received = int(proc.stdout.readline().split()[0])
+    return sample, received
+
+
+# -- scenarios -------------------------------------------------------------------
+
+
+@dataclass
+class Scenario:
+    key: str
+    title: str
+    unit: str  # "msgs/s" or "MB/s" or "MiB" (peak RSS, lower is better)
+    peers: dict[str, Callable[[int], Sample]]
+    runs: int
+    relay_rtt: float = 0.0
+    samples: dict[str, list[Sample]] = field(default_factory=dict)
+
+
+def smtp_source(port: int, count: int, size: int, conns: int = 1) -> Sample:
+    argv = [
+        "smtp-source",
+        "-s",
+        str(conns),
+        "-m",
+        str(count),
+        "-l",
+        str(size),
+        "-f",
+        SENDER,
+        "-t",
+        RECIPIENT,
+        f"127.0.0.1:{port}",
+    ]
+    return measure_command(argv, count, count * size)
+
+
+def swaks_argv(port: int, msg: Path) -> list[str]:
+    return [
+        "swaks",
+        "--server",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--from",
+        SENDER,
+        "--to",
+        RECIPIENT,
+        "--data",
+        f"@{msg}",
+        "--silent",
+        "2",
+    ]
+
+
+def msmtp_argv(port: int) -> list[str]:
+    return [
+        "msmtp",
+        "--file=/dev/null",
+        "--host=127.0.0.1",
+        f"--port={port}",
+        "--auth=off",
+        "--tls=off",
+        f"--from={SENDER}",
+        RECIPIENT,
+    ]
+
+
+def smtpmail_cli_argv(port: int, msg: Path) -> list[str] | None:
+    """``smtpmail send`` for one message, when this checkout's CLI has it."""
+    sys.path.insert(0, str(ROOT / "src"))
+    try:
+        from smtpmail.cli import COMMANDS
+    except ImportError:
+        return None
+    if "send" not in COMMANDS:
+        return None
+    return [
+        *[sys.executable, "-m", "smtpmail", "send", "--host", "127.0.0.1", "--port", str(port)],
+        *["--from", SENDER, "--to", RECIPIENT, "--message", str(msg)],
+    ]
+
+
+def build(args: argparse.Namespace, msg_file: Path, big_file: Path) -> list[Scenario]:
+    q = args.quick
+    runs = 1 if q else args.runs
+    n1 = 500 if q else 10_000
+    n_each = 5 if q else 50
+    n3, size3 = (3, 5 * 2**20) if q else (20, 5 * 2**20)
+    n5 = 10 if q else 100
+    kib = 1024
+    big = big_file.stat().st_size
+
+    def py(client: str, **kw: object) -> Callable[[int], Sample]:
+        return lambda port: measure_python(client, port, **kw)
+
+    def each(make: Callable[[int], list[str]], n: int) -> Callable[[int], Sample]:
+        return lambda port: measure_each(lambda _i: make(port), n, kib, msg_file)
+
+    s1 = {
+        "smtpmail": py("smtpmail", count=n1, size=kib),
+        "smtpmail send()": py("smtpmail-send", count=n1, size=kib),
+        "smtpmail async": py("smtpmail-async", count=n1, size=kib),
+        "smtp-source": lambda p: smtp_source(p, n1, kib),
+        "smtplib": py("smtplib", count=n1, size=kib),
+        "smtplib per message": py("smtplib-per-message", count=n1 // 10, size=kib),
+        "aiosmtplib": py("aiosmtplib", count=n1, size=kib),
+        "swaks": each(lambda p: swaks_argv(p, msg_file), n_each),
+        "msmtp": each(msmtp_argv, n_each),
+    }
+    s2 = {
+        "smtpmail async x8": py("smtpmail-async", count=n1, size=kib, conns=8),
+        "smtpmail threads x8": py("smtpmail", count=n1, size=kib, conns=8),
+        "smtp-source -s 8": lambda p: smtp_source(p, n1, kib, 8),
+        "smtplib threads x8": py("smtplib", count=n1, size=kib, conns=8),
+        "aiosmtplib x8": py("aiosmtplib", count=n1, size=kib, conns=8),
+    }
+    s3 = {
+        "smtpmail": py("smtpmail", count=n3, size=size3),
+        "smtpmail async": py("smtpmail-async", count=n3, size=size3),
+        "smtp-source": lambda p: smtp_source(p, n3, size3),
+        "smtplib": py("smtplib", count=n3, size=size3),
+        "aiosmtplib": py("aiosmtplib", count=n3, size=size3),
+    }
+    s4 = {
+        "smtpmail": py("smtpmail", file=big_file),
+        "smtpmail async": py("smtpmail-async", file=big_file),
+        "smtp-source": lambda p: smtp_source(p, 1, big),
+        "smtplib": py("smtplib", file=big_file),
+        "aiosmtplib": py("aiosmtplib", file=big_file),
+    }
+    s5 = {
+        "smtpmail": py("smtpmail", count=n5, size=kib),
+        "smtpmail send()": py("smtpmail-send", count=n5, size=kib),
+        "smtpmail async": py("smtpmail-async", count=n5, size=kib),
+        "smtp-source": lambda p: smtp_source(p, n5, kib),
+        "smtplib": py("smtplib", count=n5, size=kib),
+        "aiosmtplib": py("aiosmtplib", count=n5, size=kib),
+    }
+    s6: dict[str, Callable[[int], Sample]] = {}
+    if smtpmail_cli_argv(0, msg_file) is not None:
+        s6["smtpmail send (CLI)"] = each(lambda p: smtpmail_cli_argv(p, msg_file) or [], n_each)
+    s6["swaks"] = each(lambda p: swaks_argv(p, msg_file), n_each)
+    s6["msmtp"] = each(msmtp_argv, n_each)
+    return [
+        Scenario("1", f"{n1:,} messages of 1 KB, one connection", "msgs/s", s1, runs),
+        Scenario("2", f"{n1:,} messages of 1 KB, 8 connections", "msgs/s", s2, runs),
+        Scenario("3", f"{n3} messages of 5 MB", "MB/s", s3, runs),
+        Scenario("4", f"one message of {big / 2**20:,.0f} MiB from a file", "MiB", s4, 1),
+        Scenario("5", f"{n5} messages of 1 KB at 50 ms RTT", "msgs/s", s5, 1, relay_rtt=0.05),
+        Scenario("6", "CLI, one process per message", "msgs/s", s6, runs),
+    ]
+
+
+def run_scenario(sc: Scenario, port: int, only: set[str] | None) -> None:
+    names = [n for n in sc.peers if not only or any(o in n for o in only)]
+    for r in range(sc.runs):
+        # Rotate the order so no peer always runs first (caches, CPU clocks).
+        order = names[r % len(names) :] + names[: r % len(names)] if names else []
+        for name in order:
+            try:
+                sample = sc.peers[name](port)
+            except Exception as exc:
+                print(f"  {sc.key} {name}: FAILED {exc}", file=sys.stderr)
+                continue
+            sc.samples.setdefault(name, []).append(sample)
+            print(
+                f"  [{sc.key}] {name:22} {sample.rate:10.1f} msgs/s {sample.mbps:8.1f} MB/s "
+                f"cpu {sample.cpu:6.2f} s  rss {sample.rss_kib / 1024:7.1f} MiB",
+                flush=True,
+            )
+
+
+def sanity(quick: bool) -> list[dict[str, object]]:
+    """The same 1 KB load against aiosmtpd; checks every message arrived."""
+    n = 100 if quick else 1000
+    rows = []
+    peers: dict[str, Callable[[int], Sample]] = {
+        "smtpmail": lambda p: measure_python("smtpmail", p, count=n),
+        "smtpmail async": lambda p: measure_python("smtpmail-async", p, count=n),
+        "smtp-source": lambda p: smtp_source(p, n, 1024),
+        "smtplib": lambda p: measure_python("smtplib", p, count=n),
+        "aiosmtplib": lambda p: measure_python("aiosmtplib", p, count=n),
+    }
+    for name, fn in peers.items():
+        sample, received = aiosmtpd_counted(fn)
+        rows.append({"peer": name, "rate": sample.rate, "sent": n, "received": received})
+        print(f"  [aiosmtpd] {name:16} {sample.rate:9.1f} msgs/s  received {received}/{n}")
+    return rows
+
+
+def import_time(runs: int = 7) -> float:
+    """Median cumulative µs of ``import smtpmail`` (python -X importtime)."""
+    values = []
+    for _ in range(runs):
+        out = subprocess.run(
+            [sys.executable, "-X", "importtime", "-c", "import smtpmail"],
+            capture_output=True,
+            text=True,
+            env=_env(),
+            check=True,
+        ).stderr
+        for line in out.splitlines():
+            m = re.match(r"import time:\s+\d+ \|\s+(\d+) \|\s*smtpmail$", line)
+            if m:
+                values.append(int(m.group(1)))
+    return statistics.median(values)
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"{cpu}, {os.cpu_count()} CPUs, Linux {platform.release()}, "
+        f"Python {platform.python_version()}"
+    )
+
+
+def main(argv: list[str]) -> int:
+    # A killed bench still stops its servers and relay (the with-blocks unwind).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    p = argparse.ArgumentParser(description="Benchmark smtpmail against its peers.")
+    p.add_argument("--quick", action="store_true", help="small counts: a smoke test")
+    p.add_argument("--runs", type=int, default=3, help="runs per scenario (median reported)")
+    p.add_argument("--only", action="append", help="scenario keys to run (e.g. 1 3)")
+    p.add_argument("--peer", action="append", help="run only peers whose name contains this")
+    p.add_argument("--out", type=Path, help="results folder (default bench/results[/quick])")
+    p.add_argument("--no-readme", action="store_true", help="leave README.md alone")
+    p.add_argument("--no-chart", action="store_true")
+    args = p.parse_args(argv)
+    # Postfix's tools live in /usr/sbin, which a user's PATH may lack.
+    os.environ["PATH"] = os.environ.get("PATH", "") + os.pathsep + "/usr/sbin"
+    if shutil.which("smtp-sink") is None:
+        print("bench: smtp-sink is missing (bash bench/run.sh installs it)", file=sys.stderr)
+        return 2
+    for tool in ("smtp-source", "swaks", "msmtp"):
+        if shutil.which(tool) is None:
+            print(f"bench: {tool} is missing: its rows are skipped", file=sys.stderr)
+    out = args.out or (BENCH / "results" / ("quick" if args.quick else ""))
+    out.mkdir(parents=True, exist_ok=True)
+    only = set(args.only or [])
+    started = time.time()
+    with tempfile.TemporaryDirectory(prefix="smtpmail-bench-") as tmp:
+        msg_file = Path(tmp) / "message.eml"
+        msg_file.write_bytes(make_message(1024))
+        big_file = Path(tmp) / "big.eml"
+        _write_big(big_file, 64 * 2**20 if args.quick else 2**30)
+        scenarios = build(args, msg_file, big_file)
+        with smtp_sink() as sink:
+            for sc in scenarios:
+                if only and sc.key not in only:
+                    continue
+                print(f"scenario {sc.key}: {sc.title}", flush=True)
+                if sc.relay_rtt:
+                    with delay_relay(sink, sc.relay_rtt) as relay:
+                        run_scenario(sc, relay, set(args.peer or []))
+                else:
+                    run_scenario(sc, sink, set(args.peer or []))
+        print("sanity check against aiosmtpd", flush=True)
+        sanity_rows = [] if only and "sanity" not in only else sanity(args.quick)
+    imp = import_time()
+    print(f"import smtpmail: {imp / 1000:.1f} ms")
+    from report import write_results
+
+    write_results(
+        out,
+        scenarios,
+        sanity_rows,
+        imp,
+        machine=machine(),
+        when=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)),
+        command="bash bench/run.sh" + (" --quick" if args.quick else ""),
+        chart=not args.no_chart,
+        readme=None if (args.quick or args.no_readme or only) else ROOT / "README.md",
+    )
+    print(f"results in {out} ({time.time() - started:.0f} s)")
+    return 0
+
+
+def _write_big(path: Path, size: int) -> None:
+    block = make_message(2**20)
+    head, _, body = block.partition(b"\r\n\r\n")
+    with open(path, "wb") as f:
+        f.write(head + b"\r\n\r\n")
+        written = len(head) + 4
+        while written < size:
+            chunk = body[: size - written]
+            f.write(chunk)
+            written += len(chunk)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

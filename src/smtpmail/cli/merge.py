@@ -1,0 +1,167 @@
+"""``smtpmail merge``: one message per CSV row, queued durably and sent with progress.
+
+::
+
+    smtpmail merge --template letter.eml --data people.csv -s submission://smtp.example.org -u me
+
+``{{column}}`` in the template's headers and text parts is replaced by the
+row's value (see :mod:`smtpmail.message.merge`). Every row is checked first;
+then every message is put in the outbox (so none is lost if the run is cut
+short) and the outbox worker sends them, pipelined over a few connections,
+with a progress bar on a terminal and plain lines otherwise, and a summary
+table at the end. Messages deferred by the server stay queued for
+``smtpmail queue run``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import time
+from typing import Any
+
+from smtpmail.cli.environment import Environment
+from smtpmail.cli.exits import EX_OK, EX_TEMPFAIL, EX_UNAVAILABLE
+
+HELP = "mail merge: one message per CSV row from a template, with progress"
+
+__all__ = ["HELP", "add_arguments", "run"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from smtpmail.cli.queue import add_server_arguments
+
+    m = parser.add_argument_group("merge")
+    m.add_argument("--template", required=True, metavar="EML", help="the message, with {{field}}s")
+    m.add_argument("--data", required=True, metavar="CSV", help="one row per message; a header row")
+    m.add_argument("--from", dest="sender", metavar="ADDR", help="reverse-path (default: From)")
+    m.add_argument(
+        "--to-column", metavar="NAME", help="the column with the recipient (default: To/Cc/Bcc)"
+    )
+    m.add_argument("--queue-dir", metavar="DIR", help="the outbox folder")
+    m.add_argument("--queue-only", action="store_true", help="queue the messages; send nothing now")
+    m.add_argument(
+        "--dry-run", "-n", action="store_true", help="print the first message; send none"
+    )
+    m.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_server_arguments(parser)
+
+
+def _rows(path: str) -> tuple[list[str], list[dict[str, str]]]:
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        reader = csv.DictReader(f)
+        rows = [{k.strip(): (v or "") for k, v in row.items() if k} for row in reader]
+        columns = [c.strip() for c in reader.fieldnames or []]
+    return columns, rows
+
+
+def run(args: argparse.Namespace, env: Environment) -> int:
+    from smtpmail.cli.queue import open_outbox, worker_from
+    from smtpmail.message.merge import Template
+
+    with open(args.template, "rb") as f:
+        template = Template(f.read())
+    columns, rows = _rows(args.data)
+    template.check_columns(columns)
+    if args.to_column and args.to_column not in columns:
+        from smtpmail.errors import InvalidArgument
+
+        raise InvalidArgument(f"--to-column {args.to_column!r} is not a column of {args.data}")
+    # Every row is rendered (and so checked) before anything is queued or sent.
+    merged = list(template.render_all(rows, sender=args.sender, to_column=args.to_column))
+    if args.dry_run:
+        return _dry_run(merged, env)
+    box = open_outbox(args, env)
+    ids = [box.add(m.as_bytes(), envelope=m.envelope).id for m in merged]
+    if args.queue_only:
+        env.stdout.write(f"{len(ids)} message(s) queued in {box.root}\n")
+        return EX_OK
+    started = time.monotonic()
+    worker = worker_from(box, args, env)
+    bar = _progress(len(ids), env)
+    stats = worker.run(progress=bar, ids=ids)
+    bar.finish()
+    messages = list(box.messages(ids))
+    return _summary(messages, time.monotonic() - started, stats, env, json_out=args.json)
+
+
+def _progress(total: int, env: Environment) -> Any:
+    from smtpmail.cli.progress import ProgressBar
+
+    bar = ProgressBar(total, env.stderr, tty=env.stderr_isatty)
+
+    class Reporter:
+        def __call__(self, message: Any, outcome: Any) -> None:
+            rcpts = ", ".join(r.address for r in message.recipients)
+            bar.advance(f"{message.status:<9} {message.id} <{rcpts}>")
+
+        def finish(self) -> None:
+            bar.finish()
+
+    return Reporter()
+
+
+def _dry_run(merged: list[Any], env: Environment) -> int:
+    if merged:
+        first = merged[0]
+        env.stdout.write(
+            f"# {len(merged)} message(s); the first, from <{first.envelope.sender}> to "
+            f"{', '.join(f'<{r}>' for r in first.envelope.recipients)}:\n"
+        )
+        env.stdout.write(first.message.as_string(policy=first.message.policy.clone(linesep="\n")))
+    else:
+        env.stdout.write("# the data has no rows\n")
+    return EX_OK
+
+
+def _summary(
+    messages: list[Any], elapsed: float, stats: Any, env: Environment, *, json_out: bool
+) -> int:
+    from smtpmail.outbox import State, failure_report, render_report
+
+    counts = {s.value: [0, 0] for s in State}
+    for m in messages:
+        counts[m.status][0] += 1
+        for r in m.recipients:
+            counts[r.state.value][1] += 1
+    total = len(messages)
+    rate = total / elapsed if elapsed > 0 else 0.0
+    failures = failure_report(messages)
+    if json_out:
+        env.stdout.write(
+            json.dumps(
+                {
+                    "messages": total,
+                    "seconds": round(elapsed, 3),
+                    "per_second": round(rate, 1),
+                    "states": {
+                        k: {"messages": v[0], "recipients": v[1]} for k, v in counts.items()
+                    },
+                    "possibly_delivered": stats.possibly_delivered,
+                    "failed": failures,
+                },
+                indent=2,
+                ensure_ascii=False,
+            )
+            + "\n"
+        )
+    else:
+        out = io.StringIO()
+        out.write(f"{'state':<10} {'messages':>9} {'recipients':>11}\n")
+        for state in ("delivered", "deferred", "queued", "failed"):
+            msgs, rcpts = counts[state]
+            if msgs or rcpts or state in ("delivered", "failed"):
+                out.write(f"{state:<10} {msgs:>9} {rcpts:>11}\n")
+        out.write(f"{'total':<10} {total:>9} {sum(v[1] for v in counts.values()):>11}")
+        out.write(f"   in {elapsed:.1f} s ({rate:.1f} msg/s)\n")
+        if counts["deferred"][0] or counts["queued"][0]:
+            out.write("deferred messages stay queued: 'smtpmail queue run' retries them\n")
+        report = render_report(failures)
+        if report:
+            out.write("\n" + report)
+        env.stdout.write(out.getvalue())
+    if counts["failed"][1]:
+        return EX_UNAVAILABLE
+    return EX_TEMPFAIL if counts["deferred"][0] or counts["queued"][0] else EX_OK

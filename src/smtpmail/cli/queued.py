@@ -1,0 +1,66 @@
+"""``smtpmail send --queue``: put the message in the outbox, try it now, keep it if need be.
+
+A hook for ``smtpmail send`` (as msmtpq does for msmtp): :func:`add_arguments`
+adds the options, :func:`run` queues the prepared message durably, makes one
+attempt through the send command's server, and leaves it queued on a
+temporary failure for ``smtpmail queue run`` (from cron) to retry. With
+``--queue-only`` it only queues. Exit status 0 means the message is safe:
+delivered or queued; a permanent refusal exits as ``send`` would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from smtpmail.cli.environment import Environment
+from smtpmail.cli.exits import EX_NOUSER, EX_OK, EX_PARTIAL
+
+__all__ = ["add_arguments", "queue_dir", "run"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("outbox (durable queue, retried by 'smtpmail queue run')")
+    g.add_argument(
+        "--queue",
+        action="store_true",
+        help="queue the message, try it now, keep it queued on a temporary failure",
+    )
+    g.add_argument("--queue-only", action="store_true", help="queue the message; do not send now")
+    g.add_argument("--queue-dir", metavar="DIR", help="the outbox folder (default: XDG data dir)")
+
+
+def queue_dir(args: argparse.Namespace, env: Environment) -> str:
+    return str(
+        getattr(args, "queue_dir", None)
+        or env.environ.get("SMTPMAIL_QUEUE_DIR")
+        or env.data_dir / "outbox"
+    )
+
+
+def run(
+    args: argparse.Namespace, env: Environment, settings: Any, message: Any, envelope: Any
+) -> int:
+    from smtpmail.cli.server import client_kwargs
+    from smtpmail.outbox import Outbox, State, Worker
+
+    box = Outbox(queue_dir(args, env))
+    kwargs = client_kwargs(settings, env)  # bad TLS/AUTH options fail before queueing
+    queued = box.add(message, envelope=envelope)
+    if not args.queue_only:
+        Worker(box, settings.host, settings.port, connections=1, **kwargs).run(ids=[queued.id])
+    record = box.load(queued.id)
+    if getattr(args, "json", False):
+        env.stdout.write(json.dumps(record.to_json(), indent=2, ensure_ascii=False) + "\n")
+    for r in record.recipients:
+        if r.state.value != "delivered":
+            env.stderr.write(
+                f"smtpmail: <{r.address}> {r.state.value}: {r.reply or 'not tried yet'}\n"
+            )
+    if record.pending:
+        env.stderr.write(f"smtpmail: queued as {record.id}; 'smtpmail queue run' retries it\n")
+    failed = record.count(State.FAILED)
+    if failed == len(record.recipients):
+        return EX_NOUSER
+    return EX_PARTIAL if failed else EX_OK

@@ -1,0 +1,82 @@
+"""Smoke tests of the benchmark harness (bench/): no timing is asserted, only that it works.
+
+The delaying relay must carry a real SMTP dialogue intact (aiosmtpd behind
+it); the harness must run a scenario end to end against smtp-sink and write
+its results.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import smtpmail
+from servers import RecordingServer
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+sys.path.insert(0, str(BENCH))
+
+from peers import make_message  # noqa: E402
+
+
+def test_make_message_is_exactly_the_size_asked() -> None:
+    for size in (1024, 5 * 2**20, 300):
+        message = make_message(size)
+        assert len(message) == size
+        assert message.endswith(b"\r\n") and b"\r\n\r\n" in message
+
+
+def test_relay_carries_a_pipelined_batch_intact(smtpd: RecordingServer) -> None:
+    relay = subprocess.Popen(
+        [sys.executable, str(BENCH / "relay.py"), "--target", str(smtpd.port), "--rtt", "0.002"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert relay.stdout is not None
+        port = int(relay.stdout.readline())
+        messages = [make_message(1024, i) for i in range(5)] + [make_message(300_000, 9)]
+        envelope = smtpmail.Envelope("a@example.org", ["b@example.org"])
+        with smtpmail.Client("127.0.0.1", port) as client:
+            results = client.send_many((envelope, m) for m in messages)
+        assert [r.ok for r in results] == [True] * len(messages)
+        assert [m.content for m in smtpd.messages] == messages
+    finally:
+        relay.terminate()
+        relay.wait()
+
+
+@pytest.mark.skipif(
+    shutil.which("smtp-sink", path="/usr/sbin:/usr/bin") is None, reason="needs smtp-sink"
+)
+def test_harness_runs_a_scenario_and_writes_results(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "run.py"),
+            "--quick",
+            "--only",
+            "1",
+            "--peer",
+            "smtpmail",
+            "--out",
+            str(tmp_path),
+            "--no-chart",
+            "--no-readme",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data = json.loads((tmp_path / "results.json").read_text())
+    rows = {row["peer"]: row for row in data["scenarios"]["1"]["rows"]}
+    assert set(rows) == {"smtpmail", "smtpmail send()", "smtpmail async"}
+    assert all(row["messages"] == 500 and row["rate"] > 0 for row in rows.values())
+    assert "| smtpmail |" in (tmp_path / "results.md").read_text()
