@@ -108,6 +108,9 @@ class FlowConfig:
     tls_options: TLSOptions | None = None
     mta_sts: bool = True
     dane: DANE | None = None
+    #: Connections tried per domain at most: a hostile or broken DNS answer
+    #: with dozens of MX hosts must not hold a delivery for an hour.
+    max_attempts: int = 10
 
 
 class _Tracker:
@@ -120,6 +123,7 @@ class _Tracker:
         self.trail: list[str] = []
         self.last_error: SMTPError | None = None
         self.sts_mode: str | None = None
+        self.connections = 0
 
     def decide(
         self,
@@ -180,7 +184,7 @@ def domain_flow(job: DomainJob, config: FlowConfig) -> DomainFlow:
         policy = yield LookupPolicy(job.domain)
     hosts = _apply_policy(hosts, policy, track)
     for mx in hosts:
-        if not track.pending:
+        if not track.pending or track.connections >= config.max_attempts:
             break
         yield from _try_host(mx, policy, job, config, track)
     if track.pending:
@@ -230,14 +234,36 @@ def _try_host(
     for address in addresses:
         if not track.pending:
             return
+        if track.connections >= config.max_attempts:
+            track.trail.append(f"stopped after {config.max_attempts} connections")
+            return
+        track.connections += 1
         outcome = yield Attempt(mx, address, _envelope(job, track), decision)
         if isinstance(outcome, TLSError) and not decision.mandatory:
             # RFC 7435: only opportunistic TLS may fall back, and on a new connection.
             track.trail.append(f"{mx.name}[{address}]: {outcome}; retrying without TLS")
             plain = TLSDecision(TLSMode.PLAINTEXT_INSECURE, None, "opportunistic fallback")
             outcome = yield Attempt(mx, address, _envelope(job, track), plain)
+        if isinstance(outcome, ExtensionNotSupported) and _set_aside_utf8(track, mx, address):
+            # The ASCII recipients need no SMTPUTF8: the same host, without the others.
+            outcome = yield Attempt(mx, address, _envelope(job, track), decision)
         if _record(outcome, mx, address, track) == "next-host":
             return
+
+
+def _set_aside_utf8(track: _Tracker, mx: MXHost, address: str) -> bool:
+    """Fail the recipients whose address needs SMTPUTF8 (RFC 6531 §3.2); True if some remain."""
+    if not track.job.envelope.sender.isascii():
+        return False
+    utf8 = [r for r in track.pending if not r.isascii()]
+    if not utf8 or len(utf8) == len(track.pending):
+        return False
+    text = f"the address needs SMTPUTF8, which {mx.name} does not offer"
+    track.trail.append(f"{mx.name}[{address}]: {text}; sending to the others")
+    for recipient in utf8:
+        track.decide(recipient, DeliveryStatus.FAILED, text, mx=mx, address=address,
+                     local_status="5.6.7")  # fmt: skip
+    return True
 
 
 def _envelope(job: DomainJob, track: _Tracker) -> Envelope:

@@ -140,6 +140,8 @@ class AsyncClient(BaseClient):
     async def _ensure_connected(self) -> None:
         # One cheap poll per operation: a server that dropped an idle connection
         # (or said 421 and left) costs a reconnect, not a failed transaction.
+        if self._connected:
+            await asyncio.sleep(0)  # let the loop deliver what already arrived
         if self._connected and self._peer_closed():
             log.info("the server closed the idle connection; reconnecting")
             self.close()
