@@ -129,7 +129,8 @@ def exim_binary() -> Path:
             os.chmod(debs, 0o777)  # apt's sandbox user writes the download here
             got = _download(debs)
             if got.returncode != 0:  # stale or missing package lists: refresh once
-                subprocess.run(["apt-get", "update", "-q"], capture_output=True, timeout=300)
+                update = ["apt-get", "update", "-q"]
+                subprocess.run(update, capture_output=True, timeout=300, check=False)
                 got = _download(debs)
             found = sorted(debs.glob(f"{PACKAGE}_*.deb"))
             if got.returncode != 0 or not found:
