@@ -479,3 +479,28 @@ def test_a_flow_reads_exactly_the_replies_it_provoked() -> None:
     # The driver fails on leftovers; a short script fails as exhausted.
     with pytest.raises(ScriptExhausted):
         send(ready("PIPELINING"), [OK, OK])
+
+
+@pytest.mark.parametrize(
+    "server",
+    [
+        [b"421 4.3.2 bye\r\n", b"421 bye\r\n", b"421 bye\r\n"],  # at MAIL
+        [OK, b"421 4.3.2 shutting down\r\n", b"421 bye\r\n"],  # mid-group
+        [OK, OK, GO, b"421 4.3.2 at the end\r\n"],  # after the data
+    ],
+    ids=["mail", "mid-group", "end-of-data"],
+)
+def test_421_anywhere_in_a_transaction_is_service_closing(server: list[bytes]) -> None:
+    from smtpmail.errors import ServiceClosing
+
+    session = ready("PIPELINING")
+    with pytest.raises(ServiceClosing) as info:
+        drive(session.transactions([(env(), content())], keep_errors=True), server)
+    assert info.value.is_transient
+
+
+def test_421_to_ehlo() -> None:
+    from smtpmail.errors import ServiceClosing
+
+    with pytest.raises(ServiceClosing):
+        drive(Session().hello("c.example.org"), [b"421 too busy\r\n"])

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import threading
 from typing import Any
 
@@ -361,20 +362,59 @@ def test_opportunistic_tls_is_used_without_verification(world: MXWorld, start: S
     assert len(server.messages) == 1
 
 
-def test_opportunistic_falls_back_to_plain_text_on_a_new_connection(
+def test_opportunistic_relaxes_a_failed_certificate_check(
     world: MXWorld, start: StartServer
 ) -> None:
     server = start(TLS_BAD, tls_context=world.server_tls("wrong-name.test"))
-    # Verification asked for but not mandatory: the failed handshake is retried in clear.
+    # Verification asked for but TLS not mandatory: retried on a new connection, unverified.
     report = deliver(
         world, ["x@sts-badcert.test"], mta_sts=False, tls_options=TLSOptions(ca_file=world.ca_file)
     )
+    outcome = report.recipients["x@sts-badcert.test"]
+    assert outcome.delivered and outcome.tls is not None
+    assert "retrying without certificate checks" in outcome.attempts[0]
+    clients = [bytes(w) for w in server.wire if w]
+    assert len(clients) == 2 and all(b"STARTTLS" in c for c in clients)
+    assert len(server.messages) == 1
+
+
+def test_opportunistic_falls_back_to_plain_text_on_a_new_connection(
+    world: MXWorld, start: StartServer
+) -> None:
+    # A server whose handshake fails for us whatever we check: it demands a client
+    # certificate (TLS 1.2, so the refusal comes within the handshake).
+    tls = world.server_tls("mx.sts-badcert.test")
+    tls.maximum_version = ssl.TLSVersion.TLSv1_2
+    tls.verify_mode = ssl.CERT_REQUIRED
+    tls.load_verify_locations(world.ca_file)
+    server = start(TLS_BAD, tls_context=tls)
+    report = deliver(world, ["x@sts-badcert.test"], mta_sts=False)
     outcome = report.recipients["x@sts-badcert.test"]
     assert outcome.delivered and outcome.tls is None
     assert "retrying without TLS" in outcome.attempts[0]
     clients = [bytes(w) for w in server.wire if w]
     assert len(clients) == 2
     assert b"STARTTLS" in clients[0] and b"STARTTLS" not in clients[1]
+    assert len(server.messages) == 1
+
+
+def test_sts_testing_reports_a_bad_certificate_and_delivers(
+    world: MXWorld, start: StartServer
+) -> None:
+    policy = "version: STSv1\nmode: testing\nmx: mx.sts-testing.test\nmax_age: 600\n"
+    world.https.serve("sts-testing.test", policy)
+    server = start(OK, tls_context=world.server_tls("wrong-name.test"))
+    report = deliver(
+        world,
+        ["x@sts-testing.test"],
+        mta_sts=sts(world),
+        tls_options=TLSOptions(ca_file=world.ca_file),
+    )
+    outcome = report.recipients["x@sts-testing.test"]
+    assert outcome.delivered and outcome.mta_sts == "testing" and outcome.tls is not None
+    assert (
+        "certificate" in outcome.attempts[0] and "without certificate checks" in outcome.attempts[0]
+    )
     assert len(server.messages) == 1
 
 

@@ -155,7 +155,7 @@ def render_table(report: Any, *, verbose: bool = False) -> str:
     rows = [head]
     for o in report.recipients.values():
         mx = f"{o.mx} [{o.address}]" if o.mx and o.address and o.address != o.mx else o.mx
-        tls = o.tls.split()[0] if o.tls else ("-" if o.delivered else "")
+        tls = o.tls.split()[0] if o.tls else ("none" if o.delivered else "")
         rows.append(
             (
                 o.recipient,

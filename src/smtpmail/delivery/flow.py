@@ -12,18 +12,20 @@ written once:
   next host;
 - a 5xx to a recipient is final for it; 4xx to every recipient tries the
   next host; the first host that takes the message ends the delivery;
-- in opportunistic mode a failed TLS handshake is retried in clear text on a
-  new connection; when TLS is mandatory the host is skipped instead;
+- in opportunistic mode a failed TLS handshake is retried on a new
+  connection, first without certificate checks (when they were asked for),
+  then in clear text; when TLS is mandatory the host is skipped instead;
 - a connection lost after the message data may have delivered it: the
   recipients are deferred, never sent again to another host at once;
 - MTA-STS ``enforce`` limits the hosts to those the policy lists, with
-  mandatory verified TLS; ``testing`` only notes where it would have refused.
+  mandatory verified TLS; ``testing`` notes where it would have refused (an
+  unlisted host, a certificate that does not verify) and delivers anyway.
 """
 
 from __future__ import annotations
 
 from collections.abc import Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from smtpmail.delivery.mtasts import STSPolicy
@@ -239,16 +241,30 @@ def _try_host(
             return
         track.connections += 1
         outcome = yield Attempt(mx, address, _envelope(job, track), decision)
-        if isinstance(outcome, TLSError) and not decision.mandatory:
-            # RFC 7435: only opportunistic TLS may fall back, and on a new connection.
-            track.trail.append(f"{mx.name}[{address}]: {outcome}; retrying without TLS")
-            plain = TLSDecision(TLSMode.PLAINTEXT_INSECURE, None, "opportunistic fallback")
-            outcome = yield Attempt(mx, address, _envelope(job, track), plain)
+        tried = decision
+        while isinstance(outcome, TLSError) and (weaker := _weaker(tried)) is not None:
+            # RFC 7435: only opportunistic TLS falls back, and on a new connection.
+            track.trail.append(f"{mx.name}[{address}]: {outcome}; retrying {weaker.reason}")
+            tried = weaker
+            outcome = yield Attempt(mx, address, _envelope(job, track), weaker)
         if isinstance(outcome, ExtensionNotSupported) and _set_aside_utf8(track, mx, address):
             # The ASCII recipients need no SMTPUTF8: the same host, without the others.
             outcome = yield Attempt(mx, address, _envelope(job, track), decision)
         if _record(outcome, mx, address, track) == "next-host":
             return
+
+
+def _weaker(tried: TLSDecision) -> TLSDecision | None:
+    """After a failed handshake: unverified TLS, then clear text; never when TLS is mandatory."""
+    if tried.mandatory:
+        return None
+    options = tried.options
+    if options is not None and not options.verify_insecure_off:
+        unverified = replace(options, verify_insecure_off=True)
+        return TLSDecision(TLSMode.OPPORTUNISTIC, unverified, "without certificate checks")
+    if tried.mode is TLSMode.OPPORTUNISTIC:
+        return TLSDecision(TLSMode.PLAINTEXT_INSECURE, None, "without TLS")
+    return None
 
 
 def _set_aside_utf8(track: _Tracker, mx: MXHost, address: str) -> bool:

@@ -39,6 +39,7 @@ from smtpmail.errors import (
     RemoteProtocolError,
     ReplyError,
     SenderRefused,
+    ServiceClosing,
 )
 from smtpmail.protocol import commands as cmd
 from smtpmail.protocol.data import DataEncoder, encode_data
@@ -625,6 +626,12 @@ def _receive(
 ) -> Flow[list[Reply]]:
     replies = yield Receive(count, label, timeout, secrets)
     assert replies is not None and len(replies) == count
+    for reply in replies:
+        # 421 answers whatever was asked: the server is closing (RFC 5321 §3.8).
+        # The transports stop reading at the first 421; a driver that hands
+        # over a whole batch gets the same error here.
+        if reply.code == 421:
+            raise ServiceClosing(label, reply)
     return replies
 
 
