@@ -183,8 +183,9 @@ async def test_port_465_answered_in_plain_text_async(certs: Certs) -> None:
 def test_required_starttls_not_offered_is_still_sent_and_454_fails_closed(certs: Certs) -> None:
     # aiosmtpd without a TLS context neither offers STARTTLS nor accepts it (454).
     with TLSServer(authenticator=authenticator(), auth_require_tls=False) as server:
-        with pytest.raises(smtpmail.TLSError, match="454"):
+        with pytest.raises(smtpmail.TLSError, match="454") as info:
             connect(server.port, certs, auth=(USER, PASSWORD))
+        assert info.value.is_transient  # 454: TLS not available for now
         assert_nothing_after_starttls(server)
 
 
