@@ -337,3 +337,17 @@ def test_lmtp_url() -> None:
     assert r.status == 0, r.stderr
     assert " C: LHLO " in r.stderr  # RFC 2033: LMTP says LHLO, not EHLO
     assert len(server.messages) == 1
+
+
+@pytest.mark.parametrize("host", ["x..y", "a" * 64 + ".example", "bad host", "bad\x01host", ""])
+def test_invalid_host_name_is_a_usage_error(host: str) -> None:
+    r = run_cli("send", "--host", host, *BASIC, "--body", "x")
+    assert r.status == exits.EX_USAGE, r.stderr
+    assert "host" in r.stderr
+
+
+def test_valid_host_forms_pass_the_check() -> None:
+    from smtpmail.cli.server import check_host
+
+    for host in ("127.0.0.1", "::1", "localhost", "mail.example.org", "bücher.example", "a_b.c."):
+        check_host(host)

@@ -155,7 +155,22 @@ class ConnectionLost(TransportError):
 
 
 class TLSError(SMTPError):
-    """TLS could not be established as the policy demands (handshake, certificate, STARTTLS)."""
+    """TLS could not be established as the policy demands (handshake, certificate, STARTTLS).
+
+    ``reply`` is the server's refusal of STARTTLS when that was the failure;
+    a 4xx one (454: TLS not available for now) makes the error transient.
+    """
+
+    def __init__(self, message: str, reply: Reply | None = None) -> None:
+        super().__init__(message)
+        self.reply = reply
+
+    @property
+    def is_transient(self) -> bool:
+        return self.reply is not None and self.reply.is_transient
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.reply))
 
 
 class DNSError(SMTPError):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from smtpmail.errors import InvalidAddress, InvalidArgument
 from smtpmail.protocol.commands import Path, check_text, parse_path
@@ -133,6 +134,9 @@ class SendResult:
     recipients: dict[str, RecipientResult] = field(default_factory=dict)
     reply: Reply | None = None
     error: Exception | None = None
+    #: How the connection was protected: a :class:`smtpmail.TLSInfo` (version,
+    #: cipher, certificate) or None in clear text. Set by the client.
+    tls: Any = None
 
     @property
     def ok(self) -> bool:

@@ -168,7 +168,9 @@ class AsyncClient(BaseClient):
         """Send one message; see :meth:`smtpmail.Client.send`."""
         item = self._items(message, sender, recipients, envelope)
         await self._ensure_connected()
-        (result,) = await self._run(self._session.transactions([item], keep_errors=False))
+        (result,) = self._stamp(
+            await self._run(self._session.transactions([item], keep_errors=False))
+        )
         return result
 
     async def send_many(
@@ -185,7 +187,7 @@ class AsyncClient(BaseClient):
             ((env, as_content(msg)) for env, msg in items), keep_errors=True, results=results
         )
         try:
-            return await self._run(flow)
+            return self._stamp(await self._run(flow))
         except SMTPError as exc:
             exc.results = results
             raise
