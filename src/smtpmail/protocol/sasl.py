@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import secrets as _random
 import stringprep
 import unicodedata
@@ -334,17 +335,20 @@ def choose(
     )
 
 
+#: A run of base64 this long in a reply to AUTH is taken for an echoed (maybe
+#: truncated) response and hidden: servers quote what they were sent.
+_BASE64_RUN = re.compile(r"[A-Za-z0-9+/]{16,}={0,2}")
+
+
 def redact(reply: Reply, secrets: Iterable[str]) -> Reply:
-    """``reply`` with every secret string replaced by ``****``."""
+    """``reply`` (to AUTH) with every secret string and base64 run replaced by ``****``."""
     ordered = sorted({s for s in secrets if len(s) >= 3}, key=len, reverse=True)
-    if not ordered:
-        return reply
     lines = []
     for line in reply.lines:
         text = line
         for secret in ordered:
             text = text.replace(secret, REDACTED)
-        lines.append(text)
+        lines.append(_BASE64_RUN.sub(REDACTED, text))
     return Reply(reply.code, tuple(lines))
 
 
