@@ -504,3 +504,21 @@ def test_421_to_ehlo() -> None:
 
     with pytest.raises(ServiceClosing):
         drive(Session().hello("c.example.org"), [b"421 too busy\r\n"])
+
+
+@pytest.mark.parametrize(
+    ("keywords", "data", "body"),
+    [
+        (("CHUNKING", "BINARYMIME", "8BITMIME"), b"\x00\xff\r\n", b" BODY=BINARYMIME"),
+        (("CHUNKING", "BINARYMIME", "8BITMIME"), b"ascii\r\n", b""),
+        (("BINARYMIME", "8BITMIME"), b"\xff\r\n", b" BODY=8BITMIME"),  # no BDAT, no BINARYMIME
+        (("CHUNKING", "8BITMIME"), b"\xff\r\n", b" BODY=8BITMIME"),
+    ],
+)
+def test_binarymime_only_with_bdat(keywords: tuple[str, ...], data: bytes, body: bytes) -> None:
+    session = ready(*keywords)
+    bdat = "CHUNKING" in keywords
+    _, trace = send(
+        session, [OK, OK, QUEUED] if bdat else [OK, OK, GO, QUEUED], (env(), content(data))
+    )
+    assert trace.sends[0] == b"MAIL FROM:<a@example.org>" + body + b"\r\n"

@@ -75,3 +75,24 @@ def test_refused_greeting_skips_the_hosts_other_addresses() -> None:
     assert attempts == [("mx0.example.test", "192.0.2.1"), ("mx1.example.test", "192.0.2.1")]
     assert outcome.delivered and outcome.tls == "TLSv1.3 TLS_AES_128_GCM_SHA256"
     assert outcome.enhanced_status == "2.0.0"
+
+
+def _mx_only(hosts: list[MXHost]) -> Any:
+    def answer(step: Any) -> Any:
+        if isinstance(step, LookupMX):
+            return hosts
+        if isinstance(step, LookupAddresses):
+            return ["192.0.2.1"]
+        return ConnectError("refused")
+
+    return answer
+
+
+def test_an_mx_list_naming_this_host_is_cut_there() -> None:
+    hosts = [MXHost("a.test", 10), MXHost("me.test", 20), MXHost("c.test", 20)]
+    config = FlowConfig(mta_sts=False, local_names=frozenset({"me.test"}))
+    steps, (outcome,) = drive(config, _mx_only(hosts))
+    assert [s.mx.name for s in steps if isinstance(s, Attempt)] == ["a.test"]
+    steps, (outcome,) = drive(config, _mx_only(hosts[1:]))
+    assert [s for s in steps if isinstance(s, Attempt)] == []
+    assert (outcome.status, outcome.enhanced_status) == (DeliveryStatus.DEFERRED, "4.4.6")

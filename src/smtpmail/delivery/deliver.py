@@ -102,11 +102,19 @@ def _plan(
         tls_options=tls_options,
         mta_sts=sts is not None,
         dane=dane,
+        local_names=_local_names(ehlo_name),
     )
     options: dict[str, Any] = {"ehlo_name": ehlo_name, "timeout": timeout}
     if transcript is not None:
         options["transcript"] = transcript
     return _Plan(data, envelope, flow, resolver, sts, options, max_connections)
+
+
+def _local_names(ehlo_name: str | None) -> frozenset[str]:
+    from smtpmail.transport._base import _local_fqdn
+
+    names = {ehlo_name, _local_fqdn()}
+    return frozenset(n.rstrip(".").lower() for n in names if n and not n.startswith("["))
 
 
 def _client_options(plan: _Plan, attempt: Attempt) -> dict[str, Any]:

@@ -113,6 +113,8 @@ class FlowConfig:
     #: Connections tried per domain at most: a hostile or broken DNS answer
     #: with dozens of MX hosts must not hold a delivery for an hour.
     max_attempts: int = 10
+    #: This host's own names: an MX list naming it is cut there (RFC 5321 §5.1).
+    local_names: frozenset[str] = frozenset()
 
 
 class _Tracker:
@@ -181,6 +183,7 @@ def domain_flow(job: DomainJob, config: FlowConfig) -> DomainFlow:
             )
             return track.outcomes()
         hosts = found
+    hosts = _below_self(hosts, config.local_names, track)
     policy: STSPolicy | None = None
     if config.mta_sts and job.literal is None:
         policy = yield LookupPolicy(job.domain)
@@ -192,6 +195,24 @@ def domain_flow(job: DomainJob, config: FlowConfig) -> DomainFlow:
     if track.pending:
         _give_up(track)
     return track.outcomes()
+
+
+def _below_self(hosts: list[MXHost], names: frozenset[str], track: _Tracker) -> list[MXHost]:
+    """RFC 5321 §5.1: when this host is an MX, only more preferred ones may be used
+    (else mail would loop back to us)."""
+    mine = [h.preference for h in hosts if h.name in names and not h.implicit]
+    if not mine:
+        return hosts
+    cut = min(mine)
+    track.trail.append(f"this host is an MX (preference {cut}): only lower preferences used")
+    kept = [h for h in hosts if h.preference < cut]
+    if not kept:
+        track.decide_rest(
+            DeliveryStatus.DEFERRED,
+            "this host is the best MX of the domain: nowhere to relay to",
+            local_status="4.4.6",  # RFC 3463: routing loop detected
+        )
+    return kept
 
 
 def _apply_policy(hosts: list[MXHost], policy: STSPolicy | None, track: _Tracker) -> list[MXHost]:

@@ -152,14 +152,16 @@ class Resolver:
 
     def query(self, name: str, rdtype: str) -> list[Any]:
         """The records of one type; [] when the name exists without them."""
+        resolver = self._blocking()  # outside the try: a missing extra is no DNS failure
         try:
-            return list(self._blocking().resolve(name, rdtype, search=False))
+            return list(resolver.resolve(name, rdtype, search=False))
         except Exception as exc:
             return _no_records_or_raise(exc, name, rdtype)
 
     async def query_async(self, name: str, rdtype: str) -> list[Any]:
+        resolver = self._asyncio()
         try:
-            return list(await self._asyncio().resolve(name, rdtype, search=False))
+            return list(await resolver.resolve(name, rdtype, search=False))
         except Exception as exc:
             return _no_records_or_raise(exc, name, rdtype)
 

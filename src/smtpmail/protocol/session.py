@@ -449,7 +449,11 @@ class Session:
                 raise MessageTooLarge(content.size, limit)
             params["SIZE"] = str(content.size)
         use_bdat = "CHUNKING" in ext
-        if content.eight_bit is not False and "8BITMIME" in ext:
+        if content.eight_bit is not False and use_bdat and "BINARYMIME" in ext:
+            # RFC 3030 §3: with BDAT, BINARYMIME also covers NULs and lines over
+            # 998 octets, which 8BITMIME does not; unknown content gets it too.
+            params["BODY"] = "BINARYMIME"
+        elif content.eight_bit is not False and "8BITMIME" in ext:
             params["BODY"] = "8BITMIME"
         elif content.eight_bit:
             log.warning("server does not offer 8BITMIME; sending 8-bit data anyway")

@@ -19,6 +19,7 @@ from smtpmail.errors import (
     AuthError,
     InputError,
     LocalProtocolError,
+    RemoteProtocolError,
     ReplyError,
     ReplyTimeout,
     ServiceClosing,
@@ -314,7 +315,15 @@ class BaseClient:
             raise ServiceClosing("(unsolicited)", reply)
 
     def _take_reply(self, action: Receive) -> Reply | None:
-        reply = self._parser.maybe_next_reply()
+        try:
+            reply = self._parser.maybe_next_reply()
+        except RemoteProtocolError:
+            if action.secrets is None:
+                raise
+            # The parser quotes the bad line, which may echo the credentials.
+            raise RemoteProtocolError(
+                f"malformed reply to {action.label} (not shown: it may echo the credentials)"
+            ) from None
         if reply is not None:
             self._note_reply(reply, action)
             if reply.code == 421:
