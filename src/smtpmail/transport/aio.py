@@ -152,8 +152,10 @@ class AsyncClient(BaseClient):
         reader = self._reader
         if reader is None:
             return True
-        # Anything the server sent while idle is EOF or a parting 421.
-        return reader.at_eof() or bool(getattr(reader, "_buffer", b""))
+        # EOF, or a parting 421; other unsolicited bytes are dropped before the
+        # next command, as the blocking client does.
+        buffered = bytes(getattr(reader, "_buffer", b""))
+        return reader.at_eof() or buffered.startswith(b"421")
 
     # -- commands ------------------------------------------------------------
 
