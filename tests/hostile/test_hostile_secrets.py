@@ -126,7 +126,7 @@ def test_secrets_never_shown(
             tls="none",
             allow_plaintext_auth=True,  # the wire is what we inspect: keep it readable
             transcript=lambda who, line: transcript.append(f"{who}: {line}"),
-            timeout=3.0,
+            timeout=10.0,
         )
         conn = server.conn()
     wire = bytes(conn.received).decode("utf-8", "replace")

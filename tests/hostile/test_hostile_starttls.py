@@ -68,7 +68,7 @@ def assert_nothing_leaked(conn: Conn) -> None:
 
 
 def run(kind: str, script: list[Step], **kw: Any) -> tuple[SMTPError | None, Conn]:
-    kw.setdefault("timeout", 3.0)
+    kw.setdefault("timeout", 10.0)
     kw.setdefault("tls", "starttls")
     with ScriptedServer(script) as server:
         outcome = drive(kind, server.port, [op("connect")], **kw)
@@ -117,7 +117,7 @@ def test_starttls_not_advertised_when_required(kind: str, client_ctx: ssl.SSLCon
     script = [expect(b"EHLO"), send(ehlo_reply([b"AUTH PLAIN LOGIN"])), respond()]
     with ScriptedServer(script) as server:
         outcome = drive(
-            kind, server.port, SEND, ssl_context=client_ctx, auth=(USER, PASSWORD), timeout=3.0
+            kind, server.port, SEND, ssl_context=client_ctx, auth=(USER, PASSWORD), timeout=10.0
         )
         conn = server.conn()
     assert isinstance(outcome.error, TLSError), repr(outcome.error)
@@ -161,7 +161,7 @@ def test_capabilities_learned_before_tls_are_forgotten(
     script = [respond(before, tls=server_ctx, tls_keywords=after)]
     with ScriptedServer(script) as server:
         outcome = drive(
-            kind, server.port, SEND, ssl_context=client_ctx, auth=(USER, PASSWORD), timeout=3.0
+            kind, server.port, SEND, ssl_context=client_ctx, auth=(USER, PASSWORD), timeout=10.0
         )
         conn = server.conn()
     assert outcome.error is None, outcome.error
