@@ -26,11 +26,12 @@ def read_reply(sock: socket) -> tuple[int, str]:
     """Read one whole reply; return (code, text).
 
     A reply is one or more lines "ddd-text" ending with a line "ddd text"
-    (RFC 5321 §4.2.1); TCP may deliver it in any number of pieces.
+    (RFC 5321 §4.2.1); TCP may deliver it in any number of pieces. Lines end
+    in CRLF, but a bare LF is accepted too (be liberal in what you accept).
     """
     data = b""
     while True:
-        lines = data.split(b"\r\n")
+        lines = data.replace(b"\r\n", b"\n").split(b"\n")
         for line in lines[:-1]:  # the last piece is not yet a whole line
             if len(line) < 3 or not line[:3].isdigit():
                 raise ValueError(f"malformed reply line {line[:80]!r}")

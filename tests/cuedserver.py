@@ -22,6 +22,8 @@ class Conn:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.sock.settimeout(20)
+        # No Nagle: each send leaves at once, so "sent" means "on the client's side".
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = b""
         self.lines: list[bytes] = []
 
@@ -114,6 +116,21 @@ class CuedServer:
             self.errors.append(exc)
         finally:
             conn.close()
+
+    async def __aenter__(self) -> CuedServer:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # Join in a thread: the event loop must keep running so that an asyncio
+        # client's close actually reaches the script waiting on the socket.
+        import asyncio
+
+        await asyncio.to_thread(self.__exit__, exc_type, exc, tb)
 
     def __enter__(self) -> CuedServer:
         self._accept.start()

@@ -93,17 +93,20 @@ class SmtpSink:
 
     host = "127.0.0.1"
 
-    def __init__(self, *flags: str, lmtp: bool = False) -> None:
+    def __init__(self, *flags: str, lmtp: bool = False, dump: bool = True) -> None:
         if not have_smtp_sink():
             pytest.skip("smtp-sink (Debian package postfix) is not installed")
         self.port = free_port()
         self.dir = _private_dir("smtpmail-sink-")
         self.dir.chmod(0o777)
         self.flags = list(flags) + (["-L"] if lmtp else [])
+        self.dump = dump
         self._proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> SmtpSink:
-        args = [SMTP_SINK, *self.flags, "-h", "sink.smtpmail.test", "-d", f"{self.dir}/%H%M%S."]
+        args = [SMTP_SINK, *self.flags, "-h", "sink.smtpmail.test"]
+        if self.dump:
+            args += ["-d", f"{self.dir}/%H%M%S."]
         if os.geteuid() == 0:
             args += ["-u", "nobody"]  # smtp-sink refuses to run as root
         args += [f"{self.host}:{self.port}", "64"]
@@ -306,9 +309,17 @@ class PostfixMTA:
             raise AssertionError(f"not delivered; the Postfix log:\n{self.log()}") from None
         return [email.message_from_bytes(p.read_bytes()) for p in self._files()]
 
-    def raw(self, count: int) -> list[bytes]:
-        self.delivered(count)
-        return [p.read_bytes() for p in self._files()]
+    def find(self, token: bytes, count: int = 1) -> list[bytes]:
+        """Wait until ``count`` delivered messages contain ``token``; return them (raw)."""
+
+        def matching() -> list[bytes] | None:
+            found = [raw for p in self._files() if token in (raw := p.read_bytes())]
+            return found if len(found) >= count else None
+
+        try:
+            return wait_for(f"{count} messages with {token!r}", matching)
+        except AssertionError:
+            raise AssertionError(f"not delivered; the Postfix log:\n{self.log()}") from None
 
 
 def _postfix_ids() -> tuple[int, int]:

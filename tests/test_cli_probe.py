@@ -113,3 +113,22 @@ def test_probe_auth_offered_in_clear(scripted: Callable[[Script], int]) -> None:
     assert "AUTH:       PLAIN LOGIN" in r.stdout
     assert "SIZE limit: 1000" in r.stdout
     assert "AUTH without any encryption" in r.stdout
+
+
+def test_probe_ehlo_refused_helo_accepted(scripted: Callable[[Script], int]) -> None:
+    def script(conn: socket.socket) -> None:
+        conn.sendall(b"220 old.example SMTP\r\n")
+        f = conn.makefile("rb")
+        f.readline()
+        conn.sendall(b"502 5.5.2 EHLO not implemented\r\n")
+        f.readline()
+        conn.sendall(b"250 old.example\r\n")
+        f.readline()
+        conn.sendall(b"221 bye\r\n")
+
+    port = scripted(script)
+    r = run_cli("probe", f"127.0.0.1:{port}", "--json")
+    assert r.status == 0, r.stdout + r.stderr
+    out = json.loads(r.stdout)
+    assert out["plain"]["esmtp"] is False
+    assert any("accepted only HELO" in d for d in out["diagnoses"])

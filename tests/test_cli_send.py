@@ -272,3 +272,82 @@ def test_help_documents_exit_codes() -> None:
     assert r.status == 0
     for code in ("0", "64", "65", "67", "68", "69", "75", "77", "79"):
         assert f"\n  {code} " in r.stdout
+
+
+def test_smtputf8_only_when_an_address_needs_it() -> None:
+    with RecordingServer(enable_SMTPUTF8=False) as server:
+        r = run_cli(
+            "send",
+            *srv(server),
+            "--from",
+            "Zoë <me@bücher.example>",
+            "--to",
+            "you@example.net",
+            "--subject",
+            "Grüße",
+            "--body",
+            "ü",
+        )
+        assert r.status == 0, r.stderr
+        assert not any(b"SMTPUTF8" in c for c in server.commands())
+        r = run_cli(
+            "send",
+            *srv(server),
+            "--from",
+            "zoë@example.org",
+            "--to",
+            "you@example.net",
+            "--body",
+            "x",
+        )
+        assert r.status == exits.EX_UNAVAILABLE, r.stderr  # needs SMTPUTF8, not offered
+        assert len(server.messages) == 1
+    with RecordingServer() as server:
+        r = run_cli(
+            "send",
+            *srv(server),
+            "--from",
+            "zoë@example.org",
+            "--to",
+            "you@example.net",
+            "--body",
+            "x",
+        )
+        assert r.status == 0, r.stderr
+        assert any(b"SMTPUTF8" in c for c in server.commands())
+
+
+def test_lmtp_url() -> None:
+    from aiosmtpd.lmtp import LMTP
+
+    from servers import _Controller
+
+    class _LMTPController(_Controller):
+        def factory(self) -> LMTP:
+            return LMTP(self.handler, decode_data=False)
+
+    server = RecordingServer()
+    server._controller = _LMTPController(
+        server.handler, wire=server.wire, smtp_kwargs={}, hostname="127.0.0.1", port=server.port
+    )
+    with server:
+        r = run_cli(
+            "send", "--server", f"lmtp://127.0.0.1:{server.port}", *BASIC, "--body", "x", "-v"
+        )
+    assert r.status == 0, r.stderr
+    assert " C: LHLO " in r.stderr  # RFC 2033: LMTP says LHLO, not EHLO
+    assert len(server.messages) == 1
+
+
+@pytest.mark.parametrize("host", ["x..y", "a" * 64 + ".example", "bad host", "bad\x01host", ""])
+def test_invalid_host_name_is_a_usage_error(host: str) -> None:
+    r = run_cli("send", "--host", host, *BASIC, "--body", "x")
+    assert r.status == exits.EX_USAGE, r.stderr
+    assert "host" in r.stderr
+
+
+def test_valid_host_forms_pass_the_check() -> None:
+    from smtpmail.cli.server import check_host
+
+    for host in ("127.0.0.1", "::1", "localhost", "mail.example.org", "bücher.example", "a_b.c."):
+        check_host(host)

@@ -247,3 +247,14 @@ def test_git_send_email_through_sendmail(smtpd: RecordingServer, tmp_path: Path)
     assert subjects[0].startswith(b"[PATCH 1/2] =?UTF-8?q?Add=20file")
     assert subjects[1] == b"[PATCH 2/2] Second line"
     assert b"+two" in smtpd.messages[1].content
+
+
+def test_lone_dot_ends_the_message_without_i(smtpd: RecordingServer) -> None:
+    r = run_cli("sendmail", srv(smtpd), "x@example.net", stdin=MESSAGE)
+    assert r.status == 0, r.stderr
+    r = run_cli("sendmail", srv(smtpd), "-oi", "x@example.net", stdin=MESSAGE)
+    assert r.status == 0, r.stderr
+    without_i, with_oi = (m.content for m in smtpd.messages)
+    assert without_i.endswith(b"\r\n\r\nbody\r\n")
+    assert with_oi.endswith(b"\r\nafter a lone dot\r\n")
+    assert b"\r\n.\r\nafter" in with_oi  # dot-unstuffed by the server: the line was data

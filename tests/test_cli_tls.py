@@ -181,3 +181,21 @@ def test_probe_certificate_for_another_name(certs: Certs) -> None:
         r = run_cli("probe", f"smtps://127.0.0.1:{server.port}", "--cafile", certs.ca_file)
     assert r.status == exits.EX_UNAVAILABLE, r.stdout
     assert "certificate is for another name" in r.stdout
+
+
+def test_failing_password_command_exits_78(starttls_server: TLSServer, certs: Certs) -> None:
+    r = run_cli(
+        "send",
+        "--port",
+        str(starttls_server.port),
+        "--cafile",
+        certs.ca_file,
+        "--user",
+        USER,
+        "--password-command",
+        "echo oops-not-a-password; exit 3",
+        *MSG,
+    )
+    assert r.status == exits.EX_CONFIG, r.stderr
+    assert "password command failed" in r.stderr and "oops" not in r.stderr
+    assert starttls_server.messages == []

@@ -223,3 +223,23 @@ async def test_connect_error_is_transient(connect: Connect) -> None:
     with pytest.raises(smtpmail.ConnectError) as info:
         await client.connect()
     assert info.value.is_transient
+
+
+async def test_both_clients_put_the_same_bytes_on_the_wire() -> None:
+    from twins import Twin
+
+    items = [
+        (smtpmail.Envelope("a@example.org", ["b@example.org", "no@example.org"]), MSG),
+        (smtpmail.Envelope("a@example.org", ["no@example.org"]), b"refused"),
+        (smtpmail.Envelope("", ["c@example.org"], notify=["NEVER"]), "ünïcode\n.\n"),
+    ]
+    wires = []
+    for kind in ("sync", "async"):
+        with RecordingServer() as server:
+            server.handler.refuse["no@example.org"] = "550 5.1.1 no"
+            async with Twin(kind, "127.0.0.1", server.port, ehlo_name="c.example.org") as c:
+                await c.send_many(items)
+                await c.noop()
+            wires.append(server.raw)
+    assert wires[0] == wires[1]
+    assert wires[0].count(b"MAIL FROM") == 3

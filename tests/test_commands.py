@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from flowdriver import Trace, drive
 from smtpmail.errors import InputError, InvalidAddress, InvalidArgument
 from smtpmail.protocol import commands as cmd
 from smtpmail.protocol.envelope import Envelope
-from smtpmail.protocol.session import Options, Session
+from smtpmail.protocol.session import Content, Options, Session
 
 # Every C0 control, DEL, and the Unicode line breaks some software honours.
 INJECTIONS = [chr(c) for c in range(0x20)] + ["\x7f", "\x85", "\u2028", "\u2029"]
@@ -241,3 +243,43 @@ def test_envelope_needs_a_recipient_and_dedupes() -> None:
         Envelope("a@example.org", [])
     env = Envelope("a@example.org", ["b@example.org", "B@example.org", "c@example.org"])
     assert env.recipients == ("b@example.org", "c@example.org")
+
+
+_any_text = st.text(
+    alphabet=st.one_of(
+        st.sampled_from([*INJECTIONS, "<", ">", "@", " ", ":", "=", '"', "\\"]),
+        st.characters(blacklist_categories=("Cs",)),
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=150)
+@given(local=_any_text, domain=_any_text, value=_any_text)
+def test_any_input_is_refused_or_yields_exactly_one_clean_line(
+    local: str, domain: str, value: str
+) -> None:
+    """Whatever the caller passes, a command is one line: nothing can be smuggled."""
+    session = ready_session()
+    try:
+        env = Envelope(f"{local}@{domain}", [f"{value}@example.org"], envid=value or None)
+    except InputError:
+        return
+    trace = Trace()
+    server = b"250 ok\r\n250 ok\r\n354 go\r\n250 ok\r\n"
+    drive(session.transactions([(env, plain_content())], keep_errors=False), server, trace)
+    for command in (trace.sends[0], trace.sends[1]):
+        assert command.endswith(b"\r\n")
+        assert command.count(b"\n") == 1 and command.count(b"\r") == 1
+        assert all(b >= 0x20 and b != 0x7F for b in command[:-2])
+
+
+def ready_session() -> Session:
+    session = Session()
+    drive(session.greet(), b"220 mx\r\n")
+    drive(session.hello("c.example.org"), b"250-mx\r\n250-SMTPUTF8\r\n250 DSN\r\n")
+    return session
+
+
+def plain_content() -> Content:
+    return Content([b"x\r\n"], size=3, eight_bit=False)

@@ -220,3 +220,12 @@ def test_compose_is_public() -> None:
     import smtpmail
 
     assert smtpmail.compose is compose and smtpmail.Attachment is Attachment
+
+
+def test_idn_domain_with_ascii_local_part_needs_no_smtputf8() -> None:
+    c = compose(sender="me@bücher.example", to=["Jörg <j@münchen.example>"], text="x")
+    head = c.as_bytes().split(b"\r\n\r\n", 1)[0]
+    assert head.isascii()
+    assert b"me@xn--bcher-kva.example" in head and b"j@xn--mnchen-3ya.example" in head
+    assert c.envelope.recipients == ("j@xn--mnchen-3ya.example",)
+    assert not c.envelope.needs_smtputf8

@@ -134,3 +134,25 @@ def test_demo_colours_the_dialogue_on_a_terminal_unless_no_color(
 def test_demo_plain_when_piped(tmp_path: Path) -> None:
     _, out, _ = run_demo(tmp_path)
     assert "\x1b[" not in out
+
+
+class ClosedAfter(io.StringIO):
+    """A pipe whose reader leaves after ``lines`` lines (`smtpmail demo | head`)."""
+
+    def __init__(self, lines: int) -> None:
+        super().__init__()
+        self.left = lines
+
+    def write(self, text: str) -> int:
+        if self.left <= 0:
+            raise BrokenPipeError(32, "Broken pipe")
+        self.left -= text.count("\n")
+        return super().write(text)
+
+
+@pytest.mark.parametrize("lines", [2, 12, 60])  # before, during and after the dialogue
+def test_demo_is_quiet_when_its_reader_leaves(tmp_path: Path, lines: int) -> None:
+    env = fake_env(tmp_path, ["demo"])
+    env.stdout = ClosedAfter(lines)
+    assert main(env=env) == 0
+    assert env.stderr.getvalue() == ""  # type: ignore[attr-defined]

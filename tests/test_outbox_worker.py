@@ -122,3 +122,43 @@ def test_a_drop_in_the_middle_of_the_data_is_a_plain_deferral(tmp_path: Path) ->
         Worker(box, port=server.port).run()
         assert box.load(queued.id).status == "delivered"
         assert len(server.messages) == 1
+
+
+def test_per_server_limit_and_routes(tmp_path: Path, smtpd: RecordingServer) -> None:
+    box = Outbox(tmp_path)
+    with RecordingServer() as other:
+        for i in range(30):
+            box.add(_message(i), "a@example.org", [f"r{i}@example.net"])
+            box.add(
+                _message(i),
+                "a@example.org",
+                [f"o{i}@example.net"],
+                server=f"127.0.0.1:{other.port}",
+            )
+        stats = Worker(box, port=smtpd.port, connections=4, per_server=1, batch=5).run()
+        assert stats.delivered == 60
+        # One connection to each server however many threads: each was reused for 30 messages.
+        for server in (smtpd, other):
+            assert len(server.messages) == 30
+            assert len([w for w in server.wire if w]) == 1
+        assert {m.rcpt_tos[0][0] for m in other.messages} == {"o"}
+
+
+def test_rate_limiter_spaces_messages_evenly() -> None:
+    from smtpmail.outbox.limits import RateLimiter
+
+    now = [100.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    limiter = RateLimiter(4.0, clock=lambda: now[0], sleep=sleep)
+    for _ in range(5):
+        assert limiter.acquire()
+    assert slept == [0.25, 0.25, 0.25, 0.25]  # the first goes at once, then 4 per second
+    now[0] += 10  # idle time is not saved up into a burst
+    limiter.acquire()
+    limiter.acquire()
+    assert slept[-1] == 0.25 and len(slept) == 5

@@ -13,15 +13,18 @@ ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 
-def code_blocks(language: str) -> list[str]:
-    return re.findall(rf"```{language}\n(.*?)```", README, flags=re.S)
+def section(title: str) -> str:
+    """The text of the README section headed ``## title``, up to the next one."""
+    return README.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def code_blocks(text: str, language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", text, flags=re.S)
 
 
 def test_quick_start_is_two_commands_that_exist() -> None:
-    quick_start = README.split("## Quick start", 1)[1]
-    block = re.search(r"```sh\n(.*?)```", quick_start, flags=re.S)
-    assert block is not None
-    commands = [line.split("#")[0].strip() for line in block.group(1).splitlines()]
+    block = code_blocks(section("Quick start"), "sh")[0]
+    commands = [line.split("#")[0].strip() for line in block.splitlines()]
     assert commands == ["bash scripts/demo.sh", "bash scripts/test.sh"]
     for command in commands:
         assert (ROOT / command.split()[1]).is_file()
@@ -30,9 +33,7 @@ def test_quick_start_is_two_commands_that_exist() -> None:
 
 
 def test_library_example_sends_through_a_real_server() -> None:
-    # The library section's example (later sections have their own blocks).
-    library = README.split("## The library", 1)[1].split("\n## ", 1)[0]
-    (example,) = re.findall(r"```python\n(.*?)```", library, flags=re.S)
+    (example,) = code_blocks(section("The library"), "python")
     printed = io.StringIO()
     with (
         fixed_port(1025),  # the example uses the assignment's address

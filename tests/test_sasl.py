@@ -286,3 +286,28 @@ def test_auth_accepted_before_scram_server_proof_fails() -> None:
     mech = ScramSHA256(Credentials("user", "pencil"), nonce="abc")
     with pytest.raises(AuthError, match="before the exchange was complete"):
         drive(mech, [Reply(235, ("ok",))])
+
+
+def test_starttls_flow_sends_the_command_alone_then_hands_over() -> None:
+    from smtpmail.protocol.session import StartTLS
+
+    session = Session()
+    session.extensions = Extensions({"STARTTLS": "", "AUTH": "PLAIN"})
+    session.esmtp = True
+    flow = session.starttls()
+    send = next(flow)
+    assert isinstance(send, Send) and send.data == b"STARTTLS\r\n" and send.fresh
+    assert isinstance(flow.send(None), Receive)
+    assert isinstance(flow.send([Reply(220, ("go",))]), StartTLS)
+    with pytest.raises(StopIteration):
+        flow.send(None)
+    assert len(session.extensions) == 0 and not session.esmtp  # forgotten
+
+
+def test_starttls_flow_returns_a_refusal() -> None:
+    flow = Session().starttls()
+    next(flow)
+    flow.send(None)
+    with pytest.raises(StopIteration) as stop:
+        flow.send([Reply(454, ("4.7.0 not now",))])
+    assert stop.value.value.code == 454

@@ -479,3 +479,64 @@ def test_a_flow_reads_exactly_the_replies_it_provoked() -> None:
     # The driver fails on leftovers; a short script fails as exhausted.
     with pytest.raises(ScriptExhausted):
         send(ready("PIPELINING"), [OK, OK])
+
+
+@pytest.mark.parametrize(
+    "server",
+    [
+        [b"421 4.3.2 bye\r\n", b"421 bye\r\n", b"421 bye\r\n"],  # at MAIL
+        [OK, b"421 4.3.2 shutting down\r\n", b"421 bye\r\n"],  # mid-group
+        [OK, OK, GO, b"421 4.3.2 at the end\r\n"],  # after the data
+    ],
+    ids=["mail", "mid-group", "end-of-data"],
+)
+def test_421_anywhere_in_a_transaction_is_service_closing(server: list[bytes]) -> None:
+    from smtpmail.errors import ServiceClosing
+
+    session = ready("PIPELINING")
+    with pytest.raises(ServiceClosing) as info:
+        drive(session.transactions([(env(), content())], keep_errors=True), server)
+    assert info.value.is_transient
+
+
+def test_421_to_ehlo() -> None:
+    from smtpmail.errors import ServiceClosing
+
+    with pytest.raises(ServiceClosing):
+        drive(Session().hello("c.example.org"), [b"421 too busy\r\n"])
+
+
+@pytest.mark.parametrize(
+    ("keywords", "data", "body"),
+    [
+        (("CHUNKING", "BINARYMIME", "8BITMIME"), b"\x00\xff\r\n", b" BODY=BINARYMIME"),
+        (("CHUNKING", "BINARYMIME", "8BITMIME"), b"ascii\r\n", b""),
+        (("BINARYMIME", "8BITMIME"), b"\xff\r\n", b" BODY=8BITMIME"),  # no BDAT, no BINARYMIME
+        (("CHUNKING", "8BITMIME"), b"\xff\r\n", b" BODY=8BITMIME"),
+    ],
+)
+def test_binarymime_only_with_bdat(keywords: tuple[str, ...], data: bytes, body: bytes) -> None:
+    session = ready(*keywords)
+    bdat = "CHUNKING" in keywords
+    _, trace = send(
+        session, [OK, OK, QUEUED] if bdat else [OK, OK, GO, QUEUED], (env(), content(data))
+    )
+    assert trace.sends[0] == b"MAIL FROM:<a@example.org>" + body + b"\r\n"
+
+
+def test_552_to_rcpt_is_temporary_but_552_to_the_data_is_not() -> None:
+    # RFC 5321 §4.5.3.1.10: "too many recipients" from old servers.
+    session = ready("PIPELINING")
+    (result,), _ = send(
+        session,
+        [OK, OK, b"552 5.5.3 too many recipients\r\n", GO, QUEUED],
+        (env("b@x.org", "c@x.org"), content()),
+    )
+    assert result.recipients["c@x.org"].is_transient
+    assert not result.recipients["c@x.org"].is_permanent
+    with pytest.raises(RecipientsRefused) as info:
+        send(session, [OK, b"552 5.5.3 too many recipients\r\n", b"554 no rcpts\r\n"])
+    assert info.value.is_transient
+    with pytest.raises(DataRefused) as data_info:
+        send(session, [OK, OK, OK, GO, b"552 5.3.4 message too big\r\n"])  # RSET first
+    assert data_info.value.is_permanent

@@ -351,3 +351,18 @@ def test_garbage_reply_is_an_error(solution: ModuleType) -> None:
     with ScriptedServer(script) as s, pytest.raises(solution.SMTPClientError) as info:
         solution.smtp_client(s.port, "127.0.0.1")
     assert str(info.value) == "greeting: no valid reply: malformed reply line b'hello there'"
+
+
+def test_replies_with_bare_lf_are_accepted(solution: ModuleType) -> None:
+    def script(peer: Peer) -> None:
+        peer.send(b"220-mx.test\n220 ready\n")
+        for reply in (b"250 hi\n", b"250 ok\n", b"250 ok\n", b"354 go\n"):
+            peer.line()
+            peer.send(reply)
+        peer.until(b"\r\n.\r\n")
+        peer.send(b"250 queued\n")
+        peer.line()
+        peer.send(b"221 bye\n")
+
+    with ScriptedServer(script) as server:
+        solution.smtp_client(server.port, "127.0.0.1")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import ssl
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +15,16 @@ import pytest
 
 import smtpmail
 from smtpmail import Credentials, TLSMode, TLSOptions
-from tlsservers import PASSWORD, USER, Certs, SaslRecorder, TLSServer, authenticator
+from tlsservers import (
+    PASSWORD,
+    USER,
+    Certs,
+    Conn,
+    SaslRecorder,
+    ScriptedServer,
+    TLSServer,
+    authenticator,
+)
 
 MSG = b"Subject: tls\r\n\r\nhello over TLS\r\n"
 
@@ -77,7 +89,8 @@ def test_starttls_then_auth_sync(
         assert info is not None and info.verified
         assert info.version in ("TLSv1.2", "TLSv1.3")
         assert "127.0.0.1" in info.names
-        client.send(MSG, "a@example.org", ["b@example.org"])
+        result = client.send(MSG, "a@example.org", ["b@example.org"])
+        assert result.tls is info  # reachable from the result too
     (msg,) = starttls_server.messages
     assert msg.content.endswith(b"hello over TLS\r\n")
     cmds = starttls_server.commands()
@@ -301,3 +314,114 @@ def test_client_certificate(certs: Certs, tmp_path: Path) -> None:
         ):
             c.send(MSG, "a@example.org", "b@example.org")
         assert len(server.messages) == 1
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+async def test_what_was_offered_before_tls_is_forgotten(certs: Certs, use_async: bool) -> None:
+    """AUTH mechanisms and extensions come only from the EHLO after STARTTLS."""
+
+    def script(c: Conn) -> None:
+        c.greet_and_ehlo(b"STARTTLS", b"AUTH PLAIN CRAM-MD5", b"PIPELINING", b"SIZE 10")
+        c.expect(b"STARTTLS")
+        c.send(b"220 ready\r\n")
+        c.start_tls(certs.server_context())
+        c.expect(b"EHLO")
+        c.send(b"250-tls.example\r\n250-AUTH LOGIN\r\n250 SIZE 1000000\r\n")
+        c.expect(b"AUTH LOGIN")
+        c.send(b"334 VXNlcm5hbWU6\r\n")
+        c.line()
+        c.send(b"334 UGFzc3dvcmQ6\r\n")
+        c.line()
+        c.send(b"235 2.7.0 ok\r\n")
+        c.expect(b"MAIL FROM")
+        c.send(b"250 ok\r\n")  # no PIPELINING now: one command at a time
+        c.expect(b"RCPT TO")
+        c.send(b"250 ok\r\n")
+        c.expect(b"DATA")
+        c.send(b"354 go\r\n")
+        while c.line() != b".":
+            pass
+        c.send(b"250 queued\r\n")
+        c.expect(b"QUIT")
+        c.send(b"221 bye\r\n")
+
+    with ScriptedServer(script) as server:
+        kw = dict(auth=(USER, PASSWORD), tls_options=TLSOptions(ca_file=certs.ca_file))
+        if use_async:
+            async with smtpmail.AsyncClient("127.0.0.1", server.port, **kw) as ac:
+                assert set(ac.extensions) == {"AUTH", "SIZE"}
+                await ac.send(MSG, "a@example.org", "b@example.org")
+        else:
+            with smtpmail.Client("127.0.0.1", server.port, **kw) as client:
+                assert set(client.extensions) == {"AUTH", "SIZE"}
+                assert client.extensions.size_limit == 1000000
+                client.send(MSG, "a@example.org", "b@example.org")
+    assert not server.errors
+    assert len(server.conns) == 1
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+async def test_idle_tls_connection_is_reused(
+    starttls_server: TLSServer, certs: Certs, use_async: bool
+) -> None:
+    """The check before each operation for a server that closed the connection
+    does not mistake a live TLS connection for a closed one."""
+    kw = dict(auth=(USER, PASSWORD), tls_options=TLSOptions(ca_file=certs.ca_file))
+    if use_async:
+        async with smtpmail.AsyncClient("127.0.0.1", starttls_server.port, **kw) as ac:
+            for _ in range(3):
+                await ac.send(MSG, "a@example.org", "b@example.org")
+    else:
+        with smtpmail.Client("127.0.0.1", starttls_server.port, **kw) as client:
+            for _ in range(3):
+                client.send(MSG, "a@example.org", "b@example.org")
+    assert len(starttls_server.messages) == 3
+    assert len([w for w in starttls_server.wire if w]) == 1  # (aiosmtpd probes once, empty)
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+async def test_tls_connection_closed_while_idle_is_reopened(certs: Certs, use_async: bool) -> None:
+    """A server that says 421 over TLS and leaves between two messages costs a
+    reconnect (with STARTTLS again), not a failed send."""
+    said_421 = threading.Event()
+
+    def script(c: Conn) -> None:
+        c.greet_and_ehlo(b"STARTTLS")
+        c.expect(b"STARTTLS")
+        c.send(b"220 ready\r\n")
+        c.start_tls(certs.server_context())
+        c.expect(b"EHLO")
+        c.send(b"250 tls.example\r\n")
+        c.expect(b"MAIL FROM")
+        c.send(b"250 ok\r\n")
+        c.expect(b"RCPT TO")
+        c.send(b"250 ok\r\n")
+        c.expect(b"DATA")
+        c.send(b"354 go\r\n")
+        while c.line() != b".":
+            pass
+        c.send(b"250 queued\r\n")
+        if not said_421.is_set():
+            said_421.set()
+            c.send(b"421 4.4.2 idle too long\r\n")
+            c.sock.unwrap().close()  # close_notify, then the TCP close
+            return
+        c.expect(b"QUIT")
+        c.send(b"221 bye\r\n")
+
+    with ScriptedServer(script) as server:
+        kw = dict(tls="starttls", tls_options=TLSOptions(ca_file=certs.ca_file))
+        if use_async:
+            async with smtpmail.AsyncClient("127.0.0.1", server.port, **kw) as ac:
+                await ac.send(MSG, "a@example.org", "b@example.org")
+                await asyncio.sleep(0.2)  # let the 421 arrive: the point is a gap
+                await ac.send(MSG, "a@example.org", "b@example.org")
+                assert ac.tls_info is not None
+        else:
+            with smtpmail.Client("127.0.0.1", server.port, **kw) as client:
+                client.send(MSG, "a@example.org", "b@example.org")
+                time.sleep(0.2)
+                client.send(MSG, "a@example.org", "b@example.org")
+                assert client.tls_info is not None
+    assert not server.errors
+    assert len(server.conns) == 2

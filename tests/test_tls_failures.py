@@ -183,8 +183,9 @@ async def test_port_465_answered_in_plain_text_async(certs: Certs) -> None:
 def test_required_starttls_not_offered_is_still_sent_and_454_fails_closed(certs: Certs) -> None:
     # aiosmtpd without a TLS context neither offers STARTTLS nor accepts it (454).
     with TLSServer(authenticator=authenticator(), auth_require_tls=False) as server:
-        with pytest.raises(smtpmail.TLSError, match="454"):
+        with pytest.raises(smtpmail.TLSError, match="454") as info:
             connect(server.port, certs, auth=(USER, PASSWORD))
+        assert info.value.is_transient  # 454: TLS not available for now
         assert_nothing_after_starttls(server)
 
 
@@ -333,3 +334,37 @@ def test_explicit_mechanism_not_offered() -> None:
         with pytest.raises(smtpmail.AuthError, match="does not offer AUTH CRAM-MD5"):
             client.connect()
     assert b"AUTH" not in server.received
+
+
+@pytest.mark.parametrize(
+    "echo",
+    [
+        "535 5.7.8 you sent {cut}",  # a truncated echo of the AUTH PLAIN blob
+        "535 5.7.8 bad\x00{blob}",  # malformed (NUL): the parser's error quotes the line
+    ],
+)
+def test_partial_or_malformed_echo_is_not_shown(
+    echo: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    blob = base64.b64encode(f"\0{USER}\0{PASSWORD}".encode()).decode()
+    cut = blob[:30]
+
+    def script(c: Conn) -> None:
+        c.greet_and_ehlo(b"AUTH PLAIN")
+        c.expect(b"AUTH PLAIN")
+        c.send(echo.format(blob=blob, cut=cut).encode() + b"\r\n")
+        c.line()
+
+    caplog.set_level(logging.DEBUG)
+    lines: list[str] = []
+    errors = (smtpmail.AuthenticationError, smtpmail.RemoteProtocolError)
+    with ScriptedServer(script) as server, pytest.raises(errors) as info:
+        smtpmail.Client(
+            "127.0.0.1",
+            server.port,
+            tls="none",
+            auth=(USER, PASSWORD),
+            transcript=lambda kind, line: lines.append(line),
+        ).connect()
+    for text in (str(info.value), repr(info.value), "\n".join(lines), caplog.text):
+        assert cut[:20] not in text

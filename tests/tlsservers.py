@@ -164,6 +164,11 @@ class Conn:
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
 
+    def start_tls(self, ctx: ssl.SSLContext) -> None:
+        """The server side of the handshake, after its 220 to STARTTLS."""
+        self.sock = ctx.wrap_socket(self.sock, server_side=True)
+        self.file = self.sock.makefile("rb")
+
     def line(self) -> bytes:
         data = self.file.readline(65536)
         self.received.append(data)

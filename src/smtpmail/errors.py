@@ -155,7 +155,22 @@ class ConnectionLost(TransportError):
 
 
 class TLSError(SMTPError):
-    """TLS could not be established as the policy demands (handshake, certificate, STARTTLS)."""
+    """TLS could not be established as the policy demands (handshake, certificate, STARTTLS).
+
+    ``reply`` is the server's refusal of STARTTLS when that was the failure;
+    a 4xx one (454: TLS not available for now) makes the error transient.
+    """
+
+    def __init__(self, message: str, reply: Reply | None = None) -> None:
+        super().__init__(message)
+        self.reply = reply
+
+    @property
+    def is_transient(self) -> bool:
+        return self.reply is not None and self.reply.is_transient
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.reply))
 
 
 class DNSError(SMTPError):
@@ -235,9 +250,10 @@ class RecipientsRefused(ReplyError):
 
     @property
     def is_transient(self) -> bool:
-        # Transient when any recipient may succeed later.
+        # Transient when any recipient may succeed later; a 552 to RCPT is
+        # "too many recipients" from an old server (RFC 5321 §4.5.3.1.10).
         replies = self.refused.values() or [self.reply]
-        return any(r.is_transient for r in replies)
+        return any(r.is_transient or r.code == 552 for r in replies)
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.command, self.reply, self.refused))

@@ -86,3 +86,16 @@ def test_smtpmail_send_direct(world: MXWorld, start: StartServer, tmp_path) -> N
     assert [m.rcpt_tos for m in busy.messages] == [["x@failover.test"]]
     assert b"EHLO me.test" in busy.commands()
     assert ok.messages == []  # a host took the transaction: no failover for the 4xx recipient
+
+
+def test_direct_takes_no_relay_or_credentials(tmp_path) -> None:
+    from clirun import fake_env
+    from smtpmail.cli import main
+
+    env = fake_env(tmp_path)
+    argv = ["send", "--direct", "--from", "a@s.test", "--to", "b@t.test", "--body", "x"]
+    assert main([*argv, "--server", "smtp://relay.test"], env) == 64
+    assert "without a relay or AUTH: drop --server" in env.stderr.getvalue()
+    env = fake_env(tmp_path)
+    assert main([*argv, "--user", "me"], env) == 64
+    assert "drop --user" in env.stderr.getvalue()

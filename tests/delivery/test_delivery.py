@@ -6,6 +6,8 @@ See tests/mxworld.py for the loopback Internet these tests build.
 from __future__ import annotations
 
 import asyncio
+import socket
+import ssl
 import threading
 from typing import Any
 
@@ -15,7 +17,14 @@ from mxworld import BUSY, OK, OK2, TLS_BAD, TLS_GOOD, MXWorld
 import smtpmail
 from conftest import StartServer
 from servers import Recorder, RecordingServer
-from smtpmail.delivery import MTASTS, DeliveryStatus, MXHost, PolicyCache, TLSDecision
+from smtpmail.delivery import (
+    MTASTS,
+    DeliveryStatus,
+    MXHost,
+    PolicyCache,
+    Resolver,
+    TLSDecision,
+)
 from smtpmail.transport.tls import TLSMode, TLSOptions
 
 pytestmark = pytest.mark.timeout(60)
@@ -57,7 +66,9 @@ def _check_failover(
         # Preference order: the host that is down (both its addresses), then the 421 one.
         hosts = [a.split("[")[0] for a in outcome.attempts]
         assert hosts == ["down.failover.test"] * (len(hosts) - 1) + ["busy.failover.test"]
-        assert any(world.ip(2) in a for a in outcome.attempts)
+        # Each host's addresses, IPv6 first.
+        assert outcome.attempts[0].startswith("down.failover.test[::1]")
+        assert outcome.attempts[1].startswith(f"down.failover.test[{world.ip(2)}]")
         assert "421" in outcome.attempts[-1]
     # The busy host was asked (EHLO) and took nothing; the message arrived once.
     assert any(c.startswith(b"EHLO") for c in busy.commands())
@@ -351,20 +362,59 @@ def test_opportunistic_tls_is_used_without_verification(world: MXWorld, start: S
     assert len(server.messages) == 1
 
 
-def test_opportunistic_falls_back_to_plain_text_on_a_new_connection(
+def test_opportunistic_relaxes_a_failed_certificate_check(
     world: MXWorld, start: StartServer
 ) -> None:
     server = start(TLS_BAD, tls_context=world.server_tls("wrong-name.test"))
-    # Verification asked for but not mandatory: the failed handshake is retried in clear.
+    # Verification asked for but TLS not mandatory: retried on a new connection, unverified.
     report = deliver(
         world, ["x@sts-badcert.test"], mta_sts=False, tls_options=TLSOptions(ca_file=world.ca_file)
     )
+    outcome = report.recipients["x@sts-badcert.test"]
+    assert outcome.delivered and outcome.tls is not None
+    assert "retrying without certificate checks" in outcome.attempts[0]
+    clients = [bytes(w) for w in server.wire if w]
+    assert len(clients) == 2 and all(b"STARTTLS" in c for c in clients)
+    assert len(server.messages) == 1
+
+
+def test_opportunistic_falls_back_to_plain_text_on_a_new_connection(
+    world: MXWorld, start: StartServer
+) -> None:
+    # A server whose handshake fails for us whatever we check: it demands a client
+    # certificate (TLS 1.2, so the refusal comes within the handshake).
+    tls = world.server_tls("mx.sts-badcert.test")
+    tls.maximum_version = ssl.TLSVersion.TLSv1_2
+    tls.verify_mode = ssl.CERT_REQUIRED
+    tls.load_verify_locations(world.ca_file)
+    server = start(TLS_BAD, tls_context=tls)
+    report = deliver(world, ["x@sts-badcert.test"], mta_sts=False)
     outcome = report.recipients["x@sts-badcert.test"]
     assert outcome.delivered and outcome.tls is None
     assert "retrying without TLS" in outcome.attempts[0]
     clients = [bytes(w) for w in server.wire if w]
     assert len(clients) == 2
     assert b"STARTTLS" in clients[0] and b"STARTTLS" not in clients[1]
+    assert len(server.messages) == 1
+
+
+def test_sts_testing_reports_a_bad_certificate_and_delivers(
+    world: MXWorld, start: StartServer
+) -> None:
+    policy = "version: STSv1\nmode: testing\nmx: mx.sts-testing.test\nmax_age: 600\n"
+    world.https.serve("sts-testing.test", policy)
+    server = start(OK, tls_context=world.server_tls("wrong-name.test"))
+    report = deliver(
+        world,
+        ["x@sts-testing.test"],
+        mta_sts=sts(world),
+        tls_options=TLSOptions(ca_file=world.ca_file),
+    )
+    outcome = report.recipients["x@sts-testing.test"]
+    assert outcome.delivered and outcome.mta_sts == "testing" and outcome.tls is not None
+    assert (
+        "certificate" in outcome.attempts[0] and "without certificate checks" in outcome.attempts[0]
+    )
     assert len(server.messages) == 1
 
 
@@ -387,12 +437,24 @@ def test_utf8_local_part_needs_an_mx_with_smtputf8(world: MXWorld, start: StartS
     ascii_only = start(OK2, enable_SMTPUTF8=False)
     report = deliver(world, ["jörg@other.test", "plain@other.test"])
     outcome = report.recipients["jörg@other.test"]
-    # Refused before any byte of the transaction: no host offers SMTPUTF8 (RFC 6531 §3.4).
+    # Refused before any byte of its transaction: the MX offers no SMTPUTF8 (RFC 6531 §3.2).
     assert (outcome.status, outcome.enhanced_status) == (DeliveryStatus.FAILED, "5.6.7")
-    # The envelope is not split: its MAIL FROM needs SMTPUTF8 for every recipient.
-    assert report.recipients["plain@other.test"].status is DeliveryStatus.FAILED
+    assert outcome.mx == "mx.other.test"
+    # The ASCII recipient needs no SMTPUTF8: it goes in a transaction of its own.
+    assert report.recipients["plain@other.test"].delivered
+    assert [m.rcpt_tos for m in ascii_only.messages] == [["plain@other.test"]]
+    assert not any("jörg".encode() in c for c in ascii_only.commands())
+
+
+def test_utf8_headers_need_an_mx_with_smtputf8(world: MXWorld, start: StartServer) -> None:
+    ascii_only = start(OK2, enable_SMTPUTF8=False)
+    message = "From: jörg@other.test\r\nSubject: x\r\n\r\nhi\r\n".encode()
+    report = smtpmail.deliver(
+        message, SENDER, ["plain@other.test"], nameservers=world.nameservers, mta_sts=False
+    )
+    outcome = report.recipients["plain@other.test"]
+    assert (outcome.status, outcome.enhanced_status) == (DeliveryStatus.FAILED, "5.6.7")
     assert ascii_only.messages == []
-    assert not any(c.startswith(b"MAIL") for c in ascii_only.commands())
 
 
 class RequireTLS:
@@ -459,3 +521,16 @@ async def test_sts_enforce_async(world: MXWorld, start: StartServer) -> None:
     assert (unlisted.status, unlisted.mta_sts) == (DeliveryStatus.DEFERRED, "enforce")
     assert testing.delivered and testing.mta_sts == "testing"
     assert [m.rcpt_tos for m in ok.messages] == [["y@sts-testing.test"]]
+
+
+def test_dns_timeout_defers(world: MXWorld) -> None:
+    # A name server that never answers: a UDP socket nobody reads.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        resolver = Resolver([("127.0.0.1", silent.getsockname()[1])], timeout=0.3)
+        report = smtpmail.deliver(
+            MESSAGE, SENDER, ["x@failover.test"], resolver=resolver, mta_sts=False
+        )
+    outcome = report.recipients["x@failover.test"]
+    assert (outcome.status, outcome.enhanced_status) == (DeliveryStatus.DEFERRED, "4.4.3")
+    assert "Timeout" in outcome.text

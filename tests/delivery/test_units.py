@@ -99,3 +99,29 @@ def test_grouping_by_domain_keeps_dsn_requests() -> None:
     ]
     assert jobs[2].literal == "192.0.2.7"
     assert all(j.envelope.notify == ("FAILURE",) and j.envelope.envid == "E1" for j in jobs)
+
+
+def _python(code: str) -> str:
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def test_dnspython_is_imported_only_when_a_lookup_runs() -> None:
+    code = "import sys, smtpmail; smtpmail.deliver; print('dns' in sys.modules)"
+    assert _python(code) == "False"
+
+
+def test_missing_dnspython_says_which_extra_to_install() -> None:
+    code = (
+        "import sys; sys.modules['dns'] = None\n"
+        "import smtpmail\n"
+        "try:\n"
+        "    smtpmail.deliver(b'x', 'a@b.test', ['c@d.test'], mta_sts=False)\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
+    assert "pip install 'smtpmail[dns]'" in _python(code)

@@ -53,6 +53,8 @@ class Conn:
         #: Bytes the client sent after STARTTLS's reply, before the TLS handshake.
         self.plaintext_after_starttls: bytes | None = None
         self.closed_by_server = False
+        self.lines_before_tls = 0  # len(lines) when TLS started
+        self.bytes_before_tls = 0  # len(received) when TLS started
 
     async def fill(self, timeout: float = LINGER) -> bool:
         """Read more bytes into ``buf``; False on EOF."""
@@ -185,6 +187,8 @@ def start_tls(context: ssl.SSLContext) -> Step:
             conn.close()
             return
         conn.tls_started = True
+        conn.lines_before_tls = len(conn.lines)
+        conn.bytes_before_tls = len(conn.received)
 
     return step
 
@@ -227,6 +231,29 @@ async def _note_trailing(conn: Conn) -> None:
         await conn.fill(timeout=0.02)
 
 
+async def _auth(conn: Conn, line: bytes) -> None:
+    """Accept any credentials: PLAIN (with or without an initial response), LOGIN, CRAM-MD5."""
+    words = line.split()
+    mechanism = words[1].upper() if len(words) > 1 else b""
+    if mechanism == b"PLAIN":
+        if len(words) < 3:
+            await conn.write(b"334 \r\n")
+            await conn.readline()
+    elif mechanism == b"LOGIN":
+        if len(words) < 3:
+            await conn.write(b"334 VXNlcm5hbWU6\r\n")
+            await conn.readline()
+        await conn.write(b"334 UGFzc3dvcmQ6\r\n")
+        await conn.readline()
+    elif mechanism == b"CRAM-MD5":
+        await conn.write(b"334 PDE4OTYuNjk3MTcwOTUyQHBvc3RvZmZpY2UucmVzdG9uLm1jaS5uZXQ+\r\n")
+        await conn.readline()
+    else:
+        await conn.write(b"504 5.5.4 unknown mechanism\r\n")
+        return
+    await conn.write(b"235 2.7.0 authenticated\r\n")
+
+
 def call(fn: Step) -> Step:
     """A custom step."""
     return fn
@@ -250,6 +277,8 @@ def respond(
     *,
     data_reply: bytes = b"250 2.0.0 queued\r\n",
     rcpt_reply: Callable[[bytes], bytes] | None = None,
+    tls: ssl.SSLContext | None = None,
+    tls_keywords: Sequence[bytes] | None = None,
 ) -> Step:
     """Answer like a permissive server until QUIT or EOF: EHLO, MAIL, RCPT, DATA, BDAT..."""
     bdat_re = re.compile(rb"BDAT (\d+)( LAST)?\r\n\Z", re.IGNORECASE)
@@ -259,7 +288,8 @@ def respond(
         while (line := await conn.readline()) is not None:
             verb = line[:4].upper()
             if verb in (b"EHLO", b"LHLO"):
-                await conn.write(ehlo_reply(keywords))
+                after = conn.tls_started and tls_keywords is not None
+                await conn.write(ehlo_reply(tls_keywords if after else keywords))  # type: ignore[arg-type]
             elif verb == b"HELO":
                 await conn.write(b"250 hostile.test\r\n")
             elif verb == b"RCPT" and rcpt_reply is not None:
@@ -287,6 +317,13 @@ def respond(
                     await conn.write(data_reply)
                 else:
                     await conn.write(b"250 2.0.0 chunk ok\r\n")
+            elif verb == b"AUTH":
+                await _auth(conn, line)
+            elif verb == b"STAR" and tls is not None:  # STARTTLS
+                await conn.write(b"220 2.0.0 ready to start TLS\r\n")
+                await start_tls(tls)(conn)
+                if not conn.tls_started:
+                    return
             elif verb == b"QUIT":
                 await conn.write(b"221 2.0.0 bye\r\n")
                 conn.close()

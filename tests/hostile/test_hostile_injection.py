@@ -1,7 +1,7 @@
 """Command injection: a control character or an over-long value in any slot is refused.
 
 Every slot that reaches the wire (reverse-path, forward-paths, ESMTP
-parameters, the EHLO name, a VRFY argument) gets CR, LF, CRLF, NUL, other C0
+parameters, the EHLO name, a VRFY argument, the AUTH identity) gets CR, LF, CRLF, NUL, other C0
 controls, DEL, NEL, U+2028/U+2029 and over-long values. Each must raise a
 typed :class:`~smtpmail.errors.InputError` and put no byte on the wire after
 the greeting (for the EHLO name) or after EHLO (for everything else): the
@@ -34,7 +34,7 @@ BAD = {
 }
 
 SMUGGLE = "\r\nRCPT TO:<victim@example.net>"
-KEYWORDS = (*DEFAULT_EHLO, b"DSN", b"CHUNKING")
+KEYWORDS = (*DEFAULT_EHLO, b"DSN", b"CHUNKING", b"AUTH PLAIN LOGIN XOAUTH2")
 
 
 def _ops_for(slot: str, bad: str) -> list[Op]:
@@ -177,3 +177,53 @@ def test_bad_item_in_a_batch_sends_nothing_for_it(kind: str) -> None:
     assert outcome.error is None
     # Content is not a command slot: U+2028 in the body is data and goes through.
     assert len(conn.data) == 3
+
+
+# -- the AUTH identity ------------------------------------------------------------------
+# Controls in the user name would break SASL framing (NUL ends a PLAIN field,
+# ^A an XOAUTH2 one), which lets a caller-supplied name add fields: refused
+# when the credentials are made, so the client never even connects.
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("bad", list(BAD.values()), ids=list(BAD))
+@pytest.mark.parametrize("field", ["username", "authzid"])
+def test_controls_in_the_auth_identity(kind: str, bad: str, field: str) -> None:
+    from smtpmail.protocol.sasl import Credentials
+
+    with ScriptedServer([respond([b"AUTH PLAIN LOGIN XOAUTH2"])]) as server:
+        with pytest.raises(InputError):
+            if field == "username":
+                drive(kind, server.port, [op("connect")], auth=(f"us{bad}er", "pw"))
+            else:
+                Credentials("user", "pw", authzid=f"admin{bad}")
+        assert server.connections == []
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize(
+    ("mechanism", "secret"),
+    [("PLAIN", "pass\x00word"), ("LOGIN", "pass\x00word"), ("XOAUTH2", "tok\x01auth=evil")],
+)
+@pytest.mark.parametrize("callable_secret", [False, True])
+def test_framing_characters_in_the_secret(
+    kind: str, mechanism: str, secret: str, callable_secret: bool
+) -> None:
+    """A secret that would add SASL fields is refused before AUTH goes out."""
+    from smtpmail.protocol.sasl import Credentials
+
+    value: Any = (lambda: secret) if callable_secret else secret
+    creds = (
+        Credentials("user", token=value) if mechanism == "XOAUTH2" else Credentials("user", value)
+    )
+    outcome, wire, _ = _run(
+        kind,
+        [op("connect")],
+        auth=creds,
+        auth_mechanism=mechanism,
+        tls="none",
+        allow_plaintext_auth=True,
+    )
+    err = outcome.raised(InvalidArgument)
+    assert secret not in str(err)
+    assert wire == b"EHLO client.example\r\n", wire

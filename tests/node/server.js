@@ -40,6 +40,15 @@ const server = new SMTPServer({
     if (!ok) return callback(new Error("Invalid username or password"));
     callback(null, { user: auth.username });
   },
+  // The interoperability tests' partial refusal: any refused@ address.
+  onRcptTo(address, session, callback) {
+    if (address.address.startsWith("refused@")) {
+      const err = new Error("5.1.1 no such user here");
+      err.responseCode = 550;
+      return callback(err);
+    }
+    callback();
+  },
   onData(stream, session, callback) {
     const chunks = [];
     stream.on("data", (c) => chunks.push(c));

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import queue
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
@@ -72,6 +73,7 @@ class Dialogue:
         self.out = out
         self.color = color
         self.pending = ""  # message data arrives in chunks that may split lines
+        self.reader_gone = False
 
     def __call__(self, kind: str, line: str) -> None:
         if kind == "data":
@@ -79,12 +81,20 @@ class Dialogue:
             return
         self.flush()
         self.write(kind, f"{self.PREFIX.get(kind, '   ')}{line}")
-        self.out.flush()
+        with contextlib.suppress(BrokenPipeError):
+            self.out.flush()
 
     def write(self, kind: str, text: str) -> None:
+        if self.reader_gone:
+            return
         if self.color and kind in self.COLOR:
             text = f"{self.COLOR[kind]}{text}\x1b[0m"
-        self.out.write(text + "\n")
+        try:
+            self.out.write(text + "\n")
+        except BrokenPipeError:
+            # `smtpmail demo | head`: the reader left; the dialogue itself goes on
+            # to its QUIT rather than break off mid-transaction.
+            self.reader_gone = True
 
     def flush(self) -> None:
         if self.pending:
@@ -99,6 +109,13 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     except ImportError:
         env.stderr.write(f"smtpmail demo: {INSTALL_HINT}\n")
         return EX_UNAVAILABLE
+    try:
+        return _demo(args, env)
+    except BrokenPipeError:  # the reader of our output left early: not an error
+        return EX_OK
+
+
+def _demo(args: argparse.Namespace, env: Environment) -> int:
     from smtpmail.cli import _capture
 
     out = env.stdout

@@ -68,9 +68,28 @@ def _nameservers(specs: list[str]) -> list[tuple[str, int]] | None:
 
 
 def _usage(text: str) -> Exception:
-    from smtpmail.errors import InvalidArgument
+    from smtpmail.cli.exits import UsageError
 
-    return InvalidArgument(text)
+    return UsageError(text)
+
+
+#: send options that name a relay or credentials: meaningless for MX delivery
+_RELAY_OPTIONS = {
+    "server": "--server",
+    "host": "--host",
+    "port": "--port",
+    "account": "--account",
+    "user": "--user",
+}
+
+
+def _check_no_relay(args: argparse.Namespace) -> None:
+    given = [flag for name, flag in _RELAY_OPTIONS.items() if getattr(args, name, None)]
+    if given:
+        raise _usage(
+            f"--direct delivers to each domain's MX hosts, without a relay or AUTH: "
+            f"drop {', '.join(given)}"
+        )
 
 
 def run(args: argparse.Namespace, env: Environment, message: Any, envelope: Any) -> int:
@@ -78,6 +97,7 @@ def run(args: argparse.Namespace, env: Environment, message: Any, envelope: Any)
     from smtpmail.delivery import MTASTS, deliver
     from smtpmail.transport.tls import TLSOptions
 
+    _check_no_relay(args)
     if args.max_connections < 1:
         raise _usage("--max-connections must be at least 1")
     cafile = getattr(args, "cafile", None)
@@ -135,7 +155,7 @@ def render_table(report: Any, *, verbose: bool = False) -> str:
     rows = [head]
     for o in report.recipients.values():
         mx = f"{o.mx} [{o.address}]" if o.mx and o.address and o.address != o.mx else o.mx
-        tls = o.tls.split()[0] if o.tls else ("-" if o.delivered else "")
+        tls = o.tls.split()[0] if o.tls else ("none" if o.delivered else "")
         rows.append(
             (
                 o.recipient,

@@ -110,15 +110,21 @@ def _record(client: Any, report: dict[str, Any], key: str) -> None:
     ext = client.extensions
     facts["size_limit"] = ext.size_limit
     facts["auth_mechanisms"] = list(ext.auth_mechanisms)
-    facts["ehlo"] = (
-        str(client.session.ehlo_reply) if hasattr(client.session, "ehlo_reply") else None
-    )
+    helo = getattr(client.session, "helo_reply", None)
+    facts["ehlo"] = str(helo) if helo is not None else None
+    # False when EHLO was refused and only HELO worked: no extensions at all.
+    facts["esmtp"] = bool(getattr(client.session, "esmtp", True))
     report[key] = facts
     report.setdefault("greeting", facts["greeting"])
 
 
 def _diagnose_plain(report: dict[str, Any], offered: dict[str, str], tls_capable: bool) -> None:
     say = report["diagnoses"].append
+    if not report["plain"].get("esmtp", True):
+        say(
+            "the server refused EHLO and accepted only HELO: no extensions (no STARTTLS, "
+            "SIZE, 8BITMIME); if it dislikes the EHLO name, try --ehlo-name with your FQDN"
+        )
     if "STARTTLS" not in offered:
         say("the server offers no STARTTLS here: mail and passwords would travel in clear text")
     if "AUTH" in offered and "STARTTLS" in offered:

@@ -83,6 +83,9 @@ def add_server_arguments(p: argparse.ArgumentParser) -> None:
     from smtpmail.cli.server import add_server_arguments as add_relay_arguments
 
     add_relay_arguments(p)
+    from smtpmail.cli import direct
+
+    direct.add_arguments(p)  # --direct: to each recipient domain's MX hosts instead
     g = p.add_argument_group("pace")
     g.add_argument(
         "--connections", type=int, default=4, metavar="N", help="at most N connections (4)"
@@ -130,17 +133,35 @@ def worker_from(box: Any, args: argparse.Namespace, env: Environment) -> Any:
     from smtpmail.cli.server import client_kwargs, resolve_settings
     from smtpmail.outbox import Worker
 
+    pace = {
+        "connections": args.connections,
+        "per_server": args.per_server,
+        "rate": args.rate,
+        "batch": args.batch,
+    }
+    if getattr(args, "direct", False):
+        return Worker(box, direct=direct_kwargs(args), **pace)
     settings = resolve_settings(args, env)
-    return Worker(
-        box,
-        settings.host,
-        settings.port,
-        connections=args.connections,
-        per_server=args.per_server,
-        rate=args.rate,
-        batch=args.batch,
-        **client_kwargs(settings, env),
-    )
+    return Worker(box, settings.host, settings.port, **pace, **client_kwargs(settings, env))
+
+
+def direct_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """smtpmail.deliver()'s keyword arguments from the --direct options (cli/direct.py)."""
+    from smtpmail.cli import direct
+    from smtpmail.delivery import MTASTS
+    from smtpmail.transport.tls import TLSOptions
+
+    cafile = getattr(args, "cafile", None)
+    return {
+        "nameservers": direct._nameservers(args.dns_server),
+        "ehlo_name": getattr(args, "ehlo_name", None),
+        "port": args.mx_port,
+        "max_connections": args.max_connections,
+        "require_tls": args.require_tls or direct._tls_required(getattr(args, "tls", None)),
+        "tls_options": TLSOptions(ca_file=cafile) if cafile else None,
+        "mta_sts": False if args.no_mta_sts else MTASTS(ca_file=cafile),
+        "timeout": getattr(args, "timeout", None),
+    }
 
 
 def run(args: argparse.Namespace, env: Environment) -> int:

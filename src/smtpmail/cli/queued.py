@@ -46,10 +46,17 @@ def run(
     from smtpmail.outbox import Outbox, State, Worker
 
     box = Outbox(queue_dir(args, env))
-    kwargs = client_kwargs(settings, env)  # bad TLS/AUTH options fail before queueing
+    # Bad TLS/AUTH/DNS options fail here, before anything is queued.
+    if getattr(args, "direct", False):
+        from smtpmail.cli.queue import direct_kwargs
+
+        worker = Worker(box, direct=direct_kwargs(args), connections=1)
+    else:
+        kwargs = client_kwargs(settings, env)
+        worker = Worker(box, settings.host, settings.port, connections=1, **kwargs)
     queued = box.add(message, envelope=envelope)
     if not args.queue_only:
-        Worker(box, settings.host, settings.port, connections=1, **kwargs).run(ids=[queued.id])
+        worker.run(ids=[queued.id])
     record = box.load(queued.id)
     if getattr(args, "json", False):
         env.stdout.write(json.dumps(record.to_json(), indent=2, ensure_ascii=False) + "\n")

@@ -208,14 +208,14 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     prepared = prepare(args, env, settings)
     if args.dry_run:
         return _dry_run(prepared, settings, env)
+    if args.queue or args.queue_only:  # into the durable outbox (with --direct too)
+        from smtpmail.cli import queued
+
+        return queued.run(args, env, settings, prepared.message, prepared.envelope)
     if args.direct:  # to each recipient domain's MX hosts: delivery's hook
         from smtpmail.cli import direct
 
         return direct.run(args, env, prepared.message, prepared.envelope)
-    if args.queue or args.queue_only:  # into the durable outbox: the outbox's hook
-        from smtpmail.cli import queued
-
-        return queued.run(args, env, settings, prepared.message, prepared.envelope)
     report: dict[str, Any] = {
         "server": {"url": settings.url, "host": settings.host, "port": settings.port}
     }

@@ -6,8 +6,8 @@ server (an account, or ``--server``), as msmtp does. Understood: ``-t``
 ``-f ADDR`` / ``-r ADDR`` (reverse-path), ``-F NAME`` (full name for a
 missing From), ``-N`` / ``-R`` / ``-V`` (DSN, RFC 3461), ``-v``; ``-i``,
 ``-oi``, ``-oXXX``, ``-B``, ``-bm``, ``-em``, ``-U``, ``-G``, ``-L`` and
-``-X`` are accepted and ignored (input always ends at end of file, so a lone
-dot is just a line). Long options (``--server``, ``--account``...) are
+``-X`` are accepted and ignored. As in sendmail, a line with a lone dot ends
+the message unless ``-i`` or ``-oi`` is given. Long options (``--server``, ``--account``...) are
 smtpmail's. A From and Date header are added when missing; the body is never
 re-encoded.
 """
@@ -39,7 +39,8 @@ Reads a message on standard input and sends it, like sendmail(8).
   -N LIST     DSN NOTIFY: never or success,failure,delay
   -R full|hdrs  DSN RET;  -V ENVID  DSN ENVID
   -v          show the SMTP dialogue on stderr
-  -i, -oi, -oXXX, -B TYPE, -bm, -em, -U, -G, -L TAG, -X FILE, -h N, -A X, -C FILE (the
+  -i, -oi     a line with a lone dot is data (without them it ends the message)
+  -oXXX, -B TYPE, -bm, -em, -U, -G, -L TAG, -X FILE, -h N, -A X, -C FILE (the
               smtpmail config file), -O OPT: accepted for compatibility; -bs, -bp, -bd,
               -bi, -q are not supported (exit 64)
 
@@ -60,6 +61,8 @@ class SendmailArgs(argparse.Namespace):
     envid: str | None = None
     verbose = False
     config: str | None = None
+    #: -i / -oi: a line with a lone dot is data, not the end of the message.
+    ignore_dots = False
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -109,10 +112,15 @@ def parse(argv: Sequence[str]) -> tuple[SendmailArgs, list[str], list[str]]:
             continue
         if flag == "q":
             raise UsageError("-q: smtpmail sendmail keeps no queue (see 'smtpmail queue')")
-        if flag in {"o", "e"}:
-            continue  # -oi, -oem, -odb...; -oi's meaning (a lone dot is data) always holds
+        if flag == "o":
+            opts.ignore_dots |= attached == "i"
+            continue  # -oem, -odb, -oQ...: delivery modes a client has no use for
+        if flag == "e":
+            continue
         for letter in arg[1:]:
-            if letter == "t":
+            if letter == "i":
+                opts.ignore_dots = True
+            elif letter == "t":
                 opts.read_headers = True
             elif letter == "v":
                 opts.verbose = True
@@ -188,7 +196,7 @@ def run_argv(argv: Sequence[str], env: Environment) -> int:
 
         transcript = TranscriptPrinter(env.stderr, colour=env.colors)
     with make_client(settings, env, transcript) as client:
-        result = client.send(raw.chunks(), envelope=envelope)
+        result = client.send(raw.chunks(stop_at_dot=not opts.ignore_dots), envelope=envelope)
     for address, reply in result.refused.items():
         env.stderr.write(f"smtpmail: {address} refused: {reply.code} {reply.text_oneline()}\n")
     return EX_PARTIAL if result.refused else EX_OK

@@ -146,7 +146,7 @@ def resolve_settings(args: argparse.Namespace, env: Environment) -> ServerSettin
         s.host, s.port, s.lmtp = host, port or s.port, lmtp
         if tls:
             s.tls = tls
-    if getattr(args, "host", None):
+    if getattr(args, "host", None) is not None:
         s.host = args.host
     if getattr(args, "port", None) is not None:
         s.port = args.port
@@ -169,11 +169,35 @@ def resolve_settings(args: argparse.Namespace, env: Environment) -> ServerSettin
         s.insecure = True
     if getattr(args, "allow_plaintext_auth", False):
         s.allow_plaintext_auth = True
+    check_host(s.host)
     if not 0 < s.port < 65536:
         raise UsageError(f"port {s.port} is out of range")
     if (s.password_command or s.password_env or s.password) and not s.user:
         raise UsageError("a password source was given without --user")
     return s
+
+
+def check_host(host: str) -> None:
+    """Refuse a host name that cannot be looked up, before any DNS query."""
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host)
+        return
+    except ValueError:
+        pass
+    try:
+        encoded = host.rstrip(".").encode("idna")
+    except UnicodeError as exc:
+        raise UsageError(f"{host!r} is not a valid host name ({exc.__cause__ or exc})") from exc
+    labels = encoded.split(b".")
+    if len(encoded) > 253 or not all(
+        0 < len(label) <= 63 and all(c in _HOST_OCTETS for c in label) for label in labels
+    ):
+        raise UsageError(f"{host!r} is not a valid host name")
+
+
+_HOST_OCTETS = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
 
 
 def _apply_account(s: ServerSettings, account: Account) -> None:

@@ -102,6 +102,7 @@ def _plan(
         tls_options=tls_options,
         mta_sts=sts is not None,
         dane=dane,
+        local_names=_local_names(ehlo_name),
     )
     options: dict[str, Any] = {"ehlo_name": ehlo_name, "timeout": timeout}
     if transcript is not None:
@@ -109,9 +110,24 @@ def _plan(
     return _Plan(data, envelope, flow, resolver, sts, options, max_connections)
 
 
-def _client_tls(attempt: Attempt) -> dict[str, Any]:
-    """The TLS keyword arguments for one attempt (MX delivery never authenticates)."""
-    return {"tls": attempt.tls.mode, "tls_options": attempt.tls.options}
+def _local_names(ehlo_name: str | None) -> frozenset[str]:
+    from smtpmail.transport._base import _local_fqdn
+
+    names = {ehlo_name, _local_fqdn()}
+    return frozenset(n.rstrip(".").lower() for n in names if n and not n.startswith("["))
+
+
+def _client_options(plan: _Plan, attempt: Attempt) -> dict[str, Any]:
+    """The client's keyword arguments for one attempt (MX delivery never authenticates)."""
+    hook = plan.client_options.get("transcript")
+    if hook is not None:
+        # Several domains are delivered at once: say which connection starts.
+        hook("info", f"{attempt.mx.name}[{attempt.address}]: TLS {attempt.tls.reason}")
+    return {
+        **plan.client_options,
+        "tls": attempt.tls.mode,
+        "tls_options": attempt.tls.options,
+    }
 
 
 def _tls_text(info: TLSInfo | None) -> str | None:
@@ -131,9 +147,7 @@ def _merge(outcomes: Iterable[list[RecipientDelivery]], envelope: Envelope) -> D
 
 def _attempt(plan: _Plan, attempt: Attempt) -> Sent | SMTPError:
     try:
-        client = Client(
-            attempt.address, plan.flow.port, **plan.client_options, **_client_tls(attempt)
-        )
+        client = Client(attempt.address, plan.flow.port, **_client_options(plan, attempt))
         with client:
             result = client.send(plan.data, envelope=attempt.envelope)
             return Sent(result, _tls_text(client.tls_info))
@@ -214,9 +228,7 @@ def deliver(
 
 async def _attempt_async(plan: _Plan, attempt: Attempt) -> Sent | SMTPError:
     try:
-        client = AsyncClient(
-            attempt.address, plan.flow.port, **plan.client_options, **_client_tls(attempt)
-        )
+        client = AsyncClient(attempt.address, plan.flow.port, **_client_options(plan, attempt))
         async with client:
             result = await client.send(plan.data, envelope=attempt.envelope)
             return Sent(result, _tls_text(client.tls_info))

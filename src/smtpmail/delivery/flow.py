@@ -12,18 +12,20 @@ written once:
   next host;
 - a 5xx to a recipient is final for it; 4xx to every recipient tries the
   next host; the first host that takes the message ends the delivery;
-- in opportunistic mode a failed TLS handshake is retried in clear text on a
-  new connection; when TLS is mandatory the host is skipped instead;
+- in opportunistic mode a failed TLS handshake is retried on a new
+  connection, first without certificate checks (when they were asked for),
+  then in clear text; when TLS is mandatory the host is skipped instead;
 - a connection lost after the message data may have delivered it: the
   recipients are deferred, never sent again to another host at once;
 - MTA-STS ``enforce`` limits the hosts to those the policy lists, with
-  mandatory verified TLS; ``testing`` only notes where it would have refused.
+  mandatory verified TLS; ``testing`` notes where it would have refused (an
+  unlisted host, a certificate that does not verify) and delivers anyway.
 """
 
 from __future__ import annotations
 
 from collections.abc import Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from smtpmail.delivery.mtasts import STSPolicy
@@ -108,6 +110,11 @@ class FlowConfig:
     tls_options: TLSOptions | None = None
     mta_sts: bool = True
     dane: DANE | None = None
+    #: Connections tried per domain at most: a hostile or broken DNS answer
+    #: with dozens of MX hosts must not hold a delivery for an hour.
+    max_attempts: int = 10
+    #: This host's own names: an MX list naming it is cut there (RFC 5321 §5.1).
+    local_names: frozenset[str] = frozenset()
 
 
 class _Tracker:
@@ -120,6 +127,7 @@ class _Tracker:
         self.trail: list[str] = []
         self.last_error: SMTPError | None = None
         self.sts_mode: str | None = None
+        self.connections = 0
 
     def decide(
         self,
@@ -175,17 +183,36 @@ def domain_flow(job: DomainJob, config: FlowConfig) -> DomainFlow:
             )
             return track.outcomes()
         hosts = found
+    hosts = _below_self(hosts, config.local_names, track)
     policy: STSPolicy | None = None
     if config.mta_sts and job.literal is None:
         policy = yield LookupPolicy(job.domain)
     hosts = _apply_policy(hosts, policy, track)
     for mx in hosts:
-        if not track.pending:
+        if not track.pending or track.connections >= config.max_attempts:
             break
         yield from _try_host(mx, policy, job, config, track)
     if track.pending:
         _give_up(track)
     return track.outcomes()
+
+
+def _below_self(hosts: list[MXHost], names: frozenset[str], track: _Tracker) -> list[MXHost]:
+    """RFC 5321 §5.1: when this host is an MX, only more preferred ones may be used
+    (else mail would loop back to us)."""
+    mine = [h.preference for h in hosts if h.name in names and not h.implicit]
+    if not mine:
+        return hosts
+    cut = min(mine)
+    track.trail.append(f"this host is an MX (preference {cut}): only lower preferences used")
+    kept = [h for h in hosts if h.preference < cut]
+    if not kept:
+        track.decide_rest(
+            DeliveryStatus.DEFERRED,
+            "this host is the best MX of the domain: nowhere to relay to",
+            local_status="4.4.6",  # RFC 3463: routing loop detected
+        )
+    return kept
 
 
 def _apply_policy(hosts: list[MXHost], policy: STSPolicy | None, track: _Tracker) -> list[MXHost]:
@@ -230,14 +257,50 @@ def _try_host(
     for address in addresses:
         if not track.pending:
             return
+        if track.connections >= config.max_attempts:
+            track.trail.append(f"stopped after {config.max_attempts} connections")
+            return
+        track.connections += 1
         outcome = yield Attempt(mx, address, _envelope(job, track), decision)
-        if isinstance(outcome, TLSError) and not decision.mandatory:
-            # RFC 7435: only opportunistic TLS may fall back, and on a new connection.
-            track.trail.append(f"{mx.name}[{address}]: {outcome}; retrying without TLS")
-            plain = TLSDecision(TLSMode.PLAINTEXT_INSECURE, None, "opportunistic fallback")
-            outcome = yield Attempt(mx, address, _envelope(job, track), plain)
+        tried = decision
+        while isinstance(outcome, TLSError) and (weaker := _weaker(tried)) is not None:
+            # RFC 7435: only opportunistic TLS falls back, and on a new connection.
+            track.trail.append(f"{mx.name}[{address}]: {outcome}; retrying {weaker.reason}")
+            tried = weaker
+            outcome = yield Attempt(mx, address, _envelope(job, track), weaker)
+        if isinstance(outcome, ExtensionNotSupported) and _set_aside_utf8(track, mx, address):
+            # The ASCII recipients need no SMTPUTF8: the same host, without the others.
+            outcome = yield Attempt(mx, address, _envelope(job, track), decision)
         if _record(outcome, mx, address, track) == "next-host":
             return
+
+
+def _weaker(tried: TLSDecision) -> TLSDecision | None:
+    """After a failed handshake: unverified TLS, then clear text; never when TLS is mandatory."""
+    if tried.mandatory:
+        return None
+    options = tried.options
+    if options is not None and not options.verify_insecure_off:
+        unverified = replace(options, verify_insecure_off=True)
+        return TLSDecision(TLSMode.OPPORTUNISTIC, unverified, "without certificate checks")
+    if tried.mode is TLSMode.OPPORTUNISTIC:
+        return TLSDecision(TLSMode.PLAINTEXT_INSECURE, None, "without TLS")
+    return None
+
+
+def _set_aside_utf8(track: _Tracker, mx: MXHost, address: str) -> bool:
+    """Fail the recipients whose address needs SMTPUTF8 (RFC 6531 §3.2); True if some remain."""
+    if not track.job.envelope.sender.isascii():
+        return False
+    utf8 = [r for r in track.pending if not r.isascii()]
+    if not utf8 or len(utf8) == len(track.pending):
+        return False
+    text = f"the address needs SMTPUTF8, which {mx.name} does not offer"
+    track.trail.append(f"{mx.name}[{address}]: {text}; sending to the others")
+    for recipient in utf8:
+        track.decide(recipient, DeliveryStatus.FAILED, text, mx=mx, address=address,
+                     local_status="5.6.7")  # fmt: skip
+    return True
 
 
 def _envelope(job: DomainJob, track: _Tracker) -> Envelope:

@@ -5,8 +5,8 @@ offered, certificates not checked (most MX certificates would not verify, and
 refusing them would only push mail to clear text). ``require_tls=True`` makes
 TLS mandatory everywhere. An MTA-STS policy in ``enforce`` mode makes TLS
 mandatory with a certificate valid for the MX host name and TLS 1.2 or
-later (the ``ssl`` module's default floor); in ``testing`` mode it is only
-reported.
+later; in ``testing`` mode the certificate is checked the same way but a
+failure is only reported (the flow then retries without the check).
 
 DANE (RFC 7672) is not implemented yet; :class:`DANE` is the seam for it. A
 DANE implementation looks up TLSA records for the MX host and returns the
@@ -66,5 +66,8 @@ def decide_tls(
         )
     if require_tls:
         return TLSDecision(TLSMode.REQUIRED, verified, "required")
+    if policy is not None and policy.mode == "testing":
+        # Check the certificate as enforce would; a failure is reported, then relaxed.
+        return TLSDecision(TLSMode.OPPORTUNISTIC, verified, "mta-sts testing")
     opportunistic = tls_options or TLSOptions(verify_insecure_off=True)
     return TLSDecision(TLSMode.OPPORTUNISTIC, opportunistic, "opportunistic")

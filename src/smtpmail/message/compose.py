@@ -96,8 +96,9 @@ def parse_mailboxes(values: Iterable[str], what: str) -> list[Address]:
         for name, addr in pairs:
             path = parse_path(addr, what)  # the envelope's rules: a bare, valid mailbox
             try:
-                # Keep the address as written (an IDNA domain stays readable in the header).
-                local, _, domain = addr.rpartition("@")
+                # parse_path IDNA-encodes the domain of an ASCII local part: the header
+                # then needs no SMTPUTF8 either (RFC 6531 only for non-ASCII local parts).
+                local, _, domain = path.address.rpartition("@")
                 out.append(Address(display_name=name, username=local, domain=domain))
             except (ValueError, IndexError) as exc:
                 raise InvalidAddress(f"{what} {path.address!r}: {exc}") from exc

@@ -48,11 +48,29 @@ class RawMessage:
         """The same body under another header section."""
         return RawMessage(head, self._stream, self._separator or separator)
 
-    def chunks(self) -> Iterator[bytes]:
+    def chunks(self, *, stop_at_dot: bool = False) -> Iterator[bytes]:
+        """The message in blocks; ``stop_at_dot``: end at a line holding only a dot
+        (sendmail without ``-i``), reading line by line to find it."""
         yield self.head + self._separator
+        if stop_at_dot:
+            yield from self._until_dot()
+            return
         read = self._stream.read
         while block := read(BLOCK_SIZE):
             yield block
+
+    def _until_dot(self) -> Iterator[bytes]:
+        block: list[bytes] = []
+        size = 0
+        readline = self._stream.readline
+        while (line := readline(BLOCK_SIZE)) and line not in (b".\n", b".\r\n", b"."):
+            block.append(line)
+            size += len(line)
+            if size >= BLOCK_SIZE:
+                yield b"".join(block)
+                block, size = [], 0
+        if block:
+            yield b"".join(block)
 
     def envelope(
         self,

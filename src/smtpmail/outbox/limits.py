@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 __all__ = ["RateLimiter", "Route"]
@@ -18,24 +19,32 @@ __all__ = ["RateLimiter", "Route"]
 class RateLimiter:
     """At most ``rate`` acquisitions per second, evenly spaced, for every thread."""
 
-    def __init__(self, rate: float) -> None:
+    def __init__(
+        self,
+        rate: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         if rate <= 0:
             raise ValueError("the rate must be positive")
         self.interval = 1.0 / rate
         self._next = 0.0
         self._lock = threading.Lock()
+        self._clock = clock
+        self._sleep = sleep
 
     def acquire(self, stop: threading.Event | None = None) -> bool:
         """Wait for the next slot; False when ``stop`` was set meanwhile."""
         with self._lock:
-            now = time.monotonic()
+            now = self._clock()
             slot = max(now, self._next)
             self._next = slot + self.interval
         delay = slot - now
         if delay > 0:
             if stop is not None:
                 return not stop.wait(delay)
-            time.sleep(delay)
+            self._sleep(delay)
         return stop is None or not stop.is_set()
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from smtpmail.errors import ReplyError, SMTPError, TransportError
 from smtpmail.outbox.record import QueuedMessage, RecipientState, State
@@ -22,7 +23,7 @@ from smtpmail.outbox.schedule import RetrySchedule
 from smtpmail.protocol.envelope import SendResult
 from smtpmail.protocol.reply import Reply
 
-__all__ = ["Outcome", "apply_error", "apply_result", "is_busy_signal"]
+__all__ = ["Outcome", "apply_delivery", "apply_error", "apply_result", "is_busy_signal"]
 
 
 @dataclass(slots=True)
@@ -195,3 +196,27 @@ def apply_error(
     if isinstance(error, ReplyError):
         outcome.busy |= is_busy_signal(error.reply)
     return outcome
+
+
+def apply_delivery(
+    message: QueuedMessage, report: Any, schedule: RetrySchedule, now: float | None = None
+) -> Outcome:
+    """Record a direct (MX) delivery's :class:`~smtpmail.delivery.DeliveryReport`."""
+    attempt = _Attempt(message, schedule, time.time() if now is None else now)
+    outcomes = {a.lower(): rd for a, rd in report.recipients.items()}
+    for key, r in attempt.pending.items():
+        rd = outcomes.get(key)
+        if rd is None:
+            attempt.defer(r, "not attempted", None)
+            continue
+        where = f" (at {rd.mx})" if rd.mx else ""
+        text = f"{rd.code or ''} {rd.text}{where}".strip()
+        status = rd.status.value
+        if status == "delivered":
+            _set(r, State.DELIVERED, text, rd.code, attempt.now)
+            attempt.outcome.delivered += 1
+        elif status == "deferred":
+            attempt.defer(r, text, rd.code)
+        else:
+            attempt.fail(r, text, rd.code)
+    return attempt.finish(None)

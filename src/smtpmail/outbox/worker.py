@@ -21,7 +21,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +33,7 @@ from smtpmail.errors import (
 )
 from smtpmail.message.content import MessageInput
 from smtpmail.outbox.limits import RateLimiter, Route
-from smtpmail.outbox.outcome import Outcome, apply_error, apply_result
+from smtpmail.outbox.outcome import Outcome, apply_delivery, apply_error, apply_result
 from smtpmail.outbox.record import QueuedMessage
 from smtpmail.outbox.store import Claim, Outbox
 from smtpmail.protocol.envelope import Envelope, SendResult
@@ -104,6 +104,7 @@ class Worker:
         batch: int = 50,
         busy_backoff: float = 60.0,
         client_factory: ClientFactory | None = None,
+        direct: Mapping[str, Any] | None = None,
         **client_options: Any,
     ) -> None:
         if connections < 1 or per_server < 1 or batch < 1:
@@ -118,6 +119,8 @@ class Worker:
         self.limiter = RateLimiter(rate) if rate else None
         self.client_options = client_options
         self.client_factory = client_factory or self._client
+        #: keyword arguments for smtpmail.deliver(): send to each domain's MX hosts
+        self.direct = dict(direct) if direct is not None else None
         self.stop_event = threading.Event()
         self._lock = threading.Lock()
         self._routes: dict[str, Route] = {}
@@ -176,7 +179,10 @@ class Worker:
             if message.done or (message.next_attempt > now and message.inflight is None):
                 continue
             host, port = self.host, self.port
-            if message.server:
+            if self.direct is not None:
+                # Direct delivery: one "server" per recipient domain, for per_server.
+                host, port = "mx:" + message.pending[0].address.rpartition("@")[2].lower(), 0
+            elif message.server:
                 h, _, p = message.server.rpartition(":")
                 host, port = h.strip("[]"), int(p)
             route = routes.setdefault(f"{host}:{port}", Route(host, port))
@@ -194,7 +200,10 @@ class Worker:
                 route = min(free, key=lambda r: r.active)
                 route.active += 1
             try:
-                self._serve(route)
+                if self.direct is not None:
+                    self._serve_direct(route)
+                else:
+                    self._serve(route)
             except Exception:  # a bug must not leave the run hanging
                 log.exception("worker thread failed on %s", route.key)
             finally:
@@ -242,6 +251,44 @@ class Worker:
         finally:
             if client is not None:
                 client.quit()
+
+    def _serve_direct(self, route: Route) -> None:
+        """Deliver the route's messages to their recipients' MX hosts, one by one
+        (smtpmail.deliver looks up, fails over and bounds its own connections)."""
+        from smtpmail.delivery import deliver
+
+        assert self.direct is not None
+        while not self.stop_event.is_set():
+            claims = self._take(route)
+            if not claims:
+                return
+            for i, claim in enumerate(claims):
+                limited = self.limiter is not None and not self.limiter.acquire(self.stop_event)
+                if self.stop_event.is_set() or limited:
+                    for rest in claims[i:]:
+                        rest.release()
+                    return
+                message = claim.message
+                try:
+                    envelope = self.outbox.envelope(message)
+                    self._mark_inflight(claim)
+                    report = deliver(claim.content, envelope=envelope, **self.direct)
+                except (SMTPError, OSError) as exc:
+                    self._record(claim, apply_error(message, exc, self.outbox.schedule))
+                    continue
+                self._record(claim, apply_delivery(message, report, self.outbox.schedule))
+
+    def _mark_inflight(self, claim: Claim) -> None:
+        """Say, durably, that an attempt starts: if this process dies before it
+        records the outcome, the next claimer knows the message may have gone."""
+        message = claim.message
+        message.inflight = {
+            "since": time.time(),
+            "pid": os.getpid(),
+            "recipients": [r.address for r in message.pending],
+        }
+        claim.save()
+        claim.content.seek(0)
 
     def _connect(self, route: Route, claims: list[Claim]) -> Client | None:
         client = self.client_factory(route.host, route.port)
@@ -323,14 +370,8 @@ class Worker:
                 continue
             if self.limiter is not None and not self.limiter.acquire(self.stop_event):
                 return
-            message.inflight = {
-                "since": time.time(),
-                "pid": os.getpid(),
-                "recipients": [r.address for r in message.pending],
-            }
-            claim.save()
+            self._mark_inflight(claim)
             batch.sent.append(claim)
-            claim.content.seek(0)
             yield envelope, claim.content
 
     def _defer_rest(self, route: Route) -> None:
@@ -356,8 +397,12 @@ class Worker:
                 self._record(claim, outcome)
 
     def _record(self, claim: Claim, outcome: Outcome) -> None:
+        # If a power cut loses this rename, the previous durable state comes back:
+        # the inflight mark when the message went out (retried as possibly
+        # delivered), else a pending state (retried). Never a lost message; so
+        # one directory fsync per attempt (the mark's), not two.
         try:
-            claim.save()
+            claim.save(sync_dir=False)
         finally:
             claim.release()
         with self._lock:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from smtpmail.errors import InvalidAddress, InvalidArgument
 from smtpmail.protocol.commands import Path, check_text, parse_path
@@ -110,14 +111,20 @@ class RecipientResult:
     recipient: str
     reply: Reply
     accepted: bool
+    #: True when ``reply`` answered RCPT TO (not MAIL, DATA or the end of data).
+    at_rcpt: bool = False
 
     @property
     def is_transient(self) -> bool:
-        return not self.accepted and self.reply.is_transient
+        if self.accepted:
+            return False
+        # RFC 5321 §4.5.3.1.10: old servers say 552 for "too many recipients";
+        # clients treat a 552 to RCPT as temporary and try again later.
+        return self.reply.is_transient or (self.at_rcpt and self.reply.code == 552)
 
     @property
     def is_permanent(self) -> bool:
-        return not self.accepted and not self.reply.is_transient
+        return not self.accepted and not self.is_transient
 
 
 @dataclass(slots=True)
@@ -133,6 +140,9 @@ class SendResult:
     recipients: dict[str, RecipientResult] = field(default_factory=dict)
     reply: Reply | None = None
     error: Exception | None = None
+    #: How the connection was protected: a :class:`smtpmail.TLSInfo` (version,
+    #: cipher, certificate) or None in clear text. Set by the client.
+    tls: Any = None
 
     @property
     def ok(self) -> bool:

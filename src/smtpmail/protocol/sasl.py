@@ -20,13 +20,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import secrets as _random
 import stringprep
 import unicodedata
 from collections.abc import Callable, Generator, Iterable
 from typing import ClassVar
 
-from smtpmail.errors import AuthError, InputError
+from smtpmail.errors import AuthError, InputError, InvalidArgument
+from smtpmail.protocol.commands import check_text
 from smtpmail.protocol.reply import Reply
 
 __all__ = [
@@ -71,6 +73,10 @@ class Credentials:
             raise InputError("the user name must be a str")
         if password is None and token is None:
             raise InputError("credentials need a password or an OAuth token")
+        # Controls would break the SASL framing (NUL in PLAIN, ^A in XOAUTH2):
+        # an identity injection. Refused here, before any connection.
+        check_text(username, "AUTH user name")
+        check_text(authzid, "AUTH authorization identity")
         self.username = username
         self._password = password
         self._token = token
@@ -112,6 +118,10 @@ def _resolve(secret: Secret | None, what: str) -> str:
     value = secret() if callable(secret) else secret
     if not isinstance(value, str):
         raise AuthError(f"the {what} callable must return a str")
+    # NUL ends a PLAIN field (RFC 4616 §2) and ^A an XOAUTH2 one: never let a
+    # secret add fields. The message names the character class, not the secret.
+    if "\0" in value or (what != "password" and "\x01" in value):
+        raise InvalidArgument(f"the {what} contains a NUL or ^A control character")
     return value
 
 
@@ -334,17 +344,20 @@ def choose(
     )
 
 
+#: A run of base64 this long in a reply to AUTH is taken for an echoed (maybe
+#: truncated) response and hidden: servers quote what they were sent.
+_BASE64_RUN = re.compile(r"[A-Za-z0-9+/]{16,}={0,2}")
+
+
 def redact(reply: Reply, secrets: Iterable[str]) -> Reply:
-    """``reply`` with every secret string replaced by ``****``."""
+    """``reply`` (to AUTH) with every secret string and base64 run replaced by ``****``."""
     ordered = sorted({s for s in secrets if len(s) >= 3}, key=len, reverse=True)
-    if not ordered:
-        return reply
     lines = []
     for line in reply.lines:
         text = line
         for secret in ordered:
             text = text.replace(secret, REDACTED)
-        lines.append(text)
+        lines.append(_BASE64_RUN.sub(REDACTED, text))
     return Reply(reply.code, tuple(lines))
 
 

@@ -39,6 +39,7 @@ from smtpmail.errors import (
     RemoteProtocolError,
     ReplyError,
     SenderRefused,
+    ServiceClosing,
 )
 from smtpmail.protocol import commands as cmd
 from smtpmail.protocol.data import DataEncoder, encode_data
@@ -448,7 +449,11 @@ class Session:
                 raise MessageTooLarge(content.size, limit)
             params["SIZE"] = str(content.size)
         use_bdat = "CHUNKING" in ext
-        if content.eight_bit is not False and "8BITMIME" in ext:
+        if content.eight_bit is not False and use_bdat and "BINARYMIME" in ext:
+            # RFC 3030 §3: with BDAT, BINARYMIME also covers NULs and lines over
+            # 998 octets, which 8BITMIME does not; unknown content gets it too.
+            params["BODY"] = "BINARYMIME"
+        elif content.eight_bit is not False and "8BITMIME" in ext:
             params["BODY"] = "8BITMIME"
         elif content.eight_bit:
             log.warning("server does not offer 8BITMIME; sending 8-bit data anyway")
@@ -490,7 +495,9 @@ class Session:
             return False
         rcpt_replies = replies[1 : 1 + len(paths)]
         for path, reply in zip(paths, rcpt_replies, strict=False):
-            result.recipients[path.address] = RecipientResult(path.address, reply, _ok(reply))
+            result.recipients[path.address] = RecipientResult(
+                path.address, reply, _ok(reply), at_rcpt=True
+            )
         if not result.accepted:
             refused = {a: r.reply for a, r in result.recipients.items()}
             worst = next((r for r in refused.values() if r.is_permanent), rcpt_replies[-1])
@@ -625,6 +632,12 @@ def _receive(
 ) -> Flow[list[Reply]]:
     replies = yield Receive(count, label, timeout, secrets)
     assert replies is not None and len(replies) == count
+    for reply in replies:
+        # 421 answers whatever was asked: the server is closing (RFC 5321 §3.8).
+        # The transports stop reading at the first 421; a driver that hands
+        # over a whole batch gets the same error here.
+        if reply.code == 421:
+            raise ServiceClosing(label, reply)
     return replies
 
 

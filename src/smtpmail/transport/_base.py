@@ -19,6 +19,7 @@ from smtpmail.errors import (
     AuthError,
     InputError,
     LocalProtocolError,
+    RemoteProtocolError,
     ReplyError,
     ReplyTimeout,
     ServiceClosing,
@@ -26,7 +27,7 @@ from smtpmail.errors import (
     TransportError,
 )
 from smtpmail.message.content import MessageInput, as_content, resolve_envelope
-from smtpmail.protocol.envelope import Envelope
+from smtpmail.protocol.envelope import Envelope, SendResult
 from smtpmail.protocol.extensions import Extensions
 from smtpmail.protocol.reply import Reply, ReplyParser
 from smtpmail.protocol.sasl import Credentials, choose
@@ -224,7 +225,8 @@ class BaseClient:
                 elif mode is TLSMode.REQUIRED:
                     raise TLSError(
                         f"TLS is required but {self.host} refused STARTTLS "
-                        f"({reply.code} {reply.text_oneline()}); nothing else was sent"
+                        f"({reply.code} {reply.text_oneline()}); nothing else was sent",
+                        reply,
                     )
                 else:
                     log.warning("STARTTLS refused (%s); going on in clear text", reply.code)
@@ -246,6 +248,12 @@ class BaseClient:
                 )
         mechanism = choose(self._session.extensions.auth_mechanisms, creds, self.auth_mechanism)
         return (yield from self._session.authenticate(mechanism))
+
+    def _stamp(self, results: list[SendResult]) -> list[SendResult]:
+        """Record on each result how the connection was protected."""
+        for result in results:
+            result.tls = self._tls_info
+        return results
 
     def _before_handshake(self, pending: int) -> None:
         """RFC 3207 §5: bytes after the 220 would be read as if they came over TLS."""
@@ -307,7 +315,15 @@ class BaseClient:
             raise ServiceClosing("(unsolicited)", reply)
 
     def _take_reply(self, action: Receive) -> Reply | None:
-        reply = self._parser.maybe_next_reply()
+        try:
+            reply = self._parser.maybe_next_reply()
+        except RemoteProtocolError:
+            if action.secrets is None:
+                raise
+            # The parser quotes the bad line, which may echo the credentials.
+            raise RemoteProtocolError(
+                f"malformed reply to {action.label} (not shown: it may echo the credentials)"
+            ) from None
         if reply is not None:
             self._note_reply(reply, action)
             if reply.code == 421:

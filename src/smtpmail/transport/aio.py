@@ -140,6 +140,8 @@ class AsyncClient(BaseClient):
     async def _ensure_connected(self) -> None:
         # One cheap poll per operation: a server that dropped an idle connection
         # (or said 421 and left) costs a reconnect, not a failed transaction.
+        if self._connected:
+            await asyncio.sleep(0)  # let the loop deliver what already arrived
         if self._connected and self._peer_closed():
             log.info("the server closed the idle connection; reconnecting")
             self.close()
@@ -150,8 +152,10 @@ class AsyncClient(BaseClient):
         reader = self._reader
         if reader is None:
             return True
-        # Anything the server sent while idle is EOF or a parting 421.
-        return reader.at_eof() or bool(getattr(reader, "_buffer", b""))
+        # EOF, or a parting 421; other unsolicited bytes are dropped before the
+        # next command, as the blocking client does.
+        buffered = bytes(getattr(reader, "_buffer", b""))
+        return reader.at_eof() or buffered.startswith(b"421")
 
     # -- commands ------------------------------------------------------------
 
@@ -166,7 +170,9 @@ class AsyncClient(BaseClient):
         """Send one message; see :meth:`smtpmail.Client.send`."""
         item = self._items(message, sender, recipients, envelope)
         await self._ensure_connected()
-        (result,) = await self._run(self._session.transactions([item], keep_errors=False))
+        (result,) = self._stamp(
+            await self._run(self._session.transactions([item], keep_errors=False))
+        )
         return result
 
     async def send_many(
@@ -183,7 +189,7 @@ class AsyncClient(BaseClient):
             ((env, as_content(msg)) for env, msg in items), keep_errors=True, results=results
         )
         try:
-            return await self._run(flow)
+            return self._stamp(await self._run(flow))
         except SMTPError as exc:
             exc.results = results
             raise

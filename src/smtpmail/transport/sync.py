@@ -187,7 +187,7 @@ class Client(BaseClient):
         """
         item = self._items(message, sender, recipients, envelope)
         self._ensure_connected()
-        (result,) = self._run(self._session.transactions([item], keep_errors=False))
+        (result,) = self._stamp(self._run(self._session.transactions([item], keep_errors=False)))
         return result
 
     def send_many(
@@ -211,7 +211,7 @@ class Client(BaseClient):
             ((env, as_content(msg)) for env, msg in items), keep_errors=True, results=results
         )
         try:
-            return self._run(flow)
+            return self._stamp(self._run(flow))
         except SMTPError as exc:
             exc.results = results
             raise

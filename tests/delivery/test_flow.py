@@ -1,0 +1,98 @@
+"""The failover rules as a sans-IO flow, driven with scripted outcomes (no sockets)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from smtpmail import Envelope
+from smtpmail.delivery.flow import (
+    Attempt,
+    FlowConfig,
+    LookupAddresses,
+    LookupMX,
+    Sent,
+    domain_flow,
+)
+from smtpmail.delivery.resolver import MXHost
+from smtpmail.delivery.result import DeliveryStatus, RecipientDelivery
+from smtpmail.delivery.routing import DomainJob
+from smtpmail.errors import ConnectError, GreetingRefused
+from smtpmail.protocol.envelope import RecipientResult, SendResult
+from smtpmail.protocol.reply import Reply
+
+JOB = DomainJob("example.test", Envelope("s@x.test", ["a@example.test"]))
+HOSTS = [MXHost(f"mx{i}.example.test", i) for i in range(20)]
+
+
+def drive(config: FlowConfig, answer: Any) -> tuple[list[Any], list[RecipientDelivery]]:
+    """Run the flow; ``answer(step)`` plays DNS and the MX hosts. Returns the steps seen."""
+    flow = domain_flow(JOB, config)
+    steps: list[Any] = []
+    outcome: Any = None
+    try:
+        while True:
+            step = flow.send(outcome)
+            steps.append(step)
+            outcome = answer(step)
+    except StopIteration as stop:
+        return steps, stop.value
+
+
+def test_connections_per_domain_are_capped() -> None:
+    def answer(step: Any) -> Any:
+        if isinstance(step, LookupMX):
+            return HOSTS
+        if isinstance(step, LookupAddresses):
+            return ["192.0.2.1", "192.0.2.2"]
+        return ConnectError("refused")
+
+    steps, (outcome,) = drive(FlowConfig(mta_sts=False, max_attempts=5), answer)
+    attempts = [s for s in steps if isinstance(s, Attempt)]
+    assert len(attempts) == 5
+    assert [a.mx.name for a in attempts] == ["mx0.example.test"] * 2 + ["mx1.example.test"] * 2 + [
+        "mx2.example.test"
+    ]
+    assert outcome.status is DeliveryStatus.DEFERRED
+    assert outcome.attempts[-1] == "stopped after 5 connections"
+
+
+def test_refused_greeting_skips_the_hosts_other_addresses() -> None:
+    def answer(step: Any) -> Any:
+        if isinstance(step, LookupMX):
+            return HOSTS[:2]
+        if isinstance(step, LookupAddresses):
+            return ["192.0.2.1", "192.0.2.2"]
+        if step.mx.name == "mx0.example.test":
+            return GreetingRefused("greeting", Reply(554, ("no service",)))
+        ok = Reply(250, ("2.0.0 queued",))
+        result = SendResult(
+            "s@x.test", {"a@example.test": RecipientResult("a@example.test", ok, True)}, ok
+        )
+        return Sent(result, "TLSv1.3 TLS_AES_128_GCM_SHA256")
+
+    steps, (outcome,) = drive(FlowConfig(mta_sts=False), answer)
+    attempts = [(s.mx.name, s.address) for s in steps if isinstance(s, Attempt)]
+    assert attempts == [("mx0.example.test", "192.0.2.1"), ("mx1.example.test", "192.0.2.1")]
+    assert outcome.delivered and outcome.tls == "TLSv1.3 TLS_AES_128_GCM_SHA256"
+    assert outcome.enhanced_status == "2.0.0"
+
+
+def _mx_only(hosts: list[MXHost]) -> Any:
+    def answer(step: Any) -> Any:
+        if isinstance(step, LookupMX):
+            return hosts
+        if isinstance(step, LookupAddresses):
+            return ["192.0.2.1"]
+        return ConnectError("refused")
+
+    return answer
+
+
+def test_an_mx_list_naming_this_host_is_cut_there() -> None:
+    hosts = [MXHost("a.test", 10), MXHost("me.test", 20), MXHost("c.test", 20)]
+    config = FlowConfig(mta_sts=False, local_names=frozenset({"me.test"}))
+    steps, (outcome,) = drive(config, _mx_only(hosts))
+    assert [s.mx.name for s in steps if isinstance(s, Attempt)] == ["a.test"]
+    steps, (outcome,) = drive(config, _mx_only(hosts[1:]))
+    assert [s for s in steps if isinstance(s, Attempt)] == []
+    assert (outcome.status, outcome.enhanced_status) == (DeliveryStatus.DEFERRED, "4.4.6")
