@@ -495,7 +495,9 @@ class Session:
             return False
         rcpt_replies = replies[1 : 1 + len(paths)]
         for path, reply in zip(paths, rcpt_replies, strict=False):
-            result.recipients[path.address] = RecipientResult(path.address, reply, _ok(reply))
+            result.recipients[path.address] = RecipientResult(
+                path.address, reply, _ok(reply), at_rcpt=True
+            )
         if not result.accepted:
             refused = {a: r.reply for a, r in result.recipients.items()}
             worst = next((r for r in refused.values() if r.is_permanent), rcpt_replies[-1])
