@@ -139,6 +139,13 @@ def test_lockstep_one_command_per_write() -> None:
     assert trace.sends[-1].endswith(b"body\r\n.\r\n")
     assert result.ok and result.accepted == ["b@x.org", "c@x.org"]
     assert result.reply is not None and result.reply.code == 250
+    assert [label for _, label, _ in trace.receives] == [
+        "MAIL",
+        "RCPT",
+        "RCPT",
+        "DATA",
+        "end of data",
+    ]
 
 
 def test_lockstep_all_refused_sends_no_data() -> None:

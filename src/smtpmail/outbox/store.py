@@ -189,6 +189,8 @@ class Outbox:
                 yield self.load(msg_id)
             except KeyError:
                 continue  # purged meanwhile
+            except ValueError as exc:  # a hand-edited or foreign file: skip it, loudly
+                log.error("%s: unreadable state file, skipped: %s", self.json_path(msg_id), exc)
 
     def find(self, prefix: str) -> QueuedMessage:
         """The message whose id starts with ``prefix`` (as git abbreviates commits)."""

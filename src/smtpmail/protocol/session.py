@@ -413,7 +413,8 @@ class Session:
             replies: list[Reply] = []
             for i, line in enumerate(lines):
                 yield Send(line, _show([line]), fresh=True)
-                replies += yield from _receive(1, "MAIL" if i == 0 else "RCPT")
+                label = "MAIL" if i == 0 else "DATA" if line == b"DATA\r\n" else "RCPT"
+                replies += yield from _receive(1, label)
                 if i == 0 and not _ok(replies[0]):
                     break
                 if i == len(plan.rcpts) and not any(_ok(r) for r in replies[1:]):
