@@ -8,6 +8,7 @@ core), never re-encoded.
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 from collections.abc import Iterable, Iterator
@@ -62,7 +63,7 @@ def _bytes_content(data: bytes) -> Content:
         chunks = (data[i : i + BLOCK_SIZE * 4] for i in range(0, len(data), BLOCK_SIZE * 4))
     return Content(
         chunks,
-        size=wire_size(data),
+        measure=functools.partial(wire_size, data),  # counted only if SIZE is offered
         eight_bit=not ascii_only,
         smtputf8=not ascii_only and not _header_block(data).isascii(),
     )
