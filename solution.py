@@ -60,6 +60,7 @@ def command(sock: socket, line: str, expected: int, name: str = "") -> str:
 
 
 def smtp_client(port: int = 1025, mailserver: str = "127.0.0.1") -> None:
+    """Send one message through ``mailserver:port``; raise SMTPClientError if that fails."""
     msg = (
         f"From: Alice <{SENDER}>\r\n"
         f"To: Bob <{RECIPIENT}>\r\n"

@@ -156,7 +156,22 @@ def markdown(
     for c in check_targets(scenarios, import_us):
         met = "—" if c["met"] is None else ("yes" if c["met"] else "**no**")
         lines.append(f"| {c['target']} | {c['measured']} | {met} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join([*lines, "", *NOTES]) + "\n"
+
+
+NOTES = [
+    "How each client is used: smtpmail `Client.send_many` (one connection, RFC 2920 "
+    "pipelining across messages: one round trip per message), `smtpmail send()` is "
+    "`Client.send` in a loop; smtplib `SMTP.sendmail` on one connection (and one connection "
+    "per message, a tenth of the count); aiosmtplib `SMTP.sendmail` inside `async with`; "
+    "8-connection rows split the count over 8 threads or tasks; `smtp-source -s N -m N -l "
+    "SIZE`; swaks and msmtp (and the `smtpmail send` CLI) run once per message, 50 times. "
+    "msgs/s for the Python clients counts from the first connect (imports excluded); "
+    "CPU time and peak RSS are the whole client process's (os.wait4, GNU time). "
+    "Scenario 5 goes through `bench/relay.py`, which holds each chunk 25 ms each way. "
+    "Numbers on a shared machine move from run to run; the ratios, measured side by side "
+    "in the same run, are what to compare.",
+]
 
 
 def draw_chart(scenarios: list[Scenario], path: Path) -> None:

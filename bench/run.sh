@@ -21,12 +21,13 @@ if [ -n "$need" ] && command -v apt-get >/dev/null; then
 fi
 export PATH="$PATH:/usr/sbin"
 
-# Python peers and the chart library in a venv of its own (bench/.venv);
+# Python peers and the chart library in a venv of its own (bench/.venv), isolated
+# from the system's site-packages so that no .pth file there slows every start;
 # smtpmail itself is imported from this checkout's src/ (PYTHONPATH).
 PY=${PYTHON:-python3}
 VENV=bench/.venv
 if [ ! -x "$VENV/bin/python" ]; then
-  "$PY" -m venv --system-site-packages "$VENV"
+  "$PY" -m venv "$VENV"
 fi
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
   matplotlib aiosmtplib aiosmtpd

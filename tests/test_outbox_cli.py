@@ -194,10 +194,14 @@ def test_progress_bar_on_a_terminal_redraws_one_line() -> None:
 
 def test_merge_on_a_terminal_shows_the_bar(tmp_path: Path, smtpd: RecordingServer) -> None:
     argv = _merge_files(tmp_path, "Bob,bob@example.net,1\n")
-    env: Environment = fake_env(tmp_path, [*argv, "--port", str(smtpd.port)])
+    env: Environment = fake_env(tmp_path, [*argv, "--port", str(smtpd.port), "--json"])
     env.stderr = _Tty()
     assert main(env=env) == 0
     assert "\r[" in env.stderr.getvalue() and "1/1 100%" in env.stderr.getvalue()
+    assert isinstance(env.stdout, io.StringIO)
+    summary = json.loads(env.stdout.getvalue())
+    assert summary["messages"] == 1 and summary["failed"] == []
+    assert summary["states"]["delivered"] == {"messages": 1, "recipients": 1}
 
 
 def test_queue_run_watch_delivers_new_mail_and_stops_on_sigterm(

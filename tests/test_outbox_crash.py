@@ -19,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from servers import RecordingServer
 from smtpmail.outbox import Outbox
 
@@ -47,6 +49,7 @@ def _received(server: RecordingServer) -> collections.Counter[str]:
     return counts
 
 
+@pytest.mark.timeout(300)  # 1,000 fsync-ed messages and a dozen restarts on a busy CI machine
 def test_sigkilled_worker_loses_nothing_and_counts_its_duplicates(
     tmp_path: Path, smtpd: RecordingServer
 ) -> None:
@@ -62,7 +65,9 @@ def test_sigkilled_worker_loses_nothing_and_counts_its_duplicates(
         # Kill it after a random number of messages reached the server (plus a
         # random few milliseconds), so the kills land in the middle of the drain.
         target = len(smtpd.messages) + rng.randint(1, 120)
-        while proc.poll() is None and len(smtpd.messages) < target:
+        for _ in range(30000):  # a bound (a minute), not a timing assertion
+            if proc.poll() is not None or len(smtpd.messages) >= target:
+                break
             time.sleep(0.002)
         time.sleep(rng.random() * 0.02)
         if proc.poll() is None:
@@ -90,6 +95,7 @@ def test_sigkilled_worker_loses_nothing_and_counts_its_duplicates(
         assert flagged.get(mid, 0) >= extra, f"seed {seed}: {mid} duplicated unflagged"
 
 
+@pytest.mark.timeout(300)
 def test_two_workers_on_one_queue_never_send_a_message_twice(
     tmp_path: Path, smtpd: RecordingServer
 ) -> None:
@@ -97,7 +103,7 @@ def test_two_workers_on_one_queue_never_send_a_message_twice(
     total = 600
     _fill(box, total)
     workers = [_worker(tmp_path, smtpd.port) for _ in range(2)]
-    outputs = [w.communicate(timeout=100)[0].decode() for w in workers]
+    outputs = [w.communicate(timeout=240)[0].decode() for w in workers]
     assert [w.returncode for w in workers] == [0, 0], outputs
     received = _received(smtpd)
     assert len(received) == total and set(received.values()) == {1}

@@ -208,3 +208,12 @@ def test_busy_signals() -> None:
     assert is_busy_signal(Reply(450, ("4.7.1 slow down",)))
     assert not is_busy_signal(Reply(450, ("4.2.0 mailbox busy",)))
     assert not is_busy_signal(Reply(550, ("5.7.1 relaying denied",)))
+
+
+def test_an_unreadable_state_file_is_skipped_not_fatal(tmp_path: Path) -> None:
+    box = Outbox(tmp_path)
+    good = box.add(b"x", "a@example.org", ["b@example.org"])
+    bad = box.add(b"y", "a@example.org", ["b@example.org"])
+    box.json_path(bad.id).write_text("{ not json")
+    assert [m.id for m in box.messages()] == [good.id]
+    assert box.claim(bad.id) is None

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from smtpmail.errors import AuthenticationError, AuthError, RemoteProtocolError
 from smtpmail.protocol.extensions import Extensions
@@ -311,3 +313,34 @@ def test_starttls_flow_returns_a_refusal() -> None:
     with pytest.raises(StopIteration) as stop:
         flow.send([Reply(454, ("4.7.0 not now",))])
     assert stop.value.value.code == 454
+
+
+def test_long_initial_response_waits_for_the_empty_challenge() -> None:
+    # RFC 4954 §4: an AUTH line longer than 12288 octets is not allowed.
+    token = "t" * 13000
+    sent, _, reply = drive(
+        XOAuth2(Credentials("u", token=token)), [Reply(334, ("",)), Reply(235, ("ok",))]
+    )
+    assert sent[0].data == b"AUTH XOAUTH2\r\n"
+    assert base64.b64decode(sent[1].data).startswith(b"user=u\x01auth=Bearer ttt")
+    assert sent[1].log == ("****",)
+    assert reply.code == 235
+
+
+_PASSWORDS = st.text(
+    alphabet=st.characters(blacklist_categories=("Cc", "Cs"), blacklist_characters="*"),
+    min_size=3,
+    max_size=40,
+)
+
+
+@given(password=_PASSWORDS)
+@settings(max_examples=200, deadline=None)
+def test_an_echoed_password_is_never_shown(password: str) -> None:
+    mech = Plain(Credentials("user", password))
+    blob = base64.b64encode(f"\0user\0{password}".encode()).decode()
+    with pytest.raises(AuthenticationError) as info:
+        drive(mech, [Reply(535, (f"5.7.8 rejected {password} / {blob}",))])
+    shown = "\n".join(info.value.reply.lines)
+    assert password not in shown and blob not in shown and blob[:20] not in shown
+    assert blob[:20] not in str(info.value)

@@ -139,6 +139,13 @@ def test_lockstep_one_command_per_write() -> None:
     assert trace.sends[-1].endswith(b"body\r\n.\r\n")
     assert result.ok and result.accepted == ["b@x.org", "c@x.org"]
     assert result.reply is not None and result.reply.code == 250
+    assert [label for _, label, _ in trace.receives] == [
+        "MAIL",
+        "RCPT",
+        "RCPT",
+        "DATA",
+        "end of data",
+    ]
 
 
 def test_lockstep_all_refused_sends_no_data() -> None:
@@ -522,3 +529,21 @@ def test_binarymime_only_with_bdat(keywords: tuple[str, ...], data: bytes, body:
         session, [OK, OK, QUEUED] if bdat else [OK, OK, GO, QUEUED], (env(), content(data))
     )
     assert trace.sends[0] == b"MAIL FROM:<a@example.org>" + body + b"\r\n"
+
+
+def test_552_to_rcpt_is_temporary_but_552_to_the_data_is_not() -> None:
+    # RFC 5321 §4.5.3.1.10: "too many recipients" from old servers.
+    session = ready("PIPELINING")
+    (result,), _ = send(
+        session,
+        [OK, OK, b"552 5.5.3 too many recipients\r\n", GO, QUEUED],
+        (env("b@x.org", "c@x.org"), content()),
+    )
+    assert result.recipients["c@x.org"].is_transient
+    assert not result.recipients["c@x.org"].is_permanent
+    with pytest.raises(RecipientsRefused) as info:
+        send(session, [OK, b"552 5.5.3 too many recipients\r\n", b"554 no rcpts\r\n"])
+    assert info.value.is_transient
+    with pytest.raises(DataRefused) as data_info:
+        send(session, [OK, OK, OK, GO, b"552 5.3.4 message too big\r\n"])  # RSET first
+    assert data_info.value.is_permanent

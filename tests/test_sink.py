@@ -283,3 +283,54 @@ def test_sink_rejects_a_bad_port_as_usage(tmp_path: Path, port: str) -> None:
     # argparse's usage errors go to the Environment's stderr, not sys.stderr.
     assert isinstance(env.stderr, io.StringIO)
     assert "not a port number" in env.stderr.getvalue()
+
+
+def test_sink_offers_starttls_and_can_require_it(tmp_path: Path) -> None:
+    from smtpmail.transport.tls import TLSMode, TLSOptions
+    from tlsservers import Certs
+
+    certs = Certs(tmp_path)
+    cert, key = certs.leaf_files(tmp_path)
+    port = free_port()
+    proc, reader = start_sink(
+        "--port", str(port), "--tls-cert", cert, "--tls-key", key, "--require-tls"
+    )
+    try:
+        assert "STARTTLS required" in reader.lines[-1]
+        with pytest.raises(smtpmail.SenderRefused) as info:  # clear text: refused
+            smtpmail.send(b"Subject: clear\r\n\r\nx\r\n", "a@example.org", "b@example.org",
+                          port=port, timeout=30, tls=TLSMode.PLAINTEXT_INSECURE)  # fmt: skip
+        assert info.value.reply is not None and info.value.reply.code == 530
+        result = smtpmail.send(
+            b"Subject: private\r\n\r\nover TLS\r\n", "a@example.org", "b@example.org",
+            port=port, timeout=30, tls=TLSMode.REQUIRED,
+            tls_options=TLSOptions(ca_file=certs.ca_file),
+        )  # fmt: skip
+        assert result.accepted == ["b@example.org"]
+        reader.wait_for("end of message 1")
+    finally:
+        status, err = stop(proc, signal.SIGTERM)
+    out = reader.rest()
+    assert (status, err) == (0, "")
+    assert "\nTLS:       TLSv1." in out
+    assert "Subject: private" in out and "Subject: clear" not in out
+
+
+def test_sink_without_tls_shows_no_tls_line(tmp_path: Path) -> None:
+    text = render(Captured(1, "127.0.0.1 port 1", "a@example.org", ("b@example.org",), b"x\r\n"))
+    assert "TLS:" not in text
+
+
+@pytest.mark.parametrize(
+    ("argv", "status", "says"),
+    [
+        (["--require-tls"], 64, "need --tls-cert"),
+        (["--tls-key", "k.pem"], 64, "need --tls-cert"),
+        (["--tls-cert", "missing.pem"], 78, "cannot use the TLS certificate"),
+    ],
+)
+def test_sink_tls_option_errors(tmp_path: Path, argv: list[str], status: int, says: str) -> None:
+    env = fake_env(tmp_path, ["sink", "--port", "0", *argv])
+    assert main(env=env) == status
+    assert says in env.stderr.getvalue()  # type: ignore[attr-defined]
+    assert env.stdout.getvalue() == ""  # type: ignore[attr-defined]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import ssl
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -355,3 +358,70 @@ async def test_what_was_offered_before_tls_is_forgotten(certs: Certs, use_async:
                 client.send(MSG, "a@example.org", "b@example.org")
     assert not server.errors
     assert len(server.conns) == 1
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+async def test_idle_tls_connection_is_reused(
+    starttls_server: TLSServer, certs: Certs, use_async: bool
+) -> None:
+    """The check before each operation for a server that closed the connection
+    does not mistake a live TLS connection for a closed one."""
+    kw = dict(auth=(USER, PASSWORD), tls_options=TLSOptions(ca_file=certs.ca_file))
+    if use_async:
+        async with smtpmail.AsyncClient("127.0.0.1", starttls_server.port, **kw) as ac:
+            for _ in range(3):
+                await ac.send(MSG, "a@example.org", "b@example.org")
+    else:
+        with smtpmail.Client("127.0.0.1", starttls_server.port, **kw) as client:
+            for _ in range(3):
+                client.send(MSG, "a@example.org", "b@example.org")
+    assert len(starttls_server.messages) == 3
+    assert len([w for w in starttls_server.wire if w]) == 1  # (aiosmtpd probes once, empty)
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+async def test_tls_connection_closed_while_idle_is_reopened(certs: Certs, use_async: bool) -> None:
+    """A server that says 421 over TLS and leaves between two messages costs a
+    reconnect (with STARTTLS again), not a failed send."""
+    said_421 = threading.Event()
+
+    def script(c: Conn) -> None:
+        c.greet_and_ehlo(b"STARTTLS")
+        c.expect(b"STARTTLS")
+        c.send(b"220 ready\r\n")
+        c.start_tls(certs.server_context())
+        c.expect(b"EHLO")
+        c.send(b"250 tls.example\r\n")
+        c.expect(b"MAIL FROM")
+        c.send(b"250 ok\r\n")
+        c.expect(b"RCPT TO")
+        c.send(b"250 ok\r\n")
+        c.expect(b"DATA")
+        c.send(b"354 go\r\n")
+        while c.line() != b".":
+            pass
+        c.send(b"250 queued\r\n")
+        if not said_421.is_set():
+            said_421.set()
+            c.send(b"421 4.4.2 idle too long\r\n")
+            c.sock.unwrap().close()  # close_notify, then the TCP close
+            return
+        c.expect(b"QUIT")
+        c.send(b"221 bye\r\n")
+
+    with ScriptedServer(script) as server:
+        kw = dict(tls="starttls", tls_options=TLSOptions(ca_file=certs.ca_file))
+        if use_async:
+            async with smtpmail.AsyncClient("127.0.0.1", server.port, **kw) as ac:
+                await ac.send(MSG, "a@example.org", "b@example.org")
+                await asyncio.sleep(0.2)  # let the 421 arrive: the point is a gap
+                await ac.send(MSG, "a@example.org", "b@example.org")
+                assert ac.tls_info is not None
+        else:
+            with smtpmail.Client("127.0.0.1", server.port, **kw) as client:
+                client.send(MSG, "a@example.org", "b@example.org")
+                time.sleep(0.2)
+                client.send(MSG, "a@example.org", "b@example.org")
+                assert client.tls_info is not None
+    assert not server.errors
+    assert len(server.conns) == 2

@@ -250,9 +250,10 @@ class RecipientsRefused(ReplyError):
 
     @property
     def is_transient(self) -> bool:
-        # Transient when any recipient may succeed later.
+        # Transient when any recipient may succeed later; a 552 to RCPT is
+        # "too many recipients" from an old server (RFC 5321 §4.5.3.1.10).
         replies = self.refused.values() or [self.reply]
-        return any(r.is_transient for r in replies)
+        return any(r.is_transient or r.code == 552 for r in replies)
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.command, self.reply, self.refused))

@@ -15,6 +15,7 @@ import email.policy
 import logging
 import mailbox
 import socket
+import ssl
 import threading
 import weakref
 from collections.abc import Callable
@@ -53,6 +54,8 @@ class Captured:
     mail_from: str
     rcpt_tos: tuple[str, ...]
     content: bytes
+    #: The TLS version and cipher when the client used STARTTLS, else None.
+    tls: str | None = None
 
 
 class CaptureHandler:
@@ -83,6 +86,7 @@ class CaptureHandler:
             mail_from=str(envelope.mail_from),
             rcpt_tos=tuple(envelope.rcpt_tos),
             content=bytes(content),
+            tls=_tls_summary(session),
         )
         try:
             self.on_message(captured)
@@ -90,6 +94,18 @@ class CaptureHandler:
             self.on_error(captured, exc)
             return "451 4.3.0 the message could not be stored"
         return f"250 2.0.0 OK: message {captured.number} accepted"
+
+
+def _tls_summary(session: Any) -> str | None:
+    """ "TLSv1.3 TLS_AES_256_GCM_SHA384" after STARTTLS (aiosmtpd keeps the TLS
+    layer's details in ``session.ssl``), None on a clear-text session."""
+    extra = getattr(session, "ssl", None)
+    if not extra:
+        return None
+    ssl_object = extra.get("ssl_object")
+    cipher = ssl_object.cipher() if ssl_object is not None else extra.get("cipher")
+    version = ssl_object.version() if ssl_object is not None else None
+    return " ".join(str(x) for x in (version, cipher[0] if cipher else None) if x) or "TLS"
 
 
 def _log_error(msg: Captured, exc: Exception) -> None:
@@ -122,9 +138,19 @@ class CaptureServer:
 
 
 async def start_server(
-    handler: CaptureHandler, host: str, port: int, *, ident: str
+    handler: CaptureHandler,
+    host: str,
+    port: int,
+    *,
+    ident: str,
+    tls_context: ssl.SSLContext | None = None,
+    require_tls: bool = False,
 ) -> CaptureServer:
-    """Listen on ``host:port`` (0 picks a free port); raises OSError if it cannot."""
+    """Listen on ``host:port`` (0 picks a free port); raises OSError if it cannot.
+
+    With ``tls_context`` it offers STARTTLS (RFC 3207); ``require_tls`` then
+    refuses mail (530) until the client has started TLS.
+    """
     from aiosmtpd.smtp import SMTP
 
     loop = asyncio.get_running_loop()
@@ -139,6 +165,8 @@ async def start_server(
             ident=f"{ident} (smtpmail {__version__})",
             enable_SMTPUTF8=True,
             decode_data=False,
+            tls_context=tls_context,
+            require_starttls=require_tls and tls_context is not None,
         )
         sessions.add(smtp)
         return smtp
@@ -216,6 +244,8 @@ def render(msg: Captured, *, raw: bool = False) -> str:
         *(f"RCPT TO:   <{rcpt}>" for rcpt in msg.rcpt_tos),
         f"Size:      {len(msg.content)} octets",
     ]
+    if msg.tls:
+        out.append(f"TLS:       {msg.tls}")
     text = msg.content.replace(b"\r\n", b"\n")
     if raw:
         out += ["--- message", *text.decode("utf-8", "replace").splitlines()]

@@ -4,6 +4,7 @@ It listens on 127.0.0.1 port 1025 by default (where the assignment's
 solution.py sends), accepts every message (RFC 5321 §4.1.1.4 DATA), prints its
 envelope, headers and body, and with ``--maildir DIR`` also stores it there.
 It replaces ``python -m smtpd -c DebuggingServer``, which Python 3.12 removed.
+With --tls-cert it offers STARTTLS (RFC 3207), for trying TLS clients locally.
 Ctrl-C or SIGTERM stops it cleanly with exit status 0.
 """
 
@@ -13,10 +14,11 @@ import argparse
 import asyncio
 import contextlib
 import signal
+import ssl
 
 from smtpmail.cli._capture import INSTALL_HINT
 from smtpmail.cli.environment import Environment
-from smtpmail.cli.exits import EX_CANTCREAT, EX_OK, EX_UNAVAILABLE
+from smtpmail.cli.exits import EX_CANTCREAT, EX_CONFIG, EX_OK, EX_UNAVAILABLE, EX_USAGE
 
 HELP = "run a local capture server that shows what it receives"
 
@@ -48,6 +50,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--maildir", metavar="DIR", help="also store each message in this Maildir folder"
     )
+    parser.add_argument(
+        "--tls-cert",
+        metavar="FILE",
+        help="offer STARTTLS with this certificate chain (PEM; may hold the key too)",
+    )
+    parser.add_argument("--tls-key", metavar="FILE", help="the private key for --tls-cert (PEM)")
+    parser.add_argument(
+        "--require-tls", action="store_true", help="refuse mail until the client starts TLS"
+    )
     shown = parser.add_mutually_exclusive_group()
     shown.add_argument(
         "--quiet", action="store_true", help="print one line per message instead of the message"
@@ -57,7 +68,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _tls_context(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """The server-side TLS context for STARTTLS, or None without --tls-cert."""
+    if not args.tls_cert:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(args.tls_cert, args.tls_key)
+    return context
+
+
 def run(args: argparse.Namespace, env: Environment) -> int:
+    if (args.tls_key or args.require_tls) and not args.tls_cert:
+        env.stderr.write("smtpmail sink: --tls-key and --require-tls need --tls-cert\n")
+        return EX_USAGE
     try:
         import aiosmtpd  # noqa: F401
     except ImportError:
@@ -96,7 +119,19 @@ async def _serve(args: argparse.Namespace, env: Environment) -> int:
 
     handler = _capture.CaptureHandler(show, failed)
     try:
-        server = await _capture.start_server(handler, args.host, args.port, ident="smtpmail sink")
+        tls_context = _tls_context(args)
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        env.stderr.write(f"smtpmail sink: cannot use the TLS certificate: {exc}\n")
+        return EX_CONFIG
+    try:
+        server = await _capture.start_server(
+            handler,
+            args.host,
+            args.port,
+            ident="smtpmail sink",
+            tls_context=tls_context,
+            require_tls=args.require_tls,
+        )
     except OSError as exc:
         env.stderr.write(
             f"smtpmail sink: cannot listen on {args.host} port {args.port}: {exc.strerror or exc}\n"
@@ -112,6 +147,8 @@ async def _serve(args: argparse.Namespace, env: Environment) -> int:
     try:
         where = f"{args.host} port {server.port}"  # the real port when --port 0
         saved = f", saving to Maildir {args.maildir}" if box is not None else ""
+        if tls_context is not None:
+            saved += ", STARTTLS required" if args.require_tls else ", STARTTLS offered"
         out.write(f"smtpmail sink: listening on {where}{saved} (Ctrl-C to stop)\n")
         out.flush()
         await stop.wait()

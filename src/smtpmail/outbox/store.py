@@ -93,8 +93,8 @@ class Claim:
         self.content = content
         self.recovered = False
 
-    def save(self) -> None:
-        self.outbox.save(self.message)
+    def save(self, *, sync_dir: bool = True) -> None:
+        self.outbox.save(self.message, sync_dir=sync_dir)
 
     def release(self) -> None:
         if not self.content.closed:
@@ -134,7 +134,7 @@ class Outbox:
     def json_path(self, msg_id: str) -> Path:
         return self.dir / f"{msg_id}.json"
 
-    def _write(self, path: Path, chunks: Iterable[bytes]) -> int:
+    def _write(self, path: Path, chunks: Iterable[bytes], *, sync_dir: bool = True) -> int:
         tmp = _tmp_name(path)
         size = 0
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -151,14 +151,21 @@ class Outbox:
             with contextlib.suppress(OSError):
                 tmp.unlink()
             raise
-        if self.fsync:
+        if self.fsync and sync_dir:
             _fsync_dir(path.parent)
         return size
 
-    def save(self, message: QueuedMessage) -> None:
-        """Write the message's state atomically (temporary file, fsync, rename)."""
+    def save(self, message: QueuedMessage, *, sync_dir: bool = True) -> None:
+        """Write the message's state atomically (temporary file, fsync, rename).
+
+        The file's contents are always fsync-ed before the rename (else a crash
+        could leave an empty file in its place: a lost message). ``sync_dir``
+        also makes the rename itself durable; without it a power cut may bring
+        back the previous state, which is safe when that state is an
+        ``inflight`` mark: the message is then retried as possibly delivered.
+        """
         data = json.dumps(message.to_json(), indent=1, ensure_ascii=False).encode("utf-8")
-        self._write(self.json_path(message.id), [data])
+        self._write(self.json_path(message.id), [data], sync_dir=sync_dir)
 
     def load(self, msg_id: str) -> QueuedMessage:
         """The message's state; KeyError when it is not (or no longer) queued."""
@@ -182,6 +189,8 @@ class Outbox:
                 yield self.load(msg_id)
             except KeyError:
                 continue  # purged meanwhile
+            except ValueError as exc:  # a hand-edited or foreign file: skip it, loudly
+                log.error("%s: unreadable state file, skipped: %s", self.json_path(msg_id), exc)
 
     def find(self, prefix: str) -> QueuedMessage:
         """The message whose id starts with ``prefix`` (as git abbreviates commits)."""
@@ -236,7 +245,8 @@ class Outbox:
         msg_id = f"{time.time_ns() // 1000:x}-{secrets.token_hex(4)}"
         chunks = iter(as_content(message).chunks)
         head, message_id, subject = _read_head(chunks, msg_id, envelope.sender)
-        size = self._write(self.eml_path(msg_id), _chain(head, chunks))
+        # The folder is fsync-ed once, after the .json's rename: that covers both.
+        size = self._write(self.eml_path(msg_id), _chain(head, chunks), sync_dir=False)
         now = time.time()
         record = QueuedMessage(
             id=msg_id,

@@ -111,14 +111,20 @@ class RecipientResult:
     recipient: str
     reply: Reply
     accepted: bool
+    #: True when ``reply`` answered RCPT TO (not MAIL, DATA or the end of data).
+    at_rcpt: bool = False
 
     @property
     def is_transient(self) -> bool:
-        return not self.accepted and self.reply.is_transient
+        if self.accepted:
+            return False
+        # RFC 5321 §4.5.3.1.10: old servers say 552 for "too many recipients";
+        # clients treat a 552 to RCPT as temporary and try again later.
+        return self.reply.is_transient or (self.at_rcpt and self.reply.code == 552)
 
     @property
     def is_permanent(self) -> bool:
-        return not self.accepted and not self.reply.is_transient
+        return not self.accepted and not self.is_transient
 
 
 @dataclass(slots=True)

@@ -413,7 +413,8 @@ class Session:
             replies: list[Reply] = []
             for i, line in enumerate(lines):
                 yield Send(line, _show([line]), fresh=True)
-                replies += yield from _receive(1, "MAIL" if i == 0 else "RCPT")
+                label = "MAIL" if i == 0 else "DATA" if line == b"DATA\r\n" else "RCPT"
+                replies += yield from _receive(1, label)
                 if i == 0 and not _ok(replies[0]):
                     break
                 if i == len(plan.rcpts) and not any(_ok(r) for r in replies[1:]):
@@ -495,7 +496,9 @@ class Session:
             return False
         rcpt_replies = replies[1 : 1 + len(paths)]
         for path, reply in zip(paths, rcpt_replies, strict=False):
-            result.recipients[path.address] = RecipientResult(path.address, reply, _ok(reply))
+            result.recipients[path.address] = RecipientResult(
+                path.address, reply, _ok(reply), at_rcpt=True
+            )
         if not result.accepted:
             refused = {a: r.reply for a, r in result.recipients.items()}
             worst = next((r for r in refused.values() if r.is_permanent), rcpt_replies[-1])
