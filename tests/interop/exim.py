@@ -115,34 +115,40 @@ def _fill(template: str, **values: object) -> str:
 
 def exim_binary() -> Path:
     """The unpacked exim4 binary (downloaded and unpacked once, under a lock)."""
+    root = unpacked(PACKAGE, "usr/sbin/exim4")
+    ensure_user(USER_NAME)
+    return root / "usr" / "sbin" / "exim4"
+
+
+def unpacked(package: str, member: str) -> Path:
+    """The root a Debian package was unpacked into (``dpkg-deb -x``), under CACHE."""
     if os.geteuid() != 0:
-        pytest.skip("the private Exim needs root (its daemon user and delivery)")
-    binary = CACHE / "root" / "usr" / "sbin" / "exim4"
+        pytest.skip(f"a private {package} needs root (its daemon users)")
+    root = CACHE / package
     CACHE.mkdir(parents=True, exist_ok=True)
     with open(CACHE / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not binary.exists():
+        if not (root / member).exists():
             if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
-                pytest.skip("apt-get and dpkg-deb are needed to unpack Exim")
+                pytest.skip(f"apt-get and dpkg-deb are needed to unpack {package}")
             debs = CACHE / "debs"
             debs.mkdir(exist_ok=True)
             os.chmod(debs, 0o777)  # apt's sandbox user writes the download here
-            got = _download(debs)
+            got = _download(debs, package)
             if got.returncode != 0:  # stale or missing package lists: refresh once
                 update = ["apt-get", "update", "-q"]
                 subprocess.run(update, capture_output=True, timeout=300, check=False)
-                got = _download(debs)
-            found = sorted(debs.glob(f"{PACKAGE}_*.deb"))
+                got = _download(debs, package)
+            found = sorted(debs.glob(f"{package}_*.deb"))
             if got.returncode != 0 or not found:
-                pytest.skip(f"apt-get download {PACKAGE} failed: {got.stderr.strip()[-300:]}")
-            subprocess.run(["dpkg-deb", "-x", str(found[-1]), str(CACHE / "root")], check=True)
-        _ensure_user()
-    return binary
+                pytest.skip(f"apt-get download {package} failed: {got.stderr.strip()[-300:]}")
+            subprocess.run(["dpkg-deb", "-x", str(found[-1]), str(root)], check=True)
+    return root
 
 
-def _download(into: Path) -> subprocess.CompletedProcess[str]:
+def _download(into: Path, package: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["apt-get", "download", "-q", PACKAGE],
+        ["apt-get", "download", "-q", package],
         cwd=into,
         capture_output=True,
         text=True,
@@ -151,14 +157,15 @@ def _download(into: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _ensure_user() -> None:
+def ensure_user(name: str, home: str = "/nonexistent") -> None:
+    """Create the system user a daemon's binary looks up, as its package would."""
     try:
-        pwd.getpwnam(USER_NAME)
+        pwd.getpwnam(name)
     except KeyError:
         subprocess.run(
             [
                 *("useradd", "--system", "--user-group", "--no-create-home"),
-                *("--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", USER_NAME),
+                *("--home-dir", home, "--shell", "/usr/sbin/nologin", name),
             ],
             check=True,
             capture_output=True,

@@ -108,9 +108,13 @@ def as_content(message: MessageInput) -> Content:
 
 
 def _needs_utf8(message: Message) -> bool:
-    return any(
-        not str(v).isascii() for k in ("From", "To", "Cc", "Sender") for v in message.get_all(k, [])
-    )
+    """Only a non-ASCII local part needs SMTPUTF8 (RFC 6532): display names get
+    RFC 2047 encoded words, and IDN domains their IDNA form."""
+    fields = [str(v) for k in _ADDRESS_HEADERS for v in message.get_all(k, [])]
+    return any(not addr.rpartition("@")[0].isascii() for _, addr in getaddresses(fields))
+
+
+_ADDRESS_HEADERS = ("From", "To", "Cc", "Sender", "Reply-To", "Resent-From", "Resent-To")
 
 
 def resolve_envelope(

@@ -1,0 +1,45 @@
+"""message.content: what the caller's message becomes, and when it needs SMTPUTF8."""
+
+from __future__ import annotations
+
+from email.message import EmailMessage
+
+import pytest
+
+import smtpmail
+from servers import RecordingServer
+from smtpmail.message.content import as_content
+
+
+def _message(sender: str) -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = "bob@example.org"
+    msg["Subject"] = "grüße"
+    msg.set_content("héllo")
+    return msg
+
+
+@pytest.mark.parametrize(
+    ("sender", "needs_smtputf8"),
+    [
+        ("Jürgen <j@example.org>", False),  # display name: RFC 2047 encoded word
+        ("j@bücher.example", False),  # IDN domain: IDNA
+        ("jürgen@example.org", True),  # non-ASCII local part: only SMTPUTF8 can carry it
+    ],
+)
+def test_only_a_non_ascii_local_part_needs_smtputf8(sender: str, needs_smtputf8: bool) -> None:
+    assert as_content(_message(sender)).smtputf8 is needs_smtputf8
+
+
+def test_non_ascii_display_name_goes_to_a_server_without_smtputf8() -> None:
+    with RecordingServer(enable_SMTPUTF8=False) as server:
+        result = smtpmail.send(
+            _message("Jürgen <j@example.org>"),
+            "j@example.org",
+            "bob@example.org",
+            port=server.port,
+        )
+    assert result.ok
+    (received,) = server.messages
+    assert b"From: =?utf-8?q?J=C3=BCrgen?= <j@example.org>" in received.content
