@@ -276,9 +276,9 @@ class BaseClient:
         hook = self.transcript
         if hook is not None:
             if action.body:
-                hook("data", action.data[: action.body].decode("utf-8", "replace"))
+                _emit(hook, "data", action.data[: action.body].decode("utf-8", "replace"))
             for line in action.log:
-                hook("client", line)
+                _emit(hook, "client", line)
         if log.isEnabledFor(logging.DEBUG):
             for line in action.log:
                 log.debug("C: %s", line)
@@ -293,7 +293,7 @@ class BaseClient:
         text = str(reply)
         if hook is not None:
             for line in text.split("\n"):
-                hook("server", line)
+                _emit(hook, "server", line)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("S: %s", text)
 
@@ -336,6 +336,19 @@ class BaseClient:
         err = ReplyTimeout(f"no complete reply to {action.label} within {seconds:g} s")
         _mark_possibly_delivered(err, action)
         return err
+
+
+class HookFailed(Exception):
+    """The transcript hook raised. The IO loops re-raise the hook's own exception
+    (never a ConnectionLost: a BrokenPipeError from the caller's stdout is not the
+    server's fault) after closing the connection, whose state is then unknown."""
+
+
+def _emit(hook: Transcript, kind: str, text: str) -> None:
+    try:
+        hook(kind, text)
+    except Exception as exc:
+        raise HookFailed(kind) from exc
 
 
 def connection_survives(exc: BaseException) -> bool:

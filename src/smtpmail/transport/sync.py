@@ -23,6 +23,7 @@ from smtpmail.protocol.reply import Reply
 from smtpmail.protocol.session import Flow, Receive, Send, StartTLS
 from smtpmail.transport._base import (
     BaseClient,
+    HookFailed,
     _mark_possibly_delivered,
     connection_survives,
 )
@@ -258,6 +259,9 @@ class Client(BaseClient):
         except StopIteration as stop:
             self._last_io = time.monotonic()
             return stop.value  # type: ignore[no-any-return]
+        except HookFailed as failed:
+            self.close()
+            raise failed.__cause__ from None  # type: ignore[misc]
         except OSError as exc:
             self.close()
             raise ConnectionLost(f"connection to {self.host}:{self.port} broke: {exc}") from exc
