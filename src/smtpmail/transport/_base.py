@@ -11,9 +11,9 @@ import functools
 import ipaddress
 import logging
 import socket
-import ssl
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from smtpmail.errors import (
     AuthError,
@@ -41,6 +41,9 @@ from smtpmail.protocol.session import (
     TimeoutKind,
 )
 from smtpmail.transport.tls import TLSInfo, TLSMode, TLSOptions, make_context, resolve_mode
+
+if TYPE_CHECKING:
+    import ssl  # loaded only when TLS starts (see transport.tls)
 
 __all__ = ["BaseClient", "Timeouts", "Transcript"]
 
