@@ -18,7 +18,8 @@ from smtpmail.cli import main
 status = main(sys.argv[1:])
 watched = ("asyncio", "ssl", "_ssl", "email", "smtpmail.protocol", "smtpmail.transport.aio",
            "tomllib", "mimetypes", "aiosmtpd", "dns", "hashlib", "hmac", "secrets",
-           "stringprep", "subprocess", "json", "smtpmail.message.compose")
+           "stringprep", "subprocess", "json", "smtpmail.message.compose",
+           "smtpmail.protocol.sasl")
 print("imported: " + " ".join(sorted(m for m in sys.modules if m.split(".")[0] in watched
                       or m in watched)), file=sys.stderr)
 sys.exit(status)
@@ -46,6 +47,7 @@ NOT_FOR_A_PLAIN_SEND = {
     "aiosmtpd",
     "dns",
     "smtpmail.message.compose",
+    "smtpmail.protocol.sasl",
 }
 
 
