@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES="postfix dnsmasq-base git-email libmailtools-perl"
 need_apt=""
 for bin in /usr/sbin/postfix /usr/sbin/smtp-sink /usr/sbin/dnsmasq /usr/lib/git-core/git-send-email /usr/share/perl5/Mail/Address.pm; do
-  [ -x "$bin" ] || need_apt=1
+  [ -e "$bin" ] || need_apt=1
 done
 if [ -n "$need_apt" ] && command -v apt-get >/dev/null; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 from servers import RecordingServer
 
@@ -15,12 +16,39 @@ PROBE = """
 import sys
 from smtpmail.cli import main
 status = main(sys.argv[1:])
-watched = ("asyncio", "ssl", "email", "smtpmail.protocol", "smtpmail.transport.aio",
-           "tomllib", "mimetypes", "aiosmtpd", "dns")
+watched = ("asyncio", "ssl", "_ssl", "email", "smtpmail.protocol", "smtpmail.transport.aio",
+           "tomllib", "mimetypes", "aiosmtpd", "dns", "hashlib", "hmac", "secrets",
+           "stringprep", "subprocess", "json", "smtpmail.message.compose",
+           "smtpmail.protocol.sasl")
 print("imported: " + " ".join(sorted(m for m in sys.modules if m.split(".")[0] in watched
                       or m in watched)), file=sys.stderr)
 sys.exit(status)
 """
+
+
+#: What a clear-text, unauthenticated send of an existing message never needs:
+#: TLS (ssl, hashes), SASL's helpers, the email package (the envelope is given),
+#: JSON output, the password command's subprocess, asyncio.
+NOT_FOR_A_PLAIN_SEND = {
+    "asyncio",
+    "smtpmail.transport.aio",
+    "ssl",
+    "_ssl",
+    "hashlib",
+    "hmac",
+    "secrets",
+    "email",
+    "email.message",
+    "email.parser",
+    "subprocess",
+    "json",
+    "mimetypes",
+    "tomllib",
+    "aiosmtpd",
+    "dns",
+    "smtpmail.message.compose",
+    "smtpmail.protocol.sasl",
+}
 
 
 def imported(*argv: str) -> set[str]:
@@ -56,3 +84,44 @@ def test_one_message_send_imports_no_asyncio(smtpd: RecordingServer) -> None:
     assert len(smtpd.messages) == 1
     assert "smtpmail.protocol" in mods  # the probe sees what was used
     assert not mods & {"asyncio", "smtpmail.transport.aio", "mimetypes", "aiosmtpd", "dns"}
+
+
+def test_sending_a_message_file_imports_no_tls_sasl_or_email(
+    smtpd: RecordingServer, tmp_path: Path
+) -> None:
+    """The benchmark's one-message send (bench scenario 6): envelope on the command line."""
+    message = tmp_path / "m.eml"
+    message.write_bytes(b"From: a@example.org\r\nTo: b@example.org\r\nSubject: s\r\n\r\nbody\r\n")
+    mods = imported(
+        "send",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(smtpd.port),
+        "--from",
+        "a@example.org",
+        "--to",
+        "b@example.org",
+        "--message",
+        str(message),
+    )
+    assert len(smtpd.messages) == 1
+    assert smtpd.messages[0].rcpt_tos == ["b@example.org"]
+    assert "smtpmail.protocol" in mods  # the probe sees what was used
+    assert not mods & NOT_FOR_A_PLAIN_SEND, sorted(mods & NOT_FOR_A_PLAIN_SEND)
+
+
+def test_a_message_file_without_envelope_still_reads_its_headers(
+    smtpd: RecordingServer, tmp_path: Path
+) -> None:
+    """The lazy path must not skip the headers when they are the envelope."""
+    message = tmp_path / "m.eml"
+    message.write_bytes(
+        b"From: a@example.org\r\nTo: b@example.org\r\nBcc: c@example.org\r\n\r\nbody\r\n"
+    )
+    mods = imported("send", "--port", str(smtpd.port), "--message", str(message))
+    assert len(smtpd.messages) == 1
+    assert smtpd.messages[0].mail_from == "a@example.org"
+    assert sorted(smtpd.messages[0].rcpt_tos) == ["b@example.org", "c@example.org"]
+    assert b"Bcc" not in smtpd.messages[0].content
+    assert "email.parser" in mods  # the headers were parsed, lazily

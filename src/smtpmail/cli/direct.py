@@ -10,7 +10,6 @@ options ``--ehlo-name``, ``--timeout``, ``--cafile``, ``--verbose`` and
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
 from smtpmail.cli.environment import Environment
@@ -125,6 +124,8 @@ def run(args: argparse.Namespace, env: Environment, message: Any, envelope: Any)
         data = report.as_dict()
         data["ok"] = report.ok
         data["exit_status"] = status
+        import json  # only for --json: a plain send does not load it
+
         env.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
     else:
         env.stdout.write(render_table(report, verbose=getattr(args, "verbose", False)))

@@ -11,7 +11,6 @@ delivered or queued; a permanent refusal exits as ``send`` would.
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
 from smtpmail.cli.environment import Environment
@@ -59,6 +58,8 @@ def run(
         worker.run(ids=[queued.id])
     record = box.load(queued.id)
     if getattr(args, "json", False):
+        import json  # only for --json: a plain send does not load it
+
         env.stdout.write(json.dumps(record.to_json(), indent=2, ensure_ascii=False) + "\n")
     for r in record.recipients:
         if r.state.value != "delivered":

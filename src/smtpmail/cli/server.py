@@ -9,10 +9,8 @@ A server is a URL (``smtp://host:587``, ``smtps://host``, ``submission://host``,
 from __future__ import annotations
 
 import argparse
-import subprocess
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from smtpmail.cli.config import Account, load_account
 from smtpmail.cli.environment import Environment
@@ -116,6 +114,8 @@ class ServerSettings:
 
 def parse_server_url(value: str) -> tuple[str, int | None, str | None, bool]:
     """(host, port or None, TLS mode or None, lmtp) from a URL or ``host[:port]``."""
+    from urllib.parse import urlsplit  # only for --server: --host/--port need no parser
+
     if "://" not in value:
         value = "smtp://" + value
     try:
@@ -246,6 +246,8 @@ def password_source(s: ServerSettings, env: Environment) -> Any:
         command = s.password_command
 
         def from_command() -> str:
+            import subprocess  # only when the password is asked for
+
             # The user's own command, run by the shell as msmtp's passwordeval is.
             done = subprocess.run(  # noqa: S602
                 command,

@@ -11,15 +11,19 @@ from __future__ import annotations
 import functools
 import io
 import os
+import sys
 from collections.abc import Iterable, Iterator
-from email.message import Message
-from email.utils import getaddresses
-from typing import IO
+from typing import IO, TYPE_CHECKING, TypeAlias, TypeGuard, cast
 
 from smtpmail.errors import InvalidAddress
 from smtpmail.protocol.data import is_canonical
 from smtpmail.protocol.envelope import Envelope
 from smtpmail.protocol.session import Content
+
+if TYPE_CHECKING:
+    # Only for annotations: the email package is loaded when a Message is
+    # composed or parsed, not by a client sending bytes or a file.
+    from email.message import Message
 
 __all__ = [
     "BLOCK_SIZE",
@@ -32,7 +36,16 @@ __all__ = [
 
 BLOCK_SIZE = 256 * 1024
 
-MessageInput = bytes | bytearray | memoryview | str | Message | IO[bytes] | Iterable[bytes]
+MessageInput: TypeAlias = (
+    "bytes | bytearray | memoryview | str | Message | IO[bytes] | Iterable[bytes]"
+)
+
+
+def _is_message(value: object) -> TypeGuard[Message]:
+    """Is ``value`` an email.message.Message? Asked without importing the email
+    package: if nobody loaded it, no Message exists."""
+    module = sys.modules.get("email.message")
+    return module is not None and isinstance(value, module.Message)
 
 
 def _header_block(data: bytes) -> bytes:
@@ -95,7 +108,7 @@ def as_content(message: MessageInput) -> Content:
         return _bytes_content(bytes(message))
     if isinstance(message, str):
         return _bytes_content(message.encode("utf-8"))
-    if isinstance(message, Message):
+    if _is_message(message):
         from email import policy
         from email.generator import BytesGenerator
 
@@ -109,13 +122,16 @@ def as_content(message: MessageInput) -> Content:
             raise TypeError("open the message file in binary mode ('rb')")
         return Content(_file_chunks(f), size=_file_size(f))
     if isinstance(message, Iterable):
-        return Content(iter(message))
+        # (a Message is iterable too, but was handled above)
+        return Content(iter(cast("Iterable[bytes]", message)))
     raise TypeError(f"cannot send a message of type {type(message).__name__}")
 
 
 def _needs_utf8(message: Message) -> bool:
     """Only a non-ASCII local part needs SMTPUTF8 (RFC 6532): display names get
     RFC 2047 encoded words, and IDN domains their IDNA form."""
+    from email.utils import getaddresses
+
     fields = [str(v) for k in _ADDRESS_HEADERS for v in message.get_all(k, [])]
     return any(not addr.rpartition("@")[0].isascii() for _, addr in getaddresses(fields))
 
@@ -134,7 +150,7 @@ def resolve_envelope(
         return envelope
     if recipients is not None and sender is not None:
         return Envelope(sender, recipients)
-    if not isinstance(message, Message):
+    if not _is_message(message):
         raise InvalidAddress(
             "give sender and recipients (or an envelope), or an email.message.Message "
             "whose headers name them"
@@ -145,6 +161,8 @@ def resolve_envelope(
 
 def envelope_from_headers(message: Message, sender: str | None = None) -> Envelope:
     """An envelope from the headers: Resent-* when present, else From/Sender, To, Cc, Bcc."""
+    from email.utils import getaddresses
+
     resent = message.get_all("Resent-To") or message.get_all("Resent-Cc")
     prefix = "Resent-" if resent else ""
     if sender is None:

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from email.message import Message
-from email.utils import getaddresses
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from smtpmail.errors import InvalidAddress, InvalidArgument
 from smtpmail.message.content import BLOCK_SIZE
 from smtpmail.protocol.envelope import Envelope
+
+if TYPE_CHECKING:
+    from email.message import Message
 
 __all__ = ["MAX_HEADER_SECTION", "RawMessage", "read_raw"]
 
@@ -84,9 +85,30 @@ class RawMessage:
         envid: str | None = None,
     ) -> Envelope:
         """The envelope: explicit values, plus the headers' recipients when asked."""
-        msg = self.headers()
         rcpts = list(recipients)
-        if from_headers:
+        if from_headers or sender is None:
+            # The headers are parsed only when they are asked for: a send with
+            # an explicit envelope never loads the email package.
+            found, sender = self._from_headers(from_headers, sender)
+            rcpts += found
+        if not rcpts:
+            raise InvalidAddress("no recipients: give them as arguments or use -t")
+        return Envelope(
+            qualify(sender, default_domain),
+            [qualify(r, default_domain) for r in rcpts],
+            notify=notify,
+            ret=ret,
+            envid=envid,
+        )
+
+    def _from_headers(self, wanted: bool, sender: str | None) -> tuple[list[str], str]:
+        """Recipients from To/Cc/Bcc (when ``wanted``), and the sender from
+        Sender/From when none was given (Resent-* fields first)."""
+        from email.utils import getaddresses
+
+        msg = self.headers()
+        rcpts: list[str] = []
+        if wanted:
             resent = (
                 msg.get_all("Resent-To") or msg.get_all("Resent-Cc") or msg.get_all("Resent-Bcc")
             )
@@ -101,15 +123,7 @@ class RawMessage:
             if not found or not found[0][1]:
                 raise InvalidAddress("no sender given (-f/--from) and no From header")
             sender = found[0][1]
-        if not rcpts:
-            raise InvalidAddress("no recipients: give them as arguments or use -t")
-        return Envelope(
-            qualify(sender, default_domain),
-            [qualify(r, default_domain) for r in rcpts],
-            notify=notify,
-            ret=ret,
-            envid=envid,
-        )
+        return rcpts, sender
 
 
 def qualify(address: str, domain: str | None) -> str:

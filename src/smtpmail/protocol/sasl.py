@@ -18,12 +18,7 @@ the logs and the error texts can redact them.
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import re
-import secrets as _random
-import stringprep
-import unicodedata
 from collections.abc import Callable, Generator, Iterable
 from typing import ClassVar
 
@@ -196,6 +191,9 @@ class CramMD5(Mechanism):
         c = self.credentials
         password = self._secret(c.password())
         challenge = yield None
+        import hashlib
+        import hmac
+
         digest = hmac.new(password.encode("utf-8"), challenge, hashlib.md5).hexdigest()
         self.complete = True
         yield self._response(f"{c.username} {digest}".encode())
@@ -243,6 +241,8 @@ class _Scram(Mechanism):
 
     def __init__(self, credentials: Credentials, nonce: str | None = None) -> None:
         super().__init__(credentials)
+        import secrets as _random  # here, not at the top: only SCRAM needs it
+
         self.nonce = nonce or _random.token_urlsafe(24)
 
     def flow(self) -> SASLFlow:
@@ -263,6 +263,9 @@ class _Scram(Mechanism):
             raise AuthError("SCRAM: malformed salt or iteration count") from None
         if not 1 <= rounds <= self.MAX_ITERATIONS:
             raise AuthError(f"SCRAM: iteration count {rounds} out of range")
+        import hashlib
+        import hmac
+
         salted = hashlib.pbkdf2_hmac(self.digest, password.encode("utf-8"), salt, rounds)
         without_proof = f"c={_b64(gs2.encode('utf-8'))},r={nonce}"
         auth_message = f"{first_bare},{server_first},{without_proof}".encode()
@@ -282,6 +285,8 @@ class _Scram(Mechanism):
         yield b""
 
     def _hmac(self, key: bytes, msg: bytes) -> bytes:
+        import hmac
+
         return hmac.new(key, msg, self.digest).digest()
 
 
@@ -363,28 +368,32 @@ def redact(reply: Reply, secrets: Iterable[str]) -> Reply:
 
 # -- SASLprep (RFC 4013), for SCRAM ------------------------------------------
 
-_PROHIBITED = (
-    stringprep.in_table_c12,
-    stringprep.in_table_c21,
-    stringprep.in_table_c22,
-    stringprep.in_table_c3,
-    stringprep.in_table_c4,
-    stringprep.in_table_c5,
-    stringprep.in_table_c6,
-    stringprep.in_table_c7,
-    stringprep.in_table_c8,
-    stringprep.in_table_c9,
-)
-
 
 def saslprep(text: str) -> str:
     """Prepare a user name or password (RFC 4013, as a "query": unassigned allowed)."""
+    # Imported here: stringprep and unicodedata cost start-up time that a
+    # send without SCRAM (the CLI's one-message send) should not pay.
+    import stringprep
+    import unicodedata
+
+    prohibited = (
+        stringprep.in_table_c12,
+        stringprep.in_table_c21,
+        stringprep.in_table_c22,
+        stringprep.in_table_c3,
+        stringprep.in_table_c4,
+        stringprep.in_table_c5,
+        stringprep.in_table_c6,
+        stringprep.in_table_c7,
+        stringprep.in_table_c8,
+        stringprep.in_table_c9,
+    )
     mapped = "".join(
         " " if stringprep.in_table_c12(ch) else ch for ch in text if not stringprep.in_table_b1(ch)
     )
     out = unicodedata.normalize("NFKC", mapped)
     for ch in out:
-        if any(table(ch) for table in _PROHIBITED):
+        if any(table(ch) for table in prohibited):
             # The character itself is not named: it may be part of the password.
             raise AuthError("SASLprep: the credentials contain a prohibited character")
     # RFC 3454 §6: bidirectional text must not mix directions.

@@ -24,7 +24,7 @@ import base64
 import logging
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from smtpmail.errors import (
     AuthenticationError,
@@ -46,7 +46,12 @@ from smtpmail.protocol.data import DataEncoder, encode_buffer
 from smtpmail.protocol.envelope import Envelope, RecipientResult, SendResult
 from smtpmail.protocol.extensions import Extensions
 from smtpmail.protocol.reply import Reply
-from smtpmail.protocol.sasl import REDACTED, Mechanism, redact
+
+if TYPE_CHECKING:
+    from smtpmail.protocol.sasl import Mechanism
+
+# smtpmail.protocol.sasl is imported by the AUTH code below, not here: a session
+# that never authenticates (a local relay, the CLI's quick send) does not load it.
 
 __all__ = ["Content", "Flow", "Options", "Receive", "Send", "Session", "StartTLS"]
 
@@ -105,6 +110,8 @@ class Receive:
         """The reply as the transcript and the logs may show it."""
         if self.secrets is None:
             return reply
+        from smtpmail.protocol.sasl import REDACTED, redact
+
         if reply.code == 334:
             return Reply(334, (REDACTED,))
         return redact(reply, self.secrets)
@@ -275,6 +282,8 @@ class Session:
         refuses (its reply redacted), :class:`~smtpmail.errors.AuthError` when
         the exchange goes wrong (a looping or malformed challenge).
         """
+        from smtpmail.protocol.sasl import REDACTED, redact
+
         secrets = mechanism.secrets
         flow = mechanism.flow()
         initial = next(flow)

@@ -11,9 +11,9 @@ import functools
 import ipaddress
 import logging
 import socket
-import ssl
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from smtpmail.errors import (
     AuthError,
@@ -30,7 +30,6 @@ from smtpmail.message.content import MessageInput, as_content, resolve_envelope
 from smtpmail.protocol.envelope import Envelope, SendResult
 from smtpmail.protocol.extensions import Extensions
 from smtpmail.protocol.reply import Reply, ReplyParser
-from smtpmail.protocol.sasl import Credentials, choose
 from smtpmail.protocol.session import (
     Content,
     Flow,
@@ -41,6 +40,11 @@ from smtpmail.protocol.session import (
     TimeoutKind,
 )
 from smtpmail.transport.tls import TLSInfo, TLSMode, TLSOptions, make_context, resolve_mode
+
+if TYPE_CHECKING:
+    import ssl  # loaded only when TLS starts (see transport.tls)
+
+    from smtpmail.protocol.sasl import Credentials  # loaded only when auth is given
 
 __all__ = ["BaseClient", "Timeouts", "Transcript"]
 
@@ -153,7 +157,11 @@ class BaseClient:
         if lmtp:
             self.options = replace(self.options, lmtp=True)
         self.transcript = transcript
-        self.credentials = Credentials.of(auth)
+        self.credentials: Credentials | None = None
+        if auth is not None:
+            from smtpmail.protocol.sasl import Credentials
+
+            self.credentials = Credentials.of(auth)
         self.auth_mechanism = auth_mechanism
         self.allow_plaintext_auth = allow_plaintext_auth
         self.tls_mode = resolve_mode(tls, port, self.credentials is not None)
@@ -246,6 +254,8 @@ class BaseClient:
                     "TLSMode.IMPLICIT (port 465), or pass allow_plaintext_auth=True "
                     "if the network is trusted"
                 )
+        from smtpmail.protocol.sasl import choose
+
         mechanism = choose(self._session.extensions.auth_mechanisms, creds, self.auth_mechanism)
         return (yield from self._session.authenticate(mechanism))
 

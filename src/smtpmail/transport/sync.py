@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 import select
 import socket
-import ssl
+import sys
 import time
 from collections.abc import Iterable
 from types import TracebackType
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeGuard, TypeVar
 
 from smtpmail.errors import (
     ConnectError,
@@ -28,6 +28,9 @@ from smtpmail.transport._base import (
     connection_survives,
 )
 from smtpmail.transport.tls import TLSMode, check_peer, handshake_error
+
+if TYPE_CHECKING:
+    import ssl
 
 __all__ = ["Client"]
 
@@ -84,6 +87,8 @@ class Client(BaseClient):
         sock = self._sock
         assert sock is not None
         name = self.server_hostname
+        import ssl  # only now: a clear-text connection never loads OpenSSL
+
         try:
             sock.settimeout(self.timeouts.connect)
             wrapped = self._context().wrap_socket(sock, server_hostname=name)
@@ -147,7 +152,7 @@ class Client(BaseClient):
             readable, _, _ = select.select([sock], [], [], 0)
             if not readable:
                 return False
-            if isinstance(sock, ssl.SSLSocket):
+            if _is_tls(sock):
                 return self._tls_peer_closed(sock)
             # Anything readable while idle is EOF or a parting 421.
             data = sock.recv(4096, socket.MSG_PEEK)
@@ -158,6 +163,8 @@ class Client(BaseClient):
     def _tls_peer_closed(self, sock: ssl.SSLSocket) -> bool:
         # TLS 1.3 session tickets make the socket readable with no data for us:
         # only application data (a 421) or the end of the stream count.
+        import ssl
+
         sock.setblocking(False)
         try:
             data = sock.recv(4096)
@@ -275,12 +282,17 @@ class Client(BaseClient):
     def _poll_unsolicited(self, sock: socket.socket) -> None:
         """Before a command that expects the next reply, drop whatever already arrived."""
         readable, _, _ = select.select([sock], [], [], 0)
-        if readable or (isinstance(sock, ssl.SSLSocket) and sock.pending()):
+        tls = _is_tls(sock)
+        if readable or (_is_tls(sock) and sock.pending()):
             # Readable may mean only a TLS 1.3 session ticket: never block here.
             sock.setblocking(False)
             try:
                 data = sock.recv(65536)
-            except (BlockingIOError, ssl.SSLWantReadError):
+            except BlockingIOError:
+                data = None
+            except OSError as exc:
+                if not (tls and isinstance(exc, sys.modules["ssl"].SSLWantReadError)):
+                    raise
                 data = None
             if data == b"":
                 self.close()
@@ -328,7 +340,7 @@ class Client(BaseClient):
 
 def _pending(sock: socket.socket) -> int:
     """Octets the server already sent that nobody has read (without consuming them)."""
-    if isinstance(sock, ssl.SSLSocket):
+    if _is_tls(sock):
         return sock.pending()
     readable, _, _ = select.select([sock], [], [], 0)
     if not readable:
@@ -340,3 +352,10 @@ def _pending(sock: socket.socket) -> int:
         return 0
     finally:
         sock.setblocking(True)
+
+
+def _is_tls(sock: object) -> TypeGuard[ssl.SSLSocket]:
+    """Is ``sock`` a TLS socket? Asked without importing ssl: until a TLS
+    connection was made, ssl is not loaded and no socket can be one."""
+    ssl_module = sys.modules.get("ssl")
+    return ssl_module is not None and isinstance(sock, ssl_module.SSLSocket)

@@ -10,13 +10,18 @@ session as :class:`TLSInfo` after the handshake.
 from __future__ import annotations
 
 import enum
-import hashlib
-import hmac
-import ssl
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from smtpmail.errors import InputError, TLSError
+
+if TYPE_CHECKING:
+    import ssl
+
+# ssl, hashlib and hmac are imported inside the functions that use them: the
+# policy names (TLSMode, TLSOptions) are needed by every client, but a
+# clear-text send to a local relay never starts TLS and should not pay for
+# loading OpenSSL (the CLI's start-up time, bench scenario 6).
 
 __all__ = ["TLSInfo", "TLSMode", "TLSOptions", "check_peer", "make_context", "resolve_mode"]
 
@@ -116,6 +121,8 @@ def resolve_mode(mode: TLSMode | str | None, port: int, authenticates: bool) -> 
 
 def make_context(options: TLSOptions | None = None) -> ssl.SSLContext:
     """A client context: verifying by default, TLS 1.2 or newer."""
+    import ssl
+
     opts = options or TLSOptions()
     pinned = opts.pinned()
     try:
@@ -136,6 +143,9 @@ def check_peer(
     conn: ssl.SSLSocket | ssl.SSLObject, options: TLSOptions | None, server_hostname: str | None
 ) -> TLSInfo:
     """After the handshake: enforce the pin, return what was negotiated."""
+    import hashlib
+    import hmac
+
     opts = options or TLSOptions()
     der = conn.getpeercert(binary_form=True) or b""
     digest = hashlib.sha256(der).digest()
@@ -162,6 +172,8 @@ def check_peer(
 
 def handshake_error(exc: BaseException, where: str) -> TLSError:
     """A TLSError that says what failed and how to fix it."""
+    import ssl
+
     if isinstance(exc, ssl.SSLCertVerificationError):
         hint = (
             "; to trust a private CA pass TLSOptions(ca_file=...), or pin the certificate "
