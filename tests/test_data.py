@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from smtpmail.protocol.data import DataEncoder, encode_data
+from smtpmail.protocol.data import DataEncoder, encode_buffer, encode_data
 
 
 def encode(*chunks: bytes, dot_stuff: bool = True) -> bytes:
@@ -152,3 +152,41 @@ def test_declared_size_is_the_normalised_size(message: bytes) -> None:
     from smtpmail.message.content import wire_size
 
     assert wire_size(message) == len(normalise(message))
+
+
+def encode_whole(message: bytes, sizes: tuple[int, ...], dot_stuff: bool = True) -> bytes:
+    encoder = DataEncoder(dot_stuff=dot_stuff)
+    pieces = list(encode_buffer(message, encoder, sizes))
+    return b"".join(pieces) + encoder.end()
+
+
+@settings(max_examples=400)
+@given(messages, st.lists(st.integers(1, 40), min_size=1, max_size=4))
+def test_in_memory_pieces_give_the_same_wire_bytes(message: bytes, sizes: list[int]) -> None:
+    assert encode_whole(message, tuple(sizes)) == encode(message)
+    assert encode_whole(message, tuple(sizes), dot_stuff=False) == encode(message, dot_stuff=False)
+
+
+@pytest.mark.parametrize(
+    ("message", "wire"),
+    [
+        (b"ab\r\n.c\r\n", b"ab\r\n..c\r\n.\r\n"),  # a line-leading dot inside a piece
+        (b"ab\r\n\r\n.c\r\n", b"ab\r\n\r\n..c\r\n.\r\n"),  # ... at a piece's start
+        (b"ab\nc\r\n", b"ab\r\nc\r\n.\r\n"),  # a bare LF
+        (b"ab\rc\r\n", b"ab\r\nc\r\n.\r\n"),  # a bare CR
+        (b"abcdefgh\r\n", b"abcdefgh\r\n.\r\n"),  # no line end within a piece
+        (b"abc\r", b"abc\r\n.\r\n"),
+    ],
+)
+def test_in_memory_pieces_repair_what_needs_it(message: bytes, wire: bytes) -> None:
+    assert encode_whole(message, (4,)) == wire
+
+
+def test_in_memory_clean_pieces_are_views_not_copies() -> None:
+    line = b"The quick brown fox. Jumps.\r\n"
+    message = line * 10_000
+    pieces = list(encode_buffer(message, DataEncoder(), (1000, 100_000)))
+    assert all(isinstance(p, memoryview) and p.obj is message for p in pieces)
+    assert all(bytes(p).endswith(b"\r\n") for p in pieces)
+    assert b"".join(pieces) == message
+    assert len(pieces[0]) <= 1000 < len(pieces[1]) <= 100_000

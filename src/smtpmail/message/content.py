@@ -15,6 +15,7 @@ import sys
 from collections.abc import Iterable, Iterator
 
 from smtpmail.errors import InvalidAddress
+from smtpmail.protocol.data import is_canonical
 from smtpmail.protocol.envelope import Envelope
 from smtpmail.protocol.session import Content
 
@@ -62,8 +63,12 @@ def wire_size(data: bytes) -> int:
     A lone CR or LF becomes CRLF on the wire, and an unended last line gets
     one; dot-stuffing is not counted.
     """
-    crlf = data.count(b"\r\n")
-    size = len(data) + (data.count(b"\r") - crlf) + (data.count(b"\n") - crlf)
+    if is_canonical(data):
+        # The usual case, proven by two fast scans instead of three counts.
+        size = len(data)
+    else:
+        crlf = data.count(b"\r\n")
+        size = len(data) + (data.count(b"\r") - crlf) + (data.count(b"\n") - crlf)
     if data and data[-1:] not in (b"\r", b"\n"):
         size += 2
     return size
@@ -79,6 +84,7 @@ def _bytes_content(data: bytes) -> Content:
     return Content(
         chunks,
         measure=functools.partial(wire_size, data),  # counted only if SIZE is offered
+        data=data,
         eight_bit=not ascii_only,
         smtputf8=not ascii_only and not _header_block(data).isascii(),
     )

@@ -41,7 +41,7 @@ from smtpmail.errors import (
     ServiceClosing,
 )
 from smtpmail.protocol import commands as cmd
-from smtpmail.protocol.data import DataEncoder, encode_data
+from smtpmail.protocol.data import DataEncoder, encode_buffer
 from smtpmail.protocol.envelope import Envelope, RecipientResult, SendResult
 from smtpmail.protocol.extensions import Extensions
 from smtpmail.protocol.reply import Reply
@@ -65,6 +65,9 @@ log = logging.getLogger("smtpmail.protocol")
 # Type aliases as strings: typing is not imported at run time (start-up time).
 TimeoutKind: TypeAlias = 'Literal["greeting", "command", "data_block", "data_end"]'
 
+#: A last piece of content smaller than this shares one write with the ending.
+_JOIN_BELOW = 64 * 1024
+
 
 class Send:
     """Write ``data``. ``log`` holds the command lines as the transcript shows them
@@ -74,7 +77,12 @@ class Send:
     __slots__ = ("body", "data", "fresh", "log")
 
     def __init__(
-        self, data: bytes, log: tuple[str, ...] = (), *, body: int = 0, fresh: bool = False
+        self,
+        data: bytes | memoryview,
+        log: tuple[str, ...] = (),
+        *,
+        body: int = 0,
+        fresh: bool = False,
     ) -> None:
         self.data = data
         self.log = log
@@ -164,6 +172,8 @@ class Content:
     given instead, computes it only if a server offers SIZE (counting the line
     endings of a 5 MB message costs more CPU than sending it); ``eight_bit`` is
     None when unknown; ``smtputf8`` says the headers need SMTPUTF8.
+    ``data``, when the whole message is in memory, is the same content as
+    ``chunks``: DATA then sends views of it instead of copies.
     """
 
     chunks: Iterable[bytes]
@@ -171,6 +181,7 @@ class Content:
     eight_bit: bool | None = None
     smtputf8: bool = False
     measure: Callable[[], int] | None = None
+    data: bytes | None = None
 
     def declared_size(self) -> int | None:
         """``size``, computed by ``measure`` on first use when not given."""
@@ -580,13 +591,27 @@ class Session:
         n_final = len(plan.result.accepted) if self.options.lmtp else 1
         if plan.bdat:
             return (yield from self._bdat(plan, tail, tail_shown, n_final))
-        previous: bytes | None = None
-        for chunk in encode_data(plan.content.chunks):
-            if previous is not None:
+        encoder = DataEncoder()
+        pieces: Iterable[bytes | memoryview]
+        if plan.content.data is not None:
+            pieces = encode_buffer(plan.content.data, encoder)
+        else:
+            pieces = (encoder.feed(chunk) for chunk in plan.content.chunks)
+        previous: bytes | memoryview = b""
+        for piece in pieces:
+            if not piece:
+                continue
+            if previous:
                 yield Send(previous, body=len(previous))
-            previous = chunk
-        last = previous or b".\r\n"
-        yield Send(last + tail, (".", *tail_shown), body=len(last) - 3)
+            previous = piece
+        ending = encoder.end()
+        if len(previous) > _JOIN_BELOW:
+            # A big last piece goes alone: joining it to the ending would copy it.
+            yield Send(previous, body=len(previous))
+            previous = b""
+        last = bytes(previous) + ending + tail if previous else ending + tail
+        body = len(previous) + len(ending) - 3
+        yield Send(last, (".", *tail_shown), body=body)
         return (yield from _receive(n_final, "end of data", "data_end")), True
 
     def _bdat(

@@ -299,7 +299,7 @@ class BaseClient:
         hook = self.transcript
         if hook is not None:
             if action.body:
-                _emit(hook, "data", action.data[: action.body].decode("utf-8", "replace"))
+                _emit(hook, "data", str(action.data[: action.body], "utf-8", "replace"))
             for line in action.log:
                 _emit(hook, "client", line)
         if log.isEnabledFor(logging.DEBUG):
