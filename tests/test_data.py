@@ -157,6 +157,7 @@ def test_declared_size_is_the_normalised_size(message: bytes) -> None:
 def encode_whole(message: bytes, sizes: tuple[int, ...], dot_stuff: bool = True) -> bytes:
     encoder = DataEncoder(dot_stuff=dot_stuff)
     pieces = list(encode_buffer(message, encoder, sizes))
+    assert encoder.octets_in == len(message)
     return b"".join(pieces) + encoder.end()
 
 

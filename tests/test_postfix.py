@@ -318,3 +318,35 @@ async def test_streaming_a_large_message_holds_constant_memory(connect: Connect)
                 tracemalloc.stop()
     assert result.ok
     assert peak < 8 * 2**20, f"peak {peak} octets while streaming 64 MiB"
+
+
+def big_message(tok: str) -> tuple[bytes, bytes]:
+    """~1.5 MB in CRLF lines with trouble (a line-leading dot, a bare LF, a bare CR)
+    far from the start, and an unended last line; and what the Maildir should hold."""
+    line = b"The quick brown fox. Jumps over the lazy dog....\r\n"
+    middle = b".leading dot\r\nbare LF\nbare CR\rafter\r\n"
+    body = line * 12_000 + middle + line * 18_000 + b"..two dots\r\nno line end"
+    message = f"Subject: {tok}\r\n\r\n".encode() + body
+    stored = body.replace(b"\r\n", b"\n").replace(b"\r", b"\n") + b"\n"
+    return message, stored
+
+
+@pytest.mark.parametrize("chunking", [True, False], ids=["bdat", "data"])
+async def test_mta_big_in_memory_message_arrives_intact(
+    mta: PostfixMTA, connect: Connect, chunking: bool
+) -> None:
+    # Bytes in memory go out as views of the message, piece by piece: the pieces
+    # that need repair or dot-stuffing must still be repaired and stuffed.
+    tok = token()
+    message, stored = big_message(tok)
+    t = Transcript()
+    opts = smtpmail.Options(chunking=chunking)
+    async with connect(mta.port, transcript=t, options=opts) as client:
+        result = await client.send(message, "a@example.org", "b@example.com")
+    assert result.ok
+    if chunking:
+        assert sum(1 for c in t.client() if c.startswith("BDAT ")) >= 4
+    else:
+        assert "DATA" in t.client()
+    (raw,) = mta.find(tok.encode())
+    assert raw.endswith(b"\n\n" + stored)

@@ -90,9 +90,10 @@ class DataEncoder:
             return False
         if _BARE_LF.search(data, start, end):
             return False
-        if not self._dot_stuff:
-            return _BARE_CR.search(data, start, end) is None
-        if data[start] == 0x2E or _BARE_CR_OR_LINE_DOT.search(data, start, end):
+        if self._dot_stuff:
+            if data[start] == 0x2E or _BARE_CR_OR_LINE_DOT.search(data, start, end):
+                return False
+        elif _BARE_CR.search(data, start, end):
             return False
         self.octets_in += end - start
         return True

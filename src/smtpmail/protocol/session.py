@@ -625,7 +625,7 @@ class Session:
         window = self.options.bdat_window if "PIPELINING" in self.extensions else 1
         outstanding = 0
         failed: Reply | None = None
-        for chunk, last in _bdat_chunks(plan.content.chunks, self.options.chunk_size):
+        for chunk, last in _bdat_chunks(plan.content, self.options.chunk_size):
             header = b"BDAT %d%s\r\n" % (len(chunk), b" LAST" if last else b"")
             shown = (header[:-2].decode(),)
             if last:
@@ -633,14 +633,25 @@ class Session:
                 # still fail: after a refused chunk the server wants RSET first.
                 if outstanding:
                     tail, tail_shown = b"", ()
-                yield Send(header + chunk + tail, shown + tail_shown, body=0)
+                if len(chunk) > _JOIN_BELOW:
+                    # Written apart rather than copied into one buffer.
+                    yield Send(header, shown)
+                    yield Send(chunk)
+                    if tail:
+                        yield Send(tail, tail_shown)
+                else:
+                    yield Send(header + chunk + tail, shown + tail_shown, body=0)
                 replies = yield from _receive(outstanding + n_final, "BDAT", "data_end")
                 failed = next((r for r in replies[:outstanding] if not _ok(r)), None)
                 if failed is not None:
                     self.needs_rset = True
                     return [failed] * n_final, False
                 return replies[outstanding:], bool(tail)
-            yield Send(header + chunk, shown)
+            if len(chunk) > _JOIN_BELOW:
+                yield Send(header, shown)
+                yield Send(chunk)
+            else:
+                yield Send(header + chunk, shown)
             outstanding += 1
             if outstanding >= window:
                 (reply,) = yield from _receive(1, "BDAT", "data_block")
@@ -692,11 +703,24 @@ def _receive(
     return replies
 
 
-def _bdat_chunks(chunks: Iterable[bytes], size: int) -> Iterator[tuple[bytes, bool]]:
-    """Normalised (not dot-stuffed) chunks of at least ``size`` octets; the last flagged."""
+def _bdat_chunks(content: Content, size: int) -> Iterator[tuple[bytes | memoryview, bool]]:
+    """Normalised (not dot-stuffed) chunks of about ``size`` octets; the last flagged.
+
+    A message held in memory goes in line-aligned pieces, views of it where
+    nothing needs repair; streamed content is gathered to at least ``size``.
+    """
     encoder = DataEncoder(dot_stuff=False)
+    if content.data is not None:
+        previous: bytes | memoryview = b""
+        for piece in encode_buffer(content.data, encoder, (size,)):
+            if previous:
+                yield previous, False
+            previous = piece
+        ending = encoder.end()
+        yield (bytes(previous) + ending if ending else previous), True
+        return
     pending = bytearray()
-    for chunk in chunks:
+    for chunk in content.chunks:
         pending += encoder.feed(chunk)
         if len(pending) >= size:
             yield bytes(pending), False
