@@ -19,7 +19,7 @@ status = main(sys.argv[1:])
 watched = ("asyncio", "ssl", "_ssl", "email", "smtpmail.protocol", "smtpmail.transport.aio",
            "tomllib", "mimetypes", "aiosmtpd", "dns", "hashlib", "hmac", "secrets",
            "stringprep", "subprocess", "json", "smtpmail.message.compose",
-           "smtpmail.protocol.sasl")
+           "smtpmail.protocol.sasl", "typing", "encodings.idna", "shutil")
 print("imported: " + " ".join(sorted(m for m in sys.modules if m.split(".")[0] in watched
                       or m in watched)), file=sys.stderr)
 sys.exit(status)
@@ -51,9 +51,9 @@ NOT_FOR_A_PLAIN_SEND = {
 }
 
 
-def imported(*argv: str) -> set[str]:
+def imported(*argv: str, flags: tuple[str, ...] = ()) -> set[str]:
     done = subprocess.run(
-        [sys.executable, "-c", PROBE, *argv],
+        [sys.executable, *flags, "-c", PROBE, *argv],
         capture_output=True,
         text=True,
         timeout=60,
@@ -125,3 +125,26 @@ def test_a_message_file_without_envelope_still_reads_its_headers(
     assert sorted(smtpd.messages[0].rcpt_tos) == ["b@example.org", "c@example.org"]
     assert b"Bcc" not in smtpd.messages[0].content
     assert "email.parser" in mods  # the headers were parsed, lazily
+
+
+def test_a_plain_send_imports_no_typing_or_idna(smtpd: RecordingServer, tmp_path: Path) -> None:
+    """Without site (whose .pth files may load typing themselves), a plain send
+    loads neither typing (annotations only, TYPE_CHECKING), nor the idna codec
+    (host names go to getaddrinfo/gethostbyaddr as ASCII bytes), nor shutil
+    (argparse's help formatter is given the terminal width)."""
+    message = tmp_path / "m.eml"
+    message.write_bytes(b"Subject: s\r\n\r\nbody\r\n")
+    mods = imported(
+        "send",
+        "--port",
+        str(smtpd.port),
+        "--from",
+        "a@example.org",
+        "--to",
+        "b@example.org",
+        "--message",
+        str(message),
+        flags=("-S",),
+    )
+    assert len(smtpd.messages) == 1
+    assert not mods & {"typing", "encodings.idna", "shutil"}, sorted(mods)

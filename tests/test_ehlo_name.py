@@ -45,9 +45,16 @@ def test_the_fqdn_wins_when_there_is_one(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_which_machine_names_count(
     monkeypatch: pytest.MonkeyPatch, fqdn: str, usable: bool
 ) -> None:
-    monkeypatch.setattr(_base.socket, "getfqdn", lambda: fqdn)
+    monkeypatch.setattr(_base, "_getfqdn", lambda: fqdn)
     _base._local_fqdn.cache_clear()
     try:
         assert (_base._local_fqdn() == fqdn) is usable
     finally:
         _base._local_fqdn.cache_clear()
+
+
+def test_the_fqdn_is_what_socket_getfqdn_says() -> None:
+    """_getfqdn asks with bytes (no idna codec at start-up) but answers as getfqdn does."""
+    import socket
+
+    assert _base._getfqdn() == socket.getfqdn()

@@ -13,7 +13,6 @@ Public names are imported lazily, so ``import smtpmail`` (and the CLI) start fas
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
@@ -111,7 +110,11 @@ __all__ = [
     "send_async",
 ]
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+
 if TYPE_CHECKING:
+    from typing import Any
+
     from smtpmail.api import (
         send as send,
     )

@@ -34,9 +34,11 @@ A reply-carrying error keeps the :class:`~smtpmail.protocol.reply.Reply` in
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from smtpmail.protocol.reply import Reply
 
 __all__ = [

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import os
+import sys
 from collections.abc import Callable, Sequence
 
 from smtpmail.cli.environment import Environment
@@ -37,10 +39,36 @@ COMMANDS: dict[str, tuple[str, str]] = {
 RAW_ARGV_COMMANDS = frozenset({"sendmail"})
 
 
+def _columns() -> int:
+    """``shutil.get_terminal_size().columns``, by the same rules ($COLUMNS, the
+    terminal, else 80), without importing shutil: it loads zlib, bz2 and lzma,
+    start-up time that every command would pay (argparse asks for a width each
+    time an argument is added)."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose help formatter is given the width (see ``_columns``)."""
+
+    def _get_formatter(self) -> argparse.HelpFormatter:
+        # HelpFormatter's own default: the terminal's columns less 2.
+        # (typeshed's formatter protocol names only prog; every HelpFormatter takes width)
+        return self.formatter_class(prog=self.prog, width=_columns() - 2)  # type: ignore[call-arg]
+
+
 def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     from smtpmail import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="smtpmail",
         description="Send email over SMTP, see the dialogue, capture mail locally.",
     )

@@ -24,10 +24,14 @@ import argparse
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from smtpmail.cli.environment import Environment
 from smtpmail.cli.exits import ConfigError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+
+if TYPE_CHECKING:
+    from typing import Any
 
 HELP = "show the configuration file's path and accounts (secrets hidden)"
 

@@ -10,10 +10,14 @@ options ``--ehlo-name``, ``--timeout``, ``--cafile``, ``--verbose`` and
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from smtpmail.cli.environment import Environment
 from smtpmail.cli.exits import EX_NOUSER, EX_OK, EX_PARTIAL, EX_TEMPFAIL
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["add_arguments", "exit_for", "render_table", "run"]
 

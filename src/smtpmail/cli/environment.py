@@ -6,7 +6,11 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+
+if TYPE_CHECKING:
+    from typing import IO
 
 
 def _config_dir() -> Path:

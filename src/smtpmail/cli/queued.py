@@ -11,10 +11,14 @@ delivered or queued; a permanent refusal exits as ``send`` would.
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from smtpmail.cli.environment import Environment
 from smtpmail.cli.exits import EX_NOUSER, EX_OK, EX_PARTIAL
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["add_arguments", "queue_dir", "run"]
 

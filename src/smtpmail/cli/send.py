@@ -11,11 +11,15 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from smtpmail.cli.environment import Environment
 from smtpmail.cli.exits import EX_OK, EX_PARTIAL, EXIT_CODES_HELP, UsageError, exit_status
 from smtpmail.cli.server import ServerSettings, add_server_arguments, make_client, resolve_settings
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+
+if TYPE_CHECKING:
+    from typing import Any
 
 HELP = "compose a message (or take one) and send it"
 EPILOG = (

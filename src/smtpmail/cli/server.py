@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 
 from smtpmail.cli.config import Account, load_account
 from smtpmail.cli.environment import Environment
 from smtpmail.cli.exits import ConfigError, UsageError
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+
 if TYPE_CHECKING:
+    from typing import Any
+
     from smtpmail.transport._base import Transcript
     from smtpmail.transport.sync import Client
 

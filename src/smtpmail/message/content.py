@@ -13,17 +13,19 @@ import io
 import os
 import sys
 from collections.abc import Iterable, Iterator
-from typing import IO, TYPE_CHECKING, TypeAlias, TypeGuard, cast
 
 from smtpmail.errors import InvalidAddress
 from smtpmail.protocol.data import is_canonical
 from smtpmail.protocol.envelope import Envelope
 from smtpmail.protocol.session import Content
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+
 if TYPE_CHECKING:
     # Only for annotations: the email package is loaded when a Message is
     # composed or parsed, not by a client sending bytes or a file.
     from email.message import Message
+    from typing import IO, TypeAlias, TypeGuard
 
 __all__ = [
     "BLOCK_SIZE",
@@ -123,7 +125,7 @@ def as_content(message: MessageInput) -> Content:
         return Content(_file_chunks(f), size=_file_size(f))
     if isinstance(message, Iterable):
         # (a Message is iterable too, but was handled above)
-        return Content(iter(cast("Iterable[bytes]", message)))
+        return Content(iter(message))  # type: ignore[arg-type]
     raise TypeError(f"cannot send a message of type {type(message).__name__}")
 
 

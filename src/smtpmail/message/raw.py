@@ -10,14 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING
 
 from smtpmail.errors import InvalidAddress, InvalidArgument
 from smtpmail.message.content import BLOCK_SIZE
 from smtpmail.protocol.envelope import Envelope
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+
 if TYPE_CHECKING:
     from email.message import Message
+    from typing import IO
 
 __all__ = ["MAX_HEADER_SECTION", "RawMessage", "read_raw"]
 

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from smtpmail.errors import InvalidAddress, InvalidArgument
 from smtpmail.protocol.commands import Path, check_text, parse_path
 from smtpmail.protocol.reply import Reply
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["Envelope", "RecipientResult", "SendResult"]
 

@@ -24,7 +24,6 @@ import base64
 import logging
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, TypeVar
 
 from smtpmail.errors import (
     AuthenticationError,
@@ -47,8 +46,14 @@ from smtpmail.protocol.envelope import Envelope, RecipientResult, SendResult
 from smtpmail.protocol.extensions import Extensions
 from smtpmail.protocol.reply import Reply
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+
 if TYPE_CHECKING:
+    from typing import Literal, TypeAlias, TypeVar
+
     from smtpmail.protocol.sasl import Mechanism
+
+    T = TypeVar("T")
 
 # smtpmail.protocol.sasl is imported by the AUTH code below, not here: a session
 # that never authenticates (a local relay, the CLI's quick send) does not load it.
@@ -57,8 +62,8 @@ __all__ = ["Content", "Flow", "Options", "Receive", "Send", "Session", "StartTLS
 
 log = logging.getLogger("smtpmail.protocol")
 
-TimeoutKind = Literal["greeting", "command", "data_block", "data_end"]
-T = TypeVar("T")
+# Type aliases as strings: typing is not imported at run time (start-up time).
+TimeoutKind: TypeAlias = 'Literal["greeting", "command", "data_block", "data_end"]'
 
 #: A last piece of content smaller than this shares one write with the ending.
 _JOIN_BELOW = 64 * 1024
@@ -128,7 +133,7 @@ class StartTLS:
 
 
 Action = Send | Receive | StartTLS
-Flow = Generator[Action, list[Reply] | None, T]
+Flow: TypeAlias = "Generator[Action, list[Reply] | None, T]"
 
 
 @dataclass(slots=True)

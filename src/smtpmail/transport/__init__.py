@@ -6,7 +6,6 @@ The clients are imported lazily, so a blocking send never imports asyncio.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
 __all__ = ["AsyncClient", "Client", "Timeouts", "Transcript"]
 
@@ -17,7 +16,11 @@ _WHERE = {
     "Transcript": "smtpmail.transport._base",
 }
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+
 if TYPE_CHECKING:
+    from typing import Any
+
     from smtpmail.transport._base import Timeouts as Timeouts
     from smtpmail.transport._base import Transcript as Transcript
     from smtpmail.transport.aio import AsyncClient as AsyncClient

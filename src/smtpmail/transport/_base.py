@@ -13,7 +13,6 @@ import logging
 import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
 
 from smtpmail.errors import (
     AuthError,
@@ -40,6 +39,8 @@ from smtpmail.protocol.session import (
     TimeoutKind,
 )
 from smtpmail.transport.tls import TLSInfo, TLSMode, TLSOptions, make_context, resolve_mode
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 
 if TYPE_CHECKING:
     import ssl  # loaded only when TLS starts (see transport.tls)
@@ -90,12 +91,24 @@ class Timeouts:
 @functools.cache
 def _local_fqdn() -> str | None:
     try:
-        name = socket.getfqdn()
+        name = _getfqdn()
     except OSError:
         return None
     if "." not in name or name.startswith("localhost") or name.endswith(".localdomain"):
         return None
     return name
+
+
+def _getfqdn() -> str:
+    """socket.getfqdn(), asking with bytes: for a str, gethostbyaddr loads the
+    idna codec (start-up time) only to return the same ASCII octets."""
+    name = socket.gethostname()
+    try:
+        query = name.encode("ascii") if name.isascii() else name
+        hostname, aliases, _ = socket.gethostbyaddr(query)  # type: ignore[arg-type]
+    except OSError:
+        return name
+    return next((n for n in (hostname, *aliases) if "." in n), hostname)
 
 
 def default_ehlo_name(sock_name: tuple[object, ...] | None) -> str:

@@ -9,7 +9,6 @@ import sys
 import time
 from collections.abc import Iterable
 from types import TracebackType
-from typing import TYPE_CHECKING, TypeGuard, TypeVar
 
 from smtpmail.errors import (
     ConnectError,
@@ -29,13 +28,17 @@ from smtpmail.transport._base import (
 )
 from smtpmail.transport.tls import TLSMode, check_peer, handshake_error
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+
 if TYPE_CHECKING:
     import ssl
+    from typing import TypeGuard, TypeVar
+
+    T = TypeVar("T")
 
 __all__ = ["Client"]
 
 log = logging.getLogger("smtpmail.transport")
-T = TypeVar("T")
 
 
 class Client(BaseClient):
@@ -61,9 +64,15 @@ class Client(BaseClient):
         if self._connected:
             raise LocalProtocolError("already connected")
         self._new_session()
+        # An ASCII name goes as bytes: for a str, getaddrinfo loads the idna
+        # codec (start-up time) only to return the same ASCII octets.
+        host = self.host.encode("ascii") if self.host.isascii() else self.host
         try:
             sock = socket.create_connection(
-                (self.host, self.port), self.timeouts.connect, self.source_address
+                # (getaddrinfo takes bytes; typeshed says str only)
+                (host, self.port),  # type: ignore[arg-type]
+                self.timeouts.connect,
+                self.source_address,
             )
         except OSError as exc:
             raise ConnectError(f"cannot connect to {self.host}:{self.port}: {exc}") from exc

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
 from smtpmail.errors import InputError, TLSError
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+
 if TYPE_CHECKING:
     import ssl
+    from typing import Any
 
 # ssl, hashlib and hmac are imported inside the functions that use them: the
 # policy names (TLSMode, TLSOptions) are needed by every client, but a
