@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import argparse
 import stat
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from smtpmail._record import Record
 from smtpmail.cli.environment import Environment
 from smtpmail.cli.exits import ConfigError
 
@@ -55,13 +55,17 @@ _KEYS = frozenset(
 )
 
 
-@dataclass
-class Account:
+class Account(Record):
     """One ``[accounts.NAME]`` table, checked."""
 
-    name: str
-    values: dict[str, Any] = field(default_factory=dict)
-    source: Path | None = None
+    _fields = ("name", "values", "source")
+
+    def __init__(
+        self, name: str, values: dict[str, Any] | None = None, source: Path | None = None
+    ) -> None:
+        self.name = name
+        self.values: dict[str, Any] = {} if values is None else values
+        self.source = source
 
     def get(self, key: str) -> Any:
         return self.values.get(key)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
+
+from smtpmail._record import Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 
@@ -25,17 +26,32 @@ def _data_dir() -> Path:
     return Path(base) / "smtpmail"
 
 
-@dataclass
-class Environment:
-    """Standard streams, terminal facts, environment variables and folders."""
+class Environment(Record):
+    """Standard streams, terminal facts, environment variables and folders.
 
-    argv: list[str] = field(default_factory=lambda: list(sys.argv))
-    stdin: IO[str] = field(default_factory=lambda: sys.stdin)
-    stdout: IO[str] = field(default_factory=lambda: sys.stdout)
-    stderr: IO[str] = field(default_factory=lambda: sys.stderr)
-    environ: dict[str, str] = field(default_factory=lambda: dict(os.environ))
-    config_dir: Path = field(default_factory=_config_dir)
-    data_dir: Path = field(default_factory=_data_dir)
+    Each left out (None) is the process's own. A plain class, not a
+    dataclass: see smtpmail._record.
+    """
+
+    _fields = ("argv", "stdin", "stdout", "stderr", "environ", "config_dir", "data_dir")
+
+    def __init__(  # noqa: PLR0917 (positional, as the dataclass it replaces)
+        self,
+        argv: list[str] | None = None,
+        stdin: IO[str] | None = None,
+        stdout: IO[str] | None = None,
+        stderr: IO[str] | None = None,
+        environ: dict[str, str] | None = None,
+        config_dir: Path | None = None,
+        data_dir: Path | None = None,
+    ) -> None:
+        self.argv: list[str] = list(sys.argv) if argv is None else argv
+        self.stdin: IO[str] = sys.stdin if stdin is None else stdin
+        self.stdout: IO[str] = sys.stdout if stdout is None else stdout
+        self.stderr: IO[str] = sys.stderr if stderr is None else stderr
+        self.environ: dict[str, str] = dict(os.environ) if environ is None else environ
+        self.config_dir: Path = _config_dir() if config_dir is None else config_dir
+        self.data_dir: Path = _data_dir() if data_dir is None else data_dir
 
     @property
     def stdin_bytes(self) -> IO[bytes]:

@@ -11,7 +11,6 @@ or offered in clear text, an EHLO name the server refuses.
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 from typing import Any
 
 from smtpmail.cli.environment import Environment
@@ -77,7 +76,7 @@ def _probe(
     first = settings
     if tls_capable and settings.tls is None and settings.port != 465:
         # See the server as it is before any STARTTLS: what it offers in clear text.
-        first = replace(settings, tls="none")
+        first = settings.replace(tls="none")
     try:
         client = _connect(first, env, args)
     except Exception as exc:
@@ -90,7 +89,7 @@ def _probe(
     if "plain" in report:
         _diagnose_plain(report, offered, tls_capable)
     if tls_capable and "STARTTLS" in offered and first.tls != "implicit":
-        upgraded = replace(settings, tls="starttls")
+        upgraded = settings.replace(tls="starttls")
         try:
             client = _connect(upgraded, env, args)
         except Exception as exc:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import dataclass
 
+from smtpmail._record import Record
 from smtpmail.cli.environment import Environment
 from smtpmail.cli.exits import EX_OK, EX_PARTIAL, EXIT_CODES_HELP, UsageError, exit_status
 from smtpmail.cli.server import ServerSettings, add_server_arguments, make_client, resolve_settings
@@ -94,13 +94,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-@dataclass
-class Prepared:
+class Prepared(Record):
     """What goes out: the message (bytes or chunks) and its envelope."""
 
-    message: Any
-    envelope: Any
-    preview: bytes | None = None
+    _fields = ("message", "envelope", "preview")
+
+    def __init__(self, message: Any, envelope: Any, preview: bytes | None = None) -> None:
+        self.message = message
+        self.envelope = envelope
+        self.preview = preview
 
 
 def prepare(args: argparse.Namespace, env: Environment, settings: ServerSettings) -> Prepared:
@@ -308,11 +310,9 @@ def server_facts(client: Any) -> dict[str, Any]:
 
 
 def _plain(value: Any) -> Any:
-    """A dataclass, mapping or object as JSON-ready values."""
-    import dataclasses
-
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {k: _plain(v) for k, v in dataclasses.asdict(value).items()}
+    """A record (TLSInfo), mapping or object as JSON-ready values."""
+    if isinstance(value, Record):
+        return {k: _plain(v) for k, v in value.as_dict().items()}
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

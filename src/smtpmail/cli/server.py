@@ -9,8 +9,8 @@ A server is a URL (``smtp://host:587``, ``smtps://host``, ``submission://host``,
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, field
 
+from smtpmail._record import Record
 from smtpmail.cli.config import Account, load_account
 from smtpmail.cli.environment import Environment
 from smtpmail.cli.exits import ConfigError, UsageError
@@ -85,28 +85,71 @@ def add_server_arguments(parser: argparse.ArgumentParser, *, url_option: bool = 
     )
 
 
-@dataclass
-class ServerSettings:
+class ServerSettings(Record):
     """Where and how to connect, once the command line and the account are merged."""
 
-    host: str = DEFAULT_HOST
-    port: int = DEFAULT_PORT
-    lmtp: bool = False
-    tls: str | None = None
-    cafile: str | None = None
-    client_cert: str | None = None
-    client_key: str | None = None
-    insecure: bool = False
-    user: str | None = None
-    password_command: str | None = None
-    password_env: str | None = None
-    password: str | None = field(default=None, repr=False)
-    auth_mechanism: str | None = None
-    allow_plaintext_auth: bool = False
-    timeout: float | None = None
-    ehlo_name: str | None = None
-    sender: str | None = None  # the account's default From
-    account: str | None = None
+    _fields = (
+        "host",
+        "port",
+        "lmtp",
+        "tls",
+        "cafile",
+        "client_cert",
+        "client_key",
+        "insecure",
+        "user",
+        "password_command",
+        "password_env",
+        "password",
+        "auth_mechanism",
+        "allow_plaintext_auth",
+        "timeout",
+        "ehlo_name",
+        "sender",
+        "account",
+    )
+    #: The password never shows in a repr (or a traceback's locals).
+    _hidden = frozenset({"password"})
+
+    def __init__(  # noqa: PLR0917 (positional, as the dataclass it replaces)
+        self,
+        host: str = DEFAULT_HOST,
+        port: int = DEFAULT_PORT,
+        lmtp: bool = False,
+        tls: str | None = None,
+        cafile: str | None = None,
+        client_cert: str | None = None,
+        client_key: str | None = None,
+        insecure: bool = False,
+        user: str | None = None,
+        password_command: str | None = None,
+        password_env: str | None = None,
+        password: str | None = None,
+        auth_mechanism: str | None = None,
+        allow_plaintext_auth: bool = False,
+        timeout: float | None = None,
+        ehlo_name: str | None = None,
+        sender: str | None = None,
+        account: str | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.lmtp = lmtp
+        self.tls = tls
+        self.cafile = cafile
+        self.client_cert = client_cert
+        self.client_key = client_key
+        self.insecure = insecure
+        self.user = user
+        self.password_command = password_command
+        self.password_env = password_env
+        self.password = password
+        self.auth_mechanism = auth_mechanism
+        self.allow_plaintext_auth = allow_plaintext_auth
+        self.timeout = timeout
+        self.ehlo_name = ehlo_name
+        self.sender = sender  # the account's default From
+        self.account = account
 
     @property
     def url(self) -> str:

@@ -25,7 +25,7 @@ written once:
 from __future__ import annotations
 
 from collections.abc import Generator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from smtpmail.delivery.mtasts import STSPolicy
@@ -281,7 +281,7 @@ def _weaker(tried: TLSDecision) -> TLSDecision | None:
         return None
     options = tried.options
     if options is not None and not options.verify_insecure_off:
-        unverified = replace(options, verify_insecure_off=True)
+        unverified = options.replace(verify_insecure_off=True)
         return TLSDecision(TLSMode.OPPORTUNISTIC, unverified, "without certificate checks")
     if tried.mode is TLSMode.OPPORTUNISTIC:
         return TLSDecision(TLSMode.PLAINTEXT_INSECURE, None, "without TLS")

@@ -16,7 +16,7 @@ answers, it takes precedence over MTA-STS (RFC 8461 §2).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Protocol
 
 from smtpmail.delivery.mtasts import STSPolicy
@@ -59,11 +59,9 @@ def decide_tls(
         decided = dane.decide(mx, port)
         if decided is not None:
             return decided
-    verified = replace(tls_options or TLSOptions(), server_hostname=mx.name)
+    verified = (tls_options or TLSOptions()).replace(server_hostname=mx.name)
     if policy is not None and policy.enforced:
-        return TLSDecision(
-            TLSMode.REQUIRED, replace(verified, verify_insecure_off=False), "mta-sts"
-        )
+        return TLSDecision(TLSMode.REQUIRED, verified.replace(verify_insecure_off=False), "mta-sts")
     if require_tls:
         return TLSDecision(TLSMode.REQUIRED, verified, "required")
     if policy is not None and policy.mode == "testing":

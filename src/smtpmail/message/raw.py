@@ -9,8 +9,8 @@ fields. The body is never parsed or re-encoded: it streams in blocks.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 
+from smtpmail._record import Record
 from smtpmail.errors import InvalidAddress, InvalidArgument
 from smtpmail.message.content import BLOCK_SIZE
 from smtpmail.protocol.envelope import Envelope
@@ -27,13 +27,15 @@ __all__ = ["MAX_HEADER_SECTION", "RawMessage", "read_raw"]
 MAX_HEADER_SECTION = 4 * 1024 * 1024
 
 
-@dataclass
-class RawMessage:
+class RawMessage(Record):
     """The header section read ahead, and the rest of the stream after it."""
 
-    head: bytes
-    _stream: IO[bytes]
-    _separator: bytes
+    _fields = ("head", "_stream", "_separator")
+
+    def __init__(self, head: bytes, _stream: IO[bytes], _separator: bytes) -> None:
+        self.head = head
+        self._stream = _stream
+        self._separator = _separator
 
     def headers(self) -> Message:
         from email.parser import BytesHeaderParser

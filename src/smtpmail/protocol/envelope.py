@@ -9,7 +9,6 @@ construction, so a bad address is refused before any connection is made.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 
 from smtpmail.errors import InvalidAddress, InvalidArgument
 from smtpmail.protocol.commands import Path, check_text, parse_path
@@ -104,19 +103,57 @@ class Envelope:
     __hash__ = None  # type: ignore[assignment]
 
 
-@dataclass(frozen=True, slots=True)
 class RecipientResult:
-    """What became of one forward-path.
+    """What became of one forward-path (immutable).
 
     ``reply`` is the reply that decided it: the RCPT reply when the recipient
     was refused, else the reply to the end of the data (per recipient in LMTP).
+    Hand-written rather than a frozen dataclass: importing dataclasses (and
+    inspect, ast, dis...) costs a one-message CLI send a sixth of its start-up.
     """
+
+    __slots__ = ("accepted", "at_rcpt", "recipient", "reply")
 
     recipient: str
     reply: Reply
     accepted: bool
     #: True when ``reply`` answered RCPT TO (not MAIL, DATA or the end of data).
-    at_rcpt: bool = False
+    at_rcpt: bool
+
+    def __init__(self, recipient: str, reply: Reply, accepted: bool, at_rcpt: bool = False) -> None:
+        # object.__setattr__: instances are frozen once built (see __setattr__).
+        object.__setattr__(self, "recipient", recipient)
+        object.__setattr__(self, "reply", reply)
+        object.__setattr__(self, "accepted", accepted)
+        object.__setattr__(self, "at_rcpt", at_rcpt)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"RecipientResult is immutable: cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"RecipientResult is immutable: cannot delete {name!r}")
+
+    def __reduce__(self) -> tuple[type[RecipientResult], tuple[str, Reply, bool, bool]]:
+        # copy and pickle rebuild through __init__ (setattr is refused).
+        return (RecipientResult, self._key())
+
+    def _key(self) -> tuple[str, Reply, bool, bool]:
+        return (self.recipient, self.reply, self.accepted, self.at_rcpt)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, RecipientResult)
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return (
+            f"RecipientResult(recipient={self.recipient!r}, reply={self.reply!r}, "
+            f"accepted={self.accepted!r}, at_rcpt={self.at_rcpt!r})"
+        )
 
     @property
     def is_transient(self) -> bool:
@@ -131,7 +168,6 @@ class RecipientResult:
         return not self.accepted and not self.is_transient
 
 
-@dataclass(slots=True)
 class SendResult:
     """The outcome of one mail transaction.
 
@@ -140,13 +176,43 @@ class SendResult:
     :meth:`Client.send_many` keeps it here.
     """
 
+    __slots__ = ("error", "recipients", "reply", "sender", "tls")
+
     sender: str
-    recipients: dict[str, RecipientResult] = field(default_factory=dict)
-    reply: Reply | None = None
-    error: Exception | None = None
+    recipients: dict[str, RecipientResult]
+    reply: Reply | None
+    error: Exception | None
     #: How the connection was protected: a :class:`smtpmail.TLSInfo` (version,
     #: cipher, certificate) or None in clear text. Set by the client.
-    tls: Any = None
+    tls: Any
+
+    def __init__(
+        self,
+        sender: str,
+        recipients: dict[str, RecipientResult] | None = None,
+        reply: Reply | None = None,
+        error: Exception | None = None,
+        tls: Any = None,
+    ) -> None:
+        self.sender = sender
+        self.recipients = {} if recipients is None else recipients
+        self.reply = reply
+        self.error = error
+        self.tls = tls
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, SendResult)
+        return (self.sender, self.recipients, self.reply, self.error, self.tls) == (
+            other.sender,
+            other.recipients,
+            other.reply,
+            other.error,
+            other.tls,
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as the dataclass was
 
     @property
     def ok(self) -> bool:

@@ -12,8 +12,8 @@ import ipaddress
 import logging
 import socket
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
 
+from smtpmail._record import Frozen
 from smtpmail.errors import (
     AuthError,
     InputError,
@@ -56,8 +56,7 @@ log = logging.getLogger("smtpmail.transport")
 Transcript = Callable[[str, str], None]
 
 
-@dataclass(frozen=True)
-class Timeouts:
+class Timeouts(Frozen):
     """Deadlines in seconds; each applies to one whole reply (RFC 5321 §4.5.3.2).
 
     The defaults are the RFC's: 5 minutes for the greeting and commands,
@@ -65,11 +64,30 @@ class Timeouts:
     makes the sender retry a message the server may have taken).
     """
 
-    connect: float = 30.0
-    greeting: float = 300.0
-    command: float = 300.0
-    data_block: float = 180.0
-    data_end: float = 600.0
+    _fields = ("connect", "greeting", "command", "data_block", "data_end")
+    __slots__ = _fields
+
+    connect: float
+    greeting: float
+    command: float
+    data_block: float
+    data_end: float
+
+    def __init__(
+        self,
+        connect: float = 30.0,
+        greeting: float = 300.0,
+        command: float = 300.0,
+        data_block: float = 180.0,
+        data_end: float = 600.0,
+    ) -> None:
+        self._init(
+            connect=connect,
+            greeting=greeting,
+            command=command,
+            data_block=data_block,
+            data_end=data_end,
+        )
 
     @classmethod
     def of(cls, value: float | Timeouts | None) -> Timeouts:
@@ -85,7 +103,7 @@ class Timeouts:
         return float(getattr(self, kind))
 
     def but(self, **changes: float) -> Timeouts:
-        return replace(self, **changes)
+        return self.replace(**changes)
 
 
 @functools.cache
@@ -168,7 +186,7 @@ class BaseClient:
         self.source_address = source_address
         self.options = options or Options()
         if lmtp:
-            self.options = replace(self.options, lmtp=True)
+            self.options = self.options.replace(lmtp=True)
         self.transcript = transcript
         self.credentials: Credentials | None = None
         if auth is not None:

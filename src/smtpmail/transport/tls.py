@@ -10,8 +10,8 @@ session as :class:`TLSInfo` after the handshake.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 
+from smtpmail._record import Frozen
 from smtpmail.errors import InputError, TLSError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
@@ -44,26 +44,56 @@ class TLSMode(enum.Enum):
     IMPLICIT = "implicit"
 
 
-@dataclass(frozen=True)
-class TLSOptions:
+class TLSOptions(Frozen):
     """Certificate checks and client credentials for TLS.
 
     Verification against the system store and the configured host name is on
     by default; ``verify_insecure_off=True`` switches it off, and says so.
     A ``fingerprint`` pins the server certificate instead of the CA store
     (as msmtp's ``tls_fingerprint``), unless ``ca_file``/``ca_path`` are given
-    too, when both must hold.
+    too, when both must hold. Immutable; ``replace()`` makes changed copies.
     """
 
-    ca_file: str | None = None
-    ca_path: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
+    _fields = (
+        "ca_file",
+        "ca_path",
+        "cert_file",
+        "key_file",
+        "fingerprint",
+        "server_hostname",
+        "verify_insecure_off",
+    )
+    __slots__ = _fields
+
+    ca_file: str | None
+    ca_path: str | None
+    cert_file: str | None
+    key_file: str | None
     #: Pin the server certificate by the SHA-256 of its DER form (hex, colons allowed).
-    fingerprint: str | None = None
+    fingerprint: str | None
     #: The name to check the certificate against and send in SNI (default: the host).
-    server_hostname: str | None = None
-    verify_insecure_off: bool = False
+    server_hostname: str | None
+    verify_insecure_off: bool
+
+    def __init__(  # noqa: PLR0917 (positional, as the dataclass it replaces)
+        self,
+        ca_file: str | None = None,
+        ca_path: str | None = None,
+        cert_file: str | None = None,
+        key_file: str | None = None,
+        fingerprint: str | None = None,
+        server_hostname: str | None = None,
+        verify_insecure_off: bool = False,
+    ) -> None:
+        self._init(
+            ca_file=ca_file,
+            ca_path=ca_path,
+            cert_file=cert_file,
+            key_file=key_file,
+            fingerprint=fingerprint,
+            server_hostname=server_hostname,
+            verify_insecure_off=verify_insecure_off,
+        )
 
     def pinned(self) -> bytes | None:
         """The pinned fingerprint as bytes, or None."""
@@ -81,9 +111,21 @@ class TLSOptions:
         return value
 
 
-@dataclass(frozen=True)
-class TLSInfo:
+class TLSInfo(Frozen):
     """What was negotiated: shown by the CLI, kept on the client as ``tls_info``."""
+
+    _fields = (
+        "version",
+        "cipher",
+        "subject",
+        "issuer",
+        "not_after",
+        "names",
+        "fingerprint",
+        "verified",
+        "server_hostname",
+    )
+    __slots__ = _fields
 
     version: str
     cipher: str
@@ -97,6 +139,30 @@ class TLSInfo:
     fingerprint: str
     verified: bool
     server_hostname: str | None
+
+    def __init__(  # noqa: PLR0917 (positional, as the dataclass it replaces)
+        self,
+        version: str,
+        cipher: str,
+        subject: str | None,
+        issuer: str | None,
+        not_after: str | None,
+        names: tuple[str, ...],
+        fingerprint: str,
+        verified: bool,
+        server_hostname: str | None,
+    ) -> None:
+        self._init(
+            version=version,
+            cipher=cipher,
+            subject=subject,
+            issuer=issuer,
+            not_after=not_after,
+            names=names,
+            fingerprint=fingerprint,
+            verified=verified,
+            server_hostname=server_hostname,
+        )
 
     def __str__(self) -> str:
         who = self.subject or "(certificate not verified)"

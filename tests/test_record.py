@@ -1,0 +1,93 @@
+"""The hand-written value classes keep what @dataclass gave them (smtpmail._record).
+
+Reply, RecipientResult, Timeouts, TLSOptions and TLSInfo are immutable and
+hashable; SendResult, Options and the CLI's ServerSettings are mutable and
+compare field by field; replace() makes changed copies; secrets stay out of
+reprs; the frozen ones survive copy and pickle.
+"""
+
+from __future__ import annotations
+
+import copy
+import pickle
+
+import pytest
+
+from smtpmail.cli.server import ServerSettings
+from smtpmail.protocol.envelope import RecipientResult, SendResult
+from smtpmail.protocol.reply import Reply
+from smtpmail.protocol.session import Options
+from smtpmail.transport._base import Timeouts
+from smtpmail.transport.tls import TLSInfo, TLSOptions
+
+OK = Reply(250, ("2.1.5 Ok",))
+
+
+def _frozen_values() -> list[object]:
+    info = TLSInfo(
+        "TLSv1.3", "TLS_AES_256_GCM_SHA384", "CN=x", "CN=ca", None, ("x",), "ab", True, "x"
+    )
+    return [
+        OK,
+        RecipientResult("b@example.org", OK, True),
+        Timeouts(1.0),
+        TLSOptions(fingerprint="ab"),
+        info,
+    ]
+
+
+@pytest.mark.parametrize("value", _frozen_values(), ids=lambda v: type(v).__name__)
+def test_frozen_values_refuse_changes_and_hash_by_value(value: object) -> None:
+    name = next(iter(value.__slots__))  # type: ignore[attr-defined]
+    with pytest.raises(AttributeError):
+        setattr(value, name, None)
+    with pytest.raises(AttributeError):
+        delattr(value, name)
+    twin = copy.copy(value)
+    assert twin == value and twin is not value
+    assert hash(twin) == hash(value)
+    assert pickle.loads(pickle.dumps(value)) == value
+    assert copy.deepcopy(value) == value
+    assert len({value, twin}) == 1
+
+
+def test_equality_is_by_field_and_by_class() -> None:
+    assert Reply(250, ("Ok",)) == Reply(250, ("Ok",))
+    assert Reply(250, ("Ok",)) != Reply(251, ("Ok",))
+    assert Reply(250) == Reply(250, ("",))
+    assert Timeouts() != TLSOptions()
+    assert RecipientResult("a@x", OK, True) != RecipientResult("a@x", OK, True, at_rcpt=True)
+    assert SendResult("a@x") == SendResult("a@x")
+    assert SendResult("a@x") != SendResult("b@x")
+    assert Options() == Options() and Options(pipelining=False) != Options()
+
+
+def test_mutable_values_are_unhashable_and_do_not_share_defaults() -> None:
+    one, two = SendResult("a@x"), SendResult("a@x")
+    one.recipients["b@x"] = RecipientResult("b@x", OK, True)
+    assert two.recipients == {}
+    with pytest.raises(TypeError):
+        hash(one)
+    with pytest.raises(TypeError):
+        hash(Options())
+
+
+def test_replace_makes_a_changed_copy_and_refuses_unknown_fields() -> None:
+    base = Timeouts(5.0, 5.0, 5.0, 5.0, 600.0)
+    changed = base.but(command=1.0)
+    assert (changed.command, base.command, changed.connect) == (1.0, 5.0, 5.0)
+    lmtp = Options(chunking=False).replace(lmtp=True)
+    assert (lmtp.lmtp, lmtp.chunking) == (True, False)
+    opts = TLSOptions(ca_file="ca.pem").replace(server_hostname="mx.example.org")
+    assert (opts.ca_file, opts.server_hostname) == ("ca.pem", "mx.example.org")
+    with pytest.raises(TypeError, match="no field"):
+        TLSOptions().replace(nonsense=1)
+
+
+def test_reprs_name_the_fields_but_never_the_password() -> None:
+    settings = ServerSettings(host="mail.example.org", user="u", password="s3cret-value")
+    assert "s3cret-value" not in repr(settings)
+    assert "host='mail.example.org'" in repr(settings)
+    assert settings.replace(tls="none").password == "s3cret-value"
+    assert repr(Reply(250, ("Ok",))) == "Reply(code=250, lines=('Ok',))"
+    assert repr(Timeouts()).startswith("Timeouts(connect=30.0, greeting=300.0")
