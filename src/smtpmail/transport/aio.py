@@ -142,7 +142,11 @@ class AsyncClient(BaseClient):
         # One cheap poll per operation: a server that dropped an idle connection
         # (or said 421 and left) costs a reconnect, not a failed transaction.
         if self._connected:
-            await asyncio.sleep(0)  # let the loop deliver what already arrived
+            # Let the loop deliver what already arrived: one turn for the selector
+            # to see the socket readable, one for the read callback to fill the
+            # reader (a single turn runs this task before that callback: a race).
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
         if self._connected and self._peer_closed():
             log.info("the server closed the idle connection; reconnecting")
             self.close()
