@@ -14,7 +14,8 @@ for --json; subprocess for --password-command; typing never at run time
 getaddrinfo/gethostbyaddr); shutil never (cli.Parser gives argparse the width);
 dataclasses never, and with it inspect (ast, dis, tokenize: a sixth of the
 start-up): the classes on this path derive from smtpmail._record instead;
-base64 only when a client authenticates (session's AUTH).
+base64 only when a client authenticates (session's AUTH); logging only when a
+record could go somewhere (smtpmail._log).
 Dropping dataclasses took bench scenario 6 from 76 to 67 ms of CPU per send.
 """
 
@@ -34,7 +35,7 @@ watched = ("asyncio", "ssl", "_ssl", "email", "smtpmail.protocol", "smtpmail.tra
            "tomllib", "mimetypes", "aiosmtpd", "dns", "hashlib", "hmac", "secrets",
            "stringprep", "subprocess", "json", "smtpmail.message.compose",
            "smtpmail.protocol.sasl", "typing", "encodings.idna", "shutil",
-           "dataclasses", "inspect", "ast", "dis", "base64")
+           "dataclasses", "inspect", "ast", "dis", "base64", "logging", "tokenize")
 print("imported: " + " ".join(sorted(m for m in sys.modules if m.split(".")[0] in watched
                       or m in watched)), file=sys.stderr)
 sys.exit(status)
@@ -69,6 +70,9 @@ NOT_FOR_A_PLAIN_SEND = {
     "ast",
     "dis",
     "base64",
+    # logging (with traceback, tokenize...) only once a record could go somewhere.
+    "logging",
+    "tokenize",
 }
 
 

@@ -20,9 +20,9 @@ secret redacted from what the transcript and the errors show.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Generator, Iterable, Iterator
 
+from smtpmail._log import Logger
 from smtpmail._record import Record
 from smtpmail.errors import (
     AuthenticationError,
@@ -59,7 +59,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Content", "Flow", "Options", "Receive", "Send", "Session", "StartTLS"]
 
-log = logging.getLogger("smtpmail.protocol")
+log = Logger("smtpmail.protocol")  # logging itself is imported when needed (_log)
 
 # Type aliases as strings: typing is not imported at run time (start-up time).
 TimeoutKind: TypeAlias = 'Literal["greeting", "command", "data_block", "data_end"]'

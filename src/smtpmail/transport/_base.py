@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-import logging
 import socket
 from collections.abc import Callable, Iterable
 
+from smtpmail._log import DEBUG, Logger
 from smtpmail._record import Frozen
 from smtpmail.errors import (
     AuthError,
@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
 __all__ = ["BaseClient", "Timeouts", "Transcript"]
 
-log = logging.getLogger("smtpmail.transport")
+log = Logger("smtpmail.transport")  # logging itself is imported when needed (_log)
 
 #: Receives every line of the dialogue: ``("client", line)``, ``("server", line)``,
 #: ``("data", message text)`` and ``("info", note)``. Secrets arrive redacted.
@@ -320,14 +320,14 @@ class BaseClient:
                 _emit(hook, "data", str(action.data[: action.body], "utf-8", "replace"))
             for line in action.log:
                 _emit(hook, "client", line)
-        if log.isEnabledFor(logging.DEBUG):
+        if log.isEnabledFor(DEBUG):
             for line in action.log:
                 log.debug("C: %s", line)
 
     def _note_reply(self, reply: Reply, action: Receive | None = None) -> None:
         hook = self.transcript
         # Rendering a reply costs more than parsing it: only when someone looks.
-        if hook is None and not log.isEnabledFor(logging.DEBUG):
+        if hook is None and not log.isEnabledFor(DEBUG):
             return
         if action is not None:
             reply = action.shown(reply)
@@ -335,7 +335,7 @@ class BaseClient:
         if hook is not None:
             for line in text.split("\n"):
                 _emit(hook, "server", line)
-        if log.isEnabledFor(logging.DEBUG):
+        if log.isEnabledFor(DEBUG):
             log.debug("S: %s", text)
 
     def _unsolicited(self) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import select
 import socket
 import sys
@@ -10,6 +9,7 @@ import time
 from collections.abc import Iterable
 from types import TracebackType
 
+from smtpmail._log import Logger
 from smtpmail.errors import (
     ConnectError,
     ConnectionLost,
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Client"]
 
-log = logging.getLogger("smtpmail.transport")
+log = Logger("smtpmail.transport")  # logging itself is imported when needed (_log)
 
 
 class Client(BaseClient):
