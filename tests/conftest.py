@@ -17,6 +17,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 sys.path.insert(0, str(ROOT / "src"))
 
 from servers import RecordingServer  # noqa: E402
+from tlsservers import Certs, TLSServer, authenticator  # noqa: E402
 from twins import Connect, Twin  # noqa: E402
 
 
@@ -40,3 +41,21 @@ def connect(kind: str) -> Connect:
         return Twin(kind, host, port, **kwargs)
 
     return make
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    """A trustme CA with a server certificate for localhost/127.0.0.1 (per module)."""
+    return Certs(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture
+def starttls_server(certs: Certs) -> Iterator[TLSServer]:
+    """aiosmtpd requiring STARTTLS before anything, AUTH PLAIN/LOGIN only over TLS."""
+    with TLSServer(
+        tls_context=certs.server_context(),
+        require_starttls=True,
+        authenticator=authenticator(),
+        auth_required=True,
+    ) as server:
+        yield server

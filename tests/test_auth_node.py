@@ -20,11 +20,6 @@ TOKEN = "ya29.a0AfH6SMBx-test-token"
 MSG = "Subject: node\r\n\r\nhéllo from smtpmail\r\n"
 
 
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
-    return Certs(tmp_path_factory.mktemp("certs"))
-
-
 @pytest.fixture(params=["starttls", "implicit"])
 def node(
     request: pytest.FixtureRequest, certs: Certs, tmp_path_factory: pytest.TempPathFactory

@@ -3,33 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from clirun import run_cli
 from servers import RecordingServer
 from smtpmail.cli import exits
-from tlsservers import PASSWORD, USER, Certs, TLSServer, authenticator
+from tlsservers import PASSWORD, USER, Certs, TLSServer
 
 MSG = ("--from", "a@example.org", "--to", "b@example.org", "--subject", "s", "--body", "x")
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
-    return Certs(tmp_path_factory.mktemp("certs"))
-
-
-@pytest.fixture
-def starttls_server(certs: Certs) -> Iterator[TLSServer]:
-    with TLSServer(
-        tls_context=certs.server_context(),
-        require_starttls=True,
-        authenticator=authenticator(),
-        auth_required=True,
-    ) as server:
-        yield server
 
 
 def no_secret(*texts: str) -> None:

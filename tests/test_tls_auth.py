@@ -29,23 +29,6 @@ from tlsservers import (
 MSG = b"Subject: tls\r\n\r\nhello over TLS\r\n"
 
 
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
-    return Certs(tmp_path_factory.mktemp("certs"))
-
-
-@pytest.fixture
-def starttls_server(certs: Certs) -> Iterator[TLSServer]:
-    """aiosmtpd requiring STARTTLS before anything, AUTH PLAIN/LOGIN only over TLS."""
-    with TLSServer(
-        tls_context=certs.server_context(),
-        require_starttls=True,
-        authenticator=authenticator(),
-        auth_required=True,
-    ) as server:
-        yield server
-
-
 def secret_forms() -> list[str]:
     """The password and every base64 form that would give it away."""
     raw = PASSWORD.encode()

@@ -27,11 +27,6 @@ from tlsservers import PASSWORD, USER, Certs, Conn, ScriptedServer, TLSServer, a
 MSG = b"Subject: x\r\n\r\nbody\r\n"
 
 
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
-    return Certs(tmp_path_factory.mktemp("certs"))
-
-
 def connect(port: int, certs: Certs, **kw: object) -> smtpmail.Client:
     kw.setdefault("tls_options", TLSOptions(ca_file=certs.ca_file))
     client = smtpmail.Client("127.0.0.1", port, **kw)  # type: ignore[arg-type]
