@@ -20,10 +20,9 @@ secret redacted from what the transcript and the errors show.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from smtpmail._log import Logger
-from smtpmail._record import Record
 from smtpmail.errors import (
     AuthenticationError,
     AuthError,
@@ -40,6 +39,15 @@ from smtpmail.errors import (
     ServiceClosing,
 )
 from smtpmail.protocol import commands as cmd
+from smtpmail.protocol.actions import (
+    Content,
+    Flow,
+    Options,
+    Receive,
+    Send,
+    StartTLS,
+    TimeoutKind,
+)
 from smtpmail.protocol.data import DataEncoder, encode_buffer
 from smtpmail.protocol.envelope import Envelope, RecipientResult, SendResult
 from smtpmail.protocol.extensions import Extensions
@@ -48,7 +56,7 @@ from smtpmail.protocol.reply import Reply
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 
 if TYPE_CHECKING:
-    from typing import Literal, TypeAlias, TypeVar
+    from typing import TypeVar
 
     from smtpmail.protocol.sasl import Mechanism
 
@@ -61,177 +69,8 @@ __all__ = ["Content", "Flow", "Options", "Receive", "Send", "Session", "StartTLS
 
 log = Logger("smtpmail.protocol")  # logging itself is imported when needed (_log)
 
-# Type aliases as strings: typing is not imported at run time (start-up time).
-TimeoutKind: TypeAlias = 'Literal["greeting", "command", "data_block", "data_end"]'
-
 #: A last piece of content smaller than this shares one write with the ending.
 _JOIN_BELOW = 64 * 1024
-
-
-class Send:
-    """Write ``data``. ``log`` holds the command lines as the transcript shows them
-    (secrets already redacted); the first ``body`` octets are message content.
-    ``fresh`` says no reply is outstanding, so any buffered reply is unsolicited."""
-
-    __slots__ = ("body", "data", "fresh", "log")
-
-    def __init__(
-        self,
-        data: bytes | memoryview,
-        log: tuple[str, ...] = (),
-        *,
-        body: int = 0,
-        fresh: bool = False,
-    ) -> None:
-        self.data = data
-        self.log = log
-        self.body = body
-        self.fresh = fresh
-
-
-class Receive:
-    """Read ``count`` whole replies, each within the deadline of ``timeout``'s kind.
-
-    ``secrets`` (during AUTH): show a 334 challenge as ``334 ****`` and any
-    other reply with these strings redacted, wherever replies are shown.
-    """
-
-    __slots__ = ("count", "label", "secrets", "timeout")
-
-    def __init__(
-        self,
-        count: int,
-        label: str,
-        timeout: TimeoutKind = "command",
-        secrets: list[str] | None = None,
-    ) -> None:
-        self.count = count
-        self.label = label
-        self.timeout = timeout
-        self.secrets = secrets
-
-    def shown(self, reply: Reply) -> Reply:
-        """The reply as the transcript and the logs may show it."""
-        if self.secrets is None:
-            return reply
-        from smtpmail.protocol.sasl import REDACTED, redact
-
-        if reply.code == 334:
-            return Reply(334, (REDACTED,))
-        return redact(reply, self.secrets)
-
-
-class StartTLS:
-    """Start the TLS handshake now (RFC 3207 §4), on the connection as it is.
-
-    The transport refuses (``TLSError``) when the server sent anything after
-    its 220: such bytes would be read as if they came over TLS.
-    """
-
-    __slots__ = ()
-
-
-Action = Send | Receive | StartTLS
-Flow: TypeAlias = "Generator[Action, list[Reply] | None, T]"
-
-
-class Options(Record):
-    """What the client may use. Each extension is used when offered unless switched off.
-
-    A plain class, not a dataclass: importing dataclasses (and inspect, ast,
-    dis...) costs a one-message CLI send a sixth of its start-up.
-    """
-
-    _fields = (
-        "pipelining",
-        "chunking",
-        "smtputf8",
-        "eightbitmime",
-        "size",
-        "dsn",
-        "lmtp",
-        "chunk_size",
-        "bdat_window",
-    )
-    __slots__ = _fields
-
-    def __init__(  # noqa: PLR0917 (positional, as the dataclass it replaces)
-        self,
-        pipelining: bool = True,
-        chunking: bool = True,
-        smtputf8: bool = True,
-        eightbitmime: bool = True,
-        size: bool = True,
-        dsn: bool = True,
-        lmtp: bool = False,
-        chunk_size: int = 256 * 1024,
-        bdat_window: int = 16,
-    ) -> None:
-        self.pipelining = pipelining
-        self.chunking = chunking
-        self.smtputf8 = smtputf8
-        self.eightbitmime = eightbitmime
-        self.size = size
-        self.dsn = dsn
-        self.lmtp = lmtp
-        #: BDAT chunks are at least this large (input is gathered up to it).
-        self.chunk_size = chunk_size
-        #: BDAT replies allowed outstanding when pipelining.
-        self.bdat_window = bdat_window
-
-    def disabled(self) -> tuple[str, ...]:
-        names = {
-            "PIPELINING": self.pipelining,
-            "CHUNKING": self.chunking,
-            "SMTPUTF8": self.smtputf8,
-            "8BITMIME": self.eightbitmime,
-            "SIZE": self.size,
-            "DSN": self.dsn,
-        }
-        return tuple(n for n, on in names.items() if not on)
-
-
-class Content:
-    """Message content as the core needs it: chunks of bytes, streamed once.
-
-    ``size`` (octets) is declared with SIZE when known; ``measure``, when
-    given instead, computes it only if a server offers SIZE (counting the line
-    endings of a 5 MB message costs more CPU than sending it); ``eight_bit`` is
-    None when unknown; ``smtputf8`` says the headers need SMTPUTF8.
-    ``data``, when the whole message is in memory, is the same content as
-    ``chunks``: DATA then sends views of it instead of copies.
-    """
-
-    __slots__ = ("chunks", "data", "eight_bit", "measure", "size", "smtputf8")
-
-    def __init__(  # noqa: PLR0917 (positional, as the dataclass it replaces)
-        self,
-        chunks: Iterable[bytes],
-        size: int | None = None,
-        eight_bit: bool | None = None,
-        smtputf8: bool = False,
-        measure: Callable[[], int] | None = None,
-        data: bytes | None = None,
-    ) -> None:
-        self.chunks = chunks
-        self.size = size
-        self.eight_bit = eight_bit
-        self.smtputf8 = smtputf8
-        self.measure = measure
-        self.data = data
-
-    def __repr__(self) -> str:
-        return (
-            f"Content(chunks={self.chunks!r}, size={self.size!r}, eight_bit={self.eight_bit!r}, "
-            f"smtputf8={self.smtputf8!r}, measure={self.measure!r}, data={self.data!r})"
-        )
-
-    def declared_size(self) -> int | None:
-        """``size``, computed by ``measure`` on first use when not given."""
-        if self.size is None and self.measure is not None:
-            self.size = self.measure()
-            self.measure = None
-        return self.size
 
 
 class _Plan:

@@ -26,18 +26,11 @@ from smtpmail.errors import (
     TransportError,
 )
 from smtpmail.message.content import MessageInput, as_content, resolve_envelope
+from smtpmail.protocol.actions import Content, Flow, Options, Receive, Send, TimeoutKind
 from smtpmail.protocol.envelope import Envelope, SendResult
 from smtpmail.protocol.extensions import Extensions
 from smtpmail.protocol.reply import Reply, ReplyParser
-from smtpmail.protocol.session import (
-    Content,
-    Flow,
-    Options,
-    Receive,
-    Send,
-    Session,
-    TimeoutKind,
-)
+from smtpmail.protocol.session import Session
 from smtpmail.transport.tls import TLSInfo, TLSMode, TLSOptions, make_context, resolve_mode
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
