@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from clirun import run_cli
+from clirun import CLIResult, run_cli
 from servers import RecordingServer
 from smtpmail import errors
 from smtpmail.cli import exits
@@ -124,34 +124,29 @@ def test_missing_explicit_config_exits_78(tmp_path: Path) -> None:
     assert r.status == exits.EX_CONFIG
 
 
+def _dry_send(config_dir: Path) -> CLIResult:
+    """send --dry-run of a one-line message with the config in config_dir."""
+    return run_cli(
+        "send",
+        "-n",
+        "--from",
+        "a@example.org",
+        "--to",
+        "b@example.org",
+        "--body",
+        "x",
+        config_dir=config_dir,
+    )
+
+
 def test_clear_text_password_warns_unless_private(tmp_path: Path) -> None:
     text = '[accounts.a]\nhost = "127.0.0.1"\nuser = "u"\npassword = "hunter2"\n'
     write_config(tmp_path, text, mode=0o644)
-    r = run_cli(
-        "send",
-        "-n",
-        "--from",
-        "a@example.org",
-        "--to",
-        "b@example.org",
-        "--body",
-        "x",
-        config_dir=tmp_path,
-    )
+    r = _dry_send(tmp_path)
     assert "readable by others" in r.stderr and "chmod 600" in r.stderr
     assert "hunter2" not in r.stderr + r.stdout
     write_config(tmp_path, text, mode=0o600)
-    r = run_cli(
-        "send",
-        "-n",
-        "--from",
-        "a@example.org",
-        "--to",
-        "b@example.org",
-        "--body",
-        "x",
-        config_dir=tmp_path,
-    )
+    r = _dry_send(tmp_path)
     assert "readable by others" not in r.stderr
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from clirun import run_cli
+from clirun import CLIResult, run_cli
 from servers import RecordingServer
 from smtpmail.cli import exits
 from tlsservers import PASSWORD, USER, Certs, TLSServer
@@ -22,11 +22,12 @@ def no_secret(*texts: str) -> None:
             assert form not in text
 
 
-def test_starttls_auth_json_and_transcript(starttls_server: TLSServer, certs: Certs) -> None:
-    r = run_cli(
+def _send_with_auth(server: TLSServer, certs: Certs, password: str) -> CLIResult:
+    """send over STARTTLS with --user and the password from the environment, -v --json."""
+    return run_cli(
         "send",
         "--port",
-        str(starttls_server.port),
+        str(server.port),
         "--cafile",
         certs.ca_file,
         "--user",
@@ -36,8 +37,12 @@ def test_starttls_auth_json_and_transcript(starttls_server: TLSServer, certs: Ce
         *MSG,
         "-v",
         "--json",
-        environ={"SMTP_PW": PASSWORD},
+        environ={"SMTP_PW": password},
     )
+
+
+def test_starttls_auth_json_and_transcript(starttls_server: TLSServer, certs: Certs) -> None:
+    r = _send_with_auth(starttls_server, certs, PASSWORD)
     assert r.status == 0, r.stderr
     assert len(starttls_server.messages) == 1
     out = json.loads(r.stdout)
@@ -87,21 +92,7 @@ def test_account_with_password_command(
 
 
 def test_wrong_password_exits_77(starttls_server: TLSServer, certs: Certs) -> None:
-    r = run_cli(
-        "send",
-        "--port",
-        str(starttls_server.port),
-        "--cafile",
-        certs.ca_file,
-        "--user",
-        USER,
-        "--password-env",
-        "SMTP_PW",
-        *MSG,
-        "-v",
-        "--json",
-        environ={"SMTP_PW": PASSWORD + "x"},
-    )
+    r = _send_with_auth(starttls_server, certs, PASSWORD + "x")
     assert r.status == exits.EX_NOPERM == 77
     assert starttls_server.messages == []
     assert (PASSWORD + "x") not in r.stdout + r.stderr
