@@ -8,14 +8,17 @@ Each subcommand lives in its own module, imported only when it runs, so
 from __future__ import annotations
 
 import argparse
-import contextlib
-import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
 
 from smtpmail.cli.environment import Environment
 from smtpmail.cli.exits import EX_OK, EX_USAGE, exit_status
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+
+if TYPE_CHECKING:
+    from types import ModuleType
 
 __all__ = ["COMMANDS", "Environment", "main"]
 
@@ -76,10 +79,15 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     # Only the chosen subcommand's module is imported (a fast start); --help lists all.
     chosen = next((a for a in argv if not a.startswith("-")), None)
-    for name, (module, help_text) in COMMANDS.items():
+    # A command given first gets only its own parser: each parser built costs
+    # argparse's gettext look-ups, and the others would only show in the list
+    # that the top-level --help, a missing or an unknown command print.
+    names = [argv[0]] if argv and argv[0] in COMMANDS else list(COMMANDS)
+    for name in names:
+        module, help_text = COMMANDS[name]
         p = sub.add_parser(name, help=help_text, description=help_text)
         if name == chosen:
-            mod = importlib.import_module(module)
+            mod = _import(module)
             mod.add_arguments(p)
             p.set_defaults(_run=mod.run)
     return parser
@@ -90,20 +98,30 @@ def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> i
     env = env or Environment()
     args_list = list(env.argv[1:] if argv is None else argv)
     if args_list[:1] and args_list[0] in RAW_ARGV_COMMANDS:
-        mod = importlib.import_module(COMMANDS[args_list[0]][0])
+        mod = _import(COMMANDS[args_list[0]][0])
         return _call(lambda: int(mod.run_argv(args_list[1:], env)), env)
     parser = build_parser(args_list)
+    # argparse writes help and usage errors to sys.stdout/stderr: send them to env's
+    # (what contextlib.redirect_stdout does, without importing contextlib).
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = env.stdout, env.stderr
     try:
-        # argparse writes help and usage errors to sys.stdout/stderr: send them to env's.
-        with contextlib.redirect_stdout(env.stdout), contextlib.redirect_stderr(env.stderr):
-            args = parser.parse_args(args_list)
+        args = parser.parse_args(args_list)
     except SystemExit as exc:  # argparse exits on --help and on usage errors
         return EX_USAGE if exc.code not in (0, None) else EX_OK
+    finally:
+        sys.stdout, sys.stderr = saved
     run = getattr(args, "_run", None)
     if run is None:
         parser.print_help(env.stdout)
         return EX_USAGE
     return _call(lambda: int(run(args, env)), env)
+
+
+def _import(module: str) -> ModuleType:
+    """importlib.import_module without importing importlib (it loads warnings too)."""
+    __import__(module)
+    return sys.modules[module]
 
 
 def _call(command: Callable[[], int], env: Environment) -> int:

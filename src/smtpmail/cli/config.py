@@ -21,8 +21,8 @@ readable by its owner only; a command or an environment variable is better.
 from __future__ import annotations
 
 import argparse
+import os
 import stat
-from pathlib import Path
 
 from smtpmail._record import Record
 from smtpmail.cli.environment import Environment
@@ -31,6 +31,7 @@ from smtpmail.cli.exits import ConfigError
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Any
 
 HELP = "show the configuration file's path and accounts (secrets hidden)"
@@ -73,6 +74,8 @@ class Account(Record):
 
 def config_path(env: Environment, given: str | None = None) -> Path:
     """``--config``, else ``$SMTPMAIL_CONFIG``, else the XDG path."""
+    from pathlib import Path
+
     if given:
         return Path(given).expanduser()
     if env.environ.get(ENV_VAR):
@@ -82,8 +85,10 @@ def config_path(env: Environment, given: str | None = None) -> Path:
 
 def load_account(env: Environment, given_path: str | None, name: str | None) -> Account | None:
     """The chosen account; None when there is no file and none was asked for."""
-    path = config_path(env, given_path)
     explicit = bool(given_path or env.environ.get(ENV_VAR))
+    if not explicit and not name and _no_default_file(env):
+        return None  # the usual case for a one-off send, known without pathlib
+    path = config_path(env, given_path)
     if not path.exists():
         if explicit or name:
             raise ConfigError(f"configuration file {path} does not exist")
@@ -110,6 +115,19 @@ def load_account(env: Environment, given_path: str | None, name: str | None) -> 
     if "password" in values:
         _warn_clear_text(env, path, chosen)
     return Account(chosen, dict(values), path)
+
+
+def _no_default_file(env: Environment) -> bool:
+    """Whether the XDG config file certainly does not exist, asked without
+    making a Path (pathlib loads urllib.parse and ipaddress: start-up time).
+    Any other answer than "no such file" is left to ``Path.exists`` as before."""
+    try:
+        os.stat(env.config_file("config.toml"))
+    except FileNotFoundError:
+        return True
+    except OSError:
+        pass
+    return False
 
 
 def _read(path: Path) -> dict[str, Any]:

@@ -4,33 +4,36 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 from smtpmail._record import Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import IO
 
 
-def _config_dir() -> Path:
+def _config_dir() -> str:
     base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    return Path(base) / "smtpmail"
+    return os.path.join(base, "smtpmail")
 
 
-def _data_dir() -> Path:
+def _data_dir() -> str:
     base = os.environ.get("XDG_DATA_HOME") or os.path.join(
         os.path.expanduser("~"), ".local", "share"
     )
-    return Path(base) / "smtpmail"
+    return os.path.join(base, "smtpmail")
 
 
 class Environment(Record):
     """Standard streams, terminal facts, environment variables and folders.
 
     Each left out (None) is the process's own. A plain class, not a
-    dataclass: see smtpmail._record.
+    dataclass: see smtpmail._record. The folders are kept as given (a str for
+    the default ones) and become a :class:`~pathlib.Path` when read: pathlib
+    loads urllib.parse and ipaddress, start-up time a plain send, which only
+    asks whether the config file exists (:meth:`config_file`), need not pay.
     """
 
     _fields = ("argv", "stdin", "stdout", "stderr", "environ", "config_dir", "data_dir")
@@ -50,8 +53,38 @@ class Environment(Record):
         self.stdout: IO[str] = sys.stdout if stdout is None else stdout
         self.stderr: IO[str] = sys.stderr if stderr is None else stderr
         self.environ: dict[str, str] = dict(os.environ) if environ is None else environ
-        self.config_dir: Path = _config_dir() if config_dir is None else config_dir
-        self.data_dir: Path = _data_dir() if data_dir is None else data_dir
+        self._config_dir: str | Path = _config_dir() if config_dir is None else config_dir
+        self._data_dir: str | Path = _data_dir() if data_dir is None else data_dir
+
+    @property
+    def config_dir(self) -> Path:
+        """The folder of the configuration file (``$XDG_CONFIG_HOME/smtpmail``)."""
+        if isinstance(self._config_dir, str):
+            from pathlib import Path
+
+            self._config_dir = Path(self._config_dir)
+        return self._config_dir
+
+    @config_dir.setter
+    def config_dir(self, value: Path) -> None:
+        self._config_dir = value
+
+    @property
+    def data_dir(self) -> Path:
+        """The folder of the outbox (``$XDG_DATA_HOME/smtpmail``)."""
+        if isinstance(self._data_dir, str):
+            from pathlib import Path
+
+            self._data_dir = Path(self._data_dir)
+        return self._data_dir
+
+    @data_dir.setter
+    def data_dir(self, value: Path) -> None:
+        self._data_dir = value
+
+    def config_file(self, name: str) -> str:
+        """``config_dir / name`` as a str, without making a Path."""
+        return os.path.join(self._config_dir, name)
 
     @property
     def stdin_bytes(self) -> IO[bytes]:

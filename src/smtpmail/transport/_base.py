@@ -8,7 +8,6 @@ in :mod:`smtpmail.protocol`, is written once (as httpx's ``BaseClient``).
 from __future__ import annotations
 
 import functools
-import ipaddress
 import socket
 from collections.abc import Callable, Iterable
 
@@ -139,6 +138,8 @@ LOOPBACK_IS_PRIVATE = True
 
 
 def _is_loopback(address: object) -> bool:
+    import ipaddress  # here: only AUTH without TLS asks, and it costs a plain send start-up time
+
     try:
         return ipaddress.ip_address(str(address).split("%")[0]).is_loopback
     except ValueError:
