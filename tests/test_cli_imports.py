@@ -21,11 +21,16 @@ Dropping dataclasses took bench scenario 6 from 76 to 67 ms of CPU per send.
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from clirun import run_cli
 from servers import RecordingServer
+from smtpmail.cli import COMMANDS, Environment, build_parser
 
 PROBE = """
 import sys
@@ -35,7 +40,8 @@ watched = ("asyncio", "ssl", "_ssl", "email", "smtpmail.protocol", "smtpmail.tra
            "tomllib", "mimetypes", "aiosmtpd", "dns", "hashlib", "hmac", "secrets",
            "stringprep", "subprocess", "json", "smtpmail.message.compose",
            "smtpmail.protocol.sasl", "typing", "encodings.idna", "shutil",
-           "dataclasses", "inspect", "ast", "dis", "base64", "logging", "tokenize")
+           "dataclasses", "inspect", "ast", "dis", "base64", "logging", "tokenize",
+           "pathlib", "urllib", "ipaddress", "fnmatch", "contextlib", "importlib")
 print("imported: " + " ".join(sorted(m for m in sys.modules if m.split(".")[0] in watched
                       or m in watched)), file=sys.stderr)
 sys.exit(status)
@@ -173,3 +179,85 @@ def test_a_plain_send_imports_no_typing_or_idna(smtpd: RecordingServer, tmp_path
     )
     assert len(smtpd.messages) == 1
     assert not mods & {"typing", "encodings.idna", "shutil"}, sorted(mods)
+
+
+#: What a plain send does not load either, seen without site (whose .pth files
+#: import some of these themselves): pathlib (with urllib.parse, ipaddress and
+#: fnmatch) while the folders stay strings and no config file exists, ipaddress
+#: for an ASCII --host, contextlib (main swaps the streams itself), importlib
+#: (commands are imported with __import__).
+NOT_AT_START_UP = {
+    "pathlib",
+    "urllib",
+    "urllib.parse",
+    "ipaddress",
+    "fnmatch",
+    "contextlib",
+    "importlib",
+}
+
+
+def test_a_plain_send_imports_no_pathlib_ipaddress_contextlib_or_importlib(
+    smtpd: RecordingServer, tmp_path: Path
+) -> None:
+    message = tmp_path / "m.eml"
+    message.write_bytes(b"Subject: s\r\n\r\nbody\r\n")
+    mods = imported(
+        "send",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(smtpd.port),
+        "--from",
+        "a@example.org",
+        "--to",
+        "b@example.org",
+        "--message",
+        str(message),
+        flags=("-S",),
+    )
+    assert len(smtpd.messages) == 1
+    assert smtpd.messages[0].rcpt_tos == ["b@example.org"]
+    assert not mods & NOT_AT_START_UP, sorted(mods & NOT_AT_START_UP)
+
+
+def _commands_built(parser: argparse.ArgumentParser) -> list[str]:
+    # argparse keeps the subcommands in the action add_subparsers() returned.
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return list(sub.choices)
+
+
+def test_a_command_given_first_gets_only_its_own_parser() -> None:
+    assert _commands_built(build_parser(["send", "--to", "x@example.org"])) == ["send"]
+    # No command, an unknown one, or an option first: all of them, for the list.
+    for argv in ([], ["--help"], ["bogus"], ["-h", "send"]):
+        assert _commands_built(build_parser(argv)) == list(COMMANDS), argv
+
+
+def test_help_and_usage_errors_still_name_every_command() -> None:
+    for argv in (("--help",), ("-h", "send")):
+        r = run_cli(*argv)
+        assert r.status == 0
+        assert r.stdout.startswith("usage: smtpmail [-h] [--version] COMMAND ...")
+        words = " ".join(r.stdout.split())  # whatever the width it was wrapped to
+        for name, (_module, help_text) in COMMANDS.items():
+            assert f" {name} {help_text}" in words, name
+    r = run_cli("bogus")
+    assert r.status == 64
+    assert "invalid choice: 'bogus'" in r.stderr
+    assert all(repr(name) in r.stderr for name in COMMANDS)
+    r = run_cli("send", "--port", "x")
+    assert r.status == 64
+    assert r.stderr.startswith("usage: smtpmail send ")
+    assert "smtpmail send: error: argument --port/-p: invalid int value: 'x'" in r.stderr
+
+
+def test_the_default_folders_are_still_paths_when_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", "/x/conf")
+    monkeypatch.setenv("XDG_DATA_HOME", "/x/data")
+    env = Environment()
+    assert env.config_file("config.toml") == "/x/conf/smtpmail/config.toml"
+    assert env.config_dir == Path("/x/conf/smtpmail")
+    assert env.data_dir == Path("/x/data/smtpmail")
+    assert env.config_file("config.toml") == str(env.config_dir / "config.toml")
+    assert "config_dir=PosixPath('/x/conf/smtpmail')" in repr(env)

@@ -12,8 +12,6 @@ Public names are imported lazily, so ``import smtpmail`` (and the CLI) start fas
 
 from __future__ import annotations
 
-import importlib
-
 __version__ = "0.1.0"
 
 #: public name -> the module that defines it
@@ -250,6 +248,8 @@ def __getattr__(name: str) -> Any:
     module = _PUBLIC.get(name)
     if module is None:
         raise AttributeError(f"module 'smtpmail' has no attribute {name!r}")
+    import importlib  # here, not at the top: the CLI never needs it (start-up time)
+
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value

@@ -119,7 +119,7 @@ def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> i
 
 
 def _import(module: str) -> ModuleType:
-    """importlib.import_module without importing importlib (it loads warnings too)."""
+    """importlib.import_module without importing importlib (start-up time)."""
     __import__(module)
     return sys.modules[module]
 

@@ -5,8 +5,6 @@ The clients are imported lazily, so a blocking send never imports asyncio.
 
 from __future__ import annotations
 
-import importlib
-
 __all__ = ["AsyncClient", "Client", "Timeouts", "Transcript"]
 
 _WHERE = {
@@ -31,4 +29,6 @@ def __getattr__(name: str) -> Any:
     module = _WHERE.get(name)
     if module is None:
         raise AttributeError(f"module 'smtpmail.transport' has no attribute {name!r}")
+    import importlib  # here, not at the top: the CLI never needs it (start-up time)
+
     return getattr(importlib.import_module(module), name)
