@@ -450,15 +450,28 @@ def machine() -> str:
     )
 
 
+def results_folder(args: argparse.Namespace) -> tuple[Path, bool]:
+    """Where results go, and whether this is a whole run (the README shows only those).
+
+    A smoke test or a run of some scenarios or peers writes beside the full
+    results (``quick/``, ``partial/``), never over them.
+    """
+    whole = not (args.quick or args.only or args.peer)
+    default = BENCH / "results" / ("" if whole else "quick" if args.quick else "partial")
+    return (args.out or default), whole
+
+
 def main(argv: list[str]) -> int:
     # A killed bench still stops its servers and relay (the with-blocks unwind).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     p = argparse.ArgumentParser(description="Benchmark smtpmail against its peers.")
     p.add_argument("--quick", action="store_true", help="small counts: a smoke test")
-    p.add_argument("--runs", type=int, default=3, help="runs per scenario (median reported)")
+    p.add_argument("--runs", type=int, default=5, help="runs per scenario (median reported)")
     p.add_argument("--only", action="append", help="scenario keys to run (e.g. 1 3)")
     p.add_argument("--peer", action="append", help="run only peers whose name contains this")
-    p.add_argument("--out", type=Path, help="results folder (default bench/results[/quick])")
+    p.add_argument(
+        "--out", type=Path, help="results folder (default bench/results, or its quick/ or partial/)"
+    )
     p.add_argument("--no-readme", action="store_true", help="leave README.md alone")
     p.add_argument("--no-chart", action="store_true")
     args = p.parse_args(argv)
@@ -470,9 +483,9 @@ def main(argv: list[str]) -> int:
     for tool in ("smtp-source", "swaks", "msmtp"):
         if shutil.which(tool) is None:
             print(f"bench: {tool} is missing: its rows are skipped", file=sys.stderr)
-    out = args.out or (BENCH / "results" / ("quick" if args.quick else ""))
-    out.mkdir(parents=True, exist_ok=True)
     only = set(args.only or [])
+    out, whole = results_folder(args)
+    out.mkdir(parents=True, exist_ok=True)
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="smtpmail-bench-") as tmp:
         # Measure a snapshot of this checkout (edits during the run do not leak in),
@@ -510,9 +523,9 @@ def main(argv: list[str]) -> int:
         imp,
         machine=machine(),
         when=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)),
-        command="bash bench/run.sh" + (" --quick" if args.quick else ""),
+        command=" ".join(["bash bench/run.sh", *argv]),
         chart=not args.no_chart,
-        readme=None if (args.quick or args.no_readme or only) else ROOT / "README.md",
+        readme=ROOT / "README.md" if whole and not args.no_readme else None,
     )
     print(f"results in {out} ({time.time() - started:.0f} s)")
     return 0

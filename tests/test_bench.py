@@ -7,6 +7,7 @@ its results.
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import subprocess
@@ -22,6 +23,7 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
 sys.path.insert(0, str(BENCH))
 
 from peers import make_message  # noqa: E402
+from run import results_folder  # noqa: E402
 
 
 def test_make_message_is_exactly_the_size_asked() -> None:
@@ -29,6 +31,25 @@ def test_make_message_is_exactly_the_size_asked() -> None:
         message = make_message(size)
         assert len(message) == size
         assert message.endswith(b"\r\n") and b"\r\n\r\n" in message
+
+
+@pytest.mark.parametrize(
+    ("options", "folder", "whole"),
+    [
+        ({}, "results", True),
+        ({"quick": True}, "results/quick", False),
+        ({"only": ["3"]}, "results/partial", False),
+        ({"peer": ["smtpmail"]}, "results/partial", False),
+        ({"quick": True, "only": ["1"]}, "results/quick", False),
+    ],
+)
+def test_only_a_whole_run_writes_the_results_the_readme_shows(
+    options: dict[str, object], folder: str, whole: bool
+) -> None:
+    args = argparse.Namespace(
+        **{"quick": False, "only": None, "peer": None, "out": None, **options}
+    )
+    assert results_folder(args) == (BENCH / folder, whole)
 
 
 def test_relay_carries_a_pipelined_batch_intact(smtpd: RecordingServer) -> None:
