@@ -261,3 +261,63 @@ def test_the_default_folders_are_still_paths_when_read(monkeypatch: pytest.Monke
     assert env.data_dir == Path("/x/data/smtpmail")
     assert env.config_file("config.toml") == str(env.config_dir / "config.toml")
     assert "config_dir=PosixPath('/x/conf/smtpmail')" in repr(env)
+
+
+#: A composed send needs the email package (and with it urllib.parse, ipaddress,
+#: base64), but not dataclasses (inspect, ast, dis, tokenize: compose's classes
+#: derive from smtpmail._record), nor the idna codec for an ASCII From domain
+#: (its Message-ID domain), nor typing, contextlib, importlib or pathlib.
+NOT_FOR_A_COMPOSED_SEND = {
+    "dataclasses",
+    "inspect",
+    "ast",
+    "dis",
+    "tokenize",
+    "encodings.idna",
+    "stringprep",
+    "typing",
+    "contextlib",
+    "importlib",
+    "pathlib",
+    "asyncio",
+    "ssl",
+}
+
+
+def test_a_composed_send_imports_no_dataclasses_or_idna(smtpd: RecordingServer) -> None:
+    mods = imported(
+        "send",
+        "--port",
+        str(smtpd.port),
+        "--from",
+        "A <a@example.org>",
+        "--to",
+        "b@example.org",
+        "--subject",
+        "s",
+        "--body",
+        "x",
+        flags=("-S",),
+    )
+    assert len(smtpd.messages) == 1
+    assert b"Message-ID: <" in smtpd.messages[0].content
+    assert b"@example.org>" in smtpd.messages[0].content
+    assert "smtpmail.message.compose" in mods  # the probe sees what was used
+    assert not mods & NOT_FOR_A_COMPOSED_SEND, sorted(mods & NOT_FOR_A_COMPOSED_SEND)
+
+
+@pytest.mark.parametrize(
+    "domain",
+    ["example.org", "a.", "a..b", "x" * 63 + ".org", "x" * 64 + ".org", "org." + "x" * 64,
+     "bücher.example", "[1.2.3.4]", ""],
+)  # fmt: skip
+def test_the_message_id_domain_is_what_the_idna_codec_gives(domain: str) -> None:
+    from smtpmail.message.compose import _idna
+
+    try:
+        expected = domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        with pytest.raises(UnicodeError):
+            _idna(domain)
+    else:
+        assert _idna(domain) == expected

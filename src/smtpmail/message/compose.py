@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formatdate, getaddresses, make_msgid
 
+from smtpmail._record import Frozen, Record
 from smtpmail.errors import InvalidAddress, InvalidArgument
 from smtpmail.protocol.commands import check_text, parse_path
 from smtpmail.protocol.envelope import Envelope
@@ -41,15 +41,36 @@ _MANAGED = frozenset(
 _CONTENT_TYPE_PARTS = 2
 
 
-@dataclass(frozen=True)
-class Attachment:
-    """A file to attach; ``inline`` with a ``content_id`` makes it an inline image."""
+class Attachment(Frozen):
+    """A file to attach; ``inline`` with a ``content_id`` makes it an inline image.
+
+    Immutable. Not a dataclass: see :mod:`smtpmail._record` (start-up time).
+    """
+
+    _fields = ("path", "content_type", "filename", "inline", "content_id")
+    __slots__ = _fields
 
     path: str | os.PathLike[str]
-    content_type: str | None = None
-    filename: str | None = None
-    inline: bool = False
-    content_id: str | None = None
+    content_type: str | None
+    filename: str | None
+    inline: bool
+    content_id: str | None
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        content_type: str | None = None,
+        filename: str | None = None,
+        inline: bool = False,
+        content_id: str | None = None,
+    ) -> None:
+        self._init(
+            path=path,
+            content_type=content_type,
+            filename=filename,
+            inline=inline,
+            content_id=content_id,
+        )
 
     def read(self) -> tuple[bytes, str, str, str]:
         """(data, maintype, subtype, file name); unreadable files raise OSError."""
@@ -65,13 +86,17 @@ class Attachment:
         return data, parts[0].strip().lower(), parts[1].strip().lower(), name
 
 
-@dataclass
-class Composed:
+class Composed(Record):
     """A composed message and its envelope (Bcc recipients are only in the envelope)."""
 
-    message: EmailMessage
-    envelope: Envelope
-    bcc: list[str] = field(default_factory=list)
+    _fields = ("message", "envelope", "bcc")
+
+    def __init__(
+        self, message: EmailMessage, envelope: Envelope, bcc: list[str] | None = None
+    ) -> None:
+        self.message = message
+        self.envelope = envelope
+        self.bcc: list[str] = [] if bcc is None else bcc
 
     def as_bytes(self) -> bytes:
         return message_bytes(self.message)
@@ -103,6 +128,15 @@ def parse_mailboxes(values: Iterable[str], what: str) -> list[Address]:
             except (ValueError, IndexError) as exc:
                 raise InvalidAddress(f"{what} {path.address!r}: {exc}") from exc
     return out
+
+
+def _idna(domain: str) -> str:
+    """``domain.encode("idna")`` as a str. An ASCII domain whose labels the codec
+    would pass unchanged skips it: importing it (with stringprep and
+    unicodedata) is start-up time that every composed send paid."""
+    if domain.isascii() and all(0 < len(label) < 64 for label in domain.split(".")):
+        return domain
+    return domain.encode("idna").decode("ascii")
 
 
 def _check_header(name: str, value: str) -> None:
@@ -167,7 +201,7 @@ def compose(
     if "date" not in given:
         msg["Date"] = formatdate(localtime=True)
     if "message-id" not in given:
-        domain = message_id_domain or from_addr.domain.encode("idna").decode("ascii")
+        domain = message_id_domain or _idna(from_addr.domain)
         msg["Message-ID"] = make_msgid(domain=domain)
     for name, value in headers:
         msg[name] = value
