@@ -82,9 +82,10 @@ NOT_FOR_A_PLAIN_SEND = {
 }
 
 
-def imported(*argv: str, flags: tuple[str, ...] = ()) -> set[str]:
+def imported(*argv: str, flags: tuple[str, ...] = (), stdin: str = "") -> set[str]:
     done = subprocess.run(
         [sys.executable, *flags, "-c", PROBE, *argv],
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=60,
@@ -321,3 +322,38 @@ def test_the_message_id_domain_is_what_the_idna_codec_gives(domain: str) -> None
             _idna(domain)
     else:
         assert _idna(domain) == expected
+
+
+def test_sendmail_and_a_verbose_send_import_no_typing(smtpd: RecordingServer) -> None:
+    """sendmail runs once per message too (cron, git send-email); -v adds the
+    transcript printer. Neither imports typing (TYPE_CHECKING = False idiom)."""
+    mods = imported(
+        "sendmail",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(smtpd.port),
+        "-f",
+        "a@example.org",
+        "b@example.org",
+        flags=("-S",),
+        stdin="Subject: s\n\nbody\n",
+    )
+    assert len(smtpd.messages) == 1
+    assert not mods & {"typing", "contextlib", "dataclasses", "pathlib"}, sorted(mods)
+    mods = imported(
+        "send",
+        "-v",
+        "--port",
+        str(smtpd.port),
+        "--from",
+        "a@example.org",
+        "--to",
+        "b@example.org",
+        "--message",
+        "-",
+        flags=("-S",),
+        stdin="Subject: s\n\nbody\n",
+    )
+    assert len(smtpd.messages) == 2
+    assert not mods & {"typing", "contextlib", "dataclasses", "pathlib"}, sorted(mods)

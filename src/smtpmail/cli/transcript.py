@@ -10,7 +10,11 @@ arguments of AUTH and every client line answering a 334 challenge
 from __future__ import annotations
 
 import time
-from typing import IO
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+
+if TYPE_CHECKING:
+    from typing import IO
 
 __all__ = ["REDACTED", "TranscriptPrinter"]
 
