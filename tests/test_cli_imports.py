@@ -357,3 +357,17 @@ def test_sendmail_and_a_verbose_send_import_no_typing(smtpd: RecordingServer) ->
     )
     assert len(smtpd.messages) == 2
     assert not mods & {"typing", "contextlib", "dataclasses", "pathlib"}, sorted(mods)
+
+
+def test_import_smtpmail_loads_nothing_else() -> None:
+    """``import smtpmail`` stays lazy: the public names load on first use
+    (its __getattr__), importlib included."""
+    code = (
+        "import sys; before = set(sys.modules); import smtpmail; "
+        "print(' '.join(sorted(set(sys.modules) - before)))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert set(done.stdout.split()) <= {"smtpmail", "__future__"}, done.stdout
