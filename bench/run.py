@@ -13,6 +13,7 @@ into the README between the ``bench:start``/``bench:end`` markers.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -151,6 +152,27 @@ def measure_each(argvs: Callable[[int], list[str]], n: int, size: int, stdin: Pa
     return Sample(n, n * size, time.perf_counter() - started, cpu, rss)
 
 
+def measure_interleaved(
+    argvs: dict[str, Callable[[], list[str]]], n: int, size: int, stdin: Path | None
+) -> dict[str, Sample]:
+    """One process per message for each peer, the peers taking turns.
+
+    The first process of each peer, then the second of each, and so on: a
+    shared machine's slow seconds then fall on every peer alike, where a block
+    of one peer's 50 processes can land in one of them and decide the ratio.
+    """
+    names = list(argvs)
+    wall, cpu, rss = dict.fromkeys(names, 0.0), dict.fromkeys(names, 0.0), dict.fromkeys(names, 0)
+    for i in range(n):
+        for name in names[i % len(names) :] + names[: i % len(names)]:
+            started = time.perf_counter()
+            _, c, r = _spawn(argvs[name](), stdin)
+            wall[name] += time.perf_counter() - started
+            cpu[name] += c
+            rss[name] = max(rss[name], r)
+    return {name: Sample(n, n * size, wall[name], cpu[name], rss[name]) for name in names}
+
+
 # -- servers ---------------------------------------------------------------------
 
 
@@ -240,6 +262,11 @@ class Scenario:
     peers: dict[str, Callable[[int], Sample]]
     runs: int
     relay_rtt: float = 0.0
+    #: Peers run one process per message, taking turns (``measure_interleaved``):
+    #: name -> the argv for a port; ``peers`` is then unused.
+    interleaved: dict[str, Callable[[int], list[str]]] = field(default_factory=dict)
+    per_run: int = 0
+    stdin: Path | None = None  # the message, for the interleaved peers that read it there
     samples: dict[str, list[Sample]] = field(default_factory=dict)
 
 
@@ -363,26 +390,45 @@ def build(args: argparse.Namespace, msg_file: Path, big_file: Path) -> list[Scen
         "smtplib": py("smtplib", count=n5, size=kib),
         "aiosmtplib": py("aiosmtplib", count=n5, size=kib),
     }
-    s6: dict[str, Callable[[int], Sample]] = {}
+    s6: dict[str, Callable[[int], list[str]]] = {}
     if smtpmail_cli_argv(0, msg_file) is not None:
-        s6["smtpmail send (CLI)"] = each(lambda p: smtpmail_cli_argv(p, msg_file) or [], n_each)
-    s6["swaks"] = each(lambda p: swaks_argv(p, msg_file), n_each)
+        s6["smtpmail send (CLI)"] = lambda p: smtpmail_cli_argv(p, msg_file) or []
+    s6["swaks"] = lambda p: swaks_argv(p, msg_file)
     # The floor for any Python CLI: the interpreter starting and stopping.
-    s6["python -c pass"] = each(lambda _p: [sys.executable, "-c", "pass"], n_each)
-    s6["msmtp"] = each(msmtp_argv, n_each)
+    s6["python -c pass"] = lambda _p: [sys.executable, "-c", "pass"]
+    s6["msmtp"] = msmtp_argv
     return [
         Scenario("1", f"{n1:,} messages of 1 KB, one connection", "msgs/s", s1, runs),
         Scenario("2", f"{n1:,} messages of 1 KB, 8 connections", "msgs/s", s2, runs),
         Scenario("3", f"{n3} messages of 5 MB", "MB/s", s3, runs),
         Scenario("4", f"one message of {big / 2**20:,.0f} MiB from a file", "MiB", s4, 1),
         Scenario("5", f"{n5} messages of 1 KB at 50 ms RTT", "msgs/s", s5, 1, relay_rtt=0.05),
-        Scenario("6", "CLI, one process per message", "msgs/s", s6, runs),
+        Scenario(
+            "6",
+            "CLI, one process per message",
+            "msgs/s",
+            {},
+            runs,
+            interleaved=s6,
+            per_run=n_each,
+            stdin=msg_file,
+        ),
     ]
 
 
 def run_scenario(sc: Scenario, port: int, only: set[str] | None) -> None:
-    names = [n for n in sc.peers if not only or any(o in n for o in only)]
+    names = [n for n in sc.interleaved or sc.peers if not only or any(o in n for o in only)]
     for r in range(sc.runs):
+        if sc.interleaved:
+            argvs = {n: functools.partial(sc.interleaved[n], port) for n in names}
+            try:
+                samples = measure_interleaved(argvs, sc.per_run, 1024, sc.stdin)
+            except Exception as exc:
+                print(f"  {sc.key}: FAILED {exc}", file=sys.stderr)
+                continue
+            for name, sample in samples.items():
+                _record(sc, name, sample)
+            continue
         # Rotate the order so no peer always runs first (caches, CPU clocks).
         order = names[r % len(names) :] + names[: r % len(names)] if names else []
         for name in order:
@@ -391,12 +437,16 @@ def run_scenario(sc: Scenario, port: int, only: set[str] | None) -> None:
             except Exception as exc:
                 print(f"  {sc.key} {name}: FAILED {exc}", file=sys.stderr)
                 continue
-            sc.samples.setdefault(name, []).append(sample)
-            print(
-                f"  [{sc.key}] {name:22} {sample.rate:10.1f} msgs/s {sample.mbps:8.1f} MB/s "
-                f"cpu {sample.cpu:6.2f} s  rss {sample.rss_kib / 1024:7.1f} MiB",
-                flush=True,
-            )
+            _record(sc, name, sample)
+
+
+def _record(sc: Scenario, name: str, sample: Sample) -> None:
+    sc.samples.setdefault(name, []).append(sample)
+    print(
+        f"  [{sc.key}] {name:22} {sample.rate:10.1f} msgs/s {sample.mbps:8.1f} MB/s "
+        f"cpu {sample.cpu:6.2f} s  rss {sample.rss_kib / 1024:7.1f} MiB",
+        flush=True,
+    )
 
 
 def sanity(quick: bool) -> list[dict[str, object]]:

@@ -12,6 +12,7 @@ import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
 sys.path.insert(0, str(BENCH))
 
 from peers import make_message  # noqa: E402
-from run import results_folder  # noqa: E402
+from run import measure_interleaved, results_folder  # noqa: E402
 
 
 def test_make_message_is_exactly_the_size_asked() -> None:
@@ -50,6 +51,18 @@ def test_only_a_whole_run_writes_the_results_the_readme_shows(
         **{"quick": False, "only": None, "peer": None, "out": None, **options}
     )
     assert results_folder(args) == (BENCH / folder, whole)
+
+
+def test_one_process_peers_take_turns(tmp_path: Path) -> None:
+    log = tmp_path / "order"
+
+    def peer(name: str) -> Callable[[], list[str]]:
+        return lambda: ["sh", "-c", f"echo {name} >> {log}"]
+
+    samples = measure_interleaved({"a": peer("a"), "b": peer("b")}, 3, 1024, None)
+    assert log.read_text().split() == ["a", "b", "b", "a", "a", "b"]
+    assert {name: s.messages for name, s in samples.items()} == {"a": 3, "b": 3}
+    assert all(s.seconds > 0 and s.octets == 3 * 1024 for s in samples.values())
 
 
 def test_relay_carries_a_pipelined_batch_intact(smtpd: RecordingServer) -> None:
