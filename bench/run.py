@@ -71,6 +71,28 @@ def pinned(argv: list[str], cpus: set[int]) -> list[str]:
 
 #: Where the clients import smtpmail from: this checkout's src/, or its snapshot.
 SOURCE = [ROOT / "src"]
+#: How the CLI is started: ``python -m smtpmail``, or the launcher an install writes.
+CLI = [[sys.executable, "-m", "smtpmail"]]
+
+# What pip writes as the ``smtpmail`` console script (the form users run).
+LAUNCHER = """#!{python}
+# -*- coding: utf-8 -*-
+import re
+import sys
+from smtpmail.cli import main
+if __name__ == '__main__':
+    sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])
+    sys.exit(main())
+"""
+
+
+def write_launcher(folder: Path) -> Path:
+    """The ``smtpmail`` command as an install makes it, for this interpreter."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "smtpmail"
+    path.write_text(LAUNCHER.format(python=sys.executable))
+    path.chmod(0o755)
+    return path
 
 
 def _env() -> dict[str, str]:
@@ -329,7 +351,7 @@ def smtpmail_cli_argv(port: int, msg: Path) -> list[str] | None:
     if "send" not in COMMANDS:
         return None
     return [
-        *[sys.executable, "-m", "smtpmail", "send", "--host", "127.0.0.1", "--port", str(port)],
+        *[*CLI[0], "send", "--host", "127.0.0.1", "--port", str(port)],
         *["--from", SENDER, "--to", RECIPIENT, "--message", str(msg)],
     ]
 
@@ -545,6 +567,7 @@ def main(argv: list[str]) -> int:
         shutil.copytree(ROOT / "src", src, ignore=shutil.ignore_patterns("__pycache__"))
         subprocess.run([sys.executable, "-m", "compileall", "-q", str(src)], check=True)
         SOURCE[0] = src
+        CLI[0] = [str(write_launcher(Path(tmp) / "bin"))]
         msg_file = Path(tmp) / "message.eml"
         msg_file.write_bytes(make_message(1024))
         big_file = Path(tmp) / "big.eml"

@@ -24,7 +24,7 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
 sys.path.insert(0, str(BENCH))
 
 from peers import make_message  # noqa: E402
-from run import measure_interleaved, results_folder  # noqa: E402
+from run import measure_interleaved, results_folder, write_launcher  # noqa: E402
 
 
 def test_make_message_is_exactly_the_size_asked() -> None:
@@ -63,6 +63,12 @@ def test_one_process_peers_take_turns(tmp_path: Path) -> None:
     assert log.read_text().split() == ["a", "b", "b", "a", "a", "b"]
     assert {name: s.messages for name, s in samples.items()} == {"a": 3, "b": 3}
     assert all(s.seconds > 0 and s.octets == 3 * 1024 for s in samples.values())
+
+
+def test_the_cli_is_started_as_an_install_would(tmp_path: Path) -> None:
+    launcher = write_launcher(tmp_path)
+    proc = subprocess.run([str(launcher), "--version"], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == f"smtpmail {smtpmail.__version__}"
 
 
 def test_relay_carries_a_pipelined_batch_intact(smtpd: RecordingServer) -> None:
