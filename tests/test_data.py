@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from smtpmail.protocol.data import DataEncoder, encode_buffer, encode_data
+from smtpmail.message.content import as_content
+from smtpmail.protocol.data import DataEncoder, encode_buffer, encode_data, measure
 
 
 def encode(*chunks: bytes, dot_stuff: bool = True) -> bytes:
@@ -191,3 +192,42 @@ def test_in_memory_clean_pieces_are_views_not_copies() -> None:
     assert all(bytes(p).endswith(b"\r\n") for p in pieces)
     assert b"".join(pieces) == message
     assert len(pieces[0]) <= 1000 < len(pieces[1]) <= 100_000
+
+
+# Messages whose every line ends in CRLF (what measure() reports as canonical),
+# with dots where dot-stuffing must still happen.
+canonical_messages = st.lists(
+    st.lists(st.sampled_from([b".", b"..", b"a", b" ", b"\x00", b"\xff"]), max_size=6).map(
+        b"".join
+    ),
+    max_size=30,
+).map(lambda lines: b"".join(line + b"\r\n" for line in lines))
+
+
+@given(messages | canonical_messages)
+def test_measure_gives_the_normalised_size_and_whether_it_is_canonical(message: bytes) -> None:
+    size, canonical = measure(message)
+    assert size == len(normalise(message))
+    assert canonical == (re.search(rb"\r(?!\n)|(?<!\r)\n", message) is None)
+
+
+@settings(max_examples=400)
+@given(canonical_messages, st.lists(st.integers(1, 40), min_size=1, max_size=4))
+def test_known_canonical_pieces_are_still_dot_stuffed(message: bytes, sizes: list[int]) -> None:
+    assert measure(message)[1]
+    for dot_stuff in (True, False):
+        encoder = DataEncoder(dot_stuff=dot_stuff)
+        pieces = encode_buffer(message, encoder, tuple(sizes), canonical=True)
+        wire = b"".join(pieces) + encoder.end()
+        assert wire == encode(message, dot_stuff=dot_stuff)
+
+
+@pytest.mark.parametrize(
+    ("message", "canonical"),
+    [(b"a\r\n.b\r\n", True), (b"a\n.b\n", False), (b"a\rb\r\n", False), (b"", True)],
+)
+def test_content_measured_for_size_remembers_the_verdict(message: bytes, canonical: bool) -> None:
+    content = as_content(message)
+    assert content.canonical is None  # not scanned unless SIZE is offered
+    assert content.declared_size() == len(normalise(message))
+    assert content.canonical is canonical

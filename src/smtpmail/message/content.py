@@ -8,14 +8,13 @@ core), never re-encoded.
 
 from __future__ import annotations
 
-import functools
 import io
 import os
 import sys
 from collections.abc import Iterable, Iterator
 
 from smtpmail.errors import InvalidAddress
-from smtpmail.protocol.data import is_canonical
+from smtpmail.protocol.data import measure
 from smtpmail.protocol.envelope import Envelope
 from smtpmail.protocol.session import Content
 
@@ -63,15 +62,7 @@ def wire_size(data: bytes) -> int:
     A lone CR or LF becomes CRLF on the wire, and an unended last line gets
     one; dot-stuffing is not counted.
     """
-    if is_canonical(data):
-        # The usual case, proven by two fast scans instead of three counts.
-        size = len(data)
-    else:
-        crlf = data.count(b"\r\n")
-        size = len(data) + (data.count(b"\r") - crlf) + (data.count(b"\n") - crlf)
-    if data and data[-1:] not in (b"\r", b"\n"):
-        size += 2
-    return size
+    return measure(data)[0]
 
 
 def _bytes_content(data: bytes) -> Content:
@@ -83,7 +74,7 @@ def _bytes_content(data: bytes) -> Content:
         chunks = (data[i : i + BLOCK_SIZE * 4] for i in range(0, len(data), BLOCK_SIZE * 4))
     return Content(
         chunks,
-        measure=functools.partial(wire_size, data),  # counted only if SIZE is offered
+        # The size is measured from data, and only if a server offers SIZE.
         data=data,
         eight_bit=not ascii_only,
         smtputf8=not ascii_only and not _header_block(data).isascii(),

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Generator, Iterable
 
 from smtpmail._record import Record
+from smtpmail.protocol.data import measure as measure_data
 from smtpmail.protocol.reply import Reply
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
@@ -156,10 +157,13 @@ class Content:
     endings of a 5 MB message costs more CPU than sending it); ``eight_bit`` is
     None when unknown; ``smtputf8`` says the headers need SMTPUTF8.
     ``data``, when the whole message is in memory, is the same content as
-    ``chunks``: DATA then sends views of it instead of copies.
+    ``chunks``: DATA then sends views of it instead of copies, and its size,
+    needed only for SIZE, is measured from it on first use; ``canonical``
+    then records what that scan found (all line endings CRLF, or not), so
+    that encoding it does not scan for bare CRs and LFs again.
     """
 
-    __slots__ = ("chunks", "data", "eight_bit", "measure", "size", "smtputf8")
+    __slots__ = ("canonical", "chunks", "data", "eight_bit", "measure", "size", "smtputf8")
 
     def __init__(  # noqa: PLR0917 (positional, as the dataclass it replaces)
         self,
@@ -176,6 +180,7 @@ class Content:
         self.smtputf8 = smtputf8
         self.measure = measure
         self.data = data
+        self.canonical: bool | None = None
 
     def __repr__(self) -> str:
         return (
@@ -184,8 +189,11 @@ class Content:
         )
 
     def declared_size(self) -> int | None:
-        """``size``, computed by ``measure`` on first use when not given."""
-        if self.size is None and self.measure is not None:
-            self.size = self.measure()
-            self.measure = None
+        """``size``, computed on first use when not given: by ``measure``, or from ``data``."""
+        if self.size is None:
+            if self.measure is not None:
+                self.size = self.measure()
+                self.measure = None
+            elif self.data is not None:
+                self.size, self.canonical = measure_data(self.data)
         return self.size

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 
-__all__ = ["DataEncoder", "encode_buffer", "encode_data", "is_canonical"]
+__all__ = ["DataEncoder", "encode_buffer", "encode_data", "is_canonical", "measure"]
 
 #: Pieces of an in-memory message go out this size: the first ones smaller, so the
 #: server has data to read while the client is still checking the rest.
@@ -38,6 +38,25 @@ _BARE_CR_OR_LINE_DOT = re.compile(rb"\r(?:[^\n]|\n\.)")
 def is_canonical(data: bytes) -> bool:
     """Whether every CR and LF in ``data`` is part of a CRLF."""
     return _BARE_CR.search(data) is None and _BARE_LF.search(data) is None
+
+
+def measure(data: bytes) -> tuple[int, bool]:
+    """The size SIZE declares (RFC 1870 §3), and whether ``data`` is canonical.
+
+    Every line ending counts as CRLF: a lone CR or LF becomes CRLF on the wire,
+    and an unended last line gets one; dot-stuffing is not counted. The
+    verdict comes with it because the scan that proves the size is also the
+    one :func:`encode_buffer` would repeat piece by piece: told, it skips it.
+    """
+    canonical = is_canonical(data)
+    if canonical:
+        size = len(data)
+    else:
+        crlf = data.count(b"\r\n")
+        size = len(data) + (data.count(b"\r") - crlf) + (data.count(b"\n") - crlf)
+    if data and data[-1:] not in (b"\r", b"\n"):
+        size += 2
+    return size, canonical
 
 
 class DataEncoder:
@@ -83,18 +102,23 @@ class DataEncoder:
         self._at_line_start = chunk[-1] == 0x0A
         return chunk
 
-    def clean(self, data: bytes, start: int, end: int) -> bool:
+    def clean(self, data: bytes, start: int, end: int, *, canonical: bool = False) -> bool:
         """Whether ``data[start:end]`` goes on the wire as it is, with no copy.
 
         True when it needs neither line-ending repair nor dot-stuffing and ends
         a line, so the encoder's state (at a line start, no CR pending) holds.
-        Counts and searches take the range: no slice of ``data`` is made.
+        Searches take the range: no slice of ``data`` is made. ``canonical``
+        says the whole of ``data`` is known to have only CRLF line endings
+        (:func:`measure` found so): only the dot-stuffing scan is left to do.
         """
         if self._pending_cr or not self._at_line_start or data[end - 1] != 0x0A:
             return False
-        if _BARE_LF.search(data, start, end):
+        if canonical:
+            if self._dot_stuff and (data[start] == 0x2E or _LINE_DOT.search(data, start, end)):
+                return False
+        elif _BARE_LF.search(data, start, end):
             return False
-        if self._dot_stuff:
+        elif self._dot_stuff:
             if data[start] == 0x2E or _BARE_CR_OR_LINE_DOT.search(data, start, end):
                 return False
         elif _BARE_CR.search(data, start, end):
@@ -129,13 +153,18 @@ def encode_data(chunks: Iterable[bytes], *, dot_stuff: bool = True) -> Iterator[
 
 
 def encode_buffer(
-    data: bytes, encoder: DataEncoder, sizes: tuple[int, ...] = BLOCK_SIZES
+    data: bytes,
+    encoder: DataEncoder,
+    sizes: tuple[int, ...] = BLOCK_SIZES,
+    *,
+    canonical: bool = False,
 ) -> Iterator[bytes | memoryview]:
     """Encode a message held whole in memory, without copying what needs no change.
 
     Pieces end at a line end where one is near, so most go out as views of
     ``data``; any other piece goes through ``encoder`` (same output as
     :func:`encode_data`). The ending is left to ``encoder.end()``.
+    ``canonical=True`` promises that ``data`` has only CRLF line endings.
     """
     view = memoryview(data)
     size = len(data)
@@ -148,7 +177,7 @@ def encode_buffer(
             cut = data.rfind(b"\n", start, end) + 1
             if cut > start:
                 end = cut
-        if encoder.clean(data, start, end):
+        if encoder.clean(data, start, end, canonical=canonical):
             yield view[start:end]
         else:
             out = encoder.feed(data[start:end])

@@ -479,7 +479,9 @@ class Session:
         encoder = DataEncoder()
         pieces: Iterable[bytes | memoryview]
         if plan.content.data is not None:
-            pieces = encode_buffer(plan.content.data, encoder)
+            pieces = encode_buffer(
+                plan.content.data, encoder, canonical=bool(plan.content.canonical)
+            )
         else:
             pieces = (encoder.feed(chunk) for chunk in plan.content.chunks)
         previous: bytes | memoryview = b""
@@ -597,7 +599,8 @@ def _bdat_chunks(content: Content, size: int) -> Iterator[tuple[bytes | memoryvi
     encoder = DataEncoder(dot_stuff=False)
     if content.data is not None:
         previous: bytes | memoryview = b""
-        for piece in encode_buffer(content.data, encoder, (size,)):
+        pieces = encode_buffer(content.data, encoder, (size,), canonical=bool(content.canonical))
+        for piece in pieces:
             if previous:
                 yield previous, False
             previous = piece
