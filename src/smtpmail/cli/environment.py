@@ -14,16 +14,33 @@ if TYPE_CHECKING:
     from typing import IO
 
 
-def _config_dir() -> str:
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+def _xdg_folder(variable: str, *default: str) -> str:
+    """``$variable/smtpmail``, else ``~/<default>/smtpmail`` (XDG base directories)."""
+    base = os.environ.get(variable) or os.path.join(os.path.expanduser("~"), *default)
     return os.path.join(base, "smtpmail")
 
 
-def _data_dir() -> str:
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(
-        os.path.expanduser("~"), ".local", "share"
-    )
-    return os.path.join(base, "smtpmail")
+class _Folder:
+    """A folder attribute: stored as given (a str for the defaults), read as a Path.
+
+    pathlib loads urllib.parse and ipaddress, start-up time that a plain send,
+    which only asks whether the config file exists, need not pay.
+    """
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.slot = "_" + name
+
+    def __get__(self, env: Environment, owner: type | None = None) -> Path:
+        value: str | Path = getattr(env, self.slot)
+        if isinstance(value, str):
+            from pathlib import Path
+
+            value = Path(value)
+            setattr(env, self.slot, value)
+        return value
+
+    def __set__(self, env: Environment, value: str | Path) -> None:
+        setattr(env, self.slot, value)
 
 
 class Environment(Record):
@@ -37,6 +54,13 @@ class Environment(Record):
     """
 
     _fields = ("argv", "stdin", "stdout", "stderr", "environ", "config_dir", "data_dir")
+
+    _config_dir: str | Path  # what _Folder stores
+    _data_dir: str | Path
+    #: The folder of the configuration file (``$XDG_CONFIG_HOME/smtpmail``).
+    config_dir = _Folder()
+    #: The folder of the outbox (``$XDG_DATA_HOME/smtpmail``).
+    data_dir = _Folder()
 
     def __init__(  # noqa: PLR0917 (positional, as the dataclass it replaces)
         self,
@@ -53,34 +77,12 @@ class Environment(Record):
         self.stdout: IO[str] = sys.stdout if stdout is None else stdout
         self.stderr: IO[str] = sys.stderr if stderr is None else stderr
         self.environ: dict[str, str] = dict(os.environ) if environ is None else environ
-        self._config_dir: str | Path = _config_dir() if config_dir is None else config_dir
-        self._data_dir: str | Path = _data_dir() if data_dir is None else data_dir
-
-    @property
-    def config_dir(self) -> Path:
-        """The folder of the configuration file (``$XDG_CONFIG_HOME/smtpmail``)."""
-        if isinstance(self._config_dir, str):
-            from pathlib import Path
-
-            self._config_dir = Path(self._config_dir)
-        return self._config_dir
-
-    @config_dir.setter
-    def config_dir(self, value: Path) -> None:
-        self._config_dir = value
-
-    @property
-    def data_dir(self) -> Path:
-        """The folder of the outbox (``$XDG_DATA_HOME/smtpmail``)."""
-        if isinstance(self._data_dir, str):
-            from pathlib import Path
-
-            self._data_dir = Path(self._data_dir)
-        return self._data_dir
-
-    @data_dir.setter
-    def data_dir(self, value: Path) -> None:
-        self._data_dir = value
+        self.config_dir = (
+            _xdg_folder("XDG_CONFIG_HOME", ".config") if config_dir is None else config_dir
+        )
+        self.data_dir = (
+            _xdg_folder("XDG_DATA_HOME", ".local", "share") if data_dir is None else data_dir
+        )
 
     def config_file(self, name: str) -> str:
         """``config_dir / name`` as a str, without making a Path."""
