@@ -163,17 +163,6 @@ def measure_command(
     return Sample(messages, octets, time.perf_counter() - started, cpu, rss)
 
 
-def measure_each(argvs: Callable[[int], list[str]], n: int, size: int, stdin: Path) -> Sample:
-    """One process per message (swaks, msmtp, the smtpmail CLI)."""
-    cpu, rss = 0.0, 0
-    started = time.perf_counter()
-    for i in range(n):
-        _, c, r = _spawn(argvs(i), stdin)
-        cpu += c
-        rss = max(rss, r)
-    return Sample(n, n * size, time.perf_counter() - started, cpu, rss)
-
-
 def measure_interleaved(
     argvs: dict[str, Callable[[], list[str]]], n: int, size: int, stdin: Path | None
 ) -> dict[str, Sample]:
@@ -370,7 +359,8 @@ def build(args: argparse.Namespace, msg_file: Path, big_file: Path) -> list[Scen
         return lambda port: measure_python(client, port, **kw)
 
     def each(make: Callable[[int], list[str]], n: int) -> Callable[[int], Sample]:
-        return lambda port: measure_each(lambda _i: make(port), n, kib, msg_file)
+        # One process per message (swaks, msmtp in scenario 1): a peer alone.
+        return lambda port: measure_interleaved({"": lambda: make(port)}, n, kib, msg_file)[""]
 
     s1 = {
         "smtpmail": py("smtpmail", count=n1, size=kib),
