@@ -18,6 +18,9 @@ from smtpmail.cli.server import ServerSettings, password_source
 from smtpmail.cli.transcript import REDACTED, TranscriptPrinter
 from smtpmail.protocol.reply import Reply
 
+#: The envelope and a one-line body, for the sends these tests make.
+ONE_LINE = ("--from", "a@example.org", "--to", "b@example.org", "--body", "x")
+
 
 def write_config(directory: Path, text: str, mode: int = 0o600) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
@@ -98,12 +101,7 @@ def test_bad_config_exits_78(tmp_path: Path, text: str) -> None:
     write_config(tmp_path, text)
     r = run_cli(
         "send",
-        "--from",
-        "a@example.org",
-        "--to",
-        "b@example.org",
-        "--body",
-        "x",
+        *ONE_LINE,
         config_dir=tmp_path,
     )
     assert r.status == exits.EX_CONFIG == 78, r.stderr
@@ -114,12 +112,7 @@ def test_missing_explicit_config_exits_78(tmp_path: Path) -> None:
         "send",
         "--config",
         str(tmp_path / "nope.toml"),
-        "--from",
-        "a@example.org",
-        "--to",
-        "b@example.org",
-        "--body",
-        "x",
+        *ONE_LINE,
     )
     assert r.status == exits.EX_CONFIG
 
@@ -129,12 +122,7 @@ def _dry_send(config_dir: Path) -> CLIResult:
     return run_cli(
         "send",
         "-n",
-        "--from",
-        "a@example.org",
-        "--to",
-        "b@example.org",
-        "--body",
-        "x",
+        *ONE_LINE,
         config_dir=config_dir,
     )
 
@@ -177,12 +165,7 @@ def test_password_without_user_is_usage_error() -> None:
         "-n",
         "--password-env",
         "X",
-        "--from",
-        "a@example.org",
-        "--to",
-        "b@example.org",
-        "--body",
-        "x",
+        *ONE_LINE,
     )
     assert r.status == exits.EX_USAGE
 
@@ -270,12 +253,7 @@ def test_json_is_valid_even_when_connect_fails(tmp_path: Path) -> None:
         "send",
         "--port",
         "1",
-        "--from",
-        "a@example.org",
-        "--to",
-        "b@example.org",
-        "--body",
-        "x",
+        *ONE_LINE,
         "--json",
     )
     assert r.status == 75
