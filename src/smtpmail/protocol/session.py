@@ -647,7 +647,7 @@ class Session:
         last = bytes(previous) + ending + tail if previous else ending + tail
         body = len(previous) + len(ending) - 3
         yield Send(last, (".", *tail_shown), body=body)
-        return (yield from _receive(n_final, "end of data", "data_end")), True
+        return (yield from _receive(n_final, "end of data", "data_end")), bool(tail)
 
     def _bdat(
         self, content: Content, tail: bytes, tail_shown: tuple[str, ...], n_final: int
