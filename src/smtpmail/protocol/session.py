@@ -10,7 +10,10 @@ Pipelining (RFC 2920) is used whenever the server offers it: the MAIL, RCPT
 and DATA commands of a transaction go out in one write, and when several
 messages are sent on one connection the end of one message's data and the
 next transaction's commands share a write, so each message costs one round
-trip. Every reply is checked against the command it answers.
+trip. Every reply is checked against the command it answers. A server that
+answers 503 to a MAIL sent that way gets the transaction again alone, and the
+connection stops doing it; recipients refused as too many (RFC 5321
+§4.5.3.1.10) get the message in further transactions on the connection.
 
 STARTTLS (RFC 3207) is a flow that sends the command alone and, on 220,
 yields a :class:`StartTLS` action the transport carries out; AUTH (RFC 4954)
