@@ -395,11 +395,13 @@ class Session:
                 if not ended and _ok(replies[0]):
                     self.needs_rset = True
                 self._fail_pending(plan, keep)
+            rset = False
+            if nxt is not None and not sent_next:
+                rset = self.needs_rset
+                data, shown, _ = nxt.group(rset)
+                yield Send(data, shown, fresh=True)
             if nxt is not None:
-                rset = self.needs_rset and not sent_next
-                data, shown, n = nxt.group(rset)
-                if not sent_next:
-                    yield Send(data, shown, fresh=True)
+                n = len(nxt.rcpts) + (1 if nxt.bdat else 2) + (1 if rset else 0)
             after_data = sent_next
             plan = nxt
 
@@ -554,9 +556,9 @@ class Session:
 
     def _rest(self, plan: _Plan, over: list[int]) -> None:
         """RFC 5321 §4.5.3.1.10: the recipients refused as too many go in a further
-        transaction on this connection, with the same content. A recipient refused
-        so as the first RCPT of a transaction is not retried (no accepted one
-        before it), so every further transaction is smaller than the last."""
+        transaction on this connection, with the same content. Only a 452 after an
+        accepted RCPT counts: one to the first RCPT of a transaction is final, so
+        every further transaction is smaller than the last and the chain ends."""
         if not plan.content.resendable:
             log.warning(
                 "%d recipients over the server's limit left deferred: the message "
@@ -610,11 +612,11 @@ class Session:
             return
         result = plan.result
         head = plan.head
-        taken = [r.reply for r in result.recipients.values() if r.accepted]
-        if head is plan or not taken:
-            result.reply, result.error = head.reply, head.error
-        else:
+        taken = [] if head is plan else [r.reply for r in result.recipients.values() if r.accepted]
+        if taken:
             result.reply, result.error = taken[-1], None
+        else:
+            result.reply, result.error = head.reply, head.error
         if result.error is not None and not keep:
             raise result.error
 
