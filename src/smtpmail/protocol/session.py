@@ -154,9 +154,10 @@ def _too_many(reply: Reply) -> bool:
 
 
 def _in_step(command: str, reply: Reply) -> None:
-    """503 (bad sequence of commands) to MAIL, or to RCPT or DATA after an accepted
-    MAIL, says that the server and the client disagree about where the dialogue
-    is, nothing about the message: it is never recorded as the message's fate.
+    """503 (bad sequence of commands) to MAIL, or to RCPT, DATA, BDAT or the end of
+    data after an accepted MAIL (and not after an earlier refusal), says that the
+    server and the client disagree about where the dialogue is, nothing about the
+    message: it is never recorded as the message's fate.
     The error is transient and the connection is closed (replies may be paired
     with the wrong commands from here on)."""
     if reply.code == 503:
@@ -590,6 +591,8 @@ class Session:
         """Record the reply (or, in LMTP, the replies) to the end of the data."""
         recipients = plan.result.recipients
         plan.reply = replies[-1]
+        if not self.options.lmtp:
+            _in_step("BDAT" if plan.bdat else "end of data", replies[-1])
         if self.options.lmtp:
             for address, reply in zip(plan.accepted, replies, strict=False):
                 recipients[address] = RecipientResult(address, reply, _ok(reply))
