@@ -218,6 +218,7 @@ virtual_gid_maps = static:{gid}
 smtpd_recipient_restrictions =
     check_recipient_access inline:{{ {{ {refused} = REJECT 5.1.1 no such user here }} }}
     permit_mynetworks, reject
+smtpd_recipient_limit = {recipient_limit}
 """
 
 
@@ -230,7 +231,9 @@ class PostfixMTA:
 
     host = "127.0.0.1"
 
-    def __init__(self, size_limit: int = 10_240_000) -> None:
+    def __init__(self, size_limit: int = 10_240_000, recipient_limit: int = 1000) -> None:
+        """``recipient_limit``: RCPTs one transaction takes (then "452 4.5.3 Error: too
+        many recipients"); 1000 is Postfix's default."""
         if not have_postfix():
             pytest.skip("a private Postfix MTA needs the postfix binaries and root")
         self.port = free_port()
@@ -251,6 +254,7 @@ class PostfixMTA:
             "gid": 65534,
             "refused": REFUSED,
             "size_limit": size_limit,
+            "recipient_limit": recipient_limit,
             "domains": ", ".join(LOCAL_DOMAINS),
         }
         (self.config / "main.cf").write_text(_MAIN_CF.format(**fmt))

@@ -71,8 +71,9 @@ __all__ = [
 class SMTPError(Exception):
     """Base of every error smtpmail raises.
 
-    ``results``: when the error interrupts ``send_many``, the results of the
-    messages before it (each with its own outcome).
+    ``results``: when the error interrupts ``send_many`` (or ``send``), the
+    results so far, each message with its own outcome: a recipient accepted
+    after the data of an earlier transaction was delivered all the same.
     """
 
     results: list[Any] = []  # noqa: RUF012 - replaced per instance, never mutated

@@ -333,6 +333,12 @@ def _record(outcome: Sent | SMTPError, mx: MXHost, address: str, track: _Tracker
         for recipient, result in outcome.result.recipients.items():
             _by_reply(track, [recipient], result.reply, where, ok=result.accepted)
         return "done"
+    for result in outcome.results:
+        # A later transaction of the message (recipients over the host's limit,
+        # RFC 5321 §4.5.3.1.10) failed: those taken before it stay delivered.
+        for recipient, rr in result.recipients.items():
+            if rr.accepted and not rr.at_rcpt:
+                _by_reply(track, [recipient], rr.reply, where, ok=True)
     track.trail.append(f"{mx.name}[{address}]: {outcome}")
     track.last_error = outcome
     if isinstance(outcome, TransportError):

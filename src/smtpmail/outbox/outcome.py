@@ -143,11 +143,12 @@ def apply_result(
     )
     for key, r in attempt.pending.items():
         rr = next((v for a, v in replies.items() if a.lower() == key), None)
-        if complete and result is not None:
-            if rr is not None and rr.accepted and result.error is None:
-                assert result.reply is not None
-                attempt.deliver(r, result.reply)
-            elif rr is not None:
+        if rr is not None and rr.accepted and not rr.at_rcpt:
+            # Its end of data was answered 2xx, even when a later transaction of
+            # the message (recipients over the server's limit) was cut short.
+            attempt.deliver(r, rr.reply)
+        elif complete and result is not None:
+            if rr is not None:
                 attempt.by_reply(r, rr.reply)
             else:
                 attempt.by_error(r, result.error or error or RuntimeError("no reply"))

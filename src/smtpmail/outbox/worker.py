@@ -3,7 +3,9 @@
 It opens at most ``connections`` connections at once, at most
 ``per_server`` to any one server, and sends many messages on each: the
 messages of a batch go through :meth:`Client.send_many`, which pipelines them
-(one round trip per message when the server offers PIPELINING). A global
+(one round trip per message when the server offers PIPELINING; a server
+that refuses a MAIL in one write with the previous message's end of data is
+remembered, and later connections to it wait for each reply). A global
 rate limit spaces the messages out. When a server says it is busy (421, or a
 4.7.x enhanced status) the worker stops using it for a while (doubling each
 time) and defers what was left for it.
@@ -124,6 +126,9 @@ class Worker:
         self.stop_event = threading.Event()
         self._lock = threading.Lock()
         self._routes: dict[str, Route] = {}
+        #: Servers (route keys) that refused MAIL pipelined after the end of data:
+        #: later connections to them, in this run or the next, do not do that.
+        self._no_pipelined_mail: set[str] = set()
         self._stats = RunStats()
         self._progress: Progress | None = None
 
@@ -292,6 +297,8 @@ class Worker:
 
     def _connect(self, route: Route, claims: list[Claim]) -> Client | None:
         client = self.client_factory(route.host, route.port)
+        if route.key in self._no_pipelined_mail:
+            client.options = client.options.replace(pipeline_messages=False)
         try:
             client.connect()
         except (SMTPError, OSError) as exc:
@@ -319,6 +326,9 @@ class Worker:
             client.send_many(self._items(claims, batch), results=batch.results)
         except (SMTPError, OSError) as exc:
             error = exc
+        if client.session.refuses_pipelined_mail:
+            with self._lock:
+                self._no_pipelined_mail.add(route.key)
         self._settle(batch, error)
         unsent = [c for c in claims if c not in batch.sent and not c.content.closed]
         with self._lock:
