@@ -62,7 +62,7 @@ def wait_for(what: str, probe: Callable[[], T | None], limit: float = 30.0) -> T
         time.sleep(0.02)
 
 
-def _listening(host: str, port: int) -> bool | None:
+def listening(host: str, port: int) -> bool | None:
     try:
         with socket.create_connection((host, port), timeout=1):
             return True
@@ -111,7 +111,7 @@ class SmtpSink:
             args += ["-u", "nobody"]  # smtp-sink refuses to run as root
         args += [f"{self.host}:{self.port}", "64"]
         self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        wait_for("smtp-sink to listen", lambda: self._alive() and _listening(self.host, self.port))
+        wait_for("smtp-sink to listen", lambda: self._alive() and listening(self.host, self.port))
         return self
 
     def _alive(self) -> bool:
@@ -276,7 +276,7 @@ class PostfixMTA:
             log = self.log()
             shutil.rmtree(self.dir, ignore_errors=True)
             raise RuntimeError(f"postfix start failed: {done.stderr}\n{log}")
-        wait_for("postfix to listen", lambda: _listening(self.host, self.port))
+        wait_for("postfix to listen", lambda: listening(self.host, self.port))
         return self
 
     def __exit__(self, *exc: object) -> None:
