@@ -11,6 +11,9 @@ the next mode from ``modes`` (the last one repeats):
 
 ``messages`` keeps every message data the server read in full (also those
 it then dropped the connection on), so tests can count duplicates.
+
+It listens on 127.0.0.1 (an ephemeral port) unless given ``host`` and
+``port`` (an MX address of tests/delivery/mxworld.py, port 25).
 """
 
 from __future__ import annotations
@@ -75,8 +78,14 @@ class FaultServer(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, modes: list[str]) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+    def __init__(
+        self,
+        modes: list[str],
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        super().__init__((host, port), _Handler)
         self.modes = list(modes)
         self.connections = 0
         self.messages: list[bytes] = []

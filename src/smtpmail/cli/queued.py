@@ -67,8 +67,9 @@ def run(
         env.stdout.write(json.dumps(record.to_json(), indent=2, ensure_ascii=False) + "\n")
     for r in record.recipients:
         if r.state.value != "delivered":
+            maybe = " (possibly delivered)" if r.possibly_delivered else ""
             env.stderr.write(
-                f"smtpmail: <{r.address}> {r.state.value}: {r.reply or 'not tried yet'}\n"
+                f"smtpmail: <{r.address}> {r.state.value}{maybe}: {r.reply or 'not tried yet'}\n"
             )
     if record.pending:
         env.stderr.write(f"smtpmail: queued as {record.id}; 'smtpmail queue run' retries it\n")

@@ -140,6 +140,7 @@ class _Tracker:
         reply: Reply | None = None,
         local_status: str | None = None,
         tls: str | None = None,
+        possibly_delivered: bool = False,
     ) -> None:
         self.done[recipient] = RecipientDelivery(
             recipient,
@@ -153,6 +154,7 @@ class _Tracker:
             attempts=tuple(self.trail),
             mta_sts=self.sts_mode,
             tls=tls,
+            possibly_delivered=possibly_delivered,
         )
         if recipient in self.pending:
             self.pending.remove(recipient)
@@ -338,7 +340,13 @@ def _record(outcome: Sent | SMTPError, mx: MXHost, address: str, track: _Tracker
     if isinstance(outcome, TransportError):
         if outcome.possibly_delivered:
             text = f"{outcome} (the message may have been delivered)"
-            track.decide_rest(DeliveryStatus.DEFERRED, text, local_status="4.4.2", **where)
+            track.decide_rest(
+                DeliveryStatus.DEFERRED,
+                text,
+                local_status="4.4.2",
+                possibly_delivered=True,
+                **where,
+            )
             return "done"
         return "next-address" if isinstance(outcome, ConnectError) else "next-host"
     if isinstance(outcome, RecipientsRefused):
