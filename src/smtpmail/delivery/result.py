@@ -32,13 +32,15 @@ class DeliveryStatus(enum.Enum):
 class RecipientDelivery:
     """The outcome for one forward-path.
 
-    ``mx`` and ``address`` name the host that decided it (None when no host
-    was reached); ``reply`` is the server's reply that decided it (None when
-    decided locally); ``attempts`` lists every host tried and why it was left.
-    ``mta_sts`` is the MTA-STS policy mode that applied (None without a policy);
-    ``tls`` the TLS version and cipher of the delivering connection.
-    ``possibly_delivered``: deferred, but the host may have taken the message
-    (no reply after the end of the data).
+    ``mx`` and ``address`` name the host that decided it: the one that
+    answered, or for a deferral after failover the last host (and address)
+    tried; None when no host was tried at all (a DNS failure, an MTA-STS
+    policy that lists none). ``reply`` is the server's reply that decided it
+    (None when decided locally); ``attempts`` lists every host tried and why
+    it was left. ``mta_sts`` is the MTA-STS policy mode that applied (None
+    without a policy); ``tls`` the TLS version and cipher of the delivering
+    connection. ``possibly_delivered``: deferred, but the host may have taken
+    the message (no reply after the end of the data).
     """
 
     recipient: str
