@@ -13,7 +13,8 @@ the next mode from ``modes`` (the last one repeats):
 it then dropped the connection on), so tests can count duplicates.
 
 It listens on 127.0.0.1 (an ephemeral port) unless given ``host`` and
-``port`` (an MX address of tests/delivery/mxworld.py, port 25).
+``port`` (an MX address of tests/delivery/mxworld.py, port 25); ``data_reply``
+is its answer to the final dot in ``ok`` mode.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ class _Handler(socketserver.StreamRequestHandler):
         if mode == "after_dot":
             self._drop()
             return False
-        self.wfile.write(b"250 2.0.0 queued\r\n")
+        self.wfile.write(self.server.data_reply + b"\r\n")
         return True
 
     def _drop(self) -> None:
@@ -84,9 +85,11 @@ class FaultServer(socketserver.ThreadingTCPServer):
         *,
         host: str = "127.0.0.1",
         port: int = 0,
+        data_reply: bytes = b"250 2.0.0 queued",
     ) -> None:
         super().__init__((host, port), _Handler)
         self.modes = list(modes)
+        self.data_reply = data_reply
         self.connections = 0
         self.messages: list[bytes] = []
         self.lock = threading.Lock()

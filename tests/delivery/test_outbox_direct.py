@@ -12,6 +12,7 @@ import pytest
 from mxworld import OK, OK2, MXWorld
 
 from conftest import StartServer
+from diskfull import LONG_REPLY, check_full_disk_then_space
 from faultserver import FaultServer
 from smtpmail.outbox import Outbox, RetrySchedule, State, Worker
 
@@ -139,3 +140,16 @@ def test_queue_run_direct_reports_possibly_delivered(tmp_path: Path, world: MXWo
         (entry,) = json.loads(cli("report", "--json")[1])
         assert entry["possibly_delivered"] is True
         assert len(mx.messages) == 2 and mx.messages[0] == mx.messages[1]
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("fault", ["mark", "outcome"])
+def test_queue_run_direct_on_a_full_disk(tmp_path: Path, world: MXWorld, fault: str) -> None:
+    """tests/test_outbox_disk.py's check, through the MX hosts (Worker(direct=...))."""
+    box = Outbox(tmp_path)
+    for i in range(5):
+        box.add(f"Subject: {i}\r\n\r\nbody {i}\r\n".encode(), "a@sender.test", [f"r{i}@other.test"])
+    (address, port) = world.nameservers[0]
+    direct = ["--direct", "--dns-server", f"{address}#{port}", "--no-mta-sts"]
+    with FaultServer(["ok"], host=world.ip(OK2), port=25, data_reply=LONG_REPLY) as mx:
+        check_full_disk_then_space(tmp_path, fault, direct, lambda: list(mx.messages))

@@ -5,7 +5,8 @@ adds the options, :func:`run` queues the prepared message durably, makes one
 attempt through the send command's server, and leaves it queued on a
 temporary failure for ``smtpmail queue run`` (from cron) to retry. With
 ``--queue-only`` it only queues. Exit status 0 means the message is safe:
-delivered or queued; a permanent refusal exits as ``send`` would.
+delivered or queued; a permanent refusal exits as ``send`` would; an outbox
+that cannot be written (a full disk) exits 75, a read-only one 73.
 """
 
 from __future__ import annotations
