@@ -49,6 +49,7 @@ _PUBLIC: dict[str, str] = {
     "InvalidArgument": "smtpmail.errors",
     "LocalProtocolError": "smtpmail.errors",
     "MessageTooLarge": "smtpmail.errors",
+    "OutboxError": "smtpmail.errors",
     "ProtocolError": "smtpmail.errors",
     "RecipientsRefused": "smtpmail.errors",
     "RemoteProtocolError": "smtpmail.errors",
@@ -83,6 +84,7 @@ __all__ = [
     "LocalProtocolError",
     "MessageTooLarge",
     "Options",
+    "OutboxError",
     "ProtocolError",
     "RecipientResult",
     "RecipientsRefused",
@@ -166,6 +168,9 @@ if TYPE_CHECKING:
     )
     from smtpmail.errors import (
         MessageTooLarge as MessageTooLarge,
+    )
+    from smtpmail.errors import (
+        OutboxError as OutboxError,
     )
     from smtpmail.errors import (
         ProtocolError as ProtocolError,

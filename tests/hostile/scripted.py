@@ -369,6 +369,8 @@ class ScriptedServer:
     """Plays ``script`` to every connection; use as a context manager.
 
     ``greeting`` (when not None) is sent first, before the script's steps.
+    It listens on ``host`` and ``port`` (default: 127.0.0.1, an ephemeral
+    port; an MX address of tests/delivery/mxworld.py and port 25 there).
     """
 
     def __init__(
@@ -376,11 +378,13 @@ class ScriptedServer:
         script: Sequence[Step],
         *,
         greeting: bytes | None = b"220 hostile.test ESMTP ready\r\n",
+        host: str = "127.0.0.1",
+        port: int = 0,
     ) -> None:
         self.script = list(script)
         self.greeting = greeting
-        self.host = "127.0.0.1"
-        self.port = 0
+        self.host = host
+        self.port = port
         self.connections: list[Conn] = []
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -416,7 +420,10 @@ class ScriptedServer:
     def __enter__(self) -> ScriptedServer:
         self._thread.start()
         fut = asyncio.run_coroutine_threadsafe(
-            asyncio.start_server(self._handle, self.host, 0, limit=2**20), self._loop
+            asyncio.start_server(
+                self._handle, self.host, self.port, limit=2**20, reuse_address=True
+            ),
+            self._loop,
         )
         self._server = fut.result(10)
         self.port = self._server.sockets[0].getsockname()[1]
