@@ -304,8 +304,10 @@ class BaseClient:
         sender: str | None,
         recipients: Iterable[str] | str | None,
         envelope: Envelope | None,
+        keep_bcc: bool,
     ) -> tuple[Envelope, Content]:
-        return resolve_envelope(message, sender, recipients, envelope), as_content(message)
+        envelope = resolve_envelope(message, sender, recipients, envelope)
+        return envelope, as_content(message, keep_bcc=keep_bcc)
 
     def _note_send(self, action: Send) -> None:
         hook = self.transcript

@@ -195,14 +195,17 @@ class Client(BaseClient):
         recipients: Iterable[str] | str | None = None,
         *,
         envelope: Envelope | None = None,
+        keep_bcc: bool = False,
     ) -> SendResult:
         """Send one message; return what became of each recipient.
 
         Raises when the transaction fails as a whole (sender refused, every
         recipient refused, message refused); a partial refusal is reported in
-        the result. Input is validated before anything is sent.
+        the result. Input is validated before anything is sent. The message's
+        Bcc and Resent-Bcc fields are not transmitted unless ``keep_bcc``
+        (its Bcc recipients get it through the envelope).
         """
-        item = self._items(message, sender, recipients, envelope)
+        item = self._items(message, sender, recipients, envelope, keep_bcc)
         self._ensure_connected()
         (result,) = self._stamp(self._run(self._session.transactions([item], keep_errors=False)))
         return result
@@ -212,6 +215,7 @@ class Client(BaseClient):
         items: Iterable[tuple[Envelope, MessageInput]],
         *,
         results: list[SendResult] | None = None,
+        keep_bcc: bool = False,
     ) -> list[SendResult]:
         """Send each (envelope, message) on this connection, one round trip each.
 
@@ -225,7 +229,9 @@ class Client(BaseClient):
         if results is None:
             results = []
         flow = self._session.transactions(
-            ((env, as_content(msg)) for env, msg in items), keep_errors=True, results=results
+            ((env, as_content(msg, keep_bcc=keep_bcc)) for env, msg in items),
+            keep_errors=True,
+            results=results,
         )
         try:
             return self._stamp(self._run(flow))
