@@ -14,8 +14,11 @@ trip. Every reply is checked against the command it answers.
 
 STARTTLS (RFC 3207) is a flow that sends the command alone and, on 220,
 yields a :class:`StartTLS` action the transport carries out; AUTH (RFC 4954)
-drives a SASL mechanism from :mod:`smtpmail.protocol.sasl`, with every
-secret redacted from what the transcript and the errors show.
+drives a SASL mechanism from :mod:`smtpmail.protocol.sasl`. From the start
+of AUTH to the end of the connection the session redacts every form of the
+credentials from every reply it reads (a server may echo the user name in a
+535 or a 421, or the password in any later reply), so the transcript, the
+logs, the results and the errors never show them.
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up
 if TYPE_CHECKING:
     from typing import TypeVar
 
+    from smtpmail.protocol.redaction import Secrets
     from smtpmail.protocol.sasl import Mechanism
 
     T = TypeVar("T")
@@ -113,12 +117,15 @@ class Session:
         self.esmtp = False
         self.helo_reply: Reply | None = None
         self.needs_rset = False
+        #: Every form of the credentials, once AUTH has started: redacted from
+        #: every reply read from then on (see :meth:`_receive`).
+        self.secrets: Secrets | None = None
 
     # -- connection set-up ---------------------------------------------------
 
     def greet(self) -> Flow[Reply]:
         """Read the server's 220 greeting (RFC 5321 §4.3.1)."""
-        (reply,) = yield from _receive(1, "greeting", "greeting")
+        (reply,) = yield from self._receive(1, "greeting", "greeting")
         if reply.code != 220:
             raise GreetingRefused("greeting", reply, "server refused the connection")
         self.greeting = reply
@@ -172,9 +179,13 @@ class Session:
         """
         import base64  # only AUTH uses it: a plain send starts faster without
 
-        from smtpmail.protocol.sasl import REDACTED, redact
+        from smtpmail.protocol.redaction import REDACTED
 
-        secrets = mechanism.secrets
+        # The mechanism adds the forms it sends as it goes; the session keeps
+        # them (and any from an earlier AUTH) for the rest of the connection.
+        if self.secrets is not None:
+            mechanism.secrets.update(self.secrets)
+        self.secrets = mechanism.secrets
         flow = mechanism.flow()
         initial = next(flow)
         name = mechanism.name
@@ -189,12 +200,12 @@ class Session:
         yield Send(_auth_line(line), (shown,), fresh=True)
         rounds = 0
         while True:
-            (reply,) = yield from _receive(1, "AUTH", secrets=secrets)
+            (reply,) = yield from self._receive(1, "AUTH", auth=True)
             if reply.code != 334:
                 break
             rounds += 1
             if rounds > MAX_AUTH_ROUNDS:
-                yield from self._cancel_auth(secrets)
+                yield from self._cancel_auth()
                 raise AuthError(f"the server sent more than {MAX_AUTH_ROUNDS} AUTH challenges")
             response = initial
             initial = None
@@ -202,32 +213,53 @@ class Session:
                 try:
                     challenge = base64.b64decode(reply.lines[0].strip(), validate=True)
                 except ValueError:
-                    yield from self._cancel_auth(secrets)
+                    yield from self._cancel_auth()
                     raise RemoteProtocolError("AUTH challenge is not valid base64") from None
                 try:
                     response = flow.send(challenge)
                 except StopIteration:
                     response = None
                 except AuthError:
-                    yield from self._cancel_auth(secrets)
+                    yield from self._cancel_auth()
                     raise
                 if response is None:
-                    yield from self._cancel_auth(secrets)
+                    yield from self._cancel_auth()
                     raise AuthError(f"the server sent an unexpected challenge during AUTH {name}")
             data = base64.b64encode(response)
             yield Send(data + b"\r\n", (REDACTED,))
         flow.close()
-        reply = redact(reply, secrets)
         if reply.code != 235:
             raise AuthenticationError("AUTH", reply, _auth_failure(name, reply))
         if not mechanism.complete:
             raise AuthError(f"the server accepted AUTH {name} before the exchange was complete")
         return reply
 
-    def _cancel_auth(self, secrets: list[str]) -> Flow[None]:
+    def _cancel_auth(self) -> Flow[None]:
         """``*`` ends an exchange the client cannot go on with (RFC 4954 §4)."""
         yield Send(b"*\r\n", ("*",))
-        yield from _receive(1, "AUTH", secrets=secrets)
+        yield from self._receive(1, "AUTH", auth=True)
+
+    # -- replies -------------------------------------------------------------
+
+    def _receive(
+        self, count: int, label: str, timeout: TimeoutKind = "command", *, auth: bool = False
+    ) -> Flow[list[Reply]]:
+        """Read ``count`` replies. Once AUTH has started, each is kept as it may be
+        shown (the credentials redacted), so the results and errors built from it
+        never hold them; only a 334 challenge reaches the mechanism as sent."""
+        secrets = self.secrets
+        action = Receive(count, label, timeout, secrets, auth)
+        replies = yield action
+        assert replies is not None and len(replies) == count
+        if secrets is not None:
+            replies = [r if auth and r.code == 334 else action.shown(r) for r in replies]
+        for reply in replies:
+            # 421 answers whatever was asked: the server is closing (RFC 5321 §3.8).
+            # The transports stop reading at the first 421; a driver that hands
+            # over a whole batch gets the same error here.
+            if reply.code == 421:
+                raise ServiceClosing(label, reply)
+        return replies
 
     # -- simple commands -----------------------------------------------------
 
@@ -237,7 +269,7 @@ class Session:
         """Send one command and return its reply; ``check`` raises on 4xx/5xx."""
         data = cmd.command(*line.split(" ", 1)) if " " in line else cmd.command(line)
         yield Send(data, (shown or line,), fresh=True)
-        (reply,) = yield from _receive(1, label)
+        (reply,) = yield from self._receive(1, label)
         if check and reply.code >= 400:
             raise ReplyError(label, reply)
         return reply
@@ -293,7 +325,7 @@ class Session:
         data, shown, n = plan.group(rset)
         yield Send(data, shown, fresh=True)
         while plan is not None:
-            replies = yield from _receive(n, "MAIL")
+            replies = yield from self._receive(n, "MAIL")
             if rset:
                 replies = replies[1:]  # the RSET's reply: nothing depends on it
             self.needs_rset = False
@@ -310,7 +342,7 @@ class Session:
                     # DATA was accepted though no recipient was (RFC 2920 §3.1):
                     # end it with the terminator alone and ignore the answer.
                     yield Send(b".\r\n", (".",))
-                    yield from _receive(1, "end of data", "data_end")
+                    yield from self._receive(1, "end of data", "data_end")
                 elif _ok(replies[0]):
                     self.needs_rset = True
                 self._fail_pending(plan, keep)
@@ -334,7 +366,7 @@ class Session:
             for i, line in enumerate(lines):
                 yield Send(line, _show([line]), fresh=True)
                 label = "MAIL" if i == 0 else "DATA" if line == b"DATA\r\n" else "RCPT"
-                replies += yield from _receive(1, label)
+                replies += yield from self._receive(1, label)
                 if i == 0 and not _ok(replies[0]):
                     break
                 if i == len(plan.rcpts) and not any(_ok(r) for r in replies[1:]):
@@ -499,7 +531,7 @@ class Session:
         last = bytes(previous) + ending + tail if previous else ending + tail
         body = len(previous) + len(ending) - 3
         yield Send(last, (".", *tail_shown), body=body)
-        return (yield from _receive(n_final, "end of data", "data_end")), True
+        return (yield from self._receive(n_final, "end of data", "data_end")), True
 
     def _bdat(
         self, plan: _Plan, tail: bytes, tail_shown: tuple[str, ...], n_final: int
@@ -528,7 +560,7 @@ class Session:
                         yield Send(tail, tail_shown)
                 else:
                     yield Send(header + chunk + tail, shown + tail_shown, body=0)
-                replies = yield from _receive(outstanding + n_final, "BDAT", "data_end")
+                replies = yield from self._receive(outstanding + n_final, "BDAT", "data_end")
                 failed = next((r for r in replies[:outstanding] if not _ok(r)), None)
                 if failed is not None:
                     self.needs_rset = True
@@ -541,14 +573,14 @@ class Session:
                 yield Send(header + chunk, shown)
             outstanding += 1
             if outstanding >= window:
-                (reply,) = yield from _receive(1, "BDAT", "data_block")
+                (reply,) = yield from self._receive(1, "BDAT", "data_block")
                 outstanding -= 1
                 if not _ok(reply):
                     failed = reply
                     break
         assert failed is not None
         if outstanding:
-            yield from _receive(outstanding, "BDAT", "data_block")
+            yield from self._receive(outstanding, "BDAT", "data_block")
         self.needs_rset = True
         return [failed] * n_final, False
 
@@ -574,20 +606,6 @@ def _auth_failure(name: str, reply: Reply) -> str:
         530: "the server requires authentication",
     }
     return f"AUTH {name}: {reasons.get(reply.code, 'authentication refused')}"
-
-
-def _receive(
-    count: int, label: str, timeout: TimeoutKind = "command", secrets: list[str] | None = None
-) -> Flow[list[Reply]]:
-    replies = yield Receive(count, label, timeout, secrets)
-    assert replies is not None and len(replies) == count
-    for reply in replies:
-        # 421 answers whatever was asked: the server is closing (RFC 5321 §3.8).
-        # The transports stop reading at the first 421; a driver that hands
-        # over a whole batch gets the same error here.
-        if reply.code == 421:
-            raise ServiceClosing(label, reply)
-    return replies
 
 
 def _bdat_chunks(content: Content, size: int) -> Iterator[tuple[bytes | memoryview, bool]]:

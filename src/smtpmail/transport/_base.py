@@ -346,10 +346,21 @@ class BaseClient:
         except Exception:  # malformed junk: dropped all the same
             reply = None
         dropped = parser.clear()
-        log.warning("dropped unsolicited data from the server: %r", dropped[:80])
+        log.warning("dropped unsolicited data from the server: %r", self._quoted(dropped))
         if reply is not None and reply.code == 421:
             self._connected = False
-            raise ServiceClosing("(unsolicited)", reply)
+            secrets = self._session.secrets
+            raise ServiceClosing(
+                "(unsolicited)", reply if secrets is None else secrets.redact(reply)
+            )
+
+    def _quoted(self, data: bytes) -> str:
+        """Server bytes as a log may quote them: the first 80 characters, with the
+        credentials hidden once AUTH has started (hidden before the cut, so that
+        no part of one shows)."""
+        text = data.decode("utf-8", "replace")
+        secrets = self._session.secrets
+        return (text if secrets is None else secrets.hide(text))[:80]
 
     def _take_reply(self, action: Receive) -> Reply | None:
         try:

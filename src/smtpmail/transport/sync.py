@@ -183,7 +183,7 @@ class Client(BaseClient):
             return True
         if data:
             # Unsolicited while idle: a parting 421 or junk; either way, start afresh.
-            log.info("the server sent %r while the connection was idle", data[:80])
+            log.info("the server sent %r while the connection was idle", self._quoted(data))
         return True
 
     # -- commands ------------------------------------------------------------
