@@ -223,7 +223,8 @@ class Client(BaseClient):
         goes on; a lost connection raises, with the results so far in the
         exception's ``results``. Pass ``results`` to watch it fill as the batch
         goes: each result is appended when its transaction starts, and is
-        complete once its ``reply`` or ``error`` is set.
+        complete once its ``reply`` or ``error`` is set. ``keep_bcc``: as for
+        :meth:`send`.
         """
         self._ensure_connected()
         if results is None:
