@@ -86,12 +86,18 @@ def test_existing_message_sent_byte_for_byte(smtpd: RecordingServer, tmp_path: P
 
 
 def test_existing_message_on_stdin_with_explicit_recipients(smtpd: RecordingServer) -> None:
-    data = b"From: me@example.org\r\nTo: you@example.net\r\nBcc: keep@example.net\r\n\r\nbody\r\n"
+    data = b"From: me@example.org\r\nTo: you@example.net\r\nBcc: hid@example.net\r\n\r\nbody\r\n"
     r = run_cli("send", *srv(smtpd), "--message", "-", "--to", "other@example.net", stdin=data)
     assert r.status == 0, r.stderr
-    (got,) = smtpd.messages
-    assert got.rcpt_tos == ["other@example.net"]
-    assert got.content == data  # explicit envelope: the message is not touched
+    r = run_cli(
+        "send", *srv(smtpd), "--message", "-", "--to", "other@example.net", "--keep-bcc", stdin=data
+    )
+    assert r.status == 0, r.stderr
+    removed, kept = smtpd.messages
+    assert removed.rcpt_tos == kept.rcpt_tos == ["other@example.net"]
+    # An explicit envelope changes nothing to the Bcc rule; --keep-bcc does.
+    assert removed.content == data.replace(b"Bcc: hid@example.net\r\n", b"")
+    assert kept.content == data
 
 
 def test_json_result(smtpd: RecordingServer) -> None:

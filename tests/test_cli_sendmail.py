@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import os
 import shutil
 import subprocess
@@ -59,7 +61,9 @@ def test_recipients_as_arguments_and_f(smtpd: RecordingServer) -> None:
     (got,) = smtpd.messages
     assert got.mail_from == "bounce@example.org"
     assert got.rcpt_tos == ["x@example.net", "y@example.net"]
-    assert b"Bcc: hidden@example.net" in got.content  # without -t headers are not touched
+    # Without -t too: Bcc fields never go on the wire (msmtp's default as well).
+    assert b"hidden" not in got.content
+    assert got.content == MESSAGE.replace(b"Bcc: hidden@example.net\n", b"").replace(b"\n", b"\r\n")
 
 
 def test_attached_f_and_double_dash(smtpd: RecordingServer) -> None:
@@ -249,12 +253,45 @@ def test_git_send_email_through_sendmail(smtpd: RecordingServer, tmp_path: Path)
     assert b"+two" in smtpd.messages[1].content
 
 
-def test_lone_dot_ends_the_message_without_i(smtpd: RecordingServer) -> None:
-    r = run_cli("sendmail", srv(smtpd), "x@example.net", stdin=MESSAGE)
-    assert r.status == 0, r.stderr
-    r = run_cli("sendmail", srv(smtpd), "-oi", "x@example.net", stdin=MESSAGE)
-    assert r.status == 0, r.stderr
-    without_i, with_oi = (m.content for m in smtpd.messages)
-    assert without_i.endswith(b"\r\n\r\nbody\r\n")
-    assert with_oi.endswith(b"\r\nafter a lone dot\r\n")
-    assert b"\r\n.\r\nafter" in with_oi  # dot-unstuffed by the server: the line was data
+def test_lone_dot_is_content_with_or_without_i(smtpd: RecordingServer) -> None:
+    # sendmail(8) without -i would stop at the lone dot and drop the rest; msmtp
+    # (and smtpmail) read standard input to its end: -i and -oi change nothing.
+    for flags in ([], ["-i"], ["-oi"]):
+        r = run_cli("sendmail", srv(smtpd), *flags, "x@example.net", stdin=MESSAGE)
+        assert r.status == 0, r.stderr
+    expected = MESSAGE.replace(b"Bcc: hidden@example.net\n", b"").replace(b"\n", b"\r\n")
+    assert [m.content for m in smtpd.messages] == [expected] * 3
+
+
+def test_multipart_with_a_lone_dot_arrives_whole_from_mutt(
+    smtpd: RecordingServer, tmp_path: Path
+) -> None:
+    """mutt set up the msmtp way (``set sendmail=smtpmail-sendmail``, no -i) pipes
+    a multipart message whose text has a line holding a single dot: the whole
+    message, attachment included, must arrive, and the exit status say so."""
+    from email.message import EmailMessage
+    from email.policy import SMTP
+
+    msg = EmailMessage()
+    msg["From"] = "me@example.org"
+    msg["To"] = "you@example.net"
+    msg["Subject"] = "lone dot"
+    msg["Date"] = "Mon, 01 Jan 2024 00:00:00 +0000"
+    msg.set_content("before the dot\n.\nafter the dot\n")
+    msg.add_attachment(bytes(range(256)) * 64, maintype="application", subtype="octet-stream")
+    data = msg.as_bytes(policy=SMTP.clone(linesep="\n"))  # what mutt pipes: LF endings
+    assert b"\n.\n" in data
+    done = subprocess.run(
+        [*_sendmail_cmd(tmp_path), srv(smtpd), "you@example.net"],
+        input=data,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    (got,) = smtpd.messages
+    assert got.content == data.replace(b"\n", b"\r\n")
+    assert b"\r\n..\r\nafter the dot" in smtpd.raw  # dot-stuffed on the wire, unstuffed there
+    parsed = email.message_from_bytes(got.content, policy=email.policy.default)
+    (attachment,) = parsed.iter_attachments()  # type: ignore[attr-defined]
+    assert attachment.get_content() == bytes(range(256)) * 64

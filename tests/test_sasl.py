@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from smtpmail.errors import AuthenticationError, AuthError, RemoteProtocolError
 from smtpmail.protocol.extensions import Extensions
+from smtpmail.protocol.redaction import Secrets
 from smtpmail.protocol.reply import Reply
 from smtpmail.protocol.sasl import (
     CramMD5,
@@ -21,7 +22,6 @@ from smtpmail.protocol.sasl import (
     ScramSHA256,
     XOAuth2,
     choose,
-    redact,
     saslprep,
 )
 from smtpmail.protocol.session import Receive, Send, Session
@@ -192,10 +192,10 @@ def test_credentials_need_a_secret_and_call_it_each_time() -> None:
 
 def test_redact_longest_first() -> None:
     reply = Reply(535, ("bad AHVAcA== for p@ss", "again AHVAcA"))
-    assert redact(reply, ["p@ss", "AHVAcA==", "AHVAcA"]).lines == (
-        "bad **** for ****",
-        "again ****",
-    )
+    secrets = Secrets()
+    for form in ["p@ss", "AHVAcA==", "AHVAcA"]:
+        secrets.add(form)
+    assert secrets.redact(reply).lines == ("bad **** for ****", "again ****")
 
 
 # -- the AUTH flow, driven by lists ---------------------------------------------
@@ -344,3 +344,56 @@ def test_an_echoed_password_is_never_shown(password: str) -> None:
     shown = "\n".join(info.value.reply.lines)
     assert password not in shown and blob not in shown and blob[:20] not in shown
     assert blob[:20] not in str(info.value)
+
+
+# -- what Secrets hides: forms anywhere, names and short secrets as whole words ------
+
+_U = "u@corp.example"
+HIDE_CASES = [
+    # (user name, password, reply text, as shown)
+    (_U, "pw-long-1", f"authentication failed for {_U}", "authentication failed for ****"),
+    (_U, "pw-long-1", f"user <{_U}>, bye.", "user <****>, bye."),
+    (_U, "pw-long-1", f"failed for {_U}.", "failed for ****."),
+    (_U, "pw-long-1", f"not x{_U} nor {_U}.org", f"not x{_U} nor {_U}.org"),
+    ("jo", "pw-long-1", "250 2.0.0 jo: queued as 4Xjo9", "250 2.0.0 ****: queued as 4Xjo9"),
+    ("jo", "pw-long-1", "user=jo, mailbox jo@x.example joe", "user=****, mailbox jo@x.example joe"),
+    ("mail", "pw-long-1", "250 mail.example.org ready, mail", "250 mail.example.org ready, ****"),
+    ("Ok", "pw-long-1", "250 ok", "250 ok"),  # case-sensitive, as the credentials are
+    ("ü.mailer", "pw-long-1", "no ü.mailer here, ü.mailerx", "no **** here, ü.mailerx"),
+    ("u", "hunter2-pw", "pwhunter2-pwx and hunter2-pw", "pw****x and ****"),  # long: anywhere
+    ("u", "ab", "ab tab (ab) abc", "**** tab (****) abc"),  # short: whole words only
+    ("u", "p4ss=", "p4ss= x", "**** x"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("user", "password", "text", "shown"), HIDE_CASES)
+def test_secrets_hide(user: str, password: str, text: str, shown: str) -> None:
+    mech = Plain(Credentials(user, password))
+    run_mechanism(mech, [])
+    assert mech.secrets.redact(Reply(250, (text,))).lines == (shown,)
+
+
+@pytest.mark.parametrize("name", ["PLAIN", "LOGIN", "CRAM-MD5", "XOAUTH2", "OAUTHBEARER"])
+def test_every_mechanism_keeps_the_user_name_among_its_secrets(name: str) -> None:
+    from smtpmail.protocol.sasl import MECHANISMS
+
+    creds = Credentials("a=b,user", "pw-long-1", token="tok-long-1")
+    mech = MECHANISMS[name](creds)
+    assert "a=b,user" in mech.secrets and b64("a=b,user") in mech.secrets
+    if name == "OAUTHBEARER":  # the escaped form it sends (RFC 7628 §3.1)
+        run_mechanism(mech, [])
+        assert "a=3Db=2Cuser" in mech.secrets
+
+
+def test_session_redacts_every_reply_after_auth() -> None:
+    """Sans-IO: the replies a flow keeps (results, errors) after AUTH are redacted."""
+    from flowdriver import drive as drive_flow
+
+    session = Session()
+    session.extensions = Extensions({"AUTH": "PLAIN"})
+    mech = Plain(Credentials("u@corp.example", "pw-long-1"))
+    assert drive_flow(session.authenticate(mech), b"235 hello u@corp.example\r\n") == Reply(
+        235, ("hello ****",)
+    )
+    reply = drive_flow(session.noop(), b"250 u@corp.example pw-long-1 still here\r\n")
+    assert reply == Reply(250, ("**** **** still here",))

@@ -21,16 +21,18 @@ def send(
     host: str = "127.0.0.1",
     port: int = 25,
     envelope: Envelope | None = None,
+    keep_bcc: bool = False,
     **client_options: Any,
 ) -> SendResult:
     """Send one message through ``host:port`` and return what became of each recipient.
 
-    ``client_options`` are :class:`~smtpmail.Client`'s keyword arguments.
+    ``client_options`` are :class:`~smtpmail.Client`'s keyword arguments;
+    ``keep_bcc`` transmits the Bcc fields (see :meth:`smtpmail.Client.send`).
     """
     # Validate before connecting: bad input costs no connection.
     envelope = resolve_envelope(message, sender, recipients, envelope)
     with Client(host, port, **client_options) as client:
-        return client.send(message, envelope=envelope)
+        return client.send(message, envelope=envelope, keep_bcc=keep_bcc)
 
 
 async def send_async(
@@ -41,9 +43,10 @@ async def send_async(
     host: str = "127.0.0.1",
     port: int = 25,
     envelope: Envelope | None = None,
+    keep_bcc: bool = False,
     **client_options: Any,
 ) -> SendResult:
     """The asyncio twin of :func:`send`."""
     envelope = resolve_envelope(message, sender, recipients, envelope)
     async with AsyncClient(host, port, **client_options) as client:
-        return await client.send(message, envelope=envelope)
+        return await client.send(message, envelope=envelope, keep_bcc=keep_bcc)

@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 from drive import KINDS, drive, op
-from scripted import Conn, ScriptedServer, Step, ehlo_reply, expect, respond, send
+from scripted import Conn, ScriptedServer, Step, ehlo_reply, expect, read_data, respond, send
 
+import smtpmail
 from smtpmail import AuthenticationError, SMTPError
 from smtpmail.protocol.sasl import Credentials
 
@@ -157,3 +158,154 @@ def test_secrets_never_shown(
             assert form not in text, f"base64 user name {form!r} shown in {where}"
         if where != "credentials":  # Credentials' repr names the user on purpose
             assert USER not in text, f"user name shown in {where}: {text[:2000]}"
+
+
+# -- credentials echoed in any reply, for the rest of the session ---------------------
+
+ECHO = f"{USER} {PASSWORD} {b64(PASSWORD)} {b64(USER)}".encode()
+
+
+async def _challenge_then(conn: Conn, final: bytes) -> None:
+    """Read AUTH, play its challenges (PLAIN, LOGIN, CRAM-MD5), then send ``final``."""
+    line = await conn.readline()
+    assert line is not None
+    words = line.split()
+    prompts: list[bytes] = []
+    if len(words) < 3:
+        prompts = {
+            b"LOGIN": [b"VXNlcm5hbWU6", b"UGFzc3dvcmQ6"],
+            b"CRAM-MD5": [b64(b"<1.2@hostile.test>").encode()],
+        }.get(words[1].upper(), [b""])
+    elif words[1].upper() == b"LOGIN":
+        prompts = [b"UGFzc3dvcmQ6"]
+    for prompt in prompts:
+        await conn.write(b"334 " + prompt + b"\r\n")
+        await conn.readline()
+    await conn.write(final)
+
+
+def _refuse_auth(final: bytes) -> list[Step]:
+    async def step(conn: Conn) -> None:
+        await _challenge_then(conn, final)
+
+    return [expect(b"EHLO"), send(ehlo_reply([b"AUTH PLAIN LOGIN CRAM-MD5"])), step]
+
+
+def _accept_auth_then(*replies: bytes) -> list[Step]:
+    """235, then each command's reply in turn (DATA's data read), whatever it was."""
+
+    async def step(conn: Conn) -> None:
+        await _challenge_then(conn, b"235 2.7.0 welcome " + USER.encode() + b"\r\n")
+        answers = iter(replies)
+        for reply in answers:
+            if await conn.readline() is None:
+                return
+            await conn.write(reply)
+            if reply.startswith(b"354"):
+                await read_data(next(answers))(conn)
+
+    return [expect(b"EHLO"), send(ehlo_reply([b"AUTH PLAIN LOGIN CRAM-MD5"])), step]
+
+
+def _unsolicited_after_235() -> list[Step]:
+    async def step(conn: Conn) -> None:
+        await _challenge_then(conn, b"235 2.7.0 ok\r\n421 4.7.0 closing for " + ECHO + b"\r\n")
+
+    return [expect(b"EHLO"), send(ehlo_reply([b"AUTH PLAIN LOGIN CRAM-MD5"])), step]
+
+
+U = USER.encode()
+ECHOING: dict[str, tuple[list[Step], type[SMTPError] | None]] = {
+    # During AUTH: the user name, plain, in the refusal (the issue's own example).
+    "535": (
+        _refuse_auth(b"535 5.7.8 authentication failed for " + U + b"\r\n"),
+        AuthenticationError,
+    ),
+    "454": (_refuse_auth(b"454 4.7.0 <" + U + b">: try again later\r\n"), AuthenticationError),
+    "421": (_refuse_auth(b"421 4.7.0 user=" + U + b", closing\r\n"), smtpmail.ServiceClosing),
+    # After 235: every later reply (MAIL, RCPT, DATA, the end of data, QUIT).
+    "after-235": (
+        _accept_auth_then(
+            b"250 2.1.0 sender ok for " + ECHO + b"\r\n",
+            b"250 2.1.5 recipient ok, " + U + b"\r\n",
+            b"354 go ahead " + U + b"\r\n",
+            b"250 2.0.0 queued for " + ECHO + b"\r\n",
+            b"221 2.0.0 bye " + ECHO + b"\r\n",
+        ),
+        None,
+    ),
+    "after-235-refused": (
+        _accept_auth_then(b"550 5.7.1 " + ECHO + b" may not send\r\n"),
+        smtpmail.SenderRefused,
+    ),
+    "after-235-421": (
+        _accept_auth_then(b"250 2.1.0 ok\r\n", b"421 4.7.0 " + ECHO + b" go away\r\n"),
+        smtpmail.ServiceClosing,
+    ),
+    "after-235-unsolicited-421": (_unsolicited_after_235(), smtpmail.ServiceClosing),
+}
+
+
+def _never_shown(where: str, text: str) -> None:
+    for form in [*secret_forms(), *user_forms(), USER]:
+        assert form not in text, f"{form!r} shown in {where}: {text[:2000]}"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("mechanism", list(MECHANISMS))
+@pytest.mark.parametrize("behaviour", list(ECHOING))
+def test_echoed_credentials_redacted_in_every_reply(
+    kind: str, mechanism: str, behaviour: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    transcript: list[str] = []
+    script, expected = ECHOING[behaviour]
+    ops = [op("connect"), op("send", b"x\r\n", "a@example.org", ["b@example.org"]), op("quit")]
+    with ScriptedServer(script) as server:
+        outcome = drive(
+            kind,
+            server.port,
+            ops,
+            auth=Credentials(USER, PASSWORD),
+            auth_mechanism=mechanism,
+            tls="none",
+            allow_plaintext_auth=True,
+            transcript=lambda who, line: transcript.append(f"{who}: {line}"),
+            timeout=10.0,
+        )
+    err = outcome.error
+    if expected is None:
+        assert err is None, err
+        sent, quit_reply = outcome.results[1:]
+        assert sent.ok and quit_reply.code == 221
+    else:
+        assert isinstance(err, expected), repr(err)
+        _never_shown("error", str(err) + repr(err) + "".join(traceback.format_exception(err)))
+        _never_shown("error reply", repr(getattr(err, "reply", "")))
+        _never_shown("error results", repr(getattr(err, "results", "")))
+    _never_shown("results", repr(outcome.results))
+    _never_shown("transcript", "\n".join(transcript))
+    _never_shown("logs", caplog.text + "\n".join(repr(r.args) for r in caplog.records))
+    shown = "\n".join(transcript)
+    assert "****" in shown.split("AUTH", 1)[1], shown  # redacted, not left out
+
+
+def test_user_name_and_password_in_cli_verbose_and_json() -> None:
+    from clirun import run_cli
+
+    for script, status in (
+        (ECHOING["after-235"][0], 0),
+        (ECHOING["535"][0], 77),
+        (ECHOING["after-235-refused"][0], 69),
+    ):
+        with ScriptedServer(script) as server:
+            r = run_cli(
+                "send", "--port", str(server.port), "--tls", "none", "--user", USER,
+                "--password-env", "PW", "--auth-mechanism", "PLAIN", "--from", "a@example.org",
+                "--to", "b@example.org", "--body", "x", "-v", "--json",
+                environ={"PW": PASSWORD},
+            )  # fmt: skip
+        assert r.status == status, r.stderr
+        _never_shown("stdout (--json)", r.stdout)
+        _never_shown("stderr (-v)", r.stderr)
+        assert "****" in r.stderr

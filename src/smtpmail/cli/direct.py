@@ -122,6 +122,7 @@ def run(args: argparse.Namespace, env: Environment, message: Any, envelope: Any)
         mta_sts=False if args.no_mta_sts else MTASTS(ca_file=cafile),
         timeout=getattr(args, "timeout", None),
         transcript=transcript,
+        keep_bcc=getattr(args, "keep_bcc", False),
     )
     status = exit_for(report)
     if getattr(args, "json", False):

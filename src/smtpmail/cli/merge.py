@@ -112,7 +112,11 @@ def _dry_run(merged: list[Any], env: Environment) -> int:
             f"# {len(merged)} message(s); the first, from <{first.envelope.sender}> to "
             f"{', '.join(f'<{r}>' for r in first.envelope.recipients)}:\n"
         )
-        env.stdout.write(first.message.as_string(policy=first.message.policy.clone(linesep="\n")))
+        from smtpmail.message.content import as_content
+
+        # As it would be queued: through the same transforms (the Bcc rule).
+        data = b"".join(as_content(first.as_bytes()).chunks)
+        env.stdout.write(data.decode("utf-8", "replace").replace("\r\n", "\n"))
     else:
         env.stdout.write("# the data has no rows\n")
     return EX_OK

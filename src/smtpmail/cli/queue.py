@@ -43,6 +43,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--relay", metavar="HOST:PORT", help="send through this server, not the worker's"
     )
+    p.add_argument(
+        "--keep-bcc",
+        action="store_true",
+        help="keep (and transmit) the Bcc header fields; by default they are removed",
+    )
     p.add_argument("--json", action="store_true", help="print the queued record as JSON")
 
     p = sub.add_parser("list", help="list queued messages")
@@ -187,7 +192,9 @@ def _add(box: Any, args: argparse.Namespace, env: Environment) -> int:
             data = f.read()
     else:
         data = env.stdin_bytes.read()
-    queued = box.add(data, args.sender, args.recipients or None, server=args.relay)
+    queued = box.add(
+        data, args.sender, args.recipients or None, server=args.relay, keep_bcc=args.keep_bcc
+    )
     if args.json:
         env.stdout.write(json.dumps(queued.to_json(), indent=1) + "\n")
     else:

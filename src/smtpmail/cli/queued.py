@@ -58,7 +58,7 @@ def run(
     else:
         kwargs = client_kwargs(settings, env)
         worker = Worker(box, settings.host, settings.port, connections=1, **kwargs)
-    queued = box.add(message, envelope=envelope)
+    queued = box.add(message, envelope=envelope, keep_bcc=args.keep_bcc)
     if not args.queue_only:
         worker.run(ids=[queued.id])
     record = box.load(queued.id)

@@ -28,7 +28,8 @@ EPILOG = (
     "  smtpmail send -s submission://smtp.example.org -u me --password-command 'pass mail' \\\n"
     "      --from me@example.org --to you@example.net --attach report.pdf < body.txt\n"
     "  smtpmail send --message saved.eml          # recipients from its To/Cc/Bcc\n\n"
-    + EXIT_CODES_HELP
+    "A message's Bcc and Resent-Bcc header fields are never transmitted (their\n"
+    "addresses stay in the envelope) unless --keep-bcc is given.\n\n" + EXIT_CODES_HELP
 )
 
 
@@ -72,6 +73,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="send this existing message as it is ('-': standard input); "
         "recipients from its headers unless --to/--cc/--bcc are given",
     )
+    m.add_argument(
+        "--keep-bcc",
+        action="store_true",
+        help="transmit the message's Bcc header fields (removed by default)",
+    )
     e = parser.add_argument_group("envelope and delivery status notification (RFC 3461)")
     e.add_argument("--envelope-from", metavar="ADDR", help="reverse-path ('' for the null path)")
     e.add_argument("--dsn-notify", metavar="LIST", help="NEVER, or SUCCESS,FAILURE,DELAY")
@@ -97,12 +103,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 class Prepared(Record):
     """What goes out: the message (bytes or chunks) and its envelope."""
 
-    _fields = ("message", "envelope", "preview")
+    _fields = ("message", "envelope")
 
-    def __init__(self, message: Any, envelope: Any, preview: bytes | None = None) -> None:
+    def __init__(self, message: Any, envelope: Any) -> None:
         self.message = message
         self.envelope = envelope
-        self.preview = preview
 
 
 def prepare(args: argparse.Namespace, env: Environment, settings: ServerSettings) -> Prepared:
@@ -133,8 +138,7 @@ def prepare(args: argparse.Namespace, env: Environment, settings: ServerSettings
         ret=args.dsn_ret,
         envid=args.dsn_envid,
     )
-    data = composed.as_bytes()
-    return Prepared(data, composed.envelope, data)
+    return Prepared(composed.as_bytes(), composed.envelope)
 
 
 def _prepare_raw(
@@ -155,8 +159,6 @@ def _prepare_raw(
         ret=args.dsn_ret,
         envid=args.dsn_envid,
     )
-    if not explicit:  # Bcc recipients are in the envelope now; the headers must not show them
-        raw = raw.without_bcc()
     return Prepared(raw.chunks(), envelope)
 
 
@@ -213,7 +215,7 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     settings = resolve_settings(args, env)
     prepared = prepare(args, env, settings)
     if args.dry_run:
-        return _dry_run(prepared, settings, env)
+        return _dry_run(prepared, settings, env, keep_bcc=args.keep_bcc)
     if args.queue or args.queue_only:  # into the durable outbox (with --direct too)
         from smtpmail.cli import queued
 
@@ -270,7 +272,7 @@ def _send(
     with client:
         t1 = time.monotonic()
         report["server"].update(server_facts(client))
-        result = client.send(prepared.message, envelope=prepared.envelope)
+        result = client.send(prepared.message, envelope=prepared.envelope, keep_bcc=args.keep_bcc)
         t2 = time.monotonic()
     report["envelope"] = {
         "sender": prepared.envelope.sender,
@@ -326,7 +328,9 @@ def _reply_json(reply: Any) -> dict[str, Any]:
     return {"code": reply.code, "enhanced": reply.enhanced_status, "text": reply.text}
 
 
-def _dry_run(prepared: Prepared, settings: ServerSettings, env: Environment) -> int:
+def _dry_run(
+    prepared: Prepared, settings: ServerSettings, env: Environment, *, keep_bcc: bool
+) -> int:
     envelope = prepared.envelope
     out = env.stdout
     out.write(f"# server: {settings.url}\n")
@@ -334,7 +338,9 @@ def _dry_run(prepared: Prepared, settings: ServerSettings, env: Environment) -> 
     for rcpt in envelope.recipients:
         out.write(f"# forward-path: <{rcpt}>\n")
     out.write("\n")
-    chunks = [prepared.preview] if prepared.preview is not None else prepared.message
-    for chunk in chunks:
+    from smtpmail.message.content import as_content
+
+    # What would be sent: through the same transforms (the Bcc rule) as a send.
+    for chunk in as_content(prepared.message, keep_bcc=keep_bcc).chunks:
         out.write(chunk.decode("utf-8", "replace"))
     return EX_OK

@@ -2,14 +2,17 @@
 
 Reads one message on standard input and sends it through the configured
 server (an account, or ``--server``), as msmtp does. Understood: ``-t``
-(recipients from To/Cc/Bcc, or Resent-* when present; Bcc is removed),
-``-f ADDR`` / ``-r ADDR`` (reverse-path), ``-F NAME`` (full name for a
-missing From), ``-N`` / ``-R`` / ``-V`` (DSN, RFC 3461), ``-v``; ``-i``,
-``-oi``, ``-oXXX``, ``-B``, ``-bm``, ``-em``, ``-U``, ``-G``, ``-L`` and
-``-X`` are accepted and ignored. As in sendmail, a line with a lone dot ends
-the message unless ``-i`` or ``-oi`` is given. Long options (``--server``, ``--account``...) are
-smtpmail's. A From and Date header are added when missing; the body is never
-re-encoded.
+(recipients from To/Cc/Bcc, or Resent-* when present), ``-f ADDR`` /
+``-r ADDR`` (reverse-path), ``-F NAME`` (full name for a missing From),
+``-N`` / ``-R`` / ``-V`` (DSN, RFC 3461), ``-v``; ``-i``, ``-oi``,
+``-oXXX``, ``-B``, ``-bm``, ``-em``, ``-U``, ``-G``, ``-L`` and ``-X`` are
+accepted and ignored. Standard input is read to its end, as msmtp does: a
+line with a lone dot is part of the message (sendmail without ``-i`` would
+end the message there, and silently drop the rest of a multipart message).
+Bcc and Resent-Bcc header fields are never transmitted unless
+``--keep-bcc`` (or msmtp's ``--remove-bcc-headers=off``) is given. Long
+options (``--server``, ``--account``...) are smtpmail's. A From and Date
+header are added when missing; the body is never re-encoded.
 """
 
 from __future__ import annotations
@@ -29,18 +32,22 @@ if TYPE_CHECKING:
 HELP = "a sendmail-compatible interface (for cron, git send-email, mutt, PHP)"
 
 USAGE = f"""usage: smtpmail sendmail [-t] [-i] [-f ADDR] [-F NAME] [-N DSN] [-R RET] [-V ENVID]
-                         [--server URL | --host H --port P] [--account NAME]
+                         [--keep-bcc] [--server URL | --host H --port P] [--account NAME]
                          [other smtpmail send server options] [--] [RECIPIENT ...]
 
-Reads a message on standard input and sends it, like sendmail(8).
+Reads a message on standard input, to its end, and sends it, like sendmail(8).
   -t          take recipients from the To, Cc and Bcc headers (Resent-* when present)
-              as well as the arguments; Bcc headers are removed
+              as well as the arguments
   -f ADDR     the envelope sender (also -fADDR, -r ADDR); default: the From header
   -F NAME     the full name used when the message has no From header
   -N LIST     DSN NOTIFY: never or success,failure,delay
   -R full|hdrs  DSN RET;  -V ENVID  DSN ENVID
   -v          show the SMTP dialogue on stderr
-  -i, -oi     a line with a lone dot is data (without them it ends the message)
+  --keep-bcc  transmit the Bcc and Resent-Bcc header fields; by default they are removed,
+              whether the recipients come from -t or the arguments (msmtp's spelling
+              --remove-bcc-headers=off works too)
+  -i, -oi     accepted and ignored: a line with a lone dot never ends the message
+              (as in msmtp); the whole of standard input is sent
   -oXXX, -B TYPE, -bm, -em, -U, -G, -L TAG, -X FILE, -h N, -A X, -C FILE (the
               smtpmail config file), -O OPT: accepted for compatibility; -bs, -bp, -bd,
               -bi, -q are not supported (exit 64)
@@ -62,8 +69,8 @@ class SendmailArgs(argparse.Namespace):
     envid: str | None = None
     verbose = False
     config: str | None = None
-    #: -i / -oi: a line with a lone dot is data, not the end of the message.
-    ignore_dots = False
+    #: --keep-bcc (msmtp: --remove-bcc-headers=off): transmit the Bcc fields.
+    keep_bcc = False
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -87,6 +94,9 @@ def parse(argv: Sequence[str]) -> tuple[SendmailArgs, list[str], list[str]]:
         if arg == "--":
             recipients += argv[i:]
             break
+        if arg == "--keep-bcc" or arg.startswith("--remove-bcc-headers"):
+            opts.keep_bcc = _keep_bcc(arg)
+            continue
         if arg.startswith("--"):
             long_opts.append(arg)
             # A long option's value follows it unless attached with '='.
@@ -114,20 +124,27 @@ def parse(argv: Sequence[str]) -> tuple[SendmailArgs, list[str], list[str]]:
         if flag == "q":
             raise UsageError("-q: smtpmail sendmail keeps no queue (see 'smtpmail queue')")
         if flag == "o":
-            opts.ignore_dots |= attached == "i"
-            continue  # -oem, -odb, -oQ...: delivery modes a client has no use for
+            continue  # -oi, -oem, -odb, -oQ...: nothing a client that reads to EOF needs
         if flag == "e":
             continue
         for letter in arg[1:]:
-            if letter == "i":
-                opts.ignore_dots = True
-            elif letter == "t":
+            if letter == "t":
                 opts.read_headers = True
             elif letter == "v":
                 opts.verbose = True
             elif letter not in "inmUGdI":
                 raise UsageError(f"unknown option -{letter}")
     return opts, long_opts, recipients
+
+
+def _keep_bcc(arg: str) -> bool:
+    """``--keep-bcc``, or msmtp's ``--remove-bcc-headers[=on|off]`` (on: the default)."""
+    if arg == "--keep-bcc":
+        return True
+    name, sep, value = arg.partition("=")
+    if name != "--remove-bcc-headers" or value.lower() not in (("on", "off") if sep else ("",)):
+        raise UsageError(f"{arg}: say --remove-bcc-headers=on or =off (or --keep-bcc)")
+    return value.lower() == "off"
 
 
 _LONG_FLAGS = frozenset(
@@ -188,8 +205,6 @@ def run_argv(argv: Sequence[str], env: Environment) -> int:
         ret=opts.ret,
         envid=opts.envid,
     )
-    if opts.read_headers:  # -t: Bcc recipients are in the envelope, not in the headers
-        raw = raw.without_bcc()
     raw = _complete_headers(raw, envelope.sender, opts.full_name, settings.sender)
     transcript = None
     if opts.verbose or ns.verbose:
@@ -197,7 +212,7 @@ def run_argv(argv: Sequence[str], env: Environment) -> int:
 
         transcript = TranscriptPrinter(env.stderr, colour=env.colors)
     with make_client(settings, env, transcript) as client:
-        result = client.send(raw.chunks(stop_at_dot=not opts.ignore_dots), envelope=envelope)
+        result = client.send(raw.chunks(), envelope=envelope, keep_bcc=opts.keep_bcc)
     for address, reply in result.refused.items():
         env.stderr.write(f"smtpmail: {address} refused: {reply.code} {reply.text_oneline()}\n")
     return EX_PARTIAL if result.refused else EX_OK

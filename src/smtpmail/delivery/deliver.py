@@ -66,6 +66,7 @@ class _Plan:
     mta_sts: MTASTS | None
     client_options: dict[str, Any]
     max_connections: int
+    keep_bcc: bool
 
 
 def _plan(
@@ -85,6 +86,7 @@ def _plan(
     dane: DANE | None,
     timeout: float | Timeouts | None,
     transcript: Transcript | None,
+    keep_bcc: bool,
 ) -> _Plan:
     envelope = resolve_envelope(message, sender, recipients, envelope)
     if max_connections < 1:
@@ -92,7 +94,7 @@ def _plan(
     if ehlo_name is not None:
         check_ehlo_name(ehlo_name)
     # Every domain gets the same bytes, so a stream is read once, here.
-    data = b"".join(as_content(message).chunks)
+    data = b"".join(as_content(message, keep_bcc=keep_bcc).chunks)
     if resolver is None:
         resolver = Resolver(list(nameservers) if nameservers is not None else None)
     sts = (_shared_mta_sts() if mta_sts else None) if isinstance(mta_sts, bool) else mta_sts
@@ -107,7 +109,7 @@ def _plan(
     options: dict[str, Any] = {"ehlo_name": ehlo_name, "timeout": timeout}
     if transcript is not None:
         options["transcript"] = transcript
-    return _Plan(data, envelope, flow, resolver, sts, options, max_connections)
+    return _Plan(data, envelope, flow, resolver, sts, options, max_connections, keep_bcc)
 
 
 def _local_names(ehlo_name: str | None) -> frozenset[str]:
@@ -149,7 +151,7 @@ def _attempt(plan: _Plan, attempt: Attempt) -> Sent | SMTPError:
     try:
         client = Client(attempt.address, plan.flow.port, **_client_options(plan, attempt))
         with client:
-            result = client.send(plan.data, envelope=attempt.envelope)
+            result = client.send(plan.data, envelope=attempt.envelope, keep_bcc=plan.keep_bcc)
             return Sent(result, _tls_text(client.tls_info))
     except SMTPError as exc:
         return exc
@@ -195,6 +197,7 @@ def deliver(
     dane: DANE | None = None,
     timeout: float | Timeouts | None = None,
     transcript: Transcript | None = None,
+    keep_bcc: bool = False,
 ) -> DeliveryReport:
     """Deliver ``message`` straight to each recipient domain's MX hosts (RFC 5321 §5).
 
@@ -204,13 +207,14 @@ def deliver(
     servers; ``max_connections`` bounds the connections open at once;
     ``require_tls`` makes STARTTLS mandatory (else opportunistic);
     ``mta_sts`` is True (a process-wide cache), False, or an :class:`MTASTS`;
-    ``ehlo_name`` defaults to the machine's name. Needs the ``dns`` extra.
+    ``ehlo_name`` defaults to the machine's name; ``keep_bcc`` transmits the
+    Bcc fields (removed by default). Needs the ``dns`` extra.
     """
     plan = _plan(
         message, sender, recipients, envelope,
         resolver=resolver, nameservers=nameservers, ehlo_name=ehlo_name, port=port,
         max_connections=max_connections, require_tls=require_tls, tls_options=tls_options,
-        mta_sts=mta_sts, dane=dane, timeout=timeout, transcript=transcript,
+        mta_sts=mta_sts, dane=dane, timeout=timeout, transcript=transcript, keep_bcc=keep_bcc,
     )  # fmt: skip
     jobs = group_by_domain(plan.envelope)
 
@@ -230,7 +234,7 @@ async def _attempt_async(plan: _Plan, attempt: Attempt) -> Sent | SMTPError:
     try:
         client = AsyncClient(attempt.address, plan.flow.port, **_client_options(plan, attempt))
         async with client:
-            result = await client.send(plan.data, envelope=attempt.envelope)
+            result = await client.send(plan.data, envelope=attempt.envelope, keep_bcc=plan.keep_bcc)
             return Sent(result, _tls_text(client.tls_info))
     except SMTPError as exc:
         return exc
@@ -280,13 +284,14 @@ async def deliver_async(
     dane: DANE | None = None,
     timeout: float | Timeouts | None = None,
     transcript: Transcript | None = None,
+    keep_bcc: bool = False,
 ) -> DeliveryReport:
     """The asyncio twin of :func:`deliver`: same arguments, same report."""
     plan = _plan(
         message, sender, recipients, envelope,
         resolver=resolver, nameservers=nameservers, ehlo_name=ehlo_name, port=port,
         max_connections=max_connections, require_tls=require_tls, tls_options=tls_options,
-        mta_sts=mta_sts, dane=dane, timeout=timeout, transcript=transcript,
+        mta_sts=mta_sts, dane=dane, timeout=timeout, transcript=transcript, keep_bcc=keep_bcc,
     )  # fmt: skip
     gate = asyncio.Semaphore(plan.max_connections)
     jobs = group_by_domain(plan.envelope)

@@ -4,6 +4,12 @@ Accepted: ``bytes``, ``str`` (UTF-8), an :class:`email.message.Message`, a
 binary file object (streamed in blocks, never read whole) or any iterable of
 ``bytes`` chunks. Bytes are sent as they are (line endings normalised by the
 core), never re-encoded.
+
+Every path that sends (both clients, ``deliver()``, the outbox, the command
+line) turns its message into a ``Content`` here, so the transforms a message
+undergoes before the wire live here once: the Bcc rule
+(:mod:`smtpmail.message.bcc`: Bcc and Resent-Bcc fields are removed unless
+the caller says ``keep_bcc``).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 
 from smtpmail.errors import InvalidAddress
+from smtpmail.message.bcc import drop_bcc, split_header_section
 from smtpmail.protocol.data import measure
 from smtpmail.protocol.envelope import Envelope
 from smtpmail.protocol.session import Content
@@ -65,7 +72,9 @@ def wire_size(data: bytes) -> int:
     return measure(data)[0]
 
 
-def _bytes_content(data: bytes) -> Content:
+def _bytes_content(data: bytes, keep_bcc: bool) -> Content:
+    if not keep_bcc:
+        data = drop_bcc(data)
     ascii_only = data.isascii()
     chunks: Iterable[bytes]
     if len(data) <= BLOCK_SIZE * 4:
@@ -112,12 +121,42 @@ def _file_size(f: IO[bytes]) -> int | None:
         return None
 
 
-def as_content(message: MessageInput) -> Content:
-    """Wrap ``message`` for streaming; its size is declared when cheaply known."""
+def _stream_content(
+    chunks: Iterator[bytes],
+    size: int | None,
+    replay: Callable[[], Iterator[bytes]] | None = None,
+) -> Content:
+    """Streamed content: only its header section is read ahead, for the Bcc rule
+    (which a replay, for a further transaction, goes through as well)."""
+    read, rest = split_header_section(chunks)
+    kept = drop_bcc(read)
+    if size is not None:
+        size -= len(read) - len(kept)
+    if replay is None:
+        return Content(_then(kept, rest), size=size)
+
+    def again() -> Iterable[bytes]:
+        return _stream_content(replay(), None).chunks
+
+    return Content(_then(kept, rest), size=size, replay=again)
+
+
+def _then(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    if first:
+        yield first
+    yield from rest
+
+
+def as_content(message: MessageInput, *, keep_bcc: bool = False) -> Content:
+    """Wrap ``message`` for streaming; its size is declared when cheaply known.
+
+    Its Bcc and Resent-Bcc fields are removed (RFC 5322 §3.6.3) unless
+    ``keep_bcc``; the header section of streamed input is read ahead for that.
+    """
     if isinstance(message, bytes | bytearray | memoryview):
-        return _bytes_content(bytes(message))
+        return _bytes_content(bytes(message), keep_bcc)
     if isinstance(message, str):
-        return _bytes_content(message.encode("utf-8"))
+        return _bytes_content(message.encode("utf-8"), keep_bcc)
     if _is_message(message):
         from email import policy
         from email.generator import BytesGenerator
@@ -125,15 +164,19 @@ def as_content(message: MessageInput) -> Content:
         buf = io.BytesIO()
         pol = policy.SMTPUTF8 if _needs_utf8(message) else policy.SMTP
         BytesGenerator(buf, policy=pol).flatten(message)  # type: ignore[arg-type]
-        return _bytes_content(buf.getvalue())
+        return _bytes_content(buf.getvalue(), keep_bcc)
     if hasattr(message, "read"):
         f: IO[bytes] = message  # type: ignore[assignment]
         if isinstance(f, io.TextIOBase):
             raise TypeError("open the message file in binary mode ('rb')")
-        return Content(_file_chunks(f), size=_file_size(f), replay=_file_replay(f))
+        size, replay = _file_size(f), _file_replay(f)
+        if keep_bcc:
+            return Content(_file_chunks(f), size=size, replay=replay)
+        return _stream_content(_file_chunks(f), size, replay)
     if isinstance(message, Iterable):
         # (a Message is iterable too, but was handled above)
-        return Content(iter(message))  # type: ignore[arg-type]
+        chunks: Iterator[bytes] = iter(message)  # type: ignore[arg-type]
+        return Content(chunks) if keep_bcc else _stream_content(chunks, None)
     raise TypeError(f"cannot send a message of type {type(message).__name__}")
 
 
@@ -146,7 +189,11 @@ def _needs_utf8(message: Message) -> bool:
     return any(not addr.rpartition("@")[0].isascii() for _, addr in getaddresses(fields))
 
 
-_ADDRESS_HEADERS = ("From", "To", "Cc", "Sender", "Reply-To", "Resent-From", "Resent-To")
+# Bcc too: the Bcc field is removed, but its recipients are in the envelope.
+_ADDRESS_HEADERS = (
+    "From", "To", "Cc", "Bcc", "Sender", "Reply-To",
+    "Resent-From", "Resent-To", "Resent-Cc", "Resent-Bcc",
+)  # fmt: skip
 
 
 def resolve_envelope(

@@ -125,7 +125,6 @@ class Template:
             if not address:
                 raise InvalidArgument(f"row {number}: no address in column {to_column!r}")
             envelope = Envelope(envelope.sender, [address])
-        del msg["Bcc"]  # the envelope has them; the headers must not show them
         return MergedMessage(number, msg, envelope)
 
     def render_all(

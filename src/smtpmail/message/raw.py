@@ -2,8 +2,10 @@
 
 Only the header section (RFC 5322 §2.1, up to the first empty line) is read
 ahead, to find the envelope in it when asked (``sendmail -t``: To, Cc, Bcc,
-or the Resent-* fields of RFC 5322 §3.6.6 when present) and to drop Bcc
-fields. The body is never parsed or re-encoded: it streams in blocks.
+or the Resent-* fields of RFC 5322 §3.6.6 when present). The body is never
+parsed or re-encoded: it streams in blocks, to the end of the stream (a line
+holding a lone dot is content, as in msmtp). The Bcc rule applies when the
+message becomes content (:func:`smtpmail.message.content.as_content`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Iterator, Sequence
 
 from smtpmail._record import Record
 from smtpmail.errors import InvalidAddress, InvalidArgument
+from smtpmail.message.bcc import MAX_HEADER_SECTION
 from smtpmail.message.content import BLOCK_SIZE
 from smtpmail.protocol.envelope import Envelope
 
@@ -21,10 +24,7 @@ if TYPE_CHECKING:
     from email.message import Message
     from typing import IO
 
-__all__ = ["MAX_HEADER_SECTION", "RawMessage", "read_raw"]
-
-#: A header section longer than this is not a message we should be sending.
-MAX_HEADER_SECTION = 4 * 1024 * 1024
+__all__ = ["RawMessage", "read_raw"]
 
 
 class RawMessage(Record):
@@ -43,39 +43,16 @@ class RawMessage(Record):
 
         return BytesHeaderParser(policy=compat32).parsebytes(self.head)
 
-    def without_bcc(self) -> RawMessage:
-        """The same message with its Bcc (and Resent-Bcc) fields removed."""
-        return RawMessage(
-            _drop_fields(self.head, (b"bcc", b"resent-bcc")), self._stream, self._separator
-        )
-
     def with_head(self, head: bytes, separator: bytes = b"\r\n") -> RawMessage:
         """The same body under another header section."""
         return RawMessage(head, self._stream, self._separator or separator)
 
-    def chunks(self, *, stop_at_dot: bool = False) -> Iterator[bytes]:
-        """The message in blocks; ``stop_at_dot``: end at a line holding only a dot
-        (sendmail without ``-i``), reading line by line to find it."""
+    def chunks(self) -> Iterator[bytes]:
+        """The message in blocks, to the end of the stream."""
         yield self.head + self._separator
-        if stop_at_dot:
-            yield from self._until_dot()
-            return
         read = self._stream.read
         while block := read(BLOCK_SIZE):
             yield block
-
-    def _until_dot(self) -> Iterator[bytes]:
-        block: list[bytes] = []
-        size = 0
-        readline = self._stream.readline
-        while (line := readline(BLOCK_SIZE)) and line not in (b".\n", b".\r\n", b"."):
-            block.append(line)
-            size += len(line)
-            if size >= BLOCK_SIZE:
-                yield b"".join(block)
-                block, size = [], 0
-        if block:
-            yield b"".join(block)
 
     def envelope(
         self,
@@ -151,18 +128,3 @@ def read_raw(stream: IO[bytes]) -> RawMessage:
         head += line
         if len(head) > MAX_HEADER_SECTION:
             raise InvalidArgument("the message's header section is larger than 4 MiB")
-
-
-def _drop_fields(head: bytes, names: tuple[bytes, ...]) -> bytes:
-    out: list[bytes] = []
-    dropping = False
-    for line in head.splitlines(keepends=True):
-        if line[:1] in (b" ", b"\t"):  # a folded continuation of the field above
-            if not dropping:
-                out.append(line)
-            continue
-        name = line.split(b":", 1)[0].strip().lower()
-        dropping = name in names
-        if not dropping:
-            out.append(line)
-    return b"".join(out)

@@ -237,6 +237,7 @@ class Outbox:
         envelope: Envelope | None = None,
         server: str | None = None,
         not_before: float | None = None,
+        keep_bcc: bool = False,
     ) -> QueuedMessage:
         """Queue a message; it is durable on disk when this returns.
 
@@ -245,6 +246,10 @@ class Outbox:
         the message has none, so that every attempt, and any duplicate a
         lost reply may cause, carries the same one. Raises OutboxError when
         the files cannot be written (nothing is queued then).
+
+        The Bcc and Resent-Bcc fields are removed before the message is stored
+        (unless ``keep_bcc``): the stored .eml is what goes on the wire, so
+        nothing private sits on disk and the worker sends it as it is.
         """
         if isinstance(message, str):
             message = message.encode("utf-8")
@@ -270,7 +275,10 @@ class Outbox:
         if server is not None:
             _check_server(server)
         msg_id = f"{time.time_ns() // 1000:x}-{secrets.token_hex(4)}"
-        chunks = iter(as_content(message).chunks)
+        # The message's transforms (the Bcc rule) happen here, once, rather than
+        # at each attempt: the queue then holds no blind copies' addresses, and
+        # the choice of keep_bcc needs no field in the record.
+        chunks = iter(as_content(message, keep_bcc=keep_bcc).chunks)
         head, message_id, subject = _read_head(chunks, msg_id, envelope.sender)
         # The folder is fsync-ed once, after the .json's rename: that covers both.
         size = self._write(self.eml_path(msg_id), _chain(head, chunks), sync_dir=False)

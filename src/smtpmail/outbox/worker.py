@@ -53,6 +53,10 @@ __all__ = ["Progress", "RunStats", "Worker"]
 
 log = logging.getLogger("smtpmail.outbox")
 
+#: ``keep_bcc`` for stored messages: Outbox.add applied the Bcc rule (and the
+#: caller's keep_bcc) when it stored the .eml, which holds the bytes to send.
+STORED_AS_SENT = True
+
 #: Called after each attempt on a message, from the worker's threads (serialised).
 Progress = Callable[[QueuedMessage, Outcome], None]
 ClientFactory = Callable[[str, int], Client]
@@ -319,7 +323,9 @@ class Worker:
                 if not self._mark_inflight(claim):
                     continue  # the next turn of the loop releases the rest
                 try:
-                    report = deliver(claim.content, envelope=envelope, **self.direct)
+                    report = deliver(
+                        claim.content, envelope=envelope, keep_bcc=STORED_AS_SENT, **self.direct
+                    )
                 except (SMTPError, OSError) as exc:
                     self._record(claim, apply_error(message, exc, self.outbox.schedule))
                     continue
@@ -378,7 +384,9 @@ class Worker:
         batch = _Batch()
         error: BaseException | None = None
         try:
-            client.send_many(self._items(claims, batch), results=batch.results)
+            client.send_many(
+                self._items(claims, batch), results=batch.results, keep_bcc=STORED_AS_SENT
+            )
         except (SMTPError, OSError) as exc:
             error = exc
         if client.session.refuses_pipelined_mail:

@@ -18,6 +18,8 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up
 if TYPE_CHECKING:
     from typing import Literal, TypeAlias, TypeVar
 
+    from smtpmail.protocol.redaction import Secrets
+
     T = TypeVar("T")
 
 __all__ = ["Action", "Content", "Flow", "Options", "Receive", "Send", "StartTLS", "TimeoutKind"]
@@ -50,33 +52,37 @@ class Send:
 class Receive:
     """Read ``count`` whole replies, each within the deadline of ``timeout``'s kind.
 
-    ``secrets`` (during AUTH): show a 334 challenge as ``334 ****`` and any
-    other reply with these strings redacted, wherever replies are shown.
+    ``secrets`` (from the start of AUTH to the end of the connection): every
+    form of the credentials, redacted from the replies wherever they are
+    shown (:meth:`shown`). ``auth``: a reply to AUTH, where a 334 challenge
+    is shown as ``334 ****`` and long base64 runs are hidden too.
     """
 
-    __slots__ = ("count", "label", "secrets", "timeout")
+    __slots__ = ("auth", "count", "label", "secrets", "timeout")
 
     def __init__(
         self,
         count: int,
         label: str,
         timeout: TimeoutKind = "command",
-        secrets: list[str] | None = None,
+        secrets: Secrets | None = None,
+        auth: bool = False,
     ) -> None:
         self.count = count
         self.label = label
         self.timeout = timeout
         self.secrets = secrets
+        self.auth = auth
 
     def shown(self, reply: Reply) -> Reply:
-        """The reply as the transcript and the logs may show it."""
+        """The reply as the transcript, the logs and the errors may show it."""
         if self.secrets is None:
             return reply
-        from smtpmail.protocol.sasl import REDACTED, redact
+        if self.auth and reply.code == 334:
+            from smtpmail.protocol.redaction import REDACTED
 
-        if reply.code == 334:
             return Reply(334, (REDACTED,))
-        return redact(reply, self.secrets)
+        return self.secrets.redact(reply, during_auth=self.auth)
 
 
 class StartTLS:

@@ -10,37 +10,29 @@ Mechanisms: PLAIN (RFC 4616), LOGIN (draft-murchison-sasl-login), CRAM-MD5
 (RFC 2195), XOAUTH2 (Google's), OAUTHBEARER (RFC 7628), SCRAM-SHA-1 and
 SCRAM-SHA-256 (RFC 5802, RFC 7677) with SASLprep (RFC 4013) of the password.
 
-Every string that would reveal a secret (the password, the token, each
-base64 response) is collected in ``Mechanism.secrets`` so the transcript,
-the logs and the error texts can redact them.
+Every string that would reveal the credentials (the password or token, the
+user name, their base64 forms, each response sent) is collected in
+``Mechanism.secrets`` (:class:`~smtpmail.protocol.redaction.Secrets`); the
+session redacts them from every reply it reads for the rest of the
+connection, so the transcript, the logs, the results and the error texts
+never show them.
 """
 
 from __future__ import annotations
 
 import base64
-import re
 from collections.abc import Callable, Generator, Iterable
 from typing import ClassVar
 
 from smtpmail.errors import AuthError, InputError, InvalidArgument
 from smtpmail.protocol.commands import check_text
-from smtpmail.protocol.reply import Reply
+from smtpmail.protocol.redaction import REDACTED, Secrets
 
-__all__ = [
-    "MECHANISMS",
-    "Credentials",
-    "Mechanism",
-    "SASLFlow",
-    "choose",
-    "redact",
-    "saslprep",
-]
+__all__ = ["MECHANISMS", "Credentials", "Mechanism", "SASLFlow", "choose", "saslprep"]
 
 #: Yields the client's responses (the first one: the initial response or None);
 #: is sent each decoded server challenge.
 SASLFlow = Generator[bytes | None, bytes, None]
-
-REDACTED = "****"
 
 Secret = str | Callable[[], str]
 
@@ -133,8 +125,10 @@ class Mechanism:
 
     def __init__(self, credentials: Credentials) -> None:
         self.credentials = credentials
-        #: Strings to redact wherever server or client text is shown.
-        self.secrets: list[str] = []
+        #: Every form of the credentials, to redact wherever server text is shown.
+        self.secrets = Secrets()
+        self.secrets.add_name(credentials.username)
+        self.secrets.add_name(credentials.authzid)
         #: Set when the mechanism has checked all it must (SCRAM: the server's proof).
         self.complete = False
 
@@ -142,16 +136,19 @@ class Mechanism:
         raise NotImplementedError
 
     def _secret(self, value: str) -> str:
-        """Remember ``value`` (and its base64 and UTF-8 forms) as secret; return it."""
+        """Remember ``value`` (and its base64 forms) as secret; return it."""
         if value:
-            raw = value.encode("utf-8")
-            self.secrets += [value, _b64(raw), _b64(raw).rstrip("=")]
+            encoded = _b64(value.encode("utf-8"))
+            for form in (value, encoded, encoded.rstrip("=")):
+                self.secrets.add(form)
         return value
 
     def _response(self, data: bytes) -> bytes:
-        """A response about to be sent: its base64 form is secret too."""
+        """A response about to be sent: its base64 forms are secret too."""
         if data:
-            self.secrets += [_b64(data), _b64(data).rstrip("=")]
+            encoded = _b64(data)
+            self.secrets.add(encoded)
+            self.secrets.add(encoded.rstrip("="))
         return data
 
 
@@ -225,6 +222,7 @@ class OAuthBearer(Mechanism):
         c = self.credentials
         token = self._secret(c.token())
         authzid = _scram_name(c.username)
+        self.secrets.add_name(authzid)  # the user name as this mechanism escapes it
         msg = f"n,a={authzid},\x01auth=Bearer {token}\x01\x01".encode()
         self.complete = True
         yield self._response(msg)
@@ -249,7 +247,9 @@ class _Scram(Mechanism):
         c = self.credentials
         password = saslprep(self._secret(c.password()))
         gs2 = "n," + (f"a={_scram_name(c.authzid)}," if c.authzid else ",")
-        first_bare = f"n={_scram_name(saslprep(c.username))},r={self.nonce}"
+        name = _scram_name(saslprep(c.username))
+        self.secrets.add_name(name)  # the user name as this mechanism prepares and escapes it
+        first_bare = f"n={name},r={self.nonce}"
         server_first_raw = yield self._response((gs2 + first_bare).encode("utf-8"))
         server_first = server_first_raw.decode("utf-8", "replace")
         attrs = _scram_attrs(server_first)
@@ -347,23 +347,6 @@ def choose(
         f"no AUTH mechanism offered by the server ({', '.join(sorted(offered_set))}) "
         f"works with {kind}"
     )
-
-
-#: A run of base64 this long in a reply to AUTH is taken for an echoed (maybe
-#: truncated) response and hidden: servers quote what they were sent.
-_BASE64_RUN = re.compile(r"[A-Za-z0-9+/]{16,}={0,2}")
-
-
-def redact(reply: Reply, secrets: Iterable[str]) -> Reply:
-    """``reply`` (to AUTH) with every secret string and base64 run replaced by ``****``."""
-    ordered = sorted({s for s in secrets if len(s) >= 3}, key=len, reverse=True)
-    lines = []
-    for line in reply.lines:
-        text = line
-        for secret in ordered:
-            text = text.replace(secret, REDACTED)
-        lines.append(_BASE64_RUN.sub(REDACTED, text))
-    return Reply(reply.code, tuple(lines))
 
 
 # -- SASLprep (RFC 4013), for SCRAM ------------------------------------------

@@ -17,8 +17,11 @@ connection stops doing it; recipients refused as too many (RFC 5321
 
 STARTTLS (RFC 3207) is a flow that sends the command alone and, on 220,
 yields a :class:`StartTLS` action the transport carries out; AUTH (RFC 4954)
-drives a SASL mechanism from :mod:`smtpmail.protocol.sasl`, with every
-secret redacted from what the transcript and the errors show.
+drives a SASL mechanism from :mod:`smtpmail.protocol.sasl`. From the start
+of AUTH to the end of the connection the session redacts every form of the
+credentials from every reply it reads (a server may echo the user name in a
+535 or a 421, or the password in any later reply), so the transcript, the
+logs, the results and the errors never show them.
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ if TYPE_CHECKING:
     from typing import TypeVar
 
     from smtpmail.protocol.commands import Path
+    from smtpmail.protocol.redaction import Secrets
     from smtpmail.protocol.sasl import Mechanism
 
     T = TypeVar("T")
@@ -183,12 +187,15 @@ class Session:
         #: transaction waits for the reply to the previous message's data; clients
         #: carry this over to their next connection (``Options.pipeline_messages``).
         self.refuses_pipelined_mail = False
+        #: Every form of the credentials, once AUTH has started: redacted from
+        #: every reply read from then on (see :meth:`_receive`).
+        self.secrets: Secrets | None = None
 
     # -- connection set-up ---------------------------------------------------
 
     def greet(self) -> Flow[Reply]:
         """Read the server's 220 greeting (RFC 5321 §4.3.1)."""
-        (reply,) = yield from _receive(1, "greeting", "greeting")
+        (reply,) = yield from self._receive(1, "greeting", "greeting")
         if reply.code != 220:
             raise GreetingRefused("greeting", reply, "server refused the connection")
         self.greeting = reply
@@ -242,9 +249,13 @@ class Session:
         """
         import base64  # only AUTH uses it: a plain send starts faster without
 
-        from smtpmail.protocol.sasl import REDACTED, redact
+        from smtpmail.protocol.redaction import REDACTED
 
-        secrets = mechanism.secrets
+        # The mechanism adds the forms it sends as it goes; the session keeps
+        # them (and any from an earlier AUTH) for the rest of the connection.
+        if self.secrets is not None:
+            mechanism.secrets.update(self.secrets)
+        self.secrets = mechanism.secrets
         flow = mechanism.flow()
         initial = next(flow)
         name = mechanism.name
@@ -259,12 +270,12 @@ class Session:
         yield Send(_auth_line(line), (shown,), fresh=True)
         rounds = 0
         while True:
-            (reply,) = yield from _receive(1, "AUTH", secrets=secrets)
+            (reply,) = yield from self._receive(1, "AUTH", auth=True)
             if reply.code != 334:
                 break
             rounds += 1
             if rounds > MAX_AUTH_ROUNDS:
-                yield from self._cancel_auth(secrets)
+                yield from self._cancel_auth()
                 raise AuthError(f"the server sent more than {MAX_AUTH_ROUNDS} AUTH challenges")
             response = initial
             initial = None
@@ -272,32 +283,53 @@ class Session:
                 try:
                     challenge = base64.b64decode(reply.lines[0].strip(), validate=True)
                 except ValueError:
-                    yield from self._cancel_auth(secrets)
+                    yield from self._cancel_auth()
                     raise RemoteProtocolError("AUTH challenge is not valid base64") from None
                 try:
                     response = flow.send(challenge)
                 except StopIteration:
                     response = None
                 except AuthError:
-                    yield from self._cancel_auth(secrets)
+                    yield from self._cancel_auth()
                     raise
                 if response is None:
-                    yield from self._cancel_auth(secrets)
+                    yield from self._cancel_auth()
                     raise AuthError(f"the server sent an unexpected challenge during AUTH {name}")
             data = base64.b64encode(response)
             yield Send(data + b"\r\n", (REDACTED,))
         flow.close()
-        reply = redact(reply, secrets)
         if reply.code != 235:
             raise AuthenticationError("AUTH", reply, _auth_failure(name, reply))
         if not mechanism.complete:
             raise AuthError(f"the server accepted AUTH {name} before the exchange was complete")
         return reply
 
-    def _cancel_auth(self, secrets: list[str]) -> Flow[None]:
+    def _cancel_auth(self) -> Flow[None]:
         """``*`` ends an exchange the client cannot go on with (RFC 4954 §4)."""
         yield Send(b"*\r\n", ("*",))
-        yield from _receive(1, "AUTH", secrets=secrets)
+        yield from self._receive(1, "AUTH", auth=True)
+
+    # -- replies -------------------------------------------------------------
+
+    def _receive(
+        self, count: int, label: str, timeout: TimeoutKind = "command", *, auth: bool = False
+    ) -> Flow[list[Reply]]:
+        """Read ``count`` replies. Once AUTH has started, each is kept as it may be
+        shown (the credentials redacted), so the results and errors built from it
+        never hold them; only a 334 challenge reaches the mechanism as sent."""
+        secrets = self.secrets
+        action = Receive(count, label, timeout, secrets, auth)
+        replies = yield action
+        assert replies is not None and len(replies) == count
+        if secrets is not None:
+            replies = [r if auth and r.code == 334 else action.shown(r) for r in replies]
+        for reply in replies:
+            # 421 answers whatever was asked: the server is closing (RFC 5321 §3.8).
+            # The transports stop reading at the first 421; a driver that hands
+            # over a whole batch gets the same error here.
+            if reply.code == 421:
+                raise ServiceClosing(label, reply)
+        return replies
 
     # -- simple commands -----------------------------------------------------
 
@@ -307,7 +339,7 @@ class Session:
         """Send one command and return its reply; ``check`` raises on 4xx/5xx."""
         data = cmd.command(*line.split(" ", 1)) if " " in line else cmd.command(line)
         yield Send(data, (shown or line,), fresh=True)
-        (reply,) = yield from _receive(1, label)
+        (reply,) = yield from self._receive(1, label)
         if check and reply.code >= 400:
             raise ReplyError(label, reply)
         return reply
@@ -370,7 +402,7 @@ class Session:
         yield Send(data, shown, fresh=True)
         after_data = False  # plan's group shared a write with the previous end of data
         while plan is not None:
-            replies = yield from _receive(n, "MAIL")
+            replies = yield from self._receive(n, "MAIL")
             if rset:
                 replies = replies[1:]  # the RSET's reply: nothing depends on it
             self.needs_rset = False
@@ -431,7 +463,7 @@ class Session:
         if plan.bdat or replies[-1].code != 354:
             return False
         yield Send(b".\r\n", (".",))
-        yield from _receive(1, "end of data", "data_end")
+        yield from self._receive(1, "end of data", "data_end")
         return True
 
     def _lockstep(
@@ -446,7 +478,7 @@ class Session:
             for i, line in enumerate(lines):
                 yield Send(line, _show([line]), fresh=True)
                 label = "MAIL" if i == 0 else "DATA" if line == b"DATA\r\n" else "RCPT"
-                replies += yield from _receive(1, label)
+                replies += yield from self._receive(1, label)
                 if i == 0 and not _ok(replies[0]):
                     break
                 if i == len(plan.rcpts) and not any(_ok(r) for r in replies[1:]):
@@ -655,7 +687,7 @@ class Session:
         last = bytes(previous) + ending + tail if previous else ending + tail
         body = len(previous) + len(ending) - 3
         yield Send(last, (".", *tail_shown), body=body)
-        return (yield from _receive(n_final, "end of data", "data_end")), bool(tail)
+        return (yield from self._receive(n_final, "end of data", "data_end")), bool(tail)
 
     def _bdat(
         self, content: Content, tail: bytes, tail_shown: tuple[str, ...], n_final: int
@@ -684,7 +716,7 @@ class Session:
                         yield Send(tail, tail_shown)
                 else:
                     yield Send(header + chunk + tail, shown + tail_shown, body=0)
-                replies = yield from _receive(outstanding + n_final, "BDAT", "data_end")
+                replies = yield from self._receive(outstanding + n_final, "BDAT", "data_end")
                 failed = next((r for r in replies[:outstanding] if not _ok(r)), None)
                 if failed is not None:
                     self.needs_rset = True
@@ -697,14 +729,14 @@ class Session:
                 yield Send(header + chunk, shown)
             outstanding += 1
             if outstanding >= window:
-                (reply,) = yield from _receive(1, "BDAT", "data_block")
+                (reply,) = yield from self._receive(1, "BDAT", "data_block")
                 outstanding -= 1
                 if not _ok(reply):
                     failed = reply
                     break
         assert failed is not None
         if outstanding:
-            yield from _receive(outstanding, "BDAT", "data_block")
+            yield from self._receive(outstanding, "BDAT", "data_block")
         self.needs_rset = True
         return [failed] * n_final, False
 
@@ -730,20 +762,6 @@ def _auth_failure(name: str, reply: Reply) -> str:
         530: "the server requires authentication",
     }
     return f"AUTH {name}: {reasons.get(reply.code, 'authentication refused')}"
-
-
-def _receive(
-    count: int, label: str, timeout: TimeoutKind = "command", secrets: list[str] | None = None
-) -> Flow[list[Reply]]:
-    replies = yield Receive(count, label, timeout, secrets)
-    assert replies is not None and len(replies) == count
-    for reply in replies:
-        # 421 answers whatever was asked: the server is closing (RFC 5321 §3.8).
-        # The transports stop reading at the first 421; a driver that hands
-        # over a whole batch gets the same error here.
-        if reply.code == 421:
-            raise ServiceClosing(label, reply)
-    return replies
 
 
 def _bdat_chunks(content: Content, size: int) -> Iterator[tuple[bytes | memoryview, bool]]:

@@ -307,8 +307,10 @@ class BaseClient:
         sender: str | None,
         recipients: Iterable[str] | str | None,
         envelope: Envelope | None,
+        keep_bcc: bool,
     ) -> tuple[Envelope, Content]:
-        return resolve_envelope(message, sender, recipients, envelope), as_content(message)
+        envelope = resolve_envelope(message, sender, recipients, envelope)
+        return envelope, as_content(message, keep_bcc=keep_bcc)
 
     def _note_send(self, action: Send) -> None:
         hook = self.transcript
@@ -347,10 +349,21 @@ class BaseClient:
         except Exception:  # malformed junk: dropped all the same
             reply = None
         dropped = parser.clear()
-        log.warning("dropped unsolicited data from the server: %r", dropped[:80])
+        log.warning("dropped unsolicited data from the server: %r", self._quoted(dropped))
         if reply is not None and reply.code == 421:
             self._connected = False
-            raise ServiceClosing("(unsolicited)", reply)
+            secrets = self._session.secrets
+            raise ServiceClosing(
+                "(unsolicited)", reply if secrets is None else secrets.redact(reply)
+            )
+
+    def _quoted(self, data: bytes) -> str:
+        """Server bytes as a log may quote them: the first 80 characters, with the
+        credentials hidden once AUTH has started (hidden before the cut, so that
+        no part of one shows)."""
+        text = data.decode("utf-8", "replace")
+        secrets = self._session.secrets
+        return (text if secrets is None else secrets.hide(text))[:80]
 
     def _take_reply(self, action: Receive) -> Reply | None:
         try:

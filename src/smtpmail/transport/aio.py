@@ -171,9 +171,10 @@ class AsyncClient(BaseClient):
         recipients: Iterable[str] | str | None = None,
         *,
         envelope: Envelope | None = None,
+        keep_bcc: bool = False,
     ) -> SendResult:
         """Send one message; see :meth:`smtpmail.Client.send`."""
-        item = self._items(message, sender, recipients, envelope)
+        item = self._items(message, sender, recipients, envelope, keep_bcc)
         await self._ensure_connected()
         results: list[SendResult] = []
         flow = self._session.transactions([item], keep_errors=False, results=results)
@@ -189,13 +190,16 @@ class AsyncClient(BaseClient):
         items: Iterable[tuple[Envelope, MessageInput]],
         *,
         results: list[SendResult] | None = None,
+        keep_bcc: bool = False,
     ) -> list[SendResult]:
         """Send each (envelope, message) on one connection; see ``Client.send_many``."""
         await self._ensure_connected()
         if results is None:
             results = []
         flow = self._session.transactions(
-            ((env, as_content(msg)) for env, msg in items), keep_errors=True, results=results
+            ((env, as_content(msg, keep_bcc=keep_bcc)) for env, msg in items),
+            keep_errors=True,
+            results=results,
         )
         try:
             return self._stamp(await self._run(flow))

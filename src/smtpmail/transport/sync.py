@@ -183,7 +183,7 @@ class Client(BaseClient):
             return True
         if data:
             # Unsolicited while idle: a parting 421 or junk; either way, start afresh.
-            log.info("the server sent %r while the connection was idle", data[:80])
+            log.info("the server sent %r while the connection was idle", self._quoted(data))
         return True
 
     # -- commands ------------------------------------------------------------
@@ -195,6 +195,7 @@ class Client(BaseClient):
         recipients: Iterable[str] | str | None = None,
         *,
         envelope: Envelope | None = None,
+        keep_bcc: bool = False,
     ) -> SendResult:
         """Send one message; return what became of each recipient.
 
@@ -203,9 +204,11 @@ class Client(BaseClient):
         the result. Input is validated before anything is sent. Recipients over
         the server's limit go in further transactions (RFC 5321 §4.5.3.1.10);
         when the connection fails during one, the error's ``results`` say
-        which recipients an earlier one delivered.
+        which recipients an earlier one delivered. The message's Bcc and
+        Resent-Bcc fields are not transmitted unless ``keep_bcc`` (its Bcc
+        recipients get it through the envelope).
         """
-        item = self._items(message, sender, recipients, envelope)
+        item = self._items(message, sender, recipients, envelope, keep_bcc)
         self._ensure_connected()
         results: list[SendResult] = []
         flow = self._session.transactions([item], keep_errors=False, results=results)
@@ -221,6 +224,7 @@ class Client(BaseClient):
         items: Iterable[tuple[Envelope, MessageInput]],
         *,
         results: list[SendResult] | None = None,
+        keep_bcc: bool = False,
     ) -> list[SendResult]:
         """Send each (envelope, message) on this connection, one round trip each.
 
@@ -228,13 +232,16 @@ class Client(BaseClient):
         goes on; a lost connection raises, with the results so far in the
         exception's ``results``. Pass ``results`` to watch it fill as the batch
         goes: each result is appended when its transaction starts, and is
-        complete once its ``reply`` or ``error`` is set.
+        complete once its ``reply`` or ``error`` is set. ``keep_bcc``: as for
+        :meth:`send`.
         """
         self._ensure_connected()
         if results is None:
             results = []
         flow = self._session.transactions(
-            ((env, as_content(msg)) for env, msg in items), keep_errors=True, results=results
+            ((env, as_content(msg, keep_bcc=keep_bcc)) for env, msg in items),
+            keep_errors=True,
+            results=results,
         )
         try:
             return self._stamp(self._run(flow))

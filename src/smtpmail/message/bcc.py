@@ -1,0 +1,111 @@
+"""The Bcc rule: ``Bcc`` and ``Resent-Bcc`` fields never go on the wire.
+
+RFC 5322 §3.6.3 lets the sender either drop the Bcc field before transmitting
+or send a different copy to the Bcc recipients; smtpmail drops it (as
+smtplib's ``send_message`` and msmtp do), because one transaction carries one
+copy for every recipient: a Bcc field left in it shows the blind copies to
+all. The recipients stay in the envelope, so they still receive the message.
+
+Only the header section is looked at (RFC 5322 §2.1: the lines up to the
+first empty line; a line that is neither a field nor a folded continuation
+also ends it), so a ``Bcc:`` line in the body is content and stays. The
+body is never read here: streamed input is looked ahead only as far as the
+end of its header section, at most :data:`MAX_HEADER_SECTION` octets.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+
+from smtpmail.errors import InvalidArgument
+
+__all__ = ["MAX_HEADER_SECTION", "drop_bcc", "header_section_end", "split_header_section"]
+
+#: A header section longer than this is not a message we should be sending.
+MAX_HEADER_SECTION = 4 * 1024 * 1024
+
+#: The header section: an optional mbox "From " line (some tools leave it),
+#: then fields (RFC 5322 §2.2: a name of printable characters but the colon;
+#: §4.5.3 obsolete syntax allows blanks before the colon) with their folded
+#: continuation lines. Its end is where the body (or the empty line) starts.
+_HEADER_SECTION = re.compile(
+    rb"(?:From [^\n]*\n)?(?:[!-9;-~]+[ \t]*:[^\n]*(?:\n|\Z)(?:[ \t][^\n]*(?:\n|\Z))*)*"
+)
+#: A Bcc or Resent-Bcc field name at the start of a line, any case.
+_BCC_FIELD = re.compile(rb"^(?:resent-)?bcc[ \t]*:", re.IGNORECASE | re.MULTILINE)
+#: The first empty line: the header section ends there at the latest.
+_EMPTY_LINE = re.compile(rb"\n\r?\n")
+#: How far the quick look searches for that empty line.
+_QUICK_LOOK = 64 * 1024
+
+
+def header_section_end(data: bytes | bytearray) -> int:
+    """The offset where the header section of ``data`` ends (the empty line,
+    if any, is not part of it); 0 when ``data`` does not start with a field."""
+    match = _HEADER_SECTION.match(data)
+    return match.end() if match else 0
+
+
+def drop_bcc(data: bytes) -> bytes:
+    """``data`` without its Bcc and Resent-Bcc fields (folded lines included).
+
+    Returns ``data`` itself, not a copy, when it has no such field: the cost
+    is then one scan of the header section.
+    """
+    empty = _EMPTY_LINE.search(data, 0, _QUICK_LOOK)
+    # The quick look (a few C-speed scans up to the first empty line, which
+    # the header section never passes) settles the usual case: no "bcc" there.
+    if empty is not None and b"bcc" not in data[: empty.start()].lower():
+        return data
+    end = header_section_end(data)
+    if _BCC_FIELD.search(data, 0, end) is None:
+        return data
+    kept: list[bytes] = []
+    dropping = False
+    pos = 0
+    while pos < end:
+        # Lines end at LF only: a stray CR inside a Bcc value must not end it early.
+        newline = data.find(b"\n", pos, end)
+        stop = end if newline < 0 else newline + 1
+        line = data[pos:stop]
+        pos = stop
+        if line[:1] not in (b" ", b"\t"):  # not a folded continuation: a new field
+            dropping = _BCC_FIELD.match(line) is not None
+        if not dropping:
+            kept.append(line)
+    kept.append(data[end:])
+    return b"".join(kept)
+
+
+def split_header_section(chunks: Iterable[bytes]) -> tuple[bytes, Iterator[bytes]]:
+    """Read ``chunks`` past the end of the header section: (what was read, the rest).
+
+    What was read holds the whole header section and whatever followed it in
+    the chunks read (at most about as much again, plus one chunk); the rest of
+    the body is left unread in the returned iterator.
+    """
+    it = iter(chunks)
+    read = bytearray()
+    check_at = 4096  # look at what was read at doubling sizes: linear for 1-octet chunks
+    for chunk in it:
+        read += chunk
+        if len(read) < check_at:
+            continue
+        check_at = min(2 * len(read), MAX_HEADER_SECTION + 1)
+        end = header_section_end(read)
+        if end < len(read) and _decided(read, end):
+            return bytes(read), it
+        if len(read) > MAX_HEADER_SECTION:
+            raise InvalidArgument("the message's header section is larger than 4 MiB")
+    return bytes(read), it
+
+
+#: What an incomplete line may hold while it may still become a field.
+_FIELD_NAME_SO_FAR = re.compile(rb"[!-9;-~]*[ \t]*")
+
+
+def _decided(read: bytearray, end: int) -> bool:
+    """Is the line at ``end`` (which did not match as a field) surely no field?
+    It is when it is complete, or when what it holds so far cannot start one."""
+    return read.find(b"\n", end) >= 0 or _FIELD_NAME_SO_FAR.fullmatch(read, end) is None
