@@ -48,6 +48,7 @@ _PUBLIC: dict[str, str] = {
     "InvalidAddress": "smtpmail.errors",
     "InvalidArgument": "smtpmail.errors",
     "LocalProtocolError": "smtpmail.errors",
+    "MessageReadError": "smtpmail.errors",
     "MessageTooLarge": "smtpmail.errors",
     "ProtocolError": "smtpmail.errors",
     "RecipientsRefused": "smtpmail.errors",
@@ -81,6 +82,7 @@ __all__ = [
     "InvalidAddress",
     "InvalidArgument",
     "LocalProtocolError",
+    "MessageReadError",
     "MessageTooLarge",
     "Options",
     "ProtocolError",
@@ -163,6 +165,9 @@ if TYPE_CHECKING:
     )
     from smtpmail.errors import (
         LocalProtocolError as LocalProtocolError,
+    )
+    from smtpmail.errors import (
+        MessageReadError as MessageReadError,
     )
     from smtpmail.errors import (
         MessageTooLarge as MessageTooLarge,

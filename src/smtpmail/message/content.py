@@ -3,7 +3,8 @@
 Accepted: ``bytes``, ``str`` (UTF-8), an :class:`email.message.Message`, a
 binary file object (streamed in blocks, never read whole) or any iterable of
 ``bytes`` chunks. Bytes are sent as they are (line endings normalised by the
-core), never re-encoded.
+core), never re-encoded. An OSError from the caller's file or iterator is a
+:class:`~smtpmail.errors.MessageReadError`, never mistaken for a network fault.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 import sys
 from collections.abc import Iterable, Iterator
 
-from smtpmail.errors import InvalidAddress
+from smtpmail.errors import InvalidAddress, MessageReadError
 from smtpmail.protocol.data import measure
 from smtpmail.protocol.envelope import Envelope
 from smtpmail.protocol.session import Content
@@ -83,8 +84,24 @@ def _bytes_content(data: bytes) -> Content:
 
 def _file_chunks(f: IO[bytes]) -> Iterator[bytes]:
     read = f.read
-    while block := read(BLOCK_SIZE):
-        yield block
+    try:
+        while block := read(BLOCK_SIZE):
+            yield block
+    except OSError as exc:
+        raise _read_failed(exc) from exc
+
+
+def _caller_chunks(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    try:
+        yield from chunks
+    except OSError as exc:
+        raise _read_failed(exc) from exc
+
+
+def _read_failed(exc: OSError) -> MessageReadError:
+    # Raised inside the flow, between writes: the transports close the
+    # connection (the data cannot be ended cleanly), as for any non-SMTP error.
+    return MessageReadError(f"reading the message failed: {exc}")
 
 
 def _file_size(f: IO[bytes]) -> int | None:
@@ -116,7 +133,7 @@ def as_content(message: MessageInput) -> Content:
         return Content(_file_chunks(f), size=_file_size(f))
     if isinstance(message, Iterable):
         # (a Message is iterable too, but was handled above)
-        return Content(iter(message))  # type: ignore[arg-type]
+        return Content(_caller_chunks(iter(message)))  # type: ignore[arg-type]
     raise TypeError(f"cannot send a message of type {type(message).__name__}")
 
 

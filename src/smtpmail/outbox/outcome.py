@@ -6,6 +6,10 @@
   once the message is older than the schedule's give-up age.
 * No answer after the data went out (``possibly_delivered`` on the error):
   deferred and marked possibly delivered; the retry may duplicate it.
+* The queued copy could not be read (``MessageReadError``, a local OSError):
+  deferred with that reason, not failed: the next attempt reads the file
+  afresh from its start, and a storage fault may pass; the give-up age
+  still ends it. Never possibly delivered: the final dot was not sent.
 
 Also decides whether the server asked us to slow down: a 421, or an
 enhanced status 4.7.x (policy: rate limits, "too many connections").
@@ -17,7 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from smtpmail.errors import ReplyError, SMTPError, TransportError
+from smtpmail.errors import MessageReadError, ReplyError, SMTPError, TransportError
 from smtpmail.outbox.record import QueuedMessage, RecipientState, State
 from smtpmail.outbox.schedule import RetrySchedule
 from smtpmail.protocol.envelope import SendResult
@@ -100,7 +104,8 @@ class _Attempt:
             self.by_reply(r, reply)
             return
         transient = isinstance(error, SMTPError) and error.is_transient
-        transient = soft or transient or isinstance(error, OSError)
+        # A local read error is the outbox's own storage, retried from the start.
+        transient = soft or transient or isinstance(error, OSError | MessageReadError)
         text = f"{type(error).__name__}: {error}"
         if transient:
             self.defer(r, text, None)
