@@ -91,6 +91,11 @@ def _check_literal(domain: str, what: str) -> None:
     raise InvalidAddress(f"{what}: malformed address literal {domain!r}")
 
 
+def _local_part_ok(local: str) -> bool:
+    pattern = _QUOTED_STRING if local.startswith('"') else _DOT_STRING
+    return pattern.match(local) is not None
+
+
 def _wire_domain(domain: str, what: str, *, utf8: bool) -> str:
     """The domain as it is written, checked in that form.
 
@@ -156,11 +161,7 @@ def parse_path(address: str, what: str = "address", *, null_ok: bool = False) ->
             f"{what} {address!r} is not a bare address like user@example.org"
             + (" (display names belong in headers)" if "<" in address else "")
         )
-    if local.startswith('"'):
-        ok = _QUOTED_STRING.match(local) is not None
-    else:
-        ok = _DOT_STRING.match(local) is not None
-    if not ok:
+    if not _local_part_ok(local):
         raise InvalidAddress(f"{what} {address!r} has a malformed local part")
     if len(local.encode("utf-8")) > MAX_LOCAL_PART:
         raise InvalidAddress(f"{what}: local part longer than {MAX_LOCAL_PART} octets")
@@ -168,7 +169,7 @@ def parse_path(address: str, what: str = "address", *, null_ok: bool = False) ->
         raise InvalidAddress(f"{what}: domain longer than {MAX_DOMAIN} octets")
     utf8 = not local.isascii()
     if utf8:
-        idn.check_local_part(local, what)
+        idn.check_local_part(local, what, _local_part_ok)
     domain = _wire_domain(domain, what, utf8=utf8)
     full = f"{local}@{domain}"
     if len(full.encode("utf-8")) + 2 > MAX_PATH:

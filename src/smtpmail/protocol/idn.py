@@ -18,10 +18,11 @@ The rule here is therefore about what is written, not about what was given:
   RFC 5891 §5.5). So nothing IDNA mapping would change (fullwidth forms,
   ideographic full stops, soft hyphens) goes out raw, and no server-side
   mapping or NFKC can turn a written character into SMTP syntax.
-* A **non-ASCII local part** may not hold a character whose compatibility
-  form (NFKC) is ASCII outside ``atext`` (a space, a control, one of
-  ``"(),:;<>@[\\]``): RFC 6531 §3.3 keeps ASCII graphics out of the UTF-8
-  extension of ``atext``, and a server that normalises would read syntax.
+* A **non-ASCII local part** must still be a valid local part once
+  normalised (NFKC): no character may fold into a space, ``<``, ``>``,
+  ``@``, ``:``, a quote or an extra dot. RFC 6531 §3.3 keeps ASCII graphics
+  out of the UTF-8 extension of ``atext``; a server that normalises would
+  otherwise read syntax where the client wrote letters.
 * The four IDNA **deviation characters** (ß, ς, ZWNJ, ZWJ; UTS #46 §2.3)
   are refused: IDNA 2003 maps them (``straße.de`` to ``strasse.de``) where
   IDNA 2008 keeps them (``xn--strae-oqa.de``), so the stdlib codec would
@@ -34,6 +35,7 @@ tables); the core has no runtime dependency on the ``idna`` package.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from smtpmail.errors import InvalidAddress
 
@@ -47,8 +49,6 @@ _DEVIATIONS = {
     "\u200c": "ZERO WIDTH NON-JOINER (U+200C)",
     "\u200d": "ZERO WIDTH JOINER (U+200D)",
 }
-# ASCII a local part may not fold into: controls, space, specials (not atext, not '.').
-_NOT_ATEXT = frozenset('\x7f"(),:;<>@[\\]').union(map(chr, range(0x21)))
 
 
 def ldh_domain(domain: str, what: str) -> str:
@@ -101,21 +101,28 @@ def check_u_labels(domain: str, what: str) -> None:
     ldh_domain(".".join(a_labels), what)
 
 
-def check_local_part(local: str, what: str) -> None:
-    """Refuse a non-ASCII local part with a character NFKC folds into SMTP syntax."""
+def check_local_part(local: str, what: str, valid: Callable[[str], bool]) -> None:
+    """Refuse a non-ASCII local part whose NFKC form is not ``valid`` (a local part)."""
     if local.isascii():
         return
     import unicodedata  # only for non-ASCII addresses (start-up time)
 
-    for ch in local:
-        if ch.isascii():
-            continue
-        folded = unicodedata.normalize("NFKC", ch)
-        if any(c in _NOT_ATEXT for c in folded):
-            raise InvalidAddress(
-                f"{what}: the local part holds {ch!r} (U+{ord(ch):04X}), which Unicode "
-                f"normalisation (NFKC) turns into {folded!r}"
-            )
+    folded = unicodedata.normalize("NFKC", local)
+    if folded == local or valid(folded):
+        return
+    culprit = next(
+        (
+            f": {ch!r} (U+{ord(ch):04X}) becomes {unicodedata.normalize('NFKC', ch)!r}"
+            for ch in local
+            if not ch.isascii()
+            and any(c.isascii() and not c.isalnum() for c in unicodedata.normalize("NFKC", ch))
+        ),
+        "",
+    )
+    raise InvalidAddress(
+        f"{what}: the local part {local!r} reads as {folded!r} once normalised (NFKC), "
+        f"which is not a valid local part{culprit}"
+    )
 
 
 def _refuse_deviations(domain: str, what: str) -> None:
