@@ -2,10 +2,11 @@
 
 The issue: ``b@example.org`` + U+FF1E U+3000 ``NOTIFY`` U+FF1D ``NEVER``
 passed validation, the IDNA codec folded it into ``<b@example.org>
-NOTIFY=NEVER>`` and a real Postfix took NOTIFY=NEVER as an ESMTP parameter. Here both clients, against aiosmtpd
-(which records every byte) and a private Postfix (whose smtpd logs how many
-commands of each kind it got), refuse those addresses with InvalidAddress,
-send nothing for them, and go on with the next, clean message.
+NOTIFY=NEVER>`` and a real Postfix took NOTIFY=NEVER as an ESMTP parameter.
+Here both clients, against aiosmtpd (which records every byte) and a
+private Postfix (whose smtpd logs how many commands of each kind it got),
+refuse those addresses with InvalidAddress, send nothing for them, and go
+on with the next, clean message. deliver() refuses them before any DNS query.
 """
 
 from __future__ import annotations

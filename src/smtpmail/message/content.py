@@ -32,6 +32,7 @@ __all__ = [
     "MessageInput",
     "as_content",
     "envelope_from_headers",
+    "read_failed",
     "resolve_envelope",
     "wire_size",
 ]
@@ -88,19 +89,22 @@ def _file_chunks(f: IO[bytes]) -> Iterator[bytes]:
         while block := read(BLOCK_SIZE):
             yield block
     except OSError as exc:
-        raise _read_failed(exc) from exc
+        raise read_failed(exc) from exc
 
 
 def _caller_chunks(chunks: Iterator[bytes]) -> Iterator[bytes]:
     try:
         yield from chunks
     except OSError as exc:
-        raise _read_failed(exc) from exc
+        raise read_failed(exc) from exc
 
 
-def _read_failed(exc: OSError) -> MessageReadError:
-    # Raised inside the flow, between writes: the transports close the
-    # connection (the data cannot be ended cleanly), as for any non-SMTP error.
+def read_failed(exc: OSError) -> MessageReadError:
+    """The error for an OSError from the caller's message source (raise it ``from exc``).
+
+    Raised inside a flow, between writes, it makes the transports close the
+    connection: the data cannot be ended cleanly.
+    """
     return MessageReadError(f"reading the message failed: {exc}")
 
 
