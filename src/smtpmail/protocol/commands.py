@@ -105,6 +105,8 @@ def _wire_domain(domain: str, what: str, *, utf8: bool) -> str:
     if domain.startswith("["):
         _check_literal(domain, what)
         return domain
+    if domain.isascii():  # written as given, in either case
+        return idn.ldh_domain(domain, what)
     labels = domain.split(".")
     if not all(_LABEL.match(label) for label in labels):
         raise InvalidAddress(f"{what}: malformed domain {domain!r}")
