@@ -11,6 +11,10 @@ the next mode from ``modes`` (the last one repeats):
 
 ``messages`` keeps every message data the server read in full (also those
 it then dropped the connection on), so tests can count duplicates.
+
+It listens on 127.0.0.1 (an ephemeral port) unless given ``host`` and
+``port`` (an MX address of tests/delivery/mxworld.py, port 25); ``data_reply``
+is its answer to the final dot in ``ok`` mode.
 """
 
 from __future__ import annotations
@@ -63,7 +67,7 @@ class _Handler(socketserver.StreamRequestHandler):
         if mode == "after_dot":
             self._drop()
             return False
-        self.wfile.write(b"250 2.0.0 queued\r\n")
+        self.wfile.write(self.server.data_reply + b"\r\n")
         return True
 
     def _drop(self) -> None:
@@ -75,9 +79,17 @@ class FaultServer(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, modes: list[str]) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+    def __init__(
+        self,
+        modes: list[str],
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        data_reply: bytes = b"250 2.0.0 queued",
+    ) -> None:
+        super().__init__((host, port), _Handler)
         self.modes = list(modes)
+        self.data_reply = data_reply
         self.connections = 0
         self.messages: list[bytes] = []
         self.lock = threading.Lock()

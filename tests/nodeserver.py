@@ -22,24 +22,24 @@ import pytest
 NODE_DIR = Path(__file__).resolve().parent / "node"
 
 
-def ensure_installed() -> None:
-    """npm ci once (under a lock: several test processes may start together)."""
+def ensure_installed(folder: Path = NODE_DIR, package: str = "smtp-server") -> None:
+    """npm ci in ``folder`` once (under a lock: several test processes may start together)."""
     if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.skip("Node.js and npm are needed for the smtp-server tests")
-    with open(NODE_DIR / ".install.lock", "w") as lock:
+        pytest.fail(f"Node.js and npm are needed for the {package} tests")
+    with open(folder / ".install.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if (NODE_DIR / "node_modules" / "smtp-server" / "package.json").exists():
+        if (folder / "node_modules" / package / "package.json").exists():
             return
         proc = subprocess.run(
             ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-            cwd=NODE_DIR,
+            cwd=folder,
             capture_output=True,
             text=True,
             timeout=300,
             check=False,
         )
         if proc.returncode != 0:
-            raise RuntimeError(f"npm ci failed in {NODE_DIR}:\n{proc.stderr}")
+            raise RuntimeError(f"npm ci failed in {folder}:\n{proc.stderr}")
 
 
 @dataclass

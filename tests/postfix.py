@@ -62,7 +62,7 @@ def wait_for(what: str, probe: Callable[[], T | None], limit: float = 30.0) -> T
         time.sleep(0.02)
 
 
-def _listening(host: str, port: int) -> bool | None:
+def listening(host: str, port: int) -> bool | None:
     try:
         with socket.create_connection((host, port), timeout=1):
             return True
@@ -111,7 +111,7 @@ class SmtpSink:
             args += ["-u", "nobody"]  # smtp-sink refuses to run as root
         args += [f"{self.host}:{self.port}", "64"]
         self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        wait_for("smtp-sink to listen", lambda: self._alive() and _listening(self.host, self.port))
+        wait_for("smtp-sink to listen", lambda: self._alive() and listening(self.host, self.port))
         return self
 
     def _alive(self) -> bool:
@@ -218,6 +218,7 @@ virtual_gid_maps = static:{gid}
 smtpd_recipient_restrictions =
     check_recipient_access inline:{{ {{ {refused} = REJECT 5.1.1 no such user here }} }}
     permit_mynetworks, reject
+smtpd_recipient_limit = {recipient_limit}
 """
 
 
@@ -230,7 +231,9 @@ class PostfixMTA:
 
     host = "127.0.0.1"
 
-    def __init__(self, size_limit: int = 10_240_000) -> None:
+    def __init__(self, size_limit: int = 10_240_000, recipient_limit: int = 1000) -> None:
+        """``recipient_limit``: RCPTs one transaction takes (then "452 4.5.3 Error: too
+        many recipients"); 1000 is Postfix's default."""
         if not have_postfix():
             pytest.skip("a private Postfix MTA needs the postfix binaries and root")
         self.port = free_port()
@@ -251,6 +254,7 @@ class PostfixMTA:
             "gid": 65534,
             "refused": REFUSED,
             "size_limit": size_limit,
+            "recipient_limit": recipient_limit,
             "domains": ", ".join(LOCAL_DOMAINS),
         }
         (self.config / "main.cf").write_text(_MAIN_CF.format(**fmt))
@@ -272,7 +276,7 @@ class PostfixMTA:
             log = self.log()
             shutil.rmtree(self.dir, ignore_errors=True)
             raise RuntimeError(f"postfix start failed: {done.stderr}\n{log}")
-        wait_for("postfix to listen", lambda: _listening(self.host, self.port))
+        wait_for("postfix to listen", lambda: listening(self.host, self.port))
         return self
 
     def __exit__(self, *exc: object) -> None:

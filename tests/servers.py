@@ -47,11 +47,14 @@ class Recorder:
     reply every time; a list is used up one reply per RCPT (then the
     recipient is accepted), so "450 now, 250 on the retry" is
     ``["450 try later"]``. A reply starting with "2" accepts.
+    ``rcpt_limit``: recipients one transaction takes; the RCPTs after them get
+    "452 4.5.3 too many recipients" (RFC 5321 §4.5.3.1.10).
     """
 
     messages: list[Received] = field(default_factory=list)
     refuse: dict[str, str | list[str]] = field(default_factory=dict)  # recipient -> reply
     data_reply: str = "250 OK: queued"
+    rcpt_limit: int | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def handle_RCPT(
@@ -62,6 +65,8 @@ class Recorder:
         address: str,
         rcpt_options: list[str],
     ) -> str:
+        if self.rcpt_limit is not None and len(envelope.rcpt_tos) >= self.rcpt_limit:
+            return "452 4.5.3 Error: too many recipients"
         reply = self._refusal(address)
         if reply is not None and not reply.startswith("2"):
             return reply

@@ -243,3 +243,24 @@ async def test_both_clients_put_the_same_bytes_on_the_wire() -> None:
             wires.append(server.raw)
     assert wires[0] == wires[1]
     assert wires[0].count(b"MAIL FROM") == 3
+
+
+async def test_recipients_over_the_servers_limit_go_in_further_transactions(
+    smtpd: RecordingServer, connect: Connect
+) -> None:
+    # RFC 5321 §4.5.3.1.10, against an aiosmtpd that takes two recipients at a time.
+    smtpd.handler.rcpt_limit = 2
+    rcpts = [f"r{i}@example.org" for i in range(5)]
+    async with connect(smtpd.port) as client:
+        result = await client.send(MSG, "a@example.org", rcpts)
+        results = await client.send_many([(smtpmail.Envelope("a@example.org", rcpts[:3]), MSG)])
+    assert result.ok and result.accepted == rcpts
+    assert results[0].ok and results[0].accepted == rcpts[:3]
+    assert [m.rcpt_tos for m in smtpd.messages] == [
+        rcpts[0:2],
+        rcpts[2:4],
+        rcpts[4:],
+        rcpts[0:2],
+        rcpts[2:3],
+    ]
+    assert {m.content for m in smtpd.messages} == {MSG}

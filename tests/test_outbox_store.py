@@ -203,6 +203,31 @@ def test_outcomes_per_recipient_and_give_up_after_the_maximum_age(tmp_path: Path
     assert queued.done and queued.finished == late
 
 
+def test_recipients_delivered_before_a_later_transaction_broke_stay_delivered(
+    tmp_path: Path,
+) -> None:
+    # Recipients over a server's limit go in further transactions (RFC 5321
+    # §4.5.3.1.10); the connection broke after the second one's data.
+    box = Outbox(tmp_path)
+    queued = box.add(b"x", "a@example.org", ["first@x.org", "second@x.org", "third@x.org"])
+    ok = Reply(250, ("2.0.0 queued",))
+    result = SendResult("a@example.org")
+    result.recipients["first@x.org"] = RecipientResult("first@x.org", ok, True)
+    result.recipients["second@x.org"] = RecipientResult("second@x.org", ok, True, at_rcpt=True)
+    too_many = Reply(452, ("4.5.3 too many recipients",))
+    result.recipients["third@x.org"] = RecipientResult("third@x.org", too_many, False, at_rcpt=True)
+    lost = ConnectionLost("gone")
+    lost.possibly_delivered = True
+    outcome = apply_result(queued, result, lost, box.schedule, now=1000.0)
+    assert (outcome.delivered, outcome.deferred, outcome.failed) == (1, 2, 0)
+    states = {r.address: (r.state, r.possibly_delivered) for r in queued.recipients}
+    assert states == {
+        "first@x.org": (State.DELIVERED, False),
+        "second@x.org": (State.DEFERRED, True),
+        "third@x.org": (State.DEFERRED, False),
+    }
+
+
 def test_busy_signals() -> None:
     assert is_busy_signal(Reply(421, ("4.7.0 too many connections",)))
     assert is_busy_signal(Reply(450, ("4.7.1 slow down",)))

@@ -162,3 +162,19 @@ def test_rate_limiter_spaces_messages_evenly() -> None:
     limiter.acquire()
     limiter.acquire()
     assert slept[-1] == 0.25 and len(slept) == 5
+
+
+def test_recipients_over_the_servers_limit_are_delivered_in_one_attempt(
+    tmp_path: Path, smtpd: RecordingServer
+) -> None:
+    # RFC 5321 §4.5.3.1.10: the queued file is sent again to the rest, same connection.
+    smtpd.handler.rcpt_limit = 2
+    box = Outbox(tmp_path)
+    rcpts = [f"r{i}@example.net" for i in range(5)]
+    queued = box.add(_message(1), "a@example.org", rcpts)
+    stats = Worker(box, port=smtpd.port).run()
+    assert (stats.delivered, stats.deferred, stats.failed) == (5, 0, 0)
+    msg = box.load(queued.id)
+    assert msg.done and msg.status == "delivered" and msg.attempts == 1
+    assert [m.rcpt_tos for m in smtpd.messages] == [rcpts[0:2], rcpts[2:4], rcpts[4:]]
+    assert len({m.content for m in smtpd.messages}) == 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -350,3 +351,55 @@ async def test_mta_big_in_memory_message_arrives_intact(
         assert "DATA" in t.client()
     (raw,) = mta.find(tok.encode())
     assert raw.endswith(b"\n\n" + stored)
+
+
+# -- a real Postfix that takes few recipients per transaction ---------------------------
+
+
+@pytest.fixture(scope="module")
+def limited_mta() -> Iterator[PostfixMTA]:
+    """Postfix with ``smtpd_recipient_limit = 2``: "452 4.5.3 Error: too many recipients"."""
+    with PostfixMTA(recipient_limit=2) as server:
+        yield server
+
+
+FIVE = [f"r{i}@example.com" for i in range(5)]
+
+
+@pytest.mark.parametrize("form", ["bytes", "file"])
+@pytest.mark.parametrize("chunking", [True, False], ids=["bdat", "data"])
+async def test_mta_recipients_over_its_limit_go_in_further_transactions(
+    limited_mta: PostfixMTA, connect: Connect, tmp_path: Path, form: str, chunking: bool
+) -> None:
+    # RFC 5321 §4.5.3.1.10: the rest in further transactions on the same connection.
+    tok = token()
+    body = f"Subject: {tok}\n\nsame content each time\n".encode()
+    path = tmp_path / "message.eml"
+    path.write_bytes(body)
+    t = Transcript()
+    opts = smtpmail.Options(chunking=chunking)
+    async with connect(limited_mta.port, transcript=t, options=opts) as client:
+        with path.open("rb") as f:
+            result = await client.send(body if form == "bytes" else f, "a@example.org", FIVE)
+    assert result.ok and result.error is None
+    assert result.accepted == FIVE
+    assert all(r.reply.code == 250 for r in result.recipients.values())
+    assert sum(1 for line in t.client() if line.startswith("MAIL FROM")) == 3
+    assert sum(1 for k, line in t.dialogue() if k == "server" and "too many" in line) == 4
+    raws = limited_mta.find(tok.encode(), 5)
+    assert sorted(r.split(b"Delivered-To: ")[1].split(b"\n")[0].decode() for r in raws) == FIVE
+    assert all(r.endswith(b"\n\nsame content each time\n") for r in raws)
+
+
+async def test_mta_send_many_with_recipients_over_its_limit(
+    limited_mta: PostfixMTA, connect: Connect
+) -> None:
+    tok = token()
+    items = [
+        (smtpmail.Envelope("a@example.org", FIVE[:3]), f"Subject: {tok}\n\n1\n"),
+        (smtpmail.Envelope("a@example.org", FIVE[3:]), f"Subject: {tok}\n\n2\n"),
+    ]
+    async with connect(limited_mta.port) as client:
+        results = await client.send_many(items)
+    assert [r.accepted for r in results] == [FIVE[:3], FIVE[3:]]
+    assert len(limited_mta.find(tok.encode(), 5)) == 5

@@ -50,6 +50,7 @@ _PUBLIC: dict[str, str] = {
     "LocalProtocolError": "smtpmail.errors",
     "MessageReadError": "smtpmail.errors",
     "MessageTooLarge": "smtpmail.errors",
+    "OutboxError": "smtpmail.errors",
     "ProtocolError": "smtpmail.errors",
     "RecipientsRefused": "smtpmail.errors",
     "RemoteProtocolError": "smtpmail.errors",
@@ -85,6 +86,7 @@ __all__ = [
     "MessageReadError",
     "MessageTooLarge",
     "Options",
+    "OutboxError",
     "ProtocolError",
     "RecipientResult",
     "RecipientsRefused",
@@ -171,6 +173,9 @@ if TYPE_CHECKING:
     )
     from smtpmail.errors import (
         MessageTooLarge as MessageTooLarge,
+    )
+    from smtpmail.errors import (
+        OutboxError as OutboxError,
     )
     from smtpmail.errors import (
         ProtocolError as ProtocolError,

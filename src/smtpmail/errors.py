@@ -19,6 +19,8 @@ Every error answers ``is_transient`` (trying again later may succeed) and
     │   └── ConnectionLost                    the server closed the connection
     ├── TLSError                              a TLS handshake, certificate or policy failure
     ├── DNSError                              an MX/address lookup failed (direct delivery)
+    ├── OutboxError                           the outbox could not write a message or its
+    │                                         state (a full disk, a read-only folder)
     ├── ReplyError                            the server answered with an error reply
     │   ├── GreetingRefused                   a 4xx/5xx greeting, or EHLO and HELO refused
     │   ├── ServiceClosing                    421: the server is closing the connection
@@ -57,6 +59,7 @@ __all__ = [
     "LocalProtocolError",
     "MessageReadError",
     "MessageTooLarge",
+    "OutboxError",
     "ProtocolError",
     "RecipientsRefused",
     "RemoteProtocolError",
@@ -73,8 +76,9 @@ __all__ = [
 class SMTPError(Exception):
     """Base of every error smtpmail raises.
 
-    ``results``: when the error interrupts ``send_many``, the results of the
-    messages before it (each with its own outcome).
+    ``results``: when the error interrupts ``send_many`` (or ``send``), the
+    results so far, each message with its own outcome: a recipient accepted
+    after the data of an earlier transaction was delivered all the same.
     """
 
     results: list[Any] = []  # noqa: RUF012 - replaced per instance, never mutated
@@ -215,6 +219,33 @@ class DNSError(SMTPError):
 
 def _dns_error(message: str, transient: bool, enhanced_status: str | None) -> DNSError:
     return DNSError(message, transient=transient, enhanced_status=enhanced_status)
+
+
+class OutboxError(SMTPError):
+    """The outbox could not write a message or its state to disk.
+
+    ``errno`` is the operating system's reason (``errno.ENOSPC``...). A full
+    disk or an I/O error may clear by itself, so the error is transient; a
+    read-only folder, a missing permission or a file where a folder should be
+    needs someone to fix it.
+    """
+
+    def __init__(self, message: str, *, errno: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno
+
+    @property
+    def is_transient(self) -> bool:
+        from errno import EACCES, ENOTDIR, EPERM, EROFS
+
+        return self.errno not in (EROFS, EACCES, EPERM, ENOTDIR)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_outbox_error, (str(self), self.errno))
+
+
+def _outbox_error(message: str, errno: int | None) -> OutboxError:
+    return OutboxError(message, errno=errno)
 
 
 class AuthError(SMTPError):

@@ -6,8 +6,9 @@ import argparse
 import io
 import json
 
-from mxworld import BUSY, OK, MXWorld, StartServer
+from mxworld import BUSY, OK, OK2, MXWorld, StartServer
 
+from faultserver import FaultServer
 from smtpmail import Envelope
 from smtpmail.cli import direct
 from smtpmail.cli.environment import Environment
@@ -99,3 +100,30 @@ def test_direct_takes_no_relay_or_credentials(tmp_path) -> None:
     env = fake_env(tmp_path)
     assert main([*argv, "--user", "me"], env) == 64
     assert "drop --user" in env.stderr.getvalue()
+
+
+def test_json_row_names_the_only_mx_that_deferred(world: MXWorld, start: StartServer) -> None:
+    only = start(OK2)  # other.test's only MX
+    only.handler.refuse["x@other.test"] = "451 4.3.0 try later"
+    status, out = run(world, "--json", recipients=["x@other.test"])
+    (row,) = json.loads(out)["recipients"]
+    assert status == 75
+    assert (row["status"], row["mx"], row["address"]) == (
+        "deferred",
+        "mx.other.test",
+        world.ip(OK2),
+    )
+    assert (row["code"], row["enhanced_status"]) == (451, "4.3.0") and "try later" in row["text"]
+    status, out = run(world, recipients=["x@other.test"])
+    assert f"mx.other.test [{world.ip(OK2)}]" in out.splitlines()[1]
+
+
+def test_a_hang_up_after_the_dot_is_possibly_delivered(world: MXWorld) -> None:
+    with FaultServer(["after_dot"], host=world.ip(OK2), port=25) as server:
+        status, out = run(world, "--json", recipients=["x@other.test"])
+        (row,) = json.loads(out)["recipients"]
+        assert status == 75 and row["status"] == "deferred" and row["possibly_delivered"] is True
+        assert row["mx"] == "mx.other.test" and "may have been delivered" in row["text"]
+        status, out = run(world, recipients=["x@other.test"])
+        assert "deferred, possibly delivered" in out.splitlines()[1]
+        assert len(server.messages) == 2  # both runs' data arrived; neither was answered

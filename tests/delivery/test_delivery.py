@@ -118,6 +118,31 @@ def test_each_recipient_gets_its_own_outcome(world: MXWorld, start: StartServer)
     assert [m.rcpt_tos for m in ok.messages] == [["good@failover.test"]]
 
 
+def test_recipients_over_the_hosts_limit_are_delivered_in_further_transactions(
+    world: MXWorld, start: StartServer
+) -> None:
+    # RFC 5321 §4.5.3.1.10: the rest on the same connection, not deferred.
+    ok = start(OK, handler=Recorder(rcpt_limit=2))
+    rcpts = [f"r{i}@failover.test" for i in range(5)]
+    report = deliver(world, rcpts)
+    assert report.ok, report
+    assert report.delivered == rcpts
+    assert {r.code for r in report.recipients.values()} == {250}
+    assert [m.rcpt_tos for m in ok.messages] == [rcpts[0:2], rcpts[2:4], rcpts[4:]]
+    assert len([w for w in ok.wire if w]) == 1  # one connection
+
+
+async def test_recipients_over_the_hosts_limit_async(world: MXWorld, start: StartServer) -> None:
+    ok = start(OK, handler=Recorder(rcpt_limit=1))
+    rcpts = ["x@failover.test", "y@failover.test"]
+    report = await smtpmail.deliver_async(
+        MESSAGE, SENDER, rcpts, nameservers=world.nameservers, mta_sts=False,
+        ehlo_name="client.test",
+    )  # fmt: skip
+    assert report.delivered == rcpts
+    assert [m.rcpt_tos for m in ok.messages] == [["x@failover.test"], ["y@failover.test"]]
+
+
 def test_4xx_to_every_recipient_tries_the_next_host(world: MXWorld, start: StartServer) -> None:
     first, second = start(BUSY), start(OK)
     first.handler.refuse["x@failover.test"] = "451 4.3.0 try later"

@@ -16,7 +16,7 @@ from smtpmail.delivery.flow import (
 from smtpmail.delivery.resolver import MXHost
 from smtpmail.delivery.result import DeliveryStatus, RecipientDelivery
 from smtpmail.delivery.routing import DomainJob
-from smtpmail.errors import ConnectError, GreetingRefused
+from smtpmail.errors import ConnectError, ConnectionLost, GreetingRefused
 from smtpmail.protocol.envelope import RecipientResult, SendResult
 from smtpmail.protocol.reply import Reply
 
@@ -96,3 +96,47 @@ def test_an_mx_list_naming_this_host_is_cut_there() -> None:
     steps, (outcome,) = drive(config, _mx_only(hosts[1:]))
     assert [s for s in steps if isinstance(s, Attempt)] == []
     assert (outcome.status, outcome.enhanced_status) == (DeliveryStatus.DEFERRED, "4.4.6")
+
+
+def test_recipients_delivered_before_a_later_transaction_broke_stay_delivered() -> None:
+    """Recipients over a host's limit go in further transactions (RFC 5321
+    §4.5.3.1.10); when the connection breaks in one, those an earlier one
+    delivered are not sent again to the next host."""
+    job = DomainJob("example.test", Envelope("s@x.test", ["a@example.test", "b@example.test"]))
+    queued = Reply(250, ("2.0.0 queued",))
+    sent_to: list[tuple[str, ...]] = []
+
+    def answer(step: Any) -> Any:
+        if isinstance(step, LookupMX):
+            return HOSTS[:2]
+        if isinstance(step, LookupAddresses):
+            return ["192.0.2.1"]
+        sent_to.append(step.envelope.recipients)
+        if step.mx.name == "mx0.example.test":
+            lost = ConnectionLost("the server closed the connection")
+            too_many = Reply(452, ("4.5.3 too many recipients",))
+            lost.results = [
+                SendResult(
+                    "s@x.test",
+                    {
+                        "a@example.test": RecipientResult("a@example.test", queued, True),
+                        "b@example.test": RecipientResult("b@example.test", too_many, False, True),
+                    },
+                )
+            ]
+            return lost
+        result = SendResult(
+            "s@x.test", {"b@example.test": RecipientResult("b@example.test", queued, True)}, queued
+        )
+        return Sent(result)
+
+    flow = domain_flow(job, FlowConfig(mta_sts=False))
+    outcome: Any = None
+    try:
+        while True:
+            outcome = answer(flow.send(outcome))
+    except StopIteration as stop:
+        a, b = stop.value
+    assert sent_to == [("a@example.test", "b@example.test"), ("b@example.test",)]
+    assert a.delivered and a.mx == "mx0.example.test"
+    assert b.delivered and b.mx == "mx1.example.test"

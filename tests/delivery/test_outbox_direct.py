@@ -5,12 +5,15 @@ Uses the loopback Internet of mxworld.py (dnsmasq and aiosmtpd on port 25).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
-from mxworld import OK, MXWorld
+from mxworld import OK, OK2, MXWorld
 
 from conftest import StartServer
+from diskfull import LONG_REPLY, check_full_disk_then_space
+from faultserver import FaultServer
 from smtpmail.outbox import Outbox, RetrySchedule, State, Worker
 
 pytestmark = pytest.mark.timeout(60)
@@ -73,3 +76,80 @@ def test_send_queue_direct_and_queue_run_direct(
     assert main(env=env) == 0
     assert [m.status for m in box.messages()] == ["delivered"]
     assert [m.rcpt_tos for m in ok.messages] == [["later@failover.test"]]
+
+
+DIRECT = {"ehlo_name": "client.test", "mta_sts": False}
+
+
+def test_a_hang_up_after_the_dot_is_possibly_delivered_and_the_retry_marked(
+    tmp_path: Path, world: MXWorld
+) -> None:
+    """The rule the relay path follows (test_outbox_worker.py), through MX delivery."""
+    box = Outbox(tmp_path, schedule=RetrySchedule(first=0))
+    queued = box.add(b"Subject: direct\r\n\r\nHello MX.\r\n", "a@sender.test", ["x@other.test"])
+    worker = Worker(box, direct={**DIRECT, "nameservers": world.nameservers})
+    with FaultServer(["after_dot", "ok"], host=world.ip(OK2), port=25) as mx:
+        stats = worker.run()
+        assert (stats.deferred, stats.possibly_delivered) == (1, 1)
+        msg = box.load(queued.id)
+        (r,) = msg.recipients
+        assert r.state is State.DEFERRED and r.possibly_delivered
+        assert msg.possible_duplicates == 1 and r.reply and "mx.other.test" in r.reply
+        worker.run()
+        msg = box.load(queued.id)
+        (r,) = msg.recipients
+        assert r.state is State.DELIVERED and r.possibly_delivered  # the retry stays marked
+        assert msg.possible_duplicates == 1
+        # Two copies went out, the same bytes: the same Message-ID.
+        assert len(mx.messages) == 2 and mx.messages[0] == mx.messages[1]
+        assert f"Message-ID: {msg.message_id}".encode() in mx.messages[0]
+
+
+def test_queue_run_direct_reports_possibly_delivered(tmp_path: Path, world: MXWorld) -> None:
+    from clirun import fake_env
+    from smtpmail.cli import main
+
+    (address, port) = world.nameservers[0]
+    direct = ["--direct", "--dns-server", f"{address}#{port}", "--no-mta-sts"]
+    qdir = ["--queue-dir", str(tmp_path / "q")]
+    box = Outbox(tmp_path / "q")
+    queued = box.add(b"Subject: direct\r\n\r\nHello MX.\r\n", "a@sender.test", ["x@other.test"])
+
+    def cli(*argv: str) -> tuple[int, str]:
+        env = fake_env(tmp_path, ["queue", *qdir, *argv])
+        status = main(env=env)
+        return status, env.stdout.getvalue()  # type: ignore[attr-defined]
+
+    with FaultServer(["after_dot"], host=world.ip(OK2), port=25) as mx:
+        status, out = cli("run", *direct)
+        assert status == 75
+        assert f"{queued.id} <a@sender.test>: 1 deferred, possibly delivered" in out
+        assert "1 possibly delivered" in out
+        out = cli("show", queued.id)[1]
+        assert "<x@other.test>  deferred (possibly delivered already)" in out
+        assert "duplicates:  1 attempt(s) may have delivered it already" in out
+        assert json.loads(cli("show", "--json", queued.id)[1])["recipients"][0][
+            "possibly_delivered"
+        ]
+        # The retry is marked too; given up on, the report says it may have arrived.
+        cli("retry")
+        assert cli("run", *direct, "--give-up", "0")[0] == 69
+        msg = box.load(queued.id)
+        assert msg.status == "failed" and msg.possible_duplicates == 2
+        assert "an earlier attempt may have delivered it" in cli("report")[1]
+        (entry,) = json.loads(cli("report", "--json")[1])
+        assert entry["possibly_delivered"] is True
+        assert len(mx.messages) == 2 and mx.messages[0] == mx.messages[1]
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("fault", ["mark", "outcome"])
+def test_queue_run_direct_on_a_full_disk(tmp_path: Path, world: MXWorld, fault: str) -> None:
+    """tests/test_outbox_disk.py's check, through the MX hosts (Worker(direct=...))."""
+    box = Outbox(tmp_path)
+    for i in range(5):
+        box.add(f"Subject: {i}\r\n\r\nbody {i}\r\n".encode(), "a@sender.test", [f"r{i}@other.test"])
+    (address, port) = world.nameservers[0]
+    direct = ["--direct", "--dns-server", f"{address}#{port}", "--no-mta-sts"]
+    with FaultServer(["ok"], host=world.ip(OK2), port=25, data_reply=LONG_REPLY) as mx:
+        check_full_disk_then_space(tmp_path, fault, direct, lambda: list(mx.messages))

@@ -55,6 +55,9 @@ class Conn:
         self.closed_by_server = False
         self.lines_before_tls = 0  # len(lines) when TLS started
         self.bytes_before_tls = 0  # len(received) when TLS started
+        #: Command lines that arrived before our reply to the end of data and were
+        #: refused for it (``respond(refuse_after_data=True)``).
+        self.refused_early: list[bytes] = []
 
     async def fill(self, timeout: float = LINGER) -> bool:
         """Read more bytes into ``buf``; False on EOF."""
@@ -279,14 +282,26 @@ def respond(
     rcpt_reply: Callable[[bytes], bytes] | None = None,
     tls: ssl.SSLContext | None = None,
     tls_keywords: Sequence[bytes] | None = None,
+    refuse_after_data: bool = False,
 ) -> Step:
-    """Answer like a permissive server until QUIT or EOF: EHLO, MAIL, RCPT, DATA, BDAT..."""
+    """Answer like a permissive server until QUIT or EOF: EHLO, MAIL, RCPT, DATA, BDAT...
+
+    ``refuse_after_data``: answer 503 to every command line that arrived before
+    our reply to the end of data (DATA's dot or BDAT LAST), as a server
+    guarding against SMTP smuggling may; the lines go to ``conn.refused_early``.
+    """
     bdat_re = re.compile(rb"BDAT (\d+)( LAST)?\r\n\Z", re.IGNORECASE)
 
     async def step(conn: Conn) -> None:
         bdat: DataRecord | None = None
+        early = 0  # lines still to refuse: they came with the end of data
         while (line := await conn.readline()) is not None:
             verb = line[:4].upper()
+            if early:
+                early -= 1
+                conn.refused_early.append(line)
+                await conn.write(_EARLY.get(verb, b"503 5.5.1 Bad sequence of commands\r\n"))
+                continue
             if verb in (b"EHLO", b"LHLO"):
                 after = conn.tls_started and tls_keywords is not None
                 await conn.write(ehlo_reply(tls_keywords if after else keywords))  # type: ignore[arg-type]
@@ -299,6 +314,8 @@ def respond(
             elif verb == b"DATA":
                 await conn.write(b"354 go ahead\r\n")
                 await _read_data(conn, data_reply)
+                if refuse_after_data and conn.data:
+                    early = conn.data[-1].trailing.count(b"\n")
             elif verb == b"BDAT" and (m := bdat_re.match(line)):
                 size, last = int(m.group(1)), bool(m.group(2))
                 chunk = await conn.readexactly(size)
@@ -313,6 +330,8 @@ def respond(
                     await _note_trailing(conn)
                     bdat.trailing = bytes(conn.buf)
                     conn.data.append(bdat)
+                    if refuse_after_data:
+                        early = bdat.trailing.count(b"\n")
                     bdat = None
                     await conn.write(data_reply)
                 else:
@@ -335,6 +354,14 @@ def respond(
     return step
 
 
+#: ``refuse_after_data``'s replies (those to RCPT and DATA in Haraka's words).
+_EARLY = {
+    b"MAIL": b"503 5.5.1 Bad sequence of commands - pipelined after end of DATA\r\n",
+    b"RCPT": b"503 5.5.1 Use MAIL before RCPT\r\n",
+    b"DATA": b"503 5.5.1 MAIL required first\r\n",
+}
+
+
 # -- the server ------------------------------------------------------------------
 
 
@@ -342,6 +369,8 @@ class ScriptedServer:
     """Plays ``script`` to every connection; use as a context manager.
 
     ``greeting`` (when not None) is sent first, before the script's steps.
+    It listens on ``host`` and ``port`` (default: 127.0.0.1, an ephemeral
+    port; an MX address of tests/delivery/mxworld.py and port 25 there).
     """
 
     def __init__(
@@ -349,11 +378,13 @@ class ScriptedServer:
         script: Sequence[Step],
         *,
         greeting: bytes | None = b"220 hostile.test ESMTP ready\r\n",
+        host: str = "127.0.0.1",
+        port: int = 0,
     ) -> None:
         self.script = list(script)
         self.greeting = greeting
-        self.host = "127.0.0.1"
-        self.port = 0
+        self.host = host
+        self.port = port
         self.connections: list[Conn] = []
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -389,7 +420,10 @@ class ScriptedServer:
     def __enter__(self) -> ScriptedServer:
         self._thread.start()
         fut = asyncio.run_coroutine_threadsafe(
-            asyncio.start_server(self._handle, self.host, 0, limit=2**20), self._loop
+            asyncio.start_server(
+                self._handle, self.host, self.port, limit=2**20, reuse_address=True
+            ),
+            self._loop,
         )
         self._server = fut.result(10)
         self.port = self._server.sockets[0].getsockname()[1]

@@ -1,13 +1,18 @@
 """Interoperability: one scenario set against every real SMTP server the tests can start.
 
 Servers (all on 127.0.0.1, started here): aiosmtpd (Python), Postfix (a
-private instance, tests/postfix.py), Exim 4 and OpenSMTPD (unpacked from the
+private instance, tests/postfix.py, with AUTH from a private Dovecot's SASL
+service, tests/interop/dovecot.py), Exim 4 and OpenSMTPD (unpacked from the
 Debian packages, tests/interop/exim.py and opensmtpd.py; OpenSMTPD relays to
-a recording aiosmtpd, whose store is its mailbox) and the npm ``smtp-server``
-(Node.js, tests/nodeserver.py). Scenarios: plain, STARTTLS, AUTH, PIPELINING,
+a recording aiosmtpd, whose store is its mailbox), the npm ``smtp-server``
+(Node.js, tests/nodeserver.py), Haraka (npm, tests/interop/haraka.py) and
+Dovecot's LMTP server. Scenarios: plain, STARTTLS, AUTH, PIPELINING,
 CHUNKING, SMTPUTF8, 8BITMIME, DSN, a large message, many messages on one
 connection, and a partial recipient refusal. A scenario the server does not
-offer is skipped with the reason (the README's matrix says n/a).
+offer is skipped with the reason (the README's matrix says n/a). Beyond the
+matrix: every SASL mechanism and a wrong password against Postfix with
+Dovecot SASL, and LMTP's per-recipient replies after the data (one mailbox
+over quota) against Dovecot.
 
 Each delivered message is read back from the server's mailbox and must be
 byte-exact: the server may only prepend trace headers, and the MTAs that
@@ -29,12 +34,14 @@ from typing import Any
 
 import pytest
 import trustme
+from dovecot import MECHANISMS, Dovecot
 from exim import EximMTA
 
-from smtpmail import AsyncClient, Client, Envelope
+from smtpmail import AsyncClient, AuthenticationError, Client, Envelope
 
 USER, PASSWORD = "interop-user", "interop-Pässword-1"
 REFUSED = "refused@example.com"
+FULL = "full@example.org"  # an LMTP mailbox over quota: refused after the data
 DOMAINS = ("example.com", "example.org")
 KINDS = ("sync", "async")
 FEATURES = (
@@ -63,6 +70,7 @@ class Target:
     auth_required: bool  # refuses mail without AUTH
     fetch: Callable[[], list[bytes]]  # every message delivered so far, raw
     crlf: bool  # the mailbox keeps CRLF line ends
+    lmtp: bool = False  # speaks LMTP (RFC 2033): LHLO, one reply per recipient after the data
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -116,9 +124,15 @@ def _aiosmtpd(leaf: trustme.LeafCert, tmp: Path) -> Iterator[Target]:
         )
 
 
+def _pem(leaf: trustme.LeafCert) -> tuple[bytes, bytes]:
+    """The certificate chain and the key, as PEM."""
+    return b"".join(p.bytes() for p in leaf.cert_chain_pems), leaf.private_key_pem.bytes()
+
+
 def _postfix(leaf: trustme.LeafCert, tmp: Path) -> Iterator[Target]:
     from postfix import PostfixMTA
 
+    sasl = Dovecot(logins={USER: PASSWORD})
     mta = PostfixMTA(size_limit=50_000_000)
     cert, key = mta.dir / "cert.pem", mta.dir / "key.pem"
     cert.write_bytes(b"".join(p.bytes() for p in leaf.cert_chain_pems))
@@ -128,15 +142,18 @@ def _postfix(leaf: trustme.LeafCert, tmp: Path) -> Iterator[Target]:
         cf.write(
             f"smtpd_tls_cert_file = {cert}\nsmtpd_tls_key_file = {key}\n"
             "smtpd_tls_security_level = may\n"
+            # AUTH, after STARTTLS only, checked by Dovecot's auth service.
+            "smtpd_sasl_auth_enable = yes\nsmtpd_sasl_type = dovecot\n"
+            f"smtpd_sasl_path = {sasl.auth_socket}\nsmtpd_tls_auth_only = yes\n"
         )
     with open(mta.config / "master.cf", "a") as master:  # smtpd's TLS needs its tlsmgr
         master.write("tlsmgr    unix  -       -       n       1000?   1       tlsmgr\n")
-    with mta:
+    with sasl, mta:
         yield Target(
             "postfix",
             mta.port,
             tls=True,
-            auth=False,  # Postfix AUTH needs Cyrus SASL or Dovecot: not set up here
+            auth=True,
             auth_required=False,
             fetch=lambda: [p.read_bytes() for p in mta._files()],
             crlf=False,
@@ -144,10 +161,8 @@ def _postfix(leaf: trustme.LeafCert, tmp: Path) -> Iterator[Target]:
 
 
 def _exim(leaf: trustme.LeafCert, tmp: Path) -> Iterator[Target]:
-    cert = b"".join(p.bytes() for p in leaf.cert_chain_pems)
     with EximMTA(
-        cert,
-        leaf.private_key_pem.bytes(),
+        *_pem(leaf),
         domains=DOMAINS,
         refused=REFUSED,
         login=USER,
@@ -202,12 +217,46 @@ def _opensmtpd(leaf: trustme.LeafCert, tmp: Path) -> Iterator[Target]:
         )
 
 
+def _haraka(leaf: trustme.LeafCert, tmp: Path) -> Iterator[Target]:
+    from haraka import Haraka
+
+    with Haraka(*_pem(leaf), refused=REFUSED, login=USER, password=PASSWORD) as server:
+        yield Target(
+            "haraka",
+            server.port,
+            tls=True,
+            auth=True,
+            auth_required=False,
+            fetch=lambda: [p.read_bytes() for p in server.files()],
+            crlf=True,
+        )
+
+
+def _dovecot_lmtp(leaf: trustme.LeafCert, tmp: Path) -> Iterator[Target]:
+    # Every recipient the scenarios use has a mailbox, but REFUSED.
+    boxes = ("b@example.org", "c@example.org", "d@example.com", "josé@example.org")
+    cert, key = _pem(leaf)
+    with Dovecot(lmtp=True, cert_pem=cert, key_pem=key, mailboxes=boxes, full=(FULL,)) as server:
+        yield Target(
+            "dovecot-lmtp",
+            server.port,
+            tls=True,
+            auth=False,  # LMTP has no AUTH
+            auth_required=False,
+            fetch=lambda: [p.read_bytes() for p in server.files()],
+            crlf=False,
+            lmtp=True,
+        )
+
+
 SERVERS = {
     "aiosmtpd": _aiosmtpd,
     "postfix": _postfix,
     "exim": _exim,
     "opensmtpd": _opensmtpd,
     "smtp-server": _node,
+    "haraka": _haraka,
+    "dovecot-lmtp": _dovecot_lmtp,
 }
 
 
@@ -287,6 +336,7 @@ class Run:
             ehlo_name="client.example",
             timeout=30.0,
             tls=tls,
+            lmtp=target.lmtp,
             transcript=lambda who, line: self.lines.append(f"{who}: {line}"),
             **kw,
         )
@@ -403,6 +453,9 @@ def test_interop(target: Target, feature: str, kind: str, client_ctx: ssl.SSLCon
         assert run.sent("AUTH")
     if feature == "pipelining":
         assert result.accepted == ["b@example.org", "c@example.org", "d@example.com"]
+        if target.lmtp:  # each recipient got its own reply after the data
+            for address, recipient in result.recipients.items():
+                assert f"<{address}>" in recipient.reply.text, recipient.reply
     if feature == "chunking":
         assert run.sent("BDAT") and not run.sent("DATA")
     if feature == "8bitmime":
@@ -413,7 +466,8 @@ def test_interop(target: Target, feature: str, kind: str, client_ctx: ssl.SSLCon
         assert "NOTIFY=FAILURE,DELAY" in run.sent("RCPT")[0]
         assert "RET=HDRS" in run.sent("MAIL")[0]
     if feature == "many":
-        assert len(result) == 20 and all(r.ok for r in result)
+        failed = {i + 1: str(r.error) for i, r in enumerate(result) if not r.ok}
+        assert len(result) == 20 and not failed, f"{len(failed)} of 20 not sent: {failed}"
         assert len(run.sent("EHLO")) <= 2  # one connection (EHLO again after STARTTLS)
     elif feature == "partial-refusal":
         assert result.accepted == ["b@example.org"] and list(result.refused) == [REFUSED]
@@ -423,3 +477,58 @@ def test_interop(target: Target, feature: str, kind: str, client_ctx: ssl.SSLCon
     stored = delivered(target, token, expect_count)
     for raw in stored[:expect_count]:
         assert_byte_exact(target, raw, sent_data)
+
+
+# -- beyond the matrix: LMTP replies after the data, every SASL mechanism ------------------
+
+
+@pytest.mark.parametrize("target", ["dovecot-lmtp"], indirect=True)
+@pytest.mark.parametrize("kind", KINDS)
+def test_lmtp_replies_after_data(target: Target, kind: str, client_ctx: ssl.SSLContext) -> None:
+    """RFC 2033 section 4.2: one reply per accepted recipient; each decides its own fate."""
+    token = uuid.uuid4().hex
+    data = message(token)
+    recipients = ["b@example.org", FULL, REFUSED, "c@example.org"]
+    run = Run(kind, target, client_ctx)
+    result = run(_connect, _send(data, to=recipients), _quit)[1]
+    assert result.error is None and result.accepted == ["b@example.org", "c@example.org"]
+    full, refused = result.recipients[FULL], result.recipients[REFUSED]
+    assert (refused.reply.code, refused.at_rcpt) == (550, True)  # no such mailbox: at RCPT
+    assert (full.reply.code, full.at_rcpt) == (552, False)  # over quota: after the data
+    assert not full.reply.is_transient
+    for address in result.accepted:
+        assert f"<{address}>" in result.recipients[address].reply.text
+    stored = delivered(target, token, 2)
+    assert len(stored) == 2  # nothing for the full mailbox
+    for raw in stored:
+        assert_byte_exact(target, raw, data)
+
+
+@pytest.mark.parametrize("target", ["postfix"], indirect=True)
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("mechanism", MECHANISMS)
+def test_auth_mechanism(
+    target: Target, mechanism: str, kind: str, client_ctx: ssl.SSLContext
+) -> None:
+    """Postfix hands AUTH to Dovecot: each mechanism, forced, then the message arrives."""
+    token = uuid.uuid4().hex
+    data = message(token)
+    run = Run(
+        kind, target, client_ctx, tls="starttls", auth=(USER, PASSWORD), auth_mechanism=mechanism
+    )
+    result = run(_connect, _send(data), _quit)[1]
+    assert result.ok, result
+    assert run.sent("AUTH")[0].startswith(f"client: AUTH {mechanism}")
+    assert "server: 235 " in "\n".join(run.lines)
+    (stored,) = delivered(target, token)
+    assert_byte_exact(target, stored, data)
+
+
+@pytest.mark.parametrize("target", ["postfix"], indirect=True)
+@pytest.mark.parametrize("kind", KINDS)
+def test_auth_wrong_password(target: Target, kind: str, client_ctx: ssl.SSLContext) -> None:
+    run = Run(kind, target, client_ctx, tls="starttls", auth=(USER, PASSWORD + "x"))
+    with pytest.raises(AuthenticationError) as caught:
+        run(_connect, _send(message(uuid.uuid4().hex)))
+    assert caught.value.is_permanent and caught.value.reply.code == 535
+    assert not run.sent("MAIL")

@@ -161,10 +161,11 @@ def render_table(report: Any, *, verbose: bool = False) -> str:
     for o in report.recipients.values():
         mx = f"{o.mx} [{o.address}]" if o.mx and o.address and o.address != o.mx else o.mx
         tls = o.tls.split()[0] if o.tls else ("none" if o.delivered else "")
+        status = o.status.value + (", possibly delivered" if o.possibly_delivered else "")
         rows.append(
             (
                 o.recipient,
-                o.status.value + (f" (mta-sts {o.mta_sts})" if o.mta_sts else ""),
+                status + (f" (mta-sts {o.mta_sts})" if o.mta_sts else ""),
                 mx or "-",
                 str(o.code or "-"),
                 o.enhanced_status or "-",

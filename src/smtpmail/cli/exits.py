@@ -31,7 +31,9 @@ EXIT_CODES_HELP = """exit status (sysexits.h, as sendmail and msmtp use them):
   68  the server's host name is unknown
   69  service unavailable (5xx refusal, TLS failure, missing extension)
   70  internal error
-  75  temporary failure (4xx, connection refused or lost, timeout): try later
+  73  the outbox cannot be written (read-only folder, no permission)
+  75  temporary failure (4xx, connection refused or lost, timeout, the outbox's
+      disk full): try later
   76  the server broke the SMTP protocol
   77  authentication refused or impossible (permission)
   78  configuration error (config file, account, password command)
@@ -74,6 +76,8 @@ def exit_status(exc: BaseException) -> tuple[int, str]:
         return EX_PROTOCOL, str(exc)
     if isinstance(exc, errors.TLSError):
         return EX_UNAVAILABLE, str(exc)
+    if isinstance(exc, errors.OutboxError):
+        return (EX_TEMPFAIL if exc.is_transient else EX_CANTCREAT), str(exc)
     if isinstance(exc, errors.SMTPError):
         return (EX_TEMPFAIL if exc.is_transient else EX_UNAVAILABLE), str(exc)
     if isinstance(exc, FileNotFoundError | IsADirectoryError | PermissionError):

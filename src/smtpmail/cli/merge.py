@@ -81,8 +81,10 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     started = time.monotonic()
     worker = worker_from(box, args, env)
     bar = _progress(len(ids), env)
-    stats = worker.run(progress=bar, ids=ids)
-    bar.finish()
+    try:
+        stats = worker.run(progress=bar, ids=ids)
+    finally:
+        bar.finish()  # also before an OutboxError's message, so it gets a line of its own
     messages = list(box.messages(ids))
     return _summary(messages, time.monotonic() - started, stats, env, json_out=args.json)
 

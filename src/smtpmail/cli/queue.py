@@ -257,10 +257,19 @@ def _show(box: Any, args: argparse.Namespace, env: Environment) -> int:
         lines.append(f"last error:  {m.last_error}")
     lines.append("recipients:")
     for r in m.recipients:
-        extra = " (possibly delivered before)" if r.possibly_delivered and r.pending else ""
+        extra = _POSSIBLY.get(r.state.value, "") if r.possibly_delivered else ""
         lines.append(f"  <{r.address}>  {r.state.value}{extra}  {r.reply or ''}".rstrip())
     env.stdout.write("\n".join(lines) + "\n")
     return EX_OK
+
+
+#: What ``show`` adds to a recipient an attempt may have delivered without a reply saying so.
+_POSSIBLY = {
+    "deferred": " (possibly delivered already)",
+    "queued": " (possibly delivered already)",
+    "delivered": " (possibly more than once)",
+    "failed": " (possibly delivered all the same)",
+}
 
 
 def _run(box: Any, args: argparse.Namespace, env: Environment) -> int:
@@ -279,6 +288,8 @@ def _run(box: Any, args: argparse.Namespace, env: Environment) -> int:
             )
             if n
         ]
+        if outcome.possibly_delivered:
+            parts.append("possibly delivered")
         env.stdout.write(f"{message.id} <{message.sender}>: {', '.join(parts) or 'nothing'}\n")
         env.stdout.flush()
 

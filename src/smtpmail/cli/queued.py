@@ -5,7 +5,8 @@ adds the options, :func:`run` queues the prepared message durably, makes one
 attempt through the send command's server, and leaves it queued on a
 temporary failure for ``smtpmail queue run`` (from cron) to retry. With
 ``--queue-only`` it only queues. Exit status 0 means the message is safe:
-delivered or queued; a permanent refusal exits as ``send`` would.
+delivered or queued; a permanent refusal exits as ``send`` would; an outbox
+that cannot be written (a full disk) exits 75, a read-only one 73.
 """
 
 from __future__ import annotations
@@ -67,8 +68,9 @@ def run(
         env.stdout.write(json.dumps(record.to_json(), indent=2, ensure_ascii=False) + "\n")
     for r in record.recipients:
         if r.state.value != "delivered":
+            maybe = " (possibly delivered)" if r.possibly_delivered else ""
             env.stderr.write(
-                f"smtpmail: <{r.address}> {r.state.value}: {r.reply or 'not tried yet'}\n"
+                f"smtpmail: <{r.address}> {r.state.value}{maybe}: {r.reply or 'not tried yet'}\n"
             )
     if record.pending:
         env.stderr.write(f"smtpmail: queued as {record.id}; 'smtpmail queue run' retries it\n")

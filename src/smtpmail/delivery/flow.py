@@ -126,6 +126,8 @@ class _Tracker:
         self.done: dict[str, RecipientDelivery] = {}
         self.trail: list[str] = []
         self.last_error: SMTPError | None = None
+        #: The host (and address, once one was connected to) that last_error came from.
+        self.last_tried: dict[str, Any] = {}
         self.sts_mode: str | None = None
         self.connections = 0
 
@@ -140,6 +142,7 @@ class _Tracker:
         reply: Reply | None = None,
         local_status: str | None = None,
         tls: str | None = None,
+        possibly_delivered: bool = False,
     ) -> None:
         self.done[recipient] = RecipientDelivery(
             recipient,
@@ -153,6 +156,7 @@ class _Tracker:
             attempts=tuple(self.trail),
             mta_sts=self.sts_mode,
             tls=tls,
+            possibly_delivered=possibly_delivered,
         )
         if recipient in self.pending:
             self.pending.remove(recipient)
@@ -245,6 +249,7 @@ def _try_host(
     if isinstance(addresses, DNSError):
         track.trail.append(f"{mx.name}: {addresses}")
         track.last_error = addresses
+        track.last_tried = {"mx": mx, "address": None}
         return
     decision = decide_tls(
         mx,
@@ -333,12 +338,25 @@ def _record(outcome: Sent | SMTPError, mx: MXHost, address: str, track: _Tracker
         for recipient, result in outcome.result.recipients.items():
             _by_reply(track, [recipient], result.reply, where, ok=result.accepted)
         return "done"
+    for result in outcome.results:
+        # A later transaction of the message (recipients over the host's limit,
+        # RFC 5321 §4.5.3.1.10) failed: those taken before it stay delivered.
+        for recipient, rr in result.recipients.items():
+            if rr.accepted and not rr.at_rcpt:
+                _by_reply(track, [recipient], rr.reply, where, ok=True)
     track.trail.append(f"{mx.name}[{address}]: {outcome}")
     track.last_error = outcome
+    track.last_tried = where
     if isinstance(outcome, TransportError):
         if outcome.possibly_delivered:
             text = f"{outcome} (the message may have been delivered)"
-            track.decide_rest(DeliveryStatus.DEFERRED, text, local_status="4.4.2", **where)
+            track.decide_rest(
+                DeliveryStatus.DEFERRED,
+                text,
+                local_status="4.4.2",
+                possibly_delivered=True,
+                **where,
+            )
             return "done"
         return "next-address" if isinstance(outcome, ConnectError) else "next-host"
     if isinstance(outcome, RecipientsRefused):
@@ -364,6 +382,8 @@ def _give_up(track: _Tracker) -> None:
     Only input every host must refuse (an extension the message needs, a size
     over the limit) fails for good; a refused greeting, a host without
     addresses or a broken connection may be fixed, so those are deferred.
+    The outcome names the last host tried and its answer (each recipient's
+    own reply when the host refused them at RCPT).
     """
     err = track.last_error
     reply = err.reply if isinstance(err, ReplyError) else None
@@ -377,6 +397,10 @@ def _give_up(track: _Tracker) -> None:
         text, local = str(err), "5.6.7" if isinstance(err, ExtensionNotSupported) else "5.6.0"
     else:
         text, local = str(err), "4.4.1" if reply is None else "4.4.0"
-    track.decide_rest(
-        _status(not isinstance(err, InputError)), text, reply=reply, local_status=local
-    )
+    status = _status(not isinstance(err, InputError))
+    for recipient in list(track.pending):
+        why, answer = text, reply
+        if isinstance(err, RecipientsRefused) and recipient in err.refused:
+            answer = err.refused[recipient]
+            why = f"{err.command} refused: {answer.code} {answer.text_oneline()}"
+        track.decide(recipient, status, why, reply=answer, local_status=local, **track.last_tried)

@@ -5,6 +5,10 @@ message), deferred (a transient failure: try again later) or failed
 (permanent: bounce it). The outcome names the MX host that decided it and the
 reply that did; failures decided locally (DNS, MTA-STS, no host reachable)
 carry no reply but an RFC 3463 enhanced status code all the same.
+
+A deferral may be *possibly delivered*: the connection was lost while waiting
+for the reply to the end of the data (RFC 5321 §4.1.1.4, §6.1), so the host
+may have taken the message; a retry may then deliver a second copy.
 """
 
 from __future__ import annotations
@@ -28,11 +32,15 @@ class DeliveryStatus(enum.Enum):
 class RecipientDelivery:
     """The outcome for one forward-path.
 
-    ``mx`` and ``address`` name the host that decided it (None when no host
-    was reached); ``reply`` is the server's reply that decided it (None when
-    decided locally); ``attempts`` lists every host tried and why it was left.
-    ``mta_sts`` is the MTA-STS policy mode that applied (None without a policy);
-    ``tls`` the TLS version and cipher of the delivering connection.
+    ``mx`` and ``address`` name the host that decided it: the one that
+    answered, or for a deferral after failover the last host (and address)
+    tried; None when no host was tried at all (a DNS failure, an MTA-STS
+    policy that lists none). ``reply`` is the server's reply that decided it
+    (None when decided locally); ``attempts`` lists every host tried and why
+    it was left. ``mta_sts`` is the MTA-STS policy mode that applied (None
+    without a policy); ``tls`` the TLS version and cipher of the delivering
+    connection. ``possibly_delivered``: deferred, but the host may have taken
+    the message (no reply after the end of the data).
     """
 
     recipient: str
@@ -47,6 +55,7 @@ class RecipientDelivery:
     mta_sts: str | None = None
     #: The TLS version and cipher the message travelled under; None in clear text.
     tls: str | None = None
+    possibly_delivered: bool = False
 
     @property
     def delivered(self) -> bool:
@@ -82,6 +91,7 @@ class RecipientDelivery:
             "text": self.text,
             "mta_sts": self.mta_sts,
             "tls": self.tls,
+            "possibly_delivered": self.possibly_delivered,
             "attempts": list(self.attempts),
         }
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from smtpmail.errors import InvalidAddress, MessageReadError
 from smtpmail.protocol.data import measure
@@ -108,6 +108,23 @@ def read_failed(exc: OSError) -> MessageReadError:
     return MessageReadError(f"reading the message failed: {exc}")
 
 
+def _file_replay(f: IO[bytes]) -> Callable[[], Iterator[bytes]] | None:
+    """For a seekable file: read it again from here (a second transaction, RFC 5321
+    §4.5.3.1.10); None for a pipe or socket, which can be read only once."""
+    try:
+        if not f.seekable():
+            return None
+        start = f.tell()
+    except (OSError, AttributeError, ValueError):
+        return None
+
+    def replay() -> Iterator[bytes]:
+        f.seek(start)
+        return _file_chunks(f)
+
+    return replay
+
+
 def _file_size(f: IO[bytes]) -> int | None:
     try:
         size = os.fstat(f.fileno()).st_size
@@ -134,7 +151,7 @@ def as_content(message: MessageInput) -> Content:
         f: IO[bytes] = message  # type: ignore[assignment]
         if isinstance(f, io.TextIOBase):
             raise TypeError("open the message file in binary mode ('rb')")
-        return Content(_file_chunks(f), size=_file_size(f))
+        return Content(_file_chunks(f), size=_file_size(f), replay=_file_replay(f))
     if isinstance(message, Iterable):
         # (a Message is iterable too, but was handled above)
         return Content(_caller_chunks(iter(message)))  # type: ignore[arg-type]

@@ -4,8 +4,11 @@
 * 5xx (to MAIL, RCPT, DATA or the end of the data), or bad input: failed.
 * 4xx, 421, a dropped connection or a timeout: deferred, and failed instead
   once the message is older than the schedule's give-up age.
-* No answer after the data went out (``possibly_delivered`` on the error):
-  deferred and marked possibly delivered; the retry may duplicate it.
+* No answer after the data went out: deferred and marked possibly
+  delivered; the retry may duplicate it. Through a relay the transport says
+  so (``possibly_delivered`` on the error), in direct delivery the report
+  does (``possibly_delivered`` on the recipient's outcome); both are
+  recorded by the same :meth:`_Attempt.unanswered`.
 * The queued copy could not be read (``MessageReadError``, a local OSError):
   deferred with that reason, not failed: the next attempt reads the file
   afresh from its start, and a storage fault may pass; the give-up age
@@ -89,6 +92,13 @@ class _Attempt:
         _set(r, State.DEFERRED, text, code, self.now)
         self.outcome.deferred += 1
 
+    def unanswered(self, r: RecipientState, text: str) -> None:
+        """The data went out and no reply to its end came back: the server may
+        have taken the message, so the retry (same Message-ID) may be a copy."""
+        r.possibly_delivered = True
+        self.outcome.possibly_delivered = True
+        self.defer(r, text, None)
+
     def by_reply(self, r: RecipientState, reply: Reply) -> None:
         if reply.is_positive:
             self.deliver(r, reply)
@@ -118,6 +128,8 @@ class _Attempt:
         message.inflight = None
         if error is not None:
             message.last_error = f"{type(error).__name__}: {error}"
+        if self.outcome.possibly_delivered:
+            message.possible_duplicates += 1
         if message.done:
             message.finished = self.now
         else:
@@ -148,27 +160,23 @@ def apply_result(
     )
     for key, r in attempt.pending.items():
         rr = next((v for a, v in replies.items() if a.lower() == key), None)
-        if complete and result is not None:
-            if rr is not None and rr.accepted and result.error is None:
-                assert result.reply is not None
-                attempt.deliver(r, result.reply)
-            elif rr is not None:
+        if rr is not None and rr.accepted and not rr.at_rcpt:
+            # Its end of data was answered 2xx, even when a later transaction of
+            # the message (recipients over the server's limit) was cut short.
+            attempt.deliver(r, rr.reply)
+        elif complete and result is not None:
+            if rr is not None:
                 attempt.by_reply(r, rr.reply)
             else:
                 attempt.by_error(r, result.error or error or RuntimeError("no reply"))
         elif rr is not None and not rr.accepted:
             attempt.by_reply(r, rr.reply)  # refused at RCPT before the cut
         elif rr is not None and cut_after_data:
-            assert error is not None
-            r.possibly_delivered = True
-            attempt.outcome.possibly_delivered = True
-            attempt.defer(r, f"no reply after the data was sent: {error}", None)
+            attempt.unanswered(r, f"no reply after the data was sent: {error}")
         else:
             attempt.by_error(r, error or RuntimeError("the attempt did not happen"))
     if isinstance(error, ReplyError):
         attempt.outcome.busy |= is_busy_signal(error.reply)
-    if attempt.outcome.possibly_delivered:
-        message.possible_duplicates += 1
     return attempt.finish(error if not complete else result.error if result else None)
 
 
@@ -220,6 +228,8 @@ def apply_delivery(
         if status == "delivered":
             _set(r, State.DELIVERED, text, rd.code, attempt.now)
             attempt.outcome.delivered += 1
+        elif rd.possibly_delivered:
+            attempt.unanswered(r, text)
         elif status == "deferred":
             attempt.defer(r, text, rd.code)
         else:

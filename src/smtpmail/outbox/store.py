@@ -15,6 +15,9 @@ message exists for the outbox exactly when its ``.json`` does: a crash at any
 instant leaves a message either fully queued or not queued (at worst an
 orphan ``.eml`` or temporary file, removed by :meth:`Outbox.purge`).
 
+A write that fails (a full disk, an I/O error, a read-only folder) raises
+:class:`~smtpmail.errors.OutboxError` and leaves the previous file in place.
+
 Locking: a worker claims a message with a non-blocking ``flock`` on its
 ``.eml`` (never replaced, unlike the ``.json``) and reads the state again
 once it holds the lock. The kernel drops the lock when the process dies, even
@@ -32,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import email.parser
 import email.policy
+import errno
 import fcntl
 import io
 import json
@@ -46,7 +50,7 @@ from email.message import Message
 from pathlib import Path
 from typing import IO
 
-from smtpmail.errors import InvalidArgument
+from smtpmail.errors import InvalidArgument, OutboxError
 from smtpmail.message.content import MessageInput, as_content, envelope_from_headers
 from smtpmail.outbox.record import QueuedMessage, RecipientState
 from smtpmail.outbox.schedule import RetrySchedule
@@ -69,6 +73,19 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """Turn an OSError while writing ``path`` (or its folder) into an OutboxError."""
+    try:
+        yield
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        name = errno.errorcode.get(exc.errno) if exc.errno is not None else None
+        if name:
+            reason += f" ({name})"
+        raise OutboxError(f"cannot write {path}: {reason}", errno=exc.errno) from exc
 
 
 def _tmp_name(path: Path) -> Path:
@@ -121,7 +138,8 @@ class Outbox:
         self.dir = self.root / "messages"
         self.schedule = schedule or RetrySchedule()
         self.fsync = fsync
-        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with _writing(self.dir):
+            self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     def __repr__(self) -> str:
         return f"<Outbox {str(self.root)!r}>"
@@ -135,24 +153,32 @@ class Outbox:
         return self.dir / f"{msg_id}.json"
 
     def _write(self, path: Path, chunks: Iterable[bytes], *, sync_dir: bool = True) -> int:
+        # Only the writing is wrapped: an error reading the message (``chunks``)
+        # is the caller's input failing, not the outbox, and is raised as it is.
         tmp = _tmp_name(path)
         size = 0
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with _writing(path):
+            f = open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")  # noqa: SIM115
         try:
-            with open(fd, "wb", closefd=True) as f:
-                for chunk in chunks:
+            for chunk in chunks:
+                with _writing(path):
                     f.write(chunk)
-                    size += len(chunk)
+                size += len(chunk)
+            with _writing(path):
                 f.flush()
                 if self.fsync:
                     os.fsync(f.fileno())
-            os.replace(tmp, path)
+                f.close()  # NFS may report a failed write only here
+                os.replace(tmp, path)
         except BaseException:
+            with contextlib.suppress(OSError):
+                f.close()  # what its buffer holds cannot be written: the file goes anyway
             with contextlib.suppress(OSError):
                 tmp.unlink()
             raise
         if self.fsync and sync_dir:
-            _fsync_dir(path.parent)
+            with _writing(path):
+                _fsync_dir(path.parent)
         return size
 
     def save(self, message: QueuedMessage, *, sync_dir: bool = True) -> None:
@@ -217,7 +243,8 @@ class Outbox:
         The envelope comes from the arguments or, failing that, from the
         headers (Resent-*, From/Sender, To/Cc/Bcc). A Message-ID is added when
         the message has none, so that every attempt, and any duplicate a
-        lost reply may cause, carries the same one.
+        lost reply may cause, carries the same one. Raises OutboxError when
+        the files cannot be written (nothing is queued then).
         """
         if isinstance(message, str):
             message = message.encode("utf-8")
@@ -290,7 +317,11 @@ class Outbox:
 
     def claim(self, msg_id: str, *, due_by: float | None = None) -> Claim | None:
         """Lock a message for sending; None when another worker holds it, it is
-        done or gone, or (with ``due_by``) its next attempt is later."""
+        done or gone, or (with ``due_by``) its next attempt is later.
+
+        Raises OutboxError when the message was left in flight and that cannot
+        be recorded (see :meth:`_recover`); the message is then not claimed.
+        """
         try:
             f = open(self.eml_path(msg_id), "rb")  # noqa: SIM115 - the claim owns it
         except FileNotFoundError:
@@ -307,7 +338,11 @@ class Outbox:
             return None
         claim = Claim(self, message, f)
         if message.inflight is not None:
-            self._recover(message)
+            try:
+                self._recover(message)
+            except BaseException:
+                f.close()
+                raise
             claim.recovered = True
         elif message.done or (due_by is not None and message.next_attempt > due_by):
             f.close()
@@ -352,12 +387,13 @@ class Outbox:
 
     def remove(self, msg_id: str) -> None:
         """Delete a message: the .json first, so it is never half there."""
-        with contextlib.suppress(FileNotFoundError):
-            self.json_path(msg_id).unlink()
-        with contextlib.suppress(FileNotFoundError):
-            self.eml_path(msg_id).unlink()
-        if self.fsync:
-            _fsync_dir(self.dir)
+        with _writing(self.dir):
+            with contextlib.suppress(FileNotFoundError):
+                self.json_path(msg_id).unlink()
+            with contextlib.suppress(FileNotFoundError):
+                self.eml_path(msg_id).unlink()
+            if self.fsync:
+                _fsync_dir(self.dir)
 
     def purge(self, ids: Iterable[str] | None = None, *, everything: bool = False) -> int:
         """Remove done messages (``ids``: those; ``everything``: pending ones too).

@@ -3,7 +3,9 @@
 It opens at most ``connections`` connections at once, at most
 ``per_server`` to any one server, and sends many messages on each: the
 messages of a batch go through :meth:`Client.send_many`, which pipelines them
-(one round trip per message when the server offers PIPELINING). A global
+(one round trip per message when the server offers PIPELINING; a server
+that refuses a MAIL in one write with the previous message's end of data is
+remembered, and later connections to it wait for each reply). A global
 rate limit spaces the messages out. When a server says it is busy (421, or a
 4.7.x enhanced status) the worker stops using it for a while (doubling each
 time) and defers what was left for it.
@@ -13,6 +15,13 @@ after the attempt the outcome replaces the mark; the claim (a ``flock``) is
 held throughout, so another worker never sends the same message, and a
 worker that is killed leaves a mark that tells the next one the message may
 have been delivered.
+
+When the outbox cannot be written (a full disk, an I/O error), the worker
+logs which message and why, stops taking new messages, finishes those under
+way, and :meth:`Worker.run` raises :class:`~smtpmail.errors.OutboxError`.
+A message whose mark could not be written was not sent; one whose outcome
+could not be written keeps its mark, so the next run retries it as possibly
+delivered.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ from typing import Any
 from smtpmail.errors import (
     InputError,
     MessageReadError,
+    OutboxError,
     ServiceClosing,
     SMTPError,
     TransportError,
@@ -123,8 +133,13 @@ class Worker:
         #: keyword arguments for smtpmail.deliver(): send to each domain's MX hosts
         self.direct = dict(direct) if direct is not None else None
         self.stop_event = threading.Event()
+        #: The first write to the outbox that failed in this run; run() raises it.
+        self._unwritable: OutboxError | None = None
         self._lock = threading.Lock()
         self._routes: dict[str, Route] = {}
+        #: Servers (route keys) that refused MAIL pipelined after the end of data:
+        #: later connections to them, in this run or the next, do not do that.
+        self._no_pipelined_mail: set[str] = set()
         self._stats = RunStats()
         self._progress: Progress | None = None
 
@@ -135,14 +150,33 @@ class Worker:
         """Finish the messages in flight, then return from :meth:`run`."""
         self.stop_event.set()
 
+    def _stopping(self) -> bool:
+        """Asked to stop, or the outbox cannot be written: take no new message
+        (a full disk stays full; each new attempt could not be recorded)."""
+        return self.stop_event.is_set() or self._unwritable is not None
+
+    def _cannot_write(self, failed: str, exc: OutboxError, consequence: str) -> None:
+        """Log a write to the outbox that failed, and stop the run (the first is raised)."""
+        text = f"{failed}: {exc}; {consequence}; the run stops"
+        log.error("%s", text)
+        with self._lock:
+            if self._unwritable is None:
+                self._unwritable = OutboxError(text, errno=exc.errno)
+                self._unwritable.__cause__ = exc
+
     # -- runs ----------------------------------------------------------------
 
     def run(
         self, *, progress: Progress | None = None, ids: Iterable[str] | None = None
     ) -> RunStats:
         """Attempt every message that is due now (or those of ``ids`` that are),
-        then return what happened."""
+        then return what happened.
+
+        Raises OutboxError when an attempt's mark or outcome could not be
+        written: the run stops early, and the next one takes the message up.
+        """
         self._stats = RunStats()
+        self._unwritable = None
         self._progress = progress
         self._routes = self._scan(time.time(), None if ids is None else set(ids))
         if self._routes:
@@ -158,6 +192,8 @@ class Worker:
                 t.start()
             for t in threads:
                 t.join()
+        if self._unwritable is not None:
+            raise self._unwritable
         return self._stats
 
     def run_forever(self, *, poll: float = 5.0, progress: Progress | None = None) -> RunStats:
@@ -193,7 +229,7 @@ class Worker:
     # -- threads -------------------------------------------------------------
 
     def _thread(self) -> None:
-        while not self.stop_event.is_set():
+        while not self._stopping():
             with self._lock:
                 free = [r for r in self._routes.values() if r.ids and r.active < self.per_server]
                 if not free:
@@ -214,12 +250,18 @@ class Worker:
     def _take(self, route: Route) -> list[Claim]:
         claims: list[Claim] = []
         now = time.time()
-        while len(claims) < self.batch:
+        while len(claims) < self.batch and not self._stopping():
             with self._lock:
                 if not route.ids:
                     break
                 msg_id = route.ids.popleft()
-            claim = self.outbox.claim(msg_id, due_by=now)
+            try:
+                claim = self.outbox.claim(msg_id, due_by=now)
+            except OutboxError as exc:  # found in flight, and that cannot be recorded
+                self._cannot_write(
+                    f"cannot record that message {msg_id} was left in flight", exc, "not sent"
+                )
+                break
             if claim is not None:
                 claims.append(claim)
         return claims
@@ -229,7 +271,7 @@ class Worker:
         client: Client | None = None
         broken = 0
         try:
-            while not self.stop_event.is_set():
+            while not self._stopping():
                 if route.dead is not None or route.paused_until > time.time():
                     self._defer_rest(route)
                     return
@@ -260,40 +302,57 @@ class Worker:
         from smtpmail.delivery import deliver
 
         assert self.direct is not None
-        while not self.stop_event.is_set():
+        while not self._stopping():
             claims = self._take(route)
             if not claims:
                 return
             for i, claim in enumerate(claims):
                 limited = self.limiter is not None and not self.limiter.acquire(self.stop_event)
-                if self.stop_event.is_set() or limited:
+                if self._stopping() or limited:
                     for rest in claims[i:]:
                         rest.release()
                     return
                 message = claim.message
                 try:
                     envelope = self.outbox.envelope(message)
-                    self._mark_inflight(claim)
+                except InputError as exc:
+                    self._record(claim, apply_error(message, exc, self.outbox.schedule))
+                    continue
+                if not self._mark_inflight(claim):
+                    continue  # the next turn of the loop releases the rest
+                try:
                     report = deliver(claim.content, envelope=envelope, **self.direct)
                 except (SMTPError, OSError) as exc:
                     self._record(claim, apply_error(message, exc, self.outbox.schedule))
                     continue
                 self._record(claim, apply_delivery(message, report, self.outbox.schedule))
 
-    def _mark_inflight(self, claim: Claim) -> None:
+    def _mark_inflight(self, claim: Claim) -> bool:
         """Say, durably, that an attempt starts: if this process dies before it
-        records the outcome, the next claimer knows the message may have gone."""
+        records the outcome, the next claimer knows the message may have gone.
+
+        False (and the claim released) when the mark cannot be written: the
+        message must not go out then, nobody could tell it had.
+        """
         message = claim.message
         message.inflight = {
             "since": time.time(),
             "pid": os.getpid(),
             "recipients": [r.address for r in message.pending],
         }
-        claim.save()
+        try:
+            claim.save()
+        except OutboxError as exc:
+            claim.release()
+            self._cannot_write(f"cannot mark message {message.id} as being sent", exc, "not sent")
+            return False
         claim.content.seek(0)
+        return True
 
     def _connect(self, route: Route, claims: list[Claim]) -> Client | None:
         client = self.client_factory(route.host, route.port)
+        if route.key in self._no_pipelined_mail:
+            client.options = client.options.replace(pipeline_messages=False)
         try:
             client.connect()
         except (SMTPError, OSError) as exc:
@@ -302,6 +361,9 @@ class Worker:
             if isinstance(exc, ServiceClosing):
                 route.pause(self.busy_backoff, time.time())
             for claim in claims:
+                if self._unwritable is not None:  # not tried: left as it was
+                    claim.release()
+                    continue
                 self._record(
                     claim, apply_error(claim.message, exc, self.outbox.schedule, soft=True)
                 )
@@ -321,6 +383,9 @@ class Worker:
             client.send_many(self._items(claims, batch), results=batch.results)
         except (SMTPError, OSError) as exc:
             error = exc
+        if client.session.refuses_pipelined_mail:
+            with self._lock:
+                self._no_pipelined_mail.add(route.key)
         self._settle(batch, error)
         unsent = [c for c in claims if c not in batch.sent and not c.content.closed]
         with self._lock:
@@ -362,7 +427,7 @@ class Worker:
         limit and the inflight mark come just before each message goes out."""
         for claim in claims:
             self._settle(batch, None, finished=False)
-            if self.stop_event.is_set():
+            if self._stopping():
                 return
             message = claim.message
             try:
@@ -372,7 +437,8 @@ class Worker:
                 continue
             if self.limiter is not None and not self.limiter.acquire(self.stop_event):
                 return
-            self._mark_inflight(claim)
+            if not self._mark_inflight(claim):
+                return
             batch.sent.append(claim)
             yield envelope, claim.content
 
@@ -383,6 +449,9 @@ class Worker:
             if not claims:
                 return
             for claim in claims:
+                if self._unwritable is not None:  # not tried: left as it was
+                    claim.release()
+                    continue
                 if route.dead is not None:
                     outcome = apply_error(
                         claim.message, route.dead, self.outbox.schedule, soft=True
@@ -405,6 +474,16 @@ class Worker:
         # one directory fsync per attempt (the mark's), not two.
         try:
             claim.save(sync_dir=False)
+        except OutboxError as exc:
+            # The file keeps what it had: the mark when the message went out
+            # (so the next run retries it as possibly delivered), else its
+            # state before this attempt.
+            self._cannot_write(
+                f"cannot record the outcome of message {claim.message.id}",
+                exc,
+                "if it went out, the next run retries it as possibly delivered",
+            )
+            return
         finally:
             claim.release()
         with self._lock:

@@ -96,6 +96,12 @@ Flow: TypeAlias = "Generator[Action, list[Reply] | None, T]"
 class Options(Record):
     """What the client may use. Each extension is used when offered unless switched off.
 
+    ``pipeline_messages``: with PIPELINING, the next transaction's MAIL, RCPT
+    and DATA share a write with the end of the previous message's data
+    (RFC 2920 §3.1 allows it). Switch it off for a server that refuses that;
+    a session learns it by itself from such a server's 503 (see
+    :attr:`smtpmail.protocol.session.Session.refuses_pipelined_mail`).
+
     A plain class, not a dataclass: importing dataclasses (and inspect, ast,
     dis...) costs a one-message CLI send a sixth of its start-up.
     """
@@ -110,6 +116,7 @@ class Options(Record):
         "lmtp",
         "chunk_size",
         "bdat_window",
+        "pipeline_messages",
     )
     __slots__ = _fields
 
@@ -124,6 +131,7 @@ class Options(Record):
         lmtp: bool = False,
         chunk_size: int = 256 * 1024,
         bdat_window: int = 16,
+        pipeline_messages: bool = True,
     ) -> None:
         self.pipelining = pipelining
         self.chunking = chunking
@@ -136,6 +144,7 @@ class Options(Record):
         self.chunk_size = chunk_size
         #: BDAT replies allowed outstanding when pipelining.
         self.bdat_window = bdat_window
+        self.pipeline_messages = pipeline_messages
 
     def disabled(self) -> tuple[str, ...]:
         names = {
@@ -161,9 +170,21 @@ class Content:
     needed only for SIZE, is measured from it on first use; ``canonical``
     then records what that scan found (all line endings CRLF, or not), so
     that encoding it does not scan for bare CRs and LFs again.
+    ``replay``, for streamed content that can be read again (a seekable file),
+    returns fresh chunks from the start: a message whose recipients exceed a
+    server's limit is sent again to the rest (RFC 5321 §4.5.3.1.10).
     """
 
-    __slots__ = ("canonical", "chunks", "data", "eight_bit", "measure", "size", "smtputf8")
+    __slots__ = (
+        "canonical",
+        "chunks",
+        "data",
+        "eight_bit",
+        "measure",
+        "replay",
+        "size",
+        "smtputf8",
+    )
 
     def __init__(  # noqa: PLR0917 (positional, as the dataclass it replaces)
         self,
@@ -173,6 +194,7 @@ class Content:
         smtputf8: bool = False,
         measure: Callable[[], int] | None = None,
         data: bytes | None = None,
+        replay: Callable[[], Iterable[bytes]] | None = None,
     ) -> None:
         self.chunks = chunks
         self.size = size
@@ -180,6 +202,7 @@ class Content:
         self.smtputf8 = smtputf8
         self.measure = measure
         self.data = data
+        self.replay = replay
         self.canonical: bool | None = None
 
     def __repr__(self) -> str:
@@ -187,6 +210,22 @@ class Content:
             f"Content(chunks={self.chunks!r}, size={self.size!r}, eight_bit={self.eight_bit!r}, "
             f"smtputf8={self.smtputf8!r}, measure={self.measure!r}, data={self.data!r})"
         )
+
+    @property
+    def resendable(self) -> bool:
+        """Can the content be sent once more (held in memory, or ``replay`` given)?"""
+        return self.data is not None or self.replay is not None
+
+    def again(self) -> Content:
+        """The same content from its start, for one more transaction (see ``replay``).
+
+        Content held in memory is sent from ``data`` and serves again as it is.
+        """
+        if self.data is not None:
+            return self
+        if self.replay is None:
+            raise ValueError("this content is a stream that can be read only once")
+        return Content(self.replay(), self.size, self.eight_bit, self.smtputf8, replay=self.replay)
 
     def declared_size(self) -> int | None:
         """``size``, computed on first use when not given: by ``measure``, or from ``data``."""

@@ -10,7 +10,10 @@ Pipelining (RFC 2920) is used whenever the server offers it: the MAIL, RCPT
 and DATA commands of a transaction go out in one write, and when several
 messages are sent on one connection the end of one message's data and the
 next transaction's commands share a write, so each message costs one round
-trip. Every reply is checked against the command it answers.
+trip. Every reply is checked against the command it answers. A server that
+answers 503 to a MAIL sent that way gets the transaction again alone, and the
+connection stops doing it; recipients refused as too many (RFC 5321
+§4.5.3.1.10) get the message in further transactions on the connection.
 
 STARTTLS (RFC 3207) is a flow that sends the command alone and, on 220,
 yields a :class:`StartTLS` action the transport carries out; AUTH (RFC 4954)
@@ -58,6 +61,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up
 if TYPE_CHECKING:
     from typing import TypeVar
 
+    from smtpmail.protocol.commands import Path
     from smtpmail.protocol.sasl import Mechanism
 
     T = TypeVar("T")
@@ -69,22 +73,57 @@ __all__ = ["Content", "Flow", "Options", "Receive", "Send", "Session", "StartTLS
 
 log = Logger("smtpmail.protocol")  # logging itself is imported when needed (_log)
 
+_NOTHING: tuple[str, ...] = ()
+
 #: A last piece of content smaller than this shares one write with the ending.
 _JOIN_BELOW = 64 * 1024
 
 
 class _Plan:
-    __slots__ = ("bdat", "content", "envelope", "mail", "rcpts", "result")
+    """One mail transaction: its command lines, and what its replies decided.
 
-    def __init__(
-        self, envelope: Envelope, content: Content, mail: bytes, rcpts: list[bytes], bdat: bool
+    A message whose recipients are more than the server takes at once goes
+    in several (RFC 5321 §4.5.3.1.10): ``rest`` is the next transaction, for
+    the recipients refused as too many. All share the message's ``result``;
+    its ``reply`` and ``error`` are set when the last transaction ends.
+    """
+
+    __slots__ = (
+        "accepted",
+        "bdat",
+        "content",
+        "error",
+        "head",
+        "mail",
+        "paths",
+        "rcpts",
+        "reply",
+        "rest",
+        "result",
+    )
+
+    def __init__(  # noqa: PLR0917 (the parts of one transaction)
+        self,
+        content: Content,
+        mail: bytes,
+        rcpts: list[bytes],
+        paths: list[Path],
+        bdat: bool,
+        result: SendResult,
+        head: _Plan | None = None,
     ) -> None:
-        self.envelope = envelope
         self.content = content
         self.mail = mail
         self.rcpts = rcpts
+        self.paths = paths
         self.bdat = bdat
-        self.result = SendResult(envelope.sender)
+        self.result = result
+        #: The message's first transaction (this one, unless it is a further one).
+        self.head = head or self
+        self.accepted: list[str] = []
+        self.reply: Reply | None = None
+        self.error: Exception | None = None
+        self.rest: _Plan | None = None
 
     def group(self, rset: bool) -> tuple[bytes, tuple[str, ...], int]:
         lines = [self.mail, *self.rcpts]
@@ -94,6 +133,10 @@ class _Plan:
             lines.insert(0, b"RSET\r\n")
         return b"".join(lines), _show(lines), len(lines)
 
+    def body(self) -> Content:
+        """The content to stream; a further transaction reads it again from its start."""
+        return self.content if self.head is self else self.content.again()
+
 
 def _show(lines: Iterable[bytes]) -> tuple[str, ...]:
     return tuple(line[:-2].decode("utf-8", "replace") for line in lines)
@@ -101,6 +144,27 @@ def _show(lines: Iterable[bytes]) -> tuple[str, ...]:
 
 def _ok(reply: Reply, code: int | None = None) -> bool:
     return reply.code == code if code is not None else 200 <= reply.code < 300
+
+
+def _too_many(reply: Reply) -> bool:
+    """A refusal for being over the server's recipient limit (RFC 5321 §4.5.3.1.10):
+    452 with 4.5.3 (RFC 3463: too many recipients) or with no enhanced code.
+    Only after an accepted RCPT of the same transaction does it mean that."""
+    return reply.code == 452 and reply.enhanced_status in (None, "4.5.3")
+
+
+def _in_step(command: str, reply: Reply) -> None:
+    """503 (bad sequence of commands) to MAIL, or to RCPT, DATA, BDAT or the end of
+    data after an accepted MAIL (and not after an earlier refusal), says that the
+    server and the client disagree about where the dialogue is, nothing about the
+    message: it is never recorded as the message's fate.
+    The error is transient and the connection is closed (replies may be paired
+    with the wrong commands from here on)."""
+    if reply.code == 503:
+        raise RemoteProtocolError(
+            f"the server answered {command} with {reply.code} {reply.text_oneline()!r} "
+            "(out of step with the commands sent); nothing was delivered by this transaction"
+        )
 
 
 class Session:
@@ -113,6 +177,12 @@ class Session:
         self.esmtp = False
         self.helo_reply: Reply | None = None
         self.needs_rset = False
+        #: The server answered 503 to a MAIL sent in one write with the end of the
+        #: previous message's data (RFC 2920 §3.1 allows that; some servers refuse
+        #: it since the 2023 SMTP smuggling advisories). From then on each
+        #: transaction waits for the reply to the previous message's data; clients
+        #: carry this over to their next connection (``Options.pipeline_messages``).
+        self.refuses_pipelined_mail = False
 
     # -- connection set-up ---------------------------------------------------
 
@@ -271,6 +341,12 @@ class Session:
         its result's ``error``; without it, the first such error is raised.
         Connection-level failures (421, a dropped connection, a timeout) raise;
         ``results`` (when given) then holds the results so far.
+
+        Recipients refused as too many (452, RFC 5321 §4.5.3.1.10) are sent the
+        same content in further transactions on this connection; the message's
+        result holds every recipient's final reply. A MAIL refused with 503
+        because it came in one write with the end of the previous message's data
+        is sent again once that data's reply is in (see ``refuses_pipelined_mail``).
         """
         if self.helo_reply is None:
             raise LocalProtocolError("mail transaction before EHLO/HELO")
@@ -292,26 +368,32 @@ class Session:
         rset = self.needs_rset
         data, shown, n = plan.group(rset)
         yield Send(data, shown, fresh=True)
+        after_data = False  # plan's group shared a write with the previous end of data
         while plan is not None:
             replies = yield from _receive(n, "MAIL")
             if rset:
                 replies = replies[1:]  # the RSET's reply: nothing depends on it
             self.needs_rset = False
+            if after_data and replies[0].code == 503:
+                # Not attempted: sent again alone, the previous data's reply now in.
+                yield from self._refused_after_data(plan, replies)
+                data, shown, n = plan.group(False)
+                yield Send(data, shown, fresh=True)
+                after_data = rset = False
+                continue
             go = self._evaluate(plan, replies)
-            nxt = self._next_plan(it, results, keep)
+            nxt = plan.rest or self._next_plan(it, results, keep)
             sent_next = False
             if go:
                 # The next transaction's commands ride with the end of this message.
-                tail, tail_shown, _ = nxt.group(False) if nxt else (b"", (), 0)
+                tail, tail_shown = b"", _NOTHING
+                if nxt is not None and self._pipelines_messages:
+                    tail, tail_shown = nxt.group(False)[:2]
                 data_replies, sent_next = yield from self._body(plan, tail, tail_shown)
                 self._finish(plan, data_replies, keep)
             else:
-                if replies[-1].code == 354 and not plan.bdat:
-                    # DATA was accepted though no recipient was (RFC 2920 §3.1):
-                    # end it with the terminator alone and ignore the answer.
-                    yield Send(b".\r\n", (".",))
-                    yield from _receive(1, "end of data", "data_end")
-                elif _ok(replies[0]):
+                ended = yield from self._end_data_alone(plan, replies)
+                if not ended and _ok(replies[0]):
                     self.needs_rset = True
                 self._fail_pending(plan, keep)
             rset = False
@@ -321,12 +403,42 @@ class Session:
                 yield Send(data, shown, fresh=True)
             if nxt is not None:
                 n = len(nxt.rcpts) + (1 if nxt.bdat else 2) + (1 if rset else 0)
+            after_data = sent_next
             plan = nxt
+
+    @property
+    def _pipelines_messages(self) -> bool:
+        """May a transaction share a write with the end of the previous data?"""
+        return self.options.pipeline_messages and not self.refuses_pipelined_mail
+
+    def _refused_after_data(self, plan: _Plan, replies: list[Reply]) -> Flow[None]:
+        """503 to a MAIL sent in one write with the end of the previous message's
+        data: the server refuses such pipelining (RFC 2920 §3.1 allows it), and
+        its replies to this group say nothing about the message. Stop sending
+        transactions that way on this connection."""
+        log.info(
+            "the server refused MAIL pipelined after the end of data (%s %s); "
+            "each transaction now waits for the previous one's reply",
+            replies[0].code,
+            replies[0].text_oneline(),
+        )
+        self.refuses_pipelined_mail = True
+        yield from self._end_data_alone(plan, replies)
+
+    def _end_data_alone(self, plan: _Plan, replies: list[Reply]) -> Flow[bool]:
+        """DATA was accepted though the transaction was not (RFC 2920 §3.1): end it
+        with the terminator alone and ignore the answer. True when that happened."""
+        if plan.bdat or replies[-1].code != 354:
+            return False
+        yield Send(b".\r\n", (".",))
+        yield from _receive(1, "end of data", "data_end")
+        return True
 
     def _lockstep(
         self, it: Iterator[tuple[Envelope, Content]], results: list[SendResult], keep: bool
     ) -> Flow[None]:
-        while (plan := self._next_plan(it, results, keep)) is not None:
+        plan = self._next_plan(it, results, keep)
+        while plan is not None:
             if self.needs_rset:
                 yield from self.rset()
             lines = [plan.mail, *plan.rcpts] + ([] if plan.bdat else [b"DATA\r\n"])
@@ -345,6 +457,7 @@ class Session:
             else:
                 self.needs_rset = _ok(replies[0])
                 self._fail_pending(plan, keep)
+            plan = plan.rest or self._next_plan(it, results, keep)
 
     def _next_plan(
         self, it: Iterator[tuple[Envelope, Content]], results: list[SendResult], keep: bool
@@ -403,66 +516,110 @@ class Session:
             if dsn and envelope.orcpt and path.address.isascii():
                 rparams["ORCPT"] = "rfc822;" + cmd.xtext(path.address)
             rcpts.append(cmd.rcpt_to(path, cmd.esmtp_params(rparams)))
-        return _Plan(envelope, content, mail, rcpts, use_bdat)
+        paths = list(envelope.recipient_paths)
+        return _Plan(content, mail, rcpts, paths, use_bdat, SendResult(envelope.sender))
 
     def _evaluate(self, plan: _Plan, replies: list[Reply]) -> bool:
         """Record the MAIL/RCPT/DATA replies; True when the content should follow."""
-        result = plan.result
+        recipients = plan.result.recipients
         mail = replies[0]
-        paths = plan.envelope.recipient_paths
+        paths = plan.paths
+        _in_step("MAIL FROM", mail)
         if not _ok(mail):
             for path in paths:
-                result.recipients[path.address] = RecipientResult(path.address, mail, False)
-            result.error = SenderRefused("MAIL FROM", mail)
+                recipients[path.address] = RecipientResult(path.address, mail, False)
+            plan.error = SenderRefused("MAIL FROM", mail)
             return False
         rcpt_replies = replies[1 : 1 + len(paths)]
-        for path, reply in zip(paths, rcpt_replies, strict=False):
-            result.recipients[path.address] = RecipientResult(
-                path.address, reply, _ok(reply), at_rcpt=True
-            )
-        if not result.accepted:
-            refused = {a: r.reply for a, r in result.recipients.items()}
+        over: list[int] = []
+        for i, (path, reply) in enumerate(zip(paths, rcpt_replies, strict=False)):
+            _in_step("RCPT TO", reply)
+            ok = _ok(reply)
+            recipients[path.address] = RecipientResult(path.address, reply, ok, at_rcpt=True)
+            if ok:
+                plan.accepted.append(path.address)
+            elif plan.accepted and _too_many(reply):
+                over.append(i)
+        if not plan.accepted:
+            refused = {p.address: r for p, r in zip(paths, rcpt_replies, strict=False)}
             worst = next((r for r in refused.values() if r.is_permanent), rcpt_replies[-1])
-            result.error = RecipientsRefused("RCPT TO", worst, refused)
+            plan.error = RecipientsRefused("RCPT TO", worst, refused)
             return False
+        if over:
+            self._rest(plan, over)
         if not plan.bdat:
             data = replies[-1]
+            _in_step("DATA", data)
             if data.code != 354:
-                result.error = DataRefused("DATA", data)
+                plan.error = DataRefused("DATA", data)
                 return False
         return True
 
+    def _rest(self, plan: _Plan, over: list[int]) -> None:
+        """RFC 5321 §4.5.3.1.10: the recipients refused as too many go in a further
+        transaction on this connection, with the same content. Only a 452 after an
+        accepted RCPT counts: one to the first RCPT of a transaction is final, so
+        every further transaction is smaller than the last and the chain ends."""
+        if not plan.content.resendable:
+            log.warning(
+                "%d recipients over the server's limit left deferred: the message "
+                "was a stream that cannot be sent again",
+                len(over),
+            )
+            return
+        plan.rest = _Plan(
+            plan.content,
+            plan.mail,
+            [plan.rcpts[i] for i in over],
+            [plan.paths[i] for i in over],
+            plan.bdat,
+            plan.result,
+            plan.head,
+        )
+
     def _fail_pending(self, plan: _Plan, keep: bool) -> None:
-        """A refused transaction: the recipients not yet refused share its fate."""
-        result = plan.result
-        assert result.error is not None
-        reply = getattr(result.error, "reply", None)
+        """A refused transaction: its recipients not yet refused share its fate."""
+        error = plan.error
+        assert error is not None
+        reply = getattr(error, "reply", None)
         if isinstance(reply, Reply):
-            for address, rr in list(result.recipients.items()):
-                if rr.accepted:
-                    result.recipients[address] = RecipientResult(address, reply, False)
-        if not keep:
-            raise result.error
+            for address in plan.accepted:
+                plan.result.recipients[address] = RecipientResult(address, reply, False)
+        self._conclude(plan, keep)
 
     def _finish(self, plan: _Plan, replies: list[Reply], keep: bool) -> None:
         """Record the reply (or, in LMTP, the replies) to the end of the data."""
-        result = plan.result
-        accepted = result.accepted
-        result.reply = replies[-1]
+        recipients = plan.result.recipients
+        plan.reply = replies[-1]
+        if not self.options.lmtp:
+            _in_step("BDAT" if plan.bdat else "end of data", replies[-1])
         if self.options.lmtp:
-            for address, reply in zip(accepted, replies, strict=False):
-                result.recipients[address] = RecipientResult(address, reply, _ok(reply))
-            if not result.accepted:
-                result.error = DataRefused("DATA", replies[-1], "message refused")
+            for address, reply in zip(plan.accepted, replies, strict=False):
+                recipients[address] = RecipientResult(address, reply, _ok(reply))
+            if not any(_ok(reply) for reply in replies):
+                plan.error = DataRefused("DATA", replies[-1], "message refused")
         else:
             reply = replies[-1]
-            if not _ok(reply):
-                result.error = DataRefused("end of data", reply, "message refused")
-                for address in accepted:
-                    result.recipients[address] = RecipientResult(address, reply, False)
-            else:
-                for address in accepted:
-                    result.recipients[address] = RecipientResult(address, reply, True)
+            ok = _ok(reply)
+            if not ok:
+                plan.error = DataRefused("end of data", reply, "message refused")
+            for address in plan.accepted:
+                recipients[address] = RecipientResult(address, reply, ok)
+        self._conclude(plan, keep)
+
+    def _conclude(self, plan: _Plan, keep: bool) -> None:
+        """A transaction is over; after the message's last, its result gets the
+        verdict (and is complete): the transaction's own, or, for a message sent
+        in several, none when some recipient was accepted, else the first's."""
+        if plan.rest is not None:
+            return
+        result = plan.result
+        head = plan.head
+        taken = [] if head is plan else [r.reply for r in result.recipients.values() if r.accepted]
+        if taken:
+            result.reply, result.error = taken[-1], None
+        else:
+            result.reply, result.error = head.reply, head.error
         if result.error is not None and not keep:
             raise result.error
 
@@ -473,17 +630,16 @@ class Session:
 
         Returns the replies to the end of the data and whether ``tail`` was sent.
         """
-        n_final = len(plan.result.accepted) if self.options.lmtp else 1
+        n_final = len(plan.accepted) if self.options.lmtp else 1
+        content = plan.body()
         if plan.bdat:
-            return (yield from self._bdat(plan, tail, tail_shown, n_final))
+            return (yield from self._bdat(content, tail, tail_shown, n_final))
         encoder = DataEncoder()
         pieces: Iterable[bytes | memoryview]
-        if plan.content.data is not None:
-            pieces = encode_buffer(
-                plan.content.data, encoder, canonical=bool(plan.content.canonical)
-            )
+        if content.data is not None:
+            pieces = encode_buffer(content.data, encoder, canonical=bool(content.canonical))
         else:
-            pieces = (encoder.feed(chunk) for chunk in plan.content.chunks)
+            pieces = (encoder.feed(chunk) for chunk in content.chunks)
         previous: bytes | memoryview = b""
         for piece in pieces:
             if not piece:
@@ -499,10 +655,10 @@ class Session:
         last = bytes(previous) + ending + tail if previous else ending + tail
         body = len(previous) + len(ending) - 3
         yield Send(last, (".", *tail_shown), body=body)
-        return (yield from _receive(n_final, "end of data", "data_end")), True
+        return (yield from _receive(n_final, "end of data", "data_end")), bool(tail)
 
     def _bdat(
-        self, plan: _Plan, tail: bytes, tail_shown: tuple[str, ...], n_final: int
+        self, content: Content, tail: bytes, tail_shown: tuple[str, ...], n_final: int
     ) -> Flow[tuple[list[Reply], bool]]:
         """CHUNKING (RFC 3030): BDAT chunks, pipelined within a window when allowed.
 
@@ -512,7 +668,7 @@ class Session:
         window = self.options.bdat_window if "PIPELINING" in self.extensions else 1
         outstanding = 0
         failed: Reply | None = None
-        for chunk, last in _bdat_chunks(plan.content, self.options.chunk_size):
+        for chunk, last in _bdat_chunks(content, self.options.chunk_size):
             header = b"BDAT %d%s\r\n" % (len(chunk), b" LAST" if last else b"")
             shown = (header[:-2].decode(),)
             if last:

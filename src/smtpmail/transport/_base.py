@@ -235,6 +235,9 @@ class BaseClient:
     # -- helpers shared by both drivers --------------------------------------
 
     def _new_session(self) -> None:
+        if self._session.refuses_pipelined_mail:
+            # Learned on the previous connection: keep it for this server (RFC 2920 §3.1).
+            self.options = self.options.replace(pipeline_messages=False)
         self._session = Session(self.options)
         self._parser = ReplyParser()
         self._tls_info = None

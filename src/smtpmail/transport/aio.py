@@ -198,9 +198,13 @@ class AsyncClient(BaseClient):
         item = self._items(message, sender, recipients, envelope)
         async with self._serial():
             await self._ensure_connected()
-            (result,) = self._stamp(
-                await self._run(self._session.transactions([item], keep_errors=False))
-            )
+            results: list[SendResult] = []
+            flow = self._session.transactions([item], keep_errors=False, results=results)
+            try:
+                (result,) = self._stamp(await self._run(flow))
+            except SMTPError as exc:
+                exc.results = results  # recipients over a limit go in several transactions
+                raise
         return result
 
     async def send_many(

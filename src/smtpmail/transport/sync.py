@@ -226,14 +226,21 @@ class Client(BaseClient):
 
         Raises when the transaction fails as a whole (sender refused, every
         recipient refused, message refused); a partial refusal is reported in
-        the result. Input is validated before anything is sent.
+        the result. Input is validated before anything is sent. Recipients over
+        the server's limit go in further transactions (RFC 5321 §4.5.3.1.10);
+        when the connection fails during one, the error's ``results`` say
+        which recipients an earlier one delivered.
         """
         item = self._items(message, sender, recipients, envelope)
         with self._serial():
             self._ensure_connected()
-            (result,) = self._stamp(
-                self._run(self._session.transactions([item], keep_errors=False))
-            )
+            results: list[SendResult] = []
+            flow = self._session.transactions([item], keep_errors=False, results=results)
+            try:
+                (result,) = self._stamp(self._run(flow))
+            except SMTPError as exc:
+                exc.results = results  # recipients over a limit go in several transactions
+                raise
         return result
 
     def send_many(
