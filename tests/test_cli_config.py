@@ -223,6 +223,7 @@ def _reply(code: int) -> Reply:
     [
         (errors.InvalidAddress("x"), 65),
         (FileNotFoundError("x"), 66),
+        (errors.MessageReadError("reading the message failed: EIO"), 66),
         (errors.RecipientsRefused("RCPT", _reply(550), {"a@b.c": _reply(550)}), 67),
         (errors.RecipientsRefused("RCPT", _reply(450), {"a@b.c": _reply(450)}), 75),
         (errors.SenderRefused("MAIL", _reply(553)), 69),

@@ -48,6 +48,7 @@ _PUBLIC: dict[str, str] = {
     "InvalidAddress": "smtpmail.errors",
     "InvalidArgument": "smtpmail.errors",
     "LocalProtocolError": "smtpmail.errors",
+    "MessageReadError": "smtpmail.errors",
     "MessageTooLarge": "smtpmail.errors",
     "OutboxError": "smtpmail.errors",
     "ProtocolError": "smtpmail.errors",
@@ -82,6 +83,7 @@ __all__ = [
     "InvalidAddress",
     "InvalidArgument",
     "LocalProtocolError",
+    "MessageReadError",
     "MessageTooLarge",
     "Options",
     "OutboxError",
@@ -165,6 +167,9 @@ if TYPE_CHECKING:
     )
     from smtpmail.errors import (
         LocalProtocolError as LocalProtocolError,
+    )
+    from smtpmail.errors import (
+        MessageReadError as MessageReadError,
     )
     from smtpmail.errors import (
         MessageTooLarge as MessageTooLarge,

@@ -9,6 +9,7 @@ Every error answers ``is_transient`` (trying again later may succeed) and
     │   ├── InvalidArgument                   CR, LF, NUL, other controls or an over-long value
     │   ├── MessageTooLarge                   over the size the server declared (SIZE)
     │   └── ExtensionNotSupported             SMTPUTF8, 8BITMIME... needed but not offered
+    ├── MessageReadError                      the message's file or iterator raised OSError
     ├── ProtocolError
     │   ├── LocalProtocolError                smtpmail was asked to misuse the protocol
     │   └── RemoteProtocolError               the server broke the protocol (malformed reply...)
@@ -56,6 +57,7 @@ __all__ = [
     "InvalidAddress",
     "InvalidArgument",
     "LocalProtocolError",
+    "MessageReadError",
     "MessageTooLarge",
     "OutboxError",
     "ProtocolError",
@@ -115,6 +117,18 @@ class MessageTooLarge(InputError):
 
 class ExtensionNotSupported(InputError):
     """The message needs an extension (SMTPUTF8, 8BITMIME...) that the server does not offer."""
+
+
+class MessageReadError(SMTPError):
+    """Reading the message failed: the caller's file or chunk iterator raised OSError.
+
+    The original error is ``__cause__``. Part of the data may have gone out
+    and DATA cannot be taken back (RFC 5321 §4.1.1.4: only the final dot
+    ends it), so the client closed the connection without ending the data:
+    the server discards the transaction, and nothing was delivered.
+    Permanent for this attempt (the source is half read and still broken);
+    not an :class:`InputError`, which promises that nothing was sent.
+    """
 
 
 class ProtocolError(SMTPError):

@@ -6,6 +6,13 @@ controls, DEL, NEL, U+2028/U+2029 and over-long values. Each must raise a
 typed :class:`~smtpmail.errors.InputError` and put no byte on the wire after
 the greeting (for the EHLO name) or after EHLO (for everything else): the
 scripted server sees exactly ``EHLO`` and then ``QUIT``.
+
+Then the characters that are not SMTP syntax themselves but become it once
+normalised: fullwidth, small and vertical forms and Unicode spaces whose
+NFKC form (what IDNA's nameprep applies) is ``>``, ``<``, ``@``, ``:``, a
+space... In a domain the IDNA codec would write them as that ASCII; in a
+local part (sent as UTF-8 under SMTPUTF8, which the scripted server offers)
+a normalising server would read them so.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import pytest
 from drive import KINDS, Op, drive, op
 from scripted import DEFAULT_EHLO, ScriptedServer, respond
 
-from smtpmail import Envelope, InputError, InvalidArgument
+from smtpmail import Envelope, InputError, InvalidAddress, InvalidArgument
 
 BAD = {
     "CR": "\r",
@@ -31,6 +38,26 @@ BAD = {
     "NEL": "\x85",
     "LSEP": "\u2028",
     "PSEP": "\u2029",
+}
+
+#: Characters whose NFKC form is SMTP syntax (the issue's U+FF1E, U+FF20, U+FF1A, U+3000...).
+FOLDING = {
+    "fullwidth-gt": "\uff1e",
+    "fullwidth-lt": "\uff1c",
+    "fullwidth-at": "\uff20",
+    "fullwidth-colon": "\uff1a",
+    "fullwidth-quote": "\uff02",
+    "fullwidth-backslash": "\uff3c",
+    "fullwidth-comma": "\uff0c",
+    "fullwidth-semicolon": "\uff1b",
+    "ideographic-space": "\u3000",
+    "em-space": "\u2003",
+    "no-break-space": "\u00a0",
+    "small-gt": "\ufe65",
+    "small-lt": "\ufe64",
+    "small-at": "\ufe6b",
+    "small-colon": "\ufe55",
+    "vertical-two-dot-leader": "\ufe30",
 }
 
 SMUGGLE = "\r\nRCPT TO:<victim@example.net>"
@@ -69,6 +96,9 @@ class _LazyEnvelope:
     def __init__(self, kwargs: dict[str, Any]) -> None:
         self.kwargs = kwargs
 
+
+#: Where a folding character is tried: every address slot (domain and local part).
+ADDRESS_SLOTS = ["sender-local", "sender-domain", "sender-end", "recipient", "second-recipient"]
 
 SLOTS = [
     "sender-local",
@@ -117,6 +147,49 @@ def test_control_characters_are_refused_before_the_wire(kind: str, bad: str, slo
     err = outcome.raised(InputError)
     assert err.is_permanent and not err.is_transient
     assert wire == b"EHLO client.example\r\n", wire
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("bad", list(FOLDING.values()), ids=list(FOLDING))
+@pytest.mark.parametrize("slot", ADDRESS_SLOTS)
+def test_characters_that_normalise_to_syntax_are_refused(kind: str, bad: str, slot: str) -> None:
+    outcome, wire, _ = _run(kind, _ops_for(slot, bad))
+    err = outcome.raised(InvalidAddress)
+    assert err.is_permanent
+    assert wire == b"EHLO client.example\r\n", wire
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize(
+    "recipient",
+    [
+        # The issue's case: RCPT TO:<b@example.org> NOTIFY=NEVER> once folded.
+        "b@example.org\uff1e\u3000NOTIFY\uff1dNEVER",
+        "b@example.org\ufe65\u3000ORCPT\uff1drfc822;x@evil.example",
+        "b@evil.example\uff1e\uff1cvictim\uff20example.net",
+    ],
+)
+def test_injected_esmtp_parameters_through_fullwidth_forms(kind: str, recipient: str) -> None:
+    ops = [op("connect"), op("send", b"x\r\n", "a@example.org", [recipient])]
+    outcome, wire, _ = _run(kind, ops)
+    outcome.raised(InvalidAddress)
+    assert wire == b"EHLO client.example\r\n", wire
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("bad", list(FOLDING.values()), ids=list(FOLDING))
+def test_folding_characters_in_the_ehlo_name(kind: str, bad: str) -> None:
+    outcome, wire, _ = _run(kind, [op("connect")], ehlo_name=f"client{bad}.example")
+    outcome.raised(InvalidArgument)
+    assert wire == b"", wire
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_internationalised_ehlo_name_goes_as_a_labels(kind: str) -> None:
+    """RFC 6531 §3.7.1: EHLO precedes SMTPUTF8, so only ASCII (A-labels) there."""
+    outcome, wire, _ = _run(kind, [op("connect")], ehlo_name="b\u00fccher.example")
+    assert outcome.error is None
+    assert wire.startswith(b"EHLO xn--bcher-kva.example\r\n"), wire
 
 
 @pytest.mark.parametrize("kind", KINDS)

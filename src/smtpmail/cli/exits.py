@@ -62,6 +62,8 @@ def exit_status(exc: BaseException) -> tuple[int, str]:
         if isinstance(exc, errors.ExtensionNotSupported):
             return EX_UNAVAILABLE, str(exc)
         return EX_DATAERR, str(exc)
+    if isinstance(exc, errors.MessageReadError):
+        return EX_NOINPUT, str(exc)
     if isinstance(exc, errors.AuthenticationError):
         return (EX_TEMPFAIL if exc.is_transient else EX_NOPERM), str(exc)
     if isinstance(exc, errors.AuthError):

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from smtpmail.errors import InvalidAddress
 from smtpmail.protocol.commands import Path
 from smtpmail.protocol.envelope import Envelope
+from smtpmail.protocol.idn import to_a_labels
 
 __all__ = ["DomainJob", "group_by_domain", "lookup_name"]
 
@@ -30,14 +31,8 @@ class DomainJob:
 
 
 def lookup_name(domain: str) -> str:
-    """The domain as DNS knows it: IDNA-encoded, lower case, no trailing dot."""
-    domain = domain.rstrip(".").lower()
-    if domain.isascii():
-        return domain
-    try:
-        return domain.encode("idna").decode("ascii")
-    except UnicodeError as exc:
-        raise InvalidAddress(f"domain {domain!r} is not valid IDNA") from exc
+    """The domain as DNS knows it: A-labels (checked LDH), lower case, no trailing dot."""
+    return to_a_labels(domain.rstrip("."), "recipient").lower()
 
 
 def _literal_address(domain: str) -> str:

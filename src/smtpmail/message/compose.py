@@ -24,6 +24,7 @@ from smtpmail._record import Frozen, Record
 from smtpmail.errors import InvalidAddress, InvalidArgument
 from smtpmail.protocol.commands import check_text, parse_path
 from smtpmail.protocol.envelope import Envelope
+from smtpmail.protocol.idn import to_a_labels
 
 __all__ = [
     "Attachment",
@@ -131,12 +132,8 @@ def parse_mailboxes(values: Iterable[str], what: str) -> list[Address]:
 
 
 def _idna(domain: str) -> str:
-    """``domain.encode("idna")`` as a str. An ASCII domain whose labels the codec
-    would pass unchanged skips it: importing it (with stringprep and
-    unicodedata) is start-up time that every composed send paid."""
-    if domain.isascii() and all(0 < len(label) < 64 for label in domain.split(".")):
-        return domain
-    return domain.encode("idna").decode("ascii")
+    """The sender's domain for the Message-ID: its A-labels, or the address literal."""
+    return domain if domain.startswith("[") else to_a_labels(domain, "sender")
 
 
 def _check_header(name: str, value: str) -> None:

@@ -3,7 +3,8 @@
 Accepted: ``bytes``, ``str`` (UTF-8), an :class:`email.message.Message`, a
 binary file object (streamed in blocks, never read whole) or any iterable of
 ``bytes`` chunks. Bytes are sent as they are (line endings normalised by the
-core), never re-encoded.
+core), never re-encoded. An OSError from the caller's file or iterator is a
+:class:`~smtpmail.errors.MessageReadError`, never mistaken for a network fault.
 
 Every path that sends (both clients, ``deliver()``, the outbox, the command
 line) turns its message into a ``Content`` here, so the transforms a message
@@ -19,7 +20,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
 
-from smtpmail.errors import InvalidAddress
+from smtpmail.errors import InvalidAddress, MessageReadError
 from smtpmail.message.bcc import drop_bcc, split_header_section
 from smtpmail.protocol.data import measure
 from smtpmail.protocol.envelope import Envelope
@@ -38,6 +39,7 @@ __all__ = [
     "MessageInput",
     "as_content",
     "envelope_from_headers",
+    "read_failed",
     "resolve_envelope",
     "wire_size",
 ]
@@ -92,8 +94,27 @@ def _bytes_content(data: bytes, keep_bcc: bool) -> Content:
 
 def _file_chunks(f: IO[bytes]) -> Iterator[bytes]:
     read = f.read
-    while block := read(BLOCK_SIZE):
-        yield block
+    try:
+        while block := read(BLOCK_SIZE):
+            yield block
+    except OSError as exc:
+        raise read_failed(exc) from exc
+
+
+def _caller_chunks(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    try:
+        yield from chunks
+    except OSError as exc:
+        raise read_failed(exc) from exc
+
+
+def read_failed(exc: OSError) -> MessageReadError:
+    """The error for an OSError from the caller's message source (raise it ``from exc``).
+
+    Raised inside a flow, between writes, it makes the transports close the
+    connection: the data cannot be ended cleanly.
+    """
+    return MessageReadError(f"reading the message failed: {exc}")
 
 
 def _file_replay(f: IO[bytes]) -> Callable[[], Iterator[bytes]] | None:
@@ -175,7 +196,7 @@ def as_content(message: MessageInput, *, keep_bcc: bool = False) -> Content:
         return _stream_content(_file_chunks(f), size, replay)
     if isinstance(message, Iterable):
         # (a Message is iterable too, but was handled above)
-        chunks: Iterator[bytes] = iter(message)  # type: ignore[arg-type]
+        chunks = _caller_chunks(iter(message))  # type: ignore[arg-type]
         return Content(chunks) if keep_bcc else _stream_content(chunks, None)
     raise TypeError(f"cannot send a message of type {type(message).__name__}")
 

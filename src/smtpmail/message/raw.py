@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from smtpmail._record import Record
 from smtpmail.errors import InvalidAddress, InvalidArgument
 from smtpmail.message.bcc import MAX_HEADER_SECTION
-from smtpmail.message.content import BLOCK_SIZE
+from smtpmail.message.content import BLOCK_SIZE, read_failed
 from smtpmail.protocol.envelope import Envelope
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
@@ -115,7 +115,18 @@ def qualify(address: str, domain: str | None) -> str:
 
 
 def read_raw(stream: IO[bytes]) -> RawMessage:
-    """Read the header section of ``stream``; the body stays unread."""
+    """Read the header section of ``stream``; the body stays unread.
+
+    The body's blocks are read as they are sent, through the clients, where
+    an OSError becomes MessageReadError as here.
+    """
+    try:
+        return _read_head(stream)
+    except OSError as exc:
+        raise read_failed(exc) from exc
+
+
+def _read_head(stream: IO[bytes]) -> RawMessage:
     head = bytearray()
     while True:
         line = stream.readline(65536)

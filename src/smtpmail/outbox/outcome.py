@@ -9,6 +9,10 @@
   so (``possibly_delivered`` on the error), in direct delivery the report
   does (``possibly_delivered`` on the recipient's outcome); both are
   recorded by the same :meth:`_Attempt.unanswered`.
+* The queued copy could not be read (``MessageReadError``, a local OSError):
+  deferred with that reason, not failed: the next attempt reads the file
+  afresh from its start, and a storage fault may pass; the give-up age
+  still ends it. Never possibly delivered: the final dot was not sent.
 
 Also decides whether the server asked us to slow down: a 421, or an
 enhanced status 4.7.x (policy: rate limits, "too many connections").
@@ -20,7 +24,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from smtpmail.errors import ReplyError, SMTPError, TransportError
+from smtpmail.errors import MessageReadError, ReplyError, SMTPError, TransportError
 from smtpmail.outbox.record import QueuedMessage, RecipientState, State
 from smtpmail.outbox.schedule import RetrySchedule
 from smtpmail.protocol.envelope import SendResult
@@ -110,7 +114,8 @@ class _Attempt:
             self.by_reply(r, reply)
             return
         transient = isinstance(error, SMTPError) and error.is_transient
-        transient = soft or transient or isinstance(error, OSError)
+        # A local read error is the outbox's own storage, retried from the start.
+        transient = soft or transient or isinstance(error, OSError | MessageReadError)
         text = f"{type(error).__name__}: {error}"
         if transient:
             self.defer(r, text, None)

@@ -36,6 +36,7 @@ from typing import Any
 
 from smtpmail.errors import (
     InputError,
+    MessageReadError,
     OutboxError,
     ServiceClosing,
     SMTPError,
@@ -291,7 +292,8 @@ class Worker:
                     continue
                 client.close()
                 client = None
-                broken = 0 if delivered else broken + 1
+                if not isinstance(error, MessageReadError):  # a local fault, not the server's
+                    broken = 0 if delivered else broken + 1
                 if broken >= MAX_BROKEN:
                     route.dead = error
         finally:

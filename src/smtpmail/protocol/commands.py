@@ -14,10 +14,10 @@ import re
 from collections.abc import Iterable, Mapping
 
 from smtpmail.errors import InvalidAddress, InvalidArgument
+from smtpmail.protocol import idn
 
 __all__ = [
     "MAX_COMMAND_LINE",
-    "MAX_DOMAIN",
     "MAX_LOCAL_PART",
     "MAX_PATH",
     "Path",
@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 MAX_LOCAL_PART = 64  # RFC 5321 §4.5.3.1.1
-MAX_DOMAIN = 255  # §4.5.3.1.2
+MAX_DOMAIN = idn.MAX_DOMAIN  # §4.5.3.1.2
 MAX_PATH = 256  # §4.5.3.1.3, including the angle brackets
 MAX_COMMAND_LINE = 512  # §4.5.3.1.4, including CRLF; extensions' parameters add to it
 _PARAM_ALLOWANCE = 1024  # room RFC 1869 §4.1.2 grants each extension's parameters
@@ -53,10 +53,10 @@ _QUOTED_STRING = re.compile(r'"(?:[^\x00-\x1f"\\\x7f]|\\[\x20-\x7e])*"\Z')
 _LET_DIG = r"[^\x00-\x2f\x3a-\x40\x5b-\x60\x7b-\x7f]"
 _LDH = r"[^\x00-\x2c\x2e\x2f\x3a-\x40\x5b-\x60\x7b-\x7f]"
 _LABEL = re.compile(rf"{_LET_DIG}(?:{_LDH}*{_LET_DIG})?\Z")
-_ADDRESS_LITERAL = re.compile(
-    r"\[(?:[0-9.]+|IPv6:[0-9A-Fa-f:.]+|[A-Za-z0-9\-]*[A-Za-z0-9]:"
-    r"[\x21-\x5a\x5e-\x7e]+)\]\Z"
-)
+# RFC 5321 §4.1.3: an IPv4 or IPv6 address literal. General-address-literal
+# (``tag:content``, whose dcontent admits '<', '>' and '@') is refused: no
+# standardised tag besides IPv6 exists, and none can be delivered to.
+_ADDRESS_LITERAL = re.compile(r"\[(?:[0-9.]{7,15}|IPv6:[0-9A-Fa-f:.]{2,45})\]\Z")
 _KEYWORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-]*\Z")
 _VALUE = re.compile(r"[\x21-\x3c\x3e-\x7e]+\Z")
 
@@ -71,16 +71,52 @@ def check_text(value: str, what: str) -> str:
     return value
 
 
-def _check_domain(domain: str, what: str) -> None:
-    if len(domain.encode("utf-8")) > MAX_DOMAIN:
-        raise InvalidAddress(f"{what}: domain longer than {MAX_DOMAIN} octets")
+def _check_literal(domain: str, what: str) -> None:
+    if _ADDRESS_LITERAL.match(domain):
+        inner = domain[1:-1]
+        if not inner.startswith("IPv6:"):
+            # Snum (RFC 5321 §4.1.3): 1*3DIGIT, at most 255. No ipaddress import
+            # for the EHLO literal of a plain send (start-up time).
+            octets = inner.split(".")
+            if len(octets) == 4 and all(o and int(o) <= 255 for o in octets):
+                return
+        else:
+            import ipaddress  # IPv6 literals are rare
+
+            try:
+                ipaddress.IPv6Address(inner[5:])
+                return
+            except ValueError:
+                pass
+    raise InvalidAddress(f"{what}: malformed address literal {domain!r}")
+
+
+def _local_part_ok(local: str) -> bool:
+    pattern = _QUOTED_STRING if local.startswith('"') else _DOT_STRING
+    return pattern.match(local) is not None
+
+
+def _wire_domain(domain: str, what: str, *, utf8: bool) -> str:
+    """The domain as it is written, checked in that form.
+
+    ``utf8``: written in UTF-8 under SMTPUTF8, so U-labels stay (each must be
+    its own U-label); otherwise converted to A-labels, which must be LDH.
+    """
     if domain.startswith("["):
-        if not _ADDRESS_LITERAL.match(domain):
-            raise InvalidAddress(f"{what}: malformed address literal {domain!r}")
-        return
+        _check_literal(domain, what)
+        return domain
+    if domain.isascii():  # written as given, in either case
+        return idn.ldh_domain(domain, what)
     labels = domain.split(".")
     if not all(_LABEL.match(label) for label in labels):
         raise InvalidAddress(f"{what}: malformed domain {domain!r}")
+    if utf8:
+        idn.check_u_labels(domain, what)
+    else:
+        domain = idn.to_a_labels(domain, what)
+    if len(domain.encode("utf-8")) > MAX_DOMAIN:
+        raise InvalidAddress(f"{what}: domain longer than {MAX_DOMAIN} octets")
+    return domain
 
 
 class Path:
@@ -109,7 +145,8 @@ def parse_path(address: str, what: str = "address", *, null_ok: bool = False) ->
     """Validate a bare mailbox (``user@example.org``) and return its :class:`Path`.
 
     An ASCII local part with an internationalised domain gets the domain
-    IDNA-encoded, so it needs no SMTPUTF8.
+    IDNA-encoded, so it needs no SMTPUTF8; a non-ASCII local part keeps its
+    domain's U-labels. Either way the path is checked as it will be written.
     """
     if not isinstance(address, str):
         raise InvalidAddress(f"{what} must be a str, not {type(address).__name__}")
@@ -126,20 +163,16 @@ def parse_path(address: str, what: str = "address", *, null_ok: bool = False) ->
             f"{what} {address!r} is not a bare address like user@example.org"
             + (" (display names belong in headers)" if "<" in address else "")
         )
-    if local.startswith('"'):
-        ok = _QUOTED_STRING.match(local) is not None
-    else:
-        ok = _DOT_STRING.match(local) is not None
-    if not ok:
+    if not _local_part_ok(local):
         raise InvalidAddress(f"{what} {address!r} has a malformed local part")
     if len(local.encode("utf-8")) > MAX_LOCAL_PART:
         raise InvalidAddress(f"{what}: local part longer than {MAX_LOCAL_PART} octets")
-    _check_domain(domain, what)
-    if local.isascii() and not domain.isascii():
-        try:
-            domain = domain.encode("idna").decode("ascii")
-        except UnicodeError as exc:
-            raise InvalidAddress(f"{what}: domain {domain!r} is not valid IDNA") from exc
+    if len(domain.encode("utf-8")) > MAX_DOMAIN:
+        raise InvalidAddress(f"{what}: domain longer than {MAX_DOMAIN} octets")
+    utf8 = not local.isascii()
+    if utf8:
+        idn.check_local_part(local, what, _local_part_ok)
+    domain = _wire_domain(domain, what, utf8=utf8)
     full = f"{local}@{domain}"
     if len(full.encode("utf-8")) + 2 > MAX_PATH:
         raise InvalidAddress(f"{what}: path longer than {MAX_PATH} octets")
@@ -198,17 +231,18 @@ def rcpt_to(path: Path, params: bytes = b"") -> bytes:
 
 
 def ehlo_name(name: str) -> str:
-    """Validate the name given in EHLO/HELO/LHLO: a domain or an address literal."""
+    """The name for EHLO/HELO/LHLO as written: a domain in A-labels, or an address literal.
+
+    RFC 6531 §3.7.1: EHLO goes before the client knows whether the server
+    offers SMTPUTF8, so an internationalised name is sent as A-labels.
+    """
     check_text(name, "EHLO name")
     if not name or len(name.encode("utf-8")) > MAX_DOMAIN:
         raise InvalidArgument(f"EHLO name {name!r} is empty or too long")
-    if name.startswith("[") or name.replace(".", "").replace("-", "").isalnum():
-        try:
-            _check_domain(name, "EHLO name")
-        except InvalidAddress as exc:
-            raise InvalidArgument(str(exc)) from None
-        return name
-    raise InvalidArgument(f"EHLO name {name!r} is neither a domain nor an address literal")
+    try:
+        return _wire_domain(name, "EHLO name", utf8=False)
+    except InvalidAddress as exc:
+        raise InvalidArgument(str(exc)) from None
 
 
 def command(verb: str, *args: str) -> bytes:

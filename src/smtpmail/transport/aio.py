@@ -43,16 +43,33 @@ class AsyncClient(BaseClient):
 
         async with AsyncClient("mail.example.org", 25) as client:
             result = await client.send(message, sender="a@example.org", recipients=["b@x.net"])
+
+    One connection carries one dialogue, so operations on one client are
+    serialised: several tasks may share it (``asyncio.gather(client.send(a),
+    client.send(b))``) and each operation waits for the one before it to
+    finish. For messages in parallel, use one client per connection.
+    :meth:`close` does not wait: it drops the connection under whatever runs.
     """
 
     _reader: asyncio.StreamReader | None = None
     _writer: asyncio.StreamWriter | None = None
     _last_io = 0.0
+    _lock: asyncio.Lock | None = None
+
+    def _serial(self) -> asyncio.Lock:
+        """The lock every public operation holds: one dialogue at a time."""
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        return self._lock
 
     # -- connection ----------------------------------------------------------
 
     async def connect(self) -> Reply:
         """Connect, read the greeting, say EHLO; return the greeting."""
+        async with self._serial():
+            return await self._connect()
+
+    async def _connect(self) -> Reply:
         if self._connected:
             raise LocalProtocolError("already connected")
         self._new_session()
@@ -112,6 +129,10 @@ class AsyncClient(BaseClient):
 
     async def quit(self) -> Reply | None:
         """Say QUIT and close; None when the connection was already gone."""
+        async with self._serial():
+            return await self._quit()
+
+    async def _quit(self) -> Reply | None:
         if not self._connected:
             self.close()
             return None
@@ -123,8 +144,9 @@ class AsyncClient(BaseClient):
             self.close()
 
     async def __aenter__(self) -> AsyncClient:
-        if not self._connected:
-            await self.connect()
+        async with self._serial():
+            if not self._connected:
+                await self._connect()
         return self
 
     async def __aexit__(
@@ -151,7 +173,7 @@ class AsyncClient(BaseClient):
             log.info("the server closed the idle connection; reconnecting")
             self.close()
         if not self._connected:
-            await self.connect()
+            await self._connect()
 
     def _peer_closed(self) -> bool:
         reader = self._reader
@@ -175,14 +197,15 @@ class AsyncClient(BaseClient):
     ) -> SendResult:
         """Send one message; see :meth:`smtpmail.Client.send`."""
         item = self._items(message, sender, recipients, envelope, keep_bcc)
-        await self._ensure_connected()
-        results: list[SendResult] = []
-        flow = self._session.transactions([item], keep_errors=False, results=results)
-        try:
-            (result,) = self._stamp(await self._run(flow))
-        except SMTPError as exc:
-            exc.results = results  # recipients over a limit go in several transactions
-            raise
+        async with self._serial():
+            await self._ensure_connected()
+            results: list[SendResult] = []
+            flow = self._session.transactions([item], keep_errors=False, results=results)
+            try:
+                (result,) = self._stamp(await self._run(flow))
+            except SMTPError as exc:
+                exc.results = results  # recipients over a limit go in several transactions
+                raise
         return result
 
     async def send_many(
@@ -193,31 +216,35 @@ class AsyncClient(BaseClient):
         keep_bcc: bool = False,
     ) -> list[SendResult]:
         """Send each (envelope, message) on one connection; see ``Client.send_many``."""
-        await self._ensure_connected()
         if results is None:
             results = []
-        flow = self._session.transactions(
-            ((env, as_content(msg, keep_bcc=keep_bcc)) for env, msg in items),
-            keep_errors=True,
-            results=results,
-        )
-        try:
-            return self._stamp(await self._run(flow))
-        except SMTPError as exc:
-            exc.results = results
-            raise
+        async with self._serial():
+            await self._ensure_connected()
+            flow = self._session.transactions(
+                ((env, as_content(msg, keep_bcc=keep_bcc)) for env, msg in items),
+                keep_errors=True,
+                results=results,
+            )
+            try:
+                return self._stamp(await self._run(flow))
+            except SMTPError as exc:
+                exc.results = results
+                raise
 
     async def noop(self) -> Reply:
-        await self._ensure_connected()
-        return await self._run(self._session.noop())
+        async with self._serial():
+            await self._ensure_connected()
+            return await self._run(self._session.noop())
 
     async def rset(self) -> Reply:
-        await self._ensure_connected()
-        return await self._run(self._session.rset())
+        async with self._serial():
+            await self._ensure_connected()
+            return await self._run(self._session.rset())
 
     async def vrfy(self, address: str) -> Reply:
-        await self._ensure_connected()
-        return await self._run(self._session.vrfy(address))
+        async with self._serial():
+            await self._ensure_connected()
+            return await self._run(self._session.vrfy(address))
 
     # -- the IO loop -----------------------------------------------------------
 

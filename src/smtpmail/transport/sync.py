@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _thread  # threading's C core: a lock without threading's start-up time
 import select
 import socket
 import sys
@@ -52,15 +53,35 @@ class Client(BaseClient):
     It connects on ``with`` or on the first :meth:`send`, reconnects when the
     server closed an idle connection, and sends many messages on one
     connection with :meth:`send_many`.
+
+    One connection carries one dialogue, so operations on one client are
+    serialised: several threads may share it, each operation waiting for the
+    one before it to finish. For messages in parallel, use one client per
+    connection. :meth:`close` does not wait.
     """
 
     _sock: socket.socket | ssl.SSLSocket | None = None
     _last_io = 0.0
+    _lock: _thread.LockType | None = None
+
+    def _serial(self) -> _thread.LockType:
+        """The lock every public operation holds: one dialogue at a time."""
+        lock = self._lock
+        if lock is None:
+            with _CREATING:  # two threads' first calls must get the same lock
+                if self._lock is None:
+                    self._lock = _thread.allocate_lock()
+                lock = self._lock
+        return lock
 
     # -- connection ----------------------------------------------------------
 
     def connect(self) -> Reply:
         """Connect, read the greeting, say EHLO; return the greeting."""
+        with self._serial():
+            return self._connect()
+
+    def _connect(self) -> Reply:
         if self._connected:
             raise LocalProtocolError("already connected")
         self._new_session()
@@ -119,6 +140,10 @@ class Client(BaseClient):
 
     def quit(self) -> Reply | None:
         """Say QUIT and close; None when the connection was already gone."""
+        with self._serial():
+            return self._quit()
+
+    def _quit(self) -> Reply | None:
         if not self._connected:
             self.close()
             return None
@@ -130,8 +155,9 @@ class Client(BaseClient):
             self.close()
 
     def __enter__(self) -> Client:
-        if not self._connected:
-            self.connect()
+        with self._serial():
+            if not self._connected:
+                self._connect()
         return self
 
     def __exit__(
@@ -152,7 +178,7 @@ class Client(BaseClient):
             log.info("the server closed the idle connection; reconnecting")
             self.close()
         if not self._connected:
-            self.connect()
+            self._connect()
 
     def _peer_closed(self) -> bool:
         sock = self._sock
@@ -209,14 +235,15 @@ class Client(BaseClient):
         recipients get it through the envelope).
         """
         item = self._items(message, sender, recipients, envelope, keep_bcc)
-        self._ensure_connected()
-        results: list[SendResult] = []
-        flow = self._session.transactions([item], keep_errors=False, results=results)
-        try:
-            (result,) = self._stamp(self._run(flow))
-        except SMTPError as exc:
-            exc.results = results  # recipients over a limit go in several transactions
-            raise
+        with self._serial():
+            self._ensure_connected()
+            results: list[SendResult] = []
+            flow = self._session.transactions([item], keep_errors=False, results=results)
+            try:
+                (result,) = self._stamp(self._run(flow))
+            except SMTPError as exc:
+                exc.results = results  # recipients over a limit go in several transactions
+                raise
         return result
 
     def send_many(
@@ -235,31 +262,35 @@ class Client(BaseClient):
         complete once its ``reply`` or ``error`` is set. ``keep_bcc``: as for
         :meth:`send`.
         """
-        self._ensure_connected()
         if results is None:
             results = []
-        flow = self._session.transactions(
-            ((env, as_content(msg, keep_bcc=keep_bcc)) for env, msg in items),
-            keep_errors=True,
-            results=results,
-        )
-        try:
-            return self._stamp(self._run(flow))
-        except SMTPError as exc:
-            exc.results = results
-            raise
+        with self._serial():
+            self._ensure_connected()
+            flow = self._session.transactions(
+                ((env, as_content(msg, keep_bcc=keep_bcc)) for env, msg in items),
+                keep_errors=True,
+                results=results,
+            )
+            try:
+                return self._stamp(self._run(flow))
+            except SMTPError as exc:
+                exc.results = results
+                raise
 
     def noop(self) -> Reply:
-        self._ensure_connected()
-        return self._run(self._session.noop())
+        with self._serial():
+            self._ensure_connected()
+            return self._run(self._session.noop())
 
     def rset(self) -> Reply:
-        self._ensure_connected()
-        return self._run(self._session.rset())
+        with self._serial():
+            self._ensure_connected()
+            return self._run(self._session.rset())
 
     def vrfy(self, address: str) -> Reply:
-        self._ensure_connected()
-        return self._run(self._session.vrfy(address))
+        with self._serial():
+            self._ensure_connected()
+            return self._run(self._session.vrfy(address))
 
     # -- the IO loop -----------------------------------------------------------
 
@@ -361,6 +392,10 @@ class Client(BaseClient):
                 raise err
             parser.feed(data)
         return replies
+
+
+#: Held only while a client creates its lock (once per client).
+_CREATING = _thread.allocate_lock()
 
 
 def _pending(sock: socket.socket) -> int:
