@@ -136,8 +136,13 @@ class Inbox:
 
 
 @contextmanager
-def running_sink(*, record_session: bool = True, keep: int = 1000) -> Iterator[Inbox]:
-    """A capture server and its inbox on free loopback ports, in a thread."""
+def running_sink(
+    *, record_session: bool = True, keep: int = 1000, auth_accept_any: bool = False
+) -> Iterator[Inbox]:
+    """A capture server and its inbox on free loopback ports, in a thread.
+
+    ``auth_accept_any``: offer AUTH and accept any credentials, as
+    ``smtpmail sink --auth-accept-any``."""
     from smtpmail.cli import _capture
     from smtpmail.cli.inbox.store import Store
     from smtpmail.cli.inbox.web import start_web
@@ -150,7 +155,12 @@ def running_sink(*, record_session: bool = True, keep: int = 1000) -> Iterator[I
     async def start() -> tuple[Any, Any]:
         handler = _capture.CaptureHandler(store.add)
         smtp = await _capture.start_server(
-            handler, "127.0.0.1", 0, ident="smtpmail test sink", record_session=record_session
+            handler,
+            "127.0.0.1",
+            0,
+            ident="smtpmail test sink",
+            record_session=record_session,
+            auth_accept_any=auth_accept_any,
         )
         try:
             web = await start_web(store, "127.0.0.1", 0, smtp=f"127.0.0.1 port {smtp.port}")

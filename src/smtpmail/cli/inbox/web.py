@@ -190,6 +190,7 @@ async def api_info(request: web.Request) -> web.Response:
             "token": config["token"],
             "release": config["release"].where if config["release"] else None,
             "messages": len(request.app[STORE]),
+            "waiting": config["waiting"],
         }
     )
 
@@ -320,7 +321,12 @@ async def api_wait(request: web.Request) -> web.Response:
     except ValueError:
         return _error(400, "timeout must be a number of seconds")
     existing = request.query.get("new", "") not in ("1", "true")
-    found = await request.app[STORE].wait_for(_matcher(request), timeout, existing=existing)
+    config = request.app[CONFIG]
+    config["waiting"] += 1  # how many long-polls wait (a test can see its own arrive)
+    try:
+        found = await request.app[STORE].wait_for(_matcher(request), timeout, existing=existing)
+    finally:
+        config["waiting"] -= 1
     if found is None:
         return _error(408, f"no matching message arrived within {timeout:g} seconds")
     return web.json_response(mime.detail(found))
@@ -377,6 +383,7 @@ def make_app(
         "auth": auth,
         "release": release,
         "loopback": loopback,
+        "waiting": 0,
         "hosts": LOOPBACK_NAMES | {host.lower().strip("[]")},
     }
     app.on_response_prepare.append(_headers)
