@@ -108,26 +108,27 @@ def _required_fields(msg: Message) -> list[Finding]:
 def _addresses(content: bytes) -> list[Finding]:
     """Address fields that the email package's RFC 5322 parser finds defects in."""
     head = content.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
-    msg = email.message_from_bytes(head + b"\r\n\r\n", policy=email.policy.default)
+    raw = email.message_from_bytes(head + b"\r\n\r\n", policy=email.policy.compat32)
+    parse = email.policy.default.header_factory
     found = []
-    for name in ADDRESS_FIELDS:
-        for raw in msg.get_all(name, []):
-            problem = _address_problem(raw)
-            if problem:
-                found.append(Finding("bad-address", "error", f"{name}: {problem}",
-                                     "RFC 5322 §3.4"))  # fmt: skip
+    for name, value in raw.items():
+        if name.title() not in ADDRESS_FIELDS and name not in ADDRESS_FIELDS:
+            continue
+        try:
+            problem = _address_problem(parse(name, str(value)))
+        except (ValueError, IndexError, AttributeError, TypeError) as exc:
+            problem = f"cannot be parsed ({type(exc).__name__})"
+        if problem:
+            found.append(Finding("bad-address", "error", f"{name}: {problem}", "RFC 5322 §3.4"))
     return found
 
 
 def _address_problem(field: object) -> str | None:
-    try:
-        defects = list(getattr(field, "defects", ()))
-        addresses = list(getattr(field, "addresses", ()))
-    except (ValueError, IndexError, AttributeError) as exc:
-        return f"cannot be parsed ({exc})"
+    defects = list(getattr(field, "defects", ()))
+    addresses = list(getattr(field, "addresses", ()))
     if defects:
         return str(defects[0])
-    if not addresses:
+    if not addresses and not getattr(field, "groups", ()):
         return "holds no address"
     for address in addresses:
         if not address.username or not address.domain:

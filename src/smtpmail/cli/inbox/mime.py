@@ -39,9 +39,10 @@ def header(msg: Message, name: str) -> str:
     """A header field decoded, or as it came when it cannot be."""
     try:
         value = msg.get(name)
-    except (ValueError, LookupError, IndexError, AttributeError):  # a defective field
-        value = msg.get_all(name, [""])[0] if hasattr(msg, "get_all") else ""
-    return "" if value is None else str(value)
+        return "" if value is None else str(value)
+    except (ValueError, LookupError, IndexError, AttributeError, TypeError):  # a defective field
+        raw = [v for k, v in msg.raw_items() if k.lower() == name.lower()]
+        return str(raw[0]) if raw else ""
 
 
 def _parts(msg: Message) -> list[Message]:
@@ -208,7 +209,7 @@ def detail(stored: Stored) -> dict[str, Any]:
     ]
     return {
         **summary(stored),
-        "headers": [{"name": k, "value": header_value(v)} for k, v in msg.raw_items()],
+        "headers": [{"name": k, "value": _decoded(msg, k, v)} for k, v in msg.raw_items()],
         "text": _text(plain) if plain else None,
         "has_html": html is not None,
         "mime": tree(msg, [0]),
@@ -218,11 +219,12 @@ def detail(stored: Stored) -> dict[str, Any]:
     }
 
 
-def header_value(value: Any) -> str:
+def _decoded(msg: Message, name: str, raw: Any) -> str:
+    """One header field's value decoded (RFC 2047), or as it came."""
     try:
-        return str(value)
-    except (ValueError, LookupError, IndexError):
-        return repr(value)
+        return str(msg.policy.header_fetch_parse(name, raw))
+    except (ValueError, LookupError, IndexError, AttributeError, TypeError):
+        return str(raw)
 
 
 def part_content(stored: Stored, index: int) -> tuple[str, str | None, bytes] | None:
