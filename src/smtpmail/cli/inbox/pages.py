@@ -48,10 +48,18 @@ def _size(octets: int) -> str:
     return f"{octets / 1024 / 1024:.1f} MB"
 
 
+def when(iso: str) -> str:
+    """2026-12-01T00:21:27Z as 2026-12-01 00:21:27 UTC (inbox.js shows local time)."""
+    return iso.replace("T", " ").replace("Z", " UTC")
+
+
 def row(m: dict[str, Any]) -> str:
     """One message in the list (inbox.js builds the same from the JSON)."""
     url = f"/messages/{quote(m['id'])}"
-    marks = "📎" if m["attachments"] else ""
+    marks = ""
+    if m["attachments"]:
+        marks = f'<span class="att" title="attachments">{m["attachments"]} att.</span>'
+
     lint = m["lint"]
     if lint["errors"] or lint["warnings"]:
         kind = "error" if lint["errors"] else "warning"
@@ -59,7 +67,7 @@ def row(m: dict[str, Any]) -> str:
         marks += f' <span class="badge {kind}" title="lint findings">{n}</span>'
     return (
         f'<tr class="message{"" if m["read"] else " unread"}" data-id="{escape(m["id"])}">'
-        f'<td><time datetime="{escape(m["received"])}">{escape(m["received"])}</time></td>'
+        f'<td><time datetime="{escape(m["received"])}">{escape(when(m["received"]))}</time></td>'
         f'<td class="from">{escape(m["from"])}</td>'
         f'<td class="to">{escape(", ".join(m["to"]))}</td>'
         f'<td class="subject"><a href="{escape(url)}">{escape(m["subject"]) or "(no subject)"}'
@@ -132,7 +140,7 @@ def message_page(m: dict[str, Any], raw: str, token: str, smtp: str, release: st
         + f"<dt>From</dt><dd>{escape(m['from'])}</dd>"
         + f"<dt>To</dt><dd>{escape(', '.join(m['to']))}</dd>"
         + f"<dt>Envelope</dt><dd>{escape(_envelope(m))}</dd>"
-        + f"<dt>Received</dt><dd><time>{escape(m['received'])}</time></dd>"
+        + f"<dt>Received</dt><dd><time>{escape(when(m['received']))}</time></dd>"
         + f"<dt>Size</dt><dd>{_size(m['size'])}</dd></dl>"
         + '<div class="toolbar"><a href="/">← Inbox</a>'
         + '<button type="button" id="delete" class="danger">Delete</button></div>'
@@ -201,7 +209,7 @@ def _session(s: dict[str, Any] | None) -> str:
         ("AUTH", f"{auth['mechanism'] or ''} as {auth['user']}" if auth else "none"),
         ("MAIL parameters", " ".join(s["mail_parameters"]) or "none"),
         ("RCPT parameters", " ".join(s["rcpt_parameters"]) or "none"),
-        ("Connected", s["timing"]["connected"]),
+        ("Connected", when(s["timing"]["connected"])),
         ("MAIL after", f"{s['timing']['mail_after_seconds']} s"),
         ("End of data after", f"{s['timing']['data_end_after_seconds']} s"),
     ]

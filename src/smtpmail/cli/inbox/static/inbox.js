@@ -37,7 +37,7 @@
     tr.dataset.id = m.id;
     const time = document.createElement("time");
     time.dateTime = m.received;
-    time.textContent = m.received;
+    time.textContent = m.received.replace("T", " ").replace("Z", " UTC");
     cell(tr).appendChild(time);
     cell(tr, m.from, "from");
     cell(tr, m.to.join(", "), "to");
@@ -46,7 +46,14 @@
     link.textContent = m.subject || "(no subject)";
     cell(tr, undefined, "subject").appendChild(link);
     cell(tr, size(m.size), "size");
-    const marks = cell(tr, m.attachments ? "📎" : "", "marks");
+    const marks = cell(tr, undefined, "marks");
+    if (m.attachments) {
+      const att = document.createElement("span");
+      att.className = "att";
+      att.title = "attachments";
+      att.textContent = m.attachments + " att.";
+      marks.append(att);
+    }
     const n = m.lint.errors + m.lint.warnings;
     if (n) {
       const badge = document.createElement("span");
