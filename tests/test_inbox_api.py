@@ -297,3 +297,18 @@ def test_auth_shows_mechanism_and_user_never_the_password() -> None:
 
         assert base64.b64encode(b"\0ann\0s3cret-pw").decode() not in json.dumps(detail)
         assert any("[credentials hidden]" in d["line"] for d in session["dialogue"])
+
+
+def test_info_and_marking_read_through_the_api(inbox: Inbox) -> None:
+    send(inbox, sample_message())
+    info = inbox.info()
+    assert info["smtp"] == f"127.0.0.1 port {inbox.smtp_port}"
+    assert info["messages"] == 1
+    assert info["release"] is None
+    assert len(info["token"]) >= 32
+    (m,) = inbox.messages()
+    url = f"{inbox.url}api/v1/messages/{m['id']}/read"
+    assert http(url, "POST")[0] == 403  # no token
+    status, _, body = http(url, "POST", headers={"X-Inbox-Token": info["token"]})
+    assert (status, json.loads(body)) == (200, {"read": m["id"]})
+    assert inbox.messages()[0]["read"] is True
