@@ -195,6 +195,25 @@ def test_hostile_html_runs_nothing_and_changes_nothing(
     assert [x["id"] for x in inbox.messages()] == [m["id"]]  # nothing deleted
 
 
+def test_remote_images_load_only_when_asked(
+    inbox: Inbox, context: BrowserContext, page: Page
+) -> None:
+    send(inbox, hostile_message())
+    (m,) = inbox.messages()
+    blocked: list[str] = []
+    tried: list[str] = []
+    context.on("requestfailed", lambda r: (blocked if r.failure == "csp" else tried).append(r.url))
+    page.goto(f"{inbox.url}messages/{m['id']}")
+    expect(page.frame_locator("#html-body").locator("#shown")).to_be_visible()
+    page.get_by_role("button", name="Show remote images").click()
+    expect(page.get_by_role("button", name="Show remote images")).to_be_disabled()
+    expect(page.frame_locator("#html-body").locator("#shown")).to_be_visible()
+    page.goto(inbox.url)  # every request of the message page has been seen
+    expect(rows(page)).to_have_count(1)
+    assert blocked.count("http://remote.invalid/pixel.gif") == 1  # before the click
+    assert "http://remote.invalid/pixel.gif" in tried  # after it: sent (no such host)
+
+
 def test_screenshots_of_the_inbox_and_a_message(inbox: Inbox, page: Page, tmp_path: Path) -> None:
     """The README's pictures; INBOX_SCREENSHOTS=DIR keeps them (docs/ in the repository)."""
     send(inbox, sample_message("Quarterly report", to="bob@example.org"))

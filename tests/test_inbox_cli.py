@@ -120,3 +120,38 @@ def test_a_sink_without_web_keeps_no_messages_in_memory(tmp_path: Path) -> None:
     store.add(_capture.Captured(1, "peer", "a@example.org", ("b@example.org",), b"x\r\n"))
     assert len(store) == 0
     assert len(list((tmp_path / "M" / "new").iterdir())) == 1
+
+
+def test_the_session_shows_tls_and_the_dialogue_goes_on_after_starttls(tmp_path: Path) -> None:
+    """A real subprocess sink with STARTTLS: the inbox names the TLS version and
+    cipher, and the recorded dialogue continues inside TLS (RFC 3207)."""
+    import smtpmail
+    from smtpmail.transport.tls import TLSMode, TLSOptions
+    from test_sink import start_sink, stop
+    from tlsservers import Certs
+
+    certs = Certs(tmp_path)
+    cert, key = certs.leaf_files(tmp_path)
+    port = free_port()
+    web = free_port()
+    proc, reader = start_sink(
+        "--port", str(port), "--tls-cert", cert, "--tls-key", key,
+        "--web", f"127.0.0.1:{web}", "--record-session", "--quiet",
+    )  # fmt: skip
+    try:
+        reader.wait_for("web inbox on")
+        smtpmail.send(
+            b"Subject: private\r\n\r\nover TLS\r\n", "a@example.org", "b@example.org",
+            port=port, timeout=30, tls=TLSMode.REQUIRED,
+            tls_options=TLSOptions(ca_file=certs.ca_file),
+        )  # fmt: skip
+        inbox = Inbox(f"http://127.0.0.1:{web}/")
+        session = inbox.wait_for(subject="private", timeout=30)["session"]
+    finally:
+        status, err = stop(proc, signal.SIGTERM)
+    assert (status, err) == (0, "")
+    assert session["tls"].startswith("TLSv1.")
+    assert len(session["tls"].split()) == 2  # version and cipher
+    lines = [d["line"] for d in session["dialogue"]]
+    assert lines.index("C: STARTTLS") < lines.index("C: MAIL FROM:<a@example.org> SIZE=30")
+    assert lines.count("C: EHLO " + session["ehlo_name"]) == 2  # before and after TLS

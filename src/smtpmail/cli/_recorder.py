@@ -19,6 +19,8 @@ __all__ = ["Recorder", "SessionInfo"]
 MAX_DIALOGUE_LINES = 2000
 #: Longest line kept in the dialogue (a hostile client's 1 MB line stays out).
 MAX_DIALOGUE_LINE = 1000
+#: Most octets of one unfinished line held (the rest is counted, not kept).
+MAX_PENDING = 8192
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ class Recorder:
     auth_mechanism: str | None = None
     dialogue: list[tuple[float, str]] = field(default_factory=list)
     _pending: bytes = b""
+    _dropped: int = 0  # octets of the pending line beyond MAX_PENDING
     _in_data: bool = False
     _data_octets: int = 0
     _in_auth: bool = False
@@ -71,6 +74,10 @@ class Recorder:
         self._pending = lines.pop()
         for raw in lines:
             self._line(raw + b"\n")
+            self._dropped = 0
+        if len(self._pending) > MAX_PENDING:  # its start is kept: a line start stays one
+            self._dropped += len(self._pending) - MAX_PENDING
+            self._pending = self._pending[:MAX_PENDING]
 
     def sent(self, reply: bytes) -> None:
         """One reply line from the server (without its CRLF)."""
@@ -90,7 +97,7 @@ class Recorder:
                 self._in_data = False
                 self._commands += 1  # the end of data is answered like a command
             else:
-                self._data_octets += len(raw)
+                self._data_octets += len(raw) + self._dropped
             return
         text = raw.rstrip(b"\r\n").decode("utf-8", "replace")
         if self._commands > self._replies:
@@ -109,8 +116,9 @@ class Recorder:
 
     def _note(self, who: str, text: str) -> None:
         if self.keep_dialogue and len(self.dialogue) < MAX_DIALOGUE_LINES:
-            if len(text) > MAX_DIALOGUE_LINE:
-                text = text[:MAX_DIALOGUE_LINE] + f" [... {len(text)} characters]"
+            if len(text) > MAX_DIALOGUE_LINE or self._dropped:
+                size = len(text) + self._dropped
+                text = text[:MAX_DIALOGUE_LINE] + f" [... {size} characters]"
             self.dialogue.append((round(time.time() - self.connected_at, 6), f"{who}: {text}"))
 
     def transaction_done(self) -> None:
