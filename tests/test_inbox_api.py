@@ -312,3 +312,15 @@ def test_info_and_marking_read_through_the_api(inbox: Inbox) -> None:
     status, _, body = http(url, "POST", headers={"X-Inbox-Token": info["token"]})
     assert (status, json.loads(body)) == (200, {"read": m["id"]})
     assert inbox.messages()[0]["read"] is True
+
+
+def test_stopping_the_inbox_answers_a_waiting_long_poll() -> None:
+    """A test suite's long-poll gets a clear 503, not a dropped connection."""
+    answers: list[tuple[int, bytes]] = []
+    with running_sink() as inbox:
+        url = f"{inbox.url}api/v1/wait?subject=never&timeout=300"
+        poll = threading.Thread(target=lambda: answers.append(http(url)[::2]))  # type: ignore[arg-type]
+        poll.start()
+        sink_sees_the_wait(inbox)
+    poll.join(timeout=60)
+    assert answers == [(503, b'{"error": "the inbox is shutting down"}')]

@@ -26,6 +26,7 @@ DOWNLOAD_CSP = "sandbox; default-src 'none'"
 
 STORE: web.AppKey[Store] = web.AppKey("store", Store)
 CONFIG: web.AppKey[dict[str, Any]] = web.AppKey("config", dict)
+#: The queues of the live streams and long-polls, told ("bye", "") when the inbox stops.
 STREAMS: web.AppKey[set[asyncio.Queue[Event]]] = web.AppKey("streams", set)
 
 
@@ -180,11 +181,24 @@ async def api_wait(request: web.Request) -> web.Response:
         return json_error(400, "timeout must be a number of seconds")
     existing = request.query.get("new", "") not in ("1", "true")
     config = request.app[CONFIG]
+    waiting = asyncio.ensure_future(
+        request.app[STORE].wait_for(_matcher(request), timeout, existing=existing)
+    )
+    closing: asyncio.Queue[Event] = asyncio.Queue()  # hears "bye" when the inbox stops
+    closed = asyncio.ensure_future(closing.get())
+    request.app[STREAMS].add(closing)
     config["waiting"] += 1  # how many long-polls wait (a test can see its own arrive)
     try:
-        found = await request.app[STORE].wait_for(_matcher(request), timeout, existing=existing)
+        await asyncio.wait({waiting, closed}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         config["waiting"] -= 1
+        request.app[STREAMS].discard(closing)
+        closed.cancel()
+        if not waiting.done():
+            waiting.cancel()
+    if not waiting.done() or waiting.cancelled():
+        return json_error(503, "the inbox is shutting down")
+    found = waiting.result()
     if found is None:
         return json_error(408, f"no matching message arrived within {timeout:g} seconds")
     return web.json_response(mime.detail(found))

@@ -270,7 +270,7 @@ async def start_web(
     """Serve the inbox on ``host:port`` (0: a free port); raises OSError if it cannot."""
     app = make_app(store, smtp=smtp, loopback=is_loopback(host), host=host, auth=auth,
                    release=release)  # fmt: skip
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
     await runner.setup()
     site = web.TCPSite(runner, host.strip("[]"), port)
     try:
