@@ -155,3 +155,16 @@ def test_the_session_shows_tls_and_the_dialogue_goes_on_after_starttls(tmp_path:
     lines = [d["line"] for d in session["dialogue"]]
     assert lines.index("C: STARTTLS") < lines.index("C: MAIL FROM:<a@example.org> SIZE=30")
     assert lines.count("C: EHLO " + session["ehlo_name"]) == 2  # before and after TLS
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [("127.0.0.1", True), ("127.8.9.10", True), ("::1", True), ("[::1]", True),
+     ("localhost", True), ("LocalHost", True), ("0.0.0.0", False), ("::", False),
+     ("192.0.2.7", False), ("inbox.example", False)],
+)  # fmt: skip
+def test_which_web_addresses_count_as_loopback(host: str, loopback: bool) -> None:
+    """Off loopback the Host check cannot know the names, so sink warns without --web-auth."""
+    from smtpmail.cli.inbox.web import is_loopback
+
+    assert is_loopback(host) is loopback
