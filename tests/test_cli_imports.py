@@ -41,7 +41,7 @@ watched = ("asyncio", "ssl", "_ssl", "email", "smtpmail.protocol", "smtpmail.tra
            "stringprep", "subprocess", "json", "smtpmail.message.compose",
            "smtpmail.protocol.sasl", "typing", "encodings.idna", "shutil",
            "dataclasses", "inspect", "ast", "dis", "base64", "logging", "tokenize",
-           "pathlib", "urllib", "ipaddress", "fnmatch", "contextlib", "importlib")
+           "pathlib", "urllib", "ipaddress", "fnmatch", "contextlib", "importlib", "aiohttp")
 print("imported: " + " ".join(sorted(m for m in sys.modules if m.split(".")[0] in watched
                       or m in watched)), file=sys.stderr)
 sys.exit(status)
@@ -67,6 +67,7 @@ NOT_FOR_A_PLAIN_SEND = {
     "mimetypes",
     "tomllib",
     "aiosmtpd",
+    "aiohttp",
     "dns",
     "smtpmail.message.compose",
     "smtpmail.protocol.sasl",
@@ -99,6 +100,12 @@ def imported(*argv: str, flags: tuple[str, ...] = (), stdin: str = "") -> set[st
 def test_help_imports_no_protocol_email_or_io() -> None:
     mods = imported("--help")
     assert not mods & {"asyncio", "ssl", "email", "smtpmail.protocol", "tomllib", "mimetypes"}
+
+
+def test_sink_help_imports_no_web_stack() -> None:
+    """The web inbox (aiohttp) is imported by ``sink --web`` only."""
+    mods = imported("sink", "--help")
+    assert not mods & {"aiohttp", "aiosmtpd"}, sorted(mods & {"aiohttp", "aiosmtpd"})
 
 
 def test_one_message_send_imports_no_asyncio(smtpd: RecordingServer) -> None:

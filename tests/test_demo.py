@@ -64,6 +64,12 @@ def test_demo_shows_dialogue_and_received_message(tmp_path: Path) -> None:
     assert (status, err) == (0, "")
     check_demo_output(out, "alice@example.org", "bob@example.org", "Hello from smtpmail")
     assert "Client sees it" in out
+    # It ends by pointing to the web inbox.
+    assert "Next: run `smtpmail sink --web`" in out
+    assert out.rstrip().splitlines()[-2:] == [
+        "http://127.0.0.1:8025/ to see each message arrive, with its SMTP session",
+        "and what is wrong with it.",
+    ]
 
 
 def test_demo_shuts_its_server_down(tmp_path: Path) -> None:

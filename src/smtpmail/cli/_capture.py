@@ -17,14 +17,16 @@ import mailbox
 import socket
 import ssl
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage, Message
 from pathlib import Path
-from typing import Any
+from typing import Any, AnyStr
 
 from smtpmail import __version__
+from smtpmail.cli._recorder import Recorder, SessionInfo
 
 __all__ = [
     "INSTALL_HINT",
@@ -56,6 +58,10 @@ class Captured:
     content: bytes
     #: The TLS version and cipher when the client used STARTTLS, else None.
     tls: str | None = None
+    #: When the end of data arrived (Unix time).
+    received_at: float = 0.0
+    #: The session it came in (EHLO, extensions, AUTH, parameters, timing).
+    session: SessionInfo | None = None
 
 
 class CaptureHandler:
@@ -68,7 +74,7 @@ class CaptureHandler:
 
     def __init__(
         self,
-        on_message: Callable[[Captured], None],
+        on_message: Callable[[Captured], object],
         on_error: Callable[[Captured, Exception], None] | None = None,
     ) -> None:
         self.on_message = on_message
@@ -80,6 +86,7 @@ class CaptureHandler:
         peer = session.peer
         where = f"{peer[0]} port {peer[1]}" if isinstance(peer, tuple) else str(peer)
         content = envelope.original_content or envelope.content or b""
+        recorder = getattr(server, "recorder", None)
         captured = Captured(
             number=self.count,
             peer=where,
@@ -87,7 +94,11 @@ class CaptureHandler:
             rcpt_tos=tuple(envelope.rcpt_tos),
             content=bytes(content),
             tls=_tls_summary(session),
+            received_at=time.time(),
+            session=_session_info(session, envelope, recorder) if recorder else None,
         )
+        if recorder is not None:
+            recorder.transaction_done()
         try:
             self.on_message(captured)
         except Exception as exc:
@@ -106,6 +117,44 @@ def _tls_summary(session: Any) -> str | None:
     cipher = ssl_object.cipher() if ssl_object is not None else extra.get("cipher")
     version = ssl_object.version() if ssl_object is not None else None
     return " ".join(str(x) for x in (version, cipher[0] if cipher else None) if x) or "TLS"
+
+
+def _session_info(session: Any, envelope: Any, recorder: Recorder) -> SessionInfo:
+    mail_options = tuple(envelope.mail_options)
+    rcpt_options = tuple(envelope.rcpt_options)
+    used = []
+    if recorder.pipelined:
+        used.append("PIPELINING")
+    for option, extension in (
+        ("BODY=8BITMIME", "8BITMIME"),
+        ("BODY=BINARYMIME", "BINARYMIME"),
+        ("SMTPUTF8", "SMTPUTF8"),
+        ("SIZE=", "SIZE"),
+        ("RET=", "DSN"),
+        ("ENVID=", "DSN"),
+    ):
+        if any(o.upper().startswith(option) for o in mail_options) and extension not in used:
+            used.append(extension)
+    if any(o.upper().startswith("NOTIFY=") for o in rcpt_options) and "DSN" not in used:
+        used.append("DSN")
+    auth_data = getattr(session, "auth_data", None)
+    user = getattr(auth_data, "login", None)
+    authenticated = bool(getattr(session, "authenticated", False))
+    return SessionInfo(
+        ehlo_name=session.host_name,
+        esmtp=bool(session.extended_smtp),
+        mail_options=mail_options,
+        rcpt_options=rcpt_options,
+        extensions=tuple(used),
+        auth_mechanism=recorder.auth_mechanism if authenticated else None,
+        auth_user=(user.decode("utf-8", "replace") if isinstance(user, bytes) else user)
+        if authenticated
+        else None,
+        connected_at=recorder.connected_at,
+        mail_at=recorder.mail_at,
+        data_end_at=time.time(),
+        dialogue=tuple(recorder.dialogue) if recorder.keep_dialogue else None,
+    )
 
 
 def _log_error(msg: Captured, exc: Exception) -> None:
@@ -145,13 +194,39 @@ async def start_server(
     ident: str,
     tls_context: ssl.SSLContext | None = None,
     require_tls: bool = False,
+    record_session: bool = False,
+    auth_accept_any: bool = False,
 ) -> CaptureServer:
     """Listen on ``host:port`` (0 picks a free port); raises OSError if it cannot.
 
     With ``tls_context`` it offers STARTTLS (RFC 3207); ``require_tls`` then
-    refuses mail (530) until the client has started TLS.
+    refuses mail (530) until the client has started TLS. ``record_session``
+    keeps each connection's dialogue with its messages; ``auth_accept_any``
+    offers AUTH (RFC 4954) and accepts any credentials, to try clients that log in.
     """
-    from aiosmtpd.smtp import SMTP
+    from aiosmtpd.smtp import SMTP, AuthResult
+
+    class RecordingSMTP(SMTP):
+        """aiosmtpd's server with a :class:`Recorder` watching the connection."""
+
+        recorder = Recorder(keep_dialogue=record_session)
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            if self.transport is None:  # not the STARTTLS upgrade: a new connection
+                self.recorder = Recorder(keep_dialogue=record_session)
+            super().connection_made(transport)
+
+        def data_received(self, data: bytes) -> None:
+            self.recorder.received(data)
+            super().data_received(data)
+
+        async def push(self, status: AnyStr) -> None:
+            line = status if isinstance(status, bytes) else status.encode("utf-8", "replace")
+            self.recorder.sent(line)
+            await super().push(status)
+
+    def accept_any(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> Any:
+        return AuthResult(success=True, auth_data=data)
 
     loop = asyncio.get_running_loop()
     # gethostname() needs no DNS, unlike aiosmtpd's default getfqdn().
@@ -159,7 +234,7 @@ async def start_server(
     sessions: weakref.WeakSet[SMTP] = weakref.WeakSet()
 
     def session() -> SMTP:
-        smtp = SMTP(
+        smtp = RecordingSMTP(
             handler,
             hostname=name,
             ident=f"{ident} (smtpmail {__version__})",
@@ -167,6 +242,9 @@ async def start_server(
             decode_data=False,
             tls_context=tls_context,
             require_starttls=require_tls and tls_context is not None,
+            authenticator=accept_any if auth_accept_any else None,
+            # Offered in clear text only when asked to accept anything (a test server).
+            auth_require_tls=not auth_accept_any,
         )
         sessions.add(smtp)
         return smtp

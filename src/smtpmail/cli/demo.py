@@ -145,8 +145,10 @@ def _demo(args: argparse.Namespace, env: Environment) -> int:
     out.write("\nThe message as the server received it:\n")
     out.write(_capture.render(received.get()))
     out.write(
-        "\nThe server has stopped. Next: run `smtpmail sink` in one terminal and\n"
-        "`python solution.py` (or any SMTP client, port 1025) in another.\n"
+        "\nThe server has stopped. Next: run `smtpmail sink --web` in one terminal and\n"
+        "`python solution.py` (or any SMTP client, port 1025) in another, then open\n"
+        "http://127.0.0.1:8025/ to see each message arrive, with its SMTP session\n"
+        "and what is wrong with it.\n"
     )
     out.flush()
     return EX_OK

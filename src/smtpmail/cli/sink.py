@@ -5,6 +5,8 @@ solution.py sends), accepts every message (RFC 5321 §4.1.1.4 DATA), prints its
 envelope, headers and body, and with ``--maildir DIR`` also stores it there.
 It replaces ``python -m smtpd -c DebuggingServer``, which Python 3.12 removed.
 With --tls-cert it offers STARTTLS (RFC 3207), for trying TLS clients locally.
+With ``--web`` it also serves an inbox in the browser (``cli/inbox``), on
+the same event loop, reading the same stored messages this view prints.
 Ctrl-C or SIGTERM stops it cleanly with exit status 0.
 """
 
@@ -15,15 +17,21 @@ import asyncio
 import contextlib
 import signal
 import ssl
+from typing import Any
 
 from smtpmail.cli._capture import INSTALL_HINT
 from smtpmail.cli.environment import Environment
 from smtpmail.cli.exits import EX_CANTCREAT, EX_CONFIG, EX_OK, EX_UNAVAILABLE, EX_USAGE
+from smtpmail.cli.server import add_server_arguments
 
 HELP = "run a local capture server that shows what it receives"
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 1025
+DEFAULT_WEB = "127.0.0.1:8025"
+#: Messages the web inbox keeps in memory (without --maildir) before dropping the oldest.
+DEFAULT_KEEP = 1000
+WEB_HINT = "--web needs aiohttp: pip install 'smtpmail[server]'"
 
 
 def port_number(text: str) -> int:
@@ -35,6 +43,21 @@ def port_number(text: str) -> int:
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"not a port number (0-65535): {text!r}")
     return port
+
+
+def web_address(text: str) -> tuple[str, int]:
+    """HOST:PORT, [IPv6]:PORT, :PORT or HOST for --web."""
+    host, sep, port = text.rpartition(":")
+    if not sep or (host.startswith("[") != host.endswith("]")) or (":" in host and "[" not in host):
+        host, port = text, DEFAULT_WEB.rpartition(":")[2]
+    return host.strip("[]") or DEFAULT_HOST, port_number(port)
+
+
+def user_password(text: str) -> tuple[str, str]:
+    user, sep, password = text.partition(":")
+    if not sep or not user or not password:
+        raise argparse.ArgumentTypeError("give USER:PASSWORD")
+    return user, password
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,6 +82,48 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--require-tls", action="store_true", help="refuse mail until the client starts TLS"
     )
+    parser.add_argument(
+        "--record-session",
+        action="store_true",
+        help="keep each message's SMTP dialogue (shown in the web inbox)",
+    )
+    parser.add_argument(
+        "--auth-accept-any",
+        action="store_true",
+        help="offer AUTH and accept any user name and password (to try clients that log in)",
+    )
+    web = parser.add_argument_group("web inbox")
+    web.add_argument(
+        "--web",
+        nargs="?",
+        const=DEFAULT_WEB,
+        type=web_address,
+        metavar="HOST:PORT",
+        help=f"serve an inbox in the browser (default {DEFAULT_WEB})",
+    )
+    web.add_argument(
+        "--web-auth",
+        type=user_password,
+        metavar="USER:PASSWORD",
+        help="ask for this user and password (HTTP basic auth); use it off loopback",
+    )
+    web.add_argument(
+        "--keep",
+        type=int,
+        default=DEFAULT_KEEP,
+        metavar="N",
+        help=f"messages kept in memory without --maildir (default {DEFAULT_KEEP}; "
+        "the oldest go first)",
+    )
+    release = parser.add_argument_group(
+        "release (send a captured message on, from the web inbox; the options of send)"
+    )
+    release.add_argument(
+        "--release-server",
+        metavar="URL",
+        help="smtp://HOST[:PORT], smtps://HOST, submission://HOST: where Release sends",
+    )
+    add_server_arguments(parser, url_option=False)
     shown = parser.add_mutually_exclusive_group()
     shown.add_argument(
         "--quiet", action="store_true", help="print one line per message instead of the message"
@@ -81,27 +146,42 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     if (args.tls_key or args.require_tls) and not args.tls_cert:
         env.stderr.write("smtpmail sink: --tls-key and --require-tls need --tls-cert\n")
         return EX_USAGE
+    if (args.web_auth or args.release_server or args.account) and not args.web:
+        env.stderr.write("smtpmail sink: --web-auth and release options need --web\n")
+        return EX_USAGE
     try:
         import aiosmtpd  # noqa: F401
     except ImportError:
         env.stderr.write(f"smtpmail sink: {INSTALL_HINT}\n")
         return EX_UNAVAILABLE
-    return asyncio.run(_serve(args, env))
+    if args.web:
+        try:
+            import aiohttp  # noqa: F401
+        except ImportError:
+            env.stderr.write(f"smtpmail sink: {WEB_HINT}\n")
+            return EX_UNAVAILABLE
+    from smtpmail.cli.inbox.release import Releaser
+
+    # Settled before anything listens: a bad account or option is a usage error.
+    release = Releaser.from_args(args, env) if args.web else None
+    return asyncio.run(_serve(args, env, release))
 
 
-async def _serve(args: argparse.Namespace, env: Environment) -> int:
+async def _serve(args: argparse.Namespace, env: Environment, release: Any) -> int:
     from smtpmail.cli import _capture
+    from smtpmail.cli.inbox.store import Store
 
     try:
         box = _capture.open_maildir(args.maildir) if args.maildir else None
+        # The terminal view keeps nothing; the web inbox reads what the store keeps.
+        store = Store(cap=args.keep if args.web else 0, box=box)
     except OSError as exc:
         env.stderr.write(f"smtpmail sink: cannot use {args.maildir} as a Maildir: {exc}\n")
         return EX_CANTCREAT
     out = env.stdout
 
     def show(msg: _capture.Captured) -> None:
-        if box is not None:
-            _capture.to_maildir(box, msg)
+        store.add(msg)
         if args.quiet:
             rcpts = ", ".join(f"<{r}>" for r in msg.rcpt_tos)
             out.write(
@@ -131,12 +211,26 @@ async def _serve(args: argparse.Namespace, env: Environment) -> int:
             ident="smtpmail sink",
             tls_context=tls_context,
             require_tls=args.require_tls,
+            record_session=args.record_session,
+            auth_accept_any=args.auth_accept_any,
         )
     except OSError as exc:
         env.stderr.write(
             f"smtpmail sink: cannot listen on {args.host} port {args.port}: {exc.strerror or exc}\n"
         )
         return EX_UNAVAILABLE
+    try:
+        inbox = await _start_web(args, env, store, f"{args.host} port {server.port}", release)
+    except OSError as exc:
+        await server.close()
+        host, port = args.web
+        env.stderr.write(
+            f"smtpmail sink: cannot serve the inbox on {host} port {port}: {exc.strerror or exc}\n"
+        )
+        return EX_UNAVAILABLE
+    except BaseException:
+        await server.close()
+        raise
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -150,12 +244,33 @@ async def _serve(args: argparse.Namespace, env: Environment) -> int:
         if tls_context is not None:
             saved += ", STARTTLS required" if args.require_tls else ", STARTTLS offered"
         out.write(f"smtpmail sink: listening on {where}{saved} (Ctrl-C to stop)\n")
+        if inbox is not None:
+            out.write(f"smtpmail sink: web inbox on {inbox.url}\n")
         out.flush()
         await stop.wait()
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+        if inbox is not None:
+            await inbox.close()
         await server.close()
     out.write(f"smtpmail sink: stopped after {handler.count} message(s)\n")
     out.flush()
     return EX_OK
+
+
+async def _start_web(
+    args: argparse.Namespace, env: Environment, store: Any, smtp: str, release: Any
+) -> Any:
+    """The web inbox when --web was given (aiohttp imported only then), else None."""
+    if not args.web:
+        return None
+    from smtpmail.cli.inbox.web import is_loopback, start_web
+
+    host, port = args.web
+    if not is_loopback(host) and args.web_auth is None:
+        env.stderr.write(
+            f"smtpmail sink: warning: the inbox on {host} is open to anyone who can reach it; "
+            "add --web-auth USER:PASSWORD\n"
+        )
+    return await start_web(store, host, port, smtp=smtp, auth=args.web_auth, release=release)
