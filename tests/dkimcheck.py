@@ -1,0 +1,99 @@
+"""DKIM keys for tests and the independent verifiers that check our signatures.
+
+dkimpy's verifier (``dkim.verify``) gets the public key through its
+``dnsfunc`` hook: it is a verifier written by others, not a mock of our
+signer. OpenDKIM (``opendkim-testmsg``, Debian's opendkim-tools) is the
+second; it is driven in tests/test_dkim_opendkim.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dkim
+from cryptography.hazmat.primitives import serialization as ser
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
+from smtpmail.message.dkim import DKIMKey
+
+ALGORITHMS = ["rsa-sha256", "ed25519-sha256"]
+SELECTOR = "sel1"
+DOMAIN = "example.org"
+
+
+def private_pem(algorithm: str) -> bytes:
+    key: rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+    if algorithm == "rsa-sha256":
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    else:
+        key = ed25519.Ed25519PrivateKey.generate()
+    return key.private_bytes(ser.Encoding.PEM, ser.PrivateFormat.PKCS8, ser.NoEncryption())
+
+
+def key_file(directory: Path, algorithm: str) -> Path:
+    path = directory / f"{algorithm}.pem"
+    if not path.exists():
+        path.write_bytes(private_pem(algorithm))
+    return path
+
+
+def make_key(directory: Path, algorithm: str) -> DKIMKey:
+    return DKIMKey.from_file(SELECTOR, DOMAIN, key_file(directory, algorithm))
+
+
+def verify(received: bytes, key: DKIMKey) -> bool:
+    """dkimpy's verdict on ``received`` (the bytes as a server got them)."""
+    record = key.dns_record().encode()
+
+    def dnsfunc(name: bytes, timeout: int = 5) -> bytes:
+        assert name == f"{key.selector}._domainkey.{key.domain}.".encode()
+        return record
+
+    return bool(dkim.verify(received, dnsfunc=dnsfunc))
+
+
+def signed_fields(received: bytes) -> list[str]:
+    """The h= list of the (first) DKIM-Signature field."""
+    header = received.split(b"\r\n\r\n", 1)[0].replace(b"\r\n", b"").replace(b"\t", b"")
+    tags = header.split(b"DKIM-Signature:", 1)[1]
+    h = next(t for t in tags.split(b";") if t.strip().startswith(b"h="))
+    return h.strip()[2:].decode().split(":")
+
+
+#: Messages with what tends to break canonicalization: long and blank-padded
+#: lines, trailing blank lines, folded headers, 8-bit bodies, LF endings, a Bcc.
+MESSAGES = {
+    "plain": (
+        b"From: Ann <ann@example.org>\r\nTo: bob@example.net\r\nSubject: hello\r\n"
+        b"Date: Mon, 01 Jan 2024 00:00:00 +0000\r\nMessage-ID: <m1@example.org>\r\n"
+        b"\r\nHello Bob.\r\n"
+    ),
+    "long-lines": (
+        b"From: ann@example.org\r\nTo: bob@example.net\r\nSubject: "
+        + b"word " * 150
+        + b"\r\n\r\n"
+        + (b"x" * 500 + b"  \t  " + b"y" * 480 + b"\r\n") * 3
+    ),
+    "trailing-blank-lines": (
+        b"From: ann@example.org\r\nTo: bob@example.net\r\nSubject: blanks\r\n\r\n"
+        b"text   \r\n\r\n  \r\n\t\r\n\r\n\r\n"
+    ),
+    "folded-headers": (
+        b"From: Ann\r\n  <ann@example.org>\r\nTo: bob@example.net,\r\n\tcarl@example.net\r\n"
+        b"Subject:   folded\r\n   over   lines  \r\nX-Mixed:\tCase  \r\n\r\nbody\r\n"
+    ),
+    "8bit": (
+        "From: ann@example.org\r\nTo: bob@example.net\r\nSubject: =?utf-8?q?caf=C3=A9?=\r\n"
+        "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        "Content-Transfer-Encoding: 8bit\r\n\r\nCafé, crème brûlée, Grüße.\r\n"
+    ).encode(),
+    "lf-endings": (
+        b"From: ann@example.org\nTo: bob@example.net\nSubject: lf\n\nline one \nline two\n\n"
+    ),
+    "bcc": (
+        b"From: ann@example.org\r\nTo: bob@example.net\r\nBcc: Blind <blind1@example.net>,\r\n"
+        b"  blind2@example.net\r\nSubject: secret\r\n\r\nBcc: body text stays\r\n"
+    ),
+    "no-final-newline": b"From: ann@example.org\r\nTo: bob@example.net\r\n\r\nunended",
+}
+RECIPIENTS = ["bob@example.net", "blind1@example.net"]
