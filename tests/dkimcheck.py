@@ -37,8 +37,33 @@ def key_file(directory: Path, algorithm: str) -> Path:
     return path
 
 
-def make_key(directory: Path, algorithm: str) -> DKIMKey:
-    return DKIMKey.from_file(SELECTOR, DOMAIN, key_file(directory, algorithm))
+def make_key(
+    directory: Path, algorithm: str, domain: str = DOMAIN, selector: str = SELECTOR
+) -> DKIMKey:
+    return DKIMKey.from_file(selector, domain, key_file(directory, algorithm))
+
+
+def dnsmasq_record(key: DKIMKey) -> str:
+    """The key's TXT record as a dnsmasq ``txt-record`` line (strings of at most
+    255 octets, RFC 1035 §3.3.14; verifiers join them, RFC 6376 §3.6.2.2)."""
+    text = key.dns_record()
+    parts = ",".join(f'"{text[i : i + 250]}"' for i in range(0, len(text), 250))
+    return f"txt-record={key.selector}._domainkey.{key.domain},{parts}"
+
+
+def verify_dns(received: bytes, nameserver: tuple[str, int]) -> bool:
+    """dkimpy's verdict with the public key looked up on the test DNS server."""
+    import dns.resolver
+
+    resolver = dns.resolver.Resolver(configure=False)
+    resolver.nameservers = [nameserver[0]]
+    resolver.port = nameserver[1]
+
+    def dnsfunc(name: bytes, timeout: int = 5) -> bytes:
+        answer = resolver.resolve(name.decode(), "TXT", lifetime=timeout)
+        return b"".join(b"".join(rdata.strings) for rdata in answer)
+
+    return bool(dkim.verify(received, dnsfunc=dnsfunc))
 
 
 def verify(received: bytes, key: DKIMKey) -> bool:
