@@ -137,3 +137,26 @@ def test_outbox_direct_mode_signs(tmp_path: Path, world: MXWorld, start: StartSe
         assert verify_dns(got.content, world.nameservers[0])
         assert b"blind@" not in got.content
     assert box.eml_path(queued.id).read_bytes() == stored and b"DKIM" not in stored
+
+
+def test_send_direct_with_dkim_flags(tmp_path: Path, world: MXWorld, start: StartServer) -> None:
+    from clirun import fake_env
+    from dkimcheck import key_file
+    from smtpmail.cli import main
+
+    ok, ok2 = start(OK), start(OK2)
+    (address, port) = world.nameservers[0]
+    eml = tmp_path / "m.eml"
+    eml.write_bytes(MESSAGE)
+    argv = ["send", "--message", str(eml), "--direct", "--dns-server", f"{address}#{port}"]
+    argv += ["--no-mta-sts", "--ehlo-name", "client.test", "--dkim-selector", "rsa"]
+    argv += [
+        "--dkim-domain",
+        "sender.test",
+        "--dkim-key",
+        str(key_file(world.workdir, "rsa-sha256")),
+    ]
+    assert main(env=fake_env(tmp_path, argv)) == 0
+    for got in (*ok.messages, *ok2.messages):
+        assert verify_dns(got.content, world.nameservers[0])
+    assert len(ok.messages) == len(ok2.messages) == 1

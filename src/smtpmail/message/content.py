@@ -19,7 +19,6 @@ from __future__ import annotations
 import io
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 
 from smtpmail.errors import InvalidAddress, MessageReadError
@@ -196,6 +195,8 @@ def _spool(
     chunks: Iterator[bytes],
 ) -> tuple[Iterator[bytes], int, Callable[[], Iterator[bytes]]]:
     """A one-pass stream buffered to be read twice: (chunks, size, replay)."""
+    import tempfile  # (loads shutil: only for a signed stream, not every send)
+
     spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115 (lives with the content)
     try:
         for chunk in chunks:
