@@ -8,6 +8,7 @@ second; it is driven in tests/test_dkim_opendkim.py.
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import dkim
@@ -83,6 +84,39 @@ def signed_fields(received: bytes) -> list[str]:
     tags = header.split(b"DKIM-Signature:", 1)[1]
     h = next(t for t in tags.split(b";") if t.strip().startswith(b"h="))
     return h.strip()[2:].decode().split(":")
+
+
+OPENDKIM = "/usr/sbin/opendkim"
+
+
+def opendkim_verifies(message: bytes, workdir: Path, config: list[str]) -> bool:
+    """OpenDKIM's verdict on ``message`` (``config``: how it finds the key)."""
+    eml, conf = workdir / "received.eml", workdir / "opendkim.conf"
+    eml.write_bytes(message)
+    conf.write_text("\n".join(["Mode v", "Syslog no", *config, ""]))
+    done = subprocess.run(
+        [OPENDKIM, "-x", str(conf), "-t", str(eml)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out
+    assert "verification" in out, out  # it did look at a signature
+    return "succeeded" in out and "failed" not in out
+
+
+def opendkim_dns_config(workdir: Path, nameserver: str) -> list[str]:
+    """OpenDKIM settings to look keys up on ``nameserver`` (port 53). Debian's
+    OpenDKIM resolves with libunbound, which by default neither queries
+    loopback addresses nor looks up the reserved .test domain (RFC 6761)."""
+    unbound = workdir / "unbound.conf"
+    unbound.write_text(
+        'server:\n    do-not-query-localhost: no\n    local-zone: "test." nodefault\n'
+        f'forward-zone:\n    name: "."\n    forward-addr: {nameserver}\n'
+    )
+    return [f"ResolverConfiguration {unbound}"]
 
 
 #: Messages with what tends to break canonicalization: long and blank-padded

@@ -160,3 +160,25 @@ def test_send_direct_with_dkim_flags(tmp_path: Path, world: MXWorld, start: Star
     for got in (*ok.messages, *ok2.messages):
         assert verify_dns(got.content, world.nameservers[0])
     assert len(ok.messages) == len(ok2.messages) == 1
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_opendkim_verifies_with_the_key_from_dns(
+    tmp_path: Path, world: MXWorld, start: StartServer, algorithm: str
+) -> None:
+    """OpenDKIM looks the key up on the test DNS server."""
+    from dkimcheck import opendkim_dns_config, opendkim_verifies
+
+    ok = start(OK)
+    report = smtpmail.deliver(
+        MESSAGE,
+        "a@sender.test",
+        ["to@failover.test"],
+        dkim=world.dkim[algorithm],
+        **_options(world),
+    )  # type: ignore[arg-type]
+    assert report.ok, report
+    (got,) = ok.messages
+    config = opendkim_dns_config(tmp_path, world.nameservers[0][0])
+    assert opendkim_verifies(got.content, tmp_path, config)
+    assert not opendkim_verifies(got.content.replace(b"stays", b"goes"), tmp_path, config)
