@@ -5,9 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests start as real servers (Postfix, smtp-sink, dnsmasq, Exim...).
-APT_PACKAGES="postfix dnsmasq-base git-email libmailtools-perl dovecot-core dovecot-lmtpd chromium"
+APT_PACKAGES="postfix dnsmasq-base git-email libmailtools-perl dovecot-core dovecot-lmtpd chromium opendkim"
 need_apt=""
-for bin in /usr/sbin/postfix /usr/sbin/smtp-sink /usr/sbin/dnsmasq /usr/lib/git-core/git-send-email /usr/share/perl5/Mail/Address.pm /usr/sbin/dovecot /usr/lib/dovecot/lmtp /usr/bin/chromium; do
+for bin in /usr/sbin/postfix /usr/sbin/smtp-sink /usr/sbin/dnsmasq /usr/lib/git-core/git-send-email /usr/share/perl5/Mail/Address.pm /usr/sbin/dovecot /usr/lib/dovecot/lmtp /usr/bin/chromium /usr/sbin/opendkim; do
   [ -e "$bin" ] || need_apt=1
 done
 if [ -n "$need_apt" ] && command -v apt-get >/dev/null; then

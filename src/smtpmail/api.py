@@ -26,7 +26,8 @@ def send(
 ) -> SendResult:
     """Send one message through ``host:port`` and return what became of each recipient.
 
-    ``client_options`` are :class:`~smtpmail.Client`'s keyword arguments;
+    ``client_options`` are :class:`~smtpmail.Client`'s keyword arguments
+    (``dkim=`` a :class:`~smtpmail.DKIMKey` signs the message);
     ``keep_bcc`` transmits the Bcc fields (see :meth:`smtpmail.Client.send`).
     """
     # Validate before connecting: bad input costs no connection.

@@ -27,6 +27,7 @@ from typing import Any
 
 import trustme
 
+from dkimcheck import ALGORITHMS, dnsmasq_record, make_key
 from servers import RecordingServer
 
 #: starts a real aiosmtpd on ``<net>.N`` port 25 (the ``start`` fixture)
@@ -210,7 +211,12 @@ class MXWorld:
         self.ca = trustme.CA()
         self.ca_file = str(self.workdir / "ca.pem")
         self.ca.cert_pem.write_to_path(self.ca_file)
-        self.dns = Dnsmasq(self.ip(DNS), zone(net), self.workdir)
+        #: DKIM keys of sender.test, one per algorithm, published in the zone.
+        self.dkim = {
+            a: make_key(self.workdir, a, "sender.test", a.split("-")[0]) for a in ALGORITHMS
+        }
+        records = [*zone(net), *(dnsmasq_record(k) for k in self.dkim.values())]
+        self.dns = Dnsmasq(self.ip(DNS), records, self.workdir)
         sts_names = [f"mta-sts.{d}.test" for d in POLICIES]
         try:
             self.https = PolicyServer(self.ip(HTTPS), self.ca.issue_cert(*sts_names))

@@ -15,6 +15,7 @@ from mxworld import OK, OK2, MXWorld
 
 import smtpmail
 from conftest import StartServer
+from dkimcheck import ALGORITHMS, verify_dns
 from smtpmail.outbox import Outbox, Worker
 
 pytestmark = pytest.mark.timeout(60)
@@ -98,3 +99,86 @@ def test_send_direct_message_file(tmp_path: Path, world: MXWorld, start: StartSe
     removed, kept = ok.messages
     assert removed.content == SENT and kept.content == MESSAGE
     assert [m.rcpt_tos for m in ok2.messages] == [["blind@other.test"]] * 2
+
+
+# -- DKIM: signed after the Bcc rule, verified with the key served by the test DNS ------
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_deliver_signs_what_it_sends(
+    world: MXWorld, start: StartServer, mode: str, algorithm: str
+) -> None:
+    ok, ok2 = start(OK), start(OK2)
+    key = world.dkim[algorithm]
+    options = {**_options(world), "dkim": key}
+    if mode == "sync":
+        report = smtpmail.deliver(MESSAGE, "a@sender.test", RECIPIENTS, **options)  # type: ignore[arg-type]
+    else:
+        report = asyncio.run(
+            smtpmail.deliver_async(MESSAGE, "a@sender.test", RECIPIENTS, **options)  # type: ignore[arg-type]
+        )
+    assert report.ok, report
+    (first,), (second,) = ok.messages, ok2.messages
+    assert first.content == second.content  # signed once, the same bytes to each domain
+    assert first.content.endswith(SENT) and b"blind@" not in first.content
+    assert first.content.startswith(b"DKIM-Signature: v=1; a=" + algorithm.encode())
+    assert verify_dns(first.content, world.nameservers[0])
+    assert not verify_dns(first.content.replace(b"body text", b"body texT"), world.nameservers[0])
+
+
+def test_outbox_direct_mode_signs(tmp_path: Path, world: MXWorld, start: StartServer) -> None:
+    ok, ok2 = start(OK), start(OK2)
+    box = Outbox(tmp_path)
+    queued = box.add(MESSAGE, "a@sender.test", RECIPIENTS)
+    stored = box.eml_path(queued.id).read_bytes()
+    Worker(box, direct={**_options(world), "dkim": world.dkim["ed25519-sha256"]}).run()
+    for got in (*ok.messages, *ok2.messages):
+        assert verify_dns(got.content, world.nameservers[0])
+        assert b"blind@" not in got.content
+    assert box.eml_path(queued.id).read_bytes() == stored and b"DKIM" not in stored
+
+
+def test_send_direct_with_dkim_flags(tmp_path: Path, world: MXWorld, start: StartServer) -> None:
+    from clirun import fake_env
+    from dkimcheck import key_file
+    from smtpmail.cli import main
+
+    ok, ok2 = start(OK), start(OK2)
+    (address, port) = world.nameservers[0]
+    eml = tmp_path / "m.eml"
+    eml.write_bytes(MESSAGE)
+    argv = ["send", "--message", str(eml), "--direct", "--dns-server", f"{address}#{port}"]
+    argv += ["--no-mta-sts", "--ehlo-name", "client.test", "--dkim-selector", "rsa"]
+    argv += [
+        "--dkim-domain",
+        "sender.test",
+        "--dkim-key",
+        str(key_file(world.workdir, "rsa-sha256")),
+    ]
+    assert main(env=fake_env(tmp_path, argv)) == 0
+    for got in (*ok.messages, *ok2.messages):
+        assert verify_dns(got.content, world.nameservers[0])
+    assert len(ok.messages) == len(ok2.messages) == 1
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_opendkim_verifies_with_the_key_from_dns(
+    tmp_path: Path, world: MXWorld, start: StartServer, algorithm: str
+) -> None:
+    """OpenDKIM looks the key up on the test DNS server."""
+    from dkimcheck import opendkim_dns_config, opendkim_verifies
+
+    ok = start(OK)
+    report = smtpmail.deliver(
+        MESSAGE,
+        "a@sender.test",
+        ["to@failover.test"],
+        dkim=world.dkim[algorithm],
+        **_options(world),
+    )  # type: ignore[arg-type]
+    assert report.ok, report
+    (got,) = ok.messages
+    config = opendkim_dns_config(tmp_path, world.nameservers[0][0])
+    assert opendkim_verifies(got.content, tmp_path, config)
+    assert not opendkim_verifies(got.content.replace(b"stays", b"goes"), tmp_path, config)

@@ -13,6 +13,7 @@ or the path in ``$SMTPMAIL_CONFIG``, or ``--config PATH``::
     password_command = "pass show mail/work"   # or password_env = "WORK_SMTP_PASSWORD"
     from = "Me <me@example.org>"
     ehlo_name = "laptop.example.org"
+    dkim = { selector = "mail", domain = "example.org", key_file = "~/.config/smtpmail/dkim.pem" }
 
 A clear-text ``password`` is accepted but warned about unless the file is
 readable by its owner only; a command or an environment variable is better.
@@ -52,6 +53,7 @@ _KEYS = frozenset(
         "auth_mechanism",
         "ca_file",
         "timeout",
+        "dkim",
     }
 )
 

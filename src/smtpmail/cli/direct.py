@@ -97,6 +97,7 @@ def _check_no_relay(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace, env: Environment, message: Any, envelope: Any) -> int:
     """Deliver ``message`` to ``envelope``'s recipients directly; print the outcome."""
+    from smtpmail.cli.server import dkim_key, resolve_settings
     from smtpmail.delivery import MTASTS, deliver
     from smtpmail.transport.tls import TLSOptions
 
@@ -123,6 +124,7 @@ def run(args: argparse.Namespace, env: Environment, message: Any, envelope: Any)
         timeout=getattr(args, "timeout", None),
         transcript=transcript,
         keep_bcc=getattr(args, "keep_bcc", False),
+        dkim=dkim_key(resolve_settings(args, env)),
     )
     status = exit_for(report)
     if getattr(args, "json", False):

@@ -145,14 +145,16 @@ def worker_from(box: Any, args: argparse.Namespace, env: Environment) -> Any:
         "batch": args.batch,
     }
     if getattr(args, "direct", False):
-        return Worker(box, direct=direct_kwargs(args), **pace)
+        return Worker(box, direct=direct_kwargs(args, env), **pace)
     settings = resolve_settings(args, env)
     return Worker(box, settings.host, settings.port, **pace, **client_kwargs(settings, env))
 
 
-def direct_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """smtpmail.deliver()'s keyword arguments from the --direct options (cli/direct.py)."""
+def direct_kwargs(args: argparse.Namespace, env: Environment) -> dict[str, Any]:
+    """smtpmail.deliver()'s keyword arguments from the --direct options (cli/direct.py)
+    and the DKIM key (options or account)."""
     from smtpmail.cli import direct
+    from smtpmail.cli.server import dkim_key, resolve_settings
     from smtpmail.delivery import MTASTS
     from smtpmail.transport.tls import TLSOptions
 
@@ -166,6 +168,7 @@ def direct_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "tls_options": TLSOptions(ca_file=cafile) if cafile else None,
         "mta_sts": False if args.no_mta_sts else MTASTS(ca_file=cafile),
         "timeout": getattr(args, "timeout", None),
+        "dkim": dkim_key(resolve_settings(args, env)),
     }
 
 

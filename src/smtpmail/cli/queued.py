@@ -54,7 +54,7 @@ def run(
     if getattr(args, "direct", False):
         from smtpmail.cli.queue import direct_kwargs
 
-        worker = Worker(box, direct=direct_kwargs(args), connections=1)
+        worker = Worker(box, direct=direct_kwargs(args, env), connections=1)
     else:
         kwargs = client_kwargs(settings, env)
         worker = Worker(box, settings.host, settings.port, connections=1, **kwargs)

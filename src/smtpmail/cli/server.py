@@ -9,6 +9,7 @@ A server is a URL (``smtp://host:587``, ``smtps://host``, ``submission://host``,
 from __future__ import annotations
 
 import argparse
+import os
 
 from smtpmail._record import Record
 from smtpmail.cli.config import Account, load_account
@@ -20,6 +21,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up
 if TYPE_CHECKING:
     from typing import Any
 
+    from smtpmail.message.dkim import DKIMKey
     from smtpmail.transport._base import Transcript
     from smtpmail.transport.sync import Client
 
@@ -83,6 +85,10 @@ def add_server_arguments(parser: argparse.ArgumentParser, *, url_option: bool = 
         action="store_true",
         help="allow sending credentials without TLS (dangerous)",
     )
+    d = parser.add_argument_group("DKIM signing (all three, or the account's dkim table)")
+    d.add_argument("--dkim-selector", metavar="NAME", help="s=: the key is at NAME._domainkey")
+    d.add_argument("--dkim-domain", metavar="DOMAIN", help="d=: the signing domain")
+    d.add_argument("--dkim-key", metavar="PATH", help="the private key (PEM, RSA or Ed25519)")
 
 
 class ServerSettings(Record):
@@ -107,6 +113,7 @@ class ServerSettings(Record):
         "ehlo_name",
         "sender",
         "account",
+        "dkim",
     )
     #: The password never shows in a repr (or a traceback's locals).
     _hidden = frozenset({"password"})
@@ -131,6 +138,7 @@ class ServerSettings(Record):
         ehlo_name: str | None = None,
         sender: str | None = None,
         account: str | None = None,
+        dkim: tuple[str, str, str] | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -150,6 +158,7 @@ class ServerSettings(Record):
         self.ehlo_name = ehlo_name
         self.sender = sender  # the account's default From
         self.account = account
+        self.dkim = dkim  # (selector, domain, key file)
 
     @property
     def url(self) -> str:
@@ -215,6 +224,12 @@ def resolve_settings(args: argparse.Namespace, env: Environment) -> ServerSettin
         s.insecure = True
     if getattr(args, "allow_plaintext_auth", False):
         s.allow_plaintext_auth = True
+    given = [getattr(args, f"dkim_{n}", None) for n in ("selector", "domain", "key")]
+    if any(given):
+        selector, domain, key = given
+        if not (selector and domain and key):
+            raise UsageError("--dkim-selector, --dkim-domain and --dkim-key go together")
+        s.dkim = (selector, domain, key)
     check_host(s.host)
     if not 0 < s.port < 65536:
         raise UsageError(f"port {s.port} is out of range")
@@ -285,6 +300,27 @@ def _apply_account(s: ServerSettings, account: Account) -> None:
     s.sender = v.get("from", s.sender)
     if "timeout" in v:
         s.timeout = float(v["timeout"])
+    if "dkim" in v:
+        s.dkim = _account_dkim(account.name, v["dkim"])
+
+
+def _account_dkim(name: str, table: Any) -> tuple[str, str, str]:
+    """``dkim = { selector = "...", domain = "...", key_file = "..." }``, checked."""
+    keys = ("selector", "domain", "key_file")
+    if not isinstance(table, dict) or set(table) != set(keys):
+        raise ConfigError(f"accounts.{name}.dkim must be a table of {', '.join(keys)}")
+    if not all(isinstance(table[k], str) and table[k] for k in keys):
+        raise ConfigError(f"accounts.{name}.dkim: {', '.join(keys)} must be non-empty strings")
+    return table["selector"], table["domain"], os.path.expanduser(table["key_file"])
+
+
+def dkim_key(s: ServerSettings) -> DKIMKey | None:
+    """The DKIM key the settings name (read now: a bad key stops before sending)."""
+    if s.dkim is None:
+        return None
+    from smtpmail.message.dkim import DKIMKey
+
+    return DKIMKey.from_file(*s.dkim)
 
 
 def password_source(s: ServerSettings, env: Environment) -> Any:
@@ -328,6 +364,8 @@ def password_source(s: ServerSettings, env: Environment) -> Any:
 def client_kwargs(s: ServerSettings, env: Environment) -> dict[str, Any]:
     """Keyword arguments for :class:`smtpmail.Client` (TLS and AUTH when asked for)."""
     kwargs: dict[str, Any] = {"ehlo_name": s.ehlo_name, "timeout": s.timeout, "lmtp": s.lmtp}
+    if s.dkim is not None:
+        kwargs["dkim"] = dkim_key(s)
     wants_tls = s.tls is not None or s.cafile or s.client_cert or s.insecure or s.user is not None
     if not wants_tls:
         return kwargs

@@ -33,6 +33,7 @@ from smtpmail.delivery.routing import group_by_domain
 from smtpmail.delivery.tlspolicy import DANE
 from smtpmail.errors import DNSError, InvalidArgument, SMTPError
 from smtpmail.message.content import MessageInput, as_content, resolve_envelope
+from smtpmail.message.dkim import DKIMKey
 from smtpmail.protocol.commands import ehlo_name as check_ehlo_name
 from smtpmail.protocol.envelope import Envelope
 from smtpmail.transport._base import Timeouts, Transcript
@@ -87,14 +88,15 @@ def _plan(
     timeout: float | Timeouts | None,
     transcript: Transcript | None,
     keep_bcc: bool,
+    dkim: DKIMKey | None,
 ) -> _Plan:
     envelope = resolve_envelope(message, sender, recipients, envelope)
     if max_connections < 1:
         raise InvalidArgument("max_connections must be at least 1")
     if ehlo_name is not None:
         check_ehlo_name(ehlo_name)
-    # Every domain gets the same bytes, so a stream is read once, here.
-    data = b"".join(as_content(message, keep_bcc=keep_bcc).chunks)
+    # Every domain gets the same bytes (signed once), so a stream is read once, here.
+    data = b"".join(as_content(message, keep_bcc=keep_bcc, dkim=dkim).chunks)
     if resolver is None:
         resolver = Resolver(list(nameservers) if nameservers is not None else None)
     sts = (_shared_mta_sts() if mta_sts else None) if isinstance(mta_sts, bool) else mta_sts
@@ -198,6 +200,7 @@ def deliver(
     timeout: float | Timeouts | None = None,
     transcript: Transcript | None = None,
     keep_bcc: bool = False,
+    dkim: DKIMKey | None = None,
 ) -> DeliveryReport:
     """Deliver ``message`` straight to each recipient domain's MX hosts (RFC 5321 §5).
 
@@ -208,13 +211,15 @@ def deliver(
     ``require_tls`` makes STARTTLS mandatory (else opportunistic);
     ``mta_sts`` is True (a process-wide cache), False, or an :class:`MTASTS`;
     ``ehlo_name`` defaults to the machine's name; ``keep_bcc`` transmits the
-    Bcc fields (removed by default). Needs the ``dns`` extra.
+    Bcc fields (removed by default); ``dkim``, a :class:`~smtpmail.DKIMKey`,
+    signs the message as it is sent. Needs the ``dns`` extra.
     """
     plan = _plan(
         message, sender, recipients, envelope,
         resolver=resolver, nameservers=nameservers, ehlo_name=ehlo_name, port=port,
         max_connections=max_connections, require_tls=require_tls, tls_options=tls_options,
         mta_sts=mta_sts, dane=dane, timeout=timeout, transcript=transcript, keep_bcc=keep_bcc,
+        dkim=dkim,
     )  # fmt: skip
     jobs = group_by_domain(plan.envelope)
 
@@ -285,6 +290,7 @@ async def deliver_async(
     timeout: float | Timeouts | None = None,
     transcript: Transcript | None = None,
     keep_bcc: bool = False,
+    dkim: DKIMKey | None = None,
 ) -> DeliveryReport:
     """The asyncio twin of :func:`deliver`: same arguments, same report."""
     plan = _plan(
@@ -292,6 +298,7 @@ async def deliver_async(
         resolver=resolver, nameservers=nameservers, ehlo_name=ehlo_name, port=port,
         max_connections=max_connections, require_tls=require_tls, tls_options=tls_options,
         mta_sts=mta_sts, dane=dane, timeout=timeout, transcript=transcript, keep_bcc=keep_bcc,
+        dkim=dkim,
     )  # fmt: skip
     gate = asyncio.Semaphore(plan.max_connections)
     jobs = group_by_domain(plan.envelope)

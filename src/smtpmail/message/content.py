@@ -10,7 +10,8 @@ Every path that sends (both clients, ``deliver()``, the outbox, the command
 line) turns its message into a ``Content`` here, so the transforms a message
 undergoes before the wire live here once: the Bcc rule
 (:mod:`smtpmail.message.bcc`: Bcc and Resent-Bcc fields are removed unless
-the caller says ``keep_bcc``).
+the caller says ``keep_bcc``), then DKIM signing (:mod:`smtpmail.message.dkim`,
+when a key is given), so that what is signed is exactly what is sent.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
     from email.message import Message
     from typing import IO, TypeAlias, TypeGuard
 
+    from smtpmail.message.dkim import DKIMKey
+
 __all__ = [
     "BLOCK_SIZE",
     "MessageInput",
@@ -45,6 +48,9 @@ __all__ = [
 ]
 
 BLOCK_SIZE = 256 * 1024
+#: A stream that cannot be read twice (a pipe, an iterator) is buffered for
+#: DKIM signing: in memory up to this size, in a temporary file beyond it.
+SPOOL_IN_MEMORY = 8 * 1024 * 1024
 
 MessageInput: TypeAlias = (
     "bytes | bytearray | memoryview | str | Message | IO[bytes] | Iterable[bytes]"
@@ -74,9 +80,11 @@ def wire_size(data: bytes) -> int:
     return measure(data)[0]
 
 
-def _bytes_content(data: bytes, keep_bcc: bool) -> Content:
+def _bytes_content(data: bytes, keep_bcc: bool, dkim: DKIMKey | None) -> Content:
     if not keep_bcc:
         data = drop_bcc(data)
+    if dkim is not None:
+        data = dkim.sign(data) + data
     ascii_only = data.isascii()
     chunks: Iterable[bytes]
     if len(data) <= BLOCK_SIZE * 4:
@@ -145,21 +153,64 @@ def _file_size(f: IO[bytes]) -> int | None:
 def _stream_content(
     chunks: Iterator[bytes],
     size: int | None,
-    replay: Callable[[], Iterator[bytes]] | None = None,
+    replay: Callable[[], Iterator[bytes]] | None,
+    keep_bcc: bool,
+    dkim: DKIMKey | None,
 ) -> Content:
     """Streamed content: only its header section is read ahead, for the Bcc rule
-    (which a replay, for a further transaction, goes through as well)."""
+    (which a replay, for a further transaction, goes through as well).
+
+    Signed, it is read twice: once for the body hash, then again to send,
+    behind the signature field (computed once, so a replay sends the same).
+    A stream that cannot be replayed is buffered first (:data:`SPOOL_IN_MEMORY`).
+    """
+    if dkim is not None and replay is None:
+        chunks, size, replay = _spool(chunks)
+    if keep_bcc and dkim is None:
+        return Content(chunks, size=size, replay=replay)
     read, rest = split_header_section(chunks)
-    kept = drop_bcc(read)
+    kept = read if keep_bcc else drop_bcc(read)
     if size is not None:
         size -= len(read) - len(kept)
+    if dkim is not None and replay is not None:
+        field = dkim.sign(kept, rest)
+        unsigned = replay
+
+        def signed() -> Iterable[bytes]:
+            again = _stream_content(unsigned(), None, None, keep_bcc, None)
+            return _then(field, iter(again.chunks))
+
+        return Content(signed(), size=None if size is None else size + len(field), replay=signed)
     if replay is None:
         return Content(_then(kept, rest), size=size)
+    again_from = replay
 
     def again() -> Iterable[bytes]:
-        return _stream_content(replay(), None).chunks
+        return _stream_content(again_from(), None, None, keep_bcc, None).chunks
 
     return Content(_then(kept, rest), size=size, replay=again)
+
+
+def _spool(
+    chunks: Iterator[bytes],
+) -> tuple[Iterator[bytes], int, Callable[[], Iterator[bytes]]]:
+    """A one-pass stream buffered to be read twice: (chunks, size, replay)."""
+    import tempfile  # (loads shutil: only for a signed stream, not every send)
+
+    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115 (lives with the content)
+    try:
+        for chunk in chunks:
+            spool.write(chunk)
+        size = spool.tell()
+        spool.seek(0)
+    except OSError as exc:  # the caller's source failed (or the disk under the spool)
+        raise read_failed(exc) from exc
+
+    def replay() -> Iterator[bytes]:
+        spool.seek(0)
+        return _file_chunks(spool)
+
+    return replay(), size, replay
 
 
 def _then(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
@@ -168,16 +219,20 @@ def _then(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
     yield from rest
 
 
-def as_content(message: MessageInput, *, keep_bcc: bool = False) -> Content:
+def as_content(
+    message: MessageInput, *, keep_bcc: bool = False, dkim: DKIMKey | None = None
+) -> Content:
     """Wrap ``message`` for streaming; its size is declared when cheaply known.
 
     Its Bcc and Resent-Bcc fields are removed (RFC 5322 §3.6.3) unless
     ``keep_bcc``; the header section of streamed input is read ahead for that.
+    With ``dkim``, the result is then signed (RFC 6376): a DKIM-Signature
+    field goes first; streamed input is read once for the body hash.
     """
     if isinstance(message, bytes | bytearray | memoryview):
-        return _bytes_content(bytes(message), keep_bcc)
+        return _bytes_content(bytes(message), keep_bcc, dkim)
     if isinstance(message, str):
-        return _bytes_content(message.encode("utf-8"), keep_bcc)
+        return _bytes_content(message.encode("utf-8"), keep_bcc, dkim)
     if _is_message(message):
         from email import policy
         from email.generator import BytesGenerator
@@ -185,19 +240,17 @@ def as_content(message: MessageInput, *, keep_bcc: bool = False) -> Content:
         buf = io.BytesIO()
         pol = policy.SMTPUTF8 if _needs_utf8(message) else policy.SMTP
         BytesGenerator(buf, policy=pol).flatten(message)  # type: ignore[arg-type]
-        return _bytes_content(buf.getvalue(), keep_bcc)
+        return _bytes_content(buf.getvalue(), keep_bcc, dkim)
     if hasattr(message, "read"):
         f: IO[bytes] = message  # type: ignore[assignment]
         if isinstance(f, io.TextIOBase):
             raise TypeError("open the message file in binary mode ('rb')")
         size, replay = _file_size(f), _file_replay(f)
-        if keep_bcc:
-            return Content(_file_chunks(f), size=size, replay=replay)
-        return _stream_content(_file_chunks(f), size, replay)
+        return _stream_content(_file_chunks(f), size, replay, keep_bcc, dkim)
     if isinstance(message, Iterable):
         # (a Message is iterable too, but was handled above)
         chunks = _caller_chunks(iter(message))  # type: ignore[arg-type]
-        return Content(chunks) if keep_bcc else _stream_content(chunks, None)
+        return _stream_content(chunks, None, None, keep_bcc, dkim)
     raise TypeError(f"cannot send a message of type {type(message).__name__}")
 
 

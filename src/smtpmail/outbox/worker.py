@@ -103,8 +103,10 @@ class Worker:
     """Drains an :class:`Outbox` through ``host:port`` (or each message's own server).
 
     ``client_options`` are :class:`~smtpmail.Client`'s keyword arguments (TLS,
-    credentials, timeouts, EHLO name); ``client_factory`` replaces the client
-    construction altogether.
+    credentials, timeouts, EHLO name, ``dkim``: each message is signed as it is
+    sent, the stored one stays as it is); ``client_factory`` replaces the client
+    construction altogether; ``direct`` (with ``dkim`` there to sign) sends
+    through :func:`smtpmail.deliver` instead.
     """
 
     def __init__(

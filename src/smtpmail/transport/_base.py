@@ -37,6 +37,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up
 if TYPE_CHECKING:
     import ssl  # loaded only when TLS starts (see transport.tls)
 
+    from smtpmail.message.dkim import DKIMKey
     from smtpmail.protocol.sasl import Credentials  # loaded only when auth is given
 
 __all__ = ["BaseClient", "Timeouts", "Transcript"]
@@ -166,13 +167,16 @@ class BaseClient:
         auth: Credentials | tuple[str, str] | None = None,
         auth_mechanism: str | None = None,
         allow_plaintext_auth: bool = False,
+        dkim: DKIMKey | None = None,
     ) -> None:
         """``tls``: None picks IMPLICIT on port 465, REQUIRED when ``auth`` is given,
         else OPPORTUNISTIC. ``ssl_context`` replaces the context built from
         ``tls_options`` (whose ``server_hostname`` and ``fingerprint`` still apply).
         ``auth``: credentials; the mechanism is the strongest offered unless
         ``auth_mechanism`` names one. Credentials never travel unencrypted
-        (except to loopback) unless ``allow_plaintext_auth``."""
+        (except to loopback) unless ``allow_plaintext_auth``. ``dkim``: a
+        :class:`~smtpmail.message.dkim.DKIMKey` that signs every message this
+        client sends, as it goes on the wire (after the Bcc rule)."""
         self.host = host
         self.port = port
         self.ehlo_name = ehlo_name
@@ -189,6 +193,7 @@ class BaseClient:
             self.credentials = Credentials.of(auth)
         self.auth_mechanism = auth_mechanism
         self.allow_plaintext_auth = allow_plaintext_auth
+        self.dkim = dkim
         self.tls_mode = resolve_mode(tls, port, self.credentials is not None)
         self.tls_options = tls_options or TLSOptions()
         self.tls_options.pinned()  # a malformed pin fails here, before connecting
@@ -310,7 +315,11 @@ class BaseClient:
         keep_bcc: bool,
     ) -> tuple[Envelope, Content]:
         envelope = resolve_envelope(message, sender, recipients, envelope)
-        return envelope, as_content(message, keep_bcc=keep_bcc)
+        return envelope, self._content(message, keep_bcc)
+
+    def _content(self, message: MessageInput, keep_bcc: bool) -> Content:
+        """What goes on the wire: the Bcc rule, then this client's DKIM signature."""
+        return as_content(message, keep_bcc=keep_bcc, dkim=self.dkim)
 
     def _note_send(self, action: Send) -> None:
         hook = self.transcript

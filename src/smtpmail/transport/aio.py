@@ -16,7 +16,7 @@ from types import TracebackType
 from typing import TypeVar
 
 from smtpmail.errors import ConnectError, ConnectionLost, LocalProtocolError, SMTPError, TLSError
-from smtpmail.message.content import MessageInput, as_content
+from smtpmail.message.content import MessageInput
 from smtpmail.protocol.envelope import Envelope, SendResult
 from smtpmail.protocol.reply import Reply
 from smtpmail.protocol.session import Flow, Receive, Send, StartTLS
@@ -221,7 +221,7 @@ class AsyncClient(BaseClient):
         async with self._serial():
             await self._ensure_connected()
             flow = self._session.transactions(
-                ((env, as_content(msg, keep_bcc=keep_bcc)) for env, msg in items),
+                ((env, self._content(msg, keep_bcc)) for env, msg in items),
                 keep_errors=True,
                 results=results,
             )

@@ -17,7 +17,7 @@ from smtpmail.errors import (
     LocalProtocolError,
     SMTPError,
 )
-from smtpmail.message.content import MessageInput, as_content
+from smtpmail.message.content import MessageInput
 from smtpmail.protocol.envelope import Envelope, SendResult
 from smtpmail.protocol.reply import Reply
 from smtpmail.protocol.session import Flow, Receive, Send, StartTLS
@@ -267,7 +267,7 @@ class Client(BaseClient):
         with self._serial():
             self._ensure_connected()
             flow = self._session.transactions(
-                ((env, as_content(msg, keep_bcc=keep_bcc)) for env, msg in items),
+                ((env, self._content(msg, keep_bcc)) for env, msg in items),
                 keep_errors=True,
                 results=results,
             )
