@@ -189,3 +189,26 @@ def test_a_cli_send_of_an_unreadable_message_exits_66(
     assert done.status == 66, done.stderr
     assert "reading the message failed" in done.stderr
     assert smtpd.messages == []
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("chunking", [False, True], ids=["DATA", "BDAT"])
+@pytest.mark.parametrize("source", ["file-first-read", "iterator-first"])
+def test_a_failing_next_source_does_not_cut_the_message_before_it(
+    kind: str, chunking: bool, source: str
+) -> None:
+    """With PIPELINING the next message is read ahead (for the Bcc rule) while the
+    one before it is under way, to send its commands with that one's end of
+    data. Its read error is raised once that message has ended: it is
+    delivered, and its result is complete."""
+    keywords = (*DEFAULT_EHLO, b"CHUNKING") if chunking else DEFAULT_EHLO
+    env = smtpmail.Envelope("a@example.org", ["b@example.org"])
+    items = [(env, NEXT), (env, SOURCES[source]())]
+    with ScriptedServer([respond(keywords)]) as server:
+        outcome = drive(kind, server.port, [op("connect"), op("send_many", items)])
+        conn = server.conn()
+    assert outcome.error is not None
+    check(outcome.error)
+    (first,) = outcome.error.results
+    assert first.ok and first.reply is not None and first.reply.code == 250
+    assert len(conn.data) == 1 and b"the next message" in conn.data[0].raw
