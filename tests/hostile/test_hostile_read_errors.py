@@ -13,6 +13,7 @@ client closed the connection (the data could not be ended).
 from __future__ import annotations
 
 import errno
+import io
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -212,3 +213,27 @@ def test_a_failing_next_source_does_not_cut_the_message_before_it(
     (first,) = outcome.error.results
     assert first.ok and first.reply is not None and first.reply.code == 250
     assert len(conn.data) == 1 and b"the next message" in conn.data[0].raw
+
+
+class SeekOnceFile(io.BytesIO):
+    """A seekable file that cannot seek once it was read (a device gone away)."""
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        if self.tell():
+            raise OSError(errno.EIO, "Input/output error")
+        return super().seek(pos, whence)
+
+
+async def test_a_file_that_cannot_seek_back_for_a_further_transaction(
+    smtpd: RecordingServer, connect: Connect
+) -> None:
+    """Recipients over the server's limit get the file again from its start; a seek
+    that fails then is the source failing (MessageReadError), not the connection."""
+    smtpd.handler.rcpt_limit = 1
+    client = connect(smtpd.port)
+    with pytest.raises(smtpmail.MessageReadError) as info:
+        await client.send(SeekOnceFile(NEXT), "a@example.org", ["b@example.org", "c@example.org"])
+    check(info.value)
+    (result,) = info.value.results
+    assert result.recipients["b@example.org"].accepted  # the first transaction delivered
+    assert [m.rcpt_tos for m in smtpd.messages] == [["b@example.org"]]
