@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import socket
 from email.message import EmailMessage
+from pathlib import Path
 
 import pytest
 
@@ -264,3 +265,25 @@ async def test_recipients_over_the_servers_limit_go_in_further_transactions(
         rcpts[2:3],
     ]
     assert {m.content for m in smtpd.messages} == {MSG}
+
+
+async def test_a_file_sent_again_to_recipients_over_the_limit_keeps_the_bcc_rule_and_size(
+    smtpd: RecordingServer, connect: Connect, tmp_path: Path
+) -> None:
+    # The further transaction reads the file again from its start: through the same
+    # Bcc rule, under the same SIZE as the first.
+    smtpd.handler.rcpt_limit = 2
+    path = tmp_path / "m.eml"
+    path.write_bytes(b"To: r0@example.org\nBcc: hidden@example.org\nSubject: s\n\nbody\n")
+    rcpts = [f"r{i}@example.org" for i in range(3)]
+    async with connect(smtpd.port) as client:
+        with path.open("rb") as f:
+            result = await client.send(f, "a@example.org", rcpts)
+    assert result.ok and result.accepted == rcpts
+    sent = b"To: r0@example.org\r\nSubject: s\r\n\r\nbody\r\n"
+    assert [(m.rcpt_tos, m.content) for m in smtpd.messages] == [
+        (rcpts[:2], sent),
+        (rcpts[2:], sent),
+    ]
+    first, second = (m.mail_options for m in smtpd.messages)
+    assert first == second and any(o.startswith("SIZE=") for o in first)

@@ -40,6 +40,8 @@ def test_the_fqdn_wins_when_there_is_one(monkeypatch: pytest.MonkeyPatch) -> Non
         ("localhost.localdomain", False),
         ("box.localdomain", False),
         ("box", False),  # not qualified
+        ("my_host.example.org", False),  # not a domain EHLO can write: the literal goes
+        ("-box.example.org", False),
     ],
 )
 def test_which_machine_names_count(

@@ -122,12 +122,14 @@ class ExtensionNotSupported(InputError):
 class MessageReadError(SMTPError):
     """Reading the message failed: the caller's file or chunk iterator raised OSError.
 
-    The original error is ``__cause__``. Part of the data may have gone out
-    and DATA cannot be taken back (RFC 5321 §4.1.1.4: only the final dot
-    ends it), so the client closed the connection without ending the data:
-    the server discards the transaction, and nothing was delivered.
-    Permanent for this attempt (the source is half read and still broken);
-    not an :class:`InputError`, which promises that nothing was sent.
+    The original error is ``__cause__``. When the source fails at once (its
+    header section is read ahead, for the Bcc rule) nothing of the message
+    went out. When it fails midway, part of the data may have gone out and
+    DATA cannot be taken back (RFC 5321 §4.1.1.4: only the final dot ends
+    it), so the client closed the connection without ending the data: the
+    server discards the transaction. Either way this message was not
+    delivered. Permanent for this attempt (the source is half read and still
+    broken); not an :class:`InputError`, which promises that nothing was sent.
     """
 
 

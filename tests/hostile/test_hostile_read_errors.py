@@ -13,6 +13,7 @@ client closed the connection (the data could not be ended).
 from __future__ import annotations
 
 import errno
+import io
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -189,3 +190,50 @@ def test_a_cli_send_of_an_unreadable_message_exits_66(
     assert done.status == 66, done.stderr
     assert "reading the message failed" in done.stderr
     assert smtpd.messages == []
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("chunking", [False, True], ids=["DATA", "BDAT"])
+@pytest.mark.parametrize("source", ["file-first-read", "iterator-first"])
+def test_a_failing_next_source_does_not_cut_the_message_before_it(
+    kind: str, chunking: bool, source: str
+) -> None:
+    """With PIPELINING the next message is read ahead (for the Bcc rule) while the
+    one before it is under way, to send its commands with that one's end of
+    data. Its read error is raised once that message has ended: it is
+    delivered, and its result is complete."""
+    keywords = (*DEFAULT_EHLO, b"CHUNKING") if chunking else DEFAULT_EHLO
+    env = smtpmail.Envelope("a@example.org", ["b@example.org"])
+    items = [(env, NEXT), (env, SOURCES[source]())]
+    with ScriptedServer([respond(keywords)]) as server:
+        outcome = drive(kind, server.port, [op("connect"), op("send_many", items)])
+        conn = server.conn()
+    assert outcome.error is not None
+    check(outcome.error)
+    (first,) = outcome.error.results
+    assert first.ok and first.reply is not None and first.reply.code == 250
+    assert len(conn.data) == 1 and b"the next message" in conn.data[0].raw
+
+
+class SeekOnceFile(io.BytesIO):
+    """A seekable file that cannot seek once it was read (a device gone away)."""
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        if self.tell():
+            raise OSError(errno.EIO, "Input/output error")
+        return super().seek(pos, whence)
+
+
+async def test_a_file_that_cannot_seek_back_for_a_further_transaction(
+    smtpd: RecordingServer, connect: Connect
+) -> None:
+    """Recipients over the server's limit get the file again from its start; a seek
+    that fails then is the source failing (MessageReadError), not the connection."""
+    smtpd.handler.rcpt_limit = 1
+    client = connect(smtpd.port)
+    with pytest.raises(smtpmail.MessageReadError) as info:
+        await client.send(SeekOnceFile(NEXT), "a@example.org", ["b@example.org", "c@example.org"])
+    check(info.value)
+    (result,) = info.value.results
+    assert result.recipients["b@example.org"].accepted  # the first transaction delivered
+    assert [m.rcpt_tos for m in smtpd.messages] == [["b@example.org"]]

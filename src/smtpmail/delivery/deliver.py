@@ -56,6 +56,11 @@ def _shared_mta_sts() -> MTASTS:
     return _default_mta_sts
 
 
+#: ``keep_bcc`` for ``_Plan.data``: _plan applied the Bcc rule (and the caller's
+#: keep_bcc) once; every attempt sends those bytes as they are.
+_SENT_AS_IS = True
+
+
 @dataclass(frozen=True)
 class _Plan:
     """Everything one delivery needs, checked before any lookup or connection."""
@@ -67,7 +72,6 @@ class _Plan:
     mta_sts: MTASTS | None
     client_options: dict[str, Any]
     max_connections: int
-    keep_bcc: bool
 
 
 def _plan(
@@ -95,7 +99,9 @@ def _plan(
         raise InvalidArgument("max_connections must be at least 1")
     if ehlo_name is not None:
         check_ehlo_name(ehlo_name)
-    # Every domain gets the same bytes (signed once), so a stream is read once, here.
+    # Every domain gets the same bytes (signed once), so a stream is read once,
+    # here; the message's transforms (the Bcc rule, DKIM) happen here too, and
+    # these bytes go out as they are (_SENT_AS_IS).
     data = b"".join(as_content(message, keep_bcc=keep_bcc, dkim=dkim).chunks)
     if resolver is None:
         resolver = Resolver(list(nameservers) if nameservers is not None else None)
@@ -111,7 +117,7 @@ def _plan(
     options: dict[str, Any] = {"ehlo_name": ehlo_name, "timeout": timeout}
     if transcript is not None:
         options["transcript"] = transcript
-    return _Plan(data, envelope, flow, resolver, sts, options, max_connections, keep_bcc)
+    return _Plan(data, envelope, flow, resolver, sts, options, max_connections)
 
 
 def _local_names(ehlo_name: str | None) -> frozenset[str]:
@@ -153,7 +159,7 @@ def _attempt(plan: _Plan, attempt: Attempt) -> Sent | SMTPError:
     try:
         client = Client(attempt.address, plan.flow.port, **_client_options(plan, attempt))
         with client:
-            result = client.send(plan.data, envelope=attempt.envelope, keep_bcc=plan.keep_bcc)
+            result = client.send(plan.data, envelope=attempt.envelope, keep_bcc=_SENT_AS_IS)
             return Sent(result, _tls_text(client.tls_info))
     except SMTPError as exc:
         return exc
@@ -239,7 +245,7 @@ async def _attempt_async(plan: _Plan, attempt: Attempt) -> Sent | SMTPError:
     try:
         client = AsyncClient(attempt.address, plan.flow.port, **_client_options(plan, attempt))
         async with client:
-            result = await client.send(plan.data, envelope=attempt.envelope, keep_bcc=plan.keep_bcc)
+            result = await client.send(plan.data, envelope=attempt.envelope, keep_bcc=_SENT_AS_IS)
             return Sent(result, _tls_text(client.tls_info))
     except SMTPError as exc:
         return exc

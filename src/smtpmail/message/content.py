@@ -136,7 +136,10 @@ def _file_replay(f: IO[bytes]) -> Callable[[], Iterator[bytes]] | None:
         return None
 
     def replay() -> Iterator[bytes]:
-        f.seek(start)
+        try:
+            f.seek(start)
+        except OSError as exc:  # the caller's file, not the connection
+            raise read_failed(exc) from exc
         return _file_chunks(f)
 
     return replay

@@ -414,7 +414,14 @@ class Session:
                 after_data = rset = False
                 continue
             go = self._evaluate(plan, replies)
-            nxt = plan.rest or self._next_plan(it, results, keep)
+            # The next item is taken now, for its commands to ride with this
+            # message's end. When taking it fails (its source cannot be read,
+            # the caller's iterator raises), this message still ends first.
+            failed: Exception | None = None
+            try:
+                nxt = plan.rest or self._next_plan(it, results, keep)
+            except Exception as exc:  # raised below, once this message has ended
+                nxt, failed = None, exc
             sent_next = False
             if go:
                 # The next transaction's commands ride with the end of this message.
@@ -428,6 +435,8 @@ class Session:
                 if not ended and _ok(replies[0]):
                     self.needs_rset = True
                 self._fail_pending(plan, keep)
+            if failed is not None:
+                raise failed
             rset = False
             if nxt is not None and not sent_next:
                 rset = self.needs_rset

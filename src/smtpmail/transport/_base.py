@@ -25,6 +25,7 @@ from smtpmail.errors import (
     TransportError,
 )
 from smtpmail.message.content import MessageInput, as_content, resolve_envelope
+from smtpmail.protocol import commands
 from smtpmail.protocol.actions import Content, Flow, Options, Receive, Send, TimeoutKind
 from smtpmail.protocol.envelope import Envelope, SendResult
 from smtpmail.protocol.extensions import Extensions
@@ -107,7 +108,12 @@ def _local_fqdn() -> str | None:
         return None
     if "." not in name or name.startswith("localhost") or name.endswith(".localdomain"):
         return None
-    return name
+    try:
+        # As EHLO writes it (A-labels); a name it cannot write ("my_host.lan",
+        # common in containers) is no name: the address literal goes instead.
+        return commands.ehlo_name(name)
+    except InputError:
+        return None
 
 
 def _getfqdn() -> str:
