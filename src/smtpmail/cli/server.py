@@ -2,8 +2,12 @@
 and ``probe`` share, merged with the chosen config account, turned into a Client.
 
 A server is a URL (``smtp://host:587``, ``smtps://host``, ``submission://host``,
-``lmtp://host:24``) or ``--host``/``--port``; with nothing given it is
-127.0.0.1:1025, as the assignment asks. Command-line values win over the account's.
+``lmtp://host:24``) or ``--host``/``--port``. The port, by one rule (see
+:func:`_port`): the one given (``--port``, a URL's ``:PORT``, the account's
+``port``); else, once a host is named anywhere, its scheme's (25 smtp, 587
+submission, 465 smtps or implicit TLS, 24 lmtp); with no server named at all,
+127.0.0.1:1025, the local sink the assignment asks for. Command-line values win
+over the account's.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ SCHEMES: dict[str, tuple[int, str | None, bool]] = {
     "smtps": (465, "implicit", False),
     "submission": (587, "starttls", False),
     "submissions": (465, "implicit", False),
-    "lmtp": (24, None, False),
+    "lmtp": (24, None, True),
 }
 TLS_MODES = ("none", "opportunistic", "starttls", "implicit")
 
@@ -46,10 +50,17 @@ def add_server_arguments(parser: argparse.ArgumentParser, *, url_option: bool = 
             "-s",
             metavar="URL",
             help="smtp://HOST[:PORT], smtps://HOST, submission://HOST, lmtp://HOST:PORT "
-            f"(default {DEFAULT_HOST}:{DEFAULT_PORT})",
+            f"(no server at all: the local sink {DEFAULT_HOST}:{DEFAULT_PORT})",
         )
-        g.add_argument("--host", help="server host name or address")
-        g.add_argument("--port", "-p", type=int, help="server port")
+        g.add_argument(
+            "--host", help="server host name or address (port 25, or 465 with --tls implicit)"
+        )
+        g.add_argument(
+            "--port",
+            "-p",
+            type=int,
+            help="server port (default: the scheme's, 25 smtp, 587 submission, 465 smtps)",
+        )
     g.add_argument("--account", "-a", metavar="NAME", help="use this account from the config")
     g.add_argument("--config", metavar="PATH", help="config file (default $SMTPMAIL_CONFIG, XDG)")
     g.add_argument("--timeout", type=float, metavar="SECONDS", help="bound every wait")
@@ -167,8 +178,8 @@ class ServerSettings(Record):
         return f"{scheme}://{host}:{self.port}"
 
 
-def parse_server_url(value: str) -> tuple[str, int | None, str | None, bool]:
-    """(host, port or None, TLS mode or None, lmtp) from a URL or ``host[:port]``."""
+def parse_server_url(value: str) -> tuple[str, int | None, str]:
+    """(host, the port given or None, scheme) from a URL or ``host[:port]``."""
     from urllib.parse import urlsplit  # only for --server: --host/--port need no parser
 
     if "://" not in value:
@@ -185,26 +196,48 @@ def parse_server_url(value: str) -> tuple[str, int | None, str | None, bool]:
         raise UsageError(f"no host in server URL {value!r}")
     if parts.username or parts.password:
         raise UsageError("put credentials in --user/--password-command, not in the URL")
-    default_port, tls, lmtp = SCHEMES[scheme]
-    return parts.hostname, port if port is not None else default_port, tls, scheme == "lmtp" or lmtp
+    return parts.hostname, port, scheme
+
+
+def _port(given: int | None, scheme: str | None, tls: str | None) -> int:
+    """The one rule for the port: the one given; else the scheme's, once a host
+    is named (by URL, ``--host`` or the account: a bare host is ``smtp``, and
+    ``smtp`` with implicit TLS is ``smtps``, as msmtp picks 465); else the sink's."""
+    if given is not None:
+        return given
+    if scheme is None:
+        return DEFAULT_PORT
+    if scheme == "smtp" and tls == "implicit":
+        scheme = "smtps"
+    return SCHEMES[scheme][0]
+
+
+def _use_url(s: ServerSettings, value: str) -> tuple[int | None, str]:
+    """Take host, TLS mode and LMTP from a server URL; return its port and scheme."""
+    host, port, scheme = parse_server_url(value)
+    _, tls, lmtp = SCHEMES[scheme]
+    s.host, s.lmtp = host, lmtp
+    if tls:
+        s.tls = tls
+    return port, scheme
 
 
 def resolve_settings(args: argparse.Namespace, env: Environment) -> ServerSettings:
     """Merge the command line over the account over the defaults."""
     account = load_account(env, getattr(args, "config", None), getattr(args, "account", None))
     s = ServerSettings()
+    port: int | None = None  # the port given, if any
+    scheme: str | None = None  # set once a host is named
     if account is not None:
-        _apply_account(s, account)
+        port, scheme = _apply_account(s, account)
     server = getattr(args, "server", None)
     if server:
-        host, port, tls, lmtp = parse_server_url(server)
-        s.host, s.port, s.lmtp = host, port or s.port, lmtp
-        if tls:
-            s.tls = tls
+        port, scheme = _use_url(s, server)
     if getattr(args, "host", None) is not None:
         s.host = args.host
+        scheme = scheme or "smtp"
     if getattr(args, "port", None) is not None:
-        s.port = args.port
+        port = args.port
     for name in (
         "tls",
         "cafile",
@@ -224,6 +257,7 @@ def resolve_settings(args: argparse.Namespace, env: Environment) -> ServerSettin
         s.insecure = True
     if getattr(args, "allow_plaintext_auth", False):
         s.allow_plaintext_auth = True
+    s.port = _port(port, scheme, s.tls)
     given = [getattr(args, f"dkim_{n}", None) for n in ("selector", "domain", "key")]
     if any(given):
         selector, domain, key = given
@@ -271,21 +305,21 @@ def _valid_labels(encoded: bytes) -> bool:
 _HOST_OCTETS = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
 
 
-def _apply_account(s: ServerSettings, account: Account) -> None:
+def _apply_account(s: ServerSettings, account: Account) -> tuple[int | None, str | None]:
+    """Apply the account's values; return its port (if given) and scheme (if a host is named)."""
     s.account = account.name
     v = account.values
+    port: int | None = None
+    scheme: str | None = None
     if "server" in v:
-        host, port, tls, lmtp = parse_server_url(str(v["server"]))
-        s.host, s.lmtp = host, lmtp
-        s.port = port or s.port
-        s.tls = tls or s.tls
+        port, scheme = _use_url(s, str(v["server"]))
     if "host" in v:
         s.host = str(v["host"])
-        s.port = 25 if "port" not in v and "server" not in v else s.port
+        scheme = scheme or "smtp"
     if "port" in v:
         if not isinstance(v["port"], int):
             raise ConfigError(f"accounts.{account.name}.port must be an integer")
-        s.port = v["port"]
+        port = v["port"]
     if "tls" in v:
         if v["tls"] not in TLS_MODES:
             raise ConfigError(f"accounts.{account.name}.tls must be one of {', '.join(TLS_MODES)}")
@@ -302,6 +336,7 @@ def _apply_account(s: ServerSettings, account: Account) -> None:
         s.timeout = float(v["timeout"])
     if "dkim" in v:
         s.dkim = _account_dkim(account.name, v["dkim"])
+    return port, scheme
 
 
 def _account_dkim(name: str, table: Any) -> tuple[str, str, str]:
