@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from smtpmail.message.dkim import DKIMKey
-    from smtpmail.transport._base import Transcript
+    from smtpmail.transport._base import Timeouts, Transcript
     from smtpmail.transport.sync import Client
 
 DEFAULT_HOST = "127.0.0.1"
@@ -63,7 +63,19 @@ def add_server_arguments(parser: argparse.ArgumentParser, *, url_option: bool = 
         )
     g.add_argument("--account", "-a", metavar="NAME", help="use this account from the config")
     g.add_argument("--config", metavar="PATH", help="config file (default $SMTPMAIL_CONFIG, XDG)")
-    g.add_argument("--timeout", type=float, metavar="SECONDS", help="bound every wait")
+    g.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help="bound every wait but the one after the message's final dot (see --data-timeout)",
+    )
+    g.add_argument(
+        "--data-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="bound the wait for the reply after the final dot (default 600, or --timeout "
+        "when longer: RFC 5321 4.5.3.2.6; cutting it short may deliver the message twice)",
+    )
     g.add_argument("--ehlo-name", metavar="NAME", help="the name to give in EHLO")
     t = parser.add_argument_group("TLS and authentication")
     t.add_argument(
@@ -121,6 +133,7 @@ class ServerSettings(Record):
         "auth_mechanism",
         "allow_plaintext_auth",
         "timeout",
+        "data_timeout",
         "ehlo_name",
         "sender",
         "account",
@@ -146,6 +159,7 @@ class ServerSettings(Record):
         auth_mechanism: str | None = None,
         allow_plaintext_auth: bool = False,
         timeout: float | None = None,
+        data_timeout: float | None = None,
         ehlo_name: str | None = None,
         sender: str | None = None,
         account: str | None = None,
@@ -166,6 +180,7 @@ class ServerSettings(Record):
         self.auth_mechanism = auth_mechanism
         self.allow_plaintext_auth = allow_plaintext_auth
         self.timeout = timeout
+        self.data_timeout = data_timeout
         self.ehlo_name = ehlo_name
         self.sender = sender  # the account's default From
         self.account = account
@@ -248,6 +263,7 @@ def resolve_settings(args: argparse.Namespace, env: Environment) -> ServerSettin
         "password_env",
         "auth_mechanism",
         "timeout",
+        "data_timeout",
         "ehlo_name",
     ):
         value = getattr(args, name, None)
@@ -332,8 +348,9 @@ def _apply_account(s: ServerSettings, account: Account) -> tuple[int | None, str
     s.auth_mechanism = v.get("auth_mechanism", s.auth_mechanism)
     s.ehlo_name = v.get("ehlo_name", s.ehlo_name)
     s.sender = v.get("from", s.sender)
-    if "timeout" in v:
-        s.timeout = float(v["timeout"])
+    for key in ("timeout", "data_timeout"):
+        if key in v:
+            setattr(s, key, float(v[key]))
     if "dkim" in v:
         s.dkim = _account_dkim(account.name, v["dkim"])
     return port, scheme
@@ -396,9 +413,26 @@ def password_source(s: ServerSettings, env: Environment) -> Any:
     return None
 
 
+def timeouts(timeout: float | None, data_timeout: float | None) -> float | Timeouts | None:
+    """``--timeout`` bounds every wait but the one after the final dot, which
+    ``Timeouts`` keeps at 600 s or more (RFC 5321 §4.5.3.2.6); ``--data-timeout``
+    sets that one wait, so a script can bound a whole send."""
+    if data_timeout is None:
+        return timeout
+    if data_timeout <= 0 or (timeout is not None and timeout <= 0):
+        raise UsageError("--timeout and --data-timeout must be more than 0 seconds")
+    from smtpmail.transport._base import Timeouts
+
+    return Timeouts.of(timeout).but(data_end=data_timeout)
+
+
 def client_kwargs(s: ServerSettings, env: Environment) -> dict[str, Any]:
     """Keyword arguments for :class:`smtpmail.Client` (TLS and AUTH when asked for)."""
-    kwargs: dict[str, Any] = {"ehlo_name": s.ehlo_name, "timeout": s.timeout, "lmtp": s.lmtp}
+    kwargs: dict[str, Any] = {
+        "ehlo_name": s.ehlo_name,
+        "timeout": timeouts(s.timeout, s.data_timeout),
+        "lmtp": s.lmtp,
+    }
     if s.dkim is not None:
         kwargs["dkim"] = dkim_key(s)
     wants_tls = s.tls is not None or s.cafile or s.client_cert or s.insecure or s.user is not None
