@@ -150,3 +150,11 @@ def test_probe_ssh_banner_is_not_smtp(scripted: Callable[[Script], int]) -> None
     assert r.status == exits.EX_PROTOCOL, r.stdout
     assert "not an SMTP server" in r.stdout and "SSH-2.0" in r.stdout
     assert "implicit TLS" not in r.stdout
+
+
+def test_probe_starttls_required_but_not_offered(smtpd: RecordingServer) -> None:
+    for extra in (("--tls", "starttls"), ("-u", "me", "--password-env", "PW")):
+        r = run_cli("probe", f"127.0.0.1:{smtpd.port}", *extra, environ={"PW": "x"})
+        assert r.status == exits.EX_UNAVAILABLE, r.stdout
+        assert "before TLS:" in r.stdout and "no STARTTLS" in r.stdout
+        assert "does not do STARTTLS here" in r.stdout and "handshake failed" not in r.stdout

@@ -190,6 +190,11 @@ def _failed(exc: Exception, settings: ServerSettings, report: dict[str, Any], se
             )
         else:
             say("no greeting after the TLS handshake: the server is stuck or not SMTP")
+    elif isinstance(exc, errors.TLSError) and "refused starttls" in lowered:
+        say(
+            "the server does not do STARTTLS here, which --tls starttls, submission:// or "
+            "--user need: use implicit TLS (smtps://, port 465) or another port"
+        )
     elif isinstance(exc, errors.TLSError):
         if (
             "wrong version" in lowered
