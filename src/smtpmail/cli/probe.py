@@ -121,7 +121,8 @@ def _probe(
             report["auth"] = {"user": phase.user, "accepted": True}
         if key == "plain":
             _diagnose_plain(report, report["plain"]["extensions"])
-    if "plain" in report and "tls" in report:
+    if "plain" in report and "tls" in report and mode != "starttls":
+        # Advice to ask for STARTTLS, unless it was asked for (submission://, --user).
         _diagnose_upgrade(report, report["plain"]["extensions"], report["tls"]["extensions"])
     return EX_OK
 
