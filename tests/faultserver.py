@@ -7,7 +7,10 @@ the next mode from ``modes`` (the last one repeats):
 * ``"ok"``: a plain, correct server (no PIPELINING), 250 to everything;
 * ``"mid_data"``: closes the connection after the first block of message data;
 * ``"after_dot"``: reads the whole message and the final dot, then closes
-  without replying (the client cannot know whether it was delivered).
+  without replying (the client cannot know whether it was delivered);
+* ``"silent_after_dot"``: reads the final dot, then says nothing until the
+  client gives up and closes;
+* ``"late_after_dot"``: answers the final dot only after ``late`` seconds.
 
 ``messages`` keeps every message data the server read in full (also those
 it then dropped the connection on), so tests can count duplicates.
@@ -22,6 +25,7 @@ from __future__ import annotations
 import socket
 import socketserver
 import threading
+import time
 from typing import Any
 
 
@@ -67,6 +71,11 @@ class _Handler(socketserver.StreamRequestHandler):
         if mode == "after_dot":
             self._drop()
             return False
+        if mode == "silent_after_dot":
+            self.rfile.read()  # until the client closes
+            return False
+        if mode == "late_after_dot":
+            time.sleep(self.server.late)
         self.wfile.write(self.server.data_reply + b"\r\n")
         return True
 
@@ -86,10 +95,12 @@ class FaultServer(socketserver.ThreadingTCPServer):
         host: str = "127.0.0.1",
         port: int = 0,
         data_reply: bytes = b"250 2.0.0 queued",
+        late: float = 2.0,
     ) -> None:
         super().__init__((host, port), _Handler)
         self.modes = list(modes)
         self.data_reply = data_reply
+        self.late = late
         self.connections = 0
         self.messages: list[bytes] = []
         self.lock = threading.Lock()

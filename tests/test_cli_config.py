@@ -259,3 +259,42 @@ def test_json_is_valid_even_when_connect_fails(tmp_path: Path) -> None:
     )
     assert r.status == 75
     assert json.loads(r.stdout)["error"]["type"] == "ConnectError"
+
+
+@pytest.mark.parametrize(
+    ("args", "account", "server"),
+    [
+        # No server named anywhere: the local sink.
+        ((), None, "smtp://127.0.0.1:1025"),
+        (("--port", "2525"), None, "smtp://127.0.0.1:2525"),
+        (("--tls", "none"), None, "smtp://127.0.0.1:1025"),
+        # A host named, by any means: its scheme's port.
+        (("--host", "mail.example.org"), None, "smtp://mail.example.org:25"),
+        (("-s", "mail.example.org"), None, "smtp://mail.example.org:25"),
+        (("--host", "mail.example.org", "--tls", "implicit"), None, "smtps://mail.example.org:465"),
+        (("-s", "submission://mail.example.org"), None, "smtp://mail.example.org:587"),
+        (("-s", "smtps://mail.example.org"), None, "smtps://mail.example.org:465"),
+        (("-s", "lmtp://mail.example.org"), None, "lmtp://mail.example.org:24"),
+        (("--host", "mail.example.org", "-p", "2525"), None, "smtp://mail.example.org:2525"),
+        ((), 'host = "mail.example.org"', "smtp://mail.example.org:25"),
+        ((), 'server = "submission://mail.example.org"', "smtp://mail.example.org:587"),
+        (
+            ("--host", "other.example"),
+            'server = "submission://mail.example.org"',
+            "smtp://other.example:587",
+        ),
+        (
+            ("-s", "relay.example"),
+            'host = "mail.example.org"\nport = 2525',
+            "smtp://relay.example:25",
+        ),
+    ],
+)
+def test_one_rule_for_the_default_port(
+    tmp_path: Path, args: tuple[str, ...], account: str | None, server: str
+) -> None:
+    if account is not None:
+        write_config(tmp_path, f'default = "a"\n[accounts.a]\n{account}\n')
+    r = run_cli("send", "-n", *args, *ONE_LINE, config_dir=tmp_path)
+    assert r.status == 0, r.stderr
+    assert f"# server: {server}\n" in r.stdout

@@ -39,6 +39,12 @@ def test_probe_nothing_listening() -> None:
     assert "nothing accepts connections" in r.stdout
 
 
+def test_probe_host_that_does_not_resolve() -> None:
+    r = run_cli("probe", "no-such-host.invalid")  # RFC 2606: never resolves
+    assert r.status == exits.EX_NOHOST, r.stdout
+    assert "does not resolve" in r.stdout and "wrong host or port" not in r.stdout
+
+
 Script = Callable[[socket.socket], None]
 
 
@@ -132,3 +138,23 @@ def test_probe_ehlo_refused_helo_accepted(scripted: Callable[[Script], int]) -> 
     out = json.loads(r.stdout)
     assert out["plain"]["esmtp"] is False
     assert any("accepted only HELO" in d for d in out["diagnoses"])
+
+
+def test_probe_ssh_banner_is_not_smtp(scripted: Callable[[Script], int]) -> None:
+    def script(conn: socket.socket) -> None:
+        conn.sendall(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n")
+        conn.makefile("rb").readline()
+
+    port = scripted(script)
+    r = run_cli("probe", f"127.0.0.1:{port}")
+    assert r.status == exits.EX_PROTOCOL, r.stdout
+    assert "not an SMTP server" in r.stdout and "SSH-2.0" in r.stdout
+    assert "implicit TLS" not in r.stdout
+
+
+def test_probe_starttls_required_but_not_offered(smtpd: RecordingServer) -> None:
+    for extra in (("--tls", "starttls"), ("-u", "me", "--password-env", "PW")):
+        r = run_cli("probe", f"127.0.0.1:{smtpd.port}", *extra, environ={"PW": "x"})
+        assert r.status == exits.EX_UNAVAILABLE, r.stdout
+        assert "before TLS:" in r.stdout and "no STARTTLS" in r.stdout
+        assert "does not do STARTTLS here" in r.stdout and "handshake failed" not in r.stdout

@@ -357,3 +357,53 @@ def test_valid_host_forms_pass_the_check() -> None:
 
     for host in ("127.0.0.1", "::1", "localhost", "mail.example.org", "bücher.example", "a_b.c."):
         check_host(host)
+
+
+@pytest.mark.parametrize(
+    ("replies", "status"),
+    [
+        # One refusal a retry may cure: try later (75), whatever the other said.
+        (("450 4.2.1 mailbox busy", "550 5.1.1 no such user"), exits.EX_TEMPFAIL),
+        (("550 5.1.1 no such user", "452 4.5.3 too many"), exits.EX_TEMPFAIL),
+        (("550 5.1.1 no such user", "553 5.1.3 bad address"), exits.EX_NOUSER),
+    ],
+)
+@pytest.mark.parametrize("command", ["send", "sendmail"])
+def test_all_refused_names_each_reply(
+    smtpd: RecordingServer, command: str, replies: tuple[str, str], status: int
+) -> None:
+    """The message names every recipient's reply; the status follows the documented rule."""
+    rcpts = ("a@example.net", "b@example.net")
+    smtpd.handler.refuse.update(zip(rcpts, replies, strict=True))
+    if command == "send":
+        args = ["send", *srv(smtpd), "--from", "me@example.org", "--subject", "s", "--body", "x"]
+        r = run_cli(*args, "--to", rcpts[0], "--to", rcpts[1])
+    else:
+        stdin = b"From: me@example.org\nSubject: s\n\nx\n"
+        r = run_cli("sendmail", f"--server=smtp://{smtpd.host}:{smtpd.port}", *rcpts, stdin=stdin)
+    assert r.status == status, r.stderr
+    for rcpt, reply in zip(rcpts, replies, strict=True):
+        assert f"<{rcpt}> {reply}" in r.stderr
+    assert smtpd.messages == []
+
+
+def test_timeout_leaves_the_final_wait_to_data_timeout() -> None:
+    """--timeout bounds every wait but the one after the final dot (RFC 5321
+    §4.5.3.2.6: at least 10 minutes there); --data-timeout bounds that one."""
+    from faultserver import FaultServer
+
+    envelope = ("--from", "me@example.org", "--to", "you@example.net", "--body", "x")
+    with FaultServer(["late_after_dot"], late=2.0) as server:
+        # Answered 2 s after the dot: a 0.5 s --timeout does not cut that wait...
+        r = run_cli("send", "-s", f"127.0.0.1:{server.port}", "--timeout", "0.5", *envelope)
+        assert r.status == exits.EX_OK, r.stderr
+        # ...and a --data-timeout longer than the wait lets it through too.
+        r = run_cli("send", "-s", f"127.0.0.1:{server.port}", "--data-timeout", "30", *envelope)
+        assert r.status == exits.EX_OK, r.stderr
+    with FaultServer(["silent_after_dot"]) as server:
+        # Never answered: --data-timeout ends the wait, a temporary failure.
+        r = run_cli("send", "-s", f"127.0.0.1:{server.port}", "--data-timeout", "0.5", *envelope)
+        assert r.status == exits.EX_TEMPFAIL, r.stderr
+        assert len(server.messages) == 1  # the whole message went before the wait
+    r = run_cli("send", "--data-timeout", "0", *envelope)
+    assert r.status == exits.EX_USAGE

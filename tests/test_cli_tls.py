@@ -131,7 +131,7 @@ def test_probe_reports_tls_and_auth_after_starttls(
 ) -> None:
     r = run_cli("probe", f"127.0.0.1:{starttls_server.port}", "--cafile", certs.ca_file)
     assert r.status == 0, r.stdout + r.stderr
-    assert "before TLS:" in r.stdout and "with TLS:" in r.stdout
+    assert "before TLS:" in r.stdout and "after STARTTLS:" in r.stdout
     assert "tls version: TLSv1." in r.stdout
     assert "AUTH is offered only after STARTTLS" in r.stdout
     r = run_cli("probe", f"127.0.0.1:{starttls_server.port}", "--cafile", certs.ca_file, "--json")
@@ -139,6 +139,53 @@ def test_probe_reports_tls_and_auth_after_starttls(
     assert out["plain"]["auth_mechanisms"] == []
     assert set(out["tls"]["auth_mechanisms"]) >= {"PLAIN", "LOGIN"}
     assert out["tls"]["tls"]["names"]
+
+
+def test_probe_shows_the_certificate_chain(starttls_server: TLSServer, certs: Certs) -> None:
+    r = run_cli("probe", f"127.0.0.1:{starttls_server.port}", "--cafile", certs.ca_file, "--json")
+    leaf, root = json.loads(r.stdout)["tls"]["tls"]["chain"]
+    assert leaf["issuer"] == root["subject"] == root["issuer"]  # trustme's self-signed CA
+    assert leaf["subject"] != root["subject"] and leaf["not_before"] and root["not_after"]
+    r = run_cli("probe", f"127.0.0.1:{starttls_server.port}", "--cafile", certs.ca_file)
+    assert "certificate 0: " in r.stdout and "certificate 1: " in r.stdout
+
+
+def test_probe_submission_labels_phases_without_false_alarms(
+    starttls_server: TLSServer, certs: Certs
+) -> None:
+    """submission:// asks for STARTTLS: what was seen after it is not 'before TLS'."""
+    url = f"submission://127.0.0.1:{starttls_server.port}"
+    for extra in ((), ("--tls", "starttls")):
+        r = run_cli("probe", url, "--cafile", certs.ca_file, *extra, "--json")
+        assert r.status == 0, r.stdout + r.stderr
+        out = json.loads(r.stdout)
+        assert out["tls_phase"] == "after STARTTLS"
+        assert out["plain"]["tls"] is None and "STARTTLS" in out["plain"]["extensions"]
+        assert out["tls"]["tls"]["verified"] is True
+        text = " ".join(out["diagnoses"])
+        assert "no STARTTLS" not in text and "without any encryption" not in text
+
+
+def test_probe_logs_in_after_starttls(starttls_server: TLSServer, certs: Certs) -> None:
+    """AUTH offered only after STARTTLS: probe logs in there, as send does."""
+    args = ("probe", f"127.0.0.1:{starttls_server.port}", "--cafile", certs.ca_file)
+    login = ("-u", USER, "--password-env", "PW")
+    r = run_cli(*args, *login, "--json", environ={"PW": PASSWORD})
+    assert r.status == 0, r.stdout + r.stderr
+    assert json.loads(r.stdout)["auth"] == {"user": USER, "accepted": True}
+    r = run_cli(*args, *login, environ={"PW": PASSWORD})
+    assert f"AUTH:       accepted for {USER}" in r.stdout
+    r = run_cli(*args, *login, environ={"PW": "wrong"})
+    assert r.status == exits.EX_NOPERM, r.stdout
+    no_secret(r.stdout, r.stderr)
+
+
+def test_probe_implicit_tls_is_one_phase(certs: Certs) -> None:
+    with TLSServer(implicit=certs.server_context()) as server:
+        r = run_cli("probe", f"smtps://127.0.0.1:{server.port}", "--cafile", certs.ca_file)
+    assert r.status == 0, r.stdout + r.stderr
+    assert "implicit TLS:" in r.stdout and "before TLS" not in r.stdout
+    assert "no STARTTLS" not in r.stdout
 
 
 def test_probe_smtps_against_plain_port(smtpd: RecordingServer) -> None:

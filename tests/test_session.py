@@ -159,6 +159,8 @@ def test_lockstep_all_refused_sends_no_data() -> None:
     err = info.value
     assert set(err.refused) == {"b@x.org", "c@x.org"}
     assert err.is_transient  # one recipient may succeed later
+    assert err.code == 450  # the reply shown agrees with the verdict
+    assert str(err) == "all recipients refused: <b@x.org> 550 5.1.1 no; <c@x.org> 450 4.2.0 later"
     assert session.needs_rset  # MAIL was accepted: the next transaction starts with RSET
 
 

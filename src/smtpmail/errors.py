@@ -290,22 +290,39 @@ class SenderRefused(ReplyError):
 class RecipientsRefused(ReplyError):
     """Every recipient was refused; no message data was sent.
 
-    ``refused`` maps each forward-path to the reply that refused it.
+    ``refused`` maps each forward-path to the reply that refused it; the
+    message names every one. Transient when any refusal is (a retry may get
+    that recipient through), and ``reply`` is then a transient one, so the
+    code shown and the verdict agree.
     """
 
     def __init__(self, command: str, reply: Reply, refused: dict[str, Reply] | None = None) -> None:
         super().__init__(command, reply, "all recipients refused")
         self.refused = dict(refused or {})
+        if self.refused:
+            each = "; ".join(
+                f"<{rcpt}> {r.code} {r.text_oneline()}" for rcpt, r in self.refused.items()
+            )
+            self.args = (f"all recipients refused: {each}",)
+
+    @classmethod
+    def of(cls, command: str, refused: dict[str, Reply]) -> RecipientsRefused:
+        """The error for these refusals, its ``reply`` the first that decides the verdict."""
+        replies = list(refused.values())
+        retry = [r for r in replies if _may_pass_later(r)]
+        return cls(command, (retry or replies)[0], refused)
 
     @property
     def is_transient(self) -> bool:
-        # Transient when any recipient may succeed later; a 552 to RCPT is
-        # "too many recipients" from an old server (RFC 5321 §4.5.3.1.10).
-        replies = self.refused.values() or [self.reply]
-        return any(r.is_transient or r.code == 552 for r in replies)
+        return any(_may_pass_later(r) for r in self.refused.values() or [self.reply])
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.command, self.reply, self.refused))
+
+
+def _may_pass_later(reply: Reply) -> bool:
+    # A 552 to RCPT is "too many recipients" from an old server (RFC 5321 §4.5.3.1.10).
+    return reply.is_transient or reply.code == 552
 
 
 class DataRefused(ReplyError):

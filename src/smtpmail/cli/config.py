@@ -53,6 +53,7 @@ _KEYS = frozenset(
         "auth_mechanism",
         "ca_file",
         "timeout",
+        "data_timeout",
         "dkim",
     }
 )

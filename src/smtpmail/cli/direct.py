@@ -97,7 +97,7 @@ def _check_no_relay(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace, env: Environment, message: Any, envelope: Any) -> int:
     """Deliver ``message`` to ``envelope``'s recipients directly; print the outcome."""
-    from smtpmail.cli.server import dkim_key, resolve_settings
+    from smtpmail.cli.server import dkim_key, resolve_settings, timeouts
     from smtpmail.delivery import MTASTS, deliver
     from smtpmail.transport.tls import TLSOptions
 
@@ -121,7 +121,7 @@ def run(args: argparse.Namespace, env: Environment, message: Any, envelope: Any)
         require_tls=args.require_tls or _tls_required(getattr(args, "tls", None)),
         tls_options=TLSOptions(ca_file=cafile) if cafile else None,
         mta_sts=False if args.no_mta_sts else MTASTS(ca_file=cafile),
-        timeout=getattr(args, "timeout", None),
+        timeout=timeouts(getattr(args, "timeout", None), getattr(args, "data_timeout", None)),
         transcript=transcript,
         keep_bcc=getattr(args, "keep_bcc", False),
         dkim=dkim_key(resolve_settings(args, env)),

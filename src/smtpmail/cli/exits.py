@@ -27,7 +27,8 @@ EXIT_CODES_HELP = """exit status (sysexits.h, as sendmail and msmtp use them):
   64  usage error (bad option or argument)
   65  data error (an address, header or message that cannot be sent)
   66  an input file (message, attachment, body) cannot be read
-  67  every recipient refused permanently (unknown user)
+  67  every recipient refused, all permanently (unknown user); when any
+      refusal was temporary (4xx), 75: the message names each reply
   68  the server's host name is unknown
   69  service unavailable (5xx refusal, TLS failure, missing extension)
   70  internal error

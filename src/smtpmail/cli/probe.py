@@ -1,11 +1,13 @@
 """``smtpmail probe``: connect, report what the server offers, and name the classic mistakes.
 
 Reports the greeting (RFC 5321 §4.3.1), the EHLO extensions (§4.1.1.1) with
-SIZE (RFC 1870) and AUTH (RFC 4954), and the TLS version, cipher and
-certificate (RFC 3207 STARTTLS, RFC 8314 implicit TLS) when the client can
-negotiate TLS. Diagnoses in plain words: implicit TLS against a STARTTLS port
-and the reverse, a certificate for another name, AUTH offered only after TLS
-or offered in clear text, an EHLO name the server refuses.
+SIZE (RFC 1870) and AUTH (RFC 4954) in each phase, labelled: before TLS, after
+STARTTLS (RFC 3207) or implicit TLS (RFC 8314), with the TLS version, cipher
+and certificate chain. Credentials are tried where ``send`` uses them: after
+STARTTLS, never in the clear-text phase. Diagnoses in plain words: a host name
+that does not resolve, a service that is not SMTP, implicit TLS against a
+STARTTLS port and the reverse, a certificate for another name, AUTH offered
+only after TLS or offered in clear text, an EHLO name the server refuses.
 """
 
 from __future__ import annotations
@@ -50,21 +52,27 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     return status
 
 
-def _supports_tls() -> bool:
-    import inspect
-
-    from smtpmail.transport.sync import Client
-
-    return "tls" in inspect.signature(Client).parameters
+#: What the TLS phase is called, by the mode that reached it.
+TLS_PHASES = {"starttls": "after STARTTLS", "implicit": "implicit TLS"}
 
 
-def _connect(settings: ServerSettings, env: Environment, args: argparse.Namespace) -> Any:
-    transcript = None
-    if args.verbose:
-        from smtpmail.cli.transcript import TranscriptPrinter
+class _Seen:
+    """A transcript hook that notes whether the server sent any SMTP reply,
+    and passes every line on to the ``--verbose`` printer."""
 
-        transcript = TranscriptPrinter(env.stderr, colour=env.colors)
-    client = make_client(settings, env, transcript)
+    def __init__(self, printer: Any) -> None:
+        self.printer = printer
+        self.replied = False
+
+    def __call__(self, direction: str, text: str) -> None:
+        if direction == "server":
+            self.replied = True
+        if self.printer is not None:
+            self.printer(direction, text)
+
+
+def _connect(settings: ServerSettings, env: Environment, seen: _Seen) -> Any:
+    client = make_client(settings, env, seen)
     client.connect()
     return client
 
@@ -72,33 +80,50 @@ def _connect(settings: ServerSettings, env: Environment, args: argparse.Namespac
 def _probe(
     settings: ServerSettings, env: Environment, args: argparse.Namespace, report: dict[str, Any]
 ) -> int:
-    tls_capable = _supports_tls()
-    first = settings
-    if tls_capable and settings.tls is None and settings.port != 465:
-        # See the server as it is before any STARTTLS: what it offers in clear text.
-        first = settings.replace(tls="none")
-    try:
-        client = _connect(first, env, args)
-    except Exception as exc:
-        return _failed(exc, first, report)
-    try:
-        _record(client, report, "plain" if first.tls != "implicit" else "tls")
-    finally:
-        client.quit()
-    offered = report["plain"]["extensions"] if "plain" in report else {}
-    if "plain" in report:
-        _diagnose_plain(report, offered, tls_capable)
-    if tls_capable and "STARTTLS" in offered and first.tls != "implicit":
-        upgraded = settings.replace(tls="starttls")
+    """One connection per phase: clear text first (no credentials: they would
+    never go there), then STARTTLS with the credentials, as ``send`` does them;
+    implicit TLS is a single phase."""
+    from smtpmail.transport.tls import resolve_mode
+
+    printer = None
+    if args.verbose:
+        from smtpmail.cli.transcript import TranscriptPrinter
+
+        printer = TranscriptPrinter(env.stderr, colour=env.colors)
+    seen = _Seen(printer)
+    mode = resolve_mode(settings.tls, settings.port, settings.user is not None).value
+    phases: list[tuple[str, ServerSettings]] = []
+    if mode == "implicit":
+        phases.append(("tls", settings))
+    elif mode == "none":
+        phases.append(("plain", settings))
+    else:
+        anonymous = settings.replace(
+            tls="none", user=None, password=None, password_env=None, password_command=None
+        )
+        phases += [("plain", anonymous), ("tls", settings.replace(tls="starttls"))]
+    for key, phase in phases:
+        if key == "tls" and "plain" in report:
+            offered = report["plain"]["extensions"]
+            if "STARTTLS" not in offered and mode != "starttls":
+                break  # opportunistic: clear text is all there is, said by the diagnoses
         try:
-            client = _connect(upgraded, env, args)
+            client = _connect(phase, env, seen)
         except Exception as exc:
-            return _failed(exc, upgraded, report)
+            return _failed(exc, phase, report, seen)
         try:
-            _record(client, report, "tls")
+            _record(client, report, key)
         finally:
             client.quit()
-        _diagnose_upgrade(report, offered, report["tls"]["extensions"])
+        if key == "tls":
+            report["tls_phase"] = TLS_PHASES[mode if mode == "implicit" else "starttls"]
+        if phase.user is not None:
+            report["auth"] = {"user": phase.user, "accepted": True}
+        if key == "plain":
+            _diagnose_plain(report, report["plain"]["extensions"])
+    if "plain" in report and "tls" in report and mode != "starttls":
+        # Advice to ask for STARTTLS, unless it was asked for (submission://, --user).
+        _diagnose_upgrade(report, report["plain"]["extensions"], report["tls"]["extensions"])
     return EX_OK
 
 
@@ -117,7 +142,8 @@ def _record(client: Any, report: dict[str, Any], key: str) -> None:
     report.setdefault("greeting", facts["greeting"])
 
 
-def _diagnose_plain(report: dict[str, Any], offered: dict[str, str], tls_capable: bool) -> None:
+def _diagnose_plain(report: dict[str, Any], offered: dict[str, str]) -> None:
+    """What the clear-text phase shows; never called with facts seen after TLS."""
     say = report["diagnoses"].append
     if not report["plain"].get("esmtp", True):
         say(
@@ -133,8 +159,6 @@ def _diagnose_plain(report: dict[str, Any], offered: dict[str, str], tls_capable
         )
     elif "AUTH" in offered:
         say("the server offers AUTH without any encryption: credentials would be exposed")
-    if not tls_capable and "STARTTLS" in offered:
-        say("this smtpmail cannot negotiate TLS yet, so the TLS details are not shown")
 
 
 def _diagnose_upgrade(
@@ -146,14 +170,18 @@ def _diagnose_upgrade(
         )
 
 
-def _failed(exc: Exception, settings: ServerSettings, report: dict[str, Any]) -> int:
+def _failed(exc: Exception, settings: ServerSettings, report: dict[str, Any], seen: _Seen) -> int:
+    import socket
+
     from smtpmail import errors
 
     status, text = exit_status(exc)
     report["error"] = {"type": type(exc).__name__, "message": text}
     say = report["diagnoses"].append
     lowered = text.lower()
-    if isinstance(exc, errors.ConnectError):
+    if isinstance(exc, errors.ConnectError) and isinstance(exc.__cause__, socket.gaierror):
+        say(f"the host name {settings.host} does not resolve (a typo? no DNS?)")
+    elif isinstance(exc, errors.ConnectError):
         say(f"nothing accepts connections at {settings.host}:{settings.port} (wrong host or port?)")
     elif isinstance(exc, errors.ReplyTimeout) and "greeting" in lowered:
         if settings.tls != "implicit":
@@ -163,6 +191,11 @@ def _failed(exc: Exception, settings: ServerSettings, report: dict[str, Any]) ->
             )
         else:
             say("no greeting after the TLS handshake: the server is stuck or not SMTP")
+    elif isinstance(exc, errors.TLSError) and "refused starttls" in lowered:
+        say(
+            "the server does not do STARTTLS here, which --tls starttls, submission:// or "
+            "--user need: use implicit TLS (smtps://, port 465) or another port"
+        )
     elif isinstance(exc, errors.TLSError):
         if (
             "wrong version" in lowered
@@ -183,8 +216,12 @@ def _failed(exc: Exception, settings: ServerSettings, report: dict[str, Any]) ->
             say("the certificate is not trusted (self-signed or unknown CA?): see --cafile")
         else:
             say("the TLS handshake failed")
-    elif isinstance(exc, errors.RemoteProtocolError) and settings.tls != "implicit":
-        say("the server did not speak SMTP: is it expecting implicit TLS (smtps://, port 465)?")
+    elif isinstance(exc, errors.RemoteProtocolError) and not seen.replied:
+        # A port that waits for implicit TLS stays silent (the timeout above);
+        # one that talks first, but not SMTP, is another service (SSH, HTTP...).
+        say(f"not an SMTP server (the greeting is not an SMTP reply: {text})")
+    elif isinstance(exc, errors.RemoteProtocolError):
+        say("the server broke the SMTP protocol after its greeting")
     elif isinstance(exc, errors.GreetingRefused) and exc.command.upper() in ("EHLO", "HELO"):
         say(
             f"the server refused the EHLO name: give your host's real name with --ehlo-name "
@@ -200,7 +237,7 @@ def _print(report: dict[str, Any], env: Environment) -> None:
     out(f"server:     {report['server']}\n")
     if report.get("greeting"):
         out(f"greeting:   {report['greeting']}\n")
-    for key, title in (("plain", "before TLS"), ("tls", "with TLS")):
+    for key, title in (("plain", "before TLS"), ("tls", report.get("tls_phase", "with TLS"))):
         facts = report.get(key)
         if not facts:
             continue
@@ -212,8 +249,17 @@ def _print(report: dict[str, Any], env: Environment) -> None:
         out(f"  SIZE limit: {limit if limit is not None else 'none declared'}\n")
         out(f"  AUTH:       {' '.join(facts['auth_mechanisms']) or 'not offered'}\n")
         if facts.get("tls"):
-            for name, value in dict(facts["tls"]).items():
+            tls = dict(facts["tls"])
+            chain = tls.pop("chain", None) or []
+            for name, value in tls.items():
                 out(f"  tls {name}: {value}\n")
+            # Leaf first: a missing intermediate shows as a chain that stops early.
+            for depth, cert in enumerate(chain):
+                out(f"  certificate {depth}: {cert['subject']}\n")
+                out(f"    issuer:   {cert['issuer']}\n")
+                out(f"    valid:    {cert['not_before']} to {cert['not_after']}\n")
+    if report.get("auth"):
+        out(f"\nAUTH:       accepted for {report['auth']['user']}\n")
     if report.get("error"):
         out(f"\nerror: {report['error']['message']}\n")
     for line in report["diagnoses"]:

@@ -154,7 +154,7 @@ def direct_kwargs(args: argparse.Namespace, env: Environment) -> dict[str, Any]:
     """smtpmail.deliver()'s keyword arguments from the --direct options (cli/direct.py)
     and the DKIM key (options or account)."""
     from smtpmail.cli import direct
-    from smtpmail.cli.server import dkim_key, resolve_settings
+    from smtpmail.cli.server import dkim_key, resolve_settings, timeouts
     from smtpmail.delivery import MTASTS
     from smtpmail.transport.tls import TLSOptions
 
@@ -167,7 +167,7 @@ def direct_kwargs(args: argparse.Namespace, env: Environment) -> dict[str, Any]:
         "require_tls": args.require_tls or direct._tls_required(getattr(args, "tls", None)),
         "tls_options": TLSOptions(ca_file=cafile) if cafile else None,
         "mta_sts": False if args.no_mta_sts else MTASTS(ca_file=cafile),
-        "timeout": getattr(args, "timeout", None),
+        "timeout": timeouts(getattr(args, "timeout", None), getattr(args, "data_timeout", None)),
         "dkim": dkim_key(resolve_settings(args, env)),
     }
 

@@ -2,8 +2,12 @@
 and ``probe`` share, merged with the chosen config account, turned into a Client.
 
 A server is a URL (``smtp://host:587``, ``smtps://host``, ``submission://host``,
-``lmtp://host:24``) or ``--host``/``--port``; with nothing given it is
-127.0.0.1:1025, as the assignment asks. Command-line values win over the account's.
+``lmtp://host:24``) or ``--host``/``--port``. The port, by one rule (see
+:func:`_port`): the one given (``--port``, a URL's ``:PORT``, the account's
+``port``); else, once a host is named anywhere, its scheme's (25 smtp, 587
+submission, 465 smtps or implicit TLS, 24 lmtp); with no server named at all,
+127.0.0.1:1025, the local sink the assignment asks for. Command-line values win
+over the account's.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from smtpmail.message.dkim import DKIMKey
-    from smtpmail.transport._base import Transcript
+    from smtpmail.transport._base import Timeouts, Transcript
     from smtpmail.transport.sync import Client
 
 DEFAULT_HOST = "127.0.0.1"
@@ -33,7 +37,7 @@ SCHEMES: dict[str, tuple[int, str | None, bool]] = {
     "smtps": (465, "implicit", False),
     "submission": (587, "starttls", False),
     "submissions": (465, "implicit", False),
-    "lmtp": (24, None, False),
+    "lmtp": (24, None, True),
 }
 TLS_MODES = ("none", "opportunistic", "starttls", "implicit")
 
@@ -46,13 +50,32 @@ def add_server_arguments(parser: argparse.ArgumentParser, *, url_option: bool = 
             "-s",
             metavar="URL",
             help="smtp://HOST[:PORT], smtps://HOST, submission://HOST, lmtp://HOST:PORT "
-            f"(default {DEFAULT_HOST}:{DEFAULT_PORT})",
+            f"(no server at all: the local sink {DEFAULT_HOST}:{DEFAULT_PORT})",
         )
-        g.add_argument("--host", help="server host name or address")
-        g.add_argument("--port", "-p", type=int, help="server port")
+        g.add_argument(
+            "--host", help="server host name or address (port 25, or 465 with --tls implicit)"
+        )
+        g.add_argument(
+            "--port",
+            "-p",
+            type=int,
+            help="server port (default: the scheme's, 25 smtp, 587 submission, 465 smtps)",
+        )
     g.add_argument("--account", "-a", metavar="NAME", help="use this account from the config")
     g.add_argument("--config", metavar="PATH", help="config file (default $SMTPMAIL_CONFIG, XDG)")
-    g.add_argument("--timeout", type=float, metavar="SECONDS", help="bound every wait")
+    g.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help="bound every wait but the one after the message's final dot (see --data-timeout)",
+    )
+    g.add_argument(
+        "--data-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="bound the wait for the reply after the final dot (default 600, or --timeout "
+        "when longer: RFC 5321 4.5.3.2.6; cutting it short may deliver the message twice)",
+    )
     g.add_argument("--ehlo-name", metavar="NAME", help="the name to give in EHLO")
     t = parser.add_argument_group("TLS and authentication")
     t.add_argument(
@@ -110,6 +133,7 @@ class ServerSettings(Record):
         "auth_mechanism",
         "allow_plaintext_auth",
         "timeout",
+        "data_timeout",
         "ehlo_name",
         "sender",
         "account",
@@ -135,6 +159,7 @@ class ServerSettings(Record):
         auth_mechanism: str | None = None,
         allow_plaintext_auth: bool = False,
         timeout: float | None = None,
+        data_timeout: float | None = None,
         ehlo_name: str | None = None,
         sender: str | None = None,
         account: str | None = None,
@@ -155,6 +180,7 @@ class ServerSettings(Record):
         self.auth_mechanism = auth_mechanism
         self.allow_plaintext_auth = allow_plaintext_auth
         self.timeout = timeout
+        self.data_timeout = data_timeout
         self.ehlo_name = ehlo_name
         self.sender = sender  # the account's default From
         self.account = account
@@ -167,8 +193,8 @@ class ServerSettings(Record):
         return f"{scheme}://{host}:{self.port}"
 
 
-def parse_server_url(value: str) -> tuple[str, int | None, str | None, bool]:
-    """(host, port or None, TLS mode or None, lmtp) from a URL or ``host[:port]``."""
+def parse_server_url(value: str) -> tuple[str, int | None, str]:
+    """(host, the port given or None, scheme) from a URL or ``host[:port]``."""
     from urllib.parse import urlsplit  # only for --server: --host/--port need no parser
 
     if "://" not in value:
@@ -185,26 +211,48 @@ def parse_server_url(value: str) -> tuple[str, int | None, str | None, bool]:
         raise UsageError(f"no host in server URL {value!r}")
     if parts.username or parts.password:
         raise UsageError("put credentials in --user/--password-command, not in the URL")
-    default_port, tls, lmtp = SCHEMES[scheme]
-    return parts.hostname, port if port is not None else default_port, tls, scheme == "lmtp" or lmtp
+    return parts.hostname, port, scheme
+
+
+def _port(given: int | None, scheme: str | None, tls: str | None) -> int:
+    """The one rule for the port: the one given; else the scheme's, once a host
+    is named (by URL, ``--host`` or the account: a bare host is ``smtp``, and
+    ``smtp`` with implicit TLS is ``smtps``, as msmtp picks 465); else the sink's."""
+    if given is not None:
+        return given
+    if scheme is None:
+        return DEFAULT_PORT
+    if scheme == "smtp" and tls == "implicit":
+        scheme = "smtps"
+    return SCHEMES[scheme][0]
+
+
+def _use_url(s: ServerSettings, value: str) -> tuple[int | None, str]:
+    """Take host, TLS mode and LMTP from a server URL; return its port and scheme."""
+    host, port, scheme = parse_server_url(value)
+    _, tls, lmtp = SCHEMES[scheme]
+    s.host, s.lmtp = host, lmtp
+    if tls:
+        s.tls = tls
+    return port, scheme
 
 
 def resolve_settings(args: argparse.Namespace, env: Environment) -> ServerSettings:
     """Merge the command line over the account over the defaults."""
     account = load_account(env, getattr(args, "config", None), getattr(args, "account", None))
     s = ServerSettings()
+    port: int | None = None  # the port given, if any
+    scheme: str | None = None  # set once a host is named
     if account is not None:
-        _apply_account(s, account)
+        port, scheme = _apply_account(s, account)
     server = getattr(args, "server", None)
     if server:
-        host, port, tls, lmtp = parse_server_url(server)
-        s.host, s.port, s.lmtp = host, port or s.port, lmtp
-        if tls:
-            s.tls = tls
+        port, scheme = _use_url(s, server)
     if getattr(args, "host", None) is not None:
         s.host = args.host
+        scheme = scheme or "smtp"
     if getattr(args, "port", None) is not None:
-        s.port = args.port
+        port = args.port
     for name in (
         "tls",
         "cafile",
@@ -215,6 +263,7 @@ def resolve_settings(args: argparse.Namespace, env: Environment) -> ServerSettin
         "password_env",
         "auth_mechanism",
         "timeout",
+        "data_timeout",
         "ehlo_name",
     ):
         value = getattr(args, name, None)
@@ -224,6 +273,7 @@ def resolve_settings(args: argparse.Namespace, env: Environment) -> ServerSettin
         s.insecure = True
     if getattr(args, "allow_plaintext_auth", False):
         s.allow_plaintext_auth = True
+    s.port = _port(port, scheme, s.tls)
     given = [getattr(args, f"dkim_{n}", None) for n in ("selector", "domain", "key")]
     if any(given):
         selector, domain, key = given
@@ -271,21 +321,21 @@ def _valid_labels(encoded: bytes) -> bool:
 _HOST_OCTETS = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
 
 
-def _apply_account(s: ServerSettings, account: Account) -> None:
+def _apply_account(s: ServerSettings, account: Account) -> tuple[int | None, str | None]:
+    """Apply the account's values; return its port (if given) and scheme (if a host is named)."""
     s.account = account.name
     v = account.values
+    port: int | None = None
+    scheme: str | None = None
     if "server" in v:
-        host, port, tls, lmtp = parse_server_url(str(v["server"]))
-        s.host, s.lmtp = host, lmtp
-        s.port = port or s.port
-        s.tls = tls or s.tls
+        port, scheme = _use_url(s, str(v["server"]))
     if "host" in v:
         s.host = str(v["host"])
-        s.port = 25 if "port" not in v and "server" not in v else s.port
+        scheme = scheme or "smtp"
     if "port" in v:
         if not isinstance(v["port"], int):
             raise ConfigError(f"accounts.{account.name}.port must be an integer")
-        s.port = v["port"]
+        port = v["port"]
     if "tls" in v:
         if v["tls"] not in TLS_MODES:
             raise ConfigError(f"accounts.{account.name}.tls must be one of {', '.join(TLS_MODES)}")
@@ -298,10 +348,12 @@ def _apply_account(s: ServerSettings, account: Account) -> None:
     s.auth_mechanism = v.get("auth_mechanism", s.auth_mechanism)
     s.ehlo_name = v.get("ehlo_name", s.ehlo_name)
     s.sender = v.get("from", s.sender)
-    if "timeout" in v:
-        s.timeout = float(v["timeout"])
+    for key in ("timeout", "data_timeout"):
+        if key in v:
+            setattr(s, key, float(v[key]))
     if "dkim" in v:
         s.dkim = _account_dkim(account.name, v["dkim"])
+    return port, scheme
 
 
 def _account_dkim(name: str, table: Any) -> tuple[str, str, str]:
@@ -361,9 +413,26 @@ def password_source(s: ServerSettings, env: Environment) -> Any:
     return None
 
 
+def timeouts(timeout: float | None, data_timeout: float | None) -> float | Timeouts | None:
+    """``--timeout`` bounds every wait but the one after the final dot, which
+    ``Timeouts`` keeps at 600 s or more (RFC 5321 §4.5.3.2.6); ``--data-timeout``
+    sets that one wait, so a script can bound a whole send."""
+    if data_timeout is None:
+        return timeout
+    if data_timeout <= 0 or (timeout is not None and timeout <= 0):
+        raise UsageError("--timeout and --data-timeout must be more than 0 seconds")
+    from smtpmail.transport._base import Timeouts
+
+    return Timeouts.of(timeout).but(data_end=data_timeout)
+
+
 def client_kwargs(s: ServerSettings, env: Environment) -> dict[str, Any]:
     """Keyword arguments for :class:`smtpmail.Client` (TLS and AUTH when asked for)."""
-    kwargs: dict[str, Any] = {"ehlo_name": s.ehlo_name, "timeout": s.timeout, "lmtp": s.lmtp}
+    kwargs: dict[str, Any] = {
+        "ehlo_name": s.ehlo_name,
+        "timeout": timeouts(s.timeout, s.data_timeout),
+        "lmtp": s.lmtp,
+    }
     if s.dkim is not None:
         kwargs["dkim"] = dkim_key(s)
     wants_tls = s.tls is not None or s.cafile or s.client_cert or s.insecure or s.user is not None

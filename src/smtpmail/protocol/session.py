@@ -583,8 +583,7 @@ class Session:
                 over.append(i)
         if not plan.accepted:
             refused = {p.address: r for p, r in zip(paths, rcpt_replies, strict=False)}
-            worst = next((r for r in refused.values() if r.is_permanent), rcpt_replies[-1])
-            plan.error = RecipientsRefused("RCPT TO", worst, refused)
+            plan.error = RecipientsRefused.of("RCPT TO", refused)
             return False
         if over:
             self._rest(plan, over)

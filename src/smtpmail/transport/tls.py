@@ -111,6 +111,23 @@ class TLSOptions(Frozen):
         return value
 
 
+class CertSummary(Frozen):
+    """One certificate of the server's chain: who it names, who signed it, when valid."""
+
+    _fields = ("subject", "issuer", "not_before", "not_after")
+    __slots__ = _fields
+
+    subject: str | None
+    issuer: str | None
+    not_before: str | None
+    not_after: str | None
+
+    def __init__(
+        self, subject: str | None, issuer: str | None, not_before: str | None, not_after: str | None
+    ) -> None:
+        self._init(subject=subject, issuer=issuer, not_before=not_before, not_after=not_after)
+
+
 class TLSInfo(Frozen):
     """What was negotiated: shown by the CLI, kept on the client as ``tls_info``."""
 
@@ -124,6 +141,7 @@ class TLSInfo(Frozen):
         "fingerprint",
         "verified",
         "server_hostname",
+        "chain",
     )
     __slots__ = _fields
 
@@ -139,6 +157,8 @@ class TLSInfo(Frozen):
     fingerprint: str
     verified: bool
     server_hostname: str | None
+    #: Every certificate the server sent, leaf first (the verified chain when verified).
+    chain: tuple[CertSummary, ...]
 
     def __init__(  # noqa: PLR0917 (positional, as the dataclass it replaces)
         self,
@@ -151,6 +171,7 @@ class TLSInfo(Frozen):
         fingerprint: str,
         verified: bool,
         server_hostname: str | None,
+        chain: tuple[CertSummary, ...] = (),
     ) -> None:
         self._init(
             version=version,
@@ -162,6 +183,7 @@ class TLSInfo(Frozen):
             fingerprint=fingerprint,
             verified=verified,
             server_hostname=server_hostname,
+            chain=chain,
         )
 
     def __str__(self) -> str:
@@ -235,7 +257,33 @@ def check_peer(
         fingerprint=_colons(digest),
         verified=bool(cert),
         server_hostname=server_hostname,
+        chain=_chain(conn, verified=bool(cert)),
     )
+
+
+def _chain(conn: ssl.SSLSocket | ssl.SSLObject, *, verified: bool) -> tuple[CertSummary, ...]:
+    """The certificates the handshake saw, leaf first.
+
+    ``get_verified_chain()``/``get_unverified_chain()`` are public from Python
+    3.13; 3.10 to 3.12 have the same methods on the private ``_sslobj`` only.
+    Each certificate's ``get_info()`` is the dict ``getpeercert()`` returns.
+    """
+    which = "get_verified_chain" if verified else "get_unverified_chain"
+    getter = getattr(conn, which, None) or getattr(getattr(conn, "_sslobj", None), which, None)
+    if getter is None:
+        return ()
+    summaries = []
+    for cert in getter() or ():
+        info: dict[str, Any] = cert.get_info()
+        summaries.append(
+            CertSummary(
+                _name(info.get("subject")),
+                _name(info.get("issuer")),
+                info.get("notBefore"),
+                info.get("notAfter"),
+            )
+        )
+    return tuple(summaries)
 
 
 def handshake_error(exc: BaseException, where: str) -> TLSError:
