@@ -39,7 +39,6 @@ import errno
 import fcntl
 import io
 import json
-import logging
 import os
 import re
 import secrets
@@ -50,6 +49,7 @@ from email.message import Message
 from pathlib import Path
 from typing import IO
 
+from smtpmail._log import Logger
 from smtpmail.errors import InvalidArgument, OutboxError
 from smtpmail.message.content import MessageInput, as_content, envelope_from_headers
 from smtpmail.outbox.record import QueuedMessage, RecipientState
@@ -58,7 +58,7 @@ from smtpmail.protocol.envelope import Envelope
 
 __all__ = ["Claim", "Outbox"]
 
-log = logging.getLogger("smtpmail.outbox")
+log = Logger("smtpmail.outbox")  # logging itself is imported when needed (_log)
 
 #: Orphans (an .eml without .json, a temporary file) older than this are removed by purge.
 ORPHAN_AGE = 3600.0

@@ -26,7 +26,6 @@ delivered.
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import time
@@ -34,6 +33,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from smtpmail._log import Logger
 from smtpmail.errors import (
     InputError,
     MessageReadError,
@@ -52,7 +52,7 @@ from smtpmail.transport.sync import Client
 
 __all__ = ["Progress", "RunStats", "Worker"]
 
-log = logging.getLogger("smtpmail.outbox")
+log = Logger("smtpmail.outbox")  # logging itself is imported when needed (_log)
 
 #: ``keep_bcc`` for stored messages: Outbox.add applied the Bcc rule (and the
 #: caller's keep_bcc) when it stored the .eml, which holds the bytes to send.
