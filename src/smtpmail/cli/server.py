@@ -191,7 +191,12 @@ def parse_server_url(value: str) -> tuple[str, int | None, str | None, bool]:
 
 def resolve_settings(args: argparse.Namespace, env: Environment) -> ServerSettings:
     """Merge the command line over the account over the defaults."""
-    account = load_account(env, getattr(args, "config", None), getattr(args, "account", None))
+    account = load_account(
+        env,
+        getattr(args, "config", None),
+        getattr(args, "account", None),
+        getattr(args, "account_for", None),  # sendmail's -f: the account with that from
+    )
     s = ServerSettings()
     if account is not None:
         _apply_account(s, account)
