@@ -95,3 +95,13 @@ def test_library_warnings_reach_the_cli_through_one_prefixed_channel() -> None:
     assert done.stderr.splitlines() == [
         "smtpmail: warning: server does not offer DSN; delivery status requests dropped"
     ]
+
+
+def test_raw_8bit_from_the_command_line_fails_before_mail() -> None:
+    # Streamed (standard input): the 8-bit octets are in what is read ahead.
+    with RecordingServer(handler=Withholding()) as server:
+        done = run_cli("send", srv(server), "--message", "-", stdin=RAW_8BIT)
+    assert done.status == 69, done.stderr  # EX_UNAVAILABLE: a needed extension is missing
+    assert "8-bit data" in done.stderr and "8BITMIME" in done.stderr
+    assert server.messages == []
+    assert not any(c.startswith(b"MAIL") for c in server.commands())
