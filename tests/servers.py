@@ -96,6 +96,27 @@ class Recorder:
         return self.data_reply
 
 
+@dataclass
+class Withholding(Recorder):
+    """A Recorder whose server leaves chosen keywords out of its EHLO reply
+    ("8BITMIME": a server without RFC 6152), through aiosmtpd's EHLO hook."""
+
+    withhold: tuple[str, ...] = ("8BITMIME",)
+
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        session.host_name = hostname  # (what aiosmtpd's own EHLO does before this hook)
+        kept = [r for r in responses if r[4:].split(" ")[0].upper() not in self.withhold]
+        # the last line of a multiline reply is "250 ...", the others "250-...".
+        return [r[:3] + ("-" if i < len(kept) - 1 else " ") + r[4:] for i, r in enumerate(kept)]
+
+
 class _RecordingSMTP(SMTP):
     def __init__(self, handler: Any, *, wire: list[bytearray], **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)

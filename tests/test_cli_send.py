@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import json
 import socket
 import threading
@@ -55,7 +57,8 @@ def test_send_composes_and_delivers(smtpd: RecordingServer, tmp_path: Path) -> N
 def test_body_from_stdin(smtpd: RecordingServer) -> None:
     r = run_cli("send", *srv(smtpd), *BASIC, stdin="from stdin ✓\n".encode())
     assert r.status == 0, r.stderr
-    assert "from stdin ✓".encode() in smtpd.messages[0].content
+    got = email.message_from_bytes(smtpd.messages[0].content, policy=email.policy.default)
+    assert got.get_content().rstrip() == "from stdin ✓"  # type: ignore[attr-defined]
 
 
 def test_host_and_port_options(smtpd: RecordingServer) -> None:

@@ -29,6 +29,7 @@ MESSAGE = (
     b"Bcc: hidden@example.net\n"
     b"Subject: test\n"
     b"Date: Mon, 01 Jan 2024 00:00:00 +0000\n"
+    b"Message-ID: <test@example.org>\n"
     b"\n"
     b"body\n"
     b".\n"
@@ -277,6 +278,7 @@ def test_multipart_with_a_lone_dot_arrives_whole_from_mutt(
     msg["To"] = "you@example.net"
     msg["Subject"] = "lone dot"
     msg["Date"] = "Mon, 01 Jan 2024 00:00:00 +0000"
+    msg["Message-ID"] = "<lone-dot@example.org>"
     msg.set_content("before the dot\n.\nafter the dot\n")
     msg.add_attachment(bytes(range(256)) * 64, maintype="application", subtype="octet-stream")
     data = msg.as_bytes(policy=SMTP.clone(linesep="\n"))  # what mutt pipes: LF endings
@@ -295,3 +297,74 @@ def test_multipart_with_a_lone_dot_arrives_whole_from_mutt(
     parsed = email.message_from_bytes(got.content, policy=email.policy.default)
     (attachment,) = parsed.iter_attachments()  # type: ignore[attr-defined]
     assert attachment.get_content() == bytes(range(256)) * 64
+
+
+# -- -f: the From it adds, the Message-ID, the account it picks (as msmtp) -----
+
+
+NO_FROM = b"To: a@example.net\nSubject: cron\n\nbody\n"
+
+
+def _config_home(tmp_path: Path, accounts: dict[str, tuple[RecordingServer, str]]) -> Path:
+    """An XDG config dir whose config.toml has one account per (server, from)."""
+    home = tmp_path / "xdg"
+    (home / "smtpmail").mkdir(parents=True)
+    text = 'default = "work"\n'
+    for name, (server, sender) in accounts.items():
+        text += f'[accounts.{name}]\nserver = "smtp://{server.host}:{server.port}"\n'
+        text += f'from = "{sender}"\n'
+    (home / "smtpmail" / "config.toml").write_text(text)
+    return home
+
+
+def _sendmail(tmp_path: Path, home: Path, *argv: str, stdin: bytes) -> None:
+    environ = {k: v for k, v in os.environ.items() if k != "SMTPMAIL_CONFIG"}
+    environ["XDG_CONFIG_HOME"] = str(home)
+    done = subprocess.run(
+        [*_sendmail_cmd(tmp_path), *argv],
+        input=stdin,
+        capture_output=True,
+        timeout=60,
+        check=False,
+        env=environ,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_f_sets_the_added_from_and_a_message_id_is_added(
+    smtpd: RecordingServer, tmp_path: Path
+) -> None:
+    home = _config_home(tmp_path, {"work": (smtpd, "Work <work@example.org>")})
+    _sendmail(tmp_path, home, "-f", "me@x.example", "a@example.net", stdin=NO_FROM)
+    (got,) = smtpd.messages
+    assert got.mail_from == "me@x.example"
+    msg = email.message_from_bytes(got.content, policy=email.policy.default)
+    assert msg["From"] == "me@x.example"  # -f's address, not the account's from
+    assert msg.get_all("Message-ID") is not None and len(msg.get_all("Message-ID")) == 1
+    assert str(msg["Message-ID"]).endswith("@x.example>")
+
+
+def test_a_message_id_is_kept_when_present(smtpd: RecordingServer, tmp_path: Path) -> None:
+    home = _config_home(tmp_path, {"work": (smtpd, "work@example.org")})
+    given = b"Message-ID: <mine@example.org>\n" + NO_FROM
+    _sendmail(tmp_path, home, "a@example.net", stdin=given)
+    msg = email.message_from_bytes(smtpd.messages[0].content, policy=email.policy.default)
+    assert msg.get_all("Message-ID") == ["<mine@example.org>"]
+    assert msg["From"] == "work@example.org"  # no -f: the account's from
+
+
+def test_f_picks_the_account_whose_from_matches(tmp_path: Path) -> None:
+    with RecordingServer() as work, RecordingServer() as other:
+        home = _config_home(
+            tmp_path,
+            {"work": (work, "Work <work@example.org>"), "other": (other, "O <Other@Example.com>")},
+        )
+        _sendmail(tmp_path, home, "-f", "other@example.com", "a@example.net", stdin=NO_FROM)
+        _sendmail(tmp_path, home, "-f", "nobody@example.com", "a@example.net", stdin=NO_FROM)
+        _sendmail(
+            tmp_path, home, "--account", "work", "-f", "other@example.com", "a@example.net",
+            stdin=NO_FROM,
+        )  # fmt: skip
+    assert [m.mail_from for m in other.messages] == ["other@example.com"]
+    # no account has that from: the default; --account wins over -f.
+    assert [m.mail_from for m in work.messages] == ["nobody@example.com", "other@example.com"]

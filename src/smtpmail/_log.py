@@ -18,12 +18,31 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up
 
 if TYPE_CHECKING:
     import logging
+    from collections.abc import Callable
 
-__all__ = ["DEBUG", "INFO", "WARNING", "Logger"]
+__all__ = ["DEBUG", "INFO", "WARNING", "Logger", "when_loaded"]
 
 DEBUG = 10
 INFO = 20
 WARNING = 30
+
+#: Callbacks waiting for logging to be imported (see :func:`when_loaded`).
+_pending: list[Callable[[], None]] = []
+
+
+def when_loaded(callback: Callable[[], None]) -> None:
+    """Run ``callback`` once logging is loaded: now if it is, else when the first
+    record could go somewhere. The CLI installs its warning handler this way,
+    without importing logging for a command that logs nothing."""
+    if "logging" in sys.modules:
+        callback()
+    else:
+        _pending.append(callback)
+
+
+def _loaded() -> None:
+    while _pending:
+        _pending.pop(0)()
 
 
 class Logger:
@@ -40,6 +59,7 @@ class Logger:
             import logging
 
             self._logger = logging.getLogger(self.name)
+            _loaded()
         return self._logger
 
     def isEnabledFor(self, level: int) -> bool:
@@ -58,3 +78,9 @@ class Logger:
 
     def warning(self, msg: str, *args: object) -> None:
         self._real().warning(msg, *args, stacklevel=2)
+
+    def error(self, msg: str, *args: object, exc_info: BaseException | None = None) -> None:
+        self._real().error(msg, *args, exc_info=exc_info, stacklevel=2)
+
+    def exception(self, msg: str, *args: object) -> None:
+        self._real().exception(msg, *args, stacklevel=2)

@@ -96,6 +96,9 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> int:
     """Run the CLI; returns the exit status (sysexits.h values, see ``exits``)."""
     env = env or Environment()
+    from smtpmail.cli import _warn
+
+    _warn.install(env.stderr)
     args_list = list(env.argv[1:] if argv is None else argv)
     if args_list[:1] and args_list[0] in RAW_ARGV_COMMANDS:
         mod = _import(COMMANDS[args_list[0]][0])

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
-import logging
 import mailbox
 import socket
 import ssl
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any, AnyStr
 
 from smtpmail import __version__
+from smtpmail._log import Logger
 from smtpmail.cli._recorder import Recorder, SessionInfo
 
 __all__ = [
@@ -39,7 +39,7 @@ __all__ = [
     "start_server",
 ]
 
-log = logging.getLogger("smtpmail.cli")
+log = Logger("smtpmail.cli")  # logging itself is imported when needed (_log)
 
 INSTALL_HINT = "this command needs aiosmtpd: pip install 'smtpmail[server]'"
 

@@ -86,8 +86,14 @@ def config_path(env: Environment, given: str | None = None) -> Path:
     return env.config_dir / "config.toml"
 
 
-def load_account(env: Environment, given_path: str | None, name: str | None) -> Account | None:
-    """The chosen account; None when there is no file and none was asked for."""
+def load_account(
+    env: Environment, given_path: str | None, name: str | None, sender: str | None = None
+) -> Account | None:
+    """The chosen account; None when there is no file and none was asked for.
+
+    Without a name, the account whose ``from`` address is ``sender`` (as msmtp's
+    ``--from`` picks an account; exact address, any case), else the default.
+    """
     explicit = bool(given_path or env.environ.get(ENV_VAR))
     if not explicit and not name and _no_default_file(env):
         return None  # the usual case for a one-off send, known without pathlib
@@ -100,7 +106,7 @@ def load_account(env: Environment, given_path: str | None, name: str | None) -> 
     accounts = data.get("accounts", {})
     if not isinstance(accounts, dict):
         raise ConfigError(f"{path}: 'accounts' must be a table of [accounts.NAME] tables")
-    chosen = name or data.get("default")
+    chosen = name or _by_sender(accounts, sender) or data.get("default")
     if chosen is None:
         if len(accounts) == 1:
             chosen = next(iter(accounts))
@@ -118,6 +124,20 @@ def load_account(env: Environment, given_path: str | None, name: str | None) -> 
     if "password" in values:
         _warn_clear_text(env, path, chosen)
     return Account(chosen, dict(values), path)
+
+
+def _by_sender(accounts: dict[str, Any], sender: str | None) -> str | None:
+    """The first account (in file order) whose ``from`` is the address ``sender``."""
+    if not sender:
+        return None
+    from email.utils import parseaddr
+
+    wanted = sender.lower()
+    for name, values in accounts.items():
+        given = values.get("from") if isinstance(values, dict) else None
+        if isinstance(given, str) and parseaddr(given)[1].lower() == wanted:
+            return str(name)
+    return None
 
 
 def _no_default_file(env: Environment) -> bool:

@@ -11,6 +11,12 @@ short) and the outbox worker sends them, pipelined over a few connections,
 with a progress bar on a terminal and plain lines otherwise, and a summary
 table at the end. Messages deferred by the server stay queued for
 ``smtpmail queue run``.
+
+A merge can be run again: each row's message carries a key (the template, the
+row's values and the envelope, hashed) in the outbox, and a row whose key is
+already there (queued, or sent and purged) is skipped; its message, if still
+queued, is sent with the rest. Ctrl-C lets the transactions under way finish,
+then says what is queued and what was sent.
 """
 
 from __future__ import annotations
@@ -24,6 +30,9 @@ from typing import Any
 
 from smtpmail.cli.environment import Environment
 from smtpmail.cli.exits import EX_OK, EX_TEMPFAIL, EX_UNAVAILABLE
+
+#: 128 + SIGINT, as a shell reports a command ended by Ctrl-C.
+EX_INTERRUPTED = 130
 
 HELP = "mail merge: one message per CSV row from a template, with progress"
 
@@ -74,19 +83,55 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     if args.dry_run:
         return _dry_run(merged, env)
     box = open_outbox(args, env)
-    ids = [box.add(m.as_bytes(), envelope=m.envelope).id for m in merged]
-    if args.queue_only:
-        env.stdout.write(f"{len(ids)} message(s) queued in {box.root}\n")
-        return EX_OK
-    started = time.monotonic()
-    worker = worker_from(box, args, env)
-    bar = _progress(len(ids), env)
+    earlier = box.keys()
+    ids: list[str] = []  # this merge's messages in the outbox, queued now or before
+    skipped = 0
     try:
-        stats = worker.run(progress=bar, ids=ids)
-    finally:
-        bar.finish()  # also before an OutboxError's message, so it gets a line of its own
+        for m in merged:
+            if m.key in earlier:
+                skipped += 1
+                queued_id = earlier[m.key]
+                if queued_id is not None and queued_id not in ids:
+                    ids.append(queued_id)  # queued by an earlier run, maybe not sent yet
+                continue
+            ids.append(box.add(m.as_bytes(), envelope=m.envelope, key=m.key).id)
+            earlier[m.key] = ids[-1]
+        if skipped:
+            env.stderr.write(
+                f"smtpmail: {skipped} row(s) already queued by an earlier run, skipped\n"
+            )
+        if args.queue_only:
+            env.stdout.write(f"{len(ids)} message(s) queued in {box.root}\n")
+            return EX_OK
+        started = time.monotonic()
+        worker = worker_from(box, args, env)
+        bar = _progress(len(ids), env)
+        try:
+            stats = worker.run(progress=bar, ids=ids)
+        finally:
+            bar.finish()  # also before an OutboxError's message, so it gets a line of its own
+    except KeyboardInterrupt:
+        return _interrupted(box, ids, len(merged), env)
     messages = list(box.messages(ids))
     return _summary(messages, time.monotonic() - started, stats, env, json_out=args.json)
+
+
+def _interrupted(box: Any, ids: list[str], rows: int, env: Environment) -> int:
+    """Ctrl-C: say what is in the outbox and what is not; 130 (128 + SIGINT)."""
+    messages = list(box.messages(ids))
+    sent = sum(1 for m in messages if m.done)
+    waiting = len(messages) - sent
+    env.stderr.write(
+        f"smtpmail: interrupted: {len(messages)} of {rows} messages queued, {sent} sent; "
+        f"'smtpmail queue run' sends the {waiting} still queued"
+        + (
+            f", running the same merge again queues the other {rows - len(messages)}"
+            if rows > len(messages)
+            else ""
+        )
+        + " (no row is queued twice)\n"
+    )
+    return EX_INTERRUPTED
 
 
 def _progress(total: int, env: Environment) -> Any:

@@ -11,8 +11,10 @@ line with a lone dot is part of the message (sendmail without ``-i`` would
 end the message there, and silently drop the rest of a multipart message).
 Bcc and Resent-Bcc header fields are never transmitted unless
 ``--keep-bcc`` (or msmtp's ``--remove-bcc-headers=off``) is given. Long
-options (``--server``, ``--account``...) are smtpmail's. A From and Date
-header are added when missing; the body is never re-encoded.
+options (``--server``, ``--account``...) are smtpmail's. From, Date and
+Message-ID headers are added when missing (From: ``-f``'s address, else the
+account's ``from``); the body is never re-encoded. Without ``--account``,
+``-f ADDR`` uses the account whose ``from`` is ADDR, as msmtp does.
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ USAGE = f"""usage: smtpmail sendmail [-t] [-i] [-f ADDR] [-F NAME] [-N DSN] [-R 
 Reads a message on standard input, to its end, and sends it, like sendmail(8).
   -t          take recipients from the To, Cc and Bcc headers (Resent-* when present)
               as well as the arguments
-  -f ADDR     the envelope sender (also -fADDR, -r ADDR); default: the From header
+  -f ADDR     the envelope sender (also -fADDR, -r ADDR); default: the From header.
+              Without --account, the account whose from is ADDR is used
   -F NAME     the full name used when the message has no From header
   -N LIST     DSN NOTIFY: never or success,failure,delay
   -R full|hdrs  DSN RET;  -V ENVID  DSN ENVID
@@ -180,6 +183,7 @@ def _server_args(long_opts: list[str], opts: SendmailArgs) -> argparse.Namespace
         raise UsageError(f"bad options: {' '.join(long_opts)}") from exc
     if opts.config and not ns.config:
         ns.config = opts.config
+    ns.account_for = opts.sender  # without --account, -f picks the account with that from
     return ns
 
 
@@ -205,7 +209,9 @@ def run_argv(argv: Sequence[str], env: Environment) -> int:
         ret=opts.ret,
         envid=opts.envid,
     )
-    raw = _complete_headers(raw, envelope.sender, opts.full_name, settings.sender)
+    # With -f, a missing From is -f's address (as msmtp), not the account's from.
+    configured = settings.sender if opts.sender is None else None
+    raw = _complete_headers(raw, envelope.sender, opts.full_name, configured, domain)
     transcript = None
     if opts.verbose or ns.verbose:
         from smtpmail.cli.transcript import TranscriptPrinter
@@ -238,9 +244,11 @@ def _default_domain(sender: str | None) -> str:
 
 
 def _complete_headers(
-    raw: RawMessage, sender: str, full_name: str | None, configured: str | None
+    raw: RawMessage, sender: str, full_name: str | None, configured: str | None, domain: str
 ) -> RawMessage:
-    """Add From and Date when missing (RFC 5322 §3.6 requires both), as sendmail does."""
+    """Add From and Date when missing (RFC 5322 §3.6 requires both), and a
+    Message-ID (§3.6.4 says it SHOULD be there), as sendmail and msmtp do. The
+    Message-ID's domain is the envelope sender's, else ``domain``."""
     headers = raw.headers()
     extra: list[str] = []
     if headers.get("From") is None and sender:
@@ -248,8 +256,8 @@ def _complete_headers(
         from email.policy import SMTP
 
         if full_name:
-            local, _, domain = sender.rpartition("@")
-            value = str(Address(full_name, local, domain))
+            local, _, host = sender.rpartition("@")
+            value = str(Address(full_name, local, host))
         else:
             value = configured or sender
         extra.append(SMTP.header_factory("From", value).fold(policy=SMTP).rstrip("\r\n"))
@@ -257,6 +265,14 @@ def _complete_headers(
         from email.utils import formatdate
 
         extra.append(f"Date: {formatdate(localtime=True)}")
+    if headers.get("Message-ID") is None:
+        from email.utils import make_msgid
+
+        from smtpmail.protocol.idn import to_a_labels
+
+        at = sender.rpartition("@")[2] or domain
+        at = at if at.startswith("[") else to_a_labels(at, "sender")
+        extra.append(f"Message-ID: {make_msgid(domain=at)}")
     if not extra:
         return raw
     ending = b"\r\n" if raw.head.endswith(b"\r\n") else b"\n"

@@ -239,7 +239,12 @@ def _use_url(s: ServerSettings, value: str) -> tuple[int | None, str]:
 
 def resolve_settings(args: argparse.Namespace, env: Environment) -> ServerSettings:
     """Merge the command line over the account over the defaults."""
-    account = load_account(env, getattr(args, "config", None), getattr(args, "account", None))
+    account = load_account(
+        env,
+        getattr(args, "config", None),
+        getattr(args, "account", None),
+        getattr(args, "account_for", None),  # sendmail's -f: the account with that from
+    )
     s = ServerSettings()
     port: int | None = None  # the port given, if any
     scheme: str | None = None  # set once a host is named

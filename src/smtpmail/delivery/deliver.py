@@ -9,12 +9,12 @@ perform the flow's lookups and attempts.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from smtpmail._log import Logger
 from smtpmail.delivery.flow import (
     Attempt,
     DomainFlow,
@@ -43,7 +43,7 @@ from smtpmail.transport.tls import TLSInfo, TLSOptions
 
 __all__ = ["deliver", "deliver_async"]
 
-log = logging.getLogger("smtpmail.delivery")
+log = Logger("smtpmail.delivery")  # logging itself is imported when needed (_log)
 
 _default_mta_sts: MTASTS | None = None
 

@@ -17,7 +17,6 @@ against ``ca_file`` (or ``ssl_context``) instead of the system store.
 from __future__ import annotations
 
 import http.client
-import logging
 import socket
 import ssl
 import threading
@@ -25,12 +24,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from smtpmail._log import Logger
 from smtpmail.delivery.resolver import Resolver
 from smtpmail.errors import DNSError
 
 __all__ = ["MTASTS", "PolicyCache", "PolicyError", "STSPolicy", "parse_policy", "parse_txt"]
 
-log = logging.getLogger("smtpmail.delivery")
+log = Logger("smtpmail.delivery")  # logging itself is imported when needed (_log)
 
 MAX_POLICY_SIZE = 64 * 1024  # §3.3
 MAX_AGE_LIMIT = 31_557_600  # §3.2: about a year

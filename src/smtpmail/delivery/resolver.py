@@ -12,17 +12,17 @@ records but with an address is its own mail exchanger (the implicit MX).
 
 from __future__ import annotations
 
-import logging
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from smtpmail._log import Logger
 from smtpmail.errors import DNSError
 
 __all__ = ["MXHost", "Resolver", "order_mx"]
 
-log = logging.getLogger("smtpmail.delivery")
+log = Logger("smtpmail.delivery")  # logging itself is imported when needed (_log)
 
 Nameserver = str | tuple[str, int]
 

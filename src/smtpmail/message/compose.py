@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
+from email import policy as email_policy
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formatdate, getaddresses, make_msgid
@@ -40,6 +41,7 @@ _MANAGED = frozenset(
     {"from", "to", "cc", "bcc", "reply-to", "subject", "content-type", "mime-version"}
 )
 _CONTENT_TYPE_PARTS = 2
+_SEVEN_BIT = email_policy.default.clone(cte_type="7bit")
 
 
 class Attachment(Frozen):
@@ -184,7 +186,10 @@ def compose(
     # Read every attachment before building anything: a missing file fails early.
     files = [(a, *a.read()) for a in attachments]
 
-    msg = EmailMessage()
+    # cte_type 7bit: non-ASCII text parts get quoted-printable or base64, never
+    # 8bit, so the message is deliverable to a server without 8BITMIME (RFC 6152)
+    # and a DKIM signature over it survives any relay (RFC 6376 §5.3).
+    msg = EmailMessage(policy=_SEVEN_BIT)
     msg["From"] = from_addr
     if to_addrs:
         msg["To"] = to_addrs

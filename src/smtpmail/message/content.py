@@ -173,6 +173,9 @@ def _stream_content(
         return Content(chunks, size=size, replay=replay)
     read, rest = split_header_section(chunks)
     kept = read if keep_bcc else drop_bcc(read)
+    # What was read ahead (the header section and a little more) may hold 8-bit
+    # data: then that is known before MAIL FROM (RFC 6152); else it is unknown.
+    eight_bit = None if kept.isascii() else True
     if size is not None:
         size -= len(read) - len(kept)
     if dkim is not None and replay is not None:
@@ -183,15 +186,16 @@ def _stream_content(
             again = _stream_content(unsigned(), None, None, keep_bcc, None)
             return _then(field, iter(again.chunks))
 
-        return Content(signed(), size=None if size is None else size + len(field), replay=signed)
+        signed_size = None if size is None else size + len(field)
+        return Content(signed(), size=signed_size, replay=signed, eight_bit=eight_bit)
     if replay is None:
-        return Content(_then(kept, rest), size=size)
+        return Content(_then(kept, rest), size=size, eight_bit=eight_bit)
     again_from = replay
 
     def again() -> Iterable[bytes]:
         return _stream_content(again_from(), None, None, keep_bcc, None).chunks
 
-    return Content(_then(kept, rest), size=size, replay=again)
+    return Content(_then(kept, rest), size=size, replay=again, eight_bit=eight_bit)
 
 
 def _spool(

@@ -17,6 +17,8 @@ from __future__ import annotations
 import copy
 import email.policy
 import email.utils
+import hashlib
+import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -39,6 +41,9 @@ class MergedMessage:
     row: int  # 1-based data row (the CSV header line not counted)
     message: EmailMessage
     envelope: Envelope
+    #: The same template, row values and envelope give the same key: the
+    #: outbox's idempotency key, so a merge run again queues no row twice.
+    key: str = ""
 
     def as_bytes(self) -> bytes:
         """The message as sent: RFC 2047 encoded words for non-ASCII header text,
@@ -59,6 +64,7 @@ class Template:
     def __init__(self, data: bytes) -> None:
         parser = BytesParser(policy=email.policy.default)
         self.message: EmailMessage = parser.parsebytes(data)
+        self.digest = hashlib.sha256(data).hexdigest()
         self.fields = self._fields()
 
     def _fields(self) -> set[str]:
@@ -125,7 +131,13 @@ class Template:
             if not address:
                 raise InvalidArgument(f"row {number}: no address in column {to_column!r}")
             envelope = Envelope(envelope.sender, [address])
-        return MergedMessage(number, msg, envelope)
+        return MergedMessage(number, msg, envelope, self._key(row, envelope))
+
+    def _key(self, row: Mapping[str, str], envelope: Envelope) -> str:
+        """sha256 of the template, the row's values and the envelope."""
+        data = [self.digest, sorted(row.items()), envelope.sender, list(envelope.recipients)]
+        encoded = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        return "merge-" + hashlib.sha256(encoded).hexdigest()
 
     def render_all(
         self,

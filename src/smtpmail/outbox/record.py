@@ -110,6 +110,9 @@ class QueuedMessage:
     possible_duplicates: int = 0
     last_error: str | None = None
     finished: float | None = None
+    #: The caller's idempotency key (a mail merge's row): a key already in the
+    #: outbox (:meth:`Outbox.keys`) means this message was queued before.
+    key: str | None = None
 
     # -- views ---------------------------------------------------------------
 
@@ -159,6 +162,7 @@ class QueuedMessage:
             "possible_duplicates": self.possible_duplicates,
             "last_error": self.last_error,
             "finished": self.finished,
+            "key": self.key,
             "status": self.status,  # for people reading the file; ignored on load
         }
 
@@ -184,4 +188,5 @@ class QueuedMessage:
             possible_duplicates=int(data.get("possible_duplicates", 0)),
             last_error=data.get("last_error"),
             finished=data.get("finished"),
+            key=data.get("key"),
         )

@@ -39,7 +39,6 @@ import errno
 import fcntl
 import io
 import json
-import logging
 import os
 import re
 import secrets
@@ -50,6 +49,7 @@ from email.message import Message
 from pathlib import Path
 from typing import IO
 
+from smtpmail._log import Logger
 from smtpmail.errors import InvalidArgument, OutboxError
 from smtpmail.message.content import MessageInput, as_content, envelope_from_headers
 from smtpmail.outbox.record import QueuedMessage, RecipientState
@@ -58,7 +58,7 @@ from smtpmail.protocol.envelope import Envelope
 
 __all__ = ["Claim", "Outbox"]
 
-log = logging.getLogger("smtpmail.outbox")
+log = Logger("smtpmail.outbox")  # logging itself is imported when needed (_log)
 
 #: Orphans (an .eml without .json, a temporary file) older than this are removed by purge.
 ORPHAN_AGE = 3600.0
@@ -238,6 +238,7 @@ class Outbox:
         server: str | None = None,
         not_before: float | None = None,
         keep_bcc: bool = False,
+        key: str | None = None,
     ) -> QueuedMessage:
         """Queue a message; it is durable on disk when this returns.
 
@@ -250,7 +251,12 @@ class Outbox:
         The Bcc and Resent-Bcc fields are removed before the message is stored
         (unless ``keep_bcc``): the stored .eml is what goes on the wire, so
         nothing private sits on disk and the worker sends it as it is.
+
+        ``key``: the caller's idempotency key, kept with the message and, once
+        it is done and purged, in the ``keys`` ledger (see :meth:`keys`).
         """
+        if key is not None and (not key or "\n" in key or not key.isascii()):
+            raise InvalidArgument(f"outbox key {key!r}: one line of ASCII")
         if isinstance(message, str):
             message = message.encode("utf-8")
         if isinstance(message, bytearray | memoryview):
@@ -296,6 +302,7 @@ class Outbox:
             notify=list(envelope.notify) if envelope.notify else None,
             ret=envelope.ret,
             envid=envelope.envid,
+            key=key,
         )
         try:
             self.save(record)
@@ -310,6 +317,32 @@ class Outbox:
             len(envelope.recipients),
         )
         return record
+
+    def keys(self) -> dict[str, str | None]:
+        """Every key given to :meth:`add`: key -> the message's id while it is
+        queued, None once it was done and purged (the ``keys`` ledger)."""
+        found: dict[str, str | None] = {}
+        try:
+            with open(self.root / "keys", encoding="ascii") as f:
+                found.update((line.rstrip("\n"), None) for line in f if line.strip())
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise OutboxError(f"cannot read {self.root / 'keys'}: {exc}") from exc
+        found.update((m.key, m.id) for m in self.messages() if m.key is not None)
+        return found
+
+    def _remember(self, keys: list[str]) -> None:
+        """Append the keys of done messages about to be purged to the ledger."""
+        path = self.root / "keys"
+        with _writing(path):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            try:
+                os.write(fd, "".join(k + "\n" for k in keys).encode("ascii"))
+                if self.fsync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
 
     def envelope(self, message: QueuedMessage) -> Envelope:
         """The envelope for the next attempt: only the recipients still pending."""
@@ -416,6 +449,10 @@ class Outbox:
                 continue
             with claim:
                 if everything or claim.message.done:
+                    if claim.message.done and claim.message.key is not None:
+                        # Purged, a done message's key still says "already sent";
+                        # a pending one purged with --all may be queued again.
+                        self._remember([claim.message.key])
                     self.remove(msg_id)
                     removed += 1
         self._remove_orphans()

@@ -26,7 +26,6 @@ delivered.
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import time
@@ -34,6 +33,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from smtpmail._log import Logger
 from smtpmail.errors import (
     InputError,
     MessageReadError,
@@ -52,7 +52,7 @@ from smtpmail.transport.sync import Client
 
 __all__ = ["Progress", "RunStats", "Worker"]
 
-log = logging.getLogger("smtpmail.outbox")
+log = Logger("smtpmail.outbox")  # logging itself is imported when needed (_log)
 
 #: ``keep_bcc`` for stored messages: Outbox.add applied the Bcc rule (and the
 #: caller's keep_bcc) when it stored the .eml, which holds the bytes to send.
@@ -190,14 +190,25 @@ class Worker:
                 self.connections,
                 sum(min(len(r.ids), self.per_server) for r in self._routes.values()),
             )
-            threads = [
-                threading.Thread(target=self._thread, name=f"smtpmail-outbox-{i}", daemon=True)
-                for i in range(max(n, 1))
-            ]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
+            ended = [threading.Event() for _ in range(max(n, 1))]
+            for i, event in enumerate(ended):
+                threading.Thread(
+                    target=self._thread, args=(event,), name=f"smtpmail-outbox-{i}", daemon=True
+                ).start()
+            try:
+                for event in ended:
+                    event.wait()
+            except KeyboardInterrupt:
+                # Ctrl-C: no new transaction starts, and those under way finish
+                # and are recorded; cut short, their messages would be left in
+                # flight and sent again as possibly delivered. A second Ctrl-C
+                # stops at once. (Events, not Thread.join: a join interrupted by
+                # Ctrl-C may return early later, before Python 3.12.)
+                self.stop_event.set()
+                log.warning("interrupted: finishing the transactions under way (again: stop now)")
+                for event in ended:
+                    event.wait()
+                raise
         if self._unwritable is not None:
             raise self._unwritable
         return self._stats
@@ -234,7 +245,13 @@ class Worker:
 
     # -- threads -------------------------------------------------------------
 
-    def _thread(self) -> None:
+    def _thread(self, ended: threading.Event) -> None:
+        try:
+            self._serve_routes()
+        finally:
+            ended.set()
+
+    def _serve_routes(self) -> None:
         while not self._stopping():
             with self._lock:
                 free = [r for r in self._routes.values() if r.ids and r.active < self.per_server]

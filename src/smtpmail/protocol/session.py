@@ -532,7 +532,12 @@ class Session:
         elif content.eight_bit is not False and "8BITMIME" in ext:
             params["BODY"] = "8BITMIME"
         elif content.eight_bit:
-            log.warning("server does not offer 8BITMIME; sending 8-bit data anyway")
+            # RFC 6152 §3: 8-bit data only to a server that offers 8BITMIME; a
+            # message from smtpmail.compose is 7-bit clean, this one is the caller's.
+            raise ExtensionNotSupported(
+                "the message has 8-bit data and the server does not offer 8BITMIME "
+                "(RFC 6152); re-encode it (quoted-printable or base64) or use another server"
+            )
         utf8 = envelope.needs_smtputf8 or content.smtputf8
         if utf8:
             if "SMTPUTF8" not in ext:

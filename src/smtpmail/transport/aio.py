@@ -7,7 +7,6 @@ files parallel (tests check that they expose the same methods).
 from __future__ import annotations
 
 import asyncio
-import logging
 import socket
 import ssl
 import time
@@ -15,6 +14,7 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import TypeVar
 
+from smtpmail._log import Logger
 from smtpmail.errors import ConnectError, ConnectionLost, LocalProtocolError, SMTPError, TLSError
 from smtpmail.message.content import MessageInput
 from smtpmail.protocol.envelope import Envelope, SendResult
@@ -30,7 +30,7 @@ from smtpmail.transport.tls import TLSMode, check_peer, handshake_error
 
 __all__ = ["AsyncClient"]
 
-log = logging.getLogger("smtpmail.transport")
+log = Logger("smtpmail.transport")  # logging itself is imported when needed (_log)
 T = TypeVar("T")
 
 _DRAIN_ABOVE = 256 * 1024
