@@ -65,7 +65,7 @@ trap 'exit 130' INT TERM
 
 # This machine's apt sources: every file apt reads.
 sources=()
-[ -n "$(grep -sv '^\s*\(#\|$\)' /etc/apt/sources.list)" ] && sources+=(/etc/apt/sources.list)
+grep -qsv '^\s*\(#\|$\)' /etc/apt/sources.list && sources+=(/etc/apt/sources.list)
 for file in /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
   [ -f "$file" ] && sources+=("$file")
 done
@@ -78,6 +78,7 @@ aptopts=()
 for file in /etc/apt/apt.conf.d/*; do
   [ -f "$file" ] && ! dpkg -S "$file" >/dev/null 2>&1 && aptopts+=("--aptopt=$file")
 done
+# shellcheck disable=SC2016 # expanded by mmdebstrap's sh, $1 being the root
 auth_hook='mkdir -p "$1/etc/apt/auth.conf.d"; for f in /etc/apt/auth.conf /etc/apt/auth.conf.d/*; do
   [ -f "$f" ] && cp -a "$f" "$1$f"; done; true'
 
@@ -144,6 +145,8 @@ mount --make-rslave "$ROOT/sys"
 mount --rbind /dev "$ROOT/dev"
 mount --make-rslave "$ROOT/dev"
 
+# inside CMD...: run CMD in the checkout inside the root, with a clean environment.
+# shellcheck disable=SC2016 # expanded by the bash inside
 inside() {
   chroot "$ROOT" /usr/bin/env -i \
     PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \

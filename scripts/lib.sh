@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shell functions shared by scripts/demo.sh, scripts/test.sh and bench/run.sh
 # (sourced, not run). Each installs only what is missing, and checks what is
 # there by using it, never by the mere existence of a path.

@@ -28,9 +28,12 @@ unpacked_ready() {
 }
 
 # One preparation at a time on this machine (two checkouts may test at once).
-mkdir -p "$SMTPMAIL_DEBS"
-chmod 755 "$SMTPMAIL_DEBS"
-exec 9>"$SMTPMAIL_DEBS/.lock"
+if [ ! -d "$SMTPMAIL_DEBS" ]; then
+  mkdir -p "$SMTPMAIL_DEBS"
+  chmod 755 "$SMTPMAIL_DEBS"
+fi
+[ -e "$SMTPMAIL_DEBS/.lock" ] || : >"$SMTPMAIL_DEBS/.lock"
+exec 9<"$SMTPMAIL_DEBS/.lock"
 flock 9
 
 # The cheap check first: a warm machine runs neither apt nor npm.
@@ -54,17 +57,18 @@ if [ -n "$missing$unpack" ]; then
   for pkg in $unpack; do
     depends[$pkg]=$(runtime_depends "$pkg")
   done
-  # shellcheck disable=SC2086
+  # shellcheck disable=SC2086,SC2048 # lists of names, one a word
   apt_install $missing ${depends[*]}
   for pkg in $unpack; do
     unpack_deb "$pkg" "$SMTPMAIL_DEBS/$pkg"
-    echo "${depends[$pkg]}" >"$SMTPMAIL_DEBS/$pkg/.smtpmail-depends"
     unresolved=$(unresolved_libraries "$SMTPMAIL_DEBS/$pkg")
     if [ -n "$unresolved" ]; then
       echo "$pkg: libraries still missing after installing its Depends:" >&2
       echo "$unresolved" >&2
       exit 1
     fi
+    # Written last: the tests take it as "unpacked and ready".
+    echo "${depends[$pkg]}" >"$SMTPMAIL_DEBS/$pkg/.smtpmail-depends"
   done
 fi
 exec 9>&-
@@ -91,7 +95,7 @@ echo "== mypy --strict"
 .venv/bin/mypy
 echo "== pytest"
 set +e
-.venv/bin/python -m pytest -q "$@"
+.venv/bin/python -m pytest -q -rfEs "$@"  # -rs: each skip with its reason
 status=$?
 set -e
 if [ "$status" -eq 5 ]; then
