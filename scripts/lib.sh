@@ -99,14 +99,17 @@ runtime_depends() {
   done <<<"$groups"
 }
 
-# unresolved_libraries DIR: each program or library under DIR whose shared
-# libraries the dynamic linker cannot find, with the missing ones.
+# unresolved_libraries DIR [FIND-TEST...]: each file under DIR (by default each
+# program or library; else those FIND-TEST selects) whose shared libraries the
+# dynamic linker cannot find, with the missing ones.
 unresolved_libraries() {
-  local file missing
+  local dir=$1 file missing
+  shift
+  [ "$#" -gt 0 ] || set -- \( -perm -u+x -o -name '*.so*' \)
   while IFS= read -r -d '' file; do
     missing=$(ldd "$file" 2>/dev/null | awk '/not found/ { printf " %s", $1 }')
     [ -z "$missing" ] || echo "$file:$missing"
-  done < <(find "$1" -type f \( -perm -u+x -o -name '*.so*' \) -print0)
+  done < <(find "$dir" -type f "$@" -print0)
 }
 
 # unpack_deb PKG ROOT: download PKG's .deb from the configured archive and

@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 # Debian packages the tests run as installed (Postfix and its smtp-sink, dnsmasq,
-# git send-email, Dovecot LMTP and SASL, chromium for the web inbox, opendkim).
-APT_PACKAGES="postfix dnsmasq-base git-email libmailtools-perl dovecot-core dovecot-lmtpd chromium opendkim"
+# git send-email, Dovecot LMTP and SASL, chromium for the web inbox, opendkim), and
+# libatomic1 for the node program in Playwright's wheel (checked below, after pip).
+APT_PACKAGES="postfix dnsmasq-base git-email libmailtools-perl dovecot-core dovecot-lmtpd chromium opendkim libatomic1"
 # Debian packages the tests run unpacked with dpkg-deb -x under $SMTPMAIL_DEBS/<package>
 # (tests/interop/exim.py reads the same place): each conflicts with Postfix as an
 # installed package. What they depend on is installed; they themselves are not.
@@ -88,6 +89,14 @@ done
 make_venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[test]'
+# Programs that wheels bring and the tests run (Playwright's node) load system libraries
+# no pip dependency names; a missing one would fail those tests obscurely, so say it here.
+unresolved=$(unresolved_libraries .venv/lib -perm -u+x -not -name '*.so*')
+if [ -n "$unresolved" ]; then
+  echo "libraries missing for programs in .venv (add their Debian packages to APT_PACKAGES):" >&2
+  echo "$unresolved" >&2
+  exit 1
+fi
 
 echo "== ruff"
 .venv/bin/ruff check src tests solution.py $(ls -d bench 2>/dev/null)
