@@ -3,32 +3,25 @@
 # bench/run.py (arguments are passed on: --quick, --runs N, --only 1 ...).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 
 # Server and peers from Debian: Postfix (smtp-sink, smtp-source), swaks, msmtp;
 # GNU time measures each client's own peak RSS.
 APT_PACKAGES="postfix swaks msmtp time"
-need=""
-for bin in smtp-sink smtp-source swaks msmtp time; do
-  command -v "$bin" >/dev/null || [ -x "/usr/sbin/$bin" ] || need=1
-done
-if [ -n "$need" ] && command -v apt-get >/dev/null; then
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  export DEBIAN_FRONTEND=noninteractive
-  echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
-  $SUDO apt-get update -q
+# shellcheck disable=SC2086
+missing=$(missing_packages $APT_PACKAGES)
+if [ -n "$missing" ]; then
+  echo "postfix postfix/main_mailer_type select No configuration" | as_root debconf-set-selections
   # shellcheck disable=SC2086
-  $SUDO apt-get install -y -q --no-install-recommends $APT_PACKAGES
+  apt_install $missing
 fi
 export PATH="$PATH:/usr/sbin"
 
 # Python peers and the chart library in a venv of its own (bench/.venv), isolated
 # from the system's site-packages so that no .pth file there slows every start;
 # smtpmail itself is imported from this checkout's src/ (PYTHONPATH).
-PY=${PYTHON:-python3}
 VENV=bench/.venv
-if [ ! -x "$VENV/bin/python" ]; then
-  "$PY" -m venv "$VENV"
-fi
+make_venv "$VENV"
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
   matplotlib aiosmtplib aiosmtpd
 exec "$VENV/bin/python" bench/run.py "$@"

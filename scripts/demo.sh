@@ -4,9 +4,7 @@
 # Extra arguments go to the demo (try --async, or --help).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PYTHON:-python3}
-if [ ! -x .venv/bin/python ]; then
-  "$PY" -m venv .venv
-fi
+. scripts/lib.sh
+make_venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[server]'
 exec .venv/bin/smtpmail demo "$@"

@@ -1,31 +1,102 @@
 #!/usr/bin/env bash
 # Install everything the tests need, then run the linters and the whole suite.
-# This is the README's test command and what .ci/run calls.
+# This is the README's test command and what .ci/run calls. Arguments go to
+# pytest. The tests only start what this prepares: a missing server fails them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 
-# Debian packages the tests start as real servers (Postfix, smtp-sink, dnsmasq, Exim...).
-APT_PACKAGES="postfix dnsmasq-base git-email libmailtools-perl dovecot-core dovecot-lmtpd chromium opendkim"
-need_apt=""
-for bin in /usr/sbin/postfix /usr/sbin/smtp-sink /usr/sbin/dnsmasq /usr/lib/git-core/git-send-email /usr/share/perl5/Mail/Address.pm /usr/sbin/dovecot /usr/lib/dovecot/lmtp /usr/bin/chromium /usr/sbin/opendkim; do
-  [ -e "$bin" ] || need_apt=1
-done
-if [ -n "$need_apt" ] && command -v apt-get >/dev/null; then
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  export DEBIAN_FRONTEND=noninteractive
-  echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
-  $SUDO apt-get update -q
-  # shellcheck disable=SC2086
-  $SUDO apt-get install -y -q --no-install-recommends $APT_PACKAGES
+# Debian packages the tests run as installed (Postfix and its smtp-sink, dnsmasq,
+# git send-email, Dovecot LMTP and SASL, chromium for the web inbox, opendkim), and
+# libatomic1 for the node program in Playwright's wheel (checked below, after pip).
+APT_PACKAGES="postfix dnsmasq-base git-email libmailtools-perl dovecot-core dovecot-lmtpd chromium opendkim libatomic1"
+# Debian packages the tests run unpacked with dpkg-deb -x under $SMTPMAIL_DEBS/<package>
+# (tests/interop/exim.py reads the same place): each conflicts with Postfix as an
+# installed package. What they depend on is installed; they themselves are not.
+UNPACKED_PACKAGES="exim4-daemon-light opensmtpd"
+# Under /tmp, not the checkout: Exim re-executes itself as Debian-exim, which
+# must reach the binary (a home directory is often closed to other users).
+export SMTPMAIL_DEBS=${SMTPMAIL_DEBS:-/tmp/smtpmail-debs}
+
+# unpacked_ready PKG: PKG is unpacked, what it depends on (recorded when it was
+# unpacked) is installed, and every library its programs load is found.
+unpacked_ready() {
+  local root=$SMTPMAIL_DEBS/$1
+  [ -f "$root/.smtpmail-depends" ] || return 1
+  # shellcheck disable=SC2046
+  [ -z "$(missing_packages $(cat "$root/.smtpmail-depends"))" ] || return 1
+  [ -z "$(unresolved_libraries "$root")" ]
+}
+
+# One preparation at a time on this machine (two checkouts may test at once).
+if [ ! -d "$SMTPMAIL_DEBS" ]; then
+  mkdir -p "$SMTPMAIL_DEBS"
+  chmod 755 "$SMTPMAIL_DEBS"
 fi
+[ -e "$SMTPMAIL_DEBS/.lock" ] || : >"$SMTPMAIL_DEBS/.lock"
+exec 9<"$SMTPMAIL_DEBS/.lock"
+flock 9
+
+# The cheap check first: a warm machine runs neither apt nor npm.
+wanted=$APT_PACKAGES
+unpack=""
+for pkg in $UNPACKED_PACKAGES; do
+  unpacked_ready "$pkg" || unpack="$unpack $pkg"
+done
+command -v node >/dev/null && command -v npm >/dev/null || wanted="$wanted nodejs npm"
+# shellcheck disable=SC2086
+missing=$(missing_packages $wanted)
+
+if [ -n "$missing$unpack" ]; then
+  echo "== installing Debian packages"
+  export DEBIAN_FRONTEND=noninteractive
+  # Postfix's installer asks which mail setup to write: none, the tests bring their own.
+  installed debconf || apt_install debconf
+  echo "postfix postfix/main_mailer_type select No configuration" | as_root debconf-set-selections
+  apt_update
+  declare -A depends=()
+  for pkg in $unpack; do
+    depends[$pkg]=$(runtime_depends "$pkg")
+  done
+  # shellcheck disable=SC2086,SC2048 # lists of names, one a word
+  apt_install $missing ${depends[*]}
+  for pkg in $unpack; do
+    unpack_deb "$pkg" "$SMTPMAIL_DEBS/$pkg"
+    unresolved=$(unresolved_libraries "$SMTPMAIL_DEBS/$pkg")
+    if [ -n "$unresolved" ]; then
+      echo "$pkg: libraries still missing after installing its Depends:" >&2
+      echo "$unresolved" >&2
+      exit 1
+    fi
+    # Written last: the tests take it as "unpacked and ready".
+    echo "${depends[$pkg]}" >"$SMTPMAIL_DEBS/$pkg/.smtpmail-depends"
+  done
+fi
+exec 9>&-
+
+# Node.js packages the tests run (smtp-server, Haraka), each folder from its committed
+# package-lock.json: npm ci again whenever that lock file changed (tests/nodeserver.py checks).
+NODE_FOLDERS="tests/node tests/haraka"
+for folder in $NODE_FOLDERS; do
+  if ! cmp -s "$folder/package-lock.json" "$folder/node_modules/.smtpmail-package-lock.json"; then
+    echo "== npm ci in $folder"
+    (cd "$folder" && npm ci --no-audit --no-fund --loglevel=error)
+    cp "$folder/package-lock.json" "$folder/node_modules/.smtpmail-package-lock.json"
+  fi
+done
 
 # Python dependencies in a project-local virtual environment.
-PY=${PYTHON:-python3}
-if [ ! -x .venv/bin/python ]; then
-  "$PY" -m venv .venv
-fi
+make_venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[test]'
+# Programs that wheels bring and the tests run (Playwright's node) load system libraries
+# no pip dependency names; a missing one would fail those tests obscurely, so say it here.
+unresolved=$(unresolved_libraries .venv/lib -perm -u+x -not -name '*.so*')
+if [ -n "$unresolved" ]; then
+  echo "libraries missing for programs in .venv (add their Debian packages to APT_PACKAGES):" >&2
+  echo "$unresolved" >&2
+  exit 1
+fi
 
 echo "== ruff"
 .venv/bin/ruff check src tests solution.py $(ls -d bench 2>/dev/null)
@@ -33,7 +104,7 @@ echo "== mypy --strict"
 .venv/bin/mypy
 echo "== pytest"
 set +e
-.venv/bin/python -m pytest -q "$@"
+.venv/bin/python -m pytest -q -rfEs "$@"  # -rs: each skip with its reason
 status=$?
 set -e
 if [ "$status" -eq 5 ]; then

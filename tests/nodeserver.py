@@ -1,14 +1,14 @@
 """The npm package smtp-server, run by Node.js: an SMTP server not written in Python.
 
-``NodeSMTPServer`` installs the package (``npm ci`` into tests/node/node_modules,
-from the committed package-lock.json) the first time, starts tests/node/server.js
-on a free loopback port and collects the messages and AUTH attempts it reports.
+scripts/test.sh installs Node.js and the package (``npm ci`` into
+tests/node/node_modules, from the committed package-lock.json);
+``NodeSMTPServer`` starts tests/node/server.js on a free loopback port and
+collects the messages and AUTH attempts it reports.
 """
 
 from __future__ import annotations
 
 import base64
-import fcntl
 import json
 import shutil
 import subprocess
@@ -23,23 +23,14 @@ NODE_DIR = Path(__file__).resolve().parent / "node"
 
 
 def ensure_installed(folder: Path = NODE_DIR, package: str = "smtp-server") -> None:
-    """npm ci in ``folder`` once (under a lock: several test processes may start together)."""
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.fail(f"Node.js and npm are needed for the {package} tests")
-    with open(folder / ".install.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if (folder / "node_modules" / package / "package.json").exists():
-            return
-        proc = subprocess.run(
-            ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-            cwd=folder,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        if proc.returncode != 0:
-            raise RuntimeError(f"npm ci failed in {folder}:\n{proc.stderr}")
+    """Fail unless Node.js and the packages of ``folder``'s current lock file are installed."""
+    if shutil.which("node") is None:
+        pytest.fail(f"Node.js is needed for the {package} tests: scripts/test.sh installs it")
+    # scripts/test.sh copies the lock file it installed from next to the packages.
+    done = folder / "node_modules" / ".smtpmail-package-lock.json"
+    lock = folder / "package-lock.json"
+    if not done.exists() or done.read_bytes() != lock.read_bytes():
+        pytest.fail(f"the npm packages of {lock} are not installed: scripts/test.sh runs npm ci")
 
 
 @dataclass

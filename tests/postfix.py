@@ -9,7 +9,8 @@ configuration directory (``postfix -c DIR``) with its own queue and data
 directories, listening only on 127.0.0.1:<free port>, delivering every
 message for the test domains into one Maildir the test reads. It never
 touches the system-wide mail setup. Postfix's master must start as root,
-so without root (or without the binaries) the tests that need it skip.
+so without root (or without the binaries, which scripts/test.sh installs)
+the tests that need it fail.
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ class SmtpSink:
 
     def __init__(self, *flags: str, lmtp: bool = False, dump: bool = True) -> None:
         if not have_smtp_sink():
-            pytest.skip("smtp-sink (Debian package postfix) is not installed")
+            pytest.fail("smtp-sink is not installed: scripts/test.sh installs it (Debian postfix)")
         self.port = free_port()
         self.dir = _private_dir("smtpmail-sink-")
         self.dir.chmod(0o777)
@@ -235,7 +236,7 @@ class PostfixMTA:
         """``recipient_limit``: RCPTs one transaction takes (then "452 4.5.3 Error: too
         many recipients"); 1000 is Postfix's default."""
         if not have_postfix():
-            pytest.skip("a private Postfix MTA needs the postfix binaries and root")
+            pytest.fail("a private Postfix needs root and Postfix: scripts/test.sh installs it")
         self.port = free_port()
         self.dir = _private_dir("smtpmail-postfix-")
         self.config = self.dir / "etc"

@@ -253,7 +253,7 @@ class MXWorld:
 def usable() -> str | None:
     """Why the world cannot be built here, or None when it can."""
     if not os.path.exists(DNSMASQ):
-        return "dnsmasq is not installed (Debian dnsmasq-base)"
+        return "dnsmasq is not installed: scripts/test.sh installs it (Debian dnsmasq-base)"
     if os.geteuid() != 0:
         return "needs root to listen on port 25/53/443 of loopback addresses"
     return None

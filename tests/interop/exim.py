@@ -1,11 +1,11 @@
 """A private Exim 4 on loopback, run from the unpacked Debian package.
 
 Debian's ``exim4-daemon-light`` conflicts with ``postfix`` as an installed
-package, so :func:`exim_binary` downloads the .deb with ``apt-get download``
-(by package name, from the configured Debian mirror) and unpacks it with
-``dpkg-deb -x`` into a cache directory; nothing is installed system-wide.
-The binary looks up its compiled-in user ``Debian-exim`` at start, so that
-system user is created when missing (root only, as the package would).
+package, so scripts/test.sh unpacks it with ``dpkg-deb -x`` under DEBS
+(and installs the libraries it depends on); nothing of it is installed
+system-wide, and these tests only start it. The binary looks up its
+compiled-in user ``Debian-exim`` at start, so that system user is created
+when missing (root only, as the package would).
 
 :class:`EximMTA` writes its own configuration (STARTTLS with a trustme
 certificate, AUTH PLAIN/LOGIN, CHUNKING, DSN, SMTPUTF8, PIPELINING; one
@@ -14,7 +14,6 @@ refused recipient) and delivers every local message into one Maildir.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import pwd
 import shutil
@@ -28,7 +27,8 @@ import pytest
 
 from servers import free_port
 
-CACHE = Path(os.environ.get("SMTPMAIL_EXIM_ROOT", Path(tempfile.gettempdir()) / "smtpmail-exim"))
+# Where scripts/test.sh unpacks packages (its SMTPMAIL_DEBS, same default).
+DEBS = Path(os.environ.get("SMTPMAIL_DEBS", "/tmp/smtpmail-debs"))
 PACKAGE = "exim4-daemon-light"
 USER_NAME = "Debian-exim"
 
@@ -121,40 +121,13 @@ def exim_binary() -> Path:
 
 
 def unpacked(package: str, member: str) -> Path:
-    """The root a Debian package was unpacked into (``dpkg-deb -x``), under CACHE."""
+    """The root scripts/test.sh unpacked a Debian package into (``dpkg-deb -x``)."""
     if os.geteuid() != 0:
-        pytest.skip(f"a private {package} needs root (its daemon users)")
-    root = CACHE / package
-    CACHE.mkdir(parents=True, exist_ok=True)
-    with open(CACHE / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (root / member).exists():
-            if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
-                pytest.skip(f"apt-get and dpkg-deb are needed to unpack {package}")
-            debs = CACHE / "debs"
-            debs.mkdir(exist_ok=True)
-            os.chmod(debs, 0o777)  # apt's sandbox user writes the download here
-            got = _download(debs, package)
-            if got.returncode != 0:  # stale or missing package lists: refresh once
-                update = ["apt-get", "update", "-q"]
-                subprocess.run(update, capture_output=True, timeout=300, check=False)
-                got = _download(debs, package)
-            found = sorted(debs.glob(f"{package}_*.deb"))
-            if got.returncode != 0 or not found:
-                pytest.skip(f"apt-get download {package} failed: {got.stderr.strip()[-300:]}")
-            subprocess.run(["dpkg-deb", "-x", str(found[-1]), str(root)], check=True)
+        pytest.fail(f"a private {package} needs root (its daemon users): run the tests as root")
+    root = DEBS / package
+    if not (root / ".smtpmail-depends").exists() or not (root / member).exists():
+        pytest.fail(f"{package} is not unpacked in {root}: scripts/test.sh unpacks it")
     return root
-
-
-def _download(into: Path, package: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["apt-get", "download", "-q", package],
-        cwd=into,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
 
 
 def ensure_user(name: str, home: str = "/nonexistent") -> None:

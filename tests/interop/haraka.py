@@ -1,6 +1,6 @@
 """A private Haraka (the npm package, Node.js) on loopback.
 
-The package is installed like smtp-server (nodeserver.py): ``npm ci`` from the
+The package is installed like smtp-server: scripts/test.sh runs ``npm ci`` from the
 committed tests/haraka/package-lock.json into tests/haraka/node_modules
 (optional plugins omitted, tests/haraka/.npmrc). :class:`Haraka` writes an
 instance folder (``haraka -c DIR``: config/ and plugins/) listening on one
