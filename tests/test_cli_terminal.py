@@ -6,11 +6,13 @@ terminal, a missing password is a clear error and the body comes from stdin."""
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 from clirun import console_script, run_cli
 from ptyrun import run_in_pty
 from servers import RecordingServer
-from smtpmail.cli import exits
+from smtpmail.cli import Environment, build_parser, exits
+from smtpmail.cli.inbox.release import Releaser
 from tlsservers import PASSWORD, USER, Certs, TLSServer
 
 ENVELOPE = ("--from", "a@example.org", "--to", "b@example.org", "--subject", "s")
@@ -100,3 +102,36 @@ def test_piped_body_has_no_hint(smtpd: RecordingServer) -> None:
     assert b"Ctrl-D" not in done.stderr
     (msg,) = smtpd.messages
     assert b"piped body\r\n" in msg.content
+
+
+class _Terminal(Environment):
+    """A terminal on standard input whose typed password is counted."""
+
+    asked: list[str]
+
+    @property
+    def stdin_isatty(self) -> bool:
+        return True
+
+    def ask_password(self, prompt: str) -> str:
+        self.asked.append(prompt)
+        return PASSWORD
+
+
+def test_sink_release_asks_once_at_start_up(
+    starttls_server: TLSServer, certs: Certs, tmp_path: Path
+) -> None:
+    """The web sink's releases run in request handlers: the password is asked
+    when the sink starts, once, never on the terminal in the middle of a request."""
+    argv = ["sink", "--web", "--release-server", f"submission://127.0.0.1:{starttls_server.port}"]
+    argv += ["--cafile", certs.ca_file, "--user", USER]
+    args = build_parser(argv).parse_args(argv)
+    env = _Terminal(environ={}, config_dir=tmp_path, data_dir=tmp_path)
+    env.asked = []
+    releaser = Releaser.from_args(args, env)
+    assert releaser is not None
+    assert env.asked == [f"Password for {USER}@127.0.0.1: "]
+    for _ in range(2):
+        result = releaser.release(b"Subject: s\r\n\r\nx\r\n", "a@example.org", ["b@example.org"])
+        assert result["accepted"] == ["b@example.org"]
+    assert len(starttls_server.messages) == 2 and len(env.asked) == 1

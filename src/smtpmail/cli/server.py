@@ -507,8 +507,10 @@ def credentials(user: str, s: ServerSettings, env: Environment) -> Any:
                 "--user needs a password source: --password-command, --password-env, "
                 "--oauth-token-command or the account's password_command"
             )
-        # Asked once; every connection of this run uses it.
-        password = env.ask_password(f"Password for {user}@{s.host}: ")
+        # Asked once: kept in the settings, so a later connection of this run
+        # (the sink's next release, another client) uses it without asking.
+        s.password = env.ask_password(f"Password for {user}@{s.host}: ")
+        password = s.password
     return Credentials(user, password=password)
 
 
