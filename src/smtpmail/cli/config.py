@@ -11,6 +11,7 @@ or the path in ``$SMTPMAIL_CONFIG``, or ``--config PATH``::
     tls = "starttls"              # none | opportunistic | starttls | implicit
     user = "me@example.org"
     password_command = "pass show mail/work"   # or password_env = "WORK_SMTP_PASSWORD"
+    # or, for OAuth 2.0: oauth_token_command = "oama access me@example.org"
     from = "Me <me@example.org>"
     ehlo_name = "laptop.example.org"
     dkim = { selector = "mail", domain = "example.org", key_file = "~/.config/smtpmail/dkim.pem" }
@@ -48,6 +49,7 @@ _KEYS = frozenset(
         "password",
         "password_command",
         "password_env",
+        "oauth_token_command",
         "from",
         "ehlo_name",
         "auth_mechanism",

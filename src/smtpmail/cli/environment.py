@@ -99,6 +99,16 @@ class Environment(Record):
         return io.BytesIO(self.stdin.read().encode("utf-8"))
 
     @property
+    def stdin_isatty(self) -> bool:
+        return bool(getattr(self.stdin, "isatty", lambda: False)())
+
+    def ask_password(self, prompt: str) -> str:
+        """Ask for a password on the controlling terminal, echo off (getpass)."""
+        import getpass  # only when a password is typed
+
+        return getpass.getpass(prompt)
+
+    @property
     def stdout_isatty(self) -> bool:
         return bool(getattr(self.stdout, "isatty", lambda: False)())
 

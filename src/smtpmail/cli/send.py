@@ -45,7 +45,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     m.add_argument("--reply-to", action="append", default=[], metavar="ADDR")
     m.add_argument("--subject", metavar="TEXT")
-    m.add_argument("--body", metavar="TEXT", help="the text body (default: standard input)")
+    m.add_argument(
+        "--body",
+        metavar="TEXT",
+        help="the text body (default: standard input, typed on a terminal up to Ctrl-D)",
+    )
     m.add_argument("--body-file", metavar="PATH", help="read the text body from PATH")
     m.add_argument("--html", metavar="HTML", help="an HTML alternative to the text")
     m.add_argument("--html-file", metavar="PATH", help="read the HTML alternative from PATH")
@@ -169,8 +173,10 @@ def _text(args: argparse.Namespace, env: Environment) -> str:
         return str(args.body)
     if args.body_file is not None:
         return _read_text(args.body_file)
-    if getattr(env.stdin, "isatty", lambda: False)():
-        return ""  # nothing piped in: an empty body rather than waiting on a terminal
+    if env.stdin_isatty:
+        # As mail(1) does: the user types the body (an empty body is no surprise).
+        env.stderr.write("smtpmail: reading the body from the terminal; end with Ctrl-D\n")
+        env.stderr.flush()
     data = env.stdin_bytes.read()
     try:
         return data.decode("utf-8")

@@ -23,6 +23,7 @@ from smtpmail.cli.exits import ConfigError, UsageError
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
     from smtpmail.message.dkim import DKIMKey
@@ -102,6 +103,12 @@ def add_server_arguments(parser: argparse.ArgumentParser, *, url_option: bool = 
     t.add_argument(
         "--password-env", metavar="VAR", help="take the password from environment variable VAR"
     )
+    t.add_argument(
+        "--oauth-token-command",
+        metavar="CMD",
+        help="run CMD (by the shell) on each connection and log in with its first output "
+        "line as an OAuth 2.0 access token (OAUTHBEARER or XOAUTH2)",
+    )
     t.add_argument("--auth-mechanism", metavar="MECH", help="PLAIN, LOGIN, CRAM-MD5, XOAUTH2...")
     t.add_argument(
         "--allow-plaintext-auth",
@@ -130,6 +137,7 @@ class ServerSettings(Record):
         "password_command",
         "password_env",
         "password",
+        "oauth_token_command",
         "auth_mechanism",
         "allow_plaintext_auth",
         "timeout",
@@ -156,6 +164,7 @@ class ServerSettings(Record):
         password_command: str | None = None,
         password_env: str | None = None,
         password: str | None = None,
+        oauth_token_command: str | None = None,
         auth_mechanism: str | None = None,
         allow_plaintext_auth: bool = False,
         timeout: float | None = None,
@@ -177,6 +186,7 @@ class ServerSettings(Record):
         self.password_command = password_command
         self.password_env = password_env
         self.password = password
+        self.oauth_token_command = oauth_token_command
         self.auth_mechanism = auth_mechanism
         self.allow_plaintext_auth = allow_plaintext_auth
         self.timeout = timeout
@@ -266,6 +276,7 @@ def resolve_settings(args: argparse.Namespace, env: Environment) -> ServerSettin
         "user",
         "password_command",
         "password_env",
+        "oauth_token_command",
         "auth_mechanism",
         "timeout",
         "data_timeout",
@@ -290,6 +301,8 @@ def resolve_settings(args: argparse.Namespace, env: Environment) -> ServerSettin
         raise UsageError(f"port {s.port} is out of range")
     if (s.password_command or s.password_env or s.password) and not s.user:
         raise UsageError("a password source was given without --user")
+    if s.oauth_token_command and not s.user:
+        raise UsageError("--oauth-token-command was given without --user")
     return s
 
 
@@ -350,6 +363,7 @@ def _apply_account(s: ServerSettings, account: Account) -> tuple[int | None, str
     s.password_command = v.get("password_command", s.password_command)
     s.password_env = v.get("password_env", s.password_env)
     s.password = v.get("password", s.password)
+    s.oauth_token_command = v.get("oauth_token_command", s.oauth_token_command)
     s.auth_mechanism = v.get("auth_mechanism", s.auth_mechanism)
     s.ehlo_name = v.get("ehlo_name", s.ehlo_name)
     s.sender = v.get("from", s.sender)
@@ -392,30 +406,37 @@ def password_source(s: ServerSettings, env: Environment) -> Any:
 
         return from_env
     if s.password_command:
-        command = s.password_command
-
-        def from_command() -> str:
-            import subprocess  # only when the password is asked for
-
-            # The user's own command, run by the shell as msmtp's passwordeval is.
-            done = subprocess.run(  # noqa: S602
-                command,
-                shell=True,
-                capture_output=True,
-                text=True,
-                check=False,
-                env=env.environ,
-            )
-            if done.returncode != 0:
-                # Never echo its output: it may be the secret.
-                raise ConfigError(f"the password command failed with status {done.returncode}")
-            return done.stdout.splitlines()[0] if done.stdout else ""
-
-        return from_command
+        return command_secret(s.password_command, env, "password")
     if s.password is not None:
         secret = s.password
         return lambda: secret
     return None
+
+
+def command_secret(command: str, env: Environment, what: str) -> Callable[[], str]:
+    """A callable running the user's ``command`` each time it is asked, returning
+    its first output line: the password, or an OAuth token (fresh per connection)."""
+
+    def from_command() -> str:
+        import subprocess  # only when the secret is asked for
+
+        # The user's own command, run by the shell as msmtp's passwordeval is.
+        done = subprocess.run(  # noqa: S602
+            command,
+            shell=True,
+            capture_output=True,
+            text=True,
+            check=False,
+            env=env.environ,
+        )
+        if done.returncode != 0:
+            # Never echo its output: it may be the secret.
+            raise ConfigError(f"the {what} command failed with status {done.returncode}")
+        if not done.stdout.strip():
+            raise ConfigError(f"the {what} command printed nothing")
+        return done.stdout.splitlines()[0]
+
+    return from_command
 
 
 def timeouts(timeout: float | None, data_timeout: float | None) -> float | Timeouts | None:
@@ -443,8 +464,6 @@ def client_kwargs(s: ServerSettings, env: Environment) -> dict[str, Any]:
     wants_tls = s.tls is not None or s.cafile or s.client_cert or s.insecure or s.user is not None
     if not wants_tls:
         return kwargs
-    import smtpmail
-
     try:
         from smtpmail.transport.tls import TLSMode, TLSOptions
     except ImportError as exc:  # pragma: no cover - TLS is part of the package
@@ -459,23 +478,40 @@ def client_kwargs(s: ServerSettings, env: Environment) -> dict[str, Any]:
             verify_insecure_off=s.insecure,
         )
     if s.user is not None:
-        password = password_source(s, env)
-        if password is None:
-            raise UsageError(
-                "--user needs a password source: --password-command, --password-env "
-                "or the account's password_command"
-            )
-        credentials = getattr(smtpmail, "Credentials", None)
-        kwargs["auth"] = (
-            credentials(s.user, password=password)
-            if credentials is not None
-            else (s.user, password())
-        )
+        kwargs["auth"] = credentials(s.user, s, env)
         if s.auth_mechanism:
             kwargs["auth_mechanism"] = s.auth_mechanism.upper()
         if s.allow_plaintext_auth:
             kwargs["allow_plaintext_auth"] = True
     return kwargs
+
+
+def credentials(user: str, s: ServerSettings, env: Environment) -> Any:
+    """The user and a password or OAuth token source, for ``auth=``.
+
+    With no source configured and a terminal on standard input, the password is
+    asked for now (echo off, on the controlling terminal, as msmtp and swaks do),
+    before connecting: no server waits while the user types.
+    """
+    from smtpmail import Credentials
+
+    password = password_source(s, env)
+    if s.oauth_token_command:
+        if password is not None:
+            raise UsageError("give a password source or --oauth-token-command, not both")
+        token = command_secret(s.oauth_token_command, env, "OAuth token")
+        return Credentials(user, token=token)
+    if password is None:
+        if not env.stdin_isatty:
+            raise UsageError(
+                "--user needs a password source: --password-command, --password-env, "
+                "--oauth-token-command or the account's password_command"
+            )
+        # Asked once: kept in the settings, so a later connection of this run
+        # (the sink's next release, another client) uses it without asking.
+        s.password = env.ask_password(f"Password for {user}@{s.host}: ")
+        password = s.password
+    return Credentials(user, password=password)
 
 
 def make_client(

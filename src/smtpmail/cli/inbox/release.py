@@ -14,7 +14,7 @@ import copy
 from typing import Any
 
 from smtpmail.cli.environment import Environment
-from smtpmail.cli.server import ServerSettings, make_client, resolve_settings
+from smtpmail.cli.server import ServerSettings, client_kwargs, make_client, resolve_settings
 
 __all__ = ["Releaser"]
 
@@ -35,7 +35,11 @@ class Releaser:
         options = copy.copy(args)
         # sink's --host/--port are where it listens, not where it releases to.
         options.server, options.host, options.port = args.release_server, None, None
-        return cls(resolve_settings(options, env), env)
+        settings = resolve_settings(options, env)
+        # Checked (and a missing password asked for at the terminal) now, at
+        # start-up, not on the terminal in the middle of a web request.
+        client_kwargs(settings, env)
+        return cls(settings, env)
 
     @property
     def where(self) -> str:
