@@ -1,0 +1,53 @@
+"""Small CLI defects from issue 14, each through ``smtpmail`` (run_cli) against a real aiosmtpd."""
+
+from __future__ import annotations
+
+from email import message_from_bytes, policy
+
+from clirun import run_cli
+from servers import RecordingServer
+from smtpmail.cli import exits
+from tlsservers import PASSWORD, USER, TLSServer
+
+
+def _srv(server: RecordingServer | TLSServer) -> tuple[str, str]:
+    return ("--server", f"smtp://{server.host}:{server.port}")
+
+
+def test_address_error_quotes_the_whole_input(smtpd: RecordingServer) -> None:
+    r = run_cli("send", *_srv(smtpd), "--from", "not an address", "--to", "a@example.net",
+                "--body", "x")
+    assert r.status == exits.EX_DATAERR
+    assert "'not an address'" in r.stderr, r.stderr
+    assert smtpd.raw == b""
+
+
+def test_unknown_option_prints_the_subcommands_usage() -> None:
+    r = run_cli("send", "--bogus")
+    assert r.status == exits.EX_USAGE
+    assert r.stderr.startswith("usage: smtpmail send "), r.stderr
+    assert "smtpmail send: error: unrecognized arguments: --bogus" in r.stderr
+
+
+def test_probe_help_has_its_own_exit_table() -> None:
+    r = run_cli("probe", "--help")
+    assert r.status == 0
+    assert "partial success" not in r.stdout  # send's table: probe sends no message
+    assert "every recipient refused" not in r.stdout
+    assert "0   the server answered" in r.stdout
+
+
+def test_missing_cafile_is_named(starttls_server: TLSServer) -> None:
+    r = run_cli("send", *_srv(starttls_server), "--from", "me@example.org", "--to",
+                "a@example.net", "--body", "x", "--cafile", "/nonexistent/ca.pem")
+    assert r.status == exits.EX_NOINPUT, r.stderr
+    assert "/nonexistent/ca.pem" in r.stderr
+
+
+def test_unknown_auth_mechanism_is_a_usage_error(starttls_server: TLSServer) -> None:
+    r = run_cli("send", *_srv(starttls_server), "--from", "me@example.org", "--to",
+                "a@example.net", "--body", "x", "--user", USER, "--password-env", "PW",
+                "--auth-mechanism", "BOGUS", "--insecure-no-verify",
+                environ={"PW": PASSWORD})
+    assert r.status == exits.EX_USAGE, r.stderr
+    assert "BOGUS" in r.stderr
