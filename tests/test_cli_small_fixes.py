@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from email import message_from_bytes, policy
+import pytest
 
 from clirun import run_cli
 from servers import RecordingServer
+from smtpmail import AsyncClient, Client
 from smtpmail.cli import exits
+from smtpmail.errors import InvalidArgument
 from tlsservers import PASSWORD, USER, TLSServer
 
 
@@ -15,8 +17,9 @@ def _srv(server: RecordingServer | TLSServer) -> tuple[str, str]:
 
 
 def test_address_error_quotes_the_whole_input(smtpd: RecordingServer) -> None:
-    r = run_cli("send", *_srv(smtpd), "--from", "not an address", "--to", "a@example.net",
-                "--body", "x")
+    r = run_cli(
+        "send", *_srv(smtpd), "--from", "not an address", "--to", "a@example.net", "--body", "x"
+    )
     assert r.status == exits.EX_DATAERR
     assert "'not an address'" in r.stderr, r.stderr
     assert smtpd.raw == b""
@@ -38,16 +41,47 @@ def test_probe_help_has_its_own_exit_table() -> None:
 
 
 def test_missing_cafile_is_named(starttls_server: TLSServer) -> None:
-    r = run_cli("send", *_srv(starttls_server), "--from", "me@example.org", "--to",
-                "a@example.net", "--body", "x", "--cafile", "/nonexistent/ca.pem")
+    r = run_cli(
+        "send",
+        *_srv(starttls_server),
+        "--from",
+        "me@example.org",
+        "--to",
+        "a@example.net",
+        "--body",
+        "x",
+        "--cafile",
+        "/nonexistent/ca.pem",
+    )
     assert r.status == exits.EX_NOINPUT, r.stderr
     assert "/nonexistent/ca.pem" in r.stderr
 
 
 def test_unknown_auth_mechanism_is_a_usage_error(starttls_server: TLSServer) -> None:
-    r = run_cli("send", *_srv(starttls_server), "--from", "me@example.org", "--to",
-                "a@example.net", "--body", "x", "--user", USER, "--password-env", "PW",
-                "--auth-mechanism", "BOGUS", "--insecure-no-verify",
-                environ={"PW": PASSWORD})
+    r = run_cli(
+        "send",
+        *_srv(starttls_server),
+        "--from",
+        "me@example.org",
+        "--to",
+        "a@example.net",
+        "--body",
+        "x",
+        "--user",
+        USER,
+        "--password-env",
+        "PW",
+        "--auth-mechanism",
+        "BOGUS",
+        "--insecure-no-verify",
+        environ={"PW": PASSWORD},
+    )
     assert r.status == exits.EX_USAGE, r.stderr
     assert "BOGUS" in r.stderr
+
+
+@pytest.mark.parametrize("client", [Client, AsyncClient])
+def test_unknown_auth_mechanism_fails_at_construction(client: type[Client | AsyncClient]) -> None:
+    # port 9: nothing is contacted, the check comes first
+    with pytest.raises(InvalidArgument, match="'bogus'"):
+        client("127.0.0.1", 9, auth=(USER, PASSWORD), auth_mechanism="bogus")

@@ -102,7 +102,12 @@ def add_server_arguments(parser: argparse.ArgumentParser, *, url_option: bool = 
     t.add_argument(
         "--password-env", metavar="VAR", help="take the password from environment variable VAR"
     )
-    t.add_argument("--auth-mechanism", metavar="MECH", help="PLAIN, LOGIN, CRAM-MD5, XOAUTH2...")
+    t.add_argument(
+        "--auth-mechanism",
+        metavar="MECH",
+        type=_mechanism,
+        help="PLAIN, LOGIN, CRAM-MD5, XOAUTH2...",
+    )
     t.add_argument(
         "--allow-plaintext-auth",
         action="store_true",
@@ -212,6 +217,17 @@ def parse_server_url(value: str) -> tuple[str, int | None, str]:
     if parts.username or parts.password:
         raise UsageError("put credentials in --user/--password-command, not in the URL")
     return parts.hostname, port, scheme
+
+
+def _mechanism(name: str) -> str:
+    """--auth-mechanism's check: an unknown name is a usage error (64)."""
+    from smtpmail.errors import InvalidArgument
+    from smtpmail.protocol.sasl import mechanism_name
+
+    try:
+        return mechanism_name(name)
+    except InvalidArgument as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _port(given: int | None, scheme: str | None, tls: str | None) -> int:

@@ -193,11 +193,14 @@ class BaseClient:
             self.options = self.options.replace(lmtp=True)
         self.transcript = transcript
         self.credentials: Credentials | None = None
-        if auth is not None:
-            from smtpmail.protocol.sasl import Credentials
-
-            self.credentials = Credentials.of(auth)
         self.auth_mechanism = auth_mechanism
+        if auth is not None or auth_mechanism is not None:
+            from smtpmail.protocol.sasl import Credentials, mechanism_name
+
+            if auth is not None:
+                self.credentials = Credentials.of(auth)
+            if auth_mechanism is not None:  # an unknown one fails here, before connecting
+                self.auth_mechanism = mechanism_name(auth_mechanism)
         self.allow_plaintext_auth = allow_plaintext_auth
         self.dkim = dkim
         self.tls_mode = resolve_mode(tls, port, self.credentials is not None)
