@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from email import message_from_bytes, policy
+from pathlib import Path
+
 import pytest
 
 from clirun import run_cli
@@ -85,3 +88,18 @@ def test_unknown_auth_mechanism_fails_at_construction(client: type[Client | Asyn
     # port 9: nothing is contacted, the check comes first
     with pytest.raises(InvalidArgument, match="'bogus'"):
         client("127.0.0.1", 9, auth=(USER, PASSWORD), auth_mechanism="bogus")
+
+
+def test_mime_version_only_at_the_top(smtpd: RecordingServer, tmp_path: Path) -> None:
+    att = tmp_path / "a.pdf"
+    att.write_bytes(b"%PDF fake")
+    r = run_cli("send", *_srv(smtpd), "--from", "me@example.org", "--to", "a@example.net",
+                "--body", "text", "--html", "<p>html</p>", "--attach", str(att))  # fmt: skip
+    assert r.status == 0, r.stderr
+    (got,) = smtpd.messages
+    assert got.content.count(b"MIME-Version:") == 1, got.content.decode()
+    assert got.content.startswith(b"MIME-Version:") or b"\r\nMIME-Version: 1.0\r\n" in got.content
+    msg = message_from_bytes(got.content, policy=policy.default)
+    assert [p.get_content_type() for p in msg.walk()] == [
+        "multipart/mixed", "multipart/alternative", "text/plain", "text/html", "application/pdf",
+    ]  # fmt: skip

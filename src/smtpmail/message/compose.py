@@ -269,6 +269,11 @@ def _set_body(
             except UnicodeDecodeError:
                 pass  # not UTF-8: sent as the bytes it is
         msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=name)
+    # EmailMessage builds its sub-parts as EmailMessages, and each set_content
+    # stamps MIME-Version on them: RFC 2045 §4 wants it in the message's header only.
+    for part in msg.walk():
+        if part is not msg:
+            del part["MIME-Version"]
 
 
 def needs_smtputf8(message: EmailMessage) -> bool:
