@@ -10,12 +10,14 @@ from __future__ import annotations
 import functools
 import socket
 from collections.abc import Callable, Iterable
+from enum import StrEnum
 
 from smtpmail._log import DEBUG, Logger
 from smtpmail._record import Frozen
 from smtpmail.errors import (
     AuthError,
     InputError,
+    InvalidArgument,
     LocalProtocolError,
     RemoteProtocolError,
     ReplyError,
@@ -153,6 +155,21 @@ def _is_loopback(address: object) -> bool:
         return False
 
 
+class Stage(StrEnum):
+    """Where :meth:`~smtpmail.Client.rehearse` stops (swaks's ``--quit-after``)."""
+
+    CONNECT = "connect"  # the TCP connection (and implicit TLS's handshake)
+    GREETING = "greeting"  # the server's 220 banner
+    EHLO = "ehlo"  # the first EHLO
+    TLS = "tls"  # STARTTLS and the EHLO after it (when TLS is used)
+    AUTH = "auth"  # authentication (when credentials are given)
+    MAIL = "mail"  # MAIL FROM
+    RCPT = "rcpt"  # every RCPT TO
+
+
+_ORDER = list(Stage)
+
+
 class BaseClient:
     """Configuration and the IO-free half of a client connection."""
 
@@ -259,12 +276,19 @@ class BaseClient:
 
     # -- what follows the TCP connect: EHLO, STARTTLS, AUTH ------------------
 
-    def _establish(self, sock_name: tuple[object, ...] | None) -> Flow[Reply]:
-        """Greeting, EHLO, STARTTLS as the policy says, EHLO again, AUTH."""
+    def _establish(
+        self, sock_name: tuple[object, ...] | None, until: Stage = Stage.AUTH
+    ) -> Flow[Reply]:
+        """Greeting, EHLO, STARTTLS as the policy says, EHLO again, AUTH; or only
+        the steps up to ``until``."""
         session = self._session
         greeting = yield from session.greet()
+        if until is Stage.GREETING:
+            return greeting
         name = self.ehlo_name or default_ehlo_name(sock_name)
         yield from session.hello(name)
+        if until is Stage.EHLO:
+            return greeting
         mode = self.tls_mode
         if self._tls_info is None and mode in (TLSMode.REQUIRED, TLSMode.OPPORTUNISTIC):
             offered = "STARTTLS" in session.extensions
@@ -280,9 +304,37 @@ class BaseClient:
                     )
                 else:
                     log.warning("STARTTLS refused (%s); going on in clear text", reply.code)
+        if until is Stage.TLS:
+            return greeting
         if self.credentials is not None:
             yield from self._authenticate()
         return greeting
+
+    def _rehearsal(self, until: Stage, item: tuple[Envelope, Content] | None) -> Flow[None]:
+        """After the connection is established: MAIL (and RCPT) for ``until``."""
+        if until in (Stage.MAIL, Stage.RCPT):
+            assert item is not None
+            yield from self._session.envelope_only(*item, rcpt=until is Stage.RCPT)
+
+    def _rehearsal_item(
+        self,
+        until: Stage | str,
+        message: MessageInput | None,
+        sender: str | None,
+        recipients: Iterable[str] | str | None,
+        envelope: Envelope | None,
+    ) -> tuple[Stage, tuple[Envelope, Content] | None]:
+        """The stage, and for MAIL/RCPT the envelope and content, validated first."""
+        try:
+            stage = Stage(until)
+        except ValueError:
+            names = ", ".join(s.value for s in Stage)
+            raise InvalidArgument(f"unknown stage {until!r}; use one of {names}") from None
+        if _ORDER.index(stage) < _ORDER.index(Stage.MAIL):
+            return stage, None
+        if message is None:
+            message = b""  # only its size and 8-bit/UTF-8 needs shape MAIL FROM
+        return stage, self._items(message, sender, recipients, envelope, False)
 
     def _authenticate(self) -> Flow[Reply]:
         creds = self.credentials

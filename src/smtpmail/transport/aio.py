@@ -23,6 +23,7 @@ from smtpmail.protocol.session import Flow, Receive, Send, StartTLS
 from smtpmail.transport._base import (
     BaseClient,
     HookFailed,
+    Stage,
     _mark_possibly_delivered,
     connection_survives,
 )
@@ -67,9 +68,43 @@ class AsyncClient(BaseClient):
     async def connect(self) -> Reply:
         """Connect, read the greeting, say EHLO; return the greeting."""
         async with self._serial():
-            return await self._connect()
+            greeting = await self._connect()
+            assert greeting is not None
+            return greeting
 
-    async def _connect(self) -> Reply:
+    async def rehearse(
+        self,
+        until: Stage | str,
+        message: MessageInput | None = None,
+        sender: str | None = None,
+        recipients: Iterable[str] | str | None = None,
+        *,
+        envelope: Envelope | None = None,
+    ) -> None:
+        """Run the dialogue up to ``until`` (a :class:`Stage` or its name: connect,
+        greeting, ehlo, tls, auth, mail, rcpt), then QUIT, as swaks's
+        ``--quit-after`` does: nothing is delivered (no DATA). For mail and rcpt
+        the envelope is the one :meth:`send` would use for these arguments (and
+        ``message`` sizes MAIL FROM's SIZE). After connect the connection is
+        closed without QUIT: the greeting was not awaited (RFC 5321 §3.1).
+        A refusal on the way raises as it would in a send."""
+        stage, item = self._rehearsal_item(until, message, sender, recipients, envelope)
+        async with self._serial():
+            await self._connect(stage)
+            if stage is Stage.CONNECT:
+                self.close()
+                return
+            try:
+                await self._run(self._rehearsal(stage, item))
+            except BaseException as exc:
+                if connection_survives(exc):
+                    await self._quit()
+                else:
+                    self.close()
+                raise
+            await self._quit()
+
+    async def _connect(self, until: Stage = Stage.AUTH) -> Reply | None:
         if self._connected:
             raise LocalProtocolError("already connected")
         self._new_session()
@@ -91,7 +126,10 @@ class AsyncClient(BaseClient):
         try:
             if self.tls_mode is TLSMode.IMPLICIT:
                 await self._start_tls()
-            return await self._run(self._establish(writer.get_extra_info("sockname")))
+            if until is Stage.CONNECT:
+                return None
+            sock_name = writer.get_extra_info("sockname")
+            return await self._run(self._establish(sock_name, until))
         except BaseException:
             self.close()
             raise
