@@ -61,6 +61,14 @@ def add_server_arguments(parser: argparse.ArgumentParser, *, url_option: bool = 
             type=int,
             help="server port (default: the scheme's, 25 smtp, 587 submission, 465 smtps)",
         )
+        family = g.add_mutually_exclusive_group()
+        family.add_argument(
+            "-4", dest="family", action="store_const", const=4, help="connect over IPv4 only"
+        )
+        family.add_argument(
+            "-6", dest="family", action="store_const", const=6, help="connect over IPv6 only"
+        )
+        g.add_argument("--source-address", metavar="ADDR", help="the local address to connect from")
     g.add_argument("--account", "-a", metavar="NAME", help="use this account from the config")
     g.add_argument("--config", metavar="PATH", help="config file (default $SMTPMAIL_CONFIG, XDG)")
     g.add_argument(
@@ -143,6 +151,8 @@ class ServerSettings(Record):
         "sender",
         "account",
         "dkim",
+        "family",
+        "source_address",
     )
     #: The password never shows in a repr (or a traceback's locals).
     _hidden = frozenset({"password"})
@@ -169,6 +179,8 @@ class ServerSettings(Record):
         sender: str | None = None,
         account: str | None = None,
         dkim: tuple[str, str, str] | None = None,
+        family: int | None = None,
+        source_address: str | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -190,6 +202,8 @@ class ServerSettings(Record):
         self.sender = sender  # the account's default From
         self.account = account
         self.dkim = dkim  # (selector, domain, key file)
+        self.family = family  # 4, 6 or None: either
+        self.source_address = source_address
 
     @property
     def url(self) -> str:
@@ -286,6 +300,8 @@ def resolve_settings(args: argparse.Namespace, env: Environment) -> ServerSettin
         "timeout",
         "data_timeout",
         "ehlo_name",
+        "family",
+        "source_address",
     ):
         value = getattr(args, name, None)
         if value is not None:
@@ -454,6 +470,12 @@ def client_kwargs(s: ServerSettings, env: Environment) -> dict[str, Any]:
         "timeout": timeouts(s.timeout, s.data_timeout),
         "lmtp": s.lmtp,
     }
+    if s.family is not None:
+        import socket
+
+        kwargs["family"] = socket.AF_INET if s.family == 4 else socket.AF_INET6
+    if s.source_address is not None:
+        kwargs["source_address"] = (s.source_address, 0)
     if s.dkim is not None:
         kwargs["dkim"] = dkim_key(s)
     wants_tls = s.tls is not None or s.cafile or s.client_cert or s.insecure or s.user is not None

@@ -16,6 +16,7 @@ from smtpmail._log import DEBUG, Logger
 from smtpmail._record import Frozen
 from smtpmail.errors import (
     AuthError,
+    ConnectError,
     InputError,
     InvalidArgument,
     LocalProtocolError,
@@ -181,6 +182,7 @@ class BaseClient:
         ehlo_name: str | None = None,
         timeout: float | Timeouts | None = None,
         source_address: tuple[str, int] | None = None,
+        family: socket.AddressFamily | int = 0,
         options: Options | None = None,
         lmtp: bool = False,
         transcript: Transcript | None = None,
@@ -199,12 +201,18 @@ class BaseClient:
         ``auth_mechanism`` names one. Credentials never travel unencrypted
         (except to loopback) unless ``allow_plaintext_auth``. ``dkim``: a
         :class:`~smtpmail.message.dkim.DKIMKey` that signs every message this
-        client sends, as it goes on the wire (after the Bcc rule)."""
+        client sends, as it goes on the wire (after the Bcc rule).
+        ``source_address``: the local (address, port) to connect from (port 0:
+        any). ``family``: ``socket.AF_INET`` or ``AF_INET6`` to use only the
+        host's IPv4 or IPv6 addresses (0: either)."""
         self.host = host
         self.port = port
         self.ehlo_name = ehlo_name
         self.timeouts = Timeouts.of(timeout)
         self.source_address = source_address
+        if family not in (0, socket.AF_INET, socket.AF_INET6):
+            raise InvalidArgument(f"family must be 0, AF_INET or AF_INET6, not {family!r}")
+        self.family = socket.AddressFamily(family)
         self.options = options or Options()
         if lmtp:
             self.options = self.options.replace(lmtp=True)
@@ -309,6 +317,15 @@ class BaseClient:
         if self.credentials is not None:
             yield from self._authenticate()
         return greeting
+
+    def _connect_error(self, exc: OSError) -> ConnectError:
+        """The one wording of a failed connection (a gaierror stays the cause: the
+        CLI's "host unknown"); with ``family``, the name may lack only that kind."""
+        where = f"cannot connect to {self.host}:{self.port}"
+        if self.family and isinstance(exc, socket.gaierror):
+            version = "IPv4" if self.family == socket.AF_INET else "IPv6"
+            return ConnectError(f"{where}: {self.host} has no {version} address ({exc})")
+        return ConnectError(f"{where}: {exc}")
 
     def _rehearsal(self, until: Stage, item: tuple[Envelope, Content] | None) -> Flow[None]:
         """After the connection is established: MAIL (and RCPT) for ``until``."""

@@ -15,7 +15,7 @@ from types import TracebackType
 from typing import TypeVar
 
 from smtpmail._log import Logger
-from smtpmail.errors import ConnectError, ConnectionLost, LocalProtocolError, SMTPError, TLSError
+from smtpmail.errors import ConnectionLost, LocalProtocolError, SMTPError, TLSError
 from smtpmail.message.content import MessageInput
 from smtpmail.protocol.envelope import Envelope, SendResult
 from smtpmail.protocol.reply import Reply
@@ -111,10 +111,14 @@ class AsyncClient(BaseClient):
         try:
             async with asyncio.timeout(self.timeouts.connect):
                 reader, writer = await asyncio.open_connection(
-                    self.host, self.port, local_addr=self.source_address, limit=2**20
+                    self.host,
+                    self.port,
+                    family=self.family,
+                    local_addr=self.source_address,
+                    limit=2**20,
                 )
-        except (OSError, TimeoutError) as exc:
-            raise ConnectError(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
+        except OSError as exc:  # (TimeoutError is one)
+            raise self._connect_error(exc) from exc
         sock = writer.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

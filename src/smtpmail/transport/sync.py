@@ -12,7 +12,6 @@ from types import TracebackType
 
 from smtpmail._log import Logger
 from smtpmail.errors import (
-    ConnectError,
     ConnectionLost,
     LocalProtocolError,
     SMTPError,
@@ -124,14 +123,9 @@ class Client(BaseClient):
         # codec (start-up time) only to return the same ASCII octets.
         host = self.host.encode("ascii") if self.host.isascii() else self.host
         try:
-            sock = socket.create_connection(
-                # (getaddrinfo takes bytes; typeshed says str only)
-                (host, self.port),  # type: ignore[arg-type]
-                self.timeouts.connect,
-                self.source_address,
-            )
+            sock = self._open(host)
         except OSError as exc:
-            raise ConnectError(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
+            raise self._connect_error(exc) from exc
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sock = sock
         self._connected = True
@@ -148,6 +142,26 @@ class Client(BaseClient):
         except BaseException:
             self.close()
             raise
+
+    def _open(self, host: str | bytes) -> socket.socket:
+        """The TCP connection: any address of the host, or only ``family``'s."""
+        if not self.family:
+            return socket.create_connection(
+                # (getaddrinfo takes bytes; typeshed says str only)
+                (host, self.port),  # type: ignore[arg-type]
+                self.timeouts.connect,
+                self.source_address,
+            )
+        error: OSError | None = None
+        for *_, addr in socket.getaddrinfo(host, self.port, self.family, socket.SOCK_STREAM):
+            try:
+                return socket.create_connection(
+                    (str(addr[0]), self.port), self.timeouts.connect, self.source_address
+                )
+            except OSError as exc:
+                error = exc  # the next address, as create_connection does
+        assert error is not None  # (getaddrinfo returns at least one or raises)
+        raise error
 
     def _start_tls(self) -> None:
         """The TLS handshake on the connected socket (implicit TLS or after STARTTLS)."""
