@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from smtpmail.errors import AuthenticationError, AuthError, RemoteProtocolError
+from smtpmail.errors import AuthenticationError, AuthError, InvalidArgument, RemoteProtocolError
 from smtpmail.protocol.extensions import Extensions
 from smtpmail.protocol.redaction import Secrets
 from smtpmail.protocol.reply import Reply
@@ -166,7 +166,6 @@ def test_choose(offered: str, creds: Credentials, explicit: str | None, expected
     ("offered", "creds", "explicit", "message"),
     [
         ("PLAIN", Credentials("u", "p"), "CRAM-MD5", "does not offer AUTH CRAM-MD5"),
-        ("PLAIN", Credentials("u", "p"), "KERBEROS_V4", "unknown"),
         ("", Credentials("u", "p"), None, "does not offer AUTH"),
         ("XOAUTH2", Credentials("u", "p"), None, "works with a password"),
         ("PLAIN", Credentials("u", token="t"), None, "works with an OAuth token"),
@@ -177,6 +176,12 @@ def test_choose_refuses(
 ) -> None:
     with pytest.raises(AuthError, match=message):
         choose(offered.split(), creds, explicit)
+
+
+def test_unknown_mechanism_is_the_callers_mistake() -> None:
+    # an input error (nothing to do with the server), raised before anything is sent
+    with pytest.raises(InvalidArgument, match="unknown AUTH mechanism 'KERBEROS_V4'"):
+        choose(["PLAIN"], Credentials("u", "p"), "KERBEROS_V4")
 
 
 def test_credentials_need_a_secret_and_call_it_each_time() -> None:

@@ -244,6 +244,24 @@ def test_sink_listens_on_ipv6_loopback() -> None:
     assert "--- message\nSubject: six\n\nover IPv6\n=== end of message 1" in out
 
 
+def test_sink_shows_encoded_words_decoded() -> None:
+    port = free_port()
+    proc, reader = start_sink("--port", str(port))
+    try:
+        content = (
+            b"Subject: =?utf-8?q?H=C3=A9llo?= =?utf-8?b?IHfDtnJsZA==?=\r\n"
+            b"From: =?utf-8?q?J=C3=BCrgen?= <a@example.org>\r\n\r\nbody\r\n"
+        )
+        smtpmail.send(content, "a@example.org", "b@example.org", port=port, timeout=30)
+        reader.wait_for("end of message 1")
+    finally:
+        stop(proc, signal.SIGTERM)
+    out = reader.rest()
+    assert "\nSubject: Héllo wörld\n" in out, out
+    assert "\nFrom: Jürgen <a@example.org>\n" in out
+    assert "=?utf-8?" not in out
+
+
 def test_sink_refuses_a_maildir_it_cannot_create(tmp_path: Path) -> None:
     (tmp_path / "a-file").write_text("not a folder")
     env = fake_env(tmp_path, ["sink", "--port", "0", "--maildir", str(tmp_path / "a-file")])

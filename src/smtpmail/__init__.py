@@ -18,6 +18,7 @@ __version__ = "0.1.0"
 _PUBLIC: dict[str, str] = {
     "AsyncClient": "smtpmail.transport.aio",
     "Client": "smtpmail.transport.sync",
+    "Stage": "smtpmail.transport._base",
     "Timeouts": "smtpmail.transport._base",
     "TLSInfo": "smtpmail.transport.tls",
     "TLSMode": "smtpmail.transport.tls",
@@ -100,6 +101,7 @@ __all__ = [
     "SendResult",
     "SenderRefused",
     "ServiceClosing",
+    "Stage",
     "TLSError",
     "TLSInfo",
     "TLSMode",
@@ -235,6 +237,9 @@ if TYPE_CHECKING:
     )
     from smtpmail.protocol.session import (
         Options as Options,
+    )
+    from smtpmail.transport._base import (
+        Stage as Stage,
     )
     from smtpmail.transport._base import (
         Timeouts as Timeouts,

@@ -89,7 +89,7 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
         if name == chosen:
             mod = _import(module)
             mod.add_arguments(p)
-            p.set_defaults(_run=mod.run)
+            p.set_defaults(_run=mod.run, _parser=p)
     return parser
 
 
@@ -109,7 +109,11 @@ def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> i
     saved = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = env.stdout, env.stderr
     try:
-        args = parser.parse_args(args_list)
+        args, unknown = parser.parse_known_args(args_list)
+        if unknown:
+            # argparse reports a subcommand's unknown option with the top-level
+            # usage; the subcommand's own usage lists the options that exist.
+            getattr(args, "_parser", parser).error(f"unrecognized arguments: {' '.join(unknown)}")
     except SystemExit as exc:  # argparse exits on --help and on usage errors
         return EX_USAGE if exc.code not in (0, None) else EX_OK
     finally:

@@ -314,7 +314,7 @@ def to_maildir(box: mailbox.Maildir, msg: Captured) -> str:
 
 
 def render(msg: Captured, *, raw: bool = False) -> str:
-    """The message for a person: the envelope, then the headers as received and
+    """The message for a person: the envelope, then the headers (decoded) and
     the body decoded, or with ``raw`` the whole message exactly as it came."""
     out = [
         f"=== message {msg.number} from {msg.peer}",
@@ -328,11 +328,21 @@ def render(msg: Captured, *, raw: bool = False) -> str:
     if raw:
         out += ["--- message", *text.decode("utf-8", "replace").splitlines()]
     else:
-        head, _, _ = text.partition(b"\n\n")
-        out += ["--- headers", *head.decode("utf-8", "replace").splitlines(), "--- body"]
-        out += _limit(_body_lines(email.message_from_bytes(text, policy=email.policy.default)))
+        parsed = email.message_from_bytes(text, policy=email.policy.default)
+        out += ["--- headers", *_header_lines(parsed), "--- body"]
+        out += _limit(_body_lines(parsed))
     out.append(f"=== end of message {msg.number}")
     return "\n".join(out) + "\n"
+
+
+def _header_lines(message: Message) -> list[str]:
+    """One line per header, its value decoded (RFC 2047 encoded-words, as a
+    mail reader shows them) and unfolded; raw UTF-8 (RFC 6532) read as UTF-8."""
+    lines = []
+    for name, value in message.items():
+        text = str(value).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        lines.append(f"{name}: {text}")
+    return lines
 
 
 def _limit(lines: list[str]) -> list[str]:

@@ -3,7 +3,7 @@ that maps an exception to a status and a message."""
 
 from __future__ import annotations
 
-__all__ = ["EXIT_CODES_HELP", "ConfigError", "UsageError", "exit_status"]
+__all__ = ["EXIT_CODES_HELP", "PROBE_EXIT_CODES_HELP", "ConfigError", "UsageError", "exit_status"]
 
 EX_OK = 0
 EX_USAGE = 64  # the command was used wrongly
@@ -26,7 +26,7 @@ EXIT_CODES_HELP = """exit status (sysexits.h, as sendmail and msmtp use them):
   0   sent: every recipient accepted
   64  usage error (bad option or argument)
   65  data error (an address, header or message that cannot be sent)
-  66  an input file (message, attachment, body) cannot be read
+  66  an input file (message, attachment, body, certificate) cannot be read
   67  every recipient refused, all permanently (unknown user); when any
       refusal was temporary (4xx), 75: the message names each reply
   68  the server's host name is unknown
@@ -39,6 +39,18 @@ EXIT_CODES_HELP = """exit status (sysexits.h, as sendmail and msmtp use them):
   77  authentication refused or impossible (permission)
   78  configuration error (config file, account, password command)
   79  partial success: some recipients accepted, some refused"""
+
+#: ``probe``'s table: it sends no message, so no recipient or partial statuses.
+PROBE_EXIT_CODES_HELP = """exit status (sysexits.h):
+  0   the server answered: the report lists what it offers and what is wrong
+  64  usage error (bad option or argument)
+  66  a certificate or key file cannot be read
+  68  the server's host name is unknown
+  69  service unavailable (5xx refusal, TLS failure, missing extension)
+  75  temporary failure (4xx, connection refused or lost, timeout): try later
+  76  the server broke the SMTP protocol (not an SMTP server on that port)
+  77  authentication refused or impossible (permission)
+  78  configuration error (config file, account, password command)"""
 
 
 class UsageError(Exception):
@@ -62,6 +74,8 @@ def exit_status(exc: BaseException) -> tuple[int, str]:
     if isinstance(exc, errors.InputError):
         if isinstance(exc, errors.ExtensionNotSupported):
             return EX_UNAVAILABLE, str(exc)
+        if isinstance(exc.__cause__, FileNotFoundError | IsADirectoryError | PermissionError):
+            return EX_NOINPUT, str(exc)  # a file it names (a CA, a key) cannot be read
         return EX_DATAERR, str(exc)
     if isinstance(exc, errors.MessageReadError):
         return EX_NOINPUT, str(exc)

@@ -16,7 +16,7 @@ import argparse
 from typing import Any
 
 from smtpmail.cli.environment import Environment
-from smtpmail.cli.exits import EX_OK, EXIT_CODES_HELP, exit_status
+from smtpmail.cli.exits import EX_OK, PROBE_EXIT_CODES_HELP, exit_status
 from smtpmail.cli.server import ServerSettings, add_server_arguments, make_client, resolve_settings
 
 HELP = "connect to a server and report what it offers and what is wrong"
@@ -25,7 +25,7 @@ PROBE_TIMEOUT = 10.0
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.epilog = EXIT_CODES_HELP
+    parser.epilog = PROBE_EXIT_CODES_HELP
     parser.add_argument(
         "target", nargs="?", metavar="HOST|URL", help="host[:port] or smtp://, smtps:// URL"
     )

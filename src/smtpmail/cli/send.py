@@ -33,6 +33,10 @@ EPILOG = (
 )
 
 
+#: --quit-after's stages (smtpmail.Stage's values, named here: a fast start).
+QUIT_STAGES = ("connect", "greeting", "ehlo", "tls", "auth", "mail", "rcpt")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = EPILOG
@@ -101,6 +105,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     o.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     o.add_argument(
         "--dry-run", "-n", action="store_true", help="print envelope and message; do not connect"
+    )
+    o.add_argument(
+        "--quit-after",
+        metavar="STAGE",
+        choices=QUIT_STAGES,
+        help="stop after this stage and QUIT, delivering nothing (with -v: the dialogue "
+        "up to it): " + ", ".join(QUIT_STAGES),
     )
 
 
@@ -222,6 +233,10 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     prepared = prepare(args, env, settings)
     if args.dry_run:
         return _dry_run(prepared, settings, env, keep_bcc=args.keep_bcc)
+    if args.quit_after:
+        if args.queue or args.queue_only or args.direct or args.json:
+            raise UsageError("--quit-after talks to --server: not with --queue, --direct, --json")
+        return _rehearse(args, env, settings, prepared)
     if args.queue or args.queue_only:  # into the durable outbox (with --direct too)
         from smtpmail.cli import queued
 
@@ -299,6 +314,20 @@ def _send(
         for address, reply in result.refused.items():
             env.stderr.write(f"smtpmail: {address} refused: {reply.code} {reply.text_oneline()}\n")
         return EX_PARTIAL
+    return EX_OK
+
+
+def _rehearse(
+    args: argparse.Namespace, env: Environment, settings: ServerSettings, prepared: Prepared
+) -> int:
+    """--quit-after: the dialogue up to a stage, then QUIT; exit 0 when all went well."""
+    transcript = None
+    if args.verbose:
+        from smtpmail.cli.transcript import TranscriptPrinter
+
+        transcript = TranscriptPrinter(env.stderr, colour=env.colors)
+    client = make_client(settings, env, transcript)
+    client.rehearse(args.quit_after, prepared.message, envelope=prepared.envelope)
     return EX_OK
 
 

@@ -62,6 +62,14 @@ def add_server_arguments(parser: argparse.ArgumentParser, *, url_option: bool = 
             type=int,
             help="server port (default: the scheme's, 25 smtp, 587 submission, 465 smtps)",
         )
+        family = g.add_mutually_exclusive_group()
+        family.add_argument(
+            "-4", dest="family", action="store_const", const=4, help="connect over IPv4 only"
+        )
+        family.add_argument(
+            "-6", dest="family", action="store_const", const=6, help="connect over IPv6 only"
+        )
+        g.add_argument("--source-address", metavar="ADDR", help="the local address to connect from")
     g.add_argument("--account", "-a", metavar="NAME", help="use this account from the config")
     g.add_argument("--config", metavar="PATH", help="config file (default $SMTPMAIL_CONFIG, XDG)")
     g.add_argument(
@@ -109,7 +117,12 @@ def add_server_arguments(parser: argparse.ArgumentParser, *, url_option: bool = 
         help="run CMD (by the shell) on each connection and log in with its first output "
         "line as an OAuth 2.0 access token (OAUTHBEARER or XOAUTH2)",
     )
-    t.add_argument("--auth-mechanism", metavar="MECH", help="PLAIN, LOGIN, CRAM-MD5, XOAUTH2...")
+    t.add_argument(
+        "--auth-mechanism",
+        metavar="MECH",
+        type=_mechanism,
+        help="PLAIN, LOGIN, CRAM-MD5, XOAUTH2...",
+    )
     t.add_argument(
         "--allow-plaintext-auth",
         action="store_true",
@@ -146,6 +159,8 @@ class ServerSettings(Record):
         "sender",
         "account",
         "dkim",
+        "family",
+        "source_address",
     )
     #: The password never shows in a repr (or a traceback's locals).
     _hidden = frozenset({"password"})
@@ -173,6 +188,8 @@ class ServerSettings(Record):
         sender: str | None = None,
         account: str | None = None,
         dkim: tuple[str, str, str] | None = None,
+        family: int | None = None,
+        source_address: str | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -195,6 +212,8 @@ class ServerSettings(Record):
         self.sender = sender  # the account's default From
         self.account = account
         self.dkim = dkim  # (selector, domain, key file)
+        self.family = family  # 4, 6 or None: either
+        self.source_address = source_address
 
     @property
     def url(self) -> str:
@@ -222,6 +241,17 @@ def parse_server_url(value: str) -> tuple[str, int | None, str]:
     if parts.username or parts.password:
         raise UsageError("put credentials in --user/--password-command, not in the URL")
     return parts.hostname, port, scheme
+
+
+def _mechanism(name: str) -> str:
+    """--auth-mechanism's check: an unknown name is a usage error (64)."""
+    from smtpmail.errors import InvalidArgument
+    from smtpmail.protocol.sasl import mechanism_name
+
+    try:
+        return mechanism_name(name)
+    except InvalidArgument as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _port(given: int | None, scheme: str | None, tls: str | None) -> int:
@@ -281,6 +311,8 @@ def resolve_settings(args: argparse.Namespace, env: Environment) -> ServerSettin
         "timeout",
         "data_timeout",
         "ehlo_name",
+        "family",
+        "source_address",
     ):
         value = getattr(args, name, None)
         if value is not None:
@@ -459,6 +491,12 @@ def client_kwargs(s: ServerSettings, env: Environment) -> dict[str, Any]:
         "timeout": timeouts(s.timeout, s.data_timeout),
         "lmtp": s.lmtp,
     }
+    if s.family is not None:
+        import socket
+
+        kwargs["family"] = socket.AF_INET if s.family == 4 else socket.AF_INET6
+    if s.source_address is not None:
+        kwargs["source_address"] = (s.source_address, 0)
     if s.dkim is not None:
         kwargs["dkim"] = dkim_key(s)
     wants_tls = s.tls is not None or s.cafile or s.client_cert or s.insecure or s.user is not None

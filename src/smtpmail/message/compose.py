@@ -122,7 +122,17 @@ def parse_mailboxes(values: Iterable[str], what: str) -> list[Address]:
         if not pairs or any(not addr for _, addr in pairs):
             raise InvalidAddress(f"{what} {value!r} does not parse as an address")
         for name, addr in pairs:
-            path = parse_path(addr, what)  # the envelope's rules: a bare, valid mailbox
+            try:
+                path = parse_path(addr, what)  # the envelope's rules: a bare, valid mailbox
+            except InvalidAddress:
+                if value.strip() == addr or f"<{addr}>" in value:
+                    raise  # the reason names the caller's own address
+                # getaddresses keeps a fragment of what it cannot parse ("not" of
+                # "not an address"): quote the caller's whole text, not the fragment.
+                raise InvalidAddress(
+                    f"{what} {value!r} is not an address like user@example.org"
+                    " or Name <user@example.org>"
+                ) from None
             try:
                 # parse_path IDNA-encodes the domain of an ASCII local part: the header
                 # then needs no SMTPUTF8 either (RFC 6531 only for non-ASCII local parts).
@@ -259,6 +269,11 @@ def _set_body(
             except UnicodeDecodeError:
                 pass  # not UTF-8: sent as the bytes it is
         msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=name)
+    # EmailMessage builds its sub-parts as EmailMessages, and each set_content
+    # stamps MIME-Version on them: RFC 2045 §4 wants it in the message's header only.
+    for part in msg.walk():
+        if part is not msg:
+            del part["MIME-Version"]
 
 
 def needs_smtputf8(message: EmailMessage) -> bool:

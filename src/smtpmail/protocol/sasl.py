@@ -28,7 +28,15 @@ from smtpmail.errors import AuthError, InputError, InvalidArgument
 from smtpmail.protocol.commands import check_text
 from smtpmail.protocol.redaction import REDACTED, Secrets
 
-__all__ = ["MECHANISMS", "Credentials", "Mechanism", "SASLFlow", "choose", "saslprep"]
+__all__ = [
+    "MECHANISMS",
+    "Credentials",
+    "Mechanism",
+    "SASLFlow",
+    "choose",
+    "mechanism_name",
+    "saslprep",
+]
 
 #: Yields the client's responses (the first one: the initial response or None);
 #: is sent each decoded server challenge.
@@ -320,6 +328,14 @@ MECHANISMS: dict[str, type[Mechanism]] = {
 }
 
 
+def mechanism_name(name: str) -> str:
+    """``name`` upper-cased, if it is a mechanism this library implements; an
+    unknown one is the caller's mistake, caught before connecting."""
+    if name.upper() not in MECHANISMS:
+        raise InvalidArgument(f"unknown AUTH mechanism {name!r}; known: {', '.join(MECHANISMS)}")
+    return name.upper()
+
+
 def choose(
     offered: Iterable[str], credentials: Credentials, explicit: str | None = None
 ) -> Mechanism:
@@ -327,9 +343,7 @@ def choose(
     offered one the credentials can serve."""
     offered_set = {m.upper() for m in offered}
     if explicit is not None:
-        name = explicit.upper()
-        if name not in MECHANISMS:
-            raise AuthError(f"unknown AUTH mechanism {explicit!r}; known: {', '.join(MECHANISMS)}")
+        name = mechanism_name(explicit)
         if name not in offered_set:
             raise AuthError(
                 f"the server does not offer AUTH {name} (it offers: "

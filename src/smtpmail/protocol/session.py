@@ -358,6 +358,26 @@ class Session:
     def quit(self) -> Flow[Reply]:
         return (yield from self.command("QUIT", "QUIT", check=False))
 
+    def envelope_only(
+        self, envelope: Envelope, content: Content, *, rcpt: bool
+    ) -> Flow[list[Reply]]:
+        """MAIL FROM (and with ``rcpt`` each RCPT TO), the very lines a send would
+        write, one at a time and no DATA: a rehearsal that delivers nothing
+        (swaks's --quit-after mail/rcpt). A refusal raises :class:`ReplyError`."""
+        if self.helo_reply is None:
+            raise LocalProtocolError("mail transaction before EHLO/HELO")
+        plan = self._plan(envelope, content)
+        replies = []
+        for label, line in [("MAIL FROM", plan.mail), *(("RCPT TO", r) for r in plan.rcpts)]:
+            if label == "RCPT TO" and not rcpt:
+                break
+            yield Send(line, _show([line]), fresh=True)
+            (reply,) = yield from self._receive(1, label)
+            if reply.code >= 400:
+                raise ReplyError(label, reply)
+            replies.append(reply)
+        return replies
+
     # -- mail transactions ---------------------------------------------------
 
     def transactions(

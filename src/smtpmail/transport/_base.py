@@ -10,12 +10,15 @@ from __future__ import annotations
 import functools
 import socket
 from collections.abc import Callable, Iterable
+from enum import StrEnum
 
 from smtpmail._log import DEBUG, Logger
 from smtpmail._record import Frozen
 from smtpmail.errors import (
     AuthError,
+    ConnectError,
     InputError,
+    InvalidArgument,
     LocalProtocolError,
     RemoteProtocolError,
     ReplyError,
@@ -153,6 +156,21 @@ def _is_loopback(address: object) -> bool:
         return False
 
 
+class Stage(StrEnum):
+    """Where :meth:`~smtpmail.Client.rehearse` stops (swaks's ``--quit-after``)."""
+
+    CONNECT = "connect"  # the TCP connection (and implicit TLS's handshake)
+    GREETING = "greeting"  # the server's 220 banner
+    EHLO = "ehlo"  # the first EHLO
+    TLS = "tls"  # STARTTLS and the EHLO after it (when TLS is used)
+    AUTH = "auth"  # authentication (when credentials are given)
+    MAIL = "mail"  # MAIL FROM
+    RCPT = "rcpt"  # every RCPT TO
+
+
+_ORDER = list(Stage)
+
+
 class BaseClient:
     """Configuration and the IO-free half of a client connection."""
 
@@ -164,6 +182,7 @@ class BaseClient:
         ehlo_name: str | None = None,
         timeout: float | Timeouts | None = None,
         source_address: tuple[str, int] | None = None,
+        family: socket.AddressFamily | int = 0,
         options: Options | None = None,
         lmtp: bool = False,
         transcript: Transcript | None = None,
@@ -182,22 +201,31 @@ class BaseClient:
         ``auth_mechanism`` names one. Credentials never travel unencrypted
         (except to loopback) unless ``allow_plaintext_auth``. ``dkim``: a
         :class:`~smtpmail.message.dkim.DKIMKey` that signs every message this
-        client sends, as it goes on the wire (after the Bcc rule)."""
+        client sends, as it goes on the wire (after the Bcc rule).
+        ``source_address``: the local (address, port) to connect from (port 0:
+        any). ``family``: ``socket.AF_INET`` or ``AF_INET6`` to use only the
+        host's IPv4 or IPv6 addresses (0: either)."""
         self.host = host
         self.port = port
         self.ehlo_name = ehlo_name
         self.timeouts = Timeouts.of(timeout)
         self.source_address = source_address
+        if family not in (0, socket.AF_INET, socket.AF_INET6):
+            raise InvalidArgument(f"family must be 0, AF_INET or AF_INET6, not {family!r}")
+        self.family = socket.AddressFamily(family)
         self.options = options or Options()
         if lmtp:
             self.options = self.options.replace(lmtp=True)
         self.transcript = transcript
         self.credentials: Credentials | None = None
-        if auth is not None:
-            from smtpmail.protocol.sasl import Credentials
-
-            self.credentials = Credentials.of(auth)
         self.auth_mechanism = auth_mechanism
+        if auth is not None or auth_mechanism is not None:
+            from smtpmail.protocol.sasl import Credentials, mechanism_name
+
+            if auth is not None:
+                self.credentials = Credentials.of(auth)
+            if auth_mechanism is not None:  # an unknown one fails here, before connecting
+                self.auth_mechanism = mechanism_name(auth_mechanism)
         self.allow_plaintext_auth = allow_plaintext_auth
         self.dkim = dkim
         self.tls_mode = resolve_mode(tls, port, self.credentials is not None)
@@ -256,12 +284,19 @@ class BaseClient:
 
     # -- what follows the TCP connect: EHLO, STARTTLS, AUTH ------------------
 
-    def _establish(self, sock_name: tuple[object, ...] | None) -> Flow[Reply]:
-        """Greeting, EHLO, STARTTLS as the policy says, EHLO again, AUTH."""
+    def _establish(
+        self, sock_name: tuple[object, ...] | None, until: Stage = Stage.AUTH
+    ) -> Flow[Reply]:
+        """Greeting, EHLO, STARTTLS as the policy says, EHLO again, AUTH; or only
+        the steps up to ``until``."""
         session = self._session
         greeting = yield from session.greet()
+        if until is Stage.GREETING:
+            return greeting
         name = self.ehlo_name or default_ehlo_name(sock_name)
         yield from session.hello(name)
+        if until is Stage.EHLO:
+            return greeting
         mode = self.tls_mode
         if self._tls_info is None and mode in (TLSMode.REQUIRED, TLSMode.OPPORTUNISTIC):
             offered = "STARTTLS" in session.extensions
@@ -277,9 +312,46 @@ class BaseClient:
                     )
                 else:
                     log.warning("STARTTLS refused (%s); going on in clear text", reply.code)
+        if until is Stage.TLS:
+            return greeting
         if self.credentials is not None:
             yield from self._authenticate()
         return greeting
+
+    def _connect_error(self, exc: OSError) -> ConnectError:
+        """The one wording of a failed connection (a gaierror stays the cause: the
+        CLI's "host unknown"); with ``family``, the name may lack only that kind."""
+        where = f"cannot connect to {self.host}:{self.port}"
+        if self.family and isinstance(exc, socket.gaierror):
+            version = "IPv4" if self.family == socket.AF_INET else "IPv6"
+            return ConnectError(f"{where}: {self.host} has no {version} address ({exc})")
+        return ConnectError(f"{where}: {exc}")
+
+    def _rehearsal(self, until: Stage, item: tuple[Envelope, Content] | None) -> Flow[None]:
+        """After the connection is established: MAIL (and RCPT) for ``until``."""
+        if until in (Stage.MAIL, Stage.RCPT):
+            assert item is not None
+            yield from self._session.envelope_only(*item, rcpt=until is Stage.RCPT)
+
+    def _rehearsal_item(
+        self,
+        until: Stage | str,
+        message: MessageInput | None,
+        sender: str | None,
+        recipients: Iterable[str] | str | None,
+        envelope: Envelope | None,
+    ) -> tuple[Stage, tuple[Envelope, Content] | None]:
+        """The stage, and for MAIL/RCPT the envelope and content, validated first."""
+        try:
+            stage = Stage(until)
+        except ValueError:
+            names = ", ".join(s.value for s in Stage)
+            raise InvalidArgument(f"unknown stage {until!r}; use one of {names}") from None
+        if _ORDER.index(stage) < _ORDER.index(Stage.MAIL):
+            return stage, None
+        if message is None:
+            message = b""  # only its size and 8-bit/UTF-8 needs shape MAIL FROM
+        return stage, self._items(message, sender, recipients, envelope, False)
 
     def _authenticate(self) -> Flow[Reply]:
         creds = self.credentials

@@ -15,7 +15,7 @@ from types import TracebackType
 from typing import TypeVar
 
 from smtpmail._log import Logger
-from smtpmail.errors import ConnectError, ConnectionLost, LocalProtocolError, SMTPError, TLSError
+from smtpmail.errors import ConnectionLost, LocalProtocolError, SMTPError, TLSError
 from smtpmail.message.content import MessageInput
 from smtpmail.protocol.envelope import Envelope, SendResult
 from smtpmail.protocol.reply import Reply
@@ -23,6 +23,7 @@ from smtpmail.protocol.session import Flow, Receive, Send, StartTLS
 from smtpmail.transport._base import (
     BaseClient,
     HookFailed,
+    Stage,
     _mark_possibly_delivered,
     connection_survives,
 )
@@ -67,19 +68,57 @@ class AsyncClient(BaseClient):
     async def connect(self) -> Reply:
         """Connect, read the greeting, say EHLO; return the greeting."""
         async with self._serial():
-            return await self._connect()
+            greeting = await self._connect()
+            assert greeting is not None
+            return greeting
 
-    async def _connect(self) -> Reply:
+    async def rehearse(
+        self,
+        until: Stage | str,
+        message: MessageInput | None = None,
+        sender: str | None = None,
+        recipients: Iterable[str] | str | None = None,
+        *,
+        envelope: Envelope | None = None,
+    ) -> None:
+        """Run the dialogue up to ``until`` (a :class:`Stage` or its name: connect,
+        greeting, ehlo, tls, auth, mail, rcpt), then QUIT, as swaks's
+        ``--quit-after`` does: nothing is delivered (no DATA). For mail and rcpt
+        the envelope is the one :meth:`send` would use for these arguments (and
+        ``message`` sizes MAIL FROM's SIZE). After connect the connection is
+        closed without QUIT: the greeting was not awaited (RFC 5321 §3.1).
+        A refusal on the way raises as it would in a send."""
+        stage, item = self._rehearsal_item(until, message, sender, recipients, envelope)
+        async with self._serial():
+            await self._connect(stage)
+            if stage is Stage.CONNECT:
+                self.close()
+                return
+            try:
+                await self._run(self._rehearsal(stage, item))
+            except BaseException as exc:
+                if connection_survives(exc):
+                    await self._quit()
+                else:
+                    self.close()
+                raise
+            await self._quit()
+
+    async def _connect(self, until: Stage = Stage.AUTH) -> Reply | None:
         if self._connected:
             raise LocalProtocolError("already connected")
         self._new_session()
         try:
             async with asyncio.timeout(self.timeouts.connect):
                 reader, writer = await asyncio.open_connection(
-                    self.host, self.port, local_addr=self.source_address, limit=2**20
+                    self.host,
+                    self.port,
+                    family=self.family,
+                    local_addr=self.source_address,
+                    limit=2**20,
                 )
-        except (OSError, TimeoutError) as exc:
-            raise ConnectError(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
+        except OSError as exc:  # (TimeoutError is one)
+            raise self._connect_error(exc) from exc
         sock = writer.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -91,7 +130,10 @@ class AsyncClient(BaseClient):
         try:
             if self.tls_mode is TLSMode.IMPLICIT:
                 await self._start_tls()
-            return await self._run(self._establish(writer.get_extra_info("sockname")))
+            if until is Stage.CONNECT:
+                return None
+            sock_name = writer.get_extra_info("sockname")
+            return await self._run(self._establish(sock_name, until))
         except BaseException:
             self.close()
             raise

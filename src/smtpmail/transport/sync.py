@@ -12,7 +12,6 @@ from types import TracebackType
 
 from smtpmail._log import Logger
 from smtpmail.errors import (
-    ConnectError,
     ConnectionLost,
     LocalProtocolError,
     SMTPError,
@@ -24,6 +23,7 @@ from smtpmail.protocol.session import Flow, Receive, Send, StartTLS
 from smtpmail.transport._base import (
     BaseClient,
     HookFailed,
+    Stage,
     _mark_possibly_delivered,
     connection_survives,
 )
@@ -79,9 +79,43 @@ class Client(BaseClient):
     def connect(self) -> Reply:
         """Connect, read the greeting, say EHLO; return the greeting."""
         with self._serial():
-            return self._connect()
+            greeting = self._connect()
+            assert greeting is not None
+            return greeting
 
-    def _connect(self) -> Reply:
+    def rehearse(
+        self,
+        until: Stage | str,
+        message: MessageInput | None = None,
+        sender: str | None = None,
+        recipients: Iterable[str] | str | None = None,
+        *,
+        envelope: Envelope | None = None,
+    ) -> None:
+        """Run the dialogue up to ``until`` (a :class:`Stage` or its name: connect,
+        greeting, ehlo, tls, auth, mail, rcpt), then QUIT, as swaks's
+        ``--quit-after`` does: nothing is delivered (no DATA). For mail and rcpt
+        the envelope is the one :meth:`send` would use for these arguments (and
+        ``message`` sizes MAIL FROM's SIZE). After connect the connection is
+        closed without QUIT: the greeting was not awaited (RFC 5321 §3.1).
+        A refusal on the way raises as it would in a send."""
+        stage, item = self._rehearsal_item(until, message, sender, recipients, envelope)
+        with self._serial():
+            self._connect(stage)
+            if stage is Stage.CONNECT:
+                self.close()
+                return
+            try:
+                self._run(self._rehearsal(stage, item))
+            except BaseException as exc:
+                if connection_survives(exc):
+                    self._quit()
+                else:
+                    self.close()
+                raise
+            self._quit()
+
+    def _connect(self, until: Stage = Stage.AUTH) -> Reply | None:
         if self._connected:
             raise LocalProtocolError("already connected")
         self._new_session()
@@ -89,14 +123,9 @@ class Client(BaseClient):
         # codec (start-up time) only to return the same ASCII octets.
         host = self.host.encode("ascii") if self.host.isascii() else self.host
         try:
-            sock = socket.create_connection(
-                # (getaddrinfo takes bytes; typeshed says str only)
-                (host, self.port),  # type: ignore[arg-type]
-                self.timeouts.connect,
-                self.source_address,
-            )
+            sock = self._open(host)
         except OSError as exc:
-            raise ConnectError(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
+            raise self._connect_error(exc) from exc
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sock = sock
         self._connected = True
@@ -107,10 +136,32 @@ class Client(BaseClient):
         try:
             if self.tls_mode is TLSMode.IMPLICIT:
                 self._start_tls()
-            return self._run(self._establish(sock_name))
+            if until is Stage.CONNECT:
+                return None
+            return self._run(self._establish(sock_name, until))
         except BaseException:
             self.close()
             raise
+
+    def _open(self, host: str | bytes) -> socket.socket:
+        """The TCP connection: any address of the host, or only ``family``'s."""
+        if not self.family:
+            return socket.create_connection(
+                # (getaddrinfo takes bytes; typeshed says str only)
+                (host, self.port),  # type: ignore[arg-type]
+                self.timeouts.connect,
+                self.source_address,
+            )
+        error: OSError | None = None
+        for *_, addr in socket.getaddrinfo(host, self.port, self.family, socket.SOCK_STREAM):
+            try:
+                return socket.create_connection(
+                    (str(addr[0]), self.port), self.timeouts.connect, self.source_address
+                )
+            except OSError as exc:
+                error = exc  # the next address, as create_connection does
+        assert error is not None  # (getaddrinfo returns at least one or raises)
+        raise error
 
     def _start_tls(self) -> None:
         """The TLS handshake on the connected socket (implicit TLS or after STARTTLS)."""

@@ -215,12 +215,17 @@ def make_context(options: TLSOptions | None = None) -> ssl.SSLContext:
 
     opts = options or TLSOptions()
     pinned = opts.pinned()
+    # ssl's errors do not name the file (``[Errno 2] No such file or directory``):
+    # each step names the files it reads.
+    files = " and ".join(f for f in (opts.ca_file, opts.ca_path) if f)
     try:
         ctx = ssl.create_default_context(cafile=opts.ca_file, capath=opts.ca_path)
         if opts.cert_file:
+            files = " and ".join(f for f in (opts.cert_file, opts.key_file) if f)
             ctx.load_cert_chain(opts.cert_file, opts.key_file)
     except (OSError, ssl.SSLError) as exc:
-        raise InputError(f"cannot load the TLS certificates: {exc}") from exc
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise InputError(f"cannot load the TLS certificates from {files}: {reason}") from exc
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     if opts.verify_insecure_off or (pinned is not None and not (opts.ca_file or opts.ca_path)):
         # The pin (checked after the handshake) replaces the CA check, or nothing does.
