@@ -81,13 +81,7 @@ class AsyncClient(BaseClient):
         *,
         envelope: Envelope | None = None,
     ) -> None:
-        """Run the dialogue up to ``until`` (a :class:`Stage` or its name: connect,
-        greeting, ehlo, tls, auth, mail, rcpt), then QUIT, as swaks's
-        ``--quit-after`` does: nothing is delivered (no DATA). For mail and rcpt
-        the envelope is the one :meth:`send` would use for these arguments (and
-        ``message`` sizes MAIL FROM's SIZE). After connect the connection is
-        closed without QUIT: the greeting was not awaited (RFC 5321 §3.1).
-        A refusal on the way raises as it would in a send."""
+        """Run the dialogue up to ``until``, then QUIT; see :meth:`smtpmail.Client.rehearse`."""
         stage, item = self._rehearsal_item(until, message, sender, recipients, envelope)
         async with self._serial():
             await self._connect(stage)
