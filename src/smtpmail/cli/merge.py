@@ -101,7 +101,7 @@ def run(args: argparse.Namespace, env: Environment) -> int:
                 f"smtpmail: {skipped} row(s) already queued by an earlier run, skipped\n"
             )
         if args.queue_only:
-            env.stdout.write(f"{len(ids)} message(s) queued in {box.root}\n")
+            env.stdout.write(f"{len(ids)} message(s) queued in {box.where()}\n")
             return EX_OK
         started = time.monotonic()
         worker = worker_from(box, args, env)

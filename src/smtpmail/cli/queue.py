@@ -249,7 +249,7 @@ def _show(box: Any, args: argparse.Namespace, env: Environment) -> int:
     when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(m.created))
     lines = [
         f"id:          {m.id}",
-        f"file:        {box.eml_path(m.id)}",
+        f"stored:      {box.where(m.id)}",
         f"status:      {m.status}",
         f"queued:      {when} ({_age(m.created)} ago), {m.attempts} attempt(s)",
         f"from:        <{m.sender}>",

@@ -26,7 +26,6 @@ delivered.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -43,10 +42,10 @@ from smtpmail.errors import (
     TransportError,
 )
 from smtpmail.message.content import MessageInput
+from smtpmail.outbox.box import Claim, Outbox, inflight_mark
 from smtpmail.outbox.limits import RateLimiter, Route
 from smtpmail.outbox.outcome import Outcome, apply_delivery, apply_error, apply_result
 from smtpmail.outbox.record import QueuedMessage
-from smtpmail.outbox.store import Claim, Outbox
 from smtpmail.protocol.envelope import Envelope, SendResult
 from smtpmail.transport.sync import Client
 
@@ -215,23 +214,21 @@ class Worker:
 
     def run_forever(self, *, poll: float = 5.0, progress: Progress | None = None) -> RunStats:
         """Keep draining until :meth:`stop`: sleep until the next message is due
-        (or ``poll`` seconds, to pick up new ones)."""
+        (or ``poll`` seconds, to pick up new ones; the database store wakes as
+        soon as one is added)."""
         total = RunStats()
         while not self.stop_event.is_set():
             stats = self.run(progress=progress)
             for name in vars(total):
                 setattr(total, name, getattr(total, name) + getattr(stats, name))
-            due = [m.next_attempt for m in self.outbox.messages() if not m.done]
-            wait = min([poll, *(max(d - time.time(), 0.0) for d in due)])
-            self.stop_event.wait(max(wait, 0.05))
+            due = self.outbox.next_due()
+            wait = poll if due is None else min(poll, max(due - time.time(), 0.0))
+            self.outbox.wait_for_mail(max(wait, 0.05), self.stop_event)
         return total
 
     def _scan(self, now: float, only: set[str] | None) -> dict[str, Route]:
         routes: dict[str, Route] = {}
-        ids = self.outbox.ids() if only is None else sorted(only)
-        for message in self.outbox.messages(ids):
-            if message.done or (message.next_attempt > now and message.inflight is None):
-                continue
+        for message in self.outbox.due(now, None if only is None else sorted(only)):
             host, port = self.host, self.port
             if self.direct is not None:
                 # Direct delivery: one "server" per recipient domain, for per_server.
@@ -277,16 +274,17 @@ class Worker:
             with self._lock:
                 if not route.ids:
                     break
-                msg_id = route.ids.popleft()
+                wanted = min(self.batch - len(claims), len(route.ids))
+                ids = [route.ids.popleft() for _ in range(wanted)]
             try:
-                claim = self.outbox.claim(msg_id, due_by=now)
+                claims += self.outbox.claim_many(ids, due_by=now)
             except OutboxError as exc:  # found in flight, and that cannot be recorded
                 self._cannot_write(
-                    f"cannot record that message {msg_id} was left in flight", exc, "not sent"
+                    f"cannot claim messages {', '.join(ids)} (or record one left in flight)",
+                    exc,
+                    "not sent",
                 )
                 break
-            if claim is not None:
-                claims.append(claim)
         return claims
 
     def _serve(self, route: Route) -> None:
@@ -360,11 +358,7 @@ class Worker:
         message must not go out then, nobody could tell it had.
         """
         message = claim.message
-        message.inflight = {
-            "since": time.time(),
-            "pid": os.getpid(),
-            "recipients": [r.address for r in message.pending],
-        }
+        message.inflight = inflight_mark(message, self.outbox.owner)
         try:
             claim.save()
         except OutboxError as exc:
