@@ -49,7 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     m.add_argument(
         "--to-column", metavar="NAME", help="the column with the recipient (default: To/Cc/Bcc)"
     )
-    m.add_argument("--queue-dir", metavar="DIR", help="the outbox folder")
+    from smtpmail.cli.queued import add_location_arguments
+
+    add_location_arguments(m)
     m.add_argument("--queue-only", action="store_true", help="queue the messages; send nothing now")
     m.add_argument(
         "--dry-run", "-n", action="store_true", help="print the first message; send none"

@@ -10,8 +10,11 @@
     smtpmail queue purge [ID...] [--all]                  # remove done (or all) messages
     smtpmail queue report [--json]                        # who could not be reached, and why
 
-The queue folder is ``--queue-dir``, else ``$SMTPMAIL_QUEUE_DIR``, else
-``$XDG_DATA_HOME/smtpmail/outbox``.
+    smtpmail queue migrate                                # create/upgrade a PostgreSQL outbox
+
+The outbox is ``--queue-url`` (PostgreSQL) or ``--queue-dir`` (a folder), else
+``$SMTPMAIL_QUEUE_URL`` or ``$SMTPMAIL_QUEUE_DIR``, else the configuration
+file's ``queue`` key, else the folder ``$XDG_DATA_HOME/smtpmail/outbox``.
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ import json
 import signal
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from smtpmail.cli.environment import Environment
@@ -33,7 +35,9 @@ __all__ = ["HELP", "add_arguments", "add_server_arguments", "open_outbox", "run"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--queue-dir", metavar="DIR", help="the outbox folder")
+    from smtpmail.cli.queued import add_location_arguments
+
+    add_location_arguments(parser)
     sub = parser.add_subparsers(dest="action", metavar="ACTION")
 
     p = sub.add_parser("add", help="queue a message read from standard input (or --file)")
@@ -79,6 +83,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("ids", nargs="*", metavar="ID")
     p.add_argument("--all", action="store_true", help="also remove messages still pending")
 
+    sub.add_parser("migrate", help="create or upgrade the PostgreSQL outbox's tables")
+
     p = sub.add_parser("report", help="a bounce-like report of the recipients that failed")
     p.add_argument("--json", action="store_true")
 
@@ -118,9 +124,9 @@ def add_server_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def open_outbox(args: argparse.Namespace, env: Environment) -> Any:
+    from smtpmail.cli.queued import queue_location
     from smtpmail.outbox import Outbox, RetrySchedule
 
-    folder = args.queue_dir or env.environ.get("SMTPMAIL_QUEUE_DIR") or str(env.data_dir / "outbox")
     changes = {
         name: value
         for name, value in (
@@ -130,7 +136,7 @@ def open_outbox(args: argparse.Namespace, env: Environment) -> Any:
         )
         if value is not None
     }
-    return Outbox(Path(folder).expanduser(), schedule=RetrySchedule(**changes))
+    return Outbox(queue_location(args, env), schedule=RetrySchedule(**changes))
 
 
 def worker_from(box: Any, args: argparse.Namespace, env: Environment) -> Any:
@@ -175,7 +181,9 @@ def direct_kwargs(args: argparse.Namespace, env: Environment) -> dict[str, Any]:
 def run(args: argparse.Namespace, env: Environment) -> int:
     action = getattr(args, "action", None)
     if action is None:
-        env.stderr.write("smtpmail queue: say add, list, run, show, retry, purge or report\n")
+        env.stderr.write(
+            "smtpmail queue: say add, list, run, show, retry, purge, report or migrate\n"
+        )
         return EX_USAGE
     box = open_outbox(args, env)
     handler: Callable[[Any, argparse.Namespace, Environment], int] = _ACTIONS[action]
@@ -184,6 +192,8 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     except KeyError as exc:  # an id that names no message
         env.stderr.write(f"smtpmail queue: {exc.args[0]}\n")
         return EX_DATAERR
+    finally:
+        box.close()
 
 
 # -- actions -------------------------------------------------------------------
@@ -353,6 +363,11 @@ def _report(box: Any, args: argparse.Namespace, env: Environment) -> int:
     return EX_OK
 
 
+def _migrate(box: Any, args: argparse.Namespace, env: Environment) -> int:
+    env.stdout.write(f"{box.where()}: {box.migrate()}\n")
+    return EX_OK
+
+
 _ACTIONS: dict[str, Callable[[Any, argparse.Namespace, Environment], int]] = {
     "add": _add,
     "list": _list,
@@ -361,4 +376,5 @@ _ACTIONS: dict[str, Callable[[Any, argparse.Namespace, Environment], int]] = {
     "retry": _retry,
     "purge": _purge,
     "report": _report,
+    "migrate": _migrate,
 }

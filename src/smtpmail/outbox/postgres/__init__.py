@@ -175,6 +175,8 @@ class PostgresOutbox(Outbox):
         self._held: set[str] = set()
         self._closed = threading.Event()
         self._heartbeat: threading.Thread | None = None
+        #: The schema was found at LATEST (checked once, before the first use).
+        self._checked = False
 
     def __repr__(self) -> str:
         return f"<Outbox {_hidden_password(self.url)!r}>"
@@ -200,8 +202,9 @@ class PostgresOutbox(Outbox):
             try:
                 if self._conn is None or self._conn.closed:
                     self._conn = self._connect()
-                    if check:
-                        self._check_schema(self._conn)
+                if check and not self._checked:
+                    self._check_schema(self._conn)
+                    self._checked = True
                 yield self._conn
             except driver.Error as exc:
                 if isinstance(exc, driver.OperationalError) and self._conn is not None:
@@ -233,6 +236,7 @@ class PostgresOutbox(Outbox):
             if steps:
                 conn.execute("DELETE FROM smtpmail_schema")
                 conn.execute("INSERT INTO smtpmail_schema VALUES (%s)", (steps[-1][0],))
+        self._checked = False
         if not steps:
             return f"the schema is at version {version}, nothing to do"
         return f"the schema went from version {version} to {steps[-1][0]}"
