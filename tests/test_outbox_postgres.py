@@ -275,3 +275,81 @@ def test_workers_killed_at_random_and_a_server_crash_lose_nothing(
     for subject in duplicates:  # every copy beyond the first is marked
         assert by_subject[subject].recipients[0].possibly_delivered, subject
     assert restarted and kills >= 4
+
+
+# -- limits across workers ---------------------------------------------------------
+
+PACED_WORKER = textwrap.dedent(
+    """
+    import sys
+    from smtpmail.outbox import Outbox, Worker
+    rate = float(sys.argv[3]) if sys.argv[3] != "-" else None
+    box = Outbox(sys.argv[1])
+    Worker(box, port=int(sys.argv[2]), connections=3, per_server=3, batch=4,
+           per_server_rate=rate).run()
+    """
+)
+
+
+def _four_workers(tmp_path: Path, url: str, port: int, rate: float | None) -> None:
+    script = tmp_path / "paced.py"
+    script.write_text(PACED_WORKER)
+    workers = [
+        subprocess.Popen([sys.executable, str(script), url, str(port), str(rate or "-")])
+        for _ in range(4)
+    ]
+    for w in workers:
+        assert w.wait(timeout=120) == 0
+
+
+def test_four_workers_never_open_more_than_three_connections_to_one_server(
+    tmp_path: Path, pg_url: str, smtpd: RecordingServer
+) -> None:
+    box = Outbox(pg_url)
+    box.migrate()
+    for i in range(120):
+        box.add(f"Subject: m{i}\r\n\r\n{i}\r\n".encode(), "a@example.org", ["b@x.net"])
+    _four_workers(tmp_path, pg_url, smtpd.port, None)  # 4 x 3 wanted, 3 allowed
+    assert all(m.status == "delivered" for m in box.messages())
+    assert len(smtpd.messages) == 120
+    assert 1 <= smtpd.connections.peak <= 3
+    box.close()
+
+
+def test_the_rate_per_server_holds_across_four_workers(
+    tmp_path: Path, pg_url: str, smtpd: RecordingServer
+) -> None:
+    rate, count = 10.0, 41
+    box = Outbox(pg_url)
+    box.migrate()
+    for i in range(count):
+        box.add(f"Subject: m{i}\r\n\r\n{i}\r\n".encode(), "a@example.org", ["b@x.net"])
+    _four_workers(tmp_path, pg_url, smtpd.port, rate)
+    assert all(m.status == "delivered" for m in box.messages())
+    times = sorted(m.at for m in smtpd.messages)
+    assert len(times) == count
+    # Starts are spaced 1/rate apart by all four workers together: the messages
+    # cannot arrive faster than that (10% for the spread of each one's sending).
+    observed = (count - 1) / (times[-1] - times[0])
+    assert observed <= rate * 1.1, observed
+    box.close()
+
+
+def test_a_busy_signal_pauses_the_server_for_every_worker(
+    pg_url: str, smtpd: RecordingServer
+) -> None:
+    smtpd.handler.refuse = {"b@x.net": "421 4.7.0 too many messages, slow down"}
+    first = Outbox(pg_url)
+    first.migrate()
+    first.add(b"Subject: 1\r\n\r\n1\r\n", "a@example.org", ["b@x.net"])
+    stats = Worker(first, port=smtpd.port, busy_backoff=600).run()
+    assert stats.busy_signals == 1
+    connections = len(smtpd.wire)
+    with Outbox(pg_url) as other:  # another worker (on another machine: the same database)
+        later = other.add(b"Subject: 2\r\n\r\n2\r\n", "a@example.org", ["c@x.net"])
+        Worker(other, port=smtpd.port).run()
+        assert len(smtpd.wire) == connections  # it did not even connect
+        record = other.load(later.id)
+        assert record.status == "deferred" and "slow down" in (record.last_error or "")
+        assert record.next_attempt > time.time() + 500  # until the shared pause ends
+    first.close()

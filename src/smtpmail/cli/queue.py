@@ -102,9 +102,19 @@ def add_server_arguments(p: argparse.ArgumentParser) -> None:
         "--connections", type=int, default=4, metavar="N", help="at most N connections (4)"
     )
     g.add_argument(
-        "--per-server", type=int, default=2, metavar="N", help="at most N to one server (2)"
+        "--per-server",
+        type=int,
+        default=2,
+        metavar="N",
+        help="at most N to one server (2; with --queue-url: by all workers together)",
     )
     g.add_argument("--rate", type=float, metavar="R", help="at most R messages per second, overall")
+    g.add_argument(
+        "--per-server-rate",
+        type=float,
+        metavar="R",
+        help="at most R messages per second to one server (with --queue-url: by all workers)",
+    )
     g.add_argument(
         "--batch", type=int, default=50, metavar="N", help="messages per claim on a connection (50)"
     )
@@ -148,6 +158,7 @@ def worker_from(box: Any, args: argparse.Namespace, env: Environment) -> Any:
         "connections": args.connections,
         "per_server": args.per_server,
         "rate": args.rate,
+        "per_server_rate": args.per_server_rate,
         "batch": args.batch,
     }
     if getattr(args, "direct", False):

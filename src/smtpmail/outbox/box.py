@@ -32,6 +32,7 @@ from typing import IO, Any
 from smtpmail._log import Logger
 from smtpmail.errors import InvalidArgument
 from smtpmail.message.content import MessageInput, as_content, envelope_from_headers
+from smtpmail.outbox.limits import DestinationLimits
 from smtpmail.outbox.record import QueuedMessage, RecipientState
 from smtpmail.outbox.schedule import RetrySchedule
 from smtpmail.protocol.envelope import Envelope
@@ -173,6 +174,10 @@ class Outbox:
         """Sleep up to ``timeout`` seconds, or until ``stop`` is set (or, where the
         store can tell, until a message is added)."""
         stop.wait(timeout)
+
+    def limits(self) -> DestinationLimits:
+        """The per-destination limits every worker of this outbox shares."""
+        return DestinationLimits()
 
     def migrate(self) -> str:
         """Bring the store's schema up to date; says what was done."""

@@ -43,7 +43,7 @@ from smtpmail.errors import (
 )
 from smtpmail.message.content import MessageInput
 from smtpmail.outbox.box import Claim, Outbox, inflight_mark
-from smtpmail.outbox.limits import RateLimiter, Route
+from smtpmail.outbox.limits import DestinationLimits, RateLimiter, Route
 from smtpmail.outbox.outcome import Outcome, apply_delivery, apply_error, apply_result
 from smtpmail.outbox.record import QueuedMessage
 from smtpmail.protocol.envelope import Envelope, SendResult
@@ -106,6 +106,11 @@ class Worker:
     sent, the stored one stays as it is); ``client_factory`` replaces the client
     construction altogether; ``direct`` (with ``dkim`` there to sign) sends
     through :func:`smtpmail.deliver` instead.
+
+    ``per_server`` (connections) and ``per_server_rate`` (message starts per
+    second) bound what goes to one destination; with a PostgreSQL outbox they
+    hold for all its workers together, on every machine, as does the backoff
+    after a busy signal (:meth:`Outbox.limits`). ``rate`` bounds this worker.
     """
 
     def __init__(
@@ -117,6 +122,7 @@ class Worker:
         connections: int = 4,
         per_server: int = 2,
         rate: float | None = None,
+        per_server_rate: float | None = None,
         batch: int = 50,
         busy_backoff: float = 60.0,
         client_factory: ClientFactory | None = None,
@@ -133,6 +139,10 @@ class Worker:
         self.batch = batch
         self.busy_backoff = busy_backoff
         self.limiter = RateLimiter(rate) if rate else None
+        if per_server_rate is not None and per_server_rate <= 0:
+            raise ValueError("per_server_rate must be positive")
+        self.per_server_rate = per_server_rate
+        self._limits: DestinationLimits = outbox.limits()
         self.client_options = client_options
         self.client_factory = client_factory or self._client
         #: keyword arguments for smtpmail.deliver(): send to each domain's MX hosts
@@ -256,7 +266,12 @@ class Worker:
                     return
                 route = min(free, key=lambda r: r.active)
                 route.active += 1
+            # One of the destination's connection slots (across machines, with the
+            # database store) for as long as this thread serves it.
+            slot = self._limits.connection(route.key, self.per_server, self.stop_event)
             try:
+                if slot is None:
+                    return
                 if self.direct is not None:
                     self._serve_direct(route)
                 else:
@@ -264,6 +279,8 @@ class Worker:
             except Exception:  # a bug must not leave the run hanging
                 log.exception("worker thread failed on %s", route.key)
             finally:
+                if slot is not None:
+                    self._limits.release(slot)
                 with self._lock:
                     route.active -= 1
 
@@ -293,6 +310,8 @@ class Worker:
         broken = 0
         try:
             while not self._stopping():
+                shared = self._limits.paused_until(route.key)  # another worker's backoff
+                route.paused_until = max(route.paused_until, shared)
                 if route.dead is not None or route.paused_until > time.time():
                     self._defer_rest(route)
                     return
@@ -328,7 +347,7 @@ class Worker:
             if not claims:
                 return
             for i, claim in enumerate(claims):
-                limited = self.limiter is not None and not self.limiter.acquire(self.stop_event)
+                limited = not self._pace(route)
                 if self._stopping() or limited:
                     for rest in claims[i:]:
                         rest.release()
@@ -378,7 +397,7 @@ class Worker:
             log.warning("cannot use %s: %s", route.key, exc)
             route.dead = exc
             if isinstance(exc, ServiceClosing):
-                route.pause(self.busy_backoff, time.time())
+                self._pause(route)
             for claim in claims:
                 if self._unwritable is not None:  # not tried: left as it was
                     claim.release()
@@ -400,7 +419,7 @@ class Worker:
         error: BaseException | None = None
         try:
             client.send_many(
-                self._items(claims, batch), results=batch.results, keep_bcc=STORED_AS_SENT
+                self._items(route, claims, batch), results=batch.results, keep_bcc=STORED_AS_SENT
             )
         except (SMTPError, OSError) as exc:
             error = exc
@@ -414,7 +433,7 @@ class Worker:
         for claim in unsent:
             claim.release()
         if batch.busy or isinstance(error, ServiceClosing):
-            until = route.pause(self.busy_backoff, time.time())
+            until = self._pause(route)
             log.warning("%s asked us to slow down; pausing until %s", route.key, time.ctime(until))
             with self._lock:
                 self._stats.busy_signals += 1
@@ -443,7 +462,23 @@ class Worker:
             batch.settled += 1
             self._record(claim, outcome)
 
-    def _items(self, claims: list[Claim], batch: _Batch) -> Iterator[tuple[Envelope, MessageInput]]:
+    def _pace(self, route: Route) -> bool:
+        """Wait for this worker's rate and the destination's; False when stopped."""
+        if self.limiter is not None and not self.limiter.acquire(self.stop_event):
+            return False
+        if self.per_server_rate is None:
+            return True
+        return self._limits.turn(route.key, self.per_server_rate, self.stop_event)
+
+    def _pause(self, route: Route) -> float:
+        """Back off from a destination that asked us to slow down, for every worker."""
+        until = route.pause(self.busy_backoff, time.time())
+        self._limits.pause(route.key, until)
+        return until
+
+    def _items(
+        self, route: Route, claims: list[Claim], batch: _Batch
+    ) -> Iterator[tuple[Envelope, MessageInput]]:
         """The batch as send_many consumes it, one message at a time: the rate
         limit and the inflight mark come just before each message goes out."""
         for claim in claims:
@@ -456,7 +491,7 @@ class Worker:
             except InputError as exc:
                 self._record(claim, apply_error(message, exc, self.outbox.schedule))
                 continue
-            if self.limiter is not None and not self.limiter.acquire(self.stop_event):
+            if not self._pace(route):
                 return
             if not self._mark_inflight(claim):
                 return

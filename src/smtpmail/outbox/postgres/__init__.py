@@ -47,6 +47,8 @@ from smtpmail.outbox.schedule import RetrySchedule
 if TYPE_CHECKING:
     import psycopg
 
+    from smtpmail.outbox.postgres.limits import DatabaseLimits
+
 __all__ = ["CHUNK_SIZE", "PostgresClaim", "PostgresOutbox"]
 
 log = Logger("smtpmail.outbox")
@@ -187,21 +189,30 @@ class PostgresOutbox(Outbox):
 
     # -- connections -----------------------------------------------------------
 
-    def _connect(self) -> psycopg.Connection[Any]:
+    def connect(self) -> psycopg.Connection[Any]:
         conn: psycopg.Connection[Any] = _driver().connect(
             self.url, autocommit=True, connect_timeout=10
         )
         return conn
 
+    def driver(self) -> Any:
+        """The psycopg module (imported when first needed)."""
+        return _driver()
+
+    def limits(self) -> DatabaseLimits:
+        from smtpmail.outbox.postgres.limits import DatabaseLimits
+
+        return DatabaseLimits(self)
+
     @contextmanager
-    def _db(self, what: str, *, check: bool = True) -> Iterator[psycopg.Connection[Any]]:
+    def database(self, what: str, *, check: bool = True) -> Iterator[psycopg.Connection[Any]]:
         """The store's connection (made, and the schema checked, when needed), with
         any database error turned into an OutboxError naming ``what`` failed."""
         driver = _driver()
         with self._lock:
             try:
                 if self._conn is None or self._conn.closed:
-                    self._conn = self._connect()
+                    self._conn = self.connect()
                 if check and not self._checked:
                     self._check_schema(self._conn)
                     self._checked = True
@@ -223,7 +234,7 @@ class PostgresOutbox(Outbox):
     def migrate(self, target: int = LATEST) -> str:
         """Create or upgrade the schema (to ``target``); refuse a newer one."""
         what = "cannot migrate the outbox's schema"
-        with self._db(what, check=False) as conn, conn.transaction():
+        with self.database(what, check=False) as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
             conn.execute("CREATE TABLE IF NOT EXISTS smtpmail_schema (version integer)")
             version = _schema_version(conn) or 0
@@ -273,7 +284,7 @@ class PostgresOutbox(Outbox):
         return records
 
     def _select(self, where: str, params: Any, what: str) -> list[QueuedMessage]:
-        with self._db(what) as conn:
+        with self.database(what) as conn:
             rows = conn.execute(f"{_SELECT} WHERE {where} ORDER BY id", params).fetchall()
             return self._records(conn, rows)
 
@@ -284,7 +295,7 @@ class PostgresOutbox(Outbox):
         return found[0]
 
     def ids(self) -> list[str]:
-        with self._db("cannot list the outbox") as conn:
+        with self.database("cannot list the outbox") as conn:
             return [r[0] for r in conn.execute("SELECT id FROM smtpmail_messages ORDER BY id")]
 
     def messages(self, ids: Iterable[str] | None = None) -> Iterator[QueuedMessage]:
@@ -302,21 +313,21 @@ class PostgresOutbox(Outbox):
         yield from self._select(where, params, "cannot list the messages due")
 
     def next_due(self) -> float | None:
-        with self._db("cannot read the outbox") as conn:
+        with self.database("cannot read the outbox") as conn:
             row = conn.execute(
                 "SELECT min(next_attempt) FROM smtpmail_messages WHERE NOT done"
             ).fetchone()
         return None if row is None or row[0] is None else float(row[0])
 
     def read_chunk(self, msg_id: str, seq: int) -> bytes:
-        with self._db(f"cannot read message {msg_id}") as conn:
+        with self.database(f"cannot read message {msg_id}") as conn:
             row = conn.execute(
                 "SELECT data FROM smtpmail_chunks WHERE message = %s AND seq = %s", (msg_id, seq)
             ).fetchone()
         return b"" if row is None else bytes(row[0])
 
     def keys(self) -> dict[str, str | None]:
-        with self._db("cannot read the keys") as conn:
+        with self.database("cannot read the keys") as conn:
             found: dict[str, str | None] = {
                 r[0]: None for r in conn.execute("SELECT key FROM smtpmail_keys")
             }
@@ -331,7 +342,7 @@ class PostgresOutbox(Outbox):
     # -- writing ---------------------------------------------------------------
 
     def _store(self, record: QueuedMessage, content: Iterator[bytes]) -> None:
-        with self._db(f"cannot queue message {record.id}") as conn, conn.transaction():
+        with self.database(f"cannot queue message {record.id}") as conn, conn.transaction():
             self._insert(conn, record)
             size = 0
             for seq, chunk in enumerate(_fixed_chunks(content)):
@@ -364,7 +375,7 @@ class PostgresOutbox(Outbox):
 
         Raises OutboxError when the lease was lost to another worker meanwhile.
         """
-        with self._db(f"cannot save message {message.id}") as conn, conn.transaction():
+        with self.database(f"cannot save message {message.id}") as conn, conn.transaction():
             self._update(conn, message)
 
     def _update(self, conn: psycopg.Connection[Any], message: QueuedMessage) -> None:
@@ -403,7 +414,7 @@ class PostgresOutbox(Outbox):
         if due_by is not None:
             where += " AND (next_attempt <= %s OR inflight IS NOT NULL)"
             params += (due_by,)
-        with self._db("cannot claim messages") as conn, conn.transaction():
+        with self.database("cannot claim messages") as conn, conn.transaction():
             rows = conn.execute(
                 f"{_SELECT} WHERE {where} ORDER BY id FOR UPDATE SKIP LOCKED", params
             ).fetchall()
@@ -436,7 +447,7 @@ class PostgresOutbox(Outbox):
         with self._lock:
             self._held.discard(msg_id)
         try:
-            with self._db(f"cannot release message {msg_id}") as conn:
+            with self.database(f"cannot release message {msg_id}") as conn:
                 conn.execute(
                     "UPDATE smtpmail_messages SET lease_owner = NULL, lease_until = NULL"
                     " WHERE id = %s AND lease_owner = %s",
@@ -465,7 +476,7 @@ class PostgresOutbox(Outbox):
                 continue
             try:
                 if conn is None or conn.closed:
-                    conn = self._connect()
+                    conn = self.connect()
                 conn.execute(
                     "UPDATE smtpmail_messages SET lease_until = now() + make_interval(secs => %s)"
                     " WHERE lease_owner = %s AND id = ANY(%s)",
@@ -483,7 +494,7 @@ class PostgresOutbox(Outbox):
         if ids is not None:
             where += " AND id = ANY(%s)"
             params = (list(ids),)
-        with self._db("cannot purge the outbox") as conn, conn.transaction():
+        with self.database("cannot purge the outbox") as conn, conn.transaction():
             rows = conn.execute(
                 f"DELETE FROM smtpmail_messages WHERE {where} RETURNING key, done", params
             ).fetchall()
@@ -503,7 +514,7 @@ class PostgresOutbox(Outbox):
         deadline = time.monotonic() + timeout
         try:
             if self._listener is None or self._listener.closed:
-                self._listener = self._connect()
+                self._listener = self.connect()
                 self._listener.execute(f"LISTEN {CHANNEL}")
             while not stop.is_set():
                 left = deadline - time.monotonic()

@@ -8,11 +8,13 @@ this smtpmail knows is refused (its columns may mean things we would break).
 Version 1: messages, one row per recipient, the message text in chunks.
 Version 2: leases (owner, expiry) for claims across machines, the keys
 ledger, and an index for "what is due".
+Version 3: ``smtpmail_pace``, the rate and backoff per destination shared by
+all workers (:mod:`~smtpmail.outbox.postgres.limits`).
 """
 
 from __future__ import annotations
 
-__all__ = ["LATEST", "MIGRATIONS", "TABLES"]
+__all__ = ["LATEST", "MIGRATIONS"]
 
 #: (version, statements): applied in order, each once.
 MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
@@ -68,9 +70,16 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             "CREATE INDEX smtpmail_messages_due ON smtpmail_messages (next_attempt) WHERE NOT done",
         ),
     ),
+    (
+        3,
+        (
+            """CREATE TABLE smtpmail_pace (
+                destination text PRIMARY KEY,
+                next_start timestamptz NOT NULL,
+                paused_until timestamptz
+            )""",
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1][0]
-
-#: Every table, for tests and for dropping the store.
-TABLES = ("smtpmail_chunks", "smtpmail_recipients", "smtpmail_keys", "smtpmail_messages")
