@@ -14,7 +14,15 @@ import pytest
 from pgserver import pg_url, postgres
 from servers import RecordingServer
 from smtpmail.errors import InvalidAddress
-from smtpmail.outbox import Outbox, RetrySchedule, State, Worker
+from smtpmail.outbox import (
+    Observer,
+    Outbox,
+    Outcome,
+    QueuedMessage,
+    RetrySchedule,
+    State,
+    Worker,
+)
 from smtpmail.outbox.postgres import CHUNK_SIZE
 
 __all__ = ["pg_url", "postgres"]  # the fixtures, imported for pytest
@@ -174,3 +182,48 @@ def test_the_worker_delivers_through_a_real_server_and_records_each_state(
     assert sorted(m.subject for m in box.messages()) == sorted(
         [f"message {i}" for i in range(30)] + ["message 99"]
     )
+
+
+class _Events(Observer):
+    def __init__(self) -> None:
+        self.seen: list[tuple[object, ...]] = []
+
+    def attempt_started(self, message: QueuedMessage, destination: str) -> None:
+        self.seen.append(("started", message.id, destination))
+
+    def attempt_finished(
+        self,
+        message: QueuedMessage,
+        destination: str | None,
+        outcome: Outcome,
+        latency: float | None,
+    ) -> None:
+        codes = [r.code for r in message.recipients]
+        self.seen.append(("finished", message.id, destination, codes, latency is not None))
+
+    def attempt_abandoned(self, message: QueuedMessage) -> None:
+        self.seen.append(("abandoned", message.id))
+
+
+def test_the_observer_hears_each_attempt_and_each_abandoned_one(
+    location: str, box: Outbox, smtpd: RecordingServer
+) -> None:
+    events = _Events()
+    box.observer = events
+    smtpd.handler.refuse = {"never@example.net": "550 5.1.1 no such user"}
+    queued = box.add(_message(1), "a@example.org", ["b@example.net", "never@example.net"])
+    Worker(box, port=smtpd.port).run()
+    where = f"127.0.0.1:{smtpd.port}"
+    assert events.seen == [
+        ("started", queued.id, where),
+        ("finished", queued.id, where, [250, 550], True),
+    ]
+    left = box.add(_message(2), "a@example.org", ["b@example.net"])
+    claim = box.claim(left.id)
+    assert claim is not None
+    claim.message.inflight = {"since": 1.0, "pid": 1, "recipients": ["b@example.net"]}
+    claim.save()
+    claim.release()
+    events.seen.clear()
+    Worker(box, port=smtpd.port).run()
+    assert [e[0] for e in events.seen] == ["abandoned", "started", "finished"]

@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 from smtpmail.outbox.box import Claim, Outbox
+from smtpmail.outbox.events import Observer
 from smtpmail.outbox.outcome import Outcome
 from smtpmail.outbox.record import QueuedMessage, RecipientState, State
 from smtpmail.outbox.report import failure_report, render_report
@@ -27,6 +28,7 @@ from smtpmail.outbox.worker import RunStats, Worker
 
 __all__ = [
     "Claim",
+    "Observer",
     "Outbox",
     "Outcome",
     "QueuedMessage",

@@ -32,6 +32,7 @@ from typing import IO, Any
 from smtpmail._log import Logger
 from smtpmail.errors import InvalidArgument
 from smtpmail.message.content import MessageInput, as_content, envelope_from_headers
+from smtpmail.outbox.events import Observer
 from smtpmail.outbox.limits import DestinationLimits
 from smtpmail.outbox.record import QueuedMessage, RecipientState
 from smtpmail.outbox.schedule import RetrySchedule
@@ -62,6 +63,9 @@ class Claim:
         self.message = message
         self.content = content
         self.recovered = False
+        #: Set by the worker when the message goes out: where to, and when (monotonic).
+        self.destination: str | None = None
+        self.started: float | None = None
 
     @property
     def released(self) -> bool:
@@ -92,6 +96,8 @@ class Outbox:
     schedule: RetrySchedule
     #: Who claims, in inflight marks and leases (the database store: host, pid, nonce).
     owner: str | None = None
+    #: Told of every attempt, abandoned attempt and lease expiry (metrics hook in here).
+    observer: Observer = Observer()
 
     def __new__(cls, location: Any = None, *args: Any, **kwargs: Any) -> Outbox:
         if cls is Outbox:

@@ -47,6 +47,7 @@ from typing import IO
 from smtpmail._log import Logger
 from smtpmail.errors import OutboxError
 from smtpmail.outbox.box import Claim, Outbox
+from smtpmail.outbox.events import tell
 from smtpmail.outbox.outcome import apply_abandoned
 from smtpmail.outbox.record import QueuedMessage
 from smtpmail.outbox.schedule import RetrySchedule
@@ -247,6 +248,7 @@ class FolderOutbox(Outbox):
             try:
                 apply_abandoned(message)
                 self.save(message)
+                tell(self.observer, "attempt_abandoned", message)
             except BaseException:
                 f.close()
                 raise

@@ -43,6 +43,7 @@ from smtpmail.errors import (
 )
 from smtpmail.message.content import MessageInput
 from smtpmail.outbox.box import Claim, Outbox, inflight_mark
+from smtpmail.outbox.events import tell
 from smtpmail.outbox.limits import DestinationLimits, RateLimiter, Route
 from smtpmail.outbox.outcome import Outcome, apply_delivery, apply_error, apply_result
 from smtpmail.outbox.record import QueuedMessage
@@ -358,7 +359,7 @@ class Worker:
                 except InputError as exc:
                     self._record(claim, apply_error(message, exc, self.outbox.schedule))
                     continue
-                if not self._mark_inflight(claim):
+                if not self._mark_inflight(claim, route):
                     continue  # the next turn of the loop releases the rest
                 try:
                     report = deliver(
@@ -369,7 +370,7 @@ class Worker:
                     continue
                 self._record(claim, apply_delivery(message, report, self.outbox.schedule))
 
-    def _mark_inflight(self, claim: Claim) -> bool:
+    def _mark_inflight(self, claim: Claim, route: Route) -> bool:
         """Say, durably, that an attempt starts: if this process dies before it
         records the outcome, the next claimer knows the message may have gone.
 
@@ -385,6 +386,8 @@ class Worker:
             self._cannot_write(f"cannot mark message {message.id} as being sent", exc, "not sent")
             return False
         claim.content.seek(0)
+        claim.destination, claim.started = route.key, time.monotonic()
+        tell(self.outbox.observer, "attempt_started", message, route.key)
         return True
 
     def _connect(self, route: Route, claims: list[Claim]) -> Client | None:
@@ -493,7 +496,7 @@ class Worker:
                 continue
             if not self._pace(route):
                 return
-            if not self._mark_inflight(claim):
+            if not self._mark_inflight(claim, route):
                 return
             batch.sent.append(claim)
             yield envelope, claim.content
@@ -542,6 +545,9 @@ class Worker:
             return
         finally:
             claim.release()
+        latency = None if claim.started is None else time.monotonic() - claim.started
+        observer = self.outbox.observer
+        tell(observer, "attempt_finished", claim.message, claim.destination, outcome, latency)
         with self._lock:
             self._stats.add(claim.message, outcome)
             if self._progress is not None:

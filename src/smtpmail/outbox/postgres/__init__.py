@@ -39,6 +39,7 @@ from urllib.parse import urlsplit, urlunsplit
 from smtpmail._log import Logger
 from smtpmail.errors import OutboxError
 from smtpmail.outbox.box import Claim, Outbox
+from smtpmail.outbox.events import tell
 from smtpmail.outbox.outcome import apply_abandoned
 from smtpmail.outbox.postgres.schema import LATEST, MIGRATIONS
 from smtpmail.outbox.record import QueuedMessage, RecipientState
@@ -432,10 +433,12 @@ class PostgresOutbox(Outbox):
                 claim = PostgresClaim(self, message)
                 if row[-1] is not None:
                     log.warning("%s: the lease of %s expired; taken over", message.id, row[-1])
+                    tell(self.observer, "lease_expired", message, row[-1])
                 if message.inflight is not None:
                     apply_abandoned(message)
                     self._update(conn, message)
                     claim.recovered = True
+                    tell(self.observer, "attempt_abandoned", message)
                 claims.append(claim)
         with self._lock:
             self._held.update(taken)
