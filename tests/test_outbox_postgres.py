@@ -353,3 +353,26 @@ def test_a_busy_signal_pauses_the_server_for_every_worker(
         assert record.status == "deferred" and "slow down" in (record.last_error or "")
         assert record.next_attempt > time.time() + 500  # until the shared pause ends
     first.close()
+
+
+def test_merge_and_the_config_files_queue_key_use_the_database(
+    tmp_path: Path, pg_url: str, smtpd: RecordingServer
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(f'queue = "{pg_url}"\n')
+    assert _run(tmp_path, ["queue", "migrate"], SMTPMAIL_CONFIG=str(config))[0] == 0
+    (tmp_path / "letter.eml").write_text(
+        "From: a@example.org\nTo: {{name}} <{{email}}>\nSubject: Hi {{name}}\n\nHello.\n"
+    )
+    (tmp_path / "people.csv").write_text("name,email\nBob,bob@example.net\nAnn,ann@example.net\n")
+    merge = ["merge", "--template", str(tmp_path / "letter.eml")]
+    merge += ["--data", str(tmp_path / "people.csv"), "--port", str(smtpd.port)]
+    status, _, err = _run(tmp_path, merge, SMTPMAIL_CONFIG=str(config))
+    assert status == 0, err
+    assert sorted(m.rcpt_tos[0] for m in smtpd.messages) == ["ann@example.net", "bob@example.net"]
+    # Run again: every row's key is in the database, nothing is queued or sent twice.
+    status, _, err = _run(tmp_path, merge, SMTPMAIL_CONFIG=str(config))
+    assert status == 0 and "2 row(s) already queued" in err
+    assert len(smtpd.messages) == 2
+    with Outbox(pg_url) as box:
+        assert sorted(m.subject or "" for m in box.messages()) == ["Hi Ann", "Hi Bob"]
