@@ -75,6 +75,14 @@ class Claim:
         if not self.content.closed:
             self.content.close()
 
+    def finish(self, *, sync_dir: bool = True) -> None:
+        """Save the state, then release the claim (in one step where the store can);
+        released even when the save fails."""
+        try:
+            self.save(sync_dir=sync_dir)
+        finally:
+            self.release()
+
     def __enter__(self) -> Claim:
         return self
 
