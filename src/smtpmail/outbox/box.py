@@ -159,7 +159,8 @@ class Outbox:
             except KeyError:
                 continue  # purged meanwhile
             except ValueError as exc:  # a hand-edited or foreign record: skip it, loudly
-                log.error("%s: unreadable state, skipped: %s", self.where(msg_id), exc)
+                where = self.where()
+                log.error("%s: message %s: unreadable state, skipped: %s", where, msg_id, exc)
 
     def due(self, now: float, ids: Iterable[str] | None = None) -> Iterator[QueuedMessage]:
         """The messages a worker should try now: pending and due, or left in flight."""
