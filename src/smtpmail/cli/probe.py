@@ -213,7 +213,10 @@ def _failed(exc: Exception, settings: ServerSettings, report: dict[str, Any], se
                 "name in the certificate"
             )
         elif "certificate" in lowered or "verify" in lowered:
-            say("the certificate is not trusted (self-signed or unknown CA?): see --cafile")
+            say(
+                "the certificate is not trusted (self-signed or unknown CA?): give its CA "
+                "with --cafile, or pin it with --fingerprint (--insecure-no-verify shows it)"
+            )
         else:
             say("the TLS handshake failed")
     elif isinstance(exc, errors.RemoteProtocolError) and not seen.replied:
