@@ -13,7 +13,7 @@ import time
 
 from smtpmail._record import Record
 from smtpmail.cli.environment import Environment
-from smtpmail.cli.exits import EX_OK, EX_PARTIAL, EXIT_CODES_HELP, UsageError, exit_status
+from smtpmail.cli.exits import EX_OK, EX_PARTIAL, EXIT_CODES_HELP, UsageError
 from smtpmail.cli.server import ServerSettings, add_server_arguments, make_client, resolve_settings
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
@@ -116,13 +116,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 class Prepared(Record):
-    """What goes out: the message (bytes or chunks) and its envelope."""
+    """What goes out: the message (bytes or chunks), its envelope and Message-ID."""
 
-    _fields = ("message", "envelope")
+    _fields = ("message", "envelope", "message_id")
 
-    def __init__(self, message: Any, envelope: Any) -> None:
+    def __init__(self, message: Any, envelope: Any, message_id: str | None = None) -> None:
         self.message = message
         self.envelope = envelope
+        self.message_id = message_id
 
 
 def prepare(args: argparse.Namespace, env: Environment, settings: ServerSettings) -> Prepared:
@@ -153,7 +154,9 @@ def prepare(args: argparse.Namespace, env: Environment, settings: ServerSettings
         ret=args.dsn_ret,
         envid=args.dsn_envid,
     )
-    return Prepared(composed.as_bytes(), composed.envelope)
+    # Read for --json only: parsing a header loads email's header parser (start-up time).
+    message_id = composed.message["Message-ID"] if env.document is not None else None
+    return Prepared(composed.as_bytes(), composed.envelope, message_id)
 
 
 def _prepare_raw(
@@ -174,7 +177,8 @@ def _prepare_raw(
         ret=args.dsn_ret,
         envid=args.dsn_envid,
     )
-    return Prepared(raw.chunks(), envelope)
+    message_id = raw.headers().get("Message-ID") if env.document is not None else None
+    return Prepared(raw.chunks(), envelope, " ".join(message_id.split()) if message_id else None)
 
 
 def _text(args: argparse.Namespace, env: Environment) -> str:
@@ -231,6 +235,13 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     started = time.monotonic()
     settings = resolve_settings(args, env)
     prepared = prepare(args, env, settings)
+    document = env.document
+    if document is not None:
+        # Known before connecting: a failure's document carries them too.
+        from smtpmail.cli import jsondoc
+
+        document["envelope"] = jsondoc.envelope(prepared.envelope)
+        document["message_id"] = prepared.message_id
     if args.dry_run:
         return _dry_run(prepared, settings, env, keep_bcc=args.keep_bcc)
     if args.quit_after:
@@ -245,33 +256,10 @@ def run(args: argparse.Namespace, env: Environment) -> int:
         from smtpmail.cli import direct
 
         return direct.run(args, env, prepared.message, prepared.envelope)
-    report: dict[str, Any] = {
-        "server": {"url": settings.url, "host": settings.host, "port": settings.port}
-    }
-    try:
-        status = _send(args, env, settings, prepared, report=report, started=started)
-    except Exception as exc:
-        if not args.json:
-            raise
-        status, text = exit_status(exc)
-        report["ok"] = False
-        report["error"] = {"type": type(exc).__name__, "message": text}
-        reply = getattr(exc, "reply", None)
-        if reply is not None:
-            report["error"]["reply"] = _reply_json(reply)
-        refused = getattr(exc, "refused", None)
-        if refused:
-            report["recipients"] = [
-                {"address": a, "accepted": False, **_reply_json(r)} for a, r in refused.items()
-            ]
-        env.stderr.write(f"smtpmail: {text}\n")
-    if args.json:
-        import json
-
-        report["exit_status"] = status
-        report.setdefault("timings", {})["total"] = round(time.monotonic() - started, 6)
-        env.stdout.write(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-    return status
+    if document is not None:
+        document["mode"] = "relay"
+        document["server"] = {"url": settings.url, "host": settings.host, "port": settings.port}
+    return _send(args, env, settings, prepared, started=started)
 
 
 def _send(
@@ -280,7 +268,6 @@ def _send(
     settings: ServerSettings,
     prepared: Prepared,
     *,
-    report: dict[str, Any],
     started: float,
 ) -> int:
     transcript = None
@@ -289,27 +276,24 @@ def _send(
 
         transcript = TranscriptPrinter(env.stderr, colour=env.colors)
     client = make_client(settings, env, transcript)
+    document = env.document
     t0 = time.monotonic()
     with client:
         t1 = time.monotonic()
-        report["server"].update(server_facts(client))
+        if document is not None:
+            document["server"].update(server_facts(client))
         result = client.send(prepared.message, envelope=prepared.envelope, keep_bcc=args.keep_bcc)
         t2 = time.monotonic()
-    report["envelope"] = {
-        "sender": prepared.envelope.sender,
-        "recipients": list(prepared.envelope.recipients),
-    }
-    report["ok"] = result.ok
-    report["reply"] = _reply_json(result.reply) if result.reply is not None else None
-    report["recipients"] = [
-        {"address": a, "accepted": r.accepted, **_reply_json(r.reply)}
-        for a, r in result.recipients.items()
-    ]
-    report["timings"] = {
-        "connect": round(t1 - t0, 6),
-        "transaction": round(t2 - t1, 6),
-        "prepare": round(t0 - started, 6),
-    }
+    if document is not None:
+        from smtpmail.cli import jsondoc
+
+        jsondoc.relay_result(document, result)
+        document["timings"] = {
+            "prepare": round(t0 - started, 6),
+            "connect": round(t1 - t0, 6),
+            "transaction": round(t2 - t1, 6),
+            "total": round(time.monotonic() - started, 6),
+        }
     if result.refused:
         for address, reply in result.refused.items():
             env.stderr.write(f"smtpmail: {address} refused: {reply.code} {reply.text_oneline()}\n")
@@ -359,23 +343,28 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def _reply_json(reply: Any) -> dict[str, Any]:
-    return {"code": reply.code, "enhanced": reply.enhanced_status, "text": reply.text}
-
-
 def _dry_run(
     prepared: Prepared, settings: ServerSettings, env: Environment, *, keep_bcc: bool
 ) -> int:
     envelope = prepared.envelope
+    from smtpmail.message.content import as_content
+
+    # What would be sent: through the same transforms (the Bcc rule) as a send.
+    chunks = as_content(prepared.message, keep_bcc=keep_bcc).chunks
+    if env.document is not None:
+        from smtpmail.cli import jsondoc
+
+        env.document["mode"] = "dry-run"
+        env.document["server"] = {"url": settings.url, "host": settings.host, "port": settings.port}
+        env.document["recipients"] = [jsondoc.unsent(address) for address in envelope.recipients]
+        env.document["message"] = b"".join(chunks).decode("utf-8", "replace")
+        return EX_OK
     out = env.stdout
     out.write(f"# server: {settings.url}\n")
     out.write(f"# reverse-path: <{envelope.sender}>\n")
     for rcpt in envelope.recipients:
         out.write(f"# forward-path: <{rcpt}>\n")
     out.write("\n")
-    from smtpmail.message.content import as_content
-
-    # What would be sent: through the same transforms (the Bcc rule) as a send.
-    for chunk in as_content(prepared.message, keep_bcc=keep_bcc).chunks:
+    for chunk in chunks:
         out.write(chunk.decode("utf-8", "replace"))
     return EX_OK
