@@ -303,3 +303,16 @@ def test_every_sending_or_reporting_command_takes_json() -> None:
         r = run_script("smtpmail", *argv, "--help")
         assert "--json" in r.stdout, argv
     assert "--json" in run_script("smtpmail-sendmail", "--help").stdout
+
+
+def test_the_documented_examples_follow_the_schema() -> None:
+    """docs/json.md's examples are documents the schema accepts."""
+    import json
+    import re
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "json.md").read_text()
+    examples = re.findall(r"```json\n(.*?)```", text, flags=re.S)
+    assert len(examples) == 2
+    for example in examples:
+        document = json.loads(example)
+        check(json.dumps(document), document["exit_status"])

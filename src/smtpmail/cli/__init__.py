@@ -73,7 +73,7 @@ class Parser(argparse.ArgumentParser):
         argparse's exit, :func:`main`'s error path (a ``--json`` document too)."""
         self.print_usage(sys.stderr)
         sys.stderr.write(f"{self.prog}: error: {message}\n")
-        raise ReportedUsageError(f"{self.prog}: {message}")
+        raise ReportedUsageError(f"{self.prog}: error: {message}")
 
 
 class ReportedUsageError(UsageError):
@@ -185,10 +185,11 @@ def _call(command: Callable[[], int], env: Environment) -> int:
 
 def _failed(exc: Exception, env: Environment) -> int:
     status, text = exit_status(exc)
-    if not isinstance(exc, ReportedUsageError):
+    shown = isinstance(exc, ReportedUsageError)
+    if not shown:
         env.stderr.write(f"smtpmail: {text}\n")
     if env.document is not None:
         from smtpmail.cli import jsondoc
 
-        jsondoc.error(env.document, exc, text)
+        jsondoc.error(env.document, exc, text, kind="UsageError" if shown else None)
     return status

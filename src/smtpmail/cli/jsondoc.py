@@ -59,10 +59,13 @@ def finish(env: Environment, document: dict[str, Any], status: int) -> None:
     env.stdout.flush()
 
 
-def error(document: dict[str, Any], exc: BaseException, text: str) -> None:
-    """Note ``exc`` (as the command line words it) in the document: its type,
-    message, the server's reply if any, and the recipients a refusal names."""
-    found: dict[str, Any] = {"type": type(exc).__name__, "message": text, "reply": None}
+def error(
+    document: dict[str, Any], exc: BaseException, text: str, kind: str | None = None
+) -> None:
+    """Note ``exc`` (as the command line words it) in the document: its type
+    (``kind`` when the class is not the one to name), message, the server's
+    reply if any, and the recipients a refusal names."""
+    found: dict[str, Any] = {"type": kind or type(exc).__name__, "message": text, "reply": None}
     server_reply = getattr(exc, "reply", None)
     if server_reply is not None and hasattr(server_reply, "code"):
         found["reply"] = reply(server_reply)
