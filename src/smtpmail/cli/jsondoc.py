@@ -59,9 +59,7 @@ def finish(env: Environment, document: dict[str, Any], status: int) -> None:
     env.stdout.flush()
 
 
-def error(
-    document: dict[str, Any], exc: BaseException, text: str, kind: str | None = None
-) -> None:
+def error(document: dict[str, Any], exc: BaseException, text: str, kind: str | None = None) -> None:
     """Note ``exc`` (as the command line words it) in the document: its type
     (``kind`` when the class is not the one to name), message, the server's
     reply if any, and the recipients a refusal names."""
