@@ -83,7 +83,7 @@ def test_insecure_no_verify_shows_what_the_certificate_says(
         "--insecure-no-verify",
     )
     assert "tls subject: " in r.stdout and "O=trustme" in r.stdout, r.stdout
-    assert "tls names: " in r.stdout and "mail.example.org" in r.stdout
+    assert "tls names: localhost, 127.0.0.1, mail.example.org" in r.stdout
 
 
 def test_fingerprint_pins_the_certificate(plain_starttls: TLSServer, tmp_path: Path) -> None:

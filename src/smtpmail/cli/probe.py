@@ -255,7 +255,8 @@ def _print(report: dict[str, Any], env: Environment) -> None:
             tls = dict(facts["tls"])
             chain = tls.pop("chain", None) or []
             for name, value in tls.items():
-                out(f"  tls {name}: {value}\n")
+                shown = ", ".join(value) if isinstance(value, list) else value
+                out(f"  tls {name}: {shown}\n")
             # Leaf first: a missing intermediate shows as a chain that stops early.
             for depth, cert in enumerate(chain):
                 out(f"  certificate {depth}: {cert['subject']}\n")
