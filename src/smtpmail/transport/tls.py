@@ -127,13 +127,13 @@ class TLSInfo(Frozen):
         "cipher",
         "subject",
         "issuer",
-        "not_before",
         "not_after",
         "names",
         "fingerprint",
         "verified",
         "server_hostname",
         "chain",
+        "not_before",  # last: the positional order of __init__, which added it last
     )
     __slots__ = _fields
 
