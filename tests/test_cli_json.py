@@ -302,7 +302,11 @@ def test_every_sending_or_reporting_command_takes_json() -> None:
     ):  # fmt: skip
         r = run_script("smtpmail", *argv, "--help")
         assert "--json" in r.stdout, argv
-    assert "--json" in run_script("smtpmail-sendmail", "--help").stdout
+        # With --json as well, the help alone: no document after it.
+        assert run_script("smtpmail", *argv, "--help", "--json").stdout == r.stdout
+    r = run_script("smtpmail-sendmail", "--help")
+    assert "--json" in r.stdout
+    assert run_script("smtpmail-sendmail", "--help", "--json").stdout == r.stdout
 
 
 def test_the_documented_examples_follow_the_schema() -> None:

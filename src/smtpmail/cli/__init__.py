@@ -118,7 +118,8 @@ def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> i
 
         env.document = jsondoc.start(_command_name(args_list))
         status = _main(args_list, env)
-        jsondoc.finish(env, env.document, status)
+        if env.document is not None:  # None: --help or --version printed instead
+            jsondoc.finish(env, env.document, status)
         return status
     return _main(args_list, env)
 
@@ -152,7 +153,10 @@ def _main(args_list: list[str], env: Environment) -> int:
             # usage; the subcommand's own usage lists the options that exist.
             getattr(args, "_parser", parser).error(f"unrecognized arguments: {' '.join(unknown)}")
     except SystemExit as exc:  # argparse exits on --help and --version
-        return EX_USAGE if exc.code not in (0, None) else EX_OK
+        if exc.code not in (0, None):
+            return EX_USAGE
+        env.document = None  # what was asked for is on stdout: no document after it
+        return EX_OK
     except UsageError as exc:
         return _failed(exc, env)
     finally:

@@ -192,6 +192,7 @@ def _server_args(long_opts: list[str], opts: SendmailArgs) -> argparse.Namespace
 def run_argv(argv: Sequence[str], env: Environment) -> int:
     if "--help" in argv:
         env.stdout.write(USAGE)
+        env.document = None  # the help is what was asked for, not a --json document
         return EX_OK
     opts, long_opts, recipients = parse(argv)
     ns = _server_args(long_opts, opts)
