@@ -9,8 +9,8 @@ input typed before its prompt).
 
 from __future__ import annotations
 
-import os
 import fcntl
+import os
 import pty
 import select
 import signal
