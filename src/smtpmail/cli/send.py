@@ -14,7 +14,13 @@ import time
 from smtpmail._record import Record
 from smtpmail.cli.environment import Environment
 from smtpmail.cli.exits import EX_OK, EX_PARTIAL, EXIT_CODES_HELP, UsageError, exit_status
-from smtpmail.cli.server import ServerSettings, add_server_arguments, make_client, resolve_settings
+from smtpmail.cli.server import (
+    ServerSettings,
+    add_output_arguments,
+    add_server_arguments,
+    make_client,
+    resolve_settings,
+)
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 
@@ -88,10 +94,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     e = parser.add_argument_group("envelope and delivery status notification (RFC 3461)")
     e.add_argument("--envelope-from", metavar="ADDR", help="reverse-path ('' for the null path)")
+    e.add_argument(
+        "--read-envelope-from",
+        action="store_true",
+        help="with --message: the reverse-path is the message's From (Sender when present), "
+        "not --from or the account's from (msmtp's option)",
+    )
     e.add_argument("--dsn-notify", metavar="LIST", help="NEVER, or SUCCESS,FAILURE,DELAY")
     e.add_argument("--dsn-ret", choices=("FULL", "HDRS", "full", "hdrs"))
     e.add_argument("--dsn-envid", metavar="ID")
     add_server_arguments(parser)
+    add_output_arguments(parser)
     # --direct and its options: delivery's hook (smtpmail.cli.direct), kept apart.
     from smtpmail.cli import direct
 
@@ -116,19 +129,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 class Prepared(Record):
-    """What goes out: the message (bytes or chunks) and its envelope."""
+    """What goes out: the message (bytes or chunks) and its envelope; ``origin``
+    (a composed Message, or a RawMessage whose header section was read) tells
+    its Message-ID."""
 
-    _fields = ("message", "envelope")
+    _fields = ("message", "envelope", "origin")
 
-    def __init__(self, message: Any, envelope: Any) -> None:
+    def __init__(self, message: Any, envelope: Any, origin: Any = None) -> None:
         self.message = message
         self.envelope = envelope
+        self.origin = origin
+
+    def message_id(self) -> str | None:
+        """The Message-ID field (a raw message's header section is parsed only now)."""
+        if self.origin is None:
+            return None
+        headers = self.origin.headers() if hasattr(self.origin, "headers") else self.origin
+        value = headers.get("Message-ID")
+        return None if value is None else str(value)
 
 
 def prepare(args: argparse.Namespace, env: Environment, settings: ServerSettings) -> Prepared:
     """Build the message and envelope; every input error surfaces here, before connecting."""
     notify = args.dsn_notify.split(",") if args.dsn_notify else None
     sender = args.sender or settings.sender
+    if args.read_envelope_from:
+        if args.envelope_from is not None:
+            raise UsageError("give --envelope-from or --read-envelope-from, not both")
+        sender = None  # a composed message's reverse-path is its From already
     if args.message:
         return _prepare_raw(args, env, sender, notify)
     from smtpmail.message.compose import compose
@@ -153,7 +181,7 @@ def prepare(args: argparse.Namespace, env: Environment, settings: ServerSettings
         ret=args.dsn_ret,
         envid=args.dsn_envid,
     )
-    return Prepared(composed.as_bytes(), composed.envelope)
+    return Prepared(composed.as_bytes(), composed.envelope, composed.message)
 
 
 def _prepare_raw(
@@ -174,7 +202,7 @@ def _prepare_raw(
         ret=args.dsn_ret,
         envid=args.dsn_envid,
     )
-    return Prepared(raw.chunks(), envelope)
+    return Prepared(raw.chunks(), envelope, raw)
 
 
 def _text(args: argparse.Namespace, env: Environment) -> str:
@@ -287,14 +315,23 @@ def _send(
     if args.verbose:
         from smtpmail.cli.transcript import TranscriptPrinter
 
-        transcript = TranscriptPrinter(env.stderr, colour=env.colors)
+        transcript = TranscriptPrinter(
+            env.stderr, colour=env.colors, data_lines=settings.show_data_lines
+        )
     client = make_client(settings, env, transcript)
     t0 = time.monotonic()
-    with client:
-        t1 = time.monotonic()
-        report["server"].update(server_facts(client))
-        result = client.send(prepared.message, envelope=prepared.envelope, keep_bcc=args.keep_bcc)
-        t2 = time.monotonic()
+    try:
+        with client:
+            t1 = time.monotonic()
+            report["server"].update(server_facts(client))
+            result = client.send(
+                prepared.message, envelope=prepared.envelope, keep_bcc=args.keep_bcc
+            )
+            t2 = time.monotonic()
+    except Exception as exc:
+        _log(settings, env, prepared, client, error=exc)
+        raise
+    _log(settings, env, prepared, client, result=result)
     report["envelope"] = {
         "sender": prepared.envelope.sender,
         "recipients": list(prepared.envelope.recipients),
@@ -317,6 +354,17 @@ def _send(
     return EX_OK
 
 
+def _log(
+    settings: ServerSettings, env: Environment, prepared: Prepared, client: Any, **outcome: Any
+) -> None:
+    """The mail log's line (smtpmail.cli.maillog), when a logfile or syslog is set."""
+    if settings.logfile or settings.syslog:
+        from smtpmail.cli import maillog
+
+        tls = client.tls_info is not None
+        maillog.record(settings, env, prepared.envelope, prepared.message_id(), tls=tls, **outcome)
+
+
 def _rehearse(
     args: argparse.Namespace, env: Environment, settings: ServerSettings, prepared: Prepared
 ) -> int:
@@ -325,7 +373,9 @@ def _rehearse(
     if args.verbose:
         from smtpmail.cli.transcript import TranscriptPrinter
 
-        transcript = TranscriptPrinter(env.stderr, colour=env.colors)
+        transcript = TranscriptPrinter(
+            env.stderr, colour=env.colors, data_lines=settings.show_data_lines
+        )
     client = make_client(settings, env, transcript)
     client.rehearse(args.quit_after, prepared.message, envelope=prepared.envelope)
     return EX_OK

@@ -96,15 +96,22 @@ class RawMessage(Record):
             prefix = "Resent-" if resent else ""
             fields = [str(v) for n in ("To", "Cc", "Bcc") for v in msg.get_all(prefix + n, [])]
             rcpts += [addr for _, addr in getaddresses(fields) if addr]
-        if sender is None:
-            prefix = "Resent-" if msg.get_all("Resent-From") else ""
-            found = getaddresses(
-                msg.get_all(prefix + "Sender", []) or msg.get_all(prefix + "From", [])
-            )
-            if not found or not found[0][1]:
-                raise InvalidAddress("no sender given (-f/--from) and no From header")
-            sender = found[0][1]
-        return rcpts, sender
+        return rcpts, sender if sender is not None else _header_sender(msg)
+
+    def header_sender(self) -> str:
+        """The reverse-path the header section names: Sender, else From (their
+        Resent- forms when the message was resent, RFC 5322 §3.6.6)."""
+        return _header_sender(self.headers())
+
+
+def _header_sender(msg: Message) -> str:
+    from email.utils import getaddresses
+
+    prefix = "Resent-" if msg.get_all("Resent-From") else ""
+    found = getaddresses(msg.get_all(prefix + "Sender", []) or msg.get_all(prefix + "From", []))
+    if not found or not found[0][1]:
+        raise InvalidAddress("no sender given (-f/--from) and no From header")
+    return found[0][1]
 
 
 def qualify(address: str, domain: str | None) -> str:
