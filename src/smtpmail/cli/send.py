@@ -425,7 +425,9 @@ def _dry_run(
     out.write("\n")
     from smtpmail.message.content import as_content
 
-    # What would be sent: through the same transforms (the Bcc rule) as a send.
-    for chunk in as_content(prepared.message, keep_bcc=keep_bcc).chunks:
+    # What would be sent: through the same transforms (the Bcc rule, the 8-bit
+    # downgrade) as a send.
+    content = as_content(prepared.message, keep_bcc=keep_bcc, convert_8bit=settings.convert_8bit)
+    for chunk in content.chunks:
         out.write(chunk.decode("utf-8", "replace"))
     return EX_OK

@@ -162,6 +162,7 @@ _LONG_FLAGS = frozenset(
         "--verbose",
         "--json",
         "--read-envelope-from",
+        "--convert-8bit",
         "--syslog",  # a facility only as --syslog=FACILITY (as msmtp's)
     }
 )

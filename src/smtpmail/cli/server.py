@@ -128,6 +128,14 @@ def add_server_arguments(parser: argparse.ArgumentParser, *, url_option: bool = 
         action="store_true",
         help="allow sending credentials without TLS (dangerous)",
     )
+    g.add_argument(
+        "--convert-8bit",
+        action="store_true",
+        default=None,
+        help="re-encode a message's 8-bit MIME parts (quoted-printable for text, base64 "
+        "otherwise) so it goes to a server without 8BITMIME; without it such a message is "
+        "refused (exit 69). Composed messages are 7-bit already",
+    )
     d = parser.add_argument_group("DKIM signing (all three, or the account's dkim table)")
     d.add_argument("--dkim-selector", metavar="NAME", help="s=: the key is at NAME._domainkey")
     d.add_argument("--dkim-domain", metavar="DOMAIN", help="d=: the signing domain")
@@ -198,6 +206,7 @@ class ServerSettings(Record):
         "show_data_lines",
         "logfile",
         "syslog",
+        "convert_8bit",
     )
     #: The password never shows in a repr (or a traceback's locals).
     _hidden = frozenset({"password"})
@@ -230,6 +239,7 @@ class ServerSettings(Record):
         show_data_lines: int | None = None,
         logfile: str | None = None,
         syslog: str | None = None,
+        convert_8bit: bool = False,
     ) -> None:
         self.host = host
         self.port = port
@@ -257,6 +267,7 @@ class ServerSettings(Record):
         self.show_data_lines = show_data_lines  # -v's data view (None: 40; 0: all)
         self.logfile = logfile  # the mail log (smtpmail.cli.maillog)
         self.syslog = syslog  # its syslog facility, or None
+        self.convert_8bit = convert_8bit  # 8-bit MIME parts re-encoded (message.eightbit)
 
     @property
     def url(self) -> str:
@@ -359,6 +370,7 @@ def resolve_settings(args: argparse.Namespace, env: Environment) -> ServerSettin
         "show_data_lines",
         "logfile",
         "syslog",
+        "convert_8bit",
     ):
         value = getattr(args, name, None)
         if value is not None:
@@ -457,6 +469,10 @@ def _apply_account(s: ServerSettings, account: Account) -> tuple[int | None, str
         if not isinstance(lines, int) or isinstance(lines, bool) or lines < 0:
             raise ConfigError(f"accounts.{account.name}.show_data_lines must be 0 or more")
         s.show_data_lines = lines
+    if "convert_8bit" in v:
+        if not isinstance(v["convert_8bit"], bool):
+            raise ConfigError(f"accounts.{account.name}.convert_8bit must be true or false")
+        s.convert_8bit = v["convert_8bit"]
     if "logfile" in v:
         s.logfile = str(v["logfile"])
     if "syslog" in v:
@@ -563,6 +579,8 @@ def client_kwargs(s: ServerSettings, env: Environment) -> dict[str, Any]:
         kwargs["source_address"] = (s.source_address, 0)
     if s.dkim is not None:
         kwargs["dkim"] = dkim_key(s)
+    if s.convert_8bit:
+        kwargs["convert_8bit"] = True
     wants_tls = s.tls is not None or s.cafile or s.client_cert or s.insecure or s.user is not None
     if not wants_tls:
         return kwargs
