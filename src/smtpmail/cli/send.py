@@ -78,14 +78,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="an inline image for the HTML, referenced as cid:ID (default: the file name)",
     )
     m.add_argument(
-        "--header", "-H", action="append", default=[], metavar="'NAME: VALUE'", help="extra header"
+        "--header",
+        "-H",
+        dest="fields",
+        action="append",
+        default=[],
+        type=lambda spec: ("set", spec),
+        metavar="'NAME: VALUE'",
+        help="set a header field: replaces the message's fields of that name (or an "
+        "earlier --header's), else adds one (as swaks's --header); repeat",
+    )
+    m.add_argument(
+        "--add-header",
+        dest="fields",
+        action="append",
+        type=lambda spec: ("add", spec),
+        metavar="'NAME: VALUE'",
+        help="add a header field, even if the message has one of that name (swaks's)",
+    )
+    m.add_argument(
+        "--header-from-file",
+        dest="fields",
+        action="append",
+        type=lambda path: ("file", path),
+        metavar="FILE",
+        help="set the header fields in FILE (one per line, folded lines allowed), "
+        "as --header does",
     )
     m.add_argument(
         "--message",
+        "--data",
         "-m",
         metavar="FILE",
-        help="send this existing message as it is ('-': standard input); "
-        "recipients from its headers unless --to/--cc/--bcc are given",
+        help="send this existing message ('-': standard input), only the Bcc rule and "
+        "--header/--add-header applied; recipients from its headers unless "
+        "--to/--cc/--bcc are given (--data: swaks's name)",
     )
     m.add_argument(
         "--keep-bcc",
@@ -175,7 +202,7 @@ def prepare(args: argparse.Namespace, env: Environment, settings: ServerSettings
         text=_text(args, env),
         html=_read_text(args.html_file) if args.html_file else args.html,
         attachments=[*map(_attachment, args.attach), *(_attachment(a, True) for a in args.inline)],
-        headers=[_header(h) for h in args.header],
+        headers=_composed_fields(_fields(args.fields, env)),
         envelope_sender=args.envelope_from,
         notify=notify,
         ret=args.dsn_ret,
@@ -189,10 +216,15 @@ def _prepare_raw(
 ) -> Prepared:
     from smtpmail.message.raw import read_raw
 
-    if args.subject or args.body or args.body_file or args.html or args.attach or args.header:
-        raise UsageError("--message sends a message as it is: no --subject/--body/--attach...")
+    if args.subject or args.body or args.body_file or args.html or args.attach or args.inline:
+        raise UsageError(
+            "--message sends a message as it is: no --subject/--body/--attach "
+            "(--header/--add-header set its header fields)"
+        )
     stream = env.stdin_bytes if args.message == "-" else open(args.message, "rb")  # noqa: SIM115
     raw = read_raw(stream)
+    if args.fields:
+        raw = raw.with_fields([(n, v, op == "set") for op, n, v in _fields(args.fields, env)])
     explicit = [*args.to, *args.cc, *args.bcc]
     envelope = raw.envelope(
         args.envelope_from if args.envelope_from is not None else sender,
@@ -248,11 +280,45 @@ def _attachment(spec: str, inline: bool = False) -> Any:
     return Attachment(path, values.get("type"), values.get("name"), inline, cid)
 
 
-def _header(spec: str) -> tuple[str, str]:
+def _header(spec: str, option: str = "--header") -> tuple[str, str]:
     name, sep, value = spec.partition(":")
     if not sep or not name.strip():
-        raise UsageError(f"--header {spec!r} is not 'Name: value'")
+        raise UsageError(f"{option} {spec!r} is not 'Name: value'")
     return name.strip(), value.strip()
+
+
+def _fields(given: list[tuple[str, str]], env: Environment) -> list[tuple[str, str, str]]:
+    """--header, --add-header and --header-from-file, in the order given, as
+    (operation, name, value): "set" replaces, "add" adds."""
+    fields: list[tuple[str, str, str]] = []
+    for op, spec in given:
+        if op == "file":
+            fields += [("set", *_header(f, "--header-from-file")) for f in _read_fields(spec)]
+        else:
+            fields.append((op, *_header(spec, "--header" if op == "set" else "--add-header")))
+    return fields
+
+
+def _read_fields(path: str) -> list[str]:
+    """The fields of a header file: lines, a folded line joined to its field
+    (RFC 5322 §2.2.3 unfolding), blank lines and ``#`` comments skipped."""
+    fields: list[str] = []
+    for line in _read_text(path).splitlines():
+        if line[:1] in (" ", "\t") and fields:
+            fields[-1] += line
+        elif line.strip() and not line.startswith("#"):
+            fields.append(line)
+    return fields
+
+
+def _composed_fields(fields: list[tuple[str, str, str]]) -> list[tuple[str, str]]:
+    """The extra fields of a composed message: a "set" drops earlier ones of its name."""
+    out: list[tuple[str, str]] = []
+    for op, name, value in fields:
+        if op == "set":
+            out = [(n, v) for n, v in out if n.lower() != name.lower()]
+        out.append((name, value))
+    return out
 
 
 def run(args: argparse.Namespace, env: Environment) -> int:
