@@ -111,7 +111,9 @@ def run(args: argparse.Namespace, env: Environment, message: Any, envelope: Any)
         from smtpmail.cli.transcript import TranscriptPrinter
 
         # Connections to several domains run at once: their lines interleave.
-        transcript = TranscriptPrinter(env.stderr, colour=env.colors)
+        transcript = TranscriptPrinter(
+            env.stderr, colour=env.colors, data_lines=settings.show_data_lines
+        )
     report = deliver(
         message,
         envelope=envelope,

@@ -102,8 +102,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         type=lambda path: ("file", path),
         metavar="FILE",
-        help="set the header fields in FILE (one per line, folded lines allowed), "
-        "as --header does",
+        help="set the header fields in FILE (one per line, folded lines allowed), as --header does",
     )
     m.add_argument(
         "--message",
