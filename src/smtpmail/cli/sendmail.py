@@ -53,6 +53,12 @@ Reads a message on standard input, to its end, and sends it, like sendmail(8).
   --keep-bcc  transmit the Bcc and Resent-Bcc header fields; by default they are removed,
               whether the recipients come from -t or the arguments (msmtp's spelling
               --remove-bcc-headers=off works too)
+  --read-envelope-from  the envelope sender is the message's From (Sender when present);
+              without --account, the account whose from it is (as msmtp)
+  --convert-8bit  re-encode 8-bit MIME parts (quoted-printable, base64) for a server
+              without 8BITMIME, instead of refusing the message
+  --logfile PATH, --syslog[=FACILITY]  one line per message, as msmtp's logfile/syslog
+  --show-data-lines N  with -v, show N lines of the message (default 40; 0: all)
   -i, -oi     accepted and ignored: a line with a lone dot never ends the message
               (as in msmtp); the whole of standard input is sent
   -oXXX, -B TYPE, -bm, -em, -U, -G, -L TAG, -X FILE, -h N, -A X, -C FILE (the
