@@ -222,3 +222,18 @@ def test_send_read_envelope_from_overrides_the_accounts_from(
     done = run("smtpmail", *argv, "--read-envelope-from", stdin=OTHER, XDG_CONFIG_HOME=str(home))
     assert done.returncode == 0, done.stderr
     assert [m.mail_from for m in smtpd.messages] == ["work@example.org", "other@example.com"]
+
+
+def test_syslog_off_on_the_command_line_overrides_the_account(
+    smtpd: RecordingServer, tmp_path: Path
+) -> None:
+    # The account logs to a socket nobody listens on: a warning says it tried.
+    home = _account(tmp_path, smtpd, "syslog = true\n")
+    nobody = str(tmp_path / "nobody-listens")
+    tried = run("smtpmail-sendmail", "-t", stdin=LETTER, XDG_CONFIG_HOME=str(home),
+                SMTPMAIL_SYSLOG_SOCKET=nobody)  # fmt: skip
+    off = run("smtpmail-sendmail", "--syslog=off", "-t", stdin=LETTER,
+              XDG_CONFIG_HOME=str(home), SMTPMAIL_SYSLOG_SOCKET=nobody)  # fmt: skip
+    assert tried.returncode == off.returncode == 0
+    assert "cannot log to syslog" in tried.stderr and off.stderr == ""
+    assert len(smtpd.messages) == 2
