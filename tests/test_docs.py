@@ -1,0 +1,93 @@
+"""The documentation site: its command-line reference says what ``--help`` says.
+
+The reference page is rendered from the argparse definitions by
+scripts/cli_reference.py (an mkdocs hook). These tests compare it with what the
+program itself prints for ``smtpmail COMMAND --help``, so a command or an option
+the renderer misses (a new subcommand, a group it skips) fails here; the
+``mkdocs build --strict`` step of scripts/test.sh checks the links and pages.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from clirun import run_cli
+from smtpmail.cli import COMMANDS
+
+ROOT = Path(__file__).resolve().parent.parent
+OPTION = re.compile(r"(?<![\w-])(--?[A-Za-z0-9][\w-]*)")
+
+
+def _renderer() -> ModuleType:
+    path = ROOT / "scripts/cli_reference.py"
+    spec = importlib.util.spec_from_file_location("cli_reference", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["cli_reference"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+cli_reference = _renderer()
+REFERENCE = cli_reference.render()
+
+
+def _options(help_text: str) -> set[str]:
+    """The options ``--help`` lists: each line that starts with one, up to its help."""
+    found: set[str] = set()
+    for line in help_text.splitlines():
+        if line.startswith("  ") and line.lstrip().startswith("-"):
+            invocation = re.split(r"\s{2,}", line.strip(), maxsplit=1)[0]
+            found.update(OPTION.findall(invocation))
+    return found - {"-h", "--help"}
+
+
+def _help(*command: str) -> str:
+    result = run_cli(*command, "--help")
+    assert result.status == 0, result.stderr
+    return result.stdout
+
+
+def _queue_actions() -> list[str]:
+    """The actions ``smtpmail queue --help`` lists under ACTION."""
+    listing = _help("queue").split("\n  ACTION\n", 1)[1].split("\n\n", 1)[0]
+    return [line.split()[0] for line in listing.splitlines()]
+
+
+@pytest.mark.parametrize("command", [c for c in COMMANDS if c != "sendmail"])
+def test_every_option_of_every_command_is_in_the_reference(command: str) -> None:
+    section = REFERENCE.split(f"\n## smtpmail {command}\n", 1)[1].split("\n## ", 1)[0]
+    options = _options(_help(command))
+    assert options, command
+    missing = sorted(o for o in options if f"`{o}" not in section)
+    assert not missing, f"smtpmail {command} --help shows {missing}, the reference does not"
+
+
+@pytest.mark.parametrize("action", _queue_actions())
+def test_every_queue_action_has_its_own_section(action: str) -> None:
+    section = REFERENCE.split(f"\n### smtpmail queue {action}\n", 1)[1].split("\n#", 1)[0]
+    options = _options(_help("queue", action))
+    missing = sorted(o for o in options if f"`{o}" not in section)
+    assert not missing, f"smtpmail queue {action} --help shows {missing}, the reference does not"
+
+
+def test_sendmail_reference_has_its_usage_and_server_options() -> None:
+    section = REFERENCE.split("\n## smtpmail sendmail\n", 1)[1].split("\n## ", 1)[0]
+    usage = _help("sendmail")
+    assert usage.strip() in section
+    for option in ("--server", "--account", "--user", "--tls", "--dkim-key", "--data-timeout"):
+        assert f"`{option}" in section, option
+
+
+def test_the_reference_page_asks_for_the_rendered_reference() -> None:
+    page = (ROOT / "docs/reference/cli.md").read_text(encoding="utf-8")
+    assert cli_reference.MARKER in page
+    assert cli_reference.on_page_markdown(page).count("## smtpmail send\n") == 1
+    config = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
+    assert "- scripts/cli_reference.py" in config
