@@ -91,3 +91,11 @@ def test_the_reference_page_asks_for_the_rendered_reference() -> None:
     assert cli_reference.on_page_markdown(page).count("## smtpmail send\n") == 1
     config = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
     assert "- scripts/cli_reference.py" in config
+
+
+def test_license_file_matches_pyproject() -> None:
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert project["license"] == "MIT"
+    assert (ROOT / "LICENSE").read_text(encoding="utf-8").startswith("MIT License\n")
