@@ -99,3 +99,16 @@ def test_license_file_matches_pyproject() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     assert project["license"] == "MIT"
     assert (ROOT / "LICENSE").read_text(encoding="utf-8").startswith("MIT License\n")
+
+
+def test_sphinx_roles_become_links_to_the_objects() -> None:
+    path = ROOT / "scripts/docstring_roles.py"
+    spec = importlib.util.spec_from_file_location("docstring_roles", path)
+    assert spec and spec.loader
+    roles = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(roles)
+    html = "see :class:<code>~smtpmail.Client</code> and :meth:<code>send()</code>"
+    assert roles.on_page_content(html) == (
+        'see <autoref identifier="smtpmail.Client" optional><code>Client</code></autoref>'
+        ' and <autoref identifier="send" optional><code>send()</code></autoref>'
+    )
