@@ -17,16 +17,32 @@ import argparse
 import importlib
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
+
+#: This checkout's sources: the reference describes them, not an installed copy.
+SRC = str(Path(__file__).resolve().parent.parent / "src")
 
 MARKER = "<!-- cli-reference -->"
 #: Wide enough that argparse never wraps a usage line or an epilog table.
 WIDTH = 100
 
 
+def _use_this_checkout() -> None:
+    """Import smtpmail from SRC (mkdocs runs hooks with the environment's sys.path,
+    where an editable install of another checkout may come first)."""
+    if sys.path[:1] != [SRC]:
+        sys.path.insert(0, SRC)
+    loaded = sys.modules.get("smtpmail")
+    if loaded is not None and not str(loaded.__file__).startswith(SRC):
+        for name in [n for n in sys.modules if n == "smtpmail" or n.startswith("smtpmail.")]:
+            del sys.modules[name]
+
+
 def command_parsers() -> Iterator[tuple[str, str, argparse.ArgumentParser]]:
     """(command, one-line help, its parser) for every command of ``smtpmail``,
     subcommands (``queue run``) after their parent."""
+    _use_this_checkout()
     from smtpmail.cli import COMMANDS
 
     for name, (module_name, help_text) in COMMANDS.items():
@@ -64,6 +80,7 @@ def _subcommands(
 
 def render() -> str:
     """The whole reference, as Markdown."""
+    _use_this_checkout()
     from smtpmail.cli import build_parser
 
     out = ["## smtpmail", "", _fence(_with_width(build_parser([])).format_help()), ""]

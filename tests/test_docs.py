@@ -112,3 +112,22 @@ def test_sphinx_roles_become_links_to_the_objects() -> None:
         'see <autoref identifier="smtpmail.Client" optional><code>Client</code></autoref>'
         ' and <autoref identifier="send" optional><code>send()</code></autoref>'
     )
+
+
+def test_the_reference_describes_this_checkout_not_an_installed_copy(tmp_path: Path) -> None:
+    """mkdocs runs the hook with the environment's sys.path, where another checkout's
+    editable install may come first; the reference must still be this one's."""
+    import subprocess
+
+    other = tmp_path / "smtpmail"
+    other.mkdir()
+    (other / "__init__.py").write_text("raise ImportError('another checkout')\n")
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts/cli_reference.py")],
+        env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "`--quit-after STAGE`" in done.stdout
