@@ -227,6 +227,9 @@ if TYPE_CHECKING:
     from smtpmail.message.compose import (
         compose as compose,
     )
+    from smtpmail.message.dkim import (
+        DKIMKey as DKIMKey,
+    )
     from smtpmail.protocol.envelope import (
         Envelope as Envelope,
     )
