@@ -650,7 +650,7 @@ class Session:
         reply = getattr(error, "reply", None)
         if isinstance(reply, Reply):
             for address in plan.accepted:
-                plan.result.recipients[address] = RecipientResult(address, reply, False)
+                _decided(plan.result.recipients, address, reply, False)
         self._conclude(plan, keep)
 
     def _finish(self, plan: _Plan, replies: list[Reply], keep: bool) -> None:
@@ -661,7 +661,7 @@ class Session:
             _in_step("BDAT" if plan.bdat else "end of data", replies[-1])
         if self.options.lmtp:
             for address, reply in zip(plan.accepted, replies, strict=False):
-                recipients[address] = RecipientResult(address, reply, _ok(reply))
+                _decided(recipients, address, reply, _ok(reply))
             if not any(_ok(reply) for reply in replies):
                 plan.error = DataRefused("DATA", replies[-1], "message refused")
         else:
@@ -670,7 +670,7 @@ class Session:
             if not ok:
                 plan.error = DataRefused("end of data", reply, "message refused")
             for address in plan.accepted:
-                recipients[address] = RecipientResult(address, reply, ok)
+                _decided(recipients, address, reply, ok)
         self._conclude(plan, keep)
 
     def _conclude(self, plan: _Plan, keep: bool) -> None:
@@ -823,3 +823,11 @@ def _bdat_chunks(content: Content, size: int) -> Iterator[tuple[bytes | memoryvi
             pending.clear()
     pending += encoder.end()
     yield bytes(pending), True
+
+
+def _decided(
+    recipients: dict[str, RecipientResult], address: str, reply: Reply, accepted: bool
+) -> None:
+    """A reply after RCPT decides an accepted recipient; its RCPT reply is kept."""
+    rcpt_reply = recipients[address].rcpt_reply if address in recipients else None
+    recipients[address] = RecipientResult(address, reply, accepted, rcpt_reply=rcpt_reply)

@@ -15,11 +15,11 @@ from enum import StrEnum
 from smtpmail._log import DEBUG, Logger
 from smtpmail._record import Frozen
 from smtpmail.errors import (
-    AuthError,
     ConnectError,
     InputError,
     InvalidArgument,
     LocalProtocolError,
+    PlaintextAuthRefused,
     RemoteProtocolError,
     ReplyError,
     ReplyTimeout,
@@ -365,12 +365,7 @@ class BaseClient:
         if self._tls_info is None and not self.allow_plaintext_auth:
             local = LOOPBACK_IS_PRIVATE and self._peer is not None and _is_loopback(self._peer[0])
             if not local:
-                raise AuthError(
-                    f"refusing to send credentials to {self.host}:{self.port} over an "
-                    "unencrypted connection; use tls=TLSMode.REQUIRED (STARTTLS) or "
-                    "TLSMode.IMPLICIT (port 465), or pass allow_plaintext_auth=True "
-                    "if the network is trusted"
-                )
+                raise PlaintextAuthRefused(f"{self.host}:{self.port}")
         from smtpmail.protocol.sasl import choose
 
         mechanism = choose(self._session.extensions.auth_mechanisms, creds, self.auth_mechanism)
