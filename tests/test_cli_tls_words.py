@@ -152,7 +152,12 @@ def _key() -> Any:  # one key for every example: key generation is slow
 
 _text = st.text(
     st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), min_size=1, max_size=30
-).filter(lambda s: s.strip() == s and "," not in s and "=" not in s and "\\" not in s)
+).filter(
+    # X.520 bounds a common name at 64 bytes (cryptography refuses longer), and
+    # the issuer is named "issuer " + cn.
+    lambda s: s.strip() == s and "," not in s and "=" not in s and "\\" not in s
+    and len(s.encode()) <= 64 - len("issuer ")
+)
 _label = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?", fullmatch=True)
 _dns = st.lists(_label, min_size=2, max_size=4).map(".".join)
 
