@@ -231,6 +231,7 @@ class BaseClient:
         self.tls_mode = resolve_mode(tls, port, self.credentials is not None)
         self.tls_options = tls_options or TLSOptions()
         self.tls_options.pinned()  # a malformed pin fails here, before connecting
+        self.tls_options.pinned_keys()
         self._ssl_context = ssl_context
         self._tls_info: TLSInfo | None = None
         self._peer: tuple[object, ...] | None = None
