@@ -8,22 +8,24 @@ mandatory with a certificate valid for the MX host name and TLS 1.2 or
 later; in ``testing`` mode the certificate is checked the same way but a
 failure is only reported (the flow then retries without the check).
 
-DANE (RFC 7672) is not implemented yet; :class:`DANE` is the seam for it. A
-DANE implementation looks up TLSA records for the MX host and returns the
-:class:`TLSDecision` they imply, or None to fall through to MTA-STS; when it
-answers, it takes precedence over MTA-STS (RFC 8461 §2).
+DANE (RFC 7672) comes first and takes precedence over MTA-STS (RFC 8461 §2):
+a *secure* TLSA RRset for an MX host named by a *secure* MX lookup makes TLS
+mandatory, authenticated by the usable records (DANE-TA/DANE-EE) instead of
+the web PKI; when none is usable, TLS is still mandatory but unauthenticated
+(RFC 7672 §2.2). Insecure or absent TLSA records leave the decision to
+MTA-STS and the caller's choice.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
 
 from smtpmail.delivery.mtasts import STSPolicy
-from smtpmail.delivery.resolver import MXHost
+from smtpmail.delivery.resolver import MXHost, TLSAAnswer
+from smtpmail.transport.dane import DANECheck
 from smtpmail.transport.tls import TLSMode, TLSOptions
 
-__all__ = ["DANE", "TLSDecision", "decide_tls"]
+__all__ = ["TLSDecision", "dane_decision", "decide_tls"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,16 +35,30 @@ class TLSDecision:
     mode: TLSMode
     options: TLSOptions | None
     reason: str
+    #: Whether DANE applies, or why not (``"no TLSA records"``...); None when not asked.
+    dane: str | None = None
 
     @property
     def mandatory(self) -> bool:
         return self.mode is not TLSMode.OPPORTUNISTIC
 
 
-class DANE(Protocol):
-    """The seam for DANE: the TLS that TLSA records demand for an MX host, or None."""
-
-    def decide(self, mx: MXHost, port: int) -> TLSDecision | None: ...
+def dane_decision(
+    mx: MXHost, tlsa: TLSAAnswer, tls_options: TLSOptions | None
+) -> TLSDecision | str:
+    """The TLS that secure TLSA records demand, or why DANE does not apply (RFC 7672 §2.2)."""
+    if not tlsa.records:
+        return "no TLSA records"
+    if not tlsa.secure:
+        return "TLSA records not DNSSEC-validated"
+    base = (tls_options or TLSOptions()).replace(server_hostname=mx.name, verify_insecure_off=False)
+    usable = [r for r in tlsa.records if r.usable]
+    if not usable:
+        note = "TLSA records unusable: encrypted, not authenticated"
+        return TLSDecision(TLSMode.REQUIRED, base.replace(verify_insecure_off=True), note, note)
+    # RFC 7672 §3.2.2: the reference identifier is the MX host name.
+    check = DANECheck(usable, [mx.name])
+    return TLSDecision(TLSMode.REQUIRED, base.replace(dane=check), "dane", "dane required")
 
 
 def decide_tls(
@@ -51,14 +67,23 @@ def decide_tls(
     *,
     require_tls: bool,
     tls_options: TLSOptions | None,
-    dane: DANE | None = None,
-    port: int = 25,
+    dane: TLSDecision | str | None = None,
 ) -> TLSDecision:
-    """The TLS for one MX host: DANE first, then MTA-STS enforce, then the caller's choice."""
-    if dane is not None:
-        decided = dane.decide(mx, port)
-        if decided is not None:
-            return decided
+    """The TLS for one MX host: DANE first, then MTA-STS enforce, then the caller's choice.
+
+    ``dane`` is :func:`dane_decision`'s answer (None when DANE is off).
+    """
+    if isinstance(dane, TLSDecision):
+        return dane
+    decided = _without_dane(mx, policy, require_tls=require_tls, tls_options=tls_options)
+    if dane is None:
+        return decided
+    return TLSDecision(decided.mode, decided.options, decided.reason, f"no DANE: {dane}")
+
+
+def _without_dane(
+    mx: MXHost, policy: STSPolicy | None, *, require_tls: bool, tls_options: TLSOptions | None
+) -> TLSDecision:
     verified = (tls_options or TLSOptions()).replace(server_hostname=mx.name)
     if policy is not None and policy.enforced:
         return TLSDecision(TLSMode.REQUIRED, verified.replace(verify_insecure_off=False), "mta-sts")
