@@ -20,7 +20,7 @@ written once:
 - MTA-STS ``enforce`` limits the hosts to those the policy lists, with
   mandatory verified TLS; ``testing`` notes where it would have refused (an
   unlisted host, a certificate that does not verify) and delivers anyway;
-- with DANE on, an MX host from a DNSSEC-secure MX lookup has its TLSA
+- with DANE on, an MX host with DNSSEC-secure address records has its TLSA
   records looked up (RFC 7672 §2.2): secure ones decide its TLS before
   MTA-STS; a failed lookup (a bogus answer is SERVFAIL) skips the host, so
   the recipients are deferred when no other host takes them.
@@ -124,7 +124,7 @@ class FlowConfig:
     require_tls: bool = False
     tls_options: TLSOptions | None = None
     mta_sts: bool = True
-    #: Look up TLSA records for MX hosts from secure MX answers (RFC 7672).
+    #: Look up TLSA records for MX hosts with secure addresses (RFC 7672).
     dane: bool = False
     #: Connections tried per domain at most: a hostile or broken DNS answer
     #: with dozens of MX hosts must not hold a delivery for an hour.
@@ -270,18 +270,15 @@ def _try_host(
         track.last_tried = {"mx": mx, "address": None}
         return
     dane: TLSDecision | str | None = None
-    if config.dane:
-        if not mx.secure:
-            dane = "MX lookup not DNSSEC-validated"
-        else:
-            tlsa: TLSAAnswer | DNSError = yield LookupTLSA(mx.name, config.port)
-            if isinstance(tlsa, DNSError):
-                # Bogus or unanswered (RFC 7672 §2.2): not this host, and not without DANE.
-                track.trail.append(f"{mx.name}: TLSA lookup: {tlsa}")
-                track.last_error = tlsa
-                track.last_tried = {"mx": mx, "address": None}
-                return
-            dane = dane_decision(mx, tlsa, config.tls_options)
+    if config.dane and job.literal is None:
+        tlsa: TLSAAnswer | DNSError = yield LookupTLSA(mx.name, config.port)
+        if isinstance(tlsa, DNSError):
+            # Bogus or unanswered (RFC 7672 §2.2): not this host, and not without DANE.
+            track.trail.append(f"{mx.name}: TLSA lookup: {tlsa}")
+            track.last_error = tlsa
+            track.last_tried = {"mx": mx, "address": None}
+            return
+        dane = dane_decision(mx, tlsa, config.tls_options)
     decision = decide_tls(
         mx, policy, require_tls=config.require_tls, tls_options=config.tls_options, dane=dane
     )

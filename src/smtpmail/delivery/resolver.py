@@ -43,22 +43,23 @@ class MXHost:
     preference: int
     #: True for the implicit MX: the domain itself, as it has no MX records.
     implicit: bool = False
-    #: The MX answer naming it was DNSSEC-validated (RFC 7672 §2.2.1: DANE applies).
-    secure: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class TLSAAnswer:
-    """The TLSA RRset of ``_<port>._tcp.<host>`` (RFC 6698 §3) and whether it is secure."""
+    """The TLSA RRset of ``_<port>._tcp.<host>`` (RFC 6698 §3) and whether it is secure.
+
+    ``address_secure``: the host's address records were DNSSEC-validated; when
+    not, the TLSA records are not even looked up (RFC 7672 §2.2.2).
+    """
 
     name: str
     records: tuple[TLSARecord, ...]
     secure: bool
+    address_secure: bool = True
 
 
-def order_mx(
-    records: Sequence[tuple[int, str]], rng: random.Random | None = None, *, secure: bool = False
-) -> list[MXHost]:
+def order_mx(records: Sequence[tuple[int, str]], rng: random.Random | None = None) -> list[MXHost]:
     """Sort by preference, equal preferences in random order (RFC 5321 §5.1); drop repeats."""
     rng = rng or random.Random()  # noqa: S311 - load spreading, not secrecy
     keyed = sorted((pref, rng.random(), name.rstrip(".").lower()) for pref, name in records)
@@ -67,7 +68,7 @@ def order_mx(
     for pref, _, name in keyed:
         if name and name not in seen:
             seen.add(name)
-            hosts.append(MXHost(name, pref, secure=secure))
+            hosts.append(MXHost(name, pref))
     return hosts
 
 
@@ -223,22 +224,29 @@ class Resolver:
 
     def mx_hosts(self, domain: str) -> list[MXHost]:
         """The domain's mail exchangers in the order to try them."""
-        answer, secure = self.query_secure(domain, "MX")
-        records = [(r.preference, r.exchange.to_text()) for r in answer]
+        records = [(r.preference, r.exchange.to_text()) for r in self.query(domain, "MX")]
         if not records:
             self.addresses(domain, implicit=True)  # raises when there is no address either
-        return self._mx_hosts(domain, records, secure)
+        return self._mx_hosts(domain, records)
 
     async def mx_hosts_async(self, domain: str) -> list[MXHost]:
-        answer, secure = await self.query_secure_async(domain, "MX")
-        records = [(r.preference, r.exchange.to_text()) for r in answer]
+        records = [
+            (r.preference, r.exchange.to_text()) for r in await self.query_async(domain, "MX")
+        ]
         if not records:
             await self.addresses_async(domain, implicit=True)
-        return self._mx_hosts(domain, records, secure)
+        return self._mx_hosts(domain, records)
 
     def tlsa(self, host: str, port: int = 25) -> TLSAAnswer:
-        """The TLSA records for SMTP to ``host`` (RFC 7672 §2.2.2); () when there are none."""
+        """The TLSA records for SMTP to ``host`` (RFC 7672 §2.2.2); () when there are none.
+
+        Asked only when the host's address records are secure (answered from
+        the cache: delivery looked them up just before).
+        """
         name = f"_{port}._tcp.{host}"
+        secure = [self.query_secure(host, t)[1] for t in self.families]
+        if not any(secure):
+            return TLSAAnswer(name, (), secure=False, address_secure=False)
         try:
             return _tlsa_answer(name, *self.query_secure(name, "TLSA"))
         except DNSError as exc:
@@ -246,14 +254,15 @@ class Resolver:
 
     async def tlsa_async(self, host: str, port: int = 25) -> TLSAAnswer:
         name = f"_{port}._tcp.{host}"
+        secure = [(await self.query_secure_async(host, t))[1] for t in self.families]
+        if not any(secure):
+            return TLSAAnswer(name, (), secure=False, address_secure=False)
         try:
             return _tlsa_answer(name, *await self.query_secure_async(name, "TLSA"))
         except DNSError as exc:
             return _no_tlsa_or_raise(exc, name)
 
-    def _mx_hosts(
-        self, domain: str, records: list[tuple[int, str]], secure: bool = False
-    ) -> list[MXHost]:
+    def _mx_hosts(self, domain: str, records: list[tuple[int, str]]) -> list[MXHost]:
         if not records:
             log.info("%s has no MX records; its own address is the implicit MX", domain)
             return [MXHost(domain, 0, implicit=True)]
@@ -264,7 +273,7 @@ class Resolver:
                 enhanced_status="5.1.10",
             )
         # A null MX among real ones is a misconfiguration: skip the empty exchange.
-        hosts = order_mx([r for r in records if r[1].strip(".")], self.rng, secure=secure)
+        hosts = order_mx([r for r in records if r[1].strip(".")], self.rng)
         log.debug("MX for %s: %s", domain, [(h.preference, h.name) for h in hosts])
         return hosts
 
@@ -311,7 +320,7 @@ def _no_tlsa_or_raise(exc: DNSError, name: str) -> TLSAAnswer:
     """NXDOMAIN is "no TLSA records"; a failure (SERVFAIL: bogus, RFC 7672 §2.1.1) stays one."""
     if exc.is_transient:
         raise exc
-    return TLSAAnswer(name, (), False)
+    return TLSAAnswer(name, (), secure=False)
 
 
 def _txt_text(record: Any) -> str:

@@ -9,8 +9,9 @@ later; in ``testing`` mode the certificate is checked the same way but a
 failure is only reported (the flow then retries without the check).
 
 DANE (RFC 7672) comes first and takes precedence over MTA-STS (RFC 8461 §2):
-a *secure* TLSA RRset for an MX host named by a *secure* MX lookup makes TLS
-mandatory, authenticated by the usable records (DANE-TA/DANE-EE) instead of
+a *secure* TLSA RRset for an MX host whose address records are secure makes
+TLS mandatory (even when the MX answer itself was insecure: RFC 7672 §2.2.1
+allows it, and Postfix does it), authenticated by the usable records (DANE-TA/DANE-EE) instead of
 the web PKI; when none is usable, TLS is still mandatory but unauthenticated
 (RFC 7672 §2.2). Insecure or absent TLSA records leave the decision to
 MTA-STS and the caller's choice.
@@ -47,6 +48,8 @@ def dane_decision(
     mx: MXHost, tlsa: TLSAAnswer, tls_options: TLSOptions | None
 ) -> TLSDecision | str:
     """The TLS that secure TLSA records demand, or why DANE does not apply (RFC 7672 §2.2)."""
+    if not tlsa.address_secure:
+        return "address records not DNSSEC-validated"
     if not tlsa.records:
         return "no TLSA records"
     if not tlsa.secure:
