@@ -36,7 +36,7 @@ from smtpmail.delivery.mtasts import STSPolicy
 from smtpmail.delivery.resolver import MXHost, TLSAAnswer
 from smtpmail.delivery.result import DeliveryStatus, RecipientDelivery
 from smtpmail.delivery.routing import DomainJob
-from smtpmail.delivery.tlspolicy import TLSDecision, dane_decision, decide_tls
+from smtpmail.delivery.tlspolicy import DANE_REQUIRED, TLSDecision, dane_decision, decide_tls
 from smtpmail.errors import (
     ConnectError,
     DataRefused,
@@ -360,8 +360,8 @@ def _record(
     where: dict[str, Any] = {"mx": mx, "address": address, "dane": dane}
     if isinstance(outcome, Sent):
         where["tls"] = outcome.tls
-        if outcome.checked and "dane" in outcome.checked:
-            where["dane"] = outcome.checked
+        if dane == DANE_REQUIRED and outcome.checked:
+            where["dane"] = outcome.checked  # what verify_chain verified: "dane-ee verified"
         for recipient, result in outcome.result.recipients.items():
             _by_reply(track, [recipient], result.reply, where, ok=result.accepted)
         return "done"

@@ -26,7 +26,11 @@ from smtpmail.delivery.resolver import MXHost, TLSAAnswer
 from smtpmail.transport.dane import DANECheck
 from smtpmail.transport.tls import TLSMode, TLSOptions
 
-__all__ = ["TLSDecision", "dane_decision", "decide_tls"]
+__all__ = ["DANE_REQUIRED", "TLSDecision", "dane_decision", "decide_tls"]
+
+#: TLSDecision.dane when TLSA records authenticate the host; the outcome then
+#: reports what the post-handshake check verified ("dane-ee verified") instead.
+DANE_REQUIRED = "dane required"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +65,7 @@ def dane_decision(
         return TLSDecision(TLSMode.REQUIRED, base.replace(verify_insecure_off=True), note, note)
     # RFC 7672 §3.2.2: the reference identifier is the MX host name.
     check = DANECheck(usable, [mx.name])
-    return TLSDecision(TLSMode.REQUIRED, base.replace(dane=check), "dane", "dane required")
+    return TLSDecision(TLSMode.REQUIRED, base.replace(dane=check), "dane", DANE_REQUIRED)
 
 
 def decide_tls(
