@@ -90,3 +90,55 @@ def test_smtpmail_agrees_with_postfix(
     assert outcome["status"] == status, outcome
     if note:
         assert outcome["dane"] == note, outcome
+
+
+def _by_label(label: str) -> Case:
+    return next(c for c in CASES if c.label == label)
+
+
+def _cli(world: DANEWorld, *argv: str) -> tuple[int, str]:
+    import sys
+
+    done = world.run(sys.executable, "-m", "smtpmail", *argv, check=False)
+    return done.returncode, done.stdout + done.stderr
+
+
+def test_send_direct_shows_dane(world: DANEWorld) -> None:
+    ee, mismatch, plain = _by_label("ee"), _by_label("ee-mismatch"), _by_label("no-tlsa")
+    status, out = _cli(
+        world, "send", "--direct", "--no-mta-sts", "--dns-server", "127.0.0.1", "-v",
+        "--from", "sender@client.test", "--subject", "cli", "--body", "dane",
+        "--to", ee.recipient, "--to", mismatch.recipient, "--to", plain.recipient,
+    )  # fmt: skip
+    assert status == 79, out  # some delivered, some deferred
+    rows = {line.split()[0]: line for line in out.splitlines() if "@" in line.split()[0]}
+    assert "delivered" in rows[ee.recipient] and "dane-ee verified" in rows[ee.recipient]
+    assert "deferred" in rows[mismatch.recipient], out
+    assert "DANE: no TLSA record matches" in out
+    assert "dane: no DANE: no TLSA records" in out  # -v says why DANE did not apply
+
+
+def test_send_direct_no_dane(world: DANEWorld) -> None:
+    mismatch = _by_label("ee-mismatch")
+    status, out = _cli(
+        world, "send", "--direct", "--no-mta-sts", "--no-dane", "--dns-server", "127.0.0.1",
+        "--from", "sender@client.test", "--subject", "cli", "--body", "x",
+        "--to", mismatch.recipient,
+    )  # fmt: skip
+    assert status == 0, out  # opportunistic TLS takes any certificate
+
+
+@pytest.mark.parametrize(
+    ("label", "expected"),
+    [
+        ("ee", "tls checked: dane-ee verified"),
+        ("ta", "tls checked: dane-ta verified"),
+        ("ee-mismatch", "DANE: no TLSA record matches"),
+        ("no-tlsa", "DANE:       no TLSA records"),
+    ],
+)
+def test_probe_dane(world: DANEWorld, label: str, expected: str) -> None:
+    case = _by_label(label)
+    status, out = _cli(world, "probe", f"{case.mx}:25", "--dane", "--dns-server", "127.0.0.1")
+    assert expected in out, out
+    assert (status == 0) == ("mismatch" not in label), out
