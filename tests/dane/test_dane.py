@@ -46,6 +46,8 @@ TABLE: list[tuple[Case, str, str, str]] = [
 ]  # fmt: skip
 CASES = [row[0] for row in TABLE]
 IDS = [c.label for c in CASES]
+#: Beyond Postfix 3.7 (no REQUIRETLS): a host offering REQUIRETLS, with DANE-EE.
+REQUIRETLS_EE = Case("rt-ee", Host(requiretls=True), ("3 1 1 leaf",))
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +55,7 @@ def world() -> Iterator[DANEWorld]:
     missing = missing_programs()
     if missing:
         pytest.fail(f"the DANE world needs {', '.join(missing)}: run scripts/test.sh")
-    world = DANEWorld(CASES)
+    world = DANEWorld([*CASES, REQUIRETLS_EE])
     try:
         world.start()
         yield world
@@ -142,3 +144,31 @@ def test_probe_dane(world: DANEWorld, label: str, expected: str) -> None:
     status, out = _cli(world, "probe", f"{case.mx}:25", "--dane", "--dns-server", "127.0.0.1")
     assert expected in out, out
     assert (status == 0) == ("mismatch" not in label), out
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_requiretls_in_direct_delivery(world: DANEWorld, mode: str) -> None:
+    """RFC 8689 §4.2.1: only a host with verified TLS that offers REQUIRETLS gets it."""
+    ee, plain = _by_label("ee"), _by_label("no-tlsa")
+    rcpts = [REQUIRETLS_EE.recipient, ee.recipient, plain.recipient]
+    before = len(world.received(REQUIRETLS_EE))
+    report = world.smtpmail(mode, rcpts, "--requiretls")
+    took = report[REQUIRETLS_EE.recipient]
+    assert (took["status"], took["dane"]) == ("delivered", "dane-ee verified"), took
+    assert world.received(REQUIRETLS_EE)[before:] == [
+        {"mail_from": "sender@client.test", "rcpt_tos": [REQUIRETLS_EE.recipient],
+         "tls": True, "requiretls": True}
+    ]  # fmt: skip
+    lacks = report[ee.recipient]  # DANE-verified, but no REQUIRETLS offered
+    assert (lacks["status"], lacks["enhanced_status"]) == ("failed", "5.7.30"), lacks
+    assert "REQUIRETLS" in lacks["text"]
+    clear = report[plain.recipient]  # no STARTTLS at all: TLS is mandatory now
+    assert clear["status"] == "deferred" and "STARTTLS" in clear["text"], clear
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_tls_required_no_relaxes_dane(world: DANEWorld, mode: str) -> None:
+    """RFC 8689 §5: "TLS-Required: No" delivers where DANE would defer (ee-mismatch)."""
+    mismatch = _by_label("ee-mismatch")
+    outcome = world.smtpmail(mode, [mismatch.recipient], "--tls-required-no")[mismatch.recipient]
+    assert outcome["status"] == "delivered" and outcome["dane"] is None, outcome

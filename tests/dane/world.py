@@ -56,6 +56,8 @@ class Host:
     #: "good": a leaf for its own name; "wrong-name": a leaf for another name;
     #: "expired": its own name, out of date; "none": no STARTTLS at all.
     cert: str = "good"
+    #: Offers REQUIRETLS (RFC 8689) after STARTTLS.
+    requiretls: bool = False
 
 
 @dataclass(frozen=True)
@@ -243,6 +245,7 @@ class DANEWorld:
                 "cert": str(cert),
                 "key": str(key),
                 "starttls": case.host.cert != "none",
+                "requiretls": case.host.requiretls,
                 "leaf_der": _der(leaf.cert_chain_pems[0].bytes()),
             })  # fmt: skip
         return hosts
@@ -383,9 +386,10 @@ remote-control:
 
     # -- the two senders ------------------------------------------------------------
 
-    def smtpmail(self, mode: str, recipients: list[str]) -> dict[str, dict[str, Any]]:
+    def smtpmail(self, mode: str, recipients: list[str], *flags: str) -> dict[str, dict[str, Any]]:
         """smtpmail.deliver (``sync``) or deliver_async (``async``): recipient -> outcome."""
-        done = self.run(sys.executable, str(HERE / "deliver.py"), mode, *recipients, check=False)
+        script = str(HERE / "deliver.py")
+        done = self.run(sys.executable, script, mode, *flags, *recipients, check=False)
         if done.returncode != 0:
             raise AssertionError(f"deliver.py failed:\n{done.stdout}\n{done.stderr}")
         report = json.loads(done.stdout)

@@ -34,6 +34,7 @@ from smtpmail.delivery.routing import group_by_domain
 from smtpmail.errors import DNSError, InvalidArgument, SMTPError
 from smtpmail.message.content import MessageInput, as_content, resolve_envelope
 from smtpmail.message.dkim import DKIMKey
+from smtpmail.message.tlsrequired import tls_required_no
 from smtpmail.protocol.commands import ehlo_name as check_ehlo_name
 from smtpmail.protocol.envelope import Envelope, SendResult
 from smtpmail.transport._base import Timeouts, Transcript
@@ -93,8 +94,11 @@ def _plan(
     transcript: Transcript | None,
     keep_bcc: bool,
     dkim: DKIMKey | None,
+    require_tls_extension: bool,
 ) -> _Plan:
-    envelope = resolve_envelope(message, sender, recipients, envelope)
+    envelope = resolve_envelope(
+        message, sender, recipients, envelope, requiretls=require_tls_extension
+    )
     if max_connections < 1:
         raise InvalidArgument("max_connections must be at least 1")
     if ehlo_name is not None:
@@ -103,6 +107,11 @@ def _plan(
     # here; the message's transforms (the Bcc rule, DKIM) happen here too, and
     # these bytes go out as they are (_SENT_AS_IS).
     data = b"".join(as_content(message, keep_bcc=keep_bcc, dkim=dkim).chunks)
+    if tls_required_no(data) and not envelope.requiretls:
+        # RFC 8689 §5: the sender asks that recipient-domain TLS policies (DANE,
+        # MTA-STS) not stop this message; TLS stays opportunistic.
+        log.info("TLS-Required: No: delivering without DANE and MTA-STS")
+        dane, mta_sts = False, False
     if resolver is None:
         resolver = Resolver(list(nameservers) if nameservers is not None else None)
     sts = (_shared_mta_sts() if mta_sts else None) if isinstance(mta_sts, bool) else mta_sts
@@ -218,6 +227,7 @@ def deliver(
     transcript: Transcript | None = None,
     keep_bcc: bool = False,
     dkim: DKIMKey | None = None,
+    require_tls_extension: bool = False,
 ) -> DeliveryReport:
     """Deliver ``message`` straight to each recipient domain's MX hosts (RFC 5321 §5).
 
@@ -232,14 +242,18 @@ def deliver(
     nameserver, or ``Resolver(dnssec=True)``); ``dane=True`` insists on one.
     ``ehlo_name`` defaults to the machine's name; ``keep_bcc`` transmits the
     Bcc fields (removed by default); ``dkim``, a :class:`~smtpmail.DKIMKey`,
-    signs the message as it is sent. Needs the ``dns`` extra.
+    signs the message as it is sent; ``require_tls_extension`` asks every hop
+    for verified TLS (REQUIRETLS, RFC 8689): an MX host without it is skipped,
+    and the message fails with 5.7.30 when none has it. A message with the
+    header ``TLS-Required: No`` (RFC 8689 §5) is delivered without DANE and
+    MTA-STS. Needs the ``dns`` extra.
     """
     plan = _plan(
         message, sender, recipients, envelope,
         resolver=resolver, nameservers=nameservers, ehlo_name=ehlo_name, port=port,
         max_connections=max_connections, require_tls=require_tls, tls_options=tls_options,
         mta_sts=mta_sts, dane=dane, timeout=timeout, transcript=transcript, keep_bcc=keep_bcc,
-        dkim=dkim,
+        dkim=dkim, require_tls_extension=require_tls_extension,
     )  # fmt: skip
     jobs = group_by_domain(plan.envelope)
 
@@ -313,6 +327,7 @@ async def deliver_async(
     transcript: Transcript | None = None,
     keep_bcc: bool = False,
     dkim: DKIMKey | None = None,
+    require_tls_extension: bool = False,
 ) -> DeliveryReport:
     """The asyncio twin of :func:`deliver`: same arguments, same report."""
     plan = _plan(
@@ -320,7 +335,7 @@ async def deliver_async(
         resolver=resolver, nameservers=nameservers, ehlo_name=ehlo_name, port=port,
         max_connections=max_connections, require_tls=require_tls, tls_options=tls_options,
         mta_sts=mta_sts, dane=dane, timeout=timeout, transcript=transcript, keep_bcc=keep_bcc,
-        dkim=dkim,
+        dkim=dkim, require_tls_extension=require_tls_extension,
     )  # fmt: skip
     gate = asyncio.Semaphore(plan.max_connections)
     jobs = group_by_domain(plan.envelope)

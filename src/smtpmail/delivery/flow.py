@@ -20,6 +20,9 @@ written once:
 - MTA-STS ``enforce`` limits the hosts to those the policy lists, with
   mandatory verified TLS; ``testing`` notes where it would have refused (an
   unlisted host, a certificate that does not verify) and delivers anyway;
+- REQUIRETLS (RFC 8689 §4.2.1): every host needs verified TLS (DANE, else
+  the web PKI) and must offer REQUIRETLS; when none does, the message fails
+  with 5.7.30;
 - with DANE on, an MX host with DNSSEC-secure address records has its TLSA
   records looked up (RFC 7672 §2.2): secure ones decide its TLS before
   MTA-STS; a failed lookup (a bogus answer is SERVFAIL) skips the host, so
@@ -280,7 +283,12 @@ def _try_host(
             return
         dane = dane_decision(mx, tlsa, config.tls_options)
     decision = decide_tls(
-        mx, policy, require_tls=config.require_tls, tls_options=config.tls_options, dane=dane
+        mx,
+        policy,
+        require_tls=config.require_tls,
+        tls_options=config.tls_options,
+        dane=dane,
+        authenticated=job.envelope.requiretls,
     )
     for address in addresses:
         if not track.pending:
@@ -335,14 +343,7 @@ def _envelope(job: DomainJob, track: _Tracker) -> Envelope:
     env = job.envelope
     if len(track.pending) == len(env.recipients):
         return env
-    return Envelope(
-        env.sender,
-        track.pending,
-        notify=env.notify,
-        ret=env.ret,
-        envid=env.envid,
-        orcpt=env.orcpt,
-    )
+    return env.with_recipients(track.pending)
 
 
 def _by_reply(
@@ -420,8 +421,10 @@ def _give_up(track: _Tracker) -> None:
         text, local = str(err), "4.4.3"
     elif isinstance(err, MessageTooLarge):
         text, local = str(err), "5.3.4"
-    elif isinstance(err, InputError):  # SMTPUTF8 or 8BITMIME needed, not offered
-        text, local = str(err), "5.6.7" if isinstance(err, ExtensionNotSupported) else "5.6.0"
+    elif isinstance(err, ExtensionNotSupported):  # SMTPUTF8, 8BITMIME, REQUIRETLS
+        text, local = str(err), err.enhanced_status or "5.6.7"
+    elif isinstance(err, InputError):
+        text, local = str(err), "5.6.0"
     else:
         text, local = str(err), "4.4.1" if reply is None else "4.4.0"
     status = _status(not isinstance(err, InputError))

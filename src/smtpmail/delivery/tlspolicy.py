@@ -75,14 +75,24 @@ def decide_tls(
     require_tls: bool,
     tls_options: TLSOptions | None,
     dane: TLSDecision | str | None = None,
+    authenticated: bool = False,
 ) -> TLSDecision:
     """The TLS for one MX host: DANE first, then MTA-STS enforce, then the caller's choice.
 
-    ``dane`` is :func:`dane_decision`'s answer (None when DANE is off).
+    ``dane`` is :func:`dane_decision`'s answer (None when DANE is off);
+    ``authenticated`` (REQUIRETLS, RFC 8689 §4.2.1) demands a verified
+    certificate where neither DANE nor MTA-STS does.
     """
     if isinstance(dane, TLSDecision):
         return dane
     decided = _without_dane(mx, policy, require_tls=require_tls, tls_options=tls_options)
+    if authenticated and (decided.options is None or decided.options.verify_insecure_off):
+        verified = (tls_options or TLSOptions()).replace(
+            server_hostname=mx.name, verify_insecure_off=False
+        )
+        decided = TLSDecision(TLSMode.REQUIRED, verified, "requiretls")
+    elif authenticated:
+        decided = TLSDecision(TLSMode.REQUIRED, decided.options, decided.reason)
     if dane is None:
         return decided
     return TLSDecision(decided.mode, decided.options, decided.reason, f"no DANE: {dane}")

@@ -313,6 +313,7 @@ class BaseClient:
                     )
                 else:
                     log.warning("STARTTLS refused (%s); going on in clear text", reply.code)
+        session.tls_authenticated = self._tls_info is not None and self._tls_info.authenticated
         if until is Stage.TLS:
             return greeting
         if self.credentials is not None:

@@ -261,6 +261,11 @@ class TLSInfo(Frozen):
             checked=checked,
         )
 
+    @property
+    def authenticated(self) -> bool:
+        """The server proved who it is: a CA-verified certificate, DANE or a pin."""
+        return self.verified or self.checked is not None
+
     def __str__(self) -> str:
         who = self.subject or ("(certificate not verified)" if not self.checked else "")
         how = f" ({self.checked})" if self.checked else ""
