@@ -112,7 +112,7 @@ def _dane(settings: ServerSettings, args: argparse.Namespace, report: dict[str, 
         "tlsa": tlsa.name,
         "records": [str(r) for r in tlsa.records],
         "secure": tlsa.secure,
-        "status": decided if isinstance(decided, str) else decided.reason,
+        "status": decided if isinstance(decided, str) else decided.dane or decided.reason,
     }
     return None if isinstance(decided, str) else decided.options
 
