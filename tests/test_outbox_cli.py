@@ -188,7 +188,7 @@ def test_progress_bar_on_a_terminal_redraws_one_line() -> None:
     bar.advance("x")
     bar.finish()
     text = stream.getvalue()
-    assert text.startswith("\r[") and text.endswith("4/4 100%     1.0 msg/s  ETA 0:00\n")
+    assert text.startswith("\r[") and text.endswith("4/4 100%     1.0 msg/s  ETA 0:00\x1b[K\n")
     assert "ignored" not in text and text.count("\n") == 1
 
 

@@ -112,6 +112,7 @@ def run(args: argparse.Namespace, env: Environment, message: Any, envelope: Any)
     from smtpmail.transport.tls import TLSOptions
 
     _check_no_relay(args)
+    settings = resolve_settings(args, env)
     if args.max_connections < 1:
         raise _usage("--max-connections must be at least 1")
     cafile = getattr(args, "cafile", None)
@@ -120,7 +121,9 @@ def run(args: argparse.Namespace, env: Environment, message: Any, envelope: Any)
         from smtpmail.cli.transcript import TranscriptPrinter
 
         # Connections to several domains run at once: their lines interleave.
-        transcript = TranscriptPrinter(env.stderr, colour=env.colors)
+        transcript = TranscriptPrinter(
+            env.stderr, colour=env.colors, data_lines=settings.show_data_lines
+        )
     validates = getattr(args, "dns_server_validates", False)
     if validates and not args.dns_server:
         raise _usage("--dns-server-validates names no server: add --dns-server ADDR")
@@ -139,7 +142,8 @@ def run(args: argparse.Namespace, env: Environment, message: Any, envelope: Any)
         timeout=timeouts(getattr(args, "timeout", None), getattr(args, "data_timeout", None)),
         transcript=transcript,
         keep_bcc=getattr(args, "keep_bcc", False),
-        dkim=dkim_key(resolve_settings(args, env)),
+        dkim=dkim_key(settings),
+        convert_8bit=settings.convert_8bit,
     )
     status = exit_for(report)
     if getattr(args, "json", False):

@@ -151,14 +151,15 @@ def worker_from(box: Any, args: argparse.Namespace, env: Environment) -> Any:
 
 
 def direct_kwargs(args: argparse.Namespace, env: Environment) -> dict[str, Any]:
-    """smtpmail.deliver()'s keyword arguments from the --direct options (cli/direct.py)
-    and the DKIM key (options or account)."""
+    """smtpmail.deliver()'s keyword arguments from the --direct options (cli/direct.py),
+    the DKIM key and convert_8bit (options or account)."""
     from smtpmail.cli import direct
     from smtpmail.cli.server import dkim_key, resolve_settings, timeouts
     from smtpmail.delivery import MTASTS
     from smtpmail.transport.tls import TLSOptions
 
     cafile = getattr(args, "cafile", None)
+    settings = resolve_settings(args, env)
     return {
         "nameservers": direct._nameservers(args.dns_server),
         "ehlo_name": getattr(args, "ehlo_name", None),
@@ -168,7 +169,8 @@ def direct_kwargs(args: argparse.Namespace, env: Environment) -> dict[str, Any]:
         "tls_options": TLSOptions(ca_file=cafile) if cafile else None,
         "mta_sts": False if args.no_mta_sts else MTASTS(ca_file=cafile),
         "timeout": timeouts(getattr(args, "timeout", None), getattr(args, "data_timeout", None)),
-        "dkim": dkim_key(resolve_settings(args, env)),
+        "dkim": dkim_key(settings),
+        "convert_8bit": settings.convert_8bit,
     }
 
 

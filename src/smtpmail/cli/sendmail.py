@@ -29,7 +29,11 @@ from smtpmail.cli.exits import EX_OK, EX_PARTIAL, EXIT_CODES_HELP, UsageError
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 
 if TYPE_CHECKING:
+    from typing import Any
+
+    from smtpmail.cli.server import ServerSettings
     from smtpmail.message.raw import RawMessage
+    from smtpmail.protocol.envelope import Envelope
 
 HELP = "a sendmail-compatible interface (for cron, git send-email, mutt, PHP)"
 
@@ -49,6 +53,12 @@ Reads a message on standard input, to its end, and sends it, like sendmail(8).
   --keep-bcc  transmit the Bcc and Resent-Bcc header fields; by default they are removed,
               whether the recipients come from -t or the arguments (msmtp's spelling
               --remove-bcc-headers=off works too)
+  --read-envelope-from  the envelope sender is the message's From (Sender when present);
+              without --account, the account whose from it is (as msmtp)
+  --convert-8bit  re-encode 8-bit MIME parts (quoted-printable, base64) for a server
+              without 8BITMIME, instead of refusing the message
+  --logfile PATH, --syslog[=FACILITY]  one line per message, as msmtp's logfile/syslog
+  --show-data-lines N  with -v, show N lines of the message (default 40; 0: all)
   -i, -oi     accepted and ignored: a line with a lone dot never ends the message
               (as in msmtp); the whole of standard input is sent
   -oXXX, -B TYPE, -bm, -em, -U, -G, -L TAG, -X FILE, -h N, -A X, -C FILE (the
@@ -151,7 +161,16 @@ def _keep_bcc(arg: str) -> bool:
 
 
 _LONG_FLAGS = frozenset(
-    {"--insecure-no-verify", "--allow-plaintext-auth", "--help", "--verbose", "--json"}
+    {
+        "--insecure-no-verify",
+        "--allow-plaintext-auth",
+        "--help",
+        "--verbose",
+        "--json",
+        "--read-envelope-from",
+        "--convert-8bit",
+        "--syslog",  # a facility only as --syslog=FACILITY (as msmtp's)
+    }
 )
 
 
@@ -172,11 +191,13 @@ def _apply(opts: SendmailArgs, flag: str, value: str) -> None:
 
 
 def _server_args(long_opts: list[str], opts: SendmailArgs) -> argparse.Namespace:
-    from smtpmail.cli.server import add_server_arguments
+    from smtpmail.cli.server import add_output_arguments, add_server_arguments
 
     parser = argparse.ArgumentParser(prog="smtpmail sendmail", add_help=False)
     add_server_arguments(parser)
+    add_output_arguments(parser)
     parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--read-envelope-from", action="store_true")
     try:
         ns = parser.parse_args(long_opts)
     except SystemExit as exc:
@@ -196,9 +217,16 @@ def run_argv(argv: Sequence[str], env: Environment) -> int:
     from smtpmail.cli.server import make_client, resolve_settings
     from smtpmail.message.raw import read_raw
 
+    raw = None
+    if ns.read_envelope_from:  # msmtp's: the reverse-path, and the account, from From
+        if opts.sender is not None:
+            raise UsageError("give -f ADDR or --read-envelope-from, not both")
+        raw = read_raw(env.stdin_bytes)
+        opts.sender = ns.account_for = raw.header_sender()
     settings = resolve_settings(ns, env)
     domain = _default_domain(opts.sender or settings.sender)
-    raw = read_raw(env.stdin_bytes)
+    if raw is None:
+        raw = read_raw(env.stdin_bytes)
     sender = opts.sender if opts.sender is not None else _address(settings.sender)
     envelope = raw.envelope(
         sender,
@@ -216,12 +244,37 @@ def run_argv(argv: Sequence[str], env: Environment) -> int:
     if opts.verbose or ns.verbose:
         from smtpmail.cli.transcript import TranscriptPrinter
 
-        transcript = TranscriptPrinter(env.stderr, colour=env.colors)
-    with make_client(settings, env, transcript) as client:
-        result = client.send(raw.chunks(), envelope=envelope, keep_bcc=opts.keep_bcc)
+        transcript = TranscriptPrinter(
+            env.stderr, colour=env.colors, data_lines=settings.show_data_lines
+        )
+    client = make_client(settings, env, transcript)
+    try:
+        with client:
+            result = client.send(raw.chunks(), envelope=envelope, keep_bcc=opts.keep_bcc)
+    except Exception as exc:
+        _log(settings, env, envelope, raw, client, error=exc)
+        raise
+    _log(settings, env, envelope, raw, client, result=result)
     for address, reply in result.refused.items():
         env.stderr.write(f"smtpmail: {address} refused: {reply.code} {reply.text_oneline()}\n")
     return EX_PARTIAL if result.refused else EX_OK
+
+
+def _log(
+    settings: ServerSettings,
+    env: Environment,
+    envelope: Envelope,
+    raw: RawMessage,
+    client: Any,
+    **outcome: Any,
+) -> None:
+    """The mail log's line (smtpmail.cli.maillog), when a logfile or syslog is set."""
+    if settings.logfile or settings.syslog:
+        from smtpmail.cli import maillog
+
+        message_id = raw.headers().get("Message-ID")
+        tls = client.tls_info is not None
+        maillog.record(settings, env, envelope, message_id, tls=tls, **outcome)
 
 
 def _address(value: str | None) -> str | None:

@@ -94,6 +94,7 @@ def _plan(
     transcript: Transcript | None,
     keep_bcc: bool,
     dkim: DKIMKey | None,
+    convert_8bit: bool,
     require_tls_extension: bool,
 ) -> _Plan:
     envelope = resolve_envelope(
@@ -104,9 +105,11 @@ def _plan(
     if ehlo_name is not None:
         check_ehlo_name(ehlo_name)
     # Every domain gets the same bytes (signed once), so a stream is read once,
-    # here; the message's transforms (the Bcc rule, DKIM) happen here too, and
+    # here; the message's transforms (the Bcc rule, 8-bit downgrade, DKIM) happen here too, and
     # these bytes go out as they are (_SENT_AS_IS).
-    data = b"".join(as_content(message, keep_bcc=keep_bcc, dkim=dkim).chunks)
+    data = b"".join(
+        as_content(message, keep_bcc=keep_bcc, dkim=dkim, convert_8bit=convert_8bit).chunks
+    )
     if tls_required_no(data) and not envelope.requiretls:
         # RFC 8689 §5: the sender asks that recipient-domain TLS policies (DANE,
         # MTA-STS) not stop this message; TLS stays opportunistic.
@@ -227,6 +230,7 @@ def deliver(
     transcript: Transcript | None = None,
     keep_bcc: bool = False,
     dkim: DKIMKey | None = None,
+    convert_8bit: bool = False,
     require_tls_extension: bool = False,
 ) -> DeliveryReport:
     """Deliver ``message`` straight to each recipient domain's MX hosts (RFC 5321 §5).
@@ -241,19 +245,21 @@ def deliver(
     records, on by default when the resolver validates (a loopback
     nameserver, or ``Resolver(dnssec=True)``); ``dane=True`` insists on one.
     ``ehlo_name`` defaults to the machine's name; ``keep_bcc`` transmits the
-    Bcc fields (removed by default); ``dkim``, a :class:`~smtpmail.DKIMKey`,
-    signs the message as it is sent; ``require_tls_extension`` asks every hop
-    for verified TLS (REQUIRETLS, RFC 8689): an MX host without it is skipped,
-    and the message fails with 5.7.30 when none has it. A message with the
-    header ``TLS-Required: No`` (RFC 8689 §5) is delivered without DANE and
-    MTA-STS. Needs the ``dns`` extra.
+    Bcc fields (removed by default); ``convert_8bit`` re-encodes the
+    message's 8-bit MIME parts 7-bit (as :class:`~smtpmail.Client`'s), for MX
+    hosts without 8BITMIME; ``dkim``, a :class:`~smtpmail.DKIMKey`, signs the
+    message as it is sent; ``require_tls_extension`` asks every hop for
+    verified TLS (REQUIRETLS, RFC 8689): an MX host without it is skipped, and
+    the message fails with 5.7.30 when none has it. A message with the header
+    ``TLS-Required: No`` (RFC 8689 §5) is delivered without DANE and MTA-STS.
+    Needs the ``dns`` extra.
     """
     plan = _plan(
         message, sender, recipients, envelope,
         resolver=resolver, nameservers=nameservers, ehlo_name=ehlo_name, port=port,
         max_connections=max_connections, require_tls=require_tls, tls_options=tls_options,
         mta_sts=mta_sts, dane=dane, timeout=timeout, transcript=transcript, keep_bcc=keep_bcc,
-        dkim=dkim, require_tls_extension=require_tls_extension,
+        dkim=dkim, convert_8bit=convert_8bit, require_tls_extension=require_tls_extension,
     )  # fmt: skip
     jobs = group_by_domain(plan.envelope)
 
@@ -327,6 +333,7 @@ async def deliver_async(
     transcript: Transcript | None = None,
     keep_bcc: bool = False,
     dkim: DKIMKey | None = None,
+    convert_8bit: bool = False,
     require_tls_extension: bool = False,
 ) -> DeliveryReport:
     """The asyncio twin of :func:`deliver`: same arguments, same report."""
@@ -335,7 +342,7 @@ async def deliver_async(
         resolver=resolver, nameservers=nameservers, ehlo_name=ehlo_name, port=port,
         max_connections=max_connections, require_tls=require_tls, tls_options=tls_options,
         mta_sts=mta_sts, dane=dane, timeout=timeout, transcript=transcript, keep_bcc=keep_bcc,
-        dkim=dkim, require_tls_extension=require_tls_extension,
+        dkim=dkim, convert_8bit=convert_8bit, require_tls_extension=require_tls_extension,
     )  # fmt: skip
     gate = asyncio.Semaphore(plan.max_connections)
     jobs = group_by_domain(plan.envelope)

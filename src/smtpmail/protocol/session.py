@@ -559,7 +559,8 @@ class Session:
             # message from smtpmail.compose is 7-bit clean, this one is the caller's.
             raise ExtensionNotSupported(
                 "the message has 8-bit data and the server does not offer 8BITMIME "
-                "(RFC 6152); re-encode it (quoted-printable or base64) or use another server"
+                "(RFC 6152); re-encode it (quoted-printable or base64: convert_8bit=True, "
+                "the command line's --convert-8bit) or use another server"
             )
         utf8 = envelope.needs_smtputf8 or content.smtputf8
         if utf8:
