@@ -4,6 +4,7 @@ The file is ``$XDG_CONFIG_HOME/smtpmail/config.toml`` (``~/.config/...``),
 or the path in ``$SMTPMAIL_CONFIG``, or ``--config PATH``::
 
     default = "work"              # the account used without --account
+    queue = "postgresql://mail@db.example.org/mail"   # the outbox (default: a folder)
 
     [accounts.work]
     host = "smtp.example.org"     # or server = "smtps://smtp.example.org"
@@ -136,6 +137,20 @@ def load_account(
     if "password" in values:
         _warn_clear_text(env, path, chosen)
     return Account(chosen, dict(values), path)
+
+
+def queue_location(env: Environment, given_path: str | None) -> str | None:
+    """The file's top-level ``queue`` key: the outbox's folder or PostgreSQL URL."""
+    explicit = bool(given_path or env.environ.get(ENV_VAR))
+    if not explicit and _no_default_file(env):
+        return None
+    path = config_path(env, given_path)
+    if not path.exists():
+        return None
+    value = _read(path).get("queue")
+    if value is not None and not isinstance(value, str):
+        raise ConfigError(f"{path}: 'queue' must be a folder or a postgresql:// URL")
+    return value
 
 
 def _by_sender(accounts: dict[str, Any], sender: str | None) -> str | None:

@@ -10,8 +10,11 @@
     smtpmail queue purge [ID...] [--all]                  # remove done (or all) messages
     smtpmail queue report [--json]                        # who could not be reached, and why
 
-The queue folder is ``--queue-dir``, else ``$SMTPMAIL_QUEUE_DIR``, else
-``$XDG_DATA_HOME/smtpmail/outbox``.
+    smtpmail queue migrate                                # create/upgrade a PostgreSQL outbox
+
+The outbox is ``--queue-url`` (PostgreSQL) or ``--queue-dir`` (a folder), else
+``$SMTPMAIL_QUEUE_URL`` or ``$SMTPMAIL_QUEUE_DIR``, else the configuration
+file's ``queue`` key, else the folder ``$XDG_DATA_HOME/smtpmail/outbox``.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ import argparse
 import signal
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from smtpmail.cli import jsondoc
@@ -33,7 +35,9 @@ __all__ = ["HELP", "add_arguments", "add_server_arguments", "open_outbox", "run"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--queue-dir", metavar="DIR", help="the outbox folder")
+    from smtpmail.cli.queued import add_location_arguments
+
+    add_location_arguments(parser)
     sub = parser.add_subparsers(dest="action", metavar="ACTION")
 
     p = sub.add_parser("add", help="queue a message read from standard input (or --file)")
@@ -80,6 +84,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("ids", nargs="*", metavar="ID")
     p.add_argument("--all", action="store_true", help="also remove messages still pending")
 
+    sub.add_parser("migrate", help="create or upgrade the PostgreSQL outbox's tables")
+
     p = sub.add_parser("report", help="a bounce-like report of the recipients that failed")
     p.add_argument("--json", action="store_true")
 
@@ -97,9 +103,19 @@ def add_server_arguments(p: argparse.ArgumentParser) -> None:
         "--connections", type=int, default=4, metavar="N", help="at most N connections (4)"
     )
     g.add_argument(
-        "--per-server", type=int, default=2, metavar="N", help="at most N to one server (2)"
+        "--per-server",
+        type=int,
+        default=2,
+        metavar="N",
+        help="at most N to one server (2; a PostgreSQL outbox: all workers together)",
     )
     g.add_argument("--rate", type=float, metavar="R", help="at most R messages per second, overall")
+    g.add_argument(
+        "--per-server-rate",
+        type=float,
+        metavar="R",
+        help="at most R messages per second to one server (PostgreSQL outbox: all workers)",
+    )
     g.add_argument(
         "--batch", type=int, default=50, metavar="N", help="messages per claim on a connection (50)"
     )
@@ -119,9 +135,9 @@ def add_server_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def open_outbox(args: argparse.Namespace, env: Environment) -> Any:
+    from smtpmail.cli.queued import queue_location
     from smtpmail.outbox import Outbox, RetrySchedule
 
-    folder = args.queue_dir or env.environ.get("SMTPMAIL_QUEUE_DIR") or str(env.data_dir / "outbox")
     changes = {
         name: value
         for name, value in (
@@ -131,7 +147,7 @@ def open_outbox(args: argparse.Namespace, env: Environment) -> Any:
         )
         if value is not None
     }
-    return Outbox(Path(folder).expanduser(), schedule=RetrySchedule(**changes))
+    return Outbox(queue_location(args, env), schedule=RetrySchedule(**changes))
 
 
 def worker_from(box: Any, args: argparse.Namespace, env: Environment) -> Any:
@@ -143,6 +159,7 @@ def worker_from(box: Any, args: argparse.Namespace, env: Environment) -> Any:
         "connections": args.connections,
         "per_server": args.per_server,
         "rate": args.rate,
+        "per_server_rate": args.per_server_rate,
         "batch": args.batch,
     }
     if getattr(args, "direct", False):
@@ -180,7 +197,9 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     if action is None:
         from smtpmail.cli.exits import UsageError
 
-        raise UsageError("smtpmail queue: say add, list, run, show, retry, purge or report")
+        raise UsageError(
+            "smtpmail queue: say add, list, run, show, retry, purge, report or migrate"
+        )
     box = open_outbox(args, env)
     handler: Callable[[Any, argparse.Namespace, Environment], int] = _ACTIONS[action]
     try:
@@ -189,6 +208,8 @@ def run(args: argparse.Namespace, env: Environment) -> int:
         from smtpmail.errors import InvalidArgument
 
         raise InvalidArgument(f"smtpmail queue: {exc.args[0]}") from None
+    finally:
+        box.close()
 
 
 # -- actions -------------------------------------------------------------------
@@ -254,7 +275,7 @@ def _show(box: Any, args: argparse.Namespace, env: Environment) -> int:
     when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(m.created))
     lines = [
         f"id:          {m.id}",
-        f"file:        {box.eml_path(m.id)}",
+        f"stored:      {box.where(m.id)}",
         f"status:      {m.status}",
         f"queued:      {when} ({_age(m.created)} ago), {m.attempts} attempt(s)",
         f"from:        <{m.sender}>",
@@ -371,6 +392,11 @@ def _report(box: Any, args: argparse.Namespace, env: Environment) -> int:
     return EX_OK
 
 
+def _migrate(box: Any, args: argparse.Namespace, env: Environment) -> int:
+    env.stdout.write(f"{box.where()}: {box.migrate()}\n")
+    return EX_OK
+
+
 _ACTIONS: dict[str, Callable[[Any, argparse.Namespace, Environment], int]] = {
     "add": _add,
     "list": _list,
@@ -379,4 +405,5 @@ _ACTIONS: dict[str, Callable[[Any, argparse.Namespace, Environment], int]] = {
     "retry": _retry,
     "purge": _purge,
     "report": _report,
+    "migrate": _migrate,
 }
