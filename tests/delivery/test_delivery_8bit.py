@@ -45,3 +45,19 @@ def test_deliver_converts_8bit_parts_when_asked(
     (got,) = mx.messages
     assert got.content.isascii() and b"\r\n\r\nH=C3=A9llo\r\n" in got.content
     assert verify_dns(got.content, world.nameservers[0])
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_deliver_sends_unsigned_8bit_unchanged_to_an_mx_with_8bitmime(
+    world: MXWorld, start: StartServer, mode: str
+) -> None:
+    mx = start(OK)
+    options = {"nameservers": world.nameservers, "ehlo_name": "client.test", "mta_sts": False}
+    args = (MESSAGE, "a@sender.test", ["to@failover.test"])
+    if mode == "sync":
+        report = smtpmail.deliver(*args, **options, convert_8bit=True)  # type: ignore[arg-type]
+    else:
+        report = asyncio.run(smtpmail.deliver_async(*args, **options, convert_8bit=True))  # type: ignore[arg-type]
+    assert report.ok
+    (got,) = mx.messages
+    assert "BODY=8BITMIME" in got.mail_options and got.content == MESSAGE
