@@ -238,6 +238,11 @@ class BaseClient:
         self.tls_mode = resolve_mode(tls, port, self.credentials is not None)
         self.tls_options = tls_options or TLSOptions()
         self.tls_options.pinned()  # a malformed pin fails here, before connecting
+        opts = self.tls_options
+        if ssl_context is None and (opts.ca_file or opts.ca_path or opts.cert_file):
+            # Files named are read now: a missing one fails before connecting, even
+            # where no TLS would happen (no STARTTLS offered), not skipped in silence.
+            ssl_context = make_context(opts)
         self._ssl_context = ssl_context
         self._tls_info: TLSInfo | None = None
         self._peer: tuple[object, ...] | None = None
