@@ -150,7 +150,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="STAGE",
         choices=QUIT_STAGES,
         help="stop after this stage and QUIT, delivering nothing (with -v: the dialogue "
-        "up to it): " + ", ".join(QUIT_STAGES),
+        "up to it): " + ", ".join(QUIT_STAGES) + "; not with --queue, --direct or --json",
     )
 
 
