@@ -138,9 +138,9 @@ def add_server_arguments(parser: argparse.ArgumentParser, *, url_option: bool = 
         "--convert-8bit",
         action="store_true",
         default=None,
-        help="re-encode a message's 8-bit MIME parts (quoted-printable for text, base64 "
-        "otherwise) so it goes to a server without 8BITMIME; without it such a message is "
-        "refused (exit 69). Composed messages are 7-bit already",
+        help="for a server without 8BITMIME, re-encode a message's 8-bit MIME parts "
+        "(quoted-printable for text, base64 otherwise; always when DKIM signing); without it "
+        "such a message is refused (exit 69). Composed messages are 7-bit already",
     )
     d = parser.add_argument_group("DKIM signing (all three, or the account's dkim table)")
     d.add_argument("--dkim-selector", metavar="NAME", help="s=: the key is at NAME._domainkey")

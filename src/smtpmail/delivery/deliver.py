@@ -106,7 +106,8 @@ def _plan(
         check_ehlo_name(ehlo_name)
     # Every domain gets the same bytes (signed once), so a stream is read once,
     # here; the message's transforms (the Bcc rule, 8-bit downgrade, DKIM) happen here too, and
-    # these bytes go out as they are (_SENT_AS_IS).
+    # these bytes go out as they are (_SENT_AS_IS), but for an unsigned message's 8-bit
+    # downgrade, which each client makes for an MX host without 8BITMIME only.
     data = b"".join(
         as_content(message, keep_bcc=keep_bcc, dkim=dkim, convert_8bit=convert_8bit).chunks
     )
@@ -133,7 +134,11 @@ def _plan(
         dane=dane,
         local_names=_local_names(ehlo_name),
     )
-    options: dict[str, Any] = {"ehlo_name": ehlo_name, "timeout": timeout}
+    # Unsigned 8-bit data is converted by each client, for an MX host without
+    # 8BITMIME only (signed data was converted above; this is then a no-op).
+    options: dict[str, Any] = {
+        "ehlo_name": ehlo_name, "timeout": timeout, "convert_8bit": convert_8bit,
+    }  # fmt: skip
     if transcript is not None:
         options["transcript"] = transcript
     return _Plan(data, envelope, flow, resolver, sts, options, max_connections)

@@ -541,13 +541,18 @@ class Session:
     def _plan(self, envelope: Envelope, content: Content) -> _Plan:
         ext = self.extensions
         params: dict[str, str | None] = {}
+        use_bdat = "CHUNKING" in ext
+        eight_bit_ok = "8BITMIME" in ext or (use_bdat and "BINARYMIME" in ext)
+        if content.eight_bit and content.seven_bit is not None and not eight_bit_ok:
+            # RFC 6152 §3: converted only for a server that cannot take 8-bit data,
+            # as an MTA does; a server with 8BITMIME gets the message unchanged.
+            content = content.seven_bit()
         size = content.declared_size() if "SIZE" in ext else None
         if size is not None:
             limit = ext.size_limit
             if limit is not None and size > limit:
                 raise MessageTooLarge(size, limit)
             params["SIZE"] = str(size)
-        use_bdat = "CHUNKING" in ext
         if content.eight_bit is not False and use_bdat and "BINARYMIME" in ext:
             # RFC 3030 §3: with BDAT, BINARYMIME also covers NULs and lines over
             # 998 octets, which 8BITMIME does not; unknown content gets it too.

@@ -203,10 +203,11 @@ class BaseClient:
         (except to loopback) unless ``allow_plaintext_auth``. ``dkim``: a
         :class:`~smtpmail.message.dkim.DKIMKey` that signs every message this
         client sends, as it goes on the wire (after the Bcc rule).
-        ``convert_8bit``: re-encode the 8-bit MIME parts of every message as
-        quoted-printable (text) or base64 (RFC 2045), before signing, so a
-        message the caller supplied goes to a server without 8BITMIME
-        (RFC 6152); without it such a message is refused before MAIL FROM.
+        ``convert_8bit``: re-encode the 8-bit MIME parts of a message as
+        quoted-printable (text) or base64 (RFC 2045) when the server does not
+        offer 8BITMIME (RFC 6152 §3), or always when ``dkim`` signs it, before
+        signing (RFC 6376 §5.3); without it such a message is refused before
+        MAIL FROM.
         ``source_address``: the local (address, port) to connect from (port 0:
         any). ``family``: ``socket.AF_INET`` or ``AF_INET6`` to use only the
         host's IPv4 or IPv6 addresses (0: either)."""
@@ -238,6 +239,11 @@ class BaseClient:
         self.tls_options = tls_options or TLSOptions()
         self.tls_options.pinned()  # a malformed pin fails here, before connecting
         self.tls_options.pinned_keys()
+        opts = self.tls_options
+        if ssl_context is None and (opts.ca_file or opts.ca_path or opts.cert_file):
+            # Files named are read now: a missing one fails before connecting, even
+            # where no TLS would happen (no STARTTLS offered), not skipped in silence.
+            ssl_context = make_context(opts)
         self._ssl_context = ssl_context
         self._tls_info: TLSInfo | None = None
         self._peer: tuple[object, ...] | None = None
