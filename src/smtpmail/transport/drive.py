@@ -9,7 +9,7 @@ same dozen lines with and without ``await``) performs on its stream:
 =============  ==============================  ====================================
 step           the trampoline does             and sends back
 =============  ==============================  ====================================
-``CONNECT``    opens a stream (its connector)  ``(peername, sockname)``
+``CONNECT``    opens a stream (its connector)  None
 ``READ, t``    ``stream.read(65536, t)``       the bytes (``b""``: end of stream)
 ``POLL``       ``stream.read_arrived(65536)``   the bytes already there, or None
 ``WRITE, b``   ``stream.write(b, timeout)``    None
@@ -69,11 +69,12 @@ def connecting(client: BaseClient, until: Stage = Stage.AUTH) -> Steps[Reply | N
         raise LocalProtocolError("already connected")
     client._new_session()
     try:
-        peer, sock_name = yield (CONNECT, None)
+        yield (CONNECT, None)
     except OSError as exc:  # (TimeoutError and gaierror are ones)
         raise client._connect_error(exc) from exc
     client._connected = True
-    client._peer = peer
+    client._peer = peer = client._stream.get_extra_info("peername")
+    sock_name = client._stream.get_extra_info("sockname")
     try:
         if client.transcript is not None and peer:
             client.transcript("info", f"connected to {peer[0]} port {peer[1]}")
