@@ -243,12 +243,13 @@ def _replies(client: BaseClient, action: Receive) -> Steps[list[Reply]]:
             replies.append(reply)
             deadline = 0.0  # the next reply has a deadline of its own
             continue
-        now = time.monotonic()
         if not deadline:
-            deadline = now + timeout
-        remaining = deadline - now
-        if remaining <= 0:
-            raise client._timeout_error(action)
+            deadline = time.monotonic() + timeout
+            remaining = timeout  # (the same number each time: no settimeout call)
+        else:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise client._timeout_error(action)
         try:
             data = yield (READ, remaining)
         except TimeoutError:
