@@ -54,6 +54,8 @@ _PUBLIC: dict[str, str] = {
     "MessageTooLarge": "smtpmail.errors",
     "OutboxError": "smtpmail.errors",
     "ProtocolError": "smtpmail.errors",
+    "Proxy": "smtpmail.protocol.proxy",
+    "ProxyError": "smtpmail.errors",
     "RecipientsRefused": "smtpmail.errors",
     "RemoteProtocolError": "smtpmail.errors",
     "ReplyError": "smtpmail.errors",
@@ -91,6 +93,8 @@ __all__ = [
     "Options",
     "OutboxError",
     "ProtocolError",
+    "Proxy",
+    "ProxyError",
     "RecipientResult",
     "RecipientsRefused",
     "RemoteProtocolError",
@@ -185,6 +189,9 @@ if TYPE_CHECKING:
         ProtocolError as ProtocolError,
     )
     from smtpmail.errors import (
+        ProxyError as ProxyError,
+    )
+    from smtpmail.errors import (
         RecipientsRefused as RecipientsRefused,
     )
     from smtpmail.errors import (
@@ -228,6 +235,9 @@ if TYPE_CHECKING:
     )
     from smtpmail.protocol.extensions import (
         Extensions as Extensions,
+    )
+    from smtpmail.protocol.proxy import (
+        Proxy as Proxy,
     )
     from smtpmail.protocol.reply import (
         Reply as Reply,
