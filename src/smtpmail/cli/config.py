@@ -57,6 +57,7 @@ _KEYS = frozenset(
         "timeout",
         "data_timeout",
         "dkim",
+        "proxy",
     }
 )
 
@@ -123,9 +124,28 @@ def load_account(
     unknown = set(values) - _KEYS
     if unknown:
         raise ConfigError(f"{path}: accounts.{chosen}: unknown keys {sorted(unknown)}")
-    if "password" in values:
+    if "password" in values or _proxy_password(values.get("proxy")):
         _warn_clear_text(env, path, chosen)
     return Account(chosen, dict(values), path)
+
+
+def _proxy_password(url: object) -> bool:
+    """Does a ``proxy`` URL carry a password (``socks5://user:pass@host``)?"""
+    if not isinstance(url, str):
+        return False
+    authority = url.partition("://")[2].partition("/")[0]
+    return ":" in authority.rpartition("@")[0]
+
+
+def _shown(key: str, value: Any) -> Any:
+    """A config value as ``smtpmail config`` prints it: secrets hidden."""
+    if key == "password":
+        return "<hidden>"
+    if key == "proxy" and isinstance(value, str):
+        from smtpmail.protocol.proxy import redact_url
+
+        return redact_url(value)
+    return value
 
 
 def _by_sender(accounts: dict[str, Any], sender: str | None) -> str | None:
@@ -197,7 +217,7 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     env.stdout.write(f"{path}\n")
     for name, values in sorted(dict(data.get("accounts", {})).items()):
         mark = "*" if name == default else " "
-        shown = {k: ("<hidden>" if k == "password" else v) for k, v in dict(values).items()}
+        shown = {k: _shown(k, v) for k, v in dict(values).items()}
         items = " ".join(f"{k}={v!r}" for k, v in shown.items())
         env.stdout.write(f"{mark} {name}: {items}\n")
     return 0

@@ -111,6 +111,7 @@ def run(args: argparse.Namespace, env: Environment, message: Any, envelope: Any)
 
         # Connections to several domains run at once: their lines interleave.
         transcript = TranscriptPrinter(env.stderr, colour=env.colors)
+    settings = resolve_settings(args, env)
     report = deliver(
         message,
         envelope=envelope,
@@ -124,7 +125,8 @@ def run(args: argparse.Namespace, env: Environment, message: Any, envelope: Any)
         timeout=timeouts(getattr(args, "timeout", None), getattr(args, "data_timeout", None)),
         transcript=transcript,
         keep_bcc=getattr(args, "keep_bcc", False),
-        dkim=dkim_key(resolve_settings(args, env)),
+        dkim=dkim_key(settings),
+        proxy=settings.proxy,
     )
     status = exit_for(report)
     if getattr(args, "json", False):

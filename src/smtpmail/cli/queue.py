@@ -159,6 +159,7 @@ def direct_kwargs(args: argparse.Namespace, env: Environment) -> dict[str, Any]:
     from smtpmail.transport.tls import TLSOptions
 
     cafile = getattr(args, "cafile", None)
+    settings = resolve_settings(args, env)
     return {
         "nameservers": direct._nameservers(args.dns_server),
         "ehlo_name": getattr(args, "ehlo_name", None),
@@ -168,7 +169,8 @@ def direct_kwargs(args: argparse.Namespace, env: Environment) -> dict[str, Any]:
         "tls_options": TLSOptions(ca_file=cafile) if cafile else None,
         "mta_sts": False if args.no_mta_sts else MTASTS(ca_file=cafile),
         "timeout": timeouts(getattr(args, "timeout", None), getattr(args, "data_timeout", None)),
-        "dkim": dkim_key(resolve_settings(args, env)),
+        "dkim": dkim_key(settings),
+        "proxy": settings.proxy,
     }
 
 

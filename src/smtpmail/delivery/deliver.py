@@ -36,6 +36,7 @@ from smtpmail.message.content import MessageInput, as_content, resolve_envelope
 from smtpmail.message.dkim import DKIMKey
 from smtpmail.protocol.commands import ehlo_name as check_ehlo_name
 from smtpmail.protocol.envelope import Envelope
+from smtpmail.protocol.proxy import Proxy
 from smtpmail.transport._base import Timeouts, Transcript
 from smtpmail.transport.aio import AsyncClient
 from smtpmail.transport.sync import Client
@@ -93,6 +94,7 @@ def _plan(
     transcript: Transcript | None,
     keep_bcc: bool,
     dkim: DKIMKey | None,
+    proxy: Proxy | str | None,
 ) -> _Plan:
     envelope = resolve_envelope(message, sender, recipients, envelope)
     if max_connections < 1:
@@ -115,6 +117,8 @@ def _plan(
         local_names=_local_names(ehlo_name),
     )
     options: dict[str, Any] = {"ehlo_name": ehlo_name, "timeout": timeout}
+    if proxy is not None:
+        options["proxy"] = Proxy.of(proxy)  # a bad URL fails here, before any lookup
     if transcript is not None:
         options["transcript"] = transcript
     return _Plan(data, envelope, flow, resolver, sts, options, max_connections)
@@ -207,6 +211,7 @@ def deliver(
     transcript: Transcript | None = None,
     keep_bcc: bool = False,
     dkim: DKIMKey | None = None,
+    proxy: Proxy | str | None = None,
 ) -> DeliveryReport:
     """Deliver ``message`` straight to each recipient domain's MX hosts (RFC 5321 §5).
 
@@ -218,14 +223,16 @@ def deliver(
     ``mta_sts`` is True (a process-wide cache), False, or an :class:`MTASTS`;
     ``ehlo_name`` defaults to the machine's name; ``keep_bcc`` transmits the
     Bcc fields (removed by default); ``dkim``, a :class:`~smtpmail.DKIMKey`,
-    signs the message as it is sent. Needs the ``dns`` extra.
+    signs the message as it is sent; ``proxy`` (a URL or
+    :class:`~smtpmail.Proxy`) carries every SMTP connection (the DNS and
+    MTA-STS lookups do not go through it). Needs the ``dns`` extra.
     """
     plan = _plan(
         message, sender, recipients, envelope,
         resolver=resolver, nameservers=nameservers, ehlo_name=ehlo_name, port=port,
         max_connections=max_connections, require_tls=require_tls, tls_options=tls_options,
         mta_sts=mta_sts, dane=dane, timeout=timeout, transcript=transcript, keep_bcc=keep_bcc,
-        dkim=dkim,
+        dkim=dkim, proxy=proxy,
     )  # fmt: skip
     jobs = group_by_domain(plan.envelope)
 
@@ -297,6 +304,7 @@ async def deliver_async(
     transcript: Transcript | None = None,
     keep_bcc: bool = False,
     dkim: DKIMKey | None = None,
+    proxy: Proxy | str | None = None,
 ) -> DeliveryReport:
     """The asyncio twin of :func:`deliver`: same arguments, same report."""
     plan = _plan(
@@ -304,7 +312,7 @@ async def deliver_async(
         resolver=resolver, nameservers=nameservers, ehlo_name=ehlo_name, port=port,
         max_connections=max_connections, require_tls=require_tls, tls_options=tls_options,
         mta_sts=mta_sts, dane=dane, timeout=timeout, transcript=transcript, keep_bcc=keep_bcc,
-        dkim=dkim,
+        dkim=dkim, proxy=proxy,
     )  # fmt: skip
     gate = asyncio.Semaphore(plan.max_connections)
     jobs = group_by_domain(plan.envelope)

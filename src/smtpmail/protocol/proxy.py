@@ -29,7 +29,7 @@ from smtpmail._record import Frozen
 from smtpmail.errors import InvalidArgument, LocalProtocolError, ProxyError
 from smtpmail.protocol.redaction import REDACTED, Secrets
 
-__all__ = ["SCHEMES", "Proxy", "Tunnel"]
+__all__ = ["SCHEMES", "Proxy", "Tunnel", "redact_url"]
 
 #: The schemes a proxy URL may have, and whether the proxy resolves the server's name.
 SCHEMES = {"socks5": False, "socks5h": True, "socks4": False, "socks4a": True, "http": True}
@@ -75,7 +75,7 @@ class Proxy(Frozen):
 
         if not isinstance(url, str):
             raise InvalidArgument(f"a proxy is a URL string, not {type(url).__name__}")
-        shown = _redact_url(url)
+        shown = redact_url(url)
         if any(ord(c) < 0x21 or ord(c) == 0x7F for c in url):
             raise InvalidArgument(f"proxy URL {shown!r} contains spaces or control characters")
         try:
@@ -161,7 +161,7 @@ def _check(proxy: Proxy) -> None:
         raise InvalidArgument(f"proxy {shown!r}: a password without a user name")
 
 
-def _redact_url(url: str) -> str:
+def redact_url(url: str) -> str:
     """``url`` as an error may quote it: whatever stands before ``@`` after a
     ``:`` in the authority (the password) replaced by ``****``."""
     scheme, sep, rest = url.partition("://")
