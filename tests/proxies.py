@@ -26,13 +26,19 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-from servers import free_port
+from servers import Recorder, free_port
 
 USER = "proxy-üser"  # non-ASCII on purpose: RFC 1929 names are octets, sent as UTF-8
 PASSWORD = "pr0xy pa$$word:with@signs"
+#: tinyproxy's configuration takes only letters, digits, "-", "." and "_" in credentials.
+HTTP_USER, HTTP_PASSWORD = "http-user", "http-s3cret.pass_word"
 #: Dante refuses every connection to this address (a SOCKS 5 "not allowed by ruleset").
 REFUSED_HOST = "127.0.0.2"
+#: The address each proxy connects to the server from (the server sees it as the peer:
+#: the proof that a connection came through that proxy, not straight from the client).
+EGRESS = {"dante": "127.0.0.5", "microsocks": "127.0.0.6", "tinyproxy": "127.0.0.7"}
 
 
 def program(name: str, *where: str) -> str:
@@ -47,6 +53,21 @@ def quote(text: str) -> str:
     from urllib.parse import quote as percent
 
     return percent(text, safe="")
+
+
+class PeerRecorder(Recorder):
+    """An aiosmtpd handler that also notes the address each MAIL FROM came from."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.peers: list[str] = []
+
+    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str,
+                          options: list[str]) -> str:  # fmt: skip
+        self.peers.append(session.peer[0])
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
 
 
 class ProxyProcess:
@@ -125,7 +146,7 @@ def running(proxy: ProxyProcess) -> Iterator[ProxyProcess]:
 def microsocks(tmp: Path, user: str | None = USER, password: str | None = PASSWORD) -> ProxyProcess:
     """SOCKS 5; with ``user``, only username/password authentication is accepted."""
     port = free_port()
-    argv = [program("microsocks"), "-i", "127.0.0.1", "-p", str(port)]
+    argv = [program("microsocks"), "-i", "127.0.0.1", "-p", str(port), "-b", EGRESS["microsocks"]]
     if user is not None:
         argv += ["-u", user, "-P", password or ""]
     return ProxyProcess("socks5h", port, argv, tmp / f"microsocks-{port}.log")
@@ -139,7 +160,7 @@ def dante(tmp: Path) -> ProxyProcess:
     conf.write_text(
         f"""logoutput: stderr
 internal: 127.0.0.1 port = {port}
-external: 127.0.0.1
+external: {EGRESS["dante"]}
 clientmethod: none
 socksmethod: none
 user.privileged: {getpass.getuser()}
@@ -173,6 +194,7 @@ def tinyproxy(
     lines = [
         f"Port {port}",
         "Listen 127.0.0.1",
+        f"Bind {EGRESS['tinyproxy']}",
         "Timeout 600",
         "MaxClients 100",
         "Allow 127.0.0.1",

@@ -229,6 +229,7 @@ def test_not_one_byte_past_the_answer_is_asked_for(url: str) -> None:
         ("socks4://u@p", [b"\x00\x5d" + bytes(6)], "refused the user id", False),
         ("socks4://p", [b"HTTP/1.1"], "not a SOCKS 4 proxy", False),
         ("http://p:1", [b"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n"], "407", False),
+        ("http://p:1", [b"HTTP/1.0 401 Unauthorized\r\n\r\n"], "refused the credentials", False),
         ("http://p:1", [b"HTTP/1.1 403 Access violation\r\n\r\n"], "refused the tunnel", False),
         ("http://p:1", [b"HTTP/1.1 502 Bad Gateway\r\n\r\n"], "502 Bad Gateway", True),
         ("http://p:1", [b"HTTP/1.1 503 Unavailable\r\n\r\n"], "503", True),

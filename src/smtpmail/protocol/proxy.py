@@ -421,7 +421,7 @@ def _http_connect(tunnel: Tunnel, proxy: Proxy, host: str, port: int) -> Steps:
 
 def _http_refusal(code: int, reason: str) -> str:
     said = f"{code} {reason}".rstrip()
-    if code == 407:
+    if code in (401, 407):  # 407 by RFC 9110 §15.5.8; some proxies (tinyproxy) say 401
         return f"refused the credentials ({said})"
     return f"refused the tunnel ({said})"
 
