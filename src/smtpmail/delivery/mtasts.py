@@ -17,7 +17,6 @@ against ``ca_file`` (or ``ssl_context``) instead of the system store.
 from __future__ import annotations
 
 import http.client
-import socket
 import ssl
 import threading
 import time
@@ -27,6 +26,8 @@ from dataclasses import dataclass
 from smtpmail._log import Logger
 from smtpmail.delivery.resolver import Resolver
 from smtpmail.errors import DNSError
+from smtpmail.transport.stream import connect_tcp
+from smtpmail.transport.tls import TLSOptions
 
 __all__ = ["MTASTS", "PolicyCache", "PolicyError", "STSPolicy", "parse_policy", "parse_txt"]
 
@@ -146,14 +147,17 @@ class _PinnedHTTPS(http.client.HTTPSConnection):
         super().__init__(host, port, timeout=timeout, context=context)
         self._address = address
         self._tls = context
+        self._deadline = timeout
 
     def connect(self) -> None:
-        raw = socket.create_connection((self._address, self.port), self.timeout)
+        # Through the network seam, as every connection the product makes.
+        stream = connect_tcp(self._address, self.port, timeout=self._deadline)
         try:
-            self.sock = self._tls.wrap_socket(raw, server_hostname=self.host)
+            stream.start_tls(self._tls, self.host, self._deadline, TLSOptions())
         except BaseException:
-            raw.close()
+            stream.close()
             raise
+        self.sock = stream.get_extra_info("socket")
 
 
 class MTASTS:

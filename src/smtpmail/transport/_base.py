@@ -40,9 +40,16 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up
 
 if TYPE_CHECKING:
     import ssl  # loaded only when TLS starts (see transport.tls)
+    from typing import Any
 
     from smtpmail.message.dkim import DKIMKey
     from smtpmail.protocol.sasl import Credentials  # loaded only when auth is given
+    from smtpmail.transport.stream import (
+        AsyncConnector,
+        AsyncNetworkStream,
+        Connector,
+        NetworkStream,
+    )
 
 __all__ = ["BaseClient", "Timeouts", "Transcript"]
 
@@ -170,6 +177,9 @@ class Stage(StrEnum):
 
 _ORDER = list(Stage)
 
+#: Stands for a pre-connected stream that was used and closed.
+_USED = object()
+
 
 class BaseClient:
     """Configuration and the IO-free half of a client connection."""
@@ -193,6 +203,8 @@ class BaseClient:
         auth_mechanism: str | None = None,
         allow_plaintext_auth: bool = False,
         dkim: DKIMKey | None = None,
+        connect: Connector | AsyncConnector | None = None,
+        stream: NetworkStream | AsyncNetworkStream | socket.socket | None = None,
     ) -> None:
         """``tls``: None picks IMPLICIT on port 465, REQUIRED when ``auth`` is given,
         else OPPORTUNISTIC. ``ssl_context`` replaces the context built from
@@ -204,7 +216,13 @@ class BaseClient:
         client sends, as it goes on the wire (after the Bcc rule).
         ``source_address``: the local (address, port) to connect from (port 0:
         any). ``family``: ``socket.AF_INET`` or ``AF_INET6`` to use only the
-        host's IPv4 or IPv6 addresses (0: either)."""
+        host's IPv4 or IPv6 addresses (0: either). ``connect``: the
+        :class:`~smtpmail.transport.stream.Connector` (for AsyncClient the
+        ``AsyncConnector``) that opens each connection, with these
+        ``source_address`` and ``family``, instead of a direct TCP connection
+        (a proxy's, say). ``stream``: a connected socket or stream to use for
+        the first connection; the client cannot open another one by itself
+        (see :mod:`smtpmail.transport.stream` for the contract)."""
         self.host = host
         self.port = port
         self.ehlo_name = ehlo_name
@@ -237,6 +255,9 @@ class BaseClient:
         self._session = Session(self.options)
         self._parser = ReplyParser()
         self._connected = False
+        self._connector: Any = connect
+        self._given: object | None = stream
+        self._stream: Any = None  # the sync or async stream of the open connection
 
     @property
     def session(self) -> Session:
@@ -271,7 +292,34 @@ class BaseClient:
         state = "connected" if self._connected else "not connected"
         return f"<{type(self).__name__} {self.host}:{self.port} {state}>"
 
+    def close(self) -> None:
+        """Close the connection without QUIT (without waiting, also in AsyncClient)."""
+        self._connected = False
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            stream.close()
+
     # -- helpers shared by both drivers --------------------------------------
+
+    def _given_stream(self) -> Any:
+        """The caller's pre-connected socket or stream, the first time; None when
+        none was given; ConnectError after that: the client cannot reopen it."""
+        given = self._given
+        if given is None:
+            return None
+        if given is _USED:
+            raise ConnectError(
+                f"the connection to {self.host}:{self.port} given as stream= was closed "
+                "and the client cannot open another (pass connect= for that)"
+            )
+        self._given = _USED
+        return given
+
+    def _pairs(
+        self, items: Iterable[tuple[Envelope, MessageInput]], keep_bcc: bool
+    ) -> Iterable[tuple[Envelope, Content]]:
+        """send_many's items, each message as it goes on the wire (read lazily)."""
+        return ((envelope, self._content(message, keep_bcc)) for envelope, message in items)
 
     def _new_session(self) -> None:
         if self._session.refuses_pipelined_mail:
