@@ -14,7 +14,7 @@ import pytest
 from mxworld import OK, OK2, MXWorld, StartServer
 
 import smtpmail
-from proxies import EGRESS, PASSWORD, USER, PeerRecorder, ProxyProcess, microsocks, running
+from proxies import EGRESS, PASSWORD, USER, PeerRecorder, ProxyProcess, microsocks, quote, running
 from smtpmail.delivery import DeliveryStatus
 from smtpmail.outbox import Outbox, RetrySchedule, State, Worker
 
@@ -59,8 +59,8 @@ async def test_deliver_through_a_socks5_proxy(
 
 def test_deliver_with_a_bad_proxy_url_fails_before_any_lookup(world: MXWorld) -> None:
     with pytest.raises(smtpmail.InvalidArgument, match="scheme") as caught:
-        smtpmail.deliver(MESSAGE, SENDER, ["x@other.test"], proxy=f"ftp://u:{PASSWORD}@h:1")
-    assert PASSWORD not in str(caught.value)
+        smtpmail.deliver(MESSAGE, SENDER, ["x@other.test"], proxy=f"ftp://u:{quote(PASSWORD)}@h:1")
+    assert PASSWORD not in str(caught.value) and quote(PASSWORD) not in str(caught.value)
 
 
 def test_deliver_through_a_dead_proxy_defers(tmp_path: Path, world: MXWorld) -> None:
