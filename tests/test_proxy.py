@@ -390,3 +390,23 @@ def test_cli_proxy_refusing_the_credentials_fails_without_showing_them(
     assert "refused the user name and password" in done.stderr
     assert "secretive" not in done.stderr
     assert smtpd.messages == []
+
+
+async def test_no_clear_text_auth_through_a_proxy_to_a_loopback_server(
+    connect: Connect, proxies: dict[str, ProxyProcess]
+) -> None:
+    """Credentials may go in clear text to a server on loopback (nothing leaves the
+    machine); through a proxy, the loopback peer is the proxy, and the server may
+    be anywhere: the rule must not take the proxy's address for the server's."""
+    from smtpmail import AuthError
+
+    with TLSServer(authenticator=authenticator(), auth_require_tls=False) as server:
+        direct = connect(server.port, auth=(SMTP_USER, SMTP_PASSWORD), tls="opportunistic")
+        async with direct:
+            await direct.send(MSG, SENDER, [RCPT])  # straight to loopback: allowed
+        proxied = connect(server.port, auth=(SMTP_USER, SMTP_PASSWORD), tls="opportunistic",
+                          proxy=proxies["dante"].url())  # fmt: skip
+        with pytest.raises(AuthError, match="unencrypted"):
+            await proxied.connect()
+    assert len(server.messages) == 1
+    assert sum(b"AUTH" in bytes(w) for w in server.wire) == 1  # the direct one only
