@@ -94,6 +94,7 @@ def test_any_string_parses_or_raises_invalid_argument(text: str, password: str) 
 def feed(tunnel: Tunnel, answer: bytes) -> bytes:
     """Give ``tunnel`` what it asks for of ``answer``; return the rest."""
     while answer and not tunnel.established:
+        assert tunnel.max_read() >= 1, "asked for nothing while unfinished"
         n = min(tunnel.max_read(), len(answer))
         tunnel.receive(answer[:n])
         answer = answer[n:]
@@ -278,3 +279,19 @@ def test_destination_the_proxy_cannot_be_asked_for(url: str, host: str, error: s
     """Refused when the tunnel is made: before the connection to the proxy."""
     with pytest.raises(InvalidArgument, match=error):
         Tunnel(Proxy.parse(url), host, 25)
+
+
+@given(
+    st.sampled_from(["socks5://p", "socks5h://u:pw@p", "socks4a://u@p", "http://u:pw@p:1"]),
+    st.lists(st.binary(min_size=1, max_size=40), max_size=8),
+)
+def test_any_answer_opens_the_tunnel_or_raises_proxy_error(url: str, answers: list[bytes]) -> None:
+    """Whatever a proxy sends: the tunnel opens, fails with a ProxyError, or asks
+    for more; it never asks for nothing while unfinished, nor reads past its answer."""
+    tunnel = Tunnel(Proxy.parse(url), "mx.example", 25)
+    try:
+        for answer in answers:
+            tunnel.data_to_send()
+            feed(tunnel, answer)
+    except ProxyError as exc:
+        assert exc.is_transient in (True, False)

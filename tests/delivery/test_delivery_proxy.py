@@ -90,3 +90,19 @@ def test_outbox_direct_through_a_proxy(
     assert Worker(box, direct=direct).run().delivered == 1
     assert box.load(queued.id).recipients[0].state is State.DELIVERED
     assert other.handler.peers == [EGRESS["microsocks"]]  # type: ignore[attr-defined]
+
+
+def test_cli_send_direct_through_a_proxy(
+    tmp_path: Path, world: MXWorld, start: StartServer, socks: ProxyProcess
+) -> None:
+    from clirun import fake_env
+    from smtpmail.cli import main
+
+    other = start(OK2, PeerRecorder())
+    (address, port) = world.nameservers[0]
+    argv = ["send", "--from", SENDER, "--to", "y@other.test", "--body", "x", "--direct",
+            "--dns-server", f"{address}#{port}", "--no-mta-sts", "--ehlo-name", "client.test",
+            "--proxy", socks.url(USER, PASSWORD, "socks5h")]  # fmt: skip
+    env = fake_env(tmp_path, argv)
+    assert main(env=env) == 0
+    assert other.handler.peers == [EGRESS["microsocks"]]  # type: ignore[attr-defined]
