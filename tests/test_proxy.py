@@ -386,7 +386,7 @@ def test_cli_proxy_refusing_the_credentials_fails_without_showing_them(
 ) -> None:
     url = proxies["microsocks"].url(USER, "secretive", "socks5h")
     done = cli(*SEND, "--server", f"smtp://127.0.0.1:{smtpd.port}", "--proxy", url)
-    assert done.returncode != 0
+    assert done.returncode == 69  # EX_UNAVAILABLE: permanent, a configuration to fix
     assert "refused the user name and password" in done.stderr
     assert "secretive" not in done.stderr
     assert smtpd.messages == []
@@ -410,3 +410,10 @@ async def test_no_clear_text_auth_through_a_proxy_to_a_loopback_server(
             await proxied.connect()
     assert len(server.messages) == 1
     assert sum(b"AUTH" in bytes(w) for w in server.wire) == 1  # the direct one only
+
+
+def test_cli_proxy_down_is_a_temporary_failure(smtpd: RecordingServer) -> None:
+    url = f"socks5h://127.0.0.1:{free_port()}"
+    done = cli(*SEND, "--server", f"smtp://127.0.0.1:{smtpd.port}", "--proxy", url)
+    assert done.returncode == 75, done.stderr  # EX_TEMPFAIL: try again later
+    assert "cannot be reached" in done.stderr

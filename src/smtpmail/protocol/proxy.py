@@ -215,15 +215,20 @@ class Tunnel:
 
     ``host`` is what the proxy is asked to connect to: a name only when the
     proxy resolves it (:attr:`Proxy.remote_dns`), else an IP address the
-    transport resolved. Every failure is a :class:`~smtpmail.errors.ProxyError`
-    whose ``is_transient`` says whether trying again later may help; a
-    destination this proxy cannot be asked for is an :class:`InvalidArgument`,
-    raised by the constructor (before the connection to the proxy is made).
+    transport resolved (``name`` is then the name it had). Every failure is a
+    :class:`~smtpmail.errors.ProxyError` whose ``is_transient`` says whether
+    trying again later may help; a destination this proxy cannot be asked for
+    is an :class:`InvalidArgument`, raised by the constructor (before the
+    connection to the proxy is made).
     """
 
-    def __init__(self, proxy: Proxy, host: str, port: int) -> None:
+    def __init__(self, proxy: Proxy, host: str, port: int, *, name: str | None = None) -> None:
         self.proxy = proxy
+        #: The server as errors name it: ``name`` (as the caller gave it, when
+        #: ``host`` is the address it was resolved to) and the port.
         self.destination = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        if name is not None and name != host:
+            self.destination = f"{name}:{port} ({host})"
         self._secrets = proxy.secrets()
         self._buffer = b""
         self.established = False

@@ -61,7 +61,7 @@ def proxy_connector(proxy: Proxy) -> Connector:
             target = _first_address(
                 socket.getaddrinfo(host, port, _family(proxy, family), socket.SOCK_STREAM)
             )
-        tunnel = Tunnel(proxy, target, port)  # a destination it cannot take fails here
+        tunnel = Tunnel(proxy, target, port, name=host)  # a destination it cannot take fails here
         try:
             stream = connect_tcp(
                 proxy.host,
@@ -117,7 +117,7 @@ def async_proxy_connector(proxy: Proxy) -> AsyncConnector:
                     host, port, family=_family(proxy, family), type=socket.SOCK_STREAM
                 )
             )
-        tunnel = Tunnel(proxy, target, port)
+        tunnel = Tunnel(proxy, target, port, name=host)
         try:
             stream = await open_tcp(
                 proxy.host,
