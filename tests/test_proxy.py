@@ -417,3 +417,12 @@ def test_cli_proxy_down_is_a_temporary_failure(smtpd: RecordingServer) -> None:
     done = cli(*SEND, "--server", f"smtp://127.0.0.1:{smtpd.port}", "--proxy", url)
     assert done.returncode == 75, done.stderr  # EX_TEMPFAIL: try again later
     assert "cannot be reached" in done.stderr
+
+
+def test_cli_probe_through_a_proxy(
+    proxies: dict[str, ProxyProcess], smtpd: RecordingServer
+) -> None:
+    done = cli("probe", "--proxy", route_url(proxies, "socks4a"), f"localhost:{smtpd.port}")
+    assert done.returncode == 0, done.stderr
+    assert "greeting:   220" in done.stdout
+    assert any(b"EHLO" in bytes(w) for w in smtpd.wire)
