@@ -5,13 +5,16 @@ clients, against real aiosmtpd servers."""
 
 from __future__ import annotations
 
+import errno
 import socket
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from servers import RecordingServer
-from smtpmail import ConnectError, TLSError, TLSMode, TLSOptions
+from smtpmail import ConnectError, MessageReadError, TLSError, TLSMode, TLSOptions
+from smtpmail.protocol.sasl import Credentials
 from smtpmail.transport.stream import SocketStream
 from tlsservers import Certs, TLSServer, authenticator
 from twins import Connect
@@ -121,3 +124,45 @@ async def test_implicit_tls_on_a_caller_stream(certs: Certs, use_async: bool) ->
                 assert client.tls_info is not None and client.tls_info.verified
             assert written[0].startswith(b"EHLO ")
         assert len(server.messages) == 1
+
+
+def _fails_after_the_headers() -> Iterator[bytes]:
+    """A streamed message whose source breaks after its header section was read."""
+    yield b"Subject: half\r\n\r\n"
+    for _ in range(64):
+        yield b"x" * 1000 + b"\r\n"
+    raise OSError(errno.EIO, "the message file's disk is gone")
+
+
+async def test_an_error_reading_the_message_keeps_its_type(
+    smtpd: RecordingServer, connect: Connect
+) -> None:
+    """Only the stream's own errors become ConnectionLost (issue 15): the caller's
+    OSError says what broke, and nothing was delivered."""
+    client = connect(smtpd.port)
+    async with client:
+        with pytest.raises(MessageReadError, match="disk is gone"):
+            await client.send(_fails_after_the_headers(), "a@example.org", "b@example.org")
+        # The server is mid-DATA: the connection cannot be used again.
+        assert not client.is_connected
+    assert smtpd.messages == []
+
+
+def _password_from_a_missing_file() -> str:
+    with open("/nonexistent/smtpmail-test/password") as f:
+        return f.read()
+
+
+async def test_an_error_in_the_callers_code_keeps_its_type(
+    certs: Certs, starttls_server: TLSServer, connect: Connect
+) -> None:
+    """A password callable's OSError, raised while the AUTH flow runs, is the
+    caller's error to see, not a ConnectionLost blaming the server (issue 15)."""
+    client = connect(
+        starttls_server.port,
+        auth=Credentials("alice", _password_from_a_missing_file),
+        tls_options=TLSOptions(ca_file=certs.ca_file),
+    )
+    with pytest.raises(FileNotFoundError, match="smtpmail-test"):
+        await client.connect()
+    assert not client.is_connected

@@ -57,6 +57,7 @@ from smtpmail.protocol.actions import (
 from smtpmail.protocol.data import DataEncoder, encode_buffer
 from smtpmail.protocol.envelope import Envelope, RecipientResult, SendResult
 from smtpmail.protocol.extensions import Extensions
+from smtpmail.protocol.guard import Guarded, one_at_a_time
 from smtpmail.protocol.reply import Reply
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
@@ -171,7 +172,7 @@ def _in_step(command: str, reply: Reply) -> None:
         )
 
 
-class Session:
+class Session(Guarded):
     """State of one SMTP connection and the flows that advance it."""
 
     def __init__(self, options: Options | None = None) -> None:
@@ -193,6 +194,7 @@ class Session:
 
     # -- connection set-up ---------------------------------------------------
 
+    @one_at_a_time
     def greet(self) -> Flow[Reply]:
         """Read the server's 220 greeting (RFC 5321 §4.3.1)."""
         (reply,) = yield from self._receive(1, "greeting", "greeting")
@@ -201,6 +203,7 @@ class Session:
         self.greeting = reply
         return reply
 
+    @one_at_a_time
     def hello(self, name: str) -> Flow[Reply]:
         """EHLO (LHLO for LMTP), falling back to HELO when EHLO is refused."""
         name = cmd.ehlo_name(name)
@@ -230,6 +233,7 @@ class Session:
 
     # -- STARTTLS and AUTH -----------------------------------------------------
 
+    @one_at_a_time
     def starttls(self) -> Flow[Reply]:
         """STARTTLS alone (nothing pipelined after it); on 220 the handshake, then
         everything learned before TLS is forgotten: say EHLO again. Any other
@@ -240,6 +244,7 @@ class Session:
             self.forget()
         return reply
 
+    @one_at_a_time
     def authenticate(self, mechanism: Mechanism) -> Flow[Reply]:
         """AUTH with ``mechanism`` (RFC 4954 §4); returns the 235 reply.
 
@@ -333,6 +338,7 @@ class Session:
 
     # -- simple commands -----------------------------------------------------
 
+    @one_at_a_time
     def command(
         self, line: str, label: str, *, check: bool = True, shown: str | None = None
     ) -> Flow[Reply]:
@@ -344,20 +350,25 @@ class Session:
             raise ReplyError(label, reply)
         return reply
 
+    @one_at_a_time
     def noop(self) -> Flow[Reply]:
         return (yield from self.command("NOOP", "NOOP"))
 
+    @one_at_a_time
     def rset(self) -> Flow[Reply]:
         reply = yield from self.command("RSET", "RSET")
         self.needs_rset = False
         return reply
 
+    @one_at_a_time
     def vrfy(self, address: str) -> Flow[Reply]:
         return (yield from self.command(f"VRFY {address}", "VRFY", check=False))
 
+    @one_at_a_time
     def quit(self) -> Flow[Reply]:
         return (yield from self.command("QUIT", "QUIT", check=False))
 
+    @one_at_a_time
     def envelope_only(
         self, envelope: Envelope, content: Content, *, rcpt: bool
     ) -> Flow[list[Reply]]:
@@ -380,6 +391,7 @@ class Session:
 
     # -- mail transactions ---------------------------------------------------
 
+    @one_at_a_time
     def transactions(
         self,
         items: Iterable[tuple[Envelope, Content]],
