@@ -34,6 +34,9 @@ from smtpmail.transport.stream import connect_tcp
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 
 if TYPE_CHECKING:
+    from collections.abc import Generator
+    from typing import Any
+
     from smtpmail.transport.stream import (
         AsyncConnector,
         AsyncNetworkStream,
@@ -42,6 +45,41 @@ if TYPE_CHECKING:
     )
 
 __all__ = ["async_proxy_connector", "proxy_connector"]
+
+
+#: The steps of :func:`_tunnelling`, which each connector's trampoline performs.
+LOOKUP, OPEN, WRITE, READ = range(4)
+
+
+def _tunnelling(
+    proxy: Proxy, host: str, port: int, family: int, timeout: float
+) -> Generator[tuple[int, Any], Any, None]:
+    """What a proxy connector does, written once for both: its IO as steps.
+
+    ``(LOOKUP, (host, port, family))``: the addresses (getaddrinfo's answer);
+    ``(OPEN, None)``: the stream to the proxy; ``(WRITE, bytes)``;
+    ``(READ, n)``: at most ``n`` bytes. An ``OSError`` of a step is thrown
+    back in here, where it becomes the :class:`ProxyError` it means.
+    """
+    target = host
+    if _needs_address(proxy, host):
+        target = _first_address((yield (LOOKUP, (host, port, _family(proxy, family)))))
+    tunnel = Tunnel(proxy, target, port, name=host)  # a destination it cannot take fails here
+    try:
+        yield (OPEN, None)
+    except OSError as exc:
+        raise _unreachable(tunnel, exc) from exc
+    try:
+        while not tunnel.established:
+            out = tunnel.data_to_send()
+            if out:
+                yield (WRITE, out)
+            data = yield (READ, tunnel.max_read())
+            if not data:
+                tunnel.closed()
+            tunnel.receive(data)
+    except OSError as exc:  # (TimeoutError is one)
+        raise _broken(tunnel, exc, timeout) from exc
 
 
 def proxy_connector(proxy: Proxy) -> Connector:
@@ -56,45 +94,47 @@ def proxy_connector(proxy: Proxy) -> Connector:
         family: int = 0,
     ) -> NetworkStream:
         deadline = time.monotonic() + timeout
-        target = host
-        if _needs_address(proxy, host):
-            target = _first_address(
-                socket.getaddrinfo(host, port, _family(proxy, family), socket.SOCK_STREAM)
-            )
-        tunnel = Tunnel(proxy, target, port, name=host)  # a destination it cannot take fails here
+        steps = _tunnelling(proxy, host, port, family, timeout)
+        stream: NetworkStream | None = None
+        value: Any = None
+        error: OSError | None = None
         try:
-            stream = connect_tcp(
-                proxy.host,
-                proxy.port,
-                timeout=_left(deadline),
-                source_address=source_address,
-                family=family,
-            )
-        except OSError as exc:
-            raise _unreachable(tunnel, exc) from exc
-        try:
-            while not tunnel.established:
-                out = tunnel.data_to_send()
-                if out:
-                    stream.write(out, _left(deadline))
-                data = stream.read(tunnel.max_read(), _left(deadline))
-                if not data:
-                    tunnel.closed()
-                tunnel.receive(data)
-        except OSError as exc:  # (TimeoutError is one)
-            stream.close()
-            raise _broken(tunnel, exc, timeout) from exc
+            while True:
+                try:
+                    op, arg = steps.send(value) if error is None else steps.throw(error)
+                except StopIteration:
+                    assert stream is not None
+                    return stream
+                value = error = None
+                try:
+                    if op == LOOKUP:
+                        name, number, kind = arg
+                        value = socket.getaddrinfo(name, number, kind, socket.SOCK_STREAM)
+                    elif op == OPEN:
+                        stream = connect_tcp(
+                            proxy.host,
+                            proxy.port,
+                            timeout=_left(deadline),
+                            source_address=source_address,
+                            family=family,
+                        )
+                    elif op == WRITE:
+                        stream.write(arg, _left(deadline))  # type: ignore[union-attr]
+                    else:
+                        value = stream.read(arg, _left(deadline))  # type: ignore[union-attr]
+                except OSError as exc:
+                    error = exc
         except BaseException:
-            stream.close()
+            if stream is not None:
+                stream.close()
             raise
-        return stream
 
     return connect
 
 
 def async_proxy_connector(proxy: Proxy) -> AsyncConnector:
-    """The :class:`~smtpmail.transport.stream.AsyncConnector` for ``proxy``:
-    :func:`proxy_connector` with ``await``."""
+    """The :class:`~smtpmail.transport.stream.AsyncConnector` for ``proxy``: the
+    same steps as :func:`proxy_connector`'s, awaited."""
 
     async def connect(
         host: str,
@@ -109,41 +149,43 @@ def async_proxy_connector(proxy: Proxy) -> AsyncConnector:
         from smtpmail.transport.aio_stream import open_tcp
 
         deadline = time.monotonic() + timeout
-        target = host
-        if _needs_address(proxy, host):
-            loop = asyncio.get_running_loop()
-            target = _first_address(
-                await loop.getaddrinfo(
-                    host, port, family=_family(proxy, family), type=socket.SOCK_STREAM
-                )
-            )
-        tunnel = Tunnel(proxy, target, port, name=host)
+        steps = _tunnelling(proxy, host, port, family, timeout)
+        stream: AsyncNetworkStream | None = None
+        value: Any = None
+        error: OSError | None = None
         try:
-            stream = await open_tcp(
-                proxy.host,
-                proxy.port,
-                timeout=_left(deadline),
-                source_address=source_address,
-                family=family,
-            )
-        except OSError as exc:
-            raise _unreachable(tunnel, exc) from exc
-        try:
-            while not tunnel.established:
-                out = tunnel.data_to_send()
-                if out:
-                    await stream.write(out, _left(deadline))
-                data = await stream.read(tunnel.max_read(), _left(deadline))
-                if not data:
-                    tunnel.closed()
-                tunnel.receive(data)
-        except OSError as exc:
-            stream.close()
-            raise _broken(tunnel, exc, timeout) from exc
+            while True:
+                try:
+                    op, arg = steps.send(value) if error is None else steps.throw(error)
+                except StopIteration:
+                    assert stream is not None
+                    return stream
+                value = error = None
+                try:
+                    if op == LOOKUP:
+                        loop = asyncio.get_running_loop()
+                        name, number, kind = arg
+                        value = await loop.getaddrinfo(
+                            name, number, family=kind, type=socket.SOCK_STREAM
+                        )
+                    elif op == OPEN:
+                        stream = await open_tcp(
+                            proxy.host,
+                            proxy.port,
+                            timeout=_left(deadline),
+                            source_address=source_address,
+                            family=family,
+                        )
+                    elif op == WRITE:
+                        await stream.write(arg, _left(deadline))  # type: ignore[union-attr]
+                    else:
+                        value = await stream.read(arg, _left(deadline))  # type: ignore[union-attr]
+                except OSError as exc:
+                    error = exc
         except BaseException:
-            stream.close()
+            if stream is not None:
+                stream.close()
             raise
-        return stream
 
     return connect
 
