@@ -426,3 +426,21 @@ def test_cli_probe_through_a_proxy(
     assert done.returncode == 0, done.stderr
     assert "greeting:   220" in done.stdout
     assert any(b"EHLO" in bytes(w) for w in smtpd.wire)
+
+
+async def test_a_proxy_that_never_answers_is_bounded_by_the_connect_timeout(
+    connect: Connect,
+) -> None:
+    """A fault no real proxy plays on cue: it takes the connection and the SOCKS
+    greeting, and says nothing (a scripted server, tests/tlsservers.py)."""
+    from tlsservers import Conn, ScriptedServer
+
+    def silent(conn: Conn) -> None:
+        conn.sock.recv(16)
+        conn.sock.recv(16)  # until the client gives up and closes
+
+    with ScriptedServer(silent) as mute:
+        client = connect(25, proxy=f"socks5h://127.0.0.1:{mute.port}", timeout=0.5)
+        with pytest.raises(ProxyError, match=r"did not open the tunnel within 0\.5 s") as caught:
+            await client.connect()
+    assert caught.value.is_transient
