@@ -246,6 +246,8 @@ PidFile none
     port = free_port()
     argv = [
         program("ssh"),
+        "-F",
+        "/dev/null",  # no user or system ssh_config: only these options
         "-N",
         "-D",
         f"127.0.0.1:{port}",
