@@ -138,13 +138,7 @@ class AsyncClient(BaseClient):
         *,
         envelope: Envelope | None = None,
     ) -> None:
-        """Run the dialogue up to ``until`` (a :class:`Stage` or its name: connect,
-        greeting, ehlo, tls, auth, mail, rcpt), then QUIT, as swaks's
-        ``--quit-after`` does: nothing is delivered (no DATA). For mail and rcpt
-        the envelope is the one :meth:`send` would use for these arguments (and
-        ``message`` sizes MAIL FROM's SIZE). After connect the connection is
-        closed without QUIT: the greeting was not awaited (RFC 5321 §3.1).
-        A refusal on the way raises as it would in a send."""
+        """Run the dialogue up to ``until``, then QUIT; see :meth:`smtpmail.Client.rehearse`."""
         stage, item = self._rehearsal_item(until, message, sender, recipients, envelope)
         await self._drive(rehearsing(self, stage, item))
 
@@ -178,17 +172,7 @@ class AsyncClient(BaseClient):
         envelope: Envelope | None = None,
         keep_bcc: bool = False,
     ) -> SendResult:
-        """Send one message; return what became of each recipient.
-
-        Raises when the transaction fails as a whole (sender refused, every
-        recipient refused, message refused); a partial refusal is reported in
-        the result. Input is validated before anything is sent. Recipients over
-        the server's limit go in further transactions (RFC 5321 §4.5.3.1.10);
-        when the connection fails during one, the error's ``results`` say
-        which recipients an earlier one delivered. The message's Bcc and
-        Resent-Bcc fields are not transmitted unless ``keep_bcc`` (its Bcc
-        recipients get it through the envelope).
-        """
+        """Send one message; see :meth:`smtpmail.Client.send`."""
         item = self._items(message, sender, recipients, envelope, keep_bcc)
         (result,) = await self._drive(sending(self, [item], False, []))
         return result
@@ -200,15 +184,7 @@ class AsyncClient(BaseClient):
         results: list[SendResult] | None = None,
         keep_bcc: bool = False,
     ) -> list[SendResult]:
-        """Send each (envelope, message) on this connection, one round trip each.
-
-        A refused message is recorded in its result's ``error`` and the batch
-        goes on; a lost connection raises, with the results so far in the
-        exception's ``results``. Pass ``results`` to watch it fill as the batch
-        goes: each result is appended when its transaction starts, and is
-        complete once its ``reply`` or ``error`` is set. ``keep_bcc``: as for
-        :meth:`send`.
-        """
+        """Send each (envelope, message) on one connection; see ``Client.send_many``."""
         return await self._drive(
             sending(
                 self, self._pairs(items, keep_bcc), True, results if results is not None else []

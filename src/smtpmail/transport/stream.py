@@ -44,6 +44,10 @@ over ``family`` (``AF_INET``/``AF_INET6``; 0: either) when they are given,
 raising ``OSError`` (``socket.gaierror`` for an unknown name) when it
 cannot. :func:`connect_tcp` is the default; a client's ``connect=`` takes
 another (a proxy's), ``stream=`` one pre-connected socket or stream.
+
+The four interfaces are :class:`typing.Protocol` classes that exist for type
+checkers only (import them under ``if TYPE_CHECKING:``): a plain send never
+imports :mod:`typing` (start-up time), and a stream need not inherit anything.
 """
 
 from __future__ import annotations
