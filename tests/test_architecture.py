@@ -203,3 +203,22 @@ def test_every_error_answers_transient_or_permanent() -> None:
         assert issubclass(cls, errors.SMTPError)
         assert isinstance(cls.is_transient, property)
         assert isinstance(cls.is_permanent, property)
+
+
+#: What differs between the twin trampolines besides async/await (unasync's rules).
+UNASYNC = {
+    "AsyncConnector": "Connector",
+    "open_tcp": "connect_tcp",
+    "await as_async_stream": "as_stream",
+    "``Client._drive``": "``AsyncClient._drive``",
+}
+
+
+def test_the_trampolines_are_twins() -> None:
+    """The drive loop exists once (transport/drive.py); the two clients only
+    perform its steps, in code that is the same but for async and await."""
+    text = inspect.getsource(AsyncClient._drive)
+    for old, new in UNASYNC.items():
+        text = text.replace(old, new)
+    text = text.replace("async ", "").replace("await ", "")
+    assert text == inspect.getsource(Client._drive)

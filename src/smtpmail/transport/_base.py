@@ -332,6 +332,15 @@ class BaseClient:
         self._given = _USED
         return given
 
+    def _where(self) -> dict[str, Any]:
+        """What a connector is told besides host and port (the connect deadline,
+        ``source_address`` and ``family``)."""
+        return {
+            "timeout": self.timeouts.connect,
+            "source_address": self.source_address,
+            "family": self.family,
+        }
+
     def _pairs(
         self, items: Iterable[tuple[Envelope, MessageInput]], keep_bcc: bool
     ) -> Iterable[tuple[Envelope, Content]]:

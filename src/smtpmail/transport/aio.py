@@ -88,35 +88,26 @@ class AsyncClient(BaseClient):
                 value = error = None
                 try:
                     stream = self._stream
-                    if op == READ:
-                        value = await stream.read(CHUNK, arg)  # type: ignore[union-attr]
+                    if op == CONNECT:
+                        connector: AsyncConnector = self._connector or open_tcp
+                        given = self._given_stream()
+                        opened = given or await connector(self.host, self.port, **self._where())
+                        self._stream = await as_async_stream(opened)
+                    elif stream is None:  # close() was called under a running operation
+                        raise ConnectionAbortedError("the connection was closed")
+                    elif op == READ:
+                        value = await stream.read(CHUNK, arg)
                     elif op == WRITE:
-                        await stream.write(arg, self.timeouts.command)  # type: ignore[union-attr]
+                        await stream.write(arg, self.timeouts.command)
                     elif op == POLL:
-                        value = await stream.read_arrived(CHUNK)  # type: ignore[union-attr]
-                    elif op == HANDSHAKE:
-                        value = await stream.start_tls(  # type: ignore[union-attr]
+                        value = await stream.read_arrived(CHUNK)
+                    else:
+                        assert op == HANDSHAKE
+                        value = await stream.start_tls(
                             self._context(),
                             self.server_hostname,
                             self.timeouts.connect,
                             self.tls_options,
-                        )
-                    else:
-                        assert op == CONNECT
-                        connector: AsyncConnector = self._connector or open_tcp
-                        self._stream = stream = await as_async_stream(
-                            self._given_stream()
-                            or await connector(
-                                self.host,
-                                self.port,
-                                timeout=self.timeouts.connect,
-                                source_address=self.source_address,
-                                family=self.family,
-                            )
-                        )
-                        value = (
-                            stream.get_extra_info("peername"),
-                            stream.get_extra_info("sockname"),
                         )
                 except BaseException as exc:  # thrown back in where the step was asked for
                     error = exc

@@ -9,7 +9,7 @@ same dozen lines with and without ``await``) performs on its stream:
 =============  ==============================  ====================================
 step           the trampoline does             and sends back
 =============  ==============================  ====================================
-``CONNECT``    opens a stream (its connector)  ``(peername, sockname)``
+``CONNECT``    opens a stream (its connector)  None
 ``READ, t``    ``stream.read(65536, t)``       the bytes (``b""``: end of stream)
 ``POLL``       ``stream.read_arrived(65536)``   the bytes already there, or None
 ``WRITE, b``   ``stream.write(b, timeout)``    None
@@ -69,11 +69,12 @@ def connecting(client: BaseClient, until: Stage = Stage.AUTH) -> Steps[Reply | N
         raise LocalProtocolError("already connected")
     client._new_session()
     try:
-        peer, sock_name = yield (CONNECT, None)
+        yield (CONNECT, None)
     except OSError as exc:  # (TimeoutError and gaierror are ones)
         raise client._connect_error(exc) from exc
     client._connected = True
-    client._peer = peer
+    client._peer = peer = client._stream.get_extra_info("peername")
+    sock_name = client._stream.get_extra_info("sockname")
     try:
         if client.transcript is not None and peer:
             through = "" if client.proxy is None else f" (proxy {client.proxy}) for {client.host}"
@@ -243,12 +244,13 @@ def _replies(client: BaseClient, action: Receive) -> Steps[list[Reply]]:
             replies.append(reply)
             deadline = 0.0  # the next reply has a deadline of its own
             continue
-        now = time.monotonic()
         if not deadline:
-            deadline = now + timeout
-        remaining = deadline - now
-        if remaining <= 0:
-            raise client._timeout_error(action)
+            deadline = time.monotonic() + timeout
+            remaining = timeout  # (the same number each time: no settimeout call)
+        else:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise client._timeout_error(action)
         try:
             data = yield (READ, remaining)
         except TimeoutError:
