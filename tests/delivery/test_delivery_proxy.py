@@ -64,15 +64,21 @@ def test_deliver_with_a_bad_proxy_url_fails_before_any_lookup(world: MXWorld) ->
 
 
 def test_deliver_through_a_dead_proxy_defers(tmp_path: Path, world: MXWorld) -> None:
+    """Every connection fails, the MTA-STS policy fetch's too: deferred, nothing raised."""
+    from smtpmail.delivery import MTASTS
+
     with running(microsocks(tmp_path)) as proxy:
         url = proxy.url(USER, PASSWORD)
+    rcpts = ["y@other.test", "x@sts-good.test"]
     report = smtpmail.deliver(
-        MESSAGE, SENDER, ["y@other.test"], nameservers=world.nameservers, mta_sts=False,
-        ehlo_name="client.test", proxy=url,
+        MESSAGE, SENDER, rcpts, nameservers=world.nameservers,
+        mta_sts=MTASTS(ca_file=world.ca_file), ehlo_name="client.test", proxy=url,
     )  # fmt: skip
-    outcome = report.recipients["y@other.test"]
-    assert outcome.status is DeliveryStatus.DEFERRED
-    assert "cannot be reached" in outcome.text
+    for rcpt in rcpts:
+        outcome = report.recipients[rcpt]
+        assert outcome.status is DeliveryStatus.DEFERRED
+        assert "cannot be reached" in outcome.text
+    assert world.https.peers == []
 
 
 def test_outbox_direct_through_a_proxy(
@@ -106,3 +112,31 @@ def test_cli_send_direct_through_a_proxy(
     env = fake_env(tmp_path, argv)
     assert main(env=env) == 0
     assert other.handler.peers == [EGRESS["microsocks"]]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+async def test_mta_sts_policy_is_fetched_through_the_proxy(
+    world: MXWorld, start: StartServer, socks: ProxyProcess, use_async: bool
+) -> None:
+    """The HTTPS policy fetch is a connection of the delivery too: through the proxy."""
+    from mxworld import TLS_GOOD
+
+    from smtpmail.delivery import MTASTS
+    from smtpmail.transport.tls import TLSOptions
+
+    server = start(TLS_GOOD, PeerRecorder(), tls_context=world.server_tls("mx.sts-good.test"))
+    kw = dict(
+        nameservers=world.nameservers,
+        ehlo_name="client.test",
+        mta_sts=MTASTS(ca_file=world.ca_file),
+        tls_options=TLSOptions(ca_file=world.ca_file),
+        proxy=socks.url(USER, PASSWORD, "socks5h"),
+    )
+    deliver = smtpmail.deliver_async if use_async else smtpmail.deliver
+    report = deliver(MESSAGE, SENDER, ["x@sts-good.test"], **kw)  # type: ignore[operator, arg-type]
+    if use_async:
+        report = await report  # type: ignore[misc]
+    outcome = report.recipients["x@sts-good.test"]
+    assert outcome.delivered and outcome.mta_sts == "enforce", outcome
+    assert world.https.peers == [EGRESS["microsocks"]]
+    assert server.handler.peers == [EGRESS["microsocks"]]  # type: ignore[attr-defined]

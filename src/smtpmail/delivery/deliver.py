@@ -42,6 +42,11 @@ from smtpmail.transport.aio import AsyncClient
 from smtpmail.transport.sync import Client
 from smtpmail.transport.tls import TLSInfo, TLSOptions
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+
+if TYPE_CHECKING:
+    from smtpmail.transport.stream import Connector
+
 __all__ = ["deliver", "deliver_async"]
 
 log = Logger("smtpmail.delivery")  # logging itself is imported when needed (_log)
@@ -73,6 +78,8 @@ class _Plan:
     mta_sts: MTASTS | None
     client_options: dict[str, Any]
     max_connections: int
+    #: How the MTA-STS policy fetch connects: through the proxy, when there is one.
+    policy_connect: Connector | None = None
 
 
 def _plan(
@@ -117,11 +124,15 @@ def _plan(
         local_names=_local_names(ehlo_name),
     )
     options: dict[str, Any] = {"ehlo_name": ehlo_name, "timeout": timeout}
+    policy_connect = None
     if proxy is not None:
         options["proxy"] = Proxy.of(proxy)  # a bad URL fails here, before any lookup
+        from smtpmail.transport.proxy import proxy_connector
+
+        policy_connect = proxy_connector(options["proxy"])
     if transcript is not None:
         options["transcript"] = transcript
-    return _Plan(data, envelope, flow, resolver, sts, options, max_connections)
+    return _Plan(data, envelope, flow, resolver, sts, options, max_connections, policy_connect)
 
 
 def _local_names(ehlo_name: str | None) -> frozenset[str]:
@@ -177,7 +188,7 @@ def _perform(plan: _Plan, step: Step) -> Any:
             return plan.resolver.addresses(step.host, implicit=step.implicit)
         if isinstance(step, LookupPolicy):
             assert plan.mta_sts is not None
-            return plan.mta_sts.policy_for(step.domain, plan.resolver)
+            return plan.mta_sts.policy_for(step.domain, plan.resolver, connect=plan.policy_connect)
     except DNSError as exc:
         return exc
     return _attempt(plan, step)
@@ -224,8 +235,8 @@ def deliver(
     ``ehlo_name`` defaults to the machine's name; ``keep_bcc`` transmits the
     Bcc fields (removed by default); ``dkim``, a :class:`~smtpmail.DKIMKey`,
     signs the message as it is sent; ``proxy`` (a URL or
-    :class:`~smtpmail.Proxy`) carries every SMTP connection (the DNS and
-    MTA-STS lookups do not go through it). Needs the ``dns`` extra.
+    :class:`~smtpmail.Proxy`) carries every connection, SMTP and the MTA-STS
+    policy fetch (DNS lookups do not go through it). Needs the ``dns`` extra.
     """
     plan = _plan(
         message, sender, recipients, envelope,
@@ -267,7 +278,9 @@ async def _perform_async(plan: _Plan, step: Step) -> Any:
         if isinstance(step, LookupPolicy):
             assert plan.mta_sts is not None
             # The policy fetch is a short HTTPS GET, cached for days: a thread is enough.
-            return await asyncio.to_thread(plan.mta_sts.policy_for, step.domain, plan.resolver)
+            return await asyncio.to_thread(
+                plan.mta_sts.policy_for, step.domain, plan.resolver, connect=plan.policy_connect
+            )
     except DNSError as exc:
         return exc
     return await _attempt_async(plan, step)
