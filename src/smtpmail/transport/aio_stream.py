@@ -1,9 +1,15 @@
 """The asyncio network stream: an :class:`asyncio.Protocol` that only buffers bytes.
 
 It keeps its own buffer (no ``StreamReader``): ``data_received`` appends,
-``read`` takes, and a reader that must wait arms one timer for its deadline
-(``loop.call_later``), not a ``timeout()`` context per reply. Parsing stays in
-:mod:`smtpmail.protocol`. The contract is :mod:`smtpmail.transport.stream`'s.
+``read`` takes, and a read that finds data there returns without waiting.
+Deadlines cost no timer per read: one watchdog timer per stream stands at
+the earliest deadline and, when it fires under a later one (the usual case:
+each read's deadline is later than the last), moves to it. The SMTP
+deadlines are minutes long and replies come in milliseconds, so it fires
+about once per deadline's length instead of being made and cancelled for
+every reply (``asyncio.timeout()`` per reply was most of AsyncClient's
+overhead, issue 19). Parsing stays in :mod:`smtpmail.protocol`. The contract
+is :mod:`smtpmail.transport.stream`'s.
 """
 
 from __future__ import annotations
@@ -40,6 +46,9 @@ class AsyncSocketStream(asyncio.Protocol):
         self._waiter: asyncio.Future[None] | None = None  # a read or a write waiting
         self._paused = False
         self._fd = -1  # the socket's, to ask the kernel what arrived (read_arrived)
+        self._deadline = 0.0  # of the wait under way (loop time)
+        self._timer: asyncio.TimerHandle | None = None  # the watchdog, at _timer_at
+        self._timer_at = 0.0
 
     # -- asyncio.Protocol: called by the event loop ----------------------------
 
@@ -79,13 +88,32 @@ class AsyncSocketStream(asyncio.Protocol):
 
     async def _wait(self, timeout: float) -> None:
         """Until the loop calls back (data, EOF, room to write), or TimeoutError."""
-        waiter = self._waiter = self._loop.create_future()
-        timer = self._loop.call_later(timeout, _expire, waiter)
+        loop = self._loop
+        self._deadline = deadline = loop.time() + timeout
+        if self._timer is None or self._timer_at > deadline:
+            self._arm(deadline)
+        waiter = self._waiter = loop.create_future()
         try:
             await waiter
         finally:
-            timer.cancel()
             self._waiter = None
+
+    def _arm(self, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._loop.call_at(when, self._on_timer)
+        self._timer_at = when
+
+    def _on_timer(self) -> None:
+        """The watchdog: expire the wait under way if its deadline is this one."""
+        self._timer = None
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return  # nobody waits: the next wait arms it again
+        if self._deadline <= self._timer_at:
+            waiter.set_exception(TimeoutError())
+        else:
+            self._arm(self._deadline)
 
     # -- the stream ------------------------------------------------------------
 
@@ -153,13 +181,11 @@ class AsyncSocketStream(asyncio.Protocol):
         return None if transport is None else transport.get_extra_info(name)
 
     def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._transport is not None:
             self._transport.close()
-
-
-def _expire(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_exception(TimeoutError())
 
 
 async def open_tcp(
