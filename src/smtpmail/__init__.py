@@ -41,6 +41,8 @@ _PUBLIC: dict[str, str] = {
     "Extensions": "smtpmail.protocol.extensions",
     "AuthError": "smtpmail.errors",
     "AuthenticationError": "smtpmail.errors",
+    "CertificateError": "smtpmail.errors",
+    "PlaintextAuthRefused": "smtpmail.errors",
     "ConnectError": "smtpmail.errors",
     "ConnectionLost": "smtpmail.errors",
     "DataRefused": "smtpmail.errors",
@@ -72,6 +74,7 @@ __all__ = [
     "Attachment",
     "AuthError",
     "AuthenticationError",
+    "CertificateError",
     "Client",
     "ConnectError",
     "ConnectionLost",
@@ -92,6 +95,7 @@ __all__ = [
     "MessageTooLarge",
     "Options",
     "OutboxError",
+    "PlaintextAuthRefused",
     "ProtocolError",
     "Proxy",
     "ProxyError",
@@ -147,6 +151,9 @@ if TYPE_CHECKING:
         AuthError as AuthError,
     )
     from smtpmail.errors import (
+        CertificateError as CertificateError,
+    )
+    from smtpmail.errors import (
         ConnectError as ConnectError,
     )
     from smtpmail.errors import (
@@ -186,6 +193,9 @@ if TYPE_CHECKING:
         OutboxError as OutboxError,
     )
     from smtpmail.errors import (
+        PlaintextAuthRefused as PlaintextAuthRefused,
+    )
+    from smtpmail.errors import (
         ProtocolError as ProtocolError,
     )
     from smtpmail.errors import (
@@ -223,6 +233,9 @@ if TYPE_CHECKING:
     )
     from smtpmail.message.compose import (
         compose as compose,
+    )
+    from smtpmail.message.dkim import (
+        DKIMKey as DKIMKey,
     )
     from smtpmail.protocol.envelope import (
         Envelope as Envelope,

@@ -2,7 +2,7 @@
 
 A hook for ``smtpmail send``: :func:`add_arguments` adds the options,
 :func:`run` delivers the prepared message with :func:`smtpmail.deliver` and
-prints one line per recipient (or JSON with ``--json``). It reuses the send
+prints one line per recipient (or fills the ``--json`` document). It reuses the send
 options ``--ehlo-name``, ``--timeout``, ``--cafile``, ``--verbose`` and
 ``--json`` when the send command defines them.
 """
@@ -102,6 +102,7 @@ def run(args: argparse.Namespace, env: Environment, message: Any, envelope: Any)
     from smtpmail.transport.tls import TLSOptions
 
     _check_no_relay(args)
+    settings = resolve_settings(args, env)
     if args.max_connections < 1:
         raise _usage("--max-connections must be at least 1")
     cafile = getattr(args, "cafile", None)
@@ -110,8 +111,9 @@ def run(args: argparse.Namespace, env: Environment, message: Any, envelope: Any)
         from smtpmail.cli.transcript import TranscriptPrinter
 
         # Connections to several domains run at once: their lines interleave.
-        transcript = TranscriptPrinter(env.stderr, colour=env.colors)
-    settings = resolve_settings(args, env)
+        transcript = TranscriptPrinter(
+            env.stderr, colour=env.colors, data_lines=settings.show_data_lines
+        )
     report = deliver(
         message,
         envelope=envelope,
@@ -127,15 +129,14 @@ def run(args: argparse.Namespace, env: Environment, message: Any, envelope: Any)
         keep_bcc=getattr(args, "keep_bcc", False),
         dkim=dkim_key(settings),
         proxy=settings.proxy,
+        convert_8bit=settings.convert_8bit,
     )
     status = exit_for(report)
-    if getattr(args, "json", False):
-        data = report.as_dict()
-        data["ok"] = report.ok
-        data["exit_status"] = status
-        import json  # only for --json: a plain send does not load it
+    if env.document is not None:
+        from smtpmail.cli import jsondoc
 
-        env.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+        env.document["mode"] = "direct"
+        env.document["recipients"] = jsondoc.delivery_recipients(report)
     else:
         env.stdout.write(render_table(report, verbose=getattr(args, "verbose", False)))
     return status

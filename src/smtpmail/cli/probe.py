@@ -40,14 +40,13 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     settings = resolve_settings(args, env)
     if settings.timeout is None:
         settings.timeout = PROBE_TIMEOUT
-    report: dict[str, Any] = {"server": settings.url, "diagnoses": []}
+    server = {"url": settings.url, "host": settings.host, "port": settings.port}
+    report: dict[str, Any] = {"server": server, "diagnoses": []}
+    if env.document is not None:
+        report = env.document  # the findings go straight into the --json document
+        report.update(server=server, diagnoses=[])
     status = _probe(settings, env, args, report)
-    if args.json:
-        import json
-
-        report["exit_status"] = status
-        env.stdout.write(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-    else:
+    if env.document is None:
         _print(report, env)
     return status
 
@@ -174,9 +173,10 @@ def _failed(exc: Exception, settings: ServerSettings, report: dict[str, Any], se
     import socket
 
     from smtpmail import errors
+    from smtpmail.cli import jsondoc
 
     status, text = exit_status(exc)
-    report["error"] = {"type": type(exc).__name__, "message": text}
+    jsondoc.error(report, exc, text)
     say = report["diagnoses"].append
     lowered = text.lower()
     if isinstance(exc, errors.ConnectError) and isinstance(exc.__cause__, socket.gaierror):
@@ -213,7 +213,10 @@ def _failed(exc: Exception, settings: ServerSettings, report: dict[str, Any], se
                 "name in the certificate"
             )
         elif "certificate" in lowered or "verify" in lowered:
-            say("the certificate is not trusted (self-signed or unknown CA?): see --cafile")
+            say(
+                "the certificate is not trusted (self-signed or unknown CA?): give its CA "
+                "with --cafile, or pin it with --fingerprint (--insecure-no-verify shows it)"
+            )
         else:
             say("the TLS handshake failed")
     elif isinstance(exc, errors.RemoteProtocolError) and not seen.replied:
@@ -234,7 +237,7 @@ def _failed(exc: Exception, settings: ServerSettings, report: dict[str, Any], se
 
 def _print(report: dict[str, Any], env: Environment) -> None:
     out = env.stdout.write
-    out(f"server:     {report['server']}\n")
+    out(f"server:     {report['server']['url']}\n")
     if report.get("greeting"):
         out(f"greeting:   {report['greeting']}\n")
     for key, title in (("plain", "before TLS"), ("tls", report.get("tls_phase", "with TLS"))):
@@ -252,7 +255,8 @@ def _print(report: dict[str, Any], env: Environment) -> None:
             tls = dict(facts["tls"])
             chain = tls.pop("chain", None) or []
             for name, value in tls.items():
-                out(f"  tls {name}: {value}\n")
+                shown = ", ".join(value) if isinstance(value, list) else value
+                out(f"  tls {name}: {shown}\n")
             # Leaf first: a missing intermediate shows as a chain that stops early.
             for depth, cert in enumerate(chain):
                 out(f"  certificate {depth}: {cert['subject']}\n")

@@ -102,6 +102,7 @@ def _plan(
     keep_bcc: bool,
     dkim: DKIMKey | None,
     proxy: Proxy | str | None,
+    convert_8bit: bool,
 ) -> _Plan:
     envelope = resolve_envelope(message, sender, recipients, envelope)
     if max_connections < 1:
@@ -109,9 +110,11 @@ def _plan(
     if ehlo_name is not None:
         check_ehlo_name(ehlo_name)
     # Every domain gets the same bytes (signed once), so a stream is read once,
-    # here; the message's transforms (the Bcc rule, DKIM) happen here too, and
+    # here; the message's transforms (the Bcc rule, 8-bit downgrade, DKIM) happen here too, and
     # these bytes go out as they are (_SENT_AS_IS).
-    data = b"".join(as_content(message, keep_bcc=keep_bcc, dkim=dkim).chunks)
+    data = b"".join(
+        as_content(message, keep_bcc=keep_bcc, dkim=dkim, convert_8bit=convert_8bit).chunks
+    )
     if resolver is None:
         resolver = Resolver(list(nameservers) if nameservers is not None else None)
     sts = (_shared_mta_sts() if mta_sts else None) if isinstance(mta_sts, bool) else mta_sts
@@ -223,6 +226,7 @@ def deliver(
     keep_bcc: bool = False,
     dkim: DKIMKey | None = None,
     proxy: Proxy | str | None = None,
+    convert_8bit: bool = False,
 ) -> DeliveryReport:
     """Deliver ``message`` straight to each recipient domain's MX hosts (RFC 5321 §5).
 
@@ -233,17 +237,19 @@ def deliver(
     ``require_tls`` makes STARTTLS mandatory (else opportunistic);
     ``mta_sts`` is True (a process-wide cache), False, or an :class:`MTASTS`;
     ``ehlo_name`` defaults to the machine's name; ``keep_bcc`` transmits the
-    Bcc fields (removed by default); ``dkim``, a :class:`~smtpmail.DKIMKey`,
-    signs the message as it is sent; ``proxy`` (a URL or
-    :class:`~smtpmail.Proxy`) carries every connection, SMTP and the MTA-STS
-    policy fetch (DNS lookups do not go through it). Needs the ``dns`` extra.
+    Bcc fields (removed by default); ``convert_8bit`` re-encodes the
+    message's 8-bit MIME parts 7-bit (as :class:`~smtpmail.Client`'s), for MX
+    hosts without 8BITMIME; ``dkim``, a :class:`~smtpmail.DKIMKey`, signs the
+    message as it is sent; ``proxy`` (a URL or :class:`~smtpmail.Proxy`)
+    carries every connection, SMTP and the MTA-STS policy fetch (DNS lookups
+    do not go through it). Needs the ``dns`` extra.
     """
     plan = _plan(
         message, sender, recipients, envelope,
         resolver=resolver, nameservers=nameservers, ehlo_name=ehlo_name, port=port,
         max_connections=max_connections, require_tls=require_tls, tls_options=tls_options,
         mta_sts=mta_sts, dane=dane, timeout=timeout, transcript=transcript, keep_bcc=keep_bcc,
-        dkim=dkim, proxy=proxy,
+        dkim=dkim, convert_8bit=convert_8bit, proxy=proxy,
     )  # fmt: skip
     jobs = group_by_domain(plan.envelope)
 
@@ -318,6 +324,7 @@ async def deliver_async(
     keep_bcc: bool = False,
     dkim: DKIMKey | None = None,
     proxy: Proxy | str | None = None,
+    convert_8bit: bool = False,
 ) -> DeliveryReport:
     """The asyncio twin of :func:`deliver`: same arguments, same report."""
     plan = _plan(
@@ -325,7 +332,7 @@ async def deliver_async(
         resolver=resolver, nameservers=nameservers, ehlo_name=ehlo_name, port=port,
         max_connections=max_connections, require_tls=require_tls, tls_options=tls_options,
         mta_sts=mta_sts, dane=dane, timeout=timeout, transcript=transcript, keep_bcc=keep_bcc,
-        dkim=dkim, proxy=proxy,
+        dkim=dkim, convert_8bit=convert_8bit, proxy=proxy,
     )  # fmt: skip
     gate = asyncio.Semaphore(plan.max_connections)
     jobs = group_by_domain(plan.envelope)

@@ -143,6 +143,7 @@ class _Tracker:
         local_status: str | None = None,
         tls: str | None = None,
         possibly_delivered: bool = False,
+        rcpt_reply: Reply | None = None,
     ) -> None:
         self.done[recipient] = RecipientDelivery(
             recipient,
@@ -157,6 +158,7 @@ class _Tracker:
             mta_sts=self.sts_mode,
             tls=tls,
             possibly_delivered=possibly_delivered,
+            rcpt_reply=rcpt_reply,
         )
         if recipient in self.pending:
             self.pending.remove(recipient)
@@ -323,11 +325,19 @@ def _envelope(job: DomainJob, track: _Tracker) -> Envelope:
 
 
 def _by_reply(
-    track: _Tracker, recipients: list[str], reply: Reply, where: dict[str, Any], ok: bool = False
+    track: _Tracker,
+    recipients: list[str],
+    reply: Reply,
+    where: dict[str, Any],
+    *,
+    ok: bool = False,
+    rcpt_reply: Reply | None = None,
 ) -> None:
     status = DeliveryStatus.DELIVERED if ok else _status(reply.is_transient)
     for recipient in recipients:
-        track.decide(recipient, status, reply.text_oneline(), reply=reply, **where)
+        track.decide(
+            recipient, status, reply.text_oneline(), reply=reply, rcpt_reply=rcpt_reply, **where
+        )
 
 
 def _record(outcome: Sent | SMTPError, mx: MXHost, address: str, track: _Tracker) -> str:
@@ -336,14 +346,21 @@ def _record(outcome: Sent | SMTPError, mx: MXHost, address: str, track: _Tracker
     if isinstance(outcome, Sent):
         where["tls"] = outcome.tls
         for recipient, result in outcome.result.recipients.items():
-            _by_reply(track, [recipient], result.reply, where, ok=result.accepted)
+            _by_reply(
+                track,
+                [recipient],
+                result.reply,
+                where,
+                ok=result.accepted,
+                rcpt_reply=result.rcpt_reply,
+            )
         return "done"
     for result in outcome.results:
         # A later transaction of the message (recipients over the host's limit,
         # RFC 5321 §4.5.3.1.10) failed: those taken before it stay delivered.
         for recipient, rr in result.recipients.items():
             if rr.accepted and not rr.at_rcpt:
-                _by_reply(track, [recipient], rr.reply, where, ok=True)
+                _by_reply(track, [recipient], rr.reply, where, ok=True, rcpt_reply=rr.rcpt_reply)
     track.trail.append(f"{mx.name}[{address}]: {outcome}")
     track.last_error = outcome
     track.last_tried = where
@@ -363,7 +380,7 @@ def _record(outcome: Sent | SMTPError, mx: MXHost, address: str, track: _Tracker
         # 5xx is final; 4xx recipients stay pending for the next host.
         for recipient, reply in outcome.refused.items():
             if reply.is_permanent:
-                _by_reply(track, [recipient], reply, where)
+                _by_reply(track, [recipient], reply, where, rcpt_reply=reply)
         return "next-host"
     if isinstance(outcome, DataRefused) or (
         isinstance(outcome, SenderRefused) and outcome.reply.is_permanent
@@ -399,8 +416,16 @@ def _give_up(track: _Tracker) -> None:
         text, local = str(err), "4.4.1" if reply is None else "4.4.0"
     status = _status(not isinstance(err, InputError))
     for recipient in list(track.pending):
-        why, answer = text, reply
+        why, answer, rcpt_reply = text, reply, None
         if isinstance(err, RecipientsRefused) and recipient in err.refused:
-            answer = err.refused[recipient]
+            answer = rcpt_reply = err.refused[recipient]
             why = f"{err.command} refused: {answer.code} {answer.text_oneline()}"
-        track.decide(recipient, status, why, reply=answer, local_status=local, **track.last_tried)
+        track.decide(
+            recipient,
+            status,
+            why,
+            reply=answer,
+            local_status=local,
+            rcpt_reply=rcpt_reply,
+            **track.last_tried,
+        )

@@ -40,7 +40,8 @@ class RecipientDelivery:
     it was left. ``mta_sts`` is the MTA-STS policy mode that applied (None
     without a policy); ``tls`` the TLS version and cipher of the delivering
     connection. ``possibly_delivered``: deferred, but the host may have taken
-    the message (no reply after the end of the data).
+    the message (no reply after the end of the data). ``rcpt_reply``: the
+    deciding host's reply to RCPT TO, also when a later reply decided.
     """
 
     recipient: str
@@ -56,6 +57,8 @@ class RecipientDelivery:
     #: The TLS version and cipher the message travelled under; None in clear text.
     tls: str | None = None
     possibly_delivered: bool = False
+    #: The host's reply to RCPT TO for this recipient, when it got that far.
+    rcpt_reply: Reply | None = None
 
     @property
     def delivered(self) -> bool:

@@ -568,7 +568,8 @@ class Session(Guarded):
             # message from smtpmail.compose is 7-bit clean, this one is the caller's.
             raise ExtensionNotSupported(
                 "the message has 8-bit data and the server does not offer 8BITMIME "
-                "(RFC 6152); re-encode it (quoted-printable or base64) or use another server"
+                "(RFC 6152); re-encode it (quoted-printable or base64: convert_8bit=True, "
+                "the command line's --convert-8bit) or use another server"
             )
         utf8 = envelope.needs_smtputf8 or content.smtputf8
         if utf8:
@@ -661,7 +662,7 @@ class Session(Guarded):
         reply = getattr(error, "reply", None)
         if isinstance(reply, Reply):
             for address in plan.accepted:
-                plan.result.recipients[address] = RecipientResult(address, reply, False)
+                _decided(plan.result.recipients, address, reply, False)
         self._conclude(plan, keep)
 
     def _finish(self, plan: _Plan, replies: list[Reply], keep: bool) -> None:
@@ -672,7 +673,7 @@ class Session(Guarded):
             _in_step("BDAT" if plan.bdat else "end of data", replies[-1])
         if self.options.lmtp:
             for address, reply in zip(plan.accepted, replies, strict=False):
-                recipients[address] = RecipientResult(address, reply, _ok(reply))
+                _decided(recipients, address, reply, _ok(reply))
             if not any(_ok(reply) for reply in replies):
                 plan.error = DataRefused("DATA", replies[-1], "message refused")
         else:
@@ -681,7 +682,7 @@ class Session(Guarded):
             if not ok:
                 plan.error = DataRefused("end of data", reply, "message refused")
             for address in plan.accepted:
-                recipients[address] = RecipientResult(address, reply, ok)
+                _decided(recipients, address, reply, ok)
         self._conclude(plan, keep)
 
     def _conclude(self, plan: _Plan, keep: bool) -> None:
@@ -834,3 +835,11 @@ def _bdat_chunks(content: Content, size: int) -> Iterator[tuple[bytes | memoryvi
             pending.clear()
     pending += encoder.end()
     yield bytes(pending), True
+
+
+def _decided(
+    recipients: dict[str, RecipientResult], address: str, reply: Reply, accepted: bool
+) -> None:
+    """A reply after RCPT decides an accepted recipient; its RCPT reply is kept."""
+    rcpt_reply = recipients[address].rcpt_reply if address in recipients else None
+    recipients[address] = RecipientResult(address, reply, accepted, rcpt_reply=rcpt_reply)

@@ -12,20 +12,28 @@ from __future__ import annotations
 import enum
 
 from smtpmail._record import Frozen
-from smtpmail.errors import InputError, TLSError
+from smtpmail.errors import CertificateError, InputError, TLSError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 
 if TYPE_CHECKING:
     import ssl
-    from typing import Any
+
+    from smtpmail.transport.x509 import Certificate
 
 # ssl, hashlib and hmac are imported inside the functions that use them: the
 # policy names (TLSMode, TLSOptions) are needed by every client, but a
 # clear-text send to a local relay never starts TLS and should not pay for
 # loading OpenSSL (the CLI's start-up time, bench scenario 6).
 
-__all__ = ["TLSInfo", "TLSMode", "TLSOptions", "check_peer", "make_context", "resolve_mode"]
+__all__ = [
+    "TLSInfo",
+    "TLSMode",
+    "TLSOptions",
+    "check_peer",
+    "make_context",
+    "resolve_mode",
+]
 
 #: The implicit TLS submission port (RFC 8314 §3.3).
 SMTPS_PORT = 465
@@ -111,23 +119,6 @@ class TLSOptions(Frozen):
         return value
 
 
-class CertSummary(Frozen):
-    """One certificate of the server's chain: who it names, who signed it, when valid."""
-
-    _fields = ("subject", "issuer", "not_before", "not_after")
-    __slots__ = _fields
-
-    subject: str | None
-    issuer: str | None
-    not_before: str | None
-    not_after: str | None
-
-    def __init__(
-        self, subject: str | None, issuer: str | None, not_before: str | None, not_after: str | None
-    ) -> None:
-        self._init(subject=subject, issuer=issuer, not_before=not_before, not_after=not_after)
-
-
 class TLSInfo(Frozen):
     """What was negotiated: shown by the CLI, kept on the client as ``tls_info``."""
 
@@ -142,14 +133,17 @@ class TLSInfo(Frozen):
         "verified",
         "server_hostname",
         "chain",
+        "not_before",  # last: the positional order of __init__, which added it last
     )
     __slots__ = _fields
 
     version: str
     cipher: str
-    #: The server certificate's subject and issuer (``CN=...``), when verified.
+    #: What the server certificate says (``CN=...``; ``Jun  1 12:00:00 2030 GMT``),
+    #: read from it whether or not it was verified (``verified`` says which).
     subject: str | None
     issuer: str | None
+    not_before: str | None
     not_after: str | None
     #: DNS names and addresses the certificate names.
     names: tuple[str, ...]
@@ -158,7 +152,7 @@ class TLSInfo(Frozen):
     verified: bool
     server_hostname: str | None
     #: Every certificate the server sent, leaf first (the verified chain when verified).
-    chain: tuple[CertSummary, ...]
+    chain: tuple[Certificate, ...]
 
     def __init__(  # noqa: PLR0917 (positional, as the dataclass it replaces)
         self,
@@ -171,13 +165,15 @@ class TLSInfo(Frozen):
         fingerprint: str,
         verified: bool,
         server_hostname: str | None,
-        chain: tuple[CertSummary, ...] = (),
+        chain: tuple[Certificate, ...] = (),
+        not_before: str | None = None,
     ) -> None:
         self._init(
             version=version,
             cipher=cipher,
             subject=subject,
             issuer=issuer,
+            not_before=not_before,
             not_after=not_after,
             names=names,
             fingerprint=fingerprint,
@@ -187,8 +183,8 @@ class TLSInfo(Frozen):
         )
 
     def __str__(self) -> str:
-        who = self.subject or "(certificate not verified)"
-        return f"{self.version} {self.cipher}, {who}"
+        who = self.subject or "(a certificate without a subject)"
+        return f"{self.version} {self.cipher}, {who}" + ("" if self.verified else " (not verified)")
 
 
 def resolve_mode(mode: TLSMode | str | None, port: int, authenticates: bool) -> TLSMode:
@@ -250,45 +246,48 @@ def check_peer(
             "the server certificate does not match the pinned fingerprint "
             f"(it is {_colons(digest)})"
         )
-    cert: dict[str, Any] = conn.getpeercert() or {}  # empty when not verified
+    verified = bool(conn.getpeercert())  # an empty dict when not verified
+    leaf = _describe(der)
     cipher = conn.cipher()
     return TLSInfo(
         version=conn.version() or "?",
         cipher=cipher[0] if cipher else "?",
-        subject=_name(cert.get("subject")),
-        issuer=_name(cert.get("issuer")),
-        not_after=cert.get("notAfter"),
-        names=tuple(str(v) for _, v in cert.get("subjectAltName", ())),
+        subject=leaf.subject,
+        issuer=leaf.issuer,
+        not_before=leaf.not_before,
+        not_after=leaf.not_after,
+        names=leaf.names,
         fingerprint=_colons(digest),
-        verified=bool(cert),
+        verified=verified,
         server_hostname=server_hostname,
-        chain=_chain(conn, verified=bool(cert)),
+        chain=_chain(conn, verified=verified),
     )
 
 
-def _chain(conn: ssl.SSLSocket | ssl.SSLObject, *, verified: bool) -> tuple[CertSummary, ...]:
+def _describe(der: bytes) -> Certificate:
+    """The one way a certificate is read (leaf and chain, verified or not)."""
+    from smtpmail.transport.x509 import Certificate, CertificateParseError, read_certificate
+
+    try:
+        return read_certificate(der)
+    except CertificateParseError:
+        return Certificate(None, None, None, None)
+
+
+def _chain(conn: ssl.SSLSocket | ssl.SSLObject, *, verified: bool) -> tuple[Certificate, ...]:
     """The certificates the handshake saw, leaf first.
 
     ``get_verified_chain()``/``get_unverified_chain()`` are public from Python
-    3.13; 3.10 to 3.12 have the same methods on the private ``_sslobj`` only.
-    Each certificate's ``get_info()`` is the dict ``getpeercert()`` returns.
+    3.13; 3.11 and 3.12 have the same methods on the private ``_sslobj`` only.
     """
+    # Certificate.public_bytes' format constant: in _ssl (private) before 3.13 too.
+    from _ssl import ENCODING_DER
+
     which = "get_verified_chain" if verified else "get_unverified_chain"
     getter = getattr(conn, which, None) or getattr(getattr(conn, "_sslobj", None), which, None)
     if getter is None:
         return ()
-    summaries = []
-    for cert in getter() or ():
-        info: dict[str, Any] = cert.get_info()
-        summaries.append(
-            CertSummary(
-                _name(info.get("subject")),
-                _name(info.get("issuer")),
-                info.get("notBefore"),
-                info.get("notAfter"),
-            )
-        )
-    return tuple(summaries)
+    return tuple(_describe(cert.public_bytes(ENCODING_DER)) for cert in getter() or ())
 
 
 def handshake_error(exc: BaseException, where: str) -> TLSError:
@@ -296,11 +295,7 @@ def handshake_error(exc: BaseException, where: str) -> TLSError:
     import ssl
 
     if isinstance(exc, ssl.SSLCertVerificationError):
-        hint = (
-            "; to trust a private CA pass TLSOptions(ca_file=...), or pin the certificate "
-            "with TLSOptions(fingerprint=...)"
-        )
-        return TLSError(f"TLS certificate check for {where} failed: {exc.verify_message}{hint}")
+        return CertificateError(where, str(exc.verify_message))
     if isinstance(exc, TimeoutError):
         return TLSError(f"TLS handshake with {where} timed out")
     reason = getattr(exc, "reason", None) or exc
@@ -309,14 +304,3 @@ def handshake_error(exc: BaseException, where: str) -> TLSError:
 
 def _colons(digest: bytes) -> str:
     return ":".join(f"{b:02X}" for b in digest)
-
-
-def _name(rdns: Any) -> str | None:
-    if not rdns:
-        return None
-    parts = []
-    for rdn in rdns:
-        for key, value in rdn:
-            short = {"commonName": "CN", "organizationName": "O", "countryName": "C"}.get(key, key)
-            parts.append(f"{short}={value}")
-    return ", ".join(parts)
