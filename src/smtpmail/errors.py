@@ -123,7 +123,22 @@ class MessageTooLarge(InputError):
 
 
 class ExtensionNotSupported(InputError):
-    """The message needs an extension (SMTPUTF8, 8BITMIME...) that the server does not offer."""
+    """The message needs an extension (SMTPUTF8, 8BITMIME...) that the server does not offer.
+
+    ``enhanced_status``: the RFC 3463 code a bounce would carry, when one is
+    defined (5.7.30 for REQUIRETLS, RFC 8689 §4.2.1); None otherwise.
+    """
+
+    def __init__(self, message: str, *, enhanced_status: str | None = None) -> None:
+        super().__init__(message)
+        self.enhanced_status = enhanced_status
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_extension_not_supported, (str(self), self.enhanced_status))
+
+
+def _extension_not_supported(message: str, enhanced_status: str | None) -> ExtensionNotSupported:
+    return ExtensionNotSupported(message, enhanced_status=enhanced_status)
 
 
 class MessageReadError(SMTPError):

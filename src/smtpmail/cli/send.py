@@ -129,6 +129,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     e.add_argument("--dsn-notify", metavar="LIST", help="NEVER, or SUCCESS,FAILURE,DELAY")
     e.add_argument("--dsn-ret", choices=("FULL", "HDRS", "full", "hdrs"))
     e.add_argument("--dsn-envid", metavar="ID")
+    e.add_argument(
+        "--requiretls",
+        action="store_true",
+        help="REQUIRETLS (RFC 8689): verified TLS on every hop, else the message fails (5.7.30)",
+    )
     add_server_arguments(parser)
     add_output_arguments(parser)
     # --direct and its options: delivery's hook (smtpmail.cli.direct), kept apart.
@@ -183,6 +188,18 @@ def prepare(args: argparse.Namespace, env: Environment, settings: ServerSettings
         if args.envelope_from is not None:
             raise UsageError("give --envelope-from or --read-envelope-from, not both")
         sender = None  # a composed message's reverse-path is its From already
+    prepared = _prepare(args, env, sender, notify)
+    if getattr(args, "requiretls", False):
+        envelope = prepared.envelope
+        return Prepared(
+            prepared.message, envelope.with_recipients(envelope.recipients, requiretls=True)
+        )
+    return prepared
+
+
+def _prepare(
+    args: argparse.Namespace, env: Environment, sender: str | None, notify: list[str] | None
+) -> Prepared:
     if args.message:
         return _prepare_raw(args, env, sender, notify)
     from smtpmail.message.compose import compose

@@ -31,9 +31,19 @@ class Envelope:
     ``["NEVER"]``; ``ret`` is ``"FULL"`` or ``"HDRS"``; ``envid`` identifies
     the message in DSNs; ``orcpt`` records each forward-path as the original
     recipient. DSN requests are sent only to servers that offer DSN.
+    ``requiretls`` (RFC 8689) asks every hop for verified TLS: MAIL FROM carries
+    REQUIRETLS, and a connection without it fails the message (5.7.30).
     """
 
-    __slots__ = ("envid", "notify", "orcpt", "recipient_paths", "ret", "sender_path")
+    __slots__ = (
+        "envid",
+        "notify",
+        "orcpt",
+        "recipient_paths",
+        "requiretls",
+        "ret",
+        "sender_path",
+    )
 
     def __init__(
         self,
@@ -44,6 +54,7 @@ class Envelope:
         ret: str | None = None,
         envid: str | None = None,
         orcpt: bool = False,
+        requiretls: bool = False,
     ) -> None:
         if isinstance(recipients, str):
             recipients = [recipients]
@@ -75,6 +86,21 @@ class Envelope:
                 raise InvalidArgument("ENVID longer than 100 octets")
         self.envid = envid
         self.orcpt = orcpt
+        self.requiretls = requiretls
+
+    def with_recipients(
+        self, recipients: Iterable[str], *, requiretls: bool | None = None
+    ) -> Envelope:
+        """The same sender and requests (DSN, REQUIRETLS) for other recipients."""
+        return Envelope(
+            self.sender,
+            recipients,
+            notify=self.notify,
+            ret=self.ret,
+            envid=self.envid,
+            orcpt=self.orcpt,
+            requiretls=self.requiretls if requiretls is None else requiretls,
+        )
 
     @property
     def sender(self) -> str:

@@ -188,6 +188,9 @@ class Session(Guarded):
         #: transaction waits for the reply to the previous message's data; clients
         #: carry this over to their next connection (``Options.pipeline_messages``).
         self.refuses_pipelined_mail = False
+        #: TLS is up with a verified certificate (CA, DANE or a pin): the transport
+        #: says so after the handshake; REQUIRETLS needs it (RFC 8689 §4.1).
+        self.tls_authenticated = False
         #: Every form of the credentials, once AUTH has started: redacted from
         #: every reply read from then on (see :meth:`_receive`).
         self.secrets: Secrets | None = None
@@ -578,6 +581,9 @@ class Session(Guarded):
                     "the envelope or headers need SMTPUTF8, which the server does not offer"
                 )
             params["SMTPUTF8"] = None
+        if envelope.requiretls:
+            self._check_requiretls()
+            params["REQUIRETLS"] = None
         wants_dsn = envelope.ret or envelope.envid or envelope.notify or envelope.orcpt
         dsn = "DSN" in ext
         if wants_dsn and not dsn:
@@ -597,6 +603,21 @@ class Session(Guarded):
             rcpts.append(cmd.rcpt_to(path, cmd.esmtp_params(rparams)))
         paths = list(envelope.recipient_paths)
         return _Plan(content, mail, rcpts, paths, use_bdat, SendResult(envelope.sender))
+
+    def _check_requiretls(self) -> None:
+        """RFC 8689 §4.2.1: REQUIRETLS only over verified TLS, to a server offering it."""
+        if not self.tls_authenticated:
+            raise ExtensionNotSupported(
+                "REQUIRETLS needs TLS with a verified certificate (DANE or a trusted CA); "
+                "this connection has none (RFC 8689 §4.2.1)",
+                enhanced_status="5.7.30",
+            )
+        if "REQUIRETLS" not in self.extensions:
+            raise ExtensionNotSupported(
+                "the message requires TLS on every hop (REQUIRETLS), which the server "
+                "does not offer (RFC 8689 §4.2.1)",
+                enhanced_status="5.7.30",
+            )
 
     def _evaluate(self, plan: _Plan, replies: list[Reply]) -> bool:
         """Record the MAIL/RCPT/DATA replies; True when the content should follow."""

@@ -260,6 +260,7 @@ class BaseClient:
         self.tls_mode = resolve_mode(tls, port, self.credentials is not None)
         self.tls_options = tls_options or TLSOptions()
         self.tls_options.pinned()  # a malformed pin fails here, before connecting
+        self.tls_options.pinned_keys()
         self._ssl_context = ssl_context
         self._tls_info: TLSInfo | None = None
         self._peer: tuple[object, ...] | None = None
@@ -392,6 +393,7 @@ class BaseClient:
                     )
                 else:
                     log.warning("STARTTLS refused (%s); going on in clear text", reply.code)
+        session.tls_authenticated = self._tls_info is not None and self._tls_info.authenticated
         if until is Stage.TLS:
             return greeting
         if self.credentials is not None:
