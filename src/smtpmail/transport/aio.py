@@ -15,23 +15,10 @@ from smtpmail.message.content import MessageInput
 from smtpmail.protocol.envelope import Envelope, SendResult
 from smtpmail.protocol.reply import Reply
 from smtpmail.protocol.session import Session
+from smtpmail.transport import drive
 from smtpmail.transport._base import BaseClient, Stage, connection_survives
 from smtpmail.transport.aio_stream import as_async_stream, open_tcp
-from smtpmail.transport.drive import (
-    CHUNK,
-    CONNECT,
-    HANDSHAKE,
-    POLL,
-    READ,
-    WRITE,
-    Steps,
-    connecting,
-    ensured,
-    entering,
-    quitting,
-    rehearsing,
-    sending,
-)
+from smtpmail.transport.drive import CHUNK, CONNECT, HANDSHAKE, POLL, READ, WRITE, Steps
 
 TYPE_CHECKING = False
 
@@ -116,7 +103,7 @@ class AsyncClient(BaseClient):
 
     async def connect(self) -> Reply:
         """Connect, read the greeting, say EHLO; return the greeting."""
-        greeting = await self._drive(connecting(self))
+        greeting = await self._drive(drive.connecting(self))
         assert greeting is not None
         return greeting
 
@@ -131,14 +118,14 @@ class AsyncClient(BaseClient):
     ) -> None:
         """Run the dialogue up to ``until``, then QUIT; see :meth:`smtpmail.Client.rehearse`."""
         stage, item = self._rehearsal_item(until, message, sender, recipients, envelope)
-        await self._drive(rehearsing(self, stage, item))
+        await self._drive(drive.rehearsing(self, stage, item))
 
     async def quit(self) -> Reply | None:
         """Say QUIT and close; None when the connection was already gone."""
-        return await self._drive(quitting(self))
+        return await self._drive(drive.quitting(self))
 
     async def __aenter__(self) -> AsyncClient:
-        await self._drive(entering(self))
+        await self._drive(drive.entering(self))
         return self
 
     async def __aexit__(
@@ -165,7 +152,7 @@ class AsyncClient(BaseClient):
     ) -> SendResult:
         """Send one message; see :meth:`smtpmail.Client.send`."""
         item = self._items(message, sender, recipients, envelope, keep_bcc)
-        (result,) = await self._drive(sending(self, [item], False, []))
+        (result,) = await self._drive(drive.sending(self, [item], False, []))
         return result
 
     async def send_many(
@@ -177,16 +164,16 @@ class AsyncClient(BaseClient):
     ) -> list[SendResult]:
         """Send each (envelope, message) on one connection; see ``Client.send_many``."""
         return await self._drive(
-            sending(
+            drive.sending(
                 self, self._pairs(items, keep_bcc), True, results if results is not None else []
             )
         )
 
     async def noop(self) -> Reply:
-        return await self._drive(ensured(self, Session.noop))
+        return await self._drive(drive.ensured(self, Session.noop))
 
     async def rset(self) -> Reply:
-        return await self._drive(ensured(self, Session.rset))
+        return await self._drive(drive.ensured(self, Session.rset))
 
     async def vrfy(self, address: str) -> Reply:
-        return await self._drive(ensured(self, lambda session: session.vrfy(address)))
+        return await self._drive(drive.ensured(self, lambda session: session.vrfy(address)))

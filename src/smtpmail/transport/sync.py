@@ -11,22 +11,9 @@ from smtpmail.message.content import MessageInput
 from smtpmail.protocol.envelope import Envelope, SendResult
 from smtpmail.protocol.reply import Reply
 from smtpmail.protocol.session import Session
+from smtpmail.transport import drive
 from smtpmail.transport._base import BaseClient, Stage, connection_survives
-from smtpmail.transport.drive import (
-    CHUNK,
-    CONNECT,
-    HANDSHAKE,
-    POLL,
-    READ,
-    WRITE,
-    Steps,
-    connecting,
-    ensured,
-    entering,
-    quitting,
-    rehearsing,
-    sending,
-)
+from smtpmail.transport.drive import CHUNK, CONNECT, HANDSHAKE, POLL, READ, WRITE, Steps
 from smtpmail.transport.stream import as_stream, connect_tcp
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
@@ -124,7 +111,7 @@ class Client(BaseClient):
 
     def connect(self) -> Reply:
         """Connect, read the greeting, say EHLO; return the greeting."""
-        greeting = self._drive(connecting(self))
+        greeting = self._drive(drive.connecting(self))
         assert greeting is not None
         return greeting
 
@@ -145,14 +132,14 @@ class Client(BaseClient):
         closed without QUIT: the greeting was not awaited (RFC 5321 §3.1).
         A refusal on the way raises as it would in a send."""
         stage, item = self._rehearsal_item(until, message, sender, recipients, envelope)
-        self._drive(rehearsing(self, stage, item))
+        self._drive(drive.rehearsing(self, stage, item))
 
     def quit(self) -> Reply | None:
         """Say QUIT and close; None when the connection was already gone."""
-        return self._drive(quitting(self))
+        return self._drive(drive.quitting(self))
 
     def __enter__(self) -> Client:
-        self._drive(entering(self))
+        self._drive(drive.entering(self))
         return self
 
     def __exit__(
@@ -189,7 +176,7 @@ class Client(BaseClient):
         recipients get it through the envelope).
         """
         item = self._items(message, sender, recipients, envelope, keep_bcc)
-        (result,) = self._drive(sending(self, [item], False, []))
+        (result,) = self._drive(drive.sending(self, [item], False, []))
         return result
 
     def send_many(
@@ -209,19 +196,19 @@ class Client(BaseClient):
         :meth:`send`.
         """
         return self._drive(
-            sending(
+            drive.sending(
                 self, self._pairs(items, keep_bcc), True, results if results is not None else []
             )
         )
 
     def noop(self) -> Reply:
-        return self._drive(ensured(self, Session.noop))
+        return self._drive(drive.ensured(self, Session.noop))
 
     def rset(self) -> Reply:
-        return self._drive(ensured(self, Session.rset))
+        return self._drive(drive.ensured(self, Session.rset))
 
     def vrfy(self, address: str) -> Reply:
-        return self._drive(ensured(self, lambda session: session.vrfy(address)))
+        return self._drive(drive.ensured(self, lambda session: session.vrfy(address)))
 
 
 #: Held only while a client creates its lock (once per client).
