@@ -26,9 +26,8 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-from servers import Recorder, free_port
+from servers import free_port
 
 USER = "proxy-üser"  # non-ASCII on purpose: RFC 1929 names are octets, sent as UTF-8
 PASSWORD = "pr0xy pa$$word:with@signs"
@@ -53,21 +52,6 @@ def quote(text: str) -> str:
     from urllib.parse import quote as percent
 
     return percent(text, safe="")
-
-
-class PeerRecorder(Recorder):
-    """An aiosmtpd handler that also notes the address each MAIL FROM came from."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.peers: list[str] = []
-
-    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str,
-                          options: list[str]) -> str:  # fmt: skip
-        self.peers.append(session.peer[0])
-        envelope.mail_from = address
-        envelope.mail_options.extend(options)
-        return "250 OK"
 
 
 class ProxyProcess:

@@ -25,7 +25,6 @@ from proxies import (
     PASSWORD,
     REFUSED_HOST,
     USER,
-    PeerRecorder,
     ProxyProcess,
     dante,
     microsocks,
@@ -34,7 +33,7 @@ from proxies import (
     running,
     tinyproxy,
 )
-from servers import Recorder, RecordingServer, free_port
+from servers import PeerRecorder, Recorder, RecordingServer, free_port
 from smtpmail import ConnectionLost, InvalidArgument, ProxyError, TLSMode, TLSOptions
 from smtpmail.outbox import Outbox, RetrySchedule, State, Worker
 from tlsservers import PASSWORD as SMTP_PASSWORD

@@ -14,7 +14,8 @@ import pytest
 from mxworld import OK, OK2, MXWorld, StartServer
 
 import smtpmail
-from proxies import EGRESS, PASSWORD, USER, PeerRecorder, ProxyProcess, microsocks, quote, running
+from proxies import EGRESS, PASSWORD, USER, ProxyProcess, microsocks, quote, running
+from servers import PeerRecorder
 from smtpmail.delivery import DeliveryStatus
 from smtpmail.outbox import Outbox, RetrySchedule, State, Worker
 
