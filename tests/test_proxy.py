@@ -260,8 +260,16 @@ async def test_bad_proxy_url_fails_at_construction(
     assert PASSWORD not in str(caught.value) and quote(PASSWORD) not in str(caught.value)
 
 
-async def test_socks4_to_an_ipv6_server_fails_before_a_byte(connect: Connect) -> None:
-    client = connect(25, host="::1", proxy="socks4://127.0.0.1:1")  # nothing listens there
+@pytest.mark.parametrize(
+    ("host", "family", "scheme"),
+    [("::1", 0, "socks4"), ("::1", 0, "socks4a"), ("localhost", socket.AF_INET6, "socks4")],
+)
+async def test_socks4_to_ipv6_fails_before_a_byte(
+    connect: Connect, host: str, family: int, scheme: str
+) -> None:
+    """SOCKS 4 carries IPv4 addresses only; nothing listens on the proxy's port
+    (were anything sent, this would be a ProxyError, not an InvalidArgument)."""
+    client = connect(25, host=host, family=family, proxy=f"{scheme}://127.0.0.1:{free_port()}")
     with pytest.raises(InvalidArgument, match="IPv6"):
         await client.connect()
 
