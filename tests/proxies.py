@@ -220,7 +220,8 @@ UsePAM no
 PidFile none
 """
     )
-    os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # its privilege separation directory
+    if os.geteuid() == 0:
+        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # its privilege separation directory
     sshd = ProxyProcess(
         "ssh",
         sshd_port,
