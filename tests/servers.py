@@ -98,6 +98,22 @@ class Recorder:
         return self.data_reply
 
 
+class PeerRecorder(Recorder):
+    """A Recorder that also notes the address each MAIL FROM came from (the
+    peer the server sees: a source address, or a proxy's egress address)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.peers: list[str] = []
+
+    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, options: list[str]) -> str:  # fmt: skip
+        self.peers.append(session.peer[0])
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
+
+
 @dataclass
 class Withholding(Recorder):
     """A Recorder whose server leaves chosen keywords out of its EHLO reply

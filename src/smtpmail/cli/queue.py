@@ -188,6 +188,7 @@ def direct_kwargs(args: argparse.Namespace, env: Environment) -> dict[str, Any]:
         "mta_sts": False if args.no_mta_sts else MTASTS(ca_file=cafile),
         "timeout": timeouts(getattr(args, "timeout", None), getattr(args, "data_timeout", None)),
         "dkim": dkim_key(settings),
+        "proxy": settings.proxy,
         "convert_8bit": settings.convert_8bit,
     }
 

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from smtpmail.message.dkim import DKIMKey
+    from smtpmail.protocol.proxy import Proxy
     from smtpmail.transport._base import Timeouts, Transcript
     from smtpmail.transport.sync import Client
 
@@ -70,6 +71,12 @@ def add_server_arguments(parser: argparse.ArgumentParser, *, url_option: bool = 
             "-6", dest="family", action="store_const", const=6, help="connect over IPv6 only"
         )
         g.add_argument("--source-address", metavar="ADDR", help="the local address to connect from")
+    g.add_argument(
+        "--proxy",
+        metavar="URL",
+        help="connect through this proxy: socks5://[USER:PASS@]HOST[:PORT] (socks5h: the "
+        "proxy resolves the server's name), socks4://, socks4a://, http://HOST:PORT (CONNECT)",
+    )
     g.add_argument("--account", "-a", metavar="NAME", help="use this account from the config")
     g.add_argument("--config", metavar="PATH", help="config file (default $SMTPMAIL_CONFIG, XDG)")
     g.add_argument(
@@ -210,13 +217,15 @@ class ServerSettings(Record):
         "dkim",
         "family",
         "source_address",
+        "proxy",
         "show_data_lines",
         "logfile",
         "syslog",
         "convert_8bit",
     )
-    #: The password never shows in a repr (or a traceback's locals).
-    _hidden = frozenset({"password"})
+    #: The password never shows in a repr (or a traceback's locals), nor the
+    #: proxy (its URL may hold one).
+    _hidden = frozenset({"password", "proxy"})
 
     def __init__(  # noqa: PLR0917 (positional, as the dataclass it replaces)
         self,
@@ -244,6 +253,7 @@ class ServerSettings(Record):
         dkim: tuple[str, str, str] | None = None,
         family: int | None = None,
         source_address: str | None = None,
+        proxy: Proxy | None = None,
         show_data_lines: int | None = None,
         logfile: str | None = None,
         syslog: str | None = None,
@@ -273,6 +283,7 @@ class ServerSettings(Record):
         self.dkim = dkim  # (selector, domain, key file)
         self.family = family  # 4, 6 or None: either
         self.source_address = source_address
+        self.proxy = proxy  # checked when set (_proxy)
         self.show_data_lines = show_data_lines  # -v's data view (None: 40; 0: all)
         self.logfile = logfile  # the mail log (smtpmail.cli.maillog)
         self.syslog = syslog  # its syslog facility, or None
@@ -361,6 +372,8 @@ def resolve_settings(args: argparse.Namespace, env: Environment) -> ServerSettin
         scheme = scheme or "smtp"
     if getattr(args, "port", None) is not None:
         port = args.port
+    if getattr(args, "proxy", None) is not None:
+        s.proxy = _proxy(args.proxy, UsageError, "--proxy")
     for name in (
         "tls",
         "cafile",
@@ -490,6 +503,8 @@ def _apply_account(s: ServerSettings, account: Account) -> tuple[int | None, str
     s.auth_mechanism = v.get("auth_mechanism", s.auth_mechanism)
     s.ehlo_name = v.get("ehlo_name", s.ehlo_name)
     s.sender = v.get("from", s.sender)
+    if "proxy" in v:
+        s.proxy = _proxy(v["proxy"], ConfigError, f"accounts.{account.name}.proxy")
     for key in ("timeout", "data_timeout"):
         if key in v:
             setattr(s, key, float(v[key]))
@@ -514,6 +529,19 @@ def _apply_account(s: ServerSettings, account: Account) -> tuple[int | None, str
     if "dkim" in v:
         s.dkim = _account_dkim(account.name, v["dkim"])
     return port, scheme
+
+
+def _proxy(url: object, error: type[Exception], where: str) -> Proxy:
+    """A proxy URL checked now, before any connection (the error never shows its password)."""
+    from smtpmail.errors import InvalidArgument
+    from smtpmail.protocol.proxy import Proxy
+
+    if not isinstance(url, str):
+        raise error(f"{where} must be a URL string")
+    try:
+        return Proxy.parse(url)
+    except InvalidArgument as exc:
+        raise error(f"{where}: {exc}") from None
 
 
 def _account_dkim(name: str, table: Any) -> tuple[str, str, str]:
@@ -606,6 +634,8 @@ def client_kwargs(s: ServerSettings, env: Environment) -> dict[str, Any]:
         kwargs["family"] = socket.AF_INET if s.family == 4 else socket.AF_INET6
     if s.source_address is not None:
         kwargs["source_address"] = (s.source_address, 0)
+    if s.proxy is not None:
+        kwargs["proxy"] = s.proxy
     if s.dkim is not None:
         kwargs["dkim"] = dkim_key(s)
     if s.convert_8bit:

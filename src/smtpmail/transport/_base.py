@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from smtpmail.message.dkim import DKIMKey
+    from smtpmail.protocol.proxy import Proxy  # loaded only when a proxy is given
     from smtpmail.protocol.sasl import Credentials  # loaded only when auth is given
     from smtpmail.transport.stream import (
         AsyncConnector,
@@ -206,6 +207,7 @@ class BaseClient:
         convert_8bit: bool = False,
         connect: Connector | AsyncConnector | None = None,
         stream: NetworkStream | AsyncNetworkStream | socket.socket | None = None,
+        proxy: Proxy | str | None = None,
     ) -> None:
         """``tls``: None picks IMPLICIT on port 465, REQUIRED when ``auth`` is given,
         else OPPORTUNISTIC. ``ssl_context`` replaces the context built from
@@ -228,7 +230,10 @@ class BaseClient:
         ``source_address`` and ``family``, instead of a direct TCP connection
         (a proxy's, say). ``stream``: a connected socket or stream to use for
         the first connection; the client cannot open another one by itself
-        (see :mod:`smtpmail.transport.stream` for the contract)."""
+        (see :mod:`smtpmail.transport.stream` for the contract). ``proxy``: a
+        :class:`~smtpmail.Proxy` or its URL (``socks5h://user:pass@host:1080``,
+        socks5, socks4, socks4a, ``http://host:port``), checked here; every
+        connection goes through it (docs/proxies.md)."""
         self.host = host
         self.port = port
         self.ehlo_name = ehlo_name
@@ -271,6 +276,14 @@ class BaseClient:
         self._connector: Any = connect
         self._given: object | None = stream
         self._stream: Any = None  # the sync or async stream of the open connection
+        self.proxy: Proxy | None = None
+        if proxy is not None:
+            if connect is not None or stream is not None:
+                raise InvalidArgument("give proxy= or connect=/stream=, not both")
+            from smtpmail.protocol.proxy import Proxy
+
+            self.proxy = Proxy.of(proxy)  # a bad URL fails here, before connecting
+            self._connector = self._proxy_connector(self.proxy)
 
     @property
     def session(self) -> Session:
@@ -313,6 +326,10 @@ class BaseClient:
             stream.close()
 
     # -- helpers shared by both drivers --------------------------------------
+
+    def _proxy_connector(self, proxy: Proxy) -> Any:
+        """The connector that reaches the server through ``proxy`` (each client its own kind)."""
+        raise NotImplementedError
 
     def _given_stream(self) -> Any:
         """The caller's pre-connected socket or stream, the first time; None when
@@ -428,7 +445,13 @@ class BaseClient:
         creds = self.credentials
         assert creds is not None
         if self._tls_info is None and not self.allow_plaintext_auth:
-            local = LOOPBACK_IS_PRIVATE and self._peer is not None and _is_loopback(self._peer[0])
+            # Through a proxy the peer is the proxy: the server may be anywhere.
+            local = (
+                LOOPBACK_IS_PRIVATE
+                and self.proxy is None
+                and self._peer is not None
+                and _is_loopback(self._peer[0])
+            )
             if not local:
                 raise PlaintextAuthRefused(f"{self.host}:{self.port}")
         from smtpmail.protocol.sasl import choose

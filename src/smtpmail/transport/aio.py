@@ -23,6 +23,7 @@ from smtpmail.transport.drive import CHUNK, CONNECT, HANDSHAKE, POLL, READ, WRIT
 TYPE_CHECKING = False
 
 if TYPE_CHECKING:
+    from smtpmail.protocol.proxy import Proxy
     from smtpmail.transport.stream import AsyncConnector, AsyncNetworkStream
 
 __all__ = ["AsyncClient"]
@@ -55,6 +56,11 @@ class AsyncClient(BaseClient):
         if self._lock is None:
             self._lock = asyncio.Lock()
         return self._lock
+
+    def _proxy_connector(self, proxy: Proxy) -> AsyncConnector:
+        from smtpmail.transport.proxy import async_proxy_connector
+
+        return async_proxy_connector(proxy)
 
     async def _drive(self, steps: Steps[T]) -> T:
         """Perform ``steps``' IO on the stream; the twin of ``Client._drive``."""

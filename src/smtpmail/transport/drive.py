@@ -77,7 +77,8 @@ def connecting(client: BaseClient, until: Stage = Stage.AUTH) -> Steps[Reply | N
     sock_name = client._stream.get_extra_info("sockname")
     try:
         if client.transcript is not None and peer:
-            client.transcript("info", f"connected to {peer[0]} port {peer[1]}")
+            through = "" if client.proxy is None else f" (proxy {client.proxy}) for {client.host}"
+            client.transcript("info", f"connected to {peer[0]} port {peer[1]}{through}")
         if client.tls_mode is TLSMode.IMPLICIT:
             yield from _handshake(client)
         if until is Stage.CONNECT:

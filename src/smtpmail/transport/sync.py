@@ -21,6 +21,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up
 if TYPE_CHECKING:
     from typing import Any, TypeVar
 
+    from smtpmail.protocol.proxy import Proxy
     from smtpmail.transport.stream import Connector, NetworkStream
 
     T = TypeVar("T")
@@ -63,6 +64,11 @@ class Client(BaseClient):
                     self._lock = _thread.allocate_lock()
                 lock = self._lock
         return lock
+
+    def _proxy_connector(self, proxy: Proxy) -> Connector:
+        from smtpmail.transport.proxy import proxy_connector  # only with a proxy (start-up time)
+
+        return proxy_connector(proxy)
 
     def _drive(self, steps: Steps[T]) -> T:
         """Perform ``steps``' IO on the stream; the twin of ``AsyncClient._drive``."""
