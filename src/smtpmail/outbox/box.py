@@ -68,10 +68,6 @@ class Claim:
         self.destination: str | None = None
         self.started: float | None = None
 
-    @property
-    def released(self) -> bool:
-        return self.content.closed
-
     def save(self, *, sync_dir: bool = True) -> None:
         """Store the message's state durably (``sync_dir``: see FolderOutbox.save)."""
         raise NotImplementedError
