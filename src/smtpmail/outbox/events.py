@@ -37,9 +37,10 @@ class Observer:
         latency: float | None,
     ) -> None:
         """An attempt's outcome is recorded. ``outcome.recipients`` are those it
-        decided, each with the reply ``code`` that decided it; ``destination`` is the server it was claimed for;
-        ``latency`` is seconds since :meth:`attempt_started` (None when the
-        message never went out: a connection that failed, a pause)."""
+        decided, each with the reply ``code`` that decided it; ``destination``
+        is the server it was claimed for; ``latency`` is seconds since
+        :meth:`attempt_started` (None when the message never went out: a
+        connection that failed, a pause)."""
 
     def attempt_abandoned(self, message: QueuedMessage) -> None:
         """A claimer found the message left in flight by a worker that died or was
