@@ -19,7 +19,7 @@ from pgserver import pg_url, postgres
 from postfix import wait_for
 from servers import RecordingServer, free_port
 from smtpmail.cli.exits import EX_UNAVAILABLE
-from smtpmail.outbox import Observers, Outbox, State
+from smtpmail.outbox import Observers, Outbox, State, Worker
 from smtpmail.outbox.attemptlog import AttemptLog
 from smtpmail.outbox.metrics import Metrics
 from smtpmail.outbox.postgres import PostgresOutbox
@@ -178,3 +178,16 @@ def test_the_depth_in_sql_agrees_with_the_message_status(
     depth = box.depth()
     assert depth[expected] == 1 and sum(depth.values()) == 1
     box.close()
+
+
+def test_an_attempt_whose_connection_failed_still_names_its_destination(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "q")
+    box.add(b"Subject: x\r\n\r\nx\r\n", "a@example.org", ["b@x.net"])
+    lines: list[str] = []
+    box.observer = AttemptLog(lines.append, format="json")
+    port = free_port()  # nothing listens there
+    Worker(box, "127.0.0.1", port).run()
+    (line,) = [json.loads(text) for text in lines]
+    assert line["destination"] == f"127.0.0.1:{port}"
+    assert line["outcome"] == "deferred" and line["codes"] == [] and line["recipients"] == 1
+    assert line["latency"] is None  # it never went out
