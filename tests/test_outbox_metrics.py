@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -15,10 +16,11 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from clirun import run_cli
 from pgserver import pg_url, postgres
 from postfix import wait_for
 from servers import RecordingServer, free_port
-from smtpmail.cli.exits import EX_UNAVAILABLE
+from smtpmail.cli.exits import EX_TEMPFAIL, EX_UNAVAILABLE, EX_USAGE
 from smtpmail.outbox import Observers, Outbox, State, Worker
 from smtpmail.outbox.attemptlog import AttemptLog
 from smtpmail.outbox.metrics import Metrics
@@ -191,3 +193,16 @@ def test_an_attempt_whose_connection_failed_still_names_its_destination(tmp_path
     assert line["destination"] == f"127.0.0.1:{port}"
     assert line["outcome"] == "deferred" and line["codes"] == [] and line["recipients"] == 1
     assert line["latency"] is None  # it never went out
+
+
+def test_a_bad_or_taken_metrics_address_is_refused_clearly(tmp_path: Path) -> None:
+    queue = ["queue", "--queue-dir", str(tmp_path / "q"), "run", "--port", "9"]
+    result = run_cli(*queue, "--metrics", "9464")
+    assert result.status == EX_USAGE and "HOST:PORT" in result.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        result = run_cli(*queue, "--metrics", address)
+    assert result.status == EX_TEMPFAIL
+    assert f"cannot serve metrics on {address}" in result.stderr

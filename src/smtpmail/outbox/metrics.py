@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from smtpmail.outbox.outcome import Outcome
     from smtpmail.outbox.record import QueuedMessage
 
-__all__ = ["Metrics", "MetricsServer"]
+__all__ = ["Metrics", "MetricsServer", "metrics_address"]
 
 log = Logger("smtpmail.outbox")
 
@@ -119,13 +119,21 @@ class Metrics(Observer):
 
     def serve(self, address: str) -> MetricsServer:
         """Serve ``/metrics`` on ``address`` (``host:port``) from a thread."""
-        host, _, port = address.rpartition(":")
-        if not host or not port.isdigit():
-            raise ValueError(f"the metrics address is host:port, not {address!r}")
-        server, thread = _client().start_http_server(
-            int(port), addr=host.strip("[]"), registry=self.registry
-        )
+        host, port = metrics_address(address)
+        try:
+            server, thread = _client().start_http_server(port, addr=host, registry=self.registry)
+        except OSError as exc:  # the port is taken, the address is not this machine's
+            raise OSError(exc.errno, f"cannot serve metrics on {address}: {exc.strerror}") from exc
         return MetricsServer(server, thread)
+
+
+def metrics_address(address: str) -> tuple[str, int]:
+    """``host:port`` (``[::1]:9464`` for IPv6) as (host, port); ValueError if it is not."""
+    host, _, port = address.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"the metrics address is HOST:PORT, not {address!r}")
+    return host, int(port)
 
 
 class MetricsServer:
