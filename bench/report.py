@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,8 @@ if TYPE_CHECKING:
 
 README_START = "<!-- bench:start -->"
 README_END = "<!-- bench:end -->"
+#: The chart's name beside the results page.
+CHART = "benchmark-chart.png"
 
 
 @dataclass(frozen=True)
@@ -241,12 +244,16 @@ def write_results(
             print("matplotlib is missing: no chart (bash bench/run.sh installs it)")
     if readme is not None:
         update_readme(readme, text)
+        if (out / "chart.png").exists():
+            # Beside the page, where the documentation site finds it.
+            shutil.copyfile(out / "chart.png", readme.parent / CHART)
 
 
 def update_readme(readme: Path, text: str) -> None:
-    """Replace the text between the markers (appending a Benchmarks section if absent)."""
+    """Replace the text between the markers of the page (docs/benchmarks.md),
+    appending a Benchmarks section if they are absent."""
     body = readme.read_text() if readme.exists() else ""
-    block = f"{README_START}\n{text}\n![benchmark chart](bench/results/chart.png)\n{README_END}"
+    block = f"{README_START}\n{text}\n![benchmark chart]({CHART})\n{README_END}"
     if README_START in body and README_END in body:
         head, rest = body.split(README_START, 1)
         tail = rest.split(README_END, 1)[1]

@@ -7,7 +7,7 @@ from the client (start-up excluded for the Python peers), CPU time and peak
 RSS from ``os.wait4``. Each scenario is run ``--runs`` times, peers
 interleaved, and the medians are reported with smtpmail's ratio to each peer.
 Results go to ``bench/results/`` (Markdown, JSON, PNG) and, after a full run,
-into the README between the ``bench:start``/``bench:end`` markers.
+into docs/benchmarks.md between the ``bench:start``/``bench:end`` markers.
 """
 
 from __future__ import annotations
@@ -516,7 +516,7 @@ def machine() -> str:
 
 
 def results_folder(args: argparse.Namespace) -> tuple[Path, bool]:
-    """Where results go, and whether this is a whole run (the README shows only those).
+    """Where results go, and whether this is a whole run (docs/benchmarks.md shows only those).
 
     A smoke test or a run of some scenarios or peers writes beside the full
     results (``quick/``, ``partial/``), never over them.
@@ -537,7 +537,7 @@ def main(argv: list[str]) -> int:
     p.add_argument(
         "--out", type=Path, help="results folder (default bench/results, or its quick/ or partial/)"
     )
-    p.add_argument("--no-readme", action="store_true", help="leave README.md alone")
+    p.add_argument("--no-readme", action="store_true", help="leave docs/benchmarks.md alone")
     p.add_argument("--no-chart", action="store_true")
     args = p.parse_args(argv)
     # Postfix's tools live in /usr/sbin, which a user's PATH may lack.
@@ -591,7 +591,7 @@ def main(argv: list[str]) -> int:
         when=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)),
         command=" ".join(["bash bench/run.sh", *argv]),
         chart=not args.no_chart,
-        readme=ROOT / "README.md" if whole and not args.no_readme else None,
+        readme=ROOT / "docs" / "benchmarks.md" if whole and not args.no_readme else None,
     )
     print(f"results in {out} ({time.time() - started:.0f} s)")
     return 0

@@ -164,7 +164,8 @@ def test_the_queue_commands_on_a_database_url(
     status, out, _ = _run(tmp_path, [*q, "run", "--port", str(smtpd.port)])
     assert status == 69 and "1 delivered, 1 failed" in out
     status, out, _ = _run(tmp_path, [*q, "show", msg_id[:10], "--json"])
-    states = {r["address"]: r["state"] for r in json.loads(out)["recipients"]}
+    (record,) = json.loads(out)["messages"]
+    states = {r["address"]: r["status"] for r in record["recipients"]}
     assert states == {"b@example.net": "delivered", "c@example.net": "failed"}
     status, out, _ = _run(tmp_path, [*q, "report"])
     assert "<c@example.net>: 550 5.1.1 no such user" in out

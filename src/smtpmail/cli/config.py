@@ -15,7 +15,12 @@ or the path in ``$SMTPMAIL_CONFIG``, or ``--config PATH``::
     # or, for OAuth 2.0: oauth_token_command = "oama access me@example.org"
     from = "Me <me@example.org>"
     ehlo_name = "laptop.example.org"
+    # fingerprint = "SHA256 of the server certificate"   # pin it (msmtp's tls_fingerprint)
     dkim = { selector = "mail", domain = "example.org", key_file = "~/.config/smtpmail/dkim.pem" }
+    logfile = "~/.local/state/smtpmail.log"   # one line per message, as msmtp's
+    syslog = "LOG_MAIL"           # or true / false / LOG_USER / LOG_LOCAL0..7
+    show_data_lines = 100         # -v shows this many lines of the message (0: all)
+    convert_8bit = true           # re-encode 8-bit MIME parts for a server without 8BITMIME
 
 A clear-text ``password`` is accepted but warned about unless the file is
 readable by its owner only; a command or an environment variable is better.
@@ -55,9 +60,14 @@ _KEYS = frozenset(
         "ehlo_name",
         "auth_mechanism",
         "ca_file",
+        "fingerprint",
         "timeout",
         "data_timeout",
         "dkim",
+        "show_data_lines",
+        "logfile",
+        "syslog",
+        "convert_8bit",
     }
 )
 

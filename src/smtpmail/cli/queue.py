@@ -20,14 +20,14 @@ file's ``queue`` key, else the folder ``$XDG_DATA_HOME/smtpmail/outbox``.
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import time
 from collections.abc import Callable
 from typing import Any
 
+from smtpmail.cli import jsondoc
 from smtpmail.cli.environment import Environment
-from smtpmail.cli.exits import EX_DATAERR, EX_OK, EX_TEMPFAIL, EX_UNAVAILABLE, EX_USAGE
+from smtpmail.cli.exits import EX_OK, EX_TEMPFAIL, EX_UNAVAILABLE
 
 HELP = "queue messages durably and deliver them with retries (add, list, run, show...)"
 
@@ -75,6 +75,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="--watch: look for new mail every S seconds",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    p.add_argument("--json", action="store_true", help="print the run's outcome as JSON")
     p.add_argument(
         "--metrics",
         type=_metrics_address,
@@ -127,14 +128,14 @@ def add_server_arguments(p: argparse.ArgumentParser) -> None:
         type=int,
         default=2,
         metavar="N",
-        help="at most N to one server (2; with --queue-url: by all workers together)",
+        help="at most N to one server (2; a PostgreSQL outbox: all workers together)",
     )
     g.add_argument("--rate", type=float, metavar="R", help="at most R messages per second, overall")
     g.add_argument(
         "--per-server-rate",
         type=float,
         metavar="R",
-        help="at most R messages per second to one server (with --queue-url: by all workers)",
+        help="at most R messages per second to one server (PostgreSQL outbox: all workers)",
     )
     g.add_argument(
         "--batch", type=int, default=50, metavar="N", help="messages per claim on a connection (50)"
@@ -189,14 +190,15 @@ def worker_from(box: Any, args: argparse.Namespace, env: Environment) -> Any:
 
 
 def direct_kwargs(args: argparse.Namespace, env: Environment) -> dict[str, Any]:
-    """smtpmail.deliver()'s keyword arguments from the --direct options (cli/direct.py)
-    and the DKIM key (options or account)."""
+    """smtpmail.deliver()'s keyword arguments from the --direct options (cli/direct.py),
+    the DKIM key and convert_8bit (options or account)."""
     from smtpmail.cli import direct
     from smtpmail.cli.server import dkim_key, resolve_settings, timeouts
     from smtpmail.delivery import MTASTS
     from smtpmail.transport.tls import TLSOptions
 
     cafile = getattr(args, "cafile", None)
+    settings = resolve_settings(args, env)
     return {
         "nameservers": direct._nameservers(args.dns_server),
         "ehlo_name": getattr(args, "ehlo_name", None),
@@ -206,24 +208,27 @@ def direct_kwargs(args: argparse.Namespace, env: Environment) -> dict[str, Any]:
         "tls_options": TLSOptions(ca_file=cafile) if cafile else None,
         "mta_sts": False if args.no_mta_sts else MTASTS(ca_file=cafile),
         "timeout": timeouts(getattr(args, "timeout", None), getattr(args, "data_timeout", None)),
-        "dkim": dkim_key(resolve_settings(args, env)),
+        "dkim": dkim_key(settings),
+        "convert_8bit": settings.convert_8bit,
     }
 
 
 def run(args: argparse.Namespace, env: Environment) -> int:
     action = getattr(args, "action", None)
     if action is None:
-        env.stderr.write(
-            "smtpmail queue: say add, list, run, show, retry, purge, report or migrate\n"
+        from smtpmail.cli.exits import UsageError
+
+        raise UsageError(
+            "smtpmail queue: say add, list, run, show, retry, purge, report or migrate"
         )
-        return EX_USAGE
     box = open_outbox(args, env)
     handler: Callable[[Any, argparse.Namespace, Environment], int] = _ACTIONS[action]
     try:
         return handler(box, args, env)
-    except KeyError as exc:  # an id that names no message
-        env.stderr.write(f"smtpmail queue: {exc.args[0]}\n")
-        return EX_DATAERR
+    except KeyError as exc:  # an id that names no message: bad input (65)
+        from smtpmail.errors import InvalidArgument
+
+        raise InvalidArgument(f"smtpmail queue: {exc.args[0]}") from None
     finally:
         box.close()
 
@@ -240,8 +245,8 @@ def _add(box: Any, args: argparse.Namespace, env: Environment) -> int:
     queued = box.add(
         data, args.sender, args.recipients or None, server=args.relay, keep_bcc=args.keep_bcc
     )
-    if args.json:
-        env.stdout.write(json.dumps(queued.to_json(), indent=1) + "\n")
+    if env.document is not None:
+        env.document["messages"] = [jsondoc.queued_message(queued)]
     else:
         env.stdout.write(f"{queued.id}\n")
     return EX_OK
@@ -265,8 +270,8 @@ def _next(ts: float) -> str:
 
 def _list(box: Any, args: argparse.Namespace, env: Environment) -> int:
     messages = [m for m in box.messages() if args.all or not m.done]
-    if args.json:
-        env.stdout.write(json.dumps([m.to_json() for m in messages], indent=1) + "\n")
+    if env.document is not None:
+        env.document["messages"] = [jsondoc.queued_message(m) for m in messages]
         return EX_OK
     out = env.stdout
     if not messages:
@@ -285,8 +290,8 @@ def _list(box: Any, args: argparse.Namespace, env: Environment) -> int:
 
 def _show(box: Any, args: argparse.Namespace, env: Environment) -> int:
     m = box.find(args.id)
-    if args.json:
-        env.stdout.write(json.dumps(m.to_json(), indent=1) + "\n")
+    if env.document is not None:
+        env.document["messages"] = [jsondoc.queued_message(m)]
         return EX_OK
     when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(m.created))
     lines = [
@@ -354,16 +359,19 @@ def _run(box: Any, args: argparse.Namespace, env: Environment) -> int:
     worker = worker_from(box, args, env)
     served = _observe(box, args, env)
     try:
-        return _drain(worker, args, env)
+        return _drain(box, worker, args, env)
     finally:
         if served is not None:
             served.close()
 
 
-def _drain(worker: Any, args: argparse.Namespace, env: Environment) -> int:
-    quiet = args.quiet
+def _drain(box: Any, worker: Any, args: argparse.Namespace, env: Environment) -> int:
+    document = env.document
+    quiet = args.quiet or document is not None  # stdout is the JSON document's
+    tried: list[str] = []
 
     def progress(message: Any, outcome: Any) -> None:
+        tried.append(message.id)
         if quiet:
             return
         parts = [
@@ -391,6 +399,16 @@ def _drain(worker: Any, args: argparse.Namespace, env: Environment) -> int:
             signal.signal(signal.SIGTERM, previous)
     else:
         stats = worker.run(progress=progress)
+    if document is not None:
+        document["summary"] = {
+            "attempted": stats.attempted,
+            "delivered": stats.delivered,
+            "deferred": stats.deferred,
+            "failed": stats.failed,
+            "possibly_delivered": stats.possibly_delivered,
+        }
+        tried_once = list(dict.fromkeys(tried))  # --watch may try a message again
+        document["messages"] = [jsondoc.queued_message(m) for m in box.messages(tried_once)]
     if not quiet:
         env.stdout.write(
             f"{stats.attempted} message(s) tried: {stats.delivered} recipient(s) delivered, "
@@ -423,8 +441,8 @@ def _report(box: Any, args: argparse.Namespace, env: Environment) -> int:
     from smtpmail.outbox import failure_report, render_report
 
     entries = failure_report(box.messages())
-    if args.json:
-        env.stdout.write(json.dumps(entries, indent=1, ensure_ascii=False) + "\n")
+    if env.document is not None:
+        env.document["failures"] = entries
     else:
         env.stdout.write(render_report(entries) or "no recipient has failed\n")
     return EX_OK

@@ -76,6 +76,14 @@ class Claim:
         if not self.content.closed:
             self.content.close()
 
+    def finish(self, *, sync_dir: bool = True) -> None:
+        """Save the state, then release the claim (in one step where the store can);
+        released even when the save fails."""
+        try:
+            self.save(sync_dir=sync_dir)
+        finally:
+            self.release()
+
     def __enter__(self) -> Claim:
         return self
 
@@ -152,7 +160,8 @@ class Outbox:
             except KeyError:
                 continue  # purged meanwhile
             except ValueError as exc:  # a hand-edited or foreign record: skip it, loudly
-                log.error("%s: unreadable state, skipped: %s", self.where(msg_id), exc)
+                where = self.where()
+                log.error("%s: message %s: unreadable state, skipped: %s", where, msg_id, exc)
 
     def due(self, now: float, ids: Iterable[str] | None = None) -> Iterator[QueuedMessage]:
         """The messages a worker should try now: pending and due, or left in flight."""
@@ -264,6 +273,9 @@ class Outbox:
             message = bytes(message)
         if envelope is None:
             envelope = _envelope(message, sender, recipients)
+        if envelope.requiretls:
+            # The queue's record has no field for it yet: refusing beats a silent downgrade.
+            raise InvalidArgument("the outbox does not keep REQUIRETLS (RFC 8689); send directly")
         if server is not None:
             _check_server(server)
         msg_id = f"{time.time_ns() // 1000:x}-{secrets.token_hex(4)}"

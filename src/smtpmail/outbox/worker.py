@@ -535,7 +535,7 @@ class Worker:
         # delivered), else a pending state (retried). Never a lost message; so
         # one directory fsync per attempt (the mark's), not two.
         try:
-            claim.save(sync_dir=False)
+            claim.finish(sync_dir=False)
         except OutboxError as exc:
             # The file keeps what it had: the mark when the message went out
             # (so the next run retries it as possibly delivered), else its
@@ -546,8 +546,6 @@ class Worker:
                 "if it went out, the next run retries it as possibly delivered",
             )
             return
-        finally:
-            claim.release()
         latency = None if claim.started is None else time.monotonic() - claim.started
         observer = self.outbox.observer
         tell(observer, "attempt_finished", claim.message, claim.destination, outcome, latency)
