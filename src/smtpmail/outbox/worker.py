@@ -219,6 +219,7 @@ class Worker:
                 for event in ended:
                     event.wait()
                 raise
+        self._limits.close()  # (the database store's connection slots: given back)
         if self._unwritable is not None:
             raise self._unwritable
         return self._stats

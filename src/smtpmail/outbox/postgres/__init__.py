@@ -264,6 +264,8 @@ class PostgresOutbox(Outbox):
         return f"the schema went from version {version} to {steps[-1][0]}"
 
     def close(self) -> None:
+        """Close the connections and stop the heartbeat (leases held then run out):
+        the end of this outbox object; open another to go on."""
         self._closed.set()
         with self._lock:
             for conn in (self._conn, self._listener):
