@@ -76,12 +76,13 @@ class PostgresServer:
                 "initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust",
                 "-E", "UTF8", "--no-sync",
             )
-        options = (
-            f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' "
-            "-c max_connections=200 -c fsync=on"
-        )
+        options = f"-p {self.port} {self.listen()} -c max_connections=200 -c fsync=on"
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start")
         wait_for("PostgreSQL to accept connections", self.ready)
+
+    def listen(self) -> str:
+        """Where the server listens (postgres options): loopback TCP only."""
+        return "-c listen_addresses=127.0.0.1 -c unix_socket_directories=''"
 
     def ready(self) -> bool:
         probe = self._run("pg_isready", "-h", "127.0.0.1", "-p", str(self.port), check=False)

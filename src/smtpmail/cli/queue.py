@@ -76,6 +76,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     p.add_argument("--json", action="store_true", help="print the run's outcome as JSON")
+    p.add_argument(
+        "--metrics",
+        type=_metrics_address,
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (needs smtpmail[metrics])",
+    )
+    p.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        help="one line per attempt on standard error, as key=value text or JSON",
+    )
 
     p = sub.add_parser("retry", help="make deferred messages due now")
     p.add_argument("ids", nargs="*", metavar="ID")
@@ -88,6 +99,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("report", help="a bounce-like report of the recipients that failed")
     p.add_argument("--json", action="store_true")
+
+
+def _metrics_address(text: str) -> str:
+    from smtpmail.outbox.metrics import metrics_address
+
+    try:
+        metrics_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    return text
 
 
 def add_server_arguments(p: argparse.ArgumentParser) -> None:
@@ -309,8 +330,43 @@ _POSSIBLY = {
 }
 
 
+def _observe(box: Any, args: argparse.Namespace, env: Environment) -> Any:
+    """Hook the attempt log and the metrics into the outbox; returns the metrics'
+    HTTP server (None without --metrics), for the caller to close."""
+    from smtpmail.outbox import Observer, Observers
+
+    observers: list[Observer] = []
+    served = None
+    if args.log_format:
+        from smtpmail.outbox.attemptlog import AttemptLog
+
+        def write(line: str) -> None:
+            env.stderr.write(line)
+            env.stderr.flush()
+
+        observers.append(AttemptLog(write, format=args.log_format, worker=box.owner))
+    if args.metrics:
+        from smtpmail.outbox.metrics import Metrics
+
+        metrics = Metrics(box)
+        served = metrics.serve(args.metrics)
+        observers.append(metrics)
+    if observers:
+        box.observer = Observers(box.observer, *observers)
+    return served
+
+
 def _run(box: Any, args: argparse.Namespace, env: Environment) -> int:
     worker = worker_from(box, args, env)
+    served = _observe(box, args, env)
+    try:
+        return _drain(box, worker, args, env)
+    finally:
+        if served is not None:
+            served.close()
+
+
+def _drain(box: Any, worker: Any, args: argparse.Namespace, env: Environment) -> int:
     document = env.document
     quiet = args.quiet or document is not None  # stdout is the JSON document's
     tried: list[str] = []

@@ -12,14 +12,16 @@
 :mod:`~smtpmail.outbox.store` the format on disk and the locking,
 :mod:`~smtpmail.outbox.postgres` the database store,
 :mod:`~smtpmail.outbox.record` the per-recipient states,
-:mod:`~smtpmail.outbox.schedule` the retry schedule, and
-:mod:`~smtpmail.outbox.worker` how the queue is drained.
+:mod:`~smtpmail.outbox.schedule` the retry schedule,
+:mod:`~smtpmail.outbox.worker` how the queue is drained, and
+:mod:`~smtpmail.outbox.events` what it tells observers: the attempt log
+(:mod:`~smtpmail.outbox.attemptlog`) and Prometheus (:mod:`~smtpmail.outbox.metrics`).
 """
 
 from __future__ import annotations
 
 from smtpmail.outbox.box import Claim, Outbox
-from smtpmail.outbox.events import Observer
+from smtpmail.outbox.events import Observer, Observers
 from smtpmail.outbox.outcome import Outcome
 from smtpmail.outbox.record import QueuedMessage, RecipientState, State
 from smtpmail.outbox.report import failure_report, render_report
@@ -29,6 +31,7 @@ from smtpmail.outbox.worker import RunStats, Worker
 __all__ = [
     "Claim",
     "Observer",
+    "Observers",
     "Outbox",
     "Outcome",
     "QueuedMessage",

@@ -34,7 +34,7 @@ from smtpmail.errors import InvalidArgument
 from smtpmail.message.content import MessageInput, as_content, envelope_from_headers
 from smtpmail.outbox.events import Observer
 from smtpmail.outbox.limits import DestinationLimits
-from smtpmail.outbox.record import QueuedMessage, RecipientState
+from smtpmail.outbox.record import QueuedMessage, RecipientState, State
 from smtpmail.outbox.schedule import RetrySchedule
 from smtpmail.protocol.envelope import Envelope
 
@@ -63,7 +63,8 @@ class Claim:
         self.message = message
         self.content = content
         self.recovered = False
-        #: Set by the worker when the message goes out: where to, and when (monotonic).
+        #: Set by the worker: where the attempt goes (when claimed for a server),
+        #: and when the message went out (monotonic; None if it never did).
         self.destination: str | None = None
         self.started: float | None = None
 
@@ -180,6 +181,13 @@ class Outbox:
     def next_due(self) -> float | None:
         """When the earliest pending message falls due; None when none is pending."""
         return min((m.next_attempt for m in self.messages() if not m.done), default=None)
+
+    def depth(self) -> dict[str, int]:
+        """How many messages are in each state (their ``status``), for metrics."""
+        counts = {state.value: 0 for state in State}
+        for message in self.messages():
+            counts[message.status] += 1
+        return counts
 
     def wait_for_mail(self, timeout: float, stop: threading.Event) -> None:
         """Sleep up to ``timeout`` seconds, or until ``stop`` is set (or, where the

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from smtpmail.outbox.outcome import Outcome
     from smtpmail.outbox.record import QueuedMessage
 
-__all__ = ["Observer", "tell"]
+__all__ = ["Observer", "Observers", "tell"]
 
 log = Logger("smtpmail.outbox")
 
@@ -36,9 +36,11 @@ class Observer:
         outcome: Outcome,
         latency: float | None,
     ) -> None:
-        """An attempt's outcome is recorded. Each recipient's ``code`` is the reply
-        code that decided it; ``latency`` is seconds since :meth:`attempt_started`
-        (None when the message never went out: a connection that failed, a pause)."""
+        """An attempt's outcome is recorded. ``outcome.recipients`` are those it
+        decided, each with the reply ``code`` that decided it; ``destination``
+        is the server it was claimed for; ``latency`` is seconds since
+        :meth:`attempt_started` (None when the message never went out: a
+        connection that failed, a pause)."""
 
     def attempt_abandoned(self, message: QueuedMessage) -> None:
         """A claimer found the message left in flight by a worker that died or was
@@ -46,6 +48,35 @@ class Observer:
 
     def lease_expired(self, message: QueuedMessage, owner: str) -> None:
         """(Database store) the lease of worker ``owner`` ran out and was taken over."""
+
+
+class Observers(Observer):
+    """Several observers as one (metrics and the attempt log, say), told in order."""
+
+    def __init__(self, *observers: Observer) -> None:
+        self.observers = observers
+
+    def attempt_started(self, message: QueuedMessage, destination: str) -> None:
+        for o in self.observers:
+            tell(o, "attempt_started", message, destination)
+
+    def attempt_finished(
+        self,
+        message: QueuedMessage,
+        destination: str | None,
+        outcome: Outcome,
+        latency: float | None,
+    ) -> None:
+        for o in self.observers:
+            tell(o, "attempt_finished", message, destination, outcome, latency)
+
+    def attempt_abandoned(self, message: QueuedMessage) -> None:
+        for o in self.observers:
+            tell(o, "attempt_abandoned", message)
+
+    def lease_expired(self, message: QueuedMessage, owner: str) -> None:
+        for o in self.observers:
+            tell(o, "lease_expired", message, owner)
 
 
 def tell(observer: Observer, event: str, *args: Any) -> None:

@@ -25,7 +25,7 @@ enhanced status 4.7.x (policy: rate limits, "too many connections").
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from smtpmail._log import Logger
@@ -56,6 +56,9 @@ class Outcome:
     failed: int = 0
     possibly_delivered: bool = False
     busy: bool = False
+    #: The recipients this attempt decided (those pending when it began), in
+    #: their new state: their reply codes, for metrics and the attempt log.
+    recipients: list[RecipientState] = field(default_factory=list)
 
 
 def is_busy_signal(reply: Reply | None) -> bool:
@@ -138,6 +141,7 @@ class _Attempt:
 
     def finish(self, error: BaseException | None) -> Outcome:
         message = self.message
+        self.outcome.recipients = list(self.pending.values())
         message.attempts += 1
         message.inflight = None
         if error is not None:

@@ -296,7 +296,7 @@ class Worker:
                 wanted = min(self.batch - len(claims), len(route.ids))
                 ids = [route.ids.popleft() for _ in range(wanted)]
             try:
-                claims += self.outbox.claim_many(ids, due_by=now)
+                taken = self.outbox.claim_many(ids, due_by=now)
             except OutboxError as exc:  # found in flight, and that cannot be recorded
                 self._cannot_write(
                     f"cannot claim messages {', '.join(ids)} (or record one left in flight)",
@@ -304,6 +304,9 @@ class Worker:
                     "not sent",
                 )
                 break
+            for claim in taken:  # where its attempt goes, even one that never starts
+                claim.destination = route.key
+            claims += taken
         return claims
 
     def _serve(self, route: Route) -> None:
@@ -387,7 +390,7 @@ class Worker:
             self._cannot_write(f"cannot mark message {message.id} as being sent", exc, "not sent")
             return False
         claim.content.seek(0)
-        claim.destination, claim.started = route.key, time.monotonic()
+        claim.started = time.monotonic()
         tell(self.outbox.observer, "attempt_started", message, route.key)
         return True
 

@@ -42,7 +42,7 @@ from smtpmail.outbox.box import Claim, Outbox
 from smtpmail.outbox.events import tell
 from smtpmail.outbox.outcome import apply_abandoned
 from smtpmail.outbox.postgres.schema import LATEST, MIGRATIONS
-from smtpmail.outbox.record import QueuedMessage, RecipientState
+from smtpmail.outbox.record import QueuedMessage, RecipientState, State
 from smtpmail.outbox.schedule import RetrySchedule
 
 if TYPE_CHECKING:
@@ -331,6 +331,21 @@ class PostgresOutbox(Outbox):
                 "SELECT min(next_attempt) FROM smtpmail_messages WHERE NOT done"
             ).fetchone()
         return None if row is None or row[0] is None else float(row[0])
+
+    def depth(self) -> dict[str, int]:
+        # QueuedMessage.status in SQL: the least final recipient state wins.
+        counts = {state.value: 0 for state in State}
+        with self.database("cannot count the outbox") as conn:
+            rows = conn.execute(
+                "SELECT status, count(*) FROM (SELECT CASE"
+                " WHEN bool_or(state = 'deferred') THEN 'deferred'"
+                " WHEN bool_or(state = 'queued') THEN 'queued'"
+                " WHEN bool_or(state = 'failed') THEN 'failed'"
+                " ELSE 'delivered' END AS status"
+                " FROM smtpmail_recipients GROUP BY message) AS m GROUP BY status"
+            ).fetchall()
+        counts.update({status: int(n) for status, n in rows})
+        return counts
 
     def read_chunk(self, msg_id: str, seq: int) -> bytes:
         with self.database(f"cannot read message {msg_id}") as conn:
