@@ -37,6 +37,10 @@ TABLE: list[tuple[Case, str, str, str]] = [
     (Case("unusable-mtype", WRONG_NAME, ("3 1 3 abcd",)), "sent", "delivered", "TLSA records unusable: encrypted, not authenticated"),  # noqa: E501
     (Case("unusable-usage", WRONG_NAME, ("4 1 1 " + "ab" * 32,)), "sent", "delivered", "TLSA records unusable: encrypted, not authenticated"),  # noqa: E501
     (Case("unusable-selector", WRONG_NAME, ("3 2 1 " + "ab" * 32,)), "sent", "delivered", "TLSA records unusable: encrypted, not authenticated"),  # noqa: E501
+    # RFC 7671 §4.1: a digest too short for SHA2-256 is an unusable record, not a failed lookup.
+    (Case("bad-digest-length", WRONG_NAME, ("3 1 1 abcd",)), "sent", "delivered", "TLSA records unusable: encrypted, not authenticated"),  # noqa: E501
+    (Case("bad-digest-length-no-tls", NO_TLS, ("3 1 1 abcd",)), "deferred", "deferred", "TLSA records unusable: encrypted, not authenticated"),  # noqa: E501
+    (Case("bad-digest-beside-good", GOOD, ("3 1 1 abcd", "3 1 1 leaf")), "sent", "delivered", "dane-ee verified"),  # noqa: E501
     (Case("usable-among-unusable", GOOD, ("1 1 1 leaf", "3 1 3 abcd", "2 1 1 intermediate")), "sent", "delivered", "dane-ta verified"),  # noqa: E501
     (Case("bogus", GOOD, ("3 1 1 leaf",), zone="bogus"), "deferred", "deferred", ""),
     (Case("insecure-host", WRONG_NAME, ("3 1 1 other",), zone="insecure"), "sent", "delivered", "no DANE: address records not DNSSEC-validated"),  # noqa: E501
