@@ -166,8 +166,25 @@ def test_requiretls_in_direct_delivery(world: DANEWorld, mode: str) -> None:
     lacks = report[ee.recipient]  # DANE-verified, but no REQUIRETLS offered
     assert (lacks["status"], lacks["enhanced_status"]) == ("failed", "5.7.30"), lacks
     assert "REQUIRETLS" in lacks["text"]
-    clear = report[plain.recipient]  # no STARTTLS at all: TLS is mandatory now
+    # No STARTTLS offered; asked anyway, aiosmtpd answers "454 TLS not available",
+    # a transient refusal (RFC 3207 §4): deferred, not failed.
+    clear = report[plain.recipient]
     assert clear["status"] == "deferred" and "STARTTLS" in clear["text"], clear
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_requiretls_fails_where_no_certificate_verifies(world: DANEWorld, mode: str) -> None:
+    """RFC 8689 §4.2.1: a certificate that fails DANE (or, without DANE, the web
+    PKI) means no MX host can take the message: it fails (5.7.10), unsent,
+    where without REQUIRETLS the same hosts defer (DANE) or deliver."""
+    cases = [_by_label("ee-mismatch"), _by_label("ta-wrong-name"), _by_label("insecure-host")]
+    before = [len(world.received(c)) for c in cases]
+    report = world.smtpmail(mode, [c.recipient for c in cases], "--requiretls")
+    for case, seen in zip(cases, before, strict=True):
+        outcome = report[case.recipient]
+        assert (outcome["status"], outcome["enhanced_status"]) == ("failed", "5.7.10"), outcome
+        assert outcome["text"].startswith("REQUIRETLS: "), outcome
+        assert world.received(case)[seen:] == []
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
