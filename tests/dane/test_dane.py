@@ -193,3 +193,15 @@ def test_tls_required_no_relaxes_dane(world: DANEWorld, mode: str) -> None:
     mismatch = _by_label("ee-mismatch")
     outcome = world.smtpmail(mode, [mismatch.recipient], "--tls-required-no")[mismatch.recipient]
     assert outcome["status"] == "delivered" and outcome["dane"] is None, outcome
+
+
+def test_the_outbox_keeps_requiretls_for_direct_delivery(world: DANEWorld) -> None:
+    """Queued with REQUIRETLS, sent by the worker to the MX hosts: the flag goes
+    out where the host offers it, and a host without it fails the recipient."""
+    ee = _by_label("ee")
+    before = len(world.received(REQUIRETLS_EE))
+    report = world.smtpmail("outbox", [REQUIRETLS_EE.recipient, ee.recipient], "--requiretls")
+    assert report[REQUIRETLS_EE.recipient]["status"] == "delivered", report
+    assert [m["requiretls"] for m in world.received(REQUIRETLS_EE)[before:]] == [True]
+    lacks = report[ee.recipient]
+    assert lacks["status"] == "failed" and "REQUIRETLS" in lacks["text"], lacks
