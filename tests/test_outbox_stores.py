@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from nodeserver import NodeSMTPServer
 from pgserver import pg_url, postgres
 from servers import RecordingServer
+from smtpmail import Envelope, TLSOptions
 from smtpmail.errors import InvalidAddress
 from smtpmail.outbox import (
     Observer,
@@ -24,6 +27,7 @@ from smtpmail.outbox import (
     Worker,
 )
 from smtpmail.outbox.postgres import CHUNK_SIZE
+from tlsservers import Certs
 
 __all__ = ["pg_url", "postgres"]  # the fixtures, imported for pytest
 
@@ -227,3 +231,56 @@ def test_the_observer_hears_each_attempt_and_each_abandoned_one(
     events.seen.clear()
     Worker(box, port=smtpd.port).run()
     assert [e[0] for e in events.seen] == ["abandoned", "started", "finished"]
+
+
+def test_requiretls_is_stored_and_every_attempt_asks_for_it(box: Outbox) -> None:
+    """RFC 8689 §4.2.1: the flag is part of the queued envelope, in both stores."""
+    queued = box.add(
+        _message(1), envelope=Envelope("a@example.org", ["b@example.net"], requiretls=True)
+    )
+    plain = box.add(_message(2), "a@example.org", ["b@example.net"])
+    loaded = box.load(queued.id)
+    assert loaded.requiretls and loaded.to_json() == queued.to_json()
+    assert box.envelope(loaded).requiretls
+    assert not box.envelope(box.load(plain.id)).requiretls
+
+
+@pytest.fixture(scope="module")
+def requiretls_server(certs: Certs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    cert, key = certs.leaf_files(tmp_path_factory.mktemp("leaf"))
+    with NodeSMTPServer(cert, key, requiretls=True, auth_optional=True) as server:
+        yield server
+
+
+@pytest.mark.parametrize(
+    ("verified", "state"), [(True, State.DELIVERED), (False, State.FAILED)]
+)
+def test_the_worker_sends_a_requiretls_message_only_over_verified_tls(
+    box: Outbox, requiretls_server: Any, certs: Certs, verified: bool, state: State
+) -> None:
+    """A server that offers REQUIRETLS gets it over a verified connection; over
+    TLS with an unchecked certificate the message fails (5.7.30) unsent."""
+    if verified:
+        options = TLSOptions(ca_file=certs.ca_file, server_hostname="localhost")
+    else:
+        options = TLSOptions(verify_insecure_off=True)
+    envelope = Envelope("a@example.org", ["b@example.net"], requiretls=True)
+    queued = box.add(_message(3), envelope=envelope)
+    before = len(requiretls_server.messages)
+    Worker(box, port=requiretls_server.port, tls="starttls", tls_options=options).run()
+    (recipient,) = box.load(queued.id).recipients
+    assert recipient.state is state, recipient
+    if verified:
+        assert [m["requireTLS"] for m in _node_messages(requiretls_server, before)] == [True]
+    else:
+        assert "REQUIRETLS needs TLS with a verified certificate" in str(recipient.reply)
+        assert requiretls_server.messages[before:] == []
+
+
+def _node_messages(server: Any, before: int) -> list[dict[str, Any]]:
+    import time
+
+    deadline = time.monotonic() + 10  # the server reports each message on its stdout
+    while len(server.messages) <= before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return list(server.messages[before:])

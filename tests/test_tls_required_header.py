@@ -1,17 +1,12 @@
-"""``TLS-Required: No`` (RFC 8689 §5) is read from the header section only, and REQUIRETLS
-is refused where it cannot be kept (the outbox)."""
+"""``TLS-Required: No`` (RFC 8689 §5) is read from the header section only."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import smtpmail
 from smtpmail.message.tlsrequired import tls_required_no
-from smtpmail.outbox.store import Outbox
 
 CASES = [
     (b"TLS-Required: No\r\nSubject: x\r\n\r\nbody\r\n", True),
@@ -34,11 +29,3 @@ def test_tls_required_no(data: bytes, expected: bool) -> None:
 @given(st.binary(max_size=200))
 def test_tls_required_no_never_raises(data: bytes) -> None:
     assert tls_required_no(data) in (True, False)
-
-
-def test_outbox_refuses_requiretls(tmp_path: Path) -> None:
-    store = Outbox(tmp_path)
-    envelope = smtpmail.Envelope("a@example.org", ["b@example.org"], requiretls=True)
-    with pytest.raises(smtpmail.InvalidArgument, match="REQUIRETLS"):
-        store.add(b"Subject: x\r\n\r\nbody\r\n", envelope=envelope)
-    assert not any(p.suffix == ".eml" for p in tmp_path.rglob("*"))

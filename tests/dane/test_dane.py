@@ -37,6 +37,10 @@ TABLE: list[tuple[Case, str, str, str]] = [
     (Case("unusable-mtype", WRONG_NAME, ("3 1 3 abcd",)), "sent", "delivered", "TLSA records unusable: encrypted, not authenticated"),  # noqa: E501
     (Case("unusable-usage", WRONG_NAME, ("4 1 1 " + "ab" * 32,)), "sent", "delivered", "TLSA records unusable: encrypted, not authenticated"),  # noqa: E501
     (Case("unusable-selector", WRONG_NAME, ("3 2 1 " + "ab" * 32,)), "sent", "delivered", "TLSA records unusable: encrypted, not authenticated"),  # noqa: E501
+    # RFC 7671 §4.1: a digest too short for SHA2-256 is an unusable record, not a failed lookup.
+    (Case("bad-digest-length", WRONG_NAME, ("3 1 1 abcd",)), "sent", "delivered", "TLSA records unusable: encrypted, not authenticated"),  # noqa: E501
+    (Case("bad-digest-length-no-tls", NO_TLS, ("3 1 1 abcd",)), "deferred", "deferred", "TLSA records unusable: encrypted, not authenticated"),  # noqa: E501
+    (Case("bad-digest-beside-good", GOOD, ("3 1 1 abcd", "3 1 1 leaf")), "sent", "delivered", "dane-ee verified"),  # noqa: E501
     (Case("usable-among-unusable", GOOD, ("1 1 1 leaf", "3 1 3 abcd", "2 1 1 intermediate")), "sent", "delivered", "dane-ta verified"),  # noqa: E501
     (Case("bogus", GOOD, ("3 1 1 leaf",), zone="bogus"), "deferred", "deferred", ""),
     (Case("insecure-host", WRONG_NAME, ("3 1 1 other",), zone="insecure"), "sent", "delivered", "no DANE: address records not DNSSEC-validated"),  # noqa: E501
@@ -162,8 +166,25 @@ def test_requiretls_in_direct_delivery(world: DANEWorld, mode: str) -> None:
     lacks = report[ee.recipient]  # DANE-verified, but no REQUIRETLS offered
     assert (lacks["status"], lacks["enhanced_status"]) == ("failed", "5.7.30"), lacks
     assert "REQUIRETLS" in lacks["text"]
-    clear = report[plain.recipient]  # no STARTTLS at all: TLS is mandatory now
+    # No STARTTLS offered; asked anyway, aiosmtpd answers "454 TLS not available",
+    # a transient refusal (RFC 3207 §4): deferred, not failed.
+    clear = report[plain.recipient]
     assert clear["status"] == "deferred" and "STARTTLS" in clear["text"], clear
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_requiretls_fails_where_no_certificate_verifies(world: DANEWorld, mode: str) -> None:
+    """RFC 8689 §4.2.1: a certificate that fails DANE (or, without DANE, the web
+    PKI) means no MX host can take the message: it fails (5.7.10), unsent,
+    where without REQUIRETLS the same hosts defer (DANE) or deliver."""
+    cases = [_by_label("ee-mismatch"), _by_label("ta-wrong-name"), _by_label("insecure-host")]
+    before = [len(world.received(c)) for c in cases]
+    report = world.smtpmail(mode, [c.recipient for c in cases], "--requiretls")
+    for case, seen in zip(cases, before, strict=True):
+        outcome = report[case.recipient]
+        assert (outcome["status"], outcome["enhanced_status"]) == ("failed", "5.7.10"), outcome
+        assert outcome["text"].startswith("REQUIRETLS: "), outcome
+        assert world.received(case)[seen:] == []
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
@@ -172,3 +193,15 @@ def test_tls_required_no_relaxes_dane(world: DANEWorld, mode: str) -> None:
     mismatch = _by_label("ee-mismatch")
     outcome = world.smtpmail(mode, [mismatch.recipient], "--tls-required-no")[mismatch.recipient]
     assert outcome["status"] == "delivered" and outcome["dane"] is None, outcome
+
+
+def test_the_outbox_keeps_requiretls_for_direct_delivery(world: DANEWorld) -> None:
+    """Queued with REQUIRETLS, sent by the worker to the MX hosts: the flag goes
+    out where the host offers it, and a host without it fails the recipient."""
+    ee = _by_label("ee")
+    before = len(world.received(REQUIRETLS_EE))
+    report = world.smtpmail("outbox", [REQUIRETLS_EE.recipient, ee.recipient], "--requiretls")
+    assert report[REQUIRETLS_EE.recipient]["status"] == "delivered", report
+    assert [m["requiretls"] for m in world.received(REQUIRETLS_EE)[before:]] == [True]
+    lacks = report[ee.recipient]
+    assert lacks["status"] == "failed" and "REQUIRETLS" in lacks["text"], lacks

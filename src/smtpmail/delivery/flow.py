@@ -22,7 +22,8 @@ written once:
   unlisted host, a certificate that does not verify) and delivers anyway;
 - REQUIRETLS (RFC 8689 §4.2.1): every host needs verified TLS (DANE, else
   the web PKI) and must offer REQUIRETLS; when none does, the message fails
-  with 5.7.30;
+  (is not sent without): 5.7.30 when the last host tried lacked the
+  extension, 5.7.10 when it lacked verified TLS;
 - with DANE on, an MX host with DNSSEC-secure address records has its TLSA
   records looked up (RFC 7672 §2.2): secure ones decide its TLS before
   MTA-STS; a failed lookup (a bogus answer is SERVFAIL) skips the host, so
@@ -421,6 +422,13 @@ def _record(
     return "next-host"
 
 
+def _requiretls_refused(err: SMTPError, envelope: Envelope) -> bool:
+    """A REQUIRETLS message met a host without verified TLS: no STARTTLS, a
+    failed handshake, a certificate that does not verify (web PKI or DANE).
+    A 454 to STARTTLS ("not available for now") stays transient."""
+    return envelope.requiretls and isinstance(err, TLSError) and not err.is_transient
+
+
 def _give_up(track: _Tracker) -> None:
     """No host took the message: defer, unless what stopped it cannot change by waiting.
 
@@ -442,9 +450,13 @@ def _give_up(track: _Tracker) -> None:
         text, local = str(err), err.enhanced_status or "5.6.7"
     elif isinstance(err, InputError):
         text, local = str(err), "5.6.0"
+    elif _requiretls_refused(err, track.job.envelope):
+        # RFC 8689 §4.2.1: no MX host gave the verified TLS the message demands;
+        # it must not go without, and a non-delivery report (5.7.10) is due.
+        text, local = f"REQUIRETLS: {err}", "5.7.10"
     else:
         text, local = str(err), "4.4.1" if reply is None else "4.4.0"
-    status = _status(not isinstance(err, InputError))
+    status = _status(local[0] != "5")
     for recipient in list(track.pending):
         why, answer, rcpt_reply = text, reply, None
         if isinstance(err, RecipientsRefused) and recipient in err.refused:

@@ -247,20 +247,31 @@ class Resolver:
         secure = [self.query_secure(host, t)[1] for t in self.families]
         if not any(secure):
             return TLSAAnswer(name, (), secure=False, address_secure=False)
-        try:
-            return _tlsa_answer(name, *self.query_secure(name, "TLSA"))
-        except DNSError as exc:
-            return _no_tlsa_or_raise(exc, name)
+        return self._tlsa(name)
 
     async def tlsa_async(self, host: str, port: int = 25) -> TLSAAnswer:
+        import asyncio
+
         name = f"_{port}._tcp.{host}"
         secure = [(await self.query_secure_async(host, t))[1] for t in self.families]
         if not any(secure):
             return TLSAAnswer(name, (), secure=False, address_secure=False)
+        return await asyncio.to_thread(self._tlsa, name)
+
+    def _tlsa(self, name: str) -> TLSAAnswer:
+        """The TLSA RRset read record by record, not through dnspython, which
+        refuses a whole answer for one record with a digest of the wrong
+        length: such a record is unusable and ignored (RFC 7671 §4.1, RFC 7672
+        §2.2), so the others, or mandatory unauthenticated TLS, still apply,
+        as in Postfix. SERVFAIL (a bogus answer, RFC 7672 §2.1.1) or no
+        answer is a transient DNSError; NXDOMAIN means no records."""
+        from smtpmail.delivery.tlsawire import lookup_tlsa
+
         try:
-            return _tlsa_answer(name, *await self.query_secure_async(name, "TLSA"))
-        except DNSError as exc:
-            return _no_tlsa_or_raise(exc, name)
+            records, ad = lookup_tlsa(self._blocking(), name)
+        except OSError as exc:
+            raise DNSError(f"{name} TLSA: the lookup failed ({exc})", transient=True) from exc
+        return TLSAAnswer(name, tuple(records), secure=ad and self.validating)
 
     def _mx_hosts(self, domain: str, records: list[tuple[int, str]]) -> list[MXHost]:
         if not records:
@@ -309,18 +320,6 @@ class Resolver:
     def txt(self, name: str) -> list[str]:
         """TXT records, each one string (its character-strings joined, RFC 7208 §3.3 style)."""
         return [_txt_text(r) for r in self.query(name, "TXT")]
-
-
-def _tlsa_answer(name: str, records: list[Any], secure: bool) -> TLSAAnswer:
-    found = tuple(TLSARecord(r.usage, r.selector, r.mtype, r.cert) for r in records)
-    return TLSAAnswer(name, found, secure)
-
-
-def _no_tlsa_or_raise(exc: DNSError, name: str) -> TLSAAnswer:
-    """NXDOMAIN is "no TLSA records"; a failure (SERVFAIL: bogus, RFC 7672 §2.1.1) stays one."""
-    if exc.is_transient:
-        raise exc
-    return TLSAAnswer(name, (), secure=False)
 
 
 def _txt_text(record: Any) -> str:

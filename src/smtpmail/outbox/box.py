@@ -223,6 +223,7 @@ class Outbox:
             notify=message.notify,
             ret=message.ret,
             envid=message.envid,
+            requiretls=message.requiretls,
         )
 
     def retry(self, ids: Iterable[str] | None = None) -> int:
@@ -273,9 +274,6 @@ class Outbox:
             message = bytes(message)
         if envelope is None:
             envelope = _envelope(message, sender, recipients)
-        if envelope.requiretls:
-            # The queue's record has no field for it yet: refusing beats a silent downgrade.
-            raise InvalidArgument("the outbox does not keep REQUIRETLS (RFC 8689); send directly")
         if server is not None:
             _check_server(server)
         msg_id = f"{time.time_ns() // 1000:x}-{secrets.token_hex(4)}"
@@ -297,6 +295,7 @@ class Outbox:
             notify=list(envelope.notify) if envelope.notify else None,
             ret=envelope.ret,
             envid=envelope.envid,
+            requiretls=envelope.requiretls,
             key=key,
         )
         self._store(record, _chain(head, chunks))

@@ -29,7 +29,11 @@ from typing import Any
 
 __all__ = ["QueuedMessage", "RecipientState", "State"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Records without REQUIRETLS are still written as version 1, so that an
+#: older smtpmail can go on reading them; only a REQUIRETLS record needs the
+#: newer reader (an older one refuses it rather than send it without the flag).
+_PLAIN_VERSION = 1
 
 
 class State(StrEnum):
@@ -103,6 +107,9 @@ class QueuedMessage:
     notify: list[str] | None = None
     ret: str | None = None
     envid: str | None = None
+    #: REQUIRETLS (RFC 8689 §4.2.1): every attempt demands verified TLS and
+    #: the extension, else the message fails with 5.7.30.
+    requiretls: bool = False
     #: Set while an attempt is under way: {"since", "pid", "recipients"}. Found
     #: set by a worker that could take the lock, it means the attempt's worker died.
     inflight: dict[str, Any] | None = None
@@ -144,7 +151,7 @@ class QueuedMessage:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "version": FORMAT_VERSION,
+            "version": FORMAT_VERSION if self.requiretls else _PLAIN_VERSION,
             "id": self.id,
             "sender": self.sender,
             "recipients": [r.to_json() for r in self.recipients],
@@ -158,6 +165,7 @@ class QueuedMessage:
             "notify": self.notify,
             "ret": self.ret,
             "envid": self.envid,
+            "requiretls": self.requiretls,
             "inflight": self.inflight,
             "possible_duplicates": self.possible_duplicates,
             "last_error": self.last_error,
@@ -184,6 +192,7 @@ class QueuedMessage:
             notify=data.get("notify"),
             ret=data.get("ret"),
             envid=data.get("envid"),
+            requiretls=bool(data.get("requiretls", False)),
             inflight=data.get("inflight"),
             possible_duplicates=int(data.get("possible_duplicates", 0)),
             last_error=data.get("last_error"),

@@ -61,8 +61,8 @@ _LOCK_ID = 0x736D7470  # pg_advisory_xact_lock key for migrations ("smtp")
 
 _MESSAGE_COLUMNS = (
     "id", "sender", "created", "next_attempt", "attempts", "size", "message_id", "subject",
-    "server", "notify", "ret", "envid", "inflight", "possible_duplicates", "last_error",
-    "finished", "key",
+    "server", "notify", "ret", "envid", "requiretls", "inflight", "possible_duplicates",
+    "last_error", "finished", "key",
 )  # fmt: skip
 _JSON_COLUMNS = frozenset({"notify", "inflight"})
 _RECIPIENT_COLUMNS = (

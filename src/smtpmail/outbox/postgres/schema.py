@@ -10,6 +10,7 @@ Version 2: leases (owner, expiry) for claims across machines, the keys
 ledger, and an index for "what is due".
 Version 3: ``smtpmail_pace``, the rate and backoff per destination shared by
 all workers (:mod:`~smtpmail.outbox.postgres.limits`).
+Version 4: ``requiretls`` on each message (RFC 8689), kept for every attempt.
 """
 
 from __future__ import annotations
@@ -79,6 +80,10 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
                 paused_until timestamptz
             )""",
         ),
+    ),
+    (
+        4,
+        ("ALTER TABLE smtpmail_messages ADD COLUMN requiretls boolean NOT NULL DEFAULT false",),
     ),
 )
 
