@@ -14,9 +14,9 @@ import pickle
 import pytest
 
 from smtpmail.cli.server import ServerSettings
+from smtpmail.protocol.actions import Options
 from smtpmail.protocol.envelope import RecipientResult, SendResult
 from smtpmail.protocol.reply import Reply
-from smtpmail.protocol.session import Options
 from smtpmail.transport._base import Timeouts
 from smtpmail.transport.tls import TLSInfo, TLSOptions
 

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from smtpmail.errors import AuthenticationError, AuthError, InvalidArgument, RemoteProtocolError
+from smtpmail.protocol.actions import Receive, Send
 from smtpmail.protocol.extensions import Extensions
 from smtpmail.protocol.redaction import Secrets
 from smtpmail.protocol.reply import Reply
@@ -24,7 +25,7 @@ from smtpmail.protocol.sasl import (
     choose,
     saslprep,
 )
-from smtpmail.protocol.session import Receive, Send, Session
+from smtpmail.protocol.session import Session
 
 
 def run_mechanism(mech: Mechanism, challenges: list[bytes]) -> list[bytes | None]:
@@ -296,7 +297,7 @@ def test_auth_accepted_before_scram_server_proof_fails() -> None:
 
 
 def test_starttls_flow_sends_the_command_alone_then_hands_over() -> None:
-    from smtpmail.protocol.session import StartTLS
+    from smtpmail.protocol.actions import StartTLS
 
     session = Session()
     session.extensions = Extensions({"STARTTLS": "", "AUTH": "PLAIN"})

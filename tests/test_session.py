@@ -14,8 +14,9 @@ from smtpmail.errors import (
     RecipientsRefused,
     SenderRefused,
 )
+from smtpmail.protocol.actions import Content, Options
 from smtpmail.protocol.envelope import Envelope, SendResult
-from smtpmail.protocol.session import Content, Options, Session
+from smtpmail.protocol.session import Session
 
 OK = b"250 2.0.0 OK\r\n"
 GO = b"354 go ahead\r\n"

@@ -37,7 +37,7 @@ _PUBLIC: dict[str, str] = {
     "RecipientResult": "smtpmail.protocol.envelope",
     "SendResult": "smtpmail.protocol.envelope",
     "Reply": "smtpmail.protocol.reply",
-    "Options": "smtpmail.protocol.session",
+    "Options": "smtpmail.protocol.actions",
     "Extensions": "smtpmail.protocol.extensions",
     "AuthError": "smtpmail.errors",
     "AuthenticationError": "smtpmail.errors",
@@ -217,6 +217,9 @@ if TYPE_CHECKING:
     from smtpmail.message.compose import (
         compose as compose,
     )
+    from smtpmail.protocol.actions import (
+        Options as Options,
+    )
     from smtpmail.protocol.envelope import (
         Envelope as Envelope,
     )
@@ -234,9 +237,6 @@ if TYPE_CHECKING:
     )
     from smtpmail.protocol.sasl import (
         Credentials as Credentials,
-    )
-    from smtpmail.protocol.session import (
-        Options as Options,
     )
     from smtpmail.transport._base import (
         Stage as Stage,

@@ -17,9 +17,9 @@ from smtpmail.errors import (
     SMTPError,
 )
 from smtpmail.message.content import MessageInput
+from smtpmail.protocol.actions import Flow, Receive, Send, StartTLS
 from smtpmail.protocol.envelope import Envelope, SendResult
 from smtpmail.protocol.reply import Reply
-from smtpmail.protocol.session import Flow, Receive, Send, StartTLS
 from smtpmail.transport._base import (
     BaseClient,
     HookFailed,
