@@ -584,10 +584,8 @@ def client_kwargs(s: ServerSettings, env: Environment) -> dict[str, Any]:
     wants_tls = s.tls is not None or s.cafile or s.client_cert or s.insecure or s.user is not None
     if not wants_tls:
         return kwargs
-    try:
-        from smtpmail.transport.tls import TLSMode, TLSOptions
-    except ImportError as exc:  # pragma: no cover - TLS is part of the package
-        raise UsageError("this smtpmail has no TLS support") from exc
+    from smtpmail.transport.tls import TLSMode, TLSOptions
+
     if s.tls is not None:
         kwargs["tls"] = TLSMode(s.tls)
     if s.cafile or s.client_cert or s.insecure:
@@ -639,9 +637,4 @@ def make_client(
 ) -> Client:
     from smtpmail.transport.sync import Client
 
-    kwargs = client_kwargs(s, env)
-    try:
-        return Client(s.host, s.port, transcript=transcript, **kwargs)
-    except TypeError as exc:
-        # A client without the TLS/AUTH keywords (an older smtpmail).
-        raise UsageError(f"TLS/AUTH options are not supported by this client: {exc}") from exc
+    return Client(s.host, s.port, transcript=transcript, **client_kwargs(s, env))
