@@ -40,7 +40,6 @@ if TYPE_CHECKING:
     from pathlib import Path
     from typing import Any
 
-HELP = "show the configuration file's path and accounts (secrets hidden)"
 
 ENV_VAR = "SMTPMAIL_CONFIG"
 _KEYS = frozenset(

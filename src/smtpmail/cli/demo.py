@@ -25,7 +25,6 @@ from smtpmail.cli.exits import EX_OK, EX_SOFTWARE, EX_UNAVAILABLE
 if TYPE_CHECKING:
     from smtpmail.protocol.envelope import SendResult
 
-HELP = "send a message to an embedded local server and show it all"
 
 TEXT = (
     "Hello Bob,\n"

@@ -34,9 +34,8 @@ from smtpmail.cli.exits import EX_OK, EX_TEMPFAIL, EX_UNAVAILABLE
 #: 128 + SIGINT, as a shell reports a command ended by Ctrl-C.
 EX_INTERRUPTED = 130
 
-HELP = "mail merge: one message per CSV row from a template, with progress"
 
-__all__ = ["HELP", "add_arguments", "run"]
+__all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

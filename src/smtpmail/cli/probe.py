@@ -19,7 +19,6 @@ from smtpmail.cli.environment import Environment
 from smtpmail.cli.exits import EX_OK, PROBE_EXIT_CODES_HELP, exit_status
 from smtpmail.cli.server import ServerSettings, add_server_arguments, make_client, resolve_settings
 
-HELP = "connect to a server and report what it offers and what is wrong"
 PROBE_TIMEOUT = 10.0
 
 

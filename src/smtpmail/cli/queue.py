@@ -27,9 +27,7 @@ from typing import Any
 from smtpmail.cli.environment import Environment
 from smtpmail.cli.exits import EX_DATAERR, EX_OK, EX_TEMPFAIL, EX_UNAVAILABLE, EX_USAGE
 
-HELP = "queue messages durably and deliver them with retries (add, list, run, show...)"
-
-__all__ = ["HELP", "add_arguments", "add_server_arguments", "open_outbox", "run", "worker_from"]
+__all__ = ["add_arguments", "add_server_arguments", "open_outbox", "run", "worker_from"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

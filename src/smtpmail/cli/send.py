@@ -27,7 +27,6 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up
 if TYPE_CHECKING:
     from typing import Any
 
-HELP = "compose a message (or take one) and send it"
 EPILOG = (
     "examples:\n"
     "  smtpmail send --from me@example.org --to you@example.net --subject hi --body hello\n"

@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from smtpmail.message.raw import RawMessage
     from smtpmail.protocol.envelope import Envelope
 
-HELP = "a sendmail-compatible interface (for cron, git send-email, mutt, PHP)"
 
 USAGE = f"""usage: smtpmail sendmail [-t] [-i] [-f ADDR] [-F NAME] [-N DSN] [-R RET] [-V ENVID]
                          [--keep-bcc] [--server URL | --host H --port P] [--account NAME]
