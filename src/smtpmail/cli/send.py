@@ -134,10 +134,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from smtpmail.cli import direct
 
     direct.add_arguments(parser)
-    # --queue, --queue-only: the outbox's hook (smtpmail.cli.queued), kept apart.
-    from smtpmail.cli import queued
+    # --queue, --queue-only: the outbox's hook (smtpmail.cli.send_outbox), kept apart.
+    from smtpmail.cli import send_outbox
 
-    queued.add_arguments(parser)
+    send_outbox.add_arguments(parser)
     o = parser.add_argument_group("output")
     o.add_argument("--verbose", "-v", action="store_true", help="show the SMTP dialogue on stderr")
     o.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
@@ -330,9 +330,9 @@ def run(args: argparse.Namespace, env: Environment) -> int:
             raise UsageError("--quit-after talks to --server: not with --queue, --direct, --json")
         return _rehearse(args, env, settings, prepared)
     if args.queue or args.queue_only:  # into the durable outbox (with --direct too)
-        from smtpmail.cli import queued
+        from smtpmail.cli import send_outbox
 
-        return queued.run(args, env, settings, prepared.message, prepared.envelope)
+        return send_outbox.run(args, env, settings, prepared.message, prepared.envelope)
     if args.direct:  # to each recipient domain's MX hosts: delivery's hook
         from smtpmail.cli import direct
 
