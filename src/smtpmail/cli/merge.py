@@ -39,7 +39,7 @@ __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from smtpmail.cli.queue import add_server_arguments
+    from smtpmail.cli.queue import add_worker_arguments
 
     m = parser.add_argument_group("merge")
     m.add_argument("--template", required=True, metavar="EML", help="the message, with {{field}}s")
@@ -54,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--dry-run", "-n", action="store_true", help="print the first message; send none"
     )
     m.add_argument("--json", action="store_true", help="print the summary as JSON")
-    add_server_arguments(parser)
+    add_worker_arguments(parser)
 
 
 def _rows(path: str) -> tuple[list[str], list[dict[str, str]]]:

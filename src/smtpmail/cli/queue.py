@@ -27,7 +27,7 @@ from typing import Any
 from smtpmail.cli.environment import Environment
 from smtpmail.cli.exits import EX_DATAERR, EX_OK, EX_TEMPFAIL, EX_UNAVAILABLE, EX_USAGE
 
-__all__ = ["add_arguments", "add_server_arguments", "open_outbox", "run", "worker_from"]
+__all__ = ["add_arguments", "add_worker_arguments", "open_outbox", "run", "worker_from"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("run", help="deliver every message that is due, then exit")
-    add_server_arguments(p)
+    add_worker_arguments(p)
     p.add_argument(
         "--watch", action="store_true", help="keep running; deliver as messages fall due"
     )
@@ -81,11 +81,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true")
 
 
-def add_server_arguments(p: argparse.ArgumentParser) -> None:
+def add_worker_arguments(p: argparse.ArgumentParser) -> None:
     """Where and how the worker sends, its pace and its retries (shared with ``merge``)."""
-    from smtpmail.cli.server import add_server_arguments as add_relay_arguments
+    from smtpmail.cli.server import add_server_arguments
 
-    add_relay_arguments(p)
+    add_server_arguments(p)
     from smtpmail.cli import direct
 
     direct.add_arguments(p)  # --direct: to each recipient domain's MX hosts instead
