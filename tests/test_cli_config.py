@@ -202,7 +202,7 @@ def test_transcript_redacts_auth() -> None:
 
 def test_transcript_limits_message_data() -> None:
     out = io.StringIO()
-    t = TranscriptPrinter(out, clock=False, colour=True)
+    t = TranscriptPrinter(out, clock=False, color=True)
     t("data", "".join(f"line {i}\r\n" for i in range(100)))
     t("server", "550 no")
     lines = out.getvalue().splitlines()

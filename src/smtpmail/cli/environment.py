@@ -117,5 +117,6 @@ class Environment(Record):
         return bool(getattr(self.stderr, "isatty", lambda: False)())
 
     @property
-    def colors(self) -> bool:
+    def color(self) -> bool:
+        """Color the transcript: standard error is a terminal and NO_COLOR is unset."""
         return self.stderr_isatty and "NO_COLOR" not in self.environ

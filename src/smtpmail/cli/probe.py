@@ -88,7 +88,7 @@ def _probe(
     if args.verbose:
         from smtpmail.cli.transcript import TranscriptPrinter
 
-        printer = TranscriptPrinter(env.stderr, colour=env.colors)
+        printer = TranscriptPrinter(env.stderr, color=env.color)
     seen = _Seen(printer)
     mode = resolve_mode(settings.tls, settings.port, settings.user is not None).value
     phases: list[tuple[str, ServerSettings]] = []

@@ -380,7 +380,7 @@ def _send(
         from smtpmail.cli.transcript import TranscriptPrinter
 
         transcript = TranscriptPrinter(
-            env.stderr, colour=env.colors, data_lines=settings.show_data_lines
+            env.stderr, color=env.color, data_lines=settings.show_data_lines
         )
     client = make_client(settings, env, transcript)
     t0 = time.monotonic()
@@ -438,7 +438,7 @@ def _rehearse(
         from smtpmail.cli.transcript import TranscriptPrinter
 
         transcript = TranscriptPrinter(
-            env.stderr, colour=env.colors, data_lines=settings.show_data_lines
+            env.stderr, color=env.color, data_lines=settings.show_data_lines
         )
     client = make_client(settings, env, transcript)
     client.rehearse(args.quit_after, prepared.message, envelope=prepared.envelope)

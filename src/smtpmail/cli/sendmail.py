@@ -244,7 +244,7 @@ def run_argv(argv: Sequence[str], env: Environment) -> int:
         from smtpmail.cli.transcript import TranscriptPrinter
 
         transcript = TranscriptPrinter(
-            env.stderr, colour=env.colors, data_lines=settings.show_data_lines
+            env.stderr, color=env.color, data_lines=settings.show_data_lines
         )
     client = make_client(settings, env, transcript)
     try:
