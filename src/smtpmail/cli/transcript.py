@@ -4,21 +4,22 @@ Each line is marked by who said it (``C:`` client, ``S:`` server, ``*``
 a note), prefixed with the seconds since the start, colored on a terminal.
 Secrets are redacted here again, whatever the client already hid: the
 arguments of AUTH and every client line answering a 334 challenge
-(RFC 4954 §4).
+(RFC 4954 §4), with the library's one marker (``****``).
 """
 
 from __future__ import annotations
 
 import time
 
+from smtpmail.protocol.redaction import REDACTED
+
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 
 if TYPE_CHECKING:
     from typing import IO
 
-__all__ = ["REDACTED", "TranscriptPrinter"]
+__all__ = ["TranscriptPrinter"]
 
-REDACTED = "<redacted>"
 #: Message data shown at most this many lines (unless told: --show-data-lines,
 #: 0 for all); the rest is counted.
 DATA_LINES = 40
