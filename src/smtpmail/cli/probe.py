@@ -111,7 +111,7 @@ def _probe(
         except Exception as exc:
             return _failed(exc, phase, report, seen)
         try:
-            _record(client, report, key)
+            _report_facts(client, report, key)
         finally:
             client.quit()
         if key == "tls":
@@ -126,7 +126,7 @@ def _probe(
     return EX_OK
 
 
-def _record(client: Any, report: dict[str, Any], key: str) -> None:
+def _report_facts(client: Any, report: dict[str, Any], key: str) -> None:
     from smtpmail.cli.send import server_facts
 
     facts = server_facts(client)

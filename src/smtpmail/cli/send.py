@@ -426,7 +426,9 @@ def _log(
         from smtpmail.cli import maillog
 
         tls = client.tls_info is not None
-        maillog.record(settings, env, prepared.envelope, prepared.message_id(), tls=tls, **outcome)
+        maillog.log_message(
+            settings, env, prepared.envelope, prepared.message_id(), tls=tls, **outcome
+        )
 
 
 def _rehearse(

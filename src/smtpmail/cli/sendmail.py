@@ -273,7 +273,7 @@ def _log(
 
         message_id = raw.headers().get("Message-ID")
         tls = client.tls_info is not None
-        maillog.record(settings, env, envelope, message_id, tls=tls, **outcome)
+        maillog.log_message(settings, env, envelope, message_id, tls=tls, **outcome)
 
 
 def _address(value: str | None) -> str | None:

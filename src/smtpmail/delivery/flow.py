@@ -276,7 +276,7 @@ def _try_host(
         if isinstance(outcome, ExtensionNotSupported) and _set_aside_utf8(track, mx, address):
             # The ASCII recipients need no SMTPUTF8: the same host, without the others.
             outcome = yield Attempt(mx, address, _envelope(job, track), decision)
-        if _record(outcome, mx, address, track) == "next-host":
+        if _fold_outcome(outcome, mx, address, track) == "next-host":
             return
 
 
@@ -330,7 +330,7 @@ def _by_reply(
         track.decide(recipient, status, reply.text_oneline(), reply=reply, **where)
 
 
-def _record(outcome: Sent | SMTPError, mx: MXHost, address: str, track: _Tracker) -> str:
+def _fold_outcome(outcome: Sent | SMTPError, mx: MXHost, address: str, track: _Tracker) -> str:
     """Fold one attempt's outcome in; say whether to try the next address or the next host."""
     where: dict[str, Any] = {"mx": mx, "address": address}
     if isinstance(outcome, Sent):
