@@ -39,8 +39,8 @@ _PUBLIC: dict[str, str] = {
     "Reply": "smtpmail.protocol.reply",
     "Options": "smtpmail.protocol.actions",
     "Extensions": "smtpmail.protocol.extensions",
-    "AuthError": "smtpmail.errors",
     "AuthenticationError": "smtpmail.errors",
+    "AuthenticationRefused": "smtpmail.errors",
     "ConnectError": "smtpmail.errors",
     "ConnectionLost": "smtpmail.errors",
     "DataRefused": "smtpmail.errors",
@@ -68,8 +68,8 @@ _PUBLIC: dict[str, str] = {
 __all__ = [
     "AsyncClient",
     "Attachment",
-    "AuthError",
     "AuthenticationError",
+    "AuthenticationRefused",
     "Client",
     "ConnectError",
     "ConnectionLost",
@@ -140,7 +140,7 @@ if TYPE_CHECKING:
         AuthenticationError as AuthenticationError,
     )
     from smtpmail.errors import (
-        AuthError as AuthError,
+        AuthenticationRefused as AuthenticationRefused,
     )
     from smtpmail.errors import (
         ConnectError as ConnectError,
@@ -261,8 +261,22 @@ if TYPE_CHECKING:
     )
 
 
+#: old public name -> (its module, the name that replaced it); using one warns.
+_DEPRECATED: dict[str, tuple[str, str]] = {
+    "AuthError": ("smtpmail.errors", "AuthenticationError"),
+}
+
+
 def __getattr__(name: str) -> Any:
     module = _PUBLIC.get(name)
+    if name in _DEPRECATED:
+        import warnings
+
+        module, new = _DEPRECATED[name]
+        warnings.warn(
+            f"smtpmail.{name} is deprecated: use smtpmail.{new}", DeprecationWarning, stacklevel=2
+        )
+        name = new
     if module is None:
         raise AttributeError(f"module 'smtpmail' has no attribute {name!r}")
     import importlib  # here, not at the top: the CLI never needs it (start-up time)

@@ -81,8 +81,6 @@ def exit_status(exc: BaseException) -> tuple[int, str]:
         return EX_NOINPUT, str(exc)
     if isinstance(exc, errors.AuthenticationError):
         return (EX_TEMPFAIL if exc.is_transient else EX_NOPERM), str(exc)
-    if isinstance(exc, errors.AuthError):
-        return EX_NOPERM, str(exc)
     if isinstance(exc, errors.RecipientsRefused):
         return (EX_TEMPFAIL if exc.is_transient else EX_NOUSER), str(exc)
     if isinstance(exc, errors.ConnectError) and isinstance(exc.__cause__, socket.gaierror):

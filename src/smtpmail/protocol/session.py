@@ -21,7 +21,7 @@ from __future__ import annotations
 from smtpmail._log import Logger
 from smtpmail.errors import (
     AuthenticationError,
-    AuthError,
+    AuthenticationRefused,
     GreetingRefused,
     RemoteProtocolError,
     ReplyError,
@@ -119,8 +119,8 @@ class Session(Transactions):
     def authenticate(self, mechanism: Mechanism) -> Flow[Reply]:
         """AUTH with ``mechanism`` (RFC 4954 §4); returns the 235 reply.
 
-        Raises :class:`~smtpmail.errors.AuthenticationError` when the server
-        refuses (its reply redacted), :class:`~smtpmail.errors.AuthError` when
+        Raises :class:`~smtpmail.errors.AuthenticationRefused` when the server
+        refuses (its reply redacted), :class:`~smtpmail.errors.AuthenticationError` when
         the exchange goes wrong (a looping or malformed challenge).
         """
         import base64  # only AUTH uses it: a plain send starts faster without
@@ -152,7 +152,9 @@ class Session(Transactions):
             rounds += 1
             if rounds > MAX_AUTH_ROUNDS:
                 yield from self._cancel_auth()
-                raise AuthError(f"the server sent more than {MAX_AUTH_ROUNDS} AUTH challenges")
+                raise AuthenticationError(
+                    f"the server sent more than {MAX_AUTH_ROUNDS} AUTH challenges"
+                )
             response = initial
             initial = None
             if response is None:
@@ -165,19 +167,23 @@ class Session(Transactions):
                     response = flow.send(challenge)
                 except StopIteration:
                     response = None
-                except AuthError:
+                except AuthenticationError:
                     yield from self._cancel_auth()
                     raise
                 if response is None:
                     yield from self._cancel_auth()
-                    raise AuthError(f"the server sent an unexpected challenge during AUTH {name}")
+                    raise AuthenticationError(
+                        f"the server sent an unexpected challenge during AUTH {name}"
+                    )
             data = base64.b64encode(response)
             yield Send(data + b"\r\n", (REDACTED,))
         flow.close()
         if reply.code != 235:
-            raise AuthenticationError("AUTH", reply, _auth_failure(name, reply))
+            raise AuthenticationRefused("AUTH", reply, _auth_failure(name, reply))
         if not mechanism.complete:
-            raise AuthError(f"the server accepted AUTH {name} before the exchange was complete")
+            raise AuthenticationError(
+                f"the server accepted AUTH {name} before the exchange was complete"
+            )
         return reply
 
     def _cancel_auth(self) -> Flow[None]:

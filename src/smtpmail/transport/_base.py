@@ -15,7 +15,7 @@ from enum import StrEnum
 from smtpmail._log import DEBUG, Logger
 from smtpmail._record import Frozen
 from smtpmail.errors import (
-    AuthError,
+    AuthenticationError,
     ConnectError,
     InputError,
     InvalidArgument,
@@ -365,7 +365,7 @@ class BaseClient:
         if self._tls_info is None and not self.allow_plaintext_auth:
             local = LOOPBACK_IS_PRIVATE and self._peer is not None and _is_loopback(self._peer[0])
             if not local:
-                raise AuthError(
+                raise AuthenticationError(
                     f"refusing to send credentials to {self.host}:{self.port} over an "
                     "unencrypted connection; use tls=TLSMode.REQUIRED (STARTTLS) or "
                     "TLSMode.IMPLICIT (port 465), or pass allow_plaintext_auth=True "
