@@ -266,7 +266,7 @@ def b64(s: str) -> str:
 def test_auth_plain_flow_redacts_the_shown_line() -> None:
     sent, _, reply = drive(Plain(Credentials("u", "secret")), [Reply(235, ("ok",))])
     assert sent[0].data == f"AUTH PLAIN {b64(chr(0) + 'u' + chr(0) + 'secret')}\r\n".encode()
-    assert sent[0].log == ("AUTH PLAIN ****",)
+    assert sent[0].transcript_lines == ("AUTH PLAIN ****",)
     assert reply.code == 235
 
 
@@ -280,7 +280,7 @@ def test_auth_login_flow() -> None:
         (b64("u") + "\r\n").encode(),
         (b64("secret") + "\r\n").encode(),
     ]
-    assert [s.log for s in sent] == [("AUTH LOGIN",), ("****",), ("****",)]
+    assert [s.transcript_lines for s in sent] == [("AUTH LOGIN",), ("****",), ("****",)]
     assert received[0].shown(Reply(334, (b64("Username:"),))) == Reply(334, ("****",))
 
 
@@ -334,7 +334,7 @@ def test_starttls_flow_sends_the_command_alone_then_hands_over() -> None:
     session.esmtp = True
     flow = session.starttls()
     send = next(flow)
-    assert isinstance(send, Send) and send.data == b"STARTTLS\r\n" and send.fresh
+    assert isinstance(send, Send) and send.data == b"STARTTLS\r\n" and send.no_reply_pending
     assert isinstance(flow.send(None), Receive)
     assert isinstance(flow.send([Reply(220, ("go",))]), StartTLS)
     with pytest.raises(StopIteration):
@@ -359,7 +359,7 @@ def test_long_initial_response_waits_for_the_empty_challenge() -> None:
     )
     assert sent[0].data == b"AUTH XOAUTH2\r\n"
     assert base64.b64decode(sent[1].data).startswith(b"user=u\x01auth=Bearer ttt")
-    assert sent[1].log == ("****",)
+    assert sent[1].transcript_lines == ("****",)
     assert reply.code == 235
 
 

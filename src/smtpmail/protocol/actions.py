@@ -29,24 +29,51 @@ TimeoutKind: TypeAlias = 'Literal["greeting", "command", "data_block", "data_end
 
 
 class Send:
-    """Write ``data``. ``log`` holds the command lines as the transcript shows them
-    (secrets already redacted); the first ``body`` octets are message content.
-    ``fresh`` says no reply is outstanding, so any buffered reply is unsolicited."""
+    """Write ``data``.
 
-    __slots__ = ("body", "data", "fresh", "log")
+    ``transcript_lines``: the command lines as the transcript shows them
+    (secrets already redacted). ``content_octets``: how many of the first
+    octets of ``data`` are message content (the transcript's data view).
+    ``no_reply_pending``: no reply is outstanding when this is written, so a
+    reply already buffered is unsolicited (RFC 5321 §4.1.1: drop it first).
+    """
+
+    __slots__ = ("content_octets", "data", "no_reply_pending", "transcript_lines")
 
     def __init__(
         self,
         data: bytes | memoryview,
-        log: tuple[str, ...] = (),
+        transcript_lines: tuple[str, ...] = (),
         *,
-        body: int = 0,
-        fresh: bool = False,
+        content_octets: int = 0,
+        no_reply_pending: bool = False,
     ) -> None:
         self.data = data
-        self.log = log
-        self.body = body
-        self.fresh = fresh
+        self.transcript_lines = transcript_lines
+        self.content_octets = content_octets
+        self.no_reply_pending = no_reply_pending
+
+    # The old names, for code that drives the flows itself; each warns.
+    @property
+    def log(self) -> tuple[str, ...]:
+        _renamed("log", "transcript_lines")
+        return self.transcript_lines
+
+    @property
+    def body(self) -> int:
+        _renamed("body", "content_octets")
+        return self.content_octets
+
+    @property
+    def fresh(self) -> bool:
+        _renamed("fresh", "no_reply_pending")
+        return self.no_reply_pending
+
+
+def _renamed(old: str, new: str) -> None:
+    import warnings
+
+    warnings.warn(f"Send.{old} is deprecated: use Send.{new}", DeprecationWarning, stacklevel=3)
 
 
 class Receive:

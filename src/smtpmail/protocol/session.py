@@ -143,7 +143,7 @@ class Session(Transactions):
             if len(line) + len(blob) + 3 <= MAX_AUTH_LINE:
                 line, shown = f"{line} {blob}", f"{shown} {REDACTED}"
                 initial = None
-        yield Send(_auth_line(line), (shown,), fresh=True)
+        yield Send(_auth_line(line), (shown,), no_reply_pending=True)
         rounds = 0
         while True:
             (reply,) = yield from self._receive(1, "AUTH", auth=True)
@@ -220,7 +220,7 @@ class Session(Transactions):
     ) -> Flow[Reply]:
         """Send one command and return its reply; ``check`` raises on 4xx/5xx."""
         data = cmd.command(*line.split(" ", 1)) if " " in line else cmd.command(line)
-        yield Send(data, (shown or line,), fresh=True)
+        yield Send(data, (shown or line,), no_reply_pending=True)
         (reply,) = yield from self._receive(1, label)
         if check and reply.code >= 400:
             raise ReplyError(label, reply)

@@ -170,7 +170,7 @@ class Transactions:
         for label, line in [("MAIL FROM", plan.mail), *(("RCPT TO", r) for r in plan.rcpts)]:
             if label == "RCPT TO" and not rcpt:
                 break
-            yield Send(line, _show([line]), fresh=True)
+            yield Send(line, _show([line]), no_reply_pending=True)
             (reply,) = yield from self._receive(1, label)
             if reply.code >= 400:
                 raise ReplyError(label, reply)
@@ -216,7 +216,7 @@ class Transactions:
             return
         rset = self.needs_rset
         data, shown, n = plan.group(rset)
-        yield Send(data, shown, fresh=True)
+        yield Send(data, shown, no_reply_pending=True)
         after_data = False  # plan's group shared a write with the previous end of data
         while plan is not None:
             replies = yield from self._receive(n, "MAIL")
@@ -227,7 +227,7 @@ class Transactions:
                 # Not attempted: sent again alone, the previous data's reply now in.
                 yield from self._refused_after_data(plan, replies)
                 data, shown, n = plan.group(False)
-                yield Send(data, shown, fresh=True)
+                yield Send(data, shown, no_reply_pending=True)
                 after_data = rset = False
                 continue
             go = self._evaluate(plan, replies)
@@ -258,7 +258,7 @@ class Transactions:
             if nxt is not None and not sent_next:
                 rset = self.needs_rset
                 data, shown, _ = nxt.group(rset)
-                yield Send(data, shown, fresh=True)
+                yield Send(data, shown, no_reply_pending=True)
             if nxt is not None:
                 n = len(nxt.rcpts) + (1 if nxt.bdat else 2) + (1 if rset else 0)
             after_data = sent_next
@@ -302,7 +302,7 @@ class Transactions:
             lines = [plan.mail, *plan.rcpts] + ([] if plan.bdat else [b"DATA\r\n"])
             replies: list[Reply] = []
             for i, line in enumerate(lines):
-                yield Send(line, _show([line]), fresh=True)
+                yield Send(line, _show([line]), no_reply_pending=True)
                 label = "MAIL" if i == 0 else "DATA" if line == b"DATA\r\n" else "RCPT"
                 replies += yield from self._receive(1, label)
                 if i == 0 and not _ok(replies[0]):
@@ -508,16 +508,16 @@ class Transactions:
             if not piece:
                 continue
             if previous:
-                yield Send(previous, body=len(previous))
+                yield Send(previous, content_octets=len(previous))
             previous = piece
         ending = encoder.end()
         if len(previous) > _JOIN_BELOW:
             # A big last piece goes alone: joining it to the ending would copy it.
-            yield Send(previous, body=len(previous))
+            yield Send(previous, content_octets=len(previous))
             previous = b""
         last = bytes(previous) + ending + tail if previous else ending + tail
-        body = len(previous) + len(ending) - 3
-        yield Send(last, (".", *tail_shown), body=body)
+        content_octets = len(previous) + len(ending) - 3
+        yield Send(last, (".", *tail_shown), content_octets=content_octets)
         return (yield from self._receive(n_final, "end of data", "data_end")), bool(tail)
 
     def _bdat(
@@ -546,7 +546,7 @@ class Transactions:
                     if tail:
                         yield Send(tail, tail_shown)
                 else:
-                    yield Send(header + chunk + tail, shown + tail_shown, body=0)
+                    yield Send(header + chunk + tail, shown + tail_shown, content_octets=0)
                 replies = yield from self._receive(outstanding + n_final, "BDAT", "data_end")
                 failed = next((r for r in replies[:outstanding] if not _ok(r)), None)
                 if failed is not None:

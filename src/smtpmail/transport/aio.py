@@ -297,9 +297,9 @@ class AsyncClient(BaseClient):
                     await self._start_tls()
                     result = None
                 elif type(action) is Send:
-                    if action.fresh:
+                    if action.no_reply_pending:
                         await self._poll_unsolicited(reader)
-                    if action.log or action.body:
+                    if action.transcript_lines or action.content_octets:
                         self._note_send(action)
                     writer.write(action.data)
                     if writer.transport.get_write_buffer_size() > _DRAIN_ABOVE:

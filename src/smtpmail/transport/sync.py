@@ -360,9 +360,9 @@ class Client(BaseClient):
                     assert sock is not None
                     result = None
                 elif type(action) is Send:
-                    if action.fresh:
+                    if action.no_reply_pending:
                         self._poll_unsolicited(sock)
-                    if action.log or action.body:
+                    if action.transcript_lines or action.content_octets:
                         self._note_send(action)
                     sock.settimeout(self.timeouts.command)
                     sock.sendall(action.data)
