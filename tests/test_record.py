@@ -74,7 +74,7 @@ def test_mutable_values_are_unhashable_and_do_not_share_defaults() -> None:
 
 def test_replace_makes_a_changed_copy_and_refuses_unknown_fields() -> None:
     base = Timeouts(5.0, 5.0, 5.0, 5.0, 600.0)
-    changed = base.but(command=1.0)
+    changed = base.replace(command=1.0)
     assert (changed.command, base.command, changed.connect) == (1.0, 5.0, 5.0)
     lmtp = Options(chunking=False).replace(lmtp=True)
     assert (lmtp.lmtp, lmtp.chunking) == (True, False)
@@ -91,3 +91,9 @@ def test_reprs_name_the_fields_but_never_the_password() -> None:
     assert settings.replace(tls="none").password == "s3cret-value"
     assert repr(Reply(250, ("Ok",))) == "Reply(code=250, lines=('Ok',))"
     assert repr(Timeouts()).startswith("Timeouts(connect=30.0, greeting=300.0")
+
+
+def test_timeouts_but_is_a_deprecated_name_of_replace() -> None:
+    with pytest.warns(DeprecationWarning, match=r"use Timeouts.replace\(\)"):
+        changed = Timeouts().but(data_end=1.0)
+    assert changed == Timeouts().replace(data_end=1.0)

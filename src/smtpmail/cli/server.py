@@ -561,7 +561,7 @@ def timeouts(timeout: float | None, data_timeout: float | None) -> float | Timeo
         raise UsageError("--timeout and --data-timeout must be more than 0 seconds")
     from smtpmail.transport._base import Timeouts
 
-    return Timeouts.of(timeout).but(data_end=data_timeout)
+    return Timeouts.of(timeout).replace(data_end=data_timeout)
 
 
 def client_kwargs(s: ServerSettings, env: Environment) -> dict[str, Any]:

@@ -100,6 +100,12 @@ class Timeouts(Frozen):
         return float(getattr(self, kind))
 
     def but(self, **changes: float) -> Timeouts:
+        """Deprecated: :meth:`replace`, the one name every value class has."""
+        import warnings
+
+        warnings.warn(
+            "Timeouts.but() is deprecated: use Timeouts.replace()", DeprecationWarning, stacklevel=2
+        )
         return self.replace(**changes)
 
 
