@@ -1,4 +1,4 @@
-"""The hand-written value classes keep what @dataclass gave them (smtpmail._record).
+"""The value classes keep what @dataclass gave them (smtpmail._record), each field named once.
 
 Reply, RecipientResult, Timeouts, TLSOptions and TLSInfo are immutable and
 hashable; SendResult, Options and the CLI's ServerSettings are mutable and
@@ -13,6 +13,7 @@ import pickle
 
 import pytest
 
+from smtpmail._record import Frozen, Record
 from smtpmail.cli.server import ServerSettings
 from smtpmail.protocol.actions import Options
 from smtpmail.protocol.envelope import RecipientResult, SendResult
@@ -97,3 +98,58 @@ def test_timeouts_but_is_a_deprecated_name_of_replace() -> None:
     with pytest.warns(DeprecationWarning, match=r"use Timeouts.replace\(\)"):
         changed = Timeouts().but(data_end=1.0)
     assert changed == Timeouts().replace(data_end=1.0)
+
+
+class _Point(Record):
+    x: int
+    y: int = 0
+    label: str | None = None
+    _hidden = frozenset({"label"})
+
+
+class _Pin(Frozen):
+    name: str
+    port: int = 25
+
+
+def test_each_field_is_named_once_as_an_annotation() -> None:
+    """The base builds __init__ (positional or by name, with the defaults),
+    __slots__, ==, the repr (hidden fields left out) and replace."""
+    p = _Point(1, label="secret")
+    assert (p.x, p.y, p.label) == (1, 0, "secret")
+    assert _Point._fields == ("x", "y", "label")
+    assert _Point.__slots__ == ("x", "y", "label")
+    assert p == _Point(x=1, y=0, label="secret") and p != _Point(2)
+    assert repr(p) == "_Point(x=1, y=0)"
+    assert p.replace(y=5) == _Point(1, 5, "secret")
+    with pytest.raises(TypeError):
+        _Point()  # type: ignore[call-arg]
+    with pytest.raises(AttributeError):
+        p.z = 1  # type: ignore[attr-defined]
+    pin = _Pin("mx")
+    assert pin == _Pin("mx", 25) and hash(pin) == hash(_Pin("mx"))
+    with pytest.raises(AttributeError, match="immutable"):
+        pin.port = 26  # type: ignore[misc]
+
+
+def test_a_written_init_gives_the_fields_by_its_parameters() -> None:
+    class Box(Record):
+        def __init__(self, items: list[int] | None = None, size: int = 0) -> None:
+            self.items = [] if items is None else items
+            self.size = size
+
+    assert Box._fields == ("items", "size")
+    assert Box() == Box([], 0) and repr(Box(size=2)) == "Box(items=[], size=2)"
+
+
+def test_a_mutable_default_or_a_default_before_a_required_field_is_refused() -> None:
+    with pytest.raises(TypeError, match="mutable default"):
+
+        class Shared(Record):
+            items: list[int] = []  # noqa: RUF012
+
+    with pytest.raises(TypeError, match="without a default follows"):
+
+        class Order(Record):
+            a: int = 1
+            b: int

@@ -71,8 +71,6 @@ _KEYS = frozenset(
 class Account(Record):
     """One ``[accounts.NAME]`` table, checked."""
 
-    _fields = ("name", "values", "source")
-
     def __init__(
         self, name: str, values: dict[str, Any] | None = None, source: Path | None = None
     ) -> None:

@@ -158,12 +158,9 @@ class Prepared(Record):
     (a composed Message, or a RawMessage whose header section was read) tells
     its Message-ID."""
 
-    _fields = ("message", "envelope", "origin")
-
-    def __init__(self, message: Any, envelope: Any, origin: Any = None) -> None:
-        self.message = message
-        self.envelope = envelope
-        self.origin = origin
+    message: Any
+    envelope: Any
+    origin: Any = None
 
     def message_id(self) -> str | None:
         """The Message-ID field (a raw message's header section is parsed only now)."""

@@ -179,95 +179,35 @@ def _line_count(value: str) -> int:
 class ServerSettings(Record):
     """Where and how to connect, once the command line and the account are merged."""
 
-    _fields = (
-        "host",
-        "port",
-        "lmtp",
-        "tls",
-        "cafile",
-        "client_cert",
-        "client_key",
-        "insecure",
-        "user",
-        "password_command",
-        "password_env",
-        "password",
-        "oauth_token_command",
-        "auth_mechanism",
-        "allow_plaintext_auth",
-        "timeout",
-        "data_timeout",
-        "ehlo_name",
-        "sender",
-        "account",
-        "dkim",
-        "family",
-        "source_address",
-        "show_data_lines",
-        "logfile",
-        "syslog",
-        "convert_8bit",
-    )
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    lmtp: bool = False
+    tls: str | None = None
+    cafile: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+    insecure: bool = False
+    user: str | None = None
+    password_command: str | None = None
+    password_env: str | None = None
+    password: str | None = None
+    oauth_token_command: str | None = None
+    auth_mechanism: str | None = None
+    allow_plaintext_auth: bool = False
+    timeout: float | None = None
+    data_timeout: float | None = None
+    ehlo_name: str | None = None
+    sender: str | None = None  # the account's default From
+    account: str | None = None
+    dkim: tuple[str, str, str] | None = None  # (selector, domain, key file)
+    family: int | None = None  # 4, 6 or None: either
+    source_address: str | None = None
+    show_data_lines: int | None = None  # -v's data view (None: 40; 0: all)
+    logfile: str | None = None  # the mail log (smtpmail.cli.maillog)
+    syslog: str | None = None  # its syslog facility, or None
+    convert_8bit: bool = False  # 8-bit MIME parts re-encoded (message.eightbit)
     #: The password never shows in a repr (or a traceback's locals).
     _hidden = frozenset({"password"})
-
-    def __init__(  # noqa: PLR0917 (positional, as the dataclass it replaces)
-        self,
-        host: str = DEFAULT_HOST,
-        port: int = DEFAULT_PORT,
-        lmtp: bool = False,
-        tls: str | None = None,
-        cafile: str | None = None,
-        client_cert: str | None = None,
-        client_key: str | None = None,
-        insecure: bool = False,
-        user: str | None = None,
-        password_command: str | None = None,
-        password_env: str | None = None,
-        password: str | None = None,
-        oauth_token_command: str | None = None,
-        auth_mechanism: str | None = None,
-        allow_plaintext_auth: bool = False,
-        timeout: float | None = None,
-        data_timeout: float | None = None,
-        ehlo_name: str | None = None,
-        sender: str | None = None,
-        account: str | None = None,
-        dkim: tuple[str, str, str] | None = None,
-        family: int | None = None,
-        source_address: str | None = None,
-        show_data_lines: int | None = None,
-        logfile: str | None = None,
-        syslog: str | None = None,
-        convert_8bit: bool = False,
-    ) -> None:
-        self.host = host
-        self.port = port
-        self.lmtp = lmtp
-        self.tls = tls
-        self.cafile = cafile
-        self.client_cert = client_cert
-        self.client_key = client_key
-        self.insecure = insecure
-        self.user = user
-        self.password_command = password_command
-        self.password_env = password_env
-        self.password = password
-        self.oauth_token_command = oauth_token_command
-        self.auth_mechanism = auth_mechanism
-        self.allow_plaintext_auth = allow_plaintext_auth
-        self.timeout = timeout
-        self.data_timeout = data_timeout
-        self.ehlo_name = ehlo_name
-        self.sender = sender  # the account's default From
-        self.account = account
-        self.dkim = dkim  # (selector, domain, key file)
-        self.family = family  # 4, 6 or None: either
-        self.source_address = source_address
-        self.show_data_lines = show_data_lines  # -v's data view (None: 40; 0: all)
-        self.logfile = logfile  # the mail log (smtpmail.cli.maillog)
-        self.syslog = syslog  # its syslog facility, or None
-        self.convert_8bit = convert_8bit  # 8-bit MIME parts re-encoded (message.eightbit)
 
     @property
     def url(self) -> str:

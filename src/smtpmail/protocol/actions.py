@@ -135,49 +135,20 @@ class Options(Record):
     a session learns it by itself from such a server's 503 (see
     :attr:`smtpmail.protocol.session.Session.refuses_pipelined_mail`).
 
-    A plain class, not a dataclass: importing dataclasses (and inspect, ast,
-    dis...) costs a one-message CLI send a sixth of its start-up.
     """
 
-    _fields = (
-        "pipelining",
-        "chunking",
-        "smtputf8",
-        "eightbitmime",
-        "size",
-        "dsn",
-        "lmtp",
-        "chunk_size",
-        "bdat_window",
-        "pipeline_messages",
-    )
-    __slots__ = _fields
-
-    def __init__(  # noqa: PLR0917 (positional, as the dataclass it replaces)
-        self,
-        pipelining: bool = True,
-        chunking: bool = True,
-        smtputf8: bool = True,
-        eightbitmime: bool = True,
-        size: bool = True,
-        dsn: bool = True,
-        lmtp: bool = False,
-        chunk_size: int = 256 * 1024,
-        bdat_window: int = 16,
-        pipeline_messages: bool = True,
-    ) -> None:
-        self.pipelining = pipelining
-        self.chunking = chunking
-        self.smtputf8 = smtputf8
-        self.eightbitmime = eightbitmime
-        self.size = size
-        self.dsn = dsn
-        self.lmtp = lmtp
-        #: BDAT chunks are at least this large (input is gathered up to it).
-        self.chunk_size = chunk_size
-        #: BDAT replies allowed outstanding when pipelining.
-        self.bdat_window = bdat_window
-        self.pipeline_messages = pipeline_messages
+    pipelining: bool = True
+    chunking: bool = True
+    smtputf8: bool = True
+    eightbitmime: bool = True
+    size: bool = True
+    dsn: bool = True
+    lmtp: bool = False
+    #: BDAT chunks are at least this large (input is gathered up to it).
+    chunk_size: int = 256 * 1024
+    #: BDAT replies allowed outstanding when pipelining.
+    bdat_window: int = 16
+    pipeline_messages: bool = True
 
     def disabled(self) -> tuple[str, ...]:
         names = {
