@@ -153,3 +153,25 @@ def test_a_mutable_default_or_a_default_before_a_required_field_is_refused() -> 
         class Order(Record):
             a: int = 1
             b: int
+
+
+def test_a_default_factory_makes_a_fresh_value_per_instance() -> None:
+    from smtpmail._record import field
+
+    class Bag(Record):
+        name: str
+        items: list[int] = field(default_factory=list)
+
+    one, two = Bag("a"), Bag("b")
+    one.items.append(1)
+    assert (one.items, two.items) == ([1], [])
+    assert Bag("c", [5]).items == [5] and one.replace(name="z").items is one.items
+
+
+def test_replace_keeps_a_class_own_as_dict() -> None:
+    """A class may define as_dict for JSON (DeliveryReport does); replace() still
+    copies the fields themselves."""
+    from smtpmail.delivery.result import DeliveryReport
+
+    report = DeliveryReport("a@example.org")
+    assert report.replace(sender="b@example.org") == DeliveryReport("b@example.org")

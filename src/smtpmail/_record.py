@@ -13,7 +13,8 @@ The base builds what ``@dataclass(slots=True)`` would: an ``__init__`` taking
 the fields in order (positionally or by name), ``__slots__``, and over
 ``_fields`` equality, a repr (``_hidden`` fields left out: secrets),
 ``replace()`` and ``as_dict()``. A default must be immutable (a mutable one
-would be shared by every instance, as dataclasses refuse too). Type checkers
+would be shared by every instance, as dataclasses refuse too): a fresh list or
+dict per instance is ``items: list[str] = field(default_factory=list)``. Type checkers
 learn the generated ``__init__`` from :func:`typing.dataclass_transform`,
 applied only when type checking (typing is not imported at run time).
 
@@ -28,16 +29,33 @@ from __future__ import annotations
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 
 if TYPE_CHECKING:
-    from typing import Any, ClassVar, Self, dataclass_transform
+    from collections.abc import Callable
+    from typing import Any, ClassVar, Self, TypeVar, dataclass_transform
+
+    T = TypeVar("T")
 else:
 
     def dataclass_transform(**_: object) -> Any:
         return lambda cls: cls
 
 
-__all__ = ["Frozen", "Record"]
+__all__ = ["Frozen", "Record", "field"]
 
 _MUTABLE = (list, dict, set, bytearray)
+
+
+class _Factory:
+    """A field's default made fresh for each instance (see :func:`field`)."""
+
+    __slots__ = ("make",)
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self.make = make
+
+
+def field(*, default_factory: Callable[[], T]) -> T:
+    """A default built per instance: ``tags: list[str] = field(default_factory=list)``."""
+    return _Factory(default_factory)  # type: ignore[return-value]  # replaced in __init__
 
 
 class _Fields(type):
@@ -85,7 +103,15 @@ def _make_init(cls: type, fields: tuple[str, ...], defaults: dict[str, Any]) -> 
             raise TypeError(f"{cls.__name__}.{field}: a field without a default follows one with")
         else:
             params.append(field)
-    body = "".join(f"    _set(self, {f!r}, {f})\n" for f in fields) or "    pass\n"
+    body = (
+        "".join(
+            f"    _set(self, {f!r}, {f}.make() if {f} is _defaults[{f!r}] else {f})\n"
+            if isinstance(defaults.get(f), _Factory)
+            else f"    _set(self, {f!r}, {f})\n"
+            for f in fields
+        )
+        or "    pass\n"
+    )
     source = f"def __init__(self, {', '.join(params)}) -> None:\n{body}"
     scope: dict[str, Any] = {"_defaults": defaults, "_set": object.__setattr__}
     # The names are the class's own identifiers (annotations); nothing else is run.
@@ -95,7 +121,7 @@ def _make_init(cls: type, fields: tuple[str, ...], defaults: dict[str, Any]) -> 
     return init
 
 
-@dataclass_transform(eq_default=True)
+@dataclass_transform(eq_default=True, field_specifiers=(field,))
 class Record(metaclass=_Fields):
     """Field-wise ``==``, a ``Name(field=value, ...)`` repr, ``replace`` and ``as_dict``."""
 
@@ -133,7 +159,8 @@ class Record(metaclass=_Fields):
         unknown = set(changes) - set(self._fields)
         if unknown:
             raise TypeError(f"{type(self).__name__} has no field {sorted(unknown)[0]!r}")
-        values = self.as_dict()
+        # The fields themselves, not as_dict(), which a class may define for JSON.
+        values = {name: getattr(self, name) for name in self._fields}
         values.update(changes)
         return type(self)(**values)
 

@@ -25,9 +25,9 @@ written once:
 from __future__ import annotations
 
 from collections.abc import Generator
-from dataclasses import dataclass
 from typing import Any
 
+from smtpmail._record import Frozen
 from smtpmail.delivery.mtasts import STSPolicy
 from smtpmail.delivery.resolver import MXHost
 from smtpmail.delivery.result import DeliveryStatus, RecipientDelivery
@@ -63,34 +63,29 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class LookupMX:
+class LookupMX(Frozen):
     domain: str
 
 
-@dataclass(frozen=True, slots=True)
-class LookupAddresses:
+class LookupAddresses(Frozen):
     host: str
     implicit: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class LookupPolicy:
+class LookupPolicy(Frozen):
     """Answered with an STSPolicy or None; never an error (a failed fetch is no policy)."""
 
     domain: str
 
 
-@dataclass(frozen=True, slots=True)
-class Sent:
+class Sent(Frozen):
     """A transaction the host answered: the result, and the TLS it ran under."""
 
     result: SendResult
     tls: str | None = None  # e.g. "TLSv1.3 TLS_AES_256_GCM_SHA384"; None in clear text
 
 
-@dataclass(frozen=True, slots=True)
-class Attempt:
+class Attempt(Frozen):
     """One connection: answered with :class:`Sent` or the SMTPError it ended in."""
 
     mx: MXHost
@@ -103,8 +98,7 @@ Step = LookupMX | LookupAddresses | LookupPolicy | Attempt
 DomainFlow = Generator[Step, Any, list[RecipientDelivery]]
 
 
-@dataclass(frozen=True, slots=True)
-class FlowConfig:
+class FlowConfig(Frozen):
     port: int = 25
     require_tls: bool = False
     tls_options: TLSOptions | None = None

@@ -22,9 +22,9 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from smtpmail._log import Logger
+from smtpmail._record import Frozen
 from smtpmail.delivery.resolver import Resolver
 from smtpmail.errors import DNSError
 
@@ -41,8 +41,7 @@ class PolicyError(ValueError):
     """A TXT record or a policy that does not parse, or a fetch that failed."""
 
 
-@dataclass(frozen=True, slots=True)
-class STSPolicy:
+class STSPolicy(Frozen):
     """A parsed policy: ``mode`` is ``enforce``, ``testing`` or ``none``."""
 
     mode: str

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from smtpmail._log import Logger
+from smtpmail._record import Frozen
 from smtpmail.errors import DNSError
 
 __all__ = ["MXHost", "Resolver", "order_mx"]
@@ -27,8 +27,7 @@ log = Logger("smtpmail.delivery")  # logging itself is imported when needed (_lo
 Nameserver = str | tuple[str, int]
 
 
-@dataclass(frozen=True, slots=True)
-class MXHost:
+class MXHost(Frozen):
     """One mail exchanger: its name (no trailing dot) and preference."""
 
     name: str

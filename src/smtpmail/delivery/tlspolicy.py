@@ -16,9 +16,9 @@ answers, it takes precedence over MTA-STS (RFC 8461 §2).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol
 
+from smtpmail._record import Frozen
 from smtpmail.delivery.mtasts import STSPolicy
 from smtpmail.delivery.resolver import MXHost
 from smtpmail.transport.tls import TLSMode, TLSOptions
@@ -26,8 +26,7 @@ from smtpmail.transport.tls import TLSMode, TLSOptions
 __all__ = ["DANE", "TLSDecision", "decide_tls"]
 
 
-@dataclass(frozen=True, slots=True)
-class TLSDecision:
+class TLSDecision(Frozen):
     """The TLS mode and checks for one MX connection, and why (for the report)."""
 
     mode: TLSMode
