@@ -14,6 +14,7 @@ or the path in ``$SMTPMAIL_CONFIG``, or ``--config PATH``::
     # or, for OAuth 2.0: oauth_token_command = "oama access me@example.org"
     from = "Me <me@example.org>"
     ehlo_name = "laptop.example.org"
+    # fingerprint = "SHA256 of the server certificate"   # pin it (msmtp's tls_fingerprint)
     dkim = { selector = "mail", domain = "example.org", key_file = "~/.config/smtpmail/dkim.pem" }
     logfile = "~/.local/state/smtpmail.log"   # one line per message, as msmtp's
     syslog = "LOG_MAIL"           # or true / false / LOG_USER / LOG_LOCAL0..7
@@ -57,6 +58,7 @@ _KEYS = frozenset(
         "ehlo_name",
         "auth_mechanism",
         "ca_file",
+        "fingerprint",
         "timeout",
         "data_timeout",
         "dkim",

@@ -17,15 +17,15 @@ The queue folder is ``--queue-dir``, else ``$SMTPMAIL_QUEUE_DIR``, else
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from smtpmail.cli import jsondoc
 from smtpmail.cli.environment import Environment
-from smtpmail.cli.exits import EX_DATAERR, EX_OK, EX_TEMPFAIL, EX_UNAVAILABLE, EX_USAGE
+from smtpmail.cli.exits import EX_OK, EX_TEMPFAIL, EX_UNAVAILABLE
 
 __all__ = ["add_arguments", "add_worker_arguments", "open_outbox", "run", "worker_from"]
 
@@ -69,6 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="--watch: look for new mail every S seconds",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    p.add_argument("--json", action="store_true", help="print the run's outcome as JSON")
 
     p = sub.add_parser("retry", help="make deferred messages due now")
     p.add_argument("ids", nargs="*", metavar="ID")
@@ -175,15 +176,17 @@ def direct_kwargs(args: argparse.Namespace, env: Environment) -> dict[str, Any]:
 def run(args: argparse.Namespace, env: Environment) -> int:
     action = getattr(args, "action", None)
     if action is None:
-        env.stderr.write("smtpmail queue: say add, list, run, show, retry, purge or report\n")
-        return EX_USAGE
+        from smtpmail.cli.exits import UsageError
+
+        raise UsageError("smtpmail queue: say add, list, run, show, retry, purge or report")
     box = open_outbox(args, env)
     handler: Callable[[Any, argparse.Namespace, Environment], int] = _ACTIONS[action]
     try:
         return handler(box, args, env)
-    except KeyError as exc:  # an id that names no message
-        env.stderr.write(f"smtpmail queue: {exc.args[0]}\n")
-        return EX_DATAERR
+    except KeyError as exc:  # an id that names no message: bad input (65)
+        from smtpmail.errors import InvalidArgument
+
+        raise InvalidArgument(f"smtpmail queue: {exc.args[0]}") from None
 
 
 # -- actions -------------------------------------------------------------------
@@ -198,8 +201,8 @@ def _add(box: Any, args: argparse.Namespace, env: Environment) -> int:
     queued = box.add(
         data, args.sender, args.recipients or None, server=args.relay, keep_bcc=args.keep_bcc
     )
-    if args.json:
-        env.stdout.write(json.dumps(queued.to_json(), indent=1) + "\n")
+    if env.document is not None:
+        env.document["messages"] = [jsondoc.queued_message(queued)]
     else:
         env.stdout.write(f"{queued.id}\n")
     return EX_OK
@@ -223,8 +226,8 @@ def _next(ts: float) -> str:
 
 def _list(box: Any, args: argparse.Namespace, env: Environment) -> int:
     messages = [m for m in box.messages() if args.all or not m.done]
-    if args.json:
-        env.stdout.write(json.dumps([m.to_json() for m in messages], indent=1) + "\n")
+    if env.document is not None:
+        env.document["messages"] = [jsondoc.queued_message(m) for m in messages]
         return EX_OK
     out = env.stdout
     if not messages:
@@ -243,8 +246,8 @@ def _list(box: Any, args: argparse.Namespace, env: Environment) -> int:
 
 def _show(box: Any, args: argparse.Namespace, env: Environment) -> int:
     m = box.find(args.id)
-    if args.json:
-        env.stdout.write(json.dumps(m.to_json(), indent=1) + "\n")
+    if env.document is not None:
+        env.document["messages"] = [jsondoc.queued_message(m)]
         return EX_OK
     when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(m.created))
     lines = [
@@ -284,9 +287,12 @@ _POSSIBLY = {
 
 def _run(box: Any, args: argparse.Namespace, env: Environment) -> int:
     worker = worker_from(box, args, env)
-    quiet = args.quiet
+    document = env.document
+    quiet = args.quiet or document is not None  # stdout is the JSON document's
+    tried: list[str] = []
 
     def progress(message: Any, outcome: Any) -> None:
+        tried.append(message.id)
         if quiet:
             return
         parts = [
@@ -314,6 +320,16 @@ def _run(box: Any, args: argparse.Namespace, env: Environment) -> int:
             signal.signal(signal.SIGTERM, previous)
     else:
         stats = worker.run(progress=progress)
+    if document is not None:
+        document["summary"] = {
+            "attempted": stats.attempted,
+            "delivered": stats.delivered,
+            "deferred": stats.deferred,
+            "failed": stats.failed,
+            "possibly_delivered": stats.possibly_delivered,
+        }
+        tried_once = list(dict.fromkeys(tried))  # --watch may try a message again
+        document["messages"] = [jsondoc.queued_message(m) for m in box.messages(tried_once)]
     if not quiet:
         env.stdout.write(
             f"{stats.attempted} message(s) tried: {stats.delivered} recipient(s) delivered, "
@@ -346,8 +362,8 @@ def _report(box: Any, args: argparse.Namespace, env: Environment) -> int:
     from smtpmail.outbox import failure_report, render_report
 
     entries = failure_report(box.messages())
-    if args.json:
-        env.stdout.write(json.dumps(entries, indent=1, ensure_ascii=False) + "\n")
+    if env.document is not None:
+        env.document["failures"] = entries
     else:
         env.stdout.write(render_report(entries) or "no recipient has failed\n")
     return EX_OK

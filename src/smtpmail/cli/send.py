@@ -13,7 +13,7 @@ import time
 
 from smtpmail._record import Record
 from smtpmail.cli.environment import Environment
-from smtpmail.cli.exits import EX_OK, EX_PARTIAL, EXIT_CODES_HELP, UsageError, exit_status
+from smtpmail.cli.exits import EX_OK, EX_PARTIAL, EXIT_CODES_HELP, UsageError
 from smtpmail.cli.server import (
     ServerSettings,
     add_output_arguments,
@@ -128,6 +128,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     e.add_argument("--dsn-notify", metavar="LIST", help="NEVER, or SUCCESS,FAILURE,DELAY")
     e.add_argument("--dsn-ret", choices=("FULL", "HDRS", "full", "hdrs"))
     e.add_argument("--dsn-envid", metavar="ID")
+    e.add_argument(
+        "--requiretls",
+        action="store_true",
+        help="REQUIRETLS (RFC 8689): verified TLS on every hop, else the message fails (5.7.30)",
+    )
     add_server_arguments(parser)
     add_output_arguments(parser)
     # --direct and its options: delivery's hook (smtpmail.cli.direct), kept apart.
@@ -179,6 +184,18 @@ def prepare(args: argparse.Namespace, env: Environment, settings: ServerSettings
         if args.envelope_from is not None:
             raise UsageError("give --envelope-from or --read-envelope-from, not both")
         sender = None  # a composed message's reverse-path is its From already
+    prepared = _prepare(args, env, sender, notify)
+    if getattr(args, "requiretls", False):
+        envelope = prepared.envelope
+        return Prepared(
+            prepared.message, envelope.with_recipients(envelope.recipients, requiretls=True)
+        )
+    return prepared
+
+
+def _prepare(
+    args: argparse.Namespace, env: Environment, sender: str | None, notify: list[str] | None
+) -> Prepared:
     if args.message:
         return _prepare_raw(args, env, sender, notify)
     from smtpmail.message.compose import compose
@@ -320,6 +337,13 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     started = time.monotonic()
     settings = resolve_settings(args, env)
     prepared = prepare(args, env, settings)
+    document = env.document
+    if document is not None:
+        # Known before connecting: a failure's document carries them too.
+        from smtpmail.cli import jsondoc
+
+        document["envelope"] = jsondoc.envelope(prepared.envelope)
+        document["message_id"] = prepared.message_id()
     if args.dry_run:
         return _dry_run(prepared, settings, env, keep_bcc=args.keep_bcc)
     if args.quit_after:
@@ -334,33 +358,10 @@ def run(args: argparse.Namespace, env: Environment) -> int:
         from smtpmail.cli import direct
 
         return direct.run(args, env, prepared.message, prepared.envelope)
-    report: dict[str, Any] = {
-        "server": {"url": settings.url, "host": settings.host, "port": settings.port}
-    }
-    try:
-        status = _send(args, env, settings, prepared, report=report, started=started)
-    except Exception as exc:
-        if not args.json:
-            raise
-        status, text = exit_status(exc)
-        report["ok"] = False
-        report["error"] = {"type": type(exc).__name__, "message": text}
-        reply = getattr(exc, "reply", None)
-        if reply is not None:
-            report["error"]["reply"] = _reply_json(reply)
-        refused = getattr(exc, "refused", None)
-        if refused:
-            report["recipients"] = [
-                {"address": a, "accepted": False, **_reply_json(r)} for a, r in refused.items()
-            ]
-        env.stderr.write(f"smtpmail: {text}\n")
-    if args.json:
-        import json
-
-        report["exit_status"] = status
-        report.setdefault("timings", {})["total"] = round(time.monotonic() - started, 6)
-        env.stdout.write(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-    return status
+    if document is not None:
+        document["mode"] = "relay"
+        document["server"] = {"url": settings.url, "host": settings.host, "port": settings.port}
+    return _send(args, env, settings, prepared, started=started)
 
 
 def _send(
@@ -369,7 +370,6 @@ def _send(
     settings: ServerSettings,
     prepared: Prepared,
     *,
-    report: dict[str, Any],
     started: float,
 ) -> int:
     transcript = None
@@ -380,11 +380,13 @@ def _send(
             env.stderr, color=env.color, data_lines=settings.show_data_lines
         )
     client = make_client(settings, env, transcript)
+    document = env.document
     t0 = time.monotonic()
     try:
         with client:
             t1 = time.monotonic()
-            report["server"].update(server_facts(client))
+            if document is not None:
+                document["server"].update(server_facts(client))
             result = client.send(
                 prepared.message, envelope=prepared.envelope, keep_bcc=args.keep_bcc
             )
@@ -393,21 +395,16 @@ def _send(
         _log(settings, env, prepared, client, error=exc)
         raise
     _log(settings, env, prepared, client, result=result)
-    report["envelope"] = {
-        "sender": prepared.envelope.sender,
-        "recipients": list(prepared.envelope.recipients),
-    }
-    report["ok"] = result.ok
-    report["reply"] = _reply_json(result.reply) if result.reply is not None else None
-    report["recipients"] = [
-        {"address": a, "accepted": r.accepted, **_reply_json(r.reply)}
-        for a, r in result.recipients.items()
-    ]
-    report["timings"] = {
-        "connect": round(t1 - t0, 6),
-        "transaction": round(t2 - t1, 6),
-        "prepare": round(t0 - started, 6),
-    }
+    if document is not None:
+        from smtpmail.cli import jsondoc
+
+        jsondoc.relay_result(document, result)
+        document["timings"] = {
+            "prepare": round(t0 - started, 6),
+            "connect": round(t1 - t0, 6),
+            "transaction": round(t2 - t1, 6),
+            "total": round(time.monotonic() - started, 6),
+        }
     if result.refused:
         for address, reply in result.refused.items():
             env.stderr.write(f"smtpmail: {address} refused: {reply.code} {reply.text_oneline()}\n")
@@ -472,25 +469,30 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def _reply_json(reply: Any) -> dict[str, Any]:
-    return {"code": reply.code, "enhanced": reply.enhanced_status, "text": reply.text}
-
-
 def _dry_run(
     prepared: Prepared, settings: ServerSettings, env: Environment, *, keep_bcc: bool
 ) -> int:
     envelope = prepared.envelope
+    from smtpmail.message.content import as_content
+
+    # What would be sent: through the same transforms (the Bcc rule, the 8-bit
+    # downgrade) as a send.
+    content = as_content(prepared.message, keep_bcc=keep_bcc, convert_8bit=settings.convert_8bit)
+    chunks = content.chunks
+    if env.document is not None:
+        from smtpmail.cli import jsondoc
+
+        env.document["mode"] = "dry-run"
+        env.document["server"] = {"url": settings.url, "host": settings.host, "port": settings.port}
+        env.document["recipients"] = [jsondoc.unsent(address) for address in envelope.recipients]
+        env.document["message"] = b"".join(chunks).decode("utf-8", "replace")
+        return EX_OK
     out = env.stdout
     out.write(f"# server: {settings.url}\n")
     out.write(f"# reverse-path: <{envelope.sender}>\n")
     for rcpt in envelope.recipients:
         out.write(f"# forward-path: <{rcpt}>\n")
     out.write("\n")
-    from smtpmail.message.content import as_content
-
-    # What would be sent: through the same transforms (the Bcc rule, the 8-bit
-    # downgrade) as a send.
-    content = as_content(prepared.message, keep_bcc=keep_bcc, convert_8bit=settings.convert_8bit)
-    for chunk in content.chunks:
+    for chunk in chunks:
         out.write(chunk.decode("utf-8", "replace"))
     return EX_OK

@@ -62,10 +62,13 @@ def run(
     if not args.queue_only:
         worker.run(ids=[queued.id])
     record = box.load(queued.id)
-    if getattr(args, "json", False):
-        import json  # only for --json: a plain send does not load it
+    if env.document is not None:
+        from smtpmail.cli import jsondoc
 
-        env.stdout.write(json.dumps(record.to_json(), indent=2, ensure_ascii=False) + "\n")
+        message = jsondoc.queued_message(record)
+        env.document["mode"] = "queue"
+        env.document["recipients"] = message["recipients"]
+        env.document["messages"] = [message]
     for r in record.recipients:
         if r.state.value != "delivered":
             maybe = " (possibly delivered)" if r.possibly_delivered else ""

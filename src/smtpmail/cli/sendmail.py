@@ -49,6 +49,7 @@ Reads a message on standard input, to its end, and sends it, like sendmail(8).
   -N LIST     DSN NOTIFY: never or success,failure,delay
   -R full|hdrs  DSN RET;  -V ENVID  DSN ENVID
   -v          show the SMTP dialogue on stderr
+  --json      print the result as a JSON document on stdout (schema smtpmail/v1)
   --keep-bcc  transmit the Bcc and Resent-Bcc header fields; by default they are removed,
               whether the recipients come from -t or the arguments (msmtp's spelling
               --remove-bcc-headers=off works too)
@@ -197,6 +198,7 @@ def _server_args(long_opts: list[str], opts: SendmailArgs) -> argparse.Namespace
     add_output_arguments(parser)
     parser.add_argument("--verbose", action="store_true")
     parser.add_argument("--read-envelope-from", action="store_true")
+    parser.add_argument("--json", action="store_true")  # read by smtpmail.cli.main
     try:
         ns = parser.parse_args(long_opts)
     except SystemExit as exc:
@@ -210,6 +212,7 @@ def _server_args(long_opts: list[str], opts: SendmailArgs) -> argparse.Namespace
 def run_argv(argv: Sequence[str], env: Environment) -> int:
     if "--help" in argv:
         env.stdout.write(USAGE)
+        env.document = None  # the help is what was asked for, not a --json document
         return EX_OK
     opts, long_opts, recipients = parse(argv)
     ns = _server_args(long_opts, opts)
@@ -239,6 +242,15 @@ def run_argv(argv: Sequence[str], env: Environment) -> int:
     # With -f, a missing From is -f's address (as msmtp), not the account's from.
     configured = settings.sender if opts.sender is None else None
     raw = _complete_headers(raw, envelope.sender, opts.full_name, configured, domain)
+    document = env.document
+    if document is not None:
+        from smtpmail.cli import jsondoc
+
+        message_id = raw.headers().get("Message-ID")
+        document["mode"] = "relay"
+        document["server"] = {"url": settings.url, "host": settings.host, "port": settings.port}
+        document["envelope"] = jsondoc.envelope(envelope)
+        document["message_id"] = " ".join(message_id.split()) if message_id else None
     transcript = None
     if opts.verbose or ns.verbose:
         from smtpmail.cli.transcript import TranscriptPrinter
@@ -249,11 +261,17 @@ def run_argv(argv: Sequence[str], env: Environment) -> int:
     client = make_client(settings, env, transcript)
     try:
         with client:
+            if document is not None:
+                from smtpmail.cli.send import server_facts
+
+                document["server"].update(server_facts(client))
             result = client.send(raw.chunks(), envelope=envelope, keep_bcc=opts.keep_bcc)
     except Exception as exc:
         _log(settings, env, envelope, raw, client, error=exc)
         raise
     _log(settings, env, envelope, raw, client, result=result)
+    if document is not None:
+        jsondoc.relay_result(document, result)
     for address, reply in result.refused.items():
         env.stderr.write(f"smtpmail: {address} refused: {reply.code} {reply.text_oneline()}\n")
     return EX_PARTIAL if result.refused else EX_OK

@@ -95,6 +95,12 @@ def add_server_arguments(parser: argparse.ArgumentParser, *, url_option: bool = 
         "with credentials, else opportunistic",
     )
     t.add_argument("--cafile", metavar="PATH", help="trust these CA certificates")
+    t.add_argument(
+        "--fingerprint",
+        metavar="SHA256",
+        help="trust the server certificate whose SHA-256 fingerprint is this (hex, colons "
+        "allowed; as msmtp's tls_fingerprint), instead of the CA store; with --cafile, both",
+    )
     t.add_argument("--client-cert", metavar="PATH", help="TLS client certificate (PEM)")
     t.add_argument("--client-key", metavar="PATH", help="its private key (PEM)")
     t.add_argument(
@@ -184,6 +190,7 @@ class ServerSettings(Record):
     lmtp: bool = False
     tls: str | None = None
     cafile: str | None = None
+    fingerprint: str | None = None  # SHA-256 of the server certificate, pinned
     client_cert: str | None = None
     client_key: str | None = None
     insecure: bool = False
@@ -295,6 +302,7 @@ def resolve_settings(args: argparse.Namespace, env: Environment) -> ServerSettin
     for name in (
         "tls",
         "cafile",
+        "fingerprint",
         "client_cert",
         "client_key",
         "user",
@@ -331,6 +339,8 @@ def resolve_settings(args: argparse.Namespace, env: Environment) -> ServerSettin
             raise UsageError("--dkim-selector, --dkim-domain and --dkim-key go together")
         s.dkim = (selector, domain, key)
     check_host(s.host)
+    if s.fingerprint is not None:
+        _check_fingerprint(s.fingerprint, given=getattr(args, "fingerprint", None) is not None)
     if not 0 < s.port < 65536:
         raise UsageError(f"port {s.port} is out of range")
     if (s.password_command or s.password_env or s.password) and not s.user:
@@ -338,6 +348,22 @@ def resolve_settings(args: argparse.Namespace, env: Environment) -> ServerSettin
     if s.oauth_token_command and not s.user:
         raise UsageError("--oauth-token-command was given without --user")
     return s
+
+
+def _check_fingerprint(value: str, *, given: bool) -> None:
+    """A fingerprint that is no SHA-256 hash is refused before connecting, naming
+    where it came from (the option, or the account's ``fingerprint``)."""
+    from smtpmail.errors import InputError
+    from smtpmail.transport.tls import TLSOptions
+
+    try:
+        TLSOptions(fingerprint=value).pinned()
+    except InputError:
+        what = "--fingerprint" if given else "the account's fingerprint"
+        error = UsageError if given else ConfigError
+        raise error(
+            f"{what} {value!r} is not a SHA-256 fingerprint (64 hex digits, colons allowed)"
+        ) from None
 
 
 def check_host(host: str) -> None:
@@ -393,6 +419,7 @@ def _apply_account(s: ServerSettings, account: Account) -> tuple[int | None, str
             raise ConfigError(f"accounts.{account.name}.tls must be one of {', '.join(TLS_MODES)}")
         s.tls = v["tls"]
     s.cafile = v.get("ca_file", s.cafile)
+    s.fingerprint = v.get("fingerprint", s.fingerprint)  # msmtp: tls_fingerprint
     s.user = v.get("user", s.user)
     s.password_command = v.get("password_command", s.password_command)
     s.password_env = v.get("password_env", s.password_env)
@@ -521,16 +548,24 @@ def client_kwargs(s: ServerSettings, env: Environment) -> dict[str, Any]:
         kwargs["dkim"] = dkim_key(s)
     if s.convert_8bit:
         kwargs["convert_8bit"] = True
-    wants_tls = s.tls is not None or s.cafile or s.client_cert or s.insecure or s.user is not None
+    wants_tls = (
+        s.tls is not None
+        or s.cafile
+        or s.fingerprint
+        or s.client_cert
+        or s.insecure
+        or s.user is not None
+    )
     if not wants_tls:
         return kwargs
     from smtpmail.transport.tls import TLSMode, TLSOptions
 
     if s.tls is not None:
         kwargs["tls"] = TLSMode(s.tls)
-    if s.cafile or s.client_cert or s.insecure:
+    if s.cafile or s.fingerprint or s.client_cert or s.insecure:
         kwargs["tls_options"] = TLSOptions(
             ca_file=s.cafile,
+            fingerprint=s.fingerprint,
             cert_file=s.client_cert,
             key_file=s.client_key,
             verify_insecure_off=s.insecure,

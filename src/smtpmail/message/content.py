@@ -300,8 +300,26 @@ def resolve_envelope(
     sender: str | None,
     recipients: Iterable[str] | str | None,
     envelope: Envelope | None = None,
+    *,
+    requiretls: bool = False,
 ) -> Envelope:
-    """The envelope to use: given outright, from arguments, or from the message's headers."""
+    """The envelope to use: given outright, from arguments, or from the message's headers.
+
+    ``requiretls`` (``require_tls_extension=`` of send and deliver) sets
+    REQUIRETLS (RFC 8689) on it.
+    """
+    found = _resolve_envelope(message, sender, recipients, envelope)
+    if requiretls and not found.requiretls:
+        return found.with_recipients(found.recipients, requiretls=True)
+    return found
+
+
+def _resolve_envelope(
+    message: MessageInput,
+    sender: str | None,
+    recipients: Iterable[str] | str | None,
+    envelope: Envelope | None,
+) -> Envelope:
     if envelope is not None:
         return envelope
     if recipients is not None and sender is not None:

@@ -278,6 +278,9 @@ class Outbox:
                     envelope = envelope_from_headers(parsed, sender)
                     if recipients is not None:
                         envelope = Envelope(envelope.sender, recipients)
+        if envelope.requiretls:
+            # The queue's record has no field for it yet: refusing beats a silent downgrade.
+            raise InvalidArgument("the outbox does not keep REQUIRETLS (RFC 8689); send directly")
         if server is not None:
             _check_server(server)
         msg_id = f"{time.time_ns() // 1000:x}-{secrets.token_hex(4)}"

@@ -63,6 +63,9 @@ class Session(Transactions):
         #: transaction waits for the reply to the previous message's data; clients
         #: carry this over to their next connection (``Options.pipeline_messages``).
         self.refuses_pipelined_mail = False
+        #: TLS is up with a verified certificate (CA, DANE or a pin): the transport
+        #: says so after the handshake; REQUIRETLS needs it (RFC 8689 §4.1).
+        self.tls_authenticated = False
         #: Every form of the credentials, once AUTH has started: redacted from
         #: every reply read from then on (see :meth:`_receive`).
         self.secrets: Secrets | None = None

@@ -148,6 +148,7 @@ class Transactions:
     helo_reply: Reply | None
     needs_rset: bool
     refuses_pipelined_mail: bool
+    tls_authenticated: bool
 
     if TYPE_CHECKING:  # defined by Session, which reads the replies for both halves
 
@@ -363,6 +364,9 @@ class Transactions:
                     "the envelope or headers need SMTPUTF8, which the server does not offer"
                 )
             params["SMTPUTF8"] = None
+        if envelope.requiretls:
+            self._check_requiretls()
+            params["REQUIRETLS"] = None
         wants_dsn = envelope.ret or envelope.envid or envelope.notify or envelope.orcpt
         dsn = "DSN" in ext
         if wants_dsn and not dsn:
@@ -382,6 +386,21 @@ class Transactions:
             rcpts.append(cmd.rcpt_to(path, cmd.esmtp_params(rparams)))
         paths = list(envelope.recipient_paths)
         return _Plan(content, mail, rcpts, paths, use_bdat, SendResult(envelope.sender))
+
+    def _check_requiretls(self) -> None:
+        """RFC 8689 §4.2.1: REQUIRETLS only over verified TLS, to a server offering it."""
+        if not self.tls_authenticated:
+            raise ExtensionNotSupported(
+                "REQUIRETLS needs TLS with a verified certificate (DANE or a trusted CA); "
+                "this connection has none (RFC 8689 §4.2.1)",
+                enhanced_status="5.7.30",
+            )
+        if "REQUIRETLS" not in self.extensions:
+            raise ExtensionNotSupported(
+                "the message requires TLS on every hop (REQUIRETLS), which the server "
+                "does not offer (RFC 8689 §4.2.1)",
+                enhanced_status="5.7.30",
+            )
 
     def _evaluate(self, plan: _Plan, replies: list[Reply]) -> bool:
         """Record the MAIL/RCPT/DATA replies; True when the content should follow."""
@@ -447,7 +466,7 @@ class Transactions:
         reply = getattr(error, "reply", None)
         if isinstance(reply, Reply):
             for address in plan.accepted:
-                plan.result.recipients[address] = RecipientResult(address, reply, False)
+                _decided(plan.result.recipients, address, reply, False)
         self._conclude(plan, keep)
 
     def _finish(self, plan: _Plan, replies: list[Reply], keep: bool) -> None:
@@ -458,7 +477,7 @@ class Transactions:
             _in_step("BDAT" if plan.bdat else "end of data", replies[-1])
         if self.options.lmtp:
             for address, reply in zip(plan.accepted, replies, strict=False):
-                recipients[address] = RecipientResult(address, reply, _ok(reply))
+                _decided(recipients, address, reply, _ok(reply))
             if not any(_ok(reply) for reply in replies):
                 plan.error = DataRefused("DATA", replies[-1], "message refused")
         else:
@@ -467,7 +486,7 @@ class Transactions:
             if not ok:
                 plan.error = DataRefused("end of data", reply, "message refused")
             for address in plan.accepted:
-                recipients[address] = RecipientResult(address, reply, ok)
+                _decided(recipients, address, reply, ok)
         self._conclude(plan, keep)
 
     def _conclude(self, plan: _Plan, keep: bool) -> None:
@@ -597,3 +616,11 @@ def _bdat_chunks(content: Content, size: int) -> Iterator[tuple[bytes | memoryvi
             pending.clear()
     pending += encoder.end()
     yield bytes(pending), True
+
+
+def _decided(
+    recipients: dict[str, RecipientResult], address: str, reply: Reply, accepted: bool
+) -> None:
+    """A reply after RCPT decides an accepted recipient; its RCPT reply is kept."""
+    rcpt_reply = recipients[address].rcpt_reply if address in recipients else None
+    recipients[address] = RecipientResult(address, reply, accepted, rcpt_reply=rcpt_reply)

@@ -15,11 +15,11 @@ from enum import StrEnum
 from smtpmail._log import DEBUG, Logger
 from smtpmail._record import Frozen
 from smtpmail.errors import (
-    AuthenticationError,
     ConnectError,
     InputError,
     InvalidArgument,
     LocalProtocolError,
+    PlaintextAuthRefused,
     RemoteProtocolError,
     ReplyError,
     ReplyTimeout,
@@ -243,6 +243,7 @@ class BaseClient:
         self.tls_mode = resolve_mode(tls, port, self.credentials is not None)
         self.tls_options = tls_options or TLSOptions()
         self.tls_options.pinned()  # a malformed pin fails here, before connecting
+        self.tls_options.pinned_keys()
         self._ssl_context = ssl_context
         self._tls_info: TLSInfo | None = None
         self._peer: tuple[object, ...] | None = None
@@ -324,6 +325,7 @@ class BaseClient:
                     )
                 else:
                     log.warning("STARTTLS refused (%s); going on in clear text", reply.code)
+        session.tls_authenticated = self._tls_info is not None and self._tls_info.authenticated
         if until is Stage.TLS:
             return greeting
         if self.credentials is not None:
@@ -371,12 +373,7 @@ class BaseClient:
         if self._tls_info is None and not self.allow_plaintext_auth:
             local = LOOPBACK_IS_PRIVATE and self._peer is not None and _is_loopback(self._peer[0])
             if not local:
-                raise AuthenticationError(
-                    f"refusing to send credentials to {self.host}:{self.port} over an "
-                    "unencrypted connection; use tls=TLSMode.REQUIRED (STARTTLS) or "
-                    "TLSMode.IMPLICIT (port 465), or pass allow_plaintext_auth=True "
-                    "if the network is trusted"
-                )
+                raise PlaintextAuthRefused(f"{self.host}:{self.port}")
         from smtpmail.protocol.sasl import choose
 
         mechanism = choose(self._session.extensions.auth_mechanisms, creds, self.auth_mechanism)
