@@ -175,3 +175,16 @@ def test_replace_keeps_a_class_own_as_dict() -> None:
 
     report = DeliveryReport("a@example.org")
     assert report.replace(sender="b@example.org") == DeliveryReport("b@example.org")
+
+
+def test_a_subclass_of_a_written_init_keeps_it() -> None:
+    """Annotations in a subclass of a class with a hand-written __init__ (a test
+    double adding a counter) declare attributes: the __init__ stays the base's."""
+    from smtpmail.cli.environment import Environment
+
+    class Counting(Environment):
+        asked: list[str]
+
+    env = Counting(environ={})
+    env.asked = []
+    assert Counting._fields == Environment._fields and env.environ == {}

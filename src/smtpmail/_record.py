@@ -18,9 +18,10 @@ dict per instance is ``items: list[str] = field(default_factory=list)``. Type ch
 learn the generated ``__init__`` from :func:`typing.dataclass_transform`,
 applied only when type checking (typing is not imported at run time).
 
-A class whose ``__init__`` does more than store its arguments (a None default
-that becomes a fresh list, a default read from the process) writes it; its
-fields are then that ``__init__``'s parameters, read from its code object.
+A class whose ``__init__`` does more than store its arguments (a default read
+from the process, a value normalised) writes it; its fields are then that
+``__init__``'s parameters, read from its code object, and a subclass keeps that
+``__init__`` (its own annotations declare attributes, not fields).
 Annotations starting with ``_`` are private storage, not fields.
 """
 
@@ -64,7 +65,10 @@ class _Fields(type):
     def __new__(
         mcs, name: str, bases: tuple[type, ...], ns: dict[str, Any], **kwargs: Any
     ) -> _Fields:
-        if "_fields" in ns or ns.get("__module__") == __name__:  # Record, Frozen: bases
+        if ns.get("__module__") == __name__:  # Record and Frozen themselves
+            return super().__new__(mcs, name, bases, ns, **kwargs)
+        if "_fields" in ns:  # listed by hand with a written __init__ (transport/, for now)
+            ns.setdefault("_defaults", None)
             return super().__new__(mcs, name, bases, ns, **kwargs)
         inherited: tuple[str, ...] = tuple(f for b in bases for f in getattr(b, "_fields", ()))
         init = ns.get("__init__")
@@ -72,13 +76,19 @@ class _Fields(type):
             code = init.__code__
             own = code.co_varnames[1 : code.co_argcount + code.co_kwonlyargcount]
             ns["_fields"] = tuple(dict.fromkeys((*inherited, *own)))
+            ns["_defaults"] = None  # no generated __init__ to extend
+            return super().__new__(mcs, name, bases, ns, **kwargs)
+        if any(getattr(b, "_defaults", {}) is None for b in bases):
+            # A subclass of a class with a written __init__ keeps that __init__:
+            # its annotations only declare attributes (a test double's counters).
+            ns["_fields"] = inherited
             return super().__new__(mcs, name, bases, ns, **kwargs)
         annotations = ns.get("__annotations__", {})
         annotated = [n for n, a in annotations.items() if "ClassVar" not in str(a)]
         fields = [n for n in annotated if not n.startswith("_")]
         defaults: dict[str, Any] = {}
         for base in bases:
-            defaults.update(getattr(base, "_defaults", {}))
+            defaults.update(getattr(base, "_defaults", None) or {})
         for field in fields:
             if field in ns:
                 value = ns.pop(field)  # a class attribute would clash with its slot
