@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The benchmark command: installs the peers and tools it needs, then runs
-# bench/run.py (arguments are passed on: --quick, --runs N, --only 1 ...).
+# bench/run.py (arguments are passed on: --quick, --runs N, --only 1 ...);
+# --outbox first runs the outbox scenario instead (bench/outbox_bench.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -24,4 +25,12 @@ VENV=bench/.venv
 make_venv "$VENV"
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
   matplotlib aiosmtplib aiosmtpd
+if [ "${1:-}" = "--outbox" ]; then
+  # The outbox scenario (bench/outbox_bench.py): a private PostgreSQL, psycopg,
+  # and tests/pgserver.py (which imports pytest) to start it.
+  shift
+  [ -z "$(missing_packages postgresql)" ] || apt_install postgresql
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check 'psycopg[binary]' pytest
+  exec "$VENV/bin/python" bench/outbox_bench.py "$@"
+fi
 exec "$VENV/bin/python" bench/run.py "$@"

@@ -7,9 +7,13 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 # Debian packages the tests run as installed (Postfix and its smtp-sink, dnsmasq,
-# git send-email, Dovecot LMTP and SASL, chromium for the web inbox, opendkim), and
-# libatomic1 for the node program in Playwright's wheel (checked below, after pip).
-APT_PACKAGES="postfix dnsmasq-base git-email libmailtools-perl dovecot-core dovecot-lmtpd chromium opendkim libatomic1 knot knot-dnsutils unbound ldnsutils iproute2"
+# git send-email, Dovecot LMTP and SASL, chromium for the web inbox, opendkim, PostgreSQL
+# for the outbox's database store: tests/pgserver.py), and libatomic1 for the node
+# program in Playwright's wheel (checked below, after pip).
+APT_PACKAGES="postfix dnsmasq-base git-email libmailtools-perl dovecot-core dovecot-lmtpd chromium opendkim libatomic1 knot knot-dnsutils unbound ldnsutils iproute2 postgresql"
+# The proxies tests/proxies.py starts: Dante (SOCKS 4/5), microsocks (SOCKS 5 with a
+# password), tinyproxy (HTTP CONNECT), OpenSSH's ssh -D and sshd (SOCKS 4A).
+APT_PACKAGES="$APT_PACKAGES dante-server microsocks tinyproxy openssh-server openssh-client"
 # Debian packages the tests run unpacked with dpkg-deb -x under $SMTPMAIL_DEBS/<package>
 # (tests/interop/exim.py reads the same place): each conflicts with Postfix as an
 # installed package. What they depend on is installed; they themselves are not.

@@ -105,8 +105,63 @@ def test_no_smtplib_in_the_library() -> None:
 def test_the_layering_check_can_fail() -> None:
     # Guard against a walker that finds nothing: transport does import protocol.
     names = {n for n, _ in _imports(SRC / "transport" / "sync.py")}
-    assert "smtpmail.protocol.reply" in names
-    assert "socket" in names
+    assert "smtpmail.protocol.session" in names
+    assert "socket" in {n for n, _ in _imports(SRC / "transport" / "stream.py")}
+    assert _opens_connections(SRC / "transport" / "stream.py")
+    assert _opens_connections(SRC / "transport" / "aio_stream.py")
+
+
+#: Calls that open a connection or a socket: only the streams may make them.
+OPENERS = {
+    "create_connection",
+    "open_connection",
+    "socket",
+    "socketpair",
+    "fromfd",
+    "wrap_socket",
+    "start_tls",
+    "connect",
+    "connect_ex",
+    "HTTPConnection",
+    "HTTPSConnection",
+    "urlopen",
+}
+#: Calls that share a name with an opener but go through the seam (a client's
+#: connect, a stream's start_tls) or open no network connection (sqlite).
+NOT_OPENERS = {"client.connect", "sqlite3.connect", "stream.start_tls"}
+
+
+def _opens_connections(path: Path) -> list[str]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if name in OPENERS and ast.unparse(func) not in NOT_OPENERS:
+                found.append(f"{path.relative_to(SRC)}:{node.lineno} calls {ast.unparse(func)}")
+        elif isinstance(node, ast.ClassDef):
+            # An HTTP connection class is fine when its connect() uses the seam.
+            bases = {ast.unparse(b).rsplit(".", 1)[-1] for b in node.bases}
+            methods = {n.name for n in node.body if isinstance(n, ast.FunctionDef)}
+            if bases & {"HTTPConnection", "HTTPSConnection"} and "connect" not in methods:
+                found.append(f"{path.relative_to(SRC)}:{node.lineno} {node.name} keeps connect()")
+    return found
+
+
+def test_only_the_streams_open_connections() -> None:
+    """The network seam carries every connection the product makes to a mail
+    or web server (DESIGN.md). The PostgreSQL outbox store is the one other
+    place: psycopg (libpq) connects to the queue's database itself, which is
+    not a connection a proxy, a caller's socket or a TLS check applies to."""
+    streams = {SRC / "transport" / "stream.py", SRC / "transport" / "aio_stream.py"}
+    database = SRC / "outbox" / "postgres"
+    bad = [
+        hit
+        for path in _modules()
+        if path not in streams and database not in path.parents
+        for hit in _opens_connections(path)
+    ]
+    assert bad == []
 
 
 def _public_methods(cls: type) -> dict[str, inspect.Signature]:
@@ -172,3 +227,22 @@ def test_every_error_answers_transient_or_permanent() -> None:
         assert issubclass(cls, errors.SMTPError)
         assert isinstance(cls.is_transient, property)
         assert isinstance(cls.is_permanent, property)
+
+
+#: What differs between the twin trampolines besides async/await (unasync's rules).
+UNASYNC = {
+    "AsyncConnector": "Connector",
+    "open_tcp": "connect_tcp",
+    "await as_async_stream": "as_stream",
+    "``Client._drive``": "``AsyncClient._drive``",
+}
+
+
+def test_the_trampolines_are_twins() -> None:
+    """The drive loop exists once (transport/drive.py); the two clients only
+    perform its steps, in code that is the same but for async and await."""
+    text = inspect.getsource(AsyncClient._drive)
+    for old, new in UNASYNC.items():
+        text = text.replace(old, new)
+    text = text.replace("async ", "").replace("await ", "")
+    assert text == inspect.getsource(Client._drive)

@@ -135,6 +135,20 @@ async def test_clients_convert_when_asked(connect: Connect) -> None:
     same_content(LETTER, got.content)
 
 
+async def test_clients_send_unchanged_to_a_server_with_8bitmime(connect: Connect) -> None:
+    """As an MTA (Postfix converts only when the next hop lacks 8BITMIME): asking
+    for the conversion does not change what a server that takes 8-bit data gets."""
+    with RecordingServer() as server:
+        async with connect(server.port, convert_8bit=True) as client:
+            result = await client.send(LETTER, "j@example.org", ["bob@example.net"])
+    assert result.accepted == ["bob@example.net"]
+    (got,) = server.messages
+    assert "BODY=8BITMIME" in got.mail_options
+    assert got.content == lines(LETTER).replace(b"Bcc: hidden@example.net\n", b"").replace(
+        b"\n", b"\r\n"
+    )
+
+
 # -- the console scripts ---------------------------------------------------------
 
 
@@ -190,3 +204,24 @@ def test_sendmail_converts_with_the_account_key_or_the_flag(tmp_path: Path) -> N
     for got in server.messages:
         assert got.content.isascii()
         same_content(LETTER, got.content)
+
+
+def test_send_converts_for_a_server_with_8bitmime_only_when_signing(tmp_path: Path) -> None:
+    """Unsigned: the message goes unchanged (8BITMIME). Signed: converted first
+    anyway (RFC 6376 §5.3), so a later relay's downgrade cannot break the signature."""
+    key = make_key(tmp_path, "ed25519-sha256")
+    dkim = ["--dkim-selector", key.selector, "--dkim-domain", key.domain]
+    dkim += ["--dkim-key", str(key_file(tmp_path, "ed25519-sha256"))]
+    with RecordingServer() as server:
+        argv = ["send", f"--server=smtp://{server.host}:{server.port}", "--message", "-"]
+        plain = run("smtpmail", *argv, "--convert-8bit", stdin=LETTER)
+        signed = run("smtpmail", *argv, "--convert-8bit", *dkim, stdin=LETTER)
+    assert plain.returncode == 0, plain.stderr
+    assert signed.returncode == 0, signed.stderr
+    unchanged, converted = server.messages
+    assert "BODY=8BITMIME" in unchanged.mail_options
+    assert b"Content-Transfer-Encoding: 8bit\r\n\r\nH\xc3\xa9llo w\xc3\xb6rld" in unchanged.content
+    assert b"Content-Transfer-Encoding: binary" in unchanged.content
+    assert converted.content.isascii()
+    same_content(LETTER, converted.content)
+    assert verify(converted.content, key)

@@ -69,3 +69,23 @@ def test_every_relative_link_leads_to_a_file_or_heading() -> None:
             headings = re.findall(r"^#+ (.*)$", target.read_text(encoding="utf-8"), flags=re.M)
             slugs = {re.sub(r"[^\w\- ]", "", h.lower()).strip().replace(" ", "-") for h in headings}
             assert anchor in slugs, f"{path}#{anchor}"
+
+
+#: The options issue 14 added for swaks and msmtp users: the README's own
+#: command-line examples show each one (its details are in docs/).
+NEW_CLI_OPTIONS = (
+    "-4", "-6", "--source-address", "--quit-after", "--fingerprint", "--data", "--header",
+    "--logfile", "--syslog", "--read-envelope-from", "--convert-8bit", "--data-timeout",
+    "--oauth-token-command", "--show-data-lines",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("option", NEW_CLI_OPTIONS)
+def test_the_command_line_section_shows_the_new_options(option: str) -> None:
+    from clirun import run_cli
+
+    examples = "\n".join(code_blocks(section("The command line"), "sh"))
+    assert re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", examples), option
+    # ... and each is an option the program really takes.
+    helps = run_cli("send", "--help").stdout + run_cli("sendmail", "--help").stdout
+    assert re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", helps), option

@@ -5,32 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from typing import Any
 
 import pytest
 
 from clirun import run_cli
-from servers import Recorder, RecordingServer, free_port
+from servers import PeerRecorder, RecordingServer, free_port
 from smtpmail import AsyncClient, Client
 from smtpmail.cli import exits
 from smtpmail.errors import ConnectError, InvalidArgument
 
 BASIC = ("--from", "me@example.org", "--to", "a@example.net", "--body", "x")
-
-
-class PeerRecorder(Recorder):
-    """Notes the peer (address, port) of every MAIL FROM's session."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.peers: list[str] = []
-
-    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str,
-                          options: list[str]) -> str:  # fmt: skip
-        self.peers.append(session.peer[0])
-        envelope.mail_from = address
-        envelope.mail_options.extend(options)
-        return "250 OK"
 
 
 def _ipv6_loopback() -> bool:

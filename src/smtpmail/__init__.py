@@ -56,6 +56,8 @@ _PUBLIC: dict[str, str] = {
     "MessageTooLarge": "smtpmail.errors",
     "OutboxError": "smtpmail.errors",
     "ProtocolError": "smtpmail.errors",
+    "Proxy": "smtpmail.protocol.proxy",
+    "ProxyError": "smtpmail.errors",
     "RecipientsRefused": "smtpmail.errors",
     "RemoteProtocolError": "smtpmail.errors",
     "ReplyError": "smtpmail.errors",
@@ -95,6 +97,8 @@ __all__ = [
     "OutboxError",
     "PlaintextAuthRefused",
     "ProtocolError",
+    "Proxy",
+    "ProxyError",
     "RecipientResult",
     "RecipientsRefused",
     "RemoteProtocolError",
@@ -195,6 +199,9 @@ if TYPE_CHECKING:
         ProtocolError as ProtocolError,
     )
     from smtpmail.errors import (
+        ProxyError as ProxyError,
+    )
+    from smtpmail.errors import (
         RecipientsRefused as RecipientsRefused,
     )
     from smtpmail.errors import (
@@ -244,6 +251,9 @@ if TYPE_CHECKING:
     )
     from smtpmail.protocol.extensions import (
         Extensions as Extensions,
+    )
+    from smtpmail.protocol.proxy import (
+        Proxy as Proxy,
     )
     from smtpmail.protocol.reply import (
         Reply as Reply,

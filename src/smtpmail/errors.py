@@ -15,6 +15,8 @@ Every error answers ``is_transient`` (trying again later may succeed) and
     │   └── RemoteProtocolError               the server broke the protocol (malformed reply...)
     ├── TransportError                        transient: the connection failed
     │   ├── ConnectError                      could not connect to any address
+    │   │   └── ProxyError                    the proxy refused or failed the tunnel to the
+    │   │                                     server (its credentials refused: permanent)
     │   ├── ReplyTimeout                      a reply did not arrive before its deadline
     │   └── ConnectionLost                    the server closed the connection
     ├── TLSError                              a TLS handshake, certificate or policy failure
@@ -67,6 +69,7 @@ __all__ = [
     "OutboxError",
     "PlaintextAuthRefused",
     "ProtocolError",
+    "ProxyError",
     "RecipientsRefused",
     "RemoteProtocolError",
     "ReplyError",
@@ -187,6 +190,31 @@ class TransportError(SMTPError):
 
 class ConnectError(TransportError):
     """No connection could be made to the server."""
+
+
+class ProxyError(ConnectError):
+    """The proxy could not open the tunnel to the server.
+
+    Transient when the proxy is down, failed, or could not reach the server
+    (trying again later may work); permanent when it refused the credentials
+    or the destination by its rules, or is not the kind of proxy the URL says
+    (a configuration to fix). Never quotes the proxy's password.
+    """
+
+    def __init__(self, message: str, *, transient: bool) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+    @property
+    def is_transient(self) -> bool:
+        return self.transient
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_proxy_error, (str(self), self.transient))
+
+
+def _proxy_error(message: str, transient: bool) -> ProxyError:
+    return ProxyError(message, transient=transient)
 
 
 class ReplyTimeout(TransportError):

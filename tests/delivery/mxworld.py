@@ -168,12 +168,14 @@ class PolicyServer:
     def __init__(self, address: str, cert: trustme.LeafCert) -> None:
         self.policies: dict[str, tuple[int, str, str]] = {}
         self.fetches: Counter[str] = Counter()
+        self.peers: list[str] = []  # the address each fetch came from
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 host = (self.headers.get("Host") or "").split(":")[0]
                 outer.fetches[host] += 1
+                outer.peers.append(self.client_address[0])
                 status, kind, body = outer.policies.get(host, (404, "text/plain", "not here"))
                 if self.path != "/.well-known/mta-sts.txt":
                     status = 404
@@ -228,6 +230,7 @@ class MXWorld:
     def reset_policies(self) -> None:
         self.https.policies.clear()
         self.https.fetches.clear()
+        self.https.peers.clear()
         for name, body in POLICIES.items():
             self.https.serve(f"{name}.test", body)
 

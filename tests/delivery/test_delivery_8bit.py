@@ -23,15 +23,17 @@ MESSAGE = (
 )
 
 
+@pytest.mark.parametrize("signed", [True, False])
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_deliver_converts_8bit_parts_when_asked(
-    world: MXWorld, start: StartServer, mode: str
+    world: MXWorld, start: StartServer, mode: str, signed: bool
 ) -> None:
+    """Signed: converted before signing. Unsigned: converted by the client that
+    meets the MX host without 8BITMIME."""
     mx = start(OK, handler=Withholding())
-    options = {
-        "nameservers": world.nameservers, "ehlo_name": "client.test", "mta_sts": False,
-        "dkim": world.dkim["rsa-sha256"],
-    }  # fmt: skip
+    options = {"nameservers": world.nameservers, "ehlo_name": "client.test", "mta_sts": False}
+    if signed:
+        options["dkim"] = world.dkim["rsa-sha256"]
 
     def deliver(**extra: object) -> smtpmail.DeliveryReport:
         args = (MESSAGE, "a@sender.test", ["to@failover.test"])
@@ -44,4 +46,21 @@ def test_deliver_converts_8bit_parts_when_asked(
     assert deliver(convert_8bit=True).ok
     (got,) = mx.messages
     assert got.content.isascii() and b"\r\n\r\nH=C3=A9llo\r\n" in got.content
-    assert verify_dns(got.content, world.nameservers[0])
+    if signed:
+        assert verify_dns(got.content, world.nameservers[0])
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_deliver_sends_unsigned_8bit_unchanged_to_an_mx_with_8bitmime(
+    world: MXWorld, start: StartServer, mode: str
+) -> None:
+    mx = start(OK)
+    options = {"nameservers": world.nameservers, "ehlo_name": "client.test", "mta_sts": False}
+    args = (MESSAGE, "a@sender.test", ["to@failover.test"])
+    if mode == "sync":
+        report = smtpmail.deliver(*args, **options, convert_8bit=True)  # type: ignore[arg-type]
+    else:
+        report = asyncio.run(smtpmail.deliver_async(*args, **options, convert_8bit=True))  # type: ignore[arg-type]
+    assert report.ok
+    (got,) = mx.messages
+    assert "BODY=8BITMIME" in got.mail_options and got.content == MESSAGE

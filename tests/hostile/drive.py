@@ -87,6 +87,4 @@ def drive(kind: str, port: int, ops: list[Op], **client_kwargs: Any) -> Outcome:
 
 def _socket_released(client: Client | AsyncClient) -> bool:
     """Has the client dropped its socket (before the test's own clean-up)?"""
-    if isinstance(client, Client):
-        return client._sock is None and not client.is_connected
-    return client._writer is None and not client.is_connected
+    return client._stream is None and not client.is_connected

@@ -4,6 +4,7 @@ The file is ``$XDG_CONFIG_HOME/smtpmail/config.toml`` (``~/.config/...``),
 or the path in ``$SMTPMAIL_CONFIG``, or ``--config PATH``::
 
     default = "work"              # the account used without --account
+    queue = "postgresql://mail@db.example.org/mail"   # the outbox (default: a folder)
 
     [accounts.work]
     host = "smtp.example.org"     # or server = "smtps://smtp.example.org"
@@ -62,6 +63,7 @@ _KEYS = frozenset(
         "timeout",
         "data_timeout",
         "dkim",
+        "proxy",
         "show_data_lines",
         "logfile",
         "syslog",
@@ -130,9 +132,42 @@ def load_account(
     unknown = set(values) - _KEYS
     if unknown:
         raise ConfigError(f"{path}: accounts.{chosen}: unknown keys {sorted(unknown)}")
-    if "password" in values:
+    if "password" in values or _proxy_password(values.get("proxy")):
         _warn_clear_text(env, path, chosen)
     return Account(chosen, dict(values), path)
+
+
+def queue_location(env: Environment, given_path: str | None) -> str | None:
+    """The file's top-level ``queue`` key: the outbox's folder or PostgreSQL URL."""
+    explicit = bool(given_path or env.environ.get(ENV_VAR))
+    if not explicit and _no_default_file(env):
+        return None
+    path = config_path(env, given_path)
+    if not path.exists():
+        return None
+    value = _read(path).get("queue")
+    if value is not None and not isinstance(value, str):
+        raise ConfigError(f"{path}: 'queue' must be a folder or a postgresql:// URL")
+    return value
+
+
+def _proxy_password(url: object) -> bool:
+    """Does a ``proxy`` URL carry a password (``socks5://user:pass@host``)?"""
+    if not isinstance(url, str):
+        return False
+    authority = url.partition("://")[2].partition("/")[0]
+    return ":" in authority.rpartition("@")[0]
+
+
+def _shown(key: str, value: Any) -> Any:
+    """A config value as ``smtpmail config`` prints it: secrets hidden."""
+    if key == "password":
+        return "<hidden>"
+    if key == "proxy" and isinstance(value, str):
+        from smtpmail.protocol.proxy import redact_url
+
+        return redact_url(value)
+    return value
 
 
 def _by_sender(accounts: dict[str, Any], sender: str | None) -> str | None:
@@ -204,7 +239,7 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     env.stdout.write(f"{path}\n")
     for name, values in sorted(dict(data.get("accounts", {})).items()):
         mark = "*" if name == default else " "
-        shown = {k: ("<hidden>" if k == "password" else v) for k, v in dict(values).items()}
+        shown = {k: _shown(k, v) for k, v in dict(values).items()}
         items = " ".join(f"{k}={v!r}" for k, v in shown.items())
         env.stdout.write(f"{mark} {name}: {items}\n")
     return 0

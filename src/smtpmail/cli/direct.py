@@ -143,6 +143,7 @@ def run(args: argparse.Namespace, env: Environment, message: Any, envelope: Any)
         transcript=transcript,
         keep_bcc=getattr(args, "keep_bcc", False),
         dkim=dkim_key(settings),
+        proxy=settings.proxy,
         convert_8bit=settings.convert_8bit,
     )
     status = exit_for(report)

@@ -47,7 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     m.add_argument(
         "--to-column", metavar="NAME", help="the column with the recipient (default: To/Cc/Bcc)"
     )
-    m.add_argument("--queue-dir", metavar="DIR", help="the outbox folder")
+    from smtpmail.cli.send_outbox import add_location_arguments
+
+    add_location_arguments(m)
     m.add_argument("--queue-only", action="store_true", help="queue the messages; send nothing now")
     m.add_argument(
         "--dry-run", "-n", action="store_true", help="print the first message; send none"
@@ -104,7 +106,7 @@ def run(args: argparse.Namespace, env: Environment) -> int:
 
                 env.document["messages"] = [jsondoc.queued_message(m) for m in box.messages(ids)]
             else:
-                env.stdout.write(f"{len(ids)} message(s) queued in {box.root}\n")
+                env.stdout.write(f"{len(ids)} message(s) queued in {box.where()}\n")
             return EX_OK
         started = time.monotonic()
         worker = worker_from(box, args, env)

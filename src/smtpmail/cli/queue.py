@@ -10,8 +10,11 @@
     smtpmail queue purge [ID...] [--all]                  # remove done (or all) messages
     smtpmail queue report [--json]                        # who could not be reached, and why
 
-The queue folder is ``--queue-dir``, else ``$SMTPMAIL_QUEUE_DIR``, else
-``$XDG_DATA_HOME/smtpmail/outbox``.
+    smtpmail queue migrate                                # create/upgrade a PostgreSQL outbox
+
+The outbox is ``--queue-url`` (PostgreSQL) or ``--queue-dir`` (a folder), else
+``$SMTPMAIL_QUEUE_URL`` or ``$SMTPMAIL_QUEUE_DIR``, else the configuration
+file's ``queue`` key, else the folder ``$XDG_DATA_HOME/smtpmail/outbox``.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ import argparse
 import signal
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from smtpmail.cli import jsondoc
@@ -31,7 +33,9 @@ __all__ = ["add_arguments", "add_worker_arguments", "open_outbox", "run", "worke
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--queue-dir", metavar="DIR", help="the outbox folder")
+    from smtpmail.cli.send_outbox import add_location_arguments
+
+    add_location_arguments(parser)
     sub = parser.add_subparsers(dest="action", metavar="ACTION")
 
     p = sub.add_parser("add", help="queue a message read from standard input (or --file)")
@@ -70,6 +74,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     p.add_argument("--json", action="store_true", help="print the run's outcome as JSON")
+    p.add_argument(
+        "--metrics",
+        type=_metrics_address,
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (needs smtpmail[metrics])",
+    )
+    p.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        help="one line per attempt on standard error, as key=value text or JSON",
+    )
 
     p = sub.add_parser("retry", help="make deferred messages due now")
     p.add_argument("ids", nargs="*", metavar="ID")
@@ -78,8 +93,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("ids", nargs="*", metavar="ID")
     p.add_argument("--all", action="store_true", help="also remove messages still pending")
 
+    sub.add_parser("migrate", help="create or upgrade the PostgreSQL outbox's tables")
+
     p = sub.add_parser("report", help="a bounce-like report of the recipients that failed")
     p.add_argument("--json", action="store_true")
+
+
+def _metrics_address(text: str) -> str:
+    from smtpmail.outbox.metrics import metrics_address
+
+    try:
+        metrics_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    return text
 
 
 def add_worker_arguments(p: argparse.ArgumentParser) -> None:
@@ -95,9 +122,19 @@ def add_worker_arguments(p: argparse.ArgumentParser) -> None:
         "--connections", type=int, default=4, metavar="N", help="at most N connections (4)"
     )
     g.add_argument(
-        "--per-server", type=int, default=2, metavar="N", help="at most N to one server (2)"
+        "--per-server",
+        type=int,
+        default=2,
+        metavar="N",
+        help="at most N to one server (2; a PostgreSQL outbox: all workers together)",
     )
     g.add_argument("--rate", type=float, metavar="R", help="at most R messages per second, overall")
+    g.add_argument(
+        "--per-server-rate",
+        type=float,
+        metavar="R",
+        help="at most R messages per second to one server (PostgreSQL outbox: all workers)",
+    )
     g.add_argument(
         "--batch", type=int, default=50, metavar="N", help="messages per claim on a connection (50)"
     )
@@ -117,9 +154,9 @@ def add_worker_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def open_outbox(args: argparse.Namespace, env: Environment) -> Any:
+    from smtpmail.cli.send_outbox import queue_location
     from smtpmail.outbox import Outbox, RetrySchedule
 
-    folder = args.queue_dir or env.environ.get("SMTPMAIL_QUEUE_DIR") or str(env.data_dir / "outbox")
     changes = {
         name: value
         for name, value in (
@@ -129,7 +166,7 @@ def open_outbox(args: argparse.Namespace, env: Environment) -> Any:
         )
         if value is not None
     }
-    return Outbox(Path(folder).expanduser(), schedule=RetrySchedule(**changes))
+    return Outbox(queue_location(args, env), schedule=RetrySchedule(**changes))
 
 
 def worker_from(box: Any, args: argparse.Namespace, env: Environment) -> Any:
@@ -141,6 +178,7 @@ def worker_from(box: Any, args: argparse.Namespace, env: Environment) -> Any:
         "connections": args.connections,
         "per_server": args.per_server,
         "rate": args.rate,
+        "per_server_rate": args.per_server_rate,
         "batch": args.batch,
     }
     if getattr(args, "direct", False):
@@ -169,6 +207,7 @@ def direct_kwargs(args: argparse.Namespace, env: Environment) -> dict[str, Any]:
         "mta_sts": False if args.no_mta_sts else MTASTS(ca_file=cafile),
         "timeout": timeouts(getattr(args, "timeout", None), getattr(args, "data_timeout", None)),
         "dkim": dkim_key(settings),
+        "proxy": settings.proxy,
         "convert_8bit": settings.convert_8bit,
     }
 
@@ -178,7 +217,9 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     if action is None:
         from smtpmail.cli.exits import UsageError
 
-        raise UsageError("smtpmail queue: say add, list, run, show, retry, purge or report")
+        raise UsageError(
+            "smtpmail queue: say add, list, run, show, retry, purge, report or migrate"
+        )
     box = open_outbox(args, env)
     handler: Callable[[Any, argparse.Namespace, Environment], int] = _ACTIONS[action]
     try:
@@ -187,6 +228,8 @@ def run(args: argparse.Namespace, env: Environment) -> int:
         from smtpmail.errors import InvalidArgument
 
         raise InvalidArgument(f"smtpmail queue: {exc.args[0]}") from None
+    finally:
+        box.close()
 
 
 # -- actions -------------------------------------------------------------------
@@ -252,7 +295,7 @@ def _show(box: Any, args: argparse.Namespace, env: Environment) -> int:
     when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(m.created))
     lines = [
         f"id:          {m.id}",
-        f"file:        {box.eml_path(m.id)}",
+        f"stored:      {box.where(m.id)}",
         f"status:      {m.status}",
         f"queued:      {when} ({_age(m.created)} ago), {m.attempts} attempt(s)",
         f"from:        <{m.sender}>",
@@ -285,8 +328,43 @@ _POSSIBLY = {
 }
 
 
+def _observe(box: Any, args: argparse.Namespace, env: Environment) -> Any:
+    """Hook the attempt log and the metrics into the outbox; returns the metrics'
+    HTTP server (None without --metrics), for the caller to close."""
+    from smtpmail.outbox import Observer, Observers
+
+    observers: list[Observer] = []
+    served = None
+    if args.log_format:
+        from smtpmail.outbox.attemptlog import AttemptLog
+
+        def write(line: str) -> None:
+            env.stderr.write(line)
+            env.stderr.flush()
+
+        observers.append(AttemptLog(write, format=args.log_format, worker=box.owner))
+    if args.metrics:
+        from smtpmail.outbox.metrics import Metrics
+
+        metrics = Metrics(box)
+        served = metrics.serve(args.metrics)
+        observers.append(metrics)
+    if observers:
+        box.observer = Observers(box.observer, *observers)
+    return served
+
+
 def _run(box: Any, args: argparse.Namespace, env: Environment) -> int:
     worker = worker_from(box, args, env)
+    served = _observe(box, args, env)
+    try:
+        return _drain(box, worker, args, env)
+    finally:
+        if served is not None:
+            served.close()
+
+
+def _drain(box: Any, worker: Any, args: argparse.Namespace, env: Environment) -> int:
     document = env.document
     quiet = args.quiet or document is not None  # stdout is the JSON document's
     tried: list[str] = []
@@ -369,6 +447,11 @@ def _report(box: Any, args: argparse.Namespace, env: Environment) -> int:
     return EX_OK
 
 
+def _migrate(box: Any, args: argparse.Namespace, env: Environment) -> int:
+    env.stdout.write(f"{box.where()}: {box.migrate()}\n")
+    return EX_OK
+
+
 _ACTIONS: dict[str, Callable[[Any, argparse.Namespace, Environment], int]] = {
     "add": _add,
     "list": _list,
@@ -377,4 +460,5 @@ _ACTIONS: dict[str, Callable[[Any, argparse.Namespace, Environment], int]] = {
     "retry": _retry,
     "purge": _purge,
     "report": _report,
+    "migrate": _migrate,
 }

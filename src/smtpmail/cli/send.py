@@ -154,7 +154,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="STAGE",
         choices=QUIT_STAGES,
         help="stop after this stage and QUIT, delivering nothing (with -v: the dialogue "
-        "up to it): " + ", ".join(QUIT_STAGES),
+        "up to it): " + ", ".join(QUIT_STAGES) + "; not with --queue, --direct or --json",
     )
 
 
@@ -475,9 +475,10 @@ def _dry_run(
     envelope = prepared.envelope
     from smtpmail.message.content import as_content
 
-    # What would be sent: through the same transforms (the Bcc rule, the 8-bit
-    # downgrade) as a send.
-    content = as_content(prepared.message, keep_bcc=keep_bcc, convert_8bit=settings.convert_8bit)
+    # What would be sent: through the Bcc rule, as a send. The 8-bit downgrade
+    # depends on the server (8BITMIME or not) and DKIM signing on the moment:
+    # neither is shown.
+    content = as_content(prepared.message, keep_bcc=keep_bcc)
     chunks = content.chunks
     if env.document is not None:
         from smtpmail.cli import jsondoc

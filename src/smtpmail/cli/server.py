@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from smtpmail.message.dkim import DKIMKey
+    from smtpmail.protocol.proxy import Proxy
     from smtpmail.transport._base import Timeouts, Transcript
     from smtpmail.transport.sync import Client
 
@@ -70,6 +71,12 @@ def add_server_arguments(parser: argparse.ArgumentParser, *, url_option: bool = 
             "-6", dest="family", action="store_const", const=6, help="connect over IPv6 only"
         )
         g.add_argument("--source-address", metavar="ADDR", help="the local address to connect from")
+    g.add_argument(
+        "--proxy",
+        metavar="URL",
+        help="connect through this proxy: socks5://[USER:PASS@]HOST[:PORT] (socks5h: the "
+        "proxy resolves the server's name), socks4://, socks4a://, http://HOST:PORT (CONNECT)",
+    )
     g.add_argument("--account", "-a", metavar="NAME", help="use this account from the config")
     g.add_argument("--config", metavar="PATH", help="config file (default $SMTPMAIL_CONFIG, XDG)")
     g.add_argument(
@@ -138,9 +145,9 @@ def add_server_arguments(parser: argparse.ArgumentParser, *, url_option: bool = 
         "--convert-8bit",
         action="store_true",
         default=None,
-        help="re-encode a message's 8-bit MIME parts (quoted-printable for text, base64 "
-        "otherwise) so it goes to a server without 8BITMIME; without it such a message is "
-        "refused (exit 69). Composed messages are 7-bit already",
+        help="for a server without 8BITMIME, re-encode a message's 8-bit MIME parts "
+        "(quoted-printable for text, base64 otherwise; always when DKIM signing); without it "
+        "such a message is refused (exit 69). Composed messages are 7-bit already",
     )
     d = parser.add_argument_group("DKIM signing (all three, or the account's dkim table)")
     d.add_argument("--dkim-selector", metavar="NAME", help="s=: the key is at NAME._domainkey")
@@ -209,12 +216,14 @@ class ServerSettings(Record):
     dkim: tuple[str, str, str] | None = None  # (selector, domain, key file)
     family: int | None = None  # 4, 6 or None: either
     source_address: str | None = None
+    proxy: Proxy | None = None  # checked when set (_proxy)
     show_data_lines: int | None = None  # -v's data view (None: 40; 0: all)
     logfile: str | None = None  # the mail log (smtpmail.cli.maillog)
     syslog: str | None = None  # its syslog facility, or None
     convert_8bit: bool = False  # 8-bit MIME parts re-encoded (message.eightbit)
-    #: The password never shows in a repr (or a traceback's locals).
-    _hidden = frozenset({"password"})
+    #: The password never shows in a repr (or a traceback's locals), nor the
+    #: proxy (its URL may hold one).
+    _hidden = frozenset({"password", "proxy"})
 
     @property
     def url(self) -> str:
@@ -299,6 +308,8 @@ def resolve_settings(args: argparse.Namespace, env: Environment) -> ServerSettin
         scheme = scheme or "smtp"
     if getattr(args, "port", None) is not None:
         port = args.port
+    if getattr(args, "proxy", None) is not None:
+        s.proxy = _proxy(args.proxy, UsageError, "--proxy")
     for name in (
         "tls",
         "cafile",
@@ -428,6 +439,8 @@ def _apply_account(s: ServerSettings, account: Account) -> tuple[int | None, str
     s.auth_mechanism = v.get("auth_mechanism", s.auth_mechanism)
     s.ehlo_name = v.get("ehlo_name", s.ehlo_name)
     s.sender = v.get("from", s.sender)
+    if "proxy" in v:
+        s.proxy = _proxy(v["proxy"], ConfigError, f"accounts.{account.name}.proxy")
     for key in ("timeout", "data_timeout"):
         if key in v:
             setattr(s, key, float(v[key]))
@@ -452,6 +465,19 @@ def _apply_account(s: ServerSettings, account: Account) -> tuple[int | None, str
     if "dkim" in v:
         s.dkim = _account_dkim(account.name, v["dkim"])
     return port, scheme
+
+
+def _proxy(url: object, error: type[Exception], where: str) -> Proxy:
+    """A proxy URL checked now, before any connection (the error never shows its password)."""
+    from smtpmail.errors import InvalidArgument
+    from smtpmail.protocol.proxy import Proxy
+
+    if not isinstance(url, str):
+        raise error(f"{where} must be a URL string")
+    try:
+        return Proxy.parse(url)
+    except InvalidArgument as exc:
+        raise error(f"{where}: {exc}") from None
 
 
 def _account_dkim(name: str, table: Any) -> tuple[str, str, str]:
@@ -544,6 +570,8 @@ def client_kwargs(s: ServerSettings, env: Environment) -> dict[str, Any]:
         kwargs["family"] = socket.AF_INET if s.family == 4 else socket.AF_INET6
     if s.source_address is not None:
         kwargs["source_address"] = (s.source_address, 0)
+    if s.proxy is not None:
+        kwargs["proxy"] = s.proxy
     if s.dkim is not None:
         kwargs["dkim"] = dkim_key(s)
     if s.convert_8bit:

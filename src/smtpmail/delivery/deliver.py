@@ -37,10 +37,16 @@ from smtpmail.message.dkim import DKIMKey
 from smtpmail.message.tlsrequired import tls_required_no
 from smtpmail.protocol.commands import ehlo_name as check_ehlo_name
 from smtpmail.protocol.envelope import Envelope, SendResult
+from smtpmail.protocol.proxy import Proxy
 from smtpmail.transport._base import Timeouts, Transcript
 from smtpmail.transport.aio import AsyncClient
 from smtpmail.transport.sync import Client
 from smtpmail.transport.tls import TLSInfo, TLSOptions
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+
+if TYPE_CHECKING:
+    from smtpmail.transport.stream import Connector
 
 __all__ = ["deliver", "deliver_async"]
 
@@ -72,6 +78,8 @@ class _Plan(Frozen):
     mta_sts: MTASTS | None
     client_options: dict[str, Any]
     max_connections: int
+    #: How the MTA-STS policy fetch connects: through the proxy, when there is one.
+    policy_connect: Connector | None = None
 
 
 def _plan(
@@ -93,6 +101,7 @@ def _plan(
     transcript: Transcript | None,
     keep_bcc: bool,
     dkim: DKIMKey | None,
+    proxy: Proxy | str | None,
     convert_8bit: bool,
     require_tls_extension: bool,
 ) -> _Plan:
@@ -105,7 +114,8 @@ def _plan(
         check_ehlo_name(ehlo_name)
     # Every domain gets the same bytes (signed once), so a stream is read once,
     # here; the message's transforms (the Bcc rule, 8-bit downgrade, DKIM) happen here too, and
-    # these bytes go out as they are (_SENT_AS_IS).
+    # these bytes go out as they are (_SENT_AS_IS), but for an unsigned message's 8-bit
+    # downgrade, which each client makes for an MX host without 8BITMIME only.
     data = b"".join(
         as_content(message, keep_bcc=keep_bcc, dkim=dkim, convert_8bit=convert_8bit).chunks
     )
@@ -132,10 +142,20 @@ def _plan(
         dane=dane,
         local_names=_local_names(ehlo_name),
     )
-    options: dict[str, Any] = {"ehlo_name": ehlo_name, "timeout": timeout}
+    # Unsigned 8-bit data is converted by each client, for an MX host without
+    # 8BITMIME only (signed data was converted above; this is then a no-op).
+    options: dict[str, Any] = {
+        "ehlo_name": ehlo_name, "timeout": timeout, "convert_8bit": convert_8bit,
+    }  # fmt: skip
+    policy_connect = None
+    if proxy is not None:
+        options["proxy"] = Proxy.of(proxy)  # a bad URL fails here, before any lookup
+        from smtpmail.transport.proxy import proxy_connector
+
+        policy_connect = proxy_connector(options["proxy"])
     if transcript is not None:
         options["transcript"] = transcript
-    return _Plan(data, envelope, flow, resolver, sts, options, max_connections)
+    return _Plan(data, envelope, flow, resolver, sts, options, max_connections, policy_connect)
 
 
 def _local_names(ehlo_name: str | None) -> frozenset[str]:
@@ -193,7 +213,7 @@ def _perform(plan: _Plan, step: Step) -> Any:
             return plan.resolver.addresses(step.host, implicit=step.implicit)
         if isinstance(step, LookupPolicy):
             assert plan.mta_sts is not None
-            return plan.mta_sts.policy_for(step.domain, plan.resolver)
+            return plan.mta_sts.policy_for(step.domain, plan.resolver, connect=plan.policy_connect)
         if isinstance(step, LookupTLSA):
             return plan.resolver.tlsa(step.host, step.port)
     except DNSError as exc:
@@ -229,6 +249,7 @@ def deliver(
     transcript: Transcript | None = None,
     keep_bcc: bool = False,
     dkim: DKIMKey | None = None,
+    proxy: Proxy | str | None = None,
     convert_8bit: bool = False,
     require_tls_extension: bool = False,
 ) -> DeliveryReport:
@@ -251,6 +272,8 @@ def deliver(
     verified TLS (REQUIRETLS, RFC 8689): an MX host without it is skipped, and
     the message fails with 5.7.30 when none has it. A message with the header
     ``TLS-Required: No`` (RFC 8689 §5) is delivered without DANE and MTA-STS.
+    ``proxy`` (a URL or :class:`~smtpmail.Proxy`) carries every connection,
+    SMTP and the MTA-STS policy fetch (DNS lookups do not go through it).
     Needs the ``dns`` extra.
     """
     plan = _plan(
@@ -259,6 +282,7 @@ def deliver(
         max_connections=max_connections, require_tls=require_tls, tls_options=tls_options,
         mta_sts=mta_sts, dane=dane, timeout=timeout, transcript=transcript, keep_bcc=keep_bcc,
         dkim=dkim, convert_8bit=convert_8bit, require_tls_extension=require_tls_extension,
+        proxy=proxy,
     )  # fmt: skip
     jobs = group_by_domain(plan.envelope)
 
@@ -293,7 +317,9 @@ async def _perform_async(plan: _Plan, step: Step) -> Any:
         if isinstance(step, LookupPolicy):
             assert plan.mta_sts is not None
             # The policy fetch is a short HTTPS GET, cached for days: a thread is enough.
-            return await asyncio.to_thread(plan.mta_sts.policy_for, step.domain, plan.resolver)
+            return await asyncio.to_thread(
+                plan.mta_sts.policy_for, step.domain, plan.resolver, connect=plan.policy_connect
+            )
         if isinstance(step, LookupTLSA):
             return await plan.resolver.tlsa_async(step.host, step.port)
     except DNSError as exc:
@@ -332,6 +358,7 @@ async def deliver_async(
     transcript: Transcript | None = None,
     keep_bcc: bool = False,
     dkim: DKIMKey | None = None,
+    proxy: Proxy | str | None = None,
     convert_8bit: bool = False,
     require_tls_extension: bool = False,
 ) -> DeliveryReport:
@@ -342,6 +369,7 @@ async def deliver_async(
         max_connections=max_connections, require_tls=require_tls, tls_options=tls_options,
         mta_sts=mta_sts, dane=dane, timeout=timeout, transcript=transcript, keep_bcc=keep_bcc,
         dkim=dkim, convert_8bit=convert_8bit, require_tls_extension=require_tls_extension,
+        proxy=proxy,
     )  # fmt: skip
     gate = asyncio.Semaphore(plan.max_connections)
     jobs = group_by_domain(plan.envelope)

@@ -17,7 +17,6 @@ against ``ca_file`` (or ``ssl_context``) instead of the system store.
 from __future__ import annotations
 
 import http.client
-import socket
 import ssl
 import threading
 import time
@@ -26,7 +25,14 @@ from collections.abc import Callable
 from smtpmail._log import Logger
 from smtpmail._record import Frozen
 from smtpmail.delivery.resolver import Resolver
-from smtpmail.errors import DNSError
+from smtpmail.errors import ConnectError, DNSError, SMTPError
+from smtpmail.transport.stream import as_stream, connect_tcp
+from smtpmail.transport.tls import TLSOptions
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+
+if TYPE_CHECKING:
+    from smtpmail.transport.stream import Connector
 
 __all__ = ["MTASTS", "PolicyCache", "PolicyError", "STSPolicy", "parse_policy", "parse_txt"]
 
@@ -139,20 +145,33 @@ class PolicyCache:
 class _PinnedHTTPS(http.client.HTTPSConnection):
     """HTTPS to a host name at an address found by our resolver, SNI and checks by name."""
 
-    def __init__(
-        self, host: str, address: str, port: int, context: ssl.SSLContext, timeout: float
+    def __init__(  # noqa: PLR0917 (http.client's positional order, and ours)
+        self,
+        host: str,
+        address: str,
+        port: int,
+        context: ssl.SSLContext,
+        timeout: float,
+        connect: Connector | None = None,
     ) -> None:
         super().__init__(host, port, timeout=timeout, context=context)
         self._address = address
         self._tls = context
+        self._deadline = timeout
+        self._connector = connect
 
     def connect(self) -> None:
-        raw = socket.create_connection((self._address, self.port), self.timeout)
+        # Through the network seam, as every connection the product makes
+        # (and through the delivery's proxy, when it has one).
+        connector: Connector = self._connector or connect_tcp
+        stream = as_stream(connector(self._address, self.port, timeout=self._deadline,
+                                     source_address=None, family=0))  # fmt: skip
         try:
-            self.sock = self._tls.wrap_socket(raw, server_hostname=self.host)
+            stream.start_tls(self._tls, self.host, self._deadline, TLSOptions())
         except BaseException:
-            raw.close()
+            stream.close()
             raise
+        self.sock = stream.get_extra_info("socket")
 
 
 class MTASTS:
@@ -183,8 +202,12 @@ class MTASTS:
         self.port = port
         self.timeout = timeout
 
-    def policy_for(self, domain: str, resolver: Resolver) -> STSPolicy | None:
-        """The policy that applies to ``domain`` now, or None (§5.1)."""
+    def policy_for(
+        self, domain: str, resolver: Resolver, *, connect: Connector | None = None
+    ) -> STSPolicy | None:
+        """The policy that applies to ``domain`` now, or None (§5.1). ``connect``:
+        the :class:`~smtpmail.transport.stream.Connector` for the HTTPS fetch
+        (a proxy's; a direct TCP connection by default)."""
         cached = self.cache.get(domain)
         try:
             policy_id = parse_txt(resolver.txt(f"_mta-sts.{domain}"))
@@ -196,24 +219,24 @@ class MTASTS:
         if cached is not None and cached.id == policy_id:
             return cached
         try:
-            policy = parse_policy(self.fetch(domain, resolver), policy_id)
-        except (PolicyError, DNSError, OSError, http.client.HTTPException) as exc:
+            policy = parse_policy(self.fetch(domain, resolver, connect=connect), policy_id)
+        except (PolicyError, SMTPError, OSError, http.client.HTTPException) as exc:
             log.warning("MTA-STS policy fetch for %s failed: %s", domain, exc)
             return cached
         self.cache.put(domain, policy)
         log.info("MTA-STS policy for %s: mode=%s mx=%s", domain, policy.mode, policy.mx)
         return policy
 
-    def fetch(self, domain: str, resolver: Resolver) -> str:
+    def fetch(self, domain: str, resolver: Resolver, *, connect: Connector | None = None) -> str:
         """GET the policy text; PolicyError unless 200, text/plain and small enough."""
         host = f"mta-sts.{domain}"
         last: Exception | None = None
         for address in resolver.addresses(host):
-            conn = _PinnedHTTPS(host, address, self.port, self.ssl_context, self.timeout)
+            conn = _PinnedHTTPS(host, address, self.port, self.ssl_context, self.timeout, connect)
             try:
                 return self._get(conn)
-            except OSError as exc:  # includes certificate failures: try no further address
-                last = exc
+            except (OSError, ConnectError) as exc:  # the next address (a proxy's failure too),
+                last = exc  # but after a certificate failure none
                 if isinstance(exc, ssl.SSLError):
                     raise
             finally:

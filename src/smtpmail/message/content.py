@@ -11,7 +11,8 @@ line) turns its message into a ``Content`` here, so the transforms a message
 undergoes before the wire live here once: the Bcc rule
 (:mod:`smtpmail.message.bcc`: Bcc and Resent-Bcc fields are removed unless
 the caller says ``keep_bcc``), then the 8-bit downgrade when asked
-(:mod:`smtpmail.message.eightbit`, ``convert_8bit``), then DKIM signing
+(:mod:`smtpmail.message.eightbit`, ``convert_8bit``: for a server without
+8BITMIME only, unless the message is signed), then DKIM signing
 (:mod:`smtpmail.message.dkim`, when a key is given), so that what is signed is
 exactly what is sent.
 """
@@ -87,10 +88,16 @@ def _bytes_content(
 ) -> Content:
     if not keep_bcc:
         data = drop_bcc(data)
+    seven_bit = None
     if convert_8bit and not data.isascii():
-        from smtpmail.message.eightbit import to_seven_bit
+        if dkim is None:
+            seven_bit = _seven_bit(data)
+        else:
+            # RFC 6376 §5.3: a signer converts before signing, whatever this server
+            # takes, so that a relay's own downgrade cannot break the signature.
+            from smtpmail.message.eightbit import to_seven_bit
 
-        data = to_seven_bit(data)
+            data = to_seven_bit(data)
     if dkim is not None:
         data = dkim.sign(data) + data
     ascii_only = data.isascii()
@@ -105,7 +112,24 @@ def _bytes_content(
         data=data,
         eight_bit=not ascii_only,
         smtputf8=not ascii_only and not _header_block(data).isascii(),
+        seven_bit=seven_bit,
     )
+
+
+def _seven_bit(data: bytes) -> Callable[[], Content]:
+    """The 7-bit form of ``data`` (Bcc fields already removed), converted on first
+    use only: a server with 8BITMIME never needs it (RFC 6152 §3, as an MTA such
+    as Postfix does). Made once however often a server asks."""
+    made: list[Content] = []
+
+    def convert() -> Content:
+        if not made:
+            from smtpmail.message.eightbit import to_seven_bit
+
+            made.append(_bytes_content(to_seven_bit(data), True, None))
+        return made[0]
+
+    return convert
 
 
 def _file_chunks(f: IO[bytes]) -> Iterator[bytes]:
@@ -245,10 +269,12 @@ def as_content(
 
     Its Bcc and Resent-Bcc fields are removed (RFC 5322 §3.6.3) unless
     ``keep_bcc``; the header section of streamed input is read ahead for that.
-    With ``convert_8bit``, its 8-bit MIME parts are then re-encoded 7-bit
+    With ``convert_8bit``, its 8-bit MIME parts are re-encoded 7-bit
     (:func:`smtpmail.message.eightbit.to_seven_bit`; streamed input is read
-    whole for that). With ``dkim``, the result is then signed (RFC 6376): a
-    DKIM-Signature field goes first; streamed input is read once for the body hash.
+    whole for that): for a server without 8BITMIME only (``Content.seven_bit``),
+    or at once when ``dkim`` signs it (RFC 6376 §5.3). With ``dkim``, the
+    result is then signed (RFC 6376): a DKIM-Signature field goes first;
+    streamed input is read once for the body hash.
     """
     if isinstance(message, bytes | bytearray | memoryview):
         return _bytes_content(bytes(message), keep_bcc, dkim, convert_8bit)

@@ -30,6 +30,7 @@ from smtpmail.errors import (
 from smtpmail.protocol import commands as cmd
 from smtpmail.protocol.actions import Flow, Options, Receive, Send, StartTLS, TimeoutKind
 from smtpmail.protocol.extensions import Extensions
+from smtpmail.protocol.guard import one_at_a_time
 from smtpmail.protocol.reply import Reply
 from smtpmail.protocol.transaction import Transactions
 
@@ -72,6 +73,7 @@ class Session(Transactions):
 
     # -- connection set-up ---------------------------------------------------
 
+    @one_at_a_time
     def greet(self) -> Flow[Reply]:
         """Read the server's 220 greeting (RFC 5321 §4.3.1)."""
         (reply,) = yield from self._receive(1, "greeting", "greeting")
@@ -80,6 +82,7 @@ class Session(Transactions):
         self.greeting = reply
         return reply
 
+    @one_at_a_time
     def hello(self, name: str) -> Flow[Reply]:
         """EHLO (LHLO for LMTP), falling back to HELO when EHLO is refused."""
         name = cmd.ehlo_name(name)
@@ -109,6 +112,7 @@ class Session(Transactions):
 
     # -- STARTTLS and AUTH -----------------------------------------------------
 
+    @one_at_a_time
     def starttls(self) -> Flow[Reply]:
         """STARTTLS alone (nothing pipelined after it); on 220 the handshake, then
         everything learned before TLS is forgotten: say EHLO again. Any other
@@ -119,6 +123,7 @@ class Session(Transactions):
             self.forget()
         return reply
 
+    @one_at_a_time
     def authenticate(self, mechanism: Mechanism) -> Flow[Reply]:
         """AUTH with ``mechanism`` (RFC 4954 §4); returns the 235 reply.
 
@@ -218,6 +223,7 @@ class Session(Transactions):
 
     # -- simple commands -----------------------------------------------------
 
+    @one_at_a_time
     def command(
         self, line: str, label: str, *, check: bool = True, shown: str | None = None
     ) -> Flow[Reply]:
@@ -229,17 +235,21 @@ class Session(Transactions):
             raise ReplyError(label, reply)
         return reply
 
+    @one_at_a_time
     def noop(self) -> Flow[Reply]:
         return (yield from self.command("NOOP", "NOOP"))
 
+    @one_at_a_time
     def rset(self) -> Flow[Reply]:
         reply = yield from self.command("RSET", "RSET")
         self.needs_rset = False
         return reply
 
+    @one_at_a_time
     def vrfy(self, address: str) -> Flow[Reply]:
         return (yield from self.command(f"VRFY {address}", "VRFY", check=False))
 
+    @one_at_a_time
     def quit(self) -> Flow[Reply]:
         return (yield from self.command("QUIT", "QUIT", check=False))
 

@@ -34,6 +34,7 @@ from smtpmail.protocol.actions import Content, Flow, Options, Send, TimeoutKind
 from smtpmail.protocol.data import DataEncoder, encode_buffer
 from smtpmail.protocol.envelope import Envelope, RecipientResult, SendResult
 from smtpmail.protocol.extensions import Extensions
+from smtpmail.protocol.guard import Guarded, one_at_a_time
 from smtpmail.protocol.reply import Reply
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
@@ -139,7 +140,7 @@ def _in_step(command: str, reply: Reply) -> None:
         )
 
 
-class Transactions:
+class Transactions(Guarded):
     """The mail transactions of a :class:`~smtpmail.protocol.session.Session`
     (mixed into it): the state they read and change is the session's."""
 
@@ -158,6 +159,7 @@ class Transactions:
 
         def rset(self) -> Flow[Reply]: ...
 
+    @one_at_a_time
     def envelope_only(
         self, envelope: Envelope, content: Content, *, rcpt: bool
     ) -> Flow[list[Reply]]:
@@ -178,6 +180,7 @@ class Transactions:
             replies.append(reply)
         return replies
 
+    @one_at_a_time
     def transactions(
         self,
         items: Iterable[tuple[Envelope, Content]],
@@ -336,13 +339,18 @@ class Transactions:
     def _plan(self, envelope: Envelope, content: Content) -> _Plan:
         ext = self.extensions
         params: dict[str, str | None] = {}
+        use_bdat = "CHUNKING" in ext
+        eight_bit_ok = "8BITMIME" in ext or (use_bdat and "BINARYMIME" in ext)
+        if content.eight_bit and content.seven_bit is not None and not eight_bit_ok:
+            # RFC 6152 §3: converted only for a server that cannot take 8-bit data,
+            # as an MTA does; a server with 8BITMIME gets the message unchanged.
+            content = content.seven_bit()
         size = content.declared_size() if "SIZE" in ext else None
         if size is not None:
             limit = ext.size_limit
             if limit is not None and size > limit:
                 raise MessageTooLarge(size, limit)
             params["SIZE"] = str(size)
-        use_bdat = "CHUNKING" in ext
         if content.eight_bit is not False and use_bdat and "BINARYMIME" in ext:
             # RFC 3030 §3: with BDAT, BINARYMIME also covers NULs and lines over
             # 998 octets, which 8BITMIME does not; unknown content gets it too.

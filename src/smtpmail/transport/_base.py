@@ -40,9 +40,17 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up
 
 if TYPE_CHECKING:
     import ssl  # loaded only when TLS starts (see transport.tls)
+    from typing import Any
 
     from smtpmail.message.dkim import DKIMKey
+    from smtpmail.protocol.proxy import Proxy  # loaded only when a proxy is given
     from smtpmail.protocol.sasl import Credentials  # loaded only when auth is given
+    from smtpmail.transport.stream import (
+        AsyncConnector,
+        AsyncNetworkStream,
+        Connector,
+        NetworkStream,
+    )
 
 __all__ = ["BaseClient", "Timeouts", "Transcript"]
 
@@ -176,6 +184,9 @@ class Stage(StrEnum):
 
 _ORDER = list(Stage)
 
+#: Stands for a pre-connected stream that was used and closed.
+_USED = object()
+
 
 class BaseClient:
     """Configuration and the IO-free half of a client connection."""
@@ -200,6 +211,9 @@ class BaseClient:
         allow_plaintext_auth: bool = False,
         dkim: DKIMKey | None = None,
         convert_8bit: bool = False,
+        connect: Connector | AsyncConnector | None = None,
+        stream: NetworkStream | AsyncNetworkStream | socket.socket | None = None,
+        proxy: Proxy | str | None = None,
     ) -> None:
         """``tls``: None picks IMPLICIT on port 465, REQUIRED when ``auth`` is given,
         else OPPORTUNISTIC. ``ssl_context`` replaces the context built from
@@ -209,13 +223,23 @@ class BaseClient:
         (except to loopback) unless ``allow_plaintext_auth``. ``dkim``: a
         :class:`~smtpmail.message.dkim.DKIMKey` that signs every message this
         client sends, as it goes on the wire (after the Bcc rule).
-        ``convert_8bit``: re-encode the 8-bit MIME parts of every message as
-        quoted-printable (text) or base64 (RFC 2045), before signing, so a
-        message the caller supplied goes to a server without 8BITMIME
-        (RFC 6152); without it such a message is refused before MAIL FROM.
+        ``convert_8bit``: re-encode the 8-bit MIME parts of a message as
+        quoted-printable (text) or base64 (RFC 2045) when the server does not
+        offer 8BITMIME (RFC 6152 §3), or always when ``dkim`` signs it, before
+        signing (RFC 6376 §5.3); without it such a message is refused before
+        MAIL FROM.
         ``source_address``: the local (address, port) to connect from (port 0:
         any). ``family``: ``socket.AF_INET`` or ``AF_INET6`` to use only the
-        host's IPv4 or IPv6 addresses (0: either)."""
+        host's IPv4 or IPv6 addresses (0: either). ``connect``: the
+        :class:`~smtpmail.transport.stream.Connector` (for AsyncClient the
+        ``AsyncConnector``) that opens each connection, with these
+        ``source_address`` and ``family``, instead of a direct TCP connection
+        (a proxy's, say). ``stream``: a connected socket or stream to use for
+        the first connection; the client cannot open another one by itself
+        (see :mod:`smtpmail.transport.stream` for the contract). ``proxy``: a
+        :class:`~smtpmail.Proxy` or its URL (``socks5h://user:pass@host:1080``,
+        socks5, socks4, socks4a, ``http://host:port``), checked here; every
+        connection goes through it (docs/proxies.md)."""
         self.host = host
         self.port = port
         self.ehlo_name = ehlo_name
@@ -244,12 +268,28 @@ class BaseClient:
         self.tls_options = tls_options or TLSOptions()
         self.tls_options.pinned()  # a malformed pin fails here, before connecting
         self.tls_options.pinned_keys()
+        opts = self.tls_options
+        if ssl_context is None and (opts.ca_file or opts.ca_path or opts.cert_file):
+            # Files named are read now: a missing one fails before connecting, even
+            # where no TLS would happen (no STARTTLS offered), not skipped in silence.
+            ssl_context = make_context(opts)
         self._ssl_context = ssl_context
         self._tls_info: TLSInfo | None = None
         self._peer: tuple[object, ...] | None = None
         self._session = Session(self.options)
         self._parser = ReplyParser()
         self._connected = False
+        self._connector: Any = connect
+        self._given: object | None = stream
+        self._stream: Any = None  # the sync or async stream of the open connection
+        self.proxy: Proxy | None = None
+        if proxy is not None:
+            if connect is not None or stream is not None:
+                raise InvalidArgument("give proxy= or connect=/stream=, not both")
+            from smtpmail.protocol.proxy import Proxy
+
+            self.proxy = Proxy.of(proxy)  # a bad URL fails here, before connecting
+            self._connector = self._proxy_connector(self.proxy)
 
     @property
     def session(self) -> Session:
@@ -284,7 +324,47 @@ class BaseClient:
         state = "connected" if self._connected else "not connected"
         return f"<{type(self).__name__} {self.host}:{self.port} {state}>"
 
+    def close(self) -> None:
+        """Close the connection without QUIT (without waiting, also in AsyncClient)."""
+        self._connected = False
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            stream.close()
+
     # -- helpers shared by both drivers --------------------------------------
+
+    def _proxy_connector(self, proxy: Proxy) -> Any:
+        """The connector that reaches the server through ``proxy`` (each client its own kind)."""
+        raise NotImplementedError
+
+    def _given_stream(self) -> Any:
+        """The caller's pre-connected socket or stream, the first time; None when
+        none was given; ConnectError after that: the client cannot reopen it."""
+        given = self._given
+        if given is None:
+            return None
+        if given is _USED:
+            raise ConnectError(
+                f"the connection to {self.host}:{self.port} given as stream= was closed "
+                "and the client cannot open another (pass connect= for that)"
+            )
+        self._given = _USED
+        return given
+
+    def _where(self) -> dict[str, Any]:
+        """What a connector is told besides host and port (the connect deadline,
+        ``source_address`` and ``family``)."""
+        return {
+            "timeout": self.timeouts.connect,
+            "source_address": self.source_address,
+            "family": self.family,
+        }
+
+    def _pairs(
+        self, items: Iterable[tuple[Envelope, MessageInput]], keep_bcc: bool
+    ) -> Iterable[tuple[Envelope, Content]]:
+        """send_many's items, each message as it goes on the wire (read lazily)."""
+        return ((envelope, self._content(message, keep_bcc)) for envelope, message in items)
 
     def _new_session(self) -> None:
         if self._session.refuses_pipelined_mail:
@@ -371,7 +451,13 @@ class BaseClient:
         creds = self.credentials
         assert creds is not None
         if self._tls_info is None and not self.allow_plaintext_auth:
-            local = LOOPBACK_IS_PRIVATE and self._peer is not None and _is_loopback(self._peer[0])
+            # Through a proxy the peer is the proxy: the server may be anywhere.
+            local = (
+                LOOPBACK_IS_PRIVATE
+                and self.proxy is None
+                and self._peer is not None
+                and _is_loopback(self._peer[0])
+            )
             if not local:
                 raise PlaintextAuthRefused(f"{self.host}:{self.port}")
         from smtpmail.protocol.sasl import choose

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import http.client
 import json
 import threading
 import urllib.error
@@ -33,6 +34,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote, urlencode
+
+from smtpmail.transport.stream import connect_tcp
+from smtpmail.transport.tls import TLSOptions
 
 __all__ = ["Inbox", "running_sink"]
 
@@ -131,8 +135,48 @@ class Inbox:
             headers["X-Inbox-Token"] = self._token
         # self.url is checked to be http(s) in __init__.
         request = urllib.request.Request(self.url + path, data, headers, method=method)  # noqa: S310
-        with urllib.request.urlopen(request, timeout=wait + 30) as response:  # noqa: S310
+        with _OPENER.open(request, timeout=wait + 30) as response:
             return bytes(response.read())
+
+
+class _HTTPConnection(http.client.HTTPConnection):
+    """HTTP whose TCP connection goes through the network seam, as every one
+    the product makes (:mod:`smtpmail.transport.stream`)."""
+
+    def connect(self) -> None:
+        self.sock = _open(self.host, self.port, self.timeout)
+
+
+class _HTTPSConnection(http.client.HTTPSConnection):
+    def connect(self) -> None:
+        self.sock = _open(self.host, self.port, self.timeout, tls=True)
+
+
+def _open(host: str, port: int, timeout: float | None, *, tls: bool = False) -> Any:
+    deadline = 30.0 if timeout is None else timeout
+    stream = connect_tcp(host, port, timeout=deadline)
+    if tls:
+        import ssl
+
+        try:
+            stream.start_tls(ssl.create_default_context(), host, deadline, TLSOptions())
+        except BaseException:
+            stream.close()
+            raise
+    return stream.get_extra_info("socket")
+
+
+class _HTTPHandler(urllib.request.HTTPHandler):
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(_HTTPConnection, req)
+
+
+class _HTTPSHandler(urllib.request.HTTPSHandler):
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(_HTTPSConnection, req)
+
+
+_OPENER = urllib.request.build_opener(_HTTPHandler, _HTTPSHandler)
 
 
 @contextmanager

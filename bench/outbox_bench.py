@@ -1,0 +1,216 @@
+"""The outbox's cost (issue 16): 10,000 messages to ``smtp-sink`` through the
+PostgreSQL outbox with 1, 2 and 4 worker processes, against the folder
+outbox (1 worker) and a bare :meth:`Client.send_many` on one connection.
+
+``bash bench/run.sh --outbox`` (or this file with a Python that has psycopg
+and this repository's test dependencies) starts a private PostgreSQL
+(tests/pgserver.py: ``initdb`` + ``pg_ctl`` in a temporary folder) and
+``smtp-sink``. For each store the messages are queued first (``add``, timed
+apart) and then drained (timed from the workers' start to the last one's
+exit). Reported: messages/s drained, microseconds per ``add``, and what the
+queue costs per message beyond the bare send. The issue's targets are printed
+as met or not met: PostgreSQL with 1 worker at least 50% of the folder's
+rate, and more workers never slower (5% for noise). Results go to
+``bench/results/outbox.md`` and ``outbox.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+SRC = ROOT / "src"
+sys.path[:0] = [str(SRC), str(ROOT / "tests")]
+
+from smtpmail import Client  # noqa: E402
+from smtpmail.message import Envelope  # noqa: E402
+from smtpmail.outbox import Outbox  # noqa: E402
+
+SENDER, RECIPIENT = "bench@example.org", "sink@example.net"
+#: Each worker process: 2 connections; per_server high enough that the
+#: database-wide limit (all workers together) never caps 4 workers.
+WORKER = """
+import sys
+from smtpmail.outbox import Outbox, Worker
+box = Outbox(sys.argv[1])
+stats = Worker(box, port=int(sys.argv[2]), connections=2, per_server=8, batch=50).run()
+box.close()
+"""
+
+
+def message(i: int) -> bytes:
+    body = "".join(f"line {n} of a plain message of about one kilobyte\r\n" for n in range(18))
+    return (
+        f"From: <{SENDER}>\r\nTo: <{RECIPIENT}>\r\nSubject: outbox bench {i}\r\n"
+        f"Message-ID: <{i}.outbox-bench@example.org>\r\n\r\n{body}"
+    ).encode()
+
+
+@dataclass
+class Row:
+    name: str
+    workers: int
+    messages: int
+    add_seconds: float
+    drain_seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.messages / self.drain_seconds
+
+    @property
+    def add_us(self) -> float:
+        return 1e6 * self.add_seconds / self.messages if self.add_seconds else 0.0
+
+
+@contextmanager
+def smtp_sink() -> Iterator[int]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    argv = ["smtp-sink", *(["-u", "nobody"] if os.geteuid() == 0 else []), f"127.0.0.1:{port}"]
+    proc = subprocess.Popen([*argv, "1024"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(500):
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            except OSError:
+                time.sleep(0.02)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def bare(count: int, port: int) -> Row:
+    start = time.perf_counter()
+    with Client("127.0.0.1", port) as client:
+        envelope = Envelope(SENDER, [RECIPIENT])
+        client.send_many((envelope, message(i)) for i in range(count))
+    return Row("send_many, no queue", 1, count, 0.0, time.perf_counter() - start)
+
+
+def queued(name: str, location: str, workers: int, count: int, port: int) -> Row:
+    box = Outbox(location)
+    box.migrate()
+    start = time.perf_counter()
+    for i in range(count):
+        box.add(message(i), SENDER, [RECIPIENT])
+    added = time.perf_counter() - start
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    start = time.perf_counter()
+    procs = [
+        subprocess.Popen([sys.executable, "-c", WORKER, location, str(port)], env=env)
+        for _ in range(workers)
+    ]
+    if any(p.wait() != 0 for p in procs):
+        raise RuntimeError(f"{name}: a worker failed")
+    drained = time.perf_counter() - start
+    depth = box.depth()
+    box.close()
+    if depth["delivered"] != count:
+        raise RuntimeError(f"{name}: not all delivered: {depth}")
+    return Row(name, workers, count, added, drained)
+
+
+def measure(runs: int, make: Callable[[], Row]) -> Row:
+    """The run with the median drain time."""
+    rows = sorted((make() for _ in range(runs)), key=lambda r: r.drain_seconds)
+    return rows[len(rows) // 2]
+
+
+def targets(rows: dict[str, Row]) -> list[tuple[str, bool]]:
+    pg = [rows[f"pg{n}"] for n in (1, 2, 4)]
+    checks = [("PostgreSQL, 1 worker >= 50% of the folder's rate",
+               pg[0].rate >= 0.5 * rows["folder"].rate)]
+    for fewer, more in itertools.pairwise(pg):
+        checks.append((f"{more.workers} workers not slower than {fewer.workers} (5% noise)",
+                       more.rate >= 0.95 * fewer.rate))
+    return checks
+
+
+def table(rows: dict[str, Row], checks: list[tuple[str, bool]]) -> str:
+    base = rows["bare"]
+    lines = [
+        "| scenario | workers | messages | drained msg/s | add µs/msg | queue cost µs/msg |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in rows.values():
+        cost = 1e6 / row.rate - 1e6 / base.rate + row.add_us if row is not base else 0.0
+        lines.append(
+            f"| {row.name} | {row.workers} | {row.messages} | {row.rate:,.0f} | "
+            f"{row.add_us:,.0f} | {cost:,.0f} |"
+        )
+    lines.append("")
+    lines += [f"- {what}: **{'met' if ok else 'not met'}**" for what, ok in checks]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(description="The outbox's throughput and cost per message.")
+    p.add_argument("--count", type=int, default=10_000, help="messages per scenario")
+    p.add_argument("--quick", action="store_true", help="500 messages: a smoke test")
+    p.add_argument("--runs", type=int, default=1, help="runs per scenario (median reported)")
+    p.add_argument("--out", type=Path, help="results folder (bench/results, --quick: its quick/)")
+    args = p.parse_args(argv)
+    count = 500 if args.quick else args.count
+    out = args.out or BENCH / "results" / ("quick" if args.quick else "")
+    os.environ["PATH"] = os.environ.get("PATH", "") + os.pathsep + "/usr/sbin"
+    if shutil.which("smtp-sink") is None:
+        print("outbox bench: smtp-sink is missing (bash bench/run.sh installs it)", file=sys.stderr)
+        return 2
+    from pgserver import PostgresServer
+
+    pg = PostgresServer()
+    pg.start()
+    rows: dict[str, Row] = {}
+    try:
+        with smtp_sink() as port, tempfile.TemporaryDirectory() as tmp:
+            rows["bare"] = measure(args.runs, lambda: bare(count, port))
+            folders = iter(range(1_000_000))
+            rows["folder"] = measure(
+                args.runs,
+                lambda: queued("folder outbox", f"{tmp}/q{next(folders)}", 1, count, port),
+            )
+            for n in (1, 2, 4):
+
+                def on_postgres(n: int = n) -> Row:
+                    return queued("PostgreSQL outbox", pg.create_database(), n, count, port)
+
+                rows[f"pg{n}"] = measure(args.runs, on_postgres)
+    finally:
+        pg.stop()
+    checks = targets(rows)
+    text = table(rows, checks)
+    print(text, end="")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "outbox.md").write_text(
+        f"# The outbox: {count} messages to smtp-sink\n\n"
+        f"{os.cpu_count()} CPUs; drained = from the workers' start to the last one's exit.\n\n"
+        + text
+    )
+    data = {
+        "rows": {k: {**asdict(r), "rate": r.rate} for k, r in rows.items()},
+        "targets": dict(checks),
+    }
+    (out / "outbox.json").write_text(json.dumps(data, indent=1) + "\n")
+    return 0 if all(ok for _, ok in checks) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,68 @@
+"""One flow at a time on a session: the check made when a flow starts.
+
+A :class:`~smtpmail.protocol.session.Session` flow is a generator suspended
+wherever it waits for the server. Starting a second flow while one is
+suspended would interleave two dialogues on one connection (the replies
+meant for one paired with the other's commands), so it raises
+:class:`~smtpmail.errors.LocalProtocolError` (h11's name for "we misused the
+protocol"). A flow that runs another to its end inside itself (``hello``
+runs ``command``) is nested, not interleaved: the outer one is running, not
+suspended, when the inner one starts.
+
+A flow ends when it returns, raises, or is closed (``flow.close()``; a
+dropped flow is closed when it is collected): the session is then free.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+
+from smtpmail.errors import LocalProtocolError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+
+if TYPE_CHECKING:
+    from typing import Any, Concatenate, ParamSpec, TypeVar
+
+    P = ParamSpec("P")
+    S = TypeVar("S", bound="Guarded")
+    G = TypeVar("G", bound=Generator[Any, Any, Any])
+
+__all__ = ["Guarded", "one_at_a_time"]
+
+
+class Guarded:
+    """Mixed into a class whose methods marked :func:`one_at_a_time` return flows."""
+
+    #: The flow under way (innermost first started), or None.
+    _flow_under_way: Generator[Any, Any, Any] | None = None
+
+
+def one_at_a_time(method: Callable[Concatenate[S, P], G]) -> Callable[Concatenate[S, P], G]:
+    """Mark a method returning a flow: starting it while another flow of the
+    same object is suspended raises LocalProtocolError."""
+    name = method.__name__
+
+    def guarded(self: S, /, *args: P.args, **kwargs: P.kwargs) -> G:
+        return _run(self, name, method(self, *args, **kwargs))  # type: ignore[return-value]
+
+    guarded.__name__ = name
+    guarded.__qualname__ = method.__qualname__
+    guarded.__doc__ = method.__doc__
+    return guarded
+
+
+def _run(owner: Guarded, name: str, flow: Generator[Any, Any, Any]) -> Generator[Any, Any, Any]:
+    outer = owner._flow_under_way
+    # (gi_frame is None once a generator finished; gi_running while it executes)
+    if getattr(outer, "gi_frame", None) is not None and not getattr(outer, "gi_running", True):
+        flow.close()
+        raise LocalProtocolError(
+            f"cannot start {name}() while another flow of this session is suspended "
+            "waiting for the server: drive one flow to its end (or close it) first"
+        )
+    owner._flow_under_way = flow
+    try:
+        return (yield from flow)
+    finally:
+        owner._flow_under_way = outer

@@ -1,0 +1,214 @@
+"""The asyncio network stream: an :class:`asyncio.Protocol` that only buffers bytes.
+
+It keeps its own buffer (no ``StreamReader``): ``data_received`` appends,
+``read`` takes, and a read that finds data there returns without waiting.
+Deadlines cost no timer per read: one watchdog timer per stream stands at
+the earliest deadline and, when it fires under a later one (the usual case:
+each read's deadline is later than the last), moves to it. The SMTP
+deadlines are minutes long and replies come in milliseconds, so it fires
+about once per deadline's length instead of being made and cancelled for
+every reply (``asyncio.timeout()`` per reply was most of AsyncClient's
+overhead, issue 19). Parsing stays in :mod:`smtpmail.protocol`. The contract
+is :mod:`smtpmail.transport.stream`'s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import select
+import socket
+import ssl
+from typing import Any
+
+from smtpmail.errors import TLSError
+from smtpmail.transport.tls import TLSInfo, TLSOptions, check_peer
+
+TYPE_CHECKING = False
+
+if TYPE_CHECKING:
+    from smtpmail.transport.stream import AsyncNetworkStream
+
+__all__ = ["AsyncSocketStream", "open_tcp"]
+
+#: Above this many unsent octets, ``write`` waits for the peer to take some.
+_HIGH_WATER = 256 * 1024
+
+
+class AsyncSocketStream(asyncio.Protocol):
+    """:class:`~smtpmail.transport.stream.AsyncNetworkStream` over an asyncio transport."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._transport: asyncio.Transport | None = None
+        self._buffer = bytearray()
+        self._eof = False
+        self._error: BaseException | None = None
+        self._waiter: asyncio.Future[None] | None = None  # a read or a write waiting
+        self._paused = False
+        self._fd = -1  # the socket's, to ask the kernel what arrived (read_arrived)
+        self._deadline = 0.0  # of the wait under way (loop time)
+        self._timer: asyncio.TimerHandle | None = None  # the watchdog, at _timer_at
+        self._timer_at = 0.0
+
+    # -- asyncio.Protocol: called by the event loop ----------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        transport.set_write_buffer_limits(high=_HIGH_WATER)
+        sock = transport.get_extra_info("socket")
+        self._fd = -1 if sock is None else sock.fileno()
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        self._wake()
+        return False  # close the transport: SMTP never half-closes
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._eof = True
+        self._error = exc
+        self._paused = False
+        self._wake()
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _wait(self, timeout: float) -> None:
+        """Until the loop calls back (data, EOF, room to write), or TimeoutError."""
+        loop = self._loop
+        self._deadline = deadline = loop.time() + timeout
+        if self._timer is None or self._timer_at > deadline:
+            self._arm(deadline)
+        waiter = self._waiter = loop.create_future()
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+
+    def _arm(self, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._loop.call_at(when, self._on_timer)
+        self._timer_at = when
+
+    def _on_timer(self) -> None:
+        """The watchdog: expire the wait under way if its deadline is this one."""
+        self._timer = None
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return  # nobody waits: the next wait arms it again
+        if self._deadline <= self._timer_at:
+            waiter.set_exception(TimeoutError())
+        else:
+            self._arm(self._deadline)
+
+    # -- the stream ------------------------------------------------------------
+
+    async def read(self, max_bytes: int, timeout: float) -> bytes:
+        if not self._buffer and not self._eof:
+            deadline = self._loop.time() + timeout
+            while not self._buffer and not self._eof:  # (room to write wakes us too)
+                await self._wait(deadline - self._loop.time())
+        return self._take(max_bytes)
+
+    async def read_arrived(self, max_bytes: int) -> bytes | None:
+        if not self._buffer and not self._eof:
+            if self._fd < 0 or not select.select([self._fd], [], [], 0)[0]:
+                return None
+            # The kernel holds bytes the loop has not handed over yet (the caller
+            # kept the loop busy): one turn delivers them. A zero timer fires
+            # after that turn's read callbacks, so it bounds the wait when the
+            # bytes were only a TLS session ticket, never data.
+            try:
+                await self._wait(0)
+            except TimeoutError:
+                return None
+        return self._take(max_bytes)
+
+    def _take(self, max_bytes: int) -> bytes:
+        buffer = self._buffer
+        if buffer:
+            data = bytes(buffer[:max_bytes])
+            del buffer[:max_bytes]
+            return data
+        if self._error is not None:
+            raise self._error
+        return b""
+
+    async def write(self, data: bytes | memoryview, timeout: float) -> None:
+        transport = self._transport
+        assert transport is not None
+        # A closing transport drops the data; the next read reports why.
+        transport.write(data)
+        while self._paused:
+            await self._wait(timeout)
+
+    async def start_tls(
+        self,
+        context: ssl.SSLContext,
+        server_hostname: str,
+        timeout: float,
+        options: TLSOptions,
+    ) -> TLSInfo:
+        transport = self._transport
+        assert transport is not None
+        tls = await self._loop.start_tls(
+            transport, self, context, server_hostname=server_hostname, ssl_handshake_timeout=timeout
+        )
+        if tls is None:
+            raise ConnectionResetError("the connection closed during the TLS handshake")
+        self._transport = tls
+        ssl_object = tls.get_extra_info("ssl_object")
+        if not isinstance(ssl_object, ssl.SSLObject):
+            raise TLSError(f"TLS handshake with {server_hostname} did not complete")
+        return check_peer(ssl_object, options, server_hostname)
+
+    def get_extra_info(self, name: str) -> Any:
+        transport = self._transport
+        return None if transport is None else transport.get_extra_info(name)
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._transport is not None:
+            self._transport.close()
+
+
+async def open_tcp(
+    host: str,
+    port: int,
+    *,
+    timeout: float,
+    source_address: tuple[str, int] | None = None,
+    family: int = 0,
+) -> AsyncSocketStream:
+    """The default :class:`~smtpmail.transport.stream.AsyncConnector` (asyncio
+    sets TCP_NODELAY on every TCP transport it makes)."""
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout(timeout):
+        _, stream = await loop.create_connection(
+            AsyncSocketStream, host, port, family=family, local_addr=source_address
+        )
+    return stream
+
+
+async def as_async_stream(opened: AsyncNetworkStream | socket.socket) -> AsyncNetworkStream:
+    """What a connector returned, as a stream (a connected socket joins the loop)."""
+    if not isinstance(opened, socket.socket):
+        return opened
+    _, stream = await asyncio.get_running_loop().create_connection(AsyncSocketStream, sock=opened)
+    return stream

@@ -1,0 +1,273 @@
+"""The one drive loop, written once for :class:`~smtpmail.Client` and
+:class:`~smtpmail.AsyncClient`.
+
+A session flow (:mod:`smtpmail.protocol`) yields actions: Send, Receive,
+StartTLS. The generators here carry them out as *steps*, IO requests a
+client's small trampoline (``Client._drive``, ``AsyncClient._drive``: the
+same dozen lines with and without ``await``) performs on its stream:
+
+=============  ==============================  ====================================
+step           the trampoline does             and sends back
+=============  ==============================  ====================================
+``CONNECT``    opens a stream (its connector)  None
+``READ, t``    ``stream.read(65536, t)``       the bytes (``b""``: end of stream)
+``POLL``       ``stream.read_arrived(65536)``   the bytes already there, or None
+``WRITE, b``   ``stream.write(b, timeout)``    None
+``HANDSHAKE``  ``stream.start_tls(...)``       the :class:`~smtpmail.transport.tls.TLSInfo`
+=============  ==============================  ====================================
+
+An exception the stream raises is thrown back in at the step that caused it,
+so only the stream's own errors become :class:`~smtpmail.errors.ConnectionLost`
+(or ConnectError, TLSError): an ``OSError`` from the caller's message file,
+raised inside the flow, keeps its type. Timeouts, unsolicited replies, the
+421 rule and the transcript live here and in ``BaseClient``, once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Generator, Iterable
+
+from smtpmail._log import Logger
+from smtpmail.errors import ConnectionLost, LocalProtocolError, SMTPError
+from smtpmail.protocol.actions import Content, Flow, Receive, Send
+from smtpmail.protocol.envelope import Envelope, SendResult
+from smtpmail.protocol.reply import Reply
+from smtpmail.protocol.session import Session
+from smtpmail.transport._base import (
+    BaseClient,
+    HookFailed,
+    Stage,
+    _mark_possibly_delivered,
+    connection_survives,
+)
+from smtpmail.transport.tls import TLSMode, handshake_error
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+
+if TYPE_CHECKING:
+    from typing import Any, TypeAlias, TypeVar
+
+    T = TypeVar("T")
+
+__all__ = ["CONNECT", "HANDSHAKE", "POLL", "READ", "WRITE", "Steps"]
+
+log = Logger("smtpmail.transport")
+
+CONNECT, READ, POLL, WRITE, HANDSHAKE = range(5)
+
+#: A generator of IO steps ``(kind, argument)`` returning the operation's value.
+Steps: TypeAlias = "Generator[tuple[int, Any], Any, T]"
+
+#: How much one read asks for.
+CHUNK = 65536
+
+
+def connecting(client: BaseClient, until: Stage = Stage.AUTH) -> Steps[Reply | None]:
+    """TCP (through the client's connector), implicit TLS, then the dialogue up to ``until``."""
+    if client._connected:
+        raise LocalProtocolError("already connected")
+    client._new_session()
+    try:
+        yield (CONNECT, None)
+    except OSError as exc:  # (TimeoutError and gaierror are ones)
+        raise client._connect_error(exc) from exc
+    client._connected = True
+    client._peer = peer = client._stream.get_extra_info("peername")
+    sock_name = client._stream.get_extra_info("sockname")
+    try:
+        if client.transcript is not None and peer:
+            through = "" if client.proxy is None else f" (proxy {client.proxy}) for {client.host}"
+            client.transcript("info", f"connected to {peer[0]} port {peer[1]}{through}")
+        if client.tls_mode is TLSMode.IMPLICIT:
+            yield from _handshake(client)
+        if until is Stage.CONNECT:
+            return None
+        return (yield from steps(client, client._establish(sock_name, until)))
+    except BaseException:
+        client.close()
+        raise
+
+
+def ensured(client: BaseClient, flow: Callable[[Session], Flow[T]]) -> Steps[T]:
+    """``flow`` of the session, after a reconnect if the server left while we were idle."""
+    if client._connected:
+        # One cheap poll per operation: a server that dropped an idle connection
+        # (or said 421 and left) costs a reconnect, not a failed transaction.
+        try:
+            data = yield (POLL, None)
+        except OSError:
+            data = b""
+        if data:
+            client._parser.feed(data)  # junk other than a 421 is dropped before the next command
+        if data is not None and (not data or data.startswith(b"421")):
+            log.info("the server closed the idle connection; reconnecting")
+            client.close()
+    if not client._connected:
+        yield from connecting(client)
+    return (yield from steps(client, flow(client._session)))
+
+
+def sending(
+    client: BaseClient,
+    items: Iterable[tuple[Envelope, Content]],
+    keep_errors: bool,
+    results: list[SendResult],
+) -> Steps[list[SendResult]]:
+    """One transaction per item on this connection (send, send_many)."""
+
+    def transactions(session: Session) -> Flow[list[SendResult]]:
+        return session.transactions(items, keep_errors=keep_errors, results=results)
+
+    try:
+        return client._stamp((yield from ensured(client, transactions)))
+    except SMTPError as exc:
+        exc.results = results  # recipients over a limit go in several transactions
+        raise
+
+
+def entering(client: BaseClient) -> Steps[None]:
+    if not client._connected:
+        yield from connecting(client)
+
+
+def quitting(client: BaseClient) -> Steps[Reply | None]:
+    """QUIT and close; None when the connection was already gone."""
+    if not client._connected:
+        client.close()
+        return None
+    try:
+        return (yield from steps(client, client._session.quit()))
+    except SMTPError:
+        return None
+    finally:
+        client.close()
+
+
+def rehearsing(
+    client: BaseClient, stage: Stage, item: tuple[Envelope, Content] | None
+) -> Steps[None]:
+    """The dialogue up to ``stage``, then QUIT (``rehearse``)."""
+    yield from connecting(client, stage)
+    if stage is Stage.CONNECT:
+        client.close()  # the greeting was not awaited: no QUIT (RFC 5321 §3.1)
+        return
+    try:
+        yield from steps(client, client._rehearsal(stage, item))
+    except BaseException as exc:
+        if connection_survives(exc):
+            yield from quitting(client)
+        else:
+            client.close()
+        raise
+    yield from quitting(client)
+
+
+def steps(client: BaseClient, flow: Flow[T]) -> Steps[T]:
+    """Carry out ``flow``'s actions; close the connection when it is left unknown."""
+    if not client._connected:
+        flow.close()
+        raise LocalProtocolError("not connected")
+    result: list[Reply] | None = None
+    try:
+        while True:
+            try:
+                action = flow.send(result)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+            result = None
+            if type(action) is Send:
+                if action.no_reply_pending:
+                    yield from _drop_unsolicited(client)
+                if action.transcript_lines or action.content_octets:
+                    client._note_send(action)
+                try:
+                    yield (WRITE, action.data)
+                except OSError as exc:
+                    raise _broke(client, exc) from exc
+            elif type(action) is Receive:
+                result = yield from _replies(client, action)
+            else:  # StartTLS
+                try:
+                    early = yield (POLL, None)
+                except OSError as exc:
+                    raise _broke(client, exc) from exc
+                client._before_handshake(len(early or b""))
+                yield from _handshake(client)
+    except HookFailed as failed:
+        client.close()
+        raise failed.__cause__ from None  # type: ignore[misc]
+    except BaseException as exc:
+        if not connection_survives(exc):
+            client.close()
+        raise
+    finally:
+        flow.close()
+
+
+def _handshake(client: BaseClient) -> Steps[None]:
+    """The TLS handshake (implicit TLS or after STARTTLS) and its record."""
+    try:
+        info = yield (HANDSHAKE, None)
+    except OSError as exc:
+        client.close()
+        raise handshake_error(exc, f"{client.host}:{client.port}") from exc
+    client._tls_info = info
+    log.info("TLS established with %s: %s", client.host, info)
+    if client.transcript is not None:
+        client.transcript("info", f"TLS: {info}")
+
+
+def _drop_unsolicited(client: BaseClient) -> Steps[None]:
+    """Before a command that expects the next reply, drop whatever already arrived."""
+    try:
+        data = yield (POLL, None)
+    except OSError as exc:
+        raise _broke(client, exc) from exc
+    if data == b"":
+        client.close()
+        raise ConnectionLost(f"the server at {client.host}:{client.port} closed the connection")
+    if data:
+        client._parser.feed(data)
+    if client._parser.buffered:
+        client._unsolicited()
+
+
+def _replies(client: BaseClient, action: Receive) -> Steps[list[Reply]]:
+    """``action.count`` replies, each within its own deadline (RFC 5321 §4.5.3.2)."""
+    replies: list[Reply] = []
+    timeout = client.timeouts.for_kind(action.timeout)
+    deadline = 0.0
+    while len(replies) < action.count:
+        reply = client._take_reply(action)
+        if reply is not None:
+            replies.append(reply)
+            deadline = 0.0  # the next reply has a deadline of its own
+            continue
+        if not deadline:
+            deadline = time.monotonic() + timeout
+            remaining = timeout  # (the same number each time: no settimeout call)
+        else:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise client._timeout_error(action)
+        try:
+            data = yield (READ, remaining)
+        except TimeoutError:
+            raise client._timeout_error(action) from None
+        except OSError as exc:
+            err = ConnectionLost(f"connection lost waiting for the reply to {action.label}")
+            _mark_possibly_delivered(err, action)
+            raise err from exc
+        if not data:
+            err = ConnectionLost(
+                f"the server closed the connection before replying to {action.label}"
+            )
+            _mark_possibly_delivered(err, action)
+            raise err
+        client._parser.feed(data)
+    return replies
+
+
+def _broke(client: BaseClient, exc: OSError) -> ConnectionLost:
+    return ConnectionLost(f"connection to {client.host}:{client.port} broke: {exc}")

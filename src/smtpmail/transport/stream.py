@@ -1,0 +1,248 @@
+"""The network stream: the one seam between the clients and the network.
+
+Every connection the product makes goes through a stream (as httpcore's
+``NetworkBackend``/``NetworkStream`` and lettre's ``NetworkStream``). A
+connector opens one; the clients only read, write, start TLS and close it.
+Proxies (SOCKS, HTTP CONNECT), pre-connected sockets and in-memory test
+streams plug in here. Nothing outside :mod:`smtpmail.transport` opens a
+socket (tests/test_architecture.py checks it).
+
+The contract, for the blocking :class:`NetworkStream` (the asyncio
+:class:`AsyncNetworkStream` is the same with ``await`` on ``read``,
+``write`` and ``start_tls``):
+
+``read(max_bytes, timeout)``
+    Up to ``max_bytes`` octets, waiting at most ``timeout`` seconds for the
+    first; ``b""`` once the peer closed its side. Raises ``TimeoutError``
+    when nothing came in time, another ``OSError`` when the stream broke.
+``read_arrived(max_bytes)``
+    The bytes that already arrived (buffered here, in the TLS layer or the
+    kernel) without waiting for more: ``None`` when there are none, ``b""``
+    at end of stream. (The asyncio stream awaits it: bytes in the kernel
+    reach it through one turn of the event loop.)
+``write(data, timeout)``
+    Send all of ``data`` (an SMTP client batches a whole pipelined group in
+    one call, so implementations must not delay small writes: TCP_NODELAY),
+    waiting at most ``timeout`` seconds for room to send it. ``OSError``
+    when the stream broke.
+``start_tls(context, server_hostname, timeout, options)``
+    The TLS handshake on the stream as it is (STARTTLS, RFC 3207, or
+    implicit TLS, RFC 8314), within ``timeout`` seconds, then the one
+    post-handshake check, :func:`smtpmail.transport.tls.check_peer`, whose
+    :class:`~smtpmail.transport.tls.TLSInfo` it returns. From then on the
+    stream carries TLS. A failed handshake raises ``OSError`` (``ssl.SSLError``,
+    ``TimeoutError``); a failed check raises ``TLSError``.
+``get_extra_info(name)``
+    ``"peername"``, ``"sockname"`` (socket addresses), ``"ssl_object"``
+    (after ``start_tls``), ``"socket"``; None when unknown.
+``close()``
+    Close without waiting (also in the asyncio stream); idempotent.
+
+A connector (:class:`Connector`, :class:`AsyncConnector`) opens a stream to
+``(host, port)`` within ``timeout`` seconds, from ``source_address`` and
+over ``family`` (``AF_INET``/``AF_INET6``; 0: either) when they are given,
+raising ``OSError`` (``socket.gaierror`` for an unknown name) when it
+cannot. :func:`connect_tcp` is the default; a client's ``connect=`` takes
+another (a proxy's), ``stream=`` one pre-connected socket or stream.
+
+The four interfaces are :class:`typing.Protocol` classes that exist for type
+checkers only (import them under ``if TYPE_CHECKING:``): a plain send never
+imports :mod:`typing` (start-up time), and a stream need not inherit anything.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import sys
+
+from smtpmail.transport.tls import check_peer
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+
+if TYPE_CHECKING:
+    import ssl
+    from collections.abc import Awaitable
+    from typing import Any, Protocol, TypeGuard
+
+    from smtpmail.transport.tls import TLSInfo, TLSOptions
+
+    class NetworkStream(Protocol):
+        """A blocking byte stream to the server (see the module docstring)."""
+
+        def read(self, max_bytes: int, timeout: float) -> bytes: ...
+        def read_arrived(self, max_bytes: int) -> bytes | None: ...
+        def write(self, data: bytes | memoryview, timeout: float) -> None: ...
+        def start_tls(
+            self,
+            context: ssl.SSLContext,
+            server_hostname: str,
+            timeout: float,
+            options: TLSOptions,
+        ) -> TLSInfo: ...
+        def get_extra_info(self, name: str) -> Any: ...
+        def close(self) -> None: ...
+
+    class AsyncNetworkStream(Protocol):
+        """An asyncio byte stream to the server (see the module docstring)."""
+
+        async def read(self, max_bytes: int, timeout: float) -> bytes: ...
+        async def read_arrived(self, max_bytes: int) -> bytes | None: ...
+        async def write(self, data: bytes | memoryview, timeout: float) -> None: ...
+        async def start_tls(
+            self,
+            context: ssl.SSLContext,
+            server_hostname: str,
+            timeout: float,
+            options: TLSOptions,
+        ) -> TLSInfo: ...
+        def get_extra_info(self, name: str) -> Any: ...
+        def close(self) -> None: ...
+
+    class Connector(Protocol):
+        """Opens a :class:`NetworkStream` (or a connected socket) to host:port."""
+
+        def __call__(
+            self,
+            host: str,
+            port: int,
+            *,
+            timeout: float,
+            source_address: tuple[str, int] | None,
+            family: int,
+        ) -> NetworkStream | socket.socket: ...
+
+    class AsyncConnector(Protocol):
+        """Opens an :class:`AsyncNetworkStream` (or a connected socket) to host:port."""
+
+        def __call__(
+            self,
+            host: str,
+            port: int,
+            *,
+            timeout: float,
+            source_address: tuple[str, int] | None,
+            family: int,
+        ) -> Awaitable[AsyncNetworkStream | socket.socket]: ...
+
+
+__all__ = ["SocketStream", "as_stream", "connect_tcp"]
+
+
+class SocketStream:
+    """:class:`NetworkStream` over a connected TCP socket (TLS once started)."""
+
+    __slots__ = ("_sock", "_timeout")
+
+    def __init__(self, sock: socket.socket) -> None:
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            # Each write is a whole command group: send it now (RFC 2920 §3.1).
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._sock: socket.socket | ssl.SSLSocket = sock
+        self._timeout: float | None = sock.gettimeout()
+
+    def _wait_at_most(self, timeout: float) -> None:
+        # settimeout costs a system call; most operations reuse the last deadline.
+        if timeout != self._timeout:
+            self._sock.settimeout(timeout)
+            self._timeout = timeout
+
+    def read(self, max_bytes: int, timeout: float) -> bytes:
+        self._wait_at_most(timeout)
+        return self._sock.recv(max_bytes)
+
+    def read_arrived(self, max_bytes: int) -> bytes | None:
+        sock = self._sock
+        tls = _is_tls(sock)
+        if not (_is_tls(sock) and sock.pending()):
+            readable, _, _ = select.select([sock], [], [], 0)
+            if not readable:
+                return None
+        # Readable may mean only a TLS 1.3 session ticket: never block here.
+        self._wait_at_most(0.0)
+        try:
+            return sock.recv(max_bytes)
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            if tls and isinstance(exc, sys.modules["ssl"].SSLWantReadError):
+                return None
+            raise
+
+    def write(self, data: bytes | memoryview, timeout: float) -> None:
+        self._wait_at_most(timeout)
+        self._sock.sendall(data)
+
+    def start_tls(
+        self,
+        context: ssl.SSLContext,
+        server_hostname: str,
+        timeout: float,
+        options: TLSOptions,
+    ) -> TLSInfo:
+        self._wait_at_most(timeout)
+        wrapped = context.wrap_socket(self._sock, server_hostname=server_hostname)
+        self._sock = wrapped
+        return check_peer(wrapped, options, server_hostname)
+
+    def get_extra_info(self, name: str) -> Any:
+        sock = self._sock
+        try:
+            if name == "peername":
+                return sock.getpeername()
+            if name == "sockname":
+                return sock.getsockname()
+        except OSError:
+            return None
+        if name == "socket":
+            return sock
+        if name == "ssl_object":
+            return sock if _is_tls(sock) else None
+        return None
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+def connect_tcp(
+    host: str,
+    port: int,
+    *,
+    timeout: float,
+    source_address: tuple[str, int] | None = None,
+    family: int = 0,
+) -> SocketStream:
+    """The default :class:`Connector`: a TCP connection to any address of
+    ``host``, or only to its ``family`` addresses, tried in the resolver's order."""
+    # An ASCII name goes as bytes: for a str, getaddrinfo loads the idna
+    # codec (start-up time) only to return the same ASCII octets.
+    name = host.encode("ascii") if host.isascii() else host
+    if not family:
+        sock = socket.create_connection(
+            (name, port),  # type: ignore[arg-type]  # (getaddrinfo takes bytes too)
+            timeout,
+            source_address,
+        )
+        return SocketStream(sock)
+    error: OSError | None = None
+    for *_, addr in socket.getaddrinfo(name, port, family, socket.SOCK_STREAM):
+        try:
+            return SocketStream(
+                socket.create_connection((str(addr[0]), port), timeout, source_address)
+            )
+        except OSError as exc:
+            error = exc  # the next address, as create_connection does
+    assert error is not None  # (getaddrinfo returns at least one or raises)
+    raise error
+
+
+def as_stream(opened: NetworkStream | socket.socket) -> NetworkStream:
+    """What a connector returned, as a stream."""
+    return SocketStream(opened) if isinstance(opened, socket.socket) else opened
+
+
+def _is_tls(sock: object) -> TypeGuard[ssl.SSLSocket]:
+    """Is ``sock`` a TLS socket? Asked without importing ssl: until a TLS
+    connection was made, ssl is not loaded and no socket can be one."""
+    ssl_module = sys.modules.get("ssl")
+    return ssl_module is not None and isinstance(sock, ssl_module.SSLSocket)
