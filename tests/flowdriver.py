@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from smtpmail.protocol.actions import Flow, Receive, Send
 from smtpmail.protocol.reply import Reply, ReplyParser
-from smtpmail.protocol.session import Flow, Receive, Send
 
 
 class ScriptExhausted(AssertionError):

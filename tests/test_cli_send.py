@@ -147,10 +147,10 @@ def test_verbose_transcript(smtpd: RecordingServer) -> None:
     assert any(" C: MAIL FROM:<me@example.org>" in line for line in lines)
     assert any(" C: the body" in line for line in lines)
     assert float(lines[0].split()[0]) >= 0  # each line starts with its timestamp
-    assert "\x1b[" not in r.stderr  # no colour when stderr is not a terminal
+    assert "\x1b[" not in r.stderr  # no color when stderr is not a terminal
 
 
-def test_verbose_is_coloured_on_a_terminal(smtpd: RecordingServer) -> None:
+def test_verbose_is_colored_on_a_terminal(smtpd: RecordingServer) -> None:
     r = run_cli("send", *srv(smtpd), *BASIC, "--body", "x", "-v", tty=True)
     assert r.status == 0
     assert "\x1b[32m" in r.stderr and "\x1b[36m" in r.stderr

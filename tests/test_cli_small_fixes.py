@@ -127,3 +127,25 @@ def test_mime_version_only_at_the_top(smtpd: RecordingServer, tmp_path: Path) ->
     assert [p.get_content_type() for p in msg.walk()] == [
         "multipart/mixed", "multipart/alternative", "text/plain", "text/html", "application/pdf",
     ]  # fmt: skip
+
+
+def test_a_type_error_from_a_bug_is_not_a_usage_error(
+    smtpd: RecordingServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A TypeError raised while making the client is a defect in smtpmail (exit 70,
+    "internal error"), not the user's TLS/AUTH options (64): no fallback for an
+    older smtpmail turns it into one."""
+    import smtpmail.transport.sync
+
+    class BuggyClient(Client):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            raise TypeError("a bug in the client")
+
+    monkeypatch.setattr(smtpmail.transport.sync, "Client", BuggyClient)
+    r = run_cli(
+        "send", *_srv(smtpd), "--tls", "none", "--from", "a@example.org", "--to", "b@example.net",
+        "--body", "x",
+    )  # fmt: skip
+    assert r.status == exits.EX_SOFTWARE, r.stderr
+    assert "internal error: TypeError: a bug in the client" in r.stderr
+    assert smtpd.raw == b""

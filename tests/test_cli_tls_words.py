@@ -155,8 +155,13 @@ _text = st.text(
 ).filter(
     # X.520 bounds a common name at 64 bytes (cryptography refuses longer), and
     # the issuer is named "issuer " + cn.
-    lambda s: s.strip() == s and "," not in s and "=" not in s and "\\" not in s
-    and len(s.encode()) <= 64 - len("issuer ")
+    lambda s: (
+        s.strip() == s
+        and "," not in s
+        and "=" not in s
+        and "\\" not in s
+        and len(s.encode()) <= 64 - len("issuer ")
+    )
 )
 _label = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?", fullmatch=True)
 _dns = st.lists(_label, min_size=2, max_size=4).map(".".join)

@@ -76,7 +76,7 @@ async def test_no_reply_after_the_final_dot_may_have_been_delivered(connect: Con
         conn.data()
         conn.line()  # wait for the client to give up and go
 
-    timeouts = FAST.but(data_end=0.3)
+    timeouts = FAST.replace(data_end=0.3)
     async with CuedServer(script) as server:
         client = connect(server.port, timeout=timeouts)
         await client.connect()

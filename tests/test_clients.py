@@ -302,3 +302,25 @@ async def test_each_recipient_keeps_its_rcpt_reply(
     assert (ok.rcpt_reply.code, ok.rcpt_reply.text) == (250, "OK")
     assert ok.reply.text == "2.0.0 queued as X" and not ok.at_rcpt
     assert refused.rcpt_reply is refused.reply and refused.at_rcpt
+
+
+async def test_the_clients_read_no_deprecated_action_field(
+    smtpd: RecordingServer, connect: Connect
+) -> None:
+    """Send's old field names (log, body, fresh) warn when read: the clients'
+    own loop, transcript included, uses only the current ones."""
+    import warnings
+
+    kinds: list[str] = []
+    items = [
+        (smtpmail.Envelope("a@example.org", [f"r{i}@example.org"]), b"Subject: %d\r\n\r\nx\r\n" % i)
+        for i in range(2)
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        hook = lambda kind, line: kinds.append(kind)  # noqa: E731
+        async with connect(smtpd.port, transcript=hook) as client:
+            results = await client.send_many(items)
+            await client.noop()
+    assert all(r.ok for r in results)
+    assert {"client", "server", "data"} <= set(kinds)

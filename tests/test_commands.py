@@ -11,8 +11,9 @@ from hypothesis import strategies as st
 from flowdriver import Trace, drive
 from smtpmail.errors import InputError, InvalidAddress, InvalidArgument
 from smtpmail.protocol import commands as cmd
+from smtpmail.protocol.actions import Content, Options
 from smtpmail.protocol.envelope import Envelope
-from smtpmail.protocol.session import Content, Options, Session
+from smtpmail.protocol.session import Session
 
 # Every C0 control, DEL, and the Unicode line breaks some software honours.
 INJECTIONS = [chr(c) for c in range(0x20)] + ["\x7f", "\x85", "\u2028", "\u2029"]

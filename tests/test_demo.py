@@ -120,7 +120,7 @@ class Terminal(io.StringIO):
 
 
 @pytest.mark.parametrize("no_color", [False, True])
-def test_demo_colours_the_dialogue_on_a_terminal_unless_no_color(
+def test_demo_colors_the_dialogue_on_a_terminal_unless_no_color(
     tmp_path: Path, no_color: bool
 ) -> None:
     env = fake_env(tmp_path, ["demo"])

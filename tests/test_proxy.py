@@ -405,7 +405,7 @@ async def test_no_clear_text_auth_through_a_proxy_to_a_loopback_server(
     """Credentials may go in clear text to a server on loopback (nothing leaves the
     machine); through a proxy, the loopback peer is the proxy, and the server may
     be anywhere: the rule must not take the proxy's address for the server's."""
-    from smtpmail import AuthError
+    from smtpmail import PlaintextAuthRefused
 
     with TLSServer(authenticator=authenticator(), auth_require_tls=False) as server:
         direct = connect(server.port, auth=(SMTP_USER, SMTP_PASSWORD), tls="opportunistic")
@@ -413,7 +413,7 @@ async def test_no_clear_text_auth_through_a_proxy_to_a_loopback_server(
             await direct.send(MSG, SENDER, [RCPT])  # straight to loopback: allowed
         proxied = connect(server.port, auth=(SMTP_USER, SMTP_PASSWORD), tls="opportunistic",
                           proxy=proxies["dante"].url())  # fmt: skip
-        with pytest.raises(AuthError, match="unencrypted"):
+        with pytest.raises(PlaintextAuthRefused, match="unencrypted"):
             await proxied.connect()
     assert len(server.messages) == 1
     assert sum(b"AUTH" in bytes(w) for w in server.wire) == 1  # the direct one only

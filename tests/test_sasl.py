@@ -8,7 +8,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from smtpmail.errors import AuthenticationError, AuthError, InvalidArgument, RemoteProtocolError
+from smtpmail.errors import (
+    AuthenticationError,
+    AuthenticationRefused,
+    InvalidArgument,
+    RemoteProtocolError,
+    ReplyError,
+)
+from smtpmail.protocol.actions import Receive, Send
 from smtpmail.protocol.extensions import Extensions
 from smtpmail.protocol.redaction import Secrets
 from smtpmail.protocol.reply import Reply
@@ -24,7 +31,7 @@ from smtpmail.protocol.sasl import (
     choose,
     saslprep,
 )
-from smtpmail.protocol.session import Receive, Send, Session
+from smtpmail.protocol.session import Session
 
 
 def run_mechanism(mech: Mechanism, challenges: list[bytes]) -> list[bytes | None]:
@@ -99,7 +106,7 @@ def test_scram_refuses_a_server_that_cannot_prove_itself(
     mech = ScramSHA256(Credentials("user", "pencil"), nonce="abc")
     flow = mech.flow()
     next(flow)
-    with pytest.raises(AuthError, match=message):
+    with pytest.raises(AuthenticationError, match=message):
         flow.send(server_first)
         assert server_final is not None
         flow.send(server_final)
@@ -137,7 +144,7 @@ def test_saslprep(text: str, prepared: str) -> None:
 
 @pytest.mark.parametrize("text", ["\u0007", "\u0627\u0031", "a\ufffeb"])
 def test_saslprep_refuses(text: str) -> None:
-    with pytest.raises(AuthError):
+    with pytest.raises(AuthenticationError):
         saslprep(text)
 
 
@@ -174,8 +181,32 @@ def test_choose(offered: str, creds: Credentials, explicit: str | None, expected
 def test_choose_refuses(
     offered: str, creds: Credentials, explicit: str | None, message: str
 ) -> None:
-    with pytest.raises(AuthError, match=message):
+    with pytest.raises(AuthenticationError, match=message):
         choose(offered.split(), creds, explicit)
+
+
+def test_one_except_catches_every_authentication_failure() -> None:
+    """AuthenticationError is the one public name for a failed authentication:
+    the server's refusal (AuthenticationRefused, a ReplyError with the reply)
+    and a failure before or during the exchange (no mechanism, a loop) alike."""
+    assert issubclass(AuthenticationRefused, AuthenticationError)
+    assert issubclass(AuthenticationRefused, ReplyError)
+    with pytest.raises(AuthenticationError):
+        choose([], Credentials("u", "p"), None)
+    with pytest.raises(AuthenticationError) as info:
+        drive(Plain(Credentials("u", "p")), [Reply(535, ("no",))])
+    assert isinstance(info.value, AuthenticationRefused) and info.value.code == 535
+
+
+def test_the_old_name_auth_error_still_works_and_warns() -> None:
+    import smtpmail
+
+    with pytest.warns(DeprecationWarning, match="use smtpmail.AuthenticationError"):
+        assert smtpmail.AuthError is AuthenticationError
+    with pytest.warns(DeprecationWarning, match="use AuthenticationError"):
+        from smtpmail.errors import AuthError  # type: ignore[attr-defined]
+    assert AuthError is AuthenticationError
+    assert "AuthError" not in smtpmail.__all__
 
 
 def test_unknown_mechanism_is_the_callers_mistake() -> None:
@@ -235,7 +266,7 @@ def b64(s: str) -> str:
 def test_auth_plain_flow_redacts_the_shown_line() -> None:
     sent, _, reply = drive(Plain(Credentials("u", "secret")), [Reply(235, ("ok",))])
     assert sent[0].data == f"AUTH PLAIN {b64(chr(0) + 'u' + chr(0) + 'secret')}\r\n".encode()
-    assert sent[0].log == ("AUTH PLAIN ****",)
+    assert sent[0].transcript_lines == ("AUTH PLAIN ****",)
     assert reply.code == 235
 
 
@@ -249,7 +280,7 @@ def test_auth_login_flow() -> None:
         (b64("u") + "\r\n").encode(),
         (b64("secret") + "\r\n").encode(),
     ]
-    assert [s.log for s in sent] == [("AUTH LOGIN",), ("****",), ("****",)]
+    assert [s.transcript_lines for s in sent] == [("AUTH LOGIN",), ("****",), ("****",)]
     assert received[0].shown(Reply(334, (b64("Username:"),))) == Reply(334, ("****",))
 
 
@@ -262,7 +293,7 @@ def _login() -> Mechanism:
 @pytest.mark.parametrize("code", [535, 534, 538, 454])
 def test_auth_refused_is_typed_and_redacted(code: int) -> None:
     blob = b64("\0u\0secret")
-    with pytest.raises(AuthenticationError) as info:
+    with pytest.raises(AuthenticationRefused) as info:
         drive(Plain(Credentials("u", "secret")), [Reply(code, (f"no {blob} secret",))])
     assert info.value.code == code
     assert info.value.is_transient == (code == 454)
@@ -285,25 +316,25 @@ def test_auth_loop_is_cut() -> None:
                 yield b"again"
 
     replies = [Reply(334, ("",))] * 50 + [Reply(501, ("cancelled",))]
-    with pytest.raises(AuthError, match="more than 10"):
+    with pytest.raises(AuthenticationError, match="more than 10"):
         drive(Endless(Credentials("u", "p")), replies)
 
 
 def test_auth_accepted_before_scram_server_proof_fails() -> None:
     mech = ScramSHA256(Credentials("user", "pencil"), nonce="abc")
-    with pytest.raises(AuthError, match="before the exchange was complete"):
+    with pytest.raises(AuthenticationError, match="before the exchange was complete"):
         drive(mech, [Reply(235, ("ok",))])
 
 
 def test_starttls_flow_sends_the_command_alone_then_hands_over() -> None:
-    from smtpmail.protocol.session import StartTLS
+    from smtpmail.protocol.actions import StartTLS
 
     session = Session()
     session.extensions = Extensions({"STARTTLS": "", "AUTH": "PLAIN"})
     session.esmtp = True
     flow = session.starttls()
     send = next(flow)
-    assert isinstance(send, Send) and send.data == b"STARTTLS\r\n" and send.fresh
+    assert isinstance(send, Send) and send.data == b"STARTTLS\r\n" and send.no_reply_pending
     assert isinstance(flow.send(None), Receive)
     assert isinstance(flow.send([Reply(220, ("go",))]), StartTLS)
     with pytest.raises(StopIteration):
@@ -328,7 +359,7 @@ def test_long_initial_response_waits_for_the_empty_challenge() -> None:
     )
     assert sent[0].data == b"AUTH XOAUTH2\r\n"
     assert base64.b64decode(sent[1].data).startswith(b"user=u\x01auth=Bearer ttt")
-    assert sent[1].log == ("****",)
+    assert sent[1].transcript_lines == ("****",)
     assert reply.code == 235
 
 

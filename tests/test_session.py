@@ -14,8 +14,9 @@ from smtpmail.errors import (
     RecipientsRefused,
     SenderRefused,
 )
+from smtpmail.protocol.actions import Content, Options
 from smtpmail.protocol.envelope import Envelope, SendResult
-from smtpmail.protocol.session import Content, Options, Session
+from smtpmail.protocol.session import Session
 
 OK = b"250 2.0.0 OK\r\n"
 GO = b"354 go ahead\r\n"
@@ -549,3 +550,17 @@ def test_552_to_rcpt_is_temporary_but_552_to_the_data_is_not() -> None:
     with pytest.raises(DataRefused) as data_info:
         send(session, [OK, OK, OK, GO, b"552 5.3.4 message too big\r\n"])  # RSET first
     assert data_info.value.is_permanent
+
+
+def test_send_old_field_names_still_work_and_warn() -> None:
+    """``Send`` is public (smtpmail.protocol): its renamed fields keep their old
+    names as deprecated aliases."""
+    from smtpmail.protocol.actions import Send
+
+    send = Send(b"NOOP\r\n", ("NOOP",), content_octets=2, no_reply_pending=True)
+    with pytest.warns(DeprecationWarning, match="use Send.transcript_lines"):
+        assert send.log == ("NOOP",)
+    with pytest.warns(DeprecationWarning, match="use Send.content_octets"):
+        assert send.body == 2
+    with pytest.warns(DeprecationWarning, match="use Send.no_reply_pending"):
+        assert send.fresh is True

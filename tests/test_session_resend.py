@@ -21,9 +21,9 @@ from smtpmail.errors import (
     RemoteProtocolError,
     SenderRefused,
 )
+from smtpmail.protocol.actions import Content, Options, Receive, Send
 from smtpmail.protocol.envelope import Envelope, SendResult
 from smtpmail.protocol.reply import Reply, ReplyParser
-from smtpmail.protocol.session import Content, Options, Receive, Send
 from test_session import GO, OK, QUEUED, env, ready, send
 
 BAD_SEQUENCE = b"503 5.5.1 Bad sequence of commands - pipelined after end of DATA\r\n"

@@ -221,7 +221,7 @@ def test_auth_offered_over_plain_text_is_refused(
 ) -> None:
     monkeypatch.setattr(_base, "LOOPBACK_IS_PRIVATE", False)
     with TLSServer(authenticator=authenticator(), auth_require_tls=False) as server:
-        with pytest.raises(smtpmail.AuthError, match="unencrypted") as info:
+        with pytest.raises(smtpmail.AuthenticationError, match="unencrypted") as info:
             connect(server.port, certs, tls=TLSMode.OPPORTUNISTIC, auth=(USER, PASSWORD))
         assert PASSWORD not in str(info.value)
         assert not any(c.startswith(b"AUTH") for c in server.commands())
@@ -255,7 +255,7 @@ async def test_endless_334_loop_is_cut(use_async: bool) -> None:
 
     with ScriptedServer(script) as server:
         kw = dict(tls="none", auth=(USER, PASSWORD), auth_mechanism="LOGIN")
-        with pytest.raises(smtpmail.AuthError, match="challenge"):
+        with pytest.raises(smtpmail.AuthenticationError, match="challenge"):
             if use_async:
                 await smtpmail.AsyncClient("127.0.0.1", server.port, **kw).connect()
             else:
@@ -326,7 +326,7 @@ def test_explicit_mechanism_not_offered() -> None:
     )
     with ScriptedServer(script) as server:
         client.port = server.port
-        with pytest.raises(smtpmail.AuthError, match="does not offer AUTH CRAM-MD5"):
+        with pytest.raises(smtpmail.AuthenticationError, match="does not offer AUTH CRAM-MD5"):
             client.connect()
     assert b"AUTH" not in server.received
 

@@ -37,10 +37,10 @@ _PUBLIC: dict[str, str] = {
     "RecipientResult": "smtpmail.protocol.envelope",
     "SendResult": "smtpmail.protocol.envelope",
     "Reply": "smtpmail.protocol.reply",
-    "Options": "smtpmail.protocol.session",
+    "Options": "smtpmail.protocol.actions",
     "Extensions": "smtpmail.protocol.extensions",
-    "AuthError": "smtpmail.errors",
     "AuthenticationError": "smtpmail.errors",
+    "AuthenticationRefused": "smtpmail.errors",
     "CertificateError": "smtpmail.errors",
     "PlaintextAuthRefused": "smtpmail.errors",
     "ConnectError": "smtpmail.errors",
@@ -72,8 +72,8 @@ _PUBLIC: dict[str, str] = {
 __all__ = [
     "AsyncClient",
     "Attachment",
-    "AuthError",
     "AuthenticationError",
+    "AuthenticationRefused",
     "CertificateError",
     "Client",
     "ConnectError",
@@ -148,7 +148,7 @@ if TYPE_CHECKING:
         AuthenticationError as AuthenticationError,
     )
     from smtpmail.errors import (
-        AuthError as AuthError,
+        AuthenticationRefused as AuthenticationRefused,
     )
     from smtpmail.errors import (
         CertificateError as CertificateError,
@@ -237,6 +237,9 @@ if TYPE_CHECKING:
     from smtpmail.message.dkim import (
         DKIMKey as DKIMKey,
     )
+    from smtpmail.protocol.actions import (
+        Options as Options,
+    )
     from smtpmail.protocol.envelope import (
         Envelope as Envelope,
     )
@@ -257,9 +260,6 @@ if TYPE_CHECKING:
     )
     from smtpmail.protocol.sasl import (
         Credentials as Credentials,
-    )
-    from smtpmail.protocol.session import (
-        Options as Options,
     )
     from smtpmail.transport._base import (
         Stage as Stage,
@@ -284,8 +284,22 @@ if TYPE_CHECKING:
     )
 
 
+#: old public name -> (its module, the name that replaced it); using one warns.
+_DEPRECATED: dict[str, tuple[str, str]] = {
+    "AuthError": ("smtpmail.errors", "AuthenticationError"),
+}
+
+
 def __getattr__(name: str) -> Any:
     module = _PUBLIC.get(name)
+    if name in _DEPRECATED:
+        import warnings
+
+        module, new = _DEPRECATED[name]
+        warnings.warn(
+            f"smtpmail.{name} is deprecated: use smtpmail.{new}", DeprecationWarning, stacklevel=2
+        )
+        name = new
     if module is None:
         raise AttributeError(f"module 'smtpmail' has no attribute {name!r}")
     import importlib  # here, not at the top: the CLI never needs it (start-up time)

@@ -1,11 +1,28 @@
-"""Small value classes without the dataclasses module.
+"""Value classes, each field named once, without the dataclasses module.
 
 ``dataclasses`` imports inspect (and with it ast, dis, tokenize...): about a
-sixth of a one-message ``smtpmail send``'s start-up (bench scenario 6). The
-classes a plain send loads derive from :class:`Record` or :class:`Frozen`
-instead and write their own ``__init__``; these bases give them what
-``@dataclass`` did: equality, a repr, ``replace()`` and ``as_dict()`` over the
-names in ``_fields`` (which must match the ``__init__`` parameters).
+sixth of a one-message ``smtpmail send``'s start-up (bench scenario 6). So the
+value classes derive from :class:`Record` (or :class:`Frozen`, immutable and
+hashable) and write their fields once, as annotations with their defaults::
+
+    class Options(Record):
+        pipelining: bool = True
+        chunk_size: int = 256 * 1024
+
+The base builds what ``@dataclass(slots=True)`` would: an ``__init__`` taking
+the fields in order (positionally or by name), ``__slots__``, and over
+``_fields`` equality, a repr (``_hidden`` fields left out: secrets),
+``replace()`` and ``as_dict()``. A default must be immutable (a mutable one
+would be shared by every instance, as dataclasses refuse too): a fresh list or
+dict per instance is ``items: list[str] = field(default_factory=list)``. Type checkers
+learn the generated ``__init__`` from :func:`typing.dataclass_transform`,
+applied only when type checking (typing is not imported at run time).
+
+A class whose ``__init__`` does more than store its arguments (a default read
+from the process, a value normalised) writes it; its fields are then that
+``__init__``'s parameters, read from its code object, and a subclass keeps that
+``__init__`` (its own annotations declare attributes, not fields).
+Annotations starting with ``_`` are private storage, not fields.
 """
 
 from __future__ import annotations
@@ -13,20 +30,117 @@ from __future__ import annotations
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 
 if TYPE_CHECKING:
-    from typing import Any, Self
+    from collections.abc import Callable
+    from typing import Any, ClassVar, Self, TypeVar, dataclass_transform
 
-__all__ = ["Frozen", "Record"]
+    T = TypeVar("T")
+else:
+
+    def dataclass_transform(**_: object) -> Any:
+        return lambda cls: cls
 
 
-class Record:
+__all__ = ["Frozen", "Record", "field"]
+
+_MUTABLE = (list, dict, set, bytearray)
+
+
+class _Factory:
+    """A field's default made fresh for each instance (see :func:`field`)."""
+
+    __slots__ = ("make",)
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self.make = make
+
+
+def field(*, default_factory: Callable[[], T]) -> T:
+    """A default built per instance: ``tags: list[str] = field(default_factory=list)``."""
+    return _Factory(default_factory)  # type: ignore[return-value]  # replaced in __init__
+
+
+class _Fields(type):
+    """Makes each subclass of Record a value class (see the module docstring)."""
+
+    def __new__(
+        mcs, name: str, bases: tuple[type, ...], ns: dict[str, Any], **kwargs: Any
+    ) -> _Fields:
+        if ns.get("__module__") == __name__:  # Record and Frozen themselves
+            return super().__new__(mcs, name, bases, ns, **kwargs)
+        if "_fields" in ns:  # listed by hand with a written __init__ (transport/, for now)
+            ns.setdefault("_defaults", None)
+            return super().__new__(mcs, name, bases, ns, **kwargs)
+        inherited: tuple[str, ...] = tuple(f for b in bases for f in getattr(b, "_fields", ()))
+        init = ns.get("__init__")
+        if init is not None:
+            code = init.__code__
+            own = code.co_varnames[1 : code.co_argcount + code.co_kwonlyargcount]
+            ns["_fields"] = tuple(dict.fromkeys((*inherited, *own)))
+            ns["_defaults"] = None  # no generated __init__ to extend
+            return super().__new__(mcs, name, bases, ns, **kwargs)
+        if any(getattr(b, "_defaults", {}) is None for b in bases):
+            # A subclass of a class with a written __init__ keeps that __init__:
+            # its annotations only declare attributes (a test double's counters).
+            ns["_fields"] = inherited
+            return super().__new__(mcs, name, bases, ns, **kwargs)
+        annotations = ns.get("__annotations__", {})
+        annotated = [n for n, a in annotations.items() if "ClassVar" not in str(a)]
+        fields = [n for n in annotated if not n.startswith("_")]
+        defaults: dict[str, Any] = {}
+        for base in bases:
+            defaults.update(getattr(base, "_defaults", None) or {})
+        for field in fields:
+            if field in ns:
+                value = ns.pop(field)  # a class attribute would clash with its slot
+                if isinstance(value, _MUTABLE):
+                    raise TypeError(f"{name}.{field}: a mutable default is shared; use None")
+                defaults[field] = value
+        ns["_fields"] = (*inherited, *fields)
+        ns["_defaults"] = defaults
+        ns.setdefault("__slots__", tuple(n for n in annotated if n not in ns))
+        cls = super().__new__(mcs, name, bases, ns, **kwargs)
+        cls.__init__ = _make_init(cls, ns["_fields"], defaults)  # type: ignore[misc]
+        return cls
+
+
+def _make_init(cls: type, fields: tuple[str, ...], defaults: dict[str, Any]) -> Any:
+    """``def __init__(self, a, b=<default>): set a, set b`` for these fields."""
+    params: list[str] = []
+    for field in fields:
+        if field in defaults:
+            params.append(f"{field}=_defaults[{field!r}]")
+        elif params and "=" in params[-1]:
+            raise TypeError(f"{cls.__name__}.{field}: a field without a default follows one with")
+        else:
+            params.append(field)
+    body = (
+        "".join(
+            f"    _set(self, {f!r}, {f}.make() if {f} is _defaults[{f!r}] else {f})\n"
+            if isinstance(defaults.get(f), _Factory)
+            else f"    _set(self, {f!r}, {f})\n"
+            for f in fields
+        )
+        or "    pass\n"
+    )
+    source = f"def __init__(self, {', '.join(params)}) -> None:\n{body}"
+    scope: dict[str, Any] = {"_defaults": defaults, "_set": object.__setattr__}
+    # The names are the class's own identifiers (annotations); nothing else is run.
+    exec(source, scope)  # noqa: S102
+    init = scope["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    return init
+
+
+@dataclass_transform(eq_default=True, field_specifiers=(field,))
+class Record(metaclass=_Fields):
     """Field-wise ``==``, a ``Name(field=value, ...)`` repr, ``replace`` and ``as_dict``."""
 
     __slots__ = ()
 
-    #: The fields, in ``__init__`` order.
-    _fields: tuple[str, ...] = ()
+    #: The fields, in ``__init__`` order (built: see the module docstring).
+    _fields: ClassVar[tuple[str, ...]] = ()
     #: Fields left out of the repr (secrets: ``field(repr=False)`` of a dataclass).
-    _hidden: frozenset[str] = frozenset()
+    _hidden: ClassVar[frozenset[str]] = frozenset()
 
     def _values(self) -> tuple[Any, ...]:
         return tuple(getattr(self, name) for name in self._fields)
@@ -55,18 +169,23 @@ class Record:
         unknown = set(changes) - set(self._fields)
         if unknown:
             raise TypeError(f"{type(self).__name__} has no field {sorted(unknown)[0]!r}")
-        values = self.as_dict()
+        # The fields themselves, not as_dict(), which a class may define for JSON.
+        values = {name: getattr(self, name) for name in self._fields}
         values.update(changes)
         return type(self)(**values)
 
 
 class Frozen(Record):
-    """A :class:`Record` that cannot change once built, hence hashable."""
+    """A :class:`Record` that cannot change once built, hence hashable.
+
+    (Type checkers are not told: a frozen dataclass_transform class cannot
+    derive from Record's non-frozen one. Setting a field raises at run time.)
+    """
 
     __slots__ = ()
 
     def _init(self, **values: Any) -> None:
-        """Set the fields from ``__init__`` (plain assignment is refused)."""
+        """Set the fields from a hand-written ``__init__`` (plain assignment is refused)."""
         for name, value in values.items():
             object.__setattr__(self, name, value)
 

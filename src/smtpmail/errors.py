@@ -30,9 +30,11 @@ Every error answers ``is_transient`` (trying again later may succeed) and
     │   ├── SenderRefused                     MAIL FROM refused
     │   ├── RecipientsRefused                 every RCPT TO refused (nothing was sent)
     │   ├── DataRefused                       DATA/BDAT or the end of data refused
-    │   └── AuthenticationError               AUTH refused (535, 534, 538, 454...)
-    └── AuthError                             AUTH could not be attempted (no mechanism,
-        │                                     no encryption, a looping server)
+    │   └── AuthenticationRefused             AUTH refused (535, 534, 538, 454...);
+    │                                         also an AuthenticationError
+    └── AuthenticationError                   any authentication failure: refused (above), or
+        │                                     not attempted safely (no mechanism, no
+        │                                     encryption, a looping or lying server)
         └── PlaintextAuthRefused              credentials would travel in clear text
 
 A reply-carrying error keeps the :class:`~smtpmail.protocol.reply.Reply` in
@@ -49,8 +51,8 @@ if TYPE_CHECKING:
     from smtpmail.protocol.reply import Reply
 
 __all__ = [
-    "AuthError",
     "AuthenticationError",
+    "AuthenticationRefused",
     "CertificateError",
     "ConnectError",
     "ConnectionLost",
@@ -318,11 +320,14 @@ def _outbox_error(message: str, errno: int | None) -> OutboxError:
     return OutboxError(message, errno=errno)
 
 
-class AuthError(SMTPError):
-    """Authentication could not be attempted safely (no shared mechanism, no encryption...)."""
+class AuthenticationError(SMTPError):
+    """Authentication failed: the server refused it (:class:`AuthenticationRefused`,
+    which carries the reply), or it could not be attempted or completed safely
+    (no shared mechanism, no encryption, a looping challenge, a SCRAM server
+    that does not know the password). One ``except`` catches every kind."""
 
 
-class PlaintextAuthRefused(AuthError):
+class PlaintextAuthRefused(AuthenticationError):
     """Credentials would have gone to ``where`` (``host:port``) without TLS, and
     clear-text AUTH was not allowed (RFC 4954 §4: protect them with TLS)."""
 
@@ -413,5 +418,20 @@ class DataRefused(ReplyError):
     """DATA, BDAT or the end of the message data was refused."""
 
 
-class AuthenticationError(ReplyError):
-    """The server refused the credentials or the AUTH exchange."""
+class AuthenticationRefused(ReplyError, AuthenticationError):
+    """The server refused the credentials or the AUTH exchange (RFC 4954 §6)."""
+
+
+def __getattr__(name: str) -> Any:
+    """``AuthError``, the old name of :class:`AuthenticationError`, still works but warns."""
+    if name == "AuthError":
+        import warnings
+
+        warnings.warn(
+            "smtpmail.errors.AuthError is deprecated: use AuthenticationError "
+            "(it catches every authentication failure)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return AuthenticationError
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

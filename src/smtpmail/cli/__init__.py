@@ -2,7 +2,8 @@
 
 Each subcommand lives in its own module, imported only when it runs, so
 ``smtpmail --help`` and a one-message send start fast. A module provides
-``HELP`` (one line), ``add_arguments(parser)`` and ``run(args, env) -> int``.
+``add_arguments(parser)`` and ``run(args, env) -> int``; its one-line help is in
+:data:`COMMANDS`, so the list of commands is built without importing any.
 """
 
 from __future__ import annotations

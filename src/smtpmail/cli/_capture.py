@@ -19,13 +19,13 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
 from email.message import EmailMessage, Message
 from pathlib import Path
 from typing import Any, AnyStr
 
 from smtpmail import __version__
 from smtpmail._log import Logger
+from smtpmail._record import Frozen
 from smtpmail.cli._recorder import Recorder, SessionInfo
 
 __all__ = [
@@ -47,8 +47,7 @@ INSTALL_HINT = "this command needs aiosmtpd: pip install 'smtpmail[server]'"
 MAX_BODY_LINES = 200
 
 
-@dataclass(frozen=True)
-class Captured:
+class Captured(Frozen):
     """One message as the server accepted it."""
 
     number: int

@@ -42,7 +42,6 @@ if TYPE_CHECKING:
     from pathlib import Path
     from typing import Any
 
-HELP = "show the configuration file's path and accounts (secrets hidden)"
 
 ENV_VAR = "SMTPMAIL_CONFIG"
 _KEYS = frozenset(
@@ -75,8 +74,6 @@ _KEYS = frozenset(
 
 class Account(Record):
     """One ``[accounts.NAME]`` table, checked."""
-
-    _fields = ("name", "values", "source")
 
     def __init__(
         self, name: str, values: dict[str, Any] | None = None, source: Path | None = None

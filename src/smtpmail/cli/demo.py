@@ -25,7 +25,6 @@ from smtpmail.cli.exits import EX_OK, EX_SOFTWARE, EX_UNAVAILABLE
 if TYPE_CHECKING:
     from smtpmail.protocol.envelope import SendResult
 
-HELP = "send a message to an embedded local server and show it all"
 
 TEXT = (
     "Hello Bob,\n"
@@ -60,7 +59,7 @@ def compose(args: argparse.Namespace) -> EmailMessage:
 
 class Dialogue:
     """The transcript hook: prints each line as the client sends or receives it,
-    in colour on a terminal (client green, server blue) unless NO_COLOR is set."""
+    in color on a terminal (client green, server blue) unless NO_COLOR is set."""
 
     PREFIX: ClassVar[dict[str, str]] = {"client": "C: ", "server": "S: ", "info": "*  "}
     COLOR: ClassVar[dict[str, str]] = {

@@ -122,7 +122,7 @@ def run(args: argparse.Namespace, env: Environment, message: Any, envelope: Any)
 
         # Connections to several domains run at once: their lines interleave.
         transcript = TranscriptPrinter(
-            env.stderr, colour=env.colors, data_lines=settings.show_data_lines
+            env.stderr, color=env.color, data_lines=settings.show_data_lines
         )
     validates = getattr(args, "dns_server_validates", False)
     if validates and not args.dns_server:

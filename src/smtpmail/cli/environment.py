@@ -46,14 +46,12 @@ class _Folder:
 class Environment(Record):
     """Standard streams, terminal facts, environment variables and folders.
 
-    Each left out (None) is the process's own. A plain class, not a
-    dataclass: see smtpmail._record. The folders are kept as given (a str for
-    the default ones) and become a :class:`~pathlib.Path` when read: pathlib
-    loads urllib.parse and ipaddress, start-up time a plain send, which only
-    asks whether the config file exists (:meth:`config_file`), need not pay.
+    Each left out (None) is the process's own. The folders are kept as given
+    (a str for the default ones) and become a :class:`~pathlib.Path` when
+    read: pathlib loads urllib.parse and ipaddress, start-up time a plain
+    send, which only asks whether the config file exists
+    (:meth:`config_file`), need not pay.
     """
-
-    _fields = ("argv", "stdin", "stdout", "stderr", "environ", "config_dir", "data_dir")
 
     _config_dir: str | Path  # what _Folder stores
     _data_dir: str | Path
@@ -62,7 +60,7 @@ class Environment(Record):
     #: The folder of the outbox (``$XDG_DATA_HOME/smtpmail``).
     data_dir = _Folder()
 
-    def __init__(  # noqa: PLR0917 (positional, as the dataclass it replaces)
+    def __init__(  # noqa: PLR0917 (positional: a value class, see smtpmail._record)
         self,
         argv: list[str] | None = None,
         stdin: IO[str] | None = None,
@@ -120,5 +118,6 @@ class Environment(Record):
         return bool(getattr(self.stderr, "isatty", lambda: False)())
 
     @property
-    def colors(self) -> bool:
+    def color(self) -> bool:
+        """Color the transcript: standard error is a terminal and NO_COLOR is unset."""
         return self.stderr_isatty and "NO_COLOR" not in self.environ

@@ -79,16 +79,14 @@ def exit_status(exc: BaseException) -> tuple[int, str]:
         return EX_DATAERR, str(exc)
     if isinstance(exc, errors.MessageReadError):
         return EX_NOINPUT, str(exc)
-    if isinstance(exc, errors.AuthenticationError):
-        return (EX_TEMPFAIL if exc.is_transient else EX_NOPERM), str(exc)
     if isinstance(exc, errors.PlaintextAuthRefused):
         return EX_NOPERM, (
             f"refusing to send credentials to {exc.where} over an unencrypted connection; "
             "use --tls starttls (or smtps://, submission://), or --allow-plaintext-auth "
             "if the network is trusted"
         )
-    if isinstance(exc, errors.AuthError):
-        return EX_NOPERM, str(exc)
+    if isinstance(exc, errors.AuthenticationError):
+        return (EX_TEMPFAIL if exc.is_transient else EX_NOPERM), str(exc)
     if isinstance(exc, errors.RecipientsRefused):
         return (EX_TEMPFAIL if exc.is_transient else EX_NOUSER), str(exc)
     if isinstance(exc, errors.ConnectError) and isinstance(exc.__cause__, socket.gaierror):

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from smtpmail.cli.server import ServerSettings
     from smtpmail.protocol.envelope import Envelope
 
-__all__ = ["FACILITIES", "SOCKET_VAR", "record", "syslog_facility"]
+__all__ = ["FACILITIES", "SOCKET_VAR", "log_message", "syslog_facility"]
 
 #: Where syslog listens when not /dev/log (macOS: /var/run/syslog).
 SOCKET_VAR = "SMTPMAIL_SYSLOG_SOCKET"
@@ -62,7 +62,7 @@ def syslog_facility(value: Any) -> str | None:
     return name
 
 
-def record(
+def log_message(
     settings: ServerSettings,
     env: Environment,
     envelope: Envelope,

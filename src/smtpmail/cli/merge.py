@@ -33,13 +33,12 @@ from smtpmail.cli.exits import EX_OK, EX_TEMPFAIL, EX_UNAVAILABLE
 #: 128 + SIGINT, as a shell reports a command ended by Ctrl-C.
 EX_INTERRUPTED = 130
 
-HELP = "mail merge: one message per CSV row from a template, with progress"
 
-__all__ = ["HELP", "add_arguments", "run"]
+__all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from smtpmail.cli.queue import add_server_arguments
+    from smtpmail.cli.queue import add_worker_arguments
 
     m = parser.add_argument_group("merge")
     m.add_argument("--template", required=True, metavar="EML", help="the message, with {{field}}s")
@@ -48,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     m.add_argument(
         "--to-column", metavar="NAME", help="the column with the recipient (default: To/Cc/Bcc)"
     )
-    from smtpmail.cli.queued import add_location_arguments
+    from smtpmail.cli.send_outbox import add_location_arguments
 
     add_location_arguments(m)
     m.add_argument("--queue-only", action="store_true", help="queue the messages; send nothing now")
@@ -56,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--dry-run", "-n", action="store_true", help="print the first message; send none"
     )
     m.add_argument("--json", action="store_true", help="print the summary as JSON")
-    add_server_arguments(parser)
+    add_worker_arguments(parser)
 
 
 def _rows(path: str) -> tuple[list[str], list[dict[str, str]]]:

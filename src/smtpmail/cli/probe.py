@@ -23,7 +23,6 @@ from smtpmail.cli.environment import Environment
 from smtpmail.cli.exits import EX_OK, PROBE_EXIT_CODES_HELP, exit_status
 from smtpmail.cli.server import ServerSettings, add_server_arguments, make_client, resolve_settings
 
-HELP = "connect to a server and report what it offers and what is wrong"
 PROBE_TIMEOUT = 10.0
 
 
@@ -128,7 +127,7 @@ def _probe(
     if args.verbose:
         from smtpmail.cli.transcript import TranscriptPrinter
 
-        printer = TranscriptPrinter(env.stderr, colour=env.colors)
+        printer = TranscriptPrinter(env.stderr, color=env.color)
     seen = _Seen(printer)
     dane = _dane(settings, args, report) if args.dane else None
     mode = resolve_mode(settings.tls, settings.port, settings.user is not None).value
@@ -152,7 +151,7 @@ def _probe(
         except Exception as exc:
             return _failed(exc, phase, report, seen)
         try:
-            _record(client, report, key)
+            _report_facts(client, report, key)
         finally:
             client.quit()
         if key == "tls":
@@ -167,7 +166,7 @@ def _probe(
     return EX_OK
 
 
-def _record(client: Any, report: dict[str, Any], key: str) -> None:
+def _report_facts(client: Any, report: dict[str, Any], key: str) -> None:
     from smtpmail.cli.send import server_facts
 
     facts = server_facts(client)

@@ -29,13 +29,11 @@ from smtpmail.cli import jsondoc
 from smtpmail.cli.environment import Environment
 from smtpmail.cli.exits import EX_OK, EX_TEMPFAIL, EX_UNAVAILABLE
 
-HELP = "queue messages durably and deliver them with retries (add, list, run, show...)"
-
-__all__ = ["HELP", "add_arguments", "add_server_arguments", "open_outbox", "run", "worker_from"]
+__all__ = ["add_arguments", "add_worker_arguments", "open_outbox", "run", "worker_from"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from smtpmail.cli.queued import add_location_arguments
+    from smtpmail.cli.send_outbox import add_location_arguments
 
     add_location_arguments(parser)
     sub = parser.add_subparsers(dest="action", metavar="ACTION")
@@ -63,7 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("run", help="deliver every message that is due, then exit")
-    add_server_arguments(p)
+    add_worker_arguments(p)
     p.add_argument(
         "--watch", action="store_true", help="keep running; deliver as messages fall due"
     )
@@ -111,11 +109,11 @@ def _metrics_address(text: str) -> str:
     return text
 
 
-def add_server_arguments(p: argparse.ArgumentParser) -> None:
+def add_worker_arguments(p: argparse.ArgumentParser) -> None:
     """Where and how the worker sends, its pace and its retries (shared with ``merge``)."""
-    from smtpmail.cli.server import add_server_arguments as add_relay_arguments
+    from smtpmail.cli.server import add_server_arguments
 
-    add_relay_arguments(p)
+    add_server_arguments(p)
     from smtpmail.cli import direct
 
     direct.add_arguments(p)  # --direct: to each recipient domain's MX hosts instead
@@ -156,7 +154,7 @@ def add_server_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def open_outbox(args: argparse.Namespace, env: Environment) -> Any:
-    from smtpmail.cli.queued import queue_location
+    from smtpmail.cli.send_outbox import queue_location
     from smtpmail.outbox import Outbox, RetrySchedule
 
     changes = {

@@ -27,7 +27,6 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up
 if TYPE_CHECKING:
     from typing import Any
 
-HELP = "compose a message (or take one) and send it"
 EPILOG = (
     "examples:\n"
     "  smtpmail send --from me@example.org --to you@example.net --subject hi --body hello\n"
@@ -140,10 +139,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from smtpmail.cli import direct
 
     direct.add_arguments(parser)
-    # --queue, --queue-only: the outbox's hook (smtpmail.cli.queued), kept apart.
-    from smtpmail.cli import queued
+    # --queue, --queue-only: the outbox's hook (smtpmail.cli.send_outbox), kept apart.
+    from smtpmail.cli import send_outbox
 
-    queued.add_arguments(parser)
+    send_outbox.add_arguments(parser)
     o = parser.add_argument_group("output")
     o.add_argument("--verbose", "-v", action="store_true", help="show the SMTP dialogue on stderr")
     o.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
@@ -164,12 +163,9 @@ class Prepared(Record):
     (a composed Message, or a RawMessage whose header section was read) tells
     its Message-ID."""
 
-    _fields = ("message", "envelope", "origin")
-
-    def __init__(self, message: Any, envelope: Any, origin: Any = None) -> None:
-        self.message = message
-        self.envelope = envelope
-        self.origin = origin
+    message: Any
+    envelope: Any
+    origin: Any = None
 
     def message_id(self) -> str | None:
         """The Message-ID field (a raw message's header section is parsed only now)."""
@@ -355,9 +351,9 @@ def run(args: argparse.Namespace, env: Environment) -> int:
             raise UsageError("--quit-after talks to --server: not with --queue, --direct, --json")
         return _rehearse(args, env, settings, prepared)
     if args.queue or args.queue_only:  # into the durable outbox (with --direct too)
-        from smtpmail.cli import queued
+        from smtpmail.cli import send_outbox
 
-        return queued.run(args, env, settings, prepared.message, prepared.envelope)
+        return send_outbox.run(args, env, settings, prepared.message, prepared.envelope)
     if args.direct:  # to each recipient domain's MX hosts: delivery's hook
         from smtpmail.cli import direct
 
@@ -381,7 +377,7 @@ def _send(
         from smtpmail.cli.transcript import TranscriptPrinter
 
         transcript = TranscriptPrinter(
-            env.stderr, colour=env.colors, data_lines=settings.show_data_lines
+            env.stderr, color=env.color, data_lines=settings.show_data_lines
         )
     client = make_client(settings, env, transcript)
     document = env.document
@@ -424,7 +420,9 @@ def _log(
         from smtpmail.cli import maillog
 
         tls = client.tls_info is not None
-        maillog.record(settings, env, prepared.envelope, prepared.message_id(), tls=tls, **outcome)
+        maillog.log_message(
+            settings, env, prepared.envelope, prepared.message_id(), tls=tls, **outcome
+        )
 
 
 def _rehearse(
@@ -436,7 +434,7 @@ def _rehearse(
         from smtpmail.cli.transcript import TranscriptPrinter
 
         transcript = TranscriptPrinter(
-            env.stderr, colour=env.colors, data_lines=settings.show_data_lines
+            env.stderr, color=env.color, data_lines=settings.show_data_lines
         )
     client = make_client(settings, env, transcript)
     client.rehearse(args.quit_after, prepared.message, envelope=prepared.envelope)

@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from smtpmail.message.raw import RawMessage
     from smtpmail.protocol.envelope import Envelope
 
-HELP = "a sendmail-compatible interface (for cron, git send-email, mutt, PHP)"
 
 USAGE = f"""usage: smtpmail sendmail [-t] [-i] [-f ADDR] [-F NAME] [-N DSN] [-R RET] [-V ENVID]
                          [--keep-bcc] [--server URL | --host H --port P] [--account NAME]
@@ -257,7 +256,7 @@ def run_argv(argv: Sequence[str], env: Environment) -> int:
         from smtpmail.cli.transcript import TranscriptPrinter
 
         transcript = TranscriptPrinter(
-            env.stderr, colour=env.colors, data_lines=settings.show_data_lines
+            env.stderr, color=env.color, data_lines=settings.show_data_lines
         )
     client = make_client(settings, env, transcript)
     try:
@@ -292,7 +291,7 @@ def _log(
 
         message_id = raw.headers().get("Message-ID")
         tls = client.tls_info is not None
-        maillog.record(settings, env, envelope, message_id, tls=tls, **outcome)
+        maillog.log_message(settings, env, envelope, message_id, tls=tls, **outcome)
 
 
 def _address(value: str | None) -> str | None:

@@ -192,102 +192,38 @@ def _line_count(value: str) -> int:
 class ServerSettings(Record):
     """Where and how to connect, once the command line and the account are merged."""
 
-    _fields = (
-        "host",
-        "port",
-        "lmtp",
-        "tls",
-        "cafile",
-        "fingerprint",
-        "client_cert",
-        "client_key",
-        "insecure",
-        "user",
-        "password_command",
-        "password_env",
-        "password",
-        "oauth_token_command",
-        "auth_mechanism",
-        "allow_plaintext_auth",
-        "timeout",
-        "data_timeout",
-        "ehlo_name",
-        "sender",
-        "account",
-        "dkim",
-        "family",
-        "source_address",
-        "proxy",
-        "show_data_lines",
-        "logfile",
-        "syslog",
-        "convert_8bit",
-    )
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    lmtp: bool = False
+    tls: str | None = None
+    cafile: str | None = None
+    fingerprint: str | None = None  # SHA-256 of the server certificate, pinned
+    client_cert: str | None = None
+    client_key: str | None = None
+    insecure: bool = False
+    user: str | None = None
+    password_command: str | None = None
+    password_env: str | None = None
+    password: str | None = None
+    oauth_token_command: str | None = None
+    auth_mechanism: str | None = None
+    allow_plaintext_auth: bool = False
+    timeout: float | None = None
+    data_timeout: float | None = None
+    ehlo_name: str | None = None
+    sender: str | None = None  # the account's default From
+    account: str | None = None
+    dkim: tuple[str, str, str] | None = None  # (selector, domain, key file)
+    family: int | None = None  # 4, 6 or None: either
+    source_address: str | None = None
+    proxy: Proxy | None = None  # checked when set (_proxy)
+    show_data_lines: int | None = None  # -v's data view (None: 40; 0: all)
+    logfile: str | None = None  # the mail log (smtpmail.cli.maillog)
+    syslog: str | None = None  # its syslog facility, or None
+    convert_8bit: bool = False  # 8-bit MIME parts re-encoded (message.eightbit)
     #: The password never shows in a repr (or a traceback's locals), nor the
     #: proxy (its URL may hold one).
     _hidden = frozenset({"password", "proxy"})
-
-    def __init__(  # noqa: PLR0917 (positional, as the dataclass it replaces)
-        self,
-        host: str = DEFAULT_HOST,
-        port: int = DEFAULT_PORT,
-        lmtp: bool = False,
-        tls: str | None = None,
-        cafile: str | None = None,
-        fingerprint: str | None = None,
-        client_cert: str | None = None,
-        client_key: str | None = None,
-        insecure: bool = False,
-        user: str | None = None,
-        password_command: str | None = None,
-        password_env: str | None = None,
-        password: str | None = None,
-        oauth_token_command: str | None = None,
-        auth_mechanism: str | None = None,
-        allow_plaintext_auth: bool = False,
-        timeout: float | None = None,
-        data_timeout: float | None = None,
-        ehlo_name: str | None = None,
-        sender: str | None = None,
-        account: str | None = None,
-        dkim: tuple[str, str, str] | None = None,
-        family: int | None = None,
-        source_address: str | None = None,
-        proxy: Proxy | None = None,
-        show_data_lines: int | None = None,
-        logfile: str | None = None,
-        syslog: str | None = None,
-        convert_8bit: bool = False,
-    ) -> None:
-        self.host = host
-        self.port = port
-        self.lmtp = lmtp
-        self.tls = tls
-        self.cafile = cafile
-        self.fingerprint = fingerprint  # SHA-256 of the server certificate, pinned
-        self.client_cert = client_cert
-        self.client_key = client_key
-        self.insecure = insecure
-        self.user = user
-        self.password_command = password_command
-        self.password_env = password_env
-        self.password = password
-        self.oauth_token_command = oauth_token_command
-        self.auth_mechanism = auth_mechanism
-        self.allow_plaintext_auth = allow_plaintext_auth
-        self.timeout = timeout
-        self.data_timeout = data_timeout
-        self.ehlo_name = ehlo_name
-        self.sender = sender  # the account's default From
-        self.account = account
-        self.dkim = dkim  # (selector, domain, key file)
-        self.family = family  # 4, 6 or None: either
-        self.source_address = source_address
-        self.proxy = proxy  # checked when set (_proxy)
-        self.show_data_lines = show_data_lines  # -v's data view (None: 40; 0: all)
-        self.logfile = logfile  # the mail log (smtpmail.cli.maillog)
-        self.syslog = syslog  # its syslog facility, or None
-        self.convert_8bit = convert_8bit  # 8-bit MIME parts re-encoded (message.eightbit)
 
     @property
     def url(self) -> str:
@@ -618,7 +554,7 @@ def timeouts(timeout: float | None, data_timeout: float | None) -> float | Timeo
         raise UsageError("--timeout and --data-timeout must be more than 0 seconds")
     from smtpmail.transport._base import Timeouts
 
-    return Timeouts.of(timeout).but(data_end=data_timeout)
+    return Timeouts.of(timeout).replace(data_end=data_timeout)
 
 
 def client_kwargs(s: ServerSettings, env: Environment) -> dict[str, Any]:
@@ -650,10 +586,8 @@ def client_kwargs(s: ServerSettings, env: Environment) -> dict[str, Any]:
     )
     if not wants_tls:
         return kwargs
-    try:
-        from smtpmail.transport.tls import TLSMode, TLSOptions
-    except ImportError as exc:  # pragma: no cover - TLS is part of the package
-        raise UsageError("this smtpmail has no TLS support") from exc
+    from smtpmail.transport.tls import TLSMode, TLSOptions
+
     if s.tls is not None:
         kwargs["tls"] = TLSMode(s.tls)
     if s.cafile or s.fingerprint or s.client_cert or s.insecure:
@@ -706,9 +640,4 @@ def make_client(
 ) -> Client:
     from smtpmail.transport.sync import Client
 
-    kwargs = client_kwargs(s, env)
-    try:
-        return Client(s.host, s.port, transcript=transcript, **kwargs)
-    except TypeError as exc:
-        # A client without the TLS/AUTH keywords (an older smtpmail).
-        raise UsageError(f"TLS/AUTH options are not supported by this client: {exc}") from exc
+    return Client(s.host, s.port, transcript=transcript, **client_kwargs(s, env))

@@ -24,8 +24,6 @@ from smtpmail.cli.environment import Environment
 from smtpmail.cli.exits import EX_CANTCREAT, EX_CONFIG, EX_OK, EX_UNAVAILABLE, EX_USAGE
 from smtpmail.cli.server import add_server_arguments
 
-HELP = "run a local capture server that shows what it receives"
-
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 1025
 DEFAULT_WEB = "127.0.0.1:8025"

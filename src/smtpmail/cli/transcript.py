@@ -1,24 +1,25 @@
 """Render the SMTP dialogue for ``-v``, as swaks shows it.
 
 Each line is marked by who said it (``C:`` client, ``S:`` server, ``*``
-a note), prefixed with the seconds since the start, coloured on a terminal.
+a note), prefixed with the seconds since the start, colored on a terminal.
 Secrets are redacted here again, whatever the client already hid: the
 arguments of AUTH and every client line answering a 334 challenge
-(RFC 4954 §4).
+(RFC 4954 §4), with the library's one marker (``****``).
 """
 
 from __future__ import annotations
 
 import time
 
+from smtpmail.protocol.redaction import REDACTED
+
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 
 if TYPE_CHECKING:
     from typing import IO
 
-__all__ = ["REDACTED", "TranscriptPrinter"]
+__all__ = ["TranscriptPrinter"]
 
-REDACTED = "<redacted>"
 #: Message data shown at most this many lines (unless told: --show-data-lines,
 #: 0 for all); the rest is counted.
 DATA_LINES = 40
@@ -41,13 +42,13 @@ class TranscriptPrinter:
         self,
         stream: IO[str],
         *,
-        colour: bool = False,
+        color: bool = False,
         clock: bool = True,
         data_lines: int | None = None,
     ) -> None:
         self.stream = stream
         self.data_lines = DATA_LINES if data_lines is None else data_lines
-        self.colour = colour
+        self.color = color
         self.clock = clock
         self._start = time.monotonic()
         self._challenged = False  # the last server reply was a 334 AUTH challenge
@@ -97,7 +98,7 @@ class TranscriptPrinter:
     def _write(self, kind: str, style: str, line: str) -> None:
         stamp = f"{time.monotonic() - self._start:7.3f} " if self.clock else ""
         text = f"{stamp}{_MARKS.get(kind, '? ')} {line}"
-        if self.colour:
+        if self.color:
             text = f"{_COLOURS.get(style, '')}{text}{_RESET}"
         self.stream.write(text + "\n")
         self.stream.flush()

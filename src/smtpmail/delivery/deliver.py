@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 from smtpmail._log import Logger
+from smtpmail._record import Frozen
 from smtpmail.delivery.flow import (
     Attempt,
     DomainFlow,
@@ -68,8 +68,7 @@ def _shared_mta_sts() -> MTASTS:
 _SENT_AS_IS = True
 
 
-@dataclass(frozen=True)
-class _Plan:
+class _Plan(Frozen):
     """Everything one delivery needs, checked before any lookup or connection."""
 
     data: bytes

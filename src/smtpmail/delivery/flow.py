@@ -33,9 +33,9 @@ written once:
 from __future__ import annotations
 
 from collections.abc import Generator
-from dataclasses import dataclass
 from typing import Any
 
+from smtpmail._record import Frozen
 from smtpmail.delivery.mtasts import STSPolicy
 from smtpmail.delivery.resolver import MXHost, TLSAAnswer
 from smtpmail.delivery.result import DeliveryStatus, RecipientDelivery
@@ -72,34 +72,29 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class LookupMX:
+class LookupMX(Frozen):
     domain: str
 
 
-@dataclass(frozen=True, slots=True)
-class LookupAddresses:
+class LookupAddresses(Frozen):
     host: str
     implicit: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class LookupPolicy:
+class LookupPolicy(Frozen):
     """Answered with an STSPolicy or None; never an error (a failed fetch is no policy)."""
 
     domain: str
 
 
-@dataclass(frozen=True, slots=True)
-class LookupTLSA:
+class LookupTLSA(Frozen):
     """Answered with a :class:`TLSAAnswer` or the DNSError of a failed lookup."""
 
     host: str
     port: int
 
 
-@dataclass(frozen=True, slots=True)
-class Sent:
+class Sent(Frozen):
     """A transaction the host answered: the result, and the TLS it ran under."""
 
     result: SendResult
@@ -108,8 +103,7 @@ class Sent:
     checked: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Attempt:
+class Attempt(Frozen):
     """One connection: answered with :class:`Sent` or the SMTPError it ended in."""
 
     mx: MXHost
@@ -122,8 +116,7 @@ Step = LookupMX | LookupAddresses | LookupPolicy | LookupTLSA | Attempt
 DomainFlow = Generator[Step, Any, list[RecipientDelivery]]
 
 
-@dataclass(frozen=True, slots=True)
-class FlowConfig:
+class FlowConfig(Frozen):
     port: int = 25
     require_tls: bool = False
     tls_options: TLSOptions | None = None
@@ -310,7 +303,7 @@ def _try_host(
         if isinstance(outcome, ExtensionNotSupported) and _set_aside_utf8(track, mx, address):
             # The ASCII recipients need no SMTPUTF8: the same host, without the others.
             outcome = yield Attempt(mx, address, _envelope(job, track), decision)
-        if _record(outcome, mx, address, track, tried.dane) == "next-host":
+        if _fold_outcome(outcome, mx, address, track, tried.dane) == "next-host":
             return
 
 
@@ -365,7 +358,7 @@ def _by_reply(
         )
 
 
-def _record(
+def _fold_outcome(
     outcome: Sent | SMTPError, mx: MXHost, address: str, track: _Tracker, dane: str | None
 ) -> str:
     """Fold one attempt's outcome in; say whether to try the next address or the next host."""

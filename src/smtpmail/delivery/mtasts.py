@@ -21,9 +21,9 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from smtpmail._log import Logger
+from smtpmail._record import Frozen
 from smtpmail.delivery.resolver import Resolver
 from smtpmail.errors import ConnectError, DNSError, SMTPError
 from smtpmail.transport.stream import as_stream, connect_tcp
@@ -47,8 +47,7 @@ class PolicyError(ValueError):
     """A TXT record or a policy that does not parse, or a fetch that failed."""
 
 
-@dataclass(frozen=True, slots=True)
-class STSPolicy:
+class STSPolicy(Frozen):
     """A parsed policy: ``mode`` is ``enforce``, ``testing`` or ``none``."""
 
     mode: str

@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from smtpmail._log import Logger
+from smtpmail._record import Frozen
 from smtpmail.errors import DNSError
 from smtpmail.transport.dane import TLSARecord
 
@@ -35,8 +35,7 @@ log = Logger("smtpmail.delivery")  # logging itself is imported when needed (_lo
 Nameserver = str | tuple[str, int]
 
 
-@dataclass(frozen=True, slots=True)
-class MXHost:
+class MXHost(Frozen):
     """One mail exchanger: its name (no trailing dot) and preference."""
 
     name: str
@@ -45,8 +44,7 @@ class MXHost:
     implicit: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class TLSAAnswer:
+class TLSAAnswer(Frozen):
     """The TLSA RRset of ``_<port>._tcp.<host>`` (RFC 6698 §3) and whether it is secure.
 
     ``address_secure``: the host's address records were DNSSEC-validated; when

@@ -14,9 +14,9 @@ may have taken the message; a retry may then deliver a second copy.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
 from typing import Any
 
+from smtpmail._record import Frozen, Record, field
 from smtpmail.protocol.reply import Reply
 
 __all__ = ["DeliveryReport", "DeliveryStatus", "RecipientDelivery"]
@@ -28,8 +28,7 @@ class DeliveryStatus(enum.Enum):
     FAILED = "failed"
 
 
-@dataclass(frozen=True, slots=True)
-class RecipientDelivery:
+class RecipientDelivery(Frozen):
     """The outcome for one forward-path.
 
     ``mx`` and ``address`` name the host that decided it: the one that
@@ -104,8 +103,7 @@ class RecipientDelivery:
         }
 
 
-@dataclass(slots=True)
-class DeliveryReport:
+class DeliveryReport(Record):
     """Every recipient's outcome, in the order the envelope listed them."""
 
     sender: str

@@ -10,8 +10,8 @@ itself and needs no DNS.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
 
+from smtpmail._record import Frozen
 from smtpmail.errors import InvalidAddress
 from smtpmail.protocol.commands import Path
 from smtpmail.protocol.envelope import Envelope
@@ -20,8 +20,7 @@ from smtpmail.protocol.idn import to_a_labels
 __all__ = ["DomainJob", "group_by_domain", "lookup_name"]
 
 
-@dataclass(frozen=True, slots=True)
-class DomainJob:
+class DomainJob(Frozen):
     """The recipients of one domain and the envelope to send them."""
 
     domain: str  # ASCII, lower case; or the address literal's IP address

@@ -19,8 +19,7 @@ MTA-STS and the caller's choice.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from smtpmail._record import Frozen
 from smtpmail.delivery.mtasts import STSPolicy
 from smtpmail.delivery.resolver import MXHost, TLSAAnswer
 from smtpmail.transport.dane import DANECheck
@@ -33,8 +32,7 @@ __all__ = ["DANE_REQUIRED", "TLSDecision", "dane_decision", "decide_tls"]
 DANE_REQUIRED = "dane required"
 
 
-@dataclass(frozen=True, slots=True)
-class TLSDecision:
+class TLSDecision(Frozen):
     """The TLS mode and checks for one MX connection, and why (for the report)."""
 
     mode: TLSMode

@@ -48,33 +48,14 @@ _SEVEN_BIT = email_policy.default.clone(cte_type="7bit")
 class Attachment(Frozen):
     """A file to attach; ``inline`` with a ``content_id`` makes it an inline image.
 
-    Immutable. Not a dataclass: see :mod:`smtpmail._record` (start-up time).
+    Immutable.
     """
 
-    _fields = ("path", "content_type", "filename", "inline", "content_id")
-    __slots__ = _fields
-
     path: str | os.PathLike[str]
-    content_type: str | None
-    filename: str | None
-    inline: bool
-    content_id: str | None
-
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        content_type: str | None = None,
-        filename: str | None = None,
-        inline: bool = False,
-        content_id: str | None = None,
-    ) -> None:
-        self._init(
-            path=path,
-            content_type=content_type,
-            filename=filename,
-            inline=inline,
-            content_id=content_id,
-        )
+    content_type: str | None = None
+    filename: str | None = None
+    inline: bool = False
+    content_id: str | None = None
 
     def read(self) -> tuple[bytes, str, str, str]:
         """(data, maintype, subtype, file name); unreadable files raise OSError."""
@@ -92,8 +73,6 @@ class Attachment(Frozen):
 
 class Composed(Record):
     """A composed message and its envelope (Bcc recipients are only in the envelope)."""
-
-    _fields = ("message", "envelope", "bcc")
 
     def __init__(
         self, message: EmailMessage, envelope: Envelope, bcc: list[str] | None = None

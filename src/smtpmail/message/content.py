@@ -26,9 +26,9 @@ from collections.abc import Callable, Iterable, Iterator
 
 from smtpmail.errors import InvalidAddress, MessageReadError
 from smtpmail.message.bcc import drop_bcc, split_header_section
+from smtpmail.protocol.actions import Content
 from smtpmail.protocol.data import measure
 from smtpmail.protocol.envelope import Envelope
-from smtpmail.protocol.session import Content
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 

@@ -31,8 +31,6 @@ __all__ = ["RawMessage", "check_field", "read_raw"]
 class RawMessage(Record):
     """The header section read ahead, and the rest of the stream after it."""
 
-    _fields = ("head", "_stream", "_separator")
-
     def __init__(self, head: bytes, _stream: IO[bytes], _separator: bytes) -> None:
         self.head = head
         self._stream = _stream

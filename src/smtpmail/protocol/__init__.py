@@ -9,9 +9,8 @@ returns a :data:`Flow`, a generator. Start it with ``flow.send(None)`` and
 carry out each action it yields, in order:
 
 - :class:`Send`: write ``action.data`` (all of it); send back None. When
-  ``action.fresh``, no reply is outstanding: bytes that already arrived are
-  unsolicited, drop them first (the clients do, and a 421 among them ends
-  the session).
+  ``action.no_reply_pending``, bytes that already arrived are unsolicited:
+  drop them first (the clients do, and a 421 among them ends the session).
 - :class:`Receive`: feed the bytes you read to one :class:`ReplyParser` per
   connection until ``action.count`` replies came out of
   ``maybe_next_reply()``, each within the deadline named by
@@ -26,12 +25,13 @@ raises LocalProtocolError. Drive each to its end, or ``close()`` it, after
 which the connection is in an unknown state and should be closed.
 """
 
+from smtpmail.protocol.actions import Content, Flow, Options, Receive, Send, StartTLS
 from smtpmail.protocol.commands import Path, parse_path
 from smtpmail.protocol.data import DataEncoder, encode_data
 from smtpmail.protocol.envelope import Envelope, RecipientResult, SendResult
 from smtpmail.protocol.extensions import Extensions
 from smtpmail.protocol.reply import Reply, ReplyParser
-from smtpmail.protocol.session import Content, Flow, Options, Receive, Send, Session, StartTLS
+from smtpmail.protocol.session import Session
 
 __all__ = [
     "Content",

@@ -29,24 +29,51 @@ TimeoutKind: TypeAlias = 'Literal["greeting", "command", "data_block", "data_end
 
 
 class Send:
-    """Write ``data``. ``log`` holds the command lines as the transcript shows them
-    (secrets already redacted); the first ``body`` octets are message content.
-    ``fresh`` says no reply is outstanding, so any buffered reply is unsolicited."""
+    """Write ``data``.
 
-    __slots__ = ("body", "data", "fresh", "log")
+    ``transcript_lines``: the command lines as the transcript shows them
+    (secrets already redacted). ``content_octets``: how many of the first
+    octets of ``data`` are message content (the transcript's data view).
+    ``no_reply_pending``: no reply is outstanding when this is written, so a
+    reply already buffered is unsolicited (RFC 5321 §4.1.1: drop it first).
+    """
+
+    __slots__ = ("content_octets", "data", "no_reply_pending", "transcript_lines")
 
     def __init__(
         self,
         data: bytes | memoryview,
-        log: tuple[str, ...] = (),
+        transcript_lines: tuple[str, ...] = (),
         *,
-        body: int = 0,
-        fresh: bool = False,
+        content_octets: int = 0,
+        no_reply_pending: bool = False,
     ) -> None:
         self.data = data
-        self.log = log
-        self.body = body
-        self.fresh = fresh
+        self.transcript_lines = transcript_lines
+        self.content_octets = content_octets
+        self.no_reply_pending = no_reply_pending
+
+    # The old names, for code that drives the flows itself; each warns.
+    @property
+    def log(self) -> tuple[str, ...]:
+        _renamed("log", "transcript_lines")
+        return self.transcript_lines
+
+    @property
+    def body(self) -> int:
+        _renamed("body", "content_octets")
+        return self.content_octets
+
+    @property
+    def fresh(self) -> bool:
+        _renamed("fresh", "no_reply_pending")
+        return self.no_reply_pending
+
+
+def _renamed(old: str, new: str) -> None:
+    import warnings
+
+    warnings.warn(f"Send.{old} is deprecated: use Send.{new}", DeprecationWarning, stacklevel=3)
 
 
 class Receive:
@@ -108,49 +135,20 @@ class Options(Record):
     a session learns it by itself from such a server's 503 (see
     :attr:`smtpmail.protocol.session.Session.refuses_pipelined_mail`).
 
-    A plain class, not a dataclass: importing dataclasses (and inspect, ast,
-    dis...) costs a one-message CLI send a sixth of its start-up.
     """
 
-    _fields = (
-        "pipelining",
-        "chunking",
-        "smtputf8",
-        "eightbitmime",
-        "size",
-        "dsn",
-        "lmtp",
-        "chunk_size",
-        "bdat_window",
-        "pipeline_messages",
-    )
-    __slots__ = _fields
-
-    def __init__(  # noqa: PLR0917 (positional, as the dataclass it replaces)
-        self,
-        pipelining: bool = True,
-        chunking: bool = True,
-        smtputf8: bool = True,
-        eightbitmime: bool = True,
-        size: bool = True,
-        dsn: bool = True,
-        lmtp: bool = False,
-        chunk_size: int = 256 * 1024,
-        bdat_window: int = 16,
-        pipeline_messages: bool = True,
-    ) -> None:
-        self.pipelining = pipelining
-        self.chunking = chunking
-        self.smtputf8 = smtputf8
-        self.eightbitmime = eightbitmime
-        self.size = size
-        self.dsn = dsn
-        self.lmtp = lmtp
-        #: BDAT chunks are at least this large (input is gathered up to it).
-        self.chunk_size = chunk_size
-        #: BDAT replies allowed outstanding when pipelining.
-        self.bdat_window = bdat_window
-        self.pipeline_messages = pipeline_messages
+    pipelining: bool = True
+    chunking: bool = True
+    smtputf8: bool = True
+    eightbitmime: bool = True
+    size: bool = True
+    dsn: bool = True
+    lmtp: bool = False
+    #: BDAT chunks are at least this large (input is gathered up to it).
+    chunk_size: int = 256 * 1024
+    #: BDAT replies allowed outstanding when pipelining.
+    bdat_window: int = 16
+    pipeline_messages: bool = True
 
     def disabled(self) -> tuple[str, ...]:
         names = {

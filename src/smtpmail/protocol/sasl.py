@@ -24,7 +24,7 @@ import base64
 from collections.abc import Callable, Generator, Iterable
 from typing import ClassVar
 
-from smtpmail.errors import AuthError, InputError, InvalidArgument
+from smtpmail.errors import AuthenticationError, InputError, InvalidArgument
 from smtpmail.protocol.commands import check_text
 from smtpmail.protocol.redaction import REDACTED, Secrets
 
@@ -109,10 +109,10 @@ class Credentials:
 
 def _resolve(secret: Secret | None, what: str) -> str:
     if secret is None:
-        raise AuthError(f"the chosen mechanism needs a {what}, and none was given")
+        raise AuthenticationError(f"the chosen mechanism needs a {what}, and none was given")
     value = secret() if callable(secret) else secret
     if not isinstance(value, str):
-        raise AuthError(f"the {what} callable must return a str")
+        raise AuthenticationError(f"the {what} callable must return a str")
     # NUL ends a PLAIN field (RFC 4616 §2) and ^A an XOAUTH2 one: never let a
     # secret add fields. The message names the character class, not the secret.
     if "\0" in value or (what != "password" and "\x01" in value):
@@ -263,14 +263,14 @@ class _Scram(Mechanism):
         attrs = _scram_attrs(server_first)
         nonce, salt_b64, iterations = attrs.get("r", ""), attrs.get("s", ""), attrs.get("i", "")
         if not nonce.startswith(self.nonce) or len(nonce) == len(self.nonce):
-            raise AuthError("SCRAM: the server's nonce does not extend ours")
+            raise AuthenticationError("SCRAM: the server's nonce does not extend ours")
         try:
             salt = base64.b64decode(salt_b64, validate=True)
             rounds = int(iterations)
         except ValueError:
-            raise AuthError("SCRAM: malformed salt or iteration count") from None
+            raise AuthenticationError("SCRAM: malformed salt or iteration count") from None
         if not 1 <= rounds <= self.MAX_ITERATIONS:
-            raise AuthError(f"SCRAM: iteration count {rounds} out of range")
+            raise AuthenticationError(f"SCRAM: iteration count {rounds} out of range")
         import hashlib
         import hmac
 
@@ -286,9 +286,11 @@ class _Scram(Mechanism):
         server_final = (yield self._response(final)).decode("utf-8", "replace")
         verifier = _scram_attrs(server_final)
         if "e" in verifier:
-            raise AuthError(f"SCRAM: the server reported {verifier['e']!r}")
+            raise AuthenticationError(f"SCRAM: the server reported {verifier['e']!r}")
         if not hmac.compare_digest(verifier.get("v", ""), _b64(server_signature)):
-            raise AuthError("SCRAM: the server's signature is wrong; it does not know the password")
+            raise AuthenticationError(
+                "SCRAM: the server's signature is wrong; it does not know the password"
+            )
         self.complete = True
         yield b""
 
@@ -345,19 +347,19 @@ def choose(
     if explicit is not None:
         name = mechanism_name(explicit)
         if name not in offered_set:
-            raise AuthError(
+            raise AuthenticationError(
                 f"the server does not offer AUTH {name} (it offers: "
                 f"{', '.join(sorted(offered_set)) or 'nothing'})"
             )
         return MECHANISMS[name](credentials)
     if not offered_set:
-        raise AuthError("the server does not offer AUTH; cannot authenticate")
+        raise AuthenticationError("the server does not offer AUTH; cannot authenticate")
     for name, mech in MECHANISMS.items():
         usable = credentials.has_token if mech.uses_token else credentials.has_password
         if name in offered_set and usable:
             return mech(credentials)
     kind = "an OAuth token" if credentials.has_token else "a password"
-    raise AuthError(
+    raise AuthenticationError(
         f"no AUTH mechanism offered by the server ({', '.join(sorted(offered_set))}) "
         f"works with {kind}"
     )
@@ -392,11 +394,11 @@ def saslprep(text: str) -> str:
     for ch in out:
         if any(table(ch) for table in prohibited):
             # The character itself is not named: it may be part of the password.
-            raise AuthError("SASLprep: the credentials contain a prohibited character")
+            raise AuthenticationError("SASLprep: the credentials contain a prohibited character")
     # RFC 3454 §6: bidirectional text must not mix directions.
     if any(stringprep.in_table_d1(ch) for ch in out):
         if any(stringprep.in_table_d2(ch) for ch in out):
-            raise AuthError("SASLprep: mixed right-to-left and left-to-right text")
+            raise AuthenticationError("SASLprep: mixed right-to-left and left-to-right text")
         if not (stringprep.in_table_d1(out[0]) and stringprep.in_table_d1(out[-1])):
-            raise AuthError("SASLprep: right-to-left text must start and end so")
+            raise AuthenticationError("SASLprep: right-to-left text must start and end so")
     return out

@@ -1,19 +1,11 @@
-"""The SMTP client session as sans-IO flows (RFC 5321 §3-4, RFC 2920, RFC 3030, RFC 2033).
+"""The SMTP client session as sans-IO flows: set-up, STARTTLS, AUTH (RFC 5321, 3207, 4954).
 
-Each operation (greeting, EHLO, a batch of mail transactions, NOOP, QUIT...)
-is a generator that yields :class:`Send` and :class:`Receive` actions and is
-sent back the replies. It never touches a socket: the blocking client and the
-asyncio client drive the very same flows and differ only in how they wait for
-bytes, and tests can drive them with plain lists.
-
-Pipelining (RFC 2920) is used whenever the server offers it: the MAIL, RCPT
-and DATA commands of a transaction go out in one write, and when several
-messages are sent on one connection the end of one message's data and the
-next transaction's commands share a write, so each message costs one round
-trip. Every reply is checked against the command it answers. A server that
-answers 503 to a MAIL sent that way gets the transaction again alone, and the
-connection stops doing it; recipients refused as too many (RFC 5321
-§4.5.3.1.10) get the message in further transactions on the connection.
+Each operation (greeting, EHLO, STARTTLS, AUTH, NOOP, QUIT, a batch of mail
+transactions...) is a generator that yields :class:`Send` and :class:`Receive`
+actions and is sent back the replies. It never touches a socket: the blocking
+client and the asyncio client drive the very same flows and differ only in how
+they wait for bytes, and tests can drive them with plain lists. The mail
+transactions themselves live in :mod:`smtpmail.protocol.transaction`.
 
 STARTTLS (RFC 3207) is a flow that sends the command alone and, on 220,
 yields a :class:`StartTLS` action the transport carries out; AUTH (RFC 4954)
@@ -26,153 +18,37 @@ logs, the results and the errors never show them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-
 from smtpmail._log import Logger
 from smtpmail.errors import (
     AuthenticationError,
-    AuthError,
-    DataRefused,
-    ExtensionNotSupported,
+    AuthenticationRefused,
     GreetingRefused,
-    InputError,
-    LocalProtocolError,
-    MessageTooLarge,
-    RecipientsRefused,
     RemoteProtocolError,
     ReplyError,
-    SenderRefused,
     ServiceClosing,
 )
 from smtpmail.protocol import commands as cmd
-from smtpmail.protocol.actions import (
-    Content,
-    Flow,
-    Options,
-    Receive,
-    Send,
-    StartTLS,
-    TimeoutKind,
-)
-from smtpmail.protocol.data import DataEncoder, encode_buffer
-from smtpmail.protocol.envelope import Envelope, RecipientResult, SendResult
+from smtpmail.protocol.actions import Flow, Options, Receive, Send, StartTLS, TimeoutKind
 from smtpmail.protocol.extensions import Extensions
-from smtpmail.protocol.guard import Guarded, one_at_a_time
+from smtpmail.protocol.guard import one_at_a_time
 from smtpmail.protocol.reply import Reply
+from smtpmail.protocol.transaction import Transactions
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 
 if TYPE_CHECKING:
-    from typing import TypeVar
-
-    from smtpmail.protocol.commands import Path
     from smtpmail.protocol.redaction import Secrets
     from smtpmail.protocol.sasl import Mechanism
-
-    T = TypeVar("T")
 
 # smtpmail.protocol.sasl is imported by the AUTH code below, not here: a session
 # that never authenticates (a local relay, the CLI's quick send) does not load it.
 
-__all__ = ["Content", "Flow", "Options", "Receive", "Send", "Session", "StartTLS"]
+__all__ = ["Session"]
 
 log = Logger("smtpmail.protocol")  # logging itself is imported when needed (_log)
 
-_NOTHING: tuple[str, ...] = ()
 
-#: A last piece of content smaller than this shares one write with the ending.
-_JOIN_BELOW = 64 * 1024
-
-
-class _Plan:
-    """One mail transaction: its command lines, and what its replies decided.
-
-    A message whose recipients are more than the server takes at once goes
-    in several (RFC 5321 §4.5.3.1.10): ``rest`` is the next transaction, for
-    the recipients refused as too many. All share the message's ``result``;
-    its ``reply`` and ``error`` are set when the last transaction ends.
-    """
-
-    __slots__ = (
-        "accepted",
-        "bdat",
-        "content",
-        "error",
-        "head",
-        "mail",
-        "paths",
-        "rcpts",
-        "reply",
-        "rest",
-        "result",
-    )
-
-    def __init__(  # noqa: PLR0917 (the parts of one transaction)
-        self,
-        content: Content,
-        mail: bytes,
-        rcpts: list[bytes],
-        paths: list[Path],
-        bdat: bool,
-        result: SendResult,
-        head: _Plan | None = None,
-    ) -> None:
-        self.content = content
-        self.mail = mail
-        self.rcpts = rcpts
-        self.paths = paths
-        self.bdat = bdat
-        self.result = result
-        #: The message's first transaction (this one, unless it is a further one).
-        self.head = head or self
-        self.accepted: list[str] = []
-        self.reply: Reply | None = None
-        self.error: Exception | None = None
-        self.rest: _Plan | None = None
-
-    def group(self, rset: bool) -> tuple[bytes, tuple[str, ...], int]:
-        lines = [self.mail, *self.rcpts]
-        if not self.bdat:
-            lines.append(b"DATA\r\n")
-        if rset:
-            lines.insert(0, b"RSET\r\n")
-        return b"".join(lines), _show(lines), len(lines)
-
-    def body(self) -> Content:
-        """The content to stream; a further transaction reads it again from its start."""
-        return self.content if self.head is self else self.content.again()
-
-
-def _show(lines: Iterable[bytes]) -> tuple[str, ...]:
-    return tuple(line[:-2].decode("utf-8", "replace") for line in lines)
-
-
-def _ok(reply: Reply, code: int | None = None) -> bool:
-    return reply.code == code if code is not None else 200 <= reply.code < 300
-
-
-def _too_many(reply: Reply) -> bool:
-    """A refusal for being over the server's recipient limit (RFC 5321 §4.5.3.1.10):
-    452 with 4.5.3 (RFC 3463: too many recipients) or with no enhanced code.
-    Only after an accepted RCPT of the same transaction does it mean that."""
-    return reply.code == 452 and reply.enhanced_status in (None, "4.5.3")
-
-
-def _in_step(command: str, reply: Reply) -> None:
-    """503 (bad sequence of commands) to MAIL, or to RCPT, DATA, BDAT or the end of
-    data after an accepted MAIL (and not after an earlier refusal), says that the
-    server and the client disagree about where the dialogue is, nothing about the
-    message: it is never recorded as the message's fate.
-    The error is transient and the connection is closed (replies may be paired
-    with the wrong commands from here on)."""
-    if reply.code == 503:
-        raise RemoteProtocolError(
-            f"the server answered {command} with {reply.code} {reply.text_oneline()!r} "
-            "(out of step with the commands sent); nothing was delivered by this transaction"
-        )
-
-
-class Session(Guarded):
+class Session(Transactions):
     """State of one SMTP connection and the flows that advance it."""
 
     def __init__(self, options: Options | None = None) -> None:
@@ -212,13 +88,13 @@ class Session(Guarded):
         name = cmd.ehlo_name(name)
         verb = "LHLO" if self.options.lmtp else "EHLO"
         reply = yield from self.command(f"{verb} {name}", verb, check=False)
-        if _ok(reply):
+        if reply.code // 100 == 2:
             self.esmtp = True
             self.extensions = Extensions.from_ehlo(reply).without(*self.options.disabled())
         elif reply.code >= 500 and not self.options.lmtp:
             log.info("EHLO refused (%s); falling back to HELO", reply.code)
             reply = yield from self.command(f"HELO {name}", "HELO", check=False)
-            if not _ok(reply):
+            if reply.code // 100 != 2:
                 raise GreetingRefused("HELO", reply)
             self.esmtp = False
             self.extensions = Extensions()
@@ -251,8 +127,8 @@ class Session(Guarded):
     def authenticate(self, mechanism: Mechanism) -> Flow[Reply]:
         """AUTH with ``mechanism`` (RFC 4954 §4); returns the 235 reply.
 
-        Raises :class:`~smtpmail.errors.AuthenticationError` when the server
-        refuses (its reply redacted), :class:`~smtpmail.errors.AuthError` when
+        Raises :class:`~smtpmail.errors.AuthenticationRefused` when the server
+        refuses (its reply redacted), :class:`~smtpmail.errors.AuthenticationError` when
         the exchange goes wrong (a looping or malformed challenge).
         """
         import base64  # only AUTH uses it: a plain send starts faster without
@@ -275,7 +151,7 @@ class Session(Guarded):
             if len(line) + len(blob) + 3 <= MAX_AUTH_LINE:
                 line, shown = f"{line} {blob}", f"{shown} {REDACTED}"
                 initial = None
-        yield Send(_auth_line(line), (shown,), fresh=True)
+        yield Send(_auth_line(line), (shown,), no_reply_pending=True)
         rounds = 0
         while True:
             (reply,) = yield from self._receive(1, "AUTH", auth=True)
@@ -284,7 +160,9 @@ class Session(Guarded):
             rounds += 1
             if rounds > MAX_AUTH_ROUNDS:
                 yield from self._cancel_auth()
-                raise AuthError(f"the server sent more than {MAX_AUTH_ROUNDS} AUTH challenges")
+                raise AuthenticationError(
+                    f"the server sent more than {MAX_AUTH_ROUNDS} AUTH challenges"
+                )
             response = initial
             initial = None
             if response is None:
@@ -297,19 +175,23 @@ class Session(Guarded):
                     response = flow.send(challenge)
                 except StopIteration:
                     response = None
-                except AuthError:
+                except AuthenticationError:
                     yield from self._cancel_auth()
                     raise
                 if response is None:
                     yield from self._cancel_auth()
-                    raise AuthError(f"the server sent an unexpected challenge during AUTH {name}")
+                    raise AuthenticationError(
+                        f"the server sent an unexpected challenge during AUTH {name}"
+                    )
             data = base64.b64encode(response)
             yield Send(data + b"\r\n", (REDACTED,))
         flow.close()
         if reply.code != 235:
-            raise AuthenticationError("AUTH", reply, _auth_failure(name, reply))
+            raise AuthenticationRefused("AUTH", reply, _auth_failure(name, reply))
         if not mechanism.complete:
-            raise AuthError(f"the server accepted AUTH {name} before the exchange was complete")
+            raise AuthenticationError(
+                f"the server accepted AUTH {name} before the exchange was complete"
+            )
         return reply
 
     def _cancel_auth(self) -> Flow[None]:
@@ -347,7 +229,7 @@ class Session(Guarded):
     ) -> Flow[Reply]:
         """Send one command and return its reply; ``check`` raises on 4xx/5xx."""
         data = cmd.command(*line.split(" ", 1)) if " " in line else cmd.command(line)
-        yield Send(data, (shown or line,), fresh=True)
+        yield Send(data, (shown or line,), no_reply_pending=True)
         (reply,) = yield from self._receive(1, label)
         if check and reply.code >= 400:
             raise ReplyError(label, reply)
@@ -371,447 +253,6 @@ class Session(Guarded):
     def quit(self) -> Flow[Reply]:
         return (yield from self.command("QUIT", "QUIT", check=False))
 
-    @one_at_a_time
-    def envelope_only(
-        self, envelope: Envelope, content: Content, *, rcpt: bool
-    ) -> Flow[list[Reply]]:
-        """MAIL FROM (and with ``rcpt`` each RCPT TO), the very lines a send would
-        write, one at a time and no DATA: a rehearsal that delivers nothing
-        (swaks's --quit-after mail/rcpt). A refusal raises :class:`ReplyError`."""
-        if self.helo_reply is None:
-            raise LocalProtocolError("mail transaction before EHLO/HELO")
-        plan = self._plan(envelope, content)
-        replies = []
-        for label, line in [("MAIL FROM", plan.mail), *(("RCPT TO", r) for r in plan.rcpts)]:
-            if label == "RCPT TO" and not rcpt:
-                break
-            yield Send(line, _show([line]), fresh=True)
-            (reply,) = yield from self._receive(1, label)
-            if reply.code >= 400:
-                raise ReplyError(label, reply)
-            replies.append(reply)
-        return replies
-
-    # -- mail transactions ---------------------------------------------------
-
-    @one_at_a_time
-    def transactions(
-        self,
-        items: Iterable[tuple[Envelope, Content]],
-        *,
-        keep_errors: bool,
-        results: list[SendResult] | None = None,
-    ) -> Flow[list[SendResult]]:
-        """Send each (envelope, content); one result per item, in order.
-
-        With ``keep_errors`` a refused transaction or a bad item is recorded in
-        its result's ``error``; without it, the first such error is raised.
-        Connection-level failures (421, a dropped connection, a timeout) raise;
-        ``results`` (when given) then holds the results so far.
-
-        Recipients refused as too many (452, RFC 5321 §4.5.3.1.10) are sent the
-        same content in further transactions on this connection; the message's
-        result holds every recipient's final reply. A MAIL refused with 503
-        because it came in one write with the end of the previous message's data
-        is sent again once that data's reply is in (see ``refuses_pipelined_mail``).
-        """
-        if self.helo_reply is None:
-            raise LocalProtocolError("mail transaction before EHLO/HELO")
-        if results is None:
-            results = []
-        it = iter(items)
-        if "PIPELINING" in self.extensions:
-            yield from self._pipelined(it, results, keep_errors)
-        else:
-            yield from self._lockstep(it, results, keep_errors)
-        return results
-
-    def _pipelined(
-        self, it: Iterator[tuple[Envelope, Content]], results: list[SendResult], keep: bool
-    ) -> Flow[None]:
-        plan = self._next_plan(it, results, keep)
-        if plan is None:
-            return
-        rset = self.needs_rset
-        data, shown, n = plan.group(rset)
-        yield Send(data, shown, fresh=True)
-        after_data = False  # plan's group shared a write with the previous end of data
-        while plan is not None:
-            replies = yield from self._receive(n, "MAIL")
-            if rset:
-                replies = replies[1:]  # the RSET's reply: nothing depends on it
-            self.needs_rset = False
-            if after_data and replies[0].code == 503:
-                # Not attempted: sent again alone, the previous data's reply now in.
-                yield from self._refused_after_data(plan, replies)
-                data, shown, n = plan.group(False)
-                yield Send(data, shown, fresh=True)
-                after_data = rset = False
-                continue
-            go = self._evaluate(plan, replies)
-            # The next item is taken now, for its commands to ride with this
-            # message's end. When taking it fails (its source cannot be read,
-            # the caller's iterator raises), this message still ends first.
-            failed: Exception | None = None
-            try:
-                nxt = plan.rest or self._next_plan(it, results, keep)
-            except Exception as exc:  # raised below, once this message has ended
-                nxt, failed = None, exc
-            sent_next = False
-            if go:
-                # The next transaction's commands ride with the end of this message.
-                tail, tail_shown = b"", _NOTHING
-                if nxt is not None and self._pipelines_messages:
-                    tail, tail_shown = nxt.group(False)[:2]
-                data_replies, sent_next = yield from self._body(plan, tail, tail_shown)
-                self._finish(plan, data_replies, keep)
-            else:
-                ended = yield from self._end_data_alone(plan, replies)
-                if not ended and _ok(replies[0]):
-                    self.needs_rset = True
-                self._fail_pending(plan, keep)
-            if failed is not None:
-                raise failed
-            rset = False
-            if nxt is not None and not sent_next:
-                rset = self.needs_rset
-                data, shown, _ = nxt.group(rset)
-                yield Send(data, shown, fresh=True)
-            if nxt is not None:
-                n = len(nxt.rcpts) + (1 if nxt.bdat else 2) + (1 if rset else 0)
-            after_data = sent_next
-            plan = nxt
-
-    @property
-    def _pipelines_messages(self) -> bool:
-        """May a transaction share a write with the end of the previous data?"""
-        return self.options.pipeline_messages and not self.refuses_pipelined_mail
-
-    def _refused_after_data(self, plan: _Plan, replies: list[Reply]) -> Flow[None]:
-        """503 to a MAIL sent in one write with the end of the previous message's
-        data: the server refuses such pipelining (RFC 2920 §3.1 allows it), and
-        its replies to this group say nothing about the message. Stop sending
-        transactions that way on this connection."""
-        log.info(
-            "the server refused MAIL pipelined after the end of data (%s %s); "
-            "each transaction now waits for the previous one's reply",
-            replies[0].code,
-            replies[0].text_oneline(),
-        )
-        self.refuses_pipelined_mail = True
-        yield from self._end_data_alone(plan, replies)
-
-    def _end_data_alone(self, plan: _Plan, replies: list[Reply]) -> Flow[bool]:
-        """DATA was accepted though the transaction was not (RFC 2920 §3.1): end it
-        with the terminator alone and ignore the answer. True when that happened."""
-        if plan.bdat or replies[-1].code != 354:
-            return False
-        yield Send(b".\r\n", (".",))
-        yield from self._receive(1, "end of data", "data_end")
-        return True
-
-    def _lockstep(
-        self, it: Iterator[tuple[Envelope, Content]], results: list[SendResult], keep: bool
-    ) -> Flow[None]:
-        plan = self._next_plan(it, results, keep)
-        while plan is not None:
-            if self.needs_rset:
-                yield from self.rset()
-            lines = [plan.mail, *plan.rcpts] + ([] if plan.bdat else [b"DATA\r\n"])
-            replies: list[Reply] = []
-            for i, line in enumerate(lines):
-                yield Send(line, _show([line]), fresh=True)
-                label = "MAIL" if i == 0 else "DATA" if line == b"DATA\r\n" else "RCPT"
-                replies += yield from self._receive(1, label)
-                if i == 0 and not _ok(replies[0]):
-                    break
-                if i == len(plan.rcpts) and not any(_ok(r) for r in replies[1:]):
-                    break  # every recipient refused: no DATA
-            if self._evaluate(plan, replies):
-                data_replies, _ = yield from self._body(plan, b"", ())
-                self._finish(plan, data_replies, keep)
-            else:
-                self.needs_rset = _ok(replies[0])
-                self._fail_pending(plan, keep)
-            plan = plan.rest or self._next_plan(it, results, keep)
-
-    def _next_plan(
-        self, it: Iterator[tuple[Envelope, Content]], results: list[SendResult], keep: bool
-    ) -> _Plan | None:
-        for envelope, content in it:
-            try:
-                plan = self._plan(envelope, content)
-            except InputError as exc:
-                if not keep:
-                    raise
-                results.append(SendResult(envelope.sender, error=exc))
-                continue
-            results.append(plan.result)
-            return plan
-        return None
-
-    def _plan(self, envelope: Envelope, content: Content) -> _Plan:
-        ext = self.extensions
-        params: dict[str, str | None] = {}
-        use_bdat = "CHUNKING" in ext
-        eight_bit_ok = "8BITMIME" in ext or (use_bdat and "BINARYMIME" in ext)
-        if content.eight_bit and content.seven_bit is not None and not eight_bit_ok:
-            # RFC 6152 §3: converted only for a server that cannot take 8-bit data,
-            # as an MTA does; a server with 8BITMIME gets the message unchanged.
-            content = content.seven_bit()
-        size = content.declared_size() if "SIZE" in ext else None
-        if size is not None:
-            limit = ext.size_limit
-            if limit is not None and size > limit:
-                raise MessageTooLarge(size, limit)
-            params["SIZE"] = str(size)
-        if content.eight_bit is not False and use_bdat and "BINARYMIME" in ext:
-            # RFC 3030 §3: with BDAT, BINARYMIME also covers NULs and lines over
-            # 998 octets, which 8BITMIME does not; unknown content gets it too.
-            params["BODY"] = "BINARYMIME"
-        elif content.eight_bit is not False and "8BITMIME" in ext:
-            params["BODY"] = "8BITMIME"
-        elif content.eight_bit:
-            # RFC 6152 §3: 8-bit data only to a server that offers 8BITMIME; a
-            # message from smtpmail.compose is 7-bit clean, this one is the caller's.
-            raise ExtensionNotSupported(
-                "the message has 8-bit data and the server does not offer 8BITMIME "
-                "(RFC 6152); re-encode it (quoted-printable or base64: convert_8bit=True, "
-                "the command line's --convert-8bit) or use another server"
-            )
-        utf8 = envelope.needs_smtputf8 or content.smtputf8
-        if utf8:
-            if "SMTPUTF8" not in ext:
-                raise ExtensionNotSupported(
-                    "the envelope or headers need SMTPUTF8, which the server does not offer"
-                )
-            params["SMTPUTF8"] = None
-        if envelope.requiretls:
-            self._check_requiretls()
-            params["REQUIRETLS"] = None
-        wants_dsn = envelope.ret or envelope.envid or envelope.notify or envelope.orcpt
-        dsn = "DSN" in ext
-        if wants_dsn and not dsn:
-            log.warning("server does not offer DSN; delivery status requests dropped")
-        if dsn and envelope.ret:
-            params["RET"] = envelope.ret
-        if dsn and envelope.envid:
-            params["ENVID"] = cmd.xtext(envelope.envid)
-        mail = cmd.mail_from(envelope.sender_path, cmd.esmtp_params(params))
-        rcpts = []
-        for path in envelope.recipient_paths:
-            rparams: dict[str, str | None] = {}
-            if dsn and envelope.notify:
-                rparams["NOTIFY"] = ",".join(envelope.notify)
-            if dsn and envelope.orcpt and path.address.isascii():
-                rparams["ORCPT"] = "rfc822;" + cmd.xtext(path.address)
-            rcpts.append(cmd.rcpt_to(path, cmd.esmtp_params(rparams)))
-        paths = list(envelope.recipient_paths)
-        return _Plan(content, mail, rcpts, paths, use_bdat, SendResult(envelope.sender))
-
-    def _check_requiretls(self) -> None:
-        """RFC 8689 §4.2.1: REQUIRETLS only over verified TLS, to a server offering it."""
-        if not self.tls_authenticated:
-            raise ExtensionNotSupported(
-                "REQUIRETLS needs TLS with a verified certificate (DANE or a trusted CA); "
-                "this connection has none (RFC 8689 §4.2.1)",
-                enhanced_status="5.7.30",
-            )
-        if "REQUIRETLS" not in self.extensions:
-            raise ExtensionNotSupported(
-                "the message requires TLS on every hop (REQUIRETLS), which the server "
-                "does not offer (RFC 8689 §4.2.1)",
-                enhanced_status="5.7.30",
-            )
-
-    def _evaluate(self, plan: _Plan, replies: list[Reply]) -> bool:
-        """Record the MAIL/RCPT/DATA replies; True when the content should follow."""
-        recipients = plan.result.recipients
-        mail = replies[0]
-        paths = plan.paths
-        _in_step("MAIL FROM", mail)
-        if not _ok(mail):
-            for path in paths:
-                recipients[path.address] = RecipientResult(path.address, mail, False)
-            plan.error = SenderRefused("MAIL FROM", mail)
-            return False
-        rcpt_replies = replies[1 : 1 + len(paths)]
-        over: list[int] = []
-        for i, (path, reply) in enumerate(zip(paths, rcpt_replies, strict=False)):
-            _in_step("RCPT TO", reply)
-            ok = _ok(reply)
-            recipients[path.address] = RecipientResult(path.address, reply, ok, at_rcpt=True)
-            if ok:
-                plan.accepted.append(path.address)
-            elif plan.accepted and _too_many(reply):
-                over.append(i)
-        if not plan.accepted:
-            refused = {p.address: r for p, r in zip(paths, rcpt_replies, strict=False)}
-            plan.error = RecipientsRefused.of("RCPT TO", refused)
-            return False
-        if over:
-            self._rest(plan, over)
-        if not plan.bdat:
-            data = replies[-1]
-            _in_step("DATA", data)
-            if data.code != 354:
-                plan.error = DataRefused("DATA", data)
-                return False
-        return True
-
-    def _rest(self, plan: _Plan, over: list[int]) -> None:
-        """RFC 5321 §4.5.3.1.10: the recipients refused as too many go in a further
-        transaction on this connection, with the same content. Only a 452 after an
-        accepted RCPT counts: one to the first RCPT of a transaction is final, so
-        every further transaction is smaller than the last and the chain ends."""
-        if not plan.content.resendable:
-            log.warning(
-                "%d recipients over the server's limit left deferred: the message "
-                "was a stream that cannot be sent again",
-                len(over),
-            )
-            return
-        plan.rest = _Plan(
-            plan.content,
-            plan.mail,
-            [plan.rcpts[i] for i in over],
-            [plan.paths[i] for i in over],
-            plan.bdat,
-            plan.result,
-            plan.head,
-        )
-
-    def _fail_pending(self, plan: _Plan, keep: bool) -> None:
-        """A refused transaction: its recipients not yet refused share its fate."""
-        error = plan.error
-        assert error is not None
-        reply = getattr(error, "reply", None)
-        if isinstance(reply, Reply):
-            for address in plan.accepted:
-                _decided(plan.result.recipients, address, reply, False)
-        self._conclude(plan, keep)
-
-    def _finish(self, plan: _Plan, replies: list[Reply], keep: bool) -> None:
-        """Record the reply (or, in LMTP, the replies) to the end of the data."""
-        recipients = plan.result.recipients
-        plan.reply = replies[-1]
-        if not self.options.lmtp:
-            _in_step("BDAT" if plan.bdat else "end of data", replies[-1])
-        if self.options.lmtp:
-            for address, reply in zip(plan.accepted, replies, strict=False):
-                _decided(recipients, address, reply, _ok(reply))
-            if not any(_ok(reply) for reply in replies):
-                plan.error = DataRefused("DATA", replies[-1], "message refused")
-        else:
-            reply = replies[-1]
-            ok = _ok(reply)
-            if not ok:
-                plan.error = DataRefused("end of data", reply, "message refused")
-            for address in plan.accepted:
-                _decided(recipients, address, reply, ok)
-        self._conclude(plan, keep)
-
-    def _conclude(self, plan: _Plan, keep: bool) -> None:
-        """A transaction is over; after the message's last, its result gets the
-        verdict (and is complete): the transaction's own, or, for a message sent
-        in several, none when some recipient was accepted, else the first's."""
-        if plan.rest is not None:
-            return
-        result = plan.result
-        head = plan.head
-        taken = [] if head is plan else [r.reply for r in result.recipients.values() if r.accepted]
-        if taken:
-            result.reply, result.error = taken[-1], None
-        else:
-            result.reply, result.error = head.reply, head.error
-        if result.error is not None and not keep:
-            raise result.error
-
-    def _body(
-        self, plan: _Plan, tail: bytes, tail_shown: tuple[str, ...]
-    ) -> Flow[tuple[list[Reply], bool]]:
-        """Stream the content; ``tail`` (the next group) shares the last write.
-
-        Returns the replies to the end of the data and whether ``tail`` was sent.
-        """
-        n_final = len(plan.accepted) if self.options.lmtp else 1
-        content = plan.body()
-        if plan.bdat:
-            return (yield from self._bdat(content, tail, tail_shown, n_final))
-        encoder = DataEncoder()
-        pieces: Iterable[bytes | memoryview]
-        if content.data is not None:
-            pieces = encode_buffer(content.data, encoder, canonical=bool(content.canonical))
-        else:
-            pieces = (encoder.feed(chunk) for chunk in content.chunks)
-        previous: bytes | memoryview = b""
-        for piece in pieces:
-            if not piece:
-                continue
-            if previous:
-                yield Send(previous, body=len(previous))
-            previous = piece
-        ending = encoder.end()
-        if len(previous) > _JOIN_BELOW:
-            # A big last piece goes alone: joining it to the ending would copy it.
-            yield Send(previous, body=len(previous))
-            previous = b""
-        last = bytes(previous) + ending + tail if previous else ending + tail
-        body = len(previous) + len(ending) - 3
-        yield Send(last, (".", *tail_shown), body=body)
-        return (yield from self._receive(n_final, "end of data", "data_end")), bool(tail)
-
-    def _bdat(
-        self, content: Content, tail: bytes, tail_shown: tuple[str, ...], n_final: int
-    ) -> Flow[tuple[list[Reply], bool]]:
-        """CHUNKING (RFC 3030): BDAT chunks, pipelined within a window when allowed.
-
-        After a refused chunk no further chunk is sent (RFC 3030 §2), the
-        replies still in flight are read, and the transaction needs RSET.
-        """
-        window = self.options.bdat_window if "PIPELINING" in self.extensions else 1
-        outstanding = 0
-        failed: Reply | None = None
-        for chunk, last in _bdat_chunks(content, self.options.chunk_size):
-            header = b"BDAT %d%s\r\n" % (len(chunk), b" LAST" if last else b"")
-            shown = (header[:-2].decode(),)
-            if last:
-                # The next transaction rides along only when no earlier chunk can
-                # still fail: after a refused chunk the server wants RSET first.
-                if outstanding:
-                    tail, tail_shown = b"", ()
-                if len(chunk) > _JOIN_BELOW:
-                    # Written apart rather than copied into one buffer.
-                    yield Send(header, shown)
-                    yield Send(chunk)
-                    if tail:
-                        yield Send(tail, tail_shown)
-                else:
-                    yield Send(header + chunk + tail, shown + tail_shown, body=0)
-                replies = yield from self._receive(outstanding + n_final, "BDAT", "data_end")
-                failed = next((r for r in replies[:outstanding] if not _ok(r)), None)
-                if failed is not None:
-                    self.needs_rset = True
-                    return [failed] * n_final, False
-                return replies[outstanding:], bool(tail)
-            if len(chunk) > _JOIN_BELOW:
-                yield Send(header, shown)
-                yield Send(chunk)
-            else:
-                yield Send(header + chunk, shown)
-            outstanding += 1
-            if outstanding >= window:
-                (reply,) = yield from self._receive(1, "BDAT", "data_block")
-                outstanding -= 1
-                if not _ok(reply):
-                    failed = reply
-                    break
-        assert failed is not None
-        if outstanding:
-            yield from self._receive(outstanding, "BDAT", "data_block")
-        self.needs_rset = True
-        return [failed] * n_final, False
-
 
 #: RFC 4954 §4: the longest AUTH command line, CRLF included.
 MAX_AUTH_LINE = 12288
@@ -834,38 +275,3 @@ def _auth_failure(name: str, reply: Reply) -> str:
         530: "the server requires authentication",
     }
     return f"AUTH {name}: {reasons.get(reply.code, 'authentication refused')}"
-
-
-def _bdat_chunks(content: Content, size: int) -> Iterator[tuple[bytes | memoryview, bool]]:
-    """Normalised (not dot-stuffed) chunks of about ``size`` octets; the last flagged.
-
-    A message held in memory goes in line-aligned pieces, views of it where
-    nothing needs repair; streamed content is gathered to at least ``size``.
-    """
-    encoder = DataEncoder(dot_stuff=False)
-    if content.data is not None:
-        previous: bytes | memoryview = b""
-        pieces = encode_buffer(content.data, encoder, (size,), canonical=bool(content.canonical))
-        for piece in pieces:
-            if previous:
-                yield previous, False
-            previous = piece
-        ending = encoder.end()
-        yield (bytes(previous) + ending if ending else previous), True
-        return
-    pending = bytearray()
-    for chunk in content.chunks:
-        pending += encoder.feed(chunk)
-        if len(pending) >= size:
-            yield bytes(pending), False
-            pending.clear()
-    pending += encoder.end()
-    yield bytes(pending), True
-
-
-def _decided(
-    recipients: dict[str, RecipientResult], address: str, reply: Reply, accepted: bool
-) -> None:
-    """A reply after RCPT decides an accepted recipient; its RCPT reply is kept."""
-    rcpt_reply = recipients[address].rcpt_reply if address in recipients else None
-    recipients[address] = RecipientResult(address, reply, accepted, rcpt_reply=rcpt_reply)

@@ -108,6 +108,12 @@ class Timeouts(Frozen):
         return float(getattr(self, kind))
 
     def but(self, **changes: float) -> Timeouts:
+        """Deprecated: :meth:`replace`, the one name every value class has."""
+        import warnings
+
+        warnings.warn(
+            "Timeouts.but() is deprecated: use Timeouts.replace()", DeprecationWarning, stacklevel=2
+        )
         return self.replace(**changes)
 
 
@@ -494,12 +500,12 @@ class BaseClient:
     def _note_send(self, action: Send) -> None:
         hook = self.transcript
         if hook is not None:
-            if action.body:
-                _emit(hook, "data", str(action.data[: action.body], "utf-8", "replace"))
-            for line in action.log:
+            if action.content_octets:
+                _emit(hook, "data", str(action.data[: action.content_octets], "utf-8", "replace"))
+            for line in action.transcript_lines:
                 _emit(hook, "client", line)
         if log.isEnabledFor(DEBUG):
-            for line in action.log:
+            for line in action.transcript_lines:
                 log.debug("C: %s", line)
 
     def _note_reply(self, reply: Reply, action: Receive | None = None) -> None:

@@ -177,9 +177,9 @@ def steps(client: BaseClient, flow: Flow[T]) -> Steps[T]:
                 return stop.value  # type: ignore[no-any-return]
             result = None
             if type(action) is Send:
-                if action.fresh:
+                if action.no_reply_pending:
                     yield from _drop_unsolicited(client)
-                if action.log or action.body:
+                if action.transcript_lines or action.content_octets:
                     client._note_send(action)
                 try:
                     yield (WRITE, action.data)

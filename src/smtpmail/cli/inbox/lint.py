@@ -22,8 +22,9 @@ import binascii
 import email
 import email.policy
 import re
-from dataclasses import dataclass
 from email.message import Message
+
+from smtpmail._record import Frozen
 
 __all__ = ["Finding", "lint"]
 
@@ -32,8 +33,7 @@ _QP_BAD = re.compile(rb"=(?![0-9A-Fa-f]{2})(?![ \t]*(?:\r?\n|\Z))")
 _B64_CHARS = re.compile(rb"[^A-Za-z0-9+/=\s]")
 
 
-@dataclass(frozen=True)
-class Finding:
+class Finding(Frozen):
     """One problem: ``severity`` is "error" (breaks a rule) or "warning"."""
 
     code: str

@@ -15,9 +15,9 @@ import mailbox
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
+from smtpmail._record import Record, field
 from smtpmail.cli._capture import Captured, to_maildir
 
 __all__ = ["Event", "Store", "Stored"]
@@ -28,8 +28,7 @@ log = logging.getLogger("smtpmail.cli")
 Event = tuple[str, str]
 
 
-@dataclass
-class Stored:
+class Stored(Record):
     """A captured message with its inbox id and read state."""
 
     id: str
