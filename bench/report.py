@@ -301,17 +301,19 @@ def write_results(
         except ImportError:
             print("matplotlib is missing: no chart (bash bench/run.sh installs it)")
     if page is not None:
-        chart_name = page.with_suffix(".png").name
+        chart_name: str | None = None
         if chart and (out / "chart.png").exists():
             # Beside the page, where a documentation site finds it too.
+            chart_name = page.with_suffix(".png").name
             shutil.copyfile(out / "chart.png", page.parent / chart_name)
         update_page(page, text, chart_name)
 
 
-def update_page(page: Path, text: str, chart_name: str) -> None:
+def update_page(page: Path, text: str, chart_name: str | None) -> None:
     """Replace the text between the page's markers (making the page if it has none)."""
     body = page.read_text() if page.exists() else ""
-    block = f"{README_START}\n{text}\n![benchmark chart]({chart_name})\n{README_END}"
+    image = f"\n![benchmark chart]({chart_name})" if chart_name else ""
+    block = f"{README_START}\n{text}{image}\n{README_END}"
     if README_START in body and README_END in body:
         head, rest = body.split(README_START, 1)
         tail = rest.split(README_END, 1)[1]

@@ -232,3 +232,16 @@ def test_the_discarding_postfix_offers_chunking_and_counts_what_it_takes() -> No
         while mta.delivered() < 4 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert mta.delivered() == 4
+
+
+def test_a_whole_run_rewrites_only_the_block_between_the_page_markers(tmp_path: Path) -> None:
+    page = tmp_path / "docs" / "benchmarks-results.md"
+    report.update_page(page, "first table", None)
+    made = page.read_text()
+    assert made.startswith("# Benchmark results") and "first table" in made
+    page.write_text("intro kept\n" + made + "\nnotes kept\n")
+    report.update_page(page, "second table", "benchmarks-results.png")
+    body = page.read_text()
+    assert "first table" not in body and "second table" in body
+    assert body.startswith("intro kept\n") and body.endswith("\nnotes kept\n")
+    assert "![benchmark chart](benchmarks-results.png)" in body
