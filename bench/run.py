@@ -593,15 +593,20 @@ def run_scenario(sc: Scenario, server: Server, port: int, only: set[str] | None)
             _record(sc, name, sample)
 
 
-def _checked(measure: Callable[[int], Sample], server: Server, port: int) -> Sample:
-    """One sample; with a counting server, only if it took every message the client sent."""
+def _checked(
+    measure: Callable[[int], Sample], server: Server, port: int, patience: float = 60.0
+) -> Sample:
+    """One sample; with a counting server, only if it took every message the client sent.
+
+    ``patience``: how long the server's count may take to catch up (seconds).
+    """
     if server.received is None:
         return measure(port)
     before = server.received()
     sample = measure(port)
     want = before + sample.messages
     # Postfix discards after queueing: its count catches up shortly after.
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + patience
     while (got := server.received()) < want and time.monotonic() < deadline:
         time.sleep(0.05)
     if got != want:

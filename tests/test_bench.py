@@ -213,7 +213,7 @@ def test_the_lock_step_server_counts_what_it_takes_and_a_short_count_fails() -> 
     counts = iter([0, 1])
     liar = Server(0, lambda: next(counts, 1))
     with pytest.raises(RuntimeError, match="took 1 of 100"):
-        _checked(lambda _p: _sample(0, 1.0), liar, 0)
+        _checked(lambda _p: _sample(0, 1.0), liar, 0, patience=0.1)
 
 
 def test_the_discarding_postfix_offers_chunking_and_counts_what_it_takes() -> None:
