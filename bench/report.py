@@ -14,6 +14,8 @@ if TYPE_CHECKING:
 
 README_START = "<!-- bench:start -->"
 README_END = "<!-- bench:end -->"
+#: The chart's name beside the results page.
+CHART = "benchmark-chart.png"
 
 # The row names of run.py (kept as literals: report.py is imported without run.py's setup).
 MANY = "smtpmail Client.send_many"
@@ -304,7 +306,7 @@ def write_results(
         chart_name: str | None = None
         if chart and (out / "chart.png").exists():
             # Beside the page, where a documentation site finds it too.
-            chart_name = page.with_suffix(".png").name
+            chart_name = CHART
             shutil.copyfile(out / "chart.png", page.parent / chart_name)
         update_page(page, text, chart_name)
 
@@ -320,7 +322,7 @@ def update_page(page: Path, text: str, chart_name: str | None) -> None:
         body = head + block + tail
     else:
         body = (
-            "# Benchmark results\n\nRun `bash bench/run.sh` (installs its tools and "
+            "# Benchmarks\n\nRun `bash bench/run.sh` (installs its tools and "
             "servers; `--quick` for a smoke test).\n\n" + block + "\n"
         )
     page.parent.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ connection and ``smtp-source -s 1 -d``, a connection per message and
 is run ``--runs`` times, peers interleaved; a ratio is the median of the
 per-run ratios (run r of smtpmail against run r of the peer), so that a slow
 moment of the shared machine cancels out. Results go to ``bench/results/``
-(Markdown, JSON, PNG) and, after a full run, into docs/benchmarks-results.md
+(Markdown, JSON, PNG) and, after a full run, into docs/benchmarks.md
 between the ``bench:start``/``bench:end`` markers.
 """
 
@@ -47,7 +47,7 @@ from peers import RECIPIENT, SENDER, make_message  # noqa: E402
 
 PEERS_PY = str(BENCH / "peers.py")
 #: The page a whole run writes its tables into (and its chart beside).
-PAGE = ROOT / "docs" / "benchmarks-results.md"
+PAGE = ROOT / "docs" / "benchmarks.md"
 CPUS = sorted(os.sched_getaffinity(0))
 CLIENT_CPU = {CPUS[0]}
 SERVER_CPU = {CPUS[-1]}

@@ -7,9 +7,10 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 # Debian packages the tests run as installed (Postfix and its smtp-sink, dnsmasq,
-# git send-email, Dovecot LMTP and SASL, chromium for the web inbox, opendkim), and
-# libatomic1 for the node program in Playwright's wheel (checked below, after pip).
-APT_PACKAGES="postfix dnsmasq-base git-email libmailtools-perl dovecot-core dovecot-lmtpd chromium opendkim libatomic1"
+# git send-email, Dovecot LMTP and SASL, chromium for the web inbox, opendkim, PostgreSQL
+# for the outbox's database store: tests/pgserver.py), and libatomic1 for the node
+# program in Playwright's wheel (checked below, after pip).
+APT_PACKAGES="postfix dnsmasq-base git-email libmailtools-perl dovecot-core dovecot-lmtpd chromium opendkim libatomic1 knot knot-dnsutils unbound ldnsutils iproute2 postgresql"
 # Debian packages the tests run unpacked with dpkg-deb -x under $SMTPMAIL_DEBS/<package>
 # (tests/interop/exim.py reads the same place): each conflicts with Postfix as an
 # installed package. What they depend on is installed; they themselves are not.
@@ -88,7 +89,7 @@ done
 # Python dependencies in a project-local virtual environment.
 make_venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[test]'
+.venv/bin/python -m pip install -q -e '.[test,docs]'
 # Programs that wheels bring and the tests run (Playwright's node) load system libraries
 # no pip dependency names; a missing one would fail those tests obscurely, so say it here.
 unresolved=$(unresolved_libraries .venv/lib -perm -u+x -not -name '*.so*')
@@ -99,9 +100,15 @@ if [ -n "$unresolved" ]; then
 fi
 
 echo "== ruff"
-.venv/bin/ruff check src tests solution.py $(ls -d bench 2>/dev/null)
+.venv/bin/ruff check src tests solution.py scripts $(ls -d bench 2>/dev/null)
 echo "== mypy --strict"
 .venv/bin/mypy
+echo "== mkdocs build --strict"
+# The documentation site, built offline into a temporary folder: a broken link, a
+# missing page or a docstring mkdocstrings cannot read fails the run.
+site=$(mktemp -d)
+NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --quiet --site-dir "$site"
+rm -rf "$site"
 echo "== pytest"
 set +e
 .venv/bin/python -m pytest -q -rfEs "$@"  # -rs: each skip with its reason

@@ -106,3 +106,30 @@ def run_cli(
     )
     status = main(list(argv), env)
     return CLIResult(status, out.getvalue(), err.getvalue())
+
+
+def run_script(
+    script: str,
+    *argv: str,
+    stdin: bytes = b"",
+    environ: dict[str, str] | None = None,
+    timeout: float = 60,
+) -> CLIResult:
+    """Run an installed console script (``smtpmail``, ``smtpmail-sendmail``) in a
+    subprocess, as a user's shell does; ``environ`` adds to this process's own
+    (which carries conftest's PYTHONPATH: this checkout's code runs)."""
+    import os
+
+    found = Path(console_script()).parent / script
+    assert found.exists(), f"the {script} console script is not installed (pip install -e .)"
+    done = subprocess.run(
+        [str(found), *argv],
+        input=stdin,
+        capture_output=True,
+        check=False,
+        timeout=timeout,
+        env={**os.environ, "NO_COLOR": "1", **(environ or {})},
+    )
+    return CLIResult(
+        done.returncode, done.stdout.decode("utf-8", "replace"), done.stderr.decode("utf-8")
+    )

@@ -43,6 +43,9 @@ class NodeSMTPServer:
     tokens: dict[str, str] = field(default_factory=dict)
     implicit: bool = False
     auth_methods: list[str] | None = None
+    #: Offer REQUIRETLS (RFC 8689) after STARTTLS; take mail without AUTH.
+    requiretls: bool = False
+    auth_optional: bool = False
     port: int = 0
     messages: list[dict[str, Any]] = field(default_factory=list)
     auths: list[dict[str, Any]] = field(default_factory=list)
@@ -55,6 +58,8 @@ class NodeSMTPServer:
             "users": self.users,
             "tokens": self.tokens,
             "implicit": self.implicit,
+            "requiretls": self.requiretls,
+            "authOptional": self.auth_optional,
         }
         if self.auth_methods:
             config["authMethods"] = self.auth_methods

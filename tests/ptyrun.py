@@ -9,10 +9,13 @@ input typed before its prompt).
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pty
 import select
 import signal
+import struct
+import termios
 from dataclasses import dataclass
 
 from clirun import console_script
@@ -31,12 +34,16 @@ def run_in_pty(
     *argv: str,
     conversation: list[tuple[str, bytes]] = (),  # type: ignore[assignment]
     environ: dict[str, str] | None = None,
+    columns: int = 80,
 ) -> PtyResult:
     script = console_script()
     env = {**os.environ, **(environ or {})}
+    env.pop("COLUMNS", None)  # the terminal's own size, as a user's shell has it
     pid, fd = pty.fork()
     if pid == 0:  # the child: its terminal is the pty
         try:
+            # The window size is set before the command starts: it never sees another.
+            fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
             os.execve(script, [script, *argv], env)
         finally:
             os._exit(127)

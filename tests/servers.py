@@ -37,6 +37,8 @@ class Received:
     content: bytes
     mail_options: list[str]
     rcpt_options: list[str]
+    #: When its end of data arrived (time.monotonic), for pacing tests.
+    at: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -117,11 +119,40 @@ class Withholding(Recorder):
         return [r[:3] + ("-" if i < len(kept) - 1 else " ") + r[4:] for i, r in enumerate(kept)]
 
 
+@dataclass
+class ConnectionCount:
+    """Connections open at once: now, and the most seen."""
+
+    now: int = 0
+    peak: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def opened(self) -> None:
+        with self.lock:
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+
+    def closed(self) -> None:
+        with self.lock:
+            self.now -= 1
+
+
 class _RecordingSMTP(SMTP):
-    def __init__(self, handler: Any, *, wire: list[bytearray], **kwargs: Any) -> None:
+    def __init__(
+        self, handler: Any, *, wire: list[bytearray], count: ConnectionCount, **kwargs: Any
+    ) -> None:
         super().__init__(handler, **kwargs)
         self._wire = bytearray()
         wire.append(self._wire)
+        self._count = count
+
+    def connection_made(self, transport: Any) -> None:
+        self._count.opened()
+        super().connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._count.closed()
+        super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         self._wire += data
@@ -134,10 +165,11 @@ class _Controller(Controller):
     ) -> None:
         self._wire = wire
         self._smtp_kwargs = smtp_kwargs
+        self.count = ConnectionCount()
         super().__init__(handler, **kwargs)
 
     def factory(self) -> SMTP:
-        return _RecordingSMTP(self.handler, wire=self._wire, **self._smtp_kwargs)
+        return _RecordingSMTP(self.handler, wire=self._wire, count=self.count, **self._smtp_kwargs)
 
 
 class RecordingServer:
@@ -169,6 +201,11 @@ class RecordingServer:
     @property
     def messages(self) -> list[Received]:
         return self.handler.messages
+
+    @property
+    def connections(self) -> ConnectionCount:
+        """How many connections are open at once (the readiness check's included)."""
+        return self._controller.count
 
     @property
     def raw(self) -> bytes:

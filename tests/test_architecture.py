@@ -151,6 +151,21 @@ def test_all_equals_the_public_names() -> None:
     assert sorted(dir(smtpmail)) == sorted(smtpmail.__all__)
 
 
+def test_type_checkers_see_every_public_name() -> None:
+    """The lazy map and the TYPE_CHECKING imports in smtpmail/__init__.py name
+    the same things, so type checkers and the API reference (mkdocstrings)
+    resolve ``smtpmail.X`` for every public X."""
+    tree = ast.parse(Path(smtpmail.__file__).read_text(encoding="utf-8"))
+    seen: dict[str, str] = {}
+    for node in tree.body:
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING":
+            for stmt in node.body:
+                if isinstance(stmt, ast.ImportFrom) and stmt.module != "typing":
+                    assert stmt.module is not None
+                    seen.update({alias.name: stmt.module for alias in stmt.names})
+    assert seen == smtpmail._PUBLIC
+
+
 def test_every_error_answers_transient_or_permanent() -> None:
     for name in errors.__all__:
         cls = getattr(errors, name)

@@ -235,13 +235,13 @@ def test_the_discarding_postfix_offers_chunking_and_counts_what_it_takes() -> No
 
 
 def test_a_whole_run_rewrites_only_the_block_between_the_page_markers(tmp_path: Path) -> None:
-    page = tmp_path / "docs" / "benchmarks-results.md"
+    page = tmp_path / "docs" / "benchmarks.md"
     report.update_page(page, "first table", None)
     made = page.read_text()
-    assert made.startswith("# Benchmark results") and "first table" in made
+    assert made.startswith("# Benchmarks\n") and "first table" in made
     page.write_text("intro kept\n" + made + "\nnotes kept\n")
-    report.update_page(page, "second table", "benchmarks-results.png")
+    report.update_page(page, "second table", "benchmark-chart.png")
     body = page.read_text()
     assert "first table" not in body and "second table" in body
     assert body.startswith("intro kept\n") and body.endswith("\nnotes kept\n")
-    assert "![benchmark chart](benchmarks-results.png)" in body
+    assert "![benchmark chart](benchmark-chart.png)" in body

@@ -115,13 +115,17 @@ def test_json_result(smtpd: RecordingServer) -> None:
     assert out["ok"] is False
     assert out["exit_status"] == exits.EX_PARTIAL
     by = {x["address"]: x for x in out["recipients"]}
-    assert by["you@example.net"]["accepted"] is True
+    assert by["you@example.net"]["status"] == "delivered"
+    refusal = {"code": 550, "enhanced": "5.1.1", "text": "5.1.1 no such user"}
     assert by["bad@example.net"] == {
         "address": "bad@example.net",
-        "accepted": False,
+        "status": "failed",
         "code": 550,
         "enhanced": "5.1.1",
-        "text": "5.1.1 no such user",
+        "detail": "5.1.1 no such user",
+        "rcpt_reply": refusal,
+        "data_reply": None,
+        "possibly_delivered": False,
     }
     assert set(out["timings"]) >= {"connect", "transaction", "total"}
 

@@ -60,6 +60,30 @@ def test_missing_cafile_is_named(starttls_server: TLSServer) -> None:
     assert "/nonexistent/ca.pem" in r.stderr
 
 
+@pytest.mark.parametrize("option", ["--cafile", "--client-cert"])
+def test_a_missing_certificate_file_is_named_before_connecting(
+    smtpd: RecordingServer, option: str
+) -> None:
+    """Also where no TLS would happen (a server without STARTTLS): the file named
+    is bad input, found before a byte goes out, not skipped in silence."""
+    r = run_cli(
+        "send", *_srv(smtpd), "--from", "me@example.org", "--to", "a@example.net",
+        "--body", "x", option, "/nonexistent/ca.pem",
+    )  # fmt: skip
+    assert r.status == exits.EX_NOINPUT, r.stderr
+    assert "/nonexistent/ca.pem" in r.stderr
+    assert smtpd.raw == b"" and smtpd.messages == []
+
+
+@pytest.mark.parametrize("client", [Client, AsyncClient])
+def test_clients_check_certificate_files_when_made(client: type[Client | AsyncClient]) -> None:
+    from smtpmail import TLSOptions
+    from smtpmail.errors import InputError
+
+    with pytest.raises(InputError, match=r"/nonexistent/ca\.pem"):
+        client("127.0.0.1", 1, tls_options=TLSOptions(ca_file="/nonexistent/ca.pem"))
+
+
 def test_unknown_auth_mechanism_is_a_usage_error(starttls_server: TLSServer) -> None:
     r = run_cli(
         "send",

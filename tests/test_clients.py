@@ -287,3 +287,18 @@ async def test_a_file_sent_again_to_recipients_over_the_limit_keeps_the_bcc_rule
     ]
     first, second = (m.mail_options for m in smtpd.messages)
     assert first == second and any(o.startswith("SIZE=") for o in first)
+
+
+async def test_each_recipient_keeps_its_rcpt_reply(
+    smtpd: RecordingServer, connect: Connect
+) -> None:
+    """The RCPT reply survives the end-of-data reply that decided an accepted
+    recipient (before: only the deciding reply was kept; --json needs both)."""
+    smtpd.handler.refuse["nobody@example.org"] = "550 5.1.1 no such user"
+    smtpd.handler.data_reply = "250 2.0.0 queued as X"
+    async with connect(smtpd.port) as client:
+        result = await client.send(MSG, "a@example.org", ["b@example.org", "nobody@example.org"])
+    ok, refused = result.recipients["b@example.org"], result.recipients["nobody@example.org"]
+    assert (ok.rcpt_reply.code, ok.rcpt_reply.text) == (250, "OK")
+    assert ok.reply.text == "2.0.0 queued as X" and not ok.at_rcpt
+    assert refused.rcpt_reply is refused.reply and refused.at_rcpt

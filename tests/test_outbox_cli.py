@@ -43,13 +43,13 @@ def test_queue_add_list_run_show_report_purge(tmp_path: Path, smtpd: RecordingSe
     assert "1 delivered, 1 failed" in out
     assert [m.rcpt_tos for m in smtpd.messages] == [["b@example.net"]]
     status, out, _ = _run(tmp_path, [*_queue(tmp_path), "show", msg_id[:10], "--json"])
-    record = json.loads(out)
-    states = {r["address"]: r["state"] for r in record["recipients"]}
+    (record,) = json.loads(out)["messages"]
+    states = {r["address"]: r["status"] for r in record["recipients"]}
     assert states == {"b@example.net": "delivered", "c@example.net": "failed"}
     status, out, _ = _run(tmp_path, [*_queue(tmp_path), "report"])
     assert "<c@example.net>: 550 5.1.1 no such user" in out and "Subject" not in out
     status, out, _ = _run(tmp_path, [*_queue(tmp_path), "report", "--json"])
-    (entry,) = json.loads(out)
+    (entry,) = json.loads(out)["failures"]
     assert entry["recipient"] == "c@example.net" and entry["code"] == 550
     assert entry["subject"] == "queued" and entry["id"] == msg_id
     # done messages are not listed by default; purge removes them
@@ -188,7 +188,7 @@ def test_progress_bar_on_a_terminal_redraws_one_line() -> None:
     bar.advance("x")
     bar.finish()
     text = stream.getvalue()
-    assert text.startswith("\r[") and text.endswith("4/4 100%     1.0 msg/s  ETA 0:00\n")
+    assert text.startswith("\r[") and text.endswith("4/4 100%     1.0 msg/s  ETA 0:00\x1b[K\n")
     assert "ignored" not in text and text.count("\n") == 1
 
 
@@ -199,8 +199,9 @@ def test_merge_on_a_terminal_shows_the_bar(tmp_path: Path, smtpd: RecordingServe
     assert main(env=env) == 0
     assert "\r[" in env.stderr.getvalue() and "1/1 100%" in env.stderr.getvalue()
     assert isinstance(env.stdout, io.StringIO)
-    summary = json.loads(env.stdout.getvalue())
-    assert summary["messages"] == 1 and summary["failed"] == []
+    document = json.loads(env.stdout.getvalue())
+    summary = document["summary"]
+    assert summary["messages"] == 1 and document["failures"] == []
     assert summary["states"]["delivered"] == {"messages": 1, "recipients": 1}
 
 

@@ -41,6 +41,8 @@ _PUBLIC: dict[str, str] = {
     "Extensions": "smtpmail.protocol.extensions",
     "AuthError": "smtpmail.errors",
     "AuthenticationError": "smtpmail.errors",
+    "CertificateError": "smtpmail.errors",
+    "PlaintextAuthRefused": "smtpmail.errors",
     "ConnectError": "smtpmail.errors",
     "ConnectionLost": "smtpmail.errors",
     "DataRefused": "smtpmail.errors",
@@ -70,6 +72,7 @@ __all__ = [
     "Attachment",
     "AuthError",
     "AuthenticationError",
+    "CertificateError",
     "Client",
     "ConnectError",
     "ConnectionLost",
@@ -90,6 +93,7 @@ __all__ = [
     "MessageTooLarge",
     "Options",
     "OutboxError",
+    "PlaintextAuthRefused",
     "ProtocolError",
     "RecipientResult",
     "RecipientsRefused",
@@ -143,6 +147,9 @@ if TYPE_CHECKING:
         AuthError as AuthError,
     )
     from smtpmail.errors import (
+        CertificateError as CertificateError,
+    )
+    from smtpmail.errors import (
         ConnectError as ConnectError,
     )
     from smtpmail.errors import (
@@ -182,6 +189,9 @@ if TYPE_CHECKING:
         OutboxError as OutboxError,
     )
     from smtpmail.errors import (
+        PlaintextAuthRefused as PlaintextAuthRefused,
+    )
+    from smtpmail.errors import (
         ProtocolError as ProtocolError,
     )
     from smtpmail.errors import (
@@ -216,6 +226,9 @@ if TYPE_CHECKING:
     )
     from smtpmail.message.compose import (
         compose as compose,
+    )
+    from smtpmail.message.dkim import (
+        DKIMKey as DKIMKey,
     )
     from smtpmail.protocol.envelope import (
         Envelope as Envelope,

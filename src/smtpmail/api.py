@@ -22,16 +22,21 @@ def send(
     port: int = 25,
     envelope: Envelope | None = None,
     keep_bcc: bool = False,
+    require_tls_extension: bool = False,
     **client_options: Any,
 ) -> SendResult:
     """Send one message through ``host:port`` and return what became of each recipient.
 
     ``client_options`` are :class:`~smtpmail.Client`'s keyword arguments
     (``dkim=`` a :class:`~smtpmail.DKIMKey` signs the message);
-    ``keep_bcc`` transmits the Bcc fields (see :meth:`smtpmail.Client.send`).
+    ``keep_bcc`` transmits the Bcc fields (see :meth:`smtpmail.Client.send`);
+    ``require_tls_extension`` asks for REQUIRETLS (RFC 8689): sent only over
+    verified TLS to a server that offers it, else ExtensionNotSupported (5.7.30).
     """
     # Validate before connecting: bad input costs no connection.
-    envelope = resolve_envelope(message, sender, recipients, envelope)
+    envelope = resolve_envelope(
+        message, sender, recipients, envelope, requiretls=require_tls_extension
+    )
     with Client(host, port, **client_options) as client:
         return client.send(message, envelope=envelope, keep_bcc=keep_bcc)
 
@@ -45,9 +50,12 @@ async def send_async(
     port: int = 25,
     envelope: Envelope | None = None,
     keep_bcc: bool = False,
+    require_tls_extension: bool = False,
     **client_options: Any,
 ) -> SendResult:
     """The asyncio twin of :func:`send`."""
-    envelope = resolve_envelope(message, sender, recipients, envelope)
+    envelope = resolve_envelope(
+        message, sender, recipients, envelope, requiretls=require_tls_extension
+    )
     async with AsyncClient(host, port, **client_options) as client:
         return await client.send(message, envelope=envelope, keep_bcc=keep_bcc)

@@ -18,6 +18,7 @@ Every error answers ``is_transient`` (trying again later may succeed) and
     │   ├── ReplyTimeout                      a reply did not arrive before its deadline
     │   └── ConnectionLost                    the server closed the connection
     ├── TLSError                              a TLS handshake, certificate or policy failure
+    │   └── CertificateError                  the server certificate failed verification
     ├── DNSError                              an MX/address lookup failed (direct delivery)
     ├── OutboxError                           the outbox could not write a message or its
     │                                         state (a full disk, a read-only folder)
@@ -29,7 +30,8 @@ Every error answers ``is_transient`` (trying again later may succeed) and
     │   ├── DataRefused                       DATA/BDAT or the end of data refused
     │   └── AuthenticationError               AUTH refused (535, 534, 538, 454...)
     └── AuthError                             AUTH could not be attempted (no mechanism,
-                                              no encryption, a looping server)
+        │                                     no encryption, a looping server)
+        └── PlaintextAuthRefused              credentials would travel in clear text
 
 A reply-carrying error keeps the :class:`~smtpmail.protocol.reply.Reply` in
 ``.reply``; its class (4xx or 5xx) decides whether it is transient.
@@ -47,6 +49,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AuthError",
     "AuthenticationError",
+    "CertificateError",
     "ConnectError",
     "ConnectionLost",
     "DNSError",
@@ -60,6 +63,7 @@ __all__ = [
     "MessageReadError",
     "MessageTooLarge",
     "OutboxError",
+    "PlaintextAuthRefused",
     "ProtocolError",
     "RecipientsRefused",
     "RemoteProtocolError",
@@ -116,7 +120,22 @@ class MessageTooLarge(InputError):
 
 
 class ExtensionNotSupported(InputError):
-    """The message needs an extension (SMTPUTF8, 8BITMIME...) that the server does not offer."""
+    """The message needs an extension (SMTPUTF8, 8BITMIME...) that the server does not offer.
+
+    ``enhanced_status``: the RFC 3463 code a bounce would carry, when one is
+    defined (5.7.30 for REQUIRETLS, RFC 8689 §4.2.1); None otherwise.
+    """
+
+    def __init__(self, message: str, *, enhanced_status: str | None = None) -> None:
+        super().__init__(message)
+        self.enhanced_status = enhanced_status
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_extension_not_supported, (str(self), self.enhanced_status))
+
+
+def _extension_not_supported(message: str, enhanced_status: str | None) -> ExtensionNotSupported:
+    return ExtensionNotSupported(message, enhanced_status=enhanced_status)
 
 
 class MessageReadError(SMTPError):
@@ -195,6 +214,27 @@ class TLSError(SMTPError):
         return (type(self), (str(self), self.reply))
 
 
+class CertificateError(TLSError):
+    """The server certificate failed verification (RFC 5280 path, RFC 6125 name).
+
+    ``where`` is the server (``host:port``) and ``reason`` what OpenSSL found
+    wrong (``self-signed certificate``, ``Hostname mismatch...``): each front
+    end words the remedy in its own terms (an argument, an option).
+    """
+
+    def __init__(self, where: str, reason: str) -> None:
+        super().__init__(
+            f"TLS certificate check for {where} failed: {reason}; to trust a private CA "
+            "pass TLSOptions(ca_file=...), or pin the certificate with "
+            "TLSOptions(fingerprint=...)"
+        )
+        self.where = where
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.where, self.reason))
+
+
 class DNSError(SMTPError):
     """A DNS lookup for direct delivery failed (RFC 5321 §5.1).
 
@@ -252,6 +292,22 @@ def _outbox_error(message: str, errno: int | None) -> OutboxError:
 
 class AuthError(SMTPError):
     """Authentication could not be attempted safely (no shared mechanism, no encryption...)."""
+
+
+class PlaintextAuthRefused(AuthError):
+    """Credentials would have gone to ``where`` (``host:port``) without TLS, and
+    clear-text AUTH was not allowed (RFC 4954 §4: protect them with TLS)."""
+
+    def __init__(self, where: str) -> None:
+        super().__init__(
+            f"refusing to send credentials to {where} over an unencrypted connection; "
+            "use tls=TLSMode.REQUIRED (STARTTLS) or TLSMode.IMPLICIT (port 465), or pass "
+            "allow_plaintext_auth=True if the network is trusted"
+        )
+        self.where = where
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.where,))
 
 
 class ReplyError(SMTPError):

@@ -10,7 +10,7 @@ from mxworld import BUSY, OK, OK2, MXWorld, StartServer
 
 from faultserver import FaultServer
 from smtpmail import Envelope
-from smtpmail.cli import direct
+from smtpmail.cli import direct, jsondoc
 from smtpmail.cli.environment import Environment
 
 MESSAGE = b"From: a@sender.test\r\nSubject: cli\r\n\r\nbody\r\n"
@@ -25,7 +25,11 @@ def run(world: MXWorld, *argv: str, recipients: list[str]) -> tuple[int, str]:
     args = parser.parse_args(["--direct", "--dns-server", dns, "--no-mta-sts", *argv])
     out, err = io.StringIO(), io.StringIO()
     env = Environment(argv=["smtpmail"], stdout=out, stderr=err, environ={})
+    if args.json:  # as smtpmail.cli.main does for --json
+        env.document = jsondoc.start("send")
     status = direct.run(args, env, MESSAGE, Envelope("a@sender.test", recipients))
+    if env.document is not None:
+        jsondoc.finish(env, env.document, status)
     return status, out.getvalue()
 
 
@@ -55,8 +59,9 @@ def test_json_report(world: MXWorld, start: StartServer) -> None:
     assert status == 0 and data["ok"] is True and data["exit_status"] == 0
     (rcpt,) = data["recipients"]
     assert rcpt["status"] == "delivered" and rcpt["mx"] == "busy.failover.test"
-    assert rcpt["code"] == 250 and rcpt["address"] == world.ip(BUSY)
-    assert rcpt["attempts"][0].startswith("down.failover.test")
+    assert rcpt["code"] == 250 and rcpt["mx_address"] == world.ip(BUSY)
+    assert rcpt["hosts_tried"][0].startswith("down.failover.test")
+    assert rcpt["rcpt_reply"]["code"] == 250 and rcpt["data_reply"]["code"] == 250
 
 
 def test_exit_status_when_nothing_is_delivered(world: MXWorld) -> None:
@@ -108,12 +113,13 @@ def test_json_row_names_the_only_mx_that_deferred(world: MXWorld, start: StartSe
     status, out = run(world, "--json", recipients=["x@other.test"])
     (row,) = json.loads(out)["recipients"]
     assert status == 75
-    assert (row["status"], row["mx"], row["address"]) == (
+    assert (row["status"], row["mx"], row["mx_address"]) == (
         "deferred",
         "mx.other.test",
         world.ip(OK2),
     )
-    assert (row["code"], row["enhanced_status"]) == (451, "4.3.0") and "try later" in row["text"]
+    assert (row["code"], row["enhanced"]) == (451, "4.3.0") and "try later" in row["detail"]
+    assert row["rcpt_reply"]["code"] == 451 and row["data_reply"] is None
     status, out = run(world, recipients=["x@other.test"])
     assert f"mx.other.test [{world.ip(OK2)}]" in out.splitlines()[1]
 
@@ -123,7 +129,7 @@ def test_a_hang_up_after_the_dot_is_possibly_delivered(world: MXWorld) -> None:
         status, out = run(world, "--json", recipients=["x@other.test"])
         (row,) = json.loads(out)["recipients"]
         assert status == 75 and row["status"] == "deferred" and row["possibly_delivered"] is True
-        assert row["mx"] == "mx.other.test" and "may have been delivered" in row["text"]
+        assert row["mx"] == "mx.other.test" and "may have been delivered" in row["detail"]
         status, out = run(world, recipients=["x@other.test"])
         assert "deferred, possibly delivered" in out.splitlines()[1]
         assert len(server.messages) == 2  # both runs' data arrived; neither was answered

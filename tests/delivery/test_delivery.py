@@ -20,12 +20,10 @@ from servers import Recorder, RecordingServer
 from smtpmail.delivery import (
     MTASTS,
     DeliveryStatus,
-    MXHost,
     PolicyCache,
     Resolver,
-    TLSDecision,
 )
-from smtpmail.transport.tls import TLSMode, TLSOptions
+from smtpmail.transport.tls import TLSOptions
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -480,27 +478,6 @@ def test_utf8_headers_need_an_mx_with_smtputf8(world: MXWorld, start: StartServe
     outcome = report.recipients["plain@other.test"]
     assert (outcome.status, outcome.enhanced_status) == (DeliveryStatus.FAILED, "5.6.7")
     assert ascii_only.messages == []
-
-
-class RequireTLS:
-    """A stand-in DANE implementation: TLSA records that demand TLS for every MX."""
-
-    def __init__(self) -> None:
-        self.asked: list[str] = []
-
-    def decide(self, mx: MXHost, port: int) -> TLSDecision | None:
-        self.asked.append(f"{mx.name}:{port}")
-        return TLSDecision(TLSMode.REQUIRED, TLSOptions(server_hostname=mx.name), "dane")
-
-
-def test_dane_seam_decides_tls_before_mta_sts(world: MXWorld, start: StartServer) -> None:
-    ok = start(OK)  # offers no STARTTLS
-    dane = RequireTLS()
-    report = deliver(world, ["x@sts-testing.test"], mta_sts=sts(world), dane=dane)
-    outcome = report.recipients["x@sts-testing.test"]
-    assert outcome.status is DeliveryStatus.DEFERRED  # testing mode alone would deliver
-    assert dane.asked == ["mx.sts-testing.test:25"]
-    assert ok.messages == []
 
 
 class HangsUpAfterData(Recorder):

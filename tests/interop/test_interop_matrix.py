@@ -9,7 +9,7 @@ a recording aiosmtpd, whose store is its mailbox), the npm ``smtp-server``
 Dovecot's LMTP server. Scenarios: plain, STARTTLS, AUTH, PIPELINING,
 CHUNKING, SMTPUTF8, 8BITMIME, DSN, a large message, many messages on one
 connection, and a partial recipient refusal. A scenario the server does not
-offer is skipped with the reason (the README's matrix says n/a). Beyond the
+offer is skipped with the reason (the matrix in docs/testing.md says n/a). Beyond the
 matrix: every SASL mechanism and a wrong password against Postfix with
 Dovecot SASL, and LMTP's per-recipient replies after the data (one mailbox
 over quota) against Dovecot.

@@ -20,7 +20,9 @@ const server = new SMTPServer({
   cert: fs.readFileSync(config.cert),
   authMethods: config.authMethods || ["PLAIN", "LOGIN", "CRAM-MD5", "XOAUTH2"],
   allowInsecureAuth: false,
-  authOptional: false,
+  authOptional: !!config.authOptional,
+  // RFC 8689: offered (over TLS) only when a test asks for it.
+  hideREQUIRETLS: !config.requiretls,
   logger: false,
   onAuth(auth, session, callback) {
     let ok = false;
@@ -58,6 +60,7 @@ const server = new SMTPServer({
         to: session.envelope.rcptTo.map((r) => r.address),
         user: session.user,
         secure: session.secure,
+        requireTLS: !!session.envelope.requireTLS,
         content: Buffer.concat(chunks).toString("base64"),
       });
       callback(null, "Queued");

@@ -13,11 +13,12 @@ import sys
 from collections.abc import Callable, Sequence
 
 from smtpmail.cli.environment import Environment
-from smtpmail.cli.exits import EX_OK, EX_USAGE, exit_status
+from smtpmail.cli.exits import EX_OK, EX_USAGE, UsageError, exit_status
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 
 if TYPE_CHECKING:
+    import typing
     from types import ModuleType
 
 __all__ = ["COMMANDS", "Environment", "main"]
@@ -67,6 +68,17 @@ class Parser(argparse.ArgumentParser):
         # (typeshed's formatter protocol names only prog; every HelpFormatter takes width)
         return self.formatter_class(prog=self.prog, width=_columns() - 2)  # type: ignore[call-arg]
 
+    def error(self, message: str) -> typing.NoReturn:
+        """A usage error, said on stderr as argparse says it; then, instead of
+        argparse's exit, :func:`main`'s error path (a ``--json`` document too)."""
+        self.print_usage(sys.stderr)
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        raise ReportedUsageError(f"{self.prog}: error: {message}")
+
+
+class ReportedUsageError(UsageError):
+    """A usage error argparse's way has already shown on stderr."""
+
 
 def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     from smtpmail import __version__
@@ -100,6 +112,32 @@ def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> i
 
     _warn.install(env.stderr)
     args_list = list(env.argv[1:] if argv is None else argv)
+    if "--json" in args_list:
+        # Started before parsing: a usage error is a JSON document too.
+        from smtpmail.cli import jsondoc
+
+        env.document = jsondoc.start(_command_name(args_list))
+        status = _main(args_list, env)
+        if env.document is not None:  # None: --help or --version printed instead
+            jsondoc.finish(env, env.document, status)
+        return status
+    return _main(args_list, env)
+
+
+#: ``queue``'s actions: a --json document names them (``queue run``).
+QUEUE_ACTIONS = ("add", "list", "show", "run", "retry", "purge", "report")
+
+
+def _command_name(args_list: list[str]) -> str:
+    """``send``, ``queue run``...: a guess from the words, for a document whose
+    command line does not parse; :func:`_main` says it exactly once it does."""
+    words = [a for a in args_list if not a.startswith("-")]
+    if words[:1] == ["queue"]:
+        return " ".join(["queue", *[w for w in words if w in QUEUE_ACTIONS][:1]])
+    return words[0] if words else ""
+
+
+def _main(args_list: list[str], env: Environment) -> int:
     if args_list[:1] and args_list[0] in RAW_ARGV_COMMANDS:
         mod = _import(COMMANDS[args_list[0]][0])
         return _call(lambda: int(mod.run_argv(args_list[1:], env)), env)
@@ -114,10 +152,18 @@ def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> i
             # argparse reports a subcommand's unknown option with the top-level
             # usage; the subcommand's own usage lists the options that exist.
             getattr(args, "_parser", parser).error(f"unrecognized arguments: {' '.join(unknown)}")
-    except SystemExit as exc:  # argparse exits on --help and on usage errors
-        return EX_USAGE if exc.code not in (0, None) else EX_OK
+    except SystemExit as exc:  # argparse exits on --help and --version
+        if exc.code not in (0, None):
+            return EX_USAGE
+        env.document = None  # what was asked for is on stdout: no document after it
+        return EX_OK
+    except UsageError as exc:
+        return _failed(exc, env)
     finally:
         sys.stdout, sys.stderr = saved
+    if env.document is not None and args.command:
+        action = getattr(args, "action", None)
+        env.document["command"] = f"{args.command} {action}" if action else args.command
     run = getattr(args, "_run", None)
     if run is None:
         parser.print_help(env.stdout)
@@ -138,6 +184,16 @@ def _call(command: Callable[[], int], env: Environment) -> int:
         env.stderr.write("interrupted\n")
         return 130
     except Exception as exc:  # one place maps errors to exit statuses
-        status, text = exit_status(exc)
+        return _failed(exc, env)
+
+
+def _failed(exc: Exception, env: Environment) -> int:
+    status, text = exit_status(exc)
+    shown = isinstance(exc, ReportedUsageError)
+    if not shown:
         env.stderr.write(f"smtpmail: {text}\n")
-        return status
+    if env.document is not None:
+        from smtpmail.cli import jsondoc
+
+        jsondoc.error(env.document, exc, text, kind="UsageError" if shown else None)
+    return status

@@ -4,6 +4,7 @@ The file is ``$XDG_CONFIG_HOME/smtpmail/config.toml`` (``~/.config/...``),
 or the path in ``$SMTPMAIL_CONFIG``, or ``--config PATH``::
 
     default = "work"              # the account used without --account
+    queue = "postgresql://mail@db.example.org/mail"   # the outbox (default: a folder)
 
     [accounts.work]
     host = "smtp.example.org"     # or server = "smtps://smtp.example.org"
@@ -14,7 +15,12 @@ or the path in ``$SMTPMAIL_CONFIG``, or ``--config PATH``::
     # or, for OAuth 2.0: oauth_token_command = "oama access me@example.org"
     from = "Me <me@example.org>"
     ehlo_name = "laptop.example.org"
+    # fingerprint = "SHA256 of the server certificate"   # pin it (msmtp's tls_fingerprint)
     dkim = { selector = "mail", domain = "example.org", key_file = "~/.config/smtpmail/dkim.pem" }
+    logfile = "~/.local/state/smtpmail.log"   # one line per message, as msmtp's
+    syslog = "LOG_MAIL"           # or true / false / LOG_USER / LOG_LOCAL0..7
+    show_data_lines = 100         # -v shows this many lines of the message (0: all)
+    convert_8bit = true           # re-encode 8-bit MIME parts for a server without 8BITMIME
 
 A clear-text ``password`` is accepted but warned about unless the file is
 readable by its owner only; a command or an environment variable is better.
@@ -54,9 +60,14 @@ _KEYS = frozenset(
         "ehlo_name",
         "auth_mechanism",
         "ca_file",
+        "fingerprint",
         "timeout",
         "data_timeout",
         "dkim",
+        "show_data_lines",
+        "logfile",
+        "syslog",
+        "convert_8bit",
     }
 )
 
@@ -126,6 +137,20 @@ def load_account(
     if "password" in values:
         _warn_clear_text(env, path, chosen)
     return Account(chosen, dict(values), path)
+
+
+def queue_location(env: Environment, given_path: str | None) -> str | None:
+    """The file's top-level ``queue`` key: the outbox's folder or PostgreSQL URL."""
+    explicit = bool(given_path or env.environ.get(ENV_VAR))
+    if not explicit and _no_default_file(env):
+        return None
+    path = config_path(env, given_path)
+    if not path.exists():
+        return None
+    value = _read(path).get("queue")
+    if value is not None and not isinstance(value, str):
+        raise ConfigError(f"{path}: 'queue' must be a folder or a postgresql:// URL")
+    return value
 
 
 def _by_sender(accounts: dict[str, Any], sender: str | None) -> str | None:

@@ -11,7 +11,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up
 
 if TYPE_CHECKING:
     from pathlib import Path
-    from typing import IO
+    from typing import IO, Any
 
 
 def _xdg_folder(variable: str, *default: str) -> str:
@@ -83,6 +83,9 @@ class Environment(Record):
         self.data_dir = (
             _xdg_folder("XDG_DATA_HOME", ".local", "share") if data_dir is None else data_dir
         )
+
+    #: The ``--json`` document the command fills in (smtpmail.cli.jsondoc), or None.
+    document: dict[str, Any] | None = None
 
     def config_file(self, name: str) -> str:
         """``config_dir / name`` as a str, without making a Path."""

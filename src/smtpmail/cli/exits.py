@@ -81,6 +81,12 @@ def exit_status(exc: BaseException) -> tuple[int, str]:
         return EX_NOINPUT, str(exc)
     if isinstance(exc, errors.AuthenticationError):
         return (EX_TEMPFAIL if exc.is_transient else EX_NOPERM), str(exc)
+    if isinstance(exc, errors.PlaintextAuthRefused):
+        return EX_NOPERM, (
+            f"refusing to send credentials to {exc.where} over an unencrypted connection; "
+            "use --tls starttls (or smtps://, submission://), or --allow-plaintext-auth "
+            "if the network is trusted"
+        )
     if isinstance(exc, errors.AuthError):
         return EX_NOPERM, str(exc)
     if isinstance(exc, errors.RecipientsRefused):
@@ -89,6 +95,13 @@ def exit_status(exc: BaseException) -> tuple[int, str]:
         return EX_NOHOST, str(exc)
     if isinstance(exc, errors.RemoteProtocolError):
         return EX_PROTOCOL, str(exc)
+    if isinstance(exc, errors.CertificateError):
+        # The library's message names its own API; the command line names its options.
+        return EX_UNAVAILABLE, (
+            f"TLS certificate check for {exc.where} failed: {exc.reason}; to trust a "
+            "private CA give --cafile PATH, or pin the certificate with --fingerprint SHA256 "
+            "(see 'smtpmail probe --insecure-no-verify' for its fingerprint)"
+        )
     if isinstance(exc, errors.TLSError):
         return EX_UNAVAILABLE, str(exc)
     if isinstance(exc, errors.OutboxError):

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
 import time
 from typing import Any
 
@@ -49,7 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     m.add_argument(
         "--to-column", metavar="NAME", help="the column with the recipient (default: To/Cc/Bcc)"
     )
-    m.add_argument("--queue-dir", metavar="DIR", help="the outbox folder")
+    from smtpmail.cli.queued import add_location_arguments
+
+    add_location_arguments(m)
     m.add_argument("--queue-only", action="store_true", help="queue the messages; send nothing now")
     m.add_argument(
         "--dry-run", "-n", action="store_true", help="print the first message; send none"
@@ -101,7 +102,12 @@ def run(args: argparse.Namespace, env: Environment) -> int:
                 f"smtpmail: {skipped} row(s) already queued by an earlier run, skipped\n"
             )
         if args.queue_only:
-            env.stdout.write(f"{len(ids)} message(s) queued in {box.root}\n")
+            if env.document is not None:
+                from smtpmail.cli import jsondoc
+
+                env.document["messages"] = [jsondoc.queued_message(m) for m in box.messages(ids)]
+            else:
+                env.stdout.write(f"{len(ids)} message(s) queued in {box.where()}\n")
             return EX_OK
         started = time.monotonic()
         worker = worker_from(box, args, env)
@@ -113,7 +119,7 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     except KeyboardInterrupt:
         return _interrupted(box, ids, len(merged), env)
     messages = list(box.messages(ids))
-    return _summary(messages, time.monotonic() - started, stats, env, json_out=args.json)
+    return _summary(messages, time.monotonic() - started, stats, env)
 
 
 def _interrupted(box: Any, ids: list[str], rows: int, env: Environment) -> int:
@@ -151,6 +157,17 @@ def _progress(total: int, env: Environment) -> Any:
 
 
 def _dry_run(merged: list[Any], env: Environment) -> int:
+    if env.document is not None:
+        from smtpmail.cli import jsondoc
+        from smtpmail.message.content import as_content
+
+        env.document["mode"] = "dry-run"
+        env.document["rows"] = len(merged)
+        if merged:  # the first message, as it would be queued
+            env.document["envelope"] = jsondoc.envelope(merged[0].envelope)
+            data = b"".join(as_content(merged[0].as_bytes()).chunks)
+            env.document["message"] = data.decode("utf-8", "replace")
+        return EX_OK
     if merged:
         first = merged[0]
         env.stdout.write(
@@ -167,9 +184,7 @@ def _dry_run(merged: list[Any], env: Environment) -> int:
     return EX_OK
 
 
-def _summary(
-    messages: list[Any], elapsed: float, stats: Any, env: Environment, *, json_out: bool
-) -> int:
+def _summary(messages: list[Any], elapsed: float, stats: Any, env: Environment) -> int:
     from smtpmail.outbox import State, failure_report, render_report
 
     counts = {s.value: [0, 0] for s in State}
@@ -180,24 +195,15 @@ def _summary(
     total = len(messages)
     rate = total / elapsed if elapsed > 0 else 0.0
     failures = failure_report(messages)
-    if json_out:
-        env.stdout.write(
-            json.dumps(
-                {
-                    "messages": total,
-                    "seconds": round(elapsed, 3),
-                    "per_second": round(rate, 1),
-                    "states": {
-                        k: {"messages": v[0], "recipients": v[1]} for k, v in counts.items()
-                    },
-                    "possibly_delivered": stats.possibly_delivered,
-                    "failed": failures,
-                },
-                indent=2,
-                ensure_ascii=False,
-            )
-            + "\n"
-        )
+    if env.document is not None:
+        env.document["summary"] = {
+            "messages": total,
+            "seconds": round(elapsed, 3),
+            "per_second": round(rate, 1),
+            "states": {k: {"messages": v[0], "recipients": v[1]} for k, v in counts.items()},
+            "possibly_delivered": stats.possibly_delivered,
+        }
+        env.document["failures"] = failures
     else:
         out = io.StringIO()
         out.write(f"{'state':<10} {'messages':>9} {'recipients':>11}\n")

@@ -8,6 +8,10 @@ STARTTLS, never in the clear-text phase. Diagnoses in plain words: a host name
 that does not resolve, a service that is not SMTP, implicit TLS against a
 STARTTLS port and the reverse, a certificate for another name, AUTH offered
 only after TLS or offered in clear text, an EHLO name the server refuses.
+
+``--dane`` looks up the host's TLSA records (``_<port>._tcp.<host>``, RFC
+7672) through a validating resolver and checks the TLS phase against them,
+as direct delivery would: ``tls checked: dane-ee verified`` or the mismatch.
 """
 
 from __future__ import annotations
@@ -30,6 +34,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "target", nargs="?", metavar="HOST|URL", help="host[:port] or smtp://, smtps:// URL"
     )
     add_server_arguments(parser)
+    parser.add_argument(
+        "--dane",
+        action="store_true",
+        help="check the certificate against the host's DNSSEC-secure TLSA records (RFC 7672)",
+    )
+    parser.add_argument(
+        "--dns-server",
+        action="append",
+        default=[],
+        metavar="ADDR[#PORT]",
+        help="with --dane: the validating DNS server (default: the system's, if on loopback)",
+    )
     parser.add_argument("--verbose", "-v", action="store_true", help="show the SMTP dialogue")
     parser.add_argument("--json", action="store_true", help="print the findings as JSON")
 
@@ -40,14 +56,13 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     settings = resolve_settings(args, env)
     if settings.timeout is None:
         settings.timeout = PROBE_TIMEOUT
-    report: dict[str, Any] = {"server": settings.url, "diagnoses": []}
+    server = {"url": settings.url, "host": settings.host, "port": settings.port}
+    report: dict[str, Any] = {"server": server, "diagnoses": []}
+    if env.document is not None:
+        report = env.document  # the findings go straight into the --json document
+        report.update(server=server, diagnoses=[])
     status = _probe(settings, env, args, report)
-    if args.json:
-        import json
-
-        report["exit_status"] = status
-        env.stdout.write(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-    else:
+    if env.document is None:
         _print(report, env)
     return status
 
@@ -71,10 +86,34 @@ class _Seen:
             self.printer(direction, text)
 
 
-def _connect(settings: ServerSettings, env: Environment, seen: _Seen) -> Any:
+def _connect(settings: ServerSettings, env: Environment, seen: _Seen, dane: Any = None) -> Any:
     client = make_client(settings, env, seen)
+    if dane is not None:
+        client.tls_options = dane
     client.connect()
     return client
+
+
+def _dane(settings: ServerSettings, args: argparse.Namespace, report: dict[str, Any]) -> Any:
+    """The TLSOptions the host's TLSA records demand, or None; ``report["dane"]`` says why."""
+    from smtpmail.cli.direct import _nameservers
+    from smtpmail.delivery.resolver import MXHost, Resolver
+    from smtpmail.delivery.tlspolicy import dane_decision
+
+    servers = _nameservers(args.dns_server)
+    resolver = Resolver(servers, dnssec=True if servers else None)
+    if not resolver.validating:
+        report["dane"] = {"status": "no DANE: the resolver is not on loopback (use --dns-server)"}
+        return None
+    tlsa = resolver.tlsa(settings.host, settings.port)
+    decided = dane_decision(MXHost(settings.host, 0), tlsa, None)
+    report["dane"] = {
+        "tlsa": tlsa.name,
+        "records": [str(r) for r in tlsa.records],
+        "secure": tlsa.secure,
+        "status": decided if isinstance(decided, str) else decided.dane or decided.reason,
+    }
+    return None if isinstance(decided, str) else decided.options
 
 
 def _probe(
@@ -91,6 +130,7 @@ def _probe(
 
         printer = TranscriptPrinter(env.stderr, colour=env.colors)
     seen = _Seen(printer)
+    dane = _dane(settings, args, report) if args.dane else None
     mode = resolve_mode(settings.tls, settings.port, settings.user is not None).value
     phases: list[tuple[str, ServerSettings]] = []
     if mode == "implicit":
@@ -108,7 +148,7 @@ def _probe(
             if "STARTTLS" not in offered and mode != "starttls":
                 break  # opportunistic: clear text is all there is, said by the diagnoses
         try:
-            client = _connect(phase, env, seen)
+            client = _connect(phase, env, seen, dane if key == "tls" else None)
         except Exception as exc:
             return _failed(exc, phase, report, seen)
         try:
@@ -174,9 +214,10 @@ def _failed(exc: Exception, settings: ServerSettings, report: dict[str, Any], se
     import socket
 
     from smtpmail import errors
+    from smtpmail.cli import jsondoc
 
     status, text = exit_status(exc)
-    report["error"] = {"type": type(exc).__name__, "message": text}
+    jsondoc.error(report, exc, text)
     say = report["diagnoses"].append
     lowered = text.lower()
     if isinstance(exc, errors.ConnectError) and isinstance(exc.__cause__, socket.gaierror):
@@ -213,7 +254,10 @@ def _failed(exc: Exception, settings: ServerSettings, report: dict[str, Any], se
                 "name in the certificate"
             )
         elif "certificate" in lowered or "verify" in lowered:
-            say("the certificate is not trusted (self-signed or unknown CA?): see --cafile")
+            say(
+                "the certificate is not trusted (self-signed or unknown CA?): give its CA "
+                "with --cafile, or pin it with --fingerprint (--insecure-no-verify shows it)"
+            )
         else:
             say("the TLS handshake failed")
     elif isinstance(exc, errors.RemoteProtocolError) and not seen.replied:
@@ -234,7 +278,7 @@ def _failed(exc: Exception, settings: ServerSettings, report: dict[str, Any], se
 
 def _print(report: dict[str, Any], env: Environment) -> None:
     out = env.stdout.write
-    out(f"server:     {report['server']}\n")
+    out(f"server:     {report['server']['url']}\n")
     if report.get("greeting"):
         out(f"greeting:   {report['greeting']}\n")
     for key, title in (("plain", "before TLS"), ("tls", report.get("tls_phase", "with TLS"))):
@@ -252,12 +296,19 @@ def _print(report: dict[str, Any], env: Environment) -> None:
             tls = dict(facts["tls"])
             chain = tls.pop("chain", None) or []
             for name, value in tls.items():
-                out(f"  tls {name}: {value}\n")
+                shown = ", ".join(value) if isinstance(value, list) else value
+                out(f"  tls {name}: {shown}\n")
             # Leaf first: a missing intermediate shows as a chain that stops early.
             for depth, cert in enumerate(chain):
                 out(f"  certificate {depth}: {cert['subject']}\n")
                 out(f"    issuer:   {cert['issuer']}\n")
                 out(f"    valid:    {cert['not_before']} to {cert['not_after']}\n")
+    if report.get("dane"):
+        dane = report["dane"]
+        out(f"\nDANE:       {dane['status']}\n")
+        for record in dane.get("records", ()):
+            secure = "secure" if dane["secure"] else "insecure"
+            out(f"  {dane['tlsa']} TLSA {record} ({secure})\n")
     if report.get("auth"):
         out(f"\nAUTH:       accepted for {report['auth']['user']}\n")
     if report.get("error"):

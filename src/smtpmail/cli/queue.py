@@ -10,22 +10,24 @@
     smtpmail queue purge [ID...] [--all]                  # remove done (or all) messages
     smtpmail queue report [--json]                        # who could not be reached, and why
 
-The queue folder is ``--queue-dir``, else ``$SMTPMAIL_QUEUE_DIR``, else
-``$XDG_DATA_HOME/smtpmail/outbox``.
+    smtpmail queue migrate                                # create/upgrade a PostgreSQL outbox
+
+The outbox is ``--queue-url`` (PostgreSQL) or ``--queue-dir`` (a folder), else
+``$SMTPMAIL_QUEUE_URL`` or ``$SMTPMAIL_QUEUE_DIR``, else the configuration
+file's ``queue`` key, else the folder ``$XDG_DATA_HOME/smtpmail/outbox``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
+from smtpmail.cli import jsondoc
 from smtpmail.cli.environment import Environment
-from smtpmail.cli.exits import EX_DATAERR, EX_OK, EX_TEMPFAIL, EX_UNAVAILABLE, EX_USAGE
+from smtpmail.cli.exits import EX_OK, EX_TEMPFAIL, EX_UNAVAILABLE
 
 HELP = "queue messages durably and deliver them with retries (add, list, run, show...)"
 
@@ -33,7 +35,9 @@ __all__ = ["HELP", "add_arguments", "add_server_arguments", "open_outbox", "run"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--queue-dir", metavar="DIR", help="the outbox folder")
+    from smtpmail.cli.queued import add_location_arguments
+
+    add_location_arguments(parser)
     sub = parser.add_subparsers(dest="action", metavar="ACTION")
 
     p = sub.add_parser("add", help="queue a message read from standard input (or --file)")
@@ -71,6 +75,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="--watch: look for new mail every S seconds",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    p.add_argument("--json", action="store_true", help="print the run's outcome as JSON")
 
     p = sub.add_parser("retry", help="make deferred messages due now")
     p.add_argument("ids", nargs="*", metavar="ID")
@@ -78,6 +83,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("purge", help="remove done messages (delivered or failed)")
     p.add_argument("ids", nargs="*", metavar="ID")
     p.add_argument("--all", action="store_true", help="also remove messages still pending")
+
+    sub.add_parser("migrate", help="create or upgrade the PostgreSQL outbox's tables")
 
     p = sub.add_parser("report", help="a bounce-like report of the recipients that failed")
     p.add_argument("--json", action="store_true")
@@ -96,9 +103,19 @@ def add_server_arguments(p: argparse.ArgumentParser) -> None:
         "--connections", type=int, default=4, metavar="N", help="at most N connections (4)"
     )
     g.add_argument(
-        "--per-server", type=int, default=2, metavar="N", help="at most N to one server (2)"
+        "--per-server",
+        type=int,
+        default=2,
+        metavar="N",
+        help="at most N to one server (2; a PostgreSQL outbox: all workers together)",
     )
     g.add_argument("--rate", type=float, metavar="R", help="at most R messages per second, overall")
+    g.add_argument(
+        "--per-server-rate",
+        type=float,
+        metavar="R",
+        help="at most R messages per second to one server (PostgreSQL outbox: all workers)",
+    )
     g.add_argument(
         "--batch", type=int, default=50, metavar="N", help="messages per claim on a connection (50)"
     )
@@ -118,9 +135,9 @@ def add_server_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def open_outbox(args: argparse.Namespace, env: Environment) -> Any:
+    from smtpmail.cli.queued import queue_location
     from smtpmail.outbox import Outbox, RetrySchedule
 
-    folder = args.queue_dir or env.environ.get("SMTPMAIL_QUEUE_DIR") or str(env.data_dir / "outbox")
     changes = {
         name: value
         for name, value in (
@@ -130,7 +147,7 @@ def open_outbox(args: argparse.Namespace, env: Environment) -> Any:
         )
         if value is not None
     }
-    return Outbox(Path(folder).expanduser(), schedule=RetrySchedule(**changes))
+    return Outbox(queue_location(args, env), schedule=RetrySchedule(**changes))
 
 
 def worker_from(box: Any, args: argparse.Namespace, env: Environment) -> Any:
@@ -142,6 +159,7 @@ def worker_from(box: Any, args: argparse.Namespace, env: Environment) -> Any:
         "connections": args.connections,
         "per_server": args.per_server,
         "rate": args.rate,
+        "per_server_rate": args.per_server_rate,
         "batch": args.batch,
     }
     if getattr(args, "direct", False):
@@ -151,14 +169,15 @@ def worker_from(box: Any, args: argparse.Namespace, env: Environment) -> Any:
 
 
 def direct_kwargs(args: argparse.Namespace, env: Environment) -> dict[str, Any]:
-    """smtpmail.deliver()'s keyword arguments from the --direct options (cli/direct.py)
-    and the DKIM key (options or account)."""
+    """smtpmail.deliver()'s keyword arguments from the --direct options (cli/direct.py),
+    the DKIM key and convert_8bit (options or account)."""
     from smtpmail.cli import direct
     from smtpmail.cli.server import dkim_key, resolve_settings, timeouts
     from smtpmail.delivery import MTASTS
     from smtpmail.transport.tls import TLSOptions
 
     cafile = getattr(args, "cafile", None)
+    settings = resolve_settings(args, env)
     return {
         "nameservers": direct._nameservers(args.dns_server),
         "ehlo_name": getattr(args, "ehlo_name", None),
@@ -168,22 +187,29 @@ def direct_kwargs(args: argparse.Namespace, env: Environment) -> dict[str, Any]:
         "tls_options": TLSOptions(ca_file=cafile) if cafile else None,
         "mta_sts": False if args.no_mta_sts else MTASTS(ca_file=cafile),
         "timeout": timeouts(getattr(args, "timeout", None), getattr(args, "data_timeout", None)),
-        "dkim": dkim_key(resolve_settings(args, env)),
+        "dkim": dkim_key(settings),
+        "convert_8bit": settings.convert_8bit,
     }
 
 
 def run(args: argparse.Namespace, env: Environment) -> int:
     action = getattr(args, "action", None)
     if action is None:
-        env.stderr.write("smtpmail queue: say add, list, run, show, retry, purge or report\n")
-        return EX_USAGE
+        from smtpmail.cli.exits import UsageError
+
+        raise UsageError(
+            "smtpmail queue: say add, list, run, show, retry, purge, report or migrate"
+        )
     box = open_outbox(args, env)
     handler: Callable[[Any, argparse.Namespace, Environment], int] = _ACTIONS[action]
     try:
         return handler(box, args, env)
-    except KeyError as exc:  # an id that names no message
-        env.stderr.write(f"smtpmail queue: {exc.args[0]}\n")
-        return EX_DATAERR
+    except KeyError as exc:  # an id that names no message: bad input (65)
+        from smtpmail.errors import InvalidArgument
+
+        raise InvalidArgument(f"smtpmail queue: {exc.args[0]}") from None
+    finally:
+        box.close()
 
 
 # -- actions -------------------------------------------------------------------
@@ -198,8 +224,8 @@ def _add(box: Any, args: argparse.Namespace, env: Environment) -> int:
     queued = box.add(
         data, args.sender, args.recipients or None, server=args.relay, keep_bcc=args.keep_bcc
     )
-    if args.json:
-        env.stdout.write(json.dumps(queued.to_json(), indent=1) + "\n")
+    if env.document is not None:
+        env.document["messages"] = [jsondoc.queued_message(queued)]
     else:
         env.stdout.write(f"{queued.id}\n")
     return EX_OK
@@ -223,8 +249,8 @@ def _next(ts: float) -> str:
 
 def _list(box: Any, args: argparse.Namespace, env: Environment) -> int:
     messages = [m for m in box.messages() if args.all or not m.done]
-    if args.json:
-        env.stdout.write(json.dumps([m.to_json() for m in messages], indent=1) + "\n")
+    if env.document is not None:
+        env.document["messages"] = [jsondoc.queued_message(m) for m in messages]
         return EX_OK
     out = env.stdout
     if not messages:
@@ -243,13 +269,13 @@ def _list(box: Any, args: argparse.Namespace, env: Environment) -> int:
 
 def _show(box: Any, args: argparse.Namespace, env: Environment) -> int:
     m = box.find(args.id)
-    if args.json:
-        env.stdout.write(json.dumps(m.to_json(), indent=1) + "\n")
+    if env.document is not None:
+        env.document["messages"] = [jsondoc.queued_message(m)]
         return EX_OK
     when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(m.created))
     lines = [
         f"id:          {m.id}",
-        f"file:        {box.eml_path(m.id)}",
+        f"stored:      {box.where(m.id)}",
         f"status:      {m.status}",
         f"queued:      {when} ({_age(m.created)} ago), {m.attempts} attempt(s)",
         f"from:        <{m.sender}>",
@@ -284,9 +310,12 @@ _POSSIBLY = {
 
 def _run(box: Any, args: argparse.Namespace, env: Environment) -> int:
     worker = worker_from(box, args, env)
-    quiet = args.quiet
+    document = env.document
+    quiet = args.quiet or document is not None  # stdout is the JSON document's
+    tried: list[str] = []
 
     def progress(message: Any, outcome: Any) -> None:
+        tried.append(message.id)
         if quiet:
             return
         parts = [
@@ -314,6 +343,16 @@ def _run(box: Any, args: argparse.Namespace, env: Environment) -> int:
             signal.signal(signal.SIGTERM, previous)
     else:
         stats = worker.run(progress=progress)
+    if document is not None:
+        document["summary"] = {
+            "attempted": stats.attempted,
+            "delivered": stats.delivered,
+            "deferred": stats.deferred,
+            "failed": stats.failed,
+            "possibly_delivered": stats.possibly_delivered,
+        }
+        tried_once = list(dict.fromkeys(tried))  # --watch may try a message again
+        document["messages"] = [jsondoc.queued_message(m) for m in box.messages(tried_once)]
     if not quiet:
         env.stdout.write(
             f"{stats.attempted} message(s) tried: {stats.delivered} recipient(s) delivered, "
@@ -346,10 +385,15 @@ def _report(box: Any, args: argparse.Namespace, env: Environment) -> int:
     from smtpmail.outbox import failure_report, render_report
 
     entries = failure_report(box.messages())
-    if args.json:
-        env.stdout.write(json.dumps(entries, indent=1, ensure_ascii=False) + "\n")
+    if env.document is not None:
+        env.document["failures"] = entries
     else:
         env.stdout.write(render_report(entries) or "no recipient has failed\n")
+    return EX_OK
+
+
+def _migrate(box: Any, args: argparse.Namespace, env: Environment) -> int:
+    env.stdout.write(f"{box.where()}: {box.migrate()}\n")
     return EX_OK
 
 
@@ -361,4 +405,5 @@ _ACTIONS: dict[str, Callable[[Any, argparse.Namespace, Environment], int]] = {
     "retry": _retry,
     "purge": _purge,
     "report": _report,
+    "migrate": _migrate,
 }

@@ -12,6 +12,7 @@ that cannot be written (a full disk) exits 75, a read-only one 73.
 from __future__ import annotations
 
 import argparse
+import os
 
 from smtpmail.cli.environment import Environment
 from smtpmail.cli.exits import EX_NOUSER, EX_OK, EX_PARTIAL
@@ -21,7 +22,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["add_arguments", "queue_dir", "run"]
+__all__ = ["add_arguments", "add_location_arguments", "queue_location", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,15 +33,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="queue the message, try it now, keep it queued on a temporary failure",
     )
     g.add_argument("--queue-only", action="store_true", help="queue the message; do not send now")
+    add_location_arguments(g)
+
+
+def add_location_arguments(g: argparse._ActionsContainer) -> None:
+    """--queue-dir and --queue-url (shared by send, queue and merge)."""
     g.add_argument("--queue-dir", metavar="DIR", help="the outbox folder (default: XDG data dir)")
-
-
-def queue_dir(args: argparse.Namespace, env: Environment) -> str:
-    return str(
-        getattr(args, "queue_dir", None)
-        or env.environ.get("SMTPMAIL_QUEUE_DIR")
-        or env.data_dir / "outbox"
+    g.add_argument(
+        "--queue-url", metavar="URL", help="the outbox in PostgreSQL: postgresql://USER@HOST/DB"
     )
+
+
+def queue_location(args: argparse.Namespace, env: Environment) -> str:
+    """Where the outbox is: --queue-url or --queue-dir, else $SMTPMAIL_QUEUE_URL or
+    $SMTPMAIL_QUEUE_DIR, else the config file's ``queue``, else the XDG data folder."""
+    from smtpmail.cli.config import queue_location as configured
+    from smtpmail.cli.exits import UsageError
+    from smtpmail.outbox.box import is_database_url
+
+    url, folder = getattr(args, "queue_url", None), getattr(args, "queue_dir", None)
+    if url and folder:
+        raise UsageError("--queue-url or --queue-dir, not both")
+    given = url or folder
+    given = given or env.environ.get("SMTPMAIL_QUEUE_URL") or env.environ.get("SMTPMAIL_QUEUE_DIR")
+    given = given or configured(env, getattr(args, "config", None))
+    if is_database_url(given):
+        return str(given)
+    return os.path.expanduser(given) if given else str(env.data_dir / "outbox")
 
 
 def run(
@@ -49,7 +68,7 @@ def run(
     from smtpmail.cli.server import client_kwargs
     from smtpmail.outbox import Outbox, State, Worker
 
-    box = Outbox(queue_dir(args, env))
+    box = Outbox(queue_location(args, env))
     # Bad TLS/AUTH/DNS options fail here, before anything is queued.
     if getattr(args, "direct", False):
         from smtpmail.cli.queue import direct_kwargs
@@ -62,10 +81,13 @@ def run(
     if not args.queue_only:
         worker.run(ids=[queued.id])
     record = box.load(queued.id)
-    if getattr(args, "json", False):
-        import json  # only for --json: a plain send does not load it
+    if env.document is not None:
+        from smtpmail.cli import jsondoc
 
-        env.stdout.write(json.dumps(record.to_json(), indent=2, ensure_ascii=False) + "\n")
+        message = jsondoc.queued_message(record)
+        env.document["mode"] = "queue"
+        env.document["recipients"] = message["recipients"]
+        env.document["messages"] = [message]
     for r in record.recipients:
         if r.state.value != "delivered":
             maybe = " (possibly delivered)" if r.possibly_delivered else ""

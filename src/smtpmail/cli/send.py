@@ -13,8 +13,14 @@ import time
 
 from smtpmail._record import Record
 from smtpmail.cli.environment import Environment
-from smtpmail.cli.exits import EX_OK, EX_PARTIAL, EXIT_CODES_HELP, UsageError, exit_status
-from smtpmail.cli.server import ServerSettings, add_server_arguments, make_client, resolve_settings
+from smtpmail.cli.exits import EX_OK, EX_PARTIAL, EXIT_CODES_HELP, UsageError
+from smtpmail.cli.server import (
+    ServerSettings,
+    add_output_arguments,
+    add_server_arguments,
+    make_client,
+    resolve_settings,
+)
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 
@@ -72,14 +78,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="an inline image for the HTML, referenced as cid:ID (default: the file name)",
     )
     m.add_argument(
-        "--header", "-H", action="append", default=[], metavar="'NAME: VALUE'", help="extra header"
+        "--header",
+        "-H",
+        dest="fields",
+        action="append",
+        default=[],
+        type=lambda spec: ("set", spec),
+        metavar="'NAME: VALUE'",
+        help="set a header field: replaces the message's fields of that name (or an "
+        "earlier --header's), else adds one (as swaks's --header); repeat",
+    )
+    m.add_argument(
+        "--add-header",
+        dest="fields",
+        action="append",
+        type=lambda spec: ("add", spec),
+        metavar="'NAME: VALUE'",
+        help="add a header field, even if the message has one of that name (swaks's)",
+    )
+    m.add_argument(
+        "--header-from-file",
+        dest="fields",
+        action="append",
+        type=lambda path: ("file", path),
+        metavar="FILE",
+        help="set the header fields in FILE (one per line, folded lines allowed), as --header does",
     )
     m.add_argument(
         "--message",
+        "--data",
         "-m",
         metavar="FILE",
-        help="send this existing message as it is ('-': standard input); "
-        "recipients from its headers unless --to/--cc/--bcc are given",
+        help="send this existing message ('-': standard input), only the Bcc rule and "
+        "--header/--add-header applied; recipients from its headers unless "
+        "--to/--cc/--bcc are given (--data: swaks's name)",
     )
     m.add_argument(
         "--keep-bcc",
@@ -88,10 +120,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     e = parser.add_argument_group("envelope and delivery status notification (RFC 3461)")
     e.add_argument("--envelope-from", metavar="ADDR", help="reverse-path ('' for the null path)")
+    e.add_argument(
+        "--read-envelope-from",
+        action="store_true",
+        help="with --message: the reverse-path is the message's From (Sender when present), "
+        "not --from or the account's from (msmtp's option)",
+    )
     e.add_argument("--dsn-notify", metavar="LIST", help="NEVER, or SUCCESS,FAILURE,DELAY")
     e.add_argument("--dsn-ret", choices=("FULL", "HDRS", "full", "hdrs"))
     e.add_argument("--dsn-envid", metavar="ID")
+    e.add_argument(
+        "--requiretls",
+        action="store_true",
+        help="REQUIRETLS (RFC 8689): verified TLS on every hop, else the message fails (5.7.30)",
+    )
     add_server_arguments(parser)
+    add_output_arguments(parser)
     # --direct and its options: delivery's hook (smtpmail.cli.direct), kept apart.
     from smtpmail.cli import direct
 
@@ -111,24 +155,51 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="STAGE",
         choices=QUIT_STAGES,
         help="stop after this stage and QUIT, delivering nothing (with -v: the dialogue "
-        "up to it): " + ", ".join(QUIT_STAGES),
+        "up to it): " + ", ".join(QUIT_STAGES) + "; not with --queue, --direct or --json",
     )
 
 
 class Prepared(Record):
-    """What goes out: the message (bytes or chunks) and its envelope."""
+    """What goes out: the message (bytes or chunks) and its envelope; ``origin``
+    (a composed Message, or a RawMessage whose header section was read) tells
+    its Message-ID."""
 
-    _fields = ("message", "envelope")
+    _fields = ("message", "envelope", "origin")
 
-    def __init__(self, message: Any, envelope: Any) -> None:
+    def __init__(self, message: Any, envelope: Any, origin: Any = None) -> None:
         self.message = message
         self.envelope = envelope
+        self.origin = origin
+
+    def message_id(self) -> str | None:
+        """The Message-ID field (a raw message's header section is parsed only now)."""
+        if self.origin is None:
+            return None
+        headers = self.origin.headers() if hasattr(self.origin, "headers") else self.origin
+        value = headers.get("Message-ID")
+        return None if value is None else str(value)
 
 
 def prepare(args: argparse.Namespace, env: Environment, settings: ServerSettings) -> Prepared:
     """Build the message and envelope; every input error surfaces here, before connecting."""
     notify = args.dsn_notify.split(",") if args.dsn_notify else None
     sender = args.sender or settings.sender
+    if args.read_envelope_from:
+        if args.envelope_from is not None:
+            raise UsageError("give --envelope-from or --read-envelope-from, not both")
+        sender = None  # a composed message's reverse-path is its From already
+    prepared = _prepare(args, env, sender, notify)
+    if getattr(args, "requiretls", False):
+        envelope = prepared.envelope
+        return Prepared(
+            prepared.message, envelope.with_recipients(envelope.recipients, requiretls=True)
+        )
+    return prepared
+
+
+def _prepare(
+    args: argparse.Namespace, env: Environment, sender: str | None, notify: list[str] | None
+) -> Prepared:
     if args.message:
         return _prepare_raw(args, env, sender, notify)
     from smtpmail.message.compose import compose
@@ -147,13 +218,13 @@ def prepare(args: argparse.Namespace, env: Environment, settings: ServerSettings
         text=_text(args, env),
         html=_read_text(args.html_file) if args.html_file else args.html,
         attachments=[*map(_attachment, args.attach), *(_attachment(a, True) for a in args.inline)],
-        headers=[_header(h) for h in args.header],
+        headers=_composed_fields(_fields(args.fields, env)),
         envelope_sender=args.envelope_from,
         notify=notify,
         ret=args.dsn_ret,
         envid=args.dsn_envid,
     )
-    return Prepared(composed.as_bytes(), composed.envelope)
+    return Prepared(composed.as_bytes(), composed.envelope, composed.message)
 
 
 def _prepare_raw(
@@ -161,10 +232,15 @@ def _prepare_raw(
 ) -> Prepared:
     from smtpmail.message.raw import read_raw
 
-    if args.subject or args.body or args.body_file or args.html or args.attach or args.header:
-        raise UsageError("--message sends a message as it is: no --subject/--body/--attach...")
+    if args.subject or args.body or args.body_file or args.html or args.attach or args.inline:
+        raise UsageError(
+            "--message sends a message as it is: no --subject/--body/--attach "
+            "(--header/--add-header set its header fields)"
+        )
     stream = env.stdin_bytes if args.message == "-" else open(args.message, "rb")  # noqa: SIM115
     raw = read_raw(stream)
+    if args.fields:
+        raw = raw.with_fields([(n, v, op == "set") for op, n, v in _fields(args.fields, env)])
     explicit = [*args.to, *args.cc, *args.bcc]
     envelope = raw.envelope(
         args.envelope_from if args.envelope_from is not None else sender,
@@ -174,7 +250,7 @@ def _prepare_raw(
         ret=args.dsn_ret,
         envid=args.dsn_envid,
     )
-    return Prepared(raw.chunks(), envelope)
+    return Prepared(raw.chunks(), envelope, raw)
 
 
 def _text(args: argparse.Namespace, env: Environment) -> str:
@@ -220,17 +296,58 @@ def _attachment(spec: str, inline: bool = False) -> Any:
     return Attachment(path, values.get("type"), values.get("name"), inline, cid)
 
 
-def _header(spec: str) -> tuple[str, str]:
+def _header(spec: str, option: str = "--header") -> tuple[str, str]:
     name, sep, value = spec.partition(":")
     if not sep or not name.strip():
-        raise UsageError(f"--header {spec!r} is not 'Name: value'")
+        raise UsageError(f"{option} {spec!r} is not 'Name: value'")
     return name.strip(), value.strip()
+
+
+def _fields(given: list[tuple[str, str]], env: Environment) -> list[tuple[str, str, str]]:
+    """--header, --add-header and --header-from-file, in the order given, as
+    (operation, name, value): "set" replaces, "add" adds."""
+    fields: list[tuple[str, str, str]] = []
+    for op, spec in given:
+        if op == "file":
+            fields += [("set", *_header(f, "--header-from-file")) for f in _read_fields(spec)]
+        else:
+            fields.append((op, *_header(spec, "--header" if op == "set" else "--add-header")))
+    return fields
+
+
+def _read_fields(path: str) -> list[str]:
+    """The fields of a header file: lines, a folded line joined to its field
+    (RFC 5322 §2.2.3 unfolding), blank lines and ``#`` comments skipped."""
+    fields: list[str] = []
+    for line in _read_text(path).splitlines():
+        if line[:1] in (" ", "\t") and fields:
+            fields[-1] += line
+        elif line.strip() and not line.startswith("#"):
+            fields.append(line)
+    return fields
+
+
+def _composed_fields(fields: list[tuple[str, str, str]]) -> list[tuple[str, str]]:
+    """The extra fields of a composed message: a "set" drops earlier ones of its name."""
+    out: list[tuple[str, str]] = []
+    for op, name, value in fields:
+        if op == "set":
+            out = [(n, v) for n, v in out if n.lower() != name.lower()]
+        out.append((name, value))
+    return out
 
 
 def run(args: argparse.Namespace, env: Environment) -> int:
     started = time.monotonic()
     settings = resolve_settings(args, env)
     prepared = prepare(args, env, settings)
+    document = env.document
+    if document is not None:
+        # Known before connecting: a failure's document carries them too.
+        from smtpmail.cli import jsondoc
+
+        document["envelope"] = jsondoc.envelope(prepared.envelope)
+        document["message_id"] = prepared.message_id()
     if args.dry_run:
         return _dry_run(prepared, settings, env, keep_bcc=args.keep_bcc)
     if args.quit_after:
@@ -245,33 +362,10 @@ def run(args: argparse.Namespace, env: Environment) -> int:
         from smtpmail.cli import direct
 
         return direct.run(args, env, prepared.message, prepared.envelope)
-    report: dict[str, Any] = {
-        "server": {"url": settings.url, "host": settings.host, "port": settings.port}
-    }
-    try:
-        status = _send(args, env, settings, prepared, report=report, started=started)
-    except Exception as exc:
-        if not args.json:
-            raise
-        status, text = exit_status(exc)
-        report["ok"] = False
-        report["error"] = {"type": type(exc).__name__, "message": text}
-        reply = getattr(exc, "reply", None)
-        if reply is not None:
-            report["error"]["reply"] = _reply_json(reply)
-        refused = getattr(exc, "refused", None)
-        if refused:
-            report["recipients"] = [
-                {"address": a, "accepted": False, **_reply_json(r)} for a, r in refused.items()
-            ]
-        env.stderr.write(f"smtpmail: {text}\n")
-    if args.json:
-        import json
-
-        report["exit_status"] = status
-        report.setdefault("timings", {})["total"] = round(time.monotonic() - started, 6)
-        env.stdout.write(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-    return status
+    if document is not None:
+        document["mode"] = "relay"
+        document["server"] = {"url": settings.url, "host": settings.host, "port": settings.port}
+    return _send(args, env, settings, prepared, started=started)
 
 
 def _send(
@@ -280,41 +374,57 @@ def _send(
     settings: ServerSettings,
     prepared: Prepared,
     *,
-    report: dict[str, Any],
     started: float,
 ) -> int:
     transcript = None
     if args.verbose:
         from smtpmail.cli.transcript import TranscriptPrinter
 
-        transcript = TranscriptPrinter(env.stderr, colour=env.colors)
+        transcript = TranscriptPrinter(
+            env.stderr, colour=env.colors, data_lines=settings.show_data_lines
+        )
     client = make_client(settings, env, transcript)
+    document = env.document
     t0 = time.monotonic()
-    with client:
-        t1 = time.monotonic()
-        report["server"].update(server_facts(client))
-        result = client.send(prepared.message, envelope=prepared.envelope, keep_bcc=args.keep_bcc)
-        t2 = time.monotonic()
-    report["envelope"] = {
-        "sender": prepared.envelope.sender,
-        "recipients": list(prepared.envelope.recipients),
-    }
-    report["ok"] = result.ok
-    report["reply"] = _reply_json(result.reply) if result.reply is not None else None
-    report["recipients"] = [
-        {"address": a, "accepted": r.accepted, **_reply_json(r.reply)}
-        for a, r in result.recipients.items()
-    ]
-    report["timings"] = {
-        "connect": round(t1 - t0, 6),
-        "transaction": round(t2 - t1, 6),
-        "prepare": round(t0 - started, 6),
-    }
+    try:
+        with client:
+            t1 = time.monotonic()
+            if document is not None:
+                document["server"].update(server_facts(client))
+            result = client.send(
+                prepared.message, envelope=prepared.envelope, keep_bcc=args.keep_bcc
+            )
+            t2 = time.monotonic()
+    except Exception as exc:
+        _log(settings, env, prepared, client, error=exc)
+        raise
+    _log(settings, env, prepared, client, result=result)
+    if document is not None:
+        from smtpmail.cli import jsondoc
+
+        jsondoc.relay_result(document, result)
+        document["timings"] = {
+            "prepare": round(t0 - started, 6),
+            "connect": round(t1 - t0, 6),
+            "transaction": round(t2 - t1, 6),
+            "total": round(time.monotonic() - started, 6),
+        }
     if result.refused:
         for address, reply in result.refused.items():
             env.stderr.write(f"smtpmail: {address} refused: {reply.code} {reply.text_oneline()}\n")
         return EX_PARTIAL
     return EX_OK
+
+
+def _log(
+    settings: ServerSettings, env: Environment, prepared: Prepared, client: Any, **outcome: Any
+) -> None:
+    """The mail log's line (smtpmail.cli.maillog), when a logfile or syslog is set."""
+    if settings.logfile or settings.syslog:
+        from smtpmail.cli import maillog
+
+        tls = client.tls_info is not None
+        maillog.record(settings, env, prepared.envelope, prepared.message_id(), tls=tls, **outcome)
 
 
 def _rehearse(
@@ -325,7 +435,9 @@ def _rehearse(
     if args.verbose:
         from smtpmail.cli.transcript import TranscriptPrinter
 
-        transcript = TranscriptPrinter(env.stderr, colour=env.colors)
+        transcript = TranscriptPrinter(
+            env.stderr, colour=env.colors, data_lines=settings.show_data_lines
+        )
     client = make_client(settings, env, transcript)
     client.rehearse(args.quit_after, prepared.message, envelope=prepared.envelope)
     return EX_OK
@@ -359,23 +471,31 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def _reply_json(reply: Any) -> dict[str, Any]:
-    return {"code": reply.code, "enhanced": reply.enhanced_status, "text": reply.text}
-
-
 def _dry_run(
     prepared: Prepared, settings: ServerSettings, env: Environment, *, keep_bcc: bool
 ) -> int:
     envelope = prepared.envelope
+    from smtpmail.message.content import as_content
+
+    # What would be sent: through the Bcc rule, as a send. The 8-bit downgrade
+    # depends on the server (8BITMIME or not) and DKIM signing on the moment:
+    # neither is shown.
+    content = as_content(prepared.message, keep_bcc=keep_bcc)
+    chunks = content.chunks
+    if env.document is not None:
+        from smtpmail.cli import jsondoc
+
+        env.document["mode"] = "dry-run"
+        env.document["server"] = {"url": settings.url, "host": settings.host, "port": settings.port}
+        env.document["recipients"] = [jsondoc.unsent(address) for address in envelope.recipients]
+        env.document["message"] = b"".join(chunks).decode("utf-8", "replace")
+        return EX_OK
     out = env.stdout
     out.write(f"# server: {settings.url}\n")
     out.write(f"# reverse-path: <{envelope.sender}>\n")
     for rcpt in envelope.recipients:
         out.write(f"# forward-path: <{rcpt}>\n")
     out.write("\n")
-    from smtpmail.message.content import as_content
-
-    # What would be sent: through the same transforms (the Bcc rule) as a send.
-    for chunk in as_content(prepared.message, keep_bcc=keep_bcc).chunks:
+    for chunk in chunks:
         out.write(chunk.decode("utf-8", "replace"))
     return EX_OK

@@ -29,7 +29,11 @@ from smtpmail.cli.exits import EX_OK, EX_PARTIAL, EXIT_CODES_HELP, UsageError
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 
 if TYPE_CHECKING:
+    from typing import Any
+
+    from smtpmail.cli.server import ServerSettings
     from smtpmail.message.raw import RawMessage
+    from smtpmail.protocol.envelope import Envelope
 
 HELP = "a sendmail-compatible interface (for cron, git send-email, mutt, PHP)"
 
@@ -46,9 +50,16 @@ Reads a message on standard input, to its end, and sends it, like sendmail(8).
   -N LIST     DSN NOTIFY: never or success,failure,delay
   -R full|hdrs  DSN RET;  -V ENVID  DSN ENVID
   -v          show the SMTP dialogue on stderr
+  --json      print the result as a JSON document on stdout (schema smtpmail/v1)
   --keep-bcc  transmit the Bcc and Resent-Bcc header fields; by default they are removed,
               whether the recipients come from -t or the arguments (msmtp's spelling
               --remove-bcc-headers=off works too)
+  --read-envelope-from  the envelope sender is the message's From (Sender when present);
+              without --account, the account whose from it is (as msmtp)
+  --convert-8bit  re-encode 8-bit MIME parts (quoted-printable, base64) for a server
+              without 8BITMIME, instead of refusing the message
+  --logfile PATH, --syslog[=FACILITY]  one line per message, as msmtp's logfile/syslog
+  --show-data-lines N  with -v, show N lines of the message (default 40; 0: all)
   -i, -oi     accepted and ignored: a line with a lone dot never ends the message
               (as in msmtp); the whole of standard input is sent
   -oXXX, -B TYPE, -bm, -em, -U, -G, -L TAG, -X FILE, -h N, -A X, -C FILE (the
@@ -151,7 +162,16 @@ def _keep_bcc(arg: str) -> bool:
 
 
 _LONG_FLAGS = frozenset(
-    {"--insecure-no-verify", "--allow-plaintext-auth", "--help", "--verbose", "--json"}
+    {
+        "--insecure-no-verify",
+        "--allow-plaintext-auth",
+        "--help",
+        "--verbose",
+        "--json",
+        "--read-envelope-from",
+        "--convert-8bit",
+        "--syslog",  # a facility only as --syslog=FACILITY (as msmtp's)
+    }
 )
 
 
@@ -172,11 +192,14 @@ def _apply(opts: SendmailArgs, flag: str, value: str) -> None:
 
 
 def _server_args(long_opts: list[str], opts: SendmailArgs) -> argparse.Namespace:
-    from smtpmail.cli.server import add_server_arguments
+    from smtpmail.cli.server import add_output_arguments, add_server_arguments
 
     parser = argparse.ArgumentParser(prog="smtpmail sendmail", add_help=False)
     add_server_arguments(parser)
+    add_output_arguments(parser)
     parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--read-envelope-from", action="store_true")
+    parser.add_argument("--json", action="store_true")  # read by smtpmail.cli.main
     try:
         ns = parser.parse_args(long_opts)
     except SystemExit as exc:
@@ -190,15 +213,23 @@ def _server_args(long_opts: list[str], opts: SendmailArgs) -> argparse.Namespace
 def run_argv(argv: Sequence[str], env: Environment) -> int:
     if "--help" in argv:
         env.stdout.write(USAGE)
+        env.document = None  # the help is what was asked for, not a --json document
         return EX_OK
     opts, long_opts, recipients = parse(argv)
     ns = _server_args(long_opts, opts)
     from smtpmail.cli.server import make_client, resolve_settings
     from smtpmail.message.raw import read_raw
 
+    raw = None
+    if ns.read_envelope_from:  # msmtp's: the reverse-path, and the account, from From
+        if opts.sender is not None:
+            raise UsageError("give -f ADDR or --read-envelope-from, not both")
+        raw = read_raw(env.stdin_bytes)
+        opts.sender = ns.account_for = raw.header_sender()
     settings = resolve_settings(ns, env)
     domain = _default_domain(opts.sender or settings.sender)
-    raw = read_raw(env.stdin_bytes)
+    if raw is None:
+        raw = read_raw(env.stdin_bytes)
     sender = opts.sender if opts.sender is not None else _address(settings.sender)
     envelope = raw.envelope(
         sender,
@@ -212,16 +243,56 @@ def run_argv(argv: Sequence[str], env: Environment) -> int:
     # With -f, a missing From is -f's address (as msmtp), not the account's from.
     configured = settings.sender if opts.sender is None else None
     raw = _complete_headers(raw, envelope.sender, opts.full_name, configured, domain)
+    document = env.document
+    if document is not None:
+        from smtpmail.cli import jsondoc
+
+        message_id = raw.headers().get("Message-ID")
+        document["mode"] = "relay"
+        document["server"] = {"url": settings.url, "host": settings.host, "port": settings.port}
+        document["envelope"] = jsondoc.envelope(envelope)
+        document["message_id"] = " ".join(message_id.split()) if message_id else None
     transcript = None
     if opts.verbose or ns.verbose:
         from smtpmail.cli.transcript import TranscriptPrinter
 
-        transcript = TranscriptPrinter(env.stderr, colour=env.colors)
-    with make_client(settings, env, transcript) as client:
-        result = client.send(raw.chunks(), envelope=envelope, keep_bcc=opts.keep_bcc)
+        transcript = TranscriptPrinter(
+            env.stderr, colour=env.colors, data_lines=settings.show_data_lines
+        )
+    client = make_client(settings, env, transcript)
+    try:
+        with client:
+            if document is not None:
+                from smtpmail.cli.send import server_facts
+
+                document["server"].update(server_facts(client))
+            result = client.send(raw.chunks(), envelope=envelope, keep_bcc=opts.keep_bcc)
+    except Exception as exc:
+        _log(settings, env, envelope, raw, client, error=exc)
+        raise
+    _log(settings, env, envelope, raw, client, result=result)
+    if document is not None:
+        jsondoc.relay_result(document, result)
     for address, reply in result.refused.items():
         env.stderr.write(f"smtpmail: {address} refused: {reply.code} {reply.text_oneline()}\n")
     return EX_PARTIAL if result.refused else EX_OK
+
+
+def _log(
+    settings: ServerSettings,
+    env: Environment,
+    envelope: Envelope,
+    raw: RawMessage,
+    client: Any,
+    **outcome: Any,
+) -> None:
+    """The mail log's line (smtpmail.cli.maillog), when a logfile or syslog is set."""
+    if settings.logfile or settings.syslog:
+        from smtpmail.cli import maillog
+
+        message_id = raw.headers().get("Message-ID")
+        tls = client.tls_info is not None
+        maillog.record(settings, env, envelope, message_id, tls=tls, **outcome)
 
 
 def _address(value: str | None) -> str | None:

@@ -95,6 +95,12 @@ def add_server_arguments(parser: argparse.ArgumentParser, *, url_option: bool = 
         "with credentials, else opportunistic",
     )
     t.add_argument("--cafile", metavar="PATH", help="trust these CA certificates")
+    t.add_argument(
+        "--fingerprint",
+        metavar="SHA256",
+        help="trust the server certificate whose SHA-256 fingerprint is this (hex, colons "
+        "allowed; as msmtp's tls_fingerprint), instead of the CA store; with --cafile, both",
+    )
     t.add_argument("--client-cert", metavar="PATH", help="TLS client certificate (PEM)")
     t.add_argument("--client-key", metavar="PATH", help="its private key (PEM)")
     t.add_argument(
@@ -128,10 +134,52 @@ def add_server_arguments(parser: argparse.ArgumentParser, *, url_option: bool = 
         action="store_true",
         help="allow sending credentials without TLS (dangerous)",
     )
+    g.add_argument(
+        "--convert-8bit",
+        action="store_true",
+        default=None,
+        help="for a server without 8BITMIME, re-encode a message's 8-bit MIME parts "
+        "(quoted-printable for text, base64 otherwise; always when DKIM signing); without it "
+        "such a message is refused (exit 69). Composed messages are 7-bit already",
+    )
     d = parser.add_argument_group("DKIM signing (all three, or the account's dkim table)")
     d.add_argument("--dkim-selector", metavar="NAME", help="s=: the key is at NAME._domainkey")
     d.add_argument("--dkim-domain", metavar="DOMAIN", help="d=: the signing domain")
     d.add_argument("--dkim-key", metavar="PATH", help="the private key (PEM, RSA or Ed25519)")
+
+
+def add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    """-v's data view and the mail log (smtpmail.cli.maillog): for the commands that send."""
+    g = parser.add_argument_group("transcript and mail log (as msmtp's logfile and syslog)")
+    g.add_argument(
+        "--show-data-lines",
+        type=_line_count,
+        metavar="N",
+        help="with -v, show at most N lines of the message data (default 40; 0: all)",
+    )
+    g.add_argument(
+        "--logfile",
+        metavar="PATH",
+        help="append one line per message to PATH: time, account, server, envelope, "
+        "Message-ID, reply, exit status ('-': standard output)",
+    )
+    g.add_argument(
+        "--syslog",
+        nargs="?",
+        const="LOG_MAIL",
+        metavar="FACILITY",
+        help="log the same line to syslog: LOG_MAIL (the default), LOG_USER, LOG_LOCAL0..7, or off",
+    )
+
+
+def _line_count(value: str) -> int:
+    try:
+        count = int(value)
+    except ValueError:
+        count = -1
+    if count < 0:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of lines (0: all)")
+    return count
 
 
 class ServerSettings(Record):
@@ -143,6 +191,7 @@ class ServerSettings(Record):
         "lmtp",
         "tls",
         "cafile",
+        "fingerprint",
         "client_cert",
         "client_key",
         "insecure",
@@ -161,6 +210,10 @@ class ServerSettings(Record):
         "dkim",
         "family",
         "source_address",
+        "show_data_lines",
+        "logfile",
+        "syslog",
+        "convert_8bit",
     )
     #: The password never shows in a repr (or a traceback's locals).
     _hidden = frozenset({"password"})
@@ -172,6 +225,7 @@ class ServerSettings(Record):
         lmtp: bool = False,
         tls: str | None = None,
         cafile: str | None = None,
+        fingerprint: str | None = None,
         client_cert: str | None = None,
         client_key: str | None = None,
         insecure: bool = False,
@@ -190,12 +244,17 @@ class ServerSettings(Record):
         dkim: tuple[str, str, str] | None = None,
         family: int | None = None,
         source_address: str | None = None,
+        show_data_lines: int | None = None,
+        logfile: str | None = None,
+        syslog: str | None = None,
+        convert_8bit: bool = False,
     ) -> None:
         self.host = host
         self.port = port
         self.lmtp = lmtp
         self.tls = tls
         self.cafile = cafile
+        self.fingerprint = fingerprint  # SHA-256 of the server certificate, pinned
         self.client_cert = client_cert
         self.client_key = client_key
         self.insecure = insecure
@@ -214,6 +273,10 @@ class ServerSettings(Record):
         self.dkim = dkim  # (selector, domain, key file)
         self.family = family  # 4, 6 or None: either
         self.source_address = source_address
+        self.show_data_lines = show_data_lines  # -v's data view (None: 40; 0: all)
+        self.logfile = logfile  # the mail log (smtpmail.cli.maillog)
+        self.syslog = syslog  # its syslog facility, or None
+        self.convert_8bit = convert_8bit  # 8-bit MIME parts re-encoded (message.eightbit)
 
     @property
     def url(self) -> str:
@@ -301,6 +364,7 @@ def resolve_settings(args: argparse.Namespace, env: Environment) -> ServerSettin
     for name in (
         "tls",
         "cafile",
+        "fingerprint",
         "client_cert",
         "client_key",
         "user",
@@ -313,6 +377,10 @@ def resolve_settings(args: argparse.Namespace, env: Environment) -> ServerSettin
         "ehlo_name",
         "family",
         "source_address",
+        "show_data_lines",
+        "logfile",
+        "syslog",
+        "convert_8bit",
     ):
         value = getattr(args, name, None)
         if value is not None:
@@ -322,6 +390,10 @@ def resolve_settings(args: argparse.Namespace, env: Environment) -> ServerSettin
     if getattr(args, "allow_plaintext_auth", False):
         s.allow_plaintext_auth = True
     s.port = _port(port, scheme, s.tls)
+    if getattr(args, "syslog", None) is not None:
+        from smtpmail.cli.maillog import syslog_facility
+
+        s.syslog = syslog_facility(args.syslog)
     given = [getattr(args, f"dkim_{n}", None) for n in ("selector", "domain", "key")]
     if any(given):
         selector, domain, key = given
@@ -329,6 +401,8 @@ def resolve_settings(args: argparse.Namespace, env: Environment) -> ServerSettin
             raise UsageError("--dkim-selector, --dkim-domain and --dkim-key go together")
         s.dkim = (selector, domain, key)
     check_host(s.host)
+    if s.fingerprint is not None:
+        _check_fingerprint(s.fingerprint, given=getattr(args, "fingerprint", None) is not None)
     if not 0 < s.port < 65536:
         raise UsageError(f"port {s.port} is out of range")
     if (s.password_command or s.password_env or s.password) and not s.user:
@@ -336,6 +410,22 @@ def resolve_settings(args: argparse.Namespace, env: Environment) -> ServerSettin
     if s.oauth_token_command and not s.user:
         raise UsageError("--oauth-token-command was given without --user")
     return s
+
+
+def _check_fingerprint(value: str, *, given: bool) -> None:
+    """A fingerprint that is no SHA-256 hash is refused before connecting, naming
+    where it came from (the option, or the account's ``fingerprint``)."""
+    from smtpmail.errors import InputError
+    from smtpmail.transport.tls import TLSOptions
+
+    try:
+        TLSOptions(fingerprint=value).pinned()
+    except InputError:
+        what = "--fingerprint" if given else "the account's fingerprint"
+        error = UsageError if given else ConfigError
+        raise error(
+            f"{what} {value!r} is not a SHA-256 fingerprint (64 hex digits, colons allowed)"
+        ) from None
 
 
 def check_host(host: str) -> None:
@@ -391,6 +481,7 @@ def _apply_account(s: ServerSettings, account: Account) -> tuple[int | None, str
             raise ConfigError(f"accounts.{account.name}.tls must be one of {', '.join(TLS_MODES)}")
         s.tls = v["tls"]
     s.cafile = v.get("ca_file", s.cafile)
+    s.fingerprint = v.get("fingerprint", s.fingerprint)  # msmtp: tls_fingerprint
     s.user = v.get("user", s.user)
     s.password_command = v.get("password_command", s.password_command)
     s.password_env = v.get("password_env", s.password_env)
@@ -402,6 +493,24 @@ def _apply_account(s: ServerSettings, account: Account) -> tuple[int | None, str
     for key in ("timeout", "data_timeout"):
         if key in v:
             setattr(s, key, float(v[key]))
+    if "show_data_lines" in v:
+        lines = v["show_data_lines"]
+        if not isinstance(lines, int) or isinstance(lines, bool) or lines < 0:
+            raise ConfigError(f"accounts.{account.name}.show_data_lines must be 0 or more")
+        s.show_data_lines = lines
+    if "convert_8bit" in v:
+        if not isinstance(v["convert_8bit"], bool):
+            raise ConfigError(f"accounts.{account.name}.convert_8bit must be true or false")
+        s.convert_8bit = v["convert_8bit"]
+    if "logfile" in v:
+        s.logfile = str(v["logfile"])
+    if "syslog" in v:
+        from smtpmail.cli.maillog import syslog_facility
+
+        try:
+            s.syslog = syslog_facility(v["syslog"])
+        except UsageError as exc:
+            raise ConfigError(f"accounts.{account.name}.{exc}") from None
     if "dkim" in v:
         s.dkim = _account_dkim(account.name, v["dkim"])
     return port, scheme
@@ -499,7 +608,16 @@ def client_kwargs(s: ServerSettings, env: Environment) -> dict[str, Any]:
         kwargs["source_address"] = (s.source_address, 0)
     if s.dkim is not None:
         kwargs["dkim"] = dkim_key(s)
-    wants_tls = s.tls is not None or s.cafile or s.client_cert or s.insecure or s.user is not None
+    if s.convert_8bit:
+        kwargs["convert_8bit"] = True
+    wants_tls = (
+        s.tls is not None
+        or s.cafile
+        or s.fingerprint
+        or s.client_cert
+        or s.insecure
+        or s.user is not None
+    )
     if not wants_tls:
         return kwargs
     try:
@@ -508,9 +626,10 @@ def client_kwargs(s: ServerSettings, env: Environment) -> dict[str, Any]:
         raise UsageError("this smtpmail has no TLS support") from exc
     if s.tls is not None:
         kwargs["tls"] = TLSMode(s.tls)
-    if s.cafile or s.client_cert or s.insecure:
+    if s.cafile or s.fingerprint or s.client_cert or s.insecure:
         kwargs["tls_options"] = TLSOptions(
             ca_file=s.cafile,
+            fingerprint=s.fingerprint,
             cert_file=s.client_cert,
             key_file=s.client_key,
             verify_insecure_off=s.insecure,

@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 __all__ = ["REDACTED", "TranscriptPrinter"]
 
 REDACTED = "<redacted>"
-#: Message data shown at most this many lines; the rest is counted.
+#: Message data shown at most this many lines (unless told: --show-data-lines,
+#: 0 for all); the rest is counted.
 DATA_LINES = 40
 
 _RESET = "\x1b[0m"
@@ -36,8 +37,16 @@ _MARKS = {"client": "C:", "server": "S:", "info": "* ", "data": "C:"}
 class TranscriptPrinter:
     """A :data:`smtpmail.transport._base.Transcript` hook that writes to a stream."""
 
-    def __init__(self, stream: IO[str], *, colour: bool = False, clock: bool = True) -> None:
+    def __init__(
+        self,
+        stream: IO[str],
+        *,
+        colour: bool = False,
+        clock: bool = True,
+        data_lines: int | None = None,
+    ) -> None:
         self.stream = stream
+        self.data_lines = DATA_LINES if data_lines is None else data_lines
         self.colour = colour
         self.clock = clock
         self._start = time.monotonic()
@@ -73,7 +82,8 @@ class TranscriptPrinter:
         lines = text.replace("\r\n", "\n").split("\n")
         if lines and lines[-1] == "":
             lines.pop()
-        room = max(DATA_LINES - self._data_shown, 0)
+        limit = self.data_lines or len(lines) + self._data_shown  # 0: all
+        room = max(limit - self._data_shown, 0)
         for line in lines[:room]:
             self._write("data", "data", line)
         self._data_shown += min(room, len(lines))

@@ -13,7 +13,7 @@
   (the ``dns`` extra, imported lazily); ``Resolver(nameservers=[(addr, port)])``;
 - :mod:`.flow`: the failover rules, once, as a sans-IO flow;
 - :mod:`.mtasts`: MTA-STS (RFC 8461) policies, fetched over HTTPS and cached;
-- :mod:`.tlspolicy`: opportunistic / mandatory TLS per MX host, the DANE seam;
+- :mod:`.tlspolicy`: opportunistic / mandatory TLS per MX host, DANE (RFC 7672) first;
 - :mod:`.deliver`: :func:`deliver` (threads) and :func:`deliver_async` (asyncio).
 """
 
@@ -21,12 +21,11 @@ from __future__ import annotations
 
 from smtpmail.delivery.deliver import deliver, deliver_async
 from smtpmail.delivery.mtasts import MTASTS, PolicyCache, STSPolicy
-from smtpmail.delivery.resolver import MXHost, Resolver
+from smtpmail.delivery.resolver import MXHost, Resolver, TLSAAnswer
 from smtpmail.delivery.result import DeliveryReport, DeliveryStatus, RecipientDelivery
-from smtpmail.delivery.tlspolicy import DANE, TLSDecision
+from smtpmail.delivery.tlspolicy import TLSDecision
 
 __all__ = [
-    "DANE",
     "MTASTS",
     "DeliveryReport",
     "DeliveryStatus",
@@ -35,6 +34,7 @@ __all__ = [
     "RecipientDelivery",
     "Resolver",
     "STSPolicy",
+    "TLSAAnswer",
     "TLSDecision",
     "deliver",
     "deliver_async",

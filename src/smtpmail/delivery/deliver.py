@@ -22,6 +22,7 @@ from smtpmail.delivery.flow import (
     LookupAddresses,
     LookupMX,
     LookupPolicy,
+    LookupTLSA,
     Sent,
     Step,
     domain_flow,
@@ -30,12 +31,12 @@ from smtpmail.delivery.mtasts import MTASTS
 from smtpmail.delivery.resolver import Nameserver, Resolver
 from smtpmail.delivery.result import DeliveryReport, RecipientDelivery
 from smtpmail.delivery.routing import group_by_domain
-from smtpmail.delivery.tlspolicy import DANE
 from smtpmail.errors import DNSError, InvalidArgument, SMTPError
 from smtpmail.message.content import MessageInput, as_content, resolve_envelope
 from smtpmail.message.dkim import DKIMKey
+from smtpmail.message.tlsrequired import tls_required_no
 from smtpmail.protocol.commands import ehlo_name as check_ehlo_name
-from smtpmail.protocol.envelope import Envelope
+from smtpmail.protocol.envelope import Envelope, SendResult
 from smtpmail.transport._base import Timeouts, Transcript
 from smtpmail.transport.aio import AsyncClient
 from smtpmail.transport.sync import Client
@@ -88,24 +89,43 @@ def _plan(
     require_tls: bool,
     tls_options: TLSOptions | None,
     mta_sts: MTASTS | bool,
-    dane: DANE | None,
+    dane: bool | None,
     timeout: float | Timeouts | None,
     transcript: Transcript | None,
     keep_bcc: bool,
     dkim: DKIMKey | None,
+    convert_8bit: bool,
+    require_tls_extension: bool,
 ) -> _Plan:
-    envelope = resolve_envelope(message, sender, recipients, envelope)
+    envelope = resolve_envelope(
+        message, sender, recipients, envelope, requiretls=require_tls_extension
+    )
     if max_connections < 1:
         raise InvalidArgument("max_connections must be at least 1")
     if ehlo_name is not None:
         check_ehlo_name(ehlo_name)
     # Every domain gets the same bytes (signed once), so a stream is read once,
-    # here; the message's transforms (the Bcc rule, DKIM) happen here too, and
-    # these bytes go out as they are (_SENT_AS_IS).
-    data = b"".join(as_content(message, keep_bcc=keep_bcc, dkim=dkim).chunks)
+    # here; the message's transforms (the Bcc rule, 8-bit downgrade, DKIM) happen here too, and
+    # these bytes go out as they are (_SENT_AS_IS), but for an unsigned message's 8-bit
+    # downgrade, which each client makes for an MX host without 8BITMIME only.
+    data = b"".join(
+        as_content(message, keep_bcc=keep_bcc, dkim=dkim, convert_8bit=convert_8bit).chunks
+    )
+    if tls_required_no(data) and not envelope.requiretls:
+        # RFC 8689 §5: the sender asks that recipient-domain TLS policies (DANE,
+        # MTA-STS) not stop this message; TLS stays opportunistic.
+        log.info("TLS-Required: No: delivering without DANE and MTA-STS")
+        dane, mta_sts = False, False
     if resolver is None:
         resolver = Resolver(list(nameservers) if nameservers is not None else None)
     sts = (_shared_mta_sts() if mta_sts else None) if isinstance(mta_sts, bool) else mta_sts
+    if dane is None:
+        dane = resolver.validating
+    elif dane and not resolver.validating:
+        raise InvalidArgument(
+            "dane=True needs a DNSSEC-validating resolver: a nameserver on loopback, "
+            "or Resolver(..., dnssec=True) for one you trust to validate"
+        )
     flow = FlowConfig(
         port=port,
         require_tls=require_tls,
@@ -114,7 +134,11 @@ def _plan(
         dane=dane,
         local_names=_local_names(ehlo_name),
     )
-    options: dict[str, Any] = {"ehlo_name": ehlo_name, "timeout": timeout}
+    # Unsigned 8-bit data is converted by each client, for an MX host without
+    # 8BITMIME only (signed data was converted above; this is then a no-op).
+    options: dict[str, Any] = {
+        "ehlo_name": ehlo_name, "timeout": timeout, "convert_8bit": convert_8bit,
+    }  # fmt: skip
     if transcript is not None:
         options["transcript"] = transcript
     return _Plan(data, envelope, flow, resolver, sts, options, max_connections)
@@ -140,8 +164,10 @@ def _client_options(plan: _Plan, attempt: Attempt) -> dict[str, Any]:
     }
 
 
-def _tls_text(info: TLSInfo | None) -> str | None:
-    return None if info is None else f"{info.version} {info.cipher}"
+def _sent(result: SendResult, info: TLSInfo | None) -> Sent:
+    if info is None:
+        return Sent(result)
+    return Sent(result, f"{info.version} {info.cipher}", info.checked)
 
 
 def _merge(outcomes: Iterable[list[RecipientDelivery]], envelope: Envelope) -> DeliveryReport:
@@ -160,7 +186,7 @@ def _attempt(plan: _Plan, attempt: Attempt) -> Sent | SMTPError:
         client = Client(attempt.address, plan.flow.port, **_client_options(plan, attempt))
         with client:
             result = client.send(plan.data, envelope=attempt.envelope, keep_bcc=_SENT_AS_IS)
-            return Sent(result, _tls_text(client.tls_info))
+            return _sent(result, client.tls_info)
     except SMTPError as exc:
         return exc
 
@@ -174,6 +200,8 @@ def _perform(plan: _Plan, step: Step) -> Any:
         if isinstance(step, LookupPolicy):
             assert plan.mta_sts is not None
             return plan.mta_sts.policy_for(step.domain, plan.resolver)
+        if isinstance(step, LookupTLSA):
+            return plan.resolver.tlsa(step.host, step.port)
     except DNSError as exc:
         return exc
     return _attempt(plan, step)
@@ -202,11 +230,13 @@ def deliver(
     require_tls: bool = False,
     tls_options: TLSOptions | None = None,
     mta_sts: MTASTS | bool = True,
-    dane: DANE | None = None,
+    dane: bool | None = None,
     timeout: float | Timeouts | None = None,
     transcript: Transcript | None = None,
     keep_bcc: bool = False,
     dkim: DKIMKey | None = None,
+    convert_8bit: bool = False,
+    require_tls_extension: bool = False,
 ) -> DeliveryReport:
     """Deliver ``message`` straight to each recipient domain's MX hosts (RFC 5321 §5).
 
@@ -216,16 +246,25 @@ def deliver(
     servers; ``max_connections`` bounds the connections open at once;
     ``require_tls`` makes STARTTLS mandatory (else opportunistic);
     ``mta_sts`` is True (a process-wide cache), False, or an :class:`MTASTS`;
+    ``dane`` (RFC 7672) authenticates MX hosts by their DNSSEC-secure TLSA
+    records, on by default when the resolver validates (a loopback
+    nameserver, or ``Resolver(dnssec=True)``); ``dane=True`` insists on one.
     ``ehlo_name`` defaults to the machine's name; ``keep_bcc`` transmits the
-    Bcc fields (removed by default); ``dkim``, a :class:`~smtpmail.DKIMKey`,
-    signs the message as it is sent. Needs the ``dns`` extra.
+    Bcc fields (removed by default); ``convert_8bit`` re-encodes the
+    message's 8-bit MIME parts 7-bit (as :class:`~smtpmail.Client`'s), for MX
+    hosts without 8BITMIME; ``dkim``, a :class:`~smtpmail.DKIMKey`, signs the
+    message as it is sent; ``require_tls_extension`` asks every hop for
+    verified TLS (REQUIRETLS, RFC 8689): an MX host without it is skipped, and
+    the message fails with 5.7.30 when none has it. A message with the header
+    ``TLS-Required: No`` (RFC 8689 §5) is delivered without DANE and MTA-STS.
+    Needs the ``dns`` extra.
     """
     plan = _plan(
         message, sender, recipients, envelope,
         resolver=resolver, nameservers=nameservers, ehlo_name=ehlo_name, port=port,
         max_connections=max_connections, require_tls=require_tls, tls_options=tls_options,
         mta_sts=mta_sts, dane=dane, timeout=timeout, transcript=transcript, keep_bcc=keep_bcc,
-        dkim=dkim,
+        dkim=dkim, convert_8bit=convert_8bit, require_tls_extension=require_tls_extension,
     )  # fmt: skip
     jobs = group_by_domain(plan.envelope)
 
@@ -246,7 +285,7 @@ async def _attempt_async(plan: _Plan, attempt: Attempt) -> Sent | SMTPError:
         client = AsyncClient(attempt.address, plan.flow.port, **_client_options(plan, attempt))
         async with client:
             result = await client.send(plan.data, envelope=attempt.envelope, keep_bcc=_SENT_AS_IS)
-            return Sent(result, _tls_text(client.tls_info))
+            return _sent(result, client.tls_info)
     except SMTPError as exc:
         return exc
 
@@ -261,6 +300,8 @@ async def _perform_async(plan: _Plan, step: Step) -> Any:
             assert plan.mta_sts is not None
             # The policy fetch is a short HTTPS GET, cached for days: a thread is enough.
             return await asyncio.to_thread(plan.mta_sts.policy_for, step.domain, plan.resolver)
+        if isinstance(step, LookupTLSA):
+            return await plan.resolver.tlsa_async(step.host, step.port)
     except DNSError as exc:
         return exc
     return await _attempt_async(plan, step)
@@ -292,11 +333,13 @@ async def deliver_async(
     require_tls: bool = False,
     tls_options: TLSOptions | None = None,
     mta_sts: MTASTS | bool = True,
-    dane: DANE | None = None,
+    dane: bool | None = None,
     timeout: float | Timeouts | None = None,
     transcript: Transcript | None = None,
     keep_bcc: bool = False,
     dkim: DKIMKey | None = None,
+    convert_8bit: bool = False,
+    require_tls_extension: bool = False,
 ) -> DeliveryReport:
     """The asyncio twin of :func:`deliver`: same arguments, same report."""
     plan = _plan(
@@ -304,7 +347,7 @@ async def deliver_async(
         resolver=resolver, nameservers=nameservers, ehlo_name=ehlo_name, port=port,
         max_connections=max_connections, require_tls=require_tls, tls_options=tls_options,
         mta_sts=mta_sts, dane=dane, timeout=timeout, transcript=transcript, keep_bcc=keep_bcc,
-        dkim=dkim,
+        dkim=dkim, convert_8bit=convert_8bit, require_tls_extension=require_tls_extension,
     )  # fmt: skip
     gate = asyncio.Semaphore(plan.max_connections)
     jobs = group_by_domain(plan.envelope)

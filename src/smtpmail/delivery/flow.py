@@ -19,7 +19,14 @@ written once:
   recipients are deferred, never sent again to another host at once;
 - MTA-STS ``enforce`` limits the hosts to those the policy lists, with
   mandatory verified TLS; ``testing`` notes where it would have refused (an
-  unlisted host, a certificate that does not verify) and delivers anyway.
+  unlisted host, a certificate that does not verify) and delivers anyway;
+- REQUIRETLS (RFC 8689 §4.2.1): every host needs verified TLS (DANE, else
+  the web PKI) and must offer REQUIRETLS; when none does, the message fails
+  with 5.7.30;
+- with DANE on, an MX host with DNSSEC-secure address records has its TLSA
+  records looked up (RFC 7672 §2.2): secure ones decide its TLS before
+  MTA-STS; a failed lookup (a bogus answer is SERVFAIL) skips the host, so
+  the recipients are deferred when no other host takes them.
 """
 
 from __future__ import annotations
@@ -29,10 +36,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from smtpmail.delivery.mtasts import STSPolicy
-from smtpmail.delivery.resolver import MXHost
+from smtpmail.delivery.resolver import MXHost, TLSAAnswer
 from smtpmail.delivery.result import DeliveryStatus, RecipientDelivery
 from smtpmail.delivery.routing import DomainJob
-from smtpmail.delivery.tlspolicy import DANE, TLSDecision, decide_tls
+from smtpmail.delivery.tlspolicy import DANE_REQUIRED, TLSDecision, dane_decision, decide_tls
 from smtpmail.errors import (
     ConnectError,
     DataRefused,
@@ -58,6 +65,7 @@ __all__ = [
     "LookupAddresses",
     "LookupMX",
     "LookupPolicy",
+    "LookupTLSA",
     "Sent",
     "domain_flow",
 ]
@@ -82,11 +90,21 @@ class LookupPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class LookupTLSA:
+    """Answered with a :class:`TLSAAnswer` or the DNSError of a failed lookup."""
+
+    host: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
 class Sent:
     """A transaction the host answered: the result, and the TLS it ran under."""
 
     result: SendResult
     tls: str | None = None  # e.g. "TLSv1.3 TLS_AES_256_GCM_SHA384"; None in clear text
+    #: What the post-handshake check verified (TLSInfo.checked): "dane-ee verified"...
+    checked: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +117,7 @@ class Attempt:
     tls: TLSDecision
 
 
-Step = LookupMX | LookupAddresses | LookupPolicy | Attempt
+Step = LookupMX | LookupAddresses | LookupPolicy | LookupTLSA | Attempt
 DomainFlow = Generator[Step, Any, list[RecipientDelivery]]
 
 
@@ -109,7 +127,8 @@ class FlowConfig:
     require_tls: bool = False
     tls_options: TLSOptions | None = None
     mta_sts: bool = True
-    dane: DANE | None = None
+    #: Look up TLSA records for MX hosts with secure addresses (RFC 7672).
+    dane: bool = False
     #: Connections tried per domain at most: a hostile or broken DNS answer
     #: with dozens of MX hosts must not hold a delivery for an hour.
     max_attempts: int = 10
@@ -142,7 +161,9 @@ class _Tracker:
         reply: Reply | None = None,
         local_status: str | None = None,
         tls: str | None = None,
+        dane: str | None = None,
         possibly_delivered: bool = False,
+        rcpt_reply: Reply | None = None,
     ) -> None:
         self.done[recipient] = RecipientDelivery(
             recipient,
@@ -156,7 +177,9 @@ class _Tracker:
             attempts=tuple(self.trail),
             mta_sts=self.sts_mode,
             tls=tls,
+            dane=dane,
             possibly_delivered=possibly_delivered,
+            rcpt_reply=rcpt_reply,
         )
         if recipient in self.pending:
             self.pending.remove(recipient)
@@ -251,13 +274,23 @@ def _try_host(
         track.last_error = addresses
         track.last_tried = {"mx": mx, "address": None}
         return
+    dane: TLSDecision | str | None = None
+    if config.dane and job.literal is None:
+        tlsa: TLSAAnswer | DNSError = yield LookupTLSA(mx.name, config.port)
+        if isinstance(tlsa, DNSError):
+            # Bogus or unanswered (RFC 7672 §2.2): not this host, and not without DANE.
+            track.trail.append(f"{mx.name}: TLSA lookup: {tlsa}")
+            track.last_error = tlsa
+            track.last_tried = {"mx": mx, "address": None}
+            return
+        dane = dane_decision(mx, tlsa, config.tls_options)
     decision = decide_tls(
         mx,
         policy,
         require_tls=config.require_tls,
         tls_options=config.tls_options,
-        dane=config.dane,
-        port=config.port,
+        dane=dane,
+        authenticated=job.envelope.requiretls,
     )
     for address in addresses:
         if not track.pending:
@@ -276,7 +309,7 @@ def _try_host(
         if isinstance(outcome, ExtensionNotSupported) and _set_aside_utf8(track, mx, address):
             # The ASCII recipients need no SMTPUTF8: the same host, without the others.
             outcome = yield Attempt(mx, address, _envelope(job, track), decision)
-        if _record(outcome, mx, address, track) == "next-host":
+        if _record(outcome, mx, address, track, tried.dane) == "next-host":
             return
 
 
@@ -312,38 +345,50 @@ def _envelope(job: DomainJob, track: _Tracker) -> Envelope:
     env = job.envelope
     if len(track.pending) == len(env.recipients):
         return env
-    return Envelope(
-        env.sender,
-        track.pending,
-        notify=env.notify,
-        ret=env.ret,
-        envid=env.envid,
-        orcpt=env.orcpt,
-    )
+    return env.with_recipients(track.pending)
 
 
 def _by_reply(
-    track: _Tracker, recipients: list[str], reply: Reply, where: dict[str, Any], ok: bool = False
+    track: _Tracker,
+    recipients: list[str],
+    reply: Reply,
+    where: dict[str, Any],
+    *,
+    ok: bool = False,
+    rcpt_reply: Reply | None = None,
 ) -> None:
     status = DeliveryStatus.DELIVERED if ok else _status(reply.is_transient)
     for recipient in recipients:
-        track.decide(recipient, status, reply.text_oneline(), reply=reply, **where)
+        track.decide(
+            recipient, status, reply.text_oneline(), reply=reply, rcpt_reply=rcpt_reply, **where
+        )
 
 
-def _record(outcome: Sent | SMTPError, mx: MXHost, address: str, track: _Tracker) -> str:
+def _record(
+    outcome: Sent | SMTPError, mx: MXHost, address: str, track: _Tracker, dane: str | None
+) -> str:
     """Fold one attempt's outcome in; say whether to try the next address or the next host."""
-    where: dict[str, Any] = {"mx": mx, "address": address}
+    where: dict[str, Any] = {"mx": mx, "address": address, "dane": dane}
     if isinstance(outcome, Sent):
         where["tls"] = outcome.tls
+        if dane == DANE_REQUIRED and outcome.checked:
+            where["dane"] = outcome.checked  # what verify_chain verified: "dane-ee verified"
         for recipient, result in outcome.result.recipients.items():
-            _by_reply(track, [recipient], result.reply, where, ok=result.accepted)
+            _by_reply(
+                track,
+                [recipient],
+                result.reply,
+                where,
+                ok=result.accepted,
+                rcpt_reply=result.rcpt_reply,
+            )
         return "done"
     for result in outcome.results:
         # A later transaction of the message (recipients over the host's limit,
         # RFC 5321 §4.5.3.1.10) failed: those taken before it stay delivered.
         for recipient, rr in result.recipients.items():
             if rr.accepted and not rr.at_rcpt:
-                _by_reply(track, [recipient], rr.reply, where, ok=True)
+                _by_reply(track, [recipient], rr.reply, where, ok=True, rcpt_reply=rr.rcpt_reply)
     track.trail.append(f"{mx.name}[{address}]: {outcome}")
     track.last_error = outcome
     track.last_tried = where
@@ -363,7 +408,7 @@ def _record(outcome: Sent | SMTPError, mx: MXHost, address: str, track: _Tracker
         # 5xx is final; 4xx recipients stay pending for the next host.
         for recipient, reply in outcome.refused.items():
             if reply.is_permanent:
-                _by_reply(track, [recipient], reply, where)
+                _by_reply(track, [recipient], reply, where, rcpt_reply=reply)
         return "next-host"
     if isinstance(outcome, DataRefused) or (
         isinstance(outcome, SenderRefused) and outcome.reply.is_permanent
@@ -393,14 +438,24 @@ def _give_up(track: _Tracker) -> None:
         text, local = str(err), "4.4.3"
     elif isinstance(err, MessageTooLarge):
         text, local = str(err), "5.3.4"
-    elif isinstance(err, InputError):  # SMTPUTF8 or 8BITMIME needed, not offered
-        text, local = str(err), "5.6.7" if isinstance(err, ExtensionNotSupported) else "5.6.0"
+    elif isinstance(err, ExtensionNotSupported):  # SMTPUTF8, 8BITMIME, REQUIRETLS
+        text, local = str(err), err.enhanced_status or "5.6.7"
+    elif isinstance(err, InputError):
+        text, local = str(err), "5.6.0"
     else:
         text, local = str(err), "4.4.1" if reply is None else "4.4.0"
     status = _status(not isinstance(err, InputError))
     for recipient in list(track.pending):
-        why, answer = text, reply
+        why, answer, rcpt_reply = text, reply, None
         if isinstance(err, RecipientsRefused) and recipient in err.refused:
-            answer = err.refused[recipient]
+            answer = rcpt_reply = err.refused[recipient]
             why = f"{err.command} refused: {answer.code} {answer.text_oneline()}"
-        track.decide(recipient, status, why, reply=answer, local_status=local, **track.last_tried)
+        track.decide(
+            recipient,
+            status,
+            why,
+            reply=answer,
+            local_status=local,
+            rcpt_reply=rcpt_reply,
+            **track.last_tried,
+        )

@@ -8,6 +8,13 @@ servers (tests use a local dnsmasq); without it the system's resolv.conf is used
 Failures are :class:`~smtpmail.errors.DNSError`: NXDOMAIN and a null MX are
 permanent, a timeout, SERVFAIL or REFUSED is transient. A domain without MX
 records but with an address is its own mail exchanger (the implicit MX).
+
+DNSSEC (for DANE, RFC 7672 §2.1): the queries ask for the AD bit (RFC 6840
+§5.7), but an answer counts as *secure* only when the resolver is trusted to
+validate: every nameserver on loopback (a local Unbound, systemd-resolved
+with DNSSEC...), or ``Resolver(dnssec=True)`` from a user who knows the path
+to theirs is safe. A validating resolver answers a *bogus* lookup with
+SERVFAIL: a transient DNSError, so delivery defers.
 """
 
 from __future__ import annotations
@@ -19,8 +26,9 @@ from typing import Any
 
 from smtpmail._log import Logger
 from smtpmail.errors import DNSError
+from smtpmail.transport.dane import TLSARecord
 
-__all__ = ["MXHost", "Resolver", "order_mx"]
+__all__ = ["MXHost", "Resolver", "TLSAAnswer", "order_mx"]
 
 log = Logger("smtpmail.delivery")  # logging itself is imported when needed (_log)
 
@@ -35,6 +43,20 @@ class MXHost:
     preference: int
     #: True for the implicit MX: the domain itself, as it has no MX records.
     implicit: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TLSAAnswer:
+    """The TLSA RRset of ``_<port>._tcp.<host>`` (RFC 6698 §3) and whether it is secure.
+
+    ``address_secure``: the host's address records were DNSSEC-validated; when
+    not, the TLSA records are not even looked up (RFC 7672 §2.2.2).
+    """
+
+    name: str
+    records: tuple[TLSARecord, ...]
+    secure: bool
+    address_secure: bool = True
 
 
 def order_mx(records: Sequence[tuple[int, str]], rng: random.Random | None = None) -> list[MXHost]:
@@ -83,7 +105,8 @@ class Resolver:
     of the system's; ``timeout``: seconds for one whole lookup; ``ipv6`` /
     ``ipv4``: which address families to look up for a mail exchanger
     (IPv6 first when both); ``cache``: how many answers to keep for their
-    TTL (0: none). Share one Resolver between deliveries to benefit.
+    TTL (0: none); ``dnssec``: trust the servers' AD bit (None: only when
+    every server is on loopback). Share one Resolver between deliveries.
     """
 
     def __init__(
@@ -95,8 +118,10 @@ class Resolver:
         ipv6: bool = True,
         rng: random.Random | None = None,
         cache: int = 1000,
+        dnssec: bool | None = None,
     ) -> None:
         self.nameservers = list(nameservers) if nameservers is not None else None
+        self.dnssec = dnssec
         self.timeout = timeout
         self.families = tuple(t for t, on in (("AAAA", ipv6), ("A", ipv4)) if on)
         if not self.families:
@@ -110,6 +135,7 @@ class Resolver:
         return f"Resolver(nameservers={self.nameservers!r}, timeout={self.timeout!r})"
 
     def _configure(self, resolver: Any) -> Any:
+        import dns.flags
         import dns.nameserver
 
         if self.nameservers is not None:
@@ -120,6 +146,8 @@ class Resolver:
             resolver.nameservers = servers
         resolver.lifetime = self.timeout
         resolver.timeout = min(self.timeout, 2.0)
+        # Ask for the AD bit (RFC 6840 §5.7): a validating server then says what it checked.
+        resolver.flags = dns.flags.RD | dns.flags.AD
         if self.cache:
             import dns.resolver
 
@@ -148,22 +176,49 @@ class Resolver:
             )
         return self._async
 
+    @property
+    def validating(self) -> bool:
+        """Whether AD bits are trusted: ``dnssec=True``, or every nameserver on loopback."""
+        if self.dnssec is not None:
+            return self.dnssec
+        import ipaddress
+
+        servers = [str(getattr(s, "address", s)) for s in self._blocking().nameservers]
+        try:
+            return bool(servers) and all(ipaddress.ip_address(s).is_loopback for s in servers)
+        except ValueError:  # a DoH URL or a name: not a loopback address
+            return False
+
     # -- one query, blocking and asyncio ---------------------------------------
 
     def query(self, name: str, rdtype: str) -> list[Any]:
         """The records of one type; [] when the name exists without them."""
-        resolver = self._blocking()  # outside the try: a missing extra is no DNS failure
-        try:
-            return list(resolver.resolve(name, rdtype, search=False))
-        except Exception as exc:
-            return _no_records_or_raise(exc, name, rdtype)
+        return self.query_secure(name, rdtype)[0]
 
     async def query_async(self, name: str, rdtype: str) -> list[Any]:
+        return (await self.query_secure_async(name, rdtype))[0]
+
+    def query_secure(self, name: str, rdtype: str) -> tuple[list[Any], bool]:
+        """The records, and whether a trusted validating resolver vouched for them (AD)."""
+        resolver = self._blocking()  # outside the try: a missing extra is no DNS failure
+        try:
+            answer = resolver.resolve(name, rdtype, search=False)
+        except Exception as exc:
+            return _no_records_or_raise(exc, name, rdtype), False
+        return list(answer), self._secure(answer)
+
+    async def query_secure_async(self, name: str, rdtype: str) -> tuple[list[Any], bool]:
         resolver = self._asyncio()
         try:
-            return list(await resolver.resolve(name, rdtype, search=False))
+            answer = await resolver.resolve(name, rdtype, search=False)
         except Exception as exc:
-            return _no_records_or_raise(exc, name, rdtype)
+            return _no_records_or_raise(exc, name, rdtype), False
+        return list(answer), self._secure(answer)
+
+    def _secure(self, answer: Any) -> bool:
+        import dns.flags
+
+        return bool(answer.response.flags & dns.flags.AD) and self.validating
 
     # -- what delivery asks ------------------------------------------------------
 
@@ -181,6 +236,31 @@ class Resolver:
         if not records:
             await self.addresses_async(domain, implicit=True)
         return self._mx_hosts(domain, records)
+
+    def tlsa(self, host: str, port: int = 25) -> TLSAAnswer:
+        """The TLSA records for SMTP to ``host`` (RFC 7672 §2.2.2); () when there are none.
+
+        Asked only when the host's address records are secure (answered from
+        the cache: delivery looked them up just before).
+        """
+        name = f"_{port}._tcp.{host}"
+        secure = [self.query_secure(host, t)[1] for t in self.families]
+        if not any(secure):
+            return TLSAAnswer(name, (), secure=False, address_secure=False)
+        try:
+            return _tlsa_answer(name, *self.query_secure(name, "TLSA"))
+        except DNSError as exc:
+            return _no_tlsa_or_raise(exc, name)
+
+    async def tlsa_async(self, host: str, port: int = 25) -> TLSAAnswer:
+        name = f"_{port}._tcp.{host}"
+        secure = [(await self.query_secure_async(host, t))[1] for t in self.families]
+        if not any(secure):
+            return TLSAAnswer(name, (), secure=False, address_secure=False)
+        try:
+            return _tlsa_answer(name, *await self.query_secure_async(name, "TLSA"))
+        except DNSError as exc:
+            return _no_tlsa_or_raise(exc, name)
 
     def _mx_hosts(self, domain: str, records: list[tuple[int, str]]) -> list[MXHost]:
         if not records:
@@ -229,6 +309,18 @@ class Resolver:
     def txt(self, name: str) -> list[str]:
         """TXT records, each one string (its character-strings joined, RFC 7208 §3.3 style)."""
         return [_txt_text(r) for r in self.query(name, "TXT")]
+
+
+def _tlsa_answer(name: str, records: list[Any], secure: bool) -> TLSAAnswer:
+    found = tuple(TLSARecord(r.usage, r.selector, r.mtype, r.cert) for r in records)
+    return TLSAAnswer(name, found, secure)
+
+
+def _no_tlsa_or_raise(exc: DNSError, name: str) -> TLSAAnswer:
+    """NXDOMAIN is "no TLSA records"; a failure (SERVFAIL: bogus, RFC 7672 §2.1.1) stays one."""
+    if exc.is_transient:
+        raise exc
+    return TLSAAnswer(name, (), secure=False)
 
 
 def _txt_text(record: Any) -> str:

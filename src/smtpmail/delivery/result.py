@@ -39,8 +39,10 @@ class RecipientDelivery:
     (None when decided locally); ``attempts`` lists every host tried and why
     it was left. ``mta_sts`` is the MTA-STS policy mode that applied (None
     without a policy); ``tls`` the TLS version and cipher of the delivering
-    connection. ``possibly_delivered``: deferred, but the host may have taken
-    the message (no reply after the end of the data).
+    connection; ``dane`` what DANE verified or why it did not apply.
+    ``possibly_delivered``: deferred, but the host may have taken the message
+    (no reply after the end of the data). ``rcpt_reply``: the deciding host's
+    reply to RCPT TO, also when a later reply decided.
     """
 
     recipient: str
@@ -55,7 +57,12 @@ class RecipientDelivery:
     mta_sts: str | None = None
     #: The TLS version and cipher the message travelled under; None in clear text.
     tls: str | None = None
+    #: DANE (RFC 7672): ``"dane-ee verified"``/``"dane-ta verified"``, or why it did
+    #: not apply (``"no DANE: no TLSA records"``...); None when DANE was off.
+    dane: str | None = None
     possibly_delivered: bool = False
+    #: The host's reply to RCPT TO for this recipient, when it got that far.
+    rcpt_reply: Reply | None = None
 
     @property
     def delivered(self) -> bool:
@@ -91,6 +98,7 @@ class RecipientDelivery:
             "text": self.text,
             "mta_sts": self.mta_sts,
             "tls": self.tls,
+            "dane": self.dane,
             "possibly_delivered": self.possibly_delivered,
             "attempts": list(self.attempts),
         }

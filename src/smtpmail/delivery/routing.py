@@ -59,14 +59,7 @@ def group_by_domain(envelope: Envelope) -> list[DomainJob]:
     return [
         DomainJob(
             key,
-            Envelope(
-                envelope.sender,
-                [p.address for p in paths],
-                notify=envelope.notify,
-                ret=envelope.ret,
-                envid=envelope.envid,
-                orcpt=envelope.orcpt,
-            ),
+            envelope.with_recipients([p.address for p in paths]),
             literals.get(key),
         )
         for key, paths in groups.items()

@@ -23,6 +23,7 @@ from email.utils import formatdate, getaddresses, make_msgid
 
 from smtpmail._record import Frozen, Record
 from smtpmail.errors import InvalidAddress, InvalidArgument
+from smtpmail.message.raw import check_field
 from smtpmail.protocol.commands import check_text, parse_path
 from smtpmail.protocol.envelope import Envelope
 from smtpmail.protocol.idn import to_a_labels
@@ -148,14 +149,6 @@ def _idna(domain: str) -> str:
     return domain if domain.startswith("[") else to_a_labels(domain, "sender")
 
 
-def _check_header(name: str, value: str) -> None:
-    check_text(name, "header name")
-    if not name or any(c in name for c in ": ") or not name.isascii():
-        raise InvalidArgument(f"header name {name!r} is not a valid field name")
-    # CR or LF in a value would start a new header: header injection.
-    check_text(value, f"header {name}")
-
-
 def compose(
     *,
     sender: str,
@@ -188,7 +181,7 @@ def compose(
     if not (to_addrs or cc_addrs or bcc_addrs):
         raise InvalidAddress("no recipient: give at least one To, Cc or Bcc")
     for name, value in headers:
-        _check_header(name, value)
+        check_field(name, value)
         if name.lower() in _MANAGED:
             raise InvalidArgument(f"set {name} with its own option, not as an extra header")
     if subject is not None:

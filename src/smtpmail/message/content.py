@@ -10,8 +10,11 @@ Every path that sends (both clients, ``deliver()``, the outbox, the command
 line) turns its message into a ``Content`` here, so the transforms a message
 undergoes before the wire live here once: the Bcc rule
 (:mod:`smtpmail.message.bcc`: Bcc and Resent-Bcc fields are removed unless
-the caller says ``keep_bcc``), then DKIM signing (:mod:`smtpmail.message.dkim`,
-when a key is given), so that what is signed is exactly what is sent.
+the caller says ``keep_bcc``), then the 8-bit downgrade when asked
+(:mod:`smtpmail.message.eightbit`, ``convert_8bit``: for a server without
+8BITMIME only, unless the message is signed), then DKIM signing
+(:mod:`smtpmail.message.dkim`, when a key is given), so that what is signed is
+exactly what is sent.
 """
 
 from __future__ import annotations
@@ -80,9 +83,21 @@ def wire_size(data: bytes) -> int:
     return measure(data)[0]
 
 
-def _bytes_content(data: bytes, keep_bcc: bool, dkim: DKIMKey | None) -> Content:
+def _bytes_content(
+    data: bytes, keep_bcc: bool, dkim: DKIMKey | None, convert_8bit: bool = False
+) -> Content:
     if not keep_bcc:
         data = drop_bcc(data)
+    seven_bit = None
+    if convert_8bit and not data.isascii():
+        if dkim is None:
+            seven_bit = _seven_bit(data)
+        else:
+            # RFC 6376 §5.3: a signer converts before signing, whatever this server
+            # takes, so that a relay's own downgrade cannot break the signature.
+            from smtpmail.message.eightbit import to_seven_bit
+
+            data = to_seven_bit(data)
     if dkim is not None:
         data = dkim.sign(data) + data
     ascii_only = data.isascii()
@@ -97,7 +112,24 @@ def _bytes_content(data: bytes, keep_bcc: bool, dkim: DKIMKey | None) -> Content
         data=data,
         eight_bit=not ascii_only,
         smtputf8=not ascii_only and not _header_block(data).isascii(),
+        seven_bit=seven_bit,
     )
+
+
+def _seven_bit(data: bytes) -> Callable[[], Content]:
+    """The 7-bit form of ``data`` (Bcc fields already removed), converted on first
+    use only: a server with 8BITMIME never needs it (RFC 6152 §3, as an MTA such
+    as Postfix does). Made once however often a server asks."""
+    made: list[Content] = []
+
+    def convert() -> Content:
+        if not made:
+            from smtpmail.message.eightbit import to_seven_bit
+
+            made.append(_bytes_content(to_seven_bit(data), True, None))
+        return made[0]
+
+    return convert
 
 
 def _file_chunks(f: IO[bytes]) -> Iterator[bytes]:
@@ -227,19 +259,27 @@ def _then(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
 
 
 def as_content(
-    message: MessageInput, *, keep_bcc: bool = False, dkim: DKIMKey | None = None
+    message: MessageInput,
+    *,
+    keep_bcc: bool = False,
+    dkim: DKIMKey | None = None,
+    convert_8bit: bool = False,
 ) -> Content:
     """Wrap ``message`` for streaming; its size is declared when cheaply known.
 
     Its Bcc and Resent-Bcc fields are removed (RFC 5322 §3.6.3) unless
     ``keep_bcc``; the header section of streamed input is read ahead for that.
-    With ``dkim``, the result is then signed (RFC 6376): a DKIM-Signature
-    field goes first; streamed input is read once for the body hash.
+    With ``convert_8bit``, its 8-bit MIME parts are re-encoded 7-bit
+    (:func:`smtpmail.message.eightbit.to_seven_bit`; streamed input is read
+    whole for that): for a server without 8BITMIME only (``Content.seven_bit``),
+    or at once when ``dkim`` signs it (RFC 6376 §5.3). With ``dkim``, the
+    result is then signed (RFC 6376): a DKIM-Signature field goes first;
+    streamed input is read once for the body hash.
     """
     if isinstance(message, bytes | bytearray | memoryview):
-        return _bytes_content(bytes(message), keep_bcc, dkim)
+        return _bytes_content(bytes(message), keep_bcc, dkim, convert_8bit)
     if isinstance(message, str):
-        return _bytes_content(message.encode("utf-8"), keep_bcc, dkim)
+        return _bytes_content(message.encode("utf-8"), keep_bcc, dkim, convert_8bit)
     if _is_message(message):
         from email import policy
         from email.generator import BytesGenerator
@@ -247,16 +287,20 @@ def as_content(
         buf = io.BytesIO()
         pol = policy.SMTPUTF8 if _needs_utf8(message) else policy.SMTP
         BytesGenerator(buf, policy=pol).flatten(message)  # type: ignore[arg-type]
-        return _bytes_content(buf.getvalue(), keep_bcc, dkim)
+        return _bytes_content(buf.getvalue(), keep_bcc, dkim, convert_8bit)
     if hasattr(message, "read"):
         f: IO[bytes] = message  # type: ignore[assignment]
         if isinstance(f, io.TextIOBase):
             raise TypeError("open the message file in binary mode ('rb')")
+        if convert_8bit:  # the MIME structure is parsed whole
+            return _bytes_content(b"".join(_file_chunks(f)), keep_bcc, dkim, convert_8bit)
         size, replay = _file_size(f), _file_replay(f)
         return _stream_content(_file_chunks(f), size, replay, keep_bcc, dkim)
     if isinstance(message, Iterable):
         # (a Message is iterable too, but was handled above)
         chunks = _caller_chunks(iter(message))  # type: ignore[arg-type]
+        if convert_8bit:
+            return _bytes_content(b"".join(chunks), keep_bcc, dkim, convert_8bit)
         return _stream_content(chunks, None, None, keep_bcc, dkim)
     raise TypeError(f"cannot send a message of type {type(message).__name__}")
 
@@ -282,8 +326,26 @@ def resolve_envelope(
     sender: str | None,
     recipients: Iterable[str] | str | None,
     envelope: Envelope | None = None,
+    *,
+    requiretls: bool = False,
 ) -> Envelope:
-    """The envelope to use: given outright, from arguments, or from the message's headers."""
+    """The envelope to use: given outright, from arguments, or from the message's headers.
+
+    ``requiretls`` (``require_tls_extension=`` of send and deliver) sets
+    REQUIRETLS (RFC 8689) on it.
+    """
+    found = _resolve_envelope(message, sender, recipients, envelope)
+    if requiretls and not found.requiretls:
+        return found.with_recipients(found.recipients, requiretls=True)
+    return found
+
+
+def _resolve_envelope(
+    message: MessageInput,
+    sender: str | None,
+    recipients: Iterable[str] | str | None,
+    envelope: Envelope | None,
+) -> Envelope:
     if envelope is not None:
         return envelope
     if recipients is not None and sender is not None:

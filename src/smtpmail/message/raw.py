@@ -16,6 +16,7 @@ from smtpmail._record import Record
 from smtpmail.errors import InvalidAddress, InvalidArgument
 from smtpmail.message.bcc import MAX_HEADER_SECTION
 from smtpmail.message.content import BLOCK_SIZE, read_failed
+from smtpmail.protocol.commands import check_text
 from smtpmail.protocol.envelope import Envelope
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from email.message import Message
     from typing import IO
 
-__all__ = ["RawMessage", "read_raw"]
+__all__ = ["RawMessage", "check_field", "read_raw"]
 
 
 class RawMessage(Record):
@@ -46,6 +47,30 @@ class RawMessage(Record):
     def with_head(self, head: bytes, separator: bytes = b"\r\n") -> RawMessage:
         """The same body under another header section."""
         return RawMessage(head, self._stream, self._separator or separator)
+
+    def with_fields(self, fields: Sequence[tuple[str, str, bool]]) -> RawMessage:
+        """The same body under the header section with ``fields`` applied in order:
+        (name, value, replace). Replacing (swaks's ``--header``) puts the value in
+        the first field of that name, where it stands, and drops the others of
+        that name; a name the section lacks, or ``replace`` false (swaks's
+        ``--add-header``), appends a field. Values go as given (UTF-8 when not
+        ASCII: RFC 6532); each is checked as :func:`check_field` says."""
+        ending = b"\n" if self.head and b"\r\n" not in self.head else b"\r\n"
+        section = _split_fields(self.head)
+        if section and not section[-1].endswith(b"\n"):
+            section[-1] += ending
+        for name, value, replace in fields:
+            check_field(name, value)
+            line = f"{name}: {value}".encode() + ending
+            key = name.lower().encode()
+            same = [i for i, f in enumerate(section) if _field_name(f) == key]
+            if replace and same:
+                section[same[0]] = line
+                for i in reversed(same[1:]):
+                    del section[i]
+            else:
+                section.append(line)
+        return RawMessage(b"".join(section), self._stream, self._separator or ending)
 
     def chunks(self) -> Iterator[bytes]:
         """The message in blocks, to the end of the stream."""
@@ -96,15 +121,47 @@ class RawMessage(Record):
             prefix = "Resent-" if resent else ""
             fields = [str(v) for n in ("To", "Cc", "Bcc") for v in msg.get_all(prefix + n, [])]
             rcpts += [addr for _, addr in getaddresses(fields) if addr]
-        if sender is None:
-            prefix = "Resent-" if msg.get_all("Resent-From") else ""
-            found = getaddresses(
-                msg.get_all(prefix + "Sender", []) or msg.get_all(prefix + "From", [])
-            )
-            if not found or not found[0][1]:
-                raise InvalidAddress("no sender given (-f/--from) and no From header")
-            sender = found[0][1]
-        return rcpts, sender
+        return rcpts, sender if sender is not None else _header_sender(msg)
+
+    def header_sender(self) -> str:
+        """The reverse-path the header section names: Sender, else From (their
+        Resent- forms when the message was resent, RFC 5322 §3.6.6)."""
+        return _header_sender(self.headers())
+
+
+def _header_sender(msg: Message) -> str:
+    from email.utils import getaddresses
+
+    prefix = "Resent-" if msg.get_all("Resent-From") else ""
+    found = getaddresses(msg.get_all(prefix + "Sender", []) or msg.get_all(prefix + "From", []))
+    if not found or not found[0][1]:
+        raise InvalidAddress("no sender given (-f/--from) and no From header")
+    return found[0][1]
+
+
+def check_field(name: str, value: str) -> None:
+    """A header field a caller adds: a field name of printable ASCII without
+    colon or space (RFC 5322 §2.2), a value with no control character (CR or
+    LF would start a new field: header injection)."""
+    check_text(name, "header name")
+    if not name or any(c in name for c in ": ") or not name.isascii():
+        raise InvalidArgument(f"header name {name!r} is not a valid field name")
+    check_text(value, f"header {name}")
+
+
+def _split_fields(head: bytes) -> list[bytes]:
+    """The header section as fields, each with its folded continuation lines."""
+    fields: list[bytes] = []
+    for line in head.splitlines(keepends=True):
+        if fields and line[:1] in (b" ", b"\t"):
+            fields[-1] += line
+        else:
+            fields.append(line)
+    return fields
+
+
+def _field_name(field: bytes) -> bytes:
+    return field.partition(b":")[0].strip().lower()
 
 
 def qualify(address: str, domain: str | None) -> str:

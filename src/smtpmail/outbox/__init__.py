@@ -8,7 +8,9 @@
     box.add(message, "me@example.org", ["you@example.net"])
     stats = Worker(box, "mail.example.org", 587).run()
 
-:mod:`~smtpmail.outbox.store` explains the format on disk and the locking,
+:mod:`~smtpmail.outbox.box` the two stores (a folder, PostgreSQL),
+:mod:`~smtpmail.outbox.store` the format on disk and the locking,
+:mod:`~smtpmail.outbox.postgres` the database store,
 :mod:`~smtpmail.outbox.record` the per-recipient states,
 :mod:`~smtpmail.outbox.schedule` the retry schedule, and
 :mod:`~smtpmail.outbox.worker` how the queue is drained.
@@ -16,15 +18,17 @@
 
 from __future__ import annotations
 
+from smtpmail.outbox.box import Claim, Outbox
+from smtpmail.outbox.events import Observer
 from smtpmail.outbox.outcome import Outcome
 from smtpmail.outbox.record import QueuedMessage, RecipientState, State
 from smtpmail.outbox.report import failure_report, render_report
 from smtpmail.outbox.schedule import RetrySchedule
-from smtpmail.outbox.store import Claim, Outbox
 from smtpmail.outbox.worker import RunStats, Worker
 
 __all__ = [
     "Claim",
+    "Observer",
     "Outbox",
     "Outcome",
     "QueuedMessage",

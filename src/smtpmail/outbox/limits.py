@@ -3,6 +3,12 @@
 The rate limit spaces message starts evenly (``rate`` per second) across all
 connections; it is shared by the worker's threads. Routes count their open
 connections and remember when a server asked us to back off (421, 4.7.x).
+
+Limits per destination (a server, or an MX domain) that hold for every
+worker sharing the outbox are :class:`DestinationLimits`: here, for the
+folder store, within this process; the PostgreSQL store keeps them in the
+database, so that they hold across machines
+(:mod:`smtpmail.outbox.postgres.limits`).
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-__all__ = ["RateLimiter", "Route"]
+__all__ = ["DestinationLimits", "RateLimiter", "Route"]
 
 
 class RateLimiter:
@@ -71,3 +77,44 @@ class Route:
         self.busy_signals += 1
         self.paused_until = now + min(base * 2 ** (self.busy_signals - 1), 3600.0)
         return self.paused_until
+
+
+class DestinationLimits:
+    """Per-destination limits shared by every worker of an outbox (here: the threads
+    of this process; the worker's ``per_server`` count already bounds connections).
+
+    * :meth:`connection`: wait for one of ``limit`` connection slots;
+    * :meth:`turn`: wait for the next of ``rate`` message starts per second;
+    * :meth:`pause` / :meth:`paused_until`: a backoff after a busy signal.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rates: dict[str, RateLimiter] = {}
+        self._paused: dict[str, float] = {}
+
+    def connection(self, destination: str, limit: int, stop: threading.Event) -> object | None:
+        """A held slot (give it to :meth:`release`); None when ``stop`` was set."""
+        return None if stop.is_set() else destination
+
+    def release(self, slot: object) -> None:
+        """Give a connection slot back."""
+
+    def turn(self, destination: str, rate: float, stop: threading.Event) -> bool:
+        """Wait for this destination's next message start; False when ``stop`` was set."""
+        with self._lock:
+            limiter = self._rates.get(destination)
+            if limiter is None:
+                limiter = self._rates[destination] = RateLimiter(rate)
+        return limiter.acquire(stop)
+
+    def pause(self, destination: str, until: float) -> None:
+        with self._lock:
+            self._paused[destination] = max(self._paused.get(destination, 0.0), until)
+
+    def paused_until(self, destination: str) -> float:
+        with self._lock:
+            return self._paused.get(destination, 0.0)
+
+    def close(self) -> None:
+        """Let go of what the limits hold open."""

@@ -9,6 +9,10 @@
   so (``possibly_delivered`` on the error), in direct delivery the report
   does (``possibly_delivered`` on the recipient's outcome); both are
   recorded by the same :meth:`_Attempt.unanswered`.
+* An attempt's worker died (or lost its lease) with the message marked in
+  flight: the message may have reached the server, so its recipients of
+  that attempt are marked possibly delivered and retried at once
+  (:func:`apply_abandoned`, for every store).
 * The queued copy could not be read (``MessageReadError``, a local OSError):
   deferred with that reason, not failed: the next attempt reads the file
   afresh from its start, and a storage fault may pass; the give-up age
@@ -24,13 +28,23 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from smtpmail._log import Logger
 from smtpmail.errors import MessageReadError, ReplyError, SMTPError, TransportError
 from smtpmail.outbox.record import QueuedMessage, RecipientState, State
 from smtpmail.outbox.schedule import RetrySchedule
 from smtpmail.protocol.envelope import SendResult
 from smtpmail.protocol.reply import Reply
 
-__all__ = ["Outcome", "apply_delivery", "apply_error", "apply_result", "is_busy_signal"]
+__all__ = [
+    "Outcome",
+    "apply_abandoned",
+    "apply_delivery",
+    "apply_error",
+    "apply_result",
+    "is_busy_signal",
+]
+
+log = Logger("smtpmail.outbox")  # logging itself is imported when needed (_log)
 
 
 @dataclass(slots=True)
@@ -235,3 +249,23 @@ def apply_delivery(
         else:
             attempt.fail(r, text, rd.code)
     return attempt.finish(None)
+
+
+def apply_abandoned(message: QueuedMessage) -> None:
+    """The worker of the last attempt died (or lost its claim) before recording
+    its outcome: the data may have reached the server, so a retry may be a
+    duplicate. Marks that attempt's recipients possibly delivered (not saved)."""
+    inflight = message.inflight or {}
+    log.warning(
+        "%s: the attempt started by %s (pid %s) never finished; retrying (possible duplicate)",
+        message.id,
+        inflight.get("worker", "a worker"),
+        inflight.get("pid"),
+    )
+    addresses = {a.lower() for a in inflight.get("recipients", [])}
+    for r in message.recipients:
+        if r.pending and r.address.lower() in addresses:
+            r.possibly_delivered = True
+    message.possible_duplicates += 1
+    message.inflight = None
+    message.next_attempt = 0.0  # nothing failed: try again straight away

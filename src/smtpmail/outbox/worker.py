@@ -26,7 +26,6 @@ delivered.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -43,10 +42,11 @@ from smtpmail.errors import (
     TransportError,
 )
 from smtpmail.message.content import MessageInput
-from smtpmail.outbox.limits import RateLimiter, Route
+from smtpmail.outbox.box import Claim, Outbox, inflight_mark
+from smtpmail.outbox.events import tell
+from smtpmail.outbox.limits import DestinationLimits, RateLimiter, Route
 from smtpmail.outbox.outcome import Outcome, apply_delivery, apply_error, apply_result
 from smtpmail.outbox.record import QueuedMessage
-from smtpmail.outbox.store import Claim, Outbox
 from smtpmail.protocol.envelope import Envelope, SendResult
 from smtpmail.transport.sync import Client
 
@@ -107,6 +107,11 @@ class Worker:
     sent, the stored one stays as it is); ``client_factory`` replaces the client
     construction altogether; ``direct`` (with ``dkim`` there to sign) sends
     through :func:`smtpmail.deliver` instead.
+
+    ``per_server`` (connections) and ``per_server_rate`` (message starts per
+    second) bound what goes to one destination; with a PostgreSQL outbox they
+    hold for all its workers together, on every machine, as does the backoff
+    after a busy signal (:meth:`Outbox.limits`). ``rate`` bounds this worker.
     """
 
     def __init__(
@@ -118,6 +123,7 @@ class Worker:
         connections: int = 4,
         per_server: int = 2,
         rate: float | None = None,
+        per_server_rate: float | None = None,
         batch: int = 50,
         busy_backoff: float = 60.0,
         client_factory: ClientFactory | None = None,
@@ -134,6 +140,10 @@ class Worker:
         self.batch = batch
         self.busy_backoff = busy_backoff
         self.limiter = RateLimiter(rate) if rate else None
+        if per_server_rate is not None and per_server_rate <= 0:
+            raise ValueError("per_server_rate must be positive")
+        self.per_server_rate = per_server_rate
+        self._limits: DestinationLimits = outbox.limits()
         self.client_options = client_options
         self.client_factory = client_factory or self._client
         #: keyword arguments for smtpmail.deliver(): send to each domain's MX hosts
@@ -209,29 +219,28 @@ class Worker:
                 for event in ended:
                     event.wait()
                 raise
+        self._limits.close()  # (the database store's connection slots: given back)
         if self._unwritable is not None:
             raise self._unwritable
         return self._stats
 
     def run_forever(self, *, poll: float = 5.0, progress: Progress | None = None) -> RunStats:
         """Keep draining until :meth:`stop`: sleep until the next message is due
-        (or ``poll`` seconds, to pick up new ones)."""
+        (or ``poll`` seconds, to pick up new ones; the database store wakes as
+        soon as one is added)."""
         total = RunStats()
         while not self.stop_event.is_set():
             stats = self.run(progress=progress)
             for name in vars(total):
                 setattr(total, name, getattr(total, name) + getattr(stats, name))
-            due = [m.next_attempt for m in self.outbox.messages() if not m.done]
-            wait = min([poll, *(max(d - time.time(), 0.0) for d in due)])
-            self.stop_event.wait(max(wait, 0.05))
+            due = self.outbox.next_due()
+            wait = poll if due is None else min(poll, max(due - time.time(), 0.0))
+            self.outbox.wait_for_mail(max(wait, 0.05), self.stop_event)
         return total
 
     def _scan(self, now: float, only: set[str] | None) -> dict[str, Route]:
         routes: dict[str, Route] = {}
-        ids = self.outbox.ids() if only is None else sorted(only)
-        for message in self.outbox.messages(ids):
-            if message.done or (message.next_attempt > now and message.inflight is None):
-                continue
+        for message in self.outbox.due(now, None if only is None else sorted(only)):
             host, port = self.host, self.port
             if self.direct is not None:
                 # Direct delivery: one "server" per recipient domain, for per_server.
@@ -259,7 +268,12 @@ class Worker:
                     return
                 route = min(free, key=lambda r: r.active)
                 route.active += 1
+            # One of the destination's connection slots (across machines, with the
+            # database store) for as long as this thread serves it.
+            slot = self._limits.connection(route.key, self.per_server, self.stop_event)
             try:
+                if slot is None:
+                    return
                 if self.direct is not None:
                     self._serve_direct(route)
                 else:
@@ -267,6 +281,8 @@ class Worker:
             except Exception:  # a bug must not leave the run hanging
                 log.exception("worker thread failed on %s", route.key)
             finally:
+                if slot is not None:
+                    self._limits.release(slot)
                 with self._lock:
                     route.active -= 1
 
@@ -277,16 +293,17 @@ class Worker:
             with self._lock:
                 if not route.ids:
                     break
-                msg_id = route.ids.popleft()
+                wanted = min(self.batch - len(claims), len(route.ids))
+                ids = [route.ids.popleft() for _ in range(wanted)]
             try:
-                claim = self.outbox.claim(msg_id, due_by=now)
+                claims += self.outbox.claim_many(ids, due_by=now)
             except OutboxError as exc:  # found in flight, and that cannot be recorded
                 self._cannot_write(
-                    f"cannot record that message {msg_id} was left in flight", exc, "not sent"
+                    f"cannot claim messages {', '.join(ids)} (or record one left in flight)",
+                    exc,
+                    "not sent",
                 )
                 break
-            if claim is not None:
-                claims.append(claim)
         return claims
 
     def _serve(self, route: Route) -> None:
@@ -295,6 +312,8 @@ class Worker:
         broken = 0
         try:
             while not self._stopping():
+                shared = self._limits.paused_until(route.key)  # another worker's backoff
+                route.paused_until = max(route.paused_until, shared)
                 if route.dead is not None or route.paused_until > time.time():
                     self._defer_rest(route)
                     return
@@ -330,7 +349,7 @@ class Worker:
             if not claims:
                 return
             for i, claim in enumerate(claims):
-                limited = self.limiter is not None and not self.limiter.acquire(self.stop_event)
+                limited = not self._pace(route)
                 if self._stopping() or limited:
                     for rest in claims[i:]:
                         rest.release()
@@ -341,7 +360,7 @@ class Worker:
                 except InputError as exc:
                     self._record(claim, apply_error(message, exc, self.outbox.schedule))
                     continue
-                if not self._mark_inflight(claim):
+                if not self._mark_inflight(claim, route):
                     continue  # the next turn of the loop releases the rest
                 try:
                     report = deliver(
@@ -352,7 +371,7 @@ class Worker:
                     continue
                 self._record(claim, apply_delivery(message, report, self.outbox.schedule))
 
-    def _mark_inflight(self, claim: Claim) -> bool:
+    def _mark_inflight(self, claim: Claim, route: Route) -> bool:
         """Say, durably, that an attempt starts: if this process dies before it
         records the outcome, the next claimer knows the message may have gone.
 
@@ -360,11 +379,7 @@ class Worker:
         message must not go out then, nobody could tell it had.
         """
         message = claim.message
-        message.inflight = {
-            "since": time.time(),
-            "pid": os.getpid(),
-            "recipients": [r.address for r in message.pending],
-        }
+        message.inflight = inflight_mark(message, self.outbox.owner)
         try:
             claim.save()
         except OutboxError as exc:
@@ -372,6 +387,8 @@ class Worker:
             self._cannot_write(f"cannot mark message {message.id} as being sent", exc, "not sent")
             return False
         claim.content.seek(0)
+        claim.destination, claim.started = route.key, time.monotonic()
+        tell(self.outbox.observer, "attempt_started", message, route.key)
         return True
 
     def _connect(self, route: Route, claims: list[Claim]) -> Client | None:
@@ -384,7 +401,7 @@ class Worker:
             log.warning("cannot use %s: %s", route.key, exc)
             route.dead = exc
             if isinstance(exc, ServiceClosing):
-                route.pause(self.busy_backoff, time.time())
+                self._pause(route)
             for claim in claims:
                 if self._unwritable is not None:  # not tried: left as it was
                     claim.release()
@@ -406,7 +423,7 @@ class Worker:
         error: BaseException | None = None
         try:
             client.send_many(
-                self._items(claims, batch), results=batch.results, keep_bcc=STORED_AS_SENT
+                self._items(route, claims, batch), results=batch.results, keep_bcc=STORED_AS_SENT
             )
         except (SMTPError, OSError) as exc:
             error = exc
@@ -420,7 +437,7 @@ class Worker:
         for claim in unsent:
             claim.release()
         if batch.busy or isinstance(error, ServiceClosing):
-            until = route.pause(self.busy_backoff, time.time())
+            until = self._pause(route)
             log.warning("%s asked us to slow down; pausing until %s", route.key, time.ctime(until))
             with self._lock:
                 self._stats.busy_signals += 1
@@ -449,7 +466,23 @@ class Worker:
             batch.settled += 1
             self._record(claim, outcome)
 
-    def _items(self, claims: list[Claim], batch: _Batch) -> Iterator[tuple[Envelope, MessageInput]]:
+    def _pace(self, route: Route) -> bool:
+        """Wait for this worker's rate and the destination's; False when stopped."""
+        if self.limiter is not None and not self.limiter.acquire(self.stop_event):
+            return False
+        if self.per_server_rate is None:
+            return True
+        return self._limits.turn(route.key, self.per_server_rate, self.stop_event)
+
+    def _pause(self, route: Route) -> float:
+        """Back off from a destination that asked us to slow down, for every worker."""
+        until = route.pause(self.busy_backoff, time.time())
+        self._limits.pause(route.key, until)
+        return until
+
+    def _items(
+        self, route: Route, claims: list[Claim], batch: _Batch
+    ) -> Iterator[tuple[Envelope, MessageInput]]:
         """The batch as send_many consumes it, one message at a time: the rate
         limit and the inflight mark come just before each message goes out."""
         for claim in claims:
@@ -462,9 +495,9 @@ class Worker:
             except InputError as exc:
                 self._record(claim, apply_error(message, exc, self.outbox.schedule))
                 continue
-            if self.limiter is not None and not self.limiter.acquire(self.stop_event):
+            if not self._pace(route):
                 return
-            if not self._mark_inflight(claim):
+            if not self._mark_inflight(claim, route):
                 return
             batch.sent.append(claim)
             yield envelope, claim.content
@@ -500,7 +533,7 @@ class Worker:
         # delivered), else a pending state (retried). Never a lost message; so
         # one directory fsync per attempt (the mark's), not two.
         try:
-            claim.save(sync_dir=False)
+            claim.finish(sync_dir=False)
         except OutboxError as exc:
             # The file keeps what it had: the mark when the message went out
             # (so the next run retries it as possibly delivered), else its
@@ -511,8 +544,9 @@ class Worker:
                 "if it went out, the next run retries it as possibly delivered",
             )
             return
-        finally:
-            claim.release()
+        latency = None if claim.started is None else time.monotonic() - claim.started
+        observer = self.outbox.observer
+        tell(observer, "attempt_finished", claim.message, claim.destination, outcome, latency)
         with self._lock:
             self._stats.add(claim.message, outcome)
             if self._progress is not None:

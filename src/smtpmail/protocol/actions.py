@@ -179,6 +179,9 @@ class Content:
     ``replay``, for streamed content that can be read again (a seekable file),
     returns fresh chunks from the start: a message whose recipients exceed a
     server's limit is sent again to the rest (RFC 5321 §4.5.3.1.10).
+    ``seven_bit``, for 8-bit content the caller allowed to be converted,
+    returns its 7-bit form (re-encoded MIME parts, RFC 6152 §3), made only
+    for a server that offers neither 8BITMIME nor BINARYMIME.
     """
 
     __slots__ = (
@@ -188,6 +191,7 @@ class Content:
         "eight_bit",
         "measure",
         "replay",
+        "seven_bit",
         "size",
         "smtputf8",
     )
@@ -201,6 +205,7 @@ class Content:
         measure: Callable[[], int] | None = None,
         data: bytes | None = None,
         replay: Callable[[], Iterable[bytes]] | None = None,
+        seven_bit: Callable[[], Content] | None = None,
     ) -> None:
         self.chunks = chunks
         self.size = size
@@ -209,6 +214,7 @@ class Content:
         self.measure = measure
         self.data = data
         self.replay = replay
+        self.seven_bit = seven_bit
         self.canonical: bool | None = None
 
     def __repr__(self) -> str:

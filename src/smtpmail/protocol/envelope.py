@@ -31,9 +31,19 @@ class Envelope:
     ``["NEVER"]``; ``ret`` is ``"FULL"`` or ``"HDRS"``; ``envid`` identifies
     the message in DSNs; ``orcpt`` records each forward-path as the original
     recipient. DSN requests are sent only to servers that offer DSN.
+    ``requiretls`` (RFC 8689) asks every hop for verified TLS: MAIL FROM carries
+    REQUIRETLS, and a connection without it fails the message (5.7.30).
     """
 
-    __slots__ = ("envid", "notify", "orcpt", "recipient_paths", "ret", "sender_path")
+    __slots__ = (
+        "envid",
+        "notify",
+        "orcpt",
+        "recipient_paths",
+        "requiretls",
+        "ret",
+        "sender_path",
+    )
 
     def __init__(
         self,
@@ -44,6 +54,7 @@ class Envelope:
         ret: str | None = None,
         envid: str | None = None,
         orcpt: bool = False,
+        requiretls: bool = False,
     ) -> None:
         if isinstance(recipients, str):
             recipients = [recipients]
@@ -75,6 +86,21 @@ class Envelope:
                 raise InvalidArgument("ENVID longer than 100 octets")
         self.envid = envid
         self.orcpt = orcpt
+        self.requiretls = requiretls
+
+    def with_recipients(
+        self, recipients: Iterable[str], *, requiretls: bool | None = None
+    ) -> Envelope:
+        """The same sender and requests (DSN, REQUIRETLS) for other recipients."""
+        return Envelope(
+            self.sender,
+            recipients,
+            notify=self.notify,
+            ret=self.ret,
+            envid=self.envid,
+            orcpt=self.orcpt,
+            requiretls=self.requiretls if requiretls is None else requiretls,
+        )
 
     @property
     def sender(self) -> str:
@@ -108,20 +134,31 @@ class RecipientResult:
 
     ``reply`` is the reply that decided it: the RCPT reply when the recipient
     was refused, else the reply to the end of the data (per recipient in LMTP).
+    ``rcpt_reply`` is the reply to its RCPT TO (RFC 5321 §4.1.1.3), kept when a
+    later reply decided (None when the transaction ended before RCPT).
     Hand-written rather than a frozen dataclass: importing dataclasses (and
     inspect, ast, dis...) costs a one-message CLI send a sixth of its start-up.
     """
 
-    __slots__ = ("accepted", "at_rcpt", "recipient", "reply")
+    __slots__ = ("accepted", "at_rcpt", "rcpt_reply", "recipient", "reply")
 
     recipient: str
     reply: Reply
     accepted: bool
     #: True when ``reply`` answered RCPT TO (not MAIL, DATA or the end of data).
     at_rcpt: bool
+    rcpt_reply: Reply | None
 
-    def __init__(self, recipient: str, reply: Reply, accepted: bool, at_rcpt: bool = False) -> None:
+    def __init__(
+        self,
+        recipient: str,
+        reply: Reply,
+        accepted: bool,
+        at_rcpt: bool = False,
+        rcpt_reply: Reply | None = None,
+    ) -> None:
         # object.__setattr__: instances are frozen once built (see __setattr__).
+        object.__setattr__(self, "rcpt_reply", reply if at_rcpt else rcpt_reply)
         object.__setattr__(self, "recipient", recipient)
         object.__setattr__(self, "reply", reply)
         object.__setattr__(self, "accepted", accepted)
@@ -133,12 +170,14 @@ class RecipientResult:
     def __delattr__(self, name: str) -> None:
         raise AttributeError(f"RecipientResult is immutable: cannot delete {name!r}")
 
-    def __reduce__(self) -> tuple[type[RecipientResult], tuple[str, Reply, bool, bool]]:
+    def __reduce__(
+        self,
+    ) -> tuple[type[RecipientResult], tuple[str, Reply, bool, bool, Reply | None]]:
         # copy and pickle rebuild through __init__ (setattr is refused).
         return (RecipientResult, self._key())
 
-    def _key(self) -> tuple[str, Reply, bool, bool]:
-        return (self.recipient, self.reply, self.accepted, self.at_rcpt)
+    def _key(self) -> tuple[str, Reply, bool, bool, Reply | None]:
+        return (self.recipient, self.reply, self.accepted, self.at_rcpt, self.rcpt_reply)
 
     def __eq__(self, other: object) -> bool:
         if other.__class__ is not self.__class__:
@@ -152,7 +191,8 @@ class RecipientResult:
     def __repr__(self) -> str:
         return (
             f"RecipientResult(recipient={self.recipient!r}, reply={self.reply!r}, "
-            f"accepted={self.accepted!r}, at_rcpt={self.at_rcpt!r})"
+            f"accepted={self.accepted!r}, at_rcpt={self.at_rcpt!r}, "
+            f"rcpt_reply={self.rcpt_reply!r})"
         )
 
     @property

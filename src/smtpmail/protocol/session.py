@@ -187,6 +187,9 @@ class Session:
         #: transaction waits for the reply to the previous message's data; clients
         #: carry this over to their next connection (``Options.pipeline_messages``).
         self.refuses_pipelined_mail = False
+        #: TLS is up with a verified certificate (CA, DANE or a pin): the transport
+        #: says so after the handshake; REQUIRETLS needs it (RFC 8689 §4.1).
+        self.tls_authenticated = False
         #: Every form of the credentials, once AUTH has started: redacted from
         #: every reply read from then on (see :meth:`_receive`).
         self.secrets: Secrets | None = None
@@ -538,13 +541,18 @@ class Session:
     def _plan(self, envelope: Envelope, content: Content) -> _Plan:
         ext = self.extensions
         params: dict[str, str | None] = {}
+        use_bdat = "CHUNKING" in ext
+        eight_bit_ok = "8BITMIME" in ext or (use_bdat and "BINARYMIME" in ext)
+        if content.eight_bit and content.seven_bit is not None and not eight_bit_ok:
+            # RFC 6152 §3: converted only for a server that cannot take 8-bit data,
+            # as an MTA does; a server with 8BITMIME gets the message unchanged.
+            content = content.seven_bit()
         size = content.declared_size() if "SIZE" in ext else None
         if size is not None:
             limit = ext.size_limit
             if limit is not None and size > limit:
                 raise MessageTooLarge(size, limit)
             params["SIZE"] = str(size)
-        use_bdat = "CHUNKING" in ext
         if content.eight_bit is not False and use_bdat and "BINARYMIME" in ext:
             # RFC 3030 §3: with BDAT, BINARYMIME also covers NULs and lines over
             # 998 octets, which 8BITMIME does not; unknown content gets it too.
@@ -556,7 +564,8 @@ class Session:
             # message from smtpmail.compose is 7-bit clean, this one is the caller's.
             raise ExtensionNotSupported(
                 "the message has 8-bit data and the server does not offer 8BITMIME "
-                "(RFC 6152); re-encode it (quoted-printable or base64) or use another server"
+                "(RFC 6152); re-encode it (quoted-printable or base64: convert_8bit=True, "
+                "the command line's --convert-8bit) or use another server"
             )
         utf8 = envelope.needs_smtputf8 or content.smtputf8
         if utf8:
@@ -565,6 +574,9 @@ class Session:
                     "the envelope or headers need SMTPUTF8, which the server does not offer"
                 )
             params["SMTPUTF8"] = None
+        if envelope.requiretls:
+            self._check_requiretls()
+            params["REQUIRETLS"] = None
         wants_dsn = envelope.ret or envelope.envid or envelope.notify or envelope.orcpt
         dsn = "DSN" in ext
         if wants_dsn and not dsn:
@@ -584,6 +596,21 @@ class Session:
             rcpts.append(cmd.rcpt_to(path, cmd.esmtp_params(rparams)))
         paths = list(envelope.recipient_paths)
         return _Plan(content, mail, rcpts, paths, use_bdat, SendResult(envelope.sender))
+
+    def _check_requiretls(self) -> None:
+        """RFC 8689 §4.2.1: REQUIRETLS only over verified TLS, to a server offering it."""
+        if not self.tls_authenticated:
+            raise ExtensionNotSupported(
+                "REQUIRETLS needs TLS with a verified certificate (DANE or a trusted CA); "
+                "this connection has none (RFC 8689 §4.2.1)",
+                enhanced_status="5.7.30",
+            )
+        if "REQUIRETLS" not in self.extensions:
+            raise ExtensionNotSupported(
+                "the message requires TLS on every hop (REQUIRETLS), which the server "
+                "does not offer (RFC 8689 §4.2.1)",
+                enhanced_status="5.7.30",
+            )
 
     def _evaluate(self, plan: _Plan, replies: list[Reply]) -> bool:
         """Record the MAIL/RCPT/DATA replies; True when the content should follow."""
@@ -649,7 +676,7 @@ class Session:
         reply = getattr(error, "reply", None)
         if isinstance(reply, Reply):
             for address in plan.accepted:
-                plan.result.recipients[address] = RecipientResult(address, reply, False)
+                _decided(plan.result.recipients, address, reply, False)
         self._conclude(plan, keep)
 
     def _finish(self, plan: _Plan, replies: list[Reply], keep: bool) -> None:
@@ -660,7 +687,7 @@ class Session:
             _in_step("BDAT" if plan.bdat else "end of data", replies[-1])
         if self.options.lmtp:
             for address, reply in zip(plan.accepted, replies, strict=False):
-                recipients[address] = RecipientResult(address, reply, _ok(reply))
+                _decided(recipients, address, reply, _ok(reply))
             if not any(_ok(reply) for reply in replies):
                 plan.error = DataRefused("DATA", replies[-1], "message refused")
         else:
@@ -669,7 +696,7 @@ class Session:
             if not ok:
                 plan.error = DataRefused("end of data", reply, "message refused")
             for address in plan.accepted:
-                recipients[address] = RecipientResult(address, reply, ok)
+                _decided(recipients, address, reply, ok)
         self._conclude(plan, keep)
 
     def _conclude(self, plan: _Plan, keep: bool) -> None:
@@ -822,3 +849,11 @@ def _bdat_chunks(content: Content, size: int) -> Iterator[tuple[bytes | memoryvi
             pending.clear()
     pending += encoder.end()
     yield bytes(pending), True
+
+
+def _decided(
+    recipients: dict[str, RecipientResult], address: str, reply: Reply, accepted: bool
+) -> None:
+    """A reply after RCPT decides an accepted recipient; its RCPT reply is kept."""
+    rcpt_reply = recipients[address].rcpt_reply if address in recipients else None
+    recipients[address] = RecipientResult(address, reply, accepted, rcpt_reply=rcpt_reply)

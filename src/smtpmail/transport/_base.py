@@ -15,11 +15,11 @@ from enum import StrEnum
 from smtpmail._log import DEBUG, Logger
 from smtpmail._record import Frozen
 from smtpmail.errors import (
-    AuthError,
     ConnectError,
     InputError,
     InvalidArgument,
     LocalProtocolError,
+    PlaintextAuthRefused,
     RemoteProtocolError,
     ReplyError,
     ReplyTimeout,
@@ -193,6 +193,7 @@ class BaseClient:
         auth_mechanism: str | None = None,
         allow_plaintext_auth: bool = False,
         dkim: DKIMKey | None = None,
+        convert_8bit: bool = False,
     ) -> None:
         """``tls``: None picks IMPLICIT on port 465, REQUIRED when ``auth`` is given,
         else OPPORTUNISTIC. ``ssl_context`` replaces the context built from
@@ -202,6 +203,11 @@ class BaseClient:
         (except to loopback) unless ``allow_plaintext_auth``. ``dkim``: a
         :class:`~smtpmail.message.dkim.DKIMKey` that signs every message this
         client sends, as it goes on the wire (after the Bcc rule).
+        ``convert_8bit``: re-encode the 8-bit MIME parts of a message as
+        quoted-printable (text) or base64 (RFC 2045) when the server does not
+        offer 8BITMIME (RFC 6152 §3), or always when ``dkim`` signs it, before
+        signing (RFC 6376 §5.3); without it such a message is refused before
+        MAIL FROM.
         ``source_address``: the local (address, port) to connect from (port 0:
         any). ``family``: ``socket.AF_INET`` or ``AF_INET6`` to use only the
         host's IPv4 or IPv6 addresses (0: either)."""
@@ -228,9 +234,16 @@ class BaseClient:
                 self.auth_mechanism = mechanism_name(auth_mechanism)
         self.allow_plaintext_auth = allow_plaintext_auth
         self.dkim = dkim
+        self.convert_8bit = convert_8bit
         self.tls_mode = resolve_mode(tls, port, self.credentials is not None)
         self.tls_options = tls_options or TLSOptions()
         self.tls_options.pinned()  # a malformed pin fails here, before connecting
+        self.tls_options.pinned_keys()
+        opts = self.tls_options
+        if ssl_context is None and (opts.ca_file or opts.ca_path or opts.cert_file):
+            # Files named are read now: a missing one fails before connecting, even
+            # where no TLS would happen (no STARTTLS offered), not skipped in silence.
+            ssl_context = make_context(opts)
         self._ssl_context = ssl_context
         self._tls_info: TLSInfo | None = None
         self._peer: tuple[object, ...] | None = None
@@ -312,6 +325,7 @@ class BaseClient:
                     )
                 else:
                     log.warning("STARTTLS refused (%s); going on in clear text", reply.code)
+        session.tls_authenticated = self._tls_info is not None and self._tls_info.authenticated
         if until is Stage.TLS:
             return greeting
         if self.credentials is not None:
@@ -359,12 +373,7 @@ class BaseClient:
         if self._tls_info is None and not self.allow_plaintext_auth:
             local = LOOPBACK_IS_PRIVATE and self._peer is not None and _is_loopback(self._peer[0])
             if not local:
-                raise AuthError(
-                    f"refusing to send credentials to {self.host}:{self.port} over an "
-                    "unencrypted connection; use tls=TLSMode.REQUIRED (STARTTLS) or "
-                    "TLSMode.IMPLICIT (port 465), or pass allow_plaintext_auth=True "
-                    "if the network is trusted"
-                )
+                raise PlaintextAuthRefused(f"{self.host}:{self.port}")
         from smtpmail.protocol.sasl import choose
 
         mechanism = choose(self._session.extensions.auth_mechanisms, creds, self.auth_mechanism)
@@ -396,8 +405,11 @@ class BaseClient:
         return envelope, self._content(message, keep_bcc)
 
     def _content(self, message: MessageInput, keep_bcc: bool) -> Content:
-        """What goes on the wire: the Bcc rule, then this client's DKIM signature."""
-        return as_content(message, keep_bcc=keep_bcc, dkim=self.dkim)
+        """What goes on the wire: the Bcc rule, the 8-bit downgrade when asked,
+        then this client's DKIM signature."""
+        return as_content(
+            message, keep_bcc=keep_bcc, dkim=self.dkim, convert_8bit=self.convert_8bit
+        )
 
     def _note_send(self, action: Send) -> None:
         hook = self.transcript

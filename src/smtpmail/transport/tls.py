@@ -5,6 +5,12 @@ their names. :func:`make_context` builds the verifying context every
 connection uses (system CA store, host name check, TLS 1.2 or newer), and
 :func:`check_peer` pins a certificate fingerprint and summarises the
 session as :class:`TLSInfo` after the handshake.
+
+After every handshake (STARTTLS or implicit, sync or asyncio) the transport
+calls :func:`check_peer`, which hands the chain *as the server sent it* to
+:func:`verify_chain`: the one post-handshake certificate check, where a
+SHA-256 fingerprint pin, SPKI pins and DANE (RFC 7672, through
+:mod:`smtpmail.transport.dane`) are enforced.
 """
 
 from __future__ import annotations
@@ -12,20 +18,35 @@ from __future__ import annotations
 import enum
 
 from smtpmail._record import Frozen
-from smtpmail.errors import InputError, TLSError
+from smtpmail.errors import CertificateError, InputError, TLSError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 
 if TYPE_CHECKING:
     import ssl
-    from typing import Any
+    from collections.abc import Sequence
+
+    from smtpmail.transport.dane import DANECheck
+    from smtpmail.transport.x509 import Certificate
 
 # ssl, hashlib and hmac are imported inside the functions that use them: the
 # policy names (TLSMode, TLSOptions) are needed by every client, but a
 # clear-text send to a local relay never starts TLS and should not pay for
 # loading OpenSSL (the CLI's start-up time, bench scenario 6).
 
-__all__ = ["TLSInfo", "TLSMode", "TLSOptions", "check_peer", "make_context", "resolve_mode"]
+__all__ = [
+    "TLSInfo",
+    "TLSMode",
+    "TLSOptions",
+    "check_peer",
+    "make_context",
+    "peer_chain",
+    "resolve_mode",
+    "verify_chain",
+]
+
+#: How an SPKI pin in base64 may start (curl's ``--pinnedpubkey``, RFC 7469's header).
+_PIN_PREFIXES = ("sha256//", "sha256/", "pin-sha256=")
 
 #: The implicit TLS submission port (RFC 8314 §3.3).
 SMTPS_PORT = 465
@@ -51,7 +72,12 @@ class TLSOptions(Frozen):
     by default; ``verify_insecure_off=True`` switches it off, and says so.
     A ``fingerprint`` pins the server certificate instead of the CA store
     (as msmtp's ``tls_fingerprint``), unless ``ca_file``/``ca_path`` are given
-    too, when both must hold. Immutable; ``replace()`` makes changed copies.
+    too, when both must hold. ``spki_pins`` pin the server's public key the
+    same way (``sha256/<base64>`` as ``openssl ... | base64`` or curl's
+    ``--pinnedpubkey`` print it, or 64 hex digits; any one may match), so a
+    renewed certificate with the same key still passes. ``dane`` (set by
+    direct delivery from DNSSEC-validated TLSA records) replaces the CA check
+    with DANE (RFC 7672). Immutable; ``replace()`` makes changed copies.
     """
 
     _fields = (
@@ -62,6 +88,8 @@ class TLSOptions(Frozen):
         "fingerprint",
         "server_hostname",
         "verify_insecure_off",
+        "spki_pins",
+        "dane",
     )
     __slots__ = _fields
 
@@ -74,6 +102,10 @@ class TLSOptions(Frozen):
     #: The name to check the certificate against and send in SNI (default: the host).
     server_hostname: str | None
     verify_insecure_off: bool
+    #: SHA-256 pins of the server key's SubjectPublicKeyInfo (RFC 7469 §2.4 form).
+    spki_pins: tuple[str, ...]
+    #: The TLSA records the chain must match (direct delivery sets it).
+    dane: DANECheck | None
 
     def __init__(  # noqa: PLR0917 (positional, as the dataclass it replaces)
         self,
@@ -84,7 +116,11 @@ class TLSOptions(Frozen):
         fingerprint: str | None = None,
         server_hostname: str | None = None,
         verify_insecure_off: bool = False,
+        spki_pins: Sequence[str] = (),
+        dane: DANECheck | None = None,
     ) -> None:
+        if isinstance(spki_pins, str):  # one pin, not its characters
+            spki_pins = (spki_pins,)
         self._init(
             ca_file=ca_file,
             ca_path=ca_path,
@@ -93,6 +129,8 @@ class TLSOptions(Frozen):
             fingerprint=fingerprint,
             server_hostname=server_hostname,
             verify_insecure_off=verify_insecure_off,
+            spki_pins=tuple(spki_pins),
+            dane=dane,
         )
 
     def pinned(self) -> bytes | None:
@@ -110,22 +148,39 @@ class TLSOptions(Frozen):
             raise InputError("the TLS fingerprint must be a SHA-256 hash: 64 hex digits")
         return value
 
+    def pinned_keys(self) -> tuple[bytes, ...]:
+        """The SPKI pins as SHA-256 digests; InputError for one that is not."""
+        if not self.spki_pins:
+            return ()  # base64 is not loaded for a plain send (the CLI's start-up time)
+        import base64
+        import binascii
 
-class CertSummary(Frozen):
-    """One certificate of the server's chain: who it names, who signed it, when valid."""
+        digests = []
+        for pin in self.spki_pins:
+            text = pin.strip()
+            prefix = next((p for p in _PIN_PREFIXES if text.lower().startswith(p)), None)
+            try:
+                if prefix is not None:
+                    value = base64.b64decode(text[len(prefix) :].strip('"'), validate=True)
+                else:
+                    value = bytes.fromhex(text.replace(":", ""))
+            except (ValueError, binascii.Error):
+                value = b""
+            if len(value) != 32:
+                raise InputError(
+                    f"the SPKI pin {pin!r} must be sha256/<base64> or 64 hex digits "
+                    "(the SHA-256 of the server's SubjectPublicKeyInfo)"
+                )
+            digests.append(value)
+        return tuple(digests)
 
-    _fields = ("subject", "issuer", "not_before", "not_after")
-    __slots__ = _fields
-
-    subject: str | None
-    issuer: str | None
-    not_before: str | None
-    not_after: str | None
-
-    def __init__(
-        self, subject: str | None, issuer: str | None, not_before: str | None, not_after: str | None
-    ) -> None:
-        self._init(subject=subject, issuer=issuer, not_before=not_before, not_after=not_after)
+    @property
+    def replaces_ca_check(self) -> bool:
+        """A pin or DANE decides instead of the CA store (unless a CA was named too)."""
+        if self.dane is not None:
+            return True  # RFC 7672 §3.1.3: DANE-TA/EE replace the web PKI for SMTP
+        pinned = self.fingerprint is not None or bool(self.spki_pins)
+        return pinned and not (self.ca_file or self.ca_path)
 
 
 class TLSInfo(Frozen):
@@ -142,14 +197,18 @@ class TLSInfo(Frozen):
         "verified",
         "server_hostname",
         "chain",
+        "not_before",
+        "checked",
     )
     __slots__ = _fields
 
     version: str
     cipher: str
-    #: The server certificate's subject and issuer (``CN=...``), when verified.
+    #: What the server certificate says (``CN=...``; ``Jun  1 12:00:00 2030 GMT``),
+    #: read from it whether or not it was verified (``verified`` says which).
     subject: str | None
     issuer: str | None
+    not_before: str | None
     not_after: str | None
     #: DNS names and addresses the certificate names.
     names: tuple[str, ...]
@@ -158,7 +217,9 @@ class TLSInfo(Frozen):
     verified: bool
     server_hostname: str | None
     #: Every certificate the server sent, leaf first (the verified chain when verified).
-    chain: tuple[CertSummary, ...]
+    chain: tuple[Certificate, ...]
+    #: What the post-handshake check verified: ``"dane-ee verified"``, ``"spki pin"``...
+    checked: str | None
 
     def __init__(  # noqa: PLR0917 (positional, as the dataclass it replaces)
         self,
@@ -171,24 +232,34 @@ class TLSInfo(Frozen):
         fingerprint: str,
         verified: bool,
         server_hostname: str | None,
-        chain: tuple[CertSummary, ...] = (),
+        chain: tuple[Certificate, ...] = (),
+        not_before: str | None = None,
+        checked: str | None = None,
     ) -> None:
         self._init(
             version=version,
             cipher=cipher,
             subject=subject,
             issuer=issuer,
+            not_before=not_before,
             not_after=not_after,
             names=names,
             fingerprint=fingerprint,
             verified=verified,
             server_hostname=server_hostname,
             chain=chain,
+            checked=checked,
         )
 
+    @property
+    def authenticated(self) -> bool:
+        """The server proved who it is: a CA-verified certificate, DANE or a pin."""
+        return self.verified or self.checked is not None
+
     def __str__(self) -> str:
-        who = self.subject or "(certificate not verified)"
-        return f"{self.version} {self.cipher}, {who}"
+        who = self.subject or "(a certificate without a subject)"
+        how = f" ({self.checked})" if self.checked else ("" if self.verified else " (not verified)")
+        return f"{self.version} {self.cipher}, {who}{how}"
 
 
 def resolve_mode(mode: TLSMode | str | None, port: int, authenticates: bool) -> TLSMode:
@@ -214,7 +285,8 @@ def make_context(options: TLSOptions | None = None) -> ssl.SSLContext:
     import ssl
 
     opts = options or TLSOptions()
-    pinned = opts.pinned()
+    opts.pinned()  # bad pins are InputError before any connection
+    opts.pinned_keys()
     # ssl's errors do not name the file (``[Errno 2] No such file or directory``):
     # each step names the files it reads.
     files = " and ".join(f for f in (opts.ca_file, opts.ca_path) if f)
@@ -227,8 +299,8 @@ def make_context(options: TLSOptions | None = None) -> ssl.SSLContext:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise InputError(f"cannot load the TLS certificates from {files}: {reason}") from exc
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    if opts.verify_insecure_off or (pinned is not None and not (opts.ca_file or opts.ca_path)):
-        # The pin (checked after the handshake) replaces the CA check, or nothing does.
+    if opts.verify_insecure_off or opts.replaces_ca_check:
+        # The pin or DANE (checked after the handshake) replaces the CA check, or nothing does.
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     return ctx
@@ -237,58 +309,113 @@ def make_context(options: TLSOptions | None = None) -> ssl.SSLContext:
 def check_peer(
     conn: ssl.SSLSocket | ssl.SSLObject, options: TLSOptions | None, server_hostname: str | None
 ) -> TLSInfo:
-    """After the handshake: enforce the pin, return what was negotiated."""
+    """After every handshake: run :func:`verify_chain`, return what was negotiated."""
     import hashlib
-    import hmac
 
     opts = options or TLSOptions()
     der = conn.getpeercert(binary_form=True) or b""
+    checked = verify_chain(peer_chain(conn) or (der,), opts)
     digest = hashlib.sha256(der).digest()
-    pinned = opts.pinned()
-    if pinned is not None and not hmac.compare_digest(digest, pinned):
-        raise TLSError(
-            "the server certificate does not match the pinned fingerprint "
-            f"(it is {_colons(digest)})"
-        )
-    cert: dict[str, Any] = conn.getpeercert() or {}  # empty when not verified
+    verified = bool(conn.getpeercert())  # an empty dict when not verified
+    leaf = _describe(der)
     cipher = conn.cipher()
     return TLSInfo(
         version=conn.version() or "?",
         cipher=cipher[0] if cipher else "?",
-        subject=_name(cert.get("subject")),
-        issuer=_name(cert.get("issuer")),
-        not_after=cert.get("notAfter"),
-        names=tuple(str(v) for _, v in cert.get("subjectAltName", ())),
+        subject=leaf.subject,
+        issuer=leaf.issuer,
+        not_before=leaf.not_before,
+        not_after=leaf.not_after,
+        names=leaf.names,
         fingerprint=_colons(digest),
-        verified=bool(cert),
+        verified=verified,
         server_hostname=server_hostname,
-        chain=_chain(conn, verified=bool(cert)),
+        chain=_chain(conn, verified=verified),
+        checked=checked,
     )
 
 
-def _chain(conn: ssl.SSLSocket | ssl.SSLObject, *, verified: bool) -> tuple[CertSummary, ...]:
-    """The certificates the handshake saw, leaf first.
+def verify_chain(chain: Sequence[bytes], options: TLSOptions) -> str | None:
+    """The post-handshake certificate check: pins and DANE, on the chain as sent.
 
-    ``get_verified_chain()``/``get_unverified_chain()`` are public from Python
-    3.13; 3.10 to 3.12 have the same methods on the private ``_sslobj`` only.
-    Each certificate's ``get_info()`` is the dict ``getpeercert()`` returns.
+    ``chain`` is the server's certificates, leaf first, DER. Raises
+    :class:`~smtpmail.errors.TLSError` when a check fails; returns what was
+    verified (``"fingerprint pin"``, ``"spki pin"``, ``"dane-ee verified"``,
+    ``"dane-ta verified"``) or None when nothing beyond the handshake's own
+    CA check was asked for. Pins are held against the leaf only: the rest of
+    an unverified chain is whatever the server chose to send.
     """
-    which = "get_verified_chain" if verified else "get_unverified_chain"
+    import hashlib
+    import hmac
+
+    leaf = chain[0] if chain else b""
+    done: list[str] = []
+    pinned = options.pinned()
+    if pinned is not None:
+        digest = hashlib.sha256(leaf).digest()
+        if not hmac.compare_digest(digest, pinned):
+            raise TLSError(
+                "the server certificate does not match the pinned fingerprint "
+                f"(it is {_colons(digest)})"
+            )
+        done.append("fingerprint pin")
+    keys = options.pinned_keys()
+    if keys:
+        from smtpmail.transport.dane import subject_public_key_info
+
+        spki = hashlib.sha256(subject_public_key_info(leaf)).digest()
+        if not any(hmac.compare_digest(spki, key) for key in keys):
+            import base64
+
+            raise TLSError(
+                "the server's public key matches none of the SPKI pins "
+                f"(it is sha256/{base64.b64encode(spki).decode()})"
+            )
+        done.append("spki pin")
+    if options.dane is not None:
+        from smtpmail.transport.dane import match_chain
+
+        done.append(match_chain(chain, options.dane))
+    return ", ".join(done) or None
+
+
+def peer_chain(conn: ssl.SSLSocket | ssl.SSLObject) -> tuple[bytes, ...]:
+    """The certificates the server sent, leaf first, DER; () if this Python cannot tell."""
+    return _der_chain(conn, "get_unverified_chain")
+
+
+def _der_chain(conn: ssl.SSLSocket | ssl.SSLObject, which: str) -> tuple[bytes, ...]:
+    """``get_verified_chain()`` or ``get_unverified_chain()``, as DER, leaf first.
+
+    Public from Python 3.13 (DER bytes); 3.11 and 3.12 have the same methods
+    on the private ``_sslobj`` only, returning certificate objects.
+    """
     getter = getattr(conn, which, None) or getattr(getattr(conn, "_sslobj", None), which, None)
     if getter is None:
         return ()
-    summaries = []
-    for cert in getter() or ():
-        info: dict[str, Any] = cert.get_info()
-        summaries.append(
-            CertSummary(
-                _name(info.get("subject")),
-                _name(info.get("issuer")),
-                info.get("notBefore"),
-                info.get("notAfter"),
-            )
-        )
-    return tuple(summaries)
+    # Certificate.public_bytes' format constant: in _ssl (private) before 3.13 too.
+    from _ssl import ENCODING_DER
+
+    return tuple(
+        cert if isinstance(cert, bytes) else cert.public_bytes(ENCODING_DER)
+        for cert in getter() or ()
+    )
+
+
+def _describe(der: bytes) -> Certificate:
+    """The one way a certificate is read (leaf and chain, verified or not)."""
+    from smtpmail.transport.x509 import Certificate, CertificateParseError, read_certificate
+
+    try:
+        return read_certificate(der)
+    except CertificateParseError:
+        return Certificate(None, None, None, None)
+
+
+def _chain(conn: ssl.SSLSocket | ssl.SSLObject, *, verified: bool) -> tuple[Certificate, ...]:
+    """The certificates the handshake saw, leaf first (the verified chain when verified)."""
+    which = "get_verified_chain" if verified else "get_unverified_chain"
+    return tuple(_describe(der) for der in _der_chain(conn, which))
 
 
 def handshake_error(exc: BaseException, where: str) -> TLSError:
@@ -296,11 +423,7 @@ def handshake_error(exc: BaseException, where: str) -> TLSError:
     import ssl
 
     if isinstance(exc, ssl.SSLCertVerificationError):
-        hint = (
-            "; to trust a private CA pass TLSOptions(ca_file=...), or pin the certificate "
-            "with TLSOptions(fingerprint=...)"
-        )
-        return TLSError(f"TLS certificate check for {where} failed: {exc.verify_message}{hint}")
+        return CertificateError(where, str(exc.verify_message))
     if isinstance(exc, TimeoutError):
         return TLSError(f"TLS handshake with {where} timed out")
     reason = getattr(exc, "reason", None) or exc
@@ -309,14 +432,3 @@ def handshake_error(exc: BaseException, where: str) -> TLSError:
 
 def _colons(digest: bytes) -> str:
     return ":".join(f"{b:02X}" for b in digest)
-
-
-def _name(rdns: Any) -> str | None:
-    if not rdns:
-        return None
-    parts = []
-    for rdn in rdns:
-        for key, value in rdn:
-            short = {"commonName": "CN", "organizationName": "O", "countryName": "C"}.get(key, key)
-            parts.append(f"{short}={value}")
-    return ", ".join(parts)

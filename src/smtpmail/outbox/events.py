@@ -1,0 +1,56 @@
+"""What happens while the outbox is drained, told to one observer.
+
+Every store and the worker report here and nowhere else, so that metrics
+(a Prometheus exporter), structured logs or a test hook in by subclassing
+:class:`Observer` and setting ``outbox.observer``. Methods are called from
+the worker's threads; an observer must be quick and thread-safe, and what it
+raises is logged, never let through into the delivery.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from smtpmail._log import Logger
+
+if TYPE_CHECKING:
+    from smtpmail.outbox.outcome import Outcome
+    from smtpmail.outbox.record import QueuedMessage
+
+__all__ = ["Observer", "tell"]
+
+log = Logger("smtpmail.outbox")
+
+
+class Observer:
+    """Does nothing; override what you want to hear about."""
+
+    def attempt_started(self, message: QueuedMessage, destination: str) -> None:
+        """The in-flight mark is written; the message goes out to ``destination``
+        (``host:port``, or ``mx:DOMAIN:0`` in direct delivery)."""
+
+    def attempt_finished(
+        self,
+        message: QueuedMessage,
+        destination: str | None,
+        outcome: Outcome,
+        latency: float | None,
+    ) -> None:
+        """An attempt's outcome is recorded. Each recipient's ``code`` is the reply
+        code that decided it; ``latency`` is seconds since :meth:`attempt_started`
+        (None when the message never went out: a connection that failed, a pause)."""
+
+    def attempt_abandoned(self, message: QueuedMessage) -> None:
+        """A claimer found the message left in flight by a worker that died or was
+        cut off; its recipients of that attempt are now marked possibly delivered."""
+
+    def lease_expired(self, message: QueuedMessage, owner: str) -> None:
+        """(Database store) the lease of worker ``owner`` ran out and was taken over."""
+
+
+def tell(observer: Observer, event: str, *args: Any) -> None:
+    """Call ``observer.<event>(*args)``; what it raises is logged, not raised."""
+    try:
+        getattr(observer, event)(*args)
+    except Exception:
+        log.exception("the outbox observer failed on %s", event)

@@ -1,0 +1,272 @@
+"""DANE: matching a TLS server's certificate chain to TLSA records (RFC 6698, 7671, 7672).
+
+Pure: bytes in, a verdict or :class:`~smtpmail.errors.TLSError` out. The DNS
+side (a DNSSEC-validated lookup of ``_25._tcp.<mx>``) lives in
+``delivery/``; this module only answers "does the chain the server sent
+satisfy these records?", called from :func:`smtpmail.transport.tls.verify_chain`
+after every handshake.
+
+- DANE-EE(3) (RFC 7671 §5.1): the leaf certificate or its public key matches;
+  its names and validity dates are not checked.
+- DANE-TA(2) (RFC 7671 §5.2): a certificate the server sent (or the full
+  certificate in a ``2 0 0`` record) is the trust anchor; the chain from the
+  leaf to it must verify, with a name from ``DANECheck.names`` in the leaf
+  (RFC 7672 §3.2.2), and be within its dates. This needs the ``dane`` extra
+  (``cryptography``, for the signatures).
+- PKIX-TA(0)/PKIX-EE(1) are unusable for SMTP (RFC 7672 §3.1.3), as are
+  unknown usages, selectors and matching types, and digests of the wrong
+  length (RFC 7671 §4, RFC 6698 §4.1): :meth:`TLSARecord.usable` says so.
+"""
+
+from __future__ import annotations
+
+from smtpmail._record import Frozen
+from smtpmail.errors import TLSError
+
+TYPE_CHECKING = False
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
+
+__all__ = ["DANECheck", "TLSARecord", "match_chain", "subject_public_key_info"]
+
+DANE_TA, DANE_EE = 2, 3
+CERT, SPKI = 0, 1
+_DIGEST_SIZES = {0: None, 1: 32, 2: 64}  # exact, SHA2-256, SHA2-512
+
+
+class TLSARecord(Frozen):
+    """One TLSA record: certificate usage, selector, matching type, association data."""
+
+    _fields = ("usage", "selector", "mtype", "data")
+    __slots__ = _fields
+
+    usage: int
+    selector: int
+    mtype: int
+    data: bytes
+
+    def __init__(self, usage: int, selector: int, mtype: int, data: bytes) -> None:
+        self._init(usage=usage, selector=selector, mtype=mtype, data=bytes(data))
+
+    @classmethod
+    def parse(cls, text: str) -> TLSARecord:
+        """From presentation form: ``"3 1 1 <hex>"`` (RFC 6698 §2.2)."""
+        parts = text.split()
+        try:
+            usage, selector, mtype = (int(p) for p in parts[:3])
+            data = bytes.fromhex("".join(parts[3:]))
+        except ValueError:
+            raise TLSError(f"not a TLSA record: {text!r}") from None
+        return cls(usage, selector, mtype, data)
+
+    def __str__(self) -> str:
+        return f"{self.usage} {self.selector} {self.mtype} {self.data.hex()}"
+
+    @property
+    def usable(self) -> bool:
+        """DANE-TA or DANE-EE, a known selector and matching type, a digest of the right size."""
+        if self.usage not in (DANE_TA, DANE_EE) or self.selector not in (CERT, SPKI):
+            return False
+        if self.mtype not in _DIGEST_SIZES:
+            return False
+        size = _DIGEST_SIZES[self.mtype]
+        return bool(self.data) if size is None else len(self.data) == size
+
+    def matches(self, der_cert: bytes) -> bool:
+        """Whether this record's selector and matching type select ``der_cert``."""
+        import hashlib
+        import hmac
+
+        selected = der_cert if self.selector == CERT else subject_public_key_info(der_cert)
+        if self.mtype == 1:
+            selected = hashlib.sha256(selected).digest()
+        elif self.mtype == 2:
+            selected = hashlib.sha512(selected).digest()
+        return hmac.compare_digest(selected, self.data)
+
+
+class DANECheck(Frozen):
+    """What a connection must satisfy: the usable TLSA records, the names for DANE-TA."""
+
+    _fields = ("records", "names")
+    __slots__ = _fields
+
+    records: tuple[TLSARecord, ...]
+    #: Reference identifiers for DANE-TA (RFC 7672 §3.2.2): the MX host name.
+    names: tuple[str, ...]
+
+    def __init__(self, records: Sequence[TLSARecord], names: Sequence[str]) -> None:
+        usable = tuple(r for r in records if r.usable)
+        if not usable:
+            raise TLSError("none of the TLSA records is usable for DANE (RFC 7672 §3.1.3)")
+        self._init(records=usable, names=tuple(n.rstrip(".").lower() for n in names))
+
+
+def match_chain(chain: Sequence[bytes], check: DANECheck) -> str:
+    """The verdict (``"dane-ee verified"``, ``"dane-ta verified"``), or TLSError saying why not.
+
+    ``chain`` is what the server sent, leaf first (DER).
+    """
+    if not chain:
+        raise TLSError("DANE: the server sent no certificate")
+    leaf = chain[0]
+    if any(r.usage == DANE_EE and r.matches(leaf) for r in check.records):
+        return "dane-ee verified"
+    anchors = _trust_anchors(chain, check.records)
+    if anchors:
+        why = _verify_to_anchor(chain, anchors, check.names)
+        if why is None:
+            return "dane-ta verified"
+        raise TLSError(f"DANE-TA: {why}")
+    shown = ", ".join(str(r)[:24] + "..." for r in check.records)
+    raise TLSError(f"DANE: no TLSA record matches the server's certificate chain ({shown})")
+
+
+def _trust_anchors(chain: Sequence[bytes], records: Sequence[TLSARecord]) -> list[bytes]:
+    """The DANE-TA certificates: sent by the server, or whole in a ``2 0 0`` record."""
+    ta = [r for r in records if r.usage == DANE_TA]
+    found = [der for der in chain if any(r.matches(der) for r in ta)]
+    found += [r.data for r in ta if r.selector == CERT and r.mtype == 0 and r.data not in found]
+    return found
+
+
+def _verify_to_anchor(
+    chain: Sequence[bytes], anchors: Sequence[bytes], names: Sequence[str]
+) -> str | None:
+    """None when the leaf chains to an anchor, in date, with one of ``names``; else why not.
+
+    Each link is checked as OpenSSL (and so Postfix) checks it: the issuer's
+    name and signature, a CA issuer, every certificate within its dates; no
+    stricter profile (cryptography's ``x509.verification`` refuses, for
+    example, a critical subjectAltName beside a subject, which OpenSSL takes).
+    """
+    try:
+        from cryptography import x509
+    except ImportError:  # the optional extra is missing
+        return "verifying a chain needs cryptography: pip install 'smtpmail[dane]'"
+    try:
+        certs = [x509.load_der_x509_certificate(der) for der in chain]
+        trusted = [x509.load_der_x509_certificate(der) for der in anchors]
+    except ValueError as exc:
+        return f"a certificate does not parse ({exc})"
+    path = _path_to_anchor(certs, trusted)
+    if path is None:
+        return "the chain the server sent does not lead to the trust anchor"
+    expired = _out_of_date(path)
+    if expired:
+        return expired
+    leaf_names = _dns_names(certs[0])
+    if any(_name_matches(pattern, name) for name in names for pattern in leaf_names):
+        return None
+    return f"the certificate names {', '.join(leaf_names) or 'nothing'}, not {', '.join(names)}"
+
+
+def _path_to_anchor(certs: list[Any], trusted: list[Any]) -> list[Any] | None:
+    """Leaf, intermediates..., anchor: each signed by the next; None if there is no such path."""
+    path = [certs[0]]
+    pool = certs[1:]
+    for _ in range(len(certs) + 1):
+        child = path[-1]
+        if child in trusted:
+            return path
+        anchor = next((t for t in trusted if _issued_by(child, t)), None)
+        if anchor is not None:
+            return [*path, anchor]
+        parent = next((c for c in pool if c not in path and _issued_by(child, c)), None)
+        if parent is None or not _is_ca(parent):
+            return None
+        path.append(parent)
+    return None
+
+
+def _issued_by(child: Any, parent: Any) -> bool:
+    """The issuer name matches and ``parent``'s key made the signature."""
+    from cryptography.exceptions import InvalidSignature
+
+    try:
+        child.verify_directly_issued_by(parent)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def _is_ca(cert: Any) -> bool:
+    from cryptography import x509
+
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:
+        return cert.version is x509.Version.v1  # RFC 5280 §6.1.4 (k): v1 CA certificates
+
+
+def _out_of_date(path: list[Any]) -> str | None:
+    import datetime
+
+    now = datetime.datetime.now(datetime.UTC)
+    for cert in path:
+        if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+            return f"{cert.subject.rfc4514_string() or 'a certificate'} is out of its dates"
+    return None
+
+
+def _dns_names(cert: Any) -> list[str]:
+    """subjectAltName dNSNames; the subject's CN only when there are none (RFC 6125 §6.4.4)."""
+    from cryptography import x509
+
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        names = [str(n).lower().rstrip(".") for n in san.get_values_for_type(x509.DNSName)]
+    except x509.ExtensionNotFound:
+        names = []
+    if names:
+        return names
+    common = cert.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)
+    return [str(a.value).lower().rstrip(".") for a in common]
+
+
+def _name_matches(pattern: str, name: str) -> bool:
+    """RFC 7672 §3.2.3: exact, or ``*.`` matching one whole leftmost label."""
+    if pattern.startswith("*."):
+        head, _, rest = name.partition(".")
+        return bool(head) and rest == pattern[2:]
+    return pattern == name
+
+
+# -- the SubjectPublicKeyInfo of a DER certificate (RFC 5280 §4.1), no dependency --
+
+
+def _tlv(data: bytes, at: int) -> tuple[int, int, int]:
+    """(tag, start of the value, end of the value) of the DER element at ``at``."""
+    if at + 2 > len(data):
+        raise TLSError("malformed certificate: truncated DER")
+    tag, first = data[at], data[at + 1]
+    start = at + 2
+    if first < 0x80:
+        length = first
+    else:
+        count = first & 0x7F
+        if count == 0 or count > 4 or start + count > len(data):
+            raise TLSError("malformed certificate: bad DER length")
+        length = int.from_bytes(data[start : start + count], "big")
+        start += count
+    if start + length > len(data):
+        raise TLSError("malformed certificate: truncated DER")
+    return tag, start, start + length
+
+
+def subject_public_key_info(der_cert: bytes) -> bytes:
+    """The DER SubjectPublicKeyInfo of a certificate: what selector 1 and SPKI pins hash."""
+    _, cert_start, _ = _tlv(der_cert, 0)  # Certificate ::= SEQUENCE
+    _, at, _ = _tlv(der_cert, cert_start)  # tbsCertificate ::= SEQUENCE
+    tag, _, end = _tlv(der_cert, at)
+    if tag == 0xA0:
+        at = end
+    # serialNumber, signature, issuer, validity, subject: then the key.
+    for _ in range(5):
+        _, _, at = _tlv(der_cert, at)
+    tag, _, end = _tlv(der_cert, at)
+    if tag != 0x30:
+        raise TLSError("malformed certificate: no SubjectPublicKeyInfo")
+    return der_cert[at:end]
