@@ -3,14 +3,16 @@
 ``python bench/peers.py CLIENT --port P --count N --size S [--conns C] [--file F]``
 sends ``count`` messages of ``size`` octets (or the file) to 127.0.0.1:P and
 prints one JSON line: how many messages went out, how many octets, and the
-seconds the sending took (start-up and imports excluded, so the numbers
-compare the clients and not the interpreter). CPU time and peak RSS are
-measured from outside by ``run.py`` (``os.wait4``).
+seconds and the CPU seconds (``time.process_time``, every thread) the
+sending took: start-up and imports excluded, so the numbers compare the
+clients and not the interpreter. The whole process's CPU time and peak RSS
+are measured from outside by ``run.py`` (``os.wait4``).
 
 Each peer is used the way its documentation recommends: smtplib's
 ``SMTP.sendmail`` on one connection (or one per message), aiosmtplib's
 ``SMTP.sendmail`` inside ``async with``, smtpmail's ``Client.send_many`` (and
-``send`` in a loop, to show the cost of not batching).
+``send`` in a loop, to show the cost of not batching), and the one-shot
+``smtpmail.send()`` that opens a connection per message.
 """
 
 from __future__ import annotations
@@ -74,6 +76,22 @@ def smtpmail_file(port: int, path: str) -> None:
 
     with Client(HOST, port) as client, open(path, "rb") as f:
         client.send(f, SENDER, [RECIPIENT])
+
+
+def smtpmail_oneshot(port: int, count: int, message: bytes) -> None:
+    """``smtpmail.send()``: the one-shot call, one connection per message."""
+    import smtpmail
+
+    for _ in range(count):
+        smtpmail.send(message, SENDER, [RECIPIENT], host=HOST, port=port)
+
+
+async def smtpmail_oneshot_async(port: int, count: int, message: bytes) -> None:
+    """``smtpmail.send_async()``, one connection per message."""
+    import smtpmail
+
+    for _ in range(count):
+        await smtpmail.send_async(message, SENDER, [RECIPIENT], host=HOST, port=port)
 
 
 async def smtpmail_async_batch(port: int, count: int, message: bytes) -> None:
@@ -148,11 +166,13 @@ AsyncFn = Callable[[int, int, bytes], Coroutine[Any, Any, None]]
 SYNC: dict[str, SyncFn] = {
     "smtpmail": smtpmail_batch,
     "smtpmail-send": smtpmail_loop,
+    "smtpmail-oneshot": smtpmail_oneshot,
     "smtplib": smtplib_reuse,
     "smtplib-per-message": smtplib_per_message,
 }
 ASYNC: dict[str, AsyncFn] = {
     "smtpmail-async": smtpmail_async_batch,
+    "smtpmail-oneshot-async": smtpmail_oneshot_async,
     "aiosmtplib": aiosmtplib_reuse,
 }
 FILE_SYNC: dict[str, Callable[[int, str], None]] = {
@@ -207,7 +227,7 @@ def main(argv: list[str]) -> int:
     else:
         import smtplib  # noqa: F401
     message = b"" if a.file else make_message(a.size)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     if a.file:
         if a.client in FILE_SYNC:
             FILE_SYNC[a.client](a.port, a.file)
@@ -220,8 +240,8 @@ def main(argv: list[str]) -> int:
             run_threads(SYNC[a.client], a.port, a.count, message, a.conns)
         else:
             asyncio.run(run_tasks(ASYNC[a.client], a.port, a.count, message, a.conns))
-    seconds = time.perf_counter() - started
-    print(json.dumps({"messages": count, "octets": octets, "seconds": seconds}))
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    print(json.dumps({"messages": count, "octets": octets, "seconds": seconds, "cpu": cpu}))
     return 0
 
 

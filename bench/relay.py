@@ -6,6 +6,12 @@ connection to 127.0.0.1:PORT. Each chunk read in either direction is written
 on, on its own, half the RTT after it arrived: never merged with the next
 chunk, never reordered. The kernel here has no netem qdisc, hence this.
 
+The TCP handshake is delayed too: the relay opens its connection to the
+server 1.5 RTT after accepting (SYN, SYN-ACK, then the ACK on which a real
+server's accept() returns), so the greeting reaches the client 2 RTT after it
+began to connect, as on a real link. A relay that only delayed data would
+make a new connection look almost free and favour clients that reconnect.
+
 It runs until killed (the bench starts and stops it).
 """
 
@@ -53,9 +59,16 @@ class _Direction:
             await self.writer.drain()
 
 
+#: Half-RTTs from the client's SYN to the server's accept(): SYN, SYN-ACK, ACK.
+HANDSHAKE_HALVES = 3
+
+
 async def _serve_one(
     c_reader: asyncio.StreamReader, c_writer: asyncio.StreamWriter, target: int, delay: float
 ) -> None:
+    # An SMTP client speaks only after the greeting, so nothing it could send
+    # meanwhile is held back longer than a real link would hold it.
+    await asyncio.sleep(HANDSHAKE_HALVES * delay)
     try:
         s_reader, s_writer = await asyncio.open_connection("127.0.0.1", target)
     except OSError:

@@ -1,18 +1,25 @@
-"""smtpmail against its peers, side by side in one run (issue 9).
+"""smtpmail against its peers, like for like, side by side in one run (issues 9, 19).
 
 ``bash bench/run.sh`` installs what this needs and runs it; ``--quick`` is a
 smoke test with small counts. Every client runs in its own process pinned to
-CPU 0, the server (Postfix's ``smtp-sink``) to the last CPU; wall time comes
-from the client (start-up excluded for the Python peers), CPU time and peak
-RSS from ``os.wait4``. Each scenario is run ``--runs`` times, peers
-interleaved, and the medians are reported with smtpmail's ratio to each peer.
-Results go to ``bench/results/`` (Markdown, JSON, PNG) and, after a full run,
-into docs/benchmarks.md between the ``bench:start``/``bench:end`` markers.
+CPU 0, the server (Postfix's ``smtp-sink``, aiosmtpd, or a private Postfix
+that discards) to the last CPU; wall time comes from the client (start-up
+excluded for the Python peers), CPU time and peak RSS from ``os.wait4``.
+
+Each smtpmail mode meets the peer mode that does the same work: one reused
+connection and ``smtp-source -s 1 -d``, a connection per message and
+``smtp-source -s 1``, N connections and ``smtp-source -s N -d``. Each scenario
+is run ``--runs`` times, peers interleaved; a ratio is the median of the
+per-run ratios (run r of smtpmail against run r of the peer), so that a slow
+moment of the shared machine cancels out. Results go to ``bench/results/``
+(Markdown, JSON, PNG) and, after a full run, into docs/benchmarks.md
+between the ``bench:start``/``bench:end`` markers.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import os
@@ -35,9 +42,12 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
 
+import discard_mta  # noqa: E402
 from peers import RECIPIENT, SENDER, make_message  # noqa: E402
 
 PEERS_PY = str(BENCH / "peers.py")
+#: The page a whole run writes its tables into (and its chart beside).
+PAGE = ROOT / "docs" / "benchmarks.md"
 CPUS = sorted(os.sched_getaffinity(0))
 CLIENT_CPU = {CPUS[0]}
 SERVER_CPU = {CPUS[-1]}
@@ -50,8 +60,16 @@ class Sample:
     messages: int
     octets: int
     seconds: float
-    cpu: float
+    cpu: float  # the whole process's CPU seconds (os.wait4)
     rss_kib: int
+    #: CPU seconds of the sending alone (Python peers: start-up excluded), else None.
+    send_cpu: float | None = None
+    run: int = 0  # which repetition of the scenario this is
+
+    @property
+    def cpu_per_message(self) -> float:
+        """CPU seconds per message: the sending alone when known, else the whole process."""
+        return (self.cpu if self.send_cpu is None else self.send_cpu) / self.messages
 
     @property
     def rate(self) -> float:
@@ -152,7 +170,7 @@ def measure_python(client: str, port: int, **kw: object) -> Sample:
         argv += [f"--{k}", str(v)]
     text, cpu, rss = _spawn(argv, None)
     data = json.loads(text.strip().splitlines()[-1])
-    return Sample(data["messages"], data["octets"], data["seconds"], cpu, rss)
+    return Sample(data["messages"], data["octets"], data["seconds"], cpu, rss, data["cpu"])
 
 
 def measure_command(
@@ -205,8 +223,18 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
     raise RuntimeError(f"nothing listens on port {port}")
 
 
+@dataclass
+class Server:
+    """A running server: its port, and how many messages it has taken when it can say."""
+
+    port: int
+    #: Messages taken so far (None: the server cannot count, like smtp-sink).
+    received: Callable[[], int] | None = None
+
+
 @contextmanager
-def smtp_sink() -> Iterator[int]:
+def smtp_sink() -> Iterator[Server]:
+    """Postfix's smtp-sink: PIPELINING, no CHUNKING, answers without storing."""
     port = _free_port()
     argv = ["smtp-sink"]
     if os.geteuid() == 0:
@@ -218,7 +246,7 @@ def smtp_sink() -> Iterator[int]:
     )
     try:
         _wait_port(port, proc)
-        yield port
+        yield Server(port)
     finally:
         proc.terminate()
         proc.wait()
@@ -252,14 +280,38 @@ def delay_relay(target: int, rtt: float) -> Iterator[int]:
         yield port
 
 
-def aiosmtpd_counted(measure: Callable[[int], Sample]) -> tuple[Sample, int]:
-    """Run ``measure`` against a fresh counting aiosmtpd; (sample, messages it received)."""
-    with _line_server([sys.executable, str(BENCH / "sanity_server.py")]) as (port, proc):
-        sample = measure(port)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.stdout is not None
-        received = int(proc.stdout.readline().split()[0])
-    return sample, received
+@contextmanager
+def aiosmtpd_server() -> Iterator[Server]:
+    """aiosmtpd (no PIPELINING, no CHUNKING: lock-step), counting what it takes."""
+    with _line_server([sys.executable, str(BENCH / "lockstep_server.py")]) as (port, proc):
+
+        def received() -> int:
+            assert proc.stdout is not None
+            proc.send_signal(signal.SIGUSR1)
+            return int(proc.stdout.readline().split()[0])
+
+        yield Server(port, received)
+
+
+@contextmanager
+def postfix_discard() -> Iterator[Server]:
+    """A private Postfix with CHUNKING that queues, then discards, every message."""
+    with discard_mta.DiscardMTA(pinned([], SERVER_CPU)) as mta:
+        yield Server(mta.port, mta.delivered)
+
+
+SERVERS: dict[str, Callable[[], contextlib.AbstractContextManager[Server]]] = {
+    "smtp-sink": smtp_sink,
+    "aiosmtpd": aiosmtpd_server,
+    "postfix": postfix_discard,
+}
+
+
+def server_missing(kind: str) -> str | None:
+    """Why the server ``kind`` cannot run here, or None."""
+    if kind == "postfix" and not discard_mta.available():
+        return "a private Postfix needs root and Postfix (bash bench/run.sh installs it)"
+    return None
 
 
 # -- scenarios -------------------------------------------------------------------
@@ -273,6 +325,7 @@ class Scenario:
     peers: dict[str, Callable[[int], Sample]]
     runs: int
     relay_rtt: float = 0.0
+    server: str = "smtp-sink"  # a key of SERVERS
     #: Peers run one process per message, taking turns (``measure_interleaved``):
     #: name -> the argv for a port; ``peers`` is then unused.
     interleaved: dict[str, Callable[[int], list[str]]] = field(default_factory=dict)
@@ -280,12 +333,19 @@ class Scenario:
     stdin: Path | None = None  # the message, for the interleaved peers that read it there
     samples: dict[str, list[Sample]] = field(default_factory=dict)
 
+    @property
+    def verified(self) -> bool:
+        """Whether the server counts what it takes (each run is then checked)."""
+        return self.server != "smtp-sink"
 
-def smtp_source(port: int, count: int, size: int, conns: int = 1) -> Sample:
+
+def smtp_source(port: int, count: int, size: int, conns: int = 1, *, reuse: bool = True) -> Sample:
+    """``smtp-source -s CONNS [-d]``: ``-d`` keeps each connection for the next message."""
     argv = [
         "smtp-source",
         "-s",
         str(conns),
+        *(["-d"] if reuse else []),
         "-m",
         str(count),
         "-l",
@@ -332,7 +392,7 @@ def msmtp_argv(port: int) -> list[str]:
 
 def smtpmail_cli_argv(port: int, msg: Path) -> list[str] | None:
     """``smtpmail send`` for one message, when this checkout's CLI has it."""
-    sys.path.insert(0, str(ROOT / "src"))
+    sys.path.insert(0, str(SOURCE[0]))
     try:
         from smtpmail.cli import COMMANDS
     except ImportError:
@@ -345,93 +405,169 @@ def smtpmail_cli_argv(port: int, msg: Path) -> list[str] | None:
     ]
 
 
+# Row names say exactly what each side does; a target names two of them.
+MANY = "smtpmail Client.send_many"
+LOOP = "smtpmail Client.send in a loop"
+ASYNC_MANY = "smtpmail AsyncClient.send_many"
+SOURCE_D = "smtp-source -s 1 -d"
+SMTPLIB = "smtplib SMTP.sendmail"
+AIOSMTPLIB = "aiosmtplib SMTP.sendmail"
+ONESHOT = "smtpmail.send()"
+ONESHOT_ASYNC = "smtpmail.send_async()"
+SOURCE_EACH = "smtp-source -s 1"
+SMTPLIB_EACH = "smtplib, new SMTP per message"
+ASYNC_X8 = "smtpmail AsyncClient x8 tasks"
+THREADS_X8 = "smtpmail Client x8 threads"
+SOURCE_X8 = "smtp-source -s 8 -d"
+SMTPLIB_X8 = "smtplib x8 threads"
+AIOSMTPLIB_X8 = "aiosmtplib x8 tasks"
+CLI_SEND = "smtpmail send (CLI)"
+
+
 def build(args: argparse.Namespace, msg_file: Path, big_file: Path) -> list[Scenario]:
     q = args.quick
     runs = 1 if q else args.runs
+    slow_runs = min(runs, 3)  # the 50 ms RTT scenarios: a minute or more per run
     n1 = 500 if q else 10_000
     n_each = 5 if q else 50
     n3, size3 = (3, 5 * 2**20) if q else (20, 5 * 2**20)
     n5 = 10 if q else 100
+    n7 = 100 if q else 1_000
+    n9 = 40 if q else 400
     kib = 1024
     big = big_file.stat().st_size
 
     def py(client: str, **kw: object) -> Callable[[int], Sample]:
         return lambda port: measure_python(client, port, **kw)
 
-    def each(make: Callable[[int], list[str]], n: int) -> Callable[[int], Sample]:
-        # One process per message (swaks, msmtp in scenario 1): a peer alone.
-        return lambda port: measure_interleaved({"": lambda: make(port)}, n, kib, msg_file)[""]
+    def source(n: int, size: int, conns: int = 1, reuse: bool = True) -> Callable[[int], Sample]:
+        return lambda port: smtp_source(port, n, size, conns, reuse=reuse)
 
-    s1 = {
-        "smtpmail": py("smtpmail", count=n1, size=kib),
-        "smtpmail send()": py("smtpmail-send", count=n1, size=kib),
-        "smtpmail async": py("smtpmail-async", count=n1, size=kib),
-        "smtp-source": lambda p: smtp_source(p, n1, kib),
-        "smtplib": py("smtplib", count=n1, size=kib),
-        "smtplib per message": py("smtplib-per-message", count=n1 // 10, size=kib),
-        "aiosmtplib": py("aiosmtplib", count=n1, size=kib),
-        "swaks": each(lambda p: swaks_argv(p, msg_file), n_each),
-        "msmtp": each(msmtp_argv, n_each),
+    def reused(n: int, size: int, loop: bool = False) -> dict[str, Callable[[int], Sample]]:
+        """Every client on one connection it keeps for all ``n`` messages."""
+        peers = {MANY: py("smtpmail", count=n, size=size)}
+        if loop:
+            peers[LOOP] = py("smtpmail-send", count=n, size=size)
+        peers[ASYNC_MANY] = py("smtpmail-async", count=n, size=size)
+        peers[SOURCE_D] = source(n, size)
+        peers[SMTPLIB] = py("smtplib", count=n, size=size)
+        peers[AIOSMTPLIB] = py("aiosmtplib", count=n, size=size)
+        return peers
+
+    def eight(n: int) -> dict[str, Callable[[int], Sample]]:
+        """``n`` messages split over 8 connections, each kept for its share."""
+        return {
+            ASYNC_X8: py("smtpmail-async", count=n, size=kib, conns=8),
+            THREADS_X8: py("smtpmail", count=n, size=kib, conns=8),
+            SOURCE_X8: source(n, kib, 8),
+            SMTPLIB_X8: py("smtplib", count=n, size=kib, conns=8),
+            AIOSMTPLIB_X8: py("aiosmtplib", count=n, size=kib, conns=8),
+        }
+
+    per_message = {
+        ONESHOT: py("smtpmail-oneshot", count=n7, size=kib),
+        ONESHOT_ASYNC: py("smtpmail-oneshot-async", count=n7, size=kib),
+        SOURCE_EACH: source(n7, kib, reuse=False),
+        SMTPLIB_EACH: py("smtplib-per-message", count=n7, size=kib),
     }
-    s2 = {
-        "smtpmail async x8": py("smtpmail-async", count=n1, size=kib, conns=8),
-        "smtpmail threads x8": py("smtpmail", count=n1, size=kib, conns=8),
-        "smtp-source -s 8": lambda p: smtp_source(p, n1, kib, 8),
-        "smtplib threads x8": py("smtplib", count=n1, size=kib, conns=8),
-        "aiosmtplib x8": py("aiosmtplib", count=n1, size=kib, conns=8),
+    from_file = {
+        "smtpmail Client.send(file)": py("smtpmail", file=big_file),
+        "smtpmail AsyncClient.send(file)": py("smtpmail-async", file=big_file),
+        "smtp-source -s 1 (generates it)": source(1, big),
+        "smtplib SMTP.sendmail (reads it whole)": py("smtplib", file=big_file),
+        "aiosmtplib SMTP.sendmail (reads it whole)": py("aiosmtplib", file=big_file),
     }
-    s3 = {
-        "smtpmail": py("smtpmail", count=n3, size=size3),
-        "smtpmail async": py("smtpmail-async", count=n3, size=size3),
-        "smtp-source": lambda p: smtp_source(p, n3, size3),
-        "smtplib": py("smtplib", count=n3, size=size3),
-        "aiosmtplib": py("aiosmtplib", count=n3, size=size3),
-    }
-    s4 = {
-        "smtpmail": py("smtpmail", file=big_file),
-        "smtpmail async": py("smtpmail-async", file=big_file),
-        "smtp-source": lambda p: smtp_source(p, 1, big),
-        "smtplib": py("smtplib", file=big_file),
-        "aiosmtplib": py("aiosmtplib", file=big_file),
-    }
-    s5 = {
-        "smtpmail": py("smtpmail", count=n5, size=kib),
-        "smtpmail send()": py("smtpmail-send", count=n5, size=kib),
-        "smtpmail async": py("smtpmail-async", count=n5, size=kib),
-        "smtp-source": lambda p: smtp_source(p, n5, kib),
-        "smtplib": py("smtplib", count=n5, size=kib),
-        "aiosmtplib": py("aiosmtplib", count=n5, size=kib),
-    }
-    s6: dict[str, Callable[[int], list[str]]] = {}
+    cli: dict[str, Callable[[int], list[str]]] = {}
     if smtpmail_cli_argv(0, msg_file) is not None:
-        s6["smtpmail send (CLI)"] = lambda p: smtpmail_cli_argv(p, msg_file) or []
-    s6["swaks"] = lambda p: swaks_argv(p, msg_file)
+        cli[CLI_SEND] = lambda p: smtpmail_cli_argv(p, msg_file) or []
+    cli["swaks"] = lambda p: swaks_argv(p, msg_file)
     # The floor for any Python CLI: the interpreter starting and stopping.
-    s6["python -c pass"] = lambda _p: [sys.executable, "-c", "pass"]
-    s6["msmtp"] = msmtp_argv
+    cli["python -c pass"] = lambda _p: [sys.executable, "-c", "pass"]
+    cli["msmtp"] = msmtp_argv
+    chunking = reused(n7, kib)
     return [
-        Scenario("1", f"{n1:,} messages of 1 KB, one connection", "msgs/s", s1, runs),
-        Scenario("2", f"{n1:,} messages of 1 KB, 8 connections", "msgs/s", s2, runs),
-        Scenario("3", f"{n3} messages of 5 MB", "MB/s", s3, runs),
-        Scenario("4", f"one message of {big / 2**20:,.0f} MiB from a file", "MiB", s4, 1),
-        # About 100 s a run (smtp-source alone takes 33): three runs give a median.
         Scenario(
-            "5", f"{n5} messages of 1 KB at 50 ms RTT", "msgs/s", s5, min(runs, 3), relay_rtt=0.05
+            "1",
+            f"{n1:,} messages of 1 KB, one reused connection",
+            "msgs/s",
+            reused(n1, kib, loop=True),
+            runs,
+        ),
+        Scenario(
+            "2",
+            f"{n1:,} messages of 1 KB over 8 connections, each reused",
+            "msgs/s",
+            eight(n1),
+            runs,
+        ),
+        Scenario(
+            "3", f"{n3} messages of 5 MB, one reused connection", "MB/s", reused(n3, size3), runs
+        ),
+        Scenario("4", f"one message of {big / 2**20:,.0f} MiB from a file", "MiB", from_file, 1),
+        Scenario(
+            "5",
+            f"{n5} messages of 1 KB at 50 ms RTT, one reused connection",
+            "msgs/s",
+            reused(n5, kib, loop=True),
+            slow_runs,
+            relay_rtt=0.05,
         ),
         Scenario(
             "6",
-            "CLI, one process per message",
+            "CLI: one process (and connection) per message",
             "msgs/s",
             {},
             runs,
-            interleaved=s6,
+            interleaved=cli,
             per_run=n_each,
             stdin=msg_file,
+        ),
+        Scenario(
+            "7",
+            f"{n7:,} messages of 1 KB to a lock-step server (aiosmtpd: no "
+            "PIPELINING), one reused connection",
+            "msgs/s",
+            {k: v for k, v in reused(n7, kib).items()},
+            runs,
+            server="aiosmtpd",
+        ),
+        Scenario(
+            "8",
+            f"{n7:,} messages of 1 KB, a new connection per message",
+            "msgs/s",
+            per_message,
+            runs,
+        ),
+        Scenario(
+            "9",
+            f"{n9} messages of 1 KB at 50 ms RTT over 8 connections, each reused",
+            "msgs/s",
+            eight(n9),
+            slow_runs,
+            relay_rtt=0.05,
+        ),
+        Scenario(
+            "10",
+            f"{n7:,} messages of 1 KB to Postfix with CHUNKING, one reused connection",
+            "msgs/s",
+            chunking,
+            runs,
+            server="postfix",
+        ),
+        Scenario(
+            "11",
+            f"{n5} messages of 1 KB to Postfix with CHUNKING at 50 ms RTT, one reused connection",
+            "msgs/s",
+            {k: v for k, v in reused(n5, kib).items() if k in (MANY, ASYNC_MANY, SOURCE_D)},
+            slow_runs,
+            relay_rtt=0.05,
+            server="postfix",
         ),
     ]
 
 
-def run_scenario(sc: Scenario, port: int, only: set[str] | None) -> None:
+def run_scenario(sc: Scenario, server: Server, port: int, only: set[str] | None) -> None:
+    """Every run of ``sc`` against ``port`` (``server``'s, or a relay's in front of it)."""
     names = [n for n in sc.interleaved or sc.peers if not only or any(o in n for o in only)]
     for r in range(sc.runs):
         if sc.interleaved:
@@ -442,44 +578,49 @@ def run_scenario(sc: Scenario, port: int, only: set[str] | None) -> None:
                 print(f"  {sc.key}: FAILED {exc}", file=sys.stderr)
                 continue
             for name, sample in samples.items():
+                sample.run = r
                 _record(sc, name, sample)
             continue
         # Rotate the order so no peer always runs first (caches, CPU clocks).
         order = names[r % len(names) :] + names[: r % len(names)] if names else []
         for name in order:
             try:
-                sample = sc.peers[name](port)
+                sample = _checked(sc.peers[name], server, port)
             except Exception as exc:
                 print(f"  {sc.key} {name}: FAILED {exc}", file=sys.stderr)
                 continue
+            sample.run = r
             _record(sc, name, sample)
+
+
+def _checked(
+    measure: Callable[[int], Sample], server: Server, port: int, patience: float = 60.0
+) -> Sample:
+    """One sample; with a counting server, only if it took every message the client sent.
+
+    ``patience``: how long the server's count may take to catch up (seconds).
+    """
+    if server.received is None:
+        return measure(port)
+    before = server.received()
+    sample = measure(port)
+    want = before + sample.messages
+    # Postfix discards after queueing: its count catches up shortly after.
+    deadline = time.monotonic() + patience
+    while (got := server.received()) < want and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if got != want:
+        raise RuntimeError(f"the server took {got - before} of {sample.messages} messages")
+    return sample
 
 
 def _record(sc: Scenario, name: str, sample: Sample) -> None:
     sc.samples.setdefault(name, []).append(sample)
     print(
-        f"  [{sc.key}] {name:22} {sample.rate:10.1f} msgs/s {sample.mbps:8.1f} MB/s "
-        f"cpu {sample.cpu:6.2f} s  rss {sample.rss_kib / 1024:7.1f} MiB",
+        f"  [{sc.key}] {name:34} {sample.rate:10.1f} msgs/s {sample.mbps:8.1f} MB/s "
+        f"cpu {sample.cpu_per_message * 1e6:8.1f} µs/msg  rss {sample.rss_kib / 1024:7.1f} MiB",
         flush=True,
     )
-
-
-def sanity(quick: bool) -> list[dict[str, object]]:
-    """The same 1 KB load against aiosmtpd; checks every message arrived."""
-    n = 100 if quick else 1000
-    rows = []
-    peers: dict[str, Callable[[int], Sample]] = {
-        "smtpmail": lambda p: measure_python("smtpmail", p, count=n),
-        "smtpmail async": lambda p: measure_python("smtpmail-async", p, count=n),
-        "smtp-source": lambda p: smtp_source(p, n, 1024),
-        "smtplib": lambda p: measure_python("smtplib", p, count=n),
-        "aiosmtplib": lambda p: measure_python("aiosmtplib", p, count=n),
-    }
-    for name, fn in peers.items():
-        sample, received = aiosmtpd_counted(fn)
-        rows.append({"peer": name, "rate": sample.rate, "sent": n, "received": received})
-        print(f"  [aiosmtpd] {name:16} {sample.rate:9.1f} msgs/s  received {received}/{n}")
-    return rows
 
 
 def import_time(runs: int = 7) -> float:
@@ -516,12 +657,12 @@ def machine() -> str:
 
 
 def results_folder(args: argparse.Namespace) -> tuple[Path, bool]:
-    """Where results go, and whether this is a whole run (docs/benchmarks.md shows only those).
+    """Where results go, and whether this is a whole run (the results page shows only those).
 
     A smoke test or a run of some scenarios or peers writes beside the full
     results (``quick/``, ``partial/``), never over them.
     """
-    whole = not (args.quick or args.only or args.peer)
+    whole = not (args.quick or args.only or args.peer or getattr(args, "source", None))
     default = BENCH / "results" / ("" if whole else "quick" if args.quick else "partial")
     return (args.out or default), whole
 
@@ -537,7 +678,12 @@ def main(argv: list[str]) -> int:
     p.add_argument(
         "--out", type=Path, help="results folder (default bench/results, or its quick/ or partial/)"
     )
-    p.add_argument("--no-readme", action="store_true", help="leave docs/benchmarks.md alone")
+    p.add_argument(
+        "--source",
+        type=Path,
+        help="measure the smtpmail in this src folder (another commit's, for a before/after)",
+    )
+    p.add_argument("--no-readme", action="store_true", help=f"leave {PAGE.name} alone")
     p.add_argument("--no-chart", action="store_true")
     args = p.parse_args(argv)
     # Postfix's tools live in /usr/sbin, which a user's PATH may lack.
@@ -557,7 +703,9 @@ def main(argv: list[str]) -> int:
         # byte-compiled as an installed package would be: the environment may forbid
         # writing .pyc files, and each CLI run would then compile every module.
         src = Path(tmp) / "src"
-        shutil.copytree(ROOT / "src", src, ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(
+            args.source or ROOT / "src", src, ignore=shutil.ignore_patterns("__pycache__")
+        )
         subprocess.run([sys.executable, "-m", "compileall", "-q", str(src)], check=True)
         SOURCE[0] = src
         CLI[0] = [str(write_launcher(Path(tmp) / "bin"))]
@@ -566,18 +714,19 @@ def main(argv: list[str]) -> int:
         big_file = Path(tmp) / "big.eml"
         _write_big(big_file, 64 * 2**20 if args.quick else 2**30)
         scenarios = build(args, msg_file, big_file)
-        with smtp_sink() as sink:
-            for sc in scenarios:
-                if only and sc.key not in only:
-                    continue
-                print(f"scenario {sc.key}: {sc.title}", flush=True)
+        for sc in scenarios:
+            if only and sc.key not in only:
+                continue
+            print(f"scenario {sc.key}: {sc.title}", flush=True)
+            if why := server_missing(sc.server):
+                print(f"  {sc.key}: skipped: {why}", file=sys.stderr)
+                continue
+            with SERVERS[sc.server]() as server:
                 if sc.relay_rtt:
-                    with delay_relay(sink, sc.relay_rtt) as relay:
-                        run_scenario(sc, relay, set(args.peer or []))
+                    with delay_relay(server.port, sc.relay_rtt) as relay:
+                        run_scenario(sc, server, relay, set(args.peer or []))
                 else:
-                    run_scenario(sc, sink, set(args.peer or []))
-        print("sanity check against aiosmtpd", flush=True)
-        sanity_rows = [] if only and "sanity" not in only else sanity(args.quick)
+                    run_scenario(sc, server, server.port, set(args.peer or []))
         imp = import_time()
         print(f"import smtpmail: {imp / 1000:.1f} ms")
     from report import write_results
@@ -585,13 +734,12 @@ def main(argv: list[str]) -> int:
     write_results(
         out,
         scenarios,
-        sanity_rows,
         imp,
         machine=machine(),
         when=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)),
         command=" ".join(["bash bench/run.sh", *argv]),
         chart=not args.no_chart,
-        readme=ROOT / "docs" / "benchmarks.md" if whole and not args.no_readme else None,
+        page=PAGE if whole and not args.no_readme else None,
     )
     print(f"results in {out} ({time.time() - started:.0f} s)")
     return 0

@@ -6,8 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
-# Server and peers from Debian: Postfix (smtp-sink, smtp-source), swaks, msmtp;
-# GNU time measures each client's own peak RSS.
+# Servers and peers from Debian: Postfix (smtp-sink, smtp-source, and a private
+# instance that discards: the CHUNKING server; it needs root), swaks, msmtp;
+# GNU time measures each client's own peak RSS. aiosmtpd (the lock-step server)
+# comes from PyPI below.
 APT_PACKAGES="postfix swaks msmtp time"
 # shellcheck disable=SC2086
 missing=$(missing_packages $APT_PACKAGES)

@@ -2,7 +2,9 @@
 
 The delaying relay must carry a real SMTP dialogue intact (aiosmtpd behind
 it); the harness must run a scenario end to end against smtp-sink and write
-its results.
+its results; each smtpmail mode must meet the peer mode doing the same work
+(issue 19), ratios must pair runs, and the counting servers (aiosmtpd, the
+discarding Postfix) must count what they take.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,8 +26,20 @@ from servers import RecordingServer
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 sys.path.insert(0, str(BENCH))
 
+import discard_mta  # noqa: E402
+import report  # noqa: E402
 from peers import make_message  # noqa: E402
-from run import measure_interleaved, results_folder, write_launcher  # noqa: E402
+from run import (  # noqa: E402
+    Sample,
+    Scenario,
+    Server,
+    _checked,
+    aiosmtpd_server,
+    build,
+    measure_interleaved,
+    results_folder,
+    write_launcher,
+)
 
 
 def test_make_message_is_exactly_the_size_asked() -> None:
@@ -42,13 +57,14 @@ def test_make_message_is_exactly_the_size_asked() -> None:
         ({"only": ["3"]}, "results/partial", False),
         ({"peer": ["smtpmail"]}, "results/partial", False),
         ({"quick": True, "only": ["1"]}, "results/quick", False),
+        ({"source": Path("/elsewhere/src")}, "results/partial", False),
     ],
 )
 def test_only_a_whole_run_writes_the_results_the_readme_shows(
     options: dict[str, object], folder: str, whole: bool
 ) -> None:
     args = argparse.Namespace(
-        **{"quick": False, "only": None, "peer": None, "out": None, **options}
+        **{"quick": False, "only": None, "peer": None, "out": None, "source": None, **options}
     )
     assert results_folder(args) == (BENCH / folder, whole)
 
@@ -116,6 +132,116 @@ def test_harness_runs_a_scenario_and_writes_results(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     data = json.loads((tmp_path / "results.json").read_text())
     rows = {row["peer"]: row for row in data["scenarios"]["1"]["rows"]}
-    assert set(rows) == {"smtpmail", "smtpmail send()", "smtpmail async"}
+    assert set(rows) == {
+        "smtpmail Client.send_many",
+        "smtpmail Client.send in a loop",
+        "smtpmail AsyncClient.send_many",
+    }
     assert all(row["messages"] == 500 and row["rate"] > 0 for row in rows.values())
-    assert "| smtpmail |" in (tmp_path / "results.md").read_text()
+    assert all(row["cpu_us_per_msg"] > 0 for row in rows.values())
+    assert "| smtpmail Client.send_many |" in (tmp_path / "results.md").read_text()
+
+
+def _scenarios(tmp_path: Path) -> dict[str, Scenario]:
+    args = argparse.Namespace(quick=True, runs=1)
+    msg, big = tmp_path / "m.eml", tmp_path / "big.eml"
+    msg.write_bytes(make_message(1024))
+    big.write_bytes(make_message(4096))
+    return {sc.key: sc for sc in build(args, msg, big)}
+
+
+def test_each_smtpmail_mode_meets_the_peer_mode_doing_the_same_work(tmp_path: Path) -> None:
+    """Issue 19: one reused connection ↔ smtp-source -d; a connection per message ↔ without."""
+    scenarios = _scenarios(tmp_path)
+    sources = {
+        key: [n for n in sc.peers if n.startswith("smtp-source")] for key, sc in scenarios.items()
+    }
+    assert sources == {
+        "1": ["smtp-source -s 1 -d"],
+        "2": ["smtp-source -s 8 -d"],
+        "3": ["smtp-source -s 1 -d"],
+        "4": ["smtp-source -s 1 (generates it)"],
+        "5": ["smtp-source -s 1 -d"],
+        "6": [],
+        "7": ["smtp-source -s 1 -d"],
+        "8": ["smtp-source -s 1"],
+        "9": ["smtp-source -s 8 -d"],
+        "10": ["smtp-source -s 1 -d"],
+        "11": ["smtp-source -s 1 -d"],
+    }
+    assert {
+        k: (sc.server, sc.relay_rtt) for k, sc in scenarios.items() if k in {"7", "9", "10", "11"}
+    } == {
+        "7": ("aiosmtpd", 0.0),
+        "9": ("smtp-sink", 0.05),
+        "10": ("postfix", 0.0),
+        "11": ("postfix", 0.05),
+    }
+    # Every target names rows that exist in its scenario.
+    for t in report.TARGETS:
+        sc = scenarios[t.scenario]
+        names = set(sc.interleaved or sc.peers)
+        assert t.ours in names and (not t.peer or t.peer in names), t.text
+
+
+def _sample(run: int, seconds: float) -> Sample:
+    return Sample(100, 100 * 1024, seconds, 0.1, 1024, run=run)
+
+
+def test_a_ratio_is_the_median_of_per_run_ratios(tmp_path: Path) -> None:
+    sc = _scenarios(tmp_path)["1"]
+    # The machine slowed down in run 2 for both: per-run ratios are 2, 2, 2 and 1.
+    ours = [_sample(0, 1.0), _sample(1, 1.0), _sample(2, 10.0), _sample(3, 2.0)]
+    theirs = [_sample(0, 2.0), _sample(1, 2.0), _sample(2, 20.0), _sample(3, 2.0), _sample(4, 1)]
+    assert report.ratio(sc, ours, theirs) == 2.0
+    # The ratio of medians would be (100/1.5) / (100/2) = 1.33.
+    assert report.ratio(sc, ours, [_sample(9, 1.0)]) is None
+
+
+def test_the_lock_step_server_counts_what_it_takes_and_a_short_count_fails() -> None:
+    import smtpmail
+
+    with aiosmtpd_server() as server:
+        assert server.received is not None
+        assert server.received() == 0
+        envelope = smtpmail.Envelope("a@example.org", ["b@example.org"])
+        with smtpmail.Client("127.0.0.1", server.port) as client:
+            assert "PIPELINING" not in client.extensions
+            client.send_many((envelope, make_message(1024, i)) for i in range(3))
+        assert server.received() == 3
+    # A client that claims more than the server took is a failed sample, not a number.
+    counts = iter([0, 1])
+    liar = Server(0, lambda: next(counts, 1))
+    with pytest.raises(RuntimeError, match="took 1 of 100"):
+        _checked(lambda _p: _sample(0, 1.0), liar, 0, patience=0.1)
+
+
+def test_the_discarding_postfix_offers_chunking_and_counts_what_it_takes() -> None:
+    if not discard_mta.available():
+        pytest.fail("a private Postfix needs root and Postfix: scripts/test.sh installs it")
+    import smtpmail
+
+    with discard_mta.DiscardMTA([]) as mta:
+        envelope = smtpmail.Envelope("a@example.org", ["b@example.net"])
+        with smtpmail.Client(mta.host, mta.port) as client:
+            assert {"CHUNKING", "PIPELINING"} <= set(client.extensions)
+            results = client.send_many((envelope, make_message(1024, i)) for i in range(4))
+        assert [r.ok for r in results] == [True] * 4
+        # Discarded after queueing: the count catches up (a bound on waiting, not a timing).
+        deadline = time.monotonic() + 60
+        while mta.delivered() < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert mta.delivered() == 4
+
+
+def test_a_whole_run_rewrites_only_the_block_between_the_page_markers(tmp_path: Path) -> None:
+    page = tmp_path / "docs" / "benchmarks.md"
+    report.update_page(page, "first table", None)
+    made = page.read_text()
+    assert made.startswith("# Benchmarks\n") and "first table" in made
+    page.write_text("intro kept\n" + made + "\nnotes kept\n")
+    report.update_page(page, "second table", "benchmark-chart.png")
+    body = page.read_text()
+    assert "first table" not in body and "second table" in body
+    assert body.startswith("intro kept\n") and body.endswith("\nnotes kept\n")
+    assert "![benchmark chart](benchmark-chart.png)" in body

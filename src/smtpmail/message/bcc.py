@@ -29,11 +29,14 @@ MAX_HEADER_SECTION = 4 * 1024 * 1024
 #: then fields (RFC 5322 §2.2: a name of printable characters but the colon;
 #: §4.5.3 obsolete syntax allows blanks before the colon) with their folded
 #: continuation lines. Its end is where the body (or the empty line) starts.
-_HEADER_SECTION = re.compile(
+#: It and the two patterns below are compiled on first use (re's own cache):
+#: a message whose header section has no "bcc" never needs them, and a CLI
+#: run would pay for compiling them at import.
+_HEADER_SECTION = (
     rb"(?:From [^\n]*\n)?(?:[!-9;-~]+[ \t]*:[^\n]*(?:\n|\Z)(?:[ \t][^\n]*(?:\n|\Z))*)*"
 )
 #: A Bcc or Resent-Bcc field name at the start of a line, any case.
-_BCC_FIELD = re.compile(rb"^(?:resent-)?bcc[ \t]*:", re.IGNORECASE | re.MULTILINE)
+_BCC_FIELD = rb"(?im)^(?:resent-)?bcc[ \t]*:"
 #: The first empty line: the header section ends there at the latest.
 _EMPTY_LINE = re.compile(rb"\n\r?\n")
 #: How far the quick look searches for that empty line.
@@ -43,7 +46,7 @@ _QUICK_LOOK = 64 * 1024
 def header_section_end(data: bytes | bytearray) -> int:
     """The offset where the header section of ``data`` ends (the empty line,
     if any, is not part of it); 0 when ``data`` does not start with a field."""
-    match = _HEADER_SECTION.match(data)
+    match = re.match(_HEADER_SECTION, data)
     return match.end() if match else 0
 
 
@@ -59,7 +62,8 @@ def drop_bcc(data: bytes) -> bytes:
     if empty is not None and b"bcc" not in data[: empty.start()].lower():
         return data
     end = header_section_end(data)
-    if _BCC_FIELD.search(data, 0, end) is None:
+    bcc_field = re.compile(_BCC_FIELD)  # (re's cache: compiled once per process)
+    if bcc_field.search(data, 0, end) is None:
         return data
     kept: list[bytes] = []
     dropping = False
@@ -71,7 +75,7 @@ def drop_bcc(data: bytes) -> bytes:
         line = data[pos:stop]
         pos = stop
         if line[:1] not in (b" ", b"\t"):  # not a folded continuation: a new field
-            dropping = _BCC_FIELD.match(line) is not None
+            dropping = bcc_field.match(line) is not None
         if not dropping:
             kept.append(line)
     kept.append(data[end:])
@@ -102,10 +106,10 @@ def split_header_section(chunks: Iterable[bytes]) -> tuple[bytes, Iterator[bytes
 
 
 #: What an incomplete line may hold while it may still become a field.
-_FIELD_NAME_SO_FAR = re.compile(rb"[!-9;-~]*[ \t]*")
+_FIELD_NAME_SO_FAR = rb"[!-9;-~]*[ \t]*"
 
 
 def _decided(read: bytearray, end: int) -> bool:
     """Is the line at ``end`` (which did not match as a field) surely no field?
     It is when it is complete, or when what it holds so far cannot start one."""
-    return read.find(b"\n", end) >= 0 or _FIELD_NAME_SO_FAR.fullmatch(read, end) is None
+    return read.find(b"\n", end) >= 0 or re.compile(_FIELD_NAME_SO_FAR).fullmatch(read, end) is None

@@ -48,11 +48,13 @@ _FORBIDDEN = re.compile("[\x00-\x1f\x7f\x85]|(\u2028|\u2029)")
 _ATEXT = r"""[^\x00-\x20"(),.:;<>@\[\\\]\x7f]"""
 _DOT_STRING = re.compile(rf"{_ATEXT}+(?:\.{_ATEXT}+)*\Z")
 # qtextSMTP (RFC 5321 §4.1.2) plus non-ASCII: all but controls, '"' and backslash.
-_QUOTED_STRING = re.compile(r'"(?:[^\x00-\x1f"\\\x7f]|\\[\x20-\x7e])*"\Z')
+# Compiled on first use (re's own cache): few senders quote their local part,
+# and a CLI run should not compile it at import for nothing.
+_QUOTED_STRING = r'"(?:[^\x00-\x1f"\\\x7f]|\\[\x20-\x7e])*"\Z'
 # Let-dig / Ldh-str (RFC 5321 §4.1.2) plus U-labels: ASCII letters, digits, non-ASCII.
 _LET_DIG = r"[^\x00-\x2f\x3a-\x40\x5b-\x60\x7b-\x7f]"
 _LDH = r"[^\x00-\x2c\x2e\x2f\x3a-\x40\x5b-\x60\x7b-\x7f]"
-_LABEL = re.compile(rf"{_LET_DIG}(?:{_LDH}*{_LET_DIG})?\Z")
+_LABEL = rf"{_LET_DIG}(?:{_LDH}*{_LET_DIG})?\Z"  # non-ASCII domains only: compiled on first use
 # RFC 5321 §4.1.3: an IPv4 or IPv6 address literal. General-address-literal
 # (``tag:content``, whose dcontent admits '<', '>' and '@') is refused: no
 # standardised tag besides IPv6 exists, and none can be delivered to.
@@ -92,8 +94,9 @@ def _check_literal(domain: str, what: str) -> None:
 
 
 def _local_part_ok(local: str) -> bool:
-    pattern = _QUOTED_STRING if local.startswith('"') else _DOT_STRING
-    return pattern.match(local) is not None
+    if local.startswith('"'):
+        return re.match(_QUOTED_STRING, local) is not None
+    return _DOT_STRING.match(local) is not None
 
 
 def _wire_domain(domain: str, what: str, *, utf8: bool) -> str:
@@ -108,7 +111,7 @@ def _wire_domain(domain: str, what: str, *, utf8: bool) -> str:
     if domain.isascii():  # written as given, in either case
         return idn.ldh_domain(domain, what)
     labels = domain.split(".")
-    if not all(_LABEL.match(label) for label in labels):
+    if not all(re.match(_LABEL, label) for label in labels):
         raise InvalidAddress(f"{what}: malformed domain {domain!r}")
     if utf8:
         idn.check_u_labels(domain, what)
