@@ -166,27 +166,25 @@ class SocketStream:
             self._sock.settimeout(timeout)
             self._timeout = timeout
 
-    def _limit(self, which: int, timeout: float, always: bool = False) -> None:
+    def _limit(self, which: int, timeout: float) -> None:
         """Let the kernel wait at most ``timeout`` seconds (which: 0 receive, 1 send)."""
-        waits = self._waits
-        if always or not waits[which] or timeout < waits[which]:
-            # 1 µs at least: a zero timeval means "no timeout" to the kernel.
-            seconds = max(timeout, 1e-6)
-            option = socket.SO_SNDTIMEO if which else socket.SO_RCVTIMEO
-            whole = int(seconds)
-            self._sock.setsockopt(
-                socket.SOL_SOCKET,
-                option,
-                _TIMEVAL.pack(whole, int((seconds - whole) * 1e6)),
-            )
-            waits[which] = seconds
+        # 1 µs at least: a zero timeval means "no timeout" to the kernel.
+        seconds = max(timeout, 1e-6)
+        option = socket.SO_SNDTIMEO if which else socket.SO_RCVTIMEO
+        whole = int(seconds)
+        self._sock.setsockopt(
+            socket.SOL_SOCKET, option, _TIMEVAL.pack(whole, int((seconds - whole) * 1e6))
+        )
+        self._waits[which] = seconds
 
     def read(self, max_bytes: int, timeout: float) -> bytes:
         sock = self._sock
         if self._timeout is not None:
             self._tls_wait_at_most(timeout)
             return sock.recv(max_bytes)
-        self._limit(0, timeout)
+        wait = self._waits[0]
+        if not wait or timeout < wait:
+            self._limit(0, timeout)
         deadline = 0.0
         while True:
             try:
@@ -200,7 +198,7 @@ class SocketStream:
                 deadline = now - self._waits[0] + timeout
             if now >= deadline:
                 raise TimeoutError("timed out")
-            self._limit(0, deadline - now, always=True)
+            self._limit(0, deadline - now)
 
     def read_arrived(self, max_bytes: int) -> bytes | None:
         sock = self._sock
@@ -229,17 +227,19 @@ class SocketStream:
             self._tls_wait_at_most(timeout)
             sock.sendall(data)
             return
-        self._limit(1, timeout, always=timeout != self._waits[1])
-        view = memoryview(data)
+        if timeout != self._waits[1]:
+            self._limit(1, timeout)
         # Our own sendall: a kernel timeout in the middle must not lose count.
-        while view:
-            try:
-                sent = sock.send(view)
-            except OSError as exc:
-                if _timed_out(exc):
-                    raise TimeoutError("timed out") from None
-                raise
-            view = view[sent:]
+        try:
+            sent = sock.send(data)
+            if sent < len(data):  # (a big write: the kernel took part of it)
+                view = memoryview(data)[sent:]
+                while view:
+                    view = view[sock.send(view) :]
+        except OSError as exc:
+            if _timed_out(exc):
+                raise TimeoutError("timed out") from None
+            raise
 
     def start_tls(
         self,
