@@ -113,17 +113,24 @@ def sending(
     items: Iterable[tuple[Envelope, Content]],
     keep_errors: bool,
     results: list[SendResult],
+    then_quit: bool = False,
 ) -> Steps[list[SendResult]]:
-    """One transaction per item on this connection (send, send_many)."""
+    """One transaction per item on this connection (send, send_many); with
+    ``then_quit``, QUIT after them (with the last end of data when pipelined)."""
 
     def transactions(session: Session) -> Flow[list[SendResult]]:
-        return session.transactions(items, keep_errors=keep_errors, results=results)
+        return session.transactions(
+            items, keep_errors=keep_errors, results=results, then_quit=then_quit
+        )
 
     try:
-        return client._stamp((yield from ensured(client, transactions)))
+        done = client._stamp((yield from ensured(client, transactions)))
     except SMTPError as exc:
         exc.results = results  # recipients over a limit go in several transactions
         raise
+    if then_quit:
+        yield from quitting(client)
+    return done
 
 
 def entering(client: BaseClient) -> Steps[None]:
