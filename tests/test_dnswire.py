@@ -41,7 +41,10 @@ class ScriptedDNS:
         self.udp.sendto(self.udp_answer, peer)
 
     def _serve_tcp(self) -> None:
-        conn, _ = self.tcp.accept()
+        try:
+            conn, _ = self.tcp.accept()
+        except OSError:
+            return  # closed unused: the answer came whole over UDP
         with conn:
             (size,) = struct.unpack("!H", conn.recv(2))
             self.tcp_queries.append(conn.recv(size))
