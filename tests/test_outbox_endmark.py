@@ -6,11 +6,12 @@ connection at a chosen point; the worker is then killed with SIGKILL, and a
 second worker drains the queue to a real aiosmtpd server:
 
 * held before the final dot (no reply to DATA yet; or mid-data, the data
-  flowing but the server no longer reading): the server discards such a
-  transaction, so the retry is a plain one, not marked possibly delivered,
-  and the message arrives once;
-* held after the final dot, before its reply: the message may have been
-  delivered, so the retry is marked possibly delivered.
+  flowing but the server no longer reading; or between BDAT chunks, before
+  ``BDAT ... LAST``): the server discards such a transaction, so the retry
+  is a plain one, not marked possibly delivered, and the message arrives once;
+* held after the final dot (or ``BDAT ... LAST`` and its chunk), before its
+  reply: the message may have been delivered, so the retry is marked
+  possibly delivered.
 """
 
 from __future__ import annotations
@@ -98,11 +99,57 @@ def _after_final_dot(reached: threading.Event) -> Callable[[Conn], None]:
     return script
 
 
+CHUNKING = b"250-scripted.example\r\n250-PIPELINING\r\n250-CHUNKING\r\n250 8BITMIME\r\n"
+
+
+def _octets(conn: Conn, n: int) -> bytes:
+    while len(conn.buf) < n:
+        chunk = conn.sock.recv(65536)
+        if not chunk:
+            raise EOFError
+        conn.buf += chunk
+    data, conn.buf = conn.buf[:n], conn.buf[n:]
+    return data
+
+
+def _mid_bdat(reached: threading.Event) -> Callable[[Conn], None]:
+    def script(conn: Conn) -> None:
+        conn.greet_and_ehlo(CHUNKING)
+        conn.expect(b"MAIL FROM:", b"250 ok\r\n")
+        conn.expect(b"RCPT TO:", b"250 ok\r\n")
+        header = conn.expect(b"BDAT ")
+        assert not header.upper().endswith(b" LAST"), header
+        reached.set()
+        conn.sock.settimeout(None)
+        conn.sock.recv(1)  # blocks: no reply, no more reading; the client stalls
+
+    return script
+
+
+def _after_bdat_last(reached: threading.Event) -> Callable[[Conn], None]:
+    def script(conn: Conn) -> None:
+        conn.greet_and_ehlo(CHUNKING)
+        conn.expect(b"MAIL FROM:", b"250 ok\r\n")
+        conn.expect(b"RCPT TO:", b"250 ok\r\n")
+        while True:
+            words = conn.expect(b"BDAT ").split()
+            _octets(conn, int(words[1]))
+            if len(words) > 2:  # LAST
+                break
+            conn.send(b"250 chunk ok\r\n")
+        reached.set()
+        _hold(conn)
+
+    return script
+
+
 SCENARIOS = {
     # point: (the script, the message size, marked possibly delivered?)
     "before-data-reply": (_before_data_reply, 0, False),
     "mid-data": (_mid_data, BIG, False),
     "after-final-dot": (_after_final_dot, 0, True),
+    "mid-bdat": (_mid_bdat, BIG, False),
+    "after-bdat-last": (_after_bdat_last, 0, True),
 }
 
 
