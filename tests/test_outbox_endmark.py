@@ -158,7 +158,8 @@ def location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "folder":
         return str(tmp_path / "outbox")
     url = str(request.getfixturevalue("pg_url"))
-    Outbox(url).migrate()
+    with Outbox(url) as box:
+        box.migrate()
     return url
 
 
