@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from smtpmail.errors import (
@@ -373,6 +373,9 @@ _PASSWORDS = st.text(
 @given(password=_PASSWORDS)
 @settings(max_examples=200, deadline=None)
 def test_an_echoed_password_is_never_shown(password: str) -> None:
+    # A password that is part of the reply's own words (" / ") would be found
+    # there after its echoes were hidden: not an echo, so not this test's case.
+    assume(password not in "5.7.8 rejected  / ")
     mech = Plain(Credentials("user", password))
     blob = base64.b64encode(f"\0user\0{password}".encode()).decode()
     with pytest.raises(AuthenticationError) as info:
