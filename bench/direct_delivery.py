@@ -1,4 +1,4 @@
-"""Direct delivery (smtpmail.deliver) on the loopback Internet of tests/delivery/mxworld.py.
+"""Direct delivery (smtpmail.deliver) on the loopback Internet of tests/support/delivery/mxworld.py.
 
 Run as root (ports 25, 53, 443 on a private 127.x.y.0/24):
 ``PYTHONPATH=src python bench/direct_delivery.py``. It measures the cost of one
@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests"), str(ROOT / "tests" / "delivery")]
-
-from mxworld import OK, OK2, MXWorld, pick_network  # noqa: E402
+sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 
 import smtpmail  # noqa: E402
-from servers import Recorder, RecordingServer  # noqa: E402
+from support.delivery.mxworld import OK, OK2, MXWorld, pick_network  # noqa: E402
+from support.servers import Recorder, RecordingServer  # noqa: E402
 
 MESSAGE = b"Subject: bench\r\n\r\n" + (b"x" * 70 + b"\r\n") * 14
 DOMAINS = ["a@failover.test", "b@other.test", "c@implicit.test", "d@bücher.test"]

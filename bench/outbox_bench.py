@@ -4,7 +4,7 @@ outbox (1 worker) and a bare :meth:`Client.send_many` on one connection.
 
 ``bash bench/run.sh --outbox`` (or this file with a Python that has psycopg
 and this repository's test dependencies) starts a private PostgreSQL
-(tests/pgserver.py: ``initdb`` + ``pg_ctl`` in a temporary folder) and
+(tests/support/pgserver.py: ``initdb`` + ``pg_ctl`` in a temporary folder) and
 ``smtp-sink``. For each store the messages are queued first (``add``, timed
 apart) and then drained (timed from the workers' start to the last one's
 exit). Reported: messages/s drained, microseconds per ``add``, and what the
@@ -174,7 +174,7 @@ def main(argv: list[str]) -> int:
     if shutil.which("smtp-sink") is None:
         print("outbox bench: smtp-sink is missing (bash bench/run.sh installs it)", file=sys.stderr)
         return 2
-    from pgserver import PostgresServer
+    from support.pgserver import PostgresServer
 
     pg = PostgresServer()
     pg.start()

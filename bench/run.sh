@@ -29,7 +29,7 @@ make_venv "$VENV"
   matplotlib aiosmtplib aiosmtpd
 if [ "${1:-}" = "--outbox" ]; then
   # The outbox scenario (bench/outbox_bench.py): a private PostgreSQL, psycopg,
-  # and tests/pgserver.py (which imports pytest) to start it.
+  # and tests/support/pgserver.py (which imports pytest) to start it.
   shift
   [ -z "$(missing_packages postgresql)" ] || apt_install postgresql
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check 'psycopg[binary]' pytest

@@ -8,14 +8,14 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the tests run as installed (Postfix and its smtp-sink, dnsmasq,
 # git send-email, Dovecot LMTP and SASL, chromium for the web inbox, opendkim, PostgreSQL
-# for the outbox's database store: tests/pgserver.py), and libatomic1 for the node
+# for the outbox's database store: tests/support/pgserver.py), and libatomic1 for the node
 # program in Playwright's wheel (checked below, after pip).
 APT_PACKAGES="postfix dnsmasq-base git-email libmailtools-perl dovecot-core dovecot-lmtpd chromium opendkim libatomic1 knot knot-dnsutils unbound ldnsutils iproute2 postgresql"
-# The proxies tests/proxies.py starts: Dante (SOCKS 4/5), microsocks (SOCKS 5 with a
+# The proxies tests/support/proxies.py starts: Dante (SOCKS 4/5), microsocks (SOCKS 5 with a
 # password), tinyproxy (HTTP CONNECT), OpenSSH's ssh -D and sshd (SOCKS 4A).
 APT_PACKAGES="$APT_PACKAGES dante-server microsocks tinyproxy openssh-server openssh-client"
 # Debian packages the tests run unpacked with dpkg-deb -x under $SMTPMAIL_DEBS/<package>
-# (tests/interop/exim.py reads the same place): each conflicts with Postfix as an
+# (tests/support/interop/exim.py reads the same place): each conflicts with Postfix as an
 # installed package. What they depend on is installed; they themselves are not.
 UNPACKED_PACKAGES="exim4-daemon-light opensmtpd"
 # Under /tmp, not the checkout: Exim re-executes itself as Debian-exim, which
@@ -79,7 +79,7 @@ fi
 exec 9>&-
 
 # Node.js packages the tests run (smtp-server, Haraka), each folder from its committed
-# package-lock.json: npm ci again whenever that lock file changed (tests/nodeserver.py checks).
+# package-lock.json: npm ci again whenever that lock file changed (tests/support/nodeserver.py checks).
 NODE_FOLDERS="tests/node tests/haraka"
 for folder in $NODE_FOLDERS; do
   if ! cmp -s "$folder/package-lock.json" "$folder/node_modules/.smtpmail-package-lock.json"; then

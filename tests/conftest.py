@@ -16,9 +16,9 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 )
 sys.path.insert(0, str(ROOT / "src"))
 
-from servers import RecordingServer  # noqa: E402
-from tlsservers import Certs, TLSServer, authenticator  # noqa: E402
-from twins import Connect, Twin  # noqa: E402
+from support.servers import RecordingServer  # noqa: E402
+from support.tlsservers import Certs, TLSServer, authenticator  # noqa: E402
+from support.twins import Connect, Twin  # noqa: E402
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 import smtpmail
-from servers import RecordingServer
+from support.servers import RecordingServer
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 sys.path.insert(0, str(BENCH))

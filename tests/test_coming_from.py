@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from servers import RecordingServer, fixed_port
-from tlsservers import Certs, TLSServer, authenticator
+from support.servers import RecordingServer, fixed_port
+from support.tlsservers import Certs, TLSServer, authenticator
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = (ROOT / "docs/coming-from.md").read_text(encoding="utf-8")

@@ -17,8 +17,8 @@ from types import ModuleType
 
 import pytest
 
-from clirun import run_cli
 from smtpmail.cli import COMMANDS
+from support.clirun import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 OPTION = re.compile(r"(?<![\w-])(--?[A-Za-z0-9][\w-]*)")
@@ -152,7 +152,7 @@ def test_guide_example_sends_through_a_real_server(
     import contextlib
     import io
 
-    from servers import RecordingServer, fixed_port
+    from support.servers import RecordingServer, fixed_port
 
     monkeypatch.chdir(tmp_path)  # the files the compose example attaches
     (tmp_path / "report.pdf").write_bytes(b"%PDF-1.4\n%%EOF\n")

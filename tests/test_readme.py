@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from servers import RecordingServer, fixed_port
+from support.servers import RecordingServer, fixed_port
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -82,7 +82,7 @@ NEW_CLI_OPTIONS = (
 
 @pytest.mark.parametrize("option", NEW_CLI_OPTIONS)
 def test_the_command_line_section_shows_the_new_options(option: str) -> None:
-    from clirun import run_cli
+    from support.clirun import run_cli
 
     examples = "\n".join(code_blocks(section("The command line"), "sh"))
     assert re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", examples), option

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import smtpmail
-from servers import RecordingServer
+from support.servers import RecordingServer
 
 
 def test_sync_client_sends_through_aiosmtpd(smtpd: RecordingServer) -> None:

@@ -24,7 +24,7 @@ from types import ModuleType
 
 import pytest
 
-from servers import RecordingServer, fixed_port
+from support.servers import RecordingServer, fixed_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTION = ROOT / "solution.py"

@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from servers import RecordingServer
+from support.servers import RecordingServer
 
 PROBE = """
 import re, sys

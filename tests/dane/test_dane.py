@@ -1,6 +1,6 @@
 """DANE (RFC 7672) against real DNSSEC, with Postfix's DANE client as the reference.
 
-One world (tests/dane/world.py: ldns-signzone, Knot, Unbound, aiosmtpd MX
+One world (tests/support/dane/world.py: ldns-signzone, Knot, Unbound, aiosmtpd MX
 hosts, all inside a network namespace) and one table: for each situation,
 the outcome Postfix (``smtp_tls_security_level = dane``) reaches, which
 smtpmail's ``deliver`` and ``deliver_async`` must reach too, and what
@@ -13,7 +13,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from world import Case, DANEWorld, Host, missing_programs
+
+from support.dane.world import Case, DANEWorld, Host, missing_programs
 
 GOOD, WRONG_NAME, EXPIRED, NO_TLS = Host(), Host("wrong-name"), Host("expired"), Host("none")
 

@@ -6,9 +6,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from mxworld import MXWorld, StartServer, pick_network, usable
 
-from servers import Recorder, RecordingServer
+from support.delivery.mxworld import MXWorld, StartServer, pick_network, usable
+from support.servers import Recorder, RecordingServer
 
 
 @pytest.fixture(scope="module")

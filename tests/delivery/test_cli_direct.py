@@ -6,12 +6,11 @@ import argparse
 import io
 import json
 
-from mxworld import BUSY, OK, OK2, MXWorld, StartServer
-
-from faultserver import FaultServer
 from smtpmail import Envelope
 from smtpmail.cli import direct, jsondoc
 from smtpmail.cli.environment import Environment
+from support.delivery.mxworld import BUSY, OK, OK2, MXWorld, StartServer
+from support.faultserver import FaultServer
 
 MESSAGE = b"From: a@sender.test\r\nSubject: cli\r\n\r\nbody\r\n"
 
@@ -71,8 +70,8 @@ def test_exit_status_when_nothing_is_delivered(world: MXWorld) -> None:
 
 def test_smtpmail_send_direct(world: MXWorld, start: StartServer, tmp_path) -> None:
     """The real command line: compose, look up the MX hosts, deliver, print JSON."""
-    from clirun import fake_env
     from smtpmail.cli import main
+    from support.clirun import fake_env
 
     busy, ok = start(BUSY), start(OK)
     busy.handler.refuse["later@failover.test"] = "451 4.3.0 try later"
@@ -95,8 +94,8 @@ def test_smtpmail_send_direct(world: MXWorld, start: StartServer, tmp_path) -> N
 
 
 def test_direct_takes_no_relay_or_credentials(tmp_path) -> None:
-    from clirun import fake_env
     from smtpmail.cli import main
+    from support.clirun import fake_env
 
     env = fake_env(tmp_path)
     argv = ["send", "--direct", "--from", "a@s.test", "--to", "b@t.test", "--body", "x"]

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mxworld import BUSY, OK, MXWorld, StartServer
-
-from clirun import run_script
-from jsoncontract import check
+from support.clirun import run_script
+from support.delivery.mxworld import BUSY, OK, MXWorld, StartServer
+from support.jsoncontract import check
 
 
 def test_direct_json_has_the_relay_shape(

@@ -5,7 +5,7 @@ hangs up, the recipient is deferred, and the report names that host and the
 address it was reached at (``mx``, ``address``), with its reply when there
 was one. A hang-up after the final dot also says ``possibly_delivered``.
 Both deliver() and deliver_async() run every fault, each against a scripted
-server on the MX host's address (tests/hostile/scripted.py) in the loopback
+server on the MX host's address (tests/support/hostile/scripted.py) in the loopback
 Internet of mxworld.py.
 """
 
@@ -16,11 +16,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from mxworld import OK, OK2, MXWorld
 
 import smtpmail
-from hostile.scripted import ScriptedServer, Step, close, ehlo_reply, expect, read_data, send
 from smtpmail.delivery import DeliveryStatus
+from support.delivery.mxworld import OK, OK2, MXWorld
+from support.hostile.scripted import (
+    ScriptedServer,
+    Step,
+    close,
+    ehlo_reply,
+    expect,
+    read_data,
+    send,
+)
 
 pytestmark = pytest.mark.timeout(60)
 

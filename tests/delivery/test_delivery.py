@@ -12,11 +12,8 @@ import threading
 from typing import Any
 
 import pytest
-from mxworld import BUSY, OK, OK2, TLS_BAD, TLS_GOOD, MXWorld
 
 import smtpmail
-from conftest import StartServer
-from servers import Recorder, RecordingServer
 from smtpmail.delivery import (
     MTASTS,
     DeliveryStatus,
@@ -24,6 +21,8 @@ from smtpmail.delivery import (
     Resolver,
 )
 from smtpmail.transport.tls import TLSOptions
+from support.delivery.mxworld import BUSY, OK, OK2, TLS_BAD, TLS_GOOD, MXWorld, StartServer
+from support.servers import Recorder, RecordingServer
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -7,12 +7,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from mxworld import OK, MXWorld
 
 import smtpmail
-from conftest import StartServer
-from dkimcheck import verify_dns
-from servers import Withholding
+from support.delivery.mxworld import OK, MXWorld, StartServer
+from support.dkimcheck import verify_dns
+from support.servers import Withholding
 
 pytestmark = pytest.mark.timeout(60)
 

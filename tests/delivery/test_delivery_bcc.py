@@ -11,12 +11,11 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from mxworld import OK, OK2, MXWorld
 
 import smtpmail
-from conftest import StartServer
-from dkimcheck import ALGORITHMS, verify_dns
 from smtpmail.outbox import Outbox, Worker
+from support.delivery.mxworld import OK, OK2, MXWorld, StartServer
+from support.dkimcheck import ALGORITHMS, verify_dns
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -85,8 +84,8 @@ def test_outbox_direct_mode(tmp_path: Path, world: MXWorld, start: StartServer) 
 
 
 def test_send_direct_message_file(tmp_path: Path, world: MXWorld, start: StartServer) -> None:
-    from clirun import fake_env
     from smtpmail.cli import main
+    from support.clirun import fake_env
 
     ok, ok2 = start(OK), start(OK2)
     (address, port) = world.nameservers[0]
@@ -140,9 +139,9 @@ def test_outbox_direct_mode_signs(tmp_path: Path, world: MXWorld, start: StartSe
 
 
 def test_send_direct_with_dkim_flags(tmp_path: Path, world: MXWorld, start: StartServer) -> None:
-    from clirun import fake_env
-    from dkimcheck import key_file
     from smtpmail.cli import main
+    from support.clirun import fake_env
+    from support.dkimcheck import key_file
 
     ok, ok2 = start(OK), start(OK2)
     (address, port) = world.nameservers[0]
@@ -167,7 +166,7 @@ def test_opendkim_verifies_with_the_key_from_dns(
     tmp_path: Path, world: MXWorld, start: StartServer, algorithm: str
 ) -> None:
     """OpenDKIM looks the key up on the test DNS server."""
-    from dkimcheck import opendkim_dns_config, opendkim_verifies
+    from support.dkimcheck import opendkim_dns_config, opendkim_verifies
 
     ok = start(OK)
     report = smtpmail.deliver(

@@ -11,13 +11,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from mxworld import OK, OK2, MXWorld, StartServer
 
 import smtpmail
-from proxies import EGRESS, PASSWORD, USER, ProxyProcess, microsocks, quote, running
-from servers import PeerRecorder
 from smtpmail.delivery import DeliveryStatus
 from smtpmail.outbox import Outbox, RetrySchedule, State, Worker
+from support.delivery.mxworld import OK, OK2, MXWorld, StartServer
+from support.proxies import EGRESS, PASSWORD, USER, ProxyProcess, microsocks, quote, running
+from support.servers import PeerRecorder
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -102,8 +102,8 @@ def test_outbox_direct_through_a_proxy(
 def test_cli_send_direct_through_a_proxy(
     tmp_path: Path, world: MXWorld, start: StartServer, socks: ProxyProcess
 ) -> None:
-    from clirun import fake_env
     from smtpmail.cli import main
+    from support.clirun import fake_env
 
     other = start(OK2, PeerRecorder())
     (address, port) = world.nameservers[0]
@@ -120,10 +120,9 @@ async def test_mta_sts_policy_is_fetched_through_the_proxy(
     world: MXWorld, start: StartServer, socks: ProxyProcess, use_async: bool
 ) -> None:
     """The HTTPS policy fetch is a connection of the delivery too: through the proxy."""
-    from mxworld import TLS_GOOD
-
     from smtpmail.delivery import MTASTS
     from smtpmail.transport.tls import TLSOptions
+    from support.delivery.mxworld import TLS_GOOD
 
     server = start(TLS_GOOD, PeerRecorder(), tls_context=world.server_tls("mx.sts-good.test"))
     kw = dict(

@@ -9,12 +9,11 @@ import json
 from pathlib import Path
 
 import pytest
-from mxworld import OK, OK2, MXWorld
 
-from conftest import StartServer
-from diskfull import LONG_REPLY, check_full_disk_then_space
-from faultserver import FaultServer
 from smtpmail.outbox import Outbox, RetrySchedule, State, Worker
+from support.delivery.mxworld import OK, OK2, MXWorld, StartServer
+from support.diskfull import LONG_REPLY, check_full_disk_then_space
+from support.faultserver import FaultServer
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -56,8 +55,8 @@ def test_send_queue_direct_and_queue_run_direct(
 ) -> None:
     import io
 
-    from clirun import fake_env
     from smtpmail.cli import main
+    from support.clirun import fake_env
 
     ok = start(OK)
     ok.handler.refuse.update({"later@failover.test": ["451 4.3.0 try later"]})
@@ -106,8 +105,8 @@ def test_a_hang_up_after_the_dot_is_possibly_delivered_and_the_retry_marked(
 
 
 def test_queue_run_direct_reports_possibly_delivered(tmp_path: Path, world: MXWorld) -> None:
-    from clirun import fake_env
     from smtpmail.cli import main
+    from support.clirun import fake_env
 
     (address, port) = world.nameservers[0]
     direct = ["--direct", "--dns-server", f"{address}#{port}", "--no-mta-sts"]
@@ -144,7 +143,7 @@ def test_queue_run_direct_reports_possibly_delivered(tmp_path: Path, world: MXWo
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("fault", ["mark", "outcome"])
 def test_queue_run_direct_on_a_full_disk(tmp_path: Path, world: MXWorld, fault: str) -> None:
-    """tests/test_outbox_disk.py's check, through the MX hosts (Worker(direct=...))."""
+    """tests/outbox/test_outbox_disk.py's check, through the MX hosts (Worker(direct=...))."""
     box = Outbox(tmp_path)
     for i in range(5):
         box.add(f"Subject: {i}\r\n\r\nbody {i}\r\n".encode(), "a@sender.test", [f"r{i}@other.test"])

@@ -1,4 +1,4 @@
-// A Haraka plugin for the interoperability tests (tests/interop/haraka.py copies it
+// A Haraka plugin for the interoperability tests (tests/support/interop/haraka.py copies it
 // into the instance's plugins/ folder). Every recipient but the configured refused
 // one is accepted (Haraka refuses any RCPT that no plugin accepts), and each queued
 // message is written, as Haraka received it, to one file in a folder: the mailbox

@@ -10,8 +10,19 @@ from __future__ import annotations
 import tracemalloc
 
 import pytest
-from drive import KINDS, Op, drive, op
-from scripted import (
+
+from smtpmail import (
+    ConnectionLost,
+    GreetingRefused,
+    Options,
+    RemoteProtocolError,
+    ReplyTimeout,
+    ServiceClosing,
+    SMTPError,
+    Timeouts,
+)
+from support.hostile.drive import KINDS, Op, drive, op
+from support.hostile.scripted import (
     DEFAULT_EHLO,
     Conn,
     ScriptedServer,
@@ -25,17 +36,6 @@ from scripted import (
     respond,
     send,
     sleep,
-)
-
-from smtpmail import (
-    ConnectionLost,
-    GreetingRefused,
-    Options,
-    RemoteProtocolError,
-    ReplyTimeout,
-    ServiceClosing,
-    SMTPError,
-    Timeouts,
 )
 
 EHLO = [expect(b"EHLO"), send(ehlo_reply())]

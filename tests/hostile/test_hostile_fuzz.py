@@ -267,7 +267,7 @@ def test_atheris_over_the_reply_parser(tmp_path: Path) -> None:
     """Coverage-guided fuzzing for a bounded time: any other exception or >512 MB fails."""
     if importlib.util.find_spec("atheris") is None:
         pytest.fail("atheris is not installed: pip install -e '.[test]' (scripts/test.sh does)")
-    script = Path(__file__).with_name("fuzz_reply.py")
+    script = Path(__file__).resolve().parent.parent / "support" / "hostile" / "fuzz_reply.py"
     proc = subprocess.run(
         [
             sys.executable,

@@ -20,10 +20,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from drive import KINDS, Op, drive, op
-from scripted import DEFAULT_EHLO, ScriptedServer, respond
 
 from smtpmail import Envelope, InputError, InvalidAddress, InvalidArgument
+from support.hostile.drive import KINDS, Op, drive, op
+from support.hostile.scripted import DEFAULT_EHLO, ScriptedServer, respond
 
 BAD = {
     "CR": "\r",

@@ -15,11 +15,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from drive import KINDS, drive, op
-from scripted import DEFAULT_EHLO, ScriptedServer, respond
 
 from smtpmail import Envelope
 from smtpmail.outbox import Outbox, Worker
+from support.hostile.drive import KINDS, drive, op
+from support.hostile.scripted import DEFAULT_EHLO, ScriptedServer, respond
 
 CHUNKING = (*DEFAULT_EHLO, b"CHUNKING")
 

@@ -19,13 +19,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from drive import KINDS, drive, op
-from scripted import DEFAULT_EHLO, ScriptedServer, respond
 
 import smtpmail
-from servers import RecordingServer
 from smtpmail.outbox import Outbox, State, Worker
-from twins import Connect
+from support.hostile.drive import KINDS, drive, op
+from support.hostile.scripted import DEFAULT_EHLO, ScriptedServer, respond
+from support.servers import RecordingServer
+from support.twins import Connect
 
 LINE = b"x" * 76 + b"\r\n"
 NEXT = b"Subject: next\r\n\r\nthe next message\r\n"
@@ -179,7 +179,7 @@ def test_a_cli_send_of_an_unreadable_message_exits_66(
     """The CLI: "an input file cannot be read" (66), not "temporary failure" (75)."""
     if not _proc_mem_gives_eio():
         pytest.skip("needs /proc/self/mem (reading offset 0 gives EIO)")
-    from clirun import run_cli
+    from support.clirun import run_cli
 
     message = tmp_path / "message.eml"
     os.symlink("/proc/self/mem", message)

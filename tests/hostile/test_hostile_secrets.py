@@ -16,12 +16,21 @@ import traceback
 from typing import Any
 
 import pytest
-from drive import KINDS, drive, op
-from scripted import Conn, ScriptedServer, Step, ehlo_reply, expect, read_data, respond, send
 
 import smtpmail
 from smtpmail import AuthenticationError, SMTPError
 from smtpmail.protocol.sasl import Credentials
+from support.hostile.drive import KINDS, drive, op
+from support.hostile.scripted import (
+    Conn,
+    ScriptedServer,
+    Step,
+    ehlo_reply,
+    expect,
+    read_data,
+    respond,
+    send,
+)
 
 USER = "ü.mailer@example.org"
 PASSWORD = "Pässw0rd-very-s3cret"
@@ -291,7 +300,7 @@ def test_echoed_credentials_redacted_in_every_reply(
 
 
 def test_user_name_and_password_in_cli_verbose_and_json() -> None:
-    from clirun import run_cli
+    from support.clirun import run_cli
 
     for script, status in (
         (ECHOING["after-235"][0], 0),

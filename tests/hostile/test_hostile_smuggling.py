@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from drive import KINDS, drive, op
-from scripted import DEFAULT_EHLO, ScriptedServer, respond
+
+from support.hostile.drive import KINDS, drive, op
+from support.hostile.scripted import DEFAULT_EHLO, ScriptedServer, respond
 
 BODIES = {
     "lf-dot-lf": b"a\n.\nb",

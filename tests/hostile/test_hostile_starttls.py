@@ -15,11 +15,20 @@ from typing import Any
 
 import pytest
 import trustme
-from drive import KINDS, drive, op
-from scripted import Conn, ScriptedServer, Step, ehlo_reply, expect, respond, send, start_tls
 
 import smtpmail.transport._base as base
 from smtpmail import SMTPError, TLSError
+from support.hostile.drive import KINDS, drive, op
+from support.hostile.scripted import (
+    Conn,
+    ScriptedServer,
+    Step,
+    ehlo_reply,
+    expect,
+    respond,
+    send,
+    start_tls,
+)
 
 USER, PASSWORD = "mailer@example.org", "s3cret-Passw0rd"
 BODY = b"Subject: tls\r\n\r\nover TLS\r\n"

@@ -1,11 +1,11 @@
 """Interoperability: one scenario set against every real SMTP server the tests can start.
 
 Servers (all on 127.0.0.1, started here): aiosmtpd (Python), Postfix (a
-private instance, tests/postfix.py, with AUTH from a private Dovecot's SASL
-service, tests/interop/dovecot.py), Exim 4 and OpenSMTPD (unpacked from the
-Debian packages, tests/interop/exim.py and opensmtpd.py; OpenSMTPD relays to
+private instance, tests/support/postfix.py, with AUTH from a private Dovecot's SASL
+service, tests/support/interop/dovecot.py), Exim 4 and OpenSMTPD (unpacked from the
+Debian packages, tests/support/interop/exim.py and opensmtpd.py; OpenSMTPD relays to
 a recording aiosmtpd, whose store is its mailbox), the npm ``smtp-server``
-(Node.js, tests/nodeserver.py), Haraka (npm, tests/interop/haraka.py) and
+(Node.js, tests/support/nodeserver.py), Haraka (npm, tests/support/interop/haraka.py) and
 Dovecot's LMTP server. Scenarios: plain, STARTTLS, AUTH, PIPELINING,
 CHUNKING, SMTPUTF8, 8BITMIME, DSN, a large message, many messages on one
 connection, and a partial recipient refusal. A scenario the server does not
@@ -34,10 +34,10 @@ from typing import Any
 
 import pytest
 import trustme
-from dovecot import MECHANISMS, Dovecot
-from exim import EximMTA
 
 from smtpmail import AsyncClient, AuthenticationError, Client, Envelope
+from support.interop.dovecot import MECHANISMS, Dovecot
+from support.interop.exim import EximMTA
 
 USER, PASSWORD = "interop-user", "interop-Pässword-1"
 REFUSED = "refused@example.com"
@@ -97,7 +97,7 @@ def client_ctx(ca: trustme.CA) -> ssl.SSLContext:
 def _aiosmtpd(leaf: trustme.LeafCert, tmp: Path) -> Iterator[Target]:
     from aiosmtpd.smtp import AuthResult, LoginPassword
 
-    from servers import RecordingServer
+    from support.servers import RecordingServer
 
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     leaf.configure_cert(server_ctx)
@@ -130,7 +130,7 @@ def _pem(leaf: trustme.LeafCert) -> tuple[bytes, bytes]:
 
 
 def _postfix(leaf: trustme.LeafCert, tmp: Path) -> Iterator[Target]:
-    from postfix import PostfixMTA
+    from support.postfix import PostfixMTA
 
     sasl = Dovecot(logins={USER: PASSWORD})
     mta = PostfixMTA(size_limit=50_000_000)
@@ -180,7 +180,7 @@ def _exim(leaf: trustme.LeafCert, tmp: Path) -> Iterator[Target]:
 
 
 def _node(leaf: trustme.LeafCert, tmp: Path) -> Iterator[Target]:
-    from nodeserver import NodeSMTPServer
+    from support.nodeserver import NodeSMTPServer
 
     cert, key = tmp / "node-cert.pem", tmp / "node-key.pem"
     cert.write_bytes(b"".join(p.bytes() for p in leaf.cert_chain_pems))
@@ -198,9 +198,8 @@ def _node(leaf: trustme.LeafCert, tmp: Path) -> Iterator[Target]:
 
 
 def _opensmtpd(leaf: trustme.LeafCert, tmp: Path) -> Iterator[Target]:
-    from opensmtpd import OpenSMTPD
-
-    from servers import RecordingServer
+    from support.interop.opensmtpd import OpenSMTPD
+    from support.servers import RecordingServer
 
     with (
         RecordingServer() as downstream,
@@ -218,7 +217,7 @@ def _opensmtpd(leaf: trustme.LeafCert, tmp: Path) -> Iterator[Target]:
 
 
 def _haraka(leaf: trustme.LeafCert, tmp: Path) -> Iterator[Target]:
-    from haraka import Haraka
+    from support.interop.haraka import Haraka
 
     with Haraka(*_pem(leaf), refused=REFUSED, login=USER, password=PASSWORD) as server:
         yield Target(

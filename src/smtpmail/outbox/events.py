@@ -26,8 +26,9 @@ class Observer:
     """Does nothing; override what you want to hear about."""
 
     def attempt_started(self, message: QueuedMessage, destination: str) -> None:
-        """The in-flight mark is written; the message goes out to ``destination``
-        (``host:port``, or ``mx:DOMAIN:0`` in direct delivery)."""
+        """The message starts out to ``destination`` (``host:port``, or
+        ``mx:DOMAIN:0`` in direct delivery); its in-flight mark comes later,
+        just before the final dot."""
 
     def attempt_finished(
         self,

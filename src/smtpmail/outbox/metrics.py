@@ -11,8 +11,8 @@ registry holds, for either store:
 * ``smtpmail_outbox_recipients_total{destination,code,state}``: recipients
   decided, by the reply code that decided them (``none``: no reply, a
   connection that failed) and the state it left them in;
-* ``smtpmail_outbox_send_seconds{destination}``: from the in-flight mark to
-  the recorded outcome, for messages that went out;
+* ``smtpmail_outbox_send_seconds{destination}``: from the start of the
+  attempt to the recorded outcome, for messages that went out;
 * ``smtpmail_outbox_possibly_delivered_total{how}``: attempts that may have
   delivered a copy (``unanswered``: no reply after the data; ``abandoned``:
   found in flight after a worker died or was cut off);
@@ -78,7 +78,7 @@ class Metrics(Observer):
         )
         self.latency = prom.Histogram(
             "smtpmail_outbox_send_seconds",
-            "From the in-flight mark to the recorded outcome",
+            "From the start of the attempt to the recorded outcome",
             ["destination"],
             buckets=LATENCY_BUCKETS,
             registry=reg,

@@ -21,8 +21,9 @@ A write that fails (a full disk, an I/O error, a read-only folder) raises
 Locking: a worker claims a message with a non-blocking ``flock`` on its
 ``.eml`` (never replaced, unlike the ``.json``) and reads the state again
 once it holds the lock. The kernel drops the lock when the process dies, even
-by SIGKILL, so there are no stale locks to clean up; and an attempt that
-was under way then is found marked ``inflight`` by the next claimer.
+by SIGKILL, so there are no stale locks to clean up; and an attempt whose
+final dot had gone then is found marked ``inflight`` by the next claimer
+(:mod:`~smtpmail.outbox.endmark`).
 
 Layout::
 

@@ -10,16 +10,20 @@ rate limit spaces the messages out. When a server says it is busy (421, or a
 4.7.x enhanced status) the worker stops using it for a while (doubling each
 time) and defers what was left for it.
 
-Before each message goes out its state is marked ``inflight`` (fsync-ed), and
-after the attempt the outcome replaces the mark; the claim (a ``flock``) is
-held throughout, so another worker never sends the same message, and a
-worker that is killed leaves a mark that tells the next one the message may
-have been delivered.
+Just before a message's final dot goes out (the end of DATA, or ``BDAT
+LAST``) its state is marked ``inflight``, durably (fsync-ed, or committed),
+and after the attempt the outcome replaces the mark
+(:mod:`~smtpmail.outbox.endmark`); the claim (a ``flock`` or a lease) is held
+throughout, so another worker never sends the same message. A worker killed
+after the mark tells the next one the message may have been delivered; one
+killed before it (the final dot not sent, so the server discarded the
+transaction) leaves the message to be retried as a plain retry.
 
 When the outbox cannot be written (a full disk, an I/O error), the worker
 logs which message and why, stops taking new messages, finishes those under
 way, and :meth:`Worker.run` raises :class:`~smtpmail.errors.OutboxError`.
-A message whose mark could not be written was not sent; one whose outcome
+A message whose mark could not be written was not sent (the connection is
+closed without the final dot); one whose outcome
 could not be written keeps its mark, so the next run retries it as possibly
 delivered.
 """
@@ -43,6 +47,7 @@ from smtpmail.errors import (
 )
 from smtpmail.message.content import MessageInput
 from smtpmail.outbox.box import Claim, Outbox, inflight_mark
+from smtpmail.outbox.endmark import MarkAtEnd
 from smtpmail.outbox.events import tell
 from smtpmail.outbox.limits import DestinationLimits, RateLimiter, Route
 from smtpmail.outbox.outcome import Outcome, apply_delivery, apply_error, apply_result
@@ -363,36 +368,44 @@ class Worker:
                 except InputError as exc:
                     self._record(claim, apply_error(message, exc, self.outbox.schedule))
                     continue
-                if not self._mark_inflight(claim, route):
-                    continue  # the next turn of the loop releases the rest
+                content = self._begin(claim, route)
                 try:
                     report = deliver(
-                        claim.content, envelope=envelope, keep_bcc=STORED_AS_SENT, **self.direct
+                        content, envelope=envelope, keep_bcc=STORED_AS_SENT, **self.direct
                     )
                 except (SMTPError, OSError) as exc:
                     self._record(claim, apply_error(message, exc, self.outbox.schedule))
                     continue
                 self._record(claim, apply_delivery(message, report, self.outbox.schedule))
 
-    def _mark_inflight(self, claim: Claim, route: Route) -> bool:
-        """Say, durably, that an attempt starts: if this process dies before it
-        records the outcome, the next claimer knows the message may have gone.
+    def _begin(self, claim: Claim, route: Route) -> MarkAtEnd:
+        """An attempt on the message starts: its stored copy, from the start,
+        wrapped so that the "end of data sent" mark is written durably just
+        before the final dot (:mod:`~smtpmail.outbox.endmark`)."""
+        claim.content.seek(0)
+        claim.started = time.monotonic()
+        tell(self.outbox.observer, "attempt_started", claim.message, route.key)
+        return MarkAtEnd(claim.content, lambda: self._mark_end_of_data(claim))
 
-        False (and the claim released) when the mark cannot be written: the
-        message must not go out then, nobody could tell it had.
+    def _mark_end_of_data(self, claim: Claim) -> None:
+        """Say, durably, that the final dot is about to go: if this process dies
+        before it records the outcome, the next claimer knows the message may
+        have been delivered (:func:`~smtpmail.outbox.outcome.apply_abandoned`).
+
+        Raises OSError when the mark cannot be written: the read of the
+        message fails, so the client ends the connection without the final
+        dot (nobody could tell the message had gone), and the run stops.
         """
         message = claim.message
         message.inflight = inflight_mark(message, self.outbox.owner)
         try:
             claim.save()
         except OutboxError as exc:
-            claim.release()
-            self._cannot_write(f"cannot mark message {message.id} as being sent", exc, "not sent")
-            return False
-        claim.content.seek(0)
-        claim.started = time.monotonic()
-        tell(self.outbox.observer, "attempt_started", message, route.key)
-        return True
+            message.inflight = None
+            self._cannot_write(
+                f"cannot mark message {message.id} as being sent", exc, "not sent"
+            )
+            raise OSError(exc.errno, f"the end-of-data mark was not written: {exc}") from exc
 
     def _connect(self, route: Route, claims: list[Claim]) -> Client | None:
         client = self.client_factory(route.host, route.port)
@@ -487,7 +500,8 @@ class Worker:
         self, route: Route, claims: list[Claim], batch: _Batch
     ) -> Iterator[tuple[Envelope, MessageInput]]:
         """The batch as send_many consumes it, one message at a time: the rate
-        limit and the inflight mark come just before each message goes out."""
+        limit comes just before each message goes out, the end-of-data mark
+        just before its final dot."""
         for claim in claims:
             self._settle(batch, None, finished=False)
             if self._stopping():
@@ -500,10 +514,8 @@ class Worker:
                 continue
             if not self._pace(route):
                 return
-            if not self._mark_inflight(claim, route):
-                return
             batch.sent.append(claim)
-            yield envelope, claim.content
+            yield envelope, self._begin(claim, route)
 
     def _defer_rest(self, route: Route) -> None:
         """The server is unusable or asked us to wait: defer what is left for it."""

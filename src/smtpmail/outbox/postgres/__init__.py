@@ -10,8 +10,9 @@ Claiming: ``SELECT ... FOR UPDATE SKIP LOCKED`` over a batch of due messages,
 then a lease on each (``lease_owner``, ``lease_until``), renewed by a
 heartbeat thread while the worker holds it and by every save. A worker that
 dies or is cut off for longer than the lease loses it; the next claimer finds
-the message's in-flight mark (written, as in the folder store, before the
-message went out) and records it as possibly delivered with the same rule,
+the message's in-flight mark (written, as in the folder store, just before
+the final dot: :mod:`~smtpmail.outbox.endmark`), if any, and records it as
+possibly delivered with the same rule,
 :func:`~smtpmail.outbox.outcome.apply_abandoned`. A save by a worker whose
 lease was taken over fails (:class:`~smtpmail.errors.OutboxError`): it must
 not overwrite the new holder's state.

@@ -1,0 +1,367 @@
+"""Start-up stays light: which modules ``--help`` and a one-message send import.
+
+Not a timing test (speed is measured in bench/): it fails when a heavy module
+that the command does not use gets imported. Start-up is what bench scenario 6
+(``smtpmail send --message FILE``, one process per message, against swaks)
+measures: every module here that a plain send loaded cost it CPU time.
+
+What stays out of a clear-text, unauthenticated send, and where it is loaded:
+ssl/hashlib/hmac when TLS starts (transport.tls, transport.sync); sasl and its
+hashes when a client authenticates; email.* when a Message is composed or
+the envelope is read from the headers (message.raw, message.content); json
+for --json; subprocess for --password-command; typing never at run time
+(TYPE_CHECKING); the idna codec never for ASCII host names (bytes to
+getaddrinfo/gethostbyaddr); shutil never (cli.Parser gives argparse the width);
+dataclasses never, and with it inspect (ast, dis, tokenize: a sixth of the
+start-up): the classes on this path derive from smtpmail._record instead;
+base64 only when a client authenticates (session's AUTH); logging only when a
+record could go somewhere (smtpmail._log).
+Dropping dataclasses took bench scenario 6 from 76 to 67 ms of CPU per send.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from smtpmail.cli import COMMANDS, Environment, build_parser
+from support.clirun import run_cli
+from support.servers import RecordingServer
+
+PROBE = """
+import sys
+from smtpmail.cli import main
+status = main(sys.argv[1:])
+watched = ("asyncio", "ssl", "_ssl", "email", "smtpmail.protocol", "smtpmail.transport.aio",
+           "tomllib", "mimetypes", "aiosmtpd", "dns", "hashlib", "hmac", "secrets",
+           "stringprep", "subprocess", "json", "smtpmail.message.compose",
+           "smtpmail.protocol.sasl", "typing", "encodings.idna", "shutil",
+           "dataclasses", "inspect", "ast", "dis", "base64", "logging", "tokenize",
+           "pathlib", "urllib", "ipaddress", "fnmatch", "contextlib", "importlib", "aiohttp")
+print("imported: " + " ".join(sorted(m for m in sys.modules if m.split(".")[0] in watched
+                      or m in watched)), file=sys.stderr)
+sys.exit(status)
+"""
+
+
+#: What a clear-text, unauthenticated send of an existing message never needs:
+#: TLS (ssl, hashes), SASL's helpers, the email package (the envelope is given),
+#: JSON output, the password command's subprocess, asyncio.
+NOT_FOR_A_PLAIN_SEND = {
+    "asyncio",
+    "smtpmail.transport.aio",
+    "ssl",
+    "_ssl",
+    "hashlib",
+    "hmac",
+    "secrets",
+    "email",
+    "email.message",
+    "email.parser",
+    "subprocess",
+    "json",
+    "mimetypes",
+    "tomllib",
+    "aiosmtpd",
+    "aiohttp",
+    "dns",
+    "smtpmail.message.compose",
+    "smtpmail.protocol.sasl",
+    # dataclasses imports inspect, which imports ast, dis and tokenize.
+    "dataclasses",
+    "inspect",
+    "ast",
+    "dis",
+    "base64",
+    # logging (with traceback, tokenize...) only once a record could go somewhere.
+    "logging",
+    "tokenize",
+}
+
+
+def imported(*argv: str, flags: tuple[str, ...] = (), stdin: str = "") -> set[str]:
+    done = subprocess.run(
+        [sys.executable, *flags, "-c", PROBE, *argv],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    (line,) = [x for x in done.stderr.splitlines() if x.startswith("imported:")]
+    return set(line.split()[1:])
+
+
+def test_help_imports_no_protocol_email_or_io() -> None:
+    mods = imported("--help")
+    assert not mods & {"asyncio", "ssl", "email", "smtpmail.protocol", "tomllib", "mimetypes"}
+
+
+def test_sink_help_imports_no_web_stack() -> None:
+    """The web inbox (aiohttp) is imported by ``sink --web`` only."""
+    mods = imported("sink", "--help")
+    assert not mods & {"aiohttp", "aiosmtpd"}, sorted(mods & {"aiohttp", "aiosmtpd"})
+
+
+def test_one_message_send_imports_no_asyncio(smtpd: RecordingServer) -> None:
+    mods = imported(
+        "send",
+        "--port",
+        str(smtpd.port),
+        "--from",
+        "a@example.org",
+        "--to",
+        "b@example.org",
+        "--body",
+        "x",
+    )
+    assert len(smtpd.messages) == 1
+    assert "smtpmail.protocol" in mods  # the probe sees what was used
+    assert not mods & {"asyncio", "smtpmail.transport.aio", "mimetypes", "aiosmtpd", "dns"}
+
+
+def send_a_file(
+    smtpd: RecordingServer, tmp_path: Path, *host: str, flags: tuple[str, ...] = ()
+) -> set[str]:
+    """The modules one ``send --message FILE`` loads, envelope on the command line."""
+    message = tmp_path / "m.eml"
+    message.write_bytes(b"From: a@example.org\r\nTo: b@example.org\r\nSubject: s\r\n\r\nbody\r\n")
+    mods = imported(
+        "send",
+        *host,
+        "--port",
+        str(smtpd.port),
+        "--from",
+        "a@example.org",
+        "--to",
+        "b@example.org",
+        "--message",
+        str(message),
+        flags=flags,
+    )
+    assert len(smtpd.messages) == 1
+    assert smtpd.messages[0].rcpt_tos == ["b@example.org"]
+    return mods
+
+
+def test_sending_a_message_file_imports_no_tls_sasl_or_email(
+    smtpd: RecordingServer, tmp_path: Path
+) -> None:
+    """The benchmark's one-message send (bench scenario 6): envelope on the command line."""
+    mods = send_a_file(smtpd, tmp_path, "--host", "127.0.0.1")
+    assert "smtpmail.protocol" in mods  # the probe sees what was used
+    assert not mods & NOT_FOR_A_PLAIN_SEND, sorted(mods & NOT_FOR_A_PLAIN_SEND)
+
+
+def test_a_message_file_without_envelope_still_reads_its_headers(
+    smtpd: RecordingServer, tmp_path: Path
+) -> None:
+    """The lazy path must not skip the headers when they are the envelope."""
+    message = tmp_path / "m.eml"
+    message.write_bytes(
+        b"From: a@example.org\r\nTo: b@example.org\r\nBcc: c@example.org\r\n\r\nbody\r\n"
+    )
+    mods = imported("send", "--port", str(smtpd.port), "--message", str(message))
+    assert len(smtpd.messages) == 1
+    assert smtpd.messages[0].mail_from == "a@example.org"
+    assert sorted(smtpd.messages[0].rcpt_tos) == ["b@example.org", "c@example.org"]
+    assert b"Bcc" not in smtpd.messages[0].content
+    assert "email.parser" in mods  # the headers were parsed, lazily
+
+
+def test_a_plain_send_imports_no_typing_or_idna(smtpd: RecordingServer, tmp_path: Path) -> None:
+    """Without site (whose .pth files may load typing themselves), a plain send
+    loads neither typing (annotations only, TYPE_CHECKING), nor the idna codec
+    (host names go to getaddrinfo/gethostbyaddr as ASCII bytes), nor shutil
+    (argparse's help formatter is given the terminal width)."""
+    # The default host, localhost: a host name, not an address literal.
+    mods = send_a_file(smtpd, tmp_path, flags=("-S",))
+    assert not mods & {"typing", "encodings.idna", "shutil"}, sorted(mods)
+
+
+#: What a plain send does not load either, seen without site (whose .pth files
+#: import some of these themselves): pathlib (with urllib.parse, ipaddress and
+#: fnmatch) while the folders stay strings and no config file exists, ipaddress
+#: for an ASCII --host, contextlib (main swaps the streams itself), importlib
+#: (commands are imported with __import__).
+NOT_AT_START_UP = {
+    "pathlib",
+    "urllib",
+    "urllib.parse",
+    "ipaddress",
+    "fnmatch",
+    "contextlib",
+    "importlib",
+}
+
+
+def test_a_plain_send_imports_no_pathlib_ipaddress_contextlib_or_importlib(
+    smtpd: RecordingServer, tmp_path: Path
+) -> None:
+    mods = send_a_file(smtpd, tmp_path, "--host", "127.0.0.1", flags=("-S",))
+    assert not mods & NOT_AT_START_UP, sorted(mods & NOT_AT_START_UP)
+
+
+def _commands_built(parser: argparse.ArgumentParser) -> list[str]:
+    # argparse keeps the subcommands in the action add_subparsers() returned.
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return list(sub.choices)
+
+
+def test_a_command_given_first_gets_only_its_own_parser() -> None:
+    assert _commands_built(build_parser(["send", "--to", "x@example.org"])) == ["send"]
+    # No command, an unknown one, or an option first: all of them, for the list.
+    for argv in ([], ["--help"], ["bogus"], ["-h", "send"]):
+        assert _commands_built(build_parser(argv)) == list(COMMANDS), argv
+
+
+def test_help_and_usage_errors_still_name_every_command() -> None:
+    for argv in (("--help",), ("-h", "send")):
+        r = run_cli(*argv)
+        assert r.status == 0
+        assert r.stdout.startswith("usage: smtpmail [-h] [--version] COMMAND ...")
+        words = " ".join(r.stdout.split())  # whatever the width it was wrapped to
+        for name, (_module, help_text) in COMMANDS.items():
+            assert f" {name} {help_text}" in words, name
+    r = run_cli("bogus")
+    assert r.status == 64
+    assert "invalid choice: 'bogus'" in r.stderr
+    assert all(repr(name) in r.stderr for name in COMMANDS)
+    r = run_cli("send", "--port", "x")
+    assert r.status == 64
+    assert r.stderr.startswith("usage: smtpmail send ")
+    assert "smtpmail send: error: argument --port/-p: invalid int value: 'x'" in r.stderr
+
+
+def test_the_default_folders_are_still_paths_when_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", "/x/conf")
+    monkeypatch.setenv("XDG_DATA_HOME", "/x/data")
+    env = Environment()
+    assert env.config_file("config.toml") == "/x/conf/smtpmail/config.toml"
+    assert env.config_dir == Path("/x/conf/smtpmail")
+    assert env.data_dir == Path("/x/data/smtpmail")
+    assert env.config_file("config.toml") == str(env.config_dir / "config.toml")
+    assert "config_dir=PosixPath('/x/conf/smtpmail')" in repr(env)
+
+
+#: A composed send needs the email package (and with it urllib.parse, ipaddress,
+#: base64), but not dataclasses (inspect, ast, dis, tokenize: compose's classes
+#: derive from smtpmail._record), nor the idna codec for an ASCII From domain
+#: (its Message-ID domain), nor typing, contextlib, importlib or pathlib.
+NOT_FOR_A_COMPOSED_SEND = {
+    "dataclasses",
+    "inspect",
+    "ast",
+    "dis",
+    "tokenize",
+    "encodings.idna",
+    "stringprep",
+    "typing",
+    "contextlib",
+    "importlib",
+    "pathlib",
+    "asyncio",
+    "ssl",
+}
+
+
+def test_a_composed_send_imports_no_dataclasses_or_idna(smtpd: RecordingServer) -> None:
+    mods = imported(
+        "send",
+        "--port",
+        str(smtpd.port),
+        "--from",
+        "A <a@example.org>",
+        "--to",
+        "b@example.org",
+        "--subject",
+        "s",
+        "--body",
+        "x",
+        flags=("-S",),
+    )
+    assert len(smtpd.messages) == 1
+    assert b"Message-ID: <" in smtpd.messages[0].content
+    assert b"@example.org>" in smtpd.messages[0].content
+    assert "smtpmail.message.compose" in mods  # the probe sees what was used
+    assert not mods & NOT_FOR_A_COMPOSED_SEND, sorted(mods & NOT_FOR_A_COMPOSED_SEND)
+
+
+@pytest.mark.parametrize(
+    "domain",
+    ["example.org", "a.", "a..b", "x" * 63 + ".org", "x" * 64 + ".org", "org." + "x" * 64,
+     "bücher.example", "[1.2.3.4]", ""],
+)  # fmt: skip
+def test_the_message_id_domain_is_what_the_idna_codec_gives(domain: str) -> None:
+    """The ASCII shortcut agrees with the codec; what the codec would write
+    that is not LDH labels (or an address literal) is refused."""
+    import re
+
+    from smtpmail.errors import InvalidAddress
+    from smtpmail.message.compose import _idna
+
+    ldh = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\Z")
+    try:
+        expected: str | None = domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        expected = None
+    literal = domain.startswith("[")
+    if expected is None or not (literal or all(map(ldh.match, expected.split(".")))):
+        with pytest.raises(InvalidAddress):
+            _idna(domain)
+    else:
+        assert _idna(domain) == expected
+
+
+def test_sendmail_and_a_verbose_send_import_no_typing(smtpd: RecordingServer) -> None:
+    """sendmail runs once per message too (cron, git send-email); -v adds the
+    transcript printer. Neither imports typing (TYPE_CHECKING = False idiom)."""
+    mods = imported(
+        "sendmail",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(smtpd.port),
+        "-f",
+        "a@example.org",
+        "b@example.org",
+        flags=("-S",),
+        stdin="Subject: s\n\nbody\n",
+    )
+    assert len(smtpd.messages) == 1
+    assert not mods & {"typing", "contextlib", "dataclasses", "pathlib"}, sorted(mods)
+    mods = imported(
+        "send",
+        "-v",
+        "--port",
+        str(smtpd.port),
+        "--from",
+        "a@example.org",
+        "--to",
+        "b@example.org",
+        "--message",
+        "-",
+        flags=("-S",),
+        stdin="Subject: s\n\nbody\n",
+    )
+    assert len(smtpd.messages) == 2
+    assert not mods & {"typing", "contextlib", "dataclasses", "pathlib"}, sorted(mods)
+
+
+def test_import_smtpmail_loads_nothing_else() -> None:
+    """``import smtpmail`` stays lazy: the public names load on first use
+    (its __getattr__), importlib included."""
+    code = (
+        "import sys; before = set(sys.modules); import smtpmail; "
+        "print(' '.join(sorted(set(sys.modules) - before)))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert set(done.stdout.split()) <= {"smtpmail", "__future__"}, done.stdout

@@ -1,0 +1,368 @@
+"""The sendmail interface: flags cron, git send-email, mutt and PHP pass; real servers only."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from smtpmail.cli import exits
+from smtpmail.cli.sendmail import parse
+from support.clirun import run_cli
+from support.servers import RecordingServer
+
+
+def srv(server: RecordingServer) -> str:
+    return f"--server=smtp://{server.host}:{server.port}"
+
+
+MESSAGE = (
+    b"From: Me <me@example.org>\n"
+    b"To: a@example.net\n"
+    b"Cc: C <c@example.net>\n"
+    b"Bcc: hidden@example.net\n"
+    b"Subject: test\n"
+    b"Date: Mon, 01 Jan 2024 00:00:00 +0000\n"
+    b"Message-ID: <test@example.org>\n"
+    b"\n"
+    b"body\n"
+    b".\n"
+    b"after a lone dot\n"
+)
+
+
+def test_t_reads_recipients_and_removes_bcc(smtpd: RecordingServer) -> None:
+    r = run_cli("sendmail", srv(smtpd), "-t", "-i", "-oi", "-oem", "-odb", stdin=MESSAGE)
+    assert r.status == 0, r.stderr
+    (got,) = smtpd.messages
+    assert got.mail_from == "me@example.org"
+    assert got.rcpt_tos == ["a@example.net", "c@example.net", "hidden@example.net"]
+    assert b"hidden" not in got.content
+    # The rest is byte for byte (LF turned into CRLF on the wire), the lone dot is data.
+    assert got.content == MESSAGE.replace(b"Bcc: hidden@example.net\n", b"").replace(b"\n", b"\r\n")
+
+
+def test_recipients_as_arguments_and_f(smtpd: RecordingServer) -> None:
+    r = run_cli(
+        "sendmail",
+        srv(smtpd),
+        "-f",
+        "bounce@example.org",
+        "x@example.net",
+        "y@example.net",
+        stdin=MESSAGE,
+    )
+    assert r.status == 0, r.stderr
+    (got,) = smtpd.messages
+    assert got.mail_from == "bounce@example.org"
+    assert got.rcpt_tos == ["x@example.net", "y@example.net"]
+    # Without -t too: Bcc fields never go on the wire (msmtp's default as well).
+    assert b"hidden" not in got.content
+    assert got.content == MESSAGE.replace(b"Bcc: hidden@example.net\n", b"").replace(b"\n", b"\r\n")
+
+
+def test_attached_f_and_double_dash(smtpd: RecordingServer) -> None:
+    r = run_cli(
+        "sendmail", srv(smtpd), "-fbounce@example.org", "--", "x@example.net", stdin=MESSAGE
+    )
+    assert r.status == 0, r.stderr
+    assert smtpd.messages[0].mail_from == "bounce@example.org"
+
+
+def test_cron_style_adds_from_and_date_and_qualifies(smtpd: RecordingServer) -> None:
+    # cron: /usr/sbin/sendmail -FCronDaemon -i -B8BITMIME -oem root
+    msg = b"To: root\nSubject: Cron <root@host> true\n\nout\n"
+    r = run_cli(
+        "sendmail",
+        srv(smtpd),
+        "-FCron Daemon",
+        "-i",
+        "-B8BITMIME",
+        "-oem",
+        "-f",
+        "root@example.org",
+        "root",
+        stdin=msg,
+    )
+    assert r.status == 0, r.stderr
+    (got,) = smtpd.messages
+    assert got.rcpt_tos == ["root@example.org"]  # qualified with the sender's domain
+    head = got.content.split(b"\r\n\r\n")[0]
+    assert b"From: Cron Daemon <root@example.org>" in head
+    assert b"\r\nDate: " in b"\r\n" + head
+
+
+def test_unsupported_modes_are_usage_errors(smtpd: RecordingServer) -> None:
+    for flag in ("-bs", "-bp", "-q"):
+        r = run_cli("sendmail", srv(smtpd), flag, stdin=MESSAGE)
+        assert r.status == exits.EX_USAGE, flag
+    assert smtpd.raw == b""
+
+
+def test_no_recipient_is_a_data_error(smtpd: RecordingServer) -> None:
+    r = run_cli("sendmail", srv(smtpd), stdin=MESSAGE)
+    assert r.status == exits.EX_DATAERR
+    assert "no recipients" in r.stderr
+
+
+def test_help_lists_flags_and_exit_codes() -> None:
+    r = run_cli("sendmail", "--help")
+    assert r.status == 0
+    assert "-t " in r.stdout and "79  partial success" in r.stdout
+
+
+def test_parse_flags() -> None:
+    opts, long_opts, rcpts = parse(
+        ["-t", "-oi", "-f", "a@b.c", "-F", "Name", "-N", "failure", "--account", "w", "r@x.y"]
+    )
+    assert opts.read_headers and opts.sender == "a@b.c" and opts.full_name == "Name"
+    assert opts.notify == "failure"
+    assert long_opts == ["--account", "w"]
+    assert rcpts == ["r@x.y"]
+
+
+# -- real subprocesses: the console scripts and git send-email ---------------
+
+
+def _sendmail_cmd(tmp_path: Path) -> list[str]:
+    """The installed smtpmail-sendmail script; in a checkout not yet installed, the same
+    entry point through the interpreter."""
+    found = shutil.which("smtpmail-sendmail")
+    if found:
+        return [found]
+    wrapper = tmp_path / "smtpmail-sendmail"
+    wrapper.write_text(
+        f"#!/bin/sh\nexec {sys.executable} -c "
+        '\'import sys; sys.argv[0] = "smtpmail-sendmail"; '
+        'from smtpmail.cli.sendmail import main; main()\' "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    return [str(wrapper)]
+
+
+def test_console_script_subprocess(smtpd: RecordingServer, tmp_path: Path) -> None:
+    cmd = _sendmail_cmd(tmp_path)
+    done = subprocess.run(
+        [*cmd, srv(smtpd), "-t"], input=MESSAGE, capture_output=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert smtpd.messages[0].rcpt_tos == ["a@example.net", "c@example.net", "hidden@example.net"]
+
+
+def test_smtpmail_console_script_subprocess(smtpd: RecordingServer) -> None:
+    script = shutil.which("smtpmail")
+    cmd = [script] if script else [sys.executable, "-m", "smtpmail"]
+    done = subprocess.run(
+        [
+            *cmd,
+            "send",
+            "--server",
+            f"smtp://127.0.0.1:{smtpd.port}",
+            "--from",
+            "a@example.org",
+            "--to",
+            "b@example.org",
+            "--subject",
+            "sub",
+            "--json",
+        ],
+        input=b"piped body\n",
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert b'"ok": true' in done.stdout
+    assert b"piped body" in smtpd.messages[0].content
+    done = subprocess.run(
+        [*cmd, "send", "--from", "a@", "--to", "b@example.org"],
+        input=b"",
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == exits.EX_DATAERR
+
+
+def _has_git_send_email() -> bool:
+    done = subprocess.run(["git", "--exec-path"], capture_output=True, text=True, check=False)
+    return (Path(done.stdout.strip()) / "git-send-email").exists()
+
+
+def test_git_send_email_through_sendmail(smtpd: RecordingServer, tmp_path: Path) -> None:
+    if not _has_git_send_email():
+        pytest.fail("git send-email is not installed: scripts/test.sh installs it (git-email)")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "Zoë Dev",
+        "GIT_AUTHOR_EMAIL": "dev@example.org",
+        "GIT_COMMITTER_NAME": "Zoë Dev",
+        "GIT_COMMITTER_EMAIL": "dev@example.org",
+        "HOME": str(tmp_path),
+        "GIT_CONFIG_NOSYSTEM": "1",
+    }
+
+    def git(*args: str) -> str:
+        done = subprocess.run(
+            ["git", *args],
+            cwd=repo,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    git("init", "-q")
+    (repo / "file.txt").write_text("one\n")
+    git("add", "file.txt")
+    git("commit", "-q", "-m", "Add file: ünïcode subject")
+    (repo / "file.txt").write_text("one\ntwo\n")
+    git("commit", "-q", "-am", "Second line")
+    patches = git("format-patch", "-2", "-o", str(tmp_path / "out")).split()
+    cmd = " ".join(_sendmail_cmd(tmp_path)) + f" {srv(smtpd)}"
+    git(
+        "send-email",
+        f"--sendmail-cmd={cmd}",
+        "--to=list@example.net",
+        "--cc=reviewer@example.net",
+        "--from=Zoë Dev <dev@example.org>",
+        "--confirm=never",
+        "--no-validate",
+        "--quiet",
+        *patches,
+    )
+    assert len(smtpd.messages) == 2
+    for got in smtpd.messages:
+        assert got.mail_from == "dev@example.org"
+        assert set(got.rcpt_tos) >= {"list@example.net", "reviewer@example.net"}
+    subjects = [m.content.split(b"\r\nSubject: ")[1].split(b"\r\n")[0] for m in smtpd.messages]
+    assert subjects[0].startswith(b"[PATCH 1/2] =?UTF-8?q?Add=20file")
+    assert subjects[1] == b"[PATCH 2/2] Second line"
+    assert b"+two" in smtpd.messages[1].content
+
+
+def test_lone_dot_is_content_with_or_without_i(smtpd: RecordingServer) -> None:
+    # sendmail(8) without -i would stop at the lone dot and drop the rest; msmtp
+    # (and smtpmail) read standard input to its end: -i and -oi change nothing.
+    for flags in ([], ["-i"], ["-oi"]):
+        r = run_cli("sendmail", srv(smtpd), *flags, "x@example.net", stdin=MESSAGE)
+        assert r.status == 0, r.stderr
+    expected = MESSAGE.replace(b"Bcc: hidden@example.net\n", b"").replace(b"\n", b"\r\n")
+    assert [m.content for m in smtpd.messages] == [expected] * 3
+
+
+def test_multipart_with_a_lone_dot_arrives_whole_from_mutt(
+    smtpd: RecordingServer, tmp_path: Path
+) -> None:
+    """mutt set up the msmtp way (``set sendmail=smtpmail-sendmail``, no -i) pipes
+    a multipart message whose text has a line holding a single dot: the whole
+    message, attachment included, must arrive, and the exit status say so."""
+    from email.message import EmailMessage
+    from email.policy import SMTP
+
+    msg = EmailMessage()
+    msg["From"] = "me@example.org"
+    msg["To"] = "you@example.net"
+    msg["Subject"] = "lone dot"
+    msg["Date"] = "Mon, 01 Jan 2024 00:00:00 +0000"
+    msg["Message-ID"] = "<lone-dot@example.org>"
+    msg.set_content("before the dot\n.\nafter the dot\n")
+    msg.add_attachment(bytes(range(256)) * 64, maintype="application", subtype="octet-stream")
+    data = msg.as_bytes(policy=SMTP.clone(linesep="\n"))  # what mutt pipes: LF endings
+    assert b"\n.\n" in data
+    done = subprocess.run(
+        [*_sendmail_cmd(tmp_path), srv(smtpd), "you@example.net"],
+        input=data,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    (got,) = smtpd.messages
+    assert got.content == data.replace(b"\n", b"\r\n")
+    assert b"\r\n..\r\nafter the dot" in smtpd.raw  # dot-stuffed on the wire, unstuffed there
+    parsed = email.message_from_bytes(got.content, policy=email.policy.default)
+    (attachment,) = parsed.iter_attachments()  # type: ignore[attr-defined]
+    assert attachment.get_content() == bytes(range(256)) * 64
+
+
+# -- -f: the From it adds, the Message-ID, the account it picks (as msmtp) -----
+
+
+NO_FROM = b"To: a@example.net\nSubject: cron\n\nbody\n"
+
+
+def _config_home(tmp_path: Path, accounts: dict[str, tuple[RecordingServer, str]]) -> Path:
+    """An XDG config dir whose config.toml has one account per (server, from)."""
+    home = tmp_path / "xdg"
+    (home / "smtpmail").mkdir(parents=True)
+    text = 'default = "work"\n'
+    for name, (server, sender) in accounts.items():
+        text += f'[accounts.{name}]\nserver = "smtp://{server.host}:{server.port}"\n'
+        text += f'from = "{sender}"\n'
+    (home / "smtpmail" / "config.toml").write_text(text)
+    return home
+
+
+def _sendmail(tmp_path: Path, home: Path, *argv: str, stdin: bytes) -> None:
+    environ = {k: v for k, v in os.environ.items() if k != "SMTPMAIL_CONFIG"}
+    environ["XDG_CONFIG_HOME"] = str(home)
+    done = subprocess.run(
+        [*_sendmail_cmd(tmp_path), *argv],
+        input=stdin,
+        capture_output=True,
+        timeout=60,
+        check=False,
+        env=environ,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_f_sets_the_added_from_and_a_message_id_is_added(
+    smtpd: RecordingServer, tmp_path: Path
+) -> None:
+    home = _config_home(tmp_path, {"work": (smtpd, "Work <work@example.org>")})
+    _sendmail(tmp_path, home, "-f", "me@x.example", "a@example.net", stdin=NO_FROM)
+    (got,) = smtpd.messages
+    assert got.mail_from == "me@x.example"
+    msg = email.message_from_bytes(got.content, policy=email.policy.default)
+    assert msg["From"] == "me@x.example"  # -f's address, not the account's from
+    assert msg.get_all("Message-ID") is not None and len(msg.get_all("Message-ID")) == 1
+    assert str(msg["Message-ID"]).endswith("@x.example>")
+
+
+def test_a_message_id_is_kept_when_present(smtpd: RecordingServer, tmp_path: Path) -> None:
+    home = _config_home(tmp_path, {"work": (smtpd, "work@example.org")})
+    given = b"Message-ID: <mine@example.org>\n" + NO_FROM
+    _sendmail(tmp_path, home, "a@example.net", stdin=given)
+    msg = email.message_from_bytes(smtpd.messages[0].content, policy=email.policy.default)
+    assert msg.get_all("Message-ID") == ["<mine@example.org>"]
+    assert msg["From"] == "work@example.org"  # no -f: the account's from
+
+
+def test_f_picks_the_account_whose_from_matches(tmp_path: Path) -> None:
+    with RecordingServer() as work, RecordingServer() as other:
+        home = _config_home(
+            tmp_path,
+            {"work": (work, "Work <work@example.org>"), "other": (other, "O <Other@Example.com>")},
+        )
+        _sendmail(tmp_path, home, "-f", "other@example.com", "a@example.net", stdin=NO_FROM)
+        _sendmail(tmp_path, home, "-f", "nobody@example.com", "a@example.net", stdin=NO_FROM)
+        _sendmail(
+            tmp_path, home, "--account", "work", "-f", "other@example.com", "a@example.net",
+            stdin=NO_FROM,
+        )  # fmt: skip
+    assert [m.mail_from for m in other.messages] == ["other@example.com"]
+    # no account has that from: the default; --account wins over -f.
+    assert [m.mail_from for m in work.messages] == ["nobody@example.com", "other@example.com"]

@@ -1,0 +1,240 @@
+"""``smtpmail queue``, ``smtpmail send --queue`` and ``smtpmail merge`` against aiosmtpd."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import io
+import json
+from pathlib import Path
+
+from smtpmail.cli import main
+from smtpmail.cli.environment import Environment
+from smtpmail.cli.progress import ProgressBar
+from smtpmail.outbox import Outbox
+from support.clirun import fake_env
+from support.servers import RecordingServer
+
+
+def _run(tmp_path: Path, argv: list[str], stdin: str = "") -> tuple[int, str, str]:
+    env = fake_env(tmp_path, argv)
+    env.stdin = io.StringIO(stdin)
+    status = main(env=env)
+    assert isinstance(env.stdout, io.StringIO) and isinstance(env.stderr, io.StringIO)
+    return status, env.stdout.getvalue(), env.stderr.getvalue()
+
+
+def _queue(tmp_path: Path) -> list[str]:
+    return ["queue", "--queue-dir", str(tmp_path / "q")]
+
+
+LETTER = "From: a@example.org\nTo: b@example.net, c@example.net\nSubject: queued\n\nhello\n"
+
+
+def test_queue_add_list_run_show_report_purge(tmp_path: Path, smtpd: RecordingServer) -> None:
+    smtpd.handler.refuse = {"c@example.net": "550 5.1.1 no such user"}
+    status, out, _ = _run(tmp_path, [*_queue(tmp_path), "add"], LETTER)
+    assert status == 0
+    msg_id = out.strip()
+    status, out, _ = _run(tmp_path, [*_queue(tmp_path), "list"])
+    assert msg_id in out and "queued" in out and "b@example.net(q)" in out
+    status, out, _ = _run(tmp_path, [*_queue(tmp_path), "run", "--port", str(smtpd.port)])
+    assert status == 69  # a recipient failed for good
+    assert "1 delivered, 1 failed" in out
+    assert [m.rcpt_tos for m in smtpd.messages] == [["b@example.net"]]
+    status, out, _ = _run(tmp_path, [*_queue(tmp_path), "show", msg_id[:10], "--json"])
+    (record,) = json.loads(out)["messages"]
+    states = {r["address"]: r["status"] for r in record["recipients"]}
+    assert states == {"b@example.net": "delivered", "c@example.net": "failed"}
+    status, out, _ = _run(tmp_path, [*_queue(tmp_path), "report"])
+    assert "<c@example.net>: 550 5.1.1 no such user" in out and "Subject" not in out
+    status, out, _ = _run(tmp_path, [*_queue(tmp_path), "report", "--json"])
+    (entry,) = json.loads(out)["failures"]
+    assert entry["recipient"] == "c@example.net" and entry["code"] == 550
+    assert entry["subject"] == "queued" and entry["id"] == msg_id
+    # done messages are not listed by default; purge removes them
+    assert "nothing is waiting" in _run(tmp_path, [*_queue(tmp_path), "list"])[1]
+    assert "1 message(s) removed" in _run(tmp_path, [*_queue(tmp_path), "purge"])[1]
+    assert _run(tmp_path, [*_queue(tmp_path), "show", msg_id])[0] == 65
+
+
+def test_queue_run_exits_tempfail_and_retry_makes_it_due(
+    tmp_path: Path, smtpd: RecordingServer
+) -> None:
+    smtpd.handler.refuse = {"b@example.net": ["451 4.3.0 try later"]}
+    _run(tmp_path, [*_queue(tmp_path), "add", "-f", "a@example.org", "b@example.net"], LETTER)
+    run = [*_queue(tmp_path), "run", "--port", str(smtpd.port)]
+    assert _run(tmp_path, run)[0] == 75
+    status, out, _ = _run(tmp_path, run)  # not due yet: nothing tried
+    assert status == 0 and out.startswith("0 message(s) tried")
+    assert "1 message(s) due now" in _run(tmp_path, [*_queue(tmp_path), "retry"])[1]
+    assert _run(tmp_path, run)[0] == 0
+    assert len(smtpd.messages) == 1
+
+
+def test_send_queue_delivers_now_or_keeps_the_message(
+    tmp_path: Path, smtpd: RecordingServer
+) -> None:
+    smtpd.handler.refuse = {"later@example.net": ["450 4.2.1 mailbox busy"]}
+    base = ["send", "--port", str(smtpd.port), "--from", "a@example.org", "--subject", "s"]
+    qdir = ["--queue-dir", str(tmp_path / "q")]
+    status, _, err = _run(
+        tmp_path, [*base, "--to", "now@example.net", "--body", "x", "--queue", *qdir]
+    )
+    assert status == 0 and err == ""
+    status, _, err = _run(
+        tmp_path, [*base, "--to", "later@example.net", "--body", "x", "--queue", *qdir]
+    )
+    assert status == 0  # safe in the outbox
+    assert "deferred: 450 4.2.1 mailbox busy" in err and "queued as" in err
+    assert [m.rcpt_tos for m in smtpd.messages] == [["now@example.net"]]
+    box = Outbox(tmp_path / "q")
+    assert [m.status for m in box.messages()] == ["delivered", "deferred"]
+    box.retry()
+    assert _run(tmp_path, [*_queue(tmp_path), "run", "--port", str(smtpd.port)])[0] == 0
+    assert [m.rcpt_tos for m in smtpd.messages][-1] == ["later@example.net"]
+    # --queue-only sends nothing
+    status, _, err = _run(
+        tmp_path, [*base, "--to", "x@example.net", "--body", "x", "--queue-only", *qdir]
+    )
+    assert status == 0 and len(smtpd.messages) == 2 and "queued as" in err
+
+
+TEMPLATE = """\
+From: Ann <ann@example.org>
+To: {{name}} <{{ email }}>
+Subject: Hello {{name}}
+
+Dear {{name}}, your code is {{code}}.
+"""
+
+
+def _merge_files(tmp_path: Path, rows: str) -> list[str]:
+    (tmp_path / "letter.eml").write_text(TEMPLATE)
+    (tmp_path / "people.csv").write_text("name,email,code\n" + rows)
+    return [
+        "merge",
+        "--template",
+        str(tmp_path / "letter.eml"),
+        "--data",
+        str(tmp_path / "people.csv"),
+        "--queue-dir",
+        str(tmp_path / "q"),
+    ]
+
+
+def test_merge_sends_one_message_per_row_with_a_summary(
+    tmp_path: Path, smtpd: RecordingServer
+) -> None:
+    smtpd.handler.refuse = {"cy@example.net": "550 5.1.1 no such user"}
+    rows = "Bob,bob@example.net,1\nJürgen,j@example.net,2\nCy,cy@example.net,3\n"
+    status, out, err = _run(tmp_path, [*_merge_files(tmp_path, rows), "--port", str(smtpd.port)])
+    assert status == 69
+    # plain progress lines (no terminal), then the summary table and the failures
+    lines = err.splitlines()  # (two connections: the order of the lines may vary)
+    assert [line[:4] for line in lines] == ["1/3 ", "2/3 ", "3/3 "] and "\r" not in err
+    assert any("failed" in line and "<cy@example.net>" in line for line in lines)
+    assert "delivered          2           2" in out and "failed             1           1" in out
+    assert "<cy@example.net>: 550 5.1.1 no such user" in out
+    by_rcpt = {m.rcpt_tos[0]: m for m in smtpd.messages}
+    assert set(by_rcpt) == {"bob@example.net", "j@example.net"}
+    parsed = email.message_from_bytes(by_rcpt["j@example.net"].content, policy=email.policy.default)
+    assert (
+        str(parsed["Subject"]) == "Hello Jürgen" and str(parsed["To"]) == "Jürgen <j@example.net>"
+    )
+    assert parsed.get_content().strip() == "Dear Jürgen, your code is 2."  # type: ignore[attr-defined]
+    assert by_rcpt["j@example.net"].content.isascii()  # RFC 2047 and quoted-printable
+
+
+def test_merge_checks_every_row_before_sending_anything(
+    tmp_path: Path, smtpd: RecordingServer
+) -> None:
+    injection = 'Bob,bob@example.net,1\n"Eve\nBcc: x@evil.example",eve@example.net,2\n'
+    argv = [*_merge_files(tmp_path, injection), "--port", str(smtpd.port)]
+    status, _, err = _run(tmp_path, argv)
+    assert status == 65 and "row 2" in err and "line break" in err
+    (tmp_path / "people.csv").write_text("name,email\nBob,bob@example.net\n")  # no 'code'
+    status, _, err = _run(tmp_path, argv)
+    assert status == 65 and "code" in err
+    assert smtpd.messages == [] and not list((tmp_path / "q").glob("messages/*"))
+
+
+def test_merge_queue_only_and_dry_run(tmp_path: Path) -> None:
+    argv = _merge_files(tmp_path, "Bob,bob@example.net,1\nCy,cy@example.net,2\n")
+    status, out, _ = _run(tmp_path, [*argv, "--dry-run"])
+    assert status == 0 and out.startswith("# 2 message(s)") and "To: Bob <bob@example.net>" in out
+    assert not (tmp_path / "q").exists()
+    status, out, _ = _run(tmp_path, [*argv, "--queue-only"])
+    assert status == 0 and "2 message(s) queued" in out
+    assert [m.sender for m in Outbox(tmp_path / "q").messages()] == ["ann@example.org"] * 2
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_on_a_terminal_redraws_one_line() -> None:
+    now = [0.0]
+    stream = _Tty()
+    bar = ProgressBar(4, stream, tty=True, clock=lambda: now[0])
+    for _ in range(2):
+        now[0] += 1.0
+        bar.advance("ignored on a terminal")
+    assert bar.line() == "[############------------] 2/4  50%     1.0 msg/s  ETA 0:02"
+    now[0] += 1.0
+    bar.advance("x")
+    now[0] += 1.0
+    bar.advance("x")
+    bar.finish()
+    text = stream.getvalue()
+    assert text.startswith("\r[") and text.endswith("4/4 100%     1.0 msg/s  ETA 0:00\x1b[K\n")
+    assert "ignored" not in text and text.count("\n") == 1
+
+
+def test_merge_on_a_terminal_shows_the_bar(tmp_path: Path, smtpd: RecordingServer) -> None:
+    argv = _merge_files(tmp_path, "Bob,bob@example.net,1\n")
+    env: Environment = fake_env(tmp_path, [*argv, "--port", str(smtpd.port), "--json"])
+    env.stderr = _Tty()
+    assert main(env=env) == 0
+    assert "\r[" in env.stderr.getvalue() and "1/1 100%" in env.stderr.getvalue()
+    assert isinstance(env.stdout, io.StringIO)
+    document = json.loads(env.stdout.getvalue())
+    summary = document["summary"]
+    assert summary["messages"] == 1 and document["failures"] == []
+    assert summary["states"]["delivered"] == {"messages": 1, "recipients": 1}
+
+
+def test_queue_run_watch_delivers_new_mail_and_stops_on_sigterm(
+    tmp_path: Path, smtpd: RecordingServer
+) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    queue = [sys.executable, "-m", "smtpmail", *_queue(tmp_path)]
+    watcher = subprocess.Popen(
+        [*queue, "run", "--watch", "--poll", "0.1", "--port", str(smtpd.port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        for n in range(2):  # mail queued while it runs is picked up
+            add = subprocess.run(
+                [*queue, "add", "-f", "a@example.org", "b@example.net"],
+                input=f"Subject: {n}\n\nx\n".encode(),
+                check=True,
+            )
+            assert add.returncode == 0
+            # A generous bound, not a timing assertion: a loaded CI machine can
+            # take seconds to start the `queue add` process and the watcher's poll.
+            deadline = time.monotonic() + 60
+            while len(smtpd.messages) <= n and time.monotonic() < deadline:
+                time.sleep(0.02)
+        assert len(smtpd.messages) == 2
+    finally:
+        watcher.send_signal(signal.SIGTERM)
+        out, err = watcher.communicate(timeout=30)
+    assert watcher.returncode == 0, err
+    assert out.decode().count("1 delivered") == 2

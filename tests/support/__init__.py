@@ -1,0 +1,1 @@
+"""Test helpers: servers, harnesses and tools the tests share."""

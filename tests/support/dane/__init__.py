@@ -1,0 +1,1 @@
+"""Test dane helpers: servers, harnesses and tools the tests share."""

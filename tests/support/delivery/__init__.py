@@ -1,0 +1,1 @@
+"""Test delivery helpers: servers, harnesses and tools the tests share."""

@@ -1,0 +1,1 @@
+"""Test hostile helpers: servers, harnesses and tools the tests share."""

@@ -1,0 +1,1 @@
+"""Test interop helpers: servers, harnesses and tools the tests share."""

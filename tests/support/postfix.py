@@ -1,0 +1,342 @@
+"""Real Postfix programs for the tests: ``smtp-sink`` and a private Postfix MTA.
+
+:class:`SmtpSink` runs Postfix's ``smtp-sink`` test server (PIPELINING, DSN,
+ENHANCEDSTATUSCODES, 8BITMIME; LMTP with ``lmtp=True``; no CHUNKING) on a
+free loopback port and keeps each transaction in a dump directory.
+
+:class:`PostfixMTA` starts a whole Postfix instance from a private
+configuration directory (``postfix -c DIR``) with its own queue and data
+directories, listening only on 127.0.0.1:<free port>, delivering every
+message for the test domains into one Maildir the test reads. It never
+touches the system-wide mail setup. Postfix's master must start as root,
+so without root (or without the binaries, which scripts/test.sh installs)
+the tests that need it fail.
+"""
+
+from __future__ import annotations
+
+import email
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from email.message import Message
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from support.servers import free_port
+
+SMTP_SINK = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
+POSTFIX = shutil.which("postfix") or "/usr/sbin/postfix"
+T = TypeVar("T")
+
+#: Domains the private MTA delivers locally (everything else bounces at once).
+LOCAL_DOMAINS = ("example.com", "example.org", "xn--bcher-kva.example", "例子.广告")
+#: A recipient the private MTA refuses at RCPT time.
+REFUSED = "refused@example.com"
+
+
+def have_smtp_sink() -> bool:
+    return os.access(SMTP_SINK, os.X_OK)
+
+
+def have_postfix() -> bool:
+    return os.access(POSTFIX, os.X_OK) and os.geteuid() == 0
+
+
+def wait_for(what: str, probe: Callable[[], T | None], limit: float = 30.0) -> T:
+    """Poll ``probe`` until it returns something; a bound on waiting, not an assertion."""
+    deadline = time.monotonic() + limit
+    while True:
+        value = probe()
+        if value is not None and value is not False:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(0.02)
+
+
+def listening(host: str, port: int) -> bool | None:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return None
+
+
+def _private_dir(prefix: str) -> Path:
+    # Postfix's daemons (user postfix) and smtp-sink (user nobody) must reach it:
+    # pytest's tmp_path sits under a 0700 directory, so use /tmp directly.
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o755)
+    return path
+
+
+@dataclass
+class Dumped:
+    """One transaction as smtp-sink stored it."""
+
+    helo: str
+    mail_args: str
+    rcpt_args: list[str]
+    content: bytes
+
+
+class SmtpSink:
+    """Postfix's smtp-sink on 127.0.0.1:<free port>; a context manager."""
+
+    host = "127.0.0.1"
+
+    def __init__(self, *flags: str, lmtp: bool = False, dump: bool = True) -> None:
+        if not have_smtp_sink():
+            pytest.fail("smtp-sink is not installed: scripts/test.sh installs it (Debian postfix)")
+        self.port = free_port()
+        self.dir = _private_dir("smtpmail-sink-")
+        self.dir.chmod(0o777)
+        self.flags = list(flags) + (["-L"] if lmtp else [])
+        self.dump = dump
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> SmtpSink:
+        args = [SMTP_SINK, *self.flags, "-h", "sink.smtpmail.test"]
+        if self.dump:
+            args += ["-d", f"{self.dir}/%H%M%S."]
+        if os.geteuid() == 0:
+            args += ["-u", "nobody"]  # smtp-sink refuses to run as root
+        args += [f"{self.host}:{self.port}", "64"]
+        self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        wait_for("smtp-sink to listen", lambda: self._alive() and listening(self.host, self.port))
+        return self
+
+    def _alive(self) -> bool:
+        assert self._proc is not None
+        if self._proc.poll() is not None:
+            err = self._proc.stderr.read().decode() if self._proc.stderr else ""
+            raise RuntimeError(f"smtp-sink exited: {err}")
+        return True
+
+    def __exit__(self, *exc: object) -> None:
+        if self._proc is not None:
+            self._proc.terminate()
+            self._proc.wait(10)
+            if self._proc.stderr:
+                self._proc.stderr.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def messages(self, count: int | None = None) -> list[Dumped]:
+        """The transactions dumped so far (waiting until there are ``count``)."""
+        if count is not None:
+            wait_for(f"{count} dumped messages", lambda: len(self._files()) >= count or None)
+        return [self._parse(p.read_bytes()) for p in self._files()]
+
+    def _files(self) -> list[Path]:
+        # A dump file is complete once smtp-sink closed it; it ends with the empty line.
+        return sorted(
+            (p for p in self.dir.iterdir() if p.is_file() and p.read_bytes().endswith(b"\n\n")),
+            key=lambda p: p.stat().st_mtime_ns,
+        )
+
+    @staticmethod
+    def _parse(raw: bytes) -> Dumped:
+        head, _, rest = raw.partition(b"Received: ")
+        fields: dict[str, list[str]] = {}
+        for line in head.decode("utf-8", "replace").splitlines():
+            key, _, value = line.partition(": ")
+            fields.setdefault(key, []).append(value)
+        # The Received header is three lines; the message follows.
+        content = rest.split(b"\n", 3)[3] if rest.count(b"\n") >= 3 else b""
+        return Dumped(
+            helo=fields.get("X-Helo-Args", [""])[0],
+            mail_args=fields.get("X-Mail-Args", [""])[0],
+            rcpt_args=fields.get("X-Rcpt-Args", []),
+            content=content[:-1],  # the empty line smtp-sink appends
+        )
+
+
+_MASTER_CF = """\
+{host}:{port} inet n - n - - smtpd
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+local     unix  -       n       n       -       -       local
+virtual   unix  -       n       n       -       -       virtual
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+"""
+
+_MAIN_CF = """\
+compatibility_level = 3.6
+queue_directory = {dir}/queue
+data_directory = {dir}/data
+mail_owner = postfix
+setgid_group = postdrop
+inet_interfaces = {host}
+inet_protocols = ipv4
+myhostname = mta.smtpmail.test
+mydomain = smtpmail.test
+myorigin = $myhostname
+mydestination =
+mynetworks = 127.0.0.0/8
+relay_domains =
+alias_maps =
+alias_database =
+local_recipient_maps =
+biff = no
+maillog_file = {dir}/maillog
+maillog_file_prefixes = {dir}
+smtputf8_enable = yes
+message_size_limit = {size_limit}
+smtpd_banner = $myhostname ESMTP
+# Nothing ever leaves this machine: anything not local bounces at once.
+default_transport = error:this test MTA delivers nothing outside
+relay_transport = error:this test MTA delivers nothing outside
+virtual_mailbox_domains = {domains}
+virtual_mailbox_base = {dir}/mail
+virtual_mailbox_maps = static:inbox/
+virtual_uid_maps = static:{uid}
+virtual_gid_maps = static:{gid}
+smtpd_recipient_restrictions =
+    check_recipient_access inline:{{ {{ {refused} = REJECT 5.1.1 no such user here }} }}
+    permit_mynetworks, reject
+smtpd_recipient_limit = {recipient_limit}
+"""
+
+
+class PostfixMTA:
+    """A private Postfix instance on 127.0.0.1:<free port>; a context manager.
+
+    Every message to a :data:`LOCAL_DOMAINS` address lands in one Maildir;
+    :meth:`delivered` waits for and parses them.
+    """
+
+    host = "127.0.0.1"
+
+    def __init__(self, size_limit: int = 10_240_000, recipient_limit: int = 1000) -> None:
+        """``recipient_limit``: RCPTs one transaction takes (then "452 4.5.3 Error: too
+        many recipients"); 1000 is Postfix's default."""
+        if not have_postfix():
+            pytest.fail("a private Postfix needs root and Postfix: scripts/test.sh installs it")
+        self.port = free_port()
+        self.dir = _private_dir("smtpmail-postfix-")
+        self.config = self.dir / "etc"
+        self.config.mkdir()
+        (self.dir / "queue").mkdir(mode=0o755)  # Postfix creates what it needs inside
+        (self.dir / "data").mkdir(mode=0o700)
+        os.chown(self.dir / "data", *_postfix_ids())
+        mail = self.dir / "mail"
+        mail.mkdir()
+        os.chown(mail, 65534, 65534)  # virtual(8) delivers as nobody, never root
+        fmt = {
+            "dir": self.dir,
+            "host": self.host,
+            "port": self.port,
+            "uid": 65534,
+            "gid": 65534,
+            "refused": REFUSED,
+            "size_limit": size_limit,
+            "recipient_limit": recipient_limit,
+            "domains": ", ".join(LOCAL_DOMAINS),
+        }
+        (self.config / "main.cf").write_text(_MAIN_CF.format(**fmt))
+        (self.config / "master.cf").write_text(_MASTER_CF.format(**fmt))
+        self.maildir = mail / "inbox"
+
+    def _postfix(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [POSTFIX, "-c", str(self.config), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    def __enter__(self) -> PostfixMTA:
+        done = self._postfix("start")
+        if done.returncode != 0:
+            log = self.log()
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise RuntimeError(f"postfix start failed: {done.stderr}\n{log}")
+        wait_for("postfix to listen", lambda: listening(self.host, self.port))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._postfix("stop")
+        pid_file = self.dir / "queue" / "pid" / "master.pid"
+        try:
+            pid = int(pid_file.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            pid = 0
+        if pid:
+            try:
+                wait_for("postfix to stop", lambda: not _pid_alive(pid), limit=15)
+            except AssertionError:
+                os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def log(self) -> str:
+        try:
+            return (self.dir / "maillog").read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def _files(self) -> list[Path]:
+        new = self.maildir / "new"
+        if not new.is_dir():
+            return []
+        return sorted(new.iterdir(), key=lambda p: p.stat().st_mtime_ns)
+
+    def delivered(self, count: int) -> list[Message]:
+        """Wait until ``count`` messages were delivered; return them all, parsed."""
+        try:
+            wait_for(f"{count} delivered messages", lambda: len(self._files()) >= count or None)
+        except AssertionError:
+            raise AssertionError(f"not delivered; the Postfix log:\n{self.log()}") from None
+        return [email.message_from_bytes(p.read_bytes()) for p in self._files()]
+
+    def find(self, token: bytes, count: int = 1) -> list[bytes]:
+        """Wait until ``count`` delivered messages contain ``token``; return them (raw)."""
+
+        def matching() -> list[bytes] | None:
+            found = [raw for p in self._files() if token in (raw := p.read_bytes())]
+            return found if len(found) >= count else None
+
+        try:
+            return wait_for(f"{count} messages with {token!r}", matching)
+        except AssertionError:
+            raise AssertionError(f"not delivered; the Postfix log:\n{self.log()}") from None
+
+
+def _postfix_ids() -> tuple[int, int]:
+    import pwd
+
+    entry = pwd.getpwnam("postfix")
+    return entry.pw_uid, entry.pw_gid
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
