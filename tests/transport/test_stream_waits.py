@@ -14,8 +14,8 @@ import threading
 import pytest
 
 import smtpmail
-from servers import RecordingServer
 from smtpmail.transport.stream import SocketStream
+from support.servers import RecordingServer
 
 
 def test_the_socket_stays_blocking_with_a_kernel_timeout() -> None:

@@ -13,8 +13,8 @@ from __future__ import annotations
 import pytest
 
 import smtpmail
-from postfix import SmtpSink
-from servers import RecordingServer
+from support.postfix import SmtpSink
+from support.servers import RecordingServer
 
 MSG = b"Subject: last\r\n\r\nthe connection's last message\r\n"
 
