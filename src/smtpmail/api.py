@@ -38,7 +38,7 @@ def send(
         message, sender, recipients, envelope, requiretls=require_tls_extension
     )
     with Client(host, port, **client_options) as client:
-        return client.send(message, envelope=envelope, keep_bcc=keep_bcc)
+        return client.send(message, envelope=envelope, keep_bcc=keep_bcc, then_quit=True)
 
 
 async def send_async(
@@ -58,4 +58,4 @@ async def send_async(
         message, sender, recipients, envelope, requiretls=require_tls_extension
     )
     async with AsyncClient(host, port, **client_options) as client:
-        return await client.send(message, envelope=envelope, keep_bcc=keep_bcc)
+        return await client.send(message, envelope=envelope, keep_bcc=keep_bcc, then_quit=True)

@@ -64,6 +64,9 @@ class Session(Transactions):
         #: transaction waits for the reply to the previous message's data; clients
         #: carry this over to their next connection (``Options.pipeline_messages``).
         self.refuses_pipelined_mail = False
+        #: QUIT went in one write with the last end of data (``transactions``'
+        #: ``then_quit``): its reply is the next one, and no command may follow.
+        self.quit_sent = False
         #: TLS is up with a verified certificate (CA, DANE or a pin): the transport
         #: says so after the handshake; REQUIRETLS needs it (RFC 8689 §4.1).
         self.tls_authenticated = False
@@ -251,6 +254,10 @@ class Session(Transactions):
 
     @one_at_a_time
     def quit(self) -> Flow[Reply]:
+        if self.quit_sent:  # (pipelined with the end of data: only its reply is due)
+            (reply,) = yield from self._receive(1, "QUIT")
+            return reply
+        self.quit_sent = True
         return (yield from self.command("QUIT", "QUIT", check=False))
 
 

@@ -47,6 +47,8 @@ __all__ = ["Transactions"]
 log = Logger("smtpmail.protocol")  # logging itself is imported when needed (_log)
 
 _NOTHING: tuple[str, ...] = ()
+#: The tail of a connection's last end of data, with ``then_quit`` (RFC 2920 §3.1).
+_QUIT = b"QUIT\r\n"
 
 #: A last piece of content smaller than this shares one write with the ending.
 _JOIN_BELOW = 64 * 1024
@@ -187,6 +189,7 @@ class Transactions(Guarded):
         *,
         keep_errors: bool,
         results: list[SendResult] | None = None,
+        then_quit: bool = False,
     ) -> Flow[list[SendResult]]:
         """Send each (envelope, content); one result per item, in order.
 
@@ -200,6 +203,12 @@ class Transactions(Guarded):
         result holds every recipient's final reply. A MAIL refused with 503
         because it came in one write with the end of the previous message's data
         is sent again once that data's reply is in (see ``refuses_pipelined_mail``).
+
+        ``then_quit``: these are the connection's last transactions, so QUIT
+        rides in one write with the last end of data when the server pipelines
+        (RFC 2920 §3.1: QUIT may end a pipelined group), saving the round trip
+        QUIT alone would cost; ``quit_sent`` says so, and :meth:`quit` then
+        only reads its reply. The end of data's reply still decides the result.
         """
         if self.helo_reply is None:
             raise LocalProtocolError("mail transaction before EHLO/HELO")
@@ -207,13 +216,17 @@ class Transactions(Guarded):
             results = []
         it = iter(items)
         if "PIPELINING" in self.extensions:
-            yield from self._pipelined(it, results, keep_errors)
+            yield from self._pipelined(it, results, keep_errors, then_quit)
         else:
             yield from self._lockstep(it, results, keep_errors)
         return results
 
     def _pipelined(
-        self, it: Iterator[tuple[Envelope, Content]], results: list[SendResult], keep: bool
+        self,
+        it: Iterator[tuple[Envelope, Content]],
+        results: list[SendResult],
+        keep: bool,
+        then_quit: bool,
     ) -> Flow[None]:
         plan = self._next_plan(it, results, keep)
         if plan is None:
@@ -249,7 +262,11 @@ class Transactions(Guarded):
                 tail, tail_shown = b"", _NOTHING
                 if nxt is not None and self._pipelines_messages:
                     tail, tail_shown = nxt.group(False)[:2]
+                elif nxt is None and then_quit and failed is None and self._pipelines_messages:
+                    tail, tail_shown = _QUIT, ("QUIT",)
                 data_replies, sent_next = yield from self._body(plan, tail, tail_shown)
+                if tail is _QUIT:
+                    self.quit_sent, sent_next = sent_next, False
                 self._finish(plan, data_replies, keep)
             else:
                 ended = yield from self._end_data_alone(plan, replies)

@@ -149,10 +149,11 @@ class AsyncClient(BaseClient):
         *,
         envelope: Envelope | None = None,
         keep_bcc: bool = False,
+        then_quit: bool = False,
     ) -> SendResult:
         """Send one message; see :meth:`smtpmail.Client.send`."""
         item = self._items(message, sender, recipients, envelope, keep_bcc)
-        (result,) = await self._drive(drive.sending(self, [item], False, []))
+        (result,) = await self._drive(drive.sending(self, [item], False, [], then_quit))
         return result
 
     async def send_many(

@@ -105,7 +105,7 @@ def ensured(client: BaseClient, flow: Callable[[Session], Flow[T]]) -> Steps[T]:
             client.close()
     if not client._connected:
         yield from connecting(client)
-    return (yield from steps(client, flow(client._session)))
+    return (yield from steps(client, flow(client._session), asked=True))
 
 
 def sending(
@@ -113,17 +113,24 @@ def sending(
     items: Iterable[tuple[Envelope, Content]],
     keep_errors: bool,
     results: list[SendResult],
+    then_quit: bool = False,
 ) -> Steps[list[SendResult]]:
-    """One transaction per item on this connection (send, send_many)."""
+    """One transaction per item on this connection (send, send_many); with
+    ``then_quit``, QUIT after them (with the last end of data when pipelined)."""
 
     def transactions(session: Session) -> Flow[list[SendResult]]:
-        return session.transactions(items, keep_errors=keep_errors, results=results)
+        return session.transactions(
+            items, keep_errors=keep_errors, results=results, then_quit=then_quit
+        )
 
     try:
-        return client._stamp((yield from ensured(client, transactions)))
+        done = client._stamp((yield from ensured(client, transactions)))
     except SMTPError as exc:
         exc.results = results  # recipients over a limit go in several transactions
         raise
+    if then_quit:
+        yield from quitting(client)
+    return done
 
 
 def entering(client: BaseClient) -> Steps[None]:
@@ -163,8 +170,16 @@ def rehearsing(
     yield from quitting(client)
 
 
-def steps(client: BaseClient, flow: Flow[T]) -> Steps[T]:
-    """Carry out ``flow``'s actions; close the connection when it is left unknown."""
+def steps(client: BaseClient, flow: Flow[T], asked: bool = False) -> Steps[T]:
+    """Carry out ``flow``'s actions; close the connection when it is left unknown.
+
+    Before a command that expects the next reply, what the server sent
+    unasked is dropped (:func:`_drop_unsolicited`). The kernel is asked for
+    it (a system call) only before the operation's first command, after the
+    connection may have been idle, and not when the caller just ``asked``:
+    once a reply was read, what the server sent with it is in the parser's
+    buffer, and a command written right after it leaves nothing else to see.
+    """
     if not client._connected:
         flow.close()
         raise LocalProtocolError("not connected")
@@ -178,7 +193,7 @@ def steps(client: BaseClient, flow: Flow[T]) -> Steps[T]:
             result = None
             if type(action) is Send:
                 if action.no_reply_pending:
-                    yield from _drop_unsolicited(client)
+                    yield from _drop_unsolicited(client, not asked)
                 if action.transcript_lines or action.content_octets:
                     client._note_send(action)
                 try:
@@ -187,6 +202,7 @@ def steps(client: BaseClient, flow: Flow[T]) -> Steps[T]:
                     raise _broke(client, exc) from exc
             elif type(action) is Receive:
                 result = yield from _replies(client, action)
+                asked = True
             else:  # StartTLS
                 try:
                     early = yield (POLL, None)
@@ -218,17 +234,19 @@ def _handshake(client: BaseClient) -> Steps[None]:
         client.transcript("info", f"TLS: {info}")
 
 
-def _drop_unsolicited(client: BaseClient) -> Steps[None]:
-    """Before a command that expects the next reply, drop whatever already arrived."""
-    try:
-        data = yield (POLL, None)
-    except OSError as exc:
-        raise _broke(client, exc) from exc
-    if data == b"":
-        client.close()
-        raise ConnectionLost(f"the server at {client.host}:{client.port} closed the connection")
-    if data:
-        client._parser.feed(data)
+def _drop_unsolicited(client: BaseClient, ask_kernel: bool) -> Steps[None]:
+    """Before a command that expects the next reply, drop whatever already arrived
+    (in the parser's buffer; with ``ask_kernel``, in the stream's too)."""
+    if ask_kernel:
+        try:
+            data = yield (POLL, None)
+        except OSError as exc:
+            raise _broke(client, exc) from exc
+        if data == b"":
+            client.close()
+            raise ConnectionLost(f"the server at {client.host}:{client.port} closed the connection")
+        if data:
+            client._parser.feed(data)
     if client._parser.buffered:
         client._unsolicited()
 

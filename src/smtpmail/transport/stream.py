@@ -54,7 +54,9 @@ from __future__ import annotations
 
 import select
 import socket
+import struct
 import sys
+import time
 
 from smtpmail.transport.tls import check_peer
 
@@ -130,48 +132,114 @@ __all__ = ["SocketStream", "as_stream", "connect_tcp"]
 
 
 class SocketStream:
-    """:class:`NetworkStream` over a connected TCP socket (TLS once started)."""
+    """:class:`NetworkStream` over a connected TCP socket (TLS once started).
 
-    __slots__ = ("_sock", "_timeout")
+    The socket stays in blocking mode and waits with the kernel's timeouts
+    (``SO_RCVTIMEO``, ``SO_SNDTIMEO``): a Python socket timeout would cost a
+    ``poll`` before every ``recv`` and ``send`` (issue 19: half the system
+    calls of a lock-step dialogue). A kernel timeout is changed only when a
+    wait must end sooner than it allows; a wait it ends early (a longer
+    deadline than the one it was set for) goes on with the time left.
+
+    Once TLS is started the socket waits with Python's timeout instead:
+    CPython's ssl module retries a TLS read that the kernel's timeout ended,
+    so only its own timeout ends one.
+    """
+
+    __slots__ = ("_sock", "_timeout", "_waits")
 
     def __init__(self, sock: socket.socket) -> None:
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             # Each write is a whole command group: send it now (RFC 2920 §3.1).
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sock: socket.socket | ssl.SSLSocket = sock
-        self._timeout: float | None = sock.gettimeout()
+        #: The kernel timeouts in force, receive and send (0: none, wait forever).
+        self._waits = [0.0, 0.0]
+        #: Python's timeout, once TLS started (-1: not set yet); None before.
+        self._timeout: float | None = -1.0 if _is_tls(sock) else None
+        if self._timeout is None:
+            sock.settimeout(None)  # (blocking; the kernel's timeouts bound each wait)
 
-    def _wait_at_most(self, timeout: float) -> None:
+    def _tls_wait_at_most(self, timeout: float) -> None:
         # settimeout costs a system call; most operations reuse the last deadline.
         if timeout != self._timeout:
             self._sock.settimeout(timeout)
             self._timeout = timeout
 
+    def _limit(self, which: int, timeout: float) -> None:
+        """Let the kernel wait at most ``timeout`` seconds (which: 0 receive, 1 send)."""
+        # 1 µs at least: a zero timeval means "no timeout" to the kernel.
+        seconds = max(timeout, 1e-6)
+        option = socket.SO_SNDTIMEO if which else socket.SO_RCVTIMEO
+        whole = int(seconds)
+        self._sock.setsockopt(
+            socket.SOL_SOCKET, option, _TIMEVAL.pack(whole, int((seconds - whole) * 1e6))
+        )
+        self._waits[which] = seconds
+
     def read(self, max_bytes: int, timeout: float) -> bytes:
-        self._wait_at_most(timeout)
-        return self._sock.recv(max_bytes)
+        sock = self._sock
+        if self._timeout is not None:
+            self._tls_wait_at_most(timeout)
+            return sock.recv(max_bytes)
+        wait = self._waits[0]
+        if not wait or timeout < wait:
+            self._limit(0, timeout)
+        deadline = 0.0
+        while True:
+            try:
+                return sock.recv(max_bytes)
+            except OSError as exc:
+                if not _timed_out(exc):
+                    raise
+            # The kernel's timeout ended the wait: the deadline's, or an earlier one.
+            now = time.monotonic()
+            if not deadline:
+                deadline = now - self._waits[0] + timeout
+            if now >= deadline:
+                raise TimeoutError("timed out")
+            self._limit(0, deadline - now)
 
     def read_arrived(self, max_bytes: int) -> bytes | None:
         sock = self._sock
-        tls = _is_tls(sock)
-        if not (_is_tls(sock) and sock.pending()):
+        if self._timeout is None:  # (no TLS: one system call asks the kernel)
+            try:
+                return sock.recv(max_bytes, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return None
+        assert _is_tls(sock)
+        if not sock.pending():
             readable, _, _ = select.select([sock], [], [], 0)
             if not readable:
                 return None
         # Readable may mean only a TLS 1.3 session ticket: never block here.
-        self._wait_at_most(0.0)
+        self._tls_wait_at_most(0.0)
         try:
             return sock.recv(max_bytes)
-        except BlockingIOError:
-            return None
         except OSError as exc:
-            if tls and isinstance(exc, sys.modules["ssl"].SSLWantReadError):
+            if _timed_out(exc):
                 return None
             raise
 
     def write(self, data: bytes | memoryview, timeout: float) -> None:
-        self._wait_at_most(timeout)
-        self._sock.sendall(data)
+        sock = self._sock
+        if self._timeout is not None:
+            self._tls_wait_at_most(timeout)
+            sock.sendall(data)
+            return
+        if timeout != self._waits[1]:
+            self._limit(1, timeout)
+        # Our own sendall: a kernel timeout in the middle must not lose count.
+        try:
+            sent = sock.send(data)
+            if sent < len(data):  # (a big write: the kernel took part of it)
+                view = memoryview(data)[sent:]
+                while view:
+                    view = view[sock.send(view) :]
+        except OSError as exc:
+            if _timed_out(exc):
+                raise TimeoutError("timed out") from None
+            raise
 
     def start_tls(
         self,
@@ -180,7 +248,7 @@ class SocketStream:
         timeout: float,
         options: TLSOptions,
     ) -> TLSInfo:
-        self._wait_at_most(timeout)
+        self._tls_wait_at_most(timeout)
         wrapped = context.wrap_socket(self._sock, server_hostname=server_hostname)
         self._sock = wrapped
         return check_peer(wrapped, options, server_hostname)
@@ -239,6 +307,20 @@ def connect_tcp(
 def as_stream(opened: NetworkStream | socket.socket) -> NetworkStream:
     """What a connector returned, as a stream."""
     return SocketStream(opened) if isinstance(opened, socket.socket) else opened
+
+
+#: ``struct timeval`` for SO_RCVTIMEO / SO_SNDTIMEO.
+_TIMEVAL = struct.Struct("@ll")
+
+
+def _timed_out(exc: OSError) -> bool:
+    """Did a blocking call end on the kernel's timeout (EAGAIN, or TLS's want-read/write)?"""
+    if isinstance(exc, BlockingIOError):
+        return True
+    ssl_module = sys.modules.get("ssl")
+    return ssl_module is not None and isinstance(
+        exc, (ssl_module.SSLWantReadError, ssl_module.SSLWantWriteError)
+    )
 
 
 def _is_tls(sock: object) -> TypeGuard[ssl.SSLSocket]:
