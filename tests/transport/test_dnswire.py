@@ -32,8 +32,12 @@ class ScriptedDNS:
         self.tcp.listen()
         self.udp_answer = udp_answer
         self.tcp_queries: list[bytes] = []
-        threading.Thread(target=self._serve_udp, daemon=True).start()
-        threading.Thread(target=self._serve_tcp, daemon=True).start()
+        self.threads = [
+            threading.Thread(target=self._serve_udp, daemon=True),
+            threading.Thread(target=self._serve_tcp, daemon=True),
+        ]
+        for thread in self.threads:
+            thread.start()
 
     def _serve_udp(self) -> None:
         _query, peer = self.udp.recvfrom(512)
@@ -51,6 +55,15 @@ class ScriptedDNS:
             conn.sendall(struct.pack("!H", len(FULL)) + FULL)
 
     def close(self) -> None:
+        # Wake the threads before closing: a socket closed under a blocked call
+        # frees its descriptor for another test to reuse while the call runs on.
+        for sock in (self.udp, self.tcp):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # not connected (UDP), or already shut
+        for thread in self.threads:
+            thread.join(5)
         self.udp.close()
         self.tcp.close()
 
