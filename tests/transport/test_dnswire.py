@@ -6,6 +6,7 @@ is ignored; a truncated UDP answer (TC) sends the query again over TCP.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import threading
@@ -58,10 +59,8 @@ class ScriptedDNS:
         # Wake the threads before closing: a socket closed under a blocked call
         # frees its descriptor for another test to reuse while the call runs on.
         for sock in (self.udp, self.tcp):
-            try:
+            with contextlib.suppress(OSError):  # not connected (UDP), or already shut
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass  # not connected (UDP), or already shut
         for thread in self.threads:
             thread.join(5)
         self.udp.close()
