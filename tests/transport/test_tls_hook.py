@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 
 import smtpmail
 from smtpmail import TLSOptions
-from smtpmail.transport.dane import DANECheck, TLSARecord, subject_public_key_info
+from smtpmail.transport.dane import DANECheck, TLSARecord
+from smtpmail.transport.x509 import subject_public_key_info
 from support.tlsservers import TLSServer
 from support.twins import Connect
 

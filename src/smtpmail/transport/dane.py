@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from smtpmail._record import Frozen
 from smtpmail.errors import TLSError
+from smtpmail.transport.x509 import subject_public_key_info
 
 TYPE_CHECKING = False
 
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from typing import Any
 
-__all__ = ["DANECheck", "TLSARecord", "match_chain", "subject_public_key_info"]
+__all__ = ["DANECheck", "TLSARecord", "match_chain"]
 
 DANE_TA, DANE_EE = 2, 3
 CERT, SPKI = 0, 1
@@ -232,41 +233,3 @@ def _name_matches(pattern: str, name: str) -> bool:
         head, _, rest = name.partition(".")
         return bool(head) and rest == pattern[2:]
     return pattern == name
-
-
-# -- the SubjectPublicKeyInfo of a DER certificate (RFC 5280 §4.1), no dependency --
-
-
-def _tlv(data: bytes, at: int) -> tuple[int, int, int]:
-    """(tag, start of the value, end of the value) of the DER element at ``at``."""
-    if at + 2 > len(data):
-        raise TLSError("malformed certificate: truncated DER")
-    tag, first = data[at], data[at + 1]
-    start = at + 2
-    if first < 0x80:
-        length = first
-    else:
-        count = first & 0x7F
-        if count == 0 or count > 4 or start + count > len(data):
-            raise TLSError("malformed certificate: bad DER length")
-        length = int.from_bytes(data[start : start + count], "big")
-        start += count
-    if start + length > len(data):
-        raise TLSError("malformed certificate: truncated DER")
-    return tag, start, start + length
-
-
-def subject_public_key_info(der_cert: bytes) -> bytes:
-    """The DER SubjectPublicKeyInfo of a certificate: what selector 1 and SPKI pins hash."""
-    _, cert_start, _ = _tlv(der_cert, 0)  # Certificate ::= SEQUENCE
-    _, at, _ = _tlv(der_cert, cert_start)  # tbsCertificate ::= SEQUENCE
-    tag, _, end = _tlv(der_cert, at)
-    if tag == 0xA0:
-        at = end
-    # serialNumber, signature, issuer, validity, subject: then the key.
-    for _ in range(5):
-        _, _, at = _tlv(der_cert, at)
-    tag, _, end = _tlv(der_cert, at)
-    if tag != 0x30:
-        raise TLSError("malformed certificate: no SubjectPublicKeyInfo")
-    return der_cert[at:end]

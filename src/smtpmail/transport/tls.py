@@ -361,7 +361,7 @@ def verify_chain(chain: Sequence[bytes], options: TLSOptions) -> str | None:
         done.append("fingerprint pin")
     keys = options.pinned_keys()
     if keys:
-        from smtpmail.transport.dane import subject_public_key_info
+        from smtpmail.transport.x509 import subject_public_key_info
 
         spki = hashlib.sha256(subject_public_key_info(leaf)).digest()
         if not any(hmac.compare_digest(spki, key) for key in keys):

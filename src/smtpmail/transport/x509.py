@@ -7,14 +7,21 @@ all. The DER form is always there, so the certificate is read from it: the
 subject, the issuer, the validity period and the subject alternative names
 (RFC 5280 §4.2.1.6). Standard library only (the core has no runtime
 dependencies): a small DER reader (ITU-T X.690 §8) for the few fields shown.
-Only what is shown is read; nothing here decides trust.
+Only what is shown is read; nothing here decides trust. The same reader
+finds the SubjectPublicKeyInfo that DANE selector 1 and SPKI pins hash.
 """
 
 from __future__ import annotations
 
 from smtpmail._record import Frozen
+from smtpmail.errors import TLSError
 
-__all__ = ["Certificate", "CertificateParseError", "read_certificate"]
+__all__ = [
+    "Certificate",
+    "CertificateParseError",
+    "read_certificate",
+    "subject_public_key_info",
+]
 
 # DER tags (X.690 §8.1.2): universal class, and the context-specific ones used below.
 _SEQUENCE = 0x30
@@ -88,6 +95,29 @@ def read_certificate(der: bytes) -> Certificate:
         return _certificate(der)
     except (IndexError, ValueError, UnicodeDecodeError) as exc:
         raise CertificateParseError(f"not a DER certificate: {exc}") from exc
+
+
+def subject_public_key_info(der: bytes) -> bytes:
+    """The DER SubjectPublicKeyInfo of a certificate (RFC 5280 §4.1.2.7): what
+    DANE selector 1 (RFC 6698 §2.1.3) and SPKI pins hash.
+
+    A server sent these bytes, so what is not a certificate is a
+    :class:`~smtpmail.errors.TLSError`.
+    """
+    try:
+        _, cert, _ = _element(der, 0)  # Certificate ::= SEQUENCE
+        _, tbs, _ = _element(cert, 0)  # tbsCertificate ::= SEQUENCE
+        at = 0
+        if tbs[0] == _VERSION:
+            _, _, at = _element(tbs, at)
+        for _ in range(5):  # serialNumber, signature, issuer, validity, subject
+            _, _, at = _element(tbs, at)
+        tag, _, end = _element(tbs, at)
+    except (IndexError, ValueError) as exc:
+        raise TLSError(f"malformed certificate: {exc}") from exc
+    if tag != _SEQUENCE:
+        raise TLSError("malformed certificate: no SubjectPublicKeyInfo")
+    return tbs[at:end]
 
 
 def _certificate(der: bytes) -> Certificate:
