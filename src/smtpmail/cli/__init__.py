@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from smtpmail.cli.environment import Environment
+from smtpmail.cli.environment import Environment, reader_may_leave
 from smtpmail.cli.exits import EX_OK, EX_USAGE, UsageError, exit_status
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
@@ -109,6 +109,17 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> int:
     """Run the CLI; returns the exit status (sysexits.h values, see ``exits``)."""
     env = env or Environment()
+    # A reader that leaves early (`| head`) never changes the exit status.
+    out, err = env.stdout, env.stderr
+    env.stdout, env.stderr = reader_may_leave(out), reader_may_leave(err)
+    try:
+        return _run_main(argv, env)
+    finally:
+        env.stdout.flush()  # a pipe's buffer: its break is found here, not at exit
+        env.stdout, env.stderr = out, err
+
+
+def _run_main(argv: Sequence[str] | None, env: Environment) -> int:
     from smtpmail.cli import _warn
 
     _warn.install(env.stderr)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import queue
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
@@ -72,7 +71,6 @@ class Dialogue:
         self.out = out
         self.color = color
         self.pending = ""  # message data arrives in chunks that may split lines
-        self.reader_gone = False
 
     def __call__(self, kind: str, line: str) -> None:
         if kind == "data":
@@ -80,20 +78,14 @@ class Dialogue:
             return
         self.flush()
         self.write(kind, f"{self.PREFIX.get(kind, '   ')}{line}")
-        with contextlib.suppress(BrokenPipeError):
-            self.out.flush()
+        self.out.flush()
 
     def write(self, kind: str, text: str) -> None:
-        if self.reader_gone:
-            return
         if self.color and kind in self.COLOR:
             text = f"{self.COLOR[kind]}{text}\x1b[0m"
-        try:
-            self.out.write(text + "\n")
-        except BrokenPipeError:
-            # `smtpmail demo | head`: the reader left; the dialogue itself goes on
-            # to its QUIT rather than break off mid-transaction.
-            self.reader_gone = True
+        # `smtpmail demo | head`: main() drops what the departed reader misses,
+        # and the dialogue goes on to its QUIT rather than break off.
+        self.out.write(text + "\n")
 
     def flush(self) -> None:
         if self.pending:
@@ -108,10 +100,7 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     except ImportError:
         env.stderr.write(f"smtpmail demo: {INSTALL_HINT}\n")
         return EX_UNAVAILABLE
-    try:
-        return _demo(args, env)
-    except BrokenPipeError:  # the reader of our output left early: not an error
-        return EX_OK
+    return _demo(args, env)
 
 
 def _demo(args: argparse.Namespace, env: Environment) -> int:

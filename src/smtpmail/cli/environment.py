@@ -43,6 +43,55 @@ class _Folder:
         setattr(env, self.slot, value)
 
 
+class _ReaderMayLeave:
+    """A standard stream whose reader may leave: ``smtpmail send --json | head``.
+
+    Once a write or flush finds the pipe broken, later output is dropped and the
+    descriptor is pointed at ``/dev/null`` (so the interpreter's last flush is
+    quiet too). The command goes on and its exit status stays its own: a mail
+    that was sent must not exit 75 ("try again") because nobody read the
+    report, or a cron job sends it twice. Everything else is the stream's.
+    """
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        self.gone = False
+
+    def write(self, text: str) -> int:
+        if not self.gone:
+            try:
+                return self.stream.write(text)
+            except BrokenPipeError:
+                self._left()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.gone:
+            try:
+                self.stream.flush()
+            except BrokenPipeError:
+                self._left()
+
+    def _left(self) -> None:
+        self.gone = True
+        try:
+            fd = self.stream.fileno()
+        except (OSError, ValueError, AttributeError):  # not a file (a test's StringIO)
+            return
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+def reader_may_leave(stream: IO[str]) -> IO[str]:
+    """``stream`` guarded against a reader that leaves (:class:`_ReaderMayLeave`)."""
+    # Duck-typed: write and flush are guarded, every other attribute is the stream's.
+    return _ReaderMayLeave(stream)  # type: ignore[return-value]
+
+
 class Environment(Record):
     """Standard streams, terminal facts, environment variables and folders.
 
