@@ -227,7 +227,12 @@ class ServerSettings(Record):
 
     @property
     def url(self) -> str:
-        scheme = "lmtp" if self.lmtp else "smtps" if self.tls == "implicit" else "smtp"
+        # The scheme that gives these settings back: submission:// is STARTTLS required.
+        scheme = (
+            "lmtp"
+            if self.lmtp
+            else {"implicit": "smtps", "starttls": "submission"}.get(self.tls or "", "smtp")
+        )
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{scheme}://{host}:{self.port}"
 
