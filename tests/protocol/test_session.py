@@ -329,18 +329,29 @@ def test_smtputf8_used_for_utf8_addresses() -> None:
     assert trace.sends[1] == "RCPT TO:<用户@例子.广告>\r\n".encode()
 
 
+UTF8_HEADERS = content(  # UTF-8 headers: 8-bit data that needs SMTPUTF8
+    "From: jörg@example.org\r\n\r\nhi\r\n".encode(), smtputf8=True
+)
+
+
+@pytest.mark.parametrize("offered", [("8BITMIME",), ()])
 @pytest.mark.parametrize(
     "item",
     [
         (Envelope("jörg@example.org", ["b@x.org"]), content()),
-        (env(), content("From: jörg@example.org\r\n\r\nhi\r\n".encode(), smtputf8=True)),
+        (env(), UTF8_HEADERS),
     ],
 )
-def test_smtputf8_needed_but_not_offered(item: tuple[Envelope, Content]) -> None:
-    session = ready("8BITMIME")
+def test_smtputf8_needed_but_not_offered(
+    item: tuple[Envelope, Content], offered: tuple[str, ...]
+) -> None:
+    # Without 8BITMIME either, the error still names SMTPUTF8: re-encoding the
+    # body (the 8BITMIME advice) cannot make UTF-8 headers acceptable.
+    session = ready(*offered)
     trace = Trace()
-    with pytest.raises(ExtensionNotSupported):
+    with pytest.raises(ExtensionNotSupported, match="SMTPUTF8") as info:
         drive(session.transactions([item], keep_errors=False), b"", trace)
+    assert "8BITMIME" not in str(info.value)
     assert trace.sends == []
 
 

@@ -358,6 +358,13 @@ class Transactions(Guarded):
         params: dict[str, str | None] = {}
         use_bdat = "CHUNKING" in ext
         eight_bit_ok = "8BITMIME" in ext or (use_bdat and "BINARYMIME" in ext)
+        utf8 = envelope.needs_smtputf8 or content.smtputf8
+        if utf8 and "SMTPUTF8" not in ext:
+            # Checked first: UTF-8 headers are 8-bit too, and no re-encoding of the
+            # body (the 8BITMIME advice) would make them acceptable (RFC 6532 §3.4).
+            raise ExtensionNotSupported(
+                "the envelope or headers need SMTPUTF8, which the server does not offer"
+            )
         if content.eight_bit and content.seven_bit is not None and not eight_bit_ok:
             # RFC 6152 §3: converted only for a server that cannot take 8-bit data,
             # as an MTA does; a server with 8BITMIME gets the message unchanged.
@@ -382,12 +389,7 @@ class Transactions(Guarded):
                 "(RFC 6152); re-encode it (quoted-printable or base64: convert_8bit=True, "
                 "the command line's --convert-8bit) or use another server"
             )
-        utf8 = envelope.needs_smtputf8 or content.smtputf8
         if utf8:
-            if "SMTPUTF8" not in ext:
-                raise ExtensionNotSupported(
-                    "the envelope or headers need SMTPUTF8, which the server does not offer"
-                )
             params["SMTPUTF8"] = None
         if envelope.requiretls:
             self._check_requiretls()
