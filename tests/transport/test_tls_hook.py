@@ -126,6 +126,23 @@ def test_bad_spki_pin_is_input_error_before_connecting() -> None:
         smtpmail.Client("127.0.0.1", 9, tls_options=TLSOptions(spki_pins=["sha256/abc"]))
 
 
+@given(st.binary(min_size=32, max_size=32))
+def test_every_spki_pin_spelling_reads_back_its_digest(digest: bytes) -> None:
+    """curl's ``sha256//``, ``sha256/`` and RFC 7469's ``pin-sha256=``, whatever the
+    base64 starts with: a digest whose base64 starts with "/" was misread (flaky)."""
+    b64 = base64.b64encode(digest).decode()
+    for pin in (f"sha256/{b64}", f"sha256//{b64}", f'pin-sha256="{b64}"', digest.hex()):
+        assert TLSOptions(spki_pins=[pin]).pinned_keys() == (digest,), pin
+
+
+@pytest.mark.parametrize("first", [b"\xfc", b"\xfd", b"\xfe", b"\xff"])  # base64 "/..."
+def test_a_pin_whose_base64_starts_with_a_slash(first: bytes) -> None:
+    digest = first + bytes(31)
+    b64 = base64.b64encode(digest).decode()
+    assert b64.startswith("/")
+    assert TLSOptions(spki_pins=["sha256/" + b64]).pinned_keys() == (digest,)
+
+
 def test_unusable_records_alone_are_no_dane_check(chain: Chain) -> None:
     pkix_ee = _tlsa(1, 1, 1, chain.ders[0])
     unusable = [pkix_ee, TLSARecord(3, 1, 1, b"short"), TLSARecord(3, 2, 0, b"x")]

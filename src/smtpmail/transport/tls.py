@@ -158,14 +158,24 @@ class TLSOptions(Frozen):
         digests = []
         for pin in self.spki_pins:
             text = pin.strip()
-            prefix = next((p for p in _PIN_PREFIXES if text.lower().startswith(p)), None)
-            try:
-                if prefix is not None:
-                    value = base64.b64decode(text[len(prefix) :].strip('"'), validate=True)
-                else:
-                    value = bytes.fromhex(text.replace(":", ""))
-            except (ValueError, binascii.Error):
-                value = b""
+            # "sha256//x" is curl's prefix with "x", or "sha256/" with base64 that
+            # starts with "/": each prefix that fits is tried, and the digest is
+            # the reading that gives 32 bytes.
+            lower = text.lower()
+            readings = [text[len(p) :].strip('"') for p in _PIN_PREFIXES if lower.startswith(p)]
+            value = b""
+            for reading in readings:
+                try:
+                    value = base64.b64decode(reading, validate=True)
+                except (ValueError, binascii.Error):
+                    continue
+                if len(value) == 32:
+                    break
+            if not readings and len(hexdigits := text.replace(":", "")) == 64:
+                try:
+                    value = bytes.fromhex(hexdigits)
+                except ValueError:
+                    value = b""
             if len(value) != 32:
                 raise InputError(
                     f"the SPKI pin {pin!r} must be sha256/<base64> or 64 hex digits "
