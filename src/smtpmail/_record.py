@@ -27,6 +27,8 @@ Annotations starting with ``_`` are private storage, not fields.
 
 from __future__ import annotations
 
+from itertools import repeat
+
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 
 if TYPE_CHECKING:
@@ -123,6 +125,7 @@ def _make_init(cls: type, fields: tuple[str, ...], defaults: dict[str, Any]) -> 
         if isinstance(default, _Factory)
     )
     store = object.__setattr__  # Frozen refuses plain assignment
+    count = len(fields)
 
     def fill(self: object, values: tuple[Any, ...]) -> None:
         if factories:
@@ -131,8 +134,8 @@ def _make_init(cls: type, fields: tuple[str, ...], defaults: dict[str, Any]) -> 
                 if made[index] is factory:  # the default: a fresh value per instance
                     made[index] = factory.make()
             values = tuple(made)
-        for field, value in zip(fields, values, strict=True):
-            store(self, field, value)
+        # any() drives the map in C: None from each store, so it runs to the end.
+        any(map(store, repeat(self, count), fields, values))
 
     names = ", ".join(fields)
     body = f"    _fill(self, ({names},))\n" if fields else "    pass\n"
