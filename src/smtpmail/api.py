@@ -7,6 +7,7 @@ from typing import Any
 
 from smtpmail.message.content import MessageInput, resolve_envelope
 from smtpmail.protocol.envelope import Envelope, SendResult
+from smtpmail.transport._base import connection_survives
 from smtpmail.transport.aio import AsyncClient
 from smtpmail.transport.sync import Client
 
@@ -37,8 +38,20 @@ def send(
     envelope = resolve_envelope(
         message, sender, recipients, envelope, requiretls=require_tls_extension
     )
-    with Client(host, port, **client_options) as client:
+    client = Client(host, port, **client_options)
+    # Not ``with client``: entering connects, and the send after it would then
+    # ask the kernel whether the server left meanwhile (one more system call);
+    # a send on a client not yet connected connects itself, and nothing can
+    # have arrived unasked. On failure, ``__exit__``'s rule: QUIT if the
+    # connection survives the error, else close.
+    try:
         return client.send(message, envelope=envelope, keep_bcc=keep_bcc, then_quit=True)
+    except BaseException as exc:
+        if connection_survives(exc):
+            client.quit()
+        else:
+            client.close()
+        raise
 
 
 async def send_async(
@@ -57,5 +70,12 @@ async def send_async(
     envelope = resolve_envelope(
         message, sender, recipients, envelope, requiretls=require_tls_extension
     )
-    async with AsyncClient(host, port, **client_options) as client:
+    client = AsyncClient(host, port, **client_options)
+    try:  # (not ``async with``: see send())
         return await client.send(message, envelope=envelope, keep_bcc=keep_bcc, then_quit=True)
+    except BaseException as exc:
+        if connection_survives(exc):
+            await client.quit()
+        else:
+            client.close()
+        raise

@@ -231,3 +231,20 @@ def test_content_measured_for_size_remembers_the_verdict(message: bytes, canonic
     assert content.canonical is None  # not scanned unless SIZE is offered
     assert content.declared_size() == len(normalise(message))
     assert content.canonical is canonical
+
+
+@pytest.mark.parametrize(
+    ("message", "sizes"),
+    [
+        (b"ab\r\n.c\r\nde\r\n", (4,)),  # the dot starts the second piece
+        (b"ab\r\ncd\r\n.e\r\n", (5, 8)),  # the dot after a CRLF inside a piece
+        (b"abcd\r\n\r\n.\r\n", (6,)),
+    ],
+)
+def test_line_leading_dots_at_piece_boundaries_are_stuffed(
+    message: bytes, sizes: tuple[int, ...]
+) -> None:
+    for canonical in (False, True):
+        encoder = DataEncoder()
+        pieces = encode_buffer(message, encoder, sizes, canonical=canonical)
+        assert b"".join(pieces) + encoder.end() == encode(message)

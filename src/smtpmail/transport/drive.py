@@ -129,7 +129,7 @@ def sending(
         exc.results = results  # recipients over a limit go in several transactions
         raise
     if then_quit:
-        yield from quitting(client)
+        yield from quitting(client, asked=True)  # (a reply was just read: see steps())
     return done
 
 
@@ -138,13 +138,13 @@ def entering(client: BaseClient) -> Steps[None]:
         yield from connecting(client)
 
 
-def quitting(client: BaseClient) -> Steps[Reply | None]:
-    """QUIT and close; None when the connection was already gone."""
+def quitting(client: BaseClient, asked: bool = False) -> Steps[Reply | None]:
+    """QUIT and close; None when the connection was already gone (``asked``: see steps())."""
     if not client._connected:
         client.close()
         return None
     try:
-        return (yield from steps(client, client._session.quit()))
+        return (yield from steps(client, client._session.quit(), asked))
     except SMTPError:
         return None
     finally:
