@@ -7,7 +7,6 @@ from typing import Any
 
 from smtpmail.message.content import MessageInput, resolve_envelope
 from smtpmail.protocol.envelope import Envelope, SendResult
-from smtpmail.transport._base import connection_survives
 from smtpmail.transport.aio import AsyncClient
 from smtpmail.transport.sync import Client
 
@@ -42,15 +41,12 @@ def send(
     # Not ``with client``: entering connects, and the send after it would then
     # ask the kernel whether the server left meanwhile (one more system call);
     # a send on a client not yet connected connects itself, and nothing can
-    # have arrived unasked. On failure, ``__exit__``'s rule: QUIT if the
-    # connection survives the error, else close.
+    # have arrived unasked. A failure leaves by ``__exit__``'s rule (QUIT if the
+    # connection survives the error, else close).
     try:
         return client.send(message, envelope=envelope, keep_bcc=keep_bcc, then_quit=True)
     except BaseException as exc:
-        if connection_survives(exc):
-            client.quit()
-        else:
-            client.close()
+        client.__exit__(type(exc), exc, exc.__traceback__)
         raise
 
 
@@ -74,8 +70,5 @@ async def send_async(
     try:  # (not ``async with``: see send())
         return await client.send(message, envelope=envelope, keep_bcc=keep_bcc, then_quit=True)
     except BaseException as exc:
-        if connection_survives(exc):
-            await client.quit()
-        else:
-            client.close()
+        await client.__aexit__(type(exc), exc, exc.__traceback__)
         raise
