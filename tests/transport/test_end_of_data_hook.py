@@ -48,9 +48,7 @@ async def test_the_hook_gets_each_transactions_accepted_recipients(
     ]
 
 
-async def test_a_failing_hook_stops_the_final_dot(
-    smtpd: RecordingServer, connect: Connect
-) -> None:
+async def test_a_failing_hook_stops_the_final_dot(smtpd: RecordingServer, connect: Connect) -> None:
     def cannot(rcpts: tuple[str, ...]) -> None:
         raise OSError(28, "No space left on device")
 
