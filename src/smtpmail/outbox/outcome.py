@@ -6,10 +6,6 @@
   once the message is older than the schedule's give-up age. A deferred
   recipient's next attempt comes from the schedule and its own attempts; the
   message's is the earliest of its pending recipients'.
-
-An attempt covers the recipients due when it was claimed (``due_by``,
-:attr:`~smtpmail.outbox.box.Claim.due_by`); the others keep their state and
-their next attempt.
 * No answer after the data went out: deferred and marked possibly
   delivered; the retry may duplicate it. Through a relay the transport says
   so (``possibly_delivered`` on the error), in direct delivery the report
@@ -18,12 +14,16 @@ their next attempt.
 * An attempt's worker died (or lost its lease) with the message marked in
   flight: the message may have reached the recipients the mark names (those
   of each transaction whose final dot had left, :mod:`~smtpmail.outbox.endmark`),
-  so they are marked possibly delivered; every pending recipient is retried
+  so they are marked possibly delivered; the attempt's recipients are retried
   at once (:func:`apply_abandoned`, for every store).
 * The queued copy could not be read (``MessageReadError``, a local OSError):
   deferred with that reason, not failed: the next attempt reads the file
   afresh from its start, and a storage fault may pass; the give-up age
   still ends it. Never possibly delivered: the final dot was not sent.
+
+An attempt covers the recipients due when it was claimed (``due_by``,
+:attr:`~smtpmail.outbox.box.Claim.due_by`); the others keep their state and
+their next attempt.
 
 Also decides whether the server asked us to slow down: a 421, or an
 enhanced status 4.7.x (policy: rate limits, "too many connections").
