@@ -238,10 +238,9 @@ class Outbox:
             if claim is None:
                 continue
             with claim:
-                now = time.time()
-                claim.message.next_attempt = now
+                claim.message.next_attempt = 0.0
                 for r in claim.message.pending:
-                    r.next_attempt = now
+                    r.next_attempt = 0.0
                 claim.save()
                 count += 1
         return count
