@@ -118,6 +118,9 @@ def _queue_listed(doc: dict[str, Any]) -> None:
     (message,) = doc["messages"]
     assert message["subject"] == "queued" and message["status"] == "queued"
     assert message["envelope"]["recipients"] == ["b@example.net", "c@example.net"]
+    # Each recipient's own next attempt (the message's is the earliest of them).
+    times = [r["next_attempt"] for r in message["recipients"]]
+    assert times == [message["next_attempt"]] * 2 and times[0] is not None
 
 
 def _queue_run(doc: dict[str, Any]) -> None:
@@ -127,6 +130,7 @@ def _queue_run(doc: dict[str, Any]) -> None:
     (message,) = doc["messages"]
     states = {r["address"]: r["status"] for r in message["recipients"]}
     assert states == {"b@example.net": "delivered", "c@example.net": "failed"}
+    assert [r["next_attempt"] for r in message["recipients"]] == [None, None]  # done
 
 
 def _queue_report(doc: dict[str, Any]) -> None:

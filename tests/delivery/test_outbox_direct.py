@@ -126,6 +126,8 @@ def test_queue_run_direct_reports_possibly_delivered(tmp_path: Path, world: MXWo
         assert "1 possibly delivered" in out
         out = cli("show", queued.id)[1]
         assert "<x@other.test>  deferred (possibly delivered already)" in out
+        (line,) = [x for x in out.splitlines() if "<x@other.test>" in x]
+        assert line.endswith(")") and "  (next: in " in line  # its own next attempt
         assert "duplicates:  1 attempt(s) may have delivered it already" in out
         (shown,) = json.loads(cli("show", "--json", queued.id)[1])["messages"]
         assert shown["recipients"][0]["possibly_delivered"]

@@ -69,8 +69,8 @@ def test_migration_from_the_previous_schema_keeps_what_was_queued(pg_url: str) -
     old.migrate(target=LATEST - 1)
     with psycopg.connect(pg_url, autocommit=True) as conn:  # as the previous version stored it
         conn.execute(
-            "INSERT INTO smtpmail_messages (id, sender, created, size) "
-            "VALUES ('0123456789ab-01234567', 'a@example.org', 1.0, 2)"
+            "INSERT INTO smtpmail_messages (id, sender, created, size, next_attempt) "
+            "VALUES ('0123456789ab-01234567', 'a@example.org', 1.0, 2, 1234.5)"
         )
         conn.execute(
             "INSERT INTO smtpmail_recipients (message, position, address, state) "
@@ -82,6 +82,9 @@ def test_migration_from_the_previous_schema_keeps_what_was_queued(pg_url: str) -
     with pytest.raises(OutboxError, match=f"version {LATEST - 1}"):
         old.ids()
     assert old.migrate() == f"the schema went from version {LATEST - 1} to {LATEST}"
+    # Version 5: each recipient's next attempt, the message's for those queued before.
+    (recipient,) = old.load("0123456789ab-01234567").recipients
+    assert recipient.next_attempt == 1234.5
     claim = old.claim("0123456789ab-01234567")
     assert claim is not None and claim.content.read() == b"x\n"
     claim.release()

@@ -6,6 +6,7 @@ differs (files and flock, rows and leases) is tested by what a user sees.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -281,3 +282,73 @@ def _node_messages(server: Any, before: int) -> list[dict[str, Any]]:
     while len(server.messages) <= before and time.monotonic() < deadline:
         time.sleep(0.01)
     return list(server.messages[before:])
+
+
+# -- one schedule per recipient ----------------------------------------------------
+
+
+def test_each_recipient_has_its_own_next_attempt_and_only_due_ones_are_retried(
+    location: str, smtpd: RecordingServer
+) -> None:
+    """Issue 16: one row per recipient with its own next attempt. A recipient
+    deferred twice waits longer than one deferred once; the message is due at
+    the earliest of them, and an attempt goes to the due recipients only."""
+    schedule = RetrySchedule(first=300, factor=24, maximum=86400)
+    smtpd.handler.refuse = {
+        "slow@slow.example": ["451 4.3.0 later", "451 4.3.0 later again"],
+        "soon@soon.example": ["451 4.3.0 later", "451 4.3.0 later again"],
+    }
+    rcpts = ["slow@slow.example", "soon@soon.example", "ok@ok.example"]
+    with _open(location, schedule=schedule) as box:
+        queued = box.add(_message(1), "a@example.org", rcpts)
+        Worker(box, port=smtpd.port).run()
+        message = box.load(queued.id)
+        slow, soon, ok = message.recipients
+        assert ok.state is State.DELIVERED
+        for r in (slow, soon):
+            assert r.state is State.DEFERRED and r.updated is not None
+            assert r.next_attempt == r.updated + 300  # the schedule after one attempt
+        assert message.next_attempt == min(slow.next_attempt, soon.next_attempt)
+        # Time passes: soon.example's retry has come, slow.example's is 2 h off.
+        claim = box.claim(queued.id)
+        assert claim is not None
+        later = claim.due_by + 7200
+        claim.message.recipients[0].next_attempt = later
+        claim.message.recipients[1].next_attempt = claim.due_by - 1
+        claim.message.reschedule()
+        claim.save()
+        claim.release()
+        assert box.load(queued.id).next_attempt < later  # not held back by slow.example
+        Worker(box, port=smtpd.port).run()
+        message = box.load(queued.id)
+        slow, soon, ok = message.recipients
+        assert (slow.state, slow.attempts, slow.next_attempt) == (State.DEFERRED, 1, later)
+        assert (soon.state, soon.attempts) == (State.DEFERRED, 2)
+        assert soon.updated is not None and soon.next_attempt == soon.updated + 300 * 24
+        assert message.next_attempt == min(later, soon.next_attempt)
+        assert [m.rcpt_tos for m in smtpd.messages] == [["ok@ok.example"]]
+        rcpt_lines = [line for line in smtpd.commands() if line.upper().startswith(b"RCPT")]
+        assert sum(b"slow@slow.example" in line for line in rcpt_lines) == 1  # not retried
+        assert sum(b"soon@soon.example" in line for line in rcpt_lines) == 2
+        # `queue retry` makes every pending recipient due now.
+        assert box.retry() == 1
+        message = box.load(queued.id)
+        assert all(r.next_attempt <= time.time() for r in message.pending)
+
+
+def test_a_record_older_than_per_recipient_schedules_is_read_with_the_messages() -> None:
+    old = QueuedMessage.from_json(
+        {
+            "version": 1,
+            "id": "0123456789ab-01234567",
+            "sender": "a@example.org",
+            "next_attempt": 1234.5,
+            "recipients": [
+                {"address": "b@example.net", "state": "deferred", "attempts": 1},
+                {"address": "c@example.net", "state": "delivered", "attempts": 1},
+            ],
+        }
+    )
+    assert [r.next_attempt for r in old.recipients] == [1234.5, 1234.5]
+    assert [r.address for r in old.due(1234.5)] == ["b@example.net"]
+    assert old.due(1234.0) == []

@@ -204,6 +204,7 @@ def queued_message(m: Any) -> dict[str, Any]:
                 detail=r.reply,
                 possibly_delivered=r.possibly_delivered,
                 attempts=r.attempts,
+                next_attempt=_when(r.next_attempt) if r.pending else None,
             )
             for r in m.recipients
         ],

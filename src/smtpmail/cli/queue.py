@@ -314,7 +314,10 @@ def _show(box: Any, args: argparse.Namespace, env: Environment) -> int:
     lines.append("recipients:")
     for r in m.recipients:
         extra = _POSSIBLY.get(r.state.value, "") if r.possibly_delivered else ""
-        lines.append(f"  <{r.address}>  {r.state.value}{extra}  {r.reply or ''}".rstrip())
+        line = f"  <{r.address}>  {r.state.value}{extra}  {r.reply or ''}".rstrip()
+        if r.pending:
+            line += f"  (next: {_next(r.next_attempt)})"
+        lines.append(line)
     env.stdout.write("\n".join(lines) + "\n")
     return EX_OK
 

@@ -32,7 +32,7 @@ from smtpmail.delivery.resolver import Nameserver, Resolver
 from smtpmail.delivery.result import DeliveryReport, RecipientDelivery
 from smtpmail.delivery.routing import group_by_domain
 from smtpmail.errors import DNSError, InvalidArgument, SMTPError
-from smtpmail.message.content import MessageInput, as_content, resolve_envelope
+from smtpmail.message.content import MarkedMessage, MessageInput, as_content, resolve_envelope
 from smtpmail.message.dkim import DKIMKey
 from smtpmail.message.tlsrequired import tls_required_no
 from smtpmail.protocol.commands import ehlo_name as check_ehlo_name
@@ -71,7 +71,9 @@ _SENT_AS_IS = True
 class _Plan(Frozen):
     """Everything one delivery needs, checked before any lookup or connection."""
 
-    data: bytes
+    #: The bytes every domain gets (a MarkedMessage when the caller's was:
+    #: each domain's transactions then call its hook at their own end of data).
+    message: MessageInput
     envelope: Envelope
     flow: FlowConfig
     resolver: Resolver
@@ -155,7 +157,10 @@ def _plan(
         policy_connect = proxy_connector(options["proxy"])
     if transcript is not None:
         options["transcript"] = transcript
-    return _Plan(data, envelope, flow, resolver, sts, options, max_connections, policy_connect)
+    sent: MessageInput = data
+    if isinstance(message, MarkedMessage):
+        sent = MarkedMessage(data, message.before_end)
+    return _Plan(sent, envelope, flow, resolver, sts, options, max_connections, policy_connect)
 
 
 def _local_names(ehlo_name: str | None) -> frozenset[str]:
@@ -199,7 +204,7 @@ def _attempt(plan: _Plan, attempt: Attempt) -> Sent | SMTPError:
     try:
         client = Client(attempt.address, plan.flow.port, **_client_options(plan, attempt))
         with client:
-            result = client.send(plan.data, envelope=attempt.envelope, keep_bcc=_SENT_AS_IS)
+            result = client.send(plan.message, envelope=attempt.envelope, keep_bcc=_SENT_AS_IS)
             return _sent(result, client.tls_info)
     except SMTPError as exc:
         return exc
@@ -302,7 +307,9 @@ async def _attempt_async(plan: _Plan, attempt: Attempt) -> Sent | SMTPError:
     try:
         client = AsyncClient(attempt.address, plan.flow.port, **_client_options(plan, attempt))
         async with client:
-            result = await client.send(plan.data, envelope=attempt.envelope, keep_bcc=_SENT_AS_IS)
+            result = await client.send(
+                plan.message, envelope=attempt.envelope, keep_bcc=_SENT_AS_IS
+            )
             return _sent(result, client.tls_info)
     except SMTPError as exc:
         return exc

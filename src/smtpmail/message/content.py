@@ -15,6 +15,11 @@ the caller says ``keep_bcc``), then the 8-bit downgrade when asked
 8BITMIME only, unless the message is signed), then DKIM signing
 (:mod:`smtpmail.message.dkim`, when a key is given), so that what is signed is
 exactly what is sent.
+
+A :class:`MarkedMessage` carries a hook its sender wants run just before the
+end of the data leaves (the outbox's "end of data sent" mark): it goes on the
+``Content`` made here, after every transform, so that it fires when the
+stream actually sent ends, however often the source was read before.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BLOCK_SIZE",
+    "MarkedMessage",
     "MessageInput",
     "as_content",
     "envelope_from_headers",
@@ -56,8 +62,43 @@ BLOCK_SIZE = 256 * 1024
 SPOOL_IN_MEMORY = 8 * 1024 * 1024
 
 MessageInput: TypeAlias = (
-    "bytes | bytearray | memoryview | str | Message | IO[bytes] | Iterable[bytes]"
+    "bytes | bytearray | memoryview | str | Message | IO[bytes] | Iterable[bytes] | MarkedMessage"
 )
+
+
+class MarkedMessage:
+    """``message``, with ``before_end`` to run just before each end of its data leaves.
+
+    ``before_end`` gets the forward-paths accepted in that transaction (see
+    :attr:`smtpmail.protocol.Content.before_end`: DATA's final dot, ``BDAT
+    LAST``; RFC 5321 §4.1.1.4). It fires when the stream sent ends, after the
+    transforms (DKIM signing, an 8-bit downgrade), never when the source was
+    merely read to its end. An OSError from it is a
+    :class:`~smtpmail.errors.MessageReadError`: the connection is closed
+    without the end of data, so the message was certainly not delivered.
+    """
+
+    __slots__ = ("before_end", "message")
+
+    def __init__(
+        self, message: MessageInput, before_end: Callable[[tuple[str, ...]], None]
+    ) -> None:
+        if isinstance(message, MarkedMessage):
+            raise TypeError("a message is marked once")
+        self.message = message
+        self.before_end = before_end
+
+
+def _guarded(before_end: Callable[[tuple[str, ...]], None]) -> Callable[[tuple[str, ...]], None]:
+    """``before_end`` with its OSError reported as the message's, like a failed read."""
+
+    def run(recipients: tuple[str, ...]) -> None:
+        try:
+            before_end(recipients)
+        except OSError as exc:
+            raise read_failed(exc) from exc
+
+    return run
 
 
 def _is_message(value: object) -> TypeGuard[Message]:
@@ -274,8 +315,15 @@ def as_content(
     whole for that): for a server without 8BITMIME only (``Content.seven_bit``),
     or at once when ``dkim`` signs it (RFC 6376 §5.3). With ``dkim``, the
     result is then signed (RFC 6376): a DKIM-Signature field goes first;
-    streamed input is read once for the body hash.
+    streamed input is read once for the body hash. A :class:`MarkedMessage`'s
+    hook goes on the result (``Content.before_end``).
     """
+    if isinstance(message, MarkedMessage):
+        content = as_content(
+            message.message, keep_bcc=keep_bcc, dkim=dkim, convert_8bit=convert_8bit
+        )
+        content.before_end = _guarded(message.before_end)
+        return content
     if isinstance(message, bytes | bytearray | memoryview):
         return _bytes_content(bytes(message), keep_bcc, dkim, convert_8bit)
     if isinstance(message, str):

@@ -20,7 +20,6 @@ from __future__ import annotations
 import email.parser
 import email.policy
 import io
-import os
 import re
 import secrets
 import threading
@@ -57,12 +56,15 @@ class Claim:
 
     ``content`` is the stored message opened for reading, from its start.
     ``recovered`` says the previous attempt's worker died mid-attempt.
+    ``due_by``: when it was claimed; an attempt goes to the recipients due by
+    then (:meth:`QueuedMessage.due`), the others wait for their own time.
     """
 
     def __init__(self, message: QueuedMessage, content: IO[bytes]) -> None:
         self.message = message
         self.content = content
         self.recovered = False
+        self.due_by = time.time()
         #: Set by the worker: where the attempt goes (when claimed for a server),
         #: and when the message went out (monotonic; None if it never did).
         self.destination: str | None = None
@@ -215,11 +217,13 @@ class Outbox:
             raise KeyError(f"{what} with id {prefix!r}")
         return self.load(found[0])
 
-    def envelope(self, message: QueuedMessage) -> Envelope:
-        """The envelope for the next attempt: only the recipients still pending."""
+    def envelope(self, message: QueuedMessage, due_by: float | None = None) -> Envelope:
+        """The envelope for the next attempt: only the recipients still pending
+        (with ``due_by``, those of them due by then)."""
+        recipients = message.pending if due_by is None else message.due(due_by)
         return Envelope(
             message.sender,
-            [r.address for r in message.pending],
+            [r.address for r in recipients],
             notify=message.notify,
             ret=message.ret,
             envid=message.envid,
@@ -235,6 +239,8 @@ class Outbox:
                 continue
             with claim:
                 claim.message.next_attempt = 0.0
+                for r in claim.message.pending:
+                    r.next_attempt = 0.0
                 claim.save()
                 count += 1
         return count
@@ -283,12 +289,13 @@ class Outbox:
         chunks = iter(as_content(message, keep_bcc=keep_bcc).chunks)
         head, message_id, subject = _read_head(chunks, msg_id, envelope.sender)
         now = time.time()
+        first = max(now, not_before or 0.0)
         record = QueuedMessage(
             id=msg_id,
             sender=envelope.sender,
-            recipients=[RecipientState(a) for a in envelope.recipients],
+            recipients=[RecipientState(a, next_attempt=first) for a in envelope.recipients],
             created=now,
-            next_attempt=max(now, not_before or 0.0),
+            next_attempt=first,
             message_id=message_id,
             subject=subject,
             server=server,
@@ -312,18 +319,6 @@ class Outbox:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def inflight_mark(message: QueuedMessage, worker: str | None = None) -> dict[str, Any]:
-    """The mark an attempt leaves while under way: who, since when, to whom."""
-    mark: dict[str, Any] = {
-        "since": time.time(),
-        "pid": os.getpid(),
-        "recipients": [r.address for r in message.pending],
-    }
-    if worker is not None:
-        mark["worker"] = worker
-    return mark
 
 
 def _envelope(

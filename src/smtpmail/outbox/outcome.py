@@ -3,20 +3,27 @@
 * 2xx to the end of the data: delivered, with that reply as the receipt.
 * 5xx (to MAIL, RCPT, DATA or the end of the data), or bad input: failed.
 * 4xx, 421, a dropped connection or a timeout: deferred, and failed instead
-  once the message is older than the schedule's give-up age.
+  once the message is older than the schedule's give-up age. A deferred
+  recipient's next attempt comes from the schedule and its own attempts; the
+  message's is the earliest of its pending recipients'.
 * No answer after the data went out: deferred and marked possibly
   delivered; the retry may duplicate it. Through a relay the transport says
   so (``possibly_delivered`` on the error), in direct delivery the report
   does (``possibly_delivered`` on the recipient's outcome); both are
   recorded by the same :meth:`_Attempt.unanswered`.
 * An attempt's worker died (or lost its lease) with the message marked in
-  flight: the message may have reached the server, so its recipients of
-  that attempt are marked possibly delivered and retried at once
-  (:func:`apply_abandoned`, for every store).
+  flight: the message may have reached the recipients the mark names (those
+  of each transaction whose final dot had left, :mod:`~smtpmail.outbox.endmark`),
+  so they are marked possibly delivered; the attempt's recipients are retried
+  at once (:func:`apply_abandoned`, for every store).
 * The queued copy could not be read (``MessageReadError``, a local OSError):
   deferred with that reason, not failed: the next attempt reads the file
   afresh from its start, and a storage fault may pass; the give-up age
   still ends it. Never possibly delivered: the final dot was not sent.
+
+An attempt covers the recipients due when it was claimed (``due_by``,
+:attr:`~smtpmail.outbox.box.Claim.due_by`); the others keep their state and
+their next attempt.
 
 Also decides whether the server asked us to slow down: a 421, or an
 enhanced status 4.7.x (policy: rate limits, "too many connections").
@@ -84,13 +91,20 @@ def _one_line(reply: Reply) -> str:
 class _Attempt:
     """Bookkeeping for one attempt on one message."""
 
-    def __init__(self, message: QueuedMessage, schedule: RetrySchedule, now: float) -> None:
+    def __init__(
+        self,
+        message: QueuedMessage,
+        schedule: RetrySchedule,
+        now: float | None,
+        due_by: float | None,
+    ) -> None:
         self.message = message
         self.schedule = schedule
-        self.now = now
+        self.now = time.time() if now is None else now
         self.outcome = Outcome()
-        self.expired = schedule.expired(message.created, now)
-        self.pending = {r.address.lower(): r for r in message.pending}
+        self.expired = schedule.expired(message.created, self.now)
+        covered = message.pending if due_by is None else message.due(due_by)
+        self.pending = {r.address.lower(): r for r in covered}
 
     def deliver(self, r: RecipientState, reply: Reply) -> None:
         # possibly_delivered stays: an earlier attempt may have delivered it too.
@@ -107,6 +121,7 @@ class _Attempt:
             self.fail(r, f"gave up after {days:g} days; last: {text}", code)
             return
         _set(r, State.DEFERRED, text, code, self.now)
+        r.next_attempt = self.now + self.schedule.delay(r.attempts)
         self.outcome.deferred += 1
 
     def unanswered(self, r: RecipientState, text: str) -> None:
@@ -139,7 +154,7 @@ class _Attempt:
         else:
             self.fail(r, text, None)
 
-    def finish(self, error: BaseException | None) -> Outcome:
+    def finish(self, error: BaseException | None, not_before: float | None = None) -> Outcome:
         message = self.message
         self.outcome.recipients = list(self.pending.values())
         message.attempts += 1
@@ -148,10 +163,14 @@ class _Attempt:
             message.last_error = f"{type(error).__name__}: {error}"
         if self.outcome.possibly_delivered:
             message.possible_duplicates += 1
+        if not_before is not None:
+            for r in self.outcome.recipients:
+                if r.pending:
+                    r.next_attempt = max(r.next_attempt, not_before)
         if message.done:
             message.finished = self.now
         else:
-            message.next_attempt = self.now + self.schedule.delay(message.attempts)
+            message.reschedule()
         return self.outcome
 
 
@@ -161,13 +180,17 @@ def apply_result(
     error: BaseException | None,
     schedule: RetrySchedule,
     now: float | None = None,
+    *,
+    due_by: float | None = None,
 ) -> Outcome:
     """Record one attempt's outcome on ``message`` (not saved).
 
     ``result`` is the transaction's result as far as it got (None when it
     never started); ``error`` the connection-level error that cut it short.
+    ``due_by``: the attempt covered the recipients due by then (None: every
+    pending one).
     """
-    attempt = _Attempt(message, schedule, time.time() if now is None else now)
+    attempt = _Attempt(message, schedule, now, due_by)
     replies = result.recipients if result is not None else {}
     complete = result is not None and (result.reply is not None or result.error is not None)
     cut_after_data = (
@@ -207,33 +230,40 @@ def apply_error(
     not_before: float | None = None,
     count_attempt: bool = True,
     soft: bool = False,
+    due_by: float | None = None,
 ) -> Outcome:
     """Defer (or fail) every pending recipient because of ``error`` (no transaction).
 
     ``soft``: defer even on a 5xx. Errors while setting up the connection
     (greeting, EHLO, TLS, AUTH) say nothing about the message, so they never
     fail it outright, as Postfix's ``smtp_sasl_auth_soft_bounce``.
+    ``not_before``: the recipients are not tried again before then (a busy
+    server's backoff). ``due_by`` as for :func:`apply_result`.
     """
-    attempt = _Attempt(message, schedule, time.time() if now is None else now)
+    attempt = _Attempt(message, schedule, now, due_by)
     for r in attempt.pending.values():
         attempt.by_error(r, error, soft=soft)
         if not count_attempt:
             r.attempts -= 1
+    outcome = attempt.finish(error, not_before)
     if not count_attempt:
         message.attempts -= 1
-    outcome = attempt.finish(error)
-    if not_before is not None and not message.done:
-        message.next_attempt = max(message.next_attempt, not_before)
     if isinstance(error, ReplyError):
         outcome.busy |= is_busy_signal(error.reply)
     return outcome
 
 
 def apply_delivery(
-    message: QueuedMessage, report: Any, schedule: RetrySchedule, now: float | None = None
+    message: QueuedMessage,
+    report: Any,
+    schedule: RetrySchedule,
+    now: float | None = None,
+    *,
+    due_by: float | None = None,
 ) -> Outcome:
-    """Record a direct (MX) delivery's :class:`~smtpmail.delivery.DeliveryReport`."""
-    attempt = _Attempt(message, schedule, time.time() if now is None else now)
+    """Record a direct (MX) delivery's :class:`~smtpmail.delivery.DeliveryReport`
+    (``due_by`` as for :func:`apply_result`)."""
+    attempt = _Attempt(message, schedule, now, due_by)
     outcomes = {a.lower(): rd for a, rd in report.recipients.items()}
     for key, r in attempt.pending.items():
         rd = outcomes.get(key)
@@ -257,8 +287,11 @@ def apply_delivery(
 
 def apply_abandoned(message: QueuedMessage) -> None:
     """The worker of the last attempt died (or lost its claim) before recording
-    its outcome: the data may have reached the server, so a retry may be a
-    duplicate. Marks that attempt's recipients possibly delivered (not saved)."""
+    its outcome: the data may have reached the recipients the mark names (each
+    transaction's accepted ones, added just before its final dot), so their
+    retry may be a duplicate: they are marked possibly delivered. The others
+    (refused at RCPT, or whose final dot never left) were certainly not
+    delivered. Not saved."""
     inflight = message.inflight or {}
     log.warning(
         "%s: the attempt started by %s (pid %s) never finished; retrying (possible duplicate)",
@@ -272,4 +305,6 @@ def apply_abandoned(message: QueuedMessage) -> None:
             r.possibly_delivered = True
     message.possible_duplicates += 1
     message.inflight = None
-    message.next_attempt = 0.0  # nothing failed: try again straight away
+    # Nothing failed: the attempt's recipients were due when it was claimed,
+    # and stay so; the message is due again straight away for them.
+    message.reschedule()

@@ -7,12 +7,22 @@ is kept per recipient:
 
 * ``queued``: not tried yet;
 * ``deferred``: a temporary failure (4xx, 421, a dropped connection, a
-  timeout); tried again at the message's ``next_attempt``;
+  timeout); tried again at its own ``next_attempt``, from the one retry
+  schedule (:mod:`~smtpmail.outbox.schedule`) and its own attempts;
 * ``delivered``: a server answered 2xx to the end of the data (the reply is
   kept, it is the receipt);
 * ``failed``: refused with 5xx, or given up after the maximum age.
 
-A message is *done* when every recipient is delivered or failed.
+A message is *done* when every recipient is delivered or failed. Its
+``next_attempt`` is the earliest of its pending recipients': in direct
+delivery a domain that deferred for two hours does not hold back one due in
+five minutes, and an attempt goes to the recipients due by then only
+(:meth:`QueuedMessage.due`).
+
+Records written before recipients had their own ``next_attempt`` are read
+with the message's for each pending recipient (the schedule they followed).
+The field needs no new format version: a reader that ignores it retries
+every pending recipient at the message's time, as before.
 
 ``possibly_delivered`` marks a recipient whose last attempt ended without an
 answer after the data had gone out (a drop right after the final dot, or a
@@ -59,6 +69,8 @@ class RecipientState:
     code: int | None = None
     updated: float | None = None
     possibly_delivered: bool = False
+    #: When it is tried next, while pending (seconds since the epoch; 0: now).
+    next_attempt: float = 0.0
 
     @property
     def pending(self) -> bool:
@@ -73,10 +85,12 @@ class RecipientState:
             "code": self.code,
             "updated": self.updated,
             "possibly_delivered": self.possibly_delivered,
+            "next_attempt": self.next_attempt,
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> RecipientState:
+    def from_json(cls, data: dict[str, Any], next_attempt: float = 0.0) -> RecipientState:
+        """``next_attempt``: the message's, for a record older than the field."""
         return cls(
             address=str(data["address"]),
             state=State(data.get("state", "queued")),
@@ -85,6 +99,7 @@ class RecipientState:
             code=data.get("code"),
             updated=data.get("updated"),
             possibly_delivered=bool(data.get("possibly_delivered", False)),
+            next_attempt=float(data.get("next_attempt", next_attempt)),
         )
 
 
@@ -130,6 +145,16 @@ class QueuedMessage:
     @property
     def pending(self) -> list[RecipientState]:
         return [r for r in self.recipients if r.pending]
+
+    def due(self, now: float) -> list[RecipientState]:
+        """The pending recipients whose next attempt has come by ``now``."""
+        return [r for r in self.recipients if r.pending and r.next_attempt <= now]
+
+    def reschedule(self) -> None:
+        """The message's next attempt: the earliest of its pending recipients'."""
+        times = [r.next_attempt for r in self.recipients if r.pending]
+        if times:
+            self.next_attempt = min(times)
 
     def recipient(self, address: str) -> RecipientState | None:
         low = address.lower()
@@ -178,12 +203,13 @@ class QueuedMessage:
     def from_json(cls, data: dict[str, Any]) -> QueuedMessage:
         if int(data.get("version", 1)) > FORMAT_VERSION:
             raise ValueError(f"outbox format version {data['version']} is newer than this smtpmail")
+        next_attempt = float(data.get("next_attempt", 0.0))
         return cls(
             id=str(data["id"]),
             sender=str(data["sender"]),
-            recipients=[RecipientState.from_json(r) for r in data["recipients"]],
+            recipients=[RecipientState.from_json(r, next_attempt) for r in data["recipients"]],
             created=float(data.get("created", 0.0)),
-            next_attempt=float(data.get("next_attempt", 0.0)),
+            next_attempt=next_attempt,
             attempts=int(data.get("attempts", 0)),
             size=int(data.get("size", 0)),
             message_id=data.get("message_id"),

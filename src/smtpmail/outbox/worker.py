@@ -11,7 +11,8 @@ rate limit spaces the messages out. When a server says it is busy (421, or a
 time) and defers what was left for it.
 
 Just before a message's final dot goes out (the end of DATA, or ``BDAT
-LAST``) its state is marked ``inflight``, durably (fsync-ed, or committed),
+LAST``; in direct delivery, each domain's) its state is marked ``inflight``
+with the recipients that may then have it, durably (fsync-ed, or committed),
 and after the attempt the outcome replaces the mark
 (:mod:`~smtpmail.outbox.endmark`); the claim (a ``flock`` or a lease) is held
 throughout, so another worker never sends the same message. A worker killed
@@ -45,9 +46,9 @@ from smtpmail.errors import (
     SMTPError,
     TransportError,
 )
-from smtpmail.message.content import MessageInput
-from smtpmail.outbox.box import Claim, Outbox, inflight_mark
-from smtpmail.outbox.endmark import MarkAtEnd
+from smtpmail.message.content import MarkedMessage, MessageInput
+from smtpmail.outbox.box import Claim, Outbox
+from smtpmail.outbox.endmark import EndOfDataMark
 from smtpmail.outbox.events import tell
 from smtpmail.outbox.limits import DestinationLimits, RateLimiter, Route
 from smtpmail.outbox.outcome import Outcome, apply_delivery, apply_error, apply_result
@@ -249,7 +250,9 @@ class Worker:
             host, port = self.host, self.port
             if self.direct is not None:
                 # Direct delivery: one "server" per recipient domain, for per_server.
-                host, port = "mx:" + message.pending[0].address.rpartition("@")[2].lower(), 0
+                # (The recipients due now; one left in flight by a dead worker may have none.)
+                first = (message.due(now) or message.pending)[0]
+                host, port = "mx:" + first.address.rpartition("@")[2].lower(), 0
             elif message.server:
                 h, _, p = message.server.rpartition(":")
                 host, port = h.strip("[]"), int(p)
@@ -364,9 +367,11 @@ class Worker:
                     return
                 message = claim.message
                 try:
-                    envelope = self.outbox.envelope(message)
+                    envelope = self.outbox.envelope(message, claim.due_by)
                 except InputError as exc:
-                    self._record(claim, apply_error(message, exc, self.outbox.schedule))
+                    self._record(
+                        claim, apply_error(message, exc, self.outbox.schedule, due_by=claim.due_by)
+                    )
                     continue
                 content = self._begin(claim, route)
                 try:
@@ -374,38 +379,30 @@ class Worker:
                         content, envelope=envelope, keep_bcc=STORED_AS_SENT, **self.direct
                     )
                 except (SMTPError, OSError) as exc:
-                    self._record(claim, apply_error(message, exc, self.outbox.schedule))
+                    self._record(
+                        claim, apply_error(message, exc, self.outbox.schedule, due_by=claim.due_by)
+                    )
                     continue
-                self._record(claim, apply_delivery(message, report, self.outbox.schedule))
+                self._record(
+                    claim,
+                    apply_delivery(message, report, self.outbox.schedule, due_by=claim.due_by),
+                )
 
-    def _begin(self, claim: Claim, route: Route) -> MarkAtEnd:
+    def _begin(self, claim: Claim, route: Route) -> MarkedMessage:
         """An attempt on the message starts: its stored copy, from the start,
-        wrapped so that the "end of data sent" mark is written durably just
-        before the final dot (:mod:`~smtpmail.outbox.endmark`)."""
+        marked so that the "end of data sent" mark is written durably just
+        before each final dot (:mod:`~smtpmail.outbox.endmark`). If it cannot
+        be, that final dot does not leave, and the run stops."""
         claim.content.seek(0)
         claim.started = time.monotonic()
         tell(self.outbox.observer, "attempt_started", claim.message, route.key)
-        return MarkAtEnd(claim.content, lambda: self._mark_end_of_data(claim))
 
-    def _mark_end_of_data(self, claim: Claim) -> None:
-        """Say, durably, that the final dot is about to go: if this process dies
-        before it records the outcome, the next claimer knows the message may
-        have been delivered (:func:`~smtpmail.outbox.outcome.apply_abandoned`).
-
-        Raises OSError when the mark cannot be written: the read of the
-        message fails, so the client ends the connection without the final
-        dot (nobody could tell the message had gone), and the run stops.
-        """
-        message = claim.message
-        message.inflight = inflight_mark(message, self.outbox.owner)
-        try:
-            claim.save()
-        except OutboxError as exc:
-            message.inflight = None
+        def cannot_write(exc: OutboxError) -> None:
             self._cannot_write(
-                f"cannot mark message {message.id} as being sent", exc, "not sent"
+                f"cannot mark message {claim.message.id} as being sent", exc, "not sent"
             )
-            raise OSError(exc.errno, f"the end-of-data mark was not written: {exc}") from exc
+
+        return MarkedMessage(claim.content, EndOfDataMark(claim, self.outbox.owner, cannot_write))
 
     def _connect(self, route: Route, claims: list[Claim]) -> Client | None:
         client = self.client_factory(route.host, route.port)
@@ -423,7 +420,10 @@ class Worker:
                     claim.release()
                     continue
                 self._record(
-                    claim, apply_error(claim.message, exc, self.outbox.schedule, soft=True)
+                    claim,
+                    apply_error(
+                        claim.message, exc, self.outbox.schedule, soft=True, due_by=claim.due_by
+                    ),
                 )
             return None
         with self._lock:
@@ -476,7 +476,9 @@ class Worker:
             if not (complete or finished):
                 return
             claim = batch.sent[i]
-            outcome = apply_result(claim.message, result, error, self.outbox.schedule)
+            outcome = apply_result(
+                claim.message, result, error, self.outbox.schedule, due_by=claim.due_by
+            )
             batch.busy |= outcome.busy
             batch.delivered += outcome.delivered
             batch.settled += 1
@@ -508,9 +510,11 @@ class Worker:
                 return
             message = claim.message
             try:
-                envelope = self.outbox.envelope(message)
+                envelope = self.outbox.envelope(message, claim.due_by)
             except InputError as exc:
-                self._record(claim, apply_error(message, exc, self.outbox.schedule))
+                self._record(
+                    claim, apply_error(message, exc, self.outbox.schedule, due_by=claim.due_by)
+                )
                 continue
             if not self._pace(route):
                 return
@@ -529,7 +533,11 @@ class Worker:
                     continue
                 if route.dead is not None:
                     outcome = apply_error(
-                        claim.message, route.dead, self.outbox.schedule, soft=True
+                        claim.message,
+                        route.dead,
+                        self.outbox.schedule,
+                        soft=True,
+                        due_by=claim.due_by,
                     )
                 else:
                     busy = TransportError(f"{route.key} asked us to slow down; not tried")
@@ -539,6 +547,7 @@ class Worker:
                         self.outbox.schedule,
                         not_before=route.paused_until,
                         count_attempt=False,
+                        due_by=claim.due_by,
                     )
                 self._record(claim, outcome)
 

@@ -180,9 +180,19 @@ class Content:
     ``seven_bit``, for 8-bit content the caller allowed to be converted,
     returns its 7-bit form (re-encoded MIME parts, RFC 6152 §3), made only
     for a server that offers neither 8BITMIME nor BINARYMIME.
+    ``before_end``, when given, is called just before each end of data that
+    sends this content leaves (DATA's final dot, RFC 5321 §4.1.1.4; ``BDAT
+    ... LAST``, RFC 3030 §2), once every other octet of the content has been
+    read, with the forward-paths of that transaction that the server accepted:
+    from then on they may have received the message, before it they certainly
+    have not. It is called from within the flow: what it raises ends the
+    transaction there, so that end of data never leaves. Every transaction
+    that sends the content calls it (a further one for recipients over the
+    server's limit, and the 7-bit form's too), each for its own recipients.
     """
 
     __slots__ = (
+        "before_end",
         "canonical",
         "chunks",
         "data",
@@ -204,6 +214,7 @@ class Content:
         data: bytes | None = None,
         replay: Callable[[], Iterable[bytes]] | None = None,
         seven_bit: Callable[[], Content] | None = None,
+        before_end: Callable[[tuple[str, ...]], None] | None = None,
     ) -> None:
         self.chunks = chunks
         self.size = size
@@ -213,6 +224,7 @@ class Content:
         self.data = data
         self.replay = replay
         self.seven_bit = seven_bit
+        self.before_end = before_end
         self.canonical: bool | None = None
 
     def __repr__(self) -> str:
@@ -235,7 +247,14 @@ class Content:
             return self
         if self.replay is None:
             raise ValueError("this content is a stream that can be read only once")
-        return Content(self.replay(), self.size, self.eight_bit, self.smtputf8, replay=self.replay)
+        return Content(
+            self.replay(),
+            self.size,
+            self.eight_bit,
+            self.smtputf8,
+            replay=self.replay,
+            before_end=self.before_end,
+        )
 
     def declared_size(self) -> int | None:
         """``size``, computed on first use when not given: by ``measure``, or from ``data``."""

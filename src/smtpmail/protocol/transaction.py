@@ -15,7 +15,7 @@ connection stops doing it; recipients refused as too many (RFC 5321
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from smtpmail._log import Logger
 from smtpmail.errors import (
@@ -66,6 +66,7 @@ class _Plan:
     __slots__ = (
         "accepted",
         "bdat",
+        "before_end",
         "content",
         "error",
         "head",
@@ -86,8 +87,12 @@ class _Plan:
         bdat: bool,
         result: SendResult,
         head: _Plan | None = None,
+        before_end: Callable[[tuple[str, ...]], None] | None = None,
     ) -> None:
         self.content = content
+        #: The message's hook for the end of its data (Content.before_end): kept
+        #: here, as the content sent may be its 7-bit form, made without it.
+        self.before_end = before_end
         self.mail = mail
         self.rcpts = rcpts
         self.paths = paths
@@ -107,6 +112,13 @@ class _Plan:
         if rset:
             lines.insert(0, b"RSET\r\n")
         return b"".join(lines), _show(lines), len(lines)
+
+    def end_of_data(self) -> None:
+        """This transaction's end of data is about to leave: every other octet of
+        the content has been read (RFC 5321 §4.1.1.4, RFC 3030 §2). Whatever the
+        hook raises stops it here, so that the end of data never leaves."""
+        if self.before_end is not None:
+            self.before_end(tuple(self.accepted))
 
     def body(self) -> Content:
         """The content to stream; a further transaction reads it again from its start."""
@@ -355,6 +367,7 @@ class Transactions(Guarded):
 
     def _plan(self, envelope: Envelope, content: Content) -> _Plan:
         ext = self.extensions
+        before_end = content.before_end
         params: dict[str, str | None] = {}
         use_bdat = "CHUNKING" in ext
         eight_bit_ok = "8BITMIME" in ext or (use_bdat and "BINARYMIME" in ext)
@@ -412,7 +425,8 @@ class Transactions(Guarded):
                 rparams["ORCPT"] = "rfc822;" + cmd.xtext(path.address)
             rcpts.append(cmd.rcpt_to(path, cmd.esmtp_params(rparams)))
         paths = list(envelope.recipient_paths)
-        return _Plan(content, mail, rcpts, paths, use_bdat, SendResult(envelope.sender))
+        result = SendResult(envelope.sender)
+        return _Plan(content, mail, rcpts, paths, use_bdat, result, before_end=before_end)
 
     def _check_requiretls(self) -> None:
         """RFC 8689 §4.2.1: REQUIRETLS only over verified TLS, to a server offering it."""
@@ -484,6 +498,7 @@ class Transactions(Guarded):
             plan.bdat,
             plan.result,
             plan.head,
+            plan.before_end,
         )
 
     def _fail_pending(self, plan: _Plan, keep: bool) -> None:
@@ -542,7 +557,7 @@ class Transactions(Guarded):
         n_final = len(plan.accepted) if self.options.lmtp else 1
         content = plan.body()
         if plan.bdat:
-            return (yield from self._bdat(content, tail, tail_shown, n_final))
+            return (yield from self._bdat(plan, content, tail, tail_shown, n_final))
         encoder = DataEncoder()
         pieces: Iterable[bytes | memoryview]
         if content.data is not None:
@@ -556,6 +571,7 @@ class Transactions(Guarded):
             if previous:
                 yield Send(previous, content_octets=len(previous))
             previous = piece
+        plan.end_of_data()
         ending = encoder.end()
         if len(previous) > _JOIN_BELOW:
             # A big last piece goes alone: joining it to the ending would copy it.
@@ -567,7 +583,12 @@ class Transactions(Guarded):
         return (yield from self._receive(n_final, "end of data", "data_end")), bool(tail)
 
     def _bdat(
-        self, content: Content, tail: bytes, tail_shown: tuple[str, ...], n_final: int
+        self,
+        plan: _Plan,
+        content: Content,
+        tail: bytes,
+        tail_shown: tuple[str, ...],
+        n_final: int,
     ) -> Flow[tuple[list[Reply], bool]]:
         """CHUNKING (RFC 3030): BDAT chunks, pipelined within a window when allowed.
 
@@ -581,6 +602,7 @@ class Transactions(Guarded):
             header = b"BDAT %d%s\r\n" % (len(chunk), b" LAST" if last else b"")
             shown = (header[:-2].decode(),)
             if last:
+                plan.end_of_data()
                 # The next transaction rides along only when no earlier chunk can
                 # still fail: after a refused chunk the server wants RSET first.
                 if outstanding:

@@ -68,6 +68,7 @@ _MESSAGE_COLUMNS = (
 _JSON_COLUMNS = frozenset({"notify", "inflight"})
 _RECIPIENT_COLUMNS = (
     "address", "state", "attempts", "reply", "code", "updated", "possibly_delivered",
+    "next_attempt",
 )  # fmt: skip
 _SELECT = "SELECT " + ", ".join(_MESSAGE_COLUMNS) + ", lease_owner FROM smtpmail_messages"
 _FREE = "(lease_until IS NULL OR lease_until < now())"

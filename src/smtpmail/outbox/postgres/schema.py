@@ -11,6 +11,9 @@ ledger, and an index for "what is due".
 Version 3: ``smtpmail_pace``, the rate and backoff per destination shared by
 all workers (:mod:`~smtpmail.outbox.postgres.limits`).
 Version 4: ``requiretls`` on each message (RFC 8689), kept for every attempt.
+Version 5: ``next_attempt`` on each recipient (the message's stays, the
+earliest of its pending recipients'); rows already there take their
+message's.
 """
 
 from __future__ import annotations
@@ -84,6 +87,15 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (
         4,
         ("ALTER TABLE smtpmail_messages ADD COLUMN requiretls boolean NOT NULL DEFAULT false",),
+    ),
+    (
+        5,
+        (
+            "ALTER TABLE smtpmail_recipients"
+            " ADD COLUMN next_attempt double precision NOT NULL DEFAULT 0",
+            "UPDATE smtpmail_recipients AS r SET next_attempt = m.next_attempt"
+            " FROM smtpmail_messages AS m WHERE r.message = m.id",
+        ),
     ),
 )
 
