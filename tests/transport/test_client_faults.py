@@ -14,7 +14,7 @@ import pytest
 
 import smtpmail
 from support.cuedserver import Conn, CuedServer
-from support.twins import Connect
+from support.harness import Connect
 
 FAST = smtpmail.Timeouts(connect=5, greeting=5, command=0.3, data_block=5, data_end=5)
 

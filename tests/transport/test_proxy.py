@@ -20,6 +20,7 @@ import pytest
 from smtpmail import ConnectionLost, InvalidArgument, ProxyError, TLSMode, TLSOptions
 from smtpmail.outbox import Outbox, RetrySchedule, State, Worker
 from support.clirun import console_script
+from support.harness import Connect
 from support.proxies import (
     EGRESS,
     HTTP_PASSWORD,
@@ -39,7 +40,6 @@ from support.servers import PeerRecorder, Recorder, RecordingServer, free_port
 from support.tlsservers import PASSWORD as SMTP_PASSWORD
 from support.tlsservers import USER as SMTP_USER
 from support.tlsservers import Certs, TLSServer, authenticator
-from support.twins import Connect
 
 MSG = b"Subject: proxied\r\n\r\nthrough the proxy\r\n"
 SENDER, RCPT = "a@example.org", "b@example.net"
