@@ -397,17 +397,17 @@ def test_all_refused_names_each_reply(
 def test_timeout_leaves_the_final_wait_to_data_timeout() -> None:
     """--timeout bounds every wait but the one after the final dot (RFC 5321
     §4.5.3.2.6: at least 10 minutes there); --data-timeout bounds that one."""
-    from support.faultserver import FaultServer
+    from support.hostile.scripted import ScriptedServer, late_after_dot, silent_after_dot
 
     envelope = ("--from", "me@example.org", "--to", "you@example.net", "--body", "x")
-    with FaultServer(["late_after_dot"], late=2.0) as server:
+    with ScriptedServer(late_after_dot(2.0)) as server:
         # Answered 2 s after the dot: a 0.5 s --timeout does not cut that wait...
         r = run_cli("send", "-s", f"127.0.0.1:{server.port}", "--timeout", "0.5", *envelope)
         assert r.status == exits.EX_OK, r.stderr
         # ...and a --data-timeout longer than the wait lets it through too.
         r = run_cli("send", "-s", f"127.0.0.1:{server.port}", "--data-timeout", "30", *envelope)
         assert r.status == exits.EX_OK, r.stderr
-    with FaultServer(["silent_after_dot"]) as server:
+    with ScriptedServer(silent_after_dot()) as server:
         # Never answered: --data-timeout ends the wait, a temporary failure.
         r = run_cli("send", "-s", f"127.0.0.1:{server.port}", "--data-timeout", "0.5", *envelope)
         assert r.status == exits.EX_TEMPFAIL, r.stderr
