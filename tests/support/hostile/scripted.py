@@ -575,6 +575,11 @@ class ScriptedServer:
         conn.done.wait(wait)
         return conn
 
+    async def aconn(self, index: int = -1, *, wait: float = 10.0) -> Conn:
+        """:meth:`conn` for ``async def`` tests: waits without blocking their event
+        loop, which an AsyncClient needs to finish closing its socket."""
+        return await asyncio.to_thread(self.conn, index, wait=wait)
+
     def client_closed(self, index: int = -1, wait: float = 10.0) -> bool:
         """Did the client close its socket (the server saw EOF) within ``wait`` seconds?"""
         conn = self.connections[index]
