@@ -439,14 +439,11 @@ async def test_a_proxy_that_never_answers_is_bounded_by_the_connect_timeout(
     connect: Connect,
 ) -> None:
     """A fault no real proxy plays on cue: it takes the connection and the SOCKS
-    greeting, and says nothing (a scripted server, tests/support/tlsservers.py)."""
-    from support.tlsservers import Conn, ScriptedServer
+    greeting, and says nothing (tests/support/hostile/scripted.py)."""
+    from support.hostile.scripted import ScriptedServer
 
-    def silent(conn: Conn) -> None:
-        conn.sock.recv(16)
-        conn.sock.recv(16)  # until the client gives up and closes
-
-    with ScriptedServer(silent) as mute:
+    # No greeting, no steps: it reads and records until the client gives up and closes.
+    with ScriptedServer([], greeting=None) as mute:
         client = connect(25, proxy=f"socks5h://127.0.0.1:{mute.port}", timeout=0.5)
         with pytest.raises(ProxyError, match=r"did not open the tunnel within 0\.5 s") as caught:
             await client.connect()
