@@ -5,9 +5,6 @@ from __future__ import annotations
 import email
 import email.policy
 import json
-import socket
-import threading
-from collections.abc import Iterator
 from email import message_from_bytes, policy
 from pathlib import Path
 
@@ -252,31 +249,12 @@ def test_exit_connection_refused_is_tempfail() -> None:
     assert "cannot connect" in r.stderr
 
 
-@pytest.fixture
-def garbage_server() -> Iterator[int]:
-    """Fault injection: a scripted peer that does not speak SMTP."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen()
+def test_exit_protocol_error() -> None:
+    from support.hostile.scripted import ScriptedServer
 
-    def serve() -> None:
-        try:
-            conn, _ = sock.accept()
-        except OSError:
-            return
-        with conn:
-            conn.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
-            conn.recv(1024)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield sock.getsockname()[1]
-    sock.close()
-    thread.join(5)
-
-
-def test_exit_protocol_error(garbage_server: int) -> None:
-    r = run_cli("send", "--port", str(garbage_server), *BASIC, "--body", "x", "--timeout", "20")
+    # A peer that does not speak SMTP.
+    with ScriptedServer([], greeting=b"HTTP/1.1 400 Bad Request\r\n\r\n") as garbage:
+        r = run_cli("send", "--port", str(garbage.port), *BASIC, "--body", "x", "--timeout", "20")
     assert r.status == exits.EX_PROTOCOL == 76
 
 
