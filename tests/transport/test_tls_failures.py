@@ -22,6 +22,7 @@ from cryptography.x509.oid import NameOID
 import smtpmail
 from smtpmail import TLSMode, TLSOptions
 from smtpmail.transport import _base
+from support.harness import Twin
 from support.hostile.scripted import Conn, ScriptedServer, call, expect, hello
 from support.tlsservers import PASSWORD, USER, Certs, TLSServer, authenticator
 
@@ -198,8 +199,7 @@ def test_starttls_refused_with_502() -> None:
     assert b"AUTH" not in received and b"MAIL" not in received
 
 
-@pytest.mark.parametrize("use_async", [False, True])
-async def test_replies_injected_after_the_220_to_starttls(use_async: bool) -> None:
+async def test_replies_injected_after_the_220_to_starttls(kind: str) -> None:
     script = [
         *hello((b"STARTTLS", b"AUTH PLAIN")),
         # A man in the middle's trick: fake replies in the same packet as the 220.
@@ -209,10 +209,7 @@ async def test_replies_injected_after_the_220_to_starttls(use_async: bool) -> No
     with ScriptedServer(script) as server:
         client_kw = dict(auth=(USER, PASSWORD), tls_options=TLSOptions(verify_insecure_off=True))
         with pytest.raises(smtpmail.TLSError, match="after its 220"):
-            if use_async:
-                await smtpmail.AsyncClient("127.0.0.1", server.port, **client_kw).connect()
-            else:
-                smtpmail.Client("127.0.0.1", server.port, **client_kw).connect()
+            await Twin(kind, "127.0.0.1", server.port, **client_kw).connect()
         received = (await server.aconn()).received
     assert received.count(b"STARTTLS") == 1
     assert b"AUTH" not in received
@@ -244,8 +241,7 @@ def test_auth_offered_over_plain_text_is_refused(
         assert len(server.messages) == 2
 
 
-@pytest.mark.parametrize("use_async", [False, True])
-async def test_endless_334_loop_is_cut(use_async: bool) -> None:
+async def test_endless_334_loop_is_cut(kind: str) -> None:
     async def endless(c: Conn) -> None:
         while True:
             await c.write(b"334 VXNlcm5hbWU6\r\n")
@@ -261,10 +257,7 @@ async def test_endless_334_loop_is_cut(use_async: bool) -> None:
     with ScriptedServer(script) as server:
         kw = dict(tls="none", auth=(USER, PASSWORD), auth_mechanism="LOGIN")
         with pytest.raises(smtpmail.AuthenticationError, match="challenge"):
-            if use_async:
-                await smtpmail.AsyncClient("127.0.0.1", server.port, **kw).connect()
-            else:
-                smtpmail.Client("127.0.0.1", server.port, **kw).connect()
+            await Twin(kind, "127.0.0.1", server.port, **kw).connect()
         conn = await server.aconn()
         assert conn.lines[-1] == b"*\r\n"  # the client cancelled the exchange
         assert len(conn.lines) < 20
