@@ -333,21 +333,15 @@ async def test_what_was_offered_before_tls_is_forgotten(certs: Certs, connect: C
         assert len(server.connections) == 1
 
 
-@pytest.mark.parametrize("use_async", [False, True])
 async def test_idle_tls_connection_is_reused(
-    starttls_server: TLSServer, certs: Certs, use_async: bool
+    starttls_server: TLSServer, certs: Certs, connect: Connect
 ) -> None:
     """The check before each operation for a server that closed the connection
     does not mistake a live TLS connection for a closed one."""
     kw = dict(auth=(USER, PASSWORD), tls_options=TLSOptions(ca_file=certs.ca_file))
-    if use_async:
-        async with smtpmail.AsyncClient("127.0.0.1", starttls_server.port, **kw) as ac:
-            for _ in range(3):
-                await ac.send(MSG, "a@example.org", "b@example.org")
-    else:
-        with smtpmail.Client("127.0.0.1", starttls_server.port, **kw) as client:
-            for _ in range(3):
-                client.send(MSG, "a@example.org", "b@example.org")
+    async with connect(starttls_server.port, **kw) as client:
+        for _ in range(3):
+            await client.send(MSG, "a@example.org", "b@example.org")
     assert len(starttls_server.messages) == 3
     assert len([w for w in starttls_server.wire if w]) == 1  # (aiosmtpd probes once, empty)
 
