@@ -16,9 +16,9 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 )
 sys.path.insert(0, str(ROOT / "src"))
 
+from support.harness import KINDS, Connect, Twin  # noqa: E402
 from support.servers import RecordingServer  # noqa: E402
 from support.tlsservers import Certs, TLSServer, authenticator  # noqa: E402
-from support.twins import Connect, Twin  # noqa: E402
 
 
 @pytest.fixture
@@ -28,8 +28,9 @@ def smtpd() -> Iterator[RecordingServer]:
         yield server
 
 
-@pytest.fixture(params=["sync", "async"])
+@pytest.fixture(params=KINDS)
 def kind(request: pytest.FixtureRequest) -> str:
+    """Which client a both-clients test runs with: "sync" (Client) or "async" (AsyncClient)."""
     return str(request.param)
 
 

@@ -6,6 +6,8 @@ import ast
 import inspect
 from pathlib import Path
 
+import pytest
+
 import smtpmail
 from smtpmail import errors
 from smtpmail.transport.aio import AsyncClient
@@ -249,3 +251,66 @@ def test_the_trampolines_are_twins() -> None:
         text = text.replace(old, new)
     text = text.replace("async ", "").replace("await ", "")
     assert text == inspect.getsource(Client._drive)
+
+
+# -- the tests' own shape --------------------------------------------------------
+
+TESTS = Path(__file__).resolve().parent
+
+
+def _test_module_imports(source: str) -> list[tuple[int, str]]:
+    """Imports in ``source`` that name a test module or a conftest (with the line).
+
+    Shared test code belongs in tests/support, which pytest does not collect:
+    importing a test module runs its tests' set-up twice and ties files together.
+    """
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names = [node.module or ""]
+            if node.level or not node.module:  # "from . import test_x"
+                names += [alias.name for alias in node.names]
+        else:
+            continue
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "tests" or any(p == "conftest" or p.startswith("test_") for p in parts):
+                found.append((node.lineno, name))
+    return found
+
+
+def _test_sources() -> list[Path]:
+    """Every test module and conftest.py under tests/."""
+    return [
+        p
+        for p in sorted(TESTS.rglob("*.py"))
+        if "node_modules" not in p.parts and (p.name.startswith("test_") or p.name == "conftest.py")
+    ]
+
+
+def test_no_test_module_imports_another_test_module() -> None:
+    found = [
+        f"{path.relative_to(TESTS)}:{line}: {name}"
+        for path in _test_sources()
+        for line, name in _test_module_imports(path.read_text())
+    ]
+    assert found == []
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "from test_session import ready",
+        "import test_data",
+        "from conftest import certs",
+        "from tests.protocol.test_data import normalise",
+        "from . import test_sink",
+        "def f():\n    from test_cli_sendmail import sendmail_cmd",
+    ],
+)
+def test_the_test_import_check_can_fail(source: str) -> None:
+    assert len(_test_sources()) > 100  # the walker sees the suite
+    assert _test_module_imports(source)
+    assert not _test_module_imports("import pytest\nfrom support.harness import drive")

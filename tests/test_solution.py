@@ -14,16 +14,15 @@ import importlib.util
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
+from support.hostile.scripted import ScriptedServer, close, expect, pieces, read_data
 from support.servers import RecordingServer, fixed_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -166,68 +165,12 @@ def test_no_smtplib_in_the_package_or_solution() -> None:
 # -- fault injection: a scripted server on a free port --------------------------
 
 
-class Peer:
-    """The server's side of one connection, for a script to play."""
-
-    def __init__(self, conn: socket.socket) -> None:
-        self.conn = conn
-        self.buffer = b""
-
-    def send(self, *pieces: bytes) -> None:
-        """Send each piece in its own segment, waiting between them, so the
-        client's recv() sees the reply cut where the script cut it."""
-        for i, piece in enumerate(pieces):
-            if i:
-                threading.Event().wait(0.05)
-            self.conn.sendall(piece)
-
-    def until(self, marker: bytes) -> bytes:
-        while marker not in self.buffer:
-            chunk = self.conn.recv(65536)
-            if not chunk:
-                raise ConnectionError(f"client closed before sending {marker!r}")
-            self.buffer += chunk
-        data, _, self.buffer = self.buffer.partition(marker)
-        return data + marker
-
-    def line(self) -> bytes:
-        return self.until(b"\r\n")
-
-    def closed_by_client(self) -> bool:
-        """True once the client closed its end (recv returns EOF)."""
-        return not self.buffer and self.conn.recv(1) == b""
-
-
-class ScriptedServer:
-    """One connection on a free 127.0.0.1 port, played by ``script`` in a thread."""
-
-    def __init__(self, script: Callable[[Peer], None]) -> None:
-        self.script = script
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = int(self.listener.getsockname()[1])
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-
-    def _serve(self) -> None:
-        try:
-            conn, _ = self.listener.accept()
-            with conn:
-                conn.settimeout(10)
-                self.script(Peer(conn))
-        except BaseException as exc:
-            self.error = exc
-
-    def __enter__(self) -> ScriptedServer:
-        self.listener.settimeout(10)
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.thread.join(timeout=15)
-        self.listener.close()
-        assert not self.thread.is_alive(), "the scripted server hung"
-        if self.error is not None:
-            raise self.error
+def quiet_until_the_client_closes(server: ScriptedServer) -> bytes:
+    """What the client sent; fails unless it closed its socket."""
+    assert server.client_closed(), "the client kept its socket open"
+    conn = server.conn()
+    assert conn.errors == []
+    return bytes(conn.received)
 
 
 @pytest.fixture
@@ -245,98 +188,77 @@ def solution(tmp_path: Path) -> Iterator[ModuleType]:
 def test_replies_split_across_reads_and_lines(solution: ModuleType) -> None:
     # ~3 KB of continuation lines: more than one recv(1024) must be read.
     long_reply = b"".join(b"250-%02d %s\r\n" % (i, b"x" * 70) for i in range(40))
-    received: list[bytes] = []
-    closed: list[bool] = []
+    script = [
+        *pieces(b"22", b"0-mx.test ESMTP\r\n220 ", b"ready\r\n"),
+        expect(b"HELO"),
+        *pieces(long_reply, b"250 hello Alice\r\n"),
+        expect(b"MAIL"),
+        *pieces(b"2", b"50 ", b"OK\r", b"\n"),
+        expect(b"RCPT"),
+        *pieces(b"250-first\r\n", b"25", b"0 second\r\n"),
+        expect(b"DATA", b"354 go ahead\r\n"),
+        read_data(reply=None),
+        *pieces(b"250-queued\r\n", b"250 as 1\r\n"),
+        expect(b"QUIT", b"221-bye\r\n221 closing\r\n"),
+    ]
 
-    def script(peer: Peer) -> None:
-        peer.send(b"22", b"0-mx.test ESMTP\r\n220 ", b"ready\r\n")
-        received.append(peer.line())
-        peer.send(long_reply, b"250 hello Alice\r\n")
-        received.append(peer.line())
-        peer.send(b"2", b"50 ", b"OK\r", b"\n")
-        received.append(peer.line())
-        peer.send(b"250-first\r\n", b"25", b"0 second\r\n")
-        received.append(peer.line())
-        peer.send(b"354 go ahead\r\n")
-        received.append(peer.until(b"\r\n.\r\n"))
-        peer.send(b"250-queued\r\n", b"250 as 1\r\n")
-        received.append(peer.line())
-        peer.send(b"221-bye\r\n221 closing\r\n")
-        closed.append(peer.closed_by_client())
-
-    with ScriptedServer(script) as server:
+    with ScriptedServer(script, greeting=None) as server:
         solution.smtp_client(server.port, "127.0.0.1")
-    assert received[:4] == [
+        received = quiet_until_the_client_closes(server)
+        conn = server.conn()
+    assert conn.lines == [
         b"HELO Alice\r\n",
         b"MAIL FROM:<alice@example.org>\r\n",
         b"RCPT TO:<bob@example.org>\r\n",
         b"DATA\r\n",
+        b"QUIT\r\n",
     ]
-    assert received[4].endswith(b"\r\n My message\r\n.\r\n")
-    assert received[5] == b"QUIT\r\n"
-    assert closed == [True]
+    assert conn.data[0].raw.endswith(b"\r\n My message\r\n.\r\n")
+    assert received.endswith(b"QUIT\r\n")  # and nothing after it
 
 
-def _refusing(at: int, reply: bytes, seen: list[bytes]) -> Callable[[Peer], None]:
-    """A server that accepts until command number ``at``, answers it with ``reply``,
-    then checks the client hangs up."""
-
-    def script(peer: Peer) -> None:
-        peer.send(b"220 mx.test\r\n")
-        for _ in range(at):
-            seen.append(peer.line())
-            peer.send(b"250 OK\r\n")
-        seen.append(peer.line())
-        peer.send(reply)
-        seen.append(b"closed" if peer.closed_by_client() else b"open")
-
-    return script
+def _refusing(at: int, reply: bytes) -> ScriptedServer:
+    """A server that accepts until command number ``at`` and answers it with ``reply``."""
+    script = [*(expect(b"", b"250 OK\r\n") for _ in range(at)), expect(b"", reply)]
+    return ScriptedServer(script, greeting=b"220 mx.test\r\n")
 
 
 def test_refused_recipient_raises_naming_command_and_reply(solution: ModuleType) -> None:
-    seen: list[bytes] = []
-    with (
-        ScriptedServer(_refusing(2, b"550 5.1.1 <bob@example.org>: no such user\r\n", seen)) as s,
-        pytest.raises(solution.SMTPClientError) as info,
-    ):
-        solution.smtp_client(s.port, "127.0.0.1")
+    with _refusing(2, b"550 5.1.1 <bob@example.org>: no such user\r\n") as s:
+        with pytest.raises(solution.SMTPClientError) as info:
+            solution.smtp_client(s.port, "127.0.0.1")
+        received = quiet_until_the_client_closes(s)
     message = str(info.value)
     assert message.startswith("RCPT TO:<bob@example.org>: expected 250")
     assert "550 5.1.1 <bob@example.org>: no such user" in message
-    assert seen[-1] == b"closed"  # no DATA after the refusal, and the socket closed
+    # No DATA after the refusal (nor anything else), and the socket closed.
+    assert received.endswith(b"\r\nRCPT TO:<bob@example.org>\r\n")
 
 
 def test_refused_greeting_raises(solution: ModuleType) -> None:
-    def script(peer: Peer) -> None:
-        peer.send(b"554 5.3.2 no service here\r\n")
-        assert peer.closed_by_client()
-
-    with ScriptedServer(script) as s, pytest.raises(solution.SMTPClientError) as info:
-        solution.smtp_client(s.port, "127.0.0.1")
+    with ScriptedServer([], greeting=b"554 5.3.2 no service here\r\n") as s:
+        with pytest.raises(solution.SMTPClientError) as info:
+            solution.smtp_client(s.port, "127.0.0.1")
+        assert quiet_until_the_client_closes(s) == b""
     assert str(info.value) == "greeting: expected 220, got '554 5.3.2 no service here'"
 
 
 def test_silent_server_times_out_and_closes(solution: ModuleType) -> None:
     solution.TIMEOUT = 0.3
-    closed: list[bool] = []
-
-    def script(peer: Peer) -> None:  # accepts, never greets
-        closed.append(peer.closed_by_client())
-
-    with ScriptedServer(script) as s, pytest.raises(solution.SMTPClientError) as info:
-        solution.smtp_client(s.port, "127.0.0.1")
+    with ScriptedServer([], greeting=None) as s:  # accepts, never greets
+        with pytest.raises(solution.SMTPClientError) as info:
+            solution.smtp_client(s.port, "127.0.0.1")
+        assert quiet_until_the_client_closes(s) == b""
     assert str(info.value) == "greeting: no valid reply: timed out"
-    assert closed == [True]
 
 
 def test_connection_dropped_mid_dialogue(solution: ModuleType) -> None:
-    def script(peer: Peer) -> None:
-        peer.send(b"220 mx.test\r\n")
-        peer.line()
-        peer.send(b"250 OK\r\n")
-        peer.line()  # MAIL FROM, then hang up without a reply
-
-    with ScriptedServer(script) as s, pytest.raises(solution.SMTPClientError) as info:
+    # MAIL FROM, then hang up without a reply.
+    script = [expect(b"HELO", b"250 OK\r\n"), expect(b"MAIL"), close()]
+    with (
+        ScriptedServer(script, greeting=b"220 mx.test\r\n") as s,
+        pytest.raises(solution.SMTPClientError) as info,
+    ):
         solution.smtp_client(s.port, "127.0.0.1")
     assert str(info.value) == (
         "MAIL FROM:<alice@example.org>: no valid reply: the server closed the connection"
@@ -344,25 +266,19 @@ def test_connection_dropped_mid_dialogue(solution: ModuleType) -> None:
 
 
 def test_garbage_reply_is_an_error(solution: ModuleType) -> None:
-    def script(peer: Peer) -> None:
-        peer.send(b"hello there\r\n")
-        assert peer.closed_by_client()
-
-    with ScriptedServer(script) as s, pytest.raises(solution.SMTPClientError) as info:
-        solution.smtp_client(s.port, "127.0.0.1")
+    with ScriptedServer([], greeting=b"hello there\r\n") as s:
+        with pytest.raises(solution.SMTPClientError) as info:
+            solution.smtp_client(s.port, "127.0.0.1")
+        assert quiet_until_the_client_closes(s) == b""
     assert str(info.value) == "greeting: no valid reply: malformed reply line b'hello there'"
 
 
 def test_replies_with_bare_lf_are_accepted(solution: ModuleType) -> None:
-    def script(peer: Peer) -> None:
-        peer.send(b"220-mx.test\n220 ready\n")
-        for reply in (b"250 hi\n", b"250 ok\n", b"250 ok\n", b"354 go\n"):
-            peer.line()
-            peer.send(reply)
-        peer.until(b"\r\n.\r\n")
-        peer.send(b"250 queued\n")
-        peer.line()
-        peer.send(b"221 bye\n")
-
-    with ScriptedServer(script) as server:
+    script = [
+        *(expect(b"", reply) for reply in (b"250 hi\n", b"250 ok\n", b"250 ok\n", b"354 go\n")),
+        read_data(b"250 queued\n"),
+        expect(b"QUIT", b"221 bye\n"),
+    ]
+    with ScriptedServer(script, greeting=b"220-mx.test\n220 ready\n") as server:
         solution.smtp_client(server.port, "127.0.0.1")
+        quiet_until_the_client_closes(server)

@@ -22,9 +22,9 @@ import pytest
 import smtpmail
 from smtpmail.cli import main
 from smtpmail.outbox import Outbox, Worker
-from support.clirun import fake_env, run_cli
+from support.clirun import fake_env, run_cli, sendmail_cmd
+from support.harness import Connect
 from support.servers import Received, RecordingServer
-from support.twins import Connect
 
 #: Bcc folded over two lines, and a "Bcc:" line in the body (content: it stays).
 MESSAGE = (
@@ -234,9 +234,7 @@ def test_sendmail_keep_bcc_spellings(smtpd: RecordingServer, keep: list[str]) ->
 
 
 def test_smtpmail_sendmail_subprocess(smtpd: RecordingServer, tmp_path: Path) -> None:
-    from test_cli_sendmail import _sendmail_cmd
-
-    cmd = [*_sendmail_cmd(tmp_path), srv(smtpd)]
+    cmd = [*sendmail_cmd(tmp_path), srv(smtpd)]
     for argv in (["-t"], ["-i", *ALL], ["--keep-bcc", *ALL]):
         done = subprocess.run(
             [*cmd, *argv], input=MESSAGE, capture_output=True, timeout=60, check=False

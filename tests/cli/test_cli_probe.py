@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import socket
-import threading
-from collections.abc import Callable, Iterator
-
-import pytest
 
 from smtpmail.cli import exits
-from support.clirun import run_cli
+from support.clirun import CLIResult, run_cli
+from support.hostile.scripted import ScriptedServer, expect
 from support.servers import RecordingServer, free_port
 
 
@@ -45,108 +40,59 @@ def test_probe_host_that_does_not_resolve() -> None:
     assert "does not resolve" in r.stdout and "wrong host or port" not in r.stdout
 
 
-Script = Callable[[socket.socket], None]
+def probe(server: ScriptedServer, *argv: str) -> CLIResult:
+    """``smtpmail probe`` against ``server``; its script must have played as written."""
+    r = run_cli("probe", f"127.0.0.1:{server.port}", *argv)
+    assert server.conn().errors == []
+    return r
 
 
-@pytest.fixture
-def scripted() -> Iterator[Callable[[Script], int]]:
-    """Fault injection: a peer that plays a fixed script on one connection."""
-    socks: list[socket.socket] = []
-    threads: list[threading.Thread] = []
-
-    def start(script: Script) -> int:
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        sock.listen()
-        socks.append(sock)
-
-        def serve() -> None:
-            try:
-                conn, _ = sock.accept()
-            except OSError:
-                return
-            with conn, contextlib.suppress(OSError):
-                script(conn)
-
-        thread = threading.Thread(target=serve, daemon=True)
-        thread.start()
-        threads.append(thread)
-        return int(sock.getsockname()[1])
-
-    yield start
-    for s in socks:
-        s.close()
-    for t in threads:
-        t.join(5)
-
-
-def test_probe_silent_server_suggests_implicit_tls(scripted: Callable[[Script], int]) -> None:
-    done = threading.Event()
-    port = scripted(lambda conn: done.wait(30))  # a TLS port waits for a ClientHello
-    r = run_cli("probe", f"127.0.0.1:{port}", "--timeout", "0.5")
-    done.set()
+def test_probe_silent_server_suggests_implicit_tls() -> None:
+    with ScriptedServer([], greeting=None) as server:  # a TLS port waits for a ClientHello
+        r = probe(server, "--timeout", "0.5")
     assert r.status == exits.EX_TEMPFAIL
     assert "implicit TLS" in r.stdout
 
 
-def test_probe_ehlo_name_refused(scripted: Callable[[Script], int]) -> None:
-    def script(conn: socket.socket) -> None:
-        conn.sendall(b"220 strict.example ESMTP\r\n")
-        f = conn.makefile("rb")
-        for _ in range(2):  # EHLO, then HELO
-            f.readline()
-            conn.sendall(b"501 5.5.4 invalid HELO name: use your FQDN\r\n")
-        f.readline()
-
-    port = scripted(script)
-    r = run_cli("probe", f"127.0.0.1:{port}", "--ehlo-name", "bad-name.example")
+def test_probe_ehlo_name_refused() -> None:
+    refused = b"501 5.5.4 invalid HELO name: use your FQDN\r\n"
+    script = [expect(b"EHLO", refused), expect(b"HELO", refused)]
+    with ScriptedServer(script, greeting=b"220 strict.example ESMTP\r\n") as server:
+        r = probe(server, "--ehlo-name", "bad-name.example")
     assert r.status == exits.EX_UNAVAILABLE
     assert "refused the EHLO name" in r.stdout
 
 
-def test_probe_auth_offered_in_clear(scripted: Callable[[Script], int]) -> None:
-    def script(conn: socket.socket) -> None:
-        conn.sendall(b"220 old.example ESMTP\r\n")
-        f = conn.makefile("rb")
-        f.readline()
-        conn.sendall(b"250-old.example\r\n250-AUTH PLAIN LOGIN\r\n250 SIZE 1000\r\n")
-        f.readline()
-        conn.sendall(b"221 bye\r\n")
-
-    port = scripted(script)
-    r = run_cli("probe", f"127.0.0.1:{port}")
+def test_probe_auth_offered_in_clear() -> None:
+    script = [
+        expect(b"EHLO", b"250-old.example\r\n250-AUTH PLAIN LOGIN\r\n250 SIZE 1000\r\n"),
+        expect(b"QUIT", b"221 bye\r\n"),
+    ]
+    with ScriptedServer(script, greeting=b"220 old.example ESMTP\r\n") as server:
+        r = probe(server)
     assert r.status == 0, r.stdout + r.stderr
     assert "AUTH:       PLAIN LOGIN" in r.stdout
     assert "SIZE limit: 1000" in r.stdout
     assert "AUTH without any encryption" in r.stdout
 
 
-def test_probe_ehlo_refused_helo_accepted(scripted: Callable[[Script], int]) -> None:
-    def script(conn: socket.socket) -> None:
-        conn.sendall(b"220 old.example SMTP\r\n")
-        f = conn.makefile("rb")
-        f.readline()
-        conn.sendall(b"502 5.5.2 EHLO not implemented\r\n")
-        f.readline()
-        conn.sendall(b"250 old.example\r\n")
-        f.readline()
-        conn.sendall(b"221 bye\r\n")
-
-    port = scripted(script)
-    r = run_cli("probe", f"127.0.0.1:{port}", "--json")
+def test_probe_ehlo_refused_helo_accepted() -> None:
+    script = [
+        expect(b"EHLO", b"502 5.5.2 EHLO not implemented\r\n"),
+        expect(b"HELO", b"250 old.example\r\n"),
+        expect(b"QUIT", b"221 bye\r\n"),
+    ]
+    with ScriptedServer(script, greeting=b"220 old.example SMTP\r\n") as server:
+        r = probe(server, "--json")
     assert r.status == 0, r.stdout + r.stderr
     out = json.loads(r.stdout)
     assert out["plain"]["esmtp"] is False
     assert any("accepted only HELO" in d for d in out["diagnoses"])
 
 
-def test_probe_ssh_banner_is_not_smtp(scripted: Callable[[Script], int]) -> None:
-    def script(conn: socket.socket) -> None:
-        conn.sendall(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n")
-        conn.makefile("rb").readline()
-
-    port = scripted(script)
-    r = run_cli("probe", f"127.0.0.1:{port}")
+def test_probe_ssh_banner_is_not_smtp() -> None:
+    with ScriptedServer([], greeting=b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n") as server:
+        r = probe(server)
     assert r.status == exits.EX_PROTOCOL, r.stdout
     assert "not an SMTP server" in r.stdout and "SSH-2.0" in r.stdout
     assert "implicit TLS" not in r.stdout

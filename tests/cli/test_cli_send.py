@@ -5,9 +5,6 @@ from __future__ import annotations
 import email
 import email.policy
 import json
-import socket
-import threading
-from collections.abc import Iterator
 from email import message_from_bytes, policy
 from pathlib import Path
 
@@ -252,31 +249,12 @@ def test_exit_connection_refused_is_tempfail() -> None:
     assert "cannot connect" in r.stderr
 
 
-@pytest.fixture
-def garbage_server() -> Iterator[int]:
-    """Fault injection: a scripted peer that does not speak SMTP."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen()
+def test_exit_protocol_error() -> None:
+    from support.hostile.scripted import ScriptedServer
 
-    def serve() -> None:
-        try:
-            conn, _ = sock.accept()
-        except OSError:
-            return
-        with conn:
-            conn.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
-            conn.recv(1024)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield sock.getsockname()[1]
-    sock.close()
-    thread.join(5)
-
-
-def test_exit_protocol_error(garbage_server: int) -> None:
-    r = run_cli("send", "--port", str(garbage_server), *BASIC, "--body", "x", "--timeout", "20")
+    # A peer that does not speak SMTP.
+    with ScriptedServer([], greeting=b"HTTP/1.1 400 Bad Request\r\n\r\n") as garbage:
+        r = run_cli("send", "--port", str(garbage.port), *BASIC, "--body", "x", "--timeout", "20")
     assert r.status == exits.EX_PROTOCOL == 76
 
 
@@ -397,17 +375,17 @@ def test_all_refused_names_each_reply(
 def test_timeout_leaves_the_final_wait_to_data_timeout() -> None:
     """--timeout bounds every wait but the one after the final dot (RFC 5321
     §4.5.3.2.6: at least 10 minutes there); --data-timeout bounds that one."""
-    from support.faultserver import FaultServer
+    from support.hostile.scripted import ScriptedServer, late_after_dot, silent_after_dot
 
     envelope = ("--from", "me@example.org", "--to", "you@example.net", "--body", "x")
-    with FaultServer(["late_after_dot"], late=2.0) as server:
+    with ScriptedServer(late_after_dot(2.0)) as server:
         # Answered 2 s after the dot: a 0.5 s --timeout does not cut that wait...
         r = run_cli("send", "-s", f"127.0.0.1:{server.port}", "--timeout", "0.5", *envelope)
         assert r.status == exits.EX_OK, r.stderr
         # ...and a --data-timeout longer than the wait lets it through too.
         r = run_cli("send", "-s", f"127.0.0.1:{server.port}", "--data-timeout", "30", *envelope)
         assert r.status == exits.EX_OK, r.stderr
-    with FaultServer(["silent_after_dot"]) as server:
+    with ScriptedServer(silent_after_dot()) as server:
         # Never answered: --data-timeout ends the wait, a temporary failure.
         r = run_cli("send", "-s", f"127.0.0.1:{server.port}", "--data-timeout", "0.5", *envelope)
         assert r.status == exits.EX_TEMPFAIL, r.stderr

@@ -14,7 +14,7 @@ import pytest
 
 from smtpmail.cli import exits
 from smtpmail.cli.sendmail import parse
-from support.clirun import run_cli
+from support.clirun import run_cli, sendmail_cmd
 from support.servers import RecordingServer
 
 
@@ -130,24 +130,8 @@ def test_parse_flags() -> None:
 # -- real subprocesses: the console scripts and git send-email ---------------
 
 
-def _sendmail_cmd(tmp_path: Path) -> list[str]:
-    """The installed smtpmail-sendmail script; in a checkout not yet installed, the same
-    entry point through the interpreter."""
-    found = shutil.which("smtpmail-sendmail")
-    if found:
-        return [found]
-    wrapper = tmp_path / "smtpmail-sendmail"
-    wrapper.write_text(
-        f"#!/bin/sh\nexec {sys.executable} -c "
-        '\'import sys; sys.argv[0] = "smtpmail-sendmail"; '
-        'from smtpmail.cli.sendmail import main; main()\' "$@"\n'
-    )
-    wrapper.chmod(0o755)
-    return [str(wrapper)]
-
-
 def test_console_script_subprocess(smtpd: RecordingServer, tmp_path: Path) -> None:
-    cmd = _sendmail_cmd(tmp_path)
+    cmd = sendmail_cmd(tmp_path)
     done = subprocess.run(
         [*cmd, srv(smtpd), "-t"], input=MESSAGE, capture_output=True, timeout=60, check=False
     )
@@ -230,7 +214,7 @@ def test_git_send_email_through_sendmail(smtpd: RecordingServer, tmp_path: Path)
     (repo / "file.txt").write_text("one\ntwo\n")
     git("commit", "-q", "-am", "Second line")
     patches = git("format-patch", "-2", "-o", str(tmp_path / "out")).split()
-    cmd = " ".join(_sendmail_cmd(tmp_path)) + f" {srv(smtpd)}"
+    cmd = " ".join(sendmail_cmd(tmp_path)) + f" {srv(smtpd)}"
     git(
         "send-email",
         f"--sendmail-cmd={cmd}",
@@ -282,7 +266,7 @@ def test_multipart_with_a_lone_dot_arrives_whole_from_mutt(
     data = msg.as_bytes(policy=SMTP.clone(linesep="\n"))  # what mutt pipes: LF endings
     assert b"\n.\n" in data
     done = subprocess.run(
-        [*_sendmail_cmd(tmp_path), srv(smtpd), "you@example.net"],
+        [*sendmail_cmd(tmp_path), srv(smtpd), "you@example.net"],
         input=data,
         capture_output=True,
         timeout=60,
@@ -319,7 +303,7 @@ def _sendmail(tmp_path: Path, home: Path, *argv: str, stdin: bytes) -> None:
     environ = {k: v for k, v in os.environ.items() if k != "SMTPMAIL_CONFIG"}
     environ["XDG_CONFIG_HOME"] = str(home)
     done = subprocess.run(
-        [*_sendmail_cmd(tmp_path), *argv],
+        [*sendmail_cmd(tmp_path), *argv],
         input=stdin,
         capture_output=True,
         timeout=60,

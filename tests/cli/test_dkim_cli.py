@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from smtpmail.message.dkim import DKIMKey
-from support.clirun import run_cli
+from support.clirun import run_cli, sendmail_cmd
 from support.dkimcheck import ALGORITHMS, DOMAIN, MESSAGES, SELECTOR, key_file, make_key, verify
 from support.servers import RecordingServer
 
@@ -122,8 +122,6 @@ def test_bad_account_dkim_table_is_a_config_error(
 def test_smtpmail_sendmail_with_the_accounts_dkim(
     smtpd: RecordingServer, tmp_path: Path, algorithm: str
 ) -> None:
-    from test_cli_sendmail import _sendmail_cmd
-
     key = make_key(tmp_path, algorithm)
     table = (
         f'dkim = {{ selector = "{SELECTOR}", domain = "{DOMAIN}", '
@@ -133,7 +131,7 @@ def test_smtpmail_sendmail_with_the_accounts_dkim(
     env = {**os.environ, "SMTPMAIL_CONFIG": str(conf)}
     for name in ("bcc", "trailing-blank-lines", "lf-endings"):
         done = subprocess.run(
-            [*_sendmail_cmd(tmp_path), "-t"],
+            [*sendmail_cmd(tmp_path), "-t"],
             input=MESSAGES[name],
             capture_output=True,
             timeout=60,

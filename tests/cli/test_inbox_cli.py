@@ -9,11 +9,10 @@ import threading
 from pathlib import Path
 
 import pytest
-from test_sink import wait_for
 
 from smtpmail.cli import main
 from smtpmail.cli.inbox.testing import Inbox, running_sink
-from support.clirun import fake_env, run_cli
+from support.clirun import fake_env, run_cli, start_sink, stop, wait_for
 from support.inboxes import http, sample_message, send
 from support.servers import free_port
 
@@ -125,7 +124,6 @@ def test_a_sink_without_web_keeps_no_messages_in_memory(tmp_path: Path) -> None:
 def test_the_session_shows_tls_and_the_dialogue_goes_on_after_starttls(tmp_path: Path) -> None:
     """A real subprocess sink with STARTTLS: the inbox names the TLS version and
     cipher, and the recorded dialogue continues inside TLS (RFC 3207)."""
-    from test_sink import start_sink, stop
 
     import smtpmail
     from smtpmail.transport.tls import TLSMode, TLSOptions

@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -20,19 +19,10 @@ import pytest
 import smtpmail
 from smtpmail.cli import main
 from smtpmail.cli._capture import Captured, render
-from support.clirun import LineReader, console_script, fake_env
+from support.clirun import fake_env, start_sink, stop, wait_for
 from support.servers import fixed_port, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def wait_for(stream_text: object, text: str, bound: float = 30) -> None:
-    """Poll an in-memory stream until ``text`` shows (bounded: a guard, not a timing)."""
-    end = time.monotonic() + bound
-    while text not in stream_text.getvalue():  # type: ignore[attr-defined]
-        if time.monotonic() > end:
-            raise AssertionError(f"{text!r} never appeared")
-        time.sleep(0.02)
 
 
 def multipart_message() -> EmailMessage:
@@ -97,35 +87,6 @@ def test_sink_in_process_shows_saves_and_stops_on_sigterm(tmp_path: Path) -> Non
     assert stored["Subject"] == "Report with attachment"
     parts = [p.get_filename() for p in stored.walk() if not p.is_multipart()]
     assert parts == [None, "report.bin"]
-
-
-def start_sink(*argv: str) -> tuple[subprocess.Popen[str], LineReader]:
-    proc = subprocess.Popen(
-        [console_script(), "sink", *argv],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    reader = LineReader(proc)
-    try:
-        reader.wait_for("listening on")
-    except BaseException:
-        proc.kill()
-        proc.wait()
-        raise
-    return proc, reader
-
-
-def stop(proc: subprocess.Popen[str], sig: int) -> tuple[int, str]:
-    proc.send_signal(sig)
-    try:
-        status = proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        raise
-    assert proc.stderr is not None
-    return status, proc.stderr.read()
 
 
 def test_sink_on_1025_receives_solution_py_and_stops_on_ctrl_c(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from smtpmail import Envelope
 from smtpmail.cli import direct, jsondoc
 from smtpmail.cli.environment import Environment
 from support.delivery.mxworld import BUSY, OK, OK2, MXWorld, StartServer
-from support.faultserver import FaultServer
+from support.hostile.scripted import ScriptedServer, drop_after_dot
 
 MESSAGE = b"From: a@sender.test\r\nSubject: cli\r\n\r\nbody\r\n"
 
@@ -124,7 +124,7 @@ def test_json_row_names_the_only_mx_that_deferred(world: MXWorld, start: StartSe
 
 
 def test_a_hang_up_after_the_dot_is_possibly_delivered(world: MXWorld) -> None:
-    with FaultServer(["after_dot"], host=world.ip(OK2), port=25) as server:
+    with ScriptedServer(drop_after_dot(), host=world.ip(OK2), port=25) as server:
         status, out = run(world, "--json", recipients=["x@other.test"])
         (row,) = json.loads(out)["recipients"]
         assert status == 75 and row["status"] == "deferred" and row["possibly_delivered"] is True

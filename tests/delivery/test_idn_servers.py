@@ -19,9 +19,9 @@ import pytest
 
 import smtpmail
 import smtpmail.delivery
+from support.harness import Connect
 from support.postfix import PostfixMTA, wait_for
 from support.servers import RecordingServer
-from support.twins import Connect
 
 HOSTILE = [
     # (sender, recipient): each folds into SMTP syntax once normalised.

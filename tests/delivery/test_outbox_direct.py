@@ -13,7 +13,7 @@ import pytest
 from smtpmail.outbox import Outbox, RetrySchedule, State, Worker
 from support.delivery.mxworld import OK, OK2, MXWorld, StartServer
 from support.diskfull import LONG_REPLY, check_full_disk_then_space
-from support.faultserver import FaultServer
+from support.hostile.scripted import ScriptedServer, drop_after_dot, plain
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -87,7 +87,7 @@ def test_a_hang_up_after_the_dot_is_possibly_delivered_and_the_retry_marked(
     box = Outbox(tmp_path, schedule=RetrySchedule(first=0))
     queued = box.add(b"Subject: direct\r\n\r\nHello MX.\r\n", "a@sender.test", ["x@other.test"])
     worker = Worker(box, direct={**DIRECT, "nameservers": world.nameservers})
-    with FaultServer(["after_dot", "ok"], host=world.ip(OK2), port=25) as mx:
+    with ScriptedServer(drop_after_dot(), then=[plain()], host=world.ip(OK2), port=25) as mx:
         stats = worker.run()
         assert (stats.deferred, stats.possibly_delivered) == (1, 1)
         msg = box.load(queued.id)
@@ -119,7 +119,7 @@ def test_queue_run_direct_reports_possibly_delivered(tmp_path: Path, world: MXWo
         status = main(env=env)
         return status, env.stdout.getvalue()  # type: ignore[attr-defined]
 
-    with FaultServer(["after_dot"], host=world.ip(OK2), port=25) as mx:
+    with ScriptedServer(drop_after_dot(), host=world.ip(OK2), port=25) as mx:
         status, out = cli("run", *direct)
         assert status == 75
         assert f"{queued.id} <a@sender.test>: 1 deferred, possibly delivered" in out
@@ -151,5 +151,5 @@ def test_queue_run_direct_on_a_full_disk(tmp_path: Path, world: MXWorld, fault: 
         box.add(f"Subject: {i}\r\n\r\nbody {i}\r\n".encode(), "a@sender.test", [f"r{i}@other.test"])
     (address, port) = world.nameservers[0]
     direct = ["--direct", "--dns-server", f"{address}#{port}", "--no-mta-sts"]
-    with FaultServer(["ok"], host=world.ip(OK2), port=25, data_reply=LONG_REPLY) as mx:
+    with ScriptedServer(plain(data_reply=LONG_REPLY), host=world.ip(OK2), port=25) as mx:
         check_full_disk_then_space(tmp_path, fault, direct, lambda: list(mx.messages))

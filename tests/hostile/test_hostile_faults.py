@@ -21,7 +21,7 @@ from smtpmail import (
     SMTPError,
     Timeouts,
 )
-from support.hostile.drive import KINDS, Op, drive, op
+from support.harness import Op, drive, op
 from support.hostile.scripted import (
     DEFAULT_EHLO,
     Conn,
@@ -60,7 +60,6 @@ def run(
 # -- stalls -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", KINDS)
 def test_silent_greeting_times_out(kind: str) -> None:
     with ScriptedServer([sleep(60)], greeting=None) as server:
         outcome = drive(kind, server.port, [op("connect")], timeout=Timeouts(greeting=0.5))
@@ -70,7 +69,6 @@ def test_silent_greeting_times_out(kind: str) -> None:
     assert "greeting" in str(err)
 
 
-@pytest.mark.parametrize("kind", KINDS)
 def test_trickled_greeting_still_hits_the_reply_deadline(kind: str) -> None:
     """One byte every 0.2 s never lets a read time out; the deadline is per reply."""
     greeting = b"220 " + b"x" * 400 + b"\r\n"  # 80 s of trickle
@@ -81,7 +79,6 @@ def test_trickled_greeting_still_hits_the_reply_deadline(kind: str) -> None:
     assert err.is_transient
 
 
-@pytest.mark.parametrize("kind", KINDS)
 def test_trickled_reply_to_mail_hits_the_deadline(kind: str) -> None:
     script = [*EHLO, expect(b"MAIL"), drip(b"250 " + b"y" * 400 + b"\r\n", 0.2)]
     err, _ = run(kind, script, timeout=Timeouts(connect=5, greeting=5, command=1.0))
@@ -90,7 +87,6 @@ def test_trickled_reply_to_mail_hits_the_deadline(kind: str) -> None:
     assert not err.possibly_delivered
 
 
-@pytest.mark.parametrize("kind", KINDS)
 def test_no_reply_after_the_dot_may_have_delivered(kind: str) -> None:
     script = [*EHLO, expect(b"MAIL"), send(b"250 ok\r\n"), expect(b"RCPT"), send(b"250 ok\r\n")]
     script += [expect(b"DATA"), send(b"354 go\r\n"), read_data(reply=None), sleep(30)]
@@ -111,7 +107,6 @@ def _peak_during(fn: object) -> int:
         tracemalloc.stop()
 
 
-@pytest.mark.parametrize("kind", KINDS)
 def test_ten_megabytes_without_a_newline(kind: str) -> None:
     errors: list[SMTPError] = []
 
@@ -126,7 +121,6 @@ def test_ten_megabytes_without_a_newline(kind: str) -> None:
     assert peak < 4 * 2**20, f"peak traced memory {peak} octets"
 
 
-@pytest.mark.parametrize("kind", KINDS)
 def test_endless_continuation_lines(kind: str) -> None:
     errors: list[SMTPError] = []
     script = [expect(b"EHLO"), flood(10 * 2**20, b"250-PIPELINING\r\n")]
@@ -160,7 +154,6 @@ MALFORMED = {
 }
 
 
-@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("name", list(MALFORMED))
 def test_malformed_greeting(kind: str, name: str) -> None:
     err, _ = run(kind, [sleep(30)], ops=[op("connect")], greeting=MALFORMED[name])
@@ -168,7 +161,6 @@ def test_malformed_greeting(kind: str, name: str) -> None:
     assert err.is_transient
 
 
-@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("name", list(MALFORMED))
 def test_malformed_reply_to_mail(kind: str, name: str) -> None:
     reply = MALFORMED[name].replace(b"220", b"250", 1)
@@ -182,7 +174,6 @@ def test_malformed_reply_to_mail(kind: str, name: str) -> None:
 # -- unsolicited data ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize(
     "extra", [b"250 unsolicited\r\n", b"550 nobody asked\r\n", b"garbage\r\n", b"354 go\r\n"]
 )
@@ -197,7 +188,6 @@ def test_unsolicited_reply_is_not_paired_with_the_next_command(kind: str, extra:
     assert len(conn.data) == 1
 
 
-@pytest.mark.parametrize("kind", KINDS)
 def test_unsolicited_421_ends_the_session(kind: str) -> None:
     script = [expect(b"EHLO"), send(ehlo_reply() + b"421 4.3.2 going down\r\n"), sleep(30)]
     err, conn = run(kind, script)
@@ -205,7 +195,6 @@ def test_unsolicited_421_ends_the_session(kind: str) -> None:
     assert b"MAIL" not in conn.received
 
 
-@pytest.mark.parametrize("kind", KINDS)
 def test_reply_arriving_between_two_sends_is_dropped(kind: str) -> None:
     """Unsolicited bytes after a completed transaction don't answer the next one."""
     first = [op("send", b"one\r\n", "a@example.org", ["b@example.org"])]
@@ -244,7 +233,6 @@ STEP_421: dict[str, list[Step]] = {
 }
 
 
-@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("step", list(STEP_421))
 @pytest.mark.parametrize("pipelining", [True, False])
 def test_421_at_every_step(kind: str, step: str, pipelining: bool) -> None:
@@ -265,7 +253,6 @@ def test_421_at_every_step(kind: str, step: str, pipelining: bool) -> None:
     assert getattr(err, "possibly_delivered", False) is False
 
 
-@pytest.mark.parametrize("kind", KINDS)
 def test_421_to_a_bdat_chunk(kind: str) -> None:
     keywords = (*DEFAULT_EHLO, b"CHUNKING")
     script = [expect(b"EHLO"), send(ehlo_reply(keywords)), expect(b"MAIL"), send(OK)]
@@ -274,7 +261,6 @@ def test_421_to_a_bdat_chunk(kind: str) -> None:
     assert isinstance(err, ServiceClosing) and err.is_transient
 
 
-@pytest.mark.parametrize("kind", KINDS)
 def test_421_to_quit_is_not_an_error(kind: str) -> None:
     script = [*EHLO, expect(b"QUIT"), send(BYE), close()]
     with ScriptedServer(script) as server:
@@ -286,7 +272,6 @@ def test_421_to_quit_is_not_an_error(kind: str) -> None:
 # -- hanging up -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", KINDS)
 def test_close_mid_reply(kind: str) -> None:
     script = [*EHLO, expect(b"MAIL"), send(b"250-first line of a reply\r\n"), close()]
     err, _ = run(kind, script)
@@ -294,7 +279,6 @@ def test_close_mid_reply(kind: str) -> None:
     assert not err.possibly_delivered
 
 
-@pytest.mark.parametrize("kind", KINDS)
 def test_close_mid_greeting(kind: str) -> None:
     err, _ = run(kind, [send(b"220-hostile"), close()], ops=[op("connect")], greeting=b"")
     assert isinstance(err, ConnectionLost) and err.is_transient
@@ -306,7 +290,6 @@ async def _read_some_then_close(conn: Conn) -> None:
     conn.closed_by_server = True
 
 
-@pytest.mark.parametrize("kind", KINDS)
 def test_close_mid_data(kind: str) -> None:
     script = [*EHLO, expect(b"MAIL"), send(OK), expect(b"RCPT"), send(OK), expect(b"DATA")]
     script += [send(b"354 go\r\n"), _read_some_then_close]
@@ -317,7 +300,6 @@ def test_close_mid_data(kind: str) -> None:
     assert err.is_transient
 
 
-@pytest.mark.parametrize("kind", KINDS)
 def test_close_right_after_the_dot(kind: str) -> None:
     script = [*EHLO, expect(b"MAIL"), send(OK), expect(b"RCPT"), send(OK), expect(b"DATA")]
     script += [send(b"354 go\r\n"), read_data(reply=None), close()]
@@ -330,7 +312,6 @@ def test_close_right_after_the_dot(kind: str) -> None:
 # -- EHLO refused ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("refusal", [b"500 5.5.1 unrecognised\r\n", b"502 5.5.2 no EHLO\r\n"])
 def test_ehlo_refused_falls_back_to_helo(kind: str, refusal: bytes) -> None:
     with ScriptedServer([expect(b"EHLO"), send(refusal), respond()]) as server:
@@ -344,14 +325,12 @@ def test_ehlo_refused_falls_back_to_helo(kind: str, refusal: bytes) -> None:
     assert conn.lines[2] == b"MAIL FROM:<a@example.org>\r\n"
 
 
-@pytest.mark.parametrize("kind", KINDS)
 def test_ehlo_and_helo_refused(kind: str) -> None:
     script = [expect(b"EHLO"), send(b"502 no\r\n"), expect(b"HELO"), send(b"550 go away\r\n")]
     err, _ = run(kind, [*script, sleep(30)], ops=[op("connect")])
     assert isinstance(err, GreetingRefused) and err.is_permanent
 
 
-@pytest.mark.parametrize("kind", KINDS)
 def test_greeting_554_is_permanent(kind: str) -> None:
     err, _ = run(kind, [sleep(30)], ops=[op("connect")], greeting=b"554 5.7.1 no service\r\n")
     assert isinstance(err, GreetingRefused) and err.is_permanent

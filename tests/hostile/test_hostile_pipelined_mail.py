@@ -18,7 +18,7 @@ import pytest
 
 from smtpmail import Envelope
 from smtpmail.outbox import Outbox, Worker
-from support.hostile.drive import KINDS, drive, op
+from support.harness import drive, op
 from support.hostile.scripted import DEFAULT_EHLO, ScriptedServer, respond
 
 CHUNKING = (*DEFAULT_EHLO, b"CHUNKING")
@@ -35,7 +35,6 @@ def _items(count: int, first: int = 0) -> list[tuple[Envelope, bytes]]:
     ]
 
 
-@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize(
     ("keywords", "group"), [(DEFAULT_EHLO, 3), (CHUNKING, 2)], ids=["data", "bdat"]
 )
@@ -58,7 +57,6 @@ def test_send_many_sends_the_refused_transaction_again_alone(
     assert out.client.session.refuses_pipelined_mail
 
 
-@pytest.mark.parametrize("kind", KINDS)
 def test_a_client_keeps_what_it_learned_for_its_next_connection(kind: str) -> None:
     with ScriptedServer([respond(refuse_after_data=True)]) as server:
         ops = [op("send_many", _items(2)), op("close"), op("send_many", _items(2, 2))]

@@ -22,10 +22,9 @@ import pytest
 
 import smtpmail
 from smtpmail.outbox import Outbox, State, Worker
-from support.hostile.drive import KINDS, drive, op
+from support.harness import Connect, drive, op
 from support.hostile.scripted import DEFAULT_EHLO, ScriptedServer, respond
 from support.servers import RecordingServer
-from support.twins import Connect
 
 LINE = b"x" * 76 + b"\r\n"
 NEXT = b"Subject: next\r\n\r\nthe next message\r\n"
@@ -112,7 +111,6 @@ async def test_send_many_keeps_the_results_before_the_read_error(
     assert len(smtpd.messages) == 1
 
 
-@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("chunking", [False, True], ids=["DATA", "BDAT"])
 @pytest.mark.parametrize("source", list(SOURCES))
 def test_scripted_server_sees_the_data_cut_and_the_connection_closed(
@@ -192,7 +190,6 @@ def test_a_cli_send_of_an_unreadable_message_exits_66(
     assert smtpd.messages == []
 
 
-@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("chunking", [False, True], ids=["DATA", "BDAT"])
 @pytest.mark.parametrize("source", ["file-first-read", "iterator-first"])
 def test_a_failing_next_source_does_not_cut_the_message_before_it(

@@ -20,7 +20,7 @@ import pytest
 import smtpmail
 from smtpmail import AuthenticationError, SMTPError
 from smtpmail.protocol.sasl import Credentials
-from support.hostile.drive import KINDS, drive, op
+from support.harness import drive, op
 from support.hostile.scripted import (
     Conn,
     ScriptedServer,
@@ -110,7 +110,6 @@ BEHAVIOURS: dict[str, list[Step]] = {
 }
 
 
-@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("mechanism", list(MECHANISMS))
 @pytest.mark.parametrize("behaviour", list(BEHAVIOURS))
 @pytest.mark.parametrize("callable_password", [False, True])
@@ -260,7 +259,6 @@ def _never_shown(where: str, text: str) -> None:
         assert form not in text, f"{form!r} shown in {where}: {text[:2000]}"
 
 
-@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("mechanism", list(MECHANISMS))
 @pytest.mark.parametrize("behaviour", list(ECHOING))
 def test_echoed_credentials_redacted_in_every_reply(

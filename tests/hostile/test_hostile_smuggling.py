@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from support.hostile.drive import KINDS, drive, op
+from support.harness import drive, op
 from support.hostile.scripted import DEFAULT_EHLO, ScriptedServer, respond
 
 BODIES = {
@@ -77,7 +77,6 @@ def message_as(form: str, body: bytes, tmp_path: Path) -> Any:
     return one_byte()
 
 
-@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("name", list(BODIES))
 @pytest.mark.parametrize("verb", ["DATA", "BDAT"])
@@ -120,7 +119,6 @@ def test_body_cannot_end_the_data_early(
     assert b"MAIL" in commands and commands.count(b"MAIL") == 1, "a smuggled command got through"
 
 
-@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("verb", ["DATA", "BDAT"])
 def test_many_messages_on_one_connection_stay_apart(kind: str, verb: str) -> None:
     """With pipelining, one message's end and the next MAIL share a write: still apart."""

@@ -18,7 +18,7 @@ import trustme
 
 import smtpmail.transport._base as base
 from smtpmail import SMTPError, TLSError
-from support.hostile.drive import KINDS, drive, op
+from support.harness import drive, op
 from support.hostile.scripted import (
     Conn,
     ScriptedServer,
@@ -96,7 +96,6 @@ INJECTED = {
 }
 
 
-@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("name", list(INJECTED))
 def test_replies_injected_after_the_220(
     kind: str, name: str, client_ctx: ssl.SSLContext, server_ctx: ssl.SSLContext
@@ -108,7 +107,6 @@ def test_replies_injected_after_the_220(
     assert_nothing_leaked(conn)
 
 
-@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("refusal", [b"454 4.7.0 TLS not available\r\n", b"502 5.5.1 no\r\n"])
 @pytest.mark.parametrize("auth", [None, (USER, PASSWORD)])
 def test_starttls_refused_when_required(
@@ -120,7 +118,6 @@ def test_starttls_refused_when_required(
     assert_nothing_leaked(conn)
 
 
-@pytest.mark.parametrize("kind", KINDS)
 def test_starttls_not_advertised_when_required(kind: str, client_ctx: ssl.SSLContext) -> None:
     """A stripped EHLO (no STARTTLS) must not talk the client into clear text."""
     script = [expect(b"EHLO"), send(ehlo_reply([b"AUTH PLAIN LOGIN"])), respond()]
@@ -135,7 +132,6 @@ def test_starttls_not_advertised_when_required(kind: str, client_ctx: ssl.SSLCon
     assert b"AUTH" not in clear and b"MAIL" not in clear, clear
 
 
-@pytest.mark.parametrize("kind", KINDS)
 def test_garbage_instead_of_a_handshake(kind: str, client_ctx: ssl.SSLContext) -> None:
     script = [*TLS_EHLO, expect(b"STARTTLS"), send(b"220 go\r\n")]
 
@@ -149,7 +145,6 @@ def test_garbage_instead_of_a_handshake(kind: str, client_ctx: ssl.SSLContext) -
     assert b"AUTH" not in bytes(conn.received).upper()
 
 
-@pytest.mark.parametrize("kind", KINDS)
 def test_untrusted_certificate(kind: str, server_ctx: ssl.SSLContext) -> None:
     other = ssl.create_default_context()
     trustme.CA().configure_trust(other)  # trusts some other CA only
@@ -160,7 +155,6 @@ def test_untrusted_certificate(kind: str, server_ctx: ssl.SSLContext) -> None:
     assert_nothing_leaked(conn)
 
 
-@pytest.mark.parametrize("kind", KINDS)
 def test_capabilities_learned_before_tls_are_forgotten(
     kind: str, client_ctx: ssl.SSLContext, server_ctx: ssl.SSLContext
 ) -> None:

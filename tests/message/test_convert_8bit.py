@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 from smtpmail.message.eightbit import to_seven_bit
 from support.dkimcheck import key_file, make_key, verify
+from support.harness import Connect
 from support.servers import RecordingServer, Withholding
-from support.twins import Connect
 
 SCRIPTS = Path(sys.executable).parent
 

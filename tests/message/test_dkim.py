@@ -34,8 +34,8 @@ from support.dkimcheck import (
     signed_fields,
     verify,
 )
+from support.harness import Connect
 from support.servers import RecordingServer
-from support.twins import Connect
 
 
 @pytest.fixture(scope="module", params=ALGORITHMS)

@@ -17,8 +17,8 @@ import pytest
 
 import smtpmail
 from support.clirun import run_cli
+from support.harness import Connect
 from support.servers import Received, RecordingServer, Withholding
-from support.twins import Connect
 
 RAW_8BIT = (
     b"From: ann@example.org\r\nTo: bob@example.net\r\nSubject: raw\r\n"

@@ -18,7 +18,7 @@ from smtpmail.cli.exits import exit_status
 from smtpmail.errors import OutboxError
 from smtpmail.outbox import Outbox
 from support.diskfull import LONG_REPLY, check_full_disk_then_space, run_smtpmail
-from support.faultserver import FaultServer
+from support.hostile.scripted import ScriptedServer, plain
 from support.servers import free_port
 
 pytestmark = pytest.mark.timeout(300)
@@ -34,7 +34,7 @@ def _fill(box: Outbox, n: int) -> None:
 @pytest.mark.parametrize("fault", ["mark", "outcome"])
 def test_queue_run_on_a_full_disk(tmp_path: Path, fault: str) -> None:
     _fill(Outbox(tmp_path), 5)
-    with FaultServer(["ok"], data_reply=LONG_REPLY) as server:
+    with ScriptedServer(plain(data_reply=LONG_REPLY)) as server:
         check_full_disk_then_space(
             tmp_path, fault, ["--port", str(server.port)], lambda: list(server.messages)
         )

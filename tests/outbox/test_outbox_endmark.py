@@ -16,18 +16,28 @@ second worker drains the queue to a real aiosmtpd server:
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Callable
 from pathlib import Path
+from signal import SIGKILL
 
 import pytest
 
 from smtpmail.outbox import Outbox, State, Worker
-from support.cuedserver import Conn, CuedServer
+from support.hostile.scripted import (
+    Conn,
+    ScriptedServer,
+    Step,
+    call,
+    expect,
+    hello,
+    read_data,
+    read_some,
+    signal,
+    stall,
+)
 from support.postfix import wait_for
 from support.servers import RecordingServer
 
@@ -49,95 +59,65 @@ WORKER = textwrap.dedent(
 BIG = 24 * 1024 * 1024  # (aiosmtpd, the next worker's server, takes up to 32 MiB)
 
 
-def _hold(conn: Conn) -> None:
-    """Keep the connection open, answering nothing, until the client goes away."""
-    while True:
-        conn.sock.settimeout(None)
-        if not conn.sock.recv(65536):
-            return
+EHLO = (b"PIPELINING", b"8BITMIME")
+CHUNKING = (*EHLO, b"CHUNKING")
+Script = list[Step]
 
 
-def _before_data_reply(reached: threading.Event) -> Callable[[Conn], None]:
-    def script(conn: Conn) -> None:
-        conn.greet_and_ehlo()
-        conn.expect(b"MAIL FROM:", b"250 ok\r\n")
-        conn.expect(b"RCPT TO:", b"250 ok\r\n")
-        conn.expect(b"DATA")
-        reached.set()
-        _hold(conn)
-
-    return script
+def _until(verb: bytes, reply: bytes | None, keywords: tuple[bytes, ...] = EHLO) -> Script:
+    return [
+        *hello(keywords),
+        expect(b"MAIL FROM:", b"250 ok\r\n"),
+        expect(b"RCPT TO:", b"250 ok\r\n"),
+        expect(verb, reply),
+    ]
 
 
-def _mid_data(reached: threading.Event) -> Callable[[Conn], None]:
-    def script(conn: Conn) -> None:
-        conn.greet_and_ehlo()
-        conn.expect(b"MAIL FROM:", b"250 ok\r\n")
-        conn.expect(b"RCPT TO:", b"250 ok\r\n")
-        conn.expect(b"DATA", b"354 go ahead\r\n")
-        conn.line()  # the data has started; now read no more of it
-        reached.set()
-        conn.sock.settimeout(None)
-        conn.sock.recv(1)  # blocks: never more than a byte, the buffers stay full
-
-    return script
+# After each script the server keeps the connection open, answering nothing,
+# until the client goes away; stall() stops it reading as well.
 
 
-def _after_final_dot(reached: threading.Event) -> Callable[[Conn], None]:
-    def script(conn: Conn) -> None:
-        conn.greet_and_ehlo()
-        conn.expect(b"MAIL FROM:", b"250 ok\r\n")
-        conn.expect(b"RCPT TO:", b"250 ok\r\n")
-        conn.expect(b"DATA", b"354 go ahead\r\n")
-        conn.data()
-        reached.set()
-        _hold(conn)
-
-    return script
+def _before_data_reply(reached: threading.Event) -> Script:
+    return [*_until(b"DATA", None), signal(reached)]
 
 
-CHUNKING = b"250-scripted.example\r\n250-PIPELINING\r\n250-CHUNKING\r\n250 8BITMIME\r\n"
+def _mid_data(reached: threading.Event) -> Script:
+    # The data has started; now read no more of it: the buffers stay full.
+    return [*_until(b"DATA", b"354 go ahead\r\n"), read_some(), signal(reached), stall()]
 
 
-def _octets(conn: Conn, n: int) -> bytes:
-    while len(conn.buf) < n:
-        chunk = conn.sock.recv(65536)
-        if not chunk:
-            raise EOFError
-        conn.buf += chunk
-    data, conn.buf = conn.buf[:n], conn.buf[n:]
-    return data
+def _after_final_dot(reached: threading.Event) -> Script:
+    return [*_until(b"DATA", b"354 go ahead\r\n"), read_data(reply=None), signal(reached)]
 
 
-def _mid_bdat(reached: threading.Event) -> Callable[[Conn], None]:
-    def script(conn: Conn) -> None:
-        conn.greet_and_ehlo(CHUNKING)
-        conn.expect(b"MAIL FROM:", b"250 ok\r\n")
-        conn.expect(b"RCPT TO:", b"250 ok\r\n")
-        header = conn.expect(b"BDAT ")
-        assert not header.upper().endswith(b" LAST"), header
-        reached.set()
-        conn.sock.settimeout(None)
-        conn.sock.recv(1)  # blocks: no reply, no more reading; the client stalls
+def _mid_bdat(reached: threading.Event) -> Script:
+    async def not_last(conn: Conn) -> None:
+        header = conn.lines[-1]
+        if header.rstrip().upper().endswith(b" LAST"):
+            conn.errors.append(f"a single chunk: {header!r}")
 
-    return script
+    # No reply to the first chunk, no more reading: the client stalls.
+    return [*_until(b"BDAT ", None, CHUNKING), call(not_last), signal(reached), stall()]
 
 
-def _after_bdat_last(reached: threading.Event) -> Callable[[Conn], None]:
-    def script(conn: Conn) -> None:
-        conn.greet_and_ehlo(CHUNKING)
-        conn.expect(b"MAIL FROM:", b"250 ok\r\n")
-        conn.expect(b"RCPT TO:", b"250 ok\r\n")
-        while True:
-            words = conn.expect(b"BDAT ").split()
-            _octets(conn, int(words[1]))
+def _after_bdat_last(reached: threading.Event) -> Script:
+    async def chunks(conn: Conn) -> None:
+        while (line := await conn.readline()) is not None:
+            words = line.split()
+            if words[:1] != [b"BDAT"] or await conn.readexactly(int(words[1])) is None:
+                conn.errors.append(f"expected a BDAT chunk after {line!r}")
+                return
             if len(words) > 2:  # LAST
-                break
-            conn.send(b"250 chunk ok\r\n")
-        reached.set()
-        _hold(conn)
+                return
+            await conn.write(b"250 chunk ok\r\n")
 
-    return script
+    return [
+        *hello(CHUNKING),
+        expect(b"MAIL FROM:", b"250 ok\r\n"),
+        expect(b"RCPT TO:", b"250 ok\r\n"),
+        call(chunks),
+        signal(reached),
+    ]
 
 
 SCENARIOS = {
@@ -171,15 +151,16 @@ def test_a_killed_worker_is_retried_as_possibly_delivered_only_after_its_final_d
     content = b"Subject: held\r\n\r\n" + body * (size // len(body) + 1)
     queued = box.add(content, "a@example.org", ["r@example.org"])
     reached = threading.Event()
-    with CuedServer(make_script(reached)) as held:
+    with ScriptedServer(make_script(reached)) as held:
         command = [sys.executable, "-c", WORKER, location, str(held.port)]
         proc = subprocess.Popen(command, stderr=subprocess.DEVNULL)
         try:
             assert reached.wait(60), "the worker never reached the server's holding point"
             assert proc.poll() is None
         finally:
-            proc.send_signal(signal.SIGKILL)
+            proc.send_signal(SIGKILL)
             proc.wait()
+        assert held.connections[0].errors == []
 
     def drained() -> bool:
         Worker(box, port=smtpd.port, connections=1).run()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from smtpmail.outbox import Outbox, RetrySchedule, State, Worker
-from support.faultserver import FaultServer
+from support.hostile.scripted import ScriptedServer, drop_after_dot, drop_mid_data, plain
 from support.servers import RecordingServer
 
 
@@ -93,7 +93,7 @@ def test_a_dead_server_defers_everything_without_failing(tmp_path: Path) -> None
 def test_a_drop_after_the_final_dot_is_possibly_delivered_and_retried(tmp_path: Path) -> None:
     box = Outbox(tmp_path, schedule=RetrySchedule(first=0))
     queued = box.add(_message(1), "a@example.org", ["b@example.net"])
-    with FaultServer(["after_dot", "ok"]) as server:
+    with ScriptedServer(drop_after_dot(), then=[plain()]) as server:
         stats = Worker(box, port=server.port).run()
         assert stats.possibly_delivered == 1
         msg = box.load(queued.id)
@@ -113,7 +113,7 @@ def test_a_drop_in_the_middle_of_the_data_is_a_plain_deferral(tmp_path: Path) ->
     # Big enough that the client is still writing when the server hangs up.
     body = b"Subject: big\r\n\r\n" + (b"x" * 998 + b"\r\n") * 16000
     queued = box.add(body, "a@example.org", ["b@example.net"])
-    with FaultServer(["mid_data", "ok"]) as server:
+    with ScriptedServer(drop_mid_data(), then=[plain()]) as server:
         Worker(box, port=server.port).run()
         msg = box.load(queued.id)
         r = msg.recipients[0]

@@ -13,7 +13,7 @@ from smtpmail.protocol import commands as cmd
 from smtpmail.protocol.actions import Content, Options
 from smtpmail.protocol.envelope import Envelope
 from smtpmail.protocol.session import Session
-from support.flowdriver import Trace, drive
+from support.harness import Trace, drive_flow
 
 # Every C0 control, DEL, and the Unicode line breaks some software honours.
 INJECTIONS = [chr(c) for c in range(0x20)] + ["\x7f", "\x85", "\u2028", "\u2029"]
@@ -212,7 +212,7 @@ def test_bad_ehlo_names(name: str) -> None:
 def test_a_bad_ehlo_name_sends_nothing() -> None:
     trace = Trace()
     with pytest.raises(InvalidArgument):
-        drive(Session().hello("bad\r\nMAIL FROM:<x@y>"), b"", trace)
+        drive_flow(Session().hello("bad\r\nMAIL FROM:<x@y>"), b"", trace)
     assert trace.sends == []
 
 
@@ -220,7 +220,7 @@ def test_a_bad_vrfy_argument_sends_nothing() -> None:
     session = Session(Options())
     trace = Trace()
     with pytest.raises(InvalidArgument):
-        drive(session.vrfy("x\r\nDATA"), b"", trace)
+        drive_flow(session.vrfy("x\r\nDATA"), b"", trace)
     assert trace.sends == []
 
 
@@ -268,7 +268,7 @@ def test_any_input_is_refused_or_yields_exactly_one_clean_line(
         return
     trace = Trace()
     server = b"250 ok\r\n250 ok\r\n354 go\r\n250 ok\r\n"
-    drive(session.transactions([(env, plain_content())], keep_errors=False), server, trace)
+    drive_flow(session.transactions([(env, plain_content())], keep_errors=False), server, trace)
     for command in (trace.sends[0], trace.sends[1]):
         assert command.endswith(b"\r\n")
         assert command.count(b"\n") == 1 and command.count(b"\r") == 1
@@ -277,8 +277,8 @@ def test_any_input_is_refused_or_yields_exactly_one_clean_line(
 
 def ready_session() -> Session:
     session = Session()
-    drive(session.greet(), b"220 mx\r\n")
-    drive(session.hello("c.example.org"), b"250-mx\r\n250-SMTPUTF8\r\n250 DSN\r\n")
+    drive_flow(session.greet(), b"220 mx\r\n")
+    drive_flow(session.hello("c.example.org"), b"250-mx\r\n250-SMTPUTF8\r\n250 DSN\r\n")
     return session
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import re
 
 import pytest
@@ -11,6 +10,7 @@ from hypothesis import strategies as st
 
 from smtpmail.message.content import as_content
 from smtpmail.protocol.data import DataEncoder, encode_buffer, encode_data, measure
+from support.messagedata import chunkings, messages, normalise
 
 
 def encode(*chunks: bytes, dot_stuff: bool = True) -> bytes:
@@ -74,35 +74,12 @@ def test_the_encoder_counts_input_octets() -> None:
     assert enc.octets_in == 6
 
 
-def normalise(message: bytes) -> bytes:
-    """What a message should become: every CRLF, CR or LF one CRLF, last line ended."""
-    text = re.sub(rb"\r\n|\r|\n", b"\r\n", message)
-    if text and not text.endswith(b"\r\n"):
-        text += b"\r\n"
-    return text
-
-
 def unstuff(wire: bytes) -> bytes:
     """What a receiving server stores (RFC 5321 §4.5.2): strip the terminator and one dot."""
     assert wire.endswith(b".\r\n")
     body = wire[:-3]
     lines = body.split(b"\r\n")
     return b"\r\n".join(line[1:] if line.startswith(b".") else line for line in lines)
-
-
-# Line breaks and dots are what matters; make them common.
-messages = st.lists(
-    st.sampled_from([b"\r", b"\n", b"\r\n", b".", b"..", b"a", b"\x00", b"\xff", b" "]),
-    max_size=60,
-).map(b"".join) | st.binary(max_size=300)
-
-
-@st.composite
-def chunkings(draw: st.DrawFn) -> tuple[bytes, list[bytes]]:
-    message = draw(messages)
-    cuts = sorted(draw(st.lists(st.integers(0, len(message)), max_size=12)))
-    bounds = [0, *cuts, len(message)]
-    return message, [message[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 @settings(max_examples=400)

@@ -12,9 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from test_data import chunkings, normalise
 
 import smtpmail
+from support.messagedata import chunkings, normalise
 from support.servers import RecordingServer
 
 

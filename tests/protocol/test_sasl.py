@@ -426,7 +426,7 @@ def test_every_mechanism_keeps_the_user_name_among_its_secrets(name: str) -> Non
 
 def test_session_redacts_every_reply_after_auth() -> None:
     """Sans-IO: the replies a flow keeps (results, errors) after AUTH are redacted."""
-    from support.flowdriver import drive as drive_flow
+    from support.harness import drive_flow
 
     session = Session()
     session.extensions = Extensions({"AUTH": "PLAIN"})

@@ -14,58 +14,20 @@ from smtpmail.errors import (
     SenderRefused,
 )
 from smtpmail.protocol.actions import Content, Options
-from smtpmail.protocol.envelope import Envelope, SendResult
+from smtpmail.protocol.envelope import Envelope
 from smtpmail.protocol.session import Session
-from support.flowdriver import ScriptExhausted, Trace, drive
-
-OK = b"250 2.0.0 OK\r\n"
-GO = b"354 go ahead\r\n"
-QUEUED = b"250 2.0.0 queued\r\n"
-
-
-def ehlo_reply(*keywords: str) -> bytes:
-    lines = ["mx.example.org", *keywords]
-    return b"".join(
-        f"250{'-' if i < len(lines) - 1 else ' '}{line}\r\n".encode()
-        for i, line in enumerate(lines)
-    )
-
-
-def ready(*keywords: str, options: Options | None = None) -> Session:
-    """A session past its greeting and EHLO, with these extensions offered."""
-    session = Session(options)
-    drive(session.greet(), b"220 mx.example.org ESMTP\r\n")
-    drive(session.hello("client.example.org"), ehlo_reply(*keywords))
-    return session
-
-
-def content(data: bytes = b"Subject: t\r\n\r\nbody\r\n", **kw: object) -> Content:
-    return Content([data], size=len(data), eight_bit=not data.isascii(), **kw)  # type: ignore[arg-type]
-
-
-def env(*rcpts: str, **kw: object) -> Envelope:
-    return Envelope("a@example.org", rcpts or ("b@example.org",), **kw)  # type: ignore[arg-type]
-
-
-def send(
-    session: Session, server: list[bytes], *items: tuple[Envelope, Content], keep: bool = False
-) -> tuple[list[SendResult], Trace]:
-    trace = Trace()
-    results = drive(
-        session.transactions(items or [(env(), content())], keep_errors=keep), server, trace
-    )
-    return results, trace
-
+from support.harness import ScriptExhausted, Trace, drive_flow
+from support.sessions import GO, OK, QUEUED, content, ehlo_reply, env, ready, send
 
 # -- greeting and hello ---------------------------------------------------------
 
 
 def test_greeting_must_be_220() -> None:
     with pytest.raises(GreetingRefused) as info:
-        drive(Session().greet(), b"554 5.7.1 go away\r\n")
+        drive_flow(Session().greet(), b"554 5.7.1 go away\r\n")
     assert info.value.is_permanent
     with pytest.raises(GreetingRefused) as info2:
-        drive(Session().greet(), b"450 busy\r\n")
+        drive_flow(Session().greet(), b"450 busy\r\n")
     assert info2.value.is_transient
 
 
@@ -87,7 +49,7 @@ def test_options_switch_extensions_off() -> None:
 def test_ehlo_refused_falls_back_to_helo(code: bytes) -> None:
     session = Session()
     trace = Trace()
-    drive(session.hello("client.example.org"), [code + b" what?\r\n", OK], trace)
+    drive_flow(session.hello("client.example.org"), [code + b" what?\r\n", OK], trace)
     assert trace.lines() == [b"EHLO client.example.org", b"HELO client.example.org"]
     assert not session.esmtp and len(session.extensions) == 0
     # Plain SMTP: lock-step MAIL, RCPT, DATA.
@@ -97,21 +59,21 @@ def test_ehlo_refused_falls_back_to_helo(code: bytes) -> None:
 
 def test_ehlo_and_helo_refused() -> None:
     with pytest.raises(GreetingRefused):
-        drive(Session().hello("c.example.org"), [b"500 no\r\n", b"501 no\r\n"])
+        drive_flow(Session().hello("c.example.org"), [b"500 no\r\n", b"501 no\r\n"])
 
 
 def test_ehlo_refused_with_4xx_does_not_fall_back() -> None:
     with pytest.raises(GreetingRefused):
-        drive(Session().hello("c.example.org"), [b"451 later\r\n"])
+        drive_flow(Session().hello("c.example.org"), [b"451 later\r\n"])
 
 
 def test_lmtp_says_lhlo_and_never_helo() -> None:
     session = Session(Options(lmtp=True))
     trace = Trace()
-    drive(session.hello("c.example.org"), ehlo_reply("PIPELINING"), trace)
+    drive_flow(session.hello("c.example.org"), ehlo_reply("PIPELINING"), trace)
     assert trace.lines() == [b"LHLO c.example.org"]
     with pytest.raises(GreetingRefused):
-        drive(Session(Options(lmtp=True)).hello("c.example.org"), [b"500 no\r\n"])
+        drive_flow(Session(Options(lmtp=True)).hello("c.example.org"), [b"500 no\r\n"])
 
 
 def test_mail_before_hello_is_a_local_protocol_error() -> None:
@@ -169,7 +131,9 @@ def test_lockstep_sender_refused_stops_at_mail() -> None:
     session = ready()
     trace = Trace()
     with pytest.raises(SenderRefused):
-        drive(session.transactions([(env(), content())], keep_errors=False), [b"553 no\r\n"], trace)
+        drive_flow(
+            session.transactions([(env(), content())], keep_errors=False), [b"553 no\r\n"], trace
+        )
     assert trace.lines() == [b"MAIL FROM:<a@example.org>"]
     assert not session.needs_rset
 
@@ -213,7 +177,7 @@ def test_pipelined_all_refused_after_354_ends_data_with_the_terminator_alone() -
     session = ready("PIPELINING")
     trace = Trace()
     with pytest.raises(RecipientsRefused):
-        drive(
+        drive_flow(
             session.transactions([(env(), content())], keep_errors=False),
             [OK, b"550 no\r\n", GO, b"554 no valid recipients\r\n"],
             trace,
@@ -302,7 +266,9 @@ def test_size_refused_before_sending() -> None:
     session = ready("PIPELINING", "SIZE 10")
     trace = Trace()
     with pytest.raises(MessageTooLarge) as info:
-        drive(session.transactions([(env(), content(b"x" * 11))], keep_errors=False), b"", trace)
+        drive_flow(
+            session.transactions([(env(), content(b"x" * 11))], keep_errors=False), b"", trace
+        )
     assert (info.value.size, info.value.limit) == (11, 10)
     assert trace.sends == []
 
@@ -350,7 +316,7 @@ def test_smtputf8_needed_but_not_offered(
     session = ready(*offered)
     trace = Trace()
     with pytest.raises(ExtensionNotSupported, match="SMTPUTF8") as info:
-        drive(session.transactions([item], keep_errors=False), b"", trace)
+        drive_flow(session.transactions([item], keep_errors=False), b"", trace)
     assert "8BITMIME" not in str(info.value)
     assert trace.sends == []
 
@@ -421,7 +387,7 @@ def test_bdat_refused_chunk_stops_the_stream_and_needs_rset() -> None:
     c = Content([b"aaaa", b"bbbb", b"cc"], size=10)
     trace = Trace()
     with pytest.raises(DataRefused):
-        drive(
+        drive_flow(
             session.transactions([(env(), c)], keep_errors=False),
             [OK, OK, b"552 5.3.4 too much\r\n"],
             trace,
@@ -487,12 +453,12 @@ def test_lmtp_every_recipient_refused_after_the_data() -> None:
 def test_noop_rset_vrfy_quit() -> None:
     session = ready()
     trace = Trace()
-    assert drive(session.noop(), OK, trace).code == 250
+    assert drive_flow(session.noop(), OK, trace).code == 250
     session.needs_rset = True
-    drive(session.rset(), OK, trace)
+    drive_flow(session.rset(), OK, trace)
     assert not session.needs_rset
-    assert drive(session.vrfy("b@x.org"), b"252 cannot verify\r\n", trace).code == 252
-    assert drive(session.quit(), b"221 bye\r\n", trace).code == 221
+    assert drive_flow(session.vrfy("b@x.org"), b"252 cannot verify\r\n", trace).code == 252
+    assert drive_flow(session.quit(), b"221 bye\r\n", trace).code == 221
     assert trace.lines() == [b"NOOP", b"RSET", b"VRFY b@x.org", b"QUIT"]
 
 
@@ -516,7 +482,7 @@ def test_421_anywhere_in_a_transaction_is_service_closing(server: list[bytes]) -
 
     session = ready("PIPELINING")
     with pytest.raises(ServiceClosing) as info:
-        drive(session.transactions([(env(), content())], keep_errors=True), server)
+        drive_flow(session.transactions([(env(), content())], keep_errors=True), server)
     assert info.value.is_transient
 
 
@@ -524,7 +490,7 @@ def test_421_to_ehlo() -> None:
     from smtpmail.errors import ServiceClosing
 
     with pytest.raises(ServiceClosing):
-        drive(Session().hello("c.example.org"), [b"421 too busy\r\n"])
+        drive_flow(Session().hello("c.example.org"), [b"421 too busy\r\n"])
 
 
 @pytest.mark.parametrize(

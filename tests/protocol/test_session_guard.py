@@ -12,7 +12,7 @@ import pytest
 from smtpmail.errors import LocalProtocolError
 from smtpmail.protocol import Envelope, Reply, Send, Session
 from smtpmail.protocol.actions import Content
-from support.flowdriver import drive
+from support.harness import drive_flow
 
 EHLO = b"250-mx.example\r\n250 PIPELINING\r\n"
 ITEM = (Envelope("a@example.org", ["b@example.org"]), Content(b"Subject: x\r\n\r\nx\r\n"))
@@ -33,8 +33,8 @@ SECOND: dict[str, Callable[[Session], Any]] = {
 
 def _greeted() -> Session:
     session = Session()
-    drive(session.greet(), b"220 mx.example\r\n")
-    drive(session.hello("client.example"), EHLO)
+    drive_flow(session.greet(), b"220 mx.example\r\n")
+    drive_flow(session.hello("client.example"), EHLO)
     return session
 
 
@@ -50,7 +50,7 @@ def test_a_second_flow_while_one_is_suspended_is_refused(second: str) -> None:
     with pytest.raises(StopIteration) as done:
         first.send([Reply(250, ("2.0.0 ok",))])
     assert done.value.value.code == 250
-    assert drive(session.noop(), b"250 ok\r\n").code == 250
+    assert drive_flow(session.noop(), b"250 ok\r\n").code == 250
 
 
 def test_a_closed_flow_frees_the_session() -> None:
@@ -58,12 +58,12 @@ def test_a_closed_flow_frees_the_session() -> None:
     first = session.rset()
     next(first)
     first.close()
-    assert drive(session.vrfy("postmaster"), b"252 maybe\r\n").code == 252
+    assert drive_flow(session.vrfy("postmaster"), b"252 maybe\r\n").code == 252
 
 
 def test_nested_flows_are_not_interleaved() -> None:
     # hello runs command (and HELO after a refused EHLO) inside itself.
     session = Session()
-    drive(session.greet(), b"220 mx.example\r\n")
-    reply = drive(session.hello("client.example"), [b"502 no EHLO\r\n", b"250 hi\r\n"])
+    drive_flow(session.greet(), b"220 mx.example\r\n")
+    reply = drive_flow(session.hello("client.example"), [b"502 no EHLO\r\n", b"250 hi\r\n"])
     assert reply.code == 250 and not session.esmtp

@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from test_session import GO, OK, QUEUED, env, ready, send
 
 from smtpmail.errors import (
     DataRefused,
@@ -24,7 +23,8 @@ from smtpmail.errors import (
 from smtpmail.protocol.actions import Content, Options, Receive, Send
 from smtpmail.protocol.envelope import Envelope, SendResult
 from smtpmail.protocol.reply import Reply, ReplyParser
-from support.flowdriver import Trace, drive
+from support.harness import Trace, drive_flow
+from support.sessions import GO, OK, QUEUED, env, ready, send
 
 BAD_SEQUENCE = b"503 5.5.1 Bad sequence of commands - pipelined after end of DATA\r\n"
 NEED_MAIL = b"503 5.5.1 Use MAIL before RCPT\r\n"
@@ -101,7 +101,7 @@ def test_a_503_to_the_mail_sent_again_alone_is_transient_and_not_the_messages_fa
     flow = session.transactions(items(2), keep_errors=True, results=results)
     server = [OK, OK, GO, QUEUED, BAD_SEQUENCE, NEED_MAIL, NEED_RCPT]
     with pytest.raises(RemoteProtocolError) as info:
-        drive(flow, [*server, BAD_SEQUENCE, NEED_MAIL, NEED_RCPT])
+        drive_flow(flow, [*server, BAD_SEQUENCE, NEED_MAIL, NEED_RCPT])
     assert info.value.is_transient
     assert results[0].ok
     # Nothing recorded for the second message: no reply of the server is its fate.
@@ -356,7 +356,7 @@ def test_trace_of_the_further_transaction() -> None:
     session = ready("PIPELINING", "SIZE 1000", "DSN")
     envelope = Envelope("a@example.org", ["r1@x.org", "r2@x.org"], notify=["FAILURE"])
     trace = Trace()
-    drive(
+    drive_flow(
         session.transactions([(envelope, content(b"x\r\n"))], keep_errors=False),
         [OK, OK, TOO_MANY, GO, QUEUED, OK, OK, GO, QUEUED],
         trace,

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,3 +134,60 @@ def run_script(
     return CLIResult(
         done.returncode, done.stdout.decode("utf-8", "replace"), done.stderr.decode("utf-8")
     )
+
+
+def sendmail_cmd(tmp_path: Path) -> list[str]:
+    """The installed smtpmail-sendmail script; in a checkout not yet installed, the same
+    entry point through the interpreter."""
+    found = shutil.which("smtpmail-sendmail")
+    if found:
+        return [found]
+    wrapper = tmp_path / "smtpmail-sendmail"
+    wrapper.write_text(
+        f"#!/bin/sh\nexec {sys.executable} -c "
+        '\'import sys; sys.argv[0] = "smtpmail-sendmail"; '
+        'from smtpmail.cli.sendmail import main; main()\' "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    return [str(wrapper)]
+
+
+def wait_for(stream_text: object, text: str, bound: float = 30) -> None:
+    """Poll an in-memory stream until ``text`` shows (bounded: a guard, not a timing)."""
+    end = time.monotonic() + bound
+    while text not in stream_text.getvalue():  # type: ignore[attr-defined]
+        if time.monotonic() > end:
+            raise AssertionError(f"{text!r} never appeared")
+        time.sleep(0.02)
+
+
+# -- `smtpmail sink` in a subprocess ---------------------------------------------
+
+
+def start_sink(*argv: str) -> tuple[subprocess.Popen[str], LineReader]:
+    proc = subprocess.Popen(
+        [console_script(), "sink", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    reader = LineReader(proc)
+    try:
+        reader.wait_for("listening on")
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    return proc, reader
+
+
+def stop(proc: subprocess.Popen[str], sig: int) -> tuple[int, str]:
+    proc.send_signal(sig)
+    try:
+        status = proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise
+    assert proc.stderr is not None
+    return status, proc.stderr.read()

@@ -34,7 +34,7 @@ _MESSAGE_ID = re.compile(rb"^Message-ID: (<[^>]+>)", re.MULTILINE)
 #: A long reply to the final dot makes the outcome's state file much larger
 #: than the in-flight mark's, so a limit between the two lets the mark through
 #: and stops the outcome.
-LONG_REPLY = b"250 2.0.0 queued as " + b"x" * 400
+LONG_REPLY = b"250 2.0.0 queued as " + b"x" * 400 + b"\r\n"
 
 
 def run_smtpmail(

@@ -1,18 +1,12 @@
-"""Servers for the TLS and AUTH tests: trustme certificates, aiosmtpd with
-STARTTLS/AUTH or implicit TLS, and a scripted server for faults.
-
-aiosmtpd is a real server; the scripted one only plays the fault a test names
-(junk after the 220 to STARTTLS, an endless 334...).
+"""Servers for the TLS and AUTH tests: trustme certificates, and aiosmtpd with
+STARTTLS/AUTH or implicit TLS (faults: tests/support/hostile/scripted.py).
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import datetime
-import socket
 import ssl
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -148,88 +142,3 @@ class TLSServer(RecordingServer):
         if handler is not None:
             self.handler = handler
             self._controller.handler = handler
-
-
-Script = Callable[["Conn"], None]
-
-
-class Conn:
-    """One accepted connection of the scripted server, line by line."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.file = sock.makefile("rb")
-        self.received: list[bytes] = []
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def start_tls(self, ctx: ssl.SSLContext) -> None:
-        """The server side of the handshake, after its 220 to STARTTLS."""
-        self.sock = ctx.wrap_socket(self.sock, server_side=True)
-        self.file = self.sock.makefile("rb")
-
-    def line(self) -> bytes:
-        data = self.file.readline(65536)
-        self.received.append(data)
-        return data.rstrip(b"\r\n")
-
-    def expect(self, prefix: bytes) -> bytes:
-        got = self.line()
-        if not got.upper().startswith(prefix):
-            raise AssertionError(f"expected {prefix!r}, got {got!r}")
-        return got
-
-    def greet_and_ehlo(self, *keywords: bytes) -> None:
-        self.send(b"220 scripted ESMTP\r\n")
-        self.expect(b"EHLO")
-        lines = [b"scripted", *keywords]
-        out = b"".join(
-            b"250" + (b" " if i == len(lines) - 1 else b"-") + k + b"\r\n"
-            for i, k in enumerate(lines)
-        )
-        self.send(out)
-
-
-class ScriptedServer:
-    """Accepts connections on loopback and runs ``script`` on each, in a thread."""
-
-    def __init__(self, script: Script) -> None:
-        self.script = script
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.conns: list[Conn] = []
-        self.errors: list[BaseException] = []
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-
-    @property
-    def received(self) -> bytes:
-        return b"".join(b"".join(c.received) for c in self.conns)
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                sock, _ = self.listener.accept()
-            except OSError:
-                return
-            conn = Conn(sock)
-            self.conns.append(conn)
-            try:
-                with sock:
-                    self.script(conn)
-            except (OSError, ValueError):
-                pass  # the client hung up: that is often the point
-            except BaseException as exc:
-                self.errors.append(exc)
-
-    def __enter__(self) -> ScriptedServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        # shutdown() wakes the accept() and the reads blocked in the thread.
-        for s in [self.listener, *(c.sock for c in self.conns)]:
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-        self.listener.close()
-        self._thread.join(5)

@@ -1,4 +1,4 @@
-"""Both clients against a cued server that misbehaves on purpose.
+"""Both clients against a scripted server that misbehaves on purpose.
 
 Timeouts (a deadline per whole reply, the long wait after the final dot),
 a server that closed an idle connection, unsolicited replies, 421 in the
@@ -13,29 +13,43 @@ import threading
 import pytest
 
 import smtpmail
-from support.cuedserver import Conn, CuedServer
-from support.twins import Connect
+from support.harness import Connect
+from support.hostile.scripted import (
+    Conn,
+    ScriptedServer,
+    Step,
+    call,
+    drip,
+    expect,
+    hello,
+    read_data,
+    send,
+    signal,
+    sleep,
+)
 
 FAST = smtpmail.Timeouts(connect=5, greeting=5, command=0.3, data_block=5, data_end=5)
+EHLO = (b"PIPELINING", b"8BITMIME")
 
 
-def transaction(conn: Conn, data_reply: bytes = b"250 2.0.0 queued\r\n") -> bytes:
-    conn.expect(b"MAIL", b"250 ok\r\n")
-    conn.expect(b"RCPT", b"250 ok\r\n")
-    conn.expect(b"DATA", b"354 go\r\n")
-    content = conn.data()
-    conn.send(data_reply)
-    return content
+def transaction(data_reply: bytes | None = b"250 2.0.0 queued\r\n") -> list[Step]:
+    return [
+        expect(b"MAIL", b"250 ok\r\n"),
+        expect(b"RCPT", b"250 ok\r\n"),
+        expect(b"DATA", b"354 go\r\n"),
+        read_data(data_reply),
+    ]
+
+
+def lines(conn: Conn) -> list[bytes]:
+    return [line.rstrip(b"\r\n") for line in conn.lines]
 
 
 async def test_a_dripping_reply_still_times_out(connect: Connect) -> None:
     # Each byte comes well within the deadline; the whole reply does not.
-    def script(conn: Conn) -> None:
-        conn.greet_and_ehlo()
-        conn.expect(b"NOOP")
-        conn.drip(b"250 " + b"x" * 30 + b"\r\n", every=0.03)
+    script = [*hello(EHLO), expect(b"NOOP"), drip(b"250 " + b"x" * 30 + b"\r\n", 0.03)]
 
-    async with CuedServer(script) as server:
+    with ScriptedServer(script) as server:
         client = connect(server.port, timeout=FAST)
         await client.connect()
         with pytest.raises(smtpmail.ReplyTimeout) as info:
@@ -49,35 +63,27 @@ async def test_the_wait_after_the_final_dot_uses_data_end(connect: Connect) -> N
     # The reply to the final dot comes later than the command timeout allows,
     # within data_end: a client that used the command timeout would give up
     # and retry a message the server took (a duplicate).
-    release = threading.Event()
+    script = [
+        *hello(EHLO),
+        *transaction(data_reply=None),
+        sleep(1.0),  # longer than the command timeout (0.3 s)
+        send(b"250 queued\r\n"),
+        expect(b"QUIT", b"221 bye\r\n"),
+    ]
 
-    def script(conn: Conn) -> None:
-        conn.greet_and_ehlo()
-        conn.expect(b"MAIL", b"250 ok\r\n")
-        conn.expect(b"RCPT", b"250 ok\r\n")
-        conn.expect(b"DATA", b"354 go\r\n")
-        conn.data()
-        release.wait(1.0)  # longer than the command timeout (0.3 s)
-        conn.send(b"250 queued\r\n")
-        conn.expect(b"QUIT", b"221 bye\r\n")
-
-    async with CuedServer(script) as server:
+    with ScriptedServer(script) as server:
         async with connect(server.port, timeout=FAST) as client:
             result = await client.send(b"x", "a@example.org", "b@example.org")
         assert result.ok
+        assert (await server.aconn()).errors == []
 
 
 async def test_no_reply_after_the_final_dot_may_have_been_delivered(connect: Connect) -> None:
-    def script(conn: Conn) -> None:
-        conn.greet_and_ehlo()
-        conn.expect(b"MAIL", b"250 ok\r\n")
-        conn.expect(b"RCPT", b"250 ok\r\n")
-        conn.expect(b"DATA", b"354 go\r\n")
-        conn.data()
-        conn.line()  # wait for the client to give up and go
+    # After the data, no reply: the server waits for the client to give up and go.
+    script = [*hello(EHLO), *transaction(data_reply=None)]
 
     timeouts = FAST.replace(data_end=0.3)
-    async with CuedServer(script) as server:
+    with ScriptedServer(script) as server:
         client = connect(server.port, timeout=timeouts)
         await client.connect()
         with pytest.raises(smtpmail.ReplyTimeout) as info:
@@ -91,71 +97,70 @@ async def test_reconnect_after_the_server_closed_an_idle_connection(
 ) -> None:
     closed = threading.Event()
 
-    def first(conn: Conn) -> None:
-        conn.greet_and_ehlo()
-        transaction(conn)
-        conn.send(parting)
+    async def hang_up(conn: Conn) -> None:
         conn.close()
         closed.set()
 
-    def second(conn: Conn) -> None:
-        conn.greet_and_ehlo()
-        transaction(conn)
-        conn.expect(b"QUIT", b"221 bye\r\n")
+    first = [*hello(EHLO), *transaction(), send(parting), call(hang_up)]
+    second = [*hello(EHLO), *transaction(), expect(b"QUIT", b"221 bye\r\n")]
 
-    async with CuedServer(first, second) as server:
+    with ScriptedServer(first, then=[second]) as server:
         async with connect(server.port, timeout=FAST) as client:
             assert (await client.send(b"1", "a@example.org", "b@example.org")).ok
             assert closed.wait(10)
             assert (await client.send(b"2", "a@example.org", "b@example.org")).ok
-        assert len(server.conns) == 2
+        assert len(server.connections) == 2
+        assert (await server.aconn(0)).errors == (await server.aconn(1)).errors == []
 
 
 async def test_unsolicited_reply_is_never_paired_with_the_next_command(
     connect: Connect,
 ) -> None:
     sent = threading.Event()
+    script = [
+        *hello(EHLO),
+        send(b"250 nobody asked for this\r\n"),
+        signal(sent),
+        expect(b"NOOP", b"250 2.0.0 the real answer\r\n"),
+        expect(b"QUIT", b"221 bye\r\n"),
+    ]
 
-    def script(conn: Conn) -> None:
-        conn.greet_and_ehlo()
-        conn.send(b"250 nobody asked for this\r\n")
-        sent.set()
-        conn.expect(b"NOOP", b"250 2.0.0 the real answer\r\n")
-        conn.expect(b"QUIT", b"221 bye\r\n")
-
-    async with CuedServer(script) as server, connect(server.port, timeout=FAST) as client:
-        assert sent.wait(10)  # it is on its way before NOOP is written
-        assert (await client.noop()).text == "2.0.0 the real answer"
+    with ScriptedServer(script) as server:
+        async with connect(server.port, timeout=FAST) as client:
+            assert sent.wait(10)  # it is on its way before NOOP is written
+            assert (await client.noop()).text == "2.0.0 the real answer"
+        assert (await server.aconn()).errors == []
 
     # A reply with junk glued behind it in the same segment.
-    def script2(conn: Conn) -> None:
-        conn.greet_and_ehlo()
-        conn.expect(b"NOOP", b"250 first\r\n250 junk after it\r\n")
-        conn.expect(b"NOOP", b"250 second\r\n")
-        conn.expect(b"QUIT", b"221 bye\r\n")
+    script2 = [
+        *hello(EHLO),
+        expect(b"NOOP", b"250 first\r\n250 junk after it\r\n"),
+        expect(b"NOOP", b"250 second\r\n"),
+        expect(b"QUIT", b"221 bye\r\n"),
+    ]
 
-    async with CuedServer(script2) as server, connect(server.port, timeout=FAST) as client:
-        assert (await client.noop()).text == "first"
-        assert (await client.noop()).text == "second"
+    with ScriptedServer(script2) as server:
+        async with connect(server.port, timeout=FAST) as client:
+            assert (await client.noop()).text == "first"
+            assert (await client.noop()).text == "second"
+        assert (await server.aconn()).errors == []
 
 
 async def test_421_in_a_pipelined_group(connect: Connect) -> None:
-    def script(conn: Conn) -> None:
-        conn.greet_and_ehlo()
-        conn.expect(b"MAIL")
-        conn.expect(b"RCPT")
-        conn.expect(b"RCPT")
-        conn.expect(b"DATA")
-        conn.send(b"250 ok\r\n421 4.3.2 shutting down\r\n")
+    script = [
+        *hello(EHLO),
+        *(expect(verb) for verb in (b"MAIL", b"RCPT", b"RCPT", b"DATA")),
+        send(b"250 ok\r\n421 4.3.2 shutting down\r\n"),
+    ]
 
-    async with CuedServer(script) as server:
+    with ScriptedServer(script) as server:
         client = connect(server.port, timeout=FAST)
         await client.connect()
         with pytest.raises(smtpmail.ServiceClosing) as info:
             await client.send(b"x", "a@example.org", ["b@example.org", "c@example.org"])
         assert info.value.is_transient
         assert not client.is_connected
-        assert server.conns[0].lines[1:] == [
+        assert lines(server.connections[0])[1:] == [
             b"MAIL FROM:<a@example.org>",
             b"RCPT TO:<b@example.org>",
             b"RCPT TO:<c@example.org>",
@@ -164,28 +169,28 @@ async def test_421_in_a_pipelined_group(connect: Connect) -> None:
 
 
 async def test_all_refused_after_354_in_a_pipelined_group(connect: Connect) -> None:
-    def script(conn: Conn) -> None:
-        conn.greet_and_ehlo()
-        for verb in (b"MAIL", b"RCPT", b"DATA"):
-            conn.expect(verb)
-        conn.send(b"250 ok\r\n550 5.1.1 unknown\r\n354 go\r\n")
-        assert conn.line() == b"."  # the terminator alone, no content
-        conn.send(b"554 5.5.1 no valid recipients\r\n")
-        conn.expect(b"QUIT", b"221 bye\r\n")
+    script = [
+        *hello(EHLO),
+        *(expect(verb) for verb in (b"MAIL", b"RCPT", b"DATA")),
+        send(b"250 ok\r\n550 5.1.1 unknown\r\n354 go\r\n"),
+        read_data(b"554 5.5.1 no valid recipients\r\n"),
+        expect(b"QUIT", b"221 bye\r\n"),
+    ]
 
-    async with CuedServer(script) as server:
+    with ScriptedServer(script) as server:
         async with connect(server.port, timeout=FAST) as client:
             with pytest.raises(smtpmail.RecipientsRefused):
                 await client.send(b"secret body", "a@example.org", "b@example.org")
-        assert b"secret body" not in b"".join(server.conns[0].lines)
+        conn = await server.aconn()
+        assert conn.errors == []
+        assert [d.raw for d in conn.data] == [b".\r\n"]  # the terminator alone, no content
+        assert b"secret body" not in conn.received
 
 
 async def test_source_address(connect: Connect) -> None:
-    def script(conn: Conn) -> None:
-        conn.greet_and_ehlo()
-        conn.expect(b"QUIT", b"221 bye\r\n")
+    script = [*hello(EHLO), expect(b"QUIT", b"221 bye\r\n")]
 
-    async with CuedServer(script) as server:
+    with ScriptedServer(script) as server:
         async with connect(server.port, source_address=("127.0.0.2", 0)):
             pass
-        assert server.peers[0][0] == "127.0.0.2"
+        assert server.connections[0].peer[0] == "127.0.0.2"

@@ -15,8 +15,8 @@ import pytest
 
 import smtpmail
 from smtpmail.transport._base import _local_fqdn
+from support.harness import Connect
 from support.servers import RecordingServer
-from support.twins import Connect
 
 MSG = b"Subject: test\r\n\r\nline one\r\n.leading dot\r\n"
 
@@ -227,7 +227,7 @@ async def test_connect_error_is_transient(connect: Connect) -> None:
 
 
 async def test_both_clients_put_the_same_bytes_on_the_wire() -> None:
-    from support.twins import Twin
+    from support.harness import Twin
 
     items = [
         (smtpmail.Envelope("a@example.org", ["b@example.org", "no@example.org"]), MSG),

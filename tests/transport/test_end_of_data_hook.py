@@ -11,8 +11,8 @@ import pytest
 
 import smtpmail
 from smtpmail.message.content import MarkedMessage
+from support.harness import Connect
 from support.servers import RecordingServer
-from support.twins import Connect
 
 MSG = b"Subject: test\r\n\r\nline one\r\n"
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 import smtpmail
+from support.harness import Connect
 from support.postfix import REFUSED, PostfixMTA, SmtpSink
-from support.twins import Connect
 
 pytestmark = pytest.mark.postfix
 

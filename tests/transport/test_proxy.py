@@ -20,6 +20,7 @@ import pytest
 from smtpmail import ConnectionLost, InvalidArgument, ProxyError, TLSMode, TLSOptions
 from smtpmail.outbox import Outbox, RetrySchedule, State, Worker
 from support.clirun import console_script
+from support.harness import Connect
 from support.proxies import (
     EGRESS,
     HTTP_PASSWORD,
@@ -39,7 +40,6 @@ from support.servers import PeerRecorder, Recorder, RecordingServer, free_port
 from support.tlsservers import PASSWORD as SMTP_PASSWORD
 from support.tlsservers import USER as SMTP_USER
 from support.tlsservers import Certs, TLSServer, authenticator
-from support.twins import Connect
 
 MSG = b"Subject: proxied\r\n\r\nthrough the proxy\r\n"
 SENDER, RCPT = "a@example.org", "b@example.net"
@@ -439,14 +439,11 @@ async def test_a_proxy_that_never_answers_is_bounded_by_the_connect_timeout(
     connect: Connect,
 ) -> None:
     """A fault no real proxy plays on cue: it takes the connection and the SOCKS
-    greeting, and says nothing (a scripted server, tests/support/tlsservers.py)."""
-    from support.tlsservers import Conn, ScriptedServer
+    greeting, and says nothing (tests/support/hostile/scripted.py)."""
+    from support.hostile.scripted import ScriptedServer
 
-    def silent(conn: Conn) -> None:
-        conn.sock.recv(16)
-        conn.sock.recv(16)  # until the client gives up and closes
-
-    with ScriptedServer(silent) as mute:
+    # No greeting, no steps: it reads and records until the client gives up and closes.
+    with ScriptedServer([], greeting=None) as mute:
         client = connect(25, proxy=f"socks5h://127.0.0.1:{mute.port}", timeout=0.5)
         with pytest.raises(ProxyError, match=r"did not open the tunnel within 0\.5 s") as caught:
             await client.connect()

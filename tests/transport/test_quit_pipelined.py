@@ -17,6 +17,7 @@ import pytest
 import smtpmail
 from smtpmail.transport.aio_stream import open_tcp
 from smtpmail.transport.stream import connect_tcp
+from support.harness import Connect
 from support.postfix import SmtpSink
 from support.servers import RecordingServer
 
@@ -61,24 +62,12 @@ async def test_without_pipelining_quit_waits_for_the_reply(use_async: bool) -> N
 
 
 @pytest.mark.postfix
-@pytest.mark.parametrize("use_async", [False, True])
-async def test_a_client_send_with_then_quit_closes_the_connection(use_async: bool) -> None:
+async def test_a_client_send_with_then_quit_closes_the_connection(connect: Connect) -> None:
     with SmtpSink() as sink:
-        if use_async:
-            client: smtpmail.AsyncClient | smtpmail.Client = smtpmail.AsyncClient(
-                "127.0.0.1", sink.port
-            )
-            assert isinstance(client, smtpmail.AsyncClient)
-            async with client:
-                result = await client.send(MSG, "a@example.org", "b@example.org", then_quit=True)
-                assert not client.is_connected
-                assert await client.quit() is None  # already said and closed
-        else:
-            sync = smtpmail.Client("127.0.0.1", sink.port)
-            with sync:
-                result = sync.send(MSG, "a@example.org", "b@example.org", then_quit=True)
-                assert not sync.is_connected
-                assert sync.quit() is None
+        async with connect(sink.port) as client:
+            result = await client.send(MSG, "a@example.org", "b@example.org", then_quit=True)
+            assert not client.is_connected
+            assert await client.quit() is None  # already said and closed
         assert result.ok
         assert len(sink.messages(1)) == 1
 

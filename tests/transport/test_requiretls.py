@@ -14,9 +14,9 @@ import pytest
 
 import smtpmail
 from smtpmail import Envelope, TLSOptions
+from support.harness import Connect
 from support.nodeserver import NodeSMTPServer
 from support.tlsservers import Certs
-from support.twins import Connect
 
 MSG = b"From: a@example.org\r\nSubject: requiretls\r\n\r\nbody\r\n"
 

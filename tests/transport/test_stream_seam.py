@@ -15,9 +15,9 @@ import pytest
 from smtpmail import ConnectError, MessageReadError, TLSError, TLSMode, TLSOptions
 from smtpmail.protocol.sasl import Credentials
 from smtpmail.transport.stream import SocketStream
+from support.harness import Connect
 from support.servers import RecordingServer
 from support.tlsservers import Certs, TLSServer, authenticator
-from support.twins import Connect
 
 MSG = b"Subject: seam\r\n\r\nthrough the seam\r\n"
 

@@ -6,8 +6,6 @@ import asyncio
 import base64
 import logging
 import ssl
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,13 +13,21 @@ import pytest
 
 import smtpmail
 from smtpmail import Credentials, TLSMode, TLSOptions
+from support.harness import Connect
+from support.hostile.scripted import (
+    ScriptedServer,
+    close,
+    expect,
+    hello,
+    read_data,
+    send,
+    start_tls,
+)
 from support.tlsservers import (
     PASSWORD,
     USER,
     Certs,
-    Conn,
     SaslRecorder,
-    ScriptedServer,
     TLSServer,
     authenticator,
 )
@@ -299,112 +305,70 @@ def test_client_certificate(certs: Certs, tmp_path: Path) -> None:
         assert len(server.messages) == 1
 
 
-@pytest.mark.parametrize("use_async", [False, True])
-async def test_what_was_offered_before_tls_is_forgotten(certs: Certs, use_async: bool) -> None:
+async def test_what_was_offered_before_tls_is_forgotten(certs: Certs, connect: Connect) -> None:
     """AUTH mechanisms and extensions come only from the EHLO after STARTTLS."""
-
-    def script(c: Conn) -> None:
-        c.greet_and_ehlo(b"STARTTLS", b"AUTH PLAIN CRAM-MD5", b"PIPELINING", b"SIZE 10")
-        c.expect(b"STARTTLS")
-        c.send(b"220 ready\r\n")
-        c.start_tls(certs.server_context())
-        c.expect(b"EHLO")
-        c.send(b"250-tls.example\r\n250-AUTH LOGIN\r\n250 SIZE 1000000\r\n")
-        c.expect(b"AUTH LOGIN")
-        c.send(b"334 VXNlcm5hbWU6\r\n")
-        c.line()
-        c.send(b"334 UGFzc3dvcmQ6\r\n")
-        c.line()
-        c.send(b"235 2.7.0 ok\r\n")
-        c.expect(b"MAIL FROM")
-        c.send(b"250 ok\r\n")  # no PIPELINING now: one command at a time
-        c.expect(b"RCPT TO")
-        c.send(b"250 ok\r\n")
-        c.expect(b"DATA")
-        c.send(b"354 go\r\n")
-        while c.line() != b".":
-            pass
-        c.send(b"250 queued\r\n")
-        c.expect(b"QUIT")
-        c.send(b"221 bye\r\n")
+    script = [
+        *hello((b"STARTTLS", b"AUTH PLAIN CRAM-MD5", b"PIPELINING", b"SIZE 10")),
+        expect(b"STARTTLS", b"220 ready\r\n"),
+        start_tls(certs.server_context()),
+        expect(b"EHLO", b"250-tls.example\r\n250-AUTH LOGIN\r\n250 SIZE 1000000\r\n"),
+        expect(b"AUTH LOGIN", b"334 VXNlcm5hbWU6\r\n"),
+        expect(b"", b"334 UGFzc3dvcmQ6\r\n"),
+        expect(b"", b"235 2.7.0 ok\r\n"),
+        expect(b"MAIL FROM", b"250 ok\r\n"),
+        expect(b"RCPT TO", b"250 ok\r\n"),
+        expect(b"DATA", b"354 go\r\n"),
+        read_data(b"250 queued\r\n"),
+        expect(b"QUIT", b"221 bye\r\n"),
+    ]
 
     with ScriptedServer(script) as server:
         kw = dict(auth=(USER, PASSWORD), tls_options=TLSOptions(ca_file=certs.ca_file))
-        if use_async:
-            async with smtpmail.AsyncClient("127.0.0.1", server.port, **kw) as ac:
-                assert set(ac.extensions) == {"AUTH", "SIZE"}
-                await ac.send(MSG, "a@example.org", "b@example.org")
-        else:
-            with smtpmail.Client("127.0.0.1", server.port, **kw) as client:
-                assert set(client.extensions) == {"AUTH", "SIZE"}
-                assert client.extensions.size_limit == 1000000
-                client.send(MSG, "a@example.org", "b@example.org")
-    assert not server.errors
-    assert len(server.conns) == 1
+        async with connect(server.port, **kw) as client:
+            assert set(client.extensions) == {"AUTH", "SIZE"}
+            assert client.extensions.size_limit == 1000000
+            await client.send(MSG, "a@example.org", "b@example.org")
+        conn = await server.aconn()
+        assert conn.errors == [] and conn.tls_started
+        assert len(server.connections) == 1
 
 
-@pytest.mark.parametrize("use_async", [False, True])
 async def test_idle_tls_connection_is_reused(
-    starttls_server: TLSServer, certs: Certs, use_async: bool
+    starttls_server: TLSServer, certs: Certs, connect: Connect
 ) -> None:
     """The check before each operation for a server that closed the connection
     does not mistake a live TLS connection for a closed one."""
     kw = dict(auth=(USER, PASSWORD), tls_options=TLSOptions(ca_file=certs.ca_file))
-    if use_async:
-        async with smtpmail.AsyncClient("127.0.0.1", starttls_server.port, **kw) as ac:
-            for _ in range(3):
-                await ac.send(MSG, "a@example.org", "b@example.org")
-    else:
-        with smtpmail.Client("127.0.0.1", starttls_server.port, **kw) as client:
-            for _ in range(3):
-                client.send(MSG, "a@example.org", "b@example.org")
+    async with connect(starttls_server.port, **kw) as client:
+        for _ in range(3):
+            await client.send(MSG, "a@example.org", "b@example.org")
     assert len(starttls_server.messages) == 3
     assert len([w for w in starttls_server.wire if w]) == 1  # (aiosmtpd probes once, empty)
 
 
-@pytest.mark.parametrize("use_async", [False, True])
-async def test_tls_connection_closed_while_idle_is_reopened(certs: Certs, use_async: bool) -> None:
+async def test_tls_connection_closed_while_idle_is_reopened(certs: Certs, connect: Connect) -> None:
     """A server that says 421 over TLS and leaves between two messages costs a
     reconnect (with STARTTLS again), not a failed send."""
-    said_421 = threading.Event()
+    transaction = [
+        *hello((b"STARTTLS",)),
+        expect(b"STARTTLS", b"220 ready\r\n"),
+        start_tls(certs.server_context()),
+        expect(b"EHLO", b"250 tls.example\r\n"),
+        expect(b"MAIL FROM", b"250 ok\r\n"),
+        expect(b"RCPT TO", b"250 ok\r\n"),
+        expect(b"DATA", b"354 go\r\n"),
+        read_data(b"250 queued\r\n"),
+    ]
+    # close(): asyncio's TLS transport sends close_notify, then closes the TCP connection.
+    first = [*transaction, send(b"421 4.4.2 idle too long\r\n"), close()]
+    second = [*transaction, expect(b"QUIT", b"221 bye\r\n")]
 
-    def script(c: Conn) -> None:
-        c.greet_and_ehlo(b"STARTTLS")
-        c.expect(b"STARTTLS")
-        c.send(b"220 ready\r\n")
-        c.start_tls(certs.server_context())
-        c.expect(b"EHLO")
-        c.send(b"250 tls.example\r\n")
-        c.expect(b"MAIL FROM")
-        c.send(b"250 ok\r\n")
-        c.expect(b"RCPT TO")
-        c.send(b"250 ok\r\n")
-        c.expect(b"DATA")
-        c.send(b"354 go\r\n")
-        while c.line() != b".":
-            pass
-        c.send(b"250 queued\r\n")
-        if not said_421.is_set():
-            said_421.set()
-            c.send(b"421 4.4.2 idle too long\r\n")
-            c.sock.unwrap().close()  # close_notify, then the TCP close
-            return
-        c.expect(b"QUIT")
-        c.send(b"221 bye\r\n")
-
-    with ScriptedServer(script) as server:
+    with ScriptedServer(first, then=[second]) as server:
         kw = dict(tls="starttls", tls_options=TLSOptions(ca_file=certs.ca_file))
-        if use_async:
-            async with smtpmail.AsyncClient("127.0.0.1", server.port, **kw) as ac:
-                await ac.send(MSG, "a@example.org", "b@example.org")
-                await asyncio.sleep(0.2)  # let the 421 arrive: the point is a gap
-                await ac.send(MSG, "a@example.org", "b@example.org")
-                assert ac.tls_info is not None
-        else:
-            with smtpmail.Client("127.0.0.1", server.port, **kw) as client:
-                client.send(MSG, "a@example.org", "b@example.org")
-                time.sleep(0.2)
-                client.send(MSG, "a@example.org", "b@example.org")
-                assert client.tls_info is not None
-    assert not server.errors
-    assert len(server.conns) == 2
+        async with connect(server.port, **kw) as client:
+            await client.send(MSG, "a@example.org", "b@example.org")
+            await asyncio.sleep(0.2)  # let the 421 arrive: the point is a gap
+            await client.send(MSG, "a@example.org", "b@example.org")
+            assert client.tls_info is not None
+        assert [(await server.aconn(i)).errors for i in (0, 1)] == [[], []]
+        assert len(server.connections) == 2

@@ -22,7 +22,9 @@ from cryptography.x509.oid import NameOID
 import smtpmail
 from smtpmail import TLSMode, TLSOptions
 from smtpmail.transport import _base
-from support.tlsservers import PASSWORD, USER, Certs, Conn, ScriptedServer, TLSServer, authenticator
+from support.harness import Twin
+from support.hostile.scripted import Conn, ScriptedServer, call, expect, hello
+from support.tlsservers import PASSWORD, USER, Certs, TLSServer, authenticator
 
 MSG = b"Subject: x\r\n\r\nbody\r\n"
 
@@ -185,35 +187,32 @@ def test_required_starttls_not_offered_is_still_sent_and_454_fails_closed(certs:
 
 
 def test_starttls_refused_with_502() -> None:
-    def script(c: Conn) -> None:
-        c.greet_and_ehlo(b"AUTH PLAIN", b"STARTTLS")
-        c.expect(b"STARTTLS")
-        c.send(b"502 5.5.1 not today\r\n")
-        c.line()  # whatever comes next is recorded
+    script = [
+        *hello((b"AUTH PLAIN", b"STARTTLS")),
+        expect(b"STARTTLS", b"502 5.5.1 not today\r\n"),
+    ]  # whatever comes next is recorded
 
-    with ScriptedServer(script) as server, pytest.raises(smtpmail.TLSError, match="502"):
-        smtpmail.Client("127.0.0.1", server.port, auth=(USER, PASSWORD)).connect()
-    assert b"AUTH" not in server.received and b"MAIL" not in server.received
+    with ScriptedServer(script) as server:
+        with pytest.raises(smtpmail.TLSError, match="502"):
+            smtpmail.Client("127.0.0.1", server.port, auth=(USER, PASSWORD)).connect()
+        received = server.conn().received
+    assert b"AUTH" not in received and b"MAIL" not in received
 
 
-@pytest.mark.parametrize("use_async", [False, True])
-async def test_replies_injected_after_the_220_to_starttls(use_async: bool) -> None:
-    def script(c: Conn) -> None:
-        c.greet_and_ehlo(b"STARTTLS", b"AUTH PLAIN")
-        c.expect(b"STARTTLS")
+async def test_replies_injected_after_the_220_to_starttls(kind: str) -> None:
+    script = [
+        *hello((b"STARTTLS", b"AUTH PLAIN")),
         # A man in the middle's trick: fake replies in the same packet as the 220.
-        c.send(b"220 go ahead\r\n250-fake\r\n250 AUTH PLAIN\r\n")
-        c.line()
+        expect(b"STARTTLS", b"220 go ahead\r\n250-fake\r\n250 AUTH PLAIN\r\n"),
+    ]
 
     with ScriptedServer(script) as server:
         client_kw = dict(auth=(USER, PASSWORD), tls_options=TLSOptions(verify_insecure_off=True))
         with pytest.raises(smtpmail.TLSError, match="after its 220"):
-            if use_async:
-                await smtpmail.AsyncClient("127.0.0.1", server.port, **client_kw).connect()
-            else:
-                smtpmail.Client("127.0.0.1", server.port, **client_kw).connect()
-    assert server.received.count(b"STARTTLS") == 1
-    assert b"AUTH" not in server.received
+            await Twin(kind, "127.0.0.1", server.port, **client_kw).connect()
+        received = (await server.aconn()).received
+    assert received.count(b"STARTTLS") == 1
+    assert b"AUTH" not in received
 
 
 def test_auth_offered_over_plain_text_is_refused(
@@ -242,25 +241,26 @@ def test_auth_offered_over_plain_text_is_refused(
         assert len(server.messages) == 2
 
 
-@pytest.mark.parametrize("use_async", [False, True])
-async def test_endless_334_loop_is_cut(use_async: bool) -> None:
-    def script(c: Conn) -> None:
-        c.greet_and_ehlo(b"AUTH LOGIN")
-        c.expect(b"AUTH LOGIN")
+async def test_endless_334_loop_is_cut(kind: str) -> None:
+    async def endless(c: Conn) -> None:
         while True:
-            c.send(b"334 VXNlcm5hbWU6\r\n")
-            if c.line() == b"*":
-                c.send(b"501 5.7.0 cancelled\r\n")
+            await c.write(b"334 VXNlcm5hbWU6\r\n")
+            line = await c.readline()
+            if line is None:
                 return
+            if line == b"*\r\n":
+                await c.write(b"501 5.7.0 cancelled\r\n")
+                return
+
+    script = [*hello((b"AUTH LOGIN",)), expect(b"AUTH LOGIN"), call(endless)]
 
     with ScriptedServer(script) as server:
         kw = dict(tls="none", auth=(USER, PASSWORD), auth_mechanism="LOGIN")
         with pytest.raises(smtpmail.AuthenticationError, match="challenge"):
-            if use_async:
-                await smtpmail.AsyncClient("127.0.0.1", server.port, **kw).connect()
-            else:
-                smtpmail.Client("127.0.0.1", server.port, **kw).connect()
-        assert len(server.conns[0].received) < 20
+            await Twin(kind, "127.0.0.1", server.port, **kw).connect()
+        conn = await server.aconn()
+        assert conn.lines[-1] == b"*\r\n"  # the client cancelled the exchange
+        assert len(conn.lines) < 20
 
 
 def test_535_echoing_the_credentials_is_redacted_everywhere(
@@ -268,23 +268,23 @@ def test_535_echoing_the_credentials_is_redacted_everywhere(
 ) -> None:
     blob = base64.b64encode(f"\0{USER}\0{PASSWORD}".encode()).decode()
 
-    def script(c: Conn) -> None:
-        c.greet_and_ehlo(b"AUTH PLAIN LOGIN")
-        got = c.expect(b"AUTH PLAIN").split()[-1].decode()
-        c.send(f"535-5.7.8 bad credentials {got}\r\n535 you said {PASSWORD}\r\n".encode())
-        c.line()
+    async def echo(c: Conn) -> None:
+        got = c.lines[-1].split()[-1].decode()
+        await c.write(f"535-5.7.8 bad credentials {got}\r\n535 you said {PASSWORD}\r\n".encode())
 
+    script = [*hello((b"AUTH PLAIN LOGIN",)), expect(b"AUTH PLAIN"), call(echo)]
     caplog.set_level(logging.DEBUG)
     lines: list[str] = []
-    with ScriptedServer(script) as server, pytest.raises(smtpmail.AuthenticationError) as info:
-        smtpmail.Client(
-            "127.0.0.1",
-            server.port,
-            tls="none",
-            auth=(USER, PASSWORD),
-            transcript=lambda kind, line: lines.append(line),
-        ).connect()
-    assert blob.encode() in server.received  # it was sent, and echoed back
+    with ScriptedServer(script) as server:
+        with pytest.raises(smtpmail.AuthenticationError) as info:
+            smtpmail.Client(
+                "127.0.0.1",
+                server.port,
+                tls="none",
+                auth=(USER, PASSWORD),
+                transcript=lambda kind, line: lines.append(line),
+            ).connect()
+        assert blob.encode() in server.conn().received  # it was sent, and echoed back
     err = info.value
     assert err.code == 535
     outputs = [str(err), repr(err), str(err.reply), "\n".join(lines), caplog.text]
@@ -303,32 +303,28 @@ def test_535_echoing_the_credentials_is_redacted_everywhere(
     ],
 )
 def test_auth_refusals_are_typed(reply: bytes, transient: bool) -> None:
-    def script(c: Conn) -> None:
-        c.greet_and_ehlo(b"AUTH PLAIN")
-        c.expect(b"AUTH PLAIN")
-        c.send(reply + b"\r\n")
-        c.line()
+    script = [*hello((b"AUTH PLAIN",)), expect(b"AUTH PLAIN", reply + b"\r\n")]
 
-    with ScriptedServer(script) as server, pytest.raises(smtpmail.AuthenticationError) as info:
-        smtpmail.Client("127.0.0.1", server.port, tls="none", auth=(USER, PASSWORD)).connect()
+    with ScriptedServer(script) as server:
+        with pytest.raises(smtpmail.AuthenticationError) as info:
+            smtpmail.Client("127.0.0.1", server.port, tls="none", auth=(USER, PASSWORD)).connect()
+        received = server.conn().received
     assert info.value.code == int(reply[:3])
     assert info.value.is_transient is transient
-    assert b"MAIL" not in server.received
+    assert b"MAIL" not in received
 
 
 def test_explicit_mechanism_not_offered() -> None:
-    def script(c: Conn) -> None:
-        c.greet_and_ehlo(b"AUTH PLAIN LOGIN")
-        c.line()
-
     client = smtpmail.Client(
         "127.0.0.1", 0, tls="none", auth=(USER, PASSWORD), auth_mechanism="CRAM-MD5"
     )
-    with ScriptedServer(script) as server:
+    with ScriptedServer(hello((b"AUTH PLAIN LOGIN",))) as server:
         client.port = server.port
         with pytest.raises(smtpmail.AuthenticationError, match="does not offer AUTH CRAM-MD5"):
             client.connect()
-    assert b"AUTH" not in server.received
+        received = server.conn().received
+    assert received.startswith(b"EHLO ")
+    assert b"AUTH" not in received
 
 
 @pytest.mark.parametrize(
@@ -344,11 +340,10 @@ def test_partial_or_malformed_echo_is_not_shown(
     blob = base64.b64encode(f"\0{USER}\0{PASSWORD}".encode()).decode()
     cut = blob[:30]
 
-    def script(c: Conn) -> None:
-        c.greet_and_ehlo(b"AUTH PLAIN")
-        c.expect(b"AUTH PLAIN")
-        c.send(echo.format(blob=blob, cut=cut).encode() + b"\r\n")
-        c.line()
+    script = [
+        *hello((b"AUTH PLAIN",)),
+        expect(b"AUTH PLAIN", echo.format(blob=blob, cut=cut).encode() + b"\r\n"),
+    ]
 
     caplog.set_level(logging.DEBUG)
     lines: list[str] = []

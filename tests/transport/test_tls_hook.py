@@ -25,8 +25,8 @@ import smtpmail
 from smtpmail import TLSOptions
 from smtpmail.transport.dane import DANECheck, TLSARecord
 from smtpmail.transport.x509 import subject_public_key_info
+from support.harness import Connect
 from support.tlsservers import TLSServer
-from support.twins import Connect
 
 MSG = b"Subject: x\r\n\r\nbody\r\n"
 NAME = "mail.example.org"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from support.harness import Connect
 from support.servers import RecordingServer
-from support.twins import Connect
 
 
 async def test_a_failing_hook_raises_its_own_error_not_a_connection_error(

@@ -3,7 +3,7 @@
 Nothing here imports socket, ssl, asyncio, time or os; the transports drive it.
 
 Driving the flows yourself (what :mod:`smtpmail.transport.drive` does for the
-clients; tests/support/flowdriver.py does it with no socket at all): a
+clients; tests/support/harness.py's drive_flow does it with no socket at all): a
 :class:`Session` method such as ``hello(name)`` or ``transactions(items, ...)``
 returns a :data:`Flow`, a generator. Start it with ``flow.send(None)`` and
 carry out each action it yields, in order:

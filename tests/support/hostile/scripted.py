@@ -9,7 +9,14 @@ the client sends is recorded per connection, so tests assert on exact wire
 bytes. After its script a connection keeps reading until the client closes,
 which tells the tests whether the client closed its socket.
 
+Steps are plain functions returning a ``Step``; a few behaviours come as named
+step sequences (functions returning a list of steps, e.g. :func:`drop_after_dot`),
+so a test writes ``ScriptedServer([*hello(), *drop_after_dot()])``. The first
+connection plays ``script``; with ``then=[...]`` the next ones play the next
+scripts (the last repeats).
+
 This is a test tool, not an SMTP server: it checks nothing it is not told to.
+An expectation that fails is recorded in ``conn.errors`` (assert on it).
 """
 
 from __future__ import annotations
@@ -58,6 +65,8 @@ class Conn:
         #: Command lines that arrived before our reply to the end of data and were
         #: refused for it (``respond(refuse_after_data=True)``).
         self.refused_early: list[bytes] = []
+        #: The client's address (host, port), as the server saw it.
+        self.peer: tuple[str, int] = writer.get_extra_info("peername")[:2]
 
     async def fill(self, timeout: float = LINGER) -> bool:
         """Read more bytes into ``buf``; False on EOF."""
@@ -118,15 +127,19 @@ def send(data: bytes) -> Step:
     return step
 
 
-def expect(prefix: bytes) -> Step:
-    """Read one line; record an error unless it starts with ``prefix`` (any case)."""
+def expect(prefix: bytes, reply: bytes | None = None) -> Step:
+    """Read one line; record an error unless it starts with ``prefix`` (any case).
+    Then send ``reply``, if given (even after a wrong line: the test sees the error)."""
 
     async def step(conn: Conn) -> None:
         line = await conn.readline()
         if line is None:
             conn.errors.append(f"EOF while expecting {prefix!r}")
-        elif not line.upper().startswith(prefix.upper()):
+            return
+        if not line.upper().startswith(prefix.upper()):
             conn.errors.append(f"expected {prefix!r}, got {line!r}")
+        if reply is not None:
+            await conn.write(reply)
 
     return step
 
@@ -262,6 +275,55 @@ def call(fn: Step) -> Step:
     return fn
 
 
+def signal(event: threading.Event) -> Step:
+    """Set ``event``: tells the test (in another thread) the script got this far."""
+
+    async def step(conn: Conn) -> None:
+        event.set()
+
+    return step
+
+
+def wait_for(event: threading.Event, timeout: float = 10.0) -> Step:
+    """Wait (without reading) until the test sets ``event``, or ``timeout`` passes."""
+
+    async def step(conn: Conn) -> None:
+        await asyncio.to_thread(event.wait, timeout)
+
+    return step
+
+
+def read_some() -> Step:
+    """Wait until the client has sent something more (it stays unread in ``buf``)."""
+
+    async def step(conn: Conn) -> None:
+        if not conn.buf:
+            await conn.fill()
+
+    return step
+
+
+def stall() -> Step:
+    """Stop reading and say nothing until the server stops: once the stream's
+    buffer (``limit``) and the socket buffers are full, a client still writing blocks."""
+
+    async def step(conn: Conn) -> None:
+        await asyncio.get_running_loop().create_future()  # cancelled when the server stops
+
+    return step
+
+
+def pieces(*parts: bytes, pause: float = 0.05) -> list[Step]:
+    """Send each part in its own segment, ``pause`` seconds apart, so the client's
+    reads see a reply cut where the script cut it."""
+    steps: list[Step] = []
+    for i, part in enumerate(parts):
+        if i:
+            steps.append(sleep(pause))
+        steps.append(send(part))
+    return steps
+
+
 # -- a plain, well-behaved responder -------------------------------------------
 
 DEFAULT_EHLO = (b"PIPELINING", b"8BITMIME", b"SMTPUTF8", b"SIZE 100000000")
@@ -283,8 +345,12 @@ def respond(
     tls: ssl.SSLContext | None = None,
     tls_keywords: Sequence[bytes] | None = None,
     refuse_after_data: bool = False,
+    stop_at: bytes | None = None,
 ) -> Step:
     """Answer like a permissive server until QUIT or EOF: EHLO, MAIL, RCPT, DATA, BDAT...
+
+    ``stop_at``: a command verb (``b"DATA"``); the step ends when that command
+    arrives, unanswered, so the next steps play what follows it.
 
     ``refuse_after_data``: answer 503 to every command line that arrived before
     our reply to the end of data (DATA's dot or BDAT LAST), as a server
@@ -297,6 +363,8 @@ def respond(
         early = 0  # lines still to refuse: they came with the end of data
         while (line := await conn.readline()) is not None:
             verb = line[:4].upper()
+            if stop_at is not None and line.upper().startswith(stop_at.upper()):
+                return
             if early:
                 early -= 1
                 conn.refused_early.append(line)
@@ -362,6 +430,52 @@ _EARLY = {
 }
 
 
+# -- named step sequences: whole behaviours -----------------------------------------
+
+
+def hello(keywords: Sequence[bytes] = DEFAULT_EHLO) -> list[Step]:
+    """Answer the client's EHLO with ``keywords`` (the greeting is the server's)."""
+    return [expect(b"EHLO", ehlo_reply(keywords))]
+
+
+def plain(
+    keywords: Sequence[bytes] = (b"8BITMIME",), data_reply: bytes = b"250 2.0.0 queued\r\n"
+) -> list[Step]:
+    """A plain, correct server (no PIPELINING) for the whole session."""
+    return [respond(keywords, data_reply=data_reply)]
+
+
+def until_data(keywords: Sequence[bytes] = (b"8BITMIME",)) -> list[Step]:
+    """A plain server up to the client's DATA, then 354: the message data comes next."""
+    return [respond(keywords, stop_at=b"DATA"), send(b"354 go ahead\r\n")]
+
+
+def drop_mid_data(keywords: Sequence[bytes] = (b"8BITMIME",)) -> list[Step]:
+    """Close the connection once the message data has started to arrive."""
+    return [*until_data(keywords), read_some(), close()]
+
+
+def drop_after_dot(keywords: Sequence[bytes] = (b"8BITMIME",)) -> list[Step]:
+    """Read the whole message and its final dot, then close without a reply: the
+    client cannot know whether it was delivered (RFC 5321 §4.1.1.4)."""
+    return [*until_data(keywords), read_data(reply=None), close()]
+
+
+def silent_after_dot(keywords: Sequence[bytes] = (b"8BITMIME",)) -> list[Step]:
+    """Read the final dot, then say nothing until the client gives up and closes."""
+    return [*until_data(keywords), read_data(reply=None)]
+
+
+def late_after_dot(
+    seconds: float,
+    keywords: Sequence[bytes] = (b"8BITMIME",),
+    reply: bytes = b"250 2.0.0 queued\r\n",
+) -> list[Step]:
+    """Answer the final dot only after ``seconds``, then go on as a plain server."""
+    return [*until_data(keywords), read_data(reply=None), sleep(seconds), send(reply),
+            respond(keywords)]  # fmt: skip
+
+
 # -- the server ------------------------------------------------------------------
 
 
@@ -369,6 +483,7 @@ class ScriptedServer:
     """Plays ``script`` to every connection; use as a context manager.
 
     ``greeting`` (when not None) is sent first, before the script's steps.
+    ``then``: the scripts of the second, third... connections (the last repeats).
     It listens on ``host`` and ``port`` (default: 127.0.0.1, an ephemeral
     port; an MX address of tests/support/delivery/mxworld.py and port 25 there).
     """
@@ -380,8 +495,10 @@ class ScriptedServer:
         greeting: bytes | None = b"220 hostile.test ESMTP ready\r\n",
         host: str = "127.0.0.1",
         port: int = 0,
+        then: Sequence[Sequence[Step]] = (),
     ) -> None:
         self.script = list(script)
+        self.scripts = [self.script, *(list(more) for more in then)]
         self.greeting = greeting
         self.host = host
         self.port = port
@@ -393,6 +510,7 @@ class ScriptedServer:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conn = Conn(reader, writer)
+        script = self.scripts[min(len(self.connections), len(self.scripts) - 1)]
         self.connections.append(conn)
         task = asyncio.current_task()
         assert task is not None
@@ -400,7 +518,7 @@ class ScriptedServer:
         try:
             if self.greeting is not None:
                 await conn.write(self.greeting)
-            for step in self.script:
+            for step in script:
                 if conn.closed_by_server or conn.eof.is_set():
                     break
                 await step(conn)
@@ -445,13 +563,31 @@ class ScriptedServer:
 
     # -- what the tests look at ------------------------------------------------
 
+    @property
+    def messages(self) -> list[bytes]:
+        """Every message read in full, on every connection, as the server stores it:
+        DATA without its final dot and with dot-stuffing undone (RFC 5321 §4.5.2)."""
+        return [_stored(record) for conn in self.connections for record in conn.data]
+
     def conn(self, index: int = -1, *, wait: float = 10.0) -> Conn:
         """The connection (the last by default) once the client has closed it."""
         conn = self.connections[index]
         conn.done.wait(wait)
         return conn
 
+    async def aconn(self, index: int = -1, *, wait: float = 10.0) -> Conn:
+        """:meth:`conn` for ``async def`` tests: waits without blocking their event
+        loop, which an AsyncClient needs to finish closing its socket."""
+        return await asyncio.to_thread(self.conn, index, wait=wait)
+
     def client_closed(self, index: int = -1, wait: float = 10.0) -> bool:
         """Did the client close its socket (the server saw EOF) within ``wait`` seconds?"""
         conn = self.connections[index]
         return conn.eof.wait(wait) or conn.done.is_set()
+
+
+def _stored(record: DataRecord) -> bytes:
+    if record.kind != "DATA":
+        return record.raw
+    lines = record.raw[: -len(b".\r\n")].split(b"\r\n")
+    return b"\r\n".join(line[1:] if line.startswith(b".") else line for line in lines)
