@@ -25,12 +25,12 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from email.message import Message
 from typing import IO, Any
 
 from smtpmail._log import Logger
-from smtpmail.errors import InvalidArgument
+from smtpmail.errors import InvalidArgument, OutboxError
 from smtpmail.message.content import MessageInput, as_content, envelope_from_headers
 from smtpmail.outbox.events import Observer
 from smtpmail.outbox.limits import DestinationLimits
@@ -177,6 +177,41 @@ class Outbox:
             if claim is not None:
                 claims.append(claim)
         return claims
+
+    def finish_many(
+        self, finished: Sequence[Claim], *, mark: Claim | None = None
+    ) -> list[OutboxError | None]:
+        """Store the outcomes of ``finished`` (their attempts are over) and release
+        them; then, if given, store ``mark``'s end-of-data mark durably (it must be
+        stored before that message's final dot). When an outcome cannot be
+        stored, neither is the mark: the worker stops, and sends nothing more.
+
+        Returns the error of each write, None where it was stored: one per claim
+        of ``finished``, then one for ``mark``. The folder store writes a file for
+        each; the database store writes them all in one transaction (one commit
+        for a message's mark and the outcomes of those before it).
+        """
+        errors: list[OutboxError | None] = []
+        for claim in finished:
+            # If a power cut loses this rename, the previous durable state comes
+            # back: the inflight mark when the message went out (retried as
+            # possibly delivered), else a pending state (retried). Never a lost
+            # message; so one directory fsync per attempt (the mark's), not two.
+            try:
+                claim.finish(sync_dir=False)
+                errors.append(None)
+            except OutboxError as exc:
+                errors.append(exc)
+        if mark is not None:
+            failed = next((exc for exc in errors if exc is not None), None)
+            try:
+                if failed is not None:
+                    raise failed  # the run stops: nothing more goes out
+                mark.save()
+                errors.append(None)
+            except OutboxError as exc:
+                errors.append(exc)
+        return errors
 
     def next_due(self) -> float | None:
         """When the earliest pending message falls due; None when none is pending."""

@@ -102,6 +102,9 @@ class _Batch:
     settled: int = 0
     delivered: int = 0
     busy: bool = False
+    #: Settled, their outcomes not yet stored: they go with the next message's
+    #: end-of-data mark (one write for both), or when the batch ends.
+    unrecorded: list[tuple[Claim, Outcome]] = field(default_factory=list)
 
 
 class Worker:
@@ -378,34 +381,40 @@ class Worker:
                     continue
                 self._record(claim, apply_delivery(message, report, self.outbox.schedule))
 
-    def _begin(self, claim: Claim, route: Route) -> MarkAtEnd:
+    def _begin(self, claim: Claim, route: Route, batch: _Batch | None = None) -> MarkAtEnd:
         """An attempt on the message starts: its stored copy, from the start,
         wrapped so that the "end of data sent" mark is written durably just
-        before the final dot (:mod:`~smtpmail.outbox.endmark`)."""
+        before the final dot (:mod:`~smtpmail.outbox.endmark`), with the
+        outcomes of ``batch`` settled by then."""
         claim.content.seek(0)
         claim.started = time.monotonic()
         tell(self.outbox.observer, "attempt_started", claim.message, route.key)
-        return MarkAtEnd(claim.content, lambda: self._mark_end_of_data(claim))
+        return MarkAtEnd(claim.content, lambda: self._mark_end_of_data(claim, batch))
 
-    def _mark_end_of_data(self, claim: Claim) -> None:
+    def _mark_end_of_data(self, claim: Claim, batch: _Batch | None) -> None:
         """Say, durably, that the final dot is about to go: if this process dies
         before it records the outcome, the next claimer knows the message may
         have been delivered (:func:`~smtpmail.outbox.outcome.apply_abandoned`).
+        The outcomes of the batch's messages settled by now are stored with
+        it (one commit for the database store, :meth:`Outbox.finish_many`).
 
         Raises OSError when the mark cannot be written: the read of the
         message fails, so the client ends the connection without the final
         dot (nobody could tell the message had gone), and the run stops.
         """
+        done: list[tuple[Claim, Outcome]] = []
+        if batch is not None:
+            self._settle(batch, None, finished=False)
+            done, batch.unrecorded = batch.unrecorded, []
         message = claim.message
         message.inflight = inflight_mark(message, self.outbox.owner)
-        try:
-            claim.save()
-        except OutboxError as exc:
+        error = self._record_many(done, mark=claim)
+        if error is not None:
             message.inflight = None
             self._cannot_write(
-                f"cannot mark message {message.id} as being sent", exc, "not sent"
+                f"cannot mark message {message.id} as being sent", error, "not sent"
             )
-            raise OSError(exc.errno, f"the end-of-data mark was not written: {exc}") from exc
+            raise OSError(error.errno, f"the end-of-data mark was not written: {error}") from error
 
     def _connect(self, route: Route, claims: list[Claim]) -> Client | None:
         client = self.client_factory(route.host, route.port)
@@ -462,12 +471,14 @@ class Worker:
         return error, batch.delivered
 
     def _settle(self, batch: _Batch, error: BaseException | None, *, finished: bool = True) -> None:
-        """Record, in order, the outcome of every message whose transaction is over.
+        """Settle, in order, the outcome of every message whose transaction is over.
 
-        Called before each new message is handed to the client, so a result is
-        saved about as soon as its reply arrives (a crash then re-sends at most
-        the message or two in flight); with ``finished`` the batch is over, so
-        every message sent gets an outcome, the connection ``error`` if need be.
+        Called before each new message is handed to the client and before its
+        end-of-data mark is written, which stores the outcomes settled by then
+        (a crash then re-sends at most the message or two in flight, as
+        possibly delivered); with ``finished`` the batch is over, so every
+        message sent gets an outcome, the connection ``error`` if need be, and
+        they are stored now.
         """
         while batch.settled < len(batch.sent):
             i = batch.settled
@@ -480,7 +491,10 @@ class Worker:
             batch.busy |= outcome.busy
             batch.delivered += outcome.delivered
             batch.settled += 1
-            self._record(claim, outcome)
+            batch.unrecorded.append((claim, outcome))
+        if finished:
+            done, batch.unrecorded = batch.unrecorded, []
+            self._record_many(done)
 
     def _pace(self, route: Route) -> bool:
         """Wait for this worker's rate and the destination's; False when stopped."""
@@ -515,7 +529,7 @@ class Worker:
             if not self._pace(route):
                 return
             batch.sent.append(claim)
-            yield envelope, self._begin(claim, route)
+            yield envelope, self._begin(claim, route, batch)
 
     def _defer_rest(self, route: Route) -> None:
         """The server is unusable or asked us to wait: defer what is left for it."""
@@ -543,26 +557,33 @@ class Worker:
                 self._record(claim, outcome)
 
     def _record(self, claim: Claim, outcome: Outcome) -> None:
-        # If a power cut loses this rename, the previous durable state comes back:
-        # the inflight mark when the message went out (retried as possibly
-        # delivered), else a pending state (retried). Never a lost message; so
-        # one directory fsync per attempt (the mark's), not two.
-        try:
-            claim.finish(sync_dir=False)
-        except OutboxError as exc:
-            # The file keeps what it had: the mark when the message went out
-            # (so the next run retries it as possibly delivered), else its
-            # state before this attempt.
-            self._cannot_write(
-                f"cannot record the outcome of message {claim.message.id}",
-                exc,
-                "if it went out, the next run retries it as possibly delivered",
-            )
-            return
-        latency = None if claim.started is None else time.monotonic() - claim.started
-        observer = self.outbox.observer
-        tell(observer, "attempt_finished", claim.message, claim.destination, outcome, latency)
-        with self._lock:
-            self._stats.add(claim.message, outcome)
-            if self._progress is not None:
-                self._progress(claim.message, outcome)
+        self._record_many([(claim, outcome)])
+
+    def _record_many(
+        self, done: list[tuple[Claim, Outcome]], *, mark: Claim | None = None
+    ) -> OutboxError | None:
+        """Store the outcomes of ``done`` and release them (with ``mark``'s
+        end-of-data mark, in one write where the store can); returns the
+        error of the mark, if any."""
+        if not done and mark is None:
+            return None
+        errors = self.outbox.finish_many([claim for claim, _ in done], mark=mark)
+        for (claim, outcome), exc in zip(done, errors, strict=False):
+            if exc is not None:
+                # The store keeps what it had: the mark when the message went out
+                # (so the next run retries it as possibly delivered), else its
+                # state before this attempt.
+                self._cannot_write(
+                    f"cannot record the outcome of message {claim.message.id}",
+                    exc,
+                    "if it went out, the next run retries it as possibly delivered",
+                )
+                continue
+            latency = None if claim.started is None else time.monotonic() - claim.started
+            observer = self.outbox.observer
+            tell(observer, "attempt_finished", claim.message, claim.destination, outcome, latency)
+            with self._lock:
+                self._stats.add(claim.message, outcome)
+                if self._progress is not None:
+                    self._progress(claim.message, outcome)
+        return errors[-1] if mark is not None else None
