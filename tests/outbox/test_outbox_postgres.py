@@ -206,6 +206,25 @@ def _next_xid(url: str) -> int:
     return int(row[0])
 
 
+def test_a_small_message_comes_with_its_claim_and_a_large_one_is_read_as_it_is_sent(
+    pg_url: str,
+) -> None:
+    box = Outbox(pg_url)
+    box.migrate()
+    small = box.add(b"Subject: small\r\n\r\n" + b"x" * 1000 + b"\r\n", "a@x.org", ["b@x.net"])
+    large = box.add(b"Subject: large\r\n\r\n" + b"y" * 100_000 + b"\r\n", "a@x.org", ["b@x.net"])
+    claims = box.claim_many([small.id, large.id])
+    with psycopg.connect(pg_url, autocommit=True) as conn:  # what is read from now on
+        conn.execute("DELETE FROM smtpmail_chunks")
+    by_id = {c.message.id: c for c in claims}
+    assert by_id[small.id].content.read().endswith(b"x" * 1000 + b"\r\n")  # no query needed
+    with pytest.raises(OSError, match="missing"):
+        by_id[large.id].content.read()
+    for claim in claims:
+        claim.release()
+    box.close()
+
+
 def test_each_message_costs_one_commit_its_mark_carrying_the_outcome_before_it(
     pg_url: str, smtpd: RecordingServer
 ) -> None:

@@ -26,6 +26,7 @@ import secrets
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from email.message import Message
 from typing import IO, Any
 
@@ -38,7 +39,7 @@ from smtpmail.outbox.record import QueuedMessage, RecipientState, State
 from smtpmail.outbox.schedule import RetrySchedule
 from smtpmail.protocol.envelope import Envelope
 
-__all__ = ["Claim", "Outbox", "is_database_url"]
+__all__ = ["Claim", "Due", "Outbox", "is_database_url"]
 
 log = Logger("smtpmail.outbox")  # logging itself is imported when needed (_log)
 
@@ -50,6 +51,17 @@ _SCHEMES = ("postgresql://", "postgres://")
 def is_database_url(location: object) -> bool:
     """True for a PostgreSQL URL (the database store), False for a folder."""
     return isinstance(location, str) and location.lower().startswith(_SCHEMES)
+
+
+@dataclass(frozen=True, slots=True)
+class Due:
+    """What a worker routes a due message by (:meth:`Outbox.due_for_routing`)."""
+
+    id: str
+    #: The message's own server (HOST:PORT), if it has one.
+    server: str | None
+    #: The first recipient still pending (direct delivery routes by its domain).
+    recipient: str
 
 
 class Claim:
@@ -168,6 +180,12 @@ class Outbox:
         for message in self.messages(ids):
             if not message.done and (message.next_attempt <= now or message.inflight is not None):
                 yield message
+
+    def due_for_routing(self, now: float, ids: Iterable[str] | None = None) -> Iterator[Due]:
+        """What a worker needs of each message :meth:`due` yields to route it; the
+        database store reads only that (every worker scans the whole queue)."""
+        for message in self.due(now, ids):
+            yield Due(message.id, message.server, message.pending[0].address)
 
     def claim_many(self, ids: list[str], *, due_by: float | None = None) -> list[Claim]:
         """:meth:`claim` for several messages (those held elsewhere are skipped)."""

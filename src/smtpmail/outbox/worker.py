@@ -248,11 +248,11 @@ class Worker:
 
     def _scan(self, now: float, only: set[str] | None) -> dict[str, Route]:
         routes: dict[str, Route] = {}
-        for message in self.outbox.due(now, None if only is None else sorted(only)):
+        for message in self.outbox.due_for_routing(now, None if only is None else sorted(only)):
             host, port = self.host, self.port
             if self.direct is not None:
                 # Direct delivery: one "server" per recipient domain, for per_server.
-                host, port = "mx:" + message.pending[0].address.rpartition("@")[2].lower(), 0
+                host, port = "mx:" + message.recipient.rpartition("@")[2].lower(), 0
             elif message.server:
                 h, _, p = message.server.rpartition(":")
                 host, port = h.strip("[]"), int(p)
