@@ -198,6 +198,59 @@ def test_run_watch_wakes_when_mail_is_added(pg_url: str, smtpd: RecordingServer)
     assert [_subject(m.content) for m in smtpd.messages] == ["wake"]
 
 
+# -- what a message costs ------------------------------------------------------------
+
+
+def _next_xid(url: str) -> int:
+    """The id of a new write transaction (it takes one itself)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute("SELECT pg_current_xact_id()::text::bigint").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_a_small_message_comes_with_its_claim_and_a_large_one_is_read_as_it_is_sent(
+    pg_url: str,
+) -> None:
+    box = Outbox(pg_url)
+    box.migrate()
+    small = box.add(b"Subject: small\r\n\r\n" + b"x" * 1000 + b"\r\n", "a@x.org", ["b@x.net"])
+    large = box.add(b"Subject: large\r\n\r\n" + b"y" * 100_000 + b"\r\n", "a@x.org", ["b@x.net"])
+    claims = box.claim_many([small.id, large.id])
+    with psycopg.connect(pg_url, autocommit=True) as conn:  # what is read from now on
+        conn.execute("DELETE FROM smtpmail_chunks")
+    by_id = {c.message.id: c for c in claims}
+    assert by_id[small.id].content.read().endswith(b"x" * 1000 + b"\r\n")  # no query needed
+    with pytest.raises(OSError, match="missing"):
+        by_id[large.id].content.read()
+    for claim in claims:
+        claim.release()
+    box.close()
+
+
+def test_each_message_costs_one_commit_its_mark_carrying_the_outcome_before_it(
+    pg_url: str, smtpd: RecordingServer
+) -> None:
+    count = 20
+    box = Outbox(pg_url)
+    box.migrate()
+    for i in range(count):
+        box.add(f"Subject: m{i}\r\n\r\n{i}\r\n".encode(), "a@example.org", ["b@x.net"])
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        for table in ("smtpmail_messages", "smtpmail_recipients", "smtpmail_chunks"):
+            conn.execute(f"ALTER TABLE {table} SET (autovacuum_enabled = false)")
+    before = _next_xid(pg_url)
+    stats = Worker(box, port=smtpd.port, connections=1, batch=count).run()
+    box.close()
+    commits = _next_xid(pg_url) - before - 1  # write transactions (each takes an id)
+    assert stats.delivered == count and len(smtpd.messages) == count
+    # One claim, one transaction per message (its end-of-data mark and the
+    # outcomes settled by then), and the last outcomes when the batch ends:
+    # not a mark and an outcome each (2 * count + 1).
+    assert commits <= count + 2, commits
+    assert all(m.status == "delivered" and m.inflight is None for m in Outbox(pg_url).messages())
+
+
 # -- kill -9 -----------------------------------------------------------------------
 
 WORKER = textwrap.dedent(

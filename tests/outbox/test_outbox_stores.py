@@ -122,6 +122,24 @@ def test_an_attempt_left_in_flight_is_retried_as_possibly_delivered(
     assert flags == {"b@example.org": True, "c@example.org": False}
 
 
+def test_what_a_worker_routes_by_is_each_due_message_its_server_and_first_pending_recipient(
+    box: Outbox,
+) -> None:
+    plain = box.add(b"x", "a@example.org", ["b@one.example", "c@two.example"])
+    own = box.add(b"x", "a@example.org", ["d@three.example"], server="[::1]:2525")
+    box.add(b"x", "a@example.org", ["e@four.example"], not_before=4e9)  # not due
+    done = box.add(b"x", "a@example.org", ["f@five.example"])
+    for msg_id in (plain.id, done.id):
+        claim = box.claim(msg_id)
+        assert claim is not None
+        claim.message.recipients[0].state = State.DELIVERED
+        claim.finish()
+    due = [(d.id, d.server, d.recipient) for d in box.due_for_routing(3e9)]
+    assert due == [(plain.id, None, "c@two.example"), (own.id, "[::1]:2525", "d@three.example")]
+    assert [d.id for d in box.due_for_routing(3e9, [own.id])] == [own.id]
+    assert [m.id for m in box.due(3e9)] == [d for d, _, _ in due]
+
+
 def test_claim_skips_messages_not_yet_due_and_done_ones(box: Outbox) -> None:
     later = box.add(b"x", "a@example.org", ["b@example.org"], not_before=4e9)
     assert box.claim(later.id, due_by=1e9) is None

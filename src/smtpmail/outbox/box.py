@@ -24,12 +24,13 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from email.message import Message
 from typing import IO, Any
 
 from smtpmail._log import Logger
-from smtpmail.errors import InvalidArgument
+from smtpmail.errors import InvalidArgument, OutboxError
 from smtpmail.message.content import MessageInput, as_content, envelope_from_headers
 from smtpmail.outbox.events import Observer
 from smtpmail.outbox.limits import DestinationLimits
@@ -37,7 +38,7 @@ from smtpmail.outbox.record import QueuedMessage, RecipientState, State
 from smtpmail.outbox.schedule import RetrySchedule
 from smtpmail.protocol.envelope import Envelope
 
-__all__ = ["Claim", "Outbox", "is_database_url"]
+__all__ = ["Claim", "Due", "Outbox", "is_database_url"]
 
 log = Logger("smtpmail.outbox")  # logging itself is imported when needed (_log)
 
@@ -49,6 +50,18 @@ _SCHEMES = ("postgresql://", "postgres://")
 def is_database_url(location: object) -> bool:
     """True for a PostgreSQL URL (the database store), False for a folder."""
     return isinstance(location, str) and location.lower().startswith(_SCHEMES)
+
+
+@dataclass(frozen=True, slots=True)
+class Due:
+    """What a worker routes a due message by (:meth:`Outbox.due_for_routing`)."""
+
+    id: str
+    #: The message's own server (HOST:PORT), if it has one.
+    server: str | None
+    #: The first recipient due (else the first pending): direct delivery routes
+    #: by its domain.
+    recipient: str
 
 
 class Claim:
@@ -171,6 +184,14 @@ class Outbox:
             if not message.done and (message.next_attempt <= now or message.inflight is not None):
                 yield message
 
+    def due_for_routing(self, now: float, ids: Iterable[str] | None = None) -> Iterator[Due]:
+        """What a worker needs of each message :meth:`due` yields to route it; the
+        database store reads only that (every worker scans the whole queue)."""
+        for message in self.due(now, ids):
+            # The first recipient due now; one left in flight by a dead worker may have none.
+            first = (message.due(now) or message.pending)[0]
+            yield Due(message.id, message.server, first.address)
+
     def claim_many(self, ids: list[str], *, due_by: float | None = None) -> list[Claim]:
         """:meth:`claim` for several messages (those held elsewhere are skipped)."""
         claims: list[Claim] = []
@@ -179,6 +200,41 @@ class Outbox:
             if claim is not None:
                 claims.append(claim)
         return claims
+
+    def finish_many(
+        self, finished: Sequence[Claim], *, mark: Claim | None = None
+    ) -> list[OutboxError | None]:
+        """Store the outcomes of ``finished`` (their attempts are over) and release
+        them; then, if given, store ``mark``'s end-of-data mark durably (it must be
+        stored before that message's final dot). When an outcome cannot be
+        stored, neither is the mark: the worker stops, and sends nothing more.
+
+        Returns the error of each write, None where it was stored: one per claim
+        of ``finished``, then one for ``mark``. The folder store writes a file for
+        each; the database store writes them all in one transaction (one commit
+        for a message's mark and the outcomes of those before it).
+        """
+        errors: list[OutboxError | None] = []
+        for claim in finished:
+            # If a power cut loses this rename, the previous durable state comes
+            # back: the inflight mark when the message went out (retried as
+            # possibly delivered), else a pending state (retried). Never a lost
+            # message; so one directory fsync per attempt (the mark's), not two.
+            try:
+                claim.finish(sync_dir=False)
+                errors.append(None)
+            except OutboxError as exc:
+                errors.append(exc)
+        if mark is not None:
+            failed = next((exc for exc in errors if exc is not None), None)
+            try:
+                if failed is not None:
+                    raise failed  # the run stops: nothing more goes out
+                mark.save()
+                errors.append(None)
+            except OutboxError as exc:
+                errors.append(exc)
+        return errors
 
     def next_due(self) -> float | None:
         """When the earliest pending message falls due; None when none is pending."""

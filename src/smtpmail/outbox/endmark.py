@@ -50,19 +50,24 @@ __all__ = ["EndOfDataMark"]
 class EndOfDataMark:
     """The hook of one attempt on ``claim``'s message (``MarkedMessage.before_end``).
 
-    ``worker`` names who claims (the outbox's owner). ``cannot_write`` is told
-    when the mark could not be saved (the worker then stops its run); the call
-    then raises OSError. Safe to call from several threads at once
-    (:func:`~smtpmail.deliver` sends to its domains in parallel).
+    ``save`` stores the claim's message durably, the mark with it (the worker's
+    stores the outcomes settled before it in the same write), raising
+    OutboxError when it cannot. ``worker`` names who claims (the outbox's
+    owner). ``cannot_write`` is told when the mark could not be saved (the
+    worker then stops its run); the call then raises OSError. Safe to call
+    from several threads at once (:func:`~smtpmail.deliver` sends to its
+    domains in parallel).
     """
 
     def __init__(
         self,
         claim: Claim,
+        save: Callable[[], None],
         worker: str | None,
         cannot_write: Callable[[OutboxError], None],
     ) -> None:
         self._claim = claim
+        self._save = save
         self._worker = worker
         self._cannot_write = cannot_write
         self._lock = threading.Lock()
@@ -77,7 +82,7 @@ class EndOfDataMark:
             mark["recipients"] = [*mark["recipients"], *added]
             message.inflight = mark
             try:
-                self._claim.save()
+                self._save()
             except OutboxError as exc:
                 message.inflight = before
                 self._cannot_write(exc)

@@ -103,6 +103,9 @@ class _Batch:
     settled: int = 0
     delivered: int = 0
     busy: bool = False
+    #: Settled, their outcomes not yet stored: they go with the next message's
+    #: end-of-data mark (one write for both), or when the batch ends.
+    unrecorded: list[tuple[Claim, Outcome]] = field(default_factory=list)
 
 
 class Worker:
@@ -246,13 +249,11 @@ class Worker:
 
     def _scan(self, now: float, only: set[str] | None) -> dict[str, Route]:
         routes: dict[str, Route] = {}
-        for message in self.outbox.due(now, None if only is None else sorted(only)):
+        for message in self.outbox.due_for_routing(now, None if only is None else sorted(only)):
             host, port = self.host, self.port
             if self.direct is not None:
                 # Direct delivery: one "server" per recipient domain, for per_server.
-                # (The recipients due now; one left in flight by a dead worker may have none.)
-                first = (message.due(now) or message.pending)[0]
-                host, port = "mx:" + first.address.rpartition("@")[2].lower(), 0
+                host, port = "mx:" + message.recipient.rpartition("@")[2].lower(), 0
             elif message.server:
                 h, _, p = message.server.rpartition(":")
                 host, port = h.strip("[]"), int(p)
@@ -388,21 +389,33 @@ class Worker:
                     apply_delivery(message, report, self.outbox.schedule, due_by=claim.due_by),
                 )
 
-    def _begin(self, claim: Claim, route: Route) -> MarkedMessage:
+    def _begin(self, claim: Claim, route: Route, batch: _Batch | None = None) -> MarkedMessage:
         """An attempt on the message starts: its stored copy, from the start,
         marked so that the "end of data sent" mark is written durably just
-        before each final dot (:mod:`~smtpmail.outbox.endmark`). If it cannot
-        be, that final dot does not leave, and the run stops."""
+        before each final dot (:mod:`~smtpmail.outbox.endmark`), with the
+        outcomes of ``batch`` settled by then (one commit for the database
+        store, :meth:`Outbox.finish_many`). If it cannot be, that final dot
+        does not leave, and the run stops."""
         claim.content.seek(0)
         claim.started = time.monotonic()
         tell(self.outbox.observer, "attempt_started", claim.message, route.key)
+
+        def save() -> None:
+            done: list[tuple[Claim, Outcome]] = []
+            if batch is not None:
+                self._settle(batch, None, finished=False)
+                done, batch.unrecorded = batch.unrecorded, []
+            error = self._record_many(done, mark=claim)
+            if error is not None:
+                raise error
 
         def cannot_write(exc: OutboxError) -> None:
             self._cannot_write(
                 f"cannot mark message {claim.message.id} as being sent", exc, "not sent"
             )
 
-        return MarkedMessage(claim.content, EndOfDataMark(claim, self.outbox.owner, cannot_write))
+        mark = EndOfDataMark(claim, save, self.outbox.owner, cannot_write)
+        return MarkedMessage(claim.content, mark)
 
     def _connect(self, route: Route, claims: list[Claim]) -> Client | None:
         client = self.client_factory(route.host, route.port)
@@ -462,12 +475,14 @@ class Worker:
         return error, batch.delivered
 
     def _settle(self, batch: _Batch, error: BaseException | None, *, finished: bool = True) -> None:
-        """Record, in order, the outcome of every message whose transaction is over.
+        """Settle, in order, the outcome of every message whose transaction is over.
 
-        Called before each new message is handed to the client, so a result is
-        saved about as soon as its reply arrives (a crash then re-sends at most
-        the message or two in flight); with ``finished`` the batch is over, so
-        every message sent gets an outcome, the connection ``error`` if need be.
+        Called before each new message is handed to the client and before its
+        end-of-data mark is written, which stores the outcomes settled by then
+        (a crash then re-sends at most the message or two in flight, as
+        possibly delivered); with ``finished`` the batch is over, so every
+        message sent gets an outcome, the connection ``error`` if need be, and
+        they are stored now.
         """
         while batch.settled < len(batch.sent):
             i = batch.settled
@@ -482,7 +497,10 @@ class Worker:
             batch.busy |= outcome.busy
             batch.delivered += outcome.delivered
             batch.settled += 1
-            self._record(claim, outcome)
+            batch.unrecorded.append((claim, outcome))
+        if finished:
+            done, batch.unrecorded = batch.unrecorded, []
+            self._record_many(done)
 
     def _pace(self, route: Route) -> bool:
         """Wait for this worker's rate and the destination's; False when stopped."""
@@ -519,7 +537,7 @@ class Worker:
             if not self._pace(route):
                 return
             batch.sent.append(claim)
-            yield envelope, self._begin(claim, route)
+            yield envelope, self._begin(claim, route, batch)
 
     def _defer_rest(self, route: Route) -> None:
         """The server is unusable or asked us to wait: defer what is left for it."""
@@ -552,26 +570,33 @@ class Worker:
                 self._record(claim, outcome)
 
     def _record(self, claim: Claim, outcome: Outcome) -> None:
-        # If a power cut loses this rename, the previous durable state comes back:
-        # the inflight mark when the message went out (retried as possibly
-        # delivered), else a pending state (retried). Never a lost message; so
-        # one directory fsync per attempt (the mark's), not two.
-        try:
-            claim.finish(sync_dir=False)
-        except OutboxError as exc:
-            # The file keeps what it had: the mark when the message went out
-            # (so the next run retries it as possibly delivered), else its
-            # state before this attempt.
-            self._cannot_write(
-                f"cannot record the outcome of message {claim.message.id}",
-                exc,
-                "if it went out, the next run retries it as possibly delivered",
-            )
-            return
-        latency = None if claim.started is None else time.monotonic() - claim.started
-        observer = self.outbox.observer
-        tell(observer, "attempt_finished", claim.message, claim.destination, outcome, latency)
-        with self._lock:
-            self._stats.add(claim.message, outcome)
-            if self._progress is not None:
-                self._progress(claim.message, outcome)
+        self._record_many([(claim, outcome)])
+
+    def _record_many(
+        self, done: list[tuple[Claim, Outcome]], *, mark: Claim | None = None
+    ) -> OutboxError | None:
+        """Store the outcomes of ``done`` and release them (with ``mark``'s
+        end-of-data mark, in one write where the store can); returns the
+        error of the mark, if any."""
+        if not done and mark is None:
+            return None
+        errors = self.outbox.finish_many([claim for claim, _ in done], mark=mark)
+        for (claim, outcome), exc in zip(done, errors, strict=False):
+            if exc is not None:
+                # The store keeps what it had: the mark when the message went out
+                # (so the next run retries it as possibly delivered), else its
+                # state before this attempt.
+                self._cannot_write(
+                    f"cannot record the outcome of message {claim.message.id}",
+                    exc,
+                    "if it went out, the next run retries it as possibly delivered",
+                )
+                continue
+            latency = None if claim.started is None else time.monotonic() - claim.started
+            observer = self.outbox.observer
+            tell(observer, "attempt_finished", claim.message, claim.destination, outcome, latency)
+            with self._lock:
+                self._stats.add(claim.message, outcome)
+                if self._progress is not None:
+                    self._progress(claim.message, outcome)
+        return errors[-1] if mark is not None else None

@@ -32,14 +32,14 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from smtpmail._log import Logger
 from smtpmail.errors import OutboxError
-from smtpmail.outbox.box import Claim, Outbox
+from smtpmail.outbox.box import Claim, Due, Outbox
 from smtpmail.outbox.events import tell
 from smtpmail.outbox.outcome import apply_abandoned
 from smtpmail.outbox.postgres.schema import LATEST, MIGRATIONS
@@ -57,6 +57,10 @@ log = Logger("smtpmail.outbox")
 
 #: The size of each stored piece of a message (the last one may be shorter).
 CHUNK_SIZE = 256 * 1024
+#: A message up to this size comes with its claim (read with the batch's rows,
+#: not by a query of its own when it is sent): at most ``batch`` times this
+#: is held at once.
+PREFETCH_SIZE = 64 * 1024
 CHANNEL = "smtpmail_outbox"
 _LOCK_ID = 0x736D7470  # pg_advisory_xact_lock key for migrations ("smtp")
 
@@ -95,13 +99,15 @@ def _hidden_password(url: str) -> str:
 class _ChunkReader(io.RawIOBase):
     """The stored message as a seekable binary file, read one chunk at a time."""
 
-    def __init__(self, outbox: PostgresOutbox, msg_id: str, size: int) -> None:
+    def __init__(
+        self, outbox: PostgresOutbox, msg_id: str, size: int, first: bytes | None = None
+    ) -> None:
         self._outbox = outbox
         self._id = msg_id
         self._size = size
         self._pos = 0
-        self._seq = -1
-        self._chunk = b""
+        self._seq = -1 if first is None else 0
+        self._chunk = first or b""
 
     def readable(self) -> bool:
         return True
@@ -138,8 +144,12 @@ class _ChunkReader(io.RawIOBase):
 class PostgresClaim(Claim):
     """A message this worker holds the lease on."""
 
-    def __init__(self, outbox: PostgresOutbox, message: QueuedMessage) -> None:
-        reader = io.BufferedReader(_ChunkReader(outbox, message.id, message.size), CHUNK_SIZE)
+    def __init__(
+        self, outbox: PostgresOutbox, message: QueuedMessage, first: bytes | None = None
+    ) -> None:
+        """``first``: the message's first chunk, when it was read with the claim."""
+        raw = _ChunkReader(outbox, message.id, message.size, first)
+        reader = io.BufferedReader(raw, CHUNK_SIZE)
         super().__init__(message, reader)
         self.outbox = outbox
         self._leased = True
@@ -148,12 +158,14 @@ class PostgresClaim(Claim):
         self.outbox.save(self.message)
 
     def finish(self, *, sync_dir: bool = True) -> None:
-        # One statement saves and gives the lease back: a commit less per message.
-        try:
-            self.outbox.save(self.message, release=True)
-            self._leased = False
-        finally:
-            self.release()
+        (error,) = self.outbox.finish_many([self])
+        if error is not None:
+            raise error
+
+    def given_back(self) -> None:
+        """The lease went with the saved outcome: close the content, nothing more."""
+        self._leased = False
+        self.release()
 
     def release(self) -> None:
         if self.content.closed:
@@ -327,6 +339,27 @@ class PostgresOutbox(Outbox):
             params += (list(ids),)
         yield from self._select(where, params, "cannot list the messages due")
 
+    def due_for_routing(self, now: float, ids: Iterable[str] | None = None) -> Iterator[Due]:
+        # Three columns, not whole records: each worker of a run scans the queue.
+        where = f"NOT done AND (next_attempt <= %s OR inflight IS NOT NULL) AND {_FREE}"
+        params: tuple[Any, ...] = (now,)
+        if ids is not None:
+            where += " AND id = ANY(%s)"
+            params += (list(ids),)
+        final = [state.value for state in State if state.final]
+        with self.database("cannot list the messages due") as conn:
+            rows = conn.execute(
+                # The first recipient due now, else the first pending (as QueuedMessage.due).
+                "SELECT id, server, (SELECT address FROM smtpmail_recipients"
+                " WHERE message = smtpmail_messages.id AND state <> ALL(%s)"
+                " ORDER BY next_attempt > %s, position LIMIT 1)"
+                f" FROM smtpmail_messages WHERE {where} ORDER BY id",
+                (final, now, *params),
+            ).fetchall()
+        for msg_id, server, recipient in rows:
+            if recipient is not None:  # (not done, so it has one)
+                yield Due(msg_id, server, recipient)
+
     def next_due(self) -> float | None:
         with self.database("cannot read the outbox") as conn:
             row = conn.execute(
@@ -400,17 +433,43 @@ class PostgresOutbox(Outbox):
                 [(record.id, i, *_recipient_values(r)) for i, r in enumerate(record.recipients)],
             )
 
-    def save(self, message: QueuedMessage, *, release: bool = False) -> None:
-        """Store the state of a message this worker holds, renewing its lease (or,
-        with ``release``, giving it back).
+    def save(self, message: QueuedMessage) -> None:
+        """Store the state of a message this worker holds, renewing its lease.
 
         Raises OutboxError when the lease was lost to another worker meanwhile.
         """
         with self.database(f"cannot save message {message.id}") as conn, conn.transaction():
-            self._update(conn, message, release=release)
-        if release:
-            with self._lock:
-                self._held.discard(message.id)
+            self._update(conn, message)
+
+    def finish_many(
+        self, finished: Sequence[Claim], *, mark: Claim | None = None
+    ) -> list[OutboxError | None]:
+        """One transaction (one commit, one fsync) stores the outcomes of
+        ``finished``, gives their leases back, and stores ``mark``'s end-of-data
+        mark: the worker writes each message's outcome with the next message's
+        mark, so a message costs one commit rather than two. Nothing is stored
+        when anything fails (a lost lease, the database): every write then has
+        the error, and each of ``finished`` keeps its previous state (its mark,
+        if it went out: retried as possibly delivered)."""
+        held = [claim for claim in finished if isinstance(claim, PostgresClaim)]
+        assert len(held) == len(finished), "claims of another store"
+        ids = [c.message.id for c in (*held, *([mark] if mark is not None else []))]
+        what = f"cannot save message{'s' if len(ids) > 1 else ''} {', '.join(ids)}"
+        try:
+            with self.database(what) as conn, conn.transaction():
+                for claim in held:
+                    self._update(conn, claim.message, release=True)
+                if mark is not None:
+                    self._update(conn, mark.message)
+        except OutboxError as exc:
+            for claim in held:
+                claim.release()  # (the lease: given back by a statement of its own)
+            return [exc] * len(ids)
+        with self._lock:
+            self._held.difference_update(c.message.id for c in held)
+        for claim in held:
+            claim.given_back()
+        return [None] * len(ids)
 
     def _update(
         self, conn: psycopg.Connection[Any], message: QueuedMessage, *, release: bool = False
@@ -470,9 +529,20 @@ class PostgresOutbox(Outbox):
                 (self.owner, self.lease, taken),
             )
             records = self._records(conn, rows)
+            small = [m.id for m in records if m.size <= PREFETCH_SIZE]
+            first: dict[str, bytes] = {}
+            if small:
+                first = {
+                    msg_id: bytes(data)
+                    for msg_id, data in conn.execute(
+                        "SELECT message, data FROM smtpmail_chunks"
+                        " WHERE message = ANY(%s) AND seq = 0",
+                        (small,),
+                    )
+                }
             claims: list[Claim] = []
             for row, message in zip(rows, records, strict=True):
-                claim = PostgresClaim(self, message)
+                claim = PostgresClaim(self, message, first.get(message.id))
                 if row[-1] is not None:
                     log.warning("%s: the lease of %s expired; taken over", message.id, row[-1])
                     tell(self.observer, "lease_expired", message, row[-1])
