@@ -60,8 +60,7 @@ async def test_300_messages_each_delivered_once_with_its_envelope(connect: Conne
         assert subject not in seen, f"delivered twice: {subject}"
         seen[subject] = (str(message["Return-Path"]), str(message["X-Original-To"]))
     assert seen == {
-        f"{i} {tag}": (f"<s{i}-{tag}@example.org>", f"r{i}-{tag}@example.com")
-        for i in range(COUNT)
+        f"{i} {tag}": (f"<s{i}-{tag}@example.org>", f"r{i}-{tag}@example.com") for i in range(COUNT)
     }
     assert most_in_flight(t) == smtpmail.Options().transaction_window
 
@@ -72,7 +71,10 @@ async def test_refusals_in_the_window_are_exact(connect: Connect) -> None:
     tag = uuid.uuid4().hex[:12]
     rcpts = [[f"a-{tag}@example.com"], [REFUSED], [f"b-{tag}@example.com", REFUSED]]
     items = [
-        (smtpmail.Envelope(f"s{i}@example.org", r), b"Subject: %d %s\r\n\r\nx\r\n" % (i, tag.encode()))
+        (
+            smtpmail.Envelope(f"s{i}@example.org", r),
+            b"Subject: %d %s\r\n\r\nx\r\n" % (i, tag.encode()),
+        )
         for i, r in enumerate(rcpts)
     ]
     with PostfixMTA() as mta:
