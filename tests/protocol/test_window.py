@@ -160,7 +160,7 @@ def test_every_recipient_refused_mid_window_the_chunk_still_went() -> None:
 
 def test_some_recipients_refused_mid_window() -> None:
     items = [item(0), item(1, "b@x.org", "c@x.org"), item(2)]
-    server = TAKEN + [OK, RCPT_REFUSED, OK, QUEUED] + TAKEN
+    server = [*TAKEN, OK, RCPT_REFUSED, OK, QUEUED, *TAKEN]
     _, results, _ = window(server, items)
     assert results[1].error is None
     assert results[1].refused["b@x.org"].code == 550
@@ -169,7 +169,7 @@ def test_some_recipients_refused_mid_window() -> None:
 
 
 def test_the_data_refused_mid_window() -> None:
-    server = TAKEN + [OK, OK, DATA_REFUSED] + TAKEN
+    server = [*TAKEN, OK, OK, DATA_REFUSED, *TAKEN]
     _, results, _ = window(server, [item(i) for i in range(3)])
     assert [r.ok for r in results] == [True, False, True]
     assert isinstance(results[1].error, DataRefused)
