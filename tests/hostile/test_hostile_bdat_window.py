@@ -68,13 +68,12 @@ def window_server(fault: str) -> Step:
             elif verb == b"MAIL":
                 k += 1
                 here = k == AT
-                if here and fault == "421":
-                    await conn.write(b"421 4.3.2 shutting down\r\n")
-                    conn.close()
-                    return
-                if here and fault == "drop":
-                    # The rest of the window is read, never answered: the
-                    # connection drops while the client waits for replies.
+                if here and fault in ("421", "drop"):
+                    if fault == "421":
+                        await conn.write(b"421 4.3.2 shutting down\r\n")
+                    # The rest of the window is read, never answered (closing
+                    # with unread input would reset the connection, and the
+                    # client might lose the 421 with it).
                     with contextlib.suppress(TimeoutError):
                         while await conn.fill(timeout=1.0):
                             pass

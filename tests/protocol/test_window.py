@@ -221,3 +221,18 @@ def test_a_cut_mid_window_marks_which_ends_were_sent() -> None:
     assert [r.ok for r in results[:3]] == [True] * 3
     assert [r.end_sent for r in results] == [True] * 35 + [False]
     assert all(r.reply is None and r.error is None for r in results[3:])
+
+
+def test_a_stream_of_unknown_size_ends_the_window_for_the_rest() -> None:
+    """Its size is known only once it is read: it and the rest go as without the
+    window (the next group riding with each end of data), never slower."""
+    stream = (Envelope("a@example.org", ["r2@x.org"]), Content([b"m2\r\n"]))
+    items = [item(0), item(1), stream, item(3)]
+    server = TAKEN * 2 + [OK, OK, QUEUED, OK, OK, QUEUED]
+    _, results, trace = window(server, items)
+    assert all(r.ok for r in results)
+    assert [kind for kind, _ in trace.steps] == [
+        *("send", "send", "recv", "recv"),  # the window
+        *("send", "recv", "send", "recv", "recv", "send", "recv"),  # the group rides along
+    ]
+    assert trace.sends[3].startswith(b"BDAT 4 LAST\r\nm2\r\nMAIL FROM:")

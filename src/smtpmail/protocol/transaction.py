@@ -365,12 +365,12 @@ class Transactions(Guarded):
         chunk, its content read just before (so an "end of data sent" mark made
         by that read comes just before its own ``BDAT ... LAST``). Its replies are
         read when the window is full (``transaction_window`` transactions, or
-        ``window_octets`` octets unanswered), oldest first. A message whose size
-        is unknown or over the octet bound goes alone, as without the window,
-        once the window is empty.
+        ``window_octets`` octets unanswered), oldest first. A message over the
+        octet bound goes alone once the window is empty, which then resumes.
 
-        Returns the transactions still to send when the server turned out to
-        refuse MAIL pipelined after the end of data: they go one at a time.
+        Returns the transactions still to send without the window: when the
+        server turned out to refuse MAIL pipelined after the end of data (they
+        go one at a time), or from the first message of unknown size on.
         """
         flights: deque[_Flight] = deque()
         queued: deque[_Plan] = deque()
@@ -398,7 +398,10 @@ class Transactions(Guarded):
                 flight = flights.popleft()
                 octets -= flight.octets
                 left_open = yield from self._land(flight, queued, left_open)
-            if self.refuses_pipelined_mail:
+            if self.refuses_pipelined_mail or size is None:
+                # A stream of unknown size cannot be known to fit before it is
+                # read: from here on, one end of data in flight at a time, the
+                # next group riding with it, as without the window.
                 queued.appendleft(plan)
                 break
             if alone:
