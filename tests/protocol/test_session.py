@@ -403,7 +403,7 @@ def test_bdat_empty_message() -> None:
 
 
 def test_bdat_send_many_waits_for_earlier_chunks_before_the_next_group() -> None:
-    opts = Options(chunk_size=4, bdat_window=4)
+    opts = Options(chunk_size=4, bdat_window=4, transaction_window=1)  # (the window: below)
     session = ready("PIPELINING", "CHUNKING", options=opts)
     c1 = Content([b"aaaa", b"bb"], size=6)
     results, trace = send(

@@ -84,7 +84,8 @@ def test_data_accepted_after_a_refused_mail_is_ended_before_the_resend() -> None
 
 
 def test_bdat_group_refused_after_bdat_last_is_sent_again() -> None:
-    session = ready("PIPELINING", "CHUNKING")
+    # Without the window of transactions (its own case: test_window.py).
+    session = ready("PIPELINING", "CHUNKING", options=Options(transaction_window=1))
     server = [OK, OK, QUEUED, BAD_SEQUENCE, NEED_MAIL, OK, OK, QUEUED]
     results, trace = send(session, server, *items(2), keep=True)
     assert [r.ok for r in results] == [True, True]

@@ -193,11 +193,14 @@ def apply_result(
     attempt = _Attempt(message, schedule, now, due_by)
     replies = result.recipients if result is not None else {}
     complete = result is not None and (result.reply is not None or result.error is not None)
+    # Cut short with the end of its data sent and unanswered: while the reply
+    # was awaited, or (transactions pipelined in a window, RFC 3030 §4.2) while
+    # an earlier transaction's replies were read or a later one was written.
     cut_after_data = (
         result is not None
         and not complete
         and isinstance(error, TransportError)
-        and error.possibly_delivered
+        and (error.possibly_delivered or result.end_sent)
     )
     for key, r in attempt.pending.items():
         rr = next((v for a, v in replies.items() if a.lower() == key), None)
@@ -212,7 +215,7 @@ def apply_result(
                 attempt.by_error(r, result.error or error or RuntimeError("no reply"))
         elif rr is not None and not rr.accepted:
             attempt.by_reply(r, rr.reply)  # refused at RCPT before the cut
-        elif rr is not None and cut_after_data:
+        elif cut_after_data and (rr is not None or (result is not None and result.end_sent)):
             attempt.unanswered(r, f"no reply after the data was sent: {error}")
         else:
             attempt.by_error(r, error or RuntimeError("the attempt did not happen"))

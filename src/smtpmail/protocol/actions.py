@@ -135,6 +135,14 @@ class Options(Record):
     a session learns it by itself from such a server's 503 (see
     :attr:`smtpmail.protocol.session.Session.refuses_pipelined_mail`).
 
+    ``transaction_window`` and ``window_octets``: with PIPELINING and
+    CHUNKING, :meth:`~smtpmail.Client.send_many` keeps up to this many
+    transactions (MAIL, RCPT, ``BDAT n LAST`` and the chunk: no 354 to wait
+    for, RFC 3030 §4.2) written before their replies are read, and no more
+    than this many octets of them unanswered. The octet bound stays below
+    what socket buffers hold, so that client and server never both block
+    writing (RFC 2920 §3.1). A message larger than it goes alone, as with a
+    window of 1 (which switches the window off).
     """
 
     pipelining: bool = True
@@ -149,6 +157,10 @@ class Options(Record):
     #: BDAT replies allowed outstanding when pipelining.
     bdat_window: int = 16
     pipeline_messages: bool = True
+    #: Transactions in flight at once on one connection (CHUNKING + PIPELINING).
+    transaction_window: int = 32
+    #: Octets written in those transactions before their replies are read.
+    window_octets: int = 128 * 1024
 
     def disabled(self) -> tuple[str, ...]:
         names = {

@@ -214,9 +214,15 @@ class SendResult:
     ``error`` is set when the transaction as a whole failed (sender refused,
     every recipient refused, data refused); :meth:`Client.send` raises it,
     :meth:`Client.send_many` keeps it here.
+
+    ``end_sent``: the end of the data (the final dot, or ``BDAT ... LAST``)
+    was written. While ``reply`` and ``error`` are None (the connection was
+    lost before the reply to it arrived) the server may have taken the
+    message (RFC 5321 §4.1.1.4; with pipelined BDAT transactions, RFC 3030
+    §4.2, several may be in that state at once).
     """
 
-    __slots__ = ("error", "recipients", "reply", "sender", "tls")
+    __slots__ = ("end_sent", "error", "recipients", "reply", "sender", "tls")
 
     sender: str
     recipients: dict[str, RecipientResult]
@@ -225,6 +231,7 @@ class SendResult:
     #: How the connection was protected: a :class:`smtpmail.TLSInfo` (version,
     #: cipher, certificate) or None in clear text. Set by the client.
     tls: Any
+    end_sent: bool
 
     def __init__(
         self,
@@ -239,6 +246,7 @@ class SendResult:
         self.reply = reply
         self.error = error
         self.tls = tls
+        self.end_sent = False
 
     def __eq__(self, other: object) -> bool:
         if other.__class__ is not self.__class__:

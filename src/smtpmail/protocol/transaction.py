@@ -11,10 +11,17 @@ trip. Every reply is checked against the command it answers. A server that
 answers 503 to a MAIL sent that way gets the transaction again alone, and the
 connection stops doing it; recipients refused as too many (RFC 5321
 §4.5.3.1.10) get the message in further transactions on the connection.
+
+With CHUNKING too, BDAT needs no 354 (RFC 3030 §4.2), so ``send_many`` keeps
+a window of whole transactions in flight: MAIL, RCPT, ``BDAT n LAST`` and the
+chunk of each go out as soon as its content is read, bounded by
+``Options.transaction_window`` transactions and ``Options.window_octets``
+unanswered octets; the replies are matched to them in order.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 
 from smtpmail._log import Logger
@@ -113,16 +120,42 @@ class _Plan:
             lines.insert(0, b"RSET\r\n")
         return b"".join(lines), _show(lines), len(lines)
 
-    def end_of_data(self) -> None:
+    def end_of_data(self, *, unanswered: bool = False) -> None:
         """This transaction's end of data is about to leave: every other octet of
         the content has been read (RFC 5321 §4.1.1.4, RFC 3030 §2). Whatever the
-        hook raises stops it here, so that the end of data never leaves."""
+        hook raises stops it here, so that the end of data never leaves.
+
+        The hook is given the recipients the server accepted, or with
+        ``unanswered`` (a window of transactions: MAIL, RCPT and ``BDAT LAST``
+        in one write) every recipient of the transaction, as none of their
+        replies is in yet."""
         if self.before_end is not None:
-            self.before_end(tuple(self.accepted))
+            who = [path.address for path in self.paths] if unanswered else self.accepted
+            self.before_end(tuple(who))
 
     def body(self) -> Content:
         """The content to stream; a further transaction reads it again from its start."""
         return self.content if self.head is self else self.content.again()
+
+
+class _Flight:
+    """A transaction written whole (commands, BDAT, chunk) whose replies are unread:
+    ``count`` of them, for ``octets`` written; ``rset``: RSET went first;
+    ``after``: written while an earlier transaction's end was in flight."""
+
+    __slots__ = ("after", "count", "octets", "plan", "rset")
+
+    def __init__(self, plan: _Plan, count: int, octets: int, rset: bool, after: bool) -> None:
+        self.plan = plan
+        self.count = count
+        self.octets = octets
+        self.rset = rset
+        self.after = after
+
+
+def _known_size(content: Content) -> int | None:
+    """The content's size before a byte of it is read: held in memory, or declared."""
+    return len(content.data) if content.data is not None else content.size
 
 
 def _show(lines: Iterable[bytes]) -> tuple[str, ...]:
@@ -228,7 +261,10 @@ class Transactions(Guarded):
             results = []
         it = iter(items)
         if "PIPELINING" in self.extensions:
-            yield from self._pipelined(it, results, keep_errors, then_quit)
+            queued: deque[_Plan] = deque()
+            if keep_errors and not then_quit and self._windows:
+                queued = yield from self._windowed(it, results)
+            yield from self._pipelined(it, results, keep_errors, then_quit, queued)
         else:
             yield from self._lockstep(it, results, keep_errors)
         return results
@@ -239,8 +275,9 @@ class Transactions(Guarded):
         results: list[SendResult],
         keep: bool,
         then_quit: bool,
+        queued: deque[_Plan],
     ) -> Flow[None]:
-        plan = self._next_plan(it, results, keep)
+        plan = self._next_plan(it, results, keep, queued)
         if plan is None:
             return
         rset = self.needs_rset
@@ -265,7 +302,7 @@ class Transactions(Guarded):
             # the caller's iterator raises), this message still ends first.
             failed: Exception | None = None
             try:
-                nxt = plan.rest or self._next_plan(it, results, keep)
+                nxt = plan.rest or self._next_plan(it, results, keep, queued)
             except Exception as exc:  # raised below, once this message has ended
                 nxt, failed = None, exc
             sent_next = False
@@ -325,6 +362,165 @@ class Transactions(Guarded):
         yield from self._receive(1, "end of data", "data_end")
         return True
 
+    @property
+    def _windows(self) -> bool:
+        """May whole transactions be in flight at once (RFC 3030 §4.2, RFC 2920 §3.1)?
+        With CHUNKING, not in LMTP (how many replies BDAT LAST gets depends on
+        the RCPT replies), and not with a server that refuses MAIL after data."""
+        return (
+            self.options.transaction_window > 1
+            and "CHUNKING" in self.extensions
+            and not self.options.lmtp
+            and self._pipelines_messages
+        )
+
+    def _windowed(
+        self, it: Iterator[tuple[Envelope, Content]], results: list[SendResult]
+    ) -> Flow[deque[_Plan]]:
+        """Send the items' transactions in a window (refused ones are recorded).
+
+        Each transaction goes in one write: MAIL, RCPT, ``BDAT n LAST`` and the
+        chunk, its content read just before (so an "end of data sent" mark made
+        by that read comes just before its own ``BDAT ... LAST``). Its replies are
+        read when the window is full (``transaction_window`` transactions, or
+        ``window_octets`` octets unanswered), oldest first. A message over the
+        octet bound goes alone once the window is empty, which then resumes.
+
+        Returns the transactions still to send without the window: when the
+        server turned out to refuse MAIL pipelined after the end of data (they
+        go one at a time), or from the first message of unknown size on.
+        """
+        flights: deque[_Flight] = deque()
+        queued: deque[_Plan] = deque()
+        window = self.options.transaction_window
+        room = self.options.window_octets
+        octets = 0
+        left_open = False  # the last transaction read may have left the server's open
+        failed: Exception | None = None
+        while not self.refuses_pipelined_mail:
+            try:
+                plan = self._next_plan(it, results, True, queued)
+            except Exception as exc:  # raised below, once the window has landed
+                failed = exc
+                break
+            if plan is None:
+                if not flights:
+                    break
+                flight = flights.popleft()
+                octets -= flight.octets
+                left_open = yield from self._land(flight, queued, left_open)
+                continue
+            size = _known_size(plan.content)
+            alone = size is None or size > room
+            while flights and (alone or len(flights) >= window or octets + (size or 0) > room):
+                flight = flights.popleft()
+                octets -= flight.octets
+                left_open = yield from self._land(flight, queued, left_open)
+            if self.refuses_pipelined_mail or size is None:
+                # A stream of unknown size cannot be known to fit before it is
+                # read: from here on, one end of data in flight at a time, the
+                # next group riding with it, as without the window.
+                queued.appendleft(plan)
+                break
+            if alone:
+                left_open = yield from self._alone(plan, queued)
+                continue
+            flight = yield from self._fly(plan, after=bool(flights))
+            flights.append(flight)
+            octets += flight.octets
+        while flights:
+            left_open = yield from self._land(flights.popleft(), queued, left_open)
+        if failed is not None:
+            raise failed
+        return queued
+
+    def _fly(self, plan: _Plan, *, after: bool) -> Flow[_Flight]:
+        """Write one whole transaction; its replies are read later (:meth:`_land`)."""
+        rset = self.needs_rset
+        self.needs_rset = False
+        group, shown, count = plan.group(rset)
+        parts: list[bytes | memoryview] = [group]
+        lines = list(shown)
+        for chunk, last in _bdat_chunks(plan.body(), self.options.chunk_size):
+            header = b"BDAT %d%s\r\n" % (len(chunk), b" LAST" if last else b"")
+            if last:
+                plan.end_of_data(unanswered=True)
+            parts += (header, chunk)
+            lines.append(header[:-2].decode())
+            count += 1
+        data = b"".join(parts)
+        # With transactions in flight their replies may already be buffered:
+        # they are not unsolicited (no_reply_pending only for the first).
+        yield Send(data, tuple(lines), no_reply_pending=not after)
+        plan.result.end_sent = True
+        return _Flight(plan, count, len(data), rset, after)
+
+    def _land(self, flight: _Flight, queued: deque[_Plan], open_before: bool) -> Flow[bool]:
+        """Read and record one transaction's replies, in the order of its commands.
+
+        A refused MAIL makes the RCPT and BDAT replies 503s that say nothing
+        more; every RCPT refused makes the BDAT reply one too (the chunk went
+        all the same, RFC 3030 §2). 503 to a MAIL written while an earlier
+        transaction's end was in flight: the transaction was not attempted and
+        is sent again, and unless that earlier one may have left a transaction
+        open (it failed after its MAIL was accepted: RSET first), the server
+        refuses such pipelining. Returns whether this one may have left the
+        server's transaction open (RFC 5321 §4.1.1.5: RSET needed).
+        """
+        plan = flight.plan
+        # Waiting here may be waiting for an end of data to be processed.
+        replies = yield from self._receive(flight.count, "MAIL", "data_end")
+        if flight.rset:
+            replies = replies[1:]
+        head = 1 + len(plan.rcpts)
+        if flight.after and replies[0].code == 503:
+            if any(_ok(r) for r in replies[1:]):
+                raise RemoteProtocolError(
+                    "the server refused a pipelined MAIL FROM (503) but took the "
+                    "commands that followed it; the transactions are out of step"
+                )
+            plan.result.end_sent = False  # not attempted: sent again
+            if open_before:
+                self.needs_rset = True
+            else:
+                yield from self._refused_after_data(plan, replies)
+            queued.append(plan)
+            return open_before
+        if self._evaluate(plan, replies[:head]):
+            ends = replies[head:]
+            refused = next((r for r in ends[:-1] if not _ok(r)), None)
+            self._finish(plan, [refused or ends[-1]], True)
+            left_open = refused is not None
+        else:
+            left_open = _ok(replies[0])
+            self._fail_pending(plan, True)
+        if left_open:
+            self.needs_rset = True
+        if plan.rest is not None:
+            queued.append(plan.rest)
+        return left_open
+
+    def _alone(self, plan: _Plan, queued: deque[_Plan]) -> Flow[bool]:
+        """One transaction with nothing else in flight: its commands, their replies,
+        then its content (a message too large for the window). Returns whether
+        it may have left the server's transaction open."""
+        rset = self.needs_rset
+        group, shown, count = plan.group(rset)
+        yield Send(group, shown, no_reply_pending=True)
+        replies = yield from self._receive(count, "MAIL")
+        if rset:
+            replies = replies[1:]
+        self.needs_rset = False
+        if self._evaluate(plan, replies):
+            data_replies, _ = yield from self._body(plan, b"", ())
+            self._finish(plan, data_replies, True)
+        else:
+            self.needs_rset = _ok(replies[0])
+            self._fail_pending(plan, True)
+        if plan.rest is not None:
+            queued.append(plan.rest)
+        return self.needs_rset
+
     def _lockstep(
         self, it: Iterator[tuple[Envelope, Content]], results: list[SendResult], keep: bool
     ) -> Flow[None]:
@@ -351,8 +547,16 @@ class Transactions(Guarded):
             plan = plan.rest or self._next_plan(it, results, keep)
 
     def _next_plan(
-        self, it: Iterator[tuple[Envelope, Content]], results: list[SendResult], keep: bool
+        self,
+        it: Iterator[tuple[Envelope, Content]],
+        results: list[SendResult],
+        keep: bool,
+        queued: deque[_Plan] | None = None,
     ) -> _Plan | None:
+        """The next transaction: one ``queued`` (sent again, or a message's further
+        one), else the next item's (its result appended to ``results``)."""
+        if queued:
+            return queued.popleft()
         for envelope, content in it:
             try:
                 plan = self._plan(envelope, content)
@@ -580,6 +784,7 @@ class Transactions(Guarded):
         last = bytes(previous) + ending + tail if previous else ending + tail
         content_octets = len(previous) + len(ending) - 3
         yield Send(last, (".", *tail_shown), content_octets=content_octets)
+        plan.result.end_sent = True
         return (yield from self._receive(n_final, "end of data", "data_end")), bool(tail)
 
     def _bdat(
@@ -615,6 +820,7 @@ class Transactions(Guarded):
                         yield Send(tail, tail_shown)
                 else:
                     yield Send(header + chunk + tail, shown + tail_shown, content_octets=0)
+                plan.result.end_sent = True
                 replies = yield from self._receive(outstanding + n_final, "BDAT", "data_end")
                 failed = next((r for r in replies[:outstanding] if not _ok(r)), None)
                 if failed is not None:

@@ -354,20 +354,22 @@ def respond(
 
     ``refuse_after_data``: answer 503 to every command line that arrived before
     our reply to the end of data (DATA's dot or BDAT LAST), as a server
-    guarding against SMTP smuggling may; the lines go to ``conn.refused_early``.
+    guarding against SMTP smuggling may; the lines go to ``conn.refused_early``
+    (a refused BDAT's chunk is read and discarded, RFC 3030 §2).
     """
     bdat_re = re.compile(rb"BDAT (\d+)( LAST)?\r\n\Z", re.IGNORECASE)
 
     async def step(conn: Conn) -> None:
         bdat: DataRecord | None = None
-        early = 0  # lines still to refuse: they came with the end of data
+        early = 0  # offset in conn.received up to which lines came with the end of data
         while (line := await conn.readline()) is not None:
             verb = line[:4].upper()
             if stop_at is not None and line.upper().startswith(stop_at.upper()):
                 return
-            if early:
-                early -= 1
+            if len(conn.received) - len(conn.buf) - len(line) < early:
                 conn.refused_early.append(line)
+                if verb == b"BDAT" and (m := bdat_re.match(line)):
+                    await conn.readexactly(int(m.group(1)))
                 await conn.write(_EARLY.get(verb, b"503 5.5.1 Bad sequence of commands\r\n"))
                 continue
             if verb in (b"EHLO", b"LHLO"):
@@ -383,7 +385,7 @@ def respond(
                 await conn.write(b"354 go ahead\r\n")
                 await _read_data(conn, data_reply)
                 if refuse_after_data and conn.data:
-                    early = conn.data[-1].trailing.count(b"\n")
+                    early = len(conn.received)
             elif verb == b"BDAT" and (m := bdat_re.match(line)):
                 size, last = int(m.group(1)), bool(m.group(2))
                 chunk = await conn.readexactly(size)
@@ -399,7 +401,7 @@ def respond(
                     bdat.trailing = bytes(conn.buf)
                     conn.data.append(bdat)
                     if refuse_after_data:
-                        early = bdat.trailing.count(b"\n")
+                        early = len(conn.received)
                     bdat = None
                     await conn.write(data_reply)
                 else:
