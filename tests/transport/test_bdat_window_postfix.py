@@ -8,11 +8,13 @@ envelope, and the client must have had many transactions in flight at once.
 
 from __future__ import annotations
 
+import io
 import uuid
 
 import pytest
 
 import smtpmail
+from smtpmail.message.content import MarkedMessage
 from support.harness import Connect
 from support.postfix import REFUSED, PostfixMTA
 
@@ -87,3 +89,33 @@ async def test_refusals_in_the_window_are_exact(connect: Connect) -> None:
     assert partly.error is None and partly.accepted == [f"b-{tag}@example.com"]
     assert partly.refused[REFUSED].code == 554
     assert sorted(str(m["Subject"]) for m in delivered) == [f"0 {tag}", f"2 {tag}"]
+
+
+async def test_each_windowed_message_is_marked_just_before_its_own_last(
+    connect: Connect,
+) -> None:
+    """The outbox's "end of data sent" hook (``MarkedMessage``): once per message,
+    just before that message's ``BDAT ... LAST`` is written, never after and not
+    for one whose end never left; its RCPT replies are not in yet, so it names
+    every recipient of the transaction."""
+    tag = uuid.uuid4().hex[:12]
+    t = Transcript()
+    marks: list[tuple[int, tuple[str, ...], int]] = []  # (message, recipients, LASTs before)
+
+    def marked(i: int) -> MarkedMessage:
+        def hook(rcpts: tuple[str, ...]) -> None:
+            lasts = sum(1 for kind, line in t if kind == "client" and line.endswith(" LAST"))
+            marks.append((i, rcpts, lasts))
+
+        return MarkedMessage(io.BytesIO(b"Subject: %d %s\r\n\r\nx\r\n" % (i, tag.encode())), hook)
+
+    rcpts = [[f"a{i}-{tag}@example.com", REFUSED] if i == 3 else [f"a{i}-{tag}@example.com"]
+             for i in range(10)]  # fmt: skip
+    items = [(smtpmail.Envelope(f"s{i}@example.org", r), marked(i)) for i, r in enumerate(rcpts)]
+    with PostfixMTA() as mta:
+        async with connect(mta.port, transcript=t) as client:
+            results = await client.send_many(items)
+        mta.delivered(10)
+    assert all(r.ok or r.refused for r in results)
+    assert marks == [(i, tuple(r), i) for i, r in enumerate(rcpts)]
+    assert most_in_flight(t) == 10  # the ten were in flight at once: the window's case

@@ -219,11 +219,24 @@ def _file_replay(f: IO[bytes]) -> Callable[[], Iterator[bytes]] | None:
 
 
 def _file_size(f: IO[bytes]) -> int | None:
+    """The octets left to read: from the file's size, or by seeking to the end of
+    any other seekable stream (io.BytesIO, an outbox's stored copy) and back; None
+    for a pipe. A known size lets several messages share a window of
+    transactions in flight (:class:`~smtpmail.protocol.Options`)."""
     try:
         size = os.fstat(f.fileno()).st_size
         return max(size - f.tell(), 0)
     except (OSError, AttributeError, io.UnsupportedOperation):
+        pass
+    try:
+        if not f.seekable():
+            return None
+        here = f.tell()
+        end = f.seek(0, io.SEEK_END)
+        f.seek(here)
+    except (OSError, AttributeError, ValueError):
         return None
+    return max(end - here, 0)
 
 
 def _stream_content(
