@@ -30,7 +30,13 @@ from smtpmail.transport.tls import TLSInfo, TLSOptions, check_peer
 TYPE_CHECKING = False
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import TypeAlias
+
     from smtpmail.transport.stream import AsyncNetworkStream
+
+    #: Called once by the stream: with None when the loop called back, else the error.
+    Listener: TypeAlias = Callable[[BaseException | None], None]
 
 __all__ = ["AsyncSocketStream", "open_tcp"]
 
@@ -50,7 +56,7 @@ class AsyncSocketStream(asyncio.BufferedProtocol):
         self._receiving = memoryview(bytearray(_RECEIVE))  # the loop's, between reads
         self._eof = False
         self._error: BaseException | None = None
-        self._waiter: asyncio.Future[None] | None = None  # a read or a write waiting
+        self._listener: Listener | None = None  # a read or a write waiting
         self._paused = False
         self._fd = -1  # the socket's, to ask the kernel what arrived (read_arrived)
         self._deadline = 0.0  # of the wait under way (loop time)
@@ -92,21 +98,44 @@ class AsyncSocketStream(asyncio.BufferedProtocol):
         self._wake()
 
     def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        listener = self._listener
+        if listener is not None:
+            self._listener = None
+            listener(None)
+
+    def listen(self, timeout: float, listener: Listener) -> None:
+        """Call ``listener(None)`` once when the loop calls back (data, EOF, room
+        to write), or ``listener(TimeoutError())`` when ``timeout`` passes first.
+
+        One listener at a time; no Future, no task: a client's pump
+        (:mod:`smtpmail.transport.aio`) goes on with its flow right here, so
+        the task wakes once per operation, not once per reply.
+        """
+        self._deadline = deadline = self._loop.time() + timeout
+        if self._timer is None or self._timer_at > deadline:
+            self._arm(deadline)
+        self._listener = listener
+
+    def unlisten(self) -> None:
+        self._listener = None
 
     async def _wait(self, timeout: float) -> None:
         """Until the loop calls back (data, EOF, room to write), or TimeoutError."""
-        loop = self._loop
-        self._deadline = deadline = loop.time() + timeout
-        if self._timer is None or self._timer_at > deadline:
-            self._arm(deadline)
-        waiter = self._waiter = loop.create_future()
+        waiter: asyncio.Future[None] = self._loop.create_future()
+
+        def wake(error: BaseException | None) -> None:
+            if not waiter.done():
+                if error is None:
+                    waiter.set_result(None)
+                else:
+                    waiter.set_exception(error)
+
+        self.listen(timeout, wake)
         try:
             await waiter
         finally:
-            self._waiter = None
+            if self._listener is wake:  # (cancelled)
+                self._listener = None
 
     def _arm(self, when: float) -> None:
         if self._timer is not None:
@@ -117,13 +146,44 @@ class AsyncSocketStream(asyncio.BufferedProtocol):
     def _on_timer(self) -> None:
         """The watchdog: expire the wait under way if its deadline is this one."""
         self._timer = None
-        waiter = self._waiter
-        if waiter is None or waiter.done():
+        listener = self._listener
+        if listener is None:
             return  # nobody waits: the next wait arms it again
         if self._deadline <= self._timer_at:
-            waiter.set_exception(TimeoutError())
+            self._listener = None
+            listener(TimeoutError())
         else:
             self._arm(self._deadline)
+
+    # -- without waiting: what a pump does in the loop's callback --------------
+
+    def take_now(self, max_bytes: int) -> bytes | None:
+        """What ``read`` would return now (bytes, ``b""`` at the end, or its
+        error); None when it would wait."""
+        if not self._buffer and not self._eof:
+            return None
+        return self._take(max_bytes)
+
+    def kernel_holds_more(self) -> bool:
+        """Whether ``read_arrived`` must wait a loop turn: nothing is buffered but
+        the kernel holds bytes the loop has not handed over yet."""
+        if self._buffer or self._eof or self._fd < 0:
+            return False
+        return bool(select.select([self._fd], [], [], 0)[0])
+
+    def write_now(self, data: bytes | memoryview) -> bool:
+        """Hand ``data`` to the transport; False when the caller must then wait
+        (``listen``) until the peer takes some."""
+        transport = self._transport
+        assert transport is not None
+        # A closing transport drops the data; the next read reports why.
+        transport.write(data)
+        return not self._paused
+
+    @property
+    def paused(self) -> bool:
+        """Above the high-water mark: a write waits until the peer takes some."""
+        return self._paused
 
     # -- the stream ------------------------------------------------------------
 
@@ -159,12 +219,9 @@ class AsyncSocketStream(asyncio.BufferedProtocol):
         return b""
 
     async def write(self, data: bytes | memoryview, timeout: float) -> None:
-        transport = self._transport
-        assert transport is not None
-        # A closing transport drops the data; the next read reports why.
-        transport.write(data)
-        while self._paused:
-            await self._wait(timeout)
+        if not self.write_now(data):
+            while self._paused:
+                await self._wait(timeout)
 
     async def start_tls(
         self,
