@@ -122,8 +122,7 @@ class _Pump:
         stream = self.stream
         assert stream is not None
         self.op = op
-        self.deadline = asyncio.get_running_loop().time() + timeout
-        stream.listen(timeout, self._woken)
+        self.deadline = stream.listen(timeout, self._woken)
 
     def _woken(self, error: BaseException | None) -> None:
         """The stream's callback: bytes, the end, room to write, or the deadline."""

@@ -121,9 +121,10 @@ class AsyncSocketStream(asyncio.BufferedProtocol):
             self._listener = None
             listener(None)
 
-    def listen(self, timeout: float, listener: Listener) -> None:
+    def listen(self, timeout: float, listener: Listener) -> float:
         """Call ``listener(None)`` once when the loop calls back (data, EOF, room
-        to write), or ``listener(TimeoutError())`` when ``timeout`` passes first.
+        to write), or ``listener(TimeoutError())`` when ``timeout`` passes first;
+        return that deadline (loop time).
 
         One listener at a time; no Future, no task: a client's pump
         (:mod:`smtpmail.transport.aio`) goes on with its flow right here, so
@@ -133,6 +134,7 @@ class AsyncSocketStream(asyncio.BufferedProtocol):
         if self._timer is None or self._timer_at > deadline:
             self._arm(deadline)
         self._listener = listener
+        return deadline
 
     def unlisten(self) -> None:
         self._listener = None
