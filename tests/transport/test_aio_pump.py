@@ -148,3 +148,34 @@ async def test_the_flow_runs_in_the_tasks_context() -> None:
             seen.clear()
             await client.send_many([(ENVELOPE, MESSAGE)] * 3)
     assert seen == {"batch-7"}
+
+
+async def test_a_hook_that_cancels_the_task_mid_batch() -> None:
+    """The transcript hook runs in the stream's callback; cancelling the sending
+    task from there, as the flow ends, reaches the loop as no error, and the
+    task sees its cancellation."""
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _loop, context: errors.append(context))
+    task: asyncio.Task[Any] | None = None
+    go_aheads = 0
+
+    def hook(kind: str, line: str) -> None:
+        # At the reply to the last end of data: the flow ends in this callback.
+        nonlocal go_aheads
+        go_aheads += kind == "server" and line.startswith("354")
+        if go_aheads == 3 and line.startswith("250") and task is not None:
+            task.cancel()
+
+    try:
+        with RecordingServer() as server:
+            client = AsyncClient(server.host, server.port, timeout=10, transcript=hook)
+            await client.connect()
+            task = asyncio.create_task(client.send_many([(ENVELOPE, MESSAGE)] * 3))
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            client.close()
+            await asyncio.sleep(0.01)  # (lets the transport close; not a timed assertion)
+    finally:
+        loop.set_exception_handler(None)
+    assert errors == []

@@ -82,10 +82,12 @@ class _Pump:
             try:
                 yield from future
             except asyncio.CancelledError as exc:
-                if not future.cancelled():
-                    raise
+                if self.step is None and not future.cancelled():
+                    raise  # the flow ended: its value or error is on the future
                 assert self.stream is not None
                 self.stream.unlisten()
+                # Thrown in where the flow stands: the step it waits on, or the
+                # one it left for the task (the callback went on meanwhile).
                 self.step = self._advance(None, exc)
         return self.step
 
@@ -154,8 +156,10 @@ class _Pump:
         try:
             step = self._advance(value, error)
         except BaseException as exc:  # (Finished too) the task raises it
-            future.set_exception(exc)
+            if not future.done():  # (the flow, a hook say, may cancel the task)
+                future.set_exception(exc)
             return
         if step is not None:
             self.step = step
-            future.set_result(None)
+            if not future.done():
+                future.set_result(None)
