@@ -240,6 +240,12 @@ UNASYNC = {
     "open_tcp": "connect_tcp",
     "await as_async_stream": "as_stream",
     "``Client._drive``": "``AsyncClient._drive``",
+    # The async one resumes the flow through its pump (transport/aio_pump.py),
+    # which carries on in the event loop's callbacks while it can.
+    "await pump(self, steps, value, error)": (
+        "steps.send(value) if error is None else steps.throw(error)"
+    ),
+    "except Finished as stop": "except StopIteration as stop",
 }
 
 

@@ -2,6 +2,9 @@
 
 Only the trampoline that performs IO steps differs from the blocking client
 (:mod:`smtpmail.transport.drive`); tests check the two expose the same methods.
+It resumes the flow through a pump (:mod:`smtpmail.transport.aio_pump`) that
+carries out in the event loop's callbacks the steps the stream can do there,
+so the task wakes once per operation rather than once per reply.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from smtpmail.protocol.reply import Reply
 from smtpmail.protocol.session import Session
 from smtpmail.transport import drive
 from smtpmail.transport._base import BaseClient, Stage, connection_survives
+from smtpmail.transport.aio_pump import Finished, pump
 from smtpmail.transport.aio_stream import as_async_stream, open_tcp
 from smtpmail.transport.drive import CHUNK, CONNECT, HANDSHAKE, POLL, READ, WRITE, Steps
 
@@ -69,8 +73,8 @@ class AsyncClient(BaseClient):
             error: BaseException | None = None
             while True:
                 try:
-                    op, arg = steps.send(value) if error is None else steps.throw(error)
-                except StopIteration as stop:
+                    op, arg = await pump(self, steps, value, error)
+                except Finished as stop:
                     return stop.value  # type: ignore[no-any-return]
                 value = error = None
                 try:

@@ -1,7 +1,7 @@
 """The asyncio network stream: an :class:`asyncio.BufferedProtocol` that only buffers bytes.
 
 It keeps its own buffer (no ``StreamReader``): the event loop receives into
-a 64 KiB buffer the stream owns (``get_buffer``; a plain ``Protocol`` gets a
+a 64 KiB buffer the streams of its thread share (``get_buffer``; a plain ``Protocol`` gets a
 fresh ``bytes`` of up to 256 KiB per read, which the allocator maps and
 unmaps each time: three system calls per read, issue 19), ``buffer_updated``
 appends what came, ``read`` takes, and a read that finds data there returns
@@ -12,8 +12,10 @@ each read's deadline is later than the last), moves to it. The SMTP
 deadlines are minutes long and replies come in milliseconds, so it fires
 about once per deadline's length instead of being made and cancelled for
 every reply (``asyncio.timeout()`` per reply was most of AsyncClient's
-overhead, issue 19). Parsing stays in :mod:`smtpmail.protocol`. The contract
-is :mod:`smtpmail.transport.stream`'s.
+overhead, issue 19). Besides the awaited ``read`` and ``write``, ``listen``
+and the ``*_now`` methods let AsyncClient's pump (:mod:`smtpmail.transport.aio_pump`)
+go on with its flow in the loop's callbacks. Parsing stays in
+:mod:`smtpmail.protocol`. The contract is :mod:`smtpmail.transport.stream`'s.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import asyncio
 import select
 import socket
 import ssl
+import threading
 from typing import Any
 
 from smtpmail.errors import TLSError
@@ -30,7 +33,13 @@ from smtpmail.transport.tls import TLSInfo, TLSOptions, check_peer
 TYPE_CHECKING = False
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import TypeAlias
+
     from smtpmail.transport.stream import AsyncNetworkStream
+
+    #: Called once by the stream: with None when the loop called back, else the error.
+    Listener: TypeAlias = Callable[[BaseException | None], None]
 
 __all__ = ["AsyncSocketStream", "open_tcp"]
 
@@ -38,6 +47,21 @@ __all__ = ["AsyncSocketStream", "open_tcp"]
 _HIGH_WATER = 256 * 1024
 #: The size of the buffer the event loop receives into.
 _RECEIVE = 65536
+
+#: The receive buffer, one per thread for every stream of its event loop: the
+#: loop (and asyncio's TLS layer) fills it and calls ``buffer_updated``, which
+#: copies the bytes out, before it serves any other protocol. A fresh 64 KiB
+#: per connection cost zeroing it: 75,000 instructions per connection, a
+#: tenth of what a connection per message spends in Python (issue 19).
+_scratch = threading.local()
+
+
+def _receive_buffer() -> memoryview:
+    try:
+        buffer: memoryview = _scratch.buffer
+    except AttributeError:
+        buffer = _scratch.buffer = memoryview(bytearray(_RECEIVE))
+    return buffer
 
 
 class AsyncSocketStream(asyncio.BufferedProtocol):
@@ -47,10 +71,10 @@ class AsyncSocketStream(asyncio.BufferedProtocol):
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
         self._buffer = bytearray()
-        self._receiving = memoryview(bytearray(_RECEIVE))  # the loop's, between reads
+        self._receiving = _receive_buffer()  # the loop's, between reads
         self._eof = False
         self._error: BaseException | None = None
-        self._waiter: asyncio.Future[None] | None = None  # a read or a write waiting
+        self._listener: Listener | None = None  # a read or a write waiting
         self._paused = False
         self._fd = -1  # the socket's, to ask the kernel what arrived (read_arrived)
         self._deadline = 0.0  # of the wait under way (loop time)
@@ -92,21 +116,46 @@ class AsyncSocketStream(asyncio.BufferedProtocol):
         self._wake()
 
     def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        listener = self._listener
+        if listener is not None:
+            self._listener = None
+            listener(None)
+
+    def listen(self, timeout: float, listener: Listener) -> float:
+        """Call ``listener(None)`` once when the loop calls back (data, EOF, room
+        to write), or ``listener(TimeoutError())`` when ``timeout`` passes first;
+        return that deadline (loop time).
+
+        One listener at a time; no Future, no task: a client's pump
+        (:mod:`smtpmail.transport.aio`) goes on with its flow right here, so
+        the task wakes once per operation, not once per reply.
+        """
+        self._deadline = deadline = self._loop.time() + timeout
+        if self._timer is None or self._timer_at > deadline:
+            self._arm(deadline)
+        self._listener = listener
+        return deadline
+
+    def unlisten(self) -> None:
+        self._listener = None
 
     async def _wait(self, timeout: float) -> None:
         """Until the loop calls back (data, EOF, room to write), or TimeoutError."""
-        loop = self._loop
-        self._deadline = deadline = loop.time() + timeout
-        if self._timer is None or self._timer_at > deadline:
-            self._arm(deadline)
-        waiter = self._waiter = loop.create_future()
+        waiter: asyncio.Future[None] = self._loop.create_future()
+
+        def wake(error: BaseException | None) -> None:
+            if not waiter.done():
+                if error is None:
+                    waiter.set_result(None)
+                else:
+                    waiter.set_exception(error)
+
+        self.listen(timeout, wake)
         try:
             await waiter
         finally:
-            self._waiter = None
+            if self._listener is wake:  # (cancelled)
+                self._listener = None
 
     def _arm(self, when: float) -> None:
         if self._timer is not None:
@@ -117,13 +166,44 @@ class AsyncSocketStream(asyncio.BufferedProtocol):
     def _on_timer(self) -> None:
         """The watchdog: expire the wait under way if its deadline is this one."""
         self._timer = None
-        waiter = self._waiter
-        if waiter is None or waiter.done():
+        listener = self._listener
+        if listener is None:
             return  # nobody waits: the next wait arms it again
         if self._deadline <= self._timer_at:
-            waiter.set_exception(TimeoutError())
+            self._listener = None
+            listener(TimeoutError())
         else:
             self._arm(self._deadline)
+
+    # -- without waiting: what a pump does in the loop's callback --------------
+
+    def take_now(self, max_bytes: int) -> bytes | None:
+        """What ``read`` would return now (bytes, ``b""`` at the end, or its
+        error); None when it would wait."""
+        if not self._buffer and not self._eof:
+            return None
+        return self._take(max_bytes)
+
+    def kernel_holds_more(self) -> bool:
+        """Whether ``read_arrived`` must wait a loop turn: nothing is buffered but
+        the kernel holds bytes the loop has not handed over yet."""
+        if self._buffer or self._eof or self._fd < 0:
+            return False
+        return bool(select.select([self._fd], [], [], 0)[0])
+
+    def write_now(self, data: bytes | memoryview) -> bool:
+        """Hand ``data`` to the transport; False when the caller must then wait
+        (``listen``) until the peer takes some."""
+        transport = self._transport
+        assert transport is not None
+        # A closing transport drops the data; the next read reports why.
+        transport.write(data)
+        return not self._paused
+
+    @property
+    def paused(self) -> bool:
+        """Above the high-water mark: a write waits until the peer takes some."""
+        return self._paused
 
     # -- the stream ------------------------------------------------------------
 
@@ -159,12 +239,9 @@ class AsyncSocketStream(asyncio.BufferedProtocol):
         return b""
 
     async def write(self, data: bytes | memoryview, timeout: float) -> None:
-        transport = self._transport
-        assert transport is not None
-        # A closing transport drops the data; the next read reports why.
-        transport.write(data)
-        while self._paused:
-            await self._wait(timeout)
+        if not self.write_now(data):
+            while self._paused:
+                await self._wait(timeout)
 
     async def start_tls(
         self,
