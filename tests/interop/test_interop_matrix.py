@@ -35,7 +35,8 @@ from typing import Any
 import pytest
 import trustme
 
-from smtpmail import AsyncClient, AuthenticationError, Client, Envelope
+from smtpmail import AuthenticationError, Envelope
+from support.harness import make_client
 from support.interop.dovecot import MECHANISMS, Dovecot
 from support.interop.exim import EximMTA
 
@@ -43,7 +44,6 @@ USER, PASSWORD = "interop-user", "interop-Pässword-1"
 REFUSED = "refused@example.com"
 FULL = "full@example.org"  # an LMTP mailbox over quota: refused after the data
 DOMAINS = ("example.com", "example.org")
-KINDS = ("sync", "async")
 FEATURES = (
     "plain",
     "starttls",
@@ -328,9 +328,8 @@ class Run:
             kw.setdefault("ssl_context", client_ctx)
         if target.auth_required and "auth" not in kw:
             kw["auth"] = (USER, PASSWORD)
-        cls = Client if kind == "sync" else AsyncClient
-        self.client = cls(
-            "127.0.0.1",
+        self.client = make_client(
+            kind,
             target.port,
             ehlo_name="client.example",
             timeout=30.0,
@@ -381,7 +380,6 @@ def _skip_unless(run: Run, keyword: str, target: Target) -> None:
         pytest.skip(f"{target.name} does not offer {keyword}")
 
 
-@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("feature", FEATURES)
 def test_interop(target: Target, feature: str, kind: str, client_ctx: ssl.SSLContext) -> None:
     token = uuid.uuid4().hex
@@ -482,7 +480,6 @@ def test_interop(target: Target, feature: str, kind: str, client_ctx: ssl.SSLCon
 
 
 @pytest.mark.parametrize("target", ["dovecot-lmtp"], indirect=True)
-@pytest.mark.parametrize("kind", KINDS)
 def test_lmtp_replies_after_data(target: Target, kind: str, client_ctx: ssl.SSLContext) -> None:
     """RFC 2033 section 4.2: one reply per accepted recipient; each decides its own fate."""
     token = uuid.uuid4().hex
@@ -504,7 +501,6 @@ def test_lmtp_replies_after_data(target: Target, kind: str, client_ctx: ssl.SSLC
 
 
 @pytest.mark.parametrize("target", ["postfix"], indirect=True)
-@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("mechanism", MECHANISMS)
 def test_auth_mechanism(
     target: Target, mechanism: str, kind: str, client_ctx: ssl.SSLContext
@@ -524,7 +520,6 @@ def test_auth_mechanism(
 
 
 @pytest.mark.parametrize("target", ["postfix"], indirect=True)
-@pytest.mark.parametrize("kind", KINDS)
 def test_auth_wrong_password(target: Target, kind: str, client_ctx: ssl.SSLContext) -> None:
     run = Run(kind, target, client_ctx, tls="starttls", auth=(USER, PASSWORD + "x"))
     with pytest.raises(AuthenticationError) as caught:
