@@ -16,6 +16,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 )
 sys.path.insert(0, str(ROOT / "src"))
 
+from support.delivery.mxworld import MXWorld, pick_network, usable  # noqa: E402
 from support.harness import KINDS, Connect, Twin  # noqa: E402
 from support.servers import RecordingServer  # noqa: E402
 from support.tlsservers import Certs, TLSServer, authenticator  # noqa: E402
@@ -60,3 +61,18 @@ def starttls_server(certs: Certs) -> Iterator[TLSServer]:
         auth_required=True,
     ) as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def world() -> Iterator[MXWorld]:
+    """The loopback Internet of support/delivery/mxworld.py (MX hosts, DNS, MTA-STS),
+    for the direct-delivery tests and the outbox's direct mode."""
+    reason = usable()
+    if reason:
+        pytest.fail(reason)
+    net = pick_network()
+    if net is None:
+        pytest.fail("no free loopback /24 for ports 25, 53 and 443")
+    w = MXWorld(net)
+    yield w
+    w.close()

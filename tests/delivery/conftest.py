@@ -7,21 +7,8 @@ from typing import Any
 
 import pytest
 
-from support.delivery.mxworld import MXWorld, StartServer, pick_network, usable
+from support.delivery.mxworld import MXWorld, StartServer
 from support.servers import Recorder, RecordingServer
-
-
-@pytest.fixture(scope="module")
-def world() -> Iterator[MXWorld]:
-    reason = usable()
-    if reason:
-        pytest.fail(reason)
-    net = pick_network()
-    if net is None:
-        pytest.fail("no free loopback /24 for ports 25, 53 and 443")
-    w = MXWorld(net)
-    yield w
-    w.close()
 
 
 @pytest.fixture

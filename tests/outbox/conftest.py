@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from smtpmail.outbox import Outbox
 from support.pgserver import PostgresServer
 
 
@@ -26,3 +28,14 @@ def postgres() -> Iterator[PostgresServer]:
 def pg_url(postgres: PostgresServer) -> str:
     """A new, empty database for one test."""
     return postgres.create_database()
+
+
+@pytest.fixture(params=["folder", "postgres"])
+def location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An outbox location of each store, ready to use (the database migrated)."""
+    if request.param == "folder":
+        return str(tmp_path / "outbox")
+    url = str(request.getfixturevalue("pg_url"))
+    with Outbox(url) as box:
+        box.migrate()
+    return url

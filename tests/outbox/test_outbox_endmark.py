@@ -20,7 +20,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-from pathlib import Path
 from signal import SIGKILL
 
 import pytest
@@ -128,16 +127,6 @@ SCENARIOS = {
     "mid-bdat": (_mid_bdat, BIG, False),
     "after-bdat-last": (_after_bdat_last, 0, True),
 }
-
-
-@pytest.fixture(params=["folder", "postgres"])
-def location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "folder":
-        return str(tmp_path / "outbox")
-    url = str(request.getfixturevalue("pg_url"))
-    with Outbox(url) as box:
-        box.migrate()
-    return url
 
 
 @pytest.mark.timeout(180)

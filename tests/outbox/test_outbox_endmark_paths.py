@@ -23,14 +23,13 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from smtpmail.outbox import Outbox, State, Worker
-from support.delivery.mxworld import OK, OK2, MXWorld, pick_network, usable
+from support.delivery.mxworld import OK, OK2, MXWorld
 from support.dkimcheck import key_file, make_key
 from support.hostile.scripted import Conn, ScriptedServer, Step, call, ehlo_reply
 from support.postfix import wait_for
@@ -94,29 +93,6 @@ def _hold_bdat(reached: threading.Event, *, after_last: bool) -> Step:
                 return
 
     return call(step)
-
-
-@pytest.fixture(params=["folder", "postgres"])
-def location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "folder":
-        return str(tmp_path / "outbox")
-    url = str(request.getfixturevalue("pg_url"))
-    with Outbox(url) as box:
-        box.migrate()
-    return url
-
-
-@pytest.fixture(scope="module")
-def world() -> Iterator[MXWorld]:
-    reason = usable()
-    if reason:
-        pytest.fail(reason)
-    net = pick_network()
-    if net is None:
-        pytest.fail("no free loopback /24 for ports 25, 53 and 443")
-    w = MXWorld(net)
-    yield w
-    w.close()
 
 
 def _kill_at(server: ScriptedServer, reached: threading.Event, command: list[str]) -> None:
