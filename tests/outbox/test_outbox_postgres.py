@@ -292,12 +292,18 @@ def test_workers_killed_at_random_and_a_server_crash_lose_nothing(
         )
 
     workers = [start() for _ in range(4)]
-    kills = 0
+    kills = killed_at = 0
     restarted = False
     try:
-        # Kill while mail flows; the database crashes once, between two kills.
+        # Kill while mail flows, each time a few more messages have arrived (by
+        # progress, not by the clock: fast workers could otherwise finish before
+        # the faults); the database crashes once, between two kills.
         while len(smtpd.messages) < count and kills < 30:
-            time.sleep(rng.uniform(0.3, 1.0))
+            time.sleep(rng.uniform(0.005, 0.05))
+            received_now = len(smtpd.messages)
+            if received_now - killed_at < rng.randint(3, 12):
+                continue
+            killed_at = received_now
             victim = rng.randrange(len(workers))
             workers[victim].send_signal(signal.SIGKILL)
             workers[victim].wait()
