@@ -91,9 +91,21 @@ async def test_no_reply_after_the_final_dot_may_have_been_delivered(connect: Con
     assert info.value.possibly_delivered
 
 
-@pytest.mark.parametrize("parting", [b"421 4.4.2 idle too long\r\n", b""])
+QUEUED = b"250 2.0.0 queued\r\n"
+IDLE = b"421 4.4.2 idle too long\r\n"
+PARTINGS = {
+    "421 then close": [*transaction(), send(IDLE)],
+    "close": transaction(),
+    # The 421 read with the end-of-data reply: already in the parser, not the stream.
+    "421 with the last reply": transaction(QUEUED + IDLE),
+    # Half the 421 read with the last reply, the rest later: the poll sees "4.2 ...".
+    "421 split": [*transaction(QUEUED + IDLE[:5]), sleep(0.1), send(IDLE[5:])],
+}
+
+
+@pytest.mark.parametrize("parting", PARTINGS.values(), ids=PARTINGS.keys())
 async def test_reconnect_after_the_server_closed_an_idle_connection(
-    connect: Connect, parting: bytes
+    connect: Connect, parting: list[Step]
 ) -> None:
     closed = threading.Event()
 
@@ -101,7 +113,7 @@ async def test_reconnect_after_the_server_closed_an_idle_connection(
         conn.close()
         closed.set()
 
-    first = [*hello(EHLO), *transaction(), send(parting), call(hang_up)]
+    first = [*hello(EHLO), *parting, call(hang_up)]
     second = [*hello(EHLO), *transaction(), expect(b"QUIT", b"221 bye\r\n")]
 
     with ScriptedServer(first, then=[second]) as server:

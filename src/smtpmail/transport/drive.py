@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Generator, Iterable
 
 from smtpmail._log import Logger
-from smtpmail.errors import ConnectionLost, LocalProtocolError, SMTPError
+from smtpmail.errors import ConnectionLost, LocalProtocolError, ServiceClosing, SMTPError
 from smtpmail.protocol.actions import Content, Flow, Receive, Send
 from smtpmail.protocol.envelope import Envelope, SendResult
 from smtpmail.protocol.reply import Reply
@@ -94,13 +94,19 @@ def ensured(client: BaseClient, flow: Callable[[Session], Flow[T]]) -> Steps[T]:
     if client._connected:
         # One cheap poll per operation: a server that dropped an idle connection
         # (or said 421 and left) costs a reconnect, not a failed transaction.
+        # The 421 may have come with the last reply, or in pieces: what decides
+        # is the whole of what the parser holds, not this poll's bytes.
         try:
             data = yield (POLL, None)
         except OSError:
             data = b""
         if data:
-            client._parser.feed(data)  # junk other than a 421 is dropped before the next command
-        if data is not None and (not data or data.startswith(b"421")):
+            client._parser.feed(data)
+        try:
+            client._unsolicited()  # junk is dropped; a 421 raises
+        except ServiceClosing:
+            data = b""
+        if data == b"":
             log.info("the server closed the idle connection; reconnecting")
             client.close()
     if not client._connected:
