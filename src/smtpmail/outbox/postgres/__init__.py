@@ -81,16 +81,16 @@ _SELECT_RECIPIENTS = (
     "SELECT message, " + ", ".join(_RECIPIENT_COLUMNS) + " FROM smtpmail_recipients"
 )
 _BY_POSITION = "ORDER BY message, position"
-#: Lease those of %(ids)s (at most %(limit)s, oldest first) that are pending,
-#: due by %(due_by)s (or left in flight) and held by nobody, skipping rows
-#: another worker is claiming; returns their records, each one's previous
-#: lease owner (an expired lease taken over), its recipients (JSON, by
-#: position) and, if it is small, its first chunk: one statement.
+#: Lease those of %(ids)s that are pending, due by %(due_by)s (or left in
+#: flight) and held by nobody, skipping rows another worker is claiming (and
+#: locking in order of id); returns their records, each one's previous lease
+#: owner (an expired lease taken over), its recipients (JSON, by position)
+#: and, if it is small, its first chunk: one statement.
 _CLAIM = (
     "WITH taken AS (SELECT id, lease_owner FROM smtpmail_messages"
     f" WHERE id = ANY(%(ids)s) AND NOT done AND {_FREE}"
     " AND (next_attempt <= %(due_by)s OR inflight IS NOT NULL)"
-    " ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED)"
+    " ORDER BY id FOR UPDATE SKIP LOCKED)"
     " UPDATE smtpmail_messages AS m SET lease_owner = %(owner)s,"
     " lease_until = now() + make_interval(secs => %(lease)s) FROM taken"
     # (the list again: the rows to update are found by the primary key, whatever
@@ -515,16 +515,12 @@ class PostgresOutbox(Outbox):
         claims = self.claim_many([msg_id], due_by=due_by)
         return claims[0] if claims else None
 
-    def claim_many(
-        self, ids: list[str], *, due_by: float | None = None, limit: int | None = None
-    ) -> list[Claim]:
-        """Lease the messages of ``ids`` (at most ``limit``, oldest first) that are
-        pending, due (or left in flight) and held by nobody, skipping rows another
-        worker is claiming: one statement."""
+    def claim_many(self, ids: list[str], *, due_by: float | None = None) -> list[Claim]:
+        """Lease the messages of ``ids`` that are pending, due (or left in flight)
+        and held by nobody, skipping rows another worker is claiming: one statement."""
         params = {
             "ids": ids,
             "due_by": float("inf") if due_by is None else due_by,
-            "limit": limit,
             "owner": self.owner,
             "lease": self.lease,
             "prefetch": PREFETCH_SIZE,
