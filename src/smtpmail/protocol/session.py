@@ -244,9 +244,7 @@ class Session(Transactions):
 
     @one_at_a_time
     def rset(self) -> Flow[Reply]:
-        reply = yield from self.command("RSET", "RSET")
-        self.needs_rset = False
-        return reply
+        return (yield from self._rset())
 
     @one_at_a_time
     def vrfy(self, address: str) -> Flow[Reply]:
