@@ -191,6 +191,9 @@ class Transactions(Guarded):
     """The mail transactions of a :class:`~smtpmail.protocol.session.Session`
     (mixed into it): the state they read and change is the session's."""
 
+    # Declared here only: Session's __init__ assigns them without annotations (mypyc
+    # reports an attribute declared in a class and again in a subclass twice to the
+    # cycle collector, which then clears objects still in use).
     options: Options
     extensions: Extensions
     helo_reply: Reply | None
