@@ -10,6 +10,7 @@ mypyc must be the extension, or that job would silently test pure Python.
 
 from __future__ import annotations
 
+import ast
 import importlib
 import os
 import tomllib
@@ -37,3 +38,45 @@ def test_each_listed_module_is_the_build_under_test(name: str) -> None:
         assert path.endswith(".so"), f"{name} is imported from {path}, not the mypyc build"
     else:
         assert path.endswith(".py"), f"{name} is imported from {path}, not its source"
+
+
+def _declared(cls: ast.ClassDef) -> set[str]:
+    """Attributes a class declares: annotated in its body or as ``self.x: T`` in a method."""
+    names = {
+        node.target.id
+        for node in cls.body
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+    }
+    for node in ast.walk(cls):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Attribute)
+            and isinstance(node.target.value, ast.Name)
+            and node.target.value.id == "self"
+        ):
+            names.add(node.target.attr)
+    return names
+
+
+def test_no_compiled_class_declares_an_attribute_of_its_base_again() -> None:
+    # mypyc reports such an attribute twice to the cycle collector (tp_traverse), which
+    # then clears objects still in use: Session.helo_reply crashed tests/protocol
+    # (tests/protocol/test_session_gc.py). Declare each attribute in one class only.
+    classes: dict[str, ast.ClassDef] = {}
+    for name in MODULES:
+        path = (ROOT / "src" / Path(*name.split("."))).with_suffix(".py")
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef):
+                classes[node.name] = node
+
+    def ancestors(cls: ast.ClassDef) -> list[ast.ClassDef]:
+        found = [classes[b.id] for b in cls.bases if isinstance(b, ast.Name) and b.id in classes]
+        return found + [a for base in found for a in ancestors(base)]
+
+    again = {
+        f"{cls.name}.{attr} (declared in {base.name})"
+        for cls in classes.values()
+        for base in ancestors(cls)
+        for attr in _declared(cls) & _declared(base)
+    }
+    assert not again, sorted(again)
