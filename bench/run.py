@@ -89,6 +89,8 @@ def pinned(argv: list[str], cpus: set[int]) -> list[str]:
 
 #: Where the clients import smtpmail from: this checkout's src/, or its snapshot.
 SOURCE = [ROOT / "src"]
+#: Where the mypyc build of that snapshot is installed (``compiled_build``), if it built.
+COMPILED: list[Path | None] = [None]
 #: How the CLI is started: ``python -m smtpmail``, or the launcher an install writes.
 CLI = [[sys.executable, "-m", "smtpmail"]]
 
@@ -113,14 +115,17 @@ def write_launcher(folder: Path) -> Path:
     return path
 
 
-def _env() -> dict[str, str]:
+def _env(source: Path | None = None) -> dict[str, str]:
     env = dict(os.environ)
-    # The clients import this checkout's smtpmail, not an installed copy.
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SOURCE[0]), env.get("PYTHONPATH")]))
+    # The clients import this checkout's smtpmail (or its mypyc build), not an installed copy.
+    where = str(source or SOURCE[0])
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [where, env.get("PYTHONPATH")]))
     return env
 
 
-def _spawn(argv: list[str], stdin: Path | None) -> tuple[str, float, int]:
+def _spawn(
+    argv: list[str], stdin: Path | None, source: Path | None = None
+) -> tuple[str, float, int]:
     """Run one process to completion; (stdout, CPU seconds, max RSS KiB) via wait4."""
     with (
         open(stdin or os.devnull, "rb") as fin,
@@ -133,7 +138,7 @@ def _spawn(argv: list[str], stdin: Path | None) -> tuple[str, float, int]:
             stdin=fin,
             stdout=out,
             stderr=err,
-            env=_env(),
+            env=_env(source),
         )
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -164,11 +169,11 @@ def _read_rss(text: str, fallback: int) -> int:
     return int(lines[-1]) if lines and lines[-1].isdigit() else fallback
 
 
-def measure_python(client: str, port: int, **kw: object) -> Sample:
+def measure_python(client: str, port: int, source: Path | None = None, **kw: object) -> Sample:
     argv = [sys.executable, PEERS_PY, client, "--port", str(port)]
     for k, v in kw.items():
         argv += [f"--{k}", str(v)]
-    text, cpu, rss = _spawn(argv, None)
+    text, cpu, rss = _spawn(argv, None, source)
     data = json.loads(text.strip().splitlines()[-1])
     return Sample(data["messages"], data["octets"], data["seconds"], cpu, rss, data["cpu"])
 
@@ -407,6 +412,7 @@ def smtpmail_cli_argv(port: int, msg: Path) -> list[str] | None:
 
 # Row names say exactly what each side does; a target names two of them.
 MANY = "smtpmail Client.send_many"
+MANY_MYPYC = "smtpmail Client.send_many (mypyc)"
 LOOP = "smtpmail Client.send in a loop"
 ASYNC_MANY = "smtpmail AsyncClient.send_many"
 SOURCE_D = "smtp-source -s 1 -d"
@@ -446,6 +452,10 @@ def build(args: argparse.Namespace, msg_file: Path, big_file: Path) -> list[Scen
     def reused(n: int, size: int, loop: bool = False) -> dict[str, Callable[[int], Sample]]:
         """Every client on one connection it keeps for all ``n`` messages."""
         peers = {MANY: py("smtpmail", count=n, size=size)}
+        if loop and not getattr(args, "no_mypyc", False):
+            peers[MANY_MYPYC] = lambda port: measure_python(
+                "smtpmail", port, _compiled(), count=n, size=size
+            )
         if loop:
             peers[LOOP] = py("smtpmail-send", count=n, size=size)
         peers[ASYNC_MANY] = py("smtpmail-async", count=n, size=size)
@@ -685,6 +695,11 @@ def main(argv: list[str]) -> int:
     )
     p.add_argument("--no-readme", action="store_true", help=f"leave {PAGE.name} alone")
     p.add_argument("--no-chart", action="store_true")
+    p.add_argument(
+        "--no-mypyc",
+        action="store_true",
+        help="leave out the row of the mypyc build (building it takes a minute or more)",
+    )
     args = p.parse_args(argv)
     # Postfix's tools live in /usr/sbin, which a user's PATH may lack.
     os.environ["PATH"] = os.environ.get("PATH", "") + os.pathsep + "/usr/sbin"
@@ -708,6 +723,8 @@ def main(argv: list[str]) -> int:
         )
         subprocess.run([sys.executable, "-m", "compileall", "-q", str(src)], check=True)
         SOURCE[0] = src
+        if not args.no_mypyc and (not only or "1" in only):
+            COMPILED[0] = compiled_build(args.source or ROOT / "src", Path(tmp) / "mypyc")
         CLI[0] = [str(write_launcher(Path(tmp) / "bin"))]
         msg_file = Path(tmp) / "message.eml"
         msg_file.write_bytes(make_message(1024))
@@ -743,6 +760,51 @@ def main(argv: list[str]) -> int:
     )
     print(f"results in {out} ({time.time() - started:.0f} s)")
     return 0
+
+
+def _compiled() -> Path:
+    if COMPILED[0] is None:
+        raise RuntimeError("no mypyc build (see above why it failed)")
+    return COMPILED[0]
+
+
+def compiled_build(src: Path, folder: Path) -> Path | None:
+    """The mypyc build of ``src`` (setup.py's opt-in), installed into ``folder``; None if
+    it cannot be built here (no compiler or headers): its row is then left out.
+
+    Built from a copy of the checkout with ``src`` in place, the way a user builds it
+    (``SMTPMAIL_MYPYC=1``, pip's isolated build environment).
+    """
+    tree = folder / "tree"
+    shutil.copytree(
+        ROOT,
+        tree,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", "build", "node_modules", "__pycache__", "results", "src"
+        ),
+    )
+    shutil.copytree(src, tree / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    env = {**os.environ, "SMTPMAIL_MYPYC": "1"}
+    print("building the mypyc variant (setup.py)...", flush=True)
+    pip = [sys.executable, "-m", "pip", "-q"]
+    try:
+        subprocess.run(
+            [*pip, "wheel", "--no-deps", "-w", str(folder / "wheel"), str(tree)],
+            check=True,
+            env=env,
+            capture_output=True,
+        )
+        wheels = [str(w) for w in (folder / "wheel").glob("*.whl")]
+        subprocess.run(
+            [*pip, "install", "--no-deps", "--target", str(folder / "site"), *wheels],
+            check=True,
+            capture_output=True,
+        )
+    except subprocess.CalledProcessError as exc:
+        why = exc.stderr.decode(errors="replace")[-400:]
+        print(f"bench: the mypyc build failed, its row is skipped: {why}", file=sys.stderr)
+        return None
+    return folder / "site"
 
 
 def _write_big(path: Path, size: int) -> None:

@@ -123,6 +123,7 @@ def test_harness_runs_a_scenario_and_writes_results(tmp_path: Path) -> None:
             str(tmp_path),
             "--no-chart",
             "--no-readme",
+            "--no-mypyc",
         ],
         capture_output=True,
         text=True,

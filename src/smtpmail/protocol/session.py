@@ -56,7 +56,9 @@ class Session(Transactions):
         self.extensions = Extensions()
         self.greeting: Reply | None = None
         self.esmtp = False
-        self.helo_reply: Reply | None = None
+        # Declared once, in Transactions: mypyc reports an attribute declared again in a
+        # subclass twice to the cycle collector (tests/protocol/test_session_gc.py).
+        self.helo_reply = None
         self.needs_rset = False
         #: The server answered 503 to a MAIL sent in one write with the end of the
         #: previous message's data (RFC 2920 §3.1 allows that; some servers refuse
@@ -244,9 +246,7 @@ class Session(Transactions):
 
     @one_at_a_time
     def rset(self) -> Flow[Reply]:
-        reply = yield from self.command("RSET", "RSET")
-        self.needs_rset = False
-        return reply
+        return (yield from self._rset())
 
     @one_at_a_time
     def vrfy(self, address: str) -> Flow[Reply]:

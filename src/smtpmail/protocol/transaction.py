@@ -191,6 +191,9 @@ class Transactions(Guarded):
     """The mail transactions of a :class:`~smtpmail.protocol.session.Session`
     (mixed into it): the state they read and change is the session's."""
 
+    # Declared here only: Session's __init__ assigns them without annotations (mypyc
+    # reports an attribute declared in a class and again in a subclass twice to the
+    # cycle collector, which then clears objects still in use).
     options: Options
     extensions: Extensions
     helo_reply: Reply | None
@@ -198,13 +201,22 @@ class Transactions(Guarded):
     refuses_pipelined_mail: bool
     tls_authenticated: bool
 
-    if TYPE_CHECKING:  # defined by Session, which reads the replies for both halves
+    # Defined by Session, which reads the replies for both halves. A method, not a
+    # TYPE_CHECKING block: mypyc (the optional compiled build) compiles no other statement
+    # in a class body.
+    def _receive(
+        self, count: int, label: str, timeout: TimeoutKind = "command", *, auth: bool = False
+    ) -> Flow[list[Reply]]:
+        raise NotImplementedError
 
-        def _receive(
-            self, count: int, label: str, timeout: TimeoutKind = "command", *, auth: bool = False
-        ) -> Flow[list[Reply]]: ...
-
-        def rset(self) -> Flow[Reply]: ...
+    def _rset(self) -> Flow[Reply]:
+        """RSET, within a flow (Session.rset is the guarded one users start)."""
+        yield Send(cmd.command("RSET"), ("RSET",), no_reply_pending=True)
+        (reply,) = yield from self._receive(1, "RSET")
+        if reply.code >= 400:
+            raise ReplyError("RSET", reply)
+        self.needs_rset = False
+        return reply
 
     @one_at_a_time
     def envelope_only(
@@ -527,7 +539,7 @@ class Transactions(Guarded):
         plan = self._next_plan(it, results, keep)
         while plan is not None:
             if self.needs_rset:
-                yield from self.rset()
+                yield from self._rset()
             lines = [plan.mail, *plan.rcpts] + ([] if plan.bdat else [b"DATA\r\n"])
             replies: list[Reply] = []
             for i, line in enumerate(lines):
@@ -767,7 +779,9 @@ class Transactions(Guarded):
         if content.data is not None:
             pieces = encode_buffer(content.data, encoder, canonical=bool(content.canonical))
         else:
-            pieces = (encoder.feed(chunk) for chunk in content.chunks)
+            # map, not a generator expression: mypyc (the compiled build) makes those lists,
+            # which would hold a streamed message whole.
+            pieces = map(encoder.feed, content.chunks)
         previous: bytes | memoryview = b""
         for piece in pieces:
             if not piece:
