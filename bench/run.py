@@ -44,6 +44,28 @@ sys.path.insert(0, str(BENCH))
 
 import discard_mta  # noqa: E402
 from peers import RECIPIENT, SENDER, make_message  # noqa: E402
+from report import (  # noqa: E402 (the row names, defined once beside the targets naming them)
+    AIOSMTPLIB,
+    AIOSMTPLIB_X8,
+    ASYNC_MANY,
+    ASYNC_X8,
+    ASYNC_X8_MYPYC,
+    CLI_SEND,
+    LOOP,
+    MANY,
+    MANY_MYPYC,
+    MYPYC_SCENARIOS,
+    ONESHOT,
+    ONESHOT_ASYNC,
+    ONESHOT_MYPYC,
+    SMTPLIB,
+    SMTPLIB_EACH,
+    SMTPLIB_X8,
+    SOURCE_D,
+    SOURCE_EACH,
+    SOURCE_X8,
+    THREADS_X8,
+)
 
 PEERS_PY = str(BENCH / "peers.py")
 #: The page a whole run writes its tables into (and its chart beside).
@@ -410,26 +432,6 @@ def smtpmail_cli_argv(port: int, msg: Path) -> list[str] | None:
     ]
 
 
-# Row names say exactly what each side does; a target names two of them.
-MANY = "smtpmail Client.send_many"
-MANY_MYPYC = "smtpmail Client.send_many (mypyc)"
-LOOP = "smtpmail Client.send in a loop"
-ASYNC_MANY = "smtpmail AsyncClient.send_many"
-SOURCE_D = "smtp-source -s 1 -d"
-SMTPLIB = "smtplib SMTP.sendmail"
-AIOSMTPLIB = "aiosmtplib SMTP.sendmail"
-ONESHOT = "smtpmail.send()"
-ONESHOT_ASYNC = "smtpmail.send_async()"
-SOURCE_EACH = "smtp-source -s 1"
-SMTPLIB_EACH = "smtplib, new SMTP per message"
-ASYNC_X8 = "smtpmail AsyncClient x8 tasks"
-THREADS_X8 = "smtpmail Client x8 threads"
-SOURCE_X8 = "smtp-source -s 8 -d"
-SMTPLIB_X8 = "smtplib x8 threads"
-AIOSMTPLIB_X8 = "aiosmtplib x8 tasks"
-CLI_SEND = "smtpmail send (CLI)"
-
-
 def build(args: argparse.Namespace, msg_file: Path, big_file: Path) -> list[Scenario]:
     q = args.quick
     runs = 1 if q else args.runs
@@ -446,16 +448,22 @@ def build(args: argparse.Namespace, msg_file: Path, big_file: Path) -> list[Scen
     def py(client: str, **kw: object) -> Callable[[int], Sample]:
         return lambda port: measure_python(client, port, **kw)
 
+    with_mypyc = not getattr(args, "no_mypyc", False)
+
+    def mypyc(client: str, **kw: object) -> Callable[[int], Sample]:
+        """The same client on the mypyc build (``compiled_build``)."""
+        return lambda port: measure_python(client, port, _compiled(), **kw)
+
     def source(n: int, size: int, conns: int = 1, reuse: bool = True) -> Callable[[int], Sample]:
         return lambda port: smtp_source(port, n, size, conns, reuse=reuse)
 
-    def reused(n: int, size: int, loop: bool = False) -> dict[str, Callable[[int], Sample]]:
+    def reused(
+        n: int, size: int, loop: bool = False, compiled: bool = False
+    ) -> dict[str, Callable[[int], Sample]]:
         """Every client on one connection it keeps for all ``n`` messages."""
         peers = {MANY: py("smtpmail", count=n, size=size)}
-        if loop and not getattr(args, "no_mypyc", False):
-            peers[MANY_MYPYC] = lambda port: measure_python(
-                "smtpmail", port, _compiled(), count=n, size=size
-            )
+        if compiled and with_mypyc:
+            peers[MANY_MYPYC] = mypyc("smtpmail", count=n, size=size)
         if loop:
             peers[LOOP] = py("smtpmail-send", count=n, size=size)
         peers[ASYNC_MANY] = py("smtpmail-async", count=n, size=size)
@@ -464,10 +472,15 @@ def build(args: argparse.Namespace, msg_file: Path, big_file: Path) -> list[Scen
         peers[AIOSMTPLIB] = py("aiosmtplib", count=n, size=size)
         return peers
 
-    def eight(n: int) -> dict[str, Callable[[int], Sample]]:
+    def eight(n: int, compiled: bool = False) -> dict[str, Callable[[int], Sample]]:
         """``n`` messages split over 8 connections, each kept for its share."""
         return {
             ASYNC_X8: py("smtpmail-async", count=n, size=kib, conns=8),
+            **(
+                {ASYNC_X8_MYPYC: mypyc("smtpmail-async", count=n, size=kib, conns=8)}
+                if compiled and with_mypyc
+                else {}
+            ),
             THREADS_X8: py("smtpmail", count=n, size=kib, conns=8),
             SOURCE_X8: source(n, kib, 8),
             SMTPLIB_X8: py("smtplib", count=n, size=kib, conns=8),
@@ -476,6 +489,7 @@ def build(args: argparse.Namespace, msg_file: Path, big_file: Path) -> list[Scen
 
     per_message = {
         ONESHOT: py("smtpmail-oneshot", count=n7, size=kib),
+        **({ONESHOT_MYPYC: mypyc("smtpmail-oneshot", count=n7, size=kib)} if with_mypyc else {}),
         ONESHOT_ASYNC: py("smtpmail-oneshot-async", count=n7, size=kib),
         SOURCE_EACH: source(n7, kib, reuse=False),
         SMTPLIB_EACH: py("smtplib-per-message", count=n7, size=kib),
@@ -500,14 +514,14 @@ def build(args: argparse.Namespace, msg_file: Path, big_file: Path) -> list[Scen
             "1",
             f"{n1:,} messages of 1 KB, one reused connection",
             "msgs/s",
-            reused(n1, kib, loop=True),
+            reused(n1, kib, loop=True, compiled=True),
             runs,
         ),
         Scenario(
             "2",
             f"{n1:,} messages of 1 KB over 8 connections, each reused",
             "msgs/s",
-            eight(n1),
+            eight(n1, compiled=True),
             runs,
         ),
         Scenario(
@@ -537,7 +551,7 @@ def build(args: argparse.Namespace, msg_file: Path, big_file: Path) -> list[Scen
             f"{n7:,} messages of 1 KB to a lock-step server (aiosmtpd: no "
             "PIPELINING), one reused connection",
             "msgs/s",
-            {k: v for k, v in reused(n7, kib).items()},
+            reused(n7, kib, compiled=True),
             runs,
             server="aiosmtpd",
         ),
@@ -723,7 +737,7 @@ def main(argv: list[str]) -> int:
         )
         subprocess.run([sys.executable, "-m", "compileall", "-q", str(src)], check=True)
         SOURCE[0] = src
-        if not args.no_mypyc and (not only or "1" in only):
+        if not args.no_mypyc and (not only or only & MYPYC_SCENARIOS):
             COMPILED[0] = compiled_build(args.source or ROOT / "src", Path(tmp) / "mypyc")
         CLI[0] = [str(write_launcher(Path(tmp) / "bin"))]
         msg_file = Path(tmp) / "message.eml"
