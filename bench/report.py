@@ -14,6 +14,9 @@ if TYPE_CHECKING:
 
 README_START = "<!-- bench:start -->"
 README_END = "<!-- bench:end -->"
+#: The README's block: the targets, measured, with the date and the machine.
+TARGETS_START = "<!-- bench-targets:start -->"
+TARGETS_END = "<!-- bench-targets:end -->"
 #: The chart's name beside the results page.
 CHART = "benchmark-chart.png"
 
@@ -234,16 +237,17 @@ def markdown(
         f"`import smtpmail` (python -X importtime, cumulative): {import_us / 1000:.1f} ms",
         "",
     ]
-    lines += [
-        "**Targets (issues 19 and 9)**",
-        "",
-        "| target | measured | met |",
-        "|---|---:|:---:|",
-    ]
+    lines += ["**Targets (issues 19 and 9)**", "", *targets_table(scenarios, import_us)]
+    return "\n".join([*lines, "", *NOTES]) + "\n"
+
+
+def targets_table(scenarios: list[Scenario], import_us: float) -> list[str]:
+    """The targets as a Markdown table: what each measured, and whether it is met."""
+    lines = ["| target | measured | met |", "|---|---:|:---:|"]
     for c in check_targets(scenarios, import_us):
         met = "—" if c["met"] is None else ("yes" if c["met"] else "**no**")
         lines.append(f"| {c['target']} | {c['measured']} | {met} |")
-    return "\n".join([*lines, "", *NOTES]) + "\n"
+    return lines
 
 
 NOTES = [
@@ -305,6 +309,7 @@ def write_results(
     command: str,
     chart: bool,
     page: Path | None,
+    readme: Path | None = None,
 ) -> None:
     text = markdown(scenarios, import_us, machine=machine, when=when, command=command)
     (out / "results.md").write_text("# smtpmail benchmarks\n\n" + text)
@@ -334,21 +339,32 @@ def write_results(
             chart_name = CHART
             shutil.copyfile(out / "chart.png", page.parent / chart_name)
         update_page(page, text, chart_name)
+    if readme is not None:
+        targets = "\n".join(
+            [f"Measured {when} on {machine}:", "", *targets_table(scenarios, import_us)]
+        )
+        replace_block(readme, targets + "\n", TARGETS_START, TARGETS_END)
+
+
+def replace_block(path: Path, text: str, start: str, end: str) -> bool:
+    """Replace the text between ``path``'s markers; False (unchanged) if it has none."""
+    body = path.read_text()
+    if start not in body or end not in body:
+        return False
+    head, rest = body.split(start, 1)
+    path.write_text(f"{head}{start}\n{text}{end}{rest.split(end, 1)[1]}")
+    return True
 
 
 def update_page(page: Path, text: str, chart_name: str | None) -> None:
     """Replace the text between the page's markers (making the page if it has none)."""
-    body = page.read_text() if page.exists() else ""
     image = f"\n![benchmark chart]({chart_name})" if chart_name else ""
+    if page.exists() and replace_block(page, f"{text}{image}\n", README_START, README_END):
+        return
     block = f"{README_START}\n{text}{image}\n{README_END}"
-    if README_START in body and README_END in body:
-        head, rest = body.split(README_START, 1)
-        tail = rest.split(README_END, 1)[1]
-        body = head + block + tail
-    else:
-        body = (
-            "# Benchmarks\n\nRun `bash bench/run.sh` (installs its tools and "
-            "servers; `--quick` for a smoke test).\n\n" + block + "\n"
-        )
+    body = (
+        "# Benchmarks\n\nRun `bash bench/run.sh` (installs its tools and "
+        "servers; `--quick` for a smoke test).\n\n" + block + "\n"
+    )
     page.parent.mkdir(parents=True, exist_ok=True)
     page.write_text(body)

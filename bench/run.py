@@ -70,6 +70,8 @@ from report import (  # noqa: E402 (the row names, defined once beside the targe
 PEERS_PY = str(BENCH / "peers.py")
 #: The page a whole run writes its tables into (and its chart beside).
 PAGE = ROOT / "docs" / "benchmarks.md"
+#: The README's summary of the targets (between its markers) that a whole run rewrites.
+README = ROOT / "README.md"
 CPUS = sorted(os.sched_getaffinity(0))
 CLIENT_CPU = {CPUS[0]}
 SERVER_CPU = {CPUS[-1]}
@@ -707,7 +709,9 @@ def main(argv: list[str]) -> int:
         type=Path,
         help="measure the smtpmail in this src folder (another commit's, for a before/after)",
     )
-    p.add_argument("--no-readme", action="store_true", help=f"leave {PAGE.name} alone")
+    p.add_argument(
+        "--no-readme", action="store_true", help=f"leave {PAGE.name} and the README alone"
+    )
     p.add_argument("--no-chart", action="store_true")
     p.add_argument(
         "--no-mypyc",
@@ -771,6 +775,7 @@ def main(argv: list[str]) -> int:
         command=" ".join(["bash bench/run.sh", *argv]),
         chart=not args.no_chart,
         page=PAGE if whole and not args.no_readme else None,
+        readme=README if whole and not args.no_readme else None,
     )
     print(f"results in {out} ({time.time() - started:.0f} s)")
     return 0

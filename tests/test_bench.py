@@ -246,3 +246,16 @@ def test_a_whole_run_rewrites_only_the_block_between_the_page_markers(tmp_path: 
     assert "first table" not in body and "second table" in body
     assert body.startswith("intro kept\n") and body.endswith("\nnotes kept\n")
     assert "![benchmark chart](benchmark-chart.png)" in body
+
+
+def test_a_whole_run_rewrites_the_readme_targets_between_their_markers(tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{report.TARGETS_START}\nold table\n{report.TARGETS_END}\nrest\n")
+    assert report.replace_block(readme, "new table\n", report.TARGETS_START, report.TARGETS_END)
+    assert readme.read_text() == (
+        f"intro\n{report.TARGETS_START}\nnew table\n{report.TARGETS_END}\nrest\n"
+    )
+    unmarked = tmp_path / "other.md"
+    unmarked.write_text("no markers\n")
+    assert not report.replace_block(unmarked, "x\n", report.TARGETS_START, report.TARGETS_END)
+    assert unmarked.read_text() == "no markers\n"
