@@ -22,7 +22,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
@@ -166,9 +166,18 @@ class PostfixMTA:
 
     host = HOST
 
-    def __init__(self, size_limit: int = 10_240_000, recipient_limit: int = 1000) -> None:
+    def __init__(
+        self,
+        size_limit: int = 10_240_000,
+        recipient_limit: int = 1000,
+        settings: Mapping[str, Setting] | None = None,
+        services: Iterable[str] = (),
+        listeners: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> None:
         """``recipient_limit``: RCPTs one transaction takes (then "452 4.5.3 Error: too
-        many recipients"); 1000 is Postfix's default."""
+        many recipients"); 1000 is Postfix's default. ``settings`` (main.cf),
+        ``services`` (master.cf) and ``listeners`` (more smtpd addresses, each with
+        its ``-o`` options) go over this MTA's own (support/privatepostfix.py)."""
         if not available():
             pytest.fail("a private Postfix needs root and Postfix: scripts/test.sh installs it")
         self.port = free_port()
@@ -177,7 +186,7 @@ class PostfixMTA:
         mail.mkdir()
         os.chown(mail, NOBODY, NOBODY)  # virtual(8) delivers as nobody, never root
         refuse = f"{REFUSED} = REJECT 5.1.1 no such user here"
-        settings: dict[str, Setting] = {
+        main: dict[str, Setting] = {
             "myhostname": "mta.smtpmail.test",
             "mydomain": "smtpmail.test",
             "myorigin": "$myhostname",
@@ -199,10 +208,11 @@ class PostfixMTA:
                 "permit_mynetworks, reject",
             ],
             "smtpd_recipient_limit": recipient_limit,
+            **(settings or {}),
         }
-        services = ("pickup", "flush", "smtp", "relay", "showq", "local", "virtual")
-        listeners: dict[str, dict[str, str]] = {f"{self.host}:{self.port}": {}}
-        self.postfix = PrivatePostfix(self.dir, settings, services, listeners)
+        own = ("pickup", "flush", "smtp", "relay", "showq", "local", "virtual")
+        smtpd = {f"{self.host}:{self.port}": {}, **(listeners or {})}
+        self.postfix = PrivatePostfix(self.dir, main, (*own, *services), smtpd)
         self.config = self.postfix.config
         self.maildir = mail / "inbox"
 
