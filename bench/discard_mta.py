@@ -12,7 +12,6 @@ reported sent was taken. Postfix's master must start as root.
 
 from __future__ import annotations
 
-import shutil
 import socket
 import tempfile
 from pathlib import Path
@@ -40,7 +39,7 @@ def _free_port(host: str) -> int:
         return int(s.getsockname()[1])
 
 
-class DiscardMTA:
+class DiscardMTA(PrivatePostfix):
     """The private Postfix on 127.0.0.1:``port``; a context manager."""
 
     host = HOST
@@ -48,25 +47,10 @@ class DiscardMTA:
     def __init__(self, launch: list[str]) -> None:
         """``launch``: what to put before ``postfix ... start`` (CPU pinning)."""
         self.port = _free_port(self.host)
-        self.dir = Path(tempfile.mkdtemp(prefix="smtpmail-bench-postfix-"))
-        self.dir.chmod(0o755)  # Postfix's daemons run as user postfix
+        top = Path(tempfile.mkdtemp(prefix="smtpmail-bench-postfix-"))
+        top.chmod(0o755)  # Postfix's daemons run as user postfix
         listeners: dict[str, dict[str, str]] = {f"{self.host}:{self.port}": {}}
-        self.postfix = PrivatePostfix(self.dir, SETTINGS, listeners=listeners, launch=launch)
-
-    def __enter__(self) -> DiscardMTA:
-        try:
-            self.postfix.start()
-        except BaseException:
-            self.__exit__()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.postfix.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def log(self) -> str:
-        return self.postfix.log()
+        super().__init__(top, SETTINGS, listeners=listeners, launch=launch)
 
     def delivered(self) -> int:
         """Recipients discarded so far (each was a message taken and queued)."""

@@ -157,7 +157,7 @@ class SmtpSink:
         )
 
 
-class PostfixMTA:
+class PostfixMTA(PrivatePostfix):
     """A private Postfix instance on 127.0.0.1:<free port>; a context manager.
 
     Every message to a :data:`LOCAL_DOMAINS` address lands in one Maildir;
@@ -181,8 +181,8 @@ class PostfixMTA:
         if not available():
             pytest.fail("a private Postfix needs root and Postfix: scripts/test.sh installs it")
         self.port = free_port()
-        self.dir = _private_dir("smtpmail-postfix-")
-        mail = self.dir / "mail"
+        top = _private_dir("smtpmail-postfix-")
+        mail = top / "mail"
         mail.mkdir()
         os.chown(mail, NOBODY, NOBODY)  # virtual(8) delivers as nobody, never root
         refuse = f"{REFUSED} = REJECT 5.1.1 no such user here"
@@ -212,24 +212,8 @@ class PostfixMTA:
         }
         own = ("pickup", "flush", "smtp", "relay", "showq", "local", "virtual")
         smtpd = {f"{self.host}:{self.port}": {}, **(listeners or {})}
-        self.postfix = PrivatePostfix(self.dir, main, (*own, *services), smtpd)
-        self.config = self.postfix.config
+        super().__init__(top, main, (*own, *services), smtpd)
         self.maildir = mail / "inbox"
-
-    def __enter__(self) -> PostfixMTA:
-        try:
-            self.postfix.start()
-        except BaseException:
-            self.__exit__()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.postfix.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def log(self) -> str:
-        return self.postfix.log()
 
     def _files(self) -> list[Path]:
         new = self.maildir / "new"

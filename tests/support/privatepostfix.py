@@ -30,6 +30,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Self
 
 POSTFIX = shutil.which("postfix") or "/usr/sbin/postfix"
 #: The loopback address every private instance listens on (main.cf ``inet_interfaces``).
@@ -135,7 +136,8 @@ class PrivatePostfix:
     ``listeners`` maps each smtpd address ("127.0.0.1:2525") to its ``-o``
     options; ``launch`` goes before every ``postfix`` command (CPU pinning, a
     network namespace). The files are written here, so a caller may still add
-    to them before :meth:`start`.
+    to them before :meth:`start`. As a context manager it starts, then stops
+    and removes ``top``.
     """
 
     def __init__(
@@ -146,7 +148,7 @@ class PrivatePostfix:
         listeners: Mapping[str, Mapping[str, str]] | None = None,
         launch: Sequence[str] = (),
     ) -> None:
-        self.top = top
+        self.dir = top
         self.config = top / "etc"
         self.listeners = dict(listeners or {})
         self.launch = list(launch)
@@ -176,7 +178,7 @@ class PrivatePostfix:
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.postfix("stop")
         try:
-            pid = int((self.top / "queue" / "pid" / "master.pid").read_text().split()[0])
+            pid = int((self.dir / "queue" / "pid" / "master.pid").read_text().split()[0])
         except (OSError, ValueError, IndexError):
             return
         try:
@@ -185,10 +187,22 @@ class PrivatePostfix:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
 
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
     def log(self) -> str:
         """The instance's own log (``maillog_file``)."""
         try:
-            return (self.top / "maillog").read_text(errors="replace")
+            return (self.dir / "maillog").read_text(errors="replace")
         except OSError:
             return ""
 
