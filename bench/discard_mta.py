@@ -45,7 +45,7 @@ class DiscardMTA(PrivatePostfix):
     host = HOST
 
     def __init__(self, launch: list[str]) -> None:
-        """``launch``: what to put before ``postfix ... start`` (CPU pinning)."""
+        """``launch``: what to put before each ``postfix`` command (CPU pinning)."""
         self.port = _free_port(self.host)
         top = Path(tempfile.mkdtemp(prefix="smtpmail-bench-postfix-"))
         top.chmod(0o755)  # Postfix's daemons run as user postfix
