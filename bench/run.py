@@ -41,6 +41,9 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
+# The private Postfix (tests/support/privatepostfix.py: standard library only) is
+# configured by the same module for the bench as for the tests.
+sys.path.append(str(ROOT / "tests"))
 
 import discard_mta  # noqa: E402
 from peers import RECIPIENT, SENDER, make_message  # noqa: E402
@@ -66,6 +69,8 @@ from report import (  # noqa: E402 (the row names, defined once beside the targe
     SOURCE_X8,
     THREADS_X8,
 )
+
+from support.privatepostfix import available as postfix_available  # noqa: E402
 
 PEERS_PY = str(BENCH / "peers.py")
 #: The page a whole run writes its tables into (and its chart beside).
@@ -338,7 +343,7 @@ SERVERS: dict[str, Callable[[], contextlib.AbstractContextManager[Server]]] = {
 
 def server_missing(kind: str) -> str | None:
     """Why the server ``kind`` cannot run here, or None."""
-    if kind == "postfix" and not discard_mta.available():
+    if kind == "postfix" and not postfix_available():
         return "a private Postfix needs root and Postfix (bash bench/run.sh installs it)"
     return None
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 import smtpmail
+from support.privatepostfix import available as postfix_available
 from support.servers import RecordingServer
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
@@ -218,7 +219,7 @@ def test_the_lock_step_server_counts_what_it_takes_and_a_short_count_fails() -> 
 
 
 def test_the_discarding_postfix_offers_chunking_and_counts_what_it_takes() -> None:
-    if not discard_mta.available():
+    if not postfix_available():
         pytest.fail("a private Postfix needs root and Postfix: scripts/test.sh installs it")
     import smtpmail
 
