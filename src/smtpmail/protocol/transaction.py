@@ -425,7 +425,14 @@ class Transactions(Guarded):
             if alone:
                 left_open = yield from self._alone(plan, queued)
                 continue
-            flight = yield from self._fly(plan, after=bool(flights))
+            try:
+                flight = yield from self._fly(plan, after=bool(flights))
+            except Exception as exc:  # raised below, once the window has landed
+                # Writing it failed (the connection broke, its content could not
+                # be read): the transactions in flight are decided by the replies
+                # the server sent for them before, when those are in.
+                failed = exc
+                break
             flights.append(flight)
             octets += flight.octets
         while flights:

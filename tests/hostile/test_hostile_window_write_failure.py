@@ -1,0 +1,238 @@
+"""A write fails in the middle of a window of BDAT transactions (RFC 3030 §4.2), both clients.
+
+The scripted server offers PIPELINING and CHUNKING and answers the first
+transactions of the window in order (250s, a 550 to one recipient, a 554 to
+a BDAT), reads one more whole without answering it, then leaves: with a 421
+or without, closing or resetting the connection (SO_LINGER 0). The client
+is still writing: the next message's end-of-data hook holds it until the
+server is gone, so its writes fail. The replies the server sent before it
+left are in the client's buffers; they decide their transactions exactly:
+ok with its 250, failed with its 5xx, possibly delivered only where the end
+of data left without a reply, not sent (a plain transient failure) after.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import struct
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from smtpmail import (
+    ConnectionLost,
+    DataRefused,
+    Envelope,
+    SendResult,
+    ServiceClosing,
+)
+from smtpmail.message.content import MarkedMessage
+from smtpmail.outbox import Outbox, Worker
+from smtpmail.transport.stream import connect_tcp
+from support.harness import Outcome, drive, op
+from support.hostile.scripted import (
+    DEFAULT_EHLO,
+    Conn,
+    ScriptedServer,
+    Step,
+    call,
+    close,
+    ehlo_reply,
+    expect,
+)
+
+CHUNKING = (*DEFAULT_EHLO, b"CHUNKING")
+BDAT = re.compile(rb"BDAT (\d+)( LAST)?\r\n\Z", re.IGNORECASE)
+#: Transactions answered before the server leaves; the next is read, never answered.
+ANSWERED = 4
+COUNT = 8
+#: Each transaction's replies (after the first ANSWERED, none).
+REPLIES = {
+    0: (b"250 2.1.0 ok", [b"250 2.1.5 ok"], b"250 2.0.0 queued as 0"),
+    1: (b"250 2.1.0 ok", [b"250 2.1.5 ok", b"550 5.1.1 no such user"], b"250 2.0.0 queued as 1"),
+    2: (b"250 2.1.0 ok", [b"250 2.1.5 ok"], b"554 5.6.0 message refused"),
+    3: (b"250 2.1.0 ok", [b"250 2.1.5 ok"], b"250 2.0.0 queued as 3"),
+}
+
+
+def _reset(conn: Conn) -> None:
+    """Close with SO_LINGER 0: the kernel sends RST, not FIN."""
+    sock = conn.writer.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+def leaving_server(ending: str, gone: threading.Event) -> Step:
+    """Answer the first ANSWERED transactions from REPLIES, read one more whole,
+    then leave as ``ending`` says ("421" or not, then "close" or "reset") and
+    set ``gone`` once the socket is closed."""
+
+    async def step(conn: Conn) -> None:
+        k = 0
+        while (line := await conn.readline()) is not None:
+            verb = line[:4].upper()
+            if verb == b"EHLO":
+                await conn.write(ehlo_reply(CHUNKING))
+            elif verb in (b"MAIL", b"RCPT"):
+                pass  # answered with the transaction, once its BDAT is read
+            elif verb == b"BDAT" and (m := BDAT.match(line)):
+                await conn.readexactly(int(m.group(1)))
+                if k < ANSWERED:
+                    mail, rcpts, bdat = REPLIES[k]
+                    await conn.write(b"".join(r + b"\r\n" for r in (mail, *rcpts, bdat)))
+                    k += 1
+                    continue
+                if ending.startswith("421"):
+                    await conn.write(b"421 4.3.2 shutting down\r\n")
+                if ending.endswith("reset"):
+                    _reset(conn)
+                conn.close()
+                await conn.writer.wait_closed()  # (the socket is closed once it returns)
+                gone.set()
+                return
+            else:
+                conn.errors.append(f"unexpected {line!r}")
+                return
+
+    return call(step)
+
+
+def _message(i: int) -> bytes:
+    return b"Subject: %d\r\n\r\nbody %d\r\n" % (i, i)
+
+
+def _rcpts(i: int) -> list[str]:
+    return [f"r{i}@x.net", f"s{i}@x.net"] if i == 1 else [f"r{i}@x.net"]
+
+
+def _items(gone: threading.Event) -> list[tuple[Envelope, object]]:
+    """COUNT messages; the one after the unanswered one waits, just before its end
+    of data, until the server is gone (so the client is still writing then)."""
+
+    def hold(recipients: tuple[str, ...]) -> None:
+        assert gone.wait(10)
+
+    items: list[tuple[Envelope, object]] = []
+    for i in range(COUNT):
+        message: object = _message(i)
+        if i == ANSWERED + 1:
+            message = MarkedMessage(_message(i), hold)
+        items.append((Envelope("a@example.org", _rcpts(i)), message))
+    return items
+
+
+def _results(out: Outcome) -> list[SendResult]:
+    if out.error is None:
+        return list(out.results[0])
+    return list(out.error.results)  # type: ignore[attr-defined]
+
+
+def _answered(results: list[SendResult]) -> None:
+    """The first ANSWERED transactions, exactly as the server answered them."""
+    first, partial, refused, fourth = results[:ANSWERED]
+    assert first.ok and first.reply is not None
+    assert first.reply.text_oneline() == "2.0.0 queued as 0"
+    assert partial.error is None and partial.accepted == ["r1@x.net"]
+    assert partial.refused["s1@x.net"].code == 550
+    assert isinstance(refused.error, DataRefused) and refused.error.is_permanent
+    assert refused.recipients["r2@x.net"].reply.code == 554
+    assert fourth.ok and fourth.reply is not None
+    assert fourth.reply.text_oneline() == "2.0.0 queued as 3"
+
+
+def _state(result: SendResult) -> str:
+    if result.reply is not None or result.error is not None:
+        return "answered"
+    return "unanswered" if result.end_sent else "not sent"
+
+
+@dataclass
+class Case:
+    #: The error the batch ends with.
+    error: type[Exception]
+    #: From transaction ANSWERED on: "unanswered" (its end left, no reply) or "not sent".
+    after: list[str]
+    possibly_delivered: bool
+
+
+# After a FIN the client's next write still succeeds (its end left, the server
+# resets the connection in return) and the one after fails; after a reset the
+# next write fails.
+CASES: dict[str, Case] = {
+    "421 close": Case(ServiceClosing, ["unanswered", "unanswered", "not sent"], False),
+    "421 reset": Case(ServiceClosing, ["unanswered", "not sent"], False),
+    "close": Case(ConnectionLost, ["unanswered", "unanswered", "not sent"], True),
+    "reset": Case(ConnectionLost, ["unanswered", "not sent"], True),
+}
+
+
+@pytest.mark.parametrize("ending", list(CASES))
+def test_replies_sent_before_a_write_failed_decide_their_transactions(
+    kind: str, ending: str
+) -> None:
+    case = CASES[ending]
+    gone = threading.Event()
+    with ScriptedServer([leaving_server(ending, gone)]) as server:
+        out = drive(kind, server.port, [op("send_many", _items(gone))])
+        conn = server.conn()
+    assert conn.errors == []
+    assert isinstance(out.error, case.error), out.error
+    results = _results(out)
+    _answered(results)
+    assert [_state(r) for r in results[ANSWERED:]] == case.after
+    if case.error is ServiceClosing:  # the 421 answered the unanswered one's MAIL
+        assert out.error.reply.code == 421  # type: ignore[union-attr]
+    assert getattr(out.error, "possibly_delivered", False) is case.possibly_delivered
+
+
+class _Holding:
+    """A real TCP stream whose write of one message waits until the server is gone
+    (the outbox sets its own end-of-data hook, so the hold goes here)."""
+
+    def __init__(self, stream: Any, marker: bytes, gone: threading.Event) -> None:
+        self.stream, self.marker, self.gone = stream, marker, gone
+
+    def write(self, data: bytes | memoryview, timeout: float) -> None:
+        if self.marker in bytes(data):
+            assert self.gone.wait(10)
+        self.stream.write(data, timeout)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+def test_the_outbox_records_what_the_replies_before_a_failed_write_said(tmp_path: Path) -> None:
+    gone = threading.Event()
+    box = Outbox(tmp_path)
+    for i in range(COUNT):
+        box.add(_message(i), "a@example.org", _rcpts(i))
+    marker = b"Subject: %d\r\n" % (ANSWERED + 1)
+
+    def holding(host: str, port: int, **kwargs: Any) -> _Holding:
+        return _Holding(connect_tcp(host, port, **kwargs), marker, gone)
+
+    later = [expect(b"EHLO", b"421 4.3.2 not now\r\n"), close()]  # (other connections)
+    with ScriptedServer([leaving_server("reset", gone)], then=[later]) as server:
+        worker = Worker(box, port=server.port, connections=1, timeout=10.0, connect=holding)
+        stats = worker.run()
+        assert server.conn(0).errors == []
+    states = {
+        r.address: (r.state.value, r.code, r.possibly_delivered)
+        for m in box.messages()
+        for r in m.recipients
+    }
+    assert (stats.delivered, stats.failed, stats.possibly_delivered) == (3, 2, 1)
+    assert states == {
+        "r0@x.net": ("delivered", 250, False),
+        "r1@x.net": ("delivered", 250, False),
+        "s1@x.net": ("failed", 550, False),
+        "r2@x.net": ("failed", 554, False),
+        "r3@x.net": ("delivered", 250, False),
+        # Its end of data left and no reply came: the retry may be a copy.
+        "r4@x.net": ("deferred", None, True),
+        # Its write failed; the others were never written.
+        **{f"r{i}@x.net": ("deferred", None, False) for i in range(ANSWERED + 1, COUNT)},
+    }
