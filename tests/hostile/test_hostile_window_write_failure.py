@@ -13,6 +13,7 @@ of data left without a reply, not sent (a plain transient failure) after.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import socket
 import struct
@@ -65,17 +66,32 @@ def _reset(conn: Conn) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
 
-def leaving_server(ending: str, gone: threading.Event) -> Step:
+def leaving_server(ending: str, holding: threading.Event, gone: threading.Event) -> Step:
     """Answer the first ANSWERED transactions from REPLIES, read one more whole,
     then leave as ``ending`` says ("421" or not, then "close" or "reset") and
-    set ``gone`` once the socket is closed."""
+    set ``gone`` once the socket is closed. ``first ...``: leave after EHLO, once
+    the client holds its first message (``holding``: it has read the EHLO reply)."""
 
-    async def step(conn: Conn) -> None:
+    async def leave() -> None:
+        if "421" in ending:
+            await conn.write(b"421 4.3.2 shutting down\r\n")
+        if ending.endswith("reset"):
+            _reset(conn)
+        conn.close()
+        await conn.writer.wait_closed()  # (the socket is closed once it returns)
+        gone.set()
+
+    async def step(c: Conn) -> None:
+        nonlocal conn
+        conn = c
         k = 0
         while (line := await conn.readline()) is not None:
             verb = line[:4].upper()
             if verb == b"EHLO":
                 await conn.write(ehlo_reply(CHUNKING))
+                if ending.startswith("first"):
+                    await asyncio.to_thread(holding.wait, 10)
+                    return await leave()
             elif verb in (b"MAIL", b"RCPT"):
                 pass  # answered with the transaction, once its BDAT is read
             elif verb == b"BDAT" and (m := BDAT.match(line)):
@@ -85,18 +101,12 @@ def leaving_server(ending: str, gone: threading.Event) -> Step:
                     await conn.write(b"".join(r + b"\r\n" for r in (mail, *rcpts, bdat)))
                     k += 1
                     continue
-                if ending.startswith("421"):
-                    await conn.write(b"421 4.3.2 shutting down\r\n")
-                if ending.endswith("reset"):
-                    _reset(conn)
-                conn.close()
-                await conn.writer.wait_closed()  # (the socket is closed once it returns)
-                gone.set()
-                return
+                return await leave()
             else:
                 conn.errors.append(f"unexpected {line!r}")
                 return
 
+    conn: Conn
     return call(step)
 
 
@@ -108,17 +118,20 @@ def _rcpts(i: int) -> list[str]:
     return [f"r{i}@x.net", f"s{i}@x.net"] if i == 1 else [f"r{i}@x.net"]
 
 
-def _items(gone: threading.Event) -> list[tuple[Envelope, object]]:
-    """COUNT messages; the one after the unanswered one waits, just before its end
-    of data, until the server is gone (so the client is still writing then)."""
+def _items(
+    holding: threading.Event, gone: threading.Event, hold_at: int
+) -> list[tuple[Envelope, object]]:
+    """COUNT messages; the one at ``hold_at`` waits, just before its end of data,
+    until the server is gone (so the client is still writing then)."""
 
     def hold(recipients: tuple[str, ...]) -> None:
+        holding.set()
         assert gone.wait(10)
 
     items: list[tuple[Envelope, object]] = []
     for i in range(COUNT):
         message: object = _message(i)
-        if i == ANSWERED + 1:
+        if i == hold_at:
             message = MarkedMessage(_message(i), hold)
         items.append((Envelope("a@example.org", _rcpts(i)), message))
     return items
@@ -151,6 +164,8 @@ def _state(result: SendResult) -> str:
 
 @dataclass
 class Case:
+    #: Transactions answered before the server left.
+    answered: int
     #: The error the batch ends with.
     error: type[Exception]
     #: From transaction ANSWERED on: "unanswered" (its end left, no reply) or "not sent".
@@ -162,10 +177,13 @@ class Case:
 # resets the connection in return) and the one after fails; after a reset the
 # next write fails.
 CASES: dict[str, Case] = {
-    "421 close": Case(ServiceClosing, ["unanswered", "unanswered", "not sent"], False),
-    "421 reset": Case(ServiceClosing, ["unanswered", "not sent"], False),
-    "close": Case(ConnectionLost, ["unanswered", "unanswered", "not sent"], True),
-    "reset": Case(ConnectionLost, ["unanswered", "not sent"], True),
+    "421 close": Case(ANSWERED, ServiceClosing, ["unanswered", "unanswered", "not sent"], False),
+    "421 reset": Case(ANSWERED, ServiceClosing, ["unanswered", "not sent"], False),
+    "close": Case(ANSWERED, ConnectionLost, ["unanswered", "unanswered", "not sent"], True),
+    "reset": Case(ANSWERED, ConnectionLost, ["unanswered", "not sent"], True),
+    # The very first write of the window fails: nothing is in flight.
+    "first 421 reset": Case(0, ServiceClosing, ["not sent"], False),
+    "first reset": Case(0, ConnectionLost, ["not sent"], False),
 }
 
 
@@ -174,16 +192,18 @@ def test_replies_sent_before_a_write_failed_decide_their_transactions(
     kind: str, ending: str
 ) -> None:
     case = CASES[ending]
-    gone = threading.Event()
-    with ScriptedServer([leaving_server(ending, gone)]) as server:
-        out = drive(kind, server.port, [op("send_many", _items(gone))])
+    holding, gone = threading.Event(), threading.Event()
+    with ScriptedServer([leaving_server(ending, holding, gone)]) as server:
+        hold_at = case.answered + 1 if case.answered else 0
+        out = drive(kind, server.port, [op("send_many", _items(holding, gone, hold_at))])
         conn = server.conn()
     assert conn.errors == []
     assert isinstance(out.error, case.error), out.error
     results = _results(out)
-    _answered(results)
-    assert [_state(r) for r in results[ANSWERED:]] == case.after
-    if case.error is ServiceClosing:  # the 421 answered the unanswered one's MAIL
+    if case.answered:
+        _answered(results)
+    assert [_state(r) for r in results[case.answered :]] == case.after
+    if case.error is ServiceClosing:  # the 421 came before any other reply was due
         assert out.error.reply.code == 421  # type: ignore[union-attr]
     assert getattr(out.error, "possibly_delivered", False) is case.possibly_delivered
 
@@ -215,7 +235,7 @@ def test_the_outbox_records_what_the_replies_before_a_failed_write_said(tmp_path
         return _Holding(connect_tcp(host, port, **kwargs), marker, gone)
 
     later = [expect(b"EHLO", b"421 4.3.2 not now\r\n"), close()]  # (other connections)
-    with ScriptedServer([leaving_server("reset", gone)], then=[later]) as server:
+    with ScriptedServer([leaving_server("reset", threading.Event(), gone)], then=[later]) as server:
         worker = Worker(box, port=server.port, connections=1, timeout=10.0, connect=holding)
         stats = worker.run()
         assert server.conn(0).errors == []

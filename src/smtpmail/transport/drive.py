@@ -230,6 +230,10 @@ def steps(client: BaseClient, flow: Flow[T], asked: bool = False) -> Steps[T]:
     except BaseException as exc:
         if not connection_survives(exc):
             client.close()
+        if exc is broken:  # (no reply the flow read explained the failure)
+            closing = _left_with_421(client)
+            if closing is not None:
+                raise closing from exc
         raise
     finally:
         flow.close()
@@ -280,6 +284,20 @@ def _salvage(client: BaseClient) -> Steps[None]:
         if not data:  # None: nothing more has arrived; b"": the end of the stream
             return
         client._parser.feed(data)
+
+
+def _left_with_421(client: BaseClient) -> ServiceClosing | None:
+    """After a failed write: when the next reply the server sent before it left
+    is a 421, that is why it left (RFC 5321 §3.8), and a busy server's signal."""
+    try:
+        reply = client._parser.maybe_next_reply()
+    except Exception:  # malformed: it explains nothing
+        return None
+    if reply is None or reply.code != 421:
+        return None
+    client._note_reply(reply)
+    secrets = client._session.secrets
+    return ServiceClosing("(unsolicited)", reply if secrets is None else secrets.redact(reply))
 
 
 def _replies(
