@@ -28,6 +28,7 @@ from smtpmail import (
     ConnectionLost,
     DataRefused,
     Envelope,
+    Options,
     SendResult,
     ServiceClosing,
 )
@@ -44,6 +45,7 @@ from support.hostile.scripted import (
     close,
     ehlo_reply,
     expect,
+    respond,
 )
 
 CHUNKING = (*DEFAULT_EHLO, b"CHUNKING")
@@ -206,6 +208,59 @@ def test_replies_sent_before_a_write_failed_decide_their_transactions(
     if case.error is ServiceClosing:  # the 421 came before any other reply was due
         assert out.error.reply.code == 421  # type: ignore[union-attr]
     assert getattr(out.error, "possibly_delivered", False) is case.possibly_delivered
+
+
+def refusing_mid_data(verb: bytes, holding: threading.Event, gone: threading.Event) -> list[Step]:
+    """A plain server up to ``verb`` (DATA or the first BDAT); then it refuses the
+    message while the client still sends it, and resets the connection."""
+
+    async def step(conn: Conn) -> None:
+        if verb == b"DATA":
+            await conn.write(b"354 go ahead\r\n")
+            refusal = b"554 5.3.4 message too big\r\n"
+        else:
+            m = BDAT.match(conn.lines[-1])
+            assert m is not None
+            await conn.readexactly(int(m.group(1)))
+            refusal = b"552 5.3.4 message too big\r\n"
+        await asyncio.to_thread(holding.wait, 10)  # (the client is sending the rest)
+        await conn.write(refusal)
+        _reset(conn)
+        conn.close()
+        await conn.writer.wait_closed()
+        gone.set()
+
+    keywords = CHUNKING if verb == b"BDAT" else DEFAULT_EHLO
+    return [respond(keywords, stop_at=verb), call(step)]
+
+
+@pytest.mark.parametrize(("verb", "code"), [(b"DATA", 554), (b"BDAT", 552)])
+def test_a_refusal_sent_before_a_write_failed_is_the_message_fate(
+    kind: str, verb: bytes, code: int
+) -> None:
+    """Without a window (one message, DATA or BDAT in chunks): the server refuses
+    the message mid-data and leaves; the refusal decides it (bounced, not retried)."""
+    holding, gone = threading.Event(), threading.Event()
+
+    def hold(recipients: tuple[str, ...]) -> None:
+        holding.set()
+        assert gone.wait(10)
+
+    message = b"Subject: big\r\n\r\n" + b"line of the body\r\n" * 500
+    sent = MarkedMessage(message, hold)
+    with ScriptedServer(refusing_mid_data(verb, holding, gone)) as server:
+        out = drive(
+            kind,
+            server.port,
+            [op("send", sent, sender="a@example.org", recipients=["r@x.net"])],
+            options=Options(chunk_size=1024),
+        )
+        conn = server.conn()
+    assert conn.errors == []
+    error = out.raised(DataRefused)
+    assert isinstance(error, DataRefused)
+    assert (error.reply.code, error.is_permanent) == (code, True)
+    assert out.released  # (the connection is gone all the same)
 
 
 class _Holding:

@@ -35,6 +35,7 @@ from smtpmail.errors import (
     RemoteProtocolError,
     ReplyError,
     SenderRefused,
+    TransportError,
 )
 from smtpmail.protocol import commands as cmd
 from smtpmail.protocol.actions import Content, Flow, Options, Send, TimeoutKind
@@ -769,6 +770,23 @@ class Transactions(Guarded):
         content = plan.body()
         if plan.bdat:
             return (yield from self._bdat(plan, content, tail, tail_shown, n_final))
+        try:
+            yield from self._data(plan, content, tail, tail_shown)
+        except TransportError:  # a write failed (the driver throws it in where it wrote)
+            # A server that refuses the message before its end (too large, say)
+            # may say so and leave while the data still streams: its reply is
+            # the message's fate, not the broken connection.
+            refusal = yield from self._refusal_before(1, "end of data")
+            if refusal is None:
+                raise
+            return [refusal] * n_final, False
+        plan.result.end_sent = True
+        return (yield from self._receive(n_final, "end of data", "data_end")), bool(tail)
+
+    def _data(
+        self, plan: _Plan, content: Content, tail: bytes, tail_shown: tuple[str, ...]
+    ) -> Flow[None]:
+        """After DATA's 354: the content, dot-stuffed, then the final dot and ``tail``."""
         encoder = DataEncoder()
         pieces: Iterable[bytes | memoryview]
         if content.data is not None:
@@ -791,8 +809,19 @@ class Transactions(Guarded):
         last = bytes(previous) + ending + tail if previous else ending + tail
         content_octets = len(previous) + len(ending) - 3
         yield Send(last, (".", *tail_shown), content_octets=content_octets)
-        plan.result.end_sent = True
-        return (yield from self._receive(n_final, "end of data", "data_end")), bool(tail)
+
+    def _refusal_before(self, count: int, label: str) -> Flow[Reply | None]:
+        """A write failed with ``count`` replies due: the first refusal among those
+        the server sent before it left (RFC 3030 §2: it discards the chunks that
+        follow one), or None. Only the replies already received are read."""
+        for _ in range(count):
+            try:
+                (reply,) = yield from self._receive(1, label, "data_block")
+            except TransportError:  # (none more had arrived)
+                return None
+            if not _ok(reply):
+                return reply
+        return None
 
     def _bdat(
         self,
@@ -819,14 +848,20 @@ class Transactions(Guarded):
                 # still fail: after a refused chunk the server wants RSET first.
                 if outstanding:
                     tail, tail_shown = b"", ()
-                if len(chunk) > _JOIN_BELOW:
-                    # Written apart rather than copied into one buffer.
-                    yield Send(header, shown)
-                    yield Send(chunk)
-                    if tail:
-                        yield Send(tail, tail_shown)
-                else:
-                    yield Send(header + chunk + tail, shown + tail_shown, content_octets=0)
+                try:
+                    if len(chunk) > _JOIN_BELOW:
+                        # Written apart rather than copied into one buffer.
+                        yield Send(header, shown)
+                        yield Send(chunk)
+                        if tail:
+                            yield Send(tail, tail_shown)
+                    else:
+                        yield Send(header + chunk + tail, shown + tail_shown, content_octets=0)
+                except TransportError:  # a write failed: see _refusal_before
+                    failed = yield from self._refusal_before(outstanding, "BDAT")
+                    if failed is None:
+                        raise
+                    return [failed] * n_final, False
                 plan.result.end_sent = True
                 replies = yield from self._receive(outstanding + n_final, "BDAT", "data_end")
                 failed = next((r for r in replies[:outstanding] if not _ok(r)), None)
@@ -834,11 +869,17 @@ class Transactions(Guarded):
                     self.needs_rset = True
                     return [failed] * n_final, False
                 return replies[outstanding:], bool(tail)
-            if len(chunk) > _JOIN_BELOW:
-                yield Send(header, shown)
-                yield Send(chunk)
-            else:
-                yield Send(header + chunk, shown)
+            try:
+                if len(chunk) > _JOIN_BELOW:
+                    yield Send(header, shown)
+                    yield Send(chunk)
+                else:
+                    yield Send(header + chunk, shown)
+            except TransportError:
+                failed = yield from self._refusal_before(outstanding, "BDAT")
+                if failed is None:
+                    raise
+                return [failed] * n_final, False
             outstanding += 1
             if outstanding >= window:
                 (reply,) = yield from self._receive(1, "BDAT", "data_block")

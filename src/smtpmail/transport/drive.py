@@ -199,6 +199,8 @@ def steps(client: BaseClient, flow: Flow[T], asked: bool = False) -> Steps[T]:
             try:
                 action = flow.send(result) if thrown is None else flow.throw(thrown)
             except StopIteration as stop:
+                if broken is not None:  # (the replies salvaged decided all it did)
+                    client.close()
                 return stop.value  # type: ignore[no-any-return]
             result = thrown = None
             if broken is not None and type(action) is not Receive:
@@ -228,8 +230,8 @@ def steps(client: BaseClient, flow: Flow[T], asked: bool = False) -> Steps[T]:
         client.close()
         raise failed.__cause__ from None  # type: ignore[misc]
     except BaseException as exc:
-        if not connection_survives(exc):
-            client.close()
+        if broken is not None or not connection_survives(exc):
+            client.close()  # (a refusal salvaged after a failed write leaves it broken)
         if exc is broken:  # (no reply the flow read explained the failure)
             closing = _left_with_421(client)
             if closing is not None:
