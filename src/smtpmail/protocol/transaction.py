@@ -17,6 +17,11 @@ a window of whole transactions in flight: MAIL, RCPT, ``BDAT n LAST`` and the
 chunk of each go out as soon as its content is read, bounded by
 ``Options.transaction_window`` transactions and ``Options.window_octets``
 unanswered octets; the replies are matched to them in order.
+
+When a write fails (the transport throws its error in at the ``Send``), the
+replies the server sent before it left still decide the transactions they
+answer: the window lands its flights, and a refusal sent mid-data is the
+message's fate; only then does the failure stand for the rest.
 """
 
 from __future__ import annotations

@@ -187,6 +187,11 @@ def steps(client: BaseClient, flow: Flow[T], asked: bool = False) -> Steps[T]:
     connection may have been idle, and not when the caller just ``asked``:
     once a reply was read, what the server sent with it is in the parser's
     buffer, and a command written right after it leaves nothing else to see.
+
+    A failed write is thrown into the flow where it wrote (a ConnectionLost),
+    after what had already arrived is salvaged (:func:`_salvage`): a flow with
+    replies due reads them from there (nothing more is written or waited for)
+    and they decide their commands; then the connection is closed.
     """
     if not client._connected:
         flow.close()
