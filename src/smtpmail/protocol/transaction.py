@@ -775,8 +775,29 @@ class Transactions(Guarded):
         content = plan.body()
         if plan.bdat:
             return (yield from self._bdat(plan, content, tail, tail_shown, n_final))
+        encoder = DataEncoder()
+        pieces: Iterable[bytes | memoryview]
+        if content.data is not None:
+            pieces = encode_buffer(content.data, encoder, canonical=bool(content.canonical))
+        else:
+            pieces = (encoder.feed(chunk) for chunk in content.chunks)
+        previous: bytes | memoryview = b""
         try:
-            yield from self._data(plan, content, tail, tail_shown)
+            for piece in pieces:
+                if not piece:
+                    continue
+                if previous:
+                    yield Send(previous, content_octets=len(previous))
+                previous = piece
+            plan.end_of_data()
+            ending = encoder.end()
+            if len(previous) > _JOIN_BELOW:
+                # A big last piece goes alone: joining it to the ending would copy it.
+                yield Send(previous, content_octets=len(previous))
+                previous = b""
+            last = bytes(previous) + ending + tail if previous else ending + tail
+            content_octets = len(previous) + len(ending) - 3
+            yield Send(last, (".", *tail_shown), content_octets=content_octets)
         except TransportError:  # a write failed (the driver throws it in where it wrote)
             # A server that refuses the message before its end (too large, say)
             # may say so and leave while the data still streams: its reply is
@@ -787,33 +808,6 @@ class Transactions(Guarded):
             return [refusal] * n_final, False
         plan.result.end_sent = True
         return (yield from self._receive(n_final, "end of data", "data_end")), bool(tail)
-
-    def _data(
-        self, plan: _Plan, content: Content, tail: bytes, tail_shown: tuple[str, ...]
-    ) -> Flow[None]:
-        """After DATA's 354: the content, dot-stuffed, then the final dot and ``tail``."""
-        encoder = DataEncoder()
-        pieces: Iterable[bytes | memoryview]
-        if content.data is not None:
-            pieces = encode_buffer(content.data, encoder, canonical=bool(content.canonical))
-        else:
-            pieces = (encoder.feed(chunk) for chunk in content.chunks)
-        previous: bytes | memoryview = b""
-        for piece in pieces:
-            if not piece:
-                continue
-            if previous:
-                yield Send(previous, content_octets=len(previous))
-            previous = piece
-        plan.end_of_data()
-        ending = encoder.end()
-        if len(previous) > _JOIN_BELOW:
-            # A big last piece goes alone: joining it to the ending would copy it.
-            yield Send(previous, content_octets=len(previous))
-            previous = b""
-        last = bytes(previous) + ending + tail if previous else ending + tail
-        content_octets = len(previous) + len(ending) - 3
-        yield Send(last, (".", *tail_shown), content_octets=content_octets)
 
     def _refusal_before(self, count: int, label: str) -> Flow[Reply | None]:
         """A write failed with ``count`` replies due: the first refusal among those
