@@ -17,6 +17,11 @@ a window of whole transactions in flight: MAIL, RCPT, ``BDAT n LAST`` and the
 chunk of each go out as soon as its content is read, bounded by
 ``Options.transaction_window`` transactions and ``Options.window_octets``
 unanswered octets; the replies are matched to them in order.
+
+When a write fails (the transport throws its error in at the ``Send``), the
+replies the server sent before it left still decide the transactions they
+answer: the window lands its flights, and a refusal sent mid-data is the
+message's fate; only then does the failure stand for the rest.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from smtpmail.errors import (
     RemoteProtocolError,
     ReplyError,
     SenderRefused,
+    TransportError,
 )
 from smtpmail.protocol import commands as cmd
 from smtpmail.protocol.actions import Content, Flow, Options, Send, TimeoutKind
@@ -437,7 +443,14 @@ class Transactions(Guarded):
             if alone:
                 left_open = yield from self._alone(plan, queued)
                 continue
-            flight = yield from self._fly(plan, after=bool(flights))
+            try:
+                flight = yield from self._fly(plan, after=bool(flights))
+            except Exception as exc:  # raised below, once the window has landed
+                # Writing it failed (the connection broke, its content could not
+                # be read): the transactions in flight are decided by the replies
+                # the server sent for them before, when those are in.
+                failed = exc
+                break
             flights.append(flight)
             octets += flight.octets
         while flights:
@@ -783,23 +796,45 @@ class Transactions(Guarded):
             # which would hold a streamed message whole.
             pieces = map(encoder.feed, content.chunks)
         previous: bytes | memoryview = b""
-        for piece in pieces:
-            if not piece:
-                continue
-            if previous:
+        try:
+            for piece in pieces:
+                if not piece:
+                    continue
+                if previous:
+                    yield Send(previous, content_octets=len(previous))
+                previous = piece
+            plan.end_of_data()
+            ending = encoder.end()
+            if len(previous) > _JOIN_BELOW:
+                # A big last piece goes alone: joining it to the ending would copy it.
                 yield Send(previous, content_octets=len(previous))
-            previous = piece
-        plan.end_of_data()
-        ending = encoder.end()
-        if len(previous) > _JOIN_BELOW:
-            # A big last piece goes alone: joining it to the ending would copy it.
-            yield Send(previous, content_octets=len(previous))
-            previous = b""
-        last = bytes(previous) + ending + tail if previous else ending + tail
-        content_octets = len(previous) + len(ending) - 3
-        yield Send(last, (".", *tail_shown), content_octets=content_octets)
+                previous = b""
+            last = bytes(previous) + ending + tail if previous else ending + tail
+            content_octets = len(previous) + len(ending) - 3
+            yield Send(last, (".", *tail_shown), content_octets=content_octets)
+        except TransportError:  # a write failed (the driver throws it in where it wrote)
+            # A server that refuses the message before its end (too large, say)
+            # may say so and leave while the data still streams: its reply is
+            # the message's fate, not the broken connection.
+            refusal = yield from self._refusal_before(1, "end of data")
+            if refusal is None:
+                raise
+            return [refusal] * n_final, False
         plan.result.end_sent = True
         return (yield from self._receive(n_final, "end of data", "data_end")), bool(tail)
+
+    def _refusal_before(self, count: int, label: str) -> Flow[Reply | None]:
+        """A write failed with ``count`` replies due: the first refusal among those
+        the server sent before it left (RFC 3030 §2: it discards the chunks that
+        follow one), or None. Only the replies already received are read."""
+        for _ in range(count):
+            try:
+                (reply,) = yield from self._receive(1, label, "data_block")
+            except TransportError:  # (none more had arrived)
+                return None
+            if not _ok(reply):
+                return reply
+        return None
 
     def _bdat(
         self,
@@ -826,14 +861,20 @@ class Transactions(Guarded):
                 # still fail: after a refused chunk the server wants RSET first.
                 if outstanding:
                     tail, tail_shown = b"", ()
-                if len(chunk) > _JOIN_BELOW:
-                    # Written apart rather than copied into one buffer.
-                    yield Send(header, shown)
-                    yield Send(chunk)
-                    if tail:
-                        yield Send(tail, tail_shown)
-                else:
-                    yield Send(header + chunk + tail, shown + tail_shown, content_octets=0)
+                try:
+                    if len(chunk) > _JOIN_BELOW:
+                        # Written apart rather than copied into one buffer.
+                        yield Send(header, shown)
+                        yield Send(chunk)
+                        if tail:
+                            yield Send(tail, tail_shown)
+                    else:
+                        yield Send(header + chunk + tail, shown + tail_shown, content_octets=0)
+                except TransportError:  # a write failed: see _refusal_before
+                    failed = yield from self._refusal_before(outstanding, "BDAT")
+                    if failed is None:
+                        raise
+                    return [failed] * n_final, False
                 plan.result.end_sent = True
                 replies = yield from self._receive(outstanding + n_final, "BDAT", "data_end")
                 failed = next((r for r in replies[:outstanding] if not _ok(r)), None)
@@ -841,11 +882,17 @@ class Transactions(Guarded):
                     self.needs_rset = True
                     return [failed] * n_final, False
                 return replies[outstanding:], bool(tail)
-            if len(chunk) > _JOIN_BELOW:
-                yield Send(header, shown)
-                yield Send(chunk)
-            else:
-                yield Send(header + chunk, shown)
+            try:
+                if len(chunk) > _JOIN_BELOW:
+                    yield Send(header, shown)
+                    yield Send(chunk)
+                else:
+                    yield Send(header + chunk, shown)
+            except TransportError:
+                failed = yield from self._refusal_before(outstanding, "BDAT")
+                if failed is None:
+                    raise
+                return [failed] * n_final, False
             outstanding += 1
             if outstanding >= window:
                 (reply,) = yield from self._receive(1, "BDAT", "data_block")
