@@ -311,3 +311,37 @@ def test_the_outbox_records_what_the_replies_before_a_failed_write_said(tmp_path
         # Its write failed; the others were never written.
         **{f"r{i}@x.net": ("deferred", None, False) for i in range(ANSWERED + 1, COUNT)},
     }
+
+
+def test_a_big_last_chunk_whose_quit_failed_may_have_been_delivered(kind: str) -> None:
+    """The one-shot send's QUIT rides after the end of the data; a last chunk
+    over 64 KiB is written apart from it. When the server read the whole chunk
+    and reset the connection before QUIT was written, the message may have been
+    delivered: the write that failed was QUIT's, not the data's."""
+    gone = threading.Event()
+
+    async def leave(conn: Conn) -> None:
+        m = BDAT.match(conn.lines[-1])
+        assert m is not None and m.group(2)  # one chunk, the last
+        await conn.readexactly(int(m.group(1)))
+        _reset(conn)
+        conn.close()
+        await conn.writer.wait_closed()
+        gone.set()
+
+    def transcript(kind: str, text: str) -> None:
+        if text == "QUIT":  # (called just before QUIT is written)
+            assert gone.wait(10)
+
+    message = b"Subject: big\r\n\r\n" + b"x" * 78 + b"\r\n" + (b"y" * 78 + b"\r\n") * 2_500
+    with ScriptedServer([respond(CHUNKING, stop_at=b"BDAT"), call(leave)]) as server:
+        out = drive(
+            kind,
+            server.port,
+            [op("send", message, "a@example.org", "r@x.net", then_quit=True)],
+            transcript=transcript,
+        )
+    assert isinstance(out.error, ConnectionLost), out.error
+    assert out.error.possibly_delivered
+    (result,) = out.error.results  # type: ignore[attr-defined]
+    assert result.end_sent and result.reply is None

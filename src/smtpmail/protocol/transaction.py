@@ -866,6 +866,8 @@ class Transactions(Guarded):
                         # Written apart rather than copied into one buffer.
                         yield Send(header, shown)
                         yield Send(chunk)
+                        # The end has left, whatever becomes of the next commands.
+                        plan.result.end_sent = True
                         if tail:
                             yield Send(tail, tail_shown)
                     else:

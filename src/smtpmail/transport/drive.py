@@ -29,7 +29,13 @@ import time
 from collections.abc import Callable, Generator, Iterable
 
 from smtpmail._log import Logger
-from smtpmail.errors import ConnectionLost, LocalProtocolError, ServiceClosing, SMTPError
+from smtpmail.errors import (
+    ConnectionLost,
+    LocalProtocolError,
+    ServiceClosing,
+    SMTPError,
+    TransportError,
+)
 from smtpmail.protocol.actions import Content, Flow, Receive, Send
 from smtpmail.protocol.envelope import Envelope, SendResult
 from smtpmail.protocol.reply import Reply
@@ -135,6 +141,12 @@ def sending(
         done = client._stamp((yield from ensured(client, transactions)))
     except SMTPError as exc:
         exc.results = results  # recipients over a limit go in several transactions
+        if isinstance(exc, TransportError) and not exc.possibly_delivered:
+            # Cut short after the end of a message's data left, before its reply
+            # came (a later write failed): the server may have taken it.
+            exc.possibly_delivered = any(
+                r.end_sent and r.reply is None and r.error is None for r in results
+            )
         raise
     if then_quit:
         yield from quitting(client, asked=True)  # (a reply was just read: see steps())
