@@ -81,6 +81,19 @@ def available() -> bool:
     return os.access(POSTFIX, os.X_OK) and os.geteuid() == 0
 
 
+def _memory_dir() -> str | None:
+    """A RAM-backed folder (tmpfs) for the instance, or None (the default temporary one).
+
+    The queue is where a discarding MTA spends its time: cleanup(8) fsyncs every
+    queue file before smtpd(8) says 250. On this machine's disk that fsync took
+    2.3 ms per message (median, strace -T), more than all the rest of Postfix's
+    work; on tmpfs it costs nothing, so the server measured is Postfix's
+    processing, not the disk. Operators of a throwaway sink do the same.
+    """
+    shm = Path("/dev/shm")
+    return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
+
+
 def _free_port(host: str) -> int:
     with socket.socket() as s:
         s.bind((host, 0))
@@ -96,7 +109,7 @@ class DiscardMTA:
         """``launch``: what to put before ``postfix ... start`` (CPU pinning)."""
         self.launch = launch
         self.port = _free_port(self.host)
-        self.dir = Path(tempfile.mkdtemp(prefix="smtpmail-bench-postfix-"))
+        self.dir = Path(tempfile.mkdtemp(prefix="smtpmail-bench-postfix-", dir=_memory_dir()))
         self.dir.chmod(0o755)  # Postfix's daemons run as user postfix
         self.config = self.dir / "etc"
         self.config.mkdir()

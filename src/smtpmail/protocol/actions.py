@@ -83,9 +83,11 @@ class Receive:
     form of the credentials, redacted from the replies wherever they are
     shown (:meth:`shown`). ``auth``: a reply to AUTH, where a 334 challenge
     is shown as ``334 ****`` and long base64 runs are hidden too.
+    ``arrived``: never wait; send back only the replies (up to ``count``,
+    perhaps none) whose bytes were already read, whole, into the parser.
     """
 
-    __slots__ = ("auth", "count", "label", "secrets", "timeout")
+    __slots__ = ("arrived", "auth", "count", "label", "secrets", "timeout")
 
     def __init__(
         self,
@@ -94,12 +96,15 @@ class Receive:
         timeout: TimeoutKind = "command",
         secrets: Secrets | None = None,
         auth: bool = False,
+        *,
+        arrived: bool = False,
     ) -> None:
         self.count = count
         self.label = label
         self.timeout = timeout
         self.secrets = secrets
         self.auth = auth
+        self.arrived = arrived
 
     def shown(self, reply: Reply) -> Reply:
         """The reply as the transcript, the logs and the errors may show it."""

@@ -258,8 +258,13 @@ def _drop_unsolicited(client: BaseClient, ask_kernel: bool) -> Steps[None]:
 
 
 def _replies(client: BaseClient, action: Receive) -> Steps[list[Reply]]:
-    """``action.count`` replies, each within its own deadline (RFC 5321 §4.5.3.2)."""
+    """``action.count`` replies, each within its own deadline (RFC 5321 §4.5.3.2);
+    with ``action.arrived``, only those the parser already holds (no system call)."""
     replies: list[Reply] = []
+    if action.arrived:
+        while len(replies) < action.count and (reply := client._take_reply(action)) is not None:
+            replies.append(reply)
+        return replies
     timeout = client.timeouts.for_kind(action.timeout)
     deadline = 0.0
     while len(replies) < action.count:
