@@ -1,8 +1,9 @@
 """A private Postfix that offers CHUNKING and PIPELINING and discards every message.
 
 ``DiscardMTA`` starts a whole Postfix instance from its own configuration
-directory (``postfix -c DIR``: own queue, listening on 127.0.0.1:<free port>
-only, never touching the system's mail setup), whose every transport is
+directory (``postfix -c DIR``: own queue, on tmpfs where there is one,
+listening on 127.0.0.1:<free port> only, never touching the system's mail
+setup), whose every transport is
 discard(8): smtpd(8) takes each message (BDAT or DATA) into the queue as a
 real MTA does, and the queue manager then throws it away, logging one
 ``status=sent`` line per recipient in its private log. :meth:`delivered`
