@@ -167,7 +167,7 @@ class Options(Record):
     #: takes 450-700 1 KB messages a second here, 23-35 per 50 ms, and a window
     #: refilled in batches runs a few below its bound (median 61 of 64 at each
     #: read). Measured at 50 ms RTT, 500 messages (docs/benchmarks.md): 16 gave
-    #: 200 msgs/s, 32 gave 270-330, 64 gave 375-385, 128 no more than 64.
+    #: 200 msgs/s, 32 gave 270-330, 64 gave 373-385, 128 no more than 64.
     transaction_window: int = 64
     #: Octets written in those transactions before their replies are read.
     window_octets: int = 128 * 1024
