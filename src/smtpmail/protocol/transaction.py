@@ -467,7 +467,7 @@ class Transactions(Guarded):
                 continue
             try:
                 flight, data, lines = self._prepare(plan, after=bool(flights or unsent))
-            except BaseException:
+            except Exception:
                 yield from self._write(unsent, flights)  # those ahead of it still go
                 raise
             unsent.append((flight, data, lines))
