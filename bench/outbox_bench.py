@@ -174,11 +174,19 @@ def measure(runs: int, make: Callable[[], Row]) -> Row:
 
 def targets(rows: dict[str, Row]) -> list[tuple[str, bool]]:
     pg = [rows[f"pg{n}"] for n in (1, 2, 4)]
-    checks = [("PostgreSQL, 1 worker >= 50% of the folder's rate",
-               pg[0].rate >= 0.5 * rows["folder"].rate)]
+    checks = [
+        (
+            "PostgreSQL, 1 worker >= 50% of the folder's rate",
+            pg[0].rate >= 0.5 * rows["folder"].rate,
+        )
+    ]
     for fewer, more in itertools.pairwise(pg):
-        checks.append((f"{more.workers} workers not slower than {fewer.workers} (5% noise)",
-                       more.rate >= 0.95 * fewer.rate))
+        checks.append(
+            (
+                f"{more.workers} workers not slower than {fewer.workers} (5% noise)",
+                more.rate >= 0.95 * fewer.rate,
+            )
+        )
     return checks
 
 

@@ -449,6 +449,9 @@ def build(args: argparse.Namespace, msg_file: Path, big_file: Path) -> list[Scen
     n5 = 10 if q else 100
     n7 = 100 if q else 1_000
     n9 = 40 if q else 400
+    # Scenario 11: at a few hundred messages a second, 100 messages take less time
+    # than the connection's set-up (connect, greeting, EHLO, QUIT: 4 round trips).
+    n11 = 20 if q else 500
     kib = 1024
     big = big_file.stat().st_size
 
@@ -579,7 +582,8 @@ def build(args: argparse.Namespace, msg_file: Path, big_file: Path) -> list[Scen
         ),
         Scenario(
             "10",
-            f"{n7:,} messages of 1 KB to Postfix with CHUNKING, one reused connection",
+            f"{n7:,} messages of 1 KB to Postfix with CHUNKING (queue on tmpfs), "
+            "one reused connection",
             "msgs/s",
             chunking,
             runs,
@@ -587,9 +591,11 @@ def build(args: argparse.Namespace, msg_file: Path, big_file: Path) -> list[Scen
         ),
         Scenario(
             "11",
-            f"{n5} messages of 1 KB to Postfix with CHUNKING at 50 ms RTT, one reused connection",
+            f"{n11} messages of 1 KB to Postfix with CHUNKING (queue on tmpfs) at 50 ms RTT, "
+            f"one reused connection; {n11}, not 100, so that the set-up (connect, greeting, "
+            "EHLO, QUIT: 4 round trips, 0.2 s, counted in) is not most of the run",
             "msgs/s",
-            {k: v for k, v in reused(n5, kib).items() if k in (MANY, ASYNC_MANY, SOURCE_D)},
+            {k: v for k, v in reused(n11, kib).items() if k in (MANY, ASYNC_MANY, SOURCE_D)},
             slow_runs,
             relay_rtt=0.05,
             server="postfix",

@@ -59,7 +59,7 @@ def in_flight_before_first_reply(trace: Trace) -> int:
 @pytest.mark.parametrize(
     ("options", "size", "bound"),
     [
-        (Options(), 16, 32),  # the default: 32 transactions
+        (Options(), 16, 64),  # the default: 64 transactions
         (Options(transaction_window=5), 16, 5),
         # 1 KB messages, 3.5 KB of room: as many whole transactions as fit.
         (Options(window_octets=3500), 1000, 3),
@@ -70,7 +70,7 @@ def in_flight_before_first_reply(trace: Trace) -> int:
 def test_transactions_in_flight_before_the_first_reply_is_read(
     options: Options, size: int, bound: int
 ) -> None:
-    n = 40
+    n = 80
     _, results, trace = window(TAKEN * n, [item(i, size=size) for i in range(n)], options)
     assert [r.ok for r in results] == [True] * n
     assert in_flight_before_first_reply(trace) == bound
@@ -216,7 +216,7 @@ def test_a_cut_mid_window_marks_which_ends_were_sent() -> None:
     the items, was not written."""
     items = [item(i) for i in range(40)]
     results: list[SendResult] = []
-    session = ready("PIPELINING", "CHUNKING")
+    session = ready("PIPELINING", "CHUNKING", options=Options(transaction_window=32))
     with pytest.raises(ScriptExhausted):
         drive_flow(session.transactions(items, keep_errors=True, results=results), TAKEN * 3)
     assert [r.ok for r in results[:3]] == [True] * 3

@@ -207,15 +207,22 @@ class Session(Transactions):
     # -- replies -------------------------------------------------------------
 
     def _receive(
-        self, count: int, label: str, timeout: TimeoutKind = "command", *, auth: bool = False
+        self,
+        count: int,
+        label: str,
+        timeout: TimeoutKind = "command",
+        *,
+        auth: bool = False,
+        arrived: bool = False,
     ) -> Flow[list[Reply]]:
-        """Read ``count`` replies. Once AUTH has started, each is kept as it may be
-        shown (the credentials redacted), so the results and errors built from it
-        never hold them; only a 334 challenge reaches the mechanism as sent."""
+        """Read ``count`` replies (with ``arrived``: those of them already read, with
+        no wait). Once AUTH has started, each is kept as it may be shown (the
+        credentials redacted), so the results and errors built from it never hold
+        them; only a 334 challenge reaches the mechanism as sent."""
         secrets = self.secrets
-        action = Receive(count, label, timeout, secrets, auth)
+        action = Receive(count, label, timeout, secrets, auth, arrived=arrived)
         replies = yield action
-        assert replies is not None and len(replies) == count
+        assert replies is not None and (len(replies) == count or (arrived and len(replies) < count))
         if secrets is not None:
             replies = [r if auth and r.code == 334 else action.shown(r) for r in replies]
         for reply in replies:

@@ -324,10 +324,15 @@ def _replies(
 ) -> Steps[list[Reply]]:
     """``action.count`` replies, each within its own deadline (RFC 5321 §4.5.3.2).
 
-    After a failed write (``broken``) only the replies already salvaged count:
-    when they run out, the connection's failure is this Receive's, possibly
-    delivered if it awaited an end of data's reply."""
+    With ``action.arrived``, only those the parser already holds (no system
+    call). After a failed write (``broken``) only the replies already salvaged
+    count: when they run out, the connection's failure is this Receive's,
+    possibly delivered if it awaited an end of data's reply."""
     replies: list[Reply] = []
+    if action.arrived:
+        while len(replies) < action.count and (reply := client._take_reply(action)) is not None:
+            replies.append(reply)
+        return replies
     timeout = client.timeouts.for_kind(action.timeout)
     deadline = 0.0
     while len(replies) < action.count:

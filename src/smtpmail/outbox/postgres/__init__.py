@@ -481,9 +481,7 @@ class PostgresOutbox(Outbox):
         )
         values = _message_values(message)[1:]
         params = dict(zip([f"v{i}" for i in range(len(values))], values, strict=True))
-        marks = ", ".join(
-            f"{c} = %(v{i})s" for i, c in enumerate((*_MESSAGE_COLUMNS[1:], "done"))
-        )
+        marks = ", ".join(f"{c} = %(v{i})s" for i, c in enumerate((*_MESSAGE_COLUMNS[1:], "done")))
         cur = conn.execute(
             f"UPDATE smtpmail_messages SET {marks}, {lease}"
             " WHERE id = %(id)s AND lease_owner = %(owner)s",
