@@ -257,7 +257,7 @@ def test_a_big_last_chunk_that_left_before_the_next_commands_failed_was_sent() -
             action = flow.send(answer) if failure is None else flow.throw(failure)
             answer, failure = None, None
             if isinstance(action, Receive):
-                answer = [Reply(250, ["OK"])] * action.count
+                answer = [Reply(250, ("OK",))] * action.count
                 continue
             assert isinstance(action, Send)
             if bytes(action.data).startswith(b"MAIL FROM:") and sends:
