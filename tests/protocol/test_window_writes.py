@@ -34,20 +34,34 @@ def item(i: int) -> tuple[Envelope, Content]:
     return Envelope("a@example.org", [f"r{i}@x.org"]), Content([data], data=data)
 
 
-def drive_segments(flow: Flow[Any], segments: list[bytes]) -> tuple[Any, list[bytes]]:
+def drive_segments(
+    flow: Flow[Any],
+    segments: list[bytes],
+    *,
+    broken_at: int | None = None,
+    writes: list[bytes] | None = None,
+) -> tuple[Any, list[bytes]]:
     """Run ``flow``; each read that waits brings the next segment of the server's
     replies, a read that does not wait gets only what is already in. Returns the
-    flow's value and what each write carried."""
+    flow's value and what each write carried (also appended to ``writes``).
+
+    ``broken_at``: that write (counted from 1) fails with ConnectionLost, thrown
+    in where it wrote; after it, a read that finds no reply gets that failure,
+    as the driver does after a failed write."""
     pending = deque(segments)
     parser = ReplyParser()
-    writes: list[bytes] = []
+    writes = [] if writes is None else writes
+    broken = ConnectionLost("reset by the server")
     answer: Any = None
+    thrown: Exception | None = None
     try:
         while True:
-            action = flow.send(answer)
-            answer = None
+            action = flow.send(answer) if thrown is None else flow.throw(thrown)
+            answer = thrown = None
             if isinstance(action, Send):
                 writes.append(bytes(action.data))
+                if len(writes) == broken_at:
+                    thrown = broken
                 continue
             assert isinstance(action, Receive)
             got = []
@@ -56,6 +70,9 @@ def drive_segments(flow: Flow[Any], segments: list[bytes]) -> tuple[Any, list[by
                 if reply is not None:
                     got.append(reply)
                 elif action.arrived:
+                    break
+                elif broken_at is not None and len(writes) >= broken_at:
+                    thrown = broken
                     break
                 else:
                     parser.feed(pending.popleft())  # (IndexError: a read nobody answers)
@@ -159,28 +176,11 @@ def test_a_failed_write_of_several_transactions_may_have_sent_all_but_the_last()
     results: list[SendResult] = []
     session = ready("PIPELINING", "CHUNKING", options=Options(transaction_window=4))
     flow = session.transactions([item(i) for i in range(12)], keep_errors=True, results=results)
-    parser = ReplyParser()
-    parser.feed(b"".join(TAKEN * 4))  # the first four, answered in one segment
     writes: list[bytes] = []
-    answer: Any = None
-    failure: Exception | None = None
-    broken = ConnectionLost("reset by the server")
     with pytest.raises(ConnectionLost):
-        while True:
-            action = flow.send(answer) if failure is None else flow.throw(failure)
-            answer = failure = None
-            if isinstance(action, Send):
-                writes.append(bytes(action.data))
-                if len(writes) == 5:  # the room of four, refilled in one write
-                    failure = broken
-                continue
-            assert isinstance(action, Receive)
-            got = []
-            while len(got) < action.count and (reply := parser.maybe_next_reply()):
-                got.append(reply)
-            if len(got) < action.count and not action.arrived:
-                failure = broken  # (what the driver does: no reply had arrived)
-            answer = got
+        # The first four answered in one segment; the room they open refilled in
+        # one write, which fails.
+        drive_segments(flow, [b"".join(TAKEN * 4)], broken_at=5, writes=writes)
     assert per_write(writes) == [1, 1, 1, 1, 4]
     assert [r.ok for r in results[:4]] == [True] * 4
     assert [r.end_sent for r in results[4:8]] == [True, True, True, False]
