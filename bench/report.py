@@ -14,20 +14,33 @@ if TYPE_CHECKING:
 
 README_START = "<!-- bench:start -->"
 README_END = "<!-- bench:end -->"
+#: The README's block: the targets, measured, with the date and the machine.
+TARGETS_START = "<!-- bench-targets:start -->"
+TARGETS_END = "<!-- bench-targets:end -->"
 #: The chart's name beside the results page.
 CHART = "benchmark-chart.png"
 
-# The row names of run.py (kept as literals: report.py is imported without run.py's setup).
+# The row names (run.py imports them): each says exactly what that side does; a target
+# names two of them.
 MANY = "smtpmail Client.send_many"
+MANY_MYPYC = "smtpmail Client.send_many (mypyc)"
+ASYNC_X8_MYPYC = "smtpmail AsyncClient x8 tasks (mypyc)"
+ONESHOT_MYPYC = "smtpmail.send() (mypyc)"
+#: The scenarios with a row for the mypyc build: the targets a pure-Python build misses.
+MYPYC_SCENARIOS = {"1", "2", "7", "8"}
+LOOP = "smtpmail Client.send in a loop"
 ASYNC_MANY = "smtpmail AsyncClient.send_many"
 SOURCE_D = "smtp-source -s 1 -d"
 SMTPLIB = "smtplib SMTP.sendmail"
 AIOSMTPLIB = "aiosmtplib SMTP.sendmail"
 ONESHOT = "smtpmail.send()"
+ONESHOT_ASYNC = "smtpmail.send_async()"
 SOURCE_EACH = "smtp-source -s 1"
 SMTPLIB_EACH = "smtplib, new SMTP per message"
 ASYNC_X8 = "smtpmail AsyncClient x8 tasks"
+THREADS_X8 = "smtpmail Client x8 threads"
 SOURCE_X8 = "smtp-source -s 8 -d"
+SMTPLIB_X8 = "smtplib x8 threads"
 AIOSMTPLIB_X8 = "aiosmtplib x8 tasks"
 CLI_SEND = "smtpmail send (CLI)"
 
@@ -56,6 +69,21 @@ TARGETS = [
     Target("6", CLI_SEND, "swaks", 1.3, "CLI: ≥ 1.3x swaks processes per second"),
     Target("6", CLI_SEND, "msmtp", 1.5, "CLI: ≥ 1.5x msmtp processes per second"),
     Target("1", MANY, "", 60.0, "CPU per message, one connection: ≤ 60 µs", "cpu"),
+    Target(
+        "1", MANY_MYPYC, "", 60.0, "CPU per message, one connection, mypyc build: ≤ 60 µs", "cpu"
+    ),
+    # The same targets for the optional mypyc build, where the pure-Python one misses them.
+    Target("2", ASYNC_X8_MYPYC, SOURCE_X8, 0.9, "8 connections, mypyc: ≥ 0.9x smtp-source -s 8 -d"),
+    Target("7", MANY_MYPYC, SOURCE_D, 1.0, "lock-step server, mypyc: ≥ 1.0x smtp-source -s 1 -d"),
+    Target("7", MANY_MYPYC, SMTPLIB, 1.1, "lock-step server, mypyc: ≥ 1.1x smtplib"),
+    Target(
+        "8",
+        ONESHOT_MYPYC,
+        SOURCE_EACH,
+        1.0,
+        "connection per message, mypyc: ≥ 1.0x smtp-source -s 1",
+    ),
+    Target("8", ONESHOT_MYPYC, SMTPLIB_EACH, 1.2, "connection per message, mypyc: ≥ 1.2x smtplib"),
     Target("11", MANY, "", 200.0, "50 ms RTT, CHUNKING, one connection: ≥ 200 msgs/s", "rate"),
     # Issue 9's, measured like for like now.
     Target("1", MANY, SOURCE_D, 1.5, "1 KB, one connection: ≥ 1.5x smtp-source -s 1 -d"),
@@ -209,16 +237,17 @@ def markdown(
         f"`import smtpmail` (python -X importtime, cumulative): {import_us / 1000:.1f} ms",
         "",
     ]
-    lines += [
-        "**Targets (issues 19 and 9)**",
-        "",
-        "| target | measured | met |",
-        "|---|---:|:---:|",
-    ]
+    lines += ["**Targets (issues 19 and 9)**", "", *targets_table(scenarios, import_us)]
+    return "\n".join([*lines, "", *NOTES]) + "\n"
+
+
+def targets_table(scenarios: list[Scenario], import_us: float) -> list[str]:
+    """The targets as a Markdown table: what each measured, and whether it is met."""
+    lines = ["| target | measured | met |", "|---|---:|:---:|"]
     for c in check_targets(scenarios, import_us):
         met = "—" if c["met"] is None else ("yes" if c["met"] else "**no**")
         lines.append(f"| {c['target']} | {c['measured']} | {met} |")
-    return "\n".join([*lines, "", *NOTES]) + "\n"
+    return lines
 
 
 NOTES = [
@@ -280,6 +309,7 @@ def write_results(
     command: str,
     chart: bool,
     page: Path | None,
+    readme: Path | None = None,
 ) -> None:
     text = markdown(scenarios, import_us, machine=machine, when=when, command=command)
     (out / "results.md").write_text("# smtpmail benchmarks\n\n" + text)
@@ -309,21 +339,32 @@ def write_results(
             chart_name = CHART
             shutil.copyfile(out / "chart.png", page.parent / chart_name)
         update_page(page, text, chart_name)
+    if readme is not None:
+        targets = "\n".join(
+            [f"Measured {when} on {machine}:", "", *targets_table(scenarios, import_us)]
+        )
+        replace_block(readme, targets + "\n", TARGETS_START, TARGETS_END)
+
+
+def replace_block(path: Path, text: str, start: str, end: str) -> bool:
+    """Replace the text between ``path``'s markers; False (unchanged) if it has none."""
+    body = path.read_text()
+    if start not in body or end not in body:
+        return False
+    head, rest = body.split(start, 1)
+    path.write_text(f"{head}{start}\n{text}{end}{rest.split(end, 1)[1]}")
+    return True
 
 
 def update_page(page: Path, text: str, chart_name: str | None) -> None:
     """Replace the text between the page's markers (making the page if it has none)."""
-    body = page.read_text() if page.exists() else ""
     image = f"\n![benchmark chart]({chart_name})" if chart_name else ""
+    if page.exists() and replace_block(page, f"{text}{image}\n", README_START, README_END):
+        return
     block = f"{README_START}\n{text}{image}\n{README_END}"
-    if README_START in body and README_END in body:
-        head, rest = body.split(README_START, 1)
-        tail = rest.split(README_END, 1)[1]
-        body = head + block + tail
-    else:
-        body = (
-            "# Benchmarks\n\nRun `bash bench/run.sh` (installs its tools and "
-            "servers; `--quick` for a smoke test).\n\n" + block + "\n"
-        )
+    body = (
+        "# Benchmarks\n\nRun `bash bench/run.sh` (installs its tools and "
+        "servers; `--quick` for a smoke test).\n\n" + block + "\n"
+    )
     page.parent.mkdir(parents=True, exist_ok=True)
     page.write_text(body)

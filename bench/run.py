@@ -41,13 +41,42 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
+# The private Postfix (tests/support/privatepostfix.py: standard library only) is
+# configured by the same module for the bench as for the tests.
+sys.path.append(str(ROOT / "tests"))
 
 import discard_mta  # noqa: E402
 from peers import RECIPIENT, SENDER, make_message  # noqa: E402
+from report import (  # noqa: E402 (the row names, defined once beside the targets naming them)
+    AIOSMTPLIB,
+    AIOSMTPLIB_X8,
+    ASYNC_MANY,
+    ASYNC_X8,
+    ASYNC_X8_MYPYC,
+    CLI_SEND,
+    LOOP,
+    MANY,
+    MANY_MYPYC,
+    MYPYC_SCENARIOS,
+    ONESHOT,
+    ONESHOT_ASYNC,
+    ONESHOT_MYPYC,
+    SMTPLIB,
+    SMTPLIB_EACH,
+    SMTPLIB_X8,
+    SOURCE_D,
+    SOURCE_EACH,
+    SOURCE_X8,
+    THREADS_X8,
+)
+
+from support.privatepostfix import available as postfix_available  # noqa: E402
 
 PEERS_PY = str(BENCH / "peers.py")
 #: The page a whole run writes its tables into (and its chart beside).
 PAGE = ROOT / "docs" / "benchmarks.md"
+#: The README's summary of the targets (between its markers) that a whole run rewrites.
+README = ROOT / "README.md"
 CPUS = sorted(os.sched_getaffinity(0))
 CLIENT_CPU = {CPUS[0]}
 SERVER_CPU = {CPUS[-1]}
@@ -89,6 +118,8 @@ def pinned(argv: list[str], cpus: set[int]) -> list[str]:
 
 #: Where the clients import smtpmail from: this checkout's src/, or its snapshot.
 SOURCE = [ROOT / "src"]
+#: Where the mypyc build of that snapshot is installed (``compiled_build``), if it built.
+COMPILED: list[Path | None] = [None]
 #: How the CLI is started: ``python -m smtpmail``, or the launcher an install writes.
 CLI = [[sys.executable, "-m", "smtpmail"]]
 
@@ -113,14 +144,17 @@ def write_launcher(folder: Path) -> Path:
     return path
 
 
-def _env() -> dict[str, str]:
+def _env(source: Path | None = None) -> dict[str, str]:
     env = dict(os.environ)
-    # The clients import this checkout's smtpmail, not an installed copy.
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SOURCE[0]), env.get("PYTHONPATH")]))
+    # The clients import this checkout's smtpmail (or its mypyc build), not an installed copy.
+    where = str(source or SOURCE[0])
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [where, env.get("PYTHONPATH")]))
     return env
 
 
-def _spawn(argv: list[str], stdin: Path | None) -> tuple[str, float, int]:
+def _spawn(
+    argv: list[str], stdin: Path | None, source: Path | None = None
+) -> tuple[str, float, int]:
     """Run one process to completion; (stdout, CPU seconds, max RSS KiB) via wait4."""
     with (
         open(stdin or os.devnull, "rb") as fin,
@@ -133,7 +167,7 @@ def _spawn(argv: list[str], stdin: Path | None) -> tuple[str, float, int]:
             stdin=fin,
             stdout=out,
             stderr=err,
-            env=_env(),
+            env=_env(source),
         )
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -164,11 +198,11 @@ def _read_rss(text: str, fallback: int) -> int:
     return int(lines[-1]) if lines and lines[-1].isdigit() else fallback
 
 
-def measure_python(client: str, port: int, **kw: object) -> Sample:
+def measure_python(client: str, port: int, source: Path | None = None, **kw: object) -> Sample:
     argv = [sys.executable, PEERS_PY, client, "--port", str(port)]
     for k, v in kw.items():
         argv += [f"--{k}", str(v)]
-    text, cpu, rss = _spawn(argv, None)
+    text, cpu, rss = _spawn(argv, None, source)
     data = json.loads(text.strip().splitlines()[-1])
     return Sample(data["messages"], data["octets"], data["seconds"], cpu, rss, data["cpu"])
 
@@ -309,7 +343,7 @@ SERVERS: dict[str, Callable[[], contextlib.AbstractContextManager[Server]]] = {
 
 def server_missing(kind: str) -> str | None:
     """Why the server ``kind`` cannot run here, or None."""
-    if kind == "postfix" and not discard_mta.available():
+    if kind == "postfix" and not postfix_available():
         return "a private Postfix needs root and Postfix (bash bench/run.sh installs it)"
     return None
 
@@ -405,25 +439,6 @@ def smtpmail_cli_argv(port: int, msg: Path) -> list[str] | None:
     ]
 
 
-# Row names say exactly what each side does; a target names two of them.
-MANY = "smtpmail Client.send_many"
-LOOP = "smtpmail Client.send in a loop"
-ASYNC_MANY = "smtpmail AsyncClient.send_many"
-SOURCE_D = "smtp-source -s 1 -d"
-SMTPLIB = "smtplib SMTP.sendmail"
-AIOSMTPLIB = "aiosmtplib SMTP.sendmail"
-ONESHOT = "smtpmail.send()"
-ONESHOT_ASYNC = "smtpmail.send_async()"
-SOURCE_EACH = "smtp-source -s 1"
-SMTPLIB_EACH = "smtplib, new SMTP per message"
-ASYNC_X8 = "smtpmail AsyncClient x8 tasks"
-THREADS_X8 = "smtpmail Client x8 threads"
-SOURCE_X8 = "smtp-source -s 8 -d"
-SMTPLIB_X8 = "smtplib x8 threads"
-AIOSMTPLIB_X8 = "aiosmtplib x8 tasks"
-CLI_SEND = "smtpmail send (CLI)"
-
-
 def build(args: argparse.Namespace, msg_file: Path, big_file: Path) -> list[Scenario]:
     q = args.quick
     runs = 1 if q else args.runs
@@ -434,18 +449,31 @@ def build(args: argparse.Namespace, msg_file: Path, big_file: Path) -> list[Scen
     n5 = 10 if q else 100
     n7 = 100 if q else 1_000
     n9 = 40 if q else 400
+    # Scenario 11: at a few hundred messages a second, 100 messages take less time
+    # than the connection's set-up (connect, greeting, EHLO, QUIT: 4 round trips).
+    n11 = 20 if q else 500
     kib = 1024
     big = big_file.stat().st_size
 
     def py(client: str, **kw: object) -> Callable[[int], Sample]:
         return lambda port: measure_python(client, port, **kw)
 
+    with_mypyc = not getattr(args, "no_mypyc", False)
+
+    def mypyc(client: str, **kw: object) -> Callable[[int], Sample]:
+        """The same client on the mypyc build (``compiled_build``)."""
+        return lambda port: measure_python(client, port, _compiled(), **kw)
+
     def source(n: int, size: int, conns: int = 1, reuse: bool = True) -> Callable[[int], Sample]:
         return lambda port: smtp_source(port, n, size, conns, reuse=reuse)
 
-    def reused(n: int, size: int, loop: bool = False) -> dict[str, Callable[[int], Sample]]:
+    def reused(
+        n: int, size: int, loop: bool = False, compiled: bool = False
+    ) -> dict[str, Callable[[int], Sample]]:
         """Every client on one connection it keeps for all ``n`` messages."""
         peers = {MANY: py("smtpmail", count=n, size=size)}
+        if compiled and with_mypyc:
+            peers[MANY_MYPYC] = mypyc("smtpmail", count=n, size=size)
         if loop:
             peers[LOOP] = py("smtpmail-send", count=n, size=size)
         peers[ASYNC_MANY] = py("smtpmail-async", count=n, size=size)
@@ -454,10 +482,15 @@ def build(args: argparse.Namespace, msg_file: Path, big_file: Path) -> list[Scen
         peers[AIOSMTPLIB] = py("aiosmtplib", count=n, size=size)
         return peers
 
-    def eight(n: int) -> dict[str, Callable[[int], Sample]]:
+    def eight(n: int, compiled: bool = False) -> dict[str, Callable[[int], Sample]]:
         """``n`` messages split over 8 connections, each kept for its share."""
         return {
             ASYNC_X8: py("smtpmail-async", count=n, size=kib, conns=8),
+            **(
+                {ASYNC_X8_MYPYC: mypyc("smtpmail-async", count=n, size=kib, conns=8)}
+                if compiled and with_mypyc
+                else {}
+            ),
             THREADS_X8: py("smtpmail", count=n, size=kib, conns=8),
             SOURCE_X8: source(n, kib, 8),
             SMTPLIB_X8: py("smtplib", count=n, size=kib, conns=8),
@@ -466,6 +499,7 @@ def build(args: argparse.Namespace, msg_file: Path, big_file: Path) -> list[Scen
 
     per_message = {
         ONESHOT: py("smtpmail-oneshot", count=n7, size=kib),
+        **({ONESHOT_MYPYC: mypyc("smtpmail-oneshot", count=n7, size=kib)} if with_mypyc else {}),
         ONESHOT_ASYNC: py("smtpmail-oneshot-async", count=n7, size=kib),
         SOURCE_EACH: source(n7, kib, reuse=False),
         SMTPLIB_EACH: py("smtplib-per-message", count=n7, size=kib),
@@ -490,14 +524,14 @@ def build(args: argparse.Namespace, msg_file: Path, big_file: Path) -> list[Scen
             "1",
             f"{n1:,} messages of 1 KB, one reused connection",
             "msgs/s",
-            reused(n1, kib, loop=True),
+            reused(n1, kib, loop=True, compiled=True),
             runs,
         ),
         Scenario(
             "2",
             f"{n1:,} messages of 1 KB over 8 connections, each reused",
             "msgs/s",
-            eight(n1),
+            eight(n1, compiled=True),
             runs,
         ),
         Scenario(
@@ -527,7 +561,7 @@ def build(args: argparse.Namespace, msg_file: Path, big_file: Path) -> list[Scen
             f"{n7:,} messages of 1 KB to a lock-step server (aiosmtpd: no "
             "PIPELINING), one reused connection",
             "msgs/s",
-            {k: v for k, v in reused(n7, kib).items()},
+            reused(n7, kib, compiled=True),
             runs,
             server="aiosmtpd",
         ),
@@ -548,7 +582,8 @@ def build(args: argparse.Namespace, msg_file: Path, big_file: Path) -> list[Scen
         ),
         Scenario(
             "10",
-            f"{n7:,} messages of 1 KB to Postfix with CHUNKING, one reused connection",
+            f"{n7:,} messages of 1 KB to Postfix with CHUNKING (queue on tmpfs), "
+            "one reused connection",
             "msgs/s",
             chunking,
             runs,
@@ -556,9 +591,11 @@ def build(args: argparse.Namespace, msg_file: Path, big_file: Path) -> list[Scen
         ),
         Scenario(
             "11",
-            f"{n5} messages of 1 KB to Postfix with CHUNKING at 50 ms RTT, one reused connection",
+            f"{n11} messages of 1 KB to Postfix with CHUNKING (queue on tmpfs) at 50 ms RTT, "
+            f"one reused connection; {n11}, not 100, so that the set-up (connect, greeting, "
+            "EHLO, QUIT: 4 round trips, 0.2 s, counted in) is not most of the run",
             "msgs/s",
-            {k: v for k, v in reused(n5, kib).items() if k in (MANY, ASYNC_MANY, SOURCE_D)},
+            {k: v for k, v in reused(n11, kib).items() if k in (MANY, ASYNC_MANY, SOURCE_D)},
             slow_runs,
             relay_rtt=0.05,
             server="postfix",
@@ -683,8 +720,15 @@ def main(argv: list[str]) -> int:
         type=Path,
         help="measure the smtpmail in this src folder (another commit's, for a before/after)",
     )
-    p.add_argument("--no-readme", action="store_true", help=f"leave {PAGE.name} alone")
+    p.add_argument(
+        "--no-readme", action="store_true", help=f"leave {PAGE.name} and the README alone"
+    )
     p.add_argument("--no-chart", action="store_true")
+    p.add_argument(
+        "--no-mypyc",
+        action="store_true",
+        help="leave out the row of the mypyc build (building it takes a minute or more)",
+    )
     args = p.parse_args(argv)
     # Postfix's tools live in /usr/sbin, which a user's PATH may lack.
     os.environ["PATH"] = os.environ.get("PATH", "") + os.pathsep + "/usr/sbin"
@@ -708,6 +752,8 @@ def main(argv: list[str]) -> int:
         )
         subprocess.run([sys.executable, "-m", "compileall", "-q", str(src)], check=True)
         SOURCE[0] = src
+        if not args.no_mypyc and (not only or only & MYPYC_SCENARIOS):
+            COMPILED[0] = compiled_build(args.source or ROOT / "src", Path(tmp) / "mypyc")
         CLI[0] = [str(write_launcher(Path(tmp) / "bin"))]
         msg_file = Path(tmp) / "message.eml"
         msg_file.write_bytes(make_message(1024))
@@ -740,9 +786,55 @@ def main(argv: list[str]) -> int:
         command=" ".join(["bash bench/run.sh", *argv]),
         chart=not args.no_chart,
         page=PAGE if whole and not args.no_readme else None,
+        readme=README if whole and not args.no_readme else None,
     )
     print(f"results in {out} ({time.time() - started:.0f} s)")
     return 0
+
+
+def _compiled() -> Path:
+    if COMPILED[0] is None:
+        raise RuntimeError("no mypyc build (see above why it failed)")
+    return COMPILED[0]
+
+
+def compiled_build(src: Path, folder: Path) -> Path | None:
+    """The mypyc build of ``src`` (setup.py's opt-in), installed into ``folder``; None if
+    it cannot be built here (no compiler or headers): its row is then left out.
+
+    Built from a copy of the checkout with ``src`` in place, the way a user builds it
+    (``SMTPMAIL_MYPYC=1``, pip's isolated build environment).
+    """
+    tree = folder / "tree"
+    shutil.copytree(
+        ROOT,
+        tree,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", "build", "node_modules", "__pycache__", "results", "src"
+        ),
+    )
+    shutil.copytree(src, tree / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    env = {**os.environ, "SMTPMAIL_MYPYC": "1"}
+    print("building the mypyc variant (setup.py)...", flush=True)
+    pip = [sys.executable, "-m", "pip", "-q"]
+    try:
+        subprocess.run(
+            [*pip, "wheel", "--no-deps", "-w", str(folder / "wheel"), str(tree)],
+            check=True,
+            env=env,
+            capture_output=True,
+        )
+        wheels = [str(w) for w in (folder / "wheel").glob("*.whl")]
+        subprocess.run(
+            [*pip, "install", "--no-deps", "--target", str(folder / "site"), *wheels],
+            check=True,
+            capture_output=True,
+        )
+    except subprocess.CalledProcessError as exc:
+        why = exc.stderr.decode(errors="replace")[-400:]
+        print(f"bench: the mypyc build failed, its row is skipped: {why}", file=sys.stderr)
+        return None
+    return folder / "site"
 
 
 def _write_big(path: Path, size: int) -> None:

@@ -14,6 +14,8 @@ APT_PACKAGES="postfix dnsmasq-base git-email libmailtools-perl dovecot-core dove
 # The proxies tests/support/proxies.py starts: Dante (SOCKS 4/5), microsocks (SOCKS 5 with a
 # password), tinyproxy (HTTP CONNECT), OpenSSH's ssh -D and sshd (SOCKS 4A).
 APT_PACKAGES="$APT_PACKAGES dante-server microsocks tinyproxy openssh-server openssh-client"
+# The C compiler and Python headers the optional mypyc build needs (the compiled job below).
+APT_PACKAGES="$APT_PACKAGES gcc python3-dev"
 # Debian packages the tests run unpacked with dpkg-deb -x under $SMTPMAIL_DEBS/<package>
 # (tests/support/interop/exim.py reads the same place): each conflicts with Postfix as an
 # installed package. What they depend on is installed; they themselves are not.
@@ -103,7 +105,7 @@ if [ -n "$unresolved" ]; then
 fi
 
 echo "== ruff"
-.venv/bin/ruff check src tests solution.py scripts $(ls -d bench 2>/dev/null)
+.venv/bin/ruff check src tests solution.py scripts setup.py _build_backend $(ls -d bench 2>/dev/null)
 echo "== mypy --strict"
 .venv/bin/mypy
 echo "== mkdocs build --strict"
@@ -120,4 +122,20 @@ set -e
 if [ "$status" -eq 5 ]; then
   echo "pytest collected no tests"; exit 1
 fi
-exit "$status"
+if [ "$status" -ne 0 ] || [ "$#" -ne 0 ]; then
+  exit "$status"  # the compiled job belongs to a whole run (as .ci/run makes)
+fi
+
+# The optional compiled build (setup.py, docs/install.md): built the way a user builds it
+# (SMTPMAIL_MYPYC=1, pip's isolated build environment), installed into a folder of its own,
+# and a subset run against it: the protocol tables, both clients' send_many against aiosmtpd
+# and smtp-sink, the layering, and tests/test_compiled_build.py, which fails unless the
+# listed modules are imported from the extensions.
+echo "== the mypyc build"
+compiled=$(mktemp -d)
+trap 'rm -rf "$compiled"' EXIT
+SMTPMAIL_MYPYC=1 .venv/bin/python -m pip wheel -q --no-deps -w "$compiled/wheel" .
+.venv/bin/python -m pip install -q --no-deps --target "$compiled/site" "$compiled"/wheel/*.whl
+SMTPMAIL_TEST_SOURCE="$compiled/site" SMTPMAIL_TEST_COMPILED=1 .venv/bin/python -m pytest -q -rfEs \
+  tests/test_compiled_build.py tests/protocol tests/transport/test_clients.py \
+  tests/transport/test_postfix.py tests/test_architecture.py -k "not mta"

@@ -9,12 +9,15 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-# Subprocesses (the CLI, solution.py runs) import this checkout's code, not an
-# installed copy from another tree.
+# Where smtpmail is imported from: this checkout's src/, or, in scripts/test.sh's job for
+# the compiled build, the folder that build was installed into (tests/test_compiled_build.py).
+SOURCE = Path(os.environ.get("SMTPMAIL_TEST_SOURCE") or ROOT / "src")
+# Subprocesses (the CLI, solution.py runs) import the same code, not an installed copy
+# from another tree.
 os.environ["PYTHONPATH"] = os.pathsep.join(
-    [str(ROOT / "src"), *filter(None, [os.environ.get("PYTHONPATH")])]
+    [str(SOURCE), *filter(None, [os.environ.get("PYTHONPATH")])]
 )
-sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(SOURCE))
 
 from support.delivery.mxworld import MXWorld, pick_network, usable  # noqa: E402
 from support.harness import KINDS, Connect, Twin  # noqa: E402

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 import smtpmail
+from support.privatepostfix import available as postfix_available
 from support.servers import RecordingServer
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
@@ -123,6 +124,7 @@ def test_harness_runs_a_scenario_and_writes_results(tmp_path: Path) -> None:
             str(tmp_path),
             "--no-chart",
             "--no-readme",
+            "--no-mypyc",
         ],
         capture_output=True,
         text=True,
@@ -217,7 +219,7 @@ def test_the_lock_step_server_counts_what_it_takes_and_a_short_count_fails() -> 
 
 
 def test_the_discarding_postfix_offers_chunking_and_counts_what_it_takes() -> None:
-    if not discard_mta.available():
+    if not postfix_available():
         pytest.fail("a private Postfix needs root and Postfix: scripts/test.sh installs it")
     import smtpmail
 
@@ -245,3 +247,16 @@ def test_a_whole_run_rewrites_only_the_block_between_the_page_markers(tmp_path: 
     assert "first table" not in body and "second table" in body
     assert body.startswith("intro kept\n") and body.endswith("\nnotes kept\n")
     assert "![benchmark chart](benchmark-chart.png)" in body
+
+
+def test_a_whole_run_rewrites_the_readme_targets_between_their_markers(tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{report.TARGETS_START}\nold table\n{report.TARGETS_END}\nrest\n")
+    assert report.replace_block(readme, "new table\n", report.TARGETS_START, report.TARGETS_END)
+    assert readme.read_text() == (
+        f"intro\n{report.TARGETS_START}\nnew table\n{report.TARGETS_END}\nrest\n"
+    )
+    unmarked = tmp_path / "other.md"
+    unmarked.write_text("no markers\n")
+    assert not report.replace_block(unmarked, "x\n", report.TARGETS_START, report.TARGETS_END)
+    assert unmarked.read_text() == "no markers\n"

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import pytest
 
-from smtpmail.errors import DataRefused, RecipientsRefused, SenderRefused
-from smtpmail.protocol.actions import Content, Options
+from smtpmail.errors import ConnectionLost, DataRefused, RecipientsRefused, SenderRefused
+from smtpmail.protocol.actions import Content, Options, Receive, Send
 from smtpmail.protocol.envelope import Envelope, SendResult
+from smtpmail.protocol.reply import Reply
 from smtpmail.protocol.session import Session
 from support.harness import ScriptExhausted, Trace, drive_flow
 from support.sessions import OK, QUEUED, ready
@@ -58,7 +59,7 @@ def in_flight_before_first_reply(trace: Trace) -> int:
 @pytest.mark.parametrize(
     ("options", "size", "bound"),
     [
-        (Options(), 16, 32),  # the default: 32 transactions
+        (Options(), 16, 64),  # the default: 64 transactions
         (Options(transaction_window=5), 16, 5),
         # 1 KB messages, 3.5 KB of room: as many whole transactions as fit.
         (Options(window_octets=3500), 1000, 3),
@@ -69,7 +70,7 @@ def in_flight_before_first_reply(trace: Trace) -> int:
 def test_transactions_in_flight_before_the_first_reply_is_read(
     options: Options, size: int, bound: int
 ) -> None:
-    n = 40
+    n = 80
     _, results, trace = window(TAKEN * n, [item(i, size=size) for i in range(n)], options)
     assert [r.ok for r in results] == [True] * n
     assert in_flight_before_first_reply(trace) == bound
@@ -215,7 +216,7 @@ def test_a_cut_mid_window_marks_which_ends_were_sent() -> None:
     the items, was not written."""
     items = [item(i) for i in range(40)]
     results: list[SendResult] = []
-    session = ready("PIPELINING", "CHUNKING")
+    session = ready("PIPELINING", "CHUNKING", options=Options(transaction_window=32))
     with pytest.raises(ScriptExhausted):
         drive_flow(session.transactions(items, keep_errors=True, results=results), TAKEN * 3)
     assert [r.ok for r in results[:3]] == [True] * 3
@@ -236,3 +237,32 @@ def test_a_stream_of_unknown_size_ends_the_window_for_the_rest() -> None:
         *("send", "recv", "send", "recv", "recv", "send", "recv"),  # the group rides along
     ]
     assert trace.sends[3].startswith(b"BDAT 4 LAST\r\nm2\r\nMAIL FROM:")
+
+
+def test_a_big_last_chunk_that_left_before_the_next_commands_failed_was_sent() -> None:
+    """A last chunk over 64 KiB is written apart from the next transaction's
+    commands riding with it: when only that second write fails, the end of
+    the data has left (possibly delivered), and the outbox must know it."""
+    data = b"x" * 100_000 + b"\r\n"
+    stream = (Envelope("a@example.org", ["r0@x.org"]), Content([data]))  # size unknown
+    results: list[SendResult] = []
+    flow = ready("PIPELINING", "CHUNKING").transactions(
+        [stream, item(1)], keep_errors=True, results=results
+    )
+    sends: list[bytes] = []
+    answer: list[Reply] | None = None
+    failure: Exception | None = None
+    with pytest.raises(ConnectionLost):
+        while True:
+            action = flow.send(answer) if failure is None else flow.throw(failure)
+            answer, failure = None, None
+            if isinstance(action, Receive):
+                answer = [Reply(250, ("OK",))] * action.count
+                continue
+            assert isinstance(action, Send)
+            if bytes(action.data).startswith(b"MAIL FROM:") and sends:
+                failure = ConnectionLost("reset by the server")  # the next one's commands
+            sends.append(bytes(action.data))
+    assert sends[-2] == data  # the whole chunk was written before the failure
+    assert results[0].end_sent
+    assert results[0].reply is None and results[0].error is None

@@ -192,6 +192,10 @@ def drive_flow(flow: Flow[Any], server: bytes | list[bytes], trace: Trace | None
             if isinstance(action, Send):
                 trace.sends.append(action.data)
                 trace.steps.append(("send", action.data))
+            elif isinstance(action, Receive) and action.arrived:
+                # Each read here brings exactly the replies asked for: none is
+                # ever waiting in the parser unasked.
+                answer = []
             else:
                 assert isinstance(action, Receive)
                 trace.receives.append((action.count, action.label, action.timeout))

@@ -18,12 +18,11 @@ from __future__ import annotations
 import email
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
@@ -31,24 +30,22 @@ from typing import TypeVar
 
 import pytest
 
+from support.privatepostfix import HOST, PrivatePostfix, Setting, available
 from support.servers import free_port
 
 SMTP_SINK = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
-POSTFIX = shutil.which("postfix") or "/usr/sbin/postfix"
 T = TypeVar("T")
 
 #: Domains the private MTA delivers locally (everything else bounces at once).
 LOCAL_DOMAINS = ("example.com", "example.org", "xn--bcher-kva.example", "例子.广告")
 #: A recipient the private MTA refuses at RCPT time.
 REFUSED = "refused@example.com"
+#: The user virtual(8) delivers as (nobody).
+NOBODY = 65534
 
 
 def have_smtp_sink() -> bool:
     return os.access(SMTP_SINK, os.X_OK)
-
-
-def have_postfix() -> bool:
-    return os.access(POSTFIX, os.X_OK) and os.geteuid() == 0
 
 
 def wait_for(what: str, probe: Callable[[], T | None], limit: float = 30.0) -> T:
@@ -160,145 +157,63 @@ class SmtpSink:
         )
 
 
-_MASTER_CF = """\
-{host}:{port} inet n - n - - smtpd
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-smtp      unix  -       -       n       -       -       smtp
-relay     unix  -       -       n       -       -       smtp
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-local     unix  -       n       n       -       -       local
-virtual   unix  -       n       n       -       -       virtual
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-"""
-
-_MAIN_CF = """\
-compatibility_level = 3.6
-queue_directory = {dir}/queue
-data_directory = {dir}/data
-mail_owner = postfix
-setgid_group = postdrop
-inet_interfaces = {host}
-inet_protocols = ipv4
-myhostname = mta.smtpmail.test
-mydomain = smtpmail.test
-myorigin = $myhostname
-mydestination =
-mynetworks = 127.0.0.0/8
-relay_domains =
-alias_maps =
-alias_database =
-local_recipient_maps =
-biff = no
-maillog_file = {dir}/maillog
-maillog_file_prefixes = {dir}
-smtputf8_enable = yes
-message_size_limit = {size_limit}
-smtpd_banner = $myhostname ESMTP
-# Nothing ever leaves this machine: anything not local bounces at once.
-default_transport = error:this test MTA delivers nothing outside
-relay_transport = error:this test MTA delivers nothing outside
-virtual_mailbox_domains = {domains}
-virtual_mailbox_base = {dir}/mail
-virtual_mailbox_maps = static:inbox/
-virtual_uid_maps = static:{uid}
-virtual_gid_maps = static:{gid}
-smtpd_recipient_restrictions =
-    check_recipient_access inline:{{ {{ {refused} = REJECT 5.1.1 no such user here }} }}
-    permit_mynetworks, reject
-smtpd_recipient_limit = {recipient_limit}
-"""
-
-
-class PostfixMTA:
+class PostfixMTA(PrivatePostfix):
     """A private Postfix instance on 127.0.0.1:<free port>; a context manager.
 
     Every message to a :data:`LOCAL_DOMAINS` address lands in one Maildir;
     :meth:`delivered` waits for and parses them.
     """
 
-    host = "127.0.0.1"
+    host = HOST
 
-    def __init__(self, size_limit: int = 10_240_000, recipient_limit: int = 1000) -> None:
+    def __init__(
+        self,
+        size_limit: int = 10_240_000,
+        recipient_limit: int = 1000,
+        settings: Mapping[str, Setting] | None = None,
+        services: Iterable[str] = (),
+        listeners: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> None:
         """``recipient_limit``: RCPTs one transaction takes (then "452 4.5.3 Error: too
-        many recipients"); 1000 is Postfix's default."""
-        if not have_postfix():
+        many recipients"); 1000 is Postfix's default. ``settings`` (main.cf),
+        ``services`` (master.cf) and ``listeners`` (more smtpd addresses, each with
+        its ``-o`` options) go over this MTA's own (support/privatepostfix.py)."""
+        if not available():
             pytest.fail("a private Postfix needs root and Postfix: scripts/test.sh installs it")
         self.port = free_port()
-        self.dir = _private_dir("smtpmail-postfix-")
-        self.config = self.dir / "etc"
-        self.config.mkdir()
-        (self.dir / "queue").mkdir(mode=0o755)  # Postfix creates what it needs inside
-        (self.dir / "data").mkdir(mode=0o700)
-        os.chown(self.dir / "data", *_postfix_ids())
-        mail = self.dir / "mail"
+        top = _private_dir("smtpmail-postfix-")
+        mail = top / "mail"
         mail.mkdir()
-        os.chown(mail, 65534, 65534)  # virtual(8) delivers as nobody, never root
-        fmt = {
-            "dir": self.dir,
-            "host": self.host,
-            "port": self.port,
-            "uid": 65534,
-            "gid": 65534,
-            "refused": REFUSED,
-            "size_limit": size_limit,
-            "recipient_limit": recipient_limit,
-            "domains": ", ".join(LOCAL_DOMAINS),
+        os.chown(mail, NOBODY, NOBODY)  # virtual(8) delivers as nobody, never root
+        refuse = f"{REFUSED} = REJECT 5.1.1 no such user here"
+        main: dict[str, Setting] = {
+            "myhostname": "mta.smtpmail.test",
+            "mydomain": "smtpmail.test",
+            "myorigin": "$myhostname",
+            "mynetworks": "127.0.0.0/8",
+            "local_recipient_maps": "",
+            "smtputf8_enable": "yes",
+            "message_size_limit": size_limit,
+            "smtpd_banner": "$myhostname ESMTP",
+            # Nothing ever leaves this machine: anything not local bounces at once.
+            "default_transport": "error:this test MTA delivers nothing outside",
+            "relay_transport": "error:this test MTA delivers nothing outside",
+            "virtual_mailbox_domains": ", ".join(LOCAL_DOMAINS),
+            "virtual_mailbox_base": str(mail),
+            "virtual_mailbox_maps": "static:inbox/",
+            "virtual_uid_maps": f"static:{NOBODY}",
+            "virtual_gid_maps": f"static:{NOBODY}",
+            "smtpd_recipient_restrictions": [
+                f"check_recipient_access inline:{{ {{ {refuse} }} }}",
+                "permit_mynetworks, reject",
+            ],
+            "smtpd_recipient_limit": recipient_limit,
+            **(settings or {}),
         }
-        (self.config / "main.cf").write_text(_MAIN_CF.format(**fmt))
-        (self.config / "master.cf").write_text(_MASTER_CF.format(**fmt))
+        own = ("pickup", "flush", "smtp", "relay", "showq", "local", "virtual")
+        smtpd = {f"{self.host}:{self.port}": {}, **(listeners or {})}
+        super().__init__(top, main, (*own, *services), smtpd)
         self.maildir = mail / "inbox"
-
-    def _postfix(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [POSTFIX, "-c", str(self.config), *args],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-
-    def __enter__(self) -> PostfixMTA:
-        done = self._postfix("start")
-        if done.returncode != 0:
-            log = self.log()
-            shutil.rmtree(self.dir, ignore_errors=True)
-            raise RuntimeError(f"postfix start failed: {done.stderr}\n{log}")
-        wait_for("postfix to listen", lambda: listening(self.host, self.port))
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._postfix("stop")
-        pid_file = self.dir / "queue" / "pid" / "master.pid"
-        try:
-            pid = int(pid_file.read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            pid = 0
-        if pid:
-            try:
-                wait_for("postfix to stop", lambda: not _pid_alive(pid), limit=15)
-            except AssertionError:
-                os.kill(pid, signal.SIGKILL)
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def log(self) -> str:
-        try:
-            return (self.dir / "maillog").read_text(errors="replace")
-        except OSError:
-            return ""
 
     def _files(self) -> list[Path]:
         new = self.maildir / "new"
@@ -325,18 +240,3 @@ class PostfixMTA:
             return wait_for(f"{count} messages with {token!r}", matching)
         except AssertionError:
             raise AssertionError(f"not delivered; the Postfix log:\n{self.log()}") from None
-
-
-def _postfix_ids() -> tuple[int, int]:
-    import pwd
-
-    entry = pwd.getpwnam("postfix")
-    return entry.pw_uid, entry.pw_gid
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import io
 import uuid
+from typing import Any
 
 import pytest
 
 import smtpmail
 from smtpmail.message.content import MarkedMessage
-from support.harness import Connect
+from smtpmail.transport.aio_stream import open_tcp
+from smtpmail.transport.stream import connect_tcp
+from support.harness import Connect, drive, op
 from support.postfix import REFUSED, PostfixMTA
 
 pytestmark = pytest.mark.postfix
@@ -119,3 +122,56 @@ async def test_each_windowed_message_is_marked_just_before_its_own_last(
     assert all(r.ok or r.refused for r in results)
     assert marks == [(i, tuple(r), i) for i, r in enumerate(rcpts)]
     assert most_in_flight(t) == 10  # the ten were in flight at once: the window's case
+
+
+class _WriteLog:
+    """A real connection's stream that keeps what each write carried."""
+
+    def __init__(self, stream: Any, writes: list[bytes]) -> None:
+        self._stream = stream
+        self._writes = writes
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+    def write(self, data: bytes | memoryview, timeout: float) -> Any:
+        self._writes.append(bytes(data))
+        return self._stream.write(data, timeout)
+
+
+def test_the_room_replies_open_is_refilled_in_one_write(kind: str) -> None:
+    """Postfix answers the transactions it read together in one segment; the
+    client takes all those replies and writes as many new transactions in one
+    write, so that the window does not go one message per segment each way."""
+    tag = uuid.uuid4().hex[:12]
+    count = 200
+    items = [
+        (
+            smtpmail.Envelope("s@example.org", [f"r{i}-{tag}@example.com"]),
+            b"Subject: %d %s\r\n\r\nx\r\n" % (i, tag.encode()),
+        )
+        for i in range(count)
+    ]
+    writes: list[bytes] = []
+
+    def connector(host: str, port: int, **where: Any) -> _WriteLog:
+        return _WriteLog(connect_tcp(host, port, **where), writes)
+
+    async def async_connector(host: str, port: int, **where: Any) -> _WriteLog:
+        return _WriteLog(await open_tcp(host, port, **where), writes)
+
+    options = smtpmail.Options(transaction_window=8)
+    with PostfixMTA() as mta:
+        connect = connector if kind == "sync" else async_connector
+        outcome = drive(kind, mta.port, [op("send_many", items)], options=options, connect=connect)
+        assert outcome.error is None
+        (results,) = outcome.results
+        assert [r.ok for r in results] == [True] * count
+        delivered = mta.delivered(count)
+    assert sorted(str(m["Subject"]) for m in delivered) == sorted(
+        f"{i} {tag}" for i in range(count)
+    )
+    per_write = [w.count(b" LAST\r\n") for w in writes if b" LAST\r\n" in w]
+    assert sum(per_write) == count
+    assert max(per_write) <= 8
+    assert len(per_write) < count  # several transactions in some writes

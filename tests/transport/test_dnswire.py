@@ -21,15 +21,32 @@ FULL = b"\x12\x34\x81\xa0" + b"\x00" * 8 + b"full answer"
 TRUNCATED = b"\x12\x34\x83\xa0" + b"\x00" * 8  # QR, TC
 
 
+def _udp_and_tcp_on_one_port() -> tuple[socket.socket, socket.socket]:
+    """A UDP and a TCP socket bound to the same free loopback port (DNS uses both).
+
+    A port free for UDP may be taken for TCP by another test's connection:
+    then another port is tried.
+    """
+    for _ in range(100):
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        udp.bind(("127.0.0.1", 0))
+        tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            tcp.bind(("127.0.0.1", udp.getsockname()[1]))
+        except OSError:
+            udp.close()
+            tcp.close()
+            continue
+        return udp, tcp
+    raise OSError("no loopback port free for both UDP and TCP")
+
+
 class ScriptedDNS:
     """UDP: a datagram with another ID, then ``udp_answer``; TCP: FULL."""
 
     def __init__(self, udp_answer: bytes) -> None:
-        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.udp.bind(("127.0.0.1", 0))
+        self.udp, self.tcp = _udp_and_tcp_on_one_port()
         self.port = self.udp.getsockname()[1]
-        self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.tcp.bind(("127.0.0.1", self.port))
         self.tcp.listen()
         self.udp_answer = udp_answer
         self.tcp_queries: list[bytes] = []

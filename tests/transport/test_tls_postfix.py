@@ -27,24 +27,20 @@ class TLSPostfix(PostfixMTA):
     """The private Postfix, demanding STARTTLS on ``port``, implicit TLS on ``smtps_port``."""
 
     def __init__(self, certs: Certs, tmp: Path) -> None:
-        super().__init__()
         cert, key = certs.leaf_files(tmp)
         self.smtps_port = free_port()
-        with open(self.config / "main.cf", "a") as f:
-            f.write(
-                f"smtpd_tls_cert_file = {cert}\n"
-                f"smtpd_tls_key_file = {key}\n"
-                "smtpd_tls_security_level = encrypt\n"
-                "smtpd_tls_received_header = yes\n"
-                "smtpd_tls_protocols = >=TLSv1.2\n"
-            )
-        with open(self.config / "master.cf", "a") as f:
-            f.write(
-                f"{self.host}:{self.smtps_port} inet n - n - - smtpd\n"
-                "  -o smtpd_tls_wrappermode=yes\n"
-                # The TLS session cache and entropy service smtpd needs for TLS.
-                "tlsmgr unix - - n 1000? 1 tlsmgr\n"
-            )
+        super().__init__(
+            settings={
+                "smtpd_tls_cert_file": str(cert),
+                "smtpd_tls_key_file": str(key),
+                "smtpd_tls_security_level": "encrypt",
+                "smtpd_tls_received_header": "yes",
+                "smtpd_tls_protocols": ">=TLSv1.2",
+            },
+            # The TLS session cache and entropy service smtpd needs for TLS.
+            services=("tlsmgr",),
+            listeners={f"{self.host}:{self.smtps_port}": {"smtpd_tls_wrappermode": "yes"}},
+        )
 
 
 @pytest.fixture(scope="module")

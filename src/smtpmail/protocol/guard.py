@@ -11,10 +11,16 @@ suspended, when the inner one starts.
 
 A flow ends when it returns, raises, or is closed (``flow.close()``; a
 dropped flow is closed when it is collected): the session is then free.
+
+"Suspended" is read from the generator this module makes around each flow
+(``gi_frame``/``gi_running``), not from the flow a method returned: that one
+may be compiled (the optional mypyc build), and mypyc's generators have
+neither attribute.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Generator
 
 from smtpmail.errors import LocalProtocolError
@@ -34,8 +40,8 @@ __all__ = ["Guarded", "one_at_a_time"]
 class Guarded:
     """Mixed into a class whose methods marked :func:`one_at_a_time` return flows."""
 
-    #: The flow under way (innermost first started), or None.
-    _flow_under_way: Generator[Any, Any, Any] | None = None
+    #: The flow under way (innermost first started): its guarding generator, or None.
+    _flow_under_way: weakref.ref[Generator[Any, Any, Any]] | None = None
 
 
 def one_at_a_time(method: Callable[Concatenate[S, P], G]) -> Callable[Concatenate[S, P], G]:
@@ -44,7 +50,11 @@ def one_at_a_time(method: Callable[Concatenate[S, P], G]) -> Callable[Concatenat
     name = method.__name__
 
     def guarded(self: S, /, *args: P.args, **kwargs: P.kwargs) -> G:
-        return _run(self, name, method(self, *args, **kwargs))  # type: ignore[return-value]
+        # The guarding generator learns its own (weak: no cycle) reference through `me`.
+        me: list[weakref.ref[Generator[Any, Any, Any]]] = []
+        run = _run(self, name, method(self, *args, **kwargs), me)
+        me.append(weakref.ref(run))
+        return run  # type: ignore[return-value]
 
     guarded.__name__ = name
     guarded.__qualname__ = method.__qualname__
@@ -52,16 +62,22 @@ def one_at_a_time(method: Callable[Concatenate[S, P], G]) -> Callable[Concatenat
     return guarded
 
 
-def _run(owner: Guarded, name: str, flow: Generator[Any, Any, Any]) -> Generator[Any, Any, Any]:
+def _run(
+    owner: Guarded,
+    name: str,
+    flow: Generator[Any, Any, Any],
+    me: list[weakref.ref[Generator[Any, Any, Any]]],
+) -> Generator[Any, Any, Any]:
     outer = owner._flow_under_way
+    run = None if outer is None else outer()
     # (gi_frame is None once a generator finished; gi_running while it executes)
-    if getattr(outer, "gi_frame", None) is not None and not getattr(outer, "gi_running", True):
+    if getattr(run, "gi_frame", None) is not None and not getattr(run, "gi_running", True):
         flow.close()
         raise LocalProtocolError(
             f"cannot start {name}() while another flow of this session is suspended "
             "waiting for the server: drive one flow to its end (or close it) first"
         )
-    owner._flow_under_way = flow
+    owner._flow_under_way = me[0]
     try:
         return (yield from flow)
     finally:

@@ -17,6 +17,11 @@ a window of whole transactions in flight: MAIL, RCPT, ``BDAT n LAST`` and the
 chunk of each go out as soon as its content is read, bounded by
 ``Options.transaction_window`` transactions and ``Options.window_octets``
 unanswered octets; the replies are matched to them in order.
+
+When a write fails (the transport throws its error in at the ``Send``), the
+replies the server sent before it left still decide the transactions they
+answer: the window lands its flights, and a refusal sent mid-data is the
+message's fate; only then does the failure stand for the rest.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from smtpmail.errors import (
     RemoteProtocolError,
     ReplyError,
     SenderRefused,
+    TransportError,
 )
 from smtpmail.protocol import commands as cmd
 from smtpmail.protocol.actions import Content, Flow, Options, Send, TimeoutKind
@@ -141,9 +147,10 @@ class _Plan:
 class _Flight:
     """A transaction written whole (commands, BDAT, chunk) whose replies are unread:
     ``count`` of them, for ``octets`` written; ``rset``: RSET went first;
-    ``after``: written while an earlier transaction's end was in flight."""
+    ``after``: written while an earlier transaction's end was in flight;
+    ``got``: its replies read so far (those that came with an earlier one's)."""
 
-    __slots__ = ("after", "count", "octets", "plan", "rset")
+    __slots__ = ("after", "count", "got", "octets", "plan", "rset")
 
     def __init__(self, plan: _Plan, count: int, octets: int, rset: bool, after: bool) -> None:
         self.plan = plan
@@ -151,6 +158,7 @@ class _Flight:
         self.octets = octets
         self.rset = rset
         self.after = after
+        self.got: list[Reply] = []
 
 
 def _known_size(content: Content) -> int | None:
@@ -191,6 +199,9 @@ class Transactions(Guarded):
     """The mail transactions of a :class:`~smtpmail.protocol.session.Session`
     (mixed into it): the state they read and change is the session's."""
 
+    # Declared here only: Session's __init__ assigns them without annotations (mypyc
+    # reports an attribute declared in a class and again in a subclass twice to the
+    # cycle collector, which then clears objects still in use).
     options: Options
     extensions: Extensions
     helo_reply: Reply | None
@@ -198,13 +209,28 @@ class Transactions(Guarded):
     refuses_pipelined_mail: bool
     tls_authenticated: bool
 
-    if TYPE_CHECKING:  # defined by Session, which reads the replies for both halves
+    # Defined by Session, which reads the replies for both halves. A method, not a
+    # TYPE_CHECKING block: mypyc (the optional compiled build) compiles no other statement
+    # in a class body.
+    def _receive(
+        self,
+        count: int,
+        label: str,
+        timeout: TimeoutKind = "command",
+        *,
+        auth: bool = False,
+        arrived: bool = False,
+    ) -> Flow[list[Reply]]:
+        raise NotImplementedError
 
-        def _receive(
-            self, count: int, label: str, timeout: TimeoutKind = "command", *, auth: bool = False
-        ) -> Flow[list[Reply]]: ...
-
-        def rset(self) -> Flow[Reply]: ...
+    def _rset(self) -> Flow[Reply]:
+        """RSET, within a flow (Session.rset is the guarded one users start)."""
+        yield Send(cmd.command("RSET"), ("RSET",), no_reply_pending=True)
+        (reply,) = yield from self._receive(1, "RSET")
+        if reply.code >= 400:
+            raise ReplyError("RSET", reply)
+        self.needs_rset = False
+        return reply
 
     @one_at_a_time
     def envelope_only(
@@ -379,22 +405,28 @@ class Transactions(Guarded):
     ) -> Flow[deque[_Plan]]:
         """Send the items' transactions in a window (refused ones are recorded).
 
-        Each transaction goes in one write: MAIL, RCPT, ``BDAT n LAST`` and the
-        chunk, its content read just before (so an "end of data sent" mark made
-        by that read comes just before its own ``BDAT ... LAST``). Its replies are
-        read when the window is full (``transaction_window`` transactions, or
-        ``window_octets`` octets unanswered), oldest first. A message over the
-        octet bound goes alone once the window is empty, which then resumes.
+        Each transaction is MAIL, RCPT, ``BDAT n LAST`` and the chunk, its content
+        read just before (so an "end of data sent" mark made by that read comes
+        just before its own ``BDAT ... LAST``). Replies are read when the window
+        is full (``transaction_window`` transactions, or ``window_octets`` octets
+        unanswered): the oldest transaction's, waited for, then those of every
+        later one that came with them. As many transactions as that opened room
+        for are then written together, in one write: the server reads them in
+        one go and answers them in one, instead of one segment each way per
+        message. A message over the octet bound goes alone once the window is
+        empty, which then resumes.
 
         Returns the transactions still to send without the window: when the
         server turned out to refuse MAIL pipelined after the end of data (they
         go one at a time), or from the first message of unknown size on.
         """
         flights: deque[_Flight] = deque()
+        unsent: list[tuple[_Flight, bytes, tuple[str, ...]]] = []  # written together, later
         queued: deque[_Plan] = deque()
         window = self.options.transaction_window
         room = self.options.window_octets
         octets = 0
+        refill = 0  # transactions to gather into the next write: the room replies opened
         left_open = False  # the last transaction read may have left the server's open
         failed: Exception | None = None
         while not self.refuses_pipelined_mail:
@@ -404,7 +436,8 @@ class Transactions(Guarded):
                 failed = exc
                 break
             if plan is None:
-                if not flights:
+                failed = yield from self._write(unsent, flights)
+                if failed is not None or not flights:
                     break
                 flight = flights.popleft()
                 octets -= flight.octets
@@ -412,10 +445,24 @@ class Transactions(Guarded):
                 continue
             size = _known_size(plan.content)
             alone = size is None or size > room
+            if unsent and (
+                alone or len(flights) + len(unsent) >= window or octets + (size or 0) > room
+            ):
+                failed = yield from self._write(unsent, flights)  # before any reply is awaited
+                if failed is not None:
+                    break
+                refill = 0
             while flights and (alone or len(flights) >= window or octets + (size or 0) > room):
                 flight = flights.popleft()
                 octets -= flight.octets
                 left_open = yield from self._land(flight, queued, left_open)
+                refill += 1
+                # The replies that came with these: their room is taken in the same write.
+                while flights and (yield from self._arrived(flights[0])):
+                    flight = flights.popleft()
+                    octets -= flight.octets
+                    left_open = yield from self._land(flight, queued, left_open)
+                    refill += 1
             if self.refuses_pipelined_mail or size is None:
                 # A stream of unknown size cannot be known to fit before it is
                 # read: from here on, one end of data in flight at a time, the
@@ -424,18 +471,36 @@ class Transactions(Guarded):
                 break
             if alone:
                 left_open = yield from self._alone(plan, queued)
+                refill = 0
                 continue
-            flight = yield from self._fly(plan, after=bool(flights))
-            flights.append(flight)
+            try:
+                flight, data, lines = self._prepare(plan, after=bool(flights or unsent))
+            except Exception as exc:  # its content could not be read: raised below
+                failed = exc
+                break
+            unsent.append((flight, data, lines))
             octets += flight.octets
+            if len(unsent) >= refill:
+                # Only after a landing is more than one gathered: the items come
+                # from the caller's iterator, which may wait (a rate limit), and a
+                # transaction read must not wait for the next one to leave.
+                failed = yield from self._write(unsent, flights)
+                if failed is not None:
+                    break
+                refill = 0
+        # Those read ahead of a failure still go (a failed write left none), and
+        # the transactions in flight are decided by the replies the server sent
+        # for them, when those are in, before the failure is raised.
+        broke = yield from self._write(unsent, flights)
+        failed = failed or broke
         while flights:
             left_open = yield from self._land(flights.popleft(), queued, left_open)
         if failed is not None:
             raise failed
         return queued
 
-    def _fly(self, plan: _Plan, *, after: bool) -> Flow[_Flight]:
-        """Write one whole transaction; its replies are read later (:meth:`_land`)."""
+    def _prepare(self, plan: _Plan, *, after: bool) -> tuple[_Flight, bytes, tuple[str, ...]]:
+        """One whole transaction, ready to write; its replies are read later (:meth:`_land`)."""
         rset = self.needs_rset
         self.needs_rset = False
         group, shown, count = plan.group(rset)
@@ -449,11 +514,44 @@ class Transactions(Guarded):
             lines.append(header[:-2].decode())
             count += 1
         data = b"".join(parts)
+        return _Flight(plan, count, len(data), rset, after), data, tuple(lines)
+
+    def _write(
+        self, unsent: list[tuple[_Flight, bytes, tuple[str, ...]]], flights: deque[_Flight]
+    ) -> Flow[Exception | None]:
+        """Write the prepared transactions in one write; they are then in flight.
+
+        Returns the error of a write that failed (the driver throws it in here),
+        for the caller to raise once the flights have landed. How far such a
+        write got is unknown: every transaction in it but the last may have
+        left whole (their ends are then sent, unanswered); the last one's end
+        is the write's last byte, so it did not.
+        """
+        if not unsent:
+            return None
+        data = unsent[0][1] if len(unsent) == 1 else b"".join(part[1] for part in unsent)
+        lines = tuple(line for part in unsent for line in part[2])
         # With transactions in flight their replies may already be buffered:
-        # they are not unsolicited (no_reply_pending only for the first).
-        yield Send(data, tuple(lines), no_reply_pending=not after)
-        plan.result.end_sent = True
-        return _Flight(plan, count, len(data), rset, after)
+        # they are not unsolicited (no_reply_pending only when none is).
+        try:
+            yield Send(data, lines, no_reply_pending=not unsent[0][0].after)
+        except TransportError as exc:
+            del unsent[-1]
+            failed: Exception | None = exc
+        else:
+            failed = None
+        for flight, _, _ in unsent:
+            flight.plan.result.end_sent = True
+            flights.append(flight)
+        unsent.clear()
+        return failed
+
+    def _arrived(self, flight: _Flight) -> Flow[bool]:
+        """Take the replies to ``flight`` that were already read (no wait); True when
+        all of them are in, so that landing it will not wait."""
+        missing = flight.count - len(flight.got)
+        flight.got += yield from self._receive(missing, "MAIL", "data_end", arrived=True)
+        return len(flight.got) == flight.count
 
     def _land(self, flight: _Flight, queued: deque[_Plan], open_before: bool) -> Flow[bool]:
         """Read and record one transaction's replies, in the order of its commands.
@@ -469,7 +567,9 @@ class Transactions(Guarded):
         """
         plan = flight.plan
         # Waiting here may be waiting for an end of data to be processed.
-        replies = yield from self._receive(flight.count, "MAIL", "data_end")
+        replies = flight.got
+        if len(replies) < flight.count:
+            replies += yield from self._receive(flight.count - len(replies), "MAIL", "data_end")
         if flight.rset:
             replies = replies[1:]
         head = 1 + len(plan.rcpts)
@@ -527,7 +627,7 @@ class Transactions(Guarded):
         plan = self._next_plan(it, results, keep)
         while plan is not None:
             if self.needs_rset:
-                yield from self.rset()
+                yield from self._rset()
             lines = [plan.mail, *plan.rcpts] + ([] if plan.bdat else [b"DATA\r\n"])
             replies: list[Reply] = []
             for i, line in enumerate(lines):
@@ -767,25 +867,49 @@ class Transactions(Guarded):
         if content.data is not None:
             pieces = encode_buffer(content.data, encoder, canonical=bool(content.canonical))
         else:
-            pieces = (encoder.feed(chunk) for chunk in content.chunks)
+            # map, not a generator expression: mypyc (the compiled build) makes those lists,
+            # which would hold a streamed message whole.
+            pieces = map(encoder.feed, content.chunks)
         previous: bytes | memoryview = b""
-        for piece in pieces:
-            if not piece:
-                continue
-            if previous:
+        try:
+            for piece in pieces:
+                if not piece:
+                    continue
+                if previous:
+                    yield Send(previous, content_octets=len(previous))
+                previous = piece
+            plan.end_of_data()
+            ending = encoder.end()
+            if len(previous) > _JOIN_BELOW:
+                # A big last piece goes alone: joining it to the ending would copy it.
                 yield Send(previous, content_octets=len(previous))
-            previous = piece
-        plan.end_of_data()
-        ending = encoder.end()
-        if len(previous) > _JOIN_BELOW:
-            # A big last piece goes alone: joining it to the ending would copy it.
-            yield Send(previous, content_octets=len(previous))
-            previous = b""
-        last = bytes(previous) + ending + tail if previous else ending + tail
-        content_octets = len(previous) + len(ending) - 3
-        yield Send(last, (".", *tail_shown), content_octets=content_octets)
+                previous = b""
+            last = bytes(previous) + ending + tail if previous else ending + tail
+            content_octets = len(previous) + len(ending) - 3
+            yield Send(last, (".", *tail_shown), content_octets=content_octets)
+        except TransportError:  # a write failed (the driver throws it in where it wrote)
+            # A server that refuses the message before its end (too large, say)
+            # may say so and leave while the data still streams: its reply is
+            # the message's fate, not the broken connection.
+            refusal = yield from self._refusal_before(1, "end of data")
+            if refusal is None:
+                raise
+            return [refusal] * n_final, False
         plan.result.end_sent = True
         return (yield from self._receive(n_final, "end of data", "data_end")), bool(tail)
+
+    def _refusal_before(self, count: int, label: str) -> Flow[Reply | None]:
+        """A write failed with ``count`` replies due: the first refusal among those
+        the server sent before it left (RFC 3030 §2: it discards the chunks that
+        follow one), or None. Only the replies already received are read."""
+        for _ in range(count):
+            try:
+                (reply,) = yield from self._receive(1, label, "data_block")
+            except TransportError:  # (none more had arrived)
+                return None
+            if not _ok(reply):
+                return reply
+        return None
 
     def _bdat(
         self,
@@ -812,14 +936,22 @@ class Transactions(Guarded):
                 # still fail: after a refused chunk the server wants RSET first.
                 if outstanding:
                     tail, tail_shown = b"", ()
-                if len(chunk) > _JOIN_BELOW:
-                    # Written apart rather than copied into one buffer.
-                    yield Send(header, shown)
-                    yield Send(chunk)
-                    if tail:
-                        yield Send(tail, tail_shown)
-                else:
-                    yield Send(header + chunk + tail, shown + tail_shown, content_octets=0)
+                try:
+                    if len(chunk) > _JOIN_BELOW:
+                        # Written apart rather than copied into one buffer.
+                        yield Send(header, shown)
+                        yield Send(chunk)
+                        # The end has left, whatever becomes of the next commands.
+                        plan.result.end_sent = True
+                        if tail:
+                            yield Send(tail, tail_shown)
+                    else:
+                        yield Send(header + chunk + tail, shown + tail_shown, content_octets=0)
+                except TransportError:  # a write failed: see _refusal_before
+                    failed = yield from self._refusal_before(outstanding, "BDAT")
+                    if failed is None:
+                        raise
+                    return [failed] * n_final, False
                 plan.result.end_sent = True
                 replies = yield from self._receive(outstanding + n_final, "BDAT", "data_end")
                 failed = next((r for r in replies[:outstanding] if not _ok(r)), None)
@@ -827,11 +959,17 @@ class Transactions(Guarded):
                     self.needs_rset = True
                     return [failed] * n_final, False
                 return replies[outstanding:], bool(tail)
-            if len(chunk) > _JOIN_BELOW:
-                yield Send(header, shown)
-                yield Send(chunk)
-            else:
-                yield Send(header + chunk, shown)
+            try:
+                if len(chunk) > _JOIN_BELOW:
+                    yield Send(header, shown)
+                    yield Send(chunk)
+                else:
+                    yield Send(header + chunk, shown)
+            except TransportError:
+                failed = yield from self._refusal_before(outstanding, "BDAT")
+                if failed is None:
+                    raise
+                return [failed] * n_final, False
             outstanding += 1
             if outstanding >= window:
                 (reply,) = yield from self._receive(1, "BDAT", "data_block")

@@ -144,7 +144,7 @@ class _Pump:
                     value = stream.take_now(CHUNK)
                     waiting = value is None  # (woken by room to write)
                 else:
-                    waiting = stream.paused  # (woken by bytes)
+                    waiting = not stream.write_done()  # (woken by bytes; raises when lost)
                 if waiting:
                     left = self.deadline - asyncio.get_running_loop().time()
                     if left > 0:

@@ -21,6 +21,7 @@ go on with its flow in the loop's callbacks. Parsing stays in
 from __future__ import annotations
 
 import asyncio
+import os
 import select
 import socket
 import ssl
@@ -77,6 +78,7 @@ class AsyncSocketStream(asyncio.BufferedProtocol):
         self._listener: Listener | None = None  # a read or a write waiting
         self._paused = False
         self._fd = -1  # the socket's, to ask the kernel what arrived (read_arrived)
+        self._tls = False  # once started, the kernel's bytes are TLS records
         self._deadline = 0.0  # of the wait under way (loop time)
         self._timer: asyncio.TimerHandle | None = None  # the watchdog, at _timer_at
         self._timer_at = 0.0
@@ -103,10 +105,30 @@ class AsyncSocketStream(asyncio.BufferedProtocol):
         return False  # close the transport: SMTP never half-closes
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if exc is not None:
+            self._salvage()  # (a write failed: asyncio stopped reading)
+        self._fd = -1  # closed once this returns: the number may be reused
         self._eof = True
         self._error = exc
         self._paused = False
         self._wake()
+
+    def _salvage(self) -> None:
+        """Take the bytes the kernel already holds, without waiting. When a write
+        fails, asyncio stops reading at once and closes the socket: the server's
+        last replies, sent before it left, would be lost with it, and they still
+        decide the commands they answer (:func:`smtpmail.transport.drive._salvage`).
+        Not under TLS: there the kernel holds records only the TLS layer reads."""
+        if self._fd < 0 or self._tls:
+            return
+        for _ in range(16):  # (bounded: a flood is not replies)
+            try:
+                data = os.read(self._fd, _RECEIVE)  # (non-blocking: asyncio's socket)
+            except OSError:  # nothing more (BlockingIOError), or the reset after the bytes
+                return
+            if not data:
+                return
+            self._buffer += data
 
     def pause_writing(self) -> None:
         self._paused = True
@@ -193,17 +215,25 @@ class AsyncSocketStream(asyncio.BufferedProtocol):
 
     def write_now(self, data: bytes | memoryview) -> bool:
         """Hand ``data`` to the transport; False when the caller must then wait
-        (``listen``) until the peer takes some."""
+        (``listen``) until the peer takes some (see :meth:`write_done`)."""
         transport = self._transport
         assert transport is not None
-        # A closing transport drops the data; the next read reports why.
-        transport.write(data)
-        return not self._paused
+        if not transport.is_closing():  # (a closing transport drops the data)
+            transport.write(data)
+        return self.write_done()
 
-    @property
-    def paused(self) -> bool:
-        """Above the high-water mark: a write waits until the peer takes some."""
-        return self._paused
+    def write_done(self) -> bool:
+        """Whether what was written is on its way: False while above the high-water
+        mark. Raises ``OSError`` when the connection was lost (or the write
+        failed): asyncio dropped the data, as a blocking write would have raised."""
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            self._salvage()
+            error = self._error
+            if isinstance(error, OSError):
+                raise error
+            raise BrokenPipeError("the connection was lost while writing")
+        return not self._paused
 
     # -- the stream ------------------------------------------------------------
 
@@ -240,7 +270,7 @@ class AsyncSocketStream(asyncio.BufferedProtocol):
 
     async def write(self, data: bytes | memoryview, timeout: float) -> None:
         if not self.write_now(data):
-            while self._paused:
+            while not self.write_done():
                 await self._wait(timeout)
 
     async def start_tls(
@@ -258,6 +288,7 @@ class AsyncSocketStream(asyncio.BufferedProtocol):
         if tls is None:
             raise ConnectionResetError("the connection closed during the TLS handshake")
         self._transport = tls
+        self._tls = True
         ssl_object = tls.get_extra_info("ssl_object")
         if not isinstance(ssl_object, ssl.SSLObject):
             raise TLSError(f"TLS handshake with {server_hostname} did not complete")

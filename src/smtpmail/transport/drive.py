@@ -29,7 +29,13 @@ import time
 from collections.abc import Callable, Generator, Iterable
 
 from smtpmail._log import Logger
-from smtpmail.errors import ConnectionLost, LocalProtocolError, ServiceClosing, SMTPError
+from smtpmail.errors import (
+    ConnectionLost,
+    LocalProtocolError,
+    ServiceClosing,
+    SMTPError,
+    TransportError,
+)
 from smtpmail.protocol.actions import Content, Flow, Receive, Send
 from smtpmail.protocol.envelope import Envelope, SendResult
 from smtpmail.protocol.reply import Reply
@@ -61,6 +67,8 @@ Steps: TypeAlias = "Generator[tuple[int, Any], Any, T]"
 
 #: How much one read asks for.
 CHUNK = 65536
+#: At most this many reads (of CHUNK) salvage replies after a failed write.
+_SALVAGE_READS = 16
 
 
 def connecting(client: BaseClient, until: Stage = Stage.AUTH) -> Steps[Reply | None]:
@@ -133,6 +141,12 @@ def sending(
         done = client._stamp((yield from ensured(client, transactions)))
     except SMTPError as exc:
         exc.results = results  # recipients over a limit go in several transactions
+        if isinstance(exc, TransportError) and not exc.possibly_delivered:
+            # Cut short after the end of a message's data left, before its reply
+            # came (a later write failed): the server may have taken it.
+            exc.possibly_delivered = any(
+                r.end_sent and r.reply is None and r.error is None for r in results
+            )
         raise
     if then_quit:
         yield from quitting(client, asked=True)  # (a reply was just read: see steps())
@@ -185,19 +199,30 @@ def steps(client: BaseClient, flow: Flow[T], asked: bool = False) -> Steps[T]:
     connection may have been idle, and not when the caller just ``asked``:
     once a reply was read, what the server sent with it is in the parser's
     buffer, and a command written right after it leaves nothing else to see.
+
+    A failed write is thrown into the flow where it wrote (a ConnectionLost),
+    after what had already arrived is salvaged (:func:`_salvage`): a flow with
+    replies due reads them from there (nothing more is written or waited for)
+    and they decide their commands; then the connection is closed.
     """
     if not client._connected:
         flow.close()
         raise LocalProtocolError("not connected")
     result: list[Reply] | None = None
+    thrown: BaseException | None = None  # into the flow, where it asked to write
+    broken: ConnectionLost | None = None  # a write failed (see _salvage)
     try:
         while True:
             try:
-                action = flow.send(result)
+                action = flow.send(result) if thrown is None else flow.throw(thrown)
             except StopIteration as stop:
+                if broken is not None:  # (the replies salvaged decided all it did)
+                    client.close()
                 return stop.value  # type: ignore[no-any-return]
-            result = None
-            if type(action) is Send:
+            result = thrown = None
+            if broken is not None and type(action) is not Receive:
+                thrown = broken  # nothing more is written on a broken connection
+            elif type(action) is Send:
                 if action.no_reply_pending:
                     yield from _drop_unsolicited(client, not asked)
                 if action.transcript_lines or action.content_octets:
@@ -205,9 +230,11 @@ def steps(client: BaseClient, flow: Flow[T], asked: bool = False) -> Steps[T]:
                 try:
                     yield (WRITE, action.data)
                 except OSError as exc:
-                    raise _broke(client, exc) from exc
+                    thrown = broken = _broke(client, exc)
+                    broken.__cause__ = exc
+                    yield from _salvage(client)
             elif type(action) is Receive:
-                result = yield from _replies(client, action)
+                result = yield from _replies(client, action, broken)
                 asked = True
             else:  # StartTLS
                 try:
@@ -220,8 +247,12 @@ def steps(client: BaseClient, flow: Flow[T], asked: bool = False) -> Steps[T]:
         client.close()
         raise failed.__cause__ from None  # type: ignore[misc]
     except BaseException as exc:
-        if not connection_survives(exc):
-            client.close()
+        if broken is not None or not connection_survives(exc):
+            client.close()  # (a refusal salvaged after a failed write leaves it broken)
+        if exc is broken:  # (no reply the flow read explained the failure)
+            closing = _left_with_421(client)
+            if closing is not None:
+                raise closing from exc
         raise
     finally:
         flow.close()
@@ -257,9 +288,51 @@ def _drop_unsolicited(client: BaseClient, ask_kernel: bool) -> Steps[None]:
         client._unsolicited()
 
 
-def _replies(client: BaseClient, action: Receive) -> Steps[list[Reply]]:
-    """``action.count`` replies, each within its own deadline (RFC 5321 §4.5.3.2)."""
+def _salvage(client: BaseClient) -> Steps[None]:
+    """A write failed: keep what the server sent before it left (or stopped
+    reading). Its replies answer commands written before, in order, and still
+    decide them: a 250 delivered that message, a 5xx refused it (RFC 2920 §3.1:
+    a server may answer a pipelined group while the client still writes).
+    Only bytes already here are taken (the stream's buffer, the kernel's), in
+    a bounded number of reads that never wait: the peer may be dead."""
+    for _ in range(_SALVAGE_READS):
+        try:
+            data = yield (POLL, None)
+        except OSError:  # (a reset after the last bytes, or the stream closed)
+            return
+        if not data:  # None: nothing more has arrived; b"": the end of the stream
+            return
+        client._parser.feed(data)
+
+
+def _left_with_421(client: BaseClient) -> ServiceClosing | None:
+    """After a failed write: when the next reply the server sent before it left
+    is a 421, that is why it left (RFC 5321 §3.8), and a busy server's signal."""
+    try:
+        reply = client._parser.maybe_next_reply()
+    except Exception:  # malformed: it explains nothing
+        return None
+    if reply is None or reply.code != 421:
+        return None
+    client._note_reply(reply)
+    secrets = client._session.secrets
+    return ServiceClosing("(unsolicited)", reply if secrets is None else secrets.redact(reply))
+
+
+def _replies(
+    client: BaseClient, action: Receive, broken: ConnectionLost | None = None
+) -> Steps[list[Reply]]:
+    """``action.count`` replies, each within its own deadline (RFC 5321 §4.5.3.2).
+
+    With ``action.arrived``, only those the parser already holds (no system
+    call). After a failed write (``broken``) only the replies already salvaged
+    count: when they run out, the connection's failure is this Receive's,
+    possibly delivered if it awaited an end of data's reply."""
     replies: list[Reply] = []
+    if action.arrived:
+        while len(replies) < action.count and (reply := client._take_reply(action)) is not None:
+            replies.append(reply)
+        return replies
     timeout = client.timeouts.for_kind(action.timeout)
     deadline = 0.0
     while len(replies) < action.count:
@@ -268,6 +341,10 @@ def _replies(client: BaseClient, action: Receive) -> Steps[list[Reply]]:
             replies.append(reply)
             deadline = 0.0  # the next reply has a deadline of its own
             continue
+        if broken is not None:
+            err = ConnectionLost(f"{broken}; no reply to {action.label} had arrived")
+            _mark_possibly_delivered(err, action)
+            raise err from broken
         if not deadline:
             deadline = time.monotonic() + timeout
             remaining = timeout  # (the same number each time: no settimeout call)

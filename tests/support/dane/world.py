@@ -41,10 +41,27 @@ import trustme
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from support.privatepostfix import PrivatePostfix, Setting
+
 HERE = Path(__file__).resolve().parent
 PROGRAMS = ("ip", "knotd", "kdig", "unbound", "ldns-keygen", "ldns-signzone", "postfix")
 ZONE = "dane.test"
 SENDER = "sender@client.test"
+#: main.cf of the reference client, which only sends (no smtpd): DANE as RFC 7672
+#: says, DNSSEC through libc and Unbound.
+SETTINGS: dict[str, Setting] = {
+    "myhostname": "mta.client.test",
+    "mydomain": "client.test",
+    "myorigin": "$mydomain",
+    "smtp_tls_security_level": "dane",
+    "smtp_dns_support_level": "dnssec",
+    "smtp_host_lookup": "dns",
+    "smtp_tls_loglevel": "1",
+    "smtp_connect_timeout": "10s",
+    "smtp_address_preference": "ipv4",
+}
+#: master.cf services besides the core: pickup takes what sendmail queues, smtp sends.
+SERVICES = ("pickup", "tlsmgr", "flush", "smtp", "relay", "showq")
 #: A Postfix smtp(8) verdict line: "QUEUEID: to=<rcpt>, relay=..., status=sent (...)".
 _STATUS = re.compile(r"postfix/smtp\[\d+\]: \w+: to=<([^>]+)>.*status=(\w+)")
 
@@ -160,7 +177,7 @@ class DANEWorld:
         self.pki = PKI()
         self.procs: list[subprocess.Popen[bytes]] = []
         self.addresses = {c.label: f"127.0.1.{i + 1}" for i, c in enumerate(cases)}
-        self.postfix_dir: Path | None = None
+        self.mta: PrivatePostfix | None = None
 
     # -- start / stop ---------------------------------------------------------
 
@@ -182,8 +199,8 @@ class DANEWorld:
         return self
 
     def close(self) -> None:
-        if self.postfix_dir is not None:
-            self.run("postfix", "-c", str(self.postfix_dir / "etc"), "stop", check=False)
+        if self.mta is not None:
+            self.mta.stop()
         for proc in reversed(self.procs):
             proc.terminate()
         for proc in self.procs:
@@ -397,18 +414,20 @@ remote-control:
 
     def postfix(self, recipients: list[str]) -> dict[str, str]:
         """Postfix's DANE client delivers the same message: recipient -> its log's verdict."""
-        self.postfix_dir = _postfix_dir(self.dir)
-        etc = str(self.postfix_dir / "etc")
-        started = self.run("postfix", "-c", etc, "start", check=False)
-        if started.returncode != 0:
-            raise AssertionError(f"postfix start failed: {started.stderr}")
+        self.mta = PrivatePostfix(
+            self.dir / "postfix",
+            SETTINGS,
+            SERVICES,
+            launch=["ip", "netns", "exec", self.ns],
+        )
+        self.mta.start()
+        etc = str(self.mta.config)
         message = f"From: {SENDER}\nSubject: dane\n\nDANE test\n"
         self.run("sendmail", "-C", etc, "-f", SENDER, *recipients, input=message)
-        maillog = self.postfix_dir / "maillog"
         verdicts: dict[str, str] = {}
 
         def all_decided() -> bool:
-            text = maillog.read_text(errors="replace") if maillog.exists() else ""
+            text = self.postfix_log()
             for rcpt, status in _STATUS.findall(text):
                 verdicts.setdefault(rcpt, status)
             return all(r in verdicts for r in recipients)
@@ -420,74 +439,4 @@ remote-control:
         return verdicts
 
     def postfix_log(self) -> str:
-        if self.postfix_dir is None:
-            return ""
-        try:
-            return (self.postfix_dir / "maillog").read_text(errors="replace")
-        except OSError:
-            return ""
-
-
-_MAIN_CF = """\
-compatibility_level = 3.6
-queue_directory = {dir}/queue
-data_directory = {dir}/data
-mail_owner = postfix
-setgid_group = postdrop
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-myhostname = mta.client.test
-mydomain = client.test
-myorigin = $mydomain
-mydestination =
-relay_domains =
-alias_maps =
-alias_database =
-biff = no
-maillog_file = {dir}/maillog
-maillog_file_prefixes = {dir}
-# The reference client: DANE as RFC 7672 says, DNSSEC through libc and Unbound.
-smtp_tls_security_level = dane
-smtp_dns_support_level = dnssec
-smtp_host_lookup = dns
-smtp_tls_loglevel = 1
-smtp_connect_timeout = 10s
-smtp_address_preference = ipv4
-"""
-
-_MASTER_CF = """\
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-tlsmgr    unix  -       -       n       1000?   1       tlsmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-smtp      unix  -       -       n       -       -       smtp
-relay     unix  -       -       n       -       -       smtp
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-"""
-
-
-def _postfix_dir(world_dir: Path) -> Path:
-    import pwd
-
-    top = world_dir / "postfix"
-    (top / "etc").mkdir(parents=True)
-    (top / "queue").mkdir(mode=0o755)
-    (top / "data").mkdir(mode=0o700)
-    entry = pwd.getpwnam("postfix")
-    os.chown(top / "data", entry.pw_uid, entry.pw_gid)
-    (top / "etc" / "main.cf").write_text(_MAIN_CF.format(dir=top))
-    (top / "etc" / "master.cf").write_text(_MASTER_CF)
-    return top
+        return "" if self.mta is None else self.mta.log()

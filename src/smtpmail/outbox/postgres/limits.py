@@ -69,9 +69,7 @@ class DatabaseLimits(DestinationLimits):
             if self._slots is None or self._slots.closed:
                 self._slots = self.outbox.connect()
                 self._held.clear()  # a new session holds nothing
-            row = self._slots.execute(
-                "SELECT pg_try_advisory_lock(%s, %s)", (key, slot)
-            ).fetchone()
+            row = self._slots.execute("SELECT pg_try_advisory_lock(%s, %s)", (key, slot)).fetchone()
         except driver.Error as exc:
             log.warning("cannot take a connection slot: %s", exc)
             self._slots = None
