@@ -7,6 +7,7 @@ import email
 import email.policy
 import io
 import json
+import os
 import random
 import signal
 import subprocess
@@ -15,9 +16,11 @@ import textwrap
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
+from psycopg import pq
 
 from smtpmail.cli import main
 from smtpmail.errors import OutboxError
@@ -125,6 +128,35 @@ def test_an_expired_lease_is_taken_over_and_its_holder_can_no_longer_save(pg_url
         first.save(claim.message)
     taken.release()
     assert not second.load(queued.id).done
+    second.close()
+
+
+def test_an_outcome_whose_lease_was_lost_is_not_saved_and_neither_is_the_next_mark(
+    pg_url: str,
+) -> None:
+    first = PostgresOutbox(pg_url, lease=0.5)
+    first.migrate()
+    ids = [first.add(b"x", "a@example.org", [f"b{i}@example.net"]).id for i in range(3)]
+    kept, lost, marked = first.claim_many(ids)
+    first.close()  # cut off: no heartbeat renews the leases any more
+    second = PostgresOutbox(pg_url, lease=30)
+    taken = wait_for("a lease to expire", lambda: second.claim(lost.message.id))
+    for claim in (kept, lost):
+        claim.message.recipients[0].state = State.DELIVERED
+        claim.message.last_error = "the outcome"
+    marked.message.inflight = {"since": 1.0, "pid": 1, "recipients": ["b2@example.net"]}
+    errors = first.finish_many([kept, lost], mark=marked)
+    # The outcome still leased is stored (each message is its own); the one taken
+    # over is not, and the mark after it is not either: that message is not sent.
+    assert errors[0] is None
+    assert errors[1] is not None and "lease was lost" in str(errors[1])
+    assert errors[2] is not None and "not marked" in str(errors[2])
+    assert second.load(kept.message.id).done
+    assert second.load(kept.message.id).last_error == "the outcome"
+    assert not second.load(lost.message.id).done
+    assert second.load(marked.message.id).inflight is None
+    taken.release()
+    first.close()
     second.close()
 
 
@@ -249,6 +281,50 @@ def test_each_message_costs_one_commit_its_mark_carrying_the_outcome_before_it(
     # not a mark and an outcome each (2 * count + 1).
     assert commits <= count + 2, commits
     assert all(m.status == "delivered" and m.inflight is None for m in Outbox(pg_url).messages())
+
+
+class _TracedOutbox(PostgresOutbox):
+    """The database store with libpq's trace of the protocol on each connection."""
+
+    def __init__(self, url: str, folder: Path) -> None:
+        super().__init__(url)
+        self.folder = folder
+
+    def connect(self) -> psycopg.Connection[Any]:
+        conn = super().connect()
+        path = self.folder / f"trace-{len(list(self.folder.glob('trace-*')))}"
+        # (the trace's FILE owns the descriptor: closed with the connection's trace)
+        conn.pgconn.trace(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+        conn.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
+        return conn
+
+    def round_trips(self) -> int:
+        """The server's answers so far: each round trip ends with a ReadyForQuery."""
+        return sum(
+            line.startswith("B\t5\tReadyForQuery\t")
+            for path in self.folder.glob("trace-*")
+            for line in path.read_text(errors="replace").splitlines()
+        )
+
+
+def test_each_message_costs_one_round_trip_to_the_database(
+    pg_url: str, smtpd: RecordingServer, tmp_path: Path
+) -> None:
+    count = 20
+    with Outbox(pg_url) as box:
+        box.migrate()
+        for i in range(count):
+            box.add(f"Subject: m{i}\r\n\r\n{i}\r\n".encode(), "a@example.org", ["b@x.net"])
+    traced = _TracedOutbox(pg_url, tmp_path)
+    stats = Worker(traced, port=smtpd.port, connections=1, batch=count).run()
+    trips = traced.round_trips()
+    traced.close()
+    assert stats.delivered == count and len(smtpd.messages) == count
+    # Each message: one statement with its end-of-data mark and the outcome
+    # before it (not BEGIN, an UPDATE per row, COMMIT). Per run, a dozen more:
+    # setting up the connections, the schema check, routing, the claim, the
+    # shared backoff, a connection slot, the last outcome.
+    assert trips <= count + 12, trips
 
 
 # -- kill -9 -----------------------------------------------------------------------
