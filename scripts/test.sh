@@ -106,6 +106,7 @@ fi
 
 echo "== ruff"
 .venv/bin/ruff check src tests solution.py scripts setup.py _build_backend $(ls -d bench 2>/dev/null)
+.venv/bin/ruff format --check src tests solution.py scripts setup.py _build_backend $(ls -d bench 2>/dev/null)
 echo "== mypy --strict"
 .venv/bin/mypy
 echo "== mkdocs build --strict"

@@ -77,8 +77,23 @@ def test_metrics_are_served_while_a_run_delivers_and_each_attempt_is_logged(
     box.add(b"Subject: 2\r\n\r\n2\r\n", "a@example.org", ["c@x.net"])
     port = free_port()
     run = subprocess.Popen(
-        [sys.executable, "-m", "smtpmail", "queue", *where, "run", "--watch", "--poll", "0.2",
-         "--port", str(smtpd.port), "--metrics", f"127.0.0.1:{port}", "--log-format", "json"],
+        [
+            sys.executable,
+            "-m",
+            "smtpmail",
+            "queue",
+            *where,
+            "run",
+            "--watch",
+            "--poll",
+            "0.2",
+            "--port",
+            str(smtpd.port),
+            "--metrics",
+            f"127.0.0.1:{port}",
+            "--log-format",
+            "json",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -101,7 +101,11 @@ class HubPostgres(PostgresServer):
             command = ["runuser", "-u", self.user, "--", *command]
         return subprocess.run(
             ["ip", "netns", "exec", self.network.hub, *command],
-            capture_output=True, text=True, check=check, timeout=120, cwd=self.root,
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=120,
+            cwd=self.root,
         )
 
     def listen(self) -> str:
@@ -170,8 +174,14 @@ def test_four_machines_killed_cut_off_and_a_database_crash_lose_nothing(
         def start(machine: int) -> subprocess.Popen[bytes]:
             return network.popen(
                 network.machines[machine],
-                [sys.executable, str(worker_script), remote, HUB_ADDRESS, str(SMTP_PORT),
-                 str(LEASE)],
+                [
+                    sys.executable,
+                    str(worker_script),
+                    remote,
+                    HUB_ADDRESS,
+                    str(SMTP_PORT),
+                    str(LEASE),
+                ],
                 stderr=subprocess.DEVNULL,
             )
 

@@ -268,9 +268,7 @@ def requiretls_server(certs: Certs, tmp_path_factory: pytest.TempPathFactory) ->
         yield server
 
 
-@pytest.mark.parametrize(
-    ("verified", "state"), [(True, State.DELIVERED), (False, State.FAILED)]
-)
+@pytest.mark.parametrize(("verified", "state"), [(True, State.DELIVERED), (False, State.FAILED)])
 def test_the_worker_sends_a_requiretls_message_only_over_verified_tls(
     box: Outbox, requiretls_server: Any, certs: Certs, verified: bool, state: State
 ) -> None:

@@ -69,8 +69,20 @@ class Network:
         for i, name in enumerate(self.machines):
             self._add(name)
             # Both ends made straight into their namespaces: nothing in the root one.
-            _ip("-n", self.hub, "link", "add", f"h{i}", "type", "veth", "peer", "name", "eth0",
-                "netns", name)
+            _ip(
+                "-n",
+                self.hub,
+                "link",
+                "add",
+                f"h{i}",
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "netns",
+                name,
+            )
             _ip("-n", self.hub, "link", "set", f"h{i}", "master", "br0", "up")
             _ip("-n", name, "addr", "add", f"{self.address(i)}/24", "dev", "eth0")
             _ip("-n", name, "link", "set", "eth0", "up")
@@ -82,7 +94,10 @@ class Network:
     def run(self, namespace: str, argv: list[str]) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             ["ip", "netns", "exec", namespace, *argv],
-            check=True, capture_output=True, text=True, timeout=120,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
 
     def cut(self, machine: int) -> None:

@@ -28,6 +28,7 @@ from support.servers import free_port
 
 __all__ = ["PostgresServer", "pg_bin"]
 
+
 def pg_bin(program: str) -> str:
     """The newest Debian PostgreSQL's ``program`` (they are not on PATH)."""
     found = sorted(
@@ -69,8 +70,15 @@ class PostgresServer:
     def start(self) -> None:
         if not self.data.exists():
             self._run(
-                "initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust",
-                "-E", "UTF8", "--no-sync",
+                "initdb",
+                "-D",
+                str(self.data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
             )
         options = f"-p {self.port} {self.listen()} -c max_connections=200 -c fsync=on"
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start")
