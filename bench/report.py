@@ -265,9 +265,8 @@ NOTES = [
     "process's for the others (os.wait4); peak RSS is the whole process's (GNU time). "
     "The 50 ms RTT scenarios go through `bench/relay.py`, which holds each chunk 25 ms "
     "each way and delays the TCP handshake as a real link would (the greeting arrives "
-    "2 RTT after connect). The machine is shared (other jobs ran during this run): "
-    "absolute numbers move from run to run; the per-run ratios, measured side by side, "
-    "are what to compare.",
+    "2 RTT after connect). On a virtual machine absolute numbers move from run to run "
+    "(by up to 30%); the per-run ratios, measured side by side, are what to compare.",
 ]
 
 
