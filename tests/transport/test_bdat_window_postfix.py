@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import io
 import uuid
-from typing import Any
 
 import pytest
 
 import smtpmail
 from smtpmail.message.content import MarkedMessage
-from smtpmail.transport.aio_stream import open_tcp
-from smtpmail.transport.stream import connect_tcp
 from support.harness import Connect, drive, op
 from support.postfix import REFUSED, PostfixMTA
+from support.streamspy import spy_connectors
 
 pytestmark = pytest.mark.postfix
 
@@ -124,21 +122,6 @@ async def test_each_windowed_message_is_marked_just_before_its_own_last(
     assert most_in_flight(t) == 10  # the ten were in flight at once: the window's case
 
 
-class _WriteLog:
-    """A real connection's stream that keeps what each write carried."""
-
-    def __init__(self, stream: Any, writes: list[bytes]) -> None:
-        self._stream = stream
-        self._writes = writes
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
-
-    def write(self, data: bytes | memoryview, timeout: float) -> Any:
-        self._writes.append(bytes(data))
-        return self._stream.write(data, timeout)
-
-
 def test_the_room_replies_open_is_refilled_in_one_write(kind: str) -> None:
     """Postfix answers the transactions it read together in one segment; the
     client takes all those replies and writes as many new transactions in one
@@ -153,12 +136,7 @@ def test_the_room_replies_open_is_refilled_in_one_write(kind: str) -> None:
         for i in range(count)
     ]
     writes: list[bytes] = []
-
-    def connector(host: str, port: int, **where: Any) -> _WriteLog:
-        return _WriteLog(connect_tcp(host, port, **where), writes)
-
-    async def async_connector(host: str, port: int, **where: Any) -> _WriteLog:
-        return _WriteLog(await open_tcp(host, port, **where), writes)
+    connector, async_connector = spy_connectors(writes=writes)
 
     options = smtpmail.Options(transaction_window=8)
     with PostfixMTA() as mta:

@@ -15,11 +15,10 @@ from typing import Any
 import pytest
 
 import smtpmail
-from smtpmail.transport.aio_stream import open_tcp
-from smtpmail.transport.stream import connect_tcp
 from support.harness import Connect
 from support.postfix import SmtpSink
 from support.servers import RecordingServer
+from support.streamspy import spy_connectors
 
 MSG = b"Subject: last\r\n\r\nthe connection's last message\r\n"
 
@@ -72,38 +71,12 @@ async def test_a_client_send_with_then_quit_closes_the_connection(connect: Conne
         assert len(sink.messages(1)) == 1
 
 
-class _CountingStream:
-    """A real connection's stream that counts the kernel polls (``read_arrived``)."""
-
-    def __init__(self, stream: Any, polls: list[int]) -> None:
-        self._stream = stream
-        self._polls = polls
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
-
-    def read_arrived(self, max_bytes: int) -> Any:
-        self._polls.append(max_bytes)
-        return self._stream.read_arrived(max_bytes)
-
-
-class _AsyncCountingStream(_CountingStream):
-    async def read_arrived(self, max_bytes: int) -> Any:  # type: ignore[override]
-        self._polls.append(max_bytes)
-        return await self._stream.read_arrived(max_bytes)
-
-
 @pytest.mark.parametrize("use_async", [False, True])
 async def test_a_one_shot_send_asks_no_idle_check_of_its_new_connection(use_async: bool) -> None:
     # A connection opened for this very send cannot have been dropped while
     # idle: the check (one system call) is for connections kept between sends.
     polls: list[int] = []
-
-    def connect(host: str, port: int, **where: Any) -> _CountingStream:
-        return _CountingStream(connect_tcp(host, port, **where), polls)
-
-    async def connect_async(host: str, port: int, **where: Any) -> _AsyncCountingStream:
-        return _AsyncCountingStream(await open_tcp(host, port, **where), polls)
+    connect, connect_async = spy_connectors(polls=polls)
 
     with RecordingServer() as server:
         options: dict[str, Any] = {"host": "127.0.0.1", "port": server.port}
