@@ -111,6 +111,9 @@ async def test_reconnect_after_the_server_closed_an_idle_connection(
 
     async def hang_up(conn: Conn) -> None:
         conn.close()
+        # Closed once this returns (close() alone leaves it to a later turn of the
+        # server's loop): the client's next send must find it closed, not race it.
+        await conn.writer.wait_closed()
         closed.set()
 
     first = [*hello(EHLO), *parting, call(hang_up)]
