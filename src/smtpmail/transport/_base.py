@@ -537,10 +537,13 @@ class BaseClient:
         log.warning("dropped unsolicited data from the server: %r", self._quoted(dropped))
         if reply is not None and reply.code == 421:
             self._connected = False
-            secrets = self._session.secrets
-            raise ServiceClosing(
-                "(unsolicited)", reply if secrets is None else secrets.redact(reply)
-            )
+            raise self._closing(reply)
+
+    def _closing(self, reply: Reply) -> ServiceClosing:
+        """A 421 nobody asked for (RFC 5321 §3.8), as the error that says the
+        server left: redacted once AUTH has started."""
+        secrets = self._session.secrets
+        return ServiceClosing("(unsolicited)", reply if secrets is None else secrets.redact(reply))
 
     def _quoted(self, data: bytes) -> str:
         """Server bytes as a log may quote them: the first 80 characters, with the

@@ -315,8 +315,7 @@ def _left_with_421(client: BaseClient) -> ServiceClosing | None:
     if reply is None or reply.code != 421:
         return None
     client._note_reply(reply)
-    secrets = client._session.secrets
-    return ServiceClosing("(unsolicited)", reply if secrets is None else secrets.redact(reply))
+    return client._closing(reply)
 
 
 def _replies(
