@@ -26,19 +26,11 @@ from support.hostile.scripted import (
     send,
     signal,
     sleep,
+    transaction,
 )
 
 FAST = smtpmail.Timeouts(connect=5, greeting=5, command=0.3, data_block=5, data_end=5)
 EHLO = (b"PIPELINING", b"8BITMIME")
-
-
-def transaction(data_reply: bytes | None = b"250 2.0.0 queued\r\n") -> list[Step]:
-    return [
-        expect(b"MAIL", b"250 ok\r\n"),
-        expect(b"RCPT", b"250 ok\r\n"),
-        expect(b"DATA", b"354 go\r\n"),
-        read_data(data_reply),
-    ]
 
 
 def lines(conn: Conn) -> list[bytes]:

@@ -19,9 +19,9 @@ from support.hostile.scripted import (
     close,
     expect,
     hello,
-    read_data,
     send,
     start_tls,
+    transaction,
 )
 from support.tlsservers import (
     PASSWORD,
@@ -315,10 +315,7 @@ async def test_what_was_offered_before_tls_is_forgotten(certs: Certs, connect: C
         expect(b"AUTH LOGIN", b"334 VXNlcm5hbWU6\r\n"),
         expect(b"", b"334 UGFzc3dvcmQ6\r\n"),
         expect(b"", b"235 2.7.0 ok\r\n"),
-        expect(b"MAIL FROM", b"250 ok\r\n"),
-        expect(b"RCPT TO", b"250 ok\r\n"),
-        expect(b"DATA", b"354 go\r\n"),
-        read_data(b"250 queued\r\n"),
+        *transaction(b"250 queued\r\n"),
         expect(b"QUIT", b"221 bye\r\n"),
     ]
 
@@ -349,19 +346,16 @@ async def test_idle_tls_connection_is_reused(
 async def test_tls_connection_closed_while_idle_is_reopened(certs: Certs, connect: Connect) -> None:
     """A server that says 421 over TLS and leaves between two messages costs a
     reconnect (with STARTTLS again), not a failed send."""
-    transaction = [
+    session = [
         *hello((b"STARTTLS",)),
         expect(b"STARTTLS", b"220 ready\r\n"),
         start_tls(certs.server_context()),
         expect(b"EHLO", b"250 tls.example\r\n"),
-        expect(b"MAIL FROM", b"250 ok\r\n"),
-        expect(b"RCPT TO", b"250 ok\r\n"),
-        expect(b"DATA", b"354 go\r\n"),
-        read_data(b"250 queued\r\n"),
+        *transaction(b"250 queued\r\n"),
     ]
     # close(): asyncio's TLS transport sends close_notify, then closes the TCP connection.
-    first = [*transaction, send(b"421 4.4.2 idle too long\r\n"), close()]
-    second = [*transaction, expect(b"QUIT", b"221 bye\r\n")]
+    first = [*session, send(b"421 4.4.2 idle too long\r\n"), close()]
+    second = [*session, expect(b"QUIT", b"221 bye\r\n")]
 
     with ScriptedServer(first, then=[second]) as server:
         kw = dict(tls="starttls", tls_options=TLSOptions(ca_file=certs.ca_file))

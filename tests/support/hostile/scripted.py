@@ -440,6 +440,17 @@ def hello(keywords: Sequence[bytes] = DEFAULT_EHLO) -> list[Step]:
     return [expect(b"EHLO", ehlo_reply(keywords))]
 
 
+def transaction(data_reply: bytes | None = b"250 2.0.0 queued\r\n") -> list[Step]:
+    """One mail transaction with DATA, step by step: MAIL, RCPT, DATA, the
+    message, then ``data_reply`` to its final dot (None: no reply)."""
+    return [
+        expect(b"MAIL", b"250 ok\r\n"),
+        expect(b"RCPT", b"250 ok\r\n"),
+        expect(b"DATA", b"354 go\r\n"),
+        read_data(data_reply),
+    ]
+
+
 def plain(
     keywords: Sequence[bytes] = (b"8BITMIME",), data_reply: bytes = b"250 2.0.0 queued\r\n"
 ) -> list[Step]:
