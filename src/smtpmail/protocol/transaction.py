@@ -887,29 +887,31 @@ class Transactions(Guarded):
             last = bytes(previous) + ending + tail if previous else ending + tail
             content_octets = len(previous) + len(ending) - 3
             yield Send(last, (".", *tail_shown), content_octets=content_octets)
-        except TransportError:  # a write failed (the driver throws it in where it wrote)
-            # A server that refuses the message before its end (too large, say)
-            # may say so and leave while the data still streams: its reply is
-            # the message's fate, not the broken connection.
-            refusal = yield from self._refusal_before(1, "end of data")
-            if refusal is None:
-                raise
-            return [refusal] * n_final, False
+        except TransportError as exc:  # a write failed (the driver throws it in where it wrote)
+            return (yield from self._failed_write(exc, 1, "end of data", n_final))
         plan.result.end_sent = True
         return (yield from self._receive(n_final, "end of data", "data_end")), bool(tail)
 
-    def _refusal_before(self, count: int, label: str) -> Flow[Reply | None]:
-        """A write failed with ``count`` replies due: the first refusal among those
-        the server sent before it left (RFC 3030 §2: it discards the chunks that
-        follow one), or None. Only the replies already received are read."""
+    def _failed_write(
+        self, exc: TransportError, count: int, label: str, n_final: int
+    ) -> Flow[tuple[list[Reply], bool]]:
+        """A write of the message's data failed with ``count`` replies due.
+
+        A server that refuses the message before its end (too large, say) may
+        say so and leave while the data still streams: the first refusal among
+        the replies it sent before it left is the message's fate (RFC 3030 §2:
+        it discards the chunks that follow one), not the broken connection.
+        Only the replies already received are read; with no refusal among
+        them, ``exc`` stands.
+        """
         for _ in range(count):
             try:
                 (reply,) = yield from self._receive(1, label, "data_block")
             except TransportError:  # (none more had arrived)
-                return None
+                break
             if not _ok(reply):
-                return reply
-        return None
+                return [reply] * n_final, False
+        raise exc
 
     def _bdat(
         self,
@@ -947,11 +949,8 @@ class Transactions(Guarded):
                             yield Send(tail, tail_shown)
                     else:
                         yield Send(header + chunk + tail, shown + tail_shown, content_octets=0)
-                except TransportError:  # a write failed: see _refusal_before
-                    failed = yield from self._refusal_before(outstanding, "BDAT")
-                    if failed is None:
-                        raise
-                    return [failed] * n_final, False
+                except TransportError as exc:  # a write failed
+                    return (yield from self._failed_write(exc, outstanding, "BDAT", n_final))
                 plan.result.end_sent = True
                 replies = yield from self._receive(outstanding + n_final, "BDAT", "data_end")
                 failed = next((r for r in replies[:outstanding] if not _ok(r)), None)
@@ -965,11 +964,8 @@ class Transactions(Guarded):
                     yield Send(chunk)
                 else:
                     yield Send(header + chunk, shown)
-            except TransportError:
-                failed = yield from self._refusal_before(outstanding, "BDAT")
-                if failed is None:
-                    raise
-                return [failed] * n_final, False
+            except TransportError as exc:
+                return (yield from self._failed_write(exc, outstanding, "BDAT", n_final))
             outstanding += 1
             if outstanding >= window:
                 (reply,) = yield from self._receive(1, "BDAT", "data_block")
