@@ -46,8 +46,8 @@ def drive_segments(
     flow's value and what each write carried (also appended to ``writes``).
 
     ``broken_at``: that write (counted from 1) fails with ConnectionLost, thrown
-    in where it wrote; after it, a read that finds no reply gets that failure,
-    as the driver does after a failed write."""
+    in where it wrote; after it, a read that finds no reply fails too (the
+    library's driver raises that one outside the flow, which ends it alike)."""
     pending = deque(segments)
     parser = ReplyParser()
     writes = [] if writes is None else writes
