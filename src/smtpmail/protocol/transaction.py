@@ -124,7 +124,8 @@ class _Plan:
             lines.append(b"DATA\r\n")
         if rset:
             lines.insert(0, b"RSET\r\n")
-        return b"".join(lines), _show(lines), len(lines)
+        data = b"".join(lines)
+        return data, _show(data), len(lines)
 
     def end_of_data(self, *, unanswered: bool = False) -> None:
         """This transaction's end of data is about to leave: every other octet of
@@ -166,8 +167,10 @@ def _known_size(content: Content) -> int | None:
     return len(content.data) if content.data is not None else content.size
 
 
-def _show(lines: Iterable[bytes]) -> tuple[str, ...]:
-    return tuple(line[:-2].decode("utf-8", "replace") for line in lines)
+def _show(data: bytes) -> tuple[str, ...]:
+    """Command lines, each ended by CRLF (none has another: they are validated), as
+    the transcript shows them: one decode for a whole group."""
+    return tuple(data[:-2].decode("utf-8", "replace").split("\r\n"))
 
 
 def _ok(reply: Reply, code: int | None = None) -> bool:
@@ -246,7 +249,7 @@ class Transactions(Guarded):
         for label, line in [("MAIL FROM", plan.mail), *(("RCPT TO", r) for r in plan.rcpts)]:
             if label == "RCPT TO" and not rcpt:
                 break
-            yield Send(line, _show([line]), no_reply_pending=True)
+            yield Send(line, _show(line), no_reply_pending=True)
             (reply,) = yield from self._receive(1, label)
             if reply.code >= 400:
                 raise ReplyError(label, reply)
@@ -631,7 +634,7 @@ class Transactions(Guarded):
             lines = [plan.mail, *plan.rcpts] + ([] if plan.bdat else [b"DATA\r\n"])
             replies: list[Reply] = []
             for i, line in enumerate(lines):
-                yield Send(line, _show([line]), no_reply_pending=True)
+                yield Send(line, _show(line), no_reply_pending=True)
                 label = "MAIL" if i == 0 else "DATA" if line == b"DATA\r\n" else "RCPT"
                 replies += yield from self._receive(1, label)
                 if i == 0 and not _ok(replies[0]):
@@ -884,7 +887,7 @@ class Transactions(Guarded):
                 # A big last piece goes alone: joining it to the ending would copy it.
                 yield Send(previous, content_octets=len(previous))
                 previous = b""
-            last = bytes(previous) + ending + tail if previous else ending + tail
+            last = b"".join((previous, ending, tail))  # (one copy of a view)
             content_octets = len(previous) + len(ending) - 3
             yield Send(last, (".", *tail_shown), content_octets=content_octets)
         except TransportError as exc:  # a write failed (the driver throws it in where it wrote)

@@ -497,6 +497,12 @@ class BaseClient:
             message, keep_bcc=keep_bcc, dkim=self.dkim, convert_8bit=self.convert_8bit
         )
 
+    def _looking(self) -> bool:
+        """Whether anyone looks at the dialogue (the transcript hook, debug logging):
+        rendering commands and replies costs more than parsing them. The drive
+        loop asks once per operation (:func:`smtpmail.transport.drive.steps`)."""
+        return self.transcript is not None or log.isEnabledFor(DEBUG)
+
     def _note_send(self, action: Send) -> None:
         hook = self.transcript
         if hook is not None:
@@ -509,10 +515,9 @@ class BaseClient:
                 log.debug("C: %s", line)
 
     def _note_reply(self, reply: Reply, action: Receive | None = None) -> None:
-        hook = self.transcript
-        # Rendering a reply costs more than parsing it: only when someone looks.
-        if hook is None and not log.isEnabledFor(DEBUG):
+        if not self._looking():
             return
+        hook = self.transcript
         if action is not None:
             reply = action.shown(reply)
         text = str(reply)
@@ -553,7 +558,8 @@ class BaseClient:
         secrets = self._session.secrets
         return (text if secrets is None else secrets.hide(text))[:80]
 
-    def _take_reply(self, action: Receive) -> Reply | None:
+    def _take_reply(self, action: Receive, looking: bool) -> Reply | None:
+        """The next whole reply in the parser, or None; noted when someone is ``looking``."""
         try:
             reply = self._parser.maybe_next_reply()
         except RemoteProtocolError:
@@ -564,7 +570,8 @@ class BaseClient:
                 f"malformed reply to {action.label} (not shown: it may echo the credentials)"
             ) from None
         if reply is not None:
-            self._note_reply(reply, action)
+            if looking:
+                self._note_reply(reply, action)
             if reply.code == 421:
                 self._connected = False
                 raise ServiceClosing(action.label, action.shown(reply))

@@ -208,6 +208,7 @@ def steps(client: BaseClient, flow: Flow[T], asked: bool = False) -> Steps[T]:
     if not client._connected:
         flow.close()
         raise LocalProtocolError("not connected")
+    looking = client._looking()  # (asked once: see BaseClient._looking)
     result: list[Reply] | None = None
     thrown: BaseException | None = None  # into the flow, where it asked to write
     broken: ConnectionLost | None = None  # a write failed (see _salvage)
@@ -225,7 +226,7 @@ def steps(client: BaseClient, flow: Flow[T], asked: bool = False) -> Steps[T]:
             elif type(action) is Send:
                 if action.no_reply_pending:
                     yield from _drop_unsolicited(client, not asked)
-                if action.transcript_lines or action.content_octets:
+                if looking and (action.transcript_lines or action.content_octets):
                     client._note_send(action)
                 try:
                     yield (WRITE, action.data)
@@ -234,7 +235,7 @@ def steps(client: BaseClient, flow: Flow[T], asked: bool = False) -> Steps[T]:
                     broken.__cause__ = exc
                     yield from _salvage(client)
             elif type(action) is Receive:
-                result = yield from _replies(client, action, broken)
+                result = yield from _replies(client, action, looking, broken)
                 asked = True
             else:  # StartTLS
                 try:
@@ -319,7 +320,7 @@ def _left_with_421(client: BaseClient) -> ServiceClosing | None:
 
 
 def _replies(
-    client: BaseClient, action: Receive, broken: ConnectionLost | None = None
+    client: BaseClient, action: Receive, looking: bool, broken: ConnectionLost | None = None
 ) -> Steps[list[Reply]]:
     """``action.count`` replies, each within its own deadline (RFC 5321 §4.5.3.2).
 
@@ -329,13 +330,17 @@ def _replies(
     possibly delivered if it awaited an end of data's reply."""
     replies: list[Reply] = []
     if action.arrived:
-        while len(replies) < action.count and (reply := client._take_reply(action)) is not None:
+        while (
+            len(replies) < action.count
+            and (reply := client._take_reply(action, looking)) is not None
+        ):
             replies.append(reply)
         return replies
-    timeout = client.timeouts.for_kind(action.timeout)
+    count = action.count
+    timeout = 0.0  # (looked up at the first wait: replies are often buffered already)
     deadline = 0.0
-    while len(replies) < action.count:
-        reply = client._take_reply(action)
+    while len(replies) < count:
+        reply = client._take_reply(action, looking)
         if reply is not None:
             replies.append(reply)
             deadline = 0.0  # the next reply has a deadline of its own
@@ -345,6 +350,7 @@ def _replies(
             _mark_possibly_delivered(err, action)
             raise err from broken
         if not deadline:
+            timeout = timeout or client.timeouts.for_kind(action.timeout)
             deadline = time.monotonic() + timeout
             remaining = timeout  # (the same number each time: no settimeout call)
         else:
