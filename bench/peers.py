@@ -20,6 +20,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
+import socket
 import sys
 import threading
 import time
@@ -158,6 +160,95 @@ async def aiosmtplib_file(port: int, path: str) -> None:
     await aiosmtplib_reuse(port, 1, data)
 
 
+# -- the floor: what any Python client pays on this wire pattern ---------------
+#
+# Not a client: no checks, no results, no error handling, replies only counted.
+# It writes exactly what Client.send_many writes to a PIPELINING server (MAIL,
+# RCPT and DATA in one write, the data with its end and the next transaction
+# in the next), one write and one read per message. What remains is the
+# interpreter and the kernel: a Python client cannot spend less CPU per
+# message than this, and smtpmail's CPU above it is its own work.
+
+
+def _envelope_lines(message: bytes) -> bytes:
+    return (
+        f"MAIL FROM:<{SENDER}> BODY=8BITMIME SIZE={len(message)}\r\n"
+        f"RCPT TO:<{RECIPIENT}>\r\nDATA\r\n"
+    ).encode()
+
+
+#: A reply line that another line of the same reply follows ("250-PIPELINING").
+_CONTINUED = re.compile(rb"(?m)^\d{3}-")
+
+
+def _final_lines(data: bytes) -> int:
+    """How many replies end in ``data`` (whole lines only: a code, then a space)."""
+    return data.count(b"\r\n") - len(_CONTINUED.findall(data))
+
+
+def floor_loop(port: int, count: int, message: bytes) -> None:
+    sock = socket.create_connection((HOST, port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    pending = b""
+
+    def replies(n: int) -> None:
+        nonlocal pending
+        while _final_lines(pending) < n or not pending.endswith(b"\r\n"):
+            pending += sock.recv(65536)
+        pending = b""
+
+    replies(1)  # the greeting
+    sock.sendall(b"EHLO floor.example.org\r\n")
+    replies(1)
+    group = _envelope_lines(message)
+    data = message + b".\r\n"
+    sock.sendall(group)
+    for i in range(count):
+        replies(3 if i == 0 else 4)  # (the previous message's 250, then MAIL, RCPT, DATA)
+        sock.sendall(data + (group if i < count - 1 else b"QUIT\r\n"))
+    replies(2)  # the last message's 250, QUIT's 221
+    sock.close()
+
+
+async def floor_async(port: int, count: int, message: bytes) -> None:
+    """The same on an asyncio.Protocol: the loop's own cost, without any client's."""
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    group = _envelope_lines(message)
+    data = message + b".\r\n"
+    # (replies awaited, what to write then) in order: greeting, EHLO, the messages, QUIT
+    script = [(1, b"EHLO floor.example.org\r\n"), (1, group)]
+    script += [
+        (3 if i == 0 else 4, data + (group if i < count - 1 else b"QUIT\r\n")) for i in range(count)
+    ]
+    script.append((2, b""))
+
+    class Floor(asyncio.Protocol):
+        def __init__(self) -> None:
+            self.pending = b""
+            self.step = 0
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            assert isinstance(transport, asyncio.Transport)
+            self.transport = transport
+
+        def data_received(self, chunk: bytes) -> None:
+            self.pending += chunk
+            need, write = script[self.step]
+            if _final_lines(self.pending) < need or not self.pending.endswith(b"\r\n"):
+                return
+            self.pending = b""
+            self.step += 1
+            if write:
+                self.transport.write(write)
+            else:
+                self.transport.close()
+                done.set_result(None)
+
+    await loop.create_connection(Floor, HOST, port)
+    await done
+
+
 # -- drivers -------------------------------------------------------------------
 
 SyncFn = Callable[[int, int, bytes], None]
@@ -169,11 +260,13 @@ SYNC: dict[str, SyncFn] = {
     "smtpmail-oneshot": smtpmail_oneshot,
     "smtplib": smtplib_reuse,
     "smtplib-per-message": smtplib_per_message,
+    "floor": floor_loop,
 }
 ASYNC: dict[str, AsyncFn] = {
     "smtpmail-async": smtpmail_async_batch,
     "smtpmail-oneshot-async": smtpmail_oneshot_async,
     "aiosmtplib": aiosmtplib_reuse,
+    "floor-async": floor_async,
 }
 FILE_SYNC: dict[str, Callable[[int, str], None]] = {
     "smtpmail": smtpmail_file,

@@ -43,6 +43,10 @@ SOURCE_X8 = "smtp-source -s 8 -d"
 SMTPLIB_X8 = "smtplib x8 threads"
 AIOSMTPLIB_X8 = "aiosmtplib x8 tasks"
 CLI_SEND = "smtpmail send (CLI)"
+#: Not clients: the same writes and reads with no checks and no results
+#: (bench/peers.py floor_loop, floor_async). No Python client spends less CPU.
+FLOOR = "floor: bare Python socket loop, same wire"
+FLOOR_X8 = "floor: bare asyncio.Protocol x8, same wire"
 
 
 @dataclass(frozen=True)
@@ -258,7 +262,11 @@ NOTES = [
     "`SMTP` per message; aiosmtplib `SMTP.sendmail` inside `async with`; `smtp-source -s N "
     "[-d] -m COUNT -l SIZE` (`-d`: each connection is kept for the next message; without "
     "it, a new connection per message); x8 rows split the count over 8 threads or tasks, "
-    "each with its own connection. swaks, msmtp and the `smtpmail send` CLI (started by "
+    "each with its own connection. The two floor rows (scenarios 1 and 2) are not "
+    "clients: a bare loop that writes and reads what `Client.send_many` does, with no "
+    "check and no result, on a socket or an `asyncio.Protocol`; what a Python process "
+    "cannot go below on this wire (interpreter and kernel), so smtpmail's CPU above "
+    "it is its own work. swaks, msmtp and the `smtpmail send` CLI (started by "
     "the launcher pip installs) run once per message, taking turns. msgs/s for the Python "
     "clients counts from the first connect (imports excluded); CPU µs/msg is the sending's "
     "own CPU time (`time.process_time`, every thread) for the Python clients and the whole "

@@ -54,6 +54,8 @@ from report import (  # noqa: E402 (the row names, defined once beside the targe
     ASYNC_X8,
     ASYNC_X8_MYPYC,
     CLI_SEND,
+    FLOOR,
+    FLOOR_X8,
     LOOP,
     MANY,
     MANY_MYPYC,
@@ -468,7 +470,7 @@ def build(args: argparse.Namespace, msg_file: Path, big_file: Path) -> list[Scen
         return lambda port: smtp_source(port, n, size, conns, reuse=reuse)
 
     def reused(
-        n: int, size: int, loop: bool = False, compiled: bool = False
+        n: int, size: int, loop: bool = False, compiled: bool = False, floor: bool = False
     ) -> dict[str, Callable[[int], Sample]]:
         """Every client on one connection it keeps for all ``n`` messages."""
         peers = {MANY: py("smtpmail", count=n, size=size)}
@@ -478,11 +480,15 @@ def build(args: argparse.Namespace, msg_file: Path, big_file: Path) -> list[Scen
             peers[LOOP] = py("smtpmail-send", count=n, size=size)
         peers[ASYNC_MANY] = py("smtpmail-async", count=n, size=size)
         peers[SOURCE_D] = source(n, size)
+        if floor:
+            peers[FLOOR] = py("floor", count=n, size=size)
         peers[SMTPLIB] = py("smtplib", count=n, size=size)
         peers[AIOSMTPLIB] = py("aiosmtplib", count=n, size=size)
         return peers
 
-    def eight(n: int, compiled: bool = False) -> dict[str, Callable[[int], Sample]]:
+    def eight(
+        n: int, compiled: bool = False, floor: bool = False
+    ) -> dict[str, Callable[[int], Sample]]:
         """``n`` messages split over 8 connections, each kept for its share."""
         return {
             ASYNC_X8: py("smtpmail-async", count=n, size=kib, conns=8),
@@ -493,6 +499,7 @@ def build(args: argparse.Namespace, msg_file: Path, big_file: Path) -> list[Scen
             ),
             THREADS_X8: py("smtpmail", count=n, size=kib, conns=8),
             SOURCE_X8: source(n, kib, 8),
+            **({FLOOR_X8: py("floor-async", count=n, size=kib, conns=8)} if floor else {}),
             SMTPLIB_X8: py("smtplib", count=n, size=kib, conns=8),
             AIOSMTPLIB_X8: py("aiosmtplib", count=n, size=kib, conns=8),
         }
@@ -524,14 +531,14 @@ def build(args: argparse.Namespace, msg_file: Path, big_file: Path) -> list[Scen
             "1",
             f"{n1:,} messages of 1 KB, one reused connection",
             "msgs/s",
-            reused(n1, kib, loop=True, compiled=True),
+            reused(n1, kib, loop=True, compiled=True, floor=True),
             runs,
         ),
         Scenario(
             "2",
             f"{n1:,} messages of 1 KB over 8 connections, each reused",
             "msgs/s",
-            eight(n1, compiled=True),
+            eight(n1, compiled=True, floor=True),
             runs,
         ),
         Scenario(
