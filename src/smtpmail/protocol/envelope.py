@@ -37,6 +37,7 @@ class Envelope:
 
     __slots__ = (
         "envid",
+        "needs_smtputf8",
         "notify",
         "orcpt",
         "recipient_paths",
@@ -69,6 +70,10 @@ class Envelope:
         if not paths:
             raise InvalidAddress("the envelope has no recipients")
         self.recipient_paths: tuple[Path, ...] = tuple(paths)
+        #: A path needs SMTPUTF8 (RFC 6531: a non-ASCII local part).
+        self.needs_smtputf8 = self.sender_path.needs_smtputf8 or any(
+            p.needs_smtputf8 for p in paths
+        )
         self.notify: tuple[str, ...] | None = None
         if notify is not None:
             values = tuple(n.strip().upper() for n in notify)
@@ -109,12 +114,6 @@ class Envelope:
     @property
     def recipients(self) -> tuple[str, ...]:
         return tuple(p.address for p in self.recipient_paths)
-
-    @property
-    def needs_smtputf8(self) -> bool:
-        return self.sender_path.needs_smtputf8 or any(
-            p.needs_smtputf8 for p in self.recipient_paths
-        )
 
     def __repr__(self) -> str:
         return f"Envelope(sender={self.sender!r}, recipients={self.recipients!r})"

@@ -54,6 +54,7 @@ class Session(Transactions):
     def __init__(self, options: Options | None = None) -> None:
         self.options = options or Options()
         self.extensions = Extensions()
+        self.offered = None
         self.greeting: Reply | None = None
         self.esmtp = False
         # Declared once, in Transactions: mypyc reports an attribute declared again in a

@@ -162,6 +162,34 @@ class _Flight:
         self.got: list[Reply] = []
 
 
+class _Offer:
+    """What the server's EHLO reply lets a transaction use: read once per EHLO, not
+    once per message (``send_many`` plans thousands on one connection)."""
+
+    __slots__ = (
+        "binarymime",
+        "chunking",
+        "dsn",
+        "eight_bit_ok",
+        "eightbitmime",
+        "extensions",
+        "size",
+        "size_limit",
+        "smtputf8",
+    )
+
+    def __init__(self, ext: Extensions) -> None:
+        self.extensions = ext
+        self.chunking = "CHUNKING" in ext
+        self.binarymime = self.chunking and "BINARYMIME" in ext  # (only with BDAT: RFC 3030 §3)
+        self.eightbitmime = "8BITMIME" in ext
+        self.eight_bit_ok = self.eightbitmime or self.binarymime
+        self.size = "SIZE" in ext
+        self.size_limit = ext.size_limit
+        self.smtputf8 = "SMTPUTF8" in ext
+        self.dsn = "DSN" in ext
+
+
 def _known_size(content: Content) -> int | None:
     """The content's size before a byte of it is read: held in memory, or declared."""
     return len(content.data) if content.data is not None else content.size
@@ -211,6 +239,8 @@ class Transactions(Guarded):
     needs_rset: bool
     refuses_pipelined_mail: bool
     tls_authenticated: bool
+    #: What ``extensions`` offers a transaction (:meth:`_offer`); None until asked.
+    offered: _Offer | None
 
     # Defined by Session, which reads the replies for both halves. A method, not a
     # TYPE_CHECKING block: mypyc (the optional compiled build) compiles no other statement
@@ -672,34 +702,40 @@ class Transactions(Guarded):
             return plan
         return None
 
+    def _offer(self) -> _Offer:
+        """What the current EHLO reply offers (a new one after STARTTLS, a reconnect)."""
+        offer = self.offered
+        if offer is None or offer.extensions is not self.extensions:
+            offer = self.offered = _Offer(self.extensions)
+        return offer
+
     def _plan(self, envelope: Envelope, content: Content) -> _Plan:
-        ext = self.extensions
+        offer = self._offer()
         before_end = content.before_end
         params: dict[str, str | None] = {}
-        use_bdat = "CHUNKING" in ext
-        eight_bit_ok = "8BITMIME" in ext or (use_bdat and "BINARYMIME" in ext)
+        use_bdat = offer.chunking
         utf8 = envelope.needs_smtputf8 or content.smtputf8
-        if utf8 and "SMTPUTF8" not in ext:
+        if utf8 and not offer.smtputf8:
             # Checked first: UTF-8 headers are 8-bit too, and no re-encoding of the
             # body (the 8BITMIME advice) would make them acceptable (RFC 6532 §3.4).
             raise ExtensionNotSupported(
                 "the envelope or headers need SMTPUTF8, which the server does not offer"
             )
-        if content.eight_bit and content.seven_bit is not None and not eight_bit_ok:
+        if content.eight_bit and content.seven_bit is not None and not offer.eight_bit_ok:
             # RFC 6152 §3: converted only for a server that cannot take 8-bit data,
             # as an MTA does; a server with 8BITMIME gets the message unchanged.
             content = content.seven_bit()
-        size = content.declared_size() if "SIZE" in ext else None
+        size = content.declared_size() if offer.size else None
         if size is not None:
-            limit = ext.size_limit
+            limit = offer.size_limit
             if limit is not None and size > limit:
                 raise MessageTooLarge(size, limit)
             params["SIZE"] = str(size)
-        if content.eight_bit is not False and use_bdat and "BINARYMIME" in ext:
+        if content.eight_bit is not False and offer.binarymime:
             # RFC 3030 §3: with BDAT, BINARYMIME also covers NULs and lines over
             # 998 octets, which 8BITMIME does not; unknown content gets it too.
             params["BODY"] = "BINARYMIME"
-        elif content.eight_bit is not False and "8BITMIME" in ext:
+        elif content.eight_bit is not False and offer.eightbitmime:
             params["BODY"] = "8BITMIME"
         elif content.eight_bit:
             # RFC 6152 §3: 8-bit data only to a server that offers 8BITMIME; a
@@ -715,7 +751,7 @@ class Transactions(Guarded):
             self._check_requiretls()
             params["REQUIRETLS"] = None
         wants_dsn = envelope.ret or envelope.envid or envelope.notify or envelope.orcpt
-        dsn = "DSN" in ext
+        dsn = offer.dsn
         if wants_dsn and not dsn:
             log.warning("server does not offer DSN; delivery status requests dropped")
         if dsn and envelope.ret:
