@@ -125,10 +125,13 @@ class ReplyParser:
     is complete, or None while more bytes are needed.
     """
 
-    __slots__ = ("_buf", "_code", "_lines", "_reply_len", "max_line", "max_reply")
+    __slots__ = ("_buf", "_code", "_lines", "_pos", "_reply_len", "max_line", "max_reply")
 
     def __init__(self, max_line: int = MAX_LINE_LENGTH, max_reply: int = MAX_REPLY_LENGTH) -> None:
-        self._buf = bytearray()
+        # What was fed and not yet parsed is _buf[_pos:]: lines are sliced from it and
+        # the offset moves, rather than deleting each line from the front of a buffer.
+        self._buf = b""
+        self._pos = 0
         self._code: bytes | None = None
         self._lines: list[str] = []
         self._reply_len = 0
@@ -136,17 +139,22 @@ class ReplyParser:
         self.max_reply = max_reply
 
     def feed(self, data: bytes) -> None:
-        self._buf += data
+        if self._pos == len(self._buf):  # (the usual case: all parsed, no copy)
+            self._buf = bytes(data)
+        else:
+            self._buf = self._buf[self._pos :] + data
+        self._pos = 0
 
     @property
     def buffered(self) -> int:
         """Octets received and not yet part of a returned reply."""
-        return len(self._buf) + self._reply_len
+        return len(self._buf) - self._pos + self._reply_len
 
     def clear(self) -> bytes:
         """Drop everything buffered (e.g. unsolicited bytes) and return it."""
-        dropped = bytes(self._buf)
-        self._buf.clear()
+        dropped = self._buf[self._pos :]
+        self._buf = b""
+        self._pos = 0
         self._code = None
         self._lines = []
         self._reply_len = 0
@@ -154,21 +162,25 @@ class ReplyParser:
 
     def maybe_next_reply(self) -> Reply | None:
         buf = self._buf
+        pos = self._pos
         while True:
-            end = buf.find(b"\n")
+            end = buf.find(b"\n", pos)
             if end < 0:
-                if len(buf) >= self.max_line:
+                self._pos = pos
+                left = len(buf) - pos
+                if left >= self.max_line:
                     raise RemoteProtocolError(f"reply line longer than {self.max_line} octets")
-                if self._reply_len + len(buf) > self.max_reply:
+                if self._reply_len + left > self.max_reply:
                     raise RemoteProtocolError(f"reply longer than {self.max_reply} octets")
                 return None
-            if end + 1 > self.max_line:
+            size = end + 1 - pos
+            if size > self.max_line:
                 raise RemoteProtocolError(f"reply line longer than {self.max_line} octets")
-            if end == 0 or buf[end - 1] != 0x0D:
+            if end == pos or buf[end - 1] != 0x0D:
                 raise RemoteProtocolError("reply line not ended by CRLF (bare LF)")
-            line = bytes(buf[: end - 1])
-            del buf[: end + 1]
-            self._reply_len += end + 1
+            line = buf[pos : end - 1]
+            self._pos = pos = end + 1  # (consumed, as a line that raises below is too)
+            self._reply_len += size
             if self._reply_len > self.max_reply:
                 raise RemoteProtocolError(f"reply longer than {self.max_reply} octets")
             if self._code is None:

@@ -661,16 +661,17 @@ class Transactions(Guarded):
         while plan is not None:
             if self.needs_rset:
                 yield from self._rset()
-            lines = [plan.mail, *plan.rcpts] + ([] if plan.bdat else [b"DATA\r\n"])
-            replies: list[Reply] = []
-            for i, line in enumerate(lines):
-                yield Send(line, _show(line), no_reply_pending=True)
-                label = "MAIL" if i == 0 else "DATA" if line == b"DATA\r\n" else "RCPT"
-                replies += yield from self._receive(1, label)
-                if i == 0 and not _ok(replies[0]):
-                    break
-                if i == len(plan.rcpts) and not any(_ok(r) for r in replies[1:]):
-                    break  # every recipient refused: no DATA
+            yield Send(plan.mail, _show(plan.mail), no_reply_pending=True)
+            replies = yield from self._receive(1, "MAIL")
+            if _ok(replies[0]):
+                taken = False
+                for line in plan.rcpts:
+                    yield Send(line, _show(line), no_reply_pending=True)
+                    replies += yield from self._receive(1, "RCPT")
+                    taken = taken or _ok(replies[-1])
+                if taken and not plan.bdat:  # (every recipient refused: no DATA)
+                    yield Send(b"DATA\r\n", ("DATA",), no_reply_pending=True)
+                    replies += yield from self._receive(1, "DATA")
             if self._evaluate(plan, replies):
                 data_replies, _ = yield from self._body(plan, b"", ())
                 self._finish(plan, data_replies, keep)
