@@ -15,7 +15,9 @@ getaddrinfo/gethostbyaddr); shutil never (cli.Parser gives argparse the width);
 dataclasses never, and with it inspect (ast, dis, tokenize: a sixth of the
 start-up): the classes on this path derive from smtpmail._record instead;
 base64 only when a client authenticates (session's AUTH); logging only when a
-record could go somewhere (smtpmail._log).
+record could go somewhere (smtpmail._log); socket.py (its enums, selectors,
+select, math, array) and weakref.py never: the transport and the session's
+guard use their C cores, _socket and _weakref.
 Dropping dataclasses took bench scenario 6 from 76 to 67 ms of CPU per send.
 """
 
@@ -41,7 +43,8 @@ watched = ("asyncio", "ssl", "_ssl", "email", "smtpmail.protocol", "smtpmail.tra
            "stringprep", "subprocess", "json", "smtpmail.message.compose",
            "smtpmail.protocol.sasl", "typing", "encodings.idna", "shutil",
            "dataclasses", "inspect", "ast", "dis", "base64", "logging", "tokenize",
-           "pathlib", "urllib", "ipaddress", "fnmatch", "contextlib", "importlib", "aiohttp")
+           "pathlib", "urllib", "ipaddress", "fnmatch", "contextlib", "importlib", "aiohttp",
+           "socket", "selectors", "select", "math", "array", "weakref")
 print("imported: " + " ".join(sorted(m for m in sys.modules if m.split(".")[0] in watched
                       or m in watched)), file=sys.stderr)
 sys.exit(status)
@@ -80,6 +83,15 @@ NOT_FOR_A_PLAIN_SEND = {
     # logging (with traceback, tokenize...) only once a record could go somewhere.
     "logging",
     "tokenize",
+    # socket.py (four enums of every constant, selectors, select, math, array):
+    # the transport connects with its C core, _socket; ssl and asyncio load it.
+    "socket",
+    "selectors",
+    "select",
+    "math",
+    "array",
+    # weakref.py: the session's guard takes ref from its C core, _weakref.
+    "weakref",
 }
 
 
