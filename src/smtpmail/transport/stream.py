@@ -53,7 +53,6 @@ imports :mod:`typing` (start-up time), and a stream need not inherit anything.
 from __future__ import annotations
 
 import _socket  # socket's C core: socket.py's start-up (its enums, selectors) is not needed
-import struct
 import sys
 import time
 
@@ -173,7 +172,7 @@ class SocketStream:
         option = _socket.SO_SNDTIMEO if which else _socket.SO_RCVTIMEO
         whole = int(seconds)
         self._sock.setsockopt(
-            _socket.SOL_SOCKET, option, _TIMEVAL.pack(whole, int((seconds - whole) * 1e6))
+            _socket.SOL_SOCKET, option, _timeval(whole, int((seconds - whole) * 1e6))
         )
         self._waits[which] = seconds
 
@@ -328,8 +327,15 @@ def as_stream(opened: NetworkStream | _socket.socket) -> NetworkStream:
     return SocketStream(opened) if isinstance(opened, _socket.socket) else opened
 
 
-#: ``struct timeval`` for SO_RCVTIMEO / SO_SNDTIMEO.
-_TIMEVAL = struct.Struct("@ll")
+#: The octets of a C long: POSIX systems are ILP32 or LP64, where a long is as wide as
+#: a pointer (Py_ssize_t): struct.calcsize("l") without loading _struct (start-up time).
+_LONG = (sys.maxsize.bit_length() + 1) // 8
+
+
+def _timeval(seconds: int, microseconds: int) -> bytes:
+    """``struct timeval`` (two C longs, native order) for SO_RCVTIMEO / SO_SNDTIMEO."""
+    order = sys.byteorder
+    return seconds.to_bytes(_LONG, order) + microseconds.to_bytes(_LONG, order)
 
 
 def _timed_out(exc: OSError) -> bool:
