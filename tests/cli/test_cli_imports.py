@@ -15,7 +15,9 @@ getaddrinfo/gethostbyaddr); shutil never (cli.Parser gives argparse the width);
 dataclasses never, and with it inspect (ast, dis, tokenize: a sixth of the
 start-up): the classes on this path derive from smtpmail._record instead;
 base64 only when a client authenticates (session's AUTH); logging only when a
-record could go somewhere (smtpmail._log).
+record could go somewhere (smtpmail._log); socket.py (its enums, selectors,
+select, math, array), weakref.py and struct never: the transport and the
+session's guard use their C cores, _socket and _weakref.
 Dropping dataclasses took bench scenario 6 from 76 to 67 ms of CPU per send.
 """
 
@@ -41,7 +43,8 @@ watched = ("asyncio", "ssl", "_ssl", "email", "smtpmail.protocol", "smtpmail.tra
            "stringprep", "subprocess", "json", "smtpmail.message.compose",
            "smtpmail.protocol.sasl", "typing", "encodings.idna", "shutil",
            "dataclasses", "inspect", "ast", "dis", "base64", "logging", "tokenize",
-           "pathlib", "urllib", "ipaddress", "fnmatch", "contextlib", "importlib", "aiohttp")
+           "pathlib", "urllib", "ipaddress", "fnmatch", "contextlib", "importlib", "aiohttp",
+           "socket", "selectors", "select", "math", "array", "weakref", "struct", "_struct")
 print("imported: " + " ".join(sorted(m for m in sys.modules if m.split(".")[0] in watched
                       or m in watched)), file=sys.stderr)
 sys.exit(status)
@@ -80,6 +83,18 @@ NOT_FOR_A_PLAIN_SEND = {
     # logging (with traceback, tokenize...) only once a record could go somewhere.
     "logging",
     "tokenize",
+    # socket.py (four enums of every constant, selectors, select, math, array):
+    # the transport connects with its C core, _socket; ssl and asyncio load it.
+    "socket",
+    "selectors",
+    "select",
+    "math",
+    "array",
+    # weakref.py: the session's guard takes ref from its C core, _weakref.
+    "weakref",
+    # struct (a shared library): the stream packs its struct timeval with int.to_bytes.
+    "struct",
+    "_struct",
 }
 
 
@@ -365,3 +380,67 @@ def test_import_smtpmail_loads_nothing_else() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert set(done.stdout.split()) <= {"smtpmail", "__future__"}, done.stdout
+
+
+def _collecting_while_it_runs(
+    monkeypatch: pytest.MonkeyPatch, module: str, *argv: str
+) -> tuple[bool, int]:
+    """Whether the cycle collector ran while ``module``'s command ran, and its status."""
+    import gc
+    import importlib
+
+    mod = importlib.import_module(module)
+    seen: list[bool] = []
+    command = mod.run
+
+    def run(args: argparse.Namespace, env: Environment) -> int:
+        seen.append(gc.isenabled())
+        return int(command(args, env))
+
+    monkeypatch.setattr(mod, "run", run)
+    status = run_cli(*argv).status
+    (collecting,) = seen
+    assert gc.isenabled()  # as it was before main()
+    return collecting, status
+
+
+def test_a_one_message_send_runs_without_the_cycle_collector(
+    monkeypatch: pytest.MonkeyPatch, smtpd: RecordingServer
+) -> None:
+    """A send's process keeps what it allocates to the end: collecting cycles
+    (during start-up and once more at exit) only costs it time. Other commands
+    (the capture server, the queue's worker) run long: they keep the collector."""
+    send = ("send", "--port", str(smtpd.port), "--from", "a@example.org", "--to", "b@example.org")
+    assert _collecting_while_it_runs(monkeypatch, "smtpmail.cli.send", *send, "--body", "x") == (
+        False,
+        0,
+    )
+    assert len(smtpd.messages) == 1
+    assert _collecting_while_it_runs(monkeypatch, "smtpmail.cli.config", "config") == (True, 0)
+
+
+def test_the_exit_of_a_send_leaves_its_objects_to_the_exit(
+    smtpd: RecordingServer, tmp_path: Path
+) -> None:
+    """At exit, gc.freeze runs first: the interpreter's last collection does
+    not walk the modules and classes of a process that is ending."""
+    code = (
+        "import atexit, gc, sys\n"
+        "from smtpmail.cli import main\n"
+        "status = main(sys.argv[1:])\n"
+        "atexit._run_exitfuncs()\n"
+        "print('frozen' if gc.get_freeze_count() else 'not frozen')\n"
+        "sys.exit(status)\n"
+    )
+    message = tmp_path / "m.eml"
+    message.write_bytes(b"From: a@example.org\r\nSubject: s\r\n\r\nbody\r\n")
+    argv = ["--port", str(smtpd.port), "--from", "a@example.org", "--to", "b@example.org"]
+    done = subprocess.run(
+        [sys.executable, "-c", code, "send", *argv, "--message", str(message)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (done.returncode, done.stdout) == (0, "frozen\n"), done.stderr
+    assert len(smtpd.messages) == 1

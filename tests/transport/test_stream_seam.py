@@ -166,3 +166,25 @@ async def test_an_error_in_the_callers_code_keeps_its_type(
     with pytest.raises(FileNotFoundError, match="smtpmail-test"):
         await client.connect()
     assert not client.is_connected
+
+
+def test_the_default_connectors_socket_is_a_socket_object(smtpd: RecordingServer) -> None:
+    """connect_tcp connects with socket's C core (start-up time); asked for
+    "socket", the stream still hands out a socket.socket, and goes on working."""
+    from smtpmail.transport.stream import connect_tcp
+
+    stream = connect_tcp(smtpd.host, smtpd.port, timeout=10)
+    try:
+        assert stream.read(512, 10).startswith(b"220")
+        sock = stream.get_extra_info("socket")
+        assert isinstance(sock, socket.socket)
+        assert stream.get_extra_info("socket") is sock
+        assert sock.getpeername() == stream.get_extra_info("peername")
+        stream.write(b"NOOP\r\n", 10)
+        assert stream.read(512, 10).startswith(b"250")
+        with sock.makefile("rwb") as f:  # what http.client does with it
+            f.write(b"NOOP\r\n")
+            f.flush()
+            assert f.readline().startswith(b"250")
+    finally:
+        stream.close()

@@ -20,7 +20,7 @@ neither attribute.
 
 from __future__ import annotations
 
-import weakref
+from _weakref import ref  # weakref.ref itself: weakref.py's start-up time is not needed
 from collections.abc import Callable, Generator
 
 from smtpmail.errors import LocalProtocolError
@@ -41,7 +41,7 @@ class Guarded:
     """Mixed into a class whose methods marked :func:`one_at_a_time` return flows."""
 
     #: The flow under way (innermost first started): its guarding generator, or None.
-    _flow_under_way: weakref.ref[Generator[Any, Any, Any]] | None = None
+    _flow_under_way: ref[Generator[Any, Any, Any]] | None = None
 
 
 def one_at_a_time(method: Callable[Concatenate[S, P], G]) -> Callable[Concatenate[S, P], G]:
@@ -51,9 +51,9 @@ def one_at_a_time(method: Callable[Concatenate[S, P], G]) -> Callable[Concatenat
 
     def guarded(self: S, /, *args: P.args, **kwargs: P.kwargs) -> G:
         # The guarding generator learns its own (weak: no cycle) reference through `me`.
-        me: list[weakref.ref[Generator[Any, Any, Any]]] = []
+        me: list[ref[Generator[Any, Any, Any]]] = []
         run = _run(self, name, method(self, *args, **kwargs), me)
-        me.append(weakref.ref(run))
+        me.append(ref(run))
         return run  # type: ignore[return-value]
 
     guarded.__name__ = name
@@ -66,7 +66,7 @@ def _run(
     owner: Guarded,
     name: str,
     flow: Generator[Any, Any, Any],
-    me: list[weakref.ref[Generator[Any, Any, Any]]],
+    me: list[ref[Generator[Any, Any, Any]]],
 ) -> Generator[Any, Any, Any]:
     outer = owner._flow_under_way
     run = None if outer is None else outer()

@@ -7,8 +7,8 @@ in :mod:`smtpmail.protocol`, is written once (as httpx's ``BaseClient``).
 
 from __future__ import annotations
 
+import _socket  # socket's C core: socket.py's enums and selectors cost start-up time
 import functools
-import socket
 from collections.abc import Callable, Iterable
 from enum import StrEnum
 
@@ -39,6 +39,7 @@ from smtpmail.transport.tls import TLSInfo, TLSMode, TLSOptions, make_context, r
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 
 if TYPE_CHECKING:
+    import socket
     import ssl  # loaded only when TLS starts (see transport.tls)
     from typing import Any
 
@@ -136,10 +137,10 @@ def _local_fqdn() -> str | None:
 def _getfqdn() -> str:
     """socket.getfqdn(), asking with bytes: for a str, gethostbyaddr loads the
     idna codec (start-up time) only to return the same ASCII octets."""
-    name = socket.gethostname()
+    name = _socket.gethostname()
     try:
         query = name.encode("ascii") if name.isascii() else name
-        hostname, aliases, _ = socket.gethostbyaddr(query)  # type: ignore[arg-type]
+        hostname, aliases, _ = _socket.gethostbyaddr(query)  # type: ignore[arg-type]
     except OSError:
         return name
     return next((n for n in (hostname, *aliases) if "." in n), hostname)
@@ -245,9 +246,9 @@ class BaseClient:
         self.ehlo_name = ehlo_name
         self.timeouts = Timeouts.of(timeout)
         self.source_address = source_address
-        if family not in (0, socket.AF_INET, socket.AF_INET6):
+        if family not in (0, _socket.AF_INET, _socket.AF_INET6):
             raise InvalidArgument(f"family must be 0, AF_INET or AF_INET6, not {family!r}")
-        self.family = socket.AddressFamily(family)
+        self.family = family
         self.options = options or Options()
         if lmtp:
             self.options = self.options.replace(lmtp=True)
@@ -416,8 +417,8 @@ class BaseClient:
         """The one wording of a failed connection (a gaierror stays the cause: the
         CLI's "host unknown"); with ``family``, the name may lack only that kind."""
         where = f"cannot connect to {self.host}:{self.port}"
-        if self.family and isinstance(exc, socket.gaierror):
-            version = "IPv4" if self.family == socket.AF_INET else "IPv6"
+        if self.family and isinstance(exc, _socket.gaierror):
+            version = "IPv4" if self.family == _socket.AF_INET else "IPv6"
             return ConnectError(f"{where}: {self.host} has no {version} address ({exc})")
         return ConnectError(f"{where}: {exc}")
 

@@ -52,9 +52,7 @@ imports :mod:`typing` (start-up time), and a stream need not inherit anything.
 
 from __future__ import annotations
 
-import select
-import socket
-import struct
+import _socket  # socket's C core: socket.py's start-up (its enums, selectors) is not needed
 import sys
 import time
 
@@ -63,6 +61,7 @@ from smtpmail.transport.tls import check_peer
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 
 if TYPE_CHECKING:
+    import socket
     import ssl
     from collections.abc import Awaitable
     from typing import Any, Protocol, TypeGuard
@@ -148,11 +147,11 @@ class SocketStream:
 
     __slots__ = ("_sock", "_timeout", "_waits")
 
-    def __init__(self, sock: socket.socket) -> None:
-        if sock.family in (socket.AF_INET, socket.AF_INET6):
+    def __init__(self, sock: _socket.socket) -> None:
+        if sock.family in (_socket.AF_INET, _socket.AF_INET6):
             # Each write is a whole command group: send it now (RFC 2920 §3.1).
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._sock: socket.socket | ssl.SSLSocket = sock
+            sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
+        self._sock: _socket.socket | ssl.SSLSocket = sock
         #: The kernel timeouts in force, receive and send (0: none, wait forever).
         self._waits = [0.0, 0.0]
         #: Python's timeout, once TLS started (-1: not set yet); None before.
@@ -170,10 +169,10 @@ class SocketStream:
         """Let the kernel wait at most ``timeout`` seconds (which: 0 receive, 1 send)."""
         # 1 µs at least: a zero timeval means "no timeout" to the kernel.
         seconds = max(timeout, 1e-6)
-        option = socket.SO_SNDTIMEO if which else socket.SO_RCVTIMEO
+        option = _socket.SO_SNDTIMEO if which else _socket.SO_RCVTIMEO
         whole = int(seconds)
         self._sock.setsockopt(
-            socket.SOL_SOCKET, option, _TIMEVAL.pack(whole, int((seconds - whole) * 1e6))
+            _socket.SOL_SOCKET, option, _timeval(whole, int((seconds - whole) * 1e6))
         )
         self._waits[which] = seconds
 
@@ -204,11 +203,13 @@ class SocketStream:
         sock = self._sock
         if self._timeout is None:  # (no TLS: one system call asks the kernel)
             try:
-                return sock.recv(max_bytes, socket.MSG_DONTWAIT)
+                return sock.recv(max_bytes, _socket.MSG_DONTWAIT)
             except BlockingIOError:
                 return None
         assert _is_tls(sock)
         if not sock.pending():
+            import select  # (loaded with ssl already: socket imports it)
+
             readable, _, _ = select.select([sock], [], [], 0)
             if not readable:
                 return None
@@ -249,7 +250,9 @@ class SocketStream:
         options: TLSOptions,
     ) -> TLSInfo:
         self._tls_wait_at_most(timeout)
-        wrapped = context.wrap_socket(self._sock, server_hostname=server_hostname)
+        # (typeshed asks for a socket.socket; ssl needs only _socket.socket's fd and family)
+        sock: socket.socket = self._sock  # type: ignore[assignment]
+        wrapped = context.wrap_socket(sock, server_hostname=server_hostname)
         self._sock = wrapped
         return check_peer(wrapped, options, server_hostname)
 
@@ -263,10 +266,22 @@ class SocketStream:
         except OSError:
             return None
         if name == "socket":
-            return sock
+            return self._socket_object()
         if name == "ssl_object":
             return sock if _is_tls(sock) else None
         return None
+
+    def _socket_object(self) -> socket.socket:
+        """The socket as a :class:`socket.socket` (what a caller of
+        ``get_extra_info("socket")`` expects: ``makefile``, a context manager):
+        :func:`connect_tcp` made a bare ``_socket.socket``, rebuilt around its
+        descriptor on first request (socket.py loaded only then)."""
+        import socket
+
+        sock = self._sock
+        if not isinstance(sock, socket.socket):
+            sock = self._sock = socket.socket(sock.family, sock.type, sock.proto, sock.detach())
+        return sock
 
     def close(self) -> None:
         self._sock.close()
@@ -285,32 +300,42 @@ def connect_tcp(
     # An ASCII name goes as bytes: for a str, getaddrinfo loads the idna
     # codec (start-up time) only to return the same ASCII octets.
     name = host.encode("ascii") if host.isascii() else host
-    if not family:
-        sock = socket.create_connection(
-            (name, port),  # type: ignore[arg-type]  # (getaddrinfo takes bytes too)
-            timeout,
-            source_address,
-        )
-        return SocketStream(sock)
     error: OSError | None = None
-    for *_, addr in socket.getaddrinfo(name, port, family, socket.SOCK_STREAM):
+    # socket.create_connection's loop, on socket's C core (_socket): importing
+    # socket.py builds four enums of every constant and loads selectors, math
+    # and array, a tenth of a one-message CLI send's CPU time (issue 19).
+    for af, kind, proto, _, addr in _socket.getaddrinfo(name, port, family, _socket.SOCK_STREAM):
+        sock = None
         try:
-            return SocketStream(
-                socket.create_connection((str(addr[0]), port), timeout, source_address)
-            )
+            sock = _socket.socket(af, kind, proto)
+            sock.settimeout(timeout)
+            if source_address:
+                sock.bind(source_address)
+            sock.connect(addr)
         except OSError as exc:
-            error = exc  # the next address, as create_connection does
+            if sock is not None:
+                sock.close()
+            error = exc  # the next address; the last one's error is raised
+            continue
+        return SocketStream(sock)
     assert error is not None  # (getaddrinfo returns at least one or raises)
     raise error
 
 
-def as_stream(opened: NetworkStream | socket.socket) -> NetworkStream:
-    """What a connector returned, as a stream."""
-    return SocketStream(opened) if isinstance(opened, socket.socket) else opened
+def as_stream(opened: NetworkStream | _socket.socket) -> NetworkStream:
+    """What a connector returned (a connected socket: any socket.socket), as a stream."""
+    return SocketStream(opened) if isinstance(opened, _socket.socket) else opened
 
 
-#: ``struct timeval`` for SO_RCVTIMEO / SO_SNDTIMEO.
-_TIMEVAL = struct.Struct("@ll")
+#: The octets of a C long: POSIX systems are ILP32 or LP64, where a long is as wide as
+#: a pointer (Py_ssize_t): struct.calcsize("l") without loading _struct (start-up time).
+_LONG = (sys.maxsize.bit_length() + 1) // 8
+
+
+def _timeval(seconds: int, microseconds: int) -> bytes:
+    """``struct timeval`` (two C longs, native order) for SO_RCVTIMEO / SO_SNDTIMEO."""
+    order = sys.byteorder
+    return seconds.to_bytes(_LONG, order) + microseconds.to_bytes(_LONG, order)
 
 
 def _timed_out(exc: OSError) -> bool:
