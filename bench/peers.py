@@ -186,7 +186,8 @@ def _final_lines(data: bytes) -> int:
     return data.count(b"\r\n") - len(_CONTINUED.findall(data))
 
 
-def floor_loop(port: int, count: int, message: bytes) -> None:
+def _floor_connection(port: int) -> tuple[socket.socket, Callable[[int], None]]:
+    """A connection past EHLO, and the function that waits for ``n`` replies."""
     sock = socket.create_connection((HOST, port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     pending = b""
@@ -200,6 +201,11 @@ def floor_loop(port: int, count: int, message: bytes) -> None:
     replies(1)  # the greeting
     sock.sendall(b"EHLO floor.example.org\r\n")
     replies(1)
+    return sock, replies
+
+
+def floor_loop(port: int, count: int, message: bytes) -> None:
+    sock, replies = _floor_connection(port)
     group = _envelope_lines(message)
     data = message + b".\r\n"
     sock.sendall(group)
@@ -207,6 +213,22 @@ def floor_loop(port: int, count: int, message: bytes) -> None:
         replies(3 if i == 0 else 4)  # (the previous message's 250, then MAIL, RCPT, DATA)
         sock.sendall(data + (group if i < count - 1 else b"QUIT\r\n"))
     replies(2)  # the last message's 250, QUIT's 221
+    sock.close()
+
+
+def floor_lockstep(port: int, count: int, message: bytes) -> None:
+    """The same for a server without PIPELINING: each command waits for its reply."""
+    sock, replies = _floor_connection(port)
+    commands = _envelope_lines(message).splitlines(keepends=True)
+    data = message + b".\r\n"
+    for _ in range(count):
+        for line in commands:
+            sock.sendall(line)
+            replies(1)
+        sock.sendall(data)
+        replies(1)
+    sock.sendall(b"QUIT\r\n")
+    replies(1)
     sock.close()
 
 
@@ -261,6 +283,7 @@ SYNC: dict[str, SyncFn] = {
     "smtplib": smtplib_reuse,
     "smtplib-per-message": smtplib_per_message,
     "floor": floor_loop,
+    "floor-lockstep": floor_lockstep,
 }
 ASYNC: dict[str, AsyncFn] = {
     "smtpmail-async": smtpmail_async_batch,

@@ -47,6 +47,7 @@ CLI_SEND = "smtpmail send (CLI)"
 #: (bench/peers.py floor_loop, floor_async). No Python client spends less CPU.
 FLOOR = "floor: bare Python socket loop, same wire"
 FLOOR_X8 = "floor: bare asyncio.Protocol x8, same wire"
+FLOOR_LOCKSTEP = "floor: bare Python socket loop, lock-step"
 
 
 @dataclass(frozen=True)
@@ -262,7 +263,7 @@ NOTES = [
     "`SMTP` per message; aiosmtplib `SMTP.sendmail` inside `async with`; `smtp-source -s N "
     "[-d] -m COUNT -l SIZE` (`-d`: each connection is kept for the next message; without "
     "it, a new connection per message); x8 rows split the count over 8 threads or tasks, "
-    "each with its own connection. The two floor rows (scenarios 1 and 2) are not "
+    "each with its own connection. The floor rows (scenarios 1, 2 and 7) are not "
     "clients: a bare loop that writes and reads what `Client.send_many` does, with no "
     "check and no result, on a socket or an `asyncio.Protocol`; what a Python process "
     "cannot go below on this wire (interpreter and kernel), so smtpmail's CPU above "

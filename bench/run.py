@@ -55,6 +55,7 @@ from report import (  # noqa: E402 (the row names, defined once beside the targe
     ASYNC_X8_MYPYC,
     CLI_SEND,
     FLOOR,
+    FLOOR_LOCKSTEP,
     FLOOR_X8,
     LOOP,
     MANY,
@@ -568,7 +569,10 @@ def build(args: argparse.Namespace, msg_file: Path, big_file: Path) -> list[Scen
             f"{n7:,} messages of 1 KB to a lock-step server (aiosmtpd: no "
             "PIPELINING), one reused connection",
             "msgs/s",
-            reused(n7, kib, compiled=True),
+            {
+                **reused(n7, kib, compiled=True),
+                FLOOR_LOCKSTEP: py("floor-lockstep", count=n7, size=kib),
+            },
             runs,
             server="aiosmtpd",
         ),
