@@ -53,6 +53,7 @@ from report import (  # noqa: E402 (the row names, defined once beside the targe
     ASYNC_MANY,
     ASYNC_X8,
     ASYNC_X8_MYPYC,
+    BARE_PYTHON,
     CLI_SEND,
     FLOOR,
     FLOOR_LOCKSTEP,
@@ -524,7 +525,7 @@ def build(args: argparse.Namespace, msg_file: Path, big_file: Path) -> list[Scen
         cli[CLI_SEND] = lambda p: smtpmail_cli_argv(p, msg_file) or []
     cli["swaks"] = lambda p: swaks_argv(p, msg_file)
     # The floor for any Python CLI: the interpreter starting and stopping.
-    cli["python -c pass"] = lambda _p: [sys.executable, "-c", "pass"]
+    cli[BARE_PYTHON] = lambda _p: [sys.executable, "-c", "pass"]
     cli["msmtp"] = msmtp_argv
     chunking = reused(n7, kib)
     return [

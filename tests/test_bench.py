@@ -39,6 +39,7 @@ from run import (  # noqa: E402
     build,
     measure_interleaved,
     results_folder,
+    smtp_sink,
     write_launcher,
 )
 
@@ -184,6 +185,7 @@ def test_each_smtpmail_mode_meets_the_peer_mode_doing_the_same_work(tmp_path: Pa
         sc = scenarios[t.scenario]
         names = set(sc.interleaved or sc.peers)
         assert t.ours in names and (not t.peer or t.peer in names), t.text
+        assert not t.floor or t.floor in names, t.text
 
 
 def _sample(run: int, seconds: float) -> Sample:
@@ -198,6 +200,32 @@ def test_a_ratio_is_the_median_of_per_run_ratios(tmp_path: Path) -> None:
     assert report.ratio(sc, ours, theirs) == 2.0
     # The ratio of medians would be (100/1.5) / (100/2) = 1.33.
     assert report.ratio(sc, ours, [_sample(9, 1.0)]) is None
+
+
+def test_a_target_shows_what_its_floor_row_scores_measured_the_same_way(tmp_path: Path) -> None:
+    scenarios = _scenarios(tmp_path)
+    one, eight = scenarios["1"], scenarios["2"]
+    # 100 messages; CPU 0.1 s for the client, 0.05 s for the floor: 1000 and 500 µs.
+    one.samples = {
+        report.MANY: [_sample(0, 1.0)],
+        report.FLOOR: [Sample(100, 102400, 0.5, 0.05, 1024, run=0)],
+    }
+    eight.samples = {
+        report.ASYNC_X8: [_sample(0, 2.0)],
+        report.SOURCE_X8: [_sample(0, 1.0)],
+        report.FLOOR_X8: [_sample(0, 1.25)],
+    }
+    checks = {c["target"]: c for c in report.check_targets([one, eight], 500.0)}
+    cpu = checks["CPU per message, one connection: ≤ 60 µs"]
+    assert (cpu["measured"], cpu["met"], cpu["floor"]) == ("1000 µs", False, "500 µs")
+    x8 = checks["8 connections: AsyncClient ≥ 0.9x smtp-source -s 8 -d"]
+    assert (x8["measured"], x8["met"], x8["floor"]) == ("0.50x", False, "0.80x")
+    # A target without a floor row (or whose floor did not run) shows none.
+    assert checks["1 KB, one connection: ≥ 2x smtplib"]["floor"] == ""
+    table = report.targets_table([one, eight], 500.0)
+    assert "| 8 connections: AsyncClient ≥ 0.9x smtp-source -s 8 -d | 0.50x | **no** | 0.80x |" in (
+        table
+    )
 
 
 def test_the_lock_step_server_counts_what_it_takes_and_a_short_count_fails() -> None:
@@ -216,6 +244,43 @@ def test_the_lock_step_server_counts_what_it_takes_and_a_short_count_fails() -> 
     liar = Server(0, lambda: next(counts, 1))
     with pytest.raises(RuntimeError, match="took 1 of 100"):
         _checked(lambda _p: _sample(0, 1.0), liar, 0, patience=0.1)
+
+
+def _floor(client: str, port: int, count: int, conns: int = 1) -> dict[str, float]:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "peers.py"),
+            client,
+            "--port",
+            str(port),
+            "--count",
+            str(count),
+            "--conns",
+            str(conns),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    result: dict[str, float] = json.loads(proc.stdout.splitlines()[-1])
+    return result
+
+
+def test_the_floor_rows_carry_every_message_through_a_real_server() -> None:
+    """The floor rows are bare loops, not clients, but they must do the whole
+    dialogue: the lock-step one is counted by aiosmtpd; the pipelined ones end
+    only once smtp-sink has answered every command, QUIT included."""
+    with aiosmtpd_server() as server:
+        assert server.received is not None
+        assert _floor("floor-lockstep", server.port, 7)["messages"] == 7
+        assert server.received() == 7
+    if shutil.which("smtp-sink", path="/usr/sbin:/usr/bin") is None:
+        pytest.fail("smtp-sink is not installed: scripts/test.sh installs it (Debian postfix)")
+    with smtp_sink() as sink:
+        assert _floor("floor", sink.port, 9)["messages"] == 9
+        assert _floor("floor-async", sink.port, 17, conns=8)["messages"] == 17
 
 
 def test_the_discarding_postfix_offers_chunking_and_counts_what_it_takes() -> None:
