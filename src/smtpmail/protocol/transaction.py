@@ -44,7 +44,7 @@ from smtpmail.errors import (
 )
 from smtpmail.protocol import commands as cmd
 from smtpmail.protocol.actions import Content, Flow, Options, Send, TimeoutKind
-from smtpmail.protocol.data import DataEncoder, encode_buffer
+from smtpmail.protocol.data import CHECK, DataEncoder, encode_buffer
 from smtpmail.protocol.envelope import Envelope, RecipientResult, SendResult
 from smtpmail.protocol.extensions import Extensions
 from smtpmail.protocol.guard import Guarded, one_at_a_time
@@ -865,7 +865,7 @@ class Transactions(Guarded):
         encoder = DataEncoder()
         pieces: Iterable[bytes | memoryview]
         if content.data is not None:
-            pieces = encode_buffer(content.data, encoder, canonical=bool(content.canonical))
+            pieces = encode_buffer(content.data, encoder, form=content.form or CHECK)
         else:
             # map, not a generator expression: mypyc (the compiled build) makes those lists,
             # which would hold a streamed message whole.
@@ -989,7 +989,7 @@ def _bdat_chunks(content: Content, size: int) -> Iterator[tuple[bytes | memoryvi
     encoder = DataEncoder(dot_stuff=False)
     if content.data is not None:
         previous: bytes | memoryview = b""
-        pieces = encode_buffer(content.data, encoder, (size,), canonical=bool(content.canonical))
+        pieces = encode_buffer(content.data, encoder, (size,), form=content.form or CHECK)
         for piece in pieces:
             if previous:
                 yield previous, False
