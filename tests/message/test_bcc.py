@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from smtpmail.errors import InvalidArgument
 from smtpmail.message.bcc import MAX_HEADER_SECTION, drop_bcc, split_header_section
 from smtpmail.message.content import as_content, wire_size
+from smtpmail.protocol.data import AS_IS
 
 # (name, message, what must go out)
 CASES = [
@@ -136,9 +137,9 @@ def test_flags_are_those_of_what_is_sent() -> None:
     assert content.eight_bit is False and content.smtputf8 is False
     kept = as_content("Bcc: jörg@x\r\nTo: a@x\r\n\r\nbody\r\n", keep_bcc=True)
     assert kept.eight_bit is True and kept.smtputf8 is True
-    # canonical (all CRLF) is measured on the data that goes out.
+    # The form (all CRLF, no line-leading dot) is measured on the data that goes out.
     crlf = as_content(b"Bcc: b@x\nTo: a@x\r\n\r\nbody\r\n")
-    assert crlf.declared_size() == len(b"To: a@x\r\n\r\nbody\r\n") and crlf.canonical is True
+    assert crlf.declared_size() == len(b"To: a@x\r\n\r\nbody\r\n") and crlf.form == AS_IS
 
 
 def test_email_message_loses_bcc_and_resent_bcc() -> None:

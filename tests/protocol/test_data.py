@@ -9,7 +9,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from smtpmail.message.content import as_content
-from smtpmail.protocol.data import DataEncoder, encode_buffer, encode_data, measure
+from smtpmail.protocol.data import (
+    AS_IS,
+    CHECK,
+    STUFF,
+    DataEncoder,
+    encode_buffer,
+    encode_data,
+    measure,
+)
 from support.messagedata import chunkings, messages, normalise
 
 
@@ -181,33 +189,95 @@ canonical_messages = st.lists(
 ).map(lambda lines: b"".join(line + b"\r\n" for line in lines))
 
 
+def expected_form(message: bytes) -> int:
+    """What measure() should find, said the slow plain way."""
+    if re.search(rb"\r(?!\n)|(?<!\r)\n", message):
+        return CHECK
+    if message.startswith(b".") or b"\r\n." in message:
+        return STUFF
+    return AS_IS
+
+
 @given(messages | canonical_messages)
-def test_measure_gives_the_normalised_size_and_whether_it_is_canonical(message: bytes) -> None:
-    size, canonical = measure(message)
+def test_measure_gives_the_normalised_size_and_what_encoding_needs(message: bytes) -> None:
+    size, form = measure(message)
     assert size == len(normalise(message))
-    assert canonical == (re.search(rb"\r(?!\n)|(?<!\r)\n", message) is None)
+    assert form == expected_form(message)
+
+
+@pytest.mark.parametrize(
+    ("message", "form"),
+    [
+        (b"", AS_IS),
+        (b"a", AS_IS),  # an unended last line is the encoder's to end
+        (b"a\r\nb\r\n", AS_IS),
+        (b"a.b\r\n", AS_IS),
+        (b".a\r\n", STUFF),  # the first line begins with a dot
+        (b"a\r\n.b\r\n", STUFF),
+        (b"a\r\n.", STUFF),
+        (b"a\r\n.\r\n", STUFF),
+        (b"a\r\n.b\rc\r\n", CHECK),  # a lone CR after the dot line: both are found
+        (b"a\r\n.b\nc\r\n", CHECK),
+        (b"a\rb\r\n", CHECK),
+        (b"a\r", CHECK),
+        (b"a\rb", CHECK),  # a lone CR just before the end, where a CRLF would be
+        (b"a\r\r", CHECK),
+        (b"\r\n", AS_IS),
+        (b"\n", CHECK),
+        (b"a\n", CHECK),
+        (b"\r\n\n", CHECK),
+    ],
+)
+def test_measure_tells_what_encoding_is_left(message: bytes, form: int) -> None:
+    assert measure(message)[1] == form
+
+
+@settings(max_examples=400)
+@given(
+    messages | canonical_messages,
+    st.lists(st.integers(1, 40), min_size=1, max_size=4),
+    st.booleans(),
+)
+def test_pieces_of_a_measured_message_give_the_same_wire_bytes(
+    message: bytes, sizes: list[int], dot_stuff: bool
+) -> None:
+    """What measure() proved is not scanned again, and the wire stays the same."""
+    form = measure(message)[1]
+    encoder = DataEncoder(dot_stuff=dot_stuff)
+    pieces = list(encode_buffer(message, encoder, tuple(sizes), form=form))
+    assert b"".join(pieces) + encoder.end() == encode(message, dot_stuff=dot_stuff)
+    assert encoder.octets_in == len(message)
+
+
+def test_pieces_of_a_message_that_needs_nothing_are_all_views() -> None:
+    message = b"a.b\r\n" * 100 + b"c"  # its last line unended
+    assert measure(message)[1] == AS_IS
+    encoder = DataEncoder()
+    pieces = list(encode_buffer(message, encoder, (64,), form=AS_IS))
+    assert all(isinstance(p, memoryview) for p in pieces[:-1])
+    assert b"".join(pieces) + encoder.end() == encode(message)
 
 
 @settings(max_examples=400)
 @given(canonical_messages, st.lists(st.integers(1, 40), min_size=1, max_size=4))
 def test_known_canonical_pieces_are_still_dot_stuffed(message: bytes, sizes: list[int]) -> None:
-    assert measure(message)[1]
+    assert measure(message)[1] != CHECK
     for dot_stuff in (True, False):
         encoder = DataEncoder(dot_stuff=dot_stuff)
-        pieces = encode_buffer(message, encoder, tuple(sizes), canonical=True)
+        pieces = encode_buffer(message, encoder, tuple(sizes), form=STUFF)
         wire = b"".join(pieces) + encoder.end()
         assert wire == encode(message, dot_stuff=dot_stuff)
 
 
 @pytest.mark.parametrize(
-    ("message", "canonical"),
-    [(b"a\r\n.b\r\n", True), (b"a\n.b\n", False), (b"a\rb\r\n", False), (b"", True)],
+    ("message", "form"),
+    [(b"a\r\n.b\r\n", STUFF), (b"a\n.b\n", CHECK), (b"a\rb\r\n", CHECK), (b"", AS_IS)],
 )
-def test_content_measured_for_size_remembers_the_verdict(message: bytes, canonical: bool) -> None:
+def test_content_measured_for_size_remembers_the_verdict(message: bytes, form: int) -> None:
     content = as_content(message)
-    assert content.canonical is None  # not scanned unless SIZE is offered
+    assert content.form is None  # not scanned unless SIZE is offered
     assert content.declared_size() == len(normalise(message))
-    assert content.canonical is canonical
+    assert content.form == form
 
 
 @pytest.mark.parametrize(
@@ -221,7 +291,7 @@ def test_content_measured_for_size_remembers_the_verdict(message: bytes, canonic
 def test_line_leading_dots_at_piece_boundaries_are_stuffed(
     message: bytes, sizes: tuple[int, ...]
 ) -> None:
-    for canonical in (False, True):
+    for form in (CHECK, STUFF):
         encoder = DataEncoder()
-        pieces = encode_buffer(message, encoder, sizes, canonical=canonical)
+        pieces = encode_buffer(message, encoder, sizes, form=form)
         assert b"".join(pieces) + encoder.end() == encode(message)

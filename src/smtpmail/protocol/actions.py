@@ -193,9 +193,9 @@ class Content:
     None when unknown; ``smtputf8`` says the headers need SMTPUTF8.
     ``data``, when the whole message is in memory, is the same content as
     ``chunks``: DATA then sends views of it instead of copies, and its size,
-    needed only for SIZE, is measured from it on first use; ``canonical``
-    then records what that scan found (all line endings CRLF, or not), so
-    that encoding it does not scan for bare CRs and LFs again.
+    needed only for SIZE, is measured from it on first use; ``form`` then
+    records what that scan found it to need (data.CHECK, STUFF or AS_IS), so
+    that encoding it does not scan again what the scan proved.
     ``replay``, for streamed content that can be read again (a seekable file),
     returns fresh chunks from the start: a message whose recipients exceed a
     server's limit is sent again to the rest (RFC 5321 §4.5.3.1.10).
@@ -215,10 +215,10 @@ class Content:
 
     __slots__ = (
         "before_end",
-        "canonical",
         "chunks",
         "data",
         "eight_bit",
+        "form",
         "measure",
         "replay",
         "seven_bit",
@@ -247,7 +247,7 @@ class Content:
         self.replay = replay
         self.seven_bit = seven_bit
         self.before_end = before_end
-        self.canonical: bool | None = None
+        self.form: int | None = None
 
     def __repr__(self) -> str:
         return (
@@ -285,5 +285,5 @@ class Content:
                 self.size = self.measure()
                 self.measure = None
             elif self.data is not None:
-                self.size, self.canonical = measure_data(self.data)
+                self.size, self.form = measure_data(self.data)
         return self.size

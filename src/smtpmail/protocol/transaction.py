@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 
 from smtpmail._log import Logger
 from smtpmail.errors import (
@@ -44,7 +45,7 @@ from smtpmail.errors import (
 )
 from smtpmail.protocol import commands as cmd
 from smtpmail.protocol.actions import Content, Flow, Options, Send, TimeoutKind
-from smtpmail.protocol.data import DataEncoder, encode_buffer
+from smtpmail.protocol.data import CHECK, DataEncoder, encode_buffer
 from smtpmail.protocol.envelope import Envelope, RecipientResult, SendResult
 from smtpmail.protocol.extensions import Extensions
 from smtpmail.protocol.guard import Guarded, one_at_a_time
@@ -65,6 +66,32 @@ _QUIT = b"QUIT\r\n"
 
 #: A last piece of content smaller than this shares one write with the ending.
 _JOIN_BELOW = 64 * 1024
+
+
+def _no_tail() -> tuple[bytes, tuple[str, ...]]:
+    return b"", _NOTHING
+
+
+class _Following:
+    """The transaction after the current one, taken once, when first asked for."""
+
+    __slots__ = ("_next", "error", "plan", "taken")
+
+    def __init__(self, plan: _Plan | None, take: Callable[[], _Plan | None]) -> None:
+        self.plan = plan
+        self._next = take
+        self.error: Exception | None = None
+        self.taken = plan is not None
+
+    def take(self) -> tuple[_Plan | None, Exception | None]:
+        """The plan (None when there is none) and what taking it raised."""
+        if not self.taken:
+            self.taken = True
+            try:
+                self.plan = self._next()
+            except Exception as exc:  # raised once the current message has ended
+                self.error = exc
+        return self.plan, self.error
 
 
 class _Plan:
@@ -356,31 +383,25 @@ class Transactions(Guarded):
                 after_data = rset = False
                 continue
             go = self._evaluate(plan, replies)
-            # The next item is taken now, for its commands to ride with this
-            # message's end. When taking it fails (its source cannot be read,
-            # the caller's iterator raises), this message still ends first.
-            failed: Exception | None = None
-            try:
-                nxt = plan.rest or self._next_plan(it, results, keep, queued)
-            except Exception as exc:  # raised below, once this message has ended
-                nxt, failed = None, exc
+            # The next item is taken for its commands to ride with this message's
+            # end, and no sooner: planning it may scan it whole for SIZE (RFC 1870),
+            # which the server, this message's data to read, then does not wait
+            # for. When taking it fails (its source cannot be read, the caller's
+            # iterator raises), this message still ends first.
+            following = _Following(plan.rest, lambda: self._next_plan(it, results, keep, queued))
             sent_next = False
             if go:
-                # The next transaction's commands ride with the end of this message.
-                tail, tail_shown = b"", _NOTHING
-                if nxt is not None and self._pipelines_messages:
-                    tail, tail_shown = nxt.group(False)[:2]
-                elif nxt is None and then_quit and failed is None and self._pipelines_messages:
-                    tail, tail_shown = _QUIT, ("QUIT",)
-                data_replies, sent_next = yield from self._body(plan, tail, tail_shown)
-                if tail is _QUIT:
-                    self.quit_sent, sent_next = sent_next, False
+                tail_of = partial(self._tail, following, then_quit)
+                data_replies, sent_next = yield from self._body(plan, tail_of)
+                if sent_next and following.plan is None:  # the tail was QUIT
+                    self.quit_sent, sent_next = True, False
                 self._finish(plan, data_replies, keep)
             else:
                 ended = yield from self._end_data_alone(plan, replies)
                 if not ended and _ok(replies[0]):
                     self.needs_rset = True
                 self._fail_pending(plan, keep)
+            nxt, failed = following.take()
             if failed is not None:
                 raise failed
             rset = False
@@ -392,6 +413,18 @@ class Transactions(Guarded):
                 n = len(nxt.rcpts) + (1 if nxt.bdat else 2) + (1 if rset else 0)
             after_data = sent_next
             plan = nxt
+
+    def _tail(self, following: _Following, then_quit: bool) -> tuple[bytes, tuple[str, ...]]:
+        """What shares a write with the end of data: the next transaction's
+        commands, or QUIT after the last (``then_quit``), when the server pipelines."""
+        nxt, failed = following.take()
+        if not self._pipelines_messages:
+            return b"", _NOTHING
+        if nxt is not None:
+            return nxt.group(False)[:2]
+        if then_quit and failed is None:
+            return _QUIT, ("QUIT",)
+        return b"", _NOTHING
 
     @property
     def _pipelines_messages(self) -> bool:
@@ -645,7 +678,7 @@ class Transactions(Guarded):
             replies = replies[1:]
         self.needs_rset = False
         if self._evaluate(plan, replies):
-            data_replies, _ = yield from self._body(plan, b"", ())
+            data_replies, _ = yield from self._body(plan)
             self._finish(plan, data_replies, True)
         else:
             self.needs_rset = _ok(replies[0])
@@ -673,7 +706,7 @@ class Transactions(Guarded):
                     yield Send(b"DATA\r\n", ("DATA",), no_reply_pending=True)
                     replies += yield from self._receive(1, "DATA")
             if self._evaluate(plan, replies):
-                data_replies, _ = yield from self._body(plan, b"", ())
+                data_replies, _ = yield from self._body(plan)
                 self._finish(plan, data_replies, keep)
             else:
                 self.needs_rset = _ok(replies[0])
@@ -892,20 +925,21 @@ class Transactions(Guarded):
             raise result.error
 
     def _body(
-        self, plan: _Plan, tail: bytes, tail_shown: tuple[str, ...]
+        self, plan: _Plan, tail_of: Callable[[], tuple[bytes, tuple[str, ...]]] = _no_tail
     ) -> Flow[tuple[list[Reply], bool]]:
-        """Stream the content; ``tail`` (the next group) shares the last write.
+        """Stream the content; the tail ``tail_of`` gives (the next group), asked
+        for once the rest of the content is written, shares the last write.
 
-        Returns the replies to the end of the data and whether ``tail`` was sent.
+        Returns the replies to the end of the data and whether the tail was sent.
         """
         n_final = len(plan.accepted) if self.options.lmtp else 1
         content = plan.body()
         if plan.bdat:
-            return (yield from self._bdat(plan, content, tail, tail_shown, n_final))
+            return (yield from self._bdat(plan, content, tail_of, n_final))
         encoder = DataEncoder()
         pieces: Iterable[bytes | memoryview]
         if content.data is not None:
-            pieces = encode_buffer(content.data, encoder, canonical=bool(content.canonical))
+            pieces = encode_buffer(content.data, encoder, form=content.form or CHECK)
         else:
             # map, not a generator expression: mypyc (the compiled build) makes those lists,
             # which would hold a streamed message whole.
@@ -924,6 +958,7 @@ class Transactions(Guarded):
                 # A big last piece goes alone: joining it to the ending would copy it.
                 yield Send(previous, content_octets=len(previous))
                 previous = b""
+            tail, tail_shown = tail_of()
             last = b"".join((previous, ending, tail))  # (one copy of a view)
             content_octets = len(previous) + len(ending) - 3
             yield Send(last, (".", *tail_shown), content_octets=content_octets)
@@ -957,8 +992,7 @@ class Transactions(Guarded):
         self,
         plan: _Plan,
         content: Content,
-        tail: bytes,
-        tail_shown: tuple[str, ...],
+        tail_of: Callable[[], tuple[bytes, tuple[str, ...]]],
         n_final: int,
     ) -> Flow[tuple[list[Reply], bool]]:
         """CHUNKING (RFC 3030): BDAT chunks, pipelined within a window when allowed.
@@ -976,8 +1010,7 @@ class Transactions(Guarded):
                 plan.end_of_data()
                 # The next transaction rides along only when no earlier chunk can
                 # still fail: after a refused chunk the server wants RSET first.
-                if outstanding:
-                    tail, tail_shown = b"", ()
+                next_of = _no_tail if outstanding else tail_of
                 try:
                     if len(chunk) > _JOIN_BELOW:
                         # Written apart rather than copied into one buffer.
@@ -985,9 +1018,11 @@ class Transactions(Guarded):
                         yield Send(chunk)
                         # The end has left, whatever becomes of the next commands.
                         plan.result.end_sent = True
+                        tail, tail_shown = next_of()
                         if tail:
                             yield Send(tail, tail_shown)
                     else:
+                        tail, tail_shown = next_of()
                         yield Send(header + chunk + tail, shown + tail_shown, content_octets=0)
                 except TransportError as exc:  # a write failed
                     return (yield from self._failed_write(exc, outstanding, "BDAT", n_final))
@@ -1029,7 +1064,7 @@ def _bdat_chunks(content: Content, size: int) -> Iterator[tuple[bytes | memoryvi
     encoder = DataEncoder(dot_stuff=False)
     if content.data is not None:
         previous: bytes | memoryview = b""
-        pieces = encode_buffer(content.data, encoder, (size,), canonical=bool(content.canonical))
+        pieces = encode_buffer(content.data, encoder, (size,), form=content.form or CHECK)
         for piece in pieces:
             if previous:
                 yield previous, False
