@@ -28,7 +28,6 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from functools import partial
 
 from smtpmail._log import Logger
 from smtpmail.errors import (
@@ -73,13 +72,24 @@ def _no_tail() -> tuple[bytes, tuple[str, ...]]:
 
 
 class _Following:
-    """The transaction after the current one, taken once, when first asked for."""
+    """The transaction after the current one, taken once, when first asked for;
+    ``pipelines``: it may share a write with the current one's end of data, and
+    ``quit_after``: QUIT does when there is none (RFC 2920 §3.1)."""
 
-    __slots__ = ("_next", "error", "plan", "taken")
+    __slots__ = ("_next", "error", "pipelines", "plan", "quit_after", "taken")
 
-    def __init__(self, plan: _Plan | None, take: Callable[[], _Plan | None]) -> None:
+    def __init__(
+        self,
+        plan: _Plan | None,
+        take: Callable[[], _Plan | None],
+        *,
+        pipelines: bool,
+        quit_after: bool,
+    ) -> None:
         self.plan = plan
         self._next = take
+        self.pipelines = pipelines
+        self.quit_after = quit_after
         self.error: Exception | None = None
         self.taken = plan is not None
 
@@ -92,6 +102,18 @@ class _Following:
             except Exception as exc:  # raised once the current message has ended
                 self.error = exc
         return self.plan, self.error
+
+    def tail(self) -> tuple[bytes, tuple[str, ...]]:
+        """What shares a write with the current end of data (and its transcript
+        lines): the next transaction's commands, QUIT, or nothing."""
+        nxt, failed = self.take()
+        if not self.pipelines:
+            return b"", _NOTHING
+        if nxt is not None:
+            return nxt.group(False)[:2]
+        if self.quit_after and failed is None:
+            return _QUIT, ("QUIT",)
+        return b"", _NOTHING
 
 
 class _Plan:
@@ -388,11 +410,15 @@ class Transactions(Guarded):
             # which the server, this message's data to read, then does not wait
             # for. When taking it fails (its source cannot be read, the caller's
             # iterator raises), this message still ends first.
-            following = _Following(plan.rest, lambda: self._next_plan(it, results, keep, queued))
+            following = _Following(
+                plan.rest,
+                lambda: self._next_plan(it, results, keep, queued),
+                pipelines=self._pipelines_messages,
+                quit_after=then_quit,
+            )
             sent_next = False
             if go:
-                tail_of = partial(self._tail, following, then_quit)
-                data_replies, sent_next = yield from self._body(plan, tail_of)
+                data_replies, sent_next = yield from self._body(plan, following.tail)
                 if sent_next and following.plan is None:  # the tail was QUIT
                     self.quit_sent, sent_next = True, False
                 self._finish(plan, data_replies, keep)
@@ -413,18 +439,6 @@ class Transactions(Guarded):
                 n = len(nxt.rcpts) + (1 if nxt.bdat else 2) + (1 if rset else 0)
             after_data = sent_next
             plan = nxt
-
-    def _tail(self, following: _Following, then_quit: bool) -> tuple[bytes, tuple[str, ...]]:
-        """What shares a write with the end of data: the next transaction's
-        commands, or QUIT after the last (``then_quit``), when the server pipelines."""
-        nxt, failed = following.take()
-        if not self._pipelines_messages:
-            return b"", _NOTHING
-        if nxt is not None:
-            return nxt.group(False)[:2]
-        if then_quit and failed is None:
-            return _QUIT, ("QUIT",)
-        return b"", _NOTHING
 
     @property
     def _pipelines_messages(self) -> bool:
