@@ -46,9 +46,11 @@ from __future__ import annotations
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, TypeVar
 
     from smtpmail.protocol.reply import Reply
+
+    E = TypeVar("E", bound=BaseException)
 
 __all__ = [
     "AuthenticationError",
@@ -420,6 +422,17 @@ class DataRefused(ReplyError):
 
 class AuthenticationRefused(ReplyError, AuthenticationError):
     """The server refused the credentials or the AUTH exchange (RFC 4954 §6)."""
+
+
+def caused(error: E, cause: BaseException | None) -> E:
+    """``error`` with ``cause`` as its cause, as ``raise error from cause`` sets it.
+
+    The optional mypyc build (setup.py) ignores ``from`` in a ``raise``: the
+    modules it compiles ``raise caused(error, exc)`` (or ``caused(error, None)``)
+    to keep the chain in both builds (tests/test_compiled_build.py).
+    """
+    error.__cause__ = cause  # (which sets __suppress_context__, as "from" does)
+    return error
 
 
 def __getattr__(name: str) -> Any:

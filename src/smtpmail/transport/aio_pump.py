@@ -27,6 +27,7 @@ import contextvars
 from collections.abc import Generator
 from typing import Any
 
+from smtpmail.errors import caused
 from smtpmail.transport._base import BaseClient
 from smtpmail.transport.aio_stream import AsyncSocketStream
 from smtpmail.transport.drive import CHUNK, POLL, READ, WRITE
@@ -56,7 +57,17 @@ def pump(
 
 
 class _Pump:
-    __slots__ = ("client", "context", "deadline", "future", "op", "step", "steps", "stream")
+    __slots__ = (
+        "client",
+        "context",
+        "deadline",
+        "ended",
+        "future",
+        "op",
+        "step",
+        "steps",
+        "stream",
+    )
 
     def __init__(
         self,
@@ -73,6 +84,7 @@ class _Pump:
         self.context: contextvars.Context | None = None
         self.op = READ
         self.deadline = 0.0
+        self.ended = False  # the flow returned or raised: nothing can be thrown in
         self.step = self._advance(value, error)
 
     def __await__(self) -> Generator[Any, None, Step]:
@@ -82,8 +94,8 @@ class _Pump:
             try:
                 yield from future
             except asyncio.CancelledError as exc:
-                if self.step is None and not future.cancelled():
-                    raise  # the flow ended: its value or error is on the future
+                if self.ended or (self.step is None and not future.cancelled()):
+                    raise  # the flow ended: its value or error is on the future, or lost
                 assert self.stream is not None
                 self.stream.unlisten()
                 # Thrown in where the flow stands: the step it waits on, or the
@@ -98,8 +110,11 @@ class _Pump:
         while True:
             try:
                 op, arg = steps.send(value) if error is None else steps.throw(error)
-            except StopIteration as stop:
-                raise Finished(stop.value) from None
+            except BaseException as exc:  # the flow returned or raised
+                self.ended = True
+                if isinstance(exc, StopIteration):
+                    raise caused(Finished(exc.value), None)
+                raise
             value = error = None
             if stream is None or self.client._stream is not stream:
                 return op, arg  # (a connect, or the error of a closed client: the task's)
