@@ -59,7 +59,9 @@ def drop_bcc(data: bytes) -> bytes:
     empty = _EMPTY_LINE.search(data, 0, _QUICK_LOOK)
     # The quick look (a few C-speed scans up to the first empty line, which
     # the header section never passes) settles the usual case: no "bcc" there.
-    if empty is not None and b"bcc" not in data[: empty.start()].lower():
+    # (find, not "in": bytes.__contains__ first tries its argument as an
+    # integer, and raises and clears a TypeError for every message.)
+    if empty is not None and data[: empty.start()].lower().find(b"bcc") < 0:
         return data
     end = header_section_end(data)
     bcc_field = re.compile(_BCC_FIELD)  # (re's cache: compiled once per process)
