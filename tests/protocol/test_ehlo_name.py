@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from smtpmail.errors import InvalidAddress, InvalidArgument
 from smtpmail.protocol.commands import ehlo_name
 from smtpmail.transport import _base
 
@@ -60,3 +61,13 @@ def test_the_fqdn_is_what_socket_getfqdn_says() -> None:
     import socket
 
     assert _base._getfqdn() == socket.getfqdn()
+
+
+def test_an_invalid_name_is_one_error_not_two() -> None:
+    # The address error it replaces is hidden ("from None"), in the compiled build
+    # too: mypyc ignores the "from" of a raise, so the module uses errors.caused.
+    with pytest.raises(InvalidArgument, match="EHLO name") as info:
+        ehlo_name("host..example.org")
+    assert info.value.__cause__ is None
+    assert info.value.__suppress_context__
+    assert isinstance(info.value.__context__, InvalidAddress)  # (what is hidden)
