@@ -38,7 +38,7 @@ def test_the_compiled_list_names_real_modules() -> None:
 def test_no_compiled_module_raises_from() -> None:
     # mypyc ignores "from" in "raise X from Y": the compiled build would lose the cause
     # (a ConnectError's gaierror; tests/transport/test_source_address.py) and keep the
-    # context "from None" hides. Compiled modules raise errors.caused(X, Y) instead.
+    # context "from None" hides. Compiled modules raise errors._caused(X, Y) instead.
     found = [
         f"{name} line {node.lineno}"
         for name in MODULES

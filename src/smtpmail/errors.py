@@ -424,11 +424,11 @@ class AuthenticationRefused(ReplyError, AuthenticationError):
     """The server refused the credentials or the AUTH exchange (RFC 4954 §6)."""
 
 
-def caused(error: E, cause: BaseException | None) -> E:
+def _caused(error: E, cause: BaseException | None) -> E:
     """``error`` with ``cause`` as its cause, as ``raise error from cause`` sets it.
 
     The optional mypyc build (setup.py) ignores ``from`` in a ``raise``: the
-    modules it compiles ``raise caused(error, exc)`` (or ``caused(error, None)``)
+    modules it compiles ``raise _caused(error, exc)`` (or ``_caused(error, None)``)
     to keep the chain in both builds (tests/test_compiled_build.py).
     """
     error.__cause__ = cause  # (which sets __suppress_context__, as "from" does)

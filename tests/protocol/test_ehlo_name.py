@@ -65,7 +65,7 @@ def test_the_fqdn_is_what_socket_getfqdn_says() -> None:
 
 def test_an_invalid_name_is_one_error_not_two() -> None:
     # The address error it replaces is hidden ("from None"), in the compiled build
-    # too: mypyc ignores the "from" of a raise, so the module uses errors.caused.
+    # too: mypyc ignores the "from" of a raise, so the module uses errors._caused.
     with pytest.raises(InvalidArgument, match="EHLO name") as info:
         ehlo_name("host..example.org")
     assert info.value.__cause__ is None

@@ -29,7 +29,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
 
-from smtpmail.errors import InvalidAddress, MessageReadError, caused
+from smtpmail.errors import InvalidAddress, MessageReadError, _caused
 from smtpmail.message.bcc import drop_bcc, split_header_section
 from smtpmail.protocol.actions import Content
 from smtpmail.protocol.data import measure
@@ -96,7 +96,7 @@ def _guarded(before_end: Callable[[tuple[str, ...]], None]) -> Callable[[tuple[s
         try:
             before_end(recipients)
         except OSError as exc:
-            raise caused(read_failed(exc), exc)
+            raise _caused(read_failed(exc), exc)
 
     return run
 
@@ -179,14 +179,14 @@ def _file_chunks(f: IO[bytes]) -> Iterator[bytes]:
         while block := read(BLOCK_SIZE):
             yield block
     except OSError as exc:
-        raise caused(read_failed(exc), exc)
+        raise _caused(read_failed(exc), exc)
 
 
 def _caller_chunks(chunks: Iterator[bytes]) -> Iterator[bytes]:
     try:
         yield from chunks
     except OSError as exc:
-        raise caused(read_failed(exc), exc)
+        raise _caused(read_failed(exc), exc)
 
 
 def read_failed(exc: OSError) -> MessageReadError:
@@ -212,7 +212,7 @@ def _file_replay(f: IO[bytes]) -> Callable[[], Iterator[bytes]] | None:
         try:
             f.seek(start)
         except OSError as exc:  # the caller's file, not the connection
-            raise caused(read_failed(exc), exc)
+            raise _caused(read_failed(exc), exc)
         return _file_chunks(f)
 
     return replay
@@ -297,7 +297,7 @@ def _spool(
         size = spool.tell()
         spool.seek(0)
     except OSError as exc:  # the caller's source failed (or the disk under the spool)
-        raise caused(read_failed(exc), exc)
+        raise _caused(read_failed(exc), exc)
 
     def replay() -> Iterator[bytes]:
         spool.seek(0)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
-from smtpmail.errors import InvalidAddress, InvalidArgument, caused
+from smtpmail.errors import InvalidAddress, InvalidArgument, _caused
 from smtpmail.protocol import idn
 
 __all__ = [
@@ -249,7 +249,7 @@ def ehlo_name(name: str) -> str:
     try:
         return _wire_domain(name, "EHLO name", utf8=False)
     except InvalidAddress as exc:
-        raise caused(InvalidArgument(str(exc)), None)
+        raise _caused(InvalidArgument(str(exc)), None)
 
 
 def command(verb: str, *args: str) -> bytes:

@@ -26,7 +26,7 @@ from smtpmail.errors import (
     RemoteProtocolError,
     ReplyError,
     ServiceClosing,
-    caused,
+    _caused,
 )
 from smtpmail.protocol import commands as cmd
 from smtpmail.protocol.actions import Flow, Options, Receive, Send, StartTLS, TimeoutKind
@@ -177,7 +177,7 @@ class Session(Transactions):
                     challenge = base64.b64decode(reply.lines[0].strip(), validate=True)
                 except ValueError:
                     yield from self._cancel_auth()
-                    raise caused(RemoteProtocolError("AUTH challenge is not valid base64"), None)
+                    raise _caused(RemoteProtocolError("AUTH challenge is not valid base64"), None)
                 try:
                     response = flow.send(challenge)
                 except StopIteration:

@@ -27,7 +27,7 @@ import contextvars
 from collections.abc import Generator
 from typing import Any
 
-from smtpmail.errors import caused
+from smtpmail.errors import _caused
 from smtpmail.transport._base import BaseClient
 from smtpmail.transport.aio_stream import AsyncSocketStream
 from smtpmail.transport.drive import CHUNK, POLL, READ, WRITE
@@ -113,7 +113,7 @@ class _Pump:
             except BaseException as exc:  # the flow returned or raised
                 self.ended = True
                 if isinstance(exc, StopIteration):
-                    raise caused(Finished(exc.value), None)
+                    raise _caused(Finished(exc.value), None)
                 raise
             value = error = None
             if stream is None or self.client._stream is not stream:

@@ -35,7 +35,7 @@ from smtpmail.errors import (
     ServiceClosing,
     SMTPError,
     TransportError,
-    caused,
+    _caused,
 )
 from smtpmail.protocol.actions import Content, Flow, Receive, Send
 from smtpmail.protocol.envelope import Envelope, SendResult
@@ -80,7 +80,7 @@ def connecting(client: BaseClient, until: Stage = Stage.AUTH) -> Steps[Reply | N
     try:
         yield (CONNECT, None)
     except OSError as exc:  # (TimeoutError and gaierror are ones)
-        raise caused(client._connect_error(exc), exc)
+        raise _caused(client._connect_error(exc), exc)
     client._connected = True
     client._peer = peer = client._stream.get_extra_info("peername")
     sock_name = client._stream.get_extra_info("sockname")
@@ -232,7 +232,7 @@ def steps(client: BaseClient, flow: Flow[T], asked: bool = False) -> Steps[T]:
                 try:
                     yield (WRITE, action.data)
                 except OSError as exc:
-                    thrown = broken = caused(_broke(client, exc), exc)
+                    thrown = broken = _caused(_broke(client, exc), exc)
                     yield from _salvage(client)
             elif type(action) is Receive:
                 result = yield from _replies(client, action, looking, broken)
@@ -241,21 +241,21 @@ def steps(client: BaseClient, flow: Flow[T], asked: bool = False) -> Steps[T]:
                 try:
                     early = yield (POLL, None)
                 except OSError as exc:
-                    raise caused(_broke(client, exc), exc)
+                    raise _caused(_broke(client, exc), exc)
                 client._before_handshake(len(early or b""))
                 yield from _handshake(client)
     except HookFailed as failed:
         client.close()
         hook_error = failed.__cause__
         assert hook_error is not None  # (HookFailed is always raised from it)
-        raise caused(hook_error, None)
+        raise _caused(hook_error, None)
     except BaseException as exc:
         if broken is not None or not connection_survives(exc):
             client.close()  # (a refusal salvaged after a failed write leaves it broken)
         if exc is broken:  # (no reply the flow read explained the failure)
             closing = _left_with_421(client)
             if closing is not None:
-                raise caused(closing, exc)
+                raise _caused(closing, exc)
         raise
     finally:
         flow.close()
@@ -267,7 +267,7 @@ def _handshake(client: BaseClient) -> Steps[None]:
         info = yield (HANDSHAKE, None)
     except OSError as exc:
         client.close()
-        raise caused(handshake_error(exc, f"{client.host}:{client.port}"), exc)
+        raise _caused(handshake_error(exc, f"{client.host}:{client.port}"), exc)
     client._tls_info = info
     log.info("TLS established with %s: %s", client.host, info)
     if client.transcript is not None:
@@ -281,7 +281,7 @@ def _drop_unsolicited(client: BaseClient, ask_kernel: bool) -> Steps[None]:
         try:
             data = yield (POLL, None)
         except OSError as exc:
-            raise caused(_broke(client, exc), exc)
+            raise _caused(_broke(client, exc), exc)
         if data == b"":
             client.close()
             raise ConnectionLost(f"the server at {client.host}:{client.port} closed the connection")
@@ -350,7 +350,7 @@ def _replies(
         if broken is not None:
             err = ConnectionLost(f"{broken}; no reply to {action.label} had arrived")
             _mark_possibly_delivered(err, action)
-            raise caused(err, broken)
+            raise _caused(err, broken)
         if not deadline:
             timeout = timeout or client.timeouts.for_kind(action.timeout)
             deadline = time.monotonic() + timeout
@@ -362,11 +362,11 @@ def _replies(
         try:
             data = yield (READ, remaining)
         except TimeoutError:
-            raise caused(client._timeout_error(action), None)
+            raise _caused(client._timeout_error(action), None)
         except OSError as exc:
             err = ConnectionLost(f"connection lost waiting for the reply to {action.label}")
             _mark_possibly_delivered(err, action)
-            raise caused(err, exc)
+            raise _caused(err, exc)
         if not data:
             err = ConnectionLost(
                 f"the server closed the connection before replying to {action.label}"
