@@ -3,11 +3,11 @@
 With the variable set, mypyc compiles the modules that every message passes
 through: the sans-IO core, the message layer's Bcc rule and content, the drive
 loop, AsyncClient's stream and pump (the list is ``[tool.smtpmail.mypyc]
-modules`` in pyproject.toml). They become C
-extensions that sit beside their ``.py`` sources; Python's
-import system prefers the extension. Without it (the default) there is nothing
-to compile and the wheel is pure Python. The metadata lives in pyproject.toml;
-_build_backend/backend.py adds mypy to the build requirements in the opt-in.
+modules`` in pyproject.toml). They become C extensions that sit beside their
+``.py`` sources; Python's import system prefers the extension. Without it (the
+default) there is nothing to compile and the wheel is pure Python. The metadata
+lives in pyproject.toml; _build_backend/backend.py adds mypy to the build
+requirements in the opt-in.
 """
 
 import os

@@ -131,9 +131,8 @@ fi
 # (SMTPMAIL_MYPYC=1, pip's isolated build environment), installed into a folder of its own,
 # and the suites of what it compiles run against it: the protocol tables, the message
 # layer, the transport tests (both clients against aiosmtpd, Postfix and the rest), the
-# hostile servers, the
-# layering, and tests/test_compiled_build.py, which fails unless the listed modules are
-# imported from the extensions.
+# hostile servers, the layering, and tests/test_compiled_build.py, which fails unless the
+# listed modules are imported from the extensions.
 echo "== the mypyc build"
 compiled=$(mktemp -d)
 trap 'rm -rf "$compiled"' EXIT
