@@ -96,7 +96,7 @@ def _guarded(before_end: Callable[[tuple[str, ...]], None]) -> Callable[[tuple[s
         try:
             before_end(recipients)
         except OSError as exc:
-            raise _caused(read_failed(exc), exc)
+            raise read_failed(exc)
 
     return run
 
@@ -179,23 +179,23 @@ def _file_chunks(f: IO[bytes]) -> Iterator[bytes]:
         while block := read(BLOCK_SIZE):
             yield block
     except OSError as exc:
-        raise _caused(read_failed(exc), exc)
+        raise read_failed(exc)
 
 
 def _caller_chunks(chunks: Iterator[bytes]) -> Iterator[bytes]:
     try:
         yield from chunks
     except OSError as exc:
-        raise _caused(read_failed(exc), exc)
+        raise read_failed(exc)
 
 
 def read_failed(exc: OSError) -> MessageReadError:
-    """The error for an OSError from the caller's message source (raise it ``from exc``).
+    """The error for an OSError from the caller's message source, ``exc`` its cause.
 
     Raised inside a flow, between writes, it makes the transports close the
     connection: the data cannot be ended cleanly.
     """
-    return MessageReadError(f"reading the message failed: {exc}")
+    return _caused(MessageReadError(f"reading the message failed: {exc}"), exc)
 
 
 def _file_replay(f: IO[bytes]) -> Callable[[], Iterator[bytes]] | None:
@@ -212,7 +212,7 @@ def _file_replay(f: IO[bytes]) -> Callable[[], Iterator[bytes]] | None:
         try:
             f.seek(start)
         except OSError as exc:  # the caller's file, not the connection
-            raise _caused(read_failed(exc), exc)
+            raise read_failed(exc)
         return _file_chunks(f)
 
     return replay
@@ -297,7 +297,7 @@ def _spool(
         size = spool.tell()
         spool.seek(0)
     except OSError as exc:  # the caller's source failed (or the disk under the spool)
-        raise _caused(read_failed(exc), exc)
+        raise read_failed(exc)
 
     def replay() -> Iterator[bytes]:
         spool.seek(0)

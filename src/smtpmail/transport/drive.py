@@ -232,7 +232,7 @@ def steps(client: BaseClient, flow: Flow[T], asked: bool = False) -> Steps[T]:
                 try:
                     yield (WRITE, action.data)
                 except OSError as exc:
-                    thrown = broken = _caused(_broke(client, exc), exc)
+                    thrown = broken = _broke(client, exc)
                     yield from _salvage(client)
             elif type(action) is Receive:
                 result = yield from _replies(client, action, looking, broken)
@@ -241,7 +241,7 @@ def steps(client: BaseClient, flow: Flow[T], asked: bool = False) -> Steps[T]:
                 try:
                     early = yield (POLL, None)
                 except OSError as exc:
-                    raise _caused(_broke(client, exc), exc)
+                    raise _broke(client, exc)
                 client._before_handshake(len(early or b""))
                 yield from _handshake(client)
     except HookFailed as failed:
@@ -281,7 +281,7 @@ def _drop_unsolicited(client: BaseClient, ask_kernel: bool) -> Steps[None]:
         try:
             data = yield (POLL, None)
         except OSError as exc:
-            raise _caused(_broke(client, exc), exc)
+            raise _broke(client, exc)
         if data == b"":
             client.close()
             raise ConnectionLost(f"the server at {client.host}:{client.port} closed the connection")
@@ -378,4 +378,5 @@ def _replies(
 
 
 def _broke(client: BaseClient, exc: OSError) -> ConnectionLost:
-    return ConnectionLost(f"connection to {client.host}:{client.port} broke: {exc}")
+    """The error for a stream that failed, ``exc`` its cause."""
+    return _caused(ConnectionLost(f"connection to {client.host}:{client.port} broke: {exc}"), exc)
