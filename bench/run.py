@@ -58,6 +58,7 @@ from report import (  # noqa: E402 (the row names, defined once beside the targe
     FLOOR,
     FLOOR_LOCKSTEP,
     FLOOR_X8,
+    LAUNCHER_FLOOR,
     LOOP,
     MANY,
     MANY_MYPYC,
@@ -126,6 +127,8 @@ SOURCE = [ROOT / "src"]
 COMPILED: list[Path | None] = [None]
 #: How the CLI is started: ``python -m smtpmail``, or the launcher an install writes.
 CLI = [[sys.executable, "-m", "smtpmail"]]
+#: The CLI scenario's floor: that launcher with no package behind it.
+CLI_FLOOR = [[sys.executable, "-c", "import re, sys"]]
 
 # What pip writes as the ``smtpmail`` console script (the form users run).
 LAUNCHER = """#!{python}
@@ -137,15 +140,23 @@ if __name__ == '__main__':
     sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])
     sys.exit(main())
 """
+# The same launcher with no package behind it: what any command pip installs runs
+# before the package's first line (the interpreter, ``re``). No Python CLI started
+# this way can go below it.
+LAUNCHER_ALONE = LAUNCHER.replace("from smtpmail.cli import main\n", "").replace(
+    "sys.exit(main())", "sys.exit(0)"
+)
 
 
-def write_launcher(folder: Path) -> Path:
-    """The ``smtpmail`` command as an install makes it, for this interpreter."""
+def write_launchers(folder: Path) -> tuple[Path, Path]:
+    """The ``smtpmail`` command as an install makes it, for this interpreter,
+    and the launcher alone (:data:`LAUNCHER_ALONE`)."""
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "smtpmail"
-    path.write_text(LAUNCHER.format(python=sys.executable))
-    path.chmod(0o755)
-    return path
+    paths = (folder / "smtpmail", folder / "launcher-alone")
+    for path, text in zip(paths, (LAUNCHER, LAUNCHER_ALONE), strict=True):
+        path.write_text(text.format(python=sys.executable))
+        path.chmod(0o755)
+    return paths
 
 
 def _env(source: Path | None = None) -> dict[str, str]:
@@ -524,8 +535,9 @@ def build(args: argparse.Namespace, msg_file: Path, big_file: Path) -> list[Scen
     if smtpmail_cli_argv(0, msg_file) is not None:
         cli[CLI_SEND] = lambda p: smtpmail_cli_argv(p, msg_file) or []
     cli["swaks"] = lambda p: swaks_argv(p, msg_file)
-    # The floor for any Python CLI: the interpreter starting and stopping.
+    # The interpreter starting and stopping; then the floor of a CLI pip installs.
     cli[BARE_PYTHON] = lambda _p: [sys.executable, "-c", "pass"]
+    cli[LAUNCHER_FLOOR] = lambda _p: CLI_FLOOR[0]
     cli["msmtp"] = msmtp_argv
     chunking = reused(n7, kib)
     return [
@@ -766,7 +778,8 @@ def main(argv: list[str]) -> int:
         SOURCE[0] = src
         if not args.no_mypyc and (not only or only & MYPYC_SCENARIOS):
             COMPILED[0] = compiled_build(args.source or ROOT / "src", Path(tmp) / "mypyc")
-        CLI[0] = [str(write_launcher(Path(tmp) / "bin"))]
+        launcher, alone = write_launchers(Path(tmp) / "bin")
+        CLI[0], CLI_FLOOR[0] = [str(launcher)], [str(alone)]
         msg_file = Path(tmp) / "message.eml"
         msg_file.write_bytes(make_message(1024))
         big_file = Path(tmp) / "big.eml"

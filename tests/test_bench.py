@@ -40,7 +40,7 @@ from run import (  # noqa: E402
     measure_interleaved,
     results_folder,
     smtp_sink,
-    write_launcher,
+    write_launchers,
 )
 
 
@@ -84,9 +84,15 @@ def test_one_process_peers_take_turns(tmp_path: Path) -> None:
 
 
 def test_the_cli_is_started_as_an_install_would(tmp_path: Path) -> None:
-    launcher = write_launcher(tmp_path)
+    launcher, alone = write_launchers(tmp_path)
     proc = subprocess.run([str(launcher), "--version"], capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == f"smtpmail {smtpmail.__version__}"
+    # The floor row: the same launcher, importing what it imports, and no smtpmail.
+    importtime = [sys.executable, "-X", "importtime", str(alone)]
+    proc = subprocess.run(importtime, capture_output=True, text=True, check=True)
+    loaded = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()}
+    assert "re" in loaded
+    assert not any(name.startswith("smtpmail") for name in loaded)
 
 
 def test_relay_carries_a_pipelined_batch_intact(smtpd: RecordingServer) -> None:
