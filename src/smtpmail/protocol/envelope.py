@@ -263,8 +263,17 @@ class SendResult:
 
     @property
     def ok(self) -> bool:
-        """True when every recipient was accepted and the message was taken."""
-        return self.error is None and all(r.accepted for r in self.recipients.values())
+        """True when every recipient was accepted and the message was taken.
+
+        Taken means the end of the data got its reply: a transaction cut short
+        before it (a 421, RFC 5321 §3.8, or a lost connection; the error's
+        ``results`` hold its result) is not ok, whatever its RCPT replies said.
+        """
+        return (
+            self.error is None
+            and self.reply is not None
+            and all(r.accepted for r in self.recipients.values())
+        )
 
     @property
     def accepted(self) -> list[str]:
@@ -280,5 +289,10 @@ class SendResult:
         return self
 
     def __repr__(self) -> str:
-        state = "ok" if self.ok else f"error={self.error!r}" if self.error else "partial"
+        state = (
+            "ok" if self.ok
+            else f"error={self.error!r}" if self.error
+            else "partial" if self.reply is not None
+            else "unanswered"
+        )  # fmt: skip
         return f"<SendResult {state} accepted={self.accepted} refused={list(self.refused)}>"
