@@ -242,7 +242,7 @@ class BaseClient:
         socks5, socks4, socks4a, ``http://host:port``), checked here; every
         connection goes through it (docs/proxies.md)."""
         self.host = host
-        self.port = port
+        self.port = commands.check_port(port)  # (checked: see check_port)
         self.ehlo_name = ehlo_name
         self.timeouts = Timeouts.of(timeout)
         self.source_address = source_address

@@ -1,0 +1,58 @@
+"""Client arguments that cannot be right are refused before a connection is tried.
+
+A port outside 1-65535 is not a port: the resolver keeps its low 16 bits,
+so port 70000 would connect to 4464 (a server the caller never named) and
+deliver there. Against a real aiosmtpd listening on exactly that truncated
+port, for both clients, the one-shot helpers, ``deliver()`` and the outbox
+worker: an :class:`~smtpmail.InvalidArgument`, and nothing arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import smtpmail
+from smtpmail.outbox import Outbox, Worker
+from support.harness import Connect
+from support.servers import RecordingServer
+
+MSG = b"Subject: hi\r\n\r\nhi\r\n"
+
+
+@pytest.mark.parametrize("wrapped", [65536, 2 * 65536])
+async def test_a_port_past_65535_does_not_reach_its_low_16_bits(
+    wrapped: int, smtpd: RecordingServer, connect: Connect
+) -> None:
+    with pytest.raises(smtpmail.InvalidArgument, match="out of range"):
+        async with connect(smtpd.port + wrapped) as client:
+            await client.send(MSG, "a@example.org", ["b@example.org"])
+    assert smtpd.messages == []
+
+
+def test_the_one_shot_helpers_do_not_reach_the_low_16_bits(smtpd: RecordingServer) -> None:
+    port = smtpd.port + 65536
+    with pytest.raises(smtpmail.InvalidArgument):
+        smtpmail.send(MSG, "a@example.org", ["b@example.org"], port=port)
+    with pytest.raises(smtpmail.InvalidArgument):
+        asyncio.run(smtpmail.send_async(MSG, "a@example.org", ["b@example.org"], port=port))
+    assert smtpd.messages == []
+
+
+@pytest.mark.parametrize("port", [0, -1, "25", 25.0, True, None])
+def test_a_port_that_is_not_one_is_an_input_error(port: Any) -> None:
+    for make in (smtpmail.Client, smtpmail.AsyncClient):
+        with pytest.raises(smtpmail.InvalidArgument) as info:
+            make("127.0.0.1", port)
+        assert info.value.is_permanent
+
+
+def test_deliver_and_the_outbox_worker_check_the_port_first(tmp_path: Path) -> None:
+    # deliver(): before any DNS lookup (no resolver is reachable from here).
+    with pytest.raises(smtpmail.InvalidArgument):
+        smtpmail.deliver(MSG, "a@example.org", ["b@example.org"], port=70000)
+    with pytest.raises(smtpmail.InvalidArgument):
+        Worker(Outbox(tmp_path), "127.0.0.1", 70000)
