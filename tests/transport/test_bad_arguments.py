@@ -5,6 +5,11 @@ so port 70000 would connect to 4464 (a server the caller never named) and
 deliver there. Against a real aiosmtpd listening on exactly that truncated
 port, for both clients, the one-shot helpers, ``deliver()`` and the outbox
 worker: an :class:`~smtpmail.InvalidArgument`, and nothing arrives.
+
+A timeout must be a finite number of seconds over 0: the twins used to
+differ (a NaN was the blocking client's ValueError after connecting, the
+asyncio client's transient ConnectError), and a negative command timeout
+connected and then reported a transient ReplyTimeout, retried for ever.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import pytest
 
 import smtpmail
 from smtpmail.outbox import Outbox, Worker
+from smtpmail.transport._base import Timeouts
 from support.harness import Connect
 from support.servers import RecordingServer
 
@@ -56,3 +62,35 @@ def test_deliver_and_the_outbox_worker_check_the_port_first(tmp_path: Path) -> N
         smtpmail.deliver(MSG, "a@example.org", ["b@example.org"], port=70000)
     with pytest.raises(smtpmail.InvalidArgument):
         Worker(Outbox(tmp_path), "127.0.0.1", 70000)
+
+
+BAD_TIMEOUTS = [
+    0,
+    -1,
+    float("nan"),
+    float("inf"),
+    "5",
+    True,
+    object(),
+]
+
+
+@pytest.mark.parametrize("timeout", BAD_TIMEOUTS, ids=lambda t: type(t).__name__ + str(t)[:8])
+async def test_a_timeout_that_is_not_a_wait_is_an_input_error(
+    timeout: Any, smtpd: RecordingServer, connect: Connect
+) -> None:
+    opened = len(smtpd.wire)
+    with pytest.raises(smtpmail.InvalidArgument, match="timeout") as info:
+        async with connect(smtpd.port, timeout=timeout) as client:
+            await client.send(MSG, "a@example.org", ["b@example.org"])
+    assert info.value.is_permanent
+    assert len(smtpd.wire) == opened  # no connection was opened
+    assert smtpd.messages == []
+
+
+@pytest.mark.parametrize("field", ["connect", "greeting", "command", "data_block", "data_end"])
+def test_each_wait_of_timeouts_is_checked(field: str) -> None:
+    with pytest.raises(smtpmail.InvalidArgument, match=field):
+        Timeouts(**{field: -5})
+    with pytest.raises(smtpmail.InvalidArgument, match=field):
+        Timeouts().replace(**{field: float("nan")})

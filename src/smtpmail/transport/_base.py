@@ -88,11 +88,11 @@ class Timeouts(Frozen):
         data_end: float = 600.0,
     ) -> None:
         self._init(
-            connect=connect,
-            greeting=greeting,
-            command=command,
-            data_block=data_block,
-            data_end=data_end,
+            connect=_seconds("connect", connect),
+            greeting=_seconds("greeting", greeting),
+            command=_seconds("command", command),
+            data_block=_seconds("data_block", data_block),
+            data_end=_seconds("data_end", data_end),
         )
 
     @classmethod
@@ -101,7 +101,7 @@ class Timeouts(Frozen):
             return cls()
         if isinstance(value, Timeouts):
             return value
-        t = float(value)
+        t = _seconds("timeout", value)
         # One number bounds every wait but the one after the final dot.
         return cls(t, t, t, t, max(t, 600.0))
 
@@ -116,6 +116,22 @@ class Timeouts(Frozen):
             "Timeouts.but() is deprecated: use Timeouts.replace()", DeprecationWarning, stacklevel=2
         )
         return self.replace(**changes)
+
+
+def _seconds(what: str, value: object) -> float:
+    """A wait in seconds: a finite number over 0, else InvalidArgument.
+
+    Checked before connecting, so both clients refuse the same values alike:
+    0 would make the socket non-blocking, a negative or NaN one is refused by
+    the socket only (the asyncio client took it as "already expired"), and
+    infinity overflows the blocking client's clock.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidArgument(f"the {what} timeout must be a number, not {type(value).__name__}")
+    seconds = float(value)
+    if not 0 < seconds < float("inf"):
+        raise InvalidArgument(f"the {what} timeout must be more than 0 seconds, and finite")
+    return seconds
 
 
 @functools.cache
