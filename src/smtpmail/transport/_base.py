@@ -88,11 +88,11 @@ class Timeouts(Frozen):
         data_end: float = 600.0,
     ) -> None:
         self._init(
-            connect=_seconds("connect", connect),
-            greeting=_seconds("greeting", greeting),
-            command=_seconds("command", command),
-            data_block=_seconds("data_block", data_block),
-            data_end=_seconds("data_end", data_end),
+            connect=_seconds("the connect timeout", connect),
+            greeting=_seconds("the greeting timeout", greeting),
+            command=_seconds("the command timeout", command),
+            data_block=_seconds("the data_block timeout", data_block),
+            data_end=_seconds("the data_end timeout", data_end),
         )
 
     @classmethod
@@ -101,7 +101,7 @@ class Timeouts(Frozen):
             return cls()
         if isinstance(value, Timeouts):
             return value
-        t = _seconds("timeout", value)
+        t = _seconds("the timeout", value)
         # One number bounds every wait but the one after the final dot.
         return cls(t, t, t, t, max(t, 600.0))
 
@@ -127,10 +127,10 @@ def _seconds(what: str, value: object) -> float:
     infinity overflows the blocking client's clock.
     """
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidArgument(f"the {what} timeout must be a number, not {type(value).__name__}")
+        raise InvalidArgument(f"{what} must be a number of seconds, not {type(value).__name__}")
     seconds = float(value)
     if not 0 < seconds < float("inf"):
-        raise InvalidArgument(f"the {what} timeout must be more than 0 seconds, and finite")
+        raise InvalidArgument(f"{what} must be more than 0 seconds, and finite, not {value!r}")
     return seconds
 
 
