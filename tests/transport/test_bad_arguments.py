@@ -15,10 +15,12 @@ connected and then reported a transient ReplyTimeout, retried for ever.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiosmtpd.smtp import AuthResult
 
 import smtpmail
 from smtpmail.outbox import Outbox, Worker
@@ -94,3 +96,38 @@ def test_each_wait_of_timeouts_is_checked(field: str) -> None:
         Timeouts(**{field: -5})
     with pytest.raises(smtpmail.InvalidArgument, match=field):
         Timeouts().replace(**{field: float("nan")})
+
+
+@pytest.fixture
+def auth_server() -> Iterator[RecordingServer]:
+    """aiosmtpd offering AUTH PLAIN and LOGIN in clear text (loopback), taking any."""
+
+    def accept(*_: object) -> AuthResult:
+        return AuthResult(success=True)
+
+    with RecordingServer(authenticator=accept, auth_require_tls=False) as server:
+        yield server
+
+
+@pytest.mark.parametrize(
+    "auth",
+    [
+        lambda: ("me", b"s3cr3t-bytes"),
+        lambda: ("me", "s3cr3t\0nul"),
+        lambda: ("me", 1234),
+        lambda: smtpmail.Credentials("me", token="s3cr3t\x01tok"),
+    ],
+    ids=["bytes", "NUL", "int", "token-^A"],
+)
+async def test_a_secret_that_cannot_be_sent_is_refused_before_connecting(
+    auth: Any, auth_server: RecordingServer, connect: Connect
+) -> None:
+    # Before: found when AUTH was about to go, after connecting (and a bytes
+    # password was an AuthenticationError about "the password callable").
+    opened = len(auth_server.wire)
+    with pytest.raises(smtpmail.InvalidArgument) as info:
+        async with connect(auth_server.port, tls="none", auth=auth()) as client:
+            await client.send(MSG, "a@example.org", ["b@example.org"])
+    assert "s3cr3t" not in str(info.value)
+    assert len(auth_server.wire) == opened
+    assert auth_server.messages == []
