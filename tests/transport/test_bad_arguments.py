@@ -131,3 +131,17 @@ async def test_a_secret_that_cannot_be_sent_is_refused_before_connecting(
     assert "s3cr3t" not in str(info.value)
     assert len(auth_server.wire) == opened
     assert auth_server.messages == []
+
+
+async def test_send_many_names_an_item_that_is_not_an_envelope_pair(
+    smtpd: RecordingServer, connect: Connect
+) -> None:
+    # Before: AttributeError: 'str' object has no attribute 'needs_smtputf8'.
+    envelope = smtpmail.Envelope("a@example.org", ["b@example.org"])
+    results: list[smtpmail.SendResult] = []
+    async with connect(smtpd.port) as client:
+        with pytest.raises(TypeError, match=r"\(Envelope, message\) pairs"):
+            await client.send_many([(envelope, MSG), ("a@example.org", MSG)], results=results)
+    # Items are taken lazily: the one before it went, and its result says so.
+    assert [r.ok for r in results] == [True]
+    assert [m.content for m in smtpd.messages] == [MSG]

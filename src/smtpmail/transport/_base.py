@@ -381,7 +381,14 @@ class BaseClient:
         self, items: Iterable[tuple[Envelope, MessageInput]], keep_bcc: bool
     ) -> Iterable[tuple[Envelope, Content]]:
         """send_many's items, each message as it goes on the wire (read lazily)."""
-        return ((envelope, self._content(message, keep_bcc)) for envelope, message in items)
+        for envelope, message in items:
+            if not isinstance(envelope, Envelope):
+                # (else an AttributeError about Envelope's innards, mid-batch)
+                raise TypeError(
+                    "send_many takes (Envelope, message) pairs; the envelope is a "
+                    f"{type(envelope).__name__}"
+                )
+            yield envelope, self._content(message, keep_bcc)
 
     def _new_session(self) -> None:
         if self._session.refuses_pipelined_mail:
