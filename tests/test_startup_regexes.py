@@ -28,6 +28,8 @@ lazy = {
     "commands._LABEL": commands._LABEL,
     "bcc._HEADER_SECTION": bcc._HEADER_SECTION,
     "bcc._BCC_FIELD": bcc._BCC_FIELD,
+    "bcc._WIRE_HEADER_SECTION": bcc._WIRE_HEADER_SECTION,
+    "bcc._WIRE_LINE": bcc._WIRE_LINE,
     "bcc._FIELD_NAME_SO_FAR": bcc._FIELD_NAME_SO_FAR,
 }
 cached = {key[1] for key in re._cache}
@@ -68,7 +70,12 @@ def test_the_lazy_patterns_still_apply_when_needed(smtpd: RecordingServer, tmp_p
     )
     argv = ["send", "--port", str(smtpd.port), "--from", '"a b"@example.org']
     names = compiled_by([*argv, "--to", "b@example.org", "--message", str(message)])
-    assert names == ["bcc._BCC_FIELD", "bcc._HEADER_SECTION", "commands._QUOTED_STRING"]
+    assert names == [
+        "bcc._BCC_FIELD",
+        "bcc._WIRE_HEADER_SECTION",
+        "bcc._WIRE_LINE",
+        "commands._QUOTED_STRING",
+    ]
     (received,) = smtpd.messages
     assert received.mail_from == '"a b"@example.org'
     assert b"hidden@" not in received.content

@@ -270,13 +270,22 @@ def test_controls_in_the_auth_identity(kind: str, bad: str, field: str) -> None:
 def test_framing_characters_in_the_secret(
     kind: str, mechanism: str, secret: str, callable_secret: bool
 ) -> None:
-    """A secret that would add SASL fields is refused before AUTH goes out."""
+    """A secret that would add SASL fields is refused before AUTH goes out: given
+    as a value, when the credentials are made (before connecting); from a
+    callable, when it is asked, before AUTH."""
     from smtpmail.protocol.sasl import Credentials
 
-    value: Any = (lambda: secret) if callable_secret else secret
-    creds = (
-        Credentials("user", token=value) if mechanism == "XOAUTH2" else Credentials("user", value)
-    )
+    def make(value: Any) -> Credentials:
+        if mechanism == "XOAUTH2":
+            return Credentials("user", token=value)
+        return Credentials("user", value)
+
+    if not callable_secret:
+        with pytest.raises(InvalidArgument) as made:
+            make(secret)
+        assert secret not in str(made.value)
+        return
+    creds = make(lambda: secret)
     outcome, wire, _ = _run(
         kind,
         [op("connect")],

@@ -9,6 +9,7 @@ the SIZE a Content declares is the size of what is sent.
 from __future__ import annotations
 
 import io
+import re
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -59,6 +60,19 @@ CASES = [
         b"To: a@x\nSubject: s\n\r\nbody\n",
     ),
     ("stray CR in Bcc", b"Bcc: b@x\rc@x\r\nTo: a@x\r\n\r\nb\r\n", b"To: a@x\r\n\r\nb\r\n"),
+    # A lone CR goes on the wire as CRLF: a field after one is a field there.
+    (
+        "CR endings",
+        b"To: a@x\rBcc: b@x,\r c@x\rSubject: s\r\rbody\r",
+        b"To: a@x\rSubject: s\r\rbody\r",
+    ),
+    (
+        "lone CR before Bcc",
+        b"To: a@x\rBcc: b@x\r\nSubject: s\r\n\r\nb\r\n",
+        b"To: a@x\rSubject: s\r\n\r\nb\r\n",
+    ),
+    ("lone CR before Resent-Bcc", b"To: a@x\rresent-bcc: b@x\n\nb\n", b"To: a@x\r\nb\n"),
+    ("CR empty line ends it", b"To: a@x\r\rBcc: b@x\n\nb\n", b"To: a@x\r\rBcc: b@x\n\nb\n"),
     ("mbox From line", b"From a@x Mon\nBcc: b@x\nTo: a@x\n\nb\n", b"From a@x Mon\nTo: a@x\n\nb\n"),
     ("Bcc with 8-bit", "Bcc: jörg@x\r\nTo: a@x\r\n\r\nb\r\n".encode(), b"To: a@x\r\n\r\nb\r\n"),
     # What must stay: the rule is about Bcc fields of the header section only.
@@ -186,7 +200,7 @@ _name = st.sampled_from(
     ["To", "Cc", "Subject", "X-Bcc", "Bcc-Like", "Message-ID", "bcc", "Bcc", "BCC", "Resent-Bcc"]
 )
 _value = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=30)
-_eol = st.sampled_from([b"\r\n", b"\n"])
+_eol = st.sampled_from([b"\r\n", b"\n", b"\r"])
 _body = st.binary(max_size=300)
 
 
@@ -231,3 +245,42 @@ def test_streams_cut_anywhere_send_what_bytes_send(
     pieces = [message[i : i + cut] for i in range(0, len(message), cut)]
     assert b"".join(as_content(iter(pieces)).chunks) == expected
     assert b"".join(as_content(io.BytesIO(message)).chunks) == expected
+
+
+# -- what the server sees ---------------------------------------------------------
+
+_FIELD_START = re.compile(rb"[!-9;-~]+[ \t]*:")
+_WIRE_BCC = re.compile(rb"(?i)(?:resent-)?bcc[ \t]*:")
+
+
+def _wire_header_fields(message: bytes) -> list[bytes]:
+    """The header section's field lines as a server reads the message off the
+    wire, where every CR, LF and CRLF is one CRLF (smtpmail.protocol.data)."""
+    lines = re.split(rb"\r\n|\r|\n", message)
+    fields = []
+    for line in lines:
+        if line[:1] in (b" ", b"\t"):
+            continue  # a folded continuation
+        if not _FIELD_START.match(line):
+            break  # the empty line, or a line that ends the header section
+        fields.append(line)
+    return fields
+
+
+_piece = st.one_of(
+    _value.map(str.encode),
+    st.sampled_from([b"\r", b"\n", b"\r\n", b" ", b"Bcc: b@x", b"resent-BCC :c@x", b"To: a@x"]),
+)
+
+
+# (Not starting with a folded line: no field precedes it, so the section is
+# empty; Python's email parser alone reads fields after one.)
+@given(st.lists(_piece, max_size=12).map(b"".join).filter(lambda m: m[:1] not in (b" ", b"\t")))
+def test_no_bcc_field_reaches_the_wire_whatever_the_line_endings(message: bytes) -> None:
+    """Line endings of every kind and stray CRs anywhere: after the rule, the
+    header section the server reads has no Bcc field, and every other field
+    it would have read is still there."""
+    out = drop_bcc(message)
+    assert not any(_WIRE_BCC.match(f) for f in _wire_header_fields(out))
+    kept = [f for f in _wire_header_fields(message) if not _WIRE_BCC.match(f)]
+    assert _wire_header_fields(out)[: len(kept)] == kept

@@ -6,6 +6,7 @@ import io
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -131,6 +132,48 @@ def test_bad_input_is_refused_before_building(kwargs: dict[str, object], error: 
     kwargs.setdefault("to", ["you@example.net"])
     with pytest.raises(error):
         compose(text="x", **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("attachment", "where"),
+    [
+        ({"filename": "a\r\nBcc: x@example.com.txt"}, "file name"),
+        ({"filename": "a\u2028b.txt"}, "file name"),
+        ({"content_type": "text/plain\r\nBcc: x@example.com"}, "content type"),
+        ({"content_type": "text/pl ain"}, "content type"),
+        ({"content_type": "text/plain; charset=latin-1"}, "content type"),
+        ({"inline": True, "content_id": "x\r\nBcc: y@example.com"}, "content_id"),
+        ({"inline": True, "content_id": "a>b<c"}, "content_id"),
+        ({"inline": True, "content_id": "ü@example.org"}, "content_id"),
+    ],
+)
+def test_bad_attachment_values_are_input_errors(
+    attachment: dict[str, Any], where: str, tmp_path: Path
+) -> None:
+    # Before: the email package's ValueError while building, or a malformed
+    # field ("Content-ID: <a>b<c>", "Content-Type: text/pl ain") sent as it was.
+    path = tmp_path / "a.txt"
+    path.write_text("hello\n")
+    with pytest.raises(InvalidArgument, match=where):
+        compose(
+            sender="me@example.org",
+            to=["you@example.net"],
+            html="<p>x</p>",
+            attachments=[Attachment(path, **attachment)],
+        )
+
+
+@pytest.mark.parametrize("domain", ["ex ample.org", "a>b", "example.org\r\nBcc: x@y.z", "[1.2.3]"])
+def test_a_bad_message_id_domain_is_an_input_error(domain: str) -> None:
+    # Before: "Message-ID: <...@ex> " (the rest of the domain lost), or a ValueError.
+    with pytest.raises(InvalidArgument, match="message_id_domain"):
+        compose(sender="me@example.org", to=["you@example.net"], message_id_domain=domain)
+
+
+def test_an_internationalised_message_id_domain_goes_as_a_labels() -> None:
+    # Before: UnicodeEncodeError from as_bytes(), after the message was built.
+    c = compose(sender="me@example.org", to=["you@example.net"], message_id_domain="bücher.example")
+    assert parse(c.as_bytes())["Message-ID"].endswith("@xn--bcher-kva.example>")
 
 
 def test_unreadable_attachment_raises_oserror(tmp_path: Path) -> None:

@@ -232,6 +232,10 @@ def test_a_bad_vrfy_argument_sends_nothing() -> None:
         {"notify": []},
         {"ret": "BODY"},
         {"envid": "x" * 101},
+        # RFC 3461 §4.4: printable US-ASCII only (Postfix answers 501 5.5.4 to more).
+        {"envid": "é-id"},
+        {"envid": "\u00a0nbsp"},
+        {"envid": "id\u2003x"},
     ],
 )
 def test_bad_dsn_requests(kwargs: dict[str, object]) -> None:

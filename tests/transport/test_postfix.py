@@ -290,6 +290,19 @@ async def test_mta_dsn_success_notification(mta: PostfixMTA, connect: Connect) -
     assert f"Delivered-To: sender-{tok}@example.org".encode() in found[0]
 
 
+async def test_mta_takes_an_envid_of_any_printable_ascii(mta: PostfixMTA, connect: Connect) -> None:
+    # RFC 3461 §4.4: the ENVID Envelope admits (printable US-ASCII, here every
+    # one of them) is one Postfix takes; it refuses anything else with 501 5.5.4,
+    # which Envelope refuses before connecting (tests/protocol/test_commands.py).
+    tok = token()
+    envid = "".join(map(chr, range(0x20, 0x7F)))
+    env = smtpmail.Envelope("a@example.org", ["d@example.com"], notify=["NEVER"], envid=envid)
+    async with connect(mta.port) as client:
+        result = await client.send(f"Subject: {tok}\n\nx\n".encode(), envelope=env)
+    assert result.ok
+    mta.find(tok.encode())
+
+
 async def test_mta_size_refused_before_sending(mta: PostfixMTA, connect: Connect) -> None:
     t = Transcript()
     async with connect(mta.port, transcript=t) as client:

@@ -315,11 +315,10 @@ def test_auth_refusals_are_typed(reply: bytes, transient: bool) -> None:
 
 
 def test_explicit_mechanism_not_offered() -> None:
-    client = smtpmail.Client(
-        "127.0.0.1", 0, tls="none", auth=(USER, PASSWORD), auth_mechanism="CRAM-MD5"
-    )
     with ScriptedServer(hello((b"AUTH PLAIN LOGIN",))) as server:
-        client.port = server.port
+        client = smtpmail.Client(
+            "127.0.0.1", server.port, tls="none", auth=(USER, PASSWORD), auth_mechanism="CRAM-MD5"
+        )
         with pytest.raises(smtpmail.AuthenticationError, match="does not offer AUTH CRAM-MD5"):
             client.connect()
         received = server.conn().received

@@ -35,6 +35,7 @@ from smtpmail.errors import DNSError, InvalidArgument, SMTPError
 from smtpmail.message.content import MarkedMessage, MessageInput, as_content, resolve_envelope
 from smtpmail.message.dkim import DKIMKey
 from smtpmail.message.tlsrequired import tls_required_no
+from smtpmail.protocol.commands import check_port
 from smtpmail.protocol.commands import ehlo_name as check_ehlo_name
 from smtpmail.protocol.envelope import Envelope, SendResult
 from smtpmail.protocol.proxy import Proxy
@@ -112,6 +113,7 @@ def _plan(
     )
     if max_connections < 1:
         raise InvalidArgument("max_connections must be at least 1")
+    check_port(port)
     if ehlo_name is not None:
         check_ehlo_name(ehlo_name)
     # Every domain gets the same bytes (signed once), so a stream is read once,

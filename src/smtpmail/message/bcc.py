@@ -35,8 +35,23 @@ MAX_HEADER_SECTION = 4 * 1024 * 1024
 _HEADER_SECTION = (
     rb"(?:From [^\n]*\n)?(?:[!-9;-~]+[ \t]*:[^\n]*(?:\n|\Z)(?:[ \t][^\n]*(?:\n|\Z))*)*"
 )
-#: A Bcc or Resent-Bcc field name at the start of a line, any case.
-_BCC_FIELD = rb"(?im)^(?:resent-)?bcc[ \t]*:"
+#: A Bcc or Resent-Bcc field name at the start of a line, any case (also
+#: after a lone CR: see the wire's lines below).
+_BCC_FIELD = rb"(?i)(?:^|(?<=[\r\n]))(?:resent-)?bcc[ \t]*:"
+
+#: The lines as the server will see them. The wire turns a lone CR into CRLF
+#: (smtpmail.protocol.data), so a field after a lone CR ("To: a\rBcc: b") is
+#: a field of its own there, and must be one here too, or the Bcc rule would
+#: miss it. A lone CR before text that cannot start a field ("Bcc: a\rb@x")
+#: still belongs to its line, so that such a tail goes with its field.
+_LINE_CR = rb"\r(?=[!-9;-~]+[ \t]*:|[ \t\r\n]|\Z)"  # a lone CR that ends a line
+_LINE_TEXT = rb"[^\r\n]*(?:\r(?![!-9;-~]+[ \t]*:|[ \t\r\n]|\Z)[^\r\n]*)*"
+_WIRE_LINE = _LINE_TEXT + rb"(?:\r?\n|" + _LINE_CR + rb"|\Z)"
+#: The header section in those lines (as _HEADER_SECTION: never longer).
+_WIRE_HEADER_SECTION = (
+    rb"(?:From " + _WIRE_LINE + rb")?(?:[!-9;-~]+[ \t]*:" + _WIRE_LINE
+    + rb"(?:[ \t]" + _WIRE_LINE + rb")*)*"
+)  # fmt: skip
 #: The first empty line: the header section ends there at the latest.
 _EMPTY_LINE = re.compile(rb"\n\r?\n")
 #: How far the quick look searches for that empty line.
@@ -63,17 +78,19 @@ def drop_bcc(data: bytes) -> bytes:
     # integer, and raises and clears a TypeError for every message.)
     if empty is not None and data[: empty.start()].lower().find(b"bcc") < 0:
         return data
-    end = header_section_end(data)
+    # The header section and its lines as the server will see them (_WIRE_LINE).
+    section = re.compile(_WIRE_HEADER_SECTION).match(data)
+    end = section.end() if section else 0
     bcc_field = re.compile(_BCC_FIELD)  # (re's cache: compiled once per process)
     if bcc_field.search(data, 0, end) is None:
         return data
     kept: list[bytes] = []
     dropping = False
     pos = 0
+    wire_line = re.compile(_WIRE_LINE)
     while pos < end:
-        # Lines end at LF only: a stray CR inside a Bcc value must not end it early.
-        newline = data.find(b"\n", pos, end)
-        stop = end if newline < 0 else newline + 1
+        line_match = wire_line.match(data, pos, end)  # (matches at any pos: \Z at the latest)
+        stop = line_match.end() if line_match else end
         line = data[pos:stop]
         pos = stop
         if line[:1] not in (b" ", b"\t"):  # not a folded continuation: a new field

@@ -15,6 +15,7 @@ anything is built, so bad input fails with a typed error before a connection.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Sequence
 from email import policy as email_policy
 from email.headerregistry import Address
@@ -42,6 +43,11 @@ _MANAGED = frozenset(
     {"from", "to", "cc", "bcc", "reply-to", "subject", "content-type", "mime-version"}
 )
 _CONTENT_TYPE_PARTS = 2
+#: An RFC 2045 §5.1 token: printable ASCII but space and tspecials.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+#: What may stand between a msg-id's angle brackets (RFC 5322 §3.6.4, loosely:
+#: "logo" without "@" is common), written into Content-ID as it is.
+_CONTENT_ID = re.compile(r"[!-;=?-~]+\Z")
 _SEVEN_BIT = email_policy.default.clone(cte_type="7bit")
 
 
@@ -64,11 +70,25 @@ class Attachment(Frozen):
         with open(self.path, "rb") as f:
             data = f.read()
         name = self.filename or os.path.basename(os.fspath(self.path))
+        check_text(name, "attachment file name")
         ctype = self.content_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
-        parts = ctype.split("/")
-        if len(parts) != _CONTENT_TYPE_PARTS or not all(parts):
+        parts = [part.strip() for part in ctype.split("/")]
+        if len(parts) != _CONTENT_TYPE_PARTS or not all(_TOKEN.match(part) for part in parts):
+            # RFC 2045 §5.1: type "/" subtype, each a token (no parameters here:
+            # the charset of a text part is the composer's to declare).
             raise InvalidArgument(f"content type {ctype!r} is not type/subtype")
-        return data, parts[0].strip().lower(), parts[1].strip().lower(), name
+        return data, parts[0].lower(), parts[1].lower(), name
+
+    def cid(self) -> str:
+        """The Content-ID without its angle brackets (RFC 2392: a msg-id's
+        content, which a ``cid:`` URL of the HTML names)."""
+        cid = (self.content_id or "").strip("<>")
+        if self.content_id is not None and not _CONTENT_ID.match(cid):
+            raise InvalidArgument(
+                f"content_id {self.content_id!r} must be printable ASCII without spaces, "
+                "'<' or '>' (RFC 2392)"
+            )
+        return cid
 
 
 class Composed(Record):
@@ -123,6 +143,16 @@ def parse_mailboxes(values: Iterable[str], what: str) -> list[Address]:
     return out
 
 
+def _message_id_domain(domain: str) -> str:
+    """``message_id_domain`` as the Message-ID's right side: checked as the
+    domain of an address (RFC 5322 §3.6.4 id-right), in A-labels."""
+    check_text(domain, "message_id_domain")
+    try:
+        return parse_path(f"id@{domain}", "message_id_domain").domain
+    except InvalidAddress as exc:
+        raise InvalidArgument(f"message_id_domain {domain!r} is not a domain") from exc
+
+
 def _idna(domain: str) -> str:
     """The sender's domain for the Message-ID: its A-labels, or the address literal."""
     return domain if domain.startswith("[") else to_a_labels(domain, "sender")
@@ -165,6 +195,10 @@ def compose(
             raise InvalidArgument(f"set {name} with its own option, not as an extra header")
     if subject is not None:
         check_text(subject, "subject")
+    if message_id_domain is not None:
+        message_id_domain = _message_id_domain(message_id_domain)
+    for attachment in attachments:
+        attachment.cid()  # a bad content_id fails before the files are read
     # Read every attachment before building anything: a missing file fails early.
     files = [(a, *a.read()) for a in attachments]
 
@@ -221,12 +255,12 @@ def _set_body(
             target = parts[-1]
         assert isinstance(target, EmailMessage)
         for att, data, maintype, subtype, name in inline:
-            cid = att.content_id or make_msgid(domain="smtpmail.invalid")[1:-1]
+            cid = att.cid() or make_msgid(domain="smtpmail.invalid")[1:-1]
             target.add_related(
                 data,
                 maintype,
                 subtype,
-                cid=f"<{cid.strip('<>')}>",
+                cid=f"<{cid}>",
                 filename=name,
                 disposition="inline",
             )

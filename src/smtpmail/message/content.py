@@ -174,17 +174,41 @@ def _seven_bit(data: bytes) -> Callable[[], Content]:
 
 
 def _file_chunks(f: IO[bytes]) -> Iterator[bytes]:
-    read = f.read
+    # Typed object, not bytes: the compiled build would check the type itself,
+    # with a message of its own (see the check below).
+    read: Callable[[int], object] = f.read
     try:
         while block := read(BLOCK_SIZE):
-            yield block
+            if block.__class__ is not bytes and not isinstance(
+                block, bytes | bytearray | memoryview
+            ):
+                # A text-mode file io.TextIOBase does not recognise (a
+                # SpooledTemporaryFile opened "w+", a codecs wrapper).
+                raise TypeError(
+                    f"the message file's read() returned {type(block).__name__}, not bytes: "
+                    "open it in binary mode ('rb')"
+                )
+            yield block  # type: ignore[misc]  # (bytes, or a bytes-like the core takes)
     except OSError as exc:
         raise read_failed(exc)
 
 
 def _caller_chunks(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """The caller's chunks, each checked to be bytes: a str chunk would otherwise
+    fail deep in the Bcc rule or the encoder with a message about their innards
+    (mid-message, the connection is closed without the end of data, as for a
+    failed read)."""
+    items: Iterator[object] = chunks  # (object: as in _file_chunks)
     try:
-        yield from chunks
+        for chunk in items:
+            if chunk.__class__ is not bytes and not isinstance(
+                chunk, bytes | bytearray | memoryview
+            ):
+                raise TypeError(
+                    f"the message's iterator yielded {type(chunk).__name__}, not bytes: "
+                    "give bytes chunks (or the whole message as one str)"
+                )
+            yield chunk  # type: ignore[misc]  # (bytes, or a bytes-like the core takes)
     except OSError as exc:
         raise read_failed(exc)
 

@@ -53,6 +53,7 @@ from smtpmail.outbox.events import tell
 from smtpmail.outbox.limits import DestinationLimits, RateLimiter, Route
 from smtpmail.outbox.outcome import Outcome, apply_delivery, apply_error, apply_result
 from smtpmail.outbox.record import QueuedMessage
+from smtpmail.protocol.commands import check_port
 from smtpmail.protocol.envelope import Envelope, SendResult
 from smtpmail.transport.sync import Client
 
@@ -143,7 +144,7 @@ class Worker:
             raise ValueError("connections, per_server and batch must be at least 1")
         self.outbox = outbox
         self.host = host
-        self.port = port
+        self.port = port if direct is not None else check_port(port)  # (unused when direct)
         self.connections = connections
         self.per_server = per_server
         self.batch = batch

@@ -21,6 +21,7 @@ __all__ = [
     "MAX_LOCAL_PART",
     "MAX_PATH",
     "Path",
+    "check_port",
     "check_text",
     "command",
     "ehlo_name",
@@ -71,6 +72,19 @@ def check_text(value: str, what: str) -> str:
             f"{what} contains the control character {m.group()!r} at index {m.start()}"
         )
     return value
+
+
+def check_port(port: object, what: str = "port") -> int:
+    """Refuse anything but a TCP port number, 1 to 65535; return it.
+
+    Checked before connecting: the resolver would take 70000 as 4464 (it keeps
+    the low 16 bits) and connect there, and a string as a service name.
+    """
+    if isinstance(port, bool) or not isinstance(port, int):
+        raise InvalidArgument(f"{what} must be an int, not {type(port).__name__}")
+    if not 0 < port < 65536:
+        raise InvalidArgument(f"{what} {port} is out of range (1 to 65535)")
+    return port
 
 
 def _check_literal(domain: str, what: str) -> None:

@@ -29,8 +29,9 @@ class Envelope:
 
     ``notify`` is a collection of ``"SUCCESS"``, ``"FAILURE"``, ``"DELAY"``, or
     ``["NEVER"]``; ``ret`` is ``"FULL"`` or ``"HDRS"``; ``envid`` identifies
-    the message in DSNs; ``orcpt`` records each forward-path as the original
-    recipient. DSN requests are sent only to servers that offer DSN.
+    the message in DSNs (printable US-ASCII, at most 100 characters: RFC 3461
+    §4.4); ``orcpt`` records each forward-path as the original recipient. DSN
+    requests are sent only to servers that offer DSN.
     ``requiretls`` (RFC 8689) asks every hop for verified TLS: MAIL FROM carries
     REQUIRETLS, and a connection without it fails the message (5.7.30).
     """
@@ -87,7 +88,11 @@ class Envelope:
         self.ret = ret.upper() if ret else None
         if envid is not None:
             check_text(envid, "ENVID")
-            if len(envid.encode("utf-8")) > 100:  # RFC 3461 §4.4
+            if not envid.isascii():
+                # RFC 3461 §4.4: printable US-ASCII before xtext encoding; a
+                # server decodes it and refuses the rest (Postfix: 501 5.5.4).
+                raise InvalidArgument(f"ENVID {envid!r} is not printable US-ASCII")
+            if len(envid) > 100:  # RFC 3461 §4.4
                 raise InvalidArgument("ENVID longer than 100 octets")
         self.envid = envid
         self.orcpt = orcpt
@@ -263,8 +268,17 @@ class SendResult:
 
     @property
     def ok(self) -> bool:
-        """True when every recipient was accepted and the message was taken."""
-        return self.error is None and all(r.accepted for r in self.recipients.values())
+        """True when every recipient was accepted and the message was taken.
+
+        Taken means the end of the data got its reply: a transaction cut short
+        before it (a 421, RFC 5321 §3.8, or a lost connection; the error's
+        ``results`` hold its result) is not ok, whatever its RCPT replies said.
+        """
+        return (
+            self.error is None
+            and self.reply is not None
+            and all(r.accepted for r in self.recipients.values())
+        )
 
     @property
     def accepted(self) -> list[str]:
@@ -280,5 +294,10 @@ class SendResult:
         return self
 
     def __repr__(self) -> str:
-        state = "ok" if self.ok else f"error={self.error!r}" if self.error else "partial"
+        state = (
+            "ok" if self.ok
+            else f"error={self.error!r}" if self.error
+            else "partial" if self.reply is not None
+            else "unanswered"
+        )  # fmt: skip
         return f"<SendResult {state} accepted={self.accepted} refused={list(self.refused)}>"

@@ -27,6 +27,7 @@ from collections.abc import Callable, Generator
 
 from smtpmail._record import Frozen
 from smtpmail.errors import InvalidArgument, LocalProtocolError, ProxyError
+from smtpmail.protocol.commands import check_port
 from smtpmail.protocol.redaction import REDACTED, Secrets
 
 __all__ = ["SCHEMES", "Proxy", "Tunnel", "redact_url"]
@@ -140,8 +141,7 @@ def _check(proxy: Proxy) -> None:
     shown = str(proxy)
     if proxy.scheme not in SCHEMES:
         raise InvalidArgument(f"proxy {shown!r}: unknown scheme {proxy.scheme!r}")
-    if not 0 < proxy.port < 65536:
-        raise InvalidArgument(f"proxy {shown!r}: port {proxy.port} is out of range")
+    check_port(proxy.port, f"proxy {shown!r}: port")
     for value in (proxy.host, proxy.username or "", proxy.password or ""):
         if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
             raise InvalidArgument(f"proxy {shown!r}: control characters in the URL")

@@ -72,6 +72,12 @@ class Credentials:
         # an identity injection. Refused here, before any connection.
         check_text(username, "AUTH user name")
         check_text(authzid, "AUTH authorization identity")
+        # A secret given as a value is checked now, before any connection; a
+        # callable's answer when it is asked (_resolve).
+        if password is not None and not callable(password):
+            _checked(password, "password")
+        if token is not None and not callable(token):
+            _checked(token, "OAuth token")
         self.username = username
         self._password = password
         self._token = token
@@ -110,9 +116,20 @@ class Credentials:
 def _resolve(secret: Secret | None, what: str) -> str:
     if secret is None:
         raise AuthenticationError(f"the chosen mechanism needs a {what}, and none was given")
-    value = secret() if callable(secret) else secret
+    if not callable(secret):
+        return secret  # (checked when the credentials were made)
+    value = secret()
     if not isinstance(value, str):
         raise AuthenticationError(f"the {what} callable must return a str")
+    return _checked(value, what)
+
+
+def _checked(value: object, what: str) -> str:
+    """``value`` as a secret: a str that cannot add SASL fields."""
+    if not isinstance(value, str):
+        raise InvalidArgument(
+            f"the {what} must be a str or a callable returning one, not {type(value).__name__}"
+        )
     # NUL ends a PLAIN field (RFC 4616 §2) and ^A an XOAUTH2 one: never let a
     # secret add fields. The message names the character class, not the secret.
     if "\0" in value or (what != "password" and "\x01" in value):

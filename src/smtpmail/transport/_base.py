@@ -88,11 +88,11 @@ class Timeouts(Frozen):
         data_end: float = 600.0,
     ) -> None:
         self._init(
-            connect=connect,
-            greeting=greeting,
-            command=command,
-            data_block=data_block,
-            data_end=data_end,
+            connect=_seconds("the connect timeout", connect),
+            greeting=_seconds("the greeting timeout", greeting),
+            command=_seconds("the command timeout", command),
+            data_block=_seconds("the data_block timeout", data_block),
+            data_end=_seconds("the data_end timeout", data_end),
         )
 
     @classmethod
@@ -101,7 +101,7 @@ class Timeouts(Frozen):
             return cls()
         if isinstance(value, Timeouts):
             return value
-        t = float(value)
+        t = _seconds("the timeout", value)
         # One number bounds every wait but the one after the final dot.
         return cls(t, t, t, t, max(t, 600.0))
 
@@ -116,6 +116,22 @@ class Timeouts(Frozen):
             "Timeouts.but() is deprecated: use Timeouts.replace()", DeprecationWarning, stacklevel=2
         )
         return self.replace(**changes)
+
+
+def _seconds(what: str, value: object) -> float:
+    """A wait in seconds: a finite number over 0, else InvalidArgument.
+
+    Checked before connecting, so both clients refuse the same values alike:
+    0 would make the socket non-blocking, a negative or NaN one is refused by
+    the socket only (the asyncio client took it as "already expired"), and
+    infinity overflows the blocking client's clock.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidArgument(f"{what} must be a number of seconds, not {type(value).__name__}")
+    seconds = float(value)
+    if not 0 < seconds < float("inf"):
+        raise InvalidArgument(f"{what} must be more than 0 seconds, and finite, not {value!r}")
+    return seconds
 
 
 @functools.cache
@@ -242,7 +258,7 @@ class BaseClient:
         socks5, socks4, socks4a, ``http://host:port``), checked here; every
         connection goes through it (docs/proxies.md)."""
         self.host = host
-        self.port = port
+        self.port = commands.check_port(port)  # (checked: see check_port)
         self.ehlo_name = ehlo_name
         self.timeouts = Timeouts.of(timeout)
         self.source_address = source_address
@@ -365,7 +381,14 @@ class BaseClient:
         self, items: Iterable[tuple[Envelope, MessageInput]], keep_bcc: bool
     ) -> Iterable[tuple[Envelope, Content]]:
         """send_many's items, each message as it goes on the wire (read lazily)."""
-        return ((envelope, self._content(message, keep_bcc)) for envelope, message in items)
+        for envelope, message in items:
+            if not isinstance(envelope, Envelope):
+                # (else an AttributeError about Envelope's innards, mid-batch)
+                raise TypeError(
+                    "send_many takes (Envelope, message) pairs; the envelope is a "
+                    f"{type(envelope).__name__}"
+                )
+            yield envelope, self._content(message, keep_bcc)
 
     def _new_session(self) -> None:
         if self._session.refuses_pipelined_mail:
