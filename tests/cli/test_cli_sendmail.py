@@ -98,6 +98,21 @@ def test_cron_style_adds_from_and_date_and_qualifies(smtpd: RecordingServer) -> 
     assert b"\r\nDate: " in b"\r\n" + head
 
 
+def test_utf8_in_a_header_asks_for_smtputf8_as_postfix_sendmail_does() -> None:
+    # mail -s 'grüße' and cron's Subject carry raw UTF-8 (RFC 6532): standard input is
+    # streamed, and its header section needs SMTPUTF8 as a message in memory does.
+    msg = "To: a@example.net\nSubject: grüße\n\nbody\n".encode()
+    with RecordingServer() as server:
+        r = run_cli("sendmail", srv(server), "-t", "-f", "me@example.org", stdin=msg)
+        assert r.status == 0, r.stderr
+        assert "SMTPUTF8" in server.messages[0].mail_options
+    with RecordingServer(enable_SMTPUTF8=False) as server:
+        r = run_cli("sendmail", srv(server), "-t", "-f", "me@example.org", stdin=msg)
+        assert r.status == exits.EX_UNAVAILABLE, r.stderr
+        assert "SMTPUTF8" in r.stderr
+        assert not any(c.startswith(b"MAIL") for c in server.commands())
+
+
 def test_unsupported_modes_are_usage_errors(smtpd: RecordingServer) -> None:
     for flag in ("-bs", "-bp", "-q"):
         r = run_cli("sendmail", srv(smtpd), flag, stdin=MESSAGE)
