@@ -113,6 +113,49 @@ def test_utf8_in_a_header_asks_for_smtputf8_as_postfix_sendmail_does() -> None:
         assert not any(c.startswith(b"MAIL") for c in server.commands())
 
 
+#: (standard input, the header fields that arrive, the body that arrives): the header
+#: section ends at the first line that is neither a field nor a folded continuation
+#: (RFC 5322 §2.1, §2.2), and the fields added before it stay apart from the body.
+_HEADER_ENDS = [
+    # echo "disk full" | sendmail root: a message that is all body (smartd, scripts)
+    (b"disk full on /\nsecond line\n", [], b"disk full on /\r\nsecond line\r\n"),
+    (b"no newline at all", [], b"no newline at all\r\n"),
+    # a body right after the fields, without the empty line: one is put in, as
+    # sendmail(8) and Postfix's cleanup do
+    (b"Subject: s\nX-A: 1\n  folded\nbody at once\n", ["Subject", "X-A"], b"body at once\r\n"),
+    (b"Subject: s\n\nbody\n", ["Subject"], b"body\r\n"),
+    (b"Subject: s\n", ["Subject"], b""),
+    (b"From me@example.org Mon Jan  1\nSubject: s\nbody\n", ["Subject"], b"body\r\n"),
+]
+
+
+@pytest.mark.parametrize(("stdin", "fields", "body"), _HEADER_ENDS)
+def test_added_fields_never_swallow_the_body(
+    smtpd: RecordingServer, stdin: bytes, fields: list[str], body: bytes
+) -> None:
+    r = run_cli("sendmail", srv(smtpd), "-f", "me@example.org", "a@example.net", stdin=stdin)
+    assert r.status == 0, r.stderr
+    head, sep, got_body = smtpd.messages[0].content.partition(b"\r\n\r\n")
+    assert sep and got_body == body
+    names = [line.split(b":")[0].decode() for line in head.split(b"\r\n") if line[:1] != b" "]
+    assert names == ["From", "Date", "Message-ID", *fields]
+
+
+def test_send_data_keeps_a_body_that_follows_the_fields_at_once(
+    smtpd: RecordingServer, tmp_path: Path
+) -> None:
+    saved = tmp_path / "saved.eml"
+    saved.write_bytes(b"From: me@example.org\nTo: a@example.net\nbody at once\nTo: b@x.net\n")
+    r = run_cli("send", srv(smtpd), "--data", str(saved), "--header", "Subject: added")
+    assert r.status == 0, r.stderr
+    (got,) = smtpd.messages
+    assert got.rcpt_tos == ["a@example.net"]
+    assert got.content == (
+        b"From: me@example.org\r\nTo: a@example.net\r\nSubject: added\r\n\r\n"
+        b"body at once\r\nTo: b@x.net\r\n"
+    )
+
+
 def test_unsupported_modes_are_usage_errors(smtpd: RecordingServer) -> None:
     for flag in ("-bs", "-bp", "-q"):
         r = run_cli("sendmail", srv(smtpd), flag, stdin=MESSAGE)
