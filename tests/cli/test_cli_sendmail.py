@@ -185,6 +185,41 @@ def test_parse_flags() -> None:
     assert rcpts == ["r@x.y"]
 
 
+#: sendmail(8)'s own option string (getopt "B:b:C:cD:d:e:F:f:Gh:IiL:M:mN:nO:o:p:Q:R:r:sTtV:vX:"):
+#: letters cluster, and a letter that takes a value takes the rest of its argument
+#: or, when nothing is left, the next argument, never a recipient.
+_GETOPT_FORMS = [
+    (["-o", "i", "r@x.y"], None, False, ["r@x.y"]),
+    (["-e", "m", "-d", "0.1", "-p", "ESMTP:host", "-M", "Sx", "r@x.y"], None, False, ["r@x.y"]),
+    (["-D", "/tmp/log", "-Q", "why", "-b", "m", "r@x.y"], None, False, ["r@x.y"]),
+    (["-tf", "a@b.c", "r@x.y"], "a@b.c", True, ["r@x.y"]),
+    (["-itfa@b.c"], "a@b.c", True, []),
+    (["-Gim", "-oem", "-odi", "-Am", "-B8BITMIME", "--", "-r@x.y"], None, False, ["-r@x.y"]),
+]
+
+
+@pytest.mark.parametrize(("argv", "sender", "read_headers", "rcpts"), _GETOPT_FORMS)
+def test_short_options_parse_as_sendmails_getopt(
+    argv: list[str], sender: str | None, read_headers: bool, rcpts: list[str]
+) -> None:
+    opts, long_opts, got = parse(argv)
+    assert (opts.sender, opts.read_headers, got, long_opts) == (sender, read_headers, rcpts, [])
+
+
+def test_s_is_no_server_option_here(smtpd: RecordingServer) -> None:
+    r = run_cli("sendmail", "-s", f"smtp://{smtpd.host}:{smtpd.port}", "-t", stdin=MESSAGE)
+    assert r.status == exits.EX_USAGE
+    assert "--server" in r.stderr
+    assert smtpd.raw == b""
+
+
+def test_a_separate_o_value_is_no_recipient(smtpd: RecordingServer) -> None:
+    r = run_cli("sendmail", srv(smtpd), "-o", "i", "-tf", "me@example.org", stdin=MESSAGE)
+    assert r.status == 0, r.stderr
+    assert smtpd.messages[0].rcpt_tos == ["a@example.net", "c@example.net", "hidden@example.net"]
+    assert smtpd.messages[0].mail_from == "me@example.org"
+
+
 # -- real subprocesses: the console scripts and git send-email ---------------
 
 
