@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import email.policy
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -230,6 +231,25 @@ def test_console_script_subprocess(smtpd: RecordingServer, tmp_path: Path) -> No
     )
     assert done.returncode == 0, done.stderr
     assert smtpd.messages[0].rcpt_tos == ["a@example.net", "c@example.net", "hidden@example.net"]
+
+
+@pytest.mark.parametrize("closed", [">&-", "2>&-", ">&- 2>&-", "<&-"])
+def test_a_closed_standard_descriptor_is_no_failure(
+    smtpd: RecordingServer, tmp_path: Path, closed: str
+) -> None:
+    # mailutils' mail(1) runs sendmail with standard output closed, daemons may close
+    # all three: the message goes, and the caller hears 0, not a traceback's 1 (it
+    # would keep the mail as undelivered, or send it again). "<&-": an empty message.
+    cmd = " ".join(shlex.quote(c) for c in sendmail_cmd(tmp_path))
+    message = tmp_path / "message"
+    message.write_bytes(MESSAGE)
+    feed = "" if "<" in closed else f"< {shlex.quote(str(message))}"
+    script = f"{cmd} {srv(smtpd)} -f me@example.org a@example.net {feed} {closed}"
+    done = subprocess.run(["/bin/sh", "-c", script], capture_output=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    (got,) = smtpd.messages
+    assert got.rcpt_tos == ["a@example.net"]
+    assert (b"body" in got.content) != ("<" in closed)
 
 
 def test_smtpmail_console_script_subprocess(smtpd: RecordingServer) -> None:
