@@ -157,6 +157,38 @@ def test_send_data_keeps_a_body_that_follows_the_fields_at_once(
     )
 
 
+#: Recipient arguments are address lists, as sendmail(8), Postfix and msmtp read them
+#: (RFC 5322 §3.4): Debian's cron passes MAILTO=a@x,b@y as one argument.
+_RECIPIENT_ARGUMENTS = [
+    (["a@example.net,b@example.net"], ["a@example.net", "b@example.net"]),
+    (["a@example.net,", "b@example.net"], ["a@example.net", "b@example.net"]),
+    (["Joe <joe@example.net>", "d@example.net (comment)"], ["joe@example.net", "d@example.net"]),
+    (['"a,b"@example.net', "<c@example.net>"], ['"a,b"@example.net', "c@example.net"]),
+    (["root,admin"], ["root@example.org", "admin@example.org"]),
+]
+
+
+@pytest.mark.parametrize(("argv", "rcpts"), _RECIPIENT_ARGUMENTS)
+def test_recipient_arguments_are_address_lists(
+    smtpd: RecordingServer, argv: list[str], rcpts: list[str]
+) -> None:
+    r = run_cli("sendmail", srv(smtpd), "-FCronDaemon", "-i", "-B8BITMIME", "-oem",
+                "-f", "cron@example.org", *argv, stdin=b"Subject: s\n\nout\n")  # fmt: skip
+    assert r.status == 0, r.stderr
+    assert smtpd.messages[0].rcpt_tos == rcpts
+
+
+@pytest.mark.parametrize("bad", [",", "undisclosed-recipients:;"])
+def test_a_recipient_argument_without_an_address_is_refused(
+    smtpd: RecordingServer, bad: str
+) -> None:
+    r = run_cli("sendmail", srv(smtpd), "-f", "me@example.org", "a@example.net", bad,
+                stdin=b"Subject: s\n\nout\n")  # fmt: skip
+    assert r.status == exits.EX_DATAERR, r.stderr
+    assert bad in r.stderr
+    assert smtpd.raw == b""
+
+
 def test_unsupported_modes_are_usage_errors(smtpd: RecordingServer) -> None:
     for flag in ("-bs", "-bp", "-q"):
         r = run_cli("sendmail", srv(smtpd), flag, stdin=MESSAGE)

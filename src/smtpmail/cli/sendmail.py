@@ -41,6 +41,7 @@ USAGE = f"""usage: smtpmail sendmail [-t] [-i] [-f ADDR] [-F NAME] [-N DSN] [-R 
                          [other smtpmail send server options] [--] [RECIPIENT ...]
 
 Reads a message on standard input, to its end, and sends it, like sendmail(8).
+Each RECIPIENT is an address list, as sendmail reads it: a@x,b@y or 'Name <a@x>'.
   -t          take recipients from the To, Cc and Bcc headers (Resent-* when present)
               as well as the arguments
   -f ADDR     the envelope sender (also -fADDR, -r ADDR); default: the From header.

@@ -97,8 +97,11 @@ class RawMessage(Record):
         ret: str | None = None,
         envid: str | None = None,
     ) -> Envelope:
-        """The envelope: explicit values, plus the headers' recipients when asked."""
-        rcpts = list(recipients)
+        """The envelope: explicit values, plus the headers' recipients when asked.
+
+        Each of ``recipients`` is an address list, as sendmail(8), Postfix and
+        msmtp read their arguments (:func:`_address_list`)."""
+        rcpts = _address_list(recipients)
         if from_headers or sender is None:
             # The headers are parsed only when they are asked for: a send with
             # an explicit envelope never loads the email package.
@@ -134,6 +137,29 @@ class RawMessage(Record):
         """The reverse-path the header section names: Sender, else From (their
         Resent- forms when the message was resent, RFC 5322 §3.6.6)."""
         return _header_sender(self.headers())
+
+
+#: Characters that only an address list, a display name or a comment holds.
+_LIST_SYNTAX = frozenset(',<("')
+
+
+def _address_list(arguments: Sequence[str]) -> list[str]:
+    """The addresses in ``arguments``, each an address list (RFC 5322 §3.4):
+    ``a@x,b@y`` (Debian's cron passes MAILTO so), ``Name <a@x>``, ``a@x (comment)``.
+    A plain address is taken as it is, without loading the email package; an
+    argument that names no address is an error, not a recipient dropped."""
+    found: list[str] = []
+    for argument in arguments:
+        if _LIST_SYNTAX.isdisjoint(argument):
+            found.append(argument)
+            continue
+        from email.utils import getaddresses
+
+        addresses = [address for _, address in getaddresses([argument]) if address]
+        if not addresses:
+            raise InvalidAddress(f"recipient {argument!r} names no address")
+        found += addresses
+    return found
 
 
 def _header_sender(msg: Message) -> str:
