@@ -44,8 +44,9 @@ Reads a message on standard input, to its end, and sends it, like sendmail(8).
 Each RECIPIENT is an address list, as sendmail reads it: a@x,b@y or 'Name <a@x>'.
   -t          take recipients from the To, Cc and Bcc headers (Resent-* when present)
               as well as the arguments
-  -f ADDR     the envelope sender (also -fADDR, -r ADDR); default: the From header.
-              Without --account, the account whose from is ADDR is used
+  -f ADDR     the envelope sender (also -fADDR, -r ADDR); default: the account's from,
+              else the Sender or From header. Without --account, the account whose
+              from is ADDR is used
   -F NAME     the full name used when the message has no From header
   -N LIST     DSN NOTIFY: never or success,failure,delay
   -R full|hdrs  DSN RET;  -V ENVID  DSN ENVID
