@@ -223,7 +223,7 @@ def test_parse_flags() -> None:
 #: or, when nothing is left, the next argument, never a recipient.
 _GETOPT_FORMS = [
     (["-o", "i", "r@x.y"], None, False, ["r@x.y"]),
-    (["-e", "m", "-d", "0.1", "-p", "ESMTP:host", "-M", "Sx", "r@x.y"], None, False, ["r@x.y"]),
+    (["-e", "m", "-d", "0.1", "-M", "Sx", "r@x.y"], None, False, ["r@x.y"]),
     (["-D", "/tmp/log", "-Q", "why", "-b", "m", "r@x.y"], None, False, ["r@x.y"]),
     (["-tf", "a@b.c", "r@x.y"], "a@b.c", True, ["r@x.y"]),
     (["-itfa@b.c"], "a@b.c", True, []),
@@ -239,11 +239,25 @@ def test_short_options_parse_as_sendmails_getopt(
     assert (opts.sender, opts.read_headers, got, long_opts) == (sender, read_headers, rcpts, [])
 
 
-def test_s_is_no_server_option_here(smtpd: RecordingServer) -> None:
-    r = run_cli("sendmail", "-s", f"smtp://{smtpd.host}:{smtpd.port}", "-t", stdin=MESSAGE)
+@pytest.mark.parametrize(("short", "long"), [("-s", "--server"), ("-p", "--port"),
+                                           ("-a", "--account"), ("-u", "--user")])  # fmt: skip
+def test_send_short_server_options_are_named_not_ignored(
+    smtpd: RecordingServer, short: str, long: str
+) -> None:
+    # smtpmail send's -s URL, -p PORT...: here the value would be a recipient, or
+    # (sendmail's -p protocol) ignored, and the message sent to another server.
+    r = run_cli("sendmail", srv(smtpd), short, "x", "-t", stdin=MESSAGE)
     assert r.status == exits.EX_USAGE
-    assert "--server" in r.stderr
+    assert long in r.stderr
     assert smtpd.raw == b""
+
+
+def test_4_and_6_are_the_server_options(smtpd: RecordingServer) -> None:
+    r = run_cli("sendmail", srv(smtpd), "-4", "-t", stdin=MESSAGE)
+    assert r.status == 0, r.stderr
+    assert len(smtpd.messages) == 1
+    v6 = run_cli("sendmail", srv(smtpd), "-6", "-t", stdin=MESSAGE)
+    assert v6.status == exits.EX_NOHOST and "no IPv6 address" in v6.stderr
 
 
 def test_a_separate_o_value_is_no_recipient(smtpd: RecordingServer) -> None:

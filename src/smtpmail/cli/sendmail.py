@@ -73,8 +73,11 @@ Each RECIPIENT is an address list, as sendmail reads it: a@x,b@y or 'Name <a@x>'
 
 #: Flags that take a value: the rest of their argument, else the next argument
 #: (sendmail(8)'s getopt string "B:b:C:cD:d:e:F:f:Gh:IiL:M:mN:nO:o:p:Q:R:r:sTtV:vX:",
-#: and -A of Postfix's), so that "-o i" never makes "i" a recipient.
-_WITH_VALUE = frozenset("fFrNRVBXLhACObeoDdpMQ")
+#: and -A of Postfix's), so that "-o i" never makes "i" a recipient. Not -p: it
+#: is smtpmail send's port, which must not be ignored here (exit 64, --port).
+_WITH_VALUE = frozenset("fFrNRVBXLhACObeoDdMQ")
+#: smtpmail send's short server options that mean the same here.
+_SERVER_FLAGS = frozenset({"-4", "-6"})
 #: Flags without a value that change nothing for a client reading to EOF.
 _IGNORED = frozenset("inmUGI")
 _UNSUPPORTED_MODES = {"s", "p", "d", "i", "D", "h", "H", "P", "t", "v"}
@@ -127,6 +130,9 @@ def parse(argv: Sequence[str]) -> tuple[SendmailArgs, list[str], list[str]]:
         if not arg.startswith("-") or arg == "-":
             recipients.append(arg)
             continue
+        if arg in _SERVER_FLAGS:
+            long_opts.append(arg)
+            continue
         # Letters cluster as getopt's do ("-ti", "-tf ADDR", "-itfADDR").
         for at, letter in enumerate(arg[1:], 2):
             if letter in _WITH_VALUE:
@@ -144,8 +150,11 @@ def parse(argv: Sequence[str]) -> tuple[SendmailArgs, list[str], list[str]]:
                 opts.verbose = True
             elif letter == "q":
                 raise UsageError("-q: smtpmail sendmail keeps no queue (see 'smtpmail queue')")
-            elif letter == "s":  # smtpmail send's -s URL: here a recipient would follow
-                raise UsageError("unknown option -s (the server is --server URL)")
+            elif letter in "spau":  # smtpmail send's -s URL...: a recipient would follow
+                long_name = {"s": "server URL", "p": "port PORT", "a": "account NAME"}
+                raise UsageError(
+                    f"unknown option -{letter} (here: --{long_name.get(letter, 'user NAME')})"
+                )
             elif letter not in _IGNORED:
                 raise UsageError(f"unknown option -{letter}")
     return opts, long_opts, recipients
