@@ -142,6 +142,19 @@ def test_added_fields_never_swallow_the_body(
     assert names == ["From", "Date", "Message-ID", *fields]
 
 
+def test_a_field_longer_than_one_read_stays_one_field() -> None:
+    # The header section is read a line at a time, at most 64 KiB at once: the
+    # rest of a longer field is no body line.
+    import io
+
+    from smtpmail.message.raw import read_raw
+
+    for long_field in (b"X-Long: " + b"a" * 70000 + b"\n", b"X-Long: " + b"a" * 65528 + b"\n"):
+        raw = read_raw(io.BytesIO(long_field + b"Subject: s\n\nbody\n"))
+        assert raw.head == long_field + b"Subject: s\n"
+        assert b"".join(raw.chunks()) == long_field + b"Subject: s\n\nbody\n"
+
+
 def test_send_data_keeps_a_body_that_follows_the_fields_at_once(
     smtpd: RecordingServer, tmp_path: Path
 ) -> None:

@@ -236,11 +236,13 @@ def _read_head(stream: IO[bytes]) -> RawMessage:
         line = stream.readline(65536)
         if not line:
             return RawMessage(bytes(head), stream, b"")
-        if line in (b"\n", b"\r\n"):
+        if head and not head.endswith(b"\n"):
+            pass  # the rest of a line longer than one read: not a line of its own
+        elif line in (b"\n", b"\r\n"):
             return RawMessage(bytes(head), stream, line)
-        if not head and line.startswith(b"From "):
+        elif not head and line.startswith(b"From "):
             continue  # an mbox "From " separator line is not part of the message
-        if not _continues_head(line, bool(head)):
+        elif not _continues_head(line, bool(head)):
             # RFC 5322 §2.1: the body starts here, without the empty line. Fields
             # added to the head must not run into it, so the empty line goes in
             # (as sendmail(8) and Postfix's cleanup do); a message that is all
