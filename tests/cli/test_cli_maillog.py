@@ -224,6 +224,19 @@ def test_send_read_envelope_from_overrides_the_accounts_from(
     assert [m.mail_from for m in smtpd.messages] == ["work@example.org", "other@example.com"]
 
 
+@pytest.mark.parametrize("give", [("--from", "a@example.org"), ("-f", "a@example.org"),
+                                  ("--envelope-from", "a@example.org")])  # fmt: skip
+def test_send_read_envelope_from_with_another_reverse_path_is_refused(
+    smtpd: RecordingServer, give: tuple[str, str]
+) -> None:
+    # docs/cli.md: it cannot be combined with -f (or --envelope-from): give one. With
+    # --message, --from names no From field: it is the reverse-path as -f is sendmail's.
+    argv = ("send", f"--server=smtp://{smtpd.host}:{smtpd.port}", "--message", "-", *give)
+    done = run("smtpmail", *argv, "--read-envelope-from", stdin=OTHER)
+    assert done.returncode == 64, done.stderr
+    assert smtpd.raw == b""
+
+
 def test_syslog_off_on_the_command_line_overrides_the_account(
     smtpd: RecordingServer, tmp_path: Path
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import email.policy
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -98,6 +99,109 @@ def test_cron_style_adds_from_and_date_and_qualifies(smtpd: RecordingServer) -> 
     assert b"\r\nDate: " in b"\r\n" + head
 
 
+def test_utf8_in_a_header_asks_for_smtputf8_as_postfix_sendmail_does() -> None:
+    # mail -s 'grüße' and cron's Subject carry raw UTF-8 (RFC 6532): standard input is
+    # streamed, and its header section needs SMTPUTF8 as a message in memory does.
+    msg = "To: a@example.net\nSubject: grüße\n\nbody\n".encode()
+    with RecordingServer() as server:
+        r = run_cli("sendmail", srv(server), "-t", "-f", "me@example.org", stdin=msg)
+        assert r.status == 0, r.stderr
+        assert "SMTPUTF8" in server.messages[0].mail_options
+    with RecordingServer(enable_SMTPUTF8=False) as server:
+        r = run_cli("sendmail", srv(server), "-t", "-f", "me@example.org", stdin=msg)
+        assert r.status == exits.EX_UNAVAILABLE, r.stderr
+        assert "SMTPUTF8" in r.stderr
+        assert not any(c.startswith(b"MAIL") for c in server.commands())
+
+
+#: (standard input, the header fields that arrive, the body that arrives): the header
+#: section ends at the first line that is neither a field nor a folded continuation
+#: (RFC 5322 §2.1, §2.2), and the fields added before it stay apart from the body.
+_HEADER_ENDS = [
+    # echo "disk full" | sendmail root: a message that is all body (smartd, scripts)
+    (b"disk full on /\nsecond line\n", [], b"disk full on /\r\nsecond line\r\n"),
+    (b"no newline at all", [], b"no newline at all\r\n"),
+    # a body right after the fields, without the empty line: one is put in, as
+    # sendmail(8) and Postfix's cleanup do
+    (b"Subject: s\nX-A: 1\n  folded\nbody at once\n", ["Subject", "X-A"], b"body at once\r\n"),
+    (b"Subject: s\n\nbody\n", ["Subject"], b"body\r\n"),
+    (b"Subject: s\n", ["Subject"], b""),
+    (b"From me@example.org Mon Jan  1\nSubject: s\nbody\n", ["Subject"], b"body\r\n"),
+]
+
+
+@pytest.mark.parametrize(("stdin", "fields", "body"), _HEADER_ENDS)
+def test_added_fields_never_swallow_the_body(
+    smtpd: RecordingServer, stdin: bytes, fields: list[str], body: bytes
+) -> None:
+    r = run_cli("sendmail", srv(smtpd), "-f", "me@example.org", "a@example.net", stdin=stdin)
+    assert r.status == 0, r.stderr
+    head, sep, got_body = smtpd.messages[0].content.partition(b"\r\n\r\n")
+    assert sep and got_body == body
+    names = [line.split(b":")[0].decode() for line in head.split(b"\r\n") if line[:1] != b" "]
+    assert names == ["From", "Date", "Message-ID", *fields]
+
+
+def test_a_field_longer_than_one_read_stays_one_field() -> None:
+    # The header section is read a line at a time, at most 64 KiB at once: the
+    # rest of a longer field is no body line.
+    import io
+
+    from smtpmail.message.raw import read_raw
+
+    for long_field in (b"X-Long: " + b"a" * 70000 + b"\n", b"X-Long: " + b"a" * 65528 + b"\n"):
+        raw = read_raw(io.BytesIO(long_field + b"Subject: s\n\nbody\n"))
+        assert raw.head == long_field + b"Subject: s\n"
+        assert b"".join(raw.chunks()) == long_field + b"Subject: s\n\nbody\n"
+
+
+def test_send_data_keeps_a_body_that_follows_the_fields_at_once(
+    smtpd: RecordingServer, tmp_path: Path
+) -> None:
+    saved = tmp_path / "saved.eml"
+    saved.write_bytes(b"From: me@example.org\nTo: a@example.net\nbody at once\nTo: b@x.net\n")
+    r = run_cli("send", srv(smtpd), "--data", str(saved), "--header", "Subject: added")
+    assert r.status == 0, r.stderr
+    (got,) = smtpd.messages
+    assert got.rcpt_tos == ["a@example.net"]
+    assert got.content == (
+        b"From: me@example.org\r\nTo: a@example.net\r\nSubject: added\r\n\r\n"
+        b"body at once\r\nTo: b@x.net\r\n"
+    )
+
+
+#: Recipient arguments are address lists, as sendmail(8), Postfix and msmtp read them
+#: (RFC 5322 §3.4): Debian's cron passes MAILTO=a@x,b@y as one argument.
+_RECIPIENT_ARGUMENTS = [
+    (["a@example.net,b@example.net"], ["a@example.net", "b@example.net"]),
+    (["a@example.net,", "b@example.net"], ["a@example.net", "b@example.net"]),
+    (["Joe <joe@example.net>", "d@example.net (comment)"], ["joe@example.net", "d@example.net"]),
+    (['"a,b"@example.net', "<c@example.net>"], ['"a,b"@example.net', "c@example.net"]),
+    (["root,admin"], ["root@example.org", "admin@example.org"]),
+]
+
+
+@pytest.mark.parametrize(("argv", "rcpts"), _RECIPIENT_ARGUMENTS)
+def test_recipient_arguments_are_address_lists(
+    smtpd: RecordingServer, argv: list[str], rcpts: list[str]
+) -> None:
+    r = run_cli("sendmail", srv(smtpd), "-FCronDaemon", "-i", "-B8BITMIME", "-oem",
+                "-f", "cron@example.org", *argv, stdin=b"Subject: s\n\nout\n")  # fmt: skip
+    assert r.status == 0, r.stderr
+    assert smtpd.messages[0].rcpt_tos == rcpts
+
+
+@pytest.mark.parametrize("bad", [",", "undisclosed-recipients:;"])
+def test_a_recipient_argument_without_an_address_is_refused(
+    smtpd: RecordingServer, bad: str
+) -> None:
+    r = run_cli("sendmail", srv(smtpd), "-f", "me@example.org", "a@example.net", bad,
+                stdin=b"Subject: s\n\nout\n")  # fmt: skip
+    assert r.status == exits.EX_DATAERR, r.stderr
+    assert bad in r.stderr
+    assert smtpd.raw == b""
+
+
 def test_unsupported_modes_are_usage_errors(smtpd: RecordingServer) -> None:
     for flag in ("-bs", "-bp", "-q"):
         r = run_cli("sendmail", srv(smtpd), flag, stdin=MESSAGE)
@@ -127,6 +231,55 @@ def test_parse_flags() -> None:
     assert rcpts == ["r@x.y"]
 
 
+#: sendmail(8)'s own option string (getopt "B:b:C:cD:d:e:F:f:Gh:IiL:M:mN:nO:o:p:Q:R:r:sTtV:vX:"):
+#: letters cluster, and a letter that takes a value takes the rest of its argument
+#: or, when nothing is left, the next argument, never a recipient.
+_GETOPT_FORMS = [
+    (["-o", "i", "r@x.y"], None, False, ["r@x.y"]),
+    (["-e", "m", "-d", "0.1", "-M", "Sx", "r@x.y"], None, False, ["r@x.y"]),
+    (["-D", "/tmp/log", "-Q", "why", "-b", "m", "r@x.y"], None, False, ["r@x.y"]),
+    (["-tf", "a@b.c", "r@x.y"], "a@b.c", True, ["r@x.y"]),
+    (["-itfa@b.c"], "a@b.c", True, []),
+    (["-Gim", "-oem", "-odi", "-Am", "-B8BITMIME", "--", "-r@x.y"], None, False, ["-r@x.y"]),
+]
+
+
+@pytest.mark.parametrize(("argv", "sender", "read_headers", "rcpts"), _GETOPT_FORMS)
+def test_short_options_parse_as_sendmails_getopt(
+    argv: list[str], sender: str | None, read_headers: bool, rcpts: list[str]
+) -> None:
+    opts, long_opts, got = parse(argv)
+    assert (opts.sender, opts.read_headers, got, long_opts) == (sender, read_headers, rcpts, [])
+
+
+@pytest.mark.parametrize(("short", "long"), [("-s", "--server"), ("-p", "--port"),
+                                           ("-a", "--account"), ("-u", "--user")])  # fmt: skip
+def test_send_short_server_options_are_named_not_ignored(
+    smtpd: RecordingServer, short: str, long: str
+) -> None:
+    # smtpmail send's -s URL, -p PORT...: here the value would be a recipient, or
+    # (sendmail's -p protocol) ignored, and the message sent to another server.
+    r = run_cli("sendmail", srv(smtpd), short, "x", "-t", stdin=MESSAGE)
+    assert r.status == exits.EX_USAGE
+    assert long in r.stderr
+    assert smtpd.raw == b""
+
+
+def test_4_and_6_are_the_server_options(smtpd: RecordingServer) -> None:
+    r = run_cli("sendmail", srv(smtpd), "-4", "-t", stdin=MESSAGE)
+    assert r.status == 0, r.stderr
+    assert len(smtpd.messages) == 1
+    v6 = run_cli("sendmail", srv(smtpd), "-6", "-t", stdin=MESSAGE)
+    assert v6.status == exits.EX_NOHOST and "no IPv6 address" in v6.stderr
+
+
+def test_a_separate_o_value_is_no_recipient(smtpd: RecordingServer) -> None:
+    r = run_cli("sendmail", srv(smtpd), "-o", "i", "-tf", "me@example.org", stdin=MESSAGE)
+    assert r.status == 0, r.stderr
+    assert smtpd.messages[0].rcpt_tos == ["a@example.net", "c@example.net", "hidden@example.net"]
+    assert smtpd.messages[0].mail_from == "me@example.org"
+
+
 # -- real subprocesses: the console scripts and git send-email ---------------
 
 
@@ -137,6 +290,25 @@ def test_console_script_subprocess(smtpd: RecordingServer, tmp_path: Path) -> No
     )
     assert done.returncode == 0, done.stderr
     assert smtpd.messages[0].rcpt_tos == ["a@example.net", "c@example.net", "hidden@example.net"]
+
+
+@pytest.mark.parametrize("closed", [">&-", "2>&-", ">&- 2>&-", "<&-"])
+def test_a_closed_standard_descriptor_is_no_failure(
+    smtpd: RecordingServer, tmp_path: Path, closed: str
+) -> None:
+    # mailutils' mail(1) runs sendmail with standard output closed, daemons may close
+    # all three: the message goes, and the caller hears 0, not a traceback's 1 (it
+    # would keep the mail as undelivered, or send it again). "<&-": an empty message.
+    cmd = " ".join(shlex.quote(c) for c in sendmail_cmd(tmp_path))
+    message = tmp_path / "message"
+    message.write_bytes(MESSAGE)
+    feed = "" if "<" in closed else f"< {shlex.quote(str(message))}"
+    script = f"{cmd} {srv(smtpd)} -f me@example.org a@example.net {feed} {closed}"
+    done = subprocess.run(["/bin/sh", "-c", script], capture_output=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    (got,) = smtpd.messages
+    assert got.rcpt_tos == ["a@example.net"]
+    assert (b"body" in got.content) != ("<" in closed)
 
 
 def test_smtpmail_console_script_subprocess(smtpd: RecordingServer) -> None:

@@ -176,6 +176,35 @@ async def test_smtputf8_missing_is_a_clear_error_before_sending(connect: Connect
         assert not any(c.startswith(b"MAIL") for c in server.commands())
 
 
+_UTF8_HEADERS = "From: Jürgen <a@example.org>\nSubject: grüße\n\nbody\n".encode()
+
+#: The same message in every form a client streams or holds: UTF-8 in a header
+#: field needs SMTPUTF8 (RFC 6532 §3.4, RFC 6531 §3.4) whichever form it comes in.
+_UTF8_FORMS = {
+    "bytes": lambda: _UTF8_HEADERS,
+    "file": lambda: io.BytesIO(_UTF8_HEADERS),
+    "pipe-like iterator": lambda: iter([_UTF8_HEADERS[:9], _UTF8_HEADERS[9:]]),
+}
+
+
+@pytest.mark.parametrize("keep_bcc", [False, True])
+@pytest.mark.parametrize("form", sorted(_UTF8_FORMS))
+async def test_utf8_header_fields_ask_for_smtputf8_in_every_form(
+    connect: Connect, form: str, keep_bcc: bool
+) -> None:
+    with RecordingServer() as server:
+        async with connect(server.port) as client:
+            message = _UTF8_FORMS[form]()
+            await client.send(message, "a@example.org", "b@example.org", keep_bcc=keep_bcc)
+        assert "SMTPUTF8" in server.messages[0].mail_options
+    with RecordingServer(enable_SMTPUTF8=False) as server:
+        async with connect(server.port) as client:
+            with pytest.raises(smtpmail.ExtensionNotSupported):
+                message = _UTF8_FORMS[form]()
+                await client.send(message, "a@example.org", "b@example.org", keep_bcc=keep_bcc)
+        assert not any(c.startswith(b"MAIL") for c in server.commands())
+
+
 async def test_size_limit_refused_before_sending(connect: Connect) -> None:
     with RecordingServer(data_size_limit=1000) as server:
         async with connect(server.port) as client:

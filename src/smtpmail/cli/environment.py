@@ -92,6 +92,33 @@ def reader_may_leave(stream: IO[str]) -> IO[str]:
     return _ReaderMayLeave(stream)  # type: ignore[return-value]
 
 
+def _standard(name: str, fd: int, mode: str) -> IO[str]:
+    """The process's standard stream ``sys.<name>``, or /dev/null for one its caller closed.
+
+    A daemon, or mailutils' mail(1), may run smtpmail-sendmail with a standard
+    descriptor closed: Python's sys.stdout is then None. /dev/null takes the
+    descriptor's place (and sys.<name>'s), as Postfix's and sendmail's programs
+    do at start-up, so that what the command writes goes nowhere instead of
+    failing a mail that was sent, and a socket opened later never becomes
+    "standard output".
+    """
+    stream: IO[str] | None = getattr(sys, name)
+    if stream is not None:
+        return stream
+    try:
+        os.fstat(fd)
+    except OSError:  # still closed: /dev/null becomes descriptor fd
+        null = os.open(os.devnull, os.O_RDWR)
+        if null != fd:
+            os.dup2(null, fd)
+            os.close(null)
+        stream = open(fd, mode, encoding="utf-8", closefd=False)  # noqa: SIM115 (the process's)
+    else:  # the descriptor was closed at start-up, and is something else's now
+        stream = open(os.devnull, mode, encoding="utf-8")  # noqa: SIM115 (the process's)
+    setattr(sys, name, stream)
+    return stream
+
+
 class Environment(Record):
     """Standard streams, terminal facts, environment variables and folders.
 
@@ -120,9 +147,9 @@ class Environment(Record):
         data_dir: Path | None = None,
     ) -> None:
         self.argv: list[str] = list(sys.argv) if argv is None else argv
-        self.stdin: IO[str] = sys.stdin if stdin is None else stdin
-        self.stdout: IO[str] = sys.stdout if stdout is None else stdout
-        self.stderr: IO[str] = sys.stderr if stderr is None else stderr
+        self.stdin: IO[str] = _standard("stdin", 0, "r") if stdin is None else stdin
+        self.stdout: IO[str] = _standard("stdout", 1, "w") if stdout is None else stdout
+        self.stderr: IO[str] = _standard("stderr", 2, "w") if stderr is None else stderr
         self.environ: dict[str, str] = dict(os.environ) if environ is None else environ
         self.config_dir = (
             _xdg_folder("XDG_CONFIG_HOME", ".config") if config_dir is None else config_dir

@@ -183,6 +183,9 @@ def prepare(args: argparse.Namespace, env: Environment, settings: ServerSettings
     if args.read_envelope_from:
         if args.envelope_from is not None:
             raise UsageError("give --envelope-from or --read-envelope-from, not both")
+        if args.message is not None and args.sender is not None:
+            # With --message, --from sets no field: it is the reverse-path alone.
+            raise UsageError("give --from or --read-envelope-from with --message, not both")
         sender = None  # a composed message's reverse-path is its From already
     prepared = _prepare(args, env, sender, notify)
     if getattr(args, "requiretls", False):

@@ -41,10 +41,12 @@ USAGE = f"""usage: smtpmail sendmail [-t] [-i] [-f ADDR] [-F NAME] [-N DSN] [-R 
                          [other smtpmail send server options] [--] [RECIPIENT ...]
 
 Reads a message on standard input, to its end, and sends it, like sendmail(8).
+Each RECIPIENT is an address list, as sendmail reads it: a@x,b@y or 'Name <a@x>'.
   -t          take recipients from the To, Cc and Bcc headers (Resent-* when present)
               as well as the arguments
-  -f ADDR     the envelope sender (also -fADDR, -r ADDR); default: the From header.
-              Without --account, the account whose from is ADDR is used
+  -f ADDR     the envelope sender (also -fADDR, -r ADDR); default: the account's from,
+              else the Sender or From header. Without --account, the account whose
+              from is ADDR is used
   -F NAME     the full name used when the message has no From header
   -N LIST     DSN NOTIFY: never or success,failure,delay
   -R full|hdrs  DSN RET;  -V ENVID  DSN ENVID
@@ -63,13 +65,21 @@ Reads a message on standard input, to its end, and sends it, like sendmail(8).
               (as in msmtp); the whole of standard input is sent
   -oXXX, -B TYPE, -bm, -em, -U, -G, -L TAG, -X FILE, -h N, -A X, -C FILE (the
               smtpmail config file), -O OPT: accepted for compatibility; -bs, -bp, -bd,
-              -bi, -q are not supported (exit 64)
+              -bi, -q are not supported (exit 64). Letters cluster as in sendmail
+              (-ti, -tf ADDR), and a flag's value may be the next argument (-o i)
 
 {EXIT_CODES_HELP}
 """
 
-#: Flags that take a value (in the next argument when not attached).
-_WITH_VALUE = frozenset("fFrNRVBXLhACO")
+#: Flags that take a value: the rest of their argument, else the next argument
+#: (sendmail(8)'s getopt string "B:b:C:cD:d:e:F:f:Gh:IiL:M:mN:nO:o:p:Q:R:r:sTtV:vX:",
+#: and -A of Postfix's), so that "-o i" never makes "i" a recipient. Not -p: it
+#: is smtpmail send's port, which must not be ignored here (exit 64, --port).
+_WITH_VALUE = frozenset("fFrNRVBXLhACObeoDdMQ")
+#: smtpmail send's short server options that mean the same here.
+_SERVER_FLAGS = frozenset({"-4", "-6"})
+#: Flags without a value that change nothing for a client reading to EOF.
+_IGNORED = frozenset("inmUGI")
 _UNSUPPORTED_MODES = {"s", "p", "d", "i", "D", "h", "H", "P", "t", "v"}
 
 
@@ -120,32 +130,32 @@ def parse(argv: Sequence[str]) -> tuple[SendmailArgs, list[str], list[str]]:
         if not arg.startswith("-") or arg == "-":
             recipients.append(arg)
             continue
-        flag, attached = arg[1], arg[2:]
-        if flag in _WITH_VALUE:
-            value = attached
-            if not value:
-                if i >= len(argv):
-                    raise UsageError(f"option -{flag} needs a value")
-                value = argv[i]
-                i += 1
-            _apply(opts, flag, value)
+        if arg in _SERVER_FLAGS:
+            long_opts.append(arg)
             continue
-        if flag == "b":
-            if attached and attached[0] in _UNSUPPORTED_MODES:
-                raise UsageError(f"-b{attached}: only -bm (read a message on stdin) is supported")
-            continue
-        if flag == "q":
-            raise UsageError("-q: smtpmail sendmail keeps no queue (see 'smtpmail queue')")
-        if flag == "o":
-            continue  # -oi, -oem, -odb, -oQ...: nothing a client that reads to EOF needs
-        if flag == "e":
-            continue
-        for letter in arg[1:]:
+        # Letters cluster as getopt's do ("-ti", "-tf ADDR", "-itfADDR").
+        for at, letter in enumerate(arg[1:], 2):
+            if letter in _WITH_VALUE:
+                value = arg[at:]
+                if not value:
+                    if i >= len(argv):
+                        raise UsageError(f"option -{letter} needs a value")
+                    value = argv[i]
+                    i += 1
+                _apply(opts, letter, value)
+                break
             if letter == "t":
                 opts.read_headers = True
             elif letter == "v":
                 opts.verbose = True
-            elif letter not in "inmUGdI":
+            elif letter == "q":
+                raise UsageError("-q: smtpmail sendmail keeps no queue (see 'smtpmail queue')")
+            elif letter in "spau":  # smtpmail send's -s URL...: a recipient would follow
+                long_name = {"s": "server URL", "p": "port PORT", "a": "account NAME"}
+                raise UsageError(
+                    f"unknown option -{letter} (here: --{long_name.get(letter, 'user NAME')})"
+                )
+            elif letter not in _IGNORED:
                 raise UsageError(f"unknown option -{letter}")
     return opts, long_opts, recipients
 
@@ -187,7 +197,9 @@ def _apply(opts: SendmailArgs, flag: str, value: str) -> None:
         opts.envid = value
     elif flag == "C":
         opts.config = value
-    # -B, -X, -L, -h, -A, -O: accepted, no effect on an SMTP client
+    elif flag == "b" and value[:1] in _UNSUPPORTED_MODES:
+        raise UsageError(f"-b{value}: only -bm (read a message on stdin) is supported")
+    # -B, -X, -L, -h, -A, -O, -o, -e, -d, -p, -M, -D, -Q: accepted, no effect on an SMTP client
 
 
 def _server_args(long_opts: list[str], opts: SendmailArgs) -> argparse.Namespace:

@@ -271,7 +271,9 @@ def _stream_content(
     dkim: DKIMKey | None,
 ) -> Content:
     """Streamed content: only its header section is read ahead, for the Bcc rule
-    (which a replay, for a further transaction, goes through as well).
+    (which a replay, for a further transaction, goes through as well) and to
+    learn before MAIL FROM whether its fields need SMTPUTF8 (RFC 6532 §3.4),
+    as held content does.
 
     Signed, it is read twice: once for the body hash, then again to send,
     behind the signature field (computed once, so a replay sends the same).
@@ -279,13 +281,12 @@ def _stream_content(
     """
     if dkim is not None and replay is None:
         chunks, size, replay = _spool(chunks)
-    if keep_bcc and dkim is None:
-        return Content(chunks, size=size, replay=replay)
     read, rest = split_header_section(chunks)
     kept = read if keep_bcc else drop_bcc(read)
     # What was read ahead (the header section and a little more) may hold 8-bit
     # data: then that is known before MAIL FROM (RFC 6152); else it is unknown.
     eight_bit = None if kept.isascii() else True
+    smtputf8 = eight_bit is True and not _header_block(kept).isascii()
     if size is not None:
         size -= len(read) - len(kept)
     if dkim is not None and replay is not None:
@@ -297,15 +298,19 @@ def _stream_content(
             return _then(field, iter(again.chunks))
 
         signed_size = None if size is None else size + len(field)
-        return Content(signed(), size=signed_size, replay=signed, eight_bit=eight_bit)
+        return Content(
+            signed(), size=signed_size, replay=signed, eight_bit=eight_bit, smtputf8=smtputf8
+        )
     if replay is None:
-        return Content(_then(kept, rest), size=size, eight_bit=eight_bit)
+        return Content(_then(kept, rest), size=size, eight_bit=eight_bit, smtputf8=smtputf8)
     again_from = replay
 
     def again() -> Iterable[bytes]:
         return _stream_content(again_from(), None, None, keep_bcc, None).chunks
 
-    return Content(_then(kept, rest), size=size, replay=again, eight_bit=eight_bit)
+    return Content(
+        _then(kept, rest), size=size, replay=again, eight_bit=eight_bit, smtputf8=smtputf8
+    )
 
 
 def _spool(

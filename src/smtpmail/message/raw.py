@@ -1,10 +1,11 @@
 """An existing message (a .eml file, standard input) sent as it is, streamed.
 
-Only the header section (RFC 5322 §2.1, up to the first empty line) is read
-ahead, to find the envelope in it when asked (``sendmail -t``: To, Cc, Bcc,
-or the Resent-* fields of RFC 5322 §3.6.6 when present). The body is never
-parsed or re-encoded: it streams in blocks, to the end of the stream (a line
-holding a lone dot is content, as in msmtp). The Bcc rule applies when the
+Only the header section (RFC 5322 §2.1: up to the first empty line, or the
+first line that is neither a field nor a folded continuation) is read ahead, to
+find the envelope in it when asked (``sendmail -t``: To, Cc, Bcc, or the
+Resent-* fields of RFC 5322 §3.6.6 when present). The body is never parsed or
+re-encoded: it streams in blocks, to the end of the stream (a line holding a
+lone dot is content, as in msmtp). The Bcc rule applies when the
 message becomes content (:func:`smtpmail.message.content.as_content`).
 """
 
@@ -29,12 +30,20 @@ __all__ = ["RawMessage", "check_field", "read_raw"]
 
 
 class RawMessage(Record):
-    """The header section read ahead, and the rest of the stream after it."""
+    """The header section read ahead, and the rest of the stream after it.
 
-    def __init__(self, head: bytes, _stream: IO[bytes], _separator: bytes) -> None:
+    ``_separator`` is the empty line between them (none when the input ends
+    with its header section, or is all body); ``_read`` is what was read of the
+    body while looking for the header section's end (its first line).
+    """
+
+    def __init__(
+        self, head: bytes, _stream: IO[bytes], _separator: bytes, _read: bytes = b""
+    ) -> None:
         self.head = head
         self._stream = _stream
         self._separator = _separator
+        self._read = _read
 
     def headers(self) -> Message:
         from email.parser import BytesHeaderParser
@@ -44,7 +53,7 @@ class RawMessage(Record):
 
     def with_head(self, head: bytes, separator: bytes = b"\r\n") -> RawMessage:
         """The same body under another header section."""
-        return RawMessage(head, self._stream, self._separator or separator)
+        return RawMessage(head, self._stream, self._separator or separator, self._read)
 
     def with_fields(self, fields: Sequence[tuple[str, str, bool]]) -> RawMessage:
         """The same body under the header section with ``fields`` applied in order:
@@ -68,11 +77,11 @@ class RawMessage(Record):
                     del section[i]
             else:
                 section.append(line)
-        return RawMessage(b"".join(section), self._stream, self._separator or ending)
+        return RawMessage(b"".join(section), self._stream, self._separator or ending, self._read)
 
     def chunks(self) -> Iterator[bytes]:
         """The message in blocks, to the end of the stream."""
-        yield self.head + self._separator
+        yield self.head + self._separator + self._read
         read = self._stream.read
         while block := read(BLOCK_SIZE):
             yield block
@@ -88,8 +97,11 @@ class RawMessage(Record):
         ret: str | None = None,
         envid: str | None = None,
     ) -> Envelope:
-        """The envelope: explicit values, plus the headers' recipients when asked."""
-        rcpts = list(recipients)
+        """The envelope: explicit values, plus the headers' recipients when asked.
+
+        Each of ``recipients`` is an address list, as sendmail(8), Postfix and
+        msmtp read their arguments (:func:`_address_list`)."""
+        rcpts = _address_list(recipients)
         if from_headers or sender is None:
             # The headers are parsed only when they are asked for: a send with
             # an explicit envelope never loads the email package.
@@ -127,6 +139,29 @@ class RawMessage(Record):
         return _header_sender(self.headers())
 
 
+#: Characters that only an address list, a display name or a comment holds.
+_LIST_SYNTAX = frozenset(',<("')
+
+
+def _address_list(arguments: Sequence[str]) -> list[str]:
+    """The addresses in ``arguments``, each an address list (RFC 5322 §3.4):
+    ``a@x,b@y`` (Debian's cron passes MAILTO so), ``Name <a@x>``, ``a@x (comment)``.
+    A plain address is taken as it is, without loading the email package; an
+    argument that names no address is an error, not a recipient dropped."""
+    found: list[str] = []
+    for argument in arguments:
+        if _LIST_SYNTAX.isdisjoint(argument):
+            found.append(argument)
+            continue
+        from email.utils import getaddresses
+
+        addresses = [address for _, address in getaddresses([argument]) if address]
+        if not addresses:
+            raise InvalidAddress(f"recipient {argument!r} names no address")
+        found += addresses
+    return found
+
+
 def _header_sender(msg: Message) -> str:
     from email.utils import getaddresses
 
@@ -135,6 +170,20 @@ def _header_sender(msg: Message) -> str:
     if not found or not found[0][1]:
         raise InvalidAddress("no sender given (-f/--from) and no From header")
     return found[0][1]
+
+
+#: The octets a field name may hold (RFC 5322 §2.2: printable, not the colon).
+_FTEXT = bytes(range(33, 58)) + bytes(range(59, 127))
+
+
+def _continues_head(line: bytes, in_head: bool) -> bool:
+    """Is ``line`` a header field, or a folded continuation of the one before?
+    (RFC 5322 §2.2; §4.5.3 obsolete syntax: blanks before the colon.)"""
+    if line[:1] in (b" ", b"\t"):
+        return in_head
+    name, colon, _ = line.partition(b":")
+    name = name.rstrip(b" \t")
+    return bool(colon and name) and not name.translate(None, _FTEXT)
 
 
 def check_field(name: str, value: str) -> None:
@@ -187,10 +236,19 @@ def _read_head(stream: IO[bytes]) -> RawMessage:
         line = stream.readline(65536)
         if not line:
             return RawMessage(bytes(head), stream, b"")
-        if line in (b"\n", b"\r\n"):
+        if head and not head.endswith(b"\n"):
+            pass  # the rest of a line longer than one read: not a line of its own
+        elif line in (b"\n", b"\r\n"):
             return RawMessage(bytes(head), stream, line)
-        if not head and line.startswith(b"From "):
+        elif not head and line.startswith(b"From "):
             continue  # an mbox "From " separator line is not part of the message
+        elif not _continues_head(line, bool(head)):
+            # RFC 5322 §2.1: the body starts here, without the empty line. Fields
+            # added to the head must not run into it, so the empty line goes in
+            # (as sendmail(8) and Postfix's cleanup do); a message that is all
+            # body is left as it is (with_head adds the line with its fields).
+            ending = b"\r\n" if head.endswith(b"\r\n") else b"\n"
+            return RawMessage(bytes(head), stream, ending if head else b"", line)
         head += line
         if len(head) > MAX_HEADER_SECTION:
             raise InvalidArgument("the message's header section is larger than 4 MiB")
