@@ -263,8 +263,15 @@ class SendResult:
 
     @property
     def ok(self) -> bool:
-        """True when every recipient was accepted and the message was taken."""
-        return self.error is None and all(r.accepted for r in self.recipients.values())
+        """True when every recipient was accepted and the message was taken: the
+        reply to its end of data is in. A transaction cut short before that (a
+        421 or a lost connection in ``send_many``, the result then in the error's
+        ``results``) is not ok, though nothing refused it."""
+        return (
+            self.error is None
+            and self.reply is not None
+            and all(r.accepted for r in self.recipients.values())
+        )
 
     @property
     def accepted(self) -> list[str]:
@@ -280,5 +287,10 @@ class SendResult:
         return self
 
     def __repr__(self) -> str:
-        state = "ok" if self.ok else f"error={self.error!r}" if self.error else "partial"
+        state = (
+            "ok" if self.ok
+            else f"error={self.error!r}" if self.error
+            else "partial" if self.reply is not None
+            else "unfinished"
+        )  # fmt: skip
         return f"<SendResult {state} accepted={self.accepted} refused={list(self.refused)}>"
