@@ -81,6 +81,9 @@ def window_server(fault: str) -> Step:
                     return
                 mail_ok, rcpts = not (here and fault == "mail"), 0
                 await reply(b"250 2.1.0 ok\r\n" if mail_ok else b"550 5.7.1 not you\r\n")
+            elif verb == b"RSET":  # (before each transaction in the window)
+                mail_ok, rcpts = False, 0
+                await reply(b"250 2.0.0 ok\r\n")
             elif verb == b"RCPT":
                 if not mail_ok:
                     await reply(b"503 5.5.1 need MAIL\r\n")

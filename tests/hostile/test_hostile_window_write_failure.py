@@ -86,7 +86,7 @@ def leaving_server(ending: str, holding: threading.Event, gone: threading.Event)
     async def step(c: Conn) -> None:
         nonlocal conn
         conn = c
-        k = 0
+        k = resets = 0
         while (line := await conn.readline()) is not None:
             verb = line[:4].upper()
             if verb == b"EHLO":
@@ -94,13 +94,17 @@ def leaving_server(ending: str, holding: threading.Event, gone: threading.Event)
                 if ending.startswith("first"):
                     await asyncio.to_thread(holding.wait, 10)
                     return await leave()
+            elif verb == b"RSET":  # (before each transaction in the window)
+                resets += 1
             elif verb in (b"MAIL", b"RCPT"):
                 pass  # answered with the transaction, once its BDAT is read
             elif verb == b"BDAT" and (m := BDAT.match(line)):
                 await conn.readexactly(int(m.group(1)))
                 if k < ANSWERED:
                     mail, rcpts, bdat = REPLIES[k]
-                    await conn.write(b"".join(r + b"\r\n" for r in (mail, *rcpts, bdat)))
+                    replies = (*[b"250 2.0.0 ok"] * resets, mail, *rcpts, bdat)
+                    await conn.write(b"".join(r + b"\r\n" for r in replies))
+                    resets = 0
                     k += 1
                     continue
                 return await leave()

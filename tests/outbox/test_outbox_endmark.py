@@ -112,6 +112,7 @@ def _after_bdat_last(reached: threading.Event) -> Script:
 
     return [
         *hello(CHUNKING),
+        expect(b"RSET", b"250 ok\r\n"),  # (a small message: in the window of transactions)
         expect(b"MAIL FROM:", b"250 ok\r\n"),
         expect(b"RCPT TO:", b"250 ok\r\n"),
         call(chunks),

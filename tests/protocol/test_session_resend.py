@@ -116,7 +116,7 @@ def test_a_503_to_the_mail_sent_again_alone_is_transient_and_not_the_messages_fa
         (("PIPELINING",), [OK, NEED_MAIL, NEED_RCPT]),
         (("PIPELINING",), [OK, OK, NEED_RCPT]),
         (("PIPELINING",), [OK, OK, GO, NEED_RCPT]),  # to the end of data
-        (("PIPELINING", "CHUNKING"), [OK, OK, NEED_RCPT]),  # to BDAT
+        (("PIPELINING", "CHUNKING"), [OK, OK, OK, NEED_RCPT]),  # to BDAT (RSET first)
         ((), [BAD_SEQUENCE]),  # lock-step
         ((), [OK, NEED_MAIL]),
         ((), [OK, OK, NEED_RCPT]),

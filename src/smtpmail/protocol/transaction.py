@@ -195,18 +195,17 @@ class _Plan:
 
 
 class _Flight:
-    """A transaction written whole (commands, BDAT, chunk) whose replies are unread:
-    ``count`` of them, for ``octets`` written; ``rset``: RSET went first;
-    ``after``: written while an earlier transaction's end was in flight;
-    ``got``: its replies read so far (those that came with an earlier one's)."""
+    """A transaction written whole (RSET, commands, BDAT, chunk) whose replies are
+    unread: ``count`` of them, for ``octets`` written; ``after``: written while an
+    earlier transaction's end was in flight; ``got``: its replies read so far
+    (those that came with an earlier one's)."""
 
-    __slots__ = ("after", "count", "got", "octets", "plan", "rset")
+    __slots__ = ("after", "count", "got", "octets", "plan")
 
-    def __init__(self, plan: _Plan, count: int, octets: int, rset: bool, after: bool) -> None:
+    def __init__(self, plan: _Plan, count: int, octets: int, after: bool) -> None:
         self.plan = plan
         self.count = count
         self.octets = octets
-        self.rset = rset
         self.after = after
         self.got: list[Reply] = []
 
@@ -580,10 +579,17 @@ class Transactions(Guarded):
         return queued
 
     def _prepare(self, plan: _Plan, *, after: bool) -> tuple[_Flight, bytes, tuple[str, ...]]:
-        """One whole transaction, ready to write; its replies are read later (:meth:`_land`)."""
-        rset = self.needs_rset
+        """One whole transaction, ready to write; its replies are read later (:meth:`_land`).
+
+        RSET goes first, in every one (a single rule). The transaction before
+        may still be in flight, its RCPT replies not in: when the server refused
+        every one, that MAIL may still stand (Exim answers that ``BDAT ... LAST``
+        with 503 and keeps the transaction open; RFC 3030 §2 leaves it to the
+        server), so this MAIL would get "503 sender already given" and this RCPT
+        and BDAT would land in the old transaction, under the old reverse-path.
+        RSET ends it (RFC 5321 §4.1.1.5) for the cost of one reply, no round trip."""
         self.needs_rset = False
-        group, shown, count = plan.group(rset)
+        group, shown, count = plan.group(True)
         parts: list[bytes | memoryview] = [group]
         lines = list(shown)
         for chunk, last in _bdat_chunks(plan.body(), self.options.chunk_size):
@@ -594,7 +600,7 @@ class Transactions(Guarded):
             lines.append(header[:-2].decode())
             count += 1
         data = b"".join(parts)
-        return _Flight(plan, count, len(data), rset, after), data, tuple(lines)
+        return _Flight(plan, count, len(data), after), data, tuple(lines)
 
     def _write(
         self, unsent: list[tuple[_Flight, bytes, tuple[str, ...]]], flights: deque[_Flight]
@@ -639,10 +645,9 @@ class Transactions(Guarded):
         A refused MAIL makes the RCPT and BDAT replies 503s that say nothing
         more; every RCPT refused makes the BDAT reply one too (the chunk went
         all the same, RFC 3030 §2). 503 to a MAIL written while an earlier
-        transaction's end was in flight: the transaction was not attempted and
-        is sent again, and unless that earlier one may have left a transaction
-        open (it failed after its MAIL was accepted: RSET first), the server
-        refuses such pipelining. Returns whether this one may have left the
+        transaction's end was in flight, after the RSET that ends any transaction
+        left open: the server refuses such pipelining, and the transaction was not
+        attempted; it is sent again. Returns whether this one may have left the
         server's transaction open (RFC 5321 §4.1.1.5: RSET needed).
         """
         plan = flight.plan
@@ -650,8 +655,7 @@ class Transactions(Guarded):
         replies = flight.got
         if len(replies) < flight.count:
             replies += yield from self._receive(flight.count - len(replies), "MAIL", "data_end")
-        if flight.rset:
-            replies = replies[1:]
+        replies = replies[1:]  # the RSET's: nothing depends on it
         head = 1 + len(plan.rcpts)
         if flight.after and replies[0].code == 503:
             if any(_ok(r) for r in replies[1:]):
@@ -660,10 +664,8 @@ class Transactions(Guarded):
                     "commands that followed it; the transactions are out of step"
                 )
             plan.result.end_sent = False  # not attempted: sent again
-            if open_before:
-                self.needs_rset = True
-            else:
-                yield from self._refused_after_data(plan, replies)
+            self.needs_rset |= open_before  # (its RSET may have been refused as well)
+            yield from self._refused_after_data(plan, replies)
             queued.append(plan)
             return open_before
         if self._evaluate(plan, replies[:head]):

@@ -562,7 +562,9 @@ class BaseClient:
             reply = None
         except Exception:  # malformed junk: dropped all the same
             reply = None
-        dropped = parser.clear()
+        dropped = parser.clear()  # (what follows the reply parsed, if one was)
+        if reply is not None:
+            dropped = str(reply).encode("utf-8", "replace") + b"\r\n" + dropped
         log.warning("dropped unsolicited data from the server: %r", self._quoted(dropped))
         if reply is not None and reply.code == 421:
             self._connected = False
