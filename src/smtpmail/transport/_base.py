@@ -98,7 +98,7 @@ class Timeouts(Frozen):
     @classmethod
     def of(cls, value: float | Timeouts | None) -> Timeouts:
         if value is None:
-            return cls()
+            return _DEFAULT_TIMEOUTS  # (immutable: one for every client that sets none)
         if isinstance(value, Timeouts):
             return value
         t = _seconds("the timeout", value)
@@ -118,6 +118,9 @@ class Timeouts(Frozen):
         return self.replace(**changes)
 
 
+_INFINITY = float("inf")
+
+
 def _seconds(what: str, value: object) -> float:
     """A wait in seconds: a finite number over 0, else InvalidArgument.
 
@@ -126,12 +129,15 @@ def _seconds(what: str, value: object) -> float:
     the socket only (the asyncio client took it as "already expired"), and
     infinity overflows the blocking client's clock.
     """
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidArgument(f"{what} must be a number of seconds, not {type(value).__name__}")
     seconds = float(value)
-    if not 0 < seconds < float("inf"):
+    if not 0 < seconds < _INFINITY:
         raise InvalidArgument(f"{what} must be more than 0 seconds, and finite, not {value!r}")
     return seconds
+
+
+_DEFAULT_TIMEOUTS = Timeouts()
 
 
 @functools.cache
