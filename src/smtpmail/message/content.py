@@ -173,21 +173,24 @@ def _seven_bit(data: bytes) -> Callable[[], Content]:
     return convert
 
 
+def _check_chunk(chunk: object, source: str, advice: str) -> None:
+    """A TypeError unless ``chunk`` is bytes-like: a str chunk would otherwise fail
+    deep in the Bcc rule or the encoder, with a message about their innards."""
+    if chunk.__class__ is not bytes and not isinstance(chunk, bytes | bytearray | memoryview):
+        raise TypeError(f"{source} {type(chunk).__name__}, not bytes: {advice}")
+
+
 def _file_chunks(f: IO[bytes]) -> Iterator[bytes]:
     # Typed object, not bytes: the compiled build would check the type itself,
-    # with a message of its own (see the check below).
+    # with a message of its own (_check_chunk says what to do).
     read: Callable[[int], object] = f.read
     try:
         while block := read(BLOCK_SIZE):
-            if block.__class__ is not bytes and not isinstance(
-                block, bytes | bytearray | memoryview
-            ):
-                # A text-mode file io.TextIOBase does not recognise (a
-                # SpooledTemporaryFile opened "w+", a codecs wrapper).
-                raise TypeError(
-                    f"the message file's read() returned {type(block).__name__}, not bytes: "
-                    "open it in binary mode ('rb')"
-                )
+            # (A text-mode file io.TextIOBase does not recognise: a
+            # SpooledTemporaryFile opened "w+", a codecs wrapper.)
+            _check_chunk(
+                block, "the message file's read() returned", "open it in binary mode ('rb')"
+            )
             yield block  # type: ignore[misc]  # (bytes, or a bytes-like the core takes)
     except OSError as exc:
         raise read_failed(exc)
@@ -201,13 +204,11 @@ def _caller_chunks(chunks: Iterator[bytes]) -> Iterator[bytes]:
     items: Iterator[object] = chunks  # (object: as in _file_chunks)
     try:
         for chunk in items:
-            if chunk.__class__ is not bytes and not isinstance(
-                chunk, bytes | bytearray | memoryview
-            ):
-                raise TypeError(
-                    f"the message's iterator yielded {type(chunk).__name__}, not bytes: "
-                    "give bytes chunks (or the whole message as one str)"
-                )
+            _check_chunk(
+                chunk,
+                "the message's iterator yielded",
+                "give bytes chunks (or the whole message as one str)",
+            )
             yield chunk  # type: ignore[misc]  # (bytes, or a bytes-like the core takes)
     except OSError as exc:
         raise read_failed(exc)
