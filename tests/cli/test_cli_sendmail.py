@@ -175,6 +175,7 @@ def test_send_data_keeps_a_body_that_follows_the_fields_at_once(
 _RECIPIENT_ARGUMENTS = [
     (["a@example.net,b@example.net"], ["a@example.net", "b@example.net"]),
     (["a@example.net,", "b@example.net"], ["a@example.net", "b@example.net"]),
+    ([",a@example.net, b@example.net ,"], ["a@example.net", "b@example.net"]),
     (["Joe <joe@example.net>", "d@example.net (comment)"], ["joe@example.net", "d@example.net"]),
     (['"a,b"@example.net', "<c@example.net>"], ['"a,b"@example.net', "c@example.net"]),
     (["root,admin"], ["root@example.org", "admin@example.org"]),

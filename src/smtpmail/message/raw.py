@@ -141,6 +141,8 @@ class RawMessage(Record):
 
 #: Characters that only an address list, a display name or a comment holds.
 _LIST_SYNTAX = frozenset(',<("')
+#: What may surround an address list's members in an argument.
+_LIST_EDGES = " \t,"
 
 
 def _address_list(arguments: Sequence[str]) -> list[str]:
@@ -150,12 +152,18 @@ def _address_list(arguments: Sequence[str]) -> list[str]:
     argument that names no address is an error, not a recipient dropped."""
     found: list[str] = []
     for argument in arguments:
-        if _LIST_SYNTAX.isdisjoint(argument):
-            found.append(argument)
+        # A comma at either end ("a@x," "b@y": a list the shell split) leaves an
+        # empty member, which the stricter getaddresses of some Pythons (Debian's
+        # 3.11, 3.12.5 and later: CVE-2023-27043) takes as a malformed list.
+        listed = argument.strip(_LIST_EDGES)
+        if not listed:
+            raise InvalidAddress(f"recipient {argument!r} names no address")
+        if _LIST_SYNTAX.isdisjoint(listed):
+            found.append(listed)
             continue
         from email.utils import getaddresses
 
-        addresses = [address for _, address in getaddresses([argument]) if address]
+        addresses = [address for _, address in getaddresses([listed]) if address]
         if not addresses:
             raise InvalidAddress(f"recipient {argument!r} names no address")
         found += addresses
