@@ -30,6 +30,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 
 from smtpmail.errors import InvalidAddress, MessageReadError, _caused
+from smtpmail.message.addresses import addresses
 from smtpmail.message.bcc import drop_bcc, split_header_section
 from smtpmail.protocol.actions import Content
 from smtpmail.protocol.data import measure
@@ -399,10 +400,8 @@ def as_content(
 def _needs_utf8(message: Message) -> bool:
     """Only a non-ASCII local part needs SMTPUTF8 (RFC 6532): display names get
     RFC 2047 encoded words, and IDN domains their IDNA form."""
-    from email.utils import getaddresses
-
     fields = [str(v) for k in _ADDRESS_HEADERS for v in message.get_all(k, [])]
-    return any(not addr.rpartition("@")[0].isascii() for _, addr in getaddresses(fields))
+    return any(not addr.rpartition("@")[0].isascii() for addr in addresses(fields))
 
 
 # Bcc too: the Bcc field is removed, but its recipients are in the envelope.
@@ -452,21 +451,18 @@ def _resolve_envelope(
 
 def envelope_from_headers(message: Message, sender: str | None = None) -> Envelope:
     """An envelope from the headers: Resent-* when present, else From/Sender, To, Cc, Bcc."""
-    from email.utils import getaddresses
-
     resent = message.get_all("Resent-To") or message.get_all("Resent-Cc")
     prefix = "Resent-" if resent else ""
     if sender is None:
-        senders = getaddresses(
-            message.get_all(prefix + "Sender", []) or message.get_all(prefix + "From", [])
-        )
-        if not senders or not senders[0][1]:
+        named = message.get_all(prefix + "Sender", []) or message.get_all(prefix + "From", [])
+        senders = addresses(str(v) for v in named)
+        if not senders:
             raise InvalidAddress("no sender given and none found in the headers")
-        sender = senders[0][1]
+        sender = senders[0]
     fields: list[str] = []
     for name in ("To", "Cc", "Bcc"):
         fields += [str(v) for v in message.get_all(prefix + name, [])]
-    recipients = [addr for _, addr in getaddresses(fields) if addr]
+    recipients = addresses(fields)
     if not recipients:
         raise InvalidAddress("no recipients given and none found in the headers")
     return Envelope(sender, recipients)

@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 
 from smtpmail._record import Record
 from smtpmail.errors import InvalidAddress, InvalidArgument
+from smtpmail.message.addresses import addresses
 from smtpmail.message.bcc import MAX_HEADER_SECTION
 from smtpmail.message.content import BLOCK_SIZE, read_failed
 from smtpmail.protocol.commands import check_text
@@ -120,8 +121,6 @@ class RawMessage(Record):
     def _from_headers(self, wanted: bool, sender: str | None) -> tuple[list[str], str]:
         """Recipients from To/Cc/Bcc (when ``wanted``), and the sender from
         Sender/From when none was given (Resent-* fields first)."""
-        from email.utils import getaddresses
-
         msg = self.headers()
         rcpts: list[str] = []
         if wanted:
@@ -130,7 +129,7 @@ class RawMessage(Record):
             )
             prefix = "Resent-" if resent else ""
             fields = [str(v) for n in ("To", "Cc", "Bcc") for v in msg.get_all(prefix + n, [])]
-            rcpts += [addr for _, addr in getaddresses(fields) if addr]
+            rcpts += addresses(fields)
         return rcpts, sender if sender is not None else _header_sender(msg)
 
     def header_sender(self) -> str:
@@ -141,8 +140,6 @@ class RawMessage(Record):
 
 #: Characters that only an address list, a display name or a comment holds.
 _LIST_SYNTAX = frozenset(',<("')
-#: What may surround an address list's members in an argument.
-_LIST_EDGES = " \t,"
 
 
 def _address_list(arguments: Sequence[str]) -> list[str]:
@@ -152,32 +149,21 @@ def _address_list(arguments: Sequence[str]) -> list[str]:
     argument that names no address is an error, not a recipient dropped."""
     found: list[str] = []
     for argument in arguments:
-        # A comma at either end ("a@x," "b@y": a list the shell split) leaves an
-        # empty member, which the stricter getaddresses of some Pythons (Debian's
-        # 3.11, 3.12.5 and later: CVE-2023-27043) takes as a malformed list.
-        listed = argument.strip(_LIST_EDGES)
+        plain = argument.strip()
+        listed = [plain] if plain and _LIST_SYNTAX.isdisjoint(plain) else addresses([argument])
         if not listed:
             raise InvalidAddress(f"recipient {argument!r} names no address")
-        if _LIST_SYNTAX.isdisjoint(listed):
-            found.append(listed)
-            continue
-        from email.utils import getaddresses
-
-        addresses = [address for _, address in getaddresses([listed]) if address]
-        if not addresses:
-            raise InvalidAddress(f"recipient {argument!r} names no address")
-        found += addresses
+        found += listed
     return found
 
 
 def _header_sender(msg: Message) -> str:
-    from email.utils import getaddresses
-
     prefix = "Resent-" if msg.get_all("Resent-From") else ""
-    found = getaddresses(msg.get_all(prefix + "Sender", []) or msg.get_all(prefix + "From", []))
-    if not found or not found[0][1]:
+    fields = msg.get_all(prefix + "Sender", []) or msg.get_all(prefix + "From", [])
+    found = addresses(str(v) for v in fields)
+    if not found:
         raise InvalidAddress("no sender given (-f/--from) and no From header")
-    return found[0][1]
+    return found[0]
 
 
 #: The octets a field name may hold (RFC 5322 §2.2: printable, not the colon).

@@ -1,0 +1,79 @@
+"""Address lists read the same on every Python (smtpmail.message.addresses).
+
+Some Pythons' ``email.utils.getaddresses`` (3.12.5 and later, Debian's and
+Ubuntu's 3.11: CVE-2023-27043) returns no address at all for a list with an
+empty member. The ``strict`` run below stands in for them on a Python that
+does not have it, so that this file fails here if the rule breaks.
+"""
+
+from __future__ import annotations
+
+import email
+import email.utils
+import re
+from collections.abc import Iterator
+from io import BytesIO
+
+import pytest
+
+from smtpmail.message import envelope_from_headers
+from smtpmail.message.addresses import addresses
+from smtpmail.message.raw import read_raw
+
+_lenient = email.utils.getaddresses
+
+
+def _strict(fieldvalues: list[str]) -> list[tuple[str, str]]:
+    """getaddresses as the stricter Pythons read: one address per comma outside
+    quoted strings, else [("", "")] for the whole call."""
+    result = _lenient(fieldvalues)
+    commas = sum(re.sub(r'"(?:[^"\\]|\\.)*"', "", v).count(",") for v in fieldvalues)
+    return result if len(result) == len(fieldvalues) + commas else [("", "")]
+
+
+@pytest.fixture(params=["lenient", "strict"])
+def python(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    if request.param == "strict":
+        monkeypatch.setattr(email.utils, "getaddresses", _strict)
+    yield
+
+
+CASES = [
+    (["a@example.net"], ["a@example.net"]),
+    (["a@example.net, b@example.net"], ["a@example.net", "b@example.net"]),
+    # A list's end may carry a comma: a script's To field, a list the shell split.
+    (["a@example.net, b@example.net,"], ["a@example.net", "b@example.net"]),
+    ([",a@example.net", " b@example.net , "], ["a@example.net", "b@example.net"]),
+    (["Joe <joe@example.net>, d@example.net (comment)"], ["joe@example.net", "d@example.net"]),
+    (['"Doe, Jane" <jane@example.net>,'], ["jane@example.net"]),
+    (['"a,b"@example.net'], ['"a,b"@example.net']),
+    (["root,admin"], ["root", "admin"]),
+    (["", ",", " , "], []),
+    (["undisclosed-recipients:;"], []),
+]
+
+
+@pytest.mark.usefixtures("python")
+@pytest.mark.parametrize(("values", "found"), CASES)
+def test_address_lists(values: list[str], found: list[str]) -> None:
+    assert addresses(values) == found
+
+
+@pytest.mark.usefixtures("python")
+def test_sendmail_t_reads_a_to_field_that_ends_in_a_comma() -> None:
+    raw = read_raw(BytesIO(b"From: me@example.org\nTo: a@example.net, b@example.net,\n\nhi\n"))
+    envelope = raw.envelope(None, [], from_headers=True)
+    assert list(envelope.recipients) == ["a@example.net", "b@example.net"]
+    assert envelope.sender == "me@example.org"
+
+
+@pytest.mark.usefixtures("python")
+def test_a_parsed_message_gives_the_same_envelope() -> None:
+    """A message parsed with the email package's default (compat32) policy keeps
+    its fields as they were written, the trailing comma too."""
+    msg = email.message_from_bytes(
+        b"From: Me <me@example.org>\nTo: a@example.net, b@example.net,\n\nhi\n"
+    )
+    envelope = envelope_from_headers(msg)
+    assert list(envelope.recipients) == ["a@example.net", "b@example.net"]
+    assert envelope.sender == "me@example.org"
