@@ -78,6 +78,9 @@ Each RECIPIENT is an address list, as sendmail reads it: a@x,b@y or 'Name <a@x>'
 _WITH_VALUE = frozenset("fFrNRVBXLhACObeoDdMQ")
 #: smtpmail send's short server options that mean the same here.
 _SERVER_FLAGS = frozenset({"-4", "-6"})
+#: smtpmail send's short options that sendmail(8) does not share, named by
+#: the long options that mean them here.
+_SEND_SHORT = {"s": "--server URL", "p": "--port PORT", "a": "--account NAME", "u": "--user NAME"}
 #: Flags without a value that change nothing for a client reading to EOF.
 _IGNORED = frozenset("inmUGI")
 _UNSUPPORTED_MODES = {"s", "p", "d", "i", "D", "h", "H", "P", "t", "v"}
@@ -150,11 +153,8 @@ def parse(argv: Sequence[str]) -> tuple[SendmailArgs, list[str], list[str]]:
                 opts.verbose = True
             elif letter == "q":
                 raise UsageError("-q: smtpmail sendmail keeps no queue (see 'smtpmail queue')")
-            elif letter in "spau":  # smtpmail send's -s URL...: a recipient would follow
-                long_name = {"s": "server URL", "p": "port PORT", "a": "account NAME"}
-                raise UsageError(
-                    f"unknown option -{letter} (here: --{long_name.get(letter, 'user NAME')})"
-                )
+            elif letter in _SEND_SHORT:  # (its value would be taken for a recipient)
+                raise UsageError(f"unknown option -{letter} (here: {_SEND_SHORT[letter]})")
             elif letter not in _IGNORED:
                 raise UsageError(f"unknown option -{letter}")
     return opts, long_opts, recipients

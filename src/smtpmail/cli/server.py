@@ -357,8 +357,13 @@ def resolve_settings(args: argparse.Namespace, env: Environment) -> ServerSettin
     check_host(s.host)
     if s.fingerprint is not None:
         _check_fingerprint(s.fingerprint, given=getattr(args, "fingerprint", None) is not None)
-    if not 0 < s.port < 65536:
-        raise UsageError(f"port {s.port} is out of range")
+    from smtpmail.errors import InvalidArgument
+    from smtpmail.protocol.commands import check_port
+
+    try:
+        check_port(s.port)
+    except InvalidArgument as exc:  # the library's rule, as a usage error (exit 64)
+        raise UsageError(str(exc)) from None
     if (s.password_command or s.password_env or s.password) and not s.user:
         raise UsageError("a password source was given without --user")
     if s.oauth_token_command and not s.user:
@@ -549,17 +554,18 @@ def command_secret(command: str, env: Environment, what: str) -> Callable[[], st
     return from_command
 
 
-def timeouts(timeout: float | None, data_timeout: float | None) -> float | Timeouts | None:
+def timeouts(timeout: float | None, data_timeout: float | None) -> Timeouts:
     """``--timeout`` bounds every wait but the one after the final dot, which
     ``Timeouts`` keeps at 600 s or more (RFC 5321 §4.5.3.2.6); ``--data-timeout``
     sets that one wait, so a script can bound a whole send."""
-    if data_timeout is None:
-        return timeout
-    if data_timeout <= 0 or (timeout is not None and timeout <= 0):
-        raise UsageError("--timeout and --data-timeout must be more than 0 seconds")
+    from smtpmail.errors import InvalidArgument
     from smtpmail.transport._base import Timeouts
 
-    return Timeouts.of(timeout).replace(data_end=data_timeout)
+    try:
+        waits = Timeouts.of(timeout)
+        return waits if data_timeout is None else waits.replace(data_end=data_timeout)
+    except InvalidArgument as exc:  # the library's rule, as a usage error (exit 64)
+        raise UsageError(str(exc)) from None
 
 
 def client_kwargs(s: ServerSettings, env: Environment) -> dict[str, Any]:
