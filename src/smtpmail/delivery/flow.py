@@ -10,8 +10,9 @@ written once:
   addresses (IPv6 first); a connection failure moves to the next address;
   a refused greeting or EHLO, a 421 or a transient MAIL FROM refusal to the
   next host;
-- a 5xx to a recipient is final for it; 4xx to every recipient tries the
-  next host; the first host that takes the message ends the delivery;
+- a 5xx to a recipient is final for it; 4xx to every recipient, or a 4xx
+  to DATA or to the end of data, tries the next host; the first host that
+  takes the message ends the delivery;
 - in opportunistic mode a failed TLS handshake is retried on a new
   connection, first without certificate checks (when they were asked for),
   then in clear text; when TLS is mandatory the host is skipped instead;
@@ -404,14 +405,14 @@ def _fold_outcome(
             if reply.is_permanent:
                 _by_reply(track, [recipient], reply, where, rcpt_reply=reply)
         return "next-host"
-    if isinstance(outcome, DataRefused) or (
-        isinstance(outcome, SenderRefused) and outcome.reply.is_permanent
-    ):
-        # The host took the transaction this far: its verdict stands, 4xx or 5xx.
+    if isinstance(outcome, DataRefused | SenderRefused) and outcome.reply.is_permanent:
+        # A 5xx to the sender or the message: every host would refuse it.
         _by_reply(track, list(track.pending), outcome.reply, where)
         return "done"
-    # Greeting or EHLO refused, 421, a transient MAIL FROM refusal, a TLS failure
-    # with TLS mandatory, a protocol error, an extension this host lacks: next host.
+    # Greeting or EHLO refused, 421, a 4xx to MAIL FROM, DATA or the end of data
+    # (nothing was taken: RFC 5321 §5.1 tries the hosts "until a delivery attempt
+    # succeeds", as Postfix does), a TLS failure with TLS mandatory, a protocol
+    # error, an extension this host lacks: next host.
     return "next-host"
 
 
