@@ -122,7 +122,8 @@ def _fields(header: bytes) -> list[tuple[bytes, bytes]]:
 class DKIMKey:
     """A private key to sign with, for ``domain`` (d=) and ``selector`` (s=).
 
-    ``private_key`` is PEM (PKCS#8 or PKCS#1 RSA, or PKCS#8 Ed25519); the
+    ``private_key`` is PEM (PKCS#8 or PKCS#1 RSA, or PKCS#8 Ed25519), or an
+    Ed25519 key's 32-byte seed in base64 (the file dkimpy's dknewkey writes); the
     algorithm is rsa-sha256 for an RSA key (at least 1024 bits, RFC 8301 §3.2)
     and ed25519-sha256 for an Ed25519 key (RFC 8463). The public key goes in
     the TXT record ``<selector>._domainkey.<domain>``: :meth:`dns_record`.
@@ -242,6 +243,18 @@ def _fold_b64(value: str) -> str:
     return "\r\n\t".join(value[i : i + 72] for i in range(0, len(value), 72))
 
 
+def _bare_ed25519_seed(text: bytes) -> bytes | None:
+    """The 32-byte seed of an Ed25519 key written as bare base64 (RFC 8463 §4),
+    as dkimpy's dknewkey and signer keep it; None for anything else (PEM...)."""
+    import binascii
+
+    try:
+        seed = base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return seed if len(seed) == 32 else None
+
+
 def _load_key(pem: bytes) -> tuple[Key, str]:
     try:
         from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
@@ -250,10 +263,15 @@ def _load_key(pem: bytes) -> tuple[Key, str]:
         raise InvalidArgument(
             "DKIM signing needs the cryptography package: pip install 'smtpmail[dkim]'"
         ) from exc
+    seed = _bare_ed25519_seed(pem)
+    if seed is not None:
+        return ed25519.Ed25519PrivateKey.from_private_bytes(seed), "ed25519-sha256"
     try:
         key = load_pem_private_key(pem, password=None)
     except (ValueError, TypeError) as exc:
-        raise InvalidArgument(f"not an unencrypted PEM private key: {exc}") from exc
+        raise InvalidArgument(
+            f"not an unencrypted PEM private key (nor an Ed25519 key in base64): {exc}"
+        ) from exc
     if isinstance(key, ed25519.Ed25519PrivateKey):
         return key, "ed25519-sha256"
     if isinstance(key, rsa.RSAPrivateKey):
