@@ -118,6 +118,11 @@ def test_bad_keys_are_typed_errors(tmp_path: Path) -> None:
         DKIMKey("bad selector", "example.org", pem)
     with pytest.raises(InvalidArgument, match="domain"):
         DKIMKey("s", "exa mple.org", pem)
+    # d= is written as delivery writes domains (smtpmail.protocol.idn): IDNA 2003
+    # would sign for strasse.de, another domain than IDNA 2008's xn--strae-oqa.de.
+    with pytest.raises(InvalidArgument, match="ß"):
+        DKIMKey("s", "straße.de", pem)
+    assert DKIMKey("s", "Bücher.example.", pem).domain == "xn--bcher-kva.example"
     with pytest.raises(InvalidArgument, match="key file"):
         DKIMKey.from_file("s", "example.org", tmp_path / "missing.pem")
     from cryptography.hazmat.primitives import serialization as ser

@@ -25,8 +25,9 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from smtpmail.errors import InvalidArgument
+from smtpmail.errors import InvalidAddress, InvalidArgument
 from smtpmail.message.bcc import header_section_end
+from smtpmail.protocol.idn import to_a_labels
 
 __all__ = ["OVERSIGNED_FIELDS", "SIGNED_FIELDS", "BodyHasher", "DKIMKey", "canonical_header"]
 
@@ -48,7 +49,7 @@ OVERSIGNED_FIELDS = frozenset(
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 _WSP_RUN = re.compile(rb"[ \t]+")
 _WSP_BEFORE_EOL = re.compile(rb" \r\n")
-#: Dot-separated labels (RFC 6376 §3.1 selectors; the domain in its A-label form).
+#: Dot-separated labels (RFC 6376 §3.1 selectors; a leading underscore is allowed).
 _LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
 _SELECTOR = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
 
@@ -136,11 +137,11 @@ class DKIMKey:
         if not _SELECTOR.fullmatch(selector):
             raise InvalidArgument(f"DKIM selector {selector!r} is not a DNS label sequence")
         try:
-            domain_ascii = domain.rstrip(".").encode("idna").decode("ascii")
-        except UnicodeError as exc:
-            raise InvalidArgument(f"DKIM domain {domain!r} is not a domain name") from exc
-        if not _SELECTOR.fullmatch(domain_ascii):
-            raise InvalidArgument(f"DKIM domain {domain!r} is not a domain name")
+            # d= in A-labels by the rule every written domain follows (no IDNA
+            # 2003 deviation mapping straße.de to another domain, strasse.de).
+            domain_ascii = to_a_labels(domain.rstrip("."), "DKIM domain")
+        except InvalidAddress as exc:
+            raise InvalidArgument(str(exc)) from exc
         self.selector = selector
         self.domain = domain_ascii
         self._key, self.algorithm = _load_key(
