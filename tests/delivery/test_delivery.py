@@ -385,6 +385,29 @@ def test_opportunistic_tls_is_used_without_verification(world: MXWorld, start: S
     assert len(server.messages) == 1
 
 
+def test_opportunistic_checks_a_given_ca_against_the_mx_host_name(
+    world: MXWorld, start: StartServer, kind: str
+) -> None:
+    # tls_options (a private CA) without require_tls: the certificate is checked
+    # against the MX host's name, as with require_tls, not against the address
+    # connected to (which failed, then cost a second, unverified connection).
+    server = start(TLS_GOOD, tls_context=world.server_tls("mx.sts-good.test"))
+    kw: dict[str, Any] = {
+        "nameservers": world.nameservers, "ehlo_name": "client.test", "mta_sts": False,
+        "tls_options": TLSOptions(ca_file=world.ca_file),
+    }  # fmt: skip
+    rcpts = ["x@sts-good.test"]
+    if kind == "sync":
+        report = smtpmail.deliver(MESSAGE, SENDER, rcpts, **kw)
+    else:
+        report = asyncio.run(smtpmail.deliver_async(MESSAGE, SENDER, rcpts, **kw))
+    outcome = report.recipients["x@sts-good.test"]
+    assert outcome.delivered and outcome.tls is not None, outcome
+    assert outcome.attempts == ()
+    assert len([w for w in server.wire if w]) == 1
+    assert len(server.messages) == 1
+
+
 def test_opportunistic_relaxes_a_failed_certificate_check(
     world: MXWorld, start: StartServer
 ) -> None:
