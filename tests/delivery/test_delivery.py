@@ -266,6 +266,13 @@ def test_bad_input_fails_before_any_lookup(world: MXWorld) -> None:
         deliver(world, ["x@failover.test"], max_connections=0)
     with pytest.raises(smtpmail.InvalidArgument):
         deliver(world, ["x@failover.test"], ehlo_name="bad\r\nname")
+    # A name server that is not an address and port (dnspython would send to it
+    # for the whole lookup timeout, and defer as if DNS were down).
+    for bad in ("dns.example", "127.0.0.1:53", ("127.0.0.1", 70000)):
+        with pytest.raises(smtpmail.InvalidArgument, match="name server"):
+            smtpmail.deliver(MESSAGE, SENDER, ["x@failover.test"], nameservers=[bad])
+        with pytest.raises(smtpmail.InvalidArgument, match="name server"):
+            Resolver([bad])
 
 
 # -- MTA-STS ----------------------------------------------------------------------------
