@@ -129,6 +129,8 @@ class FlowConfig(Frozen):
     max_attempts: int = 10
     #: This host's own names: an MX list naming it is cut there (RFC 5321 §5.1).
     local_names: frozenset[str] = frozenset()
+    #: Whether connections reach IPv6 addresses (not through a SOCKS 4 proxy).
+    ipv6: bool = True
 
 
 class _Tracker:
@@ -269,6 +271,8 @@ def _try_host(
         track.last_error = addresses
         track.last_tried = {"mx": mx, "address": None}
         return
+    if not config.ipv6:
+        addresses = _ipv4_only(mx, addresses, track)
     dane: TLSDecision | str | None = None
     if config.dane and job.literal is None:
         tlsa: TLSAAnswer | DNSError = yield LookupTLSA(mx.name, config.port)
@@ -306,6 +310,20 @@ def _try_host(
             outcome = yield Attempt(mx, address, _envelope(job, track), decision)
         if _fold_outcome(outcome, mx, address, track, tried.dane) == "next-host":
             return
+
+
+def _ipv4_only(mx: MXHost, addresses: list[str], track: _Tracker) -> list[str]:
+    """The host's IPv4 addresses, for connections that cannot reach IPv6 ones
+    (a SOCKS 4 proxy): those are skipped, not failed; none left is a host
+    that cannot be reached this way, which waiting (or another proxy) may fix."""
+    kept = [a for a in addresses if ":" not in a]
+    if len(kept) < len(addresses):
+        why = "IPv6 addresses skipped: the proxy reaches IPv4 addresses only"
+        track.trail.append(f"{mx.name}: {why}")
+        if not kept:
+            track.last_error = ConnectError(f"{mx.name} has no IPv4 address ({why})")
+            track.last_tried = {"mx": mx, "address": None}
+    return kept
 
 
 def _weaker(tried: TLSDecision) -> TLSDecision | None:
