@@ -167,6 +167,20 @@ def test_dry_run_connects_to_nothing() -> None:
     assert "Bcc" not in r.stdout
 
 
+def test_dry_run_of_a_direct_delivery_names_the_mx_route_not_a_relay() -> None:
+    # --direct goes to each recipient domain's MX hosts: a dry run that named the
+    # (unused) default relay would rehearse another delivery than the real one.
+    argv = ("send", "--direct", *BASIC, "--cc", "c@Bücher.example", "--body", "x", "-n")
+    r = run_cli(*argv)
+    assert r.status == 0, r.stderr
+    assert "# server:" not in r.stdout
+    assert "# direct: the MX hosts of example.net, xn--bcher-kva.example\n" in r.stdout
+    r = run_cli(*argv, "--json")
+    doc = json.loads(r.stdout)
+    assert (doc["mode"], doc["server"]) == ("dry-run", None)
+    assert doc["domains"] == ["example.net", "xn--bcher-kva.example"]
+
+
 def test_dsn_options_reach_the_wire(smtpd: RecordingServer) -> None:
     # aiosmtpd offers no DSN, so the options must be dropped, not sent: the send succeeds.
     r = run_cli(

@@ -93,6 +93,19 @@ def test_smtpmail_send_direct(world: MXWorld, start: StartServer, tmp_path) -> N
     assert ok.messages == []  # a host took the transaction: no failover for the 4xx recipient
 
 
+def test_a_dns_server_that_is_not_an_address_is_a_usage_error(tmp_path) -> None:
+    from smtpmail.cli import main
+    from support.clirun import fake_env
+
+    argv = ["--direct", "--from", "a@s.test", "--to", "b@t.test", "--body", "x"]
+    for spec in ("dns.example", "127.0.0.1:53", "127.0.0.1#70000"):
+        for command in (["send", *argv], ["send", *argv, "--queue", "--queue-dir",
+                                          str(tmp_path / "q")]):  # fmt: skip
+            env = fake_env(tmp_path)
+            assert main([*command, "--dns-server", spec], env) == 64, spec
+            assert f"--dns-server {spec!r}" in env.stderr.getvalue()
+
+
 def test_direct_takes_no_relay_or_credentials(tmp_path) -> None:
     from smtpmail.cli import main
     from support.clirun import fake_env

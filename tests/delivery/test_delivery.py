@@ -22,6 +22,7 @@ from smtpmail.delivery import (
 )
 from smtpmail.transport.tls import TLSOptions
 from support.delivery.mxworld import BUSY, OK, OK2, TLS_BAD, TLS_GOOD, MXWorld, StartServer
+from support.hostile.scripted import ScriptedServer, plain, respond, send
 from support.servers import Recorder, RecordingServer
 
 pytestmark = pytest.mark.timeout(60)
@@ -265,6 +266,13 @@ def test_bad_input_fails_before_any_lookup(world: MXWorld) -> None:
         deliver(world, ["x@failover.test"], max_connections=0)
     with pytest.raises(smtpmail.InvalidArgument):
         deliver(world, ["x@failover.test"], ehlo_name="bad\r\nname")
+    # A name server that is not an address and port (dnspython would send to it
+    # for the whole lookup timeout, and defer as if DNS were down).
+    for bad in ("dns.example", "127.0.0.1:53", ("127.0.0.1", 70000)):
+        with pytest.raises(smtpmail.InvalidArgument, match="name server"):
+            smtpmail.deliver(MESSAGE, SENDER, ["x@failover.test"], nameservers=[bad])
+        with pytest.raises(smtpmail.InvalidArgument, match="name server"):
+            Resolver([bad])
 
 
 # -- MTA-STS ----------------------------------------------------------------------------
@@ -381,6 +389,29 @@ def test_opportunistic_tls_is_used_without_verification(world: MXWorld, start: S
     outcome = report.recipients["x@sts-badcert.test"]
     assert outcome.tls is not None and outcome.attempts == ()
     assert b"STARTTLS" in server.commands()
+    assert len(server.messages) == 1
+
+
+def test_opportunistic_checks_a_given_ca_against_the_mx_host_name(
+    world: MXWorld, start: StartServer, kind: str
+) -> None:
+    # tls_options (a private CA) without require_tls: the certificate is checked
+    # against the MX host's name, as with require_tls, not against the address
+    # connected to (which failed, then cost a second, unverified connection).
+    server = start(TLS_GOOD, tls_context=world.server_tls("mx.sts-good.test"))
+    kw: dict[str, Any] = {
+        "nameservers": world.nameservers, "ehlo_name": "client.test", "mta_sts": False,
+        "tls_options": TLSOptions(ca_file=world.ca_file),
+    }  # fmt: skip
+    rcpts = ["x@sts-good.test"]
+    if kind == "sync":
+        report = smtpmail.deliver(MESSAGE, SENDER, rcpts, **kw)
+    else:
+        report = asyncio.run(smtpmail.deliver_async(MESSAGE, SENDER, rcpts, **kw))
+    outcome = report.recipients["x@sts-good.test"]
+    assert outcome.delivered and outcome.tls is not None, outcome
+    assert outcome.attempts == ()
+    assert len([w for w in server.wire if w]) == 1
     assert len(server.messages) == 1
 
 
@@ -507,6 +538,44 @@ def test_message_refused_after_data(world: MXWorld, start: StartServer) -> None:
     assert report.failed == ["x@failover.test", "y@failover.test"]
     assert report.recipients["y@failover.test"].enhanced_status == "5.7.1"
     assert second.raw == b""
+
+
+@pytest.mark.parametrize("when", ["DATA", "end of data"])
+def test_4xx_to_the_data_tries_the_next_host(
+    world: MXWorld, start: StartServer, kind: str, when: str
+) -> None:
+    # RFC 5321 §5.1 (the hosts are tried "until a delivery attempt succeeds"), as
+    # Postfix: a 4xx to DATA or to the end of data took nothing, so the next MX
+    # host is tried at once instead of the domain being deferred.
+    refusal = b"451 4.3.0 queue full, try later\r\n"
+    if when == "DATA":  # greylisting at DATA, once every recipient is known
+        script = [respond(stop_at=b"DATA"), send(refusal), respond()]
+    else:
+        script = plain(data_reply=refusal)
+    second = start(OK)
+    kw: dict[str, Any] = {"nameservers": world.nameservers, "ehlo_name": "client.test",
+                          "mta_sts": False}  # fmt: skip
+    rcpts = ["x@failover.test", "y@failover.test"]
+    with ScriptedServer(script, host=world.ip(BUSY), port=25) as first:
+        if kind == "sync":
+            report = smtpmail.deliver(MESSAGE, SENDER, rcpts, **kw)
+        else:
+            report = asyncio.run(smtpmail.deliver_async(MESSAGE, SENDER, rcpts, **kw))
+    assert report.delivered == rcpts, report
+    assert all(o.mx == "ok.failover.test" for o in report.recipients.values())
+    assert "451 4.3.0 queue full" in report.recipients["x@failover.test"].attempts[-1]
+    assert len(first.connections) == 1
+    assert [m.rcpt_tos for m in second.messages] == [rcpts]  # once, by the next host
+
+
+def test_4xx_to_the_data_at_the_last_host_defers(world: MXWorld, start: StartServer) -> None:
+    start(OK2, Recorder(data_reply="452 4.3.1 insufficient storage"))
+    report = deliver(world, ["x@other.test"])  # its only MX
+    outcome = report.recipients["x@other.test"]
+    assert (outcome.status, outcome.code, outcome.enhanced_status) == (
+        DeliveryStatus.DEFERRED, 452, "4.3.1",
+    )  # fmt: skip
+    assert outcome.mx == "mx.other.test" and "insufficient storage" in outcome.text
 
 
 async def test_sts_enforce_async(world: MXWorld, start: StartServer) -> None:

@@ -16,7 +16,16 @@ import smtpmail
 from smtpmail.delivery import DeliveryStatus
 from smtpmail.outbox import Outbox, RetrySchedule, State, Worker
 from support.delivery.mxworld import OK, OK2, MXWorld, StartServer
-from support.proxies import EGRESS, PASSWORD, USER, ProxyProcess, microsocks, quote, running
+from support.proxies import (
+    EGRESS,
+    PASSWORD,
+    USER,
+    ProxyProcess,
+    dante,
+    microsocks,
+    quote,
+    running,
+)
 from support.servers import PeerRecorder
 
 pytestmark = pytest.mark.timeout(60)
@@ -56,6 +65,33 @@ async def test_deliver_through_a_socks5_proxy(
     for server in (ok, other):
         assert len(server.messages) == 1
         assert server.handler.peers == [EGRESS["microsocks"]]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+async def test_deliver_through_socks4_skips_the_ipv6_addresses(
+    tmp_path: Path, world: MXWorld, start: StartServer, use_async: bool
+) -> None:
+    """SOCKS 4 carries IPv4 addresses only: an MX host's IPv6 addresses (tried
+    first) are skipped, not a reason to bounce the message; an MX host with
+    IPv6 addresses alone cannot be reached this way: deferred, not failed."""
+    ok = start(OK, PeerRecorder())
+    with running(dante(tmp_path)) as proxy:
+        kw = dict(
+            nameservers=world.nameservers,
+            mta_sts=False,
+            ehlo_name="client.test",
+            proxy=proxy.url(scheme="socks4"),
+        )
+        rcpts = ["x@dual.test", "y@v6only.test"]
+        if use_async:
+            report = await smtpmail.deliver_async(MESSAGE, SENDER, rcpts, **kw)  # type: ignore[arg-type]
+        else:
+            report = smtpmail.deliver(MESSAGE, SENDER, rcpts, **kw)  # type: ignore[arg-type]
+    dual, v6only = report.recipients.values()
+    assert dual.delivered and dual.address == world.ip(OK), dual
+    assert ok.handler.peers == [EGRESS["dante"]]  # type: ignore[attr-defined]
+    assert v6only.status is DeliveryStatus.DEFERRED, v6only
+    assert v6only.mx == "mx.v6only.test" and "IPv6" in v6only.text
 
 
 def test_deliver_with_a_bad_proxy_url_fails_before_any_lookup(world: MXWorld) -> None:

@@ -36,6 +36,13 @@ def test_mx_repeats_dropped() -> None:
         (["v=STSv1;"], None),
         (["v=STSv1; id=bad-id"], None),
         ([], None),
+        # RFC 8461 §3.1: the record begins with the version field "v=STSv1"
+        # (whitespace may precede its ";"); another version is not this one.
+        (["v=STSv1 ; id=ws"], "ws"),
+        (["v=STSv10; id=other"], None),
+        (["v=STSv1x; id=other", "v=STSv1; id=mine"], "mine"),
+        (["v=STSv1; id=\u00e4b"], None),  # id is 1*32(ALPHA / DIGIT): ASCII
+        (["v=STSv1; id=" + "a" * 33], None),
     ],
 )
 def test_parse_txt(records: list[str], expected: str | None) -> None:

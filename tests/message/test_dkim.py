@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import io
+import subprocess
+import sys
 from email.message import EmailMessage
 from pathlib import Path
 
+import dkim
 import dkim.canonicalization
 import pytest
 from hypothesis import given
@@ -115,6 +118,11 @@ def test_bad_keys_are_typed_errors(tmp_path: Path) -> None:
         DKIMKey("bad selector", "example.org", pem)
     with pytest.raises(InvalidArgument, match="domain"):
         DKIMKey("s", "exa mple.org", pem)
+    # d= is written as delivery writes domains (smtpmail.protocol.idn): IDNA 2003
+    # would sign for strasse.de, another domain than IDNA 2008's xn--strae-oqa.de.
+    with pytest.raises(InvalidArgument, match="ß"):
+        DKIMKey("s", "straße.de", pem)
+    assert DKIMKey("s", "Bücher.example.", pem).domain == "xn--bcher-kva.example"
     with pytest.raises(InvalidArgument, match="key file"):
         DKIMKey.from_file("s", "example.org", tmp_path / "missing.pem")
     from cryptography.hazmat.primitives import serialization as ser
@@ -126,6 +134,27 @@ def test_bad_keys_are_typed_errors(tmp_path: Path) -> None:
     with pytest.raises(InvalidArgument, match="RSA or Ed25519"):
         DKIMKey("s", "example.org", ec_pem)
     assert DKIMKey("s", "example.org", pem.decode()).algorithm == "ed25519-sha256"
+
+
+@pytest.mark.parametrize("ktype", ["rsa", "ed25519"])
+async def test_keys_made_by_dkimpy_sign(
+    smtpd: RecordingServer, connect: Connect, tmp_path: Path, ktype: str
+) -> None:
+    # dkimpy's dknewkey writes an RSA key as PEM but an Ed25519 key as its bare
+    # base64 seed (as dkimpy's signer reads it): a user moving from dkimpy keeps
+    # the key whose public half is already in DNS.
+    subprocess.run(
+        [sys.executable, "-m", "dkim.dknewkey", "--ktype", ktype, str(tmp_path / "mail")],
+        check=True,
+        capture_output=True,
+    )
+    key = DKIMKey.from_file("mail", "example.org", tmp_path / "mail.key")
+    assert key.algorithm == f"{ktype}-sha256"
+    record = (tmp_path / "mail.dns").read_bytes()  # dknewkey's own TXT record
+    async with connect(smtpd.port, dkim=key) as client:
+        await client.send(MESSAGES["bcc"], "ann@example.org", RECIPIENTS)
+    (got,) = smtpd.messages
+    assert dkim.verify(got.content, dnsfunc=lambda name, timeout=5: record), got.content[:600]
 
 
 def test_size_counts_the_signature(key: DKIMKey) -> None:

@@ -69,6 +69,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _nameservers(specs: list[str]) -> list[tuple[str, int]] | None:
+    from smtpmail.delivery.resolver import check_nameserver
+    from smtpmail.errors import InvalidArgument
+
     if not specs:
         return None
     servers = []
@@ -76,6 +79,10 @@ def _nameservers(specs: list[str]) -> list[tuple[str, int]] | None:
         address, _, port = spec.partition("#")
         if not address or (port and not port.isdigit()):
             raise _usage(f"--dns-server {spec!r} is not ADDR or ADDR#PORT")
+        try:  # the library's rule, as a usage error (exit 64)
+            check_nameserver((address, int(port or 53)))
+        except InvalidArgument as exc:
+            raise _usage(f"--dns-server {spec!r}: {exc} (ADDR or ADDR#PORT)") from None
         servers.append((address, int(port or 53)))
     return servers
 

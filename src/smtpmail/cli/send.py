@@ -348,7 +348,7 @@ def run(args: argparse.Namespace, env: Environment) -> int:
         document["envelope"] = jsondoc.envelope(prepared.envelope)
         document["message_id"] = prepared.message_id()
     if args.dry_run:
-        return _dry_run(prepared, settings, env, keep_bcc=args.keep_bcc)
+        return _dry_run(prepared, settings, env, keep_bcc=args.keep_bcc, direct=args.direct)
     if args.quit_after:
         if args.queue or args.queue_only or args.direct or args.json:
             raise UsageError("--quit-after talks to --server: not with --queue, --direct, --json")
@@ -473,10 +473,23 @@ def _plain(value: Any) -> Any:
 
 
 def _dry_run(
-    prepared: Prepared, settings: ServerSettings, env: Environment, *, keep_bcc: bool
+    prepared: Prepared,
+    settings: ServerSettings,
+    env: Environment,
+    *,
+    keep_bcc: bool,
+    direct: bool,
 ) -> int:
     envelope = prepared.envelope
     from smtpmail.message.content import as_content
+
+    # Where it would go: the relay, or (--direct) each recipient domain's MX
+    # hosts, named as delivery looks them up (A-labels), not the unused relay.
+    domains = None
+    if direct:
+        from smtpmail.delivery.routing import group_by_domain
+
+        domains = [job.domain for job in group_by_domain(envelope)]
 
     # What would be sent: through the Bcc rule, as a send. The 8-bit downgrade
     # depends on the server (8BITMIME or not) and DKIM signing on the moment:
@@ -487,12 +500,20 @@ def _dry_run(
         from smtpmail.cli import jsondoc
 
         env.document["mode"] = "dry-run"
-        env.document["server"] = {"url": settings.url, "host": settings.host, "port": settings.port}
+        if domains is None:
+            server = {"url": settings.url, "host": settings.host, "port": settings.port}
+            env.document["server"] = server
+        else:
+            env.document["server"] = None
+            env.document["domains"] = domains
         env.document["recipients"] = [jsondoc.unsent(address) for address in envelope.recipients]
         env.document["message"] = b"".join(chunks).decode("utf-8", "replace")
         return EX_OK
     out = env.stdout
-    out.write(f"# server: {settings.url}\n")
+    if domains is None:
+        out.write(f"# server: {settings.url}\n")
+    else:
+        out.write(f"# direct: the MX hosts of {', '.join(domains)}\n")
     out.write(f"# reverse-path: <{envelope.sender}>\n")
     for rcpt in envelope.recipients:
         out.write(f"# forward-path: <{rcpt}>\n")

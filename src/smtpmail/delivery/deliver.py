@@ -138,6 +138,7 @@ def _plan(
             "dane=True needs a DNSSEC-validating resolver: a nameserver on loopback, "
             "or Resolver(..., dnssec=True) for one you trust to validate"
         )
+    checked_proxy = None if proxy is None else Proxy.of(proxy)  # a bad URL fails here
     flow = FlowConfig(
         port=port,
         require_tls=require_tls,
@@ -145,6 +146,7 @@ def _plan(
         mta_sts=sts is not None,
         dane=dane,
         local_names=_local_names(ehlo_name),
+        ipv6=checked_proxy is None or checked_proxy.reaches_ipv6,
     )
     # Unsigned 8-bit data is converted by each client, for an MX host without
     # 8BITMIME only (signed data was converted above; this is then a no-op).
@@ -152,11 +154,11 @@ def _plan(
         "ehlo_name": ehlo_name, "timeout": timeout, "convert_8bit": convert_8bit,
     }  # fmt: skip
     policy_connect = None
-    if proxy is not None:
-        options["proxy"] = Proxy.of(proxy)  # a bad URL fails here, before any lookup
+    if checked_proxy is not None:
+        options["proxy"] = checked_proxy
         from smtpmail.transport.proxy import proxy_connector
 
-        policy_connect = proxy_connector(options["proxy"])
+        policy_connect = proxy_connector(checked_proxy)
     if transcript is not None:
         options["transcript"] = transcript
     sent: MessageInput = data

@@ -10,8 +10,9 @@ written once:
   addresses (IPv6 first); a connection failure moves to the next address;
   a refused greeting or EHLO, a 421 or a transient MAIL FROM refusal to the
   next host;
-- a 5xx to a recipient is final for it; 4xx to every recipient tries the
-  next host; the first host that takes the message ends the delivery;
+- a 5xx to a recipient is final for it; 4xx to every recipient, or a 4xx
+  to DATA or to the end of data, tries the next host; the first host that
+  takes the message ends the delivery;
 - in opportunistic mode a failed TLS handshake is retried on a new
   connection, first without certificate checks (when they were asked for),
   then in clear text; when TLS is mandatory the host is skipped instead;
@@ -128,6 +129,8 @@ class FlowConfig(Frozen):
     max_attempts: int = 10
     #: This host's own names: an MX list naming it is cut there (RFC 5321 §5.1).
     local_names: frozenset[str] = frozenset()
+    #: Whether connections reach IPv6 addresses (not through a SOCKS 4 proxy).
+    ipv6: bool = True
 
 
 class _Tracker:
@@ -268,6 +271,8 @@ def _try_host(
         track.last_error = addresses
         track.last_tried = {"mx": mx, "address": None}
         return
+    if not config.ipv6:
+        addresses = _ipv4_only(mx, addresses, track)
     dane: TLSDecision | str | None = None
     if config.dane and job.literal is None:
         tlsa: TLSAAnswer | DNSError = yield LookupTLSA(mx.name, config.port)
@@ -305,6 +310,20 @@ def _try_host(
             outcome = yield Attempt(mx, address, _envelope(job, track), decision)
         if _fold_outcome(outcome, mx, address, track, tried.dane) == "next-host":
             return
+
+
+def _ipv4_only(mx: MXHost, addresses: list[str], track: _Tracker) -> list[str]:
+    """The host's IPv4 addresses, for connections that cannot reach IPv6 ones
+    (a SOCKS 4 proxy): those are skipped, not failed; none left is a host
+    that cannot be reached this way, which waiting (or another proxy) may fix."""
+    kept = [a for a in addresses if ":" not in a]
+    if len(kept) < len(addresses):
+        why = "IPv6 addresses skipped: the proxy reaches IPv4 addresses only"
+        track.trail.append(f"{mx.name}: {why}")
+        if not kept:
+            track.last_error = ConnectError(f"{mx.name} has no IPv4 address ({why})")
+            track.last_tried = {"mx": mx, "address": None}
+    return kept
 
 
 def _weaker(tried: TLSDecision) -> TLSDecision | None:
@@ -404,14 +423,14 @@ def _fold_outcome(
             if reply.is_permanent:
                 _by_reply(track, [recipient], reply, where, rcpt_reply=reply)
         return "next-host"
-    if isinstance(outcome, DataRefused) or (
-        isinstance(outcome, SenderRefused) and outcome.reply.is_permanent
-    ):
-        # The host took the transaction this far: its verdict stands, 4xx or 5xx.
+    if isinstance(outcome, DataRefused | SenderRefused) and outcome.reply.is_permanent:
+        # A 5xx to the sender or the message: every host would refuse it.
         _by_reply(track, list(track.pending), outcome.reply, where)
         return "done"
-    # Greeting or EHLO refused, 421, a transient MAIL FROM refusal, a TLS failure
-    # with TLS mandatory, a protocol error, an extension this host lacks: next host.
+    # Greeting or EHLO refused, 421, a 4xx to MAIL FROM, DATA or the end of data
+    # (nothing was taken: RFC 5321 §5.1 tries the hosts "until a delivery attempt
+    # succeeds", as Postfix does), a TLS failure with TLS mandatory, a protocol
+    # error, an extension this host lacks: next host.
     return "next-host"
 
 

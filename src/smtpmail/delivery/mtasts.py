@@ -78,12 +78,14 @@ def parse_txt(records: list[str]) -> str | None:
 
     Exactly one record must start with ``v=STSv1`` (§3.1); several mean no policy.
     """
-    found = [r for r in records if r.startswith("v=STSv1")]
+    # The version field is the first, exactly (v=STSv10 is another version).
+    found = [r for r in records if r.split(";", 1)[0].rstrip(" \t") == "v=STSv1"]
     if len(found) != 1:
         return None
     fields = dict(part.strip().split("=", 1) for part in found[0].split(";") if "=" in part.strip())
     policy_id = fields.get("id", "")
-    if not policy_id or not policy_id.isalnum() or len(policy_id) > 32:
+    # sts-id = 1*32(ALPHA / DIGIT): ASCII only (str.isalnum takes any script).
+    if not policy_id.isascii() or not policy_id.isalnum() or len(policy_id) > 32:
         return None
     return policy_id
 

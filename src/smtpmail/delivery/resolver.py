@@ -25,10 +25,11 @@ from typing import Any
 
 from smtpmail._log import Logger
 from smtpmail._record import Frozen
-from smtpmail.errors import DNSError
+from smtpmail.errors import DNSError, InvalidArgument
+from smtpmail.protocol.commands import check_port
 from smtpmail.transport.dane import TLSARecord
 
-__all__ = ["MXHost", "Resolver", "TLSAAnswer", "order_mx"]
+__all__ = ["MXHost", "Resolver", "TLSAAnswer", "check_nameserver", "order_mx"]
 
 log = Logger("smtpmail.delivery")  # logging itself is imported when needed (_log)
 
@@ -68,6 +69,30 @@ def order_mx(records: Sequence[tuple[int, str]], rng: random.Random | None = Non
             seen.add(name)
             hosts.append(MXHost(name, pref))
     return hosts
+
+
+def check_nameserver(entry: object) -> Nameserver:
+    """Refuse a name server that is not an IP address, or ``(address, port)``; return it.
+
+    Checked before any lookup: dnspython would send to a host name or a bad
+    port for the whole lookup timeout, and delivery would defer as if DNS
+    were down instead of saying what is wrong.
+    """
+    import ipaddress
+
+    if isinstance(entry, str):
+        address, port = entry, None
+    elif isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[0], str):
+        address, port = entry
+    else:
+        raise InvalidArgument(f"name server {entry!r} is not an address nor (address, port)")
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        raise InvalidArgument(f"name server {address!r} is not an IP address") from None
+    if port is None:
+        return address
+    return address, check_port(port, "name server port")
 
 
 def _is_null_mx(records: Sequence[tuple[int, str]]) -> bool:
@@ -118,7 +143,9 @@ class Resolver:
         cache: int = 1000,
         dnssec: bool | None = None,
     ) -> None:
-        self.nameservers = list(nameservers) if nameservers is not None else None
+        if nameservers is not None:
+            nameservers = [check_nameserver(entry) for entry in nameservers]
+        self.nameservers = nameservers
         self.dnssec = dnssec
         self.timeout = timeout
         self.families = tuple(t for t, on in (("AAAA", ipv6), ("A", ipv4)) if on)

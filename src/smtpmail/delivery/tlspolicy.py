@@ -107,5 +107,7 @@ def _without_dane(
     if policy is not None and policy.mode == "testing":
         # Check the certificate as enforce would; a failure is reported, then relaxed.
         return TLSDecision(TLSMode.OPPORTUNISTIC, verified, "mta-sts testing")
-    opportunistic = tls_options or TLSOptions(verify_insecure_off=True)
+    # The caller's options (a private CA...) check the MX host's name, not the
+    # address connected to; without options, any certificate will do (RFC 7435).
+    opportunistic = verified if tls_options is not None else TLSOptions(verify_insecure_off=True)
     return TLSDecision(TLSMode.OPPORTUNISTIC, opportunistic, "opportunistic")

@@ -25,8 +25,9 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from smtpmail.errors import InvalidArgument
+from smtpmail.errors import InvalidAddress, InvalidArgument
 from smtpmail.message.bcc import header_section_end
+from smtpmail.protocol.idn import to_a_labels
 
 __all__ = ["OVERSIGNED_FIELDS", "SIGNED_FIELDS", "BodyHasher", "DKIMKey", "canonical_header"]
 
@@ -48,7 +49,7 @@ OVERSIGNED_FIELDS = frozenset(
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 _WSP_RUN = re.compile(rb"[ \t]+")
 _WSP_BEFORE_EOL = re.compile(rb" \r\n")
-#: Dot-separated labels (RFC 6376 §3.1 selectors; the domain in its A-label form).
+#: Dot-separated labels (RFC 6376 §3.1 selectors; a leading underscore is allowed).
 _LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
 _SELECTOR = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
 
@@ -122,7 +123,8 @@ def _fields(header: bytes) -> list[tuple[bytes, bytes]]:
 class DKIMKey:
     """A private key to sign with, for ``domain`` (d=) and ``selector`` (s=).
 
-    ``private_key`` is PEM (PKCS#8 or PKCS#1 RSA, or PKCS#8 Ed25519); the
+    ``private_key`` is PEM (PKCS#8 or PKCS#1 RSA, or PKCS#8 Ed25519), or an
+    Ed25519 key's 32-byte seed in base64 (the file dkimpy's dknewkey writes); the
     algorithm is rsa-sha256 for an RSA key (at least 1024 bits, RFC 8301 §3.2)
     and ed25519-sha256 for an Ed25519 key (RFC 8463). The public key goes in
     the TXT record ``<selector>._domainkey.<domain>``: :meth:`dns_record`.
@@ -135,11 +137,11 @@ class DKIMKey:
         if not _SELECTOR.fullmatch(selector):
             raise InvalidArgument(f"DKIM selector {selector!r} is not a DNS label sequence")
         try:
-            domain_ascii = domain.rstrip(".").encode("idna").decode("ascii")
-        except UnicodeError as exc:
-            raise InvalidArgument(f"DKIM domain {domain!r} is not a domain name") from exc
-        if not _SELECTOR.fullmatch(domain_ascii):
-            raise InvalidArgument(f"DKIM domain {domain!r} is not a domain name")
+            # d= in A-labels by the rule every written domain follows (no IDNA
+            # 2003 deviation mapping straße.de to another domain, strasse.de).
+            domain_ascii = to_a_labels(domain.rstrip("."), "DKIM domain")
+        except InvalidAddress as exc:
+            raise InvalidArgument(str(exc)) from exc
         self.selector = selector
         self.domain = domain_ascii
         self._key, self.algorithm = _load_key(
@@ -242,6 +244,18 @@ def _fold_b64(value: str) -> str:
     return "\r\n\t".join(value[i : i + 72] for i in range(0, len(value), 72))
 
 
+def _bare_ed25519_seed(text: bytes) -> bytes | None:
+    """The 32-byte seed of an Ed25519 key written as bare base64 (RFC 8463 §4),
+    as dkimpy's dknewkey and signer keep it; None for anything else (PEM...)."""
+    import binascii
+
+    try:
+        seed = base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return seed if len(seed) == 32 else None
+
+
 def _load_key(pem: bytes) -> tuple[Key, str]:
     try:
         from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
@@ -250,10 +264,15 @@ def _load_key(pem: bytes) -> tuple[Key, str]:
         raise InvalidArgument(
             "DKIM signing needs the cryptography package: pip install 'smtpmail[dkim]'"
         ) from exc
+    seed = _bare_ed25519_seed(pem)
+    if seed is not None:
+        return ed25519.Ed25519PrivateKey.from_private_bytes(seed), "ed25519-sha256"
     try:
         key = load_pem_private_key(pem, password=None)
     except (ValueError, TypeError) as exc:
-        raise InvalidArgument(f"not an unencrypted PEM private key: {exc}") from exc
+        raise InvalidArgument(
+            f"not an unencrypted PEM private key (nor an Ed25519 key in base64): {exc}"
+        ) from exc
     if isinstance(key, ed25519.Ed25519PrivateKey):
         return key, "ed25519-sha256"
     if isinstance(key, rsa.RSAPrivateKey):

@@ -109,6 +109,11 @@ class Proxy(Frozen):
         return SCHEMES[self.scheme]
 
     @property
+    def reaches_ipv6(self) -> bool:
+        """Can the proxy connect to an IPv6 address? SOCKS 4 carries IPv4 only."""
+        return not self.scheme.startswith("socks4")
+
+    @property
     def address(self) -> str:
         """``host:port`` of the proxy itself, as a message shows it."""
         host = f"[{self.host}]" if ":" in self.host else self.host

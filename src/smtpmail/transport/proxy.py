@@ -205,7 +205,7 @@ def _needs_address(proxy: Proxy, host: str) -> bool:
 
 def _family(proxy: Proxy, family: int) -> int:
     """SOCKS 4 carries IPv4 addresses only."""
-    if not proxy.scheme.startswith("socks4"):
+    if proxy.reaches_ipv6:
         return family
     if family == socket.AF_INET6:
         raise InvalidArgument(f"a SOCKS 4 proxy ({proxy}) cannot reach IPv6 addresses; use socks5")

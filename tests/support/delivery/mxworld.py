@@ -86,6 +86,12 @@ def zone(net: str) -> list[str]:
         "mx-host=nullmx.test,.,0",
         # deadhost.test: its only MX has no address.
         "mx-host=deadhost.test,nowhere.deadhost.test,10",
+        # dual.test: its only MX has an IPv6 address (nothing listens) and the OK one;
+        # v6only.test: its only MX has an IPv6 address alone.
+        "mx-host=dual.test,mx.dual.test,10",
+        f"host-record=mx.dual.test,{a(OK)},::1",
+        "mx-host=v6only.test,mx.v6only.test,10",
+        "host-record=mx.v6only.test,::1",
         # MTA-STS domains: the policy host, the TXT record, the MX.
         *_sts_domain(net, "sts-good", TLS_GOOD),
         *_sts_domain(net, "sts-unlisted", OK),
