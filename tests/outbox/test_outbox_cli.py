@@ -8,6 +8,8 @@ import io
 import json
 from pathlib import Path
 
+import pytest
+
 from smtpmail.cli import main
 from smtpmail.cli.environment import Environment
 from smtpmail.cli.progress import ProgressBar
@@ -238,3 +240,35 @@ def test_queue_run_watch_delivers_new_mail_and_stops_on_sigterm(
         out, err = watcher.communicate(timeout=30)
     assert watcher.returncode == 0, err
     assert out.decode().count("1 delivered") == 2
+
+
+# Records a hand edit, a foreign tool or a disk fault may leave: valid JSON of the
+# wrong shape. Each is that one message's problem, never the whole queue's.
+MALFORMED_RECORDS = [
+    "[]",
+    "{}",
+    '{"sender": "a@example.org", "recipients": []}',
+    '{"id": "x", "sender": "a@example.org", "recipients": null}',
+    '{"id": "x", "sender": "a@example.org", "recipients": [1]}',
+    '{"id": "x", "sender": "a@example.org", "recipients": [{"state": "queued"}]}',
+    '{"id": "x", "sender": "a@example.org", "recipients": [], "attempts": null}',
+    '{"id": "x", "sender": "a@example.org", "recipients": [], "version": "two"}',
+]
+
+
+@pytest.mark.parametrize("record", MALFORMED_RECORDS)
+def test_a_malformed_record_is_skipped_loudly_and_the_rest_is_delivered(
+    tmp_path: Path, smtpd: RecordingServer, record: str
+) -> None:
+    box = Outbox(tmp_path / "q")
+    good = box.add(LETTER.encode(), "a@example.org", ["b@example.net"])
+    bad = box.add(LETTER.encode(), "a@example.org", ["c@example.net"])
+    box.json_path(bad.id).write_text(record)
+    status, out, err = _run(tmp_path, [*_queue(tmp_path), "list"])
+    assert status == 0 and good.id in out and bad.id not in out
+    assert f"message {bad.id}: unreadable state, skipped" in err
+    status, out, err = _run(tmp_path, [*_queue(tmp_path), "run", "--port", str(smtpd.port)])
+    assert status == 0 and "1 message(s) tried: 1 recipient(s) delivered" in out
+    assert f"message {bad.id}: unreadable state, skipped" in err
+    assert [m.rcpt_tos for m in smtpd.messages] == [["b@example.net"]]
+    assert box.json_path(bad.id).read_text() == record  # left for a person to look at
