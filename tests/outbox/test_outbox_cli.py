@@ -272,3 +272,29 @@ def test_a_malformed_record_is_skipped_loudly_and_the_rest_is_delivered(
     assert f"message {bad.id}: unreadable state, skipped" in err
     assert [m.rcpt_tos for m in smtpd.messages] == [["b@example.net"]]
     assert box.json_path(bad.id).read_text() == record  # left for a person to look at
+
+
+def test_a_message_whose_eml_was_removed_is_deferred_then_reported_never_dropped(
+    tmp_path: Path, smtpd: RecordingServer
+) -> None:
+    box = Outbox(tmp_path / "q")
+    gone = box.add(LETTER.encode(), "a@example.org", ["c@example.net"])
+    kept = box.add(LETTER.encode(), "a@example.org", ["b@example.net"])
+    box.eml_path(gone.id).unlink()
+    # purge removes done messages only: this one is still owed to its recipient
+    assert "0 message(s) removed" in _run(tmp_path, [*_queue(tmp_path), "purge"])[1]
+    run = [*_queue(tmp_path), "run", "--port", str(smtpd.port)]
+    status, out, _ = _run(tmp_path, run)
+    assert status == 75 and f"{gone.id} <a@example.org>: 1 deferred" in out
+    assert [m.rcpt_tos for m in smtpd.messages] == [["b@example.net"]]
+    (c,) = box.load(gone.id).recipients
+    assert c.state.value == "deferred" and "the queued copy is missing" in (c.reply or "")
+    # past the give-up age it fails, and the report names it
+    _run(tmp_path, [*_queue(tmp_path), "retry"])
+    assert _run(tmp_path, [*run, "--give-up", "0"])[0] == 69
+    status, out, _ = _run(tmp_path, [*_queue(tmp_path), "report", "--json"])
+    (entry,) = json.loads(out)["failures"]
+    assert entry["id"] == gone.id and entry["recipient"] == "c@example.net"
+    assert [m.rcpt_tos for m in smtpd.messages] == [["b@example.net"]]
+    assert box.load(kept.id).done
+    assert "2 message(s) removed" in _run(tmp_path, [*_queue(tmp_path), "purge"])[1]

@@ -36,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import io
 import json
 import os
 import re
@@ -43,7 +44,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, cast
 
 from smtpmail._log import Logger
 from smtpmail.errors import OutboxError
@@ -230,35 +231,24 @@ class FolderOutbox(Outbox):
         Raises OutboxError when the message was left in flight and that cannot
         be recorded; the message is then not claimed.
         """
-        try:
-            f = open(self.eml_path(msg_id), "rb")  # noqa: SIM115 - the claim owns it
-        except FileNotFoundError:
+        claim = self._lock_any(msg_id)
+        if claim is None:
             return None
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.close()
-            return None
-        try:
-            message = self.load(msg_id)  # read again under the lock
-        except (KeyError, ValueError):
-            f.close()
-            return None
-        claim = FolderClaim(self, message, f)
+        message = claim.message
         if message.inflight is not None:
             try:
                 apply_abandoned(message)
                 self.save(message)
                 tell(self.observer, "attempt_abandoned", message)
             except BaseException:
-                f.close()
+                claim.release()
                 raise
             claim.recovered = True
         elif message.done or (due_by is not None and message.next_attempt > due_by):
-            f.close()
+            claim.release()
             return None
         if message.done:
-            f.close()
+            claim.release()
             return None
         return claim
 
@@ -294,15 +284,25 @@ class FolderOutbox(Outbox):
         return removed
 
     def _lock_any(self, msg_id: str) -> FolderClaim | None:
+        """The message with its ``.eml`` locked, done or not; None when another
+        worker holds it, or it is gone or unreadable.
+
+        A record whose ``.eml`` was removed by hand is still a message owed to
+        its recipients: it is held with a copy that fails to read (there is
+        nothing left to lock, nor to send twice), so an attempt defers it with
+        that reason like any unreadable copy, until the give-up age fails it
+        and ``queue report`` names it; ``purge`` removes it once done.
+        """
+        path = self.eml_path(msg_id)
+        f: IO[bytes]
         try:
-            f = open(self.eml_path(msg_id), "rb")  # noqa: SIM115 - the claim owns it
+            f = open(path, "rb")  # noqa: SIM115 - the claim owns it
         except FileNotFoundError:
-            with contextlib.suppress(FileNotFoundError):
-                self.json_path(msg_id).unlink()  # a .json without its message: useless
-            return None
+            f = cast(IO[bytes], _MissingCopy(path))  # a binary stream, as the open file
         try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return FolderClaim(self, self.load(msg_id), f)
+            if not isinstance(f, _MissingCopy):
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return FolderClaim(self, self.load(msg_id), f)  # read again under the lock
         except (BlockingIOError, KeyError, ValueError):
             f.close()
             return None
@@ -317,3 +317,27 @@ class FolderOutbox(Outbox):
             if orphan and entry.stat().st_mtime < cutoff:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(entry.path)
+
+
+class _MissingCopy(io.RawIOBase):
+    """The stored copy of a message whose ``.eml`` is gone: any read fails as
+    the file's would (ENOENT), so the attempt never sends a byte of the data."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self._path = path
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return 0
+
+    def tell(self) -> int:
+        return 0
+
+    def readinto(self, buffer: Any) -> int:
+        raise FileNotFoundError(errno.ENOENT, "the queued copy is missing", str(self._path))
