@@ -298,3 +298,16 @@ def test_a_message_whose_eml_was_removed_is_deferred_then_reported_never_dropped
     assert [m.rcpt_tos for m in smtpd.messages] == [["b@example.net"]]
     assert box.load(kept.id).done
     assert "2 message(s) removed" in _run(tmp_path, [*_queue(tmp_path), "purge"])[1]
+
+
+@pytest.mark.parametrize("action", ["show", "retry", "purge"])
+def test_naming_a_malformed_record_is_a_data_error_that_says_which(
+    tmp_path: Path, action: str
+) -> None:
+    box = Outbox(tmp_path / "q")
+    bad = box.add(LETTER.encode(), "a@example.org", ["c@example.net"])
+    box.json_path(bad.id).write_text("{ not json")
+    status, _, err = _run(tmp_path, [*_queue(tmp_path), action, bad.id[:10]])
+    assert status == 65, err
+    assert f"message {bad.id}" in err and "unreadable state" in err
+    assert "internal error" not in err
