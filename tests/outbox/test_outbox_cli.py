@@ -311,3 +311,23 @@ def test_naming_a_malformed_record_is_a_data_error_that_says_which(
     assert status == 65, err
     assert f"message {bad.id}" in err and "unreadable state" in err
     assert "internal error" not in err
+
+
+def test_a_truncated_eml_is_never_sent_as_it_is_and_goes_once_restored(
+    tmp_path: Path, smtpd: RecordingServer
+) -> None:
+    box = Outbox(tmp_path / "q")
+    queued = box.add(LETTER.encode(), "a@example.org", ["b@example.net"])
+    stored = box.eml_path(queued.id).read_bytes()
+    box.eml_path(queued.id).write_bytes(stored[:40])  # a disk fault, a hand edit
+    run = [*_queue(tmp_path), "run", "--port", str(smtpd.port)]
+    assert _run(tmp_path, run)[0] == 75
+    assert smtpd.messages == []
+    (r,) = box.load(queued.id).recipients
+    assert r.state.value == "deferred" and not r.possibly_delivered
+    assert f"the queued copy is 40 octets, not the {len(stored)} stored" in (r.reply or "")
+    box.eml_path(queued.id).write_bytes(stored)  # restored from a backup
+    _run(tmp_path, [*_queue(tmp_path), "retry"])
+    assert _run(tmp_path, run)[0] == 0
+    (got,) = smtpd.messages
+    assert got.content.replace(b"\r\n", b"\n") == stored.replace(b"\r\n", b"\n")

@@ -285,27 +285,36 @@ class FolderOutbox(Outbox):
 
     def _lock_any(self, msg_id: str) -> FolderClaim | None:
         """The message with its ``.eml`` locked, done or not; None when another
-        worker holds it, or it is gone or unreadable.
+        worker holds it, or its state is gone or unreadable.
 
-        A record whose ``.eml`` was removed by hand is still a message owed to
-        its recipients: it is held with a copy that fails to read (there is
-        nothing left to lock, nor to send twice), so an attempt defers it with
+        A copy that is not the one stored (its ``.eml`` removed by hand, or of
+        another size than :meth:`add` wrote: truncated or damaged) is still a
+        message owed to its recipients, never one to send as it is now: it is
+        held with a copy whose every read fails, so an attempt defers it with
         that reason like any unreadable copy, until the give-up age fails it
         and ``queue report`` names it; ``purge`` removes it once done.
         """
         path = self.eml_path(msg_id)
-        f: IO[bytes]
         try:
             f = open(path, "rb")  # noqa: SIM115 - the claim owns it
         except FileNotFoundError:
-            f = cast(IO[bytes], _MissingCopy(path))  # a binary stream, as the open file
+            missing = _UnreadableCopy(path, errno.ENOENT, "the queued copy is missing")
+            try:
+                return FolderClaim(self, self.load(msg_id), cast(IO[bytes], missing))
+            except (KeyError, ValueError):
+                return None
         try:
-            if not isinstance(f, _MissingCopy):
-                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return FolderClaim(self, self.load(msg_id), f)  # read again under the lock
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            message = self.load(msg_id)  # read again under the lock
         except (BlockingIOError, KeyError, ValueError):
             f.close()
             return None
+        size = os.fstat(f.fileno()).st_size
+        if message.size and size != message.size:
+            reason = f"the queued copy is {size} octets, not the {message.size} stored"
+            damaged = _UnreadableCopy(path, errno.EIO, reason, holding=f)
+            return FolderClaim(self, message, cast(IO[bytes], damaged))
+        return FolderClaim(self, message, f)
 
     def _remove_orphans(self) -> None:
         cutoff = time.time() - ORPHAN_AGE
@@ -319,13 +328,18 @@ class FolderOutbox(Outbox):
                     os.unlink(entry.path)
 
 
-class _MissingCopy(io.RawIOBase):
-    """The stored copy of a message whose ``.eml`` is gone: any read fails as
-    the file's would (ENOENT), so the attempt never sends a byte of the data."""
+class _UnreadableCopy(io.RawIOBase):
+    """The stored copy of a message that cannot be sent as it is (gone, or not
+    the size stored): every read fails with ``code`` (an errno), so an attempt never
+    sends a byte of its data. ``holding``: the ``.eml`` whose lock the claim
+    keeps, closed with it."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(
+        self, path: Path, code: int, reason: str, *, holding: IO[bytes] | None = None
+    ) -> None:
         super().__init__()
-        self._path = path
+        self._error = (code, reason, str(path))
+        self._holding = holding
 
     def readable(self) -> bool:
         return True
@@ -340,4 +354,9 @@ class _MissingCopy(io.RawIOBase):
         return 0
 
     def readinto(self, buffer: Any) -> int:
-        raise FileNotFoundError(errno.ENOENT, "the queued copy is missing", str(self._path))
+        raise OSError(*self._error)  # (ENOENT: a FileNotFoundError)
+
+    def close(self) -> None:
+        if self._holding is not None:
+            self._holding.close()  # the lock goes with it
+        super().close()
