@@ -331,3 +331,26 @@ def test_a_truncated_eml_is_never_sent_as_it_is_and_goes_once_restored(
     assert _run(tmp_path, run)[0] == 0
     (got,) = smtpd.messages
     assert got.content.replace(b"\r\n", b"\n") == stored.replace(b"\r\n", b"\n")
+
+
+def test_queue_add_with_recipients_needs_no_recipient_header(
+    tmp_path: Path, smtpd: RecordingServer
+) -> None:
+    status, _, err = _run(
+        tmp_path, [*_queue(tmp_path), "add", "r@example.net"], "From: a@example.org\n\nhello\n"
+    )
+    assert status == 0, err
+    assert _run(tmp_path, [*_queue(tmp_path), "run", "--port", str(smtpd.port)])[0] == 0
+    assert [(m.mail_from, m.rcpt_tos) for m in smtpd.messages] == [
+        ("a@example.org", ["r@example.net"])
+    ]
+
+
+def test_merge_to_column_needs_no_recipient_header(tmp_path: Path, smtpd: RecordingServer) -> None:
+    (tmp_path / "t.eml").write_text("From: a@example.org\nSubject: hi {{name}}\n\nDear {{name}}\n")
+    (tmp_path / "d.csv").write_text("name,email\nBob,bob@example.net\nAnn,ann@example.net\n")
+    argv = ["merge", "--template", str(tmp_path / "t.eml"), "--data", str(tmp_path / "d.csv")]
+    argv += ["--to-column", "email", "--queue-dir", str(tmp_path / "q")]
+    status, _, err = _run(tmp_path, [*argv, "--port", str(smtpd.port)])
+    assert status == 0, err
+    assert sorted(m.rcpt_tos[0] for m in smtpd.messages) == ["ann@example.net", "bob@example.net"]

@@ -398,10 +398,7 @@ def _envelope(
         from smtpmail.message.content import resolve_envelope
 
         return resolve_envelope(message, sender, recipients)
-    envelope = envelope_from_headers(parsed, sender)
-    if recipients is not None:
-        envelope = Envelope(envelope.sender, recipients)
-    return envelope
+    return envelope_from_headers(parsed, sender, recipients)
 
 
 def _header_block(head: bytes) -> bytes:
