@@ -265,7 +265,7 @@ class Worker:
             for name in vars(total):
                 setattr(total, name, getattr(total, name) + getattr(stats, name))
             if failures:
-                pause = min(poll * 2 ** (failures - 1), MAX_OUTBOX_PAUSE)
+                pause = min(poll * 2 ** min(failures - 1, 30), MAX_OUTBOX_PAUSE)
                 log.error("%s; the next pass in %gs", failure, pause)
                 self.stop_event.wait(pause)
                 continue
