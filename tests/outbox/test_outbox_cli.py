@@ -354,3 +354,21 @@ def test_merge_to_column_needs_no_recipient_header(tmp_path: Path, smtpd: Record
     status, _, err = _run(tmp_path, [*argv, "--port", str(smtpd.port)])
     assert status == 0, err
     assert sorted(m.rcpt_tos[0] for m in smtpd.messages) == ["ann@example.net", "bob@example.net"]
+
+
+def test_merge_run_again_counts_only_what_it_sends(tmp_path: Path, smtpd: RecordingServer) -> None:
+    smtpd.handler.refuse = {"cy@example.net": ["451 4.3.0 try later"]}
+    rows = "Bob,bob@example.net,1\nAnn,ann@example.net,2\nCy,cy@example.net,3\n"
+    merge = [*_merge_files(tmp_path, rows), "--port", str(smtpd.port)]
+    assert _run(tmp_path, merge)[0] == 75
+    _run(tmp_path, [*_queue(tmp_path), "retry"])
+    status, _, err = _run(tmp_path, merge)  # the two delivered are not sent again
+    assert status == 0
+    lines = err.splitlines()
+    assert lines[0] == "smtpmail: 3 row(s) already queued by an earlier run, skipped"
+    assert [line[:4] for line in lines[1:]] == ["1/1 "], err
+    assert sorted(m.rcpt_tos[0] for m in smtpd.messages) == [
+        "ann@example.net",
+        "bob@example.net",
+        "cy@example.net",
+    ]
