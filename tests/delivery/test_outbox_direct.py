@@ -153,3 +153,25 @@ def test_queue_run_direct_on_a_full_disk(tmp_path: Path, world: MXWorld, fault: 
     direct = ["--direct", "--dns-server", f"{address}#{port}", "--no-mta-sts"]
     with ScriptedServer(plain(data_reply=LONG_REPLY), host=world.ip(OK2), port=25) as mx:
         check_full_disk_then_space(tmp_path, fault, direct, lambda: list(mx.messages))
+
+
+def test_a_552_to_rcpt_is_deferred_not_bounced_in_direct_delivery(
+    tmp_path: Path, world: MXWorld, start: StartServer
+) -> None:
+    """RFC 5321 §4.5.3.1.10: a 552 to RCPT is the old "too many recipients",
+    temporary, whether others of the transaction were taken or not."""
+    ok = start(OK)
+    old = "552 5.5.3 too many recipients"
+    ok.handler.refuse.update({"later@failover.test": [old, old]})
+    box = Outbox(tmp_path, schedule=RetrySchedule(first=0))
+    shared = box.add(
+        b"Subject: a\r\n\r\nx\r\n", "a@sender.test", ["good@failover.test", "later@failover.test"]
+    )
+    alone = box.add(b"Subject: b\r\n\r\nx\r\n", "a@sender.test", ["later@failover.test"])
+    direct = {"nameservers": world.nameservers, **DIRECT}
+    Worker(box, direct=direct).run()
+    for queued in (shared, alone):
+        later = box.load(queued.id).recipient("later@failover.test")
+        assert later is not None and later.state is State.DEFERRED and later.code == 552
+    Worker(box, direct=direct).run()
+    assert all(m.done and m.count(State.DELIVERED) == len(m.recipients) for m in box.messages())

@@ -8,6 +8,8 @@ import io
 import json
 from pathlib import Path
 
+import pytest
+
 from smtpmail.cli import main
 from smtpmail.cli.environment import Environment
 from smtpmail.cli.progress import ProgressBar
@@ -238,3 +240,135 @@ def test_queue_run_watch_delivers_new_mail_and_stops_on_sigterm(
         out, err = watcher.communicate(timeout=30)
     assert watcher.returncode == 0, err
     assert out.decode().count("1 delivered") == 2
+
+
+# Records a hand edit, a foreign tool or a disk fault may leave: valid JSON of the
+# wrong shape. Each is that one message's problem, never the whole queue's.
+MALFORMED_RECORDS = [
+    "[]",
+    "{}",
+    '{"sender": "a@example.org", "recipients": []}',
+    '{"id": "x", "sender": "a@example.org", "recipients": null}',
+    '{"id": "x", "sender": "a@example.org", "recipients": [1]}',
+    '{"id": "x", "sender": "a@example.org", "recipients": [{"state": "queued"}]}',
+    '{"id": "x", "sender": "a@example.org", "recipients": [], "attempts": null}',
+    '{"id": "x", "sender": "a@example.org", "recipients": [], "version": "two"}',
+]
+
+
+@pytest.mark.parametrize("record", MALFORMED_RECORDS)
+def test_a_malformed_record_is_skipped_loudly_and_the_rest_is_delivered(
+    tmp_path: Path, smtpd: RecordingServer, record: str
+) -> None:
+    box = Outbox(tmp_path / "q")
+    good = box.add(LETTER.encode(), "a@example.org", ["b@example.net"])
+    bad = box.add(LETTER.encode(), "a@example.org", ["c@example.net"])
+    box.json_path(bad.id).write_text(record)
+    status, out, err = _run(tmp_path, [*_queue(tmp_path), "list"])
+    assert status == 0 and good.id in out and bad.id not in out
+    assert f"message {bad.id}: unreadable state, skipped" in err
+    status, out, err = _run(tmp_path, [*_queue(tmp_path), "run", "--port", str(smtpd.port)])
+    assert status == 0 and "1 message(s) tried: 1 recipient(s) delivered" in out
+    assert f"message {bad.id}: unreadable state, skipped" in err
+    assert [m.rcpt_tos for m in smtpd.messages] == [["b@example.net"]]
+    assert box.json_path(bad.id).read_text() == record  # left for a person to look at
+
+
+def test_a_message_whose_eml_was_removed_is_deferred_then_reported_never_dropped(
+    tmp_path: Path, smtpd: RecordingServer
+) -> None:
+    box = Outbox(tmp_path / "q")
+    gone = box.add(LETTER.encode(), "a@example.org", ["c@example.net"])
+    kept = box.add(LETTER.encode(), "a@example.org", ["b@example.net"])
+    box.eml_path(gone.id).unlink()
+    # purge removes done messages only: this one is still owed to its recipient
+    assert "0 message(s) removed" in _run(tmp_path, [*_queue(tmp_path), "purge"])[1]
+    run = [*_queue(tmp_path), "run", "--port", str(smtpd.port)]
+    status, out, _ = _run(tmp_path, run)
+    assert status == 75 and f"{gone.id} <a@example.org>: 1 deferred" in out
+    assert [m.rcpt_tos for m in smtpd.messages] == [["b@example.net"]]
+    (c,) = box.load(gone.id).recipients
+    assert c.state.value == "deferred" and "the queued copy is missing" in (c.reply or "")
+    # past the give-up age it fails, and the report names it
+    _run(tmp_path, [*_queue(tmp_path), "retry"])
+    assert _run(tmp_path, [*run, "--give-up", "0"])[0] == 69
+    status, out, _ = _run(tmp_path, [*_queue(tmp_path), "report", "--json"])
+    (entry,) = json.loads(out)["failures"]
+    assert entry["id"] == gone.id and entry["recipient"] == "c@example.net"
+    assert [m.rcpt_tos for m in smtpd.messages] == [["b@example.net"]]
+    assert box.load(kept.id).done
+    assert "2 message(s) removed" in _run(tmp_path, [*_queue(tmp_path), "purge"])[1]
+
+
+@pytest.mark.parametrize("action", ["show", "retry", "purge"])
+def test_naming_a_malformed_record_is_a_data_error_that_says_which(
+    tmp_path: Path, action: str
+) -> None:
+    box = Outbox(tmp_path / "q")
+    bad = box.add(LETTER.encode(), "a@example.org", ["c@example.net"])
+    box.json_path(bad.id).write_text("{ not json")
+    status, _, err = _run(tmp_path, [*_queue(tmp_path), action, bad.id[:10]])
+    assert status == 65, err
+    assert f"message {bad.id}" in err and "unreadable state" in err
+    assert "internal error" not in err
+
+
+def test_a_truncated_eml_is_never_sent_as_it_is_and_goes_once_restored(
+    tmp_path: Path, smtpd: RecordingServer
+) -> None:
+    box = Outbox(tmp_path / "q")
+    queued = box.add(LETTER.encode(), "a@example.org", ["b@example.net"])
+    stored = box.eml_path(queued.id).read_bytes()
+    box.eml_path(queued.id).write_bytes(stored[:40])  # a disk fault, a hand edit
+    run = [*_queue(tmp_path), "run", "--port", str(smtpd.port)]
+    assert _run(tmp_path, run)[0] == 75
+    assert smtpd.messages == []
+    (r,) = box.load(queued.id).recipients
+    assert r.state.value == "deferred" and not r.possibly_delivered
+    assert f"the queued copy is 40 octets, not the {len(stored)} stored" in (r.reply or "")
+    box.eml_path(queued.id).write_bytes(stored)  # restored from a backup
+    _run(tmp_path, [*_queue(tmp_path), "retry"])
+    assert _run(tmp_path, run)[0] == 0
+    (got,) = smtpd.messages
+    assert got.content.replace(b"\r\n", b"\n") == stored.replace(b"\r\n", b"\n")
+
+
+def test_queue_add_with_recipients_needs_no_recipient_header(
+    tmp_path: Path, smtpd: RecordingServer
+) -> None:
+    status, _, err = _run(
+        tmp_path, [*_queue(tmp_path), "add", "r@example.net"], "From: a@example.org\n\nhello\n"
+    )
+    assert status == 0, err
+    assert _run(tmp_path, [*_queue(tmp_path), "run", "--port", str(smtpd.port)])[0] == 0
+    assert [(m.mail_from, m.rcpt_tos) for m in smtpd.messages] == [
+        ("a@example.org", ["r@example.net"])
+    ]
+
+
+def test_merge_to_column_needs_no_recipient_header(tmp_path: Path, smtpd: RecordingServer) -> None:
+    (tmp_path / "t.eml").write_text("From: a@example.org\nSubject: hi {{name}}\n\nDear {{name}}\n")
+    (tmp_path / "d.csv").write_text("name,email\nBob,bob@example.net\nAnn,ann@example.net\n")
+    argv = ["merge", "--template", str(tmp_path / "t.eml"), "--data", str(tmp_path / "d.csv")]
+    argv += ["--to-column", "email", "--queue-dir", str(tmp_path / "q")]
+    status, _, err = _run(tmp_path, [*argv, "--port", str(smtpd.port)])
+    assert status == 0, err
+    assert sorted(m.rcpt_tos[0] for m in smtpd.messages) == ["ann@example.net", "bob@example.net"]
+
+
+def test_merge_run_again_counts_only_what_it_sends(tmp_path: Path, smtpd: RecordingServer) -> None:
+    smtpd.handler.refuse = {"cy@example.net": ["451 4.3.0 try later"]}
+    rows = "Bob,bob@example.net,1\nAnn,ann@example.net,2\nCy,cy@example.net,3\n"
+    merge = [*_merge_files(tmp_path, rows), "--port", str(smtpd.port)]
+    assert _run(tmp_path, merge)[0] == 75
+    _run(tmp_path, [*_queue(tmp_path), "retry"])
+    status, _, err = _run(tmp_path, merge)  # the two delivered are not sent again
+    assert status == 0
+    lines = err.splitlines()
+    assert lines[0] == "smtpmail: 3 row(s) already queued by an earlier run, skipped"
+    assert [line[:4] for line in lines[1:]] == ["1/1 "], err
+    assert sorted(m.rcpt_tos[0] for m in smtpd.messages) == [
+        "ann@example.net",
+        "bob@example.net",
+        "cy@example.net",
+    ]

@@ -513,3 +513,33 @@ def test_merge_and_the_config_files_queue_key_use_the_database(
     assert len(smtpd.messages) == 2
     with Outbox(pg_url) as box:
         assert sorted(m.subject or "" for m in box.messages()) == ["Hi Ann", "Hi Bob"]
+
+
+def test_run_watch_outlives_a_database_restart(
+    postgres: PostgresServer, pg_url: str, smtpd: RecordingServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A worker kept running (``queue run --watch``) waits for the database to
+    come back, then delivers what is queued after the restart."""
+    box = Outbox(pg_url)
+    box.migrate()
+    worker = Worker(box, port=smtpd.port)
+    done = threading.Thread(target=worker.run_forever, kwargs={"poll": 0.2})
+    done.start()
+    try:
+        postgres.crash()
+        try:
+            wait_for(
+                "a pass to fail",
+                lambda: "the next pass in" in caplog.text or not done.is_alive(),
+            )
+        finally:
+            postgres.start()
+        assert done.is_alive()
+        with Outbox(pg_url) as other:
+            queued = other.add(b"Subject: after\r\n\r\nx\r\n", "a@example.org", ["b@example.net"])
+            wait_for("the message to be delivered", lambda: other.load(queued.id).done)
+    finally:
+        worker.stop()
+        done.join()
+        box.close()
+    assert [_subject(m.content) for m in smtpd.messages] == ["after"]

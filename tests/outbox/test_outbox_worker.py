@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from smtpmail.outbox import Outbox, RetrySchedule, State, Worker
 from support.hostile.scripted import ScriptedServer, drop_after_dot, drop_mid_data, plain
 from support.servers import RecordingServer
@@ -178,3 +180,29 @@ def test_recipients_over_the_servers_limit_are_delivered_in_one_attempt(
     assert msg.done and msg.status == "delivered" and msg.attempts == 1
     assert [m.rcpt_tos for m in smtpd.messages] == [rcpts[0:2], rcpts[2:4], rcpts[4:]]
     assert len({m.content for m in smtpd.messages}) == 1
+
+
+@pytest.mark.parametrize(
+    ("reply", "state"),
+    [
+        # RFC 5321 §4.5.3.1.10: a 552 to RCPT is the old "too many recipients": temporary.
+        ("552 5.5.3 too many recipients", State.DEFERRED),
+        ("452 4.2.2 mailbox full", State.DEFERRED),
+        ("550 5.1.1 no such user", State.FAILED),
+    ],
+)
+def test_a_recipient_refused_at_rcpt_is_deferred_or_failed_as_the_protocol_says(
+    tmp_path: Path, smtpd: RecordingServer, reply: str, state: State
+) -> None:
+    box = Outbox(tmp_path, schedule=RetrySchedule(first=0))
+    alone = box.add(_message(1), "a@example.org", ["c@example.net"])
+    shared = box.add(_message(2), "a@example.org", ["b@example.net", "c@example.net"])
+    smtpd.handler.refuse = {"c@example.net": [reply, reply]}  # then taken, on the retry
+    Worker(box, port=smtpd.port).run()
+    for queued in (alone, shared):
+        c = box.load(queued.id).recipient("c@example.net")
+        assert c is not None and c.state is state and c.code == int(reply[:3])
+    assert [m.rcpt_tos for m in smtpd.messages] == [["b@example.net"]]
+    Worker(box, port=smtpd.port).run()
+    retried = [m.rcpt_tos for m in smtpd.messages[1:]]
+    assert retried == ([["c@example.net"]] * 2 if state is State.DEFERRED else [])

@@ -94,8 +94,12 @@ class PostgresServer:
 
     def restart_immediate(self) -> None:
         """As a crash would: no checkpoint, the WAL replayed at start."""
-        self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        self.crash()
         self.start()
+
+    def crash(self) -> None:
+        """Stop as a crash would (:meth:`start` brings it back, replaying the WAL)."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
 
     def stop(self) -> None:
         self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop", check=False)

@@ -353,3 +353,35 @@ async def test_the_clients_read_no_deprecated_action_field(
             await client.noop()
     assert all(r.ok for r in results)
     assert {"client", "server", "data"} <= set(kinds)
+
+
+@pytest.mark.parametrize(
+    ("headers", "sender", "recipients", "envelope"),
+    [
+        # What is given is used; only what is missing is read from the headers.
+        ({"From": "a@example.org"}, None, ["r@example.org"], ("a@example.org", ["r@example.org"])),
+        ({"To": "t@example.org"}, "s@example.org", None, ("s@example.org", ["t@example.org"])),
+        (
+            {"From": "a@example.org", "To": "t@example.org"},
+            None,
+            ["r@example.org"],
+            ("a@example.org", ["r@example.org"]),
+        ),
+    ],
+)
+async def test_a_message_object_gives_only_what_the_arguments_do_not(
+    smtpd: RecordingServer,
+    connect: Connect,
+    headers: dict[str, str],
+    sender: str | None,
+    recipients: list[str] | None,
+    envelope: tuple[str, list[str]],
+) -> None:
+    msg = EmailMessage()
+    for name, value in headers.items():
+        msg[name] = value
+    msg.set_content("hi")
+    async with connect(smtpd.port) as client:
+        await client.send(msg, sender, recipients)
+    (got,) = smtpd.messages
+    assert (got.mail_from, got.rcpt_tos) == envelope

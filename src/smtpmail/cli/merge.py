@@ -110,9 +110,12 @@ def run(args: argparse.Namespace, env: Environment) -> int:
             return EX_OK
         started = time.monotonic()
         worker = worker_from(box, args, env)
-        bar = _progress(len(ids), env)
+        # What this run sends: a message an earlier run delivered (or one not
+        # due yet) is in the summary, not in the progress.
+        due = [d.id for d in box.due_for_routing(time.time(), ids)]
+        bar = _progress(len(due), env)
         try:
-            stats = worker.run(progress=bar, ids=ids)
+            stats = worker.run(progress=bar, ids=due)
         finally:
             bar.finish()  # also before an OutboxError's message, so it gets a line of its own
     except KeyboardInterrupt:

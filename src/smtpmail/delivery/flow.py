@@ -56,7 +56,7 @@ from smtpmail.errors import (
     TLSError,
     TransportError,
 )
-from smtpmail.protocol.envelope import Envelope, SendResult
+from smtpmail.protocol.envelope import Envelope, RecipientResult, SendResult
 from smtpmail.protocol.reply import Reply
 from smtpmail.transport.tls import TLSMode, TLSOptions
 
@@ -369,8 +369,12 @@ def _by_reply(
     *,
     ok: bool = False,
     rcpt_reply: Reply | None = None,
+    transient: bool | None = None,
 ) -> None:
-    status = DeliveryStatus.DELIVERED if ok else _status(reply.is_transient)
+    """``transient``: the recipient's own verdict where the protocol gives one
+    (:attr:`RecipientResult.is_transient`), else the reply's."""
+    transient = reply.is_transient if transient is None else transient
+    status = DeliveryStatus.DELIVERED if ok else _status(transient)
     for recipient in recipients:
         track.decide(
             recipient, status, reply.text_oneline(), reply=reply, rcpt_reply=rcpt_reply, **where
@@ -394,6 +398,7 @@ def _fold_outcome(
                 where,
                 ok=result.accepted,
                 rcpt_reply=result.rcpt_reply,
+                transient=result.is_transient,
             )
         return "done"
     for result in outcome.results:
@@ -418,9 +423,10 @@ def _fold_outcome(
             return "done"
         return "next-address" if isinstance(outcome, ConnectError) else "next-host"
     if isinstance(outcome, RecipientsRefused):
-        # 5xx is final; 4xx recipients stay pending for the next host.
+        # 5xx is final; 4xx recipients (and a 552, the old "too many
+        # recipients": RFC 5321 §4.5.3.1.10) stay pending for the next host.
         for recipient, reply in outcome.refused.items():
-            if reply.is_permanent:
+            if RecipientResult(recipient, reply, False, at_rcpt=True).is_permanent:
                 _by_reply(track, [recipient], reply, where, rcpt_reply=reply)
         return "next-host"
     if isinstance(outcome, DataRefused | SenderRefused) and outcome.reply.is_permanent:

@@ -445,12 +445,18 @@ def _resolve_envelope(
             "give sender and recipients (or an envelope), or an email.message.Message "
             "whose headers name them"
         )
-    found = envelope_from_headers(message, sender)
-    return found if recipients is None else Envelope(found.sender, recipients)
+    return envelope_from_headers(message, sender, recipients)
 
 
-def envelope_from_headers(message: Message, sender: str | None = None) -> Envelope:
-    """An envelope from the headers: Resent-* when present, else From/Sender, To, Cc, Bcc."""
+def envelope_from_headers(
+    message: Message,
+    sender: str | None = None,
+    recipients: Iterable[str] | str | None = None,
+) -> Envelope:
+    """An envelope from the headers: Resent-* when present, else From/Sender, To, Cc, Bcc.
+
+    A ``sender`` or ``recipients`` given is used as it is, and only what is
+    missing is read (and required) from the headers."""
     resent = message.get_all("Resent-To") or message.get_all("Resent-Cc")
     prefix = "Resent-" if resent else ""
     if sender is None:
@@ -459,10 +465,11 @@ def envelope_from_headers(message: Message, sender: str | None = None) -> Envelo
         if not senders:
             raise InvalidAddress("no sender given and none found in the headers")
         sender = senders[0]
-    fields: list[str] = []
-    for name in ("To", "Cc", "Bcc"):
-        fields += [str(v) for v in message.get_all(prefix + name, [])]
-    recipients = addresses(fields)
-    if not recipients:
-        raise InvalidAddress("no recipients given and none found in the headers")
+    if recipients is None:
+        fields: list[str] = []
+        for name in ("To", "Cc", "Bcc"):
+            fields += [str(v) for v in message.get_all(prefix + name, [])]
+        recipients = addresses(fields)
+        if not recipients:
+            raise InvalidAddress("no recipients given and none found in the headers")
     return Envelope(sender, recipients)

@@ -125,12 +125,13 @@ class Template:
                     part.set_content(filled, subtype=part.get_content_subtype(), cte=cte)
         if "Date" not in msg:
             msg["Date"] = email.utils.formatdate(localtime=True)
-        envelope = envelope_from_headers(msg, sender)
+        to: list[str] | None = None
         if to_column:
             address = (row.get(to_column) or "").strip()
             if not address:
                 raise InvalidArgument(f"row {number}: no address in column {to_column!r}")
-            envelope = Envelope(envelope.sender, [address])
+            to = [address]
+        envelope = envelope_from_headers(msg, sender, to)
         return MergedMessage(number, msg, envelope, self._key(row, envelope))
 
     def _key(self, row: Mapping[str, str], envelope: Envelope) -> str:

@@ -266,12 +266,19 @@ class Outbox:
     # -- shared ----------------------------------------------------------------
 
     def find(self, prefix: str) -> QueuedMessage:
-        """The message whose id starts with ``prefix`` (as git abbreviates commits)."""
+        """The message whose id starts with ``prefix`` (as git abbreviates commits).
+
+        KeyError when none does, or its state cannot be read (as
+        :meth:`messages` skips it), saying which and where."""
         found = [i for i in self.ids() if i.startswith(prefix)]
         if len(found) != 1:
             what = "no message" if not found else f"{len(found)} messages"
             raise KeyError(f"{what} with id {prefix!r}")
-        return self.load(found[0])
+        try:
+            return self.load(found[0])
+        except ValueError as exc:
+            where = self.where()
+            raise KeyError(f"{where}: message {found[0]}: unreadable state: {exc}") from exc
 
     def envelope(self, message: QueuedMessage, due_by: float | None = None) -> Envelope:
         """The envelope for the next attempt: only the recipients still pending
@@ -391,10 +398,7 @@ def _envelope(
         from smtpmail.message.content import resolve_envelope
 
         return resolve_envelope(message, sender, recipients)
-    envelope = envelope_from_headers(parsed, sender)
-    if recipients is not None:
-        envelope = Envelope(envelope.sender, recipients)
-    return envelope
+    return envelope_from_headers(parsed, sender, recipients)
 
 
 def _header_block(head: bytes) -> bytes:

@@ -2,7 +2,8 @@
 
 * 2xx to the end of the data: delivered, with that reply as the receipt.
 * 5xx (to MAIL, RCPT, DATA or the end of the data), or bad input: failed.
-* 4xx, 421, a dropped connection or a timeout: deferred, and failed instead
+* 4xx, 421, a 552 to RCPT (RFC 5321 §4.5.3.1.10: the old "too many
+  recipients"), a dropped connection or a timeout: deferred, and failed instead
   once the message is older than the schedule's give-up age. A deferred
   recipient's next attempt comes from the schedule and its own attempts; the
   message's is the earliest of its pending recipients'.
@@ -39,7 +40,7 @@ from smtpmail._log import Logger
 from smtpmail.errors import MessageReadError, ReplyError, SMTPError, TransportError
 from smtpmail.outbox.record import QueuedMessage, RecipientState, State
 from smtpmail.outbox.schedule import RetrySchedule
-from smtpmail.protocol.envelope import SendResult
+from smtpmail.protocol.envelope import RecipientResult, SendResult
 from smtpmail.protocol.reply import Reply
 
 __all__ = [
@@ -140,6 +141,18 @@ class _Attempt:
             self.fail(r, _one_line(reply), reply.code)
         self.outcome.busy |= is_busy_signal(reply)
 
+    def by_result(self, r: RecipientState, rr: RecipientResult) -> None:
+        """A recipient's own result: temporary or not as the protocol says (a
+        552 to RCPT is the old "too many recipients", temporary: RFC 5321
+        §4.5.3.1.10), not by the bare reply code."""
+        if rr.accepted:
+            self.deliver(r, rr.reply)
+        elif rr.is_transient:
+            self.defer(r, _one_line(rr.reply), rr.reply.code)
+        else:
+            self.fail(r, _one_line(rr.reply), rr.reply.code)
+        self.outcome.busy |= is_busy_signal(rr.reply)
+
     def by_error(self, r: RecipientState, error: BaseException, *, soft: bool = False) -> None:
         reply = error.reply if isinstance(error, ReplyError) else None
         if reply is not None and not soft:
@@ -210,11 +223,11 @@ def apply_result(
             attempt.deliver(r, rr.reply)
         elif complete and result is not None:
             if rr is not None:
-                attempt.by_reply(r, rr.reply)
+                attempt.by_result(r, rr)
             else:
                 attempt.by_error(r, result.error or error or RuntimeError("no reply"))
         elif rr is not None and not rr.accepted:
-            attempt.by_reply(r, rr.reply)  # refused at RCPT before the cut
+            attempt.by_result(r, rr)  # refused at RCPT before the cut
         elif cut_after_data and (rr is not None or (result is not None and result.end_sent)):
             attempt.unanswered(r, f"no reply after the data was sent: {error}")
         else:

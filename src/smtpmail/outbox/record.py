@@ -201,6 +201,16 @@ class QueuedMessage:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> QueuedMessage:
+        """Read a record; ValueError when it is not one (a hand edit, a foreign
+        tool, a disk fault): every reader then skips that one message, never
+        the whole queue."""
+        try:
+            return cls._from_json(data)
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"not an outbox record: {type(exc).__name__}: {exc}") from exc
+
+    @classmethod
+    def _from_json(cls, data: dict[str, Any]) -> QueuedMessage:
         if int(data.get("version", 1)) > FORMAT_VERSION:
             raise ValueError(f"outbox format version {data['version']} is newer than this smtpmail")
         next_attempt = float(data.get("next_attempt", 0.0))

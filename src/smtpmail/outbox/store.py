@@ -36,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import io
 import json
 import os
 import re
@@ -43,7 +44,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, cast
 
 from smtpmail._log import Logger
 from smtpmail.errors import OutboxError
@@ -230,35 +231,24 @@ class FolderOutbox(Outbox):
         Raises OutboxError when the message was left in flight and that cannot
         be recorded; the message is then not claimed.
         """
-        try:
-            f = open(self.eml_path(msg_id), "rb")  # noqa: SIM115 - the claim owns it
-        except FileNotFoundError:
+        claim = self._lock_any(msg_id)
+        if claim is None:
             return None
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.close()
-            return None
-        try:
-            message = self.load(msg_id)  # read again under the lock
-        except (KeyError, ValueError):
-            f.close()
-            return None
-        claim = FolderClaim(self, message, f)
+        message = claim.message
         if message.inflight is not None:
             try:
                 apply_abandoned(message)
                 self.save(message)
                 tell(self.observer, "attempt_abandoned", message)
             except BaseException:
-                f.close()
+                claim.release()
                 raise
             claim.recovered = True
         elif message.done or (due_by is not None and message.next_attempt > due_by):
-            f.close()
+            claim.release()
             return None
         if message.done:
-            f.close()
+            claim.release()
             return None
         return claim
 
@@ -294,18 +284,37 @@ class FolderOutbox(Outbox):
         return removed
 
     def _lock_any(self, msg_id: str) -> FolderClaim | None:
+        """The message with its ``.eml`` locked, done or not; None when another
+        worker holds it, or its state is gone or unreadable.
+
+        A copy that is not the one stored (its ``.eml`` removed by hand, or of
+        another size than :meth:`add` wrote: truncated or damaged) is still a
+        message owed to its recipients, never one to send as it is now: it is
+        held with a copy whose every read fails, so an attempt defers it with
+        that reason like any unreadable copy, until the give-up age fails it
+        and ``queue report`` names it; ``purge`` removes it once done.
+        """
+        path = self.eml_path(msg_id)
         try:
-            f = open(self.eml_path(msg_id), "rb")  # noqa: SIM115 - the claim owns it
+            f = open(path, "rb")  # noqa: SIM115 - the claim owns it
         except FileNotFoundError:
-            with contextlib.suppress(FileNotFoundError):
-                self.json_path(msg_id).unlink()  # a .json without its message: useless
-            return None
+            missing = _UnreadableCopy(path, errno.ENOENT, "the queued copy is missing")
+            try:
+                return FolderClaim(self, self.load(msg_id), cast(IO[bytes], missing))
+            except (KeyError, ValueError):
+                return None
         try:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return FolderClaim(self, self.load(msg_id), f)
+            message = self.load(msg_id)  # read again under the lock
         except (BlockingIOError, KeyError, ValueError):
             f.close()
             return None
+        size = os.fstat(f.fileno()).st_size
+        if message.size and size != message.size:
+            reason = f"the queued copy is {size} octets, not the {message.size} stored"
+            damaged = _UnreadableCopy(path, errno.EIO, reason, holding=f)
+            return FolderClaim(self, message, cast(IO[bytes], damaged))
+        return FolderClaim(self, message, f)
 
     def _remove_orphans(self) -> None:
         cutoff = time.time() - ORPHAN_AGE
@@ -317,3 +326,37 @@ class FolderOutbox(Outbox):
             if orphan and entry.stat().st_mtime < cutoff:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(entry.path)
+
+
+class _UnreadableCopy(io.RawIOBase):
+    """The stored copy of a message that cannot be sent as it is (gone, or not
+    the size stored): every read fails with ``code`` (an errno), so an attempt never
+    sends a byte of its data. ``holding``: the ``.eml`` whose lock the claim
+    keeps, closed with it."""
+
+    def __init__(
+        self, path: Path, code: int, reason: str, *, holding: IO[bytes] | None = None
+    ) -> None:
+        super().__init__()
+        self._error = (code, reason, str(path))
+        self._holding = holding
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return 0
+
+    def tell(self) -> int:
+        return 0
+
+    def readinto(self, buffer: Any) -> int:
+        raise OSError(*self._error)  # (ENOENT: a FileNotFoundError)
+
+    def close(self) -> None:
+        if self._holding is not None:
+            self._holding.close()  # the lock goes with it
+        super().close()

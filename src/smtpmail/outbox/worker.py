@@ -71,6 +71,8 @@ ClientFactory = Callable[[str, int], Client]
 
 #: Consecutive broken connections (with nothing delivered) before a server is given up for the run.
 MAX_BROKEN = 3
+#: The longest pause of :meth:`Worker.run_forever` between passes the outbox could not serve.
+MAX_OUTBOX_PAUSE = 300.0
 
 
 @dataclass
@@ -237,13 +239,36 @@ class Worker:
     def run_forever(self, *, poll: float = 5.0, progress: Progress | None = None) -> RunStats:
         """Keep draining until :meth:`stop`: sleep until the next message is due
         (or ``poll`` seconds, to pick up new ones; the database store wakes as
-        soon as one is added)."""
+        soon as one is added).
+
+        A pass the outbox could not serve for a while (the database restarting
+        or out of reach, a full disk: a transient OutboxError, after which
+        nothing went out unrecorded, see :meth:`run`) is logged, and the next
+        pass comes after a pause that doubles up to :data:`MAX_OUTBOX_PAUSE`.
+        A fault that needs someone (a read-only folder, no permission) is raised.
+        """
         total = RunStats()
+        failures = 0
+        failure: OutboxError | None = None
         while not self.stop_event.is_set():
-            stats = self.run(progress=progress)
+            try:
+                stats = self.run(progress=progress)
+                due = self.outbox.next_due()
+            except OutboxError as exc:
+                if not exc.is_transient:
+                    raise
+                stats, due = self._stats, None  # (what the pass did before it stopped)
+                failures += 1
+                failure = exc
+            else:
+                failures = 0
             for name in vars(total):
                 setattr(total, name, getattr(total, name) + getattr(stats, name))
-            due = self.outbox.next_due()
+            if failures:
+                pause = min(poll * 2 ** min(failures - 1, 30), MAX_OUTBOX_PAUSE)
+                log.error("%s; the next pass in %gs", failure, pause)
+                self.stop_event.wait(pause)
+                continue
             wait = poll if due is None else min(poll, max(due - time.time(), 0.0))
             self.outbox.wait_for_mail(max(wait, 0.05), self.stop_event)
         return total
