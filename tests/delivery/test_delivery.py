@@ -150,6 +150,37 @@ def test_4xx_to_every_recipient_tries_the_next_host(world: MXWorld, start: Start
     assert first.messages == [] and len(second.messages) == 1
 
 
+def test_4xx_to_some_recipients_keeps_them_for_the_next_host(
+    world: MXWorld, start: StartServer
+) -> None:
+    """As Postfix (smtp_rcpt_fail): a host that takes the message for some
+    recipients and says 4xx to others has them tried at the next host; each
+    recipient gets the message once."""
+    first, second = start(BUSY), start(OK)
+    first.handler.refuse["later@failover.test"] = "451 4.7.1 greylisted"
+    report = deliver(world, ["now@failover.test", "later@failover.test"])
+    now, later = report.recipients["now@failover.test"], report.recipients["later@failover.test"]
+    assert now.delivered and now.mx == "busy.failover.test"
+    assert later.delivered and later.mx == "ok.failover.test"
+    assert [m.rcpt_tos for m in first.messages] == [["now@failover.test"]]
+    assert [m.rcpt_tos for m in second.messages] == [["later@failover.test"]]
+    assert any("not for <later@failover.test> 451" in line for line in later.attempts)
+
+
+def test_4xx_to_a_recipient_at_the_last_host_defers_with_its_own_reply(
+    world: MXWorld, start: StartServer
+) -> None:
+    only = start(OK2)  # other.test's only MX
+    only.handler.refuse["later@other.test"] = "451 4.7.1 greylisted"
+    report = deliver(world, ["now@other.test", "later@other.test"])
+    now, later = report.recipients["now@other.test"], report.recipients["later@other.test"]
+    assert now.delivered
+    assert (later.status, later.mx) == (DeliveryStatus.DEFERRED, "mx.other.test")
+    assert later.reply is not None and later.reply.code == 451
+    assert later.rcpt_reply is later.reply and "greylisted" in later.text
+    assert [m.rcpt_tos for m in only.messages] == [["now@other.test"]]
+
+
 def test_5xx_to_a_recipient_is_final(world: MXWorld, start: StartServer) -> None:
     first, second = start(BUSY), start(OK)
     first.handler.refuse["x@failover.test"] = "550 5.1.1 unknown user"

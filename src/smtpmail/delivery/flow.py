@@ -10,9 +10,10 @@ written once:
   addresses (IPv6 first); a connection failure moves to the next address;
   a refused greeting or EHLO, a 421 or a transient MAIL FROM refusal to the
   next host;
-- a 5xx to a recipient is final for it; 4xx to every recipient, or a 4xx
-  to DATA or to the end of data, tries the next host; the first host that
-  takes the message ends the delivery;
+- a 5xx to a recipient is final for it; a recipient a host refused with a
+  4xx, and every recipient after a 4xx to MAIL FROM, DATA or the end of
+  data, go on to the next host (as Postfix); a recipient a host took is
+  never sent the message again;
 - in opportunistic mode a failed TLS handshake is retried on a new
   connection, first without certificate checks (when they were asked for),
   then in clear text; when TLS is mandatory the host is skipped instead;
@@ -369,12 +370,8 @@ def _by_reply(
     *,
     ok: bool = False,
     rcpt_reply: Reply | None = None,
-    transient: bool | None = None,
 ) -> None:
-    """``transient``: the recipient's own verdict where the protocol gives one
-    (:attr:`RecipientResult.is_transient`), else the reply's."""
-    transient = reply.is_transient if transient is None else transient
-    status = DeliveryStatus.DELIVERED if ok else _status(transient)
+    status = DeliveryStatus.DELIVERED if ok else _status(reply.is_transient)
     for recipient in recipients:
         track.decide(
             recipient, status, reply.text_oneline(), reply=reply, rcpt_reply=rcpt_reply, **where
@@ -390,7 +387,11 @@ def _fold_outcome(
         where["tls"] = outcome.tls
         if dane == DANE_REQUIRED and outcome.checked:
             where["dane"] = outcome.checked  # what verify_chain verified: "dane-ee verified"
+        held: dict[str, Reply] = {}
         for recipient, result in outcome.result.recipients.items():
+            if result.is_transient:  # a 4xx at RCPT: kept for the next host
+                held[recipient] = result.reply
+                continue
             _by_reply(
                 track,
                 [recipient],
@@ -398,9 +399,17 @@ def _fold_outcome(
                 where,
                 ok=result.accepted,
                 rcpt_reply=result.rcpt_reply,
-                transient=result.is_transient,
             )
-        return "done"
+        if not held:
+            return "done"
+        # As Postfix keeps them (smtp_rcpt_fail): the message went to the others,
+        # and goes to these through the next host; after the last, each is
+        # deferred with its own reply (_give_up) unless a later host answered.
+        kept = "; ".join(f"<{r}> {reply.code} {reply.text_oneline()}" for r, reply in held.items())
+        track.trail.append(f"{mx.name}[{address}]: took the message, not for {kept}")
+        track.last_error = RecipientsRefused.of("RCPT TO", held)
+        track.last_tried = where
+        return "next-host"
     for result in outcome.results:
         # A later transaction of the message (recipients over the host's limit,
         # RFC 5321 §4.5.3.1.10) failed: those taken before it stay delivered.
