@@ -13,6 +13,7 @@ import asyncio
 import email
 import email.policy
 import mailbox
+import os
 import socket
 import ssl
 import threading
@@ -34,6 +35,7 @@ __all__ = [
     "CaptureServer",
     "Captured",
     "CaptureHandler",
+    "CaptureMaildir",
     "open_maildir",
     "render",
     "start_server",
@@ -288,7 +290,37 @@ class BackgroundServer:
         self._loop.close()
 
 
-def open_maildir(path: str | Path) -> mailbox.Maildir:
+class CaptureMaildir(mailbox.Maildir):
+    """The capture server's Maildir folder: :class:`mailbox.Maildir` plus
+    marking a message seen without rewriting it."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(folder, factory=None, create=False)
+        self.folder = folder
+
+    def mark_seen(self, key: str) -> None:
+        """Give message ``key`` the S flag by renaming its file into cur/ (the
+        Maildir convention: flags follow ``:2,`` in the name), as mail readers
+        do. ``box[key] = msg`` would instead write the message anew through the
+        email package, which "repairs" it (whitespace, a missing closing
+        boundary): the octets received must stay as they came.
+
+        Raises KeyError when no file holds ``key``, OSError when it cannot move.
+        """
+        for sub in ("new", "cur"):
+            for entry in os.scandir(self.folder / sub):
+                name, _, info = entry.name.partition(self.colon)
+                if name != key:
+                    continue
+                flags = set(info[2:]) if info.startswith("2,") else set()
+                seen = f"{key}{self.colon}2,{''.join(sorted(flags | {'S'}))}"
+                if (sub, entry.name) != ("cur", seen):
+                    os.rename(entry.path, self.folder / "cur" / seen)
+                return
+        raise KeyError(key)
+
+
+def open_maildir(path: str | Path) -> CaptureMaildir:
     """The Maildir at ``path``, created (with cur/new/tmp) where any part is missing.
 
     Raises OSError if that cannot be done (``path`` is a file, say): better
@@ -297,7 +329,7 @@ def open_maildir(path: str | Path) -> mailbox.Maildir:
     folder = Path(path)
     for sub in ("cur", "new", "tmp"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
-    return mailbox.Maildir(folder, factory=None, create=False)
+    return CaptureMaildir(folder)
 
 
 def to_maildir(box: mailbox.Maildir, msg: Captured) -> str:

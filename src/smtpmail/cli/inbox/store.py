@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from smtpmail._record import Record, field
-from smtpmail.cli._capture import Captured, to_maildir
+from smtpmail.cli._capture import Captured, CaptureMaildir, to_maildir
 
 __all__ = ["Event", "Store", "Stored"]
 
@@ -45,7 +45,7 @@ class Store:
     message then only goes to the Maildir, if there is one.
     """
 
-    def __init__(self, *, cap: int = 1000, box: mailbox.Maildir | None = None) -> None:
+    def __init__(self, *, cap: int = 1000, box: CaptureMaildir | None = None) -> None:
         self.cap = cap
         self.box = box
         self._messages: OrderedDict[str, Stored] = OrderedDict()
@@ -89,10 +89,7 @@ class Store:
         stored.read = True
         if self.box is not None:
             try:
-                msg = self.box.get_message(message_id)
-                msg.set_subdir("cur")
-                msg.add_flag("S")
-                self.box[message_id] = msg
+                self.box.mark_seen(message_id)
             except (KeyError, OSError) as exc:
                 log.warning("could not mark message %s as seen: %s", message_id, exc)
         self._tell(("read", message_id))
