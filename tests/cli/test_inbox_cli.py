@@ -73,7 +73,10 @@ def test_sink_web_serves_with_basic_auth_and_releases_to_a_real_server(tmp_path:
 @pytest.mark.parametrize(
     ("argv", "says"),
     [
-        (["--web-auth", "ann:pw"], "--web-auth and release options need --web"),
+        (["--web-auth", "ann:pw"], "--web-auth, --keep and release options need --web"),
+        (["--keep", "5"], "--keep and release options need --web"),
+        (["--web", "127.0.0.1:0", "--keep", "0"], "not a number of messages (1 or more)"),
+        (["--web", "127.0.0.1:0", "--keep", "-3"], "not a number of messages (1 or more)"),
         (["--release-server", "smtp://127.0.0.1:2525"], "need --web"),
         (["--web", "127.0.0.1:0", "--web-auth", "nopassword"], "give USER:PASSWORD"),
         (["--web", "127.0.0.1:99999"], "not a port number"),

@@ -51,6 +51,17 @@ def web_address(text: str) -> tuple[str, int]:
     return host.strip("[]") or DEFAULT_HOST, port_number(port)
 
 
+def message_count(text: str) -> int:
+    """--keep: 1 or more (0 would accept every message and show none)."""
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"not a number of messages (1 or more): {text!r}")
+    return count
+
+
 def user_password(text: str) -> tuple[str, str]:
     user, sep, password = text.partition(":")
     if not sep or not user or not password:
@@ -107,8 +118,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     web.add_argument(
         "--keep",
-        type=int,
-        default=DEFAULT_KEEP,
+        type=message_count,
+        default=None,
         metavar="N",
         help=f"messages kept in memory without --maildir (default {DEFAULT_KEEP}; "
         "the oldest go first)",
@@ -144,8 +155,8 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     if (args.tls_key or args.require_tls) and not args.tls_cert:
         env.stderr.write("smtpmail sink: --tls-key and --require-tls need --tls-cert\n")
         return EX_USAGE
-    if (args.web_auth or args.release_server or args.account) and not args.web:
-        env.stderr.write("smtpmail sink: --web-auth and release options need --web\n")
+    if (args.web_auth or args.keep or args.release_server or args.account) and not args.web:
+        env.stderr.write("smtpmail sink: --web-auth, --keep and release options need --web\n")
         return EX_USAGE
     try:
         import aiosmtpd  # noqa: F401
@@ -172,7 +183,7 @@ async def _serve(args: argparse.Namespace, env: Environment, release: Any) -> in
     try:
         box = _capture.open_maildir(args.maildir) if args.maildir else None
         # The terminal view keeps nothing; the web inbox reads what the store keeps.
-        store = Store(cap=args.keep if args.web else 0, box=box)
+        store = Store(cap=(args.keep or DEFAULT_KEEP) if args.web else 0, box=box)
     except OSError as exc:
         env.stderr.write(f"smtpmail sink: cannot use {args.maildir} as a Maildir: {exc}\n")
         return EX_CANTCREAT
