@@ -15,6 +15,8 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 import smtpmail
 from smtpmail.cli import main
@@ -182,6 +184,65 @@ def test_render_raw_shows_the_message_as_it_came() -> None:
         "H=C3=A9llo",
         "=== end of message 2",
     ]
+
+
+FIELDS = st.sampled_from([b"From", b"To", b"Cc", b"Reply-To", b"Subject", b"Date",
+                          b"Message-ID", b"Content-Type", b"Content-Disposition",
+                          b"Content-Transfer-Encoding"])  # fmt: skip
+#: The octets RFC 5322 and RFC 2047 parsers trip over, in any order.
+TOKENS = st.sampled_from(
+    [
+        b"<",
+        b">",
+        b'"',
+        b"(",
+        b")",
+        b"@",
+        b",",
+        b";",
+        b":",
+        b"\\",
+        b"[",
+        b"]",
+        b" ",
+        b"a",
+        b"\xc3\xa9",
+        b"\r\n ",
+        b"=?utf-8?q?",
+        b"?=",
+        b"''",
+        b"multipart/mixed; boundary=",
+        b"text/plain; charset=",
+        b"*0*=",
+    ]
+)
+HEADERS = st.lists(st.tuples(FIELDS, st.lists(TOKENS, max_size=20).map(b"".join)), max_size=6).map(
+    lambda fields: b"".join(name + b": " + value + b"\r\n" for name, value in fields) + b"\r\n"
+)
+
+
+@given(HEADERS, st.binary(max_size=200))
+@example(b"From: <\r\n\r\n", b"")  # IndexError in the email package (CPython 3.11)
+def test_any_message_can_be_shown_in_the_terminal(head: bytes, body: bytes) -> None:
+    """A header the email package cannot parse (``From: <``) is shown as it came."""
+    for raw in (False, True):
+        render(Captured(1, "peer", "a@example.org", ("b@example.org",), head + body), raw=raw)
+
+
+def test_sink_accepts_and_shows_a_message_with_a_broken_from(tmp_path: Path) -> None:
+    """The capture server accepts every message: one whose From does not parse is
+    shown with the field as it came, not refused with a 451."""
+    port = free_port()
+    proc, reader = start_sink("--port", str(port))
+    try:
+        result = smtpmail.send(b"From: <\r\nSubject: broken from\r\n\r\nbody\r\n",
+                               "a@example.org", "b@example.org", port=port, timeout=30)  # fmt: skip
+        assert result.accepted == ["b@example.org"]
+        reader.wait_for("end of message 1")
+    finally:
+        status, err = stop(proc, signal.SIGTERM)
+    assert (status, err) == (0, "")
+    assert "From: <\n" in "".join(reader.lines)
 
 
 def test_sink_listens_on_ipv6_loopback() -> None:

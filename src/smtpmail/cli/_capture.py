@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import email
+import email.errors
 import email.policy
 import mailbox
 import os
@@ -30,12 +31,14 @@ from smtpmail._record import Frozen
 from smtpmail.cli._recorder import Recorder, SessionInfo
 
 __all__ = [
+    "HEADER_ERRORS",
     "INSTALL_HINT",
     "BackgroundServer",
     "CaptureServer",
     "Captured",
     "CaptureHandler",
     "CaptureMaildir",
+    "decoded_header",
     "open_maildir",
     "render",
     "start_server",
@@ -366,13 +369,30 @@ def render(msg: Captured, *, raw: bool = False) -> str:
     return "\n".join(out) + "\n"
 
 
+#: What the email package's header parsers raise on a field they cannot read
+#: (``From: <`` raises IndexError in CPython 3.11).
+HEADER_ERRORS = (ValueError, LookupError, IndexError, AttributeError, TypeError,
+                 email.errors.MessageError)  # fmt: skip
+
+
+def decoded_header(message: Message, name: str, raw: Any) -> str:
+    """One header field's value decoded (RFC 2047 encoded-words, as a mail
+    reader shows them), or as it came when the email package cannot parse it:
+    a capture server shows every message it accepted."""
+    try:
+        return str(message.policy.header_fetch_parse(name, raw))
+    except HEADER_ERRORS:
+        return str(raw)
+
+
 def _header_lines(message: Message) -> list[str]:
-    """One line per header, its value decoded (RFC 2047 encoded-words, as a
-    mail reader shows them) and unfolded; raw UTF-8 (RFC 6532) read as UTF-8."""
+    """One line per header, its value decoded (:func:`decoded_header`) and
+    unfolded; raw UTF-8 (RFC 6532) read as UTF-8."""
     lines = []
-    for name, value in message.items():
-        text = str(value).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-        lines.append(f"{name}: {text}")
+    for name, raw in message.raw_items():
+        value = decoded_header(message, name, raw)
+        text = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        lines.append(f"{name}: {''.join(text.splitlines())}")  # unfolded, as it came too
     return lines
 
 
