@@ -218,6 +218,21 @@ def test_unknown_message_part_and_bad_parameters(inbox: Inbox) -> None:
     assert http(f"{inbox.url}messages/nope")[0] == 404
 
 
+@pytest.mark.parametrize(
+    ("query", "says"),
+    [("messages?limit=-1", "limit must be a number, 0 or more"),
+     ("wait?subject=never&timeout=nan", "timeout must be a number of seconds, 0 or more"),
+     ("wait?subject=never&timeout=-5", "timeout must be a number of seconds, 0 or more")],
+)  # fmt: skip
+def test_a_negative_or_nan_limit_or_timeout_is_a_400(inbox: Inbox, query: str, says: str) -> None:
+    """Not a list short of its last message (limit -1), nor a long-poll that never
+    ends (timeout NaN, which no wait ever reaches)."""
+    send(inbox, sample_message())
+    status, _, body = http(f"{inbox.url}api/v1/{query}")
+    assert (status, json.loads(body)) == (400, {"error": says})
+    assert inbox.info()["waiting"] == 0
+
+
 def test_release_is_off_unless_configured(inbox: Inbox) -> None:
     send(inbox, sample_message())
     (m,) = inbox.messages()
