@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import mailbox
 import os
+import re
 import shutil
 import signal
 import socket
@@ -354,6 +355,38 @@ def test_sink_offers_starttls_and_can_require_it(tmp_path: Path) -> None:
     assert (status, err) == (0, "")
     assert "\nTLS:       TLSv1." in out
     assert "Subject: private" in out and "Subject: clear" not in out
+
+
+def test_a_client_distrusting_the_certificate_is_one_line_and_a_login_is_silent(
+    tmp_path: Path,
+) -> None:
+    """The sink's stderr is its own: a client that refuses the certificate is one
+    warning line naming the client and why (no aiosmtpd traceback), and a login
+    under --auth-accept-any says nothing (no aiosmtpd deprecation notice)."""
+    from smtpmail.transport.tls import TLSMode, TLSOptions
+    from support.tlsservers import Certs
+
+    certs = Certs(tmp_path)
+    cert, key = certs.leaf_files(tmp_path)
+    port = free_port()
+    proc, reader = start_sink("--port", str(port), "--quiet", "--tls-cert", cert,
+                              "--tls-key", key, "--auth-accept-any")  # fmt: skip
+    try:
+        with pytest.raises(smtpmail.TLSError):  # the system store does not know this CA
+            smtpmail.send(b"Subject: x\r\n\r\nx\r\n", "a@example.org", "b@example.org",
+                          port=port, timeout=30, tls=TLSMode.REQUIRED)  # fmt: skip
+        smtpmail.send(b"Subject: in\r\n\r\nx\r\n", "a@example.org", "b@example.org",
+                      port=port, timeout=30, auth=("ann", "pw"),
+                      tls_options=TLSOptions(ca_file=certs.ca_file))  # fmt: skip
+        reader.wait_for("message 1:")
+    finally:
+        status, err = stop(proc, signal.SIGTERM)
+    assert status == 0
+    (line,) = err.splitlines()
+    assert re.fullmatch(
+        r"smtpmail: warning: client 127\.0\.0\.1 port \d+: TLS handshake failed: .*unknown ca.*",
+        line,
+    ), err
 
 
 def test_sink_without_tls_shows_no_tls_line(tmp_path: Path) -> None:

@@ -23,12 +23,15 @@ import weakref
 from collections.abc import Callable
 from email.message import EmailMessage, Message
 from pathlib import Path
-from typing import Any, AnyStr
+from typing import TYPE_CHECKING, Any, AnyStr
 
 from smtpmail import __version__
 from smtpmail._log import Logger
 from smtpmail._record import Frozen
 from smtpmail.cli._recorder import Recorder, SessionInfo
+
+if TYPE_CHECKING:
+    import logging
 
 __all__ = [
     "HEADER_ERRORS",
@@ -87,8 +90,7 @@ class CaptureHandler:
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.count += 1
-        peer = session.peer
-        where = f"{peer[0]} port {peer[1]}" if isinstance(peer, tuple) else str(peer)
+        where = _where(session.peer)
         content = envelope.original_content or envelope.content or b""
         recorder = getattr(server, "recorder", None)
         captured = Captured(
@@ -109,6 +111,17 @@ class CaptureHandler:
             self.on_error(captured, exc)
             return "451 4.3.0 the message could not be stored"
         return f"250 2.0.0 OK: message {captured.number} accepted"
+
+
+def _where(peer: Any) -> str:
+    """A client's address as the sink shows it: "127.0.0.1 port 50000"."""
+    return f"{peer[0]} port {peer[1]}" if isinstance(peer, tuple) else str(peer)
+
+
+def _not_login_data_notice(record: logging.LogRecord) -> bool:
+    """aiosmtpd 1.4 logs, at WARNING, that its own ``Session.login_data`` is
+    deprecated each time it sets it after a login: nothing the user can act on."""
+    return not str(record.msg).startswith("Session.login_data is deprecated")
 
 
 def _tls_summary(session: Any) -> str | None:
@@ -208,7 +221,13 @@ async def start_server(
     keeps each connection's dialogue with its messages; ``auth_accept_any``
     offers AUTH (RFC 4954) and accepts any credentials, to try clients that log in.
     """
-    from aiosmtpd.smtp import SMTP, AuthResult
+    import logging
+
+    from aiosmtpd.smtp import SMTP, AuthResult, TLSSetupException
+
+    aiosmtpd_log = logging.getLogger("mail.log")
+    if _not_login_data_notice not in aiosmtpd_log.filters:
+        aiosmtpd_log.addFilter(_not_login_data_notice)
 
     class RecordingSMTP(SMTP):
         """aiosmtpd's server with a :class:`Recorder` watching the connection."""
@@ -223,6 +242,17 @@ async def start_server(
         def data_received(self, data: bytes) -> None:
             self.recorder.received(data)
             super().data_received(data)
+
+        async def handle_exception(self, error: Exception) -> str:
+            """One line through the CLI's warning channel instead of aiosmtpd's
+            logged traceback: a client that gave up on TLS (it does not trust
+            the certificate) is news about the client, not a crash of the sink."""
+            where = _where(self.session.peer if self.session else None)
+            if isinstance(error, TLSSetupException):
+                log.warning("client %s: TLS handshake failed: %s", where, error.__cause__ or error)
+            else:
+                log.error("client %s: %s: %s", where, type(error).__name__, error)
+            return f"500 Error: ({type(error).__name__}) {error}"
 
         async def push(self, status: AnyStr) -> None:
             line = status if isinstance(status, bytes) else status.encode("utf-8", "replace")
