@@ -295,6 +295,24 @@ def test_a_maildir_store_keeps_messages_and_read_state_across_restarts(tmp_path:
     assert len(mailbox.Maildir(tmp_path / "Maildir")) == 1
 
 
+def test_a_saved_message_keeps_its_own_trace_fields_across_restarts(tmp_path: Path) -> None:
+    """A message saved from a mailbox and sent again starts with its own
+    Return-Path and X-Original-To: after a restart they are still the message's,
+    not taken for the envelope the sink wrote above them."""
+    content = (b"Return-Path: <bounces@lists.example.org>\r\n"
+               b"X-Original-To: me@example.net\r\nDelivered-To: me@example.net\r\n"
+               b"From: list@lists.example.org\r\nSubject: saved\r\n\r\nbody\r\n")  # fmt: skip
+    store = Store(box=_capture.open_maildir(tmp_path / "Maildir"))
+    kept = store.add(_capture.Captured(1, "peer", "dev@example.org", ("qa@example.org",), content))
+    again = Store(box=_capture.open_maildir(tmp_path / "Maildir")).get(kept.id)
+    assert again is not None
+    assert (again.captured.mail_from, again.captured.rcpt_tos) == (
+        "dev@example.org",
+        ("qa@example.org",),
+    )
+    assert again.captured.content == content
+
+
 def test_auth_shows_mechanism_and_user_never_the_password() -> None:
     with running_sink(auth_accept_any=True) as inbox:
         with Client(

@@ -165,15 +165,19 @@ class Store:
 
 
 def _from_maildir(number: int, content: bytes, when: float) -> Captured:
-    """Undo :func:`to_maildir`: the envelope from the trace fields, CRLF line ends."""
+    """Undo :func:`to_maildir`: the envelope from the trace fields, CRLF line ends.
+
+    Those are one Return-Path, then the X-Original-To fields: a second
+    Return-Path is the message's own (one saved from a mailbox and sent again),
+    as are the fields after it.
+    """
     mail_from, rcpts = "", []
     lines = content.split(b"\n")
-    while lines and lines[0].startswith((b"Return-Path: <", b"X-Original-To: ")):
-        name, _, value = lines.pop(0).decode("utf-8", "replace").partition(": ")
-        if name == "Return-Path":
-            mail_from = value.strip().removeprefix("<").removesuffix(">")
-        else:
-            rcpts.append(value.strip())
+    if lines and lines[0].startswith(b"Return-Path: <"):
+        value = lines.pop(0).decode("utf-8", "replace").partition(": ")[2]
+        mail_from = value.strip().removeprefix("<").removesuffix(">")
+    while lines and lines[0].startswith(b"X-Original-To: "):
+        rcpts.append(lines.pop(0).decode("utf-8", "replace").partition(": ")[2].strip())
     return Captured(
         number=number,
         peer="(from the Maildir)",
