@@ -17,7 +17,7 @@ from smtpmail.cli import _capture
 from smtpmail.cli.inbox.store import Store
 from smtpmail.cli.inbox.testing import Inbox, running_sink
 from smtpmail.transport.tls import TLSMode
-from support.inboxes import ATTACHMENT, http, sample_message, send
+from support.inboxes import ATTACHMENT, http, nested_message, sample_message, send
 
 
 @pytest.fixture(scope="module")
@@ -311,6 +311,27 @@ def test_a_saved_message_keeps_its_own_trace_fields_across_restarts(tmp_path: Pa
         ("qa@example.org",),
     )
     assert again.captured.content == content
+
+
+def test_a_message_nested_too_deep_to_parse_leaves_the_inbox_working(
+    inbox: Inbox, tmp_path: Path
+) -> None:
+    """One hostile message must not take the list down: read as its header
+    alone, it is listed, shown and linted; a Maildir holding it still loads."""
+    send(inbox, nested_message(1200))  # deeper than the email package's parser reaches
+    send(inbox, nested_message(500))  # parsed, but deeper than a view walking it recurses
+    send(inbox, sample_message())
+    subjects = [m["subject"] for m in inbox.messages()]
+    assert subjects == ["Quarterly report", "nested deep", "nested deep"]
+    assert http(inbox.url)[0] == 200
+    for deep, depth in zip(inbox.messages("nested"), (500, 1200), strict=True):
+        assert http(f"{inbox.url}messages/{deep['id']}")[0] == 200
+        assert inbox.message(deep["id"])["mime"]["content_type"] == "multipart/mixed"
+        assert inbox.raw(deep["id"]) == nested_message(depth)
+    store = Store(box=_capture.open_maildir(tmp_path / "Maildir"))
+    store.add(_capture.Captured(1, "peer", "a@example.org", ("b@example.org",), nested_message()))
+    (loaded,) = Store(box=_capture.open_maildir(tmp_path / "Maildir"))
+    assert loaded.captured.content == nested_message()
 
 
 def test_auth_shows_mechanism_and_user_never_the_password() -> None:

@@ -246,6 +246,23 @@ def test_sink_accepts_and_shows_a_message_with_a_broken_from(tmp_path: Path) -> 
     assert "From: <\n" in "".join(reader.lines)
 
 
+def test_sink_accepts_and_shows_a_message_nested_too_deep_to_parse(tmp_path: Path) -> None:
+    from support.inboxes import nested_message
+
+    port = free_port()
+    proc, reader = start_sink("--port", str(port))
+    try:
+        for n, depth in enumerate((1200, 500), 1):
+            result = smtpmail.send(nested_message(depth), "a@example.org", "b@example.org",
+                                   port=port, timeout=30)  # fmt: skip
+            assert result.accepted == ["b@example.org"]
+            reader.wait_for(f"end of message {n}")
+    finally:
+        status, err = stop(proc, signal.SIGTERM)
+    assert (status, err) == (0, "")
+    assert "Subject: nested deep\n" in "".join(reader.lines)
+
+
 def test_sink_listens_on_ipv6_loopback() -> None:
     if not socket.has_ipv6:
         pytest.skip("no IPv6 here")

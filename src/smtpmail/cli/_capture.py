@@ -22,6 +22,8 @@ import time
 import weakref
 from collections.abc import Callable
 from email.message import EmailMessage, Message
+from email.parser import BytesParser
+from email.policy import Policy
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, AnyStr
 
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = [
     "HEADER_ERRORS",
     "INSTALL_HINT",
+    "MAX_MIME_DEPTH",
     "BackgroundServer",
     "CaptureServer",
     "Captured",
@@ -43,6 +46,7 @@ __all__ = [
     "CaptureMaildir",
     "decoded_header",
     "open_maildir",
+    "parse_message",
     "render",
     "start_server",
 ]
@@ -331,6 +335,21 @@ class CaptureMaildir(mailbox.Maildir):
         super().__init__(folder, factory=None, create=False)
         self.folder = folder
 
+    def entries(self) -> list[tuple[str, Path, str, float]]:
+        """(key, file, flags, delivery time) of every message, read from the
+        file names and times alone (Maildir keeps flags after ``:2,`` in the
+        name, and mailbox dates a message by its file's time): nothing is
+        parsed, so no message, however built, stops the folder loading."""
+        found = []
+        for sub in ("new", "cur"):
+            for entry in os.scandir(self.folder / sub):
+                if entry.name.startswith("."):
+                    continue
+                key, _, info = entry.name.partition(self.colon)
+                flags = info[2:] if info.startswith("2,") else ""
+                found.append((key, Path(entry.path), flags, entry.stat().st_mtime))
+        return found
+
     def mark_seen(self, key: str) -> None:
         """Give message ``key`` the S flag by renaming its file into cur/ (the
         Maildir convention: flags follow ``:2,`` in the name), as mail readers
@@ -392,7 +411,7 @@ def render(msg: Captured, *, raw: bool = False) -> str:
     if raw:
         out += ["--- message", *text.decode("utf-8", "replace").splitlines()]
     else:
-        parsed = email.message_from_bytes(text, policy=email.policy.default)
+        parsed = parse_message(text)
         out += ["--- headers", *_header_lines(parsed), "--- body"]
         out += _limit(_body_lines(parsed))
     out.append(f"=== end of message {msg.number}")
@@ -403,6 +422,39 @@ def render(msg: Captured, *, raw: bool = False) -> str:
 #: (``From: <`` raises IndexError in CPython 3.11).
 HEADER_ERRORS = (ValueError, LookupError, IndexError, AttributeError, TypeError,
                  email.errors.MessageError)  # fmt: skip
+
+
+#: Deepest MIME nesting shown part by part. Real mail nests a few levels; the
+#: email package, and a view walking the tree, recurse once per level.
+MAX_MIME_DEPTH = 100
+
+
+def parse_message(content: bytes, policy: Policy = email.policy.default) -> Message:
+    """``content`` parsed by the email package; a message whose multiparts nest
+    deeper than :data:`MAX_MIME_DEPTH` (a MIME bomb of a few tens of kB, which
+    the parser itself may not even survive) is read as its header alone, the
+    body one opaque payload: a capture server shows every message it accepted,
+    and one hostile message must not take the inbox down."""
+    try:
+        msg = email.message_from_bytes(content, policy=policy)
+        if _nesting(msg) <= MAX_MIME_DEPTH:
+            return msg
+    except RecursionError:
+        pass
+    return BytesParser(policy=policy).parsebytes(content, headersonly=True)
+
+
+def _nesting(msg: Message) -> int:
+    """How deep ``msg``'s parts nest (1: not multipart), counted without
+    recursion and no further than one level past :data:`MAX_MIME_DEPTH`."""
+    deepest, stack = 0, [(msg, 1)]
+    while stack and deepest <= MAX_MIME_DEPTH:
+        part, depth = stack.pop()
+        deepest = max(deepest, depth)
+        payload = part.get_payload()
+        if isinstance(payload, list):
+            stack.extend((p, depth + 1) for p in payload if isinstance(p, Message))
+    return deepest
 
 
 def decoded_header(message: Message, name: str, raw: Any) -> str:

@@ -27,6 +27,7 @@ import re
 from email.message import Message
 
 from smtpmail._record import Frozen
+from smtpmail.cli._capture import parse_message
 
 __all__ = ["Finding", "lint"]
 
@@ -54,7 +55,7 @@ def lint(content: bytes, mail_options: tuple[str, ...] | None = None) -> list[Fi
     found = _lines(content)
     if mail_options is not None:
         found += _eight_bit(content, mail_options)
-    msg = email.message_from_bytes(content, policy=email.policy.compat32)
+    msg = parse_message(content, email.policy.compat32)
     found += _required_fields(msg)
     utf8 = mail_options is None or "SMTPUTF8" in {o.upper() for o in mail_options}
     found += _addresses(content, utf8_allowed=utf8)

@@ -10,14 +10,12 @@ came rather than raised.
 from __future__ import annotations
 
 import base64
-import email
-import email.policy
 import re
 from datetime import UTC, datetime
 from email.message import EmailMessage, Message
 from typing import Any
 
-from smtpmail.cli._capture import decoded_header
+from smtpmail.cli._capture import decoded_header, parse_message
 from smtpmail.cli._recorder import SessionInfo
 from smtpmail.cli.inbox.lint import lint
 from smtpmail.cli.inbox.store import Stored
@@ -30,7 +28,7 @@ def parsed(stored: Stored) -> EmailMessage:
     msg = stored.cache.get("message")
     if msg is None:
         text = stored.captured.content
-        msg = email.message_from_bytes(text, policy=email.policy.default)
+        msg = parse_message(text)
         stored.cache["message"] = msg
     assert isinstance(msg, EmailMessage)
     return msg

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import mailbox
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -146,18 +145,16 @@ class Store:
 
     # -- the Maildir ------------------------------------------------------
 
-    def _load(self, box: mailbox.Maildir) -> None:
+    def _load(self, box: CaptureMaildir) -> None:
         """The messages already in the folder, oldest first (by delivery time)."""
         found = []
-        for key in box.iterkeys():
+        for key, path, flags, when in box.entries():
             try:
-                msg = box.get_message(key)
-                with box.get_file(key) as f:
-                    content = f.read()
-            except (KeyError, OSError) as exc:
+                content = path.read_bytes()
+            except OSError as exc:  # gone since the listing, or unreadable
                 log.warning("skipping Maildir message %s: %s", key, exc)
                 continue
-            found.append((msg.get_date(), key, content, "S" in msg.get_flags()))
+            found.append((when, key, content, "S" in flags))
         found.sort()
         for number, (when, key, content, seen) in enumerate(found, 1):
             stored = Stored(key, _from_maildir(number, content, when), read=seen)
