@@ -406,6 +406,34 @@ def test_a_client_distrusting_the_certificate_is_one_line_and_a_login_is_silent(
     ), err
 
 
+@pytest.mark.parametrize(("accept_any", "offered"), [(False, False), (True, True)])
+def test_sink_offers_auth_after_starttls_only_with_auth_accept_any(
+    tmp_path: Path, accept_any: bool, offered: bool
+) -> None:
+    """Without --auth-accept-any the sink offers no AUTH, before or after
+    STARTTLS: offered, it refused every login (535), so a client that logs in
+    whenever AUTH is offered could not deliver to it."""
+    from smtpmail.transport.tls import TLSMode, TLSOptions
+    from support.tlsservers import Certs
+
+    certs = Certs(tmp_path)
+    cert, key = certs.leaf_files(tmp_path)
+    port = free_port()
+    extra = ["--auth-accept-any"] if accept_any else []
+    proc, reader = start_sink("--port", str(port), "--tls-cert", cert, "--tls-key", key, *extra)
+    try:
+        with smtpmail.Client("127.0.0.1", port, timeout=30, tls=TLSMode.REQUIRED,
+                             tls_options=TLSOptions(ca_file=certs.ca_file)) as client:  # fmt: skip
+            assert client.tls_info is not None
+            assert ("AUTH" in client.extensions) is offered
+            client.send(b"Subject: x\r\n\r\nx\r\n", "a@example.org", ["b@example.org"])
+        reader.wait_for("end of message 1")
+    finally:
+        status, err = stop(proc, signal.SIGTERM)
+    assert (status, err) == (0, "")
+    assert "MAIL FROM: <a@example.org>" in "".join(reader.lines)
+
+
 def test_sink_without_tls_shows_no_tls_line(tmp_path: Path) -> None:
     text = render(Captured(1, "127.0.0.1 port 1", "a@example.org", ("b@example.org",), b"x\r\n"))
     assert "TLS:" not in text

@@ -92,6 +92,17 @@ class CaptureHandler:
         self.on_error = on_error or _log_error
         self.count = 0
 
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        """The EHLO reply, offering AUTH only where logins are accepted: aiosmtpd
+        offers it after STARTTLS even with no authenticator, then refuses every
+        login (535), which fails a client that logs in whenever AUTH is offered."""
+        session.host_name = hostname  # aiosmtpd leaves this to the hook, when there is one
+        if getattr(server, "offers_auth", True):
+            return responses
+        return [line for line in responses if not line[4:].upper().startswith("AUTH")]
+
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.count += 1
         where = _where(session.peer)
@@ -237,6 +248,7 @@ async def start_server(
         """aiosmtpd's server with a :class:`Recorder` watching the connection."""
 
         recorder = Recorder(keep_dialogue=record_session)
+        offers_auth = auth_accept_any  # read by CaptureHandler.handle_EHLO
 
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
             if self.transport is None:  # not the STARTTLS upgrade: a new connection
