@@ -345,12 +345,28 @@ def test_auth_shows_mechanism_and_user_never_the_password() -> None:
         detail = inbox.message(m["id"])
         session = detail["session"]
         assert session["auth"]["user"] == "ann"
-        assert session["auth"]["mechanism"] in ("PLAIN", "LOGIN")
+        assert session["auth"]["mechanism"] == "CRAM-MD5"  # the strongest offered
         assert "s3cret" not in json.dumps(detail)
         import base64
 
         assert base64.b64encode(b"\0ann\0s3cret-pw").decode() not in json.dumps(detail)
         assert any("[credentials hidden]" in d["line"] for d in session["dialogue"])
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN", "CRAM-MD5"])
+def test_auth_accept_any_takes_each_mechanism_a_client_may_be_set_to(mechanism: str) -> None:
+    """As Mailpit's: an application configured for CRAM-MD5 can try the sink too."""
+    with running_sink(auth_accept_any=True) as inbox:
+        with Client(
+            "127.0.0.1", inbox.smtp_port, auth=("ann", "any-pw"), auth_mechanism=mechanism,
+            allow_plaintext_auth=True, tls=TLSMode.PLAINTEXT_INSECURE, timeout=30,
+        ) as client:  # fmt: skip
+            assert set(client.extensions["AUTH"].split()) == {"CRAM-MD5", "LOGIN", "PLAIN"}
+            client.send(sample_message(), "alice@example.org", ["bob@example.org"])
+        (m,) = inbox.messages()
+        session = inbox.message(m["id"])["session"]
+    assert session["auth"] == {"mechanism": mechanism, "user": "ann"}
+    assert "any-pw" not in json.dumps(session)
 
 
 def test_info_and_marking_read_through_the_api(inbox: Inbox) -> None:
