@@ -263,6 +263,29 @@ def test_sink_accepts_and_shows_a_message_nested_too_deep_to_parse(tmp_path: Pat
     assert "Subject: nested deep\n" in "".join(reader.lines)
 
 
+@pytest.mark.parametrize("view", [[], ["--raw"]])
+def test_a_message_cannot_drive_the_terminal(view: list[str]) -> None:
+    """Escape sequences in a message (here: retitle the window, clear the screen),
+    raw or from an RFC 2047 encoded word, are printed as text, never acted on."""
+    port = free_port()
+    proc, reader = start_sink("--port", str(port), *view)
+    try:
+        content = (b"Subject: =?utf-8?q?=1B]0;pwned=07=1B[2J?=hi\r\n\r\n"
+                   b"body \x1b[31mred\x1b[0m \xc2\x9b6n\r\n")  # fmt: skip
+        smtpmail.send(content, "a@example.org", "b@example.org", port=port, timeout=30)
+        reader.wait_for("end of message 1")
+    finally:
+        status, err = stop(proc, signal.SIGTERM)
+    assert (status, err) == (0, "")
+    out = "".join(reader.lines)
+    assert not [c for c in out if (c < " " and c != "\n") or "\x7f" <= c <= "\x9f"], out
+    assert "body \\x1b[31mred\\x1b[0m " in out
+    if view:  # the raw octets read as UTF-8: C1's CSI (U+009B) too
+        assert "body \\x1b[31mred\\x1b[0m \\x9b6n\n" in out
+    else:
+        assert "Subject: \\x1b]0;pwned\\x07\\x1b[2Jhi\n" in out
+
+
 def test_sink_listens_on_ipv6_loopback() -> None:
     if not socket.has_ipv6:
         pytest.skip("no IPv6 here")

@@ -15,6 +15,7 @@ import email.errors
 import email.policy
 import mailbox
 import os
+import re
 import secrets
 import socket
 import ssl
@@ -46,6 +47,7 @@ __all__ = [
     "CaptureHandler",
     "CaptureMaildir",
     "decoded_header",
+    "for_terminal",
     "open_maildir",
     "parse_message",
     "render",
@@ -423,6 +425,17 @@ def to_maildir(box: mailbox.Maildir, msg: Captured) -> str:
     return box.add(head + msg.content.replace(b"\r\n", b"\n"))
 
 
+#: C0 controls but tab and line feed, DEL and C1: a terminal acts on them (ESC
+#: and CSI start sequences that retitle the window, clear or rewrite the screen).
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def for_terminal(text: str) -> str:
+    """``text`` safe to print: each control character shown as its escape
+    (``\\x1b``), never acted on; a message is data, not terminal commands."""
+    return _CONTROLS.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
 def render(msg: Captured, *, raw: bool = False) -> str:
     """The message for a person: the envelope, then the headers (decoded) and
     the body decoded, or with ``raw`` the whole message exactly as it came."""
@@ -442,7 +455,7 @@ def render(msg: Captured, *, raw: bool = False) -> str:
         out += ["--- headers", *_header_lines(parsed), "--- body"]
         out += _limit(_body_lines(parsed))
     out.append(f"=== end of message {msg.number}")
-    return "\n".join(out) + "\n"
+    return "\n".join(for_terminal(line) for line in out) + "\n"
 
 
 #: What the email package's header parsers raise on a field they cannot read

@@ -2,7 +2,9 @@
 
 It listens on 127.0.0.1 port 1025 by default (where the assignment's
 solution.py sends), accepts every message (RFC 5321 §4.1.1.4 DATA), prints its
-envelope, headers and body, and with ``--maildir DIR`` also stores it there.
+envelope, headers and body (control characters shown as escapes such as
+``\\x1b``, so that a message cannot drive the terminal), and with
+``--maildir DIR`` also stores it there.
 It replaces ``python -m smtpd -c DebuggingServer``, which Python 3.12 removed.
 With --tls-cert it offers STARTTLS (RFC 3207), for trying TLS clients locally.
 With ``--web`` it also serves an inbox in the browser (``cli/inbox``), on
@@ -193,9 +195,8 @@ async def _serve(args: argparse.Namespace, env: Environment, release: Any) -> in
         store.add(msg)
         if args.quiet:
             rcpts = ", ".join(f"<{r}>" for r in msg.rcpt_tos)
-            out.write(
-                f"message {msg.number}: <{msg.mail_from}> -> {rcpts}, {len(msg.content)} octets\n"
-            )
+            line = f"message {msg.number}: <{msg.mail_from}> -> {rcpts}, {len(msg.content)} octets"
+            out.write(_capture.for_terminal(line) + "\n")
         else:
             out.write(_capture.render(msg, raw=args.raw))
         out.flush()
