@@ -286,6 +286,26 @@ def test_a_message_cannot_drive_the_terminal(view: list[str]) -> None:
         assert "Subject: \\x1b]0;pwned\\x07\\x1b[2Jhi\n" in out
 
 
+def test_a_terminal_that_cannot_show_a_message_does_not_refuse_it(tmp_path: Path) -> None:
+    """On an ASCII (or Latin-1) terminal, non-ASCII text is shown escaped; the
+    message was kept, so the client hears 250, not a 451 that makes it send
+    the same message again."""
+    port = free_port()
+    maildir = tmp_path / "Maildir"
+    proc, reader = start_sink("--port", str(port), "--maildir", str(maildir),
+                              environ={"PYTHONIOENCODING": "ascii"})  # fmt: skip
+    try:
+        content = "Subject: Grüße 例\r\n\r\nHéllo\r\n".encode()
+        result = smtpmail.send(content, "a@example.org", "b@example.org", port=port, timeout=30)
+        assert result.accepted == ["b@example.org"]
+        reader.wait_for("end of message 1")
+    finally:
+        status, err = stop(proc, signal.SIGTERM)
+    assert (status, err) == (0, "")
+    assert "Subject: Gr\\xfc\\xdfe \\u4f8b\n" in "".join(reader.lines)
+    assert len(list((maildir / "new").iterdir())) == 1
+
+
 def test_sink_listens_on_ipv6_loopback() -> None:
     if not socket.has_ipv6:
         pytest.skip("no IPv6 here")

@@ -190,16 +190,19 @@ async def _serve(args: argparse.Namespace, env: Environment, release: Any) -> in
         env.stderr.write(f"smtpmail sink: cannot use {args.maildir} as a Maildir: {exc}\n")
         return EX_CANTCREAT
     out = env.stdout
+    # What the terminal cannot encode (an ASCII or Latin-1 locale) is shown escaped.
+    encoding = getattr(out, "encoding", None) or "utf-8"
 
     def show(msg: _capture.Captured) -> None:
-        store.add(msg)
+        store.add(msg)  # OSError: not kept, the client hears 451 (``failed``)
         if args.quiet:
             rcpts = ", ".join(f"<{r}>" for r in msg.rcpt_tos)
             line = f"message {msg.number}: <{msg.mail_from}> -> {rcpts}, {len(msg.content)} octets"
-            out.write(_capture.for_terminal(line) + "\n")
+            text = _capture.for_terminal(line) + "\n"
         else:
-            out.write(_capture.render(msg, raw=args.raw))
-        out.flush()
+            text = _capture.render(msg, raw=args.raw)
+        out.write(text.encode(encoding, "backslashreplace").decode(encoding))
+        out.flush()  # a reader that left (a closed pipe) is the Environment's to absorb
 
     def failed(msg: _capture.Captured, exc: Exception) -> None:
         env.stderr.write(
