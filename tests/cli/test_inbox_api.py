@@ -17,7 +17,7 @@ from smtpmail.cli import _capture
 from smtpmail.cli.inbox.store import Store
 from smtpmail.cli.inbox.testing import Inbox, running_sink
 from smtpmail.transport.tls import TLSMode
-from support.inboxes import ATTACHMENT, http, sample_message, send
+from support.inboxes import ATTACHMENT, http, nested_message, sample_message, send
 
 
 @pytest.fixture(scope="module")
@@ -218,6 +218,21 @@ def test_unknown_message_part_and_bad_parameters(inbox: Inbox) -> None:
     assert http(f"{inbox.url}messages/nope")[0] == 404
 
 
+@pytest.mark.parametrize(
+    ("query", "says"),
+    [("messages?limit=-1", "limit must be a number, 0 or more"),
+     ("wait?subject=never&timeout=nan", "timeout must be a number of seconds, 0 or more"),
+     ("wait?subject=never&timeout=-5", "timeout must be a number of seconds, 0 or more")],
+)  # fmt: skip
+def test_a_negative_or_nan_limit_or_timeout_is_a_400(inbox: Inbox, query: str, says: str) -> None:
+    """Not a list short of its last message (limit -1), nor a long-poll that never
+    ends (timeout NaN, which no wait ever reaches)."""
+    send(inbox, sample_message())
+    status, _, body = http(f"{inbox.url}api/v1/{query}")
+    assert (status, json.loads(body)) == (400, {"error": says})
+    assert inbox.info()["waiting"] == 0
+
+
 def test_release_is_off_unless_configured(inbox: Inbox) -> None:
     send(inbox, sample_message())
     (m,) = inbox.messages()
@@ -280,6 +295,45 @@ def test_a_maildir_store_keeps_messages_and_read_state_across_restarts(tmp_path:
     assert len(mailbox.Maildir(tmp_path / "Maildir")) == 1
 
 
+def test_a_saved_message_keeps_its_own_trace_fields_across_restarts(tmp_path: Path) -> None:
+    """A message saved from a mailbox and sent again starts with its own
+    Return-Path and X-Original-To: after a restart they are still the message's,
+    not taken for the envelope the sink wrote above them."""
+    content = (b"Return-Path: <bounces@lists.example.org>\r\n"
+               b"X-Original-To: me@example.net\r\nDelivered-To: me@example.net\r\n"
+               b"From: list@lists.example.org\r\nSubject: saved\r\n\r\nbody\r\n")  # fmt: skip
+    store = Store(box=_capture.open_maildir(tmp_path / "Maildir"))
+    kept = store.add(_capture.Captured(1, "peer", "dev@example.org", ("qa@example.org",), content))
+    again = Store(box=_capture.open_maildir(tmp_path / "Maildir")).get(kept.id)
+    assert again is not None
+    assert (again.captured.mail_from, again.captured.rcpt_tos) == (
+        "dev@example.org",
+        ("qa@example.org",),
+    )
+    assert again.captured.content == content
+
+
+def test_a_message_nested_too_deep_to_parse_leaves_the_inbox_working(
+    inbox: Inbox, tmp_path: Path
+) -> None:
+    """One hostile message must not take the list down: read as its header
+    alone, it is listed, shown and linted; a Maildir holding it still loads."""
+    send(inbox, nested_message(1200))  # deeper than the email package's parser reaches
+    send(inbox, nested_message(500))  # parsed, but deeper than a view walking it recurses
+    send(inbox, sample_message())
+    subjects = [m["subject"] for m in inbox.messages()]
+    assert subjects == ["Quarterly report", "nested deep", "nested deep"]
+    assert http(inbox.url)[0] == 200
+    for deep, depth in zip(inbox.messages("nested"), (500, 1200), strict=True):
+        assert http(f"{inbox.url}messages/{deep['id']}")[0] == 200
+        assert inbox.message(deep["id"])["mime"]["content_type"] == "multipart/mixed"
+        assert inbox.raw(deep["id"]) == nested_message(depth)
+    store = Store(box=_capture.open_maildir(tmp_path / "Maildir"))
+    store.add(_capture.Captured(1, "peer", "a@example.org", ("b@example.org",), nested_message()))
+    (loaded,) = Store(box=_capture.open_maildir(tmp_path / "Maildir"))
+    assert loaded.captured.content == nested_message()
+
+
 def test_auth_shows_mechanism_and_user_never_the_password() -> None:
     with running_sink(auth_accept_any=True) as inbox:
         with Client(
@@ -291,12 +345,28 @@ def test_auth_shows_mechanism_and_user_never_the_password() -> None:
         detail = inbox.message(m["id"])
         session = detail["session"]
         assert session["auth"]["user"] == "ann"
-        assert session["auth"]["mechanism"] in ("PLAIN", "LOGIN")
+        assert session["auth"]["mechanism"] == "CRAM-MD5"  # the strongest offered
         assert "s3cret" not in json.dumps(detail)
         import base64
 
         assert base64.b64encode(b"\0ann\0s3cret-pw").decode() not in json.dumps(detail)
         assert any("[credentials hidden]" in d["line"] for d in session["dialogue"])
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN", "CRAM-MD5"])
+def test_auth_accept_any_takes_each_mechanism_a_client_may_be_set_to(mechanism: str) -> None:
+    """As Mailpit's: an application configured for CRAM-MD5 can try the sink too."""
+    with running_sink(auth_accept_any=True) as inbox:
+        with Client(
+            "127.0.0.1", inbox.smtp_port, auth=("ann", "any-pw"), auth_mechanism=mechanism,
+            allow_plaintext_auth=True, tls=TLSMode.PLAINTEXT_INSECURE, timeout=30,
+        ) as client:  # fmt: skip
+            assert set(client.extensions["AUTH"].split()) == {"CRAM-MD5", "LOGIN", "PLAIN"}
+            client.send(sample_message(), "alice@example.org", ["bob@example.org"])
+        (m,) = inbox.messages()
+        session = inbox.message(m["id"])["session"]
+    assert session["auth"] == {"mechanism": mechanism, "user": "ann"}
+    assert "any-pw" not in json.dumps(session)
 
 
 def test_info_and_marking_read_through_the_api(inbox: Inbox) -> None:

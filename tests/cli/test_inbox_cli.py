@@ -73,7 +73,10 @@ def test_sink_web_serves_with_basic_auth_and_releases_to_a_real_server(tmp_path:
 @pytest.mark.parametrize(
     ("argv", "says"),
     [
-        (["--web-auth", "ann:pw"], "--web-auth and release options need --web"),
+        (["--web-auth", "ann:pw"], "--web-auth, --keep and release options need --web"),
+        (["--keep", "5"], "--keep and release options need --web"),
+        (["--web", "127.0.0.1:0", "--keep", "0"], "not a number of messages (1 or more)"),
+        (["--web", "127.0.0.1:0", "--keep", "-3"], "not a number of messages (1 or more)"),
         (["--release-server", "smtp://127.0.0.1:2525"], "need --web"),
         (["--web", "127.0.0.1:0", "--web-auth", "nopassword"], "give USER:PASSWORD"),
         (["--web", "127.0.0.1:99999"], "not a port number"),
@@ -167,3 +170,50 @@ def test_which_web_addresses_count_as_loopback(host: str, loopback: bool) -> Non
     from smtpmail.cli.inbox.web import is_loopback
 
     assert is_loopback(host) is loopback
+
+
+#: A message the email package would "repair" if it ever rewrote it: a header
+#: value's extra spaces, 8-bit text, and a multipart whose closing boundary never comes.
+UNUSUAL = (
+    b"From: a@example.org\r\nTo: b@example.org\r\nSubject: as it came\r\n"
+    b"X-Spaced:   three  spaces\r\nMIME-Version: 1.0\r\n"
+    b'Content-Type: multipart/mixed; boundary="b1"\r\n\r\n'
+    b"--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\ncaf\xc3\xa9\r\n--b1\r\n"
+    b"Content-Type: text/plain\r\n\r\nno closing boundary\r\n"
+)
+
+
+def test_reading_a_message_never_rewrites_it_in_the_maildir(tmp_path: Path) -> None:
+    """Opening a message marks it seen by renaming its file (Maildir's ``:2,S``),
+    as mail readers do; its octets stay those received, across restarts."""
+    folder = tmp_path / "Maildir"
+    proc, reader = start_sink("--port", "0", "--quiet", "--maildir", str(folder),
+                              "--web", "127.0.0.1:0")  # fmt: skip
+    try:
+        url = re.search(r"web inbox on (\S+)", reader.wait_for("web inbox on"))
+        assert url is not None
+        port = int(re.search(r"port (\d+)", reader.lines[0]).group(1))  # type: ignore[union-attr]
+        inbox = Inbox(url.group(1), smtp_port=port)
+        send(inbox, UNUSUAL, "a@example.org", ("b@example.org",))
+        message = inbox.wait_for(subject="as it came", timeout=30)
+        (stored,) = (folder / "new").iterdir()
+        received = stored.read_bytes()
+        assert http(f"{url.group(1)}messages/{message['id']}")[0] == 200  # marks it read
+        assert inbox.message(message["id"])["read"] is True
+    finally:
+        status, errors = stop(proc, signal.SIGTERM)
+    assert status == 0, errors
+    assert list((folder / "new").iterdir()) == []
+    (seen,) = (folder / "cur").iterdir()
+    assert seen.name == f"{stored.name}:2,S"
+    assert seen.read_bytes() == received
+    proc, reader = start_sink("--port", "0", "--quiet", "--maildir", str(folder),
+                              "--web", "127.0.0.1:0")  # fmt: skip
+    try:
+        url = re.search(r"web inbox on (\S+)", reader.wait_for("web inbox on"))
+        assert url is not None
+        (again,) = Inbox(url.group(1)).messages()
+        assert again["read"] is True
+        assert Inbox(url.group(1)).raw(again["id"]) == UNUSUAL
+    finally:
+        stop(proc, signal.SIGTERM)

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from smtpmail import Client
 from smtpmail.cli._capture import Captured
 from smtpmail.cli.inbox import mime
 from smtpmail.cli.inbox.lint import lint
@@ -134,9 +135,15 @@ def test_any_octets_can_be_shown_and_linted(content: bytes) -> None:
 
 
 @pytest.fixture(scope="module")
-def inbox() -> Iterator[Inbox]:
+def sink() -> Iterator[Inbox]:
     with running_sink() as inbox:
         yield inbox
+
+
+@pytest.fixture
+def inbox(sink: Inbox) -> Inbox:
+    sink.clear()
+    return sink
 
 
 def test_the_lint_judges_what_came_over_the_wire(inbox: Inbox) -> None:
@@ -157,3 +164,33 @@ def test_the_lint_judges_what_came_over_the_wire(inbox: Inbox) -> None:
     assert m["lint"] == {"errors": 2, "warnings": 0}
     codes = [f["code"] for f in inbox.message(m["id"])["lint_findings"]]
     assert codes == ["bare-lf", "8bit-without-8bitmime"]
+
+
+#: An internationalised message (RFC 6532): UTF-8 in its address fields.
+UTF8_HEAD = HEAD.replace(b"Bob <bob@", "Zoë <zoë@".encode()).replace(
+    b"alice@example.org", "jürgen@exämple.org".encode()
+)
+
+
+@pytest.mark.parametrize(
+    ("options", "codes"),
+    [(("SMTPUTF8", "BODY=8BITMIME"), []),
+     (None, []),  # MAIL parameters unknown (loaded from a Maildir)
+     (("BODY=8BITMIME",), ["utf8-address-without-smtputf8", "utf8-address-without-smtputf8"])],
+)  # fmt: skip
+def test_utf8_addresses_need_smtputf8_only(
+    options: tuple[str, ...] | None, codes: list[str]
+) -> None:
+    found = lint(UTF8_HEAD + b"\r\nHello\r\n", options)
+    assert [f.code for f in found] == codes
+    assert all(f.rfc == "RFC 6532 §3.2" and "SMTPUTF8" in f.message for f in found)
+
+
+def test_an_internationalised_message_sent_with_smtputf8_is_clean(inbox: Inbox) -> None:
+    """smtpmail's client sends UTF-8 addresses with SMTPUTF8 (RFC 6531): no finding."""
+    with Client("127.0.0.1", inbox.smtp_port, timeout=30) as client:
+        client.send(UTF8_HEAD + "\r\nGrüße\r\n".encode(), "jürgen@exämple.org", ["zoë@example.org"])
+    (m,) = inbox.messages()
+    detail = inbox.message(m["id"])
+    assert "SMTPUTF8" in detail["session"]["mail_parameters"]
+    assert detail["lint_findings"] == []

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import socket
+
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from smtpmail.cli._recorder import Recorder
+from smtpmail.cli.inbox.testing import running_sink
 
 #: (who, octets): the client's octets as sent, the server's reply lines.
 SCRIPT: list[tuple[str, bytes]] = [
@@ -111,3 +115,40 @@ def test_an_endless_line_is_counted_not_held() -> None:
     recorder.received(b"\r\n.\r\n")
     assert recorder.dialogue[-2][1] == "C: [message content: 10000002 octets]"
     assert recorder.dialogue[-1][1] == "C: ."
+
+
+@pytest.mark.parametrize(
+    "smuggled",
+    [b"x\n.\nMAIL FROM:<evil@example.org>\nRCPT TO:<v@example.org>\nDATA\nhidden\n.\n",
+     b"x\n.\r\nMAIL FROM:<evil@example.org>\r\nRCPT TO:<v@example.org>\r\nDATA\r\nhidden\r\n",
+     b"x\r.\r\nMAIL FROM:<evil@example.org>\r\nRCPT TO:<v@example.org>\r\nDATA\r\nhidden\r\n"],
+)  # fmt: skip
+def test_a_smuggled_end_of_data_stays_message_content_in_the_dialogue(smuggled: bytes) -> None:
+    """The server ends DATA at CRLF.CRLF only (RFC 5321 §4.1.1.4); so does the
+    recorded dialogue: the commands a client hides behind ``\\n.\\n`` or
+    ``\\n.\\r\\n`` are shown as what they are, octets of the one message."""
+    content = b"Subject: smuggling\r\n\r\n" + smuggled + b"end\r\n"
+    with (
+        running_sink() as inbox,
+        socket.create_connection(("127.0.0.1", inbox.smtp_port), timeout=30) as s,
+    ):
+        f = s.makefile("rb")
+        for command in (b"", b"EHLO c.example", b"MAIL FROM:<a@example.org>",
+                        b"RCPT TO:<b@example.org>", b"DATA"):  # fmt: skip
+            if command:
+                s.sendall(command + b"\r\n")
+            while (line := f.readline())[3:4] == b"-":
+                pass
+            assert line[:1] in (b"2", b"3"), line
+        s.sendall(content + b".\r\n")
+        assert f.readline().startswith(b"250")
+        s.sendall(b"QUIT\r\n")
+        assert f.readline().startswith(b"221")
+        (m,) = inbox.messages()
+        assert inbox.raw(m["id"]) == content
+        session = inbox.message(m["id"])["session"]
+    lines = [d["line"] for d in session["dialogue"]]
+    assert lines[-2:] == [f"C: [message content: {len(content)} octets]", "C: ."]
+    assert lines.count("C: DATA") == 1
+    assert [line for line in lines if "evil" in line] == []
+    assert session["extensions_used"] == []  # no pipelining where there was none

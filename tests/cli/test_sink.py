@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import mailbox
 import os
+import re
 import shutil
 import signal
 import socket
@@ -15,6 +16,8 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 import smtpmail
 from smtpmail.cli import main
@@ -184,6 +187,125 @@ def test_render_raw_shows_the_message_as_it_came() -> None:
     ]
 
 
+FIELDS = st.sampled_from([b"From", b"To", b"Cc", b"Reply-To", b"Subject", b"Date",
+                          b"Message-ID", b"Content-Type", b"Content-Disposition",
+                          b"Content-Transfer-Encoding"])  # fmt: skip
+#: The octets RFC 5322 and RFC 2047 parsers trip over, in any order.
+TOKENS = st.sampled_from(
+    [
+        b"<",
+        b">",
+        b'"',
+        b"(",
+        b")",
+        b"@",
+        b",",
+        b";",
+        b":",
+        b"\\",
+        b"[",
+        b"]",
+        b" ",
+        b"a",
+        b"\xc3\xa9",
+        b"\r\n ",
+        b"=?utf-8?q?",
+        b"?=",
+        b"''",
+        b"multipart/mixed; boundary=",
+        b"text/plain; charset=",
+        b"*0*=",
+    ]
+)
+HEADERS = st.lists(st.tuples(FIELDS, st.lists(TOKENS, max_size=20).map(b"".join)), max_size=6).map(
+    lambda fields: b"".join(name + b": " + value + b"\r\n" for name, value in fields) + b"\r\n"
+)
+
+
+@given(HEADERS, st.binary(max_size=200))
+@example(b"From: <\r\n\r\n", b"")  # IndexError in the email package (CPython 3.11)
+def test_any_message_can_be_shown_in_the_terminal(head: bytes, body: bytes) -> None:
+    """A header the email package cannot parse (``From: <``) is shown as it came."""
+    for raw in (False, True):
+        render(Captured(1, "peer", "a@example.org", ("b@example.org",), head + body), raw=raw)
+
+
+def test_sink_accepts_and_shows_a_message_with_a_broken_from(tmp_path: Path) -> None:
+    """The capture server accepts every message: one whose From does not parse is
+    shown with the field as it came, not refused with a 451."""
+    port = free_port()
+    proc, reader = start_sink("--port", str(port))
+    try:
+        result = smtpmail.send(b"From: <\r\nSubject: broken from\r\n\r\nbody\r\n",
+                               "a@example.org", "b@example.org", port=port, timeout=30)  # fmt: skip
+        assert result.accepted == ["b@example.org"]
+        reader.wait_for("end of message 1")
+    finally:
+        status, err = stop(proc, signal.SIGTERM)
+    assert (status, err) == (0, "")
+    assert "From: <\n" in "".join(reader.lines)
+
+
+def test_sink_accepts_and_shows_a_message_nested_too_deep_to_parse(tmp_path: Path) -> None:
+    from support.inboxes import nested_message
+
+    port = free_port()
+    proc, reader = start_sink("--port", str(port))
+    try:
+        for n, depth in enumerate((1200, 500), 1):
+            result = smtpmail.send(nested_message(depth), "a@example.org", "b@example.org",
+                                   port=port, timeout=30)  # fmt: skip
+            assert result.accepted == ["b@example.org"]
+            reader.wait_for(f"end of message {n}")
+    finally:
+        status, err = stop(proc, signal.SIGTERM)
+    assert (status, err) == (0, "")
+    assert "Subject: nested deep\n" in "".join(reader.lines)
+
+
+@pytest.mark.parametrize("view", [[], ["--raw"]])
+def test_a_message_cannot_drive_the_terminal(view: list[str]) -> None:
+    """Escape sequences in a message (here: retitle the window, clear the screen),
+    raw or from an RFC 2047 encoded word, are printed as text, never acted on."""
+    port = free_port()
+    proc, reader = start_sink("--port", str(port), *view)
+    try:
+        content = (b"Subject: =?utf-8?q?=1B]0;pwned=07=1B[2J?=hi\r\n\r\n"
+                   b"body \x1b[31mred\x1b[0m \xc2\x9b6n\r\n")  # fmt: skip
+        smtpmail.send(content, "a@example.org", "b@example.org", port=port, timeout=30)
+        reader.wait_for("end of message 1")
+    finally:
+        status, err = stop(proc, signal.SIGTERM)
+    assert (status, err) == (0, "")
+    out = "".join(reader.lines)
+    assert not [c for c in out if (c < " " and c != "\n") or "\x7f" <= c <= "\x9f"], out
+    assert "body \\x1b[31mred\\x1b[0m " in out
+    if view:  # the raw octets read as UTF-8: C1's CSI (U+009B) too
+        assert "body \\x1b[31mred\\x1b[0m \\x9b6n\n" in out
+    else:
+        assert "Subject: \\x1b]0;pwned\\x07\\x1b[2Jhi\n" in out
+
+
+def test_a_terminal_that_cannot_show_a_message_does_not_refuse_it(tmp_path: Path) -> None:
+    """On an ASCII (or Latin-1) terminal, non-ASCII text is shown escaped; the
+    message was kept, so the client hears 250, not a 451 that makes it send
+    the same message again."""
+    port = free_port()
+    maildir = tmp_path / "Maildir"
+    proc, reader = start_sink("--port", str(port), "--maildir", str(maildir),
+                              environ={"PYTHONIOENCODING": "ascii"})  # fmt: skip
+    try:
+        content = "Subject: Grüße 例\r\n\r\nHéllo\r\n".encode()
+        result = smtpmail.send(content, "a@example.org", "b@example.org", port=port, timeout=30)
+        assert result.accepted == ["b@example.org"]
+        reader.wait_for("end of message 1")
+    finally:
+        status, err = stop(proc, signal.SIGTERM)
+    assert (status, err) == (0, "")
+    assert "Subject: Gr\\xfc\\xdfe \\u4f8b\n" in "".join(reader.lines)
+    assert len(list((maildir / "new").iterdir())) == 1
+
+
 def test_sink_listens_on_ipv6_loopback() -> None:
     if not socket.has_ipv6:
         pytest.skip("no IPv6 here")
@@ -293,6 +415,66 @@ def test_sink_offers_starttls_and_can_require_it(tmp_path: Path) -> None:
     assert (status, err) == (0, "")
     assert "\nTLS:       TLSv1." in out
     assert "Subject: private" in out and "Subject: clear" not in out
+
+
+def test_a_client_distrusting_the_certificate_is_one_line_and_a_login_is_silent(
+    tmp_path: Path,
+) -> None:
+    """The sink's stderr is its own: a client that refuses the certificate is one
+    warning line naming the client and why (no aiosmtpd traceback), and a login
+    under --auth-accept-any says nothing (no aiosmtpd deprecation notice)."""
+    from smtpmail.transport.tls import TLSMode, TLSOptions
+    from support.tlsservers import Certs
+
+    certs = Certs(tmp_path)
+    cert, key = certs.leaf_files(tmp_path)
+    port = free_port()
+    proc, reader = start_sink("--port", str(port), "--quiet", "--tls-cert", cert,
+                              "--tls-key", key, "--auth-accept-any")  # fmt: skip
+    try:
+        with pytest.raises(smtpmail.TLSError):  # the system store does not know this CA
+            smtpmail.send(b"Subject: x\r\n\r\nx\r\n", "a@example.org", "b@example.org",
+                          port=port, timeout=30, tls=TLSMode.REQUIRED)  # fmt: skip
+        smtpmail.send(b"Subject: in\r\n\r\nx\r\n", "a@example.org", "b@example.org",
+                      port=port, timeout=30, auth=("ann", "pw"),
+                      tls_options=TLSOptions(ca_file=certs.ca_file))  # fmt: skip
+        reader.wait_for("message 1:")
+    finally:
+        status, err = stop(proc, signal.SIGTERM)
+    assert status == 0
+    (line,) = err.splitlines()
+    assert re.fullmatch(
+        r"smtpmail: warning: client 127\.0\.0\.1 port \d+: TLS handshake failed: .*unknown ca.*",
+        line,
+    ), err
+
+
+@pytest.mark.parametrize(("accept_any", "offered"), [(False, False), (True, True)])
+def test_sink_offers_auth_after_starttls_only_with_auth_accept_any(
+    tmp_path: Path, accept_any: bool, offered: bool
+) -> None:
+    """Without --auth-accept-any the sink offers no AUTH, before or after
+    STARTTLS: offered, it refused every login (535), so a client that logs in
+    whenever AUTH is offered could not deliver to it."""
+    from smtpmail.transport.tls import TLSMode, TLSOptions
+    from support.tlsservers import Certs
+
+    certs = Certs(tmp_path)
+    cert, key = certs.leaf_files(tmp_path)
+    port = free_port()
+    extra = ["--auth-accept-any"] if accept_any else []
+    proc, reader = start_sink("--port", str(port), "--tls-cert", cert, "--tls-key", key, *extra)
+    try:
+        with smtpmail.Client("127.0.0.1", port, timeout=30, tls=TLSMode.REQUIRED,
+                             tls_options=TLSOptions(ca_file=certs.ca_file)) as client:  # fmt: skip
+            assert client.tls_info is not None
+            assert ("AUTH" in client.extensions) is offered
+            client.send(b"Subject: x\r\n\r\nx\r\n", "a@example.org", ["b@example.org"])
+        reader.wait_for("end of message 1")
+    finally:
+        status, err = stop(proc, signal.SIGTERM)
+    assert (status, err) == (0, "")
+    assert "MAIL FROM: <a@example.org>" in "".join(reader.lines)
 
 
 def test_sink_without_tls_shows_no_tls_line(tmp_path: Path) -> None:

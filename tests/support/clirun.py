@@ -8,6 +8,7 @@ subprocess runs this checkout's code.
 from __future__ import annotations
 
 import io
+import os
 import queue
 import shutil
 import subprocess
@@ -164,12 +165,16 @@ def wait_for(stream_text: object, text: str, bound: float = 30) -> None:
 # -- `smtpmail sink` in a subprocess ---------------------------------------------
 
 
-def start_sink(*argv: str) -> tuple[subprocess.Popen[str], LineReader]:
+def start_sink(
+    *argv: str, environ: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], LineReader]:
+    """``smtpmail sink ARGV`` once it listens; ``environ`` adds to its environment."""
     proc = subprocess.Popen(
         [console_script(), "sink", *argv],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, **environ} if environ else None,
     )
     reader = LineReader(proc)
     try:

@@ -60,3 +60,15 @@ def http(
             return response.status, dict(response.headers), response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, dict(exc.headers), exc.read()
+
+
+def nested_message(depth: int = 1200) -> bytes:
+    """Multiparts nested deeper than the email package's parser recurses (a MIME
+    bomb of 80 kB): the inbox must still list and show it."""
+    body = b"".join(
+        b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n' % (i, i)
+        for i in range(depth)
+    )
+    body += b"Content-Type: text/plain\r\n\r\nthe leaf\r\n"
+    body += b"".join(b"--b%d--\r\n" % i for i in reversed(range(depth)))
+    return b"From: a@example.org\r\nSubject: nested deep\r\nMIME-Version: 1.0\r\n" + body

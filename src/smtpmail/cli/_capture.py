@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import email
+import email.errors
 import email.policy
 import mailbox
+import os
+import re
+import secrets
 import socket
 import ssl
 import threading
@@ -20,21 +24,32 @@ import time
 import weakref
 from collections.abc import Callable
 from email.message import EmailMessage, Message
+from email.parser import BytesParser
+from email.policy import Policy
 from pathlib import Path
-from typing import Any, AnyStr
+from typing import TYPE_CHECKING, Any, AnyStr
 
 from smtpmail import __version__
 from smtpmail._log import Logger
 from smtpmail._record import Frozen
 from smtpmail.cli._recorder import Recorder, SessionInfo
 
+if TYPE_CHECKING:
+    import logging
+
 __all__ = [
+    "HEADER_ERRORS",
     "INSTALL_HINT",
+    "MAX_MIME_DEPTH",
     "BackgroundServer",
     "CaptureServer",
     "Captured",
     "CaptureHandler",
+    "CaptureMaildir",
+    "decoded_header",
+    "for_terminal",
     "open_maildir",
+    "parse_message",
     "render",
     "start_server",
 ]
@@ -80,10 +95,20 @@ class CaptureHandler:
         self.on_error = on_error or _log_error
         self.count = 0
 
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        """The EHLO reply, offering AUTH only where logins are accepted: aiosmtpd
+        offers it after STARTTLS even with no authenticator, then refuses every
+        login (535), which fails a client that logs in whenever AUTH is offered."""
+        session.host_name = hostname  # aiosmtpd leaves this to the hook, when there is one
+        if getattr(server, "offers_auth", True):
+            return responses
+        return [line for line in responses if not line[4:].upper().startswith("AUTH")]
+
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.count += 1
-        peer = session.peer
-        where = f"{peer[0]} port {peer[1]}" if isinstance(peer, tuple) else str(peer)
+        where = _where(session.peer)
         content = envelope.original_content or envelope.content or b""
         recorder = getattr(server, "recorder", None)
         captured = Captured(
@@ -104,6 +129,17 @@ class CaptureHandler:
             self.on_error(captured, exc)
             return "451 4.3.0 the message could not be stored"
         return f"250 2.0.0 OK: message {captured.number} accepted"
+
+
+def _where(peer: Any) -> str:
+    """A client's address as the sink shows it: "127.0.0.1 port 50000"."""
+    return f"{peer[0]} port {peer[1]}" if isinstance(peer, tuple) else str(peer)
+
+
+def _not_login_data_notice(record: logging.LogRecord) -> bool:
+    """aiosmtpd 1.4 logs, at WARNING, that its own ``Session.login_data`` is
+    deprecated each time it sets it after a login: nothing the user can act on."""
+    return not str(record.msg).startswith("Session.login_data is deprecated")
 
 
 def _tls_summary(session: Any) -> str | None:
@@ -203,12 +239,19 @@ async def start_server(
     keeps each connection's dialogue with its messages; ``auth_accept_any``
     offers AUTH (RFC 4954) and accepts any credentials, to try clients that log in.
     """
-    from aiosmtpd.smtp import SMTP, AuthResult
+    import logging
+
+    from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, TLSSetupException
+
+    aiosmtpd_log = logging.getLogger("mail.log")
+    if _not_login_data_notice not in aiosmtpd_log.filters:
+        aiosmtpd_log.addFilter(_not_login_data_notice)
 
     class RecordingSMTP(SMTP):
         """aiosmtpd's server with a :class:`Recorder` watching the connection."""
 
         recorder = Recorder(keep_dialogue=record_session)
+        offers_auth = auth_accept_any  # read by CaptureHandler.handle_EHLO
 
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
             if self.transport is None:  # not the STARTTLS upgrade: a new connection
@@ -218,6 +261,30 @@ async def start_server(
         def data_received(self, data: bytes) -> None:
             self.recorder.received(data)
             super().data_received(data)
+
+        async def auth_CRAM__MD5(self, _: Any, args: list[str]) -> AuthResult:
+            """CRAM-MD5 (RFC 2195) for --auth-accept-any, as PLAIN and LOGIN: the
+            answer names the user; its digest is not checked (any password goes)."""
+            challenge = f"<{secrets.token_hex(8)}.{int(time.time())}@{self.hostname}>"
+            answer = await self.challenge_auth(challenge)
+            if not isinstance(answer, bytes):  # "*" or bad base64: aiosmtpd said 501
+                return AuthResult(success=False, handled=True)
+            user, _, digest = answer.rpartition(b" ")
+            if not user or len(digest) != 32:
+                await self.push("501 5.5.2 a CRAM-MD5 answer is: user, space, 32 hex digits")
+                return AuthResult(success=False, handled=True)
+            return AuthResult(success=True, auth_data=LoginPassword(user, b""))
+
+        async def handle_exception(self, error: Exception) -> str:
+            """One line through the CLI's warning channel instead of aiosmtpd's
+            logged traceback: a client that gave up on TLS (it does not trust
+            the certificate) is news about the client, not a crash of the sink."""
+            where = _where(self.session.peer if self.session else None)
+            if isinstance(error, TLSSetupException):
+                log.warning("client %s: TLS handshake failed: %s", where, error.__cause__ or error)
+            else:
+                log.error("client %s: %s: %s", where, type(error).__name__, error)
+            return f"500 Error: ({type(error).__name__}) {error}"
 
         async def push(self, status: AnyStr) -> None:
             line = status if isinstance(status, bytes) else status.encode("utf-8", "replace")
@@ -242,6 +309,7 @@ async def start_server(
             tls_context=tls_context,
             require_starttls=require_tls and tls_context is not None,
             authenticator=accept_any if auth_accept_any else None,
+            auth_exclude_mechanism=None if auth_accept_any else ["CRAM-MD5"],
             # Offered in clear text only when asked to accept anything (a test server).
             auth_require_tls=not auth_accept_any,
         )
@@ -288,7 +356,52 @@ class BackgroundServer:
         self._loop.close()
 
 
-def open_maildir(path: str | Path) -> mailbox.Maildir:
+class CaptureMaildir(mailbox.Maildir):
+    """The capture server's Maildir folder: :class:`mailbox.Maildir` plus
+    marking a message seen without rewriting it."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(folder, factory=None, create=False)
+        self.folder = folder
+
+    def entries(self) -> list[tuple[str, Path, str, float]]:
+        """(key, file, flags, delivery time) of every message, read from the
+        file names and times alone (Maildir keeps flags after ``:2,`` in the
+        name, and mailbox dates a message by its file's time): nothing is
+        parsed, so no message, however built, stops the folder loading."""
+        found = []
+        for sub in ("new", "cur"):
+            for entry in os.scandir(self.folder / sub):
+                if entry.name.startswith("."):
+                    continue
+                key, _, info = entry.name.partition(self.colon)
+                flags = info[2:] if info.startswith("2,") else ""
+                found.append((key, Path(entry.path), flags, entry.stat().st_mtime))
+        return found
+
+    def mark_seen(self, key: str) -> None:
+        """Give message ``key`` the S flag by renaming its file into cur/ (the
+        Maildir convention: flags follow ``:2,`` in the name), as mail readers
+        do. ``box[key] = msg`` would instead write the message anew through the
+        email package, which "repairs" it (whitespace, a missing closing
+        boundary): the octets received must stay as they came.
+
+        Raises KeyError when no file holds ``key``, OSError when it cannot move.
+        """
+        for sub in ("new", "cur"):
+            for entry in os.scandir(self.folder / sub):
+                name, _, info = entry.name.partition(self.colon)
+                if name != key:
+                    continue
+                flags = set(info[2:]) if info.startswith("2,") else set()
+                seen = f"{key}{self.colon}2,{''.join(sorted(flags | {'S'}))}"
+                if (sub, entry.name) != ("cur", seen):
+                    os.rename(entry.path, self.folder / "cur" / seen)
+                return
+        raise KeyError(key)
+
+
+def open_maildir(path: str | Path) -> CaptureMaildir:
     """The Maildir at ``path``, created (with cur/new/tmp) where any part is missing.
 
     Raises OSError if that cannot be done (``path`` is a file, say): better
@@ -297,7 +410,7 @@ def open_maildir(path: str | Path) -> mailbox.Maildir:
     folder = Path(path)
     for sub in ("cur", "new", "tmp"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
-    return mailbox.Maildir(folder, factory=None, create=False)
+    return CaptureMaildir(folder)
 
 
 def to_maildir(box: mailbox.Maildir, msg: Captured) -> str:
@@ -310,6 +423,17 @@ def to_maildir(box: mailbox.Maildir, msg: Captured) -> str:
     trace += [f"X-Original-To: {rcpt}" for rcpt in msg.rcpt_tos]
     head = ("\n".join(trace) + "\n").encode("utf-8")
     return box.add(head + msg.content.replace(b"\r\n", b"\n"))
+
+
+#: C0 controls but tab and line feed, DEL and C1: a terminal acts on them (ESC
+#: and CSI start sequences that retitle the window, clear or rewrite the screen).
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def for_terminal(text: str) -> str:
+    """``text`` safe to print: each control character shown as its escape
+    (``\\x1b``), never acted on; a message is data, not terminal commands."""
+    return _CONTROLS.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 def render(msg: Captured, *, raw: bool = False) -> str:
@@ -327,20 +451,70 @@ def render(msg: Captured, *, raw: bool = False) -> str:
     if raw:
         out += ["--- message", *text.decode("utf-8", "replace").splitlines()]
     else:
-        parsed = email.message_from_bytes(text, policy=email.policy.default)
+        parsed = parse_message(text)
         out += ["--- headers", *_header_lines(parsed), "--- body"]
         out += _limit(_body_lines(parsed))
     out.append(f"=== end of message {msg.number}")
-    return "\n".join(out) + "\n"
+    return "\n".join(for_terminal(line) for line in out) + "\n"
+
+
+#: What the email package's header parsers raise on a field they cannot read
+#: (``From: <`` raises IndexError in CPython 3.11).
+HEADER_ERRORS = (ValueError, LookupError, IndexError, AttributeError, TypeError,
+                 email.errors.MessageError)  # fmt: skip
+
+
+#: Deepest MIME nesting shown part by part. Real mail nests a few levels; the
+#: email package, and a view walking the tree, recurse once per level.
+MAX_MIME_DEPTH = 100
+
+
+def parse_message(content: bytes, policy: Policy = email.policy.default) -> Message:
+    """``content`` parsed by the email package; a message whose multiparts nest
+    deeper than :data:`MAX_MIME_DEPTH` (a MIME bomb of a few tens of kB, which
+    the parser itself may not even survive) is read as its header alone, the
+    body one opaque payload: a capture server shows every message it accepted,
+    and one hostile message must not take the inbox down."""
+    try:
+        msg = email.message_from_bytes(content, policy=policy)
+        if _nesting(msg) <= MAX_MIME_DEPTH:
+            return msg
+    except RecursionError:
+        pass
+    return BytesParser(policy=policy).parsebytes(content, headersonly=True)
+
+
+def _nesting(msg: Message) -> int:
+    """How deep ``msg``'s parts nest (1: not multipart), counted without
+    recursion and no further than one level past :data:`MAX_MIME_DEPTH`."""
+    deepest, stack = 0, [(msg, 1)]
+    while stack and deepest <= MAX_MIME_DEPTH:
+        part, depth = stack.pop()
+        deepest = max(deepest, depth)
+        payload = part.get_payload()
+        if isinstance(payload, list):
+            stack.extend((p, depth + 1) for p in payload if isinstance(p, Message))
+    return deepest
+
+
+def decoded_header(message: Message, name: str, raw: Any) -> str:
+    """One header field's value decoded (RFC 2047 encoded-words, as a mail
+    reader shows them), or as it came when the email package cannot parse it:
+    a capture server shows every message it accepted."""
+    try:
+        return str(message.policy.header_fetch_parse(name, raw))
+    except HEADER_ERRORS:
+        return str(raw)
 
 
 def _header_lines(message: Message) -> list[str]:
-    """One line per header, its value decoded (RFC 2047 encoded-words, as a
-    mail reader shows them) and unfolded; raw UTF-8 (RFC 6532) read as UTF-8."""
+    """One line per header, its value decoded (:func:`decoded_header`) and
+    unfolded; raw UTF-8 (RFC 6532) read as UTF-8."""
     lines = []
-    for name, value in message.items():
-        text = str(value).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-        lines.append(f"{name}: {text}")
+    for name, raw in message.raw_items():
+        value = decoded_header(message, name, raw)
+        text = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        lines.append(f"{name}: {''.join(text.splitlines())}")  # unfolded, as it came too
     return lines
 
 

@@ -63,6 +63,7 @@ class Recorder:
     _pending: bytes = b""
     _dropped: int = 0  # octets of the pending line beyond MAX_PENDING
     _in_data: bool = False
+    _data_line_start: bool = False  # the last data line ended in CRLF (or none yet)
     _data_octets: int = 0
     _in_auth: bool = False
     _commands: int = 0
@@ -86,18 +87,22 @@ class Recorder:
         if len(text) < 4 or text[3] != "-":  # the last line of a reply
             self._replies += 1
             if text.startswith("354"):
-                self._in_data, self._data_octets = True, 0
+                self._in_data, self._data_octets, self._data_line_start = True, 0, True
             self._in_auth = text.startswith("334")
 
     def _line(self, raw: bytes) -> None:
         if self._in_data:
-            if raw in (b".\r\n", b".\n"):
+            # The end is CRLF "." CRLF only (RFC 5321 §4.1.1.4), as the server
+            # reads it: a "." line after a bare LF, or ending in one, is content
+            # (what a smuggling client hides commands behind).
+            if raw == b".\r\n" and self._data_line_start:
                 self._note("C", f"[message content: {self._data_octets} octets]")
                 self._note("C", ".")
                 self._in_data = False
                 self._commands += 1  # the end of data is answered like a command
             else:
                 self._data_octets += len(raw) + self._dropped
+                self._data_line_start = raw.endswith(b"\r\n")
             return
         text = raw.rstrip(b"\r\n").decode("utf-8", "replace")
         if self._commands > self._replies:

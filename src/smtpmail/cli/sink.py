@@ -2,7 +2,9 @@
 
 It listens on 127.0.0.1 port 1025 by default (where the assignment's
 solution.py sends), accepts every message (RFC 5321 §4.1.1.4 DATA), prints its
-envelope, headers and body, and with ``--maildir DIR`` also stores it there.
+envelope, headers and body (control characters shown as escapes such as
+``\\x1b``, so that a message cannot drive the terminal), and with
+``--maildir DIR`` also stores it there.
 It replaces ``python -m smtpd -c DebuggingServer``, which Python 3.12 removed.
 With --tls-cert it offers STARTTLS (RFC 3207), for trying TLS clients locally.
 With ``--web`` it also serves an inbox in the browser (``cli/inbox``), on
@@ -49,6 +51,17 @@ def web_address(text: str) -> tuple[str, int]:
     if not sep or (host.startswith("[") != host.endswith("]")) or (":" in host and "[" not in host):
         host, port = text, DEFAULT_WEB.rpartition(":")[2]
     return host.strip("[]") or DEFAULT_HOST, port_number(port)
+
+
+def message_count(text: str) -> int:
+    """--keep: 1 or more (0 would accept every message and show none)."""
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"not a number of messages (1 or more): {text!r}")
+    return count
 
 
 def user_password(text: str) -> tuple[str, str]:
@@ -107,8 +120,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     web.add_argument(
         "--keep",
-        type=int,
-        default=DEFAULT_KEEP,
+        type=message_count,
+        default=None,
         metavar="N",
         help=f"messages kept in memory without --maildir (default {DEFAULT_KEEP}; "
         "the oldest go first)",
@@ -144,8 +157,8 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     if (args.tls_key or args.require_tls) and not args.tls_cert:
         env.stderr.write("smtpmail sink: --tls-key and --require-tls need --tls-cert\n")
         return EX_USAGE
-    if (args.web_auth or args.release_server or args.account) and not args.web:
-        env.stderr.write("smtpmail sink: --web-auth and release options need --web\n")
+    if (args.web_auth or args.keep or args.release_server or args.account) and not args.web:
+        env.stderr.write("smtpmail sink: --web-auth, --keep and release options need --web\n")
         return EX_USAGE
     try:
         import aiosmtpd  # noqa: F401
@@ -172,22 +185,24 @@ async def _serve(args: argparse.Namespace, env: Environment, release: Any) -> in
     try:
         box = _capture.open_maildir(args.maildir) if args.maildir else None
         # The terminal view keeps nothing; the web inbox reads what the store keeps.
-        store = Store(cap=args.keep if args.web else 0, box=box)
+        store = Store(cap=(args.keep or DEFAULT_KEEP) if args.web else 0, box=box)
     except OSError as exc:
         env.stderr.write(f"smtpmail sink: cannot use {args.maildir} as a Maildir: {exc}\n")
         return EX_CANTCREAT
     out = env.stdout
+    # What the terminal cannot encode (an ASCII or Latin-1 locale) is shown escaped.
+    encoding = getattr(out, "encoding", None) or "utf-8"
 
     def show(msg: _capture.Captured) -> None:
-        store.add(msg)
+        store.add(msg)  # OSError: not kept, the client hears 451 (``failed``)
         if args.quiet:
             rcpts = ", ".join(f"<{r}>" for r in msg.rcpt_tos)
-            out.write(
-                f"message {msg.number}: <{msg.mail_from}> -> {rcpts}, {len(msg.content)} octets\n"
-            )
+            line = f"message {msg.number}: <{msg.mail_from}> -> {rcpts}, {len(msg.content)} octets"
+            text = _capture.for_terminal(line) + "\n"
         else:
-            out.write(_capture.render(msg, raw=args.raw))
-        out.flush()
+            text = _capture.render(msg, raw=args.raw)
+        out.write(text.encode(encoding, "backslashreplace").decode(encoding))
+        out.flush()  # a reader that left (a closed pipe) is the Environment's to absorb
 
     def failed(msg: _capture.Captured, exc: Exception) -> None:
         env.stderr.write(

@@ -61,7 +61,9 @@ async def api_list(request: web.Request) -> web.Response:
     try:
         limit = int(request.query.get("limit", "1000"))
     except ValueError:
-        return json_error(400, "limit must be a number")
+        limit = -1
+    if limit < 0:
+        return json_error(400, "limit must be a number, 0 or more")
     store = request.app[STORE]
     found = [s for s in store if not query or mime.matches(s, query)]
     return web.json_response(
@@ -178,7 +180,9 @@ async def api_wait(request: web.Request) -> web.Response:
     try:
         timeout = min(float(request.query.get("timeout", "30")), MAX_WAIT)
     except ValueError:
-        return json_error(400, "timeout must be a number of seconds")
+        timeout = -1.0
+    if not timeout >= 0:  # NaN too: a wait no clock ever reaches
+        return json_error(400, "timeout must be a number of seconds, 0 or more")
     existing = request.query.get("new", "") not in ("1", "true")
     config = request.app[CONFIG]
     waiting = asyncio.ensure_future(

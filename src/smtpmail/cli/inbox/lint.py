@@ -8,7 +8,8 @@ RFC 5322 (Internet Message Format), RFC 5321 (the SMTP transport), RFC 2045
 - a line over 998 octets (RFC 5322 §2.1.1, RFC 5321 §4.5.3.1.6);
 - 8-bit data sent without BODY=8BITMIME or SMTPUTF8 (RFC 6152 §3, RFC 5321 §2.4);
 - no Date or From (required, RFC 5322 §3.6), no Message-ID (should, §3.6.4);
-- an address field that does not parse (RFC 5322 §3.4);
+- an address field that does not parse (RFC 5322 §3.4), or a UTF-8
+  local part sent without SMTPUTF8 (RFC 6532 §3.2 allows it only with it);
 - base64 or quoted-printable that does not decode cleanly (RFC 2045 §6.7, §6.8);
 - HTML without a plain-text alternative (RFC 2046 §5.1.4: a reader
   without HTML sees nothing);
@@ -20,11 +21,13 @@ from __future__ import annotations
 
 import binascii
 import email
+import email.errors
 import email.policy
 import re
 from email.message import Message
 
 from smtpmail._record import Frozen
+from smtpmail.cli._capture import parse_message
 
 __all__ = ["Finding", "lint"]
 
@@ -52,9 +55,10 @@ def lint(content: bytes, mail_options: tuple[str, ...] | None = None) -> list[Fi
     found = _lines(content)
     if mail_options is not None:
         found += _eight_bit(content, mail_options)
-    msg = email.message_from_bytes(content, policy=email.policy.compat32)
+    msg = parse_message(content, email.policy.compat32)
     found += _required_fields(msg)
-    found += _addresses(content)
+    utf8 = mail_options is None or "SMTPUTF8" in {o.upper() for o in mail_options}
+    found += _addresses(content, utf8_allowed=utf8)
     found += _encodings(msg)
     found += _html_only(msg)
     if msg.get_all("Bcc"):
@@ -105,8 +109,13 @@ def _required_fields(msg: Message) -> list[Finding]:
     return found
 
 
-def _addresses(content: bytes) -> list[Finding]:
-    """Address fields that the email package's RFC 5322 parser finds defects in."""
+def _addresses(content: bytes, *, utf8_allowed: bool) -> list[Finding]:
+    """Address fields that the email package's RFC 5322 parser finds defects in.
+
+    A UTF-8 local part is such a defect to RFC 5322, yet correct in a message
+    sent with SMTPUTF8 (RFC 6532 §3.2): ``utf8_allowed`` (SMTPUTF8 used, or
+    the MAIL parameters unknown) says so; without it the finding names SMTPUTF8.
+    """
     head = content.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
     raw = email.message_from_bytes(head + b"\r\n\r\n", policy=email.policy.compat32)
     parse = email.policy.default.header_factory
@@ -115,16 +124,22 @@ def _addresses(content: bytes) -> list[Finding]:
         if name.title() not in ADDRESS_FIELDS and name not in ADDRESS_FIELDS:
             continue
         try:
-            problem = _address_problem(parse(name, str(value)))
+            field = parse(name, str(value))
+            defects = list(getattr(field, "defects", ()))
+            utf8 = [d for d in defects if isinstance(d, email.errors.NonASCIILocalPartDefect)]
+            problem = _address_problem(field, [d for d in defects if d not in utf8])
         except (ValueError, IndexError, AttributeError, TypeError) as exc:
-            problem = f"cannot be parsed ({type(exc).__name__})"
+            problem, utf8 = f"cannot be parsed ({type(exc).__name__})", []
+        if utf8 and not utf8_allowed and not problem:
+            found.append(Finding("utf8-address-without-smtputf8", "error",
+                                 f"{name}: a UTF-8 local part, sent without SMTPUTF8",
+                                 "RFC 6532 §3.2"))  # fmt: skip
         if problem:
             found.append(Finding("bad-address", "error", f"{name}: {problem}", "RFC 5322 §3.4"))
     return found
 
 
-def _address_problem(field: object) -> str | None:
-    defects = list(getattr(field, "defects", ()))
+def _address_problem(field: object, defects: list[object]) -> str | None:
     addresses = list(getattr(field, "addresses", ()))
     if defects:
         return str(defects[0])

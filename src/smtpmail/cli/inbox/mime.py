@@ -10,13 +10,12 @@ came rather than raised.
 from __future__ import annotations
 
 import base64
-import email
-import email.policy
 import re
 from datetime import UTC, datetime
 from email.message import EmailMessage, Message
 from typing import Any
 
+from smtpmail.cli._capture import decoded_header, parse_message
 from smtpmail.cli._recorder import SessionInfo
 from smtpmail.cli.inbox.lint import lint
 from smtpmail.cli.inbox.store import Stored
@@ -29,20 +28,16 @@ def parsed(stored: Stored) -> EmailMessage:
     msg = stored.cache.get("message")
     if msg is None:
         text = stored.captured.content
-        msg = email.message_from_bytes(text, policy=email.policy.default)
+        msg = parse_message(text)
         stored.cache["message"] = msg
     assert isinstance(msg, EmailMessage)
     return msg
 
 
 def header(msg: Message, name: str) -> str:
-    """A header field decoded, or as it came when it cannot be."""
-    try:
-        value = msg.get(name)
-        return "" if value is None else str(value)
-    except (ValueError, LookupError, IndexError, AttributeError, TypeError):  # a defective field
-        raw = [v for k, v in msg.raw_items() if k.lower() == name.lower()]
-        return str(raw[0]) if raw else ""
+    """The first ``name`` field decoded, or as it came when it cannot be; "" if none."""
+    raw = [v for k, v in msg.raw_items() if k.lower() == name.lower()]
+    return decoded_header(msg, name, raw[0]) if raw else ""
 
 
 def _parts(msg: Message) -> list[Message]:
@@ -209,7 +204,7 @@ def detail(stored: Stored) -> dict[str, Any]:
     ]
     return {
         **summary(stored),
-        "headers": [{"name": k, "value": _decoded(msg, k, v)} for k, v in msg.raw_items()],
+        "headers": [{"name": k, "value": decoded_header(msg, k, v)} for k, v in msg.raw_items()],
         "text": _text(plain) if plain else None,
         "has_html": html is not None,
         "mime": tree(msg, [0]),
@@ -217,14 +212,6 @@ def detail(stored: Stored) -> dict[str, Any]:
         "session": session_dict(stored.captured.session, stored),
         "lint_findings": findings(stored),
     }
-
-
-def _decoded(msg: Message, name: str, raw: Any) -> str:
-    """One header field's value decoded (RFC 2047), or as it came."""
-    try:
-        return str(msg.policy.header_fetch_parse(name, raw))
-    except (ValueError, LookupError, IndexError, AttributeError, TypeError):
-        return str(raw)
 
 
 def part_content(stored: Stored, index: int) -> tuple[str, str | None, bytes] | None:

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import mailbox
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from smtpmail._record import Record, field
-from smtpmail.cli._capture import Captured, to_maildir
+from smtpmail.cli._capture import Captured, CaptureMaildir, to_maildir
 
 __all__ = ["Event", "Store", "Stored"]
 
@@ -45,7 +44,7 @@ class Store:
     message then only goes to the Maildir, if there is one.
     """
 
-    def __init__(self, *, cap: int = 1000, box: mailbox.Maildir | None = None) -> None:
+    def __init__(self, *, cap: int = 1000, box: CaptureMaildir | None = None) -> None:
         self.cap = cap
         self.box = box
         self._messages: OrderedDict[str, Stored] = OrderedDict()
@@ -89,10 +88,7 @@ class Store:
         stored.read = True
         if self.box is not None:
             try:
-                msg = self.box.get_message(message_id)
-                msg.set_subdir("cur")
-                msg.add_flag("S")
-                self.box[message_id] = msg
+                self.box.mark_seen(message_id)
             except (KeyError, OSError) as exc:
                 log.warning("could not mark message %s as seen: %s", message_id, exc)
         self._tell(("read", message_id))
@@ -149,18 +145,16 @@ class Store:
 
     # -- the Maildir ------------------------------------------------------
 
-    def _load(self, box: mailbox.Maildir) -> None:
+    def _load(self, box: CaptureMaildir) -> None:
         """The messages already in the folder, oldest first (by delivery time)."""
         found = []
-        for key in box.iterkeys():
+        for key, path, flags, when in box.entries():
             try:
-                msg = box.get_message(key)
-                with box.get_file(key) as f:
-                    content = f.read()
-            except (KeyError, OSError) as exc:
+                content = path.read_bytes()
+            except OSError as exc:  # gone since the listing, or unreadable
                 log.warning("skipping Maildir message %s: %s", key, exc)
                 continue
-            found.append((msg.get_date(), key, content, "S" in msg.get_flags()))
+            found.append((when, key, content, "S" in flags))
         found.sort()
         for number, (when, key, content, seen) in enumerate(found, 1):
             stored = Stored(key, _from_maildir(number, content, when), read=seen)
@@ -168,15 +162,19 @@ class Store:
 
 
 def _from_maildir(number: int, content: bytes, when: float) -> Captured:
-    """Undo :func:`to_maildir`: the envelope from the trace fields, CRLF line ends."""
+    """Undo :func:`to_maildir`: the envelope from the trace fields, CRLF line ends.
+
+    Those are one Return-Path, then the X-Original-To fields: a second
+    Return-Path is the message's own (one saved from a mailbox and sent again),
+    as are the fields after it.
+    """
     mail_from, rcpts = "", []
     lines = content.split(b"\n")
-    while lines and lines[0].startswith((b"Return-Path: <", b"X-Original-To: ")):
-        name, _, value = lines.pop(0).decode("utf-8", "replace").partition(": ")
-        if name == "Return-Path":
-            mail_from = value.strip().removeprefix("<").removesuffix(">")
-        else:
-            rcpts.append(value.strip())
+    if lines and lines[0].startswith(b"Return-Path: <"):
+        value = lines.pop(0).decode("utf-8", "replace").partition(": ")[2]
+        mail_from = value.strip().removeprefix("<").removesuffix(">")
+    while lines and lines[0].startswith(b"X-Original-To: "):
+        rcpts.append(lines.pop(0).decode("utf-8", "replace").partition(": ")[2].strip())
     return Captured(
         number=number,
         peer="(from the Maildir)",
