@@ -372,3 +372,21 @@ def test_merge_run_again_counts_only_what_it_sends(tmp_path: Path, smtpd: Record
         "bob@example.net",
         "cy@example.net",
     ]
+
+
+@pytest.mark.parametrize(
+    "action", [["list"], ["run"], ["report"], ["purge"], ["show", "x"], ["retry", "x"]]
+)
+def test_a_queue_dir_with_no_outbox_is_a_usage_error(tmp_path: Path, action: list[str]) -> None:
+    """A mistyped --queue-dir is not an empty queue: only adding makes an outbox."""
+    status, out, err = _run(tmp_path, ["queue", "--queue-dir", str(tmp_path / "qq"), *action])
+    assert status == 64, err
+    assert "no outbox there" in err and out == ""
+    assert not (tmp_path / "qq").exists()  # nothing was made by looking
+
+
+def test_queue_add_makes_the_outbox_it_names(tmp_path: Path) -> None:
+    status, out, err = _run(tmp_path, [*_queue(tmp_path), "add"], LETTER)
+    assert status == 0, err
+    assert (tmp_path / "q").is_dir()
+    assert out.strip() in _run(tmp_path, [*_queue(tmp_path), "list"])[1]

@@ -20,6 +20,7 @@ file's ``queue`` key, else the folder ``$XDG_DATA_HOME/smtpmail/outbox``.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from typing import Any
 
 from smtpmail.cli import jsondoc
 from smtpmail.cli.environment import Environment
-from smtpmail.cli.exits import EX_OK, EX_TEMPFAIL, EX_UNAVAILABLE
+from smtpmail.cli.exits import EX_OK, EX_TEMPFAIL, EX_UNAVAILABLE, UsageError
 
 __all__ = ["add_arguments", "add_worker_arguments", "open_outbox", "run", "worker_from"]
 
@@ -215,11 +216,13 @@ def direct_kwargs(args: argparse.Namespace, env: Environment) -> dict[str, Any]:
 def run(args: argparse.Namespace, env: Environment) -> int:
     action = getattr(args, "action", None)
     if action is None:
-        from smtpmail.cli.exits import UsageError
-
         raise UsageError(
             "smtpmail queue: say add, list, run, show, retry, purge, report or migrate"
         )
+    folder = getattr(args, "queue_dir", None)
+    if action != "add" and folder and not os.path.isdir(os.path.expanduser(folder)):
+        # Only adding makes an outbox: a mistyped folder is not an empty queue.
+        raise UsageError(f"--queue-dir {folder}: no outbox there (queue add makes one)")
     box = open_outbox(args, env)
     handler: Callable[[Any, argparse.Namespace, Environment], int] = _ACTIONS[action]
     try:
