@@ -13,9 +13,11 @@ import sys
 from email import policy
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from smtpmail.errors import ExtensionNotSupported
 from smtpmail.message.eightbit import to_seven_bit
 from support.dkimcheck import key_file, make_key, verify
 from support.harness import Connect
@@ -147,6 +149,36 @@ async def test_clients_send_unchanged_to_a_server_with_8bitmime(connect: Connect
     assert got.content == lines(LETTER).replace(b"Bcc: hidden@example.net\n", b"").replace(
         b"\n", b"\r\n"
     )
+
+
+def nested(depth: int) -> bytes:
+    """An 8-bit text part inside ``depth`` multiparts (a MIME bomb past about 500)."""
+    opening = b"".join(
+        b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n' % (i, i)
+        for i in range(depth)
+    )
+    closing = b"".join(b"--b%d--\r\n" % i for i in reversed(range(depth)))
+    leaf = b"Content-Type: text/plain; charset=utf-8\r\n\r\nh\xc3\xa9llo\r\n"
+    return b"From: j@example.org\r\nMIME-Version: 1.0\r\n" + opening + leaf + closing
+
+
+async def test_a_message_nested_too_deep_to_convert_is_a_typed_error(connect: Connect) -> None:
+    """Not a RecursionError from the email package: ExtensionNotSupported (5.6.3),
+    the message refused before its transaction, the next one sent."""
+    assert to_seven_bit(nested(100)).isascii()
+    with pytest.raises(ExtensionNotSupported) as caught:
+        to_seven_bit(nested(1200))
+    assert caught.value.enhanced_status == "5.6.3" and not caught.value.is_transient
+    with RecordingServer(handler=Withholding()) as server:
+        async with connect(server.port, convert_8bit=True) as client:
+            with pytest.raises(ExtensionNotSupported, match="nest too deeply"):
+                await client.send(nested(1200), "j@example.org", ["bob@example.net"])
+            result = await client.send(LETTER, "j@example.org", ["bob@example.net"])
+    assert result.accepted == ["bob@example.net"]
+    assert len(server.messages) == 1 and server.messages[0].content.isascii()
+    assert [c for c in server.commands() if c.startswith(b"MAIL")] == [
+        b"MAIL FROM:<j@example.org> SIZE=457"
+    ]  # the refused message opened no transaction
 
 
 # -- the console scripts ---------------------------------------------------------

@@ -32,9 +32,25 @@ def to_seven_bit(data: bytes) -> bytes:
     """``data`` with its 8-bit parts quoted-printable (text) or base64 (the rest).
 
     A message without 8-bit body octets comes back as it is, byte for byte.
+    One whose parts nest too deeply for the email package to follow (its parser
+    and writer recurse: a MIME bomb of a few tens of kB) cannot be converted:
+    ExtensionNotSupported, 5.6.3 "conversion required but not supported" (RFC 3463).
     """
     if data.isascii():
         return data
+    try:
+        return _converted(data)
+    except RecursionError:
+        from smtpmail.errors import ExtensionNotSupported
+
+        raise ExtensionNotSupported(
+            "the message cannot be converted to 7-bit for a server without 8BITMIME "
+            "(RFC 6152): its MIME parts nest too deeply to be parsed",
+            enhanced_status="5.6.3",
+        ) from None
+
+
+def _converted(data: bytes) -> bytes:
     from email.generator import BytesGenerator
     from email.parser import BytesParser
     from email.policy import compat32
