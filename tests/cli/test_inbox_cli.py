@@ -217,3 +217,43 @@ def test_reading_a_message_never_rewrites_it_in_the_maildir(tmp_path: Path) -> N
         assert Inbox(url.group(1)).raw(again["id"]) == UNUSUAL
     finally:
         stop(proc, signal.SIGTERM)
+
+
+def test_release_failures_are_answers_not_server_errors(tmp_path: Path) -> None:
+    """A bad recipient is the request's fault (400); a password command that
+    fails at release time (it runs for each connection's AUTH) is the
+    release's (502): never a 500 with a traceback in the sink's log."""
+    import json
+
+    from support.inboxes import http
+
+    ran = tmp_path / "ran"
+    command = f"test -e {ran} && exit 3; touch {ran}; echo secret"  # works once only
+    with running_sink(auth_accept_any=True) as target:
+        port, web = free_port(), free_port()
+        proc, reader = start_sink(
+            "--port", str(port), "--quiet", "--web", f"127.0.0.1:{web}",
+            "--release-server", f"smtp://127.0.0.1:{target.smtp_port}",
+            "--user", "ann", "--password-command", command, "--tls", "none",
+            "--allow-plaintext-auth",
+        )  # fmt: skip
+        try:
+            reader.wait_for("web inbox on")
+            inbox = Inbox(f"http://127.0.0.1:{web}/", smtp_port=port)
+            send(inbox, sample_message("to release"))
+            message = inbox.wait_for(subject="to release", timeout=30)
+            token = inbox.info()["token"]
+            url = f"{inbox.url}api/v1/messages/{message['id']}/release"
+            headers = {"X-Inbox-Token": token, "Content-Type": "application/json"}
+            answers = [
+                http(url, "POST", headers=headers, body={"to": to})
+                for to in (["zed@example.org"], ["not an address"], ["zed@example.org"])
+            ]
+        finally:
+            status, err = stop(proc, signal.SIGTERM)
+    (sent, _, _), (bad, _, why_bad), (failed, _, why_failed) = answers
+    assert sent == 200 and ran.exists()
+    assert bad == 400 and "not an address" in json.loads(why_bad)["error"], why_bad
+    assert failed == 502
+    assert "password command failed" in json.loads(why_failed)["error"]
+    assert (status, "Traceback" in err) == (0, False), err

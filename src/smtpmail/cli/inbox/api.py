@@ -145,13 +145,16 @@ async def api_release(request: web.Request) -> web.Response:
         sender = str(body.get("from") or stored.captured.mail_from)
     except (ValueError, KeyError, TypeError) as exc:
         return json_error(400, f'give {{"to": ["address", ...]}}: {exc}')
-    from smtpmail.errors import SMTPError  # only when releasing
+    from smtpmail.cli.exits import ConfigError  # only when releasing
+    from smtpmail.errors import InvalidAddress, SMTPError
 
     try:
         result = await asyncio.to_thread(
             releaser.release, stored.captured.content, sender, list(to)
         )
-    except (SMTPError, OSError) as exc:
+    except InvalidAddress as exc:  # the request's addresses: refused before connecting
+        return json_error(400, f"release: {exc}")
+    except (SMTPError, OSError, ConfigError) as exc:  # (a password command that fails now)
         return json_error(502, f"release to {releaser.where} failed: {exc}")
     return web.json_response(result)
 

@@ -46,9 +46,13 @@ class Releaser:
         return self.settings.url
 
     def release(self, content: bytes, sender: str, recipients: list[str]) -> dict[str, Any]:
-        """Send; the accepted and refused recipients (raises smtpmail errors)."""
+        """Send; the accepted and refused recipients (raises smtpmail errors:
+        InvalidAddress for the addresses given, before connecting)."""
+        from smtpmail import Envelope
+
+        envelope = Envelope(sender, recipients)
         with make_client(self.settings, self.env) as client:
-            result = client.send(content, sender, recipients)
+            result = client.send(content, envelope=envelope)
         return {
             "server": self.where,
             "accepted": list(result.accepted),
