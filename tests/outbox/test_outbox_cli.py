@@ -375,10 +375,11 @@ def test_merge_run_again_counts_only_what_it_sends(tmp_path: Path, smtpd: Record
 
 
 @pytest.mark.parametrize(
-    "action", [["list"], ["run"], ["report"], ["purge"], ["show", "x"], ["retry", "x"]]
+    "action", [["list"], ["report"], ["purge"], ["show", "x"], ["retry", "x"], ["migrate"]]
 )
 def test_a_queue_dir_with_no_outbox_is_a_usage_error(tmp_path: Path, action: list[str]) -> None:
-    """A mistyped --queue-dir is not an empty queue: only adding makes an outbox."""
+    """A mistyped --queue-dir is not an empty queue: only adding and a worker
+    (test_queue_run_watch_delivers_new_mail_and_stops_on_sigterm) make an outbox."""
     status, out, err = _run(tmp_path, ["queue", "--queue-dir", str(tmp_path / "qq"), *action])
     assert status == 64, err
     assert "no outbox there" in err and out == ""

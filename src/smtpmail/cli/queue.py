@@ -220,8 +220,8 @@ def run(args: argparse.Namespace, env: Environment) -> int:
             "smtpmail queue: say add, list, run, show, retry, purge, report or migrate"
         )
     folder = getattr(args, "queue_dir", None)
-    if action != "add" and folder and not os.path.isdir(os.path.expanduser(folder)):
-        # Only adding makes an outbox: a mistyped folder is not an empty queue.
+    if action not in _MAKERS and folder and not os.path.isdir(os.path.expanduser(folder)):
+        # Looking at a mistyped folder is not looking at an empty queue.
         raise UsageError(f"--queue-dir {folder}: no outbox there (queue add makes one)")
     box = open_outbox(args, env)
     handler: Callable[[Any, argparse.Namespace, Environment], int] = _ACTIONS[action]
@@ -457,6 +457,10 @@ def _migrate(box: Any, args: argparse.Namespace, env: Environment) -> int:
     env.stdout.write(f"{box.where()}: {box.migrate()}\n")
     return EX_OK
 
+
+#: The actions that make the outbox they name: adding, and a worker (``run --watch``
+#: may start before anything is queued, as a service does).
+_MAKERS = frozenset({"add", "run"})
 
 _ACTIONS: dict[str, Callable[[Any, argparse.Namespace, Environment], int]] = {
     "add": _add,
