@@ -222,7 +222,11 @@ CASES = {
     "queue list": Case("smtpmail", (*QUEUE, "list"), 0, _queue_listed, before=(ADD,)),
     "queue show": Case("smtpmail", (*QUEUE, "show", "{id}"), 0, _queue_listed, before=(ADD,)),
     "queue show unknown": Case(
-        "smtpmail", (*QUEUE, "show", "nosuchid"), 65, _error("InvalidArgument", "nosuchid")
+        "smtpmail",
+        (*QUEUE, "show", "nosuchid"),
+        65,
+        _error("InvalidArgument", "nosuchid"),
+        before=(ADD,),
     ),
     "queue run": Case(
         "smtpmail",
