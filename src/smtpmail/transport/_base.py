@@ -633,6 +633,8 @@ def connection_survives(exc: BaseException) -> bool:
     """After ``exc``, is the connection still in a known state and usable?"""
     if isinstance(exc, ServiceClosing):
         return False
+    if isinstance(exc, TLSError):  # STARTTLS refused (its reply kept): still in clear text
+        return exc.reply is not None
     return isinstance(exc, ReplyError | InputError | LocalProtocolError)
 
 
