@@ -536,9 +536,15 @@ class BaseClient:
     def _note_send(self, action: Send) -> None:
         hook = self.transcript
         if hook is not None:
+            lines = action.transcript_lines
+            start = action.command_octets
+            before = 1 if start else 0  # BDAT's command, then its chunk
+            for line in lines[:before]:
+                _emit(hook, "client", line)
             if action.content_octets:
-                _emit(hook, "data", str(action.data[: action.content_octets], "utf-8", "replace"))
-            for line in action.transcript_lines:
+                content = action.data[start : start + action.content_octets]
+                _emit(hook, "data", str(content, "utf-8", "replace"))
+            for line in lines[before:]:
                 _emit(hook, "client", line)
         if log.isEnabledFor(DEBUG):
             for line in action.transcript_lines:
