@@ -104,3 +104,30 @@ def test_probe_starttls_required_but_not_offered(smtpd: RecordingServer) -> None
         assert r.status == exits.EX_UNAVAILABLE, r.stdout
         assert "before TLS:" in r.stdout and "no STARTTLS" in r.stdout
         assert "does not do STARTTLS here" in r.stdout and "handshake failed" not in r.stdout
+
+
+def test_probe_and_verbose_send_never_pass_terminal_escapes_through() -> None:
+    """A hostile server's ESC sequences (rewriting lines, the title, the clipboard)
+    do not reach the terminal of the one debugging it: not in probe, -v or errors."""
+    evil = b"\x1b[2K\x1b]52;c;cHduZWQ=\x07"
+    greeting = b"220-mx.example " + evil + b"\r\n220 ready\r\n"
+    script = [expect(b"EHLO", b"250-mx.example\r\n250 X-" + evil + b"\r\n"), expect(b"QUIT")]
+    with ScriptedServer(
+        script, then=[[expect(b"EHLO", b"550 no " + evil + b"\r\n")]], greeting=greeting
+    ) as server:
+        probe = run_cli("probe", f"127.0.0.1:{server.port}", "--tls", "none")
+        send = run_cli(
+            "send",
+            "--port",
+            str(server.port),
+            "--from",
+            "a@example.org",
+            "--to",
+            "b@example.org",
+            "--body",
+            "x",
+            "-v",
+        )
+    for out in (probe.stdout, probe.stderr, send.stdout, send.stderr):
+        assert "\x1b" not in out and "\x07" not in out
+    assert "ready" in probe.stdout and "550 no" in send.stderr

@@ -47,7 +47,16 @@ def replies(draw: st.DrawFn) -> tuple[Reply, bytes]:
         f"{code}{'-' if i < len(lines) - 1 else ' '}{line}\r\n".encode()
         for i, line in enumerate(lines)
     )
-    return Reply(code, lines), wire
+    return Reply(code, tuple(map(as_text, lines))), wire
+
+
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+
+
+def as_text(text: str) -> str:
+    """A reply's text as the parser gives it: a control character but HT (RFC 5321
+    §4.2 allows none; it would drive a terminal) as U+FFFD."""
+    return _CONTROL.sub("\ufffd", text)
 
 
 class ReplyParserMachine(RuleBasedStateMachine):
@@ -139,7 +148,7 @@ def reference_parse(stream: bytes) -> list[Reply] | None:
             return None
         code = m.group(1)
         rest = m.group(2) or b""
-        texts.append(rest[1:].decode("utf-8", "replace"))
+        texts.append(as_text(rest[1:].decode("utf-8", "replace")))
         if not rest.startswith(b"-"):
             out.append(Reply(int(code), tuple(texts)))
             code, texts = None, []

@@ -184,4 +184,30 @@ def test_any_chunking_gives_the_same_replies(
         last = cut
         while (reply := parser.maybe_next_reply()) is not None:
             got.append(reply)
-    assert [(r.code, list(r.lines)) for r in got] == replies
+    shown = [(code, [_as_text(line) for line in lines]) for code, lines in replies]
+    assert [(r.code, list(r.lines)) for r in got] == shown
+
+
+def _as_text(line: str) -> str:
+    """A control character but HT (RFC 5321 §4.2 allows none) comes out as U+FFFD."""
+    return "".join("\ufffd" if _is_control(c) else c for c in line)
+
+
+def _is_control(c: str) -> bool:
+    return c != "\t" and (ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F)
+
+
+@pytest.mark.parametrize(
+    ("wire", "text"),
+    [
+        (b"220 hi \x1b[31mred\x1b[0m\r\n", "hi \ufffd[31mred\ufffd[0m"),  # colours
+        (b"250 ok \x1b]52;c;cHduZWQ=\x07\r\n", "ok \ufffd]52;c;cHduZWQ=\ufffd"),  # clipboard
+        (b"554 \x1b[2K\x08\x7f\xc2\x9bgone\r\n", "\ufffd[2K\ufffd\ufffd\ufffdgone"),  # C1 CSI
+        (b"250 tab\tkept, \xc3\xa9 too\r\n", "tab\tkept, \u00e9 too"),
+    ],
+)
+def test_control_characters_in_text_are_replaced(wire: bytes, text: str) -> None:
+    parser = ReplyParser()
+    parser.feed(wire)
+    reply = parser.maybe_next_reply()
+    assert reply is not None and reply.lines == (text,)

@@ -295,6 +295,8 @@ def _print(report: dict[str, Any], env: Environment) -> None:
             tls = dict(facts["tls"])
             chain = tls.pop("chain", None) or []
             for name, value in tls.items():
+                if value is None:  # (e.g. "checked" without a pin or DANE: nothing to say)
+                    continue
                 shown = ", ".join(value) if isinstance(value, list) else value
                 out(f"  tls {name}: {shown}\n")
             # Leaf first: a missing intermediate shows as a chain that stops early.

@@ -33,12 +33,14 @@ class Send:
 
     ``transcript_lines``: the command lines as the transcript shows them
     (secrets already redacted). ``content_octets``: how many of the first
-    octets of ``data`` are message content (the transcript's data view).
+    octets of ``data`` are message content (the transcript's data view);
+    ``command_octets``: how many octets come before that content, the command
+    that carries it (``BDAT n``, RFC 3030 §2): ``transcript_lines[0]``, shown first.
     ``no_reply_pending``: no reply is outstanding when this is written, so a
     reply already buffered is unsolicited (RFC 5321 §4.1.1: drop it first).
     """
 
-    __slots__ = ("content_octets", "data", "no_reply_pending", "transcript_lines")
+    __slots__ = ("command_octets", "content_octets", "data", "no_reply_pending", "transcript_lines")
 
     def __init__(
         self,
@@ -46,11 +48,13 @@ class Send:
         transcript_lines: tuple[str, ...] = (),
         *,
         content_octets: int = 0,
+        command_octets: int = 0,
         no_reply_pending: bool = False,
     ) -> None:
         self.data = data
         self.transcript_lines = transcript_lines
         self.content_octets = content_octets
+        self.command_octets = command_octets
         self.no_reply_pending = no_reply_pending
 
     # The old names, for code that drives the flows itself; each warns.

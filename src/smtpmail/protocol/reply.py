@@ -24,6 +24,11 @@ MAX_REPLY_LENGTH = 128 * 1024
 
 _ENHANCED = re.compile(r"([245])\.(\d{1,3})\.(\d{1,3})(?:\s|$)")
 _DIGITS = frozenset(b"0123456789")
+#: Control characters other than HT (C0, DEL, C1): RFC 5321 §4.2 allows none in
+#: a reply's text. Taken as text they would drive the terminal that shows it
+#: (ESC sequences: colours, clearing lines, setting the clipboard), so each
+#: becomes U+FFFD, as an octet that is not UTF-8 does.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 
 #: Single-line replies already parsed and checked, by their line. A server says
 #: the same few lines over and over ("250 2.1.0 Ok"); Reply is immutable, so
@@ -207,7 +212,7 @@ class ReplyParser:
             raise RemoteProtocolError(
                 f"reply mixes codes {self._code.decode()} and {code.decode()}"
             )
-        self._lines.append(line[4:].decode("utf-8", "replace"))
+        self._lines.append(_CONTROL.sub("\ufffd", line[4:].decode("utf-8", "replace")))
         if n > 3 and line[3] == 0x2D:  # "-": more lines follow
             return None
         reply = Reply(int(code), tuple(self._lines))

@@ -1031,7 +1031,7 @@ class Transactions(Guarded):
                     if len(chunk) > _JOIN_BELOW:
                         # Written apart rather than copied into one buffer.
                         yield Send(header, shown)
-                        yield Send(chunk)
+                        yield Send(chunk, content_octets=len(chunk))
                         # The end has left, whatever becomes of the next commands.
                         plan.result.end_sent = True
                         tail, tail_shown = next_of()
@@ -1039,7 +1039,12 @@ class Transactions(Guarded):
                             yield Send(tail, tail_shown)
                     else:
                         tail, tail_shown = next_of()
-                        yield Send(header + chunk + tail, shown + tail_shown, content_octets=0)
+                        yield Send(
+                            header + chunk + tail,
+                            shown + tail_shown,
+                            content_octets=len(chunk),
+                            command_octets=len(header),
+                        )
                 except TransportError as exc:  # a write failed
                     return (yield from self._failed_write(exc, outstanding, "BDAT", n_final))
                 plan.result.end_sent = True
@@ -1052,9 +1057,14 @@ class Transactions(Guarded):
             try:
                 if len(chunk) > _JOIN_BELOW:
                     yield Send(header, shown)
-                    yield Send(chunk)
+                    yield Send(chunk, content_octets=len(chunk))
                 else:
-                    yield Send(header + chunk, shown)
+                    yield Send(
+                        header + chunk,
+                        shown,
+                        content_octets=len(chunk),
+                        command_octets=len(header),
+                    )
             except TransportError as exc:
                 return (yield from self._failed_write(exc, outstanding, "BDAT", n_final))
             outstanding += 1

@@ -536,9 +536,15 @@ class BaseClient:
     def _note_send(self, action: Send) -> None:
         hook = self.transcript
         if hook is not None:
+            lines = action.transcript_lines
+            start = action.command_octets
+            before = 1 if start else 0  # BDAT's command, then its chunk
+            for line in lines[:before]:
+                _emit(hook, "client", line)
             if action.content_octets:
-                _emit(hook, "data", str(action.data[: action.content_octets], "utf-8", "replace"))
-            for line in action.transcript_lines:
+                content = action.data[start : start + action.content_octets]
+                _emit(hook, "data", str(content, "utf-8", "replace"))
+            for line in lines[before:]:
                 _emit(hook, "client", line)
         if log.isEnabledFor(DEBUG):
             for line in action.transcript_lines:
@@ -633,6 +639,8 @@ def connection_survives(exc: BaseException) -> bool:
     """After ``exc``, is the connection still in a known state and usable?"""
     if isinstance(exc, ServiceClosing):
         return False
+    if isinstance(exc, TLSError):  # STARTTLS refused (its reply kept): still in clear text
+        return exc.reply is not None
     return isinstance(exc, ReplyError | InputError | LocalProtocolError)
 
 

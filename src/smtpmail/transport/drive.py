@@ -32,8 +32,10 @@ from smtpmail._log import Logger
 from smtpmail.errors import (
     ConnectionLost,
     LocalProtocolError,
+    ReplyError,
     ServiceClosing,
     SMTPError,
+    TLSError,
     TransportError,
     _caused,
 )
@@ -93,7 +95,12 @@ def connecting(client: BaseClient, until: Stage = Stage.AUTH) -> Steps[Reply | N
         if until is Stage.CONNECT:
             return None
         return (yield from steps(client, client._establish(sock_name, until)))
-    except BaseException:
+    except BaseException as exc:
+        # A refusal (554 greeting, EHLO and HELO refused, STARTTLS refused, AUTH
+        # 535) leaves the server waiting for QUIT (RFC 5321 §3.1, §4.1.1.10).
+        # Bad input of ours (an EHLO name with a CR in it) sends nothing at all.
+        if isinstance(exc, ReplyError | TLSError) and connection_survives(exc):
+            yield from quitting(client)
         client.close()
         raise
 

@@ -13,6 +13,8 @@ finds the SubjectPublicKeyInfo that DANE selector 1 and SPKI pins hash.
 
 from __future__ import annotations
 
+import re
+
 from smtpmail._record import Frozen
 from smtpmail.errors import TLSError
 
@@ -22,6 +24,9 @@ __all__ = [
     "read_certificate",
     "subject_public_key_info",
 ]
+
+#: What :func:`_escaped` escapes: C0, DEL and C1 control characters.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 # DER tags (X.690 §8.1.2): universal class, and the context-specific ones used below.
 _SEQUENCE = 0x30
@@ -189,14 +194,21 @@ def _oid(value: bytes) -> str:
 
 def _text(tag: int, value: bytes) -> str:
     if tag == 0x1E:  # BMPString
-        return value.decode("utf-16-be")
+        return _escaped(value.decode("utf-16-be"))
     if tag == 0x1C:  # UniversalString
-        return value.decode("utf-32-be")
+        return _escaped(value.decode("utf-32-be"))
     # UTF8String, PrintableString, IA5String, TeletexString (read as Latin-1 when not UTF-8)
     try:
-        return value.decode("utf-8")
+        return _escaped(value.decode("utf-8"))
     except UnicodeDecodeError:
-        return value.decode("latin-1")
+        return _escaped(value.decode("latin-1"))
+
+
+def _escaped(text: str) -> str:
+    """Control characters (C0, DEL, C1) as ``\\XX`` per UTF-8 octet (RFC 4514 §2.4's
+    hexpair): a certificate is the server's to write, and its ESC sequences would
+    otherwise drive the terminal that shows it (``smtpmail probe``)."""
+    return _CONTROL.sub(lambda m: "".join(f"\\{b:02X}" for b in m.group().encode()), text)
 
 
 def _name(data: bytes) -> str | None:
@@ -242,7 +254,7 @@ def _alt_names(extensions: bytes) -> tuple[str, ...]:
         names = []
         for tag, name in _children(_element(value, 0)[1]):
             if tag == _DNS_NAME:
-                names.append(name.decode("ascii"))
+                names.append(_escaped(name.decode("ascii")))
             elif tag == _IP_ADDRESS:
                 names.append(_address(name))
         return tuple(names)
