@@ -100,9 +100,23 @@ def connecting(client: BaseClient, until: Stage = Stage.AUTH) -> Steps[Reply | N
         # 535) leaves the server waiting for QUIT (RFC 5321 §3.1, §4.1.1.10).
         # Bad input of ours (an EHLO name with a CR in it) sends nothing at all.
         if isinstance(exc, ReplyError | TLSError) and connection_survives(exc):
-            yield from quitting(client)
+            yield from _quit_unanswered(client)
         client.close()
         raise
+
+
+def _quit_unanswered(client: BaseClient) -> Steps[None]:
+    """QUIT after a refusal while connecting, then the connection is closed
+    without waiting for its 221: the caller needs the refusal now, and a server
+    silent after it (a tarpit, a hostile one) must not hold it for the command
+    timeout. The server has its QUIT, which is what it waits for."""
+    quit_ = Send(b"QUIT\r\n", ("QUIT",))
+    if client._looking():
+        client._note_send(quit_)
+    try:  # noqa: SIM105 - contextlib is not loaded on the send path (start-up time)
+        yield (WRITE, quit_.data)
+    except OSError:  # (gone already: nothing is owed to it)
+        pass
 
 
 def ensured(client: BaseClient, flow: Callable[[Session], Flow[T]]) -> Steps[T]:
