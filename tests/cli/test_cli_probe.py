@@ -111,9 +111,20 @@ def test_probe_and_verbose_send_never_pass_terminal_escapes_through() -> None:
     do not reach the terminal of the one debugging it: not in probe, -v or errors."""
     evil = b"\x1b[2K\x1b]52;c;cHduZWQ=\x07"
     greeting = b"220-mx.example " + evil + b"\r\n220 ready\r\n"
-    script = [expect(b"EHLO", b"250-mx.example\r\n250 X-" + evil + b"\r\n"), expect(b"QUIT")]
+    script = [
+        expect(b"EHLO", b"250-mx.example\r\n250 X-" + evil + b"\r\n"),
+        expect(b"QUIT", b"221 bye\r\n"),
+    ]
     with ScriptedServer(
-        script, then=[[expect(b"EHLO", b"550 no " + evil + b"\r\n")]], greeting=greeting
+        script,
+        then=[
+            [
+                expect(b"EHLO", b"550 no " + evil + b"\r\n"),
+                expect(b"HELO", b"550 no " + evil + b"\r\n"),
+                expect(b"QUIT", b"221 bye\r\n"),
+            ]
+        ],
+        greeting=greeting,
     ) as server:
         probe = run_cli("probe", f"127.0.0.1:{server.port}", "--tls", "none")
         send = run_cli(

@@ -72,6 +72,8 @@ Steps: TypeAlias = "Generator[tuple[int, Any], Any, T]"
 CHUNK = 65536
 #: At most this many reads (of CHUNK) salvage replies after a failed write.
 _SALVAGE_READS = 16
+#: The longest wait for the 221 to a QUIT after a refusal while connecting (seconds).
+QUIT_GRACE = 2.0
 
 
 def connecting(client: BaseClient, until: Stage = Stage.AUTH) -> Steps[Reply | None]:
@@ -106,16 +108,20 @@ def connecting(client: BaseClient, until: Stage = Stage.AUTH) -> Steps[Reply | N
 
 
 def _quit_unanswered(client: BaseClient) -> Steps[None]:
-    """QUIT after a refusal while connecting, then the connection is closed
-    without waiting for its 221: the caller needs the refusal now, and a server
-    silent after it (a tarpit, a hostile one) must not hold it for the command
-    timeout. The server has its QUIT, which is what it waits for."""
+    """QUIT after a refusal while connecting, its 221 awaited a short while only.
+
+    The caller needs the refusal, and a server silent after it (a tarpit, a
+    hostile one) must not hold it for the command timeout; yet closing at once
+    can reset the connection before the server read its QUIT (a TLS layer's
+    unread record makes the close a RST). The reply is not shown: after a
+    refused AUTH it may echo the credentials."""
     quit_ = Send(b"QUIT\r\n", ("QUIT",))
     if client._looking():
         client._note_send(quit_)
-    try:  # noqa: SIM105 - contextlib is not loaded on the send path (start-up time)
+    try:
         yield (WRITE, quit_.data)
-    except OSError:  # (gone already: nothing is owed to it)
+        yield (READ, min(client.timeouts.for_kind("command"), QUIT_GRACE))
+    except OSError:  # (gone already, or silent: nothing more is owed to it)
         pass
 
 
