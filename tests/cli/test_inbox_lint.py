@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 
 import pytest
@@ -15,6 +14,7 @@ from smtpmail.cli.inbox import mime
 from smtpmail.cli.inbox.lint import lint
 from smtpmail.cli.inbox.store import Stored
 from smtpmail.cli.inbox.testing import Inbox, running_sink
+from support.inboxes import send_raw
 
 HEAD = (
     b"From: Alice <alice@example.org>\r\n"
@@ -148,18 +148,7 @@ def inbox(sink: Inbox) -> Inbox:
 
 def test_the_lint_judges_what_came_over_the_wire(inbox: Inbox) -> None:
     """8-bit without BODY=8BITMIME and a bare LF, from a client that does both."""
-    with socket.create_connection(("127.0.0.1", inbox.smtp_port), timeout=30) as s:
-        f = s.makefile("rb")
-        for command in (b"", b"EHLO sloppy.example", b"MAIL FROM:<a@example.org>",
-                        b"RCPT TO:<b@example.org>", b"DATA"):  # fmt: skip
-            if command:
-                s.sendall(command + b"\r\n")
-            while (line := f.readline())[3:4] == b"-":
-                pass
-            assert line[:1] in (b"2", b"3"), line
-        s.sendall(HEAD + b"\r\nH\xc3\xa9llo\nsecond line\r\n.\r\n")
-        assert f.readline().startswith(b"250")
-        s.sendall(b"QUIT\r\n")
+    send_raw(inbox, HEAD + b"\r\nH\xc3\xa9llo\nsecond line\r\n", ehlo=b"sloppy.example")
     (m,) = inbox.messages()
     assert m["lint"] == {"errors": 2, "warnings": 0}
     codes = [f["code"] for f in inbox.message(m["id"])["lint_findings"]]

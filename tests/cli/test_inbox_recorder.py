@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from smtpmail.cli._recorder import Recorder
 from smtpmail.cli.inbox.testing import running_sink
+from support.inboxes import send_raw
 
 #: (who, octets): the client's octets as sent, the server's reply lines.
 SCRIPT: list[tuple[str, bytes]] = [
@@ -128,22 +127,8 @@ def test_a_smuggled_end_of_data_stays_message_content_in_the_dialogue(smuggled: 
     recorded dialogue: the commands a client hides behind ``\\n.\\n`` or
     ``\\n.\\r\\n`` are shown as what they are, octets of the one message."""
     content = b"Subject: smuggling\r\n\r\n" + smuggled + b"end\r\n"
-    with (
-        running_sink() as inbox,
-        socket.create_connection(("127.0.0.1", inbox.smtp_port), timeout=30) as s,
-    ):
-        f = s.makefile("rb")
-        for command in (b"", b"EHLO c.example", b"MAIL FROM:<a@example.org>",
-                        b"RCPT TO:<b@example.org>", b"DATA"):  # fmt: skip
-            if command:
-                s.sendall(command + b"\r\n")
-            while (line := f.readline())[3:4] == b"-":
-                pass
-            assert line[:1] in (b"2", b"3"), line
-        s.sendall(content + b".\r\n")
-        assert f.readline().startswith(b"250")
-        s.sendall(b"QUIT\r\n")
-        assert f.readline().startswith(b"221")
+    with running_sink() as inbox:
+        send_raw(inbox, content)
         (m,) = inbox.messages()
         assert inbox.raw(m["id"]) == content
         session = inbox.message(m["id"])["session"]

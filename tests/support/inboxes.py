@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import urllib.error
 import urllib.request
 from email.message import EmailMessage
@@ -72,3 +73,21 @@ def nested_message(depth: int = 1200) -> bytes:
     body += b"Content-Type: text/plain\r\n\r\nthe leaf\r\n"
     body += b"".join(b"--b%d--\r\n" % i for i in reversed(range(depth)))
     return b"From: a@example.org\r\nSubject: nested deep\r\nMIME-Version: 1.0\r\n" + body
+
+
+def send_raw(inbox: Inbox, content: bytes, *, ehlo: bytes = b"c.example") -> None:
+    """One message over a bare socket, its octets exactly as given (a client's
+    mistakes, a smuggling attempt) and the terminating ``.`` line after them."""
+    with socket.create_connection(("127.0.0.1", inbox.smtp_port), timeout=30) as s:
+        f = s.makefile("rb")
+        for command in (b"", b"EHLO " + ehlo, b"MAIL FROM:<a@example.org>",
+                        b"RCPT TO:<b@example.org>", b"DATA"):  # fmt: skip
+            if command:
+                s.sendall(command + b"\r\n")
+            while (line := f.readline())[3:4] == b"-":
+                pass
+            assert line[:1] in (b"2", b"3"), line
+        s.sendall(content + b".\r\n")
+        assert f.readline().startswith(b"250")
+        s.sendall(b"QUIT\r\n")
+        assert f.readline().startswith(b"221")
