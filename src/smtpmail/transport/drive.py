@@ -101,10 +101,16 @@ def connecting(client: BaseClient, until: Stage = Stage.AUTH) -> Steps[Reply | N
         # A refusal (554 greeting, EHLO and HELO refused, STARTTLS refused, AUTH
         # 535) leaves the server waiting for QUIT (RFC 5321 §3.1, §4.1.1.10).
         # Bad input of ours (an EHLO name with a CR in it) sends nothing at all.
-        if isinstance(exc, ReplyError | TLSError) and connection_survives(exc):
-            yield from _quit_unanswered(client)
-        client.close()
-        raise
+        if not (isinstance(exc, ReplyError | TLSError) and connection_survives(exc)):
+            client.close()
+            raise
+        refusal = exc
+    # The QUIT is said outside the handler: in the compiled build, an exception
+    # thrown into a step there (the QUIT's reply timing out) became the one a
+    # bare ``raise`` re-raised, in place of the refusal.
+    yield from _quit_unanswered(client)
+    client.close()
+    raise refusal
 
 
 def _quit_unanswered(client: BaseClient) -> Steps[None]:
