@@ -400,19 +400,20 @@ class RecipientsRefused(ReplyError):
     def of(cls, command: str, refused: dict[str, Reply]) -> RecipientsRefused:
         """The error for these refusals, its ``reply`` the first that decides the verdict."""
         replies = list(refused.values())
-        retry = [r for r in replies if _may_pass_later(r)]
+        retry = [r for r in replies if rcpt_refusal_may_pass_later(r)]
         return cls(command, (retry or replies)[0], refused)
 
     @property
     def is_transient(self) -> bool:
-        return any(_may_pass_later(r) for r in self.refused.values() or [self.reply])
+        return any(rcpt_refusal_may_pass_later(r) for r in self.refused.values() or [self.reply])
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.command, self.reply, self.refused))
 
 
-def _may_pass_later(reply: Reply) -> bool:
-    # A 552 to RCPT is "too many recipients" from an old server (RFC 5321 §4.5.3.1.10).
+def rcpt_refusal_may_pass_later(reply: Reply) -> bool:
+    """Is this refusal of a recipient (at RCPT) temporary? A 4xx, and a 552: the
+    old "too many recipients" (RFC 5321 §4.5.3.1.10), which clients retry."""
     return reply.is_transient or reply.code == 552
 
 

@@ -56,8 +56,9 @@ from smtpmail.errors import (
     SMTPError,
     TLSError,
     TransportError,
+    rcpt_refusal_may_pass_later,
 )
-from smtpmail.protocol.envelope import Envelope, RecipientResult, SendResult
+from smtpmail.protocol.envelope import Envelope, SendResult
 from smtpmail.protocol.reply import Reply
 from smtpmail.transport.tls import TLSMode, TLSOptions
 
@@ -435,7 +436,7 @@ def _fold_outcome(
         # 5xx is final; 4xx recipients (and a 552, the old "too many
         # recipients": RFC 5321 §4.5.3.1.10) stay pending for the next host.
         for recipient, reply in outcome.refused.items():
-            if RecipientResult(recipient, reply, False, at_rcpt=True).is_permanent:
+            if not rcpt_refusal_may_pass_later(reply):
                 _by_reply(track, [recipient], reply, where, rcpt_reply=reply)
         return "next-host"
     if isinstance(outcome, DataRefused | SenderRefused) and outcome.reply.is_permanent:

@@ -40,7 +40,7 @@ from smtpmail._log import Logger
 from smtpmail.errors import MessageReadError, ReplyError, SMTPError, TransportError
 from smtpmail.outbox.record import QueuedMessage, RecipientState, State
 from smtpmail.outbox.schedule import RetrySchedule
-from smtpmail.protocol.envelope import RecipientResult, SendResult
+from smtpmail.protocol.envelope import SendResult
 from smtpmail.protocol.reply import Reply
 
 __all__ = [
@@ -132,26 +132,17 @@ class _Attempt:
         self.outcome.possibly_delivered = True
         self.defer(r, text, None)
 
-    def by_reply(self, r: RecipientState, reply: Reply) -> None:
+    def by_reply(self, r: RecipientState, reply: Reply, *, transient: bool | None = None) -> None:
+        """``transient``: the protocol's verdict where it says more than the code
+        (:attr:`RecipientResult.is_transient`: a 552 to RCPT is the old "too many
+        recipients", temporary, RFC 5321 §4.5.3.1.10); else the reply's own."""
         if reply.is_positive:
             self.deliver(r, reply)
-        elif reply.is_transient:
+        elif reply.is_transient if transient is None else transient:
             self.defer(r, _one_line(reply), reply.code)
         else:
             self.fail(r, _one_line(reply), reply.code)
         self.outcome.busy |= is_busy_signal(reply)
-
-    def by_result(self, r: RecipientState, rr: RecipientResult) -> None:
-        """A recipient's own result: temporary or not as the protocol says (a
-        552 to RCPT is the old "too many recipients", temporary: RFC 5321
-        §4.5.3.1.10), not by the bare reply code."""
-        if rr.accepted:
-            self.deliver(r, rr.reply)
-        elif rr.is_transient:
-            self.defer(r, _one_line(rr.reply), rr.reply.code)
-        else:
-            self.fail(r, _one_line(rr.reply), rr.reply.code)
-        self.outcome.busy |= is_busy_signal(rr.reply)
 
     def by_error(self, r: RecipientState, error: BaseException, *, soft: bool = False) -> None:
         reply = error.reply if isinstance(error, ReplyError) else None
@@ -223,11 +214,11 @@ def apply_result(
             attempt.deliver(r, rr.reply)
         elif complete and result is not None:
             if rr is not None:
-                attempt.by_result(r, rr)
+                attempt.by_reply(r, rr.reply, transient=rr.is_transient)
             else:
                 attempt.by_error(r, result.error or error or RuntimeError("no reply"))
-        elif rr is not None and not rr.accepted:
-            attempt.by_result(r, rr)  # refused at RCPT before the cut
+        elif rr is not None and not rr.accepted:  # refused at RCPT before the cut
+            attempt.by_reply(r, rr.reply, transient=rr.is_transient)
         elif cut_after_data and (rr is not None or (result is not None and result.end_sent)):
             attempt.unanswered(r, f"no reply after the data was sent: {error}")
         else:

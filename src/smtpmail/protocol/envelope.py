@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from smtpmail.errors import InvalidAddress, InvalidArgument
+from smtpmail.errors import InvalidAddress, InvalidArgument, rcpt_refusal_may_pass_later
 from smtpmail.protocol.commands import Path, check_text, parse_path
 from smtpmail.protocol.reply import Reply
 
@@ -203,9 +203,9 @@ class RecipientResult:
     def is_transient(self) -> bool:
         if self.accepted:
             return False
-        # RFC 5321 §4.5.3.1.10: old servers say 552 for "too many recipients";
-        # clients treat a 552 to RCPT as temporary and try again later.
-        return self.reply.is_transient or (self.at_rcpt and self.reply.code == 552)
+        if self.at_rcpt:
+            return rcpt_refusal_may_pass_later(self.reply)
+        return self.reply.is_transient
 
     @property
     def is_permanent(self) -> bool:

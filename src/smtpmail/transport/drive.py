@@ -40,6 +40,7 @@ from smtpmail.errors import (
     _caused,
 )
 from smtpmail.protocol.actions import Content, Flow, Receive, Send
+from smtpmail.protocol.commands import command
 from smtpmail.protocol.envelope import Envelope, SendResult
 from smtpmail.protocol.reply import Reply
 from smtpmail.protocol.session import Session
@@ -121,7 +122,7 @@ def _quit_unanswered(client: BaseClient) -> Steps[None]:
     can reset the connection before the server read its QUIT (a TLS layer's
     unread record makes the close a RST). The reply is not shown: after a
     refused AUTH it may echo the credentials."""
-    quit_ = Send(b"QUIT\r\n", ("QUIT",))
+    quit_ = Send(command("QUIT"), ("QUIT",))
     if client._looking():
         client._note_send(quit_)
     try:
