@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from smtpmail.outbox import Outbox, RetrySchedule, State, Worker
 from support.hostile.scripted import ScriptedServer, drop_after_dot, drop_mid_data, plain
-from support.servers import RecordingServer
+from support.servers import ConnectionCount, Recorder, RecordingServer
 
 
 def _message(n: int) -> bytes:
@@ -29,6 +33,43 @@ def test_many_messages_share_few_connections_and_all_are_delivered(
         msg = box.load(msg_id)
         assert msg.done and msg.status == "delivered"
         assert msg.recipients[0].reply is not None and msg.recipients[0].reply.startswith("250")
+
+
+@dataclass
+class _HoldsFirstUntilTwoConnections(Recorder):
+    """Holds the first message's end of data until a second connection opens
+    (at most 10 s): a worker that left its second connection nothing to send
+    delivers everything over one, after the wait."""
+
+    count: ConnectionCount | None = None
+    held: bool = False
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        deadline = time.monotonic() + 10
+        while not self.held and self.count is not None and self.count.now < 2:
+            if time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.01)
+        self.held = True
+        return await super().handle_DATA(server, session, envelope)
+
+
+def test_fewer_messages_than_a_batch_are_shared_among_the_connections(tmp_path: Path) -> None:
+    # Postfix's queue manager hands a destination's mail to its deliveries in turn:
+    # 40 messages with two connections allowed go over two at once, not all over one.
+    handler = _HoldsFirstUntilTwoConnections()
+    with RecordingServer(handler=handler) as server:
+        handler.count = server.connections
+        box = Outbox(tmp_path)
+        for i in range(40):
+            box.add(_message(i), "a@example.org", [f"r{i}@example.net"])
+        stats = Worker(box, port=server.port, connections=2, per_server=2, batch=50).run()
+        assert stats.delivered == 40 and len(server.messages) == 40
+        used = [w for w in server.wire if b"MAIL FROM" in w]
+        assert len(used) == 2
+        # The first connection claimed its share, 20, before it connected; the second
+        # half of the rest, 10, at least; then each takes half of what is left.
+        assert min(w.count(b"MAIL FROM") for w in used) >= 10
 
 
 def test_each_recipient_ends_in_its_own_state(tmp_path: Path, smtpd: RecordingServer) -> None:

@@ -137,7 +137,11 @@ def add_worker_arguments(p: argparse.ArgumentParser) -> None:
         help="at most R messages per second to one server (PostgreSQL outbox: all workers)",
     )
     g.add_argument(
-        "--batch", type=int, default=50, metavar="N", help="messages per claim on a connection (50)"
+        "--batch",
+        type=int,
+        default=50,
+        metavar="N",
+        help="messages per claim on a connection (50; fewer when the connections share them)",
     )
     g = p.add_argument_group("retries")
     g.add_argument(

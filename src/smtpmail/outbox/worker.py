@@ -322,13 +322,25 @@ class Worker:
                     route.active -= 1
 
     def _take(self, route: Route) -> list[Claim]:
+        """Claim the next batch of the route's messages for one connection.
+
+        A batch is at most ``batch`` messages and at most this connection's
+        share of those left: the route's messages divided among the
+        connections it may have. Forty messages and two connections to the
+        server make two batches of twenty, sent at once, not one of forty
+        that leaves the second connection nothing (Postfix's queue manager
+        likewise hands a destination's mail to its deliveries in turn).
+        """
         claims: list[Claim] = []
         now = time.time()
-        while len(claims) < self.batch and not self._stopping():
+        with self._lock:
+            connections = min(self.per_server, self.connections)
+            size = min(self.batch, -(-len(route.ids) // connections))  # (rounded up)
+        while len(claims) < size and not self._stopping():
             with self._lock:
                 if not route.ids:
                     break
-                wanted = min(self.batch - len(claims), len(route.ids))
+                wanted = min(size - len(claims), len(route.ids))
                 ids = [route.ids.popleft() for _ in range(wanted)]
             try:
                 taken = self.outbox.claim_many(ids, due_by=now)
