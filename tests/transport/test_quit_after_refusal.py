@@ -87,3 +87,45 @@ async def test_refused_setup_says_quit(connect: Connect, case: str) -> None:
         conn = await server.aconn()
         assert conn.errors == []
         assert conn.lines[-1:] == ([b"QUIT\r\n"] if quits else [])
+
+
+# A server silent after the QUIT (it reads on and never answers): the client
+# waits for the 221 at most QUIT_GRACE, then raises the refusal itself, not the
+# wait's timeout (in the compiled build that timeout once replaced the refusal).
+SILENT: dict[str, tuple[bytes, list[Step], type[smtpmail.SMTPError]]] = {
+    "554 greeting": (
+        b"554 5.7.1 no service for you\r\n",
+        [expect(b"QUIT")],
+        smtpmail.GreetingRefused,
+    ),
+    "AUTH refused": (
+        GREETING,
+        [
+            expect(b"EHLO", b"250-hostile.test\r\n250 AUTH PLAIN\r\n"),
+            expect(b"AUTH", b"535 5.7.8 authentication failed\r\n"),
+            expect(b"QUIT"),
+        ],
+        smtpmail.AuthenticationRefused,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", SILENT)
+async def test_a_silent_server_after_quit_still_gets_the_refusal(
+    connect: Connect, case: str
+) -> None:
+    greeting, script, error = SILENT[case]
+    with ScriptedServer(script, greeting=greeting) as server:
+        client = connect(
+            server.port,
+            tls="none",
+            auth=Credentials(USER, PASSWORD),
+            allow_plaintext_auth=True,
+            timeout=30.0,
+        )
+        with pytest.raises(error):
+            await client.connect()
+        assert not client.is_connected
+        conn = await server.aconn()
+        assert conn.errors == []
+        assert conn.lines[-1:] == [b"QUIT\r\n"]
