@@ -142,3 +142,13 @@ def test_probe_and_verbose_send_never_pass_terminal_escapes_through() -> None:
     for out in (probe.stdout, probe.stderr, send.stdout, send.stderr):
         assert "\x1b" not in out and "\x07" not in out
     assert "ready" in probe.stdout and "550 no" in send.stderr
+
+
+def test_probe_takes_no_option_that_only_acts_on_a_message(smtpd: RecordingServer) -> None:
+    # probe sends no message: DKIM signing, 8-bit conversion and the final dot's
+    # timeout would be accepted and silently do nothing, so they are not offered.
+    for option in ("--data-timeout=5", "--convert-8bit", "--dkim-selector=s"):
+        r = run_cli("probe", f"127.0.0.1:{smtpd.port}", option)
+        assert r.status == exits.EX_USAGE, (option, r.stderr)
+        assert "unrecognized arguments" in r.stderr
+    assert "--dkim" not in run_cli("probe", "--help").stdout

@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "target", nargs="?", metavar="HOST|URL", help="host[:port] or smtp://, smtps:// URL"
     )
-    add_server_arguments(parser)
+    add_server_arguments(parser, messages=False)
     parser.add_argument(
         "--dane",
         action="store_true",

@@ -44,7 +44,12 @@ SCHEMES: dict[str, tuple[int, str | None, bool]] = {
 TLS_MODES = ("none", "opportunistic", "starttls", "implicit")
 
 
-def add_server_arguments(parser: argparse.ArgumentParser, *, url_option: bool = True) -> None:
+def add_server_arguments(
+    parser: argparse.ArgumentParser, *, url_option: bool = True, messages: bool = True
+) -> None:
+    """The server, TLS and authentication options; with ``messages`` (the commands
+    that send mail) also those that only act on a message: the final dot's
+    timeout, 8-bit conversion and DKIM signing."""
     g = parser.add_argument_group("server")
     if url_option:
         g.add_argument(
@@ -83,15 +88,18 @@ def add_server_arguments(parser: argparse.ArgumentParser, *, url_option: bool = 
         "--timeout",
         type=float,
         metavar="SECONDS",
-        help="bound every wait but the one after the message's final dot (see --data-timeout)",
+        help="bound every wait but the one after the message's final dot (see --data-timeout)"
+        if messages
+        else "bound every wait",
     )
-    g.add_argument(
-        "--data-timeout",
-        type=float,
-        metavar="SECONDS",
-        help="bound the wait for the reply after the final dot (default 600, or --timeout "
-        "when longer: RFC 5321 4.5.3.2.6; cutting it short may deliver the message twice)",
-    )
+    if messages:
+        g.add_argument(
+            "--data-timeout",
+            type=float,
+            metavar="SECONDS",
+            help="bound the wait for the reply after the final dot (default 600, or --timeout "
+            "when longer: RFC 5321 4.5.3.2.6; cutting it short may deliver the message twice)",
+        )
     g.add_argument("--ehlo-name", metavar="NAME", help="the name to give in EHLO")
     t = parser.add_argument_group("TLS and authentication")
     t.add_argument(
@@ -141,6 +149,8 @@ def add_server_arguments(parser: argparse.ArgumentParser, *, url_option: bool = 
         action="store_true",
         help="allow sending credentials without TLS (dangerous)",
     )
+    if not messages:
+        return
     g.add_argument(
         "--convert-8bit",
         action="store_true",
