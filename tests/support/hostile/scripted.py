@@ -535,9 +535,17 @@ class ScriptedServer:
                 if conn.closed_by_server or conn.eof.is_set():
                     break
                 await step(conn)
-            # Keep reading (and recording) until the client closes its end.
-            while not conn.closed_by_server and await conn.fill():
-                pass
+            # Keep reading (and recording) until the client closes its end. A QUIT
+            # the script left unread gets its 221, as from any server (RFC 5321
+            # §4.1.1.10): the client need not wait it out. A script tests a server
+            # silent after QUIT by reading the QUIT in a step.
+            quit_answered = False
+            while not conn.closed_by_server:
+                if not quit_answered and bytes(conn.buf[-6:]).upper() == b"QUIT\r\n":
+                    quit_answered = True
+                    await conn.write(b"221 2.0.0 hostile.test closing\r\n")
+                if not await conn.fill():
+                    break
         except TimeoutError:
             conn.errors.append(f"the client stayed silent and connected for {LINGER} s")
         except OSError:
