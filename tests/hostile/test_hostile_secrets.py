@@ -60,14 +60,6 @@ MECHANISMS = {
 }
 
 
-async def _answer_quit(conn: Conn) -> None:
-    """Answer the QUIT a client says after a refusal (RFC 5321 §4.1.1.10); a server
-    silent there holds every test for the client's wait for the 221."""
-    line = await conn.readline()
-    if line is not None and line.upper().startswith(b"QUIT"):
-        await conn.write(b"221 2.0.0 bye\r\n")
-
-
 async def _echo_and_refuse(conn: Conn) -> None:
     """Refuse with a 535 that quotes everything the client sent during AUTH."""
     start = len(conn.received)
@@ -89,7 +81,6 @@ async def _echo_and_refuse(conn: Conn) -> None:
     await conn.write(
         b"535-5.7.8 you said " + echoed + b"\r\n535-" + got + b"\r\n535 " + pw + b"\r\n"
     )
-    await _answer_quit(conn)
 
 
 async def _hang_up(conn: Conn) -> None:
@@ -204,7 +195,6 @@ async def _challenge_then(conn: Conn, final: bytes) -> None:
 def _refuse_auth(final: bytes) -> list[Step]:
     async def step(conn: Conn) -> None:
         await _challenge_then(conn, final)
-        await _answer_quit(conn)
 
     return [expect(b"EHLO"), send(ehlo_reply([b"AUTH PLAIN LOGIN CRAM-MD5"])), step]
 
@@ -221,7 +211,6 @@ def _accept_auth_then(*replies: bytes) -> list[Step]:
             await conn.write(reply)
             if reply.startswith(b"354"):
                 await read_data(next(answers))(conn)
-        await _answer_quit(conn)
 
     return [expect(b"EHLO"), send(ehlo_reply([b"AUTH PLAIN LOGIN CRAM-MD5"])), step]
 
