@@ -243,7 +243,8 @@ class BaseClient:
         ``tls_options`` (whose ``server_hostname`` and ``fingerprint`` still apply).
         ``auth``: credentials; the mechanism is the strongest offered unless
         ``auth_mechanism`` names one. Credentials never travel unencrypted
-        (except to loopback) unless ``allow_plaintext_auth``. ``dkim``: a
+        (except to a loopback address the client dialled itself: not through
+        ``proxy``, ``connect`` or ``stream``) unless ``allow_plaintext_auth``. ``dkim``: a
         :class:`~smtpmail.message.dkim.DKIMKey` that signs every message this
         client sends, as it goes on the wire (after the Bcc rule).
         ``convert_8bit``: re-encode the 8-bit MIME parts of a message as
@@ -481,10 +482,14 @@ class BaseClient:
         creds = self.credentials
         assert creds is not None
         if self._tls_info is None and not self.allow_plaintext_auth:
-            # Through a proxy the peer is the proxy: the server may be anywhere.
+            # Only a connection the client dialled itself: through a proxy, the
+            # caller's connector or stream, the peer is whatever the caller
+            # reached (a local proxy, a tunnel's entrance) and the server may
+            # be anywhere.
             local = (
                 LOOPBACK_IS_PRIVATE
-                and self.proxy is None
+                and self._connector is None
+                and self._given is None
                 and self._peer is not None
                 and _is_loopback(self._peer[0])
             )
