@@ -28,7 +28,7 @@ from smtpmail.errors import (
     TransportError,
 )
 from smtpmail.message.content import MessageInput, as_content, resolve_envelope
-from smtpmail.protocol import commands
+from smtpmail.protocol import commands, idn
 from smtpmail.protocol.actions import Content, Flow, Options, Receive, Send, TimeoutKind
 from smtpmail.protocol.envelope import Envelope, SendResult
 from smtpmail.protocol.extensions import Extensions
@@ -264,7 +264,8 @@ class BaseClient:
         :class:`~smtpmail.Proxy` or its URL (``socks5h://user:pass@host:1080``,
         socks5, socks4, socks4a, ``http://host:port``), checked here; every
         connection goes through it (docs/proxies.md)."""
-        self.host = host
+        # A-labels: what DNS, SNI and the certificate check see (IDNA 2008, not the stdlib's 2003).
+        self.host = idn.host_name(host, "the server name")
         self.port = commands.check_port(port)  # (checked: see check_port)
         self.ehlo_name = ehlo_name
         self.timeouts = Timeouts.of(timeout)

@@ -121,6 +121,11 @@ class TLSOptions(Frozen):
     ) -> None:
         if isinstance(spki_pins, str):  # one pin, not its characters
             spki_pins = (spki_pins,)
+        if server_hostname is not None and not server_hostname.isascii():
+            from smtpmail.protocol.idn import host_name  # (start-up time: only for IDNs)
+
+            # SNI and the name check get A-labels, never the stdlib's IDNA 2003 reading.
+            server_hostname = host_name(server_hostname, "TLSOptions.server_hostname")
         self._init(
             ca_file=ca_file,
             ca_path=ca_path,
