@@ -282,9 +282,21 @@ class AsyncSocketStream(asyncio.BufferedProtocol):
     ) -> TLSInfo:
         transport = self._transport
         assert transport is not None
-        tls = await self._loop.start_tls(
-            transport, self, context, server_hostname=server_hostname, ssl_handshake_timeout=timeout
-        )
+        started = self._loop.time()
+        try:
+            tls = await self._loop.start_tls(
+                transport,
+                self,
+                context,
+                server_hostname=server_hostname,
+                ssl_handshake_timeout=timeout,
+            )
+        except ConnectionAbortedError as exc:
+            # asyncio says a handshake timeout so ("SSL handshake is taking longer
+            # than..."): the same TimeoutError as the blocking client's.
+            if self._loop.time() - started >= timeout:
+                raise TimeoutError("timed out") from exc
+            raise
         if tls is None:
             raise ConnectionResetError("the connection closed during the TLS handshake")
         self._transport = tls
