@@ -28,7 +28,7 @@ import ssl
 import threading
 from typing import Any
 
-from smtpmail.errors import TLSError
+from smtpmail.errors import TLSError, _caused
 from smtpmail.transport.tls import TLSInfo, TLSOptions, check_peer
 
 TYPE_CHECKING = False
@@ -295,7 +295,7 @@ class AsyncSocketStream(asyncio.BufferedProtocol):
             # asyncio says a handshake timeout so ("SSL handshake is taking longer
             # than..."): the same TimeoutError as the blocking client's.
             if self._loop.time() - started >= timeout:
-                raise TimeoutError("timed out") from exc
+                raise _caused(TimeoutError("timed out"), exc)
             raise
         if tls is None:
             raise ConnectionResetError("the connection closed during the TLS handshake")
