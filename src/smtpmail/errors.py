@@ -231,19 +231,28 @@ class TLSError(SMTPError):
     """TLS could not be established as the policy demands (handshake, certificate, STARTTLS).
 
     ``reply`` is the server's refusal of STARTTLS when that was the failure;
-    a 4xx one (454: TLS not available for now) makes the error transient.
+    a 4xx one (454: TLS not available for now) makes the error transient, as
+    does ``transient``: the network cut the handshake short (a timeout, a
+    lost connection), which a later try may not meet.
     """
 
-    def __init__(self, message: str, reply: Reply | None = None) -> None:
+    def __init__(
+        self, message: str, reply: Reply | None = None, *, transient: bool = False
+    ) -> None:
         super().__init__(message)
         self.reply = reply
+        self.transient = transient
 
     @property
     def is_transient(self) -> bool:
-        return self.reply is not None and self.reply.is_transient
+        return self.transient or (self.reply is not None and self.reply.is_transient)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (str(self), self.reply))
+        return (_tls_error, (type(self), str(self), self.reply, self.transient))
+
+
+def _tls_error(cls: type[TLSError], message: str, reply: Reply | None, transient: bool) -> TLSError:
+    return cls(message, reply, transient=transient)
 
 
 class CertificateError(TLSError):

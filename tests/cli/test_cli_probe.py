@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from smtpmail.cli import exits
 from support.clirun import CLIResult, run_cli
 from support.hostile.scripted import ScriptedServer, expect
@@ -152,3 +154,26 @@ def test_probe_takes_no_option_that_only_acts_on_a_message(smtpd: RecordingServe
         assert r.status == exits.EX_USAGE, (option, r.stderr)
         assert "unrecognized arguments" in r.stderr
     assert "--dkim" not in run_cli("probe", "--help").stdout
+
+
+def test_probe_with_a_user_and_no_starttls_answers_as_send_would(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Opportunistic TLS, --user, no STARTTLS offered: send refuses the clear-text
+    login (77) unless --allow-plaintext-auth; probe, which "logs in where send
+    would", said nothing of the login and exited 0."""
+    from smtpmail.transport import _base
+    from support.tlsservers import PASSWORD, USER, TLSServer, authenticator
+
+    monkeypatch.setattr(_base, "LOOPBACK_IS_PRIVATE", False)  # (in-process run_cli)
+    login = ("--tls", "opportunistic", "-u", USER, "--password-env", "PW")
+    with TLSServer(authenticator=authenticator(), auth_require_tls=False) as server:
+        where = f"127.0.0.1:{server.port}"
+        r = run_cli("probe", where, *login, environ={"PW": PASSWORD})
+        assert r.status == exits.EX_NOPERM, r.stdout
+        assert "refusing to send credentials" in r.stdout + r.stderr
+        assert b"AUTH" not in server.raw.upper()
+        r = run_cli("probe", where, *login, "--allow-plaintext-auth", environ={"PW": PASSWORD})
+    assert r.status == exits.EX_OK, r.stdout
+    assert b"AUTH" in server.raw.upper()
+    assert r.stdout.count("the server offers no STARTTLS") == 1, r.stdout

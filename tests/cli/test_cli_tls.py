@@ -221,3 +221,15 @@ def test_failing_password_command_exits_78(starttls_server: TLSServer, certs: Ce
     assert r.status == exits.EX_CONFIG, r.stderr
     assert "password command failed" in r.stderr and "oops" not in r.stderr
     assert starttls_server.messages == []
+
+
+def test_handshake_cut_by_the_network_exits_75() -> None:
+    """75 is "try later" for a lost connection or a timeout (sendmail's callers
+    queue the message); a handshake cut short is one, not a TLS refusal (69)."""
+    from support.hostile.scripted import ScriptedServer, close, ehlo_reply, expect, send
+
+    hello = [expect(b"EHLO"), send(ehlo_reply([b"STARTTLS"])), expect(b"STARTTLS")]
+    with ScriptedServer([*hello, send(b"220 go\r\n"), close()]) as server:
+        r = run_cli("send", "--port", str(server.port), "--tls", "starttls", *MSG)
+    assert r.status == exits.EX_TEMPFAIL, (r.status, r.stderr)
+    assert "TLS handshake" in r.stderr and "connection was lost" in r.stderr

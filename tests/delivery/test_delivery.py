@@ -22,7 +22,15 @@ from smtpmail.delivery import (
 )
 from smtpmail.transport.tls import TLSOptions
 from support.delivery.mxworld import BUSY, OK, OK2, TLS_BAD, TLS_GOOD, MXWorld, StartServer
-from support.hostile.scripted import ScriptedServer, plain, respond, send
+from support.hostile.scripted import (
+    ScriptedServer,
+    close,
+    ehlo_reply,
+    expect,
+    plain,
+    respond,
+    send,
+)
 from support.servers import Recorder, RecordingServer
 
 pytestmark = pytest.mark.timeout(60)
@@ -635,3 +643,24 @@ def test_dns_timeout_defers(world: MXWorld) -> None:
     outcome = report.recipients["x@failover.test"]
     assert (outcome.status, outcome.enhanced_status) == (DeliveryStatus.DEFERRED, "4.4.3")
     assert "Timeout" in outcome.text
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_requiretls_defers_when_the_network_cuts_the_handshake(world: MXWorld, kind: str) -> None:
+    """REQUIRETLS (RFC 8689 §4.2.1) bounces a message no host can take over
+    verified TLS (5.7.10); a connection lost under the handshake says nothing
+    about the host's TLS: the message is deferred, as any lost connection."""
+    hello = [expect(b"EHLO"), send(ehlo_reply([b"STARTTLS", b"REQUIRETLS"]))]
+    script = [*hello, expect(b"STARTTLS"), send(b"220 go\r\n"), close()]
+    kw: dict[str, Any] = {"nameservers": world.nameservers, "mta_sts": False,
+                          "require_tls_extension": True}  # fmt: skip
+    rcpts = ["x@sts-badcert.test"]
+    with ScriptedServer(script, host=world.ip(TLS_BAD), port=25) as mx:
+        if kind == "sync":
+            report = smtpmail.deliver(MESSAGE, SENDER, rcpts, **kw)
+        else:
+            report = asyncio.run(smtpmail.deliver_async(MESSAGE, SENDER, rcpts, **kw))
+    outcome = report.recipients["x@sts-badcert.test"]
+    assert outcome.status is DeliveryStatus.DEFERRED, outcome
+    assert "TLS handshake" in outcome.text
+    assert len(mx.connections) >= 1 and mx.connections[0].data == []

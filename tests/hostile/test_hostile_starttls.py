@@ -23,10 +23,12 @@ from support.hostile.scripted import (
     Conn,
     ScriptedServer,
     Step,
+    close,
     ehlo_reply,
     expect,
     respond,
     send,
+    sleep,
     start_tls,
 )
 
@@ -177,3 +179,34 @@ def test_capabilities_learned_before_tls_are_forgotten(
     assert b"BDAT" not in secure and b"DATA" in secure  # CHUNKING was a pre-TLS lie
     assert b"SIZE=" not in b"".join(conn.lines)  # so was SIZE 10
     assert len(conn.data) == 1 and conn.data[0].kind == "DATA"
+
+
+async def _reset_after_the_client_hello(conn: Conn) -> None:
+    await conn.fill(5)
+    conn.writer.transport.abort()  # an RST, the ClientHello unanswered
+
+
+#: The network failing the handshake (try later) against the server refusing TLS.
+HANDSHAKE_CUT = {
+    "closed-at-once": ([close()], True),
+    "reset-after-client-hello": ([_reset_after_the_client_hello], True),
+    "silent": ([sleep(5)], True),
+    "not-tls": ([send(b"HTTP/1.1 400 Bad Request\r\n\r\n" * 10)], False),
+}
+
+
+@pytest.mark.parametrize("name", list(HANDSHAKE_CUT))
+def test_a_handshake_cut_by_the_network_is_transient(
+    kind: str, name: str, client_ctx: ssl.SSLContext
+) -> None:
+    """A timeout or a lost connection during the handshake may pass, as the same
+    faults do everywhere else (errors.md: "a lost connection, a timeout");
+    a server answering something that is not TLS will not."""
+    steps, transient = HANDSHAKE_CUT[name]
+    script = [*TLS_EHLO, expect(b"STARTTLS"), send(b"220 go\r\n"), *steps]
+    err, conn = run(kind, script, ssl_context=client_ctx, auth=(USER, PASSWORD), timeout=2.0)
+    assert isinstance(err, TLSError), repr(err)
+    assert err.is_transient is transient, err
+    assert not conn.tls_started
+    after = plaintext_after_starttls(conn)  # nothing, or the ClientHello (a TLS record)
+    assert after == b"" or after.startswith(b"\x16\x03"), after[:40]

@@ -7,9 +7,12 @@ CHUNKING/BDAT, SMTPUTF8, SIZE and real end-to-end delivery into a Maildir.
 
 from __future__ import annotations
 
+import io
 import uuid
 from collections.abc import Iterator
+from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -416,3 +419,57 @@ async def test_mta_send_many_with_recipients_over_its_limit(
         results = await client.send_many(items)
     assert [r.accepted for r in results] == [FIVE[:3], FIVE[3:]]
     assert len(limited_mta.find(tok.encode(), 5)) == 5
+
+
+#: Line endings around a dot that a lenient server might take for the end of data
+#: (SMTP smuggling); smtpmail must send each as content: one message, whole.
+SMUGGLING_ENDS = {
+    "lf-dot-lf": b"\n.\n",
+    "crlf-dot-lf": b"\r\n.\n",
+    "lf-dot-crlf": b"\n.\r\n",
+    "cr-dot-crlf": b"\r.\r\n",
+    "cr-dot-cr": b"\r.\r",
+    "crlf-dot-cr": b"\r\n.\r",
+}
+
+
+def _as_form(form: str, raw: bytes) -> Any:
+    if form == "bytes":
+        return raw
+    if form == "str":
+        return raw.decode("ascii")
+    if form == "file":
+        return io.BytesIO(raw)
+    if form == "chunks":
+        return iter([raw[i : i + 1] for i in range(len(raw))])
+    head, _, body = raw.partition(b"\r\n\r\n")
+    msg = EmailMessage()
+    msg["Subject"] = head.split(b": ", 1)[1].decode()
+    msg.set_content(body.decode("ascii"))
+    return msg
+
+
+@pytest.mark.parametrize("chunking", [True, False], ids=["BDAT", "DATA"])
+async def test_mta_sees_one_whole_message_whatever_the_dots(
+    mta: PostfixMTA, connect: Connect, chunking: bool
+) -> None:
+    """Each smuggling pattern, in every form a message may take, reaches Postfix as
+    one message that still holds the would-be second transaction as its text."""
+    sent = []
+    async with connect(mta.port, options=smtpmail.Options(chunking=chunking)) as client:
+        for end in SMUGGLING_ENDS.values():
+            for form in ("bytes", "str", "file", "chunks", "EmailMessage"):
+                tok = token()
+                raw = (
+                    f"Subject: {tok}\r\n\r\nhello{end.decode()}MAIL FROM:<evil@example.org>\r\n"
+                    f"RCPT TO:<b@example.com>\r\nDATA\r\nSubject: evil-{tok}\r\n\r\nevil\r\n.\r\n"
+                ).encode()
+                result = await client.send(_as_form(form, raw), "a@example.org", "b@example.com")
+                assert result.ok
+                sent.append(tok)
+    for tok in sent:
+        (delivered,) = mta.find(tok.encode())  # one message, not two
+        assert f"Subject: evil-{tok}".encode() in delivered  # the "second" is its text
+        # Postfix before 3.9 (smtpd_forbid_bare_newline=no) ends the data at LF.CRLF:
+        # sent raw, that body would arrive as two messages.
+        assert delivered.endswith(b"\nevil\n.\n")

@@ -188,3 +188,37 @@ def test_the_default_connectors_socket_is_a_socket_object(smtpd: RecordingServer
             assert f.readline().startswith(b"250")
     finally:
         stream.close()
+
+
+@pytest.mark.parametrize("how", ["connect", "stream"])
+async def test_no_clear_text_auth_through_a_callers_connection(kind: str, how: str) -> None:
+    """Loopback may see credentials in clear text only when the client dialled it:
+    a caller's connector or stream that ends on loopback (a local SOCKS or
+    HTTP proxy, a tunnel's entrance) may lead anywhere, as ``proxy=`` does."""
+    from smtpmail import PlaintextAuthRefused
+    from support.harness import Twin
+    from support.tlsservers import PASSWORD, USER
+
+    with TLSServer(authenticator=authenticator(), auth_require_tls=False) as server:
+
+        def local_proxy(host: str, port: int, **kwargs: Any) -> Any:
+            # Stands for a proxy on loopback that would carry host:port anywhere.
+            sock = socket.create_connection(("127.0.0.1", server.port), kwargs["timeout"])
+            if kind == "sync":
+                return sock
+
+            async def opened() -> socket.socket:
+                return sock
+
+            return opened()
+
+        given: dict[str, Any] = {"connect": local_proxy}
+        if how == "stream":
+            given = {"stream": socket.create_connection(("127.0.0.1", server.port), 10)}
+        # The server's name is not loopback; the connection the caller made is.
+        auth = (USER, PASSWORD)
+        client = Twin(kind, "smtp.example.org", 587, tls="opportunistic", auth=auth, **given)
+        with pytest.raises(PlaintextAuthRefused):
+            await client.connect()
+        await client.close()
+        assert b"AUTH" not in server.raw.upper(), server.raw

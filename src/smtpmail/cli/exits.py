@@ -101,7 +101,10 @@ def exit_status(exc: BaseException) -> tuple[int, str]:
             "(see 'smtpmail probe --insecure-no-verify' for its fingerprint)"
         )
     if isinstance(exc, errors.TLSError):
-        return EX_UNAVAILABLE, str(exc)
+        # A handshake the network cut short (timed out, connection lost) is
+        # "try later" as a connection lost anywhere else; the server's no to
+        # TLS (a 454 included: a server without TLS says it) is 69.
+        return (EX_TEMPFAIL if exc.transient else EX_UNAVAILABLE), str(exc)
     if isinstance(exc, errors.OutboxError):
         return (EX_TEMPFAIL if exc.is_transient else EX_CANTCREAT), str(exc)
     if isinstance(exc, errors.SMTPError):

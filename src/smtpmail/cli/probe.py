@@ -141,17 +141,23 @@ def _probe(
             tls="none", user=None, password=None, password_env=None, password_command=None
         )
         phases += [("plain", anonymous), ("tls", settings.replace(tls="starttls"))]
-    for key, phase in phases:
+    for planned_key, planned in phases:
+        key, phase = planned_key, planned
         if key == "tls" and "plain" in report:
             offered = report["plain"]["extensions"]
             if "STARTTLS" not in offered and mode != "starttls":
-                break  # opportunistic: clear text is all there is, said by the diagnoses
+                if phase.user is None:
+                    break  # opportunistic: clear text is all there is, said by the diagnoses
+                # With credentials, send would log in here in clear text or refuse
+                # to (77, unless --allow-plaintext-auth): so does probe, once more.
+                key, phase = "login", settings
         try:
             client = _connect(phase, env, seen, dane if key == "tls" else None)
         except Exception as exc:
             return _failed(exc, phase, report, seen)
         try:
-            _report_facts(client, report, key)
+            if key != "login":  # (the clear-text facts are the "plain" phase's)
+                _report_facts(client, report, key)
         finally:
             client.quit()
         if key == "tls":

@@ -39,7 +39,14 @@ from collections.abc import Callable
 
 from smtpmail.errors import InvalidAddress
 
-__all__ = ["MAX_DOMAIN", "check_local_part", "check_u_labels", "ldh_domain", "to_a_labels"]
+__all__ = [
+    "MAX_DOMAIN",
+    "check_local_part",
+    "check_u_labels",
+    "host_name",
+    "ldh_domain",
+    "to_a_labels",
+]
 
 MAX_DOMAIN = 255  # RFC 5321 §4.5.3.1.2
 _LDH_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\Z")
@@ -73,6 +80,19 @@ def to_a_labels(domain: str, what: str) -> str:
     if not all(_LDH_LABEL.match(label) for label in encoded.split(".")):
         raise InvalidAddress(f"{what}: domain {domain!r} {_folds(domain, encoded)}")
     return ldh_domain(encoded, what)
+
+
+def host_name(name: str, what: str) -> str:
+    """A server's host name as DNS, SNI and the certificate check must see it.
+
+    ASCII goes unchanged (an address, ``[::1]``, a name with ``_`` from
+    /etc/hosts: the resolver's business). A non-ASCII name becomes its
+    A-labels by :func:`to_a_labels`: the stdlib would otherwise encode it
+    with IDNA 2003 in ``getaddrinfo`` and ``ssl``, and a deviation character
+    would name another domain (``faß.example`` looked up, sent in SNI and
+    verified as ``fass.example``; IDNA 2008 says ``xn--fa-hia.example``).
+    """
+    return name if name.isascii() else to_a_labels(name, what)
 
 
 def check_u_labels(domain: str, what: str) -> None:

@@ -28,7 +28,7 @@ from smtpmail.errors import (
     TransportError,
 )
 from smtpmail.message.content import MessageInput, as_content, resolve_envelope
-from smtpmail.protocol import commands
+from smtpmail.protocol import commands, idn
 from smtpmail.protocol.actions import Content, Flow, Options, Receive, Send, TimeoutKind
 from smtpmail.protocol.envelope import Envelope, SendResult
 from smtpmail.protocol.extensions import Extensions
@@ -243,7 +243,8 @@ class BaseClient:
         ``tls_options`` (whose ``server_hostname`` and ``fingerprint`` still apply).
         ``auth``: credentials; the mechanism is the strongest offered unless
         ``auth_mechanism`` names one. Credentials never travel unencrypted
-        (except to loopback) unless ``allow_plaintext_auth``. ``dkim``: a
+        (except to a loopback address the client dialled itself: not through
+        ``proxy``, ``connect`` or ``stream``) unless ``allow_plaintext_auth``. ``dkim``: a
         :class:`~smtpmail.message.dkim.DKIMKey` that signs every message this
         client sends, as it goes on the wire (after the Bcc rule).
         ``convert_8bit``: re-encode the 8-bit MIME parts of a message as
@@ -263,7 +264,8 @@ class BaseClient:
         :class:`~smtpmail.Proxy` or its URL (``socks5h://user:pass@host:1080``,
         socks5, socks4, socks4a, ``http://host:port``), checked here; every
         connection goes through it (docs/proxies.md)."""
-        self.host = host
+        # A-labels: what DNS, SNI and the certificate check see (IDNA 2008, not the stdlib's 2003).
+        self.host = idn.host_name(host, "the server name")
         self.port = commands.check_port(port)  # (checked: see check_port)
         self.ehlo_name = ehlo_name
         self.timeouts = Timeouts.of(timeout)
@@ -481,10 +483,14 @@ class BaseClient:
         creds = self.credentials
         assert creds is not None
         if self._tls_info is None and not self.allow_plaintext_auth:
-            # Through a proxy the peer is the proxy: the server may be anywhere.
+            # Only a connection the client dialled itself: through a proxy, the
+            # caller's connector or stream, the peer is whatever the caller
+            # reached (a local proxy, a tunnel's entrance) and the server may
+            # be anywhere.
             local = (
                 LOOPBACK_IS_PRIVATE
-                and self.proxy is None
+                and self._connector is None
+                and self._given is None
                 and self._peer is not None
                 and _is_loopback(self._peer[0])
             )

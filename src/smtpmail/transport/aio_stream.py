@@ -28,7 +28,7 @@ import ssl
 import threading
 from typing import Any
 
-from smtpmail.errors import TLSError
+from smtpmail.errors import TLSError, _caused
 from smtpmail.transport.tls import TLSInfo, TLSOptions, check_peer
 
 TYPE_CHECKING = False
@@ -282,9 +282,21 @@ class AsyncSocketStream(asyncio.BufferedProtocol):
     ) -> TLSInfo:
         transport = self._transport
         assert transport is not None
-        tls = await self._loop.start_tls(
-            transport, self, context, server_hostname=server_hostname, ssl_handshake_timeout=timeout
-        )
+        started = self._loop.time()
+        try:
+            tls = await self._loop.start_tls(
+                transport,
+                self,
+                context,
+                server_hostname=server_hostname,
+                ssl_handshake_timeout=timeout,
+            )
+        except ConnectionAbortedError as exc:
+            # asyncio says a handshake timeout so ("SSL handshake is taking longer
+            # than..."): the same TimeoutError as the blocking client's.
+            if self._loop.time() - started >= timeout:
+                raise _caused(TimeoutError("timed out"), exc)
+            raise
         if tls is None:
             raise ConnectionResetError("the connection closed during the TLS handshake")
         self._transport = tls

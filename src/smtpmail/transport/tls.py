@@ -121,6 +121,11 @@ class TLSOptions(Frozen):
     ) -> None:
         if isinstance(spki_pins, str):  # one pin, not its characters
             spki_pins = (spki_pins,)
+        if server_hostname is not None and not server_hostname.isascii():
+            from smtpmail.protocol.idn import host_name  # (start-up time: only for IDNs)
+
+            # SNI and the name check get A-labels, never the stdlib's IDNA 2003 reading.
+            server_hostname = host_name(server_hostname, "TLSOptions.server_hostname")
         self._init(
             ca_file=ca_file,
             ca_path=ca_path,
@@ -435,7 +440,18 @@ def handshake_error(exc: BaseException, where: str) -> TLSError:
     if isinstance(exc, ssl.SSLCertVerificationError):
         return CertificateError(where, str(exc.verify_message))
     if isinstance(exc, TimeoutError):
-        return TLSError(f"TLS handshake with {where} timed out")
+        return TLSError(f"TLS handshake with {where} timed out", transient=True)
+    # The connection closed or reset under the handshake (ssl's "EOF occurred in
+    # violation of protocol", or the socket's own error): the network's fault,
+    # as a connection lost anywhere else; an SSLError proper is the server's
+    # answer (an alert, bytes that are not TLS) and would come again.
+    if isinstance(exc, ssl.SSLEOFError) or not isinstance(exc, ssl.SSLError):
+        detail = ""
+        if isinstance(exc, OSError) and not isinstance(exc, ssl.SSLError) and exc.strerror:
+            detail = f" ({exc.strerror})"  # "Connection reset by peer"
+        return TLSError(
+            f"TLS handshake with {where} failed: the connection was lost{detail}", transient=True
+        )
     reason = getattr(exc, "reason", None) or exc
     return TLSError(f"TLS handshake with {where} failed: {reason}")
 

@@ -1,0 +1,97 @@
+"""An internationalised server name, as DNS, SNI and the certificate check see it.
+
+Python's ``idna`` codec (IDNA 2003), which ``getaddrinfo`` and ``ssl`` apply
+to a non-ASCII name, maps the four deviation characters where IDNA 2008
+keeps them (UTS #46 §2.3): ``faß.example`` would be looked up, named in SNI
+and checked against the certificate as ``fass.example``, another domain
+(IDNA 2008: ``xn--fa-hia.example``). The client refuses such a name before
+connecting, as it does in addresses; other U-labels go as their A-labels.
+Both clients, against aiosmtpd with STARTTLS and a trustme CA.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from smtpmail import InputError, TLSMode, TLSOptions
+from support.harness import Twin
+from support.tlsservers import Certs, TLSServer
+
+MSG = b"Subject: idn\r\n\r\nto an IDN host\r\n"
+
+
+@pytest.fixture(scope="module")
+def idn_certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    return Certs(tmp_path_factory.mktemp("idn"))
+
+
+@pytest.fixture
+def server(idn_certs: Certs) -> Iterator[TLSServer]:
+    """STARTTLS with a certificate for the IDNA 2003 reading and an A-label."""
+    leaf = idn_certs.ca.issue_cert("fass.example", "xn--bcher-kva.example")
+    with TLSServer(tls_context=idn_certs.server_context(leaf), require_starttls=True) as srv:
+        yield srv
+
+
+def _to(server: TLSServer, kind: str, dialled: list[str]) -> Any:
+    """A connector that reaches the test server whatever the name (no DNS here)."""
+
+    def connector(host: str, port: int, **kwargs: Any) -> Any:
+        dialled.append(host)
+        sock = socket.create_connection(("127.0.0.1", server.port), kwargs["timeout"])
+        if kind == "sync":
+            return sock
+
+        async def opened() -> socket.socket:
+            return sock
+
+        return opened()
+
+    return connector
+
+
+@pytest.mark.parametrize(
+    ("host", "server_hostname"),
+    [("faß.example", None), ("127.0.0.1", "faß.example"), ("ΐς.example", None)],
+)
+def test_a_deviation_character_is_refused_before_connecting(
+    kind: str, server: TLSServer, idn_certs: Certs, host: str, server_hostname: str | None
+) -> None:
+    dialled: list[str] = []
+    with pytest.raises(InputError, match="IDNA 2008"):
+        options = TLSOptions(ca_file=idn_certs.ca_file, server_hostname=server_hostname)
+        Twin(
+            kind,
+            host,
+            25,
+            tls=TLSMode.REQUIRED,
+            tls_options=options,
+            connect=_to(server, kind, dialled),
+        )
+    assert dialled == []
+    assert server.raw == b""
+
+
+async def test_a_u_label_host_goes_as_its_a_label(
+    kind: str, server: TLSServer, idn_certs: Certs
+) -> None:
+    dialled: list[str] = []
+    options = TLSOptions(ca_file=idn_certs.ca_file)
+    client = Twin(
+        kind,
+        "Bücher.example",
+        25,
+        tls=TLSMode.REQUIRED,
+        tls_options=options,
+        connect=_to(server, kind, dialled),
+    )
+    async with client:
+        assert (await client.send(MSG, "a@example.org", "b@example.org")).ok
+        assert client.tls_info.verified
+        assert client.tls_info.server_hostname == "xn--bcher-kva.example"
+    assert dialled == ["xn--bcher-kva.example"]
+    assert len(server.messages) == 1
