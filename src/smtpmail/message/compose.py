@@ -25,6 +25,7 @@ from email.utils import formatdate, getaddresses, make_msgid
 from smtpmail._record import Frozen, Record
 from smtpmail.errors import InvalidAddress, InvalidArgument
 from smtpmail.message.raw import check_field
+from smtpmail.message.wire import flatten
 from smtpmail.protocol.commands import check_text, parse_path
 from smtpmail.protocol.envelope import Envelope
 from smtpmail.protocol.idn import to_a_labels
@@ -33,7 +34,6 @@ __all__ = [
     "Attachment",
     "Composed",
     "compose",
-    "message_bytes",
     "parse_mailbox",
     "parse_mailboxes",
 ]
@@ -102,7 +102,7 @@ class Composed(Record):
         self.bcc: list[str] = [] if bcc is None else bcc
 
     def as_bytes(self) -> bytes:
-        return message_bytes(self.message)
+        return flatten(self.message)
 
 
 def parse_mailbox(value: str, what: str) -> Address:
@@ -280,25 +280,3 @@ def _set_body(
     for part in msg.walk():
         if part is not msg:
             del part["MIME-Version"]
-
-
-def needs_smtputf8(message: EmailMessage) -> bool:
-    """True when an address (not just a display name or subject) is non-ASCII."""
-    for name in ("From", "Sender", "To", "Cc", "Reply-To"):
-        for value in message.get_all(name, []):
-            for _, addr in getaddresses([str(value)]):
-                if not addr.isascii():
-                    return True
-    return False
-
-
-def message_bytes(message: EmailMessage) -> bytes:
-    """The message on the wire: RFC 2047-encoded unless an address needs SMTPUTF8."""
-    from email import policy
-    from email.generator import BytesGenerator
-    from io import BytesIO
-
-    pol = policy.SMTPUTF8 if needs_smtputf8(message) else policy.SMTP
-    buf = BytesIO()
-    BytesGenerator(buf, policy=pol).flatten(message)
-    return buf.getvalue()

@@ -373,13 +373,9 @@ def as_content(
     if isinstance(message, str):
         return _bytes_content(message.encode("utf-8"), keep_bcc, dkim, convert_8bit)
     if _is_message(message):
-        from email import policy
-        from email.generator import BytesGenerator
+        from smtpmail.message.wire import flatten
 
-        buf = io.BytesIO()
-        pol = policy.SMTPUTF8 if _needs_utf8(message) else policy.SMTP
-        BytesGenerator(buf, policy=pol).flatten(message)  # type: ignore[arg-type]
-        return _bytes_content(buf.getvalue(), keep_bcc, dkim, convert_8bit)
+        return _bytes_content(flatten(message), keep_bcc, dkim, convert_8bit)
     if hasattr(message, "read"):
         f: IO[bytes] = message  # type: ignore[assignment]
         if isinstance(f, io.TextIOBase):
@@ -395,20 +391,6 @@ def as_content(
             return _bytes_content(b"".join(chunks), keep_bcc, dkim, convert_8bit)
         return _stream_content(chunks, None, None, keep_bcc, dkim)
     raise TypeError(f"cannot send a message of type {type(message).__name__}")
-
-
-def _needs_utf8(message: Message) -> bool:
-    """Only a non-ASCII local part needs SMTPUTF8 (RFC 6532): display names get
-    RFC 2047 encoded words, and IDN domains their IDNA form."""
-    fields = [str(v) for k in _ADDRESS_HEADERS for v in message.get_all(k, [])]
-    return any(not addr.rpartition("@")[0].isascii() for addr in addresses(fields))
-
-
-# Bcc too: the Bcc field is removed, but its recipients are in the envelope.
-_ADDRESS_HEADERS = (
-    "From", "To", "Cc", "Bcc", "Sender", "Reply-To",
-    "Resent-From", "Resent-To", "Resent-Cc", "Resent-Bcc",
-)  # fmt: skip
 
 
 def resolve_envelope(
