@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import smtpmail
+from smtpmail.message.fold import fold_field
 from smtpmail.message.wire import flatten
 from support.harness import drive, op
 from support.servers import RecordingServer
@@ -123,3 +124,22 @@ def test_ascii_unstructured_values_round_trip_unencoded(words: list[str]) -> Non
     assert b"=?" not in field
     assert all(len(line) <= 998 for line in data.split(b"\r\n"))
     assert str(email.message_from_bytes(data, policy=policy.default)["X-Value"]) == value
+
+
+_TEXT_WORDS = st.text(st.characters(blacklist_categories=("Cc", "Cs", "Zs", "Zl", "Zp")),
+                      min_size=1, max_size=300)  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_TEXT_WORDS, min_size=1, max_size=10), st.sampled_from([" ", "  ", "\t"]))
+def test_fold_field_only_breaks_before_whitespace(words: list[str], space: str) -> None:
+    value = space.join(words)
+    folded = fold_field("X-Value", value, "\r\n")
+    if folded is None:  # a word too long for any line
+        assert any(len(f"X-Value: {w}".encode()) > 998 for w in words)
+        return
+    lines = folded.encode().split(b"\r\n")
+    assert lines[-1] == b""
+    assert all(len(line) <= 998 for line in lines)
+    assert all(line[:1] in (b" ", b"\t") and line.strip() for line in lines[1:-1])
+    assert folded.replace("\r\n", "") == f"X-Value: {value}"

@@ -24,12 +24,12 @@ signature over them, or their long URLs, stay intact.
 
 from __future__ import annotations
 
-import re
 from email.headerregistry import Address, AddressHeader, Group, UnstructuredHeader
 from email.policy import EmailPolicy
 from typing import Any
 
 from smtpmail.message.addresses import addresses
+from smtpmail.message.fold import fold_field
 from smtpmail.protocol.idn import to_a_labels
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
@@ -38,12 +38,6 @@ if TYPE_CHECKING:
     from email.message import Message
 
 __all__ = ["flatten", "needs_smtputf8"]
-
-#: RFC 5322 §2.1.1: a line SHOULD be at most 78 characters and MUST be at most 998.
-_LINE = 78
-_MAX_LINE = 998
-#: A word of an unstructured value with the whitespace before it.
-_WORD = re.compile(r"[ \t]*[^ \t]+|[ \t]+")
 
 # Bcc too: the Bcc field is removed, but its recipients are in the envelope.
 _ADDRESS_HEADERS = (
@@ -87,28 +81,15 @@ def _ascii_domain(address: Address) -> Address:
 
 
 def _fold_ascii(name: str, value: object, linesep: str) -> str | None:
-    """An ASCII unstructured value folded before its whitespace only (RFC 5322
-    §2.2.3), each line ended by ``linesep``; None when it needs encoded words (not ASCII) or
-    a word too long even for 998 octets, which the email package then folds."""
+    """An ASCII unstructured value folded at its whitespace only; None when it
+    needs encoded words (not ASCII) or has a word too long even for 998
+    octets, which the email package then folds."""
     if not isinstance(value, UnstructuredHeader):
         return None
     text = str(value)
     if not text.isascii() or not text.isprintable():
         return None
-    words = _WORD.findall(text)
-    if words and words[0][0] not in " \t":
-        words[0] = " " + words[0]
-    lines = [f"{name}:"]
-    for n, word in enumerate(words):
-        # A fold goes before whitespace, never leaves a line of whitespace only,
-        # and the first word stays on the field name's line.
-        if n == 0 or not word.strip() or len(lines[-1]) + len(word) <= _LINE:
-            lines[-1] += word
-        else:
-            lines.append(word)
-    if any(len(line) > _MAX_LINE for line in lines):
-        return None
-    return "".join(line + linesep for line in lines)
+    return fold_field(name, text, linesep)
 
 
 def needs_smtputf8(message: Message) -> bool:
