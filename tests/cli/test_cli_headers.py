@@ -133,3 +133,22 @@ def test_a_header_word_longer_than_a_line_is_refused_before_sending(
     assert "998 octets" in done.stderr
     assert smtpd.messages == []
 
+
+@pytest.mark.parametrize("data", [True, False], ids=["as-it-is", "composed"])
+def test_a_header_file_folded_with_a_tab_is_read(
+    smtpd: RecordingServer, tmp_path: Path, data: bool
+) -> None:
+    # Before: the unfolded value kept its tab (WSP, RFC 5322 §2.2.3), which was
+    # refused as a control character (exit 65) although the file was well folded.
+    fields = tmp_path / "fields.txt"
+    fields.write_text("List-Unsubscribe: <mailto:u@example.org>,\n\t<https://example.org/u>\n")
+    message = (
+        ("--data", "-")
+        if data
+        else ("--from", "ann@example.org", "--to", "bob@example.net", "--body", "hi")
+    )
+    done = send(smtpd, *message, "--header-from-file", str(fields), stdin=LETTER)
+    assert done.returncode == 0, done.stderr
+    (got,) = smtpd.messages
+    parsed = email.message_from_bytes(got.content, policy=email.policy.default)
+    assert str(parsed["List-Unsubscribe"]) == "<mailto:u@example.org>,\t<https://example.org/u>"

@@ -185,11 +185,13 @@ def _continues_head(line: bytes, in_head: bool) -> bool:
 def check_field(name: str, value: str) -> None:
     """A header field a caller adds: a field name of printable ASCII without
     colon or space (RFC 5322 §2.2), a value with no control character (CR or
-    LF would start a new field: header injection)."""
+    LF would start a new field: header injection) but HTAB, which is
+    whitespace in a field body (WSP, §2.2.3: a field folded with a tab and
+    unfolded keeps it)."""
     check_text(name, "header name")
     if not name or any(c in name for c in ": ") or not name.isascii():
         raise InvalidArgument(f"header name {name!r} is not a valid field name")
-    check_text(value, f"header {name}")
+    check_text(value.replace("\t", " "), f"header {name}")
 
 
 def _folded(name: str, value: str, ending: bytes) -> bytes:
