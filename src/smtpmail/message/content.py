@@ -29,7 +29,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
 
-from smtpmail.errors import InvalidAddress, MessageReadError, _caused
+from smtpmail.errors import ExtensionNotSupported, InvalidAddress, MessageReadError, _caused
 from smtpmail.message.addresses import addresses
 from smtpmail.message.bcc import drop_bcc, split_header_section
 from smtpmail.protocol.actions import Content
@@ -140,6 +140,8 @@ def _bytes_content(
             from smtpmail.message.eightbit import to_seven_bit
 
             data = to_seven_bit(data)
+            if not data.isascii():
+                seven_bit = _still_eight_bit
     if dkim is not None:
         data = dkim.sign(data) + data
     ascii_only = data.isascii()
@@ -168,10 +170,26 @@ def _seven_bit(data: bytes) -> Callable[[], Content]:
         if not made:
             from smtpmail.message.eightbit import to_seven_bit
 
-            made.append(_bytes_content(to_seven_bit(data), True, None))
+            converted = to_seven_bit(data)
+            if not converted.isascii():
+                _still_eight_bit()
+            made.append(_bytes_content(converted, True, None))
         return made[0]
 
     return convert
+
+
+def _still_eight_bit() -> Content:
+    """For a server without 8BITMIME: the message converted keeps 8-bit octets
+    where no transfer encoding applies. Said as such, not with the advice to
+    convert it that a message never converted gets."""
+    raise ExtensionNotSupported(
+        "the server does not offer 8BITMIME (RFC 6152) and, converted to 7-bit "
+        "(convert_8bit), the message still has 8-bit data outside its parts' bodies "
+        "(a preamble, an epilogue or an attached message's header fields), which "
+        "no transfer encoding covers",
+        enhanced_status="5.6.3",
+    )
 
 
 def _check_chunk(chunk: object, source: str, advice: str) -> None:
