@@ -264,6 +264,7 @@ def _set_body(
                 filename=name,
                 disposition="inline",
             )
+            _name_parameter(_last_part(target), name)
     for att, data, maintype, subtype, name in files:
         if att.inline:
             continue
@@ -271,12 +272,63 @@ def _set_body(
             try:
                 # Text as text: declared charset=utf-8, so readers decode it right.
                 msg.add_attachment(data.decode("utf-8"), subtype=subtype, filename=name)
+                _name_parameter(_last_part(msg), name)
                 continue
             except UnicodeDecodeError:
                 pass  # not UTF-8: sent as the bytes it is
         msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=name)
+        _name_parameter(_last_part(msg), name)
     # EmailMessage builds its sub-parts as EmailMessages, and each set_content
     # stamps MIME-Version on them: RFC 2045 §4 wants it in the message's header only.
     for part in msg.walk():
         if part is not msg:
             del part["MIME-Version"]
+
+
+def _last_part(multipart: EmailMessage) -> EmailMessage:
+    parts = multipart.get_payload()
+    assert isinstance(parts, list) and isinstance(parts[-1], EmailMessage)
+    return parts[-1]
+
+
+#: UTF-8 octets per encoded word: base64 of 45 is 60 characters, the word 72
+#: with ``=?utf-8?b?`` and ``?=``, within RFC 2047 §2's 75.
+_WORD_OCTETS = 45
+_QUOTED_NAME = 60
+
+
+def _name_parameter(part: EmailMessage, name: str) -> None:
+    """Add the file name as Content-Type's ``name`` parameter too (RFC 2046
+    §4.5.1, obsoleted by Content-Disposition's ``filename`` but read by mail
+    readers first or only: Outlook shows "ATT00001" without it). A name that
+    is not short ASCII goes as RFC 2047 encoded words in the quoted string,
+    which is what those readers decode (nodemailer and MailKit send the same);
+    ``filename`` keeps the RFC 2231 form for every other reader.
+
+    Written as the field's source (``set_raw``): the email package would turn
+    the encoded words back into an RFC 2231 ``name*``."""
+    if name.isascii() and len(name) <= _QUOTED_NAME:
+        value = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    else:
+        value = '"' + "\n ".join(_encoded_words(name)) + '"'
+    params = "".join(f'; {k}="{v}"' for k, v in (part.get_params() or [])[1:])
+    field = f"{part.get_content_type()}{params};\n name={value}"
+    fields = [(k, field if k.lower() == "content-type" else v) for k, v in part.items()]
+    for k in {k for k, _ in fields}:
+        del part[k]
+    for k, v in fields:
+        part.set_raw(k, v)
+
+
+def _encoded_words(text: str) -> list[str]:
+    """``text`` as base64 encoded words of whole characters (RFC 2047 §5: a
+    word's octets decode on their own)."""
+    import base64
+
+    words: list[bytes] = [b""]
+    for char in text:
+        octets = char.encode("utf-8", "surrogatepass")
+        if len(words[-1]) + len(octets) > _WORD_OCTETS:
+            words.append(b"")
+        words[-1] += octets
+    return [f"=?utf-8?b?{base64.b64encode(w).decode()}?=" for w in words]
