@@ -152,3 +152,13 @@ def test_a_header_file_folded_with_a_tab_is_read(
     (got,) = smtpd.messages
     parsed = email.message_from_bytes(got.content, policy=email.policy.default)
     assert str(parsed["List-Unsubscribe"]) == "<mailto:u@example.org>,\t<https://example.org/u>"
+
+
+def test_a_composed_message_with_a_date_that_is_no_date_is_refused(
+    smtpd: RecordingServer,
+) -> None:
+    # Before: sent with an empty "Date:" field, the value given lost.
+    argv = ("--from", "ann@example.org", "--to", "bob@example.net", "--body", "hi")
+    done = send(smtpd, *argv, "--header", "Date: yesterday")
+    assert done.returncode == 65 and "Date 'yesterday'" in done.stderr, done.stderr
+    assert smtpd.messages == []

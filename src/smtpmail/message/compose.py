@@ -189,10 +189,12 @@ def compose(
     reply_addrs = parse_mailboxes(reply_to, "Reply-To")
     if not (to_addrs or cc_addrs or bcc_addrs):
         raise InvalidAddress("no recipient: give at least one To, Cc or Bcc")
+    fields = EmailMessage(policy=_SEVEN_BIT)
     for name, value in headers:
         check_field(name, value)
         if name.lower() in _MANAGED:
             raise InvalidArgument(f"set {name} with its own option, not as an extra header")
+        _check_structured(fields, name, value)
     if subject is not None:
         check_text(subject, "subject")
     if message_id_domain is not None:
@@ -234,6 +236,26 @@ def compose(
         envid=envid,
     )
     return Composed(msg, envelope, [a.addr_spec for a in bcc_addrs])
+
+
+def _check_structured(fields: EmailMessage, name: str, value: str) -> None:
+    """Add ``name: value`` to ``fields``, refusing what the email package would
+    otherwise write wrong or drop: a second Date, Message-ID, Sender... (RFC
+    5322 §3.6: at most one), and a structured field that does not parse (a
+    Date it cannot read went out as an empty "Date:", an address field without
+    an address as a quoted display name)."""
+    from email.headerregistry import UnstructuredHeader
+
+    try:
+        fields[name] = value
+    except ValueError as exc:  # "There may be at most 1 Date headers in a message"
+        raise InvalidArgument(f"header {name}: {exc} (RFC 5322 §3.6)") from None
+    field = fields.get_all(name, [])[-1]
+    if not isinstance(field, UnstructuredHeader) and field.defects:
+        raise InvalidArgument(
+            f"header {name} {value!r} does not parse as that field (RFC 5322 §3.6): "
+            f"{field.defects[0]}"
+        )
 
 
 def _set_body(
