@@ -26,7 +26,6 @@ from __future__ import annotations
 
 from email.headerregistry import Address, AddressHeader, Group, UnstructuredHeader
 from email.policy import EmailPolicy
-from typing import Any
 
 from smtpmail.message.addresses import addresses
 from smtpmail.message.fold import fold_field
@@ -36,6 +35,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up
 
 if TYPE_CHECKING:
     from email.message import Message
+    from typing import Any
 
 __all__ = ["flatten", "needs_smtputf8"]
 
