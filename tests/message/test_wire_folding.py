@@ -57,6 +57,7 @@ def _send(kind: str, message: EmailMessage | bytes) -> bytes:
         ("List-Unsubscribe", f"<mailto:unsub@example.org?subject=x>, {URL}"),
         ("In-Reply-To", LONG_ID),  # a msg-id: encoded words are not allowed in it
         ("X-Token", TOKEN),  # folded at its spaces, its words whole
+        ("List-Unsubscribe", f"<mailto:unsub@example.org>,\t{URL}"),  # a tab is WSP too
     ],
 )
 def test_an_ascii_field_arrives_without_encoded_words(kind: str, name: str, value: str) -> None:

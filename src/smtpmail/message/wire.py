@@ -87,7 +87,7 @@ def _fold_ascii(name: str, value: object, linesep: str) -> str | None:
     if not isinstance(value, UnstructuredHeader):
         return None
     text = str(value)
-    if not text.isascii() or not text.isprintable():
+    if not text.isascii() or not text.replace("\t", " ").isprintable():  # (HTAB is WSP)
         return None
     return fold_field(name, text, linesep)
 
