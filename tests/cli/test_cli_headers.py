@@ -108,3 +108,57 @@ def test_header_injection_is_refused_in_raw_fields() -> None:
     # an LF-only message gets LF-ended fields; a section without a final line end is ended
     lf = read_raw(io.BytesIO(b"Subject: a")).with_fields([("X-B", "2", True)])
     assert lf.head == b"Subject: a\nX-B: 2\n"
+
+
+def test_a_long_header_on_a_message_as_it_is_is_folded_at_its_spaces(
+    smtpd: RecordingServer,
+) -> None:
+    # Before: written as one line of 1,000+ octets, which aiosmtpd refused
+    # ("500 Line too long", exit 69) and other servers cut (RFC 5322 §2.1.1).
+    url = "<https://example.org/unsubscribe/" + "u" * 940 + ">"  # alone, a line fits
+    value = f"<mailto:u@example.org>, {url}"
+    done = send(smtpd, "--data", "-", "--header", f"List-Unsubscribe: {value}", stdin=LETTER)
+    assert done.returncode == 0, done.stderr
+    (got,) = smtpd.messages
+    assert all(len(line) <= 998 for line in got.content.split(b"\r\n"))
+    parsed = email.message_from_bytes(got.content, policy=email.policy.default)
+    assert str(parsed["List-Unsubscribe"]) == value  # unfolded: as given, no encoded word
+
+
+def test_a_header_word_longer_than_a_line_is_refused_before_sending(
+    smtpd: RecordingServer,
+) -> None:
+    done = send(smtpd, "--data", "-", "--header", "X-Token: " + "t" * 1200, stdin=LETTER)
+    assert done.returncode == 65
+    assert "998 octets" in done.stderr
+    assert smtpd.messages == []
+
+
+@pytest.mark.parametrize("data", [True, False], ids=["as-it-is", "composed"])
+def test_a_header_file_folded_with_a_tab_is_read(
+    smtpd: RecordingServer, tmp_path: Path, data: bool
+) -> None:
+    # Before: the unfolded value kept its tab (WSP, RFC 5322 §2.2.3), which was
+    # refused as a control character (exit 65) although the file was well folded.
+    fields = tmp_path / "fields.txt"
+    fields.write_text("List-Unsubscribe: <mailto:u@example.org>,\n\t<https://example.org/u>\n")
+    message = (
+        ("--data", "-")
+        if data
+        else ("--from", "ann@example.org", "--to", "bob@example.net", "--body", "hi")
+    )
+    done = send(smtpd, *message, "--header-from-file", str(fields), stdin=LETTER)
+    assert done.returncode == 0, done.stderr
+    (got,) = smtpd.messages
+    parsed = email.message_from_bytes(got.content, policy=email.policy.default)
+    assert str(parsed["List-Unsubscribe"]) == "<mailto:u@example.org>,\t<https://example.org/u>"
+
+
+def test_a_composed_message_with_a_date_that_is_no_date_is_refused(
+    smtpd: RecordingServer,
+) -> None:
+    # Before: sent with an empty "Date:" field, the value given lost.
+    argv = ("--from", "ann@example.org", "--to", "bob@example.net", "--body", "hi")
+    done = send(smtpd, *argv, "--header", "Date: yesterday")
+    assert done.returncode == 65 and "Date 'yesterday'" in done.stderr, done.stderr
+    assert smtpd.messages == []

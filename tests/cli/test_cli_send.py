@@ -406,3 +406,18 @@ def test_timeout_leaves_the_final_wait_to_data_timeout() -> None:
         assert len(server.messages) == 1  # the whole message went before the wait
     r = run_cli("send", "--data-timeout", "0", *envelope)
     assert r.status == exits.EX_USAGE
+
+
+@pytest.mark.parametrize("option", ["--body-file", "--html-file", "--header-from-file"])
+def test_a_text_file_that_is_not_utf8_is_a_data_error(
+    smtpd: RecordingServer, tmp_path: Path, option: str
+) -> None:
+    # Before: "internal error: UnicodeDecodeError", exit 70 (the same body on
+    # standard input was already a data error).
+    text = tmp_path / "latin1.txt"
+    text.write_bytes(b"X-Note: caf\xe9\n")
+    body = () if option == "--body-file" else ("--body", "x")
+    r = run_cli("send", *srv(smtpd), *BASIC, *body, option, str(text))
+    assert r.status == exits.EX_DATAERR, r.stderr
+    assert f"{text} is not UTF-8" in r.stderr and "internal error" not in r.stderr
+    assert smtpd.messages == []

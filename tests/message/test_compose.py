@@ -23,6 +23,9 @@ def parse(data: bytes) -> EmailMessage:
     return msg
 
 
+DATE = "Mon, 01 Jan 2024 00:00:00 +0000"
+
+
 def test_plain_text_has_date_message_id_and_no_bcc() -> None:
     c = compose(
         sender="me@example.org",
@@ -126,6 +129,17 @@ def test_html_alternative_attachments_and_inline_image(tmp_path: Path) -> None:
         ({"sender": "me@example.org", "headers": [("Bad Name", "v")]}, InvalidArgument),
         ({"sender": "me@example.org", "headers": [("To", "x@example.com")]}, InvalidArgument),
         ({"sender": "me@example.org\r\nRCPT TO:<x@y.z>"}, InvalidArgument),
+        # Before: a ValueError from the email package (at most one: RFC 5322 §3.6) ...
+        (
+            {"sender": "me@example.org", "headers": [("Date", DATE), ("Date", DATE)]},
+            InvalidArgument,
+        ),
+        ({"sender": "me@example.org", "headers": [("Message-ID", "<a@x.y>")] * 2}, InvalidArgument),
+        # ... or the field written wrong: "Date:" empty, an address-less Sender quoted.
+        ({"sender": "me@example.org", "headers": [("Date", "yesterday")]}, InvalidArgument),
+        ({"sender": "me@example.org", "headers": [("Message-ID", "no id")]}, InvalidArgument),
+        ({"sender": "me@example.org", "headers": [("Sender", "the boss")]}, InvalidArgument),
+        ({"sender": "me@example.org", "headers": [("Resent-Date", "today")]}, InvalidArgument),
     ],
 )
 def test_bad_input_is_refused_before_building(kwargs: dict[str, object], error: type) -> None:

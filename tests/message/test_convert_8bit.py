@@ -181,6 +181,31 @@ async def test_a_message_nested_too_deep_to_convert_is_a_typed_error(connect: Co
     ]  # the refused message opened no transaction
 
 
+PREAMBLE_8BIT = (
+    b"From: j@example.org\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=XX\r\n"
+    b"\r\npr\xc3\xa9amble\r\n--XX\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Transfer-Encoding: 8bit\r\n\r\nh\xc3\xa9llo\r\n--XX--\r\n"
+)
+
+
+@pytest.mark.parametrize("signed", [False, True])
+async def test_8bit_data_conversion_cannot_reach_is_said_as_such(
+    connect: Connect, tmp_path: Path, signed: bool
+) -> None:
+    """Converted, the part is 7-bit but the preamble is not: the error says so
+    (5.6.3). Before, it advised convert_8bit=True, which the caller had given."""
+    key = make_key(tmp_path, "ed25519-sha256") if signed else None
+    with RecordingServer(handler=Withholding()) as server:
+        async with connect(server.port, convert_8bit=True, dkim=key) as client:
+            with pytest.raises(ExtensionNotSupported) as caught:
+                await client.send(PREAMBLE_8BIT, "j@example.org", ["bob@example.net"])
+            result = await client.send(LETTER, "j@example.org", ["bob@example.net"])
+    assert "still has 8-bit data outside its parts' bodies" in str(caught.value)
+    assert "convert_8bit=True" not in str(caught.value)
+    assert caught.value.enhanced_status == "5.6.3"
+    assert result.accepted == ["bob@example.net"] and len(server.messages) == 1
+
+
 # -- the console scripts ---------------------------------------------------------
 
 

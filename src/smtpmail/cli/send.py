@@ -263,18 +263,23 @@ def _text(args: argparse.Namespace, env: Environment) -> str:
         # As mail(1) does: the user types the body (an empty body is no surprise).
         env.stderr.write("smtpmail: reading the body from the terminal; end with Ctrl-D\n")
         env.stderr.flush()
-    data = env.stdin_bytes.read()
+    return _utf8(env.stdin_bytes.read(), "the body on standard input")
+
+
+def _read_text(path: str) -> str:
+    """A text file the message is built from (--body-file, --html-file,
+    --header-from-file): UTF-8, or a data error (65) that names it."""
+    with open(path, "rb") as f:
+        return _utf8(f.read(), path)
+
+
+def _utf8(data: bytes, what: str) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         from smtpmail.errors import InvalidArgument
 
-        raise InvalidArgument(f"the body on standard input is not UTF-8: {exc}") from exc
-
-
-def _read_text(path: str) -> str:
-    with open(path, encoding="utf-8") as f:
-        return f.read()
+        raise InvalidArgument(f"{what} is not UTF-8: {exc}") from exc
 
 
 def _attachment(spec: str, inline: bool = False) -> Any:

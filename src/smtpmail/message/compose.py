@@ -25,6 +25,7 @@ from email.utils import formatdate, getaddresses, make_msgid
 from smtpmail._record import Frozen, Record
 from smtpmail.errors import InvalidAddress, InvalidArgument
 from smtpmail.message.raw import check_field
+from smtpmail.message.wire import flatten
 from smtpmail.protocol.commands import check_text, parse_path
 from smtpmail.protocol.envelope import Envelope
 from smtpmail.protocol.idn import to_a_labels
@@ -33,7 +34,6 @@ __all__ = [
     "Attachment",
     "Composed",
     "compose",
-    "message_bytes",
     "parse_mailbox",
     "parse_mailboxes",
 ]
@@ -102,7 +102,7 @@ class Composed(Record):
         self.bcc: list[str] = [] if bcc is None else bcc
 
     def as_bytes(self) -> bytes:
-        return message_bytes(self.message)
+        return flatten(self.message)
 
 
 def parse_mailbox(value: str, what: str) -> Address:
@@ -189,10 +189,12 @@ def compose(
     reply_addrs = parse_mailboxes(reply_to, "Reply-To")
     if not (to_addrs or cc_addrs or bcc_addrs):
         raise InvalidAddress("no recipient: give at least one To, Cc or Bcc")
+    fields = EmailMessage(policy=_SEVEN_BIT)
     for name, value in headers:
         check_field(name, value)
         if name.lower() in _MANAGED:
             raise InvalidArgument(f"set {name} with its own option, not as an extra header")
+        _check_structured(fields, name, value)
     if subject is not None:
         check_text(subject, "subject")
     if message_id_domain is not None:
@@ -236,6 +238,26 @@ def compose(
     return Composed(msg, envelope, [a.addr_spec for a in bcc_addrs])
 
 
+def _check_structured(fields: EmailMessage, name: str, value: str) -> None:
+    """Add ``name: value`` to ``fields``, refusing what the email package would
+    otherwise write wrong or drop: a second Date, Message-ID, Sender... (RFC
+    5322 §3.6: at most one), and a structured field that does not parse (a
+    Date it cannot read went out as an empty "Date:", an address field without
+    an address as a quoted display name)."""
+    from email.headerregistry import UnstructuredHeader
+
+    try:
+        fields[name] = value
+    except ValueError as exc:  # "There may be at most 1 Date headers in a message"
+        raise InvalidArgument(f"header {name}: {exc} (RFC 5322 §3.6)") from None
+    field = fields.get_all(name, [])[-1]
+    if not isinstance(field, UnstructuredHeader) and field.defects:
+        raise InvalidArgument(
+            f"header {name} {value!r} does not parse as that field (RFC 5322 §3.6): "
+            f"{field.defects[0]}"
+        )
+
+
 def _set_body(
     msg: EmailMessage,
     text: str | None,
@@ -264,6 +286,7 @@ def _set_body(
                 filename=name,
                 disposition="inline",
             )
+            _name_parameter(_last_part(target), name)
     for att, data, maintype, subtype, name in files:
         if att.inline:
             continue
@@ -271,10 +294,12 @@ def _set_body(
             try:
                 # Text as text: declared charset=utf-8, so readers decode it right.
                 msg.add_attachment(data.decode("utf-8"), subtype=subtype, filename=name)
+                _name_parameter(_last_part(msg), name)
                 continue
             except UnicodeDecodeError:
                 pass  # not UTF-8: sent as the bytes it is
         msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=name)
+        _name_parameter(_last_part(msg), name)
     # EmailMessage builds its sub-parts as EmailMessages, and each set_content
     # stamps MIME-Version on them: RFC 2045 §4 wants it in the message's header only.
     for part in msg.walk():
@@ -282,23 +307,50 @@ def _set_body(
             del part["MIME-Version"]
 
 
-def needs_smtputf8(message: EmailMessage) -> bool:
-    """True when an address (not just a display name or subject) is non-ASCII."""
-    for name in ("From", "Sender", "To", "Cc", "Reply-To"):
-        for value in message.get_all(name, []):
-            for _, addr in getaddresses([str(value)]):
-                if not addr.isascii():
-                    return True
-    return False
+def _last_part(multipart: EmailMessage) -> EmailMessage:
+    parts = multipart.get_payload()
+    assert isinstance(parts, list) and isinstance(parts[-1], EmailMessage)
+    return parts[-1]
 
 
-def message_bytes(message: EmailMessage) -> bytes:
-    """The message on the wire: RFC 2047-encoded unless an address needs SMTPUTF8."""
-    from email import policy
-    from email.generator import BytesGenerator
-    from io import BytesIO
+#: UTF-8 octets per encoded word: base64 of 45 is 60 characters, the word 72
+#: with ``=?utf-8?b?`` and ``?=``, within RFC 2047 §2's 75.
+_WORD_OCTETS = 45
+_QUOTED_NAME = 60
 
-    pol = policy.SMTPUTF8 if needs_smtputf8(message) else policy.SMTP
-    buf = BytesIO()
-    BytesGenerator(buf, policy=pol).flatten(message)
-    return buf.getvalue()
+
+def _name_parameter(part: EmailMessage, name: str) -> None:
+    """Add the file name as Content-Type's ``name`` parameter too (RFC 2046
+    §4.5.1, obsoleted by Content-Disposition's ``filename`` but read by mail
+    readers first or only: Outlook shows "ATT00001" without it). A name that
+    is not short ASCII goes as RFC 2047 encoded words in the quoted string,
+    which is what those readers decode (nodemailer and MailKit send the same);
+    ``filename`` keeps the RFC 2231 form for every other reader.
+
+    Written as the field's source (``set_raw``): the email package would turn
+    the encoded words back into an RFC 2231 ``name*``."""
+    if name.isascii() and len(name) <= _QUOTED_NAME:
+        value = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    else:
+        value = '"' + "\n ".join(_encoded_words(name)) + '"'
+    params = "".join(f'; {k}="{v}"' for k, v in (part.get_params() or [])[1:])
+    field = f"{part.get_content_type()}{params};\n name={value}"
+    fields = [(k, field if k.lower() == "content-type" else v) for k, v in part.items()]
+    for k in {k for k, _ in fields}:
+        del part[k]
+    for k, v in fields:
+        part.set_raw(k, v)
+
+
+def _encoded_words(text: str) -> list[str]:
+    """``text`` as base64 encoded words of whole characters (RFC 2047 §5: a
+    word's octets decode on their own)."""
+    import base64
+
+    words: list[bytes] = [b""]
+    for char in text:
+        octets = char.encode("utf-8", "surrogatepass")
+        if len(words[-1]) + len(octets) > _WORD_OCTETS:
+            words.append(b"")
+        words[-1] += octets
+    return [f"=?utf-8?b?{base64.b64encode(w).decode()}?=" for w in words]

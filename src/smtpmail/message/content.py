@@ -29,7 +29,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
 
-from smtpmail.errors import InvalidAddress, MessageReadError, _caused
+from smtpmail.errors import ExtensionNotSupported, InvalidAddress, MessageReadError, _caused
 from smtpmail.message.addresses import addresses
 from smtpmail.message.bcc import drop_bcc, split_header_section
 from smtpmail.protocol.actions import Content
@@ -140,6 +140,8 @@ def _bytes_content(
             from smtpmail.message.eightbit import to_seven_bit
 
             data = to_seven_bit(data)
+            if not data.isascii():
+                seven_bit = _still_eight_bit
     if dkim is not None:
         data = dkim.sign(data) + data
     ascii_only = data.isascii()
@@ -168,10 +170,26 @@ def _seven_bit(data: bytes) -> Callable[[], Content]:
         if not made:
             from smtpmail.message.eightbit import to_seven_bit
 
-            made.append(_bytes_content(to_seven_bit(data), True, None))
+            converted = to_seven_bit(data)
+            if not converted.isascii():
+                _still_eight_bit()
+            made.append(_bytes_content(converted, True, None))
         return made[0]
 
     return convert
+
+
+def _still_eight_bit() -> Content:
+    """For a server without 8BITMIME: the message converted keeps 8-bit octets
+    where no transfer encoding applies. Said as such, not with the advice to
+    convert it that a message never converted gets."""
+    raise ExtensionNotSupported(
+        "the server does not offer 8BITMIME (RFC 6152) and, converted to 7-bit "
+        "(convert_8bit), the message still has 8-bit data outside its parts' bodies "
+        "(a preamble, an epilogue or an attached message's header fields), which "
+        "no transfer encoding covers",
+        enhanced_status="5.6.3",
+    )
 
 
 def _check_chunk(chunk: object, source: str, advice: str) -> None:
@@ -373,13 +391,9 @@ def as_content(
     if isinstance(message, str):
         return _bytes_content(message.encode("utf-8"), keep_bcc, dkim, convert_8bit)
     if _is_message(message):
-        from email import policy
-        from email.generator import BytesGenerator
+        from smtpmail.message.wire import flatten
 
-        buf = io.BytesIO()
-        pol = policy.SMTPUTF8 if _needs_utf8(message) else policy.SMTP
-        BytesGenerator(buf, policy=pol).flatten(message)  # type: ignore[arg-type]
-        return _bytes_content(buf.getvalue(), keep_bcc, dkim, convert_8bit)
+        return _bytes_content(flatten(message), keep_bcc, dkim, convert_8bit)
     if hasattr(message, "read"):
         f: IO[bytes] = message  # type: ignore[assignment]
         if isinstance(f, io.TextIOBase):
@@ -395,20 +409,6 @@ def as_content(
             return _bytes_content(b"".join(chunks), keep_bcc, dkim, convert_8bit)
         return _stream_content(chunks, None, None, keep_bcc, dkim)
     raise TypeError(f"cannot send a message of type {type(message).__name__}")
-
-
-def _needs_utf8(message: Message) -> bool:
-    """Only a non-ASCII local part needs SMTPUTF8 (RFC 6532): display names get
-    RFC 2047 encoded words, and IDN domains their IDNA form."""
-    fields = [str(v) for k in _ADDRESS_HEADERS for v in message.get_all(k, [])]
-    return any(not addr.rpartition("@")[0].isascii() for addr in addresses(fields))
-
-
-# Bcc too: the Bcc field is removed, but its recipients are in the envelope.
-_ADDRESS_HEADERS = (
-    "From", "To", "Cc", "Bcc", "Sender", "Reply-To",
-    "Resent-From", "Resent-To", "Resent-Cc", "Resent-Bcc",
-)  # fmt: skip
 
 
 def resolve_envelope(

@@ -10,7 +10,9 @@ the core sends. The body hash is computed block by block
 The fields signed are those of :data:`SIGNED_FIELDS` present in the message;
 those of :data:`OVERSIGNED_FIELDS` are listed once more than they occur
 (RFC 6376 §8.15), so that a field added in transit (a second From, Subject...)
-breaks the signature instead of changing what the reader sees.
+breaks the signature instead of changing what the reader sees; but those of
+:data:`ADDED_IN_TRANSIT` only when the message has them, so that a relay
+adding a missing Date or Message-ID does not break it.
 
 The key is read with the ``cryptography`` package (``pip install
 smtpmail[dkim]``), imported only when a key is made.
@@ -29,7 +31,14 @@ from smtpmail.errors import InvalidAddress, InvalidArgument
 from smtpmail.message.bcc import header_section_end
 from smtpmail.protocol.idn import to_a_labels
 
-__all__ = ["OVERSIGNED_FIELDS", "SIGNED_FIELDS", "BodyHasher", "DKIMKey", "canonical_header"]
+__all__ = [
+    "ADDED_IN_TRANSIT",
+    "OVERSIGNED_FIELDS",
+    "SIGNED_FIELDS",
+    "BodyHasher",
+    "DKIMKey",
+    "canonical_header",
+]
 
 #: RFC 6376 §5.4.1's list of fields that should be signed (those present are).
 SIGNED_FIELDS = (
@@ -45,6 +54,13 @@ OVERSIGNED_FIELDS = frozenset(
      "content-type", "content-transfer-encoding", "list-unsubscribe",
      "list-unsubscribe-post", "sender")
 )  # fmt: skip
+#: Oversigned only when present: a submission server or relay adds the ones a
+#: message lacks (Postfix and Exim add Date and Message-ID, RFC 6409 §8.2-8.3;
+#: Sender, and the MIME fields with an 8-bit downgrade), and listing an absent
+#: one in h= would make that addition break the signature (RFC 6376 §5.4).
+ADDED_IN_TRANSIT = frozenset(
+    ("date", "message-id", "sender", "mime-version", "content-type", "content-transfer-encoding")
+)
 
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 _WSP_RUN = re.compile(rb"[ \t]+")
@@ -193,7 +209,9 @@ class DKIMKey:
         names = [n.strip(b" \t").lower().decode("ascii", "replace") for n, _ in fields]
         signed: list[str] = []
         for name in SIGNED_FIELDS:
-            count = names.count(name) + (name in OVERSIGNED_FIELDS)
+            present = names.count(name)
+            oversigned = name in OVERSIGNED_FIELDS and (present or name not in ADDED_IN_TRANSIT)
+            count = present + oversigned
             signed += [name] * count
         # RFC 6376 §5.4.2: the n-th occurrence of a name is the n-th from the bottom.
         hashed = b""

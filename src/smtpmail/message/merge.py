@@ -24,10 +24,10 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.parser import BytesParser
-from email.utils import getaddresses
 
 from smtpmail.errors import InvalidArgument
 from smtpmail.message.content import envelope_from_headers
+from smtpmail.message.wire import flatten
 from smtpmail.protocol.envelope import Envelope
 
 __all__ = ["FIELD", "MergedMessage", "Template"]
@@ -46,16 +46,10 @@ class MergedMessage:
     key: str = ""
 
     def as_bytes(self) -> bytes:
-        """The message as sent: RFC 2047 encoded words for non-ASCII header text,
-        raw UTF-8 (SMTPUTF8, RFC 6532) only when an address itself needs it."""
-        addresses = [self.envelope.sender, *self.envelope.recipients]
-        for name in ("From", "Sender", "Reply-To", "To", "Cc"):
-            addresses += [
-                a for _, a in getaddresses([str(v) for v in self.message.get_all(name, [])])
-            ]
-        utf8 = not all(a.isascii() for a in addresses)
-        policy = email.policy.SMTPUTF8 if utf8 else email.policy.SMTP
-        return self.message.as_bytes(policy=policy)
+        """The message as sent (:func:`smtpmail.message.wire.flatten`): RFC 2047
+        encoded words for non-ASCII header text, raw UTF-8 (SMTPUTF8, RFC 6532)
+        only when an address itself needs it."""
+        return flatten(self.message)
 
 
 class Template:

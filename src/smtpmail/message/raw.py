@@ -18,6 +18,7 @@ from smtpmail.errors import InvalidAddress, InvalidArgument
 from smtpmail.message.addresses import addresses
 from smtpmail.message.bcc import MAX_HEADER_SECTION
 from smtpmail.message.content import BLOCK_SIZE, read_failed
+from smtpmail.message.fold import MAX_LINE, fold_field
 from smtpmail.protocol.commands import check_text
 from smtpmail.protocol.envelope import Envelope
 
@@ -62,14 +63,15 @@ class RawMessage(Record):
         the first field of that name, where it stands, and drops the others of
         that name; a name the section lacks, or ``replace`` false (swaks's
         ``--add-header``), appends a field. Values go as given (UTF-8 when not
-        ASCII: RFC 6532); each is checked as :func:`check_field` says."""
+        ASCII: RFC 6532), folded at their whitespace when long; each is checked
+        as :func:`check_field` says."""
         ending = b"\n" if self.head and b"\r\n" not in self.head else b"\r\n"
         section = _split_fields(self.head)
         if section and not section[-1].endswith(b"\n"):
             section[-1] += ending
         for name, value, replace in fields:
             check_field(name, value)
-            line = f"{name}: {value}".encode() + ending
+            line = _folded(name, value, ending)
             key = name.lower().encode()
             same = [i for i, f in enumerate(section) if _field_name(f) == key]
             if replace and same:
@@ -183,11 +185,26 @@ def _continues_head(line: bytes, in_head: bool) -> bool:
 def check_field(name: str, value: str) -> None:
     """A header field a caller adds: a field name of printable ASCII without
     colon or space (RFC 5322 §2.2), a value with no control character (CR or
-    LF would start a new field: header injection)."""
+    LF would start a new field: header injection) but HTAB, which is
+    whitespace in a field body (WSP, §2.2.3: a field folded with a tab and
+    unfolded keeps it)."""
     check_text(name, "header name")
     if not name or any(c in name for c in ": ") or not name.isascii():
         raise InvalidArgument(f"header name {name!r} is not a valid field name")
-    check_text(value, f"header {name}")
+    check_text(value.replace("\t", " "), f"header {name}")
+
+
+def _folded(name: str, value: str, ending: bytes) -> bytes:
+    """``name: value`` folded at its whitespace (RFC 5322 §2.2.3), or a typed
+    error when a word of it cannot fit in a line of 998 octets (§2.1.1): the
+    server would refuse the line, or cut it."""
+    folded = fold_field(name, value, ending.decode())
+    if folded is None:
+        raise InvalidArgument(
+            f"header {name}: a word of its value is longer than a line may be "
+            f"({MAX_LINE} octets, RFC 5322 §2.1.1) and cannot be folded"
+        )
+    return folded.encode()
 
 
 def _split_fields(head: bytes) -> list[bytes]:
