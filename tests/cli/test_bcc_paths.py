@@ -245,3 +245,48 @@ def test_smtpmail_sendmail_subprocess(smtpd: RecordingServer, tmp_path: Path) ->
     check_removed(explicit)
     assert kept.content == MESSAGE
     assert sys.executable  # (the wrapper runs this interpreter when not installed)
+
+
+# -- a byte order mark before the first field ---------------------------------------
+#
+# An editor (Notepad) may save a message with a UTF-8 BOM first. It made the first
+# line no field, so no header section was found: the Bcc field went to every
+# recipient (as body text), and -t found no recipients. A mail reader ignores the
+# BOM; so does every path here.
+
+BOM = b"\xef\xbb\xbf"
+
+
+@pytest.mark.parametrize("form", ["bytes", "str", "file", "one-octet chunks", "disk file"])
+async def test_a_leading_byte_order_mark_hides_no_bcc(
+    smtpd: RecordingServer, connect: Connect, form: str, tmp_path: Path
+) -> None:
+    eml = tmp_path / "bom.eml"
+    eml.write_bytes(BOM + MESSAGE)
+    message = {
+        "bytes": BOM + MESSAGE,
+        "str": (BOM + MESSAGE).decode(),
+        "file": io.BytesIO(BOM + MESSAGE),
+        "one-octet chunks": iter([bytes([o]) for o in BOM + MESSAGE]),
+        "disk file": None,
+    }[form]
+    async with connect(smtpd.port) as client:
+        if message is None:
+            with eml.open("rb") as f:
+                await client.send(f, "ann@example.org", ALL)
+        else:
+            await client.send(message, "ann@example.org", ALL)
+    check_removed(smtpd.messages[0])
+
+
+def test_a_leading_byte_order_mark_on_the_command_line(
+    smtpd: RecordingServer, tmp_path: Path
+) -> None:
+    eml = tmp_path / "bom.eml"
+    eml.write_bytes(BOM + MESSAGE)
+    r = run_cli("send", srv(smtpd), "--message", str(eml))
+    assert r.status == 0, r.stderr
+    r = run_cli("sendmail", srv(smtpd), "-t", stdin=BOM + MESSAGE)
+    assert r.status == 0, r.stderr
+    for got in smtpd.messages:
+        check_removed(got)

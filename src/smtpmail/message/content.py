@@ -25,6 +25,7 @@ stream actually sent ends, however often the source was read before.
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -125,9 +126,38 @@ def wire_size(data: bytes) -> int:
     return measure(data)[0]
 
 
+#: A UTF-8 byte order mark: what an editor (Notepad) may put before a saved message.
+_BOM = b"\xef\xbb\xbf"
+
+
+def _without_bom(chunks: Iterator[bytes]) -> tuple[Iterator[bytes], int]:
+    """``chunks`` without a leading UTF-8 byte order mark, and the octets dropped.
+
+    A message is not a text file (RFC 5322 §2.1): before its first field a BOM
+    makes that line no field, so the server (and the Bcc rule, and the
+    envelope's reading of To/Cc/Bcc) would find no header section at all, and
+    the Bcc field would reach every recipient as body text. It goes, as
+    mail readers ignore it."""
+    head: bytes | None = None
+    for chunk in chunks:  # (the first chunks, until they hold as much as a BOM)
+        head = chunk if head is None else bytes(head) + chunk
+        if len(head) >= len(_BOM):
+            break
+    if head is None:
+        return chunks, 0
+    dropped = len(_BOM) if bytes(head[: len(_BOM)]) == _BOM else 0
+    return itertools.chain((head[dropped:],), chunks), dropped
+
+
+def strip_bom(start: bytes) -> bytes:
+    """The start of a message without a UTF-8 byte order mark (:func:`_without_bom`)."""
+    return start[len(_BOM) :] if start.startswith(_BOM) else start
+
+
 def _bytes_content(
     data: bytes, keep_bcc: bool, dkim: DKIMKey | None, convert_8bit: bool = False
 ) -> Content:
+    data = strip_bom(data)
     if not keep_bcc:
         data = drop_bcc(data)
     seven_bit = None
@@ -301,6 +331,9 @@ def _stream_content(
     """
     if dkim is not None and replay is None:
         chunks, size, replay = _spool(chunks)
+    chunks, dropped = _without_bom(chunks)
+    if size is not None:
+        size -= dropped
     read, rest = split_header_section(chunks)
     kept = read if keep_bcc else drop_bcc(read)
     # What was read ahead (the header section and a little more) may hold 8-bit

@@ -17,7 +17,7 @@ from smtpmail._record import Record
 from smtpmail.errors import InvalidAddress, InvalidArgument
 from smtpmail.message.addresses import addresses
 from smtpmail.message.bcc import MAX_HEADER_SECTION
-from smtpmail.message.content import BLOCK_SIZE, read_failed
+from smtpmail.message.content import BLOCK_SIZE, read_failed, strip_bom
 from smtpmail.message.fold import MAX_LINE, fold_field
 from smtpmail.protocol.commands import check_text
 from smtpmail.protocol.envelope import Envelope
@@ -243,8 +243,11 @@ def read_raw(stream: IO[bytes]) -> RawMessage:
 
 def _read_head(stream: IO[bytes]) -> RawMessage:
     head = bytearray()
+    first = True
     while True:
         line = stream.readline(65536)
+        if first:  # (a byte order mark before the first field: see strip_bom)
+            line, first = strip_bom(line), False
         if not line:
             return RawMessage(bytes(head), stream, b"")
         if head and not head.endswith(b"\n"):
