@@ -1,0 +1,109 @@
+"""Giving up on an operation part-way: the task cancelled (``task.cancel()``,
+``asyncio.timeout()``) or, in the blocking client, an exception raised by a
+signal handler (KeyboardInterrupt, a SIGALRM deadline of the caller's).
+
+The exception reaches the caller as it was raised, and the connection, whose
+state is then unknown, is closed at once: never left open and counted as
+connected, never held by data nobody will wait for. The next operation
+connects again. The server (tests/support/hostile/scripted.py) tells the test
+when the client has got to the step under test; no timing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+
+from smtpmail import AsyncClient, Client, Envelope
+from support.hostile.scripted import (
+    Conn,
+    ScriptedServer,
+    Step,
+    expect,
+    respond,
+    send,
+)
+
+ENVELOPE = Envelope("a@example.org", ["b@example.org"])
+
+
+class Interrupted(BaseException):
+    """What the test's SIGALRM handler raises in the blocking client (as the
+    default SIGINT handler raises KeyboardInterrupt)."""
+
+
+def _raise(signum: int, frame: object) -> None:
+    raise Interrupted
+
+
+def stop(kind: str, reached: threading.Event) -> Step:
+    """A server step: the client got here. The blocking client's main thread
+    gets a SIGALRM (its handler raises Interrupted); the asyncio test, told by
+    ``reached``, cancels the task."""
+    main = threading.main_thread().ident
+    assert main is not None
+
+    async def step(conn: Conn) -> None:
+        reached.set()
+        if kind == "sync":
+            signal.pthread_kill(main, signal.SIGALRM)
+
+    return step
+
+
+@contextmanager
+def _alarm_raises() -> Iterator[None]:
+    previous = signal.signal(signal.SIGALRM, _raise)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+
+
+def interrupt(kind: str, client: Any, call: Callable[[Any], Any], reached: threading.Event) -> None:
+    """Run ``call(client)`` until the server's :func:`stop` step interrupts it;
+    the exception must come out as it was raised."""
+    if kind == "sync":
+        with _alarm_raises(), pytest.raises(Interrupted):
+            call(client)
+        return
+
+    async def run() -> None:
+        task = asyncio.ensure_future(call(client))
+        assert await asyncio.to_thread(reached.wait, 10)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(run())
+
+
+def test_interrupted_quit_after_a_refused_greeting_closes_the_connection(kind: str) -> None:
+    """A 554 greeting is answered with QUIT, whose 221 is awaited a short while
+    (drive._quit_unanswered). Interrupted in that wait, the client left the
+    connection open and counted itself connected."""
+    reached = threading.Event()
+    refusing = [send(b"554 5.7.1 no service\r\n"), expect(b"QUIT"), stop(kind, reached)]
+    serving = [send(b"220 hostile.test ESMTP\r\n"), respond()]
+    with ScriptedServer(refusing, greeting=None, then=[serving]) as server:
+        cls = Client if kind == "sync" else AsyncClient
+        client = cls("127.0.0.1", server.port, ehlo_name="client.example", timeout=30)
+        interrupt(kind, client, lambda c: c.connect(), reached)
+        assert not client.is_connected
+        assert server.client_closed(0)
+
+        async def again() -> int:
+            reply = await client.noop()
+            await client.quit()
+            return int(reply.code)
+
+        assert (client.noop().code if kind == "sync" else asyncio.run(again())) == 250
+        if kind == "sync":
+            client.quit()
+        assert len(server.connections) == 2
