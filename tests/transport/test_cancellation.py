@@ -21,13 +21,17 @@ from typing import Any
 import pytest
 
 from smtpmail import AsyncClient, Client, Envelope
+from smtpmail.transport.aio_stream import open_tcp
 from support.hostile.scripted import (
     Conn,
     ScriptedServer,
     Step,
     expect,
+    hello,
+    read_some,
     respond,
     send,
+    stall,
 )
 
 ENVELOPE = Envelope("a@example.org", ["b@example.org"])
@@ -107,3 +111,42 @@ def test_interrupted_quit_after_a_refused_greeting_closes_the_connection(kind: s
         if kind == "sync":
             client.quit()
         assert len(server.connections) == 2
+
+
+def test_cancelled_while_writing_to_a_server_that_stopped_reading() -> None:
+    """Cancelled in the middle of a large message to a server that stopped
+    reading: the data still buffered in asyncio's transport is dropped with the
+    connection. A graceful close waited, with no deadline, to write it first:
+    the socket stayed open until the loop closed ("unclosed transport")."""
+    reached = threading.Event()
+    script = [
+        *hello((b"8BITMIME",)),
+        expect(b"MAIL", b"250 ok\r\n"),
+        expect(b"RCPT", b"250 ok\r\n"),
+        expect(b"DATA", b"354 go ahead\r\n"),
+        read_some(),
+        stop("async", reached),
+        stall(),
+    ]
+    message = b"Subject: big\r\n\r\n" + (b"y" * 70 + b"\r\n") * 200_000  # > every buffer
+    opened: list[Any] = []
+
+    async def connector(host: str, port: int, **where: Any) -> Any:
+        opened.append(await open_tcp(host, port, **where))
+        return opened[-1]
+
+    with ScriptedServer(script) as server:
+        client = AsyncClient("127.0.0.1", server.port, ehlo_name="c.example", connect=connector)
+
+        async def run() -> int:
+            task = asyncio.ensure_future(client.send(message, envelope=ENVELOPE))
+            assert await asyncio.to_thread(reached.wait, 10)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert not client.is_connected
+            sock = opened[0].get_extra_info("socket")
+            await asyncio.sleep(0)  # (the transport's connection_lost comes by call_soon)
+            return int(sock.fileno())
+
+        assert asyncio.run(run()) == -1

@@ -71,6 +71,7 @@ class AsyncSocketStream(asyncio.BufferedProtocol):
     def __init__(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
+        self._tcp: asyncio.Transport | None = None  # under TLS's, once started
         self._buffer = bytearray()
         self._receiving = _receive_buffer()  # the loop's, between reads
         self._eof = False
@@ -87,7 +88,7 @@ class AsyncSocketStream(asyncio.BufferedProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        self._transport = self._tcp = transport
         transport.set_write_buffer_limits(high=_HIGH_WATER)
         sock = transport.get_extra_info("socket")
         self._fd = -1 if sock is None else sock.fileno()
@@ -302,8 +303,18 @@ class AsyncSocketStream(asyncio.BufferedProtocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._transport is not None:
-            self._transport.close()
+        transport = self._transport
+        if transport is None:
+            return
+        tcp = self._tcp
+        if transport.get_write_buffer_size() or (tcp is not None and tcp.get_write_buffer_size()):
+            # Bytes not yet sent belong to an operation given up (cancelled, timed
+            # out, failed): a graceful close would first write them, waiting with
+            # no deadline for a server that may never read again, and hold the
+            # socket meanwhile. Dropped: close() returns at once in both clients.
+            transport.abort()
+        else:
+            transport.close()
 
 
 async def open_tcp(
