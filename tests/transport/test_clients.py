@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import socket
+from contextlib import ExitStack
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -252,6 +253,25 @@ async def test_connect_error_is_transient(connect: Connect) -> None:
     client = connect(free_port())
     with pytest.raises(smtpmail.ConnectError) as info:
         await client.connect()
+    assert info.value.is_transient
+
+
+async def test_a_connect_timeout_says_it_timed_out(connect: Connect) -> None:
+    """A server whose accept queue is full drops the client's SYN: the connect
+    deadline passes. AsyncClient said "cannot connect to host:port: " and no
+    more (asyncio's TimeoutError has no text), where Client says "timed out"."""
+    with socket.socket() as listener, ExitStack() as queued:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        for _ in range(3):  # fill the accept queue (never accepted)
+            waiting = queued.enter_context(socket.socket())
+            waiting.setblocking(False)
+            waiting.connect_ex(("127.0.0.1", port))
+        client = connect(port, timeout=smtpmail.Timeouts(connect=0.2))
+        with pytest.raises(smtpmail.ConnectError) as info:
+            await client.connect()
+    assert str(info.value) == f"cannot connect to 127.0.0.1:{port}: timed out"
     assert info.value.is_transient
 
 
