@@ -21,6 +21,7 @@ go on with its flow in the loop's callbacks. Parsing stays in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import select
 import socket
@@ -307,6 +308,15 @@ class AsyncSocketStream(asyncio.BufferedProtocol):
         if transport is None:
             return
         tcp = self._tcp
+        if self._loop.is_closed():
+            # The loop is gone (asyncio.run returned with the client connected):
+            # the transport can no longer close, which needs a loop turn. The
+            # connection ends at the socket; the transport, collected, frees it.
+            sock = (tcp or transport).get_extra_info("socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+            return
         if transport.get_write_buffer_size() or (tcp is not None and tcp.get_write_buffer_size()):
             # Bytes not yet sent belong to an operation given up (cancelled, timed
             # out, failed): a graceful close would first write them, waiting with
