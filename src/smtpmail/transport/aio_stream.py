@@ -27,7 +27,7 @@ import select
 import socket
 import ssl
 import threading
-from typing import Any
+from typing import Any, cast
 
 from smtpmail.errors import TLSError
 from smtpmail.transport.tls import TLSInfo, TLSOptions, check_peer
@@ -88,9 +88,9 @@ class AsyncSocketStream(asyncio.BufferedProtocol):
     # -- asyncio.Protocol: called by the event loop ----------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = self._tcp = transport
-        transport.set_write_buffer_limits(high=_HIGH_WATER)
+        # Not asserted: uvloop's transports are asyncio.Transports in all but class.
+        tcp = self._transport = self._tcp = cast("asyncio.Transport", transport)
+        tcp.set_write_buffer_limits(high=_HIGH_WATER)
         sock = transport.get_extra_info("socket")
         self._fd = -1 if sock is None else sock.fileno()
 
@@ -309,12 +309,14 @@ class AsyncSocketStream(asyncio.BufferedProtocol):
             return
         tcp = self._tcp
         if self._loop.is_closed():
-            # The loop is gone (asyncio.run returned with the client connected):
-            # the transport can no longer close, which needs a loop turn. The
-            # connection ends at the socket; the transport, collected, frees it.
+            # The loop is gone (asyncio.run returned with the client connected).
+            # asyncio's transport can no longer close (that takes a loop turn):
+            # the connection ends at its socket, and the transport, collected,
+            # frees it. uvloop closed its transports with the loop, and its
+            # socket refuses shutdown (TypeError).
             sock = (tcp or transport).get_extra_info("socket")
             if sock is not None:
-                with contextlib.suppress(OSError):
+                with contextlib.suppress(OSError, TypeError):
                     sock.shutdown(socket.SHUT_RDWR)
             return
         if transport.get_write_buffer_size() or (tcp is not None and tcp.get_write_buffer_size()):
