@@ -12,10 +12,14 @@ when the client has got to the step under test; no timing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import signal
+import socket
 import threading
+import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import pytest
@@ -150,3 +154,40 @@ def test_cancelled_while_writing_to_a_server_that_stopped_reading() -> None:
             return int(sock.fileno())
 
         assert asyncio.run(run()) == -1
+
+
+def test_interrupted_while_the_tcp_connection_opens_leaves_no_socket(kind: str) -> None:
+    """The server's accept queue is full: its kernel drops the SYN and the
+    connect waits. Interrupted there (Ctrl-C, a caller's SIGALRM), the blocking
+    client's socket was left for the garbage collector ("unclosed socket").
+    The interrupt comes from a timer: when it fires is not asserted on."""
+    with socket.socket() as listener, ExitStack() as queued:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        for _ in range(3):  # fill the accept queue (never accepted)
+            waiting = queued.enter_context(socket.socket())
+            waiting.setblocking(False)
+            waiting.connect_ex(("127.0.0.1", port))
+        cls = Client if kind == "sync" else AsyncClient
+        client = cls("127.0.0.1", port, timeout=30)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ResourceWarning)
+            if kind == "sync":
+                with _alarm_raises():
+                    signal.setitimer(signal.ITIMER_REAL, 0.2)
+                    with contextlib.suppress(Interrupted):
+                        client.connect()
+            else:
+
+                async def run() -> None:
+                    task = asyncio.ensure_future(client.connect())
+                    await asyncio.sleep(0.2)
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+
+                asyncio.run(run())
+            assert not client.is_connected
+            gc.collect()
+    assert [str(w.message) for w in caught if w.category is ResourceWarning] == []

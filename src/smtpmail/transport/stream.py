@@ -312,9 +312,11 @@ def connect_tcp(
             if source_address:
                 sock.bind(source_address)
             sock.connect(addr)
-        except OSError as exc:
+        except BaseException as exc:
             if sock is not None:
                 sock.close()
+            if not isinstance(exc, OSError):
+                raise  # an interrupt (KeyboardInterrupt, a signal handler's): no socket left
             error = exc  # the next address; the last one's error is raised
             continue
         return SocketStream(sock)
