@@ -16,7 +16,8 @@ import pytest
 
 import smtpmail
 from smtpmail.transport._base import _local_fqdn
-from support.harness import Connect
+from support.harness import Connect, drive, op
+from support.hostile.scripted import ScriptedServer, expect, hello, read_some, stall
 from support.servers import RecordingServer
 
 MSG = b"Subject: test\r\n\r\nline one\r\n.leading dot\r\n"
@@ -273,6 +274,30 @@ async def test_a_connect_timeout_says_it_timed_out(connect: Connect) -> None:
             await client.connect()
     assert str(info.value) == f"cannot connect to 127.0.0.1:{port}: timed out"
     assert info.value.is_transient
+
+
+def test_a_write_that_times_out_says_it_timed_out(kind: str) -> None:
+    """The server stops reading in the middle of a large message: the write
+    waits out the command timeout. AsyncClient said "broke: ; no reply..."."""
+    script = [
+        *hello((b"8BITMIME",)),
+        expect(b"MAIL", b"250 ok\r\n"),
+        expect(b"RCPT", b"250 ok\r\n"),
+        expect(b"DATA", b"354 go ahead\r\n"),
+        read_some(),
+        stall(),
+    ]
+    message = b"Subject: big\r\n\r\n" + (b"y" * 70 + b"\r\n") * 200_000  # > every buffer
+    with ScriptedServer(script) as server:
+        outcome = drive(
+            kind,
+            server.port,
+            [op("send", message, "a@example.org", ["b@example.org"])],
+            timeout=smtpmail.Timeouts(command=0.5),
+        )
+    err = outcome.raised(smtpmail.ConnectionLost)
+    assert f"127.0.0.1:{server.port} broke: timed out; no reply to " in str(err)
+    assert not err.possibly_delivered  # (the final dot never left)
 
 
 async def test_both_clients_put_the_same_bytes_on_the_wire() -> None:

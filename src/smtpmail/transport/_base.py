@@ -449,10 +449,7 @@ class BaseClient:
         if self.family and isinstance(exc, _socket.gaierror):
             version = "IPv4" if self.family == _socket.AF_INET else "IPv6"
             return ConnectError(f"{where}: {self.host} has no {version} address ({exc})")
-        # asyncio's deadline raises a TimeoutError with no text: say what the
-        # socket module says, so both clients word it alike.
-        reason = str(exc) or ("timed out" if isinstance(exc, TimeoutError) else repr(exc))
-        return ConnectError(f"{where}: {reason}")
+        return ConnectError(f"{where}: {exc}")
 
     def _rehearsal(self, until: Stage, item: tuple[Envelope, Content] | None) -> Flow[None]:
         """After the connection is established: MAIL (and RCPT) for ``until``."""

@@ -29,7 +29,7 @@ import ssl
 import threading
 from typing import Any, cast
 
-from smtpmail.errors import TLSError
+from smtpmail.errors import TLSError, _caused
 from smtpmail.transport.tls import TLSInfo, TLSOptions, check_peer
 
 TYPE_CHECKING = False
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     #: Called once by the stream: with None when the loop called back, else the error.
     Listener: TypeAlias = Callable[[BaseException | None], None]
 
-__all__ = ["AsyncSocketStream", "open_tcp"]
+__all__ = ["AsyncSocketStream", "open_tcp", "timed_out"]
 
 #: Above this many unsent octets, ``write`` waits for the peer to take some.
 _HIGH_WATER = 256 * 1024
@@ -56,6 +56,13 @@ _RECEIVE = 65536
 #: per connection cost zeroing it: 75,000 instructions per connection, a
 #: tenth of what a connection per message spends in Python (issue 19).
 _scratch = threading.local()
+
+
+def timed_out() -> TimeoutError:
+    """A wait's deadline passed: worded as the socket module (and so the blocking
+    client) words it; asyncio's own TimeoutError has no text, and the errors
+    that quote it said "broke: " or "cannot connect to host:port: " and no more."""
+    return TimeoutError("timed out")
 
 
 def _receive_buffer() -> memoryview:
@@ -147,7 +154,7 @@ class AsyncSocketStream(asyncio.BufferedProtocol):
 
     def listen(self, timeout: float, listener: Listener) -> float:
         """Call ``listener(None)`` once when the loop calls back (data, EOF, room
-        to write), or ``listener(TimeoutError())`` when ``timeout`` passes first;
+        to write), or ``listener(timed_out())`` when ``timeout`` passes first;
         return that deadline (loop time).
 
         One listener at a time; no Future, no task: a client's pump
@@ -195,7 +202,7 @@ class AsyncSocketStream(asyncio.BufferedProtocol):
             return  # nobody waits: the next wait arms it again
         if self._deadline <= self._timer_at:
             self._listener = None
-            listener(TimeoutError())
+            listener(timed_out())
         else:
             self._arm(self._deadline)
 
@@ -340,10 +347,13 @@ async def open_tcp(
     """The default :class:`~smtpmail.transport.stream.AsyncConnector` (asyncio
     sets TCP_NODELAY on every TCP transport it makes)."""
     loop = asyncio.get_running_loop()
-    async with asyncio.timeout(timeout):
-        _, stream = await loop.create_connection(
-            AsyncSocketStream, host, port, family=family, local_addr=source_address
-        )
+    try:
+        async with asyncio.timeout(timeout):
+            _, stream = await loop.create_connection(
+                AsyncSocketStream, host, port, family=family, local_addr=source_address
+            )
+    except TimeoutError as exc:
+        raise _caused(timed_out(), exc)
     return stream
 
 
