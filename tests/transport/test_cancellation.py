@@ -24,8 +24,9 @@ from typing import Any
 
 import pytest
 
-from smtpmail import AsyncClient, Client, Envelope
+from smtpmail import AsyncClient, Client, ConnectionLost, Envelope, Timeouts
 from smtpmail.transport.aio_stream import open_tcp
+from support.harness import Twin
 from support.hostile.scripted import (
     Conn,
     ScriptedServer,
@@ -36,6 +37,10 @@ from support.hostile.scripted import (
     respond,
     send,
     stall,
+    transaction,
+)
+from support.hostile.scripted import (
+    signal as signal_step,
 )
 
 ENVELOPE = Envelope("a@example.org", ["b@example.org"])
@@ -191,3 +196,22 @@ def test_interrupted_while_the_tcp_connection_opens_leaves_no_socket(kind: str) 
             assert not client.is_connected
             gc.collect()
     assert [str(w.message) for w in caught if w.category is ResourceWarning] == []
+
+
+async def test_close_from_elsewhere_ends_the_wait_of_the_operation_under_way(kind: str) -> None:
+    """``close()`` does not wait: it drops the connection under whatever runs.
+    The blocking client closed the socket another thread was reading, which
+    does not wake that thread: the send waited out its deadline after the
+    final dot. Now, in both clients, it ends at once, possibly delivered."""
+    reached = threading.Event()
+    script = [*hello((b"8BITMIME",)), *transaction(None), signal_step(reached)]
+    with ScriptedServer(script) as server:
+        client = Twin(kind, "127.0.0.1", server.port, timeout=Timeouts(data_end=60))
+        task = asyncio.ensure_future(client.send(b"x\r\n", envelope=ENVELOPE))
+        assert await asyncio.to_thread(reached.wait, 10)
+        client.client.close()
+        # (the bound only keeps a failing run short: the wait was the 60 s deadline's)
+        with pytest.raises(ConnectionLost) as info:
+            await asyncio.wait_for(task, 10)
+        assert info.value.possibly_delivered
+        assert server.client_closed(0)
