@@ -296,7 +296,7 @@ def test_a_write_that_times_out_says_it_timed_out(kind: str) -> None:
             timeout=smtpmail.Timeouts(command=0.5),
         )
     err = outcome.raised(smtpmail.ConnectionLost)
-    assert f"127.0.0.1:{server.port} broke: timed out; no reply to " in str(err)
+    assert f"127.0.0.1:{server.port} broke: timed out" in str(err)
     assert not err.possibly_delivered  # (the final dot never left)
 
 
