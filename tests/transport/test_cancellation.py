@@ -216,3 +216,29 @@ async def test_close_from_elsewhere_ends_the_wait_of_the_operation_under_way(kin
             await asyncio.wait_for(task, 10)
         assert info.value.possibly_delivered
         assert server.client_closed(0)
+
+
+def test_a_batch_interrupted_after_a_final_dot_says_which_messages_went(kind: str) -> None:
+    """The first message is answered, the second's final dot goes out and the
+    server says nothing: interrupted there, the ``results`` the caller passed
+    show the first taken and the second possibly delivered (end sent, no
+    reply), and nothing about a third."""
+    reached = threading.Event()
+    script = [
+        *hello((b"8BITMIME",)),
+        *transaction(),
+        *transaction(None),
+        stop(kind, reached),
+    ]
+    results: list[Any] = []
+    with ScriptedServer(script) as server:
+        cls = Client if kind == "sync" else AsyncClient
+        client = cls("127.0.0.1", server.port, ehlo_name="client.example", timeout=30)
+        batch = [(ENVELOPE, f"Subject: {n}\r\n\r\n{n}\r\n") for n in range(3)]
+        interrupt(kind, client, lambda c: c.send_many(batch, results=results), reached)
+        assert not client.is_connected
+        assert server.client_closed(0)
+        assert len(server.messages) == 2
+    taken, unanswered = results
+    assert taken.ok
+    assert unanswered.end_sent and unanswered.reply is None and unanswered.error is None
