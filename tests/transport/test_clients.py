@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import socket
+from contextlib import ExitStack
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -15,7 +16,8 @@ import pytest
 
 import smtpmail
 from smtpmail.transport._base import _local_fqdn
-from support.harness import Connect
+from support.harness import Connect, drive, op
+from support.hostile.scripted import ScriptedServer, expect, hello, read_some, stall
 from support.servers import RecordingServer
 
 MSG = b"Subject: test\r\n\r\nline one\r\n.leading dot\r\n"
@@ -253,6 +255,49 @@ async def test_connect_error_is_transient(connect: Connect) -> None:
     with pytest.raises(smtpmail.ConnectError) as info:
         await client.connect()
     assert info.value.is_transient
+
+
+async def test_a_connect_timeout_says_it_timed_out(connect: Connect) -> None:
+    """A server whose accept queue is full drops the client's SYN: the connect
+    deadline passes. AsyncClient said "cannot connect to host:port: " and no
+    more (asyncio's TimeoutError has no text), where Client says "timed out"."""
+    with socket.socket() as listener, ExitStack() as queued:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        for _ in range(3):  # fill the accept queue (never accepted)
+            waiting = queued.enter_context(socket.socket())
+            waiting.setblocking(False)
+            waiting.connect_ex(("127.0.0.1", port))
+        client = connect(port, timeout=smtpmail.Timeouts(connect=0.2))
+        with pytest.raises(smtpmail.ConnectError) as info:
+            await client.connect()
+    assert str(info.value) == f"cannot connect to 127.0.0.1:{port}: timed out"
+    assert info.value.is_transient
+
+
+def test_a_write_that_times_out_says_it_timed_out(kind: str) -> None:
+    """The server stops reading in the middle of a large message: the write
+    waits out the command timeout. AsyncClient said "broke: ; no reply..."."""
+    script = [
+        *hello((b"8BITMIME",)),
+        expect(b"MAIL", b"250 ok\r\n"),
+        expect(b"RCPT", b"250 ok\r\n"),
+        expect(b"DATA", b"354 go ahead\r\n"),
+        read_some(),
+        stall(),
+    ]
+    message = b"Subject: big\r\n\r\n" + (b"y" * 70 + b"\r\n") * 200_000  # > every buffer
+    with ScriptedServer(script) as server:
+        outcome = drive(
+            kind,
+            server.port,
+            [op("send", message, "a@example.org", ["b@example.org"])],
+            timeout=smtpmail.Timeouts(command=0.5),
+        )
+    err = outcome.raised(smtpmail.ConnectionLost)
+    assert f"127.0.0.1:{server.port} broke: timed out" in str(err)
+    assert not err.possibly_delivered  # (the final dot never left)
 
 
 async def test_both_clients_put_the_same_bytes_on_the_wire() -> None:

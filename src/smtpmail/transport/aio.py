@@ -14,6 +14,8 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import Any, TypeVar
 
+from smtpmail._log import Logger
+from smtpmail.errors import LocalProtocolError
 from smtpmail.message.content import MessageInput
 from smtpmail.protocol.envelope import Envelope, SendResult
 from smtpmail.protocol.reply import Reply
@@ -34,6 +36,8 @@ __all__ = ["AsyncClient"]
 
 T = TypeVar("T")
 
+log = Logger("smtpmail.transport")
+
 
 class AsyncClient(BaseClient):
     """An asyncio SMTP client connection; the twin of :class:`~smtpmail.Client`.
@@ -47,6 +51,9 @@ class AsyncClient(BaseClient):
     serialised: several tasks may share it (``asyncio.gather(client.send(a),
     client.send(b))``) and each operation waits for the one before it to
     finish. For messages in parallel, use one client per connection.
+    Its connection belongs to the event loop it was made in: once that loop
+    has closed, the next operation (in another loop) connects again; while
+    that loop is open, another loop's operation raises LocalProtocolError.
     :meth:`close` does not wait: it drops the connection under whatever runs.
     ``connect`` (an :class:`~smtpmail.transport.stream.AsyncConnector`) and
     ``stream``: as for :class:`~smtpmail.Client`.
@@ -54,12 +61,35 @@ class AsyncClient(BaseClient):
 
     _stream: AsyncNetworkStream | None
     _lock: asyncio.Lock | None = None
+    #: The event loop the lock and the connection belong to.
+    _loop: asyncio.AbstractEventLoop | None = None
 
     def _serial(self) -> asyncio.Lock:
         """The lock every public operation holds: one dialogue at a time."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            self._move_to(loop)
         if self._lock is None:
             self._lock = asyncio.Lock()
         return self._lock
+
+    def _move_to(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Serve operations in ``loop`` from now on. A connection made in a loop
+        that has closed since (``asyncio.run`` returned with the client
+        connected) went with it: its transport and its deadlines' timer lived
+        there, and an operation on it waited forever; it is closed, and the
+        operation connects again. One whose loop is still open is that loop's."""
+        old = self._loop
+        if old is not None and not old.is_closed():
+            if self._stream is not None or (self._lock is not None and self._lock.locked()):
+                raise LocalProtocolError(
+                    f"this AsyncClient ({self.host}:{self.port}) is in use in another event "
+                    "loop, still open; use a client per event loop"
+                )
+        elif self._stream is not None:
+            log.info("the event loop of the connection to %s closed; reconnecting", self.host)
+            self.close()
+        self._loop, self._lock = loop, None
 
     def _proxy_connector(self, proxy: Proxy) -> AsyncConnector:
         from smtpmail.transport.proxy import async_proxy_connector

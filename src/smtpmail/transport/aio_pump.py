@@ -29,7 +29,7 @@ from typing import Any
 
 from smtpmail.errors import _caused
 from smtpmail.transport._base import BaseClient
-from smtpmail.transport.aio_stream import AsyncSocketStream
+from smtpmail.transport.aio_stream import AsyncSocketStream, timed_out
 from smtpmail.transport.drive import CHUNK, POLL, READ, WRITE
 
 __all__ = ["Finished", "pump"]
@@ -165,7 +165,7 @@ class _Pump:
                     if left > 0:
                         stream.listen(left, self._woken)
                         return
-                    error = TimeoutError()
+                    error = timed_out()
         except BaseException as exc:
             error = exc
         try:

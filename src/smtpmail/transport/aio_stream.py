@@ -21,12 +21,13 @@ go on with its flow in the loop's callbacks. Parsing stays in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import select
 import socket
 import ssl
 import threading
-from typing import Any
+from typing import Any, cast
 
 from smtpmail.errors import TLSError, _caused
 from smtpmail.transport.tls import TLSInfo, TLSOptions, check_peer
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
     #: Called once by the stream: with None when the loop called back, else the error.
     Listener: TypeAlias = Callable[[BaseException | None], None]
 
-__all__ = ["AsyncSocketStream", "open_tcp"]
+__all__ = ["AsyncSocketStream", "open_tcp", "timed_out"]
 
 #: Above this many unsent octets, ``write`` waits for the peer to take some.
 _HIGH_WATER = 256 * 1024
@@ -55,6 +56,13 @@ _RECEIVE = 65536
 #: per connection cost zeroing it: 75,000 instructions per connection, a
 #: tenth of what a connection per message spends in Python (issue 19).
 _scratch = threading.local()
+
+
+def timed_out() -> TimeoutError:
+    """A wait's deadline passed: worded as the socket module (and so the blocking
+    client) words it; asyncio's own TimeoutError has no text, and the errors
+    that quote it said "broke: " or "cannot connect to host:port: " and no more."""
+    return TimeoutError("timed out")
 
 
 def _receive_buffer() -> memoryview:
@@ -71,6 +79,7 @@ class AsyncSocketStream(asyncio.BufferedProtocol):
     def __init__(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
+        self._tcp: asyncio.Transport | None = None  # under TLS's, once started
         self._buffer = bytearray()
         self._receiving = _receive_buffer()  # the loop's, between reads
         self._eof = False
@@ -86,9 +95,9 @@ class AsyncSocketStream(asyncio.BufferedProtocol):
     # -- asyncio.Protocol: called by the event loop ----------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
-        transport.set_write_buffer_limits(high=_HIGH_WATER)
+        # Not asserted: uvloop's transports are asyncio.Transports in all but class.
+        tcp = self._transport = self._tcp = cast("asyncio.Transport", transport)
+        tcp.set_write_buffer_limits(high=_HIGH_WATER)
         sock = transport.get_extra_info("socket")
         self._fd = -1 if sock is None else sock.fileno()
 
@@ -145,7 +154,7 @@ class AsyncSocketStream(asyncio.BufferedProtocol):
 
     def listen(self, timeout: float, listener: Listener) -> float:
         """Call ``listener(None)`` once when the loop calls back (data, EOF, room
-        to write), or ``listener(TimeoutError())`` when ``timeout`` passes first;
+        to write), or ``listener(timed_out())`` when ``timeout`` passes first;
         return that deadline (loop time).
 
         One listener at a time; no Future, no task: a client's pump
@@ -193,7 +202,7 @@ class AsyncSocketStream(asyncio.BufferedProtocol):
             return  # nobody waits: the next wait arms it again
         if self._deadline <= self._timer_at:
             self._listener = None
-            listener(TimeoutError())
+            listener(timed_out())
         else:
             self._arm(self._deadline)
 
@@ -314,8 +323,29 @@ class AsyncSocketStream(asyncio.BufferedProtocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._transport is not None:
-            self._transport.close()
+        transport = self._transport
+        if transport is None:
+            return
+        tcp = self._tcp
+        if self._loop.is_closed():
+            # The loop is gone (asyncio.run returned with the client connected).
+            # asyncio's transport can no longer close (that takes a loop turn):
+            # the connection ends at its socket, and the transport, collected,
+            # frees it. uvloop closed its transports with the loop, and its
+            # socket refuses shutdown (TypeError).
+            sock = (tcp or transport).get_extra_info("socket")
+            if sock is not None:
+                with contextlib.suppress(OSError, TypeError):
+                    sock.shutdown(socket.SHUT_RDWR)
+            return
+        if transport.get_write_buffer_size() or (tcp is not None and tcp.get_write_buffer_size()):
+            # Bytes not yet sent belong to an operation given up (cancelled, timed
+            # out, failed): a graceful close would first write them, waiting with
+            # no deadline for a server that may never read again, and hold the
+            # socket meanwhile. Dropped: close() returns at once in both clients.
+            transport.abort()
+        else:
+            transport.close()
 
 
 async def open_tcp(
@@ -329,10 +359,13 @@ async def open_tcp(
     """The default :class:`~smtpmail.transport.stream.AsyncConnector` (asyncio
     sets TCP_NODELAY on every TCP transport it makes)."""
     loop = asyncio.get_running_loop()
-    async with asyncio.timeout(timeout):
-        _, stream = await loop.create_connection(
-            AsyncSocketStream, host, port, family=family, local_addr=source_address
-        )
+    try:
+        async with asyncio.timeout(timeout):
+            _, stream = await loop.create_connection(
+                AsyncSocketStream, host, port, family=family, local_addr=source_address
+            )
+    except TimeoutError as exc:
+        raise _caused(timed_out(), exc)
     return stream
 
 

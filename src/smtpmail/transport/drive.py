@@ -108,9 +108,13 @@ def connecting(client: BaseClient, until: Stage = Stage.AUTH) -> Steps[Reply | N
         refusal = exc
     # The QUIT is said outside the handler: in the compiled build, an exception
     # thrown into a step there (the QUIT's reply timing out) became the one a
-    # bare ``raise`` re-raised, in place of the refusal.
-    yield from _quit_unanswered(client)
-    client.close()
+    # bare ``raise`` re-raised, in place of the refusal. Closed whatever ends
+    # the wait: a cancelled task or an interrupt there must not leave the
+    # connection open and counted as connected.
+    try:
+        yield from _quit_unanswered(client)
+    finally:
+        client.close()
     raise refusal
 
 

@@ -284,7 +284,15 @@ class SocketStream:
         return sock
 
     def close(self) -> None:
-        self._sock.close()
+        sock = self._sock
+        # Shut down first: closing alone does not wake a thread blocked reading
+        # the socket (Client.close() called while another thread sends), which
+        # then waited out its deadline, up to 10 minutes after a final dot.
+        try:  # noqa: SIM105 (contextlib is not loaded at start-up)
+            sock.shutdown(_socket.SHUT_RDWR)
+        except OSError:  # (the peer had gone already)
+            pass
+        sock.close()
 
 
 def connect_tcp(
@@ -312,9 +320,11 @@ def connect_tcp(
             if source_address:
                 sock.bind(source_address)
             sock.connect(addr)
-        except OSError as exc:
+        except BaseException as exc:
             if sock is not None:
                 sock.close()
+            if not isinstance(exc, OSError):
+                raise  # an interrupt (KeyboardInterrupt, a signal handler's): no socket left
             error = exc  # the next address; the last one's error is raised
             continue
         return SocketStream(sock)

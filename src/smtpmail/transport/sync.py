@@ -44,7 +44,9 @@ class Client(BaseClient):
     One connection carries one dialogue, so operations on one client are
     serialised: several threads may share it, each operation waiting for the
     one before it to finish. For messages in parallel, use one client per
-    connection. :meth:`close` does not wait.
+    connection. :meth:`close` does not wait: called from another thread, it
+    drops the connection under the operation that runs there, which raises
+    ConnectionLost.
 
     ``connect``: a :class:`~smtpmail.transport.stream.Connector` that opens
     each connection (a proxy's, say) instead of a direct TCP connection;
