@@ -664,3 +664,37 @@ def test_requiretls_defers_when_the_network_cuts_the_handshake(world: MXWorld, k
     assert outcome.status is DeliveryStatus.DEFERRED, outcome
     assert "TLS handshake" in outcome.text
     assert len(mx.connections) >= 1 and mx.connections[0].data == []
+
+
+class _SlowData(Recorder):
+    """Takes a while over each end of data (the message is stored after the pause)."""
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        await asyncio.sleep(1.0)
+        return await super().handle_DATA(server, session, envelope)
+
+
+async def test_deliver_async_lets_every_domain_finish_before_an_error_is_raised(
+    world: MXWorld, start: StartServer
+) -> None:
+    # As deliver() does (its thread pool ends every job first): a domain whose
+    # delivery raises (here the caller's transcript hook) is raised only once the
+    # others have ended, never leaving them running unattended behind the error.
+    slow = start(OK, _SlowData())
+    start(OK2)
+
+    def hook(who: str, line: str) -> None:
+        if "other.test" in line:
+            raise RuntimeError("the caller's hook failed")
+
+    with pytest.raises(Exception, match="hook failed"):
+        await smtpmail.deliver_async(
+            MESSAGE,
+            SENDER,
+            ["x@failover.test", "y@other.test"],
+            nameservers=world.nameservers,
+            ehlo_name="client.test",
+            mta_sts=False,
+            transcript=hook,
+        )
+    assert [m.rcpt_tos for m in slow.messages] == [["x@failover.test"]]

@@ -384,7 +384,16 @@ async def deliver_async(
     )  # fmt: skip
     gate = asyncio.Semaphore(plan.max_connections)
     jobs = group_by_domain(plan.envelope)
+    # As deliver()'s thread pool does, every domain's delivery ends before an error
+    # one of them raised (a bug, the caller's transcript hook) is raised: plain
+    # gather would raise at once and leave the others sending behind the caller.
     outcomes = await asyncio.gather(
-        *(_drive_async(plan, domain_flow(job, plan.flow), gate) for job in jobs)
+        *(_drive_async(plan, domain_flow(job, plan.flow), gate) for job in jobs),
+        return_exceptions=True,
     )
-    return _merge(outcomes, plan.envelope)
+    delivered: list[list[RecipientDelivery]] = []
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+        delivered.append(outcome)
+    return _merge(delivered, plan.envelope)
