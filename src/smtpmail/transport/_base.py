@@ -24,6 +24,7 @@ from smtpmail.errors import (
     ReplyError,
     ReplyTimeout,
     ServiceClosing,
+    SMTPError,
     TLSError,
     TransportError,
 )
@@ -639,6 +640,21 @@ def _emit(hook: Transcript, kind: str, text: str) -> None:
         hook(kind, text)
     except Exception as exc:
         raise HookFailed(kind) from exc
+
+
+def quits_on_leaving(client: BaseClient, exc: BaseException | None) -> bool:
+    """Does a ``with`` block left on ``exc`` end with QUIT (RFC 5321 §4.1.1.10),
+    rather than only closing the connection?
+
+    With no error, or the client's own when the connection survives it; and
+    with an error of the caller's code while the connection is up. An
+    operation such an error interrupts (a message iterator raising mid-DATA)
+    closes the connection itself, so one still up is between operations: idle,
+    as after a send. Not for a KeyboardInterrupt or a cancelled task, which
+    must not wait for a reply."""
+    if exc is None or connection_survives(exc):
+        return True
+    return isinstance(exc, Exception) and not isinstance(exc, SMTPError) and client.is_connected
 
 
 def connection_survives(exc: BaseException) -> bool:

@@ -21,7 +21,7 @@ from smtpmail.protocol.envelope import Envelope, SendResult
 from smtpmail.protocol.reply import Reply
 from smtpmail.protocol.session import Session
 from smtpmail.transport import drive
-from smtpmail.transport._base import BaseClient, Stage, connection_survives
+from smtpmail.transport._base import BaseClient, Stage, quits_on_leaving
 from smtpmail.transport.aio_pump import Finished, pump
 from smtpmail.transport.aio_stream import as_async_stream, open_tcp
 from smtpmail.transport.drive import CHUNK, CONNECT, HANDSHAKE, POLL, READ, WRITE, Steps
@@ -168,7 +168,7 @@ class AsyncClient(BaseClient):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if exc is None or connection_survives(exc):
+        if quits_on_leaving(self, exc):
             await self.quit()
         else:
             self.close()

@@ -12,7 +12,7 @@ from smtpmail.protocol.envelope import Envelope, SendResult
 from smtpmail.protocol.reply import Reply
 from smtpmail.protocol.session import Session
 from smtpmail.transport import drive
-from smtpmail.transport._base import BaseClient, Stage, connection_survives
+from smtpmail.transport._base import BaseClient, Stage, quits_on_leaving
 from smtpmail.transport.drive import CHUNK, CONNECT, HANDSHAKE, POLL, READ, WRITE, Steps
 from smtpmail.transport.stream import as_stream, connect_tcp
 
@@ -150,7 +150,7 @@ class Client(BaseClient):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if exc is None or connection_survives(exc):
+        if quits_on_leaving(self, exc):
             self.quit()
         else:
             self.close()
