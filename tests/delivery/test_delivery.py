@@ -54,6 +54,16 @@ def deliver(world: MXWorld, recipients: list[str], **kw: Any) -> smtpmail.Delive
     return smtpmail.deliver(MESSAGE, SENDER, recipients, nameservers=world.nameservers, **kw)
 
 
+async def deliver_async(
+    world: MXWorld, recipients: list[str], **kw: Any
+) -> smtpmail.DeliveryReport:
+    kw.setdefault("mta_sts", False)
+    kw.setdefault("ehlo_name", "client.test")
+    return await smtpmail.deliver_async(
+        MESSAGE, SENDER, recipients, nameservers=world.nameservers, **kw
+    )
+
+
 # -- MX failover ---------------------------------------------------------------------
 
 
@@ -92,14 +102,7 @@ def test_failover_skips_a_down_host_and_a_421_host(world: MXWorld, start: StartS
 
 async def test_failover_async(world: MXWorld, start: StartServer) -> None:
     busy, ok = start(BUSY, Busy()), start(OK)
-    report = await smtpmail.deliver_async(
-        MESSAGE,
-        SENDER,
-        ["x@failover.test", "y@failover.test"],
-        nameservers=world.nameservers,
-        ehlo_name="client.test",
-        mta_sts=False,
-    )
+    report = await deliver_async(world, ["x@failover.test", "y@failover.test"])
     _check_failover(world, report, busy, ok)
 
 
@@ -688,13 +691,5 @@ async def test_deliver_async_lets_every_domain_finish_before_an_error_is_raised(
             raise RuntimeError("the caller's hook failed")
 
     with pytest.raises(Exception, match="hook failed"):
-        await smtpmail.deliver_async(
-            MESSAGE,
-            SENDER,
-            ["x@failover.test", "y@other.test"],
-            nameservers=world.nameservers,
-            ehlo_name="client.test",
-            mta_sts=False,
-            transcript=hook,
-        )
+        await deliver_async(world, ["x@failover.test", "y@other.test"], transcript=hook)
     assert [m.rcpt_tos for m in slow.messages] == [["x@failover.test"]]

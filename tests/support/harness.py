@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +30,25 @@ from smtpmail.protocol.actions import Flow, Receive, Send
 from smtpmail.protocol.reply import Reply, ReplyParser
 
 KINDS = ("sync", "async")
+
+
+def loopback_connector(kind: str, port: int, dialled: list[str] | None = None) -> Any:
+    """A client's ``connect=`` (sync or async by ``kind``) that reaches 127.0.0.1:``port``
+    whatever name it is given (noted in ``dialled``): a local proxy or tunnel's stand-in."""
+
+    def connector(host: str, _port: int, **kwargs: Any) -> Any:
+        if dialled is not None:
+            dialled.append(host)
+        sock = socket.create_connection(("127.0.0.1", port), kwargs["timeout"])
+        if kind == "sync":
+            return sock
+
+        async def opened() -> socket.socket:
+            return sock
+
+        return opened()
+
+    return connector
 
 
 def make_client(kind: str, port: int, host: str = "127.0.0.1", **kwargs: Any) -> Any:

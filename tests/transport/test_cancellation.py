@@ -15,11 +15,10 @@ import asyncio
 import contextlib
 import gc
 import signal
-import socket
 import threading
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -42,6 +41,7 @@ from support.hostile.scripted import (
 from support.hostile.scripted import (
     signal as signal_step,
 )
+from support.servers import unanswered_port
 
 ENVELOPE = Envelope("a@example.org", ["b@example.org"])
 
@@ -166,14 +166,7 @@ def test_interrupted_while_the_tcp_connection_opens_leaves_no_socket(kind: str) 
     connect waits. Interrupted there (Ctrl-C, a caller's SIGALRM), the blocking
     client's socket was left for the garbage collector ("unclosed socket").
     The interrupt comes from a timer: when it fires is not asserted on."""
-    with socket.socket() as listener, ExitStack() as queued:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(0)
-        port = listener.getsockname()[1]
-        for _ in range(3):  # fill the accept queue (never accepted)
-            waiting = queued.enter_context(socket.socket())
-            waiting.setblocking(False)
-            waiting.connect_ex(("127.0.0.1", port))
+    with unanswered_port() as port:
         cls = Client if kind == "sync" else AsyncClient
         client = cls("127.0.0.1", port, timeout=30)
         gc.collect()  # (what earlier tests left is not this test's)

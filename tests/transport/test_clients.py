@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import socket
-from contextlib import ExitStack
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import smtpmail
 from smtpmail.transport._base import _local_fqdn
 from support.harness import Connect, drive, op
 from support.hostile.scripted import ScriptedServer, expect, hello, read_some, stall
-from support.servers import RecordingServer
+from support.servers import RecordingServer, unanswered_port
 
 MSG = b"Subject: test\r\n\r\nline one\r\n.leading dot\r\n"
 
@@ -261,14 +260,7 @@ async def test_a_connect_timeout_says_it_timed_out(connect: Connect) -> None:
     """A server whose accept queue is full drops the client's SYN: the connect
     deadline passes. AsyncClient said "cannot connect to host:port: " and no
     more (asyncio's TimeoutError has no text), where Client says "timed out"."""
-    with socket.socket() as listener, ExitStack() as queued:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(0)
-        port = listener.getsockname()[1]
-        for _ in range(3):  # fill the accept queue (never accepted)
-            waiting = queued.enter_context(socket.socket())
-            waiting.setblocking(False)
-            waiting.connect_ex(("127.0.0.1", port))
+    with unanswered_port() as port:
         client = connect(port, timeout=smtpmail.Timeouts(connect=0.2))
         with pytest.raises(smtpmail.ConnectError) as info:
             await client.connect()

@@ -26,7 +26,7 @@ import uvloop
 
 from smtpmail import AsyncClient, Credentials, Envelope, LocalProtocolError, SendResult, TLSOptions
 from support.hostile.scripted import ScriptedServer, respond
-from support.tlsservers import PASSWORD, USER, Certs, TLSServer, authenticator
+from support.tlsservers import PASSWORD, USER, Certs, TLSServer
 
 T = TypeVar("T")
 ENVELOPE = Envelope("a@example.org", ["b@example.org"])
@@ -50,28 +50,23 @@ def run(request: pytest.FixtureRequest) -> Callable[[Coroutine[Any, Any, T]], T]
     return run_
 
 
-def test_starttls_auth_and_a_batch(run: Callable[..., Any], certs: Certs) -> None:
-    with TLSServer(
-        tls_context=certs.server_context(),
-        require_starttls=True,
-        authenticator=authenticator(),
-        auth_required=True,
-    ) as server:
+def test_starttls_auth_and_a_batch(
+    run: Callable[..., Any], certs: Certs, starttls_server: TLSServer
+) -> None:
+    async def main() -> list[SendResult]:
+        async with asyncio.timeout(30):  # (guards the test: each send waited out its own)
+            async with AsyncClient(
+                "127.0.0.1",
+                starttls_server.port,
+                auth=Credentials(USER, PASSWORD),
+                tls_options=TLSOptions(ca_file=certs.ca_file),
+                timeout=10,
+            ) as client:
+                assert client.tls_info is not None
+                return await client.send_many([(ENVELOPE, MESSAGE)] * 3)
 
-        async def main() -> list[SendResult]:
-            async with asyncio.timeout(30):  # (guards the test: each send waited out its own)
-                async with AsyncClient(
-                    "127.0.0.1",
-                    server.port,
-                    auth=Credentials(USER, PASSWORD),
-                    tls_options=TLSOptions(ca_file=certs.ca_file),
-                    timeout=10,
-                ) as client:
-                    assert client.tls_info is not None
-                    return await client.send_many([(ENVELOPE, MESSAGE)] * 3)
-
-        assert all(r.ok for r in run(main()))
-        assert len(server.messages) == 3
+    assert all(r.ok for r in run(main()))
+    assert len(starttls_server.messages) == 3
 
 
 async def _guarded(client: AsyncClient, many: int = 1) -> list[SendResult]:

@@ -196,23 +196,12 @@ async def test_no_clear_text_auth_through_a_callers_connection(kind: str, how: s
     a caller's connector or stream that ends on loopback (a local SOCKS or
     HTTP proxy, a tunnel's entrance) may lead anywhere, as ``proxy=`` does."""
     from smtpmail import PlaintextAuthRefused
-    from support.harness import Twin
+    from support.harness import Twin, loopback_connector
     from support.tlsservers import PASSWORD, USER
 
     with TLSServer(authenticator=authenticator(), auth_require_tls=False) as server:
-
-        def local_proxy(host: str, port: int, **kwargs: Any) -> Any:
-            # Stands for a proxy on loopback that would carry host:port anywhere.
-            sock = socket.create_connection(("127.0.0.1", server.port), kwargs["timeout"])
-            if kind == "sync":
-                return sock
-
-            async def opened() -> socket.socket:
-                return sock
-
-            return opened()
-
-        given: dict[str, Any] = {"connect": local_proxy}
+        # The connector stands for a proxy on loopback that would carry host:port anywhere.
+        given: dict[str, Any] = {"connect": loopback_connector(kind, server.port)}
         if how == "stream":
             given = {"stream": socket.create_connection(("127.0.0.1", server.port), 10)}
         # The server's name is not loopback; the connection the caller made is.

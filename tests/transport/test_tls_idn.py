@@ -11,14 +11,12 @@ Both clients, against aiosmtpd with STARTTLS and a trustme CA.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from smtpmail import InputError, TLSMode, TLSOptions
-from support.harness import Twin
+from support.harness import Twin, loopback_connector
 from support.tlsservers import Certs, TLSServer
 
 MSG = b"Subject: idn\r\n\r\nto an IDN host\r\n"
@@ -37,23 +35,6 @@ def server(idn_certs: Certs) -> Iterator[TLSServer]:
         yield srv
 
 
-def _to(server: TLSServer, kind: str, dialled: list[str]) -> Any:
-    """A connector that reaches the test server whatever the name (no DNS here)."""
-
-    def connector(host: str, port: int, **kwargs: Any) -> Any:
-        dialled.append(host)
-        sock = socket.create_connection(("127.0.0.1", server.port), kwargs["timeout"])
-        if kind == "sync":
-            return sock
-
-        async def opened() -> socket.socket:
-            return sock
-
-        return opened()
-
-    return connector
-
-
 @pytest.mark.parametrize(
     ("host", "server_hostname"),
     [("faß.example", None), ("127.0.0.1", "faß.example"), ("ΐς.example", None)],
@@ -70,7 +51,7 @@ def test_a_deviation_character_is_refused_before_connecting(
             25,
             tls=TLSMode.REQUIRED,
             tls_options=options,
-            connect=_to(server, kind, dialled),
+            connect=loopback_connector(kind, server.port, dialled),
         )
     assert dialled == []
     assert server.raw == b""
@@ -87,7 +68,7 @@ async def test_a_u_label_host_goes_as_its_a_label(
         25,
         tls=TLSMode.REQUIRED,
         tls_options=options,
-        connect=_to(server, kind, dialled),
+        connect=loopback_connector(kind, server.port, dialled),
     )
     async with client:
         assert (await client.send(MSG, "a@example.org", "b@example.org")).ok
