@@ -357,3 +357,30 @@ def test_partial_or_malformed_echo_is_not_shown(
         ).connect()
     for text in (str(info.value), repr(info.value), "\n".join(lines), caplog.text):
         assert cut[:20] not in text
+
+
+# How the ssl module says the network ended a handshake depends on its OpenSSL and
+# Python: a local build says SSLEOFError, Debian's Python 3.11 with OpenSSL 3.0
+# SSLZeroReturnError ("TLS/SSL connection has been closed (EOF)"), an older one
+# SSLSyscallError. All are the connection lost (transient, exit 75); the server's
+# own answer (an alert, bytes that are not TLS, a certificate refused) is not.
+HANDSHAKE_ERRORS: dict[str, tuple[BaseException, bool]] = {
+    "SSLEOFError": (ssl.SSLEOFError(8, "EOF occurred in violation of protocol"), True),
+    "SSLZeroReturnError": (
+        ssl.SSLZeroReturnError(6, "TLS/SSL connection has been closed (EOF) (_ssl.c:992)"),
+        True,
+    ),
+    "SSLSyscallError": (ssl.SSLSyscallError(5, "Some I/O error occurred"), True),
+    "reset": (ConnectionResetError(104, "Connection reset by peer"), True),
+    "timeout": (TimeoutError("timed out"), True),
+    "alert": (ssl.SSLError(1, "[SSL: TLSV1_ALERT_PROTOCOL_VERSION] alert"), False),
+    "not TLS": (ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number"), False),
+}
+
+
+@pytest.mark.parametrize("case", HANDSHAKE_ERRORS)
+def test_a_handshake_error_is_transient_when_the_connection_was_lost(case: str) -> None:
+    from smtpmail.transport.tls import handshake_error
+
+    exc, transient = HANDSHAKE_ERRORS[case]
+    assert handshake_error(exc, "mx.example:25").is_transient is transient

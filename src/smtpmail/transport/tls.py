@@ -442,10 +442,13 @@ def handshake_error(exc: BaseException, where: str) -> TLSError:
     if isinstance(exc, TimeoutError):
         return TLSError(f"TLS handshake with {where} timed out", transient=True)
     # The connection closed or reset under the handshake (ssl's "EOF occurred in
-    # violation of protocol", or the socket's own error): the network's fault,
-    # as a connection lost anywhere else; an SSLError proper is the server's
-    # answer (an alert, bytes that are not TLS) and would come again.
-    if isinstance(exc, ssl.SSLEOFError) or not isinstance(exc, ssl.SSLError):
+    # violation of protocol"; "TLS/SSL connection has been closed (EOF)", as
+    # OpenSSL 3.0 with Debian's Python says it; a system call's error; or the
+    # socket's own): the network's fault, as a connection lost anywhere else.
+    # An SSLError proper is the server's answer (an alert, bytes that are not
+    # TLS) and would come again.
+    lost = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)
+    if isinstance(exc, lost) or not isinstance(exc, ssl.SSLError):
         detail = ""
         if isinstance(exc, OSError) and not isinstance(exc, ssl.SSLError) and exc.strerror:
             detail = f" ({exc.strerror})"  # "Connection reset by peer"
