@@ -279,7 +279,13 @@ def test_a_write_that_times_out_says_it_timed_out(kind: str) -> None:
         read_some(),
         stall(),
     ]
-    message = b"Subject: big\r\n\r\n" + (b"y" * 70 + b"\r\n") * 200_000  # > every buffer
+    # 144 MB streamed (one 14 MB block, ten times): far more than every buffer
+    # between the two (the client's transport, both kernels' socket buffers and
+    # the server's reader hold over 12 MB), so the write waits while the final
+    # dot is still unwritten: with 14 MB, the tail and the dot sometimes fitted
+    # in the client's transport, and the client waited for the reply instead.
+    block = (b"y" * 70 + b"\r\n") * 200_000
+    message = iter([b"Subject: big\r\n\r\n", *[block] * 10])
     with ScriptedServer(script) as server:
         outcome = drive(
             kind,
