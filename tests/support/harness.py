@@ -32,14 +32,19 @@ from smtpmail.protocol.reply import Reply, ReplyParser
 KINDS = ("sync", "async")
 
 
-def loopback_connector(kind: str, port: int, dialled: list[str] | None = None) -> Any:
+def loopback_connector(
+    kind: str, port: int, dialled: list[str] | None = None, send_buffer: int | None = None
+) -> Any:
     """A client's ``connect=`` (sync or async by ``kind``) that reaches 127.0.0.1:``port``
-    whatever name it is given (noted in ``dialled``): a local proxy or tunnel's stand-in."""
+    whatever name it is given (noted in ``dialled``): a local proxy or tunnel's stand-in.
+    ``send_buffer`` fixes the kernel's send buffer of the socket (SO_SNDBUF)."""
 
     def connector(host: str, _port: int, **kwargs: Any) -> Any:
         if dialled is not None:
             dialled.append(host)
         sock = socket.create_connection(("127.0.0.1", port), kwargs["timeout"])
+        if send_buffer is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
         if kind == "sync":
             return sock
 

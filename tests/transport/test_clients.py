@@ -15,7 +15,7 @@ import pytest
 
 import smtpmail
 from smtpmail.transport._base import _local_fqdn
-from support.harness import Connect, drive, op
+from support.harness import Connect, drive, loopback_connector, op
 from support.hostile.scripted import ScriptedServer, expect, hello, read_some, stall
 from support.servers import RecordingServer, unanswered_port
 
@@ -280,10 +280,9 @@ def test_a_write_that_times_out_says_it_timed_out(kind: str) -> None:
         stall(),
     ]
     # 144 MB streamed (one 14 MB block, ten times): far more than every buffer
-    # between the two (the client's transport, both kernels' socket buffers and
-    # the server's reader hold over 12 MB), so the write waits while the final
-    # dot is still unwritten: with 14 MB, the tail and the dot sometimes fitted
-    # in the client's transport, and the client waited for the reply instead.
+    # between the two (both kernels' socket buffers and the server's reader hold
+    # over 12 MB here), so the write waits in the middle of the content. The
+    # write of the end itself: test_an_end_of_data_the_kernel_has_not_taken...
     block = (b"y" * 70 + b"\r\n") * 200_000
     message = iter([b"Subject: big\r\n\r\n", *[block] * 10])
     with ScriptedServer(script) as server:
@@ -296,6 +295,35 @@ def test_a_write_that_times_out_says_it_timed_out(kind: str) -> None:
     err = outcome.raised(smtpmail.ConnectionLost)
     assert f"127.0.0.1:{server.port} broke: timed out" in str(err)
     assert not err.possibly_delivered  # (the final dot never left)
+
+
+def test_an_end_of_data_the_kernel_has_not_taken_was_not_sent(kind: str) -> None:
+    """The server stops reading after DATA, and the kernel's buffers (fixed at a
+    few dozen KiB) cannot hold the whole message: the write of its end waits
+    out the command timeout, and the message was not delivered. AsyncClient
+    counted the final dot as sent once its transport held it (up to 256 KiB
+    short of the kernel): it then waited for the reply, for the data timeout,
+    and called the message possibly delivered though the dot never left."""
+    script = [
+        *hello((b"8BITMIME",)),
+        expect(b"MAIL", b"250 ok\r\n"),
+        expect(b"RCPT", b"250 ok\r\n"),
+        expect(b"DATA", b"354 go ahead\r\n"),
+        stall(),
+    ]
+    # 216 KB: about 100 KiB more than the buffers between the two hold.
+    message = b"Subject: s\r\n\r\n" + (b"y" * 70 + b"\r\n") * 3000
+    with ScriptedServer(script, receive_buffer=16384) as server:
+        outcome = drive(
+            kind,
+            server.port,
+            [op("send", message, "a@example.org", ["b@example.org"])],
+            timeout=smtpmail.Timeouts(command=0.5, data_end=5),
+            connect=loopback_connector(kind, server.port, send_buffer=16384),
+        )
+    err = outcome.raised(smtpmail.ConnectionLost)
+    assert "broke: timed out" in str(err)
+    assert not err.possibly_delivered
 
 
 async def test_both_clients_put_the_same_bytes_on_the_wire() -> None:

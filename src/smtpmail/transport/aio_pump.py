@@ -6,8 +6,8 @@ reply it waits for would then cost a Future, a task wake-up and an extra
 turn of the loop (one more ``epoll_wait``): most of what AsyncClient spent
 above the blocking client per message (issue 19). On the loop's own socket
 stream (:class:`~smtpmail.transport.aio_stream.AsyncSocketStream`) the pump
-does the steps that need no waiting on the spot (writes below the
-high-water mark, bytes already buffered) and, when one must wait for bytes
+does the steps that need no waiting on the spot (writes the kernel
+takes whole, bytes already buffered) and, when one must wait for bytes
 or room to write, asks the stream to call it back: the flow goes on right
 in ``buffer_updated``, under the deadline of that step (one watchdog timer
 per stream), and the task wakes only when the operation is done or needs a

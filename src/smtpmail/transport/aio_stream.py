@@ -45,8 +45,16 @@ if TYPE_CHECKING:
 
 __all__ = ["AsyncSocketStream", "open_tcp", "timed_out"]
 
-#: Above this many unsent octets, ``write`` waits for the peer to take some.
-_HIGH_WATER = 256 * 1024
+#: Above this many unsent octets, ``write`` waits for the peer to take some:
+#: none, so that a write is done once the kernel holds all of it, as a
+#: blocking socket's is. asyncio's default (64 KiB, here once 256 KiB) left
+#: a message's final dot in the transport's buffer, counted as sent: the
+#: client then waited for its reply (the data timeout, 10 minutes) instead of
+#: timing out the write, and called the message possibly delivered although
+#: the dot never left the machine. Nothing is lost in speed: the transport
+#: writes at once to the socket, and the kernel's send buffer keeps the
+#: connection busy while the next piece of content is prepared.
+_HIGH_WATER = 0
 #: The size of the buffer the event loop receives into.
 _RECEIVE = 65536
 
@@ -232,9 +240,10 @@ class AsyncSocketStream(asyncio.BufferedProtocol):
         return self.write_done()
 
     def write_done(self) -> bool:
-        """Whether what was written is on its way: False while above the high-water
-        mark. Raises ``OSError`` when the connection was lost (or the write
-        failed): asyncio dropped the data, as a blocking write would have raised."""
+        """Whether what was written is on its way: False while the transport still
+        holds some of it (the kernel's buffer is full). Raises ``OSError`` when
+        the connection was lost (or the write failed): asyncio dropped the
+        data, as a blocking write would have raised."""
         transport = self._transport
         if transport is None or transport.is_closing():
             self._salvage()
@@ -308,6 +317,7 @@ class AsyncSocketStream(asyncio.BufferedProtocol):
             raise
         if tls is None:
             raise ConnectionResetError("the connection closed during the TLS handshake")
+        tls.set_write_buffer_limits(high=_HIGH_WATER)  # (the TLS layer's own buffer)
         self._transport = tls
         self._tls = True
         ssl_object = tls.get_extra_info("ssl_object")

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import socket
 import ssl
 import threading
 from collections.abc import Awaitable, Callable, Sequence
@@ -499,6 +500,9 @@ class ScriptedServer:
     ``then``: the scripts of the second, third... connections (the last repeats).
     It listens on ``host`` and ``port`` (default: 127.0.0.1, an ephemeral
     port; an MX address of tests/support/delivery/mxworld.py and port 25 there).
+    ``receive_buffer``: what a connection holds unread, in octets, once a step
+    stops reading: the kernel's receive buffer is fixed at this size (it no
+    longer grows) and so is the stream's. By default both are megabytes.
     """
 
     def __init__(
@@ -509,8 +513,10 @@ class ScriptedServer:
         host: str = "127.0.0.1",
         port: int = 0,
         then: Sequence[Sequence[Step]] = (),
+        receive_buffer: int | None = None,
     ) -> None:
         self.script = list(script)
+        self.receive_buffer = receive_buffer
         self.scripts = [self.script, *(list(more) for more in then)]
         self.greeting = greeting
         self.host = host
@@ -558,12 +564,22 @@ class ScriptedServer:
 
     def __enter__(self) -> ScriptedServer:
         self._thread.start()
-        fut = asyncio.run_coroutine_threadsafe(
-            asyncio.start_server(
+        if self.receive_buffer is None:
+            serving = asyncio.start_server(
                 self._handle, self.host, self.port, limit=2**20, reuse_address=True
-            ),
-            self._loop,
-        )
+            )
+        else:
+            # Set before listen(), so that every accepted socket has it (and the
+            # kernel does not tune it); the stream reads up to twice its limit.
+            sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.receive_buffer)
+            sock.bind((self.host, self.port))
+            sock.listen()
+            serving = asyncio.start_server(
+                self._handle, sock=sock, limit=max(1, self.receive_buffer // 2)
+            )
+        fut = asyncio.run_coroutine_threadsafe(serving, self._loop)
         self._server = fut.result(10)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
