@@ -1,4 +1,5 @@
-"""An internationalised server name, as DNS, SNI and the certificate check see it.
+"""A server name as DNS, SNI and the certificate check see it: internationalised,
+or fully qualified with its final dot.
 
 Python's ``idna`` codec (IDNA 2003), which ``getaddrinfo`` and ``ssl`` apply
 to a non-ASCII name, maps the four deviation characters where IDNA 2008
@@ -75,4 +76,27 @@ async def test_a_u_label_host_goes_as_its_a_label(
         assert client.tls_info.verified
         assert client.tls_info.server_hostname == "xn--bcher-kva.example"
     assert dialled == ["xn--bcher-kva.example"]
+    assert len(server.messages) == 1
+
+
+async def test_a_final_dot_is_kept_for_dns_and_dropped_for_tls(
+    kind: str, server: TLSServer, idn_certs: Certs
+) -> None:
+    """``mail.example.`` (a fully qualified name, as a resolver or a config file
+    writes it) failed the certificate check: OpenSSL compared "fass.example."
+    with the certificate's "fass.example", and SNI carried the dot."""
+    dialled: list[str] = []
+    client = Twin(
+        kind,
+        "fass.example.",
+        25,
+        tls=TLSMode.REQUIRED,
+        tls_options=TLSOptions(ca_file=idn_certs.ca_file),
+        connect=loopback_connector(kind, server.port, dialled),
+    )
+    async with client:
+        assert (await client.send(MSG, "a@example.org", "b@example.org")).ok
+        assert client.tls_info.verified
+        assert client.tls_info.server_hostname == "fass.example"
+    assert dialled == ["fass.example."]
     assert len(server.messages) == 1

@@ -338,8 +338,13 @@ class BaseClient:
 
     @property
     def server_hostname(self) -> str:
-        """The name the server certificate must carry, also sent in SNI."""
-        return self.tls_options.server_hostname or self.host
+        """The name the server certificate must carry, also sent in SNI.
+
+        A fully qualified name's final dot (``mail.example.org.``, which the
+        resolver keeps) is dropped here, as curl drops it: SNI carries no
+        trailing dot (RFC 6066 §3), certificates name hosts without one, and
+        OpenSSL compares the two as they are ("Hostname mismatch")."""
+        return (self.tls_options.server_hostname or self.host).removesuffix(".")
 
     def _context(self) -> ssl.SSLContext:
         if self._ssl_context is None:
