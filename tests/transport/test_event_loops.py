@@ -69,6 +69,31 @@ def test_starttls_auth_and_a_batch(
     assert len(starttls_server.messages) == 3
 
 
+def test_a_message_bigger_than_the_buffers_goes_over_tls(
+    run: Callable[..., Any], certs: Certs, starttls_server: TLSServer
+) -> None:
+    """20 MB over STARTTLS: the TLS layer's buffer pauses the client while it
+    holds any of its writes and resumes it once the socket took them. Set to
+    pause at 0 octets (as the socket transport is), it paused with nothing to
+    drain and never resumed: the write timed out."""
+    big = b"Subject: big\r\n\r\n" + (b"y" * 76 + b"\r\n") * 260_000
+
+    async def main() -> SendResult:
+        async with asyncio.timeout(60):  # (guards the test)
+            async with AsyncClient(
+                "127.0.0.1",
+                starttls_server.port,
+                auth=Credentials(USER, PASSWORD),
+                tls_options=TLSOptions(ca_file=certs.ca_file),
+                timeout=10,
+            ) as client:
+                return await client.send(big, envelope=ENVELOPE)
+
+    assert run(main()).ok
+    assert len(starttls_server.messages) == 1
+    assert len(starttls_server.messages[0].content) >= len(big)
+
+
 async def _guarded(client: AsyncClient, many: int = 1) -> list[SendResult]:
     # (the deadline guards the test only: the send hung, its own deadlines
     # armed in the closed loop)

@@ -317,7 +317,12 @@ class AsyncSocketStream(asyncio.BufferedProtocol):
             raise
         if tls is None:
             raise ConnectionResetError("the connection closed during the TLS handshake")
-        tls.set_write_buffer_limits(high=_HIGH_WATER)  # (the TLS layer's own buffer)
+        # The TLS layer's own buffer: it pauses at ``size >= high`` (the socket
+        # transport at ``size > high``), so 0 would pause it with nothing to
+        # drain, never to resume. 1: paused while it holds anything. Its records
+        # then wait in the socket transport, which resumes it once the kernel
+        # took them all; the last write's may still wait there when it is done.
+        tls.set_write_buffer_limits(high=_HIGH_WATER + 1)
         self._transport = tls
         self._tls = True
         ssl_object = tls.get_extra_info("ssl_object")
