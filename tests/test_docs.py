@@ -131,37 +131,3 @@ def test_the_reference_describes_this_checkout_not_an_installed_copy(tmp_path: P
     )
     assert done.returncode == 0, done.stderr
     assert "`--quit-after STAGE`" in done.stdout
-
-
-# The guide's ```python blocks run as printed against a server on 127.0.0.1:1025;
-# ```py blocks are illustrations (a real relay, DNS, a key file) and are not run.
-GUIDE_PAGES = ("guide/library.md", "guide/compose.md", "guide/errors.md")
-GUIDE_EXAMPLES = [
-    (page, code)
-    for page in GUIDE_PAGES
-    for code in re.findall(r"```python\n(.*?)```", (ROOT / "docs" / page).read_text(), re.S)
-]
-
-
-@pytest.mark.parametrize(
-    ("page", "code"), GUIDE_EXAMPLES, ids=[f"{p}-{i}" for i, (p, _) in enumerate(GUIDE_EXAMPLES)]
-)
-def test_guide_example_sends_through_a_real_server(
-    page: str, code: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import contextlib
-    import io
-
-    from support.servers import RecordingServer, fixed_port
-
-    monkeypatch.chdir(tmp_path)  # the files the compose example attaches
-    (tmp_path / "report.pdf").write_bytes(b"%PDF-1.4\n%%EOF\n")
-    (tmp_path / "logo.png").write_bytes(b"\x89PNG\r\n\x1a\n")
-    with (
-        fixed_port(1025),
-        RecordingServer(port=1025) as server,
-        contextlib.redirect_stdout(io.StringIO()),
-    ):
-        exec(compile(code, page, "exec"), {"__name__": "__main__"})
-    assert server.messages, code
-    assert {r for m in server.messages for r in m.rcpt_tos} >= {"bob@example.org"}
