@@ -107,11 +107,12 @@ def test_the_pages_have_runnable_examples() -> None:
             ("sh", PLAIN),
             ("sh", TLS_AUTH),
         },
+        "index.md": {("python", PLAIN)},
         "guide/library.md": {("python", PLAIN)},
         "guide/compose.md": {("python", PLAIN)},
         "guide/errors.md": {("python", PLAIN)},
         "guide/command-line.md": {("sh", PLAIN)},
-        "guide/outbox.md": {("sh", PLAIN)},
+        "guide/outbox.md": {("python", PLAIN), ("sh", PLAIN)},
         "json.md": {("sh", PLAIN)},
     }
     coming_from = [b for b in RUNNABLE if b.page == "coming-from.md"]
