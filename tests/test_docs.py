@@ -131,3 +131,37 @@ def test_the_reference_describes_this_checkout_not_an_installed_copy(tmp_path: P
     )
     assert done.returncode == 0, done.stderr
     assert "`--quit-after STAGE`" in done.stdout
+
+
+def test_the_error_tree_of_the_guide_is_the_class_tree() -> None:
+    """docs/guide/errors.md draws the exception classes: each one named under
+    another must be its subclass, and every public error must be drawn."""
+    import textwrap
+
+    import smtpmail
+    from smtpmail import errors
+
+    page = (ROOT / "docs/guide/errors.md").read_text(encoding="utf-8")
+    tree = page.split("```text\n", 1)[1].split("```", 1)[0]
+    drawing = (errors.__doc__ or "").split("::\n\n", 1)[1].split("\n\n", 1)[0]
+    assert tree == textwrap.dedent(drawing) + "\n"  # "as smtpmail.errors draws it"
+    parents: list[str] = []
+    drawn = set()
+    for line in tree.splitlines():
+        found = re.match(r"^([│├└─ ]*?)(\w+)\s", line + " ")
+        if not found or not found.group(2)[0].isupper():
+            continue
+        depth = len(found.group(1)) // 4
+        name = found.group(2)
+        cls = getattr(smtpmail, name)
+        if depth:
+            assert issubclass(cls, getattr(smtpmail, parents[depth - 1])), (name, parents)
+        parents[depth:] = [name]
+        drawn.add(name)
+    public = {
+        n
+        for n in errors.__all__
+        if isinstance(getattr(errors, n), type) and issubclass(getattr(errors, n), errors.SMTPError)
+    }
+    assert len(drawn) >= 20
+    assert public - drawn <= {"AuthError"}, public - drawn  # (the old name, deprecated)
