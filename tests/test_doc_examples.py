@@ -12,13 +12,14 @@ server it was written for (the reader sees the title, and what to start):
 
 Python blocks run with ``exec``; shell blocks with ``bash -euo pipefail`` and the
 installed console scripts. Both run in a folder holding ``ca.pem``, ``mail.eml``,
-``report.pdf`` and ``logo.png``, plus the files the page itself shows in blocks
-titled with a file's name (``letter.eml``, ``people.csv``), with the outbox and
-configuration folders (XDG) inside it. Each block must succeed and deliver at
-least one message, unless every command in it only looks (``probe``,
-``--dry-run``, ``--quit-after``), when it must deliver none; and every
-recipient the server got must be one the block, or a file it reads, names.
-Blocks without such a title (a real relay, DNS, a key file) are not run.
+``report.pdf``, ``logo.png`` and ``dkim.pem`` (an Ed25519 key), plus the files
+the page itself shows in blocks titled with a file's name (``letter.eml``,
+``people.csv``), with the outbox and configuration folders (XDG) inside it.
+Each block must succeed and deliver at least one message, unless every command
+in it only looks (``probe``, ``--dry-run``, ``--quit-after``), when it must
+deliver none; and every recipient the server got must be one the block, or a
+file it reads, names. Blocks without such a title (a real relay, DNS, a proxy)
+are not run.
 """
 
 from __future__ import annotations
@@ -111,6 +112,7 @@ def test_the_pages_have_runnable_examples() -> None:
         "guide/library.md": {("python", PLAIN)},
         "guide/compose.md": {("python", PLAIN)},
         "guide/errors.md": {("python", PLAIN)},
+        "guide/dkim.md": {("python", PLAIN)},
         "guide/command-line.md": {("sh", PLAIN)},
         "guide/outbox.md": {("python", PLAIN), ("sh", PLAIN)},
         "json.md": {("sh", PLAIN)},
@@ -134,6 +136,7 @@ class Folder:
         )
         (path / "report.pdf").write_bytes(b"%PDF-1.4\n%%EOF\n")
         (path / "logo.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+        (path / "dkim.pem").write_bytes(_dkim_key())
         (path / "config.toml").write_text(config_block())
 
     def files_for(self, block: Block) -> str:
@@ -162,6 +165,18 @@ class Folder:
                 auth_required=True,
             ) as tls_server:
                 yield tls_server
+
+
+def _dkim_key() -> bytes:
+    """What ``openssl genpkey -algorithm ed25519`` writes (PKCS #8 PEM)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    return ed25519.Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
 
 
 @pytest.fixture(scope="module")
