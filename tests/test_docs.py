@@ -165,3 +165,14 @@ def test_the_error_tree_of_the_guide_is_the_class_tree() -> None:
     }
     assert len(drawn) >= 20
     assert public - drawn <= {"AuthError"}, public - drawn  # (the old name, deprecated)
+
+
+def test_the_command_line_guide_lists_the_exit_statuses_send_help_lists() -> None:
+    """The guide's sysexits.h list once left out 70 (internal error)."""
+    page = (ROOT / "docs/guide/command-line.md").read_text(encoding="utf-8")
+    listed = page.split("Exit statuses follow sysexits.h", 1)[1].split(". When", 1)[0]
+    in_guide = {int(n) for n in re.findall(r"\b(\d\d)\b", listed)} | {0}
+    table = _help("send").split("\nexit status", 1)[1]
+    in_help = {int(n) for n in re.findall(r"^  (\d+) ", table, flags=re.M)}
+    assert in_help >= {0, 64, 65, 75, 79}
+    assert in_guide == in_help, sorted(in_guide ^ in_help)
