@@ -6,11 +6,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
-# Debian packages the tests run as installed (Postfix and its smtp-sink, dnsmasq,
+# Debian packages the tests run as installed (Postfix and its smtp-sink, jq for the examples
+# of docs/json.md, dnsmasq,
 # git send-email, Dovecot LMTP and SASL, chromium for the web inbox, opendkim, PostgreSQL
 # for the outbox's database store: tests/support/pgserver.py), and libatomic1 for the node
 # program in Playwright's wheel (checked below, after pip).
-APT_PACKAGES="postfix dnsmasq-base git-email libmailtools-perl dovecot-core dovecot-lmtpd chromium opendkim libatomic1 knot knot-dnsutils unbound ldnsutils iproute2 postgresql"
+APT_PACKAGES="postfix jq dnsmasq-base git-email libmailtools-perl dovecot-core dovecot-lmtpd chromium opendkim libatomic1 knot knot-dnsutils unbound ldnsutils iproute2 postgresql"
 # The proxies tests/support/proxies.py starts: Dante (SOCKS 4/5), microsocks (SOCKS 5 with a
 # password), tinyproxy (HTTP CONNECT), OpenSSH's ssh -D and sshd (SOCKS 4A).
 APT_PACKAGES="$APT_PACKAGES dante-server microsocks tinyproxy openssh-server openssh-client"

@@ -24,7 +24,7 @@ def section(title: str) -> str:
 
 
 def code_blocks(text: str, language: str) -> list[str]:
-    return re.findall(rf"```{language}\n(.*?)```", text, flags=re.S)
+    return re.findall(rf"```{language}(?: [^\n]*)?\n(.*?)```", text, flags=re.S)
 
 
 def test_quick_start_is_two_commands_that_exist() -> None:

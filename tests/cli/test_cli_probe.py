@@ -177,3 +177,35 @@ def test_probe_with_a_user_and_no_starttls_answers_as_send_would(
     assert r.status == exits.EX_OK, r.stdout
     assert b"AUTH" in server.raw.upper()
     assert r.stdout.count("the server offers no STARTTLS") == 1, r.stdout
+
+
+def test_allow_plaintext_auth_alone_logs_in_where_no_starttls_is_offered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``-u USER --allow-plaintext-auth`` to a server without STARTTLS, no ``--tls``:
+    credentials made TLS required, so send and probe stopped at the missing
+    STARTTLS (69, 'TLS is required') and the option allowed nothing unless
+    ``--tls opportunistic`` came with it. Allowed, the login goes in clear, as
+    with swaks and msmtp; the library's ``allow_plaintext_auth=True`` the same."""
+    import smtpmail
+    from smtpmail.transport import _base
+    from support.tlsservers import PASSWORD, USER, TLSServer, authenticator
+
+    monkeypatch.setattr(_base, "LOOPBACK_IS_PRIVATE", False)  # (in-process run_cli)
+    login = ("-u", USER, "--password-env", "PW", "--allow-plaintext-auth")
+    envelope = ("--from", "a@example.org", "--to", "b@example.org", "--body", "hi")
+    with TLSServer(authenticator=authenticator(), auth_require_tls=False) as server:
+        where = f"127.0.0.1:{server.port}"
+        probed = run_cli("probe", where, *login, environ={"PW": PASSWORD})
+        sent = run_cli("send", "-s", where, *login, *envelope, environ={"PW": PASSWORD})
+        with smtpmail.Client(
+            "127.0.0.1", server.port, auth=(USER, PASSWORD), allow_plaintext_auth=True
+        ) as client:
+            client.send(b"Subject: library\r\n\r\nhi\r\n", "a@example.org", ["b@example.org"])
+        assert client.tls_mode is smtpmail.TLSMode.OPPORTUNISTIC
+    assert probed.status == exits.EX_OK, probed.stdout + probed.stderr
+    assert "AUTH:       accepted for" in probed.stdout, probed.stdout
+    assert sent.status == exits.EX_OK, sent.stderr
+    assert len(server.messages) == 2
+    assert sum(c.upper().startswith(b"AUTH") for c in server.commands()) == 3
+    assert b"STARTTLS" not in server.raw.upper()

@@ -391,3 +391,24 @@ def test_queue_add_makes_the_outbox_it_names(tmp_path: Path) -> None:
     assert status == 0, err
     assert (tmp_path / "q").is_dir()
     assert out.strip() in _run(tmp_path, [*_queue(tmp_path), "list"])[1]
+
+
+def test_the_outbox_may_be_named_after_the_action(tmp_path: Path, smtpd: RecordingServer) -> None:
+    """``queue list --queue-dir DIR`` (as ``merge`` and ``send --queue`` take it) was
+    'unrecognized arguments' (64): only ``queue --queue-dir DIR list`` worked.
+    Either place names the outbox; given in both, the one after the action wins."""
+    q, other = str(tmp_path / "q"), str(tmp_path / "other")
+    status, out, err = _run(tmp_path, ["queue", "add", "--queue-dir", q], LETTER)
+    assert status == 0, err
+    msg_id = out.strip()
+    assert msg_id in _run(tmp_path, ["queue", "list", "--queue-dir", q])[1]
+    assert msg_id in _run(tmp_path, ["queue", "--queue-dir", q, "list"])[1]
+    assert msg_id in _run(tmp_path, ["queue", "--queue-dir", other, "list", "--queue-dir", q])[1]
+    status, _, err = _run(tmp_path, ["queue", "list", "--queue-dir", other])
+    assert status == 64 and "no outbox there" in err
+    status, _, err = _run(tmp_path, ["queue", "run", "--queue-dir", q, "--port", str(smtpd.port)])
+    assert status == 0, err
+    assert sorted(r for m in smtpd.messages for r in m.rcpt_tos) == [
+        "b@example.net",
+        "c@example.net",
+    ]

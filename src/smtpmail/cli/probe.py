@@ -130,7 +130,9 @@ def _probe(
         printer = TranscriptPrinter(env.stderr, color=env.color)
     seen = _Seen(printer)
     dane = _dane(settings, args, report) if args.dane else None
-    mode = resolve_mode(settings.tls, settings.port, settings.user is not None).value
+    mode = resolve_mode(
+        settings.tls, settings.port, settings.user is not None, settings.allow_plaintext_auth
+    ).value
     phases: list[tuple[str, ServerSettings]] = []
     if mode == "implicit":
         phases.append(("tls", settings))

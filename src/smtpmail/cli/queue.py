@@ -99,6 +99,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("report", help="a bounce-like report of the recipients that failed")
     p.add_argument("--json", action="store_true")
 
+    for p in sub.choices.values():  # the outbox may be named after the action too
+        add_location_arguments(p, action=True)
+
 
 def _metrics_address(text: str) -> str:
     from smtpmail.outbox.metrics import metrics_address

@@ -36,11 +36,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_location_arguments(g)
 
 
-def add_location_arguments(g: argparse._ActionsContainer) -> None:
-    """--queue-dir and --queue-url (shared by send, queue and merge)."""
-    g.add_argument("--queue-dir", metavar="DIR", help="the outbox folder (default: XDG data dir)")
+def add_location_arguments(g: argparse._ActionsContainer, *, action: bool = False) -> None:
+    """--queue-dir and --queue-url (shared by send, queue and merge). ``action``: for
+    each ``queue`` action too, so that ``queue list --queue-dir DIR`` works as
+    ``queue --queue-dir DIR list`` does; there, an option not given sets nothing
+    (argparse.SUPPRESS), leaving the one given before the action in place."""
+    default = argparse.SUPPRESS if action else None
     g.add_argument(
-        "--queue-url", metavar="URL", help="the outbox in PostgreSQL: postgresql://USER@HOST/DB"
+        "--queue-dir",
+        metavar="DIR",
+        default=default,
+        help="the outbox folder (default: XDG data dir)",
+    )
+    g.add_argument(
+        "--queue-url",
+        metavar="URL",
+        default=default,
+        help="the outbox in PostgreSQL: postgresql://USER@HOST/DB",
     )
 
 

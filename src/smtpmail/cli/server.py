@@ -107,7 +107,7 @@ def add_server_arguments(
         choices=TLS_MODES,
         help="none, opportunistic (STARTTLS when offered), starttls (required), "
         "implicit (TLS from the first byte); default: implicit on 465, required "
-        "with credentials, else opportunistic",
+        "with credentials (unless --allow-plaintext-auth), else opportunistic",
     )
     t.add_argument("--cafile", metavar="PATH", help="trust these CA certificates")
     t.add_argument(

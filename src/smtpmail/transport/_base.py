@@ -239,9 +239,10 @@ class BaseClient:
         stream: NetworkStream | AsyncNetworkStream | socket.socket | None = None,
         proxy: Proxy | str | None = None,
     ) -> None:
-        """``tls``: None picks IMPLICIT on port 465, REQUIRED when ``auth`` is given,
-        else OPPORTUNISTIC. ``ssl_context`` replaces the context built from
-        ``tls_options`` (whose ``server_hostname`` and ``fingerprint`` still apply).
+        """``tls``: None picks IMPLICIT on port 465, REQUIRED when ``auth`` is given
+        (unless ``allow_plaintext_auth``), else OPPORTUNISTIC. ``ssl_context``
+        replaces the context built from ``tls_options`` (whose ``server_hostname``
+        and ``fingerprint`` still apply).
         ``auth``: credentials; the mechanism is the strongest offered unless
         ``auth_mechanism`` names one. Credentials never travel unencrypted
         (except to a loopback address the client dialled itself: not through
@@ -290,7 +291,7 @@ class BaseClient:
         self.allow_plaintext_auth = allow_plaintext_auth
         self.dkim = dkim
         self.convert_8bit = convert_8bit
-        self.tls_mode = resolve_mode(tls, port, self.credentials is not None)
+        self.tls_mode = resolve_mode(tls, port, self.credentials is not None, allow_plaintext_auth)
         self.tls_options = tls_options or TLSOptions()
         self.tls_options.pinned()  # a malformed pin fails here, before connecting
         self.tls_options.pinned_keys()

@@ -277,8 +277,15 @@ class TLSInfo(Frozen):
         return f"{self.version} {self.cipher}, {who}{how}"
 
 
-def resolve_mode(mode: TLSMode | str | None, port: int, authenticates: bool) -> TLSMode:
-    """The mode to use: IMPLICIT on 465, REQUIRED with credentials, else OPPORTUNISTIC."""
+def resolve_mode(
+    mode: TLSMode | str | None, port: int, authenticates: bool, allow_plaintext_auth: bool = False
+) -> TLSMode:
+    """The mode to use: IMPLICIT on 465, REQUIRED with credentials, else OPPORTUNISTIC.
+
+    Credentials make TLS required only to protect them: when clear-text AUTH is
+    allowed (``allow_plaintext_auth``, ``--allow-plaintext-auth``), the mode stays
+    OPPORTUNISTIC (STARTTLS when offered, else AUTH in clear), as swaks and msmtp
+    log in to a server without STARTTLS."""
     if isinstance(mode, TLSMode):
         return mode
     if mode is not None:
@@ -292,7 +299,7 @@ def resolve_mode(mode: TLSMode | str | None, port: int, authenticates: bool) -> 
                 raise InputError(f"unknown TLS mode {mode!r}; use one of {names}") from None
     if port == SMTPS_PORT:
         return TLSMode.IMPLICIT
-    return TLSMode.REQUIRED if authenticates else TLSMode.OPPORTUNISTIC
+    return TLSMode.REQUIRED if authenticates and not allow_plaintext_auth else TLSMode.OPPORTUNISTIC
 
 
 def make_context(options: TLSOptions | None = None) -> ssl.SSLContext:
