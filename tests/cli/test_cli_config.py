@@ -17,6 +17,7 @@ from smtpmail.cli.transcript import TranscriptPrinter
 from smtpmail.protocol.reply import Reply
 from support.clirun import CLIResult, run_cli
 from support.servers import RecordingServer
+from support.tlsservers import PASSWORD, USER, TLSServer, authenticator
 
 #: The envelope and a one-line body, for the sends these tests make.
 ONE_LINE = ("--from", "a@example.org", "--to", "b@example.org", "--body", "x")
@@ -77,6 +78,48 @@ def test_account_option_picks_another(smtpd: RecordingServer, tmp_path: Path) ->
     )
     assert r.status == 0, r.stderr
     assert smtpd.messages[0].mail_from == "other@example.org"
+
+
+@pytest.mark.parametrize(
+    "named",
+    [["--server", "smtp://127.0.0.1:{port}"], ["--host", "127.0.0.1", "--port", "{port}"]],
+    ids=["server", "host"],
+)
+def test_a_server_named_on_the_command_line_gets_no_accounts_credentials(
+    tmp_path: Path, named: list[str]
+) -> None:
+    """The default account's login went to whatever server the command line named
+    (``send -s other.example``): its password to another operator's server. Such
+    a server is used with the command line's settings alone, as msmtp's --host is;
+    ``--account`` still brings the account there, on purpose."""
+    with TLSServer(authenticator=authenticator(), auth_require_tls=False) as server:
+        write_config(
+            tmp_path,
+            f"""
+default = "work"
+[accounts.work]
+server = "smtp://127.0.0.1:1"
+user = "{USER}"
+password_env = "WORK_PASSWORD"
+from = "me@work.example"
+tls = "opportunistic"
+""",
+        )
+        where = [part.format(port=server.port) for part in named]
+        send = ["send", *where, "--to", "b@example.org", "--body", "x"]
+        environ = {"WORK_PASSWORD": PASSWORD}
+        r = run_cli(*send, "--from", "a@example.org", config_dir=tmp_path, environ=environ)
+        assert r.status == 0, r.stderr
+        assert not [c for c in server.commands() if c.upper().startswith(b"AUTH")]
+        assert server.messages[-1].mail_from == "a@example.org"
+        # Without --from, the account's From is not taken either: no sender (64).
+        r = run_cli(*send, config_dir=tmp_path, environ=environ)
+        assert r.status == exits.EX_USAGE, r.stderr
+        # Named with --account, the account goes there: its login, its From.
+        r = run_cli(*send, "--account", "work", config_dir=tmp_path, environ=environ)
+        assert r.status == 0, r.stderr
+        assert [c for c in server.commands() if c.upper().startswith(b"AUTH")]
+        assert server.messages[-1].mail_from == "me@work.example"
 
 
 def test_config_from_environment_variable(smtpd: RecordingServer, tmp_path: Path) -> None:
@@ -283,10 +326,11 @@ def test_json_is_valid_even_when_connect_fails(tmp_path: Path) -> None:
         (("--host", "mail.example.org", "-p", "2525"), None, "smtp://mail.example.org:2525"),
         ((), 'host = "mail.example.org"', "smtp://mail.example.org:25"),
         ((), 'server = "submission://mail.example.org"', "submission://mail.example.org:587"),
+        # A host named on the command line takes nothing of the default account.
         (
             ("--host", "other.example"),
             'server = "submission://mail.example.org"',
-            "submission://other.example:587",
+            "smtp://other.example:25",
         ),
         (
             ("-s", "relay.example"),

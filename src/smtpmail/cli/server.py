@@ -57,10 +57,13 @@ def add_server_arguments(
             "-s",
             metavar="URL",
             help="smtp://HOST[:PORT], smtps://HOST, submission://HOST, lmtp://HOST:PORT "
-            f"(no server at all: the local sink {DEFAULT_HOST}:{DEFAULT_PORT})",
+            f"(no server at all: the local sink {DEFAULT_HOST}:{DEFAULT_PORT}); a server "
+            "named here takes no config account's settings unless --account names one",
         )
         g.add_argument(
-            "--host", help="server host name or address (port 25, or 465 with --tls implicit)"
+            "--host",
+            help="server host name or address (port 25, or 465 with --tls implicit); "
+            "as --server, no account unless --account",
         )
         g.add_argument(
             "--port",
@@ -303,12 +306,25 @@ def _use_url(s: ServerSettings, value: str) -> tuple[int | None, str]:
 
 
 def resolve_settings(args: argparse.Namespace, env: Environment) -> ServerSettings:
-    """Merge the command line over the account over the defaults."""
-    account = load_account(
-        env,
-        getattr(args, "config", None),
-        getattr(args, "account", None),
-        getattr(args, "account_for", None),  # sendmail's -f: the account with that from
+    """Merge the command line over the account over the defaults.
+
+    A server named on the command line (``--server``, ``--host``) is used with
+    the command line's settings alone, as msmtp's ``--host`` is: the default
+    account (or the one its From picks) is for its own server, and its
+    credentials, pins and keys must not go to another. ``--account`` names
+    the account to use there too.
+    """
+    named = getattr(args, "account", None)
+    elsewhere = bool(getattr(args, "server", None)) or getattr(args, "host", None) is not None
+    account = (
+        None
+        if elsewhere and not named
+        else load_account(
+            env,
+            getattr(args, "config", None),
+            named,
+            getattr(args, "account_for", None),  # sendmail's -f: the account with that from
+        )
     )
     s = ServerSettings()
     port: int | None = None  # the port given, if any
