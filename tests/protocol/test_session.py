@@ -447,6 +447,37 @@ def test_lmtp_every_recipient_refused_after_the_data() -> None:
         )
 
 
+def test_lmtp_bdat_last_waits_for_the_earlier_chunks_replies() -> None:
+    """LMTP answers BDAT LAST once per recipient only in a transaction still whole
+    (RFC 2033 §4.2): after a refused chunk it gets one reply, so the client reads
+    the earlier chunks' replies first, and sends no LAST after a refusal."""
+    opts = Options(lmtp=True, chunk_size=4, bdat_window=4)
+    session = ready("PIPELINING", "CHUNKING", options=opts)
+    c = Content([b"aaaa", b"bb"], size=6)
+    (result,), trace = send(
+        session, [OK, OK, OK, b"451 4.3.0 disk\r\n"], (env("b@x.org", "c@x.org"), c), keep=True
+    )
+    assert b"LAST" not in trace.wire
+    assert isinstance(result.error, DataRefused)
+    assert {a: r.reply.code for a, r in result.recipients.items()} == {
+        "b@x.org": 451,
+        "c@x.org": 451,
+    }
+    assert session.needs_rset and not result.end_sent
+
+    session = ready("PIPELINING", "CHUNKING", options=opts)
+    (result,), trace = send(
+        session, [OK, OK, OK, OK, QUEUED, QUEUED], (env("b@x.org", "c@x.org"), c), keep=True
+    )
+    assert trace.steps[2:] == [
+        ("send", b"BDAT 4\r\naaaa"),
+        ("recv", 1),
+        ("send", b"BDAT 4 LAST\r\nbb\r\n"),
+        ("recv", 2),
+    ]
+    assert result.ok
+
+
 # -- simple commands --------------------------------------------------------------
 
 

@@ -1014,7 +1014,9 @@ class Transactions(Guarded):
         """CHUNKING (RFC 3030): BDAT chunks, pipelined within a window when allowed.
 
         After a refused chunk no further chunk is sent (RFC 3030 §2), the
-        replies still in flight are read, and the transaction needs RSET.
+        replies still in flight are read, and the transaction needs RSET. In
+        LMTP, ``BDAT ... LAST`` waits for the earlier chunks' replies: how many
+        replies it gets depends on them.
         """
         window = self.options.bdat_window if "PIPELINING" in self.extensions else 1
         outstanding = 0
@@ -1022,6 +1024,16 @@ class Transactions(Guarded):
         for chunk, last in _bdat_chunks(content, self.options.chunk_size):
             header = b"BDAT %d%s\r\n" % (len(chunk), b" LAST" if last else b"")
             shown = (header[:-2].decode(),)
+            if last and outstanding and self.options.lmtp:
+                # LMTP answers BDAT LAST once per accepted recipient (RFC 2033 §4.2)
+                # only in a transaction still whole: after a refused chunk it gets one
+                # reply (503), and a client counting one per recipient would wait for
+                # replies that never come. The earlier chunks' replies decide first.
+                replies = yield from self._receive(outstanding, "BDAT", "data_block")
+                outstanding = 0
+                failed = next((r for r in replies if not _ok(r)), None)
+                if failed is not None:
+                    break
             if last:
                 plan.end_of_data()
                 # The next transaction rides along only when no earlier chunk can
