@@ -927,8 +927,13 @@ class Transactions(Guarded):
     def _conclude(self, plan: _Plan, keep: bool) -> None:
         """A transaction is over; after the message's last, its result gets the
         verdict (and is complete): the transaction's own, or, for a message sent
-        in several, none when some recipient was accepted, else the first's."""
+        in several, none when some recipient was accepted, else the first's.
+
+        Before a further transaction, ``end_sent`` is cleared: this one's end was
+        answered, and until the next one's leaves nothing is unanswered (a cut
+        then leaves the message not possibly delivered, its result incomplete)."""
         if plan.rest is not None:
+            plan.result.end_sent = False
             return
         result = plan.result
         head = plan.head
