@@ -185,6 +185,9 @@ def test_pipelined_all_refused_after_354_ends_data_with_the_terminator_alone() -
     assert trace.sends[-1] == b".\r\n"
     assert b"body" not in trace.wire
     assert not session.needs_rset
+    # No message can be taken: its reply is a command's, not the final dot's (a
+    # connection lost waiting for it would make the message possibly delivered).
+    assert trace.receives[-1] == (1, "end of data", "command")
 
 
 def test_pipelined_all_refused_and_data_refused() -> None:

@@ -460,11 +460,15 @@ class Transactions(Guarded):
 
     def _end_data_alone(self, plan: _Plan, replies: list[Reply]) -> Flow[bool]:
         """DATA was accepted though the transaction was not (RFC 2920 §3.1): end it
-        with the terminator alone and ignore the answer. True when that happened."""
+        with the terminator alone and ignore the answer. True when that happened.
+
+        Its reply is awaited as a command's: with no recipient (or no sender)
+        accepted, no message can be taken, so a connection lost there leaves
+        none possibly delivered (the data_end kind would say one was)."""
         if plan.bdat or replies[-1].code != 354:
             return False
         yield Send(b".\r\n", (".",))
-        yield from self._receive(1, "end of data", "data_end")
+        yield from self._receive(1, "end of data")
         return True
 
     @property
