@@ -54,6 +54,7 @@ import smtpmail
 from smtpmail.errors import (
     InputError,
     ReplyError,
+    ServiceClosing,
     SMTPError,
     TransportError,
     rcpt_refusal_may_pass_later,
@@ -150,6 +151,7 @@ class Attempt:
         self.content = bytearray()
         self.ended = False  # the end of data was written (read by the server unless silent)
         self.end_replies: list[Reply] = []  # per recipient in LMTP
+        self.end_offsets: list[int] = []  # where each ends in the output
         self.end_reply_end = 0  # offset of the end of the last reply to the end of data
         self.end_answered = False  # every reply to the end of data was produced
 
@@ -528,6 +530,7 @@ class ModelServer:
                 return
             txn.end_replies.append(reply)
             txn.end_reply_end = len(self.out)
+            txn.end_offsets.append(len(self.out))
             if reply.code == 421:
                 return
         txn.end_answered = True
@@ -833,8 +836,10 @@ def decisions(server: ModelServer, index: int, rcpts: list[str]) -> dict[str, li
         if attempt.index != index or attempt.not_attempted or attempt.mail is None:
             continue
 
-        def decide(address: str, decision: Decision, attempt: Attempt = attempt) -> None:
-            if attempt.interrupted:
+        def decide(
+            address: str, decision: Decision, attempt: Attempt = attempt, definite: bool = False
+        ) -> None:
+            if attempt.interrupted and not definite:
                 out[address] = [decision, *out.get(address, [])]
             else:
                 out[address] = [decision]
@@ -867,10 +872,17 @@ def decisions(server: ModelServer, index: int, rcpts: list[str]) -> dict[str, li
         if attempt.data is not None and attempt.data.code != 354 and accepted:
             for address in accepted:
                 decide(address, (attempt.data, False, False, attempt.data_end))
+        elif server.caps.lmtp:
+            # One reply per recipient (RFC 2033 §4.2): those before a 421 (or a
+            # fault) decided theirs, and the client read them with the 421.
+            for (address, reply), end in zip(
+                zip(accepted, attempt.end_replies, strict=False), attempt.end_offsets, strict=False
+            ):
+                if reply.code != 421:
+                    decide(address, (reply, 200 <= reply.code < 300, False, end), definite=True)
         elif attempt.end_replies and attempt.end_replies[-1].code != 421:
-            lmtp = server.caps.lmtp
-            replies = attempt.end_replies if lmtp else attempt.end_replies * len(accepted)
-            for address, reply in zip(accepted, replies, strict=False):
+            (reply,) = attempt.end_replies
+            for address in accepted:
                 decide(address, (reply, 200 <= reply.code < 300, False, attempt.end_reply_end))
     return out
 
@@ -964,3 +976,18 @@ def test_a_cut_after_the_lone_terminator_is_not_possibly_delivered(fault: str) -
     assert isinstance(error, TransportError)
     assert error.possibly_delivered is False
     assert results[0].refused == {"r0@example.net": Reply(550, ("5.1.1 no such user",))}
+
+
+def test_lmtp_a_421_after_some_recipients_replies_keeps_theirs() -> None:
+    """LMTP, two recipients: the first's reply after the data is 250 (delivered),
+    the second's 421. The first was delivered and must be reported so (it was
+    left undecided, and sent again by the outbox: a duplicate)."""
+    caps = plain_caps("PIPELINING LMTP")
+    batch = [(["r0@example.net", "r1@example.net"], b"Subject: m0\r\n\r\n", False)]
+    # Replies: 1 MAIL, 2-3 RCPT, 4 DATA, 5-6 one per recipient after the data.
+    server, results, error = run_case(caps, Options(), batch, Script({6: "421 4.3.2 bye"}))
+    check(server, batch, results, error)
+    assert isinstance(error, ServiceClosing)
+    r0, r1 = results[0].recipients.values()
+    assert (r0.reply.code, r0.accepted, r0.at_rcpt) == (250, True, False)  # delivered
+    assert (r1.accepted, r1.at_rcpt) == (True, True)  # undecided: the server left

@@ -12,9 +12,10 @@ from smtpmail.errors import (
     MessageTooLarge,
     RecipientsRefused,
     SenderRefused,
+    ServiceClosing,
 )
 from smtpmail.protocol.actions import Content, Options
-from smtpmail.protocol.envelope import Envelope
+from smtpmail.protocol.envelope import Envelope, SendResult
 from smtpmail.protocol.session import Session
 from support.harness import ScriptExhausted, Trace, drive_flow
 from support.sessions import GO, OK, QUEUED, content, ehlo_reply, env, ready, send
@@ -448,6 +449,29 @@ def test_lmtp_every_recipient_refused_after_the_data() -> None:
             [OK, OK, OK, GO, b"452 full\r\n", b"552 too big\r\n"],
             (env("b@x.org", "c@x.org"), content()),
         )
+
+
+@pytest.mark.parametrize("keywords", [("PIPELINING",), ("PIPELINING", "CHUNKING")])
+def test_lmtp_the_replies_before_a_421_after_the_data_decide_their_recipients(
+    keywords: tuple[str, ...],
+) -> None:
+    """One reply per recipient after the data (RFC 2033 §4.2): b's 250 delivered it,
+    whatever comes next. A 421 for c ends the session; b is recorded as delivered
+    first (it was left undecided, and sent again)."""
+    session = ready(*keywords, options=Options(lmtp=True))
+    data = [GO] if "CHUNKING" not in keywords else []
+    results: list[SendResult] = []
+    with pytest.raises(ServiceClosing):
+        drive_flow(
+            session.transactions(
+                [(env("b@x.org", "c@x.org"), content())], keep_errors=True, results=results
+            ),
+            [OK, OK, OK, *data, b"250 2.0.0 b ok\r\n", b"421 4.3.2 bye\r\n"],
+        )
+    b, c = results[0].recipients.values()
+    assert (b.reply.code, b.accepted, b.at_rcpt) == (250, True, False)
+    assert (c.accepted, c.at_rcpt) == (True, True)  # the server left: undecided
+    assert results[0].reply is None and results[0].error is None
 
 
 def test_lmtp_bdat_last_waits_for_the_earlier_chunks_replies() -> None:

@@ -40,6 +40,7 @@ from smtpmail.errors import (
     RemoteProtocolError,
     ReplyError,
     SenderRefused,
+    ServiceClosing,
     TransportError,
 )
 from smtpmail.protocol import commands as cmd
@@ -301,6 +302,7 @@ class Transactions(Guarded):
         *,
         auth: bool = False,
         arrived: bool = False,
+        until_421: bool = False,
     ) -> Flow[list[Reply]]:
         raise NotImplementedError
 
@@ -990,7 +992,22 @@ class Transactions(Guarded):
         except TransportError as exc:  # a write failed (the driver throws it in where it wrote)
             return (yield from self._failed_write(exc, 1, "end of data", n_final))
         plan.result.end_sent = True
-        return (yield from self._receive(n_final, "end of data", "data_end")), bool(tail)
+        return (yield from self._end_replies(plan, n_final, "end of data")), bool(tail)
+
+    def _end_replies(self, plan: _Plan, count: int, label: str) -> Flow[list[Reply]]:
+        """The ``count`` replies that end the data (in LMTP one per accepted
+        recipient, RFC 2033 §4.2). In LMTP a 421 among them ends the session, yet
+        each reply before it decided its recipient (delivered, or refused): they
+        are recorded before the 421 is raised, so that none is sent twice."""
+        if not self.options.lmtp:
+            return (yield from self._receive(count, label, "data_end"))
+        replies = yield from self._receive(count, label, "data_end", until_421=True)
+        if replies and replies[-1].code == 421:
+            *before, closing = replies
+            for address, reply in zip(plan.accepted, before, strict=False):
+                _decided(plan.result.recipients, address, reply, _ok(reply))
+            raise ServiceClosing(label, closing)
+        return replies
 
     def _failed_write(
         self, exc: TransportError, count: int, label: str, n_final: int
@@ -1069,7 +1086,10 @@ class Transactions(Guarded):
                 except TransportError as exc:  # a write failed
                     return (yield from self._failed_write(exc, outstanding, "BDAT", n_final))
                 plan.result.end_sent = True
-                replies = yield from self._receive(outstanding + n_final, "BDAT", "data_end")
+                if outstanding:  # (not in LMTP: its earlier chunks were answered above)
+                    replies = yield from self._receive(outstanding + n_final, "BDAT", "data_end")
+                else:
+                    replies = yield from self._end_replies(plan, n_final, "BDAT")
                 failed = next((r for r in replies[:outstanding] if not _ok(r)), None)
                 if failed is not None:
                     self.needs_rset = True

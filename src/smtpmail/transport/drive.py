@@ -367,7 +367,8 @@ def _replies(
     With ``action.arrived``, only those the parser already holds (no system
     call). After a failed write (``broken``) only the replies already salvaged
     count: when they run out, the connection's failure is this Receive's,
-    possibly delivered if it awaited an end of data's reply."""
+    possibly delivered if it awaited an end of data's reply. A 421 ends the
+    list, whatever the count: nothing follows it (the session raises it)."""
     replies: list[Reply] = []
     if action.arrived:
         while (
@@ -375,6 +376,8 @@ def _replies(
             and (reply := client._take_reply(action, looking)) is not None
         ):
             replies.append(reply)
+            if reply.code == 421:
+                break
         return replies
     count = action.count
     timeout = 0.0  # (looked up at the first wait: replies are often buffered already)
@@ -383,6 +386,8 @@ def _replies(
         reply = client._take_reply(action, looking)
         if reply is not None:
             replies.append(reply)
+            if reply.code == 421:
+                break
             deadline = 0.0  # the next reply has a deadline of its own
             continue
         if broken is not None:
