@@ -291,7 +291,7 @@ class ModelServer:
             self.log.append(f"S: {wire(reply)!r}")
         return len(self.out)
 
-    def choose(self, options: list[str]) -> Reply | str:
+    def choose(self, options: list[str], *, in_transaction: bool = True) -> Reply | str:
         """Say the reply the case chooses (``options[0]``: the usual one), or a
         fault: 421 (then leave), "close" or "hang" (returned as such)."""
         assert not self.silent
@@ -299,7 +299,7 @@ class ModelServer:
         pick = self.chooser.pick(self.choices, options)
         if pick in FAULTS:
             self.log.append(f"fault: {pick}")
-            if self.last is not None:
+            if self.last is not None and in_transaction:  # (RSET precedes the next MAIL)
                 self.last.interrupted = True
         if pick in ("close", "hang"):
             self.state = "closed" if pick == "close" else "hung"
@@ -377,7 +377,7 @@ class ModelServer:
         elif verb == b"RSET":
             if not self.silent:
                 self.txn = None
-                self.choose(["250 2.0.0 reset"])
+                self.choose(["250 2.0.0 reset"], in_transaction=False)
         elif verb == b"NOOP":
             self.say(Reply(250, ("2.0.0 ok",)))
         elif verb == b"QUIT":
