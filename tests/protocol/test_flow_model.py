@@ -978,16 +978,23 @@ def test_a_cut_after_the_lone_terminator_is_not_possibly_delivered(fault: str) -
     assert results[0].refused == {"r0@example.net": Reply(550, ("5.1.1 no such user",))}
 
 
-def test_lmtp_a_421_after_some_recipients_replies_keeps_theirs() -> None:
+@pytest.mark.parametrize("fault", ["421 4.3.2 bye", "close", "hang"])
+@pytest.mark.parametrize("extensions", ["PIPELINING LMTP", "PIPELINING CHUNKING LMTP"])
+def test_lmtp_the_replies_before_a_cut_after_the_data_decide_theirs(
+    extensions: str, fault: str
+) -> None:
     """LMTP, two recipients: the first's reply after the data is 250 (delivered),
-    the second's 421. The first was delivered and must be reported so (it was
-    left undecided, and sent again by the outbox: a duplicate)."""
-    caps = plain_caps("PIPELINING LMTP")
+    then a 421, a close or silence instead of the second's. The first was
+    delivered and must be reported so (it was left undecided, and the outbox
+    sent it again); the second is undecided (possibly delivered, unless 421)."""
+    caps = plain_caps(extensions)
     batch = [(["r0@example.net", "r1@example.net"], b"Subject: m0\r\n\r\n", False)]
-    # Replies: 1 MAIL, 2-3 RCPT, 4 DATA, 5-6 one per recipient after the data.
-    server, results, error = run_case(caps, Options(), batch, Script({6: "421 4.3.2 bye"}))
+    # Replies: MAIL, RCPT, RCPT, DATA (not with BDAT), one per recipient after the data.
+    second = 5 if "CHUNKING" in extensions else 6
+    server, results, error = run_case(caps, Options(), batch, Script({second: fault}))
     check(server, batch, results, error)
-    assert isinstance(error, ServiceClosing)
+    assert isinstance(error, ServiceClosing if fault.startswith("421") else TransportError)
     r0, r1 = results[0].recipients.values()
     assert (r0.reply.code, r0.accepted, r0.at_rcpt) == (250, True, False)  # delivered
     assert (r1.accepted, r1.at_rcpt) == (True, True)  # undecided: the server left
+    assert getattr(error, "possibly_delivered", False) is not fault.startswith("421")

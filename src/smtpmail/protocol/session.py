@@ -216,18 +216,19 @@ class Session(Transactions):
         *,
         auth: bool = False,
         arrived: bool = False,
-        until_421: bool = False,
+        per_reply: bool = False,
     ) -> Flow[list[Reply]]:
         """Read ``count`` replies (with ``arrived``: those of them already read, with
         no wait). Once AUTH has started, each is kept as it may be shown (the
         credentials redacted), so the results and errors built from it never hold
         them; only a 334 challenge reaches the mechanism as sent.
 
-        A 421 raises :class:`ServiceClosing`; with ``until_421`` the replies up
-        to it, it last, are returned instead, for the caller to record what the
-        ones before it decided (LMTP's per recipient) and then raise it."""
+        A 421 raises :class:`ServiceClosing`. With ``per_reply`` (each reply
+        decides on its own: LMTP's per recipient) the replies up to it, it last,
+        are returned instead, and a lost connection's error carries those read
+        before it: the caller records what they decided, then raises."""
         secrets = self.secrets
-        action = Receive(count, label, timeout, secrets, auth, arrived=arrived)
+        action = Receive(count, label, timeout, secrets, auth, arrived=arrived, per_reply=per_reply)
         replies = yield action
         assert replies is not None and (
             len(replies) == count or (arrived and len(replies) < count) or _closing(replies)
@@ -239,7 +240,7 @@ class Session(Transactions):
             # The transports stop reading at the first 421 (the list ends with it);
             # a driver that hands over a whole batch gets the same error here.
             if reply.code == 421:
-                if until_421:
+                if per_reply:
                     return replies[: i + 1]
                 raise ServiceClosing(label, reply)
         return replies

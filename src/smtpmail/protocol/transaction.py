@@ -302,7 +302,7 @@ class Transactions(Guarded):
         *,
         auth: bool = False,
         arrived: bool = False,
-        until_421: bool = False,
+        per_reply: bool = False,
     ) -> Flow[list[Reply]]:
         raise NotImplementedError
 
@@ -996,18 +996,27 @@ class Transactions(Guarded):
 
     def _end_replies(self, plan: _Plan, count: int, label: str) -> Flow[list[Reply]]:
         """The ``count`` replies that end the data (in LMTP one per accepted
-        recipient, RFC 2033 §4.2). In LMTP a 421 among them ends the session, yet
-        each reply before it decided its recipient (delivered, or refused): they
-        are recorded before the 421 is raised, so that none is sent twice."""
+        recipient, RFC 2033 §4.2). In LMTP a 421 or a lost connection may cut
+        them short, yet each reply before it decided its recipient (delivered,
+        or refused): they are recorded before the error is raised, so that no
+        recipient the server took is sent the message again."""
         if not self.options.lmtp:
             return (yield from self._receive(count, label, "data_end"))
-        replies = yield from self._receive(count, label, "data_end", until_421=True)
+        try:
+            replies = yield from self._receive(count, label, "data_end", per_reply=True)
+        except TransportError as exc:
+            self._decided_each(plan, exc._replies_read)
+            raise
         if replies and replies[-1].code == 421:
             *before, closing = replies
-            for address, reply in zip(plan.accepted, before, strict=False):
-                _decided(plan.result.recipients, address, reply, _ok(reply))
+            self._decided_each(plan, before)
             raise ServiceClosing(label, closing)
         return replies
+
+    def _decided_each(self, plan: _Plan, replies: Iterable[Reply]) -> None:
+        """LMTP: each reply after the data decides its recipient, in order."""
+        for address, reply in zip(plan.accepted, replies, strict=False):
+            _decided(plan.result.recipients, address, reply, _ok(reply))
 
     def _failed_write(
         self, exc: TransportError, count: int, label: str, n_final: int

@@ -273,7 +273,13 @@ def steps(client: BaseClient, flow: Flow[T], asked: bool = False) -> Steps[T]:
                     thrown = broken = _broke(client, exc)
                     yield from _salvage(client)
             elif type(action) is Receive:
-                result = yield from _replies(client, action, looking, broken)
+                try:
+                    result = yield from _replies(client, action, looking, broken)
+                except TransportError as exc:
+                    if not exc._replies_read:
+                        raise
+                    thrown = exc  # (per_reply: the flow records those read first)
+                    continue
                 asked = True
             else:  # StartTLS
                 try:
@@ -379,6 +385,23 @@ def _replies(
             if reply.code == 421:
                 break
         return replies
+    try:
+        yield from _waiting(client, action, looking, broken, replies)
+    except TransportError as exc:
+        if action.per_reply and replies:  # (each decided what it answers: see Receive)
+            exc._replies_read = tuple(map(action.shown, replies))
+        raise
+    return replies
+
+
+def _waiting(
+    client: BaseClient,
+    action: Receive,
+    looking: bool,
+    broken: ConnectionLost | None,
+    replies: list[Reply],
+) -> Steps[None]:
+    """Read until ``replies`` holds ``action.count`` replies, or a 421 (see _replies)."""
     count = action.count
     timeout = 0.0  # (looked up at the first wait: replies are often buffered already)
     deadline = 0.0
@@ -417,7 +440,6 @@ def _replies(
             _mark_possibly_delivered(err, action)
             raise err
         client._parser.feed(data)
-    return replies
 
 
 def _broke(client: BaseClient, exc: OSError) -> ConnectionLost:
