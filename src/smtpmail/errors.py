@@ -184,6 +184,9 @@ class TransportError(SMTPError):
     """
 
     possibly_delivered: bool = False
+    #: The replies read, for the reads it cut short, before it (LMTP's replies
+    #: after the data, each its recipient's: see ``Receive.per_reply``).
+    _replies_read: tuple[Reply, ...] = ()
 
     @property
     def is_transient(self) -> bool:

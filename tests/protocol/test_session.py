@@ -12,9 +12,10 @@ from smtpmail.errors import (
     MessageTooLarge,
     RecipientsRefused,
     SenderRefused,
+    ServiceClosing,
 )
 from smtpmail.protocol.actions import Content, Options
-from smtpmail.protocol.envelope import Envelope
+from smtpmail.protocol.envelope import Envelope, SendResult
 from smtpmail.protocol.session import Session
 from support.harness import ScriptExhausted, Trace, drive_flow
 from support.sessions import GO, OK, QUEUED, content, ehlo_reply, env, ready, send
@@ -185,6 +186,9 @@ def test_pipelined_all_refused_after_354_ends_data_with_the_terminator_alone() -
     assert trace.sends[-1] == b".\r\n"
     assert b"body" not in trace.wire
     assert not session.needs_rset
+    # No message can be taken: its reply is a command's, not the final dot's (a
+    # connection lost waiting for it would make the message possibly delivered).
+    assert trace.receives[-1] == (1, "end of data", "command")
 
 
 def test_pipelined_all_refused_and_data_refused() -> None:
@@ -445,6 +449,60 @@ def test_lmtp_every_recipient_refused_after_the_data() -> None:
             [OK, OK, OK, GO, b"452 full\r\n", b"552 too big\r\n"],
             (env("b@x.org", "c@x.org"), content()),
         )
+
+
+@pytest.mark.parametrize("keywords", [("PIPELINING",), ("PIPELINING", "CHUNKING")])
+def test_lmtp_the_replies_before_a_421_after_the_data_decide_their_recipients(
+    keywords: tuple[str, ...],
+) -> None:
+    """One reply per recipient after the data (RFC 2033 §4.2): b's 250 delivered it,
+    whatever comes next. A 421 for c ends the session; b is recorded as delivered
+    first (it was left undecided, and sent again)."""
+    session = ready(*keywords, options=Options(lmtp=True))
+    data = [GO] if "CHUNKING" not in keywords else []
+    results: list[SendResult] = []
+    with pytest.raises(ServiceClosing):
+        drive_flow(
+            session.transactions(
+                [(env("b@x.org", "c@x.org"), content())], keep_errors=True, results=results
+            ),
+            [OK, OK, OK, *data, b"250 2.0.0 b ok\r\n", b"421 4.3.2 bye\r\n"],
+        )
+    b, c = results[0].recipients.values()
+    assert (b.reply.code, b.accepted, b.at_rcpt) == (250, True, False)
+    assert (c.accepted, c.at_rcpt) == (True, True)  # the server left: undecided
+    assert results[0].reply is None and results[0].error is None
+
+
+def test_lmtp_bdat_last_waits_for_the_earlier_chunks_replies() -> None:
+    """LMTP answers BDAT LAST once per recipient only in a transaction still whole
+    (RFC 2033 §4.2): after a refused chunk it gets one reply, so the client reads
+    the earlier chunks' replies first, and sends no LAST after a refusal."""
+    opts = Options(lmtp=True, chunk_size=4, bdat_window=4)
+    session = ready("PIPELINING", "CHUNKING", options=opts)
+    c = Content([b"aaaa", b"bb"], size=6)
+    (result,), trace = send(
+        session, [OK, OK, OK, b"451 4.3.0 disk\r\n"], (env("b@x.org", "c@x.org"), c), keep=True
+    )
+    assert b"LAST" not in trace.wire
+    assert isinstance(result.error, DataRefused)
+    assert {a: r.reply.code for a, r in result.recipients.items()} == {
+        "b@x.org": 451,
+        "c@x.org": 451,
+    }
+    assert session.needs_rset and not result.end_sent
+
+    session = ready("PIPELINING", "CHUNKING", options=opts)
+    (result,), trace = send(
+        session, [OK, OK, OK, OK, QUEUED, QUEUED], (env("b@x.org", "c@x.org"), c), keep=True
+    )
+    assert trace.steps[2:] == [
+        ("send", b"BDAT 4\r\naaaa"),
+        ("recv", 1),
+        ("send", b"BDAT 4 LAST\r\nbb\r\n"),
+        ("recv", 2),
+    ]
+    assert result.ok
 
 
 # -- simple commands --------------------------------------------------------------

@@ -352,6 +352,31 @@ def test_the_result_is_complete_only_after_the_last_transaction() -> None:
     assert results[0].ok
 
 
+def test_end_sent_is_that_of_the_transaction_under_way() -> None:
+    """After the first transaction's end was answered, a cut before the further
+    one's end leaves nothing unanswered: the client's possibly_delivered (an end
+    sent, no reply, drive.sending) must not count the first one's end."""
+    session = ready("PIPELINING")
+    results: list[SendResult] = []
+    flow = session.transactions(
+        [(env("r1@x.org", "r2@x.org"), content())], keep_errors=True, results=results
+    )
+    parser = ReplyParser()
+    parser.feed(b"".join([OK, OK, TOO_MANY, GO, QUEUED, OK, OK, GO, QUEUED]))
+    seen: list[bool] = []
+    answer: list[Reply] | None = None
+    with pytest.raises(StopIteration):
+        while True:
+            action = flow.send(answer)
+            answer = None
+            if isinstance(action, Receive):
+                seen.append(results[0].end_sent)
+                answer = [parser.maybe_next_reply() for _ in range(action.count)]  # type: ignore[misc]
+    # group, end of data, the further group (with that end), its end of data
+    assert seen == [False, True, False, True]
+    assert results[0].ok and results[0].end_sent
+
+
 def test_trace_of_the_further_transaction() -> None:
     """The further transaction repeats the MAIL parameters and its recipients' own."""
     session = ready("PIPELINING", "SIZE 1000", "DSN")

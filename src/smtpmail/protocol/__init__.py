@@ -14,7 +14,8 @@ carry out each action it yields, in order:
 - :class:`Receive`: feed the bytes you read to one :class:`ReplyParser` per
   connection until ``action.count`` replies came out of
   ``maybe_next_reply()``, each within the deadline named by
-  ``action.timeout``; send back the list of replies.
+  ``action.timeout``; send back the list of replies (a 421 ends it early:
+  the flow raises it).
 - :class:`StartTLS`: refuse (TLSError) if any byte arrived after the 220
   (RFC 3207 §5), else do the TLS handshake; send back None.
 

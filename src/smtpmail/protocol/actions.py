@@ -89,9 +89,13 @@ class Receive:
     is shown as ``334 ****`` and long base64 runs are hidden too.
     ``arrived``: never wait; send back only the replies (up to ``count``,
     perhaps none) whose bytes were already read, whole, into the parser.
+    ``per_reply``: each reply decides on its own what it answers (LMTP's, one
+    per recipient after the data): when the connection fails after some of
+    them, the error is thrown into the flow carrying those.
+    A 421 ends the replies sent back, whatever the count (RFC 5321 §3.8).
     """
 
-    __slots__ = ("arrived", "auth", "count", "label", "secrets", "timeout")
+    __slots__ = ("arrived", "auth", "count", "label", "per_reply", "secrets", "timeout")
 
     def __init__(
         self,
@@ -102,6 +106,7 @@ class Receive:
         auth: bool = False,
         *,
         arrived: bool = False,
+        per_reply: bool = False,
     ) -> None:
         self.count = count
         self.label = label
@@ -109,6 +114,7 @@ class Receive:
         self.secrets = secrets
         self.auth = auth
         self.arrived = arrived
+        self.per_reply = per_reply
 
     def shown(self, reply: Reply) -> Reply:
         """The reply as the transcript, the logs and the errors may show it."""

@@ -220,10 +220,13 @@ class SendResult:
     :meth:`Client.send_many` keeps it here.
 
     ``end_sent``: the end of the data (the final dot, or ``BDAT ... LAST``)
-    was written. While ``reply`` and ``error`` are None (the connection was
-    lost before the reply to it arrived) the server may have taken the
-    message (RFC 5321 §4.1.1.4; with pipelined BDAT transactions, RFC 3030
-    §4.2, several may be in that state at once).
+    was written (for a message sent in several transactions, recipients over
+    the server's limit: the end of the one under way; those before it were
+    answered, and their recipients' results say how). While ``reply`` and
+    ``error`` are None (the connection was lost before the reply to it
+    arrived) the server may have taken the message (RFC 5321 §4.1.1.4; with
+    pipelined BDAT transactions, RFC 3030 §4.2, several may be in that state
+    at once).
     """
 
     __slots__ = ("end_sent", "error", "recipients", "reply", "sender", "tls")

@@ -216,22 +216,32 @@ class Session(Transactions):
         *,
         auth: bool = False,
         arrived: bool = False,
+        per_reply: bool = False,
     ) -> Flow[list[Reply]]:
         """Read ``count`` replies (with ``arrived``: those of them already read, with
         no wait). Once AUTH has started, each is kept as it may be shown (the
         credentials redacted), so the results and errors built from it never hold
-        them; only a 334 challenge reaches the mechanism as sent."""
+        them; only a 334 challenge reaches the mechanism as sent.
+
+        A 421 raises :class:`ServiceClosing`. With ``per_reply`` (each reply
+        decides on its own: LMTP's per recipient) the replies up to it, it last,
+        are returned instead, and a lost connection's error carries those read
+        before it: the caller records what they decided, then raises."""
         secrets = self.secrets
-        action = Receive(count, label, timeout, secrets, auth, arrived=arrived)
+        action = Receive(count, label, timeout, secrets, auth, arrived=arrived, per_reply=per_reply)
         replies = yield action
-        assert replies is not None and (len(replies) == count or (arrived and len(replies) < count))
+        assert replies is not None and (
+            len(replies) == count or (arrived and len(replies) < count) or _closing(replies)
+        )
         if secrets is not None:
             replies = [r if auth and r.code == 334 else action.shown(r) for r in replies]
-        for reply in replies:
+        for i, reply in enumerate(replies):
             # 421 answers whatever was asked: the server is closing (RFC 5321 §3.8).
-            # The transports stop reading at the first 421; a driver that hands
-            # over a whole batch gets the same error here.
+            # The transports stop reading at the first 421 (the list ends with it);
+            # a driver that hands over a whole batch gets the same error here.
             if reply.code == 421:
+                if per_reply:
+                    return replies[: i + 1]
                 raise ServiceClosing(label, reply)
         return replies
 
@@ -268,6 +278,11 @@ class Session(Transactions):
             return reply
         self.quit_sent = True
         return (yield from self.command("QUIT", "QUIT", check=False))
+
+
+def _closing(replies: list[Reply]) -> bool:
+    """Do the replies end with a 421 (fewer than asked for: nothing follows it)?"""
+    return bool(replies) and replies[-1].code == 421
 
 
 #: RFC 4954 §4: the longest AUTH command line, CRLF included.

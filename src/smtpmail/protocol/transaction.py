@@ -40,6 +40,7 @@ from smtpmail.errors import (
     RemoteProtocolError,
     ReplyError,
     SenderRefused,
+    ServiceClosing,
     TransportError,
 )
 from smtpmail.protocol import commands as cmd
@@ -301,6 +302,7 @@ class Transactions(Guarded):
         *,
         auth: bool = False,
         arrived: bool = False,
+        per_reply: bool = False,
     ) -> Flow[list[Reply]]:
         raise NotImplementedError
 
@@ -460,11 +462,15 @@ class Transactions(Guarded):
 
     def _end_data_alone(self, plan: _Plan, replies: list[Reply]) -> Flow[bool]:
         """DATA was accepted though the transaction was not (RFC 2920 §3.1): end it
-        with the terminator alone and ignore the answer. True when that happened."""
+        with the terminator alone and ignore the answer. True when that happened.
+
+        Its reply is awaited as a command's: with no recipient (or no sender)
+        accepted, no message can be taken, so a connection lost there leaves
+        none possibly delivered (the data_end kind would say one was)."""
         if plan.bdat or replies[-1].code != 354:
             return False
         yield Send(b".\r\n", (".",))
-        yield from self._receive(1, "end of data", "data_end")
+        yield from self._receive(1, "end of data")
         return True
 
     @property
@@ -927,8 +933,13 @@ class Transactions(Guarded):
     def _conclude(self, plan: _Plan, keep: bool) -> None:
         """A transaction is over; after the message's last, its result gets the
         verdict (and is complete): the transaction's own, or, for a message sent
-        in several, none when some recipient was accepted, else the first's."""
+        in several, none when some recipient was accepted, else the first's.
+
+        Before a further transaction, ``end_sent`` is cleared: this one's end was
+        answered, and until the next one's leaves nothing is unanswered (a cut
+        then leaves the message not possibly delivered, its result incomplete)."""
         if plan.rest is not None:
+            plan.result.end_sent = False
             return
         result = plan.result
         head = plan.head
@@ -981,7 +992,31 @@ class Transactions(Guarded):
         except TransportError as exc:  # a write failed (the driver throws it in where it wrote)
             return (yield from self._failed_write(exc, 1, "end of data", n_final))
         plan.result.end_sent = True
-        return (yield from self._receive(n_final, "end of data", "data_end")), bool(tail)
+        return (yield from self._end_replies(plan, n_final, "end of data")), bool(tail)
+
+    def _end_replies(self, plan: _Plan, count: int, label: str) -> Flow[list[Reply]]:
+        """The ``count`` replies that end the data (in LMTP one per accepted
+        recipient, RFC 2033 §4.2). In LMTP a 421 or a lost connection may cut
+        them short, yet each reply before it decided its recipient (delivered,
+        or refused): they are recorded before the error is raised, so that no
+        recipient the server took is sent the message again."""
+        if not self.options.lmtp:
+            return (yield from self._receive(count, label, "data_end"))
+        try:
+            replies = yield from self._receive(count, label, "data_end", per_reply=True)
+        except TransportError as exc:
+            self._decided_each(plan, exc._replies_read)
+            raise
+        if replies and replies[-1].code == 421:
+            *before, closing = replies
+            self._decided_each(plan, before)
+            raise ServiceClosing(label, closing)
+        return replies
+
+    def _decided_each(self, plan: _Plan, replies: Iterable[Reply]) -> None:
+        """LMTP: each reply after the data decides its recipient, in order."""
+        for address, reply in zip(plan.accepted, replies, strict=False):
+            _decided(plan.result.recipients, address, reply, _ok(reply))
 
     def _failed_write(
         self, exc: TransportError, count: int, label: str, n_final: int
@@ -1014,7 +1049,9 @@ class Transactions(Guarded):
         """CHUNKING (RFC 3030): BDAT chunks, pipelined within a window when allowed.
 
         After a refused chunk no further chunk is sent (RFC 3030 §2), the
-        replies still in flight are read, and the transaction needs RSET.
+        replies still in flight are read, and the transaction needs RSET. In
+        LMTP, ``BDAT ... LAST`` waits for the earlier chunks' replies: how many
+        replies it gets depends on them.
         """
         window = self.options.bdat_window if "PIPELINING" in self.extensions else 1
         outstanding = 0
@@ -1022,6 +1059,16 @@ class Transactions(Guarded):
         for chunk, last in _bdat_chunks(content, self.options.chunk_size):
             header = b"BDAT %d%s\r\n" % (len(chunk), b" LAST" if last else b"")
             shown = (header[:-2].decode(),)
+            if last and outstanding and self.options.lmtp:
+                # LMTP answers BDAT LAST once per accepted recipient (RFC 2033 §4.2)
+                # only in a transaction still whole: after a refused chunk it gets one
+                # reply (503), and a client counting one per recipient would wait for
+                # replies that never come. The earlier chunks' replies decide first.
+                replies = yield from self._receive(outstanding, "BDAT", "data_block")
+                outstanding = 0
+                failed = next((r for r in replies if not _ok(r)), None)
+                if failed is not None:
+                    break
             if last:
                 plan.end_of_data()
                 # The next transaction rides along only when no earlier chunk can
@@ -1048,7 +1095,10 @@ class Transactions(Guarded):
                 except TransportError as exc:  # a write failed
                     return (yield from self._failed_write(exc, outstanding, "BDAT", n_final))
                 plan.result.end_sent = True
-                replies = yield from self._receive(outstanding + n_final, "BDAT", "data_end")
+                if outstanding:  # (not in LMTP: its earlier chunks were answered above)
+                    replies = yield from self._receive(outstanding + n_final, "BDAT", "data_end")
+                else:
+                    replies = yield from self._end_replies(plan, n_final, "BDAT")
                 failed = next((r for r in replies[:outstanding] if not _ok(r)), None)
                 if failed is not None:
                     self.needs_rset = True

@@ -610,7 +610,11 @@ class BaseClient:
         return (text if secrets is None else secrets.hide(text))[:80]
 
     def _take_reply(self, action: Receive, looking: bool) -> Reply | None:
-        """The next whole reply in the parser, or None; noted when someone is ``looking``."""
+        """The next whole reply in the parser, or None; noted when someone is ``looking``.
+
+        A 421 (RFC 5321 §3.8) is returned like any reply, the last one read: the
+        server is leaving. The session raises it (``Session._receive``), once
+        the replies read before it with it have decided what they answer."""
         try:
             reply = self._parser.maybe_next_reply()
         except RemoteProtocolError:
@@ -625,7 +629,6 @@ class BaseClient:
                 self._note_reply(reply, action)
             if reply.code == 421:
                 self._connected = False
-                raise ServiceClosing(action.label, action.shown(reply))
         return reply
 
     def _timeout_error(self, action: Receive) -> ReplyTimeout:

@@ -273,7 +273,13 @@ def steps(client: BaseClient, flow: Flow[T], asked: bool = False) -> Steps[T]:
                     thrown = broken = _broke(client, exc)
                     yield from _salvage(client)
             elif type(action) is Receive:
-                result = yield from _replies(client, action, looking, broken)
+                try:
+                    result = yield from _replies(client, action, looking, broken)
+                except TransportError as exc:
+                    if not exc._replies_read:
+                        raise
+                    thrown = exc  # (per_reply: the flow records those read first)
+                    continue
                 asked = True
             else:  # StartTLS
                 try:
@@ -367,7 +373,8 @@ def _replies(
     With ``action.arrived``, only those the parser already holds (no system
     call). After a failed write (``broken``) only the replies already salvaged
     count: when they run out, the connection's failure is this Receive's,
-    possibly delivered if it awaited an end of data's reply."""
+    possibly delivered if it awaited an end of data's reply. A 421 ends the
+    list, whatever the count: nothing follows it (the session raises it)."""
     replies: list[Reply] = []
     if action.arrived:
         while (
@@ -375,7 +382,26 @@ def _replies(
             and (reply := client._take_reply(action, looking)) is not None
         ):
             replies.append(reply)
+            if reply.code == 421:
+                break
         return replies
+    try:
+        yield from _waiting(client, action, looking, broken, replies)
+    except TransportError as exc:
+        if action.per_reply and replies:  # (each decided what it answers: see Receive)
+            exc._replies_read = tuple(map(action.shown, replies))
+        raise
+    return replies
+
+
+def _waiting(
+    client: BaseClient,
+    action: Receive,
+    looking: bool,
+    broken: ConnectionLost | None,
+    replies: list[Reply],
+) -> Steps[None]:
+    """Read until ``replies`` holds ``action.count`` replies, or a 421 (see _replies)."""
     count = action.count
     timeout = 0.0  # (looked up at the first wait: replies are often buffered already)
     deadline = 0.0
@@ -383,6 +409,8 @@ def _replies(
         reply = client._take_reply(action, looking)
         if reply is not None:
             replies.append(reply)
+            if reply.code == 421:
+                break
             deadline = 0.0  # the next reply has a deadline of its own
             continue
         if broken is not None:
@@ -412,7 +440,6 @@ def _replies(
             _mark_possibly_delivered(err, action)
             raise err
         client._parser.feed(data)
-    return replies
 
 
 def _broke(client: BaseClient, exc: OSError) -> ConnectionLost:
