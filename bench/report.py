@@ -51,7 +51,7 @@ FLOOR_LOCKSTEP = "floor: bare Python socket loop, lock-step"
 #: The interpreter starting and stopping.
 BARE_PYTHON = "python -c pass"
 #: The CLI scenario's floor: the launcher pip writes for a command, with no package
-#: behind it (it imports ``re``; bench/run.py LAUNCHER_ALONE).
+#: behind it (the interpreter alone; bench/run.py LAUNCHER_ALONE).
 LAUNCHER_FLOOR = "pip's launcher alone (no package)"
 
 
@@ -327,7 +327,7 @@ NOTES = [
     "cannot go below on this wire (interpreter and kernel), so smtpmail's CPU above "
     "it is its own work. swaks, msmtp and the `smtpmail send` CLI (started by "
     "the launcher pip installs) run once per message, taking turns; scenario 6's floor "
-    "is that launcher with no package behind it (the interpreter and `re`). msgs/s for the Python "
+    "is that launcher with no package behind it (the interpreter alone). msgs/s for the Python "
     "clients counts from the first connect (imports excluded); CPU µs/msg is the sending's "
     "own CPU time (`time.process_time`, every thread) for the Python clients and the whole "
     "process's for the others (os.wait4); peak RSS is the whole process's (GNU time). "

@@ -128,21 +128,21 @@ COMPILED: list[Path | None] = [None]
 #: How the CLI is started: ``python -m smtpmail``, or the launcher an install writes.
 CLI = [[sys.executable, "-m", "smtpmail"]]
 #: The CLI scenario's floor: that launcher with no package behind it.
-CLI_FLOOR = [[sys.executable, "-c", "import re, sys"]]
+CLI_FLOOR = [[sys.executable, "-c", "import sys"]]
 
-# What pip writes as the ``smtpmail`` console script (the form users run).
+# What pip writes as the ``smtpmail`` console script (the form users run): pip
+# 25.0 and later, as uv, no longer import ``re`` there (earlier ones did, and
+# that import was a third of the launcher's instructions).
 LAUNCHER = """#!{python}
-# -*- coding: utf-8 -*-
-import re
 import sys
 from smtpmail.cli import main
 if __name__ == '__main__':
-    sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])
+    sys.argv[0] = sys.argv[0].removesuffix('.exe')
     sys.exit(main())
 """
 # The same launcher with no package behind it: what any command pip installs runs
-# before the package's first line (the interpreter, ``re``). No Python CLI started
-# this way can go below it.
+# before the package's first line (the interpreter). No Python CLI started this
+# way can go below it.
 LAUNCHER_ALONE = LAUNCHER.replace("from smtpmail.cli import main\n", "").replace(
     "sys.exit(main())", "sys.exit(0)"
 )

@@ -69,6 +69,26 @@ def test_dkim_flags_go_together_and_a_bad_key_stops_before_sending(
     assert smtpd.messages == []
 
 
+def test_a_dry_run_loads_the_key_the_send_would(tmp_path: Path) -> None:
+    """``--dry-run`` said all was well (0) where the send itself stopped on an
+    unreadable or malformed key (66, 65): a cron job checked with it failed
+    at its first real run. It loads the key as the send does (the signature
+    itself is made at sending time, after any 8-bit conversion: not shown)."""
+    base = ["send", "--dry-run", "--from", "a@example.org", "--to", "b@example.org"]
+    base += ["--body", "x", "--dkim-selector", SELECTOR, "--dkim-domain", DOMAIN]
+    bad = tmp_path / "bad.pem"
+    bad.write_text("not a key")
+    for key, status in ((tmp_path / "missing.pem", 66), (bad, 65)):
+        dry = run_cli(*base, "--dkim-key", str(key))
+        real = run_cli(*[a for a in base if a != "--dry-run"], "--dkim-key", str(key))
+        assert (dry.status, real.status) == (status, status), (dry.stderr, real.stderr)
+        assert dry.stdout == ""
+    make_key(tmp_path, "ed25519-sha256")
+    good = run_cli(*base, "--dkim-key", str(key_file(tmp_path, "ed25519-sha256")))
+    assert good.status == 0, good.stderr
+    assert "From: a@example.org" in good.stdout
+
+
 def _config(tmp_path: Path, smtpd: RecordingServer, dkim: str) -> Path:
     conf = tmp_path / "config.toml"
     conf.write_text(

@@ -18,6 +18,7 @@ from smtpmail.cli.server import (
     ServerSettings,
     add_output_arguments,
     add_server_arguments,
+    dkim_key,
     make_client,
     resolve_settings,
 )
@@ -487,6 +488,10 @@ def _dry_run(
 ) -> int:
     envelope = prepared.envelope
     from smtpmail.message.content import as_content
+
+    # The key is loaded as the send loads it: an unreadable or malformed one
+    # stops a dry run too (66, 65), not only the send it stands for.
+    dkim_key(settings)
 
     # Where it would go: the relay, or (--direct) each recipient domain's MX
     # hosts, named as delivery looks them up (A-labels), not the unused relay.
