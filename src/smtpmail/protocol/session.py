@@ -235,13 +235,13 @@ class Session(Transactions):
         )
         if secrets is not None:
             replies = [r if auth and r.code == 334 else action.shown(r) for r in replies]
-        for i, reply in enumerate(replies):
+        for reply in replies:
             # 421 answers whatever was asked: the server is closing (RFC 5321 §3.8).
             # The transports stop reading at the first 421 (the list ends with it);
             # a driver that hands over a whole batch gets the same error here.
             if reply.code == 421:
                 if per_reply:
-                    return replies[: i + 1]
+                    return replies[: replies.index(reply) + 1]
                 raise ServiceClosing(label, reply)
         return replies
 

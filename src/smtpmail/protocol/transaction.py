@@ -996,12 +996,17 @@ class Transactions(Guarded):
 
     def _end_replies(self, plan: _Plan, count: int, label: str) -> Flow[list[Reply]]:
         """The ``count`` replies that end the data (in LMTP one per accepted
-        recipient, RFC 2033 §4.2). In LMTP a 421 or a lost connection may cut
-        them short, yet each reply before it decided its recipient (delivered,
-        or refused): they are recorded before the error is raised, so that no
-        recipient the server took is sent the message again."""
+        recipient, RFC 2033 §4.2). In SMTP, the receiving flow itself (no
+        generator of its own: every message waits here)."""
         if not self.options.lmtp:
-            return (yield from self._receive(count, label, "data_end"))
+            return self._receive(count, label, "data_end")
+        return self._lmtp_end_replies(plan, count, label)
+
+    def _lmtp_end_replies(self, plan: _Plan, count: int, label: str) -> Flow[list[Reply]]:
+        """LMTP: a 421 or a lost connection may cut the replies after the data
+        short, yet each reply before it decided its recipient (delivered, or
+        refused): they are recorded before the error is raised, so that no
+        recipient the server took is sent the message again."""
         try:
             replies = yield from self._receive(count, label, "data_end", per_reply=True)
         except TransportError as exc:

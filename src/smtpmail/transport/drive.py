@@ -385,61 +385,51 @@ def _replies(
             if reply.code == 421:
                 break
         return replies
+    # (inline, not a generator of its own: every wait for a reply runs it)
+    count = action.count
+    timeout = 0.0  # (looked up at the first wait: replies are often buffered already)
+    deadline = 0.0
     try:
-        yield from _waiting(client, action, looking, broken, replies)
+        while len(replies) < count:
+            reply = client._take_reply(action, looking)
+            if reply is not None:
+                replies.append(reply)
+                if reply.code == 421:
+                    break
+                deadline = 0.0  # the next reply has a deadline of its own
+                continue
+            if broken is not None:
+                err = ConnectionLost(f"{broken}; no reply to {action.label} had arrived")
+                _mark_possibly_delivered(err, action)
+                raise _caused(err, broken)
+            if not deadline:
+                timeout = timeout or client.timeouts.for_kind(action.timeout)
+                deadline = time.monotonic() + timeout
+                remaining = timeout  # (the same number each time: no settimeout call)
+            else:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise client._timeout_error(action)
+            try:
+                data = yield (READ, remaining)
+            except TimeoutError:
+                raise _caused(client._timeout_error(action), None)
+            except OSError as exc:
+                err = ConnectionLost(f"connection lost waiting for the reply to {action.label}")
+                _mark_possibly_delivered(err, action)
+                raise _caused(err, exc)
+            if not data:
+                err = ConnectionLost(
+                    f"the server closed the connection before replying to {action.label}"
+                )
+                _mark_possibly_delivered(err, action)
+                raise err
+            client._parser.feed(data)
     except TransportError as exc:
         if action.per_reply and replies:  # (each decided what it answers: see Receive)
             exc._replies_read = tuple(map(action.shown, replies))
         raise
     return replies
-
-
-def _waiting(
-    client: BaseClient,
-    action: Receive,
-    looking: bool,
-    broken: ConnectionLost | None,
-    replies: list[Reply],
-) -> Steps[None]:
-    """Read until ``replies`` holds ``action.count`` replies, or a 421 (see _replies)."""
-    count = action.count
-    timeout = 0.0  # (looked up at the first wait: replies are often buffered already)
-    deadline = 0.0
-    while len(replies) < count:
-        reply = client._take_reply(action, looking)
-        if reply is not None:
-            replies.append(reply)
-            if reply.code == 421:
-                break
-            deadline = 0.0  # the next reply has a deadline of its own
-            continue
-        if broken is not None:
-            err = ConnectionLost(f"{broken}; no reply to {action.label} had arrived")
-            _mark_possibly_delivered(err, action)
-            raise _caused(err, broken)
-        if not deadline:
-            timeout = timeout or client.timeouts.for_kind(action.timeout)
-            deadline = time.monotonic() + timeout
-            remaining = timeout  # (the same number each time: no settimeout call)
-        else:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise client._timeout_error(action)
-        try:
-            data = yield (READ, remaining)
-        except TimeoutError:
-            raise _caused(client._timeout_error(action), None)
-        except OSError as exc:
-            err = ConnectionLost(f"connection lost waiting for the reply to {action.label}")
-            _mark_possibly_delivered(err, action)
-            raise _caused(err, exc)
-        if not data:
-            err = ConnectionLost(
-                f"the server closed the connection before replying to {action.label}"
-            )
-            _mark_possibly_delivered(err, action)
-            raise err
-        client._parser.feed(data)
 
 
 def _broke(client: BaseClient, exc: OSError) -> ConnectionLost:
