@@ -10,7 +10,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import pytest
 
@@ -25,6 +26,8 @@ from smtpmail.protocol.envelope import Envelope, SendResult
 from smtpmail.protocol.reply import Reply, ReplyParser
 from support.harness import Trace, drive_flow
 from support.sessions import GO, OK, QUEUED, env, ready, send
+
+T = TypeVar("T")
 
 BAD_SEQUENCE = b"503 5.5.1 Bad sequence of commands - pipelined after end of DATA\r\n"
 NEED_MAIL = b"503 5.5.1 Use MAIL before RCPT\r\n"
@@ -327,9 +330,9 @@ def test_a_stream_that_can_be_replayed_is_sent_again() -> None:
     assert trace.wire.count(b"line\r\ntwo\r\n.\r\n") == 2
 
 
-def test_the_result_is_complete_only_after_the_last_transaction() -> None:
-    """The outbox settles a message when its result has a reply or an error: not
-    before its further transactions are over."""
+def _at_each_receive(record: Callable[[SendResult], T]) -> tuple[list[T], SendResult]:
+    """A message for two recipients to a server that takes one per transaction
+    (PIPELINING): ``record(result)`` at each wait for replies, and the result."""
     session = ready("PIPELINING")
     results: list[SendResult] = []
     flow = session.transactions(
@@ -337,44 +340,36 @@ def test_the_result_is_complete_only_after_the_last_transaction() -> None:
     )
     parser = ReplyParser()
     parser.feed(b"".join([OK, OK, TOO_MANY, GO, QUEUED, OK, OK, GO, QUEUED]))
-    seen: list[tuple[Reply | None, Exception | None]] = []
+    seen: list[T] = []
     answer: list[Reply] | None = None
     with pytest.raises(StopIteration):
         while True:
             action = flow.send(answer)
             answer = None
             if isinstance(action, Receive):
-                seen.append((results[0].reply, results[0].error))
+                seen.append(record(results[0]))
                 answer = [parser.maybe_next_reply() for _ in range(action.count)]  # type: ignore[misc]
             else:
                 assert isinstance(action, Send)
+    return seen, results[0]
+
+
+def test_the_result_is_complete_only_after_the_last_transaction() -> None:
+    """The outbox settles a message when its result has a reply or an error: not
+    before its further transactions are over."""
+    seen, result = _at_each_receive(lambda r: (r.reply, r.error))
     assert seen == [(None, None)] * 4  # group, end of data, group, end of data
-    assert results[0].ok
+    assert result.ok
 
 
 def test_end_sent_is_that_of_the_transaction_under_way() -> None:
     """After the first transaction's end was answered, a cut before the further
     one's end leaves nothing unanswered: the client's possibly_delivered (an end
     sent, no reply, drive.sending) must not count the first one's end."""
-    session = ready("PIPELINING")
-    results: list[SendResult] = []
-    flow = session.transactions(
-        [(env("r1@x.org", "r2@x.org"), content())], keep_errors=True, results=results
-    )
-    parser = ReplyParser()
-    parser.feed(b"".join([OK, OK, TOO_MANY, GO, QUEUED, OK, OK, GO, QUEUED]))
-    seen: list[bool] = []
-    answer: list[Reply] | None = None
-    with pytest.raises(StopIteration):
-        while True:
-            action = flow.send(answer)
-            answer = None
-            if isinstance(action, Receive):
-                seen.append(results[0].end_sent)
-                answer = [parser.maybe_next_reply() for _ in range(action.count)]  # type: ignore[misc]
+    seen, result = _at_each_receive(lambda r: r.end_sent)
     # group, end of data, the further group (with that end), its end of data
     assert seen == [False, True, False, True]
-    assert results[0].ok and results[0].end_sent
+    assert result.ok and result.end_sent
 
 
 def test_trace_of_the_further_transaction() -> None:

@@ -58,45 +58,33 @@ def test_a_deviation_character_is_refused_before_connecting(
     assert server.raw == b""
 
 
-async def test_a_u_label_host_goes_as_its_a_label(
-    kind: str, server: TLSServer, idn_certs: Certs
+@pytest.mark.parametrize(
+    ("host", "dialled", "checked"),
+    [
+        # A U-label goes as its A-label everywhere.
+        ("Bücher.example", "xn--bcher-kva.example", "xn--bcher-kva.example"),
+        # A fully qualified name (as a resolver or a config file writes it) keeps
+        # its final dot for DNS; SNI and the certificate check drop it: OpenSSL
+        # compared "fass.example." with the certificate's "fass.example" and
+        # failed, and SNI carried the dot.
+        ("fass.example.", "fass.example.", "fass.example"),
+    ],
+)
+async def test_the_name_as_dns_and_tls_see_it(
+    kind: str, server: TLSServer, idn_certs: Certs, host: str, dialled: str, checked: str
 ) -> None:
-    dialled: list[str] = []
-    options = TLSOptions(ca_file=idn_certs.ca_file)
+    names: list[str] = []
     client = Twin(
         kind,
-        "Bücher.example",
-        25,
-        tls=TLSMode.REQUIRED,
-        tls_options=options,
-        connect=loopback_connector(kind, server.port, dialled),
-    )
-    async with client:
-        assert (await client.send(MSG, "a@example.org", "b@example.org")).ok
-        assert client.tls_info.verified
-        assert client.tls_info.server_hostname == "xn--bcher-kva.example"
-    assert dialled == ["xn--bcher-kva.example"]
-    assert len(server.messages) == 1
-
-
-async def test_a_final_dot_is_kept_for_dns_and_dropped_for_tls(
-    kind: str, server: TLSServer, idn_certs: Certs
-) -> None:
-    """``mail.example.`` (a fully qualified name, as a resolver or a config file
-    writes it) failed the certificate check: OpenSSL compared "fass.example."
-    with the certificate's "fass.example", and SNI carried the dot."""
-    dialled: list[str] = []
-    client = Twin(
-        kind,
-        "fass.example.",
+        host,
         25,
         tls=TLSMode.REQUIRED,
         tls_options=TLSOptions(ca_file=idn_certs.ca_file),
-        connect=loopback_connector(kind, server.port, dialled),
+        connect=loopback_connector(kind, server.port, names),
     )
     async with client:
         assert (await client.send(MSG, "a@example.org", "b@example.org")).ok
         assert client.tls_info.verified
-        assert client.tls_info.server_hostname == "fass.example"
-    assert dialled == ["fass.example."]
+        assert client.tls_info.server_hostname == checked
+    assert names == [dialled]
     assert len(server.messages) == 1
