@@ -93,6 +93,9 @@ class SMTPError(Exception):
     """
 
     results: list[Any] = []  # noqa: RUF012 - replaced per instance, never mutated
+    #: The replies read, for the reads it cut short (a lost connection, a 421),
+    #: before it: LMTP's after the data, each its recipient's (``Receive.per_reply``).
+    _replies_read: tuple[Reply, ...] = ()
 
     @property
     def is_transient(self) -> bool:
@@ -184,9 +187,6 @@ class TransportError(SMTPError):
     """
 
     possibly_delivered: bool = False
-    #: The replies read, for the reads it cut short, before it (LMTP's replies
-    #: after the data, each its recipient's: see ``Receive.per_reply``).
-    _replies_read: tuple[Reply, ...] = ()
 
     @property
     def is_transient(self) -> bool:

@@ -224,9 +224,9 @@ class Session(Transactions):
         them; only a 334 challenge reaches the mechanism as sent.
 
         A 421 raises :class:`ServiceClosing`. With ``per_reply`` (each reply
-        decides on its own: LMTP's per recipient) the replies up to it, it last,
-        are returned instead, and a lost connection's error carries those read
-        before it: the caller records what they decided, then raises."""
+        decides on its own: LMTP's per recipient) it carries the replies read
+        before it, as a lost connection's error does (``_replies_read``): the
+        caller records what they decided."""
         secrets = self.secrets
         action = Receive(count, label, timeout, secrets, auth, arrived=arrived, per_reply=per_reply)
         replies = yield action
@@ -240,9 +240,10 @@ class Session(Transactions):
             # The transports stop reading at the first 421 (the list ends with it);
             # a driver that hands over a whole batch gets the same error here.
             if reply.code == 421:
+                closing = ServiceClosing(label, reply)
                 if per_reply:
-                    return replies[: replies.index(reply) + 1]
-                raise ServiceClosing(label, reply)
+                    closing._replies_read = tuple(replies[: replies.index(reply)])
+                raise closing
         return replies
 
     # -- simple commands -----------------------------------------------------

@@ -1008,20 +1008,11 @@ class Transactions(Guarded):
         refused): they are recorded before the error is raised, so that no
         recipient the server took is sent the message again."""
         try:
-            replies = yield from self._receive(count, label, "data_end", per_reply=True)
-        except TransportError as exc:
-            self._decided_each(plan, exc._replies_read)
+            return (yield from self._receive(count, label, "data_end", per_reply=True))
+        except (TransportError, ServiceClosing) as exc:
+            for address, reply in zip(plan.accepted, exc._replies_read, strict=False):
+                _decided(plan.result.recipients, address, reply, _ok(reply))
             raise
-        if replies and replies[-1].code == 421:
-            *before, closing = replies
-            self._decided_each(plan, before)
-            raise ServiceClosing(label, closing)
-        return replies
-
-    def _decided_each(self, plan: _Plan, replies: Iterable[Reply]) -> None:
-        """LMTP: each reply after the data decides its recipient, in order."""
-        for address, reply in zip(plan.accepted, replies, strict=False):
-            _decided(plan.result.recipients, address, reply, _ok(reply))
 
     def _failed_write(
         self, exc: TransportError, count: int, label: str, n_final: int
