@@ -81,7 +81,7 @@ def _subcommands(
 def render() -> str:
     """The whole reference, as Markdown."""
     _use_this_checkout()
-    from smtpmail.cli import build_parser
+    from smtpmail.cli.parser import build_parser
 
     out = ["## smtpmail", "", _fence(_with_width(build_parser([])).format_help()), ""]
     for name, help_text, parser in command_parsers():

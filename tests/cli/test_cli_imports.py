@@ -17,7 +17,8 @@ start-up): the classes on this path derive from smtpmail._record instead;
 base64 only when a client authenticates (session's AUTH); logging only when a
 record could go somewhere (smtpmail._log); socket.py (its enums, selectors,
 select, math, array), weakref.py and struct never: the transport and the
-session's guard use their C cores, _socket and _weakref.
+session's guard use their C cores, _socket and _weakref; argparse (gettext,
+locale) never when the options parse without it (smtpmail.cli.options).
 Dropping dataclasses took bench scenario 6 from 76 to 67 ms of CPU per send.
 """
 
@@ -30,7 +31,8 @@ from pathlib import Path
 
 import pytest
 
-from smtpmail.cli import COMMANDS, Environment, build_parser
+from smtpmail.cli import COMMANDS, Environment
+from smtpmail.cli.parser import build_parser
 from support.clirun import run_cli
 from support.servers import RecordingServer
 
@@ -44,7 +46,8 @@ watched = ("asyncio", "ssl", "_ssl", "email", "smtpmail.protocol", "smtpmail.tra
            "smtpmail.protocol.sasl", "typing", "encodings.idna", "shutil",
            "dataclasses", "inspect", "ast", "dis", "base64", "logging", "tokenize",
            "pathlib", "urllib", "ipaddress", "fnmatch", "contextlib", "importlib", "aiohttp",
-           "socket", "selectors", "select", "math", "array", "weakref", "struct", "_struct")
+           "socket", "selectors", "select", "math", "array", "weakref", "struct", "_struct",
+           "argparse", "gettext", "locale")
 print("imported: " + " ".join(sorted(m for m in sys.modules if m.split(".")[0] in watched
                       or m in watched)), file=sys.stderr)
 sys.exit(status)
@@ -95,6 +98,11 @@ NOT_FOR_A_PLAIN_SEND = {
     # struct (a shared library): the stream packs its struct timeval with int.to_bytes.
     "struct",
     "_struct",
+    # argparse (with gettext and locale): a one-message command's options are
+    # parsed by smtpmail.cli.options; argparse only for help and errors.
+    "argparse",
+    "gettext",
+    "locale",
 }
 
 
@@ -335,7 +343,8 @@ def test_the_message_id_domain_is_what_the_idna_codec_gives(domain: str) -> None
 
 def test_sendmail_and_a_verbose_send_import_no_typing(smtpd: RecordingServer) -> None:
     """sendmail runs once per message too (cron, git send-email); -v adds the
-    transcript printer. Neither imports typing (TYPE_CHECKING = False idiom)."""
+    transcript printer. Neither imports typing (TYPE_CHECKING = False idiom),
+    nor argparse (their options parse without it)."""
     mods = imported(
         "sendmail",
         "--host",
@@ -349,7 +358,7 @@ def test_sendmail_and_a_verbose_send_import_no_typing(smtpd: RecordingServer) ->
         stdin="Subject: s\n\nbody\n",
     )
     assert len(smtpd.messages) == 1
-    assert not mods & {"typing", "contextlib", "dataclasses", "pathlib"}, sorted(mods)
+    assert not mods & {"typing", "contextlib", "dataclasses", "pathlib", "argparse"}, sorted(mods)
     mods = imported(
         "send",
         "-v",
@@ -365,7 +374,7 @@ def test_sendmail_and_a_verbose_send_import_no_typing(smtpd: RecordingServer) ->
         stdin="Subject: s\n\nbody\n",
     )
     assert len(smtpd.messages) == 2
-    assert not mods & {"typing", "contextlib", "dataclasses", "pathlib"}, sorted(mods)
+    assert not mods & {"typing", "contextlib", "dataclasses", "pathlib", "argparse"}, sorted(mods)
 
 
 def test_import_smtpmail_loads_nothing_else() -> None:

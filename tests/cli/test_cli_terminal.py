@@ -8,8 +8,9 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from smtpmail.cli import Environment, build_parser, exits
+from smtpmail.cli import Environment, exits
 from smtpmail.cli.inbox.release import Releaser
+from smtpmail.cli.parser import build_parser
 from support.clirun import console_script, run_cli
 from support.ptyrun import run_in_pty
 from support.servers import RecordingServer

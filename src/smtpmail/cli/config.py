@@ -28,7 +28,6 @@ readable by its owner only; a command or an environment variable is better.
 
 from __future__ import annotations
 
-import argparse
 import os
 import stat
 
@@ -39,6 +38,7 @@ from smtpmail.cli.exits import ConfigError
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 
 if TYPE_CHECKING:
+    import argparse
     from pathlib import Path
     from typing import Any
 

@@ -9,20 +9,21 @@ options ``--ehlo-name``, ``--timeout``, ``--cafile``, ``--verbose`` and
 
 from __future__ import annotations
 
-import argparse
-
 from smtpmail.cli.environment import Environment
 from smtpmail.cli.exits import EX_NOUSER, EX_OK, EX_PARTIAL, EX_TEMPFAIL
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 
 if TYPE_CHECKING:
+    import argparse
     from typing import Any
+
+    from smtpmail.cli.options import OptionContainer
 
 __all__ = ["add_arguments", "exit_for", "render_table", "run"]
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: OptionContainer) -> None:
     g = parser.add_argument_group(
         "direct delivery (RFC 5321 §5: to each recipient domain's MX hosts, no relay)"
     )

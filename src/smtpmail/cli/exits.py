@@ -57,6 +57,10 @@ class UsageError(Exception):
     """The command line asks for something impossible (exit 64)."""
 
 
+class ReportedUsageError(UsageError):
+    """A usage error argparse's way has already shown on stderr."""
+
+
 class ConfigError(Exception):
     """The configuration file, an account or a password source is wrong (exit 78)."""
 

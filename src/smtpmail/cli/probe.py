@@ -27,7 +27,6 @@ PROBE_TIMEOUT = 10.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = PROBE_EXIT_CODES_HELP
     parser.add_argument(
         "target", nargs="?", metavar="HOST|URL", help="host[:port] or smtp://, smtps:// URL"

@@ -8,7 +8,6 @@ prints the envelope and the message and connects to nothing.
 
 from __future__ import annotations
 
-import argparse
 import time
 
 from smtpmail._record import Record
@@ -26,7 +25,10 @@ from smtpmail.cli.server import (
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 
 if TYPE_CHECKING:
+    import argparse
     from typing import Any
+
+    from smtpmail.cli.options import OptionParser
 
 EPILOG = (
     "examples:\n"
@@ -43,8 +45,7 @@ EPILOG = (
 QUIT_STAGES = ("connect", "greeting", "ehlo", "tls", "auth", "mail", "rcpt")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+def add_arguments(parser: OptionParser) -> None:
     parser.epilog = EPILOG
     m = parser.add_argument_group("message")
     m.add_argument("--from", "-f", dest="sender", metavar="ADDR", help="From (and reverse-path)")

@@ -11,7 +11,6 @@ that cannot be written (a full disk) exits 75, a read-only one 73.
 
 from __future__ import annotations
 
-import argparse
 import os
 
 from smtpmail.cli.environment import Environment
@@ -20,12 +19,15 @@ from smtpmail.cli.exits import EX_NOUSER, EX_OK, EX_PARTIAL
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 
 if TYPE_CHECKING:
+    import argparse
     from typing import Any
+
+    from smtpmail.cli.options import OptionContainer
 
 __all__ = ["add_arguments", "add_location_arguments", "queue_location", "run"]
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: OptionContainer) -> None:
     g = parser.add_argument_group("outbox (durable queue, retried by 'smtpmail queue run')")
     g.add_argument(
         "--queue",
@@ -36,12 +38,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_location_arguments(g)
 
 
-def add_location_arguments(g: argparse._ActionsContainer, *, action: bool = False) -> None:
+def add_location_arguments(g: OptionContainer, *, action: bool = False) -> None:
     """--queue-dir and --queue-url (shared by send, queue and merge). ``action``: for
     each ``queue`` action too, so that ``queue list --queue-dir DIR`` works as
     ``queue --queue-dir DIR list`` does; there, an option not given sets nothing
     (argparse.SUPPRESS), leaving the one given before the action in place."""
-    default = argparse.SUPPRESS if action else None
+    default = None
+    if action:  # (queue's actions: argparse parses them, and tests SUPPRESS by identity)
+        import argparse
+
+        default = argparse.SUPPRESS
     g.add_argument(
         "--queue-dir",
         metavar="DIR",

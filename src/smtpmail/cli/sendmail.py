@@ -19,7 +19,6 @@ account's ``from``); the body is never re-encoded. Without ``--account``,
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 
@@ -29,8 +28,10 @@ from smtpmail.cli.exits import EX_OK, EX_PARTIAL, EXIT_CODES_HELP, UsageError
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 
 if TYPE_CHECKING:
+    import argparse
     from typing import Any
 
+    from smtpmail.cli.options import OptionContainer
     from smtpmail.cli.server import ServerSettings
     from smtpmail.message.raw import RawMessage
     from smtpmail.protocol.envelope import Envelope
@@ -86,7 +87,9 @@ _IGNORED = frozenset("inmUGI")
 _UNSUPPORTED_MODES = {"s", "p", "d", "i", "D", "h", "H", "P", "t", "v"}
 
 
-class SendmailArgs(argparse.Namespace):
+class SendmailArgs:
+    """sendmail's own options, as :func:`parse` read them."""
+
     read_headers = False
     sender: str | None = None
     full_name: str | None = None
@@ -202,19 +205,36 @@ def _apply(opts: SendmailArgs, flag: str, value: str) -> None:
     # -B, -X, -L, -h, -A, -O, -o, -e, -d, -p, -M, -D, -Q: accepted, no effect on an SMTP client
 
 
-def _server_args(long_opts: list[str], opts: SendmailArgs) -> argparse.Namespace:
+def _declare(parser: OptionContainer) -> None:
+    """The long options passed on: smtpmail send's server and output options."""
     from smtpmail.cli.server import add_output_arguments, add_server_arguments
 
-    parser = argparse.ArgumentParser(prog="smtpmail sendmail", add_help=False)
     add_server_arguments(parser)
     add_output_arguments(parser)
     parser.add_argument("--verbose", action="store_true")
     parser.add_argument("--read-envelope-from", action="store_true")
     parser.add_argument("--json", action="store_true")  # read by smtpmail.cli.main
-    try:
-        ns = parser.parse_args(long_opts)
-    except SystemExit as exc:
-        raise UsageError(f"bad options: {' '.join(long_opts)}") from exc
+
+
+def _server_args(long_opts: list[str], opts: SendmailArgs) -> Any:
+    from smtpmail.cli.options import Options
+
+    options = Options()
+    _declare(options)
+    values = options.parse(long_opts)
+    if values is not None:
+        from types import SimpleNamespace
+
+        ns: Any = SimpleNamespace(**values)
+    else:  # argparse decides what options.parse leaves to it (and words the error)
+        import argparse
+
+        parser = argparse.ArgumentParser(prog="smtpmail sendmail", add_help=False)
+        _declare(parser)
+        try:
+            ns = parser.parse_args(long_opts)
+        except SystemExit as exc:
+            raise UsageError(f"bad options: {' '.join(long_opts)}") from exc
     if opts.config and not ns.config:
         ns.config = opts.config
     ns.account_for = opts.sender  # without --account, -f picks the account with that from

@@ -12,7 +12,6 @@ over the account's.
 
 from __future__ import annotations
 
-import argparse
 import os
 
 from smtpmail._record import Record
@@ -23,9 +22,11 @@ from smtpmail.cli.exits import ConfigError, UsageError
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 
 if TYPE_CHECKING:
+    import argparse
     from collections.abc import Callable
     from typing import Any
 
+    from smtpmail.cli.options import OptionContainer
     from smtpmail.message.dkim import DKIMKey
     from smtpmail.protocol.proxy import Proxy
     from smtpmail.transport._base import Timeouts, Transcript
@@ -45,7 +46,7 @@ TLS_MODES = ("none", "opportunistic", "starttls", "implicit")
 
 
 def add_server_arguments(
-    parser: argparse.ArgumentParser, *, url_option: bool = True, messages: bool = True
+    parser: OptionContainer, *, url_option: bool = True, messages: bool = True
 ) -> None:
     """The server, TLS and authentication options; with ``messages`` (the commands
     that send mail) also those that only act on a message: the final dot's
@@ -168,7 +169,7 @@ def add_server_arguments(
     d.add_argument("--dkim-key", metavar="PATH", help="the private key (PEM, RSA or Ed25519)")
 
 
-def add_output_arguments(parser: argparse.ArgumentParser) -> None:
+def add_output_arguments(parser: OptionContainer) -> None:
     """-v's data view and the mail log (smtpmail.cli.maillog): for the commands that send."""
     g = parser.add_argument_group("transcript and mail log (as msmtp's logfile and syslog)")
     g.add_argument(
@@ -198,6 +199,8 @@ def _line_count(value: str) -> int:
     except ValueError:
         count = -1
     if count < 0:
+        import argparse  # (only to word the error: not loaded for a send that parses)
+
         raise argparse.ArgumentTypeError(f"{value!r} is not a number of lines (0: all)")
     return count
 
@@ -279,6 +282,8 @@ def _mechanism(name: str) -> str:
     try:
         return mechanism_name(name)
     except InvalidArgument as exc:
+        import argparse  # (only to word the error: not loaded for a send that parses)
+
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
