@@ -455,7 +455,8 @@ def test_sink_offers_auth_after_starttls_only_with_auth_accept_any(
 ) -> None:
     """Without --auth-accept-any the sink offers no AUTH, before or after
     STARTTLS: offered, it refused every login (535), so a client that logs in
-    whenever AUTH is offered could not deliver to it."""
+    whenever AUTH is offered could not deliver to it. With it and a certificate,
+    AUTH comes after STARTTLS only, as on every server with TLS."""
     from smtpmail.transport.tls import TLSMode, TLSOptions
     from support.tlsservers import Certs
 
@@ -465,6 +466,11 @@ def test_sink_offers_auth_after_starttls_only_with_auth_accept_any(
     extra = ["--auth-accept-any"] if accept_any else []
     proc, reader = start_sink("--port", str(port), "--tls-cert", cert, "--tls-key", key, *extra)
     try:
+        with smtpmail.Client(
+            "127.0.0.1", port, timeout=30, tls=TLSMode.PLAINTEXT_INSECURE
+        ) as clear:
+            assert "STARTTLS" in clear.extensions
+            assert "AUTH" not in clear.extensions
         with smtpmail.Client("127.0.0.1", port, timeout=30, tls=TLSMode.REQUIRED,
                              tls_options=TLSOptions(ca_file=certs.ca_file)) as client:  # fmt: skip
             assert client.tls_info is not None

@@ -310,8 +310,10 @@ async def start_server(
             require_starttls=require_tls and tls_context is not None,
             authenticator=accept_any if auth_accept_any else None,
             auth_exclude_mechanism=None if auth_accept_any else ["CRAM-MD5"],
-            # Offered in clear text only when asked to accept anything (a test server).
-            auth_require_tls=not auth_accept_any,
+            # With a certificate, after STARTTLS only, as every server with TLS
+            # (in clear text the sink would teach a client to log in unprotected);
+            # without one, in clear text: a test server for clients that log in.
+            auth_require_tls=tls_context is not None,
         )
         sessions.add(smtp)
         return smtp
