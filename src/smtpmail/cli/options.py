@@ -72,8 +72,8 @@ class _Option:
 
     def __init__(self, flags: Sequence[str], kwargs: dict[str, Any]) -> None:
         long_flags = [flag for flag in flags if flag.startswith("--")]
-        derived = (long_flags or list(flags))[0].lstrip("-").replace("-", "_")
-        self.dest: str = kwargs.get("dest") or derived
+        named = long_flags or list(flags) or [""]
+        self.dest: str = kwargs.get("dest") or named[0].lstrip("-").replace("-", "_")
         self.action: str = kwargs.get("action", "store")
         self.nargs: object = kwargs.get("nargs")
         self.const: object = kwargs.get("const")
@@ -109,8 +109,8 @@ class _Option:
 class Options:
     """Records a command's options as argparse's calls declare them.
 
-    ``epilog`` and ``description``, set by a command for its help, are kept
-    and unused: help is argparse's to print.
+    ``epilog``, which a command sets for its help, is taken and not used:
+    help is argparse's to print.
     """
 
     def __init__(self) -> None:
@@ -119,7 +119,6 @@ class Options:
         self._defaults: dict[str, object] = {}
         self._exact = True  # False once an option uses what parse() does not decide
         self.epilog: str | None = None
-        self.description: str | None = None
 
     # -- what add_arguments calls ----------------------------------------------
 
