@@ -114,6 +114,25 @@ def test_utf8_in_a_header_asks_for_smtputf8_as_postfix_sendmail_does() -> None:
         assert not any(c.startswith(b"MAIL") for c in server.commands())
 
 
+def test_utf8_addresses_in_the_header_section_are_the_envelope() -> None:
+    """sendmail -t, and send --message without --from/--to, take a UTF-8 From
+    and To (RFC 6532) as the addresses they are: they went through a parser that
+    read 8-bit octets as unknown, and the sender became "j\ufffd\ufffdrg@...",
+    refused as invalid IDNA before any connection."""
+    msg = "From: Jörg <jörg@bücher.example>\nTo: Ana <ana@exämple.org>,\n b@example.net\n"
+    msg += "Subject: s\n\nbody\n"
+    with RecordingServer() as server:
+        r = run_cli("sendmail", srv(server), "-t", stdin=msg.encode())
+        assert r.status == 0, r.stderr
+        r = run_cli("send", srv(server), "--message", "-", stdin=msg.encode())
+        assert r.status == 0, r.stderr
+        for got in server.messages:
+            assert got.mail_from == "jörg@bücher.example"
+            # (an ASCII local part: its domain goes as the A-label)
+            assert got.rcpt_tos == ["ana@xn--exmple-cua.org", "b@example.net"]
+            assert "SMTPUTF8" in got.mail_options
+
+
 #: (standard input, the header fields that arrive, the body that arrives): the header
 #: section ends at the first line that is neither a field nor a folded continuation
 #: (RFC 5322 §2.1, §2.2), and the fields added before it stay apart from the body.

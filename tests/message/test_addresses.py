@@ -50,6 +50,11 @@ CASES = [
     (["root,admin"], ["root", "admin"]),
     (["", ",", " , "], []),
     (["undisclosed-recipients:;"], []),
+    (["group: a@example.net, b@example.net;"], ["a@example.net", "b@example.net"]),
+    # One plain address is taken as it is (no email package loaded for it).
+    (["root"], ["root"]),
+    (["a@[192.0.2.1]", "o'brien@example.net"], ["a@[192.0.2.1]", "o'brien@example.net"]),
+    (["jörg@bücher.example\r\n"], ["jörg@bücher.example"]),
 ]
 
 

@@ -14,12 +14,12 @@ import argparse
 import asyncio
 import queue
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
 from typing import IO, TYPE_CHECKING, ClassVar
 
 from smtpmail.cli._capture import INSTALL_HINT
 from smtpmail.cli.environment import Environment
 from smtpmail.cli.exits import EX_OK, EX_SOFTWARE, EX_UNAVAILABLE
+from smtpmail.message import stamp
 
 if TYPE_CHECKING:
     from smtpmail.protocol.envelope import SendResult
@@ -49,9 +49,8 @@ def compose(args: argparse.Namespace) -> EmailMessage:
     msg["From"] = args.sender
     msg["To"] = args.recipient
     msg["Subject"] = args.subject
-    msg["Date"] = formatdate(localtime=True)
-    # An explicit domain: make_msgid() would otherwise ask DNS for our name.
-    msg["Message-ID"] = make_msgid(domain="smtpmail.demo")
+    msg["Date"] = stamp.date()
+    msg["Message-ID"] = stamp.message_id("smtpmail.demo")
     msg.set_content(args.text)
     return msg
 

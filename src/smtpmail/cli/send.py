@@ -163,18 +163,17 @@ def add_arguments(parser: OptionParser) -> None:
 class Prepared(Record):
     """What goes out: the message (bytes or chunks) and its envelope; ``origin``
     (a composed Message, or a RawMessage whose header section was read) tells
-    its Message-ID."""
+    its Message-ID: both ``get`` a field's value."""
 
     message: Any
     envelope: Any
     origin: Any = None
 
     def message_id(self) -> str | None:
-        """The Message-ID field (a raw message's header section is parsed only now)."""
+        """The Message-ID field."""
         if self.origin is None:
             return None
-        headers = self.origin.headers() if hasattr(self.origin, "headers") else self.origin
-        value = headers.get("Message-ID")
+        value = self.origin.get("Message-ID")
         return None if value is None else str(value)
 
 

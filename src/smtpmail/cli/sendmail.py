@@ -278,7 +278,7 @@ def run_argv(argv: Sequence[str], env: Environment) -> int:
     if document is not None:
         from smtpmail.cli import jsondoc
 
-        message_id = raw.headers().get("Message-ID")
+        message_id = raw.get("Message-ID")
         document["mode"] = "relay"
         document["server"] = {"url": settings.url, "host": settings.host, "port": settings.port}
         document["envelope"] = jsondoc.envelope(envelope)
@@ -321,17 +321,19 @@ def _log(
     if settings.logfile or settings.syslog:
         from smtpmail.cli import maillog
 
-        message_id = raw.headers().get("Message-ID")
+        message_id = raw.get("Message-ID")
         tls = client.tls_info is not None
         maillog.log_message(settings, env, envelope, message_id, tls=tls, **outcome)
 
 
 def _address(value: str | None) -> str | None:
+    """The address of a From-like value ("Ann <ann@example.org>", or plain)."""
     if value is None:
         return None
-    from email.utils import parseaddr
+    from smtpmail.message.addresses import addresses
 
-    return parseaddr(value)[1] or None
+    found = addresses([value])
+    return found[0] if found else None
 
 
 def _default_domain(sender: str | None) -> str:
@@ -351,9 +353,10 @@ def _complete_headers(
     """Add From and Date when missing (RFC 5322 §3.6 requires both), and a
     Message-ID (§3.6.4 says it SHOULD be there), as sendmail and msmtp do. The
     Message-ID's domain is the envelope sender's, else ``domain``."""
-    headers = raw.headers()
+    from smtpmail.message import stamp
+
     extra: list[str] = []
-    if headers.get("From") is None and sender:
+    if raw.get("From") is None and sender:
         from email.headerregistry import Address
         from email.policy import SMTP
 
@@ -363,18 +366,14 @@ def _complete_headers(
         else:
             value = configured or sender
         extra.append(SMTP.header_factory("From", value).fold(policy=SMTP).rstrip("\r\n"))
-    if headers.get("Date") is None:
-        from email.utils import formatdate
-
-        extra.append(f"Date: {formatdate(localtime=True)}")
-    if headers.get("Message-ID") is None:
-        from email.utils import make_msgid
-
+    if raw.get("Date") is None:
+        extra.append(f"Date: {stamp.date()}")
+    if raw.get("Message-ID") is None:
         from smtpmail.protocol.idn import to_a_labels
 
         at = sender.rpartition("@")[2] or domain
         at = at if at.startswith("[") else to_a_labels(at, "sender")
-        extra.append(f"Message-ID: {make_msgid(domain=at)}")
+        extra.append(f"Message-ID: {stamp.message_id(at)}")
     if not extra:
         return raw
     ending = b"\r\n" if raw.head.endswith(b"\r\n") else b"\n"

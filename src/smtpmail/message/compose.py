@@ -20,10 +20,11 @@ from collections.abc import Iterable, Sequence
 from email import policy as email_policy
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import formatdate, getaddresses, make_msgid
+from email.utils import getaddresses
 
 from smtpmail._record import Frozen, Record
 from smtpmail.errors import InvalidAddress, InvalidArgument
+from smtpmail.message import stamp
 from smtpmail.message.raw import check_field
 from smtpmail.message.wire import flatten
 from smtpmail.protocol.commands import check_text, parse_path
@@ -219,10 +220,10 @@ def compose(
         msg["Subject"] = subject
     given = {name.lower() for name, _ in headers}
     if "date" not in given:
-        msg["Date"] = formatdate(localtime=True)
+        msg["Date"] = stamp.date()
     if "message-id" not in given:
         domain = message_id_domain or _idna(from_addr.domain)
-        msg["Message-ID"] = make_msgid(domain=domain)
+        msg["Message-ID"] = stamp.message_id(domain)
     for name, value in headers:
         msg[name] = value
     _set_body(msg, text, html, files)
@@ -277,7 +278,7 @@ def _set_body(
             target = parts[-1]
         assert isinstance(target, EmailMessage)
         for att, data, maintype, subtype, name in inline:
-            cid = att.cid() or make_msgid(domain="smtpmail.invalid")[1:-1]
+            cid = att.cid() or stamp.message_id("smtpmail.invalid")[1:-1]
             target.add_related(
                 data,
                 maintype,

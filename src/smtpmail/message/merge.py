@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import email.policy
-import email.utils
 import hashlib
 import json
 import re
@@ -26,6 +25,7 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 
 from smtpmail.errors import InvalidArgument
+from smtpmail.message import stamp
 from smtpmail.message.content import envelope_from_headers
 from smtpmail.message.wire import flatten
 from smtpmail.protocol.envelope import Envelope
@@ -118,7 +118,7 @@ class Template:
                     cte = None if filled.isascii() else "quoted-printable"
                     part.set_content(filled, subtype=part.get_content_subtype(), cte=cte)
         if "Date" not in msg:
-            msg["Date"] = email.utils.formatdate(localtime=True)
+            msg["Date"] = stamp.date()
         to: list[str] | None = None
         if to_column:
             address = (row.get(to_column) or "").strip()

@@ -25,7 +25,6 @@ from smtpmail.protocol.envelope import Envelope
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 
 if TYPE_CHECKING:
-    from email.message import Message
     from typing import IO
 
 __all__ = ["RawMessage", "check_field", "read_raw"]
@@ -47,11 +46,27 @@ class RawMessage(Record):
         self._separator = _separator
         self._read = _read
 
-    def headers(self) -> Message:
-        from email.parser import BytesHeaderParser
-        from email.policy import compat32
+    def get_all(self, name: str) -> list[str]:
+        """The values of the fields named ``name`` (any case), in order: the text
+        after the colon as written, folded lines kept, UTF-8 (RFC 6532) decoded
+        (octets that are not UTF-8 as surrogate escapes, which no address check
+        lets through). Read without the email package: loading its parser was
+        half of a ``sendmail`` run, and it decoded 8-bit fields as unknown
+        octets (a UTF-8 From became U+FFFD, an address no server takes)."""
+        key = name.lower().encode()
+        return [
+            field.partition(b":")[2]
+            .lstrip(b" \t")
+            .rstrip(b"\r\n")
+            .decode("utf-8", "surrogateescape")
+            for field in _split_fields(self.head)
+            if _field_name(field) == key and b":" in field
+        ]
 
-        return BytesHeaderParser(policy=compat32).parsebytes(self.head)
+    def get(self, name: str) -> str | None:
+        """The first field named ``name``'s value (as :meth:`get_all`), or None."""
+        found = self.get_all(name)
+        return found[0] if found else None
 
     def with_head(self, head: bytes, separator: bytes = b"\r\n") -> RawMessage:
         """The same body under another header section."""
@@ -123,49 +138,34 @@ class RawMessage(Record):
     def _from_headers(self, wanted: bool, sender: str | None) -> tuple[list[str], str]:
         """Recipients from To/Cc/Bcc (when ``wanted``), and the sender from
         Sender/From when none was given (Resent-* fields first)."""
-        msg = self.headers()
         rcpts: list[str] = []
         if wanted:
-            resent = (
-                msg.get_all("Resent-To") or msg.get_all("Resent-Cc") or msg.get_all("Resent-Bcc")
-            )
+            resent = any(self.get_all(f"Resent-{name}") for name in ("To", "Cc", "Bcc"))
             prefix = "Resent-" if resent else ""
-            fields = [str(v) for n in ("To", "Cc", "Bcc") for v in msg.get_all(prefix + n, [])]
-            rcpts += addresses(fields)
-        return rcpts, sender if sender is not None else _header_sender(msg)
+            rcpts += addresses(v for n in ("To", "Cc", "Bcc") for v in self.get_all(prefix + n))
+        return rcpts, sender if sender is not None else self.header_sender()
 
     def header_sender(self) -> str:
         """The reverse-path the header section names: Sender, else From (their
         Resent- forms when the message was resent, RFC 5322 §3.6.6)."""
-        return _header_sender(self.headers())
-
-
-#: Characters that only an address list, a display name or a comment holds.
-_LIST_SYNTAX = frozenset(',<("')
+        prefix = "Resent-" if self.get_all("Resent-From") else ""
+        found = addresses(self.get_all(prefix + "Sender") or self.get_all(prefix + "From"))
+        if not found:
+            raise InvalidAddress("no sender given (-f/--from) and no From header")
+        return found[0]
 
 
 def _address_list(arguments: Sequence[str]) -> list[str]:
     """The addresses in ``arguments``, each an address list (RFC 5322 §3.4):
     ``a@x,b@y`` (Debian's cron passes MAILTO so), ``Name <a@x>``, ``a@x (comment)``.
-    A plain address is taken as it is, without loading the email package; an
-    argument that names no address is an error, not a recipient dropped."""
+    An argument that names no address is an error, not a recipient dropped."""
     found: list[str] = []
     for argument in arguments:
-        plain = argument.strip()
-        listed = [plain] if plain and _LIST_SYNTAX.isdisjoint(plain) else addresses([argument])
+        listed = addresses([argument])
         if not listed:
             raise InvalidAddress(f"recipient {argument!r} names no address")
         found += listed
     return found
-
-
-def _header_sender(msg: Message) -> str:
-    prefix = "Resent-" if msg.get_all("Resent-From") else ""
-    fields = msg.get_all(prefix + "Sender", []) or msg.get_all(prefix + "From", [])
-    found = addresses(str(v) for v in fields)
-    if not found:
-        raise InvalidAddress("no sender given (-f/--from) and no From header")
-    return found[0]
 
 
 #: The octets a field name may hold (RFC 5322 §2.2: printable, not the colon).
