@@ -133,6 +133,17 @@ def test_utf8_addresses_in_the_header_section_are_the_envelope() -> None:
             assert "SMTPUTF8" in got.mail_options
 
 
+def test_a_header_address_that_is_not_utf8_is_a_data_error(smtpd: RecordingServer) -> None:
+    """A Latin-1 From: named by its octet, exit 65, nothing sent (it was an
+    internal error, 70, the octet reaching an encoder as a lone surrogate)."""
+    r = run_cli(
+        "sendmail", srv(smtpd), "-t", stdin=b"From: \xe9ric@example.org\nTo: b@example.net\n\nx\n"
+    )
+    assert r.status == exits.EX_DATAERR, r.stderr
+    assert "the octet 0xE9, which is not UTF-8" in r.stderr
+    assert not smtpd.commands()
+
+
 #: (standard input, the header fields that arrive, the body that arrives): the header
 #: section ends at the first line that is neither a field nor a folded continuation
 #: (RFC 5322 §2.1, §2.2), and the fields added before it stay apart from the body.

@@ -15,8 +15,11 @@ from smtpmail.protocol.envelope import Envelope
 from smtpmail.protocol.session import Session
 from support.harness import Trace, drive_flow
 
-# Every C0 control, DEL, and the Unicode line breaks some software honours.
+# Every C0 control, DEL, and the Unicode line breaks some software honours; and
+# lone surrogates, which are no characters (a str decoded with surrogateescape
+# from octets that were not UTF-8): they cannot be written at all.
 INJECTIONS = [chr(c) for c in range(0x20)] + ["\x7f", "\x85", "\u2028", "\u2029"]
+INJECTIONS += ["\ud800", "\udce9", "\udfff"]
 
 
 def _ehlo(value: str) -> object:

@@ -65,12 +65,25 @@ _VALUE = re.compile(r"[\x21-\x3c\x3e-\x7e]+\Z")
 
 
 def check_text(value: str, what: str) -> str:
-    """Refuse a value with controls or line breaks in it; return it unchanged."""
+    """Refuse a value with controls or line breaks in it, or that is not text (a
+    lone surrogate: octets that were not UTF-8, decoded with surrogateescape,
+    which no encoding can write); return it unchanged."""
     m = _FORBIDDEN.search(value)
     if m is not None:
         raise InvalidArgument(
             f"{what} contains the control character {m.group()!r} at index {m.start()}"
         )
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            code = ord(value[exc.start])
+            held = (
+                f"the octet 0x{code - 0xDC00:02X}, which is not UTF-8,"
+                if 0xDC80 <= code <= 0xDCFF  # (surrogateescape's: an undecodable octet)
+                else f"U+{code:04X}, a lone surrogate,"
+            )
+            raise InvalidArgument(f"{what} holds {held} at index {exc.start}") from None
     return value
 
 
