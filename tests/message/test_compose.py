@@ -148,6 +148,15 @@ def test_bad_input_is_refused_before_building(kwargs: dict[str, object], error: 
         compose(text="x", **kwargs)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("name", ["text", "html", "subject"])
+def test_a_value_that_is_not_text_is_refused_before_building(name: str) -> None:
+    """A lone surrogate (Python decodes a command-line argument's octets that
+    are not UTF-8 so) was a UnicodeEncodeError from the email package."""
+    values = {"text": "x", name: "caf\udce9"}
+    with pytest.raises(InvalidArgument, match="the octet 0xE9, which is not UTF-8"):
+        compose(sender="me@example.org", to=["you@example.net"], **values)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(
     ("attachment", "where"),
     [

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import smtpmail
+from smtpmail.errors import InvalidArgument
 from smtpmail.message.content import as_content
 from support.servers import RecordingServer
 
@@ -68,3 +69,10 @@ def test_a_pipe_or_an_iterator_is_read_only_once() -> None:
         assert not as_content(f).resendable
     assert not as_content(iter([b"Subject: x\n\nbody\n"])).resendable
     assert as_content(b"Subject: x\n\nbody\n").resendable
+
+
+def test_a_str_message_that_is_not_text_is_refused_as_input() -> None:
+    """A lone surrogate in a str message: InvalidArgument naming the octet and
+    where it is, not the UnicodeEncodeError of the encoding."""
+    with pytest.raises(InvalidArgument, match="the octet 0xE9, which is not UTF-8, at index 15"):
+        as_content("Subject: x\n\ncaf\udce9\n")

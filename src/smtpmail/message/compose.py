@@ -27,7 +27,7 @@ from smtpmail.errors import InvalidAddress, InvalidArgument
 from smtpmail.message import stamp
 from smtpmail.message.raw import check_field
 from smtpmail.message.wire import flatten
-from smtpmail.protocol.commands import check_text, parse_path
+from smtpmail.protocol.commands import check_characters, check_text, parse_path
 from smtpmail.protocol.envelope import Envelope
 from smtpmail.protocol.idn import to_a_labels
 
@@ -198,6 +198,9 @@ def compose(
         _check_structured(fields, name, value)
     if subject is not None:
         check_text(subject, "subject")
+    for body, what in ((text, "body"), (html, "HTML")):
+        if body is not None:
+            check_characters(body, what)
     if message_id_domain is not None:
         message_id_domain = _message_id_domain(message_id_domain)
     for attachment in attachments:

@@ -34,6 +34,7 @@ from smtpmail.errors import ExtensionNotSupported, InvalidAddress, MessageReadEr
 from smtpmail.message.addresses import addresses
 from smtpmail.message.bcc import drop_bcc, split_header_section
 from smtpmail.protocol.actions import Content
+from smtpmail.protocol.commands import check_characters
 from smtpmail.protocol.data import measure
 from smtpmail.protocol.envelope import Envelope
 
@@ -422,7 +423,12 @@ def as_content(
     if isinstance(message, bytes | bytearray | memoryview):
         return _bytes_content(bytes(message), keep_bcc, dkim, convert_8bit)
     if isinstance(message, str):
-        return _bytes_content(message.encode("utf-8"), keep_bcc, dkim, convert_8bit)
+        try:
+            data = message.encode("utf-8")
+        except UnicodeEncodeError:
+            check_characters(message, "the message")  # (raises: says where, and why)
+            raise
+        return _bytes_content(data, keep_bcc, dkim, convert_8bit)
     if _is_message(message):
         from smtpmail.message.wire import flatten
 

@@ -22,6 +22,7 @@ __all__ = [
     "MAX_PATH",
     "Path",
     "check_port",
+    "check_characters",
     "check_text",
     "command",
     "ehlo_name",
@@ -65,14 +66,21 @@ _VALUE = re.compile(r"[\x21-\x3c\x3e-\x7e]+\Z")
 
 
 def check_text(value: str, what: str) -> str:
-    """Refuse a value with controls or line breaks in it, or that is not text (a
-    lone surrogate: octets that were not UTF-8, decoded with surrogateescape,
-    which no encoding can write); return it unchanged."""
+    """Refuse a value with controls or line breaks in it, or that is not text
+    (:func:`check_characters`); return it unchanged."""
     m = _FORBIDDEN.search(value)
     if m is not None:
         raise InvalidArgument(
             f"{what} contains the control character {m.group()!r} at index {m.start()}"
         )
+    return check_characters(value, what)
+
+
+def check_characters(value: str, what: str) -> str:
+    """Refuse a str that is not text: one holding a lone surrogate, which no
+    encoding can write (an octet that was not UTF-8, decoded with
+    surrogateescape: Python so decodes command-line arguments and file names);
+    return it unchanged."""
     if not value.isascii():
         try:
             value.encode("utf-8")
