@@ -226,6 +226,16 @@ def test_credentials_need_a_secret_and_call_it_each_time() -> None:
     assert Credentials.of(("u", "p")).username == "u"  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize("given", ["caf\udce9", lambda: "caf\udce9"])
+def test_a_secret_that_is_not_utf8_is_refused_without_showing_it(given: object) -> None:
+    """A password from an environment variable in Latin-1 (a lone surrogate) was
+    a UnicodeEncodeError while writing AUTH; it is refused as input, and the
+    message names neither the octet nor where it stands."""
+    with pytest.raises(InvalidArgument, match="password holds an octet that is not UTF-8") as info:
+        run_mechanism(Plain(Credentials("u", given)), [])  # type: ignore[arg-type]
+    assert "0xE9" not in str(info.value) and "caf" not in str(info.value)
+
+
 def test_redact_longest_first() -> None:
     reply = Reply(535, ("bad AHVAcA== for p@ss", "again AHVAcA"))
     secrets = Secrets()

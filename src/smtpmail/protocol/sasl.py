@@ -25,7 +25,7 @@ from collections.abc import Callable, Generator, Iterable
 from typing import ClassVar
 
 from smtpmail.errors import AuthenticationError, InputError, InvalidArgument
-from smtpmail.protocol.commands import check_text
+from smtpmail.protocol.commands import check_characters, check_text
 from smtpmail.protocol.redaction import REDACTED, Secrets
 
 __all__ = [
@@ -134,6 +134,13 @@ def _checked(value: object, what: str) -> str:
     # secret add fields. The message names the character class, not the secret.
     if "\0" in value or (what != "password" and "\x01" in value):
         raise InvalidArgument(f"the {what} contains a NUL or ^A control character")
+    try:
+        check_characters(value, what)
+    except InvalidArgument:  # (its message shows the octet: not for a secret)
+        raise InvalidArgument(
+            f"the {what} holds an octet that is not UTF-8 (an environment variable or a "
+            "command's output in another encoding?)"
+        ) from None
     return value
 
 
