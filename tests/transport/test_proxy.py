@@ -250,6 +250,8 @@ async def test_proxy_dies_mid_dialogue(
         ("ftp://h:1", "scheme must be one of"),
         (f"socks5://u:{quote(PASSWORD)}@h:99999", "malformed"),
         ("socks5://u@h", "both a user name and a password"),
+        # an argument that is not UTF-8: was a UnicodeError from the idna codec (70)
+        (f"socks5://u:{quote(PASSWORD)}@h\udce9:1080", "its host holds the octet 0xE9"),
     ],
 )
 async def test_bad_proxy_url_fails_at_construction(

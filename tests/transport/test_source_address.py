@@ -89,6 +89,27 @@ def test_minus_6_to_an_ipv4_literal_exits_host_unknown() -> None:
     assert "has no IPv6 address" in r.stderr
 
 
+@pytest.mark.parametrize(
+    ("source", "error"),
+    [
+        ("127.0.0.2", "tuple"),
+        (("127.0.0.2",), "tuple"),
+        (("127.0.0.2", -1), "0 \\(any\\) to 65535"),
+        (("127.0.0.2", "25"), "0 \\(any\\) to 65535"),
+        (("1\udce9", 0), "octet 0xE9, which is not UTF-8"),  # (an argument not UTF-8)
+        (("127.0.0.2\n", 0), "control character"),
+    ],
+)
+@pytest.mark.parametrize("kind", [Client, AsyncClient])
+def test_source_address_is_checked_at_construction(
+    kind: type[Client | AsyncClient], source: object, error: str
+) -> None:
+    """Before: the socket module's TypeError or UnicodeError when connecting
+    (exit 70 for --source-address given octets that are not UTF-8)."""
+    with pytest.raises(InvalidArgument, match=error):
+        kind("127.0.0.1", 25, source_address=source)  # type: ignore[arg-type]
+
+
 def test_family_is_checked_at_construction() -> None:
     with pytest.raises(InvalidArgument):
         Client("127.0.0.1", 25, family=socket.AF_UNIX)

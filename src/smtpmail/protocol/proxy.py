@@ -26,8 +26,9 @@ import ipaddress
 from collections.abc import Callable, Generator
 
 from smtpmail._record import Frozen
-from smtpmail.errors import InvalidArgument, LocalProtocolError, ProxyError
-from smtpmail.protocol.commands import check_port
+from smtpmail.errors import InputError, InvalidArgument, LocalProtocolError, ProxyError
+from smtpmail.protocol import idn
+from smtpmail.protocol.commands import check_characters, check_port
 from smtpmail.protocol.redaction import REDACTED, Secrets
 
 __all__ = ["SCHEMES", "Proxy", "Tunnel", "redact_url"]
@@ -95,6 +96,10 @@ class Proxy(Frozen):
         host = parts.hostname
         if not host:
             raise InvalidArgument(f"proxy URL {shown!r} names no host")
+        try:  # (as the server's name: A-labels, what DNS must see; no octet that is not UTF-8)
+            host = idn.host_name(check_characters(host, "its host"), "its host")
+        except InputError as exc:
+            raise InvalidArgument(f"proxy URL {shown!r}: {exc}") from None
         if port is None:
             if scheme not in _DEFAULT_PORTS:
                 raise InvalidArgument(f"proxy URL {shown!r} needs a port (http://host:3128)")

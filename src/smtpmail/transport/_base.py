@@ -122,6 +122,22 @@ class Timeouts(Frozen):
 _INFINITY = float("inf")
 
 
+def _source_address(value: object) -> tuple[str, int] | None:
+    """The local (address, port) to connect from, checked before connecting (the
+    socket module's errors for a bad one were a TypeError or UnicodeError)."""
+    if value is None:
+        return None
+    if not (isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], str)):
+        raise InvalidArgument(
+            f"source_address must be an (address, port) tuple like ('192.0.2.1', 0), not {value!r}"
+        )
+    host, port = value
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise InvalidArgument(f"the source port must be 0 (any) to 65535, not {port!r}")
+    what = "the source address"
+    return idn.host_name(commands.check_text(host, what), what), port
+
+
 def _seconds(what: str, value: object) -> float:
     """A wait in seconds: a finite number over 0, else InvalidArgument.
 
@@ -271,7 +287,7 @@ class BaseClient:
         self.port = commands.check_port(port)  # (checked: see check_port)
         self.ehlo_name = ehlo_name
         self.timeouts = Timeouts.of(timeout)
-        self.source_address = source_address
+        self.source_address = _source_address(source_address)
         if family not in (0, _socket.AF_INET, _socket.AF_INET6):
             raise InvalidArgument(f"family must be 0, AF_INET or AF_INET6, not {family!r}")
         self.family = family
