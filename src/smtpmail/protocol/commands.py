@@ -91,7 +91,7 @@ def check_characters(value: str, what: str) -> str:
                 if 0xDC80 <= code <= 0xDCFF  # (surrogateescape's: an undecodable octet)
                 else f"U+{code:04X}, a lone surrogate,"
             )
-            raise InvalidArgument(f"{what} holds {held} at index {exc.start}") from None
+            raise _caused(InvalidArgument(f"{what} holds {held} at index {exc.start}"), None)
     return value
 
 
