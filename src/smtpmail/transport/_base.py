@@ -139,6 +139,9 @@ def _seconds(what: str, value: object) -> float:
 
 
 _DEFAULT_TIMEOUTS = Timeouts()
+#: For every client given no tls_options (immutable: building one per client
+#: cost a fortieth of a one-shot send's instructions).
+_NO_TLS_OPTIONS = TLSOptions()
 
 
 @functools.cache
@@ -292,10 +295,9 @@ class BaseClient:
         self.dkim = dkim
         self.convert_8bit = convert_8bit
         self.tls_mode = resolve_mode(tls, port, self.credentials is not None, allow_plaintext_auth)
-        self.tls_options = tls_options or TLSOptions()
-        self.tls_options.pinned()  # a malformed pin fails here, before connecting
-        self.tls_options.pinned_keys()
-        opts = self.tls_options
+        opts = self.tls_options = tls_options or _NO_TLS_OPTIONS
+        opts.pinned()  # a malformed pin fails here, before connecting
+        opts.pinned_keys()
         if ssl_context is None and (opts.ca_file or opts.ca_path or opts.cert_file):
             # Files named are read now: a missing one fails before connecting, even
             # where no TLS would happen (no STARTTLS offered), not skipped in silence.
