@@ -10,6 +10,7 @@ ENVID and ORCPT values are xtext-encoded (RFC 3461 §4).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 
@@ -253,11 +254,15 @@ def rcpt_to(path: Path, params: bytes = b"") -> bytes:
     return _line(b"RCPT TO:", path.wire, params)
 
 
+@functools.lru_cache(maxsize=64)
 def ehlo_name(name: str) -> str:
     """The name for EHLO/HELO/LHLO as written: a domain in A-labels, or an address literal.
 
     RFC 6531 §3.7.1: EHLO goes before the client knows whether the server
     offers SMTPUTF8, so an internationalised name is sent as A-labels.
+    Cached: a client says the same name on every connection, and checking an
+    address literal cost a fiftieth of a one-shot send (a refused name raises
+    each time: errors are not cached).
     """
     check_text(name, "EHLO name")
     if not name or len(name.encode("utf-8")) > MAX_DOMAIN:
