@@ -214,7 +214,10 @@ class ReplyParser:
             raise RemoteProtocolError(
                 f"reply mixes codes {self._code.decode()} and {code.decode()}"
             )
-        self._lines.append(_CONTROL.sub("\ufffd", line[4:].decode("utf-8", "replace")))
+        text = line[4:].decode("utf-8", "replace")
+        if not text.isprintable():  # (controls are unprintable: most lines need no sub)
+            text = _CONTROL.sub("\ufffd", text)
+        self._lines.append(text)
         if n > 3 and line[3] == 0x2D:  # "-": more lines follow
             return None
         reply = Reply(int(code), tuple(self._lines))
