@@ -46,6 +46,23 @@ def test_options_switch_extensions_off() -> None:
     assert set(session.extensions) == {"DSN"}
 
 
+@pytest.mark.parametrize(
+    ("lines", "offered"),
+    [
+        (["AUTH=LOGIN PLAIN"], {"AUTH": "LOGIN PLAIN"}),  # the old, non-standard form
+        (["AUTH=LOGIN", "AUTH PLAIN"], {"AUTH": "PLAIN"}),  # the standard line, later, wins
+        (["AUTH PLAIN", "AUTH=LOGIN"], {"AUTH": "PLAIN", "AUTH=LOGIN": ""}),
+        (["size   1000  ", "  8bitmime"], {"SIZE": "1000", "8BITMIME": ""}),
+        (["", "DSN"], {"DSN": ""}),
+    ],
+)
+def test_ehlo_keywords_and_their_parameters(lines: list[str], offered: dict[str, str]) -> None:
+    assert dict(ready(*lines).extensions) == offered
+    # What the options switch off is dropped from the same reading.
+    session = ready(*lines, "PIPELINING", "DSN", options=Options(pipelining=False, dsn=False))
+    assert dict(session.extensions) == {k: v for k, v in offered.items() if k != "DSN"}
+
+
 @pytest.mark.parametrize("code", [b"500", b"502", b"550"])
 def test_ehlo_refused_falls_back_to_helo(code: bytes) -> None:
     session = Session()

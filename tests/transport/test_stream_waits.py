@@ -64,6 +64,32 @@ def test_a_write_goes_out_whole() -> None:
         assert bytes(received) == data
 
 
+def send_timeout(sock: socket.socket) -> float:
+    seconds, micros = struct.unpack(
+        "@ll", sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, 16)
+    )
+    return float(seconds + micros / 1e6)
+
+
+def test_a_write_the_kernel_takes_at_once_sets_no_send_timeout() -> None:
+    """Commands and small messages never wait to be written: no setsockopt for them."""
+    a, b = socket.socketpair()
+    with a, b:
+        stream = SocketStream(a)
+        stream.write(b"EHLO client.example.org\r\n", 7.5)
+        assert b.recv(100) == b"EHLO client.example.org\r\n"
+        assert send_timeout(a) == 0
+
+
+def test_a_write_that_must_wait_gets_the_timeout_and_times_out() -> None:
+    a, b = socket.socketpair()
+    with a, b:
+        stream = SocketStream(a)
+        with pytest.raises(TimeoutError):
+            stream.write(bytes(8 << 20), 0.2)  # nobody reads: the buffers fill up
+        assert send_timeout(a) == pytest.approx(0.2)
+
+
 class CountingStream(SocketStream):
     """A plain socket stream that counts the arrived-bytes checks."""
 

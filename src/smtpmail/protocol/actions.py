@@ -141,6 +141,10 @@ Action = Send | Receive | StartTLS
 Flow: TypeAlias = "Generator[Action, list[Reply] | None, T]"
 
 
+#: The extensions Options can switch off, in the order of its fields.
+_SWITCHED = ("PIPELINING", "CHUNKING", "SMTPUTF8", "8BITMIME", "SIZE", "DSN")
+
+
 class Options(Record):
     """What the client may use. Each extension is used when offered unless switched off.
 
@@ -183,15 +187,11 @@ class Options(Record):
     window_octets: int = 128 * 1024
 
     def disabled(self) -> tuple[str, ...]:
-        names = {
-            "PIPELINING": self.pipelining,
-            "CHUNKING": self.chunking,
-            "SMTPUTF8": self.smtputf8,
-            "8BITMIME": self.eightbitmime,
-            "SIZE": self.size,
-            "DSN": self.dsn,
-        }
-        return tuple(n for n, on in names.items() if not on)
+        """The EHLO keywords switched off (asked at every EHLO: usually none)."""
+        on = (self.pipelining, self.chunking, self.smtputf8, self.eightbitmime, self.size, self.dsn)
+        if all(on):
+            return ()
+        return tuple(name for name, used in zip(_SWITCHED, on, strict=True) if not used)
 
 
 class Content:

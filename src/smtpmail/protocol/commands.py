@@ -10,6 +10,7 @@ ENVID and ORCPT values are xtext-encoded (RFC 3461 §4).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 
@@ -68,6 +69,8 @@ _VALUE = re.compile(r"[\x21-\x3c\x3e-\x7e]+\Z")
 def check_text(value: str, what: str) -> str:
     """Refuse a value with controls or line breaks in it, or that is not text
     (:func:`check_characters`); return it unchanged."""
+    if value.__class__ is str and value.isprintable():  # (none of them: no regex search)
+        return value  # (a lone surrogate is no printable character either)
     m = _FORBIDDEN.search(value)
     if m is not None:
         raise InvalidArgument(
@@ -272,11 +275,15 @@ def rcpt_to(path: Path, params: bytes = b"") -> bytes:
     return _line(b"RCPT TO:", path.wire, params)
 
 
+@functools.lru_cache(maxsize=64)
 def ehlo_name(name: str) -> str:
     """The name for EHLO/HELO/LHLO as written: a domain in A-labels, or an address literal.
 
     RFC 6531 §3.7.1: EHLO goes before the client knows whether the server
     offers SMTPUTF8, so an internationalised name is sent as A-labels.
+    Cached: a client says the same name on every connection, and checking an
+    address literal cost a fiftieth of a one-shot send (a refused name raises
+    each time: errors are not cached).
     """
     check_text(name, "EHLO name")
     if not name or len(name.encode("utf-8")) > MAX_DOMAIN:

@@ -7,7 +7,7 @@ presence of PIPELINING, CHUNKING, 8BITMIME, SMTPUTF8, DSN, STARTTLS...
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 
 from smtpmail.protocol.reply import Reply
 
@@ -23,16 +23,21 @@ class Extensions(Mapping[str, str]):
         self._items = {k.upper(): v for k, v in (items or {}).items()}
 
     @classmethod
-    def from_ehlo(cls, reply: Reply) -> Extensions:
+    def from_ehlo(cls, reply: Reply, without: Collection[str] = ()) -> Extensions:
+        """What a 2xx reply to EHLO offers, less the keywords in ``without``
+        (upper case: the ones the caller switched off)."""
         items: dict[str, str] = {}
         for line in reply.lines[1:]:
             keyword, _, params = line.strip().partition(" ")
             if keyword:
+                key = keyword.upper()
                 # "AUTH=LOGIN PLAIN" is an old, non-standard form some servers still send.
-                if keyword.upper().startswith("AUTH=") and "AUTH" not in items:
+                if "=" in key and key.startswith("AUTH=") and "AUTH" not in items:
                     items["AUTH"] = (keyword[5:] + " " + params).strip()
-                    continue
-                items[keyword.upper()] = params.strip()
+                else:
+                    items[key] = params.strip() if params else params
+        for name in without:
+            items.pop(name, None)
         return cls(items)
 
     def __getitem__(self, key: str) -> str:

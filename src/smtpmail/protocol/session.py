@@ -97,7 +97,7 @@ class Session(Transactions):
         reply = yield from self.command(f"{verb} {name}", verb, check=False)
         if reply.code // 100 == 2:
             self.esmtp = True
-            self.extensions = Extensions.from_ehlo(reply).without(*self.options.disabled())
+            self.extensions = Extensions.from_ehlo(reply, self.options.disabled())
         elif reply.code >= 500 and not self.options.lmtp:
             log.info("EHLO refused (%s); falling back to HELO", reply.code)
             reply = yield from self.command(f"HELO {name}", "HELO", check=False)

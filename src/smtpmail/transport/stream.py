@@ -228,11 +228,22 @@ class SocketStream:
             self._tls_wait_at_most(timeout)
             sock.sendall(data)
             return
-        if timeout != self._waits[1]:
-            self._limit(1, timeout)
         # Our own sendall: a kernel timeout in the middle must not lose count.
         try:
-            sent = sock.send(data)
+            if self._waits[1]:
+                if timeout != self._waits[1]:
+                    self._limit(1, timeout)
+                sent = sock.send(data)
+            else:
+                # No send timeout set yet: one is set only when a write must wait.
+                # Most connections never wait to write (commands, a small message
+                # fit the kernel's buffer), which saves a setsockopt per connection.
+                try:
+                    sent = sock.send(data, _socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    sent = 0
+                if sent < len(data):
+                    self._limit(1, timeout)
             if sent < len(data):  # (a big write: the kernel took part of it)
                 view = memoryview(data)[sent:]
                 while view:
