@@ -296,3 +296,18 @@ def test_idn_domain_with_ascii_local_part_needs_no_smtputf8() -> None:
     assert b"me@xn--bcher-kva.example" in head and b"j@xn--mnchen-3ya.example" in head
     assert c.envelope.recipients == ("j@xn--mnchen-3ya.example",)
     assert not c.envelope.needs_smtputf8
+
+
+def test_a_text_attachment_that_is_not_utf8_says_its_charset_is_unknown(tmp_path: Path) -> None:
+    """RFC 1428: unknown-8bit, not the US-ASCII RFC 2046 assumes without a
+    charset (a Latin-1 CSV showed garbage for each accented letter); the
+    octets arrive as they were."""
+    att = tmp_path / "people.csv"
+    att.write_bytes("name\nRenée\n".encode("latin-1"))
+    c = compose(
+        sender="me@example.org", to=["you@example.net"], text="x", attachments=[Attachment(att)]
+    )
+    (attachment,) = parse(c.as_bytes()).iter_attachments()
+    assert attachment.get_content_type() == "text/csv"
+    assert attachment.get_param("charset") == "unknown-8bit"
+    assert attachment.get_payload(decode=True) == "name\nRenée\n".encode("latin-1")

@@ -301,8 +301,12 @@ def _set_body(
                 _name_parameter(_last_part(msg), name)
                 continue
             except UnicodeDecodeError:
-                pass  # not UTF-8: sent as the bytes it is
-        msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=name)
+                pass  # not UTF-8: sent as the octets it is, below
+        # Text that is not UTF-8 says so: RFC 1428's unknown-8bit, which readers
+        # let the user choose for; without a charset RFC 2046 §4.1.2 makes it
+        # US-ASCII, and its 8-bit octets were shown as garbage.
+        params = {"charset": "unknown-8bit"} if maintype == "text" else None
+        msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=name, params=params)
         _name_parameter(_last_part(msg), name)
     # EmailMessage builds its sub-parts as EmailMessages, and each set_content
     # stamps MIME-Version on them: RFC 2045 §4 wants it in the message's header only.
