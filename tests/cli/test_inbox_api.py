@@ -6,6 +6,7 @@ import json
 import mailbox
 import socket
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -139,6 +140,44 @@ def test_wait_times_out_with_408(inbox: Inbox) -> None:
     assert "no matching message" in json.loads(body)["error"]
     with pytest.raises(TimeoutError):
         inbox.wait_for(subject="never", timeout=0.2)
+
+
+def test_a_wait_goes_on_after_the_messages_the_last_one_saw(inbox: Inbox) -> None:
+    """A 408 says ``newest``; ``after=newest`` finds what arrived since, even
+    between two requests; ``new`` still ignores what was there."""
+    send(inbox, sample_message("old"))
+    status, _, body = http(f"{inbox.url}api/v1/wait?subject=late&timeout=0")
+    assert status == 408
+    newest = json.loads(body)["newest"]
+    send(inbox, sample_message("late"))  # (between the two requests)
+    status, _, body = http(f"{inbox.url}api/v1/wait?subject=late&timeout=0&after={newest}")
+    assert status == 200 and json.loads(body)["subject"] == "late"
+    status, _, _ = http(f"{inbox.url}api/v1/wait?subject=old&timeout=0&after={newest}")
+    assert status == 408  # (taken before: not after the newest-th)
+    status, _, body = http(f"{inbox.url}api/v1/wait?timeout=0&after=-1")
+    assert status == 400
+
+
+def test_a_wait_longer_than_the_inboxs_longest_goes_on(
+    inbox: Inbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Inbox.wait_for(timeout=T) waits T even past the inbox's limit per request
+    (5 minutes; 0.3 s here): it asks again. Before, it raised TimeoutError at
+    the limit, saying it had waited T."""
+    from smtpmail.cli.inbox import api
+
+    monkeypatch.setattr(api, "MAX_WAIT", 0.3)
+    send(inbox, sample_message("there", to="erin@example.org"))
+    got: list[object] = []
+    waiter = threading.Thread(
+        target=lambda: got.append(inbox.wait_for(to="erin@", new=True, timeout=60))
+    )
+    waiter.start()
+    sink_sees_the_wait(inbox)
+    time.sleep(1)  # (the limit passes three times: on a slow machine fewer, never wrongly)
+    send(inbox, sample_message("arrived", to="erin@example.org"))
+    waiter.join(timeout=90)
+    assert isinstance(got[0], dict) and got[0]["subject"] == "arrived"
 
 
 def test_events_stream_announces_new_messages(inbox: Inbox) -> None:

@@ -179,17 +179,29 @@ def _matcher(request: web.Request) -> Callable[[Stored], bool]:
 
 async def api_wait(request: web.Request) -> web.Response:
     """Long-poll: the newest message matching query/from/to/subject, waiting
-    up to ``timeout`` seconds for one to arrive (408 if none does)."""
+    up to ``timeout`` seconds (at most MAX_WAIT) for one to arrive; ``new``:
+    only one that arrives from now on; ``after=N``: only one taken after the
+    N-th. A 408 says ``newest``, the N of the last message there when the
+    wait began: a longer wait goes on with ``after=newest``, and misses none
+    that arrived between the two requests (Inbox.wait_for)."""
     try:
         timeout = min(float(request.query.get("timeout", "30")), MAX_WAIT)
     except ValueError:
         timeout = -1.0
     if not timeout >= 0:  # NaN too: a wait no clock ever reaches
         return json_error(400, "timeout must be a number of seconds, 0 or more")
-    existing = request.query.get("new", "") not in ("1", "true")
+    try:
+        after = int(request.query.get("after", "0"))
+    except ValueError:
+        after = -1
+    if after < 0:
+        return json_error(400, "after must be a message's place in the inbox, 0 or more")
+    new = request.query.get("new", "") in ("1", "true")
     config = request.app[CONFIG]
+    store = request.app[STORE]
+    newest = store.newest
     waiting = asyncio.ensure_future(
-        request.app[STORE].wait_for(_matcher(request), timeout, existing=existing)
+        store.wait_for(_matcher(request), timeout, after=None if new else after)
     )
     closing: asyncio.Queue[Event] = asyncio.Queue()  # hears "bye" when the inbox stops
     closed = asyncio.ensure_future(closing.get())
@@ -207,7 +219,8 @@ async def api_wait(request: web.Request) -> web.Response:
         return json_error(503, "the inbox is shutting down")
     found = waiting.result()
     if found is None:
-        return json_error(408, f"no matching message arrived within {timeout:g} seconds")
+        text = f"no matching message arrived within {timeout:g} seconds"
+        return web.json_response({"error": text, "newest": newest}, status=408)
     return web.json_response(mime.detail(found))
 
 

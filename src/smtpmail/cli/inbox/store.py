@@ -33,6 +33,9 @@ class Stored(Record):
     id: str
     captured: Captured
     read: bool = False
+    #: Its place in the order the store took messages in (1, 2, ...): a wait
+    #: goes on after the ones it has seen (see Store.wait_for).
+    seq: int = 0
     #: Filled by ``mime.parsed``: the parsed view, kept since messages never change.
     cache: dict[str, Any] = field(default_factory=dict)
 
@@ -49,6 +52,7 @@ class Store:
         self.box = box
         self._messages: OrderedDict[str, Stored] = OrderedDict()
         self._listeners: list[Callable[[Event], None]] = []
+        self.newest = 0  # the seq of the last message taken
         if box is not None and cap > 0:
             self._load(box)
 
@@ -75,7 +79,8 @@ class Store:
             while self._messages and len(self._messages) >= self.cap:
                 dropped, _ = self._messages.popitem(last=False)
                 self._tell(("delete", dropped))
-        stored = Stored(key, captured)
+        self.newest += 1
+        stored = Stored(key, captured, seq=self.newest)
         if self.cap > 0:
             self._messages[key] = stored
             self._tell(("new", key))
@@ -120,14 +125,17 @@ class Store:
             listener(event)
 
     async def wait_for(
-        self, matches: Callable[[Stored], bool], timeout: float, *, existing: bool = True
+        self, matches: Callable[[Stored], bool], timeout: float, *, after: int | None = 0
     ) -> Stored | None:
-        """The newest message that ``matches`` (with ``existing`` False, only one
-        that arrives from now on), waiting up to ``timeout`` seconds for one to
-        arrive; None if none did."""
-        for stored in self if existing else ():
-            if matches(stored):
-                return stored
+        """The newest message that ``matches`` among those taken after the
+        ``after``-th (None: only one that arrives from now on), waiting up to
+        ``timeout`` seconds for one to arrive; None if none did."""
+        if after is not None:
+            for stored in self:
+                if stored.seq <= after:
+                    break  # (newest first: the rest were taken before)
+                if matches(stored):
+                    return stored
         found: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
 
         def heard(event: Event) -> None:
@@ -157,8 +165,9 @@ class Store:
             found.append((when, key, content, "S" in flags))
         found.sort()
         for number, (when, key, content, seen) in enumerate(found, 1):
-            stored = Stored(key, _from_maildir(number, content, when), read=seen)
+            stored = Stored(key, _from_maildir(number, content, when), read=seen, seq=number)
             self._messages[key] = stored
+        self.newest = len(found)
 
 
 def _from_maildir(number: int, content: bytes, when: float) -> Captured:

@@ -28,6 +28,7 @@ import base64
 import http.client
 import json
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -93,17 +94,29 @@ class Inbox:
     ) -> dict[str, Any]:
         """The newest message matching every filter given (substrings, any
         case), waiting up to ``timeout`` seconds; ``new`` ignores those already
-        there. Raises TimeoutError when none arrives."""
-        params = {"timeout": str(timeout), "query": query, "new": "1" if new else ""}
+        there. Raises TimeoutError when none arrives.
+
+        The inbox answers one request within MAX_WAIT (five minutes): a longer
+        wait asks again, for the messages taken after those the last request
+        saw (the 408's ``newest``), so none that arrives in between is missed.
+        """
+        params = {"query": query, "new": "1" if new else ""}
         for key, value in (("from", from_), ("to", to), ("subject", subject)):
             if value is not None:
                 params[key] = value
-        try:
-            return dict(self._json("GET", "api/v1/wait?" + urlencode(params), wait=timeout))
-        except urllib.error.HTTPError as exc:
-            if exc.code == 408:
-                raise TimeoutError(f"no matching message within {timeout} s") from None
-            raise
+        deadline = time.monotonic() + timeout
+        while True:
+            left = max(deadline - time.monotonic(), 0.0)
+            params["timeout"] = str(left)
+            try:
+                return dict(self._json("GET", "api/v1/wait?" + urlencode(params), wait=left))
+            except urllib.error.HTTPError as exc:
+                if exc.code != 408:
+                    raise
+                newest = json.loads(exc.read())["newest"]
+            if deadline - time.monotonic() <= 0:
+                raise TimeoutError(f"no matching message within {timeout} s")
+            params.update(new="", after=str(newest))
 
     # -- changing -------------------------------------------------------------
 
