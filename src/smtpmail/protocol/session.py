@@ -228,7 +228,8 @@ class Session(Transactions):
         before it, as a lost connection's error does (``_replies_read``): the
         caller records what they decided."""
         secrets = self.secrets
-        action = Receive(count, label, timeout, secrets, auth, arrived=arrived, per_reply=per_reply)
+        # (positional: keywords make a call build a dict, and every reply awaited comes here)
+        action = Receive(count, label, timeout, secrets, auth, arrived, per_reply)
         replies = yield action
         assert replies is not None and (
             len(replies) == count or (arrived and len(replies) < count) or _closing(replies)

@@ -391,7 +391,7 @@ class Transactions(Guarded):
             return
         rset = self.needs_rset
         data, shown, n = plan.group(rset)
-        yield Send(data, shown, no_reply_pending=True)
+        yield Send(data, shown, 0, 0, True)  # no_reply_pending (by position: no dict)
         after_data = False  # plan's group shared a write with the previous end of data
         while plan is not None:
             replies = yield from self._receive(n, "MAIL")
@@ -402,7 +402,7 @@ class Transactions(Guarded):
                 # Not attempted: sent again alone, the previous data's reply now in.
                 yield from self._refused_after_data(plan, replies)
                 data, shown, n = plan.group(False)
-                yield Send(data, shown, no_reply_pending=True)
+                yield Send(data, shown, 0, 0, True)  # no_reply_pending (by position: no dict)
                 after_data = rset = False
                 continue
             go = self._evaluate(plan, replies)
@@ -435,7 +435,7 @@ class Transactions(Guarded):
             if nxt is not None and not sent_next:
                 rset = self.needs_rset
                 data, shown, _ = nxt.group(rset)
-                yield Send(data, shown, no_reply_pending=True)
+                yield Send(data, shown, 0, 0, True)  # no_reply_pending (by position: no dict)
             if nxt is not None:
                 n = len(nxt.rcpts) + (1 if nxt.bdat else 2) + (1 if rset else 0)
             after_data = sent_next
@@ -716,16 +716,16 @@ class Transactions(Guarded):
         while plan is not None:
             if self.needs_rset:
                 yield from self._rset()
-            yield Send(plan.mail, _show(plan.mail), no_reply_pending=True)
+            yield Send(plan.mail, _show(plan.mail), 0, 0, True)  # no_reply_pending
             replies = yield from self._receive(1, "MAIL")
             if _ok(replies[0]):
                 taken = False
                 for line in plan.rcpts:
-                    yield Send(line, _show(line), no_reply_pending=True)
+                    yield Send(line, _show(line), 0, 0, True)  # no_reply_pending
                     replies += yield from self._receive(1, "RCPT")
                     taken = taken or _ok(replies[-1])
                 if taken and not plan.bdat:  # (every recipient refused: no DATA)
-                    yield Send(b"DATA\r\n", ("DATA",), no_reply_pending=True)
+                    yield Send(b"DATA\r\n", ("DATA",), 0, 0, True)  # no_reply_pending
                     replies += yield from self._receive(1, "DATA")
             if self._evaluate(plan, replies):
                 data_replies, _ = yield from self._body(plan)
@@ -836,7 +836,7 @@ class Transactions(Guarded):
             rcpts.append(cmd.rcpt_to(path, cmd.esmtp_params(rparams)))
         paths = list(envelope.recipient_paths)
         result = SendResult(envelope.sender)
-        return _Plan(content, mail, rcpts, paths, use_bdat, result, before_end=before_end)
+        return _Plan(content, mail, rcpts, paths, use_bdat, result, None, before_end)
 
     def _check_requiretls(self) -> None:
         """RFC 8689 §4.2.1: REQUIRETLS only over verified TLS, to a server offering it."""
@@ -869,7 +869,8 @@ class Transactions(Guarded):
         for i, (path, reply) in enumerate(zip(paths, rcpt_replies, strict=False)):
             _in_step("RCPT TO", reply)
             ok = _ok(reply)
-            recipients[path.address] = RecipientResult(path.address, reply, ok, at_rcpt=True)
+            at_rcpt = True  # (passed by position: keywords cost a dict per call)
+            recipients[path.address] = RecipientResult(path.address, reply, ok, at_rcpt)
             if ok:
                 plan.accepted.append(path.address)
             elif plan.accepted and _too_many(reply):
@@ -988,18 +989,18 @@ class Transactions(Guarded):
                 if not piece:
                     continue
                 if previous:
-                    yield Send(previous, content_octets=len(previous))
+                    yield Send(previous, (), len(previous))  # content_octets
                 previous = piece
             plan.end_of_data()
             ending = encoder.end()
             if len(previous) > _JOIN_BELOW:
                 # A big last piece goes alone: joining it to the ending would copy it.
-                yield Send(previous, content_octets=len(previous))
+                yield Send(previous, (), len(previous))  # content_octets
                 previous = b""
             tail, tail_shown = tail_of()
             last = b"".join((previous, ending, tail))  # (one copy of a view)
             content_octets = len(previous) + len(ending) - 3
-            yield Send(last, (".", *tail_shown), content_octets=content_octets)
+            yield Send(last, (".", *tail_shown), content_octets)  # (no keyword: no dict)
         except TransportError as exc:  # a write failed (the driver throws it in where it wrote)
             return (yield from self._failed_write(exc, 1, "end of data", n_final))
         plan.result.end_sent = True
@@ -1170,4 +1171,5 @@ def _decided(
 ) -> None:
     """A reply after RCPT decides an accepted recipient; its RCPT reply is kept."""
     rcpt_reply = recipients[address].rcpt_reply if address in recipients else None
-    recipients[address] = RecipientResult(address, reply, accepted, rcpt_reply=rcpt_reply)
+    at_rcpt = False  # (passed by position: keywords cost a dict per call)
+    recipients[address] = RecipientResult(address, reply, accepted, at_rcpt, rcpt_reply)
