@@ -75,24 +75,27 @@ def _no_tail() -> tuple[bytes, tuple[str, ...]]:
 class _Following:
     """The transaction after the current one, taken once, when first asked for;
     ``pipelines``: it may share a write with the current one's end of data, and
-    ``quit_after``: QUIT does when there is none (RFC 2920 §3.1)."""
+    ``quit_after``: QUIT does when there is none (RFC 2920 §3.1). One serves a
+    whole run of transactions: :meth:`expect` readies it for each."""
 
     __slots__ = ("_next", "error", "pipelines", "plan", "quit_after", "taken")
 
-    def __init__(
-        self,
-        plan: _Plan | None,
-        take: Callable[[], _Plan | None],
-        *,
-        pipelines: bool,
-        quit_after: bool,
-    ) -> None:
-        self.plan = plan
+    def __init__(self, take: Callable[[], _Plan | None], *, quit_after: bool) -> None:
         self._next = take
-        self.pipelines = pipelines
         self.quit_after = quit_after
+        self.plan: _Plan | None = None
         self.error: Exception | None = None
+        self.taken = False
+        self.pipelines = False
+
+    def expect(self, plan: _Plan | None, pipelines: bool) -> None:
+        """Before the current transaction's end: ``plan`` follows it (its further
+        transaction, for recipients over the server's limit) or, when None, the
+        next one taken."""
+        self.plan = plan
         self.taken = plan is not None
+        self.error = None
+        self.pipelines = pipelines
 
     def take(self) -> tuple[_Plan | None, Exception | None]:
         """The plan (None when there is none) and what taking it raised."""
@@ -393,6 +396,15 @@ class Transactions(Guarded):
         data, shown, n = plan.group(rset)
         yield Send(data, shown, 0, 0, True)  # no_reply_pending (by position: no dict)
         after_data = False  # plan's group shared a write with the previous end of data
+        # The next item is taken for its commands to ride with this message's
+        # end, and no sooner: planning it may scan it whole for SIZE (RFC 1870),
+        # which the server, this message's data to read, then does not wait
+        # for. When taking it fails (its source cannot be read, the caller's
+        # iterator raises), this message still ends first. (One for the whole
+        # run: a new one and its lambda cost every message 2% of its work.)
+        following = _Following(
+            lambda: self._next_plan(it, results, keep, queued), quit_after=then_quit
+        )
         while plan is not None:
             replies = yield from self._receive(n, "MAIL")
             if rset:
@@ -406,17 +418,7 @@ class Transactions(Guarded):
                 after_data = rset = False
                 continue
             go = self._evaluate(plan, replies)
-            # The next item is taken for its commands to ride with this message's
-            # end, and no sooner: planning it may scan it whole for SIZE (RFC 1870),
-            # which the server, this message's data to read, then does not wait
-            # for. When taking it fails (its source cannot be read, the caller's
-            # iterator raises), this message still ends first.
-            following = _Following(
-                plan.rest,
-                lambda: self._next_plan(it, results, keep, queued),
-                pipelines=self._pipelines_messages,
-                quit_after=then_quit,
-            )
+            following.expect(plan.rest, self._pipelines_messages)
             sent_next = False
             if go:
                 data_replies, sent_next = yield from self._body(plan, following.tail)
