@@ -264,18 +264,19 @@ def _too_many(reply: Reply) -> bool:
     return reply.code == 452 and reply.enhanced_status in (None, "4.5.3")
 
 
-def _in_step(command: str, reply: Reply) -> None:
-    """503 (bad sequence of commands) to MAIL, or to RCPT, DATA, BDAT or the end of
-    data after an accepted MAIL (and not after an earlier refusal), says that the
-    server and the client disagree about where the dialogue is, nothing about the
-    message: it is never recorded as the message's fate.
-    The error is transient and the connection is closed (replies may be paired
-    with the wrong commands from here on)."""
-    if reply.code == 503:
-        raise RemoteProtocolError(
-            f"the server answered {command} with {reply.code} {reply.text_oneline()!r} "
-            "(out of step with the commands sent); nothing was delivered by this transaction"
-        )
+def _out_of_step(command: str, reply: Reply) -> RemoteProtocolError:
+    """The error a 503 (bad sequence of commands) raises, to MAIL, or to RCPT, DATA,
+    BDAT or the end of data after an accepted MAIL (and not after an earlier
+    refusal): the server and the client disagree about where the dialogue is,
+    which says nothing about the message: it is never recorded as the message's
+    fate. The error is transient and the connection is closed (replies may be
+    paired with the wrong commands from here on). The callers test the code
+    themselves: every reply of every message is tested, and a call each cost
+    more than the test."""
+    return RemoteProtocolError(
+        f"the server answered {command} with {reply.code} {reply.text_oneline()!r} "
+        "(out of step with the commands sent); nothing was delivered by this transaction"
+    )
 
 
 class Transactions(Guarded):
@@ -860,8 +861,10 @@ class Transactions(Guarded):
         recipients = plan.result.recipients
         mail = replies[0]
         paths = plan.paths
-        _in_step("MAIL FROM", mail)
-        if not _ok(mail):
+        code = mail.code
+        if code == 503:
+            raise _out_of_step("MAIL FROM", mail)
+        if not 200 <= code < 300:  # (_ok inline, as below: every message comes here)
             for path in paths:
                 recipients[path.address] = RecipientResult(path.address, mail, False)
             plan.error = SenderRefused("MAIL FROM", mail)
@@ -869,8 +872,10 @@ class Transactions(Guarded):
         rcpt_replies = replies[1 : 1 + len(paths)]
         over: list[int] = []
         for i, (path, reply) in enumerate(zip(paths, rcpt_replies, strict=False)):
-            _in_step("RCPT TO", reply)
-            ok = _ok(reply)
+            code = reply.code
+            if code == 503:
+                raise _out_of_step("RCPT TO", reply)
+            ok = 200 <= code < 300
             at_rcpt = True  # (passed by position: keywords cost a dict per call)
             recipients[path.address] = RecipientResult(path.address, reply, ok, at_rcpt)
             if ok:
@@ -885,7 +890,8 @@ class Transactions(Guarded):
             self._rest(plan, over)
         if not plan.bdat:
             data = replies[-1]
-            _in_step("DATA", data)
+            if data.code == 503:
+                raise _out_of_step("DATA", data)
             if data.code != 354:
                 plan.error = DataRefused("DATA", data)
                 return False
@@ -928,8 +934,6 @@ class Transactions(Guarded):
         """Record the reply (or, in LMTP, the replies) to the end of the data."""
         recipients = plan.result.recipients
         plan.reply = replies[-1]
-        if not self.options.lmtp:
-            _in_step("BDAT" if plan.bdat else "end of data", replies[-1])
         if self.options.lmtp:
             for address, reply in zip(plan.accepted, replies, strict=False):
                 _decided(recipients, address, reply, _ok(reply))
@@ -937,7 +941,9 @@ class Transactions(Guarded):
                 plan.error = DataRefused("DATA", replies[-1], "message refused")
         else:
             reply = replies[-1]
-            ok = _ok(reply)
+            if reply.code == 503:
+                raise _out_of_step("BDAT" if plan.bdat else "end of data", reply)
+            ok = 200 <= reply.code < 300
             if not ok:
                 plan.error = DataRefused("end of data", reply, "message refused")
             for address in plan.accepted:
