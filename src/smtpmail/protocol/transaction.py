@@ -871,7 +871,8 @@ class Transactions(Guarded):
             return False
         rcpt_replies = replies[1 : 1 + len(paths)]
         over: list[int] = []
-        for i, (path, reply) in enumerate(zip(paths, rcpt_replies, strict=False)):
+        for i, reply in enumerate(rcpt_replies):  # (not zip: its keyword costs a dict)
+            path = paths[i]
             code = reply.code
             if code == 503:
                 raise _out_of_step("RCPT TO", reply)
