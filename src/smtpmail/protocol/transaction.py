@@ -78,11 +78,12 @@ class _Following:
     ``quit_after``: QUIT does when there is none (RFC 2920 §3.1). One serves a
     whole run of transactions: :meth:`expect` readies it for each."""
 
-    __slots__ = ("_next", "error", "pipelines", "plan", "quit_after", "taken")
+    __slots__ = ("_next", "error", "pipelines", "plan", "quit_after", "shown", "taken")
 
-    def __init__(self, take: Callable[[], _Plan | None], *, quit_after: bool) -> None:
+    def __init__(self, take: Callable[[], _Plan | None], *, quit_after: bool, shown: bool) -> None:
         self._next = take
         self.quit_after = quit_after
+        self.shown = shown  # (the session's ``transcribing``)
         self.plan: _Plan | None = None
         self.error: Exception | None = None
         self.taken = False
@@ -114,7 +115,7 @@ class _Following:
         if not self.pipelines:
             return b"", _NOTHING
         if nxt is not None:
-            return nxt.group(False)[:2]
+            return nxt.group(False, self.shown)[:2]
         if self.quit_after and failed is None:
             return _QUIT, ("QUIT",)
         return b"", _NOTHING
@@ -171,14 +172,16 @@ class _Plan:
         self.error: Exception | None = None
         self.rest: _Plan | None = None
 
-    def group(self, rset: bool) -> tuple[bytes, tuple[str, ...], int]:
+    def group(self, rset: bool, shown: bool) -> tuple[bytes, tuple[str, ...], int]:
+        """The commands (RSET first with ``rset``) in one write, their lines as the
+        transcript shows them (with ``shown``; else none), and how many they are."""
         lines = [self.mail, *self.rcpts]
         if not self.bdat:
             lines.append(b"DATA\r\n")
         if rset:
             lines.insert(0, b"RSET\r\n")
         data = b"".join(lines)
-        return data, _show(data), len(lines)
+        return data, _show(data) if shown else _NOTHING, len(lines)
 
     def end_of_data(self, *, unanswered: bool = False) -> None:
         """This transaction's end of data is about to leave: every other octet of
@@ -292,6 +295,7 @@ class Transactions(Guarded):
     needs_rset: bool
     refuses_pipelined_mail: bool
     tls_authenticated: bool
+    transcribing: bool
     #: What ``extensions`` offers a transaction (:meth:`_offer`); None until asked.
     offered: _Offer | None
 
@@ -309,6 +313,10 @@ class Transactions(Guarded):
         per_reply: bool = False,
     ) -> Flow[list[Reply]]:
         raise NotImplementedError
+
+    def _shown(self, line: bytes) -> tuple[str, ...]:
+        """A command as the transcript shows it, when anyone looks (``transcribing``)."""
+        return _show(line) if self.transcribing else _NOTHING
 
     def _rset(self) -> Flow[Reply]:
         """RSET, within a flow (Session.rset is the guarded one users start)."""
@@ -333,7 +341,7 @@ class Transactions(Guarded):
         for label, line in [("MAIL FROM", plan.mail), *(("RCPT TO", r) for r in plan.rcpts)]:
             if label == "RCPT TO" and not rcpt:
                 break
-            yield Send(line, _show(line), no_reply_pending=True)
+            yield Send(line, self._shown(line), no_reply_pending=True)
             (reply,) = yield from self._receive(1, label)
             if reply.code >= 400:
                 raise ReplyError(label, reply)
@@ -394,7 +402,7 @@ class Transactions(Guarded):
         if plan is None:
             return
         rset = self.needs_rset
-        data, shown, n = plan.group(rset)
+        data, shown, n = plan.group(rset, self.transcribing)
         yield Send(data, shown, 0, 0, True)  # no_reply_pending (by position: no dict)
         after_data = False  # plan's group shared a write with the previous end of data
         # The next item is taken for its commands to ride with this message's
@@ -404,7 +412,9 @@ class Transactions(Guarded):
         # iterator raises), this message still ends first. (One for the whole
         # run: a new one and its lambda cost every message 2% of its work.)
         following = _Following(
-            lambda: self._next_plan(it, results, keep, queued), quit_after=then_quit
+            lambda: self._next_plan(it, results, keep, queued),
+            quit_after=then_quit,
+            shown=self.transcribing,
         )
         while plan is not None:
             replies = yield from self._receive(n, "MAIL")
@@ -414,7 +424,7 @@ class Transactions(Guarded):
             if after_data and replies[0].code == 503:
                 # Not attempted: sent again alone, the previous data's reply now in.
                 yield from self._refused_after_data(plan, replies)
-                data, shown, n = plan.group(False)
+                data, shown, n = plan.group(False, self.transcribing)
                 yield Send(data, shown, 0, 0, True)  # no_reply_pending (by position: no dict)
                 after_data = rset = False
                 continue
@@ -437,7 +447,7 @@ class Transactions(Guarded):
             rset = False
             if nxt is not None and not sent_next:
                 rset = self.needs_rset
-                data, shown, _ = nxt.group(rset)
+                data, shown, _ = nxt.group(rset, self.transcribing)
                 yield Send(data, shown, 0, 0, True)  # no_reply_pending (by position: no dict)
             if nxt is not None:
                 n = len(nxt.rcpts) + (1 if nxt.bdat else 2) + (1 if rset else 0)
@@ -598,7 +608,7 @@ class Transactions(Guarded):
         and BDAT would land in the old transaction, under the old reverse-path.
         RSET ends it (RFC 5321 §4.1.1.5) for the cost of one reply, no round trip."""
         self.needs_rset = False
-        group, shown, count = plan.group(True)
+        group, shown, count = plan.group(True, self.transcribing)
         parts: list[bytes | memoryview] = [group]
         lines = list(shown)
         for chunk, last in _bdat_chunks(plan.body(), self.options.chunk_size):
@@ -606,7 +616,8 @@ class Transactions(Guarded):
             if last:
                 plan.end_of_data(unanswered=True)
             parts += (header, chunk)
-            lines.append(header[:-2].decode())
+            if self.transcribing:
+                lines.append(header[:-2].decode())
             count += 1
         data = b"".join(parts)
         return _Flight(plan, count, len(data), after), data, tuple(lines)
@@ -696,7 +707,7 @@ class Transactions(Guarded):
         then its content (a message too large for the window). Returns whether
         it may have left the server's transaction open."""
         rset = self.needs_rset
-        group, shown, count = plan.group(rset)
+        group, shown, count = plan.group(rset, self.transcribing)
         yield Send(group, shown, no_reply_pending=True)
         replies = yield from self._receive(count, "MAIL")
         if rset:
@@ -719,12 +730,12 @@ class Transactions(Guarded):
         while plan is not None:
             if self.needs_rset:
                 yield from self._rset()
-            yield Send(plan.mail, _show(plan.mail), 0, 0, True)  # no_reply_pending
+            yield Send(plan.mail, self._shown(plan.mail), 0, 0, True)  # no_reply_pending
             replies = yield from self._receive(1, "MAIL")
             if _ok(replies[0]):
                 taken = False
                 for line in plan.rcpts:
-                    yield Send(line, _show(line), 0, 0, True)  # no_reply_pending
+                    yield Send(line, self._shown(line), 0, 0, True)  # no_reply_pending
                     replies += yield from self._receive(1, "RCPT")
                     taken = taken or _ok(replies[-1])
                 if taken and not plan.bdat:  # (every recipient refused: no DATA)
@@ -1009,7 +1020,8 @@ class Transactions(Guarded):
             tail, tail_shown = tail_of()
             last = b"".join((previous, ending, tail))  # (one copy of a view)
             content_octets = len(previous) + len(ending) - 3
-            yield Send(last, (".", *tail_shown), content_octets)  # (no keyword: no dict)
+            shown = (".", *tail_shown) if self.transcribing else _NOTHING
+            yield Send(last, shown, content_octets)  # (no keyword: no dict)
         except TransportError as exc:  # a write failed (the driver throws it in where it wrote)
             return (yield from self._failed_write(exc, 1, "end of data", n_final))
         plan.result.end_sent = True
@@ -1075,7 +1087,7 @@ class Transactions(Guarded):
         failed: Reply | None = None
         for chunk, last in _bdat_chunks(content, self.options.chunk_size):
             header = b"BDAT %d%s\r\n" % (len(chunk), b" LAST" if last else b"")
-            shown = (header[:-2].decode(),)
+            shown = (header[:-2].decode(),) if self.transcribing else _NOTHING
             if last and outstanding and self.options.lmtp:
                 # LMTP answers BDAT LAST once per accepted recipient (RFC 2033 §4.2)
                 # only in a transaction still whole: after a refused chunk it gets one

@@ -248,6 +248,7 @@ def steps(client: BaseClient, flow: Flow[T], asked: bool = False) -> Steps[T]:
         flow.close()
         raise LocalProtocolError("not connected")
     looking = client._looking()  # (asked once: see BaseClient._looking)
+    client._session.transcribing = looking  # (no command lines rendered for nobody)
     result: list[Reply] | None = None
     thrown: BaseException | None = None  # into the flow, where it asked to write
     broken: ConnectionLost | None = None  # a write failed (see _salvage)
