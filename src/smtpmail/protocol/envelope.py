@@ -133,11 +133,6 @@ class Envelope:
     __hash__ = None  # type: ignore[assignment]
 
 
-#: object.__setattr__, looked up once: two recipient results are made per
-#: recipient of every message.
-_store = object.__setattr__
-
-
 class RecipientResult:
     """What became of one forward-path (immutable).
 
@@ -167,12 +162,11 @@ class RecipientResult:
         rcpt_reply: Reply | None = None,
     ) -> None:
         # object.__setattr__: instances are frozen once built (see __setattr__).
-        store = _store
-        store(self, "rcpt_reply", reply if at_rcpt else rcpt_reply)
-        store(self, "recipient", recipient)
-        store(self, "reply", reply)
-        store(self, "accepted", accepted)
-        store(self, "at_rcpt", at_rcpt)
+        object.__setattr__(self, "rcpt_reply", reply if at_rcpt else rcpt_reply)
+        object.__setattr__(self, "recipient", recipient)
+        object.__setattr__(self, "reply", reply)
+        object.__setattr__(self, "accepted", accepted)
+        object.__setattr__(self, "at_rcpt", at_rcpt)
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"RecipientResult is immutable: cannot set {name!r}")
