@@ -352,6 +352,29 @@ def test_dsn_parameters() -> None:
     ]
 
 
+def test_every_mail_and_rcpt_parameter_at_once_in_order() -> None:
+    # The client's own parameters first (SIZE, BODY, SMTPUTF8, REQUIRETLS), then
+    # the envelope's DSN requests: the order the lines have always had.
+    session = ready("PIPELINING", "SIZE 1000", "8BITMIME", "SMTPUTF8", "REQUIRETLS", "DSN")
+    session.tls_authenticated = True
+    e = Envelope(
+        "jörg@example.org",
+        ["b@x.org", "c@x.org"],
+        notify=["DELAY"],
+        ret="full",
+        envid="e=1",
+        orcpt=True,
+        requiretls=True,
+    )
+    _, trace = send(session, [OK, OK, OK, GO, QUEUED], (e, content("é\r\n".encode())))
+    assert trace.lines()[:3] == [
+        "MAIL FROM:<jörg@example.org> SIZE=4 BODY=8BITMIME SMTPUTF8 REQUIRETLS RET=FULL "
+        "ENVID=e+3D1".encode(),
+        b"RCPT TO:<b@x.org> NOTIFY=DELAY ORCPT=rfc822;b@x.org",
+        b"RCPT TO:<c@x.org> NOTIFY=DELAY ORCPT=rfc822;c@x.org",
+    ]
+
+
 def test_dsn_requests_dropped_when_not_offered() -> None:
     session = ready("PIPELINING")
     e = env("b@x.org", notify=["NEVER"], ret="FULL", envid="x")

@@ -126,6 +126,26 @@ async def test_transcript_sees_every_line(smtpd: RecordingServer, connect: Conne
     assert "..leading dot" in data
 
 
+async def test_a_hook_set_between_sends_sees_the_next_ones_commands(
+    smtpd: RecordingServer, connect: Connect
+) -> None:
+    # Nobody looks at the first send, so its commands are not rendered for a
+    # transcript; the second one's are, once a hook is there.
+    seen: list[str] = []
+
+    def hook(kind: str, line: str) -> None:
+        if kind == "client":
+            seen.append(line)
+
+    async with connect(smtpd.port) as client:
+        await client.send(MSG, "a@example.org", "b@example.org")
+        client.client.transcript = hook
+        await client.send(MSG, "a@example.org", "c@example.org")
+    assert "MAIL FROM:<a@example.org> SIZE=41" in seen
+    assert "RCPT TO:<c@example.org>" in seen
+    assert "RCPT TO:<b@example.org>" not in seen
+
+
 @pytest.mark.parametrize(
     "make",
     [

@@ -181,14 +181,13 @@ def _bytes_content(
         chunks = (data,)
     else:
         chunks = (data[i : i + BLOCK_SIZE * 4] for i in range(0, len(data), BLOCK_SIZE * 4))
-    return Content(
-        chunks,
-        # The size is measured from data, and only if a server offers SIZE.
-        data=data,
-        eight_bit=not ascii_only,
-        smtputf8=not ascii_only and not _header_block(data).isascii(),
-        seven_bit=seven_bit,
-    )
+    size: int | None = None  # (measured from data, and only if a server offers SIZE)
+    measure: Callable[[], int] | None = None
+    replay: Callable[[], Iterable[bytes]] | None = None
+    eight_bit = not ascii_only
+    smtputf8 = not ascii_only and not _header_block(data).isascii()
+    # By position: keywords make every message's construction build a dict.
+    return Content(chunks, size, eight_bit, smtputf8, measure, data, replay, seven_bit)
 
 
 def _seven_bit(data: bytes) -> Callable[[], Content]:

@@ -46,7 +46,6 @@ class Send:
         self,
         data: bytes | memoryview,
         transcript_lines: tuple[str, ...] = (),
-        *,
         content_octets: int = 0,
         command_octets: int = 0,
         no_reply_pending: bool = False,
@@ -97,14 +96,13 @@ class Receive:
 
     __slots__ = ("arrived", "auth", "count", "label", "per_reply", "secrets", "timeout")
 
-    def __init__(
+    def __init__(  # noqa: PLR0917 (by position from Session._receive: no dict per call)
         self,
         count: int,
         label: str,
         timeout: TimeoutKind = "command",
         secrets: Secrets | None = None,
         auth: bool = False,
-        *,
         arrived: bool = False,
         per_reply: bool = False,
     ) -> None:

@@ -213,7 +213,7 @@ def encode_buffer(
     sizes: tuple[int, ...] = BLOCK_SIZES,
     *,
     form: int = CHECK,
-) -> Iterator[bytes | memoryview]:
+) -> Iterable[bytes | memoryview]:
     """Encode a message held whole in memory, without copying what needs no change.
 
     Pieces end at a line end where one is near, so most go out as views of
@@ -221,7 +221,24 @@ def encode_buffer(
     :func:`encode_data`). The ending is left to ``encoder.end()``.
     ``form`` is what :func:`measure` found ``data`` to need (STUFF: only CRLF
     line endings; AS_IS: nor any line beginning with "."): not checked again.
+    A message that fits in the first piece (most do) is encoded at once, with
+    no generator: its pieces are a tuple.
     """
+    size = len(data)
+    if size > sizes[0]:
+        return _pieces(data, encoder, sizes, form)
+    if not size:
+        return ()
+    if encoder.clean(data, 0, size, form=form):
+        return (memoryview(data),)
+    out = encoder.feed(data)
+    return (out,) if out else ()
+
+
+def _pieces(
+    data: bytes, encoder: DataEncoder, sizes: tuple[int, ...], form: int
+) -> Iterator[bytes | memoryview]:
+    """:func:`encode_buffer`'s pieces, made as they are asked for."""
     view = memoryview(data)
     size = len(data)
     start = 0

@@ -168,6 +168,8 @@ class ReplyParser:
     def maybe_next_reply(self) -> Reply | None:
         buf = self._buf
         pos = self._pos
+        if pos == len(buf):  # all parsed: asked before each read, which is most asks
+            return None
         while True:
             end = buf.find(b"\n", pos)
             if end < 0:

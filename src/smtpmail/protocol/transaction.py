@@ -75,24 +75,28 @@ def _no_tail() -> tuple[bytes, tuple[str, ...]]:
 class _Following:
     """The transaction after the current one, taken once, when first asked for;
     ``pipelines``: it may share a write with the current one's end of data, and
-    ``quit_after``: QUIT does when there is none (RFC 2920 §3.1)."""
+    ``quit_after``: QUIT does when there is none (RFC 2920 §3.1). One serves a
+    whole run of transactions: :meth:`expect` readies it for each."""
 
-    __slots__ = ("_next", "error", "pipelines", "plan", "quit_after", "taken")
+    __slots__ = ("_next", "error", "pipelines", "plan", "quit_after", "shown", "taken")
 
-    def __init__(
-        self,
-        plan: _Plan | None,
-        take: Callable[[], _Plan | None],
-        *,
-        pipelines: bool,
-        quit_after: bool,
-    ) -> None:
-        self.plan = plan
+    def __init__(self, take: Callable[[], _Plan | None], *, quit_after: bool, shown: bool) -> None:
         self._next = take
-        self.pipelines = pipelines
         self.quit_after = quit_after
+        self.shown = shown  # (the session's ``transcribing``)
+        self.plan: _Plan | None = None
         self.error: Exception | None = None
+        self.taken = False
+        self.pipelines = False
+
+    def expect(self, plan: _Plan | None, pipelines: bool) -> None:
+        """Before the current transaction's end: ``plan`` follows it (its further
+        transaction, for recipients over the server's limit) or, when None, the
+        next one taken."""
+        self.plan = plan
         self.taken = plan is not None
+        self.error = None
+        self.pipelines = pipelines
 
     def take(self) -> tuple[_Plan | None, Exception | None]:
         """The plan (None when there is none) and what taking it raised."""
@@ -111,7 +115,7 @@ class _Following:
         if not self.pipelines:
             return b"", _NOTHING
         if nxt is not None:
-            return nxt.group(False)[:2]
+            return nxt.group(False, self.shown)[:2]
         if self.quit_after and failed is None:
             return _QUIT, ("QUIT",)
         return b"", _NOTHING
@@ -168,14 +172,16 @@ class _Plan:
         self.error: Exception | None = None
         self.rest: _Plan | None = None
 
-    def group(self, rset: bool) -> tuple[bytes, tuple[str, ...], int]:
+    def group(self, rset: bool, shown: bool) -> tuple[bytes, tuple[str, ...], int]:
+        """The commands (RSET first with ``rset``) in one write, their lines as the
+        transcript shows them (with ``shown``; else none), and how many they are."""
         lines = [self.mail, *self.rcpts]
         if not self.bdat:
             lines.append(b"DATA\r\n")
         if rset:
             lines.insert(0, b"RSET\r\n")
         data = b"".join(lines)
-        return data, _show(data), len(lines)
+        return data, _show(data) if shown else _NOTHING, len(lines)
 
     def end_of_data(self, *, unanswered: bool = False) -> None:
         """This transaction's end of data is about to leave: every other octet of
@@ -261,18 +267,19 @@ def _too_many(reply: Reply) -> bool:
     return reply.code == 452 and reply.enhanced_status in (None, "4.5.3")
 
 
-def _in_step(command: str, reply: Reply) -> None:
-    """503 (bad sequence of commands) to MAIL, or to RCPT, DATA, BDAT or the end of
-    data after an accepted MAIL (and not after an earlier refusal), says that the
-    server and the client disagree about where the dialogue is, nothing about the
-    message: it is never recorded as the message's fate.
-    The error is transient and the connection is closed (replies may be paired
-    with the wrong commands from here on)."""
-    if reply.code == 503:
-        raise RemoteProtocolError(
-            f"the server answered {command} with {reply.code} {reply.text_oneline()!r} "
-            "(out of step with the commands sent); nothing was delivered by this transaction"
-        )
+def _out_of_step(command: str, reply: Reply) -> RemoteProtocolError:
+    """The error a 503 (bad sequence of commands) raises, to MAIL, or to RCPT, DATA,
+    BDAT or the end of data after an accepted MAIL (and not after an earlier
+    refusal): the server and the client disagree about where the dialogue is,
+    which says nothing about the message: it is never recorded as the message's
+    fate. The error is transient and the connection is closed (replies may be
+    paired with the wrong commands from here on). The callers test the code
+    themselves: every reply of every message is tested, and a call each cost
+    more than the test."""
+    return RemoteProtocolError(
+        f"the server answered {command} with {reply.code} {reply.text_oneline()!r} "
+        "(out of step with the commands sent); nothing was delivered by this transaction"
+    )
 
 
 class Transactions(Guarded):
@@ -288,6 +295,7 @@ class Transactions(Guarded):
     needs_rset: bool
     refuses_pipelined_mail: bool
     tls_authenticated: bool
+    transcribing: bool
     #: What ``extensions`` offers a transaction (:meth:`_offer`); None until asked.
     offered: _Offer | None
 
@@ -305,6 +313,10 @@ class Transactions(Guarded):
         per_reply: bool = False,
     ) -> Flow[list[Reply]]:
         raise NotImplementedError
+
+    def _shown(self, line: bytes) -> tuple[str, ...]:
+        """A command as the transcript shows it, when anyone looks (``transcribing``)."""
+        return _show(line) if self.transcribing else _NOTHING
 
     def _rset(self) -> Flow[Reply]:
         """RSET, within a flow (Session.rset is the guarded one users start)."""
@@ -329,7 +341,7 @@ class Transactions(Guarded):
         for label, line in [("MAIL FROM", plan.mail), *(("RCPT TO", r) for r in plan.rcpts)]:
             if label == "RCPT TO" and not rcpt:
                 break
-            yield Send(line, _show(line), no_reply_pending=True)
+            yield Send(line, self._shown(line), no_reply_pending=True)
             (reply,) = yield from self._receive(1, label)
             if reply.code >= 400:
                 raise ReplyError(label, reply)
@@ -390,9 +402,20 @@ class Transactions(Guarded):
         if plan is None:
             return
         rset = self.needs_rset
-        data, shown, n = plan.group(rset)
-        yield Send(data, shown, no_reply_pending=True)
+        data, shown, n = plan.group(rset, self.transcribing)
+        yield Send(data, shown, 0, 0, True)  # no_reply_pending (by position: no dict)
         after_data = False  # plan's group shared a write with the previous end of data
+        # The next item is taken for its commands to ride with this message's
+        # end, and no sooner: planning it may scan it whole for SIZE (RFC 1870),
+        # which the server, this message's data to read, then does not wait
+        # for. When taking it fails (its source cannot be read, the caller's
+        # iterator raises), this message still ends first. (One for the whole
+        # run: a new one and its lambda cost every message 2% of its work.)
+        following = _Following(
+            lambda: self._next_plan(it, results, keep, queued),
+            quit_after=then_quit,
+            shown=self.transcribing,
+        )
         while plan is not None:
             replies = yield from self._receive(n, "MAIL")
             if rset:
@@ -401,22 +424,12 @@ class Transactions(Guarded):
             if after_data and replies[0].code == 503:
                 # Not attempted: sent again alone, the previous data's reply now in.
                 yield from self._refused_after_data(plan, replies)
-                data, shown, n = plan.group(False)
-                yield Send(data, shown, no_reply_pending=True)
+                data, shown, n = plan.group(False, self.transcribing)
+                yield Send(data, shown, 0, 0, True)  # no_reply_pending (by position: no dict)
                 after_data = rset = False
                 continue
             go = self._evaluate(plan, replies)
-            # The next item is taken for its commands to ride with this message's
-            # end, and no sooner: planning it may scan it whole for SIZE (RFC 1870),
-            # which the server, this message's data to read, then does not wait
-            # for. When taking it fails (its source cannot be read, the caller's
-            # iterator raises), this message still ends first.
-            following = _Following(
-                plan.rest,
-                lambda: self._next_plan(it, results, keep, queued),
-                pipelines=self._pipelines_messages,
-                quit_after=then_quit,
-            )
+            following.expect(plan.rest, self._pipelines_messages)
             sent_next = False
             if go:
                 data_replies, sent_next = yield from self._body(plan, following.tail)
@@ -434,8 +447,8 @@ class Transactions(Guarded):
             rset = False
             if nxt is not None and not sent_next:
                 rset = self.needs_rset
-                data, shown, _ = nxt.group(rset)
-                yield Send(data, shown, no_reply_pending=True)
+                data, shown, _ = nxt.group(rset, self.transcribing)
+                yield Send(data, shown, 0, 0, True)  # no_reply_pending (by position: no dict)
             if nxt is not None:
                 n = len(nxt.rcpts) + (1 if nxt.bdat else 2) + (1 if rset else 0)
             after_data = sent_next
@@ -595,7 +608,7 @@ class Transactions(Guarded):
         and BDAT would land in the old transaction, under the old reverse-path.
         RSET ends it (RFC 5321 §4.1.1.5) for the cost of one reply, no round trip."""
         self.needs_rset = False
-        group, shown, count = plan.group(True)
+        group, shown, count = plan.group(True, self.transcribing)
         parts: list[bytes | memoryview] = [group]
         lines = list(shown)
         for chunk, last in _bdat_chunks(plan.body(), self.options.chunk_size):
@@ -603,7 +616,8 @@ class Transactions(Guarded):
             if last:
                 plan.end_of_data(unanswered=True)
             parts += (header, chunk)
-            lines.append(header[:-2].decode())
+            if self.transcribing:
+                lines.append(header[:-2].decode())
             count += 1
         data = b"".join(parts)
         return _Flight(plan, count, len(data), after), data, tuple(lines)
@@ -693,7 +707,7 @@ class Transactions(Guarded):
         then its content (a message too large for the window). Returns whether
         it may have left the server's transaction open."""
         rset = self.needs_rset
-        group, shown, count = plan.group(rset)
+        group, shown, count = plan.group(rset, self.transcribing)
         yield Send(group, shown, no_reply_pending=True)
         replies = yield from self._receive(count, "MAIL")
         if rset:
@@ -716,16 +730,16 @@ class Transactions(Guarded):
         while plan is not None:
             if self.needs_rset:
                 yield from self._rset()
-            yield Send(plan.mail, _show(plan.mail), no_reply_pending=True)
+            yield Send(plan.mail, self._shown(plan.mail), 0, 0, True)  # no_reply_pending
             replies = yield from self._receive(1, "MAIL")
             if _ok(replies[0]):
                 taken = False
                 for line in plan.rcpts:
-                    yield Send(line, _show(line), no_reply_pending=True)
+                    yield Send(line, self._shown(line), 0, 0, True)  # no_reply_pending
                     replies += yield from self._receive(1, "RCPT")
                     taken = taken or _ok(replies[-1])
                 if taken and not plan.bdat:  # (every recipient refused: no DATA)
-                    yield Send(b"DATA\r\n", ("DATA",), no_reply_pending=True)
+                    yield Send(b"DATA\r\n", ("DATA",), 0, 0, True)  # no_reply_pending
                     replies += yield from self._receive(1, "DATA")
             if self._evaluate(plan, replies):
                 data_replies, _ = yield from self._body(plan)
@@ -768,7 +782,11 @@ class Transactions(Guarded):
     def _plan(self, envelope: Envelope, content: Content) -> _Plan:
         offer = self._offer()
         before_end = content.before_end
-        params: dict[str, str | None] = {}
+        # MAIL's parameters that the client makes itself (a count, keywords) are
+        # written as they are, with nothing in them to check: esmtp_params (its
+        # checks cost more than the rest of the plan) is for the DSN requests,
+        # which come from the caller's envelope.
+        params = b""
         use_bdat = offer.chunking
         utf8 = envelope.needs_smtputf8 or content.smtputf8
         if utf8 and not offer.smtputf8:
@@ -786,13 +804,13 @@ class Transactions(Guarded):
             limit = offer.size_limit
             if limit is not None and size > limit:
                 raise MessageTooLarge(size, limit)
-            params["SIZE"] = str(size)
+            params += b" SIZE=%d" % size
         if content.eight_bit is not False and offer.binarymime:
             # RFC 3030 §3: with BDAT, BINARYMIME also covers NULs and lines over
             # 998 octets, which 8BITMIME does not; unknown content gets it too.
-            params["BODY"] = "BINARYMIME"
+            params += b" BODY=BINARYMIME"
         elif content.eight_bit is not False and offer.eightbitmime:
-            params["BODY"] = "8BITMIME"
+            params += b" BODY=8BITMIME"
         elif content.eight_bit:
             # RFC 6152 §3: 8-bit data only to a server that offers 8BITMIME; a
             # message from smtpmail.compose is 7-bit clean, this one is the caller's.
@@ -802,21 +820,28 @@ class Transactions(Guarded):
                 "the command line's --convert-8bit) or use another server"
             )
         if utf8:
-            params["SMTPUTF8"] = None
+            params += b" SMTPUTF8"
         if envelope.requiretls:
             self._check_requiretls()
-            params["REQUIRETLS"] = None
+            params += b" REQUIRETLS"
         wants_dsn = envelope.ret or envelope.envid or envelope.notify or envelope.orcpt
         dsn = offer.dsn
         if wants_dsn and not dsn:
             log.warning("server does not offer DSN; delivery status requests dropped")
+        requests: dict[str, str | None] = {}
         if dsn and envelope.ret:
-            params["RET"] = envelope.ret
+            requests["RET"] = envelope.ret
         if dsn and envelope.envid:
-            params["ENVID"] = cmd.xtext(envelope.envid)
-        mail = cmd.mail_from(envelope.sender_path, cmd.esmtp_params(params))
+            requests["ENVID"] = cmd.xtext(envelope.envid)
+        if requests:
+            params += cmd.esmtp_params(requests)
+        mail = cmd.mail_from(envelope.sender_path, params)
         rcpts = []
+        rcpt_requests = dsn and (envelope.notify or envelope.orcpt)
         for path in envelope.recipient_paths:
+            if not rcpt_requests:
+                rcpts.append(cmd.rcpt_to(path))
+                continue
             rparams: dict[str, str | None] = {}
             if dsn and envelope.notify:
                 rparams["NOTIFY"] = ",".join(envelope.notify)
@@ -825,7 +850,7 @@ class Transactions(Guarded):
             rcpts.append(cmd.rcpt_to(path, cmd.esmtp_params(rparams)))
         paths = list(envelope.recipient_paths)
         result = SendResult(envelope.sender)
-        return _Plan(content, mail, rcpts, paths, use_bdat, result, before_end=before_end)
+        return _Plan(content, mail, rcpts, paths, use_bdat, result, None, before_end)
 
     def _check_requiretls(self) -> None:
         """RFC 8689 §4.2.1: REQUIRETLS only over verified TLS, to a server offering it."""
@@ -847,18 +872,24 @@ class Transactions(Guarded):
         recipients = plan.result.recipients
         mail = replies[0]
         paths = plan.paths
-        _in_step("MAIL FROM", mail)
-        if not _ok(mail):
+        code = mail.code
+        if code == 503:
+            raise _out_of_step("MAIL FROM", mail)
+        if not 200 <= code < 300:  # (_ok inline, as below: every message comes here)
             for path in paths:
                 recipients[path.address] = RecipientResult(path.address, mail, False)
             plan.error = SenderRefused("MAIL FROM", mail)
             return False
         rcpt_replies = replies[1 : 1 + len(paths)]
         over: list[int] = []
-        for i, (path, reply) in enumerate(zip(paths, rcpt_replies, strict=False)):
-            _in_step("RCPT TO", reply)
-            ok = _ok(reply)
-            recipients[path.address] = RecipientResult(path.address, reply, ok, at_rcpt=True)
+        for i, reply in enumerate(rcpt_replies):  # (not zip: its keyword costs a dict)
+            path = paths[i]
+            code = reply.code
+            if code == 503:
+                raise _out_of_step("RCPT TO", reply)
+            ok = 200 <= code < 300
+            at_rcpt = True  # (passed by position: keywords cost a dict per call)
+            recipients[path.address] = RecipientResult(path.address, reply, ok, at_rcpt)
             if ok:
                 plan.accepted.append(path.address)
             elif plan.accepted and _too_many(reply):
@@ -871,7 +902,8 @@ class Transactions(Guarded):
             self._rest(plan, over)
         if not plan.bdat:
             data = replies[-1]
-            _in_step("DATA", data)
+            if data.code == 503:
+                raise _out_of_step("DATA", data)
             if data.code != 354:
                 plan.error = DataRefused("DATA", data)
                 return False
@@ -914,8 +946,6 @@ class Transactions(Guarded):
         """Record the reply (or, in LMTP, the replies) to the end of the data."""
         recipients = plan.result.recipients
         plan.reply = replies[-1]
-        if not self.options.lmtp:
-            _in_step("BDAT" if plan.bdat else "end of data", replies[-1])
         if self.options.lmtp:
             for address, reply in zip(plan.accepted, replies, strict=False):
                 _decided(recipients, address, reply, _ok(reply))
@@ -923,7 +953,9 @@ class Transactions(Guarded):
                 plan.error = DataRefused("DATA", replies[-1], "message refused")
         else:
             reply = replies[-1]
-            ok = _ok(reply)
+            if reply.code == 503:
+                raise _out_of_step("BDAT" if plan.bdat else "end of data", reply)
+            ok = 200 <= reply.code < 300
             if not ok:
                 plan.error = DataRefused("end of data", reply, "message refused")
             for address in plan.accepted:
@@ -977,18 +1009,19 @@ class Transactions(Guarded):
                 if not piece:
                     continue
                 if previous:
-                    yield Send(previous, content_octets=len(previous))
+                    yield Send(previous, (), len(previous))  # content_octets
                 previous = piece
             plan.end_of_data()
             ending = encoder.end()
             if len(previous) > _JOIN_BELOW:
                 # A big last piece goes alone: joining it to the ending would copy it.
-                yield Send(previous, content_octets=len(previous))
+                yield Send(previous, (), len(previous))  # content_octets
                 previous = b""
             tail, tail_shown = tail_of()
             last = b"".join((previous, ending, tail))  # (one copy of a view)
             content_octets = len(previous) + len(ending) - 3
-            yield Send(last, (".", *tail_shown), content_octets=content_octets)
+            shown = (".", *tail_shown) if self.transcribing else _NOTHING
+            yield Send(last, shown, content_octets)  # (no keyword: no dict)
         except TransportError as exc:  # a write failed (the driver throws it in where it wrote)
             return (yield from self._failed_write(exc, 1, "end of data", n_final))
         plan.result.end_sent = True
@@ -1054,7 +1087,7 @@ class Transactions(Guarded):
         failed: Reply | None = None
         for chunk, last in _bdat_chunks(content, self.options.chunk_size):
             header = b"BDAT %d%s\r\n" % (len(chunk), b" LAST" if last else b"")
-            shown = (header[:-2].decode(),)
+            shown = (header[:-2].decode(),) if self.transcribing else _NOTHING
             if last and outstanding and self.options.lmtp:
                 # LMTP answers BDAT LAST once per accepted recipient (RFC 2033 §4.2)
                 # only in a transaction still whole: after a refused chunk it gets one
@@ -1159,4 +1192,5 @@ def _decided(
 ) -> None:
     """A reply after RCPT decides an accepted recipient; its RCPT reply is kept."""
     rcpt_reply = recipients[address].rcpt_reply if address in recipients else None
-    recipients[address] = RecipientResult(address, reply, accepted, rcpt_reply=rcpt_reply)
+    at_rcpt = False  # (passed by position: keywords cost a dict per call)
+    recipients[address] = RecipientResult(address, reply, accepted, at_rcpt, rcpt_reply)

@@ -248,6 +248,7 @@ def steps(client: BaseClient, flow: Flow[T], asked: bool = False) -> Steps[T]:
         flow.close()
         raise LocalProtocolError("not connected")
     looking = client._looking()  # (asked once: see BaseClient._looking)
+    client._session.transcribing = looking  # (no command lines rendered for nobody)
     result: list[Reply] | None = None
     thrown: BaseException | None = None  # into the flow, where it asked to write
     broken: ConnectionLost | None = None  # a write failed (see _salvage)
@@ -263,7 +264,8 @@ def steps(client: BaseClient, flow: Flow[T], asked: bool = False) -> Steps[T]:
             if broken is not None and type(action) is not Receive:
                 thrown = broken  # nothing more is written on a broken connection
             elif type(action) is Send:
-                if action.no_reply_pending:
+                if action.no_reply_pending and (not asked or client._parser.buffered):
+                    # (a generator only when there may be something to drop)
                     yield from _drop_unsolicited(client, not asked)
                 if looking and (action.transcript_lines or action.content_octets):
                     client._note_send(action)
