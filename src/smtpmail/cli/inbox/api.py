@@ -56,12 +56,17 @@ async def api_info(request: web.Request) -> web.Response:
     )
 
 
+def _whole_number(request: web.Request, name: str, default: str) -> int:
+    """The query's ``name`` as a whole number; -1 when it is not a number."""
+    try:
+        return int(request.query.get(name, default))
+    except ValueError:
+        return -1
+
+
 async def api_list(request: web.Request) -> web.Response:
     query = request.query.get("query", "").strip()
-    try:
-        limit = int(request.query.get("limit", "1000"))
-    except ValueError:
-        limit = -1
+    limit = _whole_number(request, "limit", "1000")
     if limit < 0:
         return json_error(400, "limit must be a number, 0 or more")
     store = request.app[STORE]
@@ -190,10 +195,7 @@ async def api_wait(request: web.Request) -> web.Response:
         timeout = -1.0
     if not timeout >= 0:  # NaN too: a wait no clock ever reaches
         return json_error(400, "timeout must be a number of seconds, 0 or more")
-    try:
-        after = int(request.query.get("after", "0"))
-    except ValueError:
-        after = -1
+    after = _whole_number(request, "after", "0")
     if after < 0:
         return json_error(400, "after must be a message's place in the inbox, 0 or more")
     new = request.query.get("new", "") in ("1", "true")
