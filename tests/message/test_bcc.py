@@ -14,7 +14,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from smtpmail.errors import InvalidArgument
@@ -71,7 +71,10 @@ CASES = [
         b"To: a@x\rBcc: b@x\r\nSubject: s\r\n\r\nb\r\n",
         b"To: a@x\rSubject: s\r\n\r\nb\r\n",
     ),
-    ("lone CR before Resent-Bcc", b"To: a@x\rresent-bcc: b@x\n\nb\n", b"To: a@x\r\nb\n"),
+    # Not b"To: a@x\r\nb\n": the CR and the empty line's LF joined into one CRLF,
+    # the empty line was gone, and the body's first line read as part of the
+    # header section (a "Bcc:" line there went out as a field).
+    ("lone CR before Resent-Bcc", b"To: a@x\rresent-bcc: b@x\n\nb\n", b"To: a@x\r\n\nb\n"),
     ("CR empty line ends it", b"To: a@x\r\rBcc: b@x\n\nb\n", b"To: a@x\r\rBcc: b@x\n\nb\n"),
     ("mbox From line", b"From a@x Mon\nBcc: b@x\nTo: a@x\n\nb\n", b"From a@x Mon\nTo: a@x\n\nb\n"),
     ("Bcc with 8-bit", "Bcc: jörg@x\r\nTo: a@x\r\n\r\nb\r\n".encode(), b"To: a@x\r\n\r\nb\r\n"),
@@ -276,6 +279,10 @@ _piece = st.one_of(
 # (Not starting with a folded line: no field precedes it, so the section is
 # empty; Python's email parser alone reads fields after one.)
 @given(st.lists(_piece, max_size=12).map(b"".join).filter(lambda m: m[:1] not in (b" ", b"\t")))
+# A field ending in a lone CR before a dropped Bcc field, then the empty line:
+# joined, CR and LF became one CRLF, the empty line vanished, and the body's
+# "Bcc:" line went out as a field.
+@example(b"0Bcc: b@x\rBcc: b@x\n\nBcc: b@x")
 def test_no_bcc_field_reaches_the_wire_whatever_the_line_endings(message: bytes) -> None:
     """Line endings of every kind and stray CRs anywhere: after the rule, the
     header section the server reads has no Bcc field, and every other field

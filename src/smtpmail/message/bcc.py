@@ -96,9 +96,21 @@ def drop_bcc(data: bytes) -> bytes:
         if line[:1] not in (b" ", b"\t"):  # not a folded continuation: a new field
             dropping = bcc_field.match(line) is not None
         if not dropping:
-            kept.append(line)
-    kept.append(data[end:])
+            _keep(kept, line)
+    _keep(kept, data[end:])
     return b"".join(kept)
+
+
+def _keep(kept: list[bytes], piece: bytes) -> None:
+    """Add ``piece`` after the lines kept. A kept line may end in a lone CR (its
+    own line on the wire) that a dropped field stood after; an LF starting
+    ``piece`` would make the two one CRLF: the line end after it (the empty
+    line that ends the header section) would vanish, and the body's first
+    lines become fields (a "Bcc:" there among them). The CR becomes the CRLF
+    the wire makes of it anyway."""
+    if kept and piece[:1] == b"\n" and kept[-1][-1:] == b"\r":
+        kept[-1] += b"\n"
+    kept.append(piece)
 
 
 def split_header_section(chunks: Iterable[bytes]) -> tuple[bytes, Iterator[bytes]]:
