@@ -13,7 +13,6 @@ from smtpmail.protocol import commands
 ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-\u0080-\U0010ffff]"
 OLD = {
     "_FORBIDDEN": re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]"),
-    "_DOT_STRING": re.compile(rf"{ATEXT}+(?:\.{ATEXT}+)*\Z"),
     "_QUOTED_STRING": re.compile(
         r'"(?:[\x20\x21\x23-\x5b\x5d-\x7e\u0080-\U0010ffff]|\\[\x20-\x7e])*"\Z'
     ),

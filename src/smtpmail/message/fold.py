@@ -16,13 +16,14 @@ __all__ = ["MAX_LINE", "fold_field"]
 LINE = 78
 MAX_LINE = 998
 #: A word of a field's value with the whitespace before it (or trailing whitespace).
-_WORD = re.compile(r"[ \t]*[^ \t]+|[ \t]+")
+#: (Compiled on first use: a plain send folds nothing, and a CLI run should not pay it.)
+_WORD = r"[ \t]*[^ \t]+|[ \t]+"
 
 
 def fold_field(name: str, value: str, linesep: str) -> str | None:
     """``name: value`` folded before its whitespace, each line ended by
     ``linesep``; None when a word does not fit in 998 octets (UTF-8 counted)."""
-    words = _WORD.findall(value)
+    words = re.findall(_WORD, value)
     if words and words[0][0] not in " \t":
         words[0] = " " + words[0]
     lines = [f"{name}:"]

@@ -46,10 +46,12 @@ _PARAM_ALLOWANCE = 1024  # room RFC 1869 §4.1.2 grants each extension's paramet
 # milliseconds to compile at import (a CLI run pays it every time). For the
 # same reason U+2028/U+2029 stand in a group of their own: in one class with
 # the three other runs they would make re build a 64 Ki-entry bitmap.
-_FORBIDDEN = re.compile("[\x00-\x1f\x7f\x85]|(\u2028|\u2029)")
-# atext (RFC 5322 §3.2.3) plus any non-ASCII (RFC 6531): all but controls, space, specials.
-_ATEXT = r"""[^\x00-\x20"(),.:;<>@\[\\\]\x7f]"""
-_DOT_STRING = re.compile(rf"{_ATEXT}+(?:\.{_ATEXT}+)*\Z")
+# Searched only for a value that is not printable (compiled on first use).
+_FORBIDDEN = "[\x00-\x1f\x7f\x85]|(\u2028|\u2029)"
+# Dot-string (RFC 5321 §4.1.2): atoms of atext (RFC 5322 §3.2.3) plus any
+# non-ASCII (RFC 6531), joined by single dots. What atext is not: controls,
+# space, DEL and the specials ("." apart: it joins the atoms).
+_NOT_ATEXT = frozenset(map(chr, range(0x21))) | frozenset('"(),:;<>@[\\]\x7f')
 # qtextSMTP (RFC 5321 §4.1.2) plus non-ASCII: all but controls, '"' and backslash.
 # Compiled on first use (re's own cache): few senders quote their local part,
 # and a CLI run should not compile it at import for nothing.
@@ -61,9 +63,10 @@ _LABEL = rf"{_LET_DIG}(?:{_LDH}*{_LET_DIG})?\Z"  # non-ASCII domains only: compi
 # RFC 5321 §4.1.3: an IPv4 or IPv6 address literal. General-address-literal
 # (``tag:content``, whose dcontent admits '<', '>' and '@') is refused: no
 # standardised tag besides IPv6 exists, and none can be delivered to.
-_ADDRESS_LITERAL = re.compile(r"\[(?:[0-9.]{7,15}|IPv6:[0-9A-Fa-f:.]{2,45})\]\Z")
-_KEYWORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-]*\Z")
-_VALUE = re.compile(r"[\x21-\x3c\x3e-\x7e]+\Z")
+# These checks are str methods, not regular expressions: a pattern costs a CLI
+# run its compilation at every start (issue 19's start-up target).
+_IPV4_LITERAL = frozenset("0123456789.")
+_IPV6_LITERAL = frozenset("0123456789ABCDEFabcdef:.")
 
 
 def check_text(value: str, what: str) -> str:
@@ -71,7 +74,7 @@ def check_text(value: str, what: str) -> str:
     (:func:`check_characters`); return it unchanged."""
     if value.__class__ is str and value.isprintable():  # (none of them: no regex search)
         return value  # (a lone surrogate is no printable character either)
-    m = _FORBIDDEN.search(value)
+    m = re.search(_FORBIDDEN, value)
     if m is not None:
         raise InvalidArgument(
             f"{what} contains the control character {m.group()!r} at index {m.start()}"
@@ -111,8 +114,35 @@ def check_port(port: object, what: str = "port") -> int:
     return port
 
 
+def _is_address_literal(domain: str) -> bool:
+    """``[`` IPv4 ``]`` (7 to 15 digits and dots) or ``[IPv6:`` 2 to 45 hex
+    digits, colons and dots ``]``: the form only; the address is checked apart."""
+    if domain[:1] != "[" or domain[-1:] != "]":
+        return False
+    inner = domain[1:-1]
+    if inner.startswith("IPv6:"):
+        return 2 <= len(inner) - 5 <= 45 and _IPV6_LITERAL.issuperset(inner[5:])
+    return 7 <= len(inner) <= 15 and _IPV4_LITERAL.issuperset(inner)
+
+
+def _is_keyword(key: str) -> bool:
+    """esmtp-keyword (RFC 5321 §4.1.2): (ALPHA / DIGIT) *(ALPHA / DIGIT / "-")."""
+    return key.isascii() and key[:1].isalnum() and key.replace("-", "").isalnum()
+
+
+def _is_value(value: str) -> bool:
+    """esmtp-value: 1*(%d33-60 / %d62-126), printable ASCII but space and "="."""
+    return (
+        value.isascii()
+        and value.isprintable()
+        and value != ""
+        and " " not in value
+        and "=" not in value
+    )
+
+
 def _check_literal(domain: str, what: str) -> None:
-    if _ADDRESS_LITERAL.match(domain):
+    if _is_address_literal(domain):
         inner = domain[1:-1]
         if not inner.startswith("IPv6:"):
             # Snum (RFC 5321 §4.1.3): 1*3DIGIT, at most 255. No ipaddress import
@@ -134,7 +164,18 @@ def _check_literal(domain: str, what: str) -> None:
 def _local_part_ok(local: str) -> bool:
     if local.startswith('"'):
         return re.match(_QUOTED_STRING, local) is not None
-    return _DOT_STRING.match(local) is not None
+    return _is_dot_string(local)
+
+
+def _is_dot_string(local: str) -> bool:
+    """Atoms of atext joined by single dots (see _NOT_ATEXT)."""
+    return (
+        local != ""
+        and _NOT_ATEXT.isdisjoint(local)
+        and local[0] != "."
+        and local[-1] != "."
+        and ".." not in local
+    )
 
 
 def _wire_domain(domain: str, what: str, *, utf8: bool) -> str:
@@ -245,13 +286,13 @@ def esmtp_params(params: Mapping[str, str | None] | Iterable[str]) -> bytes:
         # A name or value that matches is printable ASCII (one encode at the end) and
         # has no control character: check_text only says so first for one that does
         # not match (a send makes these every message).
-        if not _KEYWORD.match(key):
+        if not _is_keyword(key):
             check_text(key, "ESMTP parameter name")
             raise InvalidArgument(f"malformed ESMTP parameter name {key!r}")
         if value is None:
             out.append(f" {key.upper()}")
             continue
-        if not _VALUE.match(value):
+        if not _is_value(value):
             check_text(value, f"ESMTP parameter {key}")
             raise InvalidArgument(
                 f"ESMTP parameter {key} value {value!r} has spaces, '=' or non-ASCII"

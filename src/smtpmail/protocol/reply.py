@@ -10,8 +10,6 @@ one whole reply bound the memory a hostile server can cost.
 
 from __future__ import annotations
 
-import re
-
 from smtpmail.errors import RemoteProtocolError
 
 __all__ = ["MAX_LINE_LENGTH", "MAX_REPLY_LENGTH", "Reply", "ReplyParser"]
@@ -22,13 +20,12 @@ MAX_LINE_LENGTH = 8192
 #: Longest whole (multi-line) reply accepted.
 MAX_REPLY_LENGTH = 128 * 1024
 
-_ENHANCED = re.compile(r"([245])\.(\d{1,3})\.(\d{1,3})(?:\s|$)")
 _DIGITS = frozenset(b"0123456789")
 #: Control characters other than HT (C0, DEL, C1): RFC 5321 §4.2 allows none in
 #: a reply's text. Taken as text they would drive the terminal that shows it
 #: (ESC sequences: colours, clearing lines, setting the clipboard), so each
 #: becomes U+FFFD, as an octet that is not UTF-8 does.
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+_CONTROL_TO_FFFD = dict.fromkeys([*range(0x09), *range(0x0A, 0x20), *range(0x7F, 0xA0)], "\ufffd")
 
 #: Single-line replies already parsed and checked, by their line. A server says
 #: the same few lines over and over ("250 2.1.0 Ok"); Reply is immutable, so
@@ -92,11 +89,16 @@ class Reply:
         return None if found is None else ".".join(map(str, found))
 
     def _enhanced_tuple(self) -> tuple[int, int, int] | None:
-        m = _ENHANCED.match(self.lines[0])
-        # The class must agree with the reply code; otherwise it is just text.
-        if m is None or int(m.group(1)) != self.code // 100:
+        # "class.subject.detail" (1 and 1 to 3 digits each) at the start of the
+        # text, then whitespace or nothing. The class must agree with the reply
+        # code; otherwise it is just text.
+        line = self.lines[0]
+        if line[1:2] != "." or line[:1] not in ("2", "4", "5") or int(line[0]) != self.code // 100:
             return None
-        return int(m.group(1)), int(m.group(2)), int(m.group(3))
+        parts = line.split(None, 1)[0].split(".")
+        if len(parts) != 3 or not all(0 < len(p) <= 3 and p.isdecimal() for p in parts[1:]):
+            return None
+        return int(parts[0]), int(parts[1]), int(parts[2])
 
     @property
     def is_positive(self) -> bool:
@@ -218,7 +220,7 @@ class ReplyParser:
             )
         text = line[4:].decode("utf-8", "replace")
         if not text.isprintable():  # (controls are unprintable: most lines need no sub)
-            text = _CONTROL.sub("\ufffd", text)
+            text = text.translate(_CONTROL_TO_FFFD)
         self._lines.append(text)
         if n > 3 and line[3] == 0x2D:  # "-": more lines follow
             return None
