@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -130,22 +131,26 @@ CLI = [[sys.executable, "-m", "smtpmail"]]
 #: The CLI scenario's floor: that launcher with no package behind it.
 CLI_FLOOR = [[sys.executable, "-c", "import sys"]]
 
-# What pip writes as the ``smtpmail`` console script (the form users run): pip
-# 25.0 and later, as uv, no longer import ``re`` there (earlier ones did, and
-# that import was a third of the launcher's instructions).
+# What pip writes as the ``smtpmail`` console script (the form users run), for
+# the entry point pyproject.toml names: pip 25.0 and later, as uv, no longer
+# import ``re`` there (earlier ones did, and that import was a third of the
+# launcher's instructions).
 LAUNCHER = """#!{python}
 import sys
-from smtpmail.cli import main
+from {module} import {function}
 if __name__ == '__main__':
     sys.argv[0] = sys.argv[0].removesuffix('.exe')
-    sys.exit(main())
+    sys.exit({function}())
 """
 # The same launcher with no package behind it: what any command pip installs runs
 # before the package's first line (the interpreter). No Python CLI started this
 # way can go below it.
-LAUNCHER_ALONE = LAUNCHER.replace("from smtpmail.cli import main\n", "").replace(
-    "sys.exit(main())", "sys.exit(0)"
-)
+LAUNCHER_ALONE = """#!{python}
+import sys
+if __name__ == '__main__':
+    sys.argv[0] = sys.argv[0].removesuffix('.exe')
+    sys.exit(0)
+"""
 
 
 def write_launchers(folder: Path) -> tuple[Path, Path]:
@@ -153,8 +158,11 @@ def write_launchers(folder: Path) -> tuple[Path, Path]:
     and the launcher alone (:data:`LAUNCHER_ALONE`)."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = (folder / "smtpmail", folder / "launcher-alone")
+    with (ROOT / "pyproject.toml").open("rb") as f:
+        entry = tomllib.load(f)["project"]["scripts"]["smtpmail"]
+    module, _, function = entry.partition(":")
     for path, text in zip(paths, (LAUNCHER, LAUNCHER_ALONE), strict=True):
-        path.write_text(text.format(python=sys.executable))
+        path.write_text(text.format(python=sys.executable, module=module, function=function))
         path.chmod(0o755)
     return paths
 

@@ -1,6 +1,6 @@
 """``python -m smtpmail``: the command line."""
 
-from smtpmail.cli import main
+from smtpmail.cli import console
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    console()

@@ -461,3 +461,70 @@ def test_the_exit_of_a_send_leaves_its_objects_to_the_exit(
     )
     assert (done.returncode, done.stdout) == (0, "frozen\n"), done.stderr
     assert len(smtpd.messages) == 1
+
+
+# A process's last words: an atexit function, a thread that ends after the
+# command, and an object that only the interpreter's teardown frees.
+LAST_WORDS = """
+import atexit, os, sys, threading, types
+from smtpmail.cli import console
+
+class Teardown:
+    def __del__(self):
+        os.write(1, b"teardown ran\\n")
+
+# Held by a module of its own (no cycle): freed when the teardown empties sys.modules.
+canary = types.ModuleType("canary")
+canary.keep = Teardown()
+sys.modules["canary"] = canary
+del canary
+atexit.register(print, "atexit ran", flush=True)
+if "--thread" in sys.argv:
+    sys.argv.remove("--thread")
+    # (it ends once the main thread has: after the command, whatever its speed)
+    main = threading.main_thread()
+    threading.Thread(target=lambda: (main.join(), print("thread ended", flush=True))).start()
+print("x" * 200_000)  # more than a pipe holds: still in the buffer when the command ends
+sys.argv[0] = "smtpmail"
+console()
+"""
+
+
+def _last_words(*argv: str) -> tuple[int, str]:
+    done = subprocess.run(
+        [sys.executable, "-c", LAST_WORDS, *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.stdout.startswith("x" * 200_000 + "\n"), done.stderr
+    return done.returncode, done.stdout[200_001:]
+
+
+def test_a_send_exits_without_the_teardown_and_keeps_what_an_exit_shows(
+    smtpd: RecordingServer,
+) -> None:
+    """A one-message command's exit skips the interpreter's teardown (a
+    twentieth of its instructions): the output is all there, the atexit
+    functions run, the exit status is the command's; only the teardown's
+    finalizers do not run."""
+    send = ["send", "--port", str(smtpd.port), "--from", "a@example.org", "--to", "b@example.org"]
+    assert _last_words(*send, "--body", "x") == (0, "atexit ran\n")
+    assert len(smtpd.messages) == 1
+    refused = ["send", "--port", "1", "--from", "a@example.org", "--to", "b@example.org"]
+    assert _last_words(*refused, "--body", "x") == (75, "atexit ran\n")  # EX_TEMPFAIL
+
+
+def test_a_thread_still_running_gets_the_interpreters_exit(smtpd: RecordingServer) -> None:
+    send = ["send", "--port", str(smtpd.port), "--from", "a@example.org", "--to", "b@example.org"]
+    status, said = _last_words("--thread", *send, "--body", "x")
+    assert (status, said[:24]) == (0, "thread ended\natexit ran\n"), said
+
+
+def test_other_commands_keep_the_interpreters_exit() -> None:
+    status, said = _last_words("config")
+    assert (status, said.endswith("config.toml (does not exist)\natexit ran\nteardown ran\n")) == (
+        0,
+        True,
+    ), said

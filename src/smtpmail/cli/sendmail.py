@@ -29,7 +29,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up
 
 if TYPE_CHECKING:
     import argparse
-    from typing import Any
+    from typing import Any, NoReturn
 
     from smtpmail.cli.options import OptionContainer
     from smtpmail.cli.server import ServerSettings
@@ -381,8 +381,9 @@ def _complete_headers(
     return raw.with_head(head, ending)
 
 
-def main() -> None:
+def main() -> NoReturn:
     """The ``smtpmail-sendmail`` console script."""
+    from smtpmail.cli import exit_process
     from smtpmail.cli import main as cli_main
 
-    raise SystemExit(cli_main(["sendmail", *sys.argv[1:]]))
+    exit_process(cli_main(["sendmail", *sys.argv[1:]]), one_shot=True)
