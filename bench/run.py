@@ -153,12 +153,15 @@ if __name__ == '__main__':
 """
 
 
-def write_launchers(folder: Path) -> tuple[Path, Path]:
-    """The ``smtpmail`` command as an install makes it, for this interpreter,
-    and the launcher alone (:data:`LAUNCHER_ALONE`)."""
+def write_launchers(folder: Path, source: Path) -> tuple[Path, Path]:
+    """The ``smtpmail`` command as an install of ``source`` (a checkout's src
+    folder) makes it, for this interpreter, and the launcher alone
+    (:data:`LAUNCHER_ALONE`). The entry point is the one the checkout's
+    pyproject.toml names (this one's, when ``source`` has none beside it)."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = (folder / "smtpmail", folder / "launcher-alone")
-    with (ROOT / "pyproject.toml").open("rb") as f:
+    project = source.parent / "pyproject.toml"
+    with (project if project.exists() else ROOT / "pyproject.toml").open("rb") as f:
         entry = tomllib.load(f)["project"]["scripts"]["smtpmail"]
     module, _, function = entry.partition(":")
     for path, text in zip(paths, (LAUNCHER, LAUNCHER_ALONE), strict=True):
@@ -750,7 +753,8 @@ def main(argv: list[str]) -> int:
     p.add_argument(
         "--source",
         type=Path,
-        help="measure the smtpmail in this src folder (another commit's, for a before/after)",
+        help="measure the smtpmail in this src folder (another commit's, for a before/after;"
+        " its CLI starts at the entry point that the pyproject.toml beside it names)",
     )
     p.add_argument(
         "--no-readme", action="store_true", help=f"leave {PAGE.name} and the README alone"
@@ -786,7 +790,7 @@ def main(argv: list[str]) -> int:
         SOURCE[0] = src
         if not args.no_mypyc and (not only or only & MYPYC_SCENARIOS):
             COMPILED[0] = compiled_build(args.source or ROOT / "src", Path(tmp) / "mypyc")
-        launcher, alone = write_launchers(Path(tmp) / "bin")
+        launcher, alone = write_launchers(Path(tmp) / "bin", Path(args.source or ROOT / "src"))
         CLI[0], CLI_FLOOR[0] = [str(launcher)], [str(alone)]
         msg_file = Path(tmp) / "message.eml"
         msg_file.write_bytes(make_message(1024))
