@@ -11,10 +11,14 @@ from __future__ import annotations
 import email
 import email.utils
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from io import BytesIO
 
 import pytest
+from hypothesis import assume, example, given
+from hypothesis import strategies as st
 
 from smtpmail.message import envelope_from_headers
 from smtpmail.message.addresses import addresses
@@ -82,3 +86,38 @@ def test_a_parsed_message_gives_the_same_envelope() -> None:
     envelope = envelope_from_headers(msg)
     assert list(envelope.recipients) == ["a@example.net", "b@example.net"]
     assert envelope.sender == "me@example.org"
+
+
+# The address beside a name or a comment is read without the email package
+# when nothing there needs a parser: it must be what the email package reads.
+PIECES = st.text(st.sampled_from('ab.é@ \t\\[]",<>():;'), max_size=8)
+
+
+@given(
+    st.tuples(PIECES, PIECES).map(lambda p: f"{p[0]} <{p[1]}>")
+    | st.tuples(PIECES, PIECES).map(lambda p: f"{p[0]} ({p[1]})")
+)
+@example("root (Cron Daemon)")
+@example("Jörg Müller <jörg@bücher.example>")
+@example("a@x <b@y>")
+@example("N <@x>")
+@example("N <a@>")
+@example("N <a>")
+@example("N < a@x >")
+@example("a@x\t(c)")
+def test_an_address_beside_a_name_is_the_email_packages(value: str) -> None:
+    listed = value.strip(" \t\r\n,")
+    assume(listed)
+    expected = [address for _, address in _lenient([listed]) if address]
+    assert addresses([value]) == expected
+
+
+def test_crons_from_field_loads_no_email_package() -> None:
+    probe = (
+        "import sys\n"
+        "from smtpmail.message.addresses import addresses\n"
+        "found = addresses(['root (Cron Daemon)', 'Jörg <jörg@bücher.example>'])\n"
+        "print(found, 'email' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout == "['root', 'jörg@bücher.example'] False\n"

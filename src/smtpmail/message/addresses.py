@@ -8,8 +8,11 @@ the whole call. A comma at a list's end is common (``To: a@x, b@y,`` from a
 script, ``a@x,`` from a shell that split a list), so each value is read on
 its own, without the commas and blanks at its ends. A value that is one plain
 address (none of the characters of lists, groups, display names, comments or
-quoted strings) is taken as it is: the email package, imported only for the
-others, costs a one-message command more than the rest of its start-up.
+quoted strings) is taken as it is, and so is the address of the two forms a
+single mailbox mostly takes, ``Name <address>`` and cron's ``root (Cron
+Daemon)``, when nothing in them needs a parser: the email package, imported
+only for the others, costs a one-message command more than the rest of its
+start-up.
 """
 
 from __future__ import annotations
@@ -23,6 +26,12 @@ _LIST_EDGES = " \t\r\n,"
 #: What only an address list, a group, a display name, a comment or a quoted
 #: string holds: a value without any of these is one plain address.
 _SYNTAX = frozenset(',<>()":;')
+#: What the name or comment beside an address may not hold for it to be read
+#: here: the syntax above, a quoted pair or domain literal's, and "@" (the
+#: email package takes ``a@x <b@y>`` for two addresses).
+_NOT_PLAIN_TEXT = _SYNTAX | frozenset("\\[]@")
+#: What the address itself may not hold: that, and whitespace.
+_NOT_PLAIN_ADDRESS = _NOT_PLAIN_TEXT - {"@"} | frozenset(" \t\r\n")
 
 
 def addresses(values: Iterable[str]) -> list[str]:
@@ -36,7 +45,35 @@ def addresses(values: Iterable[str]) -> list[str]:
         if _SYNTAX.isdisjoint(listed):
             found.append(listed)
             continue
+        address = _beside_a_name(listed)
+        if address is not None:
+            found.append(address)
+            continue
         from email.utils import getaddresses
 
         found += [address for _, address in getaddresses([listed]) if address]
     return found
+
+
+def _beside_a_name(listed: str) -> str | None:
+    """The address of ``Name <address>`` or ``address (comment)`` when neither
+    part holds anything but plain text (see above), else None: the email
+    package reads it."""
+    if listed[-1] == ">" and listed.count("<") == 1 and listed.count(">") == 1:
+        text, _, address = listed[:-1].partition("<")
+        address = address.strip(" \t")
+    elif listed[-1] == ")" and listed.count("(") == 1 and listed.count(")") == 1:
+        address, _, text = listed[:-1].partition("(")
+        address = address.rstrip(" \t")
+    else:
+        return None
+    if (
+        address == ""
+        or not _NOT_PLAIN_TEXT.isdisjoint(text)
+        or not _NOT_PLAIN_ADDRESS.isdisjoint(address)
+        or address.count("@") > 1
+        or address[0] == "@"
+        or address[-1] == "@"
+    ):
+        return None
+    return address
