@@ -32,6 +32,14 @@ TABLE: list[tuple[Case, str, str, str]] = [
     (Case("ta-wrong-name", WRONG_NAME, ("2 0 1 intermediate",)), "deferred", "deferred", "dane required"),  # noqa: E501
     (Case("ta-expired", EXPIRED, ("2 0 1 intermediate",)), "deferred", "deferred", "dane required"),
     (Case("ta-mismatch", GOOD, ("2 0 1 other",)), "deferred", "deferred", "dane required"),
+    # Every CA between the anchor and the leaf is checked as OpenSSL checks it (RFC 5280 §6.1.4):
+    # keyUsage with keyCertSign, pathLenConstraint, name constraints.
+    (Case("ta-under-no-certsign", Host("under-no-certsign"), ("2 0 1 intermediate",)), "deferred", "deferred", "dane required"),  # noqa: E501
+    (Case("ta-no-certsign", Host("no-certsign-anchor"), ("2 0 1 no-certsign",)), "deferred", "deferred", "dane required"),  # noqa: E501
+    (Case("ta-too-deep", Host("too-deep"), ("2 0 1 pathlen0",)), "deferred", "deferred", "dane required"),  # noqa: E501
+    (Case("ta-pathlen0", Host("pathlen0"), ("2 0 1 pathlen0",)), "sent", "delivered", "dane-ta verified"),  # noqa: E501
+    (Case("ta-outside-constraints", Host("outside-constraints"), ("2 0 1 constrained-elsewhere",)), "deferred", "deferred", "dane required"),  # noqa: E501
+    (Case("ta-inside-constraints", Host("inside-constraints"), ("2 0 1 constrained-here",)), "sent", "delivered", "dane-ta verified"),  # noqa: E501
     (Case("no-starttls", NO_TLS, ("3 1 1 leaf",)), "deferred", "deferred", "dane required"),
     (Case("unusable", WRONG_NAME, ("1 1 1 leaf", "0 0 1 intermediate")), "sent", "delivered", "TLSA records unusable: encrypted, not authenticated"),  # noqa: E501
     (Case("unusable-no-tls", NO_TLS, ("1 1 1 leaf",)), "deferred", "deferred", "TLSA records unusable: encrypted, not authenticated"),  # noqa: E501

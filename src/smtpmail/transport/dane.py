@@ -10,8 +10,10 @@ after every handshake.
   its names and validity dates are not checked.
 - DANE-TA(2) (RFC 7671 §5.2): a certificate the server sent (or the full
   certificate in a ``2 0 0`` record) is the trust anchor; the chain from the
-  leaf to it must verify, with a name from ``DANECheck.names`` in the leaf
-  (RFC 7672 §3.2.2), and be within its dates. This needs the ``dane`` extra
+  leaf to it must verify as OpenSSL verifies it (each issuer a CA that may
+  sign certificates, within its path length and name constraints), with a
+  name from ``DANECheck.names`` in the leaf (RFC 7672 §3.2.2), and be within
+  its dates. This needs the ``dane`` extra
   (``cryptography``, for the signatures).
 - PKIX-TA(0)/PKIX-EE(1) are unusable for SMTP (RFC 7672 §3.1.3), as are
   unknown usages, selectors and matching types, and digests of the wrong
@@ -139,9 +141,11 @@ def _verify_to_anchor(
     """None when the leaf chains to an anchor, in date, with one of ``names``; else why not.
 
     Each link is checked as OpenSSL (and so Postfix) checks it: the issuer's
-    name and signature, a CA issuer, every certificate within its dates; no
-    stricter profile (cryptography's ``x509.verification`` refuses, for
-    example, a critical subjectAltName beside a subject, which OpenSSL takes).
+    name and signature, a CA issuer that may sign certificates, within its
+    path length and name constraints (:func:`_issuer_problem`), every
+    certificate within its dates; no stricter profile (cryptography's
+    ``x509.verification`` refuses, for example, a critical subjectAltName
+    beside a subject, which OpenSSL takes).
     """
     try:
         from cryptography import x509
@@ -155,7 +159,7 @@ def _verify_to_anchor(
     path = _path_to_anchor(certs, trusted)
     if path is None:
         return "the chain the server sent does not lead to the trust anchor"
-    expired = _out_of_date(path)
+    expired = _out_of_date(path) or _issuer_problem(path)
     if expired:
         return expired
     leaf_names = _dns_names(certs[0])
@@ -200,6 +204,110 @@ def _is_ca(cert: Any) -> bool:
         return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
     except x509.ExtensionNotFound:
         return cert.version is x509.Version.v1  # RFC 5280 §6.1.4 (k): v1 CA certificates
+
+
+def _issuer_problem(path: list[Any]) -> str | None:
+    """Why an issuer in ``path`` (leaf first, the anchor last) may not have
+    issued what is below it, else None (RFC 5280 §6.1.4, as OpenSSL checks the
+    anchor too): not a CA, a keyUsage without keyCertSign, more CAs below it
+    than its pathLenConstraint allows, or a name below it outside its name
+    constraints."""
+    from cryptography import x509
+
+    for i, issuer in enumerate(path[1:], start=1):
+        who = issuer.subject.rfc4514_string() or "a CA certificate"
+        if not _is_ca(issuer):
+            return f"{who} is not a CA certificate"
+        extensions = issuer.extensions
+        try:
+            if not extensions.get_extension_for_class(x509.KeyUsage).value.key_cert_sign:
+                return f"{who} may not sign certificates (its keyUsage lacks keyCertSign)"
+        except x509.ExtensionNotFound:
+            pass
+        try:
+            limit = extensions.get_extension_for_class(x509.BasicConstraints).value.path_length
+        except x509.ExtensionNotFound:
+            limit = None
+        # (a self-issued CA certificate below it does not count, §6.1.4 (l))
+        below = sum(1 for cert in path[1:i] if not _self_issued(cert))
+        if limit is not None and below > limit:
+            return f"{who} allows {limit} CA certificate(s) below it, the chain has {below}"
+        try:
+            constraints = extensions.get_extension_for_class(x509.NameConstraints).value
+        except x509.ExtensionNotFound:
+            continue
+        for n, cert in enumerate(path[:i]):
+            if n > 0 and _self_issued(cert):
+                continue  # §6.1.3 (b): only the last of self-issued certificates is checked
+            outside = _outside(constraints, cert, leaf=n == 0)
+            if outside:
+                return f"{outside} is outside the name constraints of {who}"
+    return None
+
+
+def _self_issued(cert: Any) -> bool:
+    return bool(cert.subject == cert.issuer)
+
+
+def _outside(constraints: Any, cert: Any, *, leaf: bool) -> str | None:
+    """A name of ``cert`` that ``constraints`` (NameConstraints) forbid, else None.
+
+    DNS names (the leaf's as its name check reads them: its subjectAltName,
+    else its CN, as OpenSSL does), IP addresses and the subject's DN are
+    checked; a constraint on a type of name this does not check (e-mail,
+    URI, other names) refuses a certificate that has a name of that type,
+    and leaves alone one that has none (§4.2.1.10: a constraint applies to
+    names of its own type).
+    """
+    from cryptography import x509
+
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        san = x509.SubjectAlternativeName([])
+    names: list[tuple[type[Any], Any]] = [
+        (x509.DNSName, dns)
+        for dns in (_dns_names(cert) if leaf else san.get_values_for_type(x509.DNSName))
+    ]
+    names += [(x509.IPAddress, ip) for ip in san.get_values_for_type(x509.IPAddress)]
+    if len(cert.subject) > 0:
+        names.append((x509.DirectoryName, cert.subject))
+    unchecked: tuple[type[Any], ...] = (
+        x509.RFC822Name,
+        x509.UniformResourceIdentifier,
+        x509.OtherName,
+        x509.RegisteredID,
+    )
+    for kind in unchecked:
+        names += [(kind, value) for value in san.get_values_for_type(kind)]
+    permitted: list[Any] = constraints.permitted_subtrees or []
+    excluded: list[Any] = constraints.excluded_subtrees or []
+    for kind, name in names:
+        if kind in unchecked:
+            if any(isinstance(c, kind) for c in [*permitted, *excluded]):
+                return str(name)
+            continue
+        allowed = [c.value for c in permitted if isinstance(c, kind)]
+        if allowed and not any(_within(kind, name, c) for c in allowed):
+            return str(name)
+        if any(_within(kind, name, c.value) for c in excluded if isinstance(c, kind)):
+            return str(name)
+    return None
+
+
+def _within(kind: type[Any], name: Any, subtree: Any) -> bool:
+    """Whether ``name`` lies in the constraint's ``subtree`` (RFC 5280 §4.2.1.10)."""
+    from cryptography import x509
+
+    if kind is x509.DNSName:
+        # Any name made by adding labels on the left; ".example.com", subdomains only.
+        name, subtree = str(name).lower().rstrip("."), str(subtree).lower().rstrip(".")
+        if subtree.startswith("."):
+            return bool(name.endswith(subtree))
+        return bool(not subtree or name == subtree or name.endswith("." + subtree))
+    if kind is x509.IPAddress:
+        return bool(name.version == subtree.version and name in subtree)
+    return bool(name.rdns[: len(subtree.rdns)] == subtree.rdns)  # a DirectoryName
 
 
 def _out_of_date(path: list[Any]) -> str | None:

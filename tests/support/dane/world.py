@@ -39,7 +39,8 @@ from typing import Any
 
 import trustme
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from support.privatepostfix import PrivatePostfix, Setting
 
@@ -71,7 +72,8 @@ class Host:
     """One MX host: which certificate it shows, whether it offers STARTTLS."""
 
     #: "good": a leaf for its own name; "wrong-name": a leaf for another name;
-    #: "expired": its own name, out of date; "none": no STARTTLS at all.
+    #: "expired": its own name, out of date; "none": no STARTTLS at all; a key
+    #: of MADE_CHAINS: its own name, under a CA made with the extensions it needs.
     cert: str = "good"
     #: Offers REQUIRETLS (RFC 8689) after STARTTLS.
     requiretls: bool = False
@@ -84,7 +86,7 @@ class Case:
     label: str
     host: Host
     #: TLSA records as "usage selector mtype WHAT"; WHAT is leaf, intermediate,
-    #: other (a key no host has) or raw hex.
+    #: other (a key no host has), a CA of PKI.made, or raw hex.
     tlsa: tuple[str, ...] = ()
     #: "secure", "insecure" (MX host in the unsigned child zone), "bogus" (TLSA signature
     #: broken), "insecure-mx" (the domain's MX answer itself is insecure).
@@ -108,12 +110,138 @@ class Case:
 
 
 @dataclass
+class Issued:
+    """A certificate and its key, made here with the extensions a case needs
+    (trustme's CAs always carry keyCertSign and no name constraints)."""
+
+    cert: x509.Certificate
+    key: ec.EllipticCurvePrivateKey
+
+    @property
+    def der(self) -> bytes:
+        return self.cert.public_bytes(serialization.Encoding.DER)
+
+    @property
+    def pem(self) -> bytes:
+        return self.cert.public_bytes(serialization.Encoding.PEM)
+
+    def issue(
+        self,
+        name: str,
+        *,
+        ca: bool = False,
+        path_length: int | None = None,
+        cert_sign: bool = True,
+        permitted: list[x509.GeneralName] | None = None,
+        excluded: list[x509.GeneralName] | None = None,
+        san: list[x509.GeneralName] | None = None,
+        subject: x509.Name | None = None,
+    ) -> Issued:
+        """A certificate for ``name`` signed by this one: a CA (with
+        ``path_length``, keyCertSign or not, name constraints) or a server's
+        leaf (its subjectAltName ``san``, by default ``name`` as a DNS name).
+        The subject is ``CN=name`` unless given."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.UTC)
+        usage = x509.KeyUsage(
+            digital_signature=True,
+            content_commitment=False,
+            key_encipherment=not ca,
+            data_encipherment=False,
+            key_agreement=False,
+            key_cert_sign=ca and cert_sign,
+            crl_sign=ca,
+            encipher_only=False,
+            decipher_only=False,
+        )
+        common_name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, name)])
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(subject or common_name)
+            .issuer_name(self.cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=path_length), critical=True)
+            .add_extension(usage, critical=True)
+        )
+        if permitted or excluded:
+            constraints = x509.NameConstraints(
+                permitted_subtrees=permitted or None, excluded_subtrees=excluded or None
+            )
+            builder = builder.add_extension(constraints, critical=True)
+        if not ca:
+            server = x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH])
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName(san if san is not None else [x509.DNSName(name)]),
+                critical=False,
+            ).add_extension(server, critical=False)
+        return Issued(builder.sign(self.key, hashes.SHA256()), key)
+
+
+#: Host kinds whose chain goes through a CA made here, and how: the CA the
+#: leaf's issuer is (by its name in PKI.made) and what the host sends above its leaf.
+MADE_CHAINS: dict[str, tuple[str, tuple[str, ...]]] = {
+    # A CA whose keyUsage lacks keyCertSign, under the (anchor) intermediate.
+    "under-no-certsign": ("no-certsign", ("no-certsign", "intermediate")),
+    # The same CA as the anchor itself.
+    "no-certsign-anchor": ("no-certsign", ("no-certsign",)),
+    # pathLenConstraint 0, then a CA below it that issues the leaf: one too deep.
+    "too-deep": ("below-pathlen0", ("below-pathlen0", "pathlen0")),
+    # pathLenConstraint 0 issuing the leaf itself: allowed.
+    "pathlen0": ("pathlen0", ("pathlen0",)),
+    # Name constraints: DNS names under elsewhere.test only; under dane.test.
+    "outside-constraints": ("constrained-elsewhere", ("constrained-elsewhere",)),
+    "inside-constraints": ("constrained-here", ("constrained-here",)),
+}
+
+
+@dataclass
 class PKI:
     root: trustme.CA = field(default_factory=trustme.CA)
 
     def __post_init__(self) -> None:
         self.intermediate = self.root.create_child_ca()
         self.other = self.intermediate.issue_cert("other.invalid")
+        above = Issued(
+            x509.load_pem_x509_certificate(self.intermediate.cert_pem.bytes()),
+            serialization.load_pem_private_key(
+                self.intermediate.private_key_pem.bytes(), password=None
+            ),  # type: ignore[arg-type]
+        )
+        pathlen0 = above.issue("pathlen0 CA", ca=True, path_length=0)
+        #: The CAs made here, by name (a TLSA record names them as WHAT).
+        self.made = {
+            "no-certsign": above.issue("no-certsign CA", ca=True, cert_sign=False),
+            "pathlen0": pathlen0,
+            "below-pathlen0": pathlen0.issue("below-pathlen0 CA", ca=True),
+            "constrained-elsewhere": above.issue(
+                "constrained CA", ca=True, permitted=[x509.DNSName("elsewhere.test")]
+            ),
+            "constrained-here": above.issue(
+                "constrained CA", ca=True, permitted=[x509.DNSName(ZONE)]
+            ),
+        }
+
+    def chain(self, case: Case) -> tuple[bytes, bytes]:
+        """The PEM chain the host sends (leaf first) and its key's PEM."""
+        kind = case.host.cert
+        if kind in MADE_CHAINS:
+            issuer, sent = MADE_CHAINS[kind]
+            leaf = self.made[issuer].issue(case.mx)
+            pems = [leaf.pem] + [
+                self.intermediate.cert_pem.bytes() if n == "intermediate" else self.made[n].pem
+                for n in sent
+            ]
+            key = leaf.key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+            return b"".join(pems), key
+        made = self.leaf(case)
+        return b"".join(p.bytes() for p in made.cert_chain_pems), made.private_key_pem.bytes()
 
     def leaf(self, case: Case) -> trustme.LeafCert:
         kind = case.host.cert
@@ -143,11 +271,12 @@ def _spki(der: bytes) -> bytes:
 
 def tlsa_rdata(spec: str, leaf_der: bytes, pki: PKI) -> str:
     usage, selector, mtype, what = spec.split()
-    if what in ("leaf", "intermediate", "other"):
+    if what in ("leaf", "intermediate", "other") or what in pki.made:
         der = {
             "leaf": leaf_der,
             "intermediate": _der(pki.intermediate.cert_pem.bytes()),
             "other": _der(pki.other.cert_chain_pems[0].bytes()),
+            **{name: made.der for name, made in pki.made.items()},
         }[what]
         selected = der if selector == "0" else _spki(der)
         digest: Callable[[bytes], Any] = {
@@ -251,10 +380,10 @@ class DANEWorld:
     def _write_hosts(self) -> list[dict[str, Any]]:
         hosts = []
         for case in self.cases:
-            leaf = self.pki.leaf(case)
+            chain, key_pem = self.pki.chain(case)
             cert, key = self.dir / f"{case.label}.pem", self.dir / f"{case.label}.key"
-            cert.write_bytes(b"".join(p.bytes() for p in leaf.cert_chain_pems))
-            leaf.private_key_pem.write_to_path(str(key))
+            cert.write_bytes(chain)
+            key.write_bytes(key_pem)
             hosts.append({
                 "label": case.label,
                 "address": self.addresses[case.label],
@@ -263,7 +392,9 @@ class DANEWorld:
                 "key": str(key),
                 "starttls": case.host.cert != "none",
                 "requiretls": case.host.requiretls,
-                "leaf_der": _der(leaf.cert_chain_pems[0].bytes()),
+                "leaf_der": x509.load_pem_x509_certificates(chain)[0].public_bytes(
+                    serialization.Encoding.DER
+                ),
             })  # fmt: skip
         return hosts
 

@@ -1,0 +1,96 @@
+"""DANE-TA chains checked link by link as OpenSSL checks them (RFC 5280 §6.1.4):
+name constraints of the kinds tests/dane/test_dane.py's world does not build
+(excluded subtrees, a leading dot, IP addresses, a directory name, a type of
+name smtpmail does not check) and a self-issued CA. That world has Postfix
+agree on keyUsage, pathLenConstraint and DNS name constraints; here the
+verdicts are RFC 5280's."""
+
+from __future__ import annotations
+
+import datetime
+from ipaddress import ip_address, ip_network
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from smtpmail.transport.dane import _verify_to_anchor
+from support.dane.world import Issued
+
+DNS, IP, DIR, EMAIL = x509.DNSName, x509.IPAddress, x509.DirectoryName, x509.RFC822Name
+NAME = "mx.example.net"
+
+
+def _name(**attributes: str) -> x509.Name:
+    oid = {"O": x509.oid.NameOID.ORGANIZATION_NAME, "CN": x509.oid.NameOID.COMMON_NAME}
+    return x509.Name([x509.NameAttribute(oid[k], v) for k, v in attributes.items()])
+
+
+def _anchor() -> Issued:
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(CN="anchor"))
+        .issuer_name(_name(CN="anchor"))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return Issued(cert, key)
+
+
+ANCHOR = _anchor()
+LEAF_IP = {"san": [DNS(NAME), IP(ip_address("192.0.2.1"))]}
+
+# (case, the constrained CA's options, the leaf's, what the check says: None = verified)
+CASES: list[tuple[str, dict[str, Any], dict[str, Any], str | None]] = [
+    ("excluded", {"excluded": [DNS("example.net")]}, {}, "mx.example.net is outside"),
+    ("excluded-elsewhere", {"excluded": [DNS("example.org")]}, {}, None),
+    ("excluded-not-a-label", {"excluded": [DNS("ample.net")]}, {}, None),
+    ("leading-dot-below", {"permitted": [DNS(".example.net")]}, {}, None),
+    ("leading-dot-not-itself", {"permitted": [DNS(".mx.example.net")]}, {}, "is outside"),
+    ("ip-inside", {"permitted": [IP(ip_network("192.0.2.0/24"))]}, LEAF_IP, None),
+    ("ip-outside", {"permitted": [IP(ip_network("198.51.100.0/24"))]}, LEAF_IP, "192.0.2.1 is outside"),  # noqa: E501
+    ("ip-excluded", {"excluded": [IP(ip_network("192.0.2.0/28"))]}, LEAF_IP, "192.0.2.1 is outside"),  # noqa: E501
+    ("ip-constraint-no-ip", {"permitted": [IP(ip_network("198.51.100.0/24"))]}, {}, None),
+    ("dn-inside", {"permitted": [DIR(_name(O="Example"))]}, {"subject": _name(O="Example", CN=NAME)}, None),  # noqa: E501
+    ("dn-outside", {"permitted": [DIR(_name(O="Example"))]}, {"subject": _name(O="Other", CN=NAME)}, "is outside"),  # noqa: E501
+    # A type of name not checked here refuses a certificate that has a name of it.
+    ("email-unchecked", {"permitted": [EMAIL("example.net")]}, {"san": [DNS(NAME), EMAIL("a@example.net")]}, "a@example.net is outside"),  # noqa: E501
+    ("email-absent", {"permitted": [EMAIL("example.net")]}, {}, None),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("ca", "leaf", "verdict"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+def test_name_constraints(ca: dict[str, Any], leaf: dict[str, Any], verdict: str | None) -> None:
+    constrained = ANCHOR.issue("constrained CA", ca=True, **ca)
+    server = constrained.issue(NAME, **leaf)
+    found = _verify_to_anchor([server.der, constrained.der], [ANCHOR.der], [NAME])
+    if verdict is None:
+        assert found is None
+    else:
+        assert found is not None
+        assert verdict in found
+
+
+def test_a_self_issued_ca_does_not_count_against_the_path_length() -> None:
+    """RFC 5280 §6.1.4 (l), as OpenSSL counts: a CA re-issued to itself (a key
+    rollover) is not one more CA below a pathLenConstraint of 0."""
+    limited = ANCHOR.issue("limited CA", ca=True, path_length=0)
+    rollover = limited.issue("limited CA", ca=True, subject=limited.cert.subject)
+    server = rollover.issue(NAME)
+    chain = [server.der, rollover.der, limited.der]
+    assert _verify_to_anchor(chain, [ANCHOR.der], [NAME]) is None
+    other = limited.issue("another CA", ca=True)
+    too_deep = [other.issue(NAME).der, other.der, limited.der]
+    found = _verify_to_anchor(too_deep, [ANCHOR.der], [NAME])
+    assert found is not None
+    assert "allows 0 CA certificate(s) below it, the chain has 1" in found
