@@ -84,14 +84,15 @@ def test_one_process_peers_take_turns(tmp_path: Path) -> None:
 
 
 def test_the_cli_is_started_as_an_install_would(tmp_path: Path) -> None:
-    launcher, alone = write_launchers(tmp_path)
+    launcher, alone = write_launchers(tmp_path, BENCH.parent / "src")
     proc = subprocess.run([str(launcher), "--version"], capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == f"smtpmail {smtpmail.__version__}"
     # It is the script the pip installing the tests' own packages writes.
     from pip._internal.operations.install.wheel import PipScriptMaker
 
     template = PipScriptMaker.script_template
-    names = {"module": "smtpmail.cli", "import_name": "main", "func": "main"}
+    # (for the entry point pyproject.toml names: the one the install writes)
+    names = {"module": "smtpmail.cli", "import_name": "console", "func": "console"}
     assert launcher.read_text().split("\n", 1)[1] == template % names
     # The floor row: the same launcher, importing what it imports (no re since
     # pip 25.0), and no smtpmail.

@@ -185,8 +185,9 @@ def test_a_message_file_without_envelope_still_reads_its_headers(
     smtpd: RecordingServer, tmp_path: Path
 ) -> None:
     """The lazy path must not skip the headers when they are the envelope; they
-    are read without the email package (plain addresses need no parsing), and
-    a display name or comment loads only email.utils, never its parser."""
+    are read without the email package (plain addresses, and one beside a plain
+    display name or comment, need no parsing), and a quoted string loads only
+    email.utils, never its parser."""
     message = tmp_path / "m.eml"
     message.write_bytes(
         b"From: a@example.org\r\nTo: b@example.org\r\nBcc: c@example.org\r\n\r\nbody\r\n"
@@ -201,6 +202,10 @@ def test_a_message_file_without_envelope_still_reads_its_headers(
     mods = imported("send", "--port", str(smtpd.port), "--message", str(message))
     assert smtpd.messages[1].mail_from == "a@example.org"
     assert smtpd.messages[1].rcpt_tos == ["b@example.org"]
+    assert "email" not in mods, sorted(mods)
+    message.write_bytes(b'From: "Doe, Ann" <a@example.org>\r\nTo: b@example.org\r\n\r\nbody\r\n')
+    mods = imported("send", "--port", str(smtpd.port), "--message", str(message))
+    assert smtpd.messages[2].mail_from == "a@example.org"
     assert "email.utils" in mods
     assert "email.parser" not in mods
 
