@@ -293,6 +293,7 @@ class Transactions(Guarded):
     extensions: Extensions
     helo_reply: Reply | None
     needs_rset: bool
+    quit_sent: bool
     refuses_pipelined_mail: bool
     tls_authenticated: bool
     transcribing: bool
@@ -326,6 +327,34 @@ class Transactions(Guarded):
             raise ReplyError("RSET", reply)
         self.needs_rset = False
         return reply
+
+    def _reset_before(self, plan: _Plan) -> Flow[None]:
+        """RSET before ``plan``'s transaction, in lock-step.
+
+        RFC 5321 §4.1.1.5 says a server MUST accept RSET: one that refuses it
+        has left the connection in a state the client cannot know. As Postfix
+        does (it stops reusing a connection whose RSET fails), the connection
+        carries nothing more: QUIT, and ``plan``'s message gets, in its result,
+        the error raised, transient whatever the RSET's reply said (not a
+        refusal of the message, which was not sent). The messages not yet
+        taken from the batch were not attempted: they go on another connection."""
+        yield Send(cmd.command("RSET"), ("RSET",), no_reply_pending=True)
+        (reply,) = yield from self._receive(1, "RSET")
+        if reply.code < 400:
+            self.needs_rset = False
+            return
+        error = RemoteProtocolError(
+            f"the server refused RSET ({reply.code} {reply.text_oneline()}), so its state is "
+            "unknown and the connection was closed; this message was not sent"
+        )
+        self._not_sent(plan, error)
+        self.quit_sent = True
+        yield Send(_QUIT, ("QUIT",), no_reply_pending=True)
+        try:  # noqa: SIM105 (contextlib is not imported for this: start-up time)
+            yield from self._receive(1, "QUIT")
+        except (TransportError, ReplyError):  # (a 421, gone: nothing more is owed to it)
+            pass
+        raise error
 
     @one_at_a_time
     def envelope_only(
@@ -729,7 +758,7 @@ class Transactions(Guarded):
         plan = self._next_plan(it, results, keep)
         while plan is not None:
             if self.needs_rset:
-                yield from self._rset()
+                yield from self._reset_before(plan)
             yield Send(plan.mail, self._shown(plan.mail), 0, 0, True)  # no_reply_pending
             replies = yield from self._receive(1, "MAIL")
             if _ok(replies[0]):
@@ -874,7 +903,7 @@ class Transactions(Guarded):
         paths = plan.paths
         code = mail.code
         if code == 503:
-            raise _out_of_step("MAIL FROM", mail)
+            raise self._not_sent(plan, _out_of_step("MAIL FROM", mail))
         if not 200 <= code < 300:  # (_ok inline, as below: every message comes here)
             for path in paths:
                 recipients[path.address] = RecipientResult(path.address, mail, False)
@@ -931,6 +960,16 @@ class Transactions(Guarded):
             plan.head,
             plan.before_end,
         )
+
+    def _not_sent(self, plan: _Plan, error: Exception) -> Exception:
+        """``plan``'s transaction was not attempted, for ``error`` (raised next): the
+        message's verdict, unless it is a further transaction of a message some of
+        whose recipients an earlier one delivered, which then decide it."""
+        if plan.head is plan:
+            plan.result.error = error
+        else:
+            self._conclude(plan, True)
+        return error
 
     def _fail_pending(self, plan: _Plan, keep: bool) -> None:
         """A refused transaction: its recipients not yet refused share its fate."""
