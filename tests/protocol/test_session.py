@@ -497,7 +497,8 @@ def test_lmtp_the_replies_before_a_421_after_the_data_decide_their_recipients(
 ) -> None:
     """One reply per recipient after the data (RFC 2033 §4.2): b's 250 delivered it,
     whatever comes next. A 421 for c ends the session; b is recorded as delivered
-    first (it was left undecided, and sent again)."""
+    first (it was left undecided, and sent again), and c as not (the 421 is its
+    reply: it was left undecided too, as if possibly delivered)."""
     session = ready(*keywords, options=Options(lmtp=True))
     data = [GO] if "CHUNKING" not in keywords else []
     results: list[SendResult] = []
@@ -510,8 +511,8 @@ def test_lmtp_the_replies_before_a_421_after_the_data_decide_their_recipients(
         )
     b, c = results[0].recipients.values()
     assert (b.reply.code, b.accepted, b.at_rcpt) == (250, True, False)
-    assert (c.accepted, c.at_rcpt) == (True, True)  # the server left: undecided
-    assert results[0].reply is None and results[0].error is None
+    assert (c.reply.code, c.accepted, c.at_rcpt) == (421, False, False)
+    assert results[0].reply is b.reply and results[0].error is None
 
 
 def test_lmtp_bdat_last_waits_for_the_earlier_chunks_replies() -> None:

@@ -216,15 +216,19 @@ class SendResult:
     """The outcome of one mail transaction.
 
     ``error`` is set when the transaction as a whole failed (sender refused,
-    every recipient refused, data refused); :meth:`Client.send` raises it,
-    :meth:`Client.send_many` keeps it here.
+    every recipient refused, data refused) or was not attempted; :meth:`Client.send`
+    raises it, :meth:`Client.send_many` keeps it here. A 421 (RFC 5321 §3.8)
+    that came before the reply to the end of data is the error of every
+    transaction it cut short, its recipients accepted at RCPT included: replies
+    come in order, so the server took nothing from the command it answered on,
+    and the message was not delivered (its ``end_sent`` may still be set).
 
     ``end_sent``: the end of the data (the final dot, or ``BDAT ... LAST``)
     was written (for a message sent in several transactions, recipients over
     the server's limit: the end of the one under way; those before it were
     answered, and their recipients' results say how). While ``reply`` and
-    ``error`` are None (the connection was lost before the reply to it
-    arrived) the server may have taken the message (RFC 5321 §4.1.1.4; with
+    ``error`` are None (the connection was lost, with no 421, before the
+    reply to it arrived) the server may have taken the message (RFC 5321 §4.1.1.4; with
     pipelined BDAT transactions, RFC 3030 §4.2, several may be in that state
     at once).
     """

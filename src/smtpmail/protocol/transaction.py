@@ -391,7 +391,11 @@ class Transactions(Guarded):
         With ``keep_errors`` a refused transaction or a bad item is recorded in
         its result's ``error``; without it, the first such error is raised.
         Connection-level failures (421, a dropped connection, a timeout) raise;
-        ``results`` (when given) then holds the results so far.
+        ``results`` (when given) then holds the results so far. After a 421
+        each of them is decided: replies come in order (RFC 2920 §3.1), so a
+        transaction not answered before it was not taken, and holds the
+        :class:`ServiceClosing` (see :func:`_closed`). After a lost connection a
+        result with ``end_sent`` and no reply may have been delivered.
 
         Recipients refused as too many (452, RFC 5321 §4.5.3.1.10) are sent the
         same content in further transactions on this connection; the message's
@@ -409,14 +413,19 @@ class Transactions(Guarded):
             raise LocalProtocolError("mail transaction before EHLO/HELO")
         if results is None:
             results = []
+        first = len(results)
         it = iter(items)
-        if "PIPELINING" in self.extensions:
-            queued: deque[_Plan] = deque()
-            if keep_errors and not then_quit and self._windows:
-                queued = yield from self._windowed(it, results)
-            yield from self._pipelined(it, results, keep_errors, then_quit, queued)
-        else:
-            yield from self._lockstep(it, results, keep_errors)
+        try:
+            if "PIPELINING" in self.extensions:
+                queued: deque[_Plan] = deque()
+                if keep_errors and not then_quit and self._windows:
+                    queued = yield from self._windowed(it, results)
+                yield from self._pipelined(it, results, keep_errors, then_quit, queued)
+            else:
+                yield from self._lockstep(it, results, keep_errors)
+        except ServiceClosing as closing:
+            _closed(results[first:], closing)
+            raise
         return results
 
     def _pipelined(
@@ -706,12 +715,14 @@ class Transactions(Guarded):
             replies += yield from self._receive(flight.count - len(replies), "MAIL", "data_end")
         replies = replies[1:]  # the RSET's: nothing depends on it
         head = 1 + len(plan.rcpts)
+        if replies[0].code == 503 and any(_ok(r) for r in replies[1:]):
+            # (After a refused RSET too: they joined a transaction left open, which
+            # may have taken this content. Its result stays unanswered, not "not sent".)
+            raise RemoteProtocolError(
+                "the server refused a pipelined MAIL FROM (503) but took the "
+                "commands that followed it; the transactions are out of step"
+            )
         if flight.after and replies[0].code == 503:
-            if any(_ok(r) for r in replies[1:]):
-                raise RemoteProtocolError(
-                    "the server refused a pipelined MAIL FROM (503) but took the "
-                    "commands that followed it; the transactions are out of step"
-                )
             plan.result.end_sent = False  # not attempted: sent again
             self.needs_rset |= open_before  # (its RSET may have been refused as well)
             yield from self._refused_after_data(plan, replies)
@@ -1224,6 +1235,32 @@ def _bdat_chunks(content: Content, size: int) -> Iterator[tuple[bytes | memoryvi
             pending.clear()
     pending += encoder.end()
     yield bytes(pending), True
+
+
+def _closed(results: list[SendResult], closing: ServiceClosing) -> None:
+    """A 421 ended the connection (RFC 5321 §3.8) with ``results`` not all decided.
+
+    Replies come in the order of the commands (RFC 2920 §3.1), so every reply
+    before the 421 was read and recorded: a transaction still undecided had its
+    commands from the one the 421 answers on, none of which the server took.
+    Its message was not delivered by it (not "possibly delivered", whether its
+    end of data had left or not): the 421 is its verdict, transient, and its
+    recipients accepted at RCPT share it. Recipients an earlier transaction of
+    the message delivered (those over a server's limit go in several) decide
+    it, as when a transaction is refused (:meth:`Transactions._conclude`)."""
+    reply = closing.reply
+    for result in results:
+        if result.reply is not None or result.error is not None:
+            continue
+        recipients = result.recipients
+        for address, rr in list(recipients.items()):
+            if rr.accepted and rr.at_rcpt:
+                _decided(recipients, address, reply, False)
+        taken = [r.reply for r in recipients.values() if r.accepted]
+        if taken:
+            result.reply = taken[-1]
+        else:
+            result.error = closing
 
 
 def _decided(
