@@ -821,9 +821,14 @@ def check(
             taken = [r.reply for r in result.recipients.values() if r.accepted and not r.at_rcpt]
             delivered = bool(taken)
             assert (result.error is None) == delivered, where
-            if delivered and not server.caps.lmtp:
-                # (In LMTP ``reply`` is the last recipient's, whatever it says.)
-                assert result.reply in taken, where
+            if delivered:
+                # One rule (SendResult): the last reply that delivered it, in the
+                # recipients' order (LMTP: one per recipient; several transactions).
+                assert result.reply is taken[-1], where
+            elif result.reply is not None:
+                # A refusal of the data: the error's, nothing delivered.
+                assert isinstance(result.error, ReplyError), where
+                assert result.reply is result.error.reply, where
             assert result.ok == (len(taken) == len(rcpts)), where
             if len(decided) == len(rcpts):
                 model_delivered = any(a and not r for _, a, r, _ in decided.values())

@@ -16,6 +16,7 @@ from smtpmail.errors import (
 )
 from smtpmail.protocol.actions import Content, Options
 from smtpmail.protocol.envelope import Envelope, SendResult
+from smtpmail.protocol.reply import Reply
 from smtpmail.protocol.session import Session
 from support.harness import ScriptExhausted, Trace, drive_flow
 from support.sessions import GO, OK, QUEUED, content, ehlo_reply, env, ready, send
@@ -479,16 +480,30 @@ def test_lmtp_one_reply_per_accepted_recipient_after_the_data() -> None:
     assert result.recipients["d@x.org"].reply.code == 452
     assert result.recipients["d@x.org"].is_transient
     assert result.accepted == ["b@x.org"]
+    # The message's reply is the one that delivered it (it was the last
+    # recipient's, d's refusal, beside no error), as for several transactions.
+    assert result.error is None and result.reply == Reply(250, ("2.0.0 b ok",))
 
 
 def test_lmtp_every_recipient_refused_after_the_data() -> None:
+    """The error is transient when one refusal is (b may get it later), and its
+    reply says so; ``result.reply`` is that same refusal (it was the last one)."""
     session = ready(options=Options(lmtp=True))
-    with pytest.raises(DataRefused):
+    with pytest.raises(DataRefused) as info:
         send(
             session,
             [OK, OK, OK, GO, b"452 full\r\n", b"552 too big\r\n"],
             (env("b@x.org", "c@x.org"), content()),
         )
+    assert info.value.is_transient and info.value.reply == Reply(452, ("full",))
+    session = ready(options=Options(lmtp=True))
+    (result,), _ = send(
+        session,
+        [OK, OK, OK, GO, b"452 full\r\n", b"552 too big\r\n"],
+        (env("b@x.org", "c@x.org"), content()),
+        keep=True,
+    )
+    assert result.reply == Reply(452, ("full",)) and result.error.reply is result.reply  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("keywords", [("PIPELINING",), ("PIPELINING", "CHUNKING")])

@@ -215,6 +215,15 @@ class RecipientResult:
 class SendResult:
     """The outcome of one mail transaction.
 
+    ``reply`` is the reply to the end of the data that delivered the message.
+    Where there are several (LMTP answers once per recipient, RFC 2033 §4.2;
+    recipients over a server's limit go in several transactions, RFC 5321
+    §4.5.3.1.10), it is the last one that delivered it, in the order of the
+    recipients; each recipient's own is in ``recipients``. When none did, it
+    is the refusal of the data, also ``error``'s (in LMTP, one that may pass
+    later when there is one), or None when the transaction ended before the
+    data. A refusal in ``reply`` means nothing was delivered.
+
     ``error`` is set when the transaction as a whole failed (sender refused,
     every recipient refused, data refused) or was not attempted; :meth:`Client.send`
     raises it, :meth:`Client.send_many` keeps it here. A 421 (RFC 5321 §3.8)

@@ -999,8 +999,16 @@ class Transactions(Guarded):
         if self.options.lmtp:
             for address, reply in zip(plan.accepted, replies, strict=False):
                 _decided(recipients, address, reply, _ok(reply))
-            if not any(_ok(reply) for reply in replies):
-                plan.error = DataRefused("DATA", replies[-1], "message refused")
+            # One reply per recipient (RFC 2033 §4.2); the message's is chosen as
+            # for one sent in several transactions (_conclude): the last that
+            # delivered it, else the last refusal that may pass later, else the last.
+            taken = [reply for reply in replies if _ok(reply)]
+            if taken:
+                plan.reply = taken[-1]
+            else:
+                retry = [reply for reply in replies if reply.is_transient]
+                plan.reply = (retry or replies)[-1]
+                plan.error = DataRefused("DATA", plan.reply, "message refused")
         else:
             reply = replies[-1]
             if reply.code == 503:
