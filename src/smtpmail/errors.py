@@ -383,7 +383,13 @@ class GreetingRefused(ReplyError):
 
 
 class ServiceClosing(ReplyError):
-    """The server answered 421 and closes the connection."""
+    """The server answered 421 and closes the connection.
+
+    Replies come in the order of the commands (RFC 2920 §3.1), so the server
+    took nothing from the command this 421 answers on: in ``send_many`` each
+    message whose transaction it cut short was not delivered (never "possibly
+    delivered"), and holds this error in its result.
+    """
 
 
 class SenderRefused(ReplyError):

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -97,6 +98,46 @@ def test_cron_style_adds_from_and_date_and_qualifies(smtpd: RecordingServer) -> 
     head = got.content.split(b"\r\n\r\n")[0]
     assert b"From: Cron Daemon <root@example.org>" in head
     assert b"\r\nDate: " in b"\r\n" + head
+
+
+def test_cron_without_f_or_a_from_makes_no_dns_lookup(
+    smtpd: RecordingServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """cron on a host whose DNS is broken: no -f, no configured from, ``root``
+    to qualify. The host's domain came from socket.getfqdn(), a lookup that
+    stalled each message for seconds; a host name with a dot is now taken as
+    it is (as Postfix takes myhostname), for the domain and the EHLO name alike."""
+    import _socket
+    import socket
+    import threading
+
+    from smtpmail.transport import _base
+
+    # Only in this thread, the command's: the server's (aiosmtpd) asks getfqdn.
+    here = threading.current_thread()
+
+    def on_this_thread(real: Any, instead: Any) -> Any:
+        return lambda *args: instead(*args) if threading.current_thread() is here else real(*args)
+
+    def lookup(*args: object) -> object:
+        raise AssertionError("a DNS lookup for the local name")
+
+    for module in (_socket, socket):
+        name = on_this_thread(module.gethostname, lambda: "box.example.org")
+        monkeypatch.setattr(module, "gethostname", name)
+        monkeypatch.setattr(module, "gethostbyaddr", on_this_thread(module.gethostbyaddr, lookup))
+    monkeypatch.setattr(socket, "getfqdn", on_this_thread(socket.getfqdn, lookup))
+    _base.local_fqdn.cache_clear()
+    try:
+        cron = b"From: root (Cron Daemon)\nTo: root\nSubject: Cron <root@box> true\n\nout\n"
+        r = run_cli("sendmail", srv(smtpd), "-i", "root", stdin=cron)
+    finally:
+        _base.local_fqdn.cache_clear()
+    assert r.status == 0, r.stderr
+    (got,) = smtpd.messages
+    assert (got.mail_from, got.rcpt_tos) == ("root@box.example.org", ["root@box.example.org"])
+    assert b"EHLO box.example.org" in smtpd.commands()
+    assert b"@box.example.org>" in got.content.split(b"\r\n\r\n")[0]  # the Message-ID
 
 
 def test_utf8_in_a_header_asks_for_smtputf8_as_postfix_sendmail_does() -> None:

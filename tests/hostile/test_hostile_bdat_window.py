@@ -162,8 +162,9 @@ def _closing(out: Outcome, conn: Conn) -> None:
     assert isinstance(out.error, ServiceClosing)
     results = _results(out)
     assert [r.ok for r in results[:AT]] == [True, True]
-    # The 421 answered the third MAIL: nothing after it was taken.
-    assert all(r.reply is None and r.error is None and r.end_sent for r in results[AT:])
+    # The 421 answered the third MAIL: nothing after it was taken, and each
+    # result says so (they were left "unanswered", as if possibly delivered).
+    assert all(r.reply is None and r.error is out.error for r in results[AT:])
 
 
 def _dropped(out: Outcome, conn: Conn) -> None:

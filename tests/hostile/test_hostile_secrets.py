@@ -316,3 +316,50 @@ def test_user_name_and_password_in_cli_verbose_and_json() -> None:
         _never_shown("stdout (--json)", r.stdout)
         _never_shown("stderr (-v)", r.stderr)
         assert "****" in r.stderr
+
+
+# -- challenges: LOGIN's prompts are shown, those an offline attack uses are not -------
+
+
+async def _login_three_prompts(conn: Conn) -> None:
+    """LOGIN's two prompts, then a third 334 (after the password went) quoting it."""
+    await conn.readline()
+    for prompt in (b"VXNlcm5hbWU6", b"UGFzc3dvcmQ6", b64(PASSWORD[:9]).encode()):
+        await conn.write(b"334 " + prompt + b"\r\n")
+        if await conn.readline() is None:
+            return
+    await conn.write(b"535 5.7.8 no\r\n")
+
+
+@pytest.mark.parametrize(
+    ("mechanism", "challenges", "shown"),
+    [
+        # "Username:" and "Password:" help nobody; a 334 after the exchange is
+        # complete (a truncated echo of the password here) stays hidden whole.
+        ("LOGIN", _login_three_prompts, ["334 VXNlcm5hbWU6", "334 UGFzc3dvcmQ6", "334 ****"]),
+        # CRAM-MD5's nonce, with the digest sent, allows a dictionary attack offline.
+        ("CRAM-MD5", _refuse_auth(b"535 5.7.8 no\r\n")[2], ["334 ****"]),
+    ],
+)
+def test_challenges_shown_only_where_they_give_nothing_away(
+    kind: str, mechanism: str, challenges: Step, shown: list[str]
+) -> None:
+    """-v showed LOGIN's prompts as "334 ****", as if they were secrets."""
+    transcript: list[str] = []
+    script = [expect(b"EHLO"), send(ehlo_reply([b"AUTH PLAIN LOGIN CRAM-MD5"])), challenges]
+    with ScriptedServer(script) as server:
+        outcome = drive(
+            kind,
+            server.port,
+            [op("connect")],
+            auth=Credentials(USER, PASSWORD),
+            auth_mechanism=mechanism,
+            tls="none",
+            allow_plaintext_auth=True,
+            transcript=lambda who, line: transcript.append(f"{who}: {line}"),
+            timeout=10.0,
+        )
+    assert isinstance(outcome.error, AuthenticationError)
+    assert [line[len("server: ") :] for line in transcript if "334" in line] == shown
+    text = "\n".join(transcript)
+    assert PASSWORD not in text and USER not in text and "client: ****" in text

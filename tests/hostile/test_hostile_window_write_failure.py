@@ -163,6 +163,8 @@ def _answered(results: list[SendResult]) -> None:
 
 
 def _state(result: SendResult) -> str:
+    if isinstance(result.error, ServiceClosing):
+        return "421"  # not taken: the server took nothing from the command it answered on
     if result.reply is not None or result.error is not None:
         return "answered"
     return "unanswered" if result.end_sent else "not sent"
@@ -174,7 +176,8 @@ class Case:
     answered: int
     #: The error the batch ends with.
     error: type[Exception]
-    #: From transaction ANSWERED on: "unanswered" (its end left, no reply) or "not sent".
+    #: From transaction ANSWERED on: "unanswered" (its end left, no reply), "not
+    #: sent", or "421" (cut short by the 421: not taken, the 421 its error).
     after: list[str]
     possibly_delivered: bool
 
@@ -183,8 +186,8 @@ class Case:
 # resets the connection in return) and the one after fails; after a reset the
 # next write fails.
 CASES: dict[str, Case] = {
-    "421 close": Case(ANSWERED, ServiceClosing, ["unanswered", "unanswered", "not sent"], False),
-    "421 reset": Case(ANSWERED, ServiceClosing, ["unanswered", "not sent"], False),
+    "421 close": Case(ANSWERED, ServiceClosing, ["421", "421", "421"], False),
+    "421 reset": Case(ANSWERED, ServiceClosing, ["421", "421"], False),
     "close": Case(ANSWERED, ConnectionLost, ["unanswered", "unanswered", "not sent"], True),
     "reset": Case(ANSWERED, ConnectionLost, ["unanswered", "not sent"], True),
     # The very first write of the window fails: nothing is in flight.

@@ -28,6 +28,7 @@ from smtpmail.outbox import Outbox, State, Worker
 from smtpmail.outbox.postgres import PostgresOutbox
 from smtpmail.outbox.postgres.schema import LATEST
 from support.clirun import fake_env
+from support.jsoncontract import check
 from support.pgserver import PostgresServer
 from support.postfix import wait_for
 from support.servers import RecordingServer
@@ -174,6 +175,50 @@ def test_a_heartbeat_keeps_a_lease_held_beyond_its_length(pg_url: str) -> None:
     assert other.claim(queued.id) is not None
     holder.close()
     other.close()
+
+
+def test_queue_list_shows_a_dead_workers_leases_until_they_end(tmp_path: Path, pg_url: str) -> None:
+    """A worker claims two messages and dies (no heartbeat, leases not given
+    back): no other worker takes them until the leases end. ``queue list``
+    said "now" for both; it now says they are leased, by whom and until
+    when, and once a lease ended, that the next worker takes the message over."""
+    setup = PostgresOutbox(pg_url)
+    setup.migrate()
+    long_id = setup.add(b"Subject: a\r\n\r\na\r\n", "a@example.org", ["b@example.net"]).id
+    short_id = setup.add(b"Subject: b\r\n\r\nb\r\n", "a@example.org", ["c@example.net"]).id
+    setup.close()
+    dead = PostgresOutbox(pg_url, lease=300)
+    assert dead.claim(long_id) is not None
+    dead.close()  # gone: its lease stays until it ends
+    brief = PostgresOutbox(pg_url, lease=0.5)
+    assert brief.claim(short_id) is not None
+    brief.close()
+    q = ["queue", "--queue-url", pg_url]
+    status, out, _ = wait_for(
+        "the short lease to end",
+        lambda: (r := _run(tmp_path, [*q, "list"]))[1].count(" leased ") == 1 and r,
+    )
+    assert status == 0
+    long_line, short_line = (
+        next(line for line in out.splitlines() if line.startswith(i)) for i in (long_id, short_id)
+    )
+    assert " leased " in long_line and f"[leased by {dead.owner} until " in long_line
+    assert " now " not in long_line
+    assert " now " in short_line and f"[the lease of {brief.owner} ended at " in short_line
+    status, out, _ = _run(tmp_path, [*q, "show", long_id])
+    assert "next:        leased" in out and f"lease:       leased by {dead.owner}" in out
+    status, out, _ = _run(tmp_path, [*q, "list", "--json"])
+    leases = {m["id"]: m["lease"] for m in check(out, status)["messages"]}
+    assert leases[long_id]["owner"] == dead.owner and leases[long_id]["held"] is True
+    assert leases[short_id]["owner"] == brief.owner and leases[short_id]["held"] is False
+    taker = PostgresOutbox(pg_url)
+    assert taker.claim(long_id) is None  # held, as the listing said
+    claim = taker.claim(short_id)
+    assert claim is not None  # taken over, as the listing said
+    claim.release()
+    status, out, _ = _run(tmp_path, [*q, "list", "--json"])
+    assert {m["id"]: m["lease"] for m in check(out, status)["messages"]}[short_id] is None
+    taker.close()
 
 
 # -- the command line --------------------------------------------------------------

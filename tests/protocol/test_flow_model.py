@@ -53,6 +53,7 @@ from hypothesis import strategies as st
 import smtpmail
 from smtpmail.errors import (
     InputError,
+    RemoteProtocolError,
     ReplyError,
     ServiceClosing,
     SMTPError,
@@ -88,6 +89,7 @@ END_REPLIES = [
     "552 5.3.4 too big",
     "554 5.7.1 spam",
 ]
+RSET_REPLIES = ["250 2.0.0 reset", "451 4.3.0 try later", "502 5.5.1 not now"]
 CHUNK_REPLIES = ["250 2.0.0 chunk ok", "451 4.3.0 try later", "554 5.7.1 no"]
 FAULTS = ["421 4.3.2 shutting down", "close", "hang"]
 
@@ -234,6 +236,7 @@ class ModelServer:
         self.bdat: tuple[int, bool] | None = None  # a BDAT chunk's size, LAST, to read
         self.refused_chunk = False  # that chunk's BDAT was refused unread (503)
         self.quit_seen = False
+        self.rset_refused = False  # a refused RSET left the transaction as it was
         self.closing_reply_end: int | None = None  # the 421's end offset
         self.silent = False  # closed or hung: bytes are parsed, nothing is answered
         self.refusing = False  # the rest of this write came after an end of data
@@ -376,8 +379,11 @@ class ModelServer:
             self.refused_chunk = False
         elif verb == b"RSET":
             if not self.silent:
-                self.txn = None
-                self.choose(["250 2.0.0 reset"], in_transaction=False)
+                reply = self.choose(RSET_REPLIES, in_transaction=False)
+                if isinstance(reply, Reply) and reply.code >= 400:
+                    self.rset_refused = True  # (RFC 5321 §4.1.1.5: it MUST be accepted)
+                else:
+                    self.txn = None
         elif verb == b"NOOP":
             self.say(Reply(250, ("2.0.0 ok",)))
         elif verb == b"QUIT":
@@ -407,7 +413,8 @@ class ModelServer:
         attempt = Attempt(_index(sender), sender)
         self.attempts.append(attempt)
         self.last = attempt
-        if self.txn is not None and not self.silent:
+        if self.txn is not None and not self.silent and not self.rset_refused:
+            # (after a refused RSET, pipelined with it: the client could not know)
             self.violations.append(f"MAIL for message {attempt.index} in an open transaction")
         if self.silent:
             attempt.not_attempted = True  # never answered: the server did nothing with it
@@ -417,6 +424,12 @@ class ModelServer:
         if self.txn is not None:
             reply: Reply | str = Reply(503, ("5.5.1 sender already given",))
             self.say(reply)
+            if self.rset_refused:
+                # What follows lands in the old transaction (kept by the refused
+                # RSET): a copy of it, so the record of the old message stays as it was.
+                shadow = Attempt(-1, self.txn.sender)
+                shadow.mail, shadow.rcpts = self.txn.mail, list(self.txn.rcpts)
+                self.txn = shadow
         elif size and limit and int(size.group(1)) > limit:
             reply = Reply(552, ("5.3.4 message too big",))
             self.say(reply)
@@ -744,6 +757,7 @@ def check(
         and server.state == "open"
         and not (isinstance(error, ReplyError) and results and results[0].error is error)
         and not (isinstance(error, InputError) and not server.attempts)
+        and not (isinstance(error, RemoteProtocolError) and server.rset_refused)
     ):
         # The server neither left nor went silent (send() raises a refusal).
         raise AssertionError(
@@ -762,9 +776,20 @@ def check(
         complete = result.reply is not None or result.error is not None
         read = server.known
         where = f"message {i}: {result.recipients}\nmodel: {expected}\n" + "\n".join(server.log)
+        if isinstance(result.error, RemoteProtocolError):
+            # Not sent: its RSET refused, or its MAIL out of step (503) after one.
+            assert server.rset_refused, where
+            assert not result.recipients and result.reply is None, where
+            assert not any(a and not r for alts in expected.values() for _, a, r, _ in alts), where
+            continue
         for address, rr in result.recipients.items():
             alternatives = expected.get(address, [])
             got = (rr.reply, rr.accepted, rr.at_rcpt)
+            if isinstance(error, ServiceClosing) and rr.reply is error.reply and not rr.accepted:
+                # Accepted at RCPT, the 421 came at or before its end of data: the
+                # server took nothing from the command it answers on (RFC 2920 §3.1).
+                assert not any(a and not r for _, a, r, _ in alternatives), where
+                continue
             if rr.at_rcpt and rr.accepted:
                 # Accepted at RCPT, its end of data unanswered: still undecided.
                 assert error is not None, where
@@ -783,15 +808,27 @@ def check(
                 # The server took it and the client read so: never reported otherwise.
                 rr = result.recipients.get(address)
                 assert rr is not None and rr.accepted and not rr.at_rcpt, where
+        if isinstance(result.error, ServiceClosing):
+            # Its transaction came at or after the 421's command: not taken, not
+            # possibly taken (it was left "unanswered", or with no result at all).
+            assert result.error is error and result.reply is None, where
+            assert not any(rr.accepted for rr in result.recipients.values()), where
+            assert not any(a and not r for alts in expected.values() for _, a, r, _ in alts), where
+            continue
         if complete:
             decided = {a: alts[0] for a, alts in expected.items() if len(alts) == 1}
             assert set(result.recipients) == set(rcpts), where
             taken = [r.reply for r in result.recipients.values() if r.accepted and not r.at_rcpt]
             delivered = bool(taken)
             assert (result.error is None) == delivered, where
-            if delivered and not server.caps.lmtp:
-                # (In LMTP ``reply`` is the last recipient's, whatever it says.)
-                assert result.reply in taken, where
+            if delivered:
+                # One rule (SendResult): the last reply that delivered it, in the
+                # recipients' order (LMTP: one per recipient; several transactions).
+                assert result.reply is taken[-1], where
+            elif result.reply is not None:
+                # A refusal of the data: the error's, nothing delivered.
+                assert isinstance(result.error, ReplyError), where
+                assert result.reply is result.error.reply, where
             assert result.ok == (len(taken) == len(rcpts)), where
             if len(decided) == len(rcpts):
                 model_delivered = any(a and not r for _, a, r, _ in decided.values())
@@ -832,20 +869,29 @@ def decisions(server: ModelServer, index: int, rcpts: list[str]) -> dict[str, li
     out: dict[str, list[Decision]] = {}
     deferred: list[str] = []  # over the limit (452 after an accepted RCPT)
     first = True
-    for attempt in server.attempts:
+    # The first MAIL out of step (503, after a refused RSET): the client stops
+    # reading there, so what the server decided after it may be unknown to it.
+    cut = next(
+        (k for k, a in enumerate(server.attempts) if a.mail is not None and a.mail.code == 503),
+        len(server.attempts),
+    )
+    for k, attempt in enumerate(server.attempts):
         if attempt.index != index or attempt.not_attempted or attempt.mail is None:
             continue
+        uncertain = attempt.interrupted or k > cut
 
         def decide(
-            address: str, decision: Decision, attempt: Attempt = attempt, definite: bool = False
+            address: str, decision: Decision, uncertain: bool = uncertain, definite: bool = False
         ) -> None:
-            if attempt.interrupted and not definite:
+            if uncertain and not definite:
                 out[address] = [decision, *out.get(address, [])]
             else:
                 out[address] = [decision]
 
         if attempt.mail.code == 421:  # the server left: no decision
             break
+        if attempt.mail.code == 503:  # out of step (after a refused RSET): no decision
+            continue
         scope = list(rcpts) if first else deferred
         first = False
         if attempt.mail.code // 100 != 2:
@@ -986,7 +1032,8 @@ def test_lmtp_the_replies_before_a_cut_after_the_data_decide_theirs(
     """LMTP, two recipients: the first's reply after the data is 250 (delivered),
     then a 421, a close or silence instead of the second's. The first was
     delivered and must be reported so (it was left undecided, and the outbox
-    sent it again); the second is undecided (possibly delivered, unless 421)."""
+    sent it again); the second is undecided (possibly delivered) after a close
+    or silence, and after a 421 was not delivered: the 421 is its reply."""
     caps = plain_caps(extensions)
     batch = [(["r0@example.net", "r1@example.net"], b"Subject: m0\r\n\r\n", False)]
     # Replies: MAIL, RCPT, RCPT, DATA (not with BDAT), one per recipient after the data.
@@ -996,5 +1043,30 @@ def test_lmtp_the_replies_before_a_cut_after_the_data_decide_theirs(
     assert isinstance(error, ServiceClosing if fault.startswith("421") else TransportError)
     r0, r1 = results[0].recipients.values()
     assert (r0.reply.code, r0.accepted, r0.at_rcpt) == (250, True, False)  # delivered
-    assert (r1.accepted, r1.at_rcpt) == (True, True)  # undecided: the server left
+    if fault.startswith("421"):
+        assert (r1.reply.code, r1.accepted, r1.at_rcpt) == (421, False, False)
+        assert r1.is_transient
+        assert results[0].reply is r0.reply and results[0].error is None
+    else:
+        assert (r1.accepted, r1.at_rcpt) == (True, True)  # undecided: the server left
     assert getattr(error, "possibly_delivered", False) is not fault.startswith("421")
+
+
+@pytest.mark.parametrize("at", [6, 7, 8])
+def test_a_421_mid_window_leaves_no_later_transaction_unanswered(at: int) -> None:
+    """Three transactions in one window (RSET, MAIL, RCPT, BDAT LAST each); the
+    server answers the first whole, then 421 to the second's MAIL, RCPT or BDAT
+    LAST (reply ``at``) and leaves. Replies come in order (RFC 2920 §3.1): the
+    server took nothing from that command on, so the second and third messages
+    were not delivered. Their results kept ``end_sent`` with no reply or error
+    ("unanswered", as if possibly delivered); they now hold the 421's error."""
+    caps = plain_caps("PIPELINING CHUNKING")
+    batch = [([f"r{i}@example.net"], b"Subject: m%d\r\n\r\n" % i, False) for i in range(3)]
+    server, results, error = run_case(caps, Options(), batch, Script({at: "421 4.3.2 bye"}))
+    check(server, batch, results, error)
+    assert isinstance(error, ServiceClosing)
+    assert results[0].ok
+    for result in results[1:]:
+        assert result.error is error and result.reply is None, result
+        assert not result.accepted and "unanswered" not in repr(result)
+    assert error.results == results  # every message handed over has its result

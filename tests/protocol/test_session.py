@@ -16,6 +16,7 @@ from smtpmail.errors import (
 )
 from smtpmail.protocol.actions import Content, Options
 from smtpmail.protocol.envelope import Envelope, SendResult
+from smtpmail.protocol.reply import Reply
 from smtpmail.protocol.session import Session
 from support.harness import ScriptExhausted, Trace, drive_flow
 from support.sessions import GO, OK, QUEUED, content, ehlo_reply, env, ready, send
@@ -479,16 +480,30 @@ def test_lmtp_one_reply_per_accepted_recipient_after_the_data() -> None:
     assert result.recipients["d@x.org"].reply.code == 452
     assert result.recipients["d@x.org"].is_transient
     assert result.accepted == ["b@x.org"]
+    # The message's reply is the one that delivered it (it was the last
+    # recipient's, d's refusal, beside no error), as for several transactions.
+    assert result.error is None and result.reply == Reply(250, ("2.0.0 b ok",))
 
 
 def test_lmtp_every_recipient_refused_after_the_data() -> None:
+    """The error is transient when one refusal is (b may get it later), and its
+    reply says so; ``result.reply`` is that same refusal (it was the last one)."""
     session = ready(options=Options(lmtp=True))
-    with pytest.raises(DataRefused):
+    with pytest.raises(DataRefused) as info:
         send(
             session,
             [OK, OK, OK, GO, b"452 full\r\n", b"552 too big\r\n"],
             (env("b@x.org", "c@x.org"), content()),
         )
+    assert info.value.is_transient and info.value.reply == Reply(452, ("full",))
+    session = ready(options=Options(lmtp=True))
+    (result,), _ = send(
+        session,
+        [OK, OK, OK, GO, b"452 full\r\n", b"552 too big\r\n"],
+        (env("b@x.org", "c@x.org"), content()),
+        keep=True,
+    )
+    assert result.reply == Reply(452, ("full",)) and result.error.reply is result.reply  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("keywords", [("PIPELINING",), ("PIPELINING", "CHUNKING")])
@@ -497,7 +512,8 @@ def test_lmtp_the_replies_before_a_421_after_the_data_decide_their_recipients(
 ) -> None:
     """One reply per recipient after the data (RFC 2033 §4.2): b's 250 delivered it,
     whatever comes next. A 421 for c ends the session; b is recorded as delivered
-    first (it was left undecided, and sent again)."""
+    first (it was left undecided, and sent again), and c as not (the 421 is its
+    reply: it was left undecided too, as if possibly delivered)."""
     session = ready(*keywords, options=Options(lmtp=True))
     data = [GO] if "CHUNKING" not in keywords else []
     results: list[SendResult] = []
@@ -510,8 +526,8 @@ def test_lmtp_the_replies_before_a_421_after_the_data_decide_their_recipients(
         )
     b, c = results[0].recipients.values()
     assert (b.reply.code, b.accepted, b.at_rcpt) == (250, True, False)
-    assert (c.accepted, c.at_rcpt) == (True, True)  # the server left: undecided
-    assert results[0].reply is None and results[0].error is None
+    assert (c.reply.code, c.accepted, c.at_rcpt) == (421, False, False)
+    assert results[0].reply is b.reply and results[0].error is None
 
 
 def test_lmtp_bdat_last_waits_for_the_earlier_chunks_replies() -> None:

@@ -108,8 +108,9 @@ def test_a_503_to_the_mail_sent_again_alone_is_transient_and_not_the_messages_fa
         drive_flow(flow, [*server, BAD_SEQUENCE, NEED_MAIL, NEED_RCPT])
     assert info.value.is_transient
     assert results[0].ok
-    # Nothing recorded for the second message: no reply of the server is its fate.
-    assert (results[1].error, results[1].reply, results[1].recipients) == (None, None, {})
+    # No reply of the server is the second message's fate: its result holds the
+    # transient error raised (not sent), no recipient's reply.
+    assert (results[1].error, results[1].reply, results[1].recipients) == (info.value, None, {})
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import smtpmail
-from smtpmail.transport._base import _local_fqdn
+from smtpmail.transport._base import local_fqdn
 from support.harness import Connect, drive, loopback_connector, op
 from support.hostile.scripted import ScriptedServer, expect, hello, read_some, stall
 from support.servers import RecordingServer, unanswered_port
@@ -91,7 +91,7 @@ async def test_ehlo_name_default_is_never_localhost(
     name = ehlo.split(b" ", 1)[1].decode()
     assert ehlo.startswith(b"EHLO ")
     assert "localhost" not in name.lower()
-    assert name == (_local_fqdn() or "[127.0.0.1]")
+    assert name == (local_fqdn() or "[127.0.0.1]")
 
 
 async def test_ehlo_name_can_be_set(smtpd: RecordingServer, connect: Connect) -> None:
@@ -257,7 +257,7 @@ async def test_ipv6_loopback(connect: Connect) -> None:
         assert result.ok
         assert server.messages[0].content == MSG
         name = server.commands()[0].split(b" ", 1)[1].decode()
-        assert name == (_local_fqdn() or "[IPv6:::1]")
+        assert name == (local_fqdn() or "[IPv6:::1]")
 
 
 async def test_context_manager_quits(smtpd: RecordingServer, connect: Connect) -> None:

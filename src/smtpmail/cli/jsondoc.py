@@ -15,6 +15,7 @@ writes it once on standard output.
 from __future__ import annotations
 
 import json
+import time
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 
@@ -208,6 +209,13 @@ def queued_message(m: Any) -> dict[str, Any]:
             )
             for r in m.recipients
         ],
+        "lease": None
+        if m.lease_owner is None or m.done
+        else {
+            "owner": m.lease_owner,
+            "until": _when(m.lease_until),
+            "held": m.leased(time.time()),
+        },
     }
 
 

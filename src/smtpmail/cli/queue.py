@@ -277,6 +277,30 @@ def _next(ts: float) -> str:
     return "now" if wait <= 0 else f"in {_age(time.time() - wait)}"
 
 
+def _next_of(m: Any, now: float) -> str:
+    """When a worker takes the message next: a message under a worker's lease
+    (the database store) is taken by no other until the lease ends, even when
+    that worker died; once it ended the next worker takes it over, at once
+    when it was due or left in flight (as :meth:`Outbox.due` says)."""
+    if m.done:
+        return "-"
+    if m.leased(now):
+        return "leased"
+    return "now" if m.inflight is not None else _next(m.next_attempt)
+
+
+def _lease_of(m: Any, now: float) -> str:
+    """Who holds (or held, and did not give back) the message's lease, and until when."""
+    if m.lease_owner is None or m.done:
+        return ""
+    until = time.strftime("%H:%M:%S UTC", time.gmtime(m.lease_until))
+    if m.leased(now):
+        left = _age(now - (m.lease_until - now))
+        return f"leased by {m.lease_owner} until {until} (in {left})"
+    ago = _age(m.lease_until)
+    return f"the lease of {m.lease_owner} ended at {until} ({ago} ago): taken over next"
+
+
 def _list(box: Any, args: argparse.Namespace, env: Environment) -> int:
     messages = [m for m in box.messages() if args.all or not m.done]
     if env.document is not None:
@@ -287,12 +311,13 @@ def _list(box: Any, args: argparse.Namespace, env: Environment) -> int:
         out.write("the outbox is empty\n" if args.all else "nothing is waiting in the outbox\n")
         return EX_OK
     out.write(f"{'ID':<22} {'AGE':>4} {'SIZE':>7} {'STATUS':<9} {'NEXT':<9} FROM -> TO\n")
+    now = time.time()
     for m in messages:
         rcpts = ", ".join(f"{r.address}({r.state.value[0]})" for r in m.recipients)
-        nxt = "-" if m.done else _next(m.next_attempt)
+        lease = _lease_of(m, now)
         out.write(
-            f"{m.id:<22} {_age(m.created):>4} {m.size:>7} {m.status:<9} {nxt:<9} "
-            f"<{m.sender}> -> {rcpts}\n"
+            f"{m.id:<22} {_age(m.created):>4} {m.size:>7} {m.status:<9} {_next_of(m, now):<9} "
+            f"<{m.sender}> -> {rcpts}{f'  [{lease}]' if lease else ''}\n"
         )
     return EX_OK
 
@@ -313,8 +338,11 @@ def _show(box: Any, args: argparse.Namespace, env: Environment) -> int:
         f"message-id:  {m.message_id or '(none)'}",
         f"size:        {m.size} octets",
     ]
+    now = time.time()
     if not m.done:
-        lines.append(f"next:        {_next(m.next_attempt)}")
+        lines.append(f"next:        {_next_of(m, now)}")
+    if lease := _lease_of(m, now):
+        lines.append(f"lease:       {lease}")
     if m.possible_duplicates:
         lines.append(
             f"duplicates:  {m.possible_duplicates} attempt(s) may have delivered it already"

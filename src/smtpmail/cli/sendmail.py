@@ -337,14 +337,15 @@ def _address(value: str | None) -> str | None:
 
 
 def _default_domain(sender: str | None) -> str:
-    """The domain for unqualified addresses (cron's ``root``): the sender's, else this host's."""
+    """The domain for unqualified addresses (cron's ``root``): the sender's, else this
+    host's fully qualified name (without a DNS lookup when the host name has a dot:
+    :func:`~smtpmail.transport._base.local_fqdn`), else ``localhost``."""
     address = _address(sender)
     if address and "@" in address:
         return address.rpartition("@")[2]
-    import socket
+    from smtpmail.transport._base import local_fqdn
 
-    name = socket.getfqdn()
-    return name if "." in name else "localhost"
+    return local_fqdn() or "localhost"
 
 
 def _complete_headers(

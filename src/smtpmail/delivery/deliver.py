@@ -168,9 +168,9 @@ def _plan(
 
 
 def _local_names(ehlo_name: str | None) -> frozenset[str]:
-    from smtpmail.transport._base import _local_fqdn
+    from smtpmail.transport._base import local_fqdn
 
-    names = {ehlo_name, _local_fqdn()}
+    names = {ehlo_name, local_fqdn()}
     return frozenset(n.rstrip(".").lower() for n in names if n and not n.startswith("["))
 
 

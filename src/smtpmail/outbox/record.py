@@ -135,8 +135,20 @@ class QueuedMessage:
     #: The caller's idempotency key (a mail merge's row): a key already in the
     #: outbox (:meth:`Outbox.keys`) means this message was queued before.
     key: str | None = None
+    #: Not part of the record: the lease on the message where the store has
+    #: leases (the database store, which reads it with the record): the worker
+    #: that holds it, or held it and did not give it back (it died, or was cut
+    #: off), and when the lease ends (Unix time, on this machine's clock). Until
+    #: then no other worker may take the message; after, the next one takes it
+    #: over. None in the folder store, whose lock dies with its worker.
+    lease_owner: str | None = field(default=None, compare=False)
+    lease_until: float | None = field(default=None, compare=False)
 
     # -- views ---------------------------------------------------------------
+
+    def leased(self, now: float) -> bool:
+        """Does a worker's lease keep other workers off the message at ``now``?"""
+        return self.lease_until is not None and self.lease_until > now
 
     @property
     def done(self) -> bool:

@@ -85,7 +85,9 @@ class Receive:
     ``secrets`` (from the start of AUTH to the end of the connection): every
     form of the credentials, redacted from the replies wherever they are
     shown (:meth:`shown`). ``auth``: a reply to AUTH, where a 334 challenge
-    is shown as ``334 ****`` and long base64 runs are hidden too.
+    is shown as ``334 ****`` (unless ``secrets.challenges_shown``: LOGIN's
+    prompts, the credentials' forms hidden from them) and long base64 runs
+    are hidden too.
     ``arrived``: never wait; send back only the replies (up to ``count``,
     perhaps none) whose bytes were already read, whole, into the parser.
     ``per_reply``: each reply decides on its own what it answers (LMTP's, one
@@ -119,6 +121,9 @@ class Receive:
         if self.secrets is None:
             return reply
         if self.auth and reply.code == 334:
+            secrets = self.secrets
+            if secrets.challenges_shown:
+                return Reply(334, tuple(secrets.hide(line) for line in reply.lines))
             from smtpmail.protocol.redaction import REDACTED
 
             return Reply(334, (REDACTED,))

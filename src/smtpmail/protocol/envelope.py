@@ -215,16 +215,29 @@ class RecipientResult:
 class SendResult:
     """The outcome of one mail transaction.
 
+    ``reply`` is the reply to the end of the data that delivered the message.
+    Where there are several (LMTP answers once per recipient, RFC 2033 §4.2;
+    recipients over a server's limit go in several transactions, RFC 5321
+    §4.5.3.1.10), it is the last one that delivered it, in the order of the
+    recipients; each recipient's own is in ``recipients``. When none did, it
+    is the refusal of the data, also ``error``'s (in LMTP, one that may pass
+    later when there is one), or None when the transaction ended before the
+    data. A refusal in ``reply`` means nothing was delivered.
+
     ``error`` is set when the transaction as a whole failed (sender refused,
-    every recipient refused, data refused); :meth:`Client.send` raises it,
-    :meth:`Client.send_many` keeps it here.
+    every recipient refused, data refused) or was not attempted; :meth:`Client.send`
+    raises it, :meth:`Client.send_many` keeps it here. A 421 (RFC 5321 §3.8)
+    that came before the reply to the end of data is the error of every
+    transaction it cut short, its recipients accepted at RCPT included: replies
+    come in order, so the server took nothing from the command it answered on,
+    and the message was not delivered (its ``end_sent`` may still be set).
 
     ``end_sent``: the end of the data (the final dot, or ``BDAT ... LAST``)
     was written (for a message sent in several transactions, recipients over
     the server's limit: the end of the one under way; those before it were
     answered, and their recipients' results say how). While ``reply`` and
-    ``error`` are None (the connection was lost before the reply to it
-    arrived) the server may have taken the message (RFC 5321 §4.1.1.4; with
+    ``error`` are None (the connection was lost, with no 421, before the
+    reply to it arrived) the server may have taken the message (RFC 5321 §4.1.1.4; with
     pipelined BDAT transactions, RFC 3030 §4.2, several may be in that state
     at once).
     """

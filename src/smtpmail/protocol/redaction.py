@@ -34,7 +34,7 @@ class Secrets:
     case-sensitive, as the credentials are.
     """
 
-    __slots__ = ("_anywhere", "_pattern", "_words")
+    __slots__ = ("_anywhere", "_pattern", "_words", "challenges_shown")
 
     #: Secret forms at least this long are hidden anywhere, shorter ones as whole words.
     MIN_ANYWHERE = 6
@@ -43,6 +43,10 @@ class Secrets:
         self._anywhere: set[str] = set()
         self._words: set[str] = set()
         self._pattern: re.Pattern[str] | None = None
+        #: The AUTH challenge about to be read may be shown, these forms hidden
+        #: from it, rather than hidden whole (a mechanism's fixed prompts, LOGIN's:
+        #: ``Mechanism.public_challenges``). Set by the session for each one.
+        self.challenges_shown = False
 
     def add(self, value: str) -> None:
         """A secret: hidden anywhere (whole words only when short)."""

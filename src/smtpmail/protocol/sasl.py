@@ -154,6 +154,13 @@ class Mechanism:
     name: ClassVar[str]
     #: Needs a password (else an OAuth token).
     uses_token: ClassVar[bool] = False
+    #: Its challenges (334) may be shown (``-v``, the logs) until the exchange is
+    #: complete: fixed prompts, which tell nothing about the credentials. Not
+    #: where a challenge feeds an offline attack on the password: CRAM-MD5's
+    #: is the nonce its digest is made of, SCRAM's carries the salt and the
+    #: iteration count; with the response, a dictionary attack needs no server.
+    #: OAuth's 334 is an error document, about the token.
+    public_challenges: ClassVar[bool] = False
 
     def __init__(self, credentials: Credentials) -> None:
         self.credentials = credentials
@@ -201,6 +208,8 @@ class Login(Mechanism):
     """LOGIN: the server asks for the user name, then the password."""
 
     name = "LOGIN"
+    #: "Username:" and "Password:" (VXNlcm5hbWU6, UGFzc3dvcmQ6), as every server says.
+    public_challenges = True
 
     def flow(self) -> SASLFlow:
         c = self.credentials

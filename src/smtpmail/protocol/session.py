@@ -165,8 +165,16 @@ class Session(Transactions):
                 initial = None
         yield Send(_auth_line(line), (shown,), no_reply_pending=True)
         rounds = 0
+        public = mechanism.public_challenges
+        secrets = self.secrets
         while True:
-            (reply,) = yield from self._receive(1, "AUTH", auth=True)
+            # A challenge is shown while the exchange is not complete: one after
+            # the last response (a server echoing it?) is hidden whole.
+            secrets.challenges_shown = public and not mechanism.complete
+            try:
+                (reply,) = yield from self._receive(1, "AUTH", auth=True)
+            finally:
+                secrets.challenges_shown = False
             if reply.code != 334:
                 break
             rounds += 1

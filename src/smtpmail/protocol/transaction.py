@@ -293,6 +293,7 @@ class Transactions(Guarded):
     extensions: Extensions
     helo_reply: Reply | None
     needs_rset: bool
+    quit_sent: bool
     refuses_pipelined_mail: bool
     tls_authenticated: bool
     transcribing: bool
@@ -326,6 +327,34 @@ class Transactions(Guarded):
             raise ReplyError("RSET", reply)
         self.needs_rset = False
         return reply
+
+    def _reset_before(self, plan: _Plan) -> Flow[None]:
+        """RSET before ``plan``'s transaction, in lock-step.
+
+        RFC 5321 §4.1.1.5 says a server MUST accept RSET: one that refuses it
+        has left the connection in a state the client cannot know. As Postfix
+        does (it stops reusing a connection whose RSET fails), the connection
+        carries nothing more: QUIT, and ``plan``'s message gets, in its result,
+        the error raised, transient whatever the RSET's reply said (not a
+        refusal of the message, which was not sent). The messages not yet
+        taken from the batch were not attempted: they go on another connection."""
+        yield Send(cmd.command("RSET"), ("RSET",), no_reply_pending=True)
+        (reply,) = yield from self._receive(1, "RSET")
+        if reply.code < 400:
+            self.needs_rset = False
+            return
+        error = RemoteProtocolError(
+            f"the server refused RSET ({reply.code} {reply.text_oneline()}), so its state is "
+            "unknown and the connection was closed; this message was not sent"
+        )
+        self._not_sent(plan, error)
+        self.quit_sent = True
+        yield Send(_QUIT, ("QUIT",), no_reply_pending=True)
+        try:  # noqa: SIM105 (contextlib is not imported for this: start-up time)
+            yield from self._receive(1, "QUIT")
+        except (TransportError, ReplyError):  # (a 421, gone: nothing more is owed to it)
+            pass
+        raise error
 
     @one_at_a_time
     def envelope_only(
@@ -362,7 +391,11 @@ class Transactions(Guarded):
         With ``keep_errors`` a refused transaction or a bad item is recorded in
         its result's ``error``; without it, the first such error is raised.
         Connection-level failures (421, a dropped connection, a timeout) raise;
-        ``results`` (when given) then holds the results so far.
+        ``results`` (when given) then holds the results so far. After a 421
+        each of them is decided: replies come in order (RFC 2920 §3.1), so a
+        transaction not answered before it was not taken, and holds the
+        :class:`ServiceClosing` (see :func:`_closed`). After a lost connection a
+        result with ``end_sent`` and no reply may have been delivered.
 
         Recipients refused as too many (452, RFC 5321 §4.5.3.1.10) are sent the
         same content in further transactions on this connection; the message's
@@ -380,14 +413,19 @@ class Transactions(Guarded):
             raise LocalProtocolError("mail transaction before EHLO/HELO")
         if results is None:
             results = []
+        first = len(results)
         it = iter(items)
-        if "PIPELINING" in self.extensions:
-            queued: deque[_Plan] = deque()
-            if keep_errors and not then_quit and self._windows:
-                queued = yield from self._windowed(it, results)
-            yield from self._pipelined(it, results, keep_errors, then_quit, queued)
-        else:
-            yield from self._lockstep(it, results, keep_errors)
+        try:
+            if "PIPELINING" in self.extensions:
+                queued: deque[_Plan] = deque()
+                if keep_errors and not then_quit and self._windows:
+                    queued = yield from self._windowed(it, results)
+                yield from self._pipelined(it, results, keep_errors, then_quit, queued)
+            else:
+                yield from self._lockstep(it, results, keep_errors)
+        except ServiceClosing as closing:
+            _closed(results[first:], closing)
+            raise
         return results
 
     def _pipelined(
@@ -677,12 +715,14 @@ class Transactions(Guarded):
             replies += yield from self._receive(flight.count - len(replies), "MAIL", "data_end")
         replies = replies[1:]  # the RSET's: nothing depends on it
         head = 1 + len(plan.rcpts)
+        if replies[0].code == 503 and any(_ok(r) for r in replies[1:]):
+            # (After a refused RSET too: they joined a transaction left open, which
+            # may have taken this content. Its result stays unanswered, not "not sent".)
+            raise RemoteProtocolError(
+                "the server refused a pipelined MAIL FROM (503) but took the "
+                "commands that followed it; the transactions are out of step"
+            )
         if flight.after and replies[0].code == 503:
-            if any(_ok(r) for r in replies[1:]):
-                raise RemoteProtocolError(
-                    "the server refused a pipelined MAIL FROM (503) but took the "
-                    "commands that followed it; the transactions are out of step"
-                )
             plan.result.end_sent = False  # not attempted: sent again
             self.needs_rset |= open_before  # (its RSET may have been refused as well)
             yield from self._refused_after_data(plan, replies)
@@ -729,7 +769,7 @@ class Transactions(Guarded):
         plan = self._next_plan(it, results, keep)
         while plan is not None:
             if self.needs_rset:
-                yield from self._rset()
+                yield from self._reset_before(plan)
             yield Send(plan.mail, self._shown(plan.mail), 0, 0, True)  # no_reply_pending
             replies = yield from self._receive(1, "MAIL")
             if _ok(replies[0]):
@@ -874,7 +914,7 @@ class Transactions(Guarded):
         paths = plan.paths
         code = mail.code
         if code == 503:
-            raise _out_of_step("MAIL FROM", mail)
+            raise self._not_sent(plan, _out_of_step("MAIL FROM", mail))
         if not 200 <= code < 300:  # (_ok inline, as below: every message comes here)
             for path in paths:
                 recipients[path.address] = RecipientResult(path.address, mail, False)
@@ -932,6 +972,16 @@ class Transactions(Guarded):
             plan.before_end,
         )
 
+    def _not_sent(self, plan: _Plan, error: Exception) -> Exception:
+        """``plan``'s transaction was not attempted, for ``error`` (raised next): the
+        message's verdict, unless it is a further transaction of a message some of
+        whose recipients an earlier one delivered, which then decide it."""
+        if plan.head is plan:
+            plan.result.error = error
+        else:
+            self._conclude(plan, True)
+        return error
+
     def _fail_pending(self, plan: _Plan, keep: bool) -> None:
         """A refused transaction: its recipients not yet refused share its fate."""
         error = plan.error
@@ -949,8 +999,16 @@ class Transactions(Guarded):
         if self.options.lmtp:
             for address, reply in zip(plan.accepted, replies, strict=False):
                 _decided(recipients, address, reply, _ok(reply))
-            if not any(_ok(reply) for reply in replies):
-                plan.error = DataRefused("DATA", replies[-1], "message refused")
+            # One reply per recipient (RFC 2033 §4.2); the message's is chosen as
+            # for one sent in several transactions (_conclude): the last that
+            # delivered it, else the last refusal that may pass later, else the last.
+            taken = [reply for reply in replies if _ok(reply)]
+            if taken:
+                plan.reply = taken[-1]
+            else:
+                retry = [reply for reply in replies if reply.is_transient]
+                plan.reply = (retry or replies)[-1]
+                plan.error = DataRefused("DATA", plan.reply, "message refused")
         else:
             reply = replies[-1]
             if reply.code == 503:
@@ -1185,6 +1243,32 @@ def _bdat_chunks(content: Content, size: int) -> Iterator[tuple[bytes | memoryvi
             pending.clear()
     pending += encoder.end()
     yield bytes(pending), True
+
+
+def _closed(results: list[SendResult], closing: ServiceClosing) -> None:
+    """A 421 ended the connection (RFC 5321 §3.8) with ``results`` not all decided.
+
+    Replies come in the order of the commands (RFC 2920 §3.1), so every reply
+    before the 421 was read and recorded: a transaction still undecided had its
+    commands from the one the 421 answers on, none of which the server took.
+    Its message was not delivered by it (not "possibly delivered", whether its
+    end of data had left or not): the 421 is its verdict, transient, and its
+    recipients accepted at RCPT share it. Recipients an earlier transaction of
+    the message delivered (those over a server's limit go in several) decide
+    it, as when a transaction is refused (:meth:`Transactions._conclude`)."""
+    reply = closing.reply
+    for result in results:
+        if result.reply is not None or result.error is not None:
+            continue
+        recipients = result.recipients
+        for address, rr in list(recipients.items()):
+            if rr.accepted and rr.at_rcpt:
+                _decided(recipients, address, reply, False)
+        taken = [r.reply for r in recipients.values() if r.accepted]
+        if taken:
+            result.reply = taken[-1]
+        else:
+            result.error = closing
 
 
 def _decided(

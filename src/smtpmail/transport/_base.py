@@ -161,7 +161,13 @@ _NO_TLS_OPTIONS = TLSOptions()
 
 
 @functools.cache
-def _local_fqdn() -> str | None:
+def local_fqdn() -> str | None:
+    """This machine's fully qualified name, as EHLO writes it; None when it has
+    none worth giving (``localhost``, ``*.localdomain``, no dot, not a name).
+
+    The one rule for the client's own name: the EHLO name's default, the domain
+    ``sendmail`` qualifies ``root`` with (and its Message-ID's), the names a
+    direct delivery must not loop to. Asked once per process."""
     try:
         name = _getfqdn()
     except OSError:
@@ -177,9 +183,15 @@ def _local_fqdn() -> str | None:
 
 
 def _getfqdn() -> str:
-    """socket.getfqdn(), asking with bytes: for a str, gethostbyaddr loads the
-    idna codec (start-up time) only to return the same ASCII octets."""
+    """The host name when it has a dot, as Postfix takes ``myhostname`` (no
+    lookup: on a host whose DNS is broken, a lookup stalls each cron mail for
+    seconds); else socket.getfqdn(), which asks the resolver (``/etc/hosts``
+    first, as a rule) for the name with a dot. It asks with bytes: for a str,
+    gethostbyaddr loads the idna codec (start-up time) only to return the same
+    ASCII octets."""
     name = _socket.gethostname()
+    if "." in name:
+        return name
     try:
         query = name.encode("ascii") if name.isascii() else name
         hostname, aliases, _ = _socket.gethostbyaddr(query)  # type: ignore[arg-type]
@@ -190,7 +202,7 @@ def _getfqdn() -> str:
 
 def default_ehlo_name(sock_name: tuple[object, ...] | None) -> str:
     """The machine's FQDN, else an address literal of the local end (never ``localhost``)."""
-    name = _local_fqdn()
+    name = local_fqdn()
     if name:
         return name
     if sock_name and isinstance(sock_name[0], str):

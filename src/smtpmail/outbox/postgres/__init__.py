@@ -75,7 +75,12 @@ _RECIPIENT_COLUMNS = (
     "address", "state", "attempts", "reply", "code", "updated", "possibly_delivered",
     "next_attempt",
 )  # fmt: skip
-_SELECT = "SELECT " + ", ".join(_MESSAGE_COLUMNS) + ", lease_owner FROM smtpmail_messages"
+#: The records and their leases: the owner, and the seconds the lease has left by
+#: the database's clock (negative once it ended), made a time of this machine's.
+_SELECT = (
+    "SELECT " + ", ".join(_MESSAGE_COLUMNS) + ", lease_owner,"
+    " extract(epoch FROM lease_until - now()) FROM smtpmail_messages"
+)
 _FREE = "(lease_until IS NULL OR lease_until < now())"
 _SELECT_RECIPIENTS = (
     "SELECT message, " + ", ".join(_RECIPIENT_COLUMNS) + " FROM smtpmail_recipients"
@@ -333,7 +338,13 @@ class PostgresOutbox(Outbox):
                 f"{_SELECT_RECIPIENTS} WHERE message = ANY(%s) {_BY_POSITION}",
                 ([row[0] for row in rows],),
             ).fetchall()
-            return _records(rows, recipients)
+            records = _records(rows, recipients)
+        now = time.time()
+        for record, row in zip(records, rows, strict=True):
+            owner, left = row[len(_MESSAGE_COLUMNS) :]
+            if owner is not None and left is not None:
+                record.lease_owner, record.lease_until = owner, now + float(left)
+        return records
 
     def load(self, msg_id: str) -> QueuedMessage:
         found = self._select("id = %s", (msg_id,), f"cannot read message {msg_id}")
