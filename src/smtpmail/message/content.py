@@ -419,6 +419,10 @@ def as_content(
         )
         content.before_end = _guarded(message.before_end)
         return content
+    # bytes first, as they are: ``bytes | bytearray | memoryview`` builds a union
+    # the isinstance then walks, and bytes() of bytes looks up and calls __bytes__.
+    if message.__class__ is bytes:
+        return _bytes_content(message, keep_bcc, dkim, convert_8bit)
     if isinstance(message, bytes | bytearray | memoryview):
         return _bytes_content(bytes(message), keep_bcc, dkim, convert_8bit)
     if isinstance(message, str):

@@ -147,7 +147,8 @@ class ReplyParser:
 
     def feed(self, data: bytes) -> None:
         if self._pos == len(self._buf):  # (the usual case: all parsed, no copy)
-            self._buf = bytes(data)
+            # (bytes() of bytes returns it, after looking up and calling __bytes__)
+            self._buf = data if data.__class__ is bytes else bytes(data)
         else:
             self._buf = self._buf[self._pos :] + data
         self._pos = 0

@@ -82,6 +82,8 @@ class Session(Transactions):
         #: Every form of the credentials, once AUTH has started: redacted from
         #: every reply read from then on (see :meth:`_receive`).
         self.secrets: Secrets | None = None
+        #: The Receive actions made so far, by what they wait for (see _receive).
+        self._waits: dict[tuple[int, str, str, bool, bool, bool], Receive] = {}
 
     # -- connection set-up ---------------------------------------------------
 
@@ -241,8 +243,17 @@ class Session(Transactions):
         before it, as a lost connection's error does (``_replies_read``): the
         caller records what they decided."""
         secrets = self.secrets
-        # (positional: keywords make a call build a dict, and every reply awaited comes here)
-        action = Receive(count, label, timeout, secrets, auth, arrived, per_reply)
+        # Every message waits for the same few things (its commands' replies, its
+        # end of data's): each Receive is made once and yielded again, as a
+        # class's construction costs more than the dictionary's look-up.
+        key = (count, label, timeout, auth, arrived, per_reply)
+        action = self._waits.get(key)
+        if action is None or action.secrets is not secrets:
+            if len(self._waits) >= _WAITS_KEPT:
+                self._waits.clear()
+            # (positional: keywords make a call build a dict)
+            action = Receive(count, label, timeout, secrets, auth, arrived, per_reply)
+            self._waits[key] = action
         replies = yield action
         assert replies is not None and (
             len(replies) == count or (arrived and len(replies) < count) or _closing(replies)
@@ -299,6 +310,9 @@ def _closing(replies: list[Reply]) -> bool:
     """Do the replies end with a 421 (fewer than asked for: nothing follows it)?"""
     return bool(replies) and replies[-1].code == 421
 
+
+#: How many kinds of Receive a session keeps (see Session._receive).
+_WAITS_KEPT = 64
 
 #: RFC 4954 §4: the longest AUTH command line, CRLF included.
 MAX_AUTH_LINE = 12288
