@@ -48,6 +48,12 @@ def _anchor() -> Issued:
 ANCHOR = _anchor()
 LEAF_IP = {"san": [DNS(NAME), IP(ip_address("192.0.2.1"))]}
 
+
+def _leaf_cn(common_name: str) -> dict[str, Any]:
+    """A leaf whose only DNS name is its CN (its subjectAltName an IP address)."""
+    return {"san": [IP(ip_address("192.0.2.1"))], "subject": _name(CN=common_name)}
+
+
 # (case, the constrained CA's options, the leaf's, what the check says: None = verified)
 CASES: list[tuple[str, dict[str, Any], dict[str, Any], str | None]] = [
     ("excluded", {"excluded": [DNS("example.net")]}, {}, "mx.example.net is outside"),
@@ -59,6 +65,18 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], str | None]] = [
     ("ip-outside", {"permitted": [IP(ip_network("198.51.100.0/24"))]}, LEAF_IP, "192.0.2.1 is outside"),  # noqa: E501
     ("ip-excluded", {"excluded": [IP(ip_network("192.0.2.0/28"))]}, LEAF_IP, "192.0.2.1 is outside"),  # noqa: E501
     ("ip-constraint-no-ip", {"permitted": [IP(ip_network("198.51.100.0/24"))]}, {}, None),
+    # DNS names compared as written, as OpenSSL does: a trailing dot (the
+    # name's or the constraint's) is one more character, "." is no wildcard.
+    ("dot-permits-no-name", {"permitted": [DNS(".")]}, {}, "mx.example.net is outside"),
+    ("dot-excludes-no-name", {"excluded": [DNS(".")]}, {}, None),
+    ("name-dot-not-permitted", {"permitted": [DNS("example.net")]}, {"san": [DNS(NAME + ".")]}, "mx.example.net. is outside"),  # noqa: E501
+    ("name-dot-not-excluded", {"excluded": [DNS("example.net")]}, {"san": [DNS(NAME + ".")]}, None),
+    ("constraint-dot-permits-none", {"permitted": [DNS("example.net.")]}, {}, "mx.example.net is outside"),  # noqa: E501
+    ("constraint-dot-excludes-none", {"excluded": [DNS("example.net.")]}, {}, None),
+    # A leaf without DNS names: its CN when a host name, else none.
+    ("cn-host-name", {"permitted": [DNS("example.org")]}, _leaf_cn(NAME), "mx.example.net is outside"),  # noqa: E501
+    ("cn-dot-not-a-host-name", {"permitted": [DNS("example.org")]}, _leaf_cn(NAME + "."), None),
+    ("cn-wildcard-not-a-host-name", {"excluded": [DNS("example.net")]}, _leaf_cn("*.example.net"), None),  # noqa: E501
     ("dn-inside", {"permitted": [DIR(_name(O="Example"))]}, {"subject": _name(O="Example", CN=NAME)}, None),  # noqa: E501
     ("dn-outside", {"permitted": [DIR(_name(O="Example"))]}, {"subject": _name(O="Other", CN=NAME)}, "is outside"),  # noqa: E501
     # A type of name not checked here refuses a certificate that has a name of it.

@@ -252,8 +252,8 @@ def _self_issued(cert: Any) -> bool:
 def _outside(constraints: Any, cert: Any, *, leaf: bool) -> str | None:
     """A name of ``cert`` that ``constraints`` (NameConstraints) forbid, else None.
 
-    DNS names (the leaf's as its name check reads them: its subjectAltName,
-    else its CN, as OpenSSL does), IP addresses and the subject's DN are
+    DNS names (the subjectAltName's as written; a leaf without one, its CNs
+    that are host names, as OpenSSL reads them), IP addresses and the subject's DN are
     checked; a constraint on a type of name this does not check (e-mail,
     URI, other names) refuses a certificate that has a name of that type,
     and leaves alone one that has none (§4.2.1.10: a constraint applies to
@@ -265,10 +265,11 @@ def _outside(constraints: Any, cert: Any, *, leaf: bool) -> str | None:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         san = x509.SubjectAlternativeName([])
-    names: list[tuple[type[Any], Any]] = [
-        (x509.DNSName, dns)
-        for dns in (_dns_names(cert) if leaf else san.get_values_for_type(x509.DNSName))
-    ]
+    dns_names = san.get_values_for_type(x509.DNSName)
+    if leaf and not dns_names:
+        common = cert.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)
+        dns_names = [dns for dns in map(_cn_host_name, common) if dns is not None]
+    names: list[tuple[type[Any], Any]] = [(x509.DNSName, dns) for dns in dns_names]
     names += [(x509.IPAddress, ip) for ip in san.get_values_for_type(x509.IPAddress)]
     if len(cert.subject) > 0:
         names.append((x509.DirectoryName, cert.subject))
@@ -300,14 +301,37 @@ def _within(kind: type[Any], name: Any, subtree: Any) -> bool:
     from cryptography import x509
 
     if kind is x509.DNSName:
-        # Any name made by adding labels on the left; ".example.com", subdomains only.
-        name, subtree = str(name).lower().rstrip("."), str(subtree).lower().rstrip(".")
-        if subtree.startswith("."):
-            return bool(name.endswith(subtree))
-        return bool(not subtree or name == subtree or name.endswith("." + subtree))
+        # Any name made by adding labels on the left; ".example.com", subdomains
+        # only. Compared as written (IA5, ASCII case aside), as OpenSSL does: a
+        # trailing dot is one more character, neither side's is dropped.
+        dns, base = (str(v).encode("utf-8", "surrogatepass").lower() for v in (name, subtree))
+        if not base:
+            return True
+        if not dns.endswith(base):
+            return False
+        return len(dns) == len(base) or base[:1] == b"." or dns[-len(base) - 1 :][:1] == b"."
     if kind is x509.IPAddress:
         return bool(name.version == subtree.version and name in subtree)
     return bool(name.rdns[: len(subtree.rdns)] == subtree.rdns)  # a DirectoryName
+
+
+def _cn_host_name(common_name: Any) -> str | None:
+    """A leaf's CN as name constraints read it (OpenSSL's cn2dnsid), when it
+    is a host name of two labels or more (letters, digits, "_" and inner
+    hyphens; no trailing dot); None for any other CN, which no DNS constraint
+    applies to."""
+    host = common_name.value
+    if not isinstance(host, str) or not host.isascii():
+        return None
+    labels = host.split(".")
+    if len(labels) < 2:
+        return None
+    for label in labels:
+        if label[:1] in ("", "-") or label[-1] == "-":
+            return None
+        if not label.replace("-", "").replace("_", "a").isalnum():
+            return None
+    return host
 
 
 def _out_of_date(path: list[Any]) -> str | None:
