@@ -79,6 +79,10 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], str | None]] = [
     ("cn-wildcard-not-a-host-name", {"excluded": [DNS("example.net")]}, _leaf_cn("*.example.net"), None),  # noqa: E501
     ("dn-inside", {"permitted": [DIR(_name(O="Example"))]}, {"subject": _name(O="Example", CN=NAME)}, None),  # noqa: E501
     ("dn-outside", {"permitted": [DIR(_name(O="Example"))]}, {"subject": _name(O="Other", CN=NAME)}, "is outside"),  # noqa: E501
+    # Directory names compared as OpenSSL compares them: case and runs of blanks aside.
+    ("dn-inside-any-case", {"permitted": [DIR(_name(O="Example Inc"))]}, {"subject": _name(O=" EXAMPLE \t inc ", CN=NAME)}, None),  # noqa: E501
+    ("dn-excluded-any-case", {"excluded": [DIR(_name(O="Evil"))]}, {"subject": _name(O="EVIL", CN=NAME)}, "is outside"),  # noqa: E501
+    ("dn-not-a-prefix", {"permitted": [DIR(_name(O="Example"))]}, {"subject": _name(O="Example Inc", CN=NAME)}, "is outside"),  # noqa: E501
     # A type of name not checked here refuses a certificate that has a name of it.
     ("email-unchecked", {"permitted": [EMAIL("example.net")]}, {"san": [DNS(NAME), EMAIL("a@example.net")]}, "a@example.net is outside"),  # noqa: E501
     ("email-absent", {"permitted": [EMAIL("example.net")]}, {}, None),

@@ -312,7 +312,33 @@ def _within(kind: type[Any], name: Any, subtree: Any) -> bool:
         return len(dns) == len(base) or base[:1] == b"." or dns[-len(base) - 1 :][:1] == b"."
     if kind is x509.IPAddress:
         return bool(name.version == subtree.version and name in subtree)
-    return bool(name.rdns[: len(subtree.rdns)] == subtree.rdns)  # a DirectoryName
+    # A DirectoryName: the subtree's RDNs first, compared as OpenSSL compares
+    # names (its canonical form: case and runs of blanks aside).
+    rdns = _canonical_rdns(subtree)
+    return _canonical_rdns(name)[: len(rdns)] == rdns
+
+
+#: ASCII capitals to small, ASCII whitespace to spaces (OpenSSL's asn1_string_canon).
+_CANONICAL = str.maketrans(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZ\t\n\v\f\r", "abcdefghijklmnopqrstuvwxyz     "
+)
+
+
+def _canonical_rdns(name: Any) -> list[frozenset[tuple[str, object]]]:
+    """``name``'s RDNs with each text value in OpenSSL's canonical form: ASCII
+    capitals small, blanks at the ends dropped and runs of them one space."""
+    return [
+        frozenset(
+            (
+                attribute.oid.dotted_string,
+                " ".join(filter(None, attribute.value.translate(_CANONICAL).split(" ")))
+                if isinstance(attribute.value, str)
+                else attribute.value,
+            )
+            for attribute in rdn
+        )
+        for rdn in name.rdns
+    ]
 
 
 def _cn_host_name(common_name: Any) -> str | None:
