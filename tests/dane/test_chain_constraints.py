@@ -20,11 +20,16 @@ from smtpmail.transport.dane import _verify_to_anchor
 from support.dane.world import Issued
 
 DNS, IP, DIR, EMAIL = x509.DNSName, x509.IPAddress, x509.DirectoryName, x509.RFC822Name
+URI = x509.UniformResourceIdentifier
 NAME = "mx.example.net"
 
 
 def _name(**attributes: str) -> x509.Name:
-    oid = {"O": x509.oid.NameOID.ORGANIZATION_NAME, "CN": x509.oid.NameOID.COMMON_NAME}
+    oid = {
+        "O": x509.oid.NameOID.ORGANIZATION_NAME,
+        "CN": x509.oid.NameOID.COMMON_NAME,
+        "E": x509.oid.NameOID.EMAIL_ADDRESS,
+    }
     return x509.Name([x509.NameAttribute(oid[k], v) for k, v in attributes.items()])
 
 
@@ -83,9 +88,15 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], str | None]] = [
     ("dn-inside-any-case", {"permitted": [DIR(_name(O="Example Inc"))]}, {"subject": _name(O=" EXAMPLE \t inc ", CN=NAME)}, None),  # noqa: E501
     ("dn-excluded-any-case", {"excluded": [DIR(_name(O="Evil"))]}, {"subject": _name(O="EVIL", CN=NAME)}, "is outside"),  # noqa: E501
     ("dn-not-a-prefix", {"permitted": [DIR(_name(O="Example"))]}, {"subject": _name(O="Example Inc", CN=NAME)}, "is outside"),  # noqa: E501
-    # A type of name not checked here refuses a certificate that has a name of it.
-    ("email-unchecked", {"permitted": [EMAIL("example.net")]}, {"san": [DNS(NAME), EMAIL("a@example.net")]}, "a@example.net is outside"),  # noqa: E501
+    # E-mail addresses, the subjectAltName's and the subject's, as OpenSSL reads them.
+    ("email-inside", {"permitted": [EMAIL("example.net")]}, {"san": [DNS(NAME), EMAIL("a@EXAMPLE.net")]}, None),  # noqa: E501
+    ("email-outside", {"permitted": [EMAIL("example.net")]}, {"san": [DNS(NAME), EMAIL("a@mx.example.net")]}, "a@mx.example.net is outside"),  # noqa: E501
+    ("email-below", {"permitted": [EMAIL(".example.net")]}, {"san": [DNS(NAME), EMAIL("a@mx.example.net")]}, None),  # noqa: E501
+    ("email-mailbox", {"permitted": [EMAIL("pm@example.net")]}, {"san": [DNS(NAME), EMAIL("PM@example.net")]}, "PM@example.net is outside"),  # noqa: E501
+    ("email-in-subject", {"excluded": [EMAIL("example.net")]}, {"subject": _name(CN=NAME, E="a@example.net")}, "a@example.net is outside"),  # noqa: E501
     ("email-absent", {"permitted": [EMAIL("example.net")]}, {}, None),
+    # A type of name not checked here refuses a certificate that has a name of it.
+    ("uri-unchecked", {"permitted": [URI("example.net")]}, {"san": [DNS(NAME), URI("https://mx.example.net/")]}, "https://mx.example.net/ is outside"),  # noqa: E501
 ]  # fmt: skip
 
 

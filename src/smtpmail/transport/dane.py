@@ -253,9 +253,10 @@ def _outside(constraints: Any, cert: Any, *, leaf: bool) -> str | None:
     """A name of ``cert`` that ``constraints`` (NameConstraints) forbid, else None.
 
     DNS names (the subjectAltName's as written; a leaf without one, its CNs
-    that are host names, as OpenSSL reads them), IP addresses and the subject's DN are
-    checked; a constraint on a type of name this does not check (e-mail,
-    URI, other names) refuses a certificate that has a name of that type,
+    that are host names, as OpenSSL reads them), IP addresses, e-mail
+    addresses (the subjectAltName's and the subject's emailAddress) and the
+    subject's DN are checked; a constraint on a type of name this does not
+    check (URI, other names) refuses a certificate that has a name of that type,
     and leaves alone one that has none (§4.2.1.10: a constraint applies to
     names of its own type).
     """
@@ -271,10 +272,12 @@ def _outside(constraints: Any, cert: Any, *, leaf: bool) -> str | None:
         dns_names = [dns for dns in map(_cn_host_name, common) if dns is not None]
     names: list[tuple[type[Any], Any]] = [(x509.DNSName, dns) for dns in dns_names]
     names += [(x509.IPAddress, ip) for ip in san.get_values_for_type(x509.IPAddress)]
+    names += [(x509.RFC822Name, email) for email in san.get_values_for_type(x509.RFC822Name)]
     if len(cert.subject) > 0:
         names.append((x509.DirectoryName, cert.subject))
+        emails = cert.subject.get_attributes_for_oid(x509.oid.NameOID.EMAIL_ADDRESS)
+        names += [(x509.RFC822Name, str(email.value)) for email in emails]
     unchecked: tuple[type[Any], ...] = (
-        x509.RFC822Name,
         x509.UniformResourceIdentifier,
         x509.OtherName,
         x509.RegisteredID,
@@ -284,7 +287,8 @@ def _outside(constraints: Any, cert: Any, *, leaf: bool) -> str | None:
     permitted: list[Any] = constraints.permitted_subtrees or []
     excluded: list[Any] = constraints.excluded_subtrees or []
     for kind, name in names:
-        if kind in unchecked:
+        # (an e-mail address without "@" is one OpenSSL cannot check either)
+        if kind in unchecked or (kind is x509.RFC822Name and "@" not in name):
             if any(isinstance(c, kind) for c in [*permitted, *excluded]):
                 return str(name)
             continue
@@ -312,6 +316,17 @@ def _within(kind: type[Any], name: Any, subtree: Any) -> bool:
         return len(dns) == len(base) or base[:1] == b"." or dns[-len(base) - 1 :][:1] == b"."
     if kind is x509.IPAddress:
         return bool(name.version == subtree.version and name in subtree)
+    if kind is x509.RFC822Name:
+        # "host" (that host), ".example.com" (hosts below it) or a mailbox,
+        # whose local part is compared letter for letter (OpenSSL's nc_email).
+        local, _, host = str(name).rpartition("@")
+        tree = str(subtree)
+        if "@" not in tree and tree.startswith("."):
+            return len(name) > len(tree) and _ascii_lower(name).endswith(_ascii_lower(tree))
+        tree_local, _, tree_host = tree.rpartition("@")
+        if tree_local and tree_local != local:
+            return False
+        return _ascii_lower(host) == _ascii_lower(tree_host)
     # A DirectoryName: the subtree's RDNs first, compared as OpenSSL compares
     # names (its canonical form: case and runs of blanks aside).
     rdns = _canonical_rdns(subtree)
@@ -358,6 +373,11 @@ def _cn_host_name(common_name: Any) -> str | None:
         if not label.replace("-", "").replace("_", "a").isalnum():
             return None
     return host
+
+
+def _ascii_lower(text: str) -> bytes:
+    """``text`` with ASCII capitals small, as IA5 names compare."""
+    return text.encode("utf-8", "surrogatepass").lower()
 
 
 def _out_of_date(path: list[Any]) -> str | None:
