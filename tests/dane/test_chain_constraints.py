@@ -127,3 +127,51 @@ def test_a_self_issued_ca_does_not_count_against_the_path_length() -> None:
     found = _verify_to_anchor(too_deep, [ANCHOR.der], [NAME])
     assert found is not None
     assert "allows 0 CA certificate(s) below it, the chain has 1" in found
+
+
+def _der(tag: int, body: bytes) -> bytes:
+    """A DER element: ``tag``, the definite length of ``body``, ``body``."""
+    size = len(body).to_bytes(max(1, (len(body).bit_length() + 7) // 8), "big")
+    head = size if len(body) < 0x80 else bytes([0x80 | len(size)]) + size
+    return bytes([tag]) + head + body
+
+
+def _elements(der: bytes) -> list[bytes]:
+    """The elements (each whole, DER) inside the constructed element ``der``."""
+    found, i = [], 2 if der[1] < 0x80 else 2 + (der[1] & 0x7F)
+    while i < len(der):
+        size, start = der[i + 1], i + 2
+        if size >= 0x80:
+            start = i + 2 + (size & 0x7F)
+            size = int.from_bytes(der[i + 2 : start], "big")
+        found.append(der[i : start + size])
+        i = start + size
+    return found
+
+
+def _version_1(made: Issued, signer: Issued) -> Issued:
+    """``made`` as a version 1 certificate (no extensions: an end-entity
+    certificate as CAs once issued them, or an old root), signed by ``signer``."""
+    tbs = _elements(made.cert.tbs_certificate_bytes)
+    assert tbs[0][0] == 0xA0 and tbs[-1][0] == 0xA3  # [0] version, [3] extensions
+    tbs_v1 = _der(0x30, b"".join(tbs[1:-1]))
+    signature = signer.key.sign(tbs_v1, ec.ECDSA(hashes.SHA256()))
+    algorithm = _elements(made.der)[1]
+    der = _der(0x30, tbs_v1 + algorithm + _der(0x03, b"\0" + signature))
+    return Issued(x509.load_der_x509_certificate(der), made.key)
+
+
+def test_a_version_1_certificate_issues_only_when_self_issued() -> None:
+    """A v1 certificate has no basicConstraints to say it is a CA: OpenSSL
+    takes one as an issuer only when it is self-issued (a v1 root), else
+    "invalid CA certificate". An old v1 end-entity certificate under the
+    anchor must not vouch for the MX host."""
+    old = _version_1(ANCHOR.issue("old end-entity"), ANCHOR)
+    assert old.cert.version is x509.Version.v1
+    forged = old.issue(NAME)
+    assert _verify_to_anchor([forged.der, old.der], [ANCHOR.der], [NAME]) is not None
+    # (nor as the anchor itself: OpenSSL refuses it there too)
+    assert _verify_to_anchor([forged.der], [old.der], [NAME]) is not None
+    root = _version_1(ANCHOR, ANCHOR)  # the anchor's name and key, as a v1 root
+    assert root.cert.version is x509.Version.v1
+    assert _verify_to_anchor([ANCHOR.issue(NAME).der], [root.der], [NAME]) is None

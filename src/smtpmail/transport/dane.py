@@ -203,7 +203,9 @@ def _is_ca(cert: Any) -> bool:
     try:
         return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
     except x509.ExtensionNotFound:
-        return cert.version is x509.Version.v1  # RFC 5280 §6.1.4 (k): v1 CA certificates
+        # RFC 5280 §6.1.4 (k): a v1 certificate is a CA only as known otherwise;
+        # OpenSSL knows a v1 root (self-issued), and no other v1 certificate.
+        return cert.version is x509.Version.v1 and _self_issued(cert)
 
 
 def _issuer_problem(path: list[Any]) -> str | None:
