@@ -27,10 +27,13 @@ _LIST_EDGES = " \t\r\n,"
 #: string holds: a value without any of these is one plain address.
 _SYNTAX = frozenset(',<>()":;')
 #: What the name or comment beside an address may not hold for it to be read
-#: here: the syntax above, a quoted pair or domain literal's, and "@" (the
-#: email package takes ``a@x <b@y>`` for two addresses).
-_NOT_PLAIN_TEXT = _SYNTAX | frozenset("\\[]@")
-#: What the address itself may not hold: that, and whitespace.
+#: here: the syntax above, a quoted pair or domain literal's, "@" (the email
+#: package takes ``a@x <b@y>`` for two addresses) and CR (which ends a comment
+#: there: what follows is one more, empty, address, and the stricter Pythons,
+#: CVE-2023-27043's fix, then read none).
+_NOT_PLAIN_TEXT = _SYNTAX | frozenset("\\[]@\r")
+#: What the address itself may not hold: that, and whitespace (any other
+#: blank, unprintable, is refused apart: the email package drops an atom of them).
 _NOT_PLAIN_ADDRESS = _NOT_PLAIN_TEXT - {"@"} | frozenset(" \t\r\n")
 
 
@@ -71,6 +74,7 @@ def _beside_a_name(listed: str) -> str | None:
         address == ""
         or not _NOT_PLAIN_TEXT.isdisjoint(text)
         or not _NOT_PLAIN_ADDRESS.isdisjoint(address)
+        or not address.isprintable()
         or address.count("@") > 1
         or address[0] == "@"
         or address[-1] == "@"

@@ -203,7 +203,9 @@ def _is_ca(cert: Any) -> bool:
     try:
         return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
     except x509.ExtensionNotFound:
-        return cert.version is x509.Version.v1  # RFC 5280 §6.1.4 (k): v1 CA certificates
+        # RFC 5280 §6.1.4 (k): a v1 certificate is a CA only as known otherwise;
+        # OpenSSL knows a v1 root (self-issued), and no other v1 certificate.
+        return cert.version is x509.Version.v1 and _self_issued(cert)
 
 
 def _issuer_problem(path: list[Any]) -> str | None:
@@ -252,10 +254,11 @@ def _self_issued(cert: Any) -> bool:
 def _outside(constraints: Any, cert: Any, *, leaf: bool) -> str | None:
     """A name of ``cert`` that ``constraints`` (NameConstraints) forbid, else None.
 
-    DNS names (the leaf's as its name check reads them: its subjectAltName,
-    else its CN, as OpenSSL does), IP addresses and the subject's DN are
-    checked; a constraint on a type of name this does not check (e-mail,
-    URI, other names) refuses a certificate that has a name of that type,
+    DNS names (the subjectAltName's as written; a leaf without one, its CNs
+    that are host names, as OpenSSL reads them), IP addresses, e-mail
+    addresses (the subjectAltName's and the subject's emailAddress) and the
+    subject's DN are checked; a constraint on a type of name this does not
+    check (URI, other names) refuses a certificate that has a name of that type,
     and leaves alone one that has none (§4.2.1.10: a constraint applies to
     names of its own type).
     """
@@ -265,15 +268,18 @@ def _outside(constraints: Any, cert: Any, *, leaf: bool) -> str | None:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         san = x509.SubjectAlternativeName([])
-    names: list[tuple[type[Any], Any]] = [
-        (x509.DNSName, dns)
-        for dns in (_dns_names(cert) if leaf else san.get_values_for_type(x509.DNSName))
-    ]
+    dns_names = san.get_values_for_type(x509.DNSName)
+    if leaf and not dns_names:
+        common = cert.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)
+        dns_names = [dns for dns in map(_cn_host_name, common) if dns is not None]
+    names: list[tuple[type[Any], Any]] = [(x509.DNSName, dns) for dns in dns_names]
     names += [(x509.IPAddress, ip) for ip in san.get_values_for_type(x509.IPAddress)]
+    names += [(x509.RFC822Name, email) for email in san.get_values_for_type(x509.RFC822Name)]
     if len(cert.subject) > 0:
         names.append((x509.DirectoryName, cert.subject))
+        emails = cert.subject.get_attributes_for_oid(x509.oid.NameOID.EMAIL_ADDRESS)
+        names += [(x509.RFC822Name, str(email.value)) for email in emails]
     unchecked: tuple[type[Any], ...] = (
-        x509.RFC822Name,
         x509.UniformResourceIdentifier,
         x509.OtherName,
         x509.RegisteredID,
@@ -283,7 +289,8 @@ def _outside(constraints: Any, cert: Any, *, leaf: bool) -> str | None:
     permitted: list[Any] = constraints.permitted_subtrees or []
     excluded: list[Any] = constraints.excluded_subtrees or []
     for kind, name in names:
-        if kind in unchecked:
+        # (an e-mail address without "@" is one OpenSSL cannot check either)
+        if kind in unchecked or (kind is x509.RFC822Name and "@" not in name):
             if any(isinstance(c, kind) for c in [*permitted, *excluded]):
                 return str(name)
             continue
@@ -300,14 +307,79 @@ def _within(kind: type[Any], name: Any, subtree: Any) -> bool:
     from cryptography import x509
 
     if kind is x509.DNSName:
-        # Any name made by adding labels on the left; ".example.com", subdomains only.
-        name, subtree = str(name).lower().rstrip("."), str(subtree).lower().rstrip(".")
-        if subtree.startswith("."):
-            return bool(name.endswith(subtree))
-        return bool(not subtree or name == subtree or name.endswith("." + subtree))
+        # Any name made by adding labels on the left; ".example.com", subdomains
+        # only. Compared as written (IA5, ASCII case aside), as OpenSSL does: a
+        # trailing dot is one more character, neither side's is dropped.
+        dns, base = (str(v).encode("utf-8", "surrogatepass").lower() for v in (name, subtree))
+        if not base:
+            return True
+        if not dns.endswith(base):
+            return False
+        return len(dns) == len(base) or base[:1] == b"." or dns[-len(base) - 1 :][:1] == b"."
     if kind is x509.IPAddress:
         return bool(name.version == subtree.version and name in subtree)
-    return bool(name.rdns[: len(subtree.rdns)] == subtree.rdns)  # a DirectoryName
+    if kind is x509.RFC822Name:
+        # "host" (that host), ".example.com" (hosts below it) or a mailbox,
+        # whose local part is compared letter for letter (OpenSSL's nc_email).
+        local, _, host = str(name).rpartition("@")
+        tree = str(subtree)
+        if "@" not in tree and tree.startswith("."):
+            return len(name) > len(tree) and _ascii_lower(name).endswith(_ascii_lower(tree))
+        tree_local, _, tree_host = tree.rpartition("@")
+        if tree_local and tree_local != local:
+            return False
+        return _ascii_lower(host) == _ascii_lower(tree_host)
+    # A DirectoryName: the subtree's RDNs first, compared as OpenSSL compares
+    # names (its canonical form: case and runs of blanks aside).
+    rdns = _canonical_rdns(subtree)
+    return _canonical_rdns(name)[: len(rdns)] == rdns
+
+
+#: ASCII capitals to small, ASCII whitespace to spaces (OpenSSL's asn1_string_canon).
+_CANONICAL = str.maketrans(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZ\t\n\v\f\r", "abcdefghijklmnopqrstuvwxyz     "
+)
+
+
+def _canonical_rdns(name: Any) -> list[frozenset[tuple[str, object]]]:
+    """``name``'s RDNs with each text value in OpenSSL's canonical form: ASCII
+    capitals small, blanks at the ends dropped and runs of them one space."""
+    return [
+        frozenset(
+            (
+                attribute.oid.dotted_string,
+                " ".join(filter(None, attribute.value.translate(_CANONICAL).split(" ")))
+                if isinstance(attribute.value, str)
+                else attribute.value,
+            )
+            for attribute in rdn
+        )
+        for rdn in name.rdns
+    ]
+
+
+def _cn_host_name(common_name: Any) -> str | None:
+    """A leaf's CN as name constraints read it (OpenSSL's cn2dnsid), when it
+    is a host name of two labels or more (letters, digits, "_" and inner
+    hyphens; no trailing dot); None for any other CN, which no DNS constraint
+    applies to."""
+    host = common_name.value
+    if not isinstance(host, str) or not host.isascii():
+        return None
+    labels = host.split(".")
+    if len(labels) < 2:
+        return None
+    for label in labels:
+        if label[:1] in ("", "-") or label[-1] == "-":
+            return None
+        if not label.replace("-", "").replace("_", "a").isalnum():
+            return None
+    return host
+
+
+def _ascii_lower(text: str) -> bytes:
+    """``text`` with ASCII capitals small, as IA5 names compare."""
+    return text.encode("utf-8", "surrogatepass").lower()
 
 
 def _out_of_date(path: list[Any]) -> str | None:
