@@ -63,3 +63,26 @@ def test_a_failure_keeps_its_status_when_nobody_reads() -> None:
     )
     assert status == exits.EX_TEMPFAIL
     assert "Broken pipe" not in stderr, stderr
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+def test_a_sent_message_exits_0_though_its_report_found_the_disk_full(
+    smtpd: RecordingServer,
+) -> None:
+    """`--json > file` on a full disk: the mail went, so the status says so
+    (a retry would send it twice), and standard error says the report is cut."""
+    server = f"smtp://{smtpd.host}:{smtpd.port}"
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [console_script(), "send", "--server", server, *MESSAGE, "--json"],
+            stdin=subprocess.DEVNULL,
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == exits.EX_OK, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    assert len(smtpd.messages) == 1
+    assert "cannot write the output (No space left on device)" in done.stderr

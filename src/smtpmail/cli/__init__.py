@@ -58,9 +58,9 @@ ONE_SHOT_COMMANDS = frozenset({"send", "sendmail"})
 def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> int:
     """Run the CLI; returns the exit status (sysexits.h values, see ``exits``)."""
     env = env or Environment()
-    # A reader that leaves early (`| head`) never changes the exit status.
+    # A reader that leaves early (`| head`), or a full disk, never changes the exit status.
     out, err = env.stdout, env.stderr
-    env.stdout, env.stderr = reader_may_leave(out), reader_may_leave(err)
+    env.stdout, env.stderr = reader_may_leave(out, errors_to=err), reader_may_leave(err)
     try:
         return _run_main(argv, env)
     finally:

@@ -50,30 +50,43 @@ class _ReaderMayLeave:
     descriptor is pointed at ``/dev/null`` (so the interpreter's last flush is
     quiet too). The command goes on and its exit status stays its own: a mail
     that was sent must not exit 75 ("try again") because nobody read the
-    report, or a cron job sends it twice. Everything else is the stream's.
+    report, or a cron job sends it twice. Any other failure to write (a full
+    disk: ``--json > file``) is met the same way, and said once on
+    ``errors_to`` (standard error), since nobody chose it. Everything else is
+    the stream's.
     """
 
-    def __init__(self, stream: IO[str]) -> None:
+    def __init__(self, stream: IO[str], errors_to: IO[str] | None = None) -> None:
         self.stream = stream
+        self.errors_to = errors_to
         self.gone = False
 
     def write(self, text: str) -> int:
         if not self.gone:
             try:
                 return self.stream.write(text)
-            except BrokenPipeError:
-                self._left()
+            except OSError as exc:
+                self._left(exc)
         return len(text)
 
     def flush(self) -> None:
         if not self.gone:
             try:
                 self.stream.flush()
-            except BrokenPipeError:
-                self._left()
+            except OSError as exc:
+                self._left(exc)
 
-    def _left(self) -> None:
+    def _left(self, exc: OSError) -> None:
         self.gone = True
+        if self.errors_to is not None and not isinstance(exc, BrokenPipeError):
+            try:
+                why = exc.strerror or exc
+                self.errors_to.write(
+                    f"smtpmail: cannot write the output ({why}): the rest is dropped\n"
+                )
+                self.errors_to.flush()
+            except OSError:
+                pass
         try:
             fd = self.stream.fileno()
         except (OSError, ValueError, AttributeError):  # not a file (a test's StringIO)
@@ -86,10 +99,11 @@ class _ReaderMayLeave:
         return getattr(self.stream, name)
 
 
-def reader_may_leave(stream: IO[str]) -> IO[str]:
-    """``stream`` guarded against a reader that leaves (:class:`_ReaderMayLeave`)."""
+def reader_may_leave(stream: IO[str], errors_to: IO[str] | None = None) -> IO[str]:
+    """``stream`` guarded against a reader that leaves, or a file that cannot take
+    more (:class:`_ReaderMayLeave`); ``errors_to`` hears of the latter."""
     # Duck-typed: write and flush are guarded, every other attribute is the stream's.
-    return _ReaderMayLeave(stream)  # type: ignore[return-value]
+    return _ReaderMayLeave(stream, errors_to)  # type: ignore[return-value]
 
 
 def _standard(name: str, fd: int, mode: str) -> IO[str]:
