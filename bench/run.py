@@ -469,6 +469,9 @@ def build(args: argparse.Namespace, msg_file: Path, big_file: Path) -> list[Scen
     q = args.quick
     runs = 1 if q else args.runs
     slow_runs = min(runs, 3)  # the 50 ms RTT scenarios: a minute or more per run
+    # The CLI scenario: a process's start-up varies most from run to run (a
+    # tenth either way on this kind of machine), and a run takes seconds.
+    cli_runs = 3 * runs
     n1 = 500 if q else 10_000
     n_each = 5 if q else 50
     n3, size3 = (3, 5 * 2**20) if q else (20, 5 * 2**20)
@@ -583,7 +586,7 @@ def build(args: argparse.Namespace, msg_file: Path, big_file: Path) -> list[Scen
             "CLI: one process (and connection) per message",
             "msgs/s",
             {},
-            runs,
+            cli_runs,
             interleaved=cli,
             per_run=n_each,
             stdin=msg_file,
