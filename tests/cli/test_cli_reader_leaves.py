@@ -18,22 +18,27 @@ from support.clirun import console_script
 from support.servers import RecordingServer
 
 
+def _run(stdout: int, *args: str) -> tuple[int, str]:
+    """The console script with ``stdout`` (a descriptor) as its standard output."""
+    done = subprocess.run(
+        [console_script(), *args],
+        stdin=subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return done.returncode, done.stderr
+
+
 def _run_with_closed_stdout(*args: str) -> tuple[int, str]:
     read_end, write_end = os.pipe()
     os.close(read_end)  # the reader left before a byte was written
     try:
-        done = subprocess.run(
-            [console_script(), *args],
-            stdin=subprocess.DEVNULL,
-            stdout=write_end,
-            stderr=subprocess.PIPE,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        return _run(write_end, *args)
     finally:
         os.close(write_end)
-    return done.returncode, done.stderr
 
 
 MESSAGE = ("--from", "alice@example.org", "--to", "bob@example.net", "--body", "hello")
@@ -73,16 +78,8 @@ def test_a_sent_message_exits_0_though_its_report_found_the_disk_full(
     (a retry would send it twice), and standard error says the report is cut."""
     server = f"smtp://{smtpd.host}:{smtpd.port}"
     with open("/dev/full", "w") as full:
-        done = subprocess.run(
-            [console_script(), "send", "--server", server, *MESSAGE, "--json"],
-            stdin=subprocess.DEVNULL,
-            stdout=full,
-            stderr=subprocess.PIPE,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-    assert done.returncode == exits.EX_OK, done.stderr
-    assert "Traceback" not in done.stderr, done.stderr
+        status, stderr = _run(full.fileno(), "send", "--server", server, *MESSAGE, "--json")
+    assert status == exits.EX_OK, stderr
+    assert "Traceback" not in stderr, stderr
     assert len(smtpd.messages) == 1
-    assert "cannot write the output (No space left on device)" in done.stderr
+    assert "cannot write the output (No space left on device)" in stderr

@@ -254,6 +254,25 @@ ECHOING: dict[str, tuple[list[Step], type[SMTPError] | None]] = {
 }
 
 
+def _log_in(
+    kind: str, script: list[Step], ops: list[Any], mechanism: str, transcript: list[str]
+) -> Any:
+    """``ops`` against the scripted server, logging in with ``mechanism`` in
+    clear text, each transcript line appended to ``transcript``."""
+    with ScriptedServer(script) as server:
+        return drive(
+            kind,
+            server.port,
+            ops,
+            auth=Credentials(USER, PASSWORD),
+            auth_mechanism=mechanism,
+            tls="none",
+            allow_plaintext_auth=True,
+            transcript=lambda who, line: transcript.append(f"{who}: {line}"),
+            timeout=10.0,
+        )
+
+
 def _never_shown(where: str, text: str) -> None:
     for form in [*secret_forms(), *user_forms(), USER]:
         assert form not in text, f"{form!r} shown in {where}: {text[:2000]}"
@@ -268,18 +287,7 @@ def test_echoed_credentials_redacted_in_every_reply(
     transcript: list[str] = []
     script, expected = ECHOING[behaviour]
     ops = [op("connect"), op("send", b"x\r\n", "a@example.org", ["b@example.org"]), op("quit")]
-    with ScriptedServer(script) as server:
-        outcome = drive(
-            kind,
-            server.port,
-            ops,
-            auth=Credentials(USER, PASSWORD),
-            auth_mechanism=mechanism,
-            tls="none",
-            allow_plaintext_auth=True,
-            transcript=lambda who, line: transcript.append(f"{who}: {line}"),
-            timeout=10.0,
-        )
+    outcome = _log_in(kind, script, ops, mechanism, transcript)
     err = outcome.error
     if expected is None:
         assert err is None, err
@@ -347,18 +355,7 @@ def test_challenges_shown_only_where_they_give_nothing_away(
     """-v showed LOGIN's prompts as "334 ****", as if they were secrets."""
     transcript: list[str] = []
     script = [expect(b"EHLO"), send(ehlo_reply([b"AUTH PLAIN LOGIN CRAM-MD5"])), challenges]
-    with ScriptedServer(script) as server:
-        outcome = drive(
-            kind,
-            server.port,
-            [op("connect")],
-            auth=Credentials(USER, PASSWORD),
-            auth_mechanism=mechanism,
-            tls="none",
-            allow_plaintext_auth=True,
-            transcript=lambda who, line: transcript.append(f"{who}: {line}"),
-            timeout=10.0,
-        )
+    outcome = _log_in(kind, script, [op("connect")], mechanism, transcript)
     assert isinstance(outcome.error, AuthenticationError)
     assert [line[len("server: ") :] for line in transcript if "334" in line] == shown
     text = "\n".join(transcript)
