@@ -159,9 +159,9 @@ def _verify_to_anchor(
     path = _path_to_anchor(certs, trusted)
     if path is None:
         return "the chain the server sent does not lead to the trust anchor"
-    expired = _out_of_date(path) or _issuer_problem(path)
-    if expired:
-        return expired
+    problem = _out_of_date(path) or _issuer_problem(path)
+    if problem:
+        return problem
     leaf_names = _dns_names(certs[0])
     if any(_name_matches(pattern, name) for name in names for pattern in leaf_names):
         return None
@@ -310,7 +310,7 @@ def _within(kind: type[Any], name: Any, subtree: Any) -> bool:
         # Any name made by adding labels on the left; ".example.com", subdomains
         # only. Compared as written (IA5, ASCII case aside), as OpenSSL does: a
         # trailing dot is one more character, neither side's is dropped.
-        dns, base = (str(v).encode("utf-8", "surrogatepass").lower() for v in (name, subtree))
+        dns, base = _ascii_lower(str(name)), _ascii_lower(str(subtree))
         if not base:
             return True
         if not dns.endswith(base):
