@@ -339,3 +339,23 @@ def test_a_whole_run_rewrites_the_readme_targets_between_their_markers(tmp_path:
     unmarked.write_text("no markers\n")
     assert not report.replace_block(unmarked, "x\n", report.TARGETS_START, report.TARGETS_END)
     assert unmarked.read_text() == "no markers\n"
+
+
+def test_the_critical_path_tool_times_each_round_trip_of_both_clients() -> None:
+    """bench/critical_path.py: four round trips a message, for the floor and for
+    the smtpmail under test, each a number (no timing asserted)."""
+    source = Path(smtpmail.__file__).resolve().parent.parent
+    tool = [sys.executable, str(BENCH / "critical_path.py"), "--source", str(source)]
+    proc = subprocess.run(
+        [*tool, "--count", "30", "--runs", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    rows = {line[:26].strip(): line[26:].split() for line in proc.stdout.splitlines()[2:]}
+    assert set(rows) == {"floor: bare socket loop", "smtpmail"}
+    for values in rows.values():
+        steps = [float(v) for v in values]
+        assert len(steps) == 5 and all(v > 0 for v in steps)
+        assert abs(sum(steps[:4]) - steps[4]) < 0.2
