@@ -20,7 +20,6 @@ from smtpmail.errors import (
     InvalidArgument,
     LocalProtocolError,
     PlaintextAuthRefused,
-    RemoteProtocolError,
     ReplyError,
     ReplyTimeout,
     ServiceClosing,
@@ -646,28 +645,6 @@ class BaseClient:
         text = data.decode("utf-8", "replace")
         secrets = self._session.secrets
         return (text if secrets is None else secrets.hide(text))[:80]
-
-    def _take_reply(self, action: Receive, looking: bool) -> Reply | None:
-        """The next whole reply in the parser, or None; noted when someone is ``looking``.
-
-        A 421 (RFC 5321 §3.8) is returned like any reply, the last one read: the
-        server is leaving. The session raises it (``Session._receive``), once
-        the replies read before it with it have decided what they answer."""
-        try:
-            reply = self._parser.maybe_next_reply()
-        except RemoteProtocolError:
-            if action.secrets is None:
-                raise
-            # The parser quotes the bad line, which may echo the credentials.
-            raise RemoteProtocolError(
-                f"malformed reply to {action.label} (not shown: it may echo the credentials)"
-            ) from None
-        if reply is not None:
-            if looking:
-                self._note_reply(reply, action)
-            if reply.code == 421:
-                self._connected = False
-        return reply
 
     def _timeout_error(self, action: Receive) -> ReplyTimeout:
         seconds = self.timeouts.for_kind(action.timeout)

@@ -32,6 +32,7 @@ from smtpmail._log import Logger
 from smtpmail.errors import (
     ConnectionLost,
     LocalProtocolError,
+    RemoteProtocolError,
     ReplyError,
     ServiceClosing,
     SMTPError,
@@ -381,7 +382,7 @@ def _replies(
     if action.arrived:
         while (
             len(replies) < action.count
-            and (reply := client._take_reply(action, looking)) is not None
+            and (reply := _take_reply(client, action, looking)) is not None
         ):
             replies.append(reply)
             if reply.code == 421:
@@ -393,7 +394,7 @@ def _replies(
     deadline = 0.0
     try:
         while len(replies) < count:
-            reply = client._take_reply(action, looking)
+            reply = _take_reply(client, action, looking)
             if reply is not None:
                 replies.append(reply)
                 if reply.code == 421:
@@ -432,6 +433,32 @@ def _replies(
             exc._replies_read = tuple(map(action.shown, replies))
         raise
     return replies
+
+
+def _take_reply(client: BaseClient, action: Receive, looking: bool) -> Reply | None:
+    """The next whole reply in the parser, or None; noted when someone is ``looking``.
+
+    A 421 (RFC 5321 §3.8) is returned like any reply, the last one read: the
+    server is leaving. The session raises it (``Session._receive``), once
+    the replies read before it with it have decided what they answer."""
+    try:
+        reply = client._parser.maybe_next_reply()
+    except RemoteProtocolError:
+        if action.secrets is None:
+            raise
+        # The parser quotes the bad line, which may echo the credentials.
+        raise _caused(
+            RemoteProtocolError(
+                f"malformed reply to {action.label} (not shown: it may echo the credentials)"
+            ),
+            None,
+        )
+    if reply is not None:
+        if looking:
+            client._note_reply(reply, action)
+        if reply.code == 421:
+            client._connected = False
+    return reply
 
 
 def _broke(client: BaseClient, exc: OSError) -> ConnectionLost:
