@@ -211,3 +211,96 @@ def test_control_characters_in_text_are_replaced(wire: bytes, text: str) -> None
     parser.feed(wire)
     reply = parser.maybe_next_reply()
     assert reply is not None and reply.lines == (text,)
+
+
+EHLO = b"250-mx.example.org\r\n250-PIPELINING\r\n250-AUTH PLAIN LOGIN CRAM-MD5\r\n250 8BITMIME\r\n"
+
+
+def test_a_multi_line_reply_seen_before_is_the_same_reply_again() -> None:
+    """A new connection's EHLO reply, the same as the last one's, is found whole
+    (one comparison of its octets) and is the same immutable object."""
+    first = parse_all(EHLO + b"250 OK\r\n")
+    again = parse_all(EHLO + b"250 OK\r\n")
+    assert again == first
+    assert again[0] is first[0]
+    assert again[0].lines == (
+        "mx.example.org",
+        "PIPELINING",
+        "AUTH PLAIN LOGIN CRAM-MD5",
+        "8BITMIME",
+    )
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [
+        # The same first line, then other lines: parsed, not taken for the one seen.
+        b"250-mx.example.org\r\n250-PIPELINING\r\n250 CHUNKING\r\n",
+        b"250-mx.example.org\r\n250-PIPELINING\r\n250-AUTH PLAIN LOGIN CRAM-MD5\r\n250 DSN\r\n",
+        # The one seen, with one more line.
+        EHLO.replace(b"250 8BITMIME", b"250-8BITMIME") + b"250 DSN\r\n",
+    ],
+)
+def test_a_reply_that_only_begins_like_one_seen_is_parsed_for_what_it_is(wire: bytes) -> None:
+    parse_all(EHLO)
+    (reply,) = parse_all(wire)
+    assert reply.lines == tuple(line[4:].decode() for line in wire.split(b"\r\n")[:-1])
+
+
+def test_a_reply_seen_whole_is_still_refused_by_a_parser_with_smaller_limits() -> None:
+    parse_all(EHLO)
+    # The first line (20 octets) fits; the AUTH line (31) does not.
+    with pytest.raises(RemoteProtocolError, match="line longer"):
+        parse_all(EHLO, max_line=25)
+    with pytest.raises(RemoteProtocolError, match="reply longer"):
+        parse_all(EHLO, max_reply=60)
+
+
+def test_a_reply_seen_before_and_cut_between_reads_comes_out_the_same() -> None:
+    (whole,) = parse_all(EHLO)
+    for cut in range(1, len(EHLO)):
+        parser = ReplyParser()
+        parser.feed(EHLO[:cut])
+        assert parser.maybe_next_reply() is None
+        parser.feed(EHLO[cut:])
+        assert parser.maybe_next_reply() == whole
+        assert parser.buffered == 0
+
+
+@given(
+    st.lists(st.tuples(_codes, st.lists(_text, min_size=1, max_size=4)), max_size=6),
+    st.data(),
+)
+def test_replies_seen_before_come_out_as_a_fresh_parser_reads_them(
+    replies: list[tuple[int, list[str]]], data: st.DataObject
+) -> None:
+    """The caches (single lines, whole replies) change nothing: parsing the same
+    bytes again, cut anywhere, gives what the first parse gave."""
+    wire = b"".join(
+        (str(Reply(code, tuple(lines))).replace("\n", "\r\n") + "\r\n").encode()
+        for code, lines in replies
+    )
+    first = parse_all(wire)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(wire)), max_size=4)))
+    parser = ReplyParser()
+    got = []
+    last = 0
+    for cut in [*cuts, len(wire)]:
+        parser.feed(wire[last:cut])
+        last = cut
+        while (reply := parser.maybe_next_reply()) is not None:
+            got.append(reply)
+    assert got == first
+    assert parser.buffered == 0
+
+
+def test_what_an_ehlo_reply_seen_before_offers_is_read_once_per_switched_off_set() -> None:
+    from smtpmail.protocol.extensions import Extensions
+
+    (reply,) = parse_all(EHLO)
+    offered = Extensions.from_ehlo(reply)
+    assert Extensions.from_ehlo(reply) is offered
+    assert dict(offered) == {"PIPELINING": "", "AUTH": "PLAIN LOGIN CRAM-MD5", "8BITMIME": ""}
+    without = Extensions.from_ehlo(reply, ("PIPELINING",))
+    assert "PIPELINING" not in without and "AUTH" in without
+    assert Extensions.from_ehlo(reply) is offered

@@ -655,3 +655,17 @@ def test_send_old_field_names_still_work_and_warn() -> None:
         assert send.body == 2
     with pytest.warns(DeprecationWarning, match="use Send.no_reply_pending"):
         assert send.fresh is True
+
+
+def test_what_a_session_waits_for_is_made_once_for_every_session_until_auth() -> None:
+    """A connection per message waits for the same things each time: one Receive
+    serves them all. Once AUTH has begun, a session's carry its own credentials."""
+    from smtpmail.protocol.redaction import Secrets
+
+    first, second = Session().greet(), Session().greet()
+    assert next(first) is next(second)
+    with_auth = Session()
+    with_auth.secrets = Secrets()
+    waited = next(with_auth.greet())
+    assert waited.secrets is with_auth.secrets
+    assert next(Session().greet()).secrets is None

@@ -13,6 +13,13 @@ from smtpmail.protocol.reply import Reply
 
 __all__ = ["Extensions"]
 
+#: What each EHLO reply offered, by (reply, keywords switched off): a new
+#: connection to a server gets the same reply as the last (the parser then
+#: returns the same Reply, see smtpmail.protocol.reply), and an Extensions is
+#: never changed once made. Cleared when full, so it follows the servers.
+_OFFERED: dict[tuple[Reply, tuple[str, ...]], Extensions] = {}
+_OFFERED_MAX = 64
+
 
 class Extensions(Mapping[str, str]):
     """EHLO keywords (upper case) mapped to their parameters (``""`` when none)."""
@@ -26,6 +33,10 @@ class Extensions(Mapping[str, str]):
     def from_ehlo(cls, reply: Reply, without: Collection[str] = ()) -> Extensions:
         """What a 2xx reply to EHLO offers, less the keywords in ``without``
         (upper case: the ones the caller switched off)."""
+        asked = (reply, tuple(without))
+        known = _OFFERED.get(asked)
+        if known is not None and known.__class__ is cls:
+            return known
         items: dict[str, str] = {}
         for line in reply.lines[1:]:
             keyword, _, params = line.strip().partition(" ")
@@ -38,7 +49,11 @@ class Extensions(Mapping[str, str]):
                     items[key] = params.strip() if params else params
         for name in without:
             items.pop(name, None)
-        return cls(items)
+        offered = cls(items)
+        if len(_OFFERED) >= _OFFERED_MAX:
+            _OFFERED.clear()
+        _OFFERED[asked] = offered
+        return offered
 
     def __getitem__(self, key: str) -> str:
         return self._items[key.upper()]

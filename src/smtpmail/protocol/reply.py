@@ -32,6 +32,15 @@ _CONTROL_TO_FFFD = dict.fromkeys([*range(0x09), *range(0x0A, 0x20), *range(0x7F,
 #: one object serves every time. Cleared when full, so it follows the server.
 _PARSED: dict[bytes, Reply] = {}
 _PARSED_MAX = 256
+#: Multi-line replies the same way, by their first line: the octets of the whole
+#: reply (CRLFs included) and the Reply. A new connection to a server gets the
+#: same greeting and EHLO reply as the last one (ten lines or so, parsed one by
+#: one: a third of the reply parsing of a message sent on a connection of its
+#: own); one comparison of the octets finds it. Each entry also holds its
+#: longest line's size, so that a parser with smaller limits still refuses it.
+_WHOLE: dict[bytes, tuple[bytes, Reply, int]] = {}
+#: The longest reply kept there: an EHLO reply is a few hundred octets.
+_WHOLE_MAX = 4096
 
 
 class Reply:
@@ -132,7 +141,16 @@ class ReplyParser:
     is complete, or None while more bytes are needed.
     """
 
-    __slots__ = ("_buf", "_code", "_lines", "_pos", "_reply_len", "max_line", "max_reply")
+    __slots__ = (
+        "_buf",
+        "_code",
+        "_lines",
+        "_pos",
+        "_reply_len",
+        "_start",
+        "max_line",
+        "max_reply",
+    )
 
     def __init__(self, max_line: int = MAX_LINE_LENGTH, max_reply: int = MAX_REPLY_LENGTH) -> None:
         # What was fed and not yet parsed is _buf[_pos:]: lines are sliced from it and
@@ -142,6 +160,8 @@ class ReplyParser:
         self._code: bytes | None = None
         self._lines: list[str] = []
         self._reply_len = 0
+        #: Where the reply being read began in ``_buf`` (-1: in an earlier buffer).
+        self._start = -1
         self.max_line = max_line
         self.max_reply = max_reply
 
@@ -152,6 +172,7 @@ class ReplyParser:
         else:
             self._buf = self._buf[self._pos :] + data
         self._pos = 0
+        self._start = -1
 
     @property
     def buffered(self) -> int:
@@ -166,6 +187,7 @@ class ReplyParser:
         self._code = None
         self._lines = []
         self._reply_len = 0
+        self._start = -1
         return dropped
 
     def maybe_next_reply(self) -> Reply | None:
@@ -189,6 +211,7 @@ class ReplyParser:
             if end == pos or buf[end - 1] != 0x0D:
                 raise RemoteProtocolError("reply line not ended by CRLF (bare LF)")
             line = buf[pos : end - 1]
+            start = pos
             self._pos = pos = end + 1  # (consumed, as a line that raises below is too)
             self._reply_len += size
             if self._reply_len > self.max_reply:
@@ -198,8 +221,26 @@ class ReplyParser:
                 if known is not None:
                     self._reply_len = 0
                     return known
+                whole = _WHOLE.get(line)
+                if (
+                    whole is not None
+                    and buf.startswith(whole[0], start)
+                    and whole[2] <= self.max_line  # (this parser's limits)
+                    and len(whole[0]) <= self.max_reply
+                ):
+                    self._pos = start + len(whole[0])
+                    self._reply_len = 0
+                    return whole[1]
+                self._start = start
             final = self._take_line(line)
             if final is not None:
+                begun = self._start
+                if len(final.lines) > 1 and begun >= 0 and pos - begun <= _WHOLE_MAX:
+                    if len(_WHOLE) >= _PARSED_MAX:
+                        _WHOLE.clear()
+                    octets = buf[begun:pos]
+                    longest = max(map(len, octets.split(b"\n")))  # (CR included: + 1 for LF)
+                    _WHOLE[octets[: octets.find(b"\r\n")]] = (octets, final, longest + 1)
                 return final
 
     def _take_line(self, line: bytes) -> Reply | None:

@@ -82,7 +82,8 @@ class Session(Transactions):
         #: Every form of the credentials, once AUTH has started: redacted from
         #: every reply read from then on (see :meth:`_receive`).
         self.secrets: Secrets | None = None
-        #: The Receive actions made so far, by what they wait for (see _receive).
+        #: The Receive actions made since AUTH began, by what they wait for (see
+        #: _receive; those made before serve every session: _WAITS).
         self._waits: dict[tuple[int, str, str, bool, bool, bool], Receive] = {}
 
     # -- connection set-up ---------------------------------------------------
@@ -245,15 +246,18 @@ class Session(Transactions):
         secrets = self.secrets
         # Every message waits for the same few things (its commands' replies, its
         # end of data's): each Receive is made once and yielded again, as a
-        # class's construction costs more than the dictionary's look-up.
+        # class's construction costs more than the dictionary's look-up. Nothing
+        # changes one once made: those without credentials serve every session
+        # (a connection per message makes the same ones each time).
         key = (count, label, timeout, auth, arrived, per_reply)
-        action = self._waits.get(key)
+        waits = _WAITS if secrets is None else self._waits
+        action = waits.get(key)
         if action is None or action.secrets is not secrets:
-            if len(self._waits) >= _WAITS_KEPT:
-                self._waits.clear()
+            if len(waits) >= _WAITS_KEPT:
+                waits.clear()
             # (positional: keywords make a call build a dict)
             action = Receive(count, label, timeout, secrets, auth, arrived, per_reply)
-            self._waits[key] = action
+            waits[key] = action
         replies = yield action
         assert replies is not None and (
             len(replies) == count or (arrived and len(replies) < count) or _closing(replies)
@@ -313,6 +317,8 @@ def _closing(replies: list[Reply]) -> bool:
 
 #: How many kinds of Receive a session keeps (see Session._receive).
 _WAITS_KEPT = 64
+#: The Receive actions without credentials, for every session (see Session._receive).
+_WAITS: dict[tuple[int, str, str, bool, bool, bool], Receive] = {}
 
 #: RFC 4954 §4: the longest AUTH command line, CRLF included.
 MAX_AUTH_LINE = 12288
