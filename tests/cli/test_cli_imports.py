@@ -243,6 +243,21 @@ def test_a_plain_send_imports_no_pathlib_ipaddress_contextlib_or_importlib(
     assert not mods & NOT_AT_START_UP, sorted(mods & NOT_AT_START_UP)
 
 
+def test_a_send_to_host_colon_port_imports_no_url_parser(
+    smtpd: RecordingServer, tmp_path: Path
+) -> None:
+    """``--server HOST:PORT``, the usual form, is read without urllib.parse
+    (which imports ipaddress): a URL with a scheme still gets it."""
+    message = tmp_path / "m.eml"
+    message.write_bytes(b"From: a@example.org\r\nTo: b@example.org\r\nSubject: s\r\n\r\nbody\r\n")
+    envelope = ("--from", "a@example.org", "--to", "b@example.org", "--message", str(message))
+    plain = imported("send", "--server", f"127.0.0.1:{smtpd.port}", *envelope, flags=("-S",))
+    assert not plain & NOT_AT_START_UP, sorted(plain & NOT_AT_START_UP)
+    url = imported("send", "--server", f"smtp://127.0.0.1:{smtpd.port}", *envelope, flags=("-S",))
+    assert "urllib.parse" in url
+    assert len(smtpd.messages) == 2
+
+
 def _commands_built(parser: argparse.ArgumentParser) -> list[str]:
     # argparse keeps the subcommands in the action add_subparsers() returned.
     (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]

@@ -255,7 +255,10 @@ class ServerSettings(Record):
 
 def parse_server_url(value: str) -> tuple[str, int | None, str]:
     """(host, the port given or None, scheme) from a URL or ``host[:port]``."""
-    from urllib.parse import urlsplit  # only for --server: --host/--port need no parser
+    plain = _plain_host_and_port(value)
+    if plain is not None:
+        return plain[0], plain[1], "smtp"
+    from urllib.parse import urlsplit  # (it imports ipaddress and re: start-up time)
 
     if "://" not in value:
         value = "smtp://" + value
@@ -272,6 +275,25 @@ def parse_server_url(value: str) -> tuple[str, int | None, str]:
     if parts.username or parts.password:
         raise UsageError("put credentials in --user/--password-command, not in the URL")
     return parts.hostname, port, scheme
+
+
+#: What a host name or IPv4 address is made of.
+_NAME_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_")
+
+
+def _plain_host_and_port(value: str) -> tuple[str, int | None] | None:
+    """``host`` or ``host:port`` (the usual --server) read exactly as urlsplit
+    reads ``smtp://`` + it, without urllib.parse; None for anything else (a
+    scheme, an IPv6 literal, credentials, an empty or bad port...), which
+    :func:`parse_server_url` leaves to urlsplit and its errors."""
+    host, colon, port = value.partition(":")
+    if not host or not _NAME_CHARACTERS.issuperset(host):
+        return None
+    if not colon:
+        return host.lower(), None
+    if not (port.isascii() and port.isdigit() and int(port) <= 65535):
+        return None
+    return host.lower(), int(port)
 
 
 def _mechanism(name: str) -> str:
