@@ -441,17 +441,19 @@ def _take_reply(client: BaseClient, action: Receive, looking: bool) -> Reply | N
     A 421 (RFC 5321 §3.8) is returned like any reply, the last one read: the
     server is leaving. The session raises it (``Session._receive``), once
     the replies read before it with it have decided what they answer."""
+    hidden = False
     try:
         reply = client._parser.maybe_next_reply()
     except RemoteProtocolError:
         if action.secrets is None:
             raise
-        # The parser quotes the bad line, which may echo the credentials.
-        raise _caused(
-            RemoteProtocolError(
-                f"malformed reply to {action.label} (not shown: it may echo the credentials)"
-            ),
-            None,
+        # The parser quotes the bad line, which may echo the credentials: that
+        # error is dropped, and this one raised once its handler is left, so that
+        # it is not even its hidden context (which "from None" would keep).
+        hidden, reply = True, None
+    if hidden:
+        raise RemoteProtocolError(
+            f"malformed reply to {action.label} (not shown: it may echo the credentials)"
         )
     if reply is not None:
         if looking:
