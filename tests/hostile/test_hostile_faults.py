@@ -7,6 +7,7 @@ and, for the floods, bounded memory. Both clients run every scenario.
 
 from __future__ import annotations
 
+import sys
 import tracemalloc
 from typing import Any
 
@@ -373,3 +374,21 @@ def test_a_message_taken_ahead_and_never_begun_is_not_listed(
     (first,) = results  # (not the second: never begun)
     assert first.end_sent and first.reply is None
     assert outcome.error.results == results
+
+
+def test_a_failed_write_leaves_no_exception_behind(kind: str) -> None:
+    """The compiled build left the reset connection's error as the thread's
+    current exception once the send had raised: a later, unrelated error in
+    the caller's thread carried it as its context ("During handling of the
+    above exception, another exception occurred")."""
+    script = [*EHLO, expect(b"MAIL"), send(OK), expect(b"RCPT"), send(OK), expect(b"DATA")]
+    script += [send(b"354 go\r\n"), _read_some_then_close]
+    big = b"Subject: big\r\n\r\n" + b"0123456789abcdef" * (4 * 2**20 // 16)
+    ops = [op("connect"), op("send", big, "a@example.org", ["b@example.org"])]
+    err, _ = run(kind, script, ops=ops)
+    assert isinstance(err, ConnectionLost), repr(err)
+    assert sys.exc_info() == (None, None, None)
+    try:
+        raise KeyError("the caller's own")
+    except KeyError as own:
+        assert own.__context__ is None, repr(own.__context__)

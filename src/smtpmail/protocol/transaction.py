@@ -1139,6 +1139,7 @@ class Transactions(Guarded):
             return (yield from self._bdat(plan, plan.body(), following, n_final))
         encoder, pieces = encoded or _encoded(plan)
         previous: bytes | memoryview = b""
+        broke: TransportError | None = None
         try:
             for piece in pieces:
                 if not piece:
@@ -1158,7 +1159,9 @@ class Transactions(Guarded):
             shown = (".", *tail_shown) if self.transcribing else _NOTHING
             yield Send(last, shown, content_octets)  # (no keyword: no dict)
         except TransportError as exc:  # a write failed (the driver throws it in where it wrote)
-            return (yield from self._failed_write(exc, 1, "end of data", n_final))
+            broke = exc
+        if broke is not None:  # (read outside the handler: see _failed_write)
+            return (yield from self._failed_write(broke, 1, "end of data", n_final))
         plan.result.end_sent = True
         if following is not None and not following.taken:
             following.take()
@@ -1195,6 +1198,11 @@ class Transactions(Guarded):
         it discards the chunks that follow one), not the broken connection.
         Only the replies already received are read; with no refusal among
         them, ``exc`` stands.
+
+        Called outside the handler that caught ``exc``, as is any wait in the
+        compiled modules: there (mypyc), a generator suspended in a handler
+        leaves its error as the thread's current exception, and every error
+        raised later in that thread, anywhere, gets it as its context.
         """
         for _ in range(count):
             try:
@@ -1240,6 +1248,7 @@ class Transactions(Guarded):
                 # The next transaction rides along only when no earlier chunk can
                 # still fail: after a refused chunk the server wants RSET first.
                 tail_from = None if outstanding else following
+                broke: TransportError | None = None
                 try:
                     if len(chunk) > _JOIN_BELOW:
                         # Written apart rather than copied into one buffer.
@@ -1259,7 +1268,9 @@ class Transactions(Guarded):
                             command_octets=len(header),
                         )
                 except TransportError as exc:  # a write failed
-                    return (yield from self._failed_write(exc, outstanding, "BDAT", n_final))
+                    broke = exc
+                if broke is not None:  # (read outside the handler: see _failed_write)
+                    return (yield from self._failed_write(broke, outstanding, "BDAT", n_final))
                 plan.result.end_sent = True
                 if following is not None and not following.taken:
                     following.take()
@@ -1272,6 +1283,7 @@ class Transactions(Guarded):
                     self.needs_rset = True
                     return [failed] * n_final, False
                 return replies[outstanding:], bool(tail)
+            broke = None
             try:
                 if len(chunk) > _JOIN_BELOW:
                     yield Send(header, shown)
@@ -1284,7 +1296,9 @@ class Transactions(Guarded):
                         command_octets=len(header),
                     )
             except TransportError as exc:
-                return (yield from self._failed_write(exc, outstanding, "BDAT", n_final))
+                broke = exc
+            if broke is not None:  # (read outside the handler: see _failed_write)
+                return (yield from self._failed_write(broke, outstanding, "BDAT", n_final))
             outstanding += 1
             if outstanding >= window:
                 (reply,) = yield from self._receive(1, "BDAT", "data_block")

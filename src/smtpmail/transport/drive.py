@@ -219,15 +219,17 @@ def rehearsing(
     if stage is Stage.CONNECT:
         client.close()  # the greeting was not awaited: no QUIT (RFC 5321 §3.1)
         return
+    failed: BaseException | None = None
     try:
         yield from steps(client, client._rehearsal(stage, item))
     except BaseException as exc:
-        if connection_survives(exc):
-            yield from quitting(client)
-        else:
+        if not connection_survives(exc):
             client.close()
-        raise
-    yield from quitting(client)
+            raise
+        failed = exc
+    yield from quitting(client)  # (outside the handler: see Transactions._failed_write)
+    if failed is not None:
+        raise failed
 
 
 def steps(client: BaseClient, flow: Flow[T], asked: bool = False) -> Steps[T]:
@@ -274,6 +276,7 @@ def steps(client: BaseClient, flow: Flow[T], asked: bool = False) -> Steps[T]:
                     yield (WRITE, action.data)
                 except OSError as exc:
                     thrown = broken = _broke(client, exc)
+                if thrown is not None:  # (outside the handler: see Transactions._failed_write)
                     yield from _salvage(client)
             elif type(action) is Receive:
                 try:
