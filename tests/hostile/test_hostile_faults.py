@@ -7,12 +7,15 @@ and, for the floods, bounded memory. Both clients run every scenario.
 
 from __future__ import annotations
 
+import sys
 import tracemalloc
+from typing import Any
 
 import pytest
 
 from smtpmail import (
     ConnectionLost,
+    Envelope,
     GreetingRefused,
     Options,
     RemoteProtocolError,
@@ -36,6 +39,7 @@ from support.hostile.scripted import (
     respond,
     send,
     sleep,
+    until_data,
 )
 
 EHLO = [expect(b"EHLO"), send(ehlo_reply())]
@@ -334,3 +338,57 @@ def test_ehlo_and_helo_refused(kind: str) -> None:
 def test_greeting_554_is_permanent(kind: str) -> None:
     err, _ = run(kind, [sleep(30)], ops=[op("connect")], greeting=b"554 5.7.1 no service\r\n")
     assert isinstance(err, GreetingRefused) and err.is_permanent
+
+
+# -- cut off after a final dot, the next message already taken -------------------------
+
+
+@pytest.mark.parametrize("reply", [BYE, None], ids=["421", "hang-up"])
+@pytest.mark.parametrize("pipelining", [False, True], ids=["lock-step", "no-pipelined-mail"])
+def test_a_message_taken_ahead_and_never_begun_is_not_listed(
+    kind: str, reply: bytes | None, pipelining: bool
+) -> None:
+    """Without PIPELINING (or with ``pipeline_messages=False``) the client takes
+    the next message while the server reads the current one's data. Cut off
+    there, that message was not tried: it was listed in ``results`` all the
+    same, the 421 (or nothing) as its verdict, so the outbox counted an attempt
+    for it and deferred it (or, past its lifetime, gave it up) instead of
+    sending it on the next connection."""
+    keywords = (*DEFAULT_EHLO, b"PIPELINING") if pipelining else (b"8BITMIME",)
+    script = [*until_data(keywords), read_data(reply=reply), close()]
+    batch = [
+        (Envelope("a@example.org", ["b@example.org"]), f"Subject: {n}\r\n\r\n{n}\r\n")
+        for n in range(3)
+    ]
+    results: list[Any] = []
+    with ScriptedServer(script) as server:
+        outcome = drive(
+            kind,
+            server.port,
+            [op("connect"), op("send_many", batch, results=results)],
+            timeout=QUICK,
+            options=Options(pipeline_messages=False),
+        )
+        assert len(server.conn().data) == 1
+    assert isinstance(outcome.error, ServiceClosing if reply else ConnectionLost)
+    (first,) = results  # (not the second: never begun)
+    assert first.end_sent and first.reply is None
+    assert outcome.error.results == results
+
+
+def test_a_failed_write_leaves_no_exception_behind(kind: str) -> None:
+    """The compiled build left the reset connection's error as the thread's
+    current exception once the send had raised: a later, unrelated error in
+    the caller's thread carried it as its context ("During handling of the
+    above exception, another exception occurred")."""
+    script = [*EHLO, expect(b"MAIL"), send(OK), expect(b"RCPT"), send(OK), expect(b"DATA")]
+    script += [send(b"354 go\r\n"), _read_some_then_close]
+    big = b"Subject: big\r\n\r\n" + b"0123456789abcdef" * (4 * 2**20 // 16)
+    ops = [op("connect"), op("send", big, "a@example.org", ["b@example.org"])]
+    err, _ = run(kind, script, ops=ops)
+    assert isinstance(err, ConnectionLost), repr(err)
+    assert sys.exc_info() == (None, None, None)
+    try:
+        raise KeyError("the caller's own")
+    except KeyError as own:
+        assert own.__context__ is None, repr(own.__context__)

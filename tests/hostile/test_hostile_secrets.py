@@ -360,3 +360,36 @@ def test_challenges_shown_only_where_they_give_nothing_away(
     assert [line[len("server: ") :] for line in transcript if "334" in line] == shown
     text = "\n".join(transcript)
     assert PASSWORD not in text and USER not in text and "client: ****" in text
+
+
+# -- a malformed reply during AUTH: not quoted, not even as a hidden cause -------------
+
+
+def _chain(err: BaseException) -> list[BaseException]:
+    """``err`` and every error linked to it, hidden ones included (``from None``
+    only hides a context from tracebacks: the object still holds it)."""
+    found: list[BaseException] = []
+    todo: list[BaseException | None] = [err]
+    while todo:
+        e = todo.pop()
+        if e is not None and all(e is not f for f in found):
+            found.append(e)
+            todo += [e.__cause__, e.__context__]
+    return found
+
+
+@pytest.mark.parametrize("mechanism", list(MECHANISMS))
+def test_a_malformed_reply_to_auth_is_not_kept_anywhere(kind: str, mechanism: str) -> None:
+    """The parser's error quotes the bad line, which may echo the credentials: it
+    was replaced by one that does not, yet stayed attached to it as its context,
+    for anything that walks an error's links (a debugger, an error reporter)."""
+    transcript: list[str] = []
+    # A code that is not one (malformed), then the password as base64: ASCII, and
+    # first, as the parser quotes the start of the line only.
+    bad = b"535-5.7.8 no\r\n5x5 " + b64(PASSWORD).encode() + b"\r\n"
+    outcome = _log_in(kind, _refuse_auth(bad), [op("connect")], mechanism, transcript)
+    err = outcome.error
+    assert isinstance(err, smtpmail.RemoteProtocolError), repr(err)
+    assert "not shown: it may echo the credentials" in str(err)
+    for linked in _chain(err):
+        _never_shown(f"linked {type(linked).__name__}", str(linked) + repr(linked))

@@ -11,7 +11,15 @@ import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from smtpmail.outbox import Outbox, RetrySchedule, State, Worker
-from support.hostile.scripted import ScriptedServer, drop_after_dot, drop_mid_data, plain
+from support.hostile.scripted import (
+    ScriptedServer,
+    close,
+    drop_after_dot,
+    drop_mid_data,
+    plain,
+    read_data,
+    until_data,
+)
 from support.servers import ConnectionCount, Recorder, RecordingServer
 
 
@@ -149,6 +157,33 @@ def test_a_drop_after_the_final_dot_is_possibly_delivered_and_retried(tmp_path: 
         # It was sent twice, both times with the same Message-ID; the record says so.
         assert len(server.messages) == 2 and server.messages[0] == server.messages[1]
         assert msg.recipients[0].possibly_delivered and msg.possible_duplicates == 1
+
+
+@pytest.mark.parametrize("drop", ["hang-up", "421"])
+def test_the_message_after_a_drop_at_the_final_dot_goes_on_the_next_connection(
+    tmp_path: Path, drop: str
+) -> None:
+    """A server without PIPELINING: the client takes the next message while the
+    server reads the current one's data. The server hung up (or said 421) after
+    the first final dot: the second message, never begun, was counted as an
+    attempt that failed and deferred (past its lifetime, given up) instead of
+    being handled as a message never handed over: sent on the next connection
+    (after a 421, which asks to slow down: deferred as not tried)."""
+    box = Outbox(tmp_path, schedule=RetrySchedule(first=600))
+    first, second = (box.add(_message(n), "a@example.org", ["b@example.net"]) for n in (1, 2))
+    reply = None if drop == "hang-up" else b"421 4.3.2 shutting down\r\n"
+    script = [*until_data(), read_data(reply=reply), close()]
+    with ScriptedServer(script, then=[plain()]) as server:
+        Worker(box, port=server.port, connections=1, per_server=1).run()
+        assert box.load(first.id).status == "deferred"
+        msg = box.load(second.id)
+        if drop == "hang-up":
+            assert msg.status == "delivered" and msg.attempts == 1, msg.last_error
+            assert len(server.messages) == 2
+        else:
+            assert msg.status == "deferred" and msg.attempts == 0
+            assert msg.last_error is not None and "not tried" in msg.last_error
+            assert len(server.messages) == 1
 
 
 def test_a_drop_in_the_middle_of_the_data_is_a_plain_deferral(tmp_path: Path) -> None:

@@ -234,6 +234,9 @@ def test_a_secret_that_is_not_utf8_is_refused_without_showing_it(given: object) 
     with pytest.raises(InvalidArgument, match="password holds an octet that is not UTF-8") as info:
         run_mechanism(Plain(Credentials("u", given)), [])  # type: ignore[arg-type]
     assert "0xE9" not in str(info.value) and "caf" not in str(info.value)
+    # Nor is the error that named them kept, as its hidden context ("from None").
+    linked = f"{info.value.__context__!r} {info.value.__cause__!r}"
+    assert "0xE9" not in linked and "index" not in linked
 
 
 def test_redact_longest_first() -> None:

@@ -137,11 +137,14 @@ def _checked(value: object, what: str) -> str:
     try:
         check_characters(value, what)
     except InvalidArgument:  # (its message shows the octet: not for a secret)
-        raise InvalidArgument(
-            f"the {what} holds an octet that is not UTF-8 (an environment variable or a "
-            "command's output in another encoding?)"
-        ) from None
-    return value
+        pass
+    else:
+        return value
+    # Raised here, out of the handler: not even as a hidden context ("from None").
+    raise InvalidArgument(
+        f"the {what} holds an octet that is not UTF-8 (an environment variable or a "
+        "command's output in another encoding?)"
+    )
 
 
 def _b64(data: bytes) -> str:

@@ -26,7 +26,6 @@ from smtpmail.errors import (
     RemoteProtocolError,
     ReplyError,
     ServiceClosing,
-    _caused,
 )
 from smtpmail.protocol import commands as cmd
 from smtpmail.protocol.actions import Flow, Options, Receive, Send, StartTLS, TimeoutKind
@@ -189,18 +188,24 @@ class Session(Transactions):
             response = initial
             initial = None
             if response is None:
+                # (No wait in a handler: see Transactions._failed_write.)
                 try:
                     challenge = base64.b64decode(reply.lines[0].strip(), validate=True)
                 except ValueError:
+                    challenge = None
+                if challenge is None:
                     yield from self._cancel_auth()
-                    raise _caused(RemoteProtocolError("AUTH challenge is not valid base64"), None)
+                    raise RemoteProtocolError("AUTH challenge is not valid base64")
+                refused: AuthenticationError | None = None
                 try:
                     response = flow.send(challenge)
                 except StopIteration:
                     response = None
-                except AuthenticationError:
+                except AuthenticationError as exc:
+                    refused = exc
+                if refused is not None:
                     yield from self._cancel_auth()
-                    raise
+                    raise refused
                 if response is None:
                     yield from self._cancel_auth()
                     raise AuthenticationError(

@@ -84,17 +84,42 @@ class _Following:
     """The transaction after the current one, taken once, when first asked for;
     ``pipelines``: it may share a write with the current one's end of data, and
     ``quit_after``: QUIT does when there is none (RFC 2920 §3.1). One serves a
-    whole run of transactions: :meth:`expect` readies it for each."""
+    whole run of transactions: :meth:`expect` readies it for each.
 
-    __slots__ = ("_next", "error", "pipelines", "plan", "quit_after", "shown", "taken")
+    ``fresh``: the plan taken is a new item's, whose transaction has not begun:
+    its result, appended to ``results`` when it was taken, goes again if the
+    run ends before it begins (:meth:`unlist`). A result is listed once its
+    transaction begins (``Client.send_many``): one taken ahead and never begun
+    was not tried, and a caller (the outbox) must not count it as tried."""
 
-    def __init__(self, take: Callable[[], _Plan | None], *, quit_after: bool, shown: bool) -> None:
+    __slots__ = (
+        "_next",
+        "_results",
+        "error",
+        "fresh",
+        "pipelines",
+        "plan",
+        "quit_after",
+        "shown",
+        "taken",
+    )
+
+    def __init__(
+        self,
+        take: Callable[[], _Plan | None],
+        results: list[SendResult],
+        *,
+        quit_after: bool,
+        shown: bool,
+    ) -> None:
         self._next = take
+        self._results = results
         self.quit_after = quit_after
         self.shown = shown  # (the session's ``transcribing``)
         self.plan: _Plan | None = None
         self.error: Exception | None = None
         self.taken = False
+        self.fresh = False
         self.pipelines = False
 
     def expect(self, plan: _Plan | None, pipelines: bool) -> None:
@@ -103,6 +128,7 @@ class _Following:
         next one taken."""
         self.plan = plan
         self.taken = plan is not None
+        self.fresh = False
         self.error = None
         self.pipelines = pipelines
 
@@ -110,11 +136,23 @@ class _Following:
         """The plan (None when there is none) and what taking it raised."""
         if not self.taken:
             self.taken = True
+            listed = len(self._results)
             try:
                 self.plan = self._next()
             except Exception as exc:  # raised once the current message has ended
                 self.error = exc
+            plan = self.plan
+            # (A plan sent again or a further one, from the queue, was listed before.)
+            self.fresh = plan is not None and len(self._results) > listed
         return self.plan, self.error
+
+    def unlist(self) -> None:
+        """The run ends: a plan taken ahead and not begun was not tried, and its
+        result leaves ``results`` (the last one: nothing was taken after it)."""
+        plan = self.plan
+        if self.fresh and plan is not None and self._results[-1] is plan.result:
+            self._results.pop()
+        self.fresh = False
 
     def tail(self) -> tuple[bytes, tuple[str, ...]]:
         """With ``pipelines``, what shares a write with the current end of data
@@ -123,6 +161,7 @@ class _Following:
         Transactions._body.)"""
         nxt, failed = self.take()
         if nxt is not None:
+            self.fresh = False  # (begun: its commands go in this write)
             return nxt.group(False, self.shown)[:2]
         if self.quit_after and failed is None:
             return _QUIT, ("QUIT",)
@@ -459,46 +498,52 @@ class Transactions(Guarded):
         # run: a new one and its lambda cost every message 2% of its work.)
         following = _Following(
             lambda: self._next_plan(it, results, keep, queued),
+            results,
             quit_after=then_quit,
             shown=self.transcribing,
         )
-        while plan is not None:
-            replies = yield from self._receive(n, "MAIL")
-            if rset:
-                replies = replies[1:]  # the RSET's reply: nothing depends on it
-            self.needs_rset = False
-            if after_data and replies[0].code == 503:
-                # Not attempted: sent again alone, the previous data's reply now in.
-                yield from self._refused_after_data(plan, replies)
-                data, shown, n = plan.group(False, self.transcribing)
-                yield Send(data, shown, 0, 0, True)  # no_reply_pending (by position: no dict)
-                after_data = rset = False
-                continue
-            go = self._evaluate(plan, replies)
-            following.expect(plan.rest, self._pipelines_messages)
-            sent_next = False
-            if go:
-                data_replies, sent_next = yield from self._body(plan, following)
-                if sent_next and following.plan is None:  # the tail was QUIT
-                    self.quit_sent, sent_next = True, False
-                self._finish(plan, data_replies, keep)
-            else:
-                ended = yield from self._end_data_alone(plan, replies)
-                if not ended and _ok(replies[0]):
-                    self.needs_rset = True
-                self._fail_pending(plan, keep)
-            nxt, failed = following.take()
-            if failed is not None:
-                raise failed
-            rset = False
-            if nxt is not None and not sent_next:
-                rset = self.needs_rset
-                data, shown, _ = nxt.group(rset, self.transcribing)
-                yield Send(data, shown, 0, 0, True)  # no_reply_pending (by position: no dict)
-            if nxt is not None:
-                n = len(nxt.rcpts) + (1 if nxt.bdat else 2) + (1 if rset else 0)
-            after_data = sent_next
-            plan = nxt
+        try:
+            while plan is not None:
+                replies = yield from self._receive(n, "MAIL")
+                if rset:
+                    replies = replies[1:]  # the RSET's reply: nothing depends on it
+                self.needs_rset = False
+                if after_data and replies[0].code == 503:
+                    # Not attempted: sent again alone, the previous data's reply now in.
+                    yield from self._refused_after_data(plan, replies)
+                    data, shown, n = plan.group(False, self.transcribing)
+                    yield Send(data, shown, 0, 0, True)  # no_reply_pending (by position: no dict)
+                    after_data = rset = False
+                    continue
+                go = self._evaluate(plan, replies)
+                following.expect(plan.rest, self._pipelines_messages)
+                sent_next = False
+                if go:
+                    data_replies, sent_next = yield from self._body(plan, following)
+                    if sent_next and following.plan is None:  # the tail was QUIT
+                        self.quit_sent, sent_next = True, False
+                    self._finish(plan, data_replies, keep)
+                else:
+                    ended = yield from self._end_data_alone(plan, replies)
+                    if not ended and _ok(replies[0]):
+                        self.needs_rset = True
+                    self._fail_pending(plan, keep)
+                nxt, failed = following.take()
+                if failed is not None:
+                    raise failed
+                following.fresh = False  # (begun: its commands go next, unless in the tail)
+                rset = False
+                if nxt is not None and not sent_next:
+                    rset = self.needs_rset
+                    data, shown, _ = nxt.group(rset, self.transcribing)
+                    yield Send(data, shown, 0, 0, True)  # no_reply_pending (by position: no dict)
+                if nxt is not None:
+                    n = len(nxt.rcpts) + (1 if nxt.bdat else 2) + (1 if rset else 0)
+                after_data = sent_next
+                plan = nxt
+        except BaseException:  # (a taken item not begun was not tried: see _Following)
+            following.unlist()
+            raise
 
     @property
     def _pipelines_messages(self) -> bool:
@@ -779,36 +824,41 @@ class Transactions(Guarded):
         # reply and its next command, the server waits for: the next transaction
         # is planned while the server reads this one's end of data instead.
         following = _Following(
-            lambda: self._next_plan(it, results, keep), quit_after=False, shown=False
+            lambda: self._next_plan(it, results, keep), results, quit_after=False, shown=False
         )
-        while plan is not None:
-            encoded: _Encoded | None = None
-            if self.needs_rset:
-                yield from self._reset_before(plan)
-            yield Send(plan.mail, self._shown(plan.mail), 0, 0, True)  # no_reply_pending
-            replies = yield from self._receive(1, "MAIL")
-            if _ok(replies[0]):
-                taken = False
-                for line in plan.rcpts:
-                    yield Send(line, self._shown(line), 0, 0, True)  # no_reply_pending
-                    replies += yield from self._receive(1, "RCPT")
-                    taken = taken or _ok(replies[-1])
-                if taken and not plan.bdat:  # (every recipient refused: no DATA)
-                    yield Send(b"DATA\r\n", ("DATA",), 0, 0, True)  # no_reply_pending
-                    if plan.content.data is not None:  # (a stream is read as it goes)
-                        encoded = _encoded(plan)  # while the server answers DATA
-                    replies += yield from self._receive(1, "DATA")
-            go = self._evaluate(plan, replies)
-            following.expect(plan.rest, False)
-            if go:
-                data_replies, _ = yield from self._body(plan, following, encoded)
-                self._finish(plan, data_replies, keep)
-            else:
-                self.needs_rset = _ok(replies[0])
-                self._fail_pending(plan, keep)
-            plan, failed = following.take()
-            if failed is not None:
-                raise failed
+        try:
+            while plan is not None:
+                encoded: _Encoded | None = None
+                if self.needs_rset:
+                    yield from self._reset_before(plan)
+                yield Send(plan.mail, self._shown(plan.mail), 0, 0, True)  # no_reply_pending
+                replies = yield from self._receive(1, "MAIL")
+                if _ok(replies[0]):
+                    taken = False
+                    for line in plan.rcpts:
+                        yield Send(line, self._shown(line), 0, 0, True)  # no_reply_pending
+                        replies += yield from self._receive(1, "RCPT")
+                        taken = taken or _ok(replies[-1])
+                    if taken and not plan.bdat:  # (every recipient refused: no DATA)
+                        yield Send(b"DATA\r\n", ("DATA",), 0, 0, True)  # no_reply_pending
+                        if plan.content.data is not None:  # (a stream is read as it goes)
+                            encoded = _encoded(plan)  # while the server answers DATA
+                        replies += yield from self._receive(1, "DATA")
+                go = self._evaluate(plan, replies)
+                following.expect(plan.rest, False)
+                if go:
+                    data_replies, _ = yield from self._body(plan, following, encoded)
+                    self._finish(plan, data_replies, keep)
+                else:
+                    self.needs_rset = _ok(replies[0])
+                    self._fail_pending(plan, keep)
+                plan, failed = following.take()
+                if failed is not None:
+                    raise failed
+                following.fresh = False  # (begun: its first command is written next)
+        except BaseException:  # (a taken item not begun was not tried: see _Following)
+            following.unlist()
+            raise
 
     def _next_plan(
         self,
@@ -1085,6 +1135,7 @@ class Transactions(Guarded):
             return (yield from self._bdat(plan, plan.body(), following, n_final))
         encoder, pieces = encoded or _encoded(plan)
         previous: bytes | memoryview = b""
+        broke: TransportError | None = None
         try:
             for piece in pieces:
                 if not piece:
@@ -1104,7 +1155,9 @@ class Transactions(Guarded):
             shown = (".", *tail_shown) if self.transcribing else _NOTHING
             yield Send(last, shown, content_octets)  # (no keyword: no dict)
         except TransportError as exc:  # a write failed (the driver throws it in where it wrote)
-            return (yield from self._failed_write(exc, 1, "end of data", n_final))
+            broke = exc
+        if broke is not None:  # (read outside the handler: see _failed_write)
+            return (yield from self._failed_write(broke, 1, "end of data", n_final))
         plan.result.end_sent = True
         if following is not None and not following.taken:
             following.take()
@@ -1141,6 +1194,11 @@ class Transactions(Guarded):
         it discards the chunks that follow one), not the broken connection.
         Only the replies already received are read; with no refusal among
         them, ``exc`` stands.
+
+        Called outside the handler that caught ``exc``, as is any wait in the
+        compiled modules: there (mypyc), a generator suspended in a handler
+        leaves its error as the thread's current exception, and every error
+        raised later in that thread, anywhere, gets it as its context.
         """
         for _ in range(count):
             try:
@@ -1186,6 +1244,7 @@ class Transactions(Guarded):
                 # The next transaction rides along only when no earlier chunk can
                 # still fail: after a refused chunk the server wants RSET first.
                 tail_from = None if outstanding else following
+                broke: TransportError | None = None
                 try:
                     if len(chunk) > _JOIN_BELOW:
                         # Written apart rather than copied into one buffer.
@@ -1205,7 +1264,9 @@ class Transactions(Guarded):
                             command_octets=len(header),
                         )
                 except TransportError as exc:  # a write failed
-                    return (yield from self._failed_write(exc, outstanding, "BDAT", n_final))
+                    broke = exc
+                if broke is not None:  # (read outside the handler: see _failed_write)
+                    return (yield from self._failed_write(broke, outstanding, "BDAT", n_final))
                 plan.result.end_sent = True
                 if following is not None and not following.taken:
                     following.take()
@@ -1218,6 +1279,7 @@ class Transactions(Guarded):
                     self.needs_rset = True
                     return [failed] * n_final, False
                 return replies[outstanding:], bool(tail)
+            broke = None
             try:
                 if len(chunk) > _JOIN_BELOW:
                     yield Send(header, shown)
@@ -1230,7 +1292,9 @@ class Transactions(Guarded):
                         command_octets=len(header),
                     )
             except TransportError as exc:
-                return (yield from self._failed_write(exc, outstanding, "BDAT", n_final))
+                broke = exc
+            if broke is not None:  # (read outside the handler: see _failed_write)
+                return (yield from self._failed_write(broke, outstanding, "BDAT", n_final))
             outstanding += 1
             if outstanding >= window:
                 (reply,) = yield from self._receive(1, "BDAT", "data_block")

@@ -219,15 +219,17 @@ def rehearsing(
     if stage is Stage.CONNECT:
         client.close()  # the greeting was not awaited: no QUIT (RFC 5321 §3.1)
         return
+    failed: BaseException | None = None
     try:
         yield from steps(client, client._rehearsal(stage, item))
     except BaseException as exc:
-        if connection_survives(exc):
-            yield from quitting(client)
-        else:
+        if not connection_survives(exc):
             client.close()
-        raise
-    yield from quitting(client)
+            raise
+        failed = exc
+    yield from quitting(client)  # (outside the handler: see Transactions._failed_write)
+    if failed is not None:
+        raise failed
 
 
 def steps(client: BaseClient, flow: Flow[T], asked: bool = False) -> Steps[T]:
@@ -274,6 +276,7 @@ def steps(client: BaseClient, flow: Flow[T], asked: bool = False) -> Steps[T]:
                     yield (WRITE, action.data)
                 except OSError as exc:
                     thrown = broken = _broke(client, exc)
+                if thrown is not None:  # (outside the handler: see Transactions._failed_write)
                     yield from _salvage(client)
             elif type(action) is Receive:
                 try:
@@ -441,17 +444,19 @@ def _take_reply(client: BaseClient, action: Receive, looking: bool) -> Reply | N
     A 421 (RFC 5321 §3.8) is returned like any reply, the last one read: the
     server is leaving. The session raises it (``Session._receive``), once
     the replies read before it with it have decided what they answer."""
+    hidden = False
     try:
         reply = client._parser.maybe_next_reply()
     except RemoteProtocolError:
         if action.secrets is None:
             raise
-        # The parser quotes the bad line, which may echo the credentials.
-        raise _caused(
-            RemoteProtocolError(
-                f"malformed reply to {action.label} (not shown: it may echo the credentials)"
-            ),
-            None,
+        # The parser quotes the bad line, which may echo the credentials: that
+        # error is dropped, and this one raised once its handler is left, so that
+        # it is not even its hidden context (which "from None" would keep).
+        hidden, reply = True, None
+    if hidden:
+        raise RemoteProtocolError(
+            f"malformed reply to {action.label} (not shown: it may echo the credentials)"
         )
     if reply is not None:
         if looking:
