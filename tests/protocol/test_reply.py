@@ -171,21 +171,31 @@ _text = st.text(
 def test_any_chunking_gives_the_same_replies(
     replies: list[tuple[int, list[str]]], data: st.DataObject
 ) -> None:
-    wire = b"".join(
+    wire = _wire(replies)
+    got = _parsed_in_pieces(wire, data.draw(st.lists(st.integers(0, len(wire)), max_size=10)))
+    shown = [(code, [_as_text(line) for line in lines]) for code, lines in replies]
+    assert [(r.code, list(r.lines)) for r in got] == shown
+
+
+def _wire(replies: list[tuple[int, list[str]]]) -> bytes:
+    return b"".join(
         (str(Reply(code, tuple(lines))).replace("\n", "\r\n") + "\r\n").encode()
         for code, lines in replies
     )
-    cuts = sorted(data.draw(st.lists(st.integers(0, len(wire)), max_size=10)))
+
+
+def _parsed_in_pieces(wire: bytes, cuts: list[int]) -> list[Reply]:
+    """What one parser makes of ``wire`` fed in pieces cut at ``cuts``; it ends empty."""
     parser = ReplyParser()
     got = []
     last = 0
-    for cut in [*cuts, len(wire)]:
+    for cut in [*sorted(cuts), len(wire)]:
         parser.feed(wire[last:cut])
         last = cut
         while (reply := parser.maybe_next_reply()) is not None:
             got.append(reply)
-    shown = [(code, [_as_text(line) for line in lines]) for code, lines in replies]
-    assert [(r.code, list(r.lines)) for r in got] == shown
+    assert parser.buffered == 0
+    return got
 
 
 def _as_text(line: str) -> str:
@@ -276,22 +286,10 @@ def test_replies_seen_before_come_out_as_a_fresh_parser_reads_them(
 ) -> None:
     """The caches (single lines, whole replies) change nothing: parsing the same
     bytes again, cut anywhere, gives what the first parse gave."""
-    wire = b"".join(
-        (str(Reply(code, tuple(lines))).replace("\n", "\r\n") + "\r\n").encode()
-        for code, lines in replies
-    )
+    wire = _wire(replies)
     first = parse_all(wire)
-    cuts = sorted(data.draw(st.lists(st.integers(0, len(wire)), max_size=4)))
-    parser = ReplyParser()
-    got = []
-    last = 0
-    for cut in [*cuts, len(wire)]:
-        parser.feed(wire[last:cut])
-        last = cut
-        while (reply := parser.maybe_next_reply()) is not None:
-            got.append(reply)
-    assert got == first
-    assert parser.buffered == 0
+    cuts = data.draw(st.lists(st.integers(0, len(wire)), max_size=4))
+    assert _parsed_in_pieces(wire, cuts) == first
 
 
 def test_what_an_ehlo_reply_seen_before_offers_is_read_once_per_switched_off_set() -> None:
