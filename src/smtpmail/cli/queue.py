@@ -261,8 +261,9 @@ def _add(box: Any, args: argparse.Namespace, env: Environment) -> int:
     return EX_OK
 
 
-def _age(ts: float) -> str:
-    s = max(time.time() - ts, 0)
+def _span(seconds: float) -> str:
+    """A length of time, short: 90s, 5m, 3h, 2d (none below zero)."""
+    s = max(seconds, 0)
     if s < 120:
         return f"{s:.0f}s"
     if s < 7200:
@@ -272,9 +273,13 @@ def _age(ts: float) -> str:
     return f"{s / 86400:.0f}d"
 
 
+def _age(ts: float) -> str:
+    return _span(time.time() - ts)
+
+
 def _next(ts: float) -> str:
     wait = ts - time.time()
-    return "now" if wait <= 0 else f"in {_age(time.time() - wait)}"
+    return "now" if wait <= 0 else f"in {_span(wait)}"
 
 
 def _next_of(m: Any, now: float) -> str:
@@ -295,9 +300,8 @@ def _lease_of(m: Any, now: float) -> str:
         return ""
     until = time.strftime("%H:%M:%S UTC", time.gmtime(m.lease_until))
     if m.leased(now):
-        left = _age(now - (m.lease_until - now))
-        return f"leased by {m.lease_owner} until {until} (in {left})"
-    ago = _age(m.lease_until)
+        return f"leased by {m.lease_owner} until {until} (in {_span(m.lease_until - now)})"
+    ago = _span(now - m.lease_until)
     return f"the lease of {m.lease_owner} ended at {until} ({ago} ago): taken over next"
 
 
