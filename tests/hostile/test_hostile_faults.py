@@ -7,6 +7,7 @@ and, for the floods, bounded memory. Both clients run every scenario.
 
 from __future__ import annotations
 
+import io
 import sys
 import tracemalloc
 from typing import Any
@@ -379,6 +380,44 @@ def test_a_message_taken_ahead_and_never_begun_is_not_listed(
     (first,) = results  # (not the second: never begun)
     assert first.end_sent and first.reply is None
     assert outcome.error.results == results
+
+
+@pytest.mark.parametrize("convert", [False, True], ids=["streamed", "converted"])
+@pytest.mark.parametrize("pipelining", [False, True], ids=["lock-step", "no-pipelined-mail"])
+def test_a_file_taken_ahead_and_never_begun_is_put_back(
+    kind: str, pipelining: bool, convert: bool
+) -> None:
+    """The message taken ahead was read (its header section, or whole to be
+    converted to 7-bit) though never sent: the file goes back where it was
+    handed over, so that sending it again, as its missing result invites,
+    sends it whole, not its body without its header fields."""
+    # Converted: 8-bit, to a server without 8BITMIME (the 7-bit form is sent).
+    keywords = [b"PIPELINING"] if pipelining else []
+    if not convert:
+        keywords.append(b"8BITMIME")
+    script = [*until_data(keywords), read_data(reply=BYE), close()]
+    head = "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n"
+    files = []
+    for n in range(2):
+        text = f"Subject: {n}\r\n{head}\r\nbody {n} é\r\n".encode()
+        f = io.BytesIO(b"ignored prefix" + text)
+        f.seek(len(b"ignored prefix"))
+        files.append(f)
+    env = Envelope("a@example.org", ["b@example.org"])
+    results: list[Any] = []
+    with ScriptedServer(script) as server:
+        outcome = drive(
+            kind,
+            server.port,
+            [op("connect"), op("send_many", [(env, f) for f in files], results=results)],
+            timeout=QUICK,
+            options=Options(pipeline_messages=False),
+            convert_8bit=convert,
+        )
+    assert isinstance(outcome.error, ServiceClosing)
+    assert len(results) == 1  # the second was never begun
+    assert files[1].tell() == len(b"ignored prefix")
+    assert files[1].read() == f"Subject: 1\r\n{head}\r\nbody 1 é\r\n".encode()
 
 
 def test_a_failed_write_leaves_no_exception_behind(kind: str) -> None:

@@ -30,6 +30,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
 
+from smtpmail._log import Logger
 from smtpmail.errors import ExtensionNotSupported, InvalidAddress, MessageReadError, _caused
 from smtpmail.message.addresses import addresses
 from smtpmail.message.bcc import drop_bcc, split_header_section
@@ -58,6 +59,8 @@ __all__ = [
     "resolve_envelope",
     "wire_size",
 ]
+
+log = Logger("smtpmail.message")  # logging itself is imported when needed (_log)
 
 BLOCK_SIZE = 256 * 1024
 #: A stream that cannot be read twice (a pipe, an iterator) is buffered for
@@ -272,14 +275,32 @@ def read_failed(exc: OSError) -> MessageReadError:
     return _caused(MessageReadError(f"reading the message failed: {exc}"), exc)
 
 
-def _file_replay(f: IO[bytes]) -> Callable[[], Iterator[bytes]] | None:
-    """For a seekable file: read it again from here (a second transaction, RFC 5321
-    §4.5.3.1.10); None for a pipe or socket, which can be read only once."""
+def _file_start(f: IO[bytes]) -> int | None:
+    """Where a seekable file is as it is handed over; None for a pipe or socket,
+    which can be read only once."""
     try:
-        if not f.seekable():
-            return None
-        start = f.tell()
+        return f.tell() if f.seekable() else None
     except (OSError, AttributeError, ValueError):
+        return None
+
+
+def _file_rewind(f: IO[bytes], start: int) -> Callable[[], None]:
+    """Put the file back at ``start``, as it was handed over (``Content.rewind``).
+    Best effort: a file the caller closed meanwhile stays as it is."""
+
+    def rewind() -> None:
+        try:
+            f.seek(start)
+        except (OSError, ValueError):
+            log.debug("cannot put the message file back where it was; left as it is")
+
+    return rewind
+
+
+def _file_replay(f: IO[bytes], start: int | None) -> Callable[[], Iterator[bytes]] | None:
+    """For a seekable file: read it again from ``start`` (a second transaction,
+    RFC 5321 §4.5.3.1.10); None for a pipe or socket."""
+    if start is None:
         return None
 
     def replay() -> Iterator[bytes]:
@@ -440,10 +461,15 @@ def as_content(
         f: IO[bytes] = message  # type: ignore[assignment]
         if isinstance(f, io.TextIOBase):
             raise TypeError("open the message file in binary mode ('rb')")
+        start = _file_start(f)
         if convert_8bit:  # the MIME structure is parsed whole
-            return _bytes_content(b"".join(_file_chunks(f)), keep_bcc, dkim, convert_8bit)
-        size, replay = _file_size(f), _file_replay(f)
-        return _stream_content(_file_chunks(f), size, replay, keep_bcc, dkim)
+            content = _bytes_content(b"".join(_file_chunks(f)), keep_bcc, dkim, convert_8bit)
+        else:
+            size, replay = _file_size(f), _file_replay(f, start)
+            content = _stream_content(_file_chunks(f), size, replay, keep_bcc, dkim)
+        if start is not None:
+            content.rewind = _file_rewind(f, start)
+        return content
     if isinstance(message, Iterable):
         # (a Message is iterable too, but was handled above)
         chunks = _caller_chunks(iter(message))  # type: ignore[arg-type]

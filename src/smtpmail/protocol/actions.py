@@ -224,6 +224,10 @@ class Content:
     transaction there, so that end of data never leaves. Every transaction
     that sends the content calls it (a further one for recipients over the
     server's limit, and the 7-bit form's too), each for its own recipients.
+    ``rewind``, for content read from a seekable file, puts the file back
+    where it was when handed over: a message read ahead and then not sent
+    (the connection lost before its transaction began) is left as the caller
+    gave it, to be given again.
     """
 
     __slots__ = (
@@ -234,6 +238,7 @@ class Content:
         "form",
         "measure",
         "replay",
+        "rewind",
         "seven_bit",
         "size",
         "smtputf8",
@@ -261,6 +266,7 @@ class Content:
         self.seven_bit = seven_bit
         self.before_end = before_end
         self.form: int | None = None
+        self.rewind: Callable[[], None] | None = None
 
     def __repr__(self) -> str:
         return (

@@ -148,10 +148,14 @@ class _Following:
 
     def unlist(self) -> None:
         """The run ends: a plan taken ahead and not begun was not tried, and its
-        result leaves ``results`` (the last one: nothing was taken after it)."""
+        result leaves ``results`` (the last one: nothing was taken after it);
+        a file it was read from goes back where it was (``Content.rewind``)."""
         plan = self.plan
         if self.fresh and plan is not None and self._results[-1] is plan.result:
             self._results.pop()
+            rewind = plan.content.rewind
+            if rewind is not None:
+                rewind()
         self.fresh = False
 
     def tail(self) -> tuple[bytes, tuple[str, ...]]:
@@ -909,7 +913,9 @@ class Transactions(Guarded):
         if content.eight_bit and content.seven_bit is not None and not offer.eight_bit_ok:
             # RFC 6152 §3: converted only for a server that cannot take 8-bit data,
             # as an MTA does; a server with 8BITMIME gets the message unchanged.
+            rewind = content.rewind
             content = content.seven_bit()
+            content.rewind = rewind  # (the same item's: made for it alone)
         size = content.declared_size() if offer.size else None
         if size is not None:
             limit = offer.size_limit
