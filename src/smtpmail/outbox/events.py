@@ -28,7 +28,11 @@ class Observer:
     def attempt_started(self, message: QueuedMessage, destination: str) -> None:
         """The message starts out to ``destination`` (``host:port``, or
         ``mx:DOMAIN:0`` in direct delivery); its in-flight mark comes later,
-        just before the final dot."""
+        just before the final dot. :meth:`attempt_finished` follows, unless
+        the message is withdrawn untried: handed to a connection that was
+        lost before its transaction began (the client reads the next message
+        while the server reads the current one's data), it goes back to the
+        queue as it was, and its next attempt starts again."""
 
     def attempt_finished(
         self,
