@@ -16,9 +16,7 @@ import pytest
 from smtpmail import Envelope, TLSOptions
 from smtpmail.errors import InvalidAddress
 from smtpmail.outbox import (
-    Observer,
     Outbox,
-    Outcome,
     QueuedMessage,
     RetrySchedule,
     State,
@@ -26,6 +24,7 @@ from smtpmail.outbox import (
 )
 from smtpmail.outbox.postgres import CHUNK_SIZE
 from support.nodeserver import NodeSMTPServer
+from support.outboxevents import Events
 from support.servers import RecordingServer
 from support.tlsservers import Certs
 
@@ -204,31 +203,10 @@ def test_the_worker_delivers_through_a_real_server_and_records_each_state(
     )
 
 
-class _Events(Observer):
-    def __init__(self) -> None:
-        self.seen: list[tuple[object, ...]] = []
-
-    def attempt_started(self, message: QueuedMessage, destination: str) -> None:
-        self.seen.append(("started", message.id, destination))
-
-    def attempt_finished(
-        self,
-        message: QueuedMessage,
-        destination: str | None,
-        outcome: Outcome,
-        latency: float | None,
-    ) -> None:
-        codes = [r.code for r in message.recipients]
-        self.seen.append(("finished", message.id, destination, codes, latency is not None))
-
-    def attempt_abandoned(self, message: QueuedMessage) -> None:
-        self.seen.append(("abandoned", message.id))
-
-
 def test_the_observer_hears_each_attempt_and_each_abandoned_one(
     location: str, box: Outbox, smtpd: RecordingServer
 ) -> None:
-    events = _Events()
+    events = Events()
     box.observer = events
     smtpd.handler.refuse = {"never@example.net": "550 5.1.1 no such user"}
     queued = box.add(_message(1), "a@example.org", ["b@example.net", "never@example.net"])

@@ -11,9 +11,6 @@ import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from smtpmail.outbox import Outbox, RetrySchedule, State, Worker
-from smtpmail.outbox.events import Observer
-from smtpmail.outbox.outcome import Outcome
-from smtpmail.outbox.record import QueuedMessage
 from support.hostile.scripted import (
     ScriptedServer,
     close,
@@ -23,6 +20,7 @@ from support.hostile.scripted import (
     read_data,
     until_data,
 )
+from support.outboxevents import Events
 from support.servers import ConnectionCount, Recorder, RecordingServer
 
 
@@ -174,22 +172,8 @@ def test_the_message_after_a_drop_at_the_final_dot_goes_on_the_next_connection(
     (after a 421, which asks to slow down: deferred as not tried)."""
     box = Outbox(tmp_path, schedule=RetrySchedule(first=600))
     first, second = (box.add(_message(n), "a@example.org", ["b@example.net"]) for n in (1, 2))
-    heard: list[tuple[str, str]] = []
-
-    class Heard(Observer):
-        def attempt_started(self, message: QueuedMessage, destination: str) -> None:
-            heard.append(("started", message.id))
-
-        def attempt_finished(
-            self,
-            message: QueuedMessage,
-            destination: str | None,
-            outcome: Outcome,
-            latency: float | None,
-        ) -> None:
-            heard.append(("finished", message.id))
-
-    box.observer = Heard()
+    events = Events()
+    box.observer = events
     reply = None if drop == "hang-up" else b"421 4.3.2 shutting down\r\n"
     script = [*until_data(), read_data(reply=reply), close()]
     with ScriptedServer(script, then=[plain()]) as server:
@@ -200,10 +184,10 @@ def test_the_message_after_a_drop_at_the_final_dot_goes_on_the_next_connection(
             assert msg.status == "delivered" and msg.attempts == 1, msg.last_error
             assert len(server.messages) == 2
             # Withdrawn untried, then its attempt on the next connection (Observer).
-            assert [e for e in heard if e[1] == second.id] == [
-                ("started", second.id),
-                ("started", second.id),
-                ("finished", second.id),
+            assert [e[0] for e in events.seen if e[1] == second.id] == [
+                "started",
+                "started",
+                "finished",
             ]
         else:
             assert msg.status == "deferred" and msg.attempts == 0
