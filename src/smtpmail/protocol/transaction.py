@@ -177,8 +177,9 @@ def _withdraw(plan: _Plan, results: list[SendResult]) -> None:
 
 
 def _put_back(content: Content) -> None:
-    """A message not tried: the file it was read from goes back where it was when
-    handed over (``Content.rewind``), to be given again whole."""
+    """A message not tried (taken and not begun, or refused before a byte of it
+    left): the file it was read from goes back where it was when handed over
+    (``Content.rewind``), to be given again whole."""
     rewind = content.rewind
     if rewind is not None:
         rewind()
@@ -903,6 +904,7 @@ class Transactions(Guarded):
             try:
                 plan = self._plan(envelope, content)
             except InputError as exc:
+                _put_back(content)  # (refused before a byte of it left: not tried)
                 if not keep:
                     raise
                 results.append(SendResult(envelope.sender, error=exc))
