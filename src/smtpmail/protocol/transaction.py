@@ -170,19 +170,10 @@ class _Following:
 def _withdraw(plan: _Plan, results: list[SendResult]) -> None:
     """The run ends before ``plan``, a new item's transaction taken ahead, began:
     its message was not tried. Its result leaves ``results`` (the last one:
-    nothing was taken after it) and its content is put back (:func:`_put_back`)."""
+    nothing was taken after it) and its content is put back (``Content.put_back``)."""
     if results and results[-1] is plan.result:
         results.pop()
-        _put_back(plan.content)
-
-
-def _put_back(content: Content) -> None:
-    """A message not tried (taken and not begun, or refused before a byte of it
-    left): the file it was read from goes back where it was when handed over
-    (``Content.rewind``), to be given again whole."""
-    rewind = content.rewind
-    if rewind is not None:
-        rewind()
+        plan.content.put_back()
 
 
 class _Plan:
@@ -904,7 +895,7 @@ class Transactions(Guarded):
             try:
                 plan = self._plan(envelope, content)
             except InputError as exc:
-                _put_back(content)  # (refused before a byte of it left: not tried)
+                content.put_back()  # (refused before a byte of it left: not tried)
                 if not keep:
                     raise
                 results.append(SendResult(envelope.sender, error=exc))
