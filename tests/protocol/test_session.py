@@ -13,6 +13,7 @@ from smtpmail.errors import (
     LocalProtocolError,
     MessageTooLarge,
     RecipientsRefused,
+    RemoteProtocolError,
     SenderRefused,
     ServiceClosing,
 )
@@ -282,6 +283,34 @@ def test_send_many_bad_item_is_recorded_before_anything_is_sent() -> None:
     assert isinstance(results[0].error, MessageTooLarge)
     assert results[1].ok
     assert trace.writes == 2
+
+
+@pytest.mark.parametrize(
+    ("keywords", "server"),
+    [
+        # Lock-step: the first message's recipient refused, the second's RSET refused.
+        ((), [OK, b"550 no\r\n", b"500 no\r\n", b"221 bye\r\n"]),
+        # Pipelined: the second's MAIL answered 503, out of step (its RCPT and DATA too).
+        (("PIPELINING",), [OK, b"550 no\r\n", GO, OK, *[b"503 5.5.1 no\r\n"] * 3]),
+    ],
+    ids=["rset-refused", "mail-out-of-step"],
+)
+def test_a_file_whose_transaction_was_not_attempted_is_put_back(
+    keywords: tuple[str, ...], server: list[bytes]
+) -> None:
+    """Listed "not sent" (its transaction never attempted: a refused RSET, a MAIL
+    out of step), the message's file stayed read: sent again, as the error
+    invites, it went without its header fields. It goes back where it was."""
+    session = ready(*keywords)
+    text = b"Subject: second\r\n\r\nbody\r\n"
+    f = io.BytesIO(b"prefix" + text)
+    f.seek(len(b"prefix"))
+    results: list[SendResult] = []
+    items = [(env(), content()), (env(), as_content(f))]
+    with pytest.raises(RemoteProtocolError, match=r"not sent|nothing was delivered"):
+        drive_flow(session.transactions(items, keep_errors=True, results=results), server)
+    assert isinstance(results[1].error, RemoteProtocolError)
+    assert f.read() == text
 
 
 @pytest.mark.parametrize("keep", [True, False], ids=["recorded", "raised"])

@@ -1069,9 +1069,11 @@ class Transactions(Guarded):
     def _not_sent(self, plan: _Plan, error: Exception) -> Exception:
         """``plan``'s transaction was not attempted, for ``error`` (raised next): the
         message's verdict, unless it is a further transaction of a message some of
-        whose recipients an earlier one delivered, which then decide it."""
+        whose recipients an earlier one delivered, which then decide it. Not
+        tried, the message gets its file back (``Content.put_back``)."""
         if plan.head is plan:
             plan.result.error = error
+            plan.content.put_back()
         else:
             self._conclude(plan, True)
         return error
