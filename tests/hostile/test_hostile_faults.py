@@ -420,6 +420,40 @@ def test_a_file_taken_ahead_and_never_begun_is_put_back(
     assert files[1].read() == f"Subject: 1\r\n{head}\r\nbody 1 é\r\n".encode()
 
 
+@pytest.mark.parametrize("reply", [BYE, None], ids=["421", "hang-up"])
+def test_a_message_taken_for_a_full_window_and_never_begun_is_withdrawn(
+    kind: str, reply: bytes | None
+) -> None:
+    """With CHUNKING, whole transactions go out in a window; the message taken
+    when the window is full waits for the oldest one's replies. Cut off there,
+    it was never written, yet it stayed in ``results`` (the outbox counted an
+    attempt for it) and its file stayed read."""
+    # Each transaction is 7 lines: RSET, MAIL, RCPT, BDAT, then the message's 3.
+    read_two = [expect(b"") for _ in range(14)]
+    ehlo = [expect(b"EHLO"), send(ehlo_reply((b"PIPELINING", b"CHUNKING")))]
+    script = [*ehlo, *read_two, *([send(reply)] if reply else []), close()]
+    files = []
+    for n in range(3):
+        f = io.BytesIO(f"ignored prefix Subject: {n}\r\n\r\nbody {n}\r\n".encode())
+        f.seek(len(b"ignored prefix "))
+        files.append(f)
+    env = Envelope("a@example.org", ["b@example.org"])
+    results: list[Any] = []
+    with ScriptedServer(script) as server:
+        outcome = drive(
+            kind,
+            server.port,
+            [op("connect"), op("send_many", [(env, f) for f in files], results=results)],
+            timeout=QUICK,
+            options=Options(transaction_window=2),
+        )
+        assert not server.conn().errors
+    assert isinstance(outcome.error, ServiceClosing if reply else ConnectionLost)
+    assert len(results) == 2  # (not the third: never begun)
+    assert outcome.error.results == results
+    assert files[2].read() == b"Subject: 2\r\n\r\nbody 2\r\n"
+
+
 def test_a_failed_write_leaves_no_exception_behind(kind: str) -> None:
     """The compiled build left the reset connection's error as the thread's
     current exception once the send had raised: a later, unrelated error in

@@ -193,6 +193,8 @@ def test_the_message_after_a_drop_at_the_final_dot_goes_on_the_next_connection(
             assert msg.status == "deferred" and msg.attempts == 0
             assert msg.last_error is not None and "not tried" in msg.last_error
             assert len(server.messages) == 1
+            # Withdrawn untried, then deferred untried with the rest (Observer).
+            assert [e[0] for e in events.seen if e[1] == second.id] == ["started", "finished"]
 
 
 def test_a_drop_in_the_middle_of_the_data_is_a_plain_deferral(tmp_path: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
 
 from smtpmail.errors import (
@@ -11,9 +13,11 @@ from smtpmail.errors import (
     LocalProtocolError,
     MessageTooLarge,
     RecipientsRefused,
+    RemoteProtocolError,
     SenderRefused,
     ServiceClosing,
 )
+from smtpmail.message.content import as_content
 from smtpmail.protocol.actions import Content, Options
 from smtpmail.protocol.envelope import Envelope, SendResult
 from smtpmail.protocol.reply import Reply
@@ -279,6 +283,62 @@ def test_send_many_bad_item_is_recorded_before_anything_is_sent() -> None:
     assert isinstance(results[0].error, MessageTooLarge)
     assert results[1].ok
     assert trace.writes == 2
+
+
+@pytest.mark.parametrize(
+    ("keywords", "server"),
+    [
+        # Lock-step: the first message's recipient refused, the second's RSET refused.
+        ((), [OK, b"550 no\r\n", b"500 no\r\n", b"221 bye\r\n"]),
+        # Pipelined: the second's MAIL answered 503, out of step (its RCPT and DATA too).
+        (("PIPELINING",), [OK, b"550 no\r\n", GO, OK, *[b"503 5.5.1 no\r\n"] * 3]),
+    ],
+    ids=["rset-refused", "mail-out-of-step"],
+)
+def test_a_file_whose_transaction_was_not_attempted_is_put_back(
+    keywords: tuple[str, ...], server: list[bytes]
+) -> None:
+    """Listed "not sent" (its transaction never attempted: a refused RSET, a MAIL
+    out of step), the message's file stayed read: sent again, as the error
+    invites, it went without its header fields. It goes back where it was."""
+    session = ready(*keywords)
+    text = b"Subject: second\r\n\r\nbody\r\n"
+    f = io.BytesIO(b"prefix" + text)
+    f.seek(len(b"prefix"))
+    results: list[SendResult] = []
+    items = [(env(), content()), (env(), as_content(f))]
+    with pytest.raises(RemoteProtocolError, match=r"not sent|nothing was delivered"):
+        drive_flow(session.transactions(items, keep_errors=True, results=results), server)
+    assert isinstance(results[1].error, RemoteProtocolError)
+    assert f.read() == text
+
+
+@pytest.mark.parametrize("keep", [True, False], ids=["recorded", "raised"])
+@pytest.mark.parametrize(
+    ("keywords", "error"),
+    [(("SIZE 40", "8BITMIME"), MessageTooLarge), ((), ExtensionNotSupported)],
+    ids=["too-large", "8-bit"],
+)
+def test_a_file_refused_before_a_byte_is_sent_is_put_back(
+    keep: bool, keywords: tuple[str, ...], error: type[Exception]
+) -> None:
+    """Refused before a byte of it left (over the server's SIZE, 8-bit data for
+    a server without 8BITMIME): not tried. Its file was read (its header
+    section, a block at least) and stayed so: given again, to another server,
+    it sent its body without its header fields. It goes back where it was."""
+    session = ready("PIPELINING", *keywords)
+    text = b"Subject: big\r\n\r\n" + "é".encode() * 50 + b"\r\n"
+    f = io.BytesIO(b"prefix" + text)
+    f.seek(len(b"prefix"))
+    item = (env(), as_content(f))
+    if keep:
+        results, _ = send(session, [OK, OK, GO, QUEUED], item, (env(), content(b"ok")), keep=True)
+        assert isinstance(results[0].error, error)
+        assert results[1].ok
+    else:
+        with pytest.raises(error):
+            drive_flow(session.transactions([item], keep_errors=False), b"")
+    assert f.read() == text
 
 
 # -- extensions in MAIL/RCPT ------------------------------------------------------

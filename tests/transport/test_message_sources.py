@@ -12,12 +12,15 @@ client sends the next message on a new connection.
 
 from __future__ import annotations
 
+import io
+import socket
 import tempfile
 from collections.abc import Iterator
 
 import pytest
 
-from support.harness import Connect
+from smtpmail import ConnectError
+from support.harness import Connect, drive, op
 from support.servers import RecordingServer
 
 GOOD = b"Subject: next\r\n\r\nnext\r\n"
@@ -55,3 +58,31 @@ async def test_a_source_of_text_is_a_type_error_that_says_so(
         result = await client.send(GOOD, "a@example.org", ["c@example.org"])
     assert result.ok
     assert [(m.rcpt_tos, m.content) for m in smtpd.messages] == [(["c@example.org"], GOOD)]
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize("first", ["connect-refused", "rehearsal"])
+def test_a_file_not_sent_goes_back_where_it_was_given(
+    kind: str, first: str, smtpd: RecordingServer
+) -> None:
+    """``send`` reads a file's header section (here, all of it) before it
+    connects, to check the message first. When the connection then failed,
+    the file stayed read: sent again, the message went empty. A rehearsal,
+    which sends no data, left it read as well. The file goes back where it
+    was handed over."""
+    f = io.BytesIO(b"prefix" + GOOD)
+    f.seek(len(b"prefix"))
+    if first == "connect-refused":
+        outcome = drive(kind, _closed_port(), [op("send", f, "a@example.org", ["b@example.org"])])
+        assert isinstance(outcome.error, ConnectError)
+    else:
+        ops = [op("rehearse", "rcpt", f, "a@example.org", ["b@example.org"])]
+        assert drive(kind, smtpd.port, ops).error is None
+    outcome = drive(kind, smtpd.port, [op("send", f, "a@example.org", ["c@example.org"])])
+    assert outcome.error is None
+    assert [m.content for m in smtpd.messages] == [GOOD]

@@ -30,9 +30,13 @@ class Observer:
         ``mx:DOMAIN:0`` in direct delivery); its in-flight mark comes later,
         just before the final dot. :meth:`attempt_finished` follows, unless
         the message is withdrawn untried: handed to a connection that was
-        lost before its transaction began (the client reads the next message
-        while the server reads the current one's data), it goes back to the
-        queue as it was, and its next attempt starts again."""
+        lost before its transaction began (the client takes the next message
+        while the server reads the current one's data, or while a window of
+        transactions in flight is full), it goes back to the queue as it was.
+        Its next attempt then starts again; or, when the server asked to slow
+        down (421), :meth:`attempt_finished` comes alone, deferred as not
+        tried (its attempts not counted), as for the messages never handed
+        over."""
 
     def attempt_finished(
         self,

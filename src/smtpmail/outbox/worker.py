@@ -500,8 +500,9 @@ class Worker:
         if isinstance(error, TransportError | ServiceClosing):
             # Handed over, and cut off before its transaction began (the client
             # takes the next message while the server reads the current one's
-            # data): no result, and not tried. It goes back with those never
-            # handed over. (A message that could not be read is the error itself.)
+            # data, or for a full window of transactions): no result, not tried.
+            # It goes back with those never handed over. (A message that could
+            # not be read is the error itself.)
             del batch.sent[len(batch.results) :]
         self._settle(batch, error)
         unsent = [c for c in claims if c not in batch.sent and not c.content.closed]

@@ -225,9 +225,7 @@ class Content:
     that sends the content calls it (a further one for recipients over the
     server's limit, and the 7-bit form's too), each for its own recipients.
     ``rewind``, for content read from a seekable file, puts the file back
-    where it was when handed over: a message read ahead and then not sent
-    (the connection lost before its transaction began) is left as the caller
-    gave it, to be given again.
+    where it was when handed over (:meth:`put_back`).
     """
 
     __slots__ = (
@@ -296,6 +294,15 @@ class Content:
             replay=self.replay,
             before_end=self.before_end,
         )
+
+    def put_back(self) -> None:
+        """The message was not tried (a connection that failed first, a refusal
+        before a byte of it left, taken ahead and not begun, a rehearsal): a
+        file it was read from goes back where it was when handed over
+        (``rewind``), to be given again whole."""
+        rewind = self.rewind
+        if rewind is not None:
+            rewind()
 
     def declared_size(self) -> int | None:
         """``size``, computed on first use when not given: by ``measure``, or from ``data``."""

@@ -147,15 +147,10 @@ class _Following:
         return self.plan, self.error
 
     def unlist(self) -> None:
-        """The run ends: a plan taken ahead and not begun was not tried, and its
-        result leaves ``results`` (the last one: nothing was taken after it);
-        a file it was read from goes back where it was (``Content.rewind``)."""
+        """The run ends: a plan taken ahead and not begun was not tried (:func:`_withdraw`)."""
         plan = self.plan
-        if self.fresh and plan is not None and self._results[-1] is plan.result:
-            self._results.pop()
-            rewind = plan.content.rewind
-            if rewind is not None:
-                rewind()
+        if self.fresh and plan is not None:
+            _withdraw(plan, self._results)
         self.fresh = False
 
     def tail(self) -> tuple[bytes, tuple[str, ...]]:
@@ -170,6 +165,15 @@ class _Following:
         if self.quit_after and failed is None:
             return _QUIT, ("QUIT",)
         return b"", _NOTHING
+
+
+def _withdraw(plan: _Plan, results: list[SendResult]) -> None:
+    """The run ends before ``plan``, a new item's transaction taken ahead, began:
+    its message was not tried. Its result leaves ``results`` (the last one:
+    nothing was taken after it) and its content is put back (``Content.put_back``)."""
+    if results and results[-1] is plan.result:
+        results.pop()
+        plan.content.put_back()
 
 
 class _Plan:
@@ -622,75 +626,87 @@ class Transactions(Guarded):
         refill = 0  # transactions to gather into the next write: the room replies opened
         left_open = False  # the last transaction read may have left the server's open
         failed: Exception | None = None
-        while not self.refuses_pipelined_mail:
-            try:
-                plan = self._next_plan(it, results, True, queued)
-            except Exception as exc:  # raised below, once the window has landed
-                failed = exc
-                break
-            if plan is None:
-                failed = yield from self._write(unsent, flights)
-                if failed is not None or not flights:
+        # A new item's transaction taken, not yet written: not tried if the run
+        # ends there (a full window waits for the oldest one's replies first).
+        ahead: _Plan | None = None
+        try:
+            while not self.refuses_pipelined_mail:
+                listed = len(results)
+                try:
+                    plan = self._next_plan(it, results, True, queued)
+                except Exception as exc:  # raised below, once the window has landed
+                    failed = exc
                     break
-                flight = flights.popleft()
-                octets -= flight.octets
-                left_open = yield from self._land(flight, queued, left_open)
-                continue
-            size = _known_size(plan.content)
-            alone = size is None or size > room
-            if unsent and (
-                alone or len(flights) + len(unsent) >= window or octets + (size or 0) > room
-            ):
-                failed = yield from self._write(unsent, flights)  # before any reply is awaited
-                if failed is not None:
-                    break
-                refill = 0
-            while flights and (alone or len(flights) >= window or octets + (size or 0) > room):
-                flight = flights.popleft()
-                octets -= flight.octets
-                left_open = yield from self._land(flight, queued, left_open)
-                refill += 1
-                # The replies that came with these: their room is taken in the same write.
-                while flights and (yield from self._arrived(flights[0])):
+                ahead = plan if len(results) > listed else None
+                if plan is None:
+                    failed = yield from self._write(unsent, flights)
+                    if failed is not None or not flights:
+                        break
+                    flight = flights.popleft()
+                    octets -= flight.octets
+                    left_open = yield from self._land(flight, queued, left_open)
+                    continue
+                size = _known_size(plan.content)
+                alone = size is None or size > room
+                if unsent and (
+                    alone or len(flights) + len(unsent) >= window or octets + (size or 0) > room
+                ):
+                    failed = yield from self._write(unsent, flights)  # before any reply is awaited
+                    if failed is not None:
+                        break
+                    refill = 0
+                while flights and (alone or len(flights) >= window or octets + (size or 0) > room):
                     flight = flights.popleft()
                     octets -= flight.octets
                     left_open = yield from self._land(flight, queued, left_open)
                     refill += 1
-            if self.refuses_pipelined_mail or size is None:
-                # A stream of unknown size cannot be known to fit before it is
-                # read: from here on, one end of data in flight at a time, the
-                # next group riding with it, as without the window.
-                queued.appendleft(plan)
-                break
-            if alone:
-                left_open = yield from self._alone(plan, queued)
-                refill = 0
-                continue
-            try:
-                flight, data, lines = self._prepare(plan, after=bool(flights or unsent))
-            except Exception as exc:  # its content could not be read: raised below
-                failed = exc
-                break
-            unsent.append((flight, data, lines))
-            octets += flight.octets
-            if len(unsent) >= refill:
-                # Only after a landing is more than one gathered: the items come
-                # from the caller's iterator, which may wait (a rate limit), and a
-                # transaction read must not wait for the next one to leave.
-                failed = yield from self._write(unsent, flights)
-                if failed is not None:
+                    # The replies that came with these: their room is taken in the same write.
+                    while flights and (yield from self._arrived(flights[0])):
+                        flight = flights.popleft()
+                        octets -= flight.octets
+                        left_open = yield from self._land(flight, queued, left_open)
+                        refill += 1
+                if self.refuses_pipelined_mail or size is None:
+                    # A stream of unknown size cannot be known to fit before it is
+                    # read: from here on, one end of data in flight at a time, the
+                    # next group riding with it, as without the window.
+                    queued.appendleft(plan)
                     break
-                refill = 0
-        # Those read ahead of a failure still go (a failed write left none), and
-        # the transactions in flight are decided by the replies the server sent
-        # for them, when those are in, before the failure is raised.
-        broke = yield from self._write(unsent, flights)
-        failed = failed or broke
-        while flights:
-            left_open = yield from self._land(flights.popleft(), queued, left_open)
-        if failed is not None:
-            raise failed
-        return queued
+                if alone:
+                    ahead = None  # (begun: its commands go next)
+                    left_open = yield from self._alone(plan, queued)
+                    refill = 0
+                    continue
+                try:
+                    flight, data, lines = self._prepare(plan, after=bool(flights or unsent))
+                except Exception as exc:  # its content could not be read: raised below
+                    failed = exc
+                    break
+                unsent.append((flight, data, lines))
+                ahead = None  # (written before any reply is awaited)
+                octets += flight.octets
+                if len(unsent) >= refill:
+                    # Only after a landing is more than one gathered: the items come
+                    # from the caller's iterator, which may wait (a rate limit), and a
+                    # transaction read must not wait for the next one to leave.
+                    failed = yield from self._write(unsent, flights)
+                    if failed is not None:
+                        break
+                    refill = 0
+            # Those read ahead of a failure still go (a failed write left none), and
+            # the transactions in flight are decided by the replies the server sent
+            # for them, when those are in, before the failure is raised.
+            broke = yield from self._write(unsent, flights)
+            failed = failed or broke
+            while flights:
+                left_open = yield from self._land(flights.popleft(), queued, left_open)
+            if failed is not None:
+                raise failed
+            return queued
+        except BaseException:
+            if ahead is not None:
+                _withdraw(ahead, results)
+            raise
 
     def _prepare(self, plan: _Plan, *, after: bool) -> tuple[_Flight, bytes, tuple[str, ...]]:
         """One whole transaction, ready to write; its replies are read later (:meth:`_land`).
@@ -879,6 +895,7 @@ class Transactions(Guarded):
             try:
                 plan = self._plan(envelope, content)
             except InputError as exc:
+                content.put_back()  # (refused before a byte of it left: not tried)
                 if not keep:
                     raise
                 results.append(SendResult(envelope.sender, error=exc))
@@ -1052,9 +1069,11 @@ class Transactions(Guarded):
     def _not_sent(self, plan: _Plan, error: Exception) -> Exception:
         """``plan``'s transaction was not attempted, for ``error`` (raised next): the
         message's verdict, unless it is a further transaction of a message some of
-        whose recipients an earlier one delivered, which then decide it."""
+        whose recipients an earlier one delivered, which then decide it. Not
+        tried, the message gets its file back (``Content.put_back``)."""
         if plan.head is plan:
             plan.result.error = error
+            plan.content.put_back()
         else:
             self._conclude(plan, True)
         return error

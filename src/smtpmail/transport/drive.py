@@ -177,10 +177,17 @@ def sending(
             items, keep_errors=keep_errors, results=results, then_quit=then_quit
         )
 
+    first = len(results)
     try:
         done = client._stamp((yield from ensured(client, transactions)))
-    except SMTPError as exc:
-        exc.results = results  # recipients over a limit go in several transactions
+    except BaseException as exc:
+        if isinstance(items, list):
+            # Made before the connection (send's item: checked, and read ahead):
+            # those the run did not reach were not tried (a failed connect).
+            for _, content in items[len(results) - first :]:
+                content.put_back()
+        if isinstance(exc, SMTPError):
+            exc.results = results  # recipients over a limit go in several transactions
         if isinstance(exc, TransportError) and not exc.possibly_delivered:
             # Cut short after the end of a message's data left, before its reply
             # came (a later write failed): the server may have taken it.
@@ -214,7 +221,18 @@ def quitting(client: BaseClient, asked: bool = False) -> Steps[Reply | None]:
 def rehearsing(
     client: BaseClient, stage: Stage, item: tuple[Envelope, Content] | None
 ) -> Steps[None]:
-    """The dialogue up to ``stage``, then QUIT (``rehearse``)."""
+    """The dialogue up to ``stage``, then QUIT (``rehearse``). No data is sent:
+    a file the item's content was read from goes back (``Content.put_back``)."""
+    try:
+        yield from _rehearsing(client, stage, item)
+    finally:
+        if item is not None:
+            item[1].put_back()
+
+
+def _rehearsing(
+    client: BaseClient, stage: Stage, item: tuple[Envelope, Content] | None
+) -> Steps[None]:
     yield from connecting(client, stage)
     if stage is Stage.CONNECT:
         client.close()  # the greeting was not awaited: no QUIT (RFC 5321 §3.1)
