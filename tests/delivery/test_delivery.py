@@ -6,6 +6,7 @@ See tests/mxworld.py for the loopback Internet these tests build.
 from __future__ import annotations
 
 import asyncio
+import io
 import socket
 import ssl
 import threading
@@ -208,6 +209,26 @@ def test_no_host_reachable_defers(world: MXWorld) -> None:
     assert outcome.enhanced_status == "4.4.1"
     hosts = {a.split("[")[0] for a in outcome.attempts}
     assert hosts == {"down.failover.test", "busy.failover.test", "ok.failover.test"}
+
+
+def test_a_file_is_left_as_given_to_be_given_again(world: MXWorld, start: StartServer) -> None:
+    """Every attempt sends the bytes read once, before any: the file goes back
+    where it was given, so that delivering it again, for the recipients
+    deferred, sends it whole (it went empty, or without its header fields)."""
+    f = io.BytesIO(b"skipped by the caller" + MESSAGE)
+    f.seek(len(b"skipped by the caller"))
+    report = smtpmail.deliver(
+        f, SENDER, ["x@failover.test"], nameservers=world.nameservers, mta_sts=False
+    )
+    assert report.recipients["x@failover.test"].status is DeliveryStatus.DEFERRED
+    assert f.tell() == len(b"skipped by the caller")
+    ok = start(OK)
+    again = smtpmail.deliver(
+        f, SENDER, ["x@failover.test"], nameservers=world.nameservers, mta_sts=False
+    )
+    assert again.ok, again
+    (got,) = ok.messages
+    assert got.content == MESSAGE
 
 
 # -- routing: domains, DNS outcomes -----------------------------------------------------

@@ -120,9 +120,12 @@ def _plan(
     # here; the message's transforms (the Bcc rule, 8-bit downgrade, DKIM) happen here too, and
     # these bytes go out as they are (_SENT_AS_IS), but for an unsigned message's 8-bit
     # downgrade, which each client makes for an MX host without 8BITMIME only.
-    data = b"".join(
-        as_content(message, keep_bcc=keep_bcc, dkim=dkim, convert_8bit=convert_8bit).chunks
-    )
+    content = as_content(message, keep_bcc=keep_bcc, dkim=dkim, convert_8bit=convert_8bit)
+    data = b"".join(content.chunks)
+    # Read whole, once: a file is put back where it was given at once (every
+    # attempt sends ``data``), so that giving it again, for the recipients
+    # deferred, sends it whole.
+    content.put_back()
     if tls_required_no(data) and not envelope.requiretls:
         # RFC 8689 §5: the sender asks that recipient-domain TLS policies (DANE,
         # MTA-STS) not stop this message; TLS stays opportunistic.
