@@ -341,6 +341,41 @@ def test_a_file_refused_before_a_byte_is_sent_is_put_back(
     assert f.read() == text
 
 
+_REFUSED = b"550 5.7.1 refused\r\n"
+_NO_SENDER = b"503 5.5.1 no sender\r\n"
+
+
+@pytest.mark.parametrize("keep", [True, False], ids=["recorded", "raised"])
+@pytest.mark.parametrize(
+    ("keywords", "server"),
+    [
+        (("PIPELINING",), [_REFUSED, _NO_SENDER, _NO_SENDER]),
+        (("PIPELINING",), [OK, _REFUSED, b"554 5.5.1 no valid recipients\r\n"]),
+        ((), [_REFUSED]),
+        ((), [OK, _REFUSED]),
+    ],
+    ids=["mail-pipelined", "rcpt-pipelined", "mail-lock-step", "rcpt-lock-step"],
+)
+def test_a_file_whose_data_never_left_is_put_back(
+    keep: bool, keywords: tuple[str, ...], server: list[bytes]
+) -> None:
+    """MAIL refused, or every RCPT: no byte of the message left. Its file was
+    read (its header section, a block at least) and stayed so: given again, to
+    another server (a fallback relay), it went without its header fields."""
+    session = ready(*keywords)
+    text = b"Subject: refused\r\n\r\nbody\r\n"
+    f = io.BytesIO(b"prefix" + text)
+    f.seek(len(b"prefix"))
+    items = [(env(), as_content(f))]
+    if keep:
+        (result,) = drive_flow(session.transactions(items, keep_errors=True), server)
+        assert isinstance(result.error, SenderRefused | RecipientsRefused)
+    else:
+        with pytest.raises((SenderRefused, RecipientsRefused)):
+            drive_flow(session.transactions(items, keep_errors=False), server)
+    assert f.read() == text
+
+
 # -- extensions in MAIL/RCPT ------------------------------------------------------
 
 

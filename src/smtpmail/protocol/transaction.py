@@ -1123,7 +1123,11 @@ class Transactions(Guarded):
 
         Before a further transaction, ``end_sent`` is cleared: this one's end was
         answered, and until the next one's leaves nothing is unanswered (a cut
-        then leaves the message not possibly delivered, its result incomplete)."""
+        then leaves the message not possibly delivered, its result incomplete).
+
+        A message of one transaction whose end never left (its MAIL refused, or
+        every RCPT) sent no byte of its data: its file goes back where it was
+        given (``Content.put_back``), to be given again whole."""
         if plan.rest is not None:
             plan.result.end_sent = False
             return
@@ -1134,6 +1138,8 @@ class Transactions(Guarded):
             result.reply, result.error = taken[-1], None
         else:
             result.reply, result.error = head.reply, head.error
+        if head is plan and not result.end_sent:
+            plan.content.put_back()
         if result.error is not None and not keep:
             raise result.error
 
