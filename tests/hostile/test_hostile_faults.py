@@ -25,7 +25,7 @@ from smtpmail import (
     SMTPError,
     Timeouts,
 )
-from support.harness import Op, drive, op
+from support.harness import Op, Outcome, drive, op
 from support.hostile.scripted import (
     DEFAULT_EHLO,
     Conn,
@@ -382,6 +382,25 @@ def test_a_message_taken_ahead_and_never_begun_is_not_listed(
     assert outcome.error.results == results
 
 
+def _send_files(
+    kind: str, script: list[Any], files: list[io.BytesIO], **client_kwargs: Any
+) -> tuple[Outcome, list[Any]]:
+    """``send_many`` of the ``files`` (one envelope each) to a scripted server,
+    which must see the dialogue its script expects; the outcome, the results."""
+    env = Envelope("a@example.org", ["b@example.org"])
+    results: list[Any] = []
+    with ScriptedServer(script) as server:
+        outcome = drive(
+            kind,
+            server.port,
+            [op("connect"), op("send_many", [(env, f) for f in files], results=results)],
+            timeout=QUICK,
+            **client_kwargs,
+        )
+        assert not server.conn().errors
+    return outcome, results
+
+
 @pytest.mark.parametrize("convert", [False, True], ids=["streamed", "converted"])
 @pytest.mark.parametrize("pipelining", [False, True], ids=["lock-step", "no-pipelined-mail"])
 def test_a_file_taken_ahead_and_never_begun_is_put_back(
@@ -403,17 +422,9 @@ def test_a_file_taken_ahead_and_never_begun_is_put_back(
         f = io.BytesIO(b"ignored prefix" + text)
         f.seek(len(b"ignored prefix"))
         files.append(f)
-    env = Envelope("a@example.org", ["b@example.org"])
-    results: list[Any] = []
-    with ScriptedServer(script) as server:
-        outcome = drive(
-            kind,
-            server.port,
-            [op("connect"), op("send_many", [(env, f) for f in files], results=results)],
-            timeout=QUICK,
-            options=Options(pipeline_messages=False),
-            convert_8bit=convert,
-        )
+    outcome, results = _send_files(
+        kind, script, files, options=Options(pipeline_messages=False), convert_8bit=convert
+    )
     assert isinstance(outcome.error, ServiceClosing)
     assert len(results) == 1  # the second was never begun
     assert files[1].tell() == len(b"ignored prefix")
@@ -437,17 +448,7 @@ def test_a_message_taken_for_a_full_window_and_never_begun_is_withdrawn(
         f = io.BytesIO(f"ignored prefix Subject: {n}\r\n\r\nbody {n}\r\n".encode())
         f.seek(len(b"ignored prefix "))
         files.append(f)
-    env = Envelope("a@example.org", ["b@example.org"])
-    results: list[Any] = []
-    with ScriptedServer(script) as server:
-        outcome = drive(
-            kind,
-            server.port,
-            [op("connect"), op("send_many", [(env, f) for f in files], results=results)],
-            timeout=QUICK,
-            options=Options(transaction_window=2),
-        )
-        assert not server.conn().errors
+    outcome, results = _send_files(kind, script, files, options=Options(transaction_window=2))
     assert isinstance(outcome.error, ServiceClosing if reply else ConnectionLost)
     assert len(results) == 2  # (not the third: never begun)
     assert outcome.error.results == results
