@@ -1189,9 +1189,7 @@ class Transactions(Guarded):
             broke = exc
         if broke is not None:  # (read outside the handler: see _failed_write)
             return (yield from self._failed_write(broke, 1, "end of data", n_final))
-        plan.result.end_sent = True
-        if following is not None and not following.taken:
-            following.take()
+        _end_left(plan, following)
         return (yield from self._end_replies(plan, n_final, "end of data")), bool(tail)
 
     def _end_replies(self, plan: _Plan, count: int, label: str) -> Flow[list[Reply]]:
@@ -1298,9 +1296,7 @@ class Transactions(Guarded):
                     broke = exc
                 if broke is not None:  # (read outside the handler: see _failed_write)
                     return (yield from self._failed_write(broke, outstanding, "BDAT", n_final))
-                plan.result.end_sent = True
-                if following is not None and not following.taken:
-                    following.take()
+                _end_left(plan, following)
                 if outstanding:  # (not in LMTP: its earlier chunks were answered above)
                     replies = yield from self._receive(outstanding + n_final, "BDAT", "data_end")
                 else:
@@ -1338,6 +1334,16 @@ class Transactions(Guarded):
             yield from self._receive(outstanding, "BDAT", "data_block")
         self.needs_rset = True
         return [failed] * n_final, False
+
+
+def _end_left(plan: _Plan, following: _Following | None) -> None:
+    """``plan``'s end of data has left, its reply not yet read. The transaction
+    that follows, when no tail took it, is taken now: planned (its message
+    read and scanned) while the server reads this data, rather than while
+    it waits for the next command (:meth:`Transactions._body`)."""
+    plan.result.end_sent = True
+    if following is not None and not following.taken:
+        following.take()
 
 
 def _encoded(plan: _Plan) -> _Encoded:
